@@ -1,0 +1,156 @@
+// Attention kernels: prefill (causal, optional streaming mask, LSE, fused lazy ratio) and
+// paged decode. Outputs are allocated on the inputs' device unless passed in.
+import { Tensor } from "../tensor";
+import { addon } from "../native";
+import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
+
+/** Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window). */
+export interface StreamingMaskOptions {
+  sink: number;
+  window: number;
+}
+
+/** Which tokens count for the lazy ratio: the first `sink`, the last `window`, seen by the last `lastQueries` queries. */
+export interface LazyRatioOptions {
+  sink?: number; // default 4
+  window?: number; // default 1020
+  lastQueries?: number; // default 32
+}
+
+export interface PrefillAttentionOptions {
+  /** Queries [nq, hq, d]; query i sits at position nk - nq + i. */
+  q: Tensor;
+  /** Keys [nk, hkv, d] after RoPE; hq must be a multiple of hkv (GQA). */
+  k: Tensor;
+  /** Values [nk, hkv, d]. */
+  v: Tensor;
+  /** Softmax scale; default 1 / sqrt(d). */
+  scale?: number;
+  /** Streaming attention instead of full causal attention. */
+  streaming?: StreamingMaskOptions;
+  /** Also return the LSE [nq, hq] (f32). */
+  returnLse?: boolean;
+  /** Also return the per-head lazy ratio [hq] (f32) of this prefill. */
+  lazyRatio?: LazyRatioOptions | boolean;
+  /** Preallocated outputs (plan once, run many times). */
+  out?: Tensor;
+  lse?: Tensor;
+  lazyRatioOut?: Tensor;
+}
+
+export interface PrefillAttentionResult {
+  out: Tensor;
+  lse?: Tensor;
+  lazyRatio?: Tensor;
+}
+
+function preparePrefill(options: PrefillAttentionOptions) {
+  const q = requireTensor("q", options.q);
+  requireTensor("k", options.k);
+  requireTensor("v", options.v);
+  if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
+  const [nq, hq] = q.shape;
+  const outputs = new Outputs();
+  const out = outputs.take(options.out, () => Tensor.empty(q.shape, q.dtype, q.device));
+  const lse =
+    options.returnLse || options.lse ? outputs.take(options.lse, () => Tensor.empty([nq, hq], "f32", q.device)) : undefined;
+  const ratioSpec = options.lazyRatio === true ? {} : options.lazyRatio || undefined;
+  const lazyRatio = ratioSpec ? outputs.take(options.lazyRatioOut, () => Tensor.empty([hq], "f32", q.device)) : undefined;
+  const args = {
+    q: q.handle,
+    k: options.k.handle,
+    v: options.v.handle,
+    out: out.handle,
+    lse: handleOf(lse),
+    lazyRatio: handleOf(lazyRatio),
+    ratio: ratioSpec,
+    scale: options.scale,
+    streaming: options.streaming,
+  };
+  return { args, outputs, result: { out, lse, lazyRatio } as PrefillAttentionResult };
+}
+
+/**
+ * Prefill attention of one sequence on the CPU or CUDA, following the inputs' device.
+ * @example
+ * const { out, lse, lazyRatio } = kernels.prefillAttention({ q, k, v, returnLse: true,
+ *   lazyRatio: { sink: 4, window: 1020, lastQueries: 32 } });
+ * const perHead = lazyRatio!.toFloat32Array(); // mass on sinks + recent window, per head
+ */
+export function prefillAttention(options: PrefillAttentionOptions): PrefillAttentionResult {
+  const { args, outputs, result } = preparePrefill(options);
+  return runSync(outputs, () => addon().prefillAttention(args), result);
+}
+
+/** `prefillAttention` off the event loop. */
+export function prefillAttentionAsync(
+  options: PrefillAttentionOptions,
+  asyncOptions: AsyncKernelOptions = {},
+): Promise<PrefillAttentionResult> {
+  const { args, outputs, result } = preparePrefill(options);
+  return runAsync(outputs, () => addon().prefillAttentionAsync(args), result, asyncOptions);
+}
+
+export interface DecodeAttentionOptions {
+  /** One query per sequence: [batch, hq, d]. */
+  q: Tensor;
+  /** The page pool: [numPages, pageSize, hkv, d] each. */
+  kPages: Tensor;
+  vPages: Tensor;
+  /** i32 [batch, maxPagesPerSeq]: slot s of sequence b is at page pageTable[b][s / pageSize]. */
+  pageTable: Tensor;
+  /** i32 [batch]: valid slots per sequence (a streaming ring passes min(length, sink + window)). */
+  seqLens: Tensor;
+  scale?: number;
+  returnLse?: boolean;
+  out?: Tensor;
+  lse?: Tensor;
+}
+
+export interface DecodeAttentionResult {
+  out: Tensor;
+  lse?: Tensor;
+}
+
+function prepareDecode(options: DecodeAttentionOptions) {
+  const q = requireTensor("q", options.q);
+  for (const name of ["kPages", "vPages", "pageTable", "seqLens"] as const) requireTensor(name, options[name]);
+  if (q.shape.length !== 3) throw new RangeError(`q must be [batch, hq, d], got shape [${q.shape.join(", ")}]`);
+  const outputs = new Outputs();
+  const out = outputs.take(options.out, () => Tensor.empty(q.shape, q.dtype, q.device));
+  const lse =
+    options.returnLse || options.lse
+      ? outputs.take(options.lse, () => Tensor.empty([q.shape[0], q.shape[1]], "f32", q.device))
+      : undefined;
+  const args = {
+    q: q.handle,
+    kPages: options.kPages.handle,
+    vPages: options.vPages.handle,
+    pageTable: options.pageTable.handle,
+    seqLens: options.seqLens.handle,
+    out: out.handle,
+    lse: handleOf(lse),
+    scale: options.scale,
+  };
+  return { args, outputs, result: { out, lse } as DecodeAttentionResult };
+}
+
+/**
+ * One decode step of attention for a batch of sequences over the paged K/V pool. Full caches
+ * and streaming rings mix freely in one batch: each row of the page table is its own cache.
+ * @example
+ * const { out } = kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens });
+ */
+export function decodeAttention(options: DecodeAttentionOptions): DecodeAttentionResult {
+  const { args, outputs, result } = prepareDecode(options);
+  return runSync(outputs, () => addon().decodeAttention(args), result);
+}
+
+/** `decodeAttention` off the event loop. */
+export function decodeAttentionAsync(
+  options: DecodeAttentionOptions,
+  asyncOptions: AsyncKernelOptions = {},
+): Promise<DecodeAttentionResult> {
+  const { args, outputs, result } = prepareDecode(options);
+  return runAsync(outputs, () => addon().decodeAttentionAsync(args), result, asyncOptions);
+}

@@ -1,0 +1,79 @@
+// KV page-pool operations: append new tokens, and cut a full cache down to a streaming ring.
+// Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
+import { Tensor } from "../tensor";
+import { addon } from "../native";
+import { AsyncKernelOptions, Outputs, requireTensor, runAsync, runSync } from "./call";
+
+export interface AppendKvOptions {
+  /** New keys/values [tokens, hkv, d], same dtype as the pool. */
+  k: Tensor;
+  v: Tensor;
+  /** The pool [numPages, pageSize, hkv, d]. */
+  kPages: Tensor;
+  vPages: Tensor;
+  /** i32 [tokens]: destination slot page * pageSize + offset of each token. */
+  slots: Tensor;
+}
+
+function appendArgs(o: AppendKvOptions) {
+  for (const name of ["k", "v", "kPages", "vPages", "slots"] as const) requireTensor(name, o[name]);
+  return { k: o.k.handle, v: o.v.handle, kPages: o.kPages.handle, vPages: o.vPages.handle, slots: o.slots.handle };
+}
+
+/**
+ * Writes new K/V rows into the page pool.
+ * @example kernels.appendKv({ k, v, kPages, vPages, slots: Tensor.from(new Int32Array([17, 18]), [2]) });
+ */
+export function appendKv(options: AppendKvOptions): void {
+  const args = appendArgs(options);
+  runSync(new Outputs(), () => addon().appendKv(args), undefined);
+}
+
+/** `appendKv` off the event loop. */
+export function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+  const args = appendArgs(options);
+  return runAsync(new Outputs(), () => addon().appendKvAsync(args), undefined, asyncOptions);
+}
+
+export interface CutToStreamingOptions {
+  kPages: Tensor;
+  vPages: Tensor;
+  /** i32: the full cache's pages, at least ceil(length / pageSize). */
+  srcPageTable: Tensor;
+  /** i32: the ring's pages, at least ceil(min(length, sink + window) / pageSize); may reuse source pages. */
+  dstPageTable: Tensor;
+  /** Tokens in the full cache. */
+  length: number;
+  sink: number;
+  window: number;
+}
+
+function cutArgs(o: CutToStreamingOptions) {
+  for (const name of ["kPages", "vPages", "srcPageTable", "dstPageTable"] as const) requireTensor(name, o[name]);
+  return {
+    kPages: o.kPages.handle,
+    vPages: o.vPages.handle,
+    srcPageTable: o.srcPageTable.handle,
+    dstPageTable: o.dstPageTable.handle,
+    length: o.length,
+    sink: o.sink,
+    window: o.window,
+  };
+}
+
+/**
+ * Turns a full cache into the streaming ring: the `sink` first tokens keep slots 0..sink-1 and
+ * the last `window` tokens go to slot sink + (p - sink) mod window, on the destination pages.
+ * @example
+ * kernels.cutToStreaming({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: 4, window: 1020 });
+ */
+export function cutToStreaming(options: CutToStreamingOptions): void {
+  const args = cutArgs(options);
+  runSync(new Outputs(), () => addon().cutToStreaming(args), undefined);
+}
+
+/** `cutToStreaming` off the event loop. */
+export function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+  const args = cutArgs(options);
+  return runAsync(new Outputs(), () => addon().cutToStreamingAsync(args), undefined, asyncOptions);
+}

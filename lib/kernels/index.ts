@@ -1,0 +1,5 @@
+// The kernels namespace: direct access to every kernel on tensors, sync and async.
+export * from "./attention";
+export * from "./cache";
+export * from "./lazy-ratio";
+export type { AsyncKernelOptions } from "./call";

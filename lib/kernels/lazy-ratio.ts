@@ -1,0 +1,54 @@
+// Standalone lazy ratio (DESIGN.md section 2) from the queries, keys and a prefill's LSE.
+import { Tensor } from "../tensor";
+import { addon } from "../native";
+import { LazyRatioOptions } from "./attention";
+import { AsyncKernelOptions, Outputs, requireTensor, runAsync, runSync } from "./call";
+
+export interface LazyRatioKernelOptions extends LazyRatioOptions {
+  /** The trailing queries [nq, hq, d] (positions nk - nq .. nk - 1); at least min(lastQueries, nk). */
+  q: Tensor;
+  /** All keys [nk, hkv, d]. */
+  k: Tensor;
+  /** The prefill's LSE of those queries [nq, hq] (f32). */
+  lse: Tensor;
+  scale?: number;
+  /** Preallocated output [hq] (f32). */
+  out?: Tensor;
+}
+
+function prepare(o: LazyRatioKernelOptions) {
+  const q = requireTensor("q", o.q);
+  requireTensor("k", o.k);
+  requireTensor("lse", o.lse);
+  if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
+  const outputs = new Outputs();
+  const out = outputs.take(o.out, () => Tensor.empty([q.shape[1]], "f32", q.device));
+  const args = {
+    q: q.handle,
+    k: o.k.handle,
+    lse: o.lse.handle,
+    out: out.handle,
+    sink: o.sink,
+    window: o.window,
+    lastQueries: o.lastQueries,
+    scale: o.scale,
+  };
+  return { args, outputs, out };
+}
+
+/**
+ * Per-head lazy ratio [hq]: the mean, over the last `lastQueries` queries, of the attention
+ * mass on the first `sink` and last `window` keys. A layer's ratio is the mean over heads.
+ * @example
+ * const ratio = kernels.lazyRatio({ q, k, lse, sink: 4, window: 1020, lastQueries: 32 });
+ */
+export function lazyRatio(options: LazyRatioKernelOptions): Tensor {
+  const { args, outputs, out } = prepare(options);
+  return runSync(outputs, () => addon().lazyRatio(args), out);
+}
+
+/** `lazyRatio` off the event loop. */
+export function lazyRatioAsync(options: LazyRatioKernelOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  const { args, outputs, out } = prepare(options);
+  return runAsync(outputs, () => addon().lazyRatioAsync(args), out, asyncOptions);
+}

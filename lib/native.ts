@@ -1,0 +1,95 @@
+// Finds and loads the native addon. Looked for, in order: an explicit path in
+// LIGHTTRANSFER_ADDON, a local build (build/Release, build/Debug), then a prebuilt binary
+// for this platform under prebuilds/<platform>-<arch>/. When none loads, one error lists
+// every place tried, why each failed, and how to fix it.
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+/** What the addon exports; the typed public API lives in tensor.ts, devices.ts and kernels/. */
+export interface NativeTensorHandle {
+  read(): Float32Array | Uint16Array | Int32Array;
+  readFloat32(): Float32Array;
+  view(): Float32Array | Uint16Array | Int32Array;
+  write(data: ArrayBufferView): void;
+  copyTo(device: string): NativeTensorHandle;
+  dispose(): void;
+  readonly disposed: boolean;
+  readonly bytes: number;
+}
+
+export interface NativeAddon {
+  NativeTensor: new (shape: number[], dtype: string, device: string) => NativeTensorHandle;
+  devices(): Array<Record<string, unknown>>;
+  cudaStatus(): { built: boolean; available: boolean; deviceCount: number; reason?: string };
+  setThreads(count: number): number;
+  getThreads(): number;
+  prefillAttention(args: object): void;
+  prefillAttentionAsync(args: object): Promise<void>;
+  decodeAttention(args: object): void;
+  decodeAttentionAsync(args: object): Promise<void>;
+  appendKv(args: object): void;
+  appendKvAsync(args: object): Promise<void>;
+  cutToStreaming(args: object): void;
+  cutToStreamingAsync(args: object): Promise<void>;
+  lazyRatio(args: object): void;
+  lazyRatioAsync(args: object): Promise<void>;
+}
+
+// The package root is the nearest folder above this file with a package.json: dist/lib/ when
+// installed, lib/ when the tests run the sources.
+function findPackageRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, "package.json"))) return dir;
+    if (path.dirname(dir) === dir) return start;
+  }
+}
+const packageRoot = findPackageRoot(__dirname);
+const addonFile = "lighttransfer.node";
+
+/** Every path the loader tries, in order (exported for the error message and tests). */
+export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  const candidates: string[] = [];
+  if (env.LIGHTTRANSFER_ADDON) candidates.push(path.resolve(env.LIGHTTRANSFER_ADDON));
+  candidates.push(
+    path.join(packageRoot, "build", "Release", addonFile),
+    path.join(packageRoot, "build", "Debug", addonFile),
+    path.join(packageRoot, "prebuilds", `${process.platform}-${process.arch}`, addonFile),
+  );
+  return candidates;
+}
+
+/** Loads the first candidate that exists and loads; throws one explanatory Error otherwise. */
+export function loadAddon(candidates: string[] = addonCandidates()): NativeAddon {
+  const tried: string[] = [];
+  for (const file of candidates) {
+    if (!fs.existsSync(file)) {
+      tried.push(`  ${file}: not found`);
+      continue;
+    }
+    try {
+      return require(file) as NativeAddon;
+    } catch (err) {
+      tried.push(`  ${file}: ${(err as Error).message.split("\n")[0]}`);
+    }
+  }
+  throw new Error(
+    [
+      `Could not load the lighttransfer native addon for ${process.platform}-${process.arch} (Node ${process.version}).`,
+      "Looked for:",
+      ...tried,
+      "Possible solutions:",
+      "- Build it from source: `npm rebuild lighttransfer` (needs CMake >= 3.18 and a C++17 compiler;",
+      "  the CUDA backend is added when nvcc is found, or force it with LIGHTTRANSFER_CUDA=on|off).",
+      "- In a checkout of the repository: `npm install` builds everything.",
+      "- Point LIGHTTRANSFER_ADDON at a built lighttransfer.node.",
+    ].join("\n"),
+  );
+}
+
+let cached: NativeAddon | undefined;
+
+/** The loaded addon, loaded on first use. */
+export function addon(): NativeAddon {
+  cached ??= loadAddon();
+  return cached;
+}

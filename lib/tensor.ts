@@ -1,0 +1,157 @@
+// Tensor: a shape, a dtype and a device around native-owned memory.
+import { addon, NativeTensorHandle } from "./native";
+
+/** Element types: 32-bit float, IEEE half, bfloat16, 32-bit integer. */
+export type DType = "f32" | "f16" | "bf16" | "i32";
+/** `"cpu"`, `"cuda"` (same as `"cuda:0"`) or `"cuda:N"`. */
+export type DeviceName = "cpu" | "cuda" | `cuda:${number}`;
+
+/** The TypedArray holding a dtype's raw values: 16-bit floats travel as their bits. */
+export type RawArray<D extends DType> = D extends "f32" ? Float32Array : D extends "i32" ? Int32Array : Uint16Array;
+
+export interface TensorOptions {
+  /** Element type; defaults to the natural type of the data (`f32` for Float32Array, ...). */
+  dtype?: DType;
+  /** Where the memory lives; default `"cpu"`. */
+  device?: DeviceName;
+}
+
+const dtypes: readonly DType[] = ["f32", "f16", "bf16", "i32"];
+
+function checkShape(shape: readonly number[]): number[] {
+  if (!Array.isArray(shape) || shape.length === 0)
+    throw new TypeError(`shape must be a non-empty array of positive integers, got ${JSON.stringify(shape)}`);
+  for (const dim of shape) {
+    if (!Number.isInteger(dim) || dim < 1)
+      throw new RangeError(`shape ${JSON.stringify(shape)} has dimension ${dim}: every dimension must be an integer >= 1`);
+  }
+  return [...shape];
+}
+
+function checkDType(dtype: string): DType {
+  if (!dtypes.includes(dtype as DType)) throw new TypeError(`unknown dtype '${dtype}': use ${dtypes.join(", ")}`);
+  return dtype as DType;
+}
+
+function naturalDType(data: ArrayBufferView): DType {
+  if (data instanceof Float32Array) return "f32";
+  if (data instanceof Int32Array) return "i32";
+  if (data instanceof Uint16Array)
+    throw new TypeError("a Uint16Array holds raw f16 or bf16 bits: pass { dtype: 'f16' } or { dtype: 'bf16' }");
+  throw new TypeError("tensor data must be a Float32Array, Int32Array or Uint16Array (f16/bf16 bits)");
+}
+
+/**
+ * A tensor whose memory is owned by native code, on the CPU or a CUDA device.
+ * Call `dispose()` (or use `using`) to free it at once; forgotten tensors are freed by GC.
+ *
+ * @example
+ * const q = Tensor.from(new Float32Array(8 * 4 * 64).map(Math.random), [8, 4, 64], { dtype: "bf16" });
+ * console.log(q.shape, q.dtype, q.device); // [8, 4, 64] bf16 cpu
+ * const values = q.toFloat32Array();      // widened copy
+ * q.dispose();
+ */
+export class Tensor implements Disposable, AsyncDisposable {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly device: DeviceName;
+  /** @internal */
+  readonly handle: NativeTensorHandle;
+
+  private constructor(handle: NativeTensorHandle, shape: number[], dtype: DType, device: DeviceName) {
+    this.handle = handle;
+    this.shape = Object.freeze(shape);
+    this.dtype = dtype;
+    this.device = device;
+  }
+
+  /**
+   * Uninitialised memory of the given shape.
+   * @example const out = Tensor.empty([16, 8, 128], "bf16", "cuda:0");
+   */
+  static empty(shape: readonly number[], dtype: DType, device: DeviceName = "cpu"): Tensor {
+    const dims = checkShape(shape);
+    const handle = new (addon().NativeTensor)(dims, checkDType(dtype), device);
+    return new Tensor(handle, dims, dtype, normaliseDevice(device));
+  }
+
+  /**
+   * A tensor holding a copy of `data`. A Float32Array becomes f16/bf16 by rounding to nearest
+   * even when such a dtype is asked for; a Uint16Array is taken as raw f16/bf16 bits.
+   * @example const t = Tensor.from(new Int32Array([0, 1, 2]), [3]);
+   */
+  static from(data: Float32Array | Int32Array | Uint16Array, shape: readonly number[], options: TensorOptions = {}): Tensor {
+    const dtype = checkDType(options.dtype ?? naturalDType(data));
+    const tensor = Tensor.empty(shape, dtype, options.device ?? "cpu");
+    try {
+      tensor.handle.write(data);
+    } catch (err) {
+      tensor.dispose();
+      throw err;
+    }
+    return tensor;
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  /** Bytes of memory held (0 once disposed). */
+  get bytes(): number {
+    return this.handle.bytes;
+  }
+
+  get disposed(): boolean {
+    return this.handle.disposed;
+  }
+
+  /** A copy of the raw contents (Uint16Array of bits for f16/bf16). */
+  toArray(): RawArray<DType> {
+    return this.handle.read();
+  }
+
+  /** A copy widened to Float32Array. */
+  toFloat32Array(): Float32Array {
+    return this.handle.readFloat32();
+  }
+
+  /**
+   * A zero-copy TypedArray over a CPU tensor's memory. Writes through it change the tensor;
+   * after `dispose()` the view is detached (length 0) rather than dangling.
+   */
+  view(): RawArray<DType> {
+    return this.handle.view();
+  }
+
+  /** Overwrites the contents with `data` (same rules as `Tensor.from`). */
+  write(data: Float32Array | Int32Array | Uint16Array): void {
+    this.handle.write(data);
+  }
+
+  /** A copy on `device`. */
+  to(device: DeviceName): Tensor {
+    return new Tensor(this.handle.copyTo(device), [...this.shape], this.dtype, normaliseDevice(device));
+  }
+
+  /** Frees the memory now. Safe to call twice; kernels still running keep what they use. */
+  dispose(): void {
+    this.handle.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, [${this.shape.join(", ")}], ${this.device}${this.disposed ? ", disposed" : ""})`;
+  }
+}
+
+function normaliseDevice(device: DeviceName): DeviceName {
+  return device === "cuda" ? "cuda:0" : device;
+}

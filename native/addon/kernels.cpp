@@ -1,0 +1,427 @@
+// Kernel entry points for JS. Each reads one options object, checks every shape, dtype,
+// device and index (throwing a JS Error that says what to fix), fills the kernel's params
+// struct, and then runs it either here (sync) or on libuv's pool (async, a Promise).
+// Policy — which kernel, which pages, which layers — stays in TypeScript.
+#include <napi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "core/attention_params.h"
+#include "cpu/cpu_kernels.h"
+#include "cuda/cuda_backend.h"
+#include "kernels.h"
+#include "validate.h"
+#ifdef LT_WITH_CUDA
+#include "cuda/cuda_kernels.h"
+#endif
+
+namespace lt::addon {
+namespace {
+
+constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
+constexpr int32_t kMaxHeadDim = 256;
+
+// A validated call: the work to run and the memory it must keep alive while it runs.
+struct PreparedCall {
+  std::function<void()> run;
+  std::vector<std::shared_ptr<Storage>> keepAlive;
+};
+
+#ifdef LT_WITH_CUDA
+// Runs a CUDA kernel on the device's stream and waits, so errors surface in this call.
+template <typename Launch>
+void onCuda(const Device& device, Launch launch) {
+  cuda::setCurrent(device.index);
+  launch(static_cast<cudaStream_t>(cuda::stream(device.index)));
+  cuda::synchronize(device.index);
+}
+#endif
+
+[[noreturn]] void noCudaKernel(const Device& device, const char* op) {
+  throw Error(std::string(op) + ": tensors are on " + device.name() + " but " +
+              (cuda::availability().available ? "this build has no CUDA kernels" : cuda::availability().reason));
+}
+
+// i32 index tables (page tables, slots) are checked on the host; a device copy is read back.
+std::vector<int32_t> hostInts(TensorObject* t) {
+  std::vector<int32_t> host(size_t(numel(t->shape())));
+  deviceCopy(host.data(), Device{}, t->data(), t->device(), host.size() * 4);
+  return host;
+}
+
+void checkPages(const KernelArgs& args, const char* name, const int32_t* entries, size_t count, int32_t numPages,
+                const std::string& where) {
+  for (size_t i = 0; i < count; i++) {
+    if (entries[i] < 0 || entries[i] >= numPages)
+      args.fail(std::string(name) + where + " entry " + std::to_string(i) + " is page " + std::to_string(entries[i]) +
+                ", outside the pool's pages 0.." + std::to_string(numPages - 1));
+  }
+}
+
+// Lazy-ratio options {sink, window, lastQueries} shared by the fused and standalone forms.
+LazyRatioSpec readRatioSpec(KernelArgs& a) {
+  LazyRatioSpec spec;
+  spec.enabled = true;
+  spec.sink = a.integerOr("sink", 4, 0, kMaxDim);
+  spec.window = a.integerOr("window", 1020, 1, kMaxDim);
+  spec.lastQueries = a.integerOr("lastQueries", 32, 1, kMaxDim);
+  return spec;
+}
+
+PreparedCall preparePrefill(const Napi::CallbackInfo& info) {
+  KernelArgs a("prefillAttention", info);
+  TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *v = a.tensor("v"), *out = a.tensor("out");
+  TensorObject *lse = a.tensor("lse", true), *ratio = a.tensor("lazyRatio", true);
+  a.expectRank("q", q, 3);
+  a.expectRank("k", k, 3);
+  a.expectFloat("q", q);
+  const int32_t nq = int32_t(q->shape()[0]), hq = int32_t(q->shape()[1]), d = int32_t(q->shape()[2]);
+  const int32_t nk = int32_t(k->shape()[0]), hkv = int32_t(k->shape()[1]);
+  if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
+  if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
+  if (hq % hkv != 0)
+    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of k's " + std::to_string(hkv) + " kv heads (GQA)");
+  if (nq > nk)
+    a.fail("q has " + std::to_string(nq) + " tokens but k only " + std::to_string(nk) +
+           ": queries are the last nq positions of the keys, so nq <= nk");
+  a.expectShape("v", v, k->shape());
+  a.expectShape("out", out, q->shape());
+  for (auto [name, t] : {std::pair{"k", k}, {"v", v}, {"out", out}}) a.expectDType(name, t, q->dtype());
+  if (lse) a.expectShape("lse", lse, {nq, hq}), a.expectDType("lse", lse, DType::F32);
+  Device device = a.sameDevice({{"q", q}, {"k", k}, {"v", v}, {"out", out}, {"lse", lse}, {"lazyRatio", ratio}});
+
+  PrefillAttentionParams p;
+  p.dtype = q->dtype();
+  p.q = q->data(), p.k = k->data(), p.v = v->data(), p.out = out->data();
+  p.lse = lse ? static_cast<float*>(lse->data()) : nullptr;
+  p.nq = nq, p.nk = nk, p.hq = hq, p.hkv = hkv, p.d = d;
+  p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
+  if (a.has("streaming")) {
+    KernelArgs s = a.object("streaming");
+    p.mask.enabled = true;
+    p.mask.sink = s.integer("sink", 0, kMaxDim);
+    p.mask.window = s.integer("window", 1, kMaxDim);
+  }
+  if (ratio) {
+    if (!a.has("ratio")) a.fail("lazyRatio output needs ratio options {sink, window, lastQueries}");
+    KernelArgs r = a.object("ratio");
+    p.ratio = readRatioSpec(r);
+    a.expectShape("lazyRatio", ratio, {hq});
+    a.expectDType("lazyRatio", ratio, DType::F32);
+    const int32_t needed = std::min(p.ratio.lastQueries, nk);
+    if (nq < needed)
+      a.fail("the lazy ratio needs the last " + std::to_string(needed) + " queries in this call, but q has only " +
+             std::to_string(nq) + "; compute it on the final chunk, which must hold at least lastQueries tokens");
+    p.lazyRatio = static_cast<float*>(ratio->data());
+  }
+
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p] { cpu::prefillAttention(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::prefillAttention(p, s); }); };
+#else
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
+  KernelArgs a("decodeAttention", info);
+  TensorObject *q = a.tensor("q"), *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
+  TensorObject *table = a.tensor("pageTable"), *lens = a.tensor("seqLens"), *out = a.tensor("out");
+  TensorObject* lse = a.tensor("lse", true);
+  a.expectRank("q", q, 3);
+  a.expectFloat("q", q);
+  a.expectRank("kPages", kPages, 4);
+  a.expectRank("pageTable", table, 2);
+  const int32_t batch = int32_t(q->shape()[0]), hq = int32_t(q->shape()[1]), d = int32_t(q->shape()[2]);
+  const int32_t numPages = int32_t(kPages->shape()[0]), pageSize = int32_t(kPages->shape()[1]);
+  const int32_t hkv = int32_t(kPages->shape()[2]);
+  if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
+  if (kPages->shape()[3] != d)
+    a.fail("kPages' head dim " + std::to_string(kPages->shape()[3]) + " differs from q's " + std::to_string(d));
+  if (hq % hkv != 0)
+    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of the pool's " + std::to_string(hkv) + " kv heads");
+  a.expectShape("vPages", vPages, kPages->shape());
+  a.expectShape("out", out, q->shape());
+  for (auto [name, t] : {std::pair{"kPages", kPages}, {"vPages", vPages}, {"out", out}}) a.expectDType(name, t, q->dtype());
+  if (table->shape()[0] != batch)
+    a.fail("pageTable has " + std::to_string(table->shape()[0]) + " rows but q has " + std::to_string(batch) + " sequences");
+  a.expectDType("pageTable", table, DType::I32);
+  a.expectShape("seqLens", lens, {batch});
+  a.expectDType("seqLens", lens, DType::I32);
+  if (lse) a.expectShape("lse", lse, {batch, hq}), a.expectDType("lse", lse, DType::F32);
+  Device device = a.sameDevice({{"q", q}, {"kPages", kPages}, {"vPages", vPages}, {"pageTable", table},
+                                {"seqLens", lens}, {"out", out}, {"lse", lse}});
+  const int32_t maxPages = int32_t(table->shape()[1]);
+  std::vector<int32_t> hostLens = hostInts(lens), hostTable = hostInts(table);
+  for (int32_t b = 0; b < batch; b++) {
+    const int64_t capacity = int64_t(maxPages) * pageSize;
+    if (hostLens[b] < 0 || hostLens[b] > capacity)
+      a.fail("seqLens[" + std::to_string(b) + "] = " + std::to_string(hostLens[b]) + " is outside 0.." +
+             std::to_string(capacity) + " (pageTable columns × pageSize)");
+    const size_t used = size_t((hostLens[b] + pageSize - 1) / pageSize);
+    checkPages(a, "pageTable", &hostTable[size_t(b) * maxPages], used, numPages, "[" + std::to_string(b) + "]");
+  }
+
+  DecodeAttentionParams p;
+  p.dtype = q->dtype();
+  p.q = q->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
+  p.pageTable = static_cast<const int32_t*>(table->data());
+  p.seqLens = static_cast<const int32_t*>(lens->data());
+  p.out = out->data();
+  p.lse = lse ? static_cast<float*>(lse->data()) : nullptr;
+  p.batch = batch, p.hq = hq, p.hkv = hkv, p.d = d;
+  p.pageSize = pageSize, p.numPages = numPages, p.maxPagesPerSeq = maxPages;
+  p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
+
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p] { cpu::decodeAttention(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device] {
+      const int sms = cuda::multiprocessors(device.index);
+      const size_t bytes = cuda::decodeAttentionWorkspaceBytes(p, sms);
+      void* workspace = bytes ? cuda::alloc(device.index, bytes) : nullptr;
+      try {
+        onCuda(device, [&](cudaStream_t s) { cuda::decodeAttention(p, workspace, bytes, sms, s); });
+      } catch (...) {
+        cuda::free(device.index, workspace);
+        throw;
+      }
+      cuda::free(device.index, workspace);
+    };
+#else
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+// Checks a K/V pair against the page pool they are written into.
+void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
+  a.expectRank("kPages", kPages, 4);
+  a.expectFloat("kPages", kPages);
+  a.expectShape("vPages", vPages, kPages->shape());
+  a.expectDType("vPages", vPages, kPages->dtype());
+}
+
+PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
+  KernelArgs a("appendKv", info);
+  TensorObject *k = a.tensor("k"), *v = a.tensor("v"), *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
+  TensorObject* slots = a.tensor("slots");
+  checkPool(a, kPages, vPages);
+  a.expectRank("k", k, 3);
+  const Shape& pool = kPages->shape();
+  const int32_t tokens = int32_t(k->shape()[0]);
+  a.expectShape("k", k, {tokens, pool[2], pool[3]});
+  a.expectShape("v", v, k->shape());
+  a.expectDType("k", k, kPages->dtype());
+  a.expectDType("v", v, kPages->dtype());
+  a.expectShape("slots", slots, {tokens});
+  a.expectDType("slots", slots, DType::I32);
+  Device device = a.sameDevice({{"k", k}, {"v", v}, {"kPages", kPages}, {"vPages", vPages}, {"slots", slots}});
+  const int64_t poolSlots = pool[0] * pool[1];
+  std::vector<int32_t> hostSlots = hostInts(slots);
+  for (int32_t t = 0; t < tokens; t++) {
+    if (hostSlots[t] < 0 || hostSlots[t] >= poolSlots)
+      a.fail("slots[" + std::to_string(t) + "] = " + std::to_string(hostSlots[t]) + " is outside the pool's slots 0.." +
+             std::to_string(poolSlots - 1) + " (page * pageSize + offset)");
+  }
+  AppendKvParams p;
+  p.dtype = k->dtype();
+  p.k = k->data(), p.v = v->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
+  p.slots = static_cast<const int32_t*>(slots->data());
+  p.tokens = tokens, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]);
+  p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p] { cpu::appendKv(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::appendKv(p, s); }); };
+#else
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+PreparedCall prepareCut(const Napi::CallbackInfo& info) {
+  KernelArgs a("cutToStreaming", info);
+  TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
+  TensorObject *src = a.tensor("srcPageTable"), *dst = a.tensor("dstPageTable");
+  checkPool(a, kPages, vPages);
+  a.expectRank("srcPageTable", src, 1);
+  a.expectRank("dstPageTable", dst, 1);
+  a.expectDType("srcPageTable", src, DType::I32);
+  a.expectDType("dstPageTable", dst, DType::I32);
+  Device device = a.sameDevice({{"kPages", kPages}, {"vPages", vPages}, {"srcPageTable", src}, {"dstPageTable", dst}});
+  const Shape& pool = kPages->shape();
+  CutToStreamingParams p;
+  p.dtype = kPages->dtype();
+  p.kPages = kPages->data(), p.vPages = vPages->data();
+  p.length = a.integer("length", 0, kMaxDim);
+  p.sink = a.integer("sink", 0, kMaxDim);
+  p.window = a.integer("window", 1, kMaxDim);
+  p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]), p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+  const int64_t srcPages = (int64_t(p.length) + p.pageSize - 1) / p.pageSize;
+  const int64_t ringLen = std::min<int64_t>(p.length, int64_t(p.sink) + p.window);
+  const int64_t dstPages = (ringLen + p.pageSize - 1) / p.pageSize;
+  if (src->shape()[0] < srcPages)
+    a.fail("srcPageTable has " + std::to_string(src->shape()[0]) + " pages but a cache of " + std::to_string(p.length) +
+           " tokens needs " + std::to_string(srcPages));
+  if (dst->shape()[0] < dstPages)
+    a.fail("dstPageTable has " + std::to_string(dst->shape()[0]) + " pages but the ring of " + std::to_string(ringLen) +
+           " slots needs " + std::to_string(dstPages));
+  std::vector<int32_t> hostSrc = hostInts(src), hostDst = hostInts(dst);
+  checkPages(a, "srcPageTable", hostSrc.data(), size_t(srcPages), p.numPages, "");
+  checkPages(a, "dstPageTable", hostDst.data(), size_t(dstPages), p.numPages, "");
+  p.srcPageTable = static_cast<const int32_t*>(src->data());
+  p.dstPageTable = static_cast<const int32_t*>(dst->data());
+
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p] { cpu::cutToStreaming(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device] {
+      const size_t bytes = cuda::cutToStreamingScratchBytes(p);
+      void* scratch = bytes ? cuda::alloc(device.index, bytes) : nullptr;
+      try {
+        onCuda(device, [&](cudaStream_t s) { cuda::cutToStreaming(p, scratch, s); });
+      } catch (...) {
+        cuda::free(device.index, scratch);
+        throw;
+      }
+      cuda::free(device.index, scratch);
+    };
+#else
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
+  KernelArgs a("lazyRatio", info);
+  TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *lse = a.tensor("lse"), *ratio = a.tensor("out");
+  a.expectRank("q", q, 3);
+  a.expectRank("k", k, 3);
+  a.expectFloat("q", q);
+  const int32_t nq = int32_t(q->shape()[0]), hq = int32_t(q->shape()[1]), d = int32_t(q->shape()[2]);
+  const int32_t nk = int32_t(k->shape()[0]), hkv = int32_t(k->shape()[1]);
+  if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
+  if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
+  if (hq % hkv != 0)
+    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of k's " + std::to_string(hkv) + " kv heads (GQA)");
+  if (nq > nk) a.fail("q has " + std::to_string(nq) + " tokens but k only " + std::to_string(nk) + "; nq <= nk");
+  a.expectDType("k", k, q->dtype());
+  a.expectShape("lse", lse, {nq, hq});
+  a.expectDType("lse", lse, DType::F32);
+  a.expectShape("out", ratio, {hq});
+  a.expectDType("out", ratio, DType::F32);
+  Device device = a.sameDevice({{"q", q}, {"k", k}, {"lse", lse}, {"out", ratio}});
+  LazyRatioParams p;
+  p.spec = readRatioSpec(a);
+  const int32_t needed = std::min(p.spec.lastQueries, nk);
+  if (nq < needed)
+    a.fail("q holds " + std::to_string(nq) + " queries but the last " + std::to_string(needed) + " are needed");
+  p.dtype = q->dtype();
+  p.q = q->data(), p.k = k->data(), p.lse = static_cast<const float*>(lse->data());
+  p.ratio = static_cast<float*>(ratio->data());
+  p.nq = nq, p.nk = nk, p.hq = hq, p.hkv = hkv, p.d = d;
+  p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
+
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p] { cpu::lazyRatio(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::lazyRatio(p, s); }); };
+#else
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+// Runs a prepared call on libuv's thread pool; the Promise settles on the main thread.
+class KernelWorker : public Napi::AsyncWorker {
+ public:
+  KernelWorker(Napi::Env env, PreparedCall call)
+      : Napi::AsyncWorker(env, "lighttransfer.kernel"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      call_.run();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    call_.keepAlive.clear();
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    call_.keepAlive.clear();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  PreparedCall call_;
+  Napi::Promise::Deferred deferred_;
+};
+
+using Prepare = PreparedCall (*)(const Napi::CallbackInfo&);
+
+template <Prepare prepare>
+Napi::Value runNow(const Napi::CallbackInfo& info) {
+  prepare(info).run();
+  return info.Env().Undefined();
+}
+
+// Validation errors reject the Promise rather than throw, as async APIs are expected to.
+template <Prepare prepare>
+Napi::Value runAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PreparedCall call;
+  try {
+    call = prepare(info);
+  } catch (const std::exception& e) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(Napi::Error::New(env, e.what()).Value());
+    return deferred.Promise();
+  }
+  auto* worker = new KernelWorker(env, std::move(call));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace
+
+void RegisterKernels(Napi::Env env, Napi::Object exports) {
+  auto add = [&](const char* name, Napi::Value (*sync)(const Napi::CallbackInfo&),
+                 Napi::Value (*async)(const Napi::CallbackInfo&)) {
+    exports.Set(name, Napi::Function::New(env, sync, name));
+    exports.Set(std::string(name) + "Async", Napi::Function::New(env, async, std::string(name) + "Async"));
+  };
+  add("prefillAttention", runNow<preparePrefill>, runAsync<preparePrefill>);
+  add("decodeAttention", runNow<prepareDecode>, runAsync<prepareDecode>);
+  add("appendKv", runNow<prepareAppend>, runAsync<prepareAppend>);
+  add("cutToStreaming", runNow<prepareCut>, runAsync<prepareCut>);
+  add("lazyRatio", runNow<prepareLazyRatio>, runAsync<prepareLazyRatio>);
+}
+
+}  // namespace lt::addon

@@ -1,0 +1,228 @@
+#include "tensor_object.h"
+
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+
+namespace lt::addon {
+
+namespace {
+Napi::FunctionReference* constructorRef(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
+
+// The TypedArray type that holds each dtype's raw bits (16-bit floats as Uint16Array).
+napi_typedarray_type rawArrayType(DType t) {
+  switch (t) {
+    case DType::F32: return napi_float32_array;
+    case DType::I32: return napi_int32_array;
+    default: return napi_uint16_array;
+  }
+}
+
+Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t) {
+  napi_value result;
+  size_t count = buffer.ByteLength() / dtypeSize(t);
+  NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, rawArrayType(t), count, buffer, 0, &result), Napi::Value());
+  return Napi::Value(env, result);
+}
+
+const char* rawArrayName(DType t) {
+  switch (t) {
+    case DType::F32: return "Float32Array";
+    case DType::I32: return "Int32Array";
+    default: return "Uint16Array";
+  }
+}
+}  // namespace
+
+Device parseDevice(const std::string& name) {
+  if (name == "cpu") return Device{Device::Kind::CPU, 0};
+  if (name == "cuda") return Device{Device::Kind::CUDA, 0};
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 && name.size() < 9 &&
+      name.find_first_not_of("0123456789", 5) == std::string::npos)
+    return Device{Device::Kind::CUDA, std::stoi(name.substr(5))};
+  throw Error("unknown device '" + name + "': use 'cpu', 'cuda' or 'cuda:N'");
+}
+
+DType parseDType(const std::string& name) {
+  if (name == "f32") return DType::F32;
+  if (name == "f16") return DType::F16;
+  if (name == "bf16") return DType::BF16;
+  if (name == "i32") return DType::I32;
+  throw Error("unknown dtype '" + name + "': use 'f32', 'f16', 'bf16' or 'i32'");
+}
+
+Napi::Function TensorObject::Init(Napi::Env env) {
+  Napi::Function ctor = DefineClass(env, "NativeTensor",
+                                    {InstanceMethod("read", &TensorObject::Read),
+                                     InstanceMethod("readFloat32", &TensorObject::ReadFloat32),
+                                     InstanceMethod("view", &TensorObject::View),
+                                     InstanceMethod("write", &TensorObject::Write),
+                                     InstanceMethod("copyTo", &TensorObject::CopyTo),
+                                     InstanceMethod("dispose", &TensorObject::Dispose),
+                                     InstanceAccessor("disposed", &TensorObject::GetDisposed, nullptr),
+                                     InstanceAccessor("bytes", &TensorObject::GetBytes, nullptr)});
+  auto* ref = new Napi::FunctionReference(Napi::Persistent(ctor));
+  env.SetInstanceData(ref);
+  return ctor;
+}
+
+bool TensorObject::IsTensor(Napi::Env env, const Napi::Value& value) {
+  return value.IsObject() && value.As<Napi::Object>().InstanceOf(constructorRef(env)->Value());
+}
+
+// new NativeTensor(shape: number[], dtype: string, device: string)
+// allocates uninitialised memory; `write` fills it.
+TensorObject::TensorObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorObject>(info) {
+  Napi::Env env = info.Env();
+  if (info.Length() == 1 && info[0].IsExternal()) return;  // filled in by New()
+  if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsString() || !info[2].IsString())
+    throw Napi::TypeError::New(env, "NativeTensor(shape: number[], dtype: string, device: string)");
+  Napi::Array dims = info[0].As<Napi::Array>();
+  Shape shape;
+  constexpr int64_t kMaxElements = int64_t(1) << 40;
+  int64_t elements = 1;
+  for (uint32_t i = 0; i < dims.Length(); i++) {
+    Napi::Value v = dims.Get(i);
+    double dim = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(dim >= 1) || dim != double(int64_t(dim)) || dim > double(kMaxElements))
+      throw Error("tensor shape " + std::string(v.ToString().Utf8Value()) + " at dimension " + std::to_string(i) +
+                  " is not a positive integer: every dimension must be >= 1");
+    shape.push_back(int64_t(dim));
+    elements *= int64_t(dim);
+    if (elements > kMaxElements) throw Error("tensor shape has more than 2^40 elements: too large");
+  }
+  dtype_ = parseDType(info[1].As<Napi::String>().Utf8Value());
+  Device device = parseDevice(info[2].As<Napi::String>().Utf8Value());
+  shape_ = shape;
+  storage_ = std::make_shared<Storage>(device, size_t(elements) * dtypeSize(dtype_));
+  reportedBytes_ = int64_t(storage_->bytes);
+  Napi::MemoryManagement::AdjustExternalMemory(env, reportedBytes_);
+}
+
+Napi::Object TensorObject::New(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, const Shape& shape) {
+  Napi::Object obj = constructorRef(env)->New({Napi::External<void>::New(env, nullptr)});
+  TensorObject* t = Unwrap(obj);
+  t->dtype_ = dtype;
+  t->shape_ = shape;
+  t->storage_ = std::move(storage);
+  t->reportedBytes_ = int64_t(t->storage_->bytes);
+  Napi::MemoryManagement::AdjustExternalMemory(env, t->reportedBytes_);
+  return obj;
+}
+
+TensorObject::~TensorObject() {
+  if (reportedBytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reportedBytes_);
+}
+
+void TensorObject::requireLive(const char* what) const {
+  if (!storage_) throw Error(std::string("cannot ") + what + " a disposed tensor: it was freed by dispose(); create a new one");
+}
+
+void TensorObject::release(Napi::Env env) {
+  // A live view is detached and lets go of the storage, so dispose() frees at once; a view
+  // already collected has no value here and its finalizer owns its keepAlive.
+  for (auto& view : views_) {
+    Napi::ArrayBuffer buffer = view.buffer.Value();
+    if (buffer.IsEmpty()) continue;
+    if (!buffer.IsDetached()) buffer.Detach();
+    view.keepAlive->reset();
+  }
+  views_.clear();
+  storage_.reset();
+  if (reportedBytes_) Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
+  reportedBytes_ = 0;
+}
+
+// read(): a copy of the raw contents as the dtype's TypedArray.
+Napi::Value TensorObject::Read(const Napi::CallbackInfo& info) {
+  requireLive("read");
+  Napi::Env env = info.Env();
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, storage_->bytes);
+  deviceCopy(buffer.Data(), Device{}, storage_->data, storage_->device, storage_->bytes);
+  return typedArrayOver(env, buffer, dtype_);
+}
+
+// readFloat32(): a copy widened to Float32Array (f16/bf16 decoded, i32 converted).
+Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
+  requireLive("read");
+  Napi::Env env = info.Env();
+  size_t count = storage_->bytes / dtypeSize(dtype_);
+  std::vector<uint8_t> host;
+  const void* src = storage_->data;
+  if (!storage_->device.isCpu()) {
+    host.resize(storage_->bytes);
+    deviceCopy(host.data(), Device{}, storage_->data, storage_->device, storage_->bytes);
+    src = host.data();
+  }
+  Napi::Float32Array out = Napi::Float32Array::New(env, count);
+  loadAsFloat(dtype_, src, 0, count, out.Data());
+  return out;
+}
+
+// view(): a zero-copy TypedArray over a CPU tensor's memory, detached on dispose().
+Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
+  requireLive("view");
+  Napi::Env env = info.Env();
+  if (!storage_->device.isCpu())
+    throw Error("view() needs a CPU tensor, this one is on " + storage_->device.name() + "; use read() to copy it back");
+  // The buffer holds its own reference to the storage, so a GC'd tensor never frees memory
+  // a live view still points into.
+  auto* keepAlive = new std::shared_ptr<Storage>(storage_);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+      env, storage_->data, storage_->bytes, [](Napi::Env, void*, std::shared_ptr<Storage>* hint) { delete hint; },
+      keepAlive);
+  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), keepAlive});
+  return typedArrayOver(env, buffer, dtype_);
+}
+
+// write(data): copies a TypedArray in. The raw type of the dtype is copied bit for bit; a
+// Float32Array into an f16/bf16 tensor is rounded to nearest-even.
+Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
+  requireLive("write to");
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray())
+    throw Error(std::string("write(data) needs a TypedArray: ") + rawArrayName(dtype_) + " for " + dtypeName(dtype_));
+  Napi::TypedArray array = info[0].As<Napi::TypedArray>();
+  size_t count = storage_->bytes / dtypeSize(dtype_);
+  const uint8_t* src = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  if (array.ElementLength() != count)
+    throw Error("data has " + std::to_string(array.ElementLength()) + " elements but the tensor of shape " +
+                shapeString(shape_) + " holds " + std::to_string(count));
+  std::vector<uint8_t> converted;
+  if (array.TypedArrayType() == napi_float32_array && (dtype_ == DType::F16 || dtype_ == DType::BF16)) {
+    converted.resize(storage_->bytes);
+    storeFromFloat(dtype_, reinterpret_cast<const float*>(src), converted.data(), 0, count);
+    src = converted.data();
+  } else if (array.TypedArrayType() != rawArrayType(dtype_)) {
+    throw Error(std::string("a ") + dtypeName(dtype_) + " tensor takes a " + rawArrayName(dtype_) +
+                (dtype_ == DType::F16 || dtype_ == DType::BF16 ? " (raw bits) or a Float32Array (rounded)" : "") +
+                ", not this TypedArray");
+  }
+  deviceCopy(storage_->data, storage_->device, src, Device{}, storage_->bytes);
+  return env.Undefined();
+}
+
+// copyTo(device): a new tensor with the same contents on `device`.
+Napi::Value TensorObject::CopyTo(const Napi::CallbackInfo& info) {
+  requireLive("copy");
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Error("copyTo(device) needs a device name such as 'cpu' or 'cuda:0'");
+  Device target = parseDevice(info[0].As<Napi::String>().Utf8Value());
+  auto storage = std::make_shared<Storage>(target, storage_->bytes);
+  deviceCopy(storage->data, target, storage_->data, storage_->device, storage_->bytes);
+  return New(env, std::move(storage), dtype_, shape_);
+}
+
+Napi::Value TensorObject::Dispose(const Napi::CallbackInfo& info) {
+  release(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value TensorObject::GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !storage_); }
+
+Napi::Value TensorObject::GetBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), storage_ ? double(storage_->bytes) : 0.0);
+}
+
+}  // namespace lt::addon

@@ -1,0 +1,62 @@
+// The JS-visible native tensor (class NativeTensor). It owns one Storage; dispose() releases
+// it at once, detaches every zero-copy view so JS can never touch freed memory, and tells V8
+// the external memory is gone. The GC finalizer does the same for tensors users forget.
+#pragma once
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace lt::addon {
+
+class TensorObject : public Napi::ObjectWrap<TensorObject> {
+ public:
+  static Napi::Function Init(Napi::Env env);
+  static bool IsTensor(Napi::Env env, const Napi::Value& value);
+  static TensorObject* Unwrap(const Napi::Value& value) { return Napi::ObjectWrap<TensorObject>::Unwrap(value.As<Napi::Object>()); }
+  // Wraps freshly allocated storage in a new JS NativeTensor.
+  static Napi::Object New(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, const Shape& shape);
+
+  explicit TensorObject(const Napi::CallbackInfo& info);
+  ~TensorObject() override;
+
+  bool disposed() const { return !storage_; }
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  const Device& device() const { return storage_->device; }
+  void* data() const { return storage_->data; }
+
+ private:
+  Napi::Value Read(const Napi::CallbackInfo& info);
+  Napi::Value ReadFloat32(const Napi::CallbackInfo& info);
+  Napi::Value View(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value CopyTo(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
+  Napi::Value GetBytes(const Napi::CallbackInfo& info);
+
+  void requireLive(const char* what) const;
+  void release(Napi::Env env);
+
+  std::shared_ptr<Storage> storage_;
+  DType dtype_ = DType::F32;
+  Shape shape_;
+  // Zero-copy views and the storage reference each one holds (owned by the view's finalizer).
+  struct ViewRecord {
+    Napi::Reference<Napi::ArrayBuffer> buffer;
+    std::shared_ptr<Storage>* keepAlive;
+  };
+  std::vector<ViewRecord> views_;
+  int64_t reportedBytes_ = 0;
+};
+
+// Parses "cpu", "cuda" or "cuda:N"; throws lt::Error on anything else.
+Device parseDevice(const std::string& name);
+// Parses "f32", "f16", "bf16" or "i32"; throws lt::Error on anything else.
+DType parseDType(const std::string& name);
+
+}  // namespace lt::addon

@@ -1,0 +1,25 @@
+// The CUDA backend of a build made without nvcc: it reports why CUDA is unavailable and
+// every operation throws that reason, so the rest of the addon is the same in both builds.
+#ifndef LT_WITH_CUDA
+#include "core/error.h"
+#include "cuda/cuda_backend.h"
+
+namespace lt::cuda {
+
+static const char* kReason =
+    "this build of lighttransfer has no CUDA backend (nvcc was not found when it was built); "
+    "install the CUDA toolkit and rebuild with `LIGHTTRANSFER_CUDA=on npm rebuild lighttransfer`";
+
+Availability availability() { return Availability{false, kReason, 0}; }
+std::vector<DeviceInfo> listDevices() { return {}; }
+static void unavailable() { throw Error(std::string("CUDA is not available: ") + kReason); }
+void* alloc(int, size_t) { unavailable(); return nullptr; }
+void free(int, void*) noexcept {}
+void copy(void*, int, const void*, int, size_t) { unavailable(); }
+void synchronize(int) { unavailable(); }
+void* stream(int) { unavailable(); return nullptr; }
+int multiprocessors(int) { unavailable(); return 0; }
+void setCurrent(int) { unavailable(); }
+
+}  // namespace lt::cuda
+#endif

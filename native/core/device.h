@@ -1,0 +1,29 @@
+// Where a tensor's bytes live, and the backend-neutral memory operations on them.
+// CPU memory is plain aligned heap; CUDA memory comes from the CUDA backend
+// (native/cuda/cuda_runtime_api.h), which reports itself unavailable when the build has no
+// CUDA or the machine has no usable driver.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace lt {
+
+struct Device {
+  enum class Kind : int32_t { CPU = 0, CUDA = 1 };
+  Kind kind = Kind::CPU;
+  int32_t index = 0;
+
+  bool isCpu() const { return kind == Kind::CPU; }
+  bool operator==(const Device& o) const { return kind == o.kind && (kind == Kind::CPU || index == o.index); }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+  std::string name() const { return kind == Kind::CPU ? "cpu" : "cuda:" + std::to_string(index); }
+};
+
+// Allocates `bytes` on `device`; throws lt::Error (with sizes and a remedy) on failure.
+void* deviceAlloc(const Device& device, size_t bytes);
+void deviceFree(const Device& device, void* ptr) noexcept;
+// Copies between any two devices (host<->device, device<->device, host<->host).
+void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes);
+
+}  // namespace lt

@@ -1,0 +1,40 @@
+// A tensor's bytes, shared between the JS object that owns them and any async kernel still
+// using them: dispose() drops the owner's reference, and the memory goes back the moment the
+// last user lets go, so a tensor disposed mid-kernel is never freed under the kernel.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "device.h"
+#include "dtype.h"
+
+namespace lt {
+
+struct Storage {
+  Storage(const Device& d, size_t n) : device(d), bytes(n), data(deviceAlloc(d, n)) {}
+  ~Storage() { deviceFree(device, data); }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  const Device device;
+  const size_t bytes;
+  void* const data;
+};
+
+using Shape = std::vector<int64_t>;
+
+inline int64_t numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+
+inline std::string shapeString(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace lt

@@ -1,0 +1,217 @@
+// Plain float64 references for the tests, written without looking at the kernels: attention
+// straight from its definition, dtype rounding straight from the number formats.
+export type FloatDType = "f32" | "f16" | "bf16";
+
+/** A seeded generator so a failure can be replayed; the seed is fresh on every run. */
+export class Random {
+  readonly seed: number;
+  private state: number;
+  constructor(seed = (Date.now() ^ Math.floor(Math.random() * 2 ** 31)) >>> 0) {
+    this.seed = seed;
+    this.state = seed || 1;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    // mulberry32
+    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  normal(): number {
+    const u = 1 - this.next(), v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+  /** Normal values, never all zero. */
+  normals(n: number, scale = 1): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = this.normal() * scale;
+    return a;
+  }
+  shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [items[i], items[j]] = [items[j], items[i]];
+    }
+    return items;
+  }
+}
+
+/** Round to the nearest value with `bits` significant bits, ties to even, with `minExp` the smallest normal exponent. */
+function roundSignificant(x: number, bits: number, minExp: number, maxFinite: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const a = Math.abs(x);
+  const e = Math.max(Math.floor(Math.log2(a)), minExp);
+  const ulp = 2 ** (e - (bits - 1));
+  const scaled = a / ulp;
+  let r = Math.floor(scaled);
+  const frac = scaled - r;
+  if (frac > 0.5 || (frac === 0.5 && r % 2 === 1)) r += 1;
+  const rounded = r * ulp;
+  const limit = maxFinite + ulp / 2; // values at or past the midpoint to the next binade overflow
+  return Math.sign(x) * (rounded > maxFinite || a >= limit ? Infinity : rounded);
+}
+
+/** The value `x` takes when stored as `dtype`. */
+export function roundTo(dtype: FloatDType, x: number): number {
+  switch (dtype) {
+    case "f32":
+      return Math.fround(x);
+    case "bf16":
+      return roundSignificant(Math.fround(x), 8, -126, 3.3895313892515355e38);
+    case "f16":
+      return roundSignificant(Math.fround(x), 11, -14, 65504);
+  }
+}
+
+export function roundArray(dtype: FloatDType, a: Float32Array): Float64Array {
+  return Float64Array.from(a, (x) => roundTo(dtype, x));
+}
+
+export interface AttentionShape {
+  nq: number;
+  nk: number;
+  hq: number;
+  hkv: number;
+  d: number;
+}
+
+export interface Mask {
+  sink: number;
+  window: number;
+}
+
+/** Whether key j is visible to the query at `pos` (causal, optionally streaming). */
+export function visible(j: number, pos: number, mask?: Mask): boolean {
+  if (j > pos) return false;
+  return !mask || j < mask.sink || pos - j < mask.window;
+}
+
+/** Softmax probabilities of one (query, head) row over keys 0..nk-1 (0 where masked), and its LSE. */
+export function attentionRow(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  s: AttentionShape,
+  qi: number,
+  h: number,
+  scale: number,
+  mask?: Mask,
+): { probs: Float64Array; lse: number } {
+  const kvh = Math.floor(h / (s.hq / s.hkv));
+  const pos = s.nk - s.nq + qi;
+  const scores = new Float64Array(s.nk).fill(-Infinity);
+  let max = -Infinity;
+  for (let j = 0; j < s.nk; j++) {
+    if (!visible(j, pos, mask)) continue;
+    let dot = 0;
+    for (let i = 0; i < s.d; i++) dot += q[(qi * s.hq + h) * s.d + i] * k[(j * s.hkv + kvh) * s.d + i];
+    scores[j] = dot * scale;
+    max = Math.max(max, scores[j]);
+  }
+  let sum = 0;
+  for (let j = 0; j < s.nk; j++) sum += scores[j] === -Infinity ? 0 : Math.exp(scores[j] - max);
+  const probs = Float64Array.from(scores, (x) => (x === -Infinity ? 0 : Math.exp(x - max) / sum));
+  return { probs, lse: max + Math.log(sum) };
+}
+
+/** out [nq, hq, d] and lse [nq, hq] of attention from its definition. */
+export function referenceAttention(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  s: AttentionShape,
+  scale: number,
+  mask?: Mask,
+): { out: Float64Array; lse: Float64Array } {
+  const out = new Float64Array(s.nq * s.hq * s.d);
+  const lse = new Float64Array(s.nq * s.hq);
+  for (let qi = 0; qi < s.nq; qi++) {
+    for (let h = 0; h < s.hq; h++) {
+      const kvh = Math.floor(h / (s.hq / s.hkv));
+      const row = attentionRow(q, k, s, qi, h, scale, mask);
+      lse[qi * s.hq + h] = row.lse;
+      for (let j = 0; j < s.nk; j++) {
+        if (row.probs[j] === 0) continue;
+        for (let i = 0; i < s.d; i++) out[(qi * s.hq + h) * s.d + i] += row.probs[j] * v[(j * s.hkv + kvh) * s.d + i];
+      }
+    }
+  }
+  return { out, lse };
+}
+
+export interface RatioSpec {
+  sink: number;
+  window: number;
+  lastQueries: number;
+}
+
+/**
+ * Per-head lazy ratio of DESIGN.md section 2: mean over queries at positions >= N - lastQueries
+ * of the probability mass on {j < sink} ∪ {j >= N - window}, N = nk, from explicit softmax rows.
+ */
+export function referenceLazyRatio(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  s: AttentionShape,
+  scale: number,
+  spec: RatioSpec,
+  mask?: Mask,
+): Float64Array {
+  const ratio = new Float64Array(s.hq);
+  const N = s.nk;
+  for (let h = 0; h < s.hq; h++) {
+    let total = 0,
+      count = 0;
+    for (let qi = 0; qi < s.nq; qi++) {
+      const pos = N - s.nq + qi;
+      if (pos < N - spec.lastQueries) continue;
+      const { probs } = attentionRow(q, k, s, qi, h, scale, mask);
+      let mass = 0;
+      for (let j = 0; j < N; j++) if (j < spec.sink || j >= N - spec.window) mass += probs[j];
+      total += mass;
+      count++;
+    }
+    ratio[h] = total / count;
+  }
+  return ratio;
+}
+
+/** Output tolerance per dtype: one unit in the last place of the stored result, plus f32 accumulation noise. */
+export function tolerance(dtype: FloatDType): { rtol: number; atol: number } {
+  switch (dtype) {
+    // 8 significant bits: an ulp is at most 2^-7 of the value; rounding the f32 result is at most half
+    // of that, and f32 noise can tip a value near a rounding midpoint to the other neighbour.
+    case "bf16":
+      return { rtol: 2 ** -7, atol: 1e-5 };
+    // 11 significant bits: an ulp is at most 2^-10 of the value, by the same argument.
+    case "f16":
+      return { rtol: 2 ** -10, atol: 1e-5 };
+    // f32 accumulation of a few thousand terms of size ~1 stays far below 1e-5.
+    case "f32":
+      return { rtol: 1e-5, atol: 1e-5 };
+  }
+}
+
+/** Index and size of the worst violation of |got - want| <= rtol |want| + atol, or undefined. */
+export function firstMismatch(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: { rtol: number; atol: number },
+): string | undefined {
+  if (got.length !== want.length) return `length ${got.length} != ${want.length}`;
+  let worst = -1,
+    worstExcess = 0;
+  for (let i = 0; i < got.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    const excess = err - (tol.rtol * Math.abs(want[i]) + tol.atol);
+    if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst < 0) return undefined;
+  return `element ${worst}: got ${got[worst]}, want ${want[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`;
+}

@@ -1,0 +1,152 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { cudaStatus, devices, loadAddon, Tensor } from "../lib";
+import { Random, roundTo } from "./helpers/reference";
+
+describe("Tensor", () => {
+  const rng = new Random();
+
+  test("f32 and i32 round-trip exactly", () => {
+    const f = rng.normals(37);
+    const t = Tensor.from(f, [37]);
+    expect(t.dtype).toBe("f32");
+    expect(t.shape).toEqual([37]);
+    expect(t.bytes).toBe(37 * 4);
+    expect(Array.from(t.toArray())).toEqual(Array.from(f));
+    const ints = Int32Array.from({ length: 11 }, () => rng.int(-1e9, 1e9));
+    const ti = Tensor.from(ints, [11]);
+    expect(ti.dtype).toBe("i32");
+    expect(Array.from(ti.toArray())).toEqual(Array.from(ints));
+    expect(Array.from(ti.toFloat32Array())).toEqual(Array.from(Float32Array.from(ints)));
+    t.dispose();
+    ti.dispose();
+  });
+
+  test.each(["bf16", "f16"] as const)("%s stores values rounded to nearest even", (dtype) => {
+    // Random values over a wide range, exact ties, the subnormal range of f16, and overflow.
+    const special = dtype === "f16" ? [65504, 65519, 65520, -70000, 6e-8, 3e-8, 2.98e-8, 1e-5, 1 + 2 ** -11, 1 + 3 * 2 ** -11]
+                                    : [1 + 2 ** -8, 1 + 3 * 2 ** -8, 3e38, 1e-38, -2.5e-39];
+    const values = Float32Array.from([...rng.normals(500, 100), ...rng.normals(500, 1e-3), ...special, Infinity, -Infinity, 0]);
+    const t = Tensor.from(values, [values.length], { dtype });
+    const got = t.toFloat32Array();
+    for (let i = 0; i < values.length; i++) {
+      const want = roundTo(dtype, values[i]);
+      if (got[i] !== want) throw new Error(`${dtype}(${values[i]}) = ${got[i]}, want ${want} (seed ${rng.seed})`);
+    }
+    // Raw bits survive a round trip through a Uint16Array.
+    const bits = t.toArray() as Uint16Array;
+    const again = Tensor.from(bits, [bits.length], { dtype });
+    expect(Array.from(again.toFloat32Array())).toEqual(Array.from(got));
+    expect(Number.isNaN(Tensor.from(new Float32Array([NaN]), [1], { dtype }).toFloat32Array()[0])).toBe(true);
+    t.dispose();
+    again.dispose();
+  });
+
+  test("view() is zero-copy and is detached by dispose()", () => {
+    const t = Tensor.from(rng.normals(8), [2, 4]);
+    const view = t.view() as Float32Array;
+    view[3] = 42.5;
+    expect(t.toArray()[3]).toBe(42.5);
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expect(view.length).toBe(0);
+    expect(t.bytes).toBe(0);
+    t.dispose(); // twice is harmless
+  });
+
+  test("to('cpu') copies", () => {
+    const t = Tensor.from(rng.normals(6), [3, 2], { dtype: "bf16" });
+    const c = t.to("cpu");
+    expect(Array.from(c.toArray())).toEqual(Array.from(t.toArray()));
+    (t.view() as Uint16Array)[0] ^= 1;
+    expect(Array.from(c.toArray())).not.toEqual(Array.from(t.toArray()));
+    expect(c.shape).toEqual([3, 2]);
+    t.dispose();
+    c.dispose();
+  });
+
+  test("using a disposed tensor throws", () => {
+    const t = Tensor.from(rng.normals(4), [4]);
+    t.dispose();
+    expect(() => t.toArray()).toThrow(/disposed tensor/);
+    expect(() => t.view()).toThrow(/disposed tensor/);
+    expect(() => t.write(new Float32Array(4))).toThrow(/disposed tensor/);
+  });
+
+  test("Symbol.dispose frees the memory", () => {
+    let held: Tensor;
+    {
+      const t = Tensor.from(rng.normals(4), [4]);
+      held = t;
+      t[Symbol.dispose]();
+    }
+    expect(held.disposed).toBe(true);
+  });
+
+  test.each([
+    [[0, 3], /integer >= 1/],
+    [[-2, 3], /integer >= 1/],
+    [[2.5], /integer >= 1/],
+    [[], /non-empty array/],
+  ])("shape %j is rejected", (shape, message) => {
+    expect(() => Tensor.empty(shape as number[], "f32")).toThrow(message);
+  });
+
+  test("native constructor also rejects bad shapes (not only the TS layer)", () => {
+    const native = loadAddon();
+    expect(() => new native.NativeTensor([4, 0], "f32", "cpu")).toThrow(/every dimension must be >= 1/);
+    expect(() => new native.NativeTensor([4, -1], "f32", "cpu")).toThrow(/every dimension must be >= 1/);
+    expect(() => new native.NativeTensor([4], "f64", "cpu")).toThrow(/unknown dtype 'f64'/);
+    expect(() => new native.NativeTensor([4], "f32", "tpu")).toThrow(/unknown device 'tpu'/);
+  });
+
+  test("data of the wrong type or length is rejected", () => {
+    expect(() => Tensor.from(new Float32Array(5), [2, 3])).toThrow(/5 elements .* holds 6/);
+    expect(() => Tensor.from(new Int32Array(4), [4], { dtype: "f32" })).toThrow(/takes a Float32Array/);
+    expect(() => Tensor.from(new Uint16Array(4), [4])).toThrow(/raw f16 or bf16 bits/);
+    expect(() => Tensor.empty([2], "f64" as never)).toThrow(/unknown dtype/);
+  });
+});
+
+describe("devices", () => {
+  test("lists the CPU first", () => {
+    const list = devices();
+    expect(list[0]).toMatchObject({ id: "cpu", type: "cpu" });
+    expect(list[0].totalMemory).toBeGreaterThan(0);
+    for (const d of list.slice(1)) {
+      expect(d.type).toBe("cuda");
+      if (d.type === "cuda") expect(d.computeCapability).toMatch(/^\d+\.\d+$/);
+    }
+  });
+
+  test("CUDA reports whether it is usable, with a reason when not", () => {
+    const status = cudaStatus();
+    expect(typeof status.built).toBe("boolean");
+    if (status.available) {
+      expect(status.deviceCount).toBeGreaterThan(0);
+      expect(devices().filter((d) => d.type === "cuda")).toHaveLength(status.deviceCount);
+    } else {
+      expect(status.reason).toMatch(/\w{10,}/);
+      expect(() => Tensor.empty([4], "f32", "cuda:0")).toThrow(/CUDA is not available: /);
+    }
+  });
+});
+
+describe("addon loader", () => {
+  test("says where it looked and how to fix it when no binary loads", () => {
+    const corrupt = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "lt-")), "lighttransfer.node");
+    fs.writeFileSync(corrupt, "not a shared object");
+    let message = "";
+    try {
+      loadAddon(["/nonexistent/lighttransfer.node", corrupt]);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/Could not load the lighttransfer native addon/);
+    expect(message).toMatch(/\/nonexistent\/lighttransfer.node: not found/);
+    expect(message).toContain(`${corrupt}: `);
+    expect(message).toMatch(/npm rebuild lighttransfer/);
+    expect(message).toMatch(/LIGHTTRANSFER_ADDON/);
+  });
+});
