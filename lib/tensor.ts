@@ -33,10 +33,12 @@ function checkDType(dtype: string): DType {
   return dtype as DType;
 }
 
+// By tag rather than instanceof, so arrays from another realm (vm contexts, workers) count too.
 function naturalDType(data: ArrayBufferView): DType {
-  if (data instanceof Float32Array) return "f32";
-  if (data instanceof Int32Array) return "i32";
-  if (data instanceof Uint16Array)
+  const tag = Object.prototype.toString.call(data);
+  if (tag === "[object Float32Array]") return "f32";
+  if (tag === "[object Int32Array]") return "i32";
+  if (tag === "[object Uint16Array]")
     throw new TypeError("a Uint16Array holds raw f16 or bf16 bits: pass { dtype: 'f16' } or { dtype: 'bf16' }");
   throw new TypeError("tensor data must be a Float32Array, Int32Array or Uint16Array (f16/bf16 bits)");
 }

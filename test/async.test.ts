@@ -1,0 +1,64 @@
+// Async kernels give the same results as sync ones, off the event loop, and survive inputs
+// disposed while they run.
+import { kernels } from "../lib";
+import { Random } from "./helpers/reference";
+import { TensorScope } from "./helpers/tensors";
+
+const rng = new Random();
+const scope = new TensorScope();
+afterEach(() => scope.dispose());
+
+test("async prefill, decode and lazy ratio equal their sync forms", async () => {
+  const n = 96, hq = 8, hkv = 2, d = 64;
+  const q = scope.random(rng, [n, hq, d], "bf16").tensor;
+  const k = scope.random(rng, [n, hkv, d], "bf16").tensor;
+  const v = scope.random(rng, [n, hkv, d], "bf16").tensor;
+  const spec = { sink: 4, window: 16, lastQueries: 8 };
+  const sync = kernels.prefillAttention({ q, k, v, returnLse: true, lazyRatio: spec });
+  const asyncRes = await kernels.prefillAttentionAsync({ q, k, v, returnLse: true, lazyRatio: spec });
+  for (const r of [sync, asyncRes]) [r.out, r.lse, r.lazyRatio].forEach((x) => scope.add(x));
+  expect(Array.from(asyncRes.out.toArray())).toEqual(Array.from(sync.out.toArray()));
+  expect(Array.from(asyncRes.lazyRatio!.toArray())).toEqual(Array.from(sync.lazyRatio!.toArray()));
+  const ratio = scope.add(await kernels.lazyRatioAsync({ q, k, lse: sync.lse!, ...spec }));
+  expect(ratio.shape).toEqual([hq]);
+
+  const kPages = scope.random(rng, [8, 16, hkv, d], "bf16").tensor;
+  const vPages = scope.random(rng, [8, 16, hkv, d], "bf16").tensor;
+  const pageTable = scope.ints([3, 1, 6, 0, 2, 5], [2, 3]);
+  const seqLens = scope.ints([40, 17]);
+  const a = kernels.decodeAttention({ q: scope.random(rng, [2, hq, d], "bf16").tensor, kPages, vPages, pageTable, seqLens });
+  scope.add(a.out);
+  const qd = scope.random(rng, [2, hq, d], "bf16").tensor;
+  const s1 = kernels.decodeAttention({ q: qd, kPages, vPages, pageTable, seqLens });
+  const s2 = await kernels.decodeAttentionAsync({ q: qd, kPages, vPages, pageTable, seqLens });
+  [s1.out, s2.out].forEach((x) => scope.add(x));
+  expect(Array.from(s2.out.toArray())).toEqual(Array.from(s1.out.toArray()));
+});
+
+test("the event loop keeps running while a long kernel works", async () => {
+  const n = 1536, hq = 8, d = 128;
+  const q = scope.random(rng, [n, hq, d], "f32").tensor;
+  const k = scope.random(rng, [n, hq, d], "f32").tensor;
+  const v = scope.random(rng, [n, hq, d], "f32").tensor;
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const res = await kernels.prefillAttentionAsync({ q, k, v });
+  clearInterval(timer);
+  scope.add(res.out);
+  expect(ticks).toBeGreaterThan(0);
+});
+
+test("disposing inputs while an async kernel runs neither crashes nor changes the result", async () => {
+  const n = 512, hq = 4, d = 64;
+  const mk = () => [scope.random(rng, [n, hq, d], "f32").tensor, scope.random(rng, [n, hq, d], "f32").tensor, scope.random(rng, [n, hq, d], "f32").tensor];
+  const [q, k, v] = mk();
+  const want = kernels.prefillAttention({ q, k, v });
+  scope.add(want.out);
+  const pending = kernels.prefillAttentionAsync({ q, k, v });
+  q.dispose();
+  k.dispose();
+  v.dispose();
+  const got = await pending;
+  scope.add(got.out);
+  expect(Array.from(got.out.toArray())).toEqual(Array.from(want.out.toArray()));
+});

@@ -1,0 +1,114 @@
+// CPU cache operations, checked bit for bit against plain-JS gathers.
+import { kernels, Tensor } from "../lib";
+import { firstMismatch, Random } from "./helpers/reference";
+import { poolSlot, ringSlot } from "./helpers/pages";
+import { TensorScope } from "./helpers/tensors";
+
+const rng = new Random();
+const scope = new TensorScope();
+afterEach(() => scope.dispose());
+
+test.each(["f32", "bf16", "f16"] as const)("appendKv writes each token's rows to its slot (%s)", (dtype) => {
+  const numPages = 6, pageSize = 4, hkv = 2, d = 8, tokens = 9;
+  const rowSize = hkv * d;
+  const kPages = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
+  const vPages = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
+  const before = { k: Array.from(kPages.toArray()), v: Array.from(vPages.toArray()) };
+  const k = scope.random(rng, [tokens, hkv, d], dtype).tensor;
+  const v = scope.random(rng, [tokens, hkv, d], dtype).tensor;
+  const slots = rng.shuffle(Array.from({ length: numPages * pageSize }, (_, i) => i)).slice(0, tokens);
+  kernels.appendKv({ k, v, kPages, vPages, slots: scope.ints(slots) });
+  const kBits = Array.from(k.toArray()), vBits = Array.from(v.toArray());
+  slots.forEach((s, t) => {
+    for (let i = 0; i < rowSize; i++) {
+      before.k[s * rowSize + i] = kBits[t * rowSize + i];
+      before.v[s * rowSize + i] = vBits[t * rowSize + i];
+    }
+  });
+  expect(Array.from(kPages.toArray())).toEqual(before.k);
+  expect(Array.from(vPages.toArray())).toEqual(before.v);
+});
+
+describe("cutToStreaming", () => {
+  test.each([
+    { length: 10, sink: 4, window: 16, overlap: true }, // below S + W: identity placement
+    { length: 20, sink: 4, window: 16, overlap: true }, // at S + W
+    { length: 21, sink: 4, window: 16, overlap: true }, // one past
+    { length: 77, sink: 4, window: 16, overlap: true }, // well above, ring reuses the first pages
+    { length: 77, sink: 4, window: 16, overlap: false },
+    { length: 50, sink: 0, window: 13, overlap: true },
+    { length: 3, sink: 5, window: 2, overlap: false }, // shorter than the sinks
+  ])("length=$length sink=$sink window=$window overlapping=$overlap", ({ length, sink, window, overlap }) => {
+    const pageSize = 4, hkv = 2, d = 8, rowSize = hkv * d;
+    const srcCount = Math.ceil(length / pageSize);
+    const ringLen = Math.min(length, sink + window);
+    const dstCount = Math.ceil(ringLen / pageSize);
+    const numPages = srcCount + dstCount + 2;
+    const ids = rng.shuffle(Array.from({ length: numPages }, (_, i) => i));
+    const src = ids.slice(0, srcCount);
+    // Overlapping: the ring takes the full cache's pages in a shuffled order, so rows move across pages.
+    const dst = overlap ? rng.shuffle(src.slice()).slice(0, dstCount) : ids.slice(srcCount, srcCount + dstCount);
+    const kPages = scope.random(rng, [numPages, pageSize, hkv, d], "bf16").tensor;
+    const vPages = scope.random(rng, [numPages, pageSize, hkv, d], "bf16").tensor;
+    const k0 = Array.from(kPages.toArray()), v0 = Array.from(vPages.toArray());
+    kernels.cutToStreaming({
+      kPages, vPages, srcPageTable: scope.ints(src), dstPageTable: scope.ints(dst), length, sink, window,
+    });
+    const expectK = k0.slice(), expectV = v0.slice();
+    for (let p = 0; p < length; p++) {
+      if (p >= sink && p < length - window) continue; // dropped: neither sink nor recent
+      const from = poolSlot(src, p, pageSize) * rowSize;
+      const to = poolSlot(dst, ringSlot(p, sink, window), pageSize) * rowSize;
+      for (let i = 0; i < rowSize; i++) {
+        expectK[to + i] = k0[from + i];
+        expectV[to + i] = v0[from + i];
+      }
+    }
+    const problem = firstMismatch(Array.from(kPages.toArray()), expectK, { rtol: 0, atol: 0 });
+    if (problem) throw new Error(`K: ${problem} (seed ${rng.seed})`);
+    expect(Array.from(vPages.toArray())).toEqual(expectV);
+  });
+
+  test("cut then ring decode equals prefill with the streaming mask, then keeps decoding", () => {
+    const sink = 4, window = 12, pageSize = 4, hq = 4, hkv = 1, d = 64, n = 70, prompt = 50;
+    const q = scope.random(rng, [n, hq, d], "f32");
+    const k = scope.random(rng, [n, hkv, d], "f32");
+    const v = scope.random(rng, [n, hkv, d], "f32");
+    const streamed = kernels.prefillAttention({ q: q.tensor, k: k.tensor, v: v.tensor, streaming: { sink, window } });
+    scope.add(streamed.out);
+    const want = streamed.out.toFloat32Array();
+
+    // Full cache of the prompt on pages 0.., then cut it into a ring on its own first pages.
+    const numPages = Math.ceil(n / pageSize) + 1;
+    const kPages = scope.random(rng, [numPages, pageSize, hkv, d], "f32").tensor;
+    const vPages = scope.random(rng, [numPages, pageSize, hkv, d], "f32").tensor;
+    const full = Array.from({ length: Math.ceil(prompt / pageSize) }, (_, i) => i);
+    const kAll = k.tensor.toFloat32Array(), vAll = v.tensor.toFloat32Array(), qAll = q.tensor.toFloat32Array();
+    const rowSize = hkv * d;
+    const slots = Array.from({ length: prompt }, (_, p) => poolSlot(full, p, pageSize));
+    kernels.appendKv({
+      k: scope.add(Tensor.from(kAll.slice(0, prompt * rowSize), [prompt, hkv, d])),
+      v: scope.add(Tensor.from(vAll.slice(0, prompt * rowSize), [prompt, hkv, d])),
+      kPages, vPages, slots: scope.ints(slots),
+    });
+    const ring = full.slice(0, Math.ceil((sink + window) / pageSize));
+    kernels.cutToStreaming({
+      kPages, vPages, srcPageTable: scope.ints(full), dstPageTable: scope.ints(ring), length: prompt, sink, window,
+    });
+    const pageTable = scope.ints(ring, [1, ring.length]);
+    const seqLens = scope.ints([sink + window]);
+    for (let p = prompt; p < n; p++) {
+      const slot = poolSlot(ring, ringSlot(p, sink, window), pageSize);
+      kernels.appendKv({
+        k: scope.add(Tensor.from(kAll.slice(p * rowSize, (p + 1) * rowSize), [1, hkv, d])),
+        v: scope.add(Tensor.from(vAll.slice(p * rowSize, (p + 1) * rowSize), [1, hkv, d])),
+        kPages, vPages, slots: scope.ints([slot]),
+      });
+      const qRow = scope.add(Tensor.from(qAll.slice(p * hq * d, (p + 1) * hq * d), [1, hq, d]));
+      const { out } = kernels.decodeAttention({ q: qRow, kPages, vPages, pageTable, seqLens });
+      scope.add(out);
+      const problem = firstMismatch(out.toFloat32Array(), want.slice(p * hq * d, (p + 1) * hq * d), { rtol: 1e-5, atol: 1e-5 });
+      if (problem) throw new Error(`position ${p}: ${problem} (seed ${rng.seed})`);
+    }
+  });
+});
