@@ -2,7 +2,7 @@
 // the optional fused lazy ratio (DESIGN.md section 2).
 //
 // Launch: K and V are widened to f32 once, regrouped per kv head ([hkv][nk][d]) so each
-// score is one contiguous dot product; then the (query, head) rows are spread over the
+// score is one contiguous dot product; then the (query, kv head) tasks are spread over the
 // thread pool. A row only visits the keys its mask allows (at most two ranges: the sinks
 // and the causal window), so the streaming mask costs O(nq · (sink + window)).
 #include <algorithm>
@@ -52,49 +52,64 @@ void prefillAttention(const PrefillAttentionParams& p) {
   const int32_t recentBegin = nk - p.ratio.window;
   std::vector<double> rowMass(wantRatio ? size_t(nq) * hq : 0, 0.0);
 
-  // Rows are ordered query-major so a chunk of rows shares the same keys in cache.
-  parallelFor(int64_t(nq) * hq, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(nk), qrow(d), acc(d);
-    for (int64_t row = begin; row < end; row++) {
-      const int32_t qi = int32_t(row / hq), h = int32_t(row % hq), kvh = h / group;
+  // One task per (query, kv head): every K and V row it loads serves the whole GQA group of
+  // query heads, so the group shares each load. Tasks are query-major so neighbours share keys.
+  parallelFor(int64_t(nq) * hkv, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(size_t(group) * nk), qrows(size_t(group) * d), acc(size_t(group) * d);
+    std::vector<float> maxScore(group), sum(group), subsetSum(group);
+    for (int64_t task = begin; task < end; task++) {
+      const int32_t qi = int32_t(task / hkv), kvh = int32_t(task % hkv);
       const int32_t pos = firstPos + qi;
       const float* kh = &kf[size_t(kvh) * nk * d];
       const float* vh = &vf[size_t(kvh) * nk * d];
-      loadAsFloat(p.dtype, p.q, (size_t(qi) * hq + h) * d, d, qrow.data());
+      for (int32_t g = 0; g < group; g++)
+        loadAsFloat(p.dtype, p.q, (size_t(qi) * hq + kvh * group + g) * d, d, &qrows[size_t(g) * d]);
       VisibleKeys vis = visibleKeys(pos, p.mask);
 
-      float maxScore = -std::numeric_limits<float>::infinity();
+      std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
       auto scoreRange = [&](int32_t from, int32_t to) {
         for (int32_t j = from; j < to; j++) {
-          float s = dot(qrow.data(), kh + size_t(j) * d, d) * p.scale;
-          scores[j] = s;
-          maxScore = std::max(maxScore, s);
+          const float* krow = kh + size_t(j) * d;
+          for (int32_t g = 0; g < group; g++) {
+            float s = dot(&qrows[size_t(g) * d], krow, d) * p.scale;
+            scores[size_t(g) * nk + j] = s;
+            maxScore[g] = std::max(maxScore[g], s);
+          }
         }
       };
       scoreRange(0, vis.sinkEnd);
       scoreRange(vis.windowBegin, pos + 1);
 
       std::fill(acc.begin(), acc.end(), 0.f);
-      float sum = 0.f, subsetSum = 0.f;
+      std::fill(sum.begin(), sum.end(), 0.f);
+      std::fill(subsetSum.begin(), subsetSum.end(), 0.f);
       const bool ratioRow = wantRatio && pos >= lastBegin;
       auto accumulateRange = [&](int32_t from, int32_t to) {
         for (int32_t j = from; j < to; j++) {
-          float w = std::exp(scores[j] - maxScore);
-          sum += w;
-          if (ratioRow && (j < p.ratio.sink || j >= recentBegin)) subsetSum += w;
-          axpy(w, vh + size_t(j) * d, acc.data(), d);
+          const float* vrow = vh + size_t(j) * d;
+          const bool inSubset = ratioRow && (j < p.ratio.sink || j >= recentBegin);
+          for (int32_t g = 0; g < group; g++) {
+            float w = std::exp(scores[size_t(g) * nk + j] - maxScore[g]);
+            sum[g] += w;
+            if (inSubset) subsetSum[g] += w;
+            axpy(w, vrow, &acc[size_t(g) * d], d);
+          }
         }
       };
       accumulateRange(0, vis.sinkEnd);
       accumulateRange(vis.windowBegin, pos + 1);
 
-      const float inv = 1.f / sum;
-      for (int32_t i = 0; i < d; i++) acc[i] *= inv;
-      storeFromFloat(p.dtype, acc.data(), p.out, (size_t(qi) * hq + h) * d, d);
-      if (p.lse) p.lse[size_t(qi) * hq + h] = maxScore + std::log(sum);
-      if (ratioRow) rowMass[size_t(qi) * hq + h] = double(subsetSum) / double(sum);
+      for (int32_t g = 0; g < group; g++) {
+        const int32_t h = kvh * group + g;
+        float* a = &acc[size_t(g) * d];
+        const float inv = 1.f / sum[g];
+        for (int32_t i = 0; i < d; i++) a[i] *= inv;
+        storeFromFloat(p.dtype, a, p.out, (size_t(qi) * hq + h) * d, d);
+        if (p.lse) p.lse[size_t(qi) * hq + h] = maxScore[g] + std::log(sum[g]);
+        if (ratioRow) rowMass[size_t(qi) * hq + h] = double(subsetSum[g]) / double(sum[g]);
+      }
     }
-  }, 4);
+  }, 1);
 
   if (wantRatio) {
     const int32_t firstRatioQuery = std::max(0, lastBegin - firstPos);
