@@ -68,3 +68,19 @@ export function setThreads(count: number): number {
 export function getThreads(): number {
   return addon().getThreads();
 }
+
+/** Bytes held by live tensors. */
+export interface MemoryUsage {
+  /** Host memory of CPU tensors. */
+  cpu: number;
+  /** Device memory of CUDA tensors, all devices together. */
+  cuda: number;
+}
+
+/**
+ * Bytes held by live tensors now (freed ones, whether by `dispose()` or the GC, are not counted).
+ * @example console.log(`${(memoryUsage().cuda / 2 ** 30).toFixed(2)} GiB on the GPU`);
+ */
+export function memoryUsage(): MemoryUsage {
+  return addon().memoryUsage();
+}

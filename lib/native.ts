@@ -21,6 +21,7 @@ export interface NativeAddon {
   NativeTensor: new (shape: number[], dtype: string, device: string) => NativeTensorHandle;
   devices(): Array<Record<string, unknown>>;
   cudaStatus(): { built: boolean; available: boolean; deviceCount: number; reason?: string };
+  memoryUsage(): { cpu: number; cuda: number };
   setThreads(count: number): number;
   getThreads(): number;
   prefillAttention(args: object): void;

@@ -1,7 +1,9 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { cudaStatus, devices, loadAddon, Tensor } from "../lib";
+import * as v8 from "node:v8";
+import * as vm from "node:vm";
+import { cudaStatus, devices, loadAddon, memoryUsage, Tensor } from "../lib";
 import { Random, roundTo } from "./helpers/reference";
 
 describe("Tensor", () => {
@@ -53,6 +55,31 @@ describe("Tensor", () => {
     expect(view.length).toBe(0);
     expect(t.bytes).toBe(0);
     t.dispose(); // twice is harmless
+  });
+
+  test("dispose() frees at once and memoryUsage() sees it", () => {
+    const before = memoryUsage().cpu;
+    const t = Tensor.empty([1024, 256], "f32");
+    expect(memoryUsage().cpu - before).toBe(1024 * 256 * 4);
+    t.dispose();
+    expect(memoryUsage().cpu).toBe(before);
+  });
+
+  test("the GC frees tensors that were never disposed", async () => {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as () => void;
+    const collect = async () => {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    };
+    for (let i = 0; i < 3; i++) await collect(); // tensors earlier tests dropped
+    const before = memoryUsage().cpu;
+    (() => {
+      for (let i = 0; i < 50; i++) Tensor.from(rng.normals(1 << 16), [1 << 16]);
+    })();
+    expect(memoryUsage().cpu - before).toBe(50 * (1 << 16) * 4);
+    for (let i = 0; i < 20 && memoryUsage().cpu > before; i++) await collect();
+    expect(memoryUsage().cpu).toBe(before);
   });
 
   test("to('cpu') copies", () => {

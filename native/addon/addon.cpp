@@ -6,6 +6,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "cuda/cuda_backend.h"
 #include "kernels.h"
@@ -73,6 +74,14 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// memoryUsage(): bytes held by live tensors on the CPU and on CUDA devices.
+Napi::Value MemoryUsage(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("cpu", double(LiveBytes::of(Device{Device::Kind::CPU, 0}).load()));
+  o.Set("cuda", double(LiveBytes::of(Device{Device::Kind::CUDA, 0}).load()));
+  return o;
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "setThreads(count: number)");
   setThreadCount(info[0].As<Napi::Number>().Int32Value());
@@ -85,6 +94,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", TensorObject::Init(env));
   exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
   exports.Set("cudaStatus", Napi::Function::New(env, CudaStatus, "cudaStatus"));
+  exports.Set("memoryUsage", Napi::Function::New(env, MemoryUsage, "memoryUsage"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   RegisterKernels(env, exports);

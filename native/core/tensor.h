@@ -2,6 +2,7 @@
 // using them: dispose() drops the owner's reference, and the memory goes back the moment the
 // last user lets go, so a tensor disposed mid-kernel is never freed under the kernel.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,9 +13,21 @@
 
 namespace lt {
 
+// Bytes held by live storages, per backend: what memoryUsage() reports, and how tests see
+// that dispose() and the GC finalizer really free.
+struct LiveBytes {
+  static std::atomic<int64_t>& of(const Device& d) {
+    static std::atomic<int64_t> cpu{0}, cuda{0};
+    return d.isCpu() ? cpu : cuda;
+  }
+};
+
 struct Storage {
-  Storage(const Device& d, size_t n) : device(d), bytes(n), data(deviceAlloc(d, n)) {}
-  ~Storage() { deviceFree(device, data); }
+  Storage(const Device& d, size_t n) : device(d), bytes(n), data(deviceAlloc(d, n)) { LiveBytes::of(device) += int64_t(bytes); }
+  ~Storage() {
+    deviceFree(device, data);
+    LiveBytes::of(device) -= int64_t(bytes);
+  }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
 
