@@ -11,13 +11,15 @@ const root = path.join(__dirname, "..");
 const jobs = process.env.LIGHTTRANSFER_BUILD_JOBS || String(Math.max(1, os.cpus().length));
 const cuda = (process.env.LIGHTTRANSFER_CUDA || "auto").toUpperCase();
 const cmakeJs = require.resolve("cmake-js/bin/cmake-js");
-const args = [cmakeJs, "compile", "--parallel", jobs, `--CDLT_CUDA=${cuda}`];
-if (process.env.LIGHTTRANSFER_CUDA_ARCHS) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.LIGHTTRANSFER_CUDA_ARCHS}`);
-const result = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
-if (result.status !== 0) {
+const defines = [`--CDLT_CUDA=${cuda}`];
+if (process.env.LIGHTTRANSFER_CUDA_ARCHS) defines.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.LIGHTTRANSFER_CUDA_ARCHS}`);
+// Configure every time so a changed LIGHTTRANSFER_CUDA reaches CMake's cache; building is incremental.
+const run = (command, extra) =>
+  spawnSync(process.execPath, [cmakeJs, command, ...extra, ...defines], { cwd: root, stdio: "inherit" }).status === 0;
+if (!(run("configure", []) && run("build", ["--parallel", jobs]))) {
   console.error(
     "\nlighttransfer: building the native addon failed. It needs CMake >= 3.18 and a C++17 compiler" +
       " (and, for the GPU backend, the CUDA toolkit's nvcc; set LIGHTTRANSFER_CUDA=off to build without it).",
   );
-  process.exit(result.status ?? 1);
+  process.exit(1);
 }

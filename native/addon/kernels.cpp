@@ -40,10 +40,12 @@ void onCuda(const Device& device, Launch launch) {
 }
 #endif
 
+#ifndef LT_WITH_CUDA
 [[noreturn]] void noCudaKernel(const Device& device, const char* op) {
   throw Error(std::string(op) + ": tensors are on " + device.name() + " but " +
               (cuda::availability().available ? "this build has no CUDA kernels" : cuda::availability().reason));
 }
+#endif
 
 // i32 index tables (page tables, slots) are checked on the host; a device copy is read back.
 std::vector<int32_t> hostInts(TensorObject* t) {
