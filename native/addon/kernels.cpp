@@ -12,6 +12,7 @@
 #include "core/attention_params.h"
 #include "cpu/cpu_kernels.h"
 #include "cuda/cuda_backend.h"
+#include "dispatch.h"
 #include "kernels.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
@@ -24,28 +25,6 @@ namespace {
 constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
 constexpr int32_t kMaxHeadDim = 256;
 
-// A validated call: the work to run and the memory it must keep alive while it runs.
-struct PreparedCall {
-  std::function<void()> run;
-  std::vector<std::shared_ptr<Storage>> keepAlive;
-};
-
-#ifdef LT_WITH_CUDA
-// Runs a CUDA kernel on the device's stream and waits, so errors surface in this call.
-template <typename Launch>
-void onCuda(const Device& device, Launch launch) {
-  cuda::setCurrent(device.index);
-  launch(static_cast<cudaStream_t>(cuda::stream(device.index)));
-  cuda::synchronize(device.index);
-}
-#endif
-
-#ifndef LT_WITH_CUDA
-[[noreturn]] void noCudaKernel(const Device& device, const char* op) {
-  throw Error(std::string(op) + ": tensors are on " + device.name() + " but " +
-              (cuda::availability().available ? "this build has no CUDA kernels" : cuda::availability().reason));
-}
-#endif
 
 // i32 index tables (page tables, slots) are checked on the host; a device copy is read back.
 std::vector<int32_t> hostInts(TensorObject* t) {
@@ -356,74 +335,14 @@ PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
   return call;
 }
 
-// Runs a prepared call on libuv's thread pool; the Promise settles on the main thread.
-class KernelWorker : public Napi::AsyncWorker {
- public:
-  KernelWorker(Napi::Env env, PreparedCall call)
-      : Napi::AsyncWorker(env, "lighttransfer.kernel"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      call_.run();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    call_.keepAlive.clear();
-    deferred_.Resolve(Env().Undefined());
-  }
-  void OnError(const Napi::Error& e) override {
-    call_.keepAlive.clear();
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  PreparedCall call_;
-  Napi::Promise::Deferred deferred_;
-};
-
-using Prepare = PreparedCall (*)(const Napi::CallbackInfo&);
-
-template <Prepare prepare>
-Napi::Value runNow(const Napi::CallbackInfo& info) {
-  prepare(info).run();
-  return info.Env().Undefined();
-}
-
-// Validation errors reject the Promise rather than throw, as async APIs are expected to.
-template <Prepare prepare>
-Napi::Value runAsync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  PreparedCall call;
-  try {
-    call = prepare(info);
-  } catch (const std::exception& e) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Reject(Napi::Error::New(env, e.what()).Value());
-    return deferred.Promise();
-  }
-  auto* worker = new KernelWorker(env, std::move(call));
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
-}
-
 }  // namespace
 
 void RegisterKernels(Napi::Env env, Napi::Object exports) {
-  auto add = [&](const char* name, Napi::Value (*sync)(const Napi::CallbackInfo&),
-                 Napi::Value (*async)(const Napi::CallbackInfo&)) {
-    exports.Set(name, Napi::Function::New(env, sync, name));
-    exports.Set(std::string(name) + "Async", Napi::Function::New(env, async, std::string(name) + "Async"));
-  };
-  add("prefillAttention", runNow<preparePrefill>, runAsync<preparePrefill>);
-  add("decodeAttention", runNow<prepareDecode>, runAsync<prepareDecode>);
-  add("appendKv", runNow<prepareAppend>, runAsync<prepareAppend>);
-  add("cutToStreaming", runNow<prepareCut>, runAsync<prepareCut>);
-  add("lazyRatio", runNow<prepareLazyRatio>, runAsync<prepareLazyRatio>);
+  exportCall<preparePrefill>(env, exports, "prefillAttention");
+  exportCall<prepareDecode>(env, exports, "decodeAttention");
+  exportCall<prepareAppend>(env, exports, "appendKv");
+  exportCall<prepareCut>(env, exports, "cutToStreaming");
+  exportCall<prepareLazyRatio>(env, exports, "lazyRatio");
 }
 
 }  // namespace lt::addon

@@ -1,0 +1,107 @@
+// How the addon runs a validated call: synchronously, or on libuv's thread pool with a
+// Promise, keeping the tensors it uses alive until it ends; and how it waits on a CUDA stream.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "cuda/cuda_backend.h"
+#ifdef LT_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace lt::addon {
+
+// A validated call: the work to run and the memory it must keep alive while it runs.
+struct PreparedCall {
+  std::function<void()> run;
+  std::vector<std::shared_ptr<Storage>> keepAlive;
+};
+
+#ifdef LT_WITH_CUDA
+// Runs a CUDA kernel on the device's stream and waits, so errors surface in this call.
+template <typename Launch>
+inline void onCuda(const Device& device, Launch launch) {
+  cuda::setCurrent(device.index);
+  launch(static_cast<cudaStream_t>(cuda::stream(device.index)));
+  cuda::synchronize(device.index);
+}
+#endif
+
+
+#ifndef LT_WITH_CUDA
+[[noreturn]] inline void noCudaKernel(const Device& device, const char* op) {
+  throw lt::Error(std::string(op) + ": tensors are on " + device.name() + " but " +
+              (cuda::availability().available ? "this build has no CUDA kernels" : cuda::availability().reason));
+}
+#endif
+
+// Runs a prepared call on libuv's thread pool; the Promise settles on the main thread.
+class KernelWorker : public Napi::AsyncWorker {
+ public:
+  KernelWorker(Napi::Env env, PreparedCall call)
+      : Napi::AsyncWorker(env, "lighttransfer.kernel"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      call_.run();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    call_.keepAlive.clear();
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    call_.keepAlive.clear();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  PreparedCall call_;
+  Napi::Promise::Deferred deferred_;
+};
+
+using Prepare = PreparedCall (*)(const Napi::CallbackInfo&);
+
+template <Prepare prepare>
+inline Napi::Value runNow(const Napi::CallbackInfo& info) {
+  prepare(info).run();
+  return info.Env().Undefined();
+}
+
+// Validation errors reject the Promise rather than throw, as async APIs are expected to.
+template <Prepare prepare>
+inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  PreparedCall call;
+  try {
+    call = prepare(info);
+  } catch (const std::exception& e) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(Napi::Error::New(env, e.what()).Value());
+    return deferred.Promise();
+  }
+  auto* worker = new KernelWorker(env, std::move(call));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+
+// Adds `name` and `nameAsync` to exports for a prepare function.
+template <Prepare prepare>
+void exportCall(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, runNow<prepare>, name));
+  const std::string asyncName = std::string(name) + "Async";
+  exports.Set(asyncName, Napi::Function::New(env, runAsync<prepare>, asyncName));
+}
+
+}  // namespace lt::addon
