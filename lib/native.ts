@@ -12,6 +12,8 @@ export interface NativeTensorHandle {
   view(): Float32Array | Uint16Array | Int32Array;
   write(data: ArrayBufferView): void;
   copyTo(device: string): NativeTensorHandle;
+  copyFrom(src: NativeTensorHandle): void;
+  slice(offset: number, shape: number[]): NativeTensorHandle;
   dispose(): void;
   readonly disposed: boolean;
   readonly bytes: number;
@@ -32,6 +34,7 @@ export interface NativeAddon {
   appendKvAsync(args: object): Promise<void>;
   cutToStreaming(args: object): void;
   cutToStreamingAsync(args: object): Promise<void>;
+  gatherKv(args: object): void;
   lazyRatio(args: object): void;
   lazyRatioAsync(args: object): Promise<void>;
 }

@@ -136,6 +136,35 @@ export class Tensor implements Disposable, AsyncDisposable {
     return new Tensor(this.handle.copyTo(device), [...this.shape], this.dtype, normaliseDevice(device));
   }
 
+  /**
+   * The same memory seen with another shape of the same element count (no copy).
+   * @example const heads = qProj.reshape([tokens, 32, 128]);
+   */
+  reshape(shape: readonly number[]): Tensor {
+    const dims = checkShape(shape);
+    if (dims.reduce((a, b) => a * b, 1) !== this.size)
+      throw new RangeError(`cannot reshape [${this.shape.join(", ")}] (${this.size} elements) to [${dims.join(", ")}]`);
+    return new Tensor(this.handle.slice(0, dims), dims, this.dtype, this.device);
+  }
+
+  /**
+   * Rows [start, start + count) along the first dimension, sharing this tensor's memory.
+   * The memory lives until this tensor and all its views are disposed.
+   * @example const last = hidden.rows(tokens - 1, 1);
+   */
+  rows(start: number, count: number): Tensor {
+    const rowSize = this.size / this.shape[0];
+    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 1 || start + count > this.shape[0])
+      throw new RangeError(`rows(${start}, ${count}) is outside the ${this.shape[0]} rows of [${this.shape.join(", ")}]`);
+    const dims = [count, ...this.shape.slice(1)];
+    return new Tensor(this.handle.slice(start * rowSize, dims), dims, this.dtype, this.device);
+  }
+
+  /** Copies `src` (same dtype and element count, any device) into this tensor. */
+  copyFrom(src: Tensor): void {
+    this.handle.copyFrom(src.handle);
+  }
+
   /** Frees the memory now. Safe to call twice; kernels still running keep what they use. */
   dispose(): void {
     this.handle.dispose();

@@ -17,9 +17,11 @@ test.each(["f32", "bf16", "f16"] as const)("appendKv writes each token's rows to
   const k = scope.random(rng, [tokens, hkv, d], dtype).tensor;
   const v = scope.random(rng, [tokens, hkv, d], dtype).tensor;
   const slots = rng.shuffle(Array.from({ length: numPages * pageSize }, (_, i) => i)).slice(0, tokens);
+  slots[rng.int(0, tokens - 1)] = -1; // a dropped token writes nothing
   kernels.appendKv({ k, v, kPages, vPages, slots: scope.ints(slots) });
   const kBits = Array.from(k.toArray()), vBits = Array.from(v.toArray());
   slots.forEach((s, t) => {
+    if (s < 0) return;
     for (let i = 0; i < rowSize; i++) {
       before.k[s * rowSize + i] = kBits[t * rowSize + i];
       before.v[s * rowSize + i] = vBits[t * rowSize + i];
@@ -111,4 +113,25 @@ describe("cutToStreaming", () => {
       if (problem) throw new Error(`position ${p}: ${problem} (seed ${rng.seed})`);
     }
   });
+});
+
+test.each(["f32", "bf16"] as const)("gatherKv copies pool slots out in the order given (%s)", (dtype) => {
+  const numPages = 7, pageSize = 4, hkv = 3, d = 5, length = 17, rowSize = hkv * d;
+  const kPages = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
+  const vPages = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
+  const table = rng.shuffle(Array.from({ length: numPages }, (_, i) => i)).slice(0, Math.ceil(length / pageSize));
+  const slots = rng.shuffle(Array.from({ length }, (_, t) => poolSlot(table, t, pageSize)));
+  const { k, v } = kernels.gatherKv({ kPages, vPages, slots: scope.ints(slots) });
+  scope.add(k);
+  scope.add(v);
+  const k0 = Array.from(kPages.toArray()), v0 = Array.from(vPages.toArray());
+  const wantK: number[] = [], wantV: number[] = [];
+  for (let t = 0; t < length; t++) {
+    const base = slots[t] * rowSize;
+    wantK.push(...k0.slice(base, base + rowSize));
+    wantV.push(...v0.slice(base, base + rowSize));
+  }
+  expect(Array.from(k.toArray())).toEqual(wantK);
+  expect(Array.from(v.toArray())).toEqual(wantV);
+  expect(() => kernels.gatherKv({ kPages, vPages, slots: scope.ints([0, 28]) })).toThrow(/slots\[1\] = 28 is outside the pool's slots 0..27/);
 });

@@ -105,7 +105,7 @@ describe("cache operations reject bad input", () => {
   test("append to a slot outside the pool", () => {
     const p = pool();
     expect(() => kernels.appendKv({ k: t([2, 2, 8]), v: t([2, 2, 8]), ...p, slots: scope.ints([3, 16]) })).toThrow(
-      /slots\[1\] = 16 is outside the pool's slots 0..15/,
+      /slots\[1\] = 16 is outside the pool's slots 0..15 \(page \* pageSize \+ offset; -1 skips the token\)/,
     );
   });
   test("append rows of the wrong shape", () => {

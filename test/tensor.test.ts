@@ -93,6 +93,26 @@ describe("Tensor", () => {
     c.dispose();
   });
 
+  test("reshape and rows share memory; copyFrom copies", () => {
+    const t = Tensor.from(rng.normals(24), [4, 6]);
+    const r = t.reshape([2, 3, 4]);
+    const mid = t.rows(1, 2);
+    expect(mid.shape).toEqual([2, 6]);
+    expect(Array.from(mid.toArray())).toEqual(Array.from(t.toArray()).slice(6, 18));
+    const src = Tensor.from(rng.normals(12), [12]);
+    mid.copyFrom(src);
+    expect(Array.from(t.toArray()).slice(6, 18)).toEqual(Array.from(src.toArray()));
+    expect(Array.from(r.toArray())).toEqual(Array.from(t.toArray()));
+    expect(() => t.rows(3, 2)).toThrow(/outside the 4 rows/);
+    expect(() => t.reshape([5, 5])).toThrow(/cannot reshape/);
+    expect(() => mid.copyFrom(Tensor.from(rng.normals(5), [5]))).toThrow(/element count must match/);
+    const before = memoryUsage().cpu;
+    t.dispose();
+    expect(memoryUsage().cpu).toBe(before); // views still hold the memory
+    [r, mid, src].forEach((x) => x.dispose());
+    expect(memoryUsage().cpu).toBe(before - 24 * 4 - 12 * 4);
+  });
+
   test("using a disposed tensor throws", () => {
     const t = Tensor.from(rng.normals(4), [4]);
     t.dispose();

@@ -9,7 +9,7 @@ so a test knows how robust the argmax is). Run on a machine with torch + transfo
     python3 tools/make_fixtures.py test/fixtures/models
 
 What each checkpoint covers:
-  llama-tiny    LlamaForCausalLM, rope_scaling llama3, GQA 4:2, bf16 weights, sharded (index.json)
+  llama-tiny    LlamaForCausalLM, rope_scaling llama3, GQA 2:1, bf16 weights, sharded (index.json)
   mistral-tiny  MistralForCausalLM, sliding_window 16, GQA 4:1, f16 weights
   qwen2-tiny    Qwen2ForCausalLM, QKV bias, tied embeddings, GQA 2:2 (none), f32 weights
 Head dim is 64 everywhere so the same fixtures run on the CUDA kernels.
@@ -67,16 +67,16 @@ def make_tokenizer(out_dir):
 
 
 def configs():
-    common = dict(vocab_size=VOCAB, hidden_size=256, intermediate_size=384, num_hidden_layers=4, head_dim=64,
+    common = dict(vocab_size=VOCAB, hidden_size=128, intermediate_size=192, num_hidden_layers=3, head_dim=64,
                   max_position_embeddings=4096, rms_norm_eps=1e-5, bos_token_id=0, eos_token_id=1,
                   initializer_range=0.2)
-    llama = LlamaConfig(**common, num_attention_heads=4, num_key_value_heads=2, rope_theta=500000.0,
+    llama = LlamaConfig(**common, num_attention_heads=2, num_key_value_heads=1, rope_theta=500000.0,
                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
                         tie_word_embeddings=False)
     mistral = MistralConfig(**common, num_attention_heads=4, num_key_value_heads=1, rope_theta=10000.0,
                             sliding_window=16, tie_word_embeddings=False)
-    qwen2 = Qwen2Config(**{**common, "hidden_size": 128, "num_hidden_layers": 3}, num_attention_heads=2,
+    qwen2 = Qwen2Config(**{**common, "num_hidden_layers": 2, "intermediate_size": 128}, num_attention_heads=2,
                         num_key_value_heads=2, rope_theta=1000000.0, tie_word_embeddings=True,
                         use_sliding_window=False)
     return [("llama-tiny", llama, torch.bfloat16, "300KB"), ("mistral-tiny", mistral, torch.float16, None),

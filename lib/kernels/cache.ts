@@ -11,7 +11,7 @@ export interface AppendKvOptions {
   /** The pool [numPages, pageSize, hkv, d]. */
   kPages: Tensor;
   vPages: Tensor;
-  /** i32 [tokens]: destination slot page * pageSize + offset of each token. */
+  /** i32 [tokens]: destination slot page * pageSize + offset of each token; -1 skips a token. Slots must not repeat. */
   slots: Tensor;
 }
 
@@ -76,4 +76,30 @@ export function cutToStreaming(options: CutToStreamingOptions): void {
 export function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
   const args = cutArgs(options);
   return runAsync(new Outputs(), () => addon().cutToStreamingAsync(args), undefined, asyncOptions);
+}
+
+export interface GatherKvOptions {
+  kPages: Tensor;
+  vPages: Tensor;
+  /** i32 [length]: pool slots (page · pageSize + offset) to copy, in output order. */
+  slots: Tensor;
+  /** Preallocated outputs [length, hkv, d] (views such as `buffer.rows(0, n)` work). */
+  k?: Tensor;
+  v?: Tensor;
+}
+
+/**
+ * Copies pool slots out of the page pool into contiguous K and V [length, hkv, d]: the keys a
+ * later chunk of a long prompt attends to, in position order.
+ * @example const { k, v } = kernels.gatherKv({ kPages, vPages, slots: Tensor.from(Int32Array.from(slotList), [n]) });
+ */
+export function gatherKv(options: GatherKvOptions): { k: Tensor; v: Tensor } {
+  for (const name of ["kPages", "vPages", "slots"] as const) requireTensor(name, options[name]);
+  const pool = options.kPages;
+  const outputs = new Outputs();
+  const shape = [options.slots.shape[0], pool.shape[2], pool.shape[3]];
+  const k = outputs.take(options.k, () => Tensor.empty(shape, pool.dtype, pool.device));
+  const v = outputs.take(options.v, () => Tensor.empty(shape, pool.dtype, pool.device));
+  const args = { kPages: pool.handle, vPages: options.vPages.handle, slots: options.slots.handle, k: k.handle, v: v.handle };
+  return runSync(outputs, () => addon().gatherKv(args), { k, v });
 }

@@ -2,4 +2,5 @@
 export * from "./attention";
 export * from "./cache";
 export * from "./lazy-ratio";
+export * from "./model-ops";
 export type { AsyncKernelOptions } from "./call";

@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "cuda/cuda_backend.h"
 #include "kernels.h"
+#include "model_ops.h"
 #include "tensor_object.h"
 
 namespace lt::addon {
@@ -98,6 +99,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   RegisterKernels(env, exports);
+  RegisterModelOps(env, exports);
   return exports;
 }
 

@@ -212,9 +212,9 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
   const int64_t poolSlots = pool[0] * pool[1];
   std::vector<int32_t> hostSlots = hostInts(slots);
   for (int32_t t = 0; t < tokens; t++) {
-    if (hostSlots[t] < 0 || hostSlots[t] >= poolSlots)
+    if (hostSlots[t] < -1 || hostSlots[t] >= poolSlots)
       a.fail("slots[" + std::to_string(t) + "] = " + std::to_string(hostSlots[t]) + " is outside the pool's slots 0.." +
-             std::to_string(poolSlots - 1) + " (page * pageSize + offset)");
+             std::to_string(poolSlots - 1) + " (page * pageSize + offset; -1 skips the token)");
   }
   AppendKvParams p;
   p.dtype = k->dtype();
@@ -292,6 +292,45 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   return call;
 }
 
+PreparedCall prepareGather(const Napi::CallbackInfo& info) {
+  KernelArgs a("gatherKv", info);
+  TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots");
+  TensorObject *k = a.tensor("k"), *v = a.tensor("v");
+  checkPool(a, kPages, vPages);
+  a.expectRank("slots", slots, 1);
+  a.expectDType("slots", slots, DType::I32);
+  const Shape& pool = kPages->shape();
+  const int32_t length = int32_t(slots->shape()[0]);
+  a.expectShape("k", k, {length, pool[2], pool[3]});
+  a.expectShape("v", v, k->shape());
+  a.expectDType("k", k, kPages->dtype());
+  a.expectDType("v", v, kPages->dtype());
+  Device device = a.sameDevice({{"kPages", kPages}, {"vPages", vPages}, {"slots", slots}, {"k", k}, {"v", v}});
+  const int64_t poolSlots = pool[0] * pool[1];
+  std::vector<int32_t> host = hostInts(slots);
+  for (int32_t t = 0; t < length; t++)
+    if (host[t] < 0 || host[t] >= poolSlots)
+      a.fail("slots[" + std::to_string(t) + "] = " + std::to_string(host[t]) + " is outside the pool's slots 0.." +
+             std::to_string(poolSlots - 1));
+  GatherKvParams p;
+  p.dtype = kPages->dtype();
+  p.kPages = kPages->data(), p.vPages = vPages->data(), p.k = k->data(), p.v = v->data();
+  p.slots = static_cast<const int32_t*>(slots->data());
+  p.length = length, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]), p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p] { cpu::gatherKv(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::gatherKv(p, s); }); };
+#else
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
 PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
   KernelArgs a("lazyRatio", info);
   TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *lse = a.tensor("lse"), *ratio = a.tensor("out");
@@ -343,6 +382,7 @@ void RegisterKernels(Napi::Env env, Napi::Object exports) {
   exportCall<prepareAppend>(env, exports, "appendKv");
   exportCall<prepareCut>(env, exports, "cutToStreaming");
   exportCall<prepareLazyRatio>(env, exports, "lazyRatio");
+  exportCall<prepareGather>(env, exports, "gatherKv");
 }
 
 }  // namespace lt::addon

@@ -59,6 +59,8 @@ Napi::Function TensorObject::Init(Napi::Env env) {
                                      InstanceMethod("view", &TensorObject::View),
                                      InstanceMethod("write", &TensorObject::Write),
                                      InstanceMethod("copyTo", &TensorObject::CopyTo),
+                                     InstanceMethod("copyFrom", &TensorObject::CopyFrom),
+                                     InstanceMethod("slice", &TensorObject::Slice),
                                      InstanceMethod("dispose", &TensorObject::Dispose),
                                      InstanceAccessor("disposed", &TensorObject::GetDisposed, nullptr),
                                      InstanceAccessor("bytes", &TensorObject::GetBytes, nullptr)});
@@ -138,8 +140,8 @@ void TensorObject::release(Napi::Env env) {
 Napi::Value TensorObject::Read(const Napi::CallbackInfo& info) {
   requireLive("read");
   Napi::Env env = info.Env();
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, storage_->bytes);
-  deviceCopy(buffer.Data(), Device{}, storage_->data, storage_->device, storage_->bytes);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, byteLength());
+  deviceCopy(buffer.Data(), Device{}, data(), storage_->device, byteLength());
   return typedArrayOver(env, buffer, dtype_);
 }
 
@@ -147,12 +149,12 @@ Napi::Value TensorObject::Read(const Napi::CallbackInfo& info) {
 Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
   requireLive("read");
   Napi::Env env = info.Env();
-  size_t count = storage_->bytes / dtypeSize(dtype_);
+  size_t count = size_t(numel(shape_));
   std::vector<uint8_t> host;
-  const void* src = storage_->data;
+  const void* src = data();
   if (!storage_->device.isCpu()) {
-    host.resize(storage_->bytes);
-    deviceCopy(host.data(), Device{}, storage_->data, storage_->device, storage_->bytes);
+    host.resize(byteLength());
+    deviceCopy(host.data(), Device{}, data(), storage_->device, byteLength());
     src = host.data();
   }
   Napi::Float32Array out = Napi::Float32Array::New(env, count);
@@ -170,7 +172,7 @@ Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
   // a live view still points into.
   auto* keepAlive = new std::shared_ptr<Storage>(storage_);
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, storage_->data, storage_->bytes, [](Napi::Env, void*, std::shared_ptr<Storage>* hint) { delete hint; },
+      env, data(), byteLength(), [](Napi::Env, void*, std::shared_ptr<Storage>* hint) { delete hint; },
       keepAlive);
   views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), keepAlive});
   return typedArrayOver(env, buffer, dtype_);
@@ -184,14 +186,14 @@ Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsTypedArray())
     throw Error(std::string("write(data) needs a TypedArray: ") + rawArrayName(dtype_) + " for " + dtypeName(dtype_));
   Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-  size_t count = storage_->bytes / dtypeSize(dtype_);
+  size_t count = size_t(numel(shape_));
   const uint8_t* src = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
   if (array.ElementLength() != count)
     throw Error("data has " + std::to_string(array.ElementLength()) + " elements but the tensor of shape " +
                 shapeString(shape_) + " holds " + std::to_string(count));
   std::vector<uint8_t> converted;
   if (array.TypedArrayType() == napi_float32_array && (dtype_ == DType::F16 || dtype_ == DType::BF16)) {
-    converted.resize(storage_->bytes);
+    converted.resize(byteLength());
     storeFromFloat(dtype_, reinterpret_cast<const float*>(src), converted.data(), 0, count);
     src = converted.data();
   } else if (array.TypedArrayType() != rawArrayType(dtype_)) {
@@ -199,7 +201,7 @@ Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
                 (dtype_ == DType::F16 || dtype_ == DType::BF16 ? " (raw bits) or a Float32Array (rounded)" : "") +
                 ", not this TypedArray");
   }
-  deviceCopy(storage_->data, storage_->device, src, Device{}, storage_->bytes);
+  deviceCopy(data(), storage_->device, src, Device{}, byteLength());
   return env.Undefined();
 }
 
@@ -209,9 +211,51 @@ Napi::Value TensorObject::CopyTo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw Error("copyTo(device) needs a device name such as 'cpu' or 'cuda:0'");
   Device target = parseDevice(info[0].As<Napi::String>().Utf8Value());
-  auto storage = std::make_shared<Storage>(target, storage_->bytes);
-  deviceCopy(storage->data, target, storage_->data, storage_->device, storage_->bytes);
+  auto storage = std::make_shared<Storage>(target, byteLength());
+  deviceCopy(storage->data, target, data(), storage_->device, byteLength());
   return New(env, std::move(storage), dtype_, shape_);
+}
+
+// slice(offset: number, shape: number[]): a tensor over elements [offset, offset + numel(shape))
+// of this one's memory, sharing it. The memory lives until this tensor and every slice of it
+// are disposed (or collected).
+Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
+  requireLive("slice");
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray()) throw Error("slice(offset: number, shape: number[])");
+  const double offset = info[0].As<Napi::Number>().DoubleValue();
+  Napi::Array dims = info[1].As<Napi::Array>();
+  Shape shape;
+  for (uint32_t i = 0; i < dims.Length(); i++) {
+    Napi::Value v = dims.Get(i);
+    const double dim = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(dim >= 1) || dim != double(int64_t(dim))) throw Error("slice: every dimension must be an integer >= 1");
+    shape.push_back(int64_t(dim));
+  }
+  const int64_t total = numel(shape_);
+  if (!(offset >= 0) || offset != double(int64_t(offset)) || int64_t(offset) + numel(shape) > total)
+    throw Error("slice of " + std::to_string(numel(shape)) + " elements at offset " + std::to_string(int64_t(offset)) +
+                " does not fit a tensor of " + std::to_string(total) + " elements " + shapeString(shape_));
+  Napi::Object obj = New(env, storage_, dtype_, shape);
+  TensorObject* t = Unwrap(obj);
+  t->offset_ = offset_ + size_t(offset) * dtypeSize(dtype_);
+  // The memory is already counted by its owner.
+  Napi::MemoryManagement::AdjustExternalMemory(env, -t->reportedBytes_);
+  t->reportedBytes_ = 0;
+  return obj;
+}
+
+// copyFrom(src): copies another tensor's contents (same dtype and element count, any device).
+Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
+  requireLive("copy into");
+  if (info.Length() < 1 || !IsTensor(info.Env(), info[0])) throw Error("copyFrom(src) needs a tensor");
+  TensorObject* src = Unwrap(info[0]);
+  src->requireLive("copy from");
+  if (src->dtype_ != dtype_ || numel(src->shape_) != numel(shape_))
+    throw Error("copyFrom: source is " + std::string(dtypeName(src->dtype_)) + " " + shapeString(src->shape_) + ", destination " +
+                dtypeName(dtype_) + " " + shapeString(shape_) + ": dtype and element count must match");
+  deviceCopy(data(), storage_->device, src->data(), src->storage_->device, byteLength());
+  return info.Env().Undefined();
 }
 
 Napi::Value TensorObject::Dispose(const Napi::CallbackInfo& info) {
@@ -222,7 +266,7 @@ Napi::Value TensorObject::Dispose(const Napi::CallbackInfo& info) {
 Napi::Value TensorObject::GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !storage_); }
 
 Napi::Value TensorObject::GetBytes(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), storage_ ? double(storage_->bytes) : 0.0);
+  return Napi::Number::New(info.Env(), storage_ ? double(byteLength()) : 0.0);
 }
 
 }  // namespace lt::addon

@@ -27,7 +27,8 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   const Device& device() const { return storage_->device; }
-  void* data() const { return storage_->data; }
+  void* data() const { return static_cast<uint8_t*>(storage_->data) + offset_; }
+  size_t byteLength() const { return size_t(numel(shape_)) * dtypeSize(dtype_); }
 
  private:
   Napi::Value Read(const Napi::CallbackInfo& info);
@@ -35,6 +36,8 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   Napi::Value View(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value CopyTo(const Napi::CallbackInfo& info);
+  Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value Slice(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetBytes(const Napi::CallbackInfo& info);
@@ -52,6 +55,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   };
   std::vector<ViewRecord> views_;
   int64_t reportedBytes_ = 0;
+  size_t offset_ = 0;  // bytes into the storage (slices)
 };
 
 // Parses "cpu", "cuda" or "cuda:N"; throws lt::Error on anything else.

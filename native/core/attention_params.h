@@ -61,7 +61,8 @@ struct DecodeAttentionParams {
   float scale = 0.f;
 };
 
-// Writes token t's K/V rows into slot slots[t] = page * pageSize + offset of the pool.
+// Writes token t's K/V rows into slot slots[t] = page * pageSize + offset of the pool; a slot of
+// -1 skips the token. Slots must not repeat (the order of writes within a call is unspecified).
 struct AppendKvParams {
   DType dtype = DType::F32;
   const void* k = nullptr;  // [tokens, hkv, d]
@@ -84,6 +85,18 @@ struct CutToStreamingParams {
   const int32_t* dstPageTable = nullptr;  // ceil(min(length, sink + window) / pageSize) entries
   int32_t length = 0, sink = 0, window = 0;
   int32_t hkv = 0, d = 0, pageSize = 0, numPages = 0;
+};
+
+// Copies pool slots slots[0..length) (page * pageSize + offset) into contiguous k/v
+// [length, hkv, d]: the keys a later chunk of a long prompt attends to, in position order.
+struct GatherKvParams {
+  DType dtype = DType::F32;
+  const void* kPages = nullptr;
+  const void* vPages = nullptr;
+  const int32_t* slots = nullptr;  // [length]
+  void* k = nullptr;
+  void* v = nullptr;
+  int32_t length = 0, hkv = 0, d = 0, pageSize = 0, numPages = 0;
 };
 
 // Standalone lazy ratio from the queries, keys and the LSE the prefill produced.

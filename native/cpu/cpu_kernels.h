@@ -9,6 +9,7 @@ void prefillAttention(const PrefillAttentionParams& p);
 void decodeAttention(const DecodeAttentionParams& p);
 void appendKv(const AppendKvParams& p);
 void cutToStreaming(const CutToStreamingParams& p);
+void gatherKv(const GatherKvParams& p);
 void lazyRatio(const LazyRatioParams& p);
 
 }  // namespace lt::cpu

@@ -28,4 +28,7 @@ void cutToStreaming(const CutToStreamingParams& p, void* scratch, cudaStream_t s
 
 void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
 
+// Contiguous copy of the given pool slots (gather_kv.cu).
+void gatherKv(const GatherKvParams& p, cudaStream_t stream);
+
 }  // namespace lt::cuda

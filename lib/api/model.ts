@@ -1,0 +1,140 @@
+// loadModel and Model: a checkpoint on a device, its tokenizer, and the KV page pool its
+// sessions share.
+import { PagePool } from "../cache/page-pool";
+import { cudaStatus, devices } from "../devices";
+import { ModelConfig, readConfig } from "../model/config";
+import { Decoder } from "../model/decoder";
+import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightTensors } from "../model/weights";
+import { DeviceName, DType } from "../tensor";
+import { Tokenizer } from "../tokenizer";
+import { GenerateChunk, GenerateOptions, GenerateResult, generateBatch, Prompt, Session, SessionOptions } from "./session";
+
+export interface LoadModelOptions {
+  /** "cpu", "cuda" or "cuda:N"; default "cuda" when available, else "cpu". */
+  device?: DeviceName;
+  /** Weight dtype on the device. CUDA default: bf16 (f16 if the checkpoint is f16); CPU keeps what is stored. */
+  dtype?: DType;
+  /** Bytes of KV page pool shared by this model's sessions. Default: 512 MiB on the CPU, half the free GPU memory after the weights. */
+  kvCacheBytes?: number;
+  /** Tokens per KV page (default 16). */
+  pageSize?: number;
+  onProgress?: (progress: LoadProgress) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Loads a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).
+ * @example
+ * const model = await loadModel("./Llama-3.1-8B-Instruct", { device: "cuda", onProgress: (p) => bar.update(p.loadedBytes) });
+ * for await (const chunk of model.generate("Once upon a time", { maxNewTokens: 64 })) process.stdout.write(chunk.text);
+ * await model.dispose();
+ */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<Model> {
+  const device = options.device ?? (cudaStatus().available ? "cuda:0" : "cpu");
+  if (device !== "cpu" && !cudaStatus().available) throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
+  const config = readConfig(dir);
+  const tokenizer = Tokenizer.fromDirectory(dir);
+  const checkpoint = new Checkpoint(dir);
+  try {
+    const stored = checkpoint.file("model.embed_tokens.weight").get("model.embed_tokens.weight").dtype;
+    const dtype: DType | undefined =
+      options.dtype ?? (device === "cpu" ? undefined : stored === "F16" ? "f16" : "bf16");
+    if (device !== "cpu" && dtype === "f32") throw new Error("f32 weights are CPU-only; use dtype 'bf16' or 'f16' on CUDA");
+    const weights = await loadWeights(checkpoint, config, { device, dtype, onProgress: options.onProgress, signal: options.signal });
+    const activation: DType = device === "cpu" ? "f32" : weights.embed.dtype;
+    try {
+      return new Model(dir, config, tokenizer, weights, device, activation, options);
+    } catch (err) {
+      for (const t of weightTensors(weights)) t.dispose();
+      throw err;
+    }
+  } finally {
+    checkpoint.close();
+  }
+}
+
+export class Model implements AsyncDisposable {
+  /** @internal */
+  readonly decoder: Decoder;
+  readonly pool: PagePool;
+  private disposed = false;
+  private readonly sessions = new Set<Session>();
+
+  /** @internal use loadModel */
+  constructor(
+    readonly dir: string,
+    readonly config: ModelConfig,
+    readonly tokenizer: Tokenizer,
+    private readonly weights: ModelWeights,
+    readonly device: DeviceName,
+    /** Activation and KV dtype. */
+    readonly dtype: DType,
+    options: LoadModelOptions,
+  ) {
+    const pageSize = options.pageSize ?? 16;
+    const bytesPerPage = 2 * pageSize * config.kvHeads * config.headDim * (dtype === "f32" ? 4 : 2);
+    const cuda = devices().find((d) => d.id === (device === "cuda" ? "cuda:0" : device));
+    const defaultBytes = device === "cpu" ? 512 * 2 ** 20 : Math.floor(((cuda as { freeMemory?: number })?.freeMemory ?? 0) / 2);
+    const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));
+    this.pool = new PagePool({ numPages, pageSize, kvHeads: config.kvHeads, headDim: config.headDim, dtype, device });
+    this.decoder = new Decoder(config, weights, this.pool, device, dtype);
+  }
+
+  /** Bytes of weights held on the device. */
+  get weightBytes(): number {
+    return weightTensors(this.weights).reduce((a, t) => a + t.bytes, 0);
+  }
+
+  /**
+   * A conversation: one sequence whose KV cache persists across generate() calls.
+   * @example const chat = model.createSession({ maxContext: 8192 });
+   */
+  createSession(options: SessionOptions = {}): Session {
+    this.assertLive();
+    const session = new Session(this, options, () => this.sessions.delete(session));
+    this.sessions.add(session);
+    return session;
+  }
+
+  /**
+   * Generates from a prompt (text, or chat messages rendered with the model's template) in a
+   * fresh session that is disposed at the end.
+   */
+  async *generate(prompt: Prompt, options: GenerateOptions & SessionOptions = {}): AsyncGenerator<GenerateChunk> {
+    const session = this.createSession(options);
+    try {
+      yield* session.generate(prompt, options);
+    } finally {
+      session.dispose();
+    }
+  }
+
+  /**
+   * Generates for many prompts at once, decoding them as one batch (sequences that finish
+   * early give their KV pages back while the others continue).
+   * @example const results = await model.generateBatch(["a", "b", "c"], { maxNewTokens: 32 });
+   */
+  async generateBatch(prompts: Prompt[], options: GenerateOptions & SessionOptions = {}): Promise<GenerateResult[]> {
+    this.assertLive();
+    return generateBatch(this, prompts, options);
+  }
+
+  /** @internal */
+  assertLive(): void {
+    if (this.disposed) throw new Error("this model was disposed; load it again with loadModel()");
+  }
+
+  /** Frees the weights, the KV pool and every session's caches. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    for (const s of [...this.sessions]) s.dispose();
+    this.decoder.dispose();
+    this.pool.dispose();
+    for (const t of weightTensors(this.weights)) t.dispose();
+    this.disposed = true;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+}

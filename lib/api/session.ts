@@ -1,0 +1,291 @@
+// Sessions and generation: prompt → prefill → decode steps → text chunks, with stop strings,
+// EOS, a token budget and an AbortSignal. Policy only; every step is a decoder call.
+import { SequenceState } from "../model/decoder";
+import { Sampler, SamplingOptions } from "../model/sampling";
+import { ChatMessage } from "../tokenizer";
+import type { Model } from "./model";
+
+/** Plain text, or chat messages rendered with the model's chat template. */
+export type Prompt = string | ChatMessage[];
+
+export interface SessionOptions {
+  /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
+  maxContext?: number;
+  /** Prompt tokens per prefill chunk (default 1024). */
+  prefillChunk?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Default 256. */
+  maxNewTokens?: number;
+  /** Generation ends before any of these strings; the string itself is not returned. */
+  stop?: string[];
+  /** Also end at the model's EOS token(s) (default true). */
+  stopAtEos?: boolean;
+  signal?: AbortSignal;
+}
+
+export type FinishReason = "eos" | "stop" | "length" | "context";
+
+export interface GenerateChunk {
+  /** New text since the last chunk. */
+  text: string;
+  /** Token ids generated in this step. */
+  tokens: number[];
+  /** Set on the last chunk. */
+  finishReason?: FinishReason;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+}
+
+export interface SessionStats {
+  promptTokens: number;
+  generatedTokens: number;
+  /** Tokens held in the cache now. */
+  contextTokens: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  /** KV bytes this session's caches hold now, and what full caches of every layer would hold. */
+  kvBytes: number;
+  kvBytesFull: number;
+}
+
+function validateGenerate(o: GenerateOptions) {
+  const maxNewTokens = o.maxNewTokens ?? 256;
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be an integer >= 0, got ${o.maxNewTokens}`);
+  if (o.stop && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
+    throw new TypeError("stop must be an array of non-empty strings");
+  return { maxNewTokens, stop: o.stop ?? [], stopAtEos: o.stopAtEos ?? true };
+}
+
+/**
+ * Turns generated token ids into text chunks: decodes the whole tail so multi-token characters
+ * come out whole, holds back a possible start of a stop string, and finds stop strings.
+ */
+class TextStream {
+  private ids: number[] = [];
+  private emitted = 0;
+  constructor(private readonly model: Model, private readonly stops: string[]) {}
+
+  push(id: number): { text: string; stopped: boolean } {
+    this.ids.push(id);
+    const full = this.model.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    for (const s of this.stops) {
+      const at = full.indexOf(s);
+      if (at >= 0) {
+        const text = full.slice(this.emitted, Math.max(at, this.emitted));
+        this.emitted = full.length;
+        return { text, stopped: true };
+      }
+    }
+    // Hold back an incomplete character and any suffix that could begin a stop string.
+    let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
+    for (const s of this.stops)
+      for (let k = Math.min(s.length - 1, safe); k > 0; k--)
+        if (full.slice(safe - k, safe) === s.slice(0, k)) {
+          safe -= k;
+          break;
+        }
+    const text = full.slice(this.emitted, Math.max(safe, this.emitted));
+    this.emitted = Math.max(safe, this.emitted);
+    return { text, stopped: false };
+  }
+
+  flush(): string {
+    const full = this.model.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    const text = full.slice(this.emitted);
+    this.emitted = full.length;
+    return text;
+  }
+}
+
+/** Prompt → token ids: chat messages through the template; plain text with the tokenizer's special tokens. */
+export function promptIds(model: Model, prompt: Prompt): number[] {
+  if (typeof prompt === "string") return model.tokenizer.encode(prompt);
+  if (!Array.isArray(prompt)) throw new TypeError("prompt must be a string or an array of chat messages");
+  return model.tokenizer.encode(model.tokenizer.applyChatTemplate(prompt, { addGenerationPrompt: true }), { addSpecialTokens: false });
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class Session implements AsyncDisposable {
+  private seq: SequenceState | undefined;
+  private readonly maxContext: number;
+  private readonly prefillChunk: number;
+  private busy = false;
+  private stat = { promptTokens: 0, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0 };
+
+  /** @internal use model.createSession */
+  constructor(private readonly model: Model, options: SessionOptions, private readonly onDispose: () => void) {
+    this.maxContext = options.maxContext ?? model.config.maxPositionEmbeddings;
+    this.prefillChunk = options.prefillChunk ?? 1024;
+    if (!Number.isInteger(this.maxContext) || this.maxContext < 1) throw new RangeError(`maxContext must be an integer >= 1, got ${options.maxContext}`);
+    if (!Number.isInteger(this.prefillChunk) || this.prefillChunk < 1) throw new RangeError(`prefillChunk must be an integer >= 1, got ${options.prefillChunk}`);
+    this.seq = model.decoder.createSequence();
+  }
+
+  get stats(): SessionStats {
+    const seq = this.live();
+    const full = seq.length * this.model.config.layers * this.model.pool.pageBytes / this.model.pool.pageSize;
+    return {
+      promptTokens: this.stat.promptTokens,
+      generatedTokens: this.stat.generatedTokens,
+      contextTokens: seq.length,
+      prefillTokensPerSecond: this.stat.promptTokens / Math.max(this.stat.prefillSeconds, 1e-9),
+      decodeTokensPerSecond: this.stat.generatedTokens / Math.max(this.stat.decodeSeconds, 1e-9),
+      kvBytes: seq.caches.reduce((a, c) => a + c.bytes, 0),
+      kvBytesFull: full,
+    };
+  }
+
+  /**
+   * Appends the prompt to this session's context and streams the continuation.
+   * @example
+   * for await (const chunk of session.generate("Why is the sky blue?", { maxNewTokens: 128, stop: ["\n\n"] }))
+   *   process.stdout.write(chunk.text);
+   */
+  async *generate(prompt: Prompt, options: GenerateOptions = {}): AsyncGenerator<GenerateChunk> {
+    const { maxNewTokens, stop, stopAtEos } = validateGenerate(options);
+    const sampler = new Sampler(options);
+    const seq = this.live();
+    if (this.busy) throw new Error("this session is already generating; wait for it or use another session");
+    const ids = promptIds(this.model, prompt);
+    if (ids.length === 0) throw new RangeError("the prompt encodes to no tokens");
+    if (seq.length + ids.length > this.maxContext)
+      throw new RangeError(
+        `the prompt has ${ids.length} tokens and the session already holds ${seq.length}: more than maxContext ${this.maxContext}. ` +
+          "Shorten the prompt or create the session with a larger maxContext",
+      );
+    this.busy = true;
+    try {
+      options.signal?.throwIfAborted();
+      let t0 = performance.now();
+      let logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk });
+      this.stat.prefillSeconds += (performance.now() - t0) / 1000;
+      this.stat.promptTokens += ids.length;
+      const stream = new TextStream(this.model, stop);
+      const seen = [...ids];
+      const eos = new Set(stopAtEos ? this.model.config.eosTokenIds : []);
+      if (maxNewTokens === 0) {
+        yield { text: "", tokens: [], finishReason: "length" };
+        return;
+      }
+      for (let step = 1; ; step++) {
+        const next = sampler.next(logits, seen);
+        seen.push(next);
+        if (eos.has(next)) {
+          yield { text: stream.flush(), tokens: [next], finishReason: "eos" };
+          return;
+        }
+        const { text, stopped } = stream.push(next);
+        if (stopped) {
+          yield { text, tokens: [next], finishReason: "stop" };
+          return;
+        }
+        const finishReason = step === maxNewTokens ? "length" : seq.length + 1 > this.maxContext ? "context" : undefined;
+        if (finishReason) {
+          yield { text: text + stream.flush(), tokens: [next], finishReason };
+          return;
+        }
+        yield { text, tokens: [next] };
+        await yieldToEventLoop();
+        options.signal?.throwIfAborted();
+        t0 = performance.now();
+        logits = this.model.decoder.decode([seq], [next]);
+        this.stat.decodeSeconds += (performance.now() - t0) / 1000;
+        this.stat.generatedTokens += 1;
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Frees this session's KV pages. */
+  dispose(): void {
+    if (!this.seq) return;
+    this.model.decoder.releaseSequence(this.seq);
+    this.seq = undefined;
+    this.onDispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
+  private live(): SequenceState {
+    if (!this.seq) throw new Error("this session was disposed; create a new one with model.createSession()");
+    return this.seq;
+  }
+}
+
+/** Batched generation: every prompt prefilled, then one decode step per token for all active sequences. */
+export async function generateBatch(model: Model, prompts: Prompt[], options: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
+  const { maxNewTokens, stop, stopAtEos } = validateGenerate(options);
+  const maxContext = options.maxContext ?? model.config.maxPositionEmbeddings;
+  const encoded = prompts.map((p) => promptIds(model, p));
+  encoded.forEach((ids, i) => {
+    if (ids.length === 0) throw new RangeError(`prompt ${i} encodes to no tokens`);
+    if (ids.length > maxContext) throw new RangeError(`prompt ${i} has ${ids.length} tokens, more than maxContext ${maxContext}`);
+  });
+  const eos = new Set(stopAtEos ? model.config.eosTokenIds : []);
+  interface Active {
+    index: number;
+    seq: SequenceState;
+    sampler: Sampler;
+    stream: TextStream;
+    seen: number[];
+    tokens: number[];
+    text: string;
+    logits: Float32Array;
+  }
+  const results: GenerateResult[] = new Array(prompts.length);
+  const active: Active[] = [];
+  try {
+    for (const [index, ids] of encoded.entries()) {
+      options.signal?.throwIfAborted();
+      const seq = model.decoder.createSequence();
+      active.push({ index, seq, sampler: new Sampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + index }),
+        stream: new TextStream(model, stop), seen: [...ids], tokens: [], text: "", logits: new Float32Array() });
+      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: options.prefillChunk ?? 1024 });
+      await yieldToEventLoop();
+    }
+    while (active.length) {
+      const stepping: Active[] = [];
+      const nextIds: number[] = [];
+      for (const a of active) {
+        const finish = (reason: FinishReason, extra = "") => {
+          results[a.index] = { text: a.text + extra, tokens: a.tokens, finishReason: reason };
+          model.decoder.releaseSequence(a.seq);
+        };
+        if (maxNewTokens === 0) { finish("length"); continue; }
+        const next = a.sampler.next(a.logits, a.seen);
+        a.seen.push(next);
+        a.tokens.push(next);
+        if (eos.has(next)) { finish("eos", a.stream.flush()); continue; }
+        const { text, stopped } = a.stream.push(next);
+        a.text += text;
+        if (stopped) { finish("stop"); continue; }
+        if (a.tokens.length === maxNewTokens) { finish("length", a.stream.flush()); continue; }
+        if (a.seq.length + 1 > maxContext) { finish("context", a.stream.flush()); continue; }
+        stepping.push(a);
+        nextIds.push(next);
+      }
+      active.length = 0;
+      active.push(...stepping);
+      if (!active.length) break;
+      options.signal?.throwIfAborted();
+      const logits = model.decoder.decode(active.map((a) => a.seq), nextIds);
+      const vocab = model.config.vocabSize;
+      active.forEach((a, b) => (a.logits = logits.subarray(b * vocab, (b + 1) * vocab)));
+      await yieldToEventLoop();
+    }
+    return results;
+  } catch (err) {
+    for (const a of active) model.decoder.releaseSequence(a.seq);
+    throw err;
+  }
+}

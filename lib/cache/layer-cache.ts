@@ -1,0 +1,142 @@
+// Per-(sequence, layer) caches over the page pool. A full cache grows a page at a time; a
+// streaming cache is a fixed ring of ceil((sink + window) / pageSize) pages where token p sits
+// at slot p if p < sink, else sink + (p - sink) mod window (DESIGN.md section 2).
+import * as kernels from "../kernels";
+import { Tensor } from "../tensor";
+import { PagePool } from "./page-pool";
+
+abstract class PagedCache {
+  /** Tokens written so far (the logical length, also for a ring). */
+  length = 0;
+  protected pages: number[] = [];
+
+  constructor(protected readonly pool: PagePool) {}
+
+  /** Slots attention reads: [0, validSlots). */
+  abstract get validSlots(): number;
+  /** Pool slot (page · pageSize + offset) for position `p`, allocating pages as needed. */
+  protected abstract slotFor(p: number): number;
+
+  get pageTable(): readonly number[] {
+    return this.pages;
+  }
+
+  get bytes(): number {
+    return this.pages.length * this.pool.pageBytes;
+  }
+
+  /**
+   * Pool slots of the next `count` tokens; advances the length. When a ring wraps within one
+   * call, the earlier token of a shared slot gets -1 (appendKv skips it), so the last one wins.
+   */
+  reserve(count: number): number[] {
+    const slots: number[] = [];
+    for (let i = 0; i < count; i++) slots.push(this.slotFor(this.length + i));
+    this.length += count;
+    const taken = new Set<number>();
+    for (let i = count - 1; i >= 0; i--) {
+      if (taken.has(slots[i])) slots[i] = -1;
+      else taken.add(slots[i]);
+    }
+    return slots;
+  }
+
+  /** Pool slot holding position `p` (which must still be cached). */
+  abstract slotOfPosition(p: number): number;
+
+  release(): void {
+    this.pool.release(this.pages);
+    this.pages = [];
+  }
+
+  protected slotOf(table: readonly number[], s: number): number {
+    return table[Math.floor(s / this.pool.pageSize)] * this.pool.pageSize + (s % this.pool.pageSize);
+  }
+}
+
+export class FullCache extends PagedCache {
+  readonly kind = "full";
+
+  get validSlots(): number {
+    return this.length;
+  }
+
+  slotOfPosition(p: number): number {
+    if (p < 0 || p >= this.length) throw new RangeError(`position ${p} is not in this cache of ${this.length} tokens`);
+    return this.slotOf(this.pages, p);
+  }
+
+  protected slotFor(p: number): number {
+    const page = Math.floor(p / this.pool.pageSize);
+    if (page >= this.pages.length) this.pages.push(...this.pool.allocate(page + 1 - this.pages.length));
+    return this.slotOf(this.pages, p);
+  }
+
+  /**
+   * Turns this full cache into a streaming ring in place: keeps the sinks and the last `window`
+   * tokens on its own first pages and gives every other page back to the pool at once.
+   */
+  cutToStreaming(sink: number, window: number): StreamingCache {
+    const ring = new StreamingCache(this.pool, sink, window);
+    const ringPages = Math.ceil(Math.min(this.length, sink + window) / this.pool.pageSize);
+    if (this.length > 0) {
+      const src = Tensor.from(Int32Array.from(this.pages), [this.pages.length], { device: this.pool.kPages.device });
+      const dst = Tensor.from(Int32Array.from(this.pages.slice(0, Math.max(ringPages, 1))), [Math.max(ringPages, 1)], {
+        device: this.pool.kPages.device,
+      });
+      try {
+        kernels.cutToStreaming({
+          kPages: this.pool.kPages, vPages: this.pool.vPages, srcPageTable: src, dstPageTable: dst,
+          length: this.length, sink, window,
+        });
+      } finally {
+        src.dispose();
+        dst.dispose();
+      }
+    }
+    ring.adopt(this.pages.slice(0, ringPages), this.length);
+    this.pool.release(this.pages.slice(ringPages));
+    this.pages = [];
+    this.length = 0;
+    return ring;
+  }
+}
+
+export class StreamingCache extends PagedCache {
+  readonly kind = "streaming";
+
+  constructor(pool: PagePool, readonly sink: number, readonly window: number) {
+    super(pool);
+    if (!Number.isInteger(sink) || sink < 0) throw new RangeError(`sink must be an integer >= 0, got ${sink}`);
+    if (!Number.isInteger(window) || window < 1) throw new RangeError(`window must be an integer >= 1, got ${window}`);
+  }
+
+  get capacity(): number {
+    return this.sink + this.window;
+  }
+
+  get validSlots(): number {
+    return Math.min(this.length, this.capacity);
+  }
+
+  /** @internal takes over pages that already hold a ring of `length` tokens. */
+  adopt(pages: number[], length: number): void {
+    this.pages = pages;
+    this.length = length;
+  }
+
+  slotOfPosition(p: number): number {
+    const kept = p >= 0 && p < this.length && (p < this.sink || p >= this.length - this.window);
+    if (!kept) throw new RangeError(`position ${p} is not in this ring (sink ${this.sink}, window ${this.window}, length ${this.length})`);
+    return this.slotOf(this.pages, p < this.sink ? p : this.sink + ((p - this.sink) % this.window));
+  }
+
+  protected slotFor(p: number): number {
+    const slot = p < this.sink ? p : this.sink + ((p - this.sink) % this.window);
+    const page = Math.floor(slot / this.pool.pageSize);
+    if (page >= this.pages.length) this.pages.push(...this.pool.allocate(page + 1 - this.pages.length));
+    return this.slotOf(this.pages, slot);
+  }
+}
+
+export type LayerCache = FullCache | StreamingCache;

@@ -1,0 +1,88 @@
+// The KV page pool of one device (DESIGN.md section 4): two tensors [numPages, pageSize, hkv, d]
+// (K and V) shared by every layer of every sequence, and the bookkeeping of which pages are free.
+// A page holds pageSize tokens of one layer; pages come back the moment a cache lets them go.
+import { DeviceName, DType, Tensor } from "../tensor";
+
+export interface PagePoolOptions {
+  numPages: number;
+  pageSize: number;
+  kvHeads: number;
+  headDim: number;
+  dtype: DType;
+  device: DeviceName;
+}
+
+/** Raised when a sequence needs more pages than are free. */
+export class PoolExhaustedError extends Error {
+  constructor(wanted: number, free: number, total: number) {
+    super(
+      `the KV page pool is full: ${wanted} page(s) wanted, ${free} of ${total} free. ` +
+        "Use a smaller batch or maxContext, more lazy layers, or a larger pool (createSession({ kvPages }))",
+    );
+    this.name = "PoolExhaustedError";
+  }
+}
+
+export class PagePool {
+  readonly kPages: Tensor;
+  readonly vPages: Tensor;
+  readonly numPages: number;
+  readonly pageSize: number;
+  private readonly free: number[];
+  private highWater = 0;
+
+  constructor(o: PagePoolOptions) {
+    if (!Number.isInteger(o.numPages) || o.numPages < 1) throw new RangeError(`numPages must be an integer >= 1, got ${o.numPages}`);
+    if (!Number.isInteger(o.pageSize) || o.pageSize < 1) throw new RangeError(`pageSize must be an integer >= 1, got ${o.pageSize}`);
+    const shape = [o.numPages, o.pageSize, o.kvHeads, o.headDim];
+    this.kPages = Tensor.empty(shape, o.dtype, o.device);
+    try {
+      this.vPages = Tensor.empty(shape, o.dtype, o.device);
+    } catch (err) {
+      this.kPages.dispose();
+      throw err;
+    }
+    this.numPages = o.numPages;
+    this.pageSize = o.pageSize;
+    // Popped from the end: low page numbers go out first, which keeps tests readable.
+    this.free = Array.from({ length: o.numPages }, (_, i) => o.numPages - 1 - i);
+  }
+
+  /** Bytes of one page (K and V together). */
+  get pageBytes(): number {
+    return (2 * this.kPages.bytes) / this.numPages;
+  }
+
+  get freePages(): number {
+    return this.free.length;
+  }
+
+  get usedPages(): number {
+    return this.numPages - this.free.length;
+  }
+
+  /** The most pages ever in use at once since creation (or the last resetHighWater). */
+  get highWaterPages(): number {
+    return this.highWater;
+  }
+
+  resetHighWater(): void {
+    this.highWater = this.usedPages;
+  }
+
+  allocate(count: number): number[] {
+    if (count > this.free.length) throw new PoolExhaustedError(count, this.free.length, this.numPages);
+    const pages = this.free.splice(this.free.length - count, count).reverse();
+    this.highWater = Math.max(this.highWater, this.usedPages);
+    return pages;
+  }
+
+  release(pages: readonly number[]): void {
+    for (let i = pages.length - 1; i >= 0; i--) this.free.push(pages[i]);
+  }
+
+  dispose(): void {
+    this.kPages.dispose();
+    this.vPages.dispose();
+  }
+}

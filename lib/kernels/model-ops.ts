@@ -1,0 +1,140 @@
+// Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
+// the inputs' device unless passed in.
+import { Tensor } from "../tensor";
+import { addon } from "../native";
+import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
+
+type Native = ReturnType<typeof addon>;
+type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax";
+
+function call(op: OpName, args: object, outputs: Outputs) {
+  const native = addon() as unknown as Record<string, (a: object) => void>;
+  runSync(outputs, () => native[op](args), undefined);
+}
+
+function callAsync(op: OpName, args: object, outputs: Outputs, options: AsyncKernelOptions) {
+  const native = addon() as unknown as Record<string, (a: object) => Promise<void>>;
+  return runAsync(outputs, () => native[`${op}Async`](args), undefined, options);
+}
+
+export interface LinearOptions {
+  /** Input [..., k]. */
+  x: Tensor;
+  /** Weight [n, k], as a Hugging Face Linear stores it. */
+  weight: Tensor;
+  /** Optional bias [n], in the weight's dtype. */
+  bias?: Tensor;
+  /** Output [..., n] in x's dtype. */
+  out?: Tensor;
+}
+
+function linearArgs(o: LinearOptions, outputs: Outputs) {
+  const x = requireTensor("x", o.x), w = requireTensor("weight", o.weight);
+  const out = outputs.take(o.out, () => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], x.dtype, x.device));
+  return { out, args: { x: x.handle, weight: w.handle, bias: handleOf(o.bias), out: out.handle } };
+}
+
+/**
+ * y = x · weightᵀ (+ bias). cuBLAS on CUDA; on the CPU, f32 arithmetic over any weight dtype.
+ * @example const logits = kernels.linear({ x: hidden, weight: lmHead });
+ */
+export function linear(o: LinearOptions): Tensor {
+  const outputs = new Outputs();
+  const { out, args } = linearArgs(o, outputs);
+  call("linear", args, outputs);
+  return out;
+}
+
+/** `linear` off the event loop. */
+export async function linearAsync(o: LinearOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
+  const outputs = new Outputs();
+  const { out, args } = linearArgs(o, outputs);
+  await callAsync("linear", args, outputs, options);
+  return out;
+}
+
+export interface RmsNormOptions {
+  /** Input [..., dim]. */
+  x: Tensor;
+  /** Scale [dim]. */
+  weight: Tensor;
+  eps?: number;
+  /** If given, updated in place to residual + x, and the norm is taken of that sum. */
+  residual?: Tensor;
+  out?: Tensor;
+}
+
+/**
+ * RMSNorm per row: x / sqrt(mean(x²) + eps) · weight, optionally fused with the residual add.
+ * @example const normed = kernels.rmsNorm({ x: attnOut, residual: hidden, weight: norm, eps: 1e-5 });
+ */
+export function rmsNorm(o: RmsNormOptions): Tensor {
+  const x = requireTensor("x", o.x);
+  requireTensor("weight", o.weight);
+  const outputs = new Outputs();
+  const out = outputs.take(o.out, () => Tensor.empty(x.shape, x.dtype, x.device));
+  call("rmsNorm", { x: x.handle, weight: o.weight.handle, residual: handleOf(o.residual), out: out.handle, eps: o.eps }, outputs);
+  return out;
+}
+
+export interface RopeOptions {
+  /** Queries [tokens, hq, d] and keys [tokens, hkv, d], rotated in place. */
+  q: Tensor;
+  k: Tensor;
+  /** i32 [tokens]: the absolute position of each token. */
+  positions: Tensor;
+  /** f32 [d / 2]: inverse frequencies, after any scaling (see model/rope.ts). */
+  invFreq: Tensor;
+}
+
+/**
+ * Rotary position embedding in place, rotate-half layout (Llama, Mistral, Qwen2).
+ * @example kernels.rope({ q, k, positions, invFreq });
+ */
+export function rope(o: RopeOptions): void {
+  for (const name of ["q", "k", "positions", "invFreq"] as const) requireTensor(name, o[name]);
+  call("rope", { q: o.q.handle, k: o.k.handle, positions: o.positions.handle, invFreq: o.invFreq.handle }, new Outputs());
+}
+
+/**
+ * SwiGLU on stacked [gate, up] rows: silu(gate) · up, halving the last dimension.
+ * @example const act = kernels.swiGlu({ x: gateUp });
+ */
+export function swiGlu(o: { x: Tensor; out?: Tensor }): Tensor {
+  const x = requireTensor("x", o.x);
+  const width = x.shape[x.shape.length - 1];
+  if (width % 2) throw new RangeError(`swiGlu: x's last dimension holds [gate, up] and must be even, got ${width}`);
+  const outputs = new Outputs();
+  const out = outputs.take(o.out, () => Tensor.empty([...x.shape.slice(0, -1), width / 2], x.dtype, x.device));
+  call("swiGlu", { x: x.handle, out: out.handle }, outputs);
+  return out;
+}
+
+/**
+ * Rows of an embedding table: out[t] = table[ids[t]].
+ * @example const hidden = kernels.embedding({ ids, table: embedTokens, dtype: "f32" });
+ */
+export function embedding(o: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype"]; out?: Tensor }): Tensor {
+  const ids = requireTensor("ids", o.ids), table = requireTensor("table", o.table);
+  const outputs = new Outputs();
+  const out = outputs.take(o.out, () => Tensor.empty([ids.shape[0], table.shape[1]], o.dtype ?? table.dtype, table.device));
+  call("embedding", { ids: ids.handle, table: table.handle, out: out.handle }, outputs);
+  return out;
+}
+
+/**
+ * Index of the largest value of each row of f32 logits [rows, vocab] (lowest index on ties).
+ * @example const next = kernels.argmax({ logits }).toArray();
+ */
+export function argmax(o: { logits: Tensor; out?: Tensor }): Tensor {
+  const logits = requireTensor("logits", o.logits);
+  const outputs = new Outputs();
+  const out = outputs.take(o.out, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
+  call("argmax", { logits: logits.handle, out: out.handle }, outputs);
+  return out;
+}
+
+/** Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"), or null without CUDA. */
+export function gemmBackend(): { name: string; detail: string } | null {
+  return (addon() as Native & { gemmBackend(): { name: string; detail: string } | null }).gemmBackend();
+}

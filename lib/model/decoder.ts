@@ -1,0 +1,216 @@
+// The decoder graph: which operation runs when, for prefill (chunked) and batched decode steps,
+// over the paged KV pool. Policy lives here; each step is one native call.
+//
+// A pre-norm block (Llama, Mistral, Qwen2):
+//   x = rmsNorm(h) ; q, k, v = x·Wqᵀ(+b), x·Wkᵀ(+b), x·Wvᵀ(+b) ; rope(q, k) ; append k, v
+//   h += attention(q, K, V)·Woᵀ ; x = rmsNorm(h) ; h += down(silu(gate(x)) · up(x))
+// The residual add is fused into the next rmsNorm.
+import * as kernels from "../kernels";
+import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
+import { PagePool } from "../cache/page-pool";
+import { DeviceName, DType, Tensor } from "../tensor";
+import { ModelConfig } from "./config";
+import { ropeInverseFrequencies } from "./rope";
+import { LayerWeights, ModelWeights } from "./weights";
+
+/** One sequence's caches (one per layer) and how many tokens it holds. */
+export interface SequenceState {
+  caches: LayerCache[];
+  length: number;
+}
+
+/** Called after each layer's attention during prefill (the hybrid policy hooks in here). */
+export type AttentionHook = (layer: number, seq: SequenceState, q: Tensor, info: { start: number; tokens: number }) => void;
+
+/** Temporaries of one step, disposed together. */
+class Temps {
+  private readonly list: Tensor[] = [];
+  add<T extends Tensor>(t: T): T {
+    this.list.push(t);
+    return t;
+  }
+  dispose(): void {
+    for (const t of this.list) t.dispose();
+    this.list.length = 0;
+  }
+}
+
+export class Decoder {
+  private readonly invFreq: Tensor;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly weights: ModelWeights,
+    readonly pool: PagePool,
+    readonly device: DeviceName,
+    /** Activations and KV cache dtype: f32 on the CPU, the weights' 16-bit type on CUDA. */
+    readonly dtype: DType,
+  ) {
+    this.invFreq = Tensor.from(ropeInverseFrequencies(config), [config.headDim / 2], { device });
+  }
+
+  createSequence(): SequenceState {
+    const { slidingWindow } = this.config;
+    // Mistral's sliding window is a streaming cache without sinks: exact, and bounded.
+    const caches = Array.from({ length: this.config.layers }, () =>
+      slidingWindow ? new StreamingCache(this.pool, 0, slidingWindow) : new FullCache(this.pool),
+    );
+    return { caches, length: 0 };
+  }
+
+  releaseSequence(seq: SequenceState): void {
+    for (const c of seq.caches) c.release();
+  }
+
+  /**
+   * Runs prompt tokens through the model in chunks of at most `chunkSize`, filling the caches.
+   * Returns the logits [vocab] after the last token, or with `allLogits` those after every
+   * token [tokens · vocab] (for tests and scoring).
+   */
+  prefill(seq: SequenceState, ids: readonly number[], options: { chunkSize?: number; hook?: AttentionHook; allLogits?: boolean } = {}): Float32Array {
+    if (ids.length === 0) throw new RangeError("prefill needs at least one token");
+    const chunkSize = options.chunkSize ?? 1024;
+    const parts: Float32Array[] = [];
+    for (let start = 0; start < ids.length; start += chunkSize) {
+      const chunk = ids.slice(start, start + chunkSize);
+      const last = start + chunk.length === ids.length;
+      const logits = this.forwardChunk(seq, chunk, options.hook, options.allLogits ? "all" : last ? "last" : "none");
+      if (logits) parts.push(logits);
+    }
+    if (parts.length === 1) return parts[0];
+    const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    parts.reduce((offset, p) => (all.set(p, offset), offset + p.length), 0);
+    return all;
+  }
+
+  private forwardChunk(seq: SequenceState, ids: readonly number[], hook: AttentionHook | undefined, logits: "all" | "last" | "none") {
+    const temps = new Temps();
+    try {
+      const start = seq.length;
+      const T = ids.length;
+      const idsT = temps.add(Tensor.from(Int32Array.from(ids), [T], { device: this.device }));
+      const positions = temps.add(Tensor.from(Int32Array.from(ids, (_, i) => start + i), [T], { device: this.device }));
+      const h = temps.add(kernels.embedding({ ids: idsT, table: this.weights.embed, dtype: this.dtype }));
+      let mlpOut: Tensor | undefined;
+      for (let i = 0; i < this.config.layers; i++) {
+        const w = this.weights.layers[i];
+        const x = temps.add(this.norm(w.inputNorm, h, mlpOut));
+        const { q, k, v } = this.project(w, x, T, positions, temps);
+        const attn = temps.add(this.prefillAttention(seq.caches[i], start, q, k, v, temps));
+        hook?.(i, seq, q, { start, tokens: T });
+        const o = temps.add(kernels.linear({ x: attn.reshape([T, this.config.heads * this.config.headDim]), weight: w.o }));
+        const x2 = temps.add(kernels.rmsNorm({ x: o, residual: h, weight: w.postNorm, eps: this.config.rmsNormEps }));
+        mlpOut = temps.add(this.mlp(w, x2, temps));
+      }
+      seq.length += T;
+      if (logits === "none") return undefined;
+      // Usually only the last position's logits are needed.
+      const rows = logits === "all" ? T : 1;
+      const lastH = temps.add(h.rows(T - rows, rows));
+      const lastMlp = temps.add(mlpOut!.rows(T - rows, rows));
+      const final = temps.add(kernels.rmsNorm({ x: lastMlp, residual: lastH, weight: this.weights.norm, eps: this.config.rmsNormEps }));
+      return temps.add(kernels.linear({ x: final, weight: this.weights.lmHead })).toFloat32Array();
+    } finally {
+      temps.dispose();
+    }
+  }
+
+  /**
+   * One decode step for a batch: token ids[b] is appended to sequence b. Returns the logits
+   * [batch · vocab] (row b for sequence b).
+   */
+  decode(seqs: readonly SequenceState[], ids: readonly number[]): Float32Array {
+    const temps = new Temps();
+    try {
+      const B = seqs.length;
+      const { heads, headDim: d } = this.config;
+      const idsT = temps.add(Tensor.from(Int32Array.from(ids), [B], { device: this.device }));
+      const positions = temps.add(Tensor.from(Int32Array.from(seqs, (s) => s.length), [B], { device: this.device }));
+      const h = temps.add(kernels.embedding({ ids: idsT, table: this.weights.embed, dtype: this.dtype }));
+      let mlpOut: Tensor | undefined;
+      for (let i = 0; i < this.config.layers; i++) {
+        const w = this.weights.layers[i];
+        const x = temps.add(this.norm(w.inputNorm, h, mlpOut));
+        const { q, k, v } = this.project(w, x, B, positions, temps);
+        const caches = seqs.map((s) => s.caches[i]);
+        const slots = caches.map((c) => c.reserve(1)[0]);
+        kernels.appendKv({ k, v, kPages: this.pool.kPages, vPages: this.pool.vPages, slots: temps.add(this.ints(slots)) });
+        const maxPages = Math.max(1, ...caches.map((c) => c.pageTable.length));
+        const table = new Int32Array(B * maxPages);
+        caches.forEach((c, b) => table.set(c.pageTable, b * maxPages));
+        const { out } = kernels.decodeAttention({
+          q, kPages: this.pool.kPages, vPages: this.pool.vPages,
+          pageTable: temps.add(Tensor.from(table, [B, maxPages], { device: this.device })),
+          seqLens: temps.add(this.ints(caches.map((c) => c.validSlots))),
+        });
+        temps.add(out);
+        const o = temps.add(kernels.linear({ x: out.reshape([B, heads * d]), weight: w.o }));
+        const x2 = temps.add(kernels.rmsNorm({ x: o, residual: h, weight: w.postNorm, eps: this.config.rmsNormEps }));
+        mlpOut = temps.add(this.mlp(w, x2, temps));
+      }
+      for (const s of seqs) s.length += 1;
+      const final = temps.add(kernels.rmsNorm({ x: mlpOut!, residual: h, weight: this.weights.norm, eps: this.config.rmsNormEps }));
+      return temps.add(kernels.linear({ x: final, weight: this.weights.lmHead })).toFloat32Array();
+    } finally {
+      temps.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.invFreq.dispose();
+  }
+
+  private ints(values: readonly number[]): Tensor {
+    return Tensor.from(Int32Array.from(values), [values.length], { device: this.device });
+  }
+
+  /** rmsNorm of the residual stream; after layer 0 the previous MLP output is added in first. */
+  private norm(weight: Tensor, h: Tensor, mlpOut: Tensor | undefined): Tensor {
+    return kernels.rmsNorm({ x: mlpOut ?? h, residual: mlpOut ? h : undefined, weight, eps: this.config.rmsNormEps });
+  }
+
+  private project(w: LayerWeights, x: Tensor, T: number, positions: Tensor, temps: Temps) {
+    const { heads, kvHeads, headDim: d } = this.config;
+    const q = temps.add(kernels.linear({ x, weight: w.q, bias: w.qBias }).reshape([T, heads, d]));
+    const k = temps.add(kernels.linear({ x, weight: w.k, bias: w.kBias }).reshape([T, kvHeads, d]));
+    const v = temps.add(kernels.linear({ x, weight: w.v, bias: w.vBias }).reshape([T, kvHeads, d]));
+    kernels.rope({ q, k, positions, invFreq: this.invFreq });
+    return { q, k, v };
+  }
+
+  private mlp(w: LayerWeights, x: Tensor, temps: Temps): Tensor {
+    const gateUp = temps.add(kernels.linear({ x, weight: w.gateUp }));
+    const act = temps.add(kernels.swiGlu({ x: gateUp }));
+    return kernels.linear({ x: act, weight: w.down });
+  }
+
+  /** Attention of a prefill chunk at positions [start, start + T), and the chunk's K/V appended. */
+  private prefillAttention(cache: LayerCache, start: number, q: Tensor, k: Tensor, v: Tensor, temps: Temps): Tensor {
+    const T = q.shape[0];
+    const { kPages, vPages } = this.pool;
+    const streaming = cache.kind === "streaming" ? { sink: cache.sink, window: cache.window } : undefined;
+    if (start === 0) {
+      kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
+      return kernels.prefillAttention({ q, k, v, streaming }).out;
+    }
+    // A later chunk: the keys it can see, in position order, then its own.
+    const positions: number[] = [];
+    if (streaming) {
+      for (let p = 0; p < Math.min(streaming.sink, start); p++) positions.push(p);
+      for (let p = Math.max(streaming.sink, start - streaming.window + 1); p < start; p++) positions.push(p);
+    } else {
+      for (let p = 0; p < start; p++) positions.push(p);
+    }
+    const prefix = positions.length;
+    const keys = temps.add(Tensor.empty([prefix + T, k.shape[1], k.shape[2]], k.dtype, k.device));
+    const values = temps.add(Tensor.empty(keys.shape, v.dtype, v.device));
+    if (prefix > 0) {
+      const slots = temps.add(this.ints(positions.map((p) => cache.slotOfPosition(p))));
+      kernels.gatherKv({ kPages, vPages, slots, k: temps.add(keys.rows(0, prefix)), v: temps.add(values.rows(0, prefix)) });
+    }
+    temps.add(keys.rows(prefix, T)).copyFrom(k);
+    temps.add(values.rows(prefix, T)).copyFrom(v);
+    kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
+    return kernels.prefillAttention({ q, k: keys, v: values, streaming }).out;
+  }
+}

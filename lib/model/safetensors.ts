@@ -1,0 +1,199 @@
+// Safetensors reading: the header is parsed and checked in full before any tensor is read, and
+// tensor bytes go from the file straight into native memory (fd reads into a tensor's view), so
+// a checkpoint never passes through the JS heap.
+//
+// Format: 8 bytes little-endian u64 header length N, N bytes of JSON
+// { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }, then the data;
+// offsets are relative to the end of the header.
+import * as fs from "node:fs";
+import { DType, Tensor } from "../tensor";
+
+export type FileDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
+const byteSizes: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const tensorDTypes: Partial<Record<FileDType, DType>> = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32" };
+const maxHeaderBytes = 100 * 2 ** 20;
+
+export interface SafetensorsEntry {
+  name: string;
+  dtype: FileDType;
+  shape: number[];
+  /** Absolute byte range in the file. */
+  begin: number;
+  end: number;
+}
+
+/** The error every malformed file raises: it names the file and what is wrong with it. */
+export class SafetensorsError extends Error {
+  constructor(file: string, problem: string) {
+    super(`${file}: ${problem}`);
+    this.name = "SafetensorsError";
+  }
+}
+
+/**
+ * One open .safetensors file with a validated header.
+ * @example
+ * const file = SafetensorsFile.open("model.safetensors");
+ * const w = file.read("model.norm.weight");   // a Tensor on the CPU
+ * file.close();
+ */
+export class SafetensorsFile {
+  readonly path: string;
+  readonly entries: ReadonlyMap<string, SafetensorsEntry>;
+  readonly metadata: Record<string, string>;
+  private fd: number | undefined;
+
+  private constructor(path: string, fd: number, entries: Map<string, SafetensorsEntry>, metadata: Record<string, string>) {
+    this.path = path;
+    this.fd = fd;
+    this.entries = entries;
+    this.metadata = metadata;
+  }
+
+  static open(path: string): SafetensorsFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, "r");
+    } catch (err) {
+      throw new SafetensorsError(path, `cannot open: ${(err as Error).message}`);
+    }
+    try {
+      const { entries, metadata } = parseHeader(path, fd);
+      return new SafetensorsFile(path, fd, entries, metadata);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  get(name: string): SafetensorsEntry {
+    const entry = this.entries.get(name);
+    if (!entry) throw new SafetensorsError(this.path, `has no tensor named '${name}'`);
+    return entry;
+  }
+
+  /**
+   * Reads a tensor into new CPU memory in its stored dtype (F32, F16, BF16 or I32), or into
+   * `dest` at element offset `offset` (so several tensors can be stacked into one).
+   */
+  read(name: string, dest?: Tensor, offset = 0): Tensor {
+    const { target, bytes, entry } = this.prepareRead(name, dest, offset);
+    try {
+      this.readBytes(bytes, entry.begin, name);
+    } catch (err) {
+      if (!dest) target.dispose();
+      throw err;
+    }
+    return target;
+  }
+
+  /** `read` with the file I/O on libuv's thread pool, so the event loop keeps running. */
+  async readAsync(name: string, dest?: Tensor, offset = 0): Promise<Tensor> {
+    const { target, bytes, entry } = this.prepareRead(name, dest, offset);
+    try {
+      if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
+      const chunk = 1 << 28;
+      for (let done = 0; done < bytes.length; ) {
+        const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
+          fs.read(this.fd!, bytes, done, Math.min(chunk, bytes.length - done), entry.begin + done, (err, bytesRead) =>
+            err ? reject(err) : resolve({ bytesRead }),
+          ),
+        );
+        if (bytesRead === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
+        done += bytesRead;
+      }
+    } catch (err) {
+      if (!dest) target.dispose();
+      throw err;
+    }
+    return target;
+  }
+
+  private prepareRead(name: string, dest: Tensor | undefined, offset: number) {
+    const entry = this.get(name);
+    const dtype = tensorDTypes[entry.dtype];
+    if (!dtype) throw new SafetensorsError(this.path, `tensor '${name}' has dtype ${entry.dtype}; supported: F32, F16, BF16, I32`);
+    if (dest && dest.dtype !== dtype)
+      throw new SafetensorsError(this.path, `tensor '${name}' is ${entry.dtype} but the destination is ${dest.dtype}`);
+    const target = dest ?? Tensor.empty(entry.shape.length ? entry.shape : [1], dtype, "cpu");
+    const view = target.view();
+    const start = view.byteOffset + offset * byteSizes[entry.dtype];
+    if (start + (entry.end - entry.begin) > view.byteOffset + view.byteLength) {
+      if (!dest) target.dispose();
+      throw new SafetensorsError(this.path, `tensor '${name}' does not fit the destination at element ${offset}`);
+    }
+    return { target, entry, bytes: new Uint8Array(view.buffer, start, entry.end - entry.begin) };
+  }
+
+  private readBytes(into: Uint8Array, position: number, name: string): void {
+    if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
+    const chunk = 1 << 30;
+    for (let done = 0; done < into.length; ) {
+      const n = fs.readSync(this.fd, into, done, Math.min(chunk, into.length - done), position + done);
+      if (n === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
+      done += n;
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+function parseHeader(path: string, fd: number) {
+  const size = fs.fstatSync(fd).size;
+  if (size < 8) throw new SafetensorsError(path, `is ${size} bytes, too short for a safetensors header`);
+  const lengthBytes = Buffer.alloc(8);
+  fs.readSync(fd, lengthBytes, 0, 8, 0);
+  const headerLength = Number(lengthBytes.readBigUInt64LE(0));
+  if (headerLength < 2 || headerLength > maxHeaderBytes)
+    throw new SafetensorsError(path, `header length ${headerLength} is not plausible (expected 2 .. ${maxHeaderBytes} bytes): not a safetensors file?`);
+  if (8 + headerLength > size)
+    throw new SafetensorsError(path, `header says ${headerLength} bytes but the file has only ${size - 8} after the length: truncated`);
+  const headerBytes = Buffer.alloc(headerLength);
+  fs.readSync(fd, headerBytes, 0, headerLength, 8);
+  let header: unknown;
+  try {
+    header = JSON.parse(headerBytes.toString("utf8"));
+  } catch (err) {
+    throw new SafetensorsError(path, `header is not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header))
+    throw new SafetensorsError(path, "header is not a JSON object");
+
+  const dataStart = 8 + headerLength;
+  const dataSize = size - dataStart;
+  const entries = new Map<string, SafetensorsEntry>();
+  let metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
+    if (name === "__metadata__") {
+      metadata = (value ?? {}) as Record<string, string>;
+      continue;
+    }
+    const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof info !== "object" || info === null) throw new SafetensorsError(path, `entry '${name}' is not an object`);
+    if (typeof info.dtype !== "string" || !(info.dtype in byteSizes))
+      throw new SafetensorsError(path, `tensor '${name}' has unknown dtype ${JSON.stringify(info.dtype)}`);
+    const shape = info.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new SafetensorsError(path, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
+    const offsets = info.data_offsets;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1])
+      throw new SafetensorsError(path, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}`);
+    if (offsets[1] > dataSize)
+      throw new SafetensorsError(path, `tensor '${name}' ends at byte ${offsets[1]} of the data but the file holds ${dataSize}: truncated or corrupt`);
+    const expected = (shape as number[]).reduce((a, b) => a * b, 1) * byteSizes[info.dtype];
+    if (offsets[1] - offsets[0] !== expected)
+      throw new SafetensorsError(
+        path,
+        `tensor '${name}' (${info.dtype} ${JSON.stringify(shape)}) needs ${expected} bytes but its data_offsets span ${offsets[1] - offsets[0]}`,
+      );
+    entries.set(name, { name, dtype: info.dtype as FileDType, shape: shape as number[], begin: dataStart + offsets[0], end: dataStart + offsets[1] });
+  }
+  const sorted = [...entries.values()].filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
+  for (let i = 1; i < sorted.length; i++)
+    if (sorted[i].begin < sorted[i - 1].end)
+      throw new SafetensorsError(path, `tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the file`);
+  return { entries, metadata };
+}

@@ -1,0 +1,90 @@
+// tokenizer.json and the chat template of tokenizer_config.json, through well-kept libraries:
+// @huggingface/tokenizers for encoding, @huggingface/jinja for the template.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Template } from "@huggingface/jinja";
+import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+
+export interface ChatMessage {
+  role: "system" | "user" | "assistant" | string;
+  content: string;
+}
+
+/** A special token in tokenizer_config.json is a string or { content }. */
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (value && typeof value === "object" && typeof (value as { content?: unknown }).content === "string")
+    return (value as { content: string }).content;
+  return undefined;
+}
+
+function readJson(file: string, what: string): Record<string, unknown> {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`${file}: ${e.code === "ENOENT" ? `not found (the ${what} is needed)` : `cannot be read as JSON (${e.message})`}`);
+  }
+}
+
+/**
+ * A model's tokenizer.
+ * @example
+ * const tok = Tokenizer.fromDirectory("./Llama-3.1-8B-Instruct");
+ * const ids = tok.encode(tok.applyChatTemplate([{ role: "user", content: "Hi" }]), { addSpecialTokens: false });
+ * console.log(tok.decode(ids));
+ */
+export class Tokenizer {
+  readonly bosToken?: string;
+  readonly eosToken?: string;
+  private readonly hf: HfTokenizer;
+  private readonly template?: Template;
+
+  private constructor(json: Record<string, unknown>, config: Record<string, unknown>) {
+    this.hf = new HfTokenizer(json, config);
+    this.bosToken = tokenText(config.bos_token);
+    this.eosToken = tokenText(config.eos_token);
+    const chat = config.chat_template;
+    // A list of named templates is allowed; the "default" one is the chat template.
+    const source = Array.isArray(chat) ? (chat.find((t) => t?.name === "default")?.template as string | undefined) : (chat as string | undefined);
+    if (typeof source === "string") this.template = new Template(source);
+  }
+
+  static fromDirectory(dir: string): Tokenizer {
+    const json = readJson(path.join(dir, "tokenizer.json"), "tokenizer");
+    const configFile = path.join(dir, "tokenizer_config.json");
+    const config = fs.existsSync(configFile) ? readJson(configFile, "tokenizer config") : {};
+    return new Tokenizer(json, config);
+  }
+
+  /** Token ids of `text`; special tokens (a BOS, say) are added as tokenizer.json's post-processor says. */
+  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  tokenId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.template !== undefined;
+  }
+
+  /**
+   * Renders messages with the model's chat template (the prompt then needs no added special tokens).
+   * @example tok.applyChatTemplate([{ role: "user", content: "Hello" }], { addGenerationPrompt: true })
+   */
+  applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+    if (!this.template) throw new Error("this model's tokenizer_config.json has no chat_template; pass plain text instead");
+    return this.template.render({
+      messages,
+      bos_token: this.bosToken ?? "",
+      eos_token: this.eosToken ?? "",
+      add_generation_prompt: options.addGenerationPrompt ?? true,
+    });
+  }
+}

@@ -1,0 +1,213 @@
+// Model-operation entry points for JS (linear, rmsNorm, rope, swiGlu, embedding, argmax), in the
+// same shape as kernels.cpp: one options object, every argument checked, then sync or async.
+#include <napi.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "core/model_params.h"
+#include "cpu/model_ops.h"
+#include "dispatch.h"
+#include "model_ops.h"
+#include "validate.h"
+#ifdef LT_WITH_CUDA
+#include "cuda/model_kernels.h"
+#endif
+
+namespace lt::addon {
+namespace {
+
+// Picks the CPU or CUDA form of an op for `device`.
+template <typename Params, typename Cpu, typename Cuda>
+PreparedCall dispatch(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
+  PreparedCall call{nullptr, a.used()};
+  if (device.isCpu()) {
+    call.run = [p, cpuFn] { cpuFn(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device, cudaFn] { onCuda(device, [&](cudaStream_t s) { cudaFn(p, s); }); };
+#else
+    (void)cudaFn;
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+#ifdef LT_WITH_CUDA
+#define LT_CUDA_FN(fn) [](const auto& p, cudaStream_t s) { cuda::fn(p, s); }
+#else
+#define LT_CUDA_FN(fn) nullptr
+#endif
+
+PreparedCall prepareLinear(const Napi::CallbackInfo& info) {
+  KernelArgs a("linear", info);
+  TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
+  a.expectRank("weight", w, 2);
+  a.expectFloat("x", x);
+  a.expectFloat("weight", w);
+  const int64_t n = w->shape()[0], k = w->shape()[1];
+  if (x->shape().empty() || x->shape().back() != k)
+    a.fail("x's last dimension must be the weight's input size " + std::to_string(k) + ", got shape " + shapeString(x->shape()));
+  const int64_t m = numel(x->shape()) / k;
+  Shape yShape = x->shape();
+  yShape.back() = n;
+  a.expectShape("out", y, yShape);
+  a.expectDType("out", y, x->dtype());
+  if (bias) a.expectShape("bias", bias, {n}), a.expectDType("bias", bias, w->dtype());
+  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"out", y}});
+  LinearParams p;
+  p.xType = x->dtype(), p.wType = w->dtype();
+  p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
+  p.m = int32_t(m), p.n = int32_t(n), p.k = int32_t(k);
+  return dispatch(a, device, p, cpu::linear, LT_CUDA_FN(linear));
+}
+
+PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info) {
+  KernelArgs a("rmsNorm", info);
+  TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *res = a.tensor("residual", true), *y = a.tensor("out");
+  a.expectRank("weight", w, 1);
+  a.expectFloat("x", x);
+  a.expectFloat("weight", w);
+  const int64_t dim = w->shape()[0];
+  if (x->shape().back() != dim)
+    a.fail("x's last dimension must be the weight's size " + std::to_string(dim) + ", got shape " + shapeString(x->shape()));
+  a.expectShape("out", y, x->shape());
+  a.expectDType("out", y, x->dtype());
+  if (res) {
+    a.expectShape("residual", res, x->shape());
+    a.expectDType("residual", res, x->dtype());
+    if (y->data() == x->data()) a.fail("out may not be x itself when a residual is given");
+  }
+  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"residual", res}, {"out", y}});
+  RmsNormParams p;
+  p.xType = x->dtype(), p.wType = w->dtype();
+  p.x = x->data(), p.residual = res ? res->data() : nullptr, p.weight = w->data(), p.y = y->data();
+  p.rows = int32_t(numel(x->shape()) / dim), p.dim = int32_t(dim);
+  p.eps = float(a.number("eps", 1e-5));
+  return dispatch(a, device, p, cpu::rmsNorm, LT_CUDA_FN(rmsNorm));
+}
+
+PreparedCall prepareRope(const Napi::CallbackInfo& info) {
+  KernelArgs a("rope", info);
+  TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
+  a.expectRank("q", q, 3);
+  a.expectRank("k", k, 3);
+  a.expectFloat("q", q);
+  a.expectDType("k", k, q->dtype());
+  const int64_t tokens = q->shape()[0], d = q->shape()[2];
+  if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
+  if (k->shape()[0] != tokens || k->shape()[2] != d)
+    a.fail("k must be [" + std::to_string(tokens) + ", hkv, " + std::to_string(d) + "], got " + shapeString(k->shape()));
+  a.expectShape("positions", pos, {tokens});
+  a.expectDType("positions", pos, DType::I32);
+  a.expectShape("invFreq", freq, {d / 2});
+  a.expectDType("invFreq", freq, DType::F32);
+  Device device = a.sameDevice({{"q", q}, {"k", k}, {"positions", pos}, {"invFreq", freq}});
+  RopeParams p;
+  p.dtype = q->dtype();
+  p.q = q->data(), p.k = k->data();
+  p.positions = static_cast<const int32_t*>(pos->data());
+  p.invFreq = static_cast<const float*>(freq->data());
+  p.tokens = int32_t(tokens), p.hq = int32_t(q->shape()[1]), p.hkv = int32_t(k->shape()[1]), p.d = int32_t(d);
+  return dispatch(a, device, p, cpu::rope, LT_CUDA_FN(rope));
+}
+
+PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info) {
+  KernelArgs a("swiGlu", info);
+  TensorObject *x = a.tensor("x"), *y = a.tensor("out");
+  a.expectFloat("x", x);
+  const int64_t width = x->shape().back();
+  if (width % 2) a.fail("x's last dimension holds [gate, up] and must be even, got " + std::to_string(width));
+  Shape yShape = x->shape();
+  yShape.back() = width / 2;
+  a.expectShape("out", y, yShape);
+  a.expectDType("out", y, x->dtype());
+  Device device = a.sameDevice({{"x", x}, {"out", y}});
+  SwiGluParams p;
+  p.dtype = x->dtype();
+  p.x = x->data(), p.y = y->data();
+  p.rows = int32_t(numel(x->shape()) / width), p.inner = int32_t(width / 2);
+  return dispatch(a, device, p, cpu::swiGlu, LT_CUDA_FN(swiGlu));
+}
+
+PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
+  KernelArgs a("embedding", info);
+  TensorObject *ids = a.tensor("ids"), *table = a.tensor("table"), *y = a.tensor("out");
+  a.expectRank("ids", ids, 1);
+  a.expectDType("ids", ids, DType::I32);
+  a.expectRank("table", table, 2);
+  a.expectFloat("table", table);
+  const int64_t tokens = ids->shape()[0], vocab = table->shape()[0], dim = table->shape()[1];
+  a.expectShape("out", y, {tokens, dim});
+  a.expectFloat("out", y);
+  Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
+  std::vector<int32_t> host(static_cast<size_t>(tokens));
+  deviceCopy(host.data(), Device{}, ids->data(), ids->device(), host.size() * 4);
+  for (int64_t t = 0; t < tokens; t++)
+    if (host[t] < 0 || host[t] >= vocab)
+      a.fail("ids[" + std::to_string(t) + "] = " + std::to_string(host[t]) + " is outside the vocabulary 0.." +
+             std::to_string(vocab - 1));
+  EmbeddingParams p;
+  p.tableType = table->dtype(), p.yType = y->dtype();
+  p.ids = static_cast<const int32_t*>(ids->data()), p.table = table->data(), p.y = y->data();
+  p.tokens = int32_t(tokens), p.dim = int32_t(dim), p.vocab = int32_t(vocab);
+  return dispatch(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
+}
+
+// argmax({ logits: f32 [rows, vocab], out: i32 [rows] }): lowest index on ties.
+struct ArgmaxParams {
+  const float* logits;
+  int32_t* out;
+  int32_t rows, vocab;
+};
+
+void argmaxCpu(const ArgmaxParams& p) {
+  for (int32_t r = 0; r < p.rows; r++) {
+    const float* row = p.logits + size_t(r) * p.vocab;
+    p.out[r] = int32_t(std::max_element(row, row + p.vocab) - row);
+  }
+}
+
+PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
+  KernelArgs a("argmax", info);
+  TensorObject *logits = a.tensor("logits"), *out = a.tensor("out");
+  a.expectRank("logits", logits, 2);
+  a.expectDType("logits", logits, DType::F32);
+  a.expectShape("out", out, {logits->shape()[0]});
+  a.expectDType("out", out, DType::I32);
+  Device device = a.sameDevice({{"logits", logits}, {"out", out}});
+  ArgmaxParams p{static_cast<const float*>(logits->data()), static_cast<int32_t*>(out->data()),
+                 int32_t(logits->shape()[0]), int32_t(logits->shape()[1])};
+#ifdef LT_WITH_CUDA
+  auto cudaFn = [](const ArgmaxParams& q, cudaStream_t s) { cuda::argmaxRows(q.logits, q.out, q.rows, q.vocab, s); };
+#else
+  auto cudaFn = nullptr;
+#endif
+  return dispatch(a, device, p, argmaxCpu, cudaFn);
+}
+
+}  // namespace
+
+void RegisterModelOps(Napi::Env env, Napi::Object exports) {
+  exportCall<prepareLinear>(env, exports, "linear");
+  exportCall<prepareRmsNorm>(env, exports, "rmsNorm");
+  exportCall<prepareRope>(env, exports, "rope");
+  exportCall<prepareSwiGlu>(env, exports, "swiGlu");
+  exportCall<prepareEmbedding>(env, exports, "embedding");
+  exportCall<prepareArgmax>(env, exports, "argmax");
+#ifdef LT_WITH_CUDA
+  exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(info.Env());
+    if (!cuda::availability().available) return info.Env().Null();
+    cuda::GemmBackend b = cuda::gemmBackend();
+    o.Set("name", b.name);
+    o.Set("detail", b.detail);
+    return o;
+  }, "gemmBackend"));
+#else
+  exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value { return info.Env().Null(); }, "gemmBackend"));
+#endif
+}
+
+}  // namespace lt::addon

@@ -1,0 +1,71 @@
+// One plain struct per model-operation call (DESIGN.md section 5, "model ops"). As for the
+// attention kernels, the addon validates and fills these; CPU and CUDA kernels trust them.
+// Rows are tokens; all tensors contiguous and row-major.
+#pragma once
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace lt {
+
+// y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]): a Hugging Face Linear layer, weights as stored.
+// x and y share the activation dtype; w and bias share the weight dtype (they may differ: f32
+// activations over bf16 weights on the CPU). Accumulation is f32.
+struct LinearParams {
+  DType xType = DType::F32;  // x and y
+  DType wType = DType::F32;  // w and bias
+  const void* x = nullptr;
+  const void* w = nullptr;
+  const void* bias = nullptr;  // optional [n]
+  void* y = nullptr;
+  int32_t m = 0, n = 0, k = 0;
+};
+
+// y = x / sqrt(mean(x²) + eps) * weight, per row of `dim`. When `residual` is set, it is first
+// updated in place, residual += x, and the norm is taken of the new residual (the fused
+// "add then norm" of a pre-norm decoder block); y may not alias x then.
+struct RmsNormParams {
+  DType xType = DType::F32;  // x, y, residual
+  DType wType = DType::F32;  // weight
+  const void* x = nullptr;
+  void* residual = nullptr;  // optional [rows, dim]
+  const void* weight = nullptr;
+  void* y = nullptr;
+  int32_t rows = 0, dim = 0;
+  float eps = 1e-5f;
+};
+
+// Rotary embedding in place on q [tokens, hq, d] and k [tokens, hkv, d], rotate-half layout
+// (element i pairs with i + d/2, as Hugging Face Llama/Mistral/Qwen2 do):
+//   x'[i]       = x[i] cos(θ) - x[i + d/2] sin(θ)
+//   x'[i + d/2] = x[i + d/2] cos(θ) + x[i] sin(θ),   θ = positions[t] · invFreq[i]
+// invFreq [d/2] is computed by the caller (default, llama3 or linear scaling are policy).
+struct RopeParams {
+  DType dtype = DType::F32;
+  void* q = nullptr;
+  void* k = nullptr;
+  const int32_t* positions = nullptr;  // [tokens]
+  const float* invFreq = nullptr;      // [d / 2]
+  int32_t tokens = 0, hq = 0, hkv = 0, d = 0;
+};
+
+// y[r, j] = silu(x[r, j]) * x[r, inner + j] for j < inner: gate and up projections computed as one
+// Linear with their weights stacked ([gate; up]), x is [rows, 2 * inner], y is [rows, inner].
+struct SwiGluParams {
+  DType dtype = DType::F32;
+  const void* x = nullptr;
+  void* y = nullptr;
+  int32_t rows = 0, inner = 0;
+};
+
+// y[t] = table[ids[t]] for t < tokens; table [vocab, dim] in tableType, y in yType.
+struct EmbeddingParams {
+  DType tableType = DType::F32;
+  DType yType = DType::F32;
+  const int32_t* ids = nullptr;
+  const void* table = nullptr;
+  void* y = nullptr;
+  int32_t tokens = 0, dim = 0, vocab = 0;
+};
+
+}  // namespace lt

@@ -1,0 +1,116 @@
+// CPU model operations (params in native/core/model_params.h): Linear, RMSNorm, RoPE, SwiGLU
+// and embedding. Any float dtype in, f32 arithmetic, results rounded to the output dtype.
+//
+// Launch: Linear splits the output features into blocks across the thread pool; each task
+// widens its weight rows to f32 once and serves every input row from them, so the weights —
+// the bytes that dominate decode — are read once per call. The row-wise ops split rows.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "model_ops.h"
+#include "vector_math.h"
+
+namespace lt::cpu {
+
+void linear(const LinearParams& p) {
+  const int32_t m = p.m, n = p.n, k = p.k;
+  std::vector<float> xf(size_t(m) * k);
+  parallelFor(m, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) loadAsFloat(p.xType, p.x, size_t(r) * k, k, &xf[size_t(r) * k]);
+  });
+  constexpr int32_t kBlock = 16;  // weight rows per task: 16 · k f32 stay in L2
+  parallelFor((n + kBlock - 1) / kBlock, [&](int64_t begin, int64_t end) {
+    std::vector<float> wf(size_t(kBlock) * k), bias(kBlock, 0.f), yrow(kBlock);
+    for (int64_t block = begin; block < end; block++) {
+      const int32_t j0 = int32_t(block) * kBlock, rows = std::min(kBlock, n - j0);
+      loadAsFloat(p.wType, p.w, size_t(j0) * k, size_t(rows) * k, wf.data());
+      if (p.bias) loadAsFloat(p.wType, p.bias, j0, rows, bias.data());
+      for (int32_t r = 0; r < m; r++) {
+        const float* xr = &xf[size_t(r) * k];
+        for (int32_t j = 0; j < rows; j++) yrow[j] = dot(xr, &wf[size_t(j) * k], k) + bias[j];
+        storeFromFloat(p.xType, yrow.data(), p.y, size_t(r) * n + j0, rows);
+      }
+    }
+  });
+}
+
+void rmsNorm(const RmsNormParams& p) {
+  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> x(p.dim), w(p.dim), res(p.dim);
+    loadAsFloat(p.wType, p.weight, 0, p.dim, w.data());
+    for (int64_t r = begin; r < end; r++) {
+      const size_t off = size_t(r) * p.dim;
+      loadAsFloat(p.xType, p.x, off, p.dim, x.data());
+      if (p.residual) {
+        loadAsFloat(p.xType, p.residual, off, p.dim, res.data());
+        for (int32_t i = 0; i < p.dim; i++) res[i] += x[i];
+        storeFromFloat(p.xType, res.data(), p.residual, off, p.dim);
+        // The norm reads the residual as stored, so a bf16 run normalises what it keeps.
+        loadAsFloat(p.xType, p.residual, off, p.dim, x.data());
+      }
+      const float meanSquare = dot(x.data(), x.data(), p.dim) / float(p.dim);
+      const float inv = 1.f / std::sqrt(meanSquare + p.eps);
+      for (int32_t i = 0; i < p.dim; i++) x[i] = x[i] * inv * w[i];
+      storeFromFloat(p.xType, x.data(), p.y, off, p.dim);
+    }
+  }, 4);
+}
+
+static void rotateRows(DType dtype, void* data, int32_t heads, int32_t d, int64_t token, const float* cosv,
+                       const float* sinv, float* row) {
+  const int32_t half = d / 2;
+  for (int32_t h = 0; h < heads; h++) {
+    const size_t off = (size_t(token) * heads + h) * d;
+    loadAsFloat(dtype, data, off, d, row);
+    for (int32_t i = 0; i < half; i++) {
+      const float a = row[i], b = row[i + half];
+      row[i] = a * cosv[i] - b * sinv[i];
+      row[i + half] = b * cosv[i] + a * sinv[i];
+    }
+    storeFromFloat(dtype, row, data, off, d);
+  }
+}
+
+void rope(const RopeParams& p) {
+  const int32_t half = p.d / 2;
+  parallelFor(p.tokens, [&](int64_t begin, int64_t end) {
+    std::vector<float> cosv(half), sinv(half), row(p.d);
+    for (int64_t t = begin; t < end; t++) {
+      for (int32_t i = 0; i < half; i++) {
+        // The angle is formed in f32 as transformers forms it (position · inv_freq), then
+        // cos/sin are taken in double so large positions lose nothing more.
+        const float angle = float(p.positions[t]) * p.invFreq[i];
+        cosv[i] = float(std::cos(double(angle)));
+        sinv[i] = float(std::sin(double(angle)));
+      }
+      rotateRows(p.dtype, p.q, p.hq, p.d, t, cosv.data(), sinv.data(), row.data());
+      rotateRows(p.dtype, p.k, p.hkv, p.d, t, cosv.data(), sinv.data(), row.data());
+    }
+  }, 4);
+}
+
+void swiGlu(const SwiGluParams& p) {
+  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> gate(p.inner), up(p.inner);
+    for (int64_t r = begin; r < end; r++) {
+      loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner, p.inner, gate.data());
+      loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner + p.inner, p.inner, up.data());
+      for (int32_t j = 0; j < p.inner; j++) gate[j] = gate[j] / (1.f + std::exp(-gate[j])) * up[j];
+      storeFromFloat(p.dtype, gate.data(), p.y, size_t(r) * p.inner, p.inner);
+    }
+  }, 4);
+}
+
+void embedding(const EmbeddingParams& p) {
+  parallelFor(p.tokens, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(p.dim);
+    for (int64_t t = begin; t < end; t++) {
+      loadAsFloat(p.tableType, p.table, size_t(p.ids[t]) * p.dim, p.dim, row.data());
+      storeFromFloat(p.yType, row.data(), p.y, size_t(t) * p.dim, p.dim);
+    }
+  }, 16);
+}
+
+}  // namespace lt::cpu

@@ -1,0 +1,13 @@
+// CPU model operations; also the references for the CUDA ones in the GPU tests.
+#pragma once
+#include "core/model_params.h"
+
+namespace lt::cpu {
+
+void linear(const LinearParams& p);
+void rmsNorm(const RmsNormParams& p);
+void rope(const RopeParams& p);
+void swiGlu(const SwiGluParams& p);
+void embedding(const EmbeddingParams& p);
+
+}  // namespace lt::cpu

@@ -1,0 +1,28 @@
+// CUDA model operations (params in native/core/model_params.h), enqueued on `stream`.
+// Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
+// and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "core/model_params.h"
+
+namespace lt::cuda {
+
+// Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback", and why.
+struct GemmBackend {
+  std::string name;
+  std::string detail;
+};
+GemmBackend gemmBackend();
+
+void linear(const LinearParams& p, cudaStream_t stream);
+void rmsNorm(const RmsNormParams& p, cudaStream_t stream);
+void rope(const RopeParams& p, cudaStream_t stream);
+void swiGlu(const SwiGluParams& p, cudaStream_t stream);
+void embedding(const EmbeddingParams& p, cudaStream_t stream);
+// out[r] = argmax_j logits[r, j] (lowest index on ties), logits [rows, vocab] f32.
+void argmaxRows(const float* logits, int32_t* out, int32_t rows, int32_t vocab, cudaStream_t stream);
+
+}  // namespace lt::cuda

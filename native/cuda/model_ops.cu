@@ -1,0 +1,506 @@
+// CUDA model operations other than Linear (params in native/core/model_params.h): RMSNorm,
+// RoPE, SwiGLU, embedding and the greedy argmax over logits. Element types f32, f16 and bf16 in
+// any mix the params allow; arithmetic in f32; 16-bit results rounded to nearest-even, so the
+// results agree with native/cpu/model_ops.cpp up to the order of one sum.
+//
+// rmsNormKernel<T, W>: grid rows, block min(1024, 32·ceil(dim/8/2/32)), one CTA per row. Each
+//   thread keeps up to kCache 8-element vectors (16-byte loads for 16-bit types) in registers,
+//   so x (and the residual) are read once: residual += x is stored rounded to T and the norm is
+//   taken of the stored value; block-wide sum of squares by warp shuffles; y = v·rsqrt(ms+eps)·w.
+//   rmsNormScalarKernel handles dims that are not a multiple of 8 (or misaligned rows, or rows
+//   longer than 1024·8·kCache) with two passes over the row.
+// ropeKernel<T, kVec>: grid tokens, block 128. The CTA first forms the d/2 angles of its token,
+//   angle = float(position) · invFreq[i] rounded in f32 (as transformers forms it), and takes
+//   cos/sin of that f32 angle in double (sincos), so positions up to 2^31 and --use_fast_math
+//   lose nothing past the f32 angle; then rotates every q and k head of the token in place,
+//   8 pairs per thread (16-byte loads of x[i..i+7] and x[i+d/2..]) when d/2 % 8 == 0.
+// swiGluKernel<T, kVec>: grid-stride, 8 outputs per thread: y = g·sigmoid(g)·u, g and u read
+//   with 16-byte loads from the [gate | up] halves of the row.
+// embeddingKernel<TT, YT, kVec>: grid-stride copy of table rows (converted to y's type), 8
+//   elements per thread; an id outside [0, vocab) yields a zero row instead of a wild read.
+// argmaxKernel: grid rows, block 1024, one CTA per row, four float4 loads in flight per thread;
+//   lowest index on ties, NaN counts as the largest value (as torch.argmax).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/model_kernels.h"
+
+namespace lt::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+constexpr int kGridStrideBlock = 256;
+constexpr long long kMaxGrid = 16384;
+
+void throwIfLaunchFailed(const char* op, const char* kernel) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw Error(std::string(op) + ": launch of " + kernel + " failed: " + cudaGetErrorString(err));
+}
+
+unsigned gridFor(long long work, int block = kGridStrideBlock) {
+  return unsigned(std::max(1LL, std::min(kMaxGrid, (work + block - 1) / block)));
+}
+
+bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+// ----------------------------------------------------------------------------- element access
+__device__ __forceinline__ float toF(float v) { return v; }
+__device__ __forceinline__ float toF(f16 v) { return __half2float(v); }
+__device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T fromF(float v);
+template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
+template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// The value a store to T keeps, read back as f32.
+template <typename T> __device__ __forceinline__ float roundTo(float v) { return toF(fromF<T>(v)); }
+
+// Eight consecutive elements <-> f32: one 16-byte access for 16-bit types, two for f32.
+// p must be 16-byte aligned (8·sizeof(T) bytes for f32: 32).
+__device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+__device__ __forceinline__ void load8(const f16* p, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 t = __half22float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void load8(const bf16* p, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void store8(float* p, const float (&f)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+__device__ __forceinline__ void store8(f16* p, const float (&f)[8]) {
+  uint4 u;
+  __half2* h = reinterpret_cast<__half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+__device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds 32 floats.
+__device__ __forceinline__ float blockSum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = (blockDim.x + 31) >> 5;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// ----------------------------------------------------------------------------- RMSNorm
+constexpr int kNormCache = 4;  // 8-element vectors a thread keeps in registers
+
+template <typename T, typename W>
+__global__ void __launch_bounds__(1024) rmsNormKernel(const T* x, T* residual, const W* __restrict__ weight, T* y,
+                                                      int dim, float eps) {
+  __shared__ float scratch[32];
+  const int vecs = dim >> 3;
+  const size_t base = size_t(blockIdx.x) * dim;
+  float v[kNormCache][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int c = 0; c < kNormCache; c++) {
+    const int i = threadIdx.x + c * blockDim.x;
+    if (i < vecs) load8(x + base + size_t(i) * 8, v[c]);
+  }
+  if (residual != nullptr) {
+#pragma unroll
+    for (int c = 0; c < kNormCache; c++) {
+      const int i = threadIdx.x + c * blockDim.x;
+      if (i < vecs) {
+        float r[8];
+        load8(residual + base + size_t(i) * 8, r);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[c][j] = roundTo<T>(r[j] + v[c][j]);
+        store8(residual + base + size_t(i) * 8, v[c]);
+      }
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < kNormCache; c++) {
+    const int i = threadIdx.x + c * blockDim.x;
+    if (i < vecs) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) ss = fmaf(v[c][j], v[c][j], ss);
+    }
+  }
+  const float inv = rsqrtf(blockSum(ss, scratch) / float(dim) + eps);
+#pragma unroll
+  for (int c = 0; c < kNormCache; c++) {
+    const int i = threadIdx.x + c * blockDim.x;
+    if (i < vecs) {
+      float w[8];
+      load8(weight + size_t(i) * 8, w);
+#pragma unroll
+      for (int j = 0; j < 8; j++) v[c][j] = v[c][j] * inv * w[j];
+      store8(y + base + size_t(i) * 8, v[c]);
+    }
+  }
+}
+
+template <typename T, typename W>
+__global__ void __launch_bounds__(256) rmsNormScalarKernel(const T* x, T* residual, const W* __restrict__ weight, T* y,
+                                                           int dim, float eps) {
+  __shared__ float scratch[32];
+  const size_t base = size_t(blockIdx.x) * dim;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    float v = toF(x[base + i]);
+    if (residual != nullptr) {
+      const T r = fromF<T>(toF(residual[base + i]) + v);
+      residual[base + i] = r;
+      v = toF(r);
+    }
+    ss = fmaf(v, v, ss);
+  }
+  const float inv = rsqrtf(blockSum(ss, scratch) / float(dim) + eps);
+  // Each thread reads back only what it wrote itself (or x), so y may alias x.
+  const T* src = residual != nullptr ? residual : x;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x)
+    y[base + i] = fromF<T>(toF(src[base + i]) * inv * toF(weight[i]));
+}
+
+template <typename T, typename W>
+void launchRmsNorm(const RmsNormParams& p, cudaStream_t stream) {
+  const T* x = static_cast<const T*>(p.x);
+  T* residual = static_cast<T*>(p.residual);
+  const W* weight = static_cast<const W*>(p.weight);
+  T* y = static_cast<T*>(p.y);
+  const int vecs = p.dim / 8;
+  // 16-byte accesses need every row start aligned: dim % 8 == 0 and aligned bases (32 B for f32
+  // rows, which load8 reads as two float4).
+  const bool vec = p.dim % 8 == 0 && aligned16({p.x, p.residual, p.weight, p.y}) && vecs <= 1024 * kNormCache;
+  if (vec) {
+    const int threads = std::min(1024, std::max(32, (vecs / 2 + 31) / 32 * 32));
+    const int need = (vecs + kNormCache - 1) / kNormCache;
+    const int block = std::max(threads, (need + 31) / 32 * 32);
+    rmsNormKernel<T, W><<<p.rows, block, 0, stream>>>(x, residual, weight, y, p.dim, p.eps);
+    throwIfLaunchFailed("rmsNorm", "rmsNormKernel");
+  } else {
+    rmsNormScalarKernel<T, W><<<p.rows, 256, 0, stream>>>(x, residual, weight, y, p.dim, p.eps);
+    throwIfLaunchFailed("rmsNorm", "rmsNormScalarKernel");
+  }
+}
+
+// ----------------------------------------------------------------------------- RoPE
+constexpr int kRopeBlock = 128;
+
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(kRopeBlock) ropeKernel(T* q, T* k, const int32_t* __restrict__ positions,
+                                                         const float* __restrict__ invFreq, int hq, int hkv, int d) {
+  extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
+  const int t = blockIdx.x;
+  const int half = d >> 1;
+  const float pos = float(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    // The angle rounded to f32 exactly as float(pos) * inv_freq in PyTorch (no FMA to contract);
+    // cos/sin of it in double: unaffected by --use_fast_math, accurate for any magnitude.
+    const float angle = __fmul_rn(pos, invFreq[i]);
+    double s, c;
+    sincos(double(angle), &s, &c);
+    cs[i] = float(c);
+    cs[half + i] = float(s);
+  }
+  __syncthreads();
+  const int heads = hq + hkv;
+  if constexpr (kVec) {
+    const int vecs = half >> 3;
+    for (int u = threadIdx.x; u < heads * vecs; u += blockDim.x) {
+      const int h = u / vecs, c = (u - h * vecs) * 8;
+      T* row = h < hq ? q + (size_t(t) * hq + h) * d : k + (size_t(t) * hkv + (h - hq)) * d;
+      float a[8], b[8];
+      load8(row + c, a);
+      load8(row + half + c, b);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float co = cs[c + j], si = cs[half + c + j];
+        const float na = a[j] * co - b[j] * si;
+        const float nb = b[j] * co + a[j] * si;
+        a[j] = na;
+        b[j] = nb;
+      }
+      store8(row + c, a);
+      store8(row + half + c, b);
+    }
+  } else {
+    for (int u = threadIdx.x; u < heads * half; u += blockDim.x) {
+      const int h = u / half, i = u - h * half;
+      T* row = h < hq ? q + (size_t(t) * hq + h) * d : k + (size_t(t) * hkv + (h - hq)) * d;
+      const float a = toF(row[i]), b = toF(row[i + half]);
+      const float co = cs[i], si = cs[half + i];
+      row[i] = fromF<T>(a * co - b * si);
+      row[i + half] = fromF<T>(b * co + a * si);
+    }
+  }
+}
+
+template <typename T>
+void launchRope(const RopeParams& p, cudaStream_t stream) {
+  const int half = p.d / 2;
+  const bool vec = half % 8 == 0 && aligned16({p.q, p.k});
+  const size_t smem = size_t(p.d) * sizeof(float);
+  T* q = static_cast<T*>(p.q);
+  T* k = static_cast<T*>(p.k);
+  const int hq = q != nullptr ? p.hq : 0, hkv = k != nullptr ? p.hkv : 0;
+  if (vec) {
+    ropeKernel<T, true><<<p.tokens, kRopeBlock, smem, stream>>>(q, k, p.positions, p.invFreq, hq, hkv, p.d);
+  } else {
+    ropeKernel<T, false><<<p.tokens, kRopeBlock, smem, stream>>>(q, k, p.positions, p.invFreq, hq, hkv, p.d);
+  }
+  throwIfLaunchFailed("rope", "ropeKernel");
+}
+
+// ----------------------------------------------------------------------------- SwiGLU
+__device__ __forceinline__ float silu(float g) {
+  // g · 1/(1 + e^-g); the IEEE reciprocal turns e^-g = inf into 0, so large negative g gives -0
+  // rather than the NaN a fast division would.
+  return g * __frcp_rn(1.f + __expf(-g));
+}
+
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(kGridStrideBlock) swiGluKernel(const T* __restrict__ x, T* __restrict__ y,
+                                                                 long long rows, int inner) {
+  const int per = kVec ? inner / 8 : inner;  // work units per row
+  const long long total = rows * per;
+  for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < total;
+       u += (long long)gridDim.x * blockDim.x) {
+    const long long r = u / per;
+    const int c = int(u - r * per);
+    const T* xr = x + size_t(r) * 2 * inner;
+    if constexpr (kVec) {
+      float g[8], v[8];
+      load8(xr + c * 8, g);
+      load8(xr + inner + c * 8, v);
+#pragma unroll
+      for (int j = 0; j < 8; j++) g[j] = silu(g[j]) * v[j];
+      store8(y + size_t(r) * inner + c * 8, g);
+    } else {
+      y[size_t(r) * inner + c] = fromF<T>(silu(toF(xr[c])) * toF(xr[inner + c]));
+    }
+  }
+}
+
+template <typename T>
+void launchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
+  const T* x = static_cast<const T*>(p.x);
+  T* y = static_cast<T*>(p.y);
+  if (p.inner % 8 == 0 && aligned16({p.x, p.y})) {
+    swiGluKernel<T, true><<<gridFor((long long)p.rows * (p.inner / 8)), kGridStrideBlock, 0, stream>>>(x, y, p.rows,
+                                                                                                        p.inner);
+  } else {
+    swiGluKernel<T, false><<<gridFor((long long)p.rows * p.inner), kGridStrideBlock, 0, stream>>>(x, y, p.rows,
+                                                                                                  p.inner);
+  }
+  throwIfLaunchFailed("swiGlu", "swiGluKernel");
+}
+
+// ----------------------------------------------------------------------------- embedding
+template <typename TT, typename YT, bool kVec>
+__global__ void __launch_bounds__(kGridStrideBlock) embeddingKernel(const int32_t* __restrict__ ids,
+                                                                    const TT* __restrict__ table, YT* __restrict__ y,
+                                                                    long long tokens, int dim, int vocab) {
+  const int per = kVec ? dim / 8 : dim;
+  const long long total = tokens * per;
+  for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < total;
+       u += (long long)gridDim.x * blockDim.x) {
+    const long long t = u / per;
+    const int c = int(u - t * per);
+    const int id = ids[t];
+    const bool ok = id >= 0 && id < vocab;
+    if constexpr (kVec) {
+      float v[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      if (ok) load8(table + size_t(id) * dim + c * 8, v);
+      store8(y + size_t(t) * dim + c * 8, v);
+    } else {
+      y[size_t(t) * dim + c] = fromF<YT>(ok ? toF(table[size_t(id) * dim + c]) : 0.f);
+    }
+  }
+}
+
+template <typename TT, typename YT>
+void launchEmbedding(const EmbeddingParams& p, cudaStream_t stream) {
+  const TT* table = static_cast<const TT*>(p.table);
+  YT* y = static_cast<YT*>(p.y);
+  if (p.dim % 8 == 0 && aligned16({p.table, p.y})) {
+    embeddingKernel<TT, YT, true><<<gridFor((long long)p.tokens * (p.dim / 8)), kGridStrideBlock, 0, stream>>>(
+        p.ids, table, y, p.tokens, p.dim, p.vocab);
+  } else {
+    embeddingKernel<TT, YT, false><<<gridFor((long long)p.tokens * p.dim), kGridStrideBlock, 0, stream>>>(
+        p.ids, table, y, p.tokens, p.dim, p.vocab);
+  }
+  throwIfLaunchFailed("embedding", "embeddingKernel");
+}
+
+// ----------------------------------------------------------------------------- argmax
+constexpr int kArgmaxBlock = 1024;
+
+// Whether (v, i) beats (bv, bi): larger value, NaN above everything, lower index on ties.
+__device__ __forceinline__ bool beats(float v, int i, float bv, int bi) {
+  const bool vn = isnan(v), bn = isnan(bv);
+  if (vn != bn) return vn;
+  if (vn || v == bv) return i < bi;
+  return v > bv;
+}
+
+template <bool kVec>
+__global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const float* __restrict__ logits, int32_t* out,
+                                                             int vocab) {
+  __shared__ float sv[32];
+  __shared__ int si[32];
+  const float* row = logits + size_t(blockIdx.x) * vocab;
+  float best = -INFINITY;
+  int bestI = INT_MAX;
+  auto take = [&](float v, int i) {
+    if (beats(v, i, best, bestI)) {
+      best = v;
+      bestI = i;
+    }
+  };
+  if constexpr (kVec) {
+    // Four independent 16-byte loads in flight per thread before any comparison: one CTA has to
+    // stream a whole 0.5 MB row, so the bytes in flight set its speed.
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    const int n4 = vocab / 4, stride = blockDim.x;
+    int i = threadIdx.x;
+    for (; i + 3 * stride < n4; i += 4 * stride) {
+      float4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; u++) v[u] = row4[i + u * stride];
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int j = 4 * (i + u * stride);
+        take(v[u].x, j);
+        take(v[u].y, j + 1);
+        take(v[u].z, j + 2);
+        take(v[u].w, j + 3);
+      }
+    }
+    for (; i < n4; i += stride) {
+      const float4 v = row4[i];
+      take(v.x, 4 * i);
+      take(v.y, 4 * i + 1);
+      take(v.z, 4 * i + 2);
+      take(v.w, 4 * i + 3);
+    }
+  } else {
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) take(row[i], i);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
+    if (beats(ov, oi, best, bestI)) { best = ov; bestI = oi; }
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) { sv[warp] = best; si[warp] = bestI; }
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = blockDim.x >> 5;
+    best = lane < warps ? sv[lane] : -INFINITY;
+    bestI = lane < warps ? si[lane] : INT_MAX;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
+      if (beats(ov, oi, best, bestI)) { best = ov; bestI = oi; }
+    }
+    if (lane == 0) out[blockIdx.x] = bestI == INT_MAX ? 0 : bestI;
+  }
+}
+
+// ----------------------------------------------------------------------------- dispatch
+// Calls f with a value of the C++ type for `t` (float, __half or __nv_bfloat16).
+template <typename F>
+void withFloatType(DType t, const char* op, const char* what, F&& f) {
+  switch (t) {
+    case DType::F32: f(float{}); return;
+    case DType::F16: f(f16{}); return;
+    case DType::BF16: f(bf16{}); return;
+    default: throw Error(std::string(op) + ": " + what + " must be f32, f16 or bf16, not " + dtypeName(t));
+  }
+}
+
+}  // namespace
+
+void rmsNorm(const RmsNormParams& p, cudaStream_t stream) {
+  if (p.rows <= 0 || p.dim <= 0) return;
+  withFloatType(p.xType, "rmsNorm", "x", [&](auto xt) {
+    withFloatType(p.wType, "rmsNorm", "the weight", [&](auto wt) {
+      launchRmsNorm<decltype(xt), decltype(wt)>(p, stream);
+    });
+  });
+}
+
+void rope(const RopeParams& p, cudaStream_t stream) {
+  if (p.tokens <= 0 || p.d <= 0) return;
+  if (p.d % 2 != 0) throw Error("rope: head dim must be even, got " + std::to_string(p.d));
+  withFloatType(p.dtype, "rope", "q and k", [&](auto t) { launchRope<decltype(t)>(p, stream); });
+}
+
+void swiGlu(const SwiGluParams& p, cudaStream_t stream) {
+  if (p.rows <= 0 || p.inner <= 0) return;
+  withFloatType(p.dtype, "swiGlu", "x and y", [&](auto t) { launchSwiGlu<decltype(t)>(p, stream); });
+}
+
+void embedding(const EmbeddingParams& p, cudaStream_t stream) {
+  if (p.tokens <= 0 || p.dim <= 0) return;
+  withFloatType(p.tableType, "embedding", "the table", [&](auto tt) {
+    withFloatType(p.yType, "embedding", "y", [&](auto yt) {
+      launchEmbedding<decltype(tt), decltype(yt)>(p, stream);
+    });
+  });
+}
+
+void argmaxRows(const float* logits, int32_t* out, int32_t rows, int32_t vocab, cudaStream_t stream) {
+  if (rows <= 0) return;
+  if (vocab <= 0) throw Error("argmaxRows: vocab must be positive");
+  if (vocab % 4 == 0 && aligned16({logits})) {
+    argmaxKernel<true><<<rows, kArgmaxBlock, 0, stream>>>(logits, out, vocab);
+  } else {
+    argmaxKernel<false><<<rows, kArgmaxBlock, 0, stream>>>(logits, out, vocab);
+  }
+  throwIfLaunchFailed("argmaxRows", "argmaxKernel");
+}
+
+}  // namespace lt::cuda

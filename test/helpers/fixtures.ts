@@ -1,0 +1,35 @@
+// The Hugging Face reference fixtures made by tools/make_fixtures.py.
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+export const fixtureRoot = path.join(__dirname, "..", "fixtures", "models");
+export const fixtureModels = ["llama-tiny", "mistral-tiny", "qwen2-tiny"];
+
+export interface ReferenceCase {
+  prompt: string;
+  ids: number[];
+  logitsFile: string;
+  logitsShape: [number, number];
+  greedy: number[];
+  greedyMargins: number[];
+  greedyText: string;
+}
+
+export interface Reference {
+  model: string;
+  architecture: string;
+  dtype: string;
+  transformers: string;
+  chatTemplateInput: Array<{ role: string; content: string }>;
+  chatTemplateOutput: string;
+  cases: ReferenceCase[];
+}
+
+export function readReference(model: string): Reference {
+  return JSON.parse(fs.readFileSync(path.join(fixtureRoot, model, "reference.json"), "utf8"));
+}
+
+export function readLogits(model: string, c: ReferenceCase): Float32Array {
+  const buf = fs.readFileSync(path.join(fixtureRoot, model, c.logitsFile));
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}

@@ -1,0 +1,122 @@
+// CPU model operations against float64 references written from their definitions.
+import { kernels, Tensor } from "../lib";
+import { FloatDType, firstMismatch, Random, roundTo, tolerance } from "./helpers/reference";
+import { TensorScope } from "./helpers/tensors";
+
+const rng = new Random();
+const scope = new TensorScope();
+afterEach(() => scope.dispose());
+
+function check(label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) {
+  const problem = firstMismatch(got, want, tol);
+  if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
+}
+
+describe("linear", () => {
+  test.each([
+    { m: 1, n: 7, k: 33, x: "f32", w: "bf16", bias: false },
+    { m: 5, n: 70, k: 64, x: "f32", w: "f16", bias: true },
+    { m: 17, n: 33, k: 100, x: "f32", w: "f32", bias: true },
+    { m: 3, n: 16, k: 48, x: "bf16", w: "bf16", bias: false },
+  ] as Array<{ m: number; n: number; k: number; x: FloatDType; w: FloatDType; bias: boolean }>)(
+    "m=$m n=$n k=$k x=$x w=$w bias=$bias",
+    (c) => {
+      const x = scope.random(rng, [c.m, c.k], c.x), w = scope.random(rng, [c.n, c.k], c.w);
+      const b = c.bias ? scope.random(rng, [c.n], c.w) : undefined;
+      const y = scope.add(kernels.linear({ x: x.tensor, weight: w.tensor, bias: b?.tensor }));
+      expect(y.shape).toEqual([c.m, c.n]);
+      const want = new Float64Array(c.m * c.n);
+      for (let r = 0; r < c.m; r++)
+        for (let j = 0; j < c.n; j++) {
+          let s = b ? b.values[j] : 0;
+          for (let i = 0; i < c.k; i++) s += x.values[r * c.k + i] * w.values[j * c.k + i];
+          want[r * c.n + j] = s;
+        }
+      // f32 sums of k products of unit normals: error ~1e-7·sqrt(k)·|terms|, far under 1e-4.
+      const tol = c.x === "f32" ? { rtol: 1e-5, atol: 1e-4 } : tolerance(c.x);
+      check("linear", y.toFloat32Array(), want, { ...tol, atol: Math.max(tol.atol, 1e-4) });
+    },
+  );
+
+  test("keeps leading dimensions", () => {
+    const x = scope.random(rng, [2, 3, 8], "f32").tensor, w = scope.random(rng, [5, 8], "f32").tensor;
+    expect(scope.add(kernels.linear({ x, weight: w })).shape).toEqual([2, 3, 5]);
+  });
+});
+
+test.each(["f32", "bf16"] as const)("rmsNorm with and without the fused residual (%s)", (dtype) => {
+  const rows = 5, dim = 48, eps = 1e-5;
+  const x = scope.random(rng, [rows, dim], dtype), w = scope.random(rng, [dim], dtype);
+  const res = scope.random(rng, [rows, dim], dtype);
+  const plain = scope.add(kernels.rmsNorm({ x: x.tensor, weight: w.tensor, eps }));
+  const fused = scope.add(kernels.rmsNorm({ x: x.tensor, weight: w.tensor, eps, residual: res.tensor }));
+  const norm = (v: ArrayLike<number>) => {
+    const out = new Float64Array(rows * dim);
+    for (let r = 0; r < rows; r++) {
+      let ms = 0;
+      for (let i = 0; i < dim; i++) ms += v[r * dim + i] ** 2;
+      const inv = 1 / Math.sqrt(ms / dim + eps);
+      for (let i = 0; i < dim; i++) out[r * dim + i] = v[r * dim + i] * inv * w.values[i];
+    }
+    return out;
+  };
+  check("plain", plain.toFloat32Array(), norm(x.values), tolerance(dtype));
+  const sum = x.values.map((v, i) => roundTo(dtype, v + res.values[i]));
+  check("residual updated", res.tensor.toFloat32Array(), sum, tolerance(dtype));
+  check("fused", fused.toFloat32Array(), norm(sum), tolerance(dtype));
+});
+
+test("rope rotates pairs (i, i + d/2) by position · invFreq, at large positions too", () => {
+  const tokens = 6, hq = 4, hkv = 2, d = 16;
+  const q = scope.random(rng, [tokens, hq, d], "f32"), k = scope.random(rng, [tokens, hkv, d], "f32");
+  const positions = [0, 1, 2, 1000, 65535, 131071];
+  const invFreq = Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d));
+  kernels.rope({ q: q.tensor, k: k.tensor, positions: scope.ints(positions), invFreq: scope.add(Tensor.from(invFreq, [d / 2])) });
+  const rotate = (v: Float64Array, heads: number) => {
+    const out = new Float64Array(v.length);
+    for (let t = 0; t < tokens; t++)
+      for (let h = 0; h < heads; h++)
+        for (let i = 0; i < d / 2; i++) {
+          const angle = Math.fround(positions[t] * invFreq[i]); // formed in f32, as transformers does
+          const base = (t * heads + h) * d;
+          const a = v[base + i], b = v[base + i + d / 2];
+          out[base + i] = a * Math.cos(angle) - b * Math.sin(angle);
+          out[base + i + d / 2] = b * Math.cos(angle) + a * Math.sin(angle);
+        }
+    return out;
+  };
+  check("q", q.tensor.toFloat32Array(), rotate(q.values, hq), { rtol: 1e-5, atol: 1e-5 });
+  check("k", k.tensor.toFloat32Array(), rotate(k.values, hkv), { rtol: 1e-5, atol: 1e-5 });
+});
+
+test("swiGlu is silu(gate) · up", () => {
+  const rows = 3, inner = 10;
+  const x = scope.random(rng, [rows, 2 * inner], "f32", "cpu", 3);
+  const y = scope.add(kernels.swiGlu({ x: x.tensor }));
+  const want = new Float64Array(rows * inner);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < inner; j++) {
+      const g = x.values[r * 2 * inner + j], u = x.values[r * 2 * inner + inner + j];
+      want[r * inner + j] = (g / (1 + Math.exp(-g))) * u;
+    }
+  check("swiGlu", y.toFloat32Array(), want, { rtol: 1e-5, atol: 1e-6 });
+});
+
+test("embedding gathers rows and converts dtypes; argmax picks the first maximum", () => {
+  const table = scope.random(rng, [11, 6], "bf16");
+  const ids = [3, 0, 10, 3];
+  const y = scope.add(kernels.embedding({ ids: scope.ints(ids), table: table.tensor, dtype: "f32" }));
+  const want = ids.flatMap((id) => Array.from(table.values.slice(id * 6, id * 6 + 6)));
+  expect(Array.from(y.toFloat32Array())).toEqual(want);
+  expect(() => kernels.embedding({ ids: scope.ints([11]), table: table.tensor })).toThrow(/ids\[0\] = 11 is outside the vocabulary 0..10/);
+
+  const logits = scope.add(Tensor.from(new Float32Array([1, 5, 5, 2, -1, -3, -1, -2]), [2, 4]));
+  expect(Array.from(scope.add(kernels.argmax({ logits })).toArray())).toEqual([1, 0]);
+});
+
+test("model ops reject mismatched shapes", () => {
+  const x = scope.random(rng, [2, 8], "f32").tensor;
+  expect(() => kernels.linear({ x, weight: scope.random(rng, [4, 9], "f32").tensor })).toThrow(/last dimension must be the weight's input size 9/);
+  expect(() => kernels.rmsNorm({ x, weight: scope.random(rng, [7], "f32").tensor })).toThrow(/weight's size 7/);
+  expect(() => kernels.swiGlu({ x: scope.random(rng, [2, 7], "f32").tensor })).toThrow(/must be even/);
+});

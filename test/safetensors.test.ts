@@ -1,0 +1,105 @@
+// The safetensors reader: good files read back exactly; every kind of malformed file is a clear
+// error naming the file and the problem.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { SafetensorsFile } from "../lib/model/safetensors";
+import { parseConfig } from "../lib/model/config";
+import { ropeInverseFrequencies } from "../lib/model/rope";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-st-"));
+
+/** Writes a safetensors file from a header object and a data buffer (both may be wrong on purpose). */
+function write(name: string, header: object | string, data: Buffer, lengthOverride?: number): string {
+  const json = Buffer.from(typeof header === "string" ? header : JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(lengthOverride ?? json.length));
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, Buffer.concat([len, json, data]));
+  return file;
+}
+
+test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync", async () => {
+  const a = rng.normals(6), b = Uint16Array.from({ length: 4 }, () => rng.int(0, 0x7f7f)), c = Int32Array.from([7, -3]);
+  const data = Buffer.concat([Buffer.from(a.buffer), Buffer.from(b.buffer), Buffer.from(c.buffer)]);
+  const file = write("good.safetensors", {
+    __metadata__: { format: "pt" },
+    a: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] },
+    b: { dtype: "BF16", shape: [4], data_offsets: [24, 32] },
+    c: { dtype: "I32", shape: [2], data_offsets: [32, 40] },
+  }, data);
+  const st = SafetensorsFile.open(file);
+  expect(st.metadata).toEqual({ format: "pt" });
+  const ta = st.read("a");
+  expect(ta.shape).toEqual([2, 3]);
+  expect(Array.from(ta.toArray())).toEqual(Array.from(a));
+  const tb = await st.readAsync("b");
+  expect(tb.dtype).toBe("bf16");
+  expect(Array.from(tb.toArray())).toEqual(Array.from(b));
+  expect(Array.from(st.read("c").toArray())).toEqual([7, -3]);
+  expect(() => st.read("missing")).toThrow(/has no tensor named 'missing'/);
+  st.close();
+});
+
+test.each([
+  ["too short", () => { const f = path.join(dir, "short.safetensors"); fs.writeFileSync(f, Buffer.alloc(5)); return f; }, /too short for a safetensors header/],
+  ["implausible header length", () => write("len.safetensors", {}, Buffer.alloc(0), 2 ** 40), /header length .* is not plausible/],
+  ["header past the end", () => write("past.safetensors", "{}", Buffer.alloc(0), 50), /truncated/],
+  ["bad JSON", () => write("json.safetensors", "{not json", Buffer.alloc(0)), /header is not valid JSON/],
+  ["unknown dtype", () => write("dtype.safetensors", { x: { dtype: "Q4", shape: [1], data_offsets: [0, 1] } }, Buffer.alloc(1)), /tensor 'x' has unknown dtype "Q4"/],
+  ["negative shape", () => write("shape.safetensors", { x: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }, Buffer.alloc(4)), /tensor 'x' has an invalid shape/],
+  ["size mismatch", () => write("size.safetensors", { x: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(8)), /needs 12 bytes but its data_offsets span 8/],
+  ["offsets past the end", () => write("end.safetensors", { x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, Buffer.alloc(8)), /ends at byte 16 of the data but the file holds 8/],
+  ["overlapping tensors", () => write("overlap.safetensors", {
+    x: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, y: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+  }, Buffer.alloc(12)), /tensors 'x' and 'y' overlap/],
+  ["missing file", () => path.join(dir, "nope.safetensors"), /cannot open/],
+])("%s is a clear error naming the file", (_, make, message) => {
+  const file = (make as () => string)();
+  expect(() => SafetensorsFile.open(file)).toThrow(message as RegExp);
+  expect(() => SafetensorsFile.open(file)).toThrow(file);
+});
+
+describe("config.json", () => {
+  const base = {
+    architectures: ["LlamaForCausalLM"], vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
+    num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 2048,
+  };
+  test("reads a Llama config with llama3 rope scaling", () => {
+    const c = parseConfig({ ...base, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } });
+    expect(c).toMatchObject({ architecture: "LlamaForCausalLM", headDim: 16, kvHeads: 2, ropeTheta: 500000, slidingWindow: null, attentionBias: false });
+    expect(c.ropeScaling.type).toBe("llama3");
+  });
+  test("reads the newer rope_parameters form", () => {
+    const { rope_theta: _, ...rest } = base;
+    const c = parseConfig({ ...rest, rope_parameters: { rope_type: "linear", factor: 2, rope_theta: 1234 } });
+    expect(c.ropeTheta).toBe(1234);
+    expect(c.ropeScaling).toEqual({ type: "linear", factor: 2 });
+  });
+  test("Mistral's sliding window and Qwen2's bias", () => {
+    expect(parseConfig({ ...base, architectures: ["MistralForCausalLM"], sliding_window: 4096 }).slidingWindow).toBe(4096);
+    expect(parseConfig({ ...base, architectures: ["Qwen2ForCausalLM"], tie_word_embeddings: true })).toMatchObject({ attentionBias: true, tieWordEmbeddings: true });
+  });
+  test.each([
+    [{ architectures: ["GPT2LMHeadModel"] }, /architecture "GPT2LMHeadModel" is not supported; supported: LlamaForCausalLM/],
+    [{ num_key_value_heads: 3 }, /must be a multiple of num_key_value_heads \(3\)/],
+    [{ hidden_size: 0 }, /'hidden_size' must be a positive integer/],
+    [{ rope_scaling: { rope_type: "yarn", factor: 4 } }, /rope_scaling type 'yarn' is not supported/],
+    [{ rope_scaling: { rope_type: "llama3", factor: 8 } }, /rope_scaling.low_freq_factor must be a positive number/],
+  ])("rejects %j", (patch, message) => {
+    expect(() => parseConfig({ ...base, ...(patch as object) }, "/models/x/config.json")).toThrow(message);
+    expect(() => parseConfig({ ...base, ...(patch as object) }, "/models/x/config.json")).toThrow("/models/x/config.json");
+  });
+  test("llama3 inverse frequencies: high frequencies kept, low ones divided by the factor, smooth between", () => {
+    const scaling = { type: "llama3" as const, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 };
+    const f = ropeInverseFrequencies({ headDim: 128, ropeTheta: 500000, ropeScaling: scaling });
+    const plain = ropeInverseFrequencies({ headDim: 128, ropeTheta: 500000, ropeScaling: { type: "default" } });
+    expect(f[0]).toBe(plain[0]); // wavelength 2π < 8192/4
+    expect(f[63]).toBeCloseTo(plain[63] / 8, 12); // wavelength far above 8192
+    const mid = f.findIndex((x, i) => x !== plain[i] && Math.abs(x - plain[i] / 8) > 1e-12);
+    expect(f[mid]).toBeLessThan(plain[mid]);
+    expect(f[mid]).toBeGreaterThan(plain[mid] / 8);
+  });
+});
