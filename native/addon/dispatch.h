@@ -16,22 +16,24 @@
 
 namespace lt::addon {
 
-// A validated call: the work to run and the memory it must keep alive while it runs.
+// A validated call: the work to run, the device it runs on and the memory it must keep alive
+// while it runs.
 struct PreparedCall {
   std::function<void()> run;
   std::vector<std::shared_ptr<Storage>> keepAlive;
+  Device device{};
 };
 
 #ifdef LT_WITH_CUDA
-// Runs a CUDA kernel on the device's stream and waits, so errors surface in this call.
+// Enqueues a CUDA kernel on the device's stream. A sync call returns without waiting (calls on
+// one device are ordered by the stream, and reading a result back waits), so a fault surfaces
+// at the next call that waits; an async call waits before its Promise settles.
 template <typename Launch>
 inline void onCuda(const Device& device, Launch launch) {
   cuda::setCurrent(device.index);
   launch(static_cast<cudaStream_t>(cuda::stream(device.index)));
-  cuda::synchronize(device.index);
 }
 #endif
-
 
 #ifndef LT_WITH_CUDA
 [[noreturn]] inline void noCudaKernel(const Device& device, const char* op) {
@@ -51,6 +53,7 @@ class KernelWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       call_.run();
+      if (!call_.device.isCpu()) cuda::synchronize(call_.device.index);
     } catch (const std::exception& e) {
       SetError(e.what());
     }

@@ -26,8 +26,10 @@ constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
 constexpr int32_t kMaxHeadDim = 256;
 
 
-// i32 index tables (page tables, slots) are checked on the host; a device copy is read back.
+// i32 index tables (page tables, slots) are checked on the host: a device tensor's host shadow
+// when it has one, else a copy read back (which waits for the device).
 std::vector<int32_t> hostInts(TensorObject* t) {
+  if (const std::vector<int32_t>* shadow = t->hostShadow()) return *shadow;
   std::vector<int32_t> host(size_t(numel(t->shape())));
   deviceCopy(host.data(), Device{}, t->data(), t->device(), host.size() * 4);
   return host;
@@ -99,7 +101,7 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info) {
     p.lazyRatio = static_cast<float*>(ratio->data());
   }
 
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p] { cpu::prefillAttention(p); };
   } else {
@@ -162,7 +164,7 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
   p.pageSize = pageSize, p.numPages = numPages, p.maxPagesPerSeq = maxPages;
   p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
 
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p] { cpu::decodeAttention(p); };
   } else {
@@ -223,7 +225,7 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
   p.tokens = tokens, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]);
   p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
 
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p] { cpu::appendKv(p); };
   } else {
@@ -269,7 +271,7 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   p.srcPageTable = static_cast<const int32_t*>(src->data());
   p.dstPageTable = static_cast<const int32_t*>(dst->data());
 
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p] { cpu::cutToStreaming(p); };
   } else {
@@ -318,7 +320,7 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info) {
   p.slots = static_cast<const int32_t*>(slots->data());
   p.length = length, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]), p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
 
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p] { cpu::gatherKv(p); };
   } else {
@@ -361,7 +363,7 @@ PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
   p.nq = nq, p.nk = nk, p.hq = hq, p.hkv = hkv, p.d = d;
   p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
 
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p] { cpu::lazyRatio(p); };
   } else {

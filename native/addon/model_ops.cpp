@@ -20,7 +20,7 @@ namespace {
 // Picks the CPU or CUDA form of an op for `device`.
 template <typename Params, typename Cpu, typename Cuda>
 PreparedCall dispatch(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
-  PreparedCall call{nullptr, a.used()};
+  PreparedCall call{nullptr, a.used(), device};
   if (device.isCpu()) {
     call.run = [p, cpuFn] { cpuFn(p); };
   } else {
@@ -143,7 +143,8 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
   a.expectFloat("out", y);
   Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
   std::vector<int32_t> host(static_cast<size_t>(tokens));
-  deviceCopy(host.data(), Device{}, ids->data(), ids->device(), host.size() * 4);
+  if (const std::vector<int32_t>* shadow = ids->hostShadow()) host = *shadow;
+  else deviceCopy(host.data(), Device{}, ids->data(), ids->device(), host.size() * 4);
   for (int64_t t = 0; t < tokens; t++)
     if (host[t] < 0 || host[t] >= vocab)
       a.fail("ids[" + std::to_string(t) + "] = " + std::to_string(host[t]) + " is outside the vocabulary 0.." +
@@ -177,6 +178,7 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
   a.expectShape("out", out, {logits->shape()[0]});
   a.expectDType("out", out, DType::I32);
   Device device = a.sameDevice({{"logits", logits}, {"out", out}});
+  out->dropShadow();
   ArgmaxParams p{static_cast<const float*>(logits->data()), static_cast<int32_t*>(out->data()),
                  int32_t(logits->shape()[0]), int32_t(logits->shape()[1])};
 #ifdef LT_WITH_CUDA

@@ -180,6 +180,8 @@ Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
 
 // write(data): copies a TypedArray in. The raw type of the dtype is copied bit for bit; a
 // Float32Array into an f16/bf16 tensor is rounded to nearest-even.
+constexpr size_t kMaxShadow = 1 << 20;  // i32 elements: page tables and slot lists are far smaller
+
 Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
   requireLive("write to");
   Napi::Env env = info.Env();
@@ -202,6 +204,10 @@ Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
                 ", not this TypedArray");
   }
   deviceCopy(data(), storage_->device, src, Device{}, byteLength());
+  if (dtype_ == DType::I32 && !storage_->device.isCpu() && count <= kMaxShadow) {
+    const int32_t* ints = reinterpret_cast<const int32_t*>(src);
+    shadow_.assign(ints, ints + count);
+  }
   return env.Undefined();
 }
 
@@ -239,6 +245,7 @@ Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
   Napi::Object obj = New(env, storage_, dtype_, shape);
   TensorObject* t = Unwrap(obj);
   t->offset_ = offset_ + size_t(offset) * dtypeSize(dtype_);
+  dropShadow();  // a write through the slice would not update it
   // The memory is already counted by its owner.
   Napi::MemoryManagement::AdjustExternalMemory(env, -t->reportedBytes_);
   t->reportedBytes_ = 0;
@@ -255,6 +262,7 @@ Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
     throw Error("copyFrom: source is " + std::string(dtypeName(src->dtype_)) + " " + shapeString(src->shape_) + ", destination " +
                 dtypeName(dtype_) + " " + shapeString(shape_) + ": dtype and element count must match");
   deviceCopy(data(), storage_->device, src->data(), src->storage_->device, byteLength());
+  dropShadow();
   return info.Env().Undefined();
 }
 

@@ -27,6 +27,10 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   const Device& device() const { return storage_->device; }
+  // The contents of an i32 device tensor as last written from the host, so index checks (page
+  // tables, slots) need not wait for the device; null when unknown (written by a kernel).
+  const std::vector<int32_t>* hostShadow() const { return shadow_.empty() ? nullptr : &shadow_; }
+  void dropShadow() { shadow_.clear(); shadow_.shrink_to_fit(); }
   void* data() const { return static_cast<uint8_t*>(storage_->data) + offset_; }
   size_t byteLength() const { return size_t(numel(shape_)) * dtypeSize(dtype_); }
 
@@ -56,6 +60,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   std::vector<ViewRecord> views_;
   int64_t reportedBytes_ = 0;
   size_t offset_ = 0;  // bytes into the storage (slices)
+  std::vector<int32_t> shadow_;
 };
 
 // Parses "cpu", "cuda" or "cuda:N"; throws lt::Error on anything else.

@@ -31,7 +31,8 @@ std::vector<DeviceInfo> listDevices();
 // and the free memory.
 void* alloc(int device, size_t bytes);
 void free(int device, void* ptr) noexcept;
-// Host<->device and device<->device copies (device < 0 means host memory); synchronous.
+// Host<->device and device<->device copies (device < 0 means host memory), ordered on the
+// device's stream; a copy to the host returns when the data is there.
 void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes);
 // Waits for all work queued on the device's stream; throws lt::Error on a kernel fault.
 void synchronize(int device);

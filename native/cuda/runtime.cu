@@ -147,7 +147,9 @@ void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes
   } else {
     check(cudaMemcpyAsync(dst, src, bytes, kind, st.stream), "cudaMemcpyAsync");
   }
-  check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
+  // Uploads from pageable memory are staged before cudaMemcpyAsync returns, and device copies
+  // are ordered on the stream, so only a copy to the host has to wait.
+  if (dstDevice < 0) check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
 }
 
 void synchronize(int device) {

@@ -1,0 +1,136 @@
+// Model operations and whole models on CUDA: ops against the CPU ops, the transformers
+// fixtures in bf16/f16, memory freed by dispose(), and out-of-memory as a JS error.
+import * as path from "node:path";
+import { cudaStatus, kernels, loadModel, memoryUsage, Model, Tensor } from "../../lib";
+import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
+import { Random } from "../helpers/reference";
+import { TensorScope } from "../helpers/tensors";
+
+const status = cudaStatus();
+if (!status.available) process.stderr.write(`\n[lighttransfer] GPU model tests SKIPPED: ${status.reason}\n\n`);
+const describeGpu = status.available ? describe : describe.skip;
+
+const rng = new Random();
+const scope = new TensorScope();
+afterEach(() => scope.dispose());
+
+function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (!Number.isFinite(got[i])) return Infinity;
+    num += (got[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
+  const cpu = scope.random(rng, shape, dtype).tensor;
+  return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
+}
+
+describeGpu("CUDA model ops equal the CPU ops", () => {
+  // bf16 keeps 8 significant bits: one rounding of each output gives ~2e-3 relative error.
+  const bound = 1e-2;
+  test.each([[1, 4096, 4096], [7, 200, 96], [64, 1024, 4096], [257, 96, 200]])("linear m=%i n=%i k=%i", (m, n, k) => {
+    const x = pair([m, k], "bf16"), w = pair([n, k], "bf16"), b = pair([n], "bf16");
+    const want = scope.add(kernels.linear({ x: x.cpu, weight: w.cpu, bias: b.cpu }));
+    const got = scope.add(kernels.linear({ x: x.gpu, weight: w.gpu, bias: b.gpu }));
+    expect(relError(got.toFloat32Array(), want.toFloat32Array())).toBeLessThan(bound);
+  });
+  test("rmsNorm with residual, rope, swiGlu, embedding, argmax", () => {
+    const x = pair([33, 512], "bf16"), r = pair([33, 512], "bf16"), w = pair([512], "bf16");
+    const wantN = scope.add(kernels.rmsNorm({ x: x.cpu, residual: r.cpu, weight: w.cpu }));
+    const gotN = scope.add(kernels.rmsNorm({ x: x.gpu, residual: r.gpu, weight: w.gpu }));
+    expect(relError(gotN.toFloat32Array(), wantN.toFloat32Array())).toBeLessThan(bound);
+    expect(relError(r.gpu.toFloat32Array(), r.cpu.toFloat32Array())).toBeLessThan(bound);
+
+    const q = pair([9, 8, 128], "bf16"), k = pair([9, 2, 128], "bf16");
+    const positions = Int32Array.from([0, 1, 2, 100, 4095, 8191, 65535, 100000, 131071]);
+    const invFreq = Float32Array.from({ length: 64 }, (_, i) => 1 / 500000 ** ((2 * i) / 128));
+    for (const dev of ["cpu", "gpu"] as const) {
+      const device = dev === "cpu" ? "cpu" : "cuda:0";
+      kernels.rope({ q: q[dev], k: k[dev], positions: scope.add(Tensor.from(positions, [9], { device })), invFreq: scope.add(Tensor.from(invFreq, [64], { device })) });
+    }
+    expect(relError(q.gpu.toFloat32Array(), q.cpu.toFloat32Array())).toBeLessThan(bound);
+    expect(relError(k.gpu.toFloat32Array(), k.cpu.toFloat32Array())).toBeLessThan(bound);
+
+    const gu = pair([5, 2 * 300], "bf16");
+    expect(relError(scope.add(kernels.swiGlu({ x: gu.gpu })).toFloat32Array(), scope.add(kernels.swiGlu({ x: gu.cpu })).toFloat32Array())).toBeLessThan(bound);
+
+    const table = pair([1000, 64], "bf16");
+    const ids = Int32Array.from({ length: 17 }, () => rng.int(0, 999));
+    const e1 = scope.add(kernels.embedding({ ids: scope.add(Tensor.from(ids, [17])), table: table.cpu }));
+    const e2 = scope.add(kernels.embedding({ ids: scope.add(Tensor.from(ids, [17], { device: "cuda:0" })), table: table.gpu }));
+    expect(Array.from(e2.toArray())).toEqual(Array.from(e1.toArray()));
+
+    const logits = pair([4, 128256], "f32");
+    const a1 = scope.add(kernels.argmax({ logits: logits.cpu })), a2 = scope.add(kernels.argmax({ logits: logits.gpu }));
+    expect(Array.from(a2.toArray())).toEqual(Array.from(a1.toArray()));
+  });
+  test("the GEMM backend is reported", () => {
+    const backend = kernels.gemmBackend();
+    expect(backend?.name).toMatch(/cublasLt|cublas|fallback/);
+  });
+});
+
+describe.each(fixtureModels)("%s on CUDA matches transformers", (name) => {
+  if (!status.available) {
+    test.skip("skipped: no CUDA", () => undefined);
+    return;
+  }
+  const ref = readReference(name);
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
+  });
+  afterAll(async () => model?.dispose());
+
+  // Activations and weights in bf16 (8 significant bits) through a few layers: each op rounds
+  // to ~2e-3, compounding to a few 1e-2 of the logits; f16 is ~8x tighter.
+  const bound = () => (model.dtype === "f16" ? 1e-2 : 5e-2);
+
+  test.each(ref.cases.map((_, i) => [i] as const))("logits at every position, case %i, whole and chunked", (i) => {
+    const c = ref.cases[i];
+    const want = readLogits(name, c);
+    for (const chunkSize of [1024, 7]) {
+      const seq = model.decoder.createSequence();
+      try {
+        const got = model.decoder.prefill(seq, c.ids, { allLogits: true, chunkSize });
+        const err = relError(got, want);
+        if (!(err < bound())) throw new Error(`chunk ${chunkSize}: relative logit error ${err} (bound ${bound()}, ${model.dtype})`);
+      } finally {
+        model.decoder.releaseSequence(seq);
+      }
+    }
+  });
+
+  test("greedy tokens equal transformers' up to the first near-tie", async () => {
+    for (const c of ref.cases.slice(0, -1)) {
+      const tokens: number[] = [];
+      for await (const chunk of model.generate(c.prompt, { maxNewTokens: 32, stopAtEos: false })) tokens.push(...chunk.tokens);
+      // A step whose top-2 margin is under the bf16 error of the logits may legitimately flip.
+      const firstTie = c.greedyMargins.findIndex((m) => m < 0.25);
+      const sure = firstTie < 0 ? 32 : firstTie;
+      expect(tokens.slice(0, sure)).toEqual(c.greedy.slice(0, sure));
+    }
+  });
+});
+
+describeGpu("models on CUDA: memory", () => {
+  const dir = path.join(fixtureRoot, "llama-tiny");
+  test("dispose() gives back the weights and the KV pool", async () => {
+    const before = memoryUsage().cuda;
+    const model = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 64 * 2 ** 20 });
+    expect(memoryUsage().cuda - before).toBeGreaterThanOrEqual(64 * 2 ** 20 - model.pool.pageBytes);
+    await model.dispose();
+    expect(memoryUsage().cuda).toBe(before);
+  });
+  test("running out of GPU memory is an error with sizes, and other models keep working", async () => {
+    const other = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 2 ** 20 });
+    await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: 2 ** 41 })).rejects.toThrow(/CUDA out of memory on cuda:0: asked for \d+ MiB/);
+    const out = await other.generateBatch(["The quick brown fox"], { maxNewTokens: 4, stopAtEos: false });
+    expect(out[0].tokens).toHaveLength(4);
+    await other.dispose();
+  });
+});
