@@ -1,5 +1,7 @@
 // Sessions and generation: prompt → prefill → decode steps → text chunks, with stop strings,
 // EOS, a token budget and an AbortSignal. Policy only; every step is a decoder call.
+import { HybridOptions, resolveHybrid } from "../hybrid/options";
+import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { SequenceState } from "../model/decoder";
 import { Sampler, SamplingOptions } from "../model/sampling";
 import { ChatMessage } from "../tokenizer";
@@ -13,6 +15,8 @@ export interface SessionOptions {
   maxContext?: number;
   /** Prompt tokens per prefill chunk (default 1024). */
   prefillChunk?: number;
+  /** LightTransfer: which layers become streaming (lazy). Default: all layers full. */
+  hybrid?: HybridOptions;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -40,6 +44,8 @@ export interface GenerateResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
+  /** The sequence's lazy layers and ratios (hybrid generation). */
+  hybrid?: HybridState;
 }
 
 export interface SessionStats {
@@ -52,6 +58,8 @@ export interface SessionStats {
   /** KV bytes this session's caches hold now, and what full caches of every layer would hold. */
   kvBytes: number;
   kvBytesFull: number;
+  /** Lazy layers, lazy ratios and whether the choice is still pending (hybrid sessions). */
+  hybrid?: HybridState;
 }
 
 function validateGenerate(o: GenerateOptions) {
@@ -103,6 +111,14 @@ class TextStream {
   }
 }
 
+/** A sequence and, for hybrid sessions, the policy that runs its caches. */
+function startSequence(model: Model, options: SessionOptions): { seq: SequenceState; policy?: HybridPolicy } {
+  const hybrid = resolveHybrid(options.hybrid, model.config.layers);
+  if (hybrid.mode === "off") return { seq: model.decoder.createSequence() };
+  const policy = new HybridPolicy(model.decoder, hybrid);
+  return { seq: policy.createSequence(), policy };
+}
+
 /** Prompt → token ids: chat messages through the template; plain text with the tokenizer's special tokens. */
 export function promptIds(model: Model, prompt: Prompt): number[] {
   if (typeof prompt === "string") return model.tokenizer.encode(prompt);
@@ -114,6 +130,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 
 export class Session implements AsyncDisposable {
   private seq: SequenceState | undefined;
+  private readonly policy: HybridPolicy | undefined;
   private readonly maxContext: number;
   private readonly prefillChunk: number;
   private busy = false;
@@ -125,7 +142,7 @@ export class Session implements AsyncDisposable {
     this.prefillChunk = options.prefillChunk ?? 1024;
     if (!Number.isInteger(this.maxContext) || this.maxContext < 1) throw new RangeError(`maxContext must be an integer >= 1, got ${options.maxContext}`);
     if (!Number.isInteger(this.prefillChunk) || this.prefillChunk < 1) throw new RangeError(`prefillChunk must be an integer >= 1, got ${options.prefillChunk}`);
-    this.seq = model.decoder.createSequence();
+    ({ seq: this.seq, policy: this.policy } = startSequence(model, options));
   }
 
   get stats(): SessionStats {
@@ -139,6 +156,7 @@ export class Session implements AsyncDisposable {
       decodeTokensPerSecond: this.stat.generatedTokens / Math.max(this.stat.decodeSeconds, 1e-9),
       kvBytes: seq.caches.reduce((a, c) => a + c.bytes, 0),
       kvBytesFull: full,
+      hybrid: this.policy?.state,
     };
   }
 
@@ -164,7 +182,8 @@ export class Session implements AsyncDisposable {
     try {
       options.signal?.throwIfAborted();
       let t0 = performance.now();
-      let logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk });
+      this.policy?.beforePrefill(seq, ids.length);
+      let logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk, policy: this.policy });
       this.stat.prefillSeconds += (performance.now() - t0) / 1000;
       this.stat.promptTokens += ids.length;
       const stream = new TextStream(this.model, stop);
@@ -196,6 +215,7 @@ export class Session implements AsyncDisposable {
         options.signal?.throwIfAborted();
         t0 = performance.now();
         logits = this.model.decoder.decode([seq], [next]);
+        this.policy?.afterDecode(seq);
         this.stat.decodeSeconds += (performance.now() - t0) / 1000;
         this.stat.generatedTokens += 1;
       }
@@ -208,6 +228,7 @@ export class Session implements AsyncDisposable {
   dispose(): void {
     if (!this.seq) return;
     this.model.decoder.releaseSequence(this.seq);
+    this.policy?.dispose();
     this.seq = undefined;
     this.onDispose();
   }
@@ -235,6 +256,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
   interface Active {
     index: number;
     seq: SequenceState;
+    policy?: HybridPolicy;
     sampler: Sampler;
     stream: TextStream;
     seen: number[];
@@ -247,10 +269,11 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
   try {
     for (const [index, ids] of encoded.entries()) {
       options.signal?.throwIfAborted();
-      const seq = model.decoder.createSequence();
-      active.push({ index, seq, sampler: new Sampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + index }),
+      const { seq, policy } = startSequence(model, options);
+      active.push({ index, seq, policy, sampler: new Sampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + index }),
         stream: new TextStream(model, stop), seen: [...ids], tokens: [], text: "", logits: new Float32Array() });
-      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: options.prefillChunk ?? 1024 });
+      policy?.beforePrefill(seq, ids.length);
+      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: options.prefillChunk ?? 1024, policy });
       await yieldToEventLoop();
     }
     while (active.length) {
@@ -258,8 +281,9 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       const nextIds: number[] = [];
       for (const a of active) {
         const finish = (reason: FinishReason, extra = "") => {
-          results[a.index] = { text: a.text + extra, tokens: a.tokens, finishReason: reason };
+          results[a.index] = { text: a.text + extra, tokens: a.tokens, finishReason: reason, hybrid: a.policy?.state };
           model.decoder.releaseSequence(a.seq);
+          a.policy?.dispose();
         };
         if (maxNewTokens === 0) { finish("length"); continue; }
         const next = a.sampler.next(a.logits, a.seen);
@@ -280,12 +304,18 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       options.signal?.throwIfAborted();
       const logits = model.decoder.decode(active.map((a) => a.seq), nextIds);
       const vocab = model.config.vocabSize;
-      active.forEach((a, b) => (a.logits = logits.subarray(b * vocab, (b + 1) * vocab)));
+      active.forEach((a, b) => {
+        a.logits = logits.subarray(b * vocab, (b + 1) * vocab);
+        a.policy?.afterDecode(a.seq);
+      });
       await yieldToEventLoop();
     }
     return results;
   } catch (err) {
-    for (const a of active) model.decoder.releaseSequence(a.seq);
+    for (const a of active) {
+      model.decoder.releaseSequence(a.seq);
+      a.policy?.dispose();
+    }
     throw err;
   }
 }

@@ -17,10 +17,38 @@ import { LayerWeights, ModelWeights } from "./weights";
 export interface SequenceState {
   caches: LayerCache[];
   length: number;
+  /** Sees every layer's rotated queries [T, hq, d] at absolute position `start` (a hybrid policy keeps the last ones). */
+  observeQueries?: (layer: number, q: Tensor, start: number) => void;
 }
 
-/** Called after each layer's attention during prefill (the hybrid policy hooks in here). */
-export type AttentionHook = (layer: number, seq: SequenceState, q: Tensor, info: { start: number; tokens: number }) => void;
+/** How a hybrid policy takes part in prefill (lib/hybrid). */
+export interface PrefillPolicy {
+  /** The final chunk holds at least this many tokens (the lazy ratio needs the last queries). */
+  minFinalChunk?: number;
+  /** The lazy-ratio spec to compute for `layer` on the final chunk, or undefined. */
+  ratioFor(layer: number, seq: SequenceState): kernels.LazyRatioOptions | undefined;
+  /** Layer `layer` has its whole prompt cached; its per-head lazy ratio if one was asked for. */
+  layerDone(layer: number, seq: SequenceState, perHeadRatio: Float32Array | undefined): void;
+}
+
+export interface PrefillOptions {
+  chunkSize?: number;
+  policy?: PrefillPolicy;
+  allLogits?: boolean;
+}
+
+/** [offset, length] of each chunk: at most `size` tokens, the last one at least `minFinal` (when N allows). */
+export function planChunks(N: number, size: number, minFinal: number): Array<[number, number]> {
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`chunkSize must be an integer >= 1, got ${size}`);
+  const chunks: Array<[number, number]> = [];
+  for (let offset = 0; offset < N; offset += size) chunks.push([offset, Math.min(size, N - offset)]);
+  // A short final chunk is merged into its predecessor, so it can hold all the last queries.
+  while (chunks.length > 1 && chunks[chunks.length - 1][1] < Math.min(minFinal, N)) {
+    const [, len] = chunks.pop()!;
+    chunks[chunks.length - 1][1] += len;
+  }
+  return chunks;
+}
 
 /** Temporaries of one step, disposed together. */
 class Temps {
@@ -63,54 +91,66 @@ export class Decoder {
   }
 
   /**
-   * Runs prompt tokens through the model in chunks of at most `chunkSize`, filling the caches.
-   * Returns the logits [vocab] after the last token, or with `allLogits` those after every
-   * token [tokens · vocab] (for tests and scoring).
+   * Runs prompt tokens through the model and fills the caches. The work is layer-major — every
+   * chunk of the prompt through layer i, then layer i + 1 — so a hybrid policy learns layer i's
+   * lazy ratio (and may cut its cache) before layer i + 1 allocates anything: at most P + 1
+   * full caches of a sequence exist at once. Chunks of at most `chunkSize` tokens bound the
+   * attention work per call. Returns the logits [vocab] after the last token, or with
+   * `allLogits` those after every token [tokens · vocab] (for tests and scoring).
    */
-  prefill(seq: SequenceState, ids: readonly number[], options: { chunkSize?: number; hook?: AttentionHook; allLogits?: boolean } = {}): Float32Array {
-    if (ids.length === 0) throw new RangeError("prefill needs at least one token");
-    const chunkSize = options.chunkSize ?? 1024;
-    const parts: Float32Array[] = [];
-    for (let start = 0; start < ids.length; start += chunkSize) {
-      const chunk = ids.slice(start, start + chunkSize);
-      const last = start + chunk.length === ids.length;
-      const logits = this.forwardChunk(seq, chunk, options.hook, options.allLogits ? "all" : last ? "last" : "none");
-      if (logits) parts.push(logits);
-    }
-    if (parts.length === 1) return parts[0];
-    const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    parts.reduce((offset, p) => (all.set(p, offset), offset + p.length), 0);
-    return all;
-  }
-
-  private forwardChunk(seq: SequenceState, ids: readonly number[], hook: AttentionHook | undefined, logits: "all" | "last" | "none") {
+  prefill(seq: SequenceState, ids: readonly number[], options: PrefillOptions = {}): Float32Array {
+    const N = ids.length;
+    if (N === 0) throw new RangeError("prefill needs at least one token");
+    const { policy } = options;
+    const chunks = planChunks(N, options.chunkSize ?? 1024, policy?.minFinalChunk ?? 1);
     const temps = new Temps();
+    let mlpOut: Tensor | undefined;
     try {
       const start = seq.length;
-      const T = ids.length;
-      const idsT = temps.add(Tensor.from(Int32Array.from(ids), [T], { device: this.device }));
-      const positions = temps.add(Tensor.from(Int32Array.from(ids, (_, i) => start + i), [T], { device: this.device }));
+      const idsT = temps.add(Tensor.from(Int32Array.from(ids), [N], { device: this.device }));
+      const positions = temps.add(Tensor.from(Int32Array.from(ids, (_, i) => start + i), [N], { device: this.device }));
       const h = temps.add(kernels.embedding({ ids: idsT, table: this.weights.embed, dtype: this.dtype }));
-      let mlpOut: Tensor | undefined;
       for (let i = 0; i < this.config.layers; i++) {
         const w = this.weights.layers[i];
-        const x = temps.add(this.norm(w.inputNorm, h, mlpOut));
-        const { q, k, v } = this.project(w, x, T, positions, temps);
-        const attn = temps.add(this.prefillAttention(seq.caches[i], start, q, k, v, temps));
-        hook?.(i, seq, q, { start, tokens: T });
-        const o = temps.add(kernels.linear({ x: attn.reshape([T, this.config.heads * this.config.headDim]), weight: w.o }));
-        const x2 = temps.add(kernels.rmsNorm({ x: o, residual: h, weight: w.postNorm, eps: this.config.rmsNormEps }));
-        mlpOut = temps.add(this.mlp(w, x2, temps));
+        const next = Tensor.empty(h.shape, this.dtype, this.device);
+        let ratio: Float32Array | undefined;
+        try {
+          for (const [offset, T] of chunks) {
+            const step = new Temps();
+            try {
+              const hC = step.add(h.rows(offset, T));
+              const x = step.add(this.norm(w.inputNorm, hC, mlpOut && step.add(mlpOut.rows(offset, T))));
+              const { q, k, v } = this.project(w, x, T, step.add(positions.rows(offset, T)), step);
+              const final = offset + T === N;
+              const ratioSpec = final ? policy?.ratioFor(i, seq) : undefined;
+              const attention = this.prefillAttention(seq.caches[i], start + offset, q, k, v, step, ratioSpec);
+              step.add(attention.out);
+              if (attention.lazyRatio) ratio = step.add(attention.lazyRatio).toFloat32Array();
+              seq.observeQueries?.(i, q, start + offset);
+              const o = step.add(kernels.linear({ x: attention.out.reshape([T, this.config.heads * this.config.headDim]), weight: w.o }));
+              const x2 = step.add(kernels.rmsNorm({ x: o, residual: hC, weight: w.postNorm, eps: this.config.rmsNormEps }));
+              this.mlp(w, x2, step, step.add(next.rows(offset, T)));
+            } finally {
+              step.dispose();
+            }
+          }
+        } catch (err) {
+          next.dispose();
+          throw err;
+        }
+        mlpOut?.dispose();
+        mlpOut = next;
+        policy?.layerDone(i, seq, ratio);
       }
-      seq.length += T;
-      if (logits === "none") return undefined;
+      seq.length += N;
       // Usually only the last position's logits are needed.
-      const rows = logits === "all" ? T : 1;
-      const lastH = temps.add(h.rows(T - rows, rows));
-      const lastMlp = temps.add(mlpOut!.rows(T - rows, rows));
+      const rows = options.allLogits ? N : 1;
+      const lastH = temps.add(h.rows(N - rows, rows));
+      const lastMlp = temps.add(mlpOut!.rows(N - rows, rows));
       const final = temps.add(kernels.rmsNorm({ x: lastMlp, residual: lastH, weight: this.weights.norm, eps: this.config.rmsNormEps }));
       return temps.add(kernels.linear({ x: final, weight: this.weights.lmHead })).toFloat32Array();
     } finally {
+      mlpOut?.dispose();
       temps.dispose();
     }
   }
@@ -132,6 +172,12 @@ export class Decoder {
         const w = this.weights.layers[i];
         const x = temps.add(this.norm(w.inputNorm, h, mlpOut));
         const { q, k, v } = this.project(w, x, B, positions, temps);
+        seqs.forEach((s, b) => {
+          if (!s.observeQueries) return;
+          const row = q.rows(b, 1);
+          s.observeQueries(i, row, s.length);
+          row.dispose();
+        });
         const caches = seqs.map((s) => s.caches[i]);
         const slots = caches.map((c) => c.reserve(1)[0]);
         kernels.appendKv({ k, v, kPages: this.pool.kPages, vPages: this.pool.vPages, slots: temps.add(this.ints(slots)) });
@@ -151,6 +197,26 @@ export class Decoder {
       for (const s of seqs) s.length += 1;
       const final = temps.add(kernels.rmsNorm({ x: mlpOut!, residual: h, weight: this.weights.norm, eps: this.config.rmsNormEps }));
       return temps.add(kernels.linear({ x: final, weight: this.weights.lmHead })).toFloat32Array();
+    } finally {
+      temps.dispose();
+    }
+  }
+
+  /**
+   * Per-head lazy ratio of `layer` for queries q [m, hq, d] at the sequence's last m positions,
+   * against its (full) cache: the fused prefill kernel over the gathered keys.
+   */
+  lazyRatioOfQueries(seq: SequenceState, layer: number, q: Tensor, spec: kernels.LazyRatioOptions): Float32Array {
+    const temps = new Temps();
+    try {
+      const cache = seq.caches[layer];
+      const slots = temps.add(this.ints(Array.from({ length: seq.length }, (_, p) => cache.slotOfPosition(p))));
+      const { k, v } = kernels.gatherKv({ kPages: this.pool.kPages, vPages: this.pool.vPages, slots });
+      temps.add(k);
+      temps.add(v);
+      const res = kernels.prefillAttention({ q, k, v, lazyRatio: spec });
+      temps.add(res.out);
+      return temps.add(res.lazyRatio!).toFloat32Array();
     } finally {
       temps.dispose();
     }
@@ -178,20 +244,22 @@ export class Decoder {
     return { q, k, v };
   }
 
-  private mlp(w: LayerWeights, x: Tensor, temps: Temps): Tensor {
+  private mlp(w: LayerWeights, x: Tensor, temps: Temps, out?: Tensor): Tensor {
     const gateUp = temps.add(kernels.linear({ x, weight: w.gateUp }));
     const act = temps.add(kernels.swiGlu({ x: gateUp }));
-    return kernels.linear({ x: act, weight: w.down });
+    return kernels.linear({ x: act, weight: w.down, out });
   }
 
   /** Attention of a prefill chunk at positions [start, start + T), and the chunk's K/V appended. */
-  private prefillAttention(cache: LayerCache, start: number, q: Tensor, k: Tensor, v: Tensor, temps: Temps): Tensor {
+  private prefillAttention(
+    cache: LayerCache, start: number, q: Tensor, k: Tensor, v: Tensor, temps: Temps, lazyRatio?: kernels.LazyRatioOptions,
+  ): kernels.PrefillAttentionResult {
     const T = q.shape[0];
     const { kPages, vPages } = this.pool;
     const streaming = cache.kind === "streaming" ? { sink: cache.sink, window: cache.window } : undefined;
     if (start === 0) {
       kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
-      return kernels.prefillAttention({ q, k, v, streaming }).out;
+      return kernels.prefillAttention({ q, k, v, streaming, lazyRatio });
     }
     // A later chunk: the keys it can see, in position order, then its own.
     const positions: number[] = [];
@@ -211,6 +279,6 @@ export class Decoder {
     temps.add(keys.rows(prefix, T)).copyFrom(k);
     temps.add(values.rows(prefix, T)).copyFrom(v);
     kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
-    return kernels.prefillAttention({ q, k: keys, v: values, streaming }).out;
+    return kernels.prefillAttention({ q, k: keys, v: values, streaming, lazyRatio });
   }
 }

@@ -1,0 +1,113 @@
+// The `hybrid` session option: which layers become lazy (streaming) and how.
+
+export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
+const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
+
+export interface HybridOptions {
+  /**
+   * auto: measure each layer's lazy ratio during prefill and make the L − P laziest layers streaming
+   * (DESIGN.md section 2). fixed: `lazyLayers` are streaming. calibrate: auto, while counting
+   * choices (see calibrate()). off: every layer full. streaming-all: every layer streaming
+   * (StreamingLLM). random: a seeded random set of L − P layers. Default "off".
+   */
+  mode?: HybridMode;
+  /** Layers kept full (P): a fraction of the layers in [0, 1) or "75%", or a count >= 1. Default 0.5. */
+  fullLayers?: number | `${number}%`;
+  /** Sink tokens a streaming layer keeps (S, default 4). */
+  sink?: number;
+  /** Recent tokens a streaming layer keeps (W, default 1020). */
+  window?: number;
+  /** Last queries whose attention defines the lazy ratio (default 32). */
+  lastQueries?: number;
+  /** Fixed mode: the lazy layers (0-based), e.g. from a calibration file. */
+  lazyLayers?: number[];
+  /** fixed / random / streaming-all: prefill the lazy layers with full attention then cut (default), or with the streaming mask. */
+  prefill?: "full" | "streaming";
+  /** Seed of the random mode (default 0). */
+  seed?: number;
+}
+
+export interface ResolvedHybrid {
+  mode: HybridMode;
+  /** Layers kept full. */
+  fullLayers: number;
+  sink: number;
+  window: number;
+  lastQueries: number;
+  /** The lazy set when it is known up front (fixed, random, streaming-all, off). */
+  lazyLayers?: number[];
+  prefill: "full" | "streaming";
+}
+
+/** Checks every option and settles the defaults for a model of `layers` layers. */
+export function resolveHybrid(options: HybridOptions | undefined, layers: number): ResolvedHybrid {
+  const o = options ?? {};
+  if (typeof o !== "object") throw new TypeError("hybrid must be an options object");
+  const mode = o.mode ?? "off";
+  if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${JSON.stringify(o.mode)}`);
+  const int = (name: string, value: number | undefined, fallback: number, min: number) => {
+    const v = value ?? fallback;
+    if (!Number.isInteger(v) || v < min) throw new RangeError(`hybrid.${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+    return v;
+  };
+  const sink = int("sink", o.sink, 4, 0);
+  const window = int("window", o.window, 1020, 1);
+  const lastQueries = int("lastQueries", o.lastQueries, 32, 1);
+  const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
+  const prefill = o.prefill ?? "full";
+  if (prefill !== "full" && prefill !== "streaming") throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);
+  let lazyLayers: number[] | undefined;
+  switch (mode) {
+    case "off":
+      lazyLayers = [];
+      break;
+    case "streaming-all":
+      lazyLayers = Array.from({ length: layers }, (_, i) => i);
+      break;
+    case "fixed": {
+      if (!Array.isArray(o.lazyLayers)) throw new TypeError("hybrid.mode 'fixed' needs hybrid.lazyLayers: the layers to make streaming");
+      for (const l of o.lazyLayers)
+        if (!Number.isInteger(l) || l < 0 || l >= layers) throw new RangeError(`hybrid.lazyLayers has ${JSON.stringify(l)}; layers are 0..${layers - 1}`);
+      lazyLayers = [...new Set(o.lazyLayers)].sort((a, b) => a - b);
+      break;
+    }
+    case "random":
+      lazyLayers = randomLayers(layers, layers - fullLayers, int("seed", o.seed, 0, 0));
+      break;
+  }
+  if (o.lazyLayers !== undefined && mode !== "fixed") throw new RangeError("hybrid.lazyLayers is only for mode 'fixed'");
+  return { mode, fullLayers, sink, window, lastQueries, lazyLayers, prefill };
+}
+
+function resolveFullLayers(value: number | string, layers: number): number {
+  let count: number;
+  if (typeof value === "string") {
+    const m = /^(\d+(?:\.\d+)?)%$/.exec(value);
+    if (!m || Number(m[1]) > 100) throw new RangeError(`hybrid.fullLayers "${value}" is not a percentage between 0% and 100%`);
+    count = Math.round((Number(m[1]) / 100) * layers);
+  } else if (typeof value === "number" && value >= 0 && value < 1) {
+    count = Math.round(value * layers);
+  } else if (Number.isInteger(value) && value >= 1 && value <= layers) {
+    count = value;
+  } else {
+    throw new RangeError(`hybrid.fullLayers must be a fraction in [0, 1), a percentage, or a count in [1, ${layers}]; got ${JSON.stringify(value)}`);
+  }
+  return count;
+}
+
+/** A seeded choice of `count` distinct layers out of `layers` (Fisher-Yates on mulberry32). */
+export function randomLayers(layers: number, count: number, seed: number): number[] {
+  let state = seed >>> 0 || 1;
+  const random = () => {
+    let t = (state = (state + 0x6d2b79f5) | 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const all = Array.from({ length: layers }, (_, i) => i);
+  for (let i = layers - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, count).sort((a, b) => a - b);
+}

@@ -1,0 +1,175 @@
+// The hybrid policy of one sequence (DESIGN.md section 2): which layers' caches become
+// streaming rings, and when.
+//
+// auto: during prefill each layer's lazy ratio comes from the fused prefill kernel on the final
+// chunk; a bounded heap (selection.ts) picks the lazy layers and each one's cache is cut to the
+// ring the moment it is picked, so at most P + 1 full caches exist at once.
+// Short prompts (N <= sink + window): every ratio would be 1 and there is nothing to cut, so the
+// choice waits until the sequence first grows past sink + window. Until then the last
+// `lastQueries` rotated queries of every layer are kept; at that step each layer's ratio is
+// computed from them against its cache, exactly as prefill would have, and the lazy layers are
+// cut. Long generations from short prompts become hybrid too.
+// fixed / random / streaming-all: the lazy set is known; with prefill "full" those layers are
+// cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
+import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
+import type { Decoder, PrefillPolicy, SequenceState } from "../model/decoder";
+import { Tensor } from "../tensor";
+import { ResolvedHybrid } from "./options";
+import { LazyLayerSelector } from "./selection";
+
+/** What a sequence reports about its hybrid state (session.stats). */
+export interface HybridState {
+  mode: ResolvedHybrid["mode"];
+  /** Layers whose caches are streaming rings now. */
+  lazyLayers: number[];
+  /** Each layer's lazy ratio (mean over heads), where measured. */
+  ratios: Array<number | undefined>;
+  /** Per-head ratios, where measured. */
+  headRatios: Array<Float32Array | undefined>;
+  /** Auto mode is waiting for the sequence to grow past sink + window. */
+  pending: boolean;
+}
+
+export class HybridPolicy implements PrefillPolicy {
+  readonly state: HybridState;
+  readonly minFinalChunk: number;
+  private readonly selector: LazyLayerSelector;
+  private readonly lazy = new Set<number>();
+  private kept: KeptQueries | undefined;
+
+  constructor(private readonly decoder: Decoder, readonly options: ResolvedHybrid) {
+    const layers = decoder.config.layers;
+    if (options.mode !== "off" && decoder.config.slidingWindow !== null)
+      throw new Error(
+        `hybrid mode '${options.mode}' needs full-attention layers to cut, but this model uses a sliding window ` +
+          `(sliding_window ${decoder.config.slidingWindow}): its layers are already bounded; use mode 'off'`,
+      );
+    this.selector = new LazyLayerSelector(options.fullLayers);
+    this.minFinalChunk = options.lastQueries;
+    this.state = { mode: options.mode, lazyLayers: [], ratios: new Array(layers).fill(undefined), headRatios: new Array(layers).fill(undefined), pending: false };
+  }
+
+  private get measures(): boolean {
+    return this.options.mode === "auto" || this.options.mode === "calibrate";
+  }
+
+  /** A new sequence with this policy's caches. */
+  createSequence(): SequenceState {
+    const { sink, window, lazyLayers, prefill } = this.options;
+    const streamingFromStart = new Set(prefill === "streaming" ? lazyLayers ?? [] : []);
+    const caches: LayerCache[] = Array.from({ length: this.decoder.config.layers }, (_, i) =>
+      streamingFromStart.has(i) ? new StreamingCache(this.decoder.pool, sink, window) : new FullCache(this.decoder.pool),
+    );
+    for (const i of streamingFromStart) this.markLazy(i);
+    return { caches, length: 0 };
+  }
+
+  /** Called before a prompt of `tokens` tokens is prefilled into `seq`. */
+  beforePrefill(seq: SequenceState, tokens: number): void {
+    const decided = this.state.ratios.some((r) => r !== undefined);
+    if (this.measures && !decided && seq.length + tokens <= this.options.sink + this.options.window) {
+      this.state.pending = true;
+      this.kept ??= new KeptQueries(this.decoder.config.layers, this.options.lastQueries);
+      seq.observeQueries = (layer, q, start) => this.kept!.observe(layer, q, start);
+    }
+  }
+
+  ratioFor(layer: number, seq: SequenceState) {
+    if (!this.measures || this.state.pending || this.state.ratios[layer] !== undefined) return undefined;
+    return { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
+  }
+
+  layerDone(layer: number, seq: SequenceState, perHeadRatio: Float32Array | undefined): void {
+    if (perHeadRatio) this.record(seq, layer, perHeadRatio);
+    else if (!this.measures && this.options.lazyLayers?.includes(layer)) this.cut(seq, layer);
+  }
+
+  /** After a decode step: makes the deferred choice once the sequence has grown past sink + window. */
+  afterDecode(seq: SequenceState): void {
+    if (!this.state.pending || seq.length <= this.options.sink + this.options.window) return;
+    const spec = { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
+    const ratios: Float32Array[] = [];
+    for (let layer = 0; layer < this.decoder.config.layers; layer++) {
+      const q = this.kept!.ordered(layer, seq.length);
+      try {
+        ratios.push(this.decoder.lazyRatioOfQueries(seq, layer, q, spec));
+      } finally {
+        q.dispose();
+      }
+    }
+    this.state.pending = false;
+    seq.observeQueries = undefined;
+    this.kept?.dispose();
+    this.kept = undefined;
+    ratios.forEach((r, layer) => this.record(seq, layer, r));
+  }
+
+  dispose(): void {
+    this.kept?.dispose();
+    this.kept = undefined;
+  }
+
+  private record(seq: SequenceState, layer: number, perHead: Float32Array): void {
+    const ratio = perHead.reduce((a, b) => a + b, 0) / perHead.length;
+    this.state.ratios[layer] = ratio;
+    this.state.headRatios[layer] = perHead;
+    const lazy = this.selector.push(layer, ratio);
+    if (lazy !== undefined) this.cut(seq, lazy);
+  }
+
+  private cut(seq: SequenceState, layer: number): void {
+    const cache = seq.caches[layer];
+    if (cache.kind === "full") seq.caches[layer] = cache.cutToStreaming(this.options.sink, this.options.window);
+    this.markLazy(layer);
+  }
+
+  private markLazy(layer: number): void {
+    this.lazy.add(layer);
+    this.state.lazyLayers = [...this.lazy].sort((a, b) => a - b);
+  }
+}
+
+/** The last `count` rotated queries of every layer, in a ring per layer. */
+class KeptQueries {
+  private readonly rings: Array<Tensor | undefined>;
+  private readonly positions: number[][];
+
+  constructor(layers: number, private readonly count: number) {
+    this.rings = new Array(layers).fill(undefined);
+    this.positions = Array.from({ length: layers }, () => []);
+  }
+
+  observe(layer: number, q: Tensor, start: number): void {
+    const T = q.shape[0];
+    const ring = (this.rings[layer] ??= Tensor.empty([this.count, q.shape[1], q.shape[2]], q.dtype, q.device));
+    for (let t = Math.max(0, T - this.count); t < T; t++) {
+      const pos = start + t;
+      const row = q.rows(t, 1), slot = ring.rows(pos % this.count, 1);
+      slot.copyFrom(row);
+      row.dispose();
+      slot.dispose();
+      this.positions[layer][pos % this.count] = pos;
+    }
+  }
+
+  /** The last min(count, length) queries in position order [m, hq, d] (caller disposes). */
+  ordered(layer: number, length: number): Tensor {
+    const ring = this.rings[layer]!;
+    const m = Math.min(this.count, length);
+    const out = Tensor.empty([m, ring.shape[1], ring.shape[2]], ring.dtype, ring.device);
+    for (let i = 0; i < m; i++) {
+      const pos = length - m + i;
+      if (this.positions[layer][pos % this.count] !== pos) throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
+      const dst = out.rows(i, 1), src = ring.rows(pos % this.count, 1);
+      dst.copyFrom(src);
+      dst.dispose();
+      src.dispose();
+    }
+    return out;
+  }
+
+  dispose(): void {
+    for (const r of this.rings) r?.dispose();
+    this.rings.fill(undefined);
+  }
+}

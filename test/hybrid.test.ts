@@ -1,0 +1,219 @@
+// LightTransfer end to end on the CPU: the hybrid model against an independent float64 reference
+// of the same semantics (auto and fixed modes), the heap against a global sort, memory bounds,
+// deferred selection for short prompts, batches mixing lazy sets, and option checking.
+import { loadModel, Model } from "../lib";
+import { resolveHybrid } from "../lib/hybrid/options";
+import { HybridPolicy } from "../lib/hybrid/policy";
+import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
+import { fixtureDir, loadReferenceWeights, referenceForward, referenceRatio, ReferenceWeights } from "./helpers/reference-model";
+import { readReference } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+
+describe("lazy-layer selection", () => {
+  test("the bounded heap picks exactly the global top L − P, ties by layer index, in any arrival order", () => {
+    for (let trial = 0; trial < 300; trial++) {
+      const L = rng.int(1, 40), P = rng.int(0, L);
+      // Coarse values so ties happen often.
+      const ratios = Array.from({ length: L }, () => Math.round(rng.next() * 8) / 8);
+      const order = rng.shuffle(Array.from({ length: L }, (_, i) => i));
+      const selector = new LazyLayerSelector(P);
+      const lazy: number[] = [];
+      for (const layer of order) {
+        const popped = selector.push(layer, ratios[layer]);
+        if (popped !== undefined) lazy.push(popped);
+        expect(selector.retained.length).toBeLessThanOrEqual(P);
+      }
+      expect(lazy.sort((a, b) => a - b)).toEqual(topLazyLayers(ratios, P));
+    }
+  });
+});
+
+describe("hybrid options are checked", () => {
+  test.each([
+    [{ mode: "lazy" }, /hybrid.mode must be one of auto, fixed/],
+    [{ mode: "auto", window: 0 }, /hybrid.window must be an integer >= 1/],
+    [{ mode: "auto", sink: -1 }, /hybrid.sink must be an integer >= 0/],
+    [{ mode: "auto", lastQueries: 0 }, /hybrid.lastQueries must be an integer >= 1/],
+    [{ mode: "auto", fullLayers: 1.5 }, /hybrid.fullLayers must be a fraction in \[0, 1\), a percentage, or a count in \[1, 3\]/],
+    [{ mode: "auto", fullLayers: 4 }, /count in \[1, 3\]/],
+    [{ mode: "auto", fullLayers: "150%" }, /not a percentage between 0% and 100%/],
+    [{ mode: "fixed" }, /needs hybrid.lazyLayers/],
+    [{ mode: "fixed", lazyLayers: [3] }, /hybrid.lazyLayers has 3; layers are 0..2/],
+    [{ mode: "auto", lazyLayers: [1] }, /only for mode 'fixed'/],
+    [{ mode: "fixed", lazyLayers: [1], prefill: "lazy" }, /hybrid.prefill must be "full" or "streaming"/],
+  ])("%j", (options, message) => {
+    expect(() => resolveHybrid(options as never, 3)).toThrow(message);
+  });
+  test("fractions, percentages and counts", () => {
+    expect(resolveHybrid({ mode: "auto" }, 32).fullLayers).toBe(16);
+    expect(resolveHybrid({ mode: "auto", fullLayers: 0.75 }, 32).fullLayers).toBe(24);
+    expect(resolveHybrid({ mode: "auto", fullLayers: "25%" }, 32).fullLayers).toBe(8);
+    expect(resolveHybrid({ mode: "auto", fullLayers: 5 }, 32).fullLayers).toBe(5);
+    expect(resolveHybrid({ mode: "random", fullLayers: 0.5, seed: 7 }, 32).lazyLayers).toHaveLength(16);
+  });
+});
+
+describe("hybrid model against the float64 reference (llama-tiny)", () => {
+  const name = "llama-tiny";
+  let model: Model;
+  let ref: ReferenceWeights;
+  beforeAll(async () => {
+    model = await loadModel(fixtureDir(name), { device: "cpu", kvCacheBytes: 16 * 2 ** 20, pageSize: 4 });
+    ref = loadReferenceWeights(fixtureDir(name));
+  });
+  afterAll(async () => model?.dispose());
+
+  const spec = { sink: 2, window: 6, lastQueries: 4 };
+  const prompt = () => readReference(name).cases[1].ids; // 53 tokens: longer than sink + window + lastQueries
+  const continuation = () => readReference(name).cases[1].greedy.slice(0, 12);
+
+  /** Our logits after the prompt and after each continuation token, under a hybrid option. */
+  function ours(hybrid: object, ids: number[], cont: number[]) {
+    const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+    const seq = policy.createSequence();
+    try {
+      policy.beforePrefill(seq, ids.length);
+      const rows = [model.decoder.prefill(seq, ids, { policy, chunkSize: 16 })];
+      for (const t of cont) {
+        rows.push(model.decoder.decode([seq], [t]));
+        policy.afterDecode(seq);
+      }
+      return { rows, state: policy.state };
+    } finally {
+      model.decoder.releaseSequence(seq);
+      policy.dispose();
+    }
+  }
+
+  function expectClose(got: Float32Array[], want: Float64Array, firstRow: number, vocab: number) {
+    got.forEach((row, i) => {
+      const w = want.subarray((firstRow + i) * vocab, (firstRow + i + 1) * vocab);
+      let scale = 0, err = 0;
+      for (let j = 0; j < vocab; j++) {
+        scale = Math.max(scale, Math.abs(w[j]));
+        err = Math.max(err, Math.abs(row[j] - w[j]));
+      }
+      // f32 against float64 over a few layers: far below 1e-4 of the logits' scale.
+      if (!(err <= 1e-4 * Math.max(1, scale))) throw new Error(`step ${i}: max |logit error| ${err} at scale ${scale}`);
+    });
+  }
+
+  test("auto: the laziest layers (by the reference's own ratios) are cut, and decode matches", () => {
+    const ids = prompt(), cont = continuation(), N = ids.length, vocab = model.config.vocabSize;
+    const full = referenceForward(ref, [...ids, ...cont], () => true);
+    const ratios = full.probs.map((p) => referenceRatio(p, N + cont.length, model.config.heads, N, spec));
+    const lazy = topLazyLayers(ratios, 1);
+    const { rows, state } = ours({ mode: "auto", fullLayers: 1, ...spec }, ids, cont);
+    expect(state.lazyLayers).toEqual(lazy);
+    state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
+    // Lazy layers: full attention during prefill, sinks + window once decoding.
+    const want = referenceForward(ref, [...ids, ...cont], (l, q, k) => !lazy.includes(l) || q < N || k < spec.sink || q - k < spec.window);
+    expectClose(rows.slice(1), want.logits, N, vocab);
+    expectClose(rows.slice(0, 1), want.logits, N - 1, vocab);
+  });
+
+  test.each(["full", "streaming"] as const)("fixed lazy layers with %s prefill", (prefill) => {
+    const ids = prompt(), cont = continuation(), N = ids.length, vocab = model.config.vocabSize;
+    const lazy = [0, 2];
+    const { rows, state } = ours({ mode: "fixed", lazyLayers: lazy, prefill, ...spec }, ids, cont);
+    expect(state.lazyLayers).toEqual(lazy);
+    const want = referenceForward(ref, [...ids, ...cont], (l, q, k) =>
+      !lazy.includes(l) || (prefill === "full" && q < N) || k < spec.sink || q - k < spec.window);
+    expectClose(rows, want.logits, N - 1, vocab);
+  });
+
+  test.each(["full", "streaming"] as const)("with window >= N, hybrid equals full (every layer lazy, %s prefill)", (prefill) => {
+    const ids = prompt(), cont = continuation();
+    const off = ours({ mode: "off" }, ids, cont);
+    // Auto mode would wait (N <= sink + window: nothing to cut), so every layer is made lazy.
+    const hybrid = ours({ mode: "streaming-all", prefill, sink: 2, window: 200 }, ids, cont);
+    expect(hybrid.state.lazyLayers).toEqual([0, 1, 2]);
+    hybrid.rows.forEach((row, i) => {
+      let worst = 0;
+      for (let j = 0; j < row.length; j++) worst = Math.max(worst, Math.abs(row[j] - off.rows[i][j]));
+      expect(worst).toBeLessThan(1e-5);
+    });
+  });
+
+  test("peak KV during prefill is at most P + 1 full caches plus rings (pool high-water mark)", () => {
+    const ids = Array.from({ length: 160 }, () => rng.int(2, model.config.vocabSize - 1));
+    const pages = (n: number) => Math.ceil(n / model.pool.pageSize);
+    const peak = (hybrid: object) => {
+      const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+      const seq = policy.createSequence();
+      model.pool.resetHighWater();
+      const base = model.pool.usedPages;
+      policy.beforePrefill(seq, ids.length);
+      model.decoder.prefill(seq, ids, { policy, chunkSize: 32 });
+      const result = { peak: model.pool.highWaterPages - base, after: model.pool.usedPages - base, lazy: policy.state.lazyLayers };
+      model.decoder.releaseSequence(seq);
+      return result;
+    };
+    const L = model.config.layers, P = 1, S = 2, W = 10;
+    const hybrid = peak({ mode: "auto", fullLayers: P, sink: S, window: W, lastQueries: 4 });
+    expect(hybrid.lazy).toHaveLength(L - P);
+    expect(hybrid.peak).toBeLessThanOrEqual((P + 1) * pages(ids.length) + (L - P - 1) * pages(S + W));
+    expect(hybrid.after).toBe(P * pages(ids.length) + (L - P) * pages(S + W));
+    const full = peak({ mode: "off" });
+    expect(full.peak).toBe(L * pages(ids.length));
+  });
+
+  test("short prompts: selection waits until the sequence grows past sink + window, from the kept queries", () => {
+    const ids = readReference(name).cases[0].ids; // 12 tokens
+    const hybrid = { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 4 };
+    const cont = readReference(name).cases[0].greedy.slice(0, 10);
+    const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+    const seq = policy.createSequence();
+    try {
+      policy.beforePrefill(seq, ids.length);
+      model.decoder.prefill(seq, ids, { policy });
+      expect(policy.state.pending).toBe(true);
+      const all = [...ids];
+      for (const t of cont) {
+        model.decoder.decode([seq], [t]);
+        all.push(t);
+        policy.afterDecode(seq);
+        if (seq.length <= 16) expect(policy.state.pending).toBe(true);
+      }
+      expect(policy.state.pending).toBe(false);
+      // At the step the sequence reached 17 tokens, the ratios were those of its last 4 queries.
+      const full = referenceForward(ref, all, () => true);
+      const ratios = full.probs.map((p) => referenceRatio(p, all.length, model.config.heads, 17, { sink: 2, window: 14, lastQueries: 4 }));
+      policy.state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
+      expect(policy.state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
+      for (const l of policy.state.lazyLayers) expect(seq.caches[l].kind).toBe("streaming");
+    } finally {
+      model.decoder.releaseSequence(seq);
+      policy.dispose();
+    }
+  });
+
+  test("a batch mixes sequences with different lazy sets and equals their single runs", async () => {
+    const cases = readReference(name).cases.slice(0, 3).map((c) => c.prompt);
+    const hybrid = { mode: "auto" as const, fullLayers: 1, sink: 2, window: 6, lastQueries: 4 };
+    const used = model.pool.usedPages;
+    const batch = await model.generateBatch(cases, { maxNewTokens: 10, stopAtEos: false, hybrid });
+    for (const [i, prompt] of cases.entries()) {
+      const tokens: number[] = [];
+      const session = model.createSession({ hybrid });
+      for await (const chunk of session.generate(prompt, { maxNewTokens: 10, stopAtEos: false })) tokens.push(...chunk.tokens);
+      expect(batch[i].tokens).toEqual(tokens);
+      expect(batch[i].hybrid?.lazyLayers).toEqual(session.stats.hybrid?.lazyLayers);
+      session.dispose();
+    }
+    expect(model.pool.usedPages).toBe(used);
+  });
+
+  test("session stats report lazy layers, ratios and KV bytes against full", async () => {
+    const session = model.createSession({ hybrid: { mode: "auto", fullLayers: 1, sink: 2, window: 6, lastQueries: 4 } });
+    for await (const _ of session.generate(readReference(name).cases[1].prompt, { maxNewTokens: 4, stopAtEos: false }));
+    const s = session.stats;
+    expect(s.hybrid?.lazyLayers).toHaveLength(2);
+    expect(s.hybrid?.ratios.every((r) => r !== undefined && r >= 0 && r <= 1)).toBe(true);
+    expect(s.kvBytes).toBeLessThan(s.kvBytesFull);
+    session.dispose();
+    expect(() => model.createSession({ hybrid: { mode: "auto", window: -3 } })).toThrow(/hybrid.window/);
+  });
+});
