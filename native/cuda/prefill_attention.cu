@@ -1,0 +1,529 @@
+/*
+Prefill attention (FlashAttention-2 style) for one sequence, f16/bf16 in, f32 accumulate.
+
+  out[i, h, :] = softmax_j(scale * q[i, h, :] . k[j, g(h), :]) v[j, g(h), :]
+  g(h) = h / (hq / hkv)                  (GQA)
+  query i sits at position pos(i) = nk - nq + i; key j is visible iff j <= pos(i) and,
+  with the streaming mask, (j < sink or pos(i) - j < window).
+  Optional: lse[i, h] = ln sum_j exp(scale * s_ij) over visible j, and the fused lazy ratio
+  (DESIGN.md section 2): the mean, over the last `lastQueries` positions, of the softmax
+  mass on Sink ∪ Recent.
+
+Launch: 1-D grid of hq * ceil(nq / 128) blocks, 128 threads (4 warps), 97 KiB (d=128) /
+49 KiB (d=64) of dynamic shared memory, two blocks per SM.
+- A block owns 128 query rows of one head. Tiles are aligned to the END of the query range
+  (the first tile may start at a negative row), so the last <=128 rows - where the lazy
+  ratio's queries live - always share one block and the ratio needs no atomics.
+- Blocks are dispatched longest-causal-rows first within groups of a few heads (see
+  blockCoord): short tail, and the K/V being read at one time stays in L2.
+- Each warp owns 32 rows (two m16 tiles): every K/V fragment read from shared memory feeds
+  two mma's, which is what keeps shared-memory bandwidth below the tensor-core rate.
+- K/V tiles of 64 keys are double-buffered with cp.async: tile i+1 streams in while tile i
+  is computed; one __syncthreads per tile.
+- S = Q K^T with mma.sync m16n8k16 (A and B via ldmatrix from the swizzled tiles), online
+  softmax on the S accumulators in registers (base 2, scale folded into one FMA), then P is
+  repacked in registers as the A operand of O += P V (B via ldmatrix.trans).
+- Only key tiles that some row can see are visited (prefill_tiles.cuh TileRange), so the
+  streaming mask costs O(nq * (sink + window)); the per-element mask runs only on tiles
+  that are partly visible, and a warp skips a tile that none of its rows can see.
+- Fused lazy ratio: the warps holding Last rows keep, beside the running sum l, a second
+  running sum restricted to Sink ∪ Recent keys, rescaled with the same factor; mass = ratio
+  of the two at the end. Same distribution as the output by construction.
+- The epilogue stages O through the warp's own Q rows in shared memory so the global
+  stores are 16-byte and row-contiguous.
+*/
+#include <atomic>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/cuda_kernels.h"
+#include "cuda/prefill_tiles.cuh"
+
+namespace lt::cuda {
+namespace {
+
+using namespace detail;
+
+struct PrefillArgs {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+  uint16_t* out;
+  float* lse;
+  float* ratio;
+  int nq, nk, hq, group, numQTiles, headGroup;
+  int64_t qStride, kvStride;  // elements between consecutive tokens
+  float scaleLog2;            // scale * log2(e): softmax runs in base 2
+  int stream, sink, window;
+  int ratioRows;              // Last = rows [nq - ratioRows, nq); 0 = no ratio
+  int rSink, rRecentFrom;     // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
+  int ratioAtomic;            // Last spans several blocks: accumulate into a zeroed buffer
+};
+
+constexpr unsigned kFull = 0xffffffffu;
+
+// Block order. The grid is 1-D; block L maps to (head, query tile) so that heads are taken in
+// groups of `headGroup` and, inside a group, tiles run from the last (longest causal rows)
+// to the first with the group's heads fastest. Longest-first keeps the last wave short (with
+// one head per group, as FlashAttention-2 orders them, short prompts lose ~20% to the tail);
+// few heads per group keep the K/V being read at one time inside L2 (with all heads in one
+// group, 16-32K prompts lose ~4%). The host picks the smallest group whose heaviest tile
+// is short next to the group's work per slot.
+struct BlockCoord {
+  int h, qt;
+};
+__device__ __forceinline__ BlockCoord blockCoord(int numQTiles, int hq, int headGroup) {
+  const int L = int(blockIdx.x);
+  const int span = headGroup * numQTiles;
+  const int grp = L / span;
+  const int rem = L - grp * span;
+  const int gh = min(headGroup, hq - grp * headGroup);  // a smaller last group, if hq % headGroup
+  const int rank = rem / gh;                            // 0 = longest tile
+  return {grp * headGroup + (rem - rank * gh), numQTiles - 1 - rank};
+}
+// The same, from a block index the compiler cannot see through: the epilogue recomputes
+// its coordinates instead of keeping them live across the main loop, where every register
+// is taken (keeping them costs spills).
+__device__ __forceinline__ BlockCoord blockCoordAgain(int numQTiles, int hq, int headGroup) {
+  unsigned L;
+  asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(L));
+  const int span = headGroup * numQTiles;
+  const int grp = int(L) / span;
+  const int rem = int(L) - grp * span;
+  const int gh = min(headGroup, hq - grp * headGroup);
+  const int rank = rem / gh;
+  return {grp * headGroup + (rem - rank * gh), numQTiles - 1 - rank};
+}
+
+// The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
+template <typename T, int D, bool kRatio>
+__device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char* smemRaw, float* ratioPart) {
+  constexpr int kTileQ = kBlockM * D * 2;
+  constexpr int kTileKV = kBlockN * D * 2;
+  constexpr int kNT = kBlockN / 8;  // n8 tiles of S
+  constexpr int kDT = D / 8;        // n8 tiles of O
+  const uint32_t rawAddr = smemAddr(smemRaw);
+  const uint32_t sQ = (rawAddr + 1023u) & ~1023u;  // the swizzle arithmetic wants 1 KiB alignment
+  const uint32_t sK = sQ + kTileQ;
+  const uint32_t sV = sK + 2 * kTileKV;
+  unsigned char* const sQPtr = smemRaw + (sQ - rawAddr);
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const BlockCoord bc = blockCoord(a.numQTiles, a.hq, a.headGroup);
+  int h = bc.h;
+  const int kvh = h / a.group;
+  const int qt = bc.qt;
+  const int rowStart = a.nq - (a.numQTiles - qt) * kBlockM;
+  const int posOff = a.nk - a.nq;
+  const int pMinB = posOff + max(rowStart, 0);
+  const int pMaxB = posOff + rowStart + kBlockM - 1;
+  const TileRange tr = a.stream ? makeTileRange(pMaxB, a.sink, pMinB - a.window + 1) : makeTileRange(pMaxB, 0, 0);
+
+  const uint16_t* gq = a.q + h * D;
+  const uint16_t* gk = a.k + kvh * D;
+  const uint16_t* gv = a.v + kvh * D;
+  loadTile<D, kBlockM>(sQ, gq, a.qStride, rowStart, a.nq, tid);
+  if (tr.count > 0) loadTiles<D, kBlockN, true>(sK, sV, gk, gv, a.kvStride, tr.tile(0) * kBlockN, a.nk, tid);
+  cpAsyncCommit();
+
+  int wRow0 = rowStart + warp * kRowsPerWarp;  // may be negative in the first tile
+  const bool warpLive = wRow0 + kRowsPerWarp - 1 >= 0;
+  const int wpMin = posOff + max(wRow0, 0);
+  const int wpMax = posOff + wRow0 + kRowsPerWarp - 1;
+  const bool doRatio = kRatio && wRow0 + kRowsPerWarp - 1 >= a.nq - a.ratioRows;
+  const int g = lane >> 2, tq = lane & 3;
+
+  float o[2][kDT][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+    for (int nt = 0; nt < kDT; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) o[mi][nt][e] = 0.f;
+  float mRow[2][2], lRow[2][2], lSub[2][2];
+#pragma unroll
+  for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      mRow[mi][hf] = -INFINITY;
+      lRow[mi][hf] = 0.f;
+      lSub[mi][hf] = 0.f;
+    }
+
+  // Per-lane ldmatrix.trans base for V: matrices (keys 0-7|8-15) x (d lo|hi).
+  const uint32_t vLane = laneBase<D>((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);
+
+  for (int it = 0; it < tr.count; it++) {
+    cpAsyncWait<0>();
+    __syncthreads();  // tile `it` visible to all; everyone is done with buffer (it+1)&1
+    if (it + 1 < tr.count) {
+      const uint32_t nb = ((it + 1) & 1) * kTileKV;
+      loadTiles<D, kBlockN, true>(sK + nb, sV + nb, gk, gv, a.kvStride, tr.tile(it + 1) * kBlockN, a.nk, tid);
+    }
+    cpAsyncCommit();
+
+    const int t0 = tr.tile(it) * kBlockN;
+    const int t1 = t0 + kBlockN - 1;
+    const bool anyVisible =
+        warpLive && t0 <= wpMax && (!a.stream || t0 < a.sink || t1 + a.window - 1 >= wpMin);
+    if (!anyVisible) continue;
+    const uint32_t bufK = sK + (it & 1) * kTileKV;
+    const uint32_t bufV = sV + (it & 1) * kTileKV;
+
+    float s[2][kNT][4];
+    qkTile<T, D>(s, sQ, bufK, warp * kRowsPerWarp, lane);
+
+    const bool allVisible = t1 <= wpMin && (!a.stream || t1 < a.sink || wpMax - t0 < a.window);
+    if (!allVisible) {  // diagonal and window-edge tiles only
+      const int pos0 = posOff + wRow0 + g;
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int pos = pos0 + 16 * mi + 8 * (e >> 1);
+            const int j = t0 + 8 * nt + 2 * tq + (e & 1);
+            const bool vis = j <= pos && (!a.stream || j < a.sink || pos - j < a.window);
+            if (!vis) s[mi][nt][e] = -INFINITY;
+          }
+    }
+
+    float alpha[2][2];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+      for (int hf = 0; hf < 2; hf++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++) mx = fmaxf(mx, fmaxf(s[mi][nt][2 * hf], s[mi][nt][2 * hf + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+        const float mNew = fmaxf(mRow[mi][hf], mx * a.scaleLog2);
+        // A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps
+        // exp2(-inf - m) at 0 rather than NaN.
+        const float mUse = mNew == -INFINITY ? 0.f : mNew;
+        alpha[mi][hf] = exp2f(mRow[mi][hf] - mUse);
+        mRow[mi][hf] = mNew;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const float p = exp2f(fmaf(s[mi][nt][2 * hf + e], a.scaleLog2, -mUse));
+            s[mi][nt][2 * hf + e] = p;
+            sum += p;
+          }
+        // l stays a per-lane partial sum; the quad shares alpha, so the 4 partials are
+        // added once at the end.
+        lRow[mi][hf] = lRow[mi][hf] * alpha[mi][hf] + sum;
+      }
+
+    // Once the running max settles (most tiles) alpha is 1 for the whole warp: skip the
+    // 2*D multiplies per lane.
+    const bool rescale = alpha[0][0] != 1.f || alpha[0][1] != 1.f || alpha[1][0] != 1.f || alpha[1][1] != 1.f;
+    if (__any_sync(kFull, rescale)) {
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int nt = 0; nt < kDT; nt++) {
+          o[mi][nt][0] *= alpha[mi][0];
+          o[mi][nt][1] *= alpha[mi][0];
+          o[mi][nt][2] *= alpha[mi][1];
+          o[mi][nt][3] *= alpha[mi][1];
+        }
+    }
+
+    if (doRatio) {
+      const bool hits = t0 < a.rSink || t1 >= a.rRecentFrom;
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+          float sub = 0.f;
+          if (hits) {
+#pragma unroll
+            for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+              for (int e = 0; e < 2; e++) {
+                const int j = t0 + 8 * nt + 2 * tq + e;
+                if (j < a.rSink || j >= a.rRecentFrom) sub += s[mi][nt][2 * hf + e];
+              }
+          }
+          lSub[mi][hf] = lSub[mi][hf] * alpha[mi][hf] + sub;
+        }
+    }
+
+    // O += P V. The S accumulators of n-tiles 2kk and 2kk+1 are exactly the A fragment of
+    // k-step kk, so P never leaves registers.
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; kk++) {
+      uint32_t pa[2][4];
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++) {
+        pa[mi][0] = Mma<T>::pack(s[mi][2 * kk][0], s[mi][2 * kk][1]);
+        pa[mi][1] = Mma<T>::pack(s[mi][2 * kk][2], s[mi][2 * kk][3]);
+        pa[mi][2] = Mma<T>::pack(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
+        pa[mi][3] = Mma<T>::pack(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
+      }
+      const uint32_t vRow = bufV + vLane + kk * 16 * D * 2;
+#pragma unroll
+      for (int dj = 0; dj < D / 16; dj++) {
+        uint32_t b[4];
+        ldsm4t(b, vRow ^ (dj << 5));
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) {
+          Mma<T>::run(o[mi][2 * dj], pa[mi], b[0], b[1]);
+          Mma<T>::run(o[mi][2 * dj + 1], pa[mi], b[2], b[3]);
+        }
+      }
+    }
+  }
+
+  // ---- epilogue ----
+  cpAsyncWait<0>();  // with zero tiles the Q load may still be landing in the staging rows
+  {
+    const BlockCoord again = blockCoordAgain(a.numQTiles, a.hq, a.headGroup);
+    h = again.h;
+    wRow0 = a.nq - (a.numQTiles - again.qt) * kBlockM + warp * kRowsPerWarp;
+  }
+  float lTot[2][2];
+#pragma unroll
+  for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      float l = lRow[mi][hf];
+      l += __shfl_xor_sync(kFull, l, 1);
+      l += __shfl_xor_sync(kFull, l, 2);
+      lTot[mi][hf] = l;
+    }
+  __syncwarp();
+#pragma unroll
+  for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+      const float inv = lTot[mi][hf] > 0.f ? 1.f / lTot[mi][hf] : 0.f;  // empty row -> zeros
+      const int r = warp * kRowsPerWarp + 16 * mi + 8 * hf + g;         // r & 7 == g
+      unsigned char* rowPtr = sQPtr + r * D * 2 + tq * 4;
+#pragma unroll
+      for (int nt = 0; nt < kDT; nt++)
+        *reinterpret_cast<uint32_t*>(rowPtr + ((nt ^ g) << 4)) =
+            Mma<T>::pack(o[mi][nt][2 * hf] * inv, o[mi][nt][2 * hf + 1] * inv);
+      const int row = wRow0 + 16 * mi + 8 * hf + g;
+      if (a.lse != nullptr && tq == 0 && row >= 0) {
+        const float l = lTot[mi][hf];
+        a.lse[int64_t(row) * a.hq + h] = l > 0.f ? (mRow[mi][hf] + __log2f(l)) * 0.69314718055994531f : -INFINITY;
+      }
+    }
+  __syncwarp();
+  {
+    constexpr int kChunks = D / 8;
+    constexpr int kRowsPerPass = 32 / kChunks;
+    const int ch = lane % kChunks;
+#pragma unroll
+    for (int i = 0; i < kRowsPerWarp / kRowsPerPass; i++) {
+      const int rl = lane / kChunks + i * kRowsPerPass;
+      const int r = warp * kRowsPerWarp + rl;
+      const int row = wRow0 + rl;
+      if (row >= 0) {
+        const uint4 val = *reinterpret_cast<const uint4*>(sQPtr + (r * kChunks + (ch ^ (r & 7))) * 16);
+        *reinterpret_cast<uint4*>(a.out + int64_t(row) * a.qStride + h * D + ch * 8) = val;
+      }
+    }
+  }
+
+  if (kRatio) {
+    float part = 0.f;
+    if (doRatio) {
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+          float ls = lSub[mi][hf];
+          ls += __shfl_xor_sync(kFull, ls, 1);
+          ls += __shfl_xor_sync(kFull, ls, 2);
+          const int row = wRow0 + 16 * mi + 8 * hf + g;
+          if (tq == 0 && row >= 0 && row >= a.nq - a.ratioRows && lTot[mi][hf] > 0.f) part += ls / lTot[mi][hf];
+        }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(kFull, part, off);
+    }
+    if (lane == 0) ratioPart[warp] = part;
+    __syncthreads();
+    if (tid == 0) {
+      float total = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; w++) total += ratioPart[w];  // fixed order: deterministic
+      const float mean = total / float(a.ratioRows);
+      if (a.ratioAtomic)
+        atomicAdd(a.ratio + h, mean);
+      else
+        a.ratio[h] = mean;
+    }
+  }
+}
+
+// One kernel for plain and fused calls. Only the (usually one per head) blocks holding Last
+// rows take the ratio path, so the ratio costs the grid nothing but those blocks' extra work,
+// and both kinds of call run the same machine code. (Measured on H200: a separate
+// instantiation for the fused call ran 2-6% slower or faster than the plain one, from
+// register allocation alone.)
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads, 2) prefillKernel(const PrefillArgs a) {
+  extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in prefillBlock
+  __shared__ float ratioPart[kWarps];
+  if (a.ratioRows > 0) {
+    const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
+    const int rowEnd = a.nq - (a.numQTiles - 1 - qt) * kBlockM;  // one past the block's last row
+    if (rowEnd > a.nq - a.ratioRows) {
+      prefillBlock<T, D, true>(a, smemRaw, ratioPart);
+      return;
+    }
+  }
+  prefillBlock<T, D, false>(a, smemRaw, ratioPart);
+}
+
+int smCount() {
+  static std::atomic<int> cache[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) throw Error("prefillAttention: no current CUDA device");
+  if (dev < 64) {
+    const int c = cache[dev].load(std::memory_order_relaxed);
+    if (c > 0) return c;
+  }
+  int n = 0;
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+  if (dev < 64) cache[dev].store(n, std::memory_order_relaxed);
+  return n;
+}
+
+// Heads per scheduling group (see blockCoord). With 2 blocks per SM resident, a group's
+// longest tile (2 * numQTiles key tiles) must be short next to the group's work per slot
+// (about headGroup * numQTiles^2 / slots key tiles), or the tail after the last group
+// starts grows; we ask for headGroup >= LT_PREFILL_GROUP_FACTOR * slots / numQTiles. The
+// group is a divisor of hq (an odd-sized last group makes its own tail) and a whole number
+// of GQA groups, so heads sharing K/V run together. H200, d=128, 132 SMs: prompts up to 8K
+// get all heads in one group, 32K ones 8. One head per group (the FlashAttention-2 order)
+// lost ~20% at 4K; all heads in one group ~5% at 32K with hq = hkv = 32.
+int headGroupFor(int numQTiles, int hq, int gqa) {
+#if defined(LT_PREFILL_TILE_MAJOR)
+  return 1;
+#elif defined(LT_PREFILL_GLOBAL_LPT)
+  return hq;
+#else
+  const long slots = 2L * smCount();
+#ifndef LT_PREFILL_GROUP_FACTOR
+#define LT_PREFILL_GROUP_FACTOR 4
+#endif
+  const long want = (LT_PREFILL_GROUP_FACTOR * slots + numQTiles - 1) / numQTiles;
+  for (int g = gqa; g < hq; g += gqa)
+    if (hq % g == 0 && g >= want) return g;
+  return hq;
+#endif
+}
+
+template <typename T, int D>
+void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
+  constexpr int kSmem = kBlockM * D * 2 + 4 * kBlockN * D * 2 + 1024;
+  // cudaFuncSetAttribute is per device; remember which devices are done (up to 64).
+  static std::atomic<uint64_t> ready{0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) throw Error("prefillAttention: no current CUDA device");
+  const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
+  if (bit == 0 || !(ready.load(std::memory_order_acquire) & bit)) {
+    cudaError_t e = cudaFuncSetAttribute(prefillKernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (e == cudaSuccess)
+      e = cudaFuncSetAttribute(prefillKernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                               cudaSharedmemCarveoutMaxShared);
+    if (e != cudaSuccess)
+      throw Error(std::string("prefillAttention: cannot reserve ") + std::to_string(kSmem) +
+                  " bytes of shared memory: " + cudaGetErrorString(e));
+    ready.fetch_or(bit, std::memory_order_release);
+  }
+  const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
+  prefillKernel<T, D><<<grid, kThreads, kSmem, stream>>>(a);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
+}
+
+}  // namespace
+
+void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
+  if (p.dtype == DType::F32)
+    throw Error("prefillAttention: f32 is CPU-only; use f16 or bf16 on CUDA");
+  if (p.dtype != DType::F16 && p.dtype != DType::BF16)
+    throw Error(std::string("prefillAttention: unsupported dtype ") + dtypeName(p.dtype) + "; use f16 or bf16");
+  if (p.d != 64 && p.d != 128)
+    throw Error("prefillAttention: head dim " + std::to_string(p.d) + " is not supported on CUDA; use 64 or 128");
+  if (p.nq < 0 || p.nk < p.nq)
+    throw Error("prefillAttention: need 0 <= nq <= nk, got nq=" + std::to_string(p.nq) + " nk=" + std::to_string(p.nk));
+  if (p.hq <= 0 || p.hkv <= 0 || p.hq % p.hkv != 0)
+    throw Error("prefillAttention: hq must be a positive multiple of hkv, got hq=" + std::to_string(p.hq) +
+                " hkv=" + std::to_string(p.hkv));
+  if (int64_t(p.hq) * ((p.nq + kBlockM - 1) / kBlockM) > INT32_MAX)
+    throw Error("prefillAttention: hq * ceil(nq / 128) must fit in 2^31 blocks; split the call into chunks");
+  if (!(p.scale > 0.f) || !std::isfinite(p.scale))
+    throw Error("prefillAttention: scale must be positive and finite");
+  if (p.mask.enabled && (p.mask.sink < 0 || p.mask.window < 0))
+    throw Error("prefillAttention: streaming mask needs sink >= 0 and window >= 0");
+  const bool wantRatio = p.lazyRatio != nullptr && p.ratio.enabled;
+  int ratioRows = 0;
+  if (wantRatio) {
+    if (p.ratio.lastQueries < 1 || p.ratio.sink < 0 || p.ratio.window < 0)
+      throw Error("prefillAttention: lazy ratio needs lastQueries >= 1, sink >= 0, window >= 0");
+    ratioRows = p.ratio.lastQueries < p.nk ? p.ratio.lastQueries : p.nk;
+    if (p.nq < ratioRows)
+      throw Error("prefillAttention: the lazy ratio needs the last " + std::to_string(ratioRows) +
+                  " query positions in this call, but it holds only " + std::to_string(p.nq) +
+                  "; compute the ratio in the final chunk or with lazyRatio()");
+  }
+  if (p.nq == 0) return;
+  if (p.q == nullptr || p.k == nullptr || p.v == nullptr || p.out == nullptr)
+    throw Error("prefillAttention: q, k, v and out must be device pointers");
+  auto misaligned = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) != 0; };
+  if (misaligned(p.q) || misaligned(p.k) || misaligned(p.v) || misaligned(p.out))
+    throw Error("prefillAttention: q, k, v and out must be 16-byte aligned");
+
+  PrefillArgs a{};
+  a.q = static_cast<const uint16_t*>(p.q);
+  a.k = static_cast<const uint16_t*>(p.k);
+  a.v = static_cast<const uint16_t*>(p.v);
+  a.out = static_cast<uint16_t*>(p.out);
+  a.lse = p.lse;
+  a.ratio = wantRatio ? p.lazyRatio : nullptr;
+  a.nq = p.nq;
+  a.nk = p.nk;
+  a.hq = p.hq;
+  a.group = p.hq / p.hkv;
+  a.numQTiles = (p.nq + kBlockM - 1) / kBlockM;
+  a.headGroup = headGroupFor(a.numQTiles, p.hq, a.group);
+  a.qStride = int64_t(p.hq) * p.d;
+  a.kvStride = int64_t(p.hkv) * p.d;
+  a.scaleLog2 = p.scale * 1.4426950408889634f;
+  a.stream = p.mask.enabled ? 1 : 0;
+  // Clamping to nk keeps `pos - j < window` and the tile arithmetic in int range without
+  // changing which keys are visible (pos - j < nk always holds).
+  a.sink = p.mask.enabled ? (p.mask.sink < p.nk ? p.mask.sink : p.nk) : 0;
+  a.window = p.mask.enabled ? (p.mask.window < p.nk ? p.mask.window : p.nk) : 0;
+  a.ratioRows = ratioRows;
+  if (wantRatio) {
+    a.rSink = p.ratio.sink < p.nk ? p.ratio.sink : p.nk;
+    a.rRecentFrom = p.nk - (p.ratio.window < p.nk ? p.ratio.window : p.nk);
+    a.ratioAtomic = ratioRows > kBlockM ? 1 : 0;
+    if (a.ratioAtomic) {
+      const cudaError_t e = cudaMemsetAsync(p.lazyRatio, 0, size_t(p.hq) * sizeof(float), stream);
+      if (e != cudaSuccess) throw Error(std::string("prefillAttention: cudaMemsetAsync failed: ") + cudaGetErrorString(e));
+    }
+  }
+
+  if (p.dtype == DType::BF16) {
+    if (p.d == 128) launchPrefill<__nv_bfloat16, 128>(a, stream);
+    else launchPrefill<__nv_bfloat16, 64>(a, stream);
+  } else {
+    if (p.d == 128) launchPrefill<__half, 128>(a, stream);
+    else launchPrefill<__half, 64>(a, stream);
+  }
+}
+
+}  // namespace lt::cuda

@@ -1,0 +1,228 @@
+// Private building blocks shared by the prefill attention kernel (prefill_attention.cu) and
+// the standalone lazy-ratio kernel (lazy_ratio.cu): cp.async tile loads into a swizzled
+// shared-memory layout, ldmatrix/mma.sync m16n8k16 wrappers, and the S = Q·K^T tile product
+// of one warp (32 query rows x 64 keys).
+//
+// Shared-memory layout of every Q/K/V tile: rows of D 16-bit elements, split in 16-byte
+// chunks; chunk c of row r is stored at chunk position c ^ (r & 7). ldmatrix reads eight
+// rows at the same logical chunk; the XOR spreads them over all 32 banks, so neither the
+// cp.async writes nor the ldmatrix reads conflict. Tile bases are 1024-byte aligned, which
+// lets a lane fold the swizzle into a per-lane base and a compile-time XOR (see laneBase).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lt::cuda::detail {
+
+constexpr int kWarps = 4;             // one block = 4 warps
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerWarp = 32;      // two m16 tiles per warp: B fragments are reused twice
+constexpr int kBlockM = kWarps * kRowsPerWarp;  // 128 query rows per block
+constexpr int kBlockN = 64;           // keys per K/V tile
+
+__device__ __forceinline__ uint32_t smemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy global -> shared; srcBytes = 0 writes zeros (rows past the end), so
+// masked keys never multiply garbage (a NaN times a zero probability is still NaN).
+__device__ __forceinline__ void cpAsync16(uint32_t dst, const void* src, int srcBytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(srcBytes));
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+template <typename T>
+struct Mma;
+
+template <>
+struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  // C = 0: the first k-step of S needs no zeroed registers (ptxas feeds RZ).
+  static __device__ __forceinline__ void run0(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};\n"
+        : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.f));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+
+template <>
+struct Mma<__half> {
+  static __device__ __forceinline__ void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ void run0(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};\n"
+        : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.f));
+  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+  }
+};
+
+// Copies rows [row0, row0 + ROWS) of one or two token-major tensors (row r at g + r *
+// rowStride; both share the stride) into swizzled tiles; rows outside [0, rowLimit) become
+// zeros. Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i*kStep; kStep is a
+// multiple of 8, so the swizzled chunk is the same for all its rows and the addresses
+// advance by constants: one 64-bit add and one cp.async per chunk. (Recomputing
+// row * stride per chunk was ~15% of the main loop's instructions.)
+template <int D, int ROWS, bool kTwo, int NTHREADS = kThreads>
+__device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const uint16_t* g0, const uint16_t* g1,
+                                          int64_t rowStride, int row0, int rowLimit, int tid) {
+  constexpr int kChunks = D / 8;
+  constexpr int kStep = NTHREADS / kChunks;
+  constexpr int kPerThread = ROWS / kStep;
+  static_assert(ROWS % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
+  const int ch = tid % kChunks, r0 = tid / kChunks;
+  const uint32_t dOff = uint32_t((r0 * kChunks + (ch ^ (r0 & 7))) * 16);
+  const int64_t off = int64_t(row0 + r0) * rowStride + ch * 8;
+  const int64_t step = rowStride * kStep;
+  const uint16_t* s0 = g0 + off;
+  const uint16_t* s1 = kTwo ? g1 + off : nullptr;
+  if (row0 >= 0 && row0 + ROWS <= rowLimit) {  // interior tile: no per-row checks
+#pragma unroll
+    for (int i = 0; i < kPerThread; i++) {
+      cpAsync16(dst0 + dOff + i * kStep * kChunks * 16, s0, 16);
+      s0 += step;
+      if (kTwo) {
+        cpAsync16(dst1 + dOff + i * kStep * kChunks * 16, s1, 16);
+        s1 += step;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kPerThread; i++) {
+      const int gr = row0 + r0 + i * kStep;
+      const bool ok = gr >= 0 && gr < rowLimit;
+      cpAsync16(dst0 + dOff + i * kStep * kChunks * 16, ok ? s0 : g0, ok ? 16 : 0);
+      s0 += step;
+      if (kTwo) {
+        cpAsync16(dst1 + dOff + i * kStep * kChunks * 16, ok ? s1 : g1, ok ? 16 : 0);
+        s1 += step;
+      }
+    }
+  }
+}
+
+template <int D, int ROWS>
+__device__ __forceinline__ void loadTile(uint32_t dst, const uint16_t* g, int64_t rowStride, int row0, int rowLimit,
+                                         int tid) {
+  loadTiles<D, ROWS, false>(dst, 0u, g, nullptr, rowStride, row0, rowLimit, tid);
+}
+
+// One warp copies a 64-row K tile on its own (the lazy-ratio kernel gives each warp its own
+// tiles); rows >= rowLimit become zeros.
+template <int D>
+__device__ __forceinline__ void warpLoadKTile(uint32_t dst, const uint16_t* g, int64_t rowStride, int row0,
+                                              int rowLimit, int lane) {
+  constexpr int kChunks = D / 8;
+  constexpr int kRowsPerPass = 32 / kChunks;
+  const int ch = lane % kChunks, rr = lane / kChunks;
+  const uint16_t* src = g + int64_t(row0 + rr) * rowStride + ch * 8;
+#pragma unroll
+  for (int i = 0; i < kBlockN / kRowsPerPass; i++) {
+    const int r = rr + i * kRowsPerPass;
+    const bool ok = row0 + r < rowLimit;
+    cpAsync16(dst + uint32_t((r * kChunks + (ch ^ (r & 7))) * 16), ok ? src : g, ok ? 16 : 0);
+    src += rowStride * kRowsPerPass;
+  }
+}
+
+// Byte offset, inside a tile, of the 16-byte chunk this lane hands to ldmatrix for `row`
+// (relative to a 8-row-aligned group) and logical chunk `chunk0`; further chunks 2k of the
+// same row are reached by XOR-ing (k << 5): the row base is a multiple of 128 bytes and
+// the swizzle only touches the chunk bits.
+template <int D>
+__device__ __forceinline__ uint32_t laneBase(int row, int chunk0) {
+  return uint32_t(row * D * 2 + ((chunk0 ^ (row & 7)) << 4));
+}
+
+// S[32 x 64] of one warp: rows [warpRow, warpRow + 32) of the Q tile times the 64 keys of
+// the K tile. Accumulators follow the m16n8k16 C layout: s[mi][nt][e] holds row
+// 16*mi + lane/4 + 8*(e/2), key 8*nt + 2*(lane%4) + e%2.
+template <typename T, int D>
+__device__ __forceinline__ void qkTile(float (&s)[2][kBlockN / 8][4], uint32_t sQ, uint32_t sK, int warpRow,
+                                       int lane) {
+  // A (Q, row-major 16x16): matrices (rows 0-7|8-15) x (k 0-7|8-15), lanes 0-15 give rows,
+  // lanes 16-31 the second k half.
+  const uint32_t qBase = sQ + laneBase<D>(warpRow + (lane & 15), lane >> 4);
+  // B (K rows = n, contiguous in k): matrices (n 0-7, k lo), (n 0-7, k hi), (n 8-15, k lo), (n 8-15, k hi).
+  const uint32_t kBase = sK + laneBase<D>((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    uint32_t a[2][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++) ldsm4(a[mi], (qBase + mi * 16 * D * 2) ^ (kk << 5));
+#pragma unroll
+    for (int nj = 0; nj < kBlockN / 16; nj++) {
+      uint32_t b[4];
+      ldsm4(b, (kBase + nj * 16 * D * 2) ^ (kk << 5));
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++) {
+        if (kk == 0) {
+          Mma<T>::run0(s[mi][2 * nj], a[mi], b[0], b[1]);
+          Mma<T>::run0(s[mi][2 * nj + 1], a[mi], b[2], b[3]);
+        } else {
+          Mma<T>::run(s[mi][2 * nj], a[mi], b[0], b[1]);
+          Mma<T>::run(s[mi][2 * nj + 1], a[mi], b[2], b[3]);
+        }
+      }
+    }
+  }
+}
+
+// The key tiles a block of query positions [pMin, pMax] must visit: all tiles up to the
+// diagonal for plain causal; for the streaming mask only the sink tiles and the tiles that
+// reach into the window of some row, so the cost is O(rows * (sink + window)).
+struct TileRange {
+  int count;     // tiles to visit
+  int sinkEnd;   // the first `sinkEnd` visits are tiles 0..sinkEnd-1
+  int tailFirst; // visit i >= sinkEnd is tile tailFirst + (i - sinkEnd)
+  __device__ __forceinline__ int tile(int i) const { return i < sinkEnd ? i : tailFirst + (i - sinkEnd); }
+};
+
+// lastKey: the block's largest visible key; sinkKeys: keys [0, sinkKeys) always visited;
+// tailFromKey: the first key of the window (streaming) or recent part (ratio).
+__device__ __forceinline__ TileRange makeTileRange(int lastKey, int sinkKeys, int tailFromKey) {
+  TileRange t;
+  const int lastTile = lastKey / kBlockN;
+  t.sinkEnd = min((sinkKeys + kBlockN - 1) / kBlockN, lastTile + 1);
+  t.tailFirst = max(max(tailFromKey, 0) / kBlockN, t.sinkEnd);
+  t.count = t.sinkEnd + max(lastTile - t.tailFirst + 1, 0);
+  return t;
+}
+
+}  // namespace lt::cuda::detail
