@@ -37,7 +37,14 @@ export interface NativeAddon {
   gatherKv(args: object): void;
   lazyRatio(args: object): void;
   lazyRatioAsync(args: object): Promise<void>;
+  captureBegin(args: { input: NativeTensorHandle }): void;
+  captureEnd(args: { input: NativeTensorHandle; discard?: boolean }): NativeGraphHandle | undefined;
+  graphLaunch(graph: NativeGraphHandle, data: Int32Array): void;
+  graphDispose(graph: NativeGraphHandle): void;
 }
+
+/** An instantiated CUDA graph (opaque; see cuda-graph.ts). */
+export type NativeGraphHandle = { readonly __nativeGraph: unique symbol };
 
 // The package root is the nearest folder above this file with a package.json: dist/lib/ when
 // installed, lib/ when the tests run the sources.

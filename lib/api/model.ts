@@ -1,10 +1,11 @@
 // loadModel and Model: a checkpoint on a device, its tokenizer, and the KV page pool its
 // sessions share.
 import { PagePool } from "../cache/page-pool";
+import { pageBytes } from "../hybrid/planner";
 import { cudaStatus, devices } from "../devices";
 import { ModelConfig, readConfig } from "../model/config";
 import { Decoder } from "../model/decoder";
-import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightTensors } from "../model/weights";
+import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weightTensors } from "../model/weights";
 import { DeviceName, DType } from "../tensor";
 import { Tokenizer } from "../tokenizer";
 import { GenerateChunk, GenerateOptions, GenerateResult, generateBatch, Prompt, Session, SessionOptions } from "./session";
@@ -72,7 +73,7 @@ export class Model implements AsyncDisposable {
     options: LoadModelOptions,
   ) {
     const pageSize = options.pageSize ?? 16;
-    const bytesPerPage = 2 * pageSize * config.kvHeads * config.headDim * (dtype === "f32" ? 4 : 2);
+    const bytesPerPage = pageBytes(config, pageSize, dtype);
     const cuda = devices().find((d) => d.id === (device === "cuda" ? "cuda:0" : device));
     const defaultBytes = device === "cpu" ? 512 * 2 ** 20 : Math.floor(((cuda as { freeMemory?: number })?.freeMemory ?? 0) / 2);
     const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));
@@ -82,7 +83,7 @@ export class Model implements AsyncDisposable {
 
   /** Bytes of weights held on the device. */
   get weightBytes(): number {
-    return weightTensors(this.weights).reduce((a, t) => a + t.bytes, 0);
+    return weightBytes(this.weights);
   }
 
   /**

@@ -1,8 +1,15 @@
 #!/usr/bin/env node
 // The `lighttransfer` command: generate text, list devices.
+import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { SingleBar } from "cli-progress";
-import { cudaStatus, devices, loadModel } from "../index";
+import { cudaStatus, devices, loadModel, Model } from "../index";
+import { calibrate } from "../hybrid/calibrate";
+import { heatmapSvg } from "../hybrid/heatmap";
+import { resolveHybrid } from "../hybrid/options";
+import { planMemory } from "../hybrid/planner";
+import { readConfig } from "../model/config";
+import { Checkpoint } from "../model/weights";
 import type { DeviceName } from "../tensor";
 
 function number(kind: "int" | "float") {
@@ -32,26 +39,14 @@ program
   .option("--max-context <n>", "largest context the session may hold", number("int"))
   .option("--stats", "print throughput and KV-cache statistics at the end")
   .action(async (o) => {
-    const bar = new SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB", hideCursor: true, stream: process.stderr });
-    let started = false;
-    const controller = new AbortController();
-    process.once("SIGINT", () => controller.abort(new Error("interrupted")));
-    const model = await loadModel(o.model, {
-      device: o.device as DeviceName | undefined,
-      signal: controller.signal,
-      onProgress: (p) => {
-        const mib = (b: number) => Math.round(b / 2 ** 20);
-        if (!started) bar.start(mib(p.totalBytes), 0);
-        started = true;
-        bar.update(mib(p.loadedBytes));
-      },
-    }).finally(() => started && bar.stop());
+    const signal = abortOnSigint();
+    const model = await loadWithProgress(o.model, o.device, signal);
     try {
       const session = model.createSession({ maxContext: o.maxContext });
       const prompt = o.chat ? [{ role: "user", content: o.prompt }] : o.prompt;
       for await (const chunk of session.generate(prompt, {
         maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
-        repetitionPenalty: o.repetitionPenalty, seed: o.seed, stop: o.stop, signal: controller.signal,
+        repetitionPenalty: o.repetitionPenalty, seed: o.seed, stop: o.stop, signal,
       })) process.stdout.write(chunk.text);
       process.stdout.write("\n");
       if (o.stats) {
@@ -61,6 +56,163 @@ program
             `${s.decodeTokensPerSecond.toFixed(1)} tok/s, KV ${(s.kvBytes / 2 ** 20).toFixed(2)} MiB on ${model.device}\n`,
         );
       }
+    } finally {
+      await model.dispose();
+    }
+  });
+
+/** Loads a model with a progress bar on stderr and Ctrl-C to abort. */
+async function loadWithProgress(dir: string, device: string | undefined, signal: AbortSignal): Promise<Model> {
+  const bar = new SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB", hideCursor: true, stream: process.stderr });
+  let started = false;
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  return loadModel(dir, {
+    device: device as DeviceName | undefined,
+    signal,
+    onProgress: (p) => {
+      if (!started) bar.start(mib(p.totalBytes), 0);
+      started = true;
+      bar.update(mib(p.loadedBytes));
+    },
+  }).finally(() => started && bar.stop());
+}
+
+function abortOnSigint(): AbortSignal {
+  const controller = new AbortController();
+  process.once("SIGINT", () => controller.abort(new Error("interrupted")));
+  return controller.signal;
+}
+
+/** Prompts of a prompt file: separated by lines holding only "---". */
+function readPrompts(file: string): string[] {
+  return fs.readFileSync(file, "utf8").split(/^---$/m).map((p) => p.trim()).filter((p) => p.length > 0);
+}
+
+function bytesArg(value: string): number {
+  const plain = Number(value);
+  if (Number.isFinite(plain) && plain > 0) return plain;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`not a size: ${value} (e.g. 80GB, 64GiB, 1e9)`);
+  const unit = (m[2] ?? "b").toLowerCase();
+  const scale: Record<string, number> = { b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30, t: 1e12, tb: 1e12, tib: 2 ** 40 };
+  if (!(unit in scale)) throw new InvalidArgumentError(`unknown unit in ${value}`);
+  return Number(m[1]) * scale[unit];
+}
+
+function fullLayersArg(value: string): number | `${number}%` {
+  return value.endsWith("%") ? (value as `${number}%`) : number("float")(value);
+}
+
+program
+  .command("plan")
+  .description("KV memory per sequence, full and hybrid, and the largest batch a memory budget holds")
+  .requiredOption("-m, --model <dir>", "model directory")
+  .requiredOption("-c, --context <tokens>", "tokens per sequence", number("int"))
+  .requiredOption("--memory <bytes>", "device memory for weights + KV (e.g. 80GB)", bytesArg)
+  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
+  .option("--sink <n>", "sink tokens", number("int"), 4)
+  .option("--window <n>", "recent-window tokens", number("int"), 1020)
+  .option("--page-size <n>", "tokens per KV page", number("int"), 16)
+  .action((o) => {
+    const config = readConfig(o.model);
+    const checkpoint = new Checkpoint(o.model);
+    let weightBytes = 0;
+    try {
+      for (const f of checkpoint.files) for (const e of f.entries.values()) weightBytes += e.shape.reduce((a, b) => a * b, 1) * 2;
+    } finally {
+      checkpoint.close();
+    }
+    const { fullLayers } = resolveHybrid({ mode: "auto", fullLayers: o.fullLayers, sink: o.sink, window: o.window }, config.layers);
+    const plan = planMemory(config, { context: o.context, memoryBytes: o.memory, weightBytes, fullLayers, sink: o.sink, window: o.window, pageSize: o.pageSize });
+    const gib = (b: number) =>
+      b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(2)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
+    console.log(`${config.architecture}: ${config.layers} layers, ${config.kvHeads} KV heads × ${config.headDim}, bf16 weights ${gib(weightBytes)}`);
+    console.log(`context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B)`);
+    console.log(`KV pool: ${plan.poolPages} pages = ${gib(plan.poolBytes)}`);
+    console.log(`KV per sequence: full ${gib(plan.full.bytes)}, hybrid ${gib(plan.hybrid.bytes)} (${((100 * plan.hybrid.bytes) / plan.full.bytes).toFixed(1)}%)`);
+    console.log(`largest batch: full ${plan.full.maxBatch}, hybrid ${plan.hybrid.maxBatch}`);
+  });
+
+program
+  .command("inspect")
+  .description("per-layer lazy ratios of prompts and the layers auto mode would make lazy; writes a heatmap")
+  .requiredOption("-m, --model <dir>", "model directory")
+  .requiredOption("-f, --prompt-file <file>", "prompts, separated by lines holding only ---")
+  .option("-d, --device <device>", "cpu, cuda or cuda:N")
+  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
+  .option("--sink <n>", "sink tokens", number("int"), 4)
+  .option("--window <n>", "recent-window tokens", number("int"), 1020)
+  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), 32)
+  .option("--heatmap <file>", "SVG heatmap to write (layers × heads for one prompt, layers × prompts for several)", "lazy-ratios.svg")
+  .action(async (o) => {
+    const signal = abortOnSigint();
+    const prompts = readPrompts(o.promptFile);
+    if (!prompts.length) throw new Error(`${o.promptFile}: no prompts`);
+    const model = await loadWithProgress(o.model, o.device, signal);
+    try {
+      const hybrid = { mode: "auto" as const, fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries };
+      const columns: Array<Array<number | undefined>> = [];
+      let lastHeads: Array<Float32Array | undefined> = [];
+      let lazy = new Set<number>();
+      for (const [i, prompt] of prompts.entries()) {
+        const session = model.createSession({ hybrid });
+        try {
+          for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal }));
+          const stats = session.stats;
+          const h = stats.hybrid!;
+          if (h.pending) {
+            console.log(`prompt ${i}: ${stats.promptTokens} tokens, not longer than sink + window (${o.sink + o.window}): no ratios yet`);
+            columns.push(new Array(model.config.layers).fill(undefined));
+            continue;
+          }
+          console.log(`prompt ${i}: ${stats.promptTokens} tokens; lazy layers ${h.lazyLayers.join(", ")}`);
+          console.log(h.ratios.map((r, l) => `  layer ${String(l).padStart(3)}  ${r!.toFixed(4)}${h.lazyLayers.includes(l) ? "  lazy" : ""}`).join("\n"));
+          columns.push(h.ratios);
+          lastHeads = h.headRatios;
+          lazy = new Set(h.lazyLayers);
+        } finally {
+          session.dispose();
+        }
+      }
+      const single = prompts.length === 1;
+      const values = single
+        ? lastHeads.map((heads) => (heads ? Array.from(heads) : []))
+        : Array.from({ length: model.config.layers }, (_, l) => columns.map((c) => c[l]));
+      fs.writeFileSync(o.heatmap, heatmapSvg({
+        title: `lazy ratio, ${model.dir} (sink ${o.sink}, window ${o.window}, last ${o.lastQueries} queries)`,
+        values, rowLabel: "layer", columnLabel: single ? "head" : "prompt", marked: single ? lazy : undefined,
+      }));
+      console.log(`heatmap: ${o.heatmap}`);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+program
+  .command("calibrate")
+  .description("run auto selection over prompts and write the layer file fixed mode reads")
+  .requiredOption("-m, --model <dir>", "model directory")
+  .requiredOption("-f, --prompt-file <file>", "prompts, separated by lines holding only ---")
+  .requiredOption("-o, --out <file>", "layer file (JSON) to write")
+  .option("-d, --device <device>", "cpu, cuda or cuda:N")
+  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
+  .option("--sink <n>", "sink tokens", number("int"), 4)
+  .option("--window <n>", "recent-window tokens", number("int"), 1020)
+  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), 32)
+  .action(async (o) => {
+    const signal = abortOnSigint();
+    const model = await loadWithProgress(o.model, o.device, signal);
+    try {
+      const bar = new SingleBar({ format: "calibrating {bar} {value}/{total} prompts", stream: process.stderr });
+      const prompts = readPrompts(o.promptFile);
+      bar.start(prompts.length, 0);
+      const file = await calibrate(model, prompts, {
+        hybrid: { fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries },
+        onProgress: (done) => bar.update(done),
+        signal,
+      }).finally(() => bar.stop());
+      fs.writeFileSync(o.out, JSON.stringify(file, null, 2) + "\n");
+      console.log(`lazy layers ${file.lazyLayers.join(", ")} (from ${file.prompts} prompts) written to ${o.out}`);
     } finally {
       await model.dispose();
     }

@@ -5,7 +5,7 @@ import { addon } from "../native";
 import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
 
 type Native = ReturnType<typeof addon>;
-type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax";
+type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "ropeAppendKv";
 
 function call(op: OpName, args: object, outputs: Outputs) {
   const native = addon() as unknown as Record<string, (a: object) => void>;
@@ -94,6 +94,60 @@ export interface RopeOptions {
 export function rope(o: RopeOptions): void {
   for (const name of ["q", "k", "positions", "invFreq"] as const) requireTensor(name, o[name]);
   call("rope", { q: o.q.handle, k: o.k.handle, positions: o.positions.handle, invFreq: o.invFreq.handle }, new Outputs());
+}
+
+export interface RopeAppendKvOptions {
+  /** One stacked q|k|v projection [tokens, (hq + 2·hkv)·d]: each token's query heads, then key heads, then value heads. */
+  qkv: Tensor;
+  /** i32 [tokens]: the absolute position of each token. */
+  positions: Tensor;
+  /** f32 [d / 2]: inverse frequencies, after any scaling (see model/rope.ts). */
+  invFreq: Tensor;
+  /** The K/V pool [numPages, pageSize, hkv, d], in qkv's dtype. */
+  kPages: Tensor;
+  vPages: Tensor;
+  /** i32 [tokens]: pool slot page · pageSize + offset of each token's K/V; -1 skips a token. */
+  slots: Tensor;
+  /** Output [tokens, hq, d]: the rotated queries. */
+  q?: Tensor;
+}
+
+function ropeAppendArgs(o: RopeAppendKvOptions, outputs: Outputs) {
+  const qkv = requireTensor("qkv", o.qkv), kPages = requireTensor("kPages", o.kPages);
+  for (const name of ["positions", "invFreq", "vPages", "slots"] as const) requireTensor(name, o[name]);
+  if (kPages.shape.length !== 4) throw new RangeError(`ropeAppendKv: kPages must be [numPages, pageSize, hkv, d], got [${kPages.shape.join(", ")}]`);
+  const [, , hkv, d] = kPages.shape;
+  const hq = qkv.shape[qkv.shape.length - 1] / d - 2 * hkv;
+  if (!Number.isInteger(hq) || hq < 1)
+    throw new RangeError(`ropeAppendKv: qkv's last dimension ${qkv.shape[qkv.shape.length - 1]} is not (hq + 2·${hkv})·${d} for any hq >= 1`);
+  const q = outputs.take(o.q, () => Tensor.empty([qkv.shape[0], hq, d], qkv.dtype, qkv.device));
+  const args = { qkv: qkv.handle, positions: o.positions.handle, invFreq: o.invFreq.handle, kPages: kPages.handle,
+    vPages: o.vPages.handle, slots: o.slots.handle, q: q.handle };
+  return { q, args };
+}
+
+/**
+ * RoPE and appendKv on the output of one stacked q|k|v projection: rotates the query heads
+ * into `q`, and writes the rotated key heads and the value heads to the pool at `slots` — what
+ * splitting the projection, `rope` and `appendKv` do, in one launch on CUDA (a decode step's
+ * attention input, from one GEMM).
+ * @example
+ * const qkv = kernels.linear({ x, weight: qkvWeight });   // [tokens, (hq + 2·hkv)·d]
+ * const q = kernels.ropeAppendKv({ qkv, positions, invFreq, kPages, vPages, slots });
+ */
+export function ropeAppendKv(o: RopeAppendKvOptions): Tensor {
+  const outputs = new Outputs();
+  const { q, args } = ropeAppendArgs(o, outputs);
+  call("ropeAppendKv", args, outputs);
+  return q;
+}
+
+/** `ropeAppendKv` off the event loop. */
+export async function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
+  const outputs = new Outputs();
+  const { q, args } = ropeAppendArgs(o, outputs);
+  await callAsync("ropeAppendKv", args, outputs, options);
+  return q;
 }
 
 /**

@@ -1,7 +1,8 @@
 // Finds a checkpoint's tensors (one model.safetensors, or shards listed in
 // model.safetensors.index.json), checks every tensor the architecture needs against the config,
 // and loads them onto the device: the gate and up projections stacked into one matrix so the
-// MLP's first GEMM is a single call.
+// MLP's first GEMM is a single call, and likewise q, k and v (with their biases) so a decode
+// step projects its attention input with one GEMM. q, k and v stay available as views.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DeviceName, DType, Tensor } from "../tensor";
@@ -10,6 +11,10 @@ import { SafetensorsFile } from "./safetensors";
 
 export interface LayerWeights {
   inputNorm: Tensor;
+  /** [(heads + 2 · kvHeads) · headDim, hidden]: q rows, then k rows, then v rows. */
+  qkv: Tensor;
+  qkvBias?: Tensor;
+  /** Views of qkv (and qkvBias): the rows of each projection. */
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -111,29 +116,34 @@ export class Checkpoint {
 }
 
 interface Planned {
-  /** Source tensors stacked in order along the first dimension. */
-  sources: string[];
+  /** Source tensors stacked in order along the first dimension, each with its own shape. */
+  sources: Array<{ name: string; shape: number[] }>;
   shape: number[];
 }
 
-function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Planned; layers: Record<keyof LayerWeights, Planned | undefined>[] } {
+/** The tensors a layer loads; the rest of LayerWeights are views of them. */
+type LoadedLayer = Omit<LayerWeights, "q" | "k" | "v" | "qBias" | "kBias" | "vBias">;
+
+function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Planned; layers: Record<keyof LoadedLayer, Planned | undefined>[] } {
   const { hiddenSize: h, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize: vocab } = config;
-  const one = (name: string, shape: number[]): Planned => ({ sources: [name], shape });
+  const one = (name: string, shape: number[]): Planned => ({ sources: [{ name, shape }], shape });
+  const stack = (parts: Array<[string, number[]]>): Planned => ({
+    sources: parts.map(([name, shape]) => ({ name, shape })),
+    shape: [parts.reduce((rows, [, shape]) => rows + shape[0], 0), ...parts[0][1].slice(1)],
+  });
   const layers = Array.from({ length: config.layers }, (_, i) => {
-    const p = `model.layers.${i}.`;
-    const bias = (name: string, n: number) => (config.attentionBias ? one(`${p}self_attn.${name}.bias`, [n]) : undefined);
+    const p = `model.layers.${i}.self_attn.`;
+    const m = `model.layers.${i}.mlp.`;
+    const projections = (suffix: string, cols: number[]) =>
+      stack([[`${p}q_proj.${suffix}`, [heads * d, ...cols]], [`${p}k_proj.${suffix}`, [kvHeads * d, ...cols]], [`${p}v_proj.${suffix}`, [kvHeads * d, ...cols]]]);
     return {
-      inputNorm: one(`${p}input_layernorm.weight`, [h]),
-      q: one(`${p}self_attn.q_proj.weight`, [heads * d, h]),
-      k: one(`${p}self_attn.k_proj.weight`, [kvHeads * d, h]),
-      v: one(`${p}self_attn.v_proj.weight`, [kvHeads * d, h]),
-      qBias: bias("q_proj", heads * d),
-      kBias: bias("k_proj", kvHeads * d),
-      vBias: bias("v_proj", kvHeads * d),
-      o: one(`${p}self_attn.o_proj.weight`, [h, heads * d]),
-      postNorm: one(`${p}post_attention_layernorm.weight`, [h]),
-      gateUp: { sources: [`${p}mlp.gate_proj.weight`, `${p}mlp.up_proj.weight`], shape: [2 * inter, h] },
-      down: one(`${p}mlp.down_proj.weight`, [h, inter]),
+      inputNorm: one(`model.layers.${i}.input_layernorm.weight`, [h]),
+      qkv: projections("weight", [h]),
+      qkvBias: config.attentionBias ? projections("bias", []) : undefined,
+      o: one(`${p}o_proj.weight`, [h, heads * d]),
+      postNorm: one(`model.layers.${i}.post_attention_layernorm.weight`, [h]),
+      gateUp: stack([[`${m}gate_proj.weight`, [inter, h]], [`${m}up_proj.weight`, [inter, h]]]),
+      down: one(`${m}down_proj.weight`, [h, inter]),
     };
   });
   return {
@@ -153,26 +163,24 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
   const all: Planned[] = [layout.embed, layout.norm, ...(layout.lmHead ? [layout.lmHead] : []),
     ...layout.layers.flatMap((l) => Object.values(l).filter((p): p is Planned => p !== undefined))];
   // Check every tensor before reading any, so a mismatched checkpoint fails fast.
-  for (const planned of all) {
-    const rows = planned.shape[0] / planned.sources.length;
-    for (const name of planned.sources) checkpoint.expect(name, planned.sources.length > 1 ? [rows, ...planned.shape.slice(1)] : planned.shape);
-  }
-  const sourceDTypes = new Set(all.flatMap((p) => p.sources.map((s) => checkpoint.file(s).get(s).dtype)));
-  const totalBytes = all.reduce((sum, p) => sum + p.sources.reduce((s, n) => s + sizeOf(checkpoint, n), 0), 0);
+  for (const planned of all) for (const { name, shape } of planned.sources) checkpoint.expect(name, shape);
+  const sourceDTypes = new Set(all.flatMap((p) => p.sources.map((s) => checkpoint.file(s.name).get(s.name).dtype)));
+  const totalBytes = all.reduce((sum, p) => sum + p.sources.reduce((s, n) => s + sizeOf(checkpoint, n.name), 0), 0);
   let loadedBytes = 0;
   const loaded: Tensor[] = [];
 
   const load = async (planned: Planned): Promise<Tensor> => {
     options.signal?.throwIfAborted();
-    const first = checkpoint.file(planned.sources[0]).get(planned.sources[0]);
+    const firstName = planned.sources[0].name;
+    const first = checkpoint.file(firstName).get(firstName);
     const fileDType = first.dtype.toLowerCase() as DType;
     const staging = Tensor.empty(planned.shape, fileDType, "cpu");
     try {
       let offset = 0;
-      for (const name of planned.sources) {
+      for (const { name } of planned.sources) {
         const file = checkpoint.file(name);
         if (file.get(name).dtype !== first.dtype)
-          throw new Error(`${file.path}: tensor '${name}' is ${file.get(name).dtype} but '${planned.sources[0]}' is ${first.dtype}; stacked tensors must share a dtype`);
+          throw new Error(`${file.path}: tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`);
         await file.readAsync(name, staging, offset);
         offset += file.get(name).shape.reduce((a, b) => a * b, 1);
         loadedBytes += sizeOf(checkpoint, name);
@@ -189,7 +197,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
         result = onDevice;
       }
       loaded.push(result);
-      options.onProgress?.({ loadedBytes, totalBytes, tensor: planned.sources.join(" + ") });
+      options.onProgress?.({ loadedBytes, totalBytes, tensor: planned.sources.map((src) => src.name).join(" + ") });
       return result;
     } catch (err) {
       if (!staging.disposed) staging.dispose();
@@ -205,9 +213,9 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
     const lmHead = layout.lmHead ? await load(layout.lmHead) : embed;
     const layers: LayerWeights[] = [];
     for (const l of layout.layers) {
-      const w: Partial<LayerWeights> = {};
-      for (const [key, planned] of Object.entries(l) as [keyof LayerWeights, Planned | undefined][]) if (planned) w[key] = await load(planned);
-      layers.push(w as LayerWeights);
+      const w: Partial<LoadedLayer> = {};
+      for (const [key, planned] of Object.entries(l) as [keyof LoadedLayer, Planned | undefined][]) if (planned) w[key] = await load(planned);
+      layers.push(withProjectionViews(w as LoadedLayer, config, loaded));
     }
     return { embed, norm, lmHead, layers };
   } catch (err) {
@@ -216,14 +224,33 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
   }
 }
 
+/** The layer with q, k and v (and their biases) as views of the stacked tensors; the views join `made` for disposal. */
+function withProjectionViews(l: LoadedLayer, config: ModelConfig, made: Tensor[]): LayerWeights {
+  const { heads, kvHeads, headDim: d } = config;
+  const split = (t: Tensor) => {
+    const views = [t.rows(0, heads * d), t.rows(heads * d, kvHeads * d), t.rows((heads + kvHeads) * d, kvHeads * d)];
+    made.push(...views);
+    return views;
+  };
+  const [q, k, v] = split(l.qkv);
+  const [qBias, kBias, vBias] = l.qkvBias ? split(l.qkvBias) : [];
+  return { ...l, q, k, v, qBias, kBias, vBias };
+}
+
 function sizeOf(checkpoint: Checkpoint, name: string): number {
   const e = checkpoint.file(name).get(name);
   return e.end - e.begin;
 }
 
-/** Every tensor of a ModelWeights, once (a tied lm_head is the embedding). */
+/** Every tensor of a ModelWeights, views included, once (a tied lm_head is the embedding): what disposing frees. */
 export function weightTensors(w: ModelWeights): Tensor[] {
   const set = new Set<Tensor>([w.embed, w.norm, w.lmHead]);
   for (const l of w.layers) for (const t of Object.values(l)) if (t) set.add(t);
   return [...set];
+}
+
+/** Bytes of memory the weights hold (views of the stacked projections are not counted again). */
+export function weightBytes(w: ModelWeights): number {
+  const views = new Set<Tensor | undefined>(w.layers.flatMap((l) => [l.q, l.k, l.v, l.qBias, l.kBias, l.vBias]));
+  return weightTensors(w).reduce((sum, t) => sum + (views.has(t) ? 0 : t.bytes), 0);
 }

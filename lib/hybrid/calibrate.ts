@@ -1,0 +1,83 @@
+// Calibration: run auto selection over a set of prompts, count how often each layer is lazy, and
+// keep the most frequent L − P as a layer file that fixed mode reads.
+import * as fs from "node:fs";
+import type { Model } from "../api/model";
+import { HybridOptions, resolveHybrid } from "./options";
+
+export interface LayerFile {
+  model: string;
+  layers: number;
+  sink: number;
+  window: number;
+  lastQueries: number;
+  fullLayers: number;
+  prompts: number;
+  /** counts[i]: prompts for which layer i was lazy. */
+  counts: number[];
+  /** The L − P layers lazy most often (ties: lower layer first). */
+  lazyLayers: number[];
+}
+
+export interface CalibrateOptions {
+  hybrid?: Omit<HybridOptions, "mode" | "lazyLayers">;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * @example
+ * const file = await calibrate(model, prompts, { hybrid: { fullLayers: 0.5 } });
+ * fs.writeFileSync("layers.json", JSON.stringify(file, null, 2));
+ * const session = model.createSession({ hybrid: { mode: "fixed", ...layerFileOptions(readLayerFile("layers.json")) } });
+ */
+export async function calibrate(model: Model, prompts: string[], options: CalibrateOptions = {}): Promise<LayerFile> {
+  const resolved = resolveHybrid({ ...options.hybrid, mode: "calibrate" }, model.config.layers);
+  const counts = new Array(model.config.layers).fill(0);
+  let measured = 0;
+  for (const [i, prompt] of prompts.entries()) {
+    options.signal?.throwIfAborted();
+    const session = model.createSession({ hybrid: { ...options.hybrid, mode: "calibrate" } });
+    try {
+      for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal: options.signal }));
+      const state = session.stats.hybrid!;
+      if (!state.pending) {
+        for (const l of state.lazyLayers) counts[l]++;
+        measured++;
+      }
+    } finally {
+      session.dispose();
+    }
+    options.onProgress?.(i + 1, prompts.length);
+  }
+  if (measured === 0) throw new Error(`no prompt was longer than sink + window (${resolved.sink + resolved.window} tokens): nothing to calibrate on`);
+  const order = counts.map((c, l) => ({ c, l })).sort((a, b) => b.c - a.c || a.l - b.l);
+  return {
+    model: model.dir,
+    layers: model.config.layers,
+    sink: resolved.sink,
+    window: resolved.window,
+    lastQueries: resolved.lastQueries,
+    fullLayers: resolved.fullLayers,
+    prompts: measured,
+    counts,
+    lazyLayers: order.slice(0, model.config.layers - resolved.fullLayers).map((e) => e.l).sort((a, b) => a - b),
+  };
+}
+
+/** Reads and checks a layer file written by calibrate(). */
+export function readLayerFile(file: string): LayerFile {
+  let data: LayerFile;
+  try {
+    data = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new Error(`${file}: cannot be read as a layer file (${(err as Error).message})`);
+  }
+  if (!Array.isArray(data.lazyLayers) || !Number.isInteger(data.layers) || data.lazyLayers.some((l) => !Number.isInteger(l) || l < 0 || l >= data.layers))
+    throw new Error(`${file}: needs 'layers' and a 'lazyLayers' list of layer indices below it`);
+  return data;
+}
+
+/** Fixed-mode options from a layer file (its sink and window too). */
+export function layerFileOptions(file: LayerFile): HybridOptions {
+  return { mode: "fixed", lazyLayers: file.lazyLayers, sink: file.sink, window: file.window };
+}

@@ -1,0 +1,80 @@
+// The memory planner: KV bytes per sequence with full and hybrid caches, and the largest batch a
+// memory budget holds. It counts pages exactly as the runtime allocates them (lib/cache), so the
+// plan is what a session will really use.
+import { ModelConfig } from "../model/config";
+import { DType } from "../tensor";
+
+/** Bytes of one KV page: K and V of `pageSize` tokens of one layer. */
+export function pageBytes(config: Pick<ModelConfig, "kvHeads" | "headDim">, pageSize: number, dtype: DType): number {
+  return 2 * pageSize * config.kvHeads * config.headDim * (dtype === "f32" ? 4 : 2);
+}
+
+/** Pages of a full cache of `tokens` tokens. */
+export const fullCachePages = (tokens: number, pageSize: number) => Math.ceil(tokens / pageSize);
+/** Pages of a streaming ring (sink + window slots) once the sequence is longer than the ring. */
+export const ringPages = (tokens: number, sink: number, window: number, pageSize: number) =>
+  Math.ceil(Math.min(tokens, sink + window) / pageSize);
+
+export interface MemoryPlanOptions {
+  /** Tokens per sequence (prompt + generation). */
+  context: number;
+  /** Device memory for weights and the KV pool together, in bytes. */
+  memoryBytes: number;
+  /** Bytes of weights on the device. */
+  weightBytes: number;
+  /** Layers kept full (P). */
+  fullLayers: number;
+  sink?: number;
+  window?: number;
+  pageSize?: number;
+  dtype?: DType;
+}
+
+export interface MemoryPlan {
+  pageBytes: number;
+  /** Pages (and bytes) of the KV pool that fit beside the weights. */
+  poolPages: number;
+  poolBytes: number;
+  full: SequencePlan;
+  hybrid: SequencePlan;
+}
+
+export interface SequencePlan {
+  /** KV pages and bytes of one sequence at the full context. */
+  pages: number;
+  bytes: number;
+  /** Most pages one sequence holds at once while its prompt is prefilled (hybrid: P + 1 full caches). */
+  prefillPeakPages: number;
+  /** Largest batch of sequences at the full context that fits the pool, with room for one prefill at its peak. */
+  maxBatch: number;
+}
+
+/**
+ * @example
+ * const plan = planMemory(config, { context: 32768, memoryBytes: 80e9, weightBytes: 16.1e9, fullLayers: 16 });
+ * console.log(plan.full.maxBatch, plan.hybrid.maxBatch);
+ */
+export function planMemory(config: ModelConfig, o: MemoryPlanOptions): MemoryPlan {
+  const pageSize = o.pageSize ?? 16, sink = o.sink ?? 4, window = o.window ?? 1020, dtype = o.dtype ?? "bf16";
+  for (const [name, v] of Object.entries({ context: o.context, pageSize, window }))
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
+  if (!(o.memoryBytes > 0)) throw new RangeError(`memoryBytes must be > 0, got ${o.memoryBytes}`);
+  const L = config.layers, P = o.fullLayers;
+  if (!Number.isInteger(P) || P < 0 || P > L) throw new RangeError(`fullLayers must be an integer in [0, ${L}], got ${P}`);
+  const bytes = pageBytes(config, pageSize, dtype);
+  const poolPages = Math.max(0, Math.floor((o.memoryBytes - o.weightBytes) / bytes));
+  const full = fullCachePages(o.context, pageSize), ring = ringPages(o.context, sink, window, pageSize);
+  const sequence = (pages: number, peak: number): SequencePlan => ({
+    pages,
+    bytes: pages * bytes,
+    prefillPeakPages: peak,
+    maxBatch: poolPages < peak ? 0 : 1 + Math.floor((poolPages - peak) / pages),
+  });
+  return {
+    pageBytes: bytes,
+    poolPages,
+    poolBytes: poolPages * bytes,
+    full: sequence(L * full, L * full),
+    hybrid: sequence(P * full + (L - P) * ring, Math.min(L, P + 1) * full + Math.max(0, L - P - 1) * ring),
+  };
+}

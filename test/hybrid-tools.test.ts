@@ -1,0 +1,103 @@
+// The memory planner, calibration and its layer file, the heatmap, and the CLI commands that
+// use them (run from dist/, which `npm test` builds first).
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { loadModel, Model } from "../lib";
+import { calibrate, layerFileOptions, readLayerFile } from "../lib/hybrid/calibrate";
+import { heatmapSvg } from "../lib/hybrid/heatmap";
+import { planMemory } from "../lib/hybrid/planner";
+import { parseConfig } from "../lib/model/config";
+import { fixtureDir } from "./helpers/reference-model";
+import { readReference } from "./helpers/fixtures";
+
+const llama8b = parseConfig({
+  architectures: ["LlamaForCausalLM"], vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+  num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 131072,
+});
+
+describe("memory planner", () => {
+  test("KV bytes per sequence, full and hybrid, for a Llama-3-8B shape", () => {
+    const plan = planMemory(llama8b, { context: 32768, memoryBytes: 80e9, weightBytes: 16.06e9, fullLayers: 16 });
+    // Full: 32 layers × 32768 tokens × 2 (K, V) × 8 heads × 128 × 2 bytes = 4 GiB.
+    expect(plan.full.bytes).toBe(4 * 2 ** 30);
+    // Hybrid: 16 full layers + 16 rings of 1024 slots.
+    expect(plan.hybrid.bytes).toBe(16 * 32768 * 4096 + 16 * 1024 * 4096);
+    expect(plan.full.maxBatch).toBe(1 + Math.floor((plan.poolPages - plan.full.prefillPeakPages) / plan.full.pages));
+    expect(plan.hybrid.maxBatch).toBeGreaterThan(1.8 * plan.full.maxBatch);
+    // The ideal ratio 1 / (P/L + (1 − P/L)(S+W)/N) of the issue at 32K is 1.94.
+    expect(plan.full.bytes / plan.hybrid.bytes).toBeCloseTo(1 / (0.5 + 0.5 * (1024 / 32768)), 6);
+  });
+  test("bad inputs", () => {
+    expect(() => planMemory(llama8b, { context: 0, memoryBytes: 1e9, weightBytes: 0, fullLayers: 1 })).toThrow(/context must be an integer >= 1/);
+    expect(() => planMemory(llama8b, { context: 10, memoryBytes: 1e9, weightBytes: 0, fullLayers: 33 })).toThrow(/fullLayers must be an integer in \[0, 32\]/);
+  });
+});
+
+describe("calibration", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(fixtureDir("llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });
+  });
+  afterAll(async () => model?.dispose());
+
+  test("counts lazy choices over prompts; fixed mode reads the file back", async () => {
+    const prompts = readReference("llama-tiny").cases.slice(0, 2).map((c) => c.prompt);
+    const hybrid = { fullLayers: 1, sink: 2, window: 6, lastQueries: 4 };
+    const file = await calibrate(model, prompts, { hybrid });
+    expect(file.counts.reduce((a, b) => a + b, 0)).toBe(2 * prompts.length);
+    expect(file.lazyLayers).toHaveLength(2);
+    // Each prompt's own auto choice is what was counted.
+    const counts = [0, 0, 0];
+    for (const p of prompts) {
+      const s = model.createSession({ hybrid: { ...hybrid, mode: "auto" } });
+      for await (const _ of s.generate(p, { maxNewTokens: 0 }));
+      for (const l of s.stats.hybrid!.lazyLayers) counts[l]++;
+      s.dispose();
+    }
+    expect(file.counts).toEqual(counts);
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "lt-cal-")), "layers.json");
+    fs.writeFileSync(out, JSON.stringify(file));
+    const session = model.createSession({ hybrid: layerFileOptions(readLayerFile(out)) });
+    for await (const _ of session.generate(prompts[1], { maxNewTokens: 2 }));
+    expect(session.stats.hybrid!.lazyLayers).toEqual(file.lazyLayers);
+    session.dispose();
+    fs.writeFileSync(out, JSON.stringify({ ...file, lazyLayers: [7] }));
+    expect(() => readLayerFile(out)).toThrow(/lazyLayers/);
+  });
+});
+
+test("the heatmap has one cell per value and marks lazy layers", () => {
+  const svg = heatmapSvg({ title: "t", values: [[0, 0.5], [1, undefined]], rowLabel: "layer", columnLabel: "head", marked: new Set([1]) });
+  expect(svg.match(/<rect x="\d+" y="\d+" width="\d+" height="\d+" fill="#[0-9a-f]{6}"><title>/g)).toHaveLength(3);
+  expect(svg).toContain("layer 0, head 1: 0.5000");
+  expect(svg).toContain("1 ◆");
+});
+
+describe("CLI", () => {
+  const cli = path.join(__dirname, "..", "dist", "lib", "cli", "index.js");
+  const run = (...args: string[]) => execFileSync(process.execPath, [cli, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+
+  test("plan prints per-sequence KV bytes and the largest batches", () => {
+    const out = run("plan", "--model", fixtureDir("llama-tiny"), "--context", "4096", "--memory", "64MiB", "--full-layers", "1", "--window", "60");
+    expect(out).toMatch(/KV per sequence: full 3.00 MiB, hybrid 1.03 MiB/);
+    expect(out).toMatch(/largest batch: full 21, hybrid 60/);
+  });
+  test("inspect prints ratios and writes a heatmap; generate streams text", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-cli-"));
+    const prompts = path.join(dir, "prompts.txt");
+    fs.writeFileSync(prompts, readReference("llama-tiny").cases[1].prompt);
+    const svg = path.join(dir, "map.svg");
+    const out = run("inspect", "-m", fixtureDir("llama-tiny"), "-f", prompts, "-d", "cpu", "--full-layers", "1", "--sink", "2", "--window", "8", "--last-queries", "4", "--heatmap", svg);
+    expect(out).toMatch(/prompt 0: 53 tokens; lazy layers \d, \d/);
+    expect(out.match(/layer +\d +0\.\d{4}/g)).toHaveLength(3);
+    expect(fs.readFileSync(svg, "utf8")).toMatch(/^<svg/);
+    const ref = readReference("qwen2-tiny").cases[0];
+    const text = run("generate", "-m", fixtureDir("qwen2-tiny"), "-p", ref.prompt, "-d", "cpu", "-n", "8");
+    expect(text.length).toBeGreaterThan(0);
+  });
+  test("errors are one clear line and a non-zero exit", () => {
+    expect(() => run("generate", "-m", "/nonexistent", "-p", "x", "-d", "cpu")).toThrow(/config.json: not found/);
+  });
+});
