@@ -116,6 +116,13 @@ describe("generation API", () => {
     expect(out[0].tokens.length).toBe(2);
   });
 
+  test("generation frees every temporary tensor itself (no garbage left for the GC)", async () => {
+    const before = memoryUsage().cpu;
+    await model.generateBatch(["Once upon a time", "The quick brown fox"], { maxNewTokens: 6, prefillChunk: 3, hybrid: { mode: "auto", fullLayers: 1, sink: 1, window: 3, lastQueries: 2 } });
+    for await (const _ of model.generate("Once upon a time", { maxNewTokens: 4 }));
+    expect(memoryUsage().cpu).toBe(before);
+  });
+
   test("sampling is reproducible with a seed", async () => {
     const run = async () => (await model.generateBatch(["Once upon a time"], { maxNewTokens: 12, temperature: 0.9, topK: 20, topP: 0.9, seed: 42, stopAtEos: false }))[0].tokens;
     expect(await run()).toEqual(await run());

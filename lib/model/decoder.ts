@@ -127,7 +127,8 @@ export class Decoder {
               step.add(attention.out);
               if (attention.lazyRatio) ratio = step.add(attention.lazyRatio).toFloat32Array();
               seq.observeQueries?.(i, q, start + offset);
-              const o = step.add(kernels.linear({ x: attention.out.reshape([T, this.config.heads * this.config.headDim]), weight: w.o }));
+              const flat = step.add(attention.out.reshape([T, this.config.heads * this.config.headDim]));
+              const o = step.add(kernels.linear({ x: flat, weight: w.o }));
               const x2 = step.add(kernels.rmsNorm({ x: o, residual: hC, weight: w.postNorm, eps: this.config.rmsNormEps }));
               this.mlp(w, x2, step, step.add(next.rows(offset, T)));
             } finally {
@@ -190,7 +191,7 @@ export class Decoder {
           seqLens: temps.add(this.ints(caches.map((c) => c.validSlots))),
         });
         temps.add(out);
-        const o = temps.add(kernels.linear({ x: out.reshape([B, heads * d]), weight: w.o }));
+        const o = temps.add(kernels.linear({ x: temps.add(out.reshape([B, heads * d])), weight: w.o }));
         const x2 = temps.add(kernels.rmsNorm({ x: o, residual: h, weight: w.postNorm, eps: this.config.rmsNormEps }));
         mlpOut = temps.add(this.mlp(w, x2, temps));
       }
@@ -237,9 +238,13 @@ export class Decoder {
 
   private project(w: LayerWeights, x: Tensor, T: number, positions: Tensor, temps: Temps) {
     const { heads, kvHeads, headDim: d } = this.config;
-    const q = temps.add(kernels.linear({ x, weight: w.q, bias: w.qBias }).reshape([T, heads, d]));
-    const k = temps.add(kernels.linear({ x, weight: w.k, bias: w.kBias }).reshape([T, kvHeads, d]));
-    const v = temps.add(kernels.linear({ x, weight: w.v, bias: w.vBias }).reshape([T, kvHeads, d]));
+    const heads3 = (weight: Tensor, bias: Tensor | undefined, n: number) => {
+      const flat = temps.add(kernels.linear({ x, weight, bias }));
+      return temps.add(flat.reshape([T, n, d]));
+    };
+    const q = heads3(w.q, w.qBias, heads);
+    const k = heads3(w.k, w.kBias, kvHeads);
+    const v = heads3(w.v, w.vBias, kvHeads);
     kernels.rope({ q, k, positions, invFreq: this.invFreq });
     return { q, k, v };
   }
