@@ -3,7 +3,8 @@
 // recent window) and content retrieval (anywhere) — in different amounts. The demo measures each
 // layer's lazy ratio with the fused prefill kernel, picks the lazy half as DESIGN.md section 2
 // does, and prints the KV memory and kernel timings that choice buys.
-import { cudaStatus, DeviceName, kernels, Tensor } from "../lib";
+import * as path from "node:path";
+import { cudaStatus, DeviceName, kernels, loadModel, Tensor } from "../lib";
 import { medianMs, printTable, randomNormals } from "./timing";
 
 const device: DeviceName = cudaStatus().available ? "cuda:0" : "cpu";
@@ -92,3 +93,27 @@ const hybridKv = (fullLayers * n + (layers.length - fullLayers) * Math.min(n, si
 console.log(`\nlazy layers: ${[...lazy].sort((a, b) => a - b).join(", ")}`);
 console.log(`KV cache: full ${(fullKv / 2 ** 20).toFixed(1)} MiB, hybrid ${(hybridKv / 2 ** 20).toFixed(1)} MiB (${((100 * hybridKv) / fullKv).toFixed(1)}%)`);
 console.log(`prefill, all layers: plain ${plainMs.toFixed(1)} ms, with fused lazy ratio ${fusedMs.toFixed(1)} ms (+${((100 * (fusedMs - plainMs)) / plainMs).toFixed(1)}%), streaming ${streamingMs.toFixed(1)} ms`);
+
+// The same machinery on a whole (tiny, random-weight) checkpoint: a hybrid session picks its lazy
+// layers during prefill and decodes over rings for them.
+async function tinyModel() {
+  const dir = path.join(__dirname, "..", "..", "test", "fixtures", "models", "llama-tiny");
+  const model = await loadModel(dir, { device, kvCacheBytes: 16 * 2 ** 20 });
+  try {
+    const prompt = "Lazy layers attend to the first tokens and to a recent window, while the other layers keep full attention over the whole prompt.";
+    for (const hybrid of [{ mode: "off" as const }, { mode: "auto" as const, fullLayers: 1, sink: 4, window: 16, lastQueries: 8 }]) {
+      const session = model.createSession({ hybrid });
+      let text = "";
+      for await (const chunk of session.generate(prompt, { maxNewTokens: 24, stopAtEos: false })) text += chunk.text;
+      const s = session.stats;
+      console.log(`\n${dir} (${model.config.architecture}, random weights), hybrid ${hybrid.mode}:`);
+      console.log(`  lazy layers [${s.hybrid?.lazyLayers.join(", ") ?? ""}], ratios [${s.hybrid?.ratios.map((r) => r?.toFixed(3)).join(", ") ?? ""}]`);
+      console.log(`  KV ${s.kvBytes} B of ${s.kvBytesFull} B full; prefill ${s.prefillTokensPerSecond.toFixed(0)} tok/s, decode ${s.decodeTokensPerSecond.toFixed(0)} tok/s`);
+      console.log(`  text: ${JSON.stringify(text.slice(0, 60))}`);
+      session.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+void tinyModel();
