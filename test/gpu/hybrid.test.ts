@@ -1,0 +1,63 @@
+// Hybrid mode on CUDA against the same run on the CPU (itself checked against a float64
+// reference in test/hybrid.test.ts): lazy ratios, the layers chosen, and decode logits.
+import { cudaStatus, loadModel, Model } from "../../lib";
+import { resolveHybrid } from "../../lib/hybrid/options";
+import { HybridPolicy } from "../../lib/hybrid/policy";
+import { fixtureDir } from "../helpers/reference-model";
+import { readReference } from "../helpers/fixtures";
+
+const status = cudaStatus();
+if (!status.available) process.stderr.write(`\n[lighttransfer] GPU hybrid tests SKIPPED: ${status.reason}\n\n`);
+const describeGpu = status.available ? describe : describe.skip;
+
+describeGpu("hybrid mode on CUDA equals the CPU run", () => {
+  let cpu: Model, gpu: Model;
+  beforeAll(async () => {
+    cpu = await loadModel(fixtureDir("llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20, pageSize: 4 });
+    gpu = await loadModel(fixtureDir("llama-tiny"), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20, pageSize: 4 });
+  });
+  afterAll(async () => {
+    await cpu?.dispose();
+    await gpu?.dispose();
+  });
+
+  function run(model: Model, hybrid: object, ids: number[], cont: number[]) {
+    const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+    const seq = policy.createSequence();
+    try {
+      policy.beforePrefill(seq, ids.length);
+      const rows = [model.decoder.prefill(seq, ids, { policy, chunkSize: 16 })];
+      for (const t of cont) {
+        rows.push(model.decoder.decode([seq], [t]));
+        policy.afterDecode(seq);
+      }
+      return { rows, state: { ...policy.state }, kinds: seq.caches.map((c) => c.kind) };
+    } finally {
+      model.decoder.releaseSequence(seq);
+      policy.dispose();
+    }
+  }
+
+  const relError = (a: Float32Array, b: Float32Array) => {
+    let num = 0, den = 0;
+    for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+    return Math.sqrt(num / den);
+  };
+
+  test.each([
+    ["auto, long prompt", { mode: "auto", fullLayers: 1, sink: 2, window: 6, lastQueries: 4 }, 1],
+    ["auto, short prompt (deferred)", { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 4 }, 0],
+    ["fixed, streaming prefill", { mode: "fixed", lazyLayers: [0, 2], prefill: "streaming", sink: 2, window: 6 }, 1],
+  ])("%s", (_, hybrid, caseIndex) => {
+    const ref = readReference("llama-tiny").cases[caseIndex as number];
+    const cont = ref.greedy.slice(0, 10);
+    const a = run(cpu, hybrid, ref.ids, cont), b = run(gpu, hybrid, ref.ids, cont);
+    // bf16 activations move ratios by ~1e-2 at most; the chosen layers agree unless two ratios are that close.
+    a.state.ratios.forEach((r, l) => expect(Math.abs((b.state.ratios[l] ?? NaN) - (r ?? NaN))).toBeLessThan(2e-2));
+    const sorted = [...a.state.ratios].filter((r): r is number => r !== undefined).sort();
+    const separated = sorted.every((r, i) => i === 0 || r - sorted[i - 1] > 4e-2);
+    if (separated) expect(b.state.lazyLayers).toEqual(a.state.lazyLayers);
+    expect(b.kinds).toEqual(b.state.lazyLayers.length ? b.kinds.map((_, l) => (b.state.lazyLayers.includes(l) ? "streaming" : "full")) : b.kinds);
+    if (separated) a.rows.forEach((row, i) => expect(relError(b.rows[i], row)).toBeLessThan(5e-2));
+  });
+});
