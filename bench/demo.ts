@@ -5,7 +5,7 @@
 // does, and prints the KV memory and kernel timings that choice buys.
 import * as path from "node:path";
 import { cudaStatus, DeviceName, kernels, loadModel, Tensor } from "../lib";
-import { medianMs, printTable, randomNormals } from "./timing";
+import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
 
 const device: DeviceName = cudaStatus().available ? "cuda:0" : "cpu";
 const dtype = device === "cpu" ? "f32" : "bf16";
@@ -56,6 +56,8 @@ function layerInputs(mix: { sinks: number; local: number; content: number }) {
   };
 }
 
+const fence = deviceFence(device);
+const timed = (run: () => void) => medianMs(() => (run(), fence()), { minReps: 1, minMs: 0 });
 const rows: Array<Record<string, string | number>> = [];
 const ratios: number[] = [];
 let plainMs = 0, fusedMs = 0, streamingMs = 0;
@@ -64,9 +66,9 @@ for (const [i, mix] of layers.entries()) {
   const out = Tensor.empty([n, hq, d], dtype, device);
   const ratioOut = Tensor.empty([hq], "f32", device);
   const spec = { sink, window, lastQueries };
-  const plain = medianMs(() => kernels.prefillAttention({ q, k, v, out }), { minReps: 1, minMs: 0 });
-  const fused = medianMs(() => kernels.prefillAttention({ q, k, v, out, lazyRatio: spec, lazyRatioOut: ratioOut }), { minReps: 1, minMs: 0 });
-  const streaming = medianMs(() => kernels.prefillAttention({ q, k, v, out, streaming: { sink, window } }), { minReps: 1, minMs: 0 });
+  const plain = timed(() => kernels.prefillAttention({ q, k, v, out }));
+  const fused = timed(() => kernels.prefillAttention({ q, k, v, out, lazyRatio: spec, lazyRatioOut: ratioOut }));
+  const streaming = timed(() => kernels.prefillAttention({ q, k, v, out, streaming: { sink, window } }));
   plainMs += plain;
   fusedMs += fused;
   streamingMs += streaming;

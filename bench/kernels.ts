@@ -1,7 +1,7 @@
 // `npm run bench:kernels`: time and GFLOP/s (or GB/s for byte movers) of each kernel at several
 // sizes, on the CPU by default; `-- --device cuda:0` runs the same table on a GPU.
 import { DeviceName, getThreads, kernels, Tensor } from "../lib";
-import { medianMs, printTable, randomNormals } from "./timing";
+import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
 
 const deviceArg = process.argv.indexOf("--device");
 const device = (deviceArg > 0 ? process.argv[deviceArg + 1] : "cpu") as DeviceName;
@@ -11,6 +11,13 @@ const onGpu = device !== "cpu";
 function rand(shape: number[], dt: "f32" | "bf16" = dtype): Tensor {
   return Tensor.from(randomNormals(shape.reduce((a, b) => a * b, 1)), shape, { dtype: dt, device });
 }
+
+// Each timed call waits for the device (a 4-byte read, a few µs beside the kernels timed here).
+const fence = deviceFence(device);
+const timed = (run: () => void) => medianMs(() => {
+  run();
+  fence();
+});
 
 const rows: Array<Record<string, string | number>> = [];
 const hq = 32, hkv = 8, d = 128;
@@ -31,7 +38,7 @@ for (const n of prefillSizes) {
     ["causal + lazy ratio", causalPairs, () => kernels.prefillAttention({ q, k, v, out, lazyRatio: true, lazyRatioOut: ratio })],
   ];
   for (const [name, pairs, run] of variants) {
-    const ms = medianMs(run);
+    const ms = timed(run);
     rows.push({ kernel: `prefill ${name}`, size: `N=${n}`, ms, "GFLOP/s": (4 * pairs * d * hq) / (ms * 1e6), "GB/s": "" });
   }
   [q, k, v, out, ratio].forEach((t) => t.dispose());
@@ -49,7 +56,7 @@ for (const [batch, ctx] of decodeSizes) {
   const seqLens = Tensor.from(new Int32Array(batch).fill(ctx), [batch], { device });
   const q = rand([batch, hq, d]);
   const out = Tensor.empty([batch, hq, d], q.dtype, device);
-  const ms = medianMs(() => kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens, out }));
+  const ms = timed(() => kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens, out }));
   const bytes = 2 * batch * ctx * hkv * d * (dtype === "f32" ? 4 : 2);
   rows.push({ kernel: "decode (paged)", size: `B=${batch} ctx=${ctx}`, ms, "GFLOP/s": (4 * batch * ctx * hq * d) / (ms * 1e6), "GB/s": bytes / (ms * 1e6) });
   [kPages, vPages, pageTable, seqLens, q, out].forEach((t) => t.dispose());
@@ -63,9 +70,9 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
   const slots = Tensor.from(Int32Array.from({ length: n }, (_, i) => i), [n], { device });
   const table = Tensor.from(Int32Array.from({ length: numPages }, (_, i) => i), [numPages], { device });
   const rowBytes = hkv * d * (dtype === "f32" ? 4 : 2);
-  const appendMs = medianMs(() => kernels.appendKv({ k, v, kPages, vPages, slots }));
+  const appendMs = timed(() => kernels.appendKv({ k, v, kPages, vPages, slots }));
   rows.push({ kernel: "appendKv", size: `N=${n}`, ms: appendMs, "GFLOP/s": "", "GB/s": (4 * n * rowBytes) / (appendMs * 1e6) });
-  const cutMs = medianMs(() =>
+  const cutMs = timed(() =>
     kernels.cutToStreaming({ kPages, vPages, srcPageTable: table, dstPageTable: table, length: n, sink: 4, window: 1020 }),
   );
   rows.push({ kernel: "cutToStreaming S=4 W=1020", size: `N=${n}`, ms: cutMs, "GFLOP/s": "", "GB/s": (8 * 1024 * rowBytes) / (cutMs * 1e6) });
@@ -76,7 +83,7 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
 for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
   const q = rand([32, hq, d]), k = rand([n, hkv, d]);
   const lse = Tensor.from(new Float32Array(32 * hq).fill(8), [32, hq], { device });
-  const ms = medianMs(() => kernels.lazyRatio({ q, k, lse, sink: 4, window: 1020, lastQueries: 32 }).dispose());
+  const ms = timed(() => kernels.lazyRatio({ q, k, lse, sink: 4, window: 1020, lastQueries: 32 }).dispose());
   rows.push({ kernel: "lazyRatio (standalone)", size: `N=${n}`, ms, "GFLOP/s": (2 * 32 * 1024 * hq * d) / (ms * 1e6), "GB/s": "" });
   [q, k, lse].forEach((t) => t.dispose());
 }

@@ -1,3 +1,5 @@
+import { DeviceName, Tensor } from "../lib";
+
 // Timing helpers shared by the benchmark scripts: warm up, repeat, report the median.
 export function medianMs(run: () => void, { warmup = 1, minReps = 3, minMs = 300 } = {}): number {
   for (let i = 0; i < warmup; i++) run();
@@ -27,4 +29,14 @@ export function printTable(rows: Array<Record<string, string | number>>): void {
   const line = (vals: string[]) => vals.map((v, i) => v.padStart(widths[i])).join("  ");
   console.log(line(cols));
   for (const r of rows) console.log(line(cols.map((c) => cell(r[c]))));
+}
+
+/**
+ * A function that waits until the device has finished all queued work. CUDA calls return once
+ * queued; reading device memory back waits for the stream, so a 4-byte read is the fence.
+ */
+export function deviceFence(device: DeviceName): () => void {
+  if (device === "cpu") return () => undefined;
+  const fence = Tensor.empty([1], "i32", device);
+  return () => void fence.toArray();
 }

@@ -13,7 +13,7 @@ $jest --selectProjects gpu --ci 2>&1 | tee "$out/gpu-tests.log"
 status=${PIPESTATUS[0]}
 # A small suite under memcheck: the cache operations and the standalone lazy ratio (fast enough
 # to run instrumented), plus one prefill and one decode case.
-compute-sanitizer --tool memcheck --error-exitcode 9 --target-processes all \
+timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 --target-processes all \
   $jest --selectProjects gpu --ci -i -t "cache operations|standalone lazy ratio|nq=63 nk=63|hq=8 hkv=8 d=64 f16" \
   > "$out/memcheck.log" 2>&1
 memcheck=$?
