@@ -19,6 +19,11 @@ export interface LoadModelOptions {
   kvCacheBytes?: number;
   /** Tokens per KV page (default 16). */
   pageSize?: number;
+  /**
+   * Activation and KV-cache dtype. CPU default f32; "bf16" or "f16" there reproduces what the GPU
+   * computes (tests compare the two). On CUDA it is always the weights' 16-bit type.
+   */
+  computeDType?: DType;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
 }
@@ -42,7 +47,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       options.dtype ?? (device === "cpu" ? undefined : stored === "F16" ? "f16" : "bf16");
     if (device !== "cpu" && dtype === "f32") throw new Error("f32 weights are CPU-only; use dtype 'bf16' or 'f16' on CUDA");
     const weights = await loadWeights(checkpoint, config, { device, dtype, onProgress: options.onProgress, signal: options.signal });
-    const activation: DType = device === "cpu" ? "f32" : weights.embed.dtype;
+    const activation: DType = device === "cpu" ? options.computeDType ?? "f32" : weights.embed.dtype;
+    if (activation === "i32") throw new RangeError("computeDType must be f32, f16 or bf16");
     try {
       return new Model(dir, config, tokenizer, weights, device, activation, options);
     } catch (err) {

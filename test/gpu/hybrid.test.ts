@@ -1,5 +1,6 @@
-// Hybrid mode on CUDA against the same run on the CPU (itself checked against a float64
-// reference in test/hybrid.test.ts): lazy ratios, the layers chosen, and decode logits.
+// Hybrid mode on CUDA against the same run on the CPU in bf16 (the CPU run is itself checked
+// against a float64 reference in test/hybrid.test.ts): lazy ratios, the layers chosen, and the
+// decode logits.
 import { cudaStatus, loadModel, Model } from "../../lib";
 import { resolveHybrid } from "../../lib/hybrid/options";
 import { HybridPolicy } from "../../lib/hybrid/policy";
@@ -13,7 +14,8 @@ const describeGpu = status.available ? describe : describe.skip;
 describeGpu("hybrid mode on CUDA equals the CPU run", () => {
   let cpu: Model, gpu: Model;
   beforeAll(async () => {
-    cpu = await loadModel(fixtureDir("llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20, pageSize: 4 });
+    // bf16 activations and KV on the CPU too, so the two runs round at the same places.
+    cpu = await loadModel(fixtureDir("llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20, pageSize: 4, computeDType: "bf16" });
     gpu = await loadModel(fixtureDir("llama-tiny"), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20, pageSize: 4 });
   });
   afterAll(async () => {
@@ -52,15 +54,18 @@ describeGpu("hybrid mode on CUDA equals the CPU run", () => {
     const ref = readReference("llama-tiny").cases[caseIndex as number];
     const cont = ref.greedy.slice(0, 10);
     const a = run(cpu, hybrid, ref.ids, cont), b = run(gpu, hybrid, ref.ids, cont);
-    // bf16 activations move ratios by ~1e-2 at most; the chosen layers agree unless two ratios are that close.
+    // Both runs round activations to bf16 (2^-9 relative) at the same points; what differs is
+    // f32 accumulation order and the GPU kernels' bf16 rounding of softmax weights, a few such
+    // roundings over 3 layers: ratios within 5e-3, logits within 2e-2 relative.
     a.state.ratios.forEach((r, l) => {
       if (r === undefined) expect(b.state.ratios[l]).toBeUndefined(); // fixed mode measures nothing
-      else expect(Math.abs(b.state.ratios[l]! - r)).toBeLessThan(2e-2);
+      else expect(Math.abs(b.state.ratios[l]! - r)).toBeLessThan(5e-3);
     });
+    // The chosen layers agree unless two ratios are within that error of each other.
     const sorted = [...a.state.ratios].filter((r): r is number => r !== undefined).sort();
-    const separated = sorted.every((r, i) => i === 0 || r - sorted[i - 1] > 4e-2);
+    const separated = sorted.every((r, i) => i === 0 || r - sorted[i - 1] > 1e-2);
     if (separated) expect(b.state.lazyLayers).toEqual(a.state.lazyLayers);
-    expect(b.kinds).toEqual(b.state.lazyLayers.length ? b.kinds.map((_, l) => (b.state.lazyLayers.includes(l) ? "streaming" : "full")) : b.kinds);
-    if (separated) a.rows.forEach((row, i) => expect(relError(b.rows[i], row)).toBeLessThan(5e-2));
+    expect(b.kinds).toEqual(b.kinds.map((_, l) => (b.state.lazyLayers.includes(l) ? "streaming" : "full")));
+    if (separated) a.rows.forEach((row, i) => expect(relError(b.rows[i], row)).toBeLessThan(2e-2));
   });
 });
