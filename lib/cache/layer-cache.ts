@@ -17,6 +17,11 @@ abstract class PagedCache {
   /** Pool slot (page · pageSize + offset) for position `p`, allocating pages as needed. */
   protected abstract slotFor(p: number): number;
 
+  /**
+   * The cache's pages in slot order. The array only ever grows by appending; whatever drops or
+   * replaces pages assigns a new array. The CUDA decode step relies on this to re-upload a
+   * table only when it changed (model/decode-graph.ts).
+   */
   get pageTable(): readonly number[] {
     return this.pages;
   }

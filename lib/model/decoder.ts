@@ -10,6 +10,7 @@ import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
 import { PagePool } from "../cache/page-pool";
 import { DeviceName, DType, Tensor } from "../tensor";
 import { ModelConfig } from "./config";
+import { DecodeGraphs } from "./decode-graph";
 import { ropeInverseFrequencies } from "./rope";
 import { LayerWeights, ModelWeights } from "./weights";
 
@@ -65,6 +66,8 @@ class Temps {
 
 export class Decoder {
   private readonly invFreq: Tensor;
+  /** The CUDA graph path of decode(); undefined on the CPU. */
+  readonly graphs: DecodeGraphs | undefined;
 
   constructor(
     readonly config: ModelConfig,
@@ -75,6 +78,7 @@ export class Decoder {
     readonly dtype: DType,
   ) {
     this.invFreq = Tensor.from(ropeInverseFrequencies(config), [config.headDim / 2], { device });
+    this.graphs = device === "cpu" ? undefined : new DecodeGraphs({ config, weights, pool, invFreq: this.invFreq, device, dtype });
   }
 
   createSequence(): SequenceState {
@@ -158,9 +162,12 @@ export class Decoder {
 
   /**
    * One decode step for a batch: token ids[b] is appended to sequence b. Returns the logits
-   * [batch · vocab] (row b for sequence b).
+   * [batch · vocab] (row b for sequence b). On CUDA the step is replayed from a CUDA graph
+   * (decode-graph.ts) when it can be; otherwise, and on the CPU, it runs op by op below.
    */
   decode(seqs: readonly SequenceState[], ids: readonly number[]): Float32Array {
+    const replayed = this.graphs?.run(seqs, ids);
+    if (replayed) return replayed;
     const temps = new Temps();
     try {
       const B = seqs.length;
@@ -224,6 +231,7 @@ export class Decoder {
   }
 
   dispose(): void {
+    this.graphs?.dispose();
     this.invFreq.dispose();
   }
 

@@ -9,6 +9,7 @@
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "cuda/cuda_backend.h"
+#include "graph.h"
 #include "kernels.h"
 #include "model_ops.h"
 #include "tensor_object.h"
@@ -100,6 +101,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
   RegisterKernels(env, exports);
   RegisterModelOps(env, exports);
+  RegisterGraphs(env, exports);
   return exports;
 }
 

@@ -1,5 +1,7 @@
 // How the addon runs a validated call: synchronously, or on libuv's thread pool with a
 // Promise, keeping the tensors it uses alive until it ends; and how it waits on a CUDA stream.
+// A sync call made while its device is being captured into a CUDA graph is recorded instead
+// (graph.h), and the graph keeps its tensors alive; async calls cannot be recorded.
 #pragma once
 #include <napi.h>
 
@@ -10,6 +12,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "cuda/cuda_backend.h"
+#include "graph.h"
 #ifdef LT_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -35,6 +38,31 @@ inline void onCuda(const Device& device, Launch launch) {
 }
 #endif
 
+#ifdef LT_WITH_CUDA
+// Device scratch memory of one CUDA call: from the device's pool and given back when the call
+// ends — or, while the device is being captured, the capture's scratch, which the graph keeps
+// for its replays.
+class CallScratch {
+ public:
+  CallScratch(const Device& device, size_t bytes) : device_(device) {
+    if (bytes == 0) return;
+    recorded_ = cuda::capturing(device.index);
+    ptr_ = recorded_ ? cuda::captureScratch(device.index, bytes) : cuda::alloc(device.index, bytes);
+  }
+  ~CallScratch() {
+    if (!recorded_) cuda::free(device_.index, ptr_);
+  }
+  CallScratch(const CallScratch&) = delete;
+  CallScratch& operator=(const CallScratch&) = delete;
+  void* get() const { return ptr_; }
+
+ private:
+  Device device_;
+  void* ptr_ = nullptr;
+  bool recorded_ = false;
+};
+#endif
+
 #ifndef LT_WITH_CUDA
 [[noreturn]] inline void noCudaKernel(const Device& device, const char* op) {
   throw lt::Error(std::string(op) + ": tensors are on " + device.name() + " but " +
@@ -46,7 +74,9 @@ inline void onCuda(const Device& device, Launch launch) {
 class KernelWorker : public Napi::AsyncWorker {
  public:
   KernelWorker(Napi::Env env, PreparedCall call)
-      : Napi::AsyncWorker(env, "lighttransfer.kernel"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
+      : Napi::AsyncWorker(env, "lighttransfer.kernel"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {
+    asyncCallStarted(call_.device);
+  }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
  protected:
@@ -59,10 +89,12 @@ class KernelWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
+    asyncCallEnded(call_.device);
     call_.keepAlive.clear();
     deferred_.Resolve(Env().Undefined());
   }
   void OnError(const Napi::Error& e) override {
+    asyncCallEnded(call_.device);
     call_.keepAlive.clear();
     deferred_.Reject(e.Value());
   }
@@ -76,7 +108,10 @@ using Prepare = PreparedCall (*)(const Napi::CallbackInfo&);
 
 template <Prepare prepare>
 inline Napi::Value runNow(const Napi::CallbackInfo& info) {
-  prepare(info).run();
+  beginCall();
+  PreparedCall call = prepare(info);
+  recordCall(call.device, call.keepAlive);
+  call.run();
   return info.Env().Undefined();
 }
 
@@ -86,7 +121,11 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PreparedCall call;
   try {
+    beginCall();
     call = prepare(info);
+    if (capturing(call.device))
+      throw Error("async kernel calls cannot be recorded into a CUDA graph: " + call.device.name() +
+                  " is being captured; use the sync form");
   } catch (const std::exception& e) {
     auto deferred = Napi::Promise::Deferred::New(env);
     deferred.Reject(Napi::Error::New(env, e.what()).Value());

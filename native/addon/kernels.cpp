@@ -13,6 +13,7 @@
 #include "cpu/cpu_kernels.h"
 #include "cuda/cuda_backend.h"
 #include "dispatch.h"
+#include "graph.h"
 #include "kernels.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
@@ -26,21 +27,27 @@ constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
 constexpr int32_t kMaxHeadDim = 256;
 
 
-// i32 index tables (page tables, slots) are checked on the host: a device tensor's host shadow
-// when it has one, else a copy read back (which waits for the device).
-std::vector<int32_t> hostInts(TensorObject* t) {
-  if (const std::vector<int32_t>* shadow = t->hostShadow()) return *shadow;
-  std::vector<int32_t> host(size_t(numel(t->shape())));
-  deviceCopy(host.data(), Device{}, t->data(), t->device(), host.size() * 4);
-  return host;
-}
+// i32 index tables (page tables, slots) are checked on the host through checkIndices
+// (graph.h): now, or on every launch of a graph the call is recorded into. The checks outlive
+// the KernelArgs, so they report through failIndex with the op's name.
+[[noreturn]] void failIndex(const std::string& op, const std::string& message) { throw Error(op + ": " + message); }
 
-void checkPages(const KernelArgs& args, const char* name, const int32_t* entries, size_t count, int32_t numPages,
+void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
                 const std::string& where) {
   for (size_t i = 0; i < count; i++) {
     if (entries[i] < 0 || entries[i] >= numPages)
-      args.fail(std::string(name) + where + " entry " + std::to_string(i) + " is page " + std::to_string(entries[i]) +
-                ", outside the pool's pages 0.." + std::to_string(numPages - 1));
+      failIndex(op, std::string(name) + where + " entry " + std::to_string(i) + " is page " + std::to_string(entries[i]) +
+                        ", outside the pool's pages 0.." + std::to_string(numPages - 1));
+  }
+}
+
+// Every slot in [lowest, poolSlots): -1 is allowed where a token may be skipped.
+void checkSlots(const std::string& op, const int32_t* slots, int32_t count, int64_t poolSlots, int32_t lowest) {
+  for (int32_t t = 0; t < count; t++) {
+    if (slots[t] < lowest || slots[t] >= poolSlots)
+      failIndex(op, "slots[" + std::to_string(t) + "] = " + std::to_string(slots[t]) + " is outside the pool's slots 0.." +
+                        std::to_string(poolSlots - 1) +
+                        (lowest < 0 ? " (page * pageSize + offset; -1 skips the token)" : ""));
   }
 }
 
@@ -143,15 +150,17 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
   Device device = a.sameDevice({{"q", q}, {"kPages", kPages}, {"vPages", vPages}, {"pageTable", table},
                                 {"seqLens", lens}, {"out", out}, {"lse", lse}});
   const int32_t maxPages = int32_t(table->shape()[1]);
-  std::vector<int32_t> hostLens = hostInts(lens), hostTable = hostInts(table);
-  for (int32_t b = 0; b < batch; b++) {
-    const int64_t capacity = int64_t(maxPages) * pageSize;
-    if (hostLens[b] < 0 || hostLens[b] > capacity)
-      a.fail("seqLens[" + std::to_string(b) + "] = " + std::to_string(hostLens[b]) + " is outside 0.." +
-             std::to_string(capacity) + " (pageTable columns × pageSize)");
-    const size_t used = size_t((hostLens[b] + pageSize - 1) / pageSize);
-    checkPages(a, "pageTable", &hostTable[size_t(b) * maxPages], used, numPages, "[" + std::to_string(b) + "]");
-  }
+  checkIndices(a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages](const std::vector<const int32_t*>& c) {
+    const int32_t *hostLens = c[0], *hostTable = c[1];
+    for (int32_t b = 0; b < batch; b++) {
+      const int64_t capacity = int64_t(maxPages) * pageSize;
+      if (hostLens[b] < 0 || hostLens[b] > capacity)
+        failIndex(op, "seqLens[" + std::to_string(b) + "] = " + std::to_string(hostLens[b]) + " is outside 0.." +
+                          std::to_string(capacity) + " (pageTable columns × pageSize)");
+      const size_t used = size_t((hostLens[b] + pageSize - 1) / pageSize);
+      checkPages(op, "pageTable", &hostTable[size_t(b) * maxPages], used, numPages, "[" + std::to_string(b) + "]");
+    }
+  });
 
   DecodeAttentionParams p;
   p.dtype = q->dtype();
@@ -172,14 +181,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
     call.run = [p, device] {
       const int sms = cuda::multiprocessors(device.index);
       const size_t bytes = cuda::decodeAttentionWorkspaceBytes(p, sms);
-      void* workspace = bytes ? cuda::alloc(device.index, bytes) : nullptr;
-      try {
-        onCuda(device, [&](cudaStream_t s) { cuda::decodeAttention(p, workspace, bytes, sms, s); });
-      } catch (...) {
-        cuda::free(device.index, workspace);
-        throw;
-      }
-      cuda::free(device.index, workspace);
+      CallScratch workspace(device, bytes);
+      onCuda(device, [&](cudaStream_t s) { cuda::decodeAttention(p, workspace.get(), bytes, sms, s); });
     };
 #else
     noCudaKernel(device, a.op().c_str());
@@ -212,12 +215,9 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
   a.expectDType("slots", slots, DType::I32);
   Device device = a.sameDevice({{"k", k}, {"v", v}, {"kPages", kPages}, {"vPages", vPages}, {"slots", slots}});
   const int64_t poolSlots = pool[0] * pool[1];
-  std::vector<int32_t> hostSlots = hostInts(slots);
-  for (int32_t t = 0; t < tokens; t++) {
-    if (hostSlots[t] < -1 || hostSlots[t] >= poolSlots)
-      a.fail("slots[" + std::to_string(t) + "] = " + std::to_string(hostSlots[t]) + " is outside the pool's slots 0.." +
-             std::to_string(poolSlots - 1) + " (page * pageSize + offset; -1 skips the token)");
-  }
+  checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
+    checkSlots(op, c[0], tokens, poolSlots, -1);
+  });
   AppendKvParams p;
   p.dtype = k->dtype();
   p.k = k->data(), p.v = v->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
@@ -265,9 +265,10 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   if (dst->shape()[0] < dstPages)
     a.fail("dstPageTable has " + std::to_string(dst->shape()[0]) + " pages but the ring of " + std::to_string(ringLen) +
            " slots needs " + std::to_string(dstPages));
-  std::vector<int32_t> hostSrc = hostInts(src), hostDst = hostInts(dst);
-  checkPages(a, "srcPageTable", hostSrc.data(), size_t(srcPages), p.numPages, "");
-  checkPages(a, "dstPageTable", hostDst.data(), size_t(dstPages), p.numPages, "");
+  checkIndices(a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const std::vector<const int32_t*>& c) {
+    checkPages(op, "srcPageTable", c[0], size_t(srcPages), numPages, "");
+    checkPages(op, "dstPageTable", c[1], size_t(dstPages), numPages, "");
+  });
   p.srcPageTable = static_cast<const int32_t*>(src->data());
   p.dstPageTable = static_cast<const int32_t*>(dst->data());
 
@@ -277,15 +278,8 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   } else {
 #ifdef LT_WITH_CUDA
     call.run = [p, device] {
-      const size_t bytes = cuda::cutToStreamingScratchBytes(p);
-      void* scratch = bytes ? cuda::alloc(device.index, bytes) : nullptr;
-      try {
-        onCuda(device, [&](cudaStream_t s) { cuda::cutToStreaming(p, scratch, s); });
-      } catch (...) {
-        cuda::free(device.index, scratch);
-        throw;
-      }
-      cuda::free(device.index, scratch);
+      CallScratch scratch(device, cuda::cutToStreamingScratchBytes(p));
+      onCuda(device, [&](cudaStream_t s) { cuda::cutToStreaming(p, scratch.get(), s); });
     };
 #else
     noCudaKernel(device, a.op().c_str());
@@ -309,11 +303,9 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info) {
   a.expectDType("v", v, kPages->dtype());
   Device device = a.sameDevice({{"kPages", kPages}, {"vPages", vPages}, {"slots", slots}, {"k", k}, {"v", v}});
   const int64_t poolSlots = pool[0] * pool[1];
-  std::vector<int32_t> host = hostInts(slots);
-  for (int32_t t = 0; t < length; t++)
-    if (host[t] < 0 || host[t] >= poolSlots)
-      a.fail("slots[" + std::to_string(t) + "] = " + std::to_string(host[t]) + " is outside the pool's slots 0.." +
-             std::to_string(poolSlots - 1));
+  checkIndices(a, {slots}, [op = a.op(), length, poolSlots](const std::vector<const int32_t*>& c) {
+    checkSlots(op, c[0], length, poolSlots, 0);
+  });
   GatherKvParams p;
   p.dtype = kPages->dtype();
   p.kPages = kPages->data(), p.vPages = vPages->data(), p.k = k->data(), p.v = v->data();

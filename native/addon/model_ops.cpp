@@ -1,5 +1,6 @@
-// Model-operation entry points for JS (linear, rmsNorm, rope, swiGlu, embedding, argmax), in the
-// same shape as kernels.cpp: one options object, every argument checked, then sync or async.
+// Model-operation entry points for JS (linear, rmsNorm, rope, swiGlu, embedding, argmax and
+// ropeAppendKv), in the same shape as kernels.cpp: one options object, every argument checked,
+// then sync or async.
 #include <napi.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include "core/model_params.h"
 #include "cpu/model_ops.h"
 #include "dispatch.h"
+#include "graph.h"
 #include "model_ops.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
@@ -142,18 +144,60 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
   a.expectShape("out", y, {tokens, dim});
   a.expectFloat("out", y);
   Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
-  std::vector<int32_t> host(static_cast<size_t>(tokens));
-  if (const std::vector<int32_t>* shadow = ids->hostShadow()) host = *shadow;
-  else deviceCopy(host.data(), Device{}, ids->data(), ids->device(), host.size() * 4);
-  for (int64_t t = 0; t < tokens; t++)
-    if (host[t] < 0 || host[t] >= vocab)
-      a.fail("ids[" + std::to_string(t) + "] = " + std::to_string(host[t]) + " is outside the vocabulary 0.." +
-             std::to_string(vocab - 1));
+  checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
+    for (int64_t t = 0; t < tokens; t++)
+      if (c[0][t] < 0 || c[0][t] >= vocab)
+        throw Error(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) + " is outside the vocabulary 0.." +
+                    std::to_string(vocab - 1));
+  });
   EmbeddingParams p;
   p.tableType = table->dtype(), p.yType = y->dtype();
   p.ids = static_cast<const int32_t*>(ids->data()), p.table = table->data(), p.y = y->data();
   p.tokens = int32_t(tokens), p.dim = int32_t(dim), p.vocab = int32_t(vocab);
   return dispatch(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
+}
+
+// ropeAppendKv({ qkv, positions, invFreq, kPages, vPages, slots, q }): see RopeAppendKvParams.
+PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info) {
+  KernelArgs a("ropeAppendKv", info);
+  TensorObject *qkv = a.tensor("qkv"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
+  TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots"), *q = a.tensor("q");
+  a.expectRank("kPages", kPages, 4);
+  a.expectFloat("kPages", kPages);
+  a.expectShape("vPages", vPages, kPages->shape());
+  const Shape& pool = kPages->shape();
+  const int64_t hkv = pool[2], d = pool[3];
+  if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
+  a.expectRank("q", q, 3);
+  const int64_t tokens = q->shape()[0], hq = q->shape()[1];
+  a.expectShape("q", q, {tokens, hq, d});
+  a.expectShape("qkv", qkv, {tokens, (hq + 2 * hkv) * d});
+  for (auto [name, t] : {std::pair{"qkv", qkv}, {"q", q}, {"vPages", vPages}}) a.expectDType(name, t, kPages->dtype());
+  a.expectShape("positions", pos, {tokens});
+  a.expectDType("positions", pos, DType::I32);
+  a.expectShape("slots", slots, {tokens});
+  a.expectDType("slots", slots, DType::I32);
+  a.expectShape("invFreq", freq, {d / 2});
+  a.expectDType("invFreq", freq, DType::F32);
+  Device device = a.sameDevice({{"qkv", qkv}, {"positions", pos}, {"invFreq", freq}, {"kPages", kPages},
+                                {"vPages", vPages}, {"slots", slots}, {"q", q}});
+  const int64_t poolSlots = pool[0] * pool[1];
+  checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
+    for (int64_t t = 0; t < tokens; t++)
+      if (c[0][t] < -1 || c[0][t] >= poolSlots)
+        throw Error(op + ": slots[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) +
+                    " is outside the pool's slots 0.." + std::to_string(poolSlots - 1) +
+                    " (page * pageSize + offset; -1 skips the token)");
+  });
+  RopeAppendKvParams p;
+  p.dtype = kPages->dtype();
+  p.qkv = qkv->data(), p.q = q->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
+  p.positions = static_cast<const int32_t*>(pos->data());
+  p.slots = static_cast<const int32_t*>(slots->data());
+  p.invFreq = static_cast<const float*>(freq->data());
+  p.tokens = int32_t(tokens), p.hq = int32_t(hq), p.hkv = int32_t(hkv), p.d = int32_t(d);
+  p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+  return dispatch(a, device, p, cpu::ropeAppendKv, LT_CUDA_FN(ropeAppendKv));
 }
 
 // argmax({ logits: f32 [rows, vocab], out: i32 [rows] }): lowest index on ties.
@@ -198,6 +242,7 @@ void RegisterModelOps(Napi::Env env, Napi::Object exports) {
   exportCall<prepareSwiGlu>(env, exports, "swiGlu");
   exportCall<prepareEmbedding>(env, exports, "embedding");
   exportCall<prepareArgmax>(env, exports, "argmax");
+  exportCall<prepareRopeAppendKv>(env, exports, "ropeAppendKv");
 #ifdef LT_WITH_CUDA
   exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
     Napi::Object o = Napi::Object::New(info.Env());

@@ -1,9 +1,12 @@
 #include "tensor_object.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
+#include "cuda/cuda_backend.h"
 
 namespace lt::addon {
 
@@ -145,21 +148,38 @@ Napi::Value TensorObject::Read(const Napi::CallbackInfo& info) {
   return typedArrayOver(env, buffer, dtype_);
 }
 
-// readFloat32(): a copy widened to Float32Array (f16/bf16 decoded, i32 converted).
+// readFloat32(): a copy widened to Float32Array (f16/bf16 decoded, i32 converted). From a
+// device, the bytes come through the pinned staging buffer and are widened by the thread pool
+// straight into memory the array then owns: a decode step's logits ([batch, vocab]) come back
+// without a zero-filled allocation, a second host copy or one thread touching every new page.
 Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
   requireLive("read");
   Napi::Env env = info.Env();
-  size_t count = size_t(numel(shape_));
-  std::vector<uint8_t> host;
-  const void* src = data();
-  if (!storage_->device.isCpu()) {
-    host.resize(byteLength());
-    deviceCopy(host.data(), Device{}, data(), storage_->device, byteLength());
-    src = host.data();
+  const size_t count = size_t(numel(shape_));
+  if (storage_->device.isCpu()) {
+    Napi::Float32Array out = Napi::Float32Array::New(env, count);
+    loadAsFloat(dtype_, data(), 0, count, out.Data());
+    return out;
   }
-  Napi::Float32Array out = Napi::Float32Array::New(env, count);
-  loadAsFloat(dtype_, src, 0, count, out.Data());
-  return out;
+  const size_t bytes = count * sizeof(float);
+  auto* values = static_cast<float*>(std::malloc(bytes == 0 ? 1 : bytes));
+  if (values == nullptr) throw Error("out of host memory: could not allocate " + std::to_string(bytes >> 20) + " MiB to read a tensor");
+  try {
+    cuda::readStaged(storage_->device.index, data(), byteLength(), [&](const void* host) {
+      parallelFor(int64_t(count), [&](int64_t begin, int64_t end) {
+        loadAsFloat(dtype_, host, size_t(begin), size_t(end - begin), values + begin);
+      }, int64_t(1) << 16);
+    });
+  } catch (...) {
+    std::free(values);
+    throw;
+  }
+  Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, values, bytes, [bytes](Napi::Env finalEnv, void* p) {
+    std::free(p);
+    Napi::MemoryManagement::AdjustExternalMemory(finalEnv, -int64_t(bytes));
+  });
+  return Napi::Float32Array::New(env, count, buffer, 0);
 }
 
 // view(): a zero-copy TypedArray over a CPU tensor's memory, detached on dispose().

@@ -16,10 +16,19 @@ static void unavailable() { throw Error(std::string("CUDA is not available: ") +
 void* alloc(int, size_t) { unavailable(); return nullptr; }
 void free(int, void*) noexcept {}
 void copy(void*, int, const void*, int, size_t) { unavailable(); }
+void readStaged(int, const void*, size_t, const std::function<void(const void*)>&) { unavailable(); }
 void synchronize(int) { unavailable(); }
 void* stream(int) { unavailable(); return nullptr; }
 int multiprocessors(int) { unavailable(); return 0; }
 void setCurrent(int) { unavailable(); }
+struct Graph {};
+void beginCapture(int) { unavailable(); }
+bool capturing(int) { return false; }
+void* captureScratch(int, size_t) { unavailable(); return nullptr; }
+Graph* endCapture(int) { unavailable(); return nullptr; }
+void abortCapture(int) noexcept {}
+void launchGraph(Graph*) { unavailable(); }
+void destroyGraph(Graph*) noexcept {}
 
 }  // namespace lt::cuda
 #endif

@@ -68,4 +68,23 @@ struct EmbeddingParams {
   int32_t tokens = 0, dim = 0, vocab = 0;
 };
 
+// Rotary embedding and the KV-cache append fused over the output of one stacked q|k|v
+// projection (a decode step's attention input): per token t, qkv holds hq query heads, then
+// hkv key heads, then hkv value heads, each of d elements. The query heads are rotated into
+// q [tokens, hq, d]; the key heads are rotated and, with the value heads, written to pool
+// slot slots[t] = page · pageSize + offset of the K/V pool [numPages, pageSize, hkv, d] (-1
+// writes nothing for that token). The same results as splitting, RopeParams, then
+// AppendKvParams. qkv, q and the pool share `dtype`.
+struct RopeAppendKvParams {
+  DType dtype = DType::F32;
+  const void* qkv = nullptr;           // [tokens, (hq + 2 hkv) d]
+  void* q = nullptr;                   // [tokens, hq, d]
+  void* kPages = nullptr;
+  void* vPages = nullptr;
+  const int32_t* positions = nullptr;  // [tokens]
+  const int32_t* slots = nullptr;      // [tokens]
+  const float* invFreq = nullptr;      // [d / 2]
+  int32_t tokens = 0, hq = 0, hkv = 0, d = 0, pageSize = 0, numPages = 0;
+};
+
 }  // namespace lt

@@ -3,6 +3,7 @@
 // lt::Error with that reason, so callers need no #ifdefs.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ void free(int device, void* ptr) noexcept;
 // Host<->device and device<->device copies (device < 0 means host memory), ordered on the
 // device's stream; a copy to the host returns when the data is there.
 void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes);
+// Reads `bytes` of device memory through a pinned staging buffer kept per device (a DMA at
+// full link speed, with no page faults during the transfer; the pageable path of copy() for
+// sizes it cannot pin), waiting for the stream first, and hands the staged bytes to `consume`
+// on this thread before the buffer is reused.
+void readStaged(int device, const void* src, size_t bytes, const std::function<void(const void* host)>& consume);
 // Waits for all work queued on the device's stream; throws lt::Error on a kernel fault.
 void synchronize(int device);
 // The device's stream (a cudaStream_t) and its multiprocessor count, for kernel launches.
@@ -41,5 +47,26 @@ void* stream(int device);
 int multiprocessors(int device);
 // Makes `device` current on the calling thread (CUDA's current device is per thread).
 void setCurrent(int device);
+
+// CUDA graphs of a device's stream: work queued between beginCapture and endCapture is
+// recorded, not run, and the instantiated graph replays it with launchGraph. While a device
+// is being captured, alloc(), copy() and synchronize() on it throw lt::Error (they would break
+// the capture or be recorded), free() is deferred to the end of the capture, and a call that
+// needs scratch memory takes captureScratch() instead. Captures happen on the JS thread only.
+struct Graph;
+void beginCapture(int device);
+bool capturing(int device);
+// Scratch memory for a call being captured. The graph owns it; its calls run one after
+// another on one stream, so they share one buffer (grown when a call needs more).
+void* captureScratch(int device, size_t bytes);
+// Ends the capture and instantiates the graph; throws lt::Error (the capture is discarded)
+// when a recorded call broke it.
+Graph* endCapture(int device);
+// Ends a capture and throws its work away; for error paths.
+void abortCapture(int device) noexcept;
+// Enqueues one replay of the graph on its device's stream.
+void launchGraph(Graph* graph);
+// Waits for the graph's last replay, then frees it and its scratch.
+void destroyGraph(Graph* graph) noexcept;
 
 }  // namespace lt::cuda

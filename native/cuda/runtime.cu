@@ -3,6 +3,13 @@
 // so steady-state allocation never reaches the driver. Host code only; kernels live in the
 // other .cu files. cudart is linked statically, so on a machine without a driver this file's
 // availability() reports the driver error instead of the addon failing to load.
+//
+// Graph capture (cuda_backend.h): cudaStreamBeginCapture in relaxed mode on the device's
+// stream. During a capture nothing may be allocated from or copied on that stream — a
+// stream-ordered allocation would become a graph memory node the graph does not own, and a
+// copy from pageable memory or to the host cannot be captured — so those throw, frees wait
+// for the end of the capture, and calls take their scratch from the capture (cudaMalloc,
+// owned by the graph and freed with it).
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -14,6 +21,14 @@
 #include "cuda_backend.h"
 
 namespace lt::cuda {
+
+// An instantiated graph, the device it replays on and the scratch memory its calls use.
+struct Graph {
+  int device = 0;
+  cudaGraphExec_t exec = nullptr;
+  std::vector<void*> scratch;
+};
+
 namespace {
 
 std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
@@ -28,6 +43,11 @@ void check(cudaError_t err, const char* what) {
 struct DeviceState {
   cudaStream_t stream = nullptr;
   int multiprocessors = 0;
+  bool capturing = false;
+  std::vector<void*> deferredFrees;          // freed while capturing; given back at the end
+  std::vector<Graph*> deferredGraphs;        // destroyed while capturing; likewise
+  std::vector<void*> captureScratch;         // every buffer handed out during this capture
+  size_t captureScratchBytes = 0;            // size of the last (largest) one
 };
 
 std::mutex stateMutex;
@@ -80,6 +100,25 @@ DeviceState& state(int device) {
   return st;
 }
 
+void refuseWhileCapturing(const DeviceState& st, int device, const char* what) {
+  if (st.capturing)
+    throw Error(std::string(what) + " on cuda:" + std::to_string(device) +
+                " while a CUDA graph is being captured there: allocate and copy before the capture");
+}
+
+// Gives back what was freed during a capture, once the stream records again.
+void flushDeferred(DeviceState& st) noexcept {
+  std::vector<void*> frees;
+  std::vector<Graph*> graphs;
+  {
+    std::lock_guard<std::mutex> lock(stateMutex);
+    frees.swap(st.deferredFrees);
+    graphs.swap(st.deferredGraphs);
+  }
+  for (void* p : frees) cudaFreeAsync(p, st.stream);
+  for (Graph* g : graphs) destroyGraph(g);
+}
+
 }  // namespace
 
 Availability availability() { return probe(); }
@@ -113,6 +152,7 @@ void setCurrent(int device) {
 
 void* alloc(int device, size_t bytes) {
   DeviceState& st = state(device);
+  refuseWhileCapturing(st, device, "device memory cannot be allocated");
   check(cudaSetDevice(device), "cudaSetDevice");
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes == 0 ? 1 : bytes, st.stream);
@@ -131,6 +171,13 @@ void* alloc(int device, size_t bytes) {
 void free(int device, void* ptr) noexcept {
   if (!ptr) return;
   DeviceState& st = state(device);
+  {
+    std::lock_guard<std::mutex> lock(stateMutex);
+    if (st.capturing) {
+      st.deferredFrees.push_back(ptr);
+      return;
+    }
+  }
   cudaSetDevice(device);
   cudaFreeAsync(ptr, st.stream);
 }
@@ -139,6 +186,8 @@ void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes
   if (bytes == 0) return;
   int device = dstDevice >= 0 ? dstDevice : srcDevice;
   DeviceState& st = state(device);
+  refuseWhileCapturing(st, device, "memory cannot be copied");
+  if (dstDevice >= 0 && srcDevice >= 0) refuseWhileCapturing(state(srcDevice), srcDevice, "memory cannot be copied");
   check(cudaSetDevice(device), "cudaSetDevice");
   cudaMemcpyKind kind = dstDevice >= 0 ? (srcDevice >= 0 ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                                        : cudaMemcpyDeviceToHost;
@@ -152,8 +201,57 @@ void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes
   if (dstDevice < 0) check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
 }
 
+namespace {
+// Pinned buffers are page-locked host memory: keep one per device, no larger than this.
+constexpr size_t kMaxStagingBytes = size_t(256) << 20;
+std::mutex stagingMutex;  // one read at a time uses the staging buffers
+std::vector<std::pair<void*, size_t>>& stagingBuffers() {
+  static std::vector<std::pair<void*, size_t>> buffers;
+  return buffers;
+}
+}  // namespace
+
+void readStaged(int device, const void* src, size_t bytes, const std::function<void(const void* host)>& consume) {
+  DeviceState& st = state(device);
+  refuseWhileCapturing(st, device, "memory cannot be copied");
+  if (bytes == 0) {
+    consume(nullptr);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(stagingMutex);
+  auto& buffers = stagingBuffers();
+  if (buffers.size() <= size_t(device)) buffers.resize(size_t(device) + 1, {nullptr, 0});
+  auto& [buffer, capacity] = buffers[size_t(device)];
+  if (capacity < bytes && bytes <= kMaxStagingBytes) {
+    if (buffer) cudaFreeHost(buffer);
+    buffer = nullptr;
+    capacity = 0;
+    // Powers of two from 1 MiB, so a growing read size rarely re-pins.
+    size_t want = size_t(1) << 20;
+    while (want < bytes) want <<= 1;
+    check(cudaSetDevice(device), "cudaSetDevice");
+    if (cudaMallocHost(&buffer, want) == cudaSuccess) {
+      capacity = want;
+    } else {
+      cudaGetLastError();
+      buffer = nullptr;
+    }
+  }
+  if (capacity < bytes) {  // too large to pin, or pinning failed: the pageable path
+    std::vector<uint8_t> host(bytes);
+    copy(host.data(), -1, src, device, bytes);
+    consume(host.data());
+    return;
+  }
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaMemcpyAsync(buffer, src, bytes, cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
+  consume(buffer);
+}
+
 void synchronize(int device) {
   DeviceState& st = state(device);
+  refuseWhileCapturing(st, device, "the stream cannot be waited on");
   check(cudaSetDevice(device), "cudaSetDevice");
   check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize (a kernel on this device failed)");
 }
@@ -161,5 +259,120 @@ void synchronize(int device) {
 void* stream(int device) { return state(device).stream; }
 
 int multiprocessors(int device) { return state(device).multiprocessors; }
+
+void beginCapture(int device) {
+  DeviceState& st = state(device);
+  if (st.capturing) throw Error("cuda:" + std::to_string(device) + " is already being captured into a CUDA graph");
+  check(cudaSetDevice(device), "cudaSetDevice");
+  // Relaxed: calls made while recording may still query and configure kernels (occupancy,
+  // shared-memory limits) and take scratch memory with cudaMalloc.
+  check(cudaStreamBeginCapture(st.stream, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+  std::lock_guard<std::mutex> lock(stateMutex);
+  st.capturing = true;
+}
+
+bool capturing(int device) { return state(device).capturing; }
+
+void* captureScratch(int device, size_t bytes) {
+  DeviceState& st = state(device);
+  if (!st.capturing) throw Error("captureScratch: cuda:" + std::to_string(device) + " is not being captured");
+  if (!st.captureScratch.empty() && bytes <= st.captureScratchBytes) return st.captureScratch.back();
+  check(cudaSetDevice(device), "cudaSetDevice");
+  void* ptr = nullptr;
+  const cudaError_t err = cudaMalloc(&ptr, bytes == 0 ? 1 : bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    throw Error("CUDA out of memory on cuda:" + std::to_string(device) + ": a captured call asked for " + mib(bytes) +
+                " of scratch memory");
+  }
+  check(err, "cudaMalloc (graph scratch)");
+  st.captureScratch.push_back(ptr);
+  st.captureScratchBytes = bytes;
+  return ptr;
+}
+
+namespace {
+// Stops recording on the device's stream; returns the recorded graph (or null) and the error.
+cudaError_t stopCapture(DeviceState& st, cudaGraph_t* graph) noexcept {
+  const cudaError_t err = cudaStreamEndCapture(st.stream, graph);
+  {
+    std::lock_guard<std::mutex> lock(stateMutex);
+    st.capturing = false;
+  }
+  flushDeferred(st);
+  return err;
+}
+
+void freeScratch(std::vector<void*>& scratch) noexcept {
+  for (void* p : scratch) cudaFree(p);
+  scratch.clear();
+}
+}  // namespace
+
+Graph* endCapture(int device) {
+  DeviceState& st = state(device);
+  if (!st.capturing) throw Error("endCapture: cuda:" + std::to_string(device) + " is not being captured");
+  cudaSetDevice(device);
+  cudaGraph_t graph = nullptr;
+  cudaError_t err = stopCapture(st, &graph);
+  std::vector<void*> scratch;
+  scratch.swap(st.captureScratch);
+  st.captureScratchBytes = 0;
+  cudaGraphExec_t exec = nullptr;
+  if (err == cudaSuccess && graph != nullptr) err = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  if (err != cudaSuccess || exec == nullptr) {
+    cudaGetLastError();
+    freeScratch(scratch);
+    throw Error(std::string("CUDA graph capture on cuda:") + std::to_string(device) + " failed: " +
+                cudaGetErrorString(err == cudaSuccess ? cudaErrorStreamCaptureInvalidated : err));
+  }
+  return new Graph{device, exec, std::move(scratch)};
+}
+
+void abortCapture(int device) noexcept {
+  try {
+    DeviceState& st = state(device);
+    if (!st.capturing) return;
+    cudaSetDevice(device);
+    cudaGraph_t graph = nullptr;
+    stopCapture(st, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    freeScratch(st.captureScratch);
+    st.captureScratchBytes = 0;
+  } catch (...) {
+  }
+}
+
+void launchGraph(Graph* graph) {
+  DeviceState& st = state(graph->device);
+  refuseWhileCapturing(st, graph->device, "a graph cannot be launched");
+  check(cudaSetDevice(graph->device), "cudaSetDevice");
+  check(cudaGraphLaunch(graph->exec, st.stream), "cudaGraphLaunch");
+}
+
+void destroyGraph(Graph* graph) noexcept {
+  if (graph == nullptr) return;
+  try {
+    DeviceState& st = state(graph->device);
+    {
+      // cudaFree waits for the device, which a capture in progress does not allow.
+      std::lock_guard<std::mutex> lock(stateMutex);
+      if (st.capturing) {
+        st.deferredGraphs.push_back(graph);
+        return;
+      }
+    }
+    cudaSetDevice(graph->device);
+    // A replay may still be reading the scratch; a failed kernel was reported by an earlier wait.
+    cudaStreamSynchronize(st.stream);
+    cudaGetLastError();
+    cudaGraphExecDestroy(graph->exec);
+    freeScratch(graph->scratch);
+  } catch (...) {
+  }
+  delete graph;
+}
 
 }  // namespace lt::cuda

@@ -1,0 +1,214 @@
+#include "graph.h"
+
+#include <map>
+#include <string>
+
+#include "cuda/cuda_backend.h"
+
+namespace lt::addon {
+namespace {
+
+// A recorded call's bounds check and where its index tensors sit in the input (elements).
+struct RecordedCheck {
+  std::vector<size_t> offsets;
+  IndexCheck check;
+};
+
+// What a capture in progress, and then its graph, holds on to.
+struct Recording {
+  Device device;
+  std::shared_ptr<Storage> input;
+  const int32_t* inputData = nullptr;  // device address of the input's first element
+  size_t inputCount = 0;
+  // Weak: a launch drops the input tensor's host shadow, which the new contents make stale.
+  Napi::ObjectReference inputObject;
+  std::vector<std::shared_ptr<Storage>> keepAlive;
+  std::vector<RecordedCheck> checks;
+  std::vector<RecordedCheck> pending;  // the checks of the call being prepared
+};
+
+// A graph ready to launch: the payload of the External that captureEnd returns.
+struct GraphHandle {
+  Recording recording;
+  cuda::Graph* graph = nullptr;
+};
+
+// Captures in progress by CUDA device index, and async calls in flight. Only the JS thread
+// touches them: calls are prepared there, and async workers settle there.
+std::map<int, std::unique_ptr<Recording>>& recordings() {
+  static std::map<int, std::unique_ptr<Recording>> r;
+  return r;
+}
+std::map<int, int>& asyncInFlight() {
+  static std::map<int, int> n;
+  return n;
+}
+
+Recording* recordingOn(const Device& device) {
+  if (device.isCpu()) return nullptr;
+  auto it = recordings().find(device.index);
+  return it == recordings().end() ? nullptr : it->second.get();
+}
+
+// A device tensor's host shadow when it has one, else a copy read back (which waits for the
+// device); a CPU tensor's memory as it is.
+std::vector<int32_t> hostInts(TensorObject* t) {
+  if (const std::vector<int32_t>* shadow = t->hostShadow()) return *shadow;
+  std::vector<int32_t> host(size_t(numel(t->shape())));
+  deviceCopy(host.data(), Device{}, t->data(), t->device(), host.size() * 4);
+  return host;
+}
+
+void release(GraphHandle* g) {
+  cuda::destroyGraph(g->graph);
+  g->graph = nullptr;
+  g->recording.keepAlive.clear();
+  g->recording.input.reset();
+  g->recording.checks.clear();
+}
+
+GraphHandle* handleOf(const Napi::CallbackInfo& info, const char* op) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Error(std::string(op) + ": expected a graph handle");
+  GraphHandle* g = info[0].As<Napi::External<GraphHandle>>().Data();
+  if (g->graph == nullptr) throw Error(std::string(op) + ": this graph was disposed; capture a new one");
+  return g;
+}
+
+// captureBegin({ input }): starts recording the kernel calls on input's device.
+Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
+  KernelArgs a("captureBegin", info);
+  TensorObject* input = a.tensor("input");
+  a.expectDType("input", input, DType::I32);
+  const Device device = input->device();
+  if (device.isCpu()) a.fail("input is on the CPU: a CUDA graph records work on a CUDA device");
+  if (recordingOn(device)) a.fail(device.name() + " is already being captured; end that capture first");
+  if (asyncInFlight()[device.index] > 0)
+    a.fail("async calls are still running on " + device.name() + "; await them before capturing");
+  auto rec = std::make_unique<Recording>();
+  rec->device = device;
+  rec->input = input->storage();
+  rec->inputData = static_cast<const int32_t*>(input->data());
+  rec->inputCount = size_t(numel(input->shape()));
+  rec->inputObject = Napi::Weak(info[0].As<Napi::Object>().Get("input").As<Napi::Object>());
+  input->dropShadow();
+  cuda::beginCapture(device.index);
+  recordings()[device.index] = std::move(rec);
+  return info.Env().Undefined();
+}
+
+// captureEnd({ input, discard? }): the instantiated graph (an External), or undefined when
+// discarded. Throws, discarding the capture, if a recorded call broke it.
+Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
+  KernelArgs a("captureEnd", info);
+  TensorObject* input = a.tensor("input");
+  const Device device = input->device();
+  auto it = recordings().find(device.isCpu() ? -1 : device.index);
+  if (it == recordings().end()) a.fail(device.name() + " is not being captured");
+  if (it->second->input != input->storage()) a.fail("input is not the tensor this capture began with");
+  std::unique_ptr<Recording> rec = std::move(it->second);
+  recordings().erase(it);
+  const Napi::Value discard = info[0].As<Napi::Object>().Get("discard");
+  if (discard.IsBoolean() && discard.As<Napi::Boolean>().Value()) {
+    cuda::abortCapture(device.index);
+    return info.Env().Undefined();
+  }
+  cuda::Graph* graph = cuda::endCapture(device.index);
+  auto* handle = new GraphHandle{std::move(*rec), graph};
+  return Napi::External<GraphHandle>::New(info.Env(), handle, [](Napi::Env, GraphHandle* g) {
+    release(g);
+    delete g;
+  });
+}
+
+// graphLaunch(handle, data: Int32Array): runs the recorded bounds checks on `data`, copies it
+// into the input and enqueues one replay. Nothing reaches the device if a check fails.
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
+  GraphHandle* g = handleOf(info, "graphLaunch");
+  Recording& rec = g->recording;
+  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Error("graphLaunch: data must be an Int32Array");
+  Napi::Int32Array data = info[1].As<Napi::Int32Array>();
+  if (data.ElementLength() != rec.inputCount)
+    throw Error("graphLaunch: data has " + std::to_string(data.ElementLength()) + " elements but the graph's input holds " +
+                std::to_string(rec.inputCount));
+  const int32_t* host = data.Data();
+  std::vector<const int32_t*> contents;
+  for (const RecordedCheck& c : rec.checks) {
+    contents.clear();
+    for (size_t offset : c.offsets) contents.push_back(host + offset);
+    c.check(contents);
+  }
+  deviceCopy(const_cast<int32_t*>(rec.inputData), rec.device, host, Device{}, rec.inputCount * sizeof(int32_t));
+  if (!rec.inputObject.IsEmpty()) {
+    Napi::Value object = rec.inputObject.Value();
+    if (!object.IsEmpty() && TensorObject::IsTensor(info.Env(), object)) TensorObject::Unwrap(object)->dropShadow();
+  }
+  cuda::launchGraph(g->graph);
+  return info.Env().Undefined();
+}
+
+// graphDispose(handle): frees the graph now (waiting for its last replay); safe to call twice.
+Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Error("graphDispose: expected a graph handle");
+  release(info[0].As<Napi::External<GraphHandle>>().Data());
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+void checkIndices(const KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check) {
+  Recording* rec = tensors.empty() ? nullptr : recordingOn(tensors.front()->device());
+  if (rec == nullptr) {
+    std::vector<std::vector<int32_t>> copies;
+    copies.reserve(tensors.size());
+    std::vector<const int32_t*> contents;
+    for (TensorObject* t : tensors) {
+      copies.push_back(hostInts(t));
+      contents.push_back(copies.back().data());
+    }
+    check(contents);
+    return;
+  }
+  RecordedCheck recorded;
+  for (TensorObject* t : tensors) {
+    const ptrdiff_t offset = static_cast<const int32_t*>(t->data()) - rec->inputData;
+    if (t->storage() != rec->input || offset < 0 || size_t(offset) + size_t(numel(t->shape())) > rec->inputCount)
+      a.fail("while " + rec->device.name() +
+             " is being captured into a CUDA graph, index tensors must be views of the capture's input, "
+             "whose contents every launch supplies and checks");
+    recorded.offsets.push_back(size_t(offset));
+  }
+  recorded.check = std::move(check);
+  rec->pending.push_back(std::move(recorded));
+}
+
+bool capturing(const Device& device) { return recordingOn(device) != nullptr; }
+
+void beginCall() {
+  for (auto& [index, rec] : recordings()) rec->pending.clear();
+}
+
+void recordCall(const Device& device, const std::vector<std::shared_ptr<Storage>>& storages) {
+  Recording* rec = recordingOn(device);
+  if (rec == nullptr) return;
+  for (RecordedCheck& c : rec->pending) rec->checks.push_back(std::move(c));
+  rec->pending.clear();
+  rec->keepAlive.insert(rec->keepAlive.end(), storages.begin(), storages.end());
+}
+
+void asyncCallStarted(const Device& device) {
+  if (!device.isCpu()) asyncInFlight()[device.index]++;
+}
+
+void asyncCallEnded(const Device& device) {
+  if (!device.isCpu()) asyncInFlight()[device.index]--;
+}
+
+void RegisterGraphs(Napi::Env env, Napi::Object exports) {
+  exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin, "captureBegin"));
+  exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd, "captureEnd"));
+  exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch, "graphLaunch"));
+  exports.Set("graphDispose", Napi::Function::New(env, GraphDispose, "graphDispose"));
+}
+
+}  // namespace lt::addon

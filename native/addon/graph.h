@@ -1,0 +1,45 @@
+// CUDA graphs for JS (the TypeScript side is lib/cuda-graph.ts). captureBegin starts recording
+// every kernel call made on the input's device; captureEnd instantiates the recording as a
+// graph; graphLaunch replays it after copying new contents into the input. Recording runs
+// nothing. The i32 index tensors of the recorded calls (token ids, slots, page tables,
+// lengths) must be views of the capture's input: each call's bounds checks are recorded with
+// it and run on every launch's data before that data reaches the device, so a replay never
+// hands a kernel an index the same call made eagerly would have refused.
+#pragma once
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.h"
+#include "validate.h"
+
+namespace lt::addon {
+
+// Checks one call's index tensors, given their contents on the host in the order the tensors
+// were passed to checkIndices; throws lt::Error naming the call and the bad entry.
+using IndexCheck = std::function<void(const std::vector<const int32_t*>& contents)>;
+
+// Runs `check` on the contents of `tensors` (i32, one device) now — from their host shadows,
+// else from a copy read back — or, while their device is being captured, records it so that
+// every launch of the graph runs it on the data launched with.
+void checkIndices(const KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check);
+
+// Whether `device` is being captured into a graph.
+bool capturing(const Device& device);
+// Brackets preparing and recording one sync call: beginCall forgets checks that a call which
+// then failed, or was async, left behind; recordCall commits the prepared call's checks to the
+// capture on `device` (if any) and has the graph keep `storages` — what the call reads and
+// writes — alive for as long as the graph exists.
+void beginCall();
+void recordCall(const Device& device, const std::vector<std::shared_ptr<Storage>>& storages);
+
+// Async calls in flight per device, counted on the JS thread: a capture may not start while
+// one runs (its work would be recorded, and its wait would break the capture).
+void asyncCallStarted(const Device& device);
+void asyncCallEnded(const Device& device);
+
+void RegisterGraphs(Napi::Env env, Napi::Object exports);
+
+}  // namespace lt::addon

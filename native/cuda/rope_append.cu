@@ -1,0 +1,162 @@
+// ropeAppendKv on CUDA (params in native/core/model_params.h): one launch does what rope and
+// appendKv do after three separate q, k, v projections, reading the stacked projection's rows
+// once. A decode step thereby needs one GEMM and one small kernel for its attention input
+// instead of three GEMMs, a rope and an append.
+//
+// ropeAppendKvKernel<T, kVec>: grid tokens, block 128, one CTA per token. The CTA first forms
+//   its token's d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin of
+//   them in double — as ropeKernel in model_ops.cu does, so both paths rotate by the same
+//   f32 cos/sin — then rotates its hq query heads into q and its hkv key heads straight into
+//   pool row slots[t], and copies the value heads there. For 16-bit types with d/2 % 8 == 0
+//   and 16-byte aligned rows each thread moves 8 rotation pairs (or 8 values) with 16-byte
+//   loads and stores; otherwise one element at a time.
+//   A slot of -1 (or outside the pool, which the addon rejects) writes no K/V.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/model_kernels.h"
+
+namespace lt::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+constexpr int kBlock = 128;
+
+__device__ __forceinline__ float toF(float v) { return v; }
+__device__ __forceinline__ float toF(f16 v) { return __half2float(v); }
+__device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T fromF(float v);
+template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
+template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+// Eight consecutive 16-bit elements <-> f32 through one 16-byte access (p 16-byte aligned).
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const T* h = reinterpret_cast<const T*>(&u);
+#pragma unroll
+  for (int i = 0; i < 8; i++) f[i] = toF(h[i]);
+}
+template <typename T>
+__device__ __forceinline__ void store8(T* p, const float (&f)[8]) {
+  uint4 u;
+  T* h = reinterpret_cast<T*>(&u);
+#pragma unroll
+  for (int i = 0; i < 8; i++) h[i] = fromF<T>(f[i]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(kBlock) ropeAppendKvKernel(const T* __restrict__ qkv, T* __restrict__ q, T* kPages,
+                                                             T* vPages, const int32_t* __restrict__ positions,
+                                                             const int32_t* __restrict__ slots,
+                                                             const float* __restrict__ invFreq, int hq, int hkv, int d,
+                                                             long long poolSlots) {
+  extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
+  const int t = blockIdx.x, half = d >> 1;
+  const float pos = float(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float angle = __fmul_rn(pos, invFreq[i]);
+    double s, c;
+    sincos(double(angle), &s, &c);
+    cs[i] = float(c);
+    cs[half + i] = float(s);
+  }
+  __syncthreads();
+  const long long slot = slots[t];
+  const bool store = slot >= 0 && slot < poolSlots;
+  const T* row = qkv + size_t(t) * (hq + 2 * hkv) * d;
+  const size_t poolRow = store ? size_t(slot) * hkv * d : 0;
+  // Rotated heads: 0 .. hq-1 go to q, hq .. hq+hkv-1 to the K pool.
+  const int heads = hq + (store ? hkv : 0);
+  auto target = [&](int h) { return h < hq ? q + (size_t(t) * hq + h) * d : kPages + poolRow + size_t(h - hq) * d; };
+  if constexpr (kVec) {
+    const int vecs = half >> 3;
+    for (int u = threadIdx.x; u < heads * vecs; u += blockDim.x) {
+      const int h = u / vecs, c = (u - h * vecs) * 8;
+      const T* src = row + size_t(h) * d;
+      float a[8], b[8];
+      load8(src + c, a);
+      load8(src + half + c, b);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float co = cs[c + j], si = cs[half + c + j];
+        const float na = a[j] * co - b[j] * si;
+        const float nb = b[j] * co + a[j] * si;
+        a[j] = na;
+        b[j] = nb;
+      }
+      T* dst = target(h);
+      store8(dst + c, a);
+      store8(dst + half + c, b);
+    }
+    if (store) {
+      const uint4* src = reinterpret_cast<const uint4*>(row + size_t(hq + hkv) * d);
+      uint4* dst = reinterpret_cast<uint4*>(vPages + poolRow);
+      for (int u = threadIdx.x; u < hkv * d / 8; u += blockDim.x) dst[u] = src[u];
+    }
+  } else {
+    for (int u = threadIdx.x; u < heads * half; u += blockDim.x) {
+      const int h = u / half, i = u - h * half;
+      const T* src = row + size_t(h) * d;
+      const float a = toF(src[i]), b = toF(src[i + half]);
+      const float co = cs[i], si = cs[half + i];
+      T* dst = target(h);
+      dst[i] = fromF<T>(a * co - b * si);
+      dst[i + half] = fromF<T>(b * co + a * si);
+    }
+    if (store) {
+      const T* src = row + size_t(hq + hkv) * d;
+      for (int u = threadIdx.x; u < hkv * d; u += blockDim.x) vPages[poolRow + u] = src[u];
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T>
+void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
+  const size_t smem = size_t(p.d) * sizeof(float);
+  const long long poolSlots = (long long)p.numPages * p.pageSize;
+  auto run = [&](auto kernel) {
+    kernel<<<p.tokens, kBlock, smem, stream>>>(static_cast<const T*>(p.qkv), static_cast<T*>(p.q),
+                                                static_cast<T*>(p.kPages), static_cast<T*>(p.vPages), p.positions,
+                                                p.slots, p.invFreq, p.hq, p.hkv, p.d, poolSlots);
+  };
+  // 16-byte accesses: 16-bit types only (8 elements), and every row start is then 16-byte
+  // aligned when d/2 is a multiple of 8 and the bases are.
+  bool vec = false;
+  if constexpr (sizeof(T) == 2)
+    vec = (p.d / 2) % 8 == 0 && aligned16(p.qkv) && aligned16(p.q) && aligned16(p.kPages) && aligned16(p.vPages);
+  if (vec) {
+    if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>);
+  } else {
+    run(ropeAppendKvKernel<T, false>);
+  }
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw Error(std::string("ropeAppendKv: launch of ropeAppendKvKernel failed: ") + cudaGetErrorString(err));
+}
+
+}  // namespace
+
+void ropeAppendKv(const RopeAppendKvParams& p, cudaStream_t stream) {
+  if (p.tokens <= 0) return;
+  if (p.d <= 0 || p.d % 2 != 0) throw Error("ropeAppendKv: head dim must be even and positive, got " + std::to_string(p.d));
+  switch (p.dtype) {
+    case DType::F32: launch<float>(p, stream); return;
+    case DType::F16: launch<f16>(p, stream); return;
+    case DType::BF16: launch<bf16>(p, stream); return;
+    default: throw Error(std::string("ropeAppendKv: dtype must be f32, f16 or bf16, not ") + dtypeName(p.dtype));
+  }
+}
+
+}  // namespace lt::cuda

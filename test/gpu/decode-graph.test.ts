@@ -1,0 +1,145 @@
+// The CUDA decode fast path: ropeAppendKv on CUDA against the CPU, CUDA graph capture and the
+// checks every launch runs, and decode steps replayed from graphs against the eager steps.
+import * as path from "node:path";
+import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
+import { CudaGraph } from "../../lib/cuda-graph";
+import { SequenceState } from "../../lib/model/decoder";
+import { fixtureModels, fixtureRoot, readReference } from "../helpers/fixtures";
+import { Random } from "../helpers/reference";
+import { TensorScope } from "../helpers/tensors";
+
+const status = cudaStatus();
+if (!status.available) process.stderr.write(`\n[lighttransfer] GPU decode-graph tests SKIPPED: ${status.reason}\n\n`);
+const describeGpu = status.available ? describe : describe.skip;
+
+const rng = new Random();
+const scope = new TensorScope();
+afterEach(() => scope.dispose());
+
+function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (!Number.isFinite(got[i])) return Infinity;
+    num += (got[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
+  test.each([
+    { tokens: 1, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
+    { tokens: 33, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
+    { tokens: 5, hq: 4, hkv: 1, d: 64, dtype: "f16" },
+    { tokens: 4, hq: 2, hkv: 2, d: 6, dtype: "f32" },
+  ] as const)("tokens=$tokens hq=$hq hkv=$hkv d=$d $dtype", ({ tokens, hq, hkv, d, dtype }) => {
+    const pageSize = 16, numPages = Math.ceil((tokens + 3) / pageSize) + 1;
+    const qkv = scope.random(rng, [tokens, (hq + 2 * hkv) * d], dtype).tensor;
+    const pool = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
+    const slotList = Array.from({ length: tokens }, (_, t) => (t === 1 ? -1 : t + 3));
+    const positions = Array.from({ length: tokens }, () => rng.int(0, 131071));
+    const invFreq = Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d));
+    const run = (device: "cpu" | "cuda:0") => {
+      const on = (t: Tensor) => scope.add(t.to(device));
+      const kPages = on(pool), vPages = on(pool);
+      const q = scope.add(kernels.ropeAppendKv({
+        qkv: on(qkv), kPages, vPages, positions: scope.ints(positions, undefined, device), slots: scope.ints(slotList, undefined, device),
+        invFreq: scope.add(Tensor.from(invFreq, [d / 2], { device })),
+      }));
+      return { q: q.toFloat32Array(), k: kPages.toFloat32Array(), v: vPages.toFloat32Array() };
+    };
+    const cpu = run("cpu"), gpu = run("cuda:0");
+    // Same f32 cos/sin and formula: any difference is one rounding of a fused multiply-add.
+    expect(relError(gpu.q, cpu.q)).toBeLessThan(dtype === "bf16" ? 4e-3 : 1e-3);
+    expect(relError(gpu.k, cpu.k)).toBeLessThan(dtype === "bf16" ? 4e-3 : 1e-3);
+    expect(Array.from(gpu.v)).toEqual(Array.from(cpu.v));
+  });
+});
+
+describeGpu("CUDA graphs", () => {
+  test("a replay reads each launch's indices, and a launch whose indices fail the recorded checks changes nothing", () => {
+    const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
+    const out = scope.add(Tensor.empty([4, 16], "bf16", "cuda:0"));
+    const block = scope.add(Tensor.empty([6], "i32", "cuda:0"));
+    const ids = scope.add(block.rows(2, 4));
+    const graph = CudaGraph.capture(block, () => kernels.embedding({ ids, table, out }));
+    try {
+      const rows = table.toFloat32Array();
+      const expectRows = (which: number[]) =>
+        expect(Array.from(out.toFloat32Array())).toEqual(which.flatMap((r) => Array.from(rows.subarray(r * 16, r * 16 + 16))));
+      graph.launch(Int32Array.from([7, 7, 3, 1, 4, 1]));
+      expectRows([3, 1, 4, 1]);
+      graph.launch(Int32Array.from([0, 0, 9, 2, 6, 5]));
+      expectRows([9, 2, 6, 5]);
+      expect(() => graph.launch(Int32Array.from([0, 0, 9, 10, 6, 5]))).toThrow(/embedding: ids\[1\] = 10 is outside the vocabulary 0..9/);
+      expect(() => graph.launch(new Int32Array(5))).toThrow(/data has 5 elements but the graph's input holds 6/);
+      expectRows([9, 2, 6, 5]);
+    } finally {
+      graph.dispose();
+    }
+    expect(() => graph.launch(new Int32Array(6))).toThrow(/disposed/);
+  });
+
+  test("recording refuses allocations and index tensors outside the input, then the device works as before", () => {
+    const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
+    const block = scope.add(Tensor.empty([4], "i32", "cuda:0"));
+    expect(() => CudaGraph.capture(block, () => kernels.embedding({ ids: block, table }))).toThrow(
+      /device memory cannot be allocated on cuda:0 while a CUDA graph is being captured/,
+    );
+    const other = scope.ints([1, 2], undefined, "cuda:0");
+    const out = scope.add(Tensor.empty([2, 16], "bf16", "cuda:0"));
+    expect(() => CudaGraph.capture(block, () => kernels.embedding({ ids: other, table, out }))).toThrow(/must be views of the capture's input/);
+    const again = scope.add(kernels.embedding({ ids: other, table }));
+    expect(again.toFloat32Array().length).toBe(32);
+  });
+});
+
+describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal the eager steps", (name) => {
+  if (!status.available) {
+    test.skip("skipped: no CUDA", () => undefined);
+    return;
+  }
+  test("batch 3 then 2, through a ring and a page-table regrowth", async () => {
+    const before = memoryUsage().cuda;
+    // Two-token pages: the graph's table width (64 pages) is outgrown after 128 tokens.
+    const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20, pageSize: 2 });
+    const vocab = model.config.vocabSize;
+    const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
+    const start = () => prompts.map((ids) => {
+      const s = model.decoder.createSequence();
+      model.decoder.prefill(s, ids);
+      return s;
+    });
+    const graphSeqs = start(), eagerSeqs = start();
+    const eager = (seqs: SequenceState[], ids: number[]) => {
+      process.env.LIGHTTRANSFER_DECODE_GRAPHS = "off";
+      try {
+        return model.decoder.decode(seqs, ids);
+      } finally {
+        delete process.env.LIGHTTRANSFER_DECODE_GRAPHS;
+      }
+    };
+    try {
+      let worst = 0;
+      for (let step = 0; step < 140; step++) {
+        const batch = step < 70 ? 3 : 2;
+        const ids = Array.from({ length: batch }, () => rng.int(0, vocab - 1));
+        const got = model.decoder.decode(graphSeqs.slice(0, batch), ids);
+        const want = eager(eagerSeqs.slice(0, batch), ids);
+        worst = Math.max(worst, relError(got, want));
+      }
+      const stats = model.decoder.graphs!.stats;
+      expect(stats.unavailable).toBeUndefined();
+      expect(stats.graphSteps).toBe(140);
+      // One per batch size, and (for full caches, not Mistral's 16-token ring) a wider table.
+      expect(stats.recordings).toBe(name === "mistral-tiny" ? 2 : 3);
+      // Both paths round every op to bf16; the graph's GEMMs (q|k|v stacked) may sum in another order.
+      expect(worst).toBeLessThan(2e-2);
+      expect(graphSeqs.map((s) => s.length)).toEqual(eagerSeqs.map((s) => s.length));
+    } finally {
+      for (const s of [...graphSeqs, ...eagerSeqs]) model.decoder.releaseSequence(s);
+      await model.dispose();
+    }
+    expect(memoryUsage().cuda).toBe(before);
+  });
+});
