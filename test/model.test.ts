@@ -6,6 +6,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, memoryUsage, Model } from "../lib";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "./helpers/fixtures";
+import { collectGarbage } from "./helpers/gc";
 
 // The reference runs transformers in float32 on the same (16-bit or f32) weights; we compute in
 // f32 too, so only summation order differs: ~1e-6 relative per op, compounding over a few layers
@@ -117,6 +118,7 @@ describe("generation API", () => {
   });
 
   test("generation frees every temporary tensor itself (no garbage left for the GC)", async () => {
+    await collectGarbage();
     const before = memoryUsage().cpu;
     await model.generateBatch(["Once upon a time", "The quick brown fox"], { maxNewTokens: 6, prefillChunk: 3, hybrid: { mode: "auto", fullLayers: 1, sink: 1, window: 3, lastQueries: 2 } });
     for await (const _ of model.generate("Once upon a time", { maxNewTokens: 4 }));
@@ -173,6 +175,7 @@ describe("loading errors name the file and leave other models working", () => {
     await expect(loadModel(dir, { device: "cpu" })).rejects.toThrow(/tokenizer.json: cannot be read as JSON/);
   });
   test("model.dispose() frees the weights and the KV pool", async () => {
+    await collectGarbage();
     const before = memoryUsage().cpu;
     const m = await loadModel(src, { device: "cpu", kvCacheBytes: 2 ** 20 });
     expect(memoryUsage().cpu - before).toBeGreaterThanOrEqual(m.weightBytes + 2 ** 20 - m.pool.pageBytes);

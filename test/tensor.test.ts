@@ -1,9 +1,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as v8 from "node:v8";
-import * as vm from "node:vm";
 import { cudaStatus, devices, loadAddon, memoryUsage, Tensor } from "../lib";
+import { collectGarbage } from "./helpers/gc";
 import { Random, roundTo } from "./helpers/reference";
 
 describe("Tensor", () => {
@@ -57,7 +56,8 @@ describe("Tensor", () => {
     t.dispose(); // twice is harmless
   });
 
-  test("dispose() frees at once and memoryUsage() sees it", () => {
+  test("dispose() frees at once and memoryUsage() sees it", async () => {
+    await collectGarbage();
     const before = memoryUsage().cpu;
     const t = Tensor.empty([1024, 256], "f32");
     expect(memoryUsage().cpu - before).toBe(1024 * 256 * 4);
@@ -66,19 +66,13 @@ describe("Tensor", () => {
   });
 
   test("the GC frees tensors that were never disposed", async () => {
-    v8.setFlagsFromString("--expose-gc");
-    const gc = vm.runInNewContext("gc") as () => void;
-    const collect = async () => {
-      gc();
-      await new Promise((r) => setTimeout(r, 10));
-    };
-    for (let i = 0; i < 3; i++) await collect(); // tensors earlier tests dropped
+    await collectGarbage(); // tensors earlier tests dropped
     const before = memoryUsage().cpu;
     (() => {
       for (let i = 0; i < 50; i++) Tensor.from(rng.normals(1 << 16), [1 << 16]);
     })();
     expect(memoryUsage().cpu - before).toBe(50 * (1 << 16) * 4);
-    for (let i = 0; i < 20 && memoryUsage().cpu > before; i++) await collect();
+    for (let i = 0; i < 20 && memoryUsage().cpu > before; i++) await collectGarbage(1);
     expect(memoryUsage().cpu).toBe(before);
   });
 
@@ -93,7 +87,8 @@ describe("Tensor", () => {
     c.dispose();
   });
 
-  test("reshape and rows share memory; copyFrom copies", () => {
+  test("reshape and rows share memory; copyFrom copies", async () => {
+    await collectGarbage();
     const t = Tensor.from(rng.normals(24), [4, 6]);
     const r = t.reshape([2, 3, 4]);
     const mid = t.rows(1, 2);

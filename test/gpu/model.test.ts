@@ -3,6 +3,7 @@
 import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, Model, Tensor } from "../../lib";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
+import { collectGarbage } from "../helpers/gc";
 import { Random } from "../helpers/reference";
 import { TensorScope } from "../helpers/tensors";
 
@@ -138,6 +139,7 @@ describe.each(fixtureModels)("%s on CUDA matches transformers", (name) => {
 describeGpu("models on CUDA: memory", () => {
   const dir = path.join(fixtureRoot, "llama-tiny");
   test("dispose() gives back the weights and the KV pool", async () => {
+    await collectGarbage();
     const before = memoryUsage().cuda;
     const model = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 64 * 2 ** 20 });
     expect(memoryUsage().cuda - before).toBeGreaterThanOrEqual(64 * 2 ** 20 - model.pool.pageBytes);
