@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "cuda/cuda_backend.h"
+#include "validate.h"
 #include "graph.h"
 #ifdef LT_WITH_CUDA
 #include <cuda_runtime.h>
@@ -137,6 +138,30 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+
+// The call that runs the CPU or the CUDA form of an op for `device`: cpuFn(p), or
+// cudaFn(p, stream) on the device's stream (LT_CUDA_FN(name) wraps cuda::name).
+template <typename Params, typename Cpu, typename Cuda>
+PreparedCall dispatchCall(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
+  PreparedCall call{nullptr, a.used(), device};
+  if (device.isCpu()) {
+    call.run = [p, cpuFn] { cpuFn(p); };
+  } else {
+#ifdef LT_WITH_CUDA
+    call.run = [p, device, cudaFn] { onCuda(device, [&](cudaStream_t s) { cudaFn(p, s); }); };
+#else
+    (void)cudaFn;
+    noCudaKernel(device, a.op().c_str());
+#endif
+  }
+  return call;
+}
+
+#ifdef LT_WITH_CUDA
+#define LT_CUDA_FN(fn) [](const auto& p, cudaStream_t s) { cuda::fn(p, s); }
+#else
+#define LT_CUDA_FN(fn) nullptr
+#endif
 
 // Adds `name` and `nameAsync` to exports for a prepare function.
 template <Prepare prepare>

@@ -108,17 +108,7 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info) {
     p.lazyRatio = static_cast<float*>(ratio->data());
   }
 
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p] { cpu::prefillAttention(p); };
-  } else {
-#ifdef LT_WITH_CUDA
-    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::prefillAttention(p, s); }); };
-#else
-    noCudaKernel(device, a.op().c_str());
-#endif
-  }
-  return call;
+  return dispatchCall(a, device, p, cpu::prefillAttention, LT_CUDA_FN(prefillAttention));
 }
 
 PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
@@ -173,22 +163,17 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
   p.pageSize = pageSize, p.numPages = numPages, p.maxPagesPerSeq = maxPages;
   p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
 
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p] { cpu::decodeAttention(p); };
-  } else {
 #ifdef LT_WITH_CUDA
-    call.run = [p, device] {
-      const int sms = cuda::multiprocessors(device.index);
-      const size_t bytes = cuda::decodeAttentionWorkspaceBytes(p, sms);
-      CallScratch workspace(device, bytes);
-      onCuda(device, [&](cudaStream_t s) { cuda::decodeAttention(p, workspace.get(), bytes, sms, s); });
-    };
+  auto onGpu = [device](const DecodeAttentionParams& q, cudaStream_t s) {
+    const int sms = cuda::multiprocessors(device.index);
+    const size_t bytes = cuda::decodeAttentionWorkspaceBytes(q, sms);
+    CallScratch workspace(device, bytes);
+    cuda::decodeAttention(q, workspace.get(), bytes, sms, s);
+  };
 #else
-    noCudaKernel(device, a.op().c_str());
+  auto onGpu = nullptr;
 #endif
-  }
-  return call;
+  return dispatchCall(a, device, p, cpu::decodeAttention, onGpu);
 }
 
 // Checks a K/V pair against the page pool they are written into.
@@ -225,17 +210,7 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
   p.tokens = tokens, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]);
   p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
 
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p] { cpu::appendKv(p); };
-  } else {
-#ifdef LT_WITH_CUDA
-    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::appendKv(p, s); }); };
-#else
-    noCudaKernel(device, a.op().c_str());
-#endif
-  }
-  return call;
+  return dispatchCall(a, device, p, cpu::appendKv, LT_CUDA_FN(appendKv));
 }
 
 PreparedCall prepareCut(const Napi::CallbackInfo& info) {
@@ -272,20 +247,15 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   p.srcPageTable = static_cast<const int32_t*>(src->data());
   p.dstPageTable = static_cast<const int32_t*>(dst->data());
 
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p] { cpu::cutToStreaming(p); };
-  } else {
 #ifdef LT_WITH_CUDA
-    call.run = [p, device] {
-      CallScratch scratch(device, cuda::cutToStreamingScratchBytes(p));
-      onCuda(device, [&](cudaStream_t s) { cuda::cutToStreaming(p, scratch.get(), s); });
-    };
+  auto onGpu = [device](const CutToStreamingParams& q, cudaStream_t s) {
+    CallScratch scratch(device, cuda::cutToStreamingScratchBytes(q));
+    cuda::cutToStreaming(q, scratch.get(), s);
+  };
 #else
-    noCudaKernel(device, a.op().c_str());
+  auto onGpu = nullptr;
 #endif
-  }
-  return call;
+  return dispatchCall(a, device, p, cpu::cutToStreaming, onGpu);
 }
 
 PreparedCall prepareGather(const Napi::CallbackInfo& info) {
@@ -312,17 +282,7 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info) {
   p.slots = static_cast<const int32_t*>(slots->data());
   p.length = length, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]), p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
 
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p] { cpu::gatherKv(p); };
-  } else {
-#ifdef LT_WITH_CUDA
-    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::gatherKv(p, s); }); };
-#else
-    noCudaKernel(device, a.op().c_str());
-#endif
-  }
-  return call;
+  return dispatchCall(a, device, p, cpu::gatherKv, LT_CUDA_FN(gatherKv));
 }
 
 PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
@@ -355,17 +315,7 @@ PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
   p.nq = nq, p.nk = nk, p.hq = hq, p.hkv = hkv, p.d = d;
   p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
 
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p] { cpu::lazyRatio(p); };
-  } else {
-#ifdef LT_WITH_CUDA
-    call.run = [p, device] { onCuda(device, [&](cudaStream_t s) { cuda::lazyRatio(p, s); }); };
-#else
-    noCudaKernel(device, a.op().c_str());
-#endif
-  }
-  return call;
+  return dispatchCall(a, device, p, cpu::lazyRatio, LT_CUDA_FN(lazyRatio));
 }
 
 }  // namespace

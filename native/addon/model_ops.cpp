@@ -19,29 +19,6 @@
 namespace lt::addon {
 namespace {
 
-// Picks the CPU or CUDA form of an op for `device`.
-template <typename Params, typename Cpu, typename Cuda>
-PreparedCall dispatch(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
-  PreparedCall call{nullptr, a.used(), device};
-  if (device.isCpu()) {
-    call.run = [p, cpuFn] { cpuFn(p); };
-  } else {
-#ifdef LT_WITH_CUDA
-    call.run = [p, device, cudaFn] { onCuda(device, [&](cudaStream_t s) { cudaFn(p, s); }); };
-#else
-    (void)cudaFn;
-    noCudaKernel(device, a.op().c_str());
-#endif
-  }
-  return call;
-}
-
-#ifdef LT_WITH_CUDA
-#define LT_CUDA_FN(fn) [](const auto& p, cudaStream_t s) { cuda::fn(p, s); }
-#else
-#define LT_CUDA_FN(fn) nullptr
-#endif
-
 PreparedCall prepareLinear(const Napi::CallbackInfo& info) {
   KernelArgs a("linear", info);
   TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
@@ -62,7 +39,7 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info) {
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
   p.m = int32_t(m), p.n = int32_t(n), p.k = int32_t(k);
-  return dispatch(a, device, p, cpu::linear, LT_CUDA_FN(linear));
+  return dispatchCall(a, device, p, cpu::linear, LT_CUDA_FN(linear));
 }
 
 PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info) {
@@ -87,7 +64,7 @@ PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info) {
   p.x = x->data(), p.residual = res ? res->data() : nullptr, p.weight = w->data(), p.y = y->data();
   p.rows = int32_t(numel(x->shape()) / dim), p.dim = int32_t(dim);
   p.eps = float(a.number("eps", 1e-5));
-  return dispatch(a, device, p, cpu::rmsNorm, LT_CUDA_FN(rmsNorm));
+  return dispatchCall(a, device, p, cpu::rmsNorm, LT_CUDA_FN(rmsNorm));
 }
 
 PreparedCall prepareRope(const Napi::CallbackInfo& info) {
@@ -112,7 +89,7 @@ PreparedCall prepareRope(const Napi::CallbackInfo& info) {
   p.positions = static_cast<const int32_t*>(pos->data());
   p.invFreq = static_cast<const float*>(freq->data());
   p.tokens = int32_t(tokens), p.hq = int32_t(q->shape()[1]), p.hkv = int32_t(k->shape()[1]), p.d = int32_t(d);
-  return dispatch(a, device, p, cpu::rope, LT_CUDA_FN(rope));
+  return dispatchCall(a, device, p, cpu::rope, LT_CUDA_FN(rope));
 }
 
 PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info) {
@@ -130,7 +107,7 @@ PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info) {
   p.dtype = x->dtype();
   p.x = x->data(), p.y = y->data();
   p.rows = int32_t(numel(x->shape()) / width), p.inner = int32_t(width / 2);
-  return dispatch(a, device, p, cpu::swiGlu, LT_CUDA_FN(swiGlu));
+  return dispatchCall(a, device, p, cpu::swiGlu, LT_CUDA_FN(swiGlu));
 }
 
 PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
@@ -154,7 +131,7 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
   p.tableType = table->dtype(), p.yType = y->dtype();
   p.ids = static_cast<const int32_t*>(ids->data()), p.table = table->data(), p.y = y->data();
   p.tokens = int32_t(tokens), p.dim = int32_t(dim), p.vocab = int32_t(vocab);
-  return dispatch(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
+  return dispatchCall(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
 }
 
 // ropeAppendKv({ qkv, positions, invFreq, kPages, vPages, slots, q }): see RopeAppendKvParams.
@@ -197,7 +174,7 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info) {
   p.invFreq = static_cast<const float*>(freq->data());
   p.tokens = int32_t(tokens), p.hq = int32_t(hq), p.hkv = int32_t(hkv), p.d = int32_t(d);
   p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
-  return dispatch(a, device, p, cpu::ropeAppendKv, LT_CUDA_FN(ropeAppendKv));
+  return dispatchCall(a, device, p, cpu::ropeAppendKv, LT_CUDA_FN(ropeAppendKv));
 }
 
 // argmax({ logits: f32 [rows, vocab], out: i32 [rows] }): lowest index on ties.
@@ -230,7 +207,7 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
 #else
   auto cudaFn = nullptr;
 #endif
-  return dispatch(a, device, p, argmaxCpu, cudaFn);
+  return dispatchCall(a, device, p, argmaxCpu, cudaFn);
 }
 
 }  // namespace
