@@ -6,25 +6,16 @@ import { CudaGraph } from "../../lib/cuda-graph";
 import { SequenceState } from "../../lib/model/decoder";
 import { fixtureModels, fixtureRoot, readReference } from "../helpers/fixtures";
 import { Random } from "../helpers/reference";
+import { describeWithCuda, relError } from "../helpers/gpu";
 import { TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
-if (!status.available) process.stderr.write(`\n[lighttransfer] GPU decode-graph tests SKIPPED: ${status.reason}\n\n`);
-const describeGpu = status.available ? describe : describe.skip;
+const describeGpu = describeWithCuda("decode-graph");
 
 const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
-function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
   test.each([

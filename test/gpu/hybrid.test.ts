@@ -6,10 +6,10 @@ import { resolveHybrid } from "../../lib/hybrid/options";
 import { HybridPolicy } from "../../lib/hybrid/policy";
 import { fixtureDir } from "../helpers/reference-model";
 import { readReference } from "../helpers/fixtures";
+import { describeWithCuda, relError } from "../helpers/gpu";
 
 const status = cudaStatus();
-if (!status.available) process.stderr.write(`\n[lighttransfer] GPU hybrid tests SKIPPED: ${status.reason}\n\n`);
-const describeGpu = status.available ? describe : describe.skip;
+const describeGpu = describeWithCuda("hybrid");
 
 describeGpu("hybrid mode on CUDA equals the CPU run", () => {
   let cpu: Model, gpu: Model;
@@ -40,11 +40,6 @@ describeGpu("hybrid mode on CUDA equals the CPU run", () => {
     }
   }
 
-  const relError = (a: Float32Array, b: Float32Array) => {
-    let num = 0, den = 0;
-    for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
-    return Math.sqrt(num / den);
-  };
 
   test.each([
     ["auto, long prompt", { mode: "auto", fullLayers: 1, sink: 2, window: 6, lastQueries: 4 }, 1],

@@ -3,13 +3,11 @@
 // the reason is printed.
 import { cudaStatus, devices, kernels, Tensor } from "../../lib";
 import { Random } from "../helpers/reference";
+import { describeWithCuda, relError } from "../helpers/gpu";
 import { TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
-if (!status.available) {
-  process.stderr.write(`\n[lighttransfer] GPU tests SKIPPED: ${status.reason}\n\n`);
-}
-const describeGpu = status.available ? describe : describe.skip;
+const describeGpu = describeWithCuda("kernel");
 
 const rng = new Random();
 const scope = new TensorScope();
@@ -20,15 +18,6 @@ type Half = "bf16" | "f16";
 // product, so a few 1e-3 of relative error is expected; f16 keeps 11 bits, 8x tighter.
 const relTol: Record<Half, number> = { bf16: 1e-2, f16: 2e-3 };
 
-function relError(got: Float32Array, want: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 function maxAbs(got: Float32Array, want: Float32Array): number {
   let m = 0;

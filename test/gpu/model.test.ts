@@ -5,25 +5,16 @@ import { cudaStatus, kernels, loadModel, memoryUsage, Model, Tensor } from "../.
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { Random } from "../helpers/reference";
+import { describeWithCuda, relError } from "../helpers/gpu";
 import { TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
-if (!status.available) process.stderr.write(`\n[lighttransfer] GPU model tests SKIPPED: ${status.reason}\n\n`);
-const describeGpu = status.available ? describe : describe.skip;
+const describeGpu = describeWithCuda("model");
 
 const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
-function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 
 function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
   const cpu = scope.random(rng, shape, dtype).tensor;
