@@ -94,7 +94,7 @@ const fullKv = layers.length * n * bytesPerToken;
 const hybridKv = (fullLayers * n + (layers.length - fullLayers) * Math.min(n, sink + window)) * bytesPerToken;
 console.log(`\nlazy layers: ${[...lazy].sort((a, b) => a - b).join(", ")}`);
 console.log(`KV cache: full ${(fullKv / 2 ** 20).toFixed(1)} MiB, hybrid ${(hybridKv / 2 ** 20).toFixed(1)} MiB (${((100 * hybridKv) / fullKv).toFixed(1)}%)`);
-console.log(`prefill, all layers: plain ${plainMs.toFixed(1)} ms, with fused lazy ratio ${fusedMs.toFixed(1)} ms (+${((100 * (fusedMs - plainMs)) / plainMs).toFixed(1)}%), streaming ${streamingMs.toFixed(1)} ms`);
+console.log(`prefill, all layers: plain ${plainMs.toFixed(1)} ms, with fused lazy ratio ${fusedMs.toFixed(1)} ms (${((100 * (fusedMs - plainMs)) / plainMs).toFixed(1).replace(/^(?!-)/, "+")}%), streaming ${streamingMs.toFixed(1)} ms`);
 
 // The same machinery on a whole (tiny, random-weight) checkpoint: a hybrid session picks its lazy
 // layers during prefill and decodes over rings for them.

@@ -1,6 +1,7 @@
 // Sessions and generation: prompt → prefill → decode steps → text chunks, with stop strings,
 // EOS, a token budget and an AbortSignal. Policy only; every step is a decoder call.
 import { HybridOptions, resolveHybrid } from "../hybrid/options";
+import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { SequenceState } from "../model/decoder";
 import { Sampler, SamplingOptions } from "../model/sampling";
@@ -147,7 +148,8 @@ export class Session implements AsyncDisposable {
 
   get stats(): SessionStats {
     const seq = this.live();
-    const full = seq.length * this.model.config.layers * this.model.pool.pageBytes / this.model.pool.pageSize;
+    const { pool } = this.model;
+    const full = this.model.config.layers * fullCachePages(seq.length, pool.pageSize) * pool.pageBytes;
     return {
       promptTokens: this.stat.promptTokens,
       generatedTokens: this.stat.generatedTokens,
