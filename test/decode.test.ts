@@ -1,7 +1,7 @@
 // CPU paged decode attention against the float64 reference, and ring decode against
 // streaming prefill (DESIGN.md section 2).
 import { kernels, Tensor } from "../lib";
-import { FloatDType, firstMismatch, Random, referenceAttention, tolerance } from "./helpers/reference";
+import { expectClose, FloatDType, Random, referenceAttention, tolerance } from "./helpers/reference";
 import { gatherRows, ringSlot } from "./helpers/pages";
 import { TensorScope } from "./helpers/tensors";
 
@@ -9,10 +9,8 @@ const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
-function check(label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) {
-  const problem = firstMismatch(got, want, tol);
-  if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
-}
+const check = (label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) =>
+  expectClose(rng, label, got, want, tol);
 
 describe("decodeAttention (CPU) matches the float64 reference", () => {
   const cases: Array<{ hq: number; hkv: number; d: number; pageSize: number; dtype: FloatDType; lens: number[] }> = [

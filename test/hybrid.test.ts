@@ -5,6 +5,7 @@ import { loadModel, Model } from "../lib";
 import { resolveHybrid } from "../lib/hybrid/options";
 import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
+import { runHybrid } from "./helpers/hybrid-run";
 import { fixtureDir, loadReferenceWeights, referenceForward, referenceRatio, ReferenceWeights } from "./helpers/reference-model";
 import { readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
@@ -69,23 +70,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   const prompt = () => readReference(name).cases[1].ids; // 53 tokens: longer than sink + window + lastQueries
   const continuation = () => readReference(name).cases[1].greedy.slice(0, 12);
 
-  /** Our logits after the prompt and after each continuation token, under a hybrid option. */
-  function ours(hybrid: object, ids: number[], cont: number[]) {
-    const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-    const seq = policy.createSequence();
-    try {
-      policy.beforePrefill(seq, ids.length);
-      const rows = [model.decoder.prefill(seq, ids, { policy, chunkSize: 16 })];
-      for (const t of cont) {
-        rows.push(model.decoder.decode([seq], [t]));
-        policy.afterDecode(seq);
-      }
-      return { rows, state: policy.state };
-    } finally {
-      model.decoder.releaseSequence(seq);
-      policy.dispose();
-    }
-  }
+  const ours = (hybrid: object, ids: number[], cont: number[]) => runHybrid(model, hybrid, ids, cont);
 
   function expectClose(got: Float32Array[], want: Float64Array, firstRow: number, vocab: number) {
     got.forEach((row, i) => {

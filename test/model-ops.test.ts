@@ -1,16 +1,14 @@
 // CPU model operations against float64 references written from their definitions.
 import { kernels, Tensor } from "../lib";
-import { FloatDType, firstMismatch, Random, roundTo, tolerance } from "./helpers/reference";
+import { expectClose, FloatDType, Random, roundTo, tolerance } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
-function check(label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) {
-  const problem = firstMismatch(got, want, tol);
-  if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
-}
+const check = (label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) =>
+  expectClose(rng, label, got, want, tol);
 
 describe("linear", () => {
   test.each([

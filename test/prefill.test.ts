@@ -3,7 +3,7 @@ import { kernels, Tensor } from "../lib";
 import {
   AttentionShape,
   FloatDType,
-  firstMismatch,
+  expectClose,
   Mask,
   Random,
   referenceAttention,
@@ -16,10 +16,8 @@ const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
-function check(label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) {
-  const problem = firstMismatch(got, want, tol);
-  if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
-}
+const check = (label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }) =>
+  expectClose(rng, label, got, want, tol);
 
 interface Case extends AttentionShape {
   dtype: FloatDType;

@@ -1,14 +1,12 @@
 // Hybrid mode on CUDA against the same run on the CPU in bf16 (the CPU run is itself checked
 // against a float64 reference in test/hybrid.test.ts): lazy ratios, the layers chosen, and the
 // decode logits.
-import { cudaStatus, loadModel, Model } from "../../lib";
-import { resolveHybrid } from "../../lib/hybrid/options";
-import { HybridPolicy } from "../../lib/hybrid/policy";
+import { loadModel, Model } from "../../lib";
+import { runHybrid } from "../helpers/hybrid-run";
 import { fixtureDir } from "../helpers/reference-model";
 import { readReference } from "../helpers/fixtures";
 import { describeWithCuda, relError } from "../helpers/gpu";
 
-const status = cudaStatus();
 const describeGpu = describeWithCuda("hybrid");
 
 describeGpu("hybrid mode on CUDA equals the CPU run", () => {
@@ -23,22 +21,7 @@ describeGpu("hybrid mode on CUDA equals the CPU run", () => {
     await gpu?.dispose();
   });
 
-  function run(model: Model, hybrid: object, ids: number[], cont: number[]) {
-    const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-    const seq = policy.createSequence();
-    try {
-      policy.beforePrefill(seq, ids.length);
-      const rows = [model.decoder.prefill(seq, ids, { policy, chunkSize: 16 })];
-      for (const t of cont) {
-        rows.push(model.decoder.decode([seq], [t]));
-        policy.afterDecode(seq);
-      }
-      return { rows, state: { ...policy.state }, kinds: seq.caches.map((c) => c.kind) };
-    } finally {
-      model.decoder.releaseSequence(seq);
-      policy.dispose();
-    }
-  }
+  const run = runHybrid;
 
 
   test.each([

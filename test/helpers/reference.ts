@@ -215,3 +215,9 @@ export function firstMismatch(
   if (worst < 0) return undefined;
   return `element ${worst}: got ${got[worst]}, want ${want[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`;
 }
+
+/** Throws, naming the check, the worst element and the seed to replay, unless got ≈ want. */
+export function expectClose(rng: Random, label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }): void {
+  const problem = firstMismatch(got, want, tol);
+  if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
+}
