@@ -31,6 +31,7 @@
 
 #include "core/error.h"
 #include "cuda/model_kernels.h"
+#include "rope_angles.cuh"
 
 namespace lt::cuda {
 namespace {
@@ -232,16 +233,7 @@ __global__ void __launch_bounds__(kRopeBlock) ropeKernel(T* q, T* k, const int32
   extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
   const int t = blockIdx.x;
   const int half = d >> 1;
-  const float pos = float(positions[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    // The angle rounded to f32 exactly as float(pos) * inv_freq in PyTorch (no FMA to contract);
-    // cos/sin of it in double: unaffected by --use_fast_math, accurate for any magnitude.
-    const float angle = __fmul_rn(pos, invFreq[i]);
-    double s, c;
-    sincos(double(angle), &s, &c);
-    cs[i] = float(c);
-    cs[half + i] = float(s);
-  }
+  ropeCosSin(cs, float(positions[t]), invFreq, half);
   __syncthreads();
   const int heads = hq + hkv;
   if constexpr (kVec) {

@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "cuda/model_kernels.h"
+#include "rope_angles.cuh"
 
 namespace lt::cuda {
 namespace {
@@ -62,14 +63,7 @@ __global__ void __launch_bounds__(kBlock) ropeAppendKvKernel(const T* __restrict
                                                              long long poolSlots) {
   extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
   const int t = blockIdx.x, half = d >> 1;
-  const float pos = float(positions[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = __fmul_rn(pos, invFreq[i]);
-    double s, c;
-    sincos(double(angle), &s, &c);
-    cs[i] = float(c);
-    cs[half + i] = float(s);
-  }
+  ropeCosSin(cs, float(positions[t]), invFreq, half);
   __syncthreads();
   const long long slot = slots[t];
   const bool store = slot >= 0 && slot < poolSlots;
