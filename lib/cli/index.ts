@@ -133,16 +133,20 @@ program
     console.log(`largest batch: full ${plan.full.maxBatch}, hybrid ${plan.hybrid.maxBatch}`);
   });
 
-program
-  .command("inspect")
+/** The lazy-ratio options inspect and calibrate share. */
+function withRatioOptions(command: Command): Command {
+  return command
+  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
+  .option("--sink <n>", "sink tokens", number("int"), 4)
+  .option("--window <n>", "recent-window tokens", number("int"), 1020)
+  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), 32);
+}
+
+withRatioOptions(program.command("inspect"))
   .description("per-layer lazy ratios of prompts and the layers auto mode would make lazy; writes a heatmap")
   .requiredOption("-m, --model <dir>", "model directory")
   .requiredOption("-f, --prompt-file <file>", "prompts, separated by lines holding only ---")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
-  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens", number("int"), 4)
-  .option("--window <n>", "recent-window tokens", number("int"), 1020)
-  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), 32)
   .option("--heatmap <file>", "SVG heatmap to write (layers × heads for one prompt, layers × prompts for several)", "lazy-ratios.svg")
   .action(async (o) => {
     const signal = abortOnSigint();
@@ -188,17 +192,12 @@ program
     }
   });
 
-program
-  .command("calibrate")
+withRatioOptions(program.command("calibrate"))
   .description("run auto selection over prompts and write the layer file fixed mode reads")
   .requiredOption("-m, --model <dir>", "model directory")
   .requiredOption("-f, --prompt-file <file>", "prompts, separated by lines holding only ---")
   .requiredOption("-o, --out <file>", "layer file (JSON) to write")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
-  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens", number("int"), 4)
-  .option("--window <n>", "recent-window tokens", number("int"), 1020)
-  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), 32)
   .action(async (o) => {
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal);
