@@ -1,11 +1,13 @@
 // Decode throughput of full vs hybrid caches under one KV memory budget (issue #5's benchmark).
 //   node dist/bench/hybrid-throughput.js --model DIR --kv-memory 40GiB [--contexts 4096,8192,16384,32768]
-//        [--steps 12] [--full-layers 0.5] [--device cuda:0] [--out results.json] [--plot plot.svg]
+//        [--steps 12] [--full-layers 0.5] [--output argmax|logits] [--device cuda:0] [--out results.json] [--plot plot.svg]
 // For each context N and each mode, the batch is the largest the budget holds (planMemory, the
 // runtime's own page arithmetic). The caches are set up directly — pages reserved per layer, full
 // or ring — over a pool filled with random values (prefill is not what is timed), and decode
 // steps are timed on the real model. Hybrid's lazy layers are the second half of the layers: which
-// layers are lazy does not change the bytes a step reads.
+// layers are lazy does not change the bytes a step reads. A step ends with its tokens on the host:
+// with --output argmax (the default, what greedy generation runs) the argmax of each row of logits
+// is taken on the device; with --output logits every sequence's logits are read back.
 import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
 import { FullCache, StreamingCache } from "../lib/cache/layer-cache";
@@ -31,6 +33,8 @@ async function main() {
   const contexts = arg("contexts", "4096,8192,16384,32768").split(",").map(Number);
   const steps = Number(arg("steps", "12"));
   const fraction = Number(arg("full-layers", "0.5"));
+  const output = arg("output", "argmax");
+  if (output !== "argmax" && output !== "logits") throw new Error(`--output must be argmax or logits, got ${output}`);
   const sink = 4, window = 1020, maxBatch = Number(arg("max-batch", "256"));
   const model = await loadModel(dir, { device: arg("device", "cuda:0") as "cuda:0", kvCacheBytes: kvBytes });
   const { config, pool } = model;
@@ -53,7 +57,7 @@ async function main() {
   const results: object[] = [];
   for (const N of contexts) {
     const plan = planMemory(config, { context: N + steps + 8, memoryBytes: pool.numPages * pool.pageBytes, weightBytes: 0, fullLayers: P, sink, window, pageSize: pool.pageSize, dtype: model.dtype });
-    const perMode: Record<string, { batch: number; stepMs: number; tokensPerSecond: number }> = {};
+    const perMode: Record<string, { batch: number; stepMs: number; tokensPerSecond: number; fillMs: number; launchMs: number; readbackMs: number }> = {};
     for (const mode of ["full", "hybrid"] as const) {
       const batch = Math.min(maxBatch, mode === "full" ? plan.full.maxBatch : plan.hybrid.maxBatch);
       const seqs: SequenceState[] = [];
@@ -64,17 +68,23 @@ async function main() {
         seqs.push({ caches, length: N });
       }
       const ids = Array.from({ length: batch }, () => 1 + Math.floor(Math.random() * (config.vocabSize - 1)));
-      model.decoder.decode(seqs, ids); // warm-up (and the first read-back waits for the GPU)
+      const step = () => (output === "argmax" ? model.decoder.decodeGreedy(seqs, ids) : model.decoder.decode(seqs, ids));
+      step(); // warm-up (and the first read-back waits for the GPU)
+      const before = model.decoder.graphs?.stats;
       const times: number[] = [];
       for (let s = 0; s < steps; s++) {
         const t0 = performance.now();
-        model.decoder.decode(seqs, ids); // returns after the logits are back on the host
+        step(); // returns after the tokens or logits are back on the host
         times.push(performance.now() - t0);
       }
       for (const s of seqs) model.decoder.releaseSequence(s);
       times.sort((a, b) => a - b);
       const stepMs = times[Math.floor(times.length / 2)];
-      perMode[mode] = { batch, stepMs, tokensPerSecond: (1000 * batch) / stepMs };
+      // Where a step's time goes on the host side (means over the timed steps).
+      const after = model.decoder.graphs?.stats;
+      const phase = (key: "fillMs" | "launchMs" | "readbackMs") => (after && before ? (after[key] - before[key]) / steps : NaN);
+      perMode[mode] = { batch, stepMs, tokensPerSecond: (1000 * batch) / stepMs, fillMs: phase("fillMs"), launchMs: phase("launchMs"), readbackMs: phase("readbackMs") };
+      console.log(`${N} ${mode}: batch ${batch}, step ${stepMs.toFixed(2)} ms (fill ${perMode[mode].fillMs.toFixed(2)}, launch ${perMode[mode].launchMs.toFixed(2)}, wait+read ${perMode[mode].readbackMs.toFixed(2)})`);
     }
     const ideal = 1 / (P / L + (1 - P / L) * Math.min(1, (sink + window) / N));
     const ratio = perMode.hybrid.tokensPerSecond / perMode.full.tokensPerSecond;
@@ -86,12 +96,12 @@ async function main() {
   }
   const all = (await import("../lib")).devices();
   const card = model.device === "cpu" ? all[0] : all.find((d) => d.id === model.device);
-  const record = { date: new Date().toISOString(), card: card?.name, command: process.argv.slice(1).join(" "), model: dir, kvBytes, layers: L, fullLayers: P, sink, window, pageSize: pool.pageSize, steps, results };
+  const record = { date: new Date().toISOString(), card: card?.name, command: process.argv.slice(1).join(" "), model: dir, output, kvBytes, layers: L, fullLayers: P, sink, window, pageSize: pool.pageSize, steps, results };
   const out = arg("out", "");
   if (out) fs.writeFileSync(out, JSON.stringify(record, null, 2));
   const plot = arg("plot", "");
   if (plot) fs.writeFileSync(plot, ratioPlot(results as Array<{ context: number; ratio: number; ideal: number }>, String(card?.name)));
-  console.log(`hybrid vs full decode throughput on ${card?.name}: KV budget ${(kvBytes / 2 ** 30).toFixed(1)} GiB, P=${P}/${L}, S=${sink}, W=${window}`);
+  console.log(`hybrid vs full decode throughput (${output}) on ${card?.name}: KV budget ${(kvBytes / 2 ** 30).toFixed(1)} GiB, P=${P}/${L}, S=${sink}, W=${window}`);
   printTable(rows);
   await model.dispose();
 }

@@ -40,10 +40,19 @@ export class CudaGraph implements Disposable {
     return new CudaGraph(native.captureEnd({ input: input.handle }), input);
   }
 
-  /** Checks `data` (as many elements as `input`), copies it into `input`, and enqueues one replay. */
-  launch(data: Int32Array): void {
+  /**
+   * Copies `data` (as many elements as `input`) into `input`, checks it, and enqueues one replay.
+   * `changed`, (start, count) pairs of elements, names the parts of `data` that differ from the
+   * previous launch: only those are copied, the rest of `input` keeps what it held. The first
+   * launch, and the one after a launch that failed its checks, copy all of `data`.
+   * @example
+   * graph.launch(block);                                  // everything
+   * block[0] = nextToken;
+   * graph.launch(block, Int32Array.of(0, 1));             // one element changed
+   */
+  launch(data: Int32Array, changed?: Int32Array): void {
     if (!this.handle) throw new Error("this CUDA graph was disposed; capture a new one");
-    addon().graphLaunch(this.handle, data);
+    addon().graphLaunch(this.handle, data, changed);
   }
 
   /** Frees the graph (after its last replay). Safe to call twice. */

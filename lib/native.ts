@@ -39,7 +39,7 @@ export interface NativeAddon {
   lazyRatioAsync(args: object): Promise<void>;
   captureBegin(args: { input: NativeTensorHandle }): void;
   captureEnd(args: { input: NativeTensorHandle; discard?: boolean }): NativeGraphHandle | undefined;
-  graphLaunch(graph: NativeGraphHandle, data: Int32Array): void;
+  graphLaunch(graph: NativeGraphHandle, data: Int32Array, changed?: Int32Array): void;
   graphDispose(graph: NativeGraphHandle): void;
 }
 

@@ -1,5 +1,7 @@
 // CPU cache operations, checked bit for bit against plain-JS gathers.
 import { kernels, Tensor } from "../lib";
+import { FullCache, StreamingCache } from "../lib/cache/layer-cache";
+import { PagePool } from "../lib/cache/page-pool";
 import { firstMismatch, Random } from "./helpers/reference";
 import { poolSlot, ringSlot } from "./helpers/pages";
 import { TensorScope } from "./helpers/tensors";
@@ -135,3 +137,33 @@ test.each(["f32", "bf16"] as const)("gatherKv copies pool slots out in the order
   expect(Array.from(v.toArray())).toEqual(wantV);
   expect(() => kernels.gatherKv({ kPages, vPages, slots: scope.ints([0, 28]) })).toThrow(/slots\[1\] = 28 is outside the pool's slots 0..27/);
 });
+
+test.each(["full", "streaming"] as const)("reserveOne is reserve(1), and pageCountAfter foretells the table (%s cache)", (kind) => {
+  // One pool each, so both caches are handed the same pages.
+  const pools = [0, 1].map(() => new PagePool({ numPages: 64, pageSize: 4, kvHeads: 1, headDim: 2, dtype: "f32", device: "cpu" }));
+  const sink = rng.int(0, 3), window = rng.int(1, 20);
+  const make = (pool: PagePool) => (kind === "full" ? new FullCache(pool) : new StreamingCache(pool, sink, window));
+  const one = make(pools[0]), many = make(pools[1]);
+  try {
+    for (let step = 0; step < 60; step++) {
+      const count = rng.int(1, 3);
+      expect(one.pageCountAfter(count)).toBe(Math.max(one.pageTable.length, pagesAfter(one, count)));
+      for (let i = 0; i < count; i++) {
+        const predicted = one.pageCountAfter(1);
+        const slot = one.reserveOne();
+        expect(one.pageTable.length).toBe(predicted);
+        expect(slot).toBe(many.reserve(1)[0]);
+      }
+    }
+  } finally {
+    one.release();
+    many.release();
+    for (const pool of pools) pool.dispose();
+  }
+});
+
+/** Pages a cache holds after `count` more tokens, from its definition (DESIGN.md section 2). */
+function pagesAfter(cache: FullCache | StreamingCache, count: number): number {
+  const slotsUsed = cache instanceof StreamingCache ? Math.min(cache.length + count, cache.sink + cache.window) : cache.length + count;
+  return Math.ceil(slotsUsed / 4);
+}

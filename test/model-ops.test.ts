@@ -1,7 +1,7 @@
 // CPU model operations against float64 references written from their definitions.
 import { kernels, Tensor } from "../lib";
-import { expectClose, FloatDType, Random, roundTo, tolerance } from "./helpers/reference";
-import { TensorScope } from "./helpers/tensors";
+import { expectClose, FloatDType, Random, referenceArgmax, roundTo, tolerance } from "./helpers/reference";
+import { plantedLogits, TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
 const scope = new TensorScope();
@@ -100,16 +100,48 @@ test("swiGlu is silu(gate) · up", () => {
   check("swiGlu", y.toFloat32Array(), want, { rtol: 1e-5, atol: 1e-6 });
 });
 
-test("embedding gathers rows and converts dtypes; argmax picks the first maximum", () => {
+test("embedding gathers rows and converts dtypes", () => {
   const table = scope.random(rng, [11, 6], "bf16");
   const ids = [3, 0, 10, 3];
   const y = scope.add(kernels.embedding({ ids: scope.ints(ids), table: table.tensor, dtype: "f32" }));
   const want = ids.flatMap((id) => Array.from(table.values.slice(id * 6, id * 6 + 6)));
   expect(Array.from(y.toFloat32Array())).toEqual(want);
   expect(() => kernels.embedding({ ids: scope.ints([11]), table: table.tensor })).toThrow(/ids\[0\] = 11 is outside the vocabulary 0..10/);
+});
 
-  const logits = scope.add(Tensor.from(new Float32Array([1, 5, 5, 2, -1, -3, -1, -2]), [2, 4]));
-  expect(Array.from(scope.add(kernels.argmax({ logits })).toArray())).toEqual([1, 0]);
+describe("argmax", () => {
+  test("picks the first maximum", () => {
+    const logits = scope.add(Tensor.from(new Float32Array([1, 5, 5, 2, -1, -3, -1, -2]), [2, 4]));
+    expect(Array.from(scope.add(kernels.argmax({ logits })).toArray())).toEqual([1, 0]);
+  });
+
+  // 1003 is no multiple of any vector width; 4096 is one of all of them.
+  test.each([
+    ["f32", 7, 1003],
+    ["f32", 6, 4096],
+    ["f16", 7, 1003],
+    ["f16", 6, 4096],
+    ["bf16", 7, 1003],
+    ["bf16", 6, 4096],
+  ] as Array<[FloatDType, number, number]>)("%s logits [%i, %i]: NaN above all, ties to the lowest index", (dtype, rows, vocab) => {
+    const logits = plantedLogits(rng, rows, vocab, dtype);
+    scope.add(logits.tensor);
+    const out = scope.add(kernels.argmax({ logits: logits.tensor }));
+    expect(out.dtype).toBe("i32");
+    expect(out.shape).toEqual([rows]);
+    const got = Array.from(out.toArray());
+    // The seed rides along so a failure can be replayed.
+    expect({ seed: rng.seed, got }).toEqual({ seed: rng.seed, got: referenceArgmax(logits.values, rows, vocab) });
+    expect(got.slice(0, 4)).toEqual(logits.planted);
+  });
+
+  test("rejects integer logits and a wrong out", () => {
+    const logits = scope.random(rng, [3, 10], "f32").tensor;
+    expect(() => kernels.argmax({ logits: scope.ints([1, 2, 3, 4], [2, 2]) })).toThrow(/argmax: logits must be f32, f16 or bf16, got i32/);
+    expect(() => kernels.argmax({ logits: scope.random(rng, [10], "f32").tensor })).toThrow(/argmax: logits must have 2 dimensions, got shape \[10\]/);
+    expect(() => kernels.argmax({ logits, out: scope.ints([0, 0]) })).toThrow(/argmax: out must have shape \[3\], got \[2\]/);
+    expect(() => kernels.argmax({ logits, out: scope.random(rng, [3], "f32").tensor })).toThrow(/argmax: out must be i32, got f32/);
+  });
 });
 
 test("model ops reject mismatched shapes", () => {

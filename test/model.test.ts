@@ -57,6 +57,31 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
     expect(tokens).toEqual(c.greedy);
   });
 
+  test("a greedy decode step picks the argmax of the logits decode() returns", () => {
+    const prompts = ref.cases.slice(0, 3).map((c) => c.ids);
+    const start = () => prompts.map((ids) => {
+      const s = model.decoder.createSequence();
+      model.decoder.prefill(s, ids);
+      return s;
+    });
+    const logitSeqs = start(), greedySeqs = start();
+    try {
+      const vocab = model.config.vocabSize;
+      let ids = prompts.map((p) => p[0]);
+      for (let step = 0; step < 4; step++) {
+        const logits = model.decoder.decode(logitSeqs, ids);
+        const want = ids.map((_, b) => {
+          const row = logits.subarray(b * vocab, (b + 1) * vocab);
+          return row.reduce((best, v, j) => (v > row[best] ? j : best), 0);
+        });
+        expect(Array.from(model.decoder.decodeGreedy(greedySeqs, ids))).toEqual(want);
+        ids = want;
+      }
+    } finally {
+      for (const s of [...logitSeqs, ...greedySeqs]) model.decoder.releaseSequence(s);
+    }
+  });
+
   test("batched generation equals one-by-one generation and frees every page", async () => {
     const prompts = ref.cases.slice(0, -1).map((c) => c.prompt);
     const used = model.pool.usedPages;

@@ -186,6 +186,8 @@ export class Session implements AsyncDisposable {
       let t0 = performance.now();
       this.policy?.beforePrefill(seq, ids.length);
       let logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk, policy: this.policy });
+      // The next token when the decode step already chose it (a greedy sampler).
+      let chosen: number | undefined;
       this.stat.prefillSeconds += (performance.now() - t0) / 1000;
       this.stat.promptTokens += ids.length;
       const stream = new TextStream(this.model, stop);
@@ -196,7 +198,7 @@ export class Session implements AsyncDisposable {
         return;
       }
       for (let step = 1; ; step++) {
-        const next = sampler.next(logits, seen);
+        const next = chosen ?? sampler.next(logits, seen);
         seen.push(next);
         if (eos.has(next)) {
           yield { text: stream.flush(), tokens: [next], finishReason: "eos" };
@@ -216,7 +218,8 @@ export class Session implements AsyncDisposable {
         await yieldToEventLoop();
         options.signal?.throwIfAborted();
         t0 = performance.now();
-        logits = this.model.decoder.decode([seq], [next]);
+        if (sampler.greedy) chosen = this.model.decoder.decodeGreedy([seq], [next])[0];
+        else logits = this.model.decoder.decode([seq], [next]);
         this.policy?.afterDecode(seq);
         this.stat.decodeSeconds += (performance.now() - t0) / 1000;
         this.stat.generatedTokens += 1;
@@ -265,6 +268,8 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
     tokens: number[];
     text: string;
     logits: Float32Array;
+    /** The next token when the decode step already chose it (greedy sampling). */
+    chosen?: number;
   }
   const results: GenerateResult[] = new Array(prompts.length);
   const active: Active[] = [];
@@ -288,7 +293,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
           a.policy?.dispose();
         };
         if (maxNewTokens === 0) { finish("length"); continue; }
-        const next = a.sampler.next(a.logits, a.seen);
+        const next = a.chosen ?? a.sampler.next(a.logits, a.seen);
         a.seen.push(next);
         a.tokens.push(next);
         if (eos.has(next)) { finish("eos", a.stream.flush()); continue; }
@@ -304,12 +309,17 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       active.push(...stepping);
       if (!active.length) break;
       options.signal?.throwIfAborted();
-      const logits = model.decoder.decode(active.map((a) => a.seq), nextIds);
-      const vocab = model.config.vocabSize;
-      active.forEach((a, b) => {
-        a.logits = logits.subarray(b * vocab, (b + 1) * vocab);
-        a.policy?.afterDecode(a.seq);
-      });
+      // Every sequence shares the sampling options, so one greedy sampler means all are.
+      const seqs = active.map((a) => a.seq);
+      if (active[0].sampler.greedy) {
+        const tokens = model.decoder.decodeGreedy(seqs, nextIds);
+        active.forEach((a, b) => (a.chosen = tokens[b]));
+      } else {
+        const logits = model.decoder.decode(seqs, nextIds);
+        const vocab = model.config.vocabSize;
+        active.forEach((a, b) => (a.logits = logits.subarray(b * vocab, (b + 1) * vocab)));
+      }
+      for (const a of active) a.policy?.afterDecode(a.seq);
       await yieldToEventLoop();
     }
     return results;

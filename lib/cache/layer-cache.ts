@@ -46,6 +46,17 @@ abstract class PagedCache {
     return slots;
   }
 
+  /**
+   * The pool slot of the next token; advances the length. The one-token case of `reserve`,
+   * without its arrays, because a decode step calls it for every layer of every sequence.
+   */
+  reserveOne(): number {
+    return this.slotFor(this.length++);
+  }
+
+  /** How many pages the table will hold once `count` more tokens are reserved. */
+  abstract pageCountAfter(count: number): number;
+
   /** Pool slot holding position `p` (which must still be cached). */
   abstract slotOfPosition(p: number): number;
 
@@ -64,6 +75,10 @@ export class FullCache extends PagedCache {
 
   get validSlots(): number {
     return this.length;
+  }
+
+  pageCountAfter(count: number): number {
+    return Math.max(this.pages.length, Math.ceil((this.length + count) / this.pool.pageSize));
   }
 
   slotOfPosition(p: number): number {
@@ -128,6 +143,10 @@ export class StreamingCache extends PagedCache {
   adopt(pages: number[], length: number): void {
     this.pages = pages;
     this.length = length;
+  }
+
+  pageCountAfter(count: number): number {
+    return Math.max(this.pages.length, Math.ceil(Math.min(this.length + count, this.capacity) / this.pool.pageSize));
   }
 
   slotOfPosition(p: number): number {

@@ -177,7 +177,9 @@ export function embedding(o: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype
 }
 
 /**
- * Index of the largest value of each row of f32 logits [rows, vocab] (lowest index on ties).
+ * Index of the largest value of each row of logits [rows, vocab] (f32, f16 or bf16), as
+ * torch.argmax picks it: NaN counts as larger than any number, and among equal values (NaNs
+ * included) the lowest index wins. The CPU and CUDA answers are identical.
  * @example const next = kernels.argmax({ logits }).toArray();
  */
 export function argmax(o: { logits: Tensor; out?: Tensor }): Tensor {

@@ -163,11 +163,39 @@ export class Decoder {
   /**
    * One decode step for a batch: token ids[b] is appended to sequence b. Returns the logits
    * [batch · vocab] (row b for sequence b). On CUDA the step is replayed from a CUDA graph
-   * (decode-graph.ts) when it can be; otherwise, and on the CPU, it runs op by op below.
+   * (decode-graph.ts) when it can be; otherwise, and on the CPU, it runs op by op.
    */
   decode(seqs: readonly SequenceState[], ids: readonly number[]): Float32Array {
-    const replayed = this.graphs?.run(seqs, ids);
+    const replayed = this.graphs?.run(seqs, ids, "logits");
     if (replayed) return replayed;
+    const logits = this.decodeEager(seqs, ids);
+    try {
+      return logits.toFloat32Array();
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  /**
+   * decode() followed by the greedy choice: each sequence's most likely next token (lowest id
+   * on ties), the argmax of the logits decode() would return. The argmax runs where the logits
+   * are, so on CUDA a step reads back batch integers instead of batch × vocab logits.
+   */
+  decodeGreedy(seqs: readonly SequenceState[], ids: readonly number[]): Int32Array {
+    const replayed = this.graphs?.run(seqs, ids, "argmax");
+    if (replayed) return replayed;
+    const logits = this.decodeEager(seqs, ids);
+    const tokens = kernels.argmax({ logits });
+    try {
+      return tokens.toArray() as Int32Array;
+    } finally {
+      logits.dispose();
+      tokens.dispose();
+    }
+  }
+
+  /** The decode step op by op; returns the logits tensor [batch, vocab], which the caller owns. */
+  private decodeEager(seqs: readonly SequenceState[], ids: readonly number[]): Tensor {
     const temps = new Temps();
     try {
       const B = seqs.length;
@@ -187,7 +215,7 @@ export class Decoder {
           row.dispose();
         });
         const caches = seqs.map((s) => s.caches[i]);
-        const slots = caches.map((c) => c.reserve(1)[0]);
+        const slots = caches.map((c) => c.reserveOne());
         kernels.appendKv({ k, v, kPages: this.pool.kPages, vPages: this.pool.vPages, slots: temps.add(this.ints(slots)) });
         const maxPages = Math.max(1, ...caches.map((c) => c.pageTable.length));
         const table = new Int32Array(B * maxPages);
@@ -204,7 +232,7 @@ export class Decoder {
       }
       for (const s of seqs) s.length += 1;
       const final = temps.add(kernels.rmsNorm({ x: mlpOut!, residual: h, weight: this.weights.norm, eps: this.config.rmsNormEps }));
-      return temps.add(kernels.linear({ x: final, weight: this.weights.lmHead })).toFloat32Array();
+      return kernels.linear({ x: final, weight: this.weights.lmHead });
     } finally {
       temps.dispose();
     }

@@ -35,6 +35,14 @@ export class Sampler {
     this.state = this.o.seed >>> 0 || 1;
   }
 
+  /**
+   * Whether this sampler always takes the most likely token, so the decoder may choose it where
+   * the logits are (Decoder.decodeGreedy) instead of handing them over.
+   */
+  get greedy(): boolean {
+    return this.o.temperature === 0 && this.o.repetitionPenalty === 1;
+  }
+
   /** Uniform in [0, 1) (mulberry32). */
   private random(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) | 0);
@@ -74,9 +82,13 @@ export class Sampler {
   }
 }
 
-/** Index of the largest value (lowest index on ties). */
+/** Index of the largest value (lowest index on ties; the first NaN if there is one). */
 export function argmax(values: ArrayLike<number>): number {
   let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  for (let i = 0; i < values.length; i++) {
+    // NaN counts as the largest value, as in kernels.argmax, so greedy picks agree wherever they run.
+    if (Number.isNaN(values[i])) return i;
+    if (values[i] > values[best]) best = i;
+  }
   return best;
 }

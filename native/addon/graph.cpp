@@ -25,6 +25,10 @@ struct Recording {
   std::vector<std::shared_ptr<Storage>> keepAlive;
   std::vector<RecordedCheck> checks;
   std::vector<RecordedCheck> pending;  // the checks of the call being prepared
+  // What the input holds on the device, as last checked and copied. Launches that name the
+  // ranges they changed update it in place and check it whole, so the device never holds
+  // anything unchecked. Empty until the first launch, which copies everything.
+  std::vector<int32_t> mirror;
 };
 
 // A graph ready to launch: the payload of the External that captureEnd returns.
@@ -120,25 +124,55 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   });
 }
 
-// graphLaunch(handle, data: Int32Array): runs the recorded bounds checks on `data`, copies it
-// into the input and enqueues one replay. Nothing reaches the device if a check fails.
+// graphLaunch(handle, data: Int32Array, changed?: Int32Array): runs the recorded bounds checks,
+// copies the new contents into the input and enqueues one replay. `changed` lists (start, count)
+// pairs of elements that differ from the previous launch; only those are copied (the first
+// launch, and the one after a failed check, copy all of data). Nothing reaches the device if a
+// check fails.
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   GraphHandle* g = handleOf(info, "graphLaunch");
   Recording& rec = g->recording;
-  if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw Error("graphLaunch: data must be an Int32Array");
+  auto isInt32Array = [](const Napi::Value& v) {
+    return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array;
+  };
+  if (info.Length() < 2 || !isInt32Array(info[1])) throw Error("graphLaunch: data must be an Int32Array");
   Napi::Int32Array data = info[1].As<Napi::Int32Array>();
   if (data.ElementLength() != rec.inputCount)
     throw Error("graphLaunch: data has " + std::to_string(data.ElementLength()) + " elements but the graph's input holds " +
                 std::to_string(rec.inputCount));
   const int32_t* host = data.Data();
-  std::vector<const int32_t*> contents;
-  for (const RecordedCheck& c : rec.checks) {
-    contents.clear();
-    for (size_t offset : c.offsets) contents.push_back(host + offset);
-    c.check(contents);
+  std::vector<std::pair<size_t, size_t>> ranges;
+  if (rec.mirror.empty() || info.Length() < 3 || info[2].IsUndefined()) {
+    ranges.emplace_back(0, rec.inputCount);
+  } else {
+    if (!isInt32Array(info[2])) throw Error("graphLaunch: changed must be an Int32Array of (start, count) pairs");
+    Napi::Int32Array changed = info[2].As<Napi::Int32Array>();
+    if (changed.ElementLength() % 2 != 0) throw Error("graphLaunch: changed must hold (start, count) pairs");
+    for (size_t i = 0; i < changed.ElementLength(); i += 2) {
+      const int64_t start = changed[i], count = changed[i + 1];
+      if (start < 0 || count < 0 || uint64_t(start + count) > rec.inputCount)
+        throw Error("graphLaunch: changed range (" + std::to_string(start) + ", " + std::to_string(count) +
+                    ") is outside the input's " + std::to_string(rec.inputCount) + " elements");
+      if (count > 0) ranges.emplace_back(size_t(start), size_t(count));
+    }
   }
-  deviceCopy(const_cast<int32_t*>(rec.inputData), rec.device, host, Device{}, rec.inputCount * sizeof(int32_t));
+  rec.mirror.resize(rec.inputCount);
+  for (auto [start, count] : ranges) std::copy(host + start, host + start + count, rec.mirror.begin() + ptrdiff_t(start));
+  try {
+    std::vector<const int32_t*> contents;
+    for (const RecordedCheck& c : rec.checks) {
+      contents.clear();
+      for (size_t offset : c.offsets) contents.push_back(rec.mirror.data() + offset);
+      c.check(contents);
+    }
+    for (auto [start, count] : ranges)
+      deviceCopy(const_cast<int32_t*>(rec.inputData) + start, rec.device, rec.mirror.data() + start, Device{},
+                 count * sizeof(int32_t));
+  } catch (...) {
+    // The mirror may now differ from the device; the next launch copies everything again.
+    rec.mirror.clear();
+    throw;
+  }
   if (!rec.inputObject.IsEmpty()) {
     Napi::Value object = rec.inputObject.Value();
     if (!object.IsEmpty() && TensorObject::IsTensor(info.Env(), object)) TensorObject::Unwrap(object)->dropShadow();

@@ -3,9 +3,6 @@
 // then sync or async.
 #include <napi.h>
 
-#include <algorithm>
-#include <limits>
-
 #include "core/model_params.h"
 #include "cpu/model_ops.h"
 #include "dispatch.h"
@@ -177,37 +174,22 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info) {
   return dispatchCall(a, device, p, cpu::ropeAppendKv, LT_CUDA_FN(ropeAppendKv));
 }
 
-// argmax({ logits: f32 [rows, vocab], out: i32 [rows] }): lowest index on ties.
-struct ArgmaxParams {
-  const float* logits;
-  int32_t* out;
-  int32_t rows, vocab;
-};
-
-void argmaxCpu(const ArgmaxParams& p) {
-  for (int32_t r = 0; r < p.rows; r++) {
-    const float* row = p.logits + size_t(r) * p.vocab;
-    p.out[r] = int32_t(std::max_element(row, row + p.vocab) - row);
-  }
-}
-
+// argmax({ logits: [rows, vocab] f32, f16 or bf16, out: i32 [rows] }): see ArgmaxParams.
 PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
   KernelArgs a("argmax", info);
   TensorObject *logits = a.tensor("logits"), *out = a.tensor("out");
   a.expectRank("logits", logits, 2);
-  a.expectDType("logits", logits, DType::F32);
-  a.expectShape("out", out, {logits->shape()[0]});
+  a.expectFloat("logits", logits);
+  const int64_t rows = logits->shape()[0], vocab = logits->shape()[1];
+  a.expectShape("out", out, {rows});
   a.expectDType("out", out, DType::I32);
   Device device = a.sameDevice({{"logits", logits}, {"out", out}});
   out->dropShadow();
-  ArgmaxParams p{static_cast<const float*>(logits->data()), static_cast<int32_t*>(out->data()),
-                 int32_t(logits->shape()[0]), int32_t(logits->shape()[1])};
-#ifdef LT_WITH_CUDA
-  auto cudaFn = [](const ArgmaxParams& q, cudaStream_t s) { cuda::argmaxRows(q.logits, q.out, q.rows, q.vocab, s); };
-#else
-  auto cudaFn = nullptr;
-#endif
-  return dispatchCall(a, device, p, argmaxCpu, cudaFn);
+  ArgmaxParams p;
+  p.dtype = logits->dtype();
+  p.logits = logits->data(), p.out = static_cast<int32_t*>(out->data());
+  p.rows = int32_t(rows), p.vocab = int32_t(vocab);
+  return dispatchCall(a, device, p, cpu::argmax, LT_CUDA_FN(argmax));
 }
 
 }  // namespace

@@ -68,6 +68,16 @@ struct EmbeddingParams {
   int32_t tokens = 0, dim = 0, vocab = 0;
 };
 
+// out[r] = the index of the largest of logits[r, 0..vocab), as torch.argmax picks it: NaN counts
+// as larger than any number, equal values (+0 and -0 among them, NaNs among themselves) go to
+// the lowest index. Greedy decoding's next token, so the CPU and CUDA answers must be identical.
+struct ArgmaxParams {
+  DType dtype = DType::F32;
+  const void* logits = nullptr;  // [rows, vocab]
+  int32_t* out = nullptr;        // [rows]
+  int32_t rows = 0, vocab = 0;
+};
+
 // Rotary embedding and the KV-cache append fused over the output of one stacked q|k|v
 // projection (a decode step's attention input): per token t, qkv holds hq query heads, then
 // hkv key heads, then hkv value heads, each of d elements. The query heads are rotated into

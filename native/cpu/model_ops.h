@@ -9,6 +9,7 @@ void rmsNorm(const RmsNormParams& p);
 void rope(const RopeParams& p);
 void swiGlu(const SwiGluParams& p);
 void embedding(const EmbeddingParams& p);
+void argmax(const ArgmaxParams& p);
 // Composed from rope and appendKv over the split q|k|v rows (rope_append.cpp).
 void ropeAppendKv(const RopeAppendKvParams& p);
 

@@ -22,10 +22,9 @@ void rmsNorm(const RmsNormParams& p, cudaStream_t stream);
 void rope(const RopeParams& p, cudaStream_t stream);
 void swiGlu(const SwiGluParams& p, cudaStream_t stream);
 void embedding(const EmbeddingParams& p, cudaStream_t stream);
+void argmax(const ArgmaxParams& p, cudaStream_t stream);
 // RoPE on the q and k heads of a stacked q|k|v projection, k and v written to the pool
 // (rope_append.cu).
 void ropeAppendKv(const RopeAppendKvParams& p, cudaStream_t stream);
-// out[r] = argmax_j logits[r, j] (lowest index on ties), logits [rows, vocab] f32.
-void argmaxRows(const float* logits, int32_t* out, int32_t rows, int32_t vocab, cudaStream_t stream);
 
 }  // namespace lt::cuda

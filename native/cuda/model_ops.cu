@@ -18,8 +18,11 @@
 //   with 16-byte loads from the [gate | up] halves of the row.
 // embeddingKernel<TT, YT, kVec>: grid-stride copy of table rows (converted to y's type), 8
 //   elements per thread; an id outside [0, vocab) yields a zero row instead of a wild read.
-// argmaxKernel: grid rows, block 1024, one CTA per row, four float4 loads in flight per thread;
-//   lowest index on ties, NaN counts as the largest value (as torch.argmax).
+// argmaxKernel<T, kVec>: grid rows, block 1024, one CTA per row; each thread issues four 16-byte
+//   loads (4 f32 or 8 f16/bf16 logits each) before comparing any, when vocab fills whole loads
+//   and the logits are 16-byte aligned, else one element at a time. Values compare as integer
+//   keys made from their f32 bits (argmaxKey): NaN counts as the largest value and the lowest
+//   index wins among equal values, exactly as in native/cpu/model_ops.cpp and torch.argmax.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -366,79 +369,126 @@ void launchEmbedding(const EmbeddingParams& p, cudaStream_t stream) {
 
 // ----------------------------------------------------------------------------- argmax
 constexpr int kArgmaxBlock = 1024;
+constexpr int kArgmaxLoads = 4;  // 16-byte loads a thread issues before comparing any
 
-// Whether (v, i) beats (bv, bi): larger value, NaN above everything, lower index on ties.
-__device__ __forceinline__ bool beats(float v, int i, float bv, int bi) {
-  const bool vn = isnan(v), bn = isnan(bv);
-  if (vn != bn) return vn;
-  if (vn || v == bv) return i < bi;
-  return v > bv;
+// An int that orders as argmax ranks f32 values, from their bits. Comparing floats would not
+// do: --use_fast_math compiles comparisons with .ftz, which would tie a subnormal with zero
+// where the CPU (and torch) see the subnormal as larger. NaNs share the top key, so among them
+// the lowest index wins; -0 takes +0's key, as -0 == +0.
+__device__ __forceinline__ int argmaxKey(uint32_t bits) {
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return INT_MAX;
+  if (bits == 0x80000000u) bits = 0;
+  const int k = int(bits);
+  return k ^ ((k >> 31) & 0x7fffffff);  // negatives: larger magnitude, smaller key
 }
 
-template <bool kVec>
-__global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const float* __restrict__ logits, int32_t* out,
-                                                             int vocab) {
-  __shared__ float sv[32];
+__device__ __forceinline__ uint32_t f32Bits(float v) { return __float_as_uint(v); }
+__device__ __forceinline__ uint32_t f32Bits(f16 v) { return __float_as_uint(__half2float(v)); }
+__device__ __forceinline__ uint32_t f32Bits(bf16 v) { return uint32_t(__bfloat16_as_ushort(v)) << 16; }
+
+// The f32 bits of the 16 / sizeof(T) elements of one 16-byte load, in memory order.
+__device__ __forceinline__ void f32Bits16(const uint4& u, float, uint32_t (&b)[4]) {
+  b[0] = u.x; b[1] = u.y; b[2] = u.z; b[3] = u.w;
+}
+__device__ __forceinline__ void f32Bits16(const uint4& u, f16, uint32_t (&b)[8]) {
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 t = __half22float2(h[i]);
+    b[2 * i] = __float_as_uint(t.x);
+    b[2 * i + 1] = __float_as_uint(t.y);
+  }
+}
+__device__ __forceinline__ void f32Bits16(const uint4& u, bf16, uint32_t (&b)[8]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    b[2 * i] = w[i] << 16;  // little-endian: the lower half is the earlier element
+    b[2 * i + 1] = w[i] & 0xffff0000u;
+  }
+}
+
+template <typename T, bool kVec>
+__global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const T* __restrict__ logits, int32_t* out, int vocab) {
+  __shared__ int sk[32];
   __shared__ int si[32];
-  const float* row = logits + size_t(blockIdx.x) * vocab;
-  float best = -INFINITY;
-  int bestI = INT_MAX;
-  auto take = [&](float v, int i) {
-    if (beats(v, i, best, bestI)) {
-      best = v;
+  const T* row = logits + size_t(blockIdx.x) * vocab;
+  // Every key is above INT_MIN. A thread visits its indices in increasing order, so a strict >
+  // keeps its lowest index among equal keys.
+  int best = INT_MIN, bestI = INT_MAX;
+  auto take = [&](uint32_t bits, int i) {
+    const int k = argmaxKey(bits);
+    if (k > best) {
+      best = k;
       bestI = i;
     }
   };
   if constexpr (kVec) {
-    // Four independent 16-byte loads in flight per thread before any comparison: one CTA has to
-    // stream a whole 0.5 MB row, so the bytes in flight set its speed.
-    const float4* row4 = reinterpret_cast<const float4*>(row);
-    const int n4 = vocab / 4, stride = blockDim.x;
+    // One CTA streams a whole row (0.5 MB of f32 logits for a 128K vocabulary), so the bytes a
+    // thread has in flight set its speed.
+    constexpr int kPer = 16 / sizeof(T);
+    const uint4* row16 = reinterpret_cast<const uint4*>(row);
+    const int n16 = vocab / kPer, stride = blockDim.x;
     int i = threadIdx.x;
-    for (; i + 3 * stride < n4; i += 4 * stride) {
-      float4 v[4];
+    for (; i + (kArgmaxLoads - 1) * stride < n16; i += kArgmaxLoads * stride) {
+      uint4 v[kArgmaxLoads];
 #pragma unroll
-      for (int u = 0; u < 4; u++) v[u] = row4[i + u * stride];
+      for (int u = 0; u < kArgmaxLoads; u++) v[u] = row16[i + u * stride];
 #pragma unroll
-      for (int u = 0; u < 4; u++) {
-        const int j = 4 * (i + u * stride);
-        take(v[u].x, j);
-        take(v[u].y, j + 1);
-        take(v[u].z, j + 2);
-        take(v[u].w, j + 3);
+      for (int u = 0; u < kArgmaxLoads; u++) {
+        uint32_t b[kPer];
+        f32Bits16(v[u], T{}, b);
+#pragma unroll
+        for (int e = 0; e < kPer; e++) take(b[e], kPer * (i + u * stride) + e);
       }
     }
-    for (; i < n4; i += stride) {
-      const float4 v = row4[i];
-      take(v.x, 4 * i);
-      take(v.y, 4 * i + 1);
-      take(v.z, 4 * i + 2);
-      take(v.w, 4 * i + 3);
+    for (; i < n16; i += stride) {
+      const uint4 v = row16[i];
+      uint32_t b[kPer];
+      f32Bits16(v, T{}, b);
+#pragma unroll
+      for (int e = 0; e < kPer; e++) take(b[e], kPer * i + e);
     }
   } else {
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) take(row[i], i);
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) take(f32Bits(row[i]), i);
   }
+  auto warpBest = [&] {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
-    if (beats(ov, oi, best, bestI)) { best = ov; bestI = oi; }
-  }
+    for (int o = 16; o > 0; o >>= 1) {
+      const int ok = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
+      if (ok > best || (ok == best && oi < bestI)) {
+        best = ok;
+        bestI = oi;
+      }
+    }
+  };
+  warpBest();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (lane == 0) { sv[warp] = best; si[warp] = bestI; }
+  if (lane == 0) {
+    sk[warp] = best;
+    si[warp] = bestI;
+  }
   __syncthreads();
   if (warp == 0) {
     const int warps = blockDim.x >> 5;
-    best = lane < warps ? sv[lane] : -INFINITY;
+    best = lane < warps ? sk[lane] : INT_MIN;
     bestI = lane < warps ? si[lane] : INT_MAX;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
-      if (beats(ov, oi, best, bestI)) { best = ov; bestI = oi; }
-    }
-    if (lane == 0) out[blockIdx.x] = bestI == INT_MAX ? 0 : bestI;
+    warpBest();
+    if (lane == 0) out[blockIdx.x] = bestI;
   }
+}
+
+template <typename T>
+void launchArgmax(const ArgmaxParams& p, cudaStream_t stream) {
+  const T* logits = static_cast<const T*>(p.logits);
+  // Every row starts 16-byte aligned when the first does and vocab fills whole 16-byte loads.
+  if (p.vocab % (16 / sizeof(T)) == 0 && aligned16({p.logits})) {
+    argmaxKernel<T, true><<<p.rows, kArgmaxBlock, 0, stream>>>(logits, p.out, p.vocab);
+  } else {
+    argmaxKernel<T, false><<<p.rows, kArgmaxBlock, 0, stream>>>(logits, p.out, p.vocab);
+  }
+  throwIfLaunchFailed("argmax", "argmaxKernel");
 }
 
 // ----------------------------------------------------------------------------- dispatch
@@ -484,15 +534,10 @@ void embedding(const EmbeddingParams& p, cudaStream_t stream) {
   });
 }
 
-void argmaxRows(const float* logits, int32_t* out, int32_t rows, int32_t vocab, cudaStream_t stream) {
-  if (rows <= 0) return;
-  if (vocab <= 0) throw Error("argmaxRows: vocab must be positive");
-  if (vocab % 4 == 0 && aligned16({logits})) {
-    argmaxKernel<true><<<rows, kArgmaxBlock, 0, stream>>>(logits, out, vocab);
-  } else {
-    argmaxKernel<false><<<rows, kArgmaxBlock, 0, stream>>>(logits, out, vocab);
-  }
-  throwIfLaunchFailed("argmaxRows", "argmaxKernel");
+void argmax(const ArgmaxParams& p, cudaStream_t stream) {
+  if (p.rows <= 0) return;
+  if (p.vocab <= 0) throw Error("argmax: vocab must be positive, got " + std::to_string(p.vocab));
+  withFloatType(p.dtype, "argmax", "the logits", [&](auto t) { launchArgmax<decltype(t)>(p, stream); });
 }
 
 }  // namespace lt::cuda

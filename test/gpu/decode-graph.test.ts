@@ -3,6 +3,7 @@
 import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
 import { CudaGraph } from "../../lib/cuda-graph";
+import { FullCache } from "../../lib/cache/layer-cache";
 import { SequenceState } from "../../lib/model/decoder";
 import { fixtureModels, fixtureRoot, readReference } from "../helpers/fixtures";
 import { Random } from "../helpers/reference";
@@ -71,6 +72,36 @@ describeGpu("CUDA graphs", () => {
     expect(() => graph.launch(new Int32Array(6))).toThrow(/disposed/);
   });
 
+  test("a launch copies only the ranges it names; a bad range or a failed check leaves the device as it was", () => {
+    const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
+    const out = scope.add(Tensor.empty([4, 16], "bf16", "cuda:0"));
+    const block = scope.add(Tensor.empty([4], "i32", "cuda:0"));
+    const graph = CudaGraph.capture(block, () => kernels.embedding({ ids: block, table, out }));
+    try {
+      const rows = table.toFloat32Array();
+      const expectRows = (which: number[]) =>
+        expect(Array.from(out.toFloat32Array())).toEqual(which.flatMap((r) => Array.from(rows.subarray(r * 16, r * 16 + 16))));
+      // The first launch copies everything, whatever it names.
+      graph.launch(Int32Array.from([3, 1, 4, 1]), Int32Array.of(0, 1));
+      expectRows([3, 1, 4, 1]);
+      // Elements 1 and 3 change, only 1..2 is named: element 3 keeps its old value.
+      graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(1, 2));
+      expectRows([3, 5, 9, 1]);
+      graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(3, 1, 0, 0));
+      expectRows([3, 5, 9, 2]);
+      expect(() => graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(2, 3))).toThrow(/changed range \(2, 3\) is outside the input's 4 elements/);
+      expect(() => graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(2))).toThrow(/\(start, count\) pairs/);
+      // A check reads what the device would hold: the named change merged with what it holds.
+      expect(() => graph.launch(Int32Array.from([3, 5, 9, 10]), Int32Array.of(3, 1))).toThrow(/ids\[3\] = 10 is outside the vocabulary/);
+      expectRows([3, 5, 9, 2]);
+      // After a failed check the next launch copies all of its data, named or not.
+      graph.launch(Int32Array.from([6, 5, 3, 5]), Int32Array.of(0, 1));
+      expectRows([6, 5, 3, 5]);
+    } finally {
+      graph.dispose();
+    }
+  });
+
   test("recording refuses allocations and index tensors outside the input, then the device works as before", () => {
     const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
     const block = scope.add(Tensor.empty([4], "i32", "cuda:0"));
@@ -90,15 +121,17 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
     test.skip("skipped: no CUDA", () => undefined);
     return;
   }
-  test("batch 3 then 2, through a ring and a page-table regrowth", async () => {
+  test("batch 3 then 2, through a ring, hybrid layers and a page-table regrowth", async () => {
     const before = memoryUsage().cuda;
     // Two-token pages: the graph's table width (64 pages) is outgrown after 128 tokens.
     const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20, pageSize: 2 });
     const vocab = model.config.vocabSize;
     const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
-    const start = () => prompts.map((ids) => {
+    const start = () => prompts.map((ids, i) => {
       const s = model.decoder.createSequence();
       model.decoder.prefill(s, ids);
+      // Sequence 1 goes hybrid: its odd layers become rings, narrower than the full layers.
+      if (i === 1) s.caches.forEach((c, l) => l % 2 && c instanceof FullCache && (s.caches[l] = c.cutToStreaming(2, 6)));
       return s;
     });
     const graphSeqs = start(), eagerSeqs = start();
@@ -134,3 +167,59 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
     expect(memoryUsage().cuda).toBe(before);
   });
 });
+
+describe.each(fixtureModels)("%s: a greedy step replayed from a CUDA graph picks the argmax of the step's logits", (name) => {
+  if (!status.available) {
+    test.skip("skipped: no CUDA", () => undefined);
+    return;
+  }
+  test("batch 3, 40 steps", async () => {
+    const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20 });
+    const vocab = model.config.vocabSize;
+    const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
+    const start = () => prompts.map((ids) => {
+      const s = model.decoder.createSequence();
+      model.decoder.prefill(s, ids);
+      return s;
+    });
+    // Both sets step through the same recording (same batch and widths), so their logits are the
+    // same numbers and the device's argmax must agree with the host's exactly.
+    const logitSeqs = start(), greedySeqs = start();
+    try {
+      let ids = prompts.map((p) => p[p.length - 1]);
+      for (let step = 0; step < 40; step++) {
+        const logits = model.decoder.decode(logitSeqs, ids);
+        const tokens = model.decoder.decodeGreedy(greedySeqs, ids);
+        const want = ids.map((_, b) => argmaxOf(logits.subarray(b * vocab, (b + 1) * vocab)));
+        expect(Array.from(tokens)).toEqual(want);
+        ids = want;
+      }
+      expect(model.decoder.graphs!.stats.graphSteps).toBe(80);
+      // The greedy set alone: the first step rewrites every table row (the other set's were on
+      // the device); after it, a step copies only ids, positions, slots and lengths unless a
+      // sequence gained a page (at most once per 16 steps each).
+      const header = 4 * (2 * 3 + 2 * model.config.layers * 3);
+      let headerOnly = 0;
+      for (let step = 0; step < 20; step++) {
+        const before = model.decoder.graphs!.stats.uploadedBytes;
+        ids = Array.from(model.decoder.decodeGreedy(greedySeqs, ids));
+        const copied = model.decoder.graphs!.stats.uploadedBytes - before;
+        expect(copied).toBeGreaterThanOrEqual(header);
+        if (copied === header) headerOnly++;
+      }
+      expect(headerOnly).toBeGreaterThanOrEqual(20 - 1 - 2 * 3);
+    } finally {
+      for (const s of [...logitSeqs, ...greedySeqs]) model.decoder.releaseSequence(s);
+      await model.dispose();
+    }
+  });
+});
+
+/** Index of the largest value, lowest on ties (written here, apart from the library's). */
+function argmaxOf(row: Float32Array): number {
+  let best = 0;
+  row.forEach((v, i) => {
+    if (v > row[best]) best = i;
+  });
+  return best;
+}

@@ -4,9 +4,9 @@ import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, Model, Tensor } from "../../lib";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
-import { Random } from "../helpers/reference";
+import { FloatDType, Random } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
-import { TensorScope } from "../helpers/tensors";
+import { plantedLogits, TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
 const describeGpu = describeWithCuda("model");
@@ -30,7 +30,7 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const got = scope.add(kernels.linear({ x: x.gpu, weight: w.gpu, bias: b.gpu }));
     expect(relError(got.toFloat32Array(), want.toFloat32Array())).toBeLessThan(bound);
   });
-  test("rmsNorm with residual, rope, swiGlu, embedding, argmax", () => {
+  test("rmsNorm with residual, rope, swiGlu, embedding", () => {
     const x = pair([33, 512], "bf16"), r = pair([33, 512], "bf16"), w = pair([512], "bf16");
     const wantN = scope.add(kernels.rmsNorm({ x: x.cpu, residual: r.cpu, weight: w.cpu }));
     const gotN = scope.add(kernels.rmsNorm({ x: x.gpu, residual: r.gpu, weight: w.gpu }));
@@ -55,10 +55,23 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const e1 = scope.add(kernels.embedding({ ids: scope.add(Tensor.from(ids, [17])), table: table.cpu }));
     const e2 = scope.add(kernels.embedding({ ids: scope.add(Tensor.from(ids, [17], { device: "cuda:0" })), table: table.gpu }));
     expect(Array.from(e2.toArray())).toEqual(Array.from(e1.toArray()));
-
-    const logits = pair([4, 128256], "f32");
-    const a1 = scope.add(kernels.argmax({ logits: logits.cpu })), a2 = scope.add(kernels.argmax({ logits: logits.gpu }));
-    expect(Array.from(a2.toArray())).toEqual(Array.from(a1.toArray()));
+  });
+  // 1003 takes the element-wise kernel, 128256 the 16-byte loads; rows 0-3 hold the planted
+  // ties, NaNs, signed zeros and subnormals.
+  test.each([
+    ["f32", 7, 1003],
+    ["f32", 6, 128256],
+    ["f16", 7, 1003],
+    ["f16", 6, 128256],
+    ["bf16", 7, 1003],
+    ["bf16", 6, 128256],
+  ] as Array<[FloatDType, number, number]>)("argmax over %s logits [%i, %i] is the CPU's", (dtype, rows, vocab) => {
+    const logits = plantedLogits(rng, rows, vocab, dtype);
+    const cpu = scope.add(logits.tensor), gpu = scope.add(cpu.to("cuda:0"));
+    const want = Array.from(scope.add(kernels.argmax({ logits: cpu })).toArray());
+    const got = Array.from(scope.add(kernels.argmax({ logits: gpu })).toArray());
+    expect({ seed: rng.seed, got }).toEqual({ seed: rng.seed, got: want });
+    expect(got.slice(0, 4)).toEqual(logits.planted);
   });
   test("the GEMM backend is reported", () => {
     const backend = kernels.gemmBackend();

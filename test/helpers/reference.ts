@@ -179,6 +179,16 @@ export function referenceLazyRatio(
   return ratio;
 }
 
+/** torch.argmax of each row of values [rows, vocab]: the first NaN if the row has one, else the first index of its maximum. */
+export function referenceArgmax(values: Float64Array, rows: number, vocab: number): number[] {
+  return Array.from({ length: rows }, (_, r) => {
+    const row = values.subarray(r * vocab, (r + 1) * vocab);
+    const nan = row.findIndex(Number.isNaN);
+    // indexOf compares with ===, so -0 and +0 are one value, as they are to torch.
+    return nan >= 0 ? nan : row.indexOf(row.reduce((a, b) => Math.max(a, b)));
+  });
+}
+
 /** Output tolerance per dtype: one unit in the last place of the stored result, plus f32 accumulation noise. */
 export function tolerance(dtype: FloatDType): { rtol: number; atol: number } {
   switch (dtype) {

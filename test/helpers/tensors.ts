@@ -20,6 +20,34 @@ export function randomTensor(
   return { tensor: Tensor.from(raw, shape, { dtype, device }), values: roundArray(dtype, raw) };
 }
 
+export interface PlantedLogits extends RandomTensor {
+  /** argmax of rows 0-3, where the edge cases are. */
+  planted: number[];
+}
+
+/**
+ * Random logits [rows >= 4, vocab >= 3] with argmax's edge cases planted at random columns
+ * a < b < c: row 0 has its maximum at a and b; row 1 has +Infinity at a and NaN at b and c;
+ * row 2 is all <= 0 with -0 at a and +0 at b (equal, so a wins); row 3 is all <= 0 with +0 at a
+ * and at b a positive value below the dtype's smallest normal (a kernel that flushes subnormals
+ * to zero would answer a). Rows from 4 on are plain random.
+ */
+export function plantedLogits(rng: Random, rows: number, vocab: number, dtype: FloatDType, device: DeviceName = "cpu"): PlantedLogits {
+  const raw = rng.normals(rows * vocab);
+  const [a, b, c] = rng.shuffle(Array.from({ length: vocab }, (_, i) => i)).slice(0, 3).sort((x, y) => x - y);
+  const row = (r: number) => raw.subarray(r * vocab, (r + 1) * vocab);
+  const top = Math.ceil(row(0).reduce((m, v) => Math.max(m, v), -Infinity)) + 1; // an integer: exact in every dtype
+  row(0)[a] = row(0)[b] = top;
+  row(1)[a] = Infinity;
+  row(1)[b] = row(1)[c] = NaN;
+  for (const r of [2, 3]) row(r).forEach((v, i, all) => (all[i] = -Math.abs(v)));
+  row(2)[a] = -0;
+  row(2)[b] = 0;
+  row(3)[a] = 0;
+  row(3)[b] = dtype === "f16" ? 2 ** -24 : 2 ** -130;
+  return { tensor: Tensor.from(raw, [rows, vocab], { dtype, device }), values: roundArray(dtype, raw), planted: [a, b, a, b] };
+}
+
 export function int32Tensor(values: number[], shape: number[] = [values.length], device: DeviceName = "cpu"): Tensor {
   return Tensor.from(Int32Array.from(values), shape, { device });
 }

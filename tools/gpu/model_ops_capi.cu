@@ -1,5 +1,5 @@
 // A C ABI over the CUDA model operations of native/cuda/model_kernels.h (linear, gemmBackend,
-// rmsNorm, rope, swiGlu, embedding, argmaxRows), built as a shared library by
+// rmsNorm, rope, swiGlu, embedding, argmax), built as a shared library by
 // tools/gpu/run_model_ops.sh so tools/gpu/model_ops_check.py can drive them through ctypes on
 // torch tensors (data_ptr(), torch.cuda.current_stream().cuda_stream) without the Node addon.
 // Dtype codes are lt::DType's (0 f32, 1 f16, 2 bf16). Each function returns 0 on success, or 1
@@ -127,9 +127,15 @@ int lt_embedding(int tableType, int yType, const int* ids, const void* table, vo
   }
 }
 
-int lt_argmax_rows(const float* logits, int* out, int rows, int vocab, void* stream, char* err, int errLen) {
+int lt_argmax(int dtype, const void* logits, int* out, int rows, int vocab, void* stream, char* err, int errLen) {
   try {
-    lt::cuda::argmaxRows(logits, out, rows, vocab, st(stream));
+    lt::ArgmaxParams p;
+    p.dtype = dt(dtype);
+    p.logits = logits;
+    p.out = out;
+    p.rows = rows;
+    p.vocab = vocab;
+    lt::cuda::argmax(p, st(stream));
     return 0;
   } catch (const std::exception& e) {
     return fail(e.what(), err, errLen);

@@ -12,7 +12,7 @@ tools/gpu/run_model_ops.sh) on torch tensors.
      - rmsNorm (with/without fused residual; the residual must equal torch's rounded sum
        exactly), rope against transformers' LlamaRotaryEmbedding + apply_rotary_pos_emb with
        llama3 scaling (rope_theta 500000) at positions up to 131071, swiGlu, embedding (exact),
-       argmaxRows (ties → lowest index, NaN wins as in torch.argmax).
+       argmax in f32, bf16 and f16 (ties → lowest index, NaN wins as in torch.argmax).
   2. benchmark (bf16): every Llama-3-8B linear at m = 1, 8, 32, 4096 through our linear() and
      torch.nn.functional.linear in the same process, CUDA graphs of calls over rotated weight
      copies (more bytes than 3× L2), CUDA-event medians; GB/s of weights read for m <= 32,
@@ -52,9 +52,9 @@ class Lib:
         L.lt_rope.argtypes = [i, vp, vp, vp, vp, i, i, i, i, vp, cp, i]
         L.lt_swiglu.argtypes = [i, vp, vp, i, i, vp, cp, i]
         L.lt_embedding.argtypes = [i, i, vp, vp, vp, i, i, i, vp, cp, i]
-        L.lt_argmax_rows.argtypes = [vp, vp, i, i, vp, cp, i]
+        L.lt_argmax.argtypes = [i, vp, vp, i, i, vp, cp, i]
         for fn in ("lt_gemm_backend", "lt_linear", "lt_rms_norm", "lt_rope", "lt_swiglu", "lt_embedding",
-                   "lt_argmax_rows"):
+                   "lt_argmax"):
             getattr(L, fn).restype = i
         self.L = L
         self.err = ctypes.create_string_buffer(2048)
@@ -107,8 +107,8 @@ class Lib:
 
     def argmax(self, logits, out):
         rows, vocab = logits.shape
-        self._ok(self.L.lt_argmax_rows(self._p(logits), self._p(out), rows, vocab, self._s(), self.err,
-                                       len(self.err)))
+        self._ok(self.L.lt_argmax(CODE[logits.dtype], self._p(logits), self._p(out), rows, vocab, self._s(),
+                                  self.err, len(self.err)))
 
 
 def set_gemm(mode):
@@ -423,34 +423,36 @@ def check_embedding(lib, log):
 
 def check_argmax(lib, log):
     torch.manual_seed(3)
-    for rows in (1, 3, 64):
-        for vocab in (128256, 151936, 32000, 1001, 7):
-            logits = torch.randn(rows, vocab, device=DEV, dtype=torch.float32)
-            # ties: the row max copied to two other places, one before and one after
-            for r in range(rows):
-                if r % 2 == 0 and vocab > 4:
-                    j = int(torch.randint(1, vocab - 1, (1,)))
-                    logits[r, j] = 10.0
-                    logits[r, j - 1] = 10.0 if r % 4 == 0 else logits[r, j - 1]
-                    logits[r, vocab - 1] = 10.0
-            if rows >= 3:
-                logits[1, vocab // 2] = float("nan")
-            out = torch.full((rows,), -1, device=DEV, dtype=torch.int32)
-            lib.argmax(logits, out)
-            torch.cuda.synchronize()
-            want = []
-            for r in range(rows):
-                row = logits[r]
-                nan = torch.isnan(row).nonzero()
-                if nan.numel():
-                    want.append(int(nan[0]))
-                else:
-                    want.append(int((row == row.max()).nonzero()[0]))
-            want_t = torch.tensor(want, device=DEV, dtype=torch.int32)
-            ta = torch.argmax(logits, dim=1).to(torch.int32)
-            ok = bool(torch.equal(out, want_t))
-            log.case("argmaxRows", ok, f"rows={rows} vocab={vocab} ours={out[:4].tolist()} want={want[:4]} "
-                                       f"torch.argmax agrees={bool(torch.equal(ta, want_t))}", 0.0 if ok else 1.0)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for rows in (1, 3, 64):
+            for vocab in (128256, 151936, 32000, 1001, 7):
+                logits = torch.randn(rows, vocab, device=DEV, dtype=dtype)
+                # ties: the row max copied to two other places, one before and one after
+                for r in range(rows):
+                    if r % 2 == 0 and vocab > 4:
+                        j = int(torch.randint(1, vocab - 1, (1,)))
+                        logits[r, j] = 10.0
+                        logits[r, j - 1] = 10.0 if r % 4 == 0 else logits[r, j - 1]
+                        logits[r, vocab - 1] = 10.0
+                if rows >= 3:
+                    logits[1, vocab // 2] = float("nan")
+                out = torch.full((rows,), -1, device=DEV, dtype=torch.int32)
+                lib.argmax(logits, out)
+                torch.cuda.synchronize()
+                want = []
+                for r in range(rows):
+                    row = logits[r]
+                    nan = torch.isnan(row).nonzero()
+                    if nan.numel():
+                        want.append(int(nan[0]))
+                    else:
+                        want.append(int((row == row.max()).nonzero()[0]))
+                want_t = torch.tensor(want, device=DEV, dtype=torch.int32)
+                ta = torch.argmax(logits, dim=1).to(torch.int32)
+                ok = bool(torch.equal(out, want_t))
+                log.case(f"argmax {NAME[dtype]}", ok, f"rows={rows} vocab={vocab} ours={out[:4].tolist()} "
+                                                      f"want={want[:4]} torch.argmax agrees="
+                                                      f"{bool(torch.equal(ta, want_t))}", 0.0 if ok else 1.0)
 
 
 def quick_checks(lib, log):

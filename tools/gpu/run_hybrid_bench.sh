@@ -12,5 +12,10 @@ if [ ! -f "$model/config.json" ]; then
   PYTHONUNBUFFERED=1 timeout 200 python3 tools/make_llama8b.py "$model" > "$out/make.log" 2>&1
   echo "make_llama8b exit $?"; tail -2 "$out/make.log"
 fi
-timeout 300 node dist/bench/hybrid-throughput.js --model "$model" --kv-memory "${KV_MEMORY:-40GiB}" \
-  --out "$out/hybrid-throughput.json" --plot "$out/hybrid-throughput.svg" 2>&1 | tee "$out/hybrid-throughput.txt"
+# Greedy steps (argmax on the device, what generation runs), then steps that read back every
+# sequence's logits, for comparison.
+for output in argmax logits; do
+  suffix=$([ "$output" = argmax ] && echo "" || echo "-$output")
+  timeout 300 node dist/bench/hybrid-throughput.js --model "$model" --kv-memory "${KV_MEMORY:-40GiB}" --output "$output" \
+    --out "$out/hybrid-throughput$suffix.json" --plot "$out/hybrid-throughput$suffix.svg" 2>&1 | tee "$out/hybrid-throughput$suffix.txt"
+done
