@@ -12,7 +12,7 @@ import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
 import { FullCache, StreamingCache } from "../lib/cache/layer-cache";
 import type { SequenceState } from "../lib/model/decoder";
-import { printTable, randomNormals } from "./timing";
+import { commandLine, printTable, randomNormals } from "./timing";
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -96,7 +96,7 @@ async function main() {
   }
   const all = (await import("../lib")).devices();
   const card = model.device === "cpu" ? all[0] : all.find((d) => d.id === model.device);
-  const record = { date: new Date().toISOString(), card: card?.name, command: process.argv.slice(1).join(" "), model: dir, output, kvBytes, layers: L, fullLayers: P, sink, window, pageSize: pool.pageSize, steps, results };
+  const record = { date: new Date().toISOString(), card: card?.name, command: commandLine(), model: dir, output, kvBytes, layers: L, fullLayers: P, sink, window, pageSize: pool.pageSize, steps, results };
   const out = arg("out", "");
   if (out) fs.writeFileSync(out, JSON.stringify(record, null, 2));
   const plot = arg("plot", "");

@@ -19,7 +19,7 @@ import * as path from "node:path";
 import { devices, loadModel, Model, Tensor } from "../lib";
 import { SequenceState } from "../lib/model/decoder";
 import { addon } from "../lib/native";
-import { printTable } from "./timing";
+import { commandLine, printTable } from "./timing";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback?: string) => {
@@ -357,7 +357,7 @@ async function main() {
     };
   });
   const result = {
-    card: card.name, date: new Date().toISOString(), command: process.argv.join(" "),
+    card: card.name, date: new Date().toISOString(), command: commandLine(),
     copyGBs: copyBytesPerS / 1e9, loadSeconds: loadS, weightBytes, correctness, overhead, readback,
     graphStats, grid, skipped, transformers: hf,
   };

@@ -1,3 +1,4 @@
+import * as path from "node:path";
 import { DeviceName, Tensor } from "../lib";
 
 // Timing helpers shared by the benchmark scripts: warm up, repeat, report the median.
@@ -39,4 +40,9 @@ export function deviceFence(device: DeviceName): () => void {
   if (device === "cpu") return () => undefined;
   const fence = Tensor.empty([1], "i32", device);
   return () => void fence.toArray();
+}
+
+/** How this benchmark was started, for its record: `node <script relative to the working directory> <args>`. */
+export function commandLine(): string {
+  return ["node", path.relative(process.cwd(), process.argv[1]), ...process.argv.slice(2)].join(" ");
 }
