@@ -60,26 +60,108 @@ export class Sampler {
       for (const id of new Set(seen)) scores[id] = scores[id] > 0 ? scores[id] / repetitionPenalty : scores[id] * repetitionPenalty;
     }
     if (temperature === 0) return argmax(scores);
-
-    let candidates = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
-    if (topK > 0) candidates = candidates.slice(0, topK);
-    const max = scores[candidates[0]];
-    let probs = candidates.map((id) => Math.exp((scores[id] - max) / temperature));
-    let total = probs.reduce((a, b) => a + b, 0);
-    if (topP < 1) {
-      let kept = 0, mass = 0;
-      while (kept < probs.length && mass < topP * total) mass += probs[kept++];
-      candidates = candidates.slice(0, kept);
-      probs = probs.slice(0, kept);
-      total = mass;
-    }
+    const { ids, weights, total } = samplingCandidates(scores, { temperature, topK, topP });
     let u = this.random() * total;
-    for (let i = 0; i < candidates.length; i++) {
-      u -= probs[i];
-      if (u < 0) return candidates[i];
+    let last = ids[0];
+    for (let i = 0; i < ids.length; i++) {
+      if (weights[i] === 0) continue;
+      u -= weights[i];
+      if (u < 0) return ids[i];
+      last = ids[i];
     }
-    return candidates[candidates.length - 1];
+    // Rounding left u just above the sum: the last token that had any weight.
+    return last;
   }
+}
+
+/** The tokens a sampler may pick, in the order it walks them, and their unnormalised probabilities. */
+export interface SamplingCandidates {
+  ids: Int32Array;
+  /** exp((score − max) / temperature) of each id. */
+  weights: Float64Array;
+  /** Their sum. */
+  total: number;
+}
+
+// Scores are bucketed by their distance below the best one to find, in two passes, the fewest
+// most likely tokens that settle topK and topP; only those are sorted. Buckets span at most
+// 40 · temperature (weight e^-40); everything further down shares one last bucket.
+const scoreBuckets = 2048;
+
+/**
+ * The candidates of temperature sampling after topK and topP (temperature > 0): all tokens, in id
+ * order, when neither applies; else the kept tokens from most to least likely (ties: lower id
+ * first), exactly the prefix of the full sort. A NaN score is never a candidate.
+ * @example const { ids, weights, total } = samplingCandidates(logits, { temperature: 0.7, topK: 0, topP: 0.9 });
+ */
+export function samplingCandidates(
+  scores: Float32Array,
+  { temperature, topK, topP }: { temperature: number; topK: number; topP: number },
+): SamplingCandidates {
+  let max = -Infinity, min = Infinity, nans = 0;
+  for (let i = 0; i < scores.length; i++) {
+    if (scores[i] > max) max = scores[i];
+    if (scores[i] < min) min = scores[i];
+    if (Number.isNaN(scores[i])) nans++;
+  }
+  if (max === -Infinity) return { ids: Int32Array.of(argmax(scores)), weights: Float64Array.of(1), total: 1 };
+  const all = new Float64Array(scores.length);
+  let allTotal = 0;
+  for (let i = 0; i < scores.length; i++) {
+    const w = Math.exp((scores[i] - max) / temperature);
+    all[i] = w > 0 ? w : 0; // NaN scores give NaN weights
+    allTotal += all[i];
+  }
+  if ((topK === 0 || topK >= scores.length) && topP >= 1) {
+    const ids = new Int32Array(scores.length - nans);
+    for (let i = 0, n = 0; i < scores.length; i++) if (!Number.isNaN(scores[i])) ids[n++] = i;
+    return { ids, weights: nans ? Float64Array.from(ids, (i) => all[i]) : all, total: allTotal };
+  }
+
+  // Bucket b holds the scores in (max − (b+1)·width, max − b·width]; a better score never lands
+  // in a later bucket, so whole buckets from the front are a prefix of the sorted order.
+  const scale = scoreBuckets / (Math.min(40 * temperature, max - min) || 1);
+  const bucketOf = (score: number) => Math.min(scoreBuckets, Math.floor((max - score) * scale));
+  const counts = new Int32Array(scoreBuckets + 2);
+  const mass = new Float64Array(scoreBuckets + 1);
+  for (let i = 0; i < scores.length; i++) {
+    if (Number.isNaN(scores[i])) continue;
+    const b = bucketOf(scores[i]);
+    counts[b + 1]++;
+    mass[b] += all[i];
+  }
+  let last = 0, seen = 0, seenMass = 0;
+  for (; last < scoreBuckets; last++) {
+    seen += counts[last + 1];
+    seenMass += mass[last];
+    if (topK > 0 ? seen >= topK : seenMass >= topP * allTotal) break;
+  }
+  // Counting sort by bucket, then each bucket sorted on its own.
+  for (let b = 1; b <= last + 1; b++) counts[b] += counts[b - 1];
+  const kept = new Int32Array(counts[last + 1]);
+  const fill = counts.slice(0, last + 1);
+  for (let i = 0; i < scores.length; i++) {
+    if (Number.isNaN(scores[i])) continue;
+    const b = bucketOf(scores[i]);
+    if (b <= last) kept[fill[b]++] = i;
+  }
+  const bySortOrder = (a: number, b: number) => scores[b] - scores[a] || a - b;
+  for (let b = 0; b <= last; b++) kept.subarray(counts[b], counts[b + 1]).sort(bySortOrder);
+
+  const ids = topK > 0 ? kept.subarray(0, topK) : kept;
+  // topP's share is of the tokens topK kept, or of every token.
+  let total = topK > 0 ? 0 : allTotal;
+  if (topK > 0) for (const id of ids) total += all[id];
+  let count = ids.length;
+  if (topP < 1) {
+    let sum = 0;
+    count = 0;
+    while (count < ids.length && sum < topP * total) sum += all[ids[count++]];
+    total = sum;
+  }
+  const weights = new Float64Array(count);
+  for (let i = 0; i < count; i++) weights[i] = all[ids[i]];
+  return { ids: ids.slice(0, count), weights, total };
 }
 
 /** Index of the largest value (lowest index on ties; the first NaN if there is one). */

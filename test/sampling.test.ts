@@ -1,0 +1,115 @@
+// Sampling: the candidates after temperature, topK and topP against a plain full-sort reference,
+// and the sampler's contract (greedy, seeds, validation).
+import { argmax, Sampler, samplingCandidates, validateSampling } from "../lib/model/sampling";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+
+/**
+ * The definition: sort every token that is not NaN, keep topK, then the shortest prefix holding
+ * topP. When neither cuts anything the tokens stay in id order (no sort is needed to sample).
+ */
+function referenceCandidates(scores: Float32Array, temperature: number, topK: number, topP: number) {
+  const order = Array.from(scores.keys()).filter((i) => !Number.isNaN(scores[i]));
+  if ((topK > 0 && topK < scores.length) || topP < 1) order.sort((a, b) => scores[b] - scores[a] || a - b);
+  const ids = topK > 0 ? order.slice(0, topK) : order;
+  const max = Math.max(...order.map((i) => scores[i]));
+  const weights = ids.map((i) => Math.exp((scores[i] - max) / temperature));
+  let total = weights.reduce((a, b) => a + b, 0);
+  let count = ids.length;
+  if (topP < 1) {
+    let sum = 0;
+    count = 0;
+    while (count < ids.length && sum < topP * total) sum += weights[count++];
+    total = sum;
+  }
+  return { ids: ids.slice(0, count), weights: weights.slice(0, count), total };
+}
+
+/** Logits of a few shapes: wide uniform, peaked, many exact ties, and with NaN / -Infinity planted. */
+function logitsOf(kind: string, vocab: number): Float32Array {
+  const x = new Float32Array(vocab);
+  for (let i = 0; i < vocab; i++) {
+    if (kind === "uniform") x[i] = (rng.next() * 2 - 1) * 8;
+    else if (kind === "peaked") x[i] = rng.normal() * 2 + (rng.next() < 0.001 ? 12 : 0);
+    else x[i] = Math.round(rng.normal() * 4) / 4; // "ties": few distinct values
+  }
+  if (kind === "ties" && vocab > 3) {
+    x[rng.int(0, vocab - 1)] = NaN;
+    x[rng.int(0, vocab - 1)] = -Infinity;
+  }
+  return x;
+}
+
+describe("samplingCandidates equals the full-sort definition", () => {
+  const cases: Array<[string, number, number, number, number]> = [];
+  for (const kind of ["uniform", "peaked", "ties"])
+    for (const vocab of [1, 7, 1000, 50000])
+      for (const [temperature, topK, topP] of [[0.7, 0, 0.9], [0.3, 40, 1], [1.5, 5, 0.5], [1, 0, 0.01], [0.7, 3, 0.95], [1, vocab + 3, 0.8]] as const)
+        cases.push([kind, vocab, temperature, topK, topP]);
+  test.each(cases)("%s logits, vocab %i, temperature %f, topK %i, topP %f", (kind, vocab, temperature, topK, topP) => {
+    const scores = logitsOf(kind, vocab);
+    const got = samplingCandidates(scores, { temperature, topK, topP });
+    const want = referenceCandidates(scores, temperature, topK, topP);
+    expect(Array.from(got.ids)).toEqual(want.ids);
+    got.weights.forEach((w, i) => expect(Math.abs(w - want.weights[i])).toBeLessThanOrEqual(1e-12 * Math.max(1, want.weights[i])));
+    expect(Math.abs(got.total - want.total)).toBeLessThanOrEqual(1e-9 * want.total);
+  });
+
+  test("without topK and topP every token is a candidate, in id order", () => {
+    const scores = logitsOf("peaked", 1000);
+    const got = samplingCandidates(scores, { temperature: 0.8, topK: 0, topP: 1 });
+    expect(Array.from(got.ids)).toEqual(Array.from(scores.keys()));
+    const max = Math.max(...scores);
+    got.weights.forEach((w, i) => expect(w).toBeCloseTo(Math.exp((scores[i] - max) / 0.8), 12));
+  });
+});
+
+describe("Sampler", () => {
+  test("greedy picks the argmax (NaN first, then the lowest index of the maximum)", () => {
+    const scores = logitsOf("ties", 500);
+    const sampler = new Sampler({ temperature: 0 });
+    expect(sampler.greedy).toBe(true);
+    expect(sampler.next(scores, [])).toBe(argmax(scores));
+    expect(argmax(Float32Array.of(1, 3, 3, -2))).toBe(1);
+    expect(argmax(Float32Array.of(1, NaN, 3, NaN))).toBe(1);
+    expect(new Sampler({ temperature: 0, repetitionPenalty: 1.2 }).greedy).toBe(false);
+  });
+
+  test("the same seed gives the same tokens; every token is a candidate; topK 1 is greedy", () => {
+    const scores = logitsOf("peaked", 5000);
+    const options = { temperature: 0.9, topK: 20, topP: 0.9, seed: rng.int(0, 2 ** 31) };
+    const a = new Sampler(options), b = new Sampler(options);
+    const allowed = new Set(referenceCandidates(scores, 0.9, 20, 0.9).ids);
+    for (let i = 0; i < 50; i++) {
+      const t = a.next(scores, []);
+      expect(b.next(scores, [])).toBe(t);
+      expect(allowed.has(t)).toBe(true);
+    }
+    expect(new Sampler({ temperature: 2, topK: 1 }).next(scores, [])).toBe(argmax(scores));
+  });
+
+  test("draws follow the candidates' probabilities", () => {
+    // Three candidates with probabilities 0.5, 0.3, 0.2 (and the rest cut by topK).
+    const scores = Float32Array.from([Math.log(0.3), -50, Math.log(0.5), Math.log(0.2), -60]);
+    const sampler = new Sampler({ temperature: 1, topK: 3, seed: rng.int(0, 2 ** 31) });
+    const counts = new Map<number, number>();
+    const draws = 20000;
+    for (let i = 0; i < draws; i++) {
+      const t = sampler.next(scores, []);
+      counts.set(t, (counts.get(t) ?? 0) + 1);
+    }
+    // Five standard deviations of a binomial count: fails by chance about once in 10^6 runs.
+    for (const [id, p] of [[2, 0.5], [0, 0.3], [3, 0.2]] as const)
+      expect(Math.abs((counts.get(id) ?? 0) - p * draws)).toBeLessThan(5 * Math.sqrt(draws * p * (1 - p)));
+    expect(counts.get(1) ?? 0).toBe(0);
+  });
+
+  test("bad options throw", () => {
+    expect(() => validateSampling({ temperature: -1 })).toThrow(/temperature must be >= 0/);
+    expect(() => validateSampling({ topK: 1.5 })).toThrow(/topK must be an integer >= 0/);
+    expect(() => validateSampling({ topP: 0 })).toThrow(/topP must be in \(0, 1\]/);
+    expect(() => validateSampling({ repetitionPenalty: 0 })).toThrow(/repetitionPenalty must be > 0/);
+    expect(() => validateSampling({ seed: 0.5 })).toThrow(/seed must be an integer/);
+  });
+});
