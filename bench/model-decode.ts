@@ -12,7 +12,7 @@
 // 3. Per-step overhead at batch 1 and a 32-token context: N-API calls per step, and the step
 //    time op by op (LIGHTTRANSFER_DECODE_GRAPHS=off) and replayed from a CUDA graph.
 // 4. The grid: for each context, random prompts prefilled one by one (prefill tok/s), then for
-//    each batch the median decode step (warm-up first), graph and op by op.
+//    each batch the median greedy decode step (warm-up first), graph and op by op.
 // Options: --batches 1,8,32 --contexts 4096,16384 --steps 24 --warmup 4 --eager-steps 8.
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -233,7 +233,8 @@ interface GridRow {
 /** Median step time after warm-up, and the graph path's per-step host split over the timed steps. */
 function timeSteps(model: Model, seqs: SequenceState[], graphs: boolean, count: number, random: (n: number) => number) {
   const vocab = model.config.vocabSize;
-  const step = () => withGraphs(graphs, () => model.decoder.decode(seqs, seqs.map(() => random(vocab))));
+  // A greedy step, as transformers' side is timed: forward and argmax, the tokens on the host.
+  const step = () => withGraphs(graphs, () => model.decoder.decodeGreedy(seqs, seqs.map(() => random(vocab))));
   for (let i = 0; i < warmup; i++) step();
   const before = model.decoder.graphs!.stats;
   const times: number[] = [];

@@ -3,7 +3,7 @@
 import { HybridOptions, resolveHybrid } from "../hybrid/options";
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
-import { SequenceState } from "../model/decoder";
+import { defaultPrefillChunk, SequenceState } from "../model/decoder";
 import { Sampler, SamplingOptions } from "../model/sampling";
 import { ChatMessage } from "../tokenizer";
 import type { Model } from "./model";
@@ -14,7 +14,7 @@ export type Prompt = string | ChatMessage[];
 export interface SessionOptions {
   /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
   maxContext?: number;
-  /** Prompt tokens per prefill chunk (default 1024). */
+  /** Prompt tokens per prefill chunk (default 4096: fewer, larger calls keep the GPU busy). */
   prefillChunk?: number;
   /** LightTransfer: which layers become streaming (lazy). Default: all layers full. */
   hybrid?: HybridOptions;
@@ -140,7 +140,7 @@ export class Session implements AsyncDisposable {
   /** @internal use model.createSession */
   constructor(private readonly model: Model, options: SessionOptions, private readonly onDispose: () => void) {
     this.maxContext = options.maxContext ?? model.config.maxPositionEmbeddings;
-    this.prefillChunk = options.prefillChunk ?? 1024;
+    this.prefillChunk = options.prefillChunk ?? defaultPrefillChunk;
     if (!Number.isInteger(this.maxContext) || this.maxContext < 1) throw new RangeError(`maxContext must be an integer >= 1, got ${options.maxContext}`);
     if (!Number.isInteger(this.prefillChunk) || this.prefillChunk < 1) throw new RangeError(`prefillChunk must be an integer >= 1, got ${options.prefillChunk}`);
     ({ seq: this.seq, policy: this.policy } = startSequence(model, options));
@@ -280,7 +280,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       active.push({ index, seq, policy, sampler: new Sampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + index }),
         stream: new TextStream(model, stop), seen: [...ids], tokens: [], text: "", logits: new Float32Array() });
       policy?.beforePrefill(seq, ids.length);
-      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: options.prefillChunk ?? 1024, policy });
+      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: options.prefillChunk ?? defaultPrefillChunk, policy });
       await yieldToEventLoop();
     }
     while (active.length) {

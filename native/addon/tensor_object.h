@@ -48,6 +48,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
 
   void requireLive(const char* what) const;
   void release(Napi::Env env);
+  void reportOwnedMemory(Napi::Env env);
 
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::F32;
