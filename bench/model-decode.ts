@@ -12,12 +12,15 @@
 // 3. Per-step overhead at batch 1 and a 32-token context: N-API calls per step, and the step
 //    time op by op (LIGHTTRANSFER_DECODE_GRAPHS=off) and replayed from a CUDA graph.
 // 4. The grid: for each context, random prompts prefilled one by one (prefill tok/s), then for
-//    each batch the median greedy decode step (warm-up first), graph and op by op.
+//    each batch the median greedy decode step (warm-up first), graph and op by op, and a sampled
+//    step (temperature 0.8, topK 50, topP 0.9) from the device's top candidates and from whole
+//    rows of logits read back.
 // Options: --batches 1,8,32 --contexts 4096,16384 --steps 24 --warmup 4 --eager-steps 8.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { devices, loadModel, Model, Tensor } from "../lib";
 import { SequenceState } from "../lib/model/decoder";
+import { sampleStep, Sampler } from "../lib/model/sampling";
 import { addon } from "../lib/native";
 import { commandLine, printTable } from "./timing";
 
@@ -225,6 +228,10 @@ interface GridRow {
   launchMs: number;
   readbackMs: number;
   opByOpStepMs: number;
+  /** A sampled step (temperature 0.8, topK 50, topP 0.9) through sampleStep (top candidates on the device) ... */
+  sampledStepMs: number;
+  /** ... and through the whole logits read back and sampled on the host. */
+  sampledOnHostStepMs: number;
   tokPerS: number;
   weightRoofline: number;
   weightKvRoofline: number;
@@ -246,6 +253,29 @@ function timeSteps(model: Model, seqs: SequenceState[], graphs: boolean, count: 
   const after = model.decoder.graphs!.stats;
   const perStep = (key: "fillMs" | "launchMs" | "readbackMs") => (after[key] - before[key]) / Math.max(1, after.graphSteps - before.graphSteps);
   return { ms: median(times), fillMs: perStep("fillMs"), launchMs: perStep("launchMs"), readbackMs: perStep("readbackMs") };
+}
+
+/** Median sampled step: from the top candidates on the device, and from whole rows on the host. */
+function timeSampledSteps(model: Model, seqs: SequenceState[], count: number, random: (n: number) => number) {
+  const vocab = model.config.vocabSize;
+  const options = { temperature: 0.8, topK: 50, topP: 0.9 };
+  const samplers = seqs.map((_, b) => new Sampler({ ...options, seed: b }));
+  const viaCandidates = () => sampleStep(model.decoder, seqs, seqs.map(() => random(vocab)), samplers);
+  const viaRows = () => {
+    const logits = model.decoder.decode(seqs, seqs.map(() => random(vocab)));
+    return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), []));
+  };
+  const time = (step: () => number[]) => {
+    for (let i = 0; i < warmup; i++) step();
+    const times: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
+      step();
+      times.push(performance.now() - t0);
+    }
+    return median(times);
+  };
+  return { candidatesMs: time(viaCandidates), wholeRowsMs: time(viaRows) };
 }
 
 async function main() {
@@ -308,18 +338,21 @@ async function main() {
         const graphStepMs = graph.ms;
         const meanContext = batch.reduce((a, s) => a + s.length, 0) / B;
         const opByOpStepMs = timeSteps(model, batch, false, eagerSteps, random).ms;
+        const sampled = timeSampledSteps(model, batch, eagerSteps, random);
         const stepWeightBytes = model.weightBytes - embedBytes + B * model.config.hiddenSize * 2;
         const kvBytes = B * meanContext * kvBytesPerToken;
         const row: GridRow = {
           batch: B, context: ctx, meanContext, prefillTokPerS, graphStepMs, opByOpStepMs,
           fillMs: graph.fillMs, launchMs: graph.launchMs, readbackMs: graph.readbackMs,
+          sampledStepMs: sampled.candidatesMs, sampledOnHostStepMs: sampled.wholeRowsMs,
           tokPerS: B / (graphStepMs / 1000),
           weightRoofline: stepWeightBytes / copyBytesPerS / (graphStepMs / 1000),
           weightKvRoofline: (stepWeightBytes + kvBytes) / copyBytesPerS / (graphStepMs / 1000),
         };
         grid.push(row);
         log(`batch ${B} context ${ctx}: graph ${graphStepMs.toFixed(2)} ms/step (fill ${row.fillMs.toFixed(2)}, launch ${row.launchMs.toFixed(2)}, ` +
-          `wait + read-back ${row.readbackMs.toFixed(2)}), op by op ${opByOpStepMs.toFixed(2)} ms/step`);
+          `wait + read-back ${row.readbackMs.toFixed(2)}), op by op ${opByOpStepMs.toFixed(2)} ms/step; sampled ${sampled.candidatesMs.toFixed(2)} ms/step ` +
+          `(whole rows on the host ${sampled.wholeRowsMs.toFixed(2)})`);
       }
     } finally {
       for (const s of seqs) dec.releaseSequence(s);
@@ -346,6 +379,8 @@ async function main() {
       "HF prefill tok/s": hfPrefill(r.context) ? Math.round(hfPrefill(r.context)!.tokPerS) : "-",
       "op-by-op ms": r.opByOpStepMs,
       "graph ms": r.graphStepMs,
+      "sampled ms": r.sampledStepMs,
+      "sampled, rows on host ms": r.sampledOnHostStepMs,
       "host ms": r.fillMs + r.launchMs,
       "GPU ms (est.)": r.readbackMs - (readback.find((x) => x.batch === r.batch)?.readbackMs ?? 0),
       "tok/s": Math.round(r.tokPerS),

@@ -1,6 +1,6 @@
 // CPU model operations against float64 references written from their definitions.
 import { kernels, Tensor } from "../lib";
-import { expectClose, FloatDType, Random, referenceArgmax, roundTo, tolerance } from "./helpers/reference";
+import { expectClose, FloatDType, Random, referenceArgmax, roundArray, roundTo, tolerance } from "./helpers/reference";
 import { plantedLogits, TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
@@ -149,4 +149,70 @@ test("model ops reject mismatched shapes", () => {
   expect(() => kernels.linear({ x, weight: scope.random(rng, [4, 9], "f32").tensor })).toThrow(/last dimension must be the weight's input size 9/);
   expect(() => kernels.rmsNorm({ x, weight: scope.random(rng, [7], "f32").tensor })).toThrow(/weight's size 7/);
   expect(() => kernels.swiGlu({ x: scope.random(rng, [2, 7], "f32").tensor })).toThrow(/must be even/);
+});
+
+/** topCandidates from its definition, in float64: per row the max, the mass and every logit >= the k-th. */
+function referenceTopCandidates(values: ArrayLike<number>, rows: number, vocab: number, k: number, temperature: ArrayLike<number>) {
+  return Array.from({ length: rows }, (_, r) => {
+    const row = Array.from({ length: vocab }, (_, j) => values[r * vocab + j]);
+    const kept = row.filter((v) => !Number.isNaN(v)).sort((a, b) => b - a);
+    const max = kept.length ? kept[0] : -Infinity;
+    const mass = max === -Infinity ? 0 : kept.reduce((a, v) => a + Math.exp((v - max) / temperature[r]), 0);
+    const threshold = kept[Math.min(k, kept.length) - 1];
+    const members = row.flatMap((v, j) => (v >= threshold ? [j] : []));
+    return { max, mass, members, row };
+  });
+}
+
+describe("topCandidates", () => {
+  test.each([
+    ["f32", 1003, 40],
+    ["bf16", 1003, 1],
+    ["f16", 4096, 64],
+    ["bf16", 4096, 256],
+  ] as Array<[FloatDType, number, number]>)("%s logits, vocab %i, k %i", (dtype, vocab, k) => {
+    const rows = 6, capacity = 2 * k;
+    const raw = rng.normals(rows * vocab, 3);
+    const row = (r: number) => raw.subarray(r * vocab, (r + 1) * vocab);
+    // Row 0: several logits tie with the k-th largest, so count > k.
+    const kth = Array.from(roundArray(dtype, row(0))).sort((a, b) => b - a)[k - 1];
+    for (let i = 0; i < 3; i++) row(0)[rng.int(0, vocab - 1)] = kth;
+    // Row 1: NaNs, which never count; row 2: -Infinity, an ordinary (least likely) value.
+    for (let i = 0; i < 5; i++) row(1)[rng.int(0, vocab - 1)] = NaN;
+    for (let i = 0; i < vocab / 2; i++) row(2)[rng.int(0, vocab - 1)] = -Infinity;
+    // Row 3: all equal, more candidates than capacity; row 4: fewer logits than k that are not NaN.
+    row(3).fill(rng.normal());
+    row(4).fill(NaN);
+    row(4)[rng.int(0, vocab - 1)] = rng.normal();
+    const temperature = Float32Array.from({ length: rows }, () => 0.3 + 1.7 * rng.next());
+    const logits = scope.add(Tensor.from(raw, [rows, vocab], { dtype }));
+    const c = kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(temperature, [rows])), k });
+    Object.values(c).forEach((t) => scope.add(t));
+    const ids = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
+    const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+    const want = referenceTopCandidates(roundArray(dtype, raw), rows, vocab, k, temperature);
+    want.forEach((w, r) => {
+      const label = `row ${r} (seed ${rng.seed})`;
+      expect([label, max[r]]).toEqual([label, w.max]);
+      expect([label, count[r]]).toEqual([label, w.members.length]);
+      expect(Math.abs(mass[r] - w.mass)).toBeLessThanOrEqual(1e-6 * w.mass);
+      const stored = Array.from(ids.subarray(r * capacity, r * capacity + Math.min(count[r], capacity)));
+      stored.forEach((id, i) => expect(scores[r * capacity + i]).toBe(w.row[id]));
+      if (count[r] <= capacity) expect([label, [...stored].sort((a, b) => a - b)]).toEqual([label, w.members]);
+      else expect(new Set(stored).size).toBe(capacity); // overflow: capacity distinct members
+      stored.forEach((id) => expect(w.members).toContain(id));
+    });
+    expect(count[0]).toBeGreaterThan(k);
+    expect(count[3]).toBe(vocab);
+    expect(count[4]).toBe(1);
+  });
+
+  test("bad arguments throw", () => {
+    const logits = scope.random(rng, [2, 10], "f32").tensor;
+    const temperature = scope.add(Tensor.from(Float32Array.of(1, 1), [2]));
+    expect(() => kernels.topCandidates({ logits, temperature, k: 11, capacity: 20 })).toThrow(/topCandidates: k must be in \[1, 10\], got 11/);
+    expect(() => kernels.topCandidates({ logits, temperature, k: 4, capacity: 3 })).toThrow(/capacity must be an integer >= k/);
+    expect(() => kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(Float32Array.of(1), [1])), k: 2 })).toThrow(/temperature must have shape \[2\], got \[1\]/);
+    expect(() => kernels.topCandidates({ logits: scope.ints([1, 2], [1, 2]), temperature, k: 1 })).toThrow(/logits must be f32, f16 or bf16, got i32/);
+  });
 });

@@ -1,6 +1,9 @@
 // Sampling: the candidates after temperature, topK and topP against a plain full-sort reference,
 // and the sampler's contract (greedy, seeds, validation).
-import { argmax, Sampler, samplingCandidates, validateSampling } from "../lib/model/sampling";
+import * as path from "node:path";
+import { kernels, loadModel, Tensor } from "../lib";
+import { argmax, candidatesFromTop, RowCandidates, sampleStep, Sampler, samplingCandidates, validateSampling } from "../lib/model/sampling";
+import { fixtureRoot, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
 const rng = new Random();
@@ -111,5 +114,81 @@ describe("Sampler", () => {
     expect(() => validateSampling({ topP: 0 })).toThrow(/topP must be in \(0, 1\]/);
     expect(() => validateSampling({ repetitionPenalty: 0 })).toThrow(/repetitionPenalty must be > 0/);
     expect(() => validateSampling({ seed: 0.5 })).toThrow(/seed must be an integer/);
+  });
+});
+
+/** A row's top candidates from the CPU kernel. */
+function topOf(scores: Float32Array, temperature: number, k: number): RowCandidates {
+  const logits = Tensor.from(scores, [1, scores.length]);
+  const t = Tensor.from(Float32Array.of(temperature), [1]);
+  const c = kernels.topCandidates({ logits, temperature: t, k });
+  try {
+    return {
+      k, count: (c.count.toArray() as Int32Array)[0], ids: c.ids.toArray() as Int32Array, scores: c.scores.toFloat32Array(),
+      max: c.max.toFloat32Array()[0], mass: c.mass.toFloat32Array()[0],
+    };
+  } finally {
+    for (const x of [logits, t, ...Object.values(c)]) x.dispose();
+  }
+}
+
+describe("candidatesFromTop settles what the top candidates can, exactly as the whole row would", () => {
+  const cases: Array<[string, number, number, number]> = [];
+  for (const kind of ["uniform", "peaked", "ties"])
+    for (const [temperature, topK, topP] of [[0.7, 0, 0.9], [0.3, 40, 1], [1.5, 5, 0.5], [1, 0, 1], [1, 300, 1], [0.5, 100, 0.95], [2, 0, 0.999]] as const)
+      cases.push([kind, temperature, topK, topP]);
+  test.each(cases)("%s logits, temperature %f, topK %i, topP %f", (kind, temperature, topK, topP) => {
+    const scores = logitsOf(kind, 5000), k = 256;
+    const got = candidatesFromTop(topOf(scores, temperature, k), { temperature, topK, topP });
+    const want = samplingCandidates(scores, { temperature, topK, topP });
+    // Settled exactly when the nucleus or topK lies within the k candidates; never for plain temperature.
+    const settles = topK > 0 ? topK <= k : topP < 1 && want.ids.length <= k;
+    if (!settles) {
+      expect(got).toBeUndefined();
+      return;
+    }
+    expect(got).toBeDefined();
+    expect(Array.from(got!.ids)).toEqual(Array.from(want.ids));
+    got!.weights.forEach((w, i) => expect(Math.abs(w - want.weights[i])).toBeLessThanOrEqual(1e-12 * Math.max(1, want.weights[i])));
+    expect(Math.abs(got!.total - want.total)).toBeLessThanOrEqual(1e-9 * want.total);
+  });
+
+  test("a row with fewer candidates than k is complete; more candidates than were stored is not", () => {
+    const scores = Float32Array.from([2, NaN, 1, NaN, 3]);
+    const got = candidatesFromTop(topOf(scores, 1, 4), { temperature: 1, topK: 0, topP: 1 });
+    expect(Array.from(got!.ids)).toEqual([4, 0, 2]);
+    const flat = new Float32Array(300).fill(1.5);
+    expect(candidatesFromTop(topOf(flat, 1, 8), { temperature: 1, topK: 5, topP: 1 })).toBeUndefined();
+  });
+});
+
+describe("sampleStep", () => {
+  test("picks the tokens next() picks from the whole logits, seed for seed (CPU, llama fixture)", async () => {
+    const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });
+    const prompts = readReference("llama-tiny").cases.slice(0, 3).map((c) => c.ids);
+    const start = () => prompts.map((ids) => {
+      const s = model.decoder.createSequence();
+      model.decoder.prefill(s, ids);
+      return s;
+    });
+    const viaRows = start(), viaCandidates = start();
+    try {
+      const vocab = model.config.vocabSize;
+      for (const options of [{ temperature: 0.8, topP: 0.9 }, { temperature: 1.2, topK: 20 }, { temperature: 1, topK: 50, topP: 0.8 }]) {
+        const seed = rng.int(0, 2 ** 31);
+        const a = prompts.map((_, b) => new Sampler({ ...options, seed: seed + b }));
+        const c = prompts.map((_, b) => new Sampler({ ...options, seed: seed + b }));
+        let ids = prompts.map((p) => p[p.length - 1]);
+        for (let step = 0; step < 6; step++) {
+          const logits = model.decoder.decode(viaRows, ids);
+          const want = a.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), []));
+          expect(sampleStep(model.decoder, viaCandidates, ids, c)).toEqual(want);
+          ids = want;
+        }
+      }
+    } finally {
+      for (const s of [...viaRows, ...viaCandidates]) model.decoder.releaseSequence(s);
+      await model.dispose();
+    }
   });
 });

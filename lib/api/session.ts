@@ -4,7 +4,7 @@ import { HybridOptions, resolveHybrid } from "../hybrid/options";
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk, SequenceState } from "../model/decoder";
-import { Sampler, SamplingOptions } from "../model/sampling";
+import { sampleStep, Sampler, SamplingOptions } from "../model/sampling";
 import { ChatMessage } from "../tokenizer";
 import type { Model } from "./model";
 
@@ -219,6 +219,7 @@ export class Session implements AsyncDisposable {
         options.signal?.throwIfAborted();
         t0 = performance.now();
         if (sampler.greedy) chosen = this.model.decoder.decodeGreedy([seq], [next])[0];
+        else if (sampler.usesCandidates) chosen = sampleStep(this.model.decoder, [seq], [next], [sampler])[0];
         else logits = this.model.decoder.decode([seq], [next]);
         this.policy?.afterDecode(seq);
         this.stat.decodeSeconds += (performance.now() - t0) / 1000;
@@ -309,10 +310,13 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       active.push(...stepping);
       if (!active.length) break;
       options.signal?.throwIfAborted();
-      // Every sequence shares the sampling options, so one greedy sampler means all are.
+      // Every sequence shares the sampling options, so what one sampler needs all do.
       const seqs = active.map((a) => a.seq);
       if (active[0].sampler.greedy) {
         const tokens = model.decoder.decodeGreedy(seqs, nextIds);
+        active.forEach((a, b) => (a.chosen = tokens[b]));
+      } else if (active[0].sampler.usesCandidates) {
+        const tokens = sampleStep(model.decoder, seqs, nextIds, active.map((a) => a.sampler));
         active.forEach((a, b) => (a.chosen = tokens[b]));
       } else {
         const logits = model.decoder.decode(seqs, nextIds);

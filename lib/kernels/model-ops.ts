@@ -5,7 +5,7 @@ import { addon } from "../native";
 import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
 
 type Native = ReturnType<typeof addon>;
-type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "ropeAppendKv";
+type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "topCandidates" | "ropeAppendKv";
 
 function call(op: OpName, args: object, outputs: Outputs) {
   const native = addon() as unknown as Record<string, (a: object) => void>;
@@ -188,6 +188,50 @@ export function argmax(o: { logits: Tensor; out?: Tensor }): Tensor {
   const out = outputs.take(o.out, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
   call("argmax", { logits: logits.handle, out: out.handle }, outputs);
   return out;
+}
+
+/** Per row: the tokens whose logits are >= the k-th largest, and the row's softmax mass. */
+export interface TopCandidates {
+  /** i32 [rows, capacity]: indices of those logits, in no particular order (the first count[r], up to capacity). */
+  ids: Tensor;
+  /** f32 [rows, capacity]: their values. */
+  scores: Tensor;
+  /** i32 [rows]: how many logits are >= the k-th largest (k, more on ties; more than capacity means not all were stored). */
+  count: Tensor;
+  /** f32 [rows]: the largest logit (-Infinity if the row is all NaN). */
+  max: Tensor;
+  /** f32 [rows]: Σ exp((logit − max) / temperature) over the row (NaN logits left out). */
+  mass: Tensor;
+}
+
+/**
+ * The k most likely tokens of each row of logits (ties at the k-th value included) and the row's
+ * softmax mass at its temperature, so that topK / topP sampling needs only a few values per row
+ * on the host instead of the whole row. Logits f32, f16 or bf16 [rows, vocab]; temperature f32
+ * [rows], each > 0; capacity (default 2k) bounds how many candidates per row are stored.
+ * @example
+ * const c = kernels.topCandidates({ logits, temperature: Tensor.from(Float32Array.of(0.7), [1], { device }), k: 64 });
+ * const count = c.count.toArray()[0];   // >= 64; if <= capacity, c.ids/c.scores hold them all
+ */
+export function topCandidates(o: { logits: Tensor; temperature: Tensor; k: number; capacity?: number }): TopCandidates {
+  const logits = requireTensor("logits", o.logits), temperature = requireTensor("temperature", o.temperature);
+  if (logits.shape.length !== 2) throw new RangeError(`topCandidates: logits must be [rows, vocab], got [${logits.shape.join(", ")}]`);
+  const capacity = o.capacity ?? 2 * o.k;
+  if (!Number.isInteger(capacity) || capacity < 1 || !(capacity >= o.k))
+    throw new RangeError(`topCandidates: capacity must be an integer >= k (${o.k}), got ${capacity}`);
+  const [rows] = logits.shape, device = logits.device;
+  const outputs = new Outputs();
+  const make = (shape: number[], dtype: "i32" | "f32") => outputs.take(undefined, () => Tensor.empty(shape, dtype, device));
+  let c: TopCandidates;
+  try {
+    c = { ids: make([rows, capacity], "i32"), scores: make([rows, capacity], "f32"), count: make([rows], "i32"), max: make([rows], "f32"), mass: make([rows], "f32") };
+  } catch (err) {
+    outputs.disposeMade();
+    throw err;
+  }
+  const handles = Object.fromEntries(Object.entries(c).map(([name, t]) => [name, (t as Tensor).handle]));
+  call("topCandidates", { logits: logits.handle, temperature: temperature.handle, k: o.k, ...handles }, outputs);
+  return c;
 }
 
 /** Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"), or null without CUDA. */

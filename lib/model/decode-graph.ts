@@ -55,8 +55,11 @@ export interface DecodeGraphStats {
   unavailable?: string;
 }
 
-/** What a step returns: every sequence's logits, or only each one's most likely token. */
-export type StepOutput = "logits" | "argmax";
+/**
+ * What a step returns: every sequence's logits, only each one's most likely token, or the logits
+ * left on the device (the recording's own tensor, valid until the next step).
+ */
+export type StepOutput = "logits" | "argmax" | "device";
 
 // Table widths are rounded up to a multiple of this many pages, so one recording serves the
 // next widthStep · pageSize tokens of every sequence (1024 at page size 16).
@@ -171,12 +174,14 @@ export class DecodeGraphs {
   }
 
   /**
-   * One decode step (Decoder.decode's contract): the logits [batch · vocab], or with "argmax"
-   * each sequence's most likely next token. Undefined if the step must run eagerly.
+   * One decode step (Decoder.decode's contract): the logits [batch · vocab], with "argmax" each
+   * sequence's most likely next token, with "device" the logits tensor [batch, vocab] still on
+   * the device. Undefined if the step must run eagerly.
    */
   run(seqs: readonly SequenceState[], ids: readonly number[], output: "logits"): Float32Array | undefined;
   run(seqs: readonly SequenceState[], ids: readonly number[], output: "argmax"): Int32Array | undefined;
-  run(seqs: readonly SequenceState[], ids: readonly number[], output: StepOutput): Float32Array | Int32Array | undefined {
+  run(seqs: readonly SequenceState[], ids: readonly number[], output: "device"): Tensor | undefined;
+  run(seqs: readonly SequenceState[], ids: readonly number[], output: StepOutput): Float32Array | Int32Array | Tensor | undefined {
     if (process.env.LIGHTTRANSFER_DECODE_GRAPHS === "off" || this.counts.unavailable !== undefined) return undefined;
     if (seqs.length === 0 || seqs.some((s) => s.observeQueries) || new Set(seqs).size !== seqs.length) return undefined;
     const t0 = performance.now();
@@ -189,7 +194,8 @@ export class DecodeGraphs {
     plan.launch(changed);
     for (const s of seqs) s.length += 1;
     const t2 = performance.now();
-    const result = output === "argmax" ? (plan.tokens.toArray() as Int32Array) : plan.logits.toFloat32Array();
+    const result =
+      output === "argmax" ? (plan.tokens.toArray() as Int32Array) : output === "logits" ? plan.logits.toFloat32Array() : plan.logits;
     const c = this.counts;
     c.graphSteps++;
     c.fillMs += t1 - t0;

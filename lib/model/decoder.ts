@@ -176,9 +176,19 @@ export class Decoder {
   decode(seqs: readonly SequenceState[], ids: readonly number[]): Float32Array {
     const replayed = this.graphs?.run(seqs, ids, "logits");
     if (replayed) return replayed;
+    return this.decodeThen(seqs, ids, (logits) => logits.toFloat32Array());
+  }
+
+  /**
+   * decode() that hands the logits [batch, vocab] to `use` where they are (on the device on
+   * CUDA) instead of reading them back; the tensor is valid only while `use` runs.
+   */
+  decodeThen<T>(seqs: readonly SequenceState[], ids: readonly number[], use: (logits: Tensor) => T): T {
+    const replayed = this.graphs?.run(seqs, ids, "device");
+    if (replayed) return use(replayed);
     const logits = this.decodeEager(seqs, ids);
     try {
-      return logits.toFloat32Array();
+      return use(logits);
     } finally {
       logits.dispose();
     }

@@ -1,5 +1,10 @@
 // Choosing the next token from logits: greedy, temperature, top-k, top-p and a repetition
-// penalty, with a seeded generator so a run can be repeated exactly.
+// penalty, with a seeded generator so a run can be repeated exactly. Where the logits are on a
+// GPU, sampleStep chooses from the few most likely tokens of each row (kernels.topCandidates)
+// and reads a whole row back only when those cannot settle the choice exactly.
+import * as kernels from "../kernels";
+import { Tensor } from "../tensor";
+import type { Decoder, SequenceState } from "./decoder";
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token. */
@@ -43,6 +48,22 @@ export class Sampler {
     return this.o.temperature === 0 && this.o.repetitionPenalty === 1;
   }
 
+  /**
+   * Whether this sampler can choose from a row's top candidates (sampleStep): it samples, and no
+   * repetition penalty reorders the logits by what the sequence has seen.
+   */
+  get usesCandidates(): boolean {
+    return this.o.temperature > 0 && this.o.repetitionPenalty === 1;
+  }
+
+  get temperature(): number {
+    return this.o.temperature;
+  }
+
+  get topK(): number {
+    return this.o.topK;
+  }
+
   /** Uniform in [0, 1) (mulberry32). */
   private random(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) | 0);
@@ -60,7 +81,21 @@ export class Sampler {
       for (const id of new Set(seen)) scores[id] = scores[id] > 0 ? scores[id] / repetitionPenalty : scores[id] * repetitionPenalty;
     }
     if (temperature === 0) return argmax(scores);
-    const { ids, weights, total } = samplingCandidates(scores, { temperature, topK, topP });
+    return this.pick(samplingCandidates(scores, { temperature, topK, topP }));
+  }
+
+  /**
+   * Picks a token from a row's top candidates, as next() would from the whole row; undefined
+   * when they cannot settle it (a topK beyond them, a topP nucleus larger than them, plain
+   * temperature sampling, or more candidates than were stored), and then next() must have the row.
+   */
+  nextFromCandidates(row: RowCandidates): number | undefined {
+    if (!this.usesCandidates) return undefined;
+    const c = candidatesFromTop(row, this.o);
+    return c && this.pick(c);
+  }
+
+  private pick({ ids, weights, total }: SamplingCandidates): number {
     let u = this.random() * total;
     let last = ids[0];
     for (let i = 0; i < ids.length; i++) {
@@ -72,6 +107,51 @@ export class Sampler {
     // Rounding left u just above the sum: the last token that had any weight.
     return last;
   }
+}
+
+/** One row of kernels.topCandidates, read back. */
+export interface RowCandidates {
+  /** The k the kernel was asked for. */
+  k: number;
+  /** How many logits are >= the k-th largest; more than ids.length means not all were stored. */
+  count: number;
+  /** Their ids and scores (the first min(count, ids.length) entries), in no particular order. */
+  ids: Int32Array;
+  scores: Float32Array;
+  /** The row's largest logit and Σ exp((logit − max) / temperature). */
+  max: number;
+  mass: number;
+}
+
+/**
+ * samplingCandidates from a row's top candidates instead of the whole row: the same tokens,
+ * weights and order, or undefined when the candidates do not hold them all.
+ */
+export function candidatesFromTop(
+  row: RowCandidates,
+  { temperature, topK, topP }: { temperature: number; topK: number; topP: number },
+): SamplingCandidates | undefined {
+  const { k, count, max } = row;
+  // Fewer than k candidates means every logit that is not NaN is among them.
+  const complete = count < k;
+  if (count > row.ids.length || (!complete && ((topK === 0 && topP >= 1) || topK > k))) return undefined;
+  // An infinite logit makes the mass NaN: leave such a row to the whole-row path.
+  if (!Number.isFinite(max) || !(row.mass > 0)) return undefined;
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => row.scores[b] - row.scores[a] || row.ids[a] - row.ids[b]);
+  const n = topK > 0 ? Math.min(topK, count) : count;
+  const weights = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += weights[i] = Math.exp((row.scores[order[i]] - max) / temperature);
+  // topP's share is of the tokens topK kept, or of the whole row.
+  const total = topK > 0 || complete ? sum : row.mass;
+  let kept = n, keptMass = sum;
+  if (topP < 1) {
+    keptMass = 0;
+    kept = 0;
+    while (kept < n && keptMass < topP * total) keptMass += weights[kept++];
+    if (keptMass < topP * total && !(topK > 0 || complete)) return undefined;
+  }
+  return { ids: Int32Array.from(order.slice(0, kept), (i) => row.ids[i]), weights: weights.slice(0, kept), total: keptMass };
 }
 
 /** The tokens a sampler may pick, in the order it walks them, and their unnormalised probabilities. */
@@ -173,4 +253,46 @@ export function argmax(values: ArrayLike<number>): number {
     if (values[i] > values[best]) best = i;
   }
   return best;
+}
+
+// Candidates per row kept on the device for sampling: enough for a topK up to this and for most
+// topP nuclei of a trained model; a row they cannot settle is read back whole.
+const deviceCandidates = 256;
+const maxDeviceCandidates = 4096;
+
+/**
+ * One decode step whose next tokens are sampled, sequence b by samplers[b] (each one
+ * usesCandidates). On CUDA the logits stay on the device: each row's top candidates and softmax
+ * mass come back, and a row is read back whole only when they cannot settle its choice.
+ * @example const next = sampleStep(model.decoder, seqs, ids, samplers);
+ */
+export function sampleStep(decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[]): number[] {
+  return decoder.decodeThen(seqs, ids, (logits) => {
+    const [rows, vocab] = logits.shape;
+    const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
+    const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
+    const made: Tensor[] = [];
+    try {
+      const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
+      made.push(temperature);
+      const c = kernels.topCandidates({ logits, temperature, k });
+      made.push(...Object.values(c));
+      const capacity = c.ids.shape[1];
+      const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
+      const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+      return samplers.map((sampler, b) => {
+        const at = b * capacity;
+        const row: RowCandidates = {
+          k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
+        };
+        const chosen = sampler.nextFromCandidates(row);
+        if (chosen !== undefined) return chosen;
+        const whole = logits.rows(b, 1);
+        made.push(whole);
+        return sampler.next(whole.toFloat32Array(), []);
+      });
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  });
 }

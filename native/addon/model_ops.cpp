@@ -1,6 +1,6 @@
-// Model-operation entry points for JS (linear, rmsNorm, rope, swiGlu, embedding, argmax and
-// ropeAppendKv), in the same shape as kernels.cpp: one options object, every argument checked,
-// then sync or async.
+// Model-operation entry points for JS (linear, rmsNorm, rope, swiGlu, embedding, argmax,
+// topCandidates and ropeAppendKv), in the same shape as kernels.cpp: one options object, every
+// argument checked, then sync or async.
 #include <napi.h>
 
 #include "core/model_params.h"
@@ -192,6 +192,43 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
   return dispatchCall(a, device, p, cpu::argmax, LT_CUDA_FN(argmax));
 }
 
+// topCandidates({ logits: [rows, vocab], temperature: f32 [rows], k, ids: i32 [rows, capacity],
+// scores: f32 [rows, capacity], count: i32 [rows], max: f32 [rows], mass: f32 [rows] }).
+PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info) {
+  KernelArgs a("topCandidates", info);
+  TensorObject *logits = a.tensor("logits"), *temperature = a.tensor("temperature"), *ids = a.tensor("ids");
+  TensorObject *scores = a.tensor("scores"), *count = a.tensor("count"), *max = a.tensor("max"), *mass = a.tensor("mass");
+  a.expectRank("logits", logits, 2);
+  a.expectFloat("logits", logits);
+  const int64_t rows = logits->shape()[0], vocab = logits->shape()[1];
+  a.expectRank("ids", ids, 2);
+  const int64_t capacity = ids->shape()[1];
+  a.expectShape("ids", ids, {rows, capacity});
+  a.expectDType("ids", ids, DType::I32);
+  a.expectShape("scores", scores, {rows, capacity});
+  for (auto [name, t] : {std::pair{"temperature", temperature}, {"max", max}, {"mass", mass}}) {
+    a.expectShape(name, t, {rows});
+    a.expectDType(name, t, DType::F32);
+  }
+  a.expectDType("scores", scores, DType::F32);
+  a.expectShape("count", count, {rows});
+  a.expectDType("count", count, DType::I32);
+  const int32_t k = a.integer("k", 1, int32_t(std::min<int64_t>(vocab, capacity)));
+  Device device = a.sameDevice({{"logits", logits}, {"temperature", temperature}, {"ids", ids}, {"scores", scores},
+                                {"count", count}, {"max", max}, {"mass", mass}});
+  ids->dropShadow();
+  count->dropShadow();
+  TopCandidatesParams p;
+  p.dtype = logits->dtype();
+  p.logits = logits->data();
+  p.temperature = static_cast<const float*>(temperature->data());
+  p.ids = static_cast<int32_t*>(ids->data()), p.scores = static_cast<float*>(scores->data());
+  p.count = static_cast<int32_t*>(count->data());
+  p.max = static_cast<float*>(max->data()), p.mass = static_cast<float*>(mass->data());
+  p.rows = int32_t(rows), p.vocab = int32_t(vocab), p.k = k, p.capacity = int32_t(capacity);
+  return dispatchCall(a, device, p, cpu::topCandidates, LT_CUDA_FN(topCandidates));
+}
+
 }  // namespace
 
 void RegisterModelOps(Napi::Env env, Napi::Object exports) {
@@ -201,6 +238,7 @@ void RegisterModelOps(Napi::Env env, Napi::Object exports) {
   exportCall<prepareSwiGlu>(env, exports, "swiGlu");
   exportCall<prepareEmbedding>(env, exports, "embedding");
   exportCall<prepareArgmax>(env, exports, "argmax");
+  exportCall<prepareTopCandidates>(env, exports, "topCandidates");
   exportCall<prepareRopeAppendKv>(env, exports, "ropeAppendKv");
 #ifdef LT_WITH_CUDA
   exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

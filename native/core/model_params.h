@@ -78,6 +78,29 @@ struct ArgmaxParams {
   int32_t rows = 0, vocab = 0;
 };
 
+// The most likely tokens of each row of logits and the row's softmax mass, so that sampling with
+// topK / topP can run on the host without reading whole rows back. Per row r, with T =
+// temperature[r] and NaN logits ignored:
+//   max[r]   = the largest logit (-inf when the row has none);
+//   mass[r]  = Σ_j exp((logits[r, j] − max[r]) / T) (0 when max[r] is -inf);
+//   count[r] = how many logits are >= the k-th largest: k, more when several equal the k-th,
+//              fewer when the row has fewer than k logits that are not NaN;
+//   ids[r, i], scores[r, i] for i < min(count[r], capacity): those logits' indices and values, in
+//              no particular order. When count[r] > capacity, which ones are stored is unspecified
+//              and the caller falls back to the whole row.
+// Mass is accumulated in f64 on the CPU and f32 on CUDA; everything else is exact and identical.
+struct TopCandidatesParams {
+  DType dtype = DType::F32;
+  const void* logits = nullptr;       // [rows, vocab]
+  const float* temperature = nullptr; // [rows], > 0
+  int32_t* ids = nullptr;             // [rows, capacity]
+  float* scores = nullptr;            // [rows, capacity]
+  int32_t* count = nullptr;           // [rows]
+  float* max = nullptr;               // [rows]
+  float* mass = nullptr;              // [rows]
+  int32_t rows = 0, vocab = 0, k = 0, capacity = 0;  // 1 <= k <= capacity
+};
+
 // Rotary embedding and the KV-cache append fused over the output of one stacked q|k|v
 // projection (a decode step's attention input): per token t, qkv holds hq query heads, then
 // hkv key heads, then hkv value heads, each of d elements. The query heads are rotated into

@@ -10,6 +10,8 @@ void rope(const RopeParams& p);
 void swiGlu(const SwiGluParams& p);
 void embedding(const EmbeddingParams& p);
 void argmax(const ArgmaxParams& p);
+// sampling.cpp
+void topCandidates(const TopCandidatesParams& p);
 // Composed from rope and appendKv over the split q|k|v rows (rope_append.cpp).
 void ropeAppendKv(const RopeAppendKvParams& p);
 

@@ -34,31 +34,17 @@
 
 #include "core/error.h"
 #include "cuda/model_kernels.h"
+#include "model_common.cuh"
 #include "rope_angles.cuh"
 
 namespace lt::cuda {
 namespace {
 
-using bf16 = __nv_bfloat16;
-using f16 = __half;
-
 constexpr int kGridStrideBlock = 256;
 constexpr long long kMaxGrid = 16384;
 
-void throwIfLaunchFailed(const char* op, const char* kernel) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw Error(std::string(op) + ": launch of " + kernel + " failed: " + cudaGetErrorString(err));
-}
-
 unsigned gridFor(long long work, int block = kGridStrideBlock) {
   return unsigned(std::max(1LL, std::min(kMaxGrid, (work + block - 1) / block)));
-}
-
-bool aligned16(std::initializer_list<const void*> ptrs) {
-  for (const void* p : ptrs)
-    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
 }
 
 // ----------------------------------------------------------------------------- element access
@@ -117,19 +103,6 @@ __device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
 #pragma unroll
   for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
   *reinterpret_cast<uint4*>(p) = u;
-}
-
-// Sum over the block; every thread gets the result. `scratch` holds 32 floats.
-__device__ __forceinline__ float blockSum(float v, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = (blockDim.x + 31) >> 5;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.f;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 // ----------------------------------------------------------------------------- RMSNorm
@@ -382,32 +355,6 @@ __device__ __forceinline__ int argmaxKey(uint32_t bits) {
   return k ^ ((k >> 31) & 0x7fffffff);  // negatives: larger magnitude, smaller key
 }
 
-__device__ __forceinline__ uint32_t f32Bits(float v) { return __float_as_uint(v); }
-__device__ __forceinline__ uint32_t f32Bits(f16 v) { return __float_as_uint(__half2float(v)); }
-__device__ __forceinline__ uint32_t f32Bits(bf16 v) { return uint32_t(__bfloat16_as_ushort(v)) << 16; }
-
-// The f32 bits of the 16 / sizeof(T) elements of one 16-byte load, in memory order.
-__device__ __forceinline__ void f32Bits16(const uint4& u, float, uint32_t (&b)[4]) {
-  b[0] = u.x; b[1] = u.y; b[2] = u.z; b[3] = u.w;
-}
-__device__ __forceinline__ void f32Bits16(const uint4& u, f16, uint32_t (&b)[8]) {
-  const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const float2 t = __half22float2(h[i]);
-    b[2 * i] = __float_as_uint(t.x);
-    b[2 * i + 1] = __float_as_uint(t.y);
-  }
-}
-__device__ __forceinline__ void f32Bits16(const uint4& u, bf16, uint32_t (&b)[8]) {
-  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    b[2 * i] = w[i] << 16;  // little-endian: the lower half is the earlier element
-    b[2 * i + 1] = w[i] & 0xffff0000u;
-  }
-}
-
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const T* __restrict__ logits, int32_t* out, int vocab) {
   __shared__ int sk[32];
@@ -489,18 +436,6 @@ void launchArgmax(const ArgmaxParams& p, cudaStream_t stream) {
     argmaxKernel<T, false><<<p.rows, kArgmaxBlock, 0, stream>>>(logits, p.out, p.vocab);
   }
   throwIfLaunchFailed("argmax", "argmaxKernel");
-}
-
-// ----------------------------------------------------------------------------- dispatch
-// Calls f with a value of the C++ type for `t` (float, __half or __nv_bfloat16).
-template <typename F>
-void withFloatType(DType t, const char* op, const char* what, F&& f) {
-  switch (t) {
-    case DType::F32: f(float{}); return;
-    case DType::F16: f(f16{}); return;
-    case DType::BF16: f(bf16{}); return;
-    default: throw Error(std::string(op) + ": " + what + " must be f32, f16 or bf16, not " + dtypeName(t));
-  }
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 // Model operations and whole models on CUDA: ops against the CPU ops, the transformers
 // fixtures in bf16/f16, memory freed by dispose(), and out-of-memory as a JS error.
 import * as path from "node:path";
-import { cudaStatus, kernels, loadModel, memoryUsage, Model, Tensor } from "../../lib";
+import { cudaStatus, DeviceName, kernels, loadModel, memoryUsage, Model, Tensor } from "../../lib";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
-import { FloatDType, Random } from "../helpers/reference";
+import { FloatDType, Random, roundArray, roundTo } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
 import { plantedLogits, TensorScope } from "../helpers/tensors";
 
@@ -72,6 +72,81 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const got = Array.from(scope.add(kernels.argmax({ logits: gpu })).toArray());
     expect({ seed: rng.seed, got }).toEqual({ seed: rng.seed, got: want });
     expect(got.slice(0, 4)).toEqual(logits.planted);
+  });
+  // [5, 1003] takes the element-wise loads, [4, 128256] and [33, 32000] the 16-byte ones. Planted
+  // rows, where the row exists: 0 ties with the k-th largest (count > k), 1 NaNs, 2 -Infinity in
+  // half the row, 3 all equal (count = vocab > capacity), 4 fewer numbers than k (NaN but for
+  // k/2 values and three -Infinity), 5 all <= 0 with zeros of both signs and a positive subnormal
+  // on top, 6 all <= 0 with -0 before +0 (max is the first: -0).
+  const topCases: Array<[FloatDType, number, number, number]> = [];
+  for (const dtype of ["f32", "f16", "bf16"] as const)
+    for (const [rows, vocab] of [[5, 1003], [4, 128256], [33, 32000]])
+      for (const k of [1, 40, 256]) topCases.push([dtype, rows, vocab, k]);
+  test.each(topCases)("topCandidates over %s logits [%i, %i], k %i, is the CPU's", (dtype, rows, vocab, k) => {
+    const capacity = 2 * k;
+    const raw = rng.normals(rows * vocab, 3);
+    const row = (r: number) => raw.subarray(r * vocab, (r + 1) * vocab);
+    const col = () => rng.int(0, vocab - 1);
+    const kth = Array.from(roundArray(dtype, row(0))).sort((a, b) => b - a)[k - 1];
+    for (let planted = 0; planted < 3; ) {
+      const j = col();
+      if (roundTo(dtype, row(0)[j]) < kth) {
+        row(0)[j] = kth;
+        planted++;
+      }
+    }
+    for (let i = 0; i < vocab / 10; i++) row(1)[col()] = NaN;
+    for (let i = 0; i < vocab / 2; i++) row(2)[col()] = -Infinity;
+    row(3).fill(rng.normal());
+    if (rows > 4) {
+      row(4).fill(NaN);
+      for (let i = 0; i < k >> 1; i++) row(4)[col()] = rng.normal() * 3;
+      for (let i = 0; i < 3; i++) row(4)[col()] = -Infinity;
+    }
+    for (const r of [5, 6].filter((r) => r < rows)) row(r).forEach((v, i, all) => (all[i] = -Math.abs(v)));
+    if (rows > 6) {
+      for (let i = 0; i < Math.max(1, k >> 1); i++) {
+        row(5)[col()] = -0;
+        row(5)[col()] = 0;
+      }
+      row(5)[col()] = dtype === "f16" ? 2 ** -24 : 2 ** -130;
+      const a = rng.int(0, vocab - 2);
+      row(6)[a] = -0;
+      row(6)[rng.int(a + 1, vocab - 1)] = 0;
+    }
+    const temperature = Float32Array.from({ length: rows }, () => 0.3 + 1.7 * rng.next());
+    const cpu = scope.add(Tensor.from(raw, [rows, vocab], { dtype }));
+    const run = (logits: Tensor, device: DeviceName) => {
+      const c = kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(temperature, [rows], { device })), k });
+      Object.values(c).forEach((t) => scope.add(t));
+      const ids = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array();
+      const count = Array.from(c.count.toArray() as Int32Array);
+      // (id, score) pairs by id: the stored order is free.
+      const stored = (r: number) =>
+        Array.from({ length: Math.min(count[r], capacity) }, (_, i) => [ids[r * capacity + i], scores[r * capacity + i]]).sort((x, y) => x[0] - y[0]);
+      return { count, max: Array.from(c.max.toFloat32Array()), mass: c.mass.toFloat32Array(), stored };
+    };
+    const want = run(cpu, "cpu"), got = run(scope.add(cpu.to("cuda:0")), "cuda:0");
+    // toEqual compares numbers with Object.is: max must match to the sign of a zero.
+    expect({ seed: rng.seed, max: got.max, count: got.count }).toEqual({ seed: rng.seed, max: want.max, count: want.count });
+    expect([want.count[0] > k, want.count[3]]).toEqual([true, vocab]);
+    const values = cpu.toFloat32Array();
+    let worstMass = 0;
+    for (let r = 0; r < rows; r++) {
+      const label = `row ${r} (seed ${rng.seed})`;
+      if (want.count[r] <= capacity) {
+        expect([label, got.stored(r)]).toEqual([label, want.stored(r)]);
+      } else {
+        // Which candidates an overflowing row stores is free: capacity distinct ones, at least the k-th.
+        const numbers = Array.from(values.subarray(r * vocab, (r + 1) * vocab)).filter((v) => !Number.isNaN(v));
+        const threshold = numbers.sort((x, y) => y - x)[Math.min(k, numbers.length) - 1];
+        const pairs = got.stored(r);
+        expect([label, new Set(pairs.map(([id]) => id)).size]).toEqual([label, capacity]);
+        for (const [id, score] of pairs) expect([label, id, score, score >= threshold]).toEqual([label, id, values[r * vocab + id], true]);
+      }
+      worstMass = Math.max(worstMass, want.mass[r] === 0 ? Math.abs(got.mass[r]) : Math.abs(got.mass[r] / want.mass[r] - 1));
+    }
+    expect({ seed: rng.seed, worstMass, ok: worstMass < 1e-5 }).toMatchObject({ ok: true });
   });
   test("the GEMM backend is reported", () => {
     const backend = kernels.gemmBackend();

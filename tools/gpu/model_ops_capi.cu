@@ -1,5 +1,5 @@
 // A C ABI over the CUDA model operations of native/cuda/model_kernels.h (linear, gemmBackend,
-// rmsNorm, rope, swiGlu, embedding, argmax), built as a shared library by
+// rmsNorm, rope, swiGlu, embedding, argmax, topCandidates), built as a shared library by
 // tools/gpu/run_model_ops.sh so tools/gpu/model_ops_check.py can drive them through ctypes on
 // torch tensors (data_ptr(), torch.cuda.current_stream().cuda_stream) without the Node addon.
 // Dtype codes are lt::DType's (0 f32, 1 f16, 2 bf16). Each function returns 0 on success, or 1
@@ -136,6 +136,30 @@ int lt_argmax(int dtype, const void* logits, int* out, int rows, int vocab, void
     p.rows = rows;
     p.vocab = vocab;
     lt::cuda::argmax(p, st(stream));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e.what(), err, errLen);
+  }
+}
+
+int lt_top_candidates(int dtype, const void* logits, const float* temperature, int* ids, float* scores, int* count,
+                      float* max, float* mass, int rows, int vocab, int k, int capacity, void* stream, char* err,
+                      int errLen) {
+  try {
+    lt::TopCandidatesParams p;
+    p.dtype = dt(dtype);
+    p.logits = logits;
+    p.temperature = temperature;
+    p.ids = ids;
+    p.scores = scores;
+    p.count = count;
+    p.max = max;
+    p.mass = mass;
+    p.rows = rows;
+    p.vocab = vocab;
+    p.k = k;
+    p.capacity = capacity;
+    lt::cuda::topCandidates(p, st(stream));
     return 0;
   } catch (const std::exception& e) {
     return fail(e.what(), err, errLen);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Correctness check and benchmark of the CUDA model operations (native/cuda/gemm.cu and
-native/cuda/model_ops.cu), driven through the C shim tools/gpu/model_ops_capi.cu (built by
-tools/gpu/run_model_ops.sh) on torch tensors.
+"""Correctness check and benchmark of the CUDA model operations (native/cuda/gemm.cu,
+native/cuda/model_ops.cu and native/cuda/sampling.cu), driven through the C shim
+tools/gpu/model_ops_capi.cu (built by tools/gpu/run_model_ops.sh) on torch tensors.
 
   1. correctness, fresh torch.randn inputs each case, outputs poisoned with NaN first:
      - linear vs float64 torch (x @ w.T + bias) for m in {1,3,17,64,257} × n,k in
@@ -12,12 +12,17 @@ tools/gpu/run_model_ops.sh) on torch tensors.
      - rmsNorm (with/without fused residual; the residual must equal torch's rounded sum
        exactly), rope against transformers' LlamaRotaryEmbedding + apply_rotary_pos_emb with
        llama3 scaling (rope_theta 500000) at positions up to 131071, swiGlu, embedding (exact),
-       argmax in f32, bf16 and f16 (ties → lowest index, NaN wins as in torch.argmax).
+       argmax in f32, bf16 and f16 (ties → lowest index, NaN wins as in torch.argmax);
+     - topCandidates in f32, bf16 and f16 against torch.topk's k-th value: max (bit for bit, the
+       first of equal values), count and the (id, score) set exact, mass within 1e-5 of a float64
+       sum; rows with ties at the k-th value, NaNs, -inf, all-equal values (count > capacity),
+       signed zeros and subnormals, all NaN, +inf; both load paths; the error messages.
   2. benchmark (bf16): every Llama-3-8B linear at m = 1, 8, 32, 4096 through our linear() and
      torch.nn.functional.linear in the same process, CUDA graphs of calls over rotated weight
      copies (more bytes than 3× L2), CUDA-event medians; GB/s of weights read for m <= 32,
      TFLOP/s for m = 4096; the fallback GEMM at m = 1 and 4096 for one shape; the row-wise ops;
-     the device-to-device copy bandwidth (2 GiB torch copy, bytes read + written).
+     the device-to-device copy bandwidth (2 GiB torch copy, bytes read + written); topCandidates at
+     1, 32 and 256 rows of 128256 bf16 and f32 logits.
 
 Writes check.log, gemm.json and gemm.md to --out; prints PASS/FAIL per case (FAIL lines and a
 summary per group in the console) and a short table last. Exit status is non-zero on any failure.
@@ -53,8 +58,9 @@ class Lib:
         L.lt_swiglu.argtypes = [i, vp, vp, i, i, vp, cp, i]
         L.lt_embedding.argtypes = [i, i, vp, vp, vp, i, i, i, vp, cp, i]
         L.lt_argmax.argtypes = [i, vp, vp, i, i, vp, cp, i]
+        L.lt_top_candidates.argtypes = [i, vp, vp, vp, vp, vp, vp, vp, i, i, i, i, vp, cp, i]
         for fn in ("lt_gemm_backend", "lt_linear", "lt_rms_norm", "lt_rope", "lt_swiglu", "lt_embedding",
-                   "lt_argmax"):
+                   "lt_argmax", "lt_top_candidates"):
             getattr(L, fn).restype = i
         self.L = L
         self.err = ctypes.create_string_buffer(2048)
@@ -109,6 +115,26 @@ class Lib:
         rows, vocab = logits.shape
         self._ok(self.L.lt_argmax(CODE[logits.dtype], self._p(logits), self._p(out), rows, vocab, self._s(),
                                   self.err, len(self.err)))
+
+    def top_candidates(self, logits, temperature, k, capacity=None, out=None, rows=None, vocab=None, code=None):
+        """(ids, scores, count, max, mass), into `out` (such a tuple) or new poisoned tensors."""
+        rows = logits.shape[0] if rows is None else rows
+        vocab = logits.shape[1] if vocab is None else vocab
+        capacity = 2 * k if capacity is None else capacity
+        ids, scores, count, mx, mass = top_candidates_out(max(rows, 1), max(capacity, 1)) if out is None else out
+        self._ok(self.L.lt_top_candidates(CODE[logits.dtype] if code is None else code, self._p(logits),
+                                          self._p(temperature), self._p(ids), self._p(scores), self._p(count),
+                                          self._p(mx), self._p(mass), rows, vocab, k, capacity, self._s(), self.err,
+                                          len(self.err)))
+        return ids, scores, count, mx, mass
+
+
+def top_candidates_out(rows, capacity):
+    """topCandidates' outputs (ids, scores, count, max, mass), poisoned."""
+    return (torch.full((rows, capacity), -7, device=DEV, dtype=torch.int32),
+            torch.full((rows, capacity), float("nan"), device=DEV),
+            torch.full((rows,), -7, device=DEV, dtype=torch.int32),
+            torch.full((rows,), float("nan"), device=DEV), torch.full((rows,), float("nan"), device=DEV))
 
 
 def set_gemm(mode):
@@ -455,6 +481,141 @@ def check_argmax(lib, log):
                                                       f"{bool(torch.equal(ta, want_t))}", 0.0 if ok else 1.0)
 
 
+def top_candidate_logits(rows, vocab, dtype, k):
+    """Random logits (scale 3) with the edge cases in rows 0-6 (those that exist): 0 ties at the k-th
+    value, 1 NaNs, 2 -inf but for k // 2 values (count = vocab), 3 all equal, 4 all <= 0 with
+    signed zeros and a positive subnormal on top (vocab >= 7), 5 all NaN, 6 one +inf (mass NaN, as the CPU's)."""
+    x = (torch.randn(rows, vocab, device=DEV) * 3).to(dtype)
+    g = torch.Generator(device="cpu").manual_seed(rows * 7919 + vocab + k)
+
+    def cols(n):
+        return torch.randperm(vocab, generator=g)[:n].to(DEV)
+    kth = torch.topk(x[0].float(), k).values[-1]
+    below = (x[0].float() < kth).nonzero().flatten()
+    x[0, below[torch.randperm(below.numel(), generator=g)[:3].to(DEV)]] = kth.to(dtype)
+    if rows > 1:
+        x[1, cols(max(1, vocab // 10))] = float("nan")
+    if rows > 2:
+        keep = x[2, cols(k // 2)].clone()
+        x[2] = float("-inf")
+        x[2, cols(k // 2)] = keep
+    if rows > 3:
+        x[3] = 1.5
+    if rows > 4 and vocab >= 7:
+        x[4] = -x[4].abs()
+        c = cols(7)
+        x[4, c[:3]] = -0.0
+        x[4, c[3:6]] = 0.0
+        x[4, c[6]] = 2.0 ** -24 if dtype == torch.float16 else 2.0 ** -130
+    if rows > 5:
+        x[5] = float("nan")
+    if rows > 6:
+        x[6, cols(1)] = float("inf")
+    return x
+
+
+def top_candidates_reference(x, temperature, k):
+    """Per row (max, count, k-th value, mass in float64) from the definition, on f32 values; max is
+    the first of the equal largest values (the sign of a zero as the CPU keeps it)."""
+    xf = x.float()
+    valid = ~torch.isnan(xf)
+    rows, vocab = xf.shape
+    # NaN as -inf cannot change the k-th value unless it is -inf anyway; fewer than k numbers then
+    # give a k-th of -inf and every number counts, as the contract says.
+    kth = torch.topk(torch.where(valid, xf, float("-inf")), k, dim=1).values[:, -1]
+    mx_val = torch.where(valid, xf, float("-inf")).max(dim=1).values
+    first = torch.where(valid & (xf == mx_val[:, None]), torch.arange(vocab, device=DEV), vocab).min(dim=1).values
+    mx = torch.where(first < vocab, xf.gather(1, first.clamp(max=vocab - 1)[:, None])[:, 0],
+                     torch.full_like(mx_val, float("-inf")))
+    sel = valid & (xf >= kth[:, None])
+    t = ((xf - mx[:, None]).double() / temperature.double()[:, None]).exp()
+    mass = torch.where(valid, t, torch.zeros_like(t)).sum(dim=1)
+    mass = torch.where(mx == float("-inf"), torch.zeros_like(mass), mass)
+    return mx, sel.sum(dim=1).to(torch.int32), kth, sel, mass
+
+
+def compare_top_candidates(x, temperature, k, capacity, got):
+    """'' when got = (ids, scores, count, max, mass) is right for x, else what is wrong; and the
+    worst relative mass error."""
+    ids, scores, count, mx, mass = got
+    rmx, rcount, kth, sel, rmass = top_candidates_reference(x, temperature, k)
+    xf = x.float()
+    bits = lambda t: t.contiguous().view(torch.int32)  # noqa: E731
+    bad = []
+    if not torch.equal(bits(mx), bits(rmx)):
+        r = int((bits(mx) != bits(rmx)).nonzero()[0])
+        bad.append(f"max row {r}: {mx[r].item()!r} want {rmx[r].item()!r}")
+    if not torch.equal(count, rcount):
+        r = int((count != rcount).nonzero()[0])
+        bad.append(f"count row {r}: {int(count[r])} want {int(rcount[r])}")
+    worst = 0.0
+    for r in range(x.shape[0]):
+        c, want = int(count[r]), int(rcount[r])
+        n = min(c, capacity)
+        rid = ids[r, :n].long()
+        if n and (rid.min() < 0 or rid.max() >= x.shape[1]):
+            bad.append(f"row {r}: ids out of range")
+            continue
+        if not torch.equal(bits(scores[r, :n]), bits(xf[r, rid])):
+            bad.append(f"row {r}: scores are not the logits of the ids")
+        if want <= capacity:
+            if not torch.equal(torch.sort(rid).values, sel[r].nonzero().flatten()):
+                bad.append(f"row {r}: the ids are not the {want} logits >= the k-th")
+        elif rid.unique().numel() != n or not bool(sel[r, rid].all()):
+            bad.append(f"row {r}: overflowing row stored ids that are repeated or below the k-th")
+        a, b = float(mass[r]), float(rmass[r])
+        if math.isnan(b):
+            ok = math.isnan(a)
+        else:
+            e = abs(a - b) / max(abs(b), 1e-300) if b else abs(a)
+            worst = max(worst, e)
+            ok = e < 1e-5
+        if not ok:
+            bad.append(f"row {r}: mass {a!r} want {b!r}")
+    return "; ".join(bad[:4]), worst
+
+
+def check_top_candidates(lib, log):
+    torch.manual_seed(13)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for rows, vocab in [(5, 1003), (4, 128256), (33, 32000), (7, 151936), (9, 7)]:
+            for k in (1, 40, 256):
+                if k > vocab:
+                    continue
+                x = top_candidate_logits(rows, vocab, dtype, k)
+                temperature = torch.empty(rows, device=DEV).uniform_(0.3, 2.0)
+                for off in ((0, 1) if vocab == 128256 else (0,)):
+                    xs = x
+                    if off:  # shifted off 16-byte alignment: the scalar loads
+                        buf = torch.empty(rows * vocab + off, device=DEV, dtype=dtype)
+                        xs = buf[off:].view(rows, vocab)
+                        xs.copy_(x)
+                    capacity = 2 * k
+                    got = lib.top_candidates(xs, temperature, k, capacity)
+                    torch.cuda.synchronize()
+                    bad, worst = compare_top_candidates(x, temperature, k, capacity, got)
+                    log.case(f"topCandidates {NAME[dtype]}", not bad,
+                             f"rows={rows} vocab={vocab} k={k} offset={off} counts={got[2][:7].tolist()} "
+                             f"mass_rel={worst:.1e} {bad}", worst)
+    # capacity == k, and rows of one logit
+    x = top_candidate_logits(6, 1, torch.float32, 1)
+    t = torch.ones(6, device=DEV)
+    bad, worst = compare_top_candidates(x, t, 1, 1, lib.top_candidates(x, t, 1, 1))
+    log.case("topCandidates f32", not bad, f"vocab=1 {bad}", worst)
+    x = torch.zeros(2, 64, device=DEV)
+    for desc, kw, want in [("k > capacity", dict(k=5, capacity=4), "need 1 <= k <= capacity and k <= vocab"),
+                           ("k > vocab", dict(k=65, capacity=70), "need 1 <= k <= capacity and k <= vocab"),
+                           ("k = 0", dict(k=0, capacity=4), "need 1 <= k <= capacity and k <= vocab"),
+                           ("vocab 0", dict(k=1, vocab=0), "vocab must be positive"),
+                           ("rows -1", dict(k=1, rows=-1), "rows must be >= 0"),
+                           ("i32 logits", dict(k=1, code=3), "the logits must be f32, f16 or bf16, not i32")]:
+        try:
+            lib.top_candidates(x, torch.ones(2, device=DEV), **kw)
+            log.case("topCandidates errors", False, f"{desc}: no error")
+        except RuntimeError as ex:
+            log.case("topCandidates errors", want in str(ex), f"{desc}: '{ex}'")
+
+
 def quick_checks(lib, log):
     """Small cases of every op and path, for compute-sanitizer memcheck."""
     torch.manual_seed(17)
@@ -517,6 +678,13 @@ def quick_checks(lib, log):
         lib.argmax(logits, out)
         torch.cuda.synchronize()
         log.case("quick argmax", torch.equal(out, torch.argmax(logits, 1).to(torch.int32)), f"vocab={vocab}")
+    for vocab in (128256, 1001):
+        x = top_candidate_logits(7, vocab, torch.bfloat16, 40)
+        t = torch.ones(7, device=DEV)
+        got = lib.top_candidates(x, t, 40)
+        torch.cuda.synchronize()
+        bad, worst = compare_top_candidates(x, t, 40, 80, got)
+        log.case("quick topCandidates", not bad, f"vocab={vocab} {bad}", worst)
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -670,6 +838,14 @@ def bench_rowwise(lib, l2_bytes, reps):
         run("argmax (128256, f32)", rows,
             lambda r=rows: (torch.randn(r, 128256, device=DEV), torch.empty(r, device=DEV, dtype=torch.int32)),
             rows * 128256 * 4, lambda d: lib.argmax(d[0], d[1]))
+    for dtype in (bf, torch.float32):
+        for rows in (1, 32, 256):
+            t = torch.empty(rows, device=DEV).uniform_(0.3, 2.0)
+            run(f"topCandidates k=64 ({NAME[dtype]})", rows,
+                lambda r=rows, dt=dtype: (torch.randn(r, 128256, device=DEV, dtype=dt) * 3,
+                                          top_candidates_out(r, 128)),
+                rows * 128256 * (2 if dtype == bf else 4),
+                lambda d, t=t: lib.top_candidates(d[0], t, 64, 128, out=d[1]))
     return out
 
 
@@ -719,6 +895,7 @@ def main():
         check_swiglu(lib, log)
         check_embedding(lib, log)
         check_argmax(lib, log)
+        check_top_candidates(lib, log)
         log.note("check summary:")
         log.summary()
         log.note(f"checks: {sum(g[0] for g in log.groups.values())} pass, {log.failed} fail")

@@ -1,0 +1,56 @@
+// CPU topCandidates (params and contract in native/core/model_params.h): the k most likely
+// tokens of each row of logits, ties at the boundary included, and the row's softmax mass.
+// The reference of the CUDA kernel; both are exact except for how the mass is summed.
+//
+// Launch: rows split across the thread pool; per row one widening pass, one pass for max and
+// mass, nth_element over a copy for the k-th largest value, one pass to gather.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "model_ops.h"
+#include "vector_math.h"
+
+namespace lt::cpu {
+
+void topCandidates(const TopCandidatesParams& p) {
+  if (p.k < 1 || p.k > p.capacity || p.k > p.vocab)
+    throw Error("topCandidates: need 1 <= k <= capacity and k <= vocab, got k " + std::to_string(p.k) + ", capacity " +
+                std::to_string(p.capacity) + ", vocab " + std::to_string(p.vocab));
+  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(size_t(p.vocab)), kept;
+    for (int64_t r = begin; r < end; r++) {
+      loadAsFloat(p.dtype, p.logits, size_t(r) * p.vocab, size_t(p.vocab), row.data());
+      float max = -INFINITY;
+      kept.clear();
+      for (float v : row)
+        if (!std::isnan(v)) kept.push_back(v), max = std::max(max, v);
+      double mass = 0;
+      if (max != -INFINITY)
+        for (float v : kept) mass += std::exp(double(v - max) / double(p.temperature[r]));
+      p.max[r] = max;
+      p.mass[r] = float(mass);
+      if (kept.empty()) {
+        p.count[r] = 0;
+        continue;
+      }
+      const size_t kth = std::min(size_t(p.k), kept.size()) - 1;
+      std::nth_element(kept.begin(), kept.begin() + ptrdiff_t(kth), kept.end(), std::greater<float>());
+      const float threshold = kept[kth];
+      int32_t count = 0;
+      int32_t* ids = p.ids + size_t(r) * p.capacity;
+      float* scores = p.scores + size_t(r) * p.capacity;
+      for (int32_t j = 0; j < p.vocab; j++) {
+        if (!(row[size_t(j)] >= threshold)) continue;  // NaN fails too
+        if (count < p.capacity) ids[count] = j, scores[count] = row[size_t(j)];
+        count++;
+      }
+      p.count[r] = count;
+    }
+  });
+}
+
+}  // namespace lt::cpu

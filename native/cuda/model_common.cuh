@@ -1,0 +1,84 @@
+// Helpers shared by the model-op kernels (model_ops.cu, sampling.cu): dtype dispatch, launch
+// errors, 16-byte alignment, reading any float type as its exact f32 bits, a block-wide sum.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace lt::cuda {
+
+using bf16 = __nv_bfloat16;
+using f16 = __half;
+
+inline void throwIfLaunchFailed(const char* op, const char* kernel) {
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw Error(std::string(op) + ": launch of " + kernel + " failed: " + cudaGetErrorString(err));
+}
+
+inline bool aligned16(std::initializer_list<const void*> ptrs) {
+  for (const void* p : ptrs)
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+// Calls f with a value of the C++ type for `t` (float, __half or __nv_bfloat16).
+template <typename F>
+void withFloatType(DType t, const char* op, const char* what, F&& f) {
+  switch (t) {
+    case DType::F32: f(float{}); return;
+    case DType::F16: f(f16{}); return;
+    case DType::BF16: f(bf16{}); return;
+    default: throw Error(std::string(op) + ": " + what + " must be f32, f16 or bf16, not " + dtypeName(t));
+  }
+}
+
+// The bits of an element widened to f32 (exact: every f16 and bf16 value is an f32 value).
+__device__ __forceinline__ uint32_t f32Bits(float v) { return __float_as_uint(v); }
+__device__ __forceinline__ uint32_t f32Bits(f16 v) { return __float_as_uint(__half2float(v)); }
+__device__ __forceinline__ uint32_t f32Bits(bf16 v) { return uint32_t(__bfloat16_as_ushort(v)) << 16; }
+
+// The f32 bits of the 16 / sizeof(T) elements of one 16-byte load, in memory order.
+__device__ __forceinline__ void f32Bits16(const uint4& u, float, uint32_t (&b)[4]) {
+  b[0] = u.x; b[1] = u.y; b[2] = u.z; b[3] = u.w;
+}
+__device__ __forceinline__ void f32Bits16(const uint4& u, f16, uint32_t (&b)[8]) {
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 t = __half22float2(h[i]);
+    b[2 * i] = __float_as_uint(t.x);
+    b[2 * i + 1] = __float_as_uint(t.y);
+  }
+}
+__device__ __forceinline__ void f32Bits16(const uint4& u, bf16, uint32_t (&b)[8]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    b[2 * i] = w[i] << 16;  // little-endian: the lower half is the earlier element
+    b[2 * i + 1] = w[i] & 0xffff0000u;
+  }
+}
+
+// Sum over the block; every thread gets the result. `scratch` holds 32 floats; the caller
+// synchronises before reusing it.
+__device__ __forceinline__ float blockSum(float v, float* scratch) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = (blockDim.x + 31) >> 5;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.f;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+}  // namespace lt::cuda
