@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, memoryUsage, Model } from "../lib";
-import { fixtureModels, fixtureRoot, readLogits, readReference } from "./helpers/fixtures";
+import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "./helpers/fixtures";
 import { collectGarbage } from "./helpers/gc";
 
 // The reference runs transformers in float32 on the same (16-bit or f32) weights; we compute in
@@ -59,11 +59,7 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
 
   test("a greedy decode step picks the argmax of the logits decode() returns", () => {
     const prompts = ref.cases.slice(0, 3).map((c) => c.ids);
-    const start = () => prompts.map((ids) => {
-      const s = model.decoder.createSequence();
-      model.decoder.prefill(s, ids);
-      return s;
-    });
+    const start = () => prefilledSequences(model.decoder, prompts);
     const logitSeqs = start(), greedySeqs = start();
     try {
       const vocab = model.config.vocabSize;

@@ -3,7 +3,7 @@
 import * as path from "node:path";
 import { kernels, loadModel, Tensor } from "../lib";
 import { argmax, candidatesFromTop, RowCandidates, sampleStep, Sampler, samplingCandidates, validateSampling } from "../lib/model/sampling";
-import { fixtureRoot, readReference } from "./helpers/fixtures";
+import { fixtureRoot, prefilledSequences, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
 const rng = new Random();
@@ -166,11 +166,7 @@ describe("sampleStep", () => {
   test("picks the tokens next() picks from the whole logits, seed for seed (CPU, llama fixture)", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });
     const prompts = readReference("llama-tiny").cases.slice(0, 3).map((c) => c.ids);
-    const start = () => prompts.map((ids) => {
-      const s = model.decoder.createSequence();
-      model.decoder.prefill(s, ids);
-      return s;
-    });
+    const start = () => prefilledSequences(model.decoder, prompts);
     const viaRows = start(), viaCandidates = start();
     try {
       const vocab = model.config.vocabSize;

@@ -69,6 +69,21 @@ __device__ __forceinline__ void f32Bits16(const uint4& u, bf16, uint32_t (&b)[8]
 
 // Sum over the block; every thread gets the result. `scratch` holds 32 floats; the caller
 // synchronises before reusing it.
+// Leaves in every lane of a warp the largest key of the warp, and the lowest index among the
+// lanes holding it: the (value, index) order of argmax and topCandidates' max.
+template <typename Key>
+__device__ __forceinline__ void warpBestKey(Key& best, int& bestI) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const Key ok = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
+    if (ok > best || (ok == best && oi < bestI)) {
+      best = ok;
+      bestI = oi;
+    }
+  }
+}
+
 __device__ __forceinline__ float blockSum(float v, float* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

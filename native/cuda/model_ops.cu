@@ -399,18 +399,7 @@ __global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const T* __restrict
   } else {
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) take(f32Bits(row[i]), i);
   }
-  auto warpBest = [&] {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const int ok = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
-      if (ok > best || (ok == best && oi < bestI)) {
-        best = ok;
-        bestI = oi;
-      }
-    }
-  };
-  warpBest();
+  warpBestKey(best, bestI);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (lane == 0) {
     sk[warp] = best;
@@ -421,7 +410,7 @@ __global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const T* __restrict
     const int warps = blockDim.x >> 5;
     best = lane < warps ? sk[lane] : INT_MIN;
     bestI = lane < warps ? si[lane] : INT_MAX;
-    warpBest();
+    warpBestKey(best, bestI);
     if (lane == 0) out[blockIdx.x] = bestI;
   }
 }

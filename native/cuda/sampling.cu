@@ -164,18 +164,7 @@ __global__ void __launch_bounds__(kBlock, 1)
       bestI = i;
     }
   });
-  auto warpBest = [&] {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const uint32_t ok = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bestI, o);
-      if (ok > best || (ok == best && oi < bestI)) {
-        best = ok;
-        bestI = oi;
-      }
-    }
-  };
-  warpBest();
+  warpBestKey(best, bestI);
   if (lane == 0) {
     bestKeys[warp] = best;
     bestIdx[warp] = bestI;
@@ -183,7 +172,7 @@ __global__ void __launch_bounds__(kBlock, 1)
   __syncthreads();
   best = bestKeys[lane];
   bestI = bestIdx[lane];
-  warpBest();
+  warpBestKey(best, bestI);
   if (best == 0) {  // all NaN
     if (threadIdx.x == 0) {
       countOut[r] = 0;

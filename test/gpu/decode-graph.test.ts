@@ -5,7 +5,7 @@ import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
 import { CudaGraph } from "../../lib/cuda-graph";
 import { FullCache } from "../../lib/cache/layer-cache";
 import { SequenceState } from "../../lib/model/decoder";
-import { fixtureModels, fixtureRoot, readReference } from "../helpers/fixtures";
+import { fixtureModels, fixtureRoot, prefilledSequences, readReference } from "../helpers/fixtures";
 import { Random } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
 import { TensorScope } from "../helpers/tensors";
@@ -127,12 +127,9 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
     const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20, pageSize: 2 });
     const vocab = model.config.vocabSize;
     const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
-    const start = () => prompts.map((ids, i) => {
-      const s = model.decoder.createSequence();
-      model.decoder.prefill(s, ids);
-      // Sequence 1 goes hybrid: its odd layers become rings, narrower than the full layers.
+    // Sequence 1 goes hybrid: its odd layers become rings, narrower than the full layers.
+    const start = () => prefilledSequences(model.decoder, prompts, (s, i) => {
       if (i === 1) s.caches.forEach((c, l) => l % 2 && c instanceof FullCache && (s.caches[l] = c.cutToStreaming(2, 6)));
-      return s;
     });
     const graphSeqs = start(), eagerSeqs = start();
     const eager = (seqs: SequenceState[], ids: number[]) => {
@@ -179,11 +176,7 @@ describe.each(fixtureModels)("%s: a greedy step replayed from a CUDA graph picks
     const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20 });
     const vocab = model.config.vocabSize;
     const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
-    const start = () => prompts.map((ids) => {
-      const s = model.decoder.createSequence();
-      model.decoder.prefill(s, ids);
-      return s;
-    });
+    const start = () => prefilledSequences(model.decoder, prompts);
     // Both sets step through the same recording (same batch and widths), so their logits are the
     // same numbers and the device's argmax must agree with the host's exactly.
     const logitSeqs = start(), greedySeqs = start();

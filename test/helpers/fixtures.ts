@@ -1,6 +1,7 @@
 // The Hugging Face reference fixtures made by tools/make_fixtures.py.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { Decoder, SequenceState } from "../../lib/model/decoder";
 
 export const fixtureRoot = path.join(__dirname, "..", "fixtures", "models");
 export const fixtureModels = ["llama-tiny", "mistral-tiny", "qwen2-tiny"];
@@ -32,4 +33,14 @@ export function readReference(model: string): Reference {
 export function readLogits(model: string, c: ReferenceCase): Float32Array {
   const buf = fs.readFileSync(path.join(fixtureRoot, model, c.logitsFile));
   return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+/** A fresh sequence per prompt with the prompt prefilled (then `after`, if given, on each). */
+export function prefilledSequences(decoder: Decoder, prompts: number[][], after?: (seq: SequenceState, index: number) => void): SequenceState[] {
+  return prompts.map((ids, i) => {
+    const seq = decoder.createSequence();
+    decoder.prefill(seq, ids);
+    after?.(seq, i);
+    return seq;
+  });
 }
