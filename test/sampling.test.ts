@@ -162,6 +162,41 @@ describe("candidatesFromTop settles what the top candidates can, exactly as the 
   });
 });
 
+describe("Sampler.nextFromCandidates", () => {
+  test("plain temperature draws follow the softmax, reading the row only when a draw passes the candidates", () => {
+    const scores = Float32Array.from({ length: 12 }, () => rng.normal() * 1.5);
+    const temperature = 0.9, k = 3;
+    const row = topOf(scores, temperature, k);
+    const sampler = new Sampler({ temperature, seed: rng.int(0, 2 ** 31) });
+    const max = Math.max(...scores);
+    const weights = Array.from(scores, (v) => Math.exp((v - max) / temperature));
+    const total = weights.reduce((a, b) => a + b, 0);
+    const tail = weights.filter((_, j) => !Array.from(row.ids.subarray(0, row.count)).includes(j)).reduce((a, b) => a + b, 0) / total;
+    const draws = 20000;
+    const counts = new Array(12).fill(0);
+    let rowsRead = 0;
+    for (let i = 0; i < draws; i++) counts[sampler.nextFromCandidates(row, () => (rowsRead++, scores))]++;
+    // Five standard deviations of a binomial count: fails by chance about once in 10^6 runs.
+    const within = (n: number, p: number) => expect(Math.abs(n - p * draws)).toBeLessThan(5 * Math.sqrt(draws * p * (1 - p)) + 1);
+    weights.forEach((w, j) => within(counts[j], w / total));
+    within(rowsRead, tail);
+  });
+
+  test("a topK beyond the candidates, or a repetition penalty, reads the whole row", () => {
+    const scores = logitsOf("peaked", 2000);
+    const row = topOf(scores, 1, 8);
+    let rowsRead = 0;
+    const whole = () => (rowsRead++, scores);
+    const seed = rng.int(0, 2 ** 31);
+    expect(new Sampler({ temperature: 1, topK: 20, seed }).nextFromCandidates(row, whole)).toBe(new Sampler({ temperature: 1, topK: 20, seed }).next(scores, []));
+    expect(rowsRead).toBe(1);
+    new Sampler({ temperature: 1, topK: 5, repetitionPenalty: 1.3 }).nextFromCandidates(row, whole);
+    expect(rowsRead).toBe(2);
+    new Sampler({ temperature: 1, topK: 5 }).nextFromCandidates(row, whole);
+    expect(rowsRead).toBe(2);
+  });
+});
+
 describe("sampleStep", () => {
   test("picks the tokens next() picks from the whole logits, seed for seed (CPU, llama fixture)", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });

@@ -85,14 +85,50 @@ export class Sampler {
   }
 
   /**
-   * Picks a token from a row's top candidates, as next() would from the whole row; undefined
-   * when they cannot settle it (a topK beyond them, a topP nucleus larger than them, plain
-   * temperature sampling, or more candidates than were stored), and then next() must have the row.
+   * Picks a token from a row's top candidates (kernels.topCandidates), as next() would from the
+   * whole row, and calls `wholeRow` for the row only when they cannot settle it: a topK beyond
+   * them, a topP nucleus wider than them, more candidates than were stored, a repetition penalty,
+   * or a plain temperature draw that lands beyond the candidates' share of the mass.
    */
-  nextFromCandidates(row: RowCandidates): number | undefined {
-    if (!this.usesCandidates) return undefined;
+  nextFromCandidates(row: RowCandidates, wholeRow: () => Float32Array): number {
+    if (!this.usesCandidates) return this.next(wholeRow(), []);
     const c = candidatesFromTop(row, this.o);
-    return c && this.pick(c);
+    if (c) return this.pick(c);
+    const { topK, topP } = this.o;
+    if (topK === 0 && topP >= 1 && row.count <= row.ids.length && Number.isFinite(row.max) && row.mass > 0)
+      return this.drawThroughTail(row, wholeRow);
+    return this.next(wholeRow(), []);
+  }
+
+  /**
+   * Plain temperature sampling that walks the candidates first, from most to least likely, then
+   * the rest of the row in id order: the row is read only when the draw gets past the candidates,
+   * which for a trained model's peaked logits is seldom.
+   */
+  private drawThroughTail(row: RowCandidates, wholeRow: () => Float32Array): number {
+    const { temperature } = this.o;
+    const order = Array.from({ length: row.count }, (_, i) => i).sort((a, b) => row.scores[b] - row.scores[a] || row.ids[a] - row.ids[b]);
+    let u = this.random() * row.mass;
+    let last = row.ids[order[0]];
+    for (const i of order) {
+      const w = Math.exp((row.scores[i] - row.max) / temperature);
+      if (w === 0) continue;
+      u -= w;
+      if (u < 0) return row.ids[i];
+      last = row.ids[i];
+    }
+    const scores = wholeRow();
+    const candidates = new Set(row.ids.subarray(0, row.count));
+    for (let j = 0; j < scores.length; j++) {
+      if (candidates.has(j) || Number.isNaN(scores[j])) continue;
+      const w = Math.exp((scores[j] - row.max) / temperature);
+      if (w === 0) continue;
+      u -= w;
+      if (u < 0) return j;
+      last = j;
+    }
+    // Rounding (the mass was summed elsewhere) left u just above the sum: the last token with any weight.
+    return last;
   }
 
   private pick({ ids, weights, total }: SamplingCandidates): number {
@@ -285,11 +321,11 @@ export function sampleStep(decoder: Decoder, seqs: readonly SequenceState[], ids
         const row: RowCandidates = {
           k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
         };
-        const chosen = sampler.nextFromCandidates(row);
-        if (chosen !== undefined) return chosen;
-        const whole = logits.rows(b, 1);
-        made.push(whole);
-        return sampler.next(whole.toFloat32Array(), []);
+        return sampler.nextFromCandidates(row, () => {
+          const whole = logits.rows(b, 1);
+          made.push(whole);
+          return whole.toFloat32Array();
+        });
       });
     } finally {
       for (const t of made) t.dispose();
