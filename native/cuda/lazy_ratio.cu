@@ -50,8 +50,6 @@ struct RatioArgs {
   int atomic;
 };
 
-constexpr unsigned kFull = 0xffffffffu;
-
 template <typename T, int D>
 __global__ void __launch_bounds__(kRatioThreads) lazyRatioKernel(const RatioArgs a) {
   constexpr int kTileQ = kBlockM * D * 2;
@@ -106,35 +104,17 @@ __global__ void __launch_bounds__(kRatioThreads) lazyRatioKernel(const RatioArgs
     if (it + nSlots < tr.count) warpLoadKTile<D>(myK, gk, a.kStride, tr.tile(it + nSlots) * kBlockN, a.nk, lane);
     cpAsyncCommit();
     if (t0 > wpMax) continue;
-    const int pos0 = posOff + wRow0 + g;
-#pragma unroll
-    for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-      for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int pos = pos0 + 16 * mi + 8 * (e >> 1);
-          const int j = t0 + 8 * nt + 2 * tq + (e & 1);
-          const bool vis = j <= pos && (j < a.rSink || j >= a.rRecentFrom);
-          if (vis) acc += exp2f(fmaf(s[mi][nt][e], a.scaleLog2, -lse2[mi][e >> 1]));
-        }
+    forEachS(posOff + wRow0 + g, t0, tq, [&](int mi, int nt, int e, int pos, int j) {
+      // Membership in Sink ∪ Recent is tested unconditionally: behind `j <= pos &&`, the reads
+      // of a's fields stay a branch per element in the lambda instead of one test per key
+      // shared by its two rows (~100 more SASS instructions per kernel).
+      const bool counted = j < a.rSink || j >= a.rRecentFrom;
+      if (j <= pos && counted) acc += exp2f(fmaf(s[mi][nt][e], a.scaleLog2, -lse2[mi][e >> 1]));
+    });
   }
   cpAsyncWait<0>();
 
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(kFull, acc, off);
-  if (lane == 0) part[warp] = acc;
-  __syncthreads();
-  if (tid == 0) {
-    float total = 0.f;
-#pragma unroll
-    for (int w = 0; w < kRatioWarps; w++) total += part[w];  // fixed order: deterministic
-    const float mean = total / float(a.rows);
-    if (a.atomic)
-      atomicAdd(a.ratio + h, mean);
-    else
-      a.ratio[h] = mean;
-  }
+  writeRatio<kRatioWarps>(warpSum(acc), part, a.ratio, h, a.rows, a.atomic, tid);
 }
 
 template <typename T, int D>

@@ -1,5 +1,6 @@
-// Helpers shared by the model-op kernels (model_ops.cu, sampling.cu): dtype dispatch, launch
-// errors, 16-byte alignment, reading any float type as its exact f32 bits, a block-wide sum.
+// Helpers shared by the model-op kernels (model_ops.cu, rope_append.cu, sampling.cu): dtype
+// dispatch, launch errors, 16-byte alignment, element <-> f32 conversion, reading any float
+// type as its exact f32 bits, a warp's (key, index) max and a block-wide sum.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -40,6 +41,15 @@ void withFloatType(DType t, const char* op, const char* what, F&& f) {
   }
 }
 
+__device__ __forceinline__ float toF(float v) { return v; }
+__device__ __forceinline__ float toF(f16 v) { return __half2float(v); }
+__device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T fromF(float v);
+template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
+template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
+
 // The bits of an element widened to f32 (exact: every f16 and bf16 value is an f32 value).
 __device__ __forceinline__ uint32_t f32Bits(float v) { return __float_as_uint(v); }
 __device__ __forceinline__ uint32_t f32Bits(f16 v) { return __float_as_uint(__half2float(v)); }
@@ -67,8 +77,6 @@ __device__ __forceinline__ void f32Bits16(const uint4& u, bf16, uint32_t (&b)[8]
   }
 }
 
-// Sum over the block; every thread gets the result. `scratch` holds 32 floats; the caller
-// synchronises before reusing it.
 // Leaves in every lane of a warp the largest key of the warp, and the lowest index among the
 // lanes holding it: the (value, index) order of argmax and topCandidates' max.
 template <typename Key>
@@ -84,6 +92,8 @@ __device__ __forceinline__ void warpBestKey(Key& best, int& bestI) {
   }
 }
 
+// Sum over the block; every thread gets the result. `scratch` holds 32 floats; the caller
+// synchronises before reusing it.
 __device__ __forceinline__ float blockSum(float v, float* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -48,15 +48,6 @@ unsigned gridFor(long long work, int block = kGridStrideBlock) {
 }
 
 // ----------------------------------------------------------------------------- element access
-__device__ __forceinline__ float toF(float v) { return v; }
-__device__ __forceinline__ float toF(f16 v) { return __half2float(v); }
-__device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
-
-template <typename T> __device__ __forceinline__ T fromF(float v);
-template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
-template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
-
 // The value a store to T keeps, read back as f32.
 template <typename T> __device__ __forceinline__ float roundTo(float v) { return toF(fromF<T>(v)); }
 
@@ -220,14 +211,7 @@ __global__ void __launch_bounds__(kRopeBlock) ropeKernel(T* q, T* k, const int32
       float a[8], b[8];
       load8(row + c, a);
       load8(row + half + c, b);
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float co = cs[c + j], si = cs[half + c + j];
-        const float na = a[j] * co - b[j] * si;
-        const float nb = b[j] * co + a[j] * si;
-        a[j] = na;
-        b[j] = nb;
-      }
+      ropeRotate8(a, b, cs, c, half);
       store8(row + c, a);
       store8(row + half + c, b);
     }

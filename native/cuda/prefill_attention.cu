@@ -176,18 +176,10 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 
     const bool allVisible = t1 <= wpMin && (!a.stream || t1 < a.sink || wpMax - t0 < a.window);
     if (!allVisible) {  // diagonal and window-edge tiles only
-      const int pos0 = posOff + wRow0 + g;
-#pragma unroll
-      for (int mi = 0; mi < 2; mi++)
-#pragma unroll
-        for (int nt = 0; nt < kNT; nt++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int pos = pos0 + 16 * mi + 8 * (e >> 1);
-            const int j = t0 + 8 * nt + 2 * tq + (e & 1);
-            const bool vis = j <= pos && (!a.stream || j < a.sink || pos - j < a.window);
-            if (!vis) s[mi][nt][e] = -INFINITY;
-          }
+      forEachS(posOff + wRow0 + g, t0, tq, [&](int mi, int nt, int e, int pos, int j) {
+        const bool vis = j <= pos && (!a.stream || j < a.sink || pos - j < a.window);
+        if (!vis) s[mi][nt][e] = -INFINITY;
+      });
     }
 
     float alpha[2][2];
@@ -346,21 +338,9 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
           const int row = wRow0 + 16 * mi + 8 * hf + g;
           if (tq == 0 && row >= 0 && row >= a.nq - a.ratioRows && lTot[mi][hf] > 0.f) part += ls / lTot[mi][hf];
         }
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) part += __shfl_xor_sync(kFull, part, off);
+      part = warpSum(part);
     }
-    if (lane == 0) ratioPart[warp] = part;
-    __syncthreads();
-    if (tid == 0) {
-      float total = 0.f;
-#pragma unroll
-      for (int w = 0; w < kWarps; w++) total += ratioPart[w];  // fixed order: deterministic
-      const float mean = total / float(a.ratioRows);
-      if (a.ratioAtomic)
-        atomicAdd(a.ratio + h, mean);
-      else
-        a.ratio[h] = mean;
-    }
+    writeRatio<kWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
   }
 }
 

@@ -1,7 +1,8 @@
 // Private building blocks shared by the prefill attention kernel (prefill_attention.cu) and
 // the standalone lazy-ratio kernel (lazy_ratio.cu): cp.async tile loads into a swizzled
-// shared-memory layout, ldmatrix/mma.sync m16n8k16 wrappers, and the S = Q·K^T tile product
-// of one warp (32 query rows x 64 keys).
+// shared-memory layout, ldmatrix/mma.sync m16n8k16 wrappers, the S = Q·K^T tile product of
+// one warp (32 query rows x 64 keys) and a walk over its elements for masking, the sums that
+// end the lazy ratio, and the key tiles a block visits.
 //
 // Shared-memory layout of every Q/K/V tile: rows of D 16-bit elements, split in 16-byte
 // chunks; chunk c of row r is stored at chunk position c ^ (r & 7). ldmatrix reads eight
@@ -201,6 +202,55 @@ __device__ __forceinline__ void qkTile(float (&s)[2][kBlockN / 8][4], uint32_t s
         }
       }
     }
+  }
+}
+
+// Calls f(mi, nt, e, pos, j) for each accumulator s[mi][nt][e] of qkTile, with pos the
+// position of its query row and j its key (pos0: the position of the warp's first row plus
+// lane/4; t0: the tile's first key; tq = lane % 4), so the masks of both kernels read
+// qkTile's C layout from one place. Fully unrolled: mi, nt and e are constants in f.
+template <typename F>
+__device__ __forceinline__ void forEachS(int pos0, int t0, int tq, F&& f) {
+#pragma unroll
+  for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+    for (int nt = 0; nt < kBlockN / 8; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int pos = pos0 + 16 * mi + 8 * (e >> 1);
+        const int j = t0 + 8 * nt + 2 * tq + (e & 1);
+        f(mi, nt, e, pos, j);
+      }
+}
+
+__device__ __forceinline__ float warpSum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// The lazy ratio's last step, in both kernels: each warp hands in its sum (lane 0's copy is
+// kept, in warpTotals[NWARPS] of shared memory); they are added in a fixed order, so a head
+// whose Last rows fit one block gets a deterministic ratio, and total / rows is stored to
+// ratio[h], or added (into a buffer the host zeroed) when the Last rows span several blocks.
+// Synchronises the block. ratio, rows and atomic are kernel-argument fields taken by
+// reference so that only thread 0 loads them, after the barrier, rather than every thread
+// before it.
+template <int NWARPS>
+__device__ __forceinline__ void writeRatio(float warpTotal, float* warpTotals, float* const& ratio, int h,
+                                           const int& rows, const int& atomic, int tid) {
+  const int warp = tid >> 5, lane = tid & 31;
+  if (lane == 0) warpTotals[warp] = warpTotal;
+  __syncthreads();
+  if (tid == 0) {
+    float total = 0.f;
+#pragma unroll
+    for (int w = 0; w < NWARPS; w++) total += warpTotals[w];
+    const float mean = total / float(rows);
+    if (atomic)
+      atomicAdd(ratio + h, mean);
+    else
+      ratio[h] = mean;
   }
 }
 

@@ -20,23 +20,13 @@
 
 #include "core/error.h"
 #include "cuda/model_kernels.h"
+#include "model_common.cuh"
 #include "rope_angles.cuh"
 
 namespace lt::cuda {
 namespace {
 
-using bf16 = __nv_bfloat16;
-using f16 = __half;
-
 constexpr int kBlock = 128;
-
-__device__ __forceinline__ float toF(float v) { return v; }
-__device__ __forceinline__ float toF(f16 v) { return __half2float(v); }
-__device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T fromF(float v);
-template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
-template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
 
 // Eight consecutive 16-bit elements <-> f32 through one 16-byte access (p 16-byte aligned).
 template <typename T>
@@ -80,14 +70,7 @@ __global__ void __launch_bounds__(kBlock) ropeAppendKvKernel(const T* __restrict
       float a[8], b[8];
       load8(src + c, a);
       load8(src + half + c, b);
-#pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float co = cs[c + j], si = cs[half + c + j];
-        const float na = a[j] * co - b[j] * si;
-        const float nb = b[j] * co + a[j] * si;
-        a[j] = na;
-        b[j] = nb;
-      }
+      ropeRotate8(a, b, cs, c, half);
       T* dst = target(h);
       store8(dst + c, a);
       store8(dst + half + c, b);
@@ -114,8 +97,6 @@ __global__ void __launch_bounds__(kBlock) ropeAppendKvKernel(const T* __restrict
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
 template <typename T>
 void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   const size_t smem = size_t(p.d) * sizeof(float);
@@ -129,15 +110,13 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   // aligned when d/2 is a multiple of 8 and the bases are.
   bool vec = false;
   if constexpr (sizeof(T) == 2)
-    vec = (p.d / 2) % 8 == 0 && aligned16(p.qkv) && aligned16(p.q) && aligned16(p.kPages) && aligned16(p.vPages);
+    vec = (p.d / 2) % 8 == 0 && aligned16({p.qkv, p.q, p.kPages, p.vPages});
   if (vec) {
     if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>);
   } else {
     run(ropeAppendKvKernel<T, false>);
   }
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw Error(std::string("ropeAppendKv: launch of ropeAppendKvKernel failed: ") + cudaGetErrorString(err));
+  throwIfLaunchFailed("ropeAppendKv", "ropeAppendKvKernel");
 }
 
 }  // namespace

@@ -15,17 +15,17 @@ tools/gpu/decode_capi.cu (built by tools/gpu/run_decode.sh) with torch tensors.
 
 Writes decode.json and decode.md to --out; exits non-zero if any check fails.
 """
-import argparse
 import ctypes
 import json
 import math
 import os
-import statistics
 import sys
 import time
 import traceback
 
 import torch
+
+from harness import arg_parser, copy_bandwidth, graph_time
 
 DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 DTYPE_NAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
@@ -432,62 +432,13 @@ def run_ring_checks(lib, dev, sm_real):
 
 # ----------------------------------------------------------------------------- benchmark
 
-def graph_time(calls, reps, warm=2):
-    """Median ms per call of `calls` captured in one CUDA graph (replayed `reps` times)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(warm):
-            for c in calls:
-                c()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for c in calls:
-            c()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / len(calls))
-    del g
-    return statistics.median(times), (min(times), max(times))
-
-
-def copy_bandwidth(dev):
-    n = 1 << 30  # 2 GiB of bf16 each way
-    x = torch.randn(n, device=dev, dtype=torch.bfloat16)
-    y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(20):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        y.copy_(x)
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    t = statistics.median(ts)
-    del x, y
-    torch.cuda.empty_cache()
-    return 2 * n * 2 / (t * 1e-3) / 1e9
-
-
 def run_bench(lib, dev, sm, args):
     hq, hkv, d, ps, dtype = 32, 8, 128, 16, torch.bfloat16
     g = hq // hkv
     scale = 1.0 / math.sqrt(d)
     props = torch.cuda.get_device_properties(dev)
     l2 = getattr(props, "L2_cache_size", 50 << 20)
-    copy_gbps = copy_bandwidth(dev)
+    copy_gbps, _ = copy_bandwidth(dev)
     print(f"device-to-device copy: {copy_gbps:.0f} GB/s (read + write)", flush=True)
 
     batches = [int(x) for x in args.batches.split(",")]
@@ -635,11 +586,7 @@ def markdown(bench, device):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", default="build/libltdecode.so")
-    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/lt-decode"))
-    ap.add_argument("--skip-check", action="store_true")
-    ap.add_argument("--skip-bench", action="store_true")
+    ap = arg_parser("build/libltdecode.so", "/tmp/lt-decode")
     ap.add_argument("--batches", default="1,8,32,64")
     ap.add_argument("--ctxs", default="1024,4096,16384,32768,131072")
     ap.add_argument("--reps", type=int, default=15)

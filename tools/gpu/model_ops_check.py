@@ -27,7 +27,6 @@ tools/gpu/model_ops_capi.cu (built by tools/gpu/run_model_ops.sh) on torch tenso
 Writes check.log, gemm.json and gemm.md to --out; prints PASS/FAIL per case (FAIL lines and a
 summary per group in the console) and a short table last. Exit status is non-zero on any failure.
 """
-import argparse
 import ctypes
 import datetime
 import json
@@ -38,6 +37,8 @@ import sys
 
 import torch
 import torch.nn.functional as F
+
+from harness import arg_parser, copy_bandwidth, event_times, graph_time
 
 F32, F16, BF16 = 0, 1, 2
 DEV = "cuda"
@@ -688,67 +689,10 @@ def quick_checks(lib, log):
 
 
 # ----------------------------------------------------------------------------- benchmark
-def graph_time(calls, reps=25, warm=2):
-    """Median ms per call of `calls` captured in one CUDA graph, replayed `reps` times."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):  # warm-up on the capture stream: handles, plans and workspace exist
-        for _ in range(warm):
-            for c in calls:
-                c()
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, stream=s):
-        for c in calls:
-            c()
-    g.replay()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / len(calls))
-    del g
-    return statistics.median(times), (min(times), max(times))
-
-
 def plain_time(fn, reps=5):
     fn()
     torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
-
-
-def copy_bandwidth():
-    n = 1 << 30  # 2 GiB of bf16
-    x = torch.randn(n, device=DEV, dtype=torch.bfloat16)
-    y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(20):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        y.copy_(x)
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
-    t = statistics.median(ts)
-    del x, y
-    torch.cuda.empty_cache()
-    return 2 * (n * 2) / (t * 1e-3) / 1e9, t
+    return statistics.median(event_times(fn, reps))
 
 
 LLAMA3_8B = [("q_proj", 4096, 4096), ("k_proj", 1024, 4096), ("v_proj", 1024, 4096), ("o_proj", 4096, 4096),
@@ -855,11 +799,7 @@ emb_table = None
 
 def main():
     global inv_freq_bench, emb_table
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", default="build/libltmodelops.so")
-    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp/lt-model-ops"))
-    ap.add_argument("--skip-check", action="store_true")
-    ap.add_argument("--skip-bench", action="store_true")
+    ap = arg_parser("build/libltmodelops.so", "/tmp/lt-model-ops")
     ap.add_argument("--ms", default="1,8,32,4096")
     ap.add_argument("--reps", type=int, default=21)
     ap.add_argument("--fallback-shape", default="gate_up")

@@ -13,7 +13,6 @@ tools/gpu/prefill_capi.cu (built by tools/gpu/run_prefill.sh) on torch tensors.
 
 Exit status is non-zero if any correctness case fails.
 """
-import argparse
 import ctypes
 import json
 import math
@@ -24,6 +23,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from harness import arg_parser
 
 F16, BF16 = 1, 2
 DEV = "cuda"
@@ -487,11 +488,7 @@ def markdown(meta, rows, ex, summary):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", required=True)
-    ap.add_argument("--out", default=os.environ.get("OUT", "."))
-    ap.add_argument("--skip-check", action="store_true")
-    ap.add_argument("--skip-bench", action="store_true")
+    ap = arg_parser(None, ".")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--alt-lib", action="append", default=[],
                     help="NAME=PATH of another build (variant) timed beside --lib; repeatable")
