@@ -161,7 +161,8 @@ export interface RowCandidates {
 
 /**
  * samplingCandidates from a row's top candidates instead of the whole row: the same tokens,
- * weights and order, or undefined when the candidates do not hold them all.
+ * weights and order (except that a row cut by neither topK nor topP comes most likely first, not
+ * in id order), or undefined when the candidates do not hold them all.
  */
 export function candidatesFromTop(
   row: RowCandidates,
