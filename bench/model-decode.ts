@@ -260,7 +260,7 @@ function timeSampledSteps(model: Model, seqs: SequenceState[], count: number, ra
   const vocab = model.config.vocabSize;
   const options = { temperature: 0.8, topK: 50, topP: 0.9 };
   const samplers = seqs.map((_, b) => new Sampler({ ...options, seed: b }));
-  const viaCandidates = () => sampleStep(model.decoder, seqs, seqs.map(() => random(vocab)), samplers);
+  const viaCandidates = () => sampleStep(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
   const viaRows = () => {
     const logits = model.decoder.decode(seqs, seqs.map(() => random(vocab)));
     return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), []));

@@ -216,3 +216,39 @@ describe("topCandidates", () => {
     expect(() => kernels.topCandidates({ logits: scope.ints([1, 2], [1, 2]), temperature, k: 1 })).toThrow(/logits must be f32, f16 or bf16, got i32/);
   });
 });
+
+describe("repetitionPenalty", () => {
+  test.each(["f32", "bf16", "f16"] as FloatDType[])("divides positive and multiplies other logits of the tokens each row has seen (%s)", (dtype) => {
+    const rows = 5, vocab = 777;
+    const logits = scope.random(rng, [rows, vocab], dtype, "cpu", 3);
+    const seenByRow = Array.from({ length: rows }, (_, r) =>
+      r === 2 ? [] : [...new Set(Array.from({ length: rng.int(1, 60) }, () => rng.int(0, vocab - 1)))]);
+    const penalty = Float32Array.from({ length: rows }, () => 0.5 + 1.5 * rng.next());
+    const offsets = Int32Array.from([0, ...seenByRow.map((_, r) => seenByRow.slice(0, r + 1).flat().length)]);
+    kernels.repetitionPenalty({
+      logits: logits.tensor, ids: scope.ints(seenByRow.flat()), offsets: scope.add(Tensor.from(offsets, [rows + 1])),
+      penalty: scope.add(Tensor.from(penalty, [rows])),
+    });
+    const got = logits.tensor.toFloat32Array();
+    const want = Float64Array.from(logits.values);
+    seenByRow.forEach((ids, r) => ids.forEach((id) => {
+      const x = want[r * vocab + id];
+      // In f32 (Math.fround: IEEE single division and product), then rounded to the dtype.
+      want[r * vocab + id] = roundTo(dtype, Math.fround(x > 0 ? Math.fround(x) / Math.fround(penalty[r]) : Math.fround(x) * Math.fround(penalty[r])));
+    }));
+    expect(Array.from(got)).toEqual(Array.from(want));
+  });
+
+  test("bad ids and offsets throw and leave the logits alone", () => {
+    const logits = scope.random(rng, [2, 10], "f32");
+    const penalty = scope.add(Tensor.from(Float32Array.of(1.5, 1.5), [2]));
+    const run = (ids: number[], offsets: number[]) =>
+      kernels.repetitionPenalty({ logits: logits.tensor, ids: scope.ints(ids), offsets: scope.ints(offsets), penalty });
+    expect(() => run([3, 3], [0, 2, 2])).toThrow(/row 0 lists token 3 twice/);
+    expect(() => run([3, 10], [0, 1, 2])).toThrow(/ids\[1\] = 10 is outside the vocabulary 0..9/);
+    expect(() => run([3, 4], [0, 2, 1])).toThrow(/offsets must start at 0 and end at ids' length 2/);
+    expect(() => run([3, 4], [1, 2, 2])).toThrow(/offsets must start at 0/);
+    expect(() => run([3, 4, 5], [0, 2, 1, 3].slice(0, 3))).toThrow(/end at ids' length 3/);
+    expect(Array.from(logits.tensor.toFloat32Array())).toEqual(Array.from(logits.values));
+  });
+});

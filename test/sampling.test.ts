@@ -182,7 +182,7 @@ describe("Sampler.nextFromCandidates", () => {
     within(rowsRead, tail);
   });
 
-  test("a topK beyond the candidates, or a repetition penalty, reads the whole row", () => {
+  test("a topK beyond the candidates reads the whole row; one within them does not", () => {
     const scores = logitsOf("peaked", 2000);
     const row = topOf(scores, 1, 8);
     let rowsRead = 0;
@@ -190,30 +190,34 @@ describe("Sampler.nextFromCandidates", () => {
     const seed = rng.int(0, 2 ** 31);
     expect(new Sampler({ temperature: 1, topK: 20, seed }).nextFromCandidates(row, whole)).toBe(new Sampler({ temperature: 1, topK: 20, seed }).next(scores, []));
     expect(rowsRead).toBe(1);
-    new Sampler({ temperature: 1, topK: 5, repetitionPenalty: 1.3 }).nextFromCandidates(row, whole);
-    expect(rowsRead).toBe(2);
     new Sampler({ temperature: 1, topK: 5 }).nextFromCandidates(row, whole);
-    expect(rowsRead).toBe(2);
+    expect(rowsRead).toBe(1);
   });
 });
 
 describe("sampleStep", () => {
-  test("picks the tokens next() picks from the whole logits, seed for seed (CPU, llama fixture)", async () => {
+  test("picks the tokens next() picks from the whole logits, seed for seed, penalties included (CPU, llama fixture)", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });
     const prompts = readReference("llama-tiny").cases.slice(0, 3).map((c) => c.ids);
     const start = () => prefilledSequences(model.decoder, prompts);
     const viaRows = start(), viaCandidates = start();
     try {
       const vocab = model.config.vocabSize;
-      for (const options of [{ temperature: 0.8, topP: 0.9 }, { temperature: 1.2, topK: 20 }, { temperature: 1, topK: 50, topP: 0.8 }]) {
+      const configs = [
+        { temperature: 0.8, topP: 0.9 }, { temperature: 1.2, topK: 20 }, { temperature: 1, topK: 50, topP: 0.8 },
+        { temperature: 0.9, topK: 40, repetitionPenalty: 1.3 }, { temperature: 0.7, topP: 0.9, repetitionPenalty: 0.8 },
+      ];
+      for (const options of configs) {
         const seed = rng.int(0, 2 ** 31);
         const a = prompts.map((_, b) => new Sampler({ ...options, seed: seed + b }));
         const c = prompts.map((_, b) => new Sampler({ ...options, seed: seed + b }));
         let ids = prompts.map((p) => p[p.length - 1]);
+        const seen = prompts.map((p) => [...p]);
         for (let step = 0; step < 6; step++) {
           const logits = model.decoder.decode(viaRows, ids);
-          const want = a.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), []));
-          expect(sampleStep(model.decoder, viaCandidates, ids, c)).toEqual(want);
+          const want = a.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
+          expect(sampleStep(model.decoder, viaCandidates, ids, c, seen)).toEqual(want);
+          want.forEach((t, b) => seen[b].push(t));
           ids = want;
         }
       }

@@ -219,7 +219,7 @@ export class Session implements AsyncDisposable {
         options.signal?.throwIfAborted();
         t0 = performance.now();
         if (sampler.greedy) chosen = this.model.decoder.decodeGreedy([seq], [next])[0];
-        else if (sampler.usesCandidates) chosen = sampleStep(this.model.decoder, [seq], [next], [sampler])[0];
+        else if (sampler.usesCandidates) chosen = sampleStep(this.model.decoder, [seq], [next], [sampler], [seen])[0];
         else logits = this.model.decoder.decode([seq], [next]);
         this.policy?.afterDecode(seq);
         this.stat.decodeSeconds += (performance.now() - t0) / 1000;
@@ -316,7 +316,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
         const tokens = model.decoder.decodeGreedy(seqs, nextIds);
         active.forEach((a, b) => (a.chosen = tokens[b]));
       } else if (active[0].sampler.usesCandidates) {
-        const tokens = sampleStep(model.decoder, seqs, nextIds, active.map((a) => a.sampler));
+        const tokens = sampleStep(model.decoder, seqs, nextIds, active.map((a) => a.sampler), active.map((a) => a.seen));
         active.forEach((a, b) => (a.chosen = tokens[b]));
       } else {
         const logits = model.decoder.decode(seqs, nextIds);

@@ -5,7 +5,7 @@ import { addon } from "../native";
 import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
 
 type Native = ReturnType<typeof addon>;
-type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "topCandidates" | "ropeAppendKv";
+type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "topCandidates" | "repetitionPenalty" | "ropeAppendKv";
 
 function call(op: OpName, args: object, outputs: Outputs) {
   const native = addon() as unknown as Record<string, (a: object) => void>;
@@ -232,6 +232,21 @@ export function topCandidates(o: { logits: Tensor; temperature: Tensor; k: numbe
   const handles = Object.fromEntries(Object.entries(c).map(([name, t]) => [name, (t as Tensor).handle]));
   call("topCandidates", { logits: logits.handle, temperature: temperature.handle, k: o.k, ...handles }, outputs);
   return c;
+}
+
+/**
+ * transformers' repetition penalty, in place: for each row r, each token in ids[offsets[r] ..
+ * offsets[r+1]) (distinct within the row) has its logit x replaced by x / penalty[r] if x > 0,
+ * else x · penalty[r], rounded to the logits' dtype. ids and offsets i32, penalty f32 [rows].
+ * @example
+ * // row 0 has seen tokens 5 and 9, row 1 nothing
+ * kernels.repetitionPenalty({ logits, ids: Tensor.from(Int32Array.of(5, 9), [2], { device }),
+ *   offsets: Tensor.from(Int32Array.of(0, 2, 2), [3], { device }), penalty: Tensor.from(Float32Array.of(1.3, 1.3), [2], { device }) });
+ */
+export function repetitionPenalty(o: { logits: Tensor; ids: Tensor; offsets: Tensor; penalty: Tensor }): void {
+  const logits = requireTensor("logits", o.logits), ids = requireTensor("ids", o.ids);
+  const offsets = requireTensor("offsets", o.offsets), penalty = requireTensor("penalty", o.penalty);
+  call("repetitionPenalty", { logits: logits.handle, ids: ids.handle, offsets: offsets.handle, penalty: penalty.handle }, new Outputs());
 }
 
 /** Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"), or null without CUDA. */

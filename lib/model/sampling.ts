@@ -49,11 +49,15 @@ export class Sampler {
   }
 
   /**
-   * Whether this sampler can choose from a row's top candidates (sampleStep): it samples, and no
-   * repetition penalty reorders the logits by what the sequence has seen.
+   * Whether this sampler can choose from a row's top candidates (sampleStep): it samples rather
+   * than taking the most likely token. A repetition penalty is applied to the logits first.
    */
   get usesCandidates(): boolean {
-    return this.o.temperature > 0 && this.o.repetitionPenalty === 1;
+    return this.o.temperature > 0;
+  }
+
+  get repetitionPenalty(): number {
+    return this.o.repetitionPenalty;
   }
 
   get temperature(): number {
@@ -87,8 +91,9 @@ export class Sampler {
   /**
    * Picks a token from a row's top candidates (kernels.topCandidates), as next() would from the
    * whole row, and calls `wholeRow` for the row only when they cannot settle it: a topK beyond
-   * them, a topP nucleus wider than them, more candidates than were stored, a repetition penalty,
-   * or a plain temperature draw that lands beyond the candidates' share of the mass.
+   * them, a topP nucleus wider than them, more candidates than were stored, or a plain
+   * temperature draw that lands beyond the candidates' share of the mass. A repetition penalty
+   * must already be in the row (sampleStep applies it where the logits are).
    */
   nextFromCandidates(row: RowCandidates, wholeRow: () => Float32Array): number {
     if (!this.usesCandidates) return this.next(wholeRow(), []);
@@ -299,17 +304,21 @@ const maxDeviceCandidates = 4096;
 
 /**
  * One decode step whose next tokens are sampled, sequence b by samplers[b] (each one
- * usesCandidates). On CUDA the logits stay on the device: each row's top candidates and softmax
- * mass come back, and a row is read back whole only when they cannot settle its choice.
- * @example const next = sampleStep(model.decoder, seqs, ids, samplers);
+ * usesCandidates) given the tokens it has seen (for a repetition penalty). On CUDA the logits
+ * stay on the device: the penalty is applied there, each row's top candidates and softmax mass
+ * come back, and a row is read back whole only when they cannot settle its choice.
+ * @example const next = sampleStep(model.decoder, seqs, ids, samplers, seen);
  */
-export function sampleStep(decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[]): number[] {
+export function sampleStep(
+  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+): number[] {
   return decoder.decodeThen(seqs, ids, (logits) => {
     const [rows, vocab] = logits.shape;
     const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
     const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
     const made: Tensor[] = [];
     try {
+      applyRepetitionPenalty(logits, samplers, seen, made);
       const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
       made.push(temperature);
       const c = kernels.topCandidates({ logits, temperature, k });
@@ -331,5 +340,24 @@ export function sampleStep(decoder: Decoder, seqs: readonly SequenceState[], ids
     } finally {
       for (const t of made) t.dispose();
     }
+  });
+}
+
+/** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */
+function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>, made: Tensor[]): void {
+  const offsets = new Int32Array(samplers.length + 1);
+  const tokens: number[] = [];
+  samplers.forEach((s, b) => {
+    if (s.repetitionPenalty !== 1) for (const id of new Set(seen[b])) tokens.push(id);
+    offsets[b + 1] = tokens.length;
+  });
+  if (tokens.length === 0) return;
+  const device = logits.device;
+  const upload = (t: Tensor) => (made.push(t), t);
+  kernels.repetitionPenalty({
+    logits,
+    ids: upload(Tensor.from(Int32Array.from(tokens), [tokens.length], { device })),
+    offsets: upload(Tensor.from(offsets, [offsets.length], { device })),
+    penalty: upload(Tensor.from(Float32Array.from(samplers, (s) => s.repetitionPenalty), [samplers.length], { device })),
   });
 }

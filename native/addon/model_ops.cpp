@@ -1,6 +1,6 @@
 // Model-operation entry points for JS (linear, rmsNorm, rope, swiGlu, embedding, argmax,
-// topCandidates and ropeAppendKv), in the same shape as kernels.cpp: one options object, every
-// argument checked, then sync or async.
+// topCandidates, repetitionPenalty and ropeAppendKv), in the same shape as kernels.cpp: one
+// options object, every argument checked, then sync or async.
 #include <napi.h>
 
 #include "core/model_params.h"
@@ -229,6 +229,52 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info) {
   return dispatchCall(a, device, p, cpu::topCandidates, LT_CUDA_FN(topCandidates));
 }
 
+// repetitionPenalty({ logits: [rows, vocab] (in place), ids: i32 [n], offsets: i32 [rows + 1],
+// penalty: f32 [rows] }): row r's ids are ids[offsets[r] .. offsets[r+1]), distinct.
+PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info) {
+  KernelArgs a("repetitionPenalty", info);
+  TensorObject *logits = a.tensor("logits"), *ids = a.tensor("ids"), *offsets = a.tensor("offsets");
+  TensorObject* penalty = a.tensor("penalty");
+  a.expectRank("logits", logits, 2);
+  a.expectFloat("logits", logits);
+  const int64_t rows = logits->shape()[0], vocab = logits->shape()[1];
+  a.expectRank("ids", ids, 1);
+  a.expectDType("ids", ids, DType::I32);
+  a.expectShape("offsets", offsets, {rows + 1});
+  a.expectDType("offsets", offsets, DType::I32);
+  a.expectShape("penalty", penalty, {rows});
+  a.expectDType("penalty", penalty, DType::F32);
+  Device device = a.sameDevice({{"logits", logits}, {"ids", ids}, {"offsets", offsets}, {"penalty", penalty}});
+  const int64_t count = ids->shape()[0];
+  checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
+    const int32_t *hostOffsets = c[0], *hostIds = c[1];
+    if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
+      throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
+                        std::to_string(hostOffsets[0]) + " .. " + std::to_string(hostOffsets[rows]));
+    // Two threads updating the same logit would race, so a row must not name a token twice.
+    std::vector<int32_t> lastRow(size_t(vocab), -1);
+    for (int64_t r = 0; r < rows; r++) {
+      if (hostOffsets[r + 1] < hostOffsets[r])
+        throw Error(op + ": " + "offsets must not decrease, but offsets[" + std::to_string(r + 1) + "] < offsets[" + std::to_string(r) + "]");
+      for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
+        const int32_t id = hostIds[i];
+        if (id < 0 || id >= vocab)
+          throw Error(op + ": " + "ids[" + std::to_string(i) + "] = " + std::to_string(id) + " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+        if (lastRow[size_t(id)] == int32_t(r))
+          throw Error(op + ": " + "row " + std::to_string(r) + " lists token " + std::to_string(id) + " twice; pass each seen token once");
+        lastRow[size_t(id)] = int32_t(r);
+      }
+    }
+  });
+  RepetitionPenaltyParams p;
+  p.dtype = logits->dtype();
+  p.logits = logits->data();
+  p.ids = static_cast<const int32_t*>(ids->data()), p.offsets = static_cast<const int32_t*>(offsets->data());
+  p.penalty = static_cast<const float*>(penalty->data());
+  p.rows = int32_t(rows), p.vocab = int32_t(vocab);
+  return dispatchCall(a, device, p, cpu::repetitionPenalty, LT_CUDA_FN(repetitionPenalty));
+}
+
 }  // namespace
 
 void RegisterModelOps(Napi::Env env, Napi::Object exports) {
@@ -239,6 +285,7 @@ void RegisterModelOps(Napi::Env env, Napi::Object exports) {
   exportCall<prepareEmbedding>(env, exports, "embedding");
   exportCall<prepareArgmax>(env, exports, "argmax");
   exportCall<prepareTopCandidates>(env, exports, "topCandidates");
+  exportCall<prepareRepetitionPenalty>(env, exports, "repetitionPenalty");
   exportCall<prepareRopeAppendKv>(env, exports, "ropeAppendKv");
 #ifdef LT_WITH_CUDA
   exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

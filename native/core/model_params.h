@@ -101,6 +101,20 @@ struct TopCandidatesParams {
   int32_t rows = 0, vocab = 0, k = 0, capacity = 0;  // 1 <= k <= capacity
 };
 
+// transformers' repetition penalty, in place: for each row r and each token id in
+// ids[offsets[r] .. offsets[r+1]) (distinct within a row), logits[r, id] becomes x / penalty[r]
+// when x > 0, else x · penalty[r], computed in f32 with IEEE division and rounded back to the
+// logits' dtype, so the CPU and CUDA results are identical (subnormal logits aside: CUDA flushes
+// them to zero; a NaN stays NaN, though not necessarily with the same bits).
+struct RepetitionPenaltyParams {
+  DType dtype = DType::F32;
+  void* logits = nullptr;            // [rows, vocab]
+  const int32_t* ids = nullptr;      // [offsets[rows]]
+  const int32_t* offsets = nullptr;  // [rows + 1], offsets[0] = 0, nondecreasing
+  const float* penalty = nullptr;    // [rows], > 0
+  int32_t rows = 0, vocab = 0;
+};
+
 // Rotary embedding and the KV-cache append fused over the output of one stacked q|k|v
 // projection (a decode step's attention input): per token t, qkv holds hq query heads, then
 // hkv key heads, then hkv value heads, each of d elements. The query heads are rotated into

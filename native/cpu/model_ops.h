@@ -12,6 +12,7 @@ void embedding(const EmbeddingParams& p);
 void argmax(const ArgmaxParams& p);
 // sampling.cpp
 void topCandidates(const TopCandidatesParams& p);
+void repetitionPenalty(const RepetitionPenaltyParams& p);
 // Composed from rope and appendKv over the split q|k|v rows (rope_append.cpp).
 void ropeAppendKv(const RopeAppendKvParams& p);
 

@@ -1,9 +1,11 @@
-// CPU topCandidates (params and contract in native/core/model_params.h): the k most likely
-// tokens of each row of logits, ties at the boundary included, and the row's softmax mass.
-// The reference of the CUDA kernel; both are exact except for how the mass is summed.
+// CPU sampling helpers (params and contracts in native/core/model_params.h), the references of
+// the CUDA kernels in native/cuda/sampling.cu:
+//   topCandidates: the k most likely tokens of each row of logits, ties at the boundary
+//     included, and the row's softmax mass; exact except for how the mass is summed.
+//   repetitionPenalty: transformers' penalty on the tokens each row has seen, in place.
 //
-// Launch: rows split across the thread pool; per row one widening pass, one pass for max and
-// mass, nth_element over a copy for the k-th largest value, one pass to gather.
+// Launch: rows split across the thread pool. topCandidates: per row one widening pass, one pass
+// for max and mass, nth_element over a copy for the k-th largest value, one pass to gather.
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -49,6 +51,21 @@ void topCandidates(const TopCandidatesParams& p) {
         count++;
       }
       p.count[r] = count;
+    }
+  });
+}
+
+void repetitionPenalty(const RepetitionPenaltyParams& p) {
+  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) {
+      const float penalty = p.penalty[r];
+      for (int32_t i = p.offsets[r]; i < p.offsets[r + 1]; i++) {
+        const size_t at = size_t(r) * p.vocab + size_t(p.ids[i]);
+        float x;
+        loadAsFloat(p.dtype, p.logits, at, 1, &x);
+        x = x > 0 ? x / penalty : x * penalty;
+        storeFromFloat(p.dtype, &x, p.logits, at, 1);
+      }
     }
   });
 }

@@ -25,6 +25,8 @@ void embedding(const EmbeddingParams& p, cudaStream_t stream);
 void argmax(const ArgmaxParams& p, cudaStream_t stream);
 // The k largest logits of each row, ties included, with the row's max and softmax mass (sampling.cu).
 void topCandidates(const TopCandidatesParams& p, cudaStream_t stream);
+// transformers' repetition penalty on each row's listed tokens, in place (sampling.cu).
+void repetitionPenalty(const RepetitionPenaltyParams& p, cudaStream_t stream);
 // RoPE on the q and k heads of a stacked q|k|v projection, k and v written to the pool
 // (rope_append.cu).
 void ropeAppendKv(const RopeAppendKvParams& p, cudaStream_t stream);

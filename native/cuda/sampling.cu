@@ -1,8 +1,11 @@
-// CUDA topCandidates (params and contract in native/core/model_params.h): per row of logits the
-// largest logit, the softmax mass at the row's temperature, and the index and value of every
-// logit >= the k-th largest, so that topK / topP sampling reads a few values per row instead of
-// the whole row. Everything but the mass is exact and identical to native/cpu/sampling.cpp; the
-// mass is summed in f32 with the fast exp2 (relative error ~1e-6, the CPU sums in f64).
+// CUDA sampling helpers (params and contracts in native/core/model_params.h), identical to
+// native/cpu/sampling.cpp but where noted:
+//   topCandidates: per row of logits the largest logit, the softmax mass at the row's
+//     temperature, and the index and value of every logit >= the k-th largest, so that topK / topP
+//     sampling reads a few values per row instead of the whole row. Everything but the mass is
+//     exact; the mass is summed in f32 with the fast exp2 (relative error ~1e-6, the CPU sums in
+//     f64).
+//   repetitionPenalty: transformers' penalty on the tokens each row has seen, in place.
 //
 // topCandidatesKernel<T, kVec>: grid rows, block 1024, one CTA per row; static shared memory
 //   8 KiB for a 2048-bin histogram and about 530 bytes of reduction scratch. Values compare as
@@ -24,6 +27,14 @@
 //   Loads: each thread has 16 logits in flight per step (four 16-byte f32 loads or two 16-byte
 //   f16/bf16 loads) when vocab fills whole loads and the logits are 16-byte aligned, else 16
 //   scalar loads.
+//
+// repetitionPenaltyKernel<T>: grid rows, block 256, one CTA per row, no shared memory; the
+//   threads stride over the row's ids (hundreds to tens of thousands: the tokens seen so far),
+//   one scattered read-modify-write of a logit each. Distinct ids within a row (checked on the
+//   host) keep the updates free of races. The division is __fdiv_rn: --use_fast_math would
+//   otherwise make x / p an approximate reciprocal-multiply, a few ulp off the CPU's. Its .ftz
+//   arithmetic still flushes f32 and bf16 subnormal logits to zero, as the contract allows, and
+//   a NaN logit comes out as the GPU's canonical NaN, whose bits may differ from the CPU's NaN.
 #include <cuda_runtime.h>
 
 #include <climits>
@@ -255,6 +266,23 @@ void launchTopCandidates(const TopCandidatesParams& p, cudaStream_t stream) {
   throwIfLaunchFailed("topCandidates", "topCandidatesKernel");
 }
 
+constexpr int kPenaltyBlock = 256;
+
+template <typename T>
+__global__ void __launch_bounds__(kPenaltyBlock)
+    repetitionPenaltyKernel(T* __restrict__ logits, const int32_t* __restrict__ ids,
+                            const int32_t* __restrict__ offsets, const float* __restrict__ penalty, int vocab) {
+  const int r = blockIdx.x;
+  const int end = offsets[r + 1];
+  const float p = penalty[r];
+  T* row = logits + size_t(r) * vocab;
+  for (int i = offsets[r] + int(threadIdx.x); i < end; i += kPenaltyBlock) {
+    T& v = row[ids[i]];
+    const float x = toF(v);
+    v = fromF<T>(x > 0.f ? __fdiv_rn(x, p) : x * p);
+  }
+}
+
 }  // namespace
 
 void topCandidates(const TopCandidatesParams& p, cudaStream_t stream) {
@@ -265,6 +293,18 @@ void topCandidates(const TopCandidatesParams& p, cudaStream_t stream) {
                 std::to_string(p.capacity) + ", vocab " + std::to_string(p.vocab));
   if (p.rows == 0) return;
   withFloatType(p.dtype, "topCandidates", "the logits", [&](auto t) { launchTopCandidates<decltype(t)>(p, stream); });
+}
+
+void repetitionPenalty(const RepetitionPenaltyParams& p, cudaStream_t stream) {
+  if (p.rows < 0) throw Error("repetitionPenalty: rows must be >= 0, got " + std::to_string(p.rows));
+  if (p.vocab < 1) throw Error("repetitionPenalty: vocab must be positive, got " + std::to_string(p.vocab));
+  if (p.rows == 0) return;
+  withFloatType(p.dtype, "repetitionPenalty", "the logits", [&](auto t) {
+    using T = decltype(t);
+    repetitionPenaltyKernel<T><<<p.rows, kPenaltyBlock, 0, stream>>>(static_cast<T*>(p.logits), p.ids, p.offsets,
+                                                                     p.penalty, p.vocab);
+  });
+  throwIfLaunchFailed("repetitionPenalty", "repetitionPenaltyKernel");
 }
 
 }  // namespace lt::cuda

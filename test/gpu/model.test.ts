@@ -16,6 +16,12 @@ const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
 
+/** A tensor's contents as raw bits, so that comparisons tell -0 from +0 and one NaN from another. */
+function bits(t: Tensor): Uint32Array | Uint16Array {
+  const a = t.toArray();
+  return a instanceof Float32Array ? new Uint32Array(a.buffer, a.byteOffset, a.length) : (a as Uint16Array);
+}
+
 function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
   const cpu = scope.random(rng, shape, dtype).tensor;
   return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
@@ -148,6 +154,55 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     }
     expect({ seed: rng.seed, worstMass, ok: worstMass < 1e-5 }).toMatchObject({ ok: true });
   });
+  // Rows: 3 of every 4 list a random set of distinct tokens in random order, the rest none; with
+  // 33 rows, row 1 lists the whole vocabulary. Magnitudes stay >= 1e-3 so that neither a logit
+  // nor its penalised value is subnormal, where CUDA flushes to zero.
+  const penaltyCases: Array<[FloatDType, number, number]> = [];
+  for (const dtype of ["f32", "f16", "bf16"] as const)
+    for (const [rows, vocab] of [[1, 1003], [1, 32000], [33, 1003], [33, 32000]]) penaltyCases.push([dtype, rows, vocab]);
+  test.each(penaltyCases)("repetitionPenalty on %s logits [%i, %i] is the CPU's, bit for bit", (dtype, rows, vocab) => {
+    const raw = rng.normals(rows * vocab, 3).map((v) => (Math.abs(v) < 1e-3 ? Math.sign(v) * 1e-3 : v));
+    const ids: number[] = [], offsets = [0];
+    const touched = new Uint8Array(rows * vocab);
+    const columns = Array.from({ length: vocab }, (_, i) => i);
+    for (let r = 0; r < rows; r++) {
+      const count = r % 4 === 3 ? 0 : rows > 1 && r === 1 ? vocab : rng.int(1, Math.floor(0.6 * vocab));
+      for (const id of rng.shuffle(columns).slice(0, count)) {
+        ids.push(id);
+        touched[r * vocab + id] = 1;
+      }
+      offsets.push(ids.length);
+    }
+    const penalty = Float32Array.from({ length: rows }, () => 0.5 + 1.5 * rng.next());
+    const cpu = scope.add(Tensor.from(raw, [rows, vocab], { dtype })), gpu = scope.add(cpu.to("cuda:0"));
+    const before = bits(cpu), values = cpu.toFloat32Array();
+    for (const [logits, device] of [[cpu, "cpu"], [gpu, "cuda:0"]] as Array<[Tensor, DeviceName]>) {
+      kernels.repetitionPenalty({
+        logits,
+        ids: scope.add(Tensor.from(Int32Array.from(ids), [ids.length], { device })),
+        offsets: scope.add(Tensor.from(Int32Array.from(offsets), [rows + 1], { device })),
+        penalty: scope.add(Tensor.from(penalty, [rows], { device })),
+      });
+    }
+    const want = bits(cpu), got = bits(gpu), gotValues = gpu.toFloat32Array();
+    // The definition too, so that a kernel doing nothing cannot pass: f64 division and product of
+    // two f32 values, then Math.fround, round as f32 arithmetic does.
+    const definition = (i: number) => {
+      const x = values[i], p = penalty[Math.floor(i / vocab)];
+      return roundTo(dtype, x > 0 ? x / p : x * p);
+    };
+    let differ = 0, first = -1, moved = 0, wrong = 0;
+    for (let i = 0; i < want.length; i++) {
+      if (got[i] !== want[i]) {
+        differ++;
+        if (first < 0) first = i;
+      }
+      if (!touched[i] && got[i] !== before[i]) moved++;
+      if (touched[i] && !Object.is(gotValues[i], definition(i))) wrong++;
+    }
+    const at = first < 0 ? null : { row: Math.floor(first / vocab), id: first % vocab, got: got[first], want: want[first] };
+    expect({ seed: rng.seed, differ, at, moved, wrong }).toEqual({ seed: rng.seed, differ: 0, at: null, moved: 0, wrong: 0 });
+  });
   test("the GEMM backend is reported", () => {
     const backend = kernels.gemmBackend();
     expect(backend?.name).toMatch(/cublasLt|cublas|fallback/);
@@ -231,5 +286,24 @@ describeGpu("models on CUDA: memory", () => {
     const out = await other.generateBatch(["The quick brown fox"], { maxNewTokens: 4, stopAtEos: false });
     expect(out[0].tokens).toHaveLength(4);
     await other.dispose();
+  });
+});
+
+describeGpu("sampled generation on CUDA", () => {
+  test("top-p, top-k and a repetition penalty sample from the device's candidates, reproducibly with a seed", async () => {
+    const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
+    try {
+      const prompts = ["The quick brown fox", "Once upon a time", "Paged attention is"];
+      const options = { maxNewTokens: 24, stopAtEos: false, temperature: 0.9, topK: 40, topP: 0.9, repetitionPenalty: 1.3, seed: rng.int(0, 2 ** 31) };
+      const first = await model.generateBatch(prompts, options);
+      const again = await model.generateBatch(prompts, options);
+      expect(again.map((r) => r.tokens)).toEqual(first.map((r) => r.tokens));
+      for (const r of first) {
+        expect(r.tokens).toHaveLength(24);
+        for (const t of r.tokens) expect(t >= 0 && t < model.config.vocabSize).toBe(true);
+      }
+    } finally {
+      await model.dispose();
+    }
   });
 });

@@ -1,7 +1,8 @@
 // A C ABI over the CUDA model operations of native/cuda/model_kernels.h (linear, gemmBackend,
-// rmsNorm, rope, swiGlu, embedding, argmax, topCandidates), built as a shared library by
-// tools/gpu/run_model_ops.sh so tools/gpu/model_ops_check.py can drive them through ctypes on
-// torch tensors (data_ptr(), torch.cuda.current_stream().cuda_stream) without the Node addon.
+// rmsNorm, rope, swiGlu, embedding, argmax, topCandidates, repetitionPenalty), built as a shared
+// library by tools/gpu/run_model_ops.sh so tools/gpu/model_ops_check.py can drive them through
+// ctypes on torch tensors (data_ptr(), torch.cuda.current_stream().cuda_stream) without the Node
+// addon.
 // Dtype codes are lt::DType's (0 f32, 1 f16, 2 bf16). Each function returns 0 on success, or 1
 // with lt::Error's message copied into `err`.
 #include <cstdio>
@@ -160,6 +161,24 @@ int lt_top_candidates(int dtype, const void* logits, const float* temperature, i
     p.k = k;
     p.capacity = capacity;
     lt::cuda::topCandidates(p, st(stream));
+    return 0;
+  } catch (const std::exception& e) {
+    return fail(e.what(), err, errLen);
+  }
+}
+
+int lt_repetition_penalty(int dtype, void* logits, const int* ids, const int* offsets, const float* penalty, int rows,
+                          int vocab, void* stream, char* err, int errLen) {
+  try {
+    lt::RepetitionPenaltyParams p;
+    p.dtype = dt(dtype);
+    p.logits = logits;
+    p.ids = ids;
+    p.offsets = offsets;
+    p.penalty = penalty;
+    p.rows = rows;
+    p.vocab = vocab;
+    lt::cuda::repetitionPenalty(p, st(stream));
     return 0;
   } catch (const std::exception& e) {
     return fail(e.what(), err, errLen);

@@ -16,7 +16,12 @@ tools/gpu/model_ops_capi.cu (built by tools/gpu/run_model_ops.sh) on torch tenso
      - topCandidates in f32, bf16 and f16 against torch.topk's k-th value: max (bit for bit, the
        first of equal values), count and the (id, score) set exact, mass within 1e-5 of a float64
        sum; rows with ties at the k-th value, NaNs, -inf, all-equal values (count > capacity),
-       signed zeros and subnormals, all NaN, +inf; both load paths; the error messages.
+       signed zeros and subnormals, all NaN, +inf; both load paths; the error messages;
+     - repetitionPenalty in f32, bf16 and f16 against torch (gather, torch.where(x > 0, x / p,
+       x * p) in f32, scatter back, cast), bit for bit (any NaN for NaN): random distinct ids per
+       row in random order, an empty row, a row covering the whole vocabulary, ±0, ±inf, NaN and
+       values that overflow once divided; logits kept off subnormals, which the kernel flushes
+       to zero; the error messages.
   2. benchmark (bf16): every Llama-3-8B linear at m = 1, 8, 32, 4096 through our linear() and
      torch.nn.functional.linear in the same process, CUDA graphs of calls over rotated weight
      copies (more bytes than 3× L2), CUDA-event medians; GB/s of weights read for m <= 32,
@@ -60,8 +65,9 @@ class Lib:
         L.lt_embedding.argtypes = [i, i, vp, vp, vp, i, i, i, vp, cp, i]
         L.lt_argmax.argtypes = [i, vp, vp, i, i, vp, cp, i]
         L.lt_top_candidates.argtypes = [i, vp, vp, vp, vp, vp, vp, vp, i, i, i, i, vp, cp, i]
+        L.lt_repetition_penalty.argtypes = [i, vp, vp, vp, vp, i, i, vp, cp, i]
         for fn in ("lt_gemm_backend", "lt_linear", "lt_rms_norm", "lt_rope", "lt_swiglu", "lt_embedding",
-                   "lt_argmax", "lt_top_candidates"):
+                   "lt_argmax", "lt_top_candidates", "lt_repetition_penalty"):
             getattr(L, fn).restype = i
         self.L = L
         self.err = ctypes.create_string_buffer(2048)
@@ -128,6 +134,13 @@ class Lib:
                                           self._p(mx), self._p(mass), rows, vocab, k, capacity, self._s(), self.err,
                                           len(self.err)))
         return ids, scores, count, mx, mass
+
+    def repetition_penalty(self, logits, ids, offsets, penalty, rows=None, vocab=None, code=None):
+        rows = logits.shape[0] if rows is None else rows
+        vocab = logits.shape[1] if vocab is None else vocab
+        self._ok(self.L.lt_repetition_penalty(CODE[logits.dtype] if code is None else code, self._p(logits),
+                                              self._p(ids), self._p(offsets), self._p(penalty), rows, vocab,
+                                              self._s(), self.err, len(self.err)))
 
 
 def top_candidates_out(rows, capacity):
@@ -617,6 +630,87 @@ def check_top_candidates(lib, log):
             log.case("topCandidates errors", want in str(ex), f"{desc}: '{ex}'")
 
 
+def penalty_case(rows, vocab, dtype, specials=False):
+    """(logits, ids, offsets, penalty) for repetitionPenalty: logits randn · 3 with magnitudes
+    >= 1e-3 (neither they nor their penalised values are subnormal in any dtype), penalties in
+    [0.5, 2]; row 0 lists no ids when rows > 1, row 1 every id when rows > 2, the others a random
+    distinct set in random order. With specials, row 0 (given ids first) holds ±0, ±inf, NaN and
+    ±max / 2 of the dtype at penalty 0.25, where +max / 2 overflows to inf once divided."""
+    x = torch.randn(rows, vocab, device=DEV) * 3
+    x = torch.where(x.abs() < 1e-3, torch.copysign(torch.full_like(x, 1e-3), x), x).to(dtype)
+    penalty = torch.empty(rows, device=DEV).uniform_(0.5, 2.0)
+    big = torch.finfo(dtype).max / 2
+    special = [0.0, -0.0, float("inf"), float("-inf"), float("nan"), big, -big]
+    per_row = []
+    for r in range(rows):
+        if r == 0 and specials:
+            n = int(torch.randint(len(special), max(len(special), int(0.6 * vocab)) + 1, (1,)))
+        elif r == 0 and rows > 1:
+            n = 0
+        elif r == 1 and rows > 2:
+            n = vocab
+        else:
+            n = int(torch.randint(1, max(2, int(0.6 * vocab)), (1,)))
+        per_row.append(torch.randperm(vocab, device=DEV)[:n])
+    if specials:
+        x[0, per_row[0][:len(special)]] = torch.tensor(special, device=DEV, dtype=dtype)
+        penalty[0] = 0.25
+    counts = torch.tensor([len(c) for c in per_row], device=DEV)
+    offsets = torch.cat([torch.zeros(1, device=DEV, dtype=torch.long), counts.cumsum(0)]).to(torch.int32)
+    return x, torch.cat(per_row).to(torch.int32), offsets, penalty
+
+
+def repetition_penalty_reference(x, ids, offsets, penalty):
+    rows, vocab = x.shape
+    counts = (offsets[1:] - offsets[:-1]).long()
+    row_of = torch.repeat_interleave(torch.arange(rows, device=DEV), counts)
+    flat = row_of * vocab + ids.long()
+    v = x.float().view(-1)[flat]
+    p = penalty[row_of]
+    ref = x.clone()
+    ref.view(-1)[flat] = torch.where(v > 0, v / p, v * p).to(x.dtype)
+    return ref
+
+
+def compare_penalised(got, ref):
+    """'' when got equals ref bit for bit (any NaN matching any NaN), else the first difference."""
+    it = torch.int32 if got.dtype == torch.float32 else torch.int16
+    differ = (got.view(it) != ref.view(it)) & ~(torch.isnan(got) & torch.isnan(ref))
+    if not bool(differ.any()):
+        return ""
+    r, c = (int(v) for v in differ.nonzero()[0])
+    return f"{int(differ.sum())} differ, first [{r}, {c}]: {got[r, c].item()!r} want {ref[r, c].item()!r}"
+
+
+def check_repetition_penalty(lib, log):
+    torch.manual_seed(21)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for rows, vocab in [(1, 1003), (3, 1003), (33, 32000), (5, 128256), (4, 7), (257, 1001)]:
+            for specials in ((False, True) if vocab >= 7 and rows <= 5 else (False,)):
+                x, ids, offsets, penalty = penalty_case(rows, vocab, dtype, specials)
+                ref = repetition_penalty_reference(x, ids, offsets, penalty)
+                lib.repetition_penalty(x, ids, offsets, penalty)
+                torch.cuda.synchronize()
+                bad = compare_penalised(x, ref)
+                log.case(f"repetitionPenalty {NAME[dtype]}", not bad,
+                         f"rows={rows} vocab={vocab} ids={ids.numel()} specials={int(specials)} {bad}",
+                         0.0 if not bad else 1.0)
+    x = torch.zeros(2, 64, device=DEV)
+    ids, offsets, penalty = (torch.zeros(1, device=DEV, dtype=torch.int32),
+                             torch.tensor([0, 1, 1], device=DEV, dtype=torch.int32), torch.ones(2, device=DEV))
+    lib.repetition_penalty(x, ids, offsets, penalty, rows=0)
+    torch.cuda.synchronize()
+    log.case("repetitionPenalty errors", bool((x == 0).all()), "rows 0 launches nothing")
+    for desc, kw, want in [("vocab 0", dict(vocab=0), "vocab must be positive"),
+                           ("rows -1", dict(rows=-1), "rows must be >= 0"),
+                           ("i32 logits", dict(code=3), "the logits must be f32, f16 or bf16, not i32")]:
+        try:
+            lib.repetition_penalty(x, ids, offsets, penalty, **kw)
+            log.case("repetitionPenalty errors", False, f"{desc}: no error")
+        except RuntimeError as ex:
+            log.case("repetitionPenalty errors", want in str(ex), f"{desc}: '{ex}'")
+
+
 def quick_checks(lib, log):
     """Small cases of every op and path, for compute-sanitizer memcheck."""
     torch.manual_seed(17)
@@ -686,6 +780,13 @@ def quick_checks(lib, log):
         torch.cuda.synchronize()
         bad, worst = compare_top_candidates(x, t, 40, 80, got)
         log.case("quick topCandidates", not bad, f"vocab={vocab} {bad}", worst)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        x, ids, offsets, penalty = penalty_case(3, 1001, dtype, specials=dtype == torch.float16)
+        ref = repetition_penalty_reference(x, ids, offsets, penalty)
+        lib.repetition_penalty(x, ids, offsets, penalty)
+        torch.cuda.synchronize()
+        bad = compare_penalised(x, ref)
+        log.case("quick repetitionPenalty", not bad, f"{NAME[dtype]} {bad}")
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -836,6 +937,7 @@ def main():
         check_embedding(lib, log)
         check_argmax(lib, log)
         check_top_candidates(lib, log)
+        check_repetition_penalty(lib, log)
         log.note("check summary:")
         log.summary()
         log.note(f"checks: {sum(g[0] for g in log.groups.values())} pass, {log.failed} fail")
