@@ -73,13 +73,13 @@ class StepPlan {
   /** Which page array, of what length, each (layer, sequence) table row holds. */
   private readonly rowPages: Array<readonly number[] | undefined>;
   private readonly rowLength: Int32Array;
-  /** Where layer l's page table starts in the block. */
-  private readonly tableAt: number[];
   readonly host: Int32Array;
 
   constructor(
     readonly batch: number,
     readonly widths: readonly number[],
+    /** Where layer l's page table starts in the block (tableOffsets). */
+    private readonly tableAt: readonly number[],
     private readonly graph: CudaGraph,
     readonly logits: Tensor,
     readonly tokens: Tensor,
@@ -89,7 +89,6 @@ class StepPlan {
     this.host = new Int32Array(graph.input.size);
     this.rowPages = new Array(L * batch);
     this.rowLength = new Int32Array(L * batch);
-    this.tableAt = tableOffsets(batch, widths);
   }
 
   /** Whether every layer's table is at least as wide as `need`. */
@@ -280,7 +279,7 @@ export class DecodeGraphs {
         kernels.linear({ x: final, weight: w.lmHead, out: logits });
         kernels.argmax({ logits, out: tokens });
       });
-      return new StepPlan(B, widths, graph, logits, tokens, made);
+      return new StepPlan(B, widths, tableAt, graph, logits, tokens, made);
     } catch (err) {
       for (const t of made) t.dispose();
       throw err;

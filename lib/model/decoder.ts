@@ -176,7 +176,7 @@ export class Decoder {
   decode(seqs: readonly SequenceState[], ids: readonly number[]): Float32Array {
     const replayed = this.graphs?.run(seqs, ids, "logits");
     if (replayed) return replayed;
-    return this.decodeThen(seqs, ids, (logits) => logits.toFloat32Array());
+    return this.decodeEager(seqs, ids, (logits) => logits.toFloat32Array());
   }
 
   /**
@@ -185,13 +185,7 @@ export class Decoder {
    */
   decodeThen<T>(seqs: readonly SequenceState[], ids: readonly number[], use: (logits: Tensor) => T): T {
     const replayed = this.graphs?.run(seqs, ids, "device");
-    if (replayed) return use(replayed);
-    const logits = this.decodeEager(seqs, ids);
-    try {
-      return use(logits);
-    } finally {
-      logits.dispose();
-    }
+    return replayed ? use(replayed) : this.decodeEager(seqs, ids, use);
   }
 
   /**
@@ -202,18 +196,18 @@ export class Decoder {
   decodeGreedy(seqs: readonly SequenceState[], ids: readonly number[]): Int32Array {
     const replayed = this.graphs?.run(seqs, ids, "argmax");
     if (replayed) return replayed;
-    const logits = this.decodeEager(seqs, ids);
-    const tokens = kernels.argmax({ logits });
-    try {
-      return tokens.toArray() as Int32Array;
-    } finally {
-      logits.dispose();
-      tokens.dispose();
-    }
+    return this.decodeEager(seqs, ids, (logits) => {
+      const tokens = kernels.argmax({ logits });
+      try {
+        return tokens.toArray() as Int32Array;
+      } finally {
+        tokens.dispose();
+      }
+    });
   }
 
-  /** The decode step op by op; returns the logits tensor [batch, vocab], which the caller owns. */
-  private decodeEager(seqs: readonly SequenceState[], ids: readonly number[]): Tensor {
+  /** The decode step op by op; hands the logits [batch, vocab] to `use`, then frees them. */
+  private decodeEager<T>(seqs: readonly SequenceState[], ids: readonly number[], use: (logits: Tensor) => T): T {
     const temps = new Temps();
     try {
       const B = seqs.length;
@@ -250,7 +244,7 @@ export class Decoder {
       }
       for (const s of seqs) s.length += 1;
       const final = temps.add(kernels.rmsNorm({ x: mlpOut!, residual: h, weight: this.weights.norm, eps: this.config.rmsNormEps }));
-      return kernels.linear({ x: final, weight: this.weights.lmHead });
+      return use(temps.add(kernels.linear({ x: final, weight: this.weights.lmHead })));
     } finally {
       temps.dispose();
     }
