@@ -4,7 +4,7 @@ import { HybridOptions, resolveHybrid } from "../hybrid/options";
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk, SequenceState } from "../model/decoder";
-import { sampleStep, Sampler, SamplingOptions } from "../model/sampling";
+import { decodeNext, Sampler, SamplingOptions } from "../model/sampling";
 import { ChatMessage } from "../tokenizer";
 import type { Model } from "./model";
 
@@ -185,8 +185,8 @@ export class Session implements AsyncDisposable {
       options.signal?.throwIfAborted();
       let t0 = performance.now();
       this.policy?.beforePrefill(seq, ids.length);
-      let logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk, policy: this.policy });
-      // The next token when the decode step already chose it (a greedy sampler).
+      const logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk, policy: this.policy });
+      // The next token once a decode step has chosen it (the first comes from the prefill's logits).
       let chosen: number | undefined;
       this.stat.prefillSeconds += (performance.now() - t0) / 1000;
       this.stat.promptTokens += ids.length;
@@ -218,9 +218,7 @@ export class Session implements AsyncDisposable {
         await yieldToEventLoop();
         options.signal?.throwIfAborted();
         t0 = performance.now();
-        if (sampler.greedy) chosen = this.model.decoder.decodeGreedy([seq], [next])[0];
-        else if (sampler.usesCandidates) chosen = sampleStep(this.model.decoder, [seq], [next], [sampler], [seen])[0];
-        else logits = this.model.decoder.decode([seq], [next]);
+        chosen = decodeNext(this.model.decoder, [seq], [next], [sampler], [seen])[0];
         this.policy?.afterDecode(seq);
         this.stat.decodeSeconds += (performance.now() - t0) / 1000;
         this.stat.generatedTokens += 1;
@@ -268,8 +266,9 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
     seen: number[];
     tokens: number[];
     text: string;
+    /** The prefill's logits, from which the first token is sampled ... */
     logits: Float32Array;
-    /** The next token when the decode step already chose it (greedy sampling). */
+    /** ... and the next token once a decode step has chosen it. */
     chosen?: number;
   }
   const results: GenerateResult[] = new Array(prompts.length);
@@ -310,19 +309,8 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       active.push(...stepping);
       if (!active.length) break;
       options.signal?.throwIfAborted();
-      // Every sequence shares the sampling options, so what one sampler needs all do.
-      const seqs = active.map((a) => a.seq);
-      if (active[0].sampler.greedy) {
-        const tokens = model.decoder.decodeGreedy(seqs, nextIds);
-        active.forEach((a, b) => (a.chosen = tokens[b]));
-      } else if (active[0].sampler.usesCandidates) {
-        const tokens = sampleStep(model.decoder, seqs, nextIds, active.map((a) => a.sampler), active.map((a) => a.seen));
-        active.forEach((a, b) => (a.chosen = tokens[b]));
-      } else {
-        const logits = model.decoder.decode(seqs, nextIds);
-        const vocab = model.config.vocabSize;
-        active.forEach((a, b) => (a.logits = logits.subarray(b * vocab, (b + 1) * vocab)));
-      }
+      const tokens = decodeNext(model.decoder, active.map((a) => a.seq), nextIds, active.map((a) => a.sampler), active.map((a) => a.seen));
+      active.forEach((a, b) => (a.chosen = tokens[b]));
       for (const a of active) a.policy?.afterDecode(a.seq);
       await yieldToEventLoop();
     }

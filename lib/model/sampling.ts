@@ -343,6 +343,23 @@ export function sampleStep(
   });
 }
 
+/**
+ * One decode step and each sequence's next token, chosen by its sampler (the samplers share their
+ * options) given the tokens it has seen: greedy where the logits are, sampled from the device's
+ * top candidates, or — greedy with a repetition penalty — from whole rows read back.
+ * @example const next = decodeNext(model.decoder, seqs, ids, samplers, seen);
+ */
+export function decodeNext(
+  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+): number[] {
+  const [first] = samplers;
+  if (first.greedy) return Array.from(decoder.decodeGreedy(seqs, ids));
+  if (first.usesCandidates) return sampleStep(decoder, seqs, ids, samplers, seen);
+  const logits = decoder.decode(seqs, ids);
+  const vocab = logits.length / seqs.length;
+  return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
+}
+
 /** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */
 function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>, made: Tensor[]): void {
   const offsets = new Int32Array(samplers.length + 1);
