@@ -112,42 +112,45 @@ export class Sampler {
    */
   private drawThroughTail(row: RowCandidates, wholeRow: () => Float32Array): number {
     const { temperature } = this.o;
-    const order = Array.from({ length: row.count }, (_, i) => i).sort((a, b) => row.scores[b] - row.scores[a] || row.ids[a] - row.ids[b]);
-    let u = this.random() * row.mass;
-    let last = row.ids[order[0]];
-    for (const i of order) {
-      const w = Math.exp((row.scores[i] - row.max) / temperature);
-      if (w === 0) continue;
-      u -= w;
-      if (u < 0) return row.ids[i];
-      last = row.ids[i];
-    }
+    const order = likeliestFirst(row);
+    const draw = new Draw(this.random() * row.mass, row.ids[order[0]]);
+    for (const i of order) if (draw.take(row.ids[i], Math.exp((row.scores[i] - row.max) / temperature))) return row.ids[i];
     const scores = wholeRow();
     const candidates = new Set(row.ids.subarray(0, row.count));
     for (let j = 0; j < scores.length; j++) {
       if (candidates.has(j) || Number.isNaN(scores[j])) continue;
-      const w = Math.exp((scores[j] - row.max) / temperature);
-      if (w === 0) continue;
-      u -= w;
-      if (u < 0) return j;
-      last = j;
+      if (draw.take(j, Math.exp((scores[j] - row.max) / temperature))) return j;
     }
-    // Rounding (the mass was summed elsewhere) left u just above the sum: the last token with any weight.
-    return last;
+    return draw.last;
   }
 
   private pick({ ids, weights, total }: SamplingCandidates): number {
-    let u = this.random() * total;
-    let last = ids[0];
-    for (let i = 0; i < ids.length; i++) {
-      if (weights[i] === 0) continue;
-      u -= weights[i];
-      if (u < 0) return ids[i];
-      last = ids[i];
-    }
-    // Rounding left u just above the sum: the last token that had any weight.
-    return last;
+    const draw = new Draw(this.random() * total, ids[0]);
+    for (let i = 0; i < ids.length; i++) if (draw.take(ids[i], weights[i])) return ids[i];
+    return draw.last;
   }
+}
+
+/** A draw u in [0, total) walking tokens in order, each taking its weight off u. */
+class Draw {
+  constructor(
+    private u: number,
+    /** The last token with any weight: the answer when rounding leaves u just above the sum. */
+    public last: number,
+  ) {}
+
+  /** Whether the draw lands on this token. */
+  take(id: number, weight: number): boolean {
+    if (weight === 0) return false;
+    this.u -= weight;
+    this.last = id;
+    return this.u < 0;
+  }
+}
+
+/** Indices of a row's candidates from most to least likely (ties: lower id first). */
+function likeliestFirst(row: RowCandidates): number[] {
+  return Array.from({ length: row.count }, (_, i) => i).sort((a, b) => row.scores[b] - row.scores[a] || row.ids[a] - row.ids[b]);
 }
 
 /** One row of kernels.topCandidates, read back. */
@@ -179,7 +182,7 @@ export function candidatesFromTop(
   if (count > row.ids.length || (!complete && ((topK === 0 && topP >= 1) || topK > k))) return undefined;
   // An infinite logit makes the mass NaN: leave such a row to the whole-row path.
   if (!Number.isFinite(max) || !(row.mass > 0)) return undefined;
-  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => row.scores[b] - row.scores[a] || row.ids[a] - row.ids[b]);
+  const order = likeliestFirst(row);
   const n = topK > 0 ? Math.min(topK, count) : count;
   const weights = new Float64Array(n);
   let sum = 0;
