@@ -12,7 +12,9 @@ export type { Prompt, SessionOptions, GenerateOptions, GenerateChunk, GenerateRe
 export type { SamplingOptions } from "./model/sampling";
 export { Tokenizer } from "./tokenizer";
 export type { ChatMessage } from "./tokenizer";
+export { ConfigError } from "./model/config";
 export type { ModelConfig } from "./model/config";
+export { SafetensorsError } from "./model/safetensors";
 export type { LoadProgress } from "./model/weights";
 export { PoolExhaustedError } from "./cache/page-pool";
 export type { HybridOptions, HybridMode } from "./hybrid/options";
