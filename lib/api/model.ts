@@ -126,6 +126,11 @@ export class Model implements AsyncDisposable {
     return generateBatch(this, prompts, options);
   }
 
+  /** Whether dispose() was called. */
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
   /** @internal */
   assertLive(): void {
     if (this.disposed) throw new Error("this model was disposed; load it again with loadModel()");

@@ -17,7 +17,8 @@ export class PoolExhaustedError extends Error {
   constructor(wanted: number, free: number, total: number) {
     super(
       `the KV page pool is full: ${wanted} page(s) wanted, ${free} of ${total} free. ` +
-        "Use a smaller batch or maxContext, more lazy layers, or a larger pool (createSession({ kvPages }))",
+        "Use a shorter prompt, a smaller batch or maxContext, more lazy layers (createSession({ hybrid })), " +
+        "or a larger pool (loadModel(dir, { kvCacheBytes }))",
     );
     this.name = "PoolExhaustedError";
   }
