@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { checkTokenIds } from "../model/token-ids";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;
@@ -62,7 +63,13 @@ export class Tokenizer {
     return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
 
+  /**
+   * Text of token ids. Every id must be an integer in int32 range; ids beyond this tokenizer's
+   * vocabulary (a model may have padding rows) decode to nothing.
+   * @example tok.decode(tok.encode("Hello"), { skipSpecialTokens: true }) // "Hello"
+   */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    checkTokenIds(ids, 2 ** 31, "decode: ids");
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
