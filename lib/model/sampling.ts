@@ -27,7 +27,7 @@ export function validateSampling(o: SamplingOptions): Required<SamplingOptions> 
   if (typeof p !== "number" || !(p > 0 && p <= 1)) throw new RangeError(`topP must be a number in (0, 1], got ${show(o.topP)}`);
   if (typeof r !== "number" || !(r > 0) || !Number.isFinite(r)) throw new RangeError(`repetitionPenalty must be a finite number > 0, got ${show(o.repetitionPenalty)}`);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be a safe integer, got ${show(o.seed)}`);
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, and a safe one (|seed| < 2^53), got ${show(o.seed)}`);
   return { temperature: t, topK: k, topP: p, repetitionPenalty: r, seed };
 }
 

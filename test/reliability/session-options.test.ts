@@ -56,7 +56,7 @@ test.each([
   ["stopAtEos as a string", { stopAtEos: "no" }, /generate: stopAtEos must be true or false, got "no"/],
   ["temperature as a string", { temperature: "0.5" }, /temperature must be a finite number >= 0, got "0.5"/],
   ["topP as a string", { topP: "0.9" }, /topP must be a number in \(0, 1\], got "0.9"/],
-  ["a seed past the safe integers", { seed: 2 ** 60 }, /seed must be a safe integer/],
+  ["a seed past the safe integers", { seed: 2 ** 60 }, /seed must be an integer, and a safe one/],
 ])("session.generate with %s is a clear error and the session stays usable", async (_, options, message) => {
   const session = model.createSession();
   try {
