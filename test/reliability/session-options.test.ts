@@ -3,6 +3,7 @@
 // range (hybrid sink + window past int32 among them). And the pool's error points at options that exist.
 import * as path from "node:path";
 import { calibrate, loadModel, Model, PoolExhaustedError } from "../../lib";
+import { runChild } from "../helpers/child";
 import { fixtureRoot } from "../helpers/fixtures";
 
 const dir = path.join(fixtureRoot, "llama-tiny");
@@ -106,4 +107,19 @@ test("the pool's error points at options that exist", async () => {
   } finally {
     await small.dispose();
   }
+});
+
+test("a KV pool larger than int32 pool slots is a clear error before anything is allocated (child process)", () => {
+  // 2^27 pages of 16 tokens: slot ids would pass 2^31. Before the check, the pool tried to
+  // allocate its tensors (hundreds of GiB) and a JS array of 2^27 free page ids.
+  const r = runChild(`
+    const { loadModel } = require(process.env.LIGHTTRANSFER_ROOT + "/lib");
+    const pageBytes = 2 * 16 * 1 * 64 * 4;
+    loadModel(${JSON.stringify(dir)}, { device: "cpu", kvCacheBytes: 2 ** 27 * pageBytes }).then(
+      (m) => { console.log("RESULT loaded " + m.pool.numPages); return m.dispose(); },
+      (err) => console.log("RESULT " + err.name + ": " + err.message),
+    );
+  `, { heapMiB: 512 });
+  expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
+  expect(r.stdout).toMatch(/RESULT RangeError: numPages must be an integer in \[1, 134217727\] \(pool slots are int32\), got 134217728: ask for fewer kvCacheBytes/);
 });
