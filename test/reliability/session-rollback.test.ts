@@ -52,6 +52,9 @@ const sessionKinds: Array<[string, SessionOptions]> = [
   ["full caches", {}],
   ["a streaming layer whose ring has wrapped", { hybrid: { mode: "fixed", lazyLayers: [1], sink: 1, window: 6 } }],
   ["hybrid auto", { hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 6, lastQueries: 2 } }],
+  // The first turn is too short to choose the lazy layers; the choice, made while the second
+  // turn decodes, reads queries kept from the first turn, which the failed prompt overwrote.
+  ["hybrid auto, choice pending", { hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 20, lastQueries: 16 } }],
 ];
 
 test.each(sessionKinds)("a failed later prompt leaves the session as it was (%s)", async (_, options) => {
