@@ -205,7 +205,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
       for (const { name } of planned.sources) {
         const file = checkpoint.file(name);
         if (file.get(name).dtype !== first.dtype)
-          throw new Error(`${file.path}: tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`);
+          throw new SafetensorsError(file.path, `tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`);
         await file.readAsync(name, staging, offset);
         offset += file.get(name).shape.reduce((a, b) => a * b, 1);
         loadedBytes += sizeOf(checkpoint, name);
@@ -232,7 +232,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
 
   try {
     if (sourceDTypes.size > 1 && !options.dtype)
-      throw new Error(`${checkpoint.dir}: weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`);
+      throw new SafetensorsError(checkpoint.dir, `weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`);
     const embed = await load(layout.embed);
     const norm = await load(layout.norm);
     const lmHead = layout.lmHead ? await load(layout.lmHead) : embed;
