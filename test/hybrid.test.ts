@@ -34,9 +34,9 @@ describe("lazy-layer selection", () => {
 describe("hybrid options are checked", () => {
   test.each([
     [{ mode: "lazy" }, /hybrid.mode must be one of auto, fixed/],
-    [{ mode: "auto", window: 0 }, /hybrid.window must be an integer >= 1/],
-    [{ mode: "auto", sink: -1 }, /hybrid.sink must be an integer >= 0/],
-    [{ mode: "auto", lastQueries: 0 }, /hybrid.lastQueries must be an integer >= 1/],
+    [{ mode: "auto", window: 0 }, /hybrid.window must be an integer in \[1, \d+\], got 0/],
+    [{ mode: "auto", sink: -1 }, /hybrid.sink must be an integer in \[0, \d+\], got -1/],
+    [{ mode: "auto", lastQueries: 0 }, /hybrid.lastQueries must be an integer in \[1, \d+\], got 0/],
     [{ mode: "auto", fullLayers: 1.5 }, /hybrid.fullLayers must be a fraction in \[0, 1\), a percentage, or a count in \[1, 3\]/],
     [{ mode: "auto", fullLayers: 4 }, /count in \[1, 3\]/],
     [{ mode: "auto", fullLayers: "150%" }, /not a percentage between 0% and 100%/],

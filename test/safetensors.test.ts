@@ -84,10 +84,10 @@ describe("config.json", () => {
   });
   test.each([
     [{ architectures: ["GPT2LMHeadModel"] }, /architecture "GPT2LMHeadModel" is not supported; supported: LlamaForCausalLM/],
-    [{ num_key_value_heads: 3 }, /must be a multiple of num_key_value_heads \(3\)/],
-    [{ hidden_size: 0 }, /'hidden_size' must be a positive integer/],
-    [{ rope_scaling: { rope_type: "yarn", factor: 4 } }, /rope_scaling type 'yarn' is not supported/],
-    [{ rope_scaling: { rope_type: "llama3", factor: 8 } }, /rope_scaling.low_freq_factor must be a positive number/],
+    [{ num_key_value_heads: 3 }, /'num_key_value_heads' must be an integer in \[1, \d+\] dividing num_attention_heads \(\d+\), got 3/],
+    [{ hidden_size: 0 }, /'hidden_size' must be an integer in \[1, \d+\], got 0/],
+    [{ rope_scaling: { rope_type: "yarn", factor: 4 } }, /rope_scaling type "yarn" is not supported/],
+    [{ rope_scaling: { rope_type: "llama3", factor: 8 } }, /rope_scaling.low_freq_factor must be a finite number > 0/],
   ])("rejects %j", (patch, message) => {
     expect(() => parseConfig({ ...base, ...(patch as object) }, "/models/x/config.json")).toThrow(message);
     expect(() => parseConfig({ ...base, ...(patch as object) }, "/models/x/config.json")).toThrow("/models/x/config.json");

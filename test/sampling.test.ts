@@ -109,10 +109,10 @@ describe("Sampler", () => {
   });
 
   test("bad options throw", () => {
-    expect(() => validateSampling({ temperature: -1 })).toThrow(/temperature must be >= 0/);
+    expect(() => validateSampling({ temperature: -1 })).toThrow(/temperature must be a finite number >= 0/);
     expect(() => validateSampling({ topK: 1.5 })).toThrow(/topK must be an integer >= 0/);
-    expect(() => validateSampling({ topP: 0 })).toThrow(/topP must be in \(0, 1\]/);
-    expect(() => validateSampling({ repetitionPenalty: 0 })).toThrow(/repetitionPenalty must be > 0/);
+    expect(() => validateSampling({ topP: 0 })).toThrow(/topP must be a number in \(0, 1\]/);
+    expect(() => validateSampling({ repetitionPenalty: 0 })).toThrow(/repetitionPenalty must be a finite number > 0/);
     expect(() => validateSampling({ seed: 0.5 })).toThrow(/seed must be an integer/);
   });
 });

@@ -9,6 +9,7 @@ import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weigh
 import { DeviceName, DType } from "../tensor";
 import { Tokenizer } from "../tokenizer";
 import { GenerateChunk, GenerateOptions, GenerateResult, generateBatch, Prompt, Session, SessionOptions } from "./session";
+import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "./validate";
 
 export interface LoadModelOptions {
   /** "cpu", "cuda" or "cuda:N"; default "cuda" when available, else "cpu". */
@@ -35,7 +36,8 @@ export interface LoadModelOptions {
  * for await (const chunk of model.generate("Once upon a time", { maxNewTokens: 64 })) process.stdout.write(chunk.text);
  * await model.dispose();
  */
-export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<Model> {
+export async function loadModel(dir: string, options?: LoadModelOptions): Promise<Model> {
+  options = validateLoad(dir, options);
   const device = options.device ?? (cudaStatus().available ? "cuda:0" : "cpu");
   if (device !== "cpu" && !cudaStatus().available) throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
   const config = readConfig(dir);
@@ -48,7 +50,6 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     if (device !== "cpu" && dtype === "f32") throw new Error("f32 weights are CPU-only; use dtype 'bf16' or 'f16' on CUDA");
     const weights = await loadWeights(checkpoint, config, { device, dtype, onProgress: options.onProgress, signal: options.signal });
     const activation: DType = device === "cpu" ? options.computeDType ?? "f32" : weights.embed.dtype;
-    if (activation === "i32") throw new RangeError("computeDType must be f32, f16 or bf16");
     try {
       return new Model(dir, config, tokenizer, weights, device, activation, options);
     } catch (err) {
@@ -58,6 +59,26 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   } finally {
     checkpoint.close();
   }
+}
+
+/** Tokens per KV page at most: a page is one unit of allocation for every layer. */
+const maxPageSize = 4096;
+const floatDTypes = ["f32", "f16", "bf16"] as const;
+
+/** Every loadModel option checked, before anything is read. */
+function validateLoad(dir: unknown, options: LoadModelOptions | undefined): LoadModelOptions {
+  if (typeof dir !== "string" || dir === "") throw new TypeError(`loadModel: dir must be a model directory path (a string), got ${show(dir)}`);
+  const o = optionsObject(options, "loadModel: options");
+  if (o.device !== undefined && (typeof o.device !== "string" || !/^(cpu|cuda|cuda:\d+)$/.test(o.device)))
+    throw new RangeError(`loadModel: device must be "cpu", "cuda" or "cuda:N", got ${show(o.device)}`);
+  optionalChoice(o.dtype, "loadModel: dtype", floatDTypes);
+  optionalChoice(o.computeDType, "loadModel: computeDType", floatDTypes);
+  if (o.kvCacheBytes !== undefined && (typeof o.kvCacheBytes !== "number" || !Number.isFinite(o.kvCacheBytes) || !(o.kvCacheBytes > 0)))
+    throw new RangeError(`loadModel: kvCacheBytes must be a number of bytes > 0, got ${show(o.kvCacheBytes)}`);
+  if (o.pageSize !== undefined) integerIn(o.pageSize, "loadModel: pageSize", 1, maxPageSize);
+  optionalFunction(o.onProgress, "loadModel: onProgress");
+  optionalSignal(o.signal, "loadModel: signal");
+  return o;
 }
 
 export class Model implements AsyncDisposable {
@@ -96,7 +117,7 @@ export class Model implements AsyncDisposable {
    * A conversation: one sequence whose KV cache persists across generate() calls.
    * @example const chat = model.createSession({ maxContext: 8192 });
    */
-  createSession(options: SessionOptions = {}): Session {
+  createSession(options?: SessionOptions): Session {
     this.assertLive();
     const session = new Session(this, options, () => this.sessions.delete(session));
     this.sessions.add(session);
@@ -107,7 +128,7 @@ export class Model implements AsyncDisposable {
    * Generates from a prompt (text, or chat messages rendered with the model's template) in a
    * fresh session that is disposed at the end.
    */
-  async *generate(prompt: Prompt, options: GenerateOptions & SessionOptions = {}): AsyncGenerator<GenerateChunk> {
+  async *generate(prompt: Prompt, options?: GenerateOptions & SessionOptions): AsyncGenerator<GenerateChunk> {
     const session = this.createSession(options);
     try {
       yield* session.generate(prompt, options);
@@ -121,9 +142,14 @@ export class Model implements AsyncDisposable {
    * early give their KV pages back while the others continue).
    * @example const results = await model.generateBatch(["a", "b", "c"], { maxNewTokens: 32 });
    */
-  async generateBatch(prompts: Prompt[], options: GenerateOptions & SessionOptions = {}): Promise<GenerateResult[]> {
+  async generateBatch(prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
     this.assertLive();
     return generateBatch(this, prompts, options);
+  }
+
+  /** Whether dispose() was called. */
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   /** @internal */

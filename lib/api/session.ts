@@ -4,9 +4,10 @@ import { HybridOptions, resolveHybrid } from "../hybrid/options";
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk, SequenceState } from "../model/decoder";
-import { decodeNext, Sampler, SamplingOptions } from "../model/sampling";
+import { decodeNext, Sampler, SamplingOptions, validateSampling } from "../model/sampling";
 import { ChatMessage } from "../tokenizer";
 import type { Model } from "./model";
+import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "./validate";
 
 /** Plain text, or chat messages rendered with the model's chat template. */
 export type Prompt = string | ChatMessage[];
@@ -63,12 +64,35 @@ export interface SessionStats {
   hybrid?: HybridState;
 }
 
-function validateGenerate(o: GenerateOptions) {
-  const maxNewTokens = o.maxNewTokens ?? 256;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0) throw new RangeError(`maxNewTokens must be an integer >= 0, got ${o.maxNewTokens}`);
-  if (o.stop && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
-    throw new TypeError("stop must be an array of non-empty strings");
-  return { maxNewTokens, stop: o.stop ?? [], stopAtEos: o.stopAtEos ?? true };
+/** Largest prompt chunk: a chunk's activations are allocated at once. */
+const maxPrefillChunk = 2 ** 20;
+
+function validateGenerate<T extends GenerateOptions>(options: T | undefined, what: string) {
+  const o = optionsObject<T>(options, `${what}: options`);
+  const maxNewTokens = integerIn(o.maxNewTokens, `${what}: maxNewTokens`, 0, maxTokens, 256);
+  if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
+    throw new TypeError(`${what}: stop must be an array of non-empty strings, got ${show(o.stop)}`);
+  const stopAtEos = optionalBoolean(o.stopAtEos, `${what}: stopAtEos`) ?? true;
+  const signal = optionalSignal(o.signal, `${what}: signal`);
+  return { options: o, maxNewTokens, stop: o.stop ?? [], stopAtEos, signal };
+}
+
+function validateSession(options: SessionOptions | undefined, model: Model, what: string) {
+  const o = optionsObject(options, `${what}: options`);
+  return {
+    maxContext: integerIn(o.maxContext, `${what}: maxContext`, 1, maxTokens, model.config.maxPositionEmbeddings),
+    prefillChunk: integerIn(o.prefillChunk, `${what}: prefillChunk`, 1, maxPrefillChunk, defaultPrefillChunk),
+    hybrid: o.hybrid,
+  };
+}
+
+/** The error a generation ends with when its session or model is disposed under it. */
+function disposedDuringGeneration(what: "session" | "model"): Error {
+  const err = new Error(
+    `this ${what} was disposed during generation: the generation stopped and its KV pages were released`,
+  );
+  err.name = "AbortError";
+  return err;
 }
 
 /**
@@ -120,30 +144,63 @@ function startSequence(model: Model, options: SessionOptions): { seq: SequenceSt
   return { seq: policy.createSequence(), policy };
 }
 
+/**
+ * Prefills `ids` into a sequence, all or nothing: if it fails part-way the decoder puts the caches
+ * back, and here the policy's state is put back too (a first prompt's failure leaves a sequence
+ * to start afresh, which `onFirstFailure` does).
+ */
+function prefillAtomic(model: Model, seq: SequenceState, policy: HybridPolicy | undefined, ids: number[], chunkSize: number, onFirstFailure: () => void): Float32Array {
+  const first = seq.length === 0;
+  const saved = first ? undefined : policy?.savePoint();
+  try {
+    policy?.beforePrefill(seq, ids.length);
+    return model.decoder.prefill(seq, ids, { chunkSize, policy });
+  } catch (err) {
+    if (first) onFirstFailure();
+    else saved?.restore();
+    throw err;
+  } finally {
+    saved?.dispose();
+  }
+}
+
 /** Prompt → token ids: chat messages through the template; plain text with the tokenizer's special tokens. */
 export function promptIds(model: Model, prompt: Prompt): number[] {
   if (typeof prompt === "string") return model.tokenizer.encode(prompt);
-  if (!Array.isArray(prompt)) throw new TypeError("prompt must be a string or an array of chat messages");
+  if (!Array.isArray(prompt)) throw new TypeError(`a prompt must be a string or an array of chat messages, got ${show(prompt)}`);
+  prompt.forEach((m, i) => {
+    if (typeof m !== "object" || m === null || typeof m.role !== "string" || typeof m.content !== "string")
+      throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
+  });
   return model.tokenizer.encode(model.tokenizer.applyChatTemplate(prompt, { addGenerationPrompt: true }), { addSpecialTokens: false });
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/**
+ * A conversation: one sequence whose KV cache persists across generate() calls. The session owns
+ * its in-flight work: dispose() during generate() releases the caches at once, and the generation
+ * stops at its next step with an AbortError ("this session was disposed during generation"),
+ * decoding nothing more. A generate() that fails while its prompt is prefilled (the page pool
+ * running out, say) leaves the session exactly as it was before that call, so it can go on.
+ * @example
+ * const chat = model.createSession({ maxContext: 8192 });
+ * for await (const chunk of chat.generate("Hello!", { maxNewTokens: 64 })) process.stdout.write(chunk.text);
+ * chat.dispose();
+ */
 export class Session implements AsyncDisposable {
   private seq: SequenceState | undefined;
-  private readonly policy: HybridPolicy | undefined;
+  private policy: HybridPolicy | undefined;
   private readonly maxContext: number;
   private readonly prefillChunk: number;
+  private readonly hybrid: SessionOptions["hybrid"];
   private busy = false;
   private stat = { promptTokens: 0, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0 };
 
   /** @internal use model.createSession */
-  constructor(private readonly model: Model, options: SessionOptions, private readonly onDispose: () => void) {
-    this.maxContext = options.maxContext ?? model.config.maxPositionEmbeddings;
-    this.prefillChunk = options.prefillChunk ?? defaultPrefillChunk;
-    if (!Number.isInteger(this.maxContext) || this.maxContext < 1) throw new RangeError(`maxContext must be an integer >= 1, got ${options.maxContext}`);
-    if (!Number.isInteger(this.prefillChunk) || this.prefillChunk < 1) throw new RangeError(`prefillChunk must be an integer >= 1, got ${options.prefillChunk}`);
-    ({ seq: this.seq, policy: this.policy } = startSequence(model, options));
+  constructor(private readonly model: Model, options: SessionOptions | undefined, private readonly onDispose: () => void) {
+    ({ maxContext: this.maxContext, prefillChunk: this.prefillChunk, hybrid: this.hybrid } = validateSession(options, model, "createSession"));
+    ({ seq: this.seq, policy: this.policy } = startSequence(model, { hybrid: this.hybrid }));
   }
 
   get stats(): SessionStats {
@@ -163,15 +220,16 @@ export class Session implements AsyncDisposable {
   }
 
   /**
-   * Appends the prompt to this session's context and streams the continuation.
+   * Appends the prompt to this session's context and streams the continuation. Disposing the
+   * session (or its model) while this runs ends it with an AbortError at the next step.
    * @example
    * for await (const chunk of session.generate("Why is the sky blue?", { maxNewTokens: 128, stop: ["\n\n"] }))
    *   process.stdout.write(chunk.text);
    */
-  async *generate(prompt: Prompt, options: GenerateOptions = {}): AsyncGenerator<GenerateChunk> {
-    const { maxNewTokens, stop, stopAtEos } = validateGenerate(options);
-    const sampler = new Sampler(options);
-    const seq = this.live();
+  async *generate(prompt: Prompt, options?: GenerateOptions): AsyncGenerator<GenerateChunk> {
+    const { options: o, maxNewTokens, stop, stopAtEos, signal } = validateGenerate(options, "generate");
+    const sampler = new Sampler(o);
+    let seq = this.live();
     if (this.busy) throw new Error("this session is already generating; wait for it or use another session");
     const ids = promptIds(this.model, prompt);
     if (ids.length === 0) throw new RangeError("the prompt encodes to no tokens");
@@ -182,10 +240,9 @@ export class Session implements AsyncDisposable {
       );
     this.busy = true;
     try {
-      options.signal?.throwIfAborted();
+      signal?.throwIfAborted();
       let t0 = performance.now();
-      this.policy?.beforePrefill(seq, ids.length);
-      const logits = this.model.decoder.prefill(seq, ids, { chunkSize: this.prefillChunk, policy: this.policy });
+      const logits = prefillAtomic(this.model, seq, this.policy, ids, this.prefillChunk, () => (seq = this.restart()));
       // The next token once a decode step has chosen it (the first comes from the prefill's logits).
       let chosen: number | undefined;
       this.stat.prefillSeconds += (performance.now() - t0) / 1000;
@@ -216,7 +273,9 @@ export class Session implements AsyncDisposable {
         }
         yield { text, tokens: [next] };
         await yieldToEventLoop();
-        options.signal?.throwIfAborted();
+        // Whoever held the generator may have disposed the session (or the model) meanwhile.
+        if (this.seq !== seq) throw disposedDuringGeneration("session");
+        signal?.throwIfAborted();
         t0 = performance.now();
         chosen = decodeNext(this.model.decoder, [seq], [next], [sampler], [seen])[0];
         this.policy?.afterDecode(seq);
@@ -228,7 +287,7 @@ export class Session implements AsyncDisposable {
     }
   }
 
-  /** Frees this session's KV pages. */
+  /** Frees this session's KV pages; a generation in progress stops at its next step. */
   dispose(): void {
     if (!this.seq) return;
     this.model.decoder.releaseSequence(this.seq);
@@ -241,6 +300,14 @@ export class Session implements AsyncDisposable {
     this.dispose();
   }
 
+  /** A fresh sequence and policy in place of the current ones (after a failed first prompt). */
+  private restart(): SequenceState {
+    this.model.decoder.releaseSequence(this.live());
+    this.policy?.dispose();
+    ({ seq: this.seq, policy: this.policy } = startSequence(this.model, { hybrid: this.hybrid }));
+    return this.seq!;
+  }
+
   private live(): SequenceState {
     if (!this.seq) throw new Error("this session was disposed; create a new one with model.createSession()");
     return this.seq;
@@ -248,9 +315,12 @@ export class Session implements AsyncDisposable {
 }
 
 /** Batched generation: every prompt prefilled, then one decode step per token for all active sequences. */
-export async function generateBatch(model: Model, prompts: Prompt[], options: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
-  const { maxNewTokens, stop, stopAtEos } = validateGenerate(options);
-  const maxContext = options.maxContext ?? model.config.maxPositionEmbeddings;
+export async function generateBatch(model: Model, prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
+  const { options: o, maxNewTokens, stop, stopAtEos, signal } = validateGenerate(options, "generateBatch");
+  const { maxContext, prefillChunk, hybrid } = validateSession(o, model, "generateBatch");
+  resolveHybrid(hybrid, model.config.layers);
+  if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
+  validateSampling(o);
   const encoded = prompts.map((p) => promptIds(model, p));
   encoded.forEach((ids, i) => {
     if (ids.length === 0) throw new RangeError(`prompt ${i} encodes to no tokens`);
@@ -274,14 +344,19 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
   const results: GenerateResult[] = new Array(prompts.length);
   const active: Active[] = [];
   try {
+    // The model may be disposed while this awaits; then nothing more may touch it.
+    const stillLive = () => {
+      if (model.isDisposed) throw disposedDuringGeneration("model");
+    };
     for (const [index, ids] of encoded.entries()) {
-      options.signal?.throwIfAborted();
-      const { seq, policy } = startSequence(model, options);
-      active.push({ index, seq, policy, sampler: new Sampler({ ...options, seed: options.seed === undefined ? undefined : options.seed + index }),
+      signal?.throwIfAborted();
+      const { seq, policy } = startSequence(model, { hybrid });
+      active.push({ index, seq, policy, sampler: new Sampler({ ...o, seed: o.seed === undefined ? undefined : o.seed + index }),
         stream: new TextStream(model, stop), seen: [...ids], tokens: [], text: "", logits: new Float32Array() });
       policy?.beforePrefill(seq, ids.length);
-      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: options.prefillChunk ?? defaultPrefillChunk, policy });
+      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: prefillChunk, policy });
       await yieldToEventLoop();
+      stillLive();
     }
     while (active.length) {
       const stepping: Active[] = [];
@@ -308,11 +383,12 @@ export async function generateBatch(model: Model, prompts: Prompt[], options: Ge
       active.length = 0;
       active.push(...stepping);
       if (!active.length) break;
-      options.signal?.throwIfAborted();
+      signal?.throwIfAborted();
       const tokens = decodeNext(model.decoder, active.map((a) => a.seq), nextIds, active.map((a) => a.sampler), active.map((a) => a.seen));
       active.forEach((a, b) => (a.chosen = tokens[b]));
       for (const a of active) a.policy?.afterDecode(a.seq);
       await yieldToEventLoop();
+      stillLive();
     }
     return results;
   } catch (err) {

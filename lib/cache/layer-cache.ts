@@ -65,6 +65,19 @@ abstract class PagedCache {
     this.pages = [];
   }
 
+  /**
+   * Goes back to an earlier state of this cache: `length` tokens on its first `pageCount` pages
+   * (later pages go back to the pool). Used to undo a prefill that failed part-way; slots a ring
+   * overwrote are the caller's to restore.
+   */
+  rollBack(length: number, pageCount: number): void {
+    if (pageCount < this.pages.length) {
+      this.pool.release(this.pages.slice(pageCount));
+      this.pages = this.pages.slice(0, pageCount);
+    }
+    this.length = length;
+  }
+
   protected slotOf(table: readonly number[], s: number): number {
     return table[Math.floor(s / this.pool.pageSize)] * this.pool.pageSize + (s % this.pool.pageSize);
   }
@@ -153,6 +166,13 @@ export class StreamingCache extends PagedCache {
     const kept = p >= 0 && p < this.length && (p < this.sink || p >= this.length - this.window);
     if (!kept) throw new RangeError(`position ${p} is not in this ring (sink ${this.sink}, window ${this.window}, length ${this.length})`);
     return this.slotOf(this.pages, p < this.sink ? p : this.sink + ((p - this.sink) % this.window));
+  }
+
+  /** Positions this ring holds now that the next `count` tokens will overwrite, in order. */
+  positionsOverwrittenBy(count: number): number[] {
+    const from = Math.max(this.sink, this.length - this.window);
+    const to = Math.min(this.length, Math.max(this.sink, this.length + count - this.window));
+    return Array.from({ length: Math.max(0, to - from) }, (_, i) => from + i);
   }
 
   protected slotFor(p: number): number {

@@ -17,23 +17,31 @@ export class PoolExhaustedError extends Error {
   constructor(wanted: number, free: number, total: number) {
     super(
       `the KV page pool is full: ${wanted} page(s) wanted, ${free} of ${total} free. ` +
-        "Use a smaller batch or maxContext, more lazy layers, or a larger pool (createSession({ kvPages }))",
+        "Use a shorter prompt, a smaller batch or maxContext, more lazy layers (createSession({ hybrid })), " +
+        "or a larger pool (loadModel(dir, { kvCacheBytes }))",
     );
     this.name = "PoolExhaustedError";
   }
 }
+
+/** Page ids and pool slots (page · pageSize + offset) are int32 in the kernels. */
+export const maxPoolSlots = 2 ** 31 - 1;
 
 export class PagePool {
   readonly kPages: Tensor;
   readonly vPages: Tensor;
   readonly numPages: number;
   readonly pageSize: number;
-  private readonly free: number[];
+  /** A stack of free page ids in free[0, freeCount): 4 bytes a page, off the JS heap. */
+  private readonly free: Int32Array;
+  private freeCount: number;
   private highWater = 0;
 
   constructor(o: PagePoolOptions) {
-    if (!Number.isInteger(o.numPages) || o.numPages < 1) throw new RangeError(`numPages must be an integer >= 1, got ${o.numPages}`);
     if (!Number.isInteger(o.pageSize) || o.pageSize < 1) throw new RangeError(`pageSize must be an integer >= 1, got ${o.pageSize}`);
+    const maxPages = Math.floor(maxPoolSlots / o.pageSize);
+    if (!Number.isInteger(o.numPages) || o.numPages < 1 || o.numPages > maxPages)
+      throw new RangeError(`numPages must be an integer in [1, ${maxPages}] (pool slots are int32), got ${o.numPages}: ask for fewer kvCacheBytes`);
     const shape = [o.numPages, o.pageSize, o.kvHeads, o.headDim];
     this.kPages = Tensor.empty(shape, o.dtype, o.device);
     try {
@@ -45,7 +53,9 @@ export class PagePool {
     this.numPages = o.numPages;
     this.pageSize = o.pageSize;
     // Popped from the end: low page numbers go out first, which keeps tests readable.
-    this.free = Array.from({ length: o.numPages }, (_, i) => o.numPages - 1 - i);
+    this.free = new Int32Array(o.numPages);
+    for (let i = 0; i < o.numPages; i++) this.free[i] = o.numPages - 1 - i;
+    this.freeCount = o.numPages;
   }
 
   /** Bytes of one page (K and V together). */
@@ -54,11 +64,11 @@ export class PagePool {
   }
 
   get freePages(): number {
-    return this.free.length;
+    return this.freeCount;
   }
 
   get usedPages(): number {
-    return this.numPages - this.free.length;
+    return this.numPages - this.freeCount;
   }
 
   /** The most pages ever in use at once since creation (or the last resetHighWater). */
@@ -71,14 +81,16 @@ export class PagePool {
   }
 
   allocate(count: number): number[] {
-    if (count > this.free.length) throw new PoolExhaustedError(count, this.free.length, this.numPages);
-    const pages = this.free.splice(this.free.length - count, count).reverse();
+    if (count > this.freeCount) throw new PoolExhaustedError(count, this.freeCount, this.numPages);
+    const pages = Array.from(this.free.subarray(this.freeCount - count, this.freeCount)).reverse();
+    this.freeCount -= count;
     this.highWater = Math.max(this.highWater, this.usedPages);
     return pages;
   }
 
   release(pages: readonly number[]): void {
-    for (let i = pages.length - 1; i >= 0; i--) this.free.push(pages[i]);
+    if (this.freeCount + pages.length > this.numPages) throw new Error(`internal: ${pages.length} page(s) released into a pool with ${this.numPages - this.freeCount} in use`);
+    for (let i = pages.length - 1; i >= 0; i--) this.free[this.freeCount++] = pages[i];
   }
 
   dispose(): void {

@@ -2,6 +2,7 @@
 // keep the most frequent L − P as a layer file that fixed mode reads.
 import * as fs from "node:fs";
 import type { Model } from "../api/model";
+import { optionalFunction, optionalSignal, optionsObject } from "../api/validate";
 import { HybridOptions, resolveHybrid } from "./options";
 
 export interface LayerFile {
@@ -30,8 +31,13 @@ export interface CalibrateOptions {
  * fs.writeFileSync("layers.json", JSON.stringify(file, null, 2));
  * const session = model.createSession({ hybrid: { mode: "fixed", ...layerFileOptions(readLayerFile("layers.json")) } });
  */
-export async function calibrate(model: Model, prompts: string[], options: CalibrateOptions = {}): Promise<LayerFile> {
-  const resolved = resolveHybrid({ ...options.hybrid, mode: "calibrate" }, model.config.layers);
+export async function calibrate(model: Model, prompts: string[], options?: CalibrateOptions): Promise<LayerFile> {
+  options = optionsObject(options, "calibrate: options");
+  if (!Array.isArray(prompts) || prompts.some((p) => typeof p !== "string"))
+    throw new TypeError("calibrate: prompts must be an array of strings");
+  optionalFunction(options.onProgress, "calibrate: onProgress");
+  optionalSignal(options.signal, "calibrate: signal");
+  const resolved = resolveHybrid({ ...optionsObject(options.hybrid, "calibrate: hybrid"), mode: "calibrate" }, model.config.layers);
   const counts = new Array(model.config.layers).fill(0);
   let measured = 0;
   for (const [i, prompt] of prompts.entries()) {

@@ -39,20 +39,31 @@ export interface ResolvedHybrid {
   prefill: "full" | "streaming";
 }
 
-/** Checks every option and settles the defaults for a model of `layers` layers. */
+/**
+ * Bounds of the ring sizes: a ring's slots (sink + window) are token positions, int32 in the
+ * kernels, and a ring is allocated in full once a sequence grows past it.
+ */
+export const hybridLimits = { sink: 1 << 20, window: 1 << 30, ring: 1 << 30, lastQueries: 1 << 16 } as const;
+
+/**
+ * Checks every option and settles the defaults for a model of `layers` layers.
+ * @example const resolved = resolveHybrid({ mode: "auto", fullLayers: 0.5 }, 32); // resolved.fullLayers === 16
+ */
 export function resolveHybrid(options: HybridOptions | undefined, layers: number): ResolvedHybrid {
-  const o = options ?? {};
-  if (typeof o !== "object") throw new TypeError("hybrid must be an options object");
+  const o = options === undefined ? {} : options;
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw new TypeError(`hybrid must be an options object (or left out), got ${o === null ? "null" : Array.isArray(o) ? "an array" : JSON.stringify(o)}`);
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${JSON.stringify(o.mode)}`);
-  const int = (name: string, value: number | undefined, fallback: number, min: number) => {
+  const int = (name: string, value: number | undefined, fallback: number, min: number, max: number) => {
     const v = value ?? fallback;
-    if (!Number.isInteger(v) || v < min) throw new RangeError(`hybrid.${name} must be an integer >= ${min}, got ${JSON.stringify(value)}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
+      throw new RangeError(`hybrid.${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`);
     return v;
   };
-  const sink = int("sink", o.sink, 4, 0);
-  const window = int("window", o.window, 1020, 1);
-  const lastQueries = int("lastQueries", o.lastQueries, 32, 1);
+  const sink = int("sink", o.sink, 4, 0, hybridLimits.sink);
+  const window = int("window", o.window, 1020, 1, hybridLimits.window);
+  if (sink + window > hybridLimits.ring) throw new RangeError(`hybrid.sink + hybrid.window must be at most ${hybridLimits.ring}, got ${sink + window}`);
+  const lastQueries = int("lastQueries", o.lastQueries, 32, 1, hybridLimits.lastQueries);
   const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
   const prefill = o.prefill ?? "full";
   if (prefill !== "full" && prefill !== "streaming") throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);
@@ -72,7 +83,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
       break;
     }
     case "random":
-      lazyLayers = randomLayers(layers, layers - fullLayers, int("seed", o.seed, 0, 0));
+      lazyLayers = randomLayers(layers, layers - fullLayers, int("seed", o.seed, 0, 0, 2 ** 32 - 1));
       break;
   }
   if (o.lazyLayers !== undefined && mode !== "fixed") throw new RangeError("hybrid.lazyLayers is only for mode 'fixed'");

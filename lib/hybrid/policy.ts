@@ -104,6 +104,15 @@ export class HybridPolicy implements PrefillPolicy {
     ratios.forEach((r, layer) => this.record(seq, layer, r));
   }
 
+  /**
+   * Saves what a later prefill may change in this policy (the kept queries of a pending choice),
+   * so that a prefill that fails can be undone; the caches are the decoder's to restore.
+   */
+  savePoint(): { restore(): void; dispose(): void } {
+    const kept = this.kept?.save();
+    return { restore: () => kept?.restore(), dispose: () => kept?.dispose() };
+  }
+
   dispose(): void {
     this.kept?.dispose();
     this.kept = undefined;
@@ -166,6 +175,32 @@ class KeptQueries {
       src.dispose();
     }
     return out;
+  }
+
+  /** A copy of the kept queries, to put back with restore() if a prefill fails. */
+  save(): { restore(): void; dispose(): void } {
+    const rings = this.rings.map((r) => {
+      if (!r) return undefined;
+      const copy = Tensor.empty(r.shape, r.dtype, r.device);
+      copy.copyFrom(r);
+      return copy;
+    });
+    const positions = this.positions.map((p) => [...p]);
+    const dispose = () => rings.forEach((r) => r?.dispose());
+    return {
+      restore: () => {
+        this.rings.forEach((r, layer) => {
+          const saved = rings[layer];
+          if (saved && r) r.copyFrom(saved);
+          else if (!saved && r) {
+            r.dispose();
+            this.rings[layer] = undefined;
+          }
+        });
+        positions.forEach((p, layer) => (this.positions[layer] = p));
+      },
+      dispose,
+    };
   }
 
   dispose(): void {

@@ -43,30 +43,54 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * Upper bounds of config.json's integer fields: far above any real checkpoint (the largest
+ * today have ~128 layers, 16K hidden size, 256K vocabularies), yet small enough that
+ * everything planned from them (a layout per layer, one cache per layer, token ids and positions
+ * in int32) stays cheap and in range. They are checked before anything is planned or allocated.
+ */
+export const configLimits = {
+  layers: 1024,
+  hiddenSize: 1 << 17,
+  intermediateSize: 1 << 20,
+  heads: 1024,
+  headDim: 1024,
+  vocabSize: 1 << 24,
+  positions: 1 << 30,
+} as const;
+
+/**
+ * Reads and checks `dir/config.json`.
+ * @example const config = readConfig("./Llama-3.1-8B-Instruct"); // config.layers === 32
+ */
 export function readConfig(dir: string): ModelConfig {
   const file = path.join(dir, "config.json");
-  let raw: Record<string, unknown>;
+  let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new ConfigError(file, e.code === "ENOENT" ? "not found: is this a Hugging Face model directory?" : `cannot be read as JSON (${e.message})`);
   }
-  return parseConfig(raw, file);
+  return parseConfig(raw as Record<string, unknown>, file);
 }
 
+/** A value as an error message shows it (JSON, except for numbers JSON cannot spell). */
+const show = (v: unknown) => (typeof v === "number" || v === undefined ? String(v) : JSON.stringify(v));
+
+/**
+ * Checks a parsed config.json and normalises it; every problem is a ConfigError naming the field,
+ * the value and what is allowed.
+ * @example const config = parseConfig(JSON.parse(text), "config.json");
+ */
 export function parseConfig(raw: Record<string, unknown>, file = "config.json"): ModelConfig {
   const fail = (problem: string): never => {
     throw new ConfigError(file, problem);
   };
-  const int = (key: string, fallback?: number): number => {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail(`must hold a JSON object, got ${show(raw)}`);
+  const int = (key: string, max: number, fallback?: number, min = 1): number => {
     const v = raw[key] ?? fallback;
-    if (!Number.isInteger(v) || (v as number) < 1) fail(`'${key}' must be a positive integer, got ${JSON.stringify(raw[key])}`);
-    return v as number;
-  };
-  const num = (key: string, fallback?: number): number => {
-    const v = raw[key] ?? fallback;
-    if (typeof v !== "number" || !(v > 0)) fail(`'${key}' must be a positive number, got ${JSON.stringify(raw[key])}`);
+    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) fail(`'${key}' must be an integer in [${min}, ${max}], got ${show(raw[key])}`);
     return v as number;
   };
 
@@ -76,55 +100,84 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     fail(`architecture ${JSON.stringify(arch ?? raw.model_type)} is not supported; supported: ${supportedArchitectures.join(", ")}`);
   const architecture = arch as Architecture;
 
-  const hiddenSize = int("hidden_size");
-  const heads = int("num_attention_heads");
-  const kvHeads = int("num_key_value_heads", heads);
-  if (heads % kvHeads) fail(`num_attention_heads (${heads}) must be a multiple of num_key_value_heads (${kvHeads})`);
-  const headDim = raw.head_dim == null ? hiddenSize / heads : int("head_dim");
+  const layers = int("num_hidden_layers", configLimits.layers);
+  const vocabSize = int("vocab_size", configLimits.vocabSize);
+  const hiddenSize = int("hidden_size", configLimits.hiddenSize);
+  const intermediateSize = int("intermediate_size", configLimits.intermediateSize);
+  const heads = int("num_attention_heads", configLimits.heads);
+  const kvHeads = raw.num_key_value_heads ?? heads;
+  if (!Number.isInteger(kvHeads) || (kvHeads as number) < 1 || (kvHeads as number) > heads || heads % (kvHeads as number))
+    fail(`'num_key_value_heads' must be an integer in [1, ${heads}] dividing num_attention_heads (${heads}), got ${show(raw.num_key_value_heads)}`);
+  const headDim = raw.head_dim == null ? hiddenSize / heads : int("head_dim", configLimits.headDim, undefined, 2);
   if (!Number.isInteger(headDim)) fail(`hidden_size ${hiddenSize} is not divisible by num_attention_heads ${heads}; set head_dim`);
+  if (headDim % 2 || headDim > configLimits.headDim)
+    fail(`'head_dim' must be even (rotary embeddings rotate pairs) and at most ${configLimits.headDim}, got ${headDim}`);
+
+  const positive = (key: string, value: unknown): number => {
+    if (typeof value !== "number" || !Number.isFinite(value) || !(value > 0)) fail(`'${key}' must be a finite number > 0, got ${show(value)}`);
+    return value as number;
+  };
+  const rmsNormEps = raw.rms_norm_eps ?? 1e-6;
+  if (typeof rmsNormEps !== "number" || !(rmsNormEps > 0 && rmsNormEps < 1)) fail(`'rms_norm_eps' must be a number in (0, 1), got ${show(raw.rms_norm_eps)}`);
 
   // rope_parameters (newer transformers) carries rope_theta and the scaling together.
-  const ropeParams = (raw.rope_parameters ?? null) as Record<string, unknown> | null;
-  const scalingRaw = (raw.rope_scaling ?? ropeParams ?? null) as Record<string, unknown> | null;
-  const ropeTheta = (raw.rope_theta ?? ropeParams?.rope_theta ?? 10000) as number;
-  if (typeof ropeTheta !== "number" || !(ropeTheta > 0)) fail(`'rope_theta' must be a positive number, got ${JSON.stringify(ropeTheta)}`);
+  const object = (key: string): Record<string, unknown> | null => {
+    const v = raw[key];
+    if (v == null) return null;
+    if (typeof v !== "object" || Array.isArray(v)) fail(`'${key}' must be an object, got ${show(v)}`);
+    return v as Record<string, unknown>;
+  };
+  const ropeParams = object("rope_parameters");
+  const scalingRaw = object("rope_scaling") ?? ropeParams;
+  const ropeTheta = positive("rope_theta", raw.rope_theta ?? ropeParams?.rope_theta ?? 10000);
   const ropeScaling = parseRopeScaling(scalingRaw, fail);
 
   let slidingWindow: number | null = null;
-  if (architecture === "MistralForCausalLM" && raw.sliding_window != null) slidingWindow = int("sliding_window");
+  if (architecture === "MistralForCausalLM" && raw.sliding_window != null) slidingWindow = int("sliding_window", configLimits.positions);
   if (architecture === "Qwen2ForCausalLM" && raw.use_sliding_window === true)
     fail("use_sliding_window=true (Qwen2 sliding-window layers) is not supported");
 
+  const tokenId = (key: string, v: unknown): number => {
+    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) >= vocabSize) fail(`'${key}' must be a token id in [0, ${vocabSize - 1}], got ${show(v)}`);
+    return v as number;
+  };
   const eos = raw.eos_token_id;
-  const eosTokenIds = eos == null ? [] : Array.isArray(eos) ? (eos as number[]) : [eos as number];
+  const eosTokenIds = eos == null ? [] : (Array.isArray(eos) ? eos : [eos]).map((id) => tokenId("eos_token_id", id));
+  const flag = (key: string): boolean => {
+    const v = raw[key] ?? false;
+    if (typeof v !== "boolean") fail(`'${key}' must be true or false, got ${show(v)}`);
+    return v as boolean;
+  };
+  const dtype = raw.torch_dtype ?? raw.dtype ?? null;
+  if (dtype !== null && typeof dtype !== "string") fail(`'torch_dtype' must be a string, got ${show(dtype)}`);
   return {
     architecture,
-    vocabSize: int("vocab_size"),
+    vocabSize,
     hiddenSize,
-    intermediateSize: int("intermediate_size"),
-    layers: int("num_hidden_layers"),
+    intermediateSize,
+    layers,
     heads,
-    kvHeads,
+    kvHeads: kvHeads as number,
     headDim,
-    rmsNormEps: num("rms_norm_eps", 1e-6),
+    rmsNormEps: rmsNormEps as number,
     ropeTheta,
     ropeScaling,
-    maxPositionEmbeddings: int("max_position_embeddings", 4096),
-    tieWordEmbeddings: raw.tie_word_embeddings === true,
-    attentionBias: architecture === "Qwen2ForCausalLM" || raw.attention_bias === true,
+    maxPositionEmbeddings: int("max_position_embeddings", configLimits.positions, 4096),
+    tieWordEmbeddings: flag("tie_word_embeddings"),
+    attentionBias: architecture === "Qwen2ForCausalLM" || flag("attention_bias"),
     slidingWindow,
-    bosTokenId: typeof raw.bos_token_id === "number" ? raw.bos_token_id : null,
+    bosTokenId: raw.bos_token_id == null ? null : tokenId("bos_token_id", raw.bos_token_id),
     eosTokenIds,
-    dtype: (raw.torch_dtype ?? raw.dtype ?? null) as string | null,
+    dtype: dtype as string | null,
   };
 }
 
 function parseRopeScaling(raw: Record<string, unknown> | null, fail: (p: string) => never): RopeScaling {
   if (!raw) return { type: "default" };
-  const type = (raw.rope_type ?? raw.type ?? "default") as string;
+  const type = raw.rope_type ?? raw.type ?? "default";
   const positive = (key: string): number => {
     const v = raw[key];
-    if (typeof v !== "number" || !(v > 0)) fail(`rope_scaling.${key} must be a positive number, got ${JSON.stringify(v)}`);
+    if (typeof v !== "number" || !Number.isFinite(v) || !(v > 0)) fail(`rope_scaling.${key} must be a finite number > 0, got ${show(v)}`);
     return v as number;
   };
   switch (type) {
@@ -132,15 +185,20 @@ function parseRopeScaling(raw: Record<string, unknown> | null, fail: (p: string)
       return { type: "default" };
     case "linear":
       return { type: "linear", factor: positive("factor") };
-    case "llama3":
+    case "llama3": {
+      const [factor, lowFreqFactor, highFreqFactor] = [positive("factor"), positive("low_freq_factor"), positive("high_freq_factor")];
+      const original = raw.original_max_position_embeddings;
+      if (!Number.isInteger(original) || (original as number) < 1 || (original as number) > configLimits.positions)
+        fail(`rope_scaling.original_max_position_embeddings must be an integer in [1, ${configLimits.positions}], got ${show(original)}`);
       return {
         type: "llama3",
-        factor: positive("factor"),
-        lowFreqFactor: positive("low_freq_factor"),
-        highFreqFactor: positive("high_freq_factor"),
-        originalMaxPositionEmbeddings: positive("original_max_position_embeddings"),
+        factor,
+        lowFreqFactor,
+        highFreqFactor,
+        originalMaxPositionEmbeddings: original as number,
       };
+    }
     default:
-      return fail(`rope_scaling type '${type}' is not supported; supported: default, linear, llama3`);
+      return fail(`rope_scaling type ${show(type)} is not supported; supported: default, linear, llama3`);
   }
 }

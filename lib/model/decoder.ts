@@ -7,11 +7,12 @@
 // The residual add is fused into the next rmsNorm.
 import * as kernels from "../kernels";
 import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
-import { PagePool } from "../cache/page-pool";
+import { PagePool, PoolExhaustedError } from "../cache/page-pool";
 import { DeviceName, DType, Tensor } from "../tensor";
 import { ModelConfig } from "./config";
 import { DecodeGraphs } from "./decode-graph";
 import { ropeInverseFrequencies } from "./rope";
+import { checkTokenIds } from "./token-ids";
 import { LayerWeights, ModelWeights } from "./weights";
 
 /** One sequence's caches (one per layer) and how many tokens it holds. */
@@ -111,10 +112,25 @@ export class Decoder {
    * `allLogits` those after every token [tokens · vocab] (for tests and scoring).
    */
   prefill(seq: SequenceState, ids: readonly number[], options: PrefillOptions = {}): Float32Array {
+    checkTokenIds(ids, this.config.vocabSize, "prefill: ids");
     const N = ids.length;
     if (N === 0) throw new RangeError("prefill needs at least one token");
     const { policy } = options;
     const chunks = planChunks(N, options.chunkSize ?? defaultPrefillChunk, policy?.minFinalChunk ?? 1);
+    const undo = new CacheUndo(this, seq, N);
+    try {
+      return this.prefillLayers(seq, ids, chunks, options);
+    } catch (err) {
+      undo.restore(seq);
+      throw err;
+    } finally {
+      undo.dispose();
+    }
+  }
+
+  private prefillLayers(seq: SequenceState, ids: readonly number[], chunks: Array<[number, number]>, options: PrefillOptions): Float32Array {
+    const N = ids.length;
+    const { policy } = options;
     const temps = new Temps();
     let mlpOut: Tensor | undefined;
     try {
@@ -174,6 +190,7 @@ export class Decoder {
    * (decode-graph.ts) when it can be; otherwise, and on the CPU, it runs op by op.
    */
   decode(seqs: readonly SequenceState[], ids: readonly number[]): Float32Array {
+    this.checkStep(seqs, ids);
     const replayed = this.graphs?.run(seqs, ids, "logits");
     if (replayed) return replayed;
     return this.decodeEager(seqs, ids, (logits) => logits.toFloat32Array());
@@ -184,6 +201,7 @@ export class Decoder {
    * CUDA) instead of reading them back; the tensor is valid only while `use` runs.
    */
   decodeThen<T>(seqs: readonly SequenceState[], ids: readonly number[], use: (logits: Tensor) => T): T {
+    this.checkStep(seqs, ids);
     const replayed = this.graphs?.run(seqs, ids, "device");
     return replayed ? use(replayed) : this.decodeEager(seqs, ids, use);
   }
@@ -194,6 +212,7 @@ export class Decoder {
    * are, so on CUDA a step reads back batch integers instead of batch × vocab logits.
    */
   decodeGreedy(seqs: readonly SequenceState[], ids: readonly number[]): Int32Array {
+    this.checkStep(seqs, ids);
     const replayed = this.graphs?.run(seqs, ids, "argmax");
     if (replayed) return replayed;
     return this.decodeEager(seqs, ids, (logits) => {
@@ -204,6 +223,20 @@ export class Decoder {
         tokens.dispose();
       }
     });
+  }
+
+  /**
+   * Checks a decode step before it touches any cache: one valid token id per sequence, and enough
+   * free pages for every cache that grows. A step that fails part-way would leave some layers a
+   * token ahead of the others; checked here, the pool running out is an error with nothing changed.
+   */
+  private checkStep(seqs: readonly SequenceState[], ids: readonly number[]): void {
+    checkTokenIds(ids, this.config.vocabSize, "decode: ids");
+    if (!Array.isArray(seqs) || seqs.length !== ids.length || seqs.length === 0)
+      throw new RangeError(`decode needs one token id per sequence (at least one), got ${ids.length} id(s) for ${Array.isArray(seqs) ? seqs.length : "no"} sequence(s)`);
+    let wanted = 0;
+    for (const s of seqs) for (const c of s.caches) wanted += c.pageCountAfter(1) - c.pageTable.length;
+    if (wanted > this.pool.freePages) throw new PoolExhaustedError(wanted, this.pool.freePages, this.pool.numPages);
   }
 
   /** The decode step op by op; hands the logits [batch, vocab] to `use`, then frees them. */
@@ -333,5 +366,62 @@ export class Decoder {
     temps.add(values.rows(prefix, T)).copyFrom(v);
     kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
     return kernels.prefillAttention({ q, k: keys, v: values, streaming, lazyRatio });
+  }
+}
+
+/**
+ * What a prefill may change in a sequence's caches, saved so that a prefill failing part-way
+ * (the pool running out, a device error) leaves the sequence exactly as it was: every cache back
+ * to its length and pages (later pages go back to the pool), a cache the policy cut back to the
+ * empty full cache it was, and ring slots the prompt overwrote restored from a copy taken first.
+ */
+class CacheUndo {
+  private readonly marks: Array<{ cache: LayerCache; length: number; pages: number }>;
+  private readonly overwritten: Array<{ slots: Tensor; k: Tensor; v: Tensor }> = [];
+  private readonly length: number;
+
+  constructor(private readonly decoder: Decoder, seq: SequenceState, tokens: number) {
+    this.length = seq.length;
+    this.marks = seq.caches.map((cache) => ({ cache, length: cache.length, pages: cache.pageTable.length }));
+    const { kPages, vPages } = decoder.pool;
+    try {
+      for (const cache of seq.caches) {
+        if (cache.kind !== "streaming") continue;
+        const positions = cache.positionsOverwrittenBy(tokens);
+        if (!positions.length) continue;
+        const slots = Tensor.from(Int32Array.from(positions, (p) => cache.slotOfPosition(p)), [positions.length], { device: kPages.device });
+        try {
+          this.overwritten.push({ slots, ...kernels.gatherKv({ kPages, vPages, slots }) });
+        } catch (err) {
+          slots.dispose();
+          throw err;
+        }
+      }
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+
+  restore(seq: SequenceState): void {
+    seq.length = this.length;
+    this.marks.forEach((mark, layer) => {
+      const now = seq.caches[layer];
+      if (now !== mark.cache) {
+        // The policy cut this cache during the prefill: only a first prefill does, when the cut
+        // cache was empty before it, so the emptied full cache is exactly what was there.
+        if (mark.length !== 0) throw new Error(`internal: layer ${layer} was cut during a prefill that started at ${mark.length} tokens`);
+        now.release();
+        seq.caches[layer] = mark.cache;
+      }
+      mark.cache.rollBack(mark.length, mark.pages);
+    });
+    const { kPages, vPages } = this.decoder.pool;
+    for (const { slots, k, v } of this.overwritten) kernels.appendKv({ k, v, kPages, vPages, slots });
+  }
+
+  dispose(): void {
+    for (const saved of this.overwritten) for (const t of Object.values(saved)) t.dispose();
+    this.overwritten.length = 0;
   }
 }

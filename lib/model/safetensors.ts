@@ -141,21 +141,39 @@ export class SafetensorsFile {
   }
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * Reads and checks the header the way the reference implementation does: a JSON object starting
+ * with '{' (space padding after it is allowed), string-valued __metadata__, known dtypes, shapes
+ * whose byte size matches their data_offsets, and tensors that tile the data region exactly —
+ * from byte 0, without gaps or overlaps, to the end of the file. A length prefix that is off by a
+ * few bytes (into the padding) or a dropped entry therefore cannot go unnoticed.
+ */
 function parseHeader(path: string, fd: number) {
-  const size = fs.fstatSync(fd).size;
+  const stat = fs.fstatSync(fd);
+  if (!stat.isFile()) throw new SafetensorsError(path, "is not a regular file");
+  const size = stat.size;
   if (size < 8) throw new SafetensorsError(path, `is ${size} bytes, too short for a safetensors header`);
   const lengthBytes = Buffer.alloc(8);
-  fs.readSync(fd, lengthBytes, 0, 8, 0);
+  if (fs.readSync(fd, lengthBytes, 0, 8, 0) !== 8) throw new SafetensorsError(path, "ended while reading the header length");
   const headerLength = Number(lengthBytes.readBigUInt64LE(0));
   if (headerLength < 2 || headerLength > maxHeaderBytes)
     throw new SafetensorsError(path, `header length ${headerLength} is not plausible (expected 2 .. ${maxHeaderBytes} bytes): not a safetensors file?`);
   if (8 + headerLength > size)
     throw new SafetensorsError(path, `header says ${headerLength} bytes but the file has only ${size - 8} after the length: truncated`);
   const headerBytes = Buffer.alloc(headerLength);
-  fs.readSync(fd, headerBytes, 0, headerLength, 8);
+  if (fs.readSync(fd, headerBytes, 0, headerLength, 8) !== headerLength) throw new SafetensorsError(path, "ended while reading the header");
+  if (headerBytes[0] !== 0x7b) throw new SafetensorsError(path, "header must start with '{' (a JSON object): not a safetensors file?");
+  let text: string;
+  try {
+    text = utf8.decode(headerBytes);
+  } catch {
+    throw new SafetensorsError(path, "header is not valid UTF-8");
+  }
   let header: unknown;
   try {
-    header = JSON.parse(headerBytes.toString("utf8"));
+    header = JSON.parse(text);
   } catch (err) {
     throw new SafetensorsError(path, `header is not valid JSON (${(err as Error).message})`);
   }
@@ -168,12 +186,14 @@ function parseHeader(path: string, fd: number) {
   let metadata: Record<string, string> = {};
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      metadata = (value ?? {}) as Record<string, string>;
+      if (typeof value !== "object" || value === null || Array.isArray(value) || Object.values(value).some((v) => typeof v !== "string"))
+        throw new SafetensorsError(path, "__metadata__ must map strings to strings");
+      metadata = value as Record<string, string>;
       continue;
     }
     const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof info !== "object" || info === null) throw new SafetensorsError(path, `entry '${name}' is not an object`);
-    if (typeof info.dtype !== "string" || !(info.dtype in byteSizes))
+    if (typeof info !== "object" || info === null || Array.isArray(info)) throw new SafetensorsError(path, `entry '${name}' is not an object`);
+    if (typeof info.dtype !== "string" || !Object.hasOwn(byteSizes, info.dtype))
       throw new SafetensorsError(path, `tensor '${name}' has unknown dtype ${JSON.stringify(info.dtype)}`);
     const shape = info.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
@@ -183,7 +203,9 @@ function parseHeader(path: string, fd: number) {
       throw new SafetensorsError(path, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}`);
     if (offsets[1] > dataSize)
       throw new SafetensorsError(path, `tensor '${name}' ends at byte ${offsets[1]} of the data but the file holds ${dataSize}: truncated or corrupt`);
-    const expected = (shape as number[]).reduce((a, b) => a * b, 1) * byteSizes[info.dtype];
+    const expected = (shape as number[]).reduce((a, b) => a * b, byteSizes[info.dtype]);
+    if (!Number.isSafeInteger(expected))
+      throw new SafetensorsError(path, `tensor '${name}' has shape ${JSON.stringify(shape)}, too large for any file`);
     if (offsets[1] - offsets[0] !== expected)
       throw new SafetensorsError(
         path,
@@ -191,9 +213,30 @@ function parseHeader(path: string, fd: number) {
       );
     entries.set(name, { name, dtype: info.dtype as FileDType, shape: shape as number[], begin: dataStart + offsets[0], end: dataStart + offsets[1] });
   }
-  const sorted = [...entries.values()].filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++)
-    if (sorted[i].begin < sorted[i - 1].end)
-      throw new SafetensorsError(path, `tensors '${sorted[i - 1].name}' and '${sorted[i].name}' overlap in the file`);
+  checkCoverage(path, [...entries.values()], dataStart, dataSize);
   return { entries, metadata };
+}
+
+/** The tensors, in file order, must tile [0, dataSize) of the data exactly. */
+function checkCoverage(path: string, entries: SafetensorsEntry[], dataStart: number, dataSize: number): void {
+  const sorted = entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
+  let previous: SafetensorsEntry | undefined;
+  for (const e of sorted) {
+    const begin = e.begin - dataStart;
+    if (begin < covered) throw new SafetensorsError(path, `tensors '${previous!.name}' and '${e.name}' overlap in the file`);
+    if (begin > covered)
+      throw new SafetensorsError(
+        path,
+        `bytes [${covered}, ${begin}) of the data lie ${previous ? `between tensors '${previous.name}' and '${e.name}'` : `before tensor '${e.name}'`} ` +
+          "and belong to no tensor: the header does not describe this data",
+      );
+    covered = e.end - dataStart;
+    previous = e;
+  }
+  if (covered !== dataSize)
+    throw new SafetensorsError(
+      path,
+      `tensors cover ${covered} bytes of data but the file holds ${dataSize} after the header: the header length is wrong or the file has extra bytes`,
+    );
 }

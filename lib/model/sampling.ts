@@ -21,12 +21,13 @@ export interface SamplingOptions {
 
 export function validateSampling(o: SamplingOptions): Required<SamplingOptions> {
   const t = o.temperature ?? 0, k = o.topK ?? 0, p = o.topP ?? 1, r = o.repetitionPenalty ?? 1;
-  if (!(t >= 0) || !Number.isFinite(t)) throw new RangeError(`temperature must be >= 0, got ${o.temperature}`);
-  if (!Number.isInteger(k) || k < 0) throw new RangeError(`topK must be an integer >= 0, got ${o.topK}`);
-  if (!(p > 0 && p <= 1)) throw new RangeError(`topP must be in (0, 1], got ${o.topP}`);
-  if (!(r > 0) || !Number.isFinite(r)) throw new RangeError(`repetitionPenalty must be > 0, got ${o.repetitionPenalty}`);
+  const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(v));
+  if (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t)) throw new RangeError(`temperature must be a finite number >= 0, got ${show(o.temperature)}`);
+  if (typeof k !== "number" || !Number.isInteger(k) || k < 0) throw new RangeError(`topK must be an integer >= 0, got ${show(o.topK)}`);
+  if (typeof p !== "number" || !(p > 0 && p <= 1)) throw new RangeError(`topP must be a number in (0, 1], got ${show(o.topP)}`);
+  if (typeof r !== "number" || !(r > 0) || !Number.isFinite(r)) throw new RangeError(`repetitionPenalty must be a finite number > 0, got ${show(o.repetitionPenalty)}`);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-  if (!Number.isInteger(seed)) throw new RangeError(`seed must be an integer, got ${o.seed}`);
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, and a safe one (|seed| < 2^53), got ${show(o.seed)}`);
   return { temperature: t, topK: k, topP: p, repetitionPenalty: r, seed };
 }
 

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { DeviceName, DType, Tensor } from "../tensor";
 import { ModelConfig } from "./config";
-import { SafetensorsFile } from "./safetensors";
+import { FileDType, SafetensorsError, SafetensorsFile } from "./safetensors";
 
 export interface LayerWeights {
   inputNorm: Tensor;
@@ -50,7 +50,15 @@ export interface LoadWeightsOptions {
   signal?: AbortSignal;
 }
 
-/** Opens every shard of a checkpoint and maps tensor names to their file. */
+/**
+ * Opens every shard of a checkpoint and maps tensor names to their file. A shard index must
+ * describe its shards exactly: every entry names a file inside the model directory that holds the
+ * tensor, every tensor of those files is listed, and no tensor is in two files.
+ * @example
+ * const checkpoint = new Checkpoint("./Llama-3.1-8B-Instruct");
+ * checkpoint.expect("model.norm.weight", [4096]);
+ * checkpoint.close();
+ */
 export class Checkpoint {
   readonly files: SafetensorsFile[] = [];
   private readonly byName = new Map<string, SafetensorsFile>();
@@ -59,36 +67,51 @@ export class Checkpoint {
     const index = path.join(dir, "model.safetensors.index.json");
     const single = path.join(dir, "model.safetensors");
     try {
-      if (fs.existsSync(index)) {
-        let weightMap: Record<string, string>;
-        try {
-          weightMap = JSON.parse(fs.readFileSync(index, "utf8")).weight_map;
-        } catch (err) {
-          throw new Error(`${index}: cannot be read as JSON (${(err as Error).message})`);
-        }
-        if (typeof weightMap !== "object" || weightMap === null) throw new Error(`${index}: has no 'weight_map' object`);
-        const opened = new Map<string, SafetensorsFile>();
-        for (const [name, file] of Object.entries(weightMap)) {
-          if (!opened.has(file)) {
-            const shard = SafetensorsFile.open(path.join(dir, file));
-            opened.set(file, shard);
-            this.files.push(shard);
-          }
-          const shard = opened.get(file)!;
-          if (!shard.entries.has(name)) throw new Error(`${index}: lists '${name}' in ${file}, but that file has no such tensor`);
-          this.byName.set(name, shard);
-        }
-      } else if (fs.existsSync(single)) {
+      if (fs.existsSync(index)) this.openShards(index);
+      else if (fs.existsSync(single)) {
         const file = SafetensorsFile.open(single);
         this.files.push(file);
         for (const name of file.entries.keys()) this.byName.set(name, file);
       } else {
-        throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json found (only safetensors checkpoints are supported)`);
+        throw new SafetensorsError(dir, "no model.safetensors or model.safetensors.index.json found (only safetensors checkpoints are supported)");
       }
     } catch (err) {
       this.close();
       throw err;
     }
+  }
+
+  private openShards(index: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fs.readFileSync(index, "utf8"));
+    } catch (err) {
+      throw new SafetensorsError(index, `cannot be read as JSON (${(err as Error).message})`);
+    }
+    const weightMap = (parsed as { weight_map?: unknown } | null)?.weight_map;
+    if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) throw new SafetensorsError(index, "has no 'weight_map' object");
+    const opened = new Map<string, SafetensorsFile>();
+    for (const [name, file] of Object.entries(weightMap)) {
+      if (typeof file !== "string" || file === "" || path.basename(file) !== file)
+        throw new SafetensorsError(index, `weight_map entry '${name}' names ${JSON.stringify(file)}, which is not a file name inside the model directory`);
+      let shard = opened.get(file);
+      if (!shard) {
+        shard = SafetensorsFile.open(path.join(this.dir, file));
+        opened.set(file, shard);
+        this.files.push(shard);
+      }
+      if (!shard.entries.has(name)) throw new SafetensorsError(index, `lists '${name}' in ${file}, but that file has no such tensor`);
+      this.byName.set(name, shard);
+    }
+    const holder = new Map<string, string>();
+    for (const [file, shard] of opened)
+      for (const name of shard.entries.keys()) {
+        const other = holder.get(name);
+        if (other !== undefined) throw new SafetensorsError(index, `tensor '${name}' is in both ${other} and ${file}: the shards must not overlap`);
+        holder.set(name, file);
+      }
+    for (const [name, file] of holder)
+      if (!this.byName.has(name)) throw new SafetensorsError(index, `${file} holds '${name}', which the index does not list`);
   }
 
   has(name: string): boolean {
@@ -97,23 +120,25 @@ export class Checkpoint {
 
   file(name: string): SafetensorsFile {
     const f = this.byName.get(name);
-    if (!f) throw new Error(`${this.dir}: the checkpoint has no tensor '${name}'`);
+    if (!f) throw new SafetensorsError(this.dir, `the checkpoint has no tensor '${name}'`);
     return f;
   }
 
-  /** Checks that `name` exists with exactly `shape`. */
+  /** Checks that `name` exists as a floating-point tensor of exactly `shape`. */
   expect(name: string, shape: number[]): void {
-    const entry = this.file(name).get(name);
+    const file = this.file(name);
+    const entry = file.get(name);
+    if (!weightDTypes.includes(entry.dtype)) throw new SafetensorsError(file.path, `tensor '${name}' is ${entry.dtype}; weights must be ${weightDTypes.join(", ")}`);
     if (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i]))
-      throw new Error(
-        `${this.file(name).path}: tensor '${name}' has shape [${entry.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`,
-      );
+      throw new SafetensorsError(file.path, `tensor '${name}' has shape [${entry.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
   }
 
   close(): void {
     for (const f of this.files) f.close();
   }
 }
+
+const weightDTypes: readonly FileDType[] = ["F32", "F16", "BF16"];
 
 interface Planned {
   /** Source tensors stacked in order along the first dimension, each with its own shape. */
@@ -180,7 +205,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
       for (const { name } of planned.sources) {
         const file = checkpoint.file(name);
         if (file.get(name).dtype !== first.dtype)
-          throw new Error(`${file.path}: tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`);
+          throw new SafetensorsError(file.path, `tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`);
         await file.readAsync(name, staging, offset);
         offset += file.get(name).shape.reduce((a, b) => a * b, 1);
         loadedBytes += sizeOf(checkpoint, name);
@@ -207,7 +232,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
 
   try {
     if (sourceDTypes.size > 1 && !options.dtype)
-      throw new Error(`${checkpoint.dir}: weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`);
+      throw new SafetensorsError(checkpoint.dir, `weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`);
     const embed = await load(layout.embed);
     const norm = await load(layout.norm);
     const lmHead = layout.lmHead ? await load(layout.lmHead) : embed;

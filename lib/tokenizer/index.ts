@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { checkTokenIds } from "../model/token-ids";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;
@@ -19,12 +20,15 @@ function tokenText(value: unknown): string | undefined {
 }
 
 function readJson(file: string, what: string): Record<string, unknown> {
+  let json: unknown;
   try {
-    return JSON.parse(fs.readFileSync(file, "utf8"));
+    json = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`${file}: ${e.code === "ENOENT" ? `not found (the ${what} is needed)` : `cannot be read as JSON (${e.message})`}`);
   }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error(`${file}: must hold a JSON object (the ${what})`);
+  return json as Record<string, unknown>;
 }
 
 /**
@@ -47,14 +51,24 @@ export class Tokenizer {
     const chat = config.chat_template;
     // A list of named templates is allowed; the "default" one is the chat template.
     const source = Array.isArray(chat) ? (chat.find((t) => t?.name === "default")?.template as string | undefined) : (chat as string | undefined);
+    if (source !== undefined && typeof source !== "string") throw new TypeError(`chat_template must be a string or a list of named templates, got ${typeof source}`);
     if (typeof source === "string") this.template = new Template(source);
   }
 
+  /**
+   * Reads tokenizer.json and tokenizer_config.json (optional) of a model directory.
+   * @example const tok = Tokenizer.fromDirectory("./Llama-3.1-8B-Instruct");
+   */
   static fromDirectory(dir: string): Tokenizer {
-    const json = readJson(path.join(dir, "tokenizer.json"), "tokenizer");
+    const file = path.join(dir, "tokenizer.json");
+    const json = readJson(file, "tokenizer");
     const configFile = path.join(dir, "tokenizer_config.json");
     const config = fs.existsSync(configFile) ? readJson(configFile, "tokenizer config") : {};
-    return new Tokenizer(json, config);
+    try {
+      return new Tokenizer(json, config);
+    } catch (err) {
+      throw new Error(`${file}: cannot be used as a tokenizer with ${configFile} (${(err as Error).message})`);
+    }
   }
 
   /** Token ids of `text`; special tokens (a BOS, say) are added as tokenizer.json's post-processor says. */
@@ -62,7 +76,13 @@ export class Tokenizer {
     return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
 
+  /**
+   * Text of token ids. Every id must be an integer in int32 range; ids beyond this tokenizer's
+   * vocabulary (a model may have padding rows) decode to nothing.
+   * @example tok.decode(tok.encode("Hello"), { skipSpecialTokens: true }) // "Hello"
+   */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    checkTokenIds(ids, 2 ** 31, "decode: ids");
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 

@@ -1,0 +1,39 @@
+// Runs a script in a child node process, so a case that can kill the process (a heap out-of-memory
+// abort, a native crash) is a failed test rather than the death of the test runner. The script
+// requires the library's TypeScript sources as `require(process.env.LIGHTTRANSFER_ROOT + "/lib")`.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export interface ChildResult {
+  /** Exit code, or null when a signal ended the process. */
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const root = path.join(__dirname, "..", "..");
+
+/**
+ * Runs `source` (CommonJS JavaScript) in a fresh node with a small heap, so a runaway allocation
+ * fails fast instead of swapping.
+ * @example const r = runChild(`require(process.env.LIGHTTRANSFER_ROOT + "/lib"); console.log("ok")`);
+ */
+export function runChild(source: string, { heapMiB = 512, timeoutMs = 120_000 } = {}): ChildResult {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-child-"));
+  const script = path.join(dir, "script.js");
+  fs.writeFileSync(script, source);
+  try {
+    const r = spawnSync(process.execPath, [`--max-old-space-size=${heapMiB}`, "-r", path.join(__dirname, "register-ts.js"), script], {
+      cwd: root,
+      env: { ...process.env, LIGHTTRANSFER_ROOT: root },
+      encoding: "utf8",
+      timeout: timeoutMs,
+    });
+    return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
