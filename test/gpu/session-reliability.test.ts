@@ -1,0 +1,118 @@
+// Sessions own their in-flight work on CUDA too: a prompt that fails part-way rolls back every
+// cache and the hybrid policy (the CPU suite's tests, run on cuda:0), and disposing a session or
+// its model during generate stops the generation with an AbortError and gives back every page and
+// every byte of device memory. The decode steps around both replay the CUDA decode graph
+// (lib/model/decode-graph.ts), whose recorded buffers and index rows must survive them.
+import * as path from "node:path";
+import { loadModel, memoryUsage, Model, SessionOptions } from "../../lib";
+import { fixtureRoot } from "../helpers/fixtures";
+import { collectGarbage } from "../helpers/gc";
+import { describeWithCuda } from "../helpers/gpu";
+import { rollbackTests } from "../helpers/session-rollback";
+import { greedyTokens } from "../helpers/sessions";
+
+const describeGpu = describeWithCuda("session-reliability");
+const dir = path.join(fixtureRoot, "llama-tiny");
+const load = () => loadModel(dir, { device: "cuda:0", kvCacheBytes: 2 ** 20, pageSize: 4 });
+const replayedSteps = (model: Model) => model.decoder.graphs!.stats.graphSteps;
+
+describeGpu("a failed prompt on CUDA leaves the session as it was", () => {
+  // llama-tiny's cache is bf16 on CUDA.
+  rollbackTests({ device: "cuda:0", valueBytes: 2, replayedSteps });
+});
+
+/** Tokens generated before the session is disposed: past a few 4-token pages and a wrapped ring. */
+const chunksBeforeDispose = 20;
+const prompt = "Once upon a time";
+const maxNewTokens = 40;
+
+describeGpu("session.dispose() during generate on CUDA", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await load();
+  });
+  afterAll(async () => model?.dispose());
+
+  // `eagerSteps`: decode steps before the dispose that observe their queries (a pending hybrid
+  // choice), which run op by op; every other step replays the graph. The prompt has 10 tokens:
+  // the third session chooses its lazy layers after step 4 (14 tokens > sink + window), the
+  // fourth never within these tokens.
+  test.each<[string, SessionOptions, number]>([
+    ["full caches", {}, 0],
+    ["hybrid fixed, ring wrapped", { hybrid: { mode: "fixed", lazyLayers: [1], sink: 1, window: 3 } }, 0],
+    ["hybrid auto, choice made during the generation", { hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 12, lastQueries: 2 } }, 4],
+    ["hybrid auto, choice pending", { hybrid: { mode: "auto", sink: 2, window: 64, lastQueries: 2 } }, chunksBeforeDispose - 1],
+  ])("stops the generation, gives back every page and byte, and the model generates as before (%s)", async (_, sessionOptions, eagerSteps) => {
+    // An undisturbed generation first: the tokens to compare with, and the decode graph recorded
+    // (its buffers stay with the model until it is disposed, so they are part of the baseline).
+    const undisturbed = model.createSession(sessionOptions);
+    const expected = await greedyTokens(undisturbed, prompt, maxNewTokens);
+    undisturbed.dispose();
+    expect(expected).toHaveLength(maxNewTokens);
+
+    await collectGarbage();
+    const used = model.pool.usedPages, bytes = memoryUsage().cuda, replayedBefore = replayedSteps(model);
+    const session = model.createSession(sessionOptions);
+    const decodeGreedy = jest.spyOn(model.decoder, "decodeGreedy");
+    const tokens: number[] = [];
+    let stepsAtDispose = -1, steps = -1;
+    let error: Error | undefined;
+    try {
+      for await (const chunk of session.generate(prompt, { maxNewTokens, stopAtEos: false })) {
+        tokens.push(...chunk.tokens);
+        if (tokens.length === chunksBeforeDispose) {
+          session.dispose();
+          stepsAtDispose = decodeGreedy.mock.calls.length;
+        }
+      }
+    } catch (err) {
+      error = err as Error;
+    } finally {
+      steps = decodeGreedy.mock.calls.length;
+      decodeGreedy.mockRestore();
+    }
+    expect(error?.name).toBe("AbortError");
+    expect(error?.message).toMatch(/this session was disposed during generation/);
+    // The first token comes from the prefill, each later one from a decode step; none after dispose.
+    expect(stepsAtDispose).toBe(chunksBeforeDispose - 1);
+    expect(steps).toBe(stepsAtDispose);
+    expect(tokens).toEqual(expected.slice(0, chunksBeforeDispose));
+    expect(replayedSteps(model) - replayedBefore).toBe(stepsAtDispose - eagerSteps);
+    expect(model.decoder.graphs!.stats.unavailable).toBeUndefined();
+    expect(model.pool.usedPages).toBe(used);
+    expect(memoryUsage().cuda).toBe(bytes);
+
+    const again = model.createSession(sessionOptions);
+    expect(await greedyTokens(again, prompt, maxNewTokens)).toEqual(expected);
+    again.dispose();
+    expect(model.pool.usedPages).toBe(used);
+    expect(memoryUsage().cuda).toBe(bytes);
+  });
+});
+
+describeGpu("model.dispose() during generate on CUDA", () => {
+  test("stops the generation with an AbortError and frees all its device memory, decode graphs included", async () => {
+    await collectGarbage();
+    const bytes = memoryUsage().cuda;
+    const model = await load();
+    const session = model.createSession();
+    const tokens: number[] = [];
+    let error: Error | undefined;
+    try {
+      for await (const chunk of session.generate(prompt, { maxNewTokens, stopAtEos: false })) {
+        tokens.push(...chunk.tokens);
+        if (tokens.length === chunksBeforeDispose) await model.dispose();
+      }
+    } catch (err) {
+      error = err as Error;
+    } finally {
+      await model.dispose(); // a no-op when the loop did it, as it should have
+    }
+    expect(error?.name).toBe("AbortError");
+    expect(error?.message).toMatch(/this session was disposed during generation/);
+    expect(tokens).toHaveLength(chunksBeforeDispose);
+    // The steps before the dispose were replayed, so the graph's buffers existed and are gone now.
+    expect(model.decoder.graphs!.stats.graphSteps).toBe(chunksBeforeDispose - 1);
+    expect(memoryUsage().cuda).toBe(bytes);
+  });
+});

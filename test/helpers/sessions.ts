@@ -1,0 +1,32 @@
+// Session helpers shared by the reliability suites (CPU and GPU): a whole greedy generation, and
+// what a session's caches hold.
+import { kernels, Model, Session, Tensor } from "../../lib";
+import type { SequenceState } from "../../lib/model/decoder";
+
+/** The tokens `session` generates greedily for `prompt`, EOS or not. */
+export async function greedyTokens(session: Session, prompt: string, maxNewTokens = 6): Promise<number[]> {
+  const tokens: number[] = [];
+  for await (const chunk of session.generate(prompt, { maxNewTokens, stopAtEos: false })) tokens.push(...chunk.tokens);
+  return tokens;
+}
+
+/** The keys and values a session's caches hold, layer by layer, in position order. */
+export function heldKv(model: Model, session: Session): Float32Array[] {
+  const seq = (session as unknown as { seq: SequenceState }).seq;
+  const { kPages, vPages } = model.pool;
+  return seq.caches.map((cache) => {
+    const positions = Array.from({ length: seq.length }, (_, p) => p).filter((p) => {
+      try {
+        cache.slotOfPosition(p);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    const slots = Tensor.from(Int32Array.from(positions, (p) => cache.slotOfPosition(p)), [positions.length], { device: kPages.device });
+    const { k, v } = kernels.gatherKv({ kPages, vPages, slots });
+    const held = Float32Array.from([...k.toFloat32Array(), ...v.toFloat32Array()]);
+    for (const t of [slots, k, v]) t.dispose();
+    return held;
+  });
+}
