@@ -64,12 +64,15 @@ function cmakeArgs(buildDir) {
   ];
 }
 
+// The toolkit's own bin/nvcc (not a wrapper elsewhere on PATH): its folder is what the build
+// root needs mounted.
 function findNvcc() {
-  for (const dir of [...(process.env.PATH || "").split(":"), "/usr/local/cuda/bin"]) {
-    const file = path.join(dir, "nvcc");
-    if (dir && fs.existsSync(file)) return file;
+  const homes = [process.env.CUDA_HOME, process.env.CUDA_PATH, "/usr/local/cuda"].filter(Boolean);
+  for (const home of homes) {
+    const file = path.join(home, "bin", "nvcc");
+    if (fs.existsSync(file)) return file;
   }
-  throw new Error("nvcc not found: the release build needs the CUDA toolkit (put its bin/ on PATH)");
+  throw new Error(`nvcc not found in ${homes.join(", ")}: the release build needs the CUDA toolkit (set CUDA_HOME)`);
 }
 
 /** Runs the build inside the build root, with the repository and the CUDA toolkit bind-mounted at their own paths. */
