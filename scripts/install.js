@@ -48,7 +48,7 @@ function buildWithNodeGyp() {
     log(`node-gyp was not found (looked at ${nodeGyp}); run this through npm, or install CMake`);
     return false;
   }
-  return spawnSync(process.execPath, [nodeGyp, "rebuild"], { cwd: root, stdio: "inherit" }).status === 0;
+  return spawnSync(process.execPath, [nodeGyp, "rebuild", "--jobs", "max"], { cwd: root, stdio: "inherit" }).status === 0;
 }
 
 function buildFromSource() {

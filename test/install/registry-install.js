@@ -2,8 +2,8 @@
 // The install test, with a real registry and no mocks. Starts verdaccio on 127.0.0.1 (other
 // packages are proxied from the npm registry), publishes the packages scripts/release.js packed,
 // then, each in a fresh temporary project:
-//   1. prebuilt: `npm install lighttransfer` with a PATH that holds node and npm but no cmake,
-//      compiler or nvcc; the platform package must be installed and used (no build/ folder),
+//   1. prebuilt: `npm install lighttransfer` with a PATH that holds node, npm and the usual
+//      commands but no cmake, compiler, linker, make or nvcc; the platform package must be installed and used (no build/ folder),
 //      then test/install/smoke.js: devices(), the tiny Llama fixture, 8 tokens full and hybrid.
 //   2. fallback: `npm install lighttransfer --omit=optional`, as on a platform with no prebuilt,
 //      with a compiler but no CMake: the install must say it found no prebuilt and is building
@@ -158,7 +158,7 @@ function freshProject(name) {
 }
 
 function which(command, env) {
-  return spawnSync("sh", ["-c", `command -v ${command}`], { env, encoding: "utf8" }).stdout.trim();
+  return (spawnSync("/bin/sh", ["-c", `command -v ${command}`], { env, encoding: "utf8" }).stdout ?? "").trim();
 }
 
 async function main() {
@@ -176,7 +176,8 @@ async function main() {
     step(`published ${[...platforms, main].map((p) => p.name).join(", ")}`);
 
     if (only !== "fallback") {
-      const env = userEnv(npmrc, pathWithout("bin-node-npm", (entry) => entry !== "node" && entry !== "npm"));
+      const toolchain = /^(cmake|ctest|cpack|ccmake|nvcc|cc|c\+\+|cpp|gcc.*|g\+\+.*|clang.*|x86_64-linux-gnu-.*|ld|ld\..*|as|make|gmake)$/;
+      const env = userEnv(npmrc, pathWithout("bin-no-toolchain", (entry) => toolchain.test(entry)));
       for (const tool of ["cmake", "c++", "g++", "gcc", "cc", "nvcc", "make"])
         if (which(tool, env)) fail(`the test PATH still has ${tool}: ${which(tool, env)}`);
       const app = freshProject("prebuilt");
