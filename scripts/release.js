@@ -13,6 +13,9 @@
 //   --archs LIST     CUDA targets (default "80-real;86-real;89-real;90": SASS for each, plus PTX
 //                    of sm_90 so that newer GPUs can JIT).
 //   --out DIR        where the .tgz files and release.json go (default dist/packages).
+//   --lineinfo       keep source lines in the GPU code (about 4x the fatbin; off by default).
+//   --compression M  nvcc --compress-mode of the GPU code (default "size": ~9x smaller than
+//                    nvcc's default; the driver decompresses each module as it loads it).
 //
 // Publishing is then `npm publish <tgz>` for every platform package, then for the main package.
 "use strict";
@@ -38,6 +41,8 @@ const { values: args } = parseArgs({
     addon: { type: "string" },
     archs: { type: "string", default: defaultArchs },
     out: { type: "string", default: path.join(root, "dist", "packages") },
+    lineinfo: { type: "boolean", default: false },
+    compression: { type: "string", default: "size" },
     jobs: { type: "string", default: process.env.LIGHTTRANSFER_BUILD_JOBS || String(os.cpus().length) },
   },
 });
@@ -58,7 +63,8 @@ function cmakeArgs(buildDir) {
     `-DCMAKE_JS_INC=${include.join(";")}`,
     `-DNODE_ADDON_API_DIR=${include[1]}`,
     "-DCMAKE_CXX_FLAGS=-DBUILDING_NODE_EXTENSION",
-    "-DLT_CUDA=ON", "-DLT_PORTABLE=ON",
+    "-DLT_CUDA=ON", "-DLT_PORTABLE=ON", `-DLT_LINEINFO=${args.lineinfo ? "ON" : "OFF"}`,
+    `-DLT_FATBIN_COMPRESSION=${args.compression}`,
     `-DCMAKE_CUDA_COMPILER=${nvcc}`,
     `-DCMAKE_CUDA_ARCHITECTURES=${args.archs}`,
   ];
@@ -169,6 +175,8 @@ function main() {
   const summary = {
     version: mainPackage.version,
     archs: args.archs,
+    lineinfo: args.lineinfo,
+    compression: args.compression,
     builtIn: args.addon ? `given: ${args.addon}` : args.buildroot ? "build root" : "this machine",
     glibc: floor,
     binary: { unstripped: fs.statSync(built).size, stripped: fs.statSync(addonFile).size },
