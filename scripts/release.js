@@ -100,6 +100,20 @@ function buildInRoot(buildroot, buildDir) {
   }
 }
 
+/** Loads the addon with the build root's own node (Debian 11: glibc 2.31, Node 12.22) and makes a tensor. */
+function loadInRoot(buildroot, addonFile) {
+  const copy = path.join(buildroot, "tmp", "lighttransfer-load-check.node");
+  fs.copyFileSync(addonFile, copy);
+  try {
+    const script = 'const a = require("/tmp/lighttransfer-load-check.node"); const t = new a.NativeTensor([3], "f32", "cpu");' +
+      ' t.write(new Float32Array([1, 2, 3])); if (t.read()[2] !== 3 || !a.cudaStatus().built) process.exit(1);' +
+      ' console.log(`loads in the build root: node ${process.version}`);';
+    run("chroot", [buildroot, "node", "-e", script]);
+  } finally {
+    fs.rmSync(copy, { force: true });
+  }
+}
+
 function buildAddon() {
   if (args.addon) return path.resolve(args.addon);
   const buildDir = path.join(root, "build-release");
@@ -157,6 +171,7 @@ function main() {
   const status = JSON.parse(execFileSync(process.execPath,
     ["-e", `console.log(JSON.stringify(require(${JSON.stringify(addonFile)}).cudaStatus()))`], { encoding: "utf8" }));
   if (!status.built) throw new Error(`${addonFile} was built without the CUDA backend`);
+  if (args.buildroot) loadInRoot(path.resolve(args.buildroot), addonFile);
 
   // Platform packages carry the main package's version.
   const platformManifest = JSON.parse(fs.readFileSync(path.join(targetDir, "package.json"), "utf8"));
