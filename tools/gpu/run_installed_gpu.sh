@@ -57,13 +57,14 @@ cp -r "$repo/test" "$app/test"
 ln -s node_modules/lighttransfer/dist/lib "$app/lib"
 cp "$repo/jest.config.js" "$app/jest.repo.config.js"
 cat > "$app/installed-addon-check.js" <<EOF
-// Fails the test file unless the addon it used is the installed platform package's binary.
-afterAll(() => {
-  const loaded = require("./lib/native").addonPath();
-  const expected = require("path").join(__dirname, "node_modules", "$platform_name", "lighttransfer.node");
-  if (loaded !== undefined && require("fs").realpathSync(loaded) !== require("fs").realpathSync(expected))
-    throw new Error("the addon came from " + loaded + ", not from " + expected);
-});
+// Runs before each test file, in its module registry: loads the addon the way the library does
+// and fails the file unless it is the installed platform package's binary.
+const fs = require("fs");
+const native = require("./lib/native");
+native.addon();
+const expected = require("path").join(__dirname, "node_modules", "$platform_name", "lighttransfer.node");
+if (fs.realpathSync(native.addonPath()) !== fs.realpathSync(expected))
+  throw new Error("the addon came from " + native.addonPath() + ", not from " + expected);
 EOF
 cat > "$app/jest.config.js" <<'EOF'
 const base = require("./jest.repo.config.js");
