@@ -61,6 +61,6 @@ describe("CUDA driver too old for the runtime", () => {
 
   const noDriverHere = status.built && !status.available && spawnSync("sh", ["-c", "ldconfig -p | grep -q 'libcuda\\.so\\.1 '"]).status !== 0;
   (noDriverHere ? test : test.skip)("with no driver installed, cudaStatus() says to install one", () => {
-    expect(status.reason).toMatch(/^no NVIDIA driver was found \(libcuda\.so\.1 did not load\); install the NVIDIA driver \(580 or newer/);
+    expect(status.reason).toMatch(/^no NVIDIA driver was found \(libcuda\.so\.1 did not load\), so everything runs on the CPU; to use a GPU, install the NVIDIA driver \(580 or newer/);
   });
 });

@@ -71,9 +71,9 @@ std::string unavailableReason(cudaError_t err) {
   cudaDriverGetVersion(&driver);
   const std::string runtime = cudaVersionText(CUDART_VERSION);
   if (err == cudaErrorInsufficientDriver && driver == 0)
-    return "no NVIDIA driver was found (libcuda.so.1 did not load); install the NVIDIA driver (" +
-           std::to_string(kDriverFloor) + " or newer for this build, which uses CUDA " + runtime +
-           ") and check that `nvidia-smi` lists a GPU";
+    return "no NVIDIA driver was found (libcuda.so.1 did not load), so everything runs on the CPU; to use a GPU, "
+           "install the NVIDIA driver (" + std::to_string(kDriverFloor) + " or newer for this build, which uses CUDA " +
+           runtime + ") and check that `nvidia-smi` lists the GPU";
   if (err == cudaErrorInsufficientDriver)
     return "the NVIDIA driver is too old: it supports CUDA " + cudaVersionText(driver) + ", and this build uses CUDA " +
            runtime + ", which needs driver " + std::to_string(kDriverFloor) +
