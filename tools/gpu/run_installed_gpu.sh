@@ -85,6 +85,8 @@ node -e '
 ls -la "node_modules/$platform_name/lighttransfer.node" | tee -a "$out/addon.txt"
 status=0 smoke=0   # with pipefail, a pipeline's status is jest's (or the smoke script's)
 node node_modules/jest/bin/jest.js --selectProjects gpu --ci 2>&1 | tee "$out/gpu-tests.log" || status=$?
-node test/install/smoke.js test/fixtures/models/llama-tiny "$platform_name/lighttransfer.node" 2>&1 | tee "$out/smoke.log" || smoke=$?
+for device in cuda:0 cpu; do
+  node test/install/smoke.js test/fixtures/models/llama-tiny "$platform_name/lighttransfer.node" $device 2>&1 | tee -a "$out/smoke.log" || smoke=$?
+done
 echo "installed prebuilt: gpu tests exit $status, smoke exit $smoke ($app)"
 [ "$status" = 0 ] && [ "$smoke" = 0 ]
