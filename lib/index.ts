@@ -4,7 +4,7 @@ export type { DType, DeviceName, TensorOptions, RawArray } from "./tensor";
 export { devices, cudaStatus, memoryUsage, setThreads, getThreads } from "./devices";
 export type { DeviceInfo, CpuDeviceInfo, CudaDeviceInfo, CudaStatus, MemoryUsage } from "./devices";
 export * as kernels from "./kernels";
-export { addonCandidates, loadAddon } from "./native";
+export { addonCandidates, addonPath, loadAddon, platformPackageName } from "./native";
 export { loadModel, Model } from "./api/model";
 export type { LoadModelOptions } from "./api/model";
 export { Session } from "./api/session";

@@ -56,6 +56,33 @@ std::vector<DeviceState>& states() {
   return s;
 }
 
+// CUDART_VERSION is the runtime linked in (13000 for 13.0). Every 13.x runtime runs on any
+// driver of the r580 branch or newer (CUDA minor version compatibility), so 580 is the floor.
+constexpr int kDriverFloor = 580;
+
+std::string cudaVersionText(int version) {
+  return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
+}
+
+// cudaErrorInsufficientDriver covers both a missing driver (libcuda.so.1 does not load; the
+// driver version reads 0) and one older than the runtime; each gets its own remedy.
+std::string unavailableReason(cudaError_t err) {
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  const std::string runtime = cudaVersionText(CUDART_VERSION);
+  if (err == cudaErrorInsufficientDriver && driver == 0)
+    return "no NVIDIA driver was found (libcuda.so.1 did not load), so everything runs on the CPU; to use a GPU, "
+           "install the NVIDIA driver (" + std::to_string(kDriverFloor) + " or newer for this build, which uses CUDA " +
+           runtime + ") and check that `nvidia-smi` lists the GPU";
+  if (err == cudaErrorInsufficientDriver)
+    return "the NVIDIA driver is too old: it supports CUDA " + cudaVersionText(driver) + ", and this build uses CUDA " +
+           runtime + ", which needs driver " + std::to_string(kDriverFloor) +
+           " or newer; update the NVIDIA driver, or build lighttransfer from source with the CUDA toolkit your driver "
+           "supports (`npm rebuild lighttransfer --build-from-source`)";
+  return std::string("the CUDA runtime found no usable GPU (") + cudaGetErrorString(err) +
+         "); check that an NVIDIA driver is installed and `nvidia-smi` lists a GPU";
+}
+
 const Availability& probe() {
   static const Availability result = [] {
     Availability a;
@@ -63,8 +90,7 @@ const Availability& probe() {
     cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
       cudaGetLastError();
-      a.reason = std::string("the CUDA runtime found no usable GPU (") + cudaGetErrorString(err) +
-                 "); check that an NVIDIA driver is installed and `nvidia-smi` lists a GPU";
+      a.reason = unavailableReason(err);
       return a;
     }
     if (count == 0) {
