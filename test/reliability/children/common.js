@@ -1,0 +1,25 @@
+// Shared by the child scripts: the addon they were handed, fresh random data, and tensors.
+"use strict";
+const addon = require(process.argv[2]);
+
+function randomFloats(n) {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
+  return a;
+}
+
+function tensor(shape, dtype, data) {
+  const t = new addon.NativeTensor(shape, dtype, "cpu");
+  if (data) t.write(data);
+  return t;
+}
+
+const count = (shape) => shape.reduce((a, b) => a * b, 1);
+const randomTensor = (shape) => tensor(shape, "f32", randomFloats(count(shape)));
+const ints = (values) => tensor([values.length], "i32", Int32Array.from(values));
+
+function report(value) {
+  process.stdout.write(JSON.stringify(value) + "\n");
+}
+
+module.exports = { addon, randomFloats, tensor, randomTensor, ints, count, report };
