@@ -68,8 +68,9 @@ const char* rawArrayName(DType t) {
 }  // namespace
 
 // A reference to the storage, so a collected tensor never frees memory a live view still
-// points into. The view's finalizer deletes it, exactly once: Node runs the finalizer itself
-// when it refuses to create a buffer (too large), so creation notes that.
+// points into. Shared by the tensor's record of the view and the view's finalizer: dispose()
+// lets go of the storage through it even when the view was collected but not yet finalized
+// (Node finalizes external buffers after the GC, on a later turn of the event loop).
 struct ViewHold {
   std::shared_ptr<Storage> storage;
 };
@@ -157,12 +158,11 @@ void TensorObject::requireLive(const char* what) const {
 }
 
 void TensorObject::release(Napi::Env env) {
-  // A live view is detached and lets go of the storage, so dispose() frees at once; a view
-  // already collected has no value here and its finalizer owns its hold.
+  // Every view lets go of the storage, so dispose() frees at once; a live one is detached
+  // first, so JS can never touch the freed memory.
   for (auto& view : views_) {
     Napi::ArrayBuffer buffer = view.buffer.Value();
-    if (buffer.IsEmpty()) continue;
-    if (!buffer.IsDetached()) buffer.Detach();
+    if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
     view.hold->storage.reset();
   }
   views_.clear();
@@ -216,27 +216,29 @@ Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
 }
 
 namespace {
-thread_local ViewHold* holdBeingCreated = nullptr;
+// The finalizer's reference is deleted exactly once: Node runs the finalizer itself when it
+// refuses to create a buffer (too large), so creation notes whether that happened.
+thread_local void* hintBeingCreated = nullptr;
 thread_local bool finalizedWhileCreating = false;
 
 void finalizeView(napi_env, void*, void* hint) {
-  auto* hold = static_cast<ViewHold*>(hint);
-  if (hold == holdBeingCreated) finalizedWhileCreating = true;
-  delete hold;
+  if (hint == hintBeingCreated) finalizedWhileCreating = true;
+  delete static_cast<std::shared_ptr<ViewHold>*>(hint);
 }
 }  // namespace
 
 // An ArrayBuffer over `bytes` bytes at `data`, which `storage` owns, recorded so that dispose()
 // detaches it. Throws lt::Error (freeing nothing twice) when Node refuses a buffer that large.
 Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t bytes, bool whole) {
-  auto* hold = new ViewHold{storage_};
-  holdBeingCreated = hold;
+  auto hold = std::make_shared<ViewHold>(ViewHold{storage_});
+  auto* hint = new std::shared_ptr<ViewHold>(hold);
+  hintBeingCreated = hint;
   finalizedWhileCreating = false;
   napi_value result = nullptr;
-  const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeView, hold, &result);
-  holdBeingCreated = nullptr;
+  const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeView, hint, &result);
+  hintBeingCreated = nullptr;
   if (status != napi_ok) {
-    if (!finalizedWhileCreating) delete hold;
+    if (!finalizedWhileCreating) delete hint;
     napi_value pending;
     napi_get_and_clear_last_exception(env, &pending);
     throw Error("cannot view " + std::to_string(bytes) + " bytes at once: Node refuses external buffers that large; " +
@@ -250,7 +252,7 @@ Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t
     pruneViewsAt_ = std::max<size_t>(16, 2 * views_.size());
   }
   Napi::ArrayBuffer buffer(env, result);
-  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), hold, whole});
+  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), std::move(hold), whole});
   return buffer;
 }
 
@@ -345,7 +347,7 @@ Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
   requireLive("slice");
   const int64_t total = numel(shape_);
   if (!(offset >= 0) || offset > double(total) || offset != double(int64_t(offset)) || int64_t(offset) + numel(shape) > total)
-    throw Error("slice of " + std::to_string(numel(shape)) + " elements at offset " + std::to_string(int64_t(offset)) +
+    throw Error("slice of " + std::to_string(numel(shape)) + " elements at offset " + info[0].ToString().Utf8Value() +
                 " does not fit a tensor of " + std::to_string(total) + " elements " + shapeString(shape_));
   Napi::Object obj = New(env, storage_, dtype_, shape);
   TensorObject* t = Unwrap(obj);

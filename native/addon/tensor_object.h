@@ -57,11 +57,11 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::F32;
   Shape shape_;
-  // Zero-copy views and the storage reference each one holds (owned by the view's finalizer);
-  // `whole` marks the buffer view() shares, the others are viewBytes() windows.
+  // Zero-copy views and the storage reference each one holds (shared with the view's
+  // finalizer); `whole` marks the buffer view() shares, the others are viewBytes() windows.
   struct ViewRecord {
     Napi::Reference<Napi::ArrayBuffer> buffer;
-    ViewHold* hold;
+    std::shared_ptr<ViewHold> hold;
     bool whole;
   };
   std::vector<ViewRecord> views_;
