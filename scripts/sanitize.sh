@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the addon with AddressSanitizer + UndefinedBehaviorSanitizer (CPU backend, into
+# build-sanitize/) and runs the CPU test suite against it, child processes included. Node
+# itself is not instrumented, so the ASan runtime is preloaded; leak detection is off because
+# it would report Node's own allocations that live until exit. Any finding aborts the process
+# that made it, which fails its test. Extra arguments go to jest (e.g. a test path).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIGHTTRANSFER_CUDA=off LIGHTTRANSFER_SANITIZE=on node scripts/build-native.js
+npx tsc -p tsconfig.json
+asan="$(${CXX:-g++} -print-file-name=libasan.so)"
+ubsan="$(${CXX:-g++} -print-file-name=libubsan.so)"
+export LD_PRELOAD="$asan:$ubsan"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allocator_may_return_null=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LIGHTTRANSFER_ADDON="$PWD/build-sanitize/Release/lighttransfer.node"
+npx jest --selectProjects cpu --runInBand "$@" 2>&1 | tee build-sanitize/jest.log
+if grep -qE "ERROR: AddressSanitizer|runtime error:" build-sanitize/jest.log; then
+  echo "sanitize: findings above" >&2
+  exit 1
+fi
