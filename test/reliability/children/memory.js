@@ -1,5 +1,5 @@
-// Memory that dispose() must give back at once. Case "create": 10,000 Tensor.from + dispose of
-// 400 KB tensors in one synchronous loop. Case "view": 100,000 view() calls on one tensor,
+// Memory that dispose() must give back at once. Case "create": 10,000 create + write + dispose
+// of one size (elements: third argument) in one synchronous loop. Case "view": 100,000 view() calls on one tensor,
 // then dispose. Reports RSS (MiB) before and after, and the library's live CPU bytes.
 // Run with --expose-gc: a collection before each measurement takes the JS garbage out.
 "use strict";
@@ -11,7 +11,7 @@ const settle = () => {
 };
 
 if (process.argv[3] === "create") {
-  const n = 100_000;
+  const n = Number(process.argv[4] ?? 40_000);
   const data = randomFloats(n);
   const warm = new addon.NativeTensor([n], "f32", "cpu");
   warm.write(data);
