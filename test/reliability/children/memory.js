@@ -1,6 +1,7 @@
 // Memory that dispose() must give back at once. Case "create": 10,000 create + write + dispose
-// of one size (elements: third argument) in one synchronous loop. Case "view": 100,000 view() calls on one tensor,
-// then dispose. Reports RSS (MiB) before and after, and the library's live CPU bytes.
+// of one size (elements: third argument) in one synchronous loop. Case "view": 100,000 view()
+// calls on one tensor, then dispose. Reports RSS (MiB) before and after, and the library's
+// live CPU bytes.
 // Run with --expose-gc: a collection before each measurement takes the JS garbage out.
 "use strict";
 const { addon, randomFloats, report } = require("./common");
