@@ -1,6 +1,8 @@
-// Shared by the child scripts: the addon they were handed, fresh random data, and tensors.
+// Shared by the child scripts: the addon they were handed, fresh random data, and tensors on
+// LT_TEST_DEVICE (default "cpu"; the async index check also runs with "cuda:0").
 "use strict";
 const addon = require(process.argv[2]);
+const device = process.env.LT_TEST_DEVICE || "cpu";
 
 function randomFloats(n) {
   const a = new Float32Array(n);
@@ -9,7 +11,7 @@ function randomFloats(n) {
 }
 
 function tensor(shape, dtype, data) {
-  const t = new addon.NativeTensor(shape, dtype, "cpu");
+  const t = new addon.NativeTensor(shape, dtype, device);
   if (data) t.write(data);
   return t;
 }
@@ -22,4 +24,4 @@ function report(value) {
   process.stdout.write(JSON.stringify(value) + "\n");
 }
 
-module.exports = { addon, randomFloats, tensor, randomTensor, ints, count, report };
+module.exports = { addon, device, randomFloats, tensor, randomTensor, ints, count, report };
