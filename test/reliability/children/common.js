@@ -3,6 +3,8 @@
 "use strict";
 const addon = require(process.argv[2]);
 const device = process.env.LT_TEST_DEVICE || "cpu";
+// Activations and pools: f32 on the CPU; CUDA attention takes only 16-bit floats.
+const float = device === "cpu" ? "f32" : "bf16";
 
 function randomFloats(n) {
   const a = new Float32Array(n);
@@ -17,11 +19,11 @@ function tensor(shape, dtype, data) {
 }
 
 const count = (shape) => shape.reduce((a, b) => a * b, 1);
-const randomTensor = (shape) => tensor(shape, "f32", randomFloats(count(shape)));
+const randomTensor = (shape) => tensor(shape, float, randomFloats(count(shape)));
 const ints = (values) => tensor([values.length], "i32", Int32Array.from(values));
 
 function report(value) {
   process.stdout.write(JSON.stringify(value) + "\n");
 }
 
-module.exports = { addon, device, randomFloats, tensor, randomTensor, ints, count, report };
+module.exports = { addon, device, float, randomFloats, tensor, randomTensor, ints, count, report };
