@@ -266,7 +266,7 @@ Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
   for (auto it = views_.rbegin(); it != views_.rend(); ++it) {
     if (!it->whole) continue;
     Napi::ArrayBuffer shared = it->buffer.Value();
-    if (!shared.IsEmpty()) return typedArrayOver(env, shared, dtype_);
+    if (!shared.IsEmpty() && !shared.IsDetached()) return typedArrayOver(env, shared, dtype_);  // JS may transfer it away
   }
   return typedArrayOver(env, externalBuffer(env, data(), byteLength(), true), dtype_);
 }
