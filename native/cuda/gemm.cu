@@ -43,6 +43,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/model_kernels.h"
 
 namespace lt::cuda {
@@ -454,7 +455,13 @@ void* workspaceFor(DeviceState& st, cudaStream_t stream) {
   checkCuda(cudaStreamIsCapturing(stream, &capture), "cudaStreamIsCapturing");
   if (capture != cudaStreamCaptureStatusNone) return nullptr;
   void* ws = nullptr;
-  const cudaError_t err = cudaMalloc(&ws, kWorkspaceBytes);
+  cudaError_t err = cudaMalloc(&ws, kWorkspaceBytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    int device = 0;
+    if (cudaGetDevice(&device) == cudaSuccess) releaseIdleMemory(device);  // the pool may hold what this needs
+    err = cudaMalloc(&ws, kWorkspaceBytes);
+  }
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
     return nullptr;
