@@ -132,7 +132,8 @@ export class SafetensorsFile {
     if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
     const chunk = 1 << 30;
     for (let done = 0; done < length; ) {
-      const n = fs.readSync(this.fd, window(done, Math.min(chunk, length - done)), 0, Math.min(chunk, length - done), position + done);
+      const want = Math.min(chunk, length - done);
+      const n = fs.readSync(this.fd, window(done, want), 0, want, position + done);
       if (n === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
       done += n;
     }
