@@ -11,6 +11,7 @@ export interface NativeTensorHandle {
   read(): Float32Array | Uint16Array | Int32Array;
   readFloat32(): Float32Array;
   view(): Float32Array | Uint16Array | Int32Array;
+  viewBytes(byteOffset: number, byteLength: number): Uint8Array;
   write(data: ArrayBufferView): void;
   copyTo(device: string): NativeTensorHandle;
   copyFrom(src: NativeTensorHandle): void;

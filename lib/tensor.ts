@@ -120,10 +120,23 @@ export class Tensor implements Disposable, AsyncDisposable {
 
   /**
    * A zero-copy TypedArray over a CPU tensor's memory. Writes through it change the tensor;
-   * after `dispose()` the view is detached (length 0) rather than dangling.
+   * after `dispose()` the view is detached (length 0) rather than dangling. Node cannot hold
+   * one buffer over 4 GiB (Node 20), so a larger tensor throws here: use `viewBytes`.
+   * @example const values = Tensor.from(new Float32Array([1, 2]), [2]).view(); // Float32Array [1, 2]
    */
   view(): RawArray<DType> {
     return this.handle.view();
+  }
+
+  /**
+   * A zero-copy window of at most 1 GiB over a CPU tensor's raw bytes, detached on `dispose()`;
+   * how tensors of any size are filled or read piece by piece.
+   * @example
+   * const big = Tensor.empty([2 ** 31], "bf16");                  // 4 GiB
+   * fs.readSync(fd, big.viewBytes(2 ** 30, 2 ** 30), 0, 2 ** 30, 0); // fills its second GiB
+   */
+  viewBytes(byteOffset: number, byteLength: number): Uint8Array {
+    return this.handle.viewBytes(byteOffset, byteLength);
   }
 
   /** Overwrites the contents with `data` (same rules as `Tensor.from`). */

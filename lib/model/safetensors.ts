@@ -77,9 +77,9 @@ export class SafetensorsFile {
    * `dest` at element offset `offset` (so several tensors can be stacked into one).
    */
   read(name: string, dest?: Tensor, offset = 0): Tensor {
-    const { target, bytes, entry } = this.prepareRead(name, dest, offset);
+    const { target, window, length, entry } = this.prepareRead(name, dest, offset);
     try {
-      this.readBytes(bytes, entry.begin, name);
+      this.readBytes(window, length, entry.begin, name);
     } catch (err) {
       if (!dest) target.dispose();
       throw err;
@@ -89,13 +89,14 @@ export class SafetensorsFile {
 
   /** `read` with the file I/O on libuv's thread pool, so the event loop keeps running. */
   async readAsync(name: string, dest?: Tensor, offset = 0): Promise<Tensor> {
-    const { target, bytes, entry } = this.prepareRead(name, dest, offset);
+    const { target, window, length, entry } = this.prepareRead(name, dest, offset);
     try {
       if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
       const chunk = 1 << 28;
-      for (let done = 0; done < bytes.length; ) {
+      for (let done = 0; done < length; ) {
+        const n = Math.min(chunk, length - done);
         const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
-          fs.read(this.fd!, bytes, done, Math.min(chunk, bytes.length - done), entry.begin + done, (err, bytesRead) =>
+          fs.read(this.fd!, window(done, n), 0, n, entry.begin + done, (err, bytesRead) =>
             err ? reject(err) : resolve({ bytesRead }),
           ),
         );
@@ -116,20 +117,23 @@ export class SafetensorsFile {
     if (dest && dest.dtype !== dtype)
       throw new SafetensorsError(this.path, `tensor '${name}' is ${entry.dtype} but the destination is ${dest.dtype}`);
     const target = dest ?? Tensor.empty(entry.shape.length ? entry.shape : [1], dtype, "cpu");
-    const view = target.view();
-    const start = view.byteOffset + offset * byteSizes[entry.dtype];
-    if (start + (entry.end - entry.begin) > view.byteOffset + view.byteLength) {
+    const start = offset * byteSizes[entry.dtype];
+    const length = entry.end - entry.begin;
+    if (start + length > target.bytes) {
       if (!dest) target.dispose();
       throw new SafetensorsError(this.path, `tensor '${name}' does not fit the destination at element ${offset}`);
     }
-    return { target, entry, bytes: new Uint8Array(view.buffer, start, entry.end - entry.begin) };
+    // Zero-copy windows of the target: one JS buffer cannot hold a tensor over 4 GiB.
+    const window = (at: number, n: number) => target.viewBytes(start + at, n);
+    return { target, entry, length, window };
   }
 
-  private readBytes(into: Uint8Array, position: number, name: string): void {
+  private readBytes(window: (at: number, n: number) => Uint8Array, length: number, position: number, name: string): void {
     if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
     const chunk = 1 << 30;
-    for (let done = 0; done < into.length; ) {
-      const n = fs.readSync(this.fd, into, done, Math.min(chunk, into.length - done), position + done);
+    for (let done = 0; done < length; ) {
+      const want = Math.min(chunk, length - done);
+      const n = fs.readSync(this.fd, window(done, want), 0, want, position + done);
       if (n === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
       done += n;
     }

@@ -105,12 +105,12 @@ class KernelWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
 };
 
-using Prepare = PreparedCall (*)(const Napi::CallbackInfo&);
+using Prepare = PreparedCall (*)(const Napi::CallbackInfo&, CallMode);
 
 template <Prepare prepare>
 inline Napi::Value runNow(const Napi::CallbackInfo& info) {
   beginCall();
-  PreparedCall call = prepare(info);
+  PreparedCall call = prepare(info, CallMode::Sync);
   recordCall(call.device, call.keepAlive);
   call.run();
   return info.Env().Undefined();
@@ -123,7 +123,7 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
   PreparedCall call;
   try {
     beginCall();
-    call = prepare(info);
+    call = prepare(info, CallMode::Async);
     if (capturing(call.device))
       throw Error("async kernel calls cannot be recorded into a CUDA graph: " + call.device.name() +
                   " is being captured; use the sync form");
@@ -140,15 +140,23 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
 
 
 // The call that runs the CPU or the CUDA form of an op for `device`: cpuFn(p), or
-// cudaFn(p, stream) on the device's stream (LT_CUDA_FN(name) wraps cuda::name).
+// cudaFn(p, stream) on the device's stream (LT_CUDA_FN(name) wraps cuda::name). The call owns
+// the index snapshots its params point at (async calls); a CUDA call uploads them on the
+// stream first, so the kernel reads exactly what was checked.
 template <typename Params, typename Cpu, typename Cuda>
 PreparedCall dispatchCall(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
   PreparedCall call{nullptr, a.used(), device};
+  auto snapshots = a.snapshots();
   if (device.isCpu()) {
-    call.run = [p, cpuFn] { cpuFn(p); };
+    call.run = [p, cpuFn, snapshots] { cpuFn(p); };
   } else {
 #ifdef LT_WITH_CUDA
-    call.run = [p, device, cudaFn] { onCuda(device, [&](cudaStream_t s) { cudaFn(p, s); }); };
+    call.run = [p, device, cudaFn, snapshots] {
+      onCuda(device, [&](cudaStream_t s) {
+        for (const auto& snapshot : snapshots) snapshot->upload();
+        cudaFn(p, s);
+      });
+    };
 #else
     (void)cudaFn;
     noCudaKernel(device, a.op().c_str());

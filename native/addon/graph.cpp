@@ -93,7 +93,7 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   rec->input = input->storage();
   rec->inputData = static_cast<const int32_t*>(input->data());
   rec->inputCount = size_t(numel(input->shape()));
-  rec->inputObject = Napi::Weak(info[0].As<Napi::Object>().Get("input").As<Napi::Object>());
+  rec->inputObject = Napi::Weak(a.value("input").As<Napi::Object>());
   input->dropShadow();
   cuda::beginCapture(device.index);
   recordings()[device.index] = std::move(rec);
@@ -111,7 +111,7 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   if (it->second->input != input->storage()) a.fail("input is not the tensor this capture began with");
   std::unique_ptr<Recording> rec = std::move(it->second);
   recordings().erase(it);
-  const Napi::Value discard = info[0].As<Napi::Object>().Get("discard");
+  const Napi::Value discard = a.value("discard");
   if (discard.IsBoolean() && discard.As<Napi::Boolean>().Value()) {
     cuda::abortCapture(device.index);
     return info.Env().Undefined();
@@ -190,7 +190,8 @@ Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-void checkIndices(const KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check) {
+std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check) {
+  std::vector<const int32_t*> kernelReads;
   Recording* rec = tensors.empty() ? nullptr : recordingOn(tensors.front()->device());
   if (rec == nullptr) {
     std::vector<std::vector<int32_t>> copies;
@@ -201,8 +202,20 @@ void checkIndices(const KernelArgs& a, const std::vector<TensorObject*>& tensors
       contents.push_back(copies.back().data());
     }
     check(contents);
-    return;
+    for (size_t i = 0; i < tensors.size(); i++) {
+      if (a.mode() == CallMode::Sync) {
+        kernelReads.push_back(static_cast<const int32_t*>(tensors[i]->data()));
+      } else {
+        auto snapshot = std::make_shared<IndexSnapshot>(tensors[i]->device(), std::move(copies[i]));
+        kernelReads.push_back(snapshot->data());
+        a.keepSnapshot(std::move(snapshot));
+      }
+    }
+    return kernelReads;
   }
+  if (a.mode() == CallMode::Async)
+    a.fail("async kernel calls cannot be recorded into a CUDA graph: " + rec->device.name() +
+           " is being captured; use the sync form");
   RecordedCheck recorded;
   for (TensorObject* t : tensors) {
     const ptrdiff_t offset = static_cast<const int32_t*>(t->data()) - rec->inputData;
@@ -211,9 +224,11 @@ void checkIndices(const KernelArgs& a, const std::vector<TensorObject*>& tensors
              " is being captured into a CUDA graph, index tensors must be views of the capture's input, "
              "whose contents every launch supplies and checks");
     recorded.offsets.push_back(size_t(offset));
+    kernelReads.push_back(static_cast<const int32_t*>(t->data()));
   }
   recorded.check = std::move(check);
   rec->pending.push_back(std::move(recorded));
+  return kernelReads;
 }
 
 bool capturing(const Device& device) { return recordingOn(device) != nullptr; }

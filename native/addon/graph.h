@@ -23,8 +23,11 @@ using IndexCheck = std::function<void(const std::vector<const int32_t*>& content
 
 // Runs `check` on the contents of `tensors` (i32, one device) now — from their host shadows,
 // else from a copy read back — or, while their device is being captured, records it so that
-// every launch of the graph runs it on the data launched with.
-void checkIndices(const KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check);
+// every launch of the graph runs it on the data launched with. Returns, per tensor, the memory
+// the kernel must read: the tensor's own for a sync call (it runs, or is queued on the stream
+// ahead of any later write(), before JS runs again), or for an async call the checked copy,
+// which the call owns (IndexSnapshot).
+std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check);
 
 // Whether `device` is being captured into a graph.
 bool capturing(const Device& device);

@@ -51,6 +51,11 @@ void checkSlots(const std::string& op, const int32_t* slots, int32_t count, int6
   }
 }
 
+// Kernels compute sink + window (a ring's length) in int32.
+void checkRing(const KernelArgs& a, int32_t sink, int32_t window) {
+  a.narrow("sink + window", int64_t(sink) + window);
+}
+
 // Lazy-ratio options {sink, window, lastQueries} shared by the fused and standalone forms.
 LazyRatioSpec readRatioSpec(KernelArgs& a) {
   LazyRatioSpec spec;
@@ -58,18 +63,20 @@ LazyRatioSpec readRatioSpec(KernelArgs& a) {
   spec.sink = a.integerOr("sink", 4, 0, kMaxDim);
   spec.window = a.integerOr("window", 1020, 1, kMaxDim);
   spec.lastQueries = a.integerOr("lastQueries", 32, 1, kMaxDim);
+  checkRing(a, spec.sink, spec.window);
   return spec;
 }
 
-PreparedCall preparePrefill(const Napi::CallbackInfo& info) {
-  KernelArgs a("prefillAttention", info);
+PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("prefillAttention", info, mode);
   TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *v = a.tensor("v"), *out = a.tensor("out");
   TensorObject *lse = a.tensor("lse", true), *ratio = a.tensor("lazyRatio", true);
   a.expectRank("q", q, 3);
   a.expectRank("k", k, 3);
   a.expectFloat("q", q);
-  const int32_t nq = int32_t(q->shape()[0]), hq = int32_t(q->shape()[1]), d = int32_t(q->shape()[2]);
-  const int32_t nk = int32_t(k->shape()[0]), hkv = int32_t(k->shape()[1]);
+  const int32_t nq = a.narrow("q's tokens", q->shape()[0]), hq = a.narrow("q's heads", q->shape()[1]);
+  const int32_t d = a.narrow("q's head dim", q->shape()[2]);
+  const int32_t nk = a.narrow("k's tokens", k->shape()[0]), hkv = a.narrow("k's heads", k->shape()[1]);
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
   if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
   if (hq % hkv != 0)
@@ -94,6 +101,7 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info) {
     p.mask.enabled = true;
     p.mask.sink = s.integer("sink", 0, kMaxDim);
     p.mask.window = s.integer("window", 1, kMaxDim);
+    checkRing(s, p.mask.sink, p.mask.window);
   }
   if (ratio) {
     if (!a.has("ratio")) a.fail("lazyRatio output needs ratio options {sink, window, lastQueries}");
@@ -111,8 +119,8 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info) {
   return dispatchCall(a, device, p, cpu::prefillAttention, LT_CUDA_FN(prefillAttention));
 }
 
-PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
-  KernelArgs a("decodeAttention", info);
+PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("decodeAttention", info, mode);
   TensorObject *q = a.tensor("q"), *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
   TensorObject *table = a.tensor("pageTable"), *lens = a.tensor("seqLens"), *out = a.tensor("out");
   TensorObject* lse = a.tensor("lse", true);
@@ -120,9 +128,10 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
   a.expectFloat("q", q);
   a.expectRank("kPages", kPages, 4);
   a.expectRank("pageTable", table, 2);
-  const int32_t batch = int32_t(q->shape()[0]), hq = int32_t(q->shape()[1]), d = int32_t(q->shape()[2]);
-  const int32_t numPages = int32_t(kPages->shape()[0]), pageSize = int32_t(kPages->shape()[1]);
-  const int32_t hkv = int32_t(kPages->shape()[2]);
+  const int32_t batch = a.narrow("q's batch", q->shape()[0]), hq = a.narrow("q's heads", q->shape()[1]);
+  const int32_t d = a.narrow("q's head dim", q->shape()[2]);
+  const int32_t numPages = a.narrow("kPages' pages", kPages->shape()[0]), pageSize = a.narrow("kPages' page size", kPages->shape()[1]);
+  const int32_t hkv = a.narrow("kPages' heads", kPages->shape()[2]);
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
   if (kPages->shape()[3] != d)
     a.fail("kPages' head dim " + std::to_string(kPages->shape()[3]) + " differs from q's " + std::to_string(d));
@@ -139,8 +148,9 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
   if (lse) a.expectShape("lse", lse, {batch, hq}), a.expectDType("lse", lse, DType::F32);
   Device device = a.sameDevice({{"q", q}, {"kPages", kPages}, {"vPages", vPages}, {"pageTable", table},
                                 {"seqLens", lens}, {"out", out}, {"lse", lse}});
-  const int32_t maxPages = int32_t(table->shape()[1]);
-  checkIndices(a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages](const std::vector<const int32_t*>& c) {
+  const int32_t maxPages = a.narrow("pageTable's columns", table->shape()[1]);
+  a.narrow("pageTable's entries", numel(table->shape()));
+  const auto indices = checkIndices(a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages](const std::vector<const int32_t*>& c) {
     const int32_t *hostLens = c[0], *hostTable = c[1];
     for (int32_t b = 0; b < batch; b++) {
       const int64_t capacity = int64_t(maxPages) * pageSize;
@@ -155,8 +165,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info) {
   DecodeAttentionParams p;
   p.dtype = q->dtype();
   p.q = q->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
-  p.pageTable = static_cast<const int32_t*>(table->data());
-  p.seqLens = static_cast<const int32_t*>(lens->data());
+  p.seqLens = indices[0];
+  p.pageTable = indices[1];
   p.out = out->data();
   p.lse = lse ? static_cast<float*>(lse->data()) : nullptr;
   p.batch = batch, p.hq = hq, p.hkv = hkv, p.d = d;
@@ -184,14 +194,14 @@ void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
   a.expectDType("vPages", vPages, kPages->dtype());
 }
 
-PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
-  KernelArgs a("appendKv", info);
+PreparedCall prepareAppend(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("appendKv", info, mode);
   TensorObject *k = a.tensor("k"), *v = a.tensor("v"), *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
   TensorObject* slots = a.tensor("slots");
   checkPool(a, kPages, vPages);
   a.expectRank("k", k, 3);
   const Shape& pool = kPages->shape();
-  const int32_t tokens = int32_t(k->shape()[0]);
+  const int32_t tokens = a.narrow("k's tokens", k->shape()[0]);
   a.expectShape("k", k, {tokens, pool[2], pool[3]});
   a.expectShape("v", v, k->shape());
   a.expectDType("k", k, kPages->dtype());
@@ -200,21 +210,21 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info) {
   a.expectDType("slots", slots, DType::I32);
   Device device = a.sameDevice({{"k", k}, {"v", v}, {"kPages", kPages}, {"vPages", vPages}, {"slots", slots}});
   const int64_t poolSlots = pool[0] * pool[1];
-  checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
     checkSlots(op, c[0], tokens, poolSlots, -1);
   });
   AppendKvParams p;
   p.dtype = k->dtype();
   p.k = k->data(), p.v = v->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
-  p.slots = static_cast<const int32_t*>(slots->data());
-  p.tokens = tokens, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]);
-  p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+  p.slots = indices[0];
+  p.tokens = tokens, p.hkv = a.narrow("kPages' heads", pool[2]), p.d = a.narrow("kPages' head dim", pool[3]);
+  p.pageSize = a.narrow("kPages' page size", pool[1]), p.numPages = a.narrow("kPages' pages", pool[0]);
 
   return dispatchCall(a, device, p, cpu::appendKv, LT_CUDA_FN(appendKv));
 }
 
-PreparedCall prepareCut(const Napi::CallbackInfo& info) {
-  KernelArgs a("cutToStreaming", info);
+PreparedCall prepareCut(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("cutToStreaming", info, mode);
   TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
   TensorObject *src = a.tensor("srcPageTable"), *dst = a.tensor("dstPageTable");
   checkPool(a, kPages, vPages);
@@ -230,7 +240,9 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   p.length = a.integer("length", 0, kMaxDim);
   p.sink = a.integer("sink", 0, kMaxDim);
   p.window = a.integer("window", 1, kMaxDim);
-  p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]), p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+  checkRing(a, p.sink, p.window);
+  p.hkv = a.narrow("kPages' heads", pool[2]), p.d = a.narrow("kPages' head dim", pool[3]);
+  p.pageSize = a.narrow("kPages' page size", pool[1]), p.numPages = a.narrow("kPages' pages", pool[0]);
   const int64_t srcPages = (int64_t(p.length) + p.pageSize - 1) / p.pageSize;
   const int64_t ringLen = std::min<int64_t>(p.length, int64_t(p.sink) + p.window);
   const int64_t dstPages = (ringLen + p.pageSize - 1) / p.pageSize;
@@ -240,12 +252,12 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   if (dst->shape()[0] < dstPages)
     a.fail("dstPageTable has " + std::to_string(dst->shape()[0]) + " pages but the ring of " + std::to_string(ringLen) +
            " slots needs " + std::to_string(dstPages));
-  checkIndices(a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const std::vector<const int32_t*>& c) {
     checkPages(op, "srcPageTable", c[0], size_t(srcPages), numPages, "");
     checkPages(op, "dstPageTable", c[1], size_t(dstPages), numPages, "");
   });
-  p.srcPageTable = static_cast<const int32_t*>(src->data());
-  p.dstPageTable = static_cast<const int32_t*>(dst->data());
+  p.srcPageTable = indices[0];
+  p.dstPageTable = indices[1];
 
 #ifdef LT_WITH_CUDA
   auto onGpu = [device](const CutToStreamingParams& q, cudaStream_t s) {
@@ -258,41 +270,43 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info) {
   return dispatchCall(a, device, p, cpu::cutToStreaming, onGpu);
 }
 
-PreparedCall prepareGather(const Napi::CallbackInfo& info) {
-  KernelArgs a("gatherKv", info);
+PreparedCall prepareGather(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("gatherKv", info, mode);
   TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots");
   TensorObject *k = a.tensor("k"), *v = a.tensor("v");
   checkPool(a, kPages, vPages);
   a.expectRank("slots", slots, 1);
   a.expectDType("slots", slots, DType::I32);
   const Shape& pool = kPages->shape();
-  const int32_t length = int32_t(slots->shape()[0]);
+  const int32_t length = a.narrow("slots' length", slots->shape()[0]);
   a.expectShape("k", k, {length, pool[2], pool[3]});
   a.expectShape("v", v, k->shape());
   a.expectDType("k", k, kPages->dtype());
   a.expectDType("v", v, kPages->dtype());
   Device device = a.sameDevice({{"kPages", kPages}, {"vPages", vPages}, {"slots", slots}, {"k", k}, {"v", v}});
   const int64_t poolSlots = pool[0] * pool[1];
-  checkIndices(a, {slots}, [op = a.op(), length, poolSlots](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {slots}, [op = a.op(), length, poolSlots](const std::vector<const int32_t*>& c) {
     checkSlots(op, c[0], length, poolSlots, 0);
   });
   GatherKvParams p;
   p.dtype = kPages->dtype();
   p.kPages = kPages->data(), p.vPages = vPages->data(), p.k = k->data(), p.v = v->data();
-  p.slots = static_cast<const int32_t*>(slots->data());
-  p.length = length, p.hkv = int32_t(pool[2]), p.d = int32_t(pool[3]), p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+  p.slots = indices[0];
+  p.length = length, p.hkv = a.narrow("kPages' heads", pool[2]), p.d = a.narrow("kPages' head dim", pool[3]);
+  p.pageSize = a.narrow("kPages' page size", pool[1]), p.numPages = a.narrow("kPages' pages", pool[0]);
 
   return dispatchCall(a, device, p, cpu::gatherKv, LT_CUDA_FN(gatherKv));
 }
 
-PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info) {
-  KernelArgs a("lazyRatio", info);
+PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("lazyRatio", info, mode);
   TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *lse = a.tensor("lse"), *ratio = a.tensor("out");
   a.expectRank("q", q, 3);
   a.expectRank("k", k, 3);
   a.expectFloat("q", q);
-  const int32_t nq = int32_t(q->shape()[0]), hq = int32_t(q->shape()[1]), d = int32_t(q->shape()[2]);
-  const int32_t nk = int32_t(k->shape()[0]), hkv = int32_t(k->shape()[1]);
+  const int32_t nq = a.narrow("q's tokens", q->shape()[0]), hq = a.narrow("q's heads", q->shape()[1]);
+  const int32_t d = a.narrow("q's head dim", q->shape()[2]);
+  const int32_t nk = a.narrow("k's tokens", k->shape()[0]), hkv = a.narrow("k's heads", k->shape()[1]);
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
   if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
   if (hq % hkv != 0)

@@ -16,8 +16,8 @@
 namespace lt::addon {
 namespace {
 
-PreparedCall prepareLinear(const Napi::CallbackInfo& info) {
-  KernelArgs a("linear", info);
+PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("linear", info, mode);
   TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
   a.expectRank("weight", w, 2);
   a.expectFloat("x", x);
@@ -35,12 +35,12 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info) {
   LinearParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
-  p.m = int32_t(m), p.n = int32_t(n), p.k = int32_t(k);
+  p.m = a.narrow("x's rows", m), p.n = a.narrow("weight's rows", n), p.k = a.narrow("weight's columns", k);
   return dispatchCall(a, device, p, cpu::linear, LT_CUDA_FN(linear));
 }
 
-PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info) {
-  KernelArgs a("rmsNorm", info);
+PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("rmsNorm", info, mode);
   TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *res = a.tensor("residual", true), *y = a.tensor("out");
   a.expectRank("weight", w, 1);
   a.expectFloat("x", x);
@@ -59,13 +59,13 @@ PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info) {
   RmsNormParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.residual = res ? res->data() : nullptr, p.weight = w->data(), p.y = y->data();
-  p.rows = int32_t(numel(x->shape()) / dim), p.dim = int32_t(dim);
+  p.rows = a.narrow("x's rows", numel(x->shape()) / dim), p.dim = a.narrow("x's last dimension", dim);
   p.eps = float(a.number("eps", 1e-5));
   return dispatchCall(a, device, p, cpu::rmsNorm, LT_CUDA_FN(rmsNorm));
 }
 
-PreparedCall prepareRope(const Napi::CallbackInfo& info) {
-  KernelArgs a("rope", info);
+PreparedCall prepareRope(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("rope", info, mode);
   TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
   a.expectRank("q", q, 3);
   a.expectRank("k", k, 3);
@@ -85,12 +85,13 @@ PreparedCall prepareRope(const Napi::CallbackInfo& info) {
   p.q = q->data(), p.k = k->data();
   p.positions = static_cast<const int32_t*>(pos->data());
   p.invFreq = static_cast<const float*>(freq->data());
-  p.tokens = int32_t(tokens), p.hq = int32_t(q->shape()[1]), p.hkv = int32_t(k->shape()[1]), p.d = int32_t(d);
+  p.tokens = a.narrow("q's tokens", tokens), p.hq = a.narrow("q's heads", q->shape()[1]);
+  p.hkv = a.narrow("k's heads", k->shape()[1]), p.d = a.narrow("head dim", d);
   return dispatchCall(a, device, p, cpu::rope, LT_CUDA_FN(rope));
 }
 
-PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info) {
-  KernelArgs a("swiGlu", info);
+PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("swiGlu", info, mode);
   TensorObject *x = a.tensor("x"), *y = a.tensor("out");
   a.expectFloat("x", x);
   const int64_t width = x->shape().back();
@@ -103,12 +104,12 @@ PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info) {
   SwiGluParams p;
   p.dtype = x->dtype();
   p.x = x->data(), p.y = y->data();
-  p.rows = int32_t(numel(x->shape()) / width), p.inner = int32_t(width / 2);
+  p.rows = a.narrow("x's rows", numel(x->shape()) / width), p.inner = a.narrow("out's last dimension", width / 2);
   return dispatchCall(a, device, p, cpu::swiGlu, LT_CUDA_FN(swiGlu));
 }
 
-PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
-  KernelArgs a("embedding", info);
+PreparedCall prepareEmbedding(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("embedding", info, mode);
   TensorObject *ids = a.tensor("ids"), *table = a.tensor("table"), *y = a.tensor("out");
   a.expectRank("ids", ids, 1);
   a.expectDType("ids", ids, DType::I32);
@@ -118,7 +119,7 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
   a.expectShape("out", y, {tokens, dim});
   a.expectFloat("out", y);
   Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
-  checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
     for (int64_t t = 0; t < tokens; t++)
       if (c[0][t] < 0 || c[0][t] >= vocab)
         throw Error(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) + " is outside the vocabulary 0.." +
@@ -126,14 +127,14 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info) {
   });
   EmbeddingParams p;
   p.tableType = table->dtype(), p.yType = y->dtype();
-  p.ids = static_cast<const int32_t*>(ids->data()), p.table = table->data(), p.y = y->data();
-  p.tokens = int32_t(tokens), p.dim = int32_t(dim), p.vocab = int32_t(vocab);
+  p.ids = indices[0], p.table = table->data(), p.y = y->data();
+  p.tokens = a.narrow("ids' length", tokens), p.dim = a.narrow("table's columns", dim), p.vocab = a.narrow("table's rows", vocab);
   return dispatchCall(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
 }
 
 // ropeAppendKv({ qkv, positions, invFreq, kPages, vPages, slots, q }): see RopeAppendKvParams.
-PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info) {
-  KernelArgs a("ropeAppendKv", info);
+PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("ropeAppendKv", info, mode);
   TensorObject *qkv = a.tensor("qkv"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
   TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots"), *q = a.tensor("q");
   a.expectRank("kPages", kPages, 4);
@@ -156,7 +157,7 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info) {
   Device device = a.sameDevice({{"qkv", qkv}, {"positions", pos}, {"invFreq", freq}, {"kPages", kPages},
                                 {"vPages", vPages}, {"slots", slots}, {"q", q}});
   const int64_t poolSlots = pool[0] * pool[1];
-  checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
     for (int64_t t = 0; t < tokens; t++)
       if (c[0][t] < -1 || c[0][t] >= poolSlots)
         throw Error(op + ": slots[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) +
@@ -167,16 +168,17 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info) {
   p.dtype = kPages->dtype();
   p.qkv = qkv->data(), p.q = q->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
   p.positions = static_cast<const int32_t*>(pos->data());
-  p.slots = static_cast<const int32_t*>(slots->data());
+  p.slots = indices[0];
   p.invFreq = static_cast<const float*>(freq->data());
-  p.tokens = int32_t(tokens), p.hq = int32_t(hq), p.hkv = int32_t(hkv), p.d = int32_t(d);
-  p.pageSize = int32_t(pool[1]), p.numPages = int32_t(pool[0]);
+  p.tokens = a.narrow("q's tokens", tokens), p.hq = a.narrow("q's heads", hq), p.hkv = a.narrow("kPages' heads", hkv);
+  p.d = a.narrow("head dim", d);
+  p.pageSize = a.narrow("kPages' page size", pool[1]), p.numPages = a.narrow("kPages' pages", pool[0]);
   return dispatchCall(a, device, p, cpu::ropeAppendKv, LT_CUDA_FN(ropeAppendKv));
 }
 
 // argmax({ logits: [rows, vocab] f32, f16 or bf16, out: i32 [rows] }): see ArgmaxParams.
-PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
-  KernelArgs a("argmax", info);
+PreparedCall prepareArgmax(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("argmax", info, mode);
   TensorObject *logits = a.tensor("logits"), *out = a.tensor("out");
   a.expectRank("logits", logits, 2);
   a.expectFloat("logits", logits);
@@ -188,14 +190,14 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info) {
   ArgmaxParams p;
   p.dtype = logits->dtype();
   p.logits = logits->data(), p.out = static_cast<int32_t*>(out->data());
-  p.rows = int32_t(rows), p.vocab = int32_t(vocab);
+  p.rows = a.narrow("logits' rows", rows), p.vocab = a.narrow("logits' vocabulary", vocab);
   return dispatchCall(a, device, p, cpu::argmax, LT_CUDA_FN(argmax));
 }
 
 // topCandidates({ logits: [rows, vocab], temperature: f32 [rows], k, ids: i32 [rows, capacity],
 // scores: f32 [rows, capacity], count: i32 [rows], max: f32 [rows], mass: f32 [rows] }).
-PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info) {
-  KernelArgs a("topCandidates", info);
+PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("topCandidates", info, mode);
   TensorObject *logits = a.tensor("logits"), *temperature = a.tensor("temperature"), *ids = a.tensor("ids");
   TensorObject *scores = a.tensor("scores"), *count = a.tensor("count"), *max = a.tensor("max"), *mass = a.tensor("mass");
   a.expectRank("logits", logits, 2);
@@ -213,7 +215,7 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info) {
   a.expectDType("scores", scores, DType::F32);
   a.expectShape("count", count, {rows});
   a.expectDType("count", count, DType::I32);
-  const int32_t k = a.integer("k", 1, int32_t(std::min<int64_t>(vocab, capacity)));
+  const int32_t k = a.integer("k", 1, a.narrow("the candidate capacity", std::min<int64_t>(vocab, capacity)));
   Device device = a.sameDevice({{"logits", logits}, {"temperature", temperature}, {"ids", ids}, {"scores", scores},
                                 {"count", count}, {"max", max}, {"mass", mass}});
   ids->dropShadow();
@@ -225,14 +227,15 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info) {
   p.ids = static_cast<int32_t*>(ids->data()), p.scores = static_cast<float*>(scores->data());
   p.count = static_cast<int32_t*>(count->data());
   p.max = static_cast<float*>(max->data()), p.mass = static_cast<float*>(mass->data());
-  p.rows = int32_t(rows), p.vocab = int32_t(vocab), p.k = k, p.capacity = int32_t(capacity);
+  p.rows = a.narrow("logits' rows", rows), p.vocab = a.narrow("logits' vocabulary", vocab), p.k = k;
+  p.capacity = a.narrow("ids' capacity", capacity);
   return dispatchCall(a, device, p, cpu::topCandidates, LT_CUDA_FN(topCandidates));
 }
 
 // repetitionPenalty({ logits: [rows, vocab] (in place), ids: i32 [n], offsets: i32 [rows + 1],
 // penalty: f32 [rows] }): row r's ids are ids[offsets[r] .. offsets[r+1]), distinct.
-PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info) {
-  KernelArgs a("repetitionPenalty", info);
+PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("repetitionPenalty", info, mode);
   TensorObject *logits = a.tensor("logits"), *ids = a.tensor("ids"), *offsets = a.tensor("offsets");
   TensorObject* penalty = a.tensor("penalty");
   a.expectRank("logits", logits, 2);
@@ -246,7 +249,8 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info) {
   a.expectDType("penalty", penalty, DType::F32);
   Device device = a.sameDevice({{"logits", logits}, {"ids", ids}, {"offsets", offsets}, {"penalty", penalty}});
   const int64_t count = ids->shape()[0];
-  checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
+  a.narrow("logits' rows", rows), a.narrow("logits' vocabulary", vocab), a.narrow("ids' length", count);
+  const auto indices = checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
     const int32_t *hostOffsets = c[0], *hostIds = c[1];
     if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
       throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
@@ -269,9 +273,9 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info) {
   RepetitionPenaltyParams p;
   p.dtype = logits->dtype();
   p.logits = logits->data();
-  p.ids = static_cast<const int32_t*>(ids->data()), p.offsets = static_cast<const int32_t*>(offsets->data());
+  p.offsets = indices[0], p.ids = indices[1];
   p.penalty = static_cast<const float*>(penalty->data());
-  p.rows = int32_t(rows), p.vocab = int32_t(vocab);
+  p.rows = int32_t(rows), p.vocab = int32_t(vocab);  // narrowed above, before the check
   return dispatchCall(a, device, p, cpu::repetitionPenalty, LT_CUDA_FN(repetitionPenalty));
 }
 

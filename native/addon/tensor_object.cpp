@@ -1,5 +1,7 @@
 #include "tensor_object.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -29,6 +31,33 @@ Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t) {
   return Napi::Value(env, result);
 }
 
+// A JS array of dimensions as a Shape: integers >= 1 with at most kMaxElements in all (checked
+// without overflow). Reading the array may run user code (getters), so callers read the shape
+// before they look at any tensor.
+Shape readShape(const Napi::Array& dims, const std::string& what) {
+  Shape shape;
+  for (uint32_t i = 0; i < dims.Length(); i++) {
+    Napi::Value v = dims.Get(i);
+    const double dim = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(dim >= 1) || dim > double(kMaxElements) || dim != double(int64_t(dim)))
+      throw Error(what + " " + std::string(v.ToString().Utf8Value()) + " at dimension " + std::to_string(i) +
+                  " is not a positive integer: every dimension must be >= 1");
+    shape.push_back(int64_t(dim));
+  }
+  if (shape.empty()) throw Error(what + " has no dimensions: a tensor needs at least one (use [1] for a scalar)");
+  checkedNumel(shape, what);
+  return shape;
+}
+
+// The bytes of a TypedArray (over an ArrayBuffer or a SharedArrayBuffer: napi's ArrayBuffer
+// accessors refuse the latter).
+const uint8_t* typedArrayBytes(const Napi::TypedArray& array) {
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr),
+                       nullptr);
+  return static_cast<const uint8_t*>(data);
+}
+
 const char* rawArrayName(DType t) {
   switch (t) {
     case DType::F32: return "Float32Array";
@@ -37,6 +66,14 @@ const char* rawArrayName(DType t) {
   }
 }
 }  // namespace
+
+// A reference to the storage, so a collected tensor never frees memory a live view still
+// points into. Shared by the tensor's record of the view and the view's finalizer: dispose()
+// lets go of the storage through it even when the view was collected but not yet finalized
+// (Node finalizes external buffers after the GC, on a later turn of the event loop).
+struct ViewHold {
+  std::shared_ptr<Storage> storage;
+};
 
 Device parseDevice(const std::string& name) {
   if (name == "cpu") return Device{Device::Kind::CPU, 0};
@@ -60,6 +97,7 @@ Napi::Function TensorObject::Init(Napi::Env env) {
                                     {InstanceMethod("read", &TensorObject::Read),
                                      InstanceMethod("readFloat32", &TensorObject::ReadFloat32),
                                      InstanceMethod("view", &TensorObject::View),
+                                     InstanceMethod("viewBytes", &TensorObject::ViewBytes),
                                      InstanceMethod("write", &TensorObject::Write),
                                      InstanceMethod("copyTo", &TensorObject::CopyTo),
                                      InstanceMethod("copyFrom", &TensorObject::CopyFrom),
@@ -83,20 +121,8 @@ TensorObject::TensorObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   if (info.Length() == 1 && info[0].IsExternal()) return;  // filled in by New()
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsString() || !info[2].IsString())
     throw Napi::TypeError::New(env, "NativeTensor(shape: number[], dtype: string, device: string)");
-  Napi::Array dims = info[0].As<Napi::Array>();
-  Shape shape;
-  constexpr int64_t kMaxElements = int64_t(1) << 40;
-  int64_t elements = 1;
-  for (uint32_t i = 0; i < dims.Length(); i++) {
-    Napi::Value v = dims.Get(i);
-    double dim = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(dim >= 1) || dim != double(int64_t(dim)) || dim > double(kMaxElements))
-      throw Error("tensor shape " + std::string(v.ToString().Utf8Value()) + " at dimension " + std::to_string(i) +
-                  " is not a positive integer: every dimension must be >= 1");
-    shape.push_back(int64_t(dim));
-    elements *= int64_t(dim);
-    if (elements > kMaxElements) throw Error("tensor shape has more than 2^40 elements: too large");
-  }
+  Shape shape = readShape(info[0].As<Napi::Array>(), "tensor shape");
+  const int64_t elements = numel(shape);
   dtype_ = parseDType(info[1].As<Napi::String>().Utf8Value());
   Device device = parseDevice(info[2].As<Napi::String>().Utf8Value());
   shape_ = shape;
@@ -132,15 +158,15 @@ void TensorObject::requireLive(const char* what) const {
 }
 
 void TensorObject::release(Napi::Env env) {
-  // A live view is detached and lets go of the storage, so dispose() frees at once; a view
-  // already collected has no value here and its finalizer owns its keepAlive.
+  // Every view lets go of the storage, so dispose() frees at once; a live one is detached
+  // first, so JS can never touch the freed memory.
   for (auto& view : views_) {
     Napi::ArrayBuffer buffer = view.buffer.Value();
-    if (buffer.IsEmpty()) continue;
-    if (!buffer.IsDetached()) buffer.Detach();
-    view.keepAlive->reset();
+    if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
+    view.hold->storage.reset();
   }
   views_.clear();
+  views_.shrink_to_fit();
   storage_.reset();
   if (reportedBytes_) Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
   reportedBytes_ = 0;
@@ -189,20 +215,81 @@ Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
   return Napi::Float32Array::New(env, count, buffer, 0);
 }
 
-// view(): a zero-copy TypedArray over a CPU tensor's memory, detached on dispose().
+namespace {
+// The finalizer's reference is deleted exactly once: Node runs the finalizer itself when it
+// refuses to create a buffer (too large), so creation notes whether that happened.
+thread_local void* hintBeingCreated = nullptr;
+thread_local bool finalizedWhileCreating = false;
+
+void finalizeView(napi_env, void*, void* hint) {
+  if (hint == hintBeingCreated) finalizedWhileCreating = true;
+  delete static_cast<std::shared_ptr<ViewHold>*>(hint);
+}
+}  // namespace
+
+// An ArrayBuffer over `bytes` bytes at `data`, which `storage` owns, recorded so that dispose()
+// detaches it. Throws lt::Error (freeing nothing twice) when Node refuses a buffer that large.
+Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t bytes, bool whole) {
+  auto hold = std::make_shared<ViewHold>(ViewHold{storage_});
+  auto* hint = new std::shared_ptr<ViewHold>(hold);
+  hintBeingCreated = hint;
+  finalizedWhileCreating = false;
+  napi_value result = nullptr;
+  const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeView, hint, &result);
+  hintBeingCreated = nullptr;
+  if (status != napi_ok) {
+    if (!finalizedWhileCreating) delete hint;
+    napi_value pending;
+    napi_get_and_clear_last_exception(env, &pending);
+    throw Error("cannot view " + std::to_string(bytes) + " bytes at once: Node refuses external buffers that large; " +
+                "use viewBytes(byteOffset, byteLength) for a window of at most 1 GiB, or read() to copy");
+  }
+  // Records of views the GC collected are dropped once their number doubles, so calling
+  // view() again and again on one tensor does not grow this list.
+  if (views_.size() >= pruneViewsAt_) {
+    views_.erase(std::remove_if(views_.begin(), views_.end(), [](ViewRecord& v) { return v.buffer.Value().IsEmpty(); }),
+                 views_.end());
+    pruneViewsAt_ = std::max<size_t>(16, 2 * views_.size());
+  }
+  Napi::ArrayBuffer buffer(env, result);
+  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), std::move(hold), whole});
+  return buffer;
+}
+
+// view(): a zero-copy TypedArray over a CPU tensor's memory, detached on dispose(). Every view
+// of one tensor shares one ArrayBuffer while any of them is alive.
 Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
   requireLive("view");
   Napi::Env env = info.Env();
   if (!storage_->device.isCpu())
     throw Error("view() needs a CPU tensor, this one is on " + storage_->device.name() + "; use read() to copy it back");
-  // The buffer holds its own reference to the storage, so a GC'd tensor never frees memory
-  // a live view still points into.
-  auto* keepAlive = new std::shared_ptr<Storage>(storage_);
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, data(), byteLength(), [](Napi::Env, void*, std::shared_ptr<Storage>* hint) { delete hint; },
-      keepAlive);
-  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), keepAlive});
-  return typedArrayOver(env, buffer, dtype_);
+  for (auto it = views_.rbegin(); it != views_.rend(); ++it) {
+    if (!it->whole) continue;
+    Napi::ArrayBuffer shared = it->buffer.Value();
+    if (!shared.IsEmpty() && !shared.IsDetached()) return typedArrayOver(env, shared, dtype_);  // JS may transfer it away
+  }
+  return typedArrayOver(env, externalBuffer(env, data(), byteLength(), true), dtype_);
+}
+
+// viewBytes(byteOffset, byteLength): a zero-copy Uint8Array over part of a CPU tensor's memory,
+// at most 1 GiB, detached on dispose(). Tensors larger than one JS buffer may hold (4 GiB in
+// Node 20) are filled and read through such windows.
+constexpr double kMaxWindowBytes = double(size_t(1) << 30);
+
+Napi::Value TensorObject::ViewBytes(const Napi::CallbackInfo& info) {
+  requireLive("view");
+  Napi::Env env = info.Env();
+  if (!storage_->device.isCpu())
+    throw Error("viewBytes() needs a CPU tensor, this one is on " + storage_->device.name() + "; use read() to copy it back");
+  const double offset = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  const double length = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  const double total = double(byteLength());
+  if (!(offset >= 0) || !(length >= 0) || offset != std::floor(offset) || length != std::floor(length) ||
+      offset + length > total || length > kMaxWindowBytes)
+    throw Error("viewBytes(byteOffset, byteLength) needs integers with byteOffset + byteLength <= the tensor's " +
+                std::to_string(byteLength()) + " bytes and byteLength <= 1 GiB");
+  Napi::ArrayBuffer buffer = externalBuffer(env, static_cast<uint8_t*>(data()) + size_t(offset), size_t(length), false);
+  return Napi::Uint8Array::New(env, size_t(length), buffer, 0);
 }
 
 // write(data): copies a TypedArray in. The raw type of the dtype is copied bit for bit; a
@@ -216,7 +303,7 @@ Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
     throw Error(std::string("write(data) needs a TypedArray: ") + rawArrayName(dtype_) + " for " + dtypeName(dtype_));
   Napi::TypedArray array = info[0].As<Napi::TypedArray>();
   size_t count = size_t(numel(shape_));
-  const uint8_t* src = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
+  const uint8_t* src = typedArrayBytes(array);
   if (array.ElementLength() != count)
     throw Error("data has " + std::to_string(array.ElementLength()) + " elements but the tensor of shape " +
                 shapeString(shape_) + " holds " + std::to_string(count));
@@ -253,21 +340,14 @@ Napi::Value TensorObject::CopyTo(const Napi::CallbackInfo& info) {
 // of this one's memory, sharing it. The memory lives until this tensor and every slice of it
 // are disposed (or collected).
 Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
-  requireLive("slice");
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray()) throw Error("slice(offset: number, shape: number[])");
   const double offset = info[0].As<Napi::Number>().DoubleValue();
-  Napi::Array dims = info[1].As<Napi::Array>();
-  Shape shape;
-  for (uint32_t i = 0; i < dims.Length(); i++) {
-    Napi::Value v = dims.Get(i);
-    const double dim = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    if (!(dim >= 1) || dim != double(int64_t(dim))) throw Error("slice: every dimension must be an integer >= 1");
-    shape.push_back(int64_t(dim));
-  }
+  const Shape shape = readShape(info[1].As<Napi::Array>(), "slice shape");
+  requireLive("slice");
   const int64_t total = numel(shape_);
-  if (!(offset >= 0) || offset != double(int64_t(offset)) || int64_t(offset) + numel(shape) > total)
-    throw Error("slice of " + std::to_string(numel(shape)) + " elements at offset " + std::to_string(int64_t(offset)) +
+  if (!(offset >= 0) || offset > double(total) || offset != double(int64_t(offset)) || int64_t(offset) + numel(shape) > total)
+    throw Error("slice of " + std::to_string(numel(shape)) + " elements at offset " + info[0].ToString().Utf8Value() +
                 " does not fit a tensor of " + std::to_string(total) + " elements " + shapeString(shape_));
   Napi::Object obj = New(env, storage_, dtype_, shape);
   TensorObject* t = Unwrap(obj);

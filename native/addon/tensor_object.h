@@ -11,6 +11,8 @@
 
 namespace lt::addon {
 
+struct ViewHold;  // what a view's ArrayBuffer owns (tensor_object.cpp)
+
 class TensorObject : public Napi::ObjectWrap<TensorObject> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -38,6 +40,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value ReadFloat32(const Napi::CallbackInfo& info);
   Napi::Value View(const Napi::CallbackInfo& info);
+  Napi::Value ViewBytes(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value CopyTo(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
@@ -49,16 +52,20 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   void requireLive(const char* what) const;
   void release(Napi::Env env);
   void reportOwnedMemory(Napi::Env env);
+  Napi::ArrayBuffer externalBuffer(Napi::Env env, void* data, size_t bytes, bool whole);
 
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::F32;
   Shape shape_;
-  // Zero-copy views and the storage reference each one holds (owned by the view's finalizer).
+  // Zero-copy views and the storage reference each one holds (shared with the view's
+  // finalizer); `whole` marks the buffer view() shares, the others are viewBytes() windows.
   struct ViewRecord {
     Napi::Reference<Napi::ArrayBuffer> buffer;
-    std::shared_ptr<Storage>* keepAlive;
+    std::shared_ptr<ViewHold> hold;
+    bool whole;
   };
   std::vector<ViewRecord> views_;
+  size_t pruneViewsAt_ = 16;
   int64_t reportedBytes_ = 0;
   size_t offset_ = 0;  // bytes into the storage (slices)
   std::vector<int32_t> shadow_;

@@ -1,43 +1,121 @@
 #include "validate.h"
 
 #include <cmath>
+#include <limits>
+
+#include "cuda/cuda_backend.h"
 
 namespace lt::addon {
 
-KernelArgs::KernelArgs(const char* op, const Napi::CallbackInfo& info)
-    : op_(op), used_(std::make_shared<std::vector<std::shared_ptr<Storage>>>()) {
+namespace {
+// Kernel options have a dozen fields; a bound keeps a hostile object from making a call slow.
+constexpr size_t kMaxFields = 256;
+}  // namespace
+
+IndexSnapshot::IndexSnapshot(const Device& device, std::vector<int32_t> contents)
+    : device_(device), host_(std::move(contents)) {
+  if (!device_.isCpu()) onDevice_ = cuda::alloc(device_.index, host_.size() * sizeof(int32_t));
+}
+
+// The device copy goes back to the stream-ordered pool, after the kernel that reads it.
+IndexSnapshot::~IndexSnapshot() {
+  if (onDevice_) cuda::free(device_.index, onDevice_);
+}
+
+const int32_t* IndexSnapshot::data() const { return device_.isCpu() ? host_.data() : static_cast<const int32_t*>(onDevice_); }
+
+void IndexSnapshot::upload() const {
+  if (onDevice_) cuda::copy(onDevice_, device_.index, host_.data(), -1, host_.size() * sizeof(int32_t));
+}
+
+KernelArgs::KernelArgs(const char* op, const Napi::CallbackInfo& info, CallMode mode)
+    : op_(op), env_(info.Env()), state_(std::make_shared<State>(State{mode, {}, {}})) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Error(op_ + ": expected one options object");
-  obj_ = info[0].As<Napi::Object>();
+  fields_ = readFields(op_, info[0].As<Napi::Object>(), 0);
+}
+
+// Reads every string-keyed field of `obj` and of its prototypes short of Object.prototype
+// (a class instance's getters live on its prototype), each exactly once. Tensors are
+// recognised here and nested plain objects read the same way, so nothing after this runs JS.
+// The values stay referenced by this call's handle scope, so a tensor a getter created cannot
+// be collected while the call uses it.
+std::shared_ptr<KernelArgs::Fields> KernelArgs::readFields(const std::string& op, Napi::Object obj, int depth) {
+  Napi::Env env = obj.Env();
+  auto fields = std::make_shared<Fields>();
+  std::vector<std::string> names;
+  for (Napi::Object level = obj;;) {
+    napi_value keys;
+    NAPI_THROW_IF_FAILED(env, napi_get_all_property_names(env, level, napi_key_own_only, napi_key_skip_symbols,
+                                                          napi_key_numbers_to_strings, &keys), fields);
+    Napi::Array keyArray(env, keys);
+    for (uint32_t i = 0; i < keyArray.Length(); i++) {
+      names.push_back(keyArray.Get(i).As<Napi::String>().Utf8Value());
+      if (names.size() > kMaxFields) throw Error(op + ": the options object has more than " + std::to_string(kMaxFields) + " fields");
+    }
+    napi_value proto;
+    NAPI_THROW_IF_FAILED(env, napi_get_prototype(env, level, &proto), fields);
+    Napi::Value next(env, proto);
+    if (!next.IsObject()) break;
+    napi_value protoOfNext;
+    NAPI_THROW_IF_FAILED(env, napi_get_prototype(env, next, &protoOfNext), fields);
+    if (!Napi::Value(env, protoOfNext).IsObject()) break;  // `next` is Object.prototype (or a null-prototype root)
+    level = next.As<Napi::Object>();
+  }
+  for (const std::string& name : names) {
+    if (fields->count(name)) continue;
+    Field f;
+    f.value = obj.Get(name);
+    if (TensorObject::IsTensor(env, f.value)) {
+      f.tensor = TensorObject::Unwrap(f.value);
+    } else if (depth == 0 && f.value.IsObject() && !f.value.IsArray() && !f.value.IsTypedArray() && !f.value.IsFunction()) {
+      f.nested = readFields(op + " " + name, f.value.As<Napi::Object>(), depth + 1);
+    }
+    (*fields)[name] = std::move(f);
+  }
+  return fields;
+}
+
+const KernelArgs::Field* KernelArgs::field(const char* name) const {
+  auto it = fields_->find(name);
+  return it == fields_->end() ? nullptr : &it->second;
+}
+
+Napi::Value KernelArgs::value(const char* name) const {
+  const Field* f = field(name);
+  return f ? f->value : env_.Undefined();
 }
 
 void KernelArgs::fail(const std::string& message) const { throw Error(op_ + ": " + message); }
 
 bool KernelArgs::has(const char* name) const {
-  Napi::Value v = obj_.Get(name);
+  Napi::Value v = value(name);
   return !v.IsUndefined() && !v.IsNull();
 }
 
 KernelArgs KernelArgs::object(const char* name) {
-  Napi::Value v = obj_.Get(name);
-  if (!v.IsObject()) fail(std::string(name) + " must be an object");
-  return KernelArgs(op_ + " " + name, v.As<Napi::Object>(), used_);
+  const Field* f = field(name);
+  if (!f || !f->nested) fail(std::string(name) + " must be an object");
+  return KernelArgs(op_ + " " + name, env_, f->nested, state_);
 }
 
 TensorObject* KernelArgs::tensor(const char* name, bool optional) {
-  Napi::Value v = obj_.Get(name);
-  if (v.IsUndefined() || v.IsNull()) {
+  const Field* f = field(name);
+  if (!has(name)) {
     if (optional) return nullptr;
     fail(std::string(name) + " is required (a Tensor)");
   }
-  if (!TensorObject::IsTensor(obj_.Env(), v)) fail(std::string(name) + " must be a Tensor");
-  TensorObject* t = TensorObject::Unwrap(v);
+  if (!f->tensor) fail(std::string(name) + " must be a Tensor");
+  TensorObject* t = f->tensor;
   if (t->disposed()) fail(std::string(name) + " is a disposed tensor: it was freed by dispose(); create a new one");
-  used_->push_back(t->storage());
+  // Rank-0 tensors cannot be made through the API; one that arrives anyway has no last
+  // dimension for a kernel to read.
+  if (t->shape().empty()) fail(std::string(name) + " has no dimensions: tensors passed to kernels need at least one");
+  state_->used.push_back(t->storage());
   return t;
 }
 
 int32_t KernelArgs::integer(const char* name, int32_t min, int32_t max) {
-  Napi::Value v = obj_.Get(name);
+  Napi::Value v = value(name);
   if (!v.IsNumber()) fail(std::string(name) + " is required (an integer)");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d))
@@ -54,11 +132,18 @@ int32_t KernelArgs::integerOr(const char* name, int32_t fallback, int32_t min, i
 
 double KernelArgs::number(const char* name, double fallback) {
   if (!has(name)) return fallback;
-  Napi::Value v = obj_.Get(name);
+  Napi::Value v = value(name);
   if (!v.IsNumber()) fail(std::string(name) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d <= 0) fail(std::string(name) + " must be a finite number > 0, got " + v.ToString().Utf8Value());
   return d;
+}
+
+int32_t KernelArgs::narrow(const std::string& what, int64_t value) const {
+  if (value < 0 || value > std::numeric_limits<int32_t>::max())
+    fail(what + " is " + std::to_string(value) + ", more than the " + std::to_string(std::numeric_limits<int32_t>::max()) +
+         " this kernel can index (32-bit); split the work into smaller tensors");
+  return int32_t(value);
 }
 
 void KernelArgs::expectRank(const char* name, TensorObject* t, size_t rank) const {

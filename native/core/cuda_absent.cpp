@@ -15,6 +15,7 @@ std::vector<DeviceInfo> listDevices() { return {}; }
 static void unavailable() { throw Error(std::string("CUDA is not available: ") + kReason); }
 void* alloc(int, size_t) { unavailable(); return nullptr; }
 void free(int, void*) noexcept {}
+void releaseIdleMemory(int) noexcept {}
 void copy(void*, int, const void*, int, size_t) { unavailable(); }
 void readStaged(int, const void*, size_t, const std::function<void(const void*)>&) { unavailable(); }
 void synchronize(int) { unavailable(); }

@@ -22,7 +22,8 @@ struct Device {
 
 // Allocates `bytes` on `device`; throws lt::Error (with sizes and a remedy) on failure.
 void* deviceAlloc(const Device& device, size_t bytes);
-void deviceFree(const Device& device, void* ptr) noexcept;
+// Frees what deviceAlloc(device, bytes) returned.
+void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept;
 // Copies between any two devices (host<->device, device<->device, host<->host).
 void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes);
 

@@ -25,7 +25,7 @@ struct LiveBytes {
 struct Storage {
   Storage(const Device& d, size_t n) : device(d), bytes(n), data(deviceAlloc(d, n)) { LiveBytes::of(device) += int64_t(bytes); }
   ~Storage() {
-    deviceFree(device, data);
+    deviceFree(device, data, bytes);
     LiveBytes::of(device) -= int64_t(bytes);
   }
   Storage(const Storage&) = delete;
@@ -38,6 +38,16 @@ struct Storage {
 
 using Shape = std::vector<int64_t>;
 
+// The largest tensor: 2^40 elements (4 TiB of f32), far above any memory, so that sizes in
+// bytes and element counts never overflow int64.
+constexpr int64_t kMaxElements = int64_t(1) << 40;
+
+// The element count of a shape whose dimensions are integers >= 1, checked against
+// kMaxElements before each multiplication; throws lt::Error (from tensor_shape.cpp) naming
+// `what` when the product is larger.
+int64_t checkedNumel(const Shape& shape, const std::string& what);
+
+// The element count of a shape already checked by checkedNumel (every live tensor's is).
 inline int64_t numel(const Shape& shape) {
   int64_t n = 1;
   for (int64_t s : shape) n *= s;

@@ -32,6 +32,10 @@ std::vector<DeviceInfo> listDevices();
 // and the free memory.
 void* alloc(int device, size_t bytes);
 void free(int device, void* ptr) noexcept;
+// Waits for the device's stream and returns the pool's idle memory to the driver, so that
+// cudaMalloc can have it; a no-op while the device is being captured. alloc() does this before
+// it reports out of memory, and the next capture after an out-of-memory error does it too.
+void releaseIdleMemory(int device) noexcept;
 // Host<->device and device<->device copies (device < 0 means host memory), ordered on the
 // device's stream; a copy to the host returns when the data is there.
 void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes);

@@ -43,6 +43,7 @@
 #include <type_traits>
 
 #include "core/error.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/model_kernels.h"
 
 namespace lt::cuda {
@@ -58,7 +59,10 @@ void throwIfLaunchFailed(const char* op, const char* kernel) {
 }
 
 void checkCuda(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw Error(std::string("linear: ") + what + " failed: " + cudaGetErrorString(err));
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // an allocation failure is not sticky: clear it so later calls work
+    throw Error(std::string("linear: ") + what + " failed: " + cudaGetErrorString(err));
+  }
 }
 
 // ============================================================================ fallback GEMM
@@ -441,7 +445,8 @@ DeviceState& deviceState(int device) {
 }
 
 // The stream's workspace, allocated once; none (size 0) while the stream is being captured
-// into a graph (cudaMalloc is not allowed then) or once too many streams have one.
+// into a graph (cudaMalloc is not allowed then), once too many streams have one, or while the
+// device is out of memory (cuBLAS runs without one, and a later call tries again).
 void* workspaceFor(DeviceState& st, cudaStream_t stream) {
   auto it = st.workspaces.find(stream);
   if (it != st.workspaces.end()) return it->second;
@@ -450,7 +455,18 @@ void* workspaceFor(DeviceState& st, cudaStream_t stream) {
   checkCuda(cudaStreamIsCapturing(stream, &capture), "cudaStreamIsCapturing");
   if (capture != cudaStreamCaptureStatusNone) return nullptr;
   void* ws = nullptr;
-  checkCuda(cudaMalloc(&ws, kWorkspaceBytes), "cudaMalloc of the 32 MiB cuBLAS workspace");
+  cudaError_t err = cudaMalloc(&ws, kWorkspaceBytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    int device = 0;
+    if (cudaGetDevice(&device) == cudaSuccess) releaseIdleMemory(device);  // the pool may hold what this needs
+    err = cudaMalloc(&ws, kWorkspaceBytes);
+  }
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  checkCuda(err, "cudaMalloc of the 32 MiB cuBLAS workspace");
   st.workspaces[stream] = ws;
   return ws;
 }

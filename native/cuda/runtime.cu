@@ -48,6 +48,10 @@ struct DeviceState {
   std::vector<Graph*> deferredGraphs;        // destroyed while capturing; likewise
   std::vector<void*> captureScratch;         // every buffer handed out during this capture
   size_t captureScratchBytes = 0;            // size of the last (largest) one
+  // Set when an allocation ran out of memory: the pool may then hold memory the tensors that
+  // caused it gave back, which cudaMalloc (graph scratch, the cuBLAS workspace) cannot use
+  // until the pool returns it to the driver, before the next capture.
+  bool releasePending = false;
 };
 
 std::mutex stateMutex;
@@ -176,6 +180,25 @@ void setCurrent(int device) {
   check(cudaSetDevice(device), "cudaSetDevice");
 }
 
+void releaseIdleMemory(int device) noexcept {
+  DeviceState* st = nullptr;
+  try {
+    st = &state(device);
+  } catch (...) {
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(stateMutex);
+    if (st->capturing) return;
+    st->releasePending = false;
+  }
+  cudaMemPool_t pool;
+  // Blocks freed on the stream are idle only once the stream has passed their frees.
+  if (cudaSetDevice(device) != cudaSuccess || cudaStreamSynchronize(st->stream) != cudaSuccess ||
+      cudaDeviceGetDefaultMemPool(&pool, device) != cudaSuccess || cudaMemPoolTrimTo(pool, 0) != cudaSuccess)
+    cudaGetLastError();
+}
+
 void* alloc(int device, size_t bytes) {
   DeviceState& st = state(device);
   refuseWhileCapturing(st, device, "device memory cannot be allocated");
@@ -183,7 +206,17 @@ void* alloc(int device, size_t bytes) {
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes == 0 ? 1 : bytes, st.stream);
   if (err == cudaErrorMemoryAllocation) {
+    // Frees still queued on the stream may be what is missing: wait for them, and try once more.
     cudaGetLastError();
+    releaseIdleMemory(device);
+    err = cudaMallocAsync(&ptr, bytes == 0 ? 1 : bytes, st.stream);
+  }
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    {
+      std::lock_guard<std::mutex> lock(stateMutex);
+      st.releasePending = true;
+    }
     size_t freeBytes = 0, totalBytes = 0;
     cudaMemGetInfo(&freeBytes, &totalBytes);
     throw Error("CUDA out of memory on cuda:" + std::to_string(device) + ": asked for " + mib(bytes) + ", " +
@@ -289,6 +322,12 @@ int multiprocessors(int device) { return state(device).multiprocessors; }
 void beginCapture(int device) {
   DeviceState& st = state(device);
   if (st.capturing) throw Error("cuda:" + std::to_string(device) + " is already being captured into a CUDA graph");
+  bool release;
+  {
+    std::lock_guard<std::mutex> lock(stateMutex);
+    release = st.releasePending;
+  }
+  if (release) releaseIdleMemory(device);  // the capture's scratch comes from cudaMalloc
   check(cudaSetDevice(device), "cudaSetDevice");
   // Relaxed: calls made while recording may still query and configure kernels (occupancy,
   // shared-memory limits) and take scratch memory with cudaMalloc.

@@ -1,0 +1,83 @@
+// Running out of GPU memory: a KV pool larger than the card, a card filled with tensors, a
+// model load and a batch on a full card. Each is a JS error that says what was asked for and
+// what to do; nothing stays allocated; and the same process then loads a model and generates
+// the tokens the CPU does (no sticky CUDA error, no poisoned pool).
+import * as path from "node:path";
+import { devices, loadModel, memoryUsage, Model, Tensor } from "../../lib";
+import { fixtureRoot, readReference } from "../helpers/fixtures";
+import { collectGarbage } from "../helpers/gc";
+import { describeWithCuda } from "../helpers/gpu";
+
+const describeGpu = describeWithCuda("out-of-memory");
+const dir = path.join(fixtureRoot, "llama-tiny");
+const outOfMemory = /CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB\. Dispose tensors and models you no longer need, or use a smaller batch or context/;
+
+// Fills cuda:0 with tensors, halving the request on each failure down to 1 MiB; returns them
+// and the first error.
+function fillCard(): { held: Tensor[]; first: Error } {
+  const held: Tensor[] = [];
+  let first: Error | undefined;
+  for (let elements = 2 ** 30; elements >= 2 ** 19; ) {
+    try {
+      held.push(Tensor.empty([elements], "bf16", "cuda:0"));
+    } catch (err) {
+      first ??= err as Error;
+      elements /= 2;
+    }
+  }
+  return { held, first: first! };
+}
+
+async function greedy(model: Model, prompt: string, count: number): Promise<number[]> {
+  const [result] = await model.generateBatch([prompt], { maxNewTokens: count, stopAtEos: false });
+  return result.tokens;
+}
+
+describeGpu("out of GPU memory", () => {
+  // The case with the widest greedy margins, so bf16 rounding on either side cannot flip a token.
+  const prompt = readReference("llama-tiny").cases[1].prompt;
+  let cpuTokens: number[];
+  beforeAll(async () => {
+    const cpu = await loadModel(dir, { device: "cpu", kvCacheBytes: 16 * 2 ** 20, computeDType: "bf16" });
+    cpuTokens = await greedy(cpu, prompt, 16);
+    await cpu.dispose();
+  });
+
+  test("a KV pool larger than the card is an error with a remedy, and leaves nothing allocated", async () => {
+    await collectGarbage();
+    const before = memoryUsage().cuda;
+    const card = devices().find((d) => d.id === "cuda:0")!;
+    const tooMuch = 2 * card.totalMemory;
+    await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(outOfMemory);
+    expect(memoryUsage().cuda).toBe(before);
+  });
+
+  test("a full card fails allocations, model loads and batches with errors; freed, it loads and generates the CPU's tokens", async () => {
+    await collectGarbage();
+    const before = memoryUsage().cuda;
+    const loaded = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 64 * 2 ** 20 });
+    const { held, first } = fillCard();
+    try {
+      expect(first.message).toMatch(outOfMemory);
+      expect(held.length).toBeGreaterThan(0);
+      const full = memoryUsage().cuda;
+      await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 })).rejects.toThrow(/CUDA out of memory|cuBLAS|linear:/);
+      expect(memoryUsage().cuda).toBe(full);
+      // A batch whose activations do not fit: 64 prompts of a few hundred tokens.
+      const long = Array.from({ length: 64 }, (_, i) => `${prompt} ${"and again ".repeat(40)} ${i}`);
+      await expect(loaded.generateBatch(long, { maxNewTokens: 2, stopAtEos: false })).rejects.toThrow(/out of memory|PoolExhausted|pool/i);
+    } finally {
+      for (const t of held) t.dispose();
+    }
+    await loaded.dispose();
+    expect(memoryUsage().cuda).toBe(before);
+
+    const gpu = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
+    try {
+      expect(await greedy(gpu, prompt, 16)).toEqual(cpuTokens);
+    } finally {
+      await gpu.dispose();
+    }
+    expect(memoryUsage().cuda).toBe(before);
+  });
+});

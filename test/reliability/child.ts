@@ -1,0 +1,46 @@
+// Runs a script in its own Node process, so a defect that kills the process (a segfault, an
+// abort, V8's fatal out-of-memory) is reported as a failed test instead of ending jest.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { addonCandidates } from "../../lib";
+
+export interface ChildResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The built addon the suite itself loads: children load the very same file. */
+export function addonPath(): string {
+  const found = addonCandidates().find((file) => fs.existsSync(file));
+  if (!found) throw new Error("the native addon is not built: run `node scripts/build-native.js`");
+  return found;
+}
+
+/**
+ * Runs test/reliability/children/<script> with the addon's path as its first argument (and
+ * `args` after it); a child reports its findings as JSON on its last line of stdout.
+ */
+export function runChild(script: string, args: string[] = [], nodeFlags: string[] = [], env: NodeJS.ProcessEnv = {}): ChildResult {
+  const file = path.join(__dirname, "children", script);
+  const result = spawnSync(process.execPath, [...nodeFlags, file, addonPath(), ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ...env },
+    timeout: 300_000,
+    maxBuffer: 16 << 20,
+  });
+  return { status: result.status, signal: result.signal, stdout: result.stdout ?? "", stderr: result.stderr ?? "" };
+}
+
+/** The child's JSON report; fails with its exit status and stderr when it died or said nothing. */
+export function reportOf<T>(result: ChildResult): T {
+  const lines = result.stdout.trim().split("\n");
+  if (result.status !== 0 || lines.length === 0 || lines[lines.length - 1] === "")
+    throw new Error(
+      `the child process ${result.signal ? `was killed by ${result.signal}` : `exited with status ${result.status}`}\n` +
+        `stdout:\n${result.stdout.slice(-2000)}\nstderr:\n${result.stderr.slice(-4000)}`,
+    );
+  return JSON.parse(lines[lines.length - 1]) as T;
+}
