@@ -1,0 +1,48 @@
+// Every exported kernel, called with one thing wrong: a shape, a dtype, a disposed or missing
+// tensor, a rank-0 handle, an out-of-range index, an odd option value, an option getter with side
+// effects, a broken options object, an index tensor overwritten (or an input disposed) right
+// after an async call was issued. Each answer must be a useful Error or the correct result
+// (the unmutated call's); a crash or a hang fails the case in its child process.
+import * as path from "node:path";
+import fc from "fast-check";
+import { drawCases, fuzzSettings, report, runCases } from "./harness/run-cases";
+import { notATensor, oddValue } from "./harness/values";
+import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
+import { kernelNames } from "./cases/kernel-builders";
+
+const indexValue: fc.Arbitrary<IndexValue> = fc.oneof(
+  fc.record({ side: fc.constantFrom("above" as const, "below" as const), by: fc.oneof(fc.nat(4), fc.constantFrom(1 << 20, 2 ** 30)) }),
+  fc.record({ side: fc.constant("extreme" as const), which: fc.nat(4) }),
+);
+
+const pick = fc.nat(64);
+const mutation: fc.Arbitrary<KernelMutation> = fc.oneof(
+  fc.constant({ kind: "none" as const }),
+  fc.constant({ kind: "omitOutputs" as const }),
+  fc.record({ kind: fc.constant("shape" as const), pick, dim: fc.nat(3), delta: fc.integer({ min: -3, max: 3 }), rank: fc.constantFrom(-1 as const, 0 as const, 1 as const) }),
+  fc.record({ kind: fc.constant("dtype" as const), pick, dtype: fc.constantFrom("f32" as const, "f16" as const, "bf16" as const, "i32" as const) }),
+  fc.record({ kind: fc.constant("disposed" as const), pick }),
+  fc.record({ kind: fc.constant("notTensor" as const), pick, value: notATensor }),
+  fc.record({ kind: fc.constant("rank0" as const), pick }),
+  fc.record({ kind: fc.constant("index" as const), pick, position: fc.nat(16), value: indexValue }),
+  fc.record({ kind: fc.constant("number" as const), pick, value: oddValue }),
+  fc.record({ kind: fc.constant("getter" as const), pick, behaviour: fc.constantFrom("throws" as const, "disposes" as const, "flips" as const), victim: pick }),
+  fc.record({ kind: fc.constant("options" as const), value: fc.constantFrom(null, undefined, 42, "options", [], "proxy", true) }),
+  fc.record({ kind: fc.constant("clamp" as const), sinkOver: fc.oneof(fc.nat(8), fc.constantFrom(2 ** 31 - 1, 2 ** 31 - 16, 2 ** 30)), windowOver: fc.oneof(fc.nat(8), fc.constantFrom(2 ** 31 - 1, 2 ** 31 - 16, 2 ** 30)), which: fc.nat(2) }),
+  fc.record({ kind: fc.constant("afterAsync" as const), pick, action: fc.constantFrom("write" as const, "dispose" as const), value: indexValue }),
+);
+
+const kernelCase: fc.Arbitrary<KernelCase> = fc.record({
+  kernel: fc.constantFrom(...kernelNames),
+  seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+  dtype: fc.constantFrom("f32" as const, "bf16" as const, "f16" as const),
+  async: fc.boolean(),
+  mutation,
+});
+
+test("kernels answer every malformed call with a useful Error or the correct result", async () => {
+  const { seed, runs } = fuzzSettings(600);
+  const cases = drawCases(kernelCase, seed, runs);
+  const failures = await runCases(path.join(__dirname, "cases", "kernels.ts"), cases, { batchSize: 150, caseTimeoutMs: 20000 });
+  if (failures.length) throw new Error(report("kernel", seed, runs, failures));
+}, 600000);
