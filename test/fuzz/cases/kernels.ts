@@ -111,7 +111,7 @@ function clampAdjust(c: KernelCase, huge: boolean) {
 }
 
 export async function runCase(c: KernelCase): Promise<void> {
-  const before = liveCpuBytes();
+  const before = await liveCpuBytes();
   let mu = c.mutation;
   const probe = build(c);
   const spec = probe.b;
@@ -317,7 +317,7 @@ export async function runCase(c: KernelCase): Promise<void> {
     m.disposeAll();
     for (const d of Object.values(Object.getOwnPropertyDescriptors(o))) if (d.value instanceof Tensor && !m.made.includes(d.value)) d.value.dispose();
   }
-  expectMemoryBack(before, what);
+  await expectMemoryBack(before, what);
 }
 
 function describe(v: unknown): string {

@@ -1,7 +1,12 @@
 // The property every fuzz case checks, in the child process: a call either succeeds with a
 // correct result or throws an Error whose message says what was wrong — never a message that
 // only says that the library itself tripped over the input.
+import * as v8 from "node:v8";
+import * as vm from "node:vm";
 import { memoryUsage } from "../../../lib";
+
+v8.setFlagsFromString("--expose-gc");
+const gc = vm.runInNewContext("gc") as () => void;
 
 /** A property that did not hold; the message says which and with what. */
 export class PropertyFailure extends Error {
@@ -56,14 +61,22 @@ export async function attempt<T>(fn: () => T | Promise<T>): Promise<{ ok: true; 
   }
 }
 
-/** Host bytes of live tensors. */
-export function liveCpuBytes(): number {
+/**
+ * Host bytes of live tensors once garbage is collected and its finalizers have run (a collected
+ * view() frees its tensor's memory only in its finalizer): what is left is held by something
+ * reachable.
+ */
+export async function liveCpuBytes(): Promise<number> {
+  for (let round = 0; round < 2; round++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
   return memoryUsage().cpu;
 }
 
 /** Fails unless the library's accounting is back at `baseline` (everything the case made was freed). */
-export function expectMemoryBack(baseline: number, context: string): void {
-  const now = liveCpuBytes();
+export async function expectMemoryBack(baseline: number, context: string): Promise<void> {
+  const now = await liveCpuBytes();
   if (now !== baseline) fail(`${context}: live tensor bytes went from ${baseline} to ${now} (${now - baseline > 0 ? "+" : ""}${now - baseline}): something was not freed`);
 }
 
