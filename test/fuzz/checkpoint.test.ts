@@ -79,3 +79,9 @@ test("malformed tokenizer files and chat templates fail with a useful Error, or 
   const failures = await runCases(modulePath, cases, options);
   if (failures.length) throw new Error(report("tokenizer", seed, runs, failures));
 }, 600000);
+
+test("a checkpoint tensor over 4 GiB (a sparse file) loads with the file's bytes, or fails with a useful Error", async () => {
+  const cases: CheckpointCase[] = [{ target: "bigTensor", rows: 2 ** 27 + 8 }];
+  const failures = await runCases(modulePath, cases, { batchSize: 1, caseTimeoutMs: 120000 });
+  if (failures.length) throw new Error(report("checkpoint over 4 GiB", 0, cases.length, failures));
+}, 300000);

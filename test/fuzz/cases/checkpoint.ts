@@ -25,6 +25,7 @@ export type SafetensorsMutation =
   | { kind: "index"; change: "missingShard" | "wrongShard" | "missingTensor" | "notObject" | "badJson" | "nonString" | "extraName" | "dropName"; tensor: number };
 
 export type CheckpointCase =
+  | { target: "bigTensor"; rows: number }
   | { target: "safetensors"; seed: number; dtype: "F32" | "F16" | "BF16"; shards: number; shard: number; mutation: SafetensorsMutation }
   | { target: "config"; seed: number; field: string; value: unknown; remove: boolean; text?: string }
   | { target: "tokenizer"; seed: number; file: "tokenizer.json" | "tokenizer_config.json"; path: number; value: unknown; remove: boolean; text?: string; template?: string; prompt: string | Array<{ role: unknown; content: unknown }> };
@@ -236,6 +237,7 @@ let root: string | undefined;
 
 export async function runCase(c: CheckpointCase): Promise<void> {
   root ??= fs.mkdtempSync(path.join(os.tmpdir(), "lt-fuzz-ckpt-"));
+  if (c.target === "bigTensor") return runBigTensor(root, c.rows);
   const base = c.target === "safetensors" ? undefined : await baselineTokens(root);
   const before = await liveCpuBytes();
   const dir = fs.mkdtempSync(path.join(root, "case-"));
@@ -308,6 +310,74 @@ export async function runCase(c: CheckpointCase): Promise<void> {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     await expectMemoryBack(before, `checkpoint case ${c.target}`);
+  }
+}
+
+/**
+ * A checkpoint whose embedding is over 4 GiB (bf16 [rows, 16]), as real ones have: a sparse
+ * file, so only the rows with markers take disk space. It must load, with the markers where
+ * the file has them, or fail with a useful Error.
+ */
+async function runBigTensor(rootDir: string, rows: number): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(rootDir, "big-"));
+  const before = await liveCpuBytes();
+  try {
+    const config = { ...tinyConfig(), vocab_size: rows, hidden_size: 16, head_dim: 8, num_hidden_layers: 1, tie_word_embeddings: true, torch_dtype: "bfloat16" };
+    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
+    copyTokenizer(dir);
+    const rng = new Rng(5);
+    const small = tinyTensors(rng, "BF16").filter((t) => !t.name.startsWith("model.layers.1.") && t.name !== "lm_head.weight" && t.name !== "model.embed_tokens.weight");
+    // The config's hidden size is 16: rebuild the small tensors at that width.
+    const c = config as unknown as Record<string, number>;
+    const H = 16, d = 8, q = c.num_attention_heads * d, kv = c.num_key_value_heads * d, I = c.intermediate_size;
+    const shapes: Record<string, number[]> = { "model.norm.weight": [H], "model.layers.0.input_layernorm.weight": [H], "model.layers.0.self_attn.q_proj.weight": [q, H],
+      "model.layers.0.self_attn.k_proj.weight": [kv, H], "model.layers.0.self_attn.v_proj.weight": [kv, H], "model.layers.0.self_attn.o_proj.weight": [H, q],
+      "model.layers.0.post_attention_layernorm.weight": [H], "model.layers.0.mlp.gate_proj.weight": [I, H], "model.layers.0.mlp.up_proj.weight": [I, H], "model.layers.0.mlp.down_proj.weight": [H, I] };
+    const others = small.map((t) => ({ ...t, shape: shapes[t.name], bytes: Buffer.alloc(shapes[t.name].reduce((a, b) => a * b, 1) * 2, 0x3c) }));
+    const embedBytes = rows * H * 2;
+    const header: Record<string, unknown> = { "model.embed_tokens.weight": { dtype: "BF16", shape: [rows, H], data_offsets: [0, embedBytes] } };
+    let at = embedBytes;
+    for (const t of others) {
+      header[t.name] = { dtype: "BF16", shape: t.shape, data_offsets: [at, at + t.bytes.length] };
+      at += t.bytes.length;
+    }
+    const head = fileBytes(JSON.stringify(header), Buffer.alloc(0));
+    const file = path.join(dir, "model.safetensors");
+    const fd = fs.openSync(file, "w");
+    const markers = [0, Math.floor(rows / 2), rows - 1].map((row, i) => ({ row, bytes: Buffer.alloc(H * 2, 0x41 + i) }));
+    try {
+      fs.writeSync(fd, head, 0, head.length, 0);
+      for (const m of markers) fs.writeSync(fd, m.bytes, 0, m.bytes.length, head.length + m.row * H * 2);
+      let position = head.length + embedBytes;
+      for (const t of others) {
+        fs.writeSync(fd, t.bytes, 0, t.bytes.length, position);
+        position += t.bytes.length;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    const what = `a checkpoint with a ${(embedBytes / 2 ** 30).toFixed(2)} GiB embedding`;
+    const loaded = await attempt(() => loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 20 }));
+    if (!loaded.ok) {
+      expectUsefulError(loaded.error, what);
+      return;
+    }
+    try {
+      const embed = loaded.value.decoder.weights.embed;
+      for (const m of markers) {
+        const row = embed.rows(m.row, 1);
+        try {
+          if (!sameBytes(row.toArray(), m.bytes)) fail(`${what}: row ${m.row} of the embedding does not hold the file's bytes`);
+        } finally {
+          row.dispose();
+        }
+      }
+    } finally {
+      await loaded.value.dispose();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    await expectMemoryBack(before, "the checkpoint over 4 GiB");
   }
 }
 
