@@ -7,7 +7,7 @@
 import * as path from "node:path";
 import fc from "fast-check";
 import type { CheckpointCase, SafetensorsMutation } from "./cases/checkpoint";
-import { drawCases, fuzzSettings, report, runCases } from "./harness/run-cases";
+import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
 import { oddValue } from "./harness/values";
 
 const modulePath = path.join(__dirname, "cases", "checkpoint.ts");
@@ -56,29 +56,33 @@ const tokenizerCase = fc.record({
   value: fc.oneof(oddValue, fc.constantFrom(2 ** 32 + 5, 1.5, "7", -1, 1e9, 383, 384, {}, [], [["a", "b"]])), remove: fc.boolean(),
   text: fc.option(fc.constantFrom("", "{", "[]", "null", '{"model": null}'), { nil: undefined, freq: 10 }),
   template: fc.option(fc.array(templateFragment, { maxLength: 8 }).map((parts) => parts.join("")), { nil: undefined, freq: 3 }),
+  promptTokens: fc.option(fc.constant(true), { nil: undefined, freq: 3 }),
   prompt: fc.oneof(fc.string({ maxLength: 24 }), fc.string({ unit: "binary", maxLength: 12 }), fc.array(message, { maxLength: 3 })),
 });
 
+const safetensorsRun = fuzzSettings(240);
 test("malformed safetensors files and shard indexes fail with a useful Error, or load the exact bytes", async () => {
-  const { seed, runs } = fuzzSettings(240);
+  const { seed, runs } = safetensorsRun;
   const cases: CheckpointCase[] = drawCases(safetensorsCase, seed, runs);
   const failures = await runCases(modulePath, cases, options);
   if (failures.length) throw new Error(report("safetensors", seed, runs, failures));
-}, 600000);
+}, timeoutFor(safetensorsRun.runs, 1000));
 
+const configRun = fuzzSettings(160);
 test("config.json with wrong, missing, huge, negative, fractional or NaN fields fails with a useful Error, or loads a sane config", async () => {
-  const { seed, runs } = fuzzSettings(160);
+  const { seed, runs } = configRun;
   const cases: CheckpointCase[] = drawCases(configCase, seed + 1, runs);
   const failures = await runCases(modulePath, cases, options);
   if (failures.length) throw new Error(report("config.json", seed, runs, failures));
-}, 600000);
+}, timeoutFor(configRun.runs, 1000));
 
+const tokenizerRun = fuzzSettings(160);
 test("malformed tokenizer files and chat templates fail with a useful Error, or tokenize into the vocabulary", async () => {
-  const { seed, runs } = fuzzSettings(160);
+  const { seed, runs } = tokenizerRun;
   const cases: CheckpointCase[] = drawCases(tokenizerCase, seed + 2, runs);
   const failures = await runCases(modulePath, cases, options);
   if (failures.length) throw new Error(report("tokenizer", seed, runs, failures));
-}, 600000);
+}, timeoutFor(tokenizerRun.runs, 1000));
 
 test("a checkpoint tensor over 4 GiB (a sparse file) loads with the file's bytes, or fails with a useful Error", async () => {
   const cases: CheckpointCase[] = [{ target: "bigTensor", rows: 2 ** 27 + 8 }];

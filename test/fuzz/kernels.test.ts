@@ -5,7 +5,7 @@
 // (the unmutated call's); a crash or a hang fails the case in its child process.
 import * as path from "node:path";
 import fc from "fast-check";
-import { drawCases, fuzzSettings, report, runCases } from "./harness/run-cases";
+import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
 import { notATensor, oddValue } from "./harness/values";
 import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
 import { kernelNames } from "./cases/kernel-builders";
@@ -40,9 +40,10 @@ const kernelCase: fc.Arbitrary<KernelCase> = fc.record({
   mutation,
 });
 
+const kernelRun = fuzzSettings(600);
 test("kernels answer every malformed call with a useful Error or the correct result", async () => {
-  const { seed, runs } = fuzzSettings(600);
+  const { seed, runs } = kernelRun;
   const cases = drawCases(kernelCase, seed, runs);
   const failures = await runCases(path.join(__dirname, "cases", "kernels.ts"), cases, { batchSize: 150, caseTimeoutMs: 20000 });
   if (failures.length) throw new Error(report("kernel", seed, runs, failures));
-}, 600000);
+}, timeoutFor(kernelRun.runs, 1000));

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel, Model, Tensor } from "../../../lib";
+import { loadModel, Model, Tensor, Tokenizer } from "../../../lib";
 import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, Rng, sameBytes } from "../harness/checks";
 import { copyTokenizer, fileBytes, layout, parseSafetensors, TensorData, tinyConfig, tinyTensors } from "./model-files";
 
@@ -28,7 +28,7 @@ export type CheckpointCase =
   | { target: "bigTensor"; rows: number }
   | { target: "safetensors"; seed: number; dtype: "F32" | "F16" | "BF16"; shards: number; shard: number; mutation: SafetensorsMutation }
   | { target: "config"; seed: number; field: string; value: unknown; remove: boolean; text?: string }
-  | { target: "tokenizer"; seed: number; file: "tokenizer.json" | "tokenizer_config.json"; path: number; value: unknown; remove: boolean; text?: string; template?: string; prompt: string | Array<{ role: unknown; content: unknown }> };
+  | { target: "tokenizer"; seed: number; file: "tokenizer.json" | "tokenizer_config.json"; path: number; value: unknown; remove: boolean; text?: string; template?: string; promptTokens?: boolean; prompt: string | Array<{ role: unknown; content: unknown }> };
 
 const weightNames = (l: number) => ({
   inputNorm: [`model.layers.${l}.input_layernorm.weight`],
@@ -272,9 +272,15 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       const json = JSON.parse(fs.readFileSync(file, "utf8"));
       const paths = leafPaths(json);
       const p = c.template !== undefined ? ["chat_template"] : paths[c.path % paths.length];
-      fs.writeFileSync(file, c.text ?? jsonText(setPath(json, p, c.template ?? c.value, c.template === undefined && c.remove)));
+      if (c.promptTokens && c.file === "tokenizer.json") {
+        // The ids of the tokens this prompt encodes to (special tokens too) replaced by the odd value.
+        const used = new Set((await baseTokenIds(dir, c.prompt)) ?? []);
+        for (const [token, id] of Object.entries(json.model.vocab as Record<string, number>)) if (used.has(id)) json.model.vocab[token] = c.value;
+        for (const added of json.added_tokens as Array<{ id: unknown }>) if (used.has(added.id as number)) added.id = c.value;
+        fs.writeFileSync(file, jsonText(json));
+      } else fs.writeFileSync(file, c.text ?? jsonText(setPath(json, p, c.template ?? c.value, c.template === undefined && c.remove)));
       prompt = c.prompt;
-      what = `${c.file} ${c.text !== undefined ? `text ${JSON.stringify(c.text).slice(0, 120)}` : c.template !== undefined ? `with chat_template ${JSON.stringify(c.template).slice(0, 160)}` : c.remove ? `without ${p.join(".")}` : `with ${p.join(".")} = ${jsonText(c.value).slice(0, 120)}`}, prompt ${jsonText(prompt).slice(0, 80)}`;
+      what = `${c.file} ${c.promptTokens ? `with the prompt's token ids = ${jsonText(c.value)}` : c.text !== undefined ? `text ${JSON.stringify(c.text).slice(0, 120)}` : c.template !== undefined ? `with chat_template ${JSON.stringify(c.template).slice(0, 160)}` : c.remove ? `without ${p.join(".")}` : `with ${p.join(".")} = ${jsonText(c.value).slice(0, 120)}`}, prompt ${jsonText(prompt).slice(0, 80)}`;
     }
 
     const loaded = await attempt(() => loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 20 }));
@@ -379,6 +385,15 @@ async function runBigTensor(rootDir: string, rows: number): Promise<void> {
     fs.rmSync(dir, { recursive: true, force: true });
     await expectMemoryBack(before, "the checkpoint over 4 GiB");
   }
+}
+
+/** Token ids of `prompt` under the unmutated tokenizer in `dir`, or undefined if it cannot encode it. */
+async function baseTokenIds(dir: string, prompt: string | Array<{ role: unknown; content: unknown }>): Promise<number[] | undefined> {
+  const r = await attempt(() => {
+    const tokenizer = Tokenizer.fromDirectory(dir);
+    return typeof prompt === "string" ? tokenizer.encode(prompt) : tokenizer.encode(tokenizer.applyChatTemplate(prompt as never), { addSpecialTokens: false });
+  });
+  return r.ok ? r.value : undefined;
 }
 
 /** What a loaded config must satisfy whatever config.json said. */

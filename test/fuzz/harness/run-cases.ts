@@ -20,6 +20,11 @@ export function fuzzSettings(defaultRuns: number): { seed: number; runs: number 
   return { seed, runs };
 }
 
+/** A jest timeout for a property of `runs` cases that take up to `caseMs` each. */
+export function timeoutFor(runs: number, caseMs: number): number {
+  return Math.max(600000, runs * caseMs);
+}
+
 /** `runs` cases drawn from `arbitrary` with `seed`: the same list on every machine. */
 export function drawCases<T>(arbitrary: fc.Arbitrary<T>, seed: number, runs: number): T[] {
   return fc.sample(arbitrary, { seed, numRuns: runs });
