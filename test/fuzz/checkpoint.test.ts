@@ -60,7 +60,7 @@ const tokenizerCase = fc.record({
   prompt: fc.oneof(fc.string({ maxLength: 24 }), fc.string({ unit: "binary", maxLength: 12 }), fc.array(message, { maxLength: 3 })),
 });
 
-const safetensorsRun = fuzzSettings(240);
+const safetensorsRun = fuzzSettings(200);
 test("malformed safetensors files and shard indexes fail with a useful Error, or load the exact bytes", async () => {
   const { seed, runs } = safetensorsRun;
   const cases: CheckpointCase[] = drawCases(safetensorsCase, seed, runs);
@@ -68,7 +68,7 @@ test("malformed safetensors files and shard indexes fail with a useful Error, or
   if (failures.length) throw new Error(report("safetensors", seed, runs, failures));
 }, timeoutFor(safetensorsRun.runs, 1000));
 
-const configRun = fuzzSettings(160);
+const configRun = fuzzSettings(120);
 test("config.json with wrong, missing, huge, negative, fractional or NaN fields fails with a useful Error, or loads a sane config", async () => {
   const { seed, runs } = configRun;
   const cases: CheckpointCase[] = drawCases(configCase, seed + 1, runs);
@@ -76,7 +76,7 @@ test("config.json with wrong, missing, huge, negative, fractional or NaN fields 
   if (failures.length) throw new Error(report("config.json", seed, runs, failures));
 }, timeoutFor(configRun.runs, 1000));
 
-const tokenizerRun = fuzzSettings(160);
+const tokenizerRun = fuzzSettings(120);
 test("malformed tokenizer files and chat templates fail with a useful Error, or tokenize into the vocabulary", async () => {
   const { seed, runs } = tokenizerRun;
   const cases: CheckpointCase[] = drawCases(tokenizerCase, seed + 2, runs);

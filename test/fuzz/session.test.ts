@@ -45,7 +45,7 @@ const sweepCase = fc.record({
 
 const poolCase = fc.record({ kind: fc.constant("pool" as const), promptRepeat: fc.integer({ min: 1, max: 24 }), chunk: fc.constantFrom(8, 16, 40, 4096), hybrid: fc.boolean() });
 
-const optionsRun = fuzzSettings(150);
+const optionsRun = fuzzSettings(120);
 test("session and generate options: a useful Error, or valid tokens (transformers' where greedy), and nothing held afterwards", async () => {
   const { seed, runs } = optionsRun;
   const cases: SessionCase[] = drawCases(optionsCase, seed + 3, runs);

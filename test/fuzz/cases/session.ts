@@ -87,7 +87,7 @@ async function expectRecovered(m: Model, what: string, memoryBaseline: number, p
 }
 
 const isInt = (v: unknown) => typeof v === "number" && Number.isInteger(v);
-const absent = (v: unknown) => v === undefined;
+const absent = (v: unknown) => v === undefined || v === null;
 
 /** Why the options are invalid, if they are (values the documentation rules out), else undefined. */
 function invalidOption(c: OptionsCase): string | undefined {
@@ -118,7 +118,8 @@ async function runOptions(m: Model, c: OptionsCase): Promise<void> {
   const run = attempt(async () => {
     if (c.api === "batch") {
       const prompts = c.second ? [prompt, promptOf(c.prompt + 1)] : [prompt];
-      const results = await m.generateBatch(prompts, { ...(c.session ?? {}), ...(generate ?? {}) } as never);
+      const merged = c.session === null || generate === null ? null : { ...c.session, ...generate };
+      const results = await m.generateBatch(prompts, merged as never);
       return results.map((r) => ({ tokens: r.tokens, finishReason: r.finishReason as string | undefined }));
     }
     if (c.api === "model") return [await collect(m.generate(prompt, c.generate === null || c.session === null ? (null as never) : ({ ...c.session, ...generate } as never)))];
@@ -161,7 +162,9 @@ const hybridFixed = { mode: "fixed", lazyLayers: [1], sink: 2, window: 4, lastQu
 /** A session whose cache holds `context` tokens of `prompt` and its greedy continuation, made without interruption. */
 async function uninterrupted(m: Model, promptIndex: number, context: number, hybrid: boolean): Promise<Session | undefined> {
   const session = m.createSession(hybrid ? { hybrid: hybridFixed as never } : {});
-  const promptTokens = reference.cases[promptIndex % reference.cases.length].ids.length;
+  const prompt = promptOf(promptIndex);
+  const promptTokens = typeof prompt === "string" ? m.tokenizer.encode(prompt).length
+    : m.tokenizer.encode(m.tokenizer.applyChatTemplate(prompt, { addGenerationPrompt: true }), { addSpecialTokens: false }).length;
   const newTokens = context - promptTokens + 1;
   if (newTokens < 1) {
     session.dispose();

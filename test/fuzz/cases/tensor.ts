@@ -169,10 +169,10 @@ export async function runCase(c: TensorCase): Promise<void> {
           const n = shapeOk ? count(op.shape as number[]) : 4;
           const data = makeData(op.data, n);
           const o = op.options as { dtype?: unknown; device?: unknown } | undefined;
-          const optionsOk = o === undefined || (typeof o === "object" && o !== null && (o.dtype === undefined || dtypes.includes(o.dtype as string)) && (o.device === undefined || o.device === "cpu"));
+          const optionsOk = o === undefined || (typeof o === "object" && o !== null && (o.dtype == null || dtypes.includes(o.dtype as string)) && (o.device == null || o.device === "cpu"));
           const tag = Object.prototype.toString.call(data);
           const natural = tag === "[object Float32Array]" ? "f32" : tag === "[object Int32Array]" ? "i32" : undefined;
-          const dtype = (o && typeof o === "object" ? (o.dtype as DType | undefined) : undefined) ?? natural;
+          const dtype = (o && typeof o === "object" ? (o.dtype as DType | null | undefined) : undefined) ?? natural;
           const want = dtype && optionsOk ? expectedValues(data, dtype) : undefined;
           const valid = shapeOk && optionsOk && want !== undefined && want.length === n;
           const label = `${what}(${op.data.kind} data of ${(data as { length?: number })?.length} elements, ${describe(op.shape)}, ${describe(op.options)})`;

@@ -152,6 +152,8 @@ export async function runCases(modulePath: string, inputs: unknown[], o: RunOpti
 
 /** A jest failure message listing every failed case with the seed that reproduces it. */
 export function report(suite: string, seed: number, runs: number, failures: CaseFailure[]): string {
-  const lines = failures.map((f) => `case ${f.index}: ${describeCase(f.input)}\n  ${f.message.split("\n").slice(0, 14).join("\n  ")}`);
+  const shown = 40;
+  const lines = failures.slice(0, shown).map((f) => `case ${f.index}: ${describeCase(f.input)}\n  ${f.message.split("\n").slice(0, 14).join("\n  ")}`);
+  if (failures.length > shown) lines.push(`… and ${failures.length - shown} more (cases ${failures.slice(shown).map((f) => f.index).join(", ")})`);
   return `${failures.length} of ${runs} ${suite} cases failed (seed ${seed}; replay: npm run fuzz -- --seed ${seed} --runs ${runs}):\n\n${lines.join("\n\n")}`;
 }
