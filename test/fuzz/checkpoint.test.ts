@@ -87,5 +87,36 @@ test("malformed tokenizer files and chat templates fail with a useful Error, or 
 test("a checkpoint tensor over 4 GiB (a sparse file) loads with the file's bytes, or fails with a useful Error", async () => {
   const cases: CheckpointCase[] = [{ target: "bigTensor", rows: 2 ** 27 + 8 }];
   const failures = await runCases(modulePath, cases, { batchSize: 1, caseTimeoutMs: 120000 });
-  if (failures.length) throw new Error(report("checkpoint over 4 GiB", 0, cases.length, failures));
+  if (failures.length) throw new Error(report("checkpoint over 4 GiB", undefined, cases.length, failures));
 }, 300000);
+
+const integerFields = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
+  "max_position_embeddings", "bos_token_id", "eos_token_id", "rms_norm_eps", "rope_theta"];
+const extremes = [1e9, 2 ** 31, 2 ** 53, -1, 0.5];
+
+test("config.json numbers at the extremes (1e9, 2^31, 2^53, -1, 0.5) in every numeric field: a useful Error, never a crash", async () => {
+  const cases: CheckpointCase[] = integerFields.flatMap((field) => extremes.map((value) => ({ target: "config" as const, seed: 1, field, value, remove: false })));
+  const failures = await runCases(modulePath, cases, { batchSize: 30, caseTimeoutMs: 20000 });
+  if (failures.length) throw new Error(report("config extremes", undefined, cases.length, failures));
+}, 600000);
+
+const loadOptions = fc.record({
+  target: fc.constant("loadOptions" as const),
+  options: fc.record({
+    device: fc.oneof(fc.constantFrom("cpu", "cpu", "cuda", "cuda:7", "tpu", ""), oddValue),
+    dtype: fc.oneof(fc.constantFrom("f32", "bf16", "f16", "i32", "F32"), oddValue),
+    kvCacheBytes: fc.oneof(fc.constantFrom(2 ** 20, 65536, 0, 1), oddValue),
+    pageSize: fc.oneof(fc.constantFrom(16, 1, 7, 64), oddValue),
+    computeDType: fc.oneof(fc.constantFrom("f32", "bf16", "f16", "i32"), oddValue),
+  }, { requiredKeys: [] }),
+  onProgress: fc.constantFrom("none" as const, "function" as const, "throws" as const, "odd" as const),
+  signal: fc.constantFrom("none" as const, "none" as const, "aborted" as const, "fake" as const, "abortMidway" as const),
+});
+
+const loadRun = fuzzSettings(80);
+test("loadModel options (device, dtypes, pool size, page size, onProgress, signal): a useful Error, or the model with default options' tokens", async () => {
+  const { seed, runs } = loadRun;
+  const cases: CheckpointCase[] = drawCases(loadOptions, seed + 7, runs);
+  const failures = await runCases(modulePath, cases, options);
+  if (failures.length) throw new Error(report("loadModel options", seed, runs, failures));
+}, timeoutFor(loadRun.runs, 1000));

@@ -7,8 +7,10 @@ import * as path from "node:path";
 import fc from "fast-check";
 import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
 import { notATensor, oddValue } from "./harness/values";
+import type { HugeCase } from "./cases/huge";
 import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
-import { kernelNames } from "./cases/kernel-builders";
+import { builders, kernelNames, Maker } from "./cases/kernel-builders";
+import { Rng } from "./harness/checks";
 
 const indexValue: fc.Arbitrary<IndexValue> = fc.oneof(
   fc.record({ side: fc.constantFrom("above" as const, "below" as const), by: fc.oneof(fc.nat(4), fc.constantFrom(1 << 20, 2 ** 30)) }),
@@ -47,3 +49,38 @@ test("kernels answer every malformed call with a useful Error or the correct res
   const failures = await runCases(path.join(__dirname, "cases", "kernels.ts"), cases, { batchSize: 150, caseTimeoutMs: 20000 });
   if (failures.length) throw new Error(report("kernel", seed, runs, failures));
 }, timeoutFor(kernelRun.runs, 1000));
+
+/**
+ * Every option a kernel reads, as a getter that disposes each of the call's tensors in turn:
+ * the call must refuse the disposed tensor or compute with what it was given, whenever the
+ * getter runs. Enumerated rather than drawn, because each kernel has only a few such pairs.
+ */
+function getterSweep(): KernelCase[] {
+  const cases: KernelCase[] = [];
+  for (const kernel of kernelNames) {
+    for (let seed = 1; seed < 500; seed++) {
+      const m = new Maker(new Rng(seed));
+      const built = builders[kernel](m, "f32");
+      m.disposeAll();
+      // Every optional setting present (the prefill's streaming mask and lazy ratio), so every option is there to read.
+      if (kernel === "prefillAttention" && !(built.settings.streaming && built.settings.lazyRatio)) continue;
+      for (let pick = 0; pick < built.numbers.length; pick++)
+        for (let victim = 0; victim < built.args.length; victim++)
+          cases.push({ kernel, seed, dtype: "f32", async: false, mutation: { kind: "getter", pick, behaviour: "disposes", victim } });
+      break;
+    }
+  }
+  return cases;
+}
+
+test("option getters that dispose any tensor of the call, for every option of every kernel", async () => {
+  const cases = getterSweep();
+  const failures = await runCases(path.join(__dirname, "cases", "kernels.ts"), cases, { batchSize: 200, caseTimeoutMs: 20000 });
+  if (failures.length) throw new Error(report("option getter", undefined, cases.length, failures));
+}, 600000);
+
+test("a kernel over more than 2^31 elements answers right or with a useful Error", async () => {
+  const cases: HugeCase[] = [{ kernel: "argmax", extra: 16, plantedPast: 5 }];
+  const failures = await runCases(path.join(__dirname, "cases", "huge.ts"), cases, { batchSize: 1, caseTimeoutMs: 120000 });
+  if (failures.length) throw new Error(report("over 2^31 elements", undefined, cases.length, failures));
+}, 300000);

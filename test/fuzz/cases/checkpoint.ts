@@ -26,6 +26,7 @@ export type SafetensorsMutation =
 
 export type CheckpointCase =
   | { target: "bigTensor"; rows: number }
+  | { target: "loadOptions"; options: Record<string, unknown>; onProgress: "none" | "function" | "throws" | "odd"; signal: "none" | "aborted" | "fake" | "abortMidway" }
   | { target: "safetensors"; seed: number; dtype: "F32" | "F16" | "BF16"; shards: number; shard: number; mutation: SafetensorsMutation }
   | { target: "config"; seed: number; field: string; value: unknown; remove: boolean; text?: string }
   | { target: "tokenizer"; seed: number; file: "tokenizer.json" | "tokenizer_config.json"; path: number; value: unknown; remove: boolean; text?: string; template?: string; promptTokens?: boolean; prompt: string | Array<{ role: unknown; content: unknown }> };
@@ -238,6 +239,7 @@ let root: string | undefined;
 export async function runCase(c: CheckpointCase): Promise<void> {
   root ??= fs.mkdtempSync(path.join(os.tmpdir(), "lt-fuzz-ckpt-"));
   if (c.target === "bigTensor") return runBigTensor(root, c.rows);
+  if (c.target === "loadOptions") return runLoadOptions(root, c);
   const base = c.target === "safetensors" ? undefined : await baselineTokens(root);
   const before = await liveCpuBytes();
   const dir = fs.mkdtempSync(path.join(root, "case-"));
@@ -384,6 +386,65 @@ async function runBigTensor(rootDir: string, rows: number): Promise<void> {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
     await expectMemoryBack(before, "the checkpoint over 4 GiB");
+  }
+}
+
+/** Why loadModel options are invalid, if they are. */
+function invalidLoadOption(c: Extract<CheckpointCase, { target: "loadOptions" }>): string | undefined {
+  const o = c.options;
+  const floatType = (v: unknown) => v == null || v === "f32" || v === "f16" || v === "bf16";
+  if (!(o.device == null || o.device === "cpu")) return "device (no CUDA here)";
+  if (!floatType(o.dtype)) return "dtype";
+  if (!floatType(o.computeDType)) return "computeDType";
+  if (!(o.kvCacheBytes == null || (typeof o.kvCacheBytes === "number" && Number.isFinite(o.kvCacheBytes) && o.kvCacheBytes >= 0))) return "kvCacheBytes";
+  if (!(o.pageSize == null || (Number.isInteger(o.pageSize) && (o.pageSize as number) >= 1))) return "pageSize";
+  if (c.onProgress === "odd") return "onProgress (not a function)";
+  if (c.signal === "fake") return "signal (not an AbortSignal)";
+  if (c.signal === "aborted") return "an aborted signal";
+  return undefined;
+}
+
+/** loadModel options of every kind on the base model: a useful Error, or the base model's greedy tokens. */
+async function runLoadOptions(rootDir: string, c: Extract<CheckpointCase, { target: "loadOptions" }>): Promise<void> {
+  const base = await baselineTokens(rootDir);
+  const before = await liveCpuBytes();
+  const dir = fs.mkdtempSync(path.join(rootDir, "options-"));
+  const controller = new AbortController();
+  const options: Record<string, unknown> = { ...c.options };
+  if (c.onProgress === "function") options.onProgress = () => undefined;
+  if (c.onProgress === "throws") options.onProgress = () => { throw new Error("onProgress threw this on purpose"); };
+  if (c.onProgress === "odd") options.onProgress = 5;
+  if (c.signal === "aborted") options.signal = AbortSignal.abort();
+  if (c.signal === "fake") options.signal = { aborted: false };
+  if (c.signal === "abortMidway") {
+    options.signal = controller.signal;
+    options.onProgress = () => controller.abort(new Error("aborted while loading by the fuzz case"));
+  }
+  const what = `loadModel options ${jsonText(c.options).slice(0, 200)}, onProgress ${c.onProgress}, signal ${c.signal}`;
+  try {
+    writeBaseModel(dir, 1);
+    const invalid = invalidLoadOption(c);
+    const loaded = await attempt(() => loadModel(dir, options as never));
+    if (!loaded.ok) {
+      expectUsefulError(loaded.error, what);
+      return;
+    }
+    try {
+      if (invalid) fail(`${what}: loaded, but ${invalid} is invalid and must be refused with an Error`);
+      if (c.onProgress === "throws" || c.signal === "abortMidway") fail(`${what}: loaded although onProgress threw or the signal was aborted during the load`);
+      const generated = await attempt(() => generateTokens(loaded.value, "Hello there"));
+      if (!generated.ok) {
+        expectUsefulError(generated.error, `${what}, generating`);
+        return;
+      }
+      const exact = (c.options.dtype == null || c.options.dtype === "f32") && (c.options.computeDType == null || c.options.computeDType === "f32");
+      if (exact && generated.value.join() !== base.join()) fail(`${what}: generated [${generated.value}], with default options [${base}]`);
+    } finally {
+      await loaded.value.dispose();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    await expectMemoryBack(before, what);
   }
 }
 

@@ -63,7 +63,8 @@ function runChild(modulePath: string, batch: Array<{ index: number; input: unkno
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "lt-fuzz-batch-")), "batch.json");
   fs.writeFileSync(file, encodeCase(batch));
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [childScript, modulePath, file], {
+    // A small JS heap, so that a case that allocates without bound dies in seconds, not minutes.
+    const child = spawn(process.execPath, ["--max-old-space-size=1024", childScript, modulePath, file], {
       env: { ...process.env, ...childEnv, ...o.env },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -132,15 +133,16 @@ export async function runCases(modulePath: string, inputs: unknown[], o: RunOpti
       const last = [...outcome.results.keys()].pop();
       failures.push({ index: last ?? -1, input: last === undefined ? undefined : inputs[last], message: `after this case: ${outcome.death}` });
     } else {
-      // Alone, up to three times: a crash that depends on timing (a race with a worker thread) may need more than one try.
-      let alone = await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
+      // Alone, up to three times: a crash that depends on timing (a race with a worker thread)
+      // may need more than one try. A hang is not run again: its case is known and waiting costs.
+      let alone = outcome.death.startsWith("hang") ? outcome : await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
       for (let tries = 1; tries < 3 && !alone.death; tries++) alone = await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
       const started = batch.filter((c) => outcome.results.has(c.index)).map((c) => c.index);
       failures.push({
         index: outcome.running,
         input: inputs[outcome.running],
         message: alone.death
-          ? `crash: ${alone.death}`
+          ? alone.death.startsWith("hang") ? alone.death : `crash: ${alone.death}`
           : `crash only after earlier cases of its batch (${started.length} ran before it in that child, the last ones ${started.slice(-5).join(", ")}); ` +
             `alone it ${alone.results.get(outcome.running)?.ok ? "passes (3 tries)" : `fails: ${alone.results.get(outcome.running)?.message}`}: ${outcome.death}`,
       });
@@ -150,10 +152,14 @@ export async function runCases(modulePath: string, inputs: unknown[], o: RunOpti
   return failures;
 }
 
-/** A jest failure message listing every failed case with the seed that reproduces it. */
-export function report(suite: string, seed: number, runs: number, failures: CaseFailure[]): string {
+/**
+ * A jest failure message listing the failed cases and how to replay them: with the seed and
+ * run count of a drawn property, or (seed undefined) by running the enumerated test again.
+ */
+export function report(suite: string, seed: number | undefined, runs: number, failures: CaseFailure[]): string {
   const shown = 40;
   const lines = failures.slice(0, shown).map((f) => `case ${f.index}: ${describeCase(f.input)}\n  ${f.message.split("\n").slice(0, 14).join("\n  ")}`);
   if (failures.length > shown) lines.push(`… and ${failures.length - shown} more (cases ${failures.slice(shown).map((f) => f.index).join(", ")})`);
-  return `${failures.length} of ${runs} ${suite} cases failed (seed ${seed}; replay: npm run fuzz -- --seed ${seed} --runs ${runs}):\n\n${lines.join("\n\n")}`;
+  const replay = seed === undefined ? "enumerated cases, the same on every run" : `seed ${seed}; replay: npm run fuzz -- --seed ${seed} --runs ${runs}`;
+  return `${failures.length} of ${runs} ${suite} cases failed (${replay}):\n\n${lines.join("\n\n")}`;
 }
