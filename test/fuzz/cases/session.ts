@@ -174,7 +174,7 @@ async function uninterrupted(m: Model, promptIndex: number, context: number, hyb
   return session;
 }
 
-async function runSweep(m: Model, c: SweepCase): Promise<void> {
+async function runSweep(m: Model, c: SweepCase, pagesBefore: number): Promise<void> {
   const what = `${c.api} generation of prompt ${c.prompt % reference.cases.length} (${c.maxNewTokens} tokens${c.hybrid ? ", hybrid" : ""}): ${c.action} at ${c.at}`;
   const controller = new AbortController();
   const options = { maxNewTokens: c.maxNewTokens, stopAtEos: false, signal: controller.signal, ...(c.hybrid ? { hybrid: hybridFixed as never } : {}) };
@@ -200,8 +200,9 @@ async function runSweep(m: Model, c: SweepCase): Promise<void> {
   let pendingInterrupt: Promise<void> | undefined;
   const interrupt = (): void => {
     if (c.action.startsWith("abort")) controller.abort(new Error("aborted by the fuzz case"));
-    else if (c.action.startsWith("dispose")) {
-      session?.dispose();
+    else if (c.action.startsWith("dispose") && session) {
+      // (model.generate owns its session: there is nothing of it to dispose from outside.)
+      session.dispose();
       disposed = true;
     }
   };
@@ -223,11 +224,19 @@ async function runSweep(m: Model, c: SweepCase): Promise<void> {
       if (r.done) return;
       tokens.push(...r.value.tokens);
       chunk++;
-      if (disposed && m.pool.usedPages !== 0) fail(`${what}: after dispose() the generation went on and holds ${m.pool.usedPages} pages`);
+      if (disposed && m.pool.usedPages !== pagesBefore) fail(`${what}: after dispose() the generation went on and holds ${m.pool.usedPages - pagesBefore} pages`);
     }
   });
   await pendingInterrupt;
-  if (!outcome.ok) expectUsefulError(outcome.error, what);
+  if (!outcome.ok) {
+    // A property that failed inside the loop leaves the generator suspended: close it, then report.
+    if (outcome.error instanceof PropertyFailure) {
+      await attempt(() => iterator.return?.(undefined));
+      session?.dispose();
+      throw outcome.error;
+    }
+    expectUsefulError(outcome.error, what);
+  }
   const want = reference.cases[c.prompt % reference.cases.length].greedy.slice(0, tokens.length);
   if (!c.hybrid && tokens.join() !== want.join()) fail(`${what}: tokens before the interruption [${tokens}] differ from the reference [${want}]`);
   if (session && !disposed) {
@@ -306,7 +315,7 @@ export async function runCase(c: SessionCase): Promise<void> {
   const memoryBefore = await liveCpuBytes();
   const what = c.kind === "options" ? "options case" : c.kind === "sweep" ? `sweep case ${c.api} ${c.action} at ${c.at}` : `pool case of ${c.promptRepeat} sentences`;
   if (c.kind === "options") await runOptions(m, c);
-  else if (c.kind === "sweep") await runSweep(m, c);
+  else if (c.kind === "sweep") await runSweep(m, c, pagesBefore);
   else await runPool(c, smallPagesBefore);
   await expectRecovered(m, what, memoryBefore, pagesBefore);
 }
