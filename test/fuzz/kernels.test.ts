@@ -42,7 +42,7 @@ const kernelCase: fc.Arbitrary<KernelCase> = fc.record({
   mutation,
 });
 
-const kernelRun = fuzzSettings(500);
+const kernelRun = fuzzSettings(400);
 test("kernels answer every malformed call with a useful Error or the correct result", async () => {
   const { seed, runs } = kernelRun;
   const cases = drawCases(kernelCase, seed, runs);
