@@ -3,7 +3,7 @@
 const tsJest = { "^.+\\.ts$": ["ts-jest", { tsconfig: { sourceMap: true, types: ["jest", "node"] }, diagnostics: { warnOnly: false } }] };
 module.exports = {
   projects: [
-    { displayName: "cpu", testEnvironment: "node", transform: tsJest, testMatch: ["<rootDir>/test/*.test.ts", "<rootDir>/test/reliability/*.test.ts"] },
+    { displayName: "cpu", testEnvironment: "node", transform: tsJest, testMatch: ["<rootDir>/test/*.test.ts", "<rootDir>/test/reliability/*.test.ts", "<rootDir>/test/fuzz/*.test.ts"] },
     { displayName: "gpu", testEnvironment: "node", transform: tsJest, testMatch: ["<rootDir>/test/gpu/*.test.ts"] },
   ],
   testTimeout: 120000,
