@@ -3,15 +3,19 @@
 # Each (tool, shard) pair runs in its own process, all at once, spread over the visible GPUs, so
 # the slowest shard bounds the wall time. A shard is a test file, or a test-name pattern within
 # one where the file alone would run too long instrumented; the table ends with each file's test
-# count summed over its shards, to compare with a plain run. Expects node on PATH, node_modules
-# unpacked, and build/ + dist/ built elsewhere with the CUDA backend.
-#   tools/gpu/run_sanitized_gpu.sh [OUT_DIR]        TOOLS="memcheck racecheck" LIMIT_S=540
+# count summed over its shards, to compare with a plain run. The files under test/gpu/exclusive
+# fill the card, so they run afterwards, one at a time, on the first GPU. Expects node on PATH,
+# node_modules unpacked, and build/ + dist/ built elsewhere with the CUDA backend.
+#   tools/gpu/run_sanitized_gpu.sh [OUT_DIR]
+#   env: TOOLS="memcheck racecheck"  LIMIT_S=540 (per process)  GPUS="0 1" (default: every GPU)
+#        ONLY=shared|exclusive (default: both)
 set -uo pipefail
 out=${1:-${OUT:-/tmp/lt-sanitize-out}}
 mkdir -p "$out"
 tools=${TOOLS:-memcheck racecheck}
 limit=${LIMIT_S:-540}
-gpus=$(nvidia-smi -L | wc -l)
+read -r -a gpus <<< "${GPUS:-$(seq -s ' ' 0 $(($(nvidia-smi -L | wc -l) - 1)))}"
+only=${ONLY:-}
 jest="node node_modules/jest/bin/jest.js"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1 | tee "$out/card.txt"
 compute-sanitizer --version | tail -1
@@ -39,28 +43,41 @@ for file in test/gpu/*.test.ts; do
   printf '%s\n' "${shards[@]}" | grep -q "^$base|" || shards+=("$base|")
 done
 
-slot=0
-pids=()
+# One sanitized jest process: tool, name, test file, name pattern (may be empty), GPU.
+sanitize() {
+  local tool=$1 name=$2 file=$3 pattern=$4 gpu=$5 start
+  start=$(date +%s)
+  CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" \
+    compute-sanitizer --tool "$tool" --error-exitcode 9 --target-processes all \
+    $jest --ci -i --testTimeout=$((limit * 1000)) ${pattern:+-t "$pattern"} "$file" > "$out/$name.log" 2>&1
+  echo "$? $(($(date +%s) - start))" > "$out/$name.rc"
+}
+
 names=()
-for tool in $tools; do
-  for i in "${!shards[@]}"; do
-    file=${shards[$i]%%|*}
-    pattern=${shards[$i]#*|}
-    name="$tool-$file-$i"
-    (
-      start=$(date +%s)
-      CUDA_VISIBLE_DEVICES=$((slot % gpus)) timeout "$limit" \
-        compute-sanitizer --tool "$tool" --error-exitcode 9 --target-processes all \
-        $jest --selectProjects gpu --ci -i --testTimeout=$((limit * 1000)) ${pattern:+-t "$pattern"} \
-        "test/gpu/$file.test.ts" > "$out/$name.log" 2>&1
-      echo "$? $(($(date +%s) - start))" > "$out/$name.rc"
-    ) &
-    pids+=($!)
-    names+=("$name")
-    slot=$((slot + 1))
+if [ "$only" != exclusive ]; then
+  slot=0
+  pids=()
+  for tool in $tools; do
+    for i in "${!shards[@]}"; do
+      file=${shards[$i]%%|*}
+      name="$tool-$file-$i"
+      sanitize "$tool" "$name" "test/gpu/$file.test.ts" "${shards[$i]#*|}" "${gpus[$((slot % ${#gpus[@]}))]}" &
+      pids+=($!)
+      names+=("$name")
+      slot=$((slot + 1))
+    done
   done
-done
-wait "${pids[@]}"
+  wait "${pids[@]}"
+fi
+if [ "$only" != shared ]; then
+  for tool in $tools; do
+    for file in test/gpu/exclusive/*.test.ts; do
+      name="$tool-exclusive-$(basename "$file" .test.ts)"
+      sanitize "$tool" "$name" "$file" "" "${gpus[0]}"
+      names+=("$name")
+    done
+  done
+fi
 
 failed=0
 printf '%-26s %-5s %-5s %-38s %s\n' "run" "exit" "secs" "tests" "sanitizer (API errors: the deliberate out-of-memory calls)"
@@ -80,9 +97,10 @@ for name in "${names[@]}"; do
 done
 echo "tests per file, summed over shards:"
 for tool in $tools; do
-  for file in test/gpu/*.test.ts; do
-    base=$(basename "$file" .test.ts)
-    total=$(cat "$out/$tool-$base-"*.log | grep -E "^Tests:" | grep -oE "[0-9]+ passed" | awk '{s+=$1} END {print s+0}')
+  for log in "$out/$tool-"*.log; do
+    base=$(basename "$log" .log); base=${base#"$tool-"}; echo "${base%-[0-9]*}"
+  done | sort -u | while read -r base; do
+    total=$(cat "$out/$tool-$base"*.log | grep -E "^Tests:" | grep -oE "[0-9]+ passed" | awk '{s+=$1} END {print s+0}')
     echo "  $tool $base: $total passed"
   done
 done

@@ -3,10 +3,10 @@
 // what to do; nothing stays allocated; and the same process then loads a model and generates
 // the tokens the CPU does (no sticky CUDA error, no poisoned pool).
 import * as path from "node:path";
-import { devices, loadModel, memoryUsage, Model, Tensor } from "../../lib";
-import { fixtureRoot, readReference } from "../helpers/fixtures";
-import { collectGarbage } from "../helpers/gc";
-import { describeWithCuda } from "../helpers/gpu";
+import { devices, loadModel, memoryUsage, Model, Tensor } from "../../../lib";
+import { fixtureRoot, readReference } from "../../helpers/fixtures";
+import { collectGarbage } from "../../helpers/gc";
+import { describeWithCuda } from "../../helpers/gpu";
 
 const describeGpu = describeWithCuda("out-of-memory");
 const dir = path.join(fixtureRoot, "llama-tiny");
