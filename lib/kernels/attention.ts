@@ -3,10 +3,13 @@
 import { Tensor } from "../tensor";
 import { addon } from "../native";
 import {
-  AsyncKernelOptions, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
+  AsyncKernelOptions, clampRing, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
 } from "./call";
 
-/** Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window). */
+/**
+ * Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window).
+ * A sink or window longer than the keys means all of them (any integer up to 2^31 - 1 works as "no limit").
+ */
 export interface StreamingMaskOptions {
   sink: number;
   window: number;
@@ -79,9 +82,9 @@ function preparePrefill(options: PrefillAttentionOptions) {
     out: out.handle,
     lse: handleOf(lse),
     lazyRatio: handleOf(lazyRatio),
-    ratio: ratioSpec,
+    ratio: clampRing(ratioSpec, k.shape[0]),
     scale: o.scale,
-    streaming,
+    streaming: clampRing(streaming, k.shape[0]),
   };
   return { args, outputs, result: { out, lse, lazyRatio } as PrefillAttentionResult };
 }

@@ -2,7 +2,7 @@
 // Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
 import { Tensor } from "../tensor";
 import { addon } from "../native";
-import { AsyncKernelOptions, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
+import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface AppendKvOptions {
   /** New keys/values [tokens, hkv, d], same dtype as the pool. */
@@ -57,8 +57,8 @@ function cutArgs(options: CutToStreamingOptions) {
   return {
     ...Object.fromEntries(cutTensorKeys.map((name) => [name, requireTensor(name, o[name]).handle])),
     length: o.length,
-    sink: o.sink,
-    window: o.window,
+    sink: clampToSpan(o.sink, o.length),
+    window: clampToSpan(o.window, o.length),
   };
 }
 

@@ -97,3 +97,20 @@ export function optionalFlag(kernel: string, name: string, value: unknown): bool
   if (typeof value === "boolean") return value;
   throw new TypeError(`${kernel}: ${name} must be true, false or undefined, got ${describe(value)}`);
 }
+
+/**
+ * A sink or window longer than everything there is (`span` tokens) means all of it: it is cut to
+ * `span` here, so that a "no limit" value such as 2^31 - 1 gives the same result as the exact one
+ * instead of overflowing the kernels' 32-bit ring arithmetic. Anything that is not such an
+ * integer passes unchanged, for the addon to refuse.
+ */
+export function clampToSpan<T>(value: T, span: number | undefined): T | number {
+  if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 1) return value;
+  return value > span ? Math.max(span, 1) : value;
+}
+
+/** `{ sink, window }`-like settings with both cut to `span` (see clampToSpan). */
+export function clampRing<T extends { sink?: unknown; window?: unknown }>(ring: T | undefined, span: number | undefined): T | undefined {
+  if (ring === undefined || typeof ring !== "object" || ring === null) return ring;
+  return { ...ring, sink: clampToSpan(ring.sink, span), window: clampToSpan(ring.window, span) };
+}

@@ -2,7 +2,7 @@
 import { Tensor } from "../tensor";
 import { addon } from "../native";
 import { LazyRatioOptions } from "./attention";
-import { AsyncKernelOptions, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
+import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface LazyRatioKernelOptions extends LazyRatioOptions {
   /** The trailing queries [nq, hq, d] (positions nk - nq .. nk - 1); at least min(lastQueries, nk). */
@@ -28,8 +28,8 @@ function prepare(options: LazyRatioKernelOptions) {
     k: k.handle,
     lse: lse.handle,
     out: out.handle,
-    sink: o.sink,
-    window: o.window,
+    sink: clampToSpan(o.sink, k.shape[0]),
+    window: clampToSpan(o.window, k.shape[0]),
     lastQueries: o.lastQueries,
     scale: o.scale,
   };

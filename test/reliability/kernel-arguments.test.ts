@@ -129,3 +129,31 @@ test("Tensor.from refuses options that are not an object instead of ignoring the
   expect(plain.dtype).toBe("f32");
   plain.dispose();
 });
+
+test("a sink or window past the sequence means all of it, even 2^31 - 1, rather than a 32-bit overflow error", () => {
+  const maker = new Maker(new Rng(freshSeed()));
+  const n = maker.rng.int(3, 9), big = 2 ** 31 - 1;
+  const q = maker.floats([n, 2, 8], "f32"), k = maker.floats([n, 1, 8], "f32"), v = maker.floats([n, 1, 8], "f32");
+  const run = (streaming: { sink: number; window: number }, lazyRatio: { sink: number; window: number; lastQueries: number }) => {
+    const r = kernels.prefillAttention({ q, k, v, streaming, lazyRatio, returnLse: true });
+    const values = [r.out, r.lse!, r.lazyRatio!].map((t) => Array.from(t.toFloat32Array()));
+    for (const t of [r.out, r.lse!, r.lazyRatio!]) t.dispose();
+    return values;
+  };
+  expect(run({ sink: 2, window: big }, { sink: big, window: big, lastQueries: n })).toEqual(run({ sink: 2, window: n }, { sink: n, window: n, lastQueries: n }));
+  const lse = kernels.prefillAttention({ q, k, v, returnLse: true }).lse!;
+  const ratio = (sink: number, window: number) => Array.from(kernels.lazyRatio({ q, k, lse, sink, window, lastQueries: n }).toFloat32Array());
+  expect(ratio(1, big)).toEqual(ratio(1, n));
+  // The pool: a cut of a cache of `length` tokens with a window past it keeps them all in place.
+  const pageSize = 2, pages = 6, length = maker.rng.int(3, 10);
+  const pool = () => [maker.floats([pages, pageSize, 1, 4], "f32"), maker.floats([pages, pageSize, 1, 4], "f32")];
+  const [kA, vA] = pool();
+  const [kB, vB] = [Tensor.from(kA.toFloat32Array(), kA.shape), Tensor.from(vA.toFloat32Array(), vA.shape)];
+  const table = maker.ints([0, 1, 2, 3, 4]), dst = maker.ints([5, 1, 2, 3, 4]);
+  kernels.cutToStreaming({ kPages: kA, vPages: vA, srcPageTable: table, dstPageTable: dst, length, sink: 1, window: big });
+  kernels.cutToStreaming({ kPages: kB, vPages: vB, srcPageTable: table, dstPageTable: dst, length, sink: 1, window: length });
+  expect(Array.from(kA.toFloat32Array())).toEqual(Array.from(kB.toFloat32Array()));
+  expect(Array.from(vA.toFloat32Array())).toEqual(Array.from(vB.toFloat32Array()));
+  for (const t of [lse, kB, vB]) t.dispose();
+  maker.disposeAll();
+});
