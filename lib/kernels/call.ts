@@ -98,15 +98,17 @@ export function optionalFlag(kernel: string, name: string, value: unknown): bool
   throw new TypeError(`${kernel}: ${name} must be true, false or undefined, got ${describe(value)}`);
 }
 
+const maxInt32 = 2 ** 31 - 1;
+
 /**
  * A sink or window longer than everything there is (`span` tokens) means all of it: it is cut to
  * `span` here, so that a "no limit" value such as 2^31 - 1 gives the same result as the exact one
- * instead of overflowing the kernels' 32-bit ring arithmetic. Anything that is not such an
- * integer passes unchanged, for the addon to refuse.
+ * instead of overflowing the kernels' 32-bit ring arithmetic. Anything that is not an integer
+ * up to 2^31 - 1 passes unchanged, for the addon to refuse.
  */
 export function clampToSpan<T>(value: T, span: number | undefined): T | number {
   if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 1) return value;
-  return value > span ? Math.max(span, 1) : value;
+  return value > span && value <= maxInt32 ? Math.max(span, 1) : value;
 }
 
 /** `{ sink, window }`-like settings with both cut to `span` (see clampToSpan). */

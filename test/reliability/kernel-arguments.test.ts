@@ -141,6 +141,9 @@ test("a sink or window past the sequence means all of it, even 2^31 - 1, rather 
     return values;
   };
   expect(run({ sink: 2, window: big }, { sink: big, window: big, lastQueries: n })).toEqual(run({ sink: 2, window: n }, { sink: n, window: n, lastQueries: n }));
+  // Past 2^31 - 1 is no longer "no limit" but a value the kernels cannot take: still refused.
+  expect(() => kernels.prefillAttention({ q, k, v, streaming: { sink: 2 ** 31, window: 4 } })).toThrow(/sink/);
+  expect(() => kernels.prefillAttention({ q, k, v, streaming: { sink: 1, window: 2 ** 31 } })).toThrow(/window/);
   const lse = kernels.prefillAttention({ q, k, v, returnLse: true }).lse!;
   const ratio = (sink: number, window: number) => Array.from(kernels.lazyRatio({ q, k, lse, sink, window, lastQueries: n }).toFloat32Array());
   expect(ratio(1, big)).toEqual(ratio(1, n));
