@@ -57,7 +57,7 @@ function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
   if (value === true) return {};
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new TypeError(`prefillAttention: lazyRatio must be true, false, undefined or { sink, window, lastQueries }, got ${String(value)}`);
-  return readOptions("prefillAttention: lazyRatio", value as LazyRatioOptions, lazyRatioKeys);
+  return readOptions("prefillAttention", value as LazyRatioOptions, lazyRatioKeys, "lazyRatio");
 }
 
 function preparePrefill(options: PrefillAttentionOptions) {

@@ -66,9 +66,9 @@ function describe(value: unknown): string {
  * A kernel's options, read once into a plain object: every getter runs here, before any value is
  * checked or used, so what the wrapper checks is what the addon gets.
  */
-export function readOptions<T extends object>(kernel: string, options: T, keys: readonly (keyof T & string)[]): T {
+export function readOptions<T extends object>(kernel: string, options: T, keys: readonly (keyof T & string)[], name = "options"): T {
   if (typeof options !== "object" || options === null || Array.isArray(options))
-    throw new TypeError(`${kernel}: options must be an object ({ ${keys.join(", ")} }), got ${describe(options)}`);
+    throw new TypeError(`${kernel}: ${name} must be an object ({ ${keys.join(", ")} }), got ${describe(options)}`);
   const plain = {} as T;
   for (const key of keys) plain[key] = options[key];
   return plain;
@@ -77,7 +77,7 @@ export function readOptions<T extends object>(kernel: string, options: T, keys: 
 /** A nested options object (such as `streaming`), read once; undefined stays undefined. */
 export function readNested<T extends object>(kernel: string, name: string, value: T | undefined, keys: readonly (keyof T & string)[]): T | undefined {
   if (value === undefined) return undefined;
-  return readOptions(`${kernel}: ${name}`, value, keys);
+  return readOptions(kernel, value, keys, name);
 }
 
 export function requireTensor(name: string, value: unknown): Tensor {

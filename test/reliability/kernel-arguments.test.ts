@@ -160,3 +160,16 @@ test("a sink or window past the sequence means all of it, even 2^31 - 1, rather 
   for (const t of [lse, kB, vB]) t.dispose();
   maker.disposeAll();
 });
+
+test("options that are not an object, whole or nested, get an error naming the kernel, not a TypeError from inside it", async () => {
+  const wrappers = kernels as unknown as Record<string, (o: unknown) => unknown>;
+  for (const name of kernelNames) {
+    for (const options of [undefined, null, 42, "options", [], true]) {
+      await expect(async () => wrappers[name](options)).rejects.toThrow(new RegExp(`^${name}: options must be an object \\(\\{ `));
+    }
+  }
+  const maker = new Maker(new Rng(freshSeed()));
+  const q = maker.floats([4, 2, 8], "f32");
+  expect(() => kernels.prefillAttention({ q, k: q, v: q, streaming: 5 as never })).toThrow(/prefillAttention: streaming must be an object \(\{ sink, window \}\)/);
+  maker.disposeAll();
+});
