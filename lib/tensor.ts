@@ -83,8 +83,12 @@ export class Tensor implements Disposable, AsyncDisposable {
    * @example const t = Tensor.from(new Int32Array([0, 1, 2]), [3]);
    */
   static from(data: Float32Array | Int32Array | Uint16Array, shape: readonly number[], options: TensorOptions = {}): Tensor {
-    const dtype = checkDType(options.dtype ?? naturalDType(data));
-    const tensor = Tensor.empty(shape, dtype, options.device ?? "cpu");
+    // A bare dtype string in place of the options object would otherwise be read as no options at all.
+    if (typeof options !== "object" || options === null || Array.isArray(options))
+      throw new TypeError(`Tensor.from: options must be an object such as { dtype: "bf16", device: "cpu" }, got ${typeof options === "string" ? JSON.stringify(options) : String(options)}`);
+    const { dtype: askedDType, device } = options;
+    const dtype = checkDType(askedDType ?? naturalDType(data));
+    const tensor = Tensor.empty(shape, dtype, device ?? "cpu");
     try {
       tensor.handle.write(data);
     } catch (err) {

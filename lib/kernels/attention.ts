@@ -2,9 +2,14 @@
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
 import { Tensor } from "../tensor";
 import { addon } from "../native";
-import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
+import {
+  AsyncKernelOptions, clampRing, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
+} from "./call";
 
-/** Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window). */
+/**
+ * Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window).
+ * A sink or window longer than the keys means all of them (any integer up to 2^31 - 1 works as "no limit").
+ */
 export interface StreamingMaskOptions {
   sink: number;
   window: number;
@@ -44,28 +49,42 @@ export interface PrefillAttentionResult {
   lazyRatio?: Tensor;
 }
 
+const prefillKeys = ["q", "k", "v", "scale", "streaming", "returnLse", "lazyRatio", "out", "lse", "lazyRatioOut"] as const;
+const lazyRatioKeys = ["sink", "window", "lastQueries"] as const;
+
+function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    throw new TypeError(`prefillAttention: lazyRatio must be true, false, undefined or { sink, window, lastQueries }, got ${String(value)}`);
+  return readOptions("prefillAttention", value as LazyRatioOptions, lazyRatioKeys, "lazyRatio");
+}
+
 function preparePrefill(options: PrefillAttentionOptions) {
-  const q = requireTensor("q", options.q);
-  requireTensor("k", options.k);
-  requireTensor("v", options.v);
+  const o = readOptions("prefillAttention", options, prefillKeys);
+  const q = requireTensor("q", o.q), k = requireTensor("k", o.k), v = requireTensor("v", o.v);
+  const givenOut = optionalTensor("prefillAttention", "out", o.out);
+  const givenLse = optionalTensor("prefillAttention", "lse", o.lse);
+  const givenRatio = optionalTensor("prefillAttention", "lazyRatioOut", o.lazyRatioOut);
+  const wantLse = optionalFlag("prefillAttention", "returnLse", o.returnLse) || givenLse !== undefined;
+  const ratioSpec = readLazyRatio(o.lazyRatio);
+  const streaming = readNested("prefillAttention", "streaming", o.streaming, ["sink", "window"]);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
   const [nq, hq] = q.shape;
   const outputs = new Outputs();
-  const out = outputs.take(options.out, () => Tensor.empty(q.shape, q.dtype, q.device));
-  const lse =
-    options.returnLse || options.lse ? outputs.take(options.lse, () => Tensor.empty([nq, hq], "f32", q.device)) : undefined;
-  const ratioSpec = options.lazyRatio === true ? {} : options.lazyRatio || undefined;
-  const lazyRatio = ratioSpec ? outputs.take(options.lazyRatioOut, () => Tensor.empty([hq], "f32", q.device)) : undefined;
+  const out = outputs.take(givenOut, () => Tensor.empty(q.shape, q.dtype, q.device));
+  const lse = wantLse ? outputs.take(givenLse, () => Tensor.empty([nq, hq], "f32", q.device)) : undefined;
+  const lazyRatio = ratioSpec ? outputs.take(givenRatio, () => Tensor.empty([hq], "f32", q.device)) : undefined;
   const args = {
     q: q.handle,
-    k: options.k.handle,
-    v: options.v.handle,
+    k: k.handle,
+    v: v.handle,
     out: out.handle,
     lse: handleOf(lse),
     lazyRatio: handleOf(lazyRatio),
-    ratio: ratioSpec,
-    scale: options.scale,
-    streaming: options.streaming,
+    ratio: clampRing(ratioSpec, k.shape[0]),
+    scale: o.scale,
+    streaming: clampRing(streaming, k.shape[0]),
   };
   return { args, outputs, result: { out, lse, lazyRatio } as PrefillAttentionResult };
 }
@@ -112,25 +131,28 @@ export interface DecodeAttentionResult {
   lse?: Tensor;
 }
 
+const decodeKeys = ["q", "kPages", "vPages", "pageTable", "seqLens", "scale", "returnLse", "out", "lse"] as const;
+
 function prepareDecode(options: DecodeAttentionOptions) {
-  const q = requireTensor("q", options.q);
-  for (const name of ["kPages", "vPages", "pageTable", "seqLens"] as const) requireTensor(name, options[name]);
+  const o = readOptions("decodeAttention", options, decodeKeys);
+  const q = requireTensor("q", o.q);
+  const [kPages, vPages, pageTable, seqLens] = (["kPages", "vPages", "pageTable", "seqLens"] as const).map((name) => requireTensor(name, o[name]));
+  const givenOut = optionalTensor("decodeAttention", "out", o.out);
+  const givenLse = optionalTensor("decodeAttention", "lse", o.lse);
+  const wantLse = optionalFlag("decodeAttention", "returnLse", o.returnLse) || givenLse !== undefined;
   if (q.shape.length !== 3) throw new RangeError(`q must be [batch, hq, d], got shape [${q.shape.join(", ")}]`);
   const outputs = new Outputs();
-  const out = outputs.take(options.out, () => Tensor.empty(q.shape, q.dtype, q.device));
-  const lse =
-    options.returnLse || options.lse
-      ? outputs.take(options.lse, () => Tensor.empty([q.shape[0], q.shape[1]], "f32", q.device))
-      : undefined;
+  const out = outputs.take(givenOut, () => Tensor.empty(q.shape, q.dtype, q.device));
+  const lse = wantLse ? outputs.take(givenLse, () => Tensor.empty([q.shape[0], q.shape[1]], "f32", q.device)) : undefined;
   const args = {
     q: q.handle,
-    kPages: options.kPages.handle,
-    vPages: options.vPages.handle,
-    pageTable: options.pageTable.handle,
-    seqLens: options.seqLens.handle,
+    kPages: kPages.handle,
+    vPages: vPages.handle,
+    pageTable: pageTable.handle,
+    seqLens: seqLens.handle,
     out: out.handle,
     lse: handleOf(lse),
-    scale: options.scale,
+    scale: o.scale,
   };
   return { args, outputs, result: { out, lse } as DecodeAttentionResult };
 }

@@ -2,7 +2,7 @@
 // Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
 import { Tensor } from "../tensor";
 import { addon } from "../native";
-import { AsyncKernelOptions, Outputs, requireTensor, runAsync, runSync } from "./call";
+import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface AppendKvOptions {
   /** New keys/values [tokens, hkv, d], same dtype as the pool. */
@@ -15,9 +15,11 @@ export interface AppendKvOptions {
   slots: Tensor;
 }
 
-function appendArgs(o: AppendKvOptions) {
-  for (const name of ["k", "v", "kPages", "vPages", "slots"] as const) requireTensor(name, o[name]);
-  return { k: o.k.handle, v: o.v.handle, kPages: o.kPages.handle, vPages: o.vPages.handle, slots: o.slots.handle };
+const appendKeys = ["k", "v", "kPages", "vPages", "slots"] as const;
+
+function appendArgs(options: AppendKvOptions) {
+  const o = readOptions("appendKv", options, appendKeys);
+  return Object.fromEntries(appendKeys.map((name) => [name, requireTensor(name, o[name]).handle]));
 }
 
 /**
@@ -48,16 +50,15 @@ export interface CutToStreamingOptions {
   window: number;
 }
 
-function cutArgs(o: CutToStreamingOptions) {
-  for (const name of ["kPages", "vPages", "srcPageTable", "dstPageTable"] as const) requireTensor(name, o[name]);
+const cutTensorKeys = ["kPages", "vPages", "srcPageTable", "dstPageTable"] as const;
+
+function cutArgs(options: CutToStreamingOptions) {
+  const o = readOptions("cutToStreaming", options, [...cutTensorKeys, "length", "sink", "window"]);
   return {
-    kPages: o.kPages.handle,
-    vPages: o.vPages.handle,
-    srcPageTable: o.srcPageTable.handle,
-    dstPageTable: o.dstPageTable.handle,
+    ...Object.fromEntries(cutTensorKeys.map((name) => [name, requireTensor(name, o[name]).handle])),
     length: o.length,
-    sink: o.sink,
-    window: o.window,
+    sink: clampToSpan(o.sink, o.length),
+    window: clampToSpan(o.window, o.length),
   };
 }
 
@@ -94,12 +95,13 @@ export interface GatherKvOptions {
  * @example const { k, v } = kernels.gatherKv({ kPages, vPages, slots: Tensor.from(Int32Array.from(slotList), [n]) });
  */
 export function gatherKv(options: GatherKvOptions): { k: Tensor; v: Tensor } {
-  for (const name of ["kPages", "vPages", "slots"] as const) requireTensor(name, options[name]);
-  const pool = options.kPages;
+  const o = readOptions("gatherKv", options, ["kPages", "vPages", "slots", "k", "v"]);
+  const pool = requireTensor("kPages", o.kPages), vPages = requireTensor("vPages", o.vPages), slots = requireTensor("slots", o.slots);
+  const givenK = optionalTensor("gatherKv", "k", o.k), givenV = optionalTensor("gatherKv", "v", o.v);
   const outputs = new Outputs();
-  const shape = [options.slots.shape[0], pool.shape[2], pool.shape[3]];
-  const k = outputs.take(options.k, () => Tensor.empty(shape, pool.dtype, pool.device));
-  const v = outputs.take(options.v, () => Tensor.empty(shape, pool.dtype, pool.device));
-  const args = { kPages: pool.handle, vPages: options.vPages.handle, slots: options.slots.handle, k: k.handle, v: v.handle };
+  const shape = [slots.shape[0], pool.shape[2], pool.shape[3]];
+  const k = outputs.take(givenK, () => Tensor.empty(shape, pool.dtype, pool.device));
+  const v = outputs.take(givenV, () => Tensor.empty(shape, pool.dtype, pool.device));
+  const args = { kPages: pool.handle, vPages: vPages.handle, slots: slots.handle, k: k.handle, v: v.handle };
   return runSync(outputs, () => addon().gatherKv(args), { k, v });
 }

@@ -12,7 +12,7 @@ export class Outputs {
   private readonly made: Tensor[] = [];
 
   take(given: Tensor | undefined, make: () => Tensor): Tensor {
-    if (given) return given;
+    if (given !== undefined) return given;
     const t = make();
     this.made.push(t);
     return t;
@@ -54,7 +54,65 @@ export function handleOf(t: Tensor | undefined): unknown {
   return t?.handle;
 }
 
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return `an object (${Object.prototype.toString.call(value)})`;
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  return `${typeof value} ${String(value)}`;
+}
+
+/**
+ * A kernel's options, read once into a plain object: every getter runs here, before any value is
+ * checked or used, so what the wrapper checks is what the addon gets.
+ */
+export function readOptions<T extends object>(kernel: string, options: T, keys: readonly (keyof T & string)[], name = "options"): T {
+  if (typeof options !== "object" || options === null || Array.isArray(options))
+    throw new TypeError(`${kernel}: ${name} must be an object ({ ${keys.join(", ")} }), got ${describe(options)}`);
+  const plain = {} as T;
+  for (const key of keys) plain[key] = options[key];
+  return plain;
+}
+
+/** A nested options object (such as `streaming`), read once; undefined stays undefined. */
+export function readNested<T extends object>(kernel: string, name: string, value: T | undefined, keys: readonly (keyof T & string)[]): T | undefined {
+  if (value === undefined) return undefined;
+  return readOptions(kernel, value, keys, name);
+}
+
 export function requireTensor(name: string, value: unknown): Tensor {
-  if (!(value instanceof Tensor)) throw new TypeError(`${name} must be a Tensor`);
+  if (!(value instanceof Tensor)) throw new TypeError(`${name} must be a Tensor, got ${describe(value)}`);
   return value;
+}
+
+/** An optional tensor argument: undefined goes without it; anything else must be a Tensor. */
+export function optionalTensor(kernel: string, name: string, value: unknown): Tensor | undefined {
+  if (value === undefined || value instanceof Tensor) return value;
+  throw new TypeError(`${kernel}: ${name} must be a Tensor, or undefined to go without it, got ${describe(value)}`);
+}
+
+/** A yes/no option: undefined is no; anything but a boolean is refused rather than read as truthy or falsy. */
+export function optionalFlag(kernel: string, name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value === "boolean") return value;
+  throw new TypeError(`${kernel}: ${name} must be true, false or undefined, got ${describe(value)}`);
+}
+
+const maxInt32 = 2 ** 31 - 1;
+
+/**
+ * A sink or window longer than everything there is (`span` tokens) means all of it: it is cut to
+ * `span` here, so that a "no limit" value such as 2^31 - 1 gives the same result as the exact one
+ * instead of overflowing the kernels' 32-bit ring arithmetic. Anything that is not an integer
+ * up to 2^31 - 1 passes unchanged, for the addon to refuse.
+ */
+export function clampToSpan<T>(value: T, span: number | undefined): T | number {
+  if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 1) return value;
+  return value > span && value <= maxInt32 ? Math.max(span, 1) : value;
+}
+
+/** `{ sink, window }`-like settings with both cut to `span` (see clampToSpan). */
+export function clampRing<T extends { sink?: unknown; window?: unknown }>(ring: T | undefined, span: number | undefined): T | undefined {
+  if (ring === undefined || typeof ring !== "object" || ring === null) return ring;
+  return { ...ring, sink: clampToSpan(ring.sink, span), window: clampToSpan(ring.window, span) };
 }

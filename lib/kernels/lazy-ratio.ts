@@ -2,7 +2,7 @@
 import { Tensor } from "../tensor";
 import { addon } from "../native";
 import { LazyRatioOptions } from "./attention";
-import { AsyncKernelOptions, Outputs, requireTensor, runAsync, runSync } from "./call";
+import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface LazyRatioKernelOptions extends LazyRatioOptions {
   /** The trailing queries [nq, hq, d] (positions nk - nq .. nk - 1); at least min(lastQueries, nk). */
@@ -16,20 +16,20 @@ export interface LazyRatioKernelOptions extends LazyRatioOptions {
   out?: Tensor;
 }
 
-function prepare(o: LazyRatioKernelOptions) {
-  const q = requireTensor("q", o.q);
-  requireTensor("k", o.k);
-  requireTensor("lse", o.lse);
+function prepare(options: LazyRatioKernelOptions) {
+  const o = readOptions("lazyRatio", options, ["q", "k", "lse", "out", "sink", "window", "lastQueries", "scale"]);
+  const q = requireTensor("q", o.q), k = requireTensor("k", o.k), lse = requireTensor("lse", o.lse);
+  const givenOut = optionalTensor("lazyRatio", "out", o.out);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
   const outputs = new Outputs();
-  const out = outputs.take(o.out, () => Tensor.empty([q.shape[1]], "f32", q.device));
+  const out = outputs.take(givenOut, () => Tensor.empty([q.shape[1]], "f32", q.device));
   const args = {
     q: q.handle,
-    k: o.k.handle,
-    lse: o.lse.handle,
+    k: k.handle,
+    lse: lse.handle,
     out: out.handle,
-    sink: o.sink,
-    window: o.window,
+    sink: clampToSpan(o.sink, k.shape[0]),
+    window: clampToSpan(o.window, k.shape[0]),
     lastQueries: o.lastQueries,
     scale: o.scale,
   };

@@ -2,7 +2,7 @@
 // the inputs' device unless passed in.
 import { Tensor } from "../tensor";
 import { addon } from "../native";
-import { AsyncKernelOptions, handleOf, Outputs, requireTensor, runAsync, runSync } from "./call";
+import { AsyncKernelOptions, handleOf, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 type Native = ReturnType<typeof addon>;
 type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "topCandidates" | "repetitionPenalty" | "ropeAppendKv";
@@ -28,10 +28,12 @@ export interface LinearOptions {
   out?: Tensor;
 }
 
-function linearArgs(o: LinearOptions, outputs: Outputs) {
+function linearArgs(options: LinearOptions, outputs: Outputs) {
+  const o = readOptions("linear", options, ["x", "weight", "bias", "out"]);
   const x = requireTensor("x", o.x), w = requireTensor("weight", o.weight);
-  const out = outputs.take(o.out, () => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], x.dtype, x.device));
-  return { out, args: { x: x.handle, weight: w.handle, bias: handleOf(o.bias), out: out.handle } };
+  const bias = optionalTensor("linear", "bias", o.bias), givenOut = optionalTensor("linear", "out", o.out);
+  const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], x.dtype, x.device));
+  return { out, args: { x: x.handle, weight: w.handle, bias: handleOf(bias), out: out.handle } };
 }
 
 /**
@@ -68,12 +70,13 @@ export interface RmsNormOptions {
  * RMSNorm per row: x / sqrt(mean(x²) + eps) · weight, optionally fused with the residual add.
  * @example const normed = kernels.rmsNorm({ x: attnOut, residual: hidden, weight: norm, eps: 1e-5 });
  */
-export function rmsNorm(o: RmsNormOptions): Tensor {
-  const x = requireTensor("x", o.x);
-  requireTensor("weight", o.weight);
+export function rmsNorm(options: RmsNormOptions): Tensor {
+  const o = readOptions("rmsNorm", options, ["x", "weight", "eps", "residual", "out"]);
+  const x = requireTensor("x", o.x), weight = requireTensor("weight", o.weight);
+  const residual = optionalTensor("rmsNorm", "residual", o.residual), givenOut = optionalTensor("rmsNorm", "out", o.out);
   const outputs = new Outputs();
-  const out = outputs.take(o.out, () => Tensor.empty(x.shape, x.dtype, x.device));
-  call("rmsNorm", { x: x.handle, weight: o.weight.handle, residual: handleOf(o.residual), out: out.handle, eps: o.eps }, outputs);
+  const out = outputs.take(givenOut, () => Tensor.empty(x.shape, x.dtype, x.device));
+  call("rmsNorm", { x: x.handle, weight: weight.handle, residual: handleOf(residual), out: out.handle, eps: o.eps }, outputs);
   return out;
 }
 
@@ -91,9 +94,10 @@ export interface RopeOptions {
  * Rotary position embedding in place, rotate-half layout (Llama, Mistral, Qwen2).
  * @example kernels.rope({ q, k, positions, invFreq });
  */
-export function rope(o: RopeOptions): void {
-  for (const name of ["q", "k", "positions", "invFreq"] as const) requireTensor(name, o[name]);
-  call("rope", { q: o.q.handle, k: o.k.handle, positions: o.positions.handle, invFreq: o.invFreq.handle }, new Outputs());
+export function rope(options: RopeOptions): void {
+  const keys = ["q", "k", "positions", "invFreq"] as const;
+  const o = readOptions("rope", options, keys);
+  call("rope", Object.fromEntries(keys.map((name) => [name, requireTensor(name, o[name]).handle])), new Outputs());
 }
 
 export interface RopeAppendKvOptions {
@@ -112,17 +116,19 @@ export interface RopeAppendKvOptions {
   q?: Tensor;
 }
 
-function ropeAppendArgs(o: RopeAppendKvOptions, outputs: Outputs) {
+function ropeAppendArgs(options: RopeAppendKvOptions, outputs: Outputs) {
+  const o = readOptions("ropeAppendKv", options, ["qkv", "positions", "invFreq", "kPages", "vPages", "slots", "q"]);
   const qkv = requireTensor("qkv", o.qkv), kPages = requireTensor("kPages", o.kPages);
-  for (const name of ["positions", "invFreq", "vPages", "slots"] as const) requireTensor(name, o[name]);
+  const [positions, invFreq, vPages, slots] = (["positions", "invFreq", "vPages", "slots"] as const).map((name) => requireTensor(name, o[name]));
+  const givenQ = optionalTensor("ropeAppendKv", "q", o.q);
   if (kPages.shape.length !== 4) throw new RangeError(`ropeAppendKv: kPages must be [numPages, pageSize, hkv, d], got [${kPages.shape.join(", ")}]`);
   const [, , hkv, d] = kPages.shape;
   const hq = qkv.shape[qkv.shape.length - 1] / d - 2 * hkv;
   if (!Number.isInteger(hq) || hq < 1)
     throw new RangeError(`ropeAppendKv: qkv's last dimension ${qkv.shape[qkv.shape.length - 1]} is not (hq + 2·${hkv})·${d} for any hq >= 1`);
-  const q = outputs.take(o.q, () => Tensor.empty([qkv.shape[0], hq, d], qkv.dtype, qkv.device));
-  const args = { qkv: qkv.handle, positions: o.positions.handle, invFreq: o.invFreq.handle, kPages: kPages.handle,
-    vPages: o.vPages.handle, slots: o.slots.handle, q: q.handle };
+  const q = outputs.take(givenQ, () => Tensor.empty([qkv.shape[0], hq, d], qkv.dtype, qkv.device));
+  const args = { qkv: qkv.handle, positions: positions.handle, invFreq: invFreq.handle, kPages: kPages.handle,
+    vPages: vPages.handle, slots: slots.handle, q: q.handle };
   return { q, args };
 }
 
@@ -154,12 +160,13 @@ export async function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKe
  * SwiGLU on stacked [gate, up] rows: silu(gate) · up, halving the last dimension.
  * @example const act = kernels.swiGlu({ x: gateUp });
  */
-export function swiGlu(o: { x: Tensor; out?: Tensor }): Tensor {
-  const x = requireTensor("x", o.x);
+export function swiGlu(options: { x: Tensor; out?: Tensor }): Tensor {
+  const o = readOptions("swiGlu", options, ["x", "out"]);
+  const x = requireTensor("x", o.x), givenOut = optionalTensor("swiGlu", "out", o.out);
   const width = x.shape[x.shape.length - 1];
   if (width % 2) throw new RangeError(`swiGlu: x's last dimension holds [gate, up] and must be even, got ${width}`);
   const outputs = new Outputs();
-  const out = outputs.take(o.out, () => Tensor.empty([...x.shape.slice(0, -1), width / 2], x.dtype, x.device));
+  const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), width / 2], x.dtype, x.device));
   call("swiGlu", { x: x.handle, out: out.handle }, outputs);
   return out;
 }
@@ -168,10 +175,11 @@ export function swiGlu(o: { x: Tensor; out?: Tensor }): Tensor {
  * Rows of an embedding table: out[t] = table[ids[t]].
  * @example const hidden = kernels.embedding({ ids, table: embedTokens, dtype: "f32" });
  */
-export function embedding(o: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype"]; out?: Tensor }): Tensor {
-  const ids = requireTensor("ids", o.ids), table = requireTensor("table", o.table);
+export function embedding(options: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype"]; out?: Tensor }): Tensor {
+  const o = readOptions("embedding", options, ["ids", "table", "dtype", "out"]);
+  const ids = requireTensor("ids", o.ids), table = requireTensor("table", o.table), givenOut = optionalTensor("embedding", "out", o.out);
   const outputs = new Outputs();
-  const out = outputs.take(o.out, () => Tensor.empty([ids.shape[0], table.shape[1]], o.dtype ?? table.dtype, table.device));
+  const out = outputs.take(givenOut, () => Tensor.empty([ids.shape[0], table.shape[1]], o.dtype ?? table.dtype, table.device));
   call("embedding", { ids: ids.handle, table: table.handle, out: out.handle }, outputs);
   return out;
 }
@@ -182,10 +190,11 @@ export function embedding(o: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype
  * included) the lowest index wins. The CPU and CUDA answers are identical.
  * @example const next = kernels.argmax({ logits }).toArray();
  */
-export function argmax(o: { logits: Tensor; out?: Tensor }): Tensor {
-  const logits = requireTensor("logits", o.logits);
+export function argmax(options: { logits: Tensor; out?: Tensor }): Tensor {
+  const o = readOptions("argmax", options, ["logits", "out"]);
+  const logits = requireTensor("logits", o.logits), givenOut = optionalTensor("argmax", "out", o.out);
   const outputs = new Outputs();
-  const out = outputs.take(o.out, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
+  const out = outputs.take(givenOut, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
   call("argmax", { logits: logits.handle, out: out.handle }, outputs);
   return out;
 }
@@ -213,7 +222,8 @@ export interface TopCandidates {
  * const c = kernels.topCandidates({ logits, temperature: Tensor.from(Float32Array.of(0.7), [1], { device }), k: 64 });
  * const count = c.count.toArray()[0];   // >= 64; if <= capacity, c.ids/c.scores hold them all
  */
-export function topCandidates(o: { logits: Tensor; temperature: Tensor; k: number; capacity?: number }): TopCandidates {
+export function topCandidates(options: { logits: Tensor; temperature: Tensor; k: number; capacity?: number }): TopCandidates {
+  const o = readOptions("topCandidates", options, ["logits", "temperature", "k", "capacity"]);
   const logits = requireTensor("logits", o.logits), temperature = requireTensor("temperature", o.temperature);
   if (logits.shape.length !== 2) throw new RangeError(`topCandidates: logits must be [rows, vocab], got [${logits.shape.join(", ")}]`);
   const capacity = o.capacity ?? 2 * o.k;
@@ -243,7 +253,8 @@ export function topCandidates(o: { logits: Tensor; temperature: Tensor; k: numbe
  * kernels.repetitionPenalty({ logits, ids: Tensor.from(Int32Array.of(5, 9), [2], { device }),
  *   offsets: Tensor.from(Int32Array.of(0, 2, 2), [3], { device }), penalty: Tensor.from(Float32Array.of(1.3, 1.3), [2], { device }) });
  */
-export function repetitionPenalty(o: { logits: Tensor; ids: Tensor; offsets: Tensor; penalty: Tensor }): void {
+export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offsets: Tensor; penalty: Tensor }): void {
+  const o = readOptions("repetitionPenalty", options, ["logits", "ids", "offsets", "penalty"]);
   const logits = requireTensor("logits", o.logits), ids = requireTensor("ids", o.ids);
   const offsets = requireTensor("offsets", o.offsets), penalty = requireTensor("penalty", o.penalty);
   call("repetitionPenalty", { logits: logits.handle, ids: ids.handle, offsets: offsets.handle, penalty: penalty.handle }, new Outputs());

@@ -75,7 +75,12 @@ function structuredCloneSettings(s: Record<string, unknown>): Record<string, unk
   return JSON.parse(JSON.stringify(s));
 }
 
-const t = (o: Record<string, unknown>, name: string) => o[name] as Tensor;
+// A getter the fuzz installed on a tensor option may hand out that tensor on its first read only;
+// the call's result is observed in the tensor it handed out, not in what a later read returns.
+const t = (o: Record<string, unknown>, name: string) => {
+  const getter = Object.getOwnPropertyDescriptor(o, name)?.get as { firstValue?: unknown } | undefined;
+  return (getter && "firstValue" in getter ? getter.firstValue : o[name]) as Tensor;
+};
 const h = (o: Record<string, unknown>, name: string) => (o[name] as Tensor | undefined)?.handle ?? o[name];
 
 function distinct(rng: Rng, count: number, below: number): number[] {

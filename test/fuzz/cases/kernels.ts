@@ -187,9 +187,10 @@ export async function runCase(c: KernelCase): Promise<void> {
     }
     case "rank0": {
       const a = pickArg(mu.pick), native = b.native!;
-      const scalar = (b.tensors[a.name].handle as unknown as { slice(o: number, s: number[]): { dispose(): void } }).slice(0, []);
-      cleanups.push(() => scalar.dispose());
       call = async () => {
+        // Refusing to make a rank-0 handle at all is as good an answer as the kernel refusing it.
+        const scalar = (b.tensors[a.name].handle as unknown as { slice(o: number, s: number[]): { dispose(): void } }).slice(0, []);
+        cleanups.push(() => scalar.dispose());
         const args = native.args(o);
         args[a.name === "lazyRatioOut" ? "lazyRatio" : a.name] = scalar;
         (loadAddon() as unknown as Record<string, (x: object) => void>)[native.name](args);
@@ -229,26 +230,23 @@ export async function runCase(c: KernelCase): Promise<void> {
       let reads = 0;
       const victimArg = pickArg(mu.victim), victim = b.tensors[victimArg.name];
       const behaviour = mu.behaviour;
-      Object.defineProperty(parent, key, {
-        enumerable: true,
-        configurable: true,
-        get() {
-          reads++;
-          if (behaviour === "throws") throw new Error("a getter of the options threw this on purpose");
-          if (behaviour === "flips") return reads === 1 ? value : k.tensor ? m.ints([MAX]) : -7;
-          if (!victim.disposed) {
-            const bytes = victim.toArray();
-            victim.dispose();
-            // Take the freed block back at once, so memory used after the free shows up as changed values.
-            const filler = victim.dtype === "f32" ? new Float32Array(victim.size).fill(-123.5) : victim.dtype === "i32" ? new Int32Array(victim.size).fill(-123) : new Uint16Array(victim.size).fill(0xc2f7);
-            const tensor = Tensor.from(filler, [...victim.shape], { dtype: victim.dtype });
-            m.made.push(tensor);
-            squatter = { tensor, bytes: tensor.toArray() };
-            void bytes;
-          }
-          return value;
-        },
-      });
+      const get = Object.assign(function get() {
+        reads++;
+        if (behaviour === "throws") throw new Error("a getter of the options threw this on purpose");
+        if (behaviour === "flips") return reads === 1 ? value : k.tensor ? m.ints([MAX]) : -7;
+        if (!victim.disposed) {
+          const bytes = victim.toArray();
+          victim.dispose();
+          // Take the freed block back at once, so memory used after the free shows up as changed values.
+          const filler = victim.dtype === "f32" ? new Float32Array(victim.size).fill(-123.5) : victim.dtype === "i32" ? new Int32Array(victim.size).fill(-123) : new Uint16Array(victim.size).fill(0xc2f7);
+          const tensor = Tensor.from(filler, [...victim.shape], { dtype: victim.dtype });
+          m.made.push(tensor);
+          squatter = { tensor, bytes: tensor.toArray() };
+          void bytes;
+        }
+        return value;
+      }, { firstValue: value });
+      Object.defineProperty(parent, key, { enumerable: true, configurable: true, get });
       if (behaviour === "disposes") {
         skip.add(victim);
         if (victimArg.output) expectation = "any";
