@@ -85,8 +85,9 @@ node -e '
 ls -la "node_modules/$platform_name/lighttransfer.node" | tee -a "$out/addon.txt"
 status=0 smoke=0   # with pipefail, a pipeline's status is jest's (or the smoke script's)
 # The card-filling tests run after the others, alone (as `npm run test:gpu` does).
-node node_modules/jest/bin/jest.js --selectProjects gpu --ci 2>&1 | tee "$out/gpu-tests.log" || status=$?
-node node_modules/jest/bin/jest.js --selectProjects gpu-exclusive --ci 2>&1 | tee -a "$out/gpu-tests.log" || status=$?
+# JEST_ARGS (e.g. a test file's path) narrows both runs.
+node node_modules/jest/bin/jest.js --selectProjects gpu --ci ${JEST_ARGS:-} 2>&1 | tee "$out/gpu-tests.log" || status=$?
+node node_modules/jest/bin/jest.js --selectProjects gpu-exclusive --ci --passWithNoTests ${JEST_ARGS:-} 2>&1 | tee -a "$out/gpu-tests.log" || status=$?
 for device in cuda:0 cpu; do
   node test/install/smoke.js test/fixtures/models/llama-tiny "$platform_name/lighttransfer.node" $device 2>&1 | tee -a "$out/smoke.log" || smoke=$?
 done
