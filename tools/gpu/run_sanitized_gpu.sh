@@ -65,7 +65,6 @@ if [ "$only" != exclusive ]; then
       pids+=($!)
       names+=("$name")
       slot=$((slot + 1))
-      sleep 2  # compute-sanitizer instances started in the same instant failed to start their target
     done
   done
   wait "${pids[@]}"
