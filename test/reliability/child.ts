@@ -44,3 +44,14 @@ export function reportOf<T>(result: ChildResult): T {
     );
   return JSON.parse(lines[lines.length - 1]) as T;
 }
+
+/** What children/async-indices.js reports when every async kernel read the indices it checked. */
+export const asyncKernelsReadCheckedIndices = {
+  appendKv: "same",
+  decodeAttention: "same",
+  cutToStreaming: "same",
+  gatherKv: "same",
+  ropeAppendKv: "same",
+  embedding: "same",
+  repetitionPenalty: "same",
+};

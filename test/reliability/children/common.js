@@ -26,4 +26,17 @@ function report(value) {
   process.stdout.write(JSON.stringify(value) + "\n");
 }
 
-module.exports = { addon, device, float, randomFloats, tensor, randomTensor, ints, count, report };
+// Each case's outcome: its error message, or "no error". attempt() runs only the case named by
+// the script's second argument, so one crash cannot hide another.
+const outcomes = {};
+function attempt(name, call) {
+  if (name !== process.argv[3]) return;
+  try {
+    call();
+    outcomes[name] = "no error";
+  } catch (err) {
+    outcomes[name] = err.message;
+  }
+}
+
+module.exports = { addon, device, float, randomFloats, tensor, randomTensor, ints, count, report, outcomes, attempt };

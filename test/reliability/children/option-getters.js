@@ -2,21 +2,9 @@
 // is checked, so the call must fail with "disposed" instead of writing freed memory.
 // Reports { case: error message | "no error" } for the case named on the command line.
 "use strict";
-const { addon, randomTensor, tensor, report } = require("./common");
+const { addon, randomTensor, tensor, report, outcomes, attempt } = require("./common");
 
 const n = 64, hq = 4, d = 32;
-// Runs only the case named by the second argument, so one crash cannot hide another.
-const outcomes = {};
-function attempt(name, call) {
-  if (name !== process.argv[3]) return;
-  try {
-    call();
-    outcomes[name] = "no error";
-  } catch (err) {
-    outcomes[name] = err.message;
-  }
-}
-
 attempt("streaming", () => {
   const out = tensor([n, hq, d], "f32");
   addon.prefillAttention({ q: randomTensor([n, hq, d]), k: randomTensor([n, hq, d]), v: randomTensor([n, hq, d]), out,

@@ -2,19 +2,7 @@
 // constructor and slice() are exported), slice() with dimensions whose product overflows, a
 // kernel dimension past int32, sink + window past int32. Reports { case: message | "no error" } for the case named on the command line.
 "use strict";
-const { addon, randomTensor, tensor, ints, report } = require("./common");
-
-// Runs only the case named by the second argument, so one crash cannot hide another.
-const outcomes = {};
-function attempt(name, call) {
-  if (name !== process.argv[3]) return;
-  try {
-    call();
-    outcomes[name] = "no error";
-  } catch (err) {
-    outcomes[name] = err.message;
-  }
-}
+const { addon, randomTensor, tensor, ints, report, outcomes, attempt } = require("./common");
 
 attempt("rank-0 constructor", () => {
   const x = new addon.NativeTensor([], "f32", "cpu");
