@@ -136,7 +136,8 @@ const decodeKeys = ["q", "kPages", "vPages", "pageTable", "seqLens", "scale", "r
 function prepareDecode(options: DecodeAttentionOptions) {
   const o = readOptions("decodeAttention", options, decodeKeys);
   const q = requireTensor("q", o.q);
-  const [kPages, vPages, pageTable, seqLens] = (["kPages", "vPages", "pageTable", "seqLens"] as const).map((name) => requireTensor(name, o[name]));
+  const kPages = requireTensor("kPages", o.kPages), vPages = requireTensor("vPages", o.vPages);
+  const pageTable = requireTensor("pageTable", o.pageTable), seqLens = requireTensor("seqLens", o.seqLens);
   const givenOut = optionalTensor("decodeAttention", "out", o.out);
   const givenLse = optionalTensor("decodeAttention", "lse", o.lse);
   const wantLse = optionalFlag("decodeAttention", "returnLse", o.returnLse) || givenLse !== undefined;

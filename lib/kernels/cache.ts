@@ -15,11 +15,10 @@ export interface AppendKvOptions {
   slots: Tensor;
 }
 
-const appendKeys = ["k", "v", "kPages", "vPages", "slots"] as const;
-
 function appendArgs(options: AppendKvOptions) {
-  const o = readOptions("appendKv", options, appendKeys);
-  return Object.fromEntries(appendKeys.map((name) => [name, requireTensor(name, o[name]).handle]));
+  const o = readOptions("appendKv", options, ["k", "v", "kPages", "vPages", "slots"]);
+  return { k: requireTensor("k", o.k).handle, v: requireTensor("v", o.v).handle, kPages: requireTensor("kPages", o.kPages).handle,
+    vPages: requireTensor("vPages", o.vPages).handle, slots: requireTensor("slots", o.slots).handle };
 }
 
 /**
@@ -50,12 +49,13 @@ export interface CutToStreamingOptions {
   window: number;
 }
 
-const cutTensorKeys = ["kPages", "vPages", "srcPageTable", "dstPageTable"] as const;
-
 function cutArgs(options: CutToStreamingOptions) {
-  const o = readOptions("cutToStreaming", options, [...cutTensorKeys, "length", "sink", "window"]);
+  const o = readOptions("cutToStreaming", options, ["kPages", "vPages", "srcPageTable", "dstPageTable", "length", "sink", "window"]);
   return {
-    ...Object.fromEntries(cutTensorKeys.map((name) => [name, requireTensor(name, o[name]).handle])),
+    kPages: requireTensor("kPages", o.kPages).handle,
+    vPages: requireTensor("vPages", o.vPages).handle,
+    srcPageTable: requireTensor("srcPageTable", o.srcPageTable).handle,
+    dstPageTable: requireTensor("dstPageTable", o.dstPageTable).handle,
     length: o.length,
     sink: clampToSpan(o.sink, o.length),
     window: clampToSpan(o.window, o.length),

@@ -95,9 +95,10 @@ export interface RopeOptions {
  * @example kernels.rope({ q, k, positions, invFreq });
  */
 export function rope(options: RopeOptions): void {
-  const keys = ["q", "k", "positions", "invFreq"] as const;
-  const o = readOptions("rope", options, keys);
-  call("rope", Object.fromEntries(keys.map((name) => [name, requireTensor(name, o[name]).handle])), new Outputs());
+  const o = readOptions("rope", options, ["q", "k", "positions", "invFreq"]);
+  const args = { q: requireTensor("q", o.q).handle, k: requireTensor("k", o.k).handle,
+    positions: requireTensor("positions", o.positions).handle, invFreq: requireTensor("invFreq", o.invFreq).handle };
+  call("rope", args, new Outputs());
 }
 
 export interface RopeAppendKvOptions {
@@ -119,7 +120,8 @@ export interface RopeAppendKvOptions {
 function ropeAppendArgs(options: RopeAppendKvOptions, outputs: Outputs) {
   const o = readOptions("ropeAppendKv", options, ["qkv", "positions", "invFreq", "kPages", "vPages", "slots", "q"]);
   const qkv = requireTensor("qkv", o.qkv), kPages = requireTensor("kPages", o.kPages);
-  const [positions, invFreq, vPages, slots] = (["positions", "invFreq", "vPages", "slots"] as const).map((name) => requireTensor(name, o[name]));
+  const positions = requireTensor("positions", o.positions), invFreq = requireTensor("invFreq", o.invFreq);
+  const vPages = requireTensor("vPages", o.vPages), slots = requireTensor("slots", o.slots);
   const givenQ = optionalTensor("ropeAppendKv", "q", o.q);
   if (kPages.shape.length !== 4) throw new RangeError(`ropeAppendKv: kPages must be [numPages, pageSize, hkv, d], got [${kPages.shape.join(", ")}]`);
   const [, , hkv, d] = kPages.shape;
