@@ -1,5 +1,6 @@
 // Token ids from outside the library are checked, never coerced: Int32Array.from would turn a
 // string into 0, 1.5 into 1 and 2^32 + 5 into 5 and hand the model a different prompt.
+import { show } from "../api/validate";
 
 /**
  * Checks that `ids` is an array of integers in [0, limit) and returns it.
@@ -7,19 +8,12 @@
  */
 export function checkTokenIds(ids: unknown, limit: number, what: string): readonly number[] {
   if (!Array.isArray(ids) && !(ArrayBuffer.isView(ids) && !(ids instanceof DataView)))
-    throw new TypeError(`${what} must be an array of token ids, got ${describe(ids)}`);
+    throw new TypeError(`${what} must be an array of token ids, got ${show(ids)}`);
   const list = ids as ArrayLike<unknown>;
   for (let i = 0; i < list.length; i++) {
     const id = list[i];
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0 || id >= limit)
-      throw new RangeError(`${what}[${i}] is ${describe(id)}: token ids must be integers in [0, ${limit - 1}]`);
+      throw new RangeError(`${what}[${i}] is ${show(id)}: token ids must be integers in [0, ${limit - 1}]`);
   }
   return list as readonly number[];
-}
-
-function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "bigint") return `${v}n`;
-  if (Array.isArray(v)) return "an array";
-  return v === null ? "null" : typeof v === "object" || typeof v === "function" ? `a${/^[aeiou]/.test(typeof v) ? "n" : ""} ${typeof v}` : String(v);
 }
