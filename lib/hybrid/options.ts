@@ -1,4 +1,5 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
+import { integerIn } from "../api/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
@@ -54,16 +55,10 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw new TypeError(`hybrid must be an options object (or left out), got ${o === null ? "null" : Array.isArray(o) ? "an array" : JSON.stringify(o)}`);
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${JSON.stringify(o.mode)}`);
-  const int = (name: string, value: number | undefined, fallback: number, min: number, max: number) => {
-    const v = value ?? fallback;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
-      throw new RangeError(`hybrid.${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}`);
-    return v;
-  };
-  const sink = int("sink", o.sink, 4, 0, hybridLimits.sink);
-  const window = int("window", o.window, 1020, 1, hybridLimits.window);
+  const sink = integerIn(o.sink, "hybrid.sink", 0, hybridLimits.sink, 4);
+  const window = integerIn(o.window, "hybrid.window", 1, hybridLimits.window, 1020);
   if (sink + window > hybridLimits.ring) throw new RangeError(`hybrid.sink + hybrid.window must be at most ${hybridLimits.ring}, got ${sink + window}`);
-  const lastQueries = int("lastQueries", o.lastQueries, 32, 1, hybridLimits.lastQueries);
+  const lastQueries = integerIn(o.lastQueries, "hybrid.lastQueries", 1, hybridLimits.lastQueries, 32);
   const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
   const prefill = o.prefill ?? "full";
   if (prefill !== "full" && prefill !== "streaming") throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);
@@ -83,7 +78,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
       break;
     }
     case "random":
-      lazyLayers = randomLayers(layers, layers - fullLayers, int("seed", o.seed, 0, 0, 2 ** 32 - 1));
+      lazyLayers = randomLayers(layers, layers - fullLayers, integerIn(o.seed, "hybrid.seed", 0, 2 ** 32 - 1, 0));
       break;
   }
   if (o.lazyLayers !== undefined && mode !== "fixed") throw new RangeError("hybrid.lazyLayers is only for mode 'fixed'");
