@@ -2,6 +2,7 @@
 // penalty, with a seeded generator so a run can be repeated exactly. Where the logits are on a
 // GPU, sampleStep chooses from the few most likely tokens of each row (kernels.topCandidates)
 // and reads a whole row back only when those cannot settle the choice exactly.
+import { show } from "../api/validate";
 import * as kernels from "../kernels";
 import { Tensor } from "../tensor";
 import type { Decoder, SequenceState } from "./decoder";
@@ -21,7 +22,6 @@ export interface SamplingOptions {
 
 export function validateSampling(o: SamplingOptions): Required<SamplingOptions> {
   const t = o.temperature ?? 0, k = o.topK ?? 0, p = o.topP ?? 1, r = o.repetitionPenalty ?? 1;
-  const show = (v: unknown) => (typeof v === "string" ? JSON.stringify(v) : String(v));
   if (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t)) throw new RangeError(`temperature must be a finite number >= 0, got ${show(o.temperature)}`);
   if (typeof k !== "number" || !Number.isInteger(k) || k < 0) throw new RangeError(`topK must be an integer >= 0, got ${show(o.topK)}`);
   if (typeof p !== "number" || !(p > 0 && p <= 1)) throw new RangeError(`topP must be a number in (0, 1], got ${show(o.topP)}`);
