@@ -1,6 +1,6 @@
 // Sessions and generation: prompt → prefill → decode steps → text chunks, with stop strings,
 // EOS, a token budget and an AbortSignal. Policy only; every step is a decoder call.
-import { HybridOptions, resolveHybrid } from "../hybrid/options";
+import { HybridOptions, ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk, SequenceState } from "../model/decoder";
@@ -82,7 +82,7 @@ function validateSession(options: SessionOptions | undefined, model: Model, what
   return {
     maxContext: integerIn(o.maxContext, `${what}: maxContext`, 1, maxTokens, model.config.maxPositionEmbeddings),
     prefillChunk: integerIn(o.prefillChunk, `${what}: prefillChunk`, 1, maxPrefillChunk, defaultPrefillChunk),
-    hybrid: o.hybrid,
+    hybrid: resolveHybrid(o.hybrid, model.config.layers),
   };
 }
 
@@ -137,8 +137,7 @@ class TextStream {
 }
 
 /** A sequence and, for hybrid sessions, the policy that runs its caches. */
-function startSequence(model: Model, options: SessionOptions): { seq: SequenceState; policy?: HybridPolicy } {
-  const hybrid = resolveHybrid(options.hybrid, model.config.layers);
+function startSequence(model: Model, hybrid: ResolvedHybrid): { seq: SequenceState; policy?: HybridPolicy } {
   if (hybrid.mode === "off") return { seq: model.decoder.createSequence() };
   const policy = new HybridPolicy(model.decoder, hybrid);
   return { seq: policy.createSequence(), policy };
@@ -193,14 +192,14 @@ export class Session implements AsyncDisposable {
   private policy: HybridPolicy | undefined;
   private readonly maxContext: number;
   private readonly prefillChunk: number;
-  private readonly hybrid: SessionOptions["hybrid"];
+  private readonly hybrid: ResolvedHybrid;
   private busy = false;
   private stat = { promptTokens: 0, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0 };
 
   /** @internal use model.createSession */
   constructor(private readonly model: Model, options: SessionOptions | undefined, private readonly onDispose: () => void) {
     ({ maxContext: this.maxContext, prefillChunk: this.prefillChunk, hybrid: this.hybrid } = validateSession(options, model, "createSession"));
-    ({ seq: this.seq, policy: this.policy } = startSequence(model, { hybrid: this.hybrid }));
+    ({ seq: this.seq, policy: this.policy } = startSequence(model, this.hybrid));
   }
 
   get stats(): SessionStats {
@@ -304,7 +303,7 @@ export class Session implements AsyncDisposable {
   private restart(): SequenceState {
     this.model.decoder.releaseSequence(this.live());
     this.policy?.dispose();
-    ({ seq: this.seq, policy: this.policy } = startSequence(this.model, { hybrid: this.hybrid }));
+    ({ seq: this.seq, policy: this.policy } = startSequence(this.model, this.hybrid));
     return this.seq!;
   }
 
@@ -318,7 +317,6 @@ export class Session implements AsyncDisposable {
 export async function generateBatch(model: Model, prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
   const { options: o, maxNewTokens, stop, stopAtEos, signal } = validateGenerate(options, "generateBatch");
   const { maxContext, prefillChunk, hybrid } = validateSession(o, model, "generateBatch");
-  resolveHybrid(hybrid, model.config.layers);
   if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
   validateSampling(o);
   const encoded = prompts.map((p) => promptIds(model, p));
@@ -350,7 +348,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options?: G
     };
     for (const [index, ids] of encoded.entries()) {
       signal?.throwIfAborted();
-      const { seq, policy } = startSequence(model, { hybrid });
+      const { seq, policy } = startSequence(model, hybrid);
       active.push({ index, seq, policy, sampler: new Sampler({ ...o, seed: o.seed === undefined ? undefined : o.seed + index }),
         stream: new TextStream(model, stop), seen: [...ids], tokens: [], text: "", logits: new Float32Array() });
       policy?.beforePrefill(seq, ids.length);
