@@ -213,9 +213,6 @@ std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<Tensor
     }
     return kernelReads;
   }
-  if (a.mode() == CallMode::Async)
-    a.fail("async kernel calls cannot be recorded into a CUDA graph: " + rec->device.name() +
-           " is being captured; use the sync form");
   RecordedCheck recorded;
   for (TensorObject* t : tensors) {
     const ptrdiff_t offset = static_cast<const int32_t*>(t->data()) - rec->inputData;

@@ -249,7 +249,8 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
   a.expectDType("penalty", penalty, DType::F32);
   Device device = a.sameDevice({{"logits", logits}, {"ids", ids}, {"offsets", offsets}, {"penalty", penalty}});
   const int64_t count = ids->shape()[0];
-  a.narrow("logits' rows", rows), a.narrow("logits' vocabulary", vocab), a.narrow("ids' length", count);
+  const int32_t rowCount = a.narrow("logits' rows", rows), vocabSize = a.narrow("logits' vocabulary", vocab);
+  a.narrow("ids' length", count);
   const auto indices = checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
     const int32_t *hostOffsets = c[0], *hostIds = c[1];
     if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
@@ -275,7 +276,7 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
   p.logits = logits->data();
   p.offsets = indices[0], p.ids = indices[1];
   p.penalty = static_cast<const float*>(penalty->data());
-  p.rows = int32_t(rows), p.vocab = int32_t(vocab);  // narrowed above, before the check
+  p.rows = rowCount, p.vocab = vocabSize;
   return dispatchCall(a, device, p, cpu::repetitionPenalty, LT_CUDA_FN(repetitionPenalty));
 }
 

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <vector>
+#include <new>
 
 #include "cuda/cuda_backend.h"
 #include "error.h"
@@ -35,17 +35,18 @@ int classOf(size_t bytes) {
   return c;
 }
 
+// Each class's free list is threaded through the freed blocks themselves (every block holds
+// at least a pointer), so freeing never allocates.
 class SmallBlocks {
  public:
   void* take(size_t bytes) {
     const int c = classOf(bytes);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!free_[c].empty()) {
-        void* ptr = free_[c].back();
-        free_[c].pop_back();
+      if (FreeBlock* block = free_[c]) {
+        free_[c] = block->next;
         cached_ -= kCpuAlignment << c;
-        return ptr;
+        return block;
       }
     }
     void* ptr = std::aligned_alloc(kCpuAlignment, kCpuAlignment << c);
@@ -57,21 +58,20 @@ class SmallBlocks {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (cached_ + (kCpuAlignment << c) <= kCachedBytes) {
-        try {
-          free_[c].push_back(ptr);
-          cached_ += kCpuAlignment << c;
-          return;
-        } catch (...) {
-          // no room to remember it: give it back to the heap below
-        }
+        free_[c] = new (ptr) FreeBlock{free_[c]};
+        cached_ += kCpuAlignment << c;
+        return;
       }
     }
     std::free(ptr);
   }
 
  private:
+  struct FreeBlock {
+    FreeBlock* next;
+  };
   std::mutex mutex_;
-  std::vector<void*> free_[kClasses];
+  FreeBlock* free_[kClasses] = {};
   size_t cached_ = 0;
 };
 
