@@ -10,7 +10,7 @@ import { notATensor, oddValue } from "./harness/values";
 import type { HugeCase } from "./cases/huge";
 import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
 import { builders, kernelNames, Maker } from "./cases/kernel-builders";
-import { Rng } from "./harness/checks";
+import { Random } from "../helpers/reference";
 
 const indexValue: fc.Arbitrary<IndexValue> = fc.oneof(
   fc.record({ side: fc.constantFrom("above" as const, "below" as const), by: fc.oneof(fc.nat(4), fc.constantFrom(1 << 20, 2 ** 30)) }),
@@ -59,7 +59,7 @@ function getterSweep(): KernelCase[] {
   const cases: KernelCase[] = [];
   for (const kernel of kernelNames) {
     for (let seed = 1; seed < 500; seed++) {
-      const m = new Maker(new Rng(seed));
+      const m = new Maker(new Random(seed));
       const built = builders[kernel](m, "f32");
       m.disposeAll();
       // Every optional setting present (the prefill's streaming mask and lazy ratio), so every option is there to read.
