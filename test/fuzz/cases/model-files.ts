@@ -3,9 +3,10 @@
 // file holds or why it is malformed.
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { fixtureRoot } from "../../helpers/fixtures";
 import { Random } from "../../helpers/reference";
 
-export const fixtureDir = path.join(__dirname, "..", "..", "fixtures", "models", "llama-tiny");
+export const fixtureDir = path.join(fixtureRoot, "llama-tiny");
 
 export interface TensorData {
   name: string;
