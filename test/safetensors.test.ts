@@ -7,19 +7,13 @@ import { SafetensorsFile } from "../lib/model/safetensors";
 import { parseConfig } from "../lib/model/config";
 import { ropeInverseFrequencies } from "../lib/model/rope";
 import { Random } from "./helpers/reference";
+import { writeSafetensors } from "./helpers/safetensors-file";
 
 const rng = new Random();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-st-"));
 
 /** Writes a safetensors file from a header object and a data buffer (both may be wrong on purpose). */
-function write(name: string, header: object | string, data: Buffer, lengthOverride?: number): string {
-  const json = Buffer.from(typeof header === "string" ? header : JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(lengthOverride ?? json.length));
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, Buffer.concat([len, json, data]));
-  return file;
-}
+const write = (name: string, header: object | string, data: Buffer, length?: number) => writeSafetensors(path.join(dir, name), header, data, { length });
 
 test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync", async () => {
   const a = rng.normals(6), b = Uint16Array.from({ length: 4 }, () => rng.int(0, 0x7f7f)), c = Int32Array.from([7, -3]);

@@ -7,11 +7,11 @@
 import * as path from "node:path";
 import fc from "fast-check";
 import type { CheckpointCase, SafetensorsMutation } from "./cases/checkpoint";
-import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
+import { enumeratedTest, propertyTest } from "./harness/run-cases";
 import { oddValue } from "./harness/values";
 
 const modulePath = path.join(__dirname, "cases", "checkpoint.ts");
-const options = { batchSize: 60, caseTimeoutMs: 30000 };
+const options = { modulePath, batchSize: 60, caseTimeoutMs: 30000 };
 
 const jsonish = fc.oneof(oddValue, fc.constantFrom("F32", "BF16", "I64", "U8", "Q4", [1], [-1], [1.5], [2 ** 53], [0, 0], [[1]], {}, { dtype: "F32" }));
 const safetensorsMutation: fc.Arbitrary<SafetensorsMutation> = fc.oneof(
@@ -60,45 +60,25 @@ const tokenizerCase = fc.record({
   prompt: fc.oneof(fc.string({ maxLength: 24 }), fc.string({ unit: "binary", maxLength: 12 }), fc.array(message, { maxLength: 3 })),
 });
 
-const safetensorsRun = fuzzSettings(200);
-test("malformed safetensors files and shard indexes fail with a useful Error, or load the exact bytes", async () => {
-  const { seed, runs } = safetensorsRun;
-  const cases: CheckpointCase[] = drawCases(safetensorsCase, seed, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("safetensors", seed, runs, failures));
-}, timeoutFor(safetensorsRun.runs, 1000));
+propertyTest<CheckpointCase>("malformed safetensors files and shard indexes fail with a useful Error, or load the exact bytes",
+  "safetensors", safetensorsCase, 0, 200, options);
 
-const configRun = fuzzSettings(120);
-test("config.json with wrong, missing, huge, negative, fractional or NaN fields fails with a useful Error, or loads a sane config", async () => {
-  const { seed, runs } = configRun;
-  const cases: CheckpointCase[] = drawCases(configCase, seed + 1, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("config.json", seed, runs, failures));
-}, timeoutFor(configRun.runs, 1000));
+propertyTest<CheckpointCase>("config.json with wrong, missing, huge, negative, fractional or NaN fields fails with a useful Error, or loads a sane config",
+  "config.json", configCase, 1, 120, options);
 
-const tokenizerRun = fuzzSettings(100);
-test("malformed tokenizer files and chat templates fail with a useful Error, or tokenize into the vocabulary", async () => {
-  const { seed, runs } = tokenizerRun;
-  const cases: CheckpointCase[] = drawCases(tokenizerCase, seed + 2, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("tokenizer", seed, runs, failures));
-}, timeoutFor(tokenizerRun.runs, 1000));
+propertyTest<CheckpointCase>("malformed tokenizer files and chat templates fail with a useful Error, or tokenize into the vocabulary",
+  "tokenizer", tokenizerCase, 2, 100, options);
 
-test("a checkpoint tensor over 4 GiB (a sparse file) loads with the file's bytes, or fails with a useful Error", async () => {
-  const cases: CheckpointCase[] = [{ target: "bigTensor", rows: 2 ** 27 + 8 }];
-  const failures = await runCases(modulePath, cases, { batchSize: 1, caseTimeoutMs: 120000 });
-  if (failures.length) throw new Error(report("checkpoint over 4 GiB", undefined, cases.length, failures));
-}, 300000);
+enumeratedTest("a checkpoint tensor over 4 GiB (a sparse file) loads with the file's bytes, or fails with a useful Error", "checkpoint over 4 GiB",
+  (): CheckpointCase[] => [{ target: "bigTensor", rows: 2 ** 27 + 8 }], { modulePath, batchSize: 1, caseTimeoutMs: 120000 }, 300000);
 
 const integerFields = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size",
   "max_position_embeddings", "bos_token_id", "eos_token_id", "rms_norm_eps", "rope_theta"];
 const extremes = [1e9, 2 ** 31, 2 ** 53, -1, 0.5];
 
-test("config.json numbers at the extremes (1e9, 2^31, 2^53, -1, 0.5) in every numeric field: a useful Error, never a crash", async () => {
-  const cases: CheckpointCase[] = integerFields.flatMap((field) => extremes.map((value) => ({ target: "config" as const, seed: 1, field, value, remove: false })));
-  const failures = await runCases(modulePath, cases, { batchSize: 30, caseTimeoutMs: 15000 });
-  if (failures.length) throw new Error(report("config extremes", undefined, cases.length, failures));
-}, 600000);
+enumeratedTest("config.json numbers at the extremes (1e9, 2^31, 2^53, -1, 0.5) in every numeric field: a useful Error, never a crash", "config extremes",
+  (): CheckpointCase[] => integerFields.flatMap((field) => extremes.map((value) => ({ target: "config" as const, seed: 1, field, value, remove: false }))),
+  { modulePath, batchSize: 30, caseTimeoutMs: 15000 }, 600000);
 
 const loadOptions = fc.record({
   target: fc.constant("loadOptions" as const),
@@ -113,10 +93,5 @@ const loadOptions = fc.record({
   signal: fc.constantFrom("none" as const, "none" as const, "aborted" as const, "fake" as const, "abortMidway" as const),
 });
 
-const loadRun = fuzzSettings(80);
-test("loadModel options (device, dtypes, pool size, page size, onProgress, signal): a useful Error, or the model with default options' tokens", async () => {
-  const { seed, runs } = loadRun;
-  const cases: CheckpointCase[] = drawCases(loadOptions, seed + 7, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("loadModel options", seed, runs, failures));
-}, timeoutFor(loadRun.runs, 1000));
+propertyTest<CheckpointCase>("loadModel options (device, dtypes, pool size, page size, onProgress, signal): a useful Error, or the model with default options' tokens",
+  "loadModel options", loadOptions, 7, 80, options);

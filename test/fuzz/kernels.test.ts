@@ -5,12 +5,12 @@
 // (the unmutated call's); a crash or a hang fails the case in its child process.
 import * as path from "node:path";
 import fc from "fast-check";
-import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
+import { enumeratedTest, propertyTest } from "./harness/run-cases";
 import { notATensor, oddValue } from "./harness/values";
 import type { HugeCase } from "./cases/huge";
 import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
 import { builders, kernelNames, Maker } from "./cases/kernel-builders";
-import { Rng } from "./harness/checks";
+import { Random } from "../helpers/reference";
 
 const indexValue: fc.Arbitrary<IndexValue> = fc.oneof(
   fc.record({ side: fc.constantFrom("above" as const, "below" as const), by: fc.oneof(fc.nat(4), fc.constantFrom(1 << 20, 2 ** 30)) }),
@@ -42,13 +42,9 @@ const kernelCase: fc.Arbitrary<KernelCase> = fc.record({
   mutation,
 });
 
-const kernelRun = fuzzSettings(400);
-test("kernels answer every malformed call with a useful Error or the correct result", async () => {
-  const { seed, runs } = kernelRun;
-  const cases = drawCases(kernelCase, seed, runs);
-  const failures = await runCases(path.join(__dirname, "cases", "kernels.ts"), cases, { batchSize: 150, caseTimeoutMs: 20000 });
-  if (failures.length) throw new Error(report("kernel", seed, runs, failures));
-}, timeoutFor(kernelRun.runs, 1000));
+const kernelsModule = path.join(__dirname, "cases", "kernels.ts");
+propertyTest("kernels answer every malformed call with a useful Error or the correct result", "kernel", kernelCase, 0, 400,
+  { modulePath: kernelsModule, batchSize: 150, caseTimeoutMs: 20000 });
 
 /**
  * Every option a kernel reads, as a getter that disposes each of the call's tensors in turn:
@@ -59,7 +55,7 @@ function getterSweep(): KernelCase[] {
   const cases: KernelCase[] = [];
   for (const kernel of kernelNames) {
     for (let seed = 1; seed < 500; seed++) {
-      const m = new Maker(new Rng(seed));
+      const m = new Maker(new Random(seed));
       const built = builders[kernel](m, "f32");
       m.disposeAll();
       // Every optional setting present (the prefill's streaming mask and lazy ratio), so every option is there to read.
@@ -73,14 +69,8 @@ function getterSweep(): KernelCase[] {
   return cases;
 }
 
-test("option getters that dispose any tensor of the call, for every option of every kernel", async () => {
-  const cases = getterSweep();
-  const failures = await runCases(path.join(__dirname, "cases", "kernels.ts"), cases, { batchSize: 200, caseTimeoutMs: 20000 });
-  if (failures.length) throw new Error(report("option getter", undefined, cases.length, failures));
-}, 600000);
+enumeratedTest("option getters that dispose any tensor of the call, for every option of every kernel", "option getter", getterSweep,
+  { modulePath: kernelsModule, batchSize: 200, caseTimeoutMs: 20000 }, 600000);
 
-test("a kernel over more than 2^31 elements answers right or with a useful Error", async () => {
-  const cases: HugeCase[] = [{ kernel: "argmax", extra: 16, plantedPast: 5 }];
-  const failures = await runCases(path.join(__dirname, "cases", "huge.ts"), cases, { batchSize: 1, caseTimeoutMs: 120000 });
-  if (failures.length) throw new Error(report("over 2^31 elements", undefined, cases.length, failures));
-}, 300000);
+enumeratedTest("a kernel over more than 2^31 elements answers right or with a useful Error", "over 2^31 elements",
+  (): HugeCase[] => [{ kernel: "argmax", extra: 16, plantedPast: 5 }], { modulePath: path.join(__dirname, "cases", "huge.ts"), batchSize: 1, caseTimeoutMs: 120000 }, 300000);

@@ -7,11 +7,11 @@
 import * as path from "node:path";
 import fc from "fast-check";
 import type { SessionCase } from "./cases/session";
-import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
+import { propertyTest } from "./harness/run-cases";
 import { oddValue } from "./harness/values";
 
 const modulePath = path.join(__dirname, "cases", "session.ts");
-const options = { batchSize: 60, caseTimeoutMs: 30000 };
+const options = { modulePath, batchSize: 60, caseTimeoutMs: 30000 };
 
 const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined, freq: 2 });
 const intish = (lo: number, hi: number) => fc.oneof(fc.integer({ min: lo, max: hi }), oddValue);
@@ -45,26 +45,11 @@ const sweepCase = fc.record({
 
 const poolCase = fc.record({ kind: fc.constant("pool" as const), promptRepeat: fc.integer({ min: 1, max: 24 }), chunk: fc.constantFrom(8, 16, 40, 4096), hybrid: fc.boolean() });
 
-const optionsRun = fuzzSettings(120);
-test("session and generate options: a useful Error, or valid tokens (transformers' where greedy), and nothing held afterwards", async () => {
-  const { seed, runs } = optionsRun;
-  const cases: SessionCase[] = drawCases(optionsCase, seed + 3, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("session options", seed, runs, failures));
-}, timeoutFor(optionsRun.runs, 1000));
+propertyTest<SessionCase>("session and generate options: a useful Error, or valid tokens (transformers' where greedy), and nothing held afterwards",
+  "session options", optionsCase, 3, 120, options);
 
-const sweepRun = fuzzSettings(150);
-test("dispose, abort, return and throw at every point of a generation leave nothing held and the session correct", async () => {
-  const { seed, runs } = sweepRun;
-  const cases: SessionCase[] = drawCases(sweepCase, seed + 4, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("dispose/abort", seed, runs, failures));
-}, timeoutFor(sweepRun.runs, 1000));
+propertyTest<SessionCase>("dispose, abort, return and throw at every point of a generation leave nothing held and the session correct",
+  "dispose/abort", sweepCase, 4, 150, options);
 
-const poolRun = fuzzSettings(40);
-test("a KV pool that runs out mid-prefill, at any layer, rolls back and leaves the session correct", async () => {
-  const { seed, runs } = poolRun;
-  const cases: SessionCase[] = drawCases(poolCase, seed + 5, runs);
-  const failures = await runCases(modulePath, cases, options);
-  if (failures.length) throw new Error(report("pool exhaustion", seed, runs, failures));
-}, timeoutFor(poolRun.runs, 1000));
+propertyTest<SessionCase>("a KV pool that runs out mid-prefill, at any layer, rolls back and leaves the session correct",
+  "pool exhaustion", poolCase, 5, 40, options);

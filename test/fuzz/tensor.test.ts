@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import fc from "fast-check";
 import type { DataSpec, TensorCase, TensorOp } from "./cases/tensor";
-import { drawCases, fuzzSettings, report, runCases, timeoutFor } from "./harness/run-cases";
+import { enumeratedTest, propertyTest } from "./harness/run-cases";
 import { oddNumber, oddValue } from "./harness/values";
 
 const smallShape = fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 });
@@ -37,17 +37,11 @@ const op: fc.Arbitrary<TensorOp> = fc.oneof(
 );
 const tensorCase: fc.Arbitrary<TensorCase> = fc.record({ ops: fc.array(op, { minLength: 1, maxLength: 8 }) });
 
-const programRun = fuzzSettings(400);
-test("Tensor calls do what the model of their memory says, or throw a useful Error", async () => {
-  const { seed, runs } = programRun;
-  const cases = drawCases(tensorCase, seed + 6, runs);
-  const failures = await runCases(path.join(__dirname, "cases", "tensor.ts"), cases, { batchSize: 100, caseTimeoutMs: 20000 });
-  if (failures.length) throw new Error(report("tensor", seed, runs, failures));
-}, timeoutFor(programRun.runs, 1000));
+const modulePath = path.join(__dirname, "cases", "tensor.ts");
+propertyTest("Tensor calls do what the model of their memory says, or throw a useful Error", "tensor", tensorCase, 6, 400,
+  { modulePath, batchSize: 100, caseTimeoutMs: 20000 });
 
-test("view() of a tensor over 4 GiB gives a view of all of it or a useful Error", async () => {
-  // Address space only: the memory is never touched.
-  const cases: TensorCase[] = (["f32", "i32", "bf16"] as const).map((dtype, i) => ({ ops: [{ op: "bigView", dtype, extra: 1 + i }] }));
-  const failures = await runCases(path.join(__dirname, "cases", "tensor.ts"), cases, { batchSize: 3, caseTimeoutMs: 20000 });
-  if (failures.length) throw new Error(report("view over 4 GiB", undefined, cases.length, failures));
-}, 120000);
+// Address space only: the memory is never touched.
+enumeratedTest("view() of a tensor over 4 GiB gives a view of all of it or a useful Error", "view over 4 GiB",
+  (): TensorCase[] => (["f32", "i32", "bf16"] as const).map((dtype, i) => ({ ops: [{ op: "bigView", dtype, extra: 1 + i }] })),
+  { modulePath, batchSize: 3, caseTimeoutMs: 20000 }, 120000);

@@ -16,6 +16,12 @@ export interface ChildResult {
 
 const root = path.join(__dirname, "..", "..");
 
+/** Runs `node` with `args` in the repository root, `env` added to this process's environment. */
+export function runNode(args: string[], { env = {} as NodeJS.ProcessEnv, timeoutMs = 120_000 } = {}): ChildResult {
+  const r = spawnSync(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, encoding: "utf8", timeout: timeoutMs, maxBuffer: 16 << 20 });
+  return { status: r.status, signal: r.signal, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+
 /**
  * Runs `source` (CommonJS JavaScript) in a fresh node with a small heap, so a runaway allocation
  * fails fast instead of swapping.
@@ -26,13 +32,7 @@ export function runChild(source: string, { heapMiB = 512, timeoutMs = 120_000 } 
   const script = path.join(dir, "script.js");
   fs.writeFileSync(script, source);
   try {
-    const r = spawnSync(process.execPath, [`--max-old-space-size=${heapMiB}`, "-r", path.join(__dirname, "register-ts.js"), script], {
-      cwd: root,
-      env: { ...process.env, LIGHTTRANSFER_ROOT: root },
-      encoding: "utf8",
-      timeout: timeoutMs,
-    });
-    return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
+    return runNode([`--max-old-space-size=${heapMiB}`, "-r", path.join(__dirname, "register-ts.js"), script], { env: { LIGHTTRANSFER_ROOT: root }, timeoutMs });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -31,6 +31,15 @@ export class Random {
     for (let i = 0; i < n; i++) a[i] = this.normal() * scale;
     return a;
   }
+  /** Uniform values in (-2, 2), never zero. */
+  floats(n: number): Float32Array {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = (this.next() * 4 - 2) || 0.5;
+    return a;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)];
+  }
   shuffle<T>(items: T[]): T[] {
     for (let i = items.length - 1; i > 0; i--) {
       const j = Math.floor(this.next() * (i + 1));

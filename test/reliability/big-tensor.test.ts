@@ -2,7 +2,7 @@
 // refuses the external buffer and runs its finalizer, then the data was freed again), and
 // loadModel reads checkpoint tensors through view(). Tensors that large are now read through
 // viewBytes() windows. Each case allocates 4 GiB of address space; the safetensors case reads
-// a 4 GiB sparse file (it needs dist/, which `npm test` builds first).
+// a 4 GiB sparse file.
 import { reportOf, runChild } from "./child";
 
 test("view() of a tensor over 4 GiB throws a clear error, and viewBytes() windows reach every byte", () => {

@@ -10,20 +10,12 @@ import { loadModel, SafetensorsError } from "../../lib";
 import { SafetensorsFile } from "../../lib/model/safetensors";
 import { copyFixture, editJson } from "../helpers/model-dir";
 import { Random } from "../helpers/reference";
+import { SafetensorsLayout, writeSafetensors } from "../helpers/safetensors-file";
 
 const rng = new Random();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-st-rel-"));
 
-/** A safetensors file whose header is padded with spaces to `pad` bytes past its JSON, and whose length prefix may lie. */
-function write(name: string, header: object | string | Buffer, data: Buffer, { pad = 0, lengthDelta = 0 } = {}): string {
-  const text = Buffer.isBuffer(header) ? header : Buffer.from(typeof header === "string" ? header : JSON.stringify(header));
-  const json = Buffer.concat([text, Buffer.alloc(pad, " ")]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(json.length + lengthDelta));
-  const file = path.join(dir, name);
-  fs.writeFileSync(file, Buffer.concat([len, json, data]));
-  return file;
-}
+const write = (name: string, header: object | string | Buffer, data: Buffer, layout?: SafetensorsLayout) => writeSafetensors(path.join(dir, name), header, data, layout);
 
 const twoTensors = () => {
   const a = rng.normals(4), b = rng.normals(2);

@@ -1,16 +1,9 @@
 // Runs a script in its own Node process, so a defect that kills the process (a segfault, an
 // abort, V8's fatal out-of-memory) is reported as a failed test instead of ending jest.
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { addonCandidates } from "../../lib";
-
-export interface ChildResult {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+import { ChildResult, runNode } from "../helpers/child";
 
 /** The built addon the suite itself loads: children load the very same file. */
 export function addonPath(): string {
@@ -24,14 +17,7 @@ export function addonPath(): string {
  * `args` after it); a child reports its findings as JSON on its last line of stdout.
  */
 export function runChild(script: string, args: string[] = [], nodeFlags: string[] = [], env: NodeJS.ProcessEnv = {}): ChildResult {
-  const file = path.join(__dirname, "children", script);
-  const result = spawnSync(process.execPath, [...nodeFlags, file, addonPath(), ...args], {
-    encoding: "utf8",
-    env: { ...process.env, ...env },
-    timeout: 300_000,
-    maxBuffer: 16 << 20,
-  });
-  return { status: result.status, signal: result.signal, stdout: result.stdout ?? "", stderr: result.stderr ?? "" };
+  return runNode([...nodeFlags, path.join(__dirname, "children", script), addonPath(), ...args], { env, timeoutMs: 300_000 });
 }
 
 /** The child's JSON report; fails with its exit status and stderr when it died or said nothing. */

@@ -6,19 +6,18 @@
 // a plain object, optional tensors are undefined or a Tensor, and flags are booleans.
 import { kernels, Tensor } from "../../lib";
 import { builders, kernelNames, Maker, optionsOf } from "../fuzz/cases/kernel-builders";
-import { Rng } from "../fuzz/harness/checks";
+import { Random } from "../helpers/reference";
 
-const freshSeed = () => 1 + Math.floor(Math.random() * (2 ** 31 - 2));
 const notTensors: unknown[] = [[], 5, 4294967301, NaN, "tensor", null, {}, 0, false, { handle: {} }];
 
 /** A valid call of every kernel, with fresh random shapes and contents. */
 function everyKernel(dtype: "f32" | "bf16" = "f32") {
-  const maker = new Maker(new Rng(freshSeed()));
+  const maker = new Maker(new Random());
   return { maker, calls: kernelNames.map((name) => ({ name, built: builders[name](maker, dtype) })) };
 }
 
 test("the reported cases: a non-Tensor optional tensor is refused, naming the argument", () => {
-  const maker = new Maker(new Rng(freshSeed()));
+  const maker = new Maker(new Random());
   const x = maker.floats([3, 8], "f32"), weight = maker.floats([8], "f32"), q = maker.floats([4, 2, 8], "f32");
   expect(() => kernels.rmsNorm({ x, weight, residual: [] as never })).toThrow(/rmsNorm: residual must be a Tensor, or undefined/);
   expect(() => kernels.prefillAttention({ q, k: q, v: q, lse: 5 as never })).toThrow(/prefillAttention: lse must be a Tensor/);
@@ -48,7 +47,7 @@ test("every optional or output tensor of every kernel refuses anything but undef
 });
 
 test("want-this-output flags take booleans only: lse: NaN or returnLse: 'yes' is an error, not a guess", () => {
-  const maker = new Maker(new Rng(freshSeed()));
+  const maker = new Maker(new Random());
   const q = maker.floats([4, 2, 8], "f32");
   for (const value of [NaN, 0, 1, "yes", "", null, {}]) {
     expect(() => kernels.prefillAttention({ q, k: q, v: q, returnLse: value as never })).toThrow(/returnLse must be true, false or undefined/);
@@ -70,7 +69,7 @@ test("want-this-output flags take booleans only: lse: NaN or returnLse: 'yes' is
 });
 
 test("rope runs with the positions it checked, even when a getter answers differently the second time", () => {
-  const maker = new Maker(new Rng(freshSeed()));
+  const maker = new Maker(new Random());
   const rng = maker.rng;
   const tokens = 3, d = 8;
   const q = maker.floats([tokens, 2, d], "f32"), k = maker.floats([tokens, 1, d], "f32"), invFreq = maker.floats([d / 2], "f32");
@@ -131,7 +130,7 @@ test("Tensor.from refuses options that are not an object instead of ignoring the
 });
 
 test("a sink or window past the sequence means all of it, even 2^31 - 1, rather than a 32-bit overflow error", () => {
-  const maker = new Maker(new Rng(freshSeed()));
+  const maker = new Maker(new Random());
   const n = maker.rng.int(3, 9), big = 2 ** 31 - 1;
   const q = maker.floats([n, 2, 8], "f32"), k = maker.floats([n, 1, 8], "f32"), v = maker.floats([n, 1, 8], "f32");
   const run = (streaming: { sink: number; window: number }, lazyRatio: { sink: number; window: number; lastQueries: number }) => {
@@ -168,7 +167,7 @@ test("options that are not an object, whole or nested, get an error naming the k
       await expect(async () => wrappers[name](options)).rejects.toThrow(new RegExp(`^${name}: options must be an object \\(\\{ `));
     }
   }
-  const maker = new Maker(new Rng(freshSeed()));
+  const maker = new Maker(new Random());
   const q = maker.floats([4, 2, 8], "f32");
   expect(() => kernels.prefillAttention({ q, k: q, v: q, streaming: 5 as never })).toThrow(/prefillAttention: streaming must be an object \(\{ sink, window \}\)/);
   maker.disposeAll();

@@ -6,7 +6,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, Model, Tensor, Tokenizer } from "../../../lib";
-import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, Rng, sameBytes } from "../harness/checks";
+import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, sameBytes } from "../harness/checks";
+import { Random } from "../../helpers/reference";
 import { copyTokenizer, fileBytes, layout, parseSafetensors, TensorData, tinyConfig, tinyTensors } from "./model-files";
 
 export type SafetensorsMutation =
@@ -55,7 +56,7 @@ function expectWeightsMatch(model: Model, files: Map<string, { bytes: Buffer }>,
   });
 }
 
-function mutateSafetensors(tensors: TensorData[], m: SafetensorsMutation, rng: Rng): Buffer {
+function mutateSafetensors(tensors: TensorData[], m: SafetensorsMutation, rng: Random): Buffer {
   const order = m.kind === "reorder" ? rng.shuffle(tensors.map((_, i) => i)) : tensors.map((_, i) => i);
   const { header, data } = layout(tensors, order);
   const names = tensors.map((t) => t.name);
@@ -96,7 +97,7 @@ function mutateSafetensors(tensors: TensorData[], m: SafetensorsMutation, rng: R
   return file;
 }
 
-function writeCheckpoint(dir: string, c: Extract<CheckpointCase, { target: "safetensors" }>, rng: Rng): { files: Map<string, Buffer>; index?: string } {
+function writeCheckpoint(dir: string, c: Extract<CheckpointCase, { target: "safetensors" }>, rng: Random): { files: Map<string, Buffer>; index?: string } {
   const tensors = tinyTensors(rng, c.dtype);
   const shards = Math.max(1, c.shards);
   const files = new Map<string, Buffer>();
@@ -184,7 +185,7 @@ async function generateTokens(model: Model, prompt: string | Array<{ role: unkno
 }
 
 function writeBaseModel(dir: string, seed: number): void {
-  const tensors = tinyTensors(new Rng(seed), "F32");
+  const tensors = tinyTensors(new Random(seed), "F32");
   const { header, data } = layout(tensors);
   fs.writeFileSync(path.join(dir, "model.safetensors"), fileBytes(JSON.stringify(header), data));
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(tinyConfig()));
@@ -244,7 +245,7 @@ export async function runCase(c: CheckpointCase): Promise<void> {
   const before = await liveCpuBytes();
   const dir = fs.mkdtempSync(path.join(root, "case-"));
   try {
-    const rng = new Rng(c.seed);
+    const rng = new Random(c.seed);
     let what: string;
     let expected: { ok: true; tensors?: Map<string, { bytes: Buffer }> } | { ok: false; why: string } = { ok: true };
     let prompt: string | Array<{ role: unknown; content: unknown }> = "Hello there";
@@ -257,7 +258,7 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       const parsed = expectedCheckpoint(dir, written);
       if (!parsed.ok) expected = parsed;
       else {
-        const problem = needed.find((n) => !parsed.tensors.has(n)) ?? needed.find((n) => parsed.tensors.get(n)!.dtype !== c.dtype || parsed.tensors.get(n)!.shape.join() !== (tinyTensors(new Rng(c.seed), c.dtype).find((t) => t.name === n)!.shape.join()));
+        const problem = needed.find((n) => !parsed.tensors.has(n)) ?? needed.find((n) => parsed.tensors.get(n)!.dtype !== c.dtype || parsed.tensors.get(n)!.shape.join() !== (tinyTensors(new Random(c.seed), c.dtype).find((t) => t.name === n)!.shape.join()));
         expected = problem ? { ok: false, why: `${problem} is missing or not what config.json implies` } : { ok: true, tensors: parsed.tensors };
       }
     } else if (c.target === "config") {
@@ -333,7 +334,7 @@ async function runBigTensor(rootDir: string, rows: number): Promise<void> {
     const config = { ...tinyConfig(), vocab_size: rows, hidden_size: 16, head_dim: 8, num_hidden_layers: 1, tie_word_embeddings: true, torch_dtype: "bfloat16" };
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
     copyTokenizer(dir);
-    const rng = new Rng(5);
+    const rng = new Random(5);
     const small = tinyTensors(rng, "BF16").filter((t) => !t.name.startsWith("model.layers.1.") && t.name !== "lm_head.weight" && t.name !== "model.embed_tokens.weight");
     // The config's hidden size is 16: rebuild the small tensors at that width.
     const c = config as unknown as Record<string, number>;

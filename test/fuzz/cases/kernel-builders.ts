@@ -2,7 +2,7 @@
 // for each tensor argument what the kernel may accept in its place. The kernel fuzz mutates one
 // thing of such a call and checks how the kernel answers.
 import { DType, kernels, Tensor } from "../../../lib";
-import { Rng } from "../harness/checks";
+import { Random } from "../../helpers/reference";
 
 export type FloatDType = "f32" | "f16" | "bf16";
 
@@ -49,7 +49,7 @@ const MAX = 2 ** 31 - 1;
 
 export class Maker {
   readonly made: Tensor[] = [];
-  constructor(readonly rng: Rng) {}
+  constructor(readonly rng: Random) {}
   floats(shape: number[], dtype: DType): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     const t = dtype === "i32" ? Tensor.from(Int32Array.from({ length: n }, () => this.rng.int(-9, 9)), shape) : Tensor.from(this.rng.floats(n), shape, { dtype });
@@ -83,7 +83,7 @@ const t = (o: Record<string, unknown>, name: string) => {
 };
 const h = (o: Record<string, unknown>, name: string) => (o[name] as Tensor | undefined)?.handle ?? o[name];
 
-function distinct(rng: Rng, count: number, below: number): number[] {
+function distinct(rng: Random, count: number, below: number): number[] {
   return rng.shuffle(Array.from({ length: below }, (_, i) => i)).slice(0, count);
 }
 

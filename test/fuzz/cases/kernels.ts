@@ -1,7 +1,8 @@
 // Child side of the kernel fuzz: one valid call of an exported kernel, one thing about it
 // mutated, and the kernel's answer judged against the unmutated call's result.
 import { loadAddon, Tensor } from "../../../lib";
-import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, Rng, sameBytes } from "../harness/checks";
+import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, sameBytes } from "../harness/checks";
+import { Random } from "../../helpers/reference";
 import { ArgSpec, BuiltCall, builders, FloatDType, Maker, NumberSpec, optionsOf } from "./kernel-builders";
 
 /** Out-of-range contents for an index tensor, relative to its valid range [lo, hi]. */
@@ -38,7 +39,7 @@ const MAX = 2 ** 31 - 1;
 const extremes = [-(2 ** 31), MAX, 1 << 30, -(1 << 30), 1 << 20];
 
 function build(c: KernelCase): { m: Maker; b: BuiltCall } {
-  const m = new Maker(new Rng(c.seed));
+  const m = new Maker(new Random(c.seed));
   return { m, b: builders[c.kernel](m, c.dtype) };
 }
 

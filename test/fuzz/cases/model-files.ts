@@ -3,9 +3,10 @@
 // file holds or why it is malformed.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { Rng } from "../harness/checks";
+import { fixtureRoot } from "../../helpers/fixtures";
+import { Random } from "../../helpers/reference";
 
-export const fixtureDir = path.join(__dirname, "..", "..", "fixtures", "models", "llama-tiny");
+export const fixtureDir = path.join(fixtureRoot, "llama-tiny");
 
 export interface TensorData {
   name: string;
@@ -25,7 +26,7 @@ export function tinyConfig(): Record<string, unknown> {
   };
 }
 
-function floatBytes(rng: Rng, n: number, dtype: string): Buffer {
+function floatBytes(rng: Random, n: number, dtype: string): Buffer {
   const values = rng.floats(n);
   if (dtype === "F32") return Buffer.from(values.buffer);
   // 16-bit: the top half of the f32 bits (bf16) or a plain small f16 pattern; the contents only need to be distinct.
@@ -36,7 +37,7 @@ function floatBytes(rng: Rng, n: number, dtype: string): Buffer {
 }
 
 /** Every tensor the tiny model needs, with random contents. */
-export function tinyTensors(rng: Rng, dtype: "F32" | "F16" | "BF16"): TensorData[] {
+export function tinyTensors(rng: Random, dtype: "F32" | "F16" | "BF16"): TensorData[] {
   const c = tinyConfig() as Record<string, number>;
   const H = c.hidden_size, d = c.head_dim, q = c.num_attention_heads * d, kv = c.num_key_value_heads * d, I = c.intermediate_size, V = c.vocab_size;
   const shapes: Array<[string, number[]]> = [["model.embed_tokens.weight", [V, H]], ["model.norm.weight", [H]], ["lm_head.weight", [V, H]]];

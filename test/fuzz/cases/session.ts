@@ -3,17 +3,12 @@
 // return or a full KV pool at every point of a generation. Afterwards the page pool and the
 // live tensor bytes must be back at their baseline, and a fresh session must still generate
 // the reference tokens.
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { loadModel, Model, PoolExhaustedError, Session } from "../../../lib";
 import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, PropertyFailure } from "../harness/checks";
+import { readReference } from "../../helpers/fixtures";
 import { fixtureDir } from "./model-files";
 
-interface Reference {
-  cases: Array<{ prompt: string; ids: number[]; greedy: number[] }>;
-  chatTemplateInput: Array<{ role: string; content: string }>;
-}
-const reference: Reference = JSON.parse(fs.readFileSync(path.join(fixtureDir, "reference.json"), "utf8"));
+const reference = readReference("llama-tiny");
 
 export interface OptionsCase {
   kind: "options";

@@ -3,7 +3,7 @@
 // stdout to a pipe is synchronous on Linux, so the parent knows which case was running if this
 // process dies. Usage: node child.js <cases module> <batch file>
 "use strict";
-require("./ts-hook").install();
+require("../../helpers/register-ts");
 const fs = require("node:fs");
 const { decodeCase } = require("./codec.ts");
 

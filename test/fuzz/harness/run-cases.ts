@@ -163,3 +163,29 @@ export function report(suite: string, seed: number | undefined, runs: number, fa
   const replay = seed === undefined ? "enumerated cases, the same on every run" : `seed ${seed}; replay: npm run fuzz -- --seed ${seed} --runs ${runs}`;
   return `${failures.length} of ${runs} ${suite} cases failed (${replay}):\n\n${lines.join("\n\n")}`;
 }
+
+export interface SuiteOptions extends RunOptions {
+  /** The module (under test/fuzz/cases) whose runCase the children run. */
+  modulePath: string;
+}
+
+/**
+ * Registers a jest test of `defaultRuns` cases drawn from `arbitrary` with the fuzz seed plus
+ * `seedOffset` (so the properties of one seed draw apart), failing with the report of `suite`.
+ */
+export function propertyTest<T>(title: string, suite: string, arbitrary: fc.Arbitrary<T>, seedOffset: number, defaultRuns: number, o: SuiteOptions): void {
+  const { seed, runs } = fuzzSettings(defaultRuns);
+  test(title, async () => {
+    const failures = await runCases(o.modulePath, drawCases(arbitrary, seed + seedOffset, runs), o);
+    if (failures.length) throw new Error(report(suite, seed, runs, failures));
+  }, timeoutFor(runs, 1000));
+}
+
+/** Registers a jest test of the cases `enumerate` lists, the same on every run. */
+export function enumeratedTest(title: string, suite: string, enumerate: () => unknown[], o: SuiteOptions, timeoutMs: number): void {
+  test(title, async () => {
+    const cases = enumerate();
+    const failures = await runCases(o.modulePath, cases, o);
+    if (failures.length) throw new Error(report(suite, undefined, cases.length, failures));
+  }, timeoutMs);
+}
