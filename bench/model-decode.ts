@@ -20,8 +20,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { devices, loadModel, Model, Tensor } from "../lib";
 import { SequenceState } from "../lib/model/decoder";
-import { sampleStep, Sampler } from "../lib/model/sampling";
-import { addon } from "../lib/native";
+import { sampleStep, Sampler } from "../lib/generate/sampling";
+import { addon } from "../lib/runtime/native";
 import { commandLine, printTable } from "./timing";
 
 const args = process.argv.slice(2);

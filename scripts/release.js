@@ -184,7 +184,7 @@ function main() {
   const mainReport = pack(stage);
   fs.rmSync(stage, { recursive: true, force: true });
   const mainList = checkContents(mainReport, null, [/\.node$/, /^build\//, /^build-release\//, /^test\//, /^prebuilds\//]);
-  for (const needed of ["dist/lib/index.js", "dist/lib/native.js", "scripts/install.js", "binding.gyp", "native/sources.txt", "CMakeLists.txt"])
+  for (const needed of ["dist/lib/index.js", "dist/lib/runtime/native.js", "scripts/install.js", "binding.gyp", "native/sources.txt", "CMakeLists.txt"])
     if (!mainList.includes(needed)) throw new Error(`${mainReport.name}: ${needed} is missing from the package`);
 
   const summary = {

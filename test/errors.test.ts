@@ -1,7 +1,7 @@
 // Bad input never crashes the process: every case throws (or rejects) a JS Error that says
 // what was wrong, and the addon keeps working afterwards.
 import { kernels, Tensor } from "../lib";
-import { loadAddon } from "../lib/native";
+import { loadAddon } from "../lib/runtime/native";
 import { Random } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 

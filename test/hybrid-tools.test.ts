@@ -5,10 +5,10 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, Model } from "../lib";
-import { calibrate, layerFileOptions, readLayerFile } from "../lib/hybrid/calibrate";
+import { calibrate, layerFileOptions, readLayerFile } from "../lib/api/calibrate";
 import { heatmapSvg } from "../lib/hybrid/heatmap";
 import { planMemory } from "../lib/hybrid/planner";
-import { parseConfig } from "../lib/model/config";
+import { parseConfig } from "../lib/checkpoint/config";
 import { fixtureDir } from "./helpers/reference-model";
 import { readReference } from "./helpers/fixtures";
 

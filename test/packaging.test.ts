@@ -3,7 +3,7 @@
 // source, so the node-gyp and CMake builds cannot drift apart.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { addonCandidates, loadAddon, platformPackageName } from "../lib/native";
+import { addonCandidates, loadAddon, platformPackageName } from "../lib/runtime/native";
 
 const root = path.join(__dirname, "..");
 const { nativeSources } = require("../scripts/native-sources.js") as { nativeSources(): string[] };

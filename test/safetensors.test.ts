@@ -3,8 +3,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { SafetensorsFile } from "../lib/model/safetensors";
-import { parseConfig } from "../lib/model/config";
+import { SafetensorsFile } from "../lib/checkpoint/safetensors";
+import { parseConfig } from "../lib/checkpoint/config";
 import { ropeInverseFrequencies } from "../lib/model/rope";
 import { Random } from "./helpers/reference";
 import { writeSafetensors } from "./helpers/safetensors-file";

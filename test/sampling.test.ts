@@ -2,7 +2,7 @@
 // and the sampler's contract (greedy, seeds, validation).
 import * as path from "node:path";
 import { kernels, loadModel, Tensor } from "../lib";
-import { argmax, candidatesFromTop, RowCandidates, sampleStep, Sampler, samplingCandidates, validateSampling } from "../lib/model/sampling";
+import { argmax, candidatesFromTop, RowCandidates, sampleStep, Sampler, samplingCandidates, validateSampling } from "../lib/generate/sampling";
 import { fixtureRoot, prefilledSequences, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 

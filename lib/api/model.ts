@@ -2,14 +2,14 @@
 // sessions share.
 import { PagePool } from "../cache/page-pool";
 import { pageBytes } from "../hybrid/planner";
-import { cudaStatus, devices } from "../devices";
-import { ModelConfig, readConfig } from "../model/config";
+import { cudaStatus, devices } from "../runtime/devices";
+import { ModelConfig, readConfig } from "../checkpoint/config";
 import { Decoder } from "../model/decoder";
-import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weightTensors } from "../model/weights";
-import { DeviceName, DType } from "../tensor";
-import { Tokenizer } from "../tokenizer";
+import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
+import { DeviceName, DType } from "../runtime/tensor";
+import { Tokenizer } from "../checkpoint/tokenizer";
 import { GenerateChunk, GenerateOptions, GenerateResult, generateBatch, Prompt, Session, SessionOptions } from "./session";
-import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "./validate";
+import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 
 export interface LoadModelOptions {
   /** "cpu", "cuda" or "cuda:N"; default "cuda" when available, else "cpu". */

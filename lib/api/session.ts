@@ -4,10 +4,10 @@ import { HybridOptions, ResolvedHybrid, resolveHybrid } from "../hybrid/options"
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk, SequenceState } from "../model/decoder";
-import { decodeNext, Sampler, SamplingOptions, validateSampling } from "../model/sampling";
-import { ChatMessage } from "../tokenizer";
+import { decodeNext, Sampler, SamplingOptions, validateSampling } from "../generate/sampling";
+import { ChatMessage } from "../checkpoint/tokenizer";
 import type { Model } from "./model";
-import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "./validate";
+import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
 
 /** Plain text, or chat messages rendered with the model's chat template. */
 export type Prompt = string | ChatMessage[];

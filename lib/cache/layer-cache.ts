@@ -2,7 +2,7 @@
 // streaming cache is a fixed ring of ceil((sink + window) / pageSize) pages where token p sits
 // at slot p if p < sink, else sink + (p - sink) mod window (DESIGN.md section 2).
 import * as kernels from "../kernels";
-import { Tensor } from "../tensor";
+import { Tensor } from "../runtime/tensor";
 import { PagePool } from "./page-pool";
 
 abstract class PagedCache {

@@ -1,7 +1,7 @@
 // The KV page pool of one device (DESIGN.md section 4): two tensors [numPages, pageSize, hkv, d]
 // (K and V) shared by every layer of every sequence, and the bookkeeping of which pages are free.
 // A page holds pageSize tokens of one layer; pages come back the moment a cache lets them go.
-import { DeviceName, DType, Tensor } from "../tensor";
+import { DeviceName, DType, Tensor } from "../runtime/tensor";
 
 export interface PagePoolOptions {
   numPages: number;

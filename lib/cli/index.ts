@@ -4,13 +4,13 @@ import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { SingleBar } from "cli-progress";
 import { cudaStatus, devices, loadModel, Model } from "../index";
-import { calibrate } from "../hybrid/calibrate";
+import { calibrate } from "../api/calibrate";
 import { heatmapSvg } from "../hybrid/heatmap";
 import { resolveHybrid } from "../hybrid/options";
 import { planMemory } from "../hybrid/planner";
-import { readConfig } from "../model/config";
-import { Checkpoint } from "../model/weights";
-import type { DeviceName } from "../tensor";
+import { readConfig } from "../checkpoint/config";
+import { Checkpoint } from "../checkpoint/weights";
+import type { DeviceName } from "../runtime/tensor";
 
 function number(kind: "int" | "float") {
   return (value: string) => {

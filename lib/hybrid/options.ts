@@ -1,5 +1,5 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
-import { integerIn } from "../api/validate";
+import { integerIn } from "../common/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];

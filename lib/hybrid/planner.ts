@@ -1,8 +1,8 @@
 // The memory planner: KV bytes per sequence with full and hybrid caches, and the largest batch a
 // memory budget holds. It counts pages exactly as the runtime allocates them (lib/cache), so the
 // plan is what a session will really use.
-import { ModelConfig } from "../model/config";
-import { DType } from "../tensor";
+import { ModelConfig } from "../checkpoint/config";
+import { DType } from "../runtime/tensor";
 
 /** Bytes of one KV page: K and V of `pageSize` tokens of one layer. */
 export function pageBytes(config: Pick<ModelConfig, "kvHeads" | "headDim">, pageSize: number, dtype: DType): number {

@@ -13,7 +13,7 @@
 // cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
 import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
 import type { Decoder, PrefillPolicy, SequenceState } from "../model/decoder";
-import { Tensor } from "../tensor";
+import { Tensor } from "../runtime/tensor";
 import { ResolvedHybrid } from "./options";
 import { LazyLayerSelector } from "./selection";
 

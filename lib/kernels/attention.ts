@@ -1,7 +1,7 @@
 // Attention kernels: prefill (causal, optional streaming mask, LSE, fused lazy ratio) and
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
-import { Tensor } from "../tensor";
-import { addon } from "../native";
+import { Tensor } from "../runtime/tensor";
+import { addon } from "../runtime/native";
 import {
   AsyncKernelOptions, clampRing, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
 } from "./call";

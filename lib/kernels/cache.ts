@@ -1,7 +1,7 @@
 // KV page-pool operations: append new tokens, and cut a full cache down to a streaming ring.
 // Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
-import { Tensor } from "../tensor";
-import { addon } from "../native";
+import { Tensor } from "../runtime/tensor";
+import { addon } from "../runtime/native";
 import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface AppendKvOptions {

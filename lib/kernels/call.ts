@@ -1,6 +1,6 @@
 // Shared plumbing of the kernel wrappers: allocate outputs, call the addon, and on failure
 // free what this call allocated (never the caller's tensors).
-import { Tensor } from "../tensor";
+import { Tensor } from "../runtime/tensor";
 
 export interface AsyncKernelOptions {
   /** Rejects with the signal's reason if aborted before the kernel starts. */

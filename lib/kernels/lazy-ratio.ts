@@ -1,6 +1,6 @@
 // Standalone lazy ratio (DESIGN.md section 2) from the queries, keys and a prefill's LSE.
-import { Tensor } from "../tensor";
-import { addon } from "../native";
+import { Tensor } from "../runtime/tensor";
+import { addon } from "../runtime/native";
 import { LazyRatioOptions } from "./attention";
 import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 

@@ -1,7 +1,7 @@
 // Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
 // the inputs' device unless passed in.
-import { Tensor } from "../tensor";
-import { addon } from "../native";
+import { Tensor } from "../runtime/tensor";
+import { addon } from "../runtime/native";
 import { AsyncKernelOptions, handleOf, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 type Native = ReturnType<typeof addon>;

@@ -21,11 +21,11 @@
 // reads back B integers instead of B × vocab logits.
 import * as kernels from "../kernels";
 import { PagePool } from "../cache/page-pool";
-import { CudaGraph } from "../cuda-graph";
-import { DeviceName, DType, Tensor } from "../tensor";
-import { ModelConfig } from "./config";
+import { CudaGraph } from "../runtime/cuda-graph";
+import { DeviceName, DType, Tensor } from "../runtime/tensor";
+import { ModelConfig } from "../checkpoint/config";
 import type { SequenceState } from "./decoder";
-import { ModelWeights } from "./weights";
+import { ModelWeights } from "../checkpoint/weights";
 
 /** What the step reads from its decoder. */
 export interface DecodeGraphParts {

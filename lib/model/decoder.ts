@@ -8,12 +8,12 @@
 import * as kernels from "../kernels";
 import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
 import { PagePool, PoolExhaustedError } from "../cache/page-pool";
-import { DeviceName, DType, Tensor } from "../tensor";
-import { ModelConfig } from "./config";
+import { DeviceName, DType, Tensor } from "../runtime/tensor";
+import { ModelConfig } from "../checkpoint/config";
 import { DecodeGraphs } from "./decode-graph";
 import { ropeInverseFrequencies } from "./rope";
-import { checkTokenIds } from "./token-ids";
-import { LayerWeights, ModelWeights } from "./weights";
+import { checkTokenIds } from "../checkpoint/token-ids";
+import { LayerWeights, ModelWeights } from "../checkpoint/weights";
 
 /** One sequence's caches (one per layer) and how many tokens it holds. */
 export interface SequenceState {

@@ -1,6 +1,6 @@
 // Rotary inverse frequencies for each scaling type, as transformers computes them
 // (modeling_rope_utils): this is policy, so it lives here and the kernel only rotates.
-import { ModelConfig } from "./config";
+import { ModelConfig } from "../checkpoint/config";
 
 export function ropeInverseFrequencies(config: Pick<ModelConfig, "headDim" | "ropeTheta" | "ropeScaling">): Float32Array {
   const { headDim: d, ropeTheta: theta, ropeScaling: scaling } = config;

@@ -2,7 +2,7 @@
 // checks every launch runs, and decode steps replayed from graphs against the eager steps.
 import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
-import { CudaGraph } from "../../lib/cuda-graph";
+import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { FullCache } from "../../lib/cache/layer-cache";
 import { SequenceState } from "../../lib/model/decoder";
 import { fixtureModels, fixtureRoot, prefilledSequences, readReference } from "../helpers/fixtures";

@@ -2,9 +2,9 @@
 // definition for the hybrid tests: each layer's attention mask is a function the test chooses,
 // and every attention probability is there to compute lazy ratios from.
 import * as path from "node:path";
-import { readConfig, ModelConfig } from "../../lib/model/config";
+import { readConfig, ModelConfig } from "../../lib/checkpoint/config";
 import { ropeInverseFrequencies } from "../../lib/model/rope";
-import { Checkpoint } from "../../lib/model/weights";
+import { Checkpoint } from "../../lib/checkpoint/weights";
 
 type Mat = Float64Array;
 

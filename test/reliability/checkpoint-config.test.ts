@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, loadModel } from "../../lib";
-import { parseConfig } from "../../lib/model/config";
+import { parseConfig } from "../../lib/checkpoint/config";
 import { runChild } from "../helpers/child";
 import { fixtureRoot } from "../helpers/fixtures";
 import { copyFixture, editJson } from "../helpers/model-dir";

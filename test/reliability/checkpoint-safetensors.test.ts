@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, SafetensorsError } from "../../lib";
-import { SafetensorsFile } from "../../lib/model/safetensors";
+import { SafetensorsFile } from "../../lib/checkpoint/safetensors";
 import { copyFixture, editJson } from "../helpers/model-dir";
 import { Random } from "../helpers/reference";
 import { SafetensorsLayout, writeSafetensors } from "../helpers/safetensors-file";

@@ -60,7 +60,7 @@ cat > "$app/installed-addon-check.js" <<EOF
 // Runs before each test file, in its module registry: loads the addon the way the library does
 // and fails the file unless it is the installed platform package's binary.
 const fs = require("fs");
-const native = require("./lib/native");
+const native = require("./lib/runtime/native");
 native.addon();
 const expected = require("path").join(__dirname, "node_modules", "$platform_name", "lighttransfer.node");
 if (fs.realpathSync(native.addonPath()) !== fs.realpathSync(expected))

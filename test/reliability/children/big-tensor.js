@@ -30,7 +30,7 @@ if (process.argv[3] === "view") {
   report({ viewError, readBack, detachedAfterDispose: window.length === 0 });
 } else {
   require("../../helpers/register-ts");
-  const { SafetensorsFile } = require("../../../lib/model/safetensors");
+  const { SafetensorsFile } = require("../../../lib/checkpoint/safetensors");
   let header = JSON.stringify({ w: { dtype: "F32", shape: [elements], data_offsets: [0, bytes] } });
   header += " ".repeat((8 - (header.length % 8)) % 8);
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "lt-big-")), "big.safetensors");

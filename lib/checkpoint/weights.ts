@@ -5,7 +5,7 @@
 // step projects its attention input with one GEMM. q, k and v stay available as views.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DeviceName, DType, Tensor } from "../tensor";
+import { DeviceName, DType, Tensor } from "../runtime/tensor";
 import { ModelConfig } from "./config";
 import { FileDType, SafetensorsError, SafetensorsFile } from "./safetensors";
 

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { checkTokenIds } from "../model/token-ids";
+import { checkTokenIds } from "./token-ids";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;

@@ -1,6 +1,6 @@
 // Token ids from outside the library are checked, never coerced: Int32Array.from would turn a
 // string into 0, 1.5 into 1 and 2^32 + 5 into 5 and hand the model a different prompt.
-import { show } from "../api/validate";
+import { show } from "../common/validate";
 
 /**
  * Checks that `ids` is an array of integers in [0, limit) and returns it.

@@ -6,7 +6,7 @@
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }, then the data;
 // offsets are relative to the end of the header.
 import * as fs from "node:fs";
-import { DType, Tensor } from "../tensor";
+import { DType, Tensor } from "../runtime/tensor";
 
 export type FileDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 const byteSizes: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };

@@ -1,9 +1,9 @@
 // Calibration: run auto selection over a set of prompts, count how often each layer is lazy, and
 // keep the most frequent L − P as a layer file that fixed mode reads.
 import * as fs from "node:fs";
-import type { Model } from "../api/model";
-import { optionalFunction, optionalSignal, optionsObject } from "../api/validate";
-import { HybridOptions, resolveHybrid } from "./options";
+import type { Model } from "./model";
+import { optionalFunction, optionalSignal, optionsObject } from "../common/validate";
+import { HybridOptions, resolveHybrid } from "../hybrid/options";
 
 export interface LayerFile {
   model: string;

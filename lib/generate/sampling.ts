@@ -2,10 +2,10 @@
 // penalty, with a seeded generator so a run can be repeated exactly. Where the logits are on a
 // GPU, sampleStep chooses from the few most likely tokens of each row (kernels.topCandidates)
 // and reads a whole row back only when those cannot settle the choice exactly.
-import { show } from "../api/validate";
+import { show } from "../common/validate";
 import * as kernels from "../kernels";
-import { Tensor } from "../tensor";
-import type { Decoder, SequenceState } from "./decoder";
+import { Tensor } from "../runtime/tensor";
+import type { Decoder, SequenceState } from "../model/decoder";
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token. */
