@@ -11,6 +11,7 @@ import { PagePool, PoolExhaustedError } from "../cache/page-pool";
 import { DeviceName, DType, Tensor } from "../runtime/tensor";
 import { ModelConfig } from "../checkpoint/config";
 import { DecodeGraphs } from "./decode-graph";
+import { attendPrefillChunk } from "./prefill-attention";
 import { ropeInverseFrequencies } from "./rope";
 import { checkTokenIds } from "../checkpoint/token-ids";
 import { LayerWeights, ModelWeights } from "../checkpoint/weights";
@@ -151,7 +152,7 @@ export class Decoder {
               const { q, k, v } = this.project(w, x, T, step.add(positions.rows(offset, T)), step);
               const final = offset + T === N;
               const ratioSpec = final ? policy?.ratioFor(i, seq) : undefined;
-              const attention = this.prefillAttention(seq.caches[i], start + offset, q, k, v, step, ratioSpec);
+              const attention = attendPrefillChunk(this.pool, seq.caches[i], start + offset, q, k, v, (t) => step.add(t), ratioSpec);
               step.add(attention.out);
               if (attention.lazyRatio) ratio = step.add(attention.lazyRatio).toFloat32Array();
               seq.observeQueries?.(i, q, start + offset);
@@ -336,37 +337,6 @@ export class Decoder {
     return kernels.linear({ x: act, weight: w.down, out });
   }
 
-  /** Attention of a prefill chunk at positions [start, start + T), and the chunk's K/V appended. */
-  private prefillAttention(
-    cache: LayerCache, start: number, q: Tensor, k: Tensor, v: Tensor, temps: Temps, lazyRatio?: kernels.LazyRatioOptions,
-  ): kernels.PrefillAttentionResult {
-    const T = q.shape[0];
-    const { kPages, vPages } = this.pool;
-    const streaming = cache.kind === "streaming" ? { sink: cache.sink, window: cache.window } : undefined;
-    if (start === 0) {
-      kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
-      return kernels.prefillAttention({ q, k, v, streaming, lazyRatio });
-    }
-    // A later chunk: the keys it can see, in position order, then its own.
-    const positions: number[] = [];
-    if (streaming) {
-      for (let p = 0; p < Math.min(streaming.sink, start); p++) positions.push(p);
-      for (let p = Math.max(streaming.sink, start - streaming.window + 1); p < start; p++) positions.push(p);
-    } else {
-      for (let p = 0; p < start; p++) positions.push(p);
-    }
-    const prefix = positions.length;
-    const keys = temps.add(Tensor.empty([prefix + T, k.shape[1], k.shape[2]], k.dtype, k.device));
-    const values = temps.add(Tensor.empty(keys.shape, v.dtype, v.device));
-    if (prefix > 0) {
-      const slots = temps.add(this.ints(positions.map((p) => cache.slotOfPosition(p))));
-      kernels.gatherKv({ kPages, vPages, slots, k: temps.add(keys.rows(0, prefix)), v: temps.add(values.rows(0, prefix)) });
-    }
-    temps.add(keys.rows(prefix, T)).copyFrom(k);
-    temps.add(values.rows(prefix, T)).copyFrom(v);
-    kernels.appendKv({ k, v, kPages, vPages, slots: temps.add(this.ints(cache.reserve(T))) });
-    return kernels.prefillAttention({ q, k: keys, v: values, streaming, lazyRatio });
-  }
 }
 
 /**
