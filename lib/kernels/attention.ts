@@ -87,7 +87,7 @@ function preparePrefill(options: PrefillAttentionOptions) {
  * Prefill attention of one sequence on the CPU or CUDA, following the inputs' device.
  * @example
  * const { out, lse, lazyRatio } = kernels.prefillAttention({ q, k, v, returnLse: true,
- *   lazyRatio: { sink: 4, window: 1020, lastQueries: 32 } });
+ *   lazyRatio: streamingDefaults }); // or any { sink, window, lastQueries }
  * const perHead = lazyRatio!.toFloat32Array(); // mass on sinks + recent window, per head
  */
 export function prefillAttention(options: PrefillAttentionOptions): PrefillAttentionResult {
