@@ -21,5 +21,7 @@ export type { HybridOptions, HybridMode } from "./hybrid/options";
 export type { HybridState } from "./hybrid/policy";
 export { calibrate, readLayerFile, layerFileOptions } from "./api/calibrate";
 export type { LayerFile, CalibrateOptions } from "./api/calibrate";
+export { defaultPageSize, streamingDefaults } from "./common/geometry";
+export type { RingShape, StreamingShape } from "./common/geometry";
 export { planMemory } from "./hybrid/planner";
 export type { MemoryPlan, MemoryPlanOptions } from "./hybrid/planner";

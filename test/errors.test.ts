@@ -1,6 +1,6 @@
 // Bad input never crashes the process: every case throws (or rejects) a JS Error that says
 // what was wrong, and the addon keeps working afterwards.
-import { kernels, Tensor } from "../lib";
+import { kernels, streamingDefaults, Tensor } from "../lib";
 import { loadAddon } from "../lib/runtime/native";
 import { Random } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
@@ -49,12 +49,12 @@ describe("prefillAttention rejects bad input", () => {
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: 4, window: 0 } })).toThrow(/window must be in \[1, /);
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: -1, window: 4 } })).toThrow(/sink must be in \[0, /);
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: 1.5, window: 4 } })).toThrow(/sink must be an integer/);
-    expect(() => kernels.prefillAttention({ ...args, lazyRatio: { lastQueries: 0 } })).toThrow(/lastQueries must be in \[1, /);
+    expect(() => kernels.prefillAttention({ ...args, lazyRatio: { sink: 4, window: 4, lastQueries: 0 } })).toThrow(/lastQueries must be in \[1, /);
     expect(() => kernels.prefillAttention({ ...args, scale: -1 })).toThrow(/scale must be a finite number > 0/);
   });
   test("the lazy ratio needs the last queries in the call", () => {
     expect(() =>
-      kernels.prefillAttention({ q: t([4, 2, 8]), k: t([40, 2, 8]), v: t([40, 2, 8]), lazyRatio: { lastQueries: 8 } }),
+      kernels.prefillAttention({ q: t([4, 2, 8]), k: t([40, 2, 8]), v: t([40, 2, 8]), lazyRatio: { sink: 4, window: 16, lastQueries: 8 } }),
     ).toThrow(/needs the last 8 queries in this call, but q has only 4/);
   });
   test("a disposed tensor", () => {
@@ -72,6 +72,40 @@ describe("prefillAttention rejects bad input", () => {
     const native = loadAddon();
     expect(() => native.prefillAttention({ q: 1, k: 2, v: 3, out: 4 })).toThrow(/prefillAttention: q must be a Tensor/);
     expect(() => native.prefillAttention({})).toThrow(/q is required/);
+  });
+});
+
+describe("the lazy ratio's sink, window and lastQueries are required: the kernels apply no defaults", () => {
+  const spec = { sink: 2, window: 3, lastQueries: 2 };
+  const fields = Object.keys(spec) as Array<keyof typeof spec>;
+  const without = (field: keyof typeof spec) => Object.fromEntries(Object.entries(spec).filter(([k]) => k !== field)) as typeof spec;
+  const attention = () => ({ q: t([4, 2, 8]), k: t([6, 2, 8]), v: t([6, 2, 8]) });
+  const ratioInputs = () => ({ q: t([4, 2, 8]), k: t([6, 2, 8]), lse: t([4, 2]) });
+
+  test.each(fields)("prefillAttention without lazyRatio.%s", (field) => {
+    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: without(field) })).toThrow(new RegExp(`prefillAttention ratio: ${field} is required`));
+    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: { ...spec, [field]: null as never } })).toThrow(new RegExp(`${field} is required`));
+  });
+  test.each(fields)("lazyRatio without %s, sync and async", async (field) => {
+    expect(() => kernels.lazyRatio({ ...ratioInputs(), ...without(field) })).toThrow(new RegExp(`lazyRatio: ${field} is required \\(an integer\\)`));
+    await expect(kernels.lazyRatioAsync({ ...ratioInputs(), ...without(field) })).rejects.toThrow(new RegExp(`lazyRatio: ${field} is required`));
+  });
+  test("the addon itself refuses a ratio without its fields", () => {
+    const q = t([4, 2, 8]), k = t([6, 2, 8]), lse = t([4, 2]), out = scope.add(Tensor.empty([2], "f32"));
+    const native = loadAddon();
+    for (const field of fields)
+      expect(() => native.lazyRatio({ q: q.handle, k: k.handle, lse: lse.handle, out: out.handle, ...without(field) })).toThrow(
+        new RegExp(`lazyRatio: ${field} is required`),
+      );
+  });
+  test("lazyRatio: true is the default shape, which TypeScript fills in", () => {
+    // Longer than sink + window, so the ratio depends on the shape.
+    const n = 1100, x = () => t([n, 2, 8]);
+    const args = { q: x(), k: x(), v: x() };
+    const ratio = (lazyRatio: kernels.LazyRatioOptions | true) =>
+      Array.from(scope.add(kernels.prefillAttention({ ...args, lazyRatio }).lazyRatio!).toFloat32Array());
+    expect(ratio(true)).toEqual(ratio({ ...streamingDefaults }));
+    expect(ratio(true)).not.toEqual(ratio({ ...streamingDefaults, window: 100 }));
   });
 });
 

@@ -1,7 +1,7 @@
 // Sessions and generation: prompt → prefill → decode steps → text chunks, with stop strings,
 // EOS, a token budget and an AbortSignal. Policy only; every step is a decoder call.
 import { HybridOptions, ResolvedHybrid, resolveHybrid } from "../hybrid/options";
-import { fullCachePages } from "../hybrid/planner";
+import { fullCachePages } from "../common/geometry";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk, SequenceState } from "../model/decoder";
 import { decodeNext, Sampler, SamplingOptions, validateSampling } from "../generate/sampling";

@@ -14,6 +14,7 @@
 import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
 import type { Decoder, PrefillPolicy, SequenceState } from "../model/decoder";
 import { Tensor } from "../runtime/tensor";
+import { ringSize } from "../common/geometry";
 import { ResolvedHybrid } from "./options";
 import { LazyLayerSelector } from "./selection";
 
@@ -67,7 +68,7 @@ export class HybridPolicy implements PrefillPolicy {
   /** Called before a prompt of `tokens` tokens is prefilled into `seq`. */
   beforePrefill(seq: SequenceState, tokens: number): void {
     const decided = this.state.ratios.some((r) => r !== undefined);
-    if (this.measures && !decided && seq.length + tokens <= this.options.sink + this.options.window) {
+    if (this.measures && !decided && seq.length + tokens <= ringSize(this.options)) {
       this.state.pending = true;
       this.kept ??= new KeptQueries(this.decoder.config.layers, this.options.lastQueries);
       seq.observeQueries = (layer, q, start) => this.kept!.observe(layer, q, start);
@@ -86,7 +87,7 @@ export class HybridPolicy implements PrefillPolicy {
 
   /** After a decode step: makes the deferred choice once the sequence has grown past sink + window. */
   afterDecode(seq: SequenceState): void {
-    if (!this.state.pending || seq.length <= this.options.sink + this.options.window) return;
+    if (!this.state.pending || seq.length <= ringSize(this.options)) return;
     const spec = { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
     const ratios: Float32Array[] = [];
     for (let layer = 0; layer < this.decoder.config.layers; layer++) {

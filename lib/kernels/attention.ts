@@ -2,6 +2,7 @@
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
 import { Tensor } from "../runtime/tensor";
 import { addon } from "../runtime/native";
+import { RingShape, StreamingShape, streamingDefaults } from "../common/geometry";
 import {
   AsyncKernelOptions, clampRing, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
 } from "./call";
@@ -10,17 +11,10 @@ import {
  * Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window).
  * A sink or window longer than the keys means all of them (any integer up to 2^31 - 1 works as "no limit").
  */
-export interface StreamingMaskOptions {
-  sink: number;
-  window: number;
-}
+export type StreamingMaskOptions = RingShape;
 
 /** Which tokens count for the lazy ratio: the first `sink`, the last `window`, seen by the last `lastQueries` queries. */
-export interface LazyRatioOptions {
-  sink?: number; // default 4
-  window?: number; // default 1020
-  lastQueries?: number; // default 32
-}
+export type LazyRatioOptions = StreamingShape;
 
 export interface PrefillAttentionOptions {
   /** Queries [nq, hq, d]; query i sits at position nk - nq + i. */
@@ -35,7 +29,7 @@ export interface PrefillAttentionOptions {
   streaming?: StreamingMaskOptions;
   /** Also return the LSE [nq, hq] (f32). */
   returnLse?: boolean;
-  /** Also return the per-head lazy ratio [hq] (f32) of this prefill. */
+  /** Also return the per-head lazy ratio [hq] (f32) of this prefill; `true` measures it with `streamingDefaults`. */
   lazyRatio?: LazyRatioOptions | boolean;
   /** Preallocated outputs (plan once, run many times). */
   out?: Tensor;
@@ -54,7 +48,7 @@ const lazyRatioKeys = ["sink", "window", "lastQueries"] as const;
 
 function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
   if (value === undefined || value === false) return undefined;
-  if (value === true) return {};
+  if (value === true) return { ...streamingDefaults };
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new TypeError(`prefillAttention: lazyRatio must be true, false, undefined or { sink, window, lastQueries }, got ${String(value)}`);
   return readOptions("prefillAttention", value as LazyRatioOptions, lazyRatioKeys, "lazyRatio");
@@ -93,7 +87,7 @@ function preparePrefill(options: PrefillAttentionOptions) {
  * Prefill attention of one sequence on the CPU or CUDA, following the inputs' device.
  * @example
  * const { out, lse, lazyRatio } = kernels.prefillAttention({ q, k, v, returnLse: true,
- *   lazyRatio: { sink: 4, window: 1020, lastQueries: 32 } });
+ *   lazyRatio: streamingDefaults }); // or any { sink, window, lastQueries }
  * const perHead = lazyRatio!.toFloat32Array(); // mass on sinks + recent window, per head
  */
 export function prefillAttention(options: PrefillAttentionOptions): PrefillAttentionResult {

@@ -56,13 +56,14 @@ void checkRing(const KernelArgs& a, int32_t sink, int32_t window) {
   a.narrow("sink + window", int64_t(sink) + window);
 }
 
-// Lazy-ratio options {sink, window, lastQueries} shared by the fused and standalone forms.
+// Lazy-ratio options {sink, window, lastQueries} shared by the fused and standalone forms. All
+// three are required: their defaults are policy, settled in TypeScript.
 LazyRatioSpec readRatioSpec(KernelArgs& a) {
   LazyRatioSpec spec;
   spec.enabled = true;
-  spec.sink = a.integerOr("sink", 4, 0, kMaxDim);
-  spec.window = a.integerOr("window", 1020, 1, kMaxDim);
-  spec.lastQueries = a.integerOr("lastQueries", 32, 1, kMaxDim);
+  spec.sink = a.integer("sink", 0, kMaxDim);
+  spec.window = a.integer("window", 1, kMaxDim);
+  spec.lastQueries = a.integer("lastQueries", 1, kMaxDim);
   checkRing(a, spec.sink, spec.window);
   return spec;
 }

@@ -28,9 +28,9 @@ struct StreamingMask {
 // queries on Sink ∪ Recent (each key counted once, causal), averaged per head.
 struct LazyRatioSpec {
   bool enabled = false;
-  int32_t sink = 4;
-  int32_t window = 1020;
-  int32_t lastQueries = 32;
+  int32_t sink = 0;
+  int32_t window = 0;
+  int32_t lastQueries = 0;
 };
 
 struct PrefillAttentionParams {
