@@ -3,9 +3,10 @@
 //
 // Launch: K and V are widened to f32 once, regrouped per kv head ([hkv][rows][d]) so each
 // score is one contiguous dot product; then the (query, kv head) tasks are spread over the
-// thread pool. A cached prefix is read through its page table into the same copy, and only
-// the positions its cache still holds (a ring keeps the sinks and the last window). A row only visits the keys its mask allows (at most two ranges: the sinks
-// and the causal window), so the streaming mask costs O(nq · (sink + window)).
+// thread pool. A cached prefix is read through its page table into the same copy, only the
+// positions its cache still holds (a ring keeps the sinks and the last window). A row only
+// visits the keys its mask allows (at most two ranges: the sinks and the causal window), so
+// the streaming mask costs O(nq · (sink + window)).
 #include <algorithm>
 #include <cmath>
 #include <limits>
