@@ -86,13 +86,14 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     const poolShape = [numPages, c.pageSize, c.hkv, c.d];
     const kPages = onBoth(writeThroughPages(keys, c.start, rowSize, table, numPages, layout), poolShape);
     const vPages = onBoth(writeThroughPages(values, c.start, rowSize, table, numPages, layout), poolShape);
-    const k = onBoth(keys.slice(c.start * rowSize), [c.own, c.hkv, c.d]), v = onBoth(values.slice(c.start * rowSize), [c.own, c.hkv, c.d]);
+    const ownRows = (rows: Float32Array) => (c.own > 0 ? onBoth(rows.slice(c.start * rowSize), [c.own, c.hkv, c.d]) : undefined);
+    const k = ownRows(keys), v = ownRows(values);
     const kAll = onBoth(keys, [nk, c.hkv, c.d]), vAll = onBoth(values, [nk, c.hkv, c.d]);
     const q = pair([c.nq, c.hq, c.d], c.dtype);
     const pageTable = { cpu: scope.ints(table), gpu: scope.ints(table, [table.length], "cuda:0") };
     const run = (dev: "cpu" | "gpu") =>
       kernels.prefillAttention({
-        q: q[dev], ...(c.own > 0 ? { k: k[dev], v: v[dev] } : {}), streaming: c.ring, returnLse: true, lazyRatio: ratio,
+        q: q[dev], k: k?.[dev], v: v?.[dev], streaming: c.ring, returnLse: true, lazyRatio: ratio,
         cached: { kPages: kPages[dev], vPages: vPages[dev], pageTable: pageTable[dev], length: c.start, ring: c.ring },
       });
     const want = run("cpu"), got = run("gpu");
