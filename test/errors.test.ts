@@ -57,6 +57,47 @@ describe("prefillAttention rejects bad input", () => {
       kernels.prefillAttention({ q: t([4, 2, 8]), k: t([40, 2, 8]), v: t([40, 2, 8]), lazyRatio: { sink: 4, window: 16, lastQueries: 8 } }),
     ).toThrow(/needs the last 8 queries in this call, but q has only 4/);
   });
+  describe("a cached prefix read through the page table", () => {
+    // A pool of 4 pages of 4 slots, 2 kv heads of dim 8; q [3, 4, 8] after 5 cached positions.
+    const prefix = (over: Partial<kernels.CachedPrefixOptions> = {}) => ({
+      ...pool(), pageTable: scope.ints([2, 0]), length: 5, ...over,
+    });
+    const call = (over: Partial<kernels.CachedPrefixOptions> = {}, extra: Partial<kernels.PrefillAttentionOptions> = {}) =>
+      kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: prefix(over), ...extra });
+    test("a page outside the pool", () => {
+      expect(() => call({ pageTable: scope.ints([2, 4]) })).toThrow(/pageTable entry 1 is page 4, outside the pool's pages 0..3/);
+      expect(() => call({ pageTable: scope.ints([-1, 0]) })).toThrow(/pageTable entry 0 is page -1/);
+    });
+    test("a table too short for the cached length", () => {
+      expect(() => call({ length: 9 })).toThrow(/pageTable has 2 pages but 9 cached slots need 3 of 4 slots/);
+      expect(() => call({ length: -1 })).toThrow(/cached: length must be in \[0, /);
+      expect(() => call({ length: 2.5 })).toThrow(/length must be an integer/);
+    });
+    test("a ring needs a streaming mask it holds every position of", () => {
+      const ring = { sink: 2, window: 4 };
+      expect(() => call({ ring })).toThrow(/holds only its sinks and its last window positions; pass streaming/);
+      expect(() => call({ ring }, { streaming: { sink: 2, window: 5 } })).toThrow(/holds only its sinks/);
+      expect(() => call({ ring: { sink: 2, window: 0 } }, { streaming: ring })).toThrow(/ringWindow must be in \[1, /);
+      expect(() => call({ ring: { sink: 2 } as never }, { streaming: ring })).toThrow(/ringSink and ringWindow go together/);
+      const ok = call({ ring }, { streaming: ring });
+      expect(ok.out.shape).toEqual([3, 4, 8]);
+      scope.add(ok.out);
+    });
+    test("a pool that does not match the call", () => {
+      expect(() => call({ ...pool(4, 4, 1, 8) })).toThrow(/kPages holds 1 kv heads of dim 8 but the call has 2 of dim 8/);
+      expect(() => call({ ...pool(4, 4, 2, 8, "bf16") })).toThrow(/kPages must be f32, got bf16/);
+      expect(() => call({ vPages: t([4, 4, 2, 16]) })).toThrow(/vPages must have shape \[4, 4, 2, 8\]/);
+      expect(() => call({ pageTable: t([2]) })).toThrow(/pageTable must be i32, got f32/);
+      expect(() => call({ pageTable: scope.ints([0, 1], [1, 2]) })).toThrow(/pageTable/);
+    });
+    test("own keys go in pairs, and queries are the last positions", () => {
+      const q = t([3, 4, 8]);
+      expect(() => kernels.prefillAttention({ q, k: t([3, 2, 8]), cached: prefix() })).toThrow(/k and v go together/);
+      expect(() => kernels.prefillAttention({ q: t([6, 4, 8]), cached: prefix() })).toThrow(/only 5 keys: queries are the last nq positions/);
+      expect(() => kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: { ...prefix(), kPages: 3 as never } }))
+        .toThrow(/cached.kPages must be a Tensor/);
+    });
+  });
   test("a disposed tensor", () => {
     const q = t([4, 2, 8]);
     q.dispose();

@@ -286,17 +286,18 @@ export class Decoder {
 
   /**
    * Per-head lazy ratio of `layer` for queries q [m, hq, d] at the sequence's last m positions,
-   * against its (full) cache: the fused prefill kernel over the gathered keys.
+   * against its cache: the fused prefill kernel with every key read through the page table.
    */
   lazyRatioOfQueries(seq: SequenceState, layer: number, q: Tensor, spec: kernels.LazyRatioOptions): Float32Array {
     const temps = new Temps();
     try {
       const cache = seq.caches[layer];
-      const slots = temps.add(this.ints(Array.from({ length: seq.length }, (_, p) => cache.slotOfPosition(p))));
-      const { k, v } = kernels.gatherKv({ kPages: this.pool.kPages, vPages: this.pool.vPages, slots });
-      temps.add(k);
-      temps.add(v);
-      const res = kernels.prefillAttention({ q, k, v, lazyRatio: spec });
+      const ring = cache.kind === "streaming" ? { sink: cache.sink, window: cache.window } : undefined;
+      const pageTable = temps.add(this.ints(cache.pageTable));
+      const res = kernels.prefillAttention({
+        q, streaming: ring, lazyRatio: spec,
+        cached: { kPages: this.pool.kPages, vPages: this.pool.vPages, pageTable, length: seq.length, ring },
+      });
       temps.add(res.out);
       return temps.add(res.lazyRatio!).toFloat32Array();
     } finally {

@@ -56,6 +56,14 @@ void checkRing(const KernelArgs& a, int32_t sink, int32_t window) {
   a.narrow("sink + window", int64_t(sink) + window);
 }
 
+// Checks a K/V pair against the page pool they are written into.
+void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
+  a.expectRank("kPages", kPages, 4);
+  a.expectFloat("kPages", kPages);
+  a.expectShape("vPages", vPages, kPages->shape());
+  a.expectDType("vPages", vPages, kPages->dtype());
+}
+
 // Lazy-ratio options {sink, window, lastQueries} shared by the fused and standalone forms. All
 // three are required: their defaults are policy, settled in TypeScript.
 LazyRatioSpec readRatioSpec(KernelArgs& a) {
@@ -68,35 +76,89 @@ LazyRatioSpec readRatioSpec(KernelArgs& a) {
   return spec;
 }
 
+// The cached prefix of a prefill call (CachedPrefix): the pool must match q, the table must
+// cover the slots the prefix occupies, every page used must be in the pool, and a ring needs a
+// streaming mask that never reaches a position the ring has overwritten.
+CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DType dtype, int32_t hkv) {
+  KernelArgs c = a.object("cached");
+  TensorObject *kPages = c.tensor("kPages"), *vPages = c.tensor("vPages"), *table = c.tensor("pageTable");
+  checkPool(c, kPages, vPages);
+  const Shape& pool = kPages->shape();
+  if (pool[2] != hkv || pool[3] != p.d)
+    c.fail("kPages holds " + std::to_string(pool[2]) + " kv heads of dim " + std::to_string(pool[3]) + " but the call has " +
+           std::to_string(hkv) + " of dim " + std::to_string(p.d) + "; pass the pool of this model's layers");
+  c.expectDType("kPages", kPages, dtype);
+  c.expectRank("pageTable", table, 1);
+  c.expectDType("pageTable", table, DType::I32);
+  CachedPrefix prefix;
+  prefix.enabled = true;
+  prefix.kPages = kPages->data(), prefix.vPages = vPages->data();
+  prefix.pageSize = c.narrow("kPages' page size", pool[1]), prefix.numPages = c.narrow("kPages' pages", pool[0]);
+  prefix.length = c.integer("length", 0, kMaxDim);
+  int64_t slots = prefix.length;
+  if (c.has("ringSink") != c.has("ringWindow")) c.fail("ringSink and ringWindow go together: pass both for a ring, neither for a full cache");
+  if (c.has("ringSink")) {
+    prefix.ring = true;
+    prefix.ringSink = c.integer("ringSink", 0, kMaxDim);
+    prefix.ringWindow = c.integer("ringWindow", 1, kMaxDim);
+    checkRing(c, prefix.ringSink, prefix.ringWindow);
+    slots = std::min<int64_t>(slots, int64_t(prefix.ringSink) + prefix.ringWindow);
+    if (!p.mask.enabled || p.mask.sink > prefix.ringSink || p.mask.window > prefix.ringWindow)
+      c.fail("a ring of sink " + std::to_string(prefix.ringSink) + " and window " + std::to_string(prefix.ringWindow) +
+             " holds only its sinks and its last window positions; pass streaming: { sink, window } no larger than the "
+             "ring's, or queries would read positions it has overwritten");
+  }
+  const int64_t pages = (slots + prefix.pageSize - 1) / prefix.pageSize;
+  if (table->shape()[0] < pages)
+    c.fail("pageTable has " + std::to_string(table->shape()[0]) + " pages but " + std::to_string(slots) +
+           " cached slots need " + std::to_string(pages) + " of " + std::to_string(prefix.pageSize) + " slots");
+  const auto indices = checkIndices(c, {table}, [op = c.op(), pages, numPages = prefix.numPages](const std::vector<const int32_t*>& t) {
+    checkPages(op, "pageTable", t[0], size_t(pages), numPages, "");
+  });
+  prefix.pageTable = indices[0];
+  return prefix;
+}
+
 PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("prefillAttention", info, mode);
-  TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *v = a.tensor("v"), *out = a.tensor("out");
+  const bool cached = a.has("cached");
+  TensorObject *q = a.tensor("q"), *out = a.tensor("out");
+  // With a cached prefix every key may come from the pages: own k/v are then optional.
+  TensorObject *k = a.tensor("k", cached), *v = a.tensor("v", cached);
   TensorObject *lse = a.tensor("lse", true), *ratio = a.tensor("lazyRatio", true);
+  if ((k == nullptr) != (v == nullptr)) a.fail("k and v go together: pass both, or neither when all keys are cached");
   a.expectRank("q", q, 3);
-  a.expectRank("k", k, 3);
   a.expectFloat("q", q);
   const int32_t nq = a.narrow("q's tokens", q->shape()[0]), hq = a.narrow("q's heads", q->shape()[1]);
   const int32_t d = a.narrow("q's head dim", q->shape()[2]);
-  const int32_t nk = a.narrow("k's tokens", k->shape()[0]), hkv = a.narrow("k's heads", k->shape()[1]);
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
-  if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
-  if (hq % hkv != 0)
-    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of k's " + std::to_string(hkv) + " kv heads (GQA)");
-  if (nq > nk)
-    a.fail("q has " + std::to_string(nq) + " tokens but k only " + std::to_string(nk) +
-           ": queries are the last nq positions of the keys, so nq <= nk");
-  a.expectShape("v", v, k->shape());
+  int32_t own = 0, hkv = 0;
+  if (k) {
+    a.expectRank("k", k, 3);
+    own = a.narrow("k's tokens", k->shape()[0]), hkv = a.narrow("k's heads", k->shape()[1]);
+    if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
+    a.expectShape("v", v, k->shape());
+    for (auto [name, t] : {std::pair{"k", k}, {"v", v}}) a.expectDType(name, t, q->dtype());
+  } else {
+    KernelArgs c = a.object("cached");
+    TensorObject* kPages = c.tensor("kPages");
+    c.expectRank("kPages", kPages, 4);
+    hkv = c.narrow("kPages' heads", kPages->shape()[2]);
+  }
+  if (hkv == 0 || hq % hkv != 0)
+    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of the " + std::to_string(hkv) + " kv heads (GQA)");
   a.expectShape("out", out, q->shape());
-  for (auto [name, t] : {std::pair{"k", k}, {"v", v}, {"out", out}}) a.expectDType(name, t, q->dtype());
+  a.expectDType("out", out, q->dtype());
   if (lse) a.expectShape("lse", lse, {nq, hq}), a.expectDType("lse", lse, DType::F32);
-  Device device = a.sameDevice({{"q", q}, {"k", k}, {"v", v}, {"out", out}, {"lse", lse}, {"lazyRatio", ratio}});
 
   PrefillAttentionParams p;
   p.dtype = q->dtype();
-  p.q = q->data(), p.k = k->data(), p.v = v->data(), p.out = out->data();
+  p.q = q->data(), p.out = out->data();
+  p.k = k ? k->data() : nullptr, p.v = v ? v->data() : nullptr;
   p.lse = lse ? static_cast<float*>(lse->data()) : nullptr;
-  p.nq = nq, p.nk = nk, p.hq = hq, p.hkv = hkv, p.d = d;
-  p.scale = float(a.number("scale", 1.0 / std::sqrt(double(d))));
+  p.hq = hq, p.hkv = hkv, p.d = d;
+  if (!a.has("scale")) a.fail("scale is required (the softmax scale, usually 1 / sqrt(head dim))");
+  p.scale = float(a.number("scale", 0.0));
   if (a.has("streaming")) {
     KernelArgs s = a.object("streaming");
     p.mask.enabled = true;
@@ -104,6 +166,19 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
     p.mask.window = s.integer("window", 1, kMaxDim);
     checkRing(s, p.mask.sink, p.mask.window);
   }
+  TensorObject *kPages = nullptr, *vPages = nullptr, *table = nullptr;
+  if (cached) {
+    p.cached = readCachedPrefix(a, p, q->dtype(), hkv);
+    KernelArgs c = a.object("cached");
+    kPages = c.tensor("kPages"), vPages = c.tensor("vPages"), table = c.tensor("pageTable");
+  }
+  const int32_t nk = a.narrow("cached length + k's tokens", int64_t(p.cached.length) + own);
+  if (nq > nk)
+    a.fail("q has " + std::to_string(nq) + " tokens but there are only " + std::to_string(nk) +
+           " keys: queries are the last nq positions of the keys, so nq <= nk");
+  p.nq = nq, p.nk = nk;
+  Device device = a.sameDevice({{"q", q}, {"k", k}, {"v", v}, {"out", out}, {"lse", lse}, {"lazyRatio", ratio},
+                                {"cached.kPages", kPages}, {"cached.vPages", vPages}, {"cached.pageTable", table}});
   if (ratio) {
     if (!a.has("ratio")) a.fail("lazyRatio output needs ratio options {sink, window, lastQueries}");
     KernelArgs r = a.object("ratio");
@@ -185,14 +260,6 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
   auto onGpu = nullptr;
 #endif
   return dispatchCall(a, device, p, cpu::decodeAttention, onGpu);
-}
-
-// Checks a K/V pair against the page pool they are written into.
-void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
-  a.expectRank("kPages", kPages, 4);
-  a.expectFloat("kPages", kPages);
-  a.expectShape("vPages", vPages, kPages->shape());
-  a.expectDType("vPages", vPages, kPages->dtype());
 }
 
 PreparedCall prepareAppend(const Napi::CallbackInfo& info, CallMode mode) {
