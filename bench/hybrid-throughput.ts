@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
 import { FullCache, StreamingCache } from "../lib/cache/layer-cache";
 import type { SequenceState } from "../lib/model/decoder";
+import { runStep } from "../lib/generate/step";
 import { commandLine, printTable, randomNormals } from "./timing";
 
 function arg(name: string, fallback?: string): string {
@@ -68,7 +69,7 @@ async function main() {
         seqs.push({ caches, length: N });
       }
       const ids = Array.from({ length: batch }, () => 1 + Math.floor(Math.random() * (config.vocabSize - 1)));
-      const step = () => (output === "argmax" ? model.decoder.decodeGreedy(seqs, ids) : model.decoder.decode(seqs, ids));
+      const step = () => (output === "argmax" ? runStep(model.decoder, seqs, ids, "argmax") : runStep(model.decoder, seqs, ids, "logits"));
       step(); // warm-up (and the first read-back waits for the GPU)
       const before = model.decoder.graphs?.stats;
       const times: number[] = [];

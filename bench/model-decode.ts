@@ -20,7 +20,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { devices, loadModel, Model, Tensor } from "../lib";
 import { SequenceState } from "../lib/model/decoder";
-import { sampleStep, Sampler } from "../lib/generate/sampling";
+import { Sampler } from "../lib/generate/sampling";
+import { runStep, sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
 import { addon } from "../lib/runtime/native";
 import { commandLine, printTable } from "./timing";
 
@@ -150,7 +151,7 @@ function checkAgainstTransformers(model: Model) {
     const seq = dec.createSequence();
     try {
       const prefill = dec.prefill(seq, ref.ids);
-      const step = withGraphs(graphs, () => dec.decode([seq], [ref.next]));
+      const step = withGraphs(graphs, () => runStep(dec, [seq], [ref.next], "logits"));
       for (const [which, ours] of [["prefill", prefill], ["step", step]] as const) {
         const f32 = load(which, "f32"), hf = load(which, "bf16");
         const hfError = relError(hf, f32), ourError = relError(ours, f32);
@@ -177,7 +178,7 @@ function stepOverhead(model: Model, random: (n: number) => number) {
     const seq = dec.createSequence();
     try {
       dec.prefill(seq, Array.from({ length: 32 }, () => random(vocab)));
-      const step = () => withGraphs(graphs, () => dec.decode([seq], [random(vocab)]));
+      const step = () => withGraphs(graphs, () => runStep(dec, [seq], [random(vocab)], "logits"));
       for (let i = 0; i < warmup; i++) step();
       const calls = countNativeCalls(step);
       const times: number[] = [];
@@ -228,7 +229,7 @@ interface GridRow {
   launchMs: number;
   readbackMs: number;
   opByOpStepMs: number;
-  /** A sampled step (temperature 0.8, topK 50, topP 0.9) through sampleStep (top candidates on the device) ... */
+  /** A sampled step (temperature 0.8, topK 50, topP 0.9) through sampleOnDevice (top candidates on the device) ... */
   sampledStepMs: number;
   /** ... and through the whole logits read back and sampled on the host. */
   sampledOnHostStepMs: number;
@@ -241,7 +242,7 @@ interface GridRow {
 function timeSteps(model: Model, seqs: SequenceState[], graphs: boolean, count: number, random: (n: number) => number) {
   const vocab = model.config.vocabSize;
   // A greedy step, as transformers' side is timed: forward and argmax, the tokens on the host.
-  const step = () => withGraphs(graphs, () => model.decoder.decodeGreedy(seqs, seqs.map(() => random(vocab))));
+  const step = () => withGraphs(graphs, () => runStep(model.decoder, seqs, seqs.map(() => random(vocab)), "argmax"));
   for (let i = 0; i < warmup; i++) step();
   const before = model.decoder.graphs!.stats;
   const times: number[] = [];
@@ -260,11 +261,8 @@ function timeSampledSteps(model: Model, seqs: SequenceState[], count: number, ra
   const vocab = model.config.vocabSize;
   const options = { temperature: 0.8, topK: 50, topP: 0.9 };
   const samplers = seqs.map((_, b) => new Sampler({ ...options, seed: b }));
-  const viaCandidates = () => sampleStep(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
-  const viaRows = () => {
-    const logits = model.decoder.decode(seqs, seqs.map(() => random(vocab)));
-    return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), []));
-  };
+  const viaCandidates = () => sampleOnDevice(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
+  const viaRows = () => sampleWholeRows(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
   const time = (step: () => number[]) => {
     for (let i = 0; i < warmup; i++) step();
     const times: number[] = [];

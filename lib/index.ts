@@ -8,7 +8,9 @@ export { addonCandidates, addonPath, loadAddon, platformPackageName } from "./ru
 export { loadModel, Model } from "./api/model";
 export type { LoadModelOptions } from "./api/model";
 export { Session } from "./api/session";
-export type { Prompt, SessionOptions, GenerateOptions, GenerateChunk, GenerateResult, SessionStats, FinishReason } from "./api/session";
+export type { SessionStats } from "./api/session";
+export type { Prompt } from "./generate/prompt";
+export type { SessionOptions, GenerateOptions, GenerateChunk, GenerateResult, FinishReason } from "./generate/options";
 export type { SamplingOptions } from "./generate/sampling";
 export { Tokenizer } from "./checkpoint/tokenizer";
 export type { ChatMessage } from "./checkpoint/tokenizer";

@@ -8,7 +8,9 @@ import { Decoder } from "../model/decoder";
 import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
 import { DeviceName, DType, dtypeBytes } from "../runtime/tensor";
 import { Tokenizer } from "../checkpoint/tokenizer";
-import { GenerateChunk, GenerateOptions, GenerateResult, generateBatch, Prompt, Session, SessionOptions } from "./session";
+import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
+import type { Prompt } from "../generate/prompt";
+import { generateBatch, Session } from "./session";
 import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 
 export interface LoadModelOptions {

@@ -1,22 +1,28 @@
 // Runs a prompt and a forced continuation through a model under a hybrid option, returning the
 // logits after the prompt and after each continuation token, the policy's state and the cache kinds.
-import type { Model } from "../../lib";
+import type { HybridState, Model } from "../../lib";
+import { GenerationSequence } from "../../lib/generate/sequence";
+import { runStep } from "../../lib/generate/step";
 import { resolveHybrid } from "../../lib/hybrid/options";
-import { HybridPolicy } from "../../lib/hybrid/policy";
 
 export function runHybrid(model: Model, hybrid: object, ids: number[], cont: number[]) {
-  const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-  const seq = policy.createSequence();
+  const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
   try {
-    policy.beforePrefill(seq, ids.length);
-    const rows = [model.decoder.prefill(seq, ids, { policy, chunkSize: 16 })];
+    const rows = [sequence.prefill(ids, 16)];
     for (const t of cont) {
-      rows.push(model.decoder.decode([seq], [t]));
-      policy.afterDecode(seq);
+      rows.push(runStep(model.decoder, [sequence.seq], [t], "logits"));
+      sequence.afterStep();
     }
-    return { rows, state: { ...policy.state }, kinds: seq.caches.map((c) => c.kind) };
+    const state = sequence.hybridState && { ...sequence.hybridState };
+    return {
+      rows,
+      kinds: sequence.seq.caches.map((c) => c.kind),
+      get state(): HybridState {
+        if (!state) throw new Error("a run in hybrid mode 'off' has no hybrid state");
+        return state;
+      },
+    };
   } finally {
-    model.decoder.releaseSequence(seq);
-    policy.dispose();
+    sequence.release();
   }
 }
