@@ -10,7 +10,7 @@
 #include "core/thread_pool.h"
 #include "cuda/cuda_backend.h"
 #include "graph.h"
-#include "kernels.h"
+#include "bindings.h"
 #include "model_ops.h"
 #include "tensor_object.h"
 

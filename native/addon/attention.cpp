@@ -14,7 +14,7 @@
 #include "cuda/cuda_backend.h"
 #include "dispatch.h"
 #include "graph.h"
-#include "kernels.h"
+#include "bindings.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
 #include "cuda/cuda_kernels.h"
