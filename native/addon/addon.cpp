@@ -1,8 +1,10 @@
-// Module entry: registers NativeTensor, the ops of each family, CUDA graphs, and the device and
-// thread queries.
+// Module entry: gives core the CUDA backend's memory, then registers NativeTensor, the ops of
+// each family, CUDA graphs, and the device and thread queries.
 #include <napi.h>
 
 #include "bindings.h"
+#include "core/device.h"
+#include "cuda/cuda_backend.h"
 #include "graph.h"
 #include "tensor_object.h"
 
@@ -10,6 +12,7 @@ namespace lt::addon {
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  installDeviceMemory({cuda::alloc, cuda::free, cuda::copy});
   exports.Set("NativeTensor", TensorObject::Init(env));
   RegisterDevices(env, exports);
   RegisterAttention(env, exports);

@@ -10,7 +10,6 @@
 #include "bindings.h"
 #include "core/model_params.h"
 #include "cpu/cpu_kernels.h"
-#include "cpu/model_ops.h"
 #include "cuda/cuda_backend.h"
 #include "dispatch.h"
 #include "graph.h"
@@ -18,7 +17,6 @@
 #include "validate.h"
 #ifdef LT_WITH_CUDA
 #include "cuda/cuda_kernels.h"
-#include "cuda/model_kernels.h"
 #endif
 
 namespace lt::addon {

@@ -10,12 +10,12 @@
 
 #include "bindings.h"
 #include "core/model_params.h"
-#include "cpu/model_ops.h"
+#include "cpu/cpu_kernels.h"
 #include "dispatch.h"
 #include "graph.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 #endif
 
 namespace lt::addon {

@@ -14,7 +14,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "model_ops.h"
+#include "cpu_kernels.h"
 #include "vector_math.h"
 
 namespace lt::cpu {

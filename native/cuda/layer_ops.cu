@@ -28,7 +28,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
 #include "rope_angles.cuh"
 

@@ -48,7 +48,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
 
 namespace lt::cuda {
