@@ -1,8 +1,5 @@
-// Attention entry points for JS: prefillAttention (causal or streaming, LSE, fused lazy
-// ratio) and paged decodeAttention. Each reads one options object, checks every shape, dtype,
-// device and index (throwing a JS Error that says what to fix), fills the kernel's params
-// struct, and then runs it either here (sync) or on libuv's pool (async, a Promise).
-// Policy — which kernel, which pages, which layers — stays in TypeScript.
+// Attention bindings: prefillAttention (causal or streaming, LSE, fused lazy ratio) and paged
+// decodeAttention. How every binding runs: bindings.h.
 #include <napi.h>
 
 #include <algorithm>

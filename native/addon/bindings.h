@@ -1,6 +1,9 @@
 // What each binding file adds to the module's exports, by op family. Every op comes as `name`
 // (sync) and `nameAsync` (a Promise); the argument object each reads is typed in
-// lib/runtime/native.ts.
+// lib/runtime/native.ts. A binding reads that one object, checks every shape, dtype, device and
+// index (throwing a JS Error that says what to fix), fills the kernel's params struct, and then
+// runs it either here (sync) or on libuv's pool (async, a Promise): dispatch.h. Policy — which
+// kernel, which pages, which layers — stays in TypeScript.
 #pragma once
 #include <napi.h>
 

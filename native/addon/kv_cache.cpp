@@ -1,14 +1,10 @@
-// KV-cache entry points for JS: appendKv, cutToStreaming, gatherKv and ropeAppendKv (RoPE
-// fused with the append) on the page pool. Each reads one options object, checks every shape, dtype,
-// device and index (throwing a JS Error that says what to fix), fills the kernel's params
-// struct, and then runs it either here (sync) or on libuv's pool (async, a Promise).
-// Policy — which kernel, which pages, which layers — stays in TypeScript.
+// KV-cache bindings: appendKv, cutToStreaming, gatherKv and ropeAppendKv (RoPE fused with the
+// append) on the page pool. How every binding runs: bindings.h.
 #include <napi.h>
 
 #include <algorithm>
 
 #include "bindings.h"
-#include "core/model_params.h"
 #include "cpu/cpu_kernels.h"
 #include "cuda/cuda_backend.h"
 #include "dispatch.h"

@@ -1,12 +1,8 @@
-// Layer-op entry points for JS: linear, rmsNorm, rope, swiGlu and embedding, and gemmBackend()
-// (which GEMM linear runs on). Each reads one options object, checks every shape, dtype,
-// device and index (throwing a JS Error that says what to fix), fills the kernel's params
-// struct, and then runs it either here (sync) or on libuv's pool (async, a Promise).
-// Policy — which kernel, which pages, which layers — stays in TypeScript.
+// Layer-op bindings: linear, rmsNorm, rope, swiGlu and embedding, and gemmBackend() (which GEMM
+// linear runs on). How every binding runs: bindings.h.
 #include <napi.h>
 
 #include "bindings.h"
-#include "core/model_params.h"
 #include "cpu/cpu_kernels.h"
 #include "dispatch.h"
 #include "graph.h"

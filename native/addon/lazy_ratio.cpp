@@ -1,8 +1,5 @@
-// Lazy-ratio entry point for JS: the standalone lazyRatio, and the ratio options that
-// prefillAttention's fused form reads too. Each reads one options object, checks every shape, dtype,
-// device and index (throwing a JS Error that says what to fix), fills the kernel's params
-// struct, and then runs it either here (sync) or on libuv's pool (async, a Promise).
-// Policy — which kernel, which pages, which layers — stays in TypeScript.
+// Lazy-ratio binding: the standalone lazyRatio, and the ratio options that prefillAttention's fused
+// form reads too. How every binding runs: bindings.h.
 #include <napi.h>
 
 #include <algorithm>

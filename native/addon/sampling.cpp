@@ -1,15 +1,11 @@
-// Sampling entry points for JS: argmax, topCandidates and repetitionPenalty over rows of
-// logits. Each reads one options object, checks every shape, dtype,
-// device and index (throwing a JS Error that says what to fix), fills the kernel's params
-// struct, and then runs it either here (sync) or on libuv's pool (async, a Promise).
-// Policy — which kernel, which pages, which layers — stays in TypeScript.
+// Sampling bindings: argmax, topCandidates and repetitionPenalty over rows of logits. How every
+// binding runs: bindings.h.
+#include <napi.h>
+
 #include <algorithm>
 #include <vector>
 
-#include <napi.h>
-
 #include "bindings.h"
-#include "core/model_params.h"
 #include "cpu/cpu_kernels.h"
 #include "dispatch.h"
 #include "graph.h"
