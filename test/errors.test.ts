@@ -110,8 +110,11 @@ describe("prefillAttention rejects bad input", () => {
   });
   test("not a tensor", () => {
     expect(() => kernels.prefillAttention({ q: {} as Tensor, k: t([4, 2, 8]), v: t([4, 2, 8]) })).toThrow(/q must be a Tensor/);
+    // The addon itself, called with what its types forbid (plain JS callers can), checks too.
     const native = loadAddon();
+    // @ts-expect-error numbers instead of tensors
     expect(() => native.prefillAttention({ q: 1, k: 2, v: 3, out: 4 })).toThrow(/prefillAttention: q must be a Tensor/);
+    // @ts-expect-error no arguments at all
     expect(() => native.prefillAttention({})).toThrow(/q is required/);
   });
 });
