@@ -86,11 +86,15 @@ type Handle = NativeTensorHandle;
 export interface NativeOpArgs {
   // attention.cpp
   prefillAttention: {
-    q: Handle; k: Handle; v: Handle; out: Handle;
+    q: Handle; out: Handle;
+    /** The chunk's own keys and values; optional when every key is in `cached`. */
+    k?: Handle; v?: Handle;
+    /** Keys before the chunk's, read through one sequence's page table (a ring when ringSink/ringWindow are set). */
+    cached?: { kPages: Handle; vPages: Handle; pageTable: Handle; length: number; ringSink?: number; ringWindow?: number };
     lse?: Handle;
     lazyRatio?: Handle;
-    ratio?: { sink?: number; window?: number; lastQueries?: number };
-    scale?: number;
+    ratio?: { sink: number; window: number; lastQueries: number };
+    scale: number;
     streaming?: { sink: number; window: number };
   };
   decodeAttention: {
@@ -109,7 +113,7 @@ export interface NativeOpArgs {
   // lazy_ratio.cpp
   lazyRatio: {
     q: Handle; k: Handle; lse: Handle; out: Handle;
-    sink?: number; window?: number; lastQueries?: number; scale?: number;
+    sink: number; window: number; lastQueries: number; scale?: number;
   };
   // layer_ops.cpp
   linear: { x: Handle; weight: Handle; bias?: Handle; out: Handle };
