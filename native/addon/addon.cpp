@@ -27,5 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 }  // namespace
 }  // namespace lt::addon
 
-static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return lt::addon::Init(env, exports); }
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  return lt::addon::Init(env, exports);
+}
 NODE_API_MODULE(lighttransfer, InitModule)

@@ -28,8 +28,9 @@ CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DT
   checkPool(c, kPages, vPages);
   const Shape& pool = kPages->shape();
   if (pool[2] != hkv || pool[3] != p.d)
-    c.fail("kPages holds " + std::to_string(pool[2]) + " kv heads of dim " + std::to_string(pool[3]) + " but the call has " +
-           std::to_string(hkv) + " of dim " + std::to_string(p.d) + "; pass the pool of this model's layers");
+    c.fail("kPages holds " + std::to_string(pool[2]) + " kv heads of dim " + std::to_string(pool[3]) +
+           " but the call has " + std::to_string(hkv) + " of dim " + std::to_string(p.d) +
+           "; pass the pool of this model's layers");
   c.expectDType("kPages", kPages, dtype);
   c.expectRank("pageTable", table, 1);
   c.expectDType("pageTable", table, DType::I32);
@@ -39,7 +40,8 @@ CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DT
   prefix.pageSize = c.narrow("kPages' page size", pool[1]), prefix.numPages = c.narrow("kPages' pages", pool[0]);
   prefix.length = c.integer("length", 0, kMaxDim);
   int64_t slots = prefix.length;
-  if (c.has("ringSink") != c.has("ringWindow")) c.fail("ringSink and ringWindow go together: pass both for a ring, neither for a full cache");
+  if (c.has("ringSink") != c.has("ringWindow"))
+    c.fail("ringSink and ringWindow go together: pass both for a ring, neither for a full cache");
   if (c.has("ringSink")) {
     prefix.ring = true;
     prefix.ringSink = c.integer("ringSink", 0, kMaxDim);
@@ -55,9 +57,10 @@ CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DT
   if (table->shape()[0] < pages)
     c.fail("pageTable has " + std::to_string(table->shape()[0]) + " pages but " + std::to_string(slots) +
            " cached slots need " + std::to_string(pages) + " of " + std::to_string(prefix.pageSize) + " slots");
-  const auto indices = checkIndices(c, {table}, [op = c.op(), pages, numPages = prefix.numPages](const std::vector<const int32_t*>& t) {
-    checkPages(op, "pageTable", t[0], size_t(pages), numPages, "");
-  });
+  const auto indices =
+      checkIndices(c, {table}, [op = c.op(), pages, numPages = prefix.numPages](const std::vector<const int32_t*>& t) {
+        checkPages(op, "pageTable", t[0], size_t(pages), numPages, "");
+      });
   prefix.pageTable = indices[0];
   return prefix;
 }
@@ -79,7 +82,8 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
   if (k) {
     a.expectRank("k", k, 3);
     own = a.narrow("k's tokens", k->shape()[0]), hkv = a.narrow("k's heads", k->shape()[1]);
-    if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
+    if (k->shape()[2] != d)
+      a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
     a.expectShape("v", v, k->shape());
     for (auto [name, t] : {std::pair{"k", k}, {"v", v}}) a.expectDType(name, t, q->dtype());
   } else {
@@ -120,8 +124,15 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
     a.fail("q has " + std::to_string(nq) + " tokens but there are only " + std::to_string(nk) +
            " keys: queries are the last nq positions of the keys, so nq <= nk");
   p.nq = nq, p.nk = nk;
-  Device device = a.sameDevice({{"q", q}, {"k", k}, {"v", v}, {"out", out}, {"lse", lse}, {"lazyRatio", ratio},
-                                {"cached.kPages", kPages}, {"cached.vPages", vPages}, {"cached.pageTable", table}});
+  Device device = a.sameDevice({{"q", q},
+                                {"k", k},
+                                {"v", v},
+                                {"out", out},
+                                {"lse", lse},
+                                {"lazyRatio", ratio},
+                                {"cached.kPages", kPages},
+                                {"cached.vPages", vPages},
+                                {"cached.pageTable", table}});
   if (ratio) {
     if (!a.has("ratio")) a.fail("lazyRatio output needs ratio options {sink, window, lastQueries}");
     KernelArgs r = a.object("ratio");
@@ -149,7 +160,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectRank("pageTable", table, 2);
   const int32_t batch = a.narrow("q's batch", q->shape()[0]), hq = a.narrow("q's heads", q->shape()[1]);
   const int32_t d = a.narrow("q's head dim", q->shape()[2]);
-  const int32_t numPages = a.narrow("kPages' pages", kPages->shape()[0]), pageSize = a.narrow("kPages' page size", kPages->shape()[1]);
+  const int32_t numPages = a.narrow("kPages' pages", kPages->shape()[0]),
+                pageSize = a.narrow("kPages' page size", kPages->shape()[1]);
   const int32_t hkv = a.narrow("kPages' heads", kPages->shape()[2]);
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
   if (kPages->shape()[3] != d)
@@ -158,28 +170,36 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
     a.fail("q has " + std::to_string(hq) + " heads, not a multiple of the pool's " + std::to_string(hkv) + " kv heads");
   a.expectShape("vPages", vPages, kPages->shape());
   a.expectShape("out", out, q->shape());
-  for (auto [name, t] : {std::pair{"kPages", kPages}, {"vPages", vPages}, {"out", out}}) a.expectDType(name, t, q->dtype());
+  for (auto [name, t] : {std::pair{"kPages", kPages}, {"vPages", vPages}, {"out", out}})
+    a.expectDType(name, t, q->dtype());
   if (table->shape()[0] != batch)
-    a.fail("pageTable has " + std::to_string(table->shape()[0]) + " rows but q has " + std::to_string(batch) + " sequences");
+    a.fail("pageTable has " + std::to_string(table->shape()[0]) + " rows but q has " + std::to_string(batch) +
+           " sequences");
   a.expectDType("pageTable", table, DType::I32);
   a.expectShape("seqLens", lens, {batch});
   a.expectDType("seqLens", lens, DType::I32);
   if (lse) a.expectShape("lse", lse, {batch, hq}), a.expectDType("lse", lse, DType::F32);
-  Device device = a.sameDevice({{"q", q}, {"kPages", kPages}, {"vPages", vPages}, {"pageTable", table},
-                                {"seqLens", lens}, {"out", out}, {"lse", lse}});
+  Device device = a.sameDevice({{"q", q},
+                                {"kPages", kPages},
+                                {"vPages", vPages},
+                                {"pageTable", table},
+                                {"seqLens", lens},
+                                {"out", out},
+                                {"lse", lse}});
   const int32_t maxPages = a.narrow("pageTable's columns", table->shape()[1]);
   a.narrow("pageTable's entries", numel(table->shape()));
-  const auto indices = checkIndices(a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages](const std::vector<const int32_t*>& c) {
-    const int32_t *hostLens = c[0], *hostTable = c[1];
-    for (int32_t b = 0; b < batch; b++) {
-      const int64_t capacity = int64_t(maxPages) * pageSize;
-      if (hostLens[b] < 0 || hostLens[b] > capacity)
-        failIndex(op, "seqLens[" + std::to_string(b) + "] = " + std::to_string(hostLens[b]) + " is outside 0.." +
-                          std::to_string(capacity) + " (pageTable columns × pageSize)");
-      const size_t used = size_t((hostLens[b] + pageSize - 1) / pageSize);
-      checkPages(op, "pageTable", &hostTable[size_t(b) * maxPages], used, numPages, "[" + std::to_string(b) + "]");
-    }
-  });
+  const auto indices = checkIndices(
+      a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages](const std::vector<const int32_t*>& c) {
+        const int32_t *hostLens = c[0], *hostTable = c[1];
+        for (int32_t b = 0; b < batch; b++) {
+          const int64_t capacity = int64_t(maxPages) * pageSize;
+          if (hostLens[b] < 0 || hostLens[b] > capacity)
+            failIndex(op, "seqLens[" + std::to_string(b) + "] = " + std::to_string(hostLens[b]) + " is outside 0.." +
+                              std::to_string(capacity) + " (pageTable columns × pageSize)");
+          const size_t used = size_t((hostLens[b] + pageSize - 1) / pageSize);
+          checkPages(op, "pageTable", &hostTable[size_t(b) * maxPages], used, numPages, "[" + std::to_string(b) + "]");
+        }
+      });
 
   DecodeAttentionParams p;
   p.dtype = q->dtype();

@@ -67,7 +67,7 @@ class CallScratch {
 #ifndef LT_WITH_CUDA
 [[noreturn]] inline void noCudaKernel(const Device& device, const char* op) {
   throw lt::Error(std::string(op) + ": tensors are on " + device.name() + " but " +
-              (cuda::availability().available ? "this build has no CUDA kernels" : cuda::availability().reason));
+                  (cuda::availability().available ? "this build has no CUDA kernels" : cuda::availability().reason));
 }
 #endif
 
@@ -75,7 +75,9 @@ class CallScratch {
 class KernelWorker : public Napi::AsyncWorker {
  public:
   KernelWorker(Napi::Env env, PreparedCall call)
-      : Napi::AsyncWorker(env, "lighttransfer.kernel"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {
+      : Napi::AsyncWorker(env, "lighttransfer.kernel"),
+        call_(std::move(call)),
+        deferred_(Napi::Promise::Deferred::New(env)) {
     asyncCallStarted(call_.device);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -137,7 +139,6 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
   worker->Queue();
   return promise;
 }
-
 
 // The call that runs the CPU or the CUDA form of an op for `device`: cpuFn(p), or
 // cudaFn(p, stream) on the device's stream (LT_CUDA_FN(name) wraps cuda::name). The call owns

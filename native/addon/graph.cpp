@@ -138,8 +138,8 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   if (info.Length() < 2 || !isInt32Array(info[1])) throw Error("graphLaunch: data must be an Int32Array");
   Napi::Int32Array data = info[1].As<Napi::Int32Array>();
   if (data.ElementLength() != rec.inputCount)
-    throw Error("graphLaunch: data has " + std::to_string(data.ElementLength()) + " elements but the graph's input holds " +
-                std::to_string(rec.inputCount));
+    throw Error("graphLaunch: data has " + std::to_string(data.ElementLength()) +
+                " elements but the graph's input holds " + std::to_string(rec.inputCount));
   const int32_t* host = data.Data();
   std::vector<std::pair<size_t, size_t>> ranges;
   if (rec.mirror.empty() || info.Length() < 3 || info[2].IsUndefined()) {
@@ -157,7 +157,8 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
     }
   }
   rec.mirror.resize(rec.inputCount);
-  for (auto [start, count] : ranges) std::copy(host + start, host + start + count, rec.mirror.begin() + ptrdiff_t(start));
+  for (auto [start, count] : ranges)
+    std::copy(host + start, host + start + count, rec.mirror.begin() + ptrdiff_t(start));
   try {
     std::vector<const int32_t*> contents;
     for (const RecordedCheck& c : rec.checks) {
@@ -228,7 +229,9 @@ std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<Tensor
   return kernelReads;
 }
 
-bool capturing(const Device& device) { return recordingOn(device) != nullptr; }
+bool capturing(const Device& device) {
+  return recordingOn(device) != nullptr;
+}
 
 void beginCall() {
   for (auto& [index, rec] : recordings()) rec->pending.clear();

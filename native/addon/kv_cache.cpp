@@ -22,8 +22,8 @@ namespace {
 void checkSlots(const std::string& op, const int32_t* slots, int32_t count, int64_t poolSlots, int32_t lowest) {
   for (int32_t t = 0; t < count; t++) {
     if (slots[t] < lowest || slots[t] >= poolSlots)
-      failIndex(op, "slots[" + std::to_string(t) + "] = " + std::to_string(slots[t]) + " is outside the pool's slots 0.." +
-                        std::to_string(poolSlots - 1) +
+      failIndex(op, "slots[" + std::to_string(t) + "] = " + std::to_string(slots[t]) +
+                        " is outside the pool's slots 0.." + std::to_string(poolSlots - 1) +
                         (lowest < 0 ? " (page * pageSize + offset; -1 skips the token)" : ""));
   }
 }
@@ -86,10 +86,11 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info, CallMode mode) {
   if (dst->shape()[0] < dstPages)
     a.fail("dstPageTable has " + std::to_string(dst->shape()[0]) + " pages but the ring of " + std::to_string(ringLen) +
            " slots needs " + std::to_string(dstPages));
-  const auto indices = checkIndices(a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const std::vector<const int32_t*>& c) {
-    checkPages(op, "srcPageTable", c[0], size_t(srcPages), numPages, "");
-    checkPages(op, "dstPageTable", c[1], size_t(dstPages), numPages, "");
-  });
+  const auto indices = checkIndices(
+      a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const std::vector<const int32_t*>& c) {
+        checkPages(op, "srcPageTable", c[0], size_t(srcPages), numPages, "");
+        checkPages(op, "dstPageTable", c[1], size_t(dstPages), numPages, "");
+      });
   p.srcPageTable = indices[0];
   p.dstPageTable = indices[1];
 
@@ -136,7 +137,8 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info, CallMode mode) {
 PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("ropeAppendKv", info, mode);
   TensorObject *qkv = a.tensor("qkv"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
-  TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots"), *q = a.tensor("q");
+  TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots"),
+               *q = a.tensor("q");
   a.expectRank("kPages", kPages, 4);
   a.expectFloat("kPages", kPages);
   a.expectShape("vPages", vPages, kPages->shape());
@@ -154,8 +156,13 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) 
   a.expectDType("slots", slots, DType::I32);
   a.expectShape("invFreq", freq, {d / 2});
   a.expectDType("invFreq", freq, DType::F32);
-  Device device = a.sameDevice({{"qkv", qkv}, {"positions", pos}, {"invFreq", freq}, {"kPages", kPages},
-                                {"vPages", vPages}, {"slots", slots}, {"q", q}});
+  Device device = a.sameDevice({{"qkv", qkv},
+                                {"positions", pos},
+                                {"invFreq", freq},
+                                {"kPages", kPages},
+                                {"vPages", vPages},
+                                {"slots", slots},
+                                {"q", q}});
   const int64_t poolSlots = pool[0] * pool[1];
   const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
     for (int64_t t = 0; t < tokens; t++)

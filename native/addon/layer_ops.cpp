@@ -22,7 +22,8 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectFloat("weight", w);
   const int64_t n = w->shape()[0], k = w->shape()[1];
   if (x->shape().empty() || x->shape().back() != k)
-    a.fail("x's last dimension must be the weight's input size " + std::to_string(k) + ", got shape " + shapeString(x->shape()));
+    a.fail("x's last dimension must be the weight's input size " + std::to_string(k) + ", got shape " +
+           shapeString(x->shape()));
   const int64_t m = numel(x->shape()) / k;
   Shape yShape = x->shape();
   yShape.back() = n;
@@ -45,7 +46,8 @@ PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectFloat("weight", w);
   const int64_t dim = w->shape()[0];
   if (x->shape().back() != dim)
-    a.fail("x's last dimension must be the weight's size " + std::to_string(dim) + ", got shape " + shapeString(x->shape()));
+    a.fail("x's last dimension must be the weight's size " + std::to_string(dim) + ", got shape " +
+           shapeString(x->shape()));
   a.expectShape("out", y, x->shape());
   a.expectDType("out", y, x->dtype());
   if (res) {
@@ -72,7 +74,8 @@ PreparedCall prepareRope(const Napi::CallbackInfo& info, CallMode mode) {
   const int64_t tokens = q->shape()[0], d = q->shape()[2];
   if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
   if (k->shape()[0] != tokens || k->shape()[2] != d)
-    a.fail("k must be [" + std::to_string(tokens) + ", hkv, " + std::to_string(d) + "], got " + shapeString(k->shape()));
+    a.fail("k must be [" + std::to_string(tokens) + ", hkv, " + std::to_string(d) + "], got " +
+           shapeString(k->shape()));
   a.expectShape("positions", pos, {tokens});
   a.expectDType("positions", pos, DType::I32);
   a.expectShape("invFreq", freq, {d / 2});
@@ -120,13 +123,14 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info, CallMode mode) {
   const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
     for (int64_t t = 0; t < tokens; t++)
       if (c[0][t] < 0 || c[0][t] >= vocab)
-        throw Error(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) + " is outside the vocabulary 0.." +
-                    std::to_string(vocab - 1));
+        throw Error(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) +
+                    " is outside the vocabulary 0.." + std::to_string(vocab - 1));
   });
   EmbeddingParams p;
   p.tableType = table->dtype(), p.yType = y->dtype();
   p.ids = indices[0], p.table = table->data(), p.y = y->data();
-  p.tokens = a.narrow("ids' length", tokens), p.dim = a.narrow("table's columns", dim), p.vocab = a.narrow("table's rows", vocab);
+  p.tokens = a.narrow("ids' length", tokens), p.dim = a.narrow("table's columns", dim),
+  p.vocab = a.narrow("table's rows", vocab);
   return dispatchCall(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
 }
 
@@ -139,16 +143,21 @@ void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
   exportCall<prepareSwiGlu>(env, exports, "swiGlu");
   exportCall<prepareEmbedding>(env, exports, "embedding");
 #ifdef LT_WITH_CUDA
-  exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-    Napi::Object o = Napi::Object::New(info.Env());
-    if (!cuda::availability().available) return info.Env().Null();
-    cuda::GemmBackend b = cuda::gemmBackend();
-    o.Set("name", b.name);
-    o.Set("detail", b.detail);
-    return o;
-  }, "gemmBackend"));
+  exports.Set("gemmBackend", Napi::Function::New(
+                                 env,
+                                 [](const Napi::CallbackInfo& info) -> Napi::Value {
+                                   Napi::Object o = Napi::Object::New(info.Env());
+                                   if (!cuda::availability().available) return info.Env().Null();
+                                   cuda::GemmBackend b = cuda::gemmBackend();
+                                   o.Set("name", b.name);
+                                   o.Set("detail", b.detail);
+                                   return o;
+                                 },
+                                 "gemmBackend"));
 #else
-  exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value { return info.Env().Null(); }, "gemmBackend"));
+  exports.Set("gemmBackend",
+              Napi::Function::New(
+                  env, [](const Napi::CallbackInfo& info) -> Napi::Value { return info.Env().Null(); }, "gemmBackend"));
 #endif
 }
 

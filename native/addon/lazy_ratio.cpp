@@ -41,7 +41,8 @@ PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info, CallMode mode) {
   const int32_t d = a.narrow("q's head dim", q->shape()[2]);
   const int32_t nk = a.narrow("k's tokens", k->shape()[0]), hkv = a.narrow("k's heads", k->shape()[1]);
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
-  if (k->shape()[2] != d) a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
+  if (k->shape()[2] != d)
+    a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
   if (hq % hkv != 0)
     a.fail("q has " + std::to_string(hq) + " heads, not a multiple of k's " + std::to_string(hkv) + " kv heads (GQA)");
   if (nq > nk) a.fail("q has " + std::to_string(nq) + " tokens but k only " + std::to_string(nk) + "; nq <= nk");

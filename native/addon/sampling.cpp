@@ -40,7 +40,8 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info, CallMode mode) {
 PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("topCandidates", info, mode);
   TensorObject *logits = a.tensor("logits"), *temperature = a.tensor("temperature"), *ids = a.tensor("ids");
-  TensorObject *scores = a.tensor("scores"), *count = a.tensor("count"), *max = a.tensor("max"), *mass = a.tensor("mass");
+  TensorObject *scores = a.tensor("scores"), *count = a.tensor("count"), *max = a.tensor("max"),
+               *mass = a.tensor("mass");
   a.expectRank("logits", logits, 2);
   a.expectFloat("logits", logits);
   const int64_t rows = logits->shape()[0], vocab = logits->shape()[1];
@@ -57,8 +58,13 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info, CallMode mode)
   a.expectShape("count", count, {rows});
   a.expectDType("count", count, DType::I32);
   const int32_t k = a.integer("k", 1, a.narrow("the candidate capacity", std::min<int64_t>(vocab, capacity)));
-  Device device = a.sameDevice({{"logits", logits}, {"temperature", temperature}, {"ids", ids}, {"scores", scores},
-                                {"count", count}, {"max", max}, {"mass", mass}});
+  Device device = a.sameDevice({{"logits", logits},
+                                {"temperature", temperature},
+                                {"ids", ids},
+                                {"scores", scores},
+                                {"count", count},
+                                {"max", max},
+                                {"mass", mass}});
   ids->dropShadow();
   count->dropShadow();
   TopCandidatesParams p;
@@ -92,26 +98,30 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
   const int64_t count = ids->shape()[0];
   const int32_t rowCount = a.narrow("logits' rows", rows), vocabSize = a.narrow("logits' vocabulary", vocab);
   a.narrow("ids' length", count);
-  const auto indices = checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
-    const int32_t *hostOffsets = c[0], *hostIds = c[1];
-    if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
-      throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
-                        std::to_string(hostOffsets[0]) + " .. " + std::to_string(hostOffsets[rows]));
-    // Two threads updating the same logit would race, so a row must not name a token twice.
-    std::vector<int32_t> lastRow(size_t(vocab), -1);
-    for (int64_t r = 0; r < rows; r++) {
-      if (hostOffsets[r + 1] < hostOffsets[r])
-        throw Error(op + ": " + "offsets must not decrease, but offsets[" + std::to_string(r + 1) + "] < offsets[" + std::to_string(r) + "]");
-      for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
-        const int32_t id = hostIds[i];
-        if (id < 0 || id >= vocab)
-          throw Error(op + ": " + "ids[" + std::to_string(i) + "] = " + std::to_string(id) + " is outside the vocabulary 0.." + std::to_string(vocab - 1));
-        if (lastRow[size_t(id)] == int32_t(r))
-          throw Error(op + ": " + "row " + std::to_string(r) + " lists token " + std::to_string(id) + " twice; pass each seen token once");
-        lastRow[size_t(id)] = int32_t(r);
-      }
-    }
-  });
+  const auto indices =
+      checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
+        const int32_t *hostOffsets = c[0], *hostIds = c[1];
+        if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
+          throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
+                      std::to_string(hostOffsets[0]) + " .. " + std::to_string(hostOffsets[rows]));
+        // Two threads updating the same logit would race, so a row must not name a token twice.
+        std::vector<int32_t> lastRow(size_t(vocab), -1);
+        for (int64_t r = 0; r < rows; r++) {
+          if (hostOffsets[r + 1] < hostOffsets[r])
+            throw Error(op + ": " + "offsets must not decrease, but offsets[" + std::to_string(r + 1) + "] < offsets[" +
+                        std::to_string(r) + "]");
+          for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
+            const int32_t id = hostIds[i];
+            if (id < 0 || id >= vocab)
+              throw Error(op + ": " + "ids[" + std::to_string(i) + "] = " + std::to_string(id) +
+                          " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+            if (lastRow[size_t(id)] == int32_t(r))
+              throw Error(op + ": " + "row " + std::to_string(r) + " lists token " + std::to_string(id) +
+                          " twice; pass each seen token once");
+            lastRow[size_t(id)] = int32_t(r);
+          }
+        }
+      });
   RepetitionPenaltyParams p;
   p.dtype = logits->dtype();
   p.logits = logits->data();

@@ -5,14 +5,16 @@ namespace lt::addon {
 // i32 index tables (page tables, slots) are checked on the host through checkIndices
 // (graph.h): now, or on every launch of a graph the call is recorded into. The checks outlive
 // the KernelArgs, so they report through failIndex with the op's name.
-[[noreturn]] void failIndex(const std::string& op, const std::string& message) { throw Error(op + ": " + message); }
+[[noreturn]] void failIndex(const std::string& op, const std::string& message) {
+  throw Error(op + ": " + message);
+}
 
 void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
                 const std::string& where) {
   for (size_t i = 0; i < count; i++) {
     if (entries[i] < 0 || entries[i] >= numPages)
-      failIndex(op, std::string(name) + where + " entry " + std::to_string(i) + " is page " + std::to_string(entries[i]) +
-                        ", outside the pool's pages 0.." + std::to_string(numPages - 1));
+      failIndex(op, std::string(name) + where + " entry " + std::to_string(i) + " is page " +
+                        std::to_string(entries[i]) + ", outside the pool's pages 0.." + std::to_string(numPages - 1));
   }
 }
 

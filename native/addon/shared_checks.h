@@ -1,6 +1,6 @@
-// Argument checks that several op families share: a K/V pair against its page pool, index tables checked against the pool
-// (attention's page tables, the cache ops' slots), the streaming ring's size, and the lazy-ratio
-// options that the fused (prefillAttention) and standalone (lazyRatio) forms both read.
+// Argument checks that several op families share: a K/V pair against its page pool, index tables checked against the
+// pool (attention's page tables, the cache ops' slots), the streaming ring's size, and the lazy-ratio options that the
+// fused (prefillAttention) and standalone (lazyRatio) forms both read.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -13,14 +13,19 @@
 namespace lt::addon {
 
 namespace {
-Napi::FunctionReference* constructorRef(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
+Napi::FunctionReference* constructorRef(Napi::Env env) {
+  return env.GetInstanceData<Napi::FunctionReference>();
+}
 
 // The TypedArray type that holds each dtype's raw bits (16-bit floats as Uint16Array).
 napi_typedarray_type rawArrayType(DType t) {
   switch (t) {
-    case DType::F32: return napi_float32_array;
-    case DType::I32: return napi_int32_array;
-    default: return napi_uint16_array;
+    case DType::F32:
+      return napi_float32_array;
+    case DType::I32:
+      return napi_int32_array;
+    default:
+      return napi_uint16_array;
   }
 }
 
@@ -53,16 +58,19 @@ Shape readShape(const Napi::Array& dims, const std::string& what) {
 // accessors refuse the latter).
 const uint8_t* typedArrayBytes(const Napi::TypedArray& array) {
   void* data = nullptr;
-  NAPI_THROW_IF_FAILED(array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr),
-                       nullptr);
+  NAPI_THROW_IF_FAILED(
+      array.Env(), napi_get_typedarray_info(array.Env(), array, nullptr, nullptr, &data, nullptr, nullptr), nullptr);
   return static_cast<const uint8_t*>(data);
 }
 
 const char* rawArrayName(DType t) {
   switch (t) {
-    case DType::F32: return "Float32Array";
-    case DType::I32: return "Int32Array";
-    default: return "Uint16Array";
+    case DType::F32:
+      return "Float32Array";
+    case DType::I32:
+      return "Int32Array";
+    default:
+      return "Uint16Array";
   }
 }
 }  // namespace
@@ -93,18 +101,15 @@ DType parseDType(const std::string& name) {
 }
 
 Napi::Function TensorObject::Init(Napi::Env env) {
-  Napi::Function ctor = DefineClass(env, "NativeTensor",
-                                    {InstanceMethod("read", &TensorObject::Read),
-                                     InstanceMethod("readFloat32", &TensorObject::ReadFloat32),
-                                     InstanceMethod("view", &TensorObject::View),
-                                     InstanceMethod("viewBytes", &TensorObject::ViewBytes),
-                                     InstanceMethod("write", &TensorObject::Write),
-                                     InstanceMethod("copyTo", &TensorObject::CopyTo),
-                                     InstanceMethod("copyFrom", &TensorObject::CopyFrom),
-                                     InstanceMethod("slice", &TensorObject::Slice),
-                                     InstanceMethod("dispose", &TensorObject::Dispose),
-                                     InstanceAccessor("disposed", &TensorObject::GetDisposed, nullptr),
-                                     InstanceAccessor("bytes", &TensorObject::GetBytes, nullptr)});
+  Napi::Function ctor = DefineClass(
+      env, "NativeTensor",
+      {InstanceMethod("read", &TensorObject::Read), InstanceMethod("readFloat32", &TensorObject::ReadFloat32),
+       InstanceMethod("view", &TensorObject::View), InstanceMethod("viewBytes", &TensorObject::ViewBytes),
+       InstanceMethod("write", &TensorObject::Write), InstanceMethod("copyTo", &TensorObject::CopyTo),
+       InstanceMethod("copyFrom", &TensorObject::CopyFrom), InstanceMethod("slice", &TensorObject::Slice),
+       InstanceMethod("dispose", &TensorObject::Dispose),
+       InstanceAccessor("disposed", &TensorObject::GetDisposed, nullptr),
+       InstanceAccessor("bytes", &TensorObject::GetBytes, nullptr)});
   auto* ref = new Napi::FunctionReference(Napi::Persistent(ctor));
   env.SetInstanceData(ref);
   return ctor;
@@ -154,7 +159,8 @@ TensorObject::~TensorObject() {
 }
 
 void TensorObject::requireLive(const char* what) const {
-  if (!storage_) throw Error(std::string("cannot ") + what + " a disposed tensor: it was freed by dispose(); create a new one");
+  if (!storage_)
+    throw Error(std::string("cannot ") + what + " a disposed tensor: it was freed by dispose(); create a new one");
 }
 
 void TensorObject::release(Napi::Env env) {
@@ -196,12 +202,16 @@ Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
   }
   const size_t bytes = count * sizeof(float);
   auto* values = static_cast<float*>(std::malloc(bytes == 0 ? 1 : bytes));
-  if (values == nullptr) throw Error("out of host memory: could not allocate " + std::to_string(bytes >> 20) + " MiB to read a tensor");
+  if (values == nullptr)
+    throw Error("out of host memory: could not allocate " + std::to_string(bytes >> 20) + " MiB to read a tensor");
   try {
     cuda::readStaged(storage_->device.index, data(), byteLength(), [&](const void* host) {
-      parallelFor(int64_t(count), [&](int64_t begin, int64_t end) {
-        loadAsFloat(dtype_, host, size_t(begin), size_t(end - begin), values + begin);
-      }, int64_t(1) << 16);
+      parallelFor(
+          int64_t(count),
+          [&](int64_t begin, int64_t end) {
+            loadAsFloat(dtype_, host, size_t(begin), size_t(end - begin), values + begin);
+          },
+          int64_t(1) << 16);
     });
   } catch (...) {
     std::free(values);
@@ -262,11 +272,13 @@ Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
   requireLive("view");
   Napi::Env env = info.Env();
   if (!storage_->device.isCpu())
-    throw Error("view() needs a CPU tensor, this one is on " + storage_->device.name() + "; use read() to copy it back");
+    throw Error("view() needs a CPU tensor, this one is on " + storage_->device.name() +
+                "; use read() to copy it back");
   for (auto it = views_.rbegin(); it != views_.rend(); ++it) {
     if (!it->whole) continue;
     Napi::ArrayBuffer shared = it->buffer.Value();
-    if (!shared.IsEmpty() && !shared.IsDetached()) return typedArrayOver(env, shared, dtype_);  // JS may transfer it away
+    if (!shared.IsEmpty() && !shared.IsDetached())
+      return typedArrayOver(env, shared, dtype_);  // JS may transfer it away
   }
   return typedArrayOver(env, externalBuffer(env, data(), byteLength(), true), dtype_);
 }
@@ -280,7 +292,8 @@ Napi::Value TensorObject::ViewBytes(const Napi::CallbackInfo& info) {
   requireLive("view");
   Napi::Env env = info.Env();
   if (!storage_->device.isCpu())
-    throw Error("viewBytes() needs a CPU tensor, this one is on " + storage_->device.name() + "; use read() to copy it back");
+    throw Error("viewBytes() needs a CPU tensor, this one is on " + storage_->device.name() +
+                "; use read() to copy it back");
   const double offset = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
   const double length = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
   const double total = double(byteLength());
@@ -329,7 +342,8 @@ Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
 Napi::Value TensorObject::CopyTo(const Napi::CallbackInfo& info) {
   requireLive("copy");
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw Error("copyTo(device) needs a device name such as 'cpu' or 'cuda:0'");
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Error("copyTo(device) needs a device name such as 'cpu' or 'cuda:0'");
   Device target = parseDevice(info[0].As<Napi::String>().Utf8Value());
   auto storage = std::make_shared<Storage>(target, byteLength());
   deviceCopy(storage->data, target, data(), storage_->device, byteLength());
@@ -341,12 +355,14 @@ Napi::Value TensorObject::CopyTo(const Napi::CallbackInfo& info) {
 // are disposed (or collected).
 Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray()) throw Error("slice(offset: number, shape: number[])");
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsArray())
+    throw Error("slice(offset: number, shape: number[])");
   const double offset = info[0].As<Napi::Number>().DoubleValue();
   const Shape shape = readShape(info[1].As<Napi::Array>(), "slice shape");
   requireLive("slice");
   const int64_t total = numel(shape_);
-  if (!(offset >= 0) || offset > double(total) || offset != double(int64_t(offset)) || int64_t(offset) + numel(shape) > total)
+  if (!(offset >= 0) || offset > double(total) || offset != double(int64_t(offset)) ||
+      int64_t(offset) + numel(shape) > total)
     throw Error("slice of " + std::to_string(numel(shape)) + " elements at offset " + info[0].ToString().Utf8Value() +
                 " does not fit a tensor of " + std::to_string(total) + " elements " + shapeString(shape_));
   Napi::Object obj = New(env, storage_, dtype_, shape);
@@ -366,8 +382,9 @@ Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
   TensorObject* src = Unwrap(info[0]);
   src->requireLive("copy from");
   if (src->dtype_ != dtype_ || numel(src->shape_) != numel(shape_))
-    throw Error("copyFrom: source is " + std::string(dtypeName(src->dtype_)) + " " + shapeString(src->shape_) + ", destination " +
-                dtypeName(dtype_) + " " + shapeString(shape_) + ": dtype and element count must match");
+    throw Error("copyFrom: source is " + std::string(dtypeName(src->dtype_)) + " " + shapeString(src->shape_) +
+                ", destination " + dtypeName(dtype_) + " " + shapeString(shape_) +
+                ": dtype and element count must match");
   deviceCopy(data(), storage_->device, src->data(), src->storage_->device, byteLength());
   dropShadow();
   return info.Env().Undefined();
@@ -378,7 +395,9 @@ Napi::Value TensorObject::Dispose(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value TensorObject::GetDisposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !storage_); }
+Napi::Value TensorObject::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !storage_);
+}
 
 Napi::Value TensorObject::GetBytes(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), storage_ ? double(byteLength()) : 0.0);

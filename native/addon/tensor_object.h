@@ -17,7 +17,9 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
  public:
   static Napi::Function Init(Napi::Env env);
   static bool IsTensor(Napi::Env env, const Napi::Value& value);
-  static TensorObject* Unwrap(const Napi::Value& value) { return Napi::ObjectWrap<TensorObject>::Unwrap(value.As<Napi::Object>()); }
+  static TensorObject* Unwrap(const Napi::Value& value) {
+    return Napi::ObjectWrap<TensorObject>::Unwrap(value.As<Napi::Object>());
+  }
   // Wraps freshly allocated storage in a new JS NativeTensor.
   static Napi::Object New(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, const Shape& shape);
 
@@ -32,7 +34,10 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   // The contents of an i32 device tensor as last written from the host, so index checks (page
   // tables, slots) need not wait for the device; null when unknown (written by a kernel).
   const std::vector<int32_t>* hostShadow() const { return shadow_.empty() ? nullptr : &shadow_; }
-  void dropShadow() { shadow_.clear(); shadow_.shrink_to_fit(); }
+  void dropShadow() {
+    shadow_.clear();
+    shadow_.shrink_to_fit();
+  }
   void* data() const { return static_cast<uint8_t*>(storage_->data) + offset_; }
   size_t byteLength() const { return size_t(numel(shape_)) * dtypeSize(dtype_); }
 

@@ -22,7 +22,9 @@ IndexSnapshot::~IndexSnapshot() {
   if (onDevice_) cuda::free(device_.index, onDevice_);
 }
 
-const int32_t* IndexSnapshot::data() const { return device_.isCpu() ? host_.data() : static_cast<const int32_t*>(onDevice_); }
+const int32_t* IndexSnapshot::data() const {
+  return device_.isCpu() ? host_.data() : static_cast<const int32_t*>(onDevice_);
+}
 
 void IndexSnapshot::upload() const {
   if (onDevice_) cuda::copy(onDevice_, device_.index, host_.data(), -1, host_.size() * sizeof(int32_t));
@@ -45,12 +47,15 @@ std::shared_ptr<KernelArgs::Fields> KernelArgs::readFields(const std::string& op
   std::vector<std::string> names;
   for (Napi::Object level = obj;;) {
     napi_value keys;
-    NAPI_THROW_IF_FAILED(env, napi_get_all_property_names(env, level, napi_key_own_only, napi_key_skip_symbols,
-                                                          napi_key_numbers_to_strings, &keys), fields);
+    NAPI_THROW_IF_FAILED(env,
+                         napi_get_all_property_names(env, level, napi_key_own_only, napi_key_skip_symbols,
+                                                     napi_key_numbers_to_strings, &keys),
+                         fields);
     Napi::Array keyArray(env, keys);
     for (uint32_t i = 0; i < keyArray.Length(); i++) {
       names.push_back(keyArray.Get(i).As<Napi::String>().Utf8Value());
-      if (names.size() > kMaxFields) throw Error(op + ": the options object has more than " + std::to_string(kMaxFields) + " fields");
+      if (names.size() > kMaxFields)
+        throw Error(op + ": the options object has more than " + std::to_string(kMaxFields) + " fields");
     }
     napi_value proto;
     NAPI_THROW_IF_FAILED(env, napi_get_prototype(env, level, &proto), fields);
@@ -67,7 +72,8 @@ std::shared_ptr<KernelArgs::Fields> KernelArgs::readFields(const std::string& op
     f.value = obj.Get(name);
     if (TensorObject::IsTensor(env, f.value)) {
       f.tensor = TensorObject::Unwrap(f.value);
-    } else if (depth == 0 && f.value.IsObject() && !f.value.IsArray() && !f.value.IsTypedArray() && !f.value.IsFunction()) {
+    } else if (depth == 0 && f.value.IsObject() && !f.value.IsArray() && !f.value.IsTypedArray() &&
+               !f.value.IsFunction()) {
       f.nested = readFields(op + " " + name, f.value.As<Napi::Object>(), depth + 1);
     }
     (*fields)[name] = std::move(f);
@@ -85,7 +91,9 @@ Napi::Value KernelArgs::value(const char* name) const {
   return f ? f->value : env_.Undefined();
 }
 
-void KernelArgs::fail(const std::string& message) const { throw Error(op_ + ": " + message); }
+void KernelArgs::fail(const std::string& message) const {
+  throw Error(op_ + ": " + message);
+}
 
 bool KernelArgs::has(const char* name) const {
   Napi::Value v = value(name);
@@ -131,20 +139,23 @@ double KernelArgs::number(const char* name, double fallback) {
   Napi::Value v = value(name);
   if (!v.IsNumber()) fail(std::string(name) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d <= 0) fail(std::string(name) + " must be a finite number > 0, got " + v.ToString().Utf8Value());
+  if (!std::isfinite(d) || d <= 0)
+    fail(std::string(name) + " must be a finite number > 0, got " + v.ToString().Utf8Value());
   return d;
 }
 
 int32_t KernelArgs::narrow(const std::string& what, int64_t value) const {
   if (value < 0 || value > std::numeric_limits<int32_t>::max())
-    fail(what + " is " + std::to_string(value) + ", more than the " + std::to_string(std::numeric_limits<int32_t>::max()) +
+    fail(what + " is " + std::to_string(value) + ", more than the " +
+         std::to_string(std::numeric_limits<int32_t>::max()) +
          " this kernel can index (32-bit); split the work into smaller tensors");
   return int32_t(value);
 }
 
 void KernelArgs::expectRank(const char* name, TensorObject* t, size_t rank) const {
   if (t->shape().size() != rank)
-    fail(std::string(name) + " must have " + std::to_string(rank) + " dimensions, got shape " + shapeString(t->shape()));
+    fail(std::string(name) + " must have " + std::to_string(rank) + " dimensions, got shape " +
+         shapeString(t->shape()));
 }
 
 void KernelArgs::expectShape(const char* name, TensorObject* t, const Shape& shape) const {
@@ -153,8 +164,7 @@ void KernelArgs::expectShape(const char* name, TensorObject* t, const Shape& sha
 }
 
 void KernelArgs::expectDType(const char* name, TensorObject* t, DType dtype) const {
-  if (t->dtype() != dtype)
-    fail(std::string(name) + " must be " + dtypeName(dtype) + ", got " + dtypeName(t->dtype()));
+  if (t->dtype() != dtype) fail(std::string(name) + " must be " + dtypeName(dtype) + ", got " + dtypeName(t->dtype()));
 }
 
 void KernelArgs::expectFloat(const char* name, TensorObject* t) const {
@@ -165,8 +175,9 @@ Device KernelArgs::sameDevice(const std::vector<std::pair<const char*, TensorObj
   const auto& first = tensors.front();
   for (const auto& [name, t] : tensors) {
     if (t && t->device() != first.second->device())
-      fail(std::string("all tensors must be on one device: ") + first.first + " is on " + first.second->device().name() +
-           " but " + name + " is on " + t->device().name() + " (use tensor.to(device))");
+      fail(std::string("all tensors must be on one device: ") + first.first + " is on " +
+           first.second->device().name() + " but " + name + " is on " + t->device().name() +
+           " (use tensor.to(device))");
   }
   return first.second->device();
 }

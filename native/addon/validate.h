@@ -77,7 +77,7 @@ class KernelArgs {
   // One field of the options object, read once.
   struct Field {
     Napi::Value value;
-    TensorObject* tensor = nullptr;          // when the value is a NativeTensor
+    TensorObject* tensor = nullptr;                        // when the value is a NativeTensor
     std::shared_ptr<std::map<std::string, Field>> nested;  // when it is a plain options object
   };
   using Fields = std::map<std::string, Field>;

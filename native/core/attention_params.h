@@ -122,9 +122,9 @@ struct GatherKvParams {
 // Standalone lazy ratio from the queries, keys and the LSE the prefill produced.
 // q and lse hold the trailing nq queries (positions nk - nq .. nk - 1).
 struct LazyRatioParams {
-  DType dtype = DType::F32;  // q and k
-  const void* q = nullptr;   // [nq, hq, d]
-  const void* k = nullptr;   // [nk, hkv, d]
+  DType dtype = DType::F32;    // q and k
+  const void* q = nullptr;     // [nq, hq, d]
+  const void* k = nullptr;     // [nk, hkv, d]
   const float* lse = nullptr;  // [nq, hq]
   float* ratio = nullptr;      // [hq]
   int32_t nq = 0, nk = 0, hq = 0, hkv = 0, d = 0;

@@ -77,9 +77,13 @@ class SmallBlocks {
 [[noreturn]] void noDeviceMemory() {
   throw Error("no CUDA memory backend is installed: the addon's module entry installs it (installDeviceMemory)");
 }
-void* uninstalledAlloc(int, size_t) { noDeviceMemory(); }
+void* uninstalledAlloc(int, size_t) {
+  noDeviceMemory();
+}
 void uninstalledFree(int, void*) noexcept {}
-void uninstalledCopy(void*, int, const void*, int, size_t) { noDeviceMemory(); }
+void uninstalledCopy(void*, int, const void*, int, size_t) {
+  noDeviceMemory();
+}
 DeviceMemory cudaMemory{uninstalledAlloc, uninstalledFree, uninstalledCopy};
 
 SmallBlocks& smallBlocks() {
@@ -88,7 +92,9 @@ SmallBlocks& smallBlocks() {
 }
 }  // namespace
 
-void installDeviceMemory(const DeviceMemory& memory) { cudaMemory = memory; }
+void installDeviceMemory(const DeviceMemory& memory) {
+  cudaMemory = memory;
+}
 
 void* deviceAlloc(const Device& device, size_t bytes) {
   if (!device.isCpu()) return cudaMemory.alloc(device.index, bytes);
@@ -99,9 +105,12 @@ void* deviceAlloc(const Device& device, size_t bytes) {
 }
 
 void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept {
-  if (!device.isCpu()) cudaMemory.free(device.index, ptr);
-  else if (bytes < kMappedBytes) smallBlocks().give(ptr, bytes);
-  else munmap(ptr, bytes);
+  if (!device.isCpu())
+    cudaMemory.free(device.index, ptr);
+  else if (bytes < kMappedBytes)
+    smallBlocks().give(ptr, bytes);
+  else
+    munmap(ptr, bytes);
 }
 
 void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes) {

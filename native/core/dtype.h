@@ -13,30 +13,50 @@ enum class DType : int32_t { F32 = 0, F16 = 1, BF16 = 2, I32 = 3 };
 
 inline size_t dtypeSize(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::I32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
+    case DType::F32:
+      return 4;
+    case DType::I32:
+      return 4;
+    case DType::F16:
+      return 2;
+    case DType::BF16:
+      return 2;
   }
   return 0;
 }
 
 inline const char* dtypeName(DType t) {
   switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::I32: return "i32";
+    case DType::F32:
+      return "f32";
+    case DType::F16:
+      return "f16";
+    case DType::BF16:
+      return "bf16";
+    case DType::I32:
+      return "i32";
   }
   return "?";
 }
 
-inline bool isFloatType(DType t) { return t != DType::I32; }
+inline bool isFloatType(DType t) {
+  return t != DType::I32;
+}
 
-inline float bitsToFloat(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
-inline uint32_t floatToBits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
+inline float bitsToFloat(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t floatToBits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
 
-inline float bf16ToFloat(uint16_t h) { return bitsToFloat(uint32_t(h) << 16); }
+inline float bf16ToFloat(uint16_t h) {
+  return bitsToFloat(uint32_t(h) << 16);
+}
 
 inline uint16_t floatToBf16(float f) {
   uint32_t u = floatToBits(f);
@@ -85,7 +105,9 @@ inline uint16_t floatToF16(float f) {
 // Widen `n` elements of type `t` at `src` into f32.
 inline void loadAsFloat(DType t, const void* src, size_t offset, size_t n, float* dst) {
   switch (t) {
-    case DType::F32: std::memcpy(dst, static_cast<const float*>(src) + offset, n * 4); break;
+    case DType::F32:
+      std::memcpy(dst, static_cast<const float*>(src) + offset, n * 4);
+      break;
     case DType::BF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src) + offset;
       for (size_t i = 0; i < n; i++) dst[i] = bf16ToFloat(s[i]);
@@ -107,7 +129,9 @@ inline void loadAsFloat(DType t, const void* src, size_t offset, size_t n, float
 // Round `n` f32 values into type `t` at `dst`.
 inline void storeFromFloat(DType t, const float* src, void* dst, size_t offset, size_t n) {
   switch (t) {
-    case DType::F32: std::memcpy(static_cast<float*>(dst) + offset, src, n * 4); break;
+    case DType::F32:
+      std::memcpy(static_cast<float*>(dst) + offset, src, n * 4);
+      break;
     case DType::BF16: {
       uint16_t* d = static_cast<uint16_t*>(dst) + offset;
       for (size_t i = 0; i < n; i++) d[i] = floatToBf16(src[i]);

@@ -91,13 +91,13 @@ struct ArgmaxParams {
 // Mass is accumulated in f64 on the CPU and f32 on CUDA; everything else is exact and identical.
 struct TopCandidatesParams {
   DType dtype = DType::F32;
-  const void* logits = nullptr;       // [rows, vocab]
-  const float* temperature = nullptr; // [rows], > 0
-  int32_t* ids = nullptr;             // [rows, capacity]
-  float* scores = nullptr;            // [rows, capacity]
-  int32_t* count = nullptr;           // [rows]
-  float* max = nullptr;               // [rows]
-  float* mass = nullptr;              // [rows]
+  const void* logits = nullptr;                      // [rows, vocab]
+  const float* temperature = nullptr;                // [rows], > 0
+  int32_t* ids = nullptr;                            // [rows, capacity]
+  float* scores = nullptr;                           // [rows, capacity]
+  int32_t* count = nullptr;                          // [rows]
+  float* max = nullptr;                              // [rows]
+  float* mass = nullptr;                             // [rows]
   int32_t rows = 0, vocab = 0, k = 0, capacity = 0;  // 1 <= k <= capacity
 };
 
@@ -124,8 +124,8 @@ struct RepetitionPenaltyParams {
 // AppendKvParams. qkv, q and the pool share `dtype`.
 struct RopeAppendKvParams {
   DType dtype = DType::F32;
-  const void* qkv = nullptr;           // [tokens, (hq + 2 hkv) d]
-  void* q = nullptr;                   // [tokens, hq, d]
+  const void* qkv = nullptr;  // [tokens, (hq + 2 hkv) d]
+  void* q = nullptr;          // [tokens, hq, d]
   void* kPages = nullptr;
   void* vPages = nullptr;
   const int32_t* positions = nullptr;  // [tokens]

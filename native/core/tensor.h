@@ -23,7 +23,9 @@ struct LiveBytes {
 };
 
 struct Storage {
-  Storage(const Device& d, size_t n) : device(d), bytes(n), data(deviceAlloc(d, n)) { LiveBytes::of(device) += int64_t(bytes); }
+  Storage(const Device& d, size_t n) : device(d), bytes(n), data(deviceAlloc(d, n)) {
+    LiveBytes::of(device) += int64_t(bytes);
+  }
   ~Storage() {
     deviceFree(device, data, bytes);
     LiveBytes::of(device) -= int64_t(bytes);

@@ -59,7 +59,8 @@ void decodeAttention(const DecodeAttentionParams& p) {
         for (int32_t i = 0; i < d; i++) acc[size_t(g) * d + i] *= inv;
         storeFromFloat(p.dtype, &acc[size_t(g) * d], p.out, (size_t(b) * hq + h) * d, d);
         if (p.lse)
-          p.lse[size_t(b) * hq + h] = len > 0 ? maxScore[g] + std::log(sum[g]) : -std::numeric_limits<float>::infinity();
+          p.lse[size_t(b) * hq + h] =
+              len > 0 ? maxScore[g] + std::log(sum[g]) : -std::numeric_limits<float>::infinity();
       }
     }
   });

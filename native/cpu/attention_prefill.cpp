@@ -57,29 +57,36 @@ static KeyRows keyRows(const PrefillAttentionParams& p) {
 // Own rows (token-major [tokens, heads, d]) widened into dst[head][row][d] from row `firstRow`.
 static void widenOwn(DType dtype, const void* src, int32_t tokens, int32_t heads, int32_t d, int32_t rows,
                      int32_t firstRow, float* dst) {
-  parallelFor(tokens, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; t++)
-      for (int32_t h = 0; h < heads; h++)
-        loadAsFloat(dtype, src, (size_t(t) * heads + h) * d, d, &dst[(size_t(h) * rows + firstRow + t) * d]);
-  }, 16);
+  parallelFor(
+      tokens,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; t++)
+          for (int32_t h = 0; h < heads; h++)
+            loadAsFloat(dtype, src, (size_t(t) * heads + h) * d, d, &dst[(size_t(h) * rows + firstRow + t) * d]);
+      },
+      16);
 }
 
 // The held cached positions of `pages`, read through the page table, into dst[head][row][d].
 static void widenCached(const PrefillAttentionParams& p, const KeyRows& r, const void* pages, float* dst) {
   const CachedPrefix& c = p.cached;
   const int32_t heldRows = r.heldSinks + (r.length - r.tailBegin);
-  parallelFor(heldRows, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; row++) {
-      const int32_t pos = row < r.heldSinks ? int32_t(row) : r.tailBegin + int32_t(row) - r.heldSinks;
-      const int32_t slot = c.ring && pos >= c.ringSink ? c.ringSink + (pos - c.ringSink) % c.ringWindow : pos;
-      const size_t poolSlot = size_t(c.pageTable[slot / c.pageSize]) * c.pageSize + slot % c.pageSize;
-      for (int32_t h = 0; h < p.hkv; h++)
-        loadAsFloat(p.dtype, pages, (poolSlot * p.hkv + h) * p.d, p.d, &dst[(size_t(h) * r.rows + row) * p.d]);
-    }
-  }, 16);
+  parallelFor(
+      heldRows,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; row++) {
+          const int32_t pos = row < r.heldSinks ? int32_t(row) : r.tailBegin + int32_t(row) - r.heldSinks;
+          const int32_t slot = c.ring && pos >= c.ringSink ? c.ringSink + (pos - c.ringSink) % c.ringWindow : pos;
+          const size_t poolSlot = size_t(c.pageTable[slot / c.pageSize]) * c.pageSize + slot % c.pageSize;
+          for (int32_t h = 0; h < p.hkv; h++)
+            loadAsFloat(p.dtype, pages, (poolSlot * p.hkv + h) * p.d, p.d, &dst[(size_t(h) * r.rows + row) * p.d]);
+        }
+      },
+      16);
 }
 
-static std::vector<float> widenKeys(const PrefillAttentionParams& p, const KeyRows& r, const void* own, const void* pages) {
+static std::vector<float> widenKeys(const PrefillAttentionParams& p, const KeyRows& r, const void* own,
+                                    const void* pages) {
   std::vector<float> dst(size_t(p.hkv) * r.rows * p.d);
   if (p.cached.enabled) widenCached(p, r, pages, dst.data());
   widenOwn(p.dtype, own, p.nk - r.length, p.hkv, p.d, r.rows, r.row(r.length), dst.data());
@@ -102,64 +109,67 @@ void prefillAttention(const PrefillAttentionParams& p) {
 
   // One task per (query, kv head): every K and V row it loads serves the whole GQA group of
   // query heads, so the group shares each load. Tasks are query-major so neighbours share keys.
-  parallelFor(int64_t(nq) * hkv, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(size_t(group) * rows), qrows(size_t(group) * d), acc(size_t(group) * d);
-    std::vector<float> maxScore(group), sum(group), subsetSum(group);
-    for (int64_t task = begin; task < end; task++) {
-      const int32_t qi = int32_t(task / hkv), kvh = int32_t(task % hkv);
-      const int32_t pos = firstPos + qi;
-      const float* kh = &kf[size_t(kvh) * rows * d];
-      const float* vh = &vf[size_t(kvh) * rows * d];
-      for (int32_t g = 0; g < group; g++)
-        loadAsFloat(p.dtype, p.q, (size_t(qi) * hq + kvh * group + g) * d, d, &qrows[size_t(g) * d]);
-      VisibleKeys vis = visibleKeys(pos, p.mask);
+  parallelFor(
+      int64_t(nq) * hkv,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> scores(size_t(group) * rows), qrows(size_t(group) * d), acc(size_t(group) * d);
+        std::vector<float> maxScore(group), sum(group), subsetSum(group);
+        for (int64_t task = begin; task < end; task++) {
+          const int32_t qi = int32_t(task / hkv), kvh = int32_t(task % hkv);
+          const int32_t pos = firstPos + qi;
+          const float* kh = &kf[size_t(kvh) * rows * d];
+          const float* vh = &vf[size_t(kvh) * rows * d];
+          for (int32_t g = 0; g < group; g++)
+            loadAsFloat(p.dtype, p.q, (size_t(qi) * hq + kvh * group + g) * d, d, &qrows[size_t(g) * d]);
+          VisibleKeys vis = visibleKeys(pos, p.mask);
 
-      std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
-      auto scoreRange = [&](int32_t from, int32_t to) {
-        for (int32_t j = from; j < to; j++) {
-          const int32_t row = keys.row(j);
-          const float* krow = kh + size_t(row) * d;
+          std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
+          auto scoreRange = [&](int32_t from, int32_t to) {
+            for (int32_t j = from; j < to; j++) {
+              const int32_t row = keys.row(j);
+              const float* krow = kh + size_t(row) * d;
+              for (int32_t g = 0; g < group; g++) {
+                float s = dot(&qrows[size_t(g) * d], krow, d) * p.scale;
+                scores[size_t(g) * rows + row] = s;
+                maxScore[g] = std::max(maxScore[g], s);
+              }
+            }
+          };
+          scoreRange(0, vis.sinkEnd);
+          scoreRange(vis.windowBegin, pos + 1);
+
+          std::fill(acc.begin(), acc.end(), 0.f);
+          std::fill(sum.begin(), sum.end(), 0.f);
+          std::fill(subsetSum.begin(), subsetSum.end(), 0.f);
+          const bool ratioRow = wantRatio && pos >= lastBegin;
+          auto accumulateRange = [&](int32_t from, int32_t to) {
+            for (int32_t j = from; j < to; j++) {
+              const int32_t row = keys.row(j);
+              const float* vrow = vh + size_t(row) * d;
+              const bool inSubset = ratioRow && (j < p.ratio.sink || j >= recentBegin);
+              for (int32_t g = 0; g < group; g++) {
+                float w = std::exp(scores[size_t(g) * rows + row] - maxScore[g]);
+                sum[g] += w;
+                if (inSubset) subsetSum[g] += w;
+                axpy(w, vrow, &acc[size_t(g) * d], d);
+              }
+            }
+          };
+          accumulateRange(0, vis.sinkEnd);
+          accumulateRange(vis.windowBegin, pos + 1);
+
           for (int32_t g = 0; g < group; g++) {
-            float s = dot(&qrows[size_t(g) * d], krow, d) * p.scale;
-            scores[size_t(g) * rows + row] = s;
-            maxScore[g] = std::max(maxScore[g], s);
+            const int32_t h = kvh * group + g;
+            float* a = &acc[size_t(g) * d];
+            const float inv = 1.f / sum[g];
+            for (int32_t i = 0; i < d; i++) a[i] *= inv;
+            storeFromFloat(p.dtype, a, p.out, (size_t(qi) * hq + h) * d, d);
+            if (p.lse) p.lse[size_t(qi) * hq + h] = maxScore[g] + std::log(sum[g]);
+            if (ratioRow) rowMass[size_t(qi) * hq + h] = double(subsetSum[g]) / double(sum[g]);
           }
         }
-      };
-      scoreRange(0, vis.sinkEnd);
-      scoreRange(vis.windowBegin, pos + 1);
-
-      std::fill(acc.begin(), acc.end(), 0.f);
-      std::fill(sum.begin(), sum.end(), 0.f);
-      std::fill(subsetSum.begin(), subsetSum.end(), 0.f);
-      const bool ratioRow = wantRatio && pos >= lastBegin;
-      auto accumulateRange = [&](int32_t from, int32_t to) {
-        for (int32_t j = from; j < to; j++) {
-          const int32_t row = keys.row(j);
-          const float* vrow = vh + size_t(row) * d;
-          const bool inSubset = ratioRow && (j < p.ratio.sink || j >= recentBegin);
-          for (int32_t g = 0; g < group; g++) {
-            float w = std::exp(scores[size_t(g) * rows + row] - maxScore[g]);
-            sum[g] += w;
-            if (inSubset) subsetSum[g] += w;
-            axpy(w, vrow, &acc[size_t(g) * d], d);
-          }
-        }
-      };
-      accumulateRange(0, vis.sinkEnd);
-      accumulateRange(vis.windowBegin, pos + 1);
-
-      for (int32_t g = 0; g < group; g++) {
-        const int32_t h = kvh * group + g;
-        float* a = &acc[size_t(g) * d];
-        const float inv = 1.f / sum[g];
-        for (int32_t i = 0; i < d; i++) a[i] *= inv;
-        storeFromFloat(p.dtype, a, p.out, (size_t(qi) * hq + h) * d, d);
-        if (p.lse) p.lse[size_t(qi) * hq + h] = maxScore[g] + std::log(sum[g]);
-        if (ratioRow) rowMass[size_t(qi) * hq + h] = double(subsetSum[g]) / double(sum[g]);
-      }
-    }
-  }, 1);
+      },
+      1);
 
   if (wantRatio) {
     const int32_t firstRatioQuery = std::max(0, lastBegin - firstPos);

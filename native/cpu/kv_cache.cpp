@@ -19,14 +19,17 @@ void appendKv(const AppendKvParams& p) {
   const size_t rowBytes = size_t(p.hkv) * p.d * dtypeSize(p.dtype);
   auto* kPool = static_cast<uint8_t*>(p.kPages);
   auto* vPool = static_cast<uint8_t*>(p.vPages);
-  parallelFor(p.tokens, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; t++) {
-      if (p.slots[t] < 0) continue;  // -1: a token the caller drops (a ring slot a later token takes)
-      const size_t dst = size_t(p.slots[t]) * rowBytes;
-      std::memcpy(kPool + dst, static_cast<const uint8_t*>(p.k) + t * rowBytes, rowBytes);
-      std::memcpy(vPool + dst, static_cast<const uint8_t*>(p.v) + t * rowBytes, rowBytes);
-    }
-  }, 64);
+  parallelFor(
+      p.tokens,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; t++) {
+          if (p.slots[t] < 0) continue;  // -1: a token the caller drops (a ring slot a later token takes)
+          const size_t dst = size_t(p.slots[t]) * rowBytes;
+          std::memcpy(kPool + dst, static_cast<const uint8_t*>(p.k) + t * rowBytes, rowBytes);
+          std::memcpy(vPool + dst, static_cast<const uint8_t*>(p.v) + t * rowBytes, rowBytes);
+        }
+      },
+      64);
 }
 
 void cutToStreaming(const CutToStreamingParams& p) {
@@ -50,24 +53,30 @@ void cutToStreaming(const CutToStreamingParams& p) {
   for (int32_t pos = 0; pos < std::min(p.sink, p.length); pos++) gather(pos);
   for (int32_t pos = recentBegin; pos < p.length; pos++) gather(pos);
 
-  parallelFor(ringLen, [&](int64_t begin, int64_t end) {
-    for (int64_t slot = begin; slot < end; slot++) {
-      const size_t dst = poolOffset(p.dstPageTable, int32_t(slot));
-      std::memcpy(kPool + dst, kScratch.data() + slot * rowBytes, rowBytes);
-      std::memcpy(vPool + dst, vScratch.data() + slot * rowBytes, rowBytes);
-    }
-  }, 64);
+  parallelFor(
+      ringLen,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t slot = begin; slot < end; slot++) {
+          const size_t dst = poolOffset(p.dstPageTable, int32_t(slot));
+          std::memcpy(kPool + dst, kScratch.data() + slot * rowBytes, rowBytes);
+          std::memcpy(vPool + dst, vScratch.data() + slot * rowBytes, rowBytes);
+        }
+      },
+      64);
 }
 
 void gatherKv(const GatherKvParams& p) {
   const size_t rowBytes = size_t(p.hkv) * p.d * dtypeSize(p.dtype);
-  parallelFor(p.length, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; t++) {
-      const size_t src = size_t(p.slots[t]) * rowBytes;
-      std::memcpy(static_cast<uint8_t*>(p.k) + t * rowBytes, static_cast<const uint8_t*>(p.kPages) + src, rowBytes);
-      std::memcpy(static_cast<uint8_t*>(p.v) + t * rowBytes, static_cast<const uint8_t*>(p.vPages) + src, rowBytes);
-    }
-  }, 64);
+  parallelFor(
+      p.length,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; t++) {
+          const size_t src = size_t(p.slots[t]) * rowBytes;
+          std::memcpy(static_cast<uint8_t*>(p.k) + t * rowBytes, static_cast<const uint8_t*>(p.kPages) + src, rowBytes);
+          std::memcpy(static_cast<uint8_t*>(p.v) + t * rowBytes, static_cast<const uint8_t*>(p.vPages) + src, rowBytes);
+        }
+      },
+      64);
 }
 
 }  // namespace lt::cpu

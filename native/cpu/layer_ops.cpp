@@ -38,25 +38,28 @@ void linear(const LinearParams& p) {
 }
 
 void rmsNorm(const RmsNormParams& p) {
-  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
-    std::vector<float> x(p.dim), w(p.dim), res(p.dim);
-    loadAsFloat(p.wType, p.weight, 0, p.dim, w.data());
-    for (int64_t r = begin; r < end; r++) {
-      const size_t off = size_t(r) * p.dim;
-      loadAsFloat(p.xType, p.x, off, p.dim, x.data());
-      if (p.residual) {
-        loadAsFloat(p.xType, p.residual, off, p.dim, res.data());
-        for (int32_t i = 0; i < p.dim; i++) res[i] += x[i];
-        storeFromFloat(p.xType, res.data(), p.residual, off, p.dim);
-        // The norm reads the residual as stored, so a bf16 run normalises what it keeps.
-        loadAsFloat(p.xType, p.residual, off, p.dim, x.data());
-      }
-      const float meanSquare = dot(x.data(), x.data(), p.dim) / float(p.dim);
-      const float inv = 1.f / std::sqrt(meanSquare + p.eps);
-      for (int32_t i = 0; i < p.dim; i++) x[i] = x[i] * inv * w[i];
-      storeFromFloat(p.xType, x.data(), p.y, off, p.dim);
-    }
-  }, 4);
+  parallelFor(
+      p.rows,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> x(p.dim), w(p.dim), res(p.dim);
+        loadAsFloat(p.wType, p.weight, 0, p.dim, w.data());
+        for (int64_t r = begin; r < end; r++) {
+          const size_t off = size_t(r) * p.dim;
+          loadAsFloat(p.xType, p.x, off, p.dim, x.data());
+          if (p.residual) {
+            loadAsFloat(p.xType, p.residual, off, p.dim, res.data());
+            for (int32_t i = 0; i < p.dim; i++) res[i] += x[i];
+            storeFromFloat(p.xType, res.data(), p.residual, off, p.dim);
+            // The norm reads the residual as stored, so a bf16 run normalises what it keeps.
+            loadAsFloat(p.xType, p.residual, off, p.dim, x.data());
+          }
+          const float meanSquare = dot(x.data(), x.data(), p.dim) / float(p.dim);
+          const float inv = 1.f / std::sqrt(meanSquare + p.eps);
+          for (int32_t i = 0; i < p.dim; i++) x[i] = x[i] * inv * w[i];
+          storeFromFloat(p.xType, x.data(), p.y, off, p.dim);
+        }
+      },
+      4);
 }
 
 static void rotateRows(DType dtype, void* data, int32_t heads, int32_t d, int64_t token, const float* cosv,
@@ -76,42 +79,51 @@ static void rotateRows(DType dtype, void* data, int32_t heads, int32_t d, int64_
 
 void rope(const RopeParams& p) {
   const int32_t half = p.d / 2;
-  parallelFor(p.tokens, [&](int64_t begin, int64_t end) {
-    std::vector<float> cosv(half), sinv(half), row(p.d);
-    for (int64_t t = begin; t < end; t++) {
-      for (int32_t i = 0; i < half; i++) {
-        // The angle is formed in f32 as transformers forms it (position · inv_freq), then
-        // cos/sin are taken in double so large positions lose nothing more.
-        const float angle = float(p.positions[t]) * p.invFreq[i];
-        cosv[i] = float(std::cos(double(angle)));
-        sinv[i] = float(std::sin(double(angle)));
-      }
-      rotateRows(p.dtype, p.q, p.hq, p.d, t, cosv.data(), sinv.data(), row.data());
-      rotateRows(p.dtype, p.k, p.hkv, p.d, t, cosv.data(), sinv.data(), row.data());
-    }
-  }, 4);
+  parallelFor(
+      p.tokens,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> cosv(half), sinv(half), row(p.d);
+        for (int64_t t = begin; t < end; t++) {
+          for (int32_t i = 0; i < half; i++) {
+            // The angle is formed in f32 as transformers forms it (position · inv_freq), then
+            // cos/sin are taken in double so large positions lose nothing more.
+            const float angle = float(p.positions[t]) * p.invFreq[i];
+            cosv[i] = float(std::cos(double(angle)));
+            sinv[i] = float(std::sin(double(angle)));
+          }
+          rotateRows(p.dtype, p.q, p.hq, p.d, t, cosv.data(), sinv.data(), row.data());
+          rotateRows(p.dtype, p.k, p.hkv, p.d, t, cosv.data(), sinv.data(), row.data());
+        }
+      },
+      4);
 }
 
 void swiGlu(const SwiGluParams& p) {
-  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
-    std::vector<float> gate(p.inner), up(p.inner);
-    for (int64_t r = begin; r < end; r++) {
-      loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner, p.inner, gate.data());
-      loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner + p.inner, p.inner, up.data());
-      for (int32_t j = 0; j < p.inner; j++) gate[j] = gate[j] / (1.f + std::exp(-gate[j])) * up[j];
-      storeFromFloat(p.dtype, gate.data(), p.y, size_t(r) * p.inner, p.inner);
-    }
-  }, 4);
+  parallelFor(
+      p.rows,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> gate(p.inner), up(p.inner);
+        for (int64_t r = begin; r < end; r++) {
+          loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner, p.inner, gate.data());
+          loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner + p.inner, p.inner, up.data());
+          for (int32_t j = 0; j < p.inner; j++) gate[j] = gate[j] / (1.f + std::exp(-gate[j])) * up[j];
+          storeFromFloat(p.dtype, gate.data(), p.y, size_t(r) * p.inner, p.inner);
+        }
+      },
+      4);
 }
 
 void embedding(const EmbeddingParams& p) {
-  parallelFor(p.tokens, [&](int64_t begin, int64_t end) {
-    std::vector<float> row(p.dim);
-    for (int64_t t = begin; t < end; t++) {
-      loadAsFloat(p.tableType, p.table, size_t(p.ids[t]) * p.dim, p.dim, row.data());
-      storeFromFloat(p.yType, row.data(), p.y, size_t(t) * p.dim, p.dim);
-    }
-  }, 16);
+  parallelFor(
+      p.tokens,
+      [&](int64_t begin, int64_t end) {
+        std::vector<float> row(p.dim);
+        for (int64_t t = begin; t < end; t++) {
+          loadAsFloat(p.tableType, p.table, size_t(p.ids[t]) * p.dim, p.dim, row.data());
+          storeFromFloat(p.yType, row.data(), p.y, size_t(t) * p.dim, p.dim);
+        }
+      },
+      16);
 }
 
 }  // namespace lt::cpu

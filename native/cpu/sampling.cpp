@@ -71,7 +71,9 @@ void repetitionPenalty(const RepetitionPenaltyParams& p) {
   });
 }
 
-static float f32ToFloat(float v) { return v; }
+static float f32ToFloat(float v) {
+  return v;
+}
 
 // One row, scanned in index order: the first NaN ends the search, and a strict > keeps the
 // lowest index among equal values. Starting below -inf makes a row of -inf answer 0.
@@ -97,10 +99,14 @@ static void argmaxRows(const ArgmaxParams& p) {
 
 void argmax(const ArgmaxParams& p) {
   switch (p.dtype) {
-    case DType::F32: return argmaxRows<float, f32ToFloat>(p);
-    case DType::F16: return argmaxRows<uint16_t, f16ToFloat>(p);
-    case DType::BF16: return argmaxRows<uint16_t, bf16ToFloat>(p);
-    case DType::I32: break;
+    case DType::F32:
+      return argmaxRows<float, f32ToFloat>(p);
+    case DType::F16:
+      return argmaxRows<uint16_t, f16ToFloat>(p);
+    case DType::BF16:
+      return argmaxRows<uint16_t, bf16ToFloat>(p);
+    case DType::I32:
+      break;
   }
   throw Error(std::string("argmax: logits must be f32, f16 or bf16, not ") + dtypeName(p.dtype));
 }

@@ -10,25 +10,60 @@ static const char* kReason =
     "this build of lighttransfer has no CUDA backend (nvcc was not found when it was built); "
     "install the CUDA toolkit and rebuild with `LIGHTTRANSFER_CUDA=on npm rebuild lighttransfer`";
 
-Availability availability() { return Availability{false, kReason, 0}; }
-std::vector<DeviceInfo> listDevices() { return {}; }
-static void unavailable() { throw Error(std::string("CUDA is not available: ") + kReason); }
-void* alloc(int, size_t) { unavailable(); return nullptr; }
+Availability availability() {
+  return Availability{false, kReason, 0};
+}
+std::vector<DeviceInfo> listDevices() {
+  return {};
+}
+static void unavailable() {
+  throw Error(std::string("CUDA is not available: ") + kReason);
+}
+void* alloc(int, size_t) {
+  unavailable();
+  return nullptr;
+}
 void free(int, void*) noexcept {}
 void releaseIdleMemory(int) noexcept {}
-void copy(void*, int, const void*, int, size_t) { unavailable(); }
-void readStaged(int, const void*, size_t, const std::function<void(const void*)>&) { unavailable(); }
-void synchronize(int) { unavailable(); }
-void* stream(int) { unavailable(); return nullptr; }
-int multiprocessors(int) { unavailable(); return 0; }
-void setCurrent(int) { unavailable(); }
+void copy(void*, int, const void*, int, size_t) {
+  unavailable();
+}
+void readStaged(int, const void*, size_t, const std::function<void(const void*)>&) {
+  unavailable();
+}
+void synchronize(int) {
+  unavailable();
+}
+void* stream(int) {
+  unavailable();
+  return nullptr;
+}
+int multiprocessors(int) {
+  unavailable();
+  return 0;
+}
+void setCurrent(int) {
+  unavailable();
+}
 struct Graph {};
-void beginCapture(int) { unavailable(); }
-bool capturing(int) { return false; }
-void* captureScratch(int, size_t) { unavailable(); return nullptr; }
-Graph* endCapture(int) { unavailable(); return nullptr; }
+void beginCapture(int) {
+  unavailable();
+}
+bool capturing(int) {
+  return false;
+}
+void* captureScratch(int, size_t) {
+  unavailable();
+  return nullptr;
+}
+Graph* endCapture(int) {
+  unavailable();
+  return nullptr;
+}
 void abortCapture(int) noexcept {}
-void launchGraph(Graph*) { unavailable(); }
+void launchGraph(Graph*) {
+  unavailable();
+}
 void destroyGraph(Graph*) noexcept {}
 
 }  // namespace lt::cuda

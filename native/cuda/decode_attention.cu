@@ -114,11 +114,12 @@ __device__ __forceinline__ uint32_t smemAddr(const void* p) {
 // 16-byte async copy; a row past the sequence's end is zero-filled (no global read), so the
 // P·V product never multiplies a masked weight by stale shared memory that could hold NaN.
 __device__ __forceinline__ void cpAsync16(void* smem, const void* gmem, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smemAddr(smem)), "l"(gmem),
-               "r"(valid ? 16 : 0)
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smemAddr(smem)), "l"(gmem), "r"(valid ? 16 : 0)
                : "memory");
 }
-__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 template <int N>
 __device__ __forceinline__ void cpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
@@ -481,7 +482,9 @@ void checkCuda(cudaError_t err, const char* what) {
   if (err != cudaSuccess) throw Error(std::string("decodeAttention: ") + what + " failed: " + cudaGetErrorString(err));
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 void validateDecode(const DecodeAttentionParams& p) {
   if (p.dtype == DType::F32)
@@ -494,7 +497,8 @@ void validateDecode(const DecodeAttentionParams& p) {
     throw Error("decodeAttention: need batch >= 0 and hq a positive multiple of hkv (got batch " +
                 std::to_string(p.batch) + ", hq " + std::to_string(p.hq) + ", hkv " + std::to_string(p.hkv) + ")");
   if (p.batch > 65535)
-    throw Error("decodeAttention: batch " + std::to_string(p.batch) + " exceeds 65535 sequences per call; split the batch");
+    throw Error("decodeAttention: batch " + std::to_string(p.batch) +
+                " exceeds 65535 sequences per call; split the batch");
   if (p.pageSize <= 0 || p.maxPagesPerSeq <= 0)
     throw Error("decodeAttention: pageSize and maxPagesPerSeq must be positive");
 }
@@ -633,11 +637,15 @@ void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStrea
 template <typename T>
 void dispatchDecode(const DecodeArgs& args, const Plan& plan, int d, int batch, cudaStream_t stream) {
   if (d == 64) {
-    if (plan.rows16) launchDecode<T, 64, true>(args, plan, batch, stream);
-    else launchDecode<T, 64, false>(args, plan, batch, stream);
+    if (plan.rows16)
+      launchDecode<T, 64, true>(args, plan, batch, stream);
+    else
+      launchDecode<T, 64, false>(args, plan, batch, stream);
   } else {
-    if (plan.rows16) launchDecode<T, 128, true>(args, plan, batch, stream);
-    else launchDecode<T, 128, false>(args, plan, batch, stream);
+    if (plan.rows16)
+      launchDecode<T, 128, true>(args, plan, batch, stream);
+    else
+      launchDecode<T, 128, false>(args, plan, batch, stream);
   }
 }
 
@@ -675,8 +683,10 @@ void decodeAttention(const DecodeAttentionParams& p, void* workspace, size_t wor
   args.maxPagesPerSeq = p.maxPagesPerSeq, args.numSplits = plan.splits;
   args.scaleLog2 = p.scale * kLog2e;
 
-  if (p.dtype == DType::BF16) dispatchDecode<__nv_bfloat16>(args, plan, p.d, p.batch, stream);
-  else dispatchDecode<__half>(args, plan, p.d, p.batch, stream);
+  if (p.dtype == DType::BF16)
+    dispatchDecode<__nv_bfloat16>(args, plan, p.d, p.batch, stream);
+  else
+    dispatchDecode<__half>(args, plan, p.d, p.batch, stream);
 }
 
 }  // namespace lt::cuda

@@ -14,8 +14,9 @@ namespace lt::cuda {
 namespace {
 
 template <typename Word>
-__global__ void gatherRows(const Word* __restrict__ kPages, const Word* __restrict__ vPages, const int32_t* __restrict__ slots,
-                           Word* __restrict__ k, Word* __restrict__ v, int32_t wordsPerRow) {
+__global__ void gatherRows(const Word* __restrict__ kPages, const Word* __restrict__ vPages,
+                           const int32_t* __restrict__ slots, Word* __restrict__ k, Word* __restrict__ v,
+                           int32_t wordsPerRow) {
   const int32_t t = blockIdx.x;
   const size_t src = size_t(slots[t]) * wordsPerRow;
   const size_t dst = size_t(t) * wordsPerRow;
@@ -31,12 +32,13 @@ void gatherKv(const GatherKvParams& p, cudaStream_t stream) {
   if (p.length == 0) return;
   const size_t rowBytes = size_t(p.hkv) * p.d * dtypeSize(p.dtype);
   if (rowBytes % 16 == 0) {
-    gatherRows<<<p.length, 128, 0, stream>>>(static_cast<const uint4*>(p.kPages), static_cast<const uint4*>(p.vPages), p.slots,
-                                             static_cast<uint4*>(p.k), static_cast<uint4*>(p.v), int32_t(rowBytes / 16));
+    gatherRows<<<p.length, 128, 0, stream>>>(static_cast<const uint4*>(p.kPages), static_cast<const uint4*>(p.vPages),
+                                             p.slots, static_cast<uint4*>(p.k), static_cast<uint4*>(p.v),
+                                             int32_t(rowBytes / 16));
   } else {
-    gatherRows<<<p.length, 128, 0, stream>>>(static_cast<const uint16_t*>(p.kPages), static_cast<const uint16_t*>(p.vPages),
-                                             p.slots, static_cast<uint16_t*>(p.k), static_cast<uint16_t*>(p.v),
-                                             int32_t(rowBytes / 2));
+    gatherRows<<<p.length, 128, 0, stream>>>(
+        static_cast<const uint16_t*>(p.kPages), static_cast<const uint16_t*>(p.vPages), p.slots,
+        static_cast<uint16_t*>(p.k), static_cast<uint16_t*>(p.v), int32_t(rowBytes / 2));
   }
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) throw Error(std::string("gatherKv launch failed: ") + cudaGetErrorString(err));

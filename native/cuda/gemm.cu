@@ -69,12 +69,26 @@ void checkCuda(cudaError_t err, const char* what) {
 constexpr int kBM = 64, kBN = 64, kBK = 32, kPad = 8, kGemmThreads = 128;
 constexpr int kLds = kBK + kPad;  // shared-memory row stride in elements: 80 B, conflict-free fragments
 
-template <typename T> __device__ __forceinline__ float toF(T v);
-template <> __device__ __forceinline__ float toF<bf16>(bf16 v) { return __bfloat162float(v); }
-template <> __device__ __forceinline__ float toF<f16>(f16 v) { return __half2float(v); }
-template <typename T> __device__ __forceinline__ T fromF(float v);
-template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
-template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
+template <typename T>
+__device__ __forceinline__ float toF(T v);
+template <>
+__device__ __forceinline__ float toF<bf16>(bf16 v) {
+  return __bfloat162float(v);
+}
+template <>
+__device__ __forceinline__ float toF<f16>(f16 v) {
+  return __half2float(v);
+}
+template <typename T>
+__device__ __forceinline__ T fromF(float v);
+template <>
+__device__ __forceinline__ bf16 fromF<bf16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ f16 fromF<f16>(float v) {
+  return __float2half_rn(v);
+}
 
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
@@ -114,9 +128,9 @@ __device__ __forceinline__ uint4 loadChunk(const T* base, int row, int rows, int
 }
 
 template <typename T, bool kVec>
-__global__ void __launch_bounds__(kGemmThreads) gemmFallbackKernel(const T* __restrict__ x, const T* __restrict__ w,
-                                                                  const T* __restrict__ bias, T* __restrict__ y,
-                                                                  int m, int n, int k) {
+__global__ void __launch_bounds__(kGemmThreads)
+    gemmFallbackKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
+                       int m, int n, int k) {
   __shared__ alignas(16) T As[2][kBM][kLds];
   __shared__ alignas(16) T Bs[2][kBN][kLds];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -213,7 +227,8 @@ __global__ void __launch_bounds__(kGemmThreads) gemmFallbackKernel(const T* __re
 
 template <typename T>
 __global__ void biasKernel(const T* __restrict__ bias, T* __restrict__ y, long long total, int n) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x)
     y[i] = bias != nullptr ? bias[i % n] : fromF<T>(0.f);
 }
 
@@ -225,8 +240,8 @@ void launchFallback(const LinearParams& p, cudaStream_t stream) {
   T* y = static_cast<T*>(p.y);
   const dim3 grid(unsigned((p.n + kBN - 1) / kBN), unsigned((p.m + kBM - 1) / kBM));
   if (grid.y > 65535u) throw Error("linear: m = " + std::to_string(p.m) + " is too large for the fallback GEMM");
-  const bool vec = p.k % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
+  const bool vec =
+      p.k % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
   if (vec) {
     gemmFallbackKernel<T, true><<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, p.m, p.n, p.k);
   } else {
@@ -295,7 +310,7 @@ struct Api {
                              const void*, cublasLtMatrixLayout_t, const void*, const void*, cublasLtMatrixLayout_t,
                              void*, cublasLtMatrixLayout_t, const cublasLtMatmulAlgo_t*, void*, size_t,
                              cudaStream_t) = nullptr;
-  size_t (*ltGetVersion)() = nullptr;                      // optional
+  size_t (*ltGetVersion)() = nullptr;                        // optional
   const char* (*ltGetStatusName)(cublasStatus_t) = nullptr;  // optional
   // cuBLAS
   void* blas = nullptr;
@@ -478,7 +493,9 @@ int alignmentOf(const void* p) {
   return a;
 }
 
-cudaDataType_t cudaType(DType t) { return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F; }
+cudaDataType_t cudaType(DType t) {
+  return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+}
 
 // Builds the cuBLASLt descriptors for a shape and asks the heuristic for its first choice; a
 // plan with path Blas/Fallback when Lt has none.
@@ -515,8 +532,8 @@ Plan makeLtPlan(DeviceState& st, const LinearParams& p, const PlanKey& key, size
   cublasLtMatmulHeuristicResult_t results[4];
   std::memset(results, 0, sizeof(results));
   int count = 0;
-  const cublasStatus_t s = a.ltMatmulAlgoGetHeuristic(st.lt, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1,
-                                                      results, &count);
+  const cublasStatus_t s =
+      a.ltMatmulAlgoGetHeuristic(st.lt, plan.desc, plan.a, plan.b, plan.d, plan.d, pref, 1, results, &count);
   a.ltMatmulPreferenceDestroy(pref);
   if (s == CUBLAS_STATUS_SUCCESS && count > 0 && results[0].state == CUBLAS_STATUS_SUCCESS) {
     plan.path = Path::Lt;
@@ -542,7 +559,8 @@ void runBlas(DeviceState& st, const LinearParams& p, cudaStream_t stream, void* 
 
 template <typename T>
 __global__ void addBiasKernel(const T* __restrict__ bias, T* __restrict__ y, long long total, int n) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x)
     y[i] = fromF<T>(toF(y[i]) + toF(bias[i % n]));
 }
 
@@ -615,7 +633,9 @@ void runLinear(const LinearParams& p, cudaStream_t stream) {
       if (p.bias != nullptr) launchAddBias<T>(p, stream);
       return;
     }
-    case Path::Fallback: launchFallback<T>(p, stream); return;
+    case Path::Fallback:
+      launchFallback<T>(p, stream);
+      return;
   }
 }
 
@@ -639,8 +659,7 @@ GemmBackend gemmBackend() {
 }
 
 void linear(const LinearParams& p, cudaStream_t stream) {
-  if (p.wType == DType::F32)
-    throw Error("linear: f32 weights on CUDA: convert to bf16/f16 when loading");
+  if (p.wType == DType::F32) throw Error("linear: f32 weights on CUDA: convert to bf16/f16 when loading");
   if (p.wType != DType::BF16 && p.wType != DType::F16)
     throw Error(std::string("linear: weights must be bf16 or f16 on CUDA, not ") + dtypeName(p.wType));
   if (p.xType != p.wType)

@@ -28,9 +28,9 @@ constexpr int kBlock = 256;
 constexpr long long kMaxGrid = 8192;
 
 template <typename V>
-__global__ void __launch_bounds__(kBlock) appendKvKernel(const V* __restrict__ k, const V* __restrict__ v,
-                                                         V* kPages, V* vPages, const int32_t* __restrict__ slots,
-                                                         long long total, int rowVecs, long long poolSlots) {
+__global__ void __launch_bounds__(kBlock)
+    appendKvKernel(const V* __restrict__ k, const V* __restrict__ v, V* kPages, V* vPages,
+                   const int32_t* __restrict__ slots, long long total, int rowVecs, long long poolSlots) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     const long long t = i / rowVecs;
@@ -61,9 +61,9 @@ __device__ __forceinline__ size_t poolRow(const int32_t* table, int slot, int pa
 }
 
 template <typename V>
-__global__ void __launch_bounds__(kBlock) cutGatherKernel(const V* kPages, const V* vPages,
-                                                          const int32_t* __restrict__ srcTable, V* kScratch,
-                                                          V* vScratch, CutGeometry g, int rowVecs) {
+__global__ void __launch_bounds__(kBlock)
+    cutGatherKernel(const V* kPages, const V* vPages, const int32_t* __restrict__ srcTable, V* kScratch, V* vScratch,
+                    CutGeometry g, int rowVecs) {
   const long long total = (long long)g.kept * rowVecs;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
@@ -76,9 +76,9 @@ __global__ void __launch_bounds__(kBlock) cutGatherKernel(const V* kPages, const
 }
 
 template <typename V>
-__global__ void __launch_bounds__(kBlock) cutScatterKernel(V* kPages, V* vPages, const int32_t* __restrict__ dstTable,
-                                                           const V* kScratch, const V* vScratch, CutGeometry g,
-                                                           int rowVecs) {
+__global__ void __launch_bounds__(kBlock)
+    cutScatterKernel(V* kPages, V* vPages, const int32_t* __restrict__ dstTable, const V* kScratch, const V* vScratch,
+                     CutGeometry g, int rowVecs) {
   const long long total = (long long)g.kept * rowVecs;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
@@ -121,9 +121,9 @@ template <typename V>
 void launchAppend(const AppendKvParams& p, size_t rowBytes, cudaStream_t stream) {
   const int rowVecs = int(rowBytes / sizeof(V));
   const long long total = (long long)p.tokens * rowVecs;
-  appendKvKernel<V><<<gridFor(total), kBlock, 0, stream>>>(
-      static_cast<const V*>(p.k), static_cast<const V*>(p.v), static_cast<V*>(p.kPages), static_cast<V*>(p.vPages),
-      p.slots, total, rowVecs, (long long)p.numPages * p.pageSize);
+  appendKvKernel<V><<<gridFor(total), kBlock, 0, stream>>>(static_cast<const V*>(p.k), static_cast<const V*>(p.v),
+                                                           static_cast<V*>(p.kPages), static_cast<V*>(p.vPages),
+                                                           p.slots, total, rowVecs, (long long)p.numPages * p.pageSize);
   throwIfLaunchFailed("appendKv", "appendKvKernel");
 }
 
@@ -137,19 +137,29 @@ void launchCut(const CutToStreamingParams& p, const CutGeometry& g, size_t rowBy
   cutGatherKernel<V><<<grid, kBlock, 0, stream>>>(static_cast<const V*>(p.kPages), static_cast<const V*>(p.vPages),
                                                   p.srcPageTable, kScratch, vScratch, g, rowVecs);
   throwIfLaunchFailed("cutToStreaming", "cutGatherKernel");
-  cutScatterKernel<V><<<grid, kBlock, 0, stream>>>(static_cast<V*>(p.kPages), static_cast<V*>(p.vPages),
-                                                   p.dstPageTable, kScratch, vScratch, g, rowVecs);
+  cutScatterKernel<V><<<grid, kBlock, 0, stream>>>(static_cast<V*>(p.kPages), static_cast<V*>(p.vPages), p.dstPageTable,
+                                                   kScratch, vScratch, g, rowVecs);
   throwIfLaunchFailed("cutToStreaming", "cutScatterKernel");
 }
 
 template <typename F>
 void byWidth(int w, F&& f) {
   switch (w) {
-    case 16: f(uint4{}); break;
-    case 8: f(uint2{}); break;
-    case 4: f(uint32_t{}); break;
-    case 2: f(uint16_t{}); break;
-    default: f(uint8_t{}); break;
+    case 16:
+      f(uint4{});
+      break;
+    case 8:
+      f(uint2{});
+      break;
+    case 4:
+      f(uint32_t{});
+      break;
+    case 2:
+      f(uint16_t{});
+      break;
+    default:
+      f(uint8_t{});
+      break;
   }
 }
 
@@ -166,8 +176,8 @@ void validateCut(const CutToStreamingParams& p) {
   checkCacheDType(p.dtype, "cutToStreaming");
   if (p.length < 0 || p.sink < 0 || p.window < 0 || p.hkv <= 0 || p.d <= 0 || p.pageSize <= 0)
     throw Error("cutToStreaming: length, sink and window must be >= 0 and hkv, d, pageSize > 0 (got length " +
-                std::to_string(p.length) + ", sink " + std::to_string(p.sink) + ", window " +
-                std::to_string(p.window) + ")");
+                std::to_string(p.length) + ", sink " + std::to_string(p.sink) + ", window " + std::to_string(p.window) +
+                ")");
 }
 
 }  // namespace

@@ -44,13 +44,23 @@ unsigned gridFor(long long work, int block = kGridStrideBlock) {
 
 // ----------------------------------------------------------------------------- element access
 // The value a store to T keeps, read back as f32.
-template <typename T> __device__ __forceinline__ float roundTo(float v) { return toF(fromF<T>(v)); }
+template <typename T>
+__device__ __forceinline__ float roundTo(float v) {
+  return toF(fromF<T>(v));
+}
 
 // Eight consecutive elements <-> f32: one 16-byte access for 16-bit types, two for f32.
 // p must be 16-byte aligned (8·sizeof(T) bytes for f32: 32).
 __device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
   const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
-  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+  f[0] = a.x;
+  f[1] = a.y;
+  f[2] = a.z;
+  f[3] = a.w;
+  f[4] = b.x;
+  f[5] = b.y;
+  f[6] = b.z;
+  f[7] = b.w;
 }
 __device__ __forceinline__ void load8(const f16* p, float (&f)[8]) {
   const uint4 u = *reinterpret_cast<const uint4*>(p);
@@ -95,8 +105,8 @@ __device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
 constexpr int kNormCache = 4;  // 8-element vectors a thread keeps in registers
 
 template <typename T, typename W>
-__global__ void __launch_bounds__(1024) rmsNormKernel(const T* x, T* residual, const W* __restrict__ weight, T* y,
-                                                      int dim, float eps) {
+__global__ void __launch_bounds__(1024)
+    rmsNormKernel(const T* x, T* residual, const W* __restrict__ weight, T* y, int dim, float eps) {
   __shared__ float scratch[32];
   const int vecs = dim >> 3;
   const size_t base = size_t(blockIdx.x) * dim;
@@ -143,8 +153,8 @@ __global__ void __launch_bounds__(1024) rmsNormKernel(const T* x, T* residual, c
 }
 
 template <typename T, typename W>
-__global__ void __launch_bounds__(256) rmsNormScalarKernel(const T* x, T* residual, const W* __restrict__ weight, T* y,
-                                                           int dim, float eps) {
+__global__ void __launch_bounds__(256)
+    rmsNormScalarKernel(const T* x, T* residual, const W* __restrict__ weight, T* y, int dim, float eps) {
   __shared__ float scratch[32];
   const size_t base = size_t(blockIdx.x) * dim;
   float ss = 0.f;
@@ -160,8 +170,7 @@ __global__ void __launch_bounds__(256) rmsNormScalarKernel(const T* x, T* residu
   const float inv = rsqrtf(blockSum(ss, scratch) / float(dim) + eps);
   // Each thread reads back only what it wrote itself (or x), so y may alias x.
   const T* src = residual != nullptr ? residual : x;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x)
-    y[base + i] = fromF<T>(toF(src[base + i]) * inv * toF(weight[i]));
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) y[base + i] = fromF<T>(toF(src[base + i]) * inv * toF(weight[i]));
 }
 
 template <typename T, typename W>
@@ -246,8 +255,8 @@ __device__ __forceinline__ float silu(float g) {
 }
 
 template <typename T, bool kVec>
-__global__ void __launch_bounds__(kGridStrideBlock) swiGluKernel(const T* __restrict__ x, T* __restrict__ y,
-                                                                 long long rows, int inner) {
+__global__ void __launch_bounds__(kGridStrideBlock)
+    swiGluKernel(const T* __restrict__ x, T* __restrict__ y, long long rows, int inner) {
   const int per = kVec ? inner / 8 : inner;  // work units per row
   const long long total = rows * per;
   for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < total;
@@ -273,20 +282,20 @@ void launchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
   if (p.inner % 8 == 0 && aligned16({p.x, p.y})) {
-    swiGluKernel<T, true><<<gridFor((long long)p.rows * (p.inner / 8)), kGridStrideBlock, 0, stream>>>(x, y, p.rows,
-                                                                                                        p.inner);
+    swiGluKernel<T, true>
+        <<<gridFor((long long)p.rows * (p.inner / 8)), kGridStrideBlock, 0, stream>>>(x, y, p.rows, p.inner);
   } else {
-    swiGluKernel<T, false><<<gridFor((long long)p.rows * p.inner), kGridStrideBlock, 0, stream>>>(x, y, p.rows,
-                                                                                                  p.inner);
+    swiGluKernel<T, false>
+        <<<gridFor((long long)p.rows * p.inner), kGridStrideBlock, 0, stream>>>(x, y, p.rows, p.inner);
   }
   throwIfLaunchFailed("swiGlu", "swiGluKernel");
 }
 
 // ----------------------------------------------------------------------------- embedding
 template <typename TT, typename YT, bool kVec>
-__global__ void __launch_bounds__(kGridStrideBlock) embeddingKernel(const int32_t* __restrict__ ids,
-                                                                    const TT* __restrict__ table, YT* __restrict__ y,
-                                                                    long long tokens, int dim, int vocab) {
+__global__ void __launch_bounds__(kGridStrideBlock)
+    embeddingKernel(const int32_t* __restrict__ ids, const TT* __restrict__ table, YT* __restrict__ y, long long tokens,
+                    int dim, int vocab) {
   const int per = kVec ? dim / 8 : dim;
   const long long total = tokens * per;
   for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < total;
@@ -324,9 +333,8 @@ void launchEmbedding(const EmbeddingParams& p, cudaStream_t stream) {
 void rmsNorm(const RmsNormParams& p, cudaStream_t stream) {
   if (p.rows <= 0 || p.dim <= 0) return;
   withFloatType(p.xType, "rmsNorm", "x", [&](auto xt) {
-    withFloatType(p.wType, "rmsNorm", "the weight", [&](auto wt) {
-      launchRmsNorm<decltype(xt), decltype(wt)>(p, stream);
-    });
+    withFloatType(p.wType, "rmsNorm", "the weight",
+                  [&](auto wt) { launchRmsNorm<decltype(xt), decltype(wt)>(p, stream); });
   });
 }
 
@@ -344,9 +352,7 @@ void swiGlu(const SwiGluParams& p, cudaStream_t stream) {
 void embedding(const EmbeddingParams& p, cudaStream_t stream) {
   if (p.tokens <= 0 || p.dim <= 0) return;
   withFloatType(p.tableType, "embedding", "the table", [&](auto tt) {
-    withFloatType(p.yType, "embedding", "y", [&](auto yt) {
-      launchEmbedding<decltype(tt), decltype(yt)>(p, stream);
-    });
+    withFloatType(p.yType, "embedding", "y", [&](auto yt) { launchEmbedding<decltype(tt), decltype(yt)>(p, stream); });
   });
 }
 

@@ -185,11 +185,15 @@ void lazyRatio(const LazyRatioParams& p, cudaStream_t stream) {
   }
 
   if (p.dtype == DType::BF16) {
-    if (p.d == 128) launchRatio<__nv_bfloat16, 128>(a, stream);
-    else launchRatio<__nv_bfloat16, 64>(a, stream);
+    if (p.d == 128)
+      launchRatio<__nv_bfloat16, 128>(a, stream);
+    else
+      launchRatio<__nv_bfloat16, 64>(a, stream);
   } else {
-    if (p.d == 128) launchRatio<__half, 128>(a, stream);
-    else launchRatio<__half, 64>(a, stream);
+    if (p.d == 128)
+      launchRatio<__half, 128>(a, stream);
+    else
+      launchRatio<__half, 64>(a, stream);
   }
 }
 

@@ -35,30 +35,62 @@ inline bool aligned16(std::initializer_list<const void*> ptrs) {
 template <typename F>
 void withFloatType(DType t, const char* op, const char* what, F&& f) {
   switch (t) {
-    case DType::F32: f(float{}); return;
-    case DType::F16: f(f16{}); return;
-    case DType::BF16: f(bf16{}); return;
-    default: throw Error(std::string(op) + ": " + what + " must be f32, f16 or bf16, not " + dtypeName(t));
+    case DType::F32:
+      f(float{});
+      return;
+    case DType::F16:
+      f(f16{});
+      return;
+    case DType::BF16:
+      f(bf16{});
+      return;
+    default:
+      throw Error(std::string(op) + ": " + what + " must be f32, f16 or bf16, not " + dtypeName(t));
   }
 }
 
-__device__ __forceinline__ float toF(float v) { return v; }
-__device__ __forceinline__ float toF(f16 v) { return __half2float(v); }
-__device__ __forceinline__ float toF(bf16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float toF(float v) {
+  return v;
+}
+__device__ __forceinline__ float toF(f16 v) {
+  return __half2float(v);
+}
+__device__ __forceinline__ float toF(bf16 v) {
+  return __bfloat162float(v);
+}
 
-template <typename T> __device__ __forceinline__ T fromF(float v);
-template <> __device__ __forceinline__ float fromF<float>(float v) { return v; }
-template <> __device__ __forceinline__ f16 fromF<f16>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ bf16 fromF<bf16>(float v) { return __float2bfloat16_rn(v); }
+template <typename T>
+__device__ __forceinline__ T fromF(float v);
+template <>
+__device__ __forceinline__ float fromF<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ f16 fromF<f16>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ bf16 fromF<bf16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 
 // The bits of an element widened to f32 (exact: every f16 and bf16 value is an f32 value).
-__device__ __forceinline__ uint32_t f32Bits(float v) { return __float_as_uint(v); }
-__device__ __forceinline__ uint32_t f32Bits(f16 v) { return __float_as_uint(__half2float(v)); }
-__device__ __forceinline__ uint32_t f32Bits(bf16 v) { return uint32_t(__bfloat16_as_ushort(v)) << 16; }
+__device__ __forceinline__ uint32_t f32Bits(float v) {
+  return __float_as_uint(v);
+}
+__device__ __forceinline__ uint32_t f32Bits(f16 v) {
+  return __float_as_uint(__half2float(v));
+}
+__device__ __forceinline__ uint32_t f32Bits(bf16 v) {
+  return uint32_t(__bfloat16_as_ushort(v)) << 16;
+}
 
 // The f32 bits of the 16 / sizeof(T) elements of one 16-byte load, in memory order.
 __device__ __forceinline__ void f32Bits16(const uint4& u, float, uint32_t (&b)[4]) {
-  b[0] = u.x; b[1] = u.y; b[2] = u.z; b[3] = u.w;
+  b[0] = u.x;
+  b[1] = u.y;
+  b[2] = u.z;
+  b[3] = u.w;
 }
 __device__ __forceinline__ void f32Bits16(const uint4& u, f16, uint32_t (&b)[8]) {
   const __half2* h = reinterpret_cast<const __half2*>(&u);

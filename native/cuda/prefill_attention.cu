@@ -60,9 +60,9 @@ struct PrefillArgs {
   int64_t qStride, kvStride;  // elements between consecutive tokens
   float scaleLog2;            // scale * log2(e): softmax runs in base 2
   int stream, sink, window;
-  int ratioRows;              // Last = rows [nq - ratioRows, nq); 0 = no ratio
-  int rSink, rRecentFrom;     // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
-  int ratioAtomic;            // Last spans several blocks: accumulate into a zeroed buffer
+  int ratioRows;           // Last = rows [nq - ratioRows, nq); 0 = no ratio
+  int rSink, rRecentFrom;  // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
+  int ratioAtomic;         // Last spans several blocks: accumulate into a zeroed buffer
   // Cached prefix (cachedLen = 0: none). Key j < cachedLen is position j of the cache: held iff
   // j < ringSink or j >= ringTailBegin (a full cache: both 0), at logical slot j, or for a ring
   // (ringWindow > 0) past its sinks at ringSink + (j - ringSink) mod ringWindow.
@@ -225,8 +225,7 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 
     const int t0 = tr.tile(it) * kBlockN;
     const int t1 = t0 + kBlockN - 1;
-    const bool anyVisible =
-        warpLive && t0 <= wpMax && (!a.stream || t0 < a.sink || t1 + a.window - 1 >= wpMin);
+    const bool anyVisible = warpLive && t0 <= wpMax && (!a.stream || t0 < a.sink || t1 + a.window - 1 >= wpMin);
     if (!anyVisible) continue;
     const uint32_t bufK = sK + (it & 1) * kTileKV;
     const uint32_t bufV = sV + (it & 1) * kTileKV;
@@ -490,8 +489,7 @@ void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
 }  // namespace
 
 void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
-  if (p.dtype == DType::F32)
-    throw Error("prefillAttention: f32 is CPU-only; use f16 or bf16 on CUDA");
+  if (p.dtype == DType::F32) throw Error("prefillAttention: f32 is CPU-only; use f16 or bf16 on CUDA");
   if (p.dtype != DType::F16 && p.dtype != DType::BF16)
     throw Error(std::string("prefillAttention: unsupported dtype ") + dtypeName(p.dtype) + "; use f16 or bf16");
   if (p.d != 64 && p.d != 128)
@@ -503,8 +501,7 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
                 " hkv=" + std::to_string(p.hkv));
   if (int64_t(p.hq) * ((p.nq + kBlockM - 1) / kBlockM) > INT32_MAX)
     throw Error("prefillAttention: hq * ceil(nq / 128) must fit in 2^31 blocks; split the call into chunks");
-  if (!(p.scale > 0.f) || !std::isfinite(p.scale))
-    throw Error("prefillAttention: scale must be positive and finite");
+  if (!(p.scale > 0.f) || !std::isfinite(p.scale)) throw Error("prefillAttention: scale must be positive and finite");
   if (p.mask.enabled && (p.mask.sink < 0 || p.mask.window < 0))
     throw Error("prefillAttention: streaming mask needs sink >= 0 and window >= 0");
   const bool wantRatio = p.lazyRatio != nullptr && p.ratio.enabled;
@@ -521,8 +518,8 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
   const CachedPrefix& c = p.cached;
   const int cachedLen = c.enabled ? c.length : 0;
   if (cachedLen < 0 || cachedLen > p.nk)
-    throw Error("prefillAttention: the cached prefix of " + std::to_string(cachedLen) + " positions is longer than the " +
-                std::to_string(p.nk) + " keys");
+    throw Error("prefillAttention: the cached prefix of " + std::to_string(cachedLen) +
+                " positions is longer than the " + std::to_string(p.nk) + " keys");
   if (c.enabled && (c.pageSize <= 0 || (c.ring && (c.ringSink < 0 || c.ringWindow <= 0))))
     throw Error("prefillAttention: the cached prefix needs pageSize > 0 and, for a ring, sink >= 0 and window > 0");
   if (p.nq == 0) return;
@@ -576,16 +573,21 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
     a.ratioAtomic = ratioRows > kBlockM ? 1 : 0;
     if (a.ratioAtomic) {
       const cudaError_t e = cudaMemsetAsync(p.lazyRatio, 0, size_t(p.hq) * sizeof(float), stream);
-      if (e != cudaSuccess) throw Error(std::string("prefillAttention: cudaMemsetAsync failed: ") + cudaGetErrorString(e));
+      if (e != cudaSuccess)
+        throw Error(std::string("prefillAttention: cudaMemsetAsync failed: ") + cudaGetErrorString(e));
     }
   }
 
   if (p.dtype == DType::BF16) {
-    if (p.d == 128) launchPrefill<__nv_bfloat16, 128>(a, stream);
-    else launchPrefill<__nv_bfloat16, 64>(a, stream);
+    if (p.d == 128)
+      launchPrefill<__nv_bfloat16, 128>(a, stream);
+    else
+      launchPrefill<__nv_bfloat16, 64>(a, stream);
   } else {
-    if (p.d == 128) launchPrefill<__half, 128>(a, stream);
-    else launchPrefill<__half, 64>(a, stream);
+    if (p.d == 128)
+      launchPrefill<__half, 128>(a, stream);
+    else
+      launchPrefill<__half, 64>(a, stream);
   }
 }
 

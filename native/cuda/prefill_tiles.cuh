@@ -18,11 +18,11 @@
 
 namespace lt::cuda::detail {
 
-constexpr int kWarps = 4;             // one block = 4 warps
+constexpr int kWarps = 4;  // one block = 4 warps
 constexpr int kThreads = kWarps * 32;
-constexpr int kRowsPerWarp = 32;      // two m16 tiles per warp: B fragments are reused twice
+constexpr int kRowsPerWarp = 32;                // two m16 tiles per warp: B fragments are reused twice
 constexpr int kBlockM = kWarps * kRowsPerWarp;  // 128 query rows per block
-constexpr int kBlockN = 64;           // keys per K/V tile
+constexpr int kBlockN = 64;                     // keys per K/V tile
 
 __device__ __forceinline__ uint32_t smemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -33,7 +33,9 @@ __device__ __forceinline__ uint32_t smemAddr(const void* p) {
 __device__ __forceinline__ void cpAsync16(uint32_t dst, const void* src, int srcBytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(srcBytes));
 }
-__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cpAsyncCommit() {
+  asm volatile("cp.async.commit_group;\n" ::);
+}
 template <int N>
 __device__ __forceinline__ void cpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
@@ -175,8 +177,7 @@ __device__ __forceinline__ uint32_t laneBase(int row, int chunk0) {
 // the K tile. Accumulators follow the m16n8k16 C layout: s[mi][nt][e] holds row
 // 16*mi + lane/4 + 8*(e/2), key 8*nt + 2*(lane%4) + e%2.
 template <typename T, int D>
-__device__ __forceinline__ void qkTile(float (&s)[2][kBlockN / 8][4], uint32_t sQ, uint32_t sK, int warpRow,
-                                       int lane) {
+__device__ __forceinline__ void qkTile(float (&s)[2][kBlockN / 8][4], uint32_t sQ, uint32_t sK, int warpRow, int lane) {
   // A (Q, row-major 16x16): matrices (rows 0-7|8-15) x (k 0-7|8-15), lanes 0-15 give rows,
   // lanes 16-31 the second k half.
   const uint32_t qBase = sQ + laneBase<D>(warpRow + (lane & 15), lane >> 4);
@@ -258,9 +259,9 @@ __device__ __forceinline__ void writeRatio(float warpTotal, float* warpTotals, f
 // diagonal for plain causal; for the streaming mask only the sink tiles and the tiles that
 // reach into the window of some row, so the cost is O(rows * (sink + window)).
 struct TileRange {
-  int count;     // tiles to visit
-  int sinkEnd;   // the first `sinkEnd` visits are tiles 0..sinkEnd-1
-  int tailFirst; // visit i >= sinkEnd is tile tailFirst + (i - sinkEnd)
+  int count;      // tiles to visit
+  int sinkEnd;    // the first `sinkEnd` visits are tiles 0..sinkEnd-1
+  int tailFirst;  // visit i >= sinkEnd is tile tailFirst + (i - sinkEnd)
   __device__ __forceinline__ int tile(int i) const { return i < sinkEnd ? i : tailFirst + (i - sinkEnd); }
 };
 

@@ -46,11 +46,10 @@ __device__ __forceinline__ void store8(T* p, const float (&f)[8]) {
 }
 
 template <typename T, bool kVec>
-__global__ void __launch_bounds__(kBlock) ropeAppendKvKernel(const T* __restrict__ qkv, T* __restrict__ q, T* kPages,
-                                                             T* vPages, const int32_t* __restrict__ positions,
-                                                             const int32_t* __restrict__ slots,
-                                                             const float* __restrict__ invFreq, int hq, int hkv, int d,
-                                                             long long poolSlots) {
+__global__ void __launch_bounds__(kBlock)
+    ropeAppendKvKernel(const T* __restrict__ qkv, T* __restrict__ q, T* kPages, T* vPages,
+                       const int32_t* __restrict__ positions, const int32_t* __restrict__ slots,
+                       const float* __restrict__ invFreq, int hq, int hkv, int d, long long poolSlots) {
   extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
   const int t = blockIdx.x, half = d >> 1;
   ropeCosSin(cs, float(positions[t]), invFreq, half);
@@ -103,14 +102,13 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   const long long poolSlots = (long long)p.numPages * p.pageSize;
   auto run = [&](auto kernel) {
     kernel<<<p.tokens, kBlock, smem, stream>>>(static_cast<const T*>(p.qkv), static_cast<T*>(p.q),
-                                                static_cast<T*>(p.kPages), static_cast<T*>(p.vPages), p.positions,
-                                                p.slots, p.invFreq, p.hq, p.hkv, p.d, poolSlots);
+                                               static_cast<T*>(p.kPages), static_cast<T*>(p.vPages), p.positions,
+                                               p.slots, p.invFreq, p.hq, p.hkv, p.d, poolSlots);
   };
   // 16-byte accesses: 16-bit types only (8 elements), and every row start is then 16-byte
   // aligned when d/2 is a multiple of 8 and the bases are.
   bool vec = false;
-  if constexpr (sizeof(T) == 2)
-    vec = (p.d / 2) % 8 == 0 && aligned16({p.qkv, p.q, p.kPages, p.vPages});
+  if constexpr (sizeof(T) == 2) vec = (p.d / 2) % 8 == 0 && aligned16({p.qkv, p.q, p.kPages, p.vPages});
   if (vec) {
     if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>);
   } else {
@@ -123,12 +121,20 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
 
 void ropeAppendKv(const RopeAppendKvParams& p, cudaStream_t stream) {
   if (p.tokens <= 0) return;
-  if (p.d <= 0 || p.d % 2 != 0) throw Error("ropeAppendKv: head dim must be even and positive, got " + std::to_string(p.d));
+  if (p.d <= 0 || p.d % 2 != 0)
+    throw Error("ropeAppendKv: head dim must be even and positive, got " + std::to_string(p.d));
   switch (p.dtype) {
-    case DType::F32: launch<float>(p, stream); return;
-    case DType::F16: launch<f16>(p, stream); return;
-    case DType::BF16: launch<bf16>(p, stream); return;
-    default: throw Error(std::string("ropeAppendKv: dtype must be f32, f16 or bf16, not ") + dtypeName(p.dtype));
+    case DType::F32:
+      launch<float>(p, stream);
+      return;
+    case DType::F16:
+      launch<f16>(p, stream);
+      return;
+    case DType::BF16:
+      launch<bf16>(p, stream);
+      return;
+    default:
+      throw Error(std::string("ropeAppendKv: dtype must be f32, f16 or bf16, not ") + dtypeName(p.dtype));
   }
 }
 

@@ -31,7 +31,9 @@ struct Graph {
 
 namespace {
 
-std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+std::string mib(size_t bytes) {
+  return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB";
+}
 
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
@@ -44,10 +46,10 @@ struct DeviceState {
   cudaStream_t stream = nullptr;
   int multiprocessors = 0;
   bool capturing = false;
-  std::vector<void*> deferredFrees;          // freed while capturing; given back at the end
-  std::vector<Graph*> deferredGraphs;        // destroyed while capturing; likewise
-  std::vector<void*> captureScratch;         // every buffer handed out during this capture
-  size_t captureScratchBytes = 0;            // size of the last (largest) one
+  std::vector<void*> deferredFrees;    // freed while capturing; given back at the end
+  std::vector<Graph*> deferredGraphs;  // destroyed while capturing; likewise
+  std::vector<void*> captureScratch;   // every buffer handed out during this capture
+  size_t captureScratchBytes = 0;      // size of the last (largest) one
   // Set when an allocation ran out of memory: the pool may then hold memory the tensors that
   // caused it gave back, which cudaMalloc (graph scratch, the cuBLAS workspace) cannot use
   // until the pool returns it to the driver, before the next capture.
@@ -76,8 +78,9 @@ std::string unavailableReason(cudaError_t err) {
   const std::string runtime = cudaVersionText(CUDART_VERSION);
   if (err == cudaErrorInsufficientDriver && driver == 0)
     return "no NVIDIA driver was found (libcuda.so.1 did not load), so everything runs on the CPU; to use a GPU, "
-           "install the NVIDIA driver (" + std::to_string(kDriverFloor) + " or newer for this build, which uses CUDA " +
-           runtime + ") and check that `nvidia-smi` lists the GPU";
+           "install the NVIDIA driver (" +
+           std::to_string(kDriverFloor) + " or newer for this build, which uses CUDA " + runtime +
+           ") and check that `nvidia-smi` lists the GPU";
   if (err == cudaErrorInsufficientDriver)
     return "the NVIDIA driver is too old: it supports CUDA " + cudaVersionText(driver) + ", and this build uses CUDA " +
            runtime + ", which needs driver " + std::to_string(kDriverFloor) +
@@ -125,7 +128,8 @@ DeviceState& state(int device) {
     uint64_t keepAll = UINT64_MAX;
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keepAll), "cudaMemPoolSetAttribute");
     check(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-    check(cudaDeviceGetAttribute(&st.multiprocessors, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    check(cudaDeviceGetAttribute(&st.multiprocessors, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute");
   }
   return st;
 }
@@ -151,7 +155,9 @@ void flushDeferred(DeviceState& st) noexcept {
 
 }  // namespace
 
-Availability availability() { return probe(); }
+Availability availability() {
+  return probe();
+}
 
 std::vector<DeviceInfo> listDevices() {
   std::vector<DeviceInfo> out;
@@ -248,8 +254,8 @@ void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes
   refuseWhileCapturing(st, device, "memory cannot be copied");
   if (dstDevice >= 0 && srcDevice >= 0) refuseWhileCapturing(state(srcDevice), srcDevice, "memory cannot be copied");
   check(cudaSetDevice(device), "cudaSetDevice");
-  cudaMemcpyKind kind = dstDevice >= 0 ? (srcDevice >= 0 ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
-                                       : cudaMemcpyDeviceToHost;
+  cudaMemcpyKind kind =
+      dstDevice >= 0 ? (srcDevice >= 0 ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice) : cudaMemcpyDeviceToHost;
   if (dstDevice >= 0 && srcDevice >= 0 && dstDevice != srcDevice) {
     check(cudaMemcpyPeerAsync(dst, dstDevice, src, srcDevice, bytes, st.stream), "cudaMemcpyPeerAsync");
   } else {
@@ -315,9 +321,13 @@ void synchronize(int device) {
   check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize (a kernel on this device failed)");
 }
 
-void* stream(int device) { return state(device).stream; }
+void* stream(int device) {
+  return state(device).stream;
+}
 
-int multiprocessors(int device) { return state(device).multiprocessors; }
+int multiprocessors(int device) {
+  return state(device).multiprocessors;
+}
 
 void beginCapture(int device) {
   DeviceState& st = state(device);
@@ -336,7 +346,9 @@ void beginCapture(int device) {
   st.capturing = true;
 }
 
-bool capturing(int device) { return state(device).capturing; }
+bool capturing(int device) {
+  return state(device).capturing;
+}
 
 void* captureScratch(int device, size_t bytes) {
   DeviceState& st = state(device);
@@ -389,8 +401,8 @@ Graph* endCapture(int device) {
   if (err != cudaSuccess || exec == nullptr) {
     cudaGetLastError();
     freeScratch(scratch);
-    throw Error(std::string("CUDA graph capture on cuda:") + std::to_string(device) + " failed: " +
-                cudaGetErrorString(err == cudaSuccess ? cudaErrorStreamCaptureInvalidated : err));
+    throw Error(std::string("CUDA graph capture on cuda:") + std::to_string(device) +
+                " failed: " + cudaGetErrorString(err == cudaSuccess ? cudaErrorStreamCaptureInvalidated : err));
   }
   return new Graph{device, exec, std::move(scratch)};
 }

@@ -55,9 +55,9 @@ namespace lt::cuda {
 namespace {
 
 constexpr int kBlock = 1024;
-constexpr int kStep = 16;            // logits a thread has in flight
-constexpr int kBins = 2048;          // the widest digit, 11 bits
-constexpr int kTopShift = 32 - 11;   // the first digit: the keys' top 11 bits
+constexpr int kStep = 16;           // logits a thread has in flight
+constexpr int kBins = 2048;         // the widest digit, 11 bits
+constexpr int kTopShift = 32 - 11;  // the first digit: the keys' top 11 bits
 static_assert(kBins == 2 * kBlock, "pickBin gives each thread two bins");
 
 // Every lane of a 16-byte word set to 0x7fff / 0x7fff7fff is a NaN as f16, bf16 and f32.
@@ -263,11 +263,11 @@ void launchTopCandidates(const TopCandidatesParams& p, cudaStream_t stream) {
   const T* logits = static_cast<const T*>(p.logits);
   // Every row starts 16-byte aligned when the first does and vocab fills whole 16-byte loads.
   if (p.vocab % (16 / sizeof(T)) == 0 && aligned16({p.logits})) {
-    topCandidatesKernel<T, true><<<p.rows, kBlock, 0, stream>>>(logits, p.temperature, p.ids, p.scores, p.count,
-                                                                p.max, p.mass, p.vocab, p.k, p.capacity);
+    topCandidatesKernel<T, true><<<p.rows, kBlock, 0, stream>>>(logits, p.temperature, p.ids, p.scores, p.count, p.max,
+                                                                p.mass, p.vocab, p.k, p.capacity);
   } else {
-    topCandidatesKernel<T, false><<<p.rows, kBlock, 0, stream>>>(logits, p.temperature, p.ids, p.scores, p.count,
-                                                                 p.max, p.mass, p.vocab, p.k, p.capacity);
+    topCandidatesKernel<T, false><<<p.rows, kBlock, 0, stream>>>(logits, p.temperature, p.ids, p.scores, p.count, p.max,
+                                                                 p.mass, p.vocab, p.k, p.capacity);
   }
   throwIfLaunchFailed("topCandidates", "topCandidatesKernel");
 }
@@ -394,8 +394,8 @@ void repetitionPenalty(const RepetitionPenaltyParams& p, cudaStream_t stream) {
   if (p.rows == 0) return;
   withFloatType(p.dtype, "repetitionPenalty", "the logits", [&](auto t) {
     using T = decltype(t);
-    repetitionPenaltyKernel<T><<<p.rows, kPenaltyBlock, 0, stream>>>(static_cast<T*>(p.logits), p.ids, p.offsets,
-                                                                     p.penalty, p.vocab);
+    repetitionPenaltyKernel<T>
+        <<<p.rows, kPenaltyBlock, 0, stream>>>(static_cast<T*>(p.logits), p.ids, p.offsets, p.penalty, p.vocab);
   });
   throwIfLaunchFailed("repetitionPenalty", "repetitionPenaltyKernel");
 }
