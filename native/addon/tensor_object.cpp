@@ -136,8 +136,8 @@ TensorObject::TensorObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
 }
 
 // Host memory is reported to V8 so that forgotten CPU tensors put pressure on the GC. Device
-// memory is not: V8 would weigh GPU gigabytes as heap growth and collect over and over (75 ms
-// of a 190 ms prefill of a 4K prompt on an 8B model). CUDA tensors are freed by dispose() —
+// memory is not: V8 would weigh GPU gigabytes as heap growth and collect over and over, a large
+// share of a prefill's time (bench/README.md). CUDA tensors are freed by dispose() —
 // the library disposes all of its own — or whenever the GC next finalizes them.
 void TensorObject::reportOwnedMemory(Napi::Env env) {
   reportedBytes_ = storage_->device.isCpu() ? int64_t(storage_->bytes) : 0;

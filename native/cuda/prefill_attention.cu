@@ -405,9 +405,8 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 
 // One kernel for plain and fused calls. Only the (usually one per head) blocks holding Last
 // rows take the ratio path, so the ratio costs the grid nothing but those blocks' extra work,
-// and both kinds of call run the same machine code. (Measured on H200: a separate
-// instantiation for the fused call ran 2-6% slower or faster than the plain one, from
-// register allocation alone.)
+// and both kinds of call run the same machine code: a separate instantiation for the fused
+// call ran slower or faster than the plain one from register allocation alone (bench/README.md).
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads, 2) prefillKernel(const PrefillArgs a) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in prefillBlock
@@ -442,9 +441,9 @@ int smCount() {
 // (about headGroup * numQTiles^2 / slots key tiles), or the tail after the last group
 // starts grows; we ask for headGroup >= LT_PREFILL_GROUP_FACTOR * slots / numQTiles. The
 // group is a divisor of hq (an odd-sized last group makes its own tail) and a whole number
-// of GQA groups, so heads sharing K/V run together. H200, d=128, 132 SMs: prompts up to 8K
-// get all heads in one group, 32K ones 8. One head per group (the FlashAttention-2 order)
-// lost ~20% at 4K; all heads in one group ~5% at 32K with hq = hkv = 32.
+// of GQA groups, so heads sharing K/V run together. Both extremes lost time: one head per
+// group (the FlashAttention-2 order) at short prompts, all heads in one group at long ones
+// (bench/README.md, "Figures behind choices in the code").
 int headGroupFor(int numQTiles, int hq, int gqa) {
 #if defined(LT_PREFILL_TILE_MAJOR)
   return 1;
