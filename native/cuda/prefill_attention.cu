@@ -113,11 +113,11 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
   }
 }
 
-// K/V tile `tile` into the buffers at dstK/dstV, from k/v alone or through the page table.
-template <int D>
+// K/V tile `tile` into the buffers at dstK/dstV, through the page table (kPaged) or from k/v.
+template <int D, bool kPaged>
 __device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const PrefillArgs& a, int kvh, int tile,
                                            int tid) {
-  if (a.cachedLen > 0)
+  if constexpr (kPaged)
     loadPagedKvTile<D>(dstK, dstV, a, kvh, tile * kBlockN, tid);
   else
     loadTiles<D, kBlockN, true>(dstK, dstV, a.k + kvh * D, a.v + kvh * D, a.kvStride, tile * kBlockN, a.nk, tid);
@@ -159,7 +159,7 @@ __device__ __forceinline__ BlockCoord blockCoordAgain(int numQTiles, int hq, int
 }
 
 // The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
-template <typename T, int D, bool kRatio>
+template <typename T, int D, bool kRatio, bool kPaged>
 __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char* smemRaw, float* ratioPart) {
   constexpr int kTileQ = kBlockM * D * 2;
   constexpr int kTileKV = kBlockN * D * 2;
@@ -184,7 +184,7 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 
   const uint16_t* gq = a.q + h * D;
   loadTile<D, kBlockM>(sQ, gq, a.qStride, rowStart, a.nq, tid);
-  if (tr.count > 0) loadKvTile<D>(sK, sV, a, kvh, tr.tile(0), tid);
+  if (tr.count > 0) loadKvTile<D, kPaged>(sK, sV, a, kvh, tr.tile(0), tid);
   cpAsyncCommit();
 
   int wRow0 = rowStart + warp * kRowsPerWarp;  // may be negative in the first tile
@@ -219,7 +219,7 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
     __syncthreads();  // tile `it` visible to all; everyone is done with buffer (it+1)&1
     if (it + 1 < tr.count) {
       const uint32_t nb = ((it + 1) & 1) * kTileKV;
-      loadKvTile<D>(sK + nb, sV + nb, a, kvh, tr.tile(it + 1), tid);
+      loadKvTile<D, kPaged>(sK + nb, sV + nb, a, kvh, tr.tile(it + 1), tid);
     }
     cpAsyncCommit();
 
@@ -407,7 +407,9 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 // rows take the ratio path, so the ratio costs the grid nothing but those blocks' extra work,
 // and both kinds of call run the same machine code: a separate instantiation for the fused
 // call ran slower or faster than the plain one from register allocation alone (bench/README.md).
-template <typename T, int D>
+// Calls over a cached prefix get their own instantiation
+// (kPaged), so the page lookups cost the contiguous kernel no registers.
+template <typename T, int D, bool kPaged>
 __global__ void __launch_bounds__(kThreads, 2) prefillKernel(const PrefillArgs a) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in prefillBlock
   __shared__ float ratioPart[kWarps];
@@ -415,11 +417,11 @@ __global__ void __launch_bounds__(kThreads, 2) prefillKernel(const PrefillArgs a
     const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
     const int rowEnd = a.nq - (a.numQTiles - 1 - qt) * kBlockM;  // one past the block's last row
     if (rowEnd > a.nq - a.ratioRows) {
-      prefillBlock<T, D, true>(a, smemRaw, ratioPart);
+      prefillBlock<T, D, true, kPaged>(a, smemRaw, ratioPart);
       return;
     }
   }
-  prefillBlock<T, D, false>(a, smemRaw, ratioPart);
+  prefillBlock<T, D, false, kPaged>(a, smemRaw, ratioPart);
 }
 
 int smCount() {
@@ -461,8 +463,8 @@ int headGroupFor(int numQTiles, int hq, int gqa) {
 #endif
 }
 
-template <typename T, int D>
-void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
+template <typename T, int D, bool kPaged>
+void launchKernel(const PrefillArgs& a, cudaStream_t stream) {
   constexpr int kSmem = kBlockM * D * 2 + 4 * kBlockN * D * 2 + 1024;
   // cudaFuncSetAttribute is per device; remember which devices are done (up to 64).
   static std::atomic<uint64_t> ready{0};
@@ -470,9 +472,10 @@ void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
   if (cudaGetDevice(&dev) != cudaSuccess) throw Error("prefillAttention: no current CUDA device");
   const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
   if (bit == 0 || !(ready.load(std::memory_order_acquire) & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(prefillKernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    cudaError_t e =
+        cudaFuncSetAttribute(prefillKernel<T, D, kPaged>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (e == cudaSuccess)
-      e = cudaFuncSetAttribute(prefillKernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+      e = cudaFuncSetAttribute(prefillKernel<T, D, kPaged>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                cudaSharedmemCarveoutMaxShared);
     if (e != cudaSuccess)
       throw Error(std::string("prefillAttention: cannot reserve ") + std::to_string(kSmem) +
@@ -480,9 +483,17 @@ void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
     ready.fetch_or(bit, std::memory_order_release);
   }
   const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
-  prefillKernel<T, D><<<grid, kThreads, kSmem, stream>>>(a);
+  prefillKernel<T, D, kPaged><<<grid, kThreads, kSmem, stream>>>(a);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
+}
+
+template <typename T, int D>
+void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
+  if (a.cachedLen > 0)
+    launchKernel<T, D, true>(a, stream);
+  else
+    launchKernel<T, D, false>(a, stream);
 }
 
 }  // namespace
