@@ -127,13 +127,12 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const pages = (n: number) => Math.ceil(n / model.pool.pageSize);
     const peak = (hybrid: object) => {
       const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-      const seq = policy.createSequence();
       model.pool.resetHighWater();
       const base = model.pool.usedPages;
-      policy.beforePrefill(seq, ids.length);
-      model.decoder.prefill(seq, ids, { policy, chunkSize: 32 });
+      const seq = model.decoder.createSequence(policy);
+      model.decoder.prefill(seq, ids, { chunkSize: 32 });
       const result = { peak: model.pool.highWaterPages - base, after: model.pool.usedPages - base, lazy: policy.state.lazyLayers };
-      model.decoder.releaseSequence(seq);
+      seq.dispose();
       return result;
     };
     const L = model.config.layers, P = 1, S = 2, W = 10;
@@ -150,16 +149,14 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const hybrid = { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 4 };
     const cont = readReference(name).cases[0].greedy.slice(0, 10);
     const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-    const seq = policy.createSequence();
+    const seq = model.decoder.createSequence(policy);
     try {
-      policy.beforePrefill(seq, ids.length);
-      model.decoder.prefill(seq, ids, { policy });
+      model.decoder.prefill(seq, ids);
       expect(policy.state.pending).toBe(true);
       const all = [...ids];
       for (const t of cont) {
-        model.decoder.decode([seq], [t]);
+        model.decoder.step([seq], [t], "logits");
         all.push(t);
-        policy.afterDecode(seq);
         if (seq.length <= 16) expect(policy.state.pending).toBe(true);
       }
       expect(policy.state.pending).toBe(false);
@@ -170,8 +167,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       expect(policy.state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
       for (const l of policy.state.lazyLayers) expect(seq.caches[l].kind).toBe("streaming");
     } finally {
-      model.decoder.releaseSequence(seq);
-      policy.dispose();
+      seq.dispose();
     }
   });
 

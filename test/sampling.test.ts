@@ -214,7 +214,7 @@ describe("sampleStep", () => {
         let ids = prompts.map((p) => p[p.length - 1]);
         const seen = prompts.map((p) => [...p]);
         for (let step = 0; step < 6; step++) {
-          const logits = model.decoder.decode(viaRows, ids);
+          const logits = model.decoder.step(viaRows, ids, "logits");
           const want = a.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
           expect(sampleStep(model.decoder, viaCandidates, ids, c, seen)).toEqual(want);
           want.forEach((t, b) => seen[b].push(t));
@@ -222,7 +222,7 @@ describe("sampleStep", () => {
         }
       }
     } finally {
-      for (const s of [...viaRows, ...viaCandidates]) model.decoder.releaseSequence(s);
+      for (const s of [...viaRows, ...viaCandidates]) s.dispose();
       await model.dispose();
     }
   });

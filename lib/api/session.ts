@@ -3,7 +3,8 @@
 import { HybridOptions, ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import { fullCachePages } from "../hybrid/planner";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
-import { defaultPrefillChunk, SequenceState } from "../model/decoder";
+import { defaultPrefillChunk } from "../model/decoder";
+import type { Sequence } from "../model/sequence";
 import { decodeNext, Sampler, SamplingOptions, validateSampling } from "../generate/sampling";
 import { ChatMessage } from "../checkpoint/tokenizer";
 import type { Model } from "./model";
@@ -137,29 +138,24 @@ class TextStream {
 }
 
 /** A sequence and, for hybrid sessions, the policy that runs its caches. */
-function startSequence(model: Model, hybrid: ResolvedHybrid): { seq: SequenceState; policy?: HybridPolicy } {
+function startSequence(model: Model, hybrid: ResolvedHybrid): { seq: Sequence; policy?: HybridPolicy } {
   if (hybrid.mode === "off") return { seq: model.decoder.createSequence() };
   const policy = new HybridPolicy(model.decoder, hybrid);
-  return { seq: policy.createSequence(), policy };
+  return { seq: model.decoder.createSequence(policy), policy };
 }
 
 /**
- * Prefills `ids` into a sequence, all or nothing: if it fails part-way the decoder puts the caches
- * back, and here the policy's state is put back too (a first prompt's failure leaves a sequence
- * to start afresh, which `onFirstFailure` does).
+ * Prefills `ids` into a sequence, all or nothing: if it fails part-way the decoder puts the
+ * sequence back (a first prompt's failure leaves a policy that chose layers to start afresh,
+ * which `onFirstFailure` does).
  */
-function prefillAtomic(model: Model, seq: SequenceState, policy: HybridPolicy | undefined, ids: number[], chunkSize: number, onFirstFailure: () => void): Float32Array {
+function prefillAtomic(model: Model, seq: Sequence, ids: number[], chunkSize: number, onFirstFailure: () => void): Float32Array {
   const first = seq.length === 0;
-  const saved = first ? undefined : policy?.savePoint();
   try {
-    policy?.beforePrefill(seq, ids.length);
-    return model.decoder.prefill(seq, ids, { chunkSize, policy });
+    return model.decoder.prefill(seq, ids, { chunkSize });
   } catch (err) {
     if (first) onFirstFailure();
-    else saved?.restore();
     throw err;
-  } finally {
-    saved?.dispose();
   }
 }
 
@@ -188,7 +184,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
  * chat.dispose();
  */
 export class Session implements AsyncDisposable {
-  private seq: SequenceState | undefined;
+  private seq: Sequence | undefined;
   private policy: HybridPolicy | undefined;
   private readonly maxContext: number;
   private readonly prefillChunk: number;
@@ -241,7 +237,7 @@ export class Session implements AsyncDisposable {
     try {
       signal?.throwIfAborted();
       let t0 = performance.now();
-      const logits = prefillAtomic(this.model, seq, this.policy, ids, this.prefillChunk, () => (seq = this.restart()));
+      const logits = prefillAtomic(this.model, seq, ids, this.prefillChunk, () => (seq = this.restart()));
       // The next token once a decode step has chosen it (the first comes from the prefill's logits).
       let chosen: number | undefined;
       this.stat.prefillSeconds += (performance.now() - t0) / 1000;
@@ -277,7 +273,6 @@ export class Session implements AsyncDisposable {
         signal?.throwIfAborted();
         t0 = performance.now();
         chosen = decodeNext(this.model.decoder, [seq], [next], [sampler], [seen])[0];
-        this.policy?.afterDecode(seq);
         this.stat.decodeSeconds += (performance.now() - t0) / 1000;
         this.stat.generatedTokens += 1;
       }
@@ -289,8 +284,7 @@ export class Session implements AsyncDisposable {
   /** Frees this session's KV pages; a generation in progress stops at its next step. */
   dispose(): void {
     if (!this.seq) return;
-    this.model.decoder.releaseSequence(this.seq);
-    this.policy?.dispose();
+    this.seq.dispose();
     this.seq = undefined;
     this.onDispose();
   }
@@ -300,14 +294,13 @@ export class Session implements AsyncDisposable {
   }
 
   /** A fresh sequence and policy in place of the current ones (after a failed first prompt). */
-  private restart(): SequenceState {
-    this.model.decoder.releaseSequence(this.live());
-    this.policy?.dispose();
+  private restart(): Sequence {
+    this.live().dispose();
     ({ seq: this.seq, policy: this.policy } = startSequence(this.model, this.hybrid));
     return this.seq!;
   }
 
-  private live(): SequenceState {
+  private live(): Sequence {
     if (!this.seq) throw new Error("this session was disposed; create a new one with model.createSession()");
     return this.seq;
   }
@@ -327,7 +320,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options?: G
   const eos = new Set(stopAtEos ? model.config.eosTokenIds : []);
   interface Active {
     index: number;
-    seq: SequenceState;
+    seq: Sequence;
     policy?: HybridPolicy;
     sampler: Sampler;
     stream: TextStream;
@@ -351,8 +344,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options?: G
       const { seq, policy } = startSequence(model, hybrid);
       active.push({ index, seq, policy, sampler: new Sampler({ ...o, seed: o.seed === undefined ? undefined : o.seed + index }),
         stream: new TextStream(model, stop), seen: [...ids], tokens: [], text: "", logits: new Float32Array() });
-      policy?.beforePrefill(seq, ids.length);
-      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: prefillChunk, policy });
+      active[active.length - 1].logits = model.decoder.prefill(seq, ids, { chunkSize: prefillChunk });
       await yieldToEventLoop();
       stillLive();
     }
@@ -362,8 +354,7 @@ export async function generateBatch(model: Model, prompts: Prompt[], options?: G
       for (const a of active) {
         const finish = (reason: FinishReason, extra = "") => {
           results[a.index] = { text: a.text + extra, tokens: a.tokens, finishReason: reason, hybrid: a.policy?.state };
-          model.decoder.releaseSequence(a.seq);
-          a.policy?.dispose();
+          a.seq.dispose();
         };
         if (maxNewTokens === 0) { finish("length"); continue; }
         const next = a.chosen ?? a.sampler.next(a.logits, a.seen);
@@ -384,16 +375,12 @@ export async function generateBatch(model: Model, prompts: Prompt[], options?: G
       signal?.throwIfAborted();
       const tokens = decodeNext(model.decoder, active.map((a) => a.seq), nextIds, active.map((a) => a.sampler), active.map((a) => a.seen));
       active.forEach((a, b) => (a.chosen = tokens[b]));
-      for (const a of active) a.policy?.afterDecode(a.seq);
       await yieldToEventLoop();
       stillLive();
     }
     return results;
   } catch (err) {
-    for (const a of active) {
-      model.decoder.releaseSequence(a.seq);
-      a.policy?.dispose();
-    }
+    for (const a of active) a.seq.dispose();
     throw err;
   }
 }

@@ -5,7 +5,8 @@
 import { show } from "../common/validate";
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
-import type { Decoder, SequenceState } from "../model/decoder";
+import type { Decoder } from "../model/decoder";
+import type { Sequence } from "../model/sequence";
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token. */
@@ -43,7 +44,7 @@ export class Sampler {
 
   /**
    * Whether this sampler always takes the most likely token, so the decoder may choose it where
-   * the logits are (Decoder.decodeGreedy) instead of handing them over.
+   * the logits are (Decoder.step's "argmax") instead of handing them over.
    */
   get greedy(): boolean {
     return this.o.temperature === 0 && this.o.repetitionPenalty === 1;
@@ -314,37 +315,36 @@ const maxDeviceCandidates = 4096;
  * @example const next = sampleStep(model.decoder, seqs, ids, samplers, seen);
  */
 export function sampleStep(
-  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  return decoder.decodeThen(seqs, ids, (logits) => {
-    const [rows, vocab] = logits.shape;
-    const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
-    const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
-    const made: Tensor[] = [];
-    try {
-      applyRepetitionPenalty(logits, samplers, seen, made);
-      const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
-      made.push(temperature);
-      const c = kernels.topCandidates({ logits, temperature, k });
-      made.push(...Object.values(c));
-      const capacity = c.ids.shape[1];
-      const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
-      const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
-      return samplers.map((sampler, b) => {
-        const at = b * capacity;
-        const row: RowCandidates = {
-          k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
-        };
-        return sampler.nextFromCandidates(row, () => {
-          const whole = logits.rows(b, 1);
-          made.push(whole);
-          return whole.toFloat32Array();
-        });
+  const logits = decoder.step(seqs, ids, "device");
+  const [rows, vocab] = logits.shape;
+  const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
+  const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
+  const made: Tensor[] = [];
+  try {
+    applyRepetitionPenalty(logits, samplers, seen, made);
+    const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
+    made.push(temperature);
+    const c = kernels.topCandidates({ logits, temperature, k });
+    made.push(...Object.values(c));
+    const capacity = c.ids.shape[1];
+    const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
+    const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+    return samplers.map((sampler, b) => {
+      const at = b * capacity;
+      const row: RowCandidates = {
+        k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
+      };
+      return sampler.nextFromCandidates(row, () => {
+        const whole = logits.rows(b, 1);
+        made.push(whole);
+        return whole.toFloat32Array();
       });
-    } finally {
-      for (const t of made) t.dispose();
-    }
-  });
+    });
+  } finally {
+    for (const t of made) t.dispose();
+  }
 }
 
 /**
@@ -354,12 +354,12 @@ export function sampleStep(
  * @example const next = decodeNext(model.decoder, seqs, ids, samplers, seen);
  */
 export function decodeNext(
-  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
 ): number[] {
   const [first] = samplers;
-  if (first.greedy) return Array.from(decoder.decodeGreedy(seqs, ids));
+  if (first.greedy) return Array.from(decoder.step(seqs, ids, "argmax"));
   if (first.usesCandidates) return sampleStep(decoder, seqs, ids, samplers, seen);
-  const logits = decoder.decode(seqs, ids);
+  const logits = decoder.step(seqs, ids, "logits");
   const vocab = logits.length / seqs.length;
   return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
 }

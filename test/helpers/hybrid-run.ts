@@ -6,17 +6,12 @@ import { HybridPolicy } from "../../lib/hybrid/policy";
 
 export function runHybrid(model: Model, hybrid: object, ids: number[], cont: number[]) {
   const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-  const seq = policy.createSequence();
+  const seq = model.decoder.createSequence(policy);
   try {
-    policy.beforePrefill(seq, ids.length);
-    const rows = [model.decoder.prefill(seq, ids, { policy, chunkSize: 16 })];
-    for (const t of cont) {
-      rows.push(model.decoder.decode([seq], [t]));
-      policy.afterDecode(seq);
-    }
+    const rows = [model.decoder.prefill(seq, ids, { chunkSize: 16 })];
+    for (const t of cont) rows.push(model.decoder.step([seq], [t], "logits"));
     return { rows, state: { ...policy.state }, kinds: seq.caches.map((c) => c.kind) };
   } finally {
-    model.decoder.releaseSequence(seq);
-    policy.dispose();
+    seq.dispose();
   }
 }
