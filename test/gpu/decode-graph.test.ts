@@ -151,6 +151,7 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
       const stats = model.decoder.stats;
       expect(stats.unavailable).toBeUndefined();
       expect(stats.graphSteps).toBe(140);
+      expect(stats.eagerSteps).toEqual({ "graphs off": 140 });
       // One per batch size, and (for full caches, not Mistral's 16-token ring) wider tables: in
       // batch 2, first for the layers where sequence 1 (53 + 75 tokens) is full, later for those
       // where it is a ring and sequence 0 (12 + 140 tokens) sets the width.

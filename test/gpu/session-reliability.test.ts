@@ -52,6 +52,7 @@ describeGpu("session.dispose() during generate on CUDA", () => {
 
     await collectGarbage();
     const used = model.pool.usedPages, bytes = memoryUsage().cuda, replayedBefore = replayedSteps(model);
+    const observingBefore = model.decoder.stats.eagerSteps["observing queries"] ?? 0;
     const session = model.createSession(sessionOptions);
     const step = jest.spyOn(model.decoder, "step");
     const tokens: number[] = [];
@@ -78,6 +79,7 @@ describeGpu("session.dispose() during generate on CUDA", () => {
     expect(steps).toBe(stepsAtDispose);
     expect(tokens).toEqual(expected.slice(0, chunksBeforeDispose));
     expect(replayedSteps(model) - replayedBefore).toBe(stepsAtDispose - eagerSteps);
+    expect((model.decoder.stats.eagerSteps["observing queries"] ?? 0) - observingBefore).toBe(eagerSteps);
     expect(model.decoder.stats.unavailable).toBeUndefined();
     expect(model.pool.usedPages).toBe(used);
     expect(memoryUsage().cuda).toBe(bytes);
