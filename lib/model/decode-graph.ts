@@ -63,6 +63,7 @@ export class DecodeGraphs {
    * Replays one decode step (ids[b] appended to seqs[b]) and returns the buffers that hold its
    * logits and tokens, valid until the next step; undefined, with nothing changed, if the step
    * could not be recorded.
+   * @example const buffers = graphs.run(seqs, ids); // then buffers.tokens.toArray()
    */
   run(seqs: readonly Sequence[], ids: readonly number[]): StepBuffers | undefined {
     const t0 = performance.now();

@@ -26,7 +26,10 @@ function tableOffsets(batch: number, widths: readonly number[]): number[] {
   return offsets;
 }
 
-/** Page-table width each layer needs for a step of `seqs`: its widest cache after one more token. */
+/**
+ * Page-table width each layer needs for a step of `seqs`: its widest cache after one more token.
+ * @example const widths = tableWidths(seqs, config.layers);
+ */
 export function tableWidths(seqs: readonly Sequence[], layers: number): number[] {
   const need = new Array<number>(layers).fill(1);
   for (const s of seqs) s.caches.forEach((c, l) => (need[l] = Math.max(need[l], c.pageCountAfter(1))));

@@ -72,7 +72,10 @@ export class Decoder {
     this.graphs = device === "cpu" ? undefined : new DecodeGraphs(this.parts, this.counts);
   }
 
-  /** How decode steps ran: replayed, or op by op and why. */
+  /**
+   * How decode steps ran: replayed, or op by op and why.
+   * @example console.log(model.decoder.stats.eagerSteps); // { "observing queries": 4 }
+   */
   get stats(): DecodeStats {
     return { ...this.counts, eagerSteps: { ...this.counts.eagerSteps } };
   }
@@ -111,35 +114,30 @@ export class Decoder {
    */
   step<O extends StepOutput>(seqs: readonly Sequence[], ids: readonly number[], output: O): StepResult[O] {
     this.checkStep(seqs, ids);
-    this.lastEager?.dispose();
-    this.lastEager = undefined;
-    let reason = this.eagerReason(seqs);
-    let buffers = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
-    const replayed = buffers !== undefined;
-    if (!buffers) {
-      reason ??= "recording failed";
-      this.counts.eagerSteps[reason] = (this.counts.eagerSteps[reason] ?? 0) + 1;
-      buffers = this.lastEager = this.runEager(seqs, ids);
-    }
+    this.releaseEager();
+    const reason = this.eagerReason(seqs);
+    const replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
+    const buffers = replayed ?? this.runEager(seqs, ids, reason ?? "recording failed");
     for (const s of seqs) s.length += 1;
     const t0 = performance.now();
     const result = (
       output === "logits" ? buffers.logits.toFloat32Array() : output === "argmax" ? buffers.tokens.toArray() : output === "device" ? buffers.logits : undefined
     ) as StepResult[O];
     if (replayed) this.counts.readbackMs += performance.now() - t0;
-    if (output !== "device") {
-      this.lastEager?.dispose();
-      this.lastEager = undefined;
-    }
+    if (output !== "device") this.releaseEager();
     for (const s of seqs) s.hooks.afterStep?.(s);
     return result;
   }
 
   dispose(): void {
-    this.lastEager?.dispose();
-    this.lastEager = undefined;
+    this.releaseEager();
     this.graphs?.dispose();
     this.parts.invFreq.dispose();
+  }
+
+  private releaseEager(): void {
+    this.lastEager?.dispose();
+    this.lastEager = undefined;
   }
 
   /** Why this step cannot be replayed from a graph, or undefined if it can. */
@@ -151,8 +149,9 @@ export class Decoder {
     return undefined;
   }
 
-  /** The step op by op over buffers of its exact shape; observing hooks see each layer's queries. */
-  private runEager(seqs: readonly Sequence[], ids: readonly number[]): StepBuffers {
+  /** The step op by op over buffers of its exact shape (kept as lastEager); observing hooks see each layer's queries. */
+  private runEager(seqs: readonly Sequence[], ids: readonly number[], reason: EagerReason): StepBuffers {
+    this.counts.eagerSteps[reason] = (this.counts.eagerSteps[reason] ?? 0) + 1;
     const buffers = new StepBuffers(this.parts, seqs.length, tableWidths(seqs, this.config.layers));
     try {
       buffers.fill(seqs, ids);
@@ -170,7 +169,7 @@ export class Decoder {
             }
           }),
       );
-      return buffers;
+      return (this.lastEager = buffers);
     } catch (err) {
       buffers.dispose();
       throw err;

@@ -122,7 +122,11 @@ export function runLayer(
   kernels.linear({ x: act, weight: w.down, out: mlpOut });
 }
 
-/** The logits [tokens, vocab] after the last layer: its MLP output joins h, then rmsNorm and the output projection. */
+/**
+ * The logits [tokens, vocab] after the last layer: its MLP output joins h, then rmsNorm and the
+ * output projection.
+ * @example runHead(parts, { h, mlp }, { final, logits });
+ */
 export function runHead(parts: ModelParts, residual: { h: Tensor; mlp: Tensor }, out: { final: Tensor; logits: Tensor }): void {
   kernels.rmsNorm({ x: residual.mlp, residual: residual.h, weight: parts.weights.norm, eps: parts.config.rmsNormEps, out: out.final });
   kernels.linear({ x: out.final, weight: parts.weights.lmHead, out: out.logits });

@@ -9,7 +9,10 @@ import { LayerAttention, LayerScratch, ModelParts, runHead, runLayer } from "./l
 import { attendPrefillChunk } from "./prefill-attention";
 import { Sequence } from "./sequence";
 
-/** [offset, length] of each chunk: at most `size` tokens, the last one at least `minFinal` (when N allows). */
+/**
+ * [offset, length] of each chunk: at most `size` tokens, the last one at least `minFinal` (when N allows).
+ * @example planChunks(10, 4, 3) // [[0, 4], [4, 6]]
+ */
 export function planChunks(N: number, size: number, minFinal: number): Array<[number, number]> {
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`chunkSize must be an integer >= 1, got ${size}`);
   const chunks: Array<[number, number]> = [];
@@ -45,6 +48,7 @@ function ints(values: ArrayLike<number>, device: Tensor["device"]): Tensor {
  * layer-major — every chunk through layer i, then layer i + 1 — so the hooks learn layer i's
  * lazy ratio (and may cut its cache) before layer i + 1 allocates anything. If it fails part-way,
  * the sequence (caches, length, hooks) is left as it was.
+ * @example const logits = prefillSequence(parts, seq, ids, 4096, false);
  */
 export function prefillSequence(parts: ModelParts, seq: Sequence, ids: readonly number[], chunkSize: number, allLogits: boolean): Float32Array {
   const N = ids.length;
