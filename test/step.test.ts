@@ -119,12 +119,13 @@ describe("Sequence and the step's contract", () => {
     expect(() => model.decoder.prefill(seq, [1])).toThrow(/this sequence was disposed/);
   });
 
-  test("a sequence twice in one step is an error that changes nothing", () => {
+  test("a sequence twice in one step, or an unknown output, is an error that changes nothing", () => {
     const seq = model.decoder.createSequence();
     try {
       model.decoder.prefill(seq, randomIds(5));
       const pages = seq.caches.map((c) => c.pageTable.length);
       expect(() => model.decoder.step([seq, seq], [1, 2], "logits")).toThrow(/appears more than once/);
+      expect(() => model.decoder.step([seq], [1], "probabilities" as never)).toThrow(/output must be one of logits, argmax, device, none, got "probabilities"/);
       expect(seq.length).toBe(5);
       expect(seq.caches.map((c) => c.length)).toEqual(seq.caches.map(() => 5));
       expect(seq.caches.map((c) => c.pageTable.length)).toEqual(pages);

@@ -25,6 +25,7 @@ export interface PrefillOptions {
  * token (lowest id on ties), the logits left on the device, or nothing.
  */
 export type StepOutput = "logits" | "argmax" | "device" | "none";
+const stepOutputs: readonly string[] = ["logits", "argmax", "device", "none"] satisfies StepOutput[];
 
 /** The result of a step for each StepOutput. */
 export interface StepResult {
@@ -113,6 +114,7 @@ export class Decoder {
    * const logits = decoder.step(seqs, ids, "logits");
    */
   step<O extends StepOutput>(seqs: readonly Sequence[], ids: readonly number[], output: O): StepResult[O] {
+    if (!stepOutputs.includes(output)) throw new TypeError(`decode: output must be one of ${stepOutputs.join(", ")}, got ${JSON.stringify(output)}`);
     this.checkStep(seqs, ids);
     this.releaseEager();
     const reason = this.eagerReason(seqs);
