@@ -5,7 +5,7 @@
 import * as kernels from "../kernels";
 import { LayerCache } from "../cache/layer-cache";
 import { Tensor } from "../runtime/tensor";
-import { LayerAttention, LayerScratch, ModelParts, runHead, runLayer } from "./layer";
+import { LayerAttention, LayerScratch, ModelParts, ResidualRows, runHead, runLayer } from "./layer";
 import { attendPrefillChunk } from "./prefill-attention";
 import { Sequence } from "./sequence";
 
@@ -66,7 +66,7 @@ export function prefillSequence(parts: ModelParts, seq: Sequence, ids: readonly 
 }
 
 function runPrefill(parts: ModelParts, seq: Sequence, ids: readonly number[], chunks: Array<[number, number]>, allLogits: boolean): Float32Array {
-  const { config: c, device, dtype, pool } = parts;
+  const { config: c, device, dtype } = parts;
   const N = ids.length;
   const start = seq.length;
   const all = new Temps();
@@ -75,33 +75,14 @@ function runPrefill(parts: ModelParts, seq: Sequence, ids: readonly number[], ch
     const positions = all.add(ints(Array.from(ids, (_, i) => start + i), device));
     const h = all.add(kernels.embedding({ ids: all.add(ints(ids, device)), table: parts.weights.embed, dtype }));
     for (let layer = 0; layer < c.layers; layer++) {
-      const next = all.add(Tensor.empty(h.shape, dtype, device));
+      const next = Tensor.empty(h.shape, dtype, device);
       let ratio: Float32Array | undefined;
-      for (const [offset, T] of chunks) {
-        const chunk = new Temps();
-        try {
-          const scratch = chunk.add(new LayerScratch(parts, T));
-          const stage = [1, T, c.kvHeads, c.headDim];
-          const kStage = chunk.add(Tensor.empty(stage, dtype, device)), vStage = chunk.add(Tensor.empty(stage, dtype, device));
-          const kRows = chunk.add(kStage.reshape(stage.slice(1))), vRows = chunk.add(vStage.reshape(stage.slice(1)));
-          const stageSlots = chunk.add(ints(Array.from({ length: T }, (_, t) => t), device));
-          const final = offset + T === N;
-          const attention: LayerAttention = {
-            kvTarget: () => ({ kPages: kStage, vPages: vStage, slots: stageSlots }),
-            attend: (l, q) => {
-              const spec = final ? seq.hooks.ratioFor?.(seq, l) : undefined;
-              const result = attendPrefillChunk(pool, seq.caches[l], start + offset, q, kRows, vRows, chunk.add, spec);
-              chunk.add(result.out);
-              if (result.lazyRatio) ratio = chunk.add(result.lazyRatio).toFloat32Array();
-              if (seq.observesQueries) seq.hooks.observeQueries?.(seq, l, q, start + offset);
-              return chunk.add(result.out.reshape([T, c.heads * c.headDim]));
-            },
-          };
-          const residual = { h: chunk.add(h.rows(offset, T)), mlpIn: mlp && chunk.add(mlp.rows(offset, T)), mlpOut: chunk.add(next.rows(offset, T)) };
-          runLayer(parts, scratch, residual, layer, chunk.add(positions.rows(offset, T)), attention);
-        } finally {
-          chunk.dispose();
-        }
+      try {
+        for (const [offset, T] of chunks)
+          ratio = runChunk(parts, seq, layer, { h, mlpIn: mlp, mlpOut: next }, positions, offset, T, offset + T === N) ?? ratio;
+      } catch (err) {
+        next.dispose();
+        throw err;
       }
       mlp?.dispose();
       mlp = next;
@@ -115,7 +96,44 @@ function runPrefill(parts: ModelParts, seq: Sequence, ids: readonly number[], ch
     runHead(parts, { h: all.add(h.rows(N - rows, rows)), mlp: all.add(mlp!.rows(N - rows, rows)) }, { final, logits });
     return logits.toFloat32Array();
   } finally {
+    mlp?.dispose();
     all.dispose();
+  }
+}
+
+/**
+ * Layer `layer` over rows [offset, offset + T) of the prompt's residual stream; returns the
+ * per-head lazy ratio if this is the final chunk and the hooks ask for one.
+ */
+function runChunk(
+  parts: ModelParts, seq: Sequence, layer: number, prompt: ResidualRows, positions: Tensor, offset: number, T: number, final: boolean,
+): Float32Array | undefined {
+  const { config: c, device, dtype, pool } = parts;
+  const temps = new Temps();
+  try {
+    const scratch = temps.add(new LayerScratch(parts, T));
+    const stage = [1, T, c.kvHeads, c.headDim];
+    const kStage = temps.add(Tensor.empty(stage, dtype, device)), vStage = temps.add(Tensor.empty(stage, dtype, device));
+    const k = temps.add(kStage.reshape(stage.slice(1))), v = temps.add(vStage.reshape(stage.slice(1)));
+    const stageSlots = temps.add(ints(Array.from({ length: T }, (_, t) => t), device));
+    const start = seq.length + offset;
+    let ratio: Float32Array | undefined;
+    const attention: LayerAttention = {
+      kvTarget: () => ({ kPages: kStage, vPages: vStage, slots: stageSlots }),
+      attend: (l, q) => {
+        const spec = final ? seq.hooks.ratioFor?.(seq, l) : undefined;
+        const result = attendPrefillChunk(pool, seq.caches[l], start, q, k, v, temps.add, spec);
+        temps.add(result.out);
+        if (result.lazyRatio) ratio = temps.add(result.lazyRatio).toFloat32Array();
+        if (seq.observesQueries) seq.hooks.observeQueries?.(seq, l, q, start);
+        return temps.add(result.out.reshape([T, c.heads * c.headDim]));
+      },
+    };
+    const rows = (t: Tensor | undefined) => t && temps.add(t.rows(offset, T));
+    runLayer(parts, scratch, { h: rows(prompt.h)!, mlpIn: rows(prompt.mlpIn), mlpOut: rows(prompt.mlpOut)! }, layer, rows(positions)!, attention);
+    return ratio;
+  } finally {
+    temps.dispose();
   }
 }
 
