@@ -67,7 +67,7 @@ async function main() {
         seqs.push(seq);
       }
       const ids = Array.from({ length: batch }, () => 1 + Math.floor(Math.random() * (config.vocabSize - 1)));
-      const step = () => model.decoder.step(seqs, ids, output);
+      const step = () => (output === "argmax" ? model.decoder.step(seqs, ids, "argmax") : model.decoder.step(seqs, ids, "logits"));
       step(); // warm-up (and the first read-back waits for the GPU)
       const before = model.decoder.stats;
       const times: number[] = [];

@@ -19,7 +19,7 @@ export type { LoadProgress } from "./checkpoint/weights";
 export { PoolExhaustedError } from "./cache/page-pool";
 export type { HybridOptions, HybridMode } from "./hybrid/options";
 export type { HybridState } from "./hybrid/policy";
-export type { Decoder, PrefillOptions, StepOutput, StepResult } from "./model/decoder";
+export type { Decoder, PrefillOptions, StepOutput, StepReadback } from "./model/decoder";
 export type { DecodeStats, EagerReason } from "./model/decode-graph";
 export type { Sequence, SequenceHooks, RingShape } from "./model/sequence";
 export { calibrate, readLayerFile, layerFileOptions } from "./api/calibrate";

@@ -3,7 +3,7 @@
 // every output of a step is the same step, hooks see what they are promised, and a sequence's
 // dispose() gives every page back.
 import * as path from "node:path";
-import { loadModel, Model, Tensor } from "../lib";
+import { loadModel, memoryUsage, Model, Tensor } from "../lib";
 import type { Sequence, SequenceHooks } from "../lib/model/sequence";
 import { fixtureModels, fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
@@ -60,7 +60,7 @@ describe.each(fixtureModels)("%s: decode steps continue a prefill exactly", (nam
           throw new Error(`sequence ${b}, position ${position}: max |logit error| ${worst} over scale ${scale} (seed ${rng.seed})`);
       };
       first.forEach((logits, b) => compare(b, prefixes[b] - 1, logits));
-      const outputs = ["logits", "argmax", "device", "none"] as const;
+      const outputs = ["logits", "argmax", "use", "none"] as const;
       for (let step = 0; ; step++) {
         const live = [0, 1].filter((b) => seqs[b].length < lengths[b]);
         if (live.length === 0) break;
@@ -71,10 +71,11 @@ describe.each(fixtureModels)("%s: decode steps continue a prefill exactly", (nam
         if (output === "logits") {
           const logits = model.decoder.step(batch, ids, "logits");
           live.forEach((b, i) => compare(b, positions[i], logits.subarray(i * vocab, (i + 1) * vocab)));
-        } else if (output === "device") {
-          const logits = model.decoder.step(batch, ids, "device");
-          expect(logits.shape).toEqual([live.length, vocab]);
-          const rows = logits.toFloat32Array();
+        } else if (output === "use") {
+          const rows = model.decoder.step(batch, ids, (logits) => {
+            expect(logits.shape).toEqual([live.length, vocab]);
+            return logits.toFloat32Array();
+          });
           live.forEach((b, i) => compare(b, positions[i], rows.subarray(i * vocab, (i + 1) * vocab)));
         } else if (output === "argmax") {
           const want = live.map((b, i) => argmaxRows(whole[b].subarray(positions[i] * vocab, (positions[i] + 1) * vocab), vocab)[0]);
@@ -98,8 +99,8 @@ describe("Sequence and the step's contract", () => {
   afterAll(async () => model?.dispose());
   const randomIds = (n: number) => Array.from({ length: n }, () => rng.int(0, model.config.vocabSize - 1));
 
-  test("dispose() gives every page back, cut layers included, and a second dispose() changes nothing", () => {
-    const used = model.pool.usedPages;
+  test("dispose() gives every page back, cut layers included, a second dispose() changes nothing, and no step leaves tensors behind", () => {
+    const used = model.pool.usedPages, bytes = memoryUsage().cpu;
     let disposed = 0;
     const seq = model.decoder.createSequence({ ringAtStart: (l) => (l === 0 ? { sink: 1, window: 5 } : undefined), dispose: () => disposed++ });
     expect(seq.caches[0].kind).toBe("streaming");
@@ -107,10 +108,11 @@ describe("Sequence and the step's contract", () => {
     model.decoder.step([seq], randomIds(1), "argmax");
     seq.cutToStreaming(1, 2, 6);
     expect(seq.caches[1].kind).toBe("streaming");
-    model.decoder.step([seq], randomIds(1), "device");
+    model.decoder.step([seq], randomIds(1), (logits) => logits.shape);
     expect(model.pool.usedPages).toBeGreaterThan(used);
     seq.dispose();
     expect(model.pool.usedPages).toBe(used);
+    expect(memoryUsage().cpu).toBe(bytes);
     expect(disposed).toBe(1);
     seq.dispose();
     expect(model.pool.usedPages).toBe(used);
@@ -125,7 +127,7 @@ describe("Sequence and the step's contract", () => {
       model.decoder.prefill(seq, randomIds(5));
       const pages = seq.caches.map((c) => c.pageTable.length);
       expect(() => model.decoder.step([seq, seq], [1, 2], "logits")).toThrow(/appears more than once/);
-      expect(() => model.decoder.step([seq], [1], "probabilities" as never)).toThrow(/output must be one of logits, argmax, device, none, got "probabilities"/);
+      expect(() => model.decoder.step([seq], [1], "probabilities" as never)).toThrow(/output must be one of logits, argmax, none or a function of the logits, got "probabilities"/);
       expect(seq.length).toBe(5);
       expect(seq.caches.map((c) => c.length)).toEqual(seq.caches.map(() => 5));
       expect(seq.caches.map((c) => c.pageTable.length)).toEqual(pages);

@@ -317,34 +317,35 @@ const maxDeviceCandidates = 4096;
 export function sampleStep(
   decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  const logits = decoder.step(seqs, ids, "device");
-  const [rows, vocab] = logits.shape;
-  const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
-  const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
-  const made: Tensor[] = [];
-  try {
-    applyRepetitionPenalty(logits, samplers, seen, made);
-    const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
-    made.push(temperature);
-    const c = kernels.topCandidates({ logits, temperature, k });
-    made.push(...Object.values(c));
-    const capacity = c.ids.shape[1];
-    const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
-    const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
-    return samplers.map((sampler, b) => {
-      const at = b * capacity;
-      const row: RowCandidates = {
-        k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
-      };
-      return sampler.nextFromCandidates(row, () => {
-        const whole = logits.rows(b, 1);
-        made.push(whole);
-        return whole.toFloat32Array();
+  return decoder.step(seqs, ids, (logits) => {
+    const [rows, vocab] = logits.shape;
+    const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
+    const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
+    const made: Tensor[] = [];
+    try {
+      applyRepetitionPenalty(logits, samplers, seen, made);
+      const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
+      made.push(temperature);
+      const c = kernels.topCandidates({ logits, temperature, k });
+      made.push(...Object.values(c));
+      const capacity = c.ids.shape[1];
+      const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
+      const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+      return samplers.map((sampler, b) => {
+        const at = b * capacity;
+        const row: RowCandidates = {
+          k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
+        };
+        return sampler.nextFromCandidates(row, () => {
+          const whole = logits.rows(b, 1);
+          made.push(whole);
+          return whole.toFloat32Array();
+        });
       });
-    });
-  } finally {
-    for (const t of made) t.dispose();
-  }
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  });
 }
 
 /**

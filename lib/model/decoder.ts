@@ -21,22 +21,17 @@ export interface PrefillOptions {
 }
 
 /**
- * What a decode step returns: every sequence's logits read back, only each one's most likely
- * token (lowest id on ties), the logits left on the device, or nothing.
+ * What a decode step reads back: every sequence's logits [batch · vocab] (row b for sequence b),
+ * only each one's most likely token [batch] (lowest id on ties), or nothing.
  */
-export type StepOutput = "logits" | "argmax" | "device" | "none";
-const stepOutputs: readonly string[] = ["logits", "argmax", "device", "none"] satisfies StepOutput[];
+export type StepReadback = "logits" | "argmax" | "none";
+const stepReadbacks: readonly string[] = ["logits", "argmax", "none"] satisfies StepReadback[];
 
-/** The result of a step for each StepOutput. */
-export interface StepResult {
-  /** [batch · vocab], row b for sequence b. */
-  logits: Float32Array;
-  /** [batch]. */
-  argmax: Int32Array;
-  /** [batch, vocab] where the step ran; owned by the decoder and valid until its next step (do not dispose it). */
-  device: Tensor;
-  none: undefined;
-}
+/**
+ * What a decode step does with its logits: a readback, or a function handed the logits
+ * [batch, vocab] where the step left them (on the device on CUDA), valid only while it runs.
+ */
+export type StepOutput<T = unknown> = StepReadback | ((logits: Tensor) => T);
 
 /**
  * Prompt tokens per prefill chunk unless asked otherwise. Each chunk costs the same few dozen
@@ -57,8 +52,6 @@ export class Decoder {
   private readonly parts: ModelParts;
   private readonly graphs: DecodeGraphs | undefined;
   private readonly counts: DecodeStats = { graphSteps: 0, eagerSteps: {}, recordings: 0, fillMs: 0, launchMs: 0, readbackMs: 0, uploadedBytes: 0 };
-  /** The last eager step's buffers, kept while its "device" logits may be in use. */
-  private lastEager: StepBuffers | undefined;
 
   constructor(
     readonly config: ModelConfig,
@@ -106,40 +99,45 @@ export class Decoder {
 
   /**
    * One decode step for a batch: token ids[b] is appended to sequence b, and `output` says what
-   * comes back (StepResult). On CUDA the step is replayed from a CUDA graph unless a sequence
+   * comes back (StepOutput). On CUDA the step is replayed from a CUDA graph unless a sequence
    * observes its queries, graphs are off (LIGHTTRANSFER_DECODE_GRAPHS=off) or a recording
    * failed; then, and on the CPU, it runs op by op (stats.eagerSteps counts why).
    * @example
    * const tokens = decoder.step(seqs, ids, "argmax");
    * const logits = decoder.step(seqs, ids, "logits");
+   * const top = decoder.step(seqs, ids, (logits) => readTopCandidates(logits));
    */
-  step<O extends StepOutput>(seqs: readonly Sequence[], ids: readonly number[], output: O): StepResult[O] {
-    if (!stepOutputs.includes(output)) throw new TypeError(`decode: output must be one of ${stepOutputs.join(", ")}, got ${JSON.stringify(output)}`);
+  step(seqs: readonly Sequence[], ids: readonly number[], output: "logits"): Float32Array;
+  step(seqs: readonly Sequence[], ids: readonly number[], output: "argmax"): Int32Array;
+  step(seqs: readonly Sequence[], ids: readonly number[], output: "none"): undefined;
+  step<T>(seqs: readonly Sequence[], ids: readonly number[], output: (logits: Tensor) => T): T;
+  step(seqs: readonly Sequence[], ids: readonly number[], output: StepOutput): unknown {
+    if (typeof output !== "function" && !stepReadbacks.includes(output))
+      throw new TypeError(`decode: output must be one of ${stepReadbacks.join(", ")} or a function of the logits, got ${JSON.stringify(output)}`);
     this.checkStep(seqs, ids);
-    this.releaseEager();
     const reason = this.eagerReason(seqs);
     const replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
     const buffers = replayed ?? this.runEager(seqs, ids, reason ?? "recording failed");
     for (const s of seqs) s.length += 1;
-    const t0 = performance.now();
-    const result = (
-      output === "logits" ? buffers.logits.toFloat32Array() : output === "argmax" ? buffers.tokens.toArray() : output === "device" ? buffers.logits : undefined
-    ) as StepResult[O];
-    if (replayed) this.counts.readbackMs += performance.now() - t0;
-    if (output !== "device") this.releaseEager();
+    let result: unknown;
+    try {
+      if (typeof output === "function") result = output(buffers.logits);
+      else {
+        const t0 = performance.now();
+        result = output === "logits" ? buffers.logits.toFloat32Array() : output === "argmax" ? buffers.tokens.toArray() : undefined;
+        if (replayed) this.counts.readbackMs += performance.now() - t0;
+      }
+    } finally {
+      // A replayed step's buffers stay with its recording.
+      if (!replayed) buffers.dispose();
+    }
     for (const s of seqs) s.hooks.afterStep?.(s);
     return result;
   }
 
   dispose(): void {
-    this.releaseEager();
     this.graphs?.dispose();
     this.parts.invFreq.dispose();
-  }
-
-  private releaseEager(): void {
-    this.lastEager?.dispose();
-    this.lastEager = undefined;
   }
 
   /** Why this step cannot be replayed from a graph, or undefined if it can. */
@@ -151,7 +149,7 @@ export class Decoder {
     return undefined;
   }
 
-  /** The step op by op over buffers of its exact shape (kept as lastEager); observing hooks see each layer's queries. */
+  /** The step op by op over buffers of its exact shape (the caller disposes them); observing hooks see each layer's queries. */
   private runEager(seqs: readonly Sequence[], ids: readonly number[], reason: EagerReason): StepBuffers {
     this.counts.eagerSteps[reason] = (this.counts.eagerSteps[reason] ?? 0) + 1;
     const buffers = new StepBuffers(this.parts, seqs.length, tableWidths(seqs, this.config.layers));
@@ -171,7 +169,7 @@ export class Decoder {
             }
           }),
       );
-      return (this.lastEager = buffers);
+      return buffers;
     } catch (err) {
       buffers.dispose();
       throw err;

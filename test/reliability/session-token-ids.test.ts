@@ -45,7 +45,10 @@ test.each(bad)("a decode step rejects %s before touching a cache, whatever its o
   const used = model.pool.usedPages;
   try {
     const ids = [3, id as number];
-    for (const output of ["logits", "argmax", "device", "none"] as const) expect(() => model.decoder.step(seqs, ids, output)).toThrow(message);
+    for (const output of ["logits", "argmax", "none"] as const) expect(() => model.decoder.step(seqs, ids, output as "none")).toThrow(message);
+    const use = jest.fn();
+    expect(() => model.decoder.step(seqs, ids, use)).toThrow(message);
+    expect(use).not.toHaveBeenCalled();
     for (const s of seqs) {
       expect(s.length).toBe(ref.ids.length);
       expect(s.caches.every((c) => c.length === ref.ids.length)).toBe(true);
