@@ -44,7 +44,7 @@ export const defaultPrefillChunk = 4096;
  * Runs a model's layers over sequences.
  * @example
  * const seq = decoder.createSequence();
- * let logits = decoder.prefill(seq, promptIds);
+ * const logits = decoder.prefill(seq, promptIds);
  * const next = decoder.step([seq], [argmax(logits)], "argmax");
  * seq.dispose();
  */
