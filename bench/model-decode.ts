@@ -20,7 +20,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { devices, loadModel, Model, Tensor } from "../lib";
 import { Sequence } from "../lib/model/sequence";
-import { sampleStep, Sampler } from "../lib/generate/sampling";
+import { Sampler } from "../lib/generate/sampling";
+import { sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
 import { addon } from "../lib/runtime/native";
 import { commandLine, printTable } from "./timing";
 
@@ -228,7 +229,7 @@ interface GridRow {
   launchMs: number;
   readbackMs: number;
   opByOpStepMs: number;
-  /** A sampled step (temperature 0.8, topK 50, topP 0.9) through sampleStep (top candidates on the device) ... */
+  /** A sampled step (temperature 0.8, topK 50, topP 0.9) through sampleOnDevice (top candidates on the device) ... */
   sampledStepMs: number;
   /** ... and through the whole logits read back and sampled on the host. */
   sampledOnHostStepMs: number;
@@ -260,11 +261,8 @@ function timeSampledSteps(model: Model, seqs: Sequence[], count: number, random:
   const vocab = model.config.vocabSize;
   const options = { temperature: 0.8, topK: 50, topP: 0.9 };
   const samplers = seqs.map((_, b) => new Sampler({ ...options, seed: b }));
-  const viaCandidates = () => sampleStep(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
-  const viaRows = () => {
-    const logits = model.decoder.step(seqs, seqs.map(() => random(vocab)), "logits");
-    return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), []));
-  };
+  const viaCandidates = () => sampleOnDevice(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
+  const viaRows = () => sampleWholeRows(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
   const time = (step: () => number[]) => {
     for (let i = 0; i < warmup; i++) step();
     const times: number[] = [];

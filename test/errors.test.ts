@@ -1,6 +1,6 @@
 // Bad input never crashes the process: every case throws (or rejects) a JS Error that says
 // what was wrong, and the addon keeps working afterwards.
-import { kernels, Tensor } from "../lib";
+import { kernels, streamingDefaults, Tensor } from "../lib";
 import { loadAddon } from "../lib/runtime/native";
 import { Random } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
@@ -49,13 +49,54 @@ describe("prefillAttention rejects bad input", () => {
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: 4, window: 0 } })).toThrow(/window must be in \[1, /);
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: -1, window: 4 } })).toThrow(/sink must be in \[0, /);
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: 1.5, window: 4 } })).toThrow(/sink must be an integer/);
-    expect(() => kernels.prefillAttention({ ...args, lazyRatio: { lastQueries: 0 } })).toThrow(/lastQueries must be in \[1, /);
+    expect(() => kernels.prefillAttention({ ...args, lazyRatio: { sink: 4, window: 4, lastQueries: 0 } })).toThrow(/lastQueries must be in \[1, /);
     expect(() => kernels.prefillAttention({ ...args, scale: -1 })).toThrow(/scale must be a finite number > 0/);
   });
   test("the lazy ratio needs the last queries in the call", () => {
     expect(() =>
-      kernels.prefillAttention({ q: t([4, 2, 8]), k: t([40, 2, 8]), v: t([40, 2, 8]), lazyRatio: { lastQueries: 8 } }),
+      kernels.prefillAttention({ q: t([4, 2, 8]), k: t([40, 2, 8]), v: t([40, 2, 8]), lazyRatio: { sink: 4, window: 16, lastQueries: 8 } }),
     ).toThrow(/needs the last 8 queries in this call, but q has only 4/);
+  });
+  describe("a cached prefix read through the page table", () => {
+    // A pool of 4 pages of 4 slots, 2 kv heads of dim 8; q [3, 4, 8] after 5 cached positions.
+    const prefix = (over: Partial<kernels.CachedPrefixOptions> = {}) => ({
+      ...pool(), pageTable: scope.ints([2, 0]), length: 5, ...over,
+    });
+    const call = (over: Partial<kernels.CachedPrefixOptions> = {}, extra: Partial<kernels.PrefillAttentionOptions> = {}) =>
+      kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: prefix(over), ...extra });
+    test("a page outside the pool", () => {
+      expect(() => call({ pageTable: scope.ints([2, 4]) })).toThrow(/pageTable entry 1 is page 4, outside the pool's pages 0..3/);
+      expect(() => call({ pageTable: scope.ints([-1, 0]) })).toThrow(/pageTable entry 0 is page -1/);
+    });
+    test("a table too short for the cached length", () => {
+      expect(() => call({ length: 9 })).toThrow(/pageTable has 2 pages but 9 cached slots need 3 of 4 slots/);
+      expect(() => call({ length: -1 })).toThrow(/cached: length must be in \[0, /);
+      expect(() => call({ length: 2.5 })).toThrow(/length must be an integer/);
+    });
+    test("a ring needs a streaming mask it holds every position of", () => {
+      const ring = { sink: 2, window: 4 };
+      expect(() => call({ ring })).toThrow(/holds only its sinks and its last window positions; pass streaming/);
+      expect(() => call({ ring }, { streaming: { sink: 2, window: 5 } })).toThrow(/holds only its sinks/);
+      expect(() => call({ ring: { sink: 2, window: 0 } }, { streaming: ring })).toThrow(/ringWindow must be in \[1, /);
+      expect(() => call({ ring: { sink: 2 } as never }, { streaming: ring })).toThrow(/ringSink and ringWindow go together/);
+      const ok = call({ ring }, { streaming: ring });
+      expect(ok.out.shape).toEqual([3, 4, 8]);
+      scope.add(ok.out);
+    });
+    test("a pool that does not match the call", () => {
+      expect(() => call({ ...pool(4, 4, 1, 8) })).toThrow(/kPages holds 1 kv heads of dim 8 but the call has 2 of dim 8/);
+      expect(() => call({ ...pool(4, 4, 2, 8, "bf16") })).toThrow(/kPages must be f32, got bf16/);
+      expect(() => call({ vPages: t([4, 4, 2, 16]) })).toThrow(/vPages must have shape \[4, 4, 2, 8\]/);
+      expect(() => call({ pageTable: t([2]) })).toThrow(/pageTable must be i32, got f32/);
+      expect(() => call({ pageTable: scope.ints([0, 1], [1, 2]) })).toThrow(/pageTable/);
+    });
+    test("own keys go in pairs, and queries are the last positions", () => {
+      const q = t([3, 4, 8]);
+      expect(() => kernels.prefillAttention({ q, k: t([3, 2, 8]), cached: prefix() })).toThrow(/k and v go together/);
+      expect(() => kernels.prefillAttention({ q: t([6, 4, 8]), cached: prefix() })).toThrow(/only 5 keys: queries are the last nq positions/);
+      expect(() => kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: { ...prefix(), kPages: 3 as never } }))
+        .toThrow(/cached.kPages must be a Tensor/);
+    });
   });
   test("a disposed tensor", () => {
     const q = t([4, 2, 8]);
@@ -69,9 +110,46 @@ describe("prefillAttention rejects bad input", () => {
   });
   test("not a tensor", () => {
     expect(() => kernels.prefillAttention({ q: {} as Tensor, k: t([4, 2, 8]), v: t([4, 2, 8]) })).toThrow(/q must be a Tensor/);
+    // The addon itself, called with what its types forbid (plain JS callers can), checks too.
     const native = loadAddon();
+    // @ts-expect-error numbers instead of tensors
     expect(() => native.prefillAttention({ q: 1, k: 2, v: 3, out: 4 })).toThrow(/prefillAttention: q must be a Tensor/);
+    // @ts-expect-error no arguments at all
     expect(() => native.prefillAttention({})).toThrow(/q is required/);
+  });
+});
+
+describe("the lazy ratio's sink, window and lastQueries are required: the kernels apply no defaults", () => {
+  const spec = { sink: 2, window: 3, lastQueries: 2 };
+  const fields = Object.keys(spec) as Array<keyof typeof spec>;
+  const without = (field: keyof typeof spec) => Object.fromEntries(Object.entries(spec).filter(([k]) => k !== field)) as typeof spec;
+  const attention = () => ({ q: t([4, 2, 8]), k: t([6, 2, 8]), v: t([6, 2, 8]) });
+  const ratioInputs = () => ({ q: t([4, 2, 8]), k: t([6, 2, 8]), lse: t([4, 2]) });
+
+  test.each(fields)("prefillAttention without lazyRatio.%s", (field) => {
+    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: without(field) })).toThrow(new RegExp(`prefillAttention ratio: ${field} is required`));
+    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: { ...spec, [field]: null as never } })).toThrow(new RegExp(`${field} is required`));
+  });
+  test.each(fields)("lazyRatio without %s, sync and async", async (field) => {
+    expect(() => kernels.lazyRatio({ ...ratioInputs(), ...without(field) })).toThrow(new RegExp(`lazyRatio: ${field} is required \\(an integer\\)`));
+    await expect(kernels.lazyRatioAsync({ ...ratioInputs(), ...without(field) })).rejects.toThrow(new RegExp(`lazyRatio: ${field} is required`));
+  });
+  test("the addon itself refuses a ratio without its fields", () => {
+    const q = t([4, 2, 8]), k = t([6, 2, 8]), lse = t([4, 2]), out = scope.add(Tensor.empty([2], "f32"));
+    const native = loadAddon();
+    for (const field of fields)
+      expect(() => native.lazyRatio({ q: q.handle, k: k.handle, lse: lse.handle, out: out.handle, ...without(field) })).toThrow(
+        new RegExp(`lazyRatio: ${field} is required`),
+      );
+  });
+  test("lazyRatio: true is the default shape, which TypeScript fills in", () => {
+    // Longer than sink + window, so the ratio depends on the shape.
+    const n = 1100, x = () => t([n, 2, 8]);
+    const args = { q: x(), k: x(), v: x() };
+    const ratio = (lazyRatio: kernels.LazyRatioOptions | true) =>
+      Array.from(scope.add(kernels.prefillAttention({ ...args, lazyRatio }).lazyRatio!).toFloat32Array());
+    expect(ratio(true)).toEqual(ratio({ ...streamingDefaults }));
+    expect(ratio(true)).not.toEqual(ratio({ ...streamingDefaults, window: 100 }));
   });
 });
 

@@ -3,7 +3,7 @@
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
 import { loadModel, Model } from "../lib";
 import { resolveHybrid } from "../lib/hybrid/options";
-import { HybridPolicy } from "../lib/hybrid/policy";
+import { GenerationSequence } from "../lib/generate/sequence";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import { runHybrid } from "./helpers/hybrid-run";
 import { fixtureDir, loadReferenceWeights, referenceForward, referenceRatio, ReferenceWeights } from "./helpers/reference-model";
@@ -126,13 +126,12 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const ids = Array.from({ length: 160 }, () => rng.int(2, model.config.vocabSize - 1));
     const pages = (n: number) => Math.ceil(n / model.pool.pageSize);
     const peak = (hybrid: object) => {
-      const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+      const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
       model.pool.resetHighWater();
       const base = model.pool.usedPages;
-      const seq = model.decoder.createSequence(policy);
-      model.decoder.prefill(seq, ids, { chunkSize: 32 });
-      const result = { peak: model.pool.highWaterPages - base, after: model.pool.usedPages - base, lazy: policy.state.lazyLayers };
-      seq.dispose();
+      sequence.prefill(ids, 32);
+      const result = { peak: model.pool.highWaterPages - base, after: model.pool.usedPages - base, lazy: sequence.hybridState?.lazyLayers };
+      sequence.dispose();
       return result;
     };
     const L = model.config.layers, P = 1, S = 2, W = 10;
@@ -148,26 +147,26 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const ids = readReference(name).cases[0].ids; // 12 tokens
     const hybrid = { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 4 };
     const cont = readReference(name).cases[0].greedy.slice(0, 10);
-    const policy = new HybridPolicy(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-    const seq = model.decoder.createSequence(policy);
+    const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
     try {
-      model.decoder.prefill(seq, ids);
-      expect(policy.state.pending).toBe(true);
+      sequence.prefill(ids);
+      const state = sequence.hybridState!;
+      expect(state.pending).toBe(true);
       const all = [...ids];
       for (const t of cont) {
-        model.decoder.step([seq], [t], "logits");
+        model.decoder.step([sequence.seq], [t], "logits");
         all.push(t);
-        if (seq.length <= 16) expect(policy.state.pending).toBe(true);
+        if (sequence.length <= 16) expect(state.pending).toBe(true);
       }
-      expect(policy.state.pending).toBe(false);
+      expect(state.pending).toBe(false);
       // At the step the sequence reached 17 tokens, the ratios were those of its last 4 queries.
       const full = referenceForward(ref, all, () => true);
       const ratios = full.probs.map((p) => referenceRatio(p, all.length, model.config.heads, 17, { sink: 2, window: 14, lastQueries: 4 }));
-      policy.state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
-      expect(policy.state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
-      for (const l of policy.state.lazyLayers) expect(seq.caches[l].kind).toBe("streaming");
+      state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
+      expect(state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
+      for (const l of state.lazyLayers) expect(sequence.seq.caches[l].kind).toBe("streaming");
     } finally {
-      seq.dispose();
+      sequence.dispose();
     }
   });
 

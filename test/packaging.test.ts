@@ -65,3 +65,51 @@ describe("one source list for CMake and node-gyp", () => {
     expect(fs.readFileSync(path.join(root, "binding.gyp"), "utf8")).toContain('"sources": ["<!@(node scripts/native-sources.js)"]');
   });
 });
+
+describe("the published type declarations", () => {
+  // pretest compiles lib/ into dist/; the declarations users get are dist/lib/**/*.d.ts.
+  test("compile on their own under strict settings, with library checking on", () => {
+    const ts = require("typescript") as typeof import("typescript");
+    const consumer = path.join(root, "dist", "consumer-check.ts");
+    fs.writeFileSync(
+      consumer,
+      [
+        `import { loadModel, Tensor, kernels, type GenerateResult } from "./lib";`,
+        `export async function use(dir: string): Promise<GenerateResult[]> {`,
+        `  const x = Tensor.from(Float32Array.of(1, 2, 3, 4), [1, 4]);`,
+        `  kernels.rmsNorm({ x, weight: Tensor.from(Float32Array.of(1, 1, 1, 1), [4]) }).dispose();`,
+        `  await using model = await loadModel(dir, { device: "cpu" });`,
+        `  for await (const chunk of model.createSession().generate("hello", { maxNewTokens: 2 })) console.log(chunk.text);`,
+        `  return model.generateBatch(["a", "b"], { maxNewTokens: 2 });`,
+        `}`,
+      ].join("\n"),
+    );
+    try {
+      const program = ts.createProgram([consumer], {
+        strict: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, lib: ["lib.es2022.d.ts", "lib.esnext.disposable.d.ts"],
+        skipLibCheck: false, noEmit: true, types: ["node"],
+      });
+      const messages = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"));
+      expect(messages).toEqual([]);
+    } finally {
+      fs.rmSync(consumer, { force: true });
+    }
+  });
+
+  test("leave out what is marked @internal", () => {
+    const sources = fs.readdirSync(path.join(root, "lib"), { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".ts"));
+    let checked = 0;
+    for (const file of sources) {
+      const source = fs.readFileSync(path.join(root, "lib", file), "utf8");
+      const internal = [...source.matchAll(/@internal[^\n]*\n\s*(?:readonly\s+|private\s+)?(\w+)/g)].map((m) => m[1]);
+      if (!internal.length) continue;
+      const declaration = fs.readFileSync(path.join(root, "dist", "lib", file.replace(/\.ts$/, ".d.ts")), "utf8");
+      for (const name of internal) {
+        if (name === "constructor") expect(declaration).not.toMatch(/^\s*constructor\(/m);
+        else expect(declaration).not.toMatch(new RegExp(`^\\s*(readonly\\s+)?${name}[(:<]`, "m"));
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(0);
+  });
+});

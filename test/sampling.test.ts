@@ -2,7 +2,8 @@
 // and the sampler's contract (greedy, seeds, validation).
 import * as path from "node:path";
 import { kernels, loadModel, Tensor } from "../lib";
-import { argmax, candidatesFromTop, RowCandidates, sampleStep, Sampler, samplingCandidates, validateSampling } from "../lib/generate/sampling";
+import { argmax, candidatesFromTop, RowCandidates, Sampler, samplingCandidates, validateSampling } from "../lib/generate/sampling";
+import { sampleOnDevice } from "../lib/generate/step";
 import { fixtureRoot, prefilledSequences, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
@@ -195,7 +196,7 @@ describe("Sampler.nextFromCandidates", () => {
   });
 });
 
-describe("sampleStep", () => {
+describe("sampleOnDevice", () => {
   test("picks the tokens next() picks from the whole logits, seed for seed, penalties included (CPU, llama fixture)", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });
     const prompts = readReference("llama-tiny").cases.slice(0, 3).map((c) => c.ids);
@@ -216,7 +217,7 @@ describe("sampleStep", () => {
         for (let step = 0; step < 6; step++) {
           const logits = model.decoder.step(viaRows, ids, "logits");
           const want = a.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
-          expect(sampleStep(model.decoder, viaCandidates, ids, c, seen)).toEqual(want);
+          expect(sampleOnDevice(model.decoder, viaCandidates, ids, c, seen)).toEqual(want);
           want.forEach((t, b) => seen[b].push(t));
           ids = want;
         }

@@ -4,13 +4,12 @@ import * as fs from "node:fs";
 import type { Model } from "./model";
 import { optionalFunction, optionalSignal, optionsObject } from "../common/validate";
 import { HybridOptions, resolveHybrid } from "../hybrid/options";
+import { ringSize, StreamingShape } from "../common/geometry";
 
-export interface LayerFile {
+/** A layer file: the streaming shape it was calibrated with, and the layers it chose. */
+export interface LayerFile extends StreamingShape {
   model: string;
   layers: number;
-  sink: number;
-  window: number;
-  lastQueries: number;
   fullLayers: number;
   prompts: number;
   /** counts[i]: prompts for which layer i was lazy. */
@@ -55,7 +54,7 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
     }
     options.onProgress?.(i + 1, prompts.length);
   }
-  if (measured === 0) throw new Error(`no prompt was longer than sink + window (${resolved.sink + resolved.window} tokens): nothing to calibrate on`);
+  if (measured === 0) throw new Error(`no prompt was longer than sink + window (${ringSize(resolved)} tokens): nothing to calibrate on`);
   const order = counts.map((c, l) => ({ c, l })).sort((a, b) => b.c - a.c || a.l - b.l);
   return {
     model: model.dir,

@@ -1,14 +1,16 @@
 // loadModel and Model: a checkpoint on a device, its tokenizer, and the KV page pool its
 // sessions share.
 import { PagePool } from "../cache/page-pool";
-import { pageBytes } from "../hybrid/planner";
+import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
 import { cudaStatus, devices } from "../runtime/devices";
 import { ModelConfig, readConfig } from "../checkpoint/config";
 import { Decoder } from "../model/decoder";
 import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
-import { DeviceName, DType } from "../runtime/tensor";
+import { DeviceName, DType, dtypeBytes } from "../runtime/tensor";
 import { Tokenizer } from "../checkpoint/tokenizer";
-import { GenerateChunk, GenerateOptions, GenerateResult, generateBatch, Prompt, Session, SessionOptions } from "./session";
+import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
+import type { Prompt } from "../generate/prompt";
+import { generateBatch, Session } from "./session";
 import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 
 export interface LoadModelOptions {
@@ -18,7 +20,7 @@ export interface LoadModelOptions {
   dtype?: DType;
   /** Bytes of KV page pool shared by this model's sessions. Default: 512 MiB on the CPU, half the free GPU memory after the weights. */
   kvCacheBytes?: number;
-  /** Tokens per KV page (default 16). */
+  /** Tokens per KV page (default `defaultPageSize`, 16). */
   pageSize?: number;
   /**
    * Activation and KV-cache dtype. CPU default f32; "bf16" or "f16" there reproduces what the GPU
@@ -61,8 +63,6 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
   }
 }
 
-/** Tokens per KV page at most: a page is one unit of allocation for every layer. */
-const maxPageSize = 4096;
 const floatDTypes = ["f32", "f16", "bf16"] as const;
 
 /** Every loadModel option checked, before anything is read. */
@@ -99,8 +99,8 @@ export class Model implements AsyncDisposable {
     readonly dtype: DType,
     options: LoadModelOptions,
   ) {
-    const pageSize = options.pageSize ?? 16;
-    const bytesPerPage = pageBytes(config, pageSize, dtype);
+    const pageSize = options.pageSize ?? defaultPageSize;
+    const bytesPerPage = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
     const cuda = devices().find((d) => d.id === (device === "cuda" ? "cuda:0" : device));
     const defaultBytes = device === "cpu" ? 512 * 2 ** 20 : Math.floor(((cuda as { freeMemory?: number })?.freeMemory ?? 0) / 2);
     const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));

@@ -1,7 +1,9 @@
 // Per-(sequence, layer) caches over the page pool. A full cache grows a page at a time; a
 // streaming cache is a fixed ring of ceil((sink + window) / pageSize) pages where token p sits
-// at slot p if p < sink, else sink + (p - sink) mod window (DESIGN.md section 2).
+// at slot p if p < sink, else sink + (p - sink) mod window (DESIGN.md section 2). The arithmetic
+// of both is lib/common/geometry.ts.
 import * as kernels from "../kernels";
+import { heldSlots, pagesAfterAppend, poolSlot, RingShape, ringPages, ringSize, ringSlot } from "../common/geometry";
 import { Tensor } from "../runtime/tensor";
 import { PagePool } from "./page-pool";
 
@@ -79,7 +81,7 @@ abstract class PagedCache {
   }
 
   protected slotOf(table: readonly number[], s: number): number {
-    return table[Math.floor(s / this.pool.pageSize)] * this.pool.pageSize + (s % this.pool.pageSize);
+    return poolSlot(table, s, this.pool.pageSize);
   }
 }
 
@@ -91,7 +93,7 @@ export class FullCache extends PagedCache {
   }
 
   pageCountAfter(count: number): number {
-    return Math.max(this.pages.length, Math.ceil((this.length + count) / this.pool.pageSize));
+    return pagesAfterAppend({ pages: this.pages.length, length: this.length, count, pageSize: this.pool.pageSize });
   }
 
   slotOfPosition(p: number): number {
@@ -111,10 +113,10 @@ export class FullCache extends PagedCache {
    */
   cutToStreaming(sink: number, window: number): StreamingCache {
     const ring = new StreamingCache(this.pool, sink, window);
-    const ringPages = Math.ceil(Math.min(this.length, sink + window) / this.pool.pageSize);
+    const keptPages = ringPages(this.length, ring, this.pool.pageSize);
     if (this.length > 0) {
       const src = Tensor.from(Int32Array.from(this.pages), [this.pages.length], { device: this.pool.kPages.device });
-      const dst = Tensor.from(Int32Array.from(this.pages.slice(0, Math.max(ringPages, 1))), [Math.max(ringPages, 1)], {
+      const dst = Tensor.from(Int32Array.from(this.pages.slice(0, Math.max(keptPages, 1))), [Math.max(keptPages, 1)], {
         device: this.pool.kPages.device,
       });
       try {
@@ -127,15 +129,15 @@ export class FullCache extends PagedCache {
         dst.dispose();
       }
     }
-    ring.adopt(this.pages.slice(0, ringPages), this.length);
-    this.pool.release(this.pages.slice(ringPages));
+    ring.adopt(this.pages.slice(0, keptPages), this.length);
+    this.pool.release(this.pages.slice(keptPages));
     this.pages = [];
     this.length = 0;
     return ring;
   }
 }
 
-export class StreamingCache extends PagedCache {
+export class StreamingCache extends PagedCache implements RingShape {
   readonly kind = "streaming";
 
   constructor(pool: PagePool, readonly sink: number, readonly window: number) {
@@ -145,11 +147,11 @@ export class StreamingCache extends PagedCache {
   }
 
   get capacity(): number {
-    return this.sink + this.window;
+    return ringSize(this);
   }
 
   get validSlots(): number {
-    return Math.min(this.length, this.capacity);
+    return heldSlots(this.length, this);
   }
 
   /** @internal takes over pages that already hold a ring of `length` tokens. */
@@ -159,13 +161,13 @@ export class StreamingCache extends PagedCache {
   }
 
   pageCountAfter(count: number): number {
-    return Math.max(this.pages.length, Math.ceil(Math.min(this.length + count, this.capacity) / this.pool.pageSize));
+    return pagesAfterAppend({ pages: this.pages.length, length: this.length, count, pageSize: this.pool.pageSize, ring: this });
   }
 
   slotOfPosition(p: number): number {
     const kept = p >= 0 && p < this.length && (p < this.sink || p >= this.length - this.window);
     if (!kept) throw new RangeError(`position ${p} is not in this ring (sink ${this.sink}, window ${this.window}, length ${this.length})`);
-    return this.slotOf(this.pages, p < this.sink ? p : this.sink + ((p - this.sink) % this.window));
+    return this.slotOf(this.pages, ringSlot(this, p));
   }
 
   /** Positions this ring holds now that the next `count` tokens will overwrite, in order. */
@@ -176,7 +178,7 @@ export class StreamingCache extends PagedCache {
   }
 
   protected slotFor(p: number): number {
-    const slot = p < this.sink ? p : this.sink + ((p - this.sink) % this.window);
+    const slot = ringSlot(this, p);
     const page = Math.floor(slot / this.pool.pageSize);
     if (page >= this.pages.length) this.pages.push(...this.pool.allocate(page + 1 - this.pages.length));
     return this.slotOf(this.pages, slot);

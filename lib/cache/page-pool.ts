@@ -1,7 +1,8 @@
 // The KV page pool of one device (DESIGN.md section 4): two tensors [numPages, pageSize, hkv, d]
 // (K and V) shared by every layer of every sequence, and the bookkeeping of which pages are free.
 // A page holds pageSize tokens of one layer; pages come back the moment a cache lets them go.
-import { DeviceName, DType, Tensor } from "../runtime/tensor";
+import { DeviceName, DType, dtypeBytes, Tensor } from "../runtime/tensor";
+import { pageBytes } from "../common/geometry";
 
 export interface PagePoolOptions {
   numPages: number;
@@ -32,6 +33,8 @@ export class PagePool {
   readonly vPages: Tensor;
   readonly numPages: number;
   readonly pageSize: number;
+  /** Bytes of one page (K and V together). */
+  readonly pageBytes: number;
   /** A stack of free page ids in free[0, freeCount): 4 bytes a page, off the JS heap. */
   private readonly free: Int32Array;
   private freeCount: number;
@@ -52,15 +55,11 @@ export class PagePool {
     }
     this.numPages = o.numPages;
     this.pageSize = o.pageSize;
+    this.pageBytes = pageBytes({ pageSize: o.pageSize, kvHeads: o.kvHeads, headDim: o.headDim, elementBytes: dtypeBytes(o.dtype) });
     // Popped from the end: low page numbers go out first, which keeps tests readable.
     this.free = new Int32Array(o.numPages);
     for (let i = 0; i < o.numPages; i++) this.free[i] = o.numPages - 1 - i;
     this.freeCount = o.numPages;
-  }
-
-  /** Bytes of one page (K and V together). */
-  get pageBytes(): number {
-    return (2 * this.kPages.bytes) / this.numPages;
   }
 
   get freePages(): number {

@@ -8,6 +8,7 @@ import { calibrate } from "../api/calibrate";
 import { heatmapSvg } from "../hybrid/heatmap";
 import { resolveHybrid } from "../hybrid/options";
 import { planMemory } from "../hybrid/planner";
+import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry";
 import { readConfig } from "../checkpoint/config";
 import { Checkpoint } from "../checkpoint/weights";
 import type { DeviceName } from "../runtime/tensor";
@@ -110,9 +111,9 @@ program
   .requiredOption("-c, --context <tokens>", "tokens per sequence", number("int"))
   .requiredOption("--memory <bytes>", "device memory for weights + KV (e.g. 80GB)", bytesArg)
   .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens", number("int"), 4)
-  .option("--window <n>", "recent-window tokens", number("int"), 1020)
-  .option("--page-size <n>", "tokens per KV page", number("int"), 16)
+  .option("--sink <n>", "sink tokens", number("int"), streamingDefaults.sink)
+  .option("--window <n>", "recent-window tokens", number("int"), streamingDefaults.window)
+  .option("--page-size <n>", "tokens per KV page", number("int"), defaultPageSize)
   .action((o) => {
     const config = readConfig(o.model);
     const checkpoint = new Checkpoint(o.model);
@@ -137,9 +138,9 @@ program
 function withRatioOptions(command: Command): Command {
   return command
   .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens", number("int"), 4)
-  .option("--window <n>", "recent-window tokens", number("int"), 1020)
-  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), 32);
+  .option("--sink <n>", "sink tokens", number("int"), streamingDefaults.sink)
+  .option("--window <n>", "recent-window tokens", number("int"), streamingDefaults.window)
+  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), streamingDefaults.lastQueries);
 }
 
 withRatioOptions(program.command("inspect"))
@@ -165,7 +166,7 @@ withRatioOptions(program.command("inspect"))
           const stats = session.stats;
           const h = stats.hybrid!;
           if (h.pending) {
-            console.log(`prompt ${i}: ${stats.promptTokens} tokens, not longer than sink + window (${o.sink + o.window}): no ratios yet`);
+            console.log(`prompt ${i}: ${stats.promptTokens} tokens, not longer than sink + window (${ringSize(o)}): no ratios yet`);
             columns.push(new Array(model.config.layers).fill(undefined));
             continue;
           }

@@ -1,12 +1,9 @@
-// Choosing the next token from logits: greedy, temperature, top-k, top-p and a repetition
-// penalty, with a seeded generator so a run can be repeated exactly. Where the logits are on a
-// GPU, sampleStep chooses from the few most likely tokens of each row (kernels.topCandidates)
-// and reads a whole row back only when those cannot settle the choice exactly.
+// Choosing the next token on the host: greedy, temperature, top-k, top-p and a repetition
+// penalty, with a seeded generator so a run can be repeated exactly. The choice is made from a
+// whole row of logits, or from a row's few most likely tokens (kernels.topCandidates, which
+// step.ts runs where the logits are) with the whole row asked for only when those cannot settle
+// it exactly. Nothing here runs the model.
 import { show } from "../common/validate";
-import * as kernels from "../kernels";
-import { Tensor } from "../runtime/tensor";
-import type { Decoder } from "../model/decoder";
-import type { Sequence } from "../model/sequence";
 
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token. */
@@ -44,14 +41,14 @@ export class Sampler {
 
   /**
    * Whether this sampler always takes the most likely token, so the decoder may choose it where
-   * the logits are (Decoder.step's "argmax") instead of handing them over.
+   * the logits are (a step's argmax output) instead of handing them over.
    */
   get greedy(): boolean {
     return this.o.temperature === 0 && this.o.repetitionPenalty === 1;
   }
 
   /**
-   * Whether this sampler can choose from a row's top candidates (sampleStep): it samples rather
+   * Whether this sampler can choose from a row's top candidates (sampleOnDevice): it samples rather
    * than taking the most likely token. A repetition penalty is applied to the logits first.
    */
   get usesCandidates(): boolean {
@@ -95,7 +92,7 @@ export class Sampler {
    * whole row, and calls `wholeRow` for the row only when they cannot settle it: a topK beyond
    * them, a topP nucleus wider than them, more candidates than were stored, or a plain
    * temperature draw that lands beyond the candidates' share of the mass. A repetition penalty
-   * must already be in the row (sampleStep applies it where the logits are).
+   * must already be in the row (sampleOnDevice applies it where the logits are).
    */
   nextFromCandidates(row: RowCandidates, wholeRow: () => Float32Array): number {
     if (!this.usesCandidates) return this.next(wholeRow(), []);
@@ -300,86 +297,4 @@ export function argmax(values: ArrayLike<number>): number {
     if (values[i] > values[best]) best = i;
   }
   return best;
-}
-
-// Candidates per row kept on the device for sampling: enough for a topK up to this and for most
-// topP nuclei of a trained model; a row they cannot settle is read back whole.
-const deviceCandidates = 256;
-const maxDeviceCandidates = 4096;
-
-/**
- * One decode step whose next tokens are sampled, sequence b by samplers[b] (each one
- * usesCandidates) given the tokens it has seen (for a repetition penalty). On CUDA the logits
- * stay on the device: the penalty is applied there, each row's top candidates and softmax mass
- * come back, and a row is read back whole only when they cannot settle its choice.
- * @example const next = sampleStep(model.decoder, seqs, ids, samplers, seen);
- */
-export function sampleStep(
-  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
-): number[] {
-  return decoder.step(seqs, ids, (logits) => {
-    const [rows, vocab] = logits.shape;
-    const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
-    const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
-    const made: Tensor[] = [];
-    try {
-      applyRepetitionPenalty(logits, samplers, seen, made);
-      const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
-      made.push(temperature);
-      const c = kernels.topCandidates({ logits, temperature, k });
-      made.push(...Object.values(c));
-      const capacity = c.ids.shape[1];
-      const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
-      const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
-      return samplers.map((sampler, b) => {
-        const at = b * capacity;
-        const row: RowCandidates = {
-          k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
-        };
-        return sampler.nextFromCandidates(row, () => {
-          const whole = logits.rows(b, 1);
-          made.push(whole);
-          return whole.toFloat32Array();
-        });
-      });
-    } finally {
-      for (const t of made) t.dispose();
-    }
-  });
-}
-
-/**
- * One decode step and each sequence's next token, chosen by its sampler (the samplers share their
- * options) given the tokens it has seen: greedy where the logits are, sampled from the device's
- * top candidates, or — greedy with a repetition penalty — from whole rows read back.
- * @example const next = decodeNext(model.decoder, seqs, ids, samplers, seen);
- */
-export function decodeNext(
-  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
-): number[] {
-  const [first] = samplers;
-  if (first.greedy) return Array.from(decoder.step(seqs, ids, "argmax"));
-  if (first.usesCandidates) return sampleStep(decoder, seqs, ids, samplers, seen);
-  const logits = decoder.step(seqs, ids, "logits");
-  const vocab = logits.length / seqs.length;
-  return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
-}
-
-/** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */
-function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>, made: Tensor[]): void {
-  const offsets = new Int32Array(samplers.length + 1);
-  const tokens: number[] = [];
-  samplers.forEach((s, b) => {
-    if (s.repetitionPenalty !== 1) for (const id of new Set(seen[b])) tokens.push(id);
-    offsets[b + 1] = tokens.length;
-  });
-  if (tokens.length === 0) return;
-  const device = logits.device;
-  const upload = (t: Tensor) => (made.push(t), t);
-  kernels.repetitionPenalty({
-    logits,
-    ids: upload(Tensor.from(Int32Array.from(tokens), [tokens.length], { device })),
-    offsets: upload(Tensor.from(offsets, [offsets.length], { device })),
-    penalty: upload(Tensor.from(Float32Array.from(samplers, (s) => s.repetitionPenalty), [samplers.length], { device })),
-  });
 }

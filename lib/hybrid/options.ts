@@ -1,10 +1,12 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
 import { integerIn } from "../common/validate";
+import { ringSize, StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
 
-export interface HybridOptions {
+/** The lazy layers' ring and the queries that measure a layer: S, W and w_last, `streamingDefaults` where left out. */
+export interface HybridOptions extends Partial<StreamingShape> {
   /**
    * auto: measure each layer's lazy ratio during prefill and make the L − P laziest layers streaming
    * (DESIGN.md section 2). fixed: `lazyLayers` are streaming. calibrate: auto, while counting
@@ -14,12 +16,6 @@ export interface HybridOptions {
   mode?: HybridMode;
   /** Layers kept full (P): a fraction of the layers in [0, 1) or "75%", or a count >= 1. Default 0.5. */
   fullLayers?: number | `${number}%`;
-  /** Sink tokens a streaming layer keeps (S, default 4). */
-  sink?: number;
-  /** Recent tokens a streaming layer keeps (W, default 1020). */
-  window?: number;
-  /** Last queries whose attention defines the lazy ratio (default 32). */
-  lastQueries?: number;
   /** Fixed mode: the lazy layers (0-based), e.g. from a calibration file. */
   lazyLayers?: number[];
   /** fixed / random / streaming-all: prefill the lazy layers with full attention then cut (default), or with the streaming mask. */
@@ -28,23 +24,14 @@ export interface HybridOptions {
   seed?: number;
 }
 
-export interface ResolvedHybrid {
+export interface ResolvedHybrid extends StreamingShape {
   mode: HybridMode;
   /** Layers kept full. */
   fullLayers: number;
-  sink: number;
-  window: number;
-  lastQueries: number;
   /** The lazy set when it is known up front (fixed, random, streaming-all, off). */
   lazyLayers?: number[];
   prefill: "full" | "streaming";
 }
-
-/**
- * Bounds of the ring sizes: a ring's slots (sink + window) are token positions, int32 in the
- * kernels, and a ring is allocated in full once a sequence grows past it.
- */
-export const hybridLimits = { sink: 1 << 20, window: 1 << 30, ring: 1 << 30, lastQueries: 1 << 16 } as const;
 
 /**
  * Checks every option and settles the defaults for a model of `layers` layers.
@@ -55,10 +42,11 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw new TypeError(`hybrid must be an options object (or left out), got ${o === null ? "null" : Array.isArray(o) ? "an array" : JSON.stringify(o)}`);
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${JSON.stringify(o.mode)}`);
-  const sink = integerIn(o.sink, "hybrid.sink", 0, hybridLimits.sink, 4);
-  const window = integerIn(o.window, "hybrid.window", 1, hybridLimits.window, 1020);
-  if (sink + window > hybridLimits.ring) throw new RangeError(`hybrid.sink + hybrid.window must be at most ${hybridLimits.ring}, got ${sink + window}`);
-  const lastQueries = integerIn(o.lastQueries, "hybrid.lastQueries", 1, hybridLimits.lastQueries, 32);
+  const sink = integerIn(o.sink, "hybrid.sink", 0, streamingLimits.sink, streamingDefaults.sink);
+  const window = integerIn(o.window, "hybrid.window", 1, streamingLimits.window, streamingDefaults.window);
+  if (ringSize({ sink, window }) > streamingLimits.ring)
+    throw new RangeError(`hybrid.sink + hybrid.window must be at most ${streamingLimits.ring}, got ${sink + window}`);
+  const lastQueries = integerIn(o.lastQueries, "hybrid.lastQueries", 1, streamingLimits.lastQueries, streamingDefaults.lastQueries);
   const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
   const prefill = o.prefill ?? "full";
   if (prefill !== "full" && prefill !== "streaming") throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);

@@ -1,21 +1,12 @@
 // The memory planner: KV bytes per sequence with full and hybrid caches, and the largest batch a
-// memory budget holds. It counts pages exactly as the runtime allocates them (lib/cache), so the
-// plan is what a session will really use.
+// memory budget holds. It counts pages with the same arithmetic the runtime allocates them by
+// (lib/common/geometry.ts), so the plan is what a session will really use.
 import { ModelConfig } from "../checkpoint/config";
-import { DType } from "../runtime/tensor";
+import { defaultPageSize, fullCachePages, pageBytes, RingShape, ringPages, streamingDefaults } from "../common/geometry";
+import { DType, dtypeBytes } from "../runtime/tensor";
 
-/** Bytes of one KV page: K and V of `pageSize` tokens of one layer. */
-export function pageBytes(config: Pick<ModelConfig, "kvHeads" | "headDim">, pageSize: number, dtype: DType): number {
-  return 2 * pageSize * config.kvHeads * config.headDim * (dtype === "f32" ? 4 : 2);
-}
-
-/** Pages of a full cache of `tokens` tokens. */
-export const fullCachePages = (tokens: number, pageSize: number) => Math.ceil(tokens / pageSize);
-/** Pages of a streaming ring (sink + window slots) once the sequence is longer than the ring. */
-export const ringPages = (tokens: number, sink: number, window: number, pageSize: number) =>
-  Math.ceil(Math.min(tokens, sink + window) / pageSize);
-
-export interface MemoryPlanOptions {
+/** The lazy layers' ring: `streamingDefaults` where left out. */
+export interface MemoryPlanOptions extends Partial<RingShape> {
   /** Tokens per sequence (prompt + generation). */
   context: number;
   /** Device memory for weights and the KV pool together, in bytes. */
@@ -24,8 +15,7 @@ export interface MemoryPlanOptions {
   weightBytes: number;
   /** Layers kept full (P). */
   fullLayers: number;
-  sink?: number;
-  window?: number;
+  /** Tokens per KV page (default `defaultPageSize`). */
   pageSize?: number;
   dtype?: DType;
 }
@@ -55,15 +45,16 @@ export interface SequencePlan {
  * console.log(plan.full.maxBatch, plan.hybrid.maxBatch);
  */
 export function planMemory(config: ModelConfig, o: MemoryPlanOptions): MemoryPlan {
-  const pageSize = o.pageSize ?? 16, sink = o.sink ?? 4, window = o.window ?? 1020, dtype = o.dtype ?? "bf16";
+  const pageSize = o.pageSize ?? defaultPageSize, sink = o.sink ?? streamingDefaults.sink, window = o.window ?? streamingDefaults.window;
+  const dtype = o.dtype ?? "bf16";
   for (const [name, v] of Object.entries({ context: o.context, pageSize, window }))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
   if (!(o.memoryBytes > 0)) throw new RangeError(`memoryBytes must be > 0, got ${o.memoryBytes}`);
   const L = config.layers, P = o.fullLayers;
   if (!Number.isInteger(P) || P < 0 || P > L) throw new RangeError(`fullLayers must be an integer in [0, ${L}], got ${P}`);
-  const bytes = pageBytes(config, pageSize, dtype);
+  const bytes = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
   const poolPages = Math.max(0, Math.floor((o.memoryBytes - o.weightBytes) / bytes));
-  const full = fullCachePages(o.context, pageSize), ring = ringPages(o.context, sink, window, pageSize);
+  const full = fullCachePages(o.context, pageSize), ring = ringPages(o.context, { sink, window }, pageSize);
   const sequence = (pages: number, peak: number): SequencePlan => ({
     pages,
     bytes: pages * bytes,

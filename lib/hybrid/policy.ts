@@ -12,8 +12,9 @@
 // fixed / random / streaming-all: the lazy set is known; with prefill "full" those layers are
 // cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
 import type { Decoder } from "../model/decoder";
-import type { RingShape, Sequence, SequenceHooks } from "../model/sequence";
+import type { Sequence, SequenceHooks } from "../model/sequence";
 import { Tensor } from "../runtime/tensor";
+import { RingShape, ringSize } from "../common/geometry";
 import { ResolvedHybrid } from "./options";
 import { LazyLayerSelector } from "./selection";
 
@@ -71,7 +72,7 @@ export class HybridPolicy implements SequenceHooks {
 
   beforePrefill(seq: Sequence, tokens: number): void {
     const decided = this.state.ratios.some((r) => r !== undefined);
-    if (this.measures && !decided && seq.length + tokens <= this.options.sink + this.options.window) {
+    if (this.measures && !decided && seq.length + tokens <= ringSize(this.options)) {
       this.state.pending = true;
       this.kept ??= new KeptQueries(this.decoder.config.layers, this.options.lastQueries);
     }
@@ -97,7 +98,7 @@ export class HybridPolicy implements SequenceHooks {
 
   /** Makes the deferred choice once the sequence has grown past sink + window. */
   afterStep(seq: Sequence): void {
-    if (!this.state.pending || seq.length <= this.options.sink + this.options.window) return;
+    if (!this.state.pending || seq.length <= ringSize(this.options)) return;
     const spec = { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
     const ratios: Float32Array[] = [];
     for (let layer = 0; layer < this.decoder.config.layers; layer++) {

@@ -2,6 +2,7 @@
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
 import { Tensor } from "../runtime/tensor";
 import { addon } from "../runtime/native";
+import { RingShape, StreamingShape, streamingDefaults } from "../common/geometry";
 import {
   AsyncKernelOptions, clampRing, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
 } from "./call";
@@ -10,32 +11,44 @@ import {
  * Sinks + recent window of DESIGN.md section 2: key j visible to query q iff j <= q and (j < sink or q - j < window).
  * A sink or window longer than the keys means all of them (any integer up to 2^31 - 1 works as "no limit").
  */
-export interface StreamingMaskOptions {
-  sink: number;
-  window: number;
-}
+export type StreamingMaskOptions = RingShape;
 
 /** Which tokens count for the lazy ratio: the first `sink`, the last `window`, seen by the last `lastQueries` queries. */
-export interface LazyRatioOptions {
-  sink?: number; // default 4
-  window?: number; // default 1020
-  lastQueries?: number; // default 32
+export type LazyRatioOptions = StreamingShape;
+
+/**
+ * Positions [0, length) of one sequence's layer cache, read through its page table: logical slot
+ * s is pool slot pageTable[s / pageSize] * pageSize + s % pageSize. A full cache holds position p
+ * at slot p; a ring at p if p < sink, else sink + (p - sink) mod window.
+ */
+export interface CachedPrefixOptions {
+  /** The page pool: [numPages, pageSize, hkv, d] each, dtype of q. */
+  kPages: Tensor;
+  vPages: Tensor;
+  /** i32 [pages]: the cache's pages in slot order, covering min(length, sink + window) slots for a ring. */
+  pageTable: Tensor;
+  /** Cached positions; the call's own k/v follow at position `length`. */
+  length: number;
+  /** The cache is a streaming ring; the call then needs a streaming mask no larger than it. */
+  ring?: StreamingMaskOptions;
 }
 
 export interface PrefillAttentionOptions {
-  /** Queries [nq, hq, d]; query i sits at position nk - nq + i. */
+  /** Queries [nq, hq, d]; query i sits at position nk - nq + i, nk = (cached length) + (k's tokens). */
   q: Tensor;
-  /** Keys [nk, hkv, d] after RoPE; hq must be a multiple of hkv (GQA). */
-  k: Tensor;
-  /** Values [nk, hkv, d]. */
-  v: Tensor;
+  /** Keys [n, hkv, d] after RoPE at the positions after the cached prefix; hq must be a multiple of hkv (GQA). Optional with `cached`. */
+  k?: Tensor;
+  /** Values [n, hkv, d]; given exactly when k is. */
+  v?: Tensor;
+  /** Earlier keys read from the page pool; the call must run before its own K/V are appended to a ring. */
+  cached?: CachedPrefixOptions;
   /** Softmax scale; default 1 / sqrt(d). */
   scale?: number;
   /** Streaming attention instead of full causal attention. */
   streaming?: StreamingMaskOptions;
   /** Also return the LSE [nq, hq] (f32). */
   returnLse?: boolean;
-  /** Also return the per-head lazy ratio [hq] (f32) of this prefill. */
+  /** Also return the per-head lazy ratio [hq] (f32) of this prefill; `true` measures it with `streamingDefaults`. */
   lazyRatio?: LazyRatioOptions | boolean;
   /** Preallocated outputs (plan once, run many times). */
   out?: Tensor;
@@ -49,20 +62,40 @@ export interface PrefillAttentionResult {
   lazyRatio?: Tensor;
 }
 
-const prefillKeys = ["q", "k", "v", "scale", "streaming", "returnLse", "lazyRatio", "out", "lse", "lazyRatioOut"] as const;
+const prefillKeys = ["q", "k", "v", "cached", "scale", "streaming", "returnLse", "lazyRatio", "out", "lse", "lazyRatioOut"] as const;
 const lazyRatioKeys = ["sink", "window", "lastQueries"] as const;
 
 function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
   if (value === undefined || value === false) return undefined;
-  if (value === true) return {};
+  if (value === true) return { ...streamingDefaults };
   if (typeof value !== "object" || value === null || Array.isArray(value))
     throw new TypeError(`prefillAttention: lazyRatio must be true, false, undefined or { sink, window, lastQueries }, got ${String(value)}`);
   return readOptions("prefillAttention", value as LazyRatioOptions, lazyRatioKeys, "lazyRatio");
 }
 
+const cachedKeys = ["kPages", "vPages", "pageTable", "length", "ring"] as const;
+
+function readCached(value: CachedPrefixOptions | undefined) {
+  const c = readNested("prefillAttention", "cached", value, cachedKeys);
+  if (c === undefined) return undefined;
+  const ring = readNested("prefillAttention", "cached.ring", c.ring, ["sink", "window"]);
+  const args = {
+    kPages: requireTensor("cached.kPages", c.kPages).handle,
+    vPages: requireTensor("cached.vPages", c.vPages).handle,
+    pageTable: requireTensor("cached.pageTable", c.pageTable).handle,
+    length: c.length,
+    ringSink: ring?.sink,
+    ringWindow: ring?.window,
+  };
+  return { args, length: typeof c.length === "number" ? c.length : 0 };
+}
+
 function preparePrefill(options: PrefillAttentionOptions) {
   const o = readOptions("prefillAttention", options, prefillKeys);
-  const q = requireTensor("q", o.q), k = requireTensor("k", o.k), v = requireTensor("v", o.v);
+  const cached = readCached(o.cached);
+  const q = requireTensor("q", o.q);
+  const k = cached ? optionalTensor("prefillAttention", "k", o.k) : requireTensor("k", o.k);
+  const v = cached ? optionalTensor("prefillAttention", "v", o.v) : requireTensor("v", o.v);
   const givenOut = optionalTensor("prefillAttention", "out", o.out);
   const givenLse = optionalTensor("prefillAttention", "lse", o.lse);
   const givenRatio = optionalTensor("prefillAttention", "lazyRatioOut", o.lazyRatioOut);
@@ -70,31 +103,37 @@ function preparePrefill(options: PrefillAttentionOptions) {
   const ratioSpec = readLazyRatio(o.lazyRatio);
   const streaming = readNested("prefillAttention", "streaming", o.streaming, ["sink", "window"]);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
-  const [nq, hq] = q.shape;
+  const [nq, hq, d] = q.shape;
+  const keys = (cached?.length ?? 0) + (k?.shape[0] ?? 0);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty(q.shape, q.dtype, q.device));
   const lse = wantLse ? outputs.take(givenLse, () => Tensor.empty([nq, hq], "f32", q.device)) : undefined;
   const lazyRatio = ratioSpec ? outputs.take(givenRatio, () => Tensor.empty([hq], "f32", q.device)) : undefined;
   const args = {
     q: q.handle,
-    k: k.handle,
-    v: v.handle,
+    k: handleOf(k),
+    v: handleOf(v),
+    cached: cached?.args,
     out: out.handle,
     lse: handleOf(lse),
     lazyRatio: handleOf(lazyRatio),
-    ratio: clampRing(ratioSpec, k.shape[0]),
-    scale: o.scale,
-    streaming: clampRing(streaming, k.shape[0]),
+    ratio: clampRing(ratioSpec, keys),
+    scale: o.scale ?? 1 / Math.sqrt(d),
+    streaming: clampRing(streaming, keys),
   };
   return { args, outputs, result: { out, lse, lazyRatio } as PrefillAttentionResult };
 }
 
 /**
- * Prefill attention of one sequence on the CPU or CUDA, following the inputs' device.
+ * Prefill attention of one sequence on the CPU or CUDA, following the inputs' device. The keys
+ * are k/v alone, or a cached prefix read through the sequence's page table followed by k/v.
  * @example
  * const { out, lse, lazyRatio } = kernels.prefillAttention({ q, k, v, returnLse: true,
- *   lazyRatio: { sink: 4, window: 1020, lastQueries: 32 } });
+ *   lazyRatio: streamingDefaults }); // or any { sink, window, lastQueries }
  * const perHead = lazyRatio!.toFloat32Array(); // mass on sinks + recent window, per head
+ * // A later chunk of a prompt over a ring cache (sink 4, window 1020) holding 5000 positions:
+ * const chunk = kernels.prefillAttention({ q, k, v, streaming: { sink: 4, window: 1020 },
+ *   cached: { kPages, vPages, pageTable, length: 5000, ring: { sink: 4, window: 1020 } } });
  */
 export function prefillAttention(options: PrefillAttentionOptions): PrefillAttentionResult {
   const { args, outputs, result } = preparePrefill(options);

@@ -2,6 +2,7 @@
 // Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
 import { Tensor } from "../runtime/tensor";
 import { addon } from "../runtime/native";
+import { RingShape } from "../common/geometry";
 import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface AppendKvOptions {
@@ -36,7 +37,7 @@ export function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKerne
   return runAsync(new Outputs(), () => addon().appendKvAsync(args), undefined, asyncOptions);
 }
 
-export interface CutToStreamingOptions {
+export interface CutToStreamingOptions extends RingShape {
   kPages: Tensor;
   vPages: Tensor;
   /** i32: the full cache's pages, at least ceil(length / pageSize). */
@@ -45,8 +46,6 @@ export interface CutToStreamingOptions {
   dstPageTable: Tensor;
   /** Tokens in the full cache. */
   length: number;
-  sink: number;
-  window: number;
 }
 
 function cutArgs(options: CutToStreamingOptions) {
@@ -66,7 +65,7 @@ function cutArgs(options: CutToStreamingOptions) {
  * Turns a full cache into the streaming ring: the `sink` first tokens keep slots 0..sink-1 and
  * the last `window` tokens go to slot sink + (p - sink) mod window, on the destination pages.
  * @example
- * kernels.cutToStreaming({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: 4, window: 1020 });
+ * kernels.cutToStreaming({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: streamingDefaults.sink, window: streamingDefaults.window });
  */
 export function cutToStreaming(options: CutToStreamingOptions): void {
   const args = cutArgs(options);

@@ -1,5 +1,6 @@
 // Shared plumbing of the kernel wrappers: allocate outputs, call the addon, and on failure
 // free what this call allocated (never the caller's tensors).
+import type { NativeTensorHandle } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 
 export interface AsyncKernelOptions {
@@ -50,7 +51,7 @@ export async function runAsync<R>(
 }
 
 /** The native form of a tensor argument (undefined stays undefined). */
-export function handleOf(t: Tensor | undefined): unknown {
+export function handleOf(t: Tensor | undefined): NativeTensorHandle | undefined {
   return t?.handle;
 }
 

@@ -1,10 +1,10 @@
 // Standalone lazy ratio (DESIGN.md section 2) from the queries, keys and a prefill's LSE.
 import { Tensor } from "../runtime/tensor";
 import { addon } from "../runtime/native";
-import { LazyRatioOptions } from "./attention";
+import { StreamingShape } from "../common/geometry";
 import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
 
-export interface LazyRatioKernelOptions extends LazyRatioOptions {
+export interface LazyRatioKernelOptions extends StreamingShape {
   /** The trailing queries [nq, hq, d] (positions nk - nq .. nk - 1); at least min(lastQueries, nk). */
   q: Tensor;
   /** All keys [nk, hkv, d]. */
@@ -40,7 +40,7 @@ function prepare(options: LazyRatioKernelOptions) {
  * Per-head lazy ratio [hq]: the mean, over the last `lastQueries` queries, of the attention
  * mass on the first `sink` and last `window` keys. A layer's ratio is the mean over heads.
  * @example
- * const ratio = kernels.lazyRatio({ q, k, lse, sink: 4, window: 1020, lastQueries: 32 });
+ * const ratio = kernels.lazyRatio({ q, k, lse, ...streamingDefaults }); // or any { sink, window, lastQueries }
  */
 export function lazyRatio(options: LazyRatioKernelOptions): Tensor {
   const { args, outputs, out } = prepare(options);

@@ -1,21 +1,8 @@
 // Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
 // the inputs' device unless passed in.
 import { Tensor } from "../runtime/tensor";
-import { addon } from "../runtime/native";
+import { addon, GemmBackendInfo } from "../runtime/native";
 import { AsyncKernelOptions, handleOf, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
-
-type Native = ReturnType<typeof addon>;
-type OpName = "linear" | "rmsNorm" | "rope" | "swiGlu" | "embedding" | "argmax" | "topCandidates" | "repetitionPenalty" | "ropeAppendKv";
-
-function call(op: OpName, args: object, outputs: Outputs) {
-  const native = addon() as unknown as Record<string, (a: object) => void>;
-  runSync(outputs, () => native[op](args), undefined);
-}
-
-function callAsync(op: OpName, args: object, outputs: Outputs, options: AsyncKernelOptions) {
-  const native = addon() as unknown as Record<string, (a: object) => Promise<void>>;
-  return runAsync(outputs, () => native[`${op}Async`](args), undefined, options);
-}
 
 export interface LinearOptions {
   /** Input [..., k]. */
@@ -43,7 +30,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
 export function linear(o: LinearOptions): Tensor {
   const outputs = new Outputs();
   const { out, args } = linearArgs(o, outputs);
-  call("linear", args, outputs);
+  runSync(outputs, () => addon().linear(args), undefined);
   return out;
 }
 
@@ -51,7 +38,7 @@ export function linear(o: LinearOptions): Tensor {
 export async function linearAsync(o: LinearOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
   const outputs = new Outputs();
   const { out, args } = linearArgs(o, outputs);
-  await callAsync("linear", args, outputs, options);
+  await runAsync(outputs, () => addon().linearAsync(args), undefined, options);
   return out;
 }
 
@@ -76,7 +63,8 @@ export function rmsNorm(options: RmsNormOptions): Tensor {
   const residual = optionalTensor("rmsNorm", "residual", o.residual), givenOut = optionalTensor("rmsNorm", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty(x.shape, x.dtype, x.device));
-  call("rmsNorm", { x: x.handle, weight: weight.handle, residual: handleOf(residual), out: out.handle, eps: o.eps }, outputs);
+  const args = { x: x.handle, weight: weight.handle, residual: handleOf(residual), out: out.handle, eps: o.eps };
+  runSync(outputs, () => addon().rmsNorm(args), undefined);
   return out;
 }
 
@@ -98,7 +86,7 @@ export function rope(options: RopeOptions): void {
   const o = readOptions("rope", options, ["q", "k", "positions", "invFreq"]);
   const args = { q: requireTensor("q", o.q).handle, k: requireTensor("k", o.k).handle,
     positions: requireTensor("positions", o.positions).handle, invFreq: requireTensor("invFreq", o.invFreq).handle };
-  call("rope", args, new Outputs());
+  runSync(new Outputs(), () => addon().rope(args), undefined);
 }
 
 export interface RopeAppendKvOptions {
@@ -146,7 +134,7 @@ function ropeAppendArgs(options: RopeAppendKvOptions, outputs: Outputs) {
 export function ropeAppendKv(o: RopeAppendKvOptions): Tensor {
   const outputs = new Outputs();
   const { q, args } = ropeAppendArgs(o, outputs);
-  call("ropeAppendKv", args, outputs);
+  runSync(outputs, () => addon().ropeAppendKv(args), undefined);
   return q;
 }
 
@@ -154,7 +142,7 @@ export function ropeAppendKv(o: RopeAppendKvOptions): Tensor {
 export async function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
   const outputs = new Outputs();
   const { q, args } = ropeAppendArgs(o, outputs);
-  await callAsync("ropeAppendKv", args, outputs, options);
+  await runAsync(outputs, () => addon().ropeAppendKvAsync(args), undefined, options);
   return q;
 }
 
@@ -169,7 +157,7 @@ export function swiGlu(options: { x: Tensor; out?: Tensor }): Tensor {
   if (width % 2) throw new RangeError(`swiGlu: x's last dimension holds [gate, up] and must be even, got ${width}`);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), width / 2], x.dtype, x.device));
-  call("swiGlu", { x: x.handle, out: out.handle }, outputs);
+  runSync(outputs, () => addon().swiGlu({ x: x.handle, out: out.handle }), undefined);
   return out;
 }
 
@@ -182,7 +170,7 @@ export function embedding(options: { ids: Tensor; table: Tensor; dtype?: Tensor[
   const ids = requireTensor("ids", o.ids), table = requireTensor("table", o.table), givenOut = optionalTensor("embedding", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([ids.shape[0], table.shape[1]], o.dtype ?? table.dtype, table.device));
-  call("embedding", { ids: ids.handle, table: table.handle, out: out.handle }, outputs);
+  runSync(outputs, () => addon().embedding({ ids: ids.handle, table: table.handle, out: out.handle }), undefined);
   return out;
 }
 
@@ -197,7 +185,7 @@ export function argmax(options: { logits: Tensor; out?: Tensor }): Tensor {
   const logits = requireTensor("logits", o.logits), givenOut = optionalTensor("argmax", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
-  call("argmax", { logits: logits.handle, out: out.handle }, outputs);
+  runSync(outputs, () => addon().argmax({ logits: logits.handle, out: out.handle }), undefined);
   return out;
 }
 
@@ -241,8 +229,9 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
     outputs.disposeMade();
     throw err;
   }
-  const handles = Object.fromEntries(Object.entries(c).map(([name, t]) => [name, (t as Tensor).handle]));
-  call("topCandidates", { logits: logits.handle, temperature: temperature.handle, k: o.k, ...handles }, outputs);
+  const args = { logits: logits.handle, temperature: temperature.handle, k: o.k, ids: c.ids.handle, scores: c.scores.handle,
+    count: c.count.handle, max: c.max.handle, mass: c.mass.handle };
+  runSync(outputs, () => addon().topCandidates(args), undefined);
   return c;
 }
 
@@ -259,10 +248,11 @@ export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offset
   const o = readOptions("repetitionPenalty", options, ["logits", "ids", "offsets", "penalty"]);
   const logits = requireTensor("logits", o.logits), ids = requireTensor("ids", o.ids);
   const offsets = requireTensor("offsets", o.offsets), penalty = requireTensor("penalty", o.penalty);
-  call("repetitionPenalty", { logits: logits.handle, ids: ids.handle, offsets: offsets.handle, penalty: penalty.handle }, new Outputs());
+  const args = { logits: logits.handle, ids: ids.handle, offsets: offsets.handle, penalty: penalty.handle };
+  runSync(new Outputs(), () => addon().repetitionPenalty(args), undefined);
 }
 
 /** Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"), or null without CUDA. */
-export function gemmBackend(): { name: string; detail: string } | null {
-  return (addon() as Native & { gemmBackend(): { name: string; detail: string } | null }).gemmBackend();
+export function gemmBackend(): GemmBackendInfo | null {
+  return addon().gemmBackend();
 }

@@ -1,16 +1,11 @@
 // A sequence: its per-layer caches, how many tokens it holds, the hooks that take part in its
 // steps (a hybrid policy), and their disposal. The decoder creates sequences and is the only
 // one that calls their hooks.
+import type { RingShape } from "../common/geometry";
 import * as kernels from "../kernels";
 import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
 import { PagePool } from "../cache/page-pool";
 import { Tensor } from "../runtime/tensor";
-
-/** A sink + window ring. */
-export interface RingShape {
-  sink: number;
-  window: number;
-}
 
 /**
  * How something outside the model (lib/hybrid's policy) takes part in a sequence's steps. The
@@ -101,18 +96,18 @@ export class Sequence {
 
   /**
    * Per-head lazy ratio of `layer` for queries q [m, heads, headDim] at the sequence's last m
-   * positions, against its (full) cache: the fused prefill kernel over the gathered keys.
+   * positions, against its cache: the fused prefill kernel with every key read through the page
+   * table.
    */
   lazyRatio(layer: number, q: Tensor, spec: kernels.LazyRatioOptions): Float32Array {
     const cache = this.layerCaches[layer];
     const { kPages, vPages } = this.pool;
+    const ring = cache.kind === "streaming" ? { sink: cache.sink, window: cache.window } : undefined;
     const made: Tensor[] = [];
     try {
-      const slots = Tensor.from(Int32Array.from({ length: this.length }, (_, p) => cache.slotOfPosition(p)), [this.length], { device: kPages.device });
-      made.push(slots);
-      const { k, v } = kernels.gatherKv({ kPages, vPages, slots });
-      made.push(k, v);
-      const res = kernels.prefillAttention({ q, k, v, lazyRatio: spec });
+      const pageTable = Tensor.from(Int32Array.from(cache.pageTable), [cache.pageTable.length], { device: kPages.device });
+      made.push(pageTable);
+      const res = kernels.prefillAttention({ q, streaming: ring, lazyRatio: spec, cached: { kPages, vPages, pageTable, length: this.length, ring } });
       made.push(res.out, res.lazyRatio!);
       return res.lazyRatio!.toFloat32Array();
     } finally {

@@ -1,39 +1,7 @@
 // What the machine offers: the CPU, CUDA devices, and why CUDA may be missing.
-import { addon } from "./native";
+import { addon, CudaStatus, DeviceInfo, MemoryUsage } from "./native";
 
-export interface CpuDeviceInfo {
-  id: "cpu";
-  type: "cpu";
-  name: string;
-  /** Host memory in bytes. */
-  totalMemory: number;
-  /** Threads the CPU kernels use. */
-  threads: number;
-}
-
-export interface CudaDeviceInfo {
-  id: `cuda:${number}`;
-  type: "cuda";
-  index: number;
-  name: string;
-  totalMemory: number;
-  freeMemory: number;
-  /** e.g. "9.0" for H100/H200. */
-  computeCapability: string;
-  multiprocessors: number;
-}
-
-export type DeviceInfo = CpuDeviceInfo | CudaDeviceInfo;
-
-export interface CudaStatus {
-  /** Whether this build of the addon has the CUDA backend. */
-  built: boolean;
-  /** Whether a CUDA device can be used now. */
-  available: boolean;
-  deviceCount: number;
-  /** Why CUDA is unavailable (missing from the build, no driver, no device). */
-  reason?: string;
-}
+export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage } from "./native";
 
 /**
  * The CPU followed by every CUDA device.
@@ -41,7 +9,7 @@ export interface CudaStatus {
  * for (const d of devices()) console.log(d.id, d.name, (d.totalMemory / 2 ** 30).toFixed(1), "GiB");
  */
 export function devices(): DeviceInfo[] {
-  return addon().devices() as unknown as DeviceInfo[];
+  return addon().devices();
 }
 
 /**
@@ -67,14 +35,6 @@ export function setThreads(count: number): number {
 /** Threads the CPU kernels use now. */
 export function getThreads(): number {
   return addon().getThreads();
-}
-
-/** Bytes held by live tensors. */
-export interface MemoryUsage {
-  /** Host memory of CPU tensors. */
-  cpu: number;
-  /** Device memory of CUDA tensors, all devices together. */
-  cuda: number;
 }
 
 /**

@@ -6,7 +6,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-/** What the addon exports; the typed public API lives in tensor.ts, devices.ts and kernels/. */
+// Everything the addon exports, typed in one place: the tensor class, the device queries, every
+// op (with the argument object its binding in native/addon/ reads) and the CUDA graph calls.
+// The typed public API over it lives in tensor.ts, devices.ts, cuda-graph.ts and kernels/.
+
+/** A native tensor (NativeTensor in native/addon/tensor_object.cpp); Tensor wraps one. */
 export interface NativeTensorHandle {
   read(): Float32Array | Uint16Array | Int32Array;
   readFloat32(): Float32Array;
@@ -21,32 +25,133 @@ export interface NativeTensorHandle {
   readonly bytes: number;
 }
 
-export interface NativeAddon {
+/** An instantiated CUDA graph (opaque; see cuda-graph.ts). */
+export type NativeGraphHandle = { readonly __nativeGraph: unique symbol };
+
+export interface CpuDeviceInfo {
+  id: "cpu";
+  type: "cpu";
+  name: string;
+  /** Host memory in bytes. */
+  totalMemory: number;
+  /** Threads the CPU kernels use. */
+  threads: number;
+}
+
+export interface CudaDeviceInfo {
+  id: `cuda:${number}`;
+  type: "cuda";
+  index: number;
+  name: string;
+  totalMemory: number;
+  freeMemory: number;
+  /** e.g. "9.0" for H100/H200. */
+  computeCapability: string;
+  multiprocessors: number;
+}
+
+export type DeviceInfo = CpuDeviceInfo | CudaDeviceInfo;
+
+export interface CudaStatus {
+  /** Whether this build of the addon has the CUDA backend. */
+  built: boolean;
+  /** Whether a CUDA device can be used now. */
+  available: boolean;
+  deviceCount: number;
+  /** Why CUDA is unavailable (missing from the build, no driver, no device). */
+  reason?: string;
+}
+
+/** Bytes held by live tensors. */
+export interface MemoryUsage {
+  /** Host memory of CPU tensors. */
+  cpu: number;
+  /** Device memory of CUDA tensors, all devices together. */
+  cuda: number;
+}
+
+/** Which GEMM the CUDA backend's linear runs on, and why. */
+export interface GemmBackendInfo {
+  name: string;
+  detail: string;
+}
+
+type Handle = NativeTensorHandle;
+
+/**
+ * The argument object of each op, as its binding reads it (native/addon/<family>.cpp; the params
+ * structs in native/core/ say what the kernels compute). Optional tensors may be undefined;
+ * an omitted number takes the binding's default.
+ */
+export interface NativeOpArgs {
+  // attention.cpp
+  prefillAttention: {
+    q: Handle; out: Handle;
+    /** The chunk's own keys and values; optional when every key is in `cached`. */
+    k?: Handle; v?: Handle;
+    /** Keys before the chunk's, read through one sequence's page table (a ring when ringSink/ringWindow are set). */
+    cached?: { kPages: Handle; vPages: Handle; pageTable: Handle; length: number; ringSink?: number; ringWindow?: number };
+    lse?: Handle;
+    lazyRatio?: Handle;
+    ratio?: { sink: number; window: number; lastQueries: number };
+    scale: number;
+    streaming?: { sink: number; window: number };
+  };
+  decodeAttention: {
+    q: Handle; kPages: Handle; vPages: Handle; pageTable: Handle; seqLens: Handle; out: Handle;
+    lse?: Handle;
+    scale?: number;
+  };
+  // kv_cache.cpp
+  appendKv: { k: Handle; v: Handle; kPages: Handle; vPages: Handle; slots: Handle };
+  cutToStreaming: {
+    kPages: Handle; vPages: Handle; srcPageTable: Handle; dstPageTable: Handle;
+    length: number; sink: number; window: number;
+  };
+  gatherKv: { kPages: Handle; vPages: Handle; slots: Handle; k: Handle; v: Handle };
+  ropeAppendKv: { qkv: Handle; positions: Handle; invFreq: Handle; kPages: Handle; vPages: Handle; slots: Handle; q: Handle };
+  // lazy_ratio.cpp
+  lazyRatio: {
+    q: Handle; k: Handle; lse: Handle; out: Handle;
+    sink: number; window: number; lastQueries: number; scale?: number;
+  };
+  // layer_ops.cpp
+  linear: { x: Handle; weight: Handle; bias?: Handle; out: Handle };
+  rmsNorm: { x: Handle; weight: Handle; residual?: Handle; out: Handle; eps?: number };
+  rope: { q: Handle; k: Handle; positions: Handle; invFreq: Handle };
+  swiGlu: { x: Handle; out: Handle };
+  embedding: { ids: Handle; table: Handle; out: Handle };
+  // sampling.cpp
+  argmax: { logits: Handle; out: Handle };
+  topCandidates: {
+    logits: Handle; temperature: Handle; k: number;
+    ids: Handle; scores: Handle; count: Handle; max: Handle; mass: Handle;
+  };
+  repetitionPenalty: { logits: Handle; ids: Handle; offsets: Handle; penalty: Handle };
+}
+
+/** Every op runs in place of its outputs, here (`name`) or on libuv's pool (`nameAsync`). */
+type NativeOps = { [Op in keyof NativeOpArgs]: (args: NativeOpArgs[Op]) => void } & {
+  [Op in keyof NativeOpArgs as `${Op}Async`]: (args: NativeOpArgs[Op]) => Promise<void>;
+};
+
+/** The addon's exports. */
+export interface NativeAddon extends NativeOps {
   NativeTensor: new (shape: number[], dtype: string, device: string) => NativeTensorHandle;
-  devices(): Array<Record<string, unknown>>;
-  cudaStatus(): { built: boolean; available: boolean; deviceCount: number; reason?: string };
-  memoryUsage(): { cpu: number; cuda: number };
+  // devices.cpp
+  devices(): DeviceInfo[];
+  cudaStatus(): CudaStatus;
+  memoryUsage(): MemoryUsage;
   setThreads(count: number): number;
   getThreads(): number;
-  prefillAttention(args: object): void;
-  prefillAttentionAsync(args: object): Promise<void>;
-  decodeAttention(args: object): void;
-  decodeAttentionAsync(args: object): Promise<void>;
-  appendKv(args: object): void;
-  appendKvAsync(args: object): Promise<void>;
-  cutToStreaming(args: object): void;
-  cutToStreamingAsync(args: object): Promise<void>;
-  gatherKv(args: object): void;
-  lazyRatio(args: object): void;
-  lazyRatioAsync(args: object): Promise<void>;
-  captureBegin(args: { input: NativeTensorHandle }): void;
-  captureEnd(args: { input: NativeTensorHandle; discard?: boolean }): NativeGraphHandle | undefined;
+  // layer_ops.cpp: null without CUDA
+  gemmBackend(): GemmBackendInfo | null;
+  // graph.cpp
+  captureBegin(args: { input: Handle }): void;
+  captureEnd(args: { input: Handle; discard?: boolean }): NativeGraphHandle | undefined;
   graphLaunch(graph: NativeGraphHandle, data: Int32Array, changed?: Int32Array): void;
   graphDispose(graph: NativeGraphHandle): void;
 }
-
-/** An instantiated CUDA graph (opaque; see cuda-graph.ts). */
-export type NativeGraphHandle = { readonly __nativeGraph: unique symbol };
 
 // The package root is the nearest folder above this file with a package.json: dist/lib/ when
 // installed, lib/ when the tests run the sources.

@@ -9,6 +9,14 @@ export type DeviceName = "cpu" | "cuda" | `cuda:${number}`;
 /** The TypedArray holding a dtype's raw values: 16-bit floats travel as their bits. */
 export type RawArray<D extends DType> = D extends "f32" ? Float32Array : D extends "i32" ? Int32Array : Uint16Array;
 
+/**
+ * Bytes of one element of `dtype`.
+ * @example dtypeBytes("bf16") // 2
+ */
+export function dtypeBytes(dtype: DType): number {
+  return dtype === "f32" || dtype === "i32" ? 4 : 2;
+}
+
 export interface TensorOptions {
   /** Element type; defaults to the natural type of the data (`f32` for Float32Array, ...). */
   dtype?: DType;

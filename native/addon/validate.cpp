@@ -126,10 +126,6 @@ int32_t KernelArgs::integer(const char* name, int32_t min, int32_t max) {
   return int32_t(d);
 }
 
-int32_t KernelArgs::integerOr(const char* name, int32_t fallback, int32_t min, int32_t max) {
-  return has(name) ? integer(name, min, max) : fallback;
-}
-
 double KernelArgs::number(const char* name, double fallback) {
   if (!has(name)) return fallback;
   Napi::Value v = value(name);

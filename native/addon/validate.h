@@ -49,7 +49,6 @@ class KernelArgs {
   // A required (or, with optional=true, possibly absent → nullptr) live tensor field.
   TensorObject* tensor(const char* name, bool optional = false);
   int32_t integer(const char* name, int32_t min, int32_t max);
-  int32_t integerOr(const char* name, int32_t fallback, int32_t min, int32_t max);
   double number(const char* name, double fallback);
   bool has(const char* name) const;
   // The field as it was read (undefined when absent).

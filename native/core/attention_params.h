@@ -8,7 +8,9 @@
 //   lse          [nq, hq] f32         natural-log log-sum-exp of the scaled scores of each row
 //   lazyRatio    [hq] f32             per-head lazy ratio (mean over the last queries)
 // Query i of a prefill call sits at absolute position nk - nq + i (bottom-right causal
-// alignment), so a later chunk of a long prompt attends to all earlier keys.
+// alignment), so a later chunk of a long prompt attends to all earlier keys. Those earlier
+// keys are either the first rows of k/v or, for a chunk over a cached prefix, read from the
+// sequence's pages (CachedPrefix).
 #pragma once
 #include <cstdint>
 
@@ -28,15 +30,32 @@ struct StreamingMask {
 // queries on Sink ∪ Recent (each key counted once, causal), averaged per head.
 struct LazyRatioSpec {
   bool enabled = false;
-  int32_t sink = 4;
-  int32_t window = 1020;
-  int32_t lastQueries = 32;
+  int32_t sink = 0;
+  int32_t window = 0;
+  int32_t lastQueries = 0;
+};
+
+// Positions [0, length) of one sequence's layer cache, read through its page table by a
+// prefill call whose own k/v then hold positions [length, nk). Logical slot s lives at pool
+// slot pageTable[s / pageSize] * pageSize + s % pageSize. A full cache holds position p at
+// slot p; a ring holds p at p if p < ringSink, else ringSink + (p - ringSink) mod ringWindow,
+// so of the positions >= ringSink only the last ringWindow are still there. The addon checks
+// that the streaming mask never lets a query see a position the ring no longer holds.
+struct CachedPrefix {
+  bool enabled = false;
+  const void* kPages = nullptr;  // [numPages, pageSize, hkv, d], dtype of q
+  const void* vPages = nullptr;
+  const int32_t* pageTable = nullptr;  // the pages of slots [0, min(length, ring capacity))
+  int32_t length = 0;
+  int32_t pageSize = 0, numPages = 0;
+  bool ring = false;
+  int32_t ringSink = 0, ringWindow = 0;
 };
 
 struct PrefillAttentionParams {
   DType dtype = DType::F32;  // q, k, v and out
   const void* q = nullptr;
-  const void* k = nullptr;
+  const void* k = nullptr;  // positions [cached.length, nk); null when nk == cached.length
   const void* v = nullptr;
   void* out = nullptr;
   float* lse = nullptr;        // optional
@@ -45,6 +64,7 @@ struct PrefillAttentionParams {
   float scale = 0.f;
   StreamingMask mask;
   LazyRatioSpec ratio;
+  CachedPrefix cached;
 };
 
 struct DecodeAttentionParams {

@@ -7,7 +7,6 @@
 #include <mutex>
 #include <new>
 
-#include "cuda/cuda_backend.h"
 #include "error.h"
 
 namespace lt {
@@ -75,14 +74,24 @@ class SmallBlocks {
   size_t cached_ = 0;
 };
 
+[[noreturn]] void noDeviceMemory() {
+  throw Error("no CUDA memory backend is installed: the addon's module entry installs it (installDeviceMemory)");
+}
+void* uninstalledAlloc(int, size_t) { noDeviceMemory(); }
+void uninstalledFree(int, void*) noexcept {}
+void uninstalledCopy(void*, int, const void*, int, size_t) { noDeviceMemory(); }
+DeviceMemory cudaMemory{uninstalledAlloc, uninstalledFree, uninstalledCopy};
+
 SmallBlocks& smallBlocks() {
   static SmallBlocks* blocks = new SmallBlocks();  // never destroyed: tensors may be freed at exit
   return *blocks;
 }
 }  // namespace
 
+void installDeviceMemory(const DeviceMemory& memory) { cudaMemory = memory; }
+
 void* deviceAlloc(const Device& device, size_t bytes) {
-  if (!device.isCpu()) return cuda::alloc(device.index, bytes);
+  if (!device.isCpu()) return cudaMemory.alloc(device.index, bytes);
   if (bytes < kMappedBytes) return smallBlocks().take(bytes);
   void* ptr = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (ptr == MAP_FAILED) outOfHostMemory(bytes);
@@ -90,7 +99,7 @@ void* deviceAlloc(const Device& device, size_t bytes) {
 }
 
 void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept {
-  if (!device.isCpu()) cuda::free(device.index, ptr);
+  if (!device.isCpu()) cudaMemory.free(device.index, ptr);
   else if (bytes < kMappedBytes) smallBlocks().give(ptr, bytes);
   else munmap(ptr, bytes);
 }
@@ -100,7 +109,7 @@ void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Devic
     std::memcpy(dst, src, bytes);
     return;
   }
-  cuda::copy(dst, dstDevice.isCpu() ? -1 : dstDevice.index, src, srcDevice.isCpu() ? -1 : srcDevice.index, bytes);
+  cudaMemory.copy(dst, dstDevice.isCpu() ? -1 : dstDevice.index, src, srcDevice.isCpu() ? -1 : srcDevice.index, bytes);
 }
 
 }  // namespace lt

@@ -1,7 +1,6 @@
 // Where a tensor's bytes live, and the backend-neutral memory operations on them.
-// CPU memory is plain aligned heap; CUDA memory comes from the CUDA backend
-// (native/cuda/cuda_runtime_api.h), which reports itself unavailable when the build has no
-// CUDA or the machine has no usable driver.
+// CPU memory is managed here; CUDA memory comes from the functions the CUDA backend installs
+// (installDeviceMemory), so core includes no backend header.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,5 +25,15 @@ void* deviceAlloc(const Device& device, size_t bytes);
 void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept;
 // Copies between any two devices (host<->device, device<->device, host<->host).
 void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes);
+
+// The memory operations of CUDA devices, by device index (-1 in copy: host memory); see
+// native/cuda/cuda_backend.h for their contracts. The module entry installs the CUDA backend's
+// before any tensor exists; until then CUDA alloc and copy throw.
+struct DeviceMemory {
+  void* (*alloc)(int device, size_t bytes);
+  void (*free)(int device, void* ptr) noexcept;
+  void (*copy)(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes);
+};
+void installDeviceMemory(const DeviceMemory& memory);
 
 }  // namespace lt

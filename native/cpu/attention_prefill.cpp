@@ -1,10 +1,12 @@
 // CPU prefill attention: out = softmax(scale · q kᵀ + mask) v for one sequence, with LSE and
 // the optional fused lazy ratio (DESIGN.md section 2).
 //
-// Launch: K and V are widened to f32 once, regrouped per kv head ([hkv][nk][d]) so each
+// Launch: K and V are widened to f32 once, regrouped per kv head ([hkv][rows][d]) so each
 // score is one contiguous dot product; then the (query, kv head) tasks are spread over the
-// thread pool. A row only visits the keys its mask allows (at most two ranges: the sinks
-// and the causal window), so the streaming mask costs O(nq · (sink + window)).
+// thread pool. A cached prefix is read through its page table into the same copy, only the
+// positions its cache still holds (a ring keeps the sinks and the last window). A row only
+// visits the keys its mask allows (at most two ranges: the sinks and the causal window), so
+// the streaming mask costs O(nq · (sink + window)).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -29,14 +31,58 @@ static VisibleKeys visibleKeys(int32_t pos, const StreamingMask& mask) {
   return {sinkEnd, windowBegin};
 }
 
-// Keys are regrouped as [head][token][d] in f32 so every score is one unit-stride dot.
-std::vector<float> widenPerHead(DType dtype, const void* src, int32_t tokens, int32_t heads, int32_t d) {
-  std::vector<float> dst(size_t(heads) * tokens * d);
+// Rows of the f32 key/value copies: the cached positions still held ([0, heldSinks) and
+// [tailBegin, length)), then the call's own positions [length, nk). Without a prefix, or
+// with a full one, row(j) = j.
+struct KeyRows {
+  int32_t heldSinks = 0;
+  int32_t tailBegin = 0;
+  int32_t length = 0;
+  int32_t rows = 0;
+  int32_t row(int32_t j) const { return j < heldSinks ? j : heldSinks + (j - tailBegin); }
+};
+
+static KeyRows keyRows(const PrefillAttentionParams& p) {
+  KeyRows r;
+  const CachedPrefix& c = p.cached;
+  if (c.enabled && c.ring) {
+    r.heldSinks = std::min(c.ringSink, c.length);
+    r.tailBegin = std::max(r.heldSinks, c.length - c.ringWindow);
+  }
+  r.length = c.enabled ? c.length : 0;
+  r.rows = r.row(p.nk);
+  return r;
+}
+
+// Own rows (token-major [tokens, heads, d]) widened into dst[head][row][d] from row `firstRow`.
+static void widenOwn(DType dtype, const void* src, int32_t tokens, int32_t heads, int32_t d, int32_t rows,
+                     int32_t firstRow, float* dst) {
   parallelFor(tokens, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++)
       for (int32_t h = 0; h < heads; h++)
-        loadAsFloat(dtype, src, (size_t(t) * heads + h) * d, d, &dst[(size_t(h) * tokens + t) * d]);
+        loadAsFloat(dtype, src, (size_t(t) * heads + h) * d, d, &dst[(size_t(h) * rows + firstRow + t) * d]);
   }, 16);
+}
+
+// The held cached positions of `pages`, read through the page table, into dst[head][row][d].
+static void widenCached(const PrefillAttentionParams& p, const KeyRows& r, const void* pages, float* dst) {
+  const CachedPrefix& c = p.cached;
+  const int32_t heldRows = r.heldSinks + (r.length - r.tailBegin);
+  parallelFor(heldRows, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; row++) {
+      const int32_t pos = row < r.heldSinks ? int32_t(row) : r.tailBegin + int32_t(row) - r.heldSinks;
+      const int32_t slot = c.ring && pos >= c.ringSink ? c.ringSink + (pos - c.ringSink) % c.ringWindow : pos;
+      const size_t poolSlot = size_t(c.pageTable[slot / c.pageSize]) * c.pageSize + slot % c.pageSize;
+      for (int32_t h = 0; h < p.hkv; h++)
+        loadAsFloat(p.dtype, pages, (poolSlot * p.hkv + h) * p.d, p.d, &dst[(size_t(h) * r.rows + row) * p.d]);
+    }
+  }, 16);
+}
+
+static std::vector<float> widenKeys(const PrefillAttentionParams& p, const KeyRows& r, const void* own, const void* pages) {
+  std::vector<float> dst(size_t(p.hkv) * r.rows * p.d);
+  if (p.cached.enabled) widenCached(p, r, pages, dst.data());
+  widenOwn(p.dtype, own, p.nk - r.length, p.hkv, p.d, r.rows, r.row(r.length), dst.data());
   return dst;
 }
 
@@ -44,8 +90,10 @@ void prefillAttention(const PrefillAttentionParams& p) {
   const int32_t nq = p.nq, nk = p.nk, hq = p.hq, hkv = p.hkv, d = p.d;
   const int32_t group = hq / hkv;
   const int32_t firstPos = nk - nq;
-  std::vector<float> kf = widenPerHead(p.dtype, p.k, nk, hkv, d);
-  std::vector<float> vf = widenPerHead(p.dtype, p.v, nk, hkv, d);
+  const KeyRows keys = keyRows(p);
+  const int32_t rows = keys.rows;
+  std::vector<float> kf = widenKeys(p, keys, p.k, p.cached.kPages);
+  std::vector<float> vf = widenKeys(p, keys, p.v, p.cached.vPages);
 
   const bool wantRatio = p.lazyRatio != nullptr && p.ratio.enabled;
   const int32_t lastBegin = std::max(0, nk - p.ratio.lastQueries);  // first position in Last
@@ -55,13 +103,13 @@ void prefillAttention(const PrefillAttentionParams& p) {
   // One task per (query, kv head): every K and V row it loads serves the whole GQA group of
   // query heads, so the group shares each load. Tasks are query-major so neighbours share keys.
   parallelFor(int64_t(nq) * hkv, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(size_t(group) * nk), qrows(size_t(group) * d), acc(size_t(group) * d);
+    std::vector<float> scores(size_t(group) * rows), qrows(size_t(group) * d), acc(size_t(group) * d);
     std::vector<float> maxScore(group), sum(group), subsetSum(group);
     for (int64_t task = begin; task < end; task++) {
       const int32_t qi = int32_t(task / hkv), kvh = int32_t(task % hkv);
       const int32_t pos = firstPos + qi;
-      const float* kh = &kf[size_t(kvh) * nk * d];
-      const float* vh = &vf[size_t(kvh) * nk * d];
+      const float* kh = &kf[size_t(kvh) * rows * d];
+      const float* vh = &vf[size_t(kvh) * rows * d];
       for (int32_t g = 0; g < group; g++)
         loadAsFloat(p.dtype, p.q, (size_t(qi) * hq + kvh * group + g) * d, d, &qrows[size_t(g) * d]);
       VisibleKeys vis = visibleKeys(pos, p.mask);
@@ -69,10 +117,11 @@ void prefillAttention(const PrefillAttentionParams& p) {
       std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
       auto scoreRange = [&](int32_t from, int32_t to) {
         for (int32_t j = from; j < to; j++) {
-          const float* krow = kh + size_t(j) * d;
+          const int32_t row = keys.row(j);
+          const float* krow = kh + size_t(row) * d;
           for (int32_t g = 0; g < group; g++) {
             float s = dot(&qrows[size_t(g) * d], krow, d) * p.scale;
-            scores[size_t(g) * nk + j] = s;
+            scores[size_t(g) * rows + row] = s;
             maxScore[g] = std::max(maxScore[g], s);
           }
         }
@@ -86,10 +135,11 @@ void prefillAttention(const PrefillAttentionParams& p) {
       const bool ratioRow = wantRatio && pos >= lastBegin;
       auto accumulateRange = [&](int32_t from, int32_t to) {
         for (int32_t j = from; j < to; j++) {
-          const float* vrow = vh + size_t(j) * d;
+          const int32_t row = keys.row(j);
+          const float* vrow = vh + size_t(row) * d;
           const bool inSubset = ratioRow && (j < p.ratio.sink || j >= recentBegin);
           for (int32_t g = 0; g < group; g++) {
-            float w = std::exp(scores[size_t(g) * nk + j] - maxScore[g]);
+            float w = std::exp(scores[size_t(g) * rows + row] - maxScore[g]);
             sum[g] += w;
             if (inSubset) subsetSum[g] += w;
             axpy(w, vrow, &acc[size_t(g) * d], d);

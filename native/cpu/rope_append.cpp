@@ -6,7 +6,6 @@
 
 #include "core/attention_params.h"
 #include "cpu_kernels.h"
-#include "model_ops.h"
 
 namespace lt::cpu {
 

@@ -3,6 +3,7 @@
 //   topCandidates: the k most likely tokens of each row of logits, ties at the boundary
 //     included, and the row's softmax mass; exact except for how the mass is summed.
 //   repetitionPenalty: transformers' penalty on the tokens each row has seen, in place.
+//   argmax: the index of each row's largest logit, NaN first, lowest index among equals.
 //
 // Launch: rows split across the thread pool. topCandidates: per row one widening pass, one pass
 // for max and mass, nth_element over a copy for the k-th largest value, one pass to gather.
@@ -13,7 +14,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "model_ops.h"
+#include "cpu_kernels.h"
 #include "vector_math.h"
 
 namespace lt::cpu {
@@ -68,6 +69,40 @@ void repetitionPenalty(const RepetitionPenaltyParams& p) {
       }
     }
   });
+}
+
+static float f32ToFloat(float v) { return v; }
+
+// One row, scanned in index order: the first NaN ends the search, and a strict > keeps the
+// lowest index among equal values. Starting below -inf makes a row of -inf answer 0.
+template <typename T, float (*toFloat)(T)>
+static int32_t argmaxRow(const T* row, int32_t vocab) {
+  int32_t best = 0;
+  float bestV = -INFINITY;
+  for (int32_t j = 0; j < vocab; j++) {
+    const float v = toFloat(row[j]);
+    if (std::isnan(v)) return j;
+    if (v > bestV) bestV = v, best = j;
+  }
+  return best;
+}
+
+template <typename T, float (*toFloat)(T)>
+static void argmaxRows(const ArgmaxParams& p) {
+  const T* logits = static_cast<const T*>(p.logits);
+  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r++) p.out[r] = argmaxRow<T, toFloat>(logits + size_t(r) * p.vocab, p.vocab);
+  });
+}
+
+void argmax(const ArgmaxParams& p) {
+  switch (p.dtype) {
+    case DType::F32: return argmaxRows<float, f32ToFloat>(p);
+    case DType::F16: return argmaxRows<uint16_t, f16ToFloat>(p);
+    case DType::BF16: return argmaxRows<uint16_t, bf16ToFloat>(p);
+    case DType::I32: break;
+  }
+  throw Error(std::string("argmax: logits must be f32, f16 or bf16, not ") + dtypeName(p.dtype));
 }
 
 }  // namespace lt::cpu

@@ -1,15 +1,19 @@
-// Entry points of the CUDA kernels. Each takes the same plain params struct as its CPU
-// twin (native/core/attention_params.h), with device pointers, and enqueues on `stream`.
-// They throw lt::Error when a launch fails or a shape is outside what the kernel supports.
+// Entry points of the CUDA kernels, by op family. Each takes the same plain params struct as its
+// CPU twin (native/core/attention_params.h, model_params.h), with device pointers, and enqueues
+// on `stream`. They throw lt::Error when a launch fails or a shape is outside what the kernel
+// supports.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <string>
 
 #include "core/attention_params.h"
+#include "core/model_params.h"
 
 namespace lt::cuda {
 
+// ----------------------------------------------------------------------------- attention
 // Flash prefill (tensor cores, online softmax); optional streaming mask with tile skipping,
 // LSE, and the fused lazy ratio. f16/bf16, d in {64, 128}.
 void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream);
@@ -20,15 +24,46 @@ size_t decodeAttentionWorkspaceBytes(const DecodeAttentionParams& p, int smCount
 void decodeAttention(const DecodeAttentionParams& p, void* workspace, size_t workspaceBytes, int smCount,
                      cudaStream_t stream);
 
+// ----------------------------------------------------------------------------- kv cache
 void appendKv(const AppendKvParams& p, cudaStream_t stream);
 
 // `scratch` must hold cutToStreamingScratchBytes(p) bytes.
 size_t cutToStreamingScratchBytes(const CutToStreamingParams& p);
 void cutToStreaming(const CutToStreamingParams& p, void* scratch, cudaStream_t stream);
 
-void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
-
 // Contiguous copy of the given pool slots (gather_kv.cu).
 void gatherKv(const GatherKvParams& p, cudaStream_t stream);
+
+// RoPE on the q and k heads of a stacked q|k|v projection, k and v written to the pool
+// (rope_append.cu).
+void ropeAppendKv(const RopeAppendKvParams& p, cudaStream_t stream);
+
+// ----------------------------------------------------------------------------- lazy ratio
+void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
+
+// ----------------------------------------------------------------------------- layer ops
+// Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
+// and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu).
+// Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback", and why.
+struct GemmBackend {
+  std::string name;
+  std::string detail;
+};
+GemmBackend gemmBackend();
+
+void linear(const LinearParams& p, cudaStream_t stream);
+// layer_ops.cu
+void rmsNorm(const RmsNormParams& p, cudaStream_t stream);
+void rope(const RopeParams& p, cudaStream_t stream);
+void swiGlu(const SwiGluParams& p, cudaStream_t stream);
+void embedding(const EmbeddingParams& p, cudaStream_t stream);
+
+// ----------------------------------------------------------------------------- sampling
+// sampling.cu: the greedy argmax; the k largest logits of each row, ties included, with the
+// row's max and softmax mass; transformers' repetition penalty on each row's listed tokens, in
+// place.
+void argmax(const ArgmaxParams& p, cudaStream_t stream);
+void topCandidates(const TopCandidatesParams& p, cudaStream_t stream);
+void repetitionPenalty(const RepetitionPenaltyParams& p, cudaStream_t stream);
 
 }  // namespace lt::cuda

@@ -44,7 +44,7 @@
 
 #include "core/error.h"
 #include "cuda/cuda_backend.h"
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 
 namespace lt::cuda {
 namespace {

@@ -1,6 +1,7 @@
-// Helpers shared by the model-op kernels (model_ops.cu, rope_append.cu, sampling.cu): dtype
-// dispatch, launch errors, 16-byte alignment, element <-> f32 conversion, reading any float
-// type as its exact f32 bits, a warp's (key, index) max and a block-wide sum.
+// Helpers shared by the layer-op, rope-append and sampling kernels (layer_ops.cu,
+// rope_append.cu, sampling.cu): dtype dispatch, launch errors, 16-byte alignment, element <->
+// f32 conversion, reading any float type as its exact f32 bits, a warp's (key, index) max and a
+// block-wide sum.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

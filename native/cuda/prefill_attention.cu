@@ -29,6 +29,10 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 128 threads (4 warps), 97 KiB (d
 - Fused lazy ratio: the warps holding Last rows keep, beside the running sum l, a second
   running sum restricted to Sink ∪ Recent keys, rescaled with the same factor; mass = ratio
   of the two at the end. Same distribution as the output by construction.
+- A cached prefix (a later chunk of a prompt, DESIGN.md section 4) is read through the
+  sequence's page table: keys [0, cachedLen) come from the page pool, each tile row looking
+  up its page once when the tile is issued, and keys from cachedLen on from k/v. A ring's
+  positions it no longer holds are never visible, and load as zeros.
 - The epilogue stages O through the warp's own Q rows in shared memory so the global
   stores are 16-byte and row-contiguous.
 */
@@ -59,7 +63,65 @@ struct PrefillArgs {
   int ratioRows;              // Last = rows [nq - ratioRows, nq); 0 = no ratio
   int rSink, rRecentFrom;     // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
   int ratioAtomic;            // Last spans several blocks: accumulate into a zeroed buffer
+  // Cached prefix (cachedLen = 0: none). Key j < cachedLen is position j of the cache: held iff
+  // j < ringSink or j >= ringTailBegin (a full cache: both 0), at logical slot j, or for a ring
+  // (ringWindow > 0) past its sinks at ringSink + (j - ringSink) mod ringWindow.
+  const uint16_t* kPages;
+  const uint16_t* vPages;
+  const int32_t* pageTable;
+  int cachedLen, pageSize, ringSink, ringWindow, ringTailBegin;
 };
+
+// The K and V tile of keys [key0, key0 + kBlockN) of a call with a cached prefix: the same
+// swizzled layout and thread-to-chunk split as loadTiles, but every row finds its own source,
+// a pool slot through the page table or a row of k/v; rows past nk, and ring positions no
+// longer held, become zeros.
+template <int D>
+__device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PrefillArgs& a, int kvh, int key0,
+                                                int tid) {
+  constexpr int kChunks = D / 8;
+  constexpr int kStep = kThreads / kChunks;
+  constexpr int kPerThread = kBlockN / kStep;
+  static_assert(kBlockN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
+  const int ch = tid % kChunks, r0 = tid / kChunks;
+  const uint32_t dOff = uint32_t((r0 * kChunks + (ch ^ (r0 & 7))) * 16);
+  const int64_t col = int64_t(kvh) * D + ch * 8;
+#pragma unroll
+  for (int i = 0; i < kPerThread; i++) {
+    const int j = key0 + r0 + i * kStep;
+    const uint16_t* srcK = a.q;  // any valid address: zero-byte copies read nothing
+    const uint16_t* srcV = a.q;
+    int bytes = 0;
+    if (j < a.cachedLen) {
+      if (j < a.ringSink || j >= a.ringTailBegin) {
+        const int slot = a.ringWindow > 0 && j >= a.ringSink ? a.ringSink + (j - a.ringSink) % a.ringWindow : j;
+        const int page = __ldg(a.pageTable + slot / a.pageSize);
+        const int64_t row = int64_t(page) * a.pageSize + slot % a.pageSize;
+        srcK = a.kPages + row * a.kvStride + col;
+        srcV = a.vPages + row * a.kvStride + col;
+        bytes = 16;
+      }
+    } else if (j < a.nk) {
+      const int64_t row = j - a.cachedLen;
+      srcK = a.k + row * a.kvStride + col;
+      srcV = a.v + row * a.kvStride + col;
+      bytes = 16;
+    }
+    const uint32_t dst = dOff + uint32_t(i * kStep * kChunks * 16);
+    cpAsync16(dstK + dst, srcK, bytes);
+    cpAsync16(dstV + dst, srcV, bytes);
+  }
+}
+
+// K/V tile `tile` into the buffers at dstK/dstV, from k/v alone or through the page table.
+template <int D>
+__device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const PrefillArgs& a, int kvh, int tile,
+                                           int tid) {
+  if (a.cachedLen > 0)
+    loadPagedKvTile<D>(dstK, dstV, a, kvh, tile * kBlockN, tid);
+  else
+    loadTiles<D, kBlockN, true>(dstK, dstV, a.k + kvh * D, a.v + kvh * D, a.kvStride, tile * kBlockN, a.nk, tid);
+}
 
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -121,10 +183,8 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
   const TileRange tr = a.stream ? makeTileRange(pMaxB, a.sink, pMinB - a.window + 1) : makeTileRange(pMaxB, 0, 0);
 
   const uint16_t* gq = a.q + h * D;
-  const uint16_t* gk = a.k + kvh * D;
-  const uint16_t* gv = a.v + kvh * D;
   loadTile<D, kBlockM>(sQ, gq, a.qStride, rowStart, a.nq, tid);
-  if (tr.count > 0) loadTiles<D, kBlockN, true>(sK, sV, gk, gv, a.kvStride, tr.tile(0) * kBlockN, a.nk, tid);
+  if (tr.count > 0) loadKvTile<D>(sK, sV, a, kvh, tr.tile(0), tid);
   cpAsyncCommit();
 
   int wRow0 = rowStart + warp * kRowsPerWarp;  // may be negative in the first tile
@@ -159,7 +219,7 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
     __syncthreads();  // tile `it` visible to all; everyone is done with buffer (it+1)&1
     if (it + 1 < tr.count) {
       const uint32_t nb = ((it + 1) & 1) * kTileKV;
-      loadTiles<D, kBlockN, true>(sK + nb, sV + nb, gk, gv, a.kvStride, tr.tile(it + 1) * kBlockN, a.nk, tid);
+      loadKvTile<D>(sK + nb, sV + nb, a, kvh, tr.tile(it + 1), tid);
     }
     cpAsyncCommit();
 
@@ -458,12 +518,22 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
                   " query positions in this call, but it holds only " + std::to_string(p.nq) +
                   "; compute the ratio in the final chunk or with lazyRatio()");
   }
+  const CachedPrefix& c = p.cached;
+  const int cachedLen = c.enabled ? c.length : 0;
+  if (cachedLen < 0 || cachedLen > p.nk)
+    throw Error("prefillAttention: the cached prefix of " + std::to_string(cachedLen) + " positions is longer than the " +
+                std::to_string(p.nk) + " keys");
+  if (c.enabled && (c.pageSize <= 0 || (c.ring && (c.ringSink < 0 || c.ringWindow <= 0))))
+    throw Error("prefillAttention: the cached prefix needs pageSize > 0 and, for a ring, sink >= 0 and window > 0");
   if (p.nq == 0) return;
-  if (p.q == nullptr || p.k == nullptr || p.v == nullptr || p.out == nullptr)
-    throw Error("prefillAttention: q, k, v and out must be device pointers");
+  const bool ownKeys = p.nk > cachedLen;
+  if (p.q == nullptr || p.out == nullptr || (ownKeys && (p.k == nullptr || p.v == nullptr)) ||
+      (cachedLen > 0 && (c.kPages == nullptr || c.vPages == nullptr || c.pageTable == nullptr)))
+    throw Error("prefillAttention: q, k, v, out and the cached pages must be device pointers");
   auto misaligned = [](const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) != 0; };
-  if (misaligned(p.q) || misaligned(p.k) || misaligned(p.v) || misaligned(p.out))
-    throw Error("prefillAttention: q, k, v and out must be 16-byte aligned");
+  if (misaligned(p.q) || misaligned(p.k) || misaligned(p.v) || misaligned(p.out) || misaligned(c.kPages) ||
+      misaligned(c.vPages))
+    throw Error("prefillAttention: q, k, v, out and the page pool must be 16-byte aligned");
 
   PrefillArgs a{};
   a.q = static_cast<const uint16_t*>(p.q);
@@ -487,6 +557,19 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
   a.sink = p.mask.enabled ? (p.mask.sink < p.nk ? p.mask.sink : p.nk) : 0;
   a.window = p.mask.enabled ? (p.mask.window < p.nk ? p.mask.window : p.nk) : 0;
   a.ratioRows = ratioRows;
+  a.cachedLen = cachedLen;
+  if (cachedLen > 0) {
+    a.kPages = static_cast<const uint16_t*>(c.kPages);
+    a.vPages = static_cast<const uint16_t*>(c.vPages);
+    a.pageTable = c.pageTable;
+    a.pageSize = c.pageSize;
+    if (c.ring) {
+      a.ringSink = c.ringSink;
+      a.ringWindow = c.ringWindow;
+      // Past the sinks a ring holds only its last ringWindow positions.
+      a.ringTailBegin = cachedLen - c.ringWindow > c.ringSink ? cachedLen - c.ringWindow : c.ringSink;
+    }
+  }
   if (wantRatio) {
     a.rSink = p.ratio.sink < p.nk ? p.ratio.sink : p.nk;
     a.rRecentFrom = p.nk - (p.ratio.window < p.nk ? p.ratio.window : p.nk);

@@ -1,5 +1,5 @@
 // The cos/sin table of one token's rotary angles and the 8-pair rotation by it, shared by the
-// RoPE kernels (ropeKernel in model_ops.cu, ropeAppendKvKernel in rope_append.cu).
+// RoPE kernels (ropeKernel in layer_ops.cu, ropeAppendKvKernel in rope_append.cu).
 #pragma once
 #include <cuda_runtime.h>
 

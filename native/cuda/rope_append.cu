@@ -5,7 +5,7 @@
 //
 // ropeAppendKvKernel<T, kVec>: grid tokens, block 128, one CTA per token. The CTA first forms
 //   its token's d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin of
-//   them in double — as ropeKernel in model_ops.cu does, so both paths rotate by the same
+//   them in double — as ropeKernel in layer_ops.cu does, so both paths rotate by the same
 //   f32 cos/sin — then rotates its hq query heads into q and its hkv key heads straight into
 //   pool row slots[t], and copies the value heads there. For 16-bit types with d/2 % 8 == 0
 //   and 16-byte aligned rows each thread moves 8 rotation pairs (or 8 values) with 16-byte
@@ -19,7 +19,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
 #include "rope_angles.cuh"
 

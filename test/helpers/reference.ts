@@ -151,6 +151,32 @@ export function referenceAttention(
   return { out, lse };
 }
 
+/**
+ * Rows [length + ownCount, rowSize] by position for attention over a paged cache: position p <
+ * length read from pool slot table[s / pageSize] * pageSize + s % pageSize, s = p for a full
+ * cache, and for a ring s = p if p < sink else sink + (p - sink) mod window, NaN where the ring
+ * no longer holds p (past its sinks it keeps the last `window` positions); then the own rows.
+ */
+export function rowsThroughPages(
+  pool: ArrayLike<number>,
+  table: readonly number[],
+  pageSize: number,
+  length: number,
+  rowSize: number,
+  ring: Mask | undefined,
+  own: ArrayLike<number>,
+): Float64Array {
+  const rows = new Float64Array(length * rowSize + own.length);
+  for (let p = 0; p < length; p++) {
+    const held = !ring || p < ring.sink || p >= length - ring.window;
+    const s = !ring || p < ring.sink ? p : ring.sink + ((p - ring.sink) % ring.window);
+    const base = (table[Math.floor(s / pageSize)] * pageSize + (s % pageSize)) * rowSize;
+    for (let i = 0; i < rowSize; i++) rows[p * rowSize + i] = held ? pool[base + i] : NaN;
+  }
+  for (let i = 0; i < own.length; i++) rows[length * rowSize + i] = own[i];
+  return rows;
+}
+
 export interface RatioSpec {
   sink: number;
   window: number;

@@ -1,7 +1,7 @@
 // Session helpers shared by the reliability suites (CPU and GPU): a whole greedy generation, and
 // what a session's caches hold.
 import { kernels, Model, Session, Tensor } from "../../lib";
-import type { Sequence } from "../../lib/model/sequence";
+import type { GenerationSequence } from "../../lib/generate/sequence";
 
 /** The tokens `session` generates greedily for `prompt`, EOS or not. */
 export async function greedyTokens(session: Session, prompt: string, maxNewTokens = 6): Promise<number[]> {
@@ -12,7 +12,7 @@ export async function greedyTokens(session: Session, prompt: string, maxNewToken
 
 /** The keys and values a session's caches hold, layer by layer, in position order. */
 export function heldKv(model: Model, session: Session): Float32Array[] {
-  const seq = (session as unknown as { seq: Sequence }).seq;
+  const { seq } = (session as unknown as { sequence: GenerationSequence }).sequence;
   const { kPages, vPages } = model.pool;
   return seq.caches.map((cache) => {
     const positions = Array.from({ length: seq.length }, (_, p) => p).filter((p) => {

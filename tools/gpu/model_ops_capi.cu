@@ -1,4 +1,4 @@
-// A C ABI over the CUDA model operations of native/cuda/model_kernels.h (linear, gemmBackend,
+// A C ABI over the CUDA model operations of native/cuda/cuda_kernels.h (linear, gemmBackend,
 // rmsNorm, rope, swiGlu, embedding, argmax, topCandidates, repetitionPenalty), built as a shared
 // library by tools/gpu/run_model_ops.sh so tools/gpu/model_ops_check.py can drive them through
 // ctypes on torch tensors (data_ptr(), torch.cuda.current_stream().cuda_stream) without the Node
@@ -10,7 +10,7 @@
 #include <exception>
 
 #include "core/error.h"
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 
 namespace {
 int fail(const char* msg, char* err, int errLen) {

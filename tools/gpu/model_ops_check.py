@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Correctness check and benchmark of the CUDA model operations (native/cuda/gemm.cu,
-native/cuda/model_ops.cu and native/cuda/sampling.cu), driven through the C shim
+native/cuda/layer_ops.cu and native/cuda/sampling.cu), driven through the C shim
 tools/gpu/model_ops_capi.cu (built by tools/gpu/run_model_ops.sh) on torch tensors.
 
   1. correctness, fresh torch.randn inputs each case, outputs poisoned with NaN first:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the model operations (native/cuda/gemm.cu, model_ops.cu, sampling.cu) with the C shim
+# Builds the model operations (native/cuda/gemm.cu, layer_ops.cu, sampling.cu) with the C shim
 # tools/gpu/model_ops_capi.cu into a shared library, with the addon's CUDA flags (CMakeLists.txt:
 # -O3 --use_fast_math), and runs tools/gpu/model_ops_check.py: checks against PyTorch /
 # transformers, then the GEMM and row-wise benchmark. Results (check.log, gemm.json, gemm.md,
@@ -18,7 +18,7 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda'
 t0=$(date +%s)
 nvcc -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native \
   -gencode arch=compute_${ARCH#sm_},code=$ARCH -Xptxas -v -shared -Xcompiler -fPIC \
-  tools/gpu/model_ops_capi.cu native/cuda/gemm.cu native/cuda/model_ops.cu native/cuda/sampling.cu -ldl \
+  tools/gpu/model_ops_capi.cu native/cuda/gemm.cu native/cuda/layer_ops.cu native/cuda/sampling.cu -ldl \
   -o build/libltmodelops.so 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 2; }
 echo "build: $(( $(date +%s) - t0 )) s"
 grep -E "stack frame" "$OUT/ptxas.txt" | sort | uniq -c

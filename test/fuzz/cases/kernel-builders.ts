@@ -105,8 +105,8 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
       settings.lazyRatio = { sink: rng.int(0, 3), window: rng.int(1, 6), lastQueries: rng.int(1, nq) };
       tensors.lazyRatioOut = Tensor.empty([hq], "f32");
       args.push({ name: "lazyRatioOut", rule: "f32", fixedShape: true, output: true });
-      numbers.push({ path: ["lazyRatio", "sink"], kind: "int", min: 0, max: MAX }, { path: ["lazyRatio", "window"], kind: "int", min: 1, max: MAX },
-        { path: ["lazyRatio", "lastQueries"], kind: "int", min: 1, max: MAX });
+      numbers.push({ path: ["lazyRatio", "sink"], kind: "int", min: 0, max: MAX, required: true }, { path: ["lazyRatio", "window"], kind: "int", min: 1, max: MAX, required: true },
+        { path: ["lazyRatio", "lastQueries"], kind: "int", min: 1, max: MAX, required: true });
     }
     m.made.push(tensors.out, tensors.lse, ...(tensors.lazyRatioOut ? [tensors.lazyRatioOut] : []));
     const observe = (r: kernels.PrefillAttentionResult) => [r.out, r.lse, r.lazyRatio].filter((x): x is Tensor => x !== undefined);
@@ -221,7 +221,8 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
     m.made.push(tensors.lse);
     return {
       tensors, settings: { sink: rng.int(0, 3), window: rng.int(1, 6), lastQueries: rng.int(1, nq), scale: rng.next() < 0.3 ? 0.5 : undefined },
-      numbers: [{ path: ["sink"], kind: "int", min: 0, max: MAX }, { path: ["window"], kind: "int", min: 1, max: MAX }, { path: ["lastQueries"], kind: "int", min: 1, max: MAX }, { path: ["scale"], kind: "positive" }],
+      numbers: [{ path: ["sink"], kind: "int", min: 0, max: MAX, required: true }, { path: ["window"], kind: "int", min: 1, max: MAX, required: true },
+        { path: ["lastQueries"], kind: "int", min: 1, max: MAX, required: true }, { path: ["scale"], kind: "positive" }],
       args: [{ name: "q", rule: "same", fixedShape: false }, { name: "k", rule: "same", fixedShape: false }, { name: "lse", rule: "f32", fixedShape: true }, { name: "out", rule: "f32", fixedShape: true, output: true }],
       call: (o) => [kernels.lazyRatio(o as never)],
       callAsync: async (o) => [await kernels.lazyRatioAsync(o as never)],

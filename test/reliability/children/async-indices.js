@@ -84,7 +84,7 @@ const cases = {
   // Keeps the only libuv worker busy, so each call below is queued behind it.
   const n = device === "cpu" ? 768 : 16384;
   const blocker = addon.prefillAttentionAsync({ q: randomTensor([n, 8, 64]), k: randomTensor([n, 8, 64]),
-    v: randomTensor([n, 8, 64]), out: tensor([n, 8, 64], float) });
+    v: randomTensor([n, 8, 64]), scale: 0.125, out: tensor([n, 8, 64], float) });
   const pending = [];
   for (const [op, build] of Object.entries(cases)) {
     const c = build();

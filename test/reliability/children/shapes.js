@@ -39,6 +39,6 @@ attempt("cutToStreaming sink + window past int32", () => {
 });
 attempt("prefill streaming sink + window past int32", () => {
   const x = () => randomTensor([8, 2, 8]);
-  addon.prefillAttention({ q: x(), k: x(), v: x(), out: tensor([8, 2, 8], "f32"), streaming: { sink: 2 ** 31 - 2, window: 2 ** 30 } });
+  addon.prefillAttention({ q: x(), k: x(), v: x(), out: tensor([8, 2, 8], "f32"), scale: 0.25, streaming: { sink: 2 ** 31 - 2, window: 2 ** 30 } });
 });
 report(outcomes);

@@ -1,5 +1,5 @@
-// CPU model operations (params in native/core/model_params.h): Linear, RMSNorm, RoPE, SwiGLU,
-// embedding and argmax. Any float dtype in, f32 arithmetic, results rounded to the output dtype.
+// CPU layer operations (params in native/core/model_params.h): Linear, RMSNorm, RoPE, SwiGLU
+// and embedding. Any float dtype in, f32 arithmetic, results rounded to the output dtype.
 //
 // Launch: Linear splits the output features into blocks across the thread pool; each task
 // widens its weight rows to f32 once and serves every input row from them, so the weights —
@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "model_ops.h"
+#include "cpu_kernels.h"
 #include "vector_math.h"
 
 namespace lt::cpu {
@@ -112,40 +112,6 @@ void embedding(const EmbeddingParams& p) {
       storeFromFloat(p.yType, row.data(), p.y, size_t(t) * p.dim, p.dim);
     }
   }, 16);
-}
-
-static float f32ToFloat(float v) { return v; }
-
-// One row, scanned in index order: the first NaN ends the search, and a strict > keeps the
-// lowest index among equal values. Starting below -inf makes a row of -inf answer 0.
-template <typename T, float (*toFloat)(T)>
-static int32_t argmaxRow(const T* row, int32_t vocab) {
-  int32_t best = 0;
-  float bestV = -INFINITY;
-  for (int32_t j = 0; j < vocab; j++) {
-    const float v = toFloat(row[j]);
-    if (std::isnan(v)) return j;
-    if (v > bestV) bestV = v, best = j;
-  }
-  return best;
-}
-
-template <typename T, float (*toFloat)(T)>
-static void argmaxRows(const ArgmaxParams& p) {
-  const T* logits = static_cast<const T*>(p.logits);
-  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; r++) p.out[r] = argmaxRow<T, toFloat>(logits + size_t(r) * p.vocab, p.vocab);
-  });
-}
-
-void argmax(const ArgmaxParams& p) {
-  switch (p.dtype) {
-    case DType::F32: return argmaxRows<float, f32ToFloat>(p);
-    case DType::F16: return argmaxRows<uint16_t, f16ToFloat>(p);
-    case DType::BF16: return argmaxRows<uint16_t, bf16ToFloat>(p);
-    case DType::I32: break;
-  }
-  throw Error(std::string("argmax: logits must be f32, f16 or bf16, not ") + dtypeName(p.dtype));
 }
 
 }  // namespace lt::cpu

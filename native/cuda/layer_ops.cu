@@ -1,7 +1,7 @@
-// CUDA model operations other than Linear (params in native/core/model_params.h): RMSNorm,
-// RoPE, SwiGLU, embedding and the greedy argmax over logits. Element types f32, f16 and bf16 in
+// CUDA layer operations other than Linear (params in native/core/model_params.h): RMSNorm,
+// RoPE, SwiGLU and embedding. Element types f32, f16 and bf16 in
 // any mix the params allow; arithmetic in f32; 16-bit results rounded to nearest-even, so the
-// results agree with native/cpu/model_ops.cpp up to the order of one sum.
+// results agree with native/cpu/layer_ops.cpp up to the order of one sum.
 //
 // rmsNormKernel<T, W>: grid rows, block min(1024, 32·ceil(dim/8/2/32)), one CTA per row. Each
 //   thread keeps up to kCache 8-element vectors (16-byte loads for 16-bit types) in registers,
@@ -18,11 +18,6 @@
 //   with 16-byte loads from the [gate | up] halves of the row.
 // embeddingKernel<TT, YT, kVec>: grid-stride copy of table rows (converted to y's type), 8
 //   elements per thread; an id outside [0, vocab) yields a zero row instead of a wild read.
-// argmaxKernel<T, kVec>: grid rows, block 1024, one CTA per row; each thread issues four 16-byte
-//   loads (4 f32 or 8 f16/bf16 logits each) before comparing any, when vocab fills whole loads
-//   and the logits are 16-byte aligned, else one element at a time. Values compare as integer
-//   keys made from their f32 bits (argmaxKey): NaN counts as the largest value and the lowest
-//   index wins among equal values, exactly as in native/cpu/model_ops.cpp and torch.argmax.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -33,7 +28,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "cuda/model_kernels.h"
+#include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
 #include "rope_angles.cuh"
 
@@ -324,93 +319,6 @@ void launchEmbedding(const EmbeddingParams& p, cudaStream_t stream) {
   throwIfLaunchFailed("embedding", "embeddingKernel");
 }
 
-// ----------------------------------------------------------------------------- argmax
-constexpr int kArgmaxBlock = 1024;
-constexpr int kArgmaxLoads = 4;  // 16-byte loads a thread issues before comparing any
-
-// An int that orders as argmax ranks f32 values, from their bits. Comparing floats would not
-// do: --use_fast_math compiles comparisons with .ftz, which would tie a subnormal with zero
-// where the CPU (and torch) see the subnormal as larger. NaNs share the top key, so among them
-// the lowest index wins; -0 takes +0's key, as -0 == +0.
-__device__ __forceinline__ int argmaxKey(uint32_t bits) {
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return INT_MAX;
-  if (bits == 0x80000000u) bits = 0;
-  const int k = int(bits);
-  return k ^ ((k >> 31) & 0x7fffffff);  // negatives: larger magnitude, smaller key
-}
-
-template <typename T, bool kVec>
-__global__ void __launch_bounds__(kArgmaxBlock) argmaxKernel(const T* __restrict__ logits, int32_t* out, int vocab) {
-  __shared__ int sk[32];
-  __shared__ int si[32];
-  const T* row = logits + size_t(blockIdx.x) * vocab;
-  // Every key is above INT_MIN. A thread visits its indices in increasing order, so a strict >
-  // keeps its lowest index among equal keys.
-  int best = INT_MIN, bestI = INT_MAX;
-  auto take = [&](uint32_t bits, int i) {
-    const int k = argmaxKey(bits);
-    if (k > best) {
-      best = k;
-      bestI = i;
-    }
-  };
-  if constexpr (kVec) {
-    // One CTA streams a whole row (0.5 MB of f32 logits for a 128K vocabulary), so the bytes a
-    // thread has in flight set its speed.
-    constexpr int kPer = 16 / sizeof(T);
-    const uint4* row16 = reinterpret_cast<const uint4*>(row);
-    const int n16 = vocab / kPer, stride = blockDim.x;
-    int i = threadIdx.x;
-    for (; i + (kArgmaxLoads - 1) * stride < n16; i += kArgmaxLoads * stride) {
-      uint4 v[kArgmaxLoads];
-#pragma unroll
-      for (int u = 0; u < kArgmaxLoads; u++) v[u] = row16[i + u * stride];
-#pragma unroll
-      for (int u = 0; u < kArgmaxLoads; u++) {
-        uint32_t b[kPer];
-        f32Bits16(v[u], T{}, b);
-#pragma unroll
-        for (int e = 0; e < kPer; e++) take(b[e], kPer * (i + u * stride) + e);
-      }
-    }
-    for (; i < n16; i += stride) {
-      const uint4 v = row16[i];
-      uint32_t b[kPer];
-      f32Bits16(v, T{}, b);
-#pragma unroll
-      for (int e = 0; e < kPer; e++) take(b[e], kPer * i + e);
-    }
-  } else {
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) take(f32Bits(row[i]), i);
-  }
-  warpBestKey(best, bestI);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  if (lane == 0) {
-    sk[warp] = best;
-    si[warp] = bestI;
-  }
-  __syncthreads();
-  if (warp == 0) {
-    const int warps = blockDim.x >> 5;
-    best = lane < warps ? sk[lane] : INT_MIN;
-    bestI = lane < warps ? si[lane] : INT_MAX;
-    warpBestKey(best, bestI);
-    if (lane == 0) out[blockIdx.x] = bestI;
-  }
-}
-
-template <typename T>
-void launchArgmax(const ArgmaxParams& p, cudaStream_t stream) {
-  const T* logits = static_cast<const T*>(p.logits);
-  // Every row starts 16-byte aligned when the first does and vocab fills whole 16-byte loads.
-  if (p.vocab % (16 / sizeof(T)) == 0 && aligned16({p.logits})) {
-    argmaxKernel<T, true><<<p.rows, kArgmaxBlock, 0, stream>>>(logits, p.out, p.vocab);
-  } else {
-    argmaxKernel<T, false><<<p.rows, kArgmaxBlock, 0, stream>>>(logits, p.out, p.vocab);
-  }
-  throwIfLaunchFailed("argmax", "argmaxKernel");
-}
-
 }  // namespace
 
 void rmsNorm(const RmsNormParams& p, cudaStream_t stream) {
@@ -440,12 +348,6 @@ void embedding(const EmbeddingParams& p, cudaStream_t stream) {
       launchEmbedding<decltype(tt), decltype(yt)>(p, stream);
     });
   });
-}
-
-void argmax(const ArgmaxParams& p, cudaStream_t stream) {
-  if (p.rows <= 0) return;
-  if (p.vocab <= 0) throw Error("argmax: vocab must be positive, got " + std::to_string(p.vocab));
-  withFloatType(p.dtype, "argmax", "the logits", [&](auto t) { launchArgmax<decltype(t)>(p, stream); });
 }
 
 }  // namespace lt::cuda

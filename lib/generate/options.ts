@@ -1,0 +1,93 @@
+// The options of sessions and of generation, what a generation gives back, and the checks every
+// option passes (once, before anything is prefilled) for Session.generate and generateBatch alike.
+import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
+import type { ModelConfig } from "../checkpoint/config";
+import { HybridOptions, ResolvedHybrid, resolveHybrid } from "../hybrid/options";
+import type { HybridState } from "../hybrid/policy";
+import { defaultPrefillChunk } from "../model/decoder";
+import { SamplingOptions, validateSampling } from "./sampling";
+
+export interface SessionOptions {
+  /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
+  maxContext?: number;
+  /** Prompt tokens per prefill chunk (default 4096: fewer, larger calls keep the GPU busy). */
+  prefillChunk?: number;
+  /** LightTransfer: which layers become streaming (lazy). Default: all layers full. */
+  hybrid?: HybridOptions;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Default 256. */
+  maxNewTokens?: number;
+  /** Generation ends before any of these strings; the string itself is not returned. */
+  stop?: string[];
+  /** Also end at the model's EOS token(s) (default true). */
+  stopAtEos?: boolean;
+  signal?: AbortSignal;
+}
+
+export type FinishReason = "eos" | "stop" | "length" | "context";
+
+export interface GenerateChunk {
+  /** New text since the last chunk. */
+  text: string;
+  /** Token ids generated in this step. */
+  tokens: number[];
+  /** Set on the last chunk. */
+  finishReason?: FinishReason;
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+  /** The sequence's lazy layers and ratios (hybrid generation). */
+  hybrid?: HybridState;
+}
+
+/** A generation's options, checked: the stop rules, the signal, and the sampling options as given. */
+export interface GenerateSettings {
+  sampling: SamplingOptions;
+  maxNewTokens: number;
+  stop: string[];
+  stopAtEos: boolean;
+  signal: AbortSignal | undefined;
+}
+
+/** A session's options, checked, with the model's defaults filled in. */
+export interface SessionSettings {
+  maxContext: number;
+  prefillChunk: number;
+  hybrid: ResolvedHybrid;
+}
+
+/** Largest prompt chunk: a chunk's activations are allocated at once. */
+const maxPrefillChunk = 2 ** 20;
+
+/**
+ * Checks generate options; errors name the option, prefixed by `what` (the calling function).
+ * @example const settings = checkGenerateOptions({ maxNewTokens: 16, temperature: 0.7 }, "generate");
+ */
+export function checkGenerateOptions(options: GenerateOptions | undefined, what: string): GenerateSettings {
+  const o = optionsObject(options, `${what}: options`);
+  const maxNewTokens = integerIn(o.maxNewTokens, `${what}: maxNewTokens`, 0, maxTokens, 256);
+  if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
+    throw new TypeError(`${what}: stop must be an array of non-empty strings, got ${show(o.stop)}`);
+  const stopAtEos = optionalBoolean(o.stopAtEos, `${what}: stopAtEos`) ?? true;
+  const signal = optionalSignal(o.signal, `${what}: signal`);
+  validateSampling(o);
+  return { sampling: o, maxNewTokens, stop: o.stop ?? [], stopAtEos, signal };
+}
+
+/**
+ * Checks session options against the model's config and fills in its defaults.
+ * @example const { maxContext } = checkSessionOptions({ prefillChunk: 512 }, model.config, "createSession");
+ */
+export function checkSessionOptions(options: SessionOptions | undefined, config: ModelConfig, what: string): SessionSettings {
+  const o = optionsObject(options, `${what}: options`);
+  return {
+    maxContext: integerIn(o.maxContext, `${what}: maxContext`, 1, maxTokens, config.maxPositionEmbeddings),
+    prefillChunk: integerIn(o.prefillChunk, `${what}: prefillChunk`, 1, maxPrefillChunk, defaultPrefillChunk),
+    hybrid: resolveHybrid(o.hybrid, config.layers),
+  };
+}

@@ -1,0 +1,101 @@
+// One decode step of the generation loop (Decoder.step) and the tokens it chooses: the
+// device-side parts of a choice (argmax, repetition penalty, top candidates) run here, where the
+// logits are, and the host-side choice is the Sampler's (sampling.ts).
+import * as kernels from "../kernels";
+import { Tensor } from "../runtime/tensor";
+import type { Decoder } from "../model/decoder";
+import type { Sequence } from "../model/sequence";
+import { RowCandidates, Sampler } from "./sampling";
+
+/**
+ * One decode step and each sequence's next token, chosen by its sampler (the samplers share their
+ * options) given the tokens it has seen: greedy where the logits are, sampled from the device's
+ * top candidates, or — greedy with a repetition penalty — from whole rows read back.
+ * @example const next = nextTokens(model.decoder, seqs, lastTokens, samplers, seen);
+ */
+export function nextTokens(
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+): number[] {
+  const [first] = samplers;
+  if (first.greedy) return Array.from(decoder.step(seqs, ids, "argmax"));
+  if (first.usesCandidates) return sampleOnDevice(decoder, seqs, ids, samplers, seen);
+  return sampleWholeRows(decoder, seqs, ids, samplers, seen);
+}
+
+/**
+ * One decode step whose next tokens are chosen from the whole logits, read back: sequence b's by
+ * samplers[b], given the tokens it has seen.
+ * @example const next = sampleWholeRows(model.decoder, seqs, lastTokens, samplers, seen);
+ */
+export function sampleWholeRows(
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+): number[] {
+  const logits = decoder.step(seqs, ids, "logits");
+  const vocab = logits.length / seqs.length;
+  return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
+}
+
+// Candidates per row kept on the device for sampling: enough for a topK up to this and for most
+// topP nuclei of a trained model; a row they cannot settle is read back whole.
+const deviceCandidates = 256;
+const maxDeviceCandidates = 4096;
+
+/**
+ * One decode step whose next tokens are sampled, sequence b by samplers[b] (each one
+ * usesCandidates) given the tokens it has seen (for a repetition penalty). On CUDA the logits
+ * stay on the device: the penalty is applied there, each row's top candidates and softmax mass
+ * come back, and a row is read back whole only when they cannot settle its choice.
+ * @example const next = sampleOnDevice(model.decoder, seqs, lastTokens, samplers, seen);
+ */
+export function sampleOnDevice(
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+): number[] {
+  return decoder.step(seqs, ids, (logits) => {
+    const [rows, vocab] = logits.shape;
+    const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
+    const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
+    const made: Tensor[] = [];
+    try {
+      applyRepetitionPenalty(logits, samplers, seen, made);
+      const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
+      made.push(temperature);
+      const c = kernels.topCandidates({ logits, temperature, k });
+      made.push(...Object.values(c));
+      const capacity = c.ids.shape[1];
+      const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
+      const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+      return samplers.map((sampler, b) => {
+        const at = b * capacity;
+        const row: RowCandidates = {
+          k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
+        };
+        return sampler.nextFromCandidates(row, () => {
+          const whole = logits.rows(b, 1);
+          made.push(whole);
+          return whole.toFloat32Array();
+        });
+      });
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  });
+}
+
+/** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */
+function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>, made: Tensor[]): void {
+  const offsets = new Int32Array(samplers.length + 1);
+  const tokens: number[] = [];
+  samplers.forEach((s, b) => {
+    if (s.repetitionPenalty !== 1) for (const id of new Set(seen[b])) tokens.push(id);
+    offsets[b + 1] = tokens.length;
+  });
+  if (tokens.length === 0) return;
+  const device = logits.device;
+  const upload = (t: Tensor) => (made.push(t), t);
+  kernels.repetitionPenalty({
+    logits,
+    ids: upload(Tensor.from(Int32Array.from(tokens), [tokens.length], { device })),
+    offsets: upload(Tensor.from(offsets, [offsets.length], { device })),
+    penalty: upload(Tensor.from(Float32Array.from(samplers, (s) => s.repetitionPenalty), [samplers.length], { device })),
+  });
+}

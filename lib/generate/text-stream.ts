@@ -1,0 +1,48 @@
+// Generated token ids into text, chunk by chunk, and the stop strings found in it.
+import type { Tokenizer } from "../checkpoint/tokenizer";
+
+/**
+ * Turns generated token ids into text chunks: decodes the whole tail so multi-token characters
+ * come out whole, holds back a possible start of a stop string, and finds stop strings.
+ * @example
+ * const stream = new TextStream(model.tokenizer, ["\n\n"]);
+ * const { text, stopped } = stream.push(id);
+ */
+export class TextStream {
+  private ids: number[] = [];
+  private emitted = 0;
+  constructor(private readonly tokenizer: Tokenizer, private readonly stops: string[]) {}
+
+  /** The text `id` adds that is safe to show now, and whether a stop string was found (its text left out). */
+  push(id: number): { text: string; stopped: boolean } {
+    this.ids.push(id);
+    const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    for (const s of this.stops) {
+      const at = full.indexOf(s);
+      if (at >= 0) {
+        const text = full.slice(this.emitted, Math.max(at, this.emitted));
+        this.emitted = full.length;
+        return { text, stopped: true };
+      }
+    }
+    // Hold back an incomplete character and any suffix that could begin a stop string.
+    let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
+    for (const s of this.stops)
+      for (let k = Math.min(s.length - 1, safe); k > 0; k--)
+        if (full.slice(safe - k, safe) === s.slice(0, k)) {
+          safe -= k;
+          break;
+        }
+    const text = full.slice(this.emitted, Math.max(safe, this.emitted));
+    this.emitted = Math.max(safe, this.emitted);
+    return { text, stopped: false };
+  }
+
+  /** Everything not shown yet (at the end of a generation). */
+  flush(): string {
+    const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    const text = full.slice(this.emitted);
+    this.emitted = full.length;
+    return text;
+  }
+}

@@ -1,0 +1,155 @@
+// Layer-op bindings: linear, rmsNorm, rope, swiGlu and embedding, and gemmBackend() (which GEMM
+// linear runs on). How every binding runs: bindings.h.
+#include <napi.h>
+
+#include "bindings.h"
+#include "cpu/cpu_kernels.h"
+#include "dispatch.h"
+#include "graph.h"
+#include "validate.h"
+#ifdef LT_WITH_CUDA
+#include "cuda/cuda_kernels.h"
+#endif
+
+namespace lt::addon {
+namespace {
+
+PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("linear", info, mode);
+  TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
+  a.expectRank("weight", w, 2);
+  a.expectFloat("x", x);
+  a.expectFloat("weight", w);
+  const int64_t n = w->shape()[0], k = w->shape()[1];
+  if (x->shape().empty() || x->shape().back() != k)
+    a.fail("x's last dimension must be the weight's input size " + std::to_string(k) + ", got shape " + shapeString(x->shape()));
+  const int64_t m = numel(x->shape()) / k;
+  Shape yShape = x->shape();
+  yShape.back() = n;
+  a.expectShape("out", y, yShape);
+  a.expectDType("out", y, x->dtype());
+  if (bias) a.expectShape("bias", bias, {n}), a.expectDType("bias", bias, w->dtype());
+  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"out", y}});
+  LinearParams p;
+  p.xType = x->dtype(), p.wType = w->dtype();
+  p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
+  p.m = a.narrow("x's rows", m), p.n = a.narrow("weight's rows", n), p.k = a.narrow("weight's columns", k);
+  return dispatchCall(a, device, p, cpu::linear, LT_CUDA_FN(linear));
+}
+
+PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("rmsNorm", info, mode);
+  TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *res = a.tensor("residual", true), *y = a.tensor("out");
+  a.expectRank("weight", w, 1);
+  a.expectFloat("x", x);
+  a.expectFloat("weight", w);
+  const int64_t dim = w->shape()[0];
+  if (x->shape().back() != dim)
+    a.fail("x's last dimension must be the weight's size " + std::to_string(dim) + ", got shape " + shapeString(x->shape()));
+  a.expectShape("out", y, x->shape());
+  a.expectDType("out", y, x->dtype());
+  if (res) {
+    a.expectShape("residual", res, x->shape());
+    a.expectDType("residual", res, x->dtype());
+    if (y->data() == x->data()) a.fail("out may not be x itself when a residual is given");
+  }
+  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"residual", res}, {"out", y}});
+  RmsNormParams p;
+  p.xType = x->dtype(), p.wType = w->dtype();
+  p.x = x->data(), p.residual = res ? res->data() : nullptr, p.weight = w->data(), p.y = y->data();
+  p.rows = a.narrow("x's rows", numel(x->shape()) / dim), p.dim = a.narrow("x's last dimension", dim);
+  p.eps = float(a.number("eps", 1e-5));
+  return dispatchCall(a, device, p, cpu::rmsNorm, LT_CUDA_FN(rmsNorm));
+}
+
+PreparedCall prepareRope(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("rope", info, mode);
+  TensorObject *q = a.tensor("q"), *k = a.tensor("k"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
+  a.expectRank("q", q, 3);
+  a.expectRank("k", k, 3);
+  a.expectFloat("q", q);
+  a.expectDType("k", k, q->dtype());
+  const int64_t tokens = q->shape()[0], d = q->shape()[2];
+  if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
+  if (k->shape()[0] != tokens || k->shape()[2] != d)
+    a.fail("k must be [" + std::to_string(tokens) + ", hkv, " + std::to_string(d) + "], got " + shapeString(k->shape()));
+  a.expectShape("positions", pos, {tokens});
+  a.expectDType("positions", pos, DType::I32);
+  a.expectShape("invFreq", freq, {d / 2});
+  a.expectDType("invFreq", freq, DType::F32);
+  Device device = a.sameDevice({{"q", q}, {"k", k}, {"positions", pos}, {"invFreq", freq}});
+  RopeParams p;
+  p.dtype = q->dtype();
+  p.q = q->data(), p.k = k->data();
+  p.positions = static_cast<const int32_t*>(pos->data());
+  p.invFreq = static_cast<const float*>(freq->data());
+  p.tokens = a.narrow("q's tokens", tokens), p.hq = a.narrow("q's heads", q->shape()[1]);
+  p.hkv = a.narrow("k's heads", k->shape()[1]), p.d = a.narrow("head dim", d);
+  return dispatchCall(a, device, p, cpu::rope, LT_CUDA_FN(rope));
+}
+
+PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("swiGlu", info, mode);
+  TensorObject *x = a.tensor("x"), *y = a.tensor("out");
+  a.expectFloat("x", x);
+  const int64_t width = x->shape().back();
+  if (width % 2) a.fail("x's last dimension holds [gate, up] and must be even, got " + std::to_string(width));
+  Shape yShape = x->shape();
+  yShape.back() = width / 2;
+  a.expectShape("out", y, yShape);
+  a.expectDType("out", y, x->dtype());
+  Device device = a.sameDevice({{"x", x}, {"out", y}});
+  SwiGluParams p;
+  p.dtype = x->dtype();
+  p.x = x->data(), p.y = y->data();
+  p.rows = a.narrow("x's rows", numel(x->shape()) / width), p.inner = a.narrow("out's last dimension", width / 2);
+  return dispatchCall(a, device, p, cpu::swiGlu, LT_CUDA_FN(swiGlu));
+}
+
+PreparedCall prepareEmbedding(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("embedding", info, mode);
+  TensorObject *ids = a.tensor("ids"), *table = a.tensor("table"), *y = a.tensor("out");
+  a.expectRank("ids", ids, 1);
+  a.expectDType("ids", ids, DType::I32);
+  a.expectRank("table", table, 2);
+  a.expectFloat("table", table);
+  const int64_t tokens = ids->shape()[0], vocab = table->shape()[0], dim = table->shape()[1];
+  a.expectShape("out", y, {tokens, dim});
+  a.expectFloat("out", y);
+  Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
+  const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
+    for (int64_t t = 0; t < tokens; t++)
+      if (c[0][t] < 0 || c[0][t] >= vocab)
+        throw Error(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) + " is outside the vocabulary 0.." +
+                    std::to_string(vocab - 1));
+  });
+  EmbeddingParams p;
+  p.tableType = table->dtype(), p.yType = y->dtype();
+  p.ids = indices[0], p.table = table->data(), p.y = y->data();
+  p.tokens = a.narrow("ids' length", tokens), p.dim = a.narrow("table's columns", dim), p.vocab = a.narrow("table's rows", vocab);
+  return dispatchCall(a, device, p, cpu::embedding, LT_CUDA_FN(embedding));
+}
+
+}  // namespace
+
+void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
+  exportCall<prepareLinear>(env, exports, "linear");
+  exportCall<prepareRmsNorm>(env, exports, "rmsNorm");
+  exportCall<prepareRope>(env, exports, "rope");
+  exportCall<prepareSwiGlu>(env, exports, "swiGlu");
+  exportCall<prepareEmbedding>(env, exports, "embedding");
+#ifdef LT_WITH_CUDA
+  exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+    Napi::Object o = Napi::Object::New(info.Env());
+    if (!cuda::availability().available) return info.Env().Null();
+    cuda::GemmBackend b = cuda::gemmBackend();
+    o.Set("name", b.name);
+    o.Set("detail", b.detail);
+    return o;
+  }, "gemmBackend"));
+#else
+  exports.Set("gemmBackend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value { return info.Env().Null(); }, "gemmBackend"));
+#endif
+}
+
+}  // namespace lt::addon

@@ -1,0 +1,32 @@
+#include "shared_checks.h"
+
+namespace lt::addon {
+
+// i32 index tables (page tables, slots) are checked on the host through checkIndices
+// (graph.h): now, or on every launch of a graph the call is recorded into. The checks outlive
+// the KernelArgs, so they report through failIndex with the op's name.
+[[noreturn]] void failIndex(const std::string& op, const std::string& message) { throw Error(op + ": " + message); }
+
+void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
+                const std::string& where) {
+  for (size_t i = 0; i < count; i++) {
+    if (entries[i] < 0 || entries[i] >= numPages)
+      failIndex(op, std::string(name) + where + " entry " + std::to_string(i) + " is page " + std::to_string(entries[i]) +
+                        ", outside the pool's pages 0.." + std::to_string(numPages - 1));
+  }
+}
+
+// Kernels compute sink + window (a ring's length) in int32.
+void checkRing(const KernelArgs& a, int32_t sink, int32_t window) {
+  a.narrow("sink + window", int64_t(sink) + window);
+}
+
+// Checks a K/V pair against the page pool they are written into.
+void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
+  a.expectRank("kPages", kPages, 4);
+  a.expectFloat("kPages", kPages);
+  a.expectShape("vPages", vPages, kPages->shape());
+  a.expectDType("vPages", vPages, kPages->dtype());
+}
+
+}  // namespace lt::addon

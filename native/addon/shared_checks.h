@@ -1,0 +1,26 @@
+// Argument checks that several op families share: a K/V pair against its page pool, index tables checked against the pool
+// (attention's page tables, the cache ops' slots), the streaming ring's size, and the lazy-ratio
+// options that the fused (prefillAttention) and standalone (lazyRatio) forms both read.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "core/attention_params.h"
+#include "validate.h"
+
+namespace lt::addon {
+
+constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
+constexpr int32_t kMaxHeadDim = 256;
+
+[[noreturn]] void failIndex(const std::string& op, const std::string& message);
+void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
+                const std::string& where);
+void checkRing(const KernelArgs& a, int32_t sink, int32_t window);
+void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages);
+// lazy_ratio.cpp
+LazyRatioSpec readRatioSpec(KernelArgs& a);
+
+}  // namespace lt::addon
