@@ -10,9 +10,7 @@
 // is taken on the device; with --output logits every sequence's logits are read back.
 import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
-import { FullCache, StreamingCache } from "../lib/cache/layer-cache";
-import type { SequenceState } from "../lib/model/decoder";
-import { runStep } from "../lib/generate/step";
+import type { Sequence } from "../lib/model/sequence";
 import { commandLine, printTable, randomNormals } from "./timing";
 
 function arg(name: string, fallback?: string): string {
@@ -61,29 +59,29 @@ async function main() {
     const perMode: Record<string, { batch: number; stepMs: number; tokensPerSecond: number; fillMs: number; launchMs: number; readbackMs: number }> = {};
     for (const mode of ["full", "hybrid"] as const) {
       const batch = Math.min(maxBatch, mode === "full" ? plan.full.maxBatch : plan.hybrid.maxBatch);
-      const seqs: SequenceState[] = [];
+      const seqs: Sequence[] = [];
       for (let b = 0; b < batch; b++) {
-        const caches = Array.from({ length: L }, (_, l) =>
-          mode === "hybrid" && l >= P ? new StreamingCache(pool, sink, window) : new FullCache(pool));
-        for (const c of caches) c.reserve(N);
-        seqs.push({ caches, length: N });
+        const seq = model.decoder.createSequence({ ringAtStart: (l) => (mode === "hybrid" && l >= P ? { sink, window } : undefined) });
+        for (const c of seq.caches) c.reserve(N);
+        seq.length = N;
+        seqs.push(seq);
       }
       const ids = Array.from({ length: batch }, () => 1 + Math.floor(Math.random() * (config.vocabSize - 1)));
-      const step = () => (output === "argmax" ? runStep(model.decoder, seqs, ids, "argmax") : runStep(model.decoder, seqs, ids, "logits"));
+      const step = () => (output === "argmax" ? model.decoder.step(seqs, ids, "argmax") : model.decoder.step(seqs, ids, "logits"));
       step(); // warm-up (and the first read-back waits for the GPU)
-      const before = model.decoder.graphs?.stats;
+      const before = model.decoder.stats;
       const times: number[] = [];
       for (let s = 0; s < steps; s++) {
         const t0 = performance.now();
         step(); // returns after the tokens or logits are back on the host
         times.push(performance.now() - t0);
       }
-      for (const s of seqs) model.decoder.releaseSequence(s);
+      for (const s of seqs) s.dispose();
       times.sort((a, b) => a - b);
       const stepMs = times[Math.floor(times.length / 2)];
       // Where a step's time goes on the host side (means over the timed steps).
-      const after = model.decoder.graphs?.stats;
-      const phase = (key: "fillMs" | "launchMs" | "readbackMs") => (after && before ? (after[key] - before[key]) / steps : NaN);
+      const after = model.decoder.stats;
+      const phase = (key: "fillMs" | "launchMs" | "readbackMs") => (after.graphSteps > before.graphSteps ? (after[key] - before[key]) / steps : NaN);
       perMode[mode] = { batch, stepMs, tokensPerSecond: (1000 * batch) / stepMs, fillMs: phase("fillMs"), launchMs: phase("launchMs"), readbackMs: phase("readbackMs") };
       console.log(`${N} ${mode}: batch ${batch}, step ${stepMs.toFixed(2)} ms (fill ${perMode[mode].fillMs.toFixed(2)}, launch ${perMode[mode].launchMs.toFixed(2)}, wait+read ${perMode[mode].readbackMs.toFixed(2)})`);
     }

@@ -19,9 +19,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { devices, loadModel, Model, Tensor } from "../lib";
-import { SequenceState } from "../lib/model/decoder";
+import { Sequence } from "../lib/model/sequence";
 import { Sampler } from "../lib/generate/sampling";
-import { runStep, sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
+import { sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
 import { addon } from "../lib/runtime/native";
 import { commandLine, printTable } from "./timing";
 
@@ -151,7 +151,7 @@ function checkAgainstTransformers(model: Model) {
     const seq = dec.createSequence();
     try {
       const prefill = dec.prefill(seq, ref.ids);
-      const step = withGraphs(graphs, () => runStep(dec, [seq], [ref.next], "logits"));
+      const step = withGraphs(graphs, () => dec.step([seq], [ref.next], "logits"));
       for (const [which, ours] of [["prefill", prefill], ["step", step]] as const) {
         const f32 = load(which, "f32"), hf = load(which, "bf16");
         const hfError = relError(hf, f32), ourError = relError(ours, f32);
@@ -164,7 +164,7 @@ function checkAgainstTransformers(model: Model) {
         results[`${tag}: argmax ours / f32 / transformers`] = `${argmax(ours)} / ${argmax(f32)} / ${argmax(hf)}`;
       }
     } finally {
-      dec.releaseSequence(seq);
+      seq.dispose();
     }
   }
   return results;
@@ -178,7 +178,7 @@ function stepOverhead(model: Model, random: (n: number) => number) {
     const seq = dec.createSequence();
     try {
       dec.prefill(seq, Array.from({ length: 32 }, () => random(vocab)));
-      const step = () => withGraphs(graphs, () => runStep(dec, [seq], [random(vocab)], "logits"));
+      const step = () => withGraphs(graphs, () => dec.step([seq], [random(vocab)], "logits"));
       for (let i = 0; i < warmup; i++) step();
       const calls = countNativeCalls(step);
       const times: number[] = [];
@@ -191,7 +191,7 @@ function stepOverhead(model: Model, random: (n: number) => number) {
       out[`${mode}NativeCalls`] = calls;
       out[`${mode}StepMs`] = median(times);
     } finally {
-      dec.releaseSequence(seq);
+      seq.dispose();
     }
   }
   return out;
@@ -239,25 +239,25 @@ interface GridRow {
 }
 
 /** Median step time after warm-up, and the graph path's per-step host split over the timed steps. */
-function timeSteps(model: Model, seqs: SequenceState[], graphs: boolean, count: number, random: (n: number) => number) {
+function timeSteps(model: Model, seqs: Sequence[], graphs: boolean, count: number, random: (n: number) => number) {
   const vocab = model.config.vocabSize;
   // A greedy step, as transformers' side is timed: forward and argmax, the tokens on the host.
-  const step = () => withGraphs(graphs, () => runStep(model.decoder, seqs, seqs.map(() => random(vocab)), "argmax"));
+  const step = () => withGraphs(graphs, () => model.decoder.step(seqs, seqs.map(() => random(vocab)), "argmax"));
   for (let i = 0; i < warmup; i++) step();
-  const before = model.decoder.graphs!.stats;
+  const before = model.decoder.stats;
   const times: number[] = [];
   for (let i = 0; i < count; i++) {
     const t0 = performance.now();
     step();
     times.push(performance.now() - t0);
   }
-  const after = model.decoder.graphs!.stats;
+  const after = model.decoder.stats;
   const perStep = (key: "fillMs" | "launchMs" | "readbackMs") => (after[key] - before[key]) / Math.max(1, after.graphSteps - before.graphSteps);
   return { ms: median(times), fillMs: perStep("fillMs"), launchMs: perStep("launchMs"), readbackMs: perStep("readbackMs") };
 }
 
 /** Median sampled step: from the top candidates on the device, and from whole rows on the host. */
-function timeSampledSteps(model: Model, seqs: SequenceState[], count: number, random: (n: number) => number) {
+function timeSampledSteps(model: Model, seqs: Sequence[], count: number, random: (n: number) => number) {
   const vocab = model.config.vocabSize;
   const options = { temperature: 0.8, topK: 50, topP: 0.9 };
   const samplers = seqs.map((_, b) => new Sampler({ ...options, seed: b }));
@@ -318,7 +318,7 @@ async function main() {
     const fit = Math.floor(model.pool.numPages / pagesFor(1, ctx));
     const count = Math.min(maxBatch, fit);
     for (const B of batches) if (B > count) skipped.push(`batch ${B} × context ${ctx}: ${B} sequences of ${ctx} tokens need ${(pagesFor(B, ctx) * pageBytes / 1e9).toFixed(1)} GB of KV cache; ${(model.pool.numPages * pageBytes / 1e9).toFixed(1)} GB fit on this card`);
-    const seqs: SequenceState[] = [];
+    const seqs: Sequence[] = [];
     const prefillMs: number[] = [];
     try {
       for (let i = 0; i < count; i++) {
@@ -353,10 +353,10 @@ async function main() {
           `(whole rows on the host ${sampled.wholeRowsMs.toFixed(2)})`);
       }
     } finally {
-      for (const s of seqs) dec.releaseSequence(s);
+      for (const s of seqs) s.dispose();
     }
   }
-  const graphStats = dec.graphs?.stats;
+  const graphStats = dec.stats;
   const weightBytes = model.weightBytes;
   await model.dispose();
 

@@ -4,7 +4,6 @@
 import { loadModel, Model } from "../lib";
 import { resolveHybrid } from "../lib/hybrid/options";
 import { GenerationSequence } from "../lib/generate/sequence";
-import { runStep } from "../lib/generate/step";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import { runHybrid } from "./helpers/hybrid-run";
 import { fixtureDir, loadReferenceWeights, referenceForward, referenceRatio, ReferenceWeights } from "./helpers/reference-model";
@@ -132,7 +131,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       const base = model.pool.usedPages;
       sequence.prefill(ids, 32);
       const result = { peak: model.pool.highWaterPages - base, after: model.pool.usedPages - base, lazy: sequence.hybridState?.lazyLayers };
-      sequence.release();
+      sequence.dispose();
       return result;
     };
     const L = model.config.layers, P = 1, S = 2, W = 10;
@@ -155,9 +154,8 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       expect(state.pending).toBe(true);
       const all = [...ids];
       for (const t of cont) {
-        runStep(model.decoder, [sequence.seq], [t], "logits");
+        model.decoder.step([sequence.seq], [t], "logits");
         all.push(t);
-        sequence.afterStep();
         if (sequence.length <= 16) expect(state.pending).toBe(true);
       }
       expect(state.pending).toBe(false);
@@ -168,7 +166,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       expect(state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
       for (const l of state.lazyLayers) expect(sequence.seq.caches[l].kind).toBe("streaming");
     } finally {
-      sequence.release();
+      sequence.dispose();
     }
   });
 

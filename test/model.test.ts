@@ -44,7 +44,7 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
         if (!(worst <= logitTolerance(scale)))
           throw new Error(`chunk ${chunkSize}: max |logit error| ${worst} over scale ${scale} (tolerance ${logitTolerance(scale)})`);
       } finally {
-        model.decoder.releaseSequence(seq);
+        seq.dispose();
       }
     }
   });
@@ -65,16 +65,16 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
       const vocab = model.config.vocabSize;
       let ids = prompts.map((p) => p[0]);
       for (let step = 0; step < 4; step++) {
-        const logits = model.decoder.decode(logitSeqs, ids);
+        const logits = model.decoder.step(logitSeqs, ids, "logits");
         const want = ids.map((_, b) => {
           const row = logits.subarray(b * vocab, (b + 1) * vocab);
           return row.reduce((best, v, j) => (v > row[best] ? j : best), 0);
         });
-        expect(Array.from(model.decoder.decodeGreedy(greedySeqs, ids))).toEqual(want);
+        expect(Array.from(model.decoder.step(greedySeqs, ids, "argmax"))).toEqual(want);
         ids = want;
       }
     } finally {
-      for (const s of [...logitSeqs, ...greedySeqs]) model.decoder.releaseSequence(s);
+      for (const s of [...logitSeqs, ...greedySeqs]) s.dispose();
     }
   });
 

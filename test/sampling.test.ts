@@ -3,7 +3,7 @@
 import * as path from "node:path";
 import { kernels, loadModel, Tensor } from "../lib";
 import { argmax, candidatesFromTop, RowCandidates, Sampler, samplingCandidates, validateSampling } from "../lib/generate/sampling";
-import { runStep, sampleOnDevice } from "../lib/generate/step";
+import { sampleOnDevice } from "../lib/generate/step";
 import { fixtureRoot, prefilledSequences, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
@@ -215,7 +215,7 @@ describe("sampleOnDevice", () => {
         let ids = prompts.map((p) => p[p.length - 1]);
         const seen = prompts.map((p) => [...p]);
         for (let step = 0; step < 6; step++) {
-          const logits = runStep(model.decoder, viaRows, ids, "logits");
+          const logits = model.decoder.step(viaRows, ids, "logits");
           const want = a.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
           expect(sampleOnDevice(model.decoder, viaCandidates, ids, c, seen)).toEqual(want);
           want.forEach((t, b) => seen[b].push(t));
@@ -223,7 +223,7 @@ describe("sampleOnDevice", () => {
         }
       }
     } finally {
-      for (const s of [...viaRows, ...viaCandidates]) model.decoder.releaseSequence(s);
+      for (const s of [...viaRows, ...viaCandidates]) s.dispose();
       await model.dispose();
     }
   });

@@ -97,7 +97,7 @@ export class Session implements AsyncDisposable {
   /** Frees this session's KV pages; a generation in progress stops at its next step. */
   dispose(): void {
     if (!this.sequence) return;
-    this.sequence.release();
+    this.sequence.dispose();
     this.sequence = undefined;
     this.onDispose();
   }
@@ -127,7 +127,7 @@ export async function generateBatch(model: SessionModel, prompts: Prompt[], opti
   try {
     for (const _ of encoded) sequences.push(new GenerationSequence(model.decoder, session.hybrid));
   } catch (err) {
-    for (const s of sequences) s.release();
+    for (const s of sequences) s.dispose();
     throw err;
   }
   const results: GenerateResult[] = encoded.map(() => ({ text: "", tokens: [], finishReason: "length" }));

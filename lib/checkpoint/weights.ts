@@ -2,7 +2,7 @@
 // model.safetensors.index.json), checks every tensor the architecture needs against the config,
 // and loads them onto the device: the gate and up projections stacked into one matrix so the
 // MLP's first GEMM is a single call, and likewise q, k and v (with their biases) so a decode
-// step projects its attention input with one GEMM. q, k and v stay available as views.
+// layer projects its attention input with one GEMM.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { DeviceName, DType, Tensor } from "../runtime/tensor";
@@ -14,13 +14,6 @@ export interface LayerWeights {
   /** [(heads + 2 · kvHeads) · headDim, hidden]: q rows, then k rows, then v rows. */
   qkv: Tensor;
   qkvBias?: Tensor;
-  /** Views of qkv (and qkvBias): the rows of each projection. */
-  q: Tensor;
-  k: Tensor;
-  v: Tensor;
-  qBias?: Tensor;
-  kBias?: Tensor;
-  vBias?: Tensor;
   o: Tensor;
   postNorm: Tensor;
   /** [2 · intermediate, hidden]: gate rows then up rows. */
@@ -146,10 +139,7 @@ interface Planned {
   shape: number[];
 }
 
-/** The tensors a layer loads; the rest of LayerWeights are views of them. */
-type LoadedLayer = Omit<LayerWeights, "q" | "k" | "v" | "qBias" | "kBias" | "vBias">;
-
-function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Planned; layers: Record<keyof LoadedLayer, Planned | undefined>[] } {
+function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Planned; layers: Record<keyof LayerWeights, Planned | undefined>[] } {
   const { hiddenSize: h, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize: vocab } = config;
   const one = (name: string, shape: number[]): Planned => ({ sources: [{ name, shape }], shape });
   const stack = (parts: Array<[string, number[]]>): Planned => ({
@@ -238,9 +228,9 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
     const lmHead = layout.lmHead ? await load(layout.lmHead) : embed;
     const layers: LayerWeights[] = [];
     for (const l of layout.layers) {
-      const w: Partial<LoadedLayer> = {};
-      for (const [key, planned] of Object.entries(l) as [keyof LoadedLayer, Planned | undefined][]) if (planned) w[key] = await load(planned);
-      layers.push(withProjectionViews(w as LoadedLayer, config, loaded));
+      const w: Partial<LayerWeights> = {};
+      for (const [key, planned] of Object.entries(l) as [keyof LayerWeights, Planned | undefined][]) if (planned) w[key] = await load(planned);
+      layers.push(w as LayerWeights);
     }
     return { embed, norm, lmHead, layers };
   } catch (err) {
@@ -249,33 +239,19 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
   }
 }
 
-/** The layer with q, k and v (and their biases) as views of the stacked tensors; the views join `made` for disposal. */
-function withProjectionViews(l: LoadedLayer, config: ModelConfig, made: Tensor[]): LayerWeights {
-  const { heads, kvHeads, headDim: d } = config;
-  const split = (t: Tensor) => {
-    const views = [t.rows(0, heads * d), t.rows(heads * d, kvHeads * d), t.rows((heads + kvHeads) * d, kvHeads * d)];
-    made.push(...views);
-    return views;
-  };
-  const [q, k, v] = split(l.qkv);
-  const [qBias, kBias, vBias] = l.qkvBias ? split(l.qkvBias) : [];
-  return { ...l, q, k, v, qBias, kBias, vBias };
-}
-
 function sizeOf(checkpoint: Checkpoint, name: string): number {
   const e = checkpoint.file(name).get(name);
   return e.end - e.begin;
 }
 
-/** Every tensor of a ModelWeights, views included, once (a tied lm_head is the embedding): what disposing frees. */
+/** Every tensor of a ModelWeights once (a tied lm_head is the embedding): what disposing frees. */
 export function weightTensors(w: ModelWeights): Tensor[] {
   const set = new Set<Tensor>([w.embed, w.norm, w.lmHead]);
   for (const l of w.layers) for (const t of Object.values(l)) if (t) set.add(t);
   return [...set];
 }
 
-/** Bytes of memory the weights hold (views of the stacked projections are not counted again). */
+/** Bytes of memory the weights hold. */
 export function weightBytes(w: ModelWeights): number {
-  const views = new Set<Tensor | undefined>(w.layers.flatMap((l) => [l.q, l.k, l.v, l.qBias, l.kBias, l.vBias]));
-  return weightTensors(w).reduce((sum, t) => sum + (views.has(t) ? 0 : t.bytes), 0);
+  return weightTensors(w).reduce((sum, t) => sum + t.bytes, 0);
 }

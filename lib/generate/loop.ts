@@ -112,7 +112,7 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
         const chunk = nextChunk(r, o, eos);
         yield { index: r.index, chunk };
         if (!chunk.finishReason) going.push(r);
-        else if (o.releaseSequences) r.sequence.release();
+        else if (o.releaseSequences) r.sequence.dispose();
       }
       running = going;
       if (!running.length) return;
@@ -123,17 +123,14 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       const seqs = running.map((r) => r.sequence.seq);
       const last = running.map((r) => r.seen[r.seen.length - 1]);
       const tokens = nextTokens(model.decoder, seqs, last, running.map((r) => r.sampler), running.map((r) => r.seen));
-      running.forEach((r, b) => {
-        r.chosen = tokens[b];
-        r.sequence.afterStep();
-      });
+      running.forEach((r, b) => (r.chosen = tokens[b]));
       if (o.counters) {
         o.counters.decodeSeconds += (performance.now() - t0) / 1000;
         o.counters.generatedTokens += running.length;
       }
     }
   } finally {
-    if (o.releaseSequences) for (const { sequence } of prompts) sequence.release();
+    if (o.releaseSequences) for (const { sequence } of prompts) sequence.dispose();
   }
 }
 

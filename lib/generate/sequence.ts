@@ -1,6 +1,10 @@
-// A sequence as generation holds it: its caches and, for hybrid generation, the policy that runs
-// them, prefilled all or nothing, told of each decode step, and released together.
-import type { Decoder, SequenceState } from "../model/decoder";
+// A sequence as generation holds it: the decoder's Sequence and, for hybrid generation, the
+// policy that is its hooks (kept here for its state). The Sequence prefills all or nothing, calls
+// its policy on every step and frees both with dispose(); what is left here is a first prompt's
+// failure, after which the policy may have chosen layers for a prompt the sequence no longer
+// holds, so generation starts afresh with a new sequence and policy.
+import type { Decoder } from "../model/decoder";
+import type { Sequence } from "../model/sequence";
 import type { ResolvedHybrid } from "../hybrid/options";
 import { HybridPolicy, HybridState } from "../hybrid/policy";
 
@@ -9,18 +13,17 @@ import { HybridPolicy, HybridState } from "../hybrid/policy";
  * @example
  * const sequence = new GenerationSequence(model.decoder, resolveHybrid({ mode: "auto" }, model.config.layers));
  * const logits = sequence.prefill(ids, 4096);
- * sequence.release();
+ * sequence.dispose();
  */
 export class GenerationSequence {
-  private current: { seq: SequenceState; policy?: HybridPolicy };
-  private released = false;
+  private current: { seq: Sequence; policy?: HybridPolicy };
 
   constructor(private readonly decoder: Decoder, private readonly hybrid: ResolvedHybrid) {
     this.current = this.start();
   }
 
   /** The decoder's sequence (replaced by a fresh one when a first prompt fails). */
-  get seq(): SequenceState {
+  get seq(): Sequence {
     return this.current.seq;
   }
 
@@ -35,48 +38,31 @@ export class GenerationSequence {
   }
 
   /**
-   * Prefills `ids` in chunks of `chunkSize` (default: the decoder's) and returns the logits after the last one, all or
-   * nothing: if it fails part-way the decoder puts the caches back and the policy's state is put
-   * back here; a first prompt that fails leaves a fresh sequence instead.
+   * Prefills `ids` in chunks of `chunkSize` (default: the decoder's) and returns the logits after
+   * the last one. All or nothing: the decoder puts the sequence back if it fails part-way, and a
+   * first prompt that fails leaves a fresh sequence and policy here.
    */
   prefill(ids: readonly number[], chunkSize?: number): Float32Array {
-    const { seq, policy } = this.current;
-    const first = seq.length === 0;
-    const saved = first ? undefined : policy?.savePoint();
+    const first = this.current.seq.length === 0;
     try {
-      policy?.beforePrefill(seq, ids.length);
-      return this.decoder.prefill(seq, ids, { chunkSize, policy });
+      return this.decoder.prefill(this.current.seq, ids, { chunkSize });
     } catch (err) {
-      if (first) this.restart();
-      else saved?.restore();
+      if (first) {
+        this.current.seq.dispose();
+        this.current = this.start();
+      }
       throw err;
-    } finally {
-      saved?.dispose();
     }
   }
 
-  /** After a decode step that appended a token to this sequence: the policy's deferred choice. */
-  afterStep(): void {
-    this.current.policy?.afterDecode(this.current.seq);
+  /** Gives the sequence's KV pages back and frees its policy; later calls do nothing. */
+  dispose(): void {
+    this.current.seq.dispose();
   }
 
-  /** Gives the sequence's KV pages back and frees the policy's state; once is enough. */
-  release(): void {
-    if (this.released) return;
-    this.released = true;
-    this.decoder.releaseSequence(this.current.seq);
-    this.current.policy?.dispose();
-  }
-
-  private start(): { seq: SequenceState; policy?: HybridPolicy } {
+  private start(): { seq: Sequence; policy?: HybridPolicy } {
     if (this.hybrid.mode === "off") return { seq: this.decoder.createSequence() };
     const policy = new HybridPolicy(this.decoder, this.hybrid);
-    return { seq: policy.createSequence(), policy };
-  }
-
-  private restart(): void {
-    this.decoder.releaseSequence(this.current.seq);
-    this.current.policy?.dispose();
-    this.current = this.start();
+    return { seq: this.decoder.createSequence(policy), policy };
   }
 }

@@ -1,35 +1,11 @@
-// One decode step of the generation loop and the tokens it chooses. runStep is the one place
-// generation calls the decoder's step; the device-side parts of a choice (argmax, repetition
-// penalty, top candidates) run here, where the logits are, and the host-side choice is the
-// Sampler's (sampling.ts).
+// One decode step of the generation loop (Decoder.step) and the tokens it chooses: the
+// device-side parts of a choice (argmax, repetition penalty, top candidates) run here, where the
+// logits are, and the host-side choice is the Sampler's (sampling.ts).
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
-import type { Decoder, SequenceState } from "../model/decoder";
+import type { Decoder } from "../model/decoder";
+import type { Sequence } from "../model/sequence";
 import { RowCandidates, Sampler } from "./sampling";
-
-/**
- * What a decode step hands back: "argmax", each row's most likely token (lowest id on ties),
- * chosen where the logits are; "logits", the logits [batch · vocab] read back; or a function,
- * which gets the logits [batch, vocab] where they are (on the device on CUDA), valid only while
- * it runs, and whose result the step returns.
- */
-export type StepOutput<T> = "argmax" | "logits" | ((logits: Tensor) => T);
-
-/**
- * One decode step: token ids[b] is appended to sequence seqs[b], and the step's output is what
- * `want` asks for.
- * @example
- * const next = runStep(model.decoder, [seq], [lastToken], "argmax")[0];
- * const logits = runStep(model.decoder, [seq], [next], "logits");
- */
-export function runStep(decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], want: "argmax"): Int32Array;
-export function runStep(decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], want: "logits"): Float32Array;
-export function runStep<T>(decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], want: (logits: Tensor) => T): T;
-export function runStep<T>(decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], want: StepOutput<T>): Int32Array | Float32Array | T {
-  if (want === "argmax") return decoder.decodeGreedy(seqs, ids);
-  if (want === "logits") return decoder.decode(seqs, ids);
-  return decoder.decodeThen(seqs, ids, want);
-}
 
 /**
  * One decode step and each sequence's next token, chosen by its sampler (the samplers share their
@@ -38,10 +14,10 @@ export function runStep<T>(decoder: Decoder, seqs: readonly SequenceState[], ids
  * @example const next = nextTokens(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function nextTokens(
-  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
 ): number[] {
   const [first] = samplers;
-  if (first.greedy) return Array.from(runStep(decoder, seqs, ids, "argmax"));
+  if (first.greedy) return Array.from(decoder.step(seqs, ids, "argmax"));
   if (first.usesCandidates) return sampleOnDevice(decoder, seqs, ids, samplers, seen);
   return sampleWholeRows(decoder, seqs, ids, samplers, seen);
 }
@@ -52,9 +28,9 @@ export function nextTokens(
  * @example const next = sampleWholeRows(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function sampleWholeRows(
-  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  const logits = runStep(decoder, seqs, ids, "logits");
+  const logits = decoder.step(seqs, ids, "logits");
   const vocab = logits.length / seqs.length;
   return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
 }
@@ -72,9 +48,9 @@ const maxDeviceCandidates = 4096;
  * @example const next = sampleOnDevice(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function sampleOnDevice(
-  decoder: Decoder, seqs: readonly SequenceState[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  return runStep(decoder, seqs, ids, (logits) => {
+  return decoder.step(seqs, ids, (logits) => {
     const [rows, vocab] = logits.shape;
     const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
     const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);

@@ -11,10 +11,10 @@
 // cut. Long generations from short prompts become hybrid too.
 // fixed / random / streaming-all: the lazy set is known; with prefill "full" those layers are
 // cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
-import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
-import type { Decoder, PrefillPolicy, SequenceState } from "../model/decoder";
+import type { Decoder } from "../model/decoder";
+import type { Sequence, SequenceHooks } from "../model/sequence";
 import { Tensor } from "../runtime/tensor";
-import { ringSize } from "../common/geometry";
+import { RingShape, ringSize } from "../common/geometry";
 import { ResolvedHybrid } from "./options";
 import { LazyLayerSelector } from "./selection";
 
@@ -31,11 +31,21 @@ export interface HybridState {
   pending: boolean;
 }
 
-export class HybridPolicy implements PrefillPolicy {
+/**
+ * The hybrid policy of one sequence: the hooks its decoder calls.
+ * @example
+ * const policy = new HybridPolicy(model.decoder, resolveHybrid({ mode: "auto", fullLayers: 0.5 }, model.config.layers));
+ * const seq = model.decoder.createSequence(policy);
+ * model.decoder.prefill(seq, ids);
+ * console.log(policy.state.lazyLayers);
+ * seq.dispose();
+ */
+export class HybridPolicy implements SequenceHooks {
   readonly state: HybridState;
   readonly minFinalChunk: number;
   private readonly selector: LazyLayerSelector;
   private readonly lazy = new Set<number>();
+  private readonly ringsAtStart: Set<number>;
   private kept: KeptQueries | undefined;
 
   constructor(private readonly decoder: Decoder, readonly options: ResolvedHybrid) {
@@ -48,66 +58,66 @@ export class HybridPolicy implements PrefillPolicy {
     this.selector = new LazyLayerSelector(options.fullLayers);
     this.minFinalChunk = options.lastQueries;
     this.state = { mode: options.mode, lazyLayers: [], ratios: new Array(layers).fill(undefined), headRatios: new Array(layers).fill(undefined), pending: false };
+    this.ringsAtStart = new Set(options.prefill === "streaming" ? options.lazyLayers ?? [] : []);
+    for (const i of this.ringsAtStart) this.markLazy(i);
   }
 
   private get measures(): boolean {
     return this.options.mode === "auto" || this.options.mode === "calibrate";
   }
 
-  /** A new sequence with this policy's caches. */
-  createSequence(): SequenceState {
-    const { sink, window, lazyLayers, prefill } = this.options;
-    const streamingFromStart = new Set(prefill === "streaming" ? lazyLayers ?? [] : []);
-    const caches: LayerCache[] = Array.from({ length: this.decoder.config.layers }, (_, i) =>
-      streamingFromStart.has(i) ? new StreamingCache(this.decoder.pool, sink, window) : new FullCache(this.decoder.pool),
-    );
-    for (const i of streamingFromStart) this.markLazy(i);
-    return { caches, length: 0 };
+  ringAtStart(layer: number): RingShape | undefined {
+    return this.ringsAtStart.has(layer) ? { sink: this.options.sink, window: this.options.window } : undefined;
   }
 
-  /** Called before a prompt of `tokens` tokens is prefilled into `seq`. */
-  beforePrefill(seq: SequenceState, tokens: number): void {
+  beforePrefill(seq: Sequence, tokens: number): void {
     const decided = this.state.ratios.some((r) => r !== undefined);
     if (this.measures && !decided && seq.length + tokens <= ringSize(this.options)) {
       this.state.pending = true;
       this.kept ??= new KeptQueries(this.decoder.config.layers, this.options.lastQueries);
-      seq.observeQueries = (layer, q, start) => this.kept!.observe(layer, q, start);
     }
   }
 
-  ratioFor(layer: number, seq: SequenceState) {
+  observesQueries(): boolean {
+    return this.kept !== undefined;
+  }
+
+  observeQueries(_seq: Sequence, layer: number, q: Tensor, start: number): void {
+    this.kept?.observe(layer, q, start);
+  }
+
+  ratioFor(_seq: Sequence, layer: number) {
     if (!this.measures || this.state.pending || this.state.ratios[layer] !== undefined) return undefined;
     return { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
   }
 
-  layerDone(layer: number, seq: SequenceState, perHeadRatio: Float32Array | undefined): void {
+  layerDone(seq: Sequence, layer: number, perHeadRatio: Float32Array | undefined): void {
     if (perHeadRatio) this.record(seq, layer, perHeadRatio);
     else if (!this.measures && this.options.lazyLayers?.includes(layer)) this.cut(seq, layer);
   }
 
-  /** After a decode step: makes the deferred choice once the sequence has grown past sink + window. */
-  afterDecode(seq: SequenceState): void {
+  /** Makes the deferred choice once the sequence has grown past sink + window. */
+  afterStep(seq: Sequence): void {
     if (!this.state.pending || seq.length <= ringSize(this.options)) return;
     const spec = { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
     const ratios: Float32Array[] = [];
     for (let layer = 0; layer < this.decoder.config.layers; layer++) {
       const q = this.kept!.ordered(layer, seq.length);
       try {
-        ratios.push(this.decoder.lazyRatioOfQueries(seq, layer, q, spec));
+        ratios.push(seq.lazyRatio(layer, q, spec));
       } finally {
         q.dispose();
       }
     }
     this.state.pending = false;
-    seq.observeQueries = undefined;
     this.kept?.dispose();
     this.kept = undefined;
     ratios.forEach((r, layer) => this.record(seq, layer, r));
   }
 
   /**
-   * Saves what a later prefill may change in this policy (the kept queries of a pending choice),
-   * so that a prefill that fails can be undone; the caches are the decoder's to restore.
+   * Saves what a prefill may change in this policy (the kept queries of a pending choice), so
+   * that a prefill that fails can be undone; the caches are the decoder's to restore.
    */
   savePoint(): { restore(): void; dispose(): void } {
     const kept = this.kept?.save();
@@ -119,7 +129,7 @@ export class HybridPolicy implements PrefillPolicy {
     this.kept = undefined;
   }
 
-  private record(seq: SequenceState, layer: number, perHead: Float32Array): void {
+  private record(seq: Sequence, layer: number, perHead: Float32Array): void {
     const ratio = perHead.reduce((a, b) => a + b, 0) / perHead.length;
     this.state.ratios[layer] = ratio;
     this.state.headRatios[layer] = perHead;
@@ -127,9 +137,8 @@ export class HybridPolicy implements PrefillPolicy {
     if (lazy !== undefined) this.cut(seq, lazy);
   }
 
-  private cut(seq: SequenceState, layer: number): void {
-    const cache = seq.caches[layer];
-    if (cache.kind === "full") seq.caches[layer] = cache.cutToStreaming(this.options.sink, this.options.window);
+  private cut(seq: Sequence, layer: number): void {
+    seq.cutToStreaming(layer, this.options.sink, this.options.window);
     this.markLazy(layer);
   }
 

@@ -3,8 +3,7 @@
 import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
-import { FullCache } from "../../lib/cache/layer-cache";
-import { SequenceState } from "../../lib/model/decoder";
+import { Sequence } from "../../lib/model/sequence";
 import { fixtureModels, fixtureRoot, prefilledSequences, readReference } from "../helpers/fixtures";
 import { Random } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
@@ -129,13 +128,13 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
     const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
     // Sequence 1 goes hybrid: its odd layers become rings, narrower than the full layers.
     const start = () => prefilledSequences(model.decoder, prompts, (s, i) => {
-      if (i === 1) s.caches.forEach((c, l) => l % 2 && c instanceof FullCache && (s.caches[l] = c.cutToStreaming(2, 6)));
+      if (i === 1) s.caches.forEach((_, l) => l % 2 && s.cutToStreaming(l, 2, 6));
     });
     const graphSeqs = start(), eagerSeqs = start();
-    const eager = (seqs: SequenceState[], ids: number[]) => {
+    const eager = (seqs: Sequence[], ids: number[]) => {
       process.env.LIGHTTRANSFER_DECODE_GRAPHS = "off";
       try {
-        return model.decoder.decode(seqs, ids);
+        return model.decoder.step(seqs, ids, "logits");
       } finally {
         delete process.env.LIGHTTRANSFER_DECODE_GRAPHS;
       }
@@ -145,13 +144,14 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
       for (let step = 0; step < 140; step++) {
         const batch = step < 70 ? 3 : 2;
         const ids = Array.from({ length: batch }, () => rng.int(0, vocab - 1));
-        const got = model.decoder.decode(graphSeqs.slice(0, batch), ids);
+        const got = model.decoder.step(graphSeqs.slice(0, batch), ids, "logits");
         const want = eager(eagerSeqs.slice(0, batch), ids);
         worst = Math.max(worst, relError(got, want));
       }
-      const stats = model.decoder.graphs!.stats;
+      const stats = model.decoder.stats;
       expect(stats.unavailable).toBeUndefined();
       expect(stats.graphSteps).toBe(140);
+      expect(stats.eagerSteps).toEqual({ "graphs off": 140 });
       // One per batch size, and (for full caches, not Mistral's 16-token ring) wider tables: in
       // batch 2, first for the layers where sequence 1 (53 + 75 tokens) is full, later for those
       // where it is a ring and sequence 0 (12 + 140 tokens) sets the width.
@@ -160,7 +160,7 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
       expect(worst).toBeLessThan(2e-2);
       expect(graphSeqs.map((s) => s.length)).toEqual(eagerSeqs.map((s) => s.length));
     } finally {
-      for (const s of [...graphSeqs, ...eagerSeqs]) model.decoder.releaseSequence(s);
+      for (const s of [...graphSeqs, ...eagerSeqs]) s.dispose();
       await model.dispose();
     }
     expect(memoryUsage().cuda).toBe(before);
@@ -183,28 +183,28 @@ describe.each(fixtureModels)("%s: a greedy step replayed from a CUDA graph picks
     try {
       let ids = prompts.map((p) => p[p.length - 1]);
       for (let step = 0; step < 40; step++) {
-        const logits = model.decoder.decode(logitSeqs, ids);
-        const tokens = model.decoder.decodeGreedy(greedySeqs, ids);
+        const logits = model.decoder.step(logitSeqs, ids, "logits");
+        const tokens = model.decoder.step(greedySeqs, ids, "argmax");
         const want = ids.map((_, b) => argmaxOf(logits.subarray(b * vocab, (b + 1) * vocab)));
         expect(Array.from(tokens)).toEqual(want);
         ids = want;
       }
-      expect(model.decoder.graphs!.stats.graphSteps).toBe(80);
+      expect(model.decoder.stats.graphSteps).toBe(80);
       // The greedy set alone: the first step rewrites every table row (the other set's were on
       // the device); after it, a step copies only ids, positions, slots and lengths unless a
       // sequence gained a page (at most once per 16 steps each).
       const header = 4 * (2 * 3 + 2 * model.config.layers * 3);
       let headerOnly = 0;
       for (let step = 0; step < 20; step++) {
-        const before = model.decoder.graphs!.stats.uploadedBytes;
-        ids = Array.from(model.decoder.decodeGreedy(greedySeqs, ids));
-        const copied = model.decoder.graphs!.stats.uploadedBytes - before;
+        const before = model.decoder.stats.uploadedBytes;
+        ids = Array.from(model.decoder.step(greedySeqs, ids, "argmax"));
+        const copied = model.decoder.stats.uploadedBytes - before;
         expect(copied).toBeGreaterThanOrEqual(header);
         if (copied === header) headerOnly++;
       }
       expect(headerOnly).toBeGreaterThanOrEqual(20 - 1 - 2 * 3);
     } finally {
-      for (const s of [...logitSeqs, ...greedySeqs]) model.decoder.releaseSequence(s);
+      for (const s of [...logitSeqs, ...greedySeqs]) s.dispose();
       await model.dispose();
     }
   });

@@ -235,7 +235,7 @@ describe.each(fixtureModels)("%s on CUDA matches transformers", (name) => {
         const err = relError(got, want);
         if (!(err < bound())) throw new Error(`chunk ${chunkSize}: relative logit error ${err} (bound ${bound()}, ${model.dtype})`);
       } finally {
-        model.decoder.releaseSequence(seq);
+        seq.dispose();
       }
     }
   });
@@ -260,10 +260,10 @@ describe.each(fixtureModels)("%s on CUDA matches transformers", (name) => {
             expect(best).toBe(c.greedy[s]);
             checked++;
           }
-          logits = model.decoder.decode([seq], [c.greedy[s]]);
+          logits = model.decoder.step([seq], [c.greedy[s]], "logits");
         }
       } finally {
-        model.decoder.releaseSequence(seq);
+        seq.dispose();
       }
     }
     process.stderr.write(`${name} on CUDA: ${checked} greedy steps had a margin above twice the measured logit error\n`);

@@ -14,7 +14,7 @@ import { greedyTokens } from "../helpers/sessions";
 const describeGpu = describeWithCuda("session-reliability");
 const dir = path.join(fixtureRoot, "llama-tiny");
 const load = () => loadModel(dir, { device: "cuda:0", kvCacheBytes: 2 ** 20, pageSize: 4 });
-const replayedSteps = (model: Model) => model.decoder.graphs!.stats.graphSteps;
+const replayedSteps = (model: Model) => model.decoder.stats.graphSteps;
 
 describeGpu("a failed prompt on CUDA leaves the session as it was", () => {
   // llama-tiny's cache is bf16 on CUDA.
@@ -52,8 +52,9 @@ describeGpu("session.dispose() during generate on CUDA", () => {
 
     await collectGarbage();
     const used = model.pool.usedPages, bytes = memoryUsage().cuda, replayedBefore = replayedSteps(model);
+    const observingBefore = model.decoder.stats.eagerSteps["observing queries"] ?? 0;
     const session = model.createSession(sessionOptions);
-    const decodeGreedy = jest.spyOn(model.decoder, "decodeGreedy");
+    const step = jest.spyOn(model.decoder, "step");
     const tokens: number[] = [];
     let stepsAtDispose = -1, steps = -1;
     let error: Error | undefined;
@@ -62,14 +63,14 @@ describeGpu("session.dispose() during generate on CUDA", () => {
         tokens.push(...chunk.tokens);
         if (tokens.length === chunksBeforeDispose) {
           session.dispose();
-          stepsAtDispose = decodeGreedy.mock.calls.length;
+          stepsAtDispose = step.mock.calls.length;
         }
       }
     } catch (err) {
       error = err as Error;
     } finally {
-      steps = decodeGreedy.mock.calls.length;
-      decodeGreedy.mockRestore();
+      steps = step.mock.calls.length;
+      step.mockRestore();
     }
     expect(error?.name).toBe("AbortError");
     expect(error?.message).toMatch(/this session was disposed during generation/);
@@ -78,7 +79,8 @@ describeGpu("session.dispose() during generate on CUDA", () => {
     expect(steps).toBe(stepsAtDispose);
     expect(tokens).toEqual(expected.slice(0, chunksBeforeDispose));
     expect(replayedSteps(model) - replayedBefore).toBe(stepsAtDispose - eagerSteps);
-    expect(model.decoder.graphs!.stats.unavailable).toBeUndefined();
+    expect((model.decoder.stats.eagerSteps["observing queries"] ?? 0) - observingBefore).toBe(eagerSteps);
+    expect(model.decoder.stats.unavailable).toBeUndefined();
     expect(model.pool.usedPages).toBe(used);
     expect(memoryUsage().cuda).toBe(bytes);
 
@@ -112,7 +114,7 @@ describeGpu("model.dispose() during generate on CUDA", () => {
     expect(error?.message).toMatch(/this session was disposed during generation/);
     expect(tokens).toHaveLength(chunksBeforeDispose);
     // The steps before the dispose were replayed, so the graph's buffers existed and are gone now.
-    expect(model.decoder.graphs!.stats.graphSteps).toBe(chunksBeforeDispose - 1);
+    expect(model.decoder.stats.graphSteps).toBe(chunksBeforeDispose - 1);
     expect(memoryUsage().cuda).toBe(bytes);
   });
 });

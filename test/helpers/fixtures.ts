@@ -1,7 +1,8 @@
 // The Hugging Face reference fixtures made by tools/make_fixtures.py.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Decoder, SequenceState } from "../../lib/model/decoder";
+import type { Decoder } from "../../lib/model/decoder";
+import type { Sequence } from "../../lib/model/sequence";
 
 export const fixtureRoot = path.join(__dirname, "..", "fixtures", "models");
 export const fixtureModels = ["llama-tiny", "mistral-tiny", "qwen2-tiny"];
@@ -36,7 +37,7 @@ export function readLogits(model: string, c: ReferenceCase): Float32Array {
 }
 
 /** A fresh sequence per prompt with the prompt prefilled (then `after`, if given, on each). */
-export function prefilledSequences(decoder: Decoder, prompts: number[][], after?: (seq: SequenceState, index: number) => void): SequenceState[] {
+export function prefilledSequences(decoder: Decoder, prompts: number[][], after?: (seq: Sequence, index: number) => void): Sequence[] {
   return prompts.map((ids, i) => {
     const seq = decoder.createSequence();
     decoder.prefill(seq, ids);

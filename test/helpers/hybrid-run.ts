@@ -2,17 +2,13 @@
 // logits after the prompt and after each continuation token, the policy's state and the cache kinds.
 import type { HybridState, Model } from "../../lib";
 import { GenerationSequence } from "../../lib/generate/sequence";
-import { runStep } from "../../lib/generate/step";
 import { resolveHybrid } from "../../lib/hybrid/options";
 
 export function runHybrid(model: Model, hybrid: object, ids: number[], cont: number[]) {
   const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
   try {
     const rows = [sequence.prefill(ids, 16)];
-    for (const t of cont) {
-      rows.push(runStep(model.decoder, [sequence.seq], [t], "logits"));
-      sequence.afterStep();
-    }
+    for (const t of cont) rows.push(model.decoder.step([sequence.seq], [t], "logits"));
     const state = sequence.hybridState && { ...sequence.hybridState };
     return {
       rows,
@@ -23,6 +19,6 @@ export function runHybrid(model: Model, hybrid: object, ids: number[], cont: num
       },
     };
   } finally {
-    sequence.release();
+    sequence.dispose();
   }
 }

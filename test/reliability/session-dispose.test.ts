@@ -24,7 +24,7 @@ describe("session.dispose() during generate", () => {
     await collectGarbage();
     const used = model.pool.usedPages, bytes = memoryUsage().cpu;
     const session = model.createSession(sessionOptions);
-    const decodeGreedy = jest.spyOn(model.decoder, "decodeGreedy");
+    const step = jest.spyOn(model.decoder, "step");
     const chunks: string[] = [];
     let stepsAtDispose = -1;
     try {
@@ -33,13 +33,13 @@ describe("session.dispose() during generate", () => {
           chunks.push(chunk.text);
           if (chunks.length === 3) {
             session.dispose();
-            stepsAtDispose = decodeGreedy.mock.calls.length;
+            stepsAtDispose = step.mock.calls.length;
           }
         }
       }).rejects.toThrow(/this session was disposed during generation/);
-      expect(decodeGreedy.mock.calls.length).toBe(stepsAtDispose);
+      expect(step.mock.calls.length).toBe(stepsAtDispose);
     } finally {
-      decodeGreedy.mockRestore();
+      step.mockRestore();
     }
     expect(chunks.length).toBe(3);
     expect(model.pool.usedPages).toBe(used);
@@ -87,7 +87,7 @@ test("model.dispose() during generateBatch rejects it with a clear error and dec
   await collectGarbage();
   const bytes = memoryUsage().cpu;
   const model = await load();
-  const decode = jest.spyOn(model.decoder, "decodeGreedy");
+  const decode = jest.spyOn(model.decoder, "step");
   const batch = model.generateBatch(["Once upon a time", "The quick brown fox"], { maxNewTokens: 40, stopAtEos: false });
   // Let a few decode steps run, then pull the model out from under the batch.
   while (decode.mock.calls.length < 3) await new Promise((r) => setImmediate(r));

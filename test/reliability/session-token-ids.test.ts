@@ -31,11 +31,11 @@ test.each(bad)("prefill rejects %s and leaves the sequence untouched", (_, id, m
     expect(seq.caches.every((c) => c.length === 0)).toBe(true);
     expect(model.pool.usedPages).toBe(used);
   } finally {
-    model.decoder.releaseSequence(seq);
+    seq.dispose();
   }
 });
 
-test.each(bad)("decode, decodeGreedy and decodeThen reject %s before touching a cache", (_, id, message) => {
+test.each(bad)("a decode step rejects %s before touching a cache, whatever its output", (_, id, message) => {
   const ref = readReference("llama-tiny").cases[0];
   const seqs = [0, 1].map(() => {
     const s = model.decoder.createSequence();
@@ -45,16 +45,17 @@ test.each(bad)("decode, decodeGreedy and decodeThen reject %s before touching a 
   const used = model.pool.usedPages;
   try {
     const ids = [3, id as number];
-    expect(() => model.decoder.decode(seqs, ids)).toThrow(message);
-    expect(() => model.decoder.decodeGreedy(seqs, ids)).toThrow(message);
-    expect(() => model.decoder.decodeThen(seqs, ids, () => 0)).toThrow(message);
+    for (const output of ["logits", "argmax", "none"] as const) expect(() => model.decoder.step(seqs, ids, output as "none")).toThrow(message);
+    const use = jest.fn();
+    expect(() => model.decoder.step(seqs, ids, use)).toThrow(message);
+    expect(use).not.toHaveBeenCalled();
     for (const s of seqs) {
       expect(s.length).toBe(ref.ids.length);
       expect(s.caches.every((c) => c.length === ref.ids.length)).toBe(true);
     }
     expect(model.pool.usedPages).toBe(used);
   } finally {
-    for (const s of seqs) model.decoder.releaseSequence(s);
+    for (const s of seqs) s.dispose();
   }
 });
 
@@ -64,9 +65,9 @@ test("ids that are not an array, or one id per sequence missing, are errors", ()
     expect(() => model.decoder.prefill(seq, "hello" as never)).toThrow(/prefill: ids must be an array of token ids, got "hello"/);
     expect(() => model.decoder.prefill(seq, 5 as never)).toThrow(/prefill: ids must be an array of token ids, got 5/);
     model.decoder.prefill(seq, [1, 2, 3]);
-    expect(() => model.decoder.decode([seq], [1, 2])).toThrow(/one token id per sequence/);
+    expect(() => model.decoder.step([seq], [1, 2], "logits")).toThrow(/one token id per sequence/);
   } finally {
-    model.decoder.releaseSequence(seq);
+    seq.dispose();
   }
 });
 

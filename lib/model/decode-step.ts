@@ -1,0 +1,174 @@
+// The batched decode step over buffers of its shape: every index it reads sits in one i32
+// block, filled on the host and uploaded at once, and every activation has its own buffer. The
+// same step runs op by op (eager) or is recorded once into a CUDA graph and replayed
+// (decode-graph.ts): the graph is this step, not a copy of it.
+//
+// The index block of a step, for batch B, L layers and layer l's page-table width W_l:
+//   ids [B] | positions [B] | slots [L, B] | seqLens [L, B] | pageTables_0 [B, W_0] | ... | pageTables_{L-1}
+// Each layer has its own width, so a ring layer's table is only as wide as its ring, not as wide
+// as the full layers'. fill() reports what changed since the buffers' previous fill: the first
+// 2B + 2LB elements, and a table row when its cache's pages changed (a full cache gains a page
+// every pageSize tokens), so a replayed step uploads O(L · B) apart from new pages.
+import * as kernels from "../kernels";
+import { Tensor } from "../runtime/tensor";
+import { LayerAttention, LayerScratch, ModelParts, runHead, runLayer } from "./layer";
+import { Sequence } from "./sequence";
+
+/** Element offsets of each layer's page table in the index block, and the block's end. */
+function tableOffsets(batch: number, widths: readonly number[]): number[] {
+  const offsets: number[] = [];
+  let at = 2 * batch + 2 * widths.length * batch;
+  for (const w of widths) {
+    offsets.push(at);
+    at += batch * w;
+  }
+  offsets.push(at);
+  return offsets;
+}
+
+/**
+ * Page-table width each layer needs for a step of `seqs`: its widest cache after one more token.
+ * @example const widths = tableWidths(seqs, config.layers);
+ */
+export function tableWidths(seqs: readonly Sequence[], layers: number): number[] {
+  const need = new Array<number>(layers).fill(1);
+  for (const s of seqs) s.caches.forEach((c, l) => (need[l] = Math.max(need[l], c.pageCountAfter(1))));
+  return need;
+}
+
+/**
+ * The buffers of a decode step of `batch` sequences with these page-table widths, the host copy
+ * of its index block, and the step itself over them.
+ * @example
+ * const buffers = new StepBuffers(parts, seqs.length, tableWidths(seqs, parts.config.layers));
+ * buffers.fill(seqs, ids);
+ * buffers.block.write(buffers.host);
+ * buffers.run();
+ * const logits = buffers.logits.toFloat32Array();
+ */
+export class StepBuffers {
+  /** The index block on the device, and its host copy. */
+  readonly block: Tensor;
+  readonly host: Int32Array;
+  /** [batch, vocab] logits and [batch] most likely tokens, valid after a run until the next. */
+  readonly logits: Tensor;
+  readonly tokens: Tensor;
+  private readonly tableAt: number[];
+  private readonly made: Tensor[] = [];
+  private readonly views: {
+    ids: Tensor; positions: Tensor; slots: Tensor[]; seqLens: Tensor[]; tables: Tensor[];
+  };
+  private readonly h: Tensor;
+  private readonly mlp: Tensor;
+  private readonly final: Tensor;
+  private readonly attn: Tensor;
+  private readonly attnRows: Tensor;
+  private readonly scratch: LayerScratch;
+  /** Which page array, of what length, each (layer, sequence) table row holds. */
+  private readonly rowPages: Array<readonly number[] | undefined>;
+  private readonly rowLength: Int32Array;
+
+  constructor(private readonly parts: ModelParts, readonly batch: number, readonly widths: readonly number[]) {
+    const { config: c, dtype, device } = parts;
+    const B = batch, L = widths.length;
+    const keep = (t: Tensor) => (this.made.push(t), t);
+    try {
+      this.tableAt = tableOffsets(B, widths);
+      this.block = keep(Tensor.empty([this.tableAt[L]], "i32", device));
+      const view = (offset: number, shape: number[]) => keep(keep(this.block.rows(offset, shape.reduce((a, n) => a * n, 1))).reshape(shape));
+      this.views = {
+        ids: view(0, [B]),
+        positions: view(B, [B]),
+        slots: Array.from({ length: L }, (_, l) => view(2 * B + l * B, [B])),
+        seqLens: Array.from({ length: L }, (_, l) => view(2 * B + L * B + l * B, [B])),
+        tables: Array.from({ length: L }, (_, l) => view(this.tableAt[l], [B, widths[l]])),
+      };
+      const empty = (shape: number[]) => keep(Tensor.empty(shape, dtype, device));
+      this.h = empty([B, c.hiddenSize]);
+      this.mlp = empty([B, c.hiddenSize]);
+      this.final = empty([B, c.hiddenSize]);
+      this.attn = empty([B, c.heads, c.headDim]);
+      this.attnRows = keep(this.attn.reshape([B, c.heads * c.headDim]));
+      this.logits = empty([B, c.vocabSize]);
+      this.tokens = keep(Tensor.empty([B], "i32", device));
+      this.scratch = new LayerScratch(parts, B);
+    } catch (err) {
+      for (const t of this.made) t.dispose();
+      throw err;
+    }
+    this.host = new Int32Array(this.block.size);
+    this.rowPages = new Array(L * B);
+    this.rowLength = new Int32Array(L * B);
+  }
+
+  /** Whether every layer's table is at least as wide as `need`. */
+  fits(need: readonly number[]): boolean {
+    return need.every((n, l) => n <= this.widths[l]);
+  }
+
+  /**
+   * Fills the host index block for ids[b] appended to seqs[b], reserving each cache's slot.
+   * Returns the (start, count) ranges of the block that changed since the previous fill.
+   */
+  fill(seqs: readonly Sequence[], ids: readonly number[]): Int32Array {
+    const { host, batch: B, widths, tableAt } = this;
+    const L = widths.length;
+    const slots = 2 * B, lens = slots + L * B;
+    const changed = [0, tableAt[0]];
+    for (let b = 0; b < B; b++) {
+      host[b] = ids[b];
+      host[B + b] = seqs[b].length;
+    }
+    for (let l = 0; l < L; l++) {
+      const W = widths[l];
+      for (let b = 0; b < B; b++) {
+        const cache = seqs[b].caches[l];
+        const row = l * B + b;
+        host[slots + row] = cache.reserveOne();
+        host[lens + row] = cache.validSlots;
+        // A cache's page array only grows by appending until it is replaced (layer-cache.ts),
+        // so the same array at the same length is the same row.
+        const pages = cache.pageTable;
+        if (this.rowPages[row] === pages && this.rowLength[row] === pages.length) continue;
+        const at = tableAt[l] + b * W;
+        host.set(pages, at);
+        host.fill(0, at + pages.length, at + W);
+        this.rowPages[row] = pages;
+        this.rowLength[row] = pages.length;
+        const last = changed.length - 2;
+        if (changed[last] + changed[last + 1] === at) changed[last + 1] += W;
+        else changed.push(at, W);
+      }
+    }
+    return Int32Array.from(changed);
+  }
+
+  /**
+   * The step over these buffers, reading the index block on the device: embedding, every layer
+   * with paged decode attention, the logits and their argmax. `observe`, if given, sees each
+   * layer's rotated queries [batch, heads, headDim] before they attend (not while recording).
+   */
+  run(observe?: (layer: number, q: Tensor) => void): void {
+    const { parts, views, h, mlp, attn, attnRows } = this;
+    const { kPages, vPages } = parts.pool;
+    const attention: LayerAttention = {
+      kvTarget: (l) => ({ kPages, vPages, slots: views.slots[l] }),
+      attend: (l, q) => {
+        observe?.(l, q);
+        kernels.decodeAttention({ q, kPages, vPages, pageTable: views.tables[l], seqLens: views.seqLens[l], out: attn });
+        return attnRows;
+      },
+    };
+    kernels.embedding({ ids: views.ids, table: parts.weights.embed, out: h });
+    for (let l = 0; l < parts.config.layers; l++)
+      runLayer(parts, this.scratch, { h, mlpIn: l === 0 ? undefined : mlp, mlpOut: mlp }, l, views.positions, attention);
+    runHead(parts, { h, mlp }, { final: this.final, logits: this.logits });
+    kernels.argmax({ logits: this.logits, out: this.tokens });
+  }
+
+  dispose(): void {
+    this.scratch.dispose();
+    for (const t of this.made) t.dispose();
+    this.made.length = 0;
+  }
+}

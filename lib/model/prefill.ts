@@ -1,0 +1,197 @@
+// Prefill: prompt tokens through the layer (layer.ts) in chunks, layer-major, all or nothing.
+// A chunk's rotated keys and values are staged, not written to the cache: attendPrefillChunk
+// needs them beside the cached prefix and appends them itself, after reading any ring slots
+// they would overwrite.
+import * as kernels from "../kernels";
+import { LayerCache } from "../cache/layer-cache";
+import { Tensor } from "../runtime/tensor";
+import { LayerAttention, LayerScratch, ModelParts, ResidualRows, runHead, runLayer } from "./layer";
+import { attendPrefillChunk } from "./prefill-attention";
+import { Sequence } from "./sequence";
+
+/**
+ * [offset, length] of each chunk: at most `size` tokens, the last one at least `minFinal` (when N allows).
+ * @example planChunks(10, 4, 3) // [[0, 4], [4, 6]]
+ */
+export function planChunks(N: number, size: number, minFinal: number): Array<[number, number]> {
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`chunkSize must be an integer >= 1, got ${size}`);
+  const chunks: Array<[number, number]> = [];
+  for (let offset = 0; offset < N; offset += size) chunks.push([offset, Math.min(size, N - offset)]);
+  // A short final chunk is merged into its predecessor, so it can hold all the last queries.
+  while (chunks.length > 1 && chunks[chunks.length - 1][1] < Math.min(minFinal, N)) {
+    const [, len] = chunks.pop()!;
+    chunks[chunks.length - 1][1] += len;
+  }
+  return chunks;
+}
+
+/** Tensors (and scratch) of one piece of work, disposed together. */
+class Temps {
+  private readonly list: Array<{ dispose(): void }> = [];
+  add = <T extends { dispose(): void }>(t: T): T => {
+    this.list.push(t);
+    return t;
+  };
+  dispose(): void {
+    for (const t of this.list) t.dispose();
+    this.list.length = 0;
+  }
+}
+
+function ints(values: ArrayLike<number>, device: Tensor["device"]): Tensor {
+  return Tensor.from(Int32Array.from(values), [values.length], { device });
+}
+
+/**
+ * Runs prompt `ids` (checked by the caller) through the model into `seq`'s caches and returns
+ * the logits after the last token, or after every token with `allLogits`. The work is
+ * layer-major — every chunk through layer i, then layer i + 1 — so the hooks learn layer i's
+ * lazy ratio (and may cut its cache) before layer i + 1 allocates anything. If it fails part-way,
+ * the sequence (caches, length, hooks) is left as it was.
+ * @example const logits = prefillSequence(parts, seq, ids, 4096, false);
+ */
+export function prefillSequence(parts: ModelParts, seq: Sequence, ids: readonly number[], chunkSize: number, allLogits: boolean): Float32Array {
+  const N = ids.length;
+  const chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
+  const undo = new PrefillUndo(parts, seq, N);
+  try {
+    seq.hooks.beforePrefill?.(seq, N);
+    return runPrefill(parts, seq, ids, chunks, allLogits);
+  } catch (err) {
+    undo.restore();
+    throw err;
+  } finally {
+    undo.dispose();
+  }
+}
+
+function runPrefill(parts: ModelParts, seq: Sequence, ids: readonly number[], chunks: Array<[number, number]>, allLogits: boolean): Float32Array {
+  const { config: c, device, dtype } = parts;
+  const N = ids.length;
+  const start = seq.length;
+  const all = new Temps();
+  let mlp: Tensor | undefined;
+  try {
+    const positions = all.add(ints(Array.from(ids, (_, i) => start + i), device));
+    const h = all.add(kernels.embedding({ ids: all.add(ints(ids, device)), table: parts.weights.embed, dtype }));
+    for (let layer = 0; layer < c.layers; layer++) {
+      const next = Tensor.empty(h.shape, dtype, device);
+      let ratio: Float32Array | undefined;
+      try {
+        for (const [offset, T] of chunks)
+          ratio = runChunk(parts, seq, layer, { h, mlpIn: mlp, mlpOut: next }, positions, offset, T, offset + T === N) ?? ratio;
+      } catch (err) {
+        next.dispose();
+        throw err;
+      }
+      mlp?.dispose();
+      mlp = next;
+      seq.hooks.layerDone?.(seq, layer, ratio);
+    }
+    seq.length += N;
+    // Usually only the last position's logits are needed.
+    const rows = allLogits ? N : 1;
+    const final = all.add(Tensor.empty([rows, c.hiddenSize], dtype, device));
+    const logits = all.add(Tensor.empty([rows, c.vocabSize], dtype, device));
+    runHead(parts, { h: all.add(h.rows(N - rows, rows)), mlp: all.add(mlp!.rows(N - rows, rows)) }, { final, logits });
+    return logits.toFloat32Array();
+  } finally {
+    mlp?.dispose();
+    all.dispose();
+  }
+}
+
+/**
+ * Layer `layer` over rows [offset, offset + T) of the prompt's residual stream; returns the
+ * per-head lazy ratio if this is the final chunk and the hooks ask for one.
+ */
+function runChunk(
+  parts: ModelParts, seq: Sequence, layer: number, prompt: ResidualRows, positions: Tensor, offset: number, T: number, final: boolean,
+): Float32Array | undefined {
+  const { config: c, device, dtype, pool } = parts;
+  const temps = new Temps();
+  try {
+    const scratch = temps.add(new LayerScratch(parts, T));
+    const stage = [1, T, c.kvHeads, c.headDim];
+    const kStage = temps.add(Tensor.empty(stage, dtype, device)), vStage = temps.add(Tensor.empty(stage, dtype, device));
+    const k = temps.add(kStage.reshape(stage.slice(1))), v = temps.add(vStage.reshape(stage.slice(1)));
+    const stageSlots = temps.add(ints(Array.from({ length: T }, (_, t) => t), device));
+    const start = seq.length + offset;
+    let ratio: Float32Array | undefined;
+    const attention: LayerAttention = {
+      kvTarget: () => ({ kPages: kStage, vPages: vStage, slots: stageSlots }),
+      attend: (l, q) => {
+        const spec = final ? seq.hooks.ratioFor?.(seq, l) : undefined;
+        const result = attendPrefillChunk(pool, seq.caches[l], start, q, k, v, temps.add, spec);
+        temps.add(result.out);
+        if (result.lazyRatio) ratio = temps.add(result.lazyRatio).toFloat32Array();
+        if (seq.observesQueries) seq.hooks.observeQueries?.(seq, l, q, start);
+        return temps.add(result.out.reshape([T, c.heads * c.headDim]));
+      },
+    };
+    const rows = (t: Tensor | undefined) => t && temps.add(t.rows(offset, T));
+    runLayer(parts, scratch, { h: rows(prompt.h)!, mlpIn: rows(prompt.mlpIn), mlpOut: rows(prompt.mlpOut)! }, layer, rows(positions)!, attention);
+    return ratio;
+  } finally {
+    temps.dispose();
+  }
+}
+
+/**
+ * What a prefill may change in a sequence, saved so that a prefill failing part-way (the pool
+ * running out, a device error) leaves it exactly as it was: every cache back to its length and
+ * pages (later pages go back to the pool), a cache the hooks cut back to the empty full cache it
+ * was, ring slots the prompt overwrote restored from a copy taken first, and the hooks' state.
+ */
+class PrefillUndo {
+  private readonly marks: Array<{ cache: LayerCache; length: number; pages: number }>;
+  private readonly overwritten: Array<{ slots: Tensor; k: Tensor; v: Tensor }> = [];
+  private readonly length: number;
+  private readonly hooks: { restore(): void; dispose(): void } | undefined;
+
+  constructor(private readonly parts: ModelParts, private readonly seq: Sequence, tokens: number) {
+    this.length = seq.length;
+    this.marks = seq.caches.map((cache) => ({ cache, length: cache.length, pages: cache.pageTable.length }));
+    const { kPages, vPages } = parts.pool;
+    try {
+      for (const cache of seq.caches) {
+        if (cache.kind !== "streaming") continue;
+        const positions = cache.positionsOverwrittenBy(tokens);
+        if (!positions.length) continue;
+        const slots = ints(positions.map((p) => cache.slotOfPosition(p)), kPages.device);
+        try {
+          this.overwritten.push({ slots, ...kernels.gatherKv({ kPages, vPages, slots }) });
+        } catch (err) {
+          slots.dispose();
+          throw err;
+        }
+      }
+      this.hooks = seq.hooks.savePoint?.();
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+
+  restore(): void {
+    const seq = this.seq;
+    seq.length = this.length;
+    this.marks.forEach((mark, layer) => {
+      if (seq.caches[layer] !== mark.cache && mark.length !== 0)
+        // Hooks cut a cache only in a first prefill, when the cut cache was empty before it,
+        // so the emptied full cache is exactly what was there.
+        throw new Error(`internal: layer ${layer} was cut during a prefill that started at ${mark.length} tokens`);
+      seq.restoreCache(layer, mark.cache);
+      mark.cache.rollBack(mark.length, mark.pages);
+    });
+    const { kPages, vPages } = this.parts.pool;
+    for (const { slots, k, v } of this.overwritten) kernels.appendKv({ k, v, kPages, vPages, slots });
+    this.hooks?.restore();
+  }
+
+  dispose(): void {
+    for (const saved of this.overwritten) for (const t of Object.values(saved)) t.dispose();
+    this.overwritten.length = 0;
+    this.hooks?.dispose();
+  }
+}
