@@ -4,7 +4,12 @@
 const tsJest = { "^.+\\.ts$": ["ts-jest", { tsconfig: { sourceMap: true, types: ["jest", "node"] }, diagnostics: { warnOnly: false } }] };
 module.exports = {
   projects: [
-    { displayName: "cpu", testEnvironment: "node", transform: tsJest, testMatch: ["<rootDir>/test/*.test.ts", "<rootDir>/test/reliability/*.test.ts", "<rootDir>/test/fuzz/*.test.ts"] },
+    {
+      displayName: "cpu",
+      testEnvironment: "node",
+      transform: tsJest,
+      testMatch: ["<rootDir>/test/*.test.ts", "<rootDir>/test/reliability/*.test.ts", "<rootDir>/test/fuzz/*.test.ts"],
+    },
     { displayName: "gpu", testEnvironment: "node", transform: tsJest, testMatch: ["<rootDir>/test/gpu/*.test.ts"] },
     // Tests that fill the whole card: run alone, after the others (see package.json's test scripts).
     { displayName: "gpu-exclusive", testEnvironment: "node", transform: tsJest, testMatch: ["<rootDir>/test/gpu/exclusive/*.test.ts"] },

@@ -4,13 +4,18 @@
 // layer's lazy ratio with the fused prefill kernel, picks the lazy half as DESIGN.md section 2
 // does, and prints the KV memory and kernel timings that choice buys.
 import * as path from "node:path";
-import { cudaStatus, DeviceName, kernels, loadModel, Tensor } from "../lib";
+import { cudaStatus, type DeviceName, kernels, loadModel, Tensor } from "../lib";
 import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
 
 const device: DeviceName = cudaStatus().available ? "cuda:0" : "cpu";
 const dtype = device === "cpu" ? "f32" : "bf16";
 const n = device === "cpu" ? 2048 : 16384;
-const hq = 8, hkv = 2, d = 64, sink = 4, window = 256, lastQueries = 32;
+const hq = 8,
+  hkv = 2,
+  d = 64,
+  sink = 4,
+  window = 256,
+  lastQueries = 32;
 const layers = [
   { sinks: 3.0, local: 2.0, content: 0.2 },
   { sinks: 0.2, local: 0.3, content: 1.5 },
@@ -26,7 +31,8 @@ const layers = [
 // the frequencies are spread geometrically so no far distance lines them all up again.
 const frequencies = [0.9, 0.5, 0.3, 0.17, 0.09, 0.05, 0.025, 0.012];
 function layerInputs(mix: { sinks: number; local: number; content: number }) {
-  const q = randomNormals(n * hq * d), k = randomNormals(n * hkv * d);
+  const q = randomNormals(n * hq * d),
+    k = randomNormals(n * hkv * d);
   for (let i = 0; i < q.length; i++) q[i] *= mix.content;
   for (let i = 0; i < k.length; i++) k[i] *= mix.content;
   for (let t = 0; t < n; t++) {
@@ -57,10 +63,19 @@ function layerInputs(mix: { sinks: number; local: number; content: number }) {
 }
 
 const fence = deviceFence(device);
-const timed = (run: () => void) => medianMs(() => (run(), fence()), { minReps: 1, minMs: 0 });
+const timed = (run: () => void) =>
+  medianMs(
+    () => {
+      run();
+      return fence();
+    },
+    { minReps: 1, minMs: 0 },
+  );
 const rows: Array<Record<string, string | number>> = [];
 const ratios: number[] = [];
-let plainMs = 0, fusedMs = 0, streamingMs = 0;
+let plainMs = 0,
+  fusedMs = 0,
+  streamingMs = 0;
 for (const [i, mix] of layers.entries()) {
   const { q, k, v } = layerInputs(mix);
   const out = Tensor.empty([n, hq, d], dtype, device);
@@ -75,13 +90,20 @@ for (const [i, mix] of layers.entries()) {
   const perHead = Array.from(ratioOut.toFloat32Array());
   const ratio = perHead.reduce((a, b) => a + b, 0) / hq;
   ratios.push(ratio);
-  rows.push({ layer: i, "lazy ratio": ratio.toFixed(3), "min head": Math.min(...perHead).toFixed(3), "max head": Math.max(...perHead).toFixed(3), "prefill ms": plain, "fused ms": fused });
+  rows.push({
+    layer: i,
+    "lazy ratio": ratio.toFixed(3),
+    "min head": Math.min(...perHead).toFixed(3),
+    "max head": Math.max(...perHead).toFixed(3),
+    "prefill ms": plain,
+    "fused ms": fused,
+  });
   [q, k, v, out, ratioOut].forEach((t) => t.dispose());
 }
 
 // The P = L/2 layers with the lowest ratios stay full; the rest are lazy (ties by layer index).
 const fullLayers = layers.length / 2;
-const order = ratios.map((r, i) => i).sort((a, b) => ratios[b] - ratios[a] || a - b);
+const order = ratios.map((_r, i) => i).sort((a, b) => ratios[b] - ratios[a] || a - b);
 const lazy = new Set(order.slice(0, layers.length - fullLayers));
 rows.forEach((r, i) => (r.mode = lazy.has(i) ? "lazy (streaming)" : "full"));
 
@@ -93,8 +115,12 @@ const bytesPerToken = 2 * hkv * d * (dtype === "f32" ? 4 : 2);
 const fullKv = layers.length * n * bytesPerToken;
 const hybridKv = (fullLayers * n + (layers.length - fullLayers) * Math.min(n, sink + window)) * bytesPerToken;
 console.log(`\nlazy layers: ${[...lazy].sort((a, b) => a - b).join(", ")}`);
-console.log(`KV cache: full ${(fullKv / 2 ** 20).toFixed(1)} MiB, hybrid ${(hybridKv / 2 ** 20).toFixed(1)} MiB (${((100 * hybridKv) / fullKv).toFixed(1)}%)`);
-console.log(`prefill, all layers: plain ${plainMs.toFixed(1)} ms, with fused lazy ratio ${fusedMs.toFixed(1)} ms (${((100 * (fusedMs - plainMs)) / plainMs).toFixed(1).replace(/^(?!-)/, "+")}%), streaming ${streamingMs.toFixed(1)} ms`);
+console.log(
+  `KV cache: full ${(fullKv / 2 ** 20).toFixed(1)} MiB, hybrid ${(hybridKv / 2 ** 20).toFixed(1)} MiB (${((100 * hybridKv) / fullKv).toFixed(1)}%)`,
+);
+console.log(
+  `prefill, all layers: plain ${plainMs.toFixed(1)} ms, with fused lazy ratio ${fusedMs.toFixed(1)} ms (${((100 * (fusedMs - plainMs)) / plainMs).toFixed(1).replace(/^(?!-)/, "+")}%), streaming ${streamingMs.toFixed(1)} ms`,
+);
 
 // The same machinery on a whole (tiny, random-weight) checkpoint: a hybrid session picks its lazy
 // layers during prefill and decodes over rings for them.
@@ -102,15 +128,20 @@ async function tinyModel() {
   const dir = path.join(__dirname, "..", "..", "test", "fixtures", "models", "llama-tiny");
   const model = await loadModel(dir, { device, kvCacheBytes: 16 * 2 ** 20 });
   try {
-    const prompt = "Lazy layers attend to the first tokens and to a recent window, while the other layers keep full attention over the whole prompt.";
+    const prompt =
+      "Lazy layers attend to the first tokens and to a recent window, while the other layers keep full attention over the whole prompt.";
     for (const hybrid of [{ mode: "off" as const }, { mode: "auto" as const, fullLayers: 1, sink: 4, window: 16, lastQueries: 8 }]) {
       const session = model.createSession({ hybrid });
       let text = "";
       for await (const chunk of session.generate(prompt, { maxNewTokens: 24, stopAtEos: false })) text += chunk.text;
       const s = session.stats;
       console.log(`\n${dir} (${model.config.architecture}, random weights), hybrid ${hybrid.mode}:`);
-      console.log(`  lazy layers [${s.hybrid?.lazyLayers.join(", ") ?? ""}], ratios [${s.hybrid?.ratios.map((r) => r?.toFixed(3)).join(", ") ?? ""}]`);
-      console.log(`  KV ${s.kvBytes} B of ${s.kvBytesFull} B full; prefill ${s.prefillTokensPerSecond.toFixed(0)} tok/s, decode ${s.decodeTokensPerSecond.toFixed(0)} tok/s`);
+      console.log(
+        `  lazy layers [${s.hybrid?.lazyLayers.join(", ") ?? ""}], ratios [${s.hybrid?.ratios.map((r) => r?.toFixed(3)).join(", ") ?? ""}]`,
+      );
+      console.log(
+        `  KV ${s.kvBytes} B of ${s.kvBytesFull} B full; prefill ${s.prefillTokensPerSecond.toFixed(0)} tok/s, decode ${s.decodeTokensPerSecond.toFixed(0)} tok/s`,
+      );
       console.log(`  text: ${JSON.stringify(text.slice(0, 60))}`);
       session.dispose();
     }

@@ -1,6 +1,6 @@
 // `npm run bench:kernels`: time and GFLOP/s (or GB/s for byte movers) of each kernel at several
 // sizes, on the CPU by default; `-- --device cuda:0` runs the same table on a GPU.
-import { DeviceName, getThreads, kernels, Tensor } from "../lib";
+import { type DeviceName, getThreads, kernels, Tensor } from "../lib";
 import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
 
 const deviceArg = process.argv.indexOf("--device");
@@ -14,22 +14,28 @@ function rand(shape: number[], dt: "f32" | "bf16" = dtype): Tensor {
 
 // Each timed call waits for the device (a 4-byte read, a few µs beside the kernels timed here).
 const fence = deviceFence(device);
-const timed = (run: () => void) => medianMs(() => {
-  run();
-  fence();
-});
+const timed = (run: () => void) =>
+  medianMs(() => {
+    run();
+    fence();
+  });
 
 const rows: Array<Record<string, string | number>> = [];
-const hq = 32, hkv = 8, d = 128;
+const hq = 32,
+  hkv = 8,
+  d = 128;
 
 // Prefill: causal, streaming (S=4, W=1020) and causal with the fused lazy ratio.
 const prefillSizes = onGpu ? [1024, 4096, 16384] : [256, 1024, 2048];
 for (const n of prefillSizes) {
-  const q = rand([n, hq, d]), k = rand([n, hkv, d]), v = rand([n, hkv, d]);
+  const q = rand([n, hq, d]),
+    k = rand([n, hkv, d]),
+    v = rand([n, hkv, d]);
   const out = Tensor.empty([n, hq, d], q.dtype, device);
   const ratio = Tensor.empty([hq], "f32", device);
   const causalPairs = (n * (n + 1)) / 2;
-  const sink = 4, window = 1020;
+  const sink = 4,
+    window = 1020;
   let streamingPairs = 0;
   for (let p = 0; p < n; p++) streamingPairs += Math.min(p + 1, sink + window);
   const variants: Array<[string, number, () => void]> = [
@@ -46,11 +52,22 @@ for (const n of prefillSizes) {
 
 // Decode over paged K/V: batch × context; bytes are the K/V read.
 const pageSize = 16;
-const decodeSizes = onGpu ? [[1, 4096], [8, 16384], [32, 32768]] : [[1, 1024], [4, 4096], [16, 4096]];
+const decodeSizes = onGpu
+  ? [
+      [1, 4096],
+      [8, 16384],
+      [32, 32768],
+    ]
+  : [
+      [1, 1024],
+      [4, 4096],
+      [16, 4096],
+    ];
 for (const [batch, ctx] of decodeSizes) {
   const pagesPer = Math.ceil(ctx / pageSize);
   const numPages = batch * pagesPer;
-  const kPages = rand([numPages, pageSize, hkv, d]), vPages = rand([numPages, pageSize, hkv, d]);
+  const kPages = rand([numPages, pageSize, hkv, d]),
+    vPages = rand([numPages, pageSize, hkv, d]);
   const table = Int32Array.from({ length: numPages }, (_, i) => i);
   const pageTable = Tensor.from(table, [batch, pagesPer], { device });
   const seqLens = Tensor.from(new Int32Array(batch).fill(ctx), [batch], { device });
@@ -58,30 +75,53 @@ for (const [batch, ctx] of decodeSizes) {
   const out = Tensor.empty([batch, hq, d], q.dtype, device);
   const ms = timed(() => kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens, out }));
   const bytes = 2 * batch * ctx * hkv * d * (dtype === "f32" ? 4 : 2);
-  rows.push({ kernel: "decode (paged)", size: `B=${batch} ctx=${ctx}`, ms, "GFLOP/s": (4 * batch * ctx * hq * d) / (ms * 1e6), "GB/s": bytes / (ms * 1e6) });
+  rows.push({
+    kernel: "decode (paged)",
+    size: `B=${batch} ctx=${ctx}`,
+    ms,
+    "GFLOP/s": (4 * batch * ctx * hq * d) / (ms * 1e6),
+    "GB/s": bytes / (ms * 1e6),
+  });
   [kPages, vPages, pageTable, seqLens, q, out].forEach((t) => t.dispose());
 }
 
 // Cache ops: append a prompt's K/V, and cut it to the ring.
 for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
   const numPages = Math.ceil(n / pageSize);
-  const kPages = rand([numPages, pageSize, hkv, d]), vPages = rand([numPages, pageSize, hkv, d]);
-  const k = rand([n, hkv, d]), v = rand([n, hkv, d]);
-  const slots = Tensor.from(Int32Array.from({ length: n }, (_, i) => i), [n], { device });
-  const table = Tensor.from(Int32Array.from({ length: numPages }, (_, i) => i), [numPages], { device });
+  const kPages = rand([numPages, pageSize, hkv, d]),
+    vPages = rand([numPages, pageSize, hkv, d]);
+  const k = rand([n, hkv, d]),
+    v = rand([n, hkv, d]);
+  const slots = Tensor.from(
+    Int32Array.from({ length: n }, (_, i) => i),
+    [n],
+    { device },
+  );
+  const table = Tensor.from(
+    Int32Array.from({ length: numPages }, (_, i) => i),
+    [numPages],
+    { device },
+  );
   const rowBytes = hkv * d * (dtype === "f32" ? 4 : 2);
   const appendMs = timed(() => kernels.appendKv({ k, v, kPages, vPages, slots }));
   rows.push({ kernel: "appendKv", size: `N=${n}`, ms: appendMs, "GFLOP/s": "", "GB/s": (4 * n * rowBytes) / (appendMs * 1e6) });
   const cutMs = timed(() =>
     kernels.cutToStreaming({ kPages, vPages, srcPageTable: table, dstPageTable: table, length: n, sink: 4, window: 1020 }),
   );
-  rows.push({ kernel: "cutToStreaming S=4 W=1020", size: `N=${n}`, ms: cutMs, "GFLOP/s": "", "GB/s": (8 * 1024 * rowBytes) / (cutMs * 1e6) });
+  rows.push({
+    kernel: "cutToStreaming S=4 W=1020",
+    size: `N=${n}`,
+    ms: cutMs,
+    "GFLOP/s": "",
+    "GB/s": (8 * 1024 * rowBytes) / (cutMs * 1e6),
+  });
   [kPages, vPages, k, v, slots, table].forEach((t) => t.dispose());
 }
 
 // Standalone lazy ratio from the last 32 queries.
 for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
-  const q = rand([32, hq, d]), k = rand([n, hkv, d]);
+  const q = rand([32, hq, d]),
+    k = rand([n, hkv, d]);
   const lse = Tensor.from(new Float32Array(32 * hq).fill(8), [32, hq], { device });
   const ms = timed(() => kernels.lazyRatio({ q, k, lse, sink: 4, window: 1020, lastQueries: 32 }).dispose());
   rows.push({ kernel: "lazyRatio (standalone)", size: `N=${n}`, ms, "GFLOP/s": (2 * 32 * 1024 * hq * d) / (ms * 1e6), "GB/s": "" });

@@ -18,10 +18,10 @@
 // Options: --batches 1,8,32 --contexts 4096,16384 --steps 24 --warmup 4 --eager-steps 8.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { devices, loadModel, Model, Tensor } from "../lib";
-import { Sequence } from "../lib/model/sequence";
+import { devices, loadModel, type Model, Tensor } from "../lib";
 import { Sampler } from "../lib/generate/sampling";
 import { sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
+import type { Sequence } from "../lib/model/sequence";
 import { addon } from "../lib/runtime/native";
 import { commandLine, printTable } from "./timing";
 
@@ -66,7 +66,8 @@ function withGraphs<T>(on: boolean, run: () => T): T {
 /** Bytes read + written per second by a large device-to-device copy (the card's ceiling). */
 function copyBandwidth(): number {
   const elems = 2 ** 29; // 1 GiB of bf16
-  const a = Tensor.empty([elems], "bf16", device), b = Tensor.empty([elems], "bf16", device);
+  const a = Tensor.empty([elems], "bf16", device),
+    b = Tensor.empty([elems], "bf16", device);
   const wait = () => {
     const v = b.rows(0, 1);
     v.toFloat32Array();
@@ -112,7 +113,10 @@ function countNativeCalls(run: () => void): number {
   for (const key of ["write", "toArray", "toFloat32Array", "reshape", "rows", "copyFrom", "dispose"]) wrap(proto, key);
   // Tensor.from is empty() plus one write through the handle.
   const from = statics.from as (...a: unknown[]) => unknown;
-  statics.from = (...a: unknown[]) => (calls++, from.apply(Tensor, a));
+  statics.from = (...a: unknown[]) => {
+    calls++;
+    return from.apply(Tensor, a);
+  };
   restore.push(() => (statics.from = from));
   try {
     run();
@@ -123,7 +127,8 @@ function countNativeCalls(run: () => void): number {
 }
 
 function relError(got: Float32Array, want: Float32Array): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < want.length; i++) {
     num += (got[i] - want[i]) ** 2;
     den += want[i] ** 2;
@@ -152,9 +157,14 @@ function checkAgainstTransformers(model: Model) {
     try {
       const prefill = dec.prefill(seq, ref.ids);
       const step = withGraphs(graphs, () => dec.step([seq], [ref.next], "logits"));
-      for (const [which, ours] of [["prefill", prefill], ["step", step]] as const) {
-        const f32 = load(which, "f32"), hf = load(which, "bf16");
-        const hfError = relError(hf, f32), ourError = relError(ours, f32);
+      for (const [which, ours] of [
+        ["prefill", prefill],
+        ["step", step],
+      ] as const) {
+        const f32 = load(which, "f32"),
+          hf = load(which, "bf16");
+        const hfError = relError(hf, f32),
+          ourError = relError(ours, f32);
         const tag = which === "prefill" ? "prefill" : graphs ? "step (graph)" : "step (op by op)";
         results[`${tag}: ours vs f32`] = ourError;
         results[`${tag}: transformers bf16 vs f32`] = hfError;
@@ -172,12 +182,16 @@ function checkAgainstTransformers(model: Model) {
 
 /** Decode step of `seqs` at batch 1 over a short context: native calls and times, op by op vs graph. */
 function stepOverhead(model: Model, random: (n: number) => number) {
-  const dec = model.decoder, vocab = model.config.vocabSize;
+  const dec = model.decoder,
+    vocab = model.config.vocabSize;
   const out: Record<string, number> = {};
   for (const graphs of [false, true]) {
     const seq = dec.createSequence();
     try {
-      dec.prefill(seq, Array.from({ length: 32 }, () => random(vocab)));
+      dec.prefill(
+        seq,
+        Array.from({ length: 32 }, () => random(vocab)),
+      );
       const step = () => withGraphs(graphs, () => dec.step([seq], [random(vocab)], "logits"));
       for (let i = 0; i < warmup; i++) step();
       const calls = countNativeCalls(step);
@@ -201,7 +215,11 @@ function stepOverhead(model: Model, random: (n: number) => number) {
 function readbackCost() {
   const rows: Record<string, number>[] = [];
   for (const B of batches) {
-    const t = Tensor.from(Int32Array.from({ length: B }, (_, i) => i + 1), [B], { device });
+    const t = Tensor.from(
+      Int32Array.from({ length: B }, (_, i) => i + 1),
+      [B],
+      { device },
+    );
     try {
       for (let i = 0; i < 3; i++) t.toArray();
       const times: number[] = [];
@@ -242,7 +260,14 @@ interface GridRow {
 function timeSteps(model: Model, seqs: Sequence[], graphs: boolean, count: number, random: (n: number) => number) {
   const vocab = model.config.vocabSize;
   // A greedy step, as transformers' side is timed: forward and argmax, the tokens on the host.
-  const step = () => withGraphs(graphs, () => model.decoder.step(seqs, seqs.map(() => random(vocab)), "argmax"));
+  const step = () =>
+    withGraphs(graphs, () =>
+      model.decoder.step(
+        seqs,
+        seqs.map(() => random(vocab)),
+        "argmax",
+      ),
+    );
   for (let i = 0; i < warmup; i++) step();
   const before = model.decoder.stats;
   const times: number[] = [];
@@ -252,7 +277,8 @@ function timeSteps(model: Model, seqs: Sequence[], graphs: boolean, count: numbe
     times.push(performance.now() - t0);
   }
   const after = model.decoder.stats;
-  const perStep = (key: "fillMs" | "launchMs" | "readbackMs") => (after[key] - before[key]) / Math.max(1, after.graphSteps - before.graphSteps);
+  const perStep = (key: "fillMs" | "launchMs" | "readbackMs") =>
+    (after[key] - before[key]) / Math.max(1, after.graphSteps - before.graphSteps);
   return { ms: median(times), fillMs: perStep("fillMs"), launchMs: perStep("launchMs"), readbackMs: perStep("readbackMs") };
 }
 
@@ -261,8 +287,22 @@ function timeSampledSteps(model: Model, seqs: Sequence[], count: number, random:
   const vocab = model.config.vocabSize;
   const options = { temperature: 0.8, topK: 50, topP: 0.9 };
   const samplers = seqs.map((_, b) => new Sampler({ ...options, seed: b }));
-  const viaCandidates = () => sampleOnDevice(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
-  const viaRows = () => sampleWholeRows(model.decoder, seqs, seqs.map(() => random(vocab)), samplers, seqs.map(() => []));
+  const viaCandidates = () =>
+    sampleOnDevice(
+      model.decoder,
+      seqs,
+      seqs.map(() => random(vocab)),
+      samplers,
+      seqs.map(() => []),
+    );
+  const viaRows = () =>
+    sampleWholeRows(
+      model.decoder,
+      seqs,
+      seqs.map(() => random(vocab)),
+      samplers,
+      seqs.map(() => []),
+    );
   const time = (step: () => number[]) => {
     for (let i = 0; i < warmup; i++) step();
     const times: number[] = [];
@@ -278,26 +318,33 @@ function timeSampledSteps(model: Model, seqs: Sequence[], count: number, random:
 
 async function main() {
   const card = devices().find((d) => d.id === device);
-  if (!card || card.type !== "cuda") throw new Error("this benchmark needs a CUDA device");
+  if (card?.type !== "cuda") throw new Error("this benchmark needs a CUDA device");
   log(`card ${card.name}, ${(card.totalMemory / 2 ** 30).toFixed(1)} GiB, ${(card.freeMemory / 2 ** 30).toFixed(1)} GiB free`);
   const copyBytesPerS = copyBandwidth();
   log(`device-to-device copy: ${(copyBytesPerS / 1e9).toFixed(0)} GB/s (read + written)`);
 
   // The pool: what the largest point needs, or what fits beside the weights and ~6 GiB of work space.
   const config = JSON.parse(fs.readFileSync(path.join(modelDir!, "config.json"), "utf8"));
-  const layers: number = config.num_hidden_layers, kvHeads: number = config.num_key_value_heads;
+  const layers: number = config.num_hidden_layers,
+    kvHeads: number = config.num_key_value_heads;
   const headDim: number = config.head_dim ?? config.hidden_size / config.num_attention_heads;
-  const pageSize = 16, pageBytes = 2 * pageSize * kvHeads * headDim * 2;
+  const pageSize = 16,
+    pageBytes = 2 * pageSize * kvHeads * headDim * 2;
   const margin = 128 + warmup * 6 + steps * 3 + eagerSteps * 3;
   const pagesFor = (seqsAt: number, ctx: number) => seqsAt * layers * Math.ceil((ctx + margin) / pageSize);
-  const checkpointBytes = fs.readdirSync(modelDir!).filter((f) => f.endsWith(".safetensors")).reduce((a, f) => a + fs.statSync(path.join(modelDir!, f)).size, 0);
+  const checkpointBytes = fs
+    .readdirSync(modelDir!)
+    .filter((f) => f.endsWith(".safetensors"))
+    .reduce((a, f) => a + fs.statSync(path.join(modelDir!, f)).size, 0);
   const maxBatch = Math.max(...batches);
   const wanted = Math.max(...contexts.map((c) => pagesFor(maxBatch, c))) * pageBytes;
   const kvCacheBytes = Math.min(wanted, card.freeMemory - checkpointBytes - 6 * 2 ** 30);
   let t0 = performance.now();
   const model = await loadModel(modelDir!, { device, kvCacheBytes, pageSize });
   const loadS = (performance.now() - t0) / 1000;
-  log(`loaded in ${loadS.toFixed(1)} s: ${(model.weightBytes / 1e9).toFixed(2)} GB of weights, KV pool ${(model.pool.numPages * model.pool.pageBytes / 1e9).toFixed(1)} GB (${(wanted / 1e9).toFixed(1)} GB wanted)`);
+  log(
+    `loaded in ${loadS.toFixed(1)} s: ${(model.weightBytes / 1e9).toFixed(2)} GB of weights, KV pool ${((model.pool.numPages * model.pool.pageBytes) / 1e9).toFixed(1)} GB (${(wanted / 1e9).toFixed(1)} GB wanted)`,
+  );
   const random = lcg(20261126);
   const vocab = model.config.vocabSize;
   const dec = model.decoder;
@@ -317,7 +364,11 @@ async function main() {
   for (const ctx of contexts) {
     const fit = Math.floor(model.pool.numPages / pagesFor(1, ctx));
     const count = Math.min(maxBatch, fit);
-    for (const B of batches) if (B > count) skipped.push(`batch ${B} × context ${ctx}: ${B} sequences of ${ctx} tokens need ${(pagesFor(B, ctx) * pageBytes / 1e9).toFixed(1)} GB of KV cache; ${(model.pool.numPages * pageBytes / 1e9).toFixed(1)} GB fit on this card`);
+    for (const B of batches)
+      if (B > count)
+        skipped.push(
+          `batch ${B} × context ${ctx}: ${B} sequences of ${ctx} tokens need ${((pagesFor(B, ctx) * pageBytes) / 1e9).toFixed(1)} GB of KV cache; ${((model.pool.numPages * pageBytes) / 1e9).toFixed(1)} GB fit on this card`,
+        );
     const seqs: Sequence[] = [];
     const prefillMs: number[] = [];
     try {
@@ -325,11 +376,16 @@ async function main() {
         const seq = dec.createSequence();
         seqs.push(seq);
         t0 = performance.now();
-        dec.prefill(seq, Array.from({ length: ctx }, () => random(vocab)));
+        dec.prefill(
+          seq,
+          Array.from({ length: ctx }, () => random(vocab)),
+        );
         prefillMs.push(performance.now() - t0);
       }
       const prefillTokPerS = ctx / (median(prefillMs) / 1000);
-      log(`context ${ctx}: ${count} prompts prefilled, median ${median(prefillMs).toFixed(0)} ms each (${prefillTokPerS.toFixed(0)} tok/s)`);
+      log(
+        `context ${ctx}: ${count} prompts prefilled, median ${median(prefillMs).toFixed(0)} ms each (${prefillTokPerS.toFixed(0)} tok/s)`,
+      );
       for (const B of batches.filter((b) => b <= count)) {
         const batch = seqs.slice(0, B);
         const graph = timeSteps(model, batch, true, steps, random);
@@ -340,17 +396,27 @@ async function main() {
         const stepWeightBytes = model.weightBytes - embedBytes + B * model.config.hiddenSize * 2;
         const kvBytes = B * meanContext * kvBytesPerToken;
         const row: GridRow = {
-          batch: B, context: ctx, meanContext, prefillTokPerS, graphStepMs, opByOpStepMs,
-          fillMs: graph.fillMs, launchMs: graph.launchMs, readbackMs: graph.readbackMs,
-          sampledStepMs: sampled.candidatesMs, sampledOnHostStepMs: sampled.wholeRowsMs,
+          batch: B,
+          context: ctx,
+          meanContext,
+          prefillTokPerS,
+          graphStepMs,
+          opByOpStepMs,
+          fillMs: graph.fillMs,
+          launchMs: graph.launchMs,
+          readbackMs: graph.readbackMs,
+          sampledStepMs: sampled.candidatesMs,
+          sampledOnHostStepMs: sampled.wholeRowsMs,
           tokPerS: B / (graphStepMs / 1000),
           weightRoofline: stepWeightBytes / copyBytesPerS / (graphStepMs / 1000),
           weightKvRoofline: (stepWeightBytes + kvBytes) / copyBytesPerS / (graphStepMs / 1000),
         };
         grid.push(row);
-        log(`batch ${B} context ${ctx}: graph ${graphStepMs.toFixed(2)} ms/step (fill ${row.fillMs.toFixed(2)}, launch ${row.launchMs.toFixed(2)}, ` +
-          `wait + read-back ${row.readbackMs.toFixed(2)}), op by op ${opByOpStepMs.toFixed(2)} ms/step; sampled ${sampled.candidatesMs.toFixed(2)} ms/step ` +
-          `(whole rows on the host ${sampled.wholeRowsMs.toFixed(2)})`);
+        log(
+          `batch ${B} context ${ctx}: graph ${graphStepMs.toFixed(2)} ms/step (fill ${row.fillMs.toFixed(2)}, launch ${row.launchMs.toFixed(2)}, ` +
+            `wait + read-back ${row.readbackMs.toFixed(2)}), op by op ${opByOpStepMs.toFixed(2)} ms/step; sampled ${sampled.candidatesMs.toFixed(2)} ms/step ` +
+            `(whole rows on the host ${sampled.wholeRowsMs.toFixed(2)})`,
+        );
       }
     } finally {
       for (const s of seqs) s.dispose();
@@ -363,11 +429,16 @@ async function main() {
   const hfFile = option("hf");
   const hf = hfFile && fs.existsSync(hfFile) ? JSON.parse(fs.readFileSync(hfFile, "utf8")) : undefined;
   const hfBest = (B: number, ctx: number) => {
-    const points = (hf?.decode ?? []).filter((p: { batch: number; context: number; stepMs?: number }) => p.batch === B && p.context === ctx && p.stepMs);
-    return points.sort((a: { stepMs: number }, b: { stepMs: number }) => a.stepMs - b.stepMs)[0] as { stepMs: number; variant: string } | undefined;
+    const points = (hf?.decode ?? []).filter(
+      (p: { batch: number; context: number; stepMs?: number }) => p.batch === B && p.context === ctx && p.stepMs,
+    );
+    return points.sort((a: { stepMs: number }, b: { stepMs: number }) => a.stepMs - b.stepMs)[0] as
+      | { stepMs: number; variant: string }
+      | undefined;
   };
-  const hfPrefill = (ctx: number) => (hf?.prefill ?? []).find((p: { context: number }) => p.context === ctx) as { tokPerS: number } | undefined;
-  const rooflineTokPerS = (B: number) => B * copyBytesPerS / (weightBytes - embedBytes + B * model.config.hiddenSize * 2);
+  const hfPrefill = (ctx: number) =>
+    (hf?.prefill ?? []).find((p: { context: number }) => p.context === ctx) as { tokPerS: number } | undefined;
+  const rooflineTokPerS = (B: number) => (B * copyBytesPerS) / (weightBytes - embedBytes + B * model.config.hiddenSize * 2);
   const table = grid.map((r) => {
     const h = hfBest(r.batch, r.context);
     return {
@@ -391,9 +462,19 @@ async function main() {
     };
   });
   const result = {
-    card: card.name, date: new Date().toISOString(), command: commandLine(),
-    copyGBs: copyBytesPerS / 1e9, loadSeconds: loadS, weightBytes, correctness, overhead, readback,
-    graphStats, grid, skipped, transformers: hf,
+    card: card.name,
+    date: new Date().toISOString(),
+    command: commandLine(),
+    copyGBs: copyBytesPerS / 1e9,
+    loadSeconds: loadS,
+    weightBytes,
+    correctness,
+    overhead,
+    readback,
+    graphStats,
+    grid,
+    skipped,
+    transformers: hf,
   };
   const outFile = option("out");
   if (outFile) fs.writeFileSync(outFile, JSON.stringify(result, null, 2));
@@ -402,12 +483,20 @@ async function main() {
     const rows: Array<Record<string, string | number>> = table;
     const cols = Object.keys(rows[0]);
     const cell = (v: string | number) => (typeof v === "number" && !Number.isInteger(v) ? v.toFixed(2) : String(v));
-    const md = [`| ${cols.join(" | ")} |`, `|${cols.map(() => "---:").join("|")}|`, ...rows.map((r) => `| ${cols.map((c) => cell(r[c])).join(" | ")} |`)];
-    fs.writeFileSync(mdFile, md.join("\n") + "\n");
+    const md = [
+      `| ${cols.join(" | ")} |`,
+      `|${cols.map(() => "---:").join("|")}|`,
+      ...rows.map((r) => `| ${cols.map((c) => cell(r[c])).join(" | ")} |`),
+    ];
+    fs.writeFileSync(mdFile, `${md.join("\n")}\n`);
   }
-  if (skipped.length) console.log("skipped:\n  " + skipped.join("\n  "));
-  console.log(`\n${card.name}: copy ${(copyBytesPerS / 1e9).toFixed(0)} GB/s; batch-1 weight roofline ${rooflineTokPerS(1).toFixed(0)} tok/s; graphs ${JSON.stringify(graphStats)}`);
-  console.log(`per-step at batch 1, 32-token context: op by op ${overhead.opByOpStepMs.toFixed(2)} ms (${overhead.opByOpNativeCalls} N-API calls), graph ${overhead.graphStepMs.toFixed(2)} ms (${overhead.graphNativeCalls} calls)`);
+  if (skipped.length) console.log(`skipped:\n  ${skipped.join("\n  ")}`);
+  console.log(
+    `\n${card.name}: copy ${(copyBytesPerS / 1e9).toFixed(0)} GB/s; batch-1 weight roofline ${rooflineTokPerS(1).toFixed(0)} tok/s; graphs ${JSON.stringify(graphStats)}`,
+  );
+  console.log(
+    `per-step at batch 1, 32-token context: op by op ${overhead.opByOpStepMs.toFixed(2)} ms (${overhead.opByOpNativeCalls} N-API calls), graph ${overhead.graphStepMs.toFixed(2)} ms (${overhead.graphNativeCalls} calls)`,
+  );
   if (table.length) printTable(table);
 }
 

@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { DeviceName, Tensor } from "../lib";
+import { type DeviceName, Tensor } from "../lib";
 
 // Timing helpers shared by the benchmark scripts: warm up, repeat, report the median.
 export function medianMs(run: () => void, { warmup = 1, minReps = 3, minMs = 300 } = {}): number {

@@ -2,7 +2,7 @@
 // Builds the native addon with cmake-js. The CUDA backend is built when nvcc is found;
 // LIGHTTRANSFER_CUDA=on|off|auto forces it (see CMakeLists.txt). Parallel jobs follow the
 // core count, or LIGHTTRANSFER_BUILD_JOBS.
-"use strict";
+
 const { spawnSync } = require("node:child_process");
 const os = require("node:os");
 const path = require("node:path");

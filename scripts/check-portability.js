@@ -3,7 +3,7 @@
 // against the floor the prebuilt binaries promise: glibc 2.31 (Debian 11, Ubuntu 20.04) and no
 // GLIBCXX/CXXABI at all (libstdc++ is linked in, so the system's version does not matter).
 //   node scripts/check-portability.js build/Release/lighttransfer.node
-"use strict";
+
 const { execFileSync } = require("node:child_process");
 
 const floor = "2.31";
@@ -35,10 +35,17 @@ function glibcFloor(file) {
     .map((line) => line.trim().split(/\s+/).at(-1));
   const problems = [];
   if (glibc !== "none" && compareVersions(glibc, floor) > 0) {
-    const over = [...new Set(table.split("\n").filter((l) => {
-      const m = /\(GLIBC_([0-9.]+)\)\s+(\S+)/.exec(l);
-      return m && compareVersions(m[1], floor) > 0;
-    }).map((l) => l.trim().split(/\s+/).at(-1)))];
+    const over = [
+      ...new Set(
+        table
+          .split("\n")
+          .filter((l) => {
+            const m = /\(GLIBC_([0-9.]+)\)\s+(\S+)/.exec(l);
+            return m && compareVersions(m[1], floor) > 0;
+          })
+          .map((l) => l.trim().split(/\s+/).at(-1)),
+      ),
+    ];
     problems.push(`GLIBC_${glibc} (above ${floor}: ${over.slice(0, 8).join(", ")}${over.length > 8 ? ", ..." : ""})`);
   }
   if (glibcxx) problems.push(`GLIBCXX_${glibcxx} (libstdc++ is not linked in)`);

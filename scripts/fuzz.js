@@ -3,7 +3,7 @@
 //   npm run fuzz -- --runs 10000 --seed 7
 //   npm run fuzz -- --runs 2000 -t kernels        (extra arguments go to jest)
 // --runs is the number of cases of each property; the default is each property's CI size.
-"use strict";
+
 const { spawnSync } = require("node:child_process");
 const path = require("node:path");
 const { Command } = require("commander");
@@ -33,5 +33,9 @@ const env = { ...process.env };
 if (runs !== undefined) env.LIGHTTRANSFER_FUZZ_RUNS = String(runs);
 if (seed !== undefined) env.LIGHTTRANSFER_FUZZ_SEED = String(seed);
 const jest = path.join(__dirname, "..", "node_modules", "jest", "bin", "jest.js");
-const result = spawnSync(process.execPath, [jest, "--selectProjects", "cpu", "--testPathPattern", "test/fuzz/", ...program.args], { stdio: "inherit", env, cwd: path.join(__dirname, "..") });
+const result = spawnSync(process.execPath, [jest, "--selectProjects", "cpu", "--testPathPattern", "test/fuzz/", ...program.args], {
+  stdio: "inherit",
+  env,
+  cwd: path.join(__dirname, ".."),
+});
 process.exit(result.status ?? 1);

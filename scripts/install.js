@@ -4,7 +4,7 @@
 // adds the CUDA backend when nvcc is found), or, without CMake, with node-gyp (CPU backend).
 // A build from source is forced by `npm install --build-from-source` or
 // LIGHTTRANSFER_BUILD_FROM_SOURCE=1, and is always what happens in a checkout of the repository.
-"use strict";
+
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
@@ -23,8 +23,10 @@ function prebuiltProblem() {
   const name = platformPackageName();
   const file = prebuiltAddonPath(name);
   if (!fs.existsSync(file)) {
-    return `no prebuilt binary for ${process.platform}-${process.arch} is installed (${name}: not found; ` +
-      "prebuilt binaries exist for Linux x64 with glibc >= 2.31, and npm skips them when optional dependencies are omitted)";
+    return (
+      `no prebuilt binary for ${process.platform}-${process.arch} is installed (${name}: not found; ` +
+      "prebuilt binaries exist for Linux x64 with glibc >= 2.31, and npm skips them when optional dependencies are omitted)"
+    );
   }
   const probe = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(file)})`], { encoding: "utf8" });
   if (probe.status !== 0) return `the prebuilt binary ${file} does not load here: ${probe.stderr.trim().split("\n")[0]}`;
@@ -42,7 +44,17 @@ function buildWithCmake() {
 
 /** node-gyp ships with npm, which names it in npm_config_node_gyp when it runs this script. */
 function buildWithNodeGyp() {
-  const bundled = path.join(path.dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js");
+  const bundled = path.join(
+    path.dirname(process.execPath),
+    "..",
+    "lib",
+    "node_modules",
+    "npm",
+    "node_modules",
+    "node-gyp",
+    "bin",
+    "node-gyp.js",
+  );
   const nodeGyp = process.env.npm_config_node_gyp || bundled;
   if (!fs.existsSync(nodeGyp)) {
     log(`node-gyp was not found (looked at ${nodeGyp}); run this through npm, or install CMake`);
@@ -55,13 +67,17 @@ function buildFromSource() {
   if (has("cmake", ["--version"])) {
     if (buildWithCmake()) return;
   } else {
-    log("CMake was not found: building the CPU backend with node-gyp (for the CUDA backend, install CMake >= 3.18 " +
-      "and the CUDA toolkit, then run `npm rebuild lighttransfer --build-from-source`)");
+    log(
+      "CMake was not found: building the CPU backend with node-gyp (for the CUDA backend, install CMake >= 3.18 " +
+        "and the CUDA toolkit, then run `npm rebuild lighttransfer --build-from-source`)",
+    );
     if (buildWithNodeGyp()) return;
   }
-  log("building from source failed. It needs a C++17 compiler and either CMake >= 3.18 (cmake-js; the CUDA backend " +
-    "is added when nvcc is found) or Python 3 and make for node-gyp (CPU backend). See the Installation section of " +
-    "lighttransfer's README.");
+  log(
+    "building from source failed. It needs a C++17 compiler and either CMake >= 3.18 (cmake-js; the CUDA backend " +
+      "is added when nvcc is found) or Python 3 and make for node-gyp (CPU backend). See the Installation section of " +
+      "lighttransfer's README.",
+  );
   process.exit(1);
 }
 

@@ -2,7 +2,7 @@
 // Prints the addon's C++ sources from native/sources.txt, one per line (for binding.gyp's
 // `<!@(...)` expansion, which runs in the repository root). The patterns are `folder/*.ext`,
 // the same ones CMakeLists.txt hands to file(GLOB).
-"use strict";
+
 const fs = require("node:fs");
 const path = require("node:path");
 
@@ -20,8 +20,7 @@ function nativeSources() {
     const match = /^(.+)\/\*(\.[A-Za-z0-9]+)$/.exec(pattern);
     if (!match) throw new Error(`native/sources.txt: '${pattern}' is not of the form folder/*.ext`);
     const [, folder, extension] = match;
-    for (const name of fs.readdirSync(path.join(root, folder)).sort())
-      if (name.endsWith(extension)) files.push(`${folder}/${name}`);
+    for (const name of fs.readdirSync(path.join(root, folder)).sort()) if (name.endsWith(extension)) files.push(`${folder}/${name}`);
   }
   return files;
 }

@@ -18,7 +18,7 @@
 //                    nvcc's default; the driver decompresses each module as it loads it).
 //
 // Publishing is then `npm publish <tgz>` for every platform package, then for the main package.
-"use strict";
+
 const { execFileSync, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const os = require("node:os");
@@ -32,8 +32,16 @@ const target = "linux-x64-gnu";
 const targetDir = path.join(root, "npm", target);
 const defaultArchs = "80-real;86-real;89-real;90";
 // What the main package ships besides dist/lib: enough to build from source.
-const mainFiles = ["dist/lib", "native", "CMakeLists.txt", "binding.gyp", "scripts/install.js",
-  "scripts/build-native.js", "scripts/native-sources.js", "README.md"];
+const mainFiles = [
+  "dist/lib",
+  "native",
+  "CMakeLists.txt",
+  "binding.gyp",
+  "scripts/install.js",
+  "scripts/build-native.js",
+  "scripts/native-sources.js",
+  "README.md",
+];
 
 const { values: args } = parseArgs({
   options: {
@@ -57,13 +65,20 @@ function cmakeArgs(buildDir) {
   const include = [require("node-api-headers").include_dir, path.resolve(root, require("node-addon-api").include_dir)];
   const nvcc = fs.realpathSync(findNvcc());
   return [
-    "-S", root, "-B", buildDir, "-G", "Unix Makefiles",
+    "-S",
+    root,
+    "-B",
+    buildDir,
+    "-G",
+    "Unix Makefiles",
     "-DCMAKE_BUILD_TYPE=Release",
     `-DCMAKE_LIBRARY_OUTPUT_DIRECTORY=${path.join(buildDir, "out")}`,
     `-DCMAKE_JS_INC=${include.join(";")}`,
     `-DNODE_ADDON_API_DIR=${include[1]}`,
     "-DCMAKE_CXX_FLAGS=-DBUILDING_NODE_EXTENSION",
-    "-DLT_CUDA=ON", "-DLT_PORTABLE=ON", `-DLT_LINEINFO=${args.lineinfo ? "ON" : "OFF"}`,
+    "-DLT_CUDA=ON",
+    "-DLT_PORTABLE=ON",
+    `-DLT_LINEINFO=${args.lineinfo ? "ON" : "OFF"}`,
     `-DLT_FATBIN_COMPRESSION=${args.compression}`,
     `-DCMAKE_CUDA_COMPILER=${nvcc}`,
     `-DCMAKE_CUDA_ARCHITECTURES=${args.archs}`,
@@ -105,9 +120,11 @@ function loadInRoot(buildroot, addonFile) {
   const copy = path.join(buildroot, "tmp", "lighttransfer-load-check.node");
   fs.copyFileSync(addonFile, copy);
   try {
-    const script = 'const a = require("/tmp/lighttransfer-load-check.node"); const t = new a.NativeTensor([3], "f32", "cpu");' +
-      ' t.write(new Float32Array([1, 2, 3])); if (t.read()[2] !== 3 || !a.cudaStatus().built) process.exit(1);' +
-      ' console.log(`loads in the build root: node ${process.version}`);';
+    const script =
+      'const a = require("/tmp/lighttransfer-load-check.node"); const t = new a.NativeTensor([3], "f32", "cpu");' +
+      " t.write(new Float32Array([1, 2, 3])); if (t.read()[2] !== 3 || !a.cudaStatus().built) process.exit(1);" +
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source for the build root's node to run
+      " console.log(`loads in the build root: node ${process.version}`);";
     run("chroot", [buildroot, "node", "-e", script]);
   } finally {
     fs.rmSync(copy, { force: true });
@@ -127,8 +144,10 @@ function buildAddon() {
 
 /** `npm pack` of a folder into the output folder; returns npm's report (file list, sizes). */
 function pack(dir) {
-  const json = execFileSync("npm", ["pack", dir, "--json", "--ignore-scripts", "--pack-destination", args.out],
-    { cwd: root, encoding: "utf8" });
+  const json = execFileSync("npm", ["pack", dir, "--json", "--ignore-scripts", "--pack-destination", args.out], {
+    cwd: root,
+    encoding: "utf8",
+  });
   return JSON.parse(json)[0];
 }
 
@@ -142,7 +161,7 @@ function stageMainPackage(platformNames) {
   manifest.scripts = { install: "node scripts/install.js" };
   manifest.files = mainFiles.filter((file) => file !== "README.md");
   manifest.optionalDependencies = Object.fromEntries(platformNames.map((name) => [name, mainPackage.version]));
-  fs.writeFileSync(path.join(stage, "package.json"), JSON.stringify(manifest, null, 2) + "\n");
+  fs.writeFileSync(path.join(stage, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   return stage;
 }
 
@@ -168,15 +187,18 @@ function main() {
     if (args.addon || !args.buildroot) console.warn(`WARNING (not for publishing): ${message}`);
     else throw new Error(message);
   }
-  const status = JSON.parse(execFileSync(process.execPath,
-    ["-e", `console.log(JSON.stringify(require(${JSON.stringify(addonFile)}).cudaStatus()))`], { encoding: "utf8" }));
+  const status = JSON.parse(
+    execFileSync(process.execPath, ["-e", `console.log(JSON.stringify(require(${JSON.stringify(addonFile)}).cudaStatus()))`], {
+      encoding: "utf8",
+    }),
+  );
   if (!status.built) throw new Error(`${addonFile} was built without the CUDA backend`);
   if (args.buildroot) loadInRoot(path.resolve(args.buildroot), addonFile);
 
   // Platform packages carry the main package's version.
   const platformManifest = JSON.parse(fs.readFileSync(path.join(targetDir, "package.json"), "utf8"));
   platformManifest.version = mainPackage.version;
-  fs.writeFileSync(path.join(targetDir, "package.json"), JSON.stringify(platformManifest, null, 2) + "\n");
+  fs.writeFileSync(path.join(targetDir, "package.json"), `${JSON.stringify(platformManifest, null, 2)}\n`);
 
   const platformReport = pack(targetDir);
   checkContents(platformReport, ["package.json", "README.md", "lighttransfer.node"], []);
@@ -184,7 +206,14 @@ function main() {
   const mainReport = pack(stage);
   fs.rmSync(stage, { recursive: true, force: true });
   const mainList = checkContents(mainReport, null, [/\.node$/, /^build\//, /^build-release\//, /^test\//, /^prebuilds\//]);
-  for (const needed of ["dist/lib/index.js", "dist/lib/runtime/native.js", "scripts/install.js", "binding.gyp", "native/sources.txt", "CMakeLists.txt"])
+  for (const needed of [
+    "dist/lib/index.js",
+    "dist/lib/runtime/native.js",
+    "scripts/install.js",
+    "binding.gyp",
+    "native/sources.txt",
+    "CMakeLists.txt",
+  ])
     if (!mainList.includes(needed)) throw new Error(`${mainReport.name}: ${needed} is missing from the package`);
 
   const summary = {
@@ -195,9 +224,15 @@ function main() {
     builtIn: args.addon ? `given: ${args.addon}` : args.buildroot ? "build root" : "this machine",
     glibc: floor,
     binary: { unstripped: fs.statSync(built).size, stripped: fs.statSync(addonFile).size },
-    packages: [mainReport, platformReport].map((r) => ({ name: r.name, file: r.filename, packed: r.size, unpacked: r.unpackedSize, files: r.entryCount })),
+    packages: [mainReport, platformReport].map((r) => ({
+      name: r.name,
+      file: r.filename,
+      packed: r.size,
+      unpacked: r.unpackedSize,
+      files: r.entryCount,
+    })),
   };
-  fs.writeFileSync(path.join(args.out, "release.json"), JSON.stringify(summary, null, 2) + "\n");
+  fs.writeFileSync(path.join(args.out, "release.json"), `${JSON.stringify(summary, null, 2)}\n`);
   console.table(summary.packages.map(({ name, file, packed, unpacked, files }) => ({ name, file, packed, unpacked, files })));
   console.log(`addon: ${summary.binary.unstripped} bytes built, ${summary.binary.stripped} stripped`);
 }

@@ -9,7 +9,10 @@ const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
 test("async prefill, decode and lazy ratio equal their sync forms", async () => {
-  const n = 96, hq = 8, hkv = 2, d = 64;
+  const n = 96,
+    hq = 8,
+    hkv = 2,
+    d = 64;
   const q = scope.random(rng, [n, hq, d], "bf16").tensor;
   const k = scope.random(rng, [n, hkv, d], "bf16").tensor;
   const v = scope.random(rng, [n, hkv, d], "bf16").tensor;
@@ -36,7 +39,9 @@ test("async prefill, decode and lazy ratio equal their sync forms", async () => 
 });
 
 test("the event loop keeps running while a long kernel works", async () => {
-  const n = 1536, hq = 8, d = 128;
+  const n = 1536,
+    hq = 8,
+    d = 128;
   const q = scope.random(rng, [n, hq, d], "f32").tensor;
   const k = scope.random(rng, [n, hq, d], "f32").tensor;
   const v = scope.random(rng, [n, hq, d], "f32").tensor;
@@ -49,8 +54,14 @@ test("the event loop keeps running while a long kernel works", async () => {
 });
 
 test("disposing inputs while an async kernel runs neither crashes nor changes the result", async () => {
-  const n = 512, hq = 4, d = 64;
-  const mk = () => [scope.random(rng, [n, hq, d], "f32").tensor, scope.random(rng, [n, hq, d], "f32").tensor, scope.random(rng, [n, hq, d], "f32").tensor];
+  const n = 512,
+    hq = 4,
+    d = 64;
+  const mk = () => [
+    scope.random(rng, [n, hq, d], "f32").tensor,
+    scope.random(rng, [n, hq, d], "f32").tensor,
+    scope.random(rng, [n, hq, d], "f32").tensor,
+  ];
   const [q, k, v] = mk();
   const want = kernels.prefillAttention({ q, k, v });
   scope.add(want.out);

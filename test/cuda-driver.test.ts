@@ -20,21 +20,24 @@ function statusWithDriverStub(driverVersion: number) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-driver-"));
   // The runtime asks the driver for every entry point through cuGetProcAddress_v2; this one
   // answers for cuInit, cuDriverGetVersion and itself, and CUDA_ERROR_NOT_FOUND for the rest.
-  fs.writeFileSync(path.join(dir, "stub.c"), [
-    "#include <string.h>",
-    `static int driverGetVersion(int *version) { *version = ${driverVersion}; return 0; }`,
-    "static int init(unsigned flags) { return 0; }",
-    "int cuGetProcAddress_v2(const char *name, void **fn, int version, unsigned long long flags, int *found) {",
-    "  if (found) *found = 0;",
-    "  if (!strcmp(name, \"cuDriverGetVersion\")) { *fn = (void *)driverGetVersion; return 0; }",
-    "  if (!strcmp(name, \"cuInit\")) { *fn = (void *)init; return 0; }",
-    "  if (!strcmp(name, \"cuGetProcAddress\")) { *fn = (void *)cuGetProcAddress_v2; return 0; }",
-    "  *fn = 0;",
-    "  if (found) *found = 1;",
-    "  return 500;",
-    "}",
-    "",
-  ].join("\n"));
+  fs.writeFileSync(
+    path.join(dir, "stub.c"),
+    [
+      "#include <string.h>",
+      `static int driverGetVersion(int *version) { *version = ${driverVersion}; return 0; }`,
+      "static int init(unsigned flags) { return 0; }",
+      "int cuGetProcAddress_v2(const char *name, void **fn, int version, unsigned long long flags, int *found) {",
+      "  if (found) *found = 0;",
+      '  if (!strcmp(name, "cuDriverGetVersion")) { *fn = (void *)driverGetVersion; return 0; }',
+      '  if (!strcmp(name, "cuInit")) { *fn = (void *)init; return 0; }',
+      '  if (!strcmp(name, "cuGetProcAddress")) { *fn = (void *)cuGetProcAddress_v2; return 0; }',
+      "  *fn = 0;",
+      "  if (found) *found = 1;",
+      "  return 500;",
+      "}",
+      "",
+    ].join("\n"),
+  );
   const cc = spawnSync("cc", ["-shared", "-fPIC", "-o", path.join(dir, "libcuda.so.1"), path.join(dir, "stub.c")], { encoding: "utf8" });
   if (cc.status !== 0) throw new Error(`building the stand-in driver failed: ${cc.stderr}`);
   const child = spawnSync(process.execPath, ["-e", `console.log(JSON.stringify(require(${JSON.stringify(addonPath())}).cudaStatus()))`], {
@@ -54,13 +57,18 @@ describe("CUDA driver too old for the runtime", () => {
     const reported = statusWithDriverStub(major * 1000 + minor * 10);
     expect(reported).toMatchObject({ built: true, available: false, deviceCount: 0 });
     expect(reported.reason).toMatch(
-      new RegExp(`^the NVIDIA driver is too old: it supports CUDA ${major}\\.${minor}, and this build uses CUDA 13\\.\\d+, which needs driver 580 or newer; update the NVIDIA driver`),
+      new RegExp(
+        `^the NVIDIA driver is too old: it supports CUDA ${major}\\.${minor}, and this build uses CUDA 13\\.\\d+, which needs driver 580 or newer; update the NVIDIA driver`,
+      ),
     );
     expect(reported.reason).toContain("npm rebuild lighttransfer --build-from-source");
   });
 
-  const noDriverHere = status.built && !status.available && spawnSync("sh", ["-c", "ldconfig -p | grep -q 'libcuda\\.so\\.1 '"]).status !== 0;
+  const noDriverHere =
+    status.built && !status.available && spawnSync("sh", ["-c", "ldconfig -p | grep -q 'libcuda\\.so\\.1 '"]).status !== 0;
   (noDriverHere ? test : test.skip)("with no driver installed, cudaStatus() says to install one", () => {
-    expect(status.reason).toMatch(/^no NVIDIA driver was found \(libcuda\.so\.1 did not load\), so everything runs on the CPU; to use a GPU, install the NVIDIA driver \(580 or newer/);
+    expect(status.reason).toMatch(
+      /^no NVIDIA driver was found \(libcuda\.so\.1 did not load\), so everything runs on the CPU; to use a GPU, install the NVIDIA driver \(580 or newer/,
+    );
   });
 });

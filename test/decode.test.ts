@@ -1,8 +1,8 @@
 // CPU paged decode attention against the float64 reference, and ring decode against
 // streaming prefill (DESIGN.md section 2).
 import { kernels, Tensor } from "../lib";
-import { expectClose, FloatDType, Random, referenceAttention, tolerance } from "./helpers/reference";
 import { gatherRows, ringSlot } from "./helpers/pages";
+import { expectClose, type FloatDType, Random, referenceAttention, tolerance } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
@@ -61,7 +61,9 @@ describe("ring decode equals streaming prefill", () => {
     { sink: 0, window: 9, pageSize: 4, n: 30 },
     { sink: 3, window: 1, pageSize: 2, n: 12 },
   ])("sink=$sink window=$window pageSize=$pageSize", ({ sink, window, pageSize, n }) => {
-    const hq = 4, hkv = 2, d = 64;
+    const hq = 4,
+      hkv = 2,
+      d = 64;
     const q = scope.random(rng, [n, hq, d], "f32");
     const k = scope.random(rng, [n, hkv, d], "f32");
     const v = scope.random(rng, [n, hkv, d], "f32");
@@ -75,7 +77,9 @@ describe("ring decode equals streaming prefill", () => {
     const kPages = scope.random(rng, [numPages, pageSize, hkv, d], "f32").tensor;
     const vPages = scope.random(rng, [numPages, pageSize, hkv, d], "f32").tensor;
     const pageTable = scope.ints(table, [1, ringPages]);
-    const kAll = k.tensor.toFloat32Array(), vAll = v.tensor.toFloat32Array(), qAll = q.tensor.toFloat32Array();
+    const kAll = k.tensor.toFloat32Array(),
+      vAll = v.tensor.toFloat32Array(),
+      qAll = q.tensor.toFloat32Array();
     const rowSize = hkv * d;
     for (let p = 0; p < n; p++) {
       const slot = ringSlot(p, sink, window);

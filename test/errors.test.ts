@@ -38,7 +38,10 @@ describe("prefillAttention rejects bad input", () => {
     );
   });
   test("integer tensors are not attention inputs", () => {
-    const qi = scope.ints(Array.from({ length: 16 }, (_, i) => i), [2, 1, 8]);
+    const qi = scope.ints(
+      Array.from({ length: 16 }, (_, i) => i),
+      [2, 1, 8],
+    );
     expect(() => kernels.prefillAttention({ q: qi, k: t([2, 1, 8]), v: t([2, 1, 8]) })).toThrow(/q must be f32, f16 or bf16/);
   });
   test("wrong rank", () => {
@@ -49,7 +52,9 @@ describe("prefillAttention rejects bad input", () => {
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: 4, window: 0 } })).toThrow(/window must be in \[1, /);
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: -1, window: 4 } })).toThrow(/sink must be in \[0, /);
     expect(() => kernels.prefillAttention({ ...args, streaming: { sink: 1.5, window: 4 } })).toThrow(/sink must be an integer/);
-    expect(() => kernels.prefillAttention({ ...args, lazyRatio: { sink: 4, window: 4, lastQueries: 0 } })).toThrow(/lastQueries must be in \[1, /);
+    expect(() => kernels.prefillAttention({ ...args, lazyRatio: { sink: 4, window: 4, lastQueries: 0 } })).toThrow(
+      /lastQueries must be in \[1, /,
+    );
     expect(() => kernels.prefillAttention({ ...args, scale: -1 })).toThrow(/scale must be a finite number > 0/);
   });
   test("the lazy ratio needs the last queries in the call", () => {
@@ -60,7 +65,10 @@ describe("prefillAttention rejects bad input", () => {
   describe("a cached prefix read through the page table", () => {
     // A pool of 4 pages of 4 slots, 2 kv heads of dim 8; q [3, 4, 8] after 5 cached positions.
     const prefix = (over: Partial<kernels.CachedPrefixOptions> = {}) => ({
-      ...pool(), pageTable: scope.ints([2, 0]), length: 5, ...over,
+      ...pool(),
+      pageTable: scope.ints([2, 0]),
+      length: 5,
+      ...over,
     });
     const call = (over: Partial<kernels.CachedPrefixOptions> = {}, extra: Partial<kernels.PrefillAttentionOptions> = {}) =>
       kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: prefix(over), ...extra });
@@ -93,9 +101,12 @@ describe("prefillAttention rejects bad input", () => {
     test("own keys go in pairs, and queries are the last positions", () => {
       const q = t([3, 4, 8]);
       expect(() => kernels.prefillAttention({ q, k: t([3, 2, 8]), cached: prefix() })).toThrow(/k and v go together/);
-      expect(() => kernels.prefillAttention({ q: t([6, 4, 8]), cached: prefix() })).toThrow(/only 5 keys: queries are the last nq positions/);
-      expect(() => kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: { ...prefix(), kPages: 3 as never } }))
-        .toThrow(/cached.kPages must be a Tensor/);
+      expect(() => kernels.prefillAttention({ q: t([6, 4, 8]), cached: prefix() })).toThrow(
+        /only 5 keys: queries are the last nq positions/,
+      );
+      expect(() =>
+        kernels.prefillAttention({ q: t([3, 4, 8]), k: t([3, 2, 8]), v: t([3, 2, 8]), cached: { ...prefix(), kPages: 3 as never } }),
+      ).toThrow(/cached.kPages must be a Tensor/);
     });
   });
   test("a disposed tensor", () => {
@@ -127,15 +138,26 @@ describe("the lazy ratio's sink, window and lastQueries are required: the kernel
   const ratioInputs = () => ({ q: t([4, 2, 8]), k: t([6, 2, 8]), lse: t([4, 2]) });
 
   test.each(fields)("prefillAttention without lazyRatio.%s", (field) => {
-    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: without(field) })).toThrow(new RegExp(`prefillAttention ratio: ${field} is required`));
-    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: { ...spec, [field]: null as never } })).toThrow(new RegExp(`${field} is required`));
+    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: without(field) })).toThrow(
+      new RegExp(`prefillAttention ratio: ${field} is required`),
+    );
+    expect(() => kernels.prefillAttention({ ...attention(), lazyRatio: { ...spec, [field]: null as never } })).toThrow(
+      new RegExp(`${field} is required`),
+    );
   });
   test.each(fields)("lazyRatio without %s, sync and async", async (field) => {
-    expect(() => kernels.lazyRatio({ ...ratioInputs(), ...without(field) })).toThrow(new RegExp(`lazyRatio: ${field} is required \\(an integer\\)`));
-    await expect(kernels.lazyRatioAsync({ ...ratioInputs(), ...without(field) })).rejects.toThrow(new RegExp(`lazyRatio: ${field} is required`));
+    expect(() => kernels.lazyRatio({ ...ratioInputs(), ...without(field) })).toThrow(
+      new RegExp(`lazyRatio: ${field} is required \\(an integer\\)`),
+    );
+    await expect(kernels.lazyRatioAsync({ ...ratioInputs(), ...without(field) })).rejects.toThrow(
+      new RegExp(`lazyRatio: ${field} is required`),
+    );
   });
   test("the addon itself refuses a ratio without its fields", () => {
-    const q = t([4, 2, 8]), k = t([6, 2, 8]), lse = t([4, 2]), out = scope.add(Tensor.empty([2], "f32"));
+    const q = t([4, 2, 8]),
+      k = t([6, 2, 8]),
+      lse = t([4, 2]),
+      out = scope.add(Tensor.empty([2], "f32"));
     const native = loadAddon();
     for (const field of fields)
       expect(() => native.lazyRatio({ q: q.handle, k: k.handle, lse: lse.handle, out: out.handle, ...without(field) })).toThrow(
@@ -144,7 +166,8 @@ describe("the lazy ratio's sink, window and lastQueries are required: the kernel
   });
   test("lazyRatio: true is the default shape, which TypeScript fills in", () => {
     // Longer than sink + window, so the ratio depends on the shape.
-    const n = 1100, x = () => t([n, 2, 8]);
+    const n = 1100,
+      x = () => t([n, 2, 8]);
     const args = { q: x(), k: x(), v: x() };
     const ratio = (lazyRatio: kernels.LazyRatioOptions | true) =>
       Array.from(scope.add(kernels.prefillAttention({ ...args, lazyRatio }).lazyRatio!).toFloat32Array());
@@ -197,12 +220,15 @@ describe("cache operations reject bad input", () => {
   test("cut with too few pages or an out-of-range page", () => {
     const p = pool(8);
     const src = scope.ints([0, 1, 2, 3, 4]);
-    expect(() => kernels.cutToStreaming({ ...p, srcPageTable: scope.ints([0, 1]), dstPageTable: src, length: 20, sink: 4, window: 8 }))
-      .toThrow(/srcPageTable has 2 pages but a cache of 20 tokens needs 5/);
-    expect(() => kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: scope.ints([0, 9, 1]), length: 20, sink: 4, window: 8 }))
-      .toThrow(/dstPageTable entry 1 is page 9/);
-    expect(() => kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: src, length: 20, sink: 4, window: 0 }))
-      .toThrow(/window must be in \[1, /);
+    expect(() =>
+      kernels.cutToStreaming({ ...p, srcPageTable: scope.ints([0, 1]), dstPageTable: src, length: 20, sink: 4, window: 8 }),
+    ).toThrow(/srcPageTable has 2 pages but a cache of 20 tokens needs 5/);
+    expect(() =>
+      kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: scope.ints([0, 9, 1]), length: 20, sink: 4, window: 8 }),
+    ).toThrow(/dstPageTable entry 1 is page 9/);
+    expect(() => kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: src, length: 20, sink: 4, window: 0 })).toThrow(
+      /window must be in \[1, /,
+    );
   });
 });
 
@@ -210,7 +236,9 @@ describe("async kernels reject instead of throwing, and the process keeps workin
   test("validation errors reject the promise", async () => {
     await expect(kernels.prefillAttentionAsync({ q: t([4, 3, 8]), k: t([4, 2, 8]), v: t([4, 2, 8]) })).rejects.toThrow(/not a multiple/);
     const p = pool();
-    await expect(kernels.appendKvAsync({ k: t([1, 2, 8]), v: t([1, 2, 8]), ...p, slots: scope.ints([99]) })).rejects.toThrow(/slots\[0\] = 99/);
+    await expect(kernels.appendKvAsync({ k: t([1, 2, 8]), v: t([1, 2, 8]), ...p, slots: scope.ints([99]) })).rejects.toThrow(
+      /slots\[0\] = 99/,
+    );
     // And a good call still works after the failures.
     const { out } = await kernels.prefillAttentionAsync({ q: t([4, 2, 8]), k: t([4, 2, 8]), v: t([4, 2, 8]) });
     expect(out.toFloat32Array().every(Number.isFinite)).toBe(true);

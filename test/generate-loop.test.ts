@@ -3,7 +3,7 @@
 // session generating it alone gives, chunk text, tokens and finish reason alike, and frees every
 // page. Options are drawn afresh on every run.
 import * as path from "node:path";
-import { GenerateOptions, loadModel, Model, SessionOptions } from "../lib";
+import { type GenerateOptions, loadModel, type Model, type SessionOptions } from "../lib";
 import { fixtureRoot, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
@@ -51,7 +51,9 @@ function drawOptions(): GenerateOptions & SessionOptions {
     maxContext: longestPrompt + rng.int(1, 16),
     stopAtEos: rng.next() < 0.5,
     ...(rng.next() < 0.6 ? { stop: someStop() } : {}),
-    ...(sampled ? { temperature: 0.5 + rng.next(), topK: rng.int(0, 40), seed: rng.int(0, 2 ** 31), repetitionPenalty: rng.next() < 0.5 ? 1.3 : 1 } : {}),
+    ...(sampled
+      ? { temperature: 0.5 + rng.next(), topK: rng.int(0, 40), seed: rng.int(0, 2 ** 31), repetitionPenalty: rng.next() < 0.5 ? 1.3 : 1 }
+      : {}),
     ...(rng.next() < 0.3 ? { hybrid: { mode: "fixed" as const, lazyLayers: [1], sink: 1, window: 6 } } : {}),
   };
 }
@@ -76,7 +78,9 @@ test("a batch gives each prompt what a session generating it alone gives, whatev
       const single = await alone(prompt, { ...options, seed: options.seed === undefined ? undefined : options.seed + i });
       const got = { text: batch[i].text, tokens: batch[i].tokens, finishReason: batch[i].finishReason };
       if (JSON.stringify(got) !== JSON.stringify(single))
-        throw new Error(`seed ${rng.seed}, options ${JSON.stringify(options)}, prompt ${i}: batch ${JSON.stringify(got)}, alone ${JSON.stringify(single)}`);
+        throw new Error(
+          `seed ${rng.seed}, options ${JSON.stringify(options)}, prompt ${i}: batch ${JSON.stringify(got)}, alone ${JSON.stringify(single)}`,
+        );
       reasons.add(single.finishReason!);
     }
   }

@@ -1,11 +1,20 @@
 // Page and ring arithmetic of lib/common/geometry.ts: fixed cases at the page boundaries, the
 // ring rule checked against its defining properties, and agreement with what the caches allocate.
 import fc from "fast-check";
-import {
-  defaultPageSize, fullCachePages, heldSlots, pageBytes, pagesAfterAppend, poolSlot, ringPages, ringSize, ringSlot, streamingDefaults,
-} from "../lib/common/geometry";
 import { FullCache, StreamingCache } from "../lib/cache/layer-cache";
 import { PagePool } from "../lib/cache/page-pool";
+import {
+  defaultPageSize,
+  fullCachePages,
+  heldSlots,
+  pageBytes,
+  pagesAfterAppend,
+  poolSlot,
+  ringPages,
+  ringSize,
+  ringSlot,
+  streamingDefaults,
+} from "../lib/common/geometry";
 import { resolveHybrid } from "../lib/hybrid/options";
 import { planMemory } from "../lib/hybrid/planner";
 
@@ -24,7 +33,14 @@ describe("defaults", () => {
     expect({ sink: resolved.sink, window: resolved.window, lastQueries: resolved.lastQueries }).toEqual(streamingDefaults);
     const config = { layers: 2, kvHeads: 2, headDim: 8 } as Parameters<typeof planMemory>[0];
     const implicit = planMemory(config, { context: 5000, memoryBytes: 2 ** 30, weightBytes: 0, fullLayers: 1 });
-    const explicit = planMemory(config, { context: 5000, memoryBytes: 2 ** 30, weightBytes: 0, fullLayers: 1, ...streamingDefaults, pageSize: 16 });
+    const explicit = planMemory(config, {
+      context: 5000,
+      memoryBytes: 2 ** 30,
+      weightBytes: 0,
+      fullLayers: 1,
+      ...streamingDefaults,
+      pageSize: 16,
+    });
     expect(implicit).toEqual(explicit);
     expect(implicit.hybrid.pages).toBe(Math.ceil(5000 / 16) + 1024 / 16);
   });

@@ -4,17 +4,25 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel, Model } from "../lib";
+import { loadModel, type Model } from "../lib";
 import { calibrate, layerFileOptions, readLayerFile } from "../lib/api/calibrate";
+import { parseConfig } from "../lib/checkpoint/config";
 import { heatmapSvg } from "../lib/hybrid/heatmap";
 import { planMemory } from "../lib/hybrid/planner";
-import { parseConfig } from "../lib/checkpoint/config";
-import { fixtureDir } from "./helpers/reference-model";
 import { readReference } from "./helpers/fixtures";
+import { fixtureDir } from "./helpers/reference-model";
 
 const llama8b = parseConfig({
-  architectures: ["LlamaForCausalLM"], vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
-  num_attention_heads: 32, num_key_value_heads: 8, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 131072,
+  architectures: ["LlamaForCausalLM"],
+  vocab_size: 128256,
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  rms_norm_eps: 1e-5,
+  rope_theta: 500000,
+  max_position_embeddings: 131072,
 });
 
 describe("memory planner", () => {
@@ -30,8 +38,12 @@ describe("memory planner", () => {
     expect(plan.full.bytes / plan.hybrid.bytes).toBeCloseTo(1 / (0.5 + 0.5 * (1024 / 32768)), 6);
   });
   test("bad inputs", () => {
-    expect(() => planMemory(llama8b, { context: 0, memoryBytes: 1e9, weightBytes: 0, fullLayers: 1 })).toThrow(/context must be an integer >= 1/);
-    expect(() => planMemory(llama8b, { context: 10, memoryBytes: 1e9, weightBytes: 0, fullLayers: 33 })).toThrow(/fullLayers must be an integer in \[0, 32\]/);
+    expect(() => planMemory(llama8b, { context: 0, memoryBytes: 1e9, weightBytes: 0, fullLayers: 1 })).toThrow(
+      /context must be an integer >= 1/,
+    );
+    expect(() => planMemory(llama8b, { context: 10, memoryBytes: 1e9, weightBytes: 0, fullLayers: 33 })).toThrow(
+      /fullLayers must be an integer in \[0, 32\]/,
+    );
   });
 });
 
@@ -43,7 +55,9 @@ describe("calibration", () => {
   afterAll(async () => model?.dispose());
 
   test("counts lazy choices over prompts; fixed mode reads the file back", async () => {
-    const prompts = readReference("llama-tiny").cases.slice(0, 2).map((c) => c.prompt);
+    const prompts = readReference("llama-tiny")
+      .cases.slice(0, 2)
+      .map((c) => c.prompt);
     const hybrid = { fullLayers: 1, sink: 2, window: 6, lastQueries: 4 };
     const file = await calibrate(model, prompts, { hybrid });
     expect(file.counts.reduce((a, b) => a + b, 0)).toBe(2 * prompts.length);
@@ -69,7 +83,16 @@ describe("calibration", () => {
 });
 
 test("the heatmap has one cell per value and marks lazy layers", () => {
-  const svg = heatmapSvg({ title: "t", values: [[0, 0.5], [1, undefined]], rowLabel: "layer", columnLabel: "head", marked: new Set([1]) });
+  const svg = heatmapSvg({
+    title: "t",
+    values: [
+      [0, 0.5],
+      [1, undefined],
+    ],
+    rowLabel: "layer",
+    columnLabel: "head",
+    marked: new Set([1]),
+  });
   expect(svg.match(/<rect x="\d+" y="\d+" width="\d+" height="\d+" fill="#[0-9a-f]{6}"><title>/g)).toHaveLength(3);
   expect(svg).toContain("layer 0, head 1: 0.5000");
   expect(svg).toContain("1 ◆");
@@ -77,10 +100,23 @@ test("the heatmap has one cell per value and marks lazy layers", () => {
 
 describe("CLI", () => {
   const cli = path.join(__dirname, "..", "dist", "lib", "cli", "index.js");
-  const run = (...args: string[]) => execFileSync(process.execPath, [cli, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const run = (...args: string[]) =>
+    execFileSync(process.execPath, [cli, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
   test("plan prints per-sequence KV bytes and the largest batches", () => {
-    const out = run("plan", "--model", fixtureDir("llama-tiny"), "--context", "4096", "--memory", "64MiB", "--full-layers", "1", "--window", "60");
+    const out = run(
+      "plan",
+      "--model",
+      fixtureDir("llama-tiny"),
+      "--context",
+      "4096",
+      "--memory",
+      "64MiB",
+      "--full-layers",
+      "1",
+      "--window",
+      "60",
+    );
     expect(out).toMatch(/KV per sequence: full 3.00 MiB, hybrid 1.03 MiB/);
     expect(out).toMatch(/largest batch: full 21, hybrid 60/);
   });
@@ -89,7 +125,25 @@ describe("CLI", () => {
     const prompts = path.join(dir, "prompts.txt");
     fs.writeFileSync(prompts, readReference("llama-tiny").cases[1].prompt);
     const svg = path.join(dir, "map.svg");
-    const out = run("inspect", "-m", fixtureDir("llama-tiny"), "-f", prompts, "-d", "cpu", "--full-layers", "1", "--sink", "2", "--window", "8", "--last-queries", "4", "--heatmap", svg);
+    const out = run(
+      "inspect",
+      "-m",
+      fixtureDir("llama-tiny"),
+      "-f",
+      prompts,
+      "-d",
+      "cpu",
+      "--full-layers",
+      "1",
+      "--sink",
+      "2",
+      "--window",
+      "8",
+      "--last-queries",
+      "4",
+      "--heatmap",
+      svg,
+    );
     expect(out).toMatch(/prompt 0: 53 tokens; lazy layers \d, \d/);
     expect(out.match(/layer +\d +0\.\d{4}/g)).toHaveLength(3);
     expect(fs.readFileSync(svg, "utf8")).toMatch(/^<svg/);

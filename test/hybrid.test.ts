@@ -1,21 +1,22 @@
 // LightTransfer end to end on the CPU: the hybrid model against an independent float64 reference
 // of the same semantics (auto and fixed modes), the heap against a global sort, memory bounds,
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
-import { loadModel, Model } from "../lib";
-import { resolveHybrid } from "../lib/hybrid/options";
+import { loadModel, type Model } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
+import { resolveHybrid } from "../lib/hybrid/options";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
-import { runHybrid } from "./helpers/hybrid-run";
-import { fixtureDir, loadReferenceWeights, referenceForward, referenceRatio, ReferenceWeights } from "./helpers/reference-model";
 import { readReference } from "./helpers/fixtures";
+import { runHybrid } from "./helpers/hybrid-run";
 import { Random } from "./helpers/reference";
+import { fixtureDir, loadReferenceWeights, type ReferenceWeights, referenceForward, referenceRatio } from "./helpers/reference-model";
 
 const rng = new Random();
 
 describe("lazy-layer selection", () => {
   test("the bounded heap picks exactly the global top L − P, ties by layer index, in any arrival order", () => {
     for (let trial = 0; trial < 300; trial++) {
-      const L = rng.int(1, 40), P = rng.int(0, L);
+      const L = rng.int(1, 40),
+        P = rng.int(0, L);
       // Coarse values so ties happen often.
       const ratios = Array.from({ length: L }, () => Math.round(rng.next() * 8) / 8);
       const order = rng.shuffle(Array.from({ length: L }, (_, i) => i));
@@ -75,7 +76,8 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   function expectClose(got: Float32Array[], want: Float64Array, firstRow: number, vocab: number) {
     got.forEach((row, i) => {
       const w = want.subarray((firstRow + i) * vocab, (firstRow + i + 1) * vocab);
-      let scale = 0, err = 0;
+      let scale = 0,
+        err = 0;
       for (let j = 0; j < vocab; j++) {
         scale = Math.max(scale, Math.abs(w[j]));
         err = Math.max(err, Math.abs(row[j] - w[j]));
@@ -86,7 +88,10 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   }
 
   test("auto: the laziest layers (by the reference's own ratios) are cut, and decode matches", () => {
-    const ids = prompt(), cont = continuation(), N = ids.length, vocab = model.config.vocabSize;
+    const ids = prompt(),
+      cont = continuation(),
+      N = ids.length,
+      vocab = model.config.vocabSize;
     const full = referenceForward(ref, [...ids, ...cont], () => true);
     const ratios = full.probs.map((p) => referenceRatio(p, N + cont.length, model.config.heads, N, spec));
     const lazy = topLazyLayers(ratios, 1);
@@ -100,17 +105,24 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   });
 
   test.each(["full", "streaming"] as const)("fixed lazy layers with %s prefill", (prefill) => {
-    const ids = prompt(), cont = continuation(), N = ids.length, vocab = model.config.vocabSize;
+    const ids = prompt(),
+      cont = continuation(),
+      N = ids.length,
+      vocab = model.config.vocabSize;
     const lazy = [0, 2];
     const { rows, state } = ours({ mode: "fixed", lazyLayers: lazy, prefill, ...spec }, ids, cont);
     expect(state.lazyLayers).toEqual(lazy);
-    const want = referenceForward(ref, [...ids, ...cont], (l, q, k) =>
-      !lazy.includes(l) || (prefill === "full" && q < N) || k < spec.sink || q - k < spec.window);
+    const want = referenceForward(
+      ref,
+      [...ids, ...cont],
+      (l, q, k) => !lazy.includes(l) || (prefill === "full" && q < N) || k < spec.sink || q - k < spec.window,
+    );
     expectClose(rows, want.logits, N - 1, vocab);
   });
 
   test.each(["full", "streaming"] as const)("with window >= N, hybrid equals full (every layer lazy, %s prefill)", (prefill) => {
-    const ids = prompt(), cont = continuation();
+    const ids = prompt(),
+      cont = continuation();
     const off = ours({ mode: "off" }, ids, cont);
     // Auto mode would wait (N <= sink + window: nothing to cut), so every layer is made lazy.
     const hybrid = ours({ mode: "streaming-all", prefill, sink: 2, window: 200 }, ids, cont);
@@ -134,7 +146,10 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       sequence.dispose();
       return result;
     };
-    const L = model.config.layers, P = 1, S = 2, W = 10;
+    const L = model.config.layers,
+      P = 1,
+      S = 2,
+      W = 10;
     const hybrid = peak({ mode: "auto", fullLayers: P, sink: S, window: W, lastQueries: 4 });
     expect(hybrid.lazy).toHaveLength(L - P);
     expect(hybrid.peak).toBeLessThanOrEqual((P + 1) * pages(ids.length) + (L - P - 1) * pages(S + W));
@@ -171,7 +186,9 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   });
 
   test("a batch mixes sequences with different lazy sets and equals their single runs", async () => {
-    const cases = readReference(name).cases.slice(0, 3).map((c) => c.prompt);
+    const cases = readReference(name)
+      .cases.slice(0, 3)
+      .map((c) => c.prompt);
     const hybrid = { mode: "auto" as const, fullLayers: 1, sink: 2, window: 6, lastQueries: 4 };
     const used = model.pool.usedPages;
     const batch = await model.generateBatch(cases, { maxNewTokens: 10, stopAtEos: false, hybrid });

@@ -1,6 +1,6 @@
 // Standalone lazy ratio against the float64 reference and against the fused form.
 import { kernels, Tensor } from "../lib";
-import { FloatDType, firstMismatch, Random, referenceLazyRatio } from "./helpers/reference";
+import { type FloatDType, firstMismatch, Random, referenceLazyRatio } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
@@ -26,7 +26,9 @@ describe("lazyRatio (standalone, CPU)", () => {
 
     // Only the trailing queries and their LSE rows are passed: what a runtime keeps.
     const last = Math.min(c.n, c.lastQueries);
-    const qTail = scope.add(Tensor.from(q.tensor.toArray().slice((c.n - last) * c.hq * 64) as Uint16Array, [last, c.hq, 64], { dtype: c.dtype }));
+    const qTail = scope.add(
+      Tensor.from(q.tensor.toArray().slice((c.n - last) * c.hq * 64) as Uint16Array, [last, c.hq, 64], { dtype: c.dtype }),
+    );
     const lseTail = scope.add(Tensor.from(fused.lse!.toFloat32Array().slice((c.n - last) * c.hq), [last, c.hq]));
     const ratio = scope.add(kernels.lazyRatio({ q: qTail, k: k.tensor, lse: lseTail, ...spec }));
     const got = ratio.toFloat32Array();
@@ -43,10 +45,13 @@ describe("lazyRatio (standalone, CPU)", () => {
   });
 
   test("attention concentrated on the sinks gives a ratio near 1; spread out, well below", () => {
-    const n = 400, d = 64, hq = 2;
+    const n = 400,
+      d = 64,
+      hq = 2;
     const spec = { sink: 4, window: 16, lastQueries: 8 };
     // Keys 0..3 point along the queries; the rest are orthogonal noise of small size.
-    const qv = new Float32Array(n * hq * d), kv = new Float32Array(n * d);
+    const qv = new Float32Array(n * hq * d),
+      kv = new Float32Array(n * d);
     for (let t = 0; t < n; t++) {
       for (let h = 0; h < hq; h++) qv[(t * hq + h) * d] = 4 + rng.next();
       kv[t * d] = t < 4 ? 40 : 0;

@@ -1,6 +1,6 @@
 // CPU model operations against float64 references written from their definitions.
 import { kernels, Tensor } from "../lib";
-import { expectClose, FloatDType, Random, referenceArgmax, roundArray, roundTo, tolerance } from "./helpers/reference";
+import { expectClose, type FloatDType, Random, referenceArgmax, roundArray, roundTo, tolerance } from "./helpers/reference";
 import { plantedLogits, TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
@@ -19,7 +19,8 @@ describe("linear", () => {
   ] as Array<{ m: number; n: number; k: number; x: FloatDType; w: FloatDType; bias: boolean }>)(
     "m=$m n=$n k=$k x=$x w=$w bias=$bias",
     (c) => {
-      const x = scope.random(rng, [c.m, c.k], c.x), w = scope.random(rng, [c.n, c.k], c.w);
+      const x = scope.random(rng, [c.m, c.k], c.x),
+        w = scope.random(rng, [c.n, c.k], c.w);
       const b = c.bias ? scope.random(rng, [c.n], c.w) : undefined;
       const y = scope.add(kernels.linear({ x: x.tensor, weight: w.tensor, bias: b?.tensor }));
       expect(y.shape).toEqual([c.m, c.n]);
@@ -37,14 +38,18 @@ describe("linear", () => {
   );
 
   test("keeps leading dimensions", () => {
-    const x = scope.random(rng, [2, 3, 8], "f32").tensor, w = scope.random(rng, [5, 8], "f32").tensor;
+    const x = scope.random(rng, [2, 3, 8], "f32").tensor,
+      w = scope.random(rng, [5, 8], "f32").tensor;
     expect(scope.add(kernels.linear({ x, weight: w })).shape).toEqual([2, 3, 5]);
   });
 });
 
 test.each(["f32", "bf16"] as const)("rmsNorm with and without the fused residual (%s)", (dtype) => {
-  const rows = 5, dim = 48, eps = 1e-5;
-  const x = scope.random(rng, [rows, dim], dtype), w = scope.random(rng, [dim], dtype);
+  const rows = 5,
+    dim = 48,
+    eps = 1e-5;
+  const x = scope.random(rng, [rows, dim], dtype),
+    w = scope.random(rng, [dim], dtype);
   const res = scope.random(rng, [rows, dim], dtype);
   const plain = scope.add(kernels.rmsNorm({ x: x.tensor, weight: w.tensor, eps }));
   const fused = scope.add(kernels.rmsNorm({ x: x.tensor, weight: w.tensor, eps, residual: res.tensor }));
@@ -65,8 +70,12 @@ test.each(["f32", "bf16"] as const)("rmsNorm with and without the fused residual
 });
 
 test("rope rotates pairs (i, i + d/2) by position · invFreq, at large positions too", () => {
-  const tokens = 6, hq = 4, hkv = 2, d = 16;
-  const q = scope.random(rng, [tokens, hq, d], "f32"), k = scope.random(rng, [tokens, hkv, d], "f32");
+  const tokens = 6,
+    hq = 4,
+    hkv = 2,
+    d = 16;
+  const q = scope.random(rng, [tokens, hq, d], "f32"),
+    k = scope.random(rng, [tokens, hkv, d], "f32");
   const positions = [0, 1, 2, 1000, 65535, 131071];
   const invFreq = Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d));
   kernels.rope({ q: q.tensor, k: k.tensor, positions: scope.ints(positions), invFreq: scope.add(Tensor.from(invFreq, [d / 2])) });
@@ -77,7 +86,8 @@ test("rope rotates pairs (i, i + d/2) by position · invFreq, at large positions
         for (let i = 0; i < d / 2; i++) {
           const angle = Math.fround(positions[t] * invFreq[i]); // formed in f32, as transformers does
           const base = (t * heads + h) * d;
-          const a = v[base + i], b = v[base + i + d / 2];
+          const a = v[base + i],
+            b = v[base + i + d / 2];
           out[base + i] = a * Math.cos(angle) - b * Math.sin(angle);
           out[base + i + d / 2] = b * Math.cos(angle) + a * Math.sin(angle);
         }
@@ -88,13 +98,15 @@ test("rope rotates pairs (i, i + d/2) by position · invFreq, at large positions
 });
 
 test("swiGlu is silu(gate) · up", () => {
-  const rows = 3, inner = 10;
+  const rows = 3,
+    inner = 10;
   const x = scope.random(rng, [rows, 2 * inner], "f32", "cpu", 3);
   const y = scope.add(kernels.swiGlu({ x: x.tensor }));
   const want = new Float64Array(rows * inner);
   for (let r = 0; r < rows; r++)
     for (let j = 0; j < inner; j++) {
-      const g = x.values[r * 2 * inner + j], u = x.values[r * 2 * inner + inner + j];
+      const g = x.values[r * 2 * inner + j],
+        u = x.values[r * 2 * inner + inner + j];
       want[r * inner + j] = (g / (1 + Math.exp(-g))) * u;
     }
   check("swiGlu", y.toFloat32Array(), want, { rtol: 1e-5, atol: 1e-6 });
@@ -138,7 +150,9 @@ describe("argmax", () => {
   test("rejects integer logits and a wrong out", () => {
     const logits = scope.random(rng, [3, 10], "f32").tensor;
     expect(() => kernels.argmax({ logits: scope.ints([1, 2, 3, 4], [2, 2]) })).toThrow(/argmax: logits must be f32, f16 or bf16, got i32/);
-    expect(() => kernels.argmax({ logits: scope.random(rng, [10], "f32").tensor })).toThrow(/argmax: logits must have 2 dimensions, got shape \[10\]/);
+    expect(() => kernels.argmax({ logits: scope.random(rng, [10], "f32").tensor })).toThrow(
+      /argmax: logits must have 2 dimensions, got shape \[10\]/,
+    );
     expect(() => kernels.argmax({ logits, out: scope.ints([0, 0]) })).toThrow(/argmax: out must have shape \[3\], got \[2\]/);
     expect(() => kernels.argmax({ logits, out: scope.random(rng, [3], "f32").tensor })).toThrow(/argmax: out must be i32, got f32/);
   });
@@ -146,7 +160,9 @@ describe("argmax", () => {
 
 test("model ops reject mismatched shapes", () => {
   const x = scope.random(rng, [2, 8], "f32").tensor;
-  expect(() => kernels.linear({ x, weight: scope.random(rng, [4, 9], "f32").tensor })).toThrow(/last dimension must be the weight's input size 9/);
+  expect(() => kernels.linear({ x, weight: scope.random(rng, [4, 9], "f32").tensor })).toThrow(
+    /last dimension must be the weight's input size 9/,
+  );
   expect(() => kernels.rmsNorm({ x, weight: scope.random(rng, [7], "f32").tensor })).toThrow(/weight's size 7/);
   expect(() => kernels.swiGlu({ x: scope.random(rng, [2, 7], "f32").tensor })).toThrow(/must be even/);
 });
@@ -171,7 +187,8 @@ describe("topCandidates", () => {
     ["f16", 4096, 64],
     ["bf16", 4096, 256],
   ] as Array<[FloatDType, number, number]>)("%s logits, vocab %i, k %i", (dtype, vocab, k) => {
-    const rows = 6, capacity = 2 * k;
+    const rows = 6,
+      capacity = 2 * k;
     const raw = rng.normals(rows * vocab, 3);
     const row = (r: number) => raw.subarray(r * vocab, (r + 1) * vocab);
     // Row 0: several logits tie with the k-th largest, so count > k.
@@ -188,8 +205,11 @@ describe("topCandidates", () => {
     const logits = scope.add(Tensor.from(raw, [rows, vocab], { dtype }));
     const c = kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(temperature, [rows])), k });
     Object.values(c).forEach((t) => scope.add(t));
-    const ids = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
-    const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+    const ids = c.ids.toArray() as Int32Array,
+      scores = c.scores.toFloat32Array(),
+      count = c.count.toArray() as Int32Array;
+    const max = c.max.toFloat32Array(),
+      mass = c.mass.toFloat32Array();
     const want = referenceTopCandidates(roundArray(dtype, raw), rows, vocab, k, temperature);
     want.forEach((w, r) => {
       const label = `row ${r} (seed ${rng.seed})`;
@@ -210,34 +230,52 @@ describe("topCandidates", () => {
   test("bad arguments throw", () => {
     const logits = scope.random(rng, [2, 10], "f32").tensor;
     const temperature = scope.add(Tensor.from(Float32Array.of(1, 1), [2]));
-    expect(() => kernels.topCandidates({ logits, temperature, k: 11, capacity: 20 })).toThrow(/topCandidates: k must be in \[1, 10\], got 11/);
+    expect(() => kernels.topCandidates({ logits, temperature, k: 11, capacity: 20 })).toThrow(
+      /topCandidates: k must be in \[1, 10\], got 11/,
+    );
     expect(() => kernels.topCandidates({ logits, temperature, k: 4, capacity: 3 })).toThrow(/capacity must be an integer >= k/);
-    expect(() => kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(Float32Array.of(1), [1])), k: 2 })).toThrow(/temperature must have shape \[2\], got \[1\]/);
-    expect(() => kernels.topCandidates({ logits: scope.ints([1, 2], [1, 2]), temperature, k: 1 })).toThrow(/logits must be f32, f16 or bf16, got i32/);
+    expect(() => kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(Float32Array.of(1), [1])), k: 2 })).toThrow(
+      /temperature must have shape \[2\], got \[1\]/,
+    );
+    expect(() => kernels.topCandidates({ logits: scope.ints([1, 2], [1, 2]), temperature, k: 1 })).toThrow(
+      /logits must be f32, f16 or bf16, got i32/,
+    );
   });
 });
 
 describe("repetitionPenalty", () => {
-  test.each(["f32", "bf16", "f16"] as FloatDType[])("divides positive and multiplies other logits of the tokens each row has seen (%s)", (dtype) => {
-    const rows = 5, vocab = 777;
-    const logits = scope.random(rng, [rows, vocab], dtype, "cpu", 3);
-    const seenByRow = Array.from({ length: rows }, (_, r) =>
-      r === 2 ? [] : [...new Set(Array.from({ length: rng.int(1, 60) }, () => rng.int(0, vocab - 1)))]);
-    const penalty = Float32Array.from({ length: rows }, () => 0.5 + 1.5 * rng.next());
-    const offsets = Int32Array.from([0, ...seenByRow.map((_, r) => seenByRow.slice(0, r + 1).flat().length)]);
-    kernels.repetitionPenalty({
-      logits: logits.tensor, ids: scope.ints(seenByRow.flat()), offsets: scope.add(Tensor.from(offsets, [rows + 1])),
-      penalty: scope.add(Tensor.from(penalty, [rows])),
-    });
-    const got = logits.tensor.toFloat32Array();
-    const want = Float64Array.from(logits.values);
-    seenByRow.forEach((ids, r) => ids.forEach((id) => {
-      const x = want[r * vocab + id];
-      // In f32 (Math.fround: IEEE single division and product), then rounded to the dtype.
-      want[r * vocab + id] = roundTo(dtype, Math.fround(x > 0 ? Math.fround(x) / Math.fround(penalty[r]) : Math.fround(x) * Math.fround(penalty[r])));
-    }));
-    expect(Array.from(got)).toEqual(Array.from(want));
-  });
+  test.each(["f32", "bf16", "f16"] as FloatDType[])(
+    "divides positive and multiplies other logits of the tokens each row has seen (%s)",
+    (dtype) => {
+      const rows = 5,
+        vocab = 777;
+      const logits = scope.random(rng, [rows, vocab], dtype, "cpu", 3);
+      const seenByRow = Array.from({ length: rows }, (_, r) =>
+        r === 2 ? [] : [...new Set(Array.from({ length: rng.int(1, 60) }, () => rng.int(0, vocab - 1)))],
+      );
+      const penalty = Float32Array.from({ length: rows }, () => 0.5 + 1.5 * rng.next());
+      const offsets = Int32Array.from([0, ...seenByRow.map((_, r) => seenByRow.slice(0, r + 1).flat().length)]);
+      kernels.repetitionPenalty({
+        logits: logits.tensor,
+        ids: scope.ints(seenByRow.flat()),
+        offsets: scope.add(Tensor.from(offsets, [rows + 1])),
+        penalty: scope.add(Tensor.from(penalty, [rows])),
+      });
+      const got = logits.tensor.toFloat32Array();
+      const want = Float64Array.from(logits.values);
+      seenByRow.forEach((ids, r) =>
+        ids.forEach((id) => {
+          const x = want[r * vocab + id];
+          // In f32 (Math.fround: IEEE single division and product), then rounded to the dtype.
+          want[r * vocab + id] = roundTo(
+            dtype,
+            Math.fround(x > 0 ? Math.fround(x) / Math.fround(penalty[r]) : Math.fround(x) * Math.fround(penalty[r])),
+          );
+        }),
+      );
+      expect(Array.from(got)).toEqual(Array.from(want));
+    },
+  );
 
   test("bad ids and offsets throw and leave the logits alone", () => {
     const logits = scope.random(rng, [2, 10], "f32");

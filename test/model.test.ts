@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel, memoryUsage, Model } from "../lib";
+import { loadModel, type Model, memoryUsage } from "../lib";
 import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "./helpers/fixtures";
 import { collectGarbage } from "./helpers/gc";
 
@@ -36,7 +36,8 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
       try {
         const got = model.decoder.prefill(seq, c.ids, { allLogits: true, chunkSize });
         expect(got.length).toBe(want.length);
-        let scale = 0, worst = 0;
+        let scale = 0,
+          worst = 0;
         for (let j = 0; j < want.length; j++) {
           scale = Math.max(scale, Math.abs(want[j]));
           worst = Math.max(worst, Math.abs(got[j] - want[j]));
@@ -49,7 +50,7 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
     }
   });
 
-  test.each(ref.cases.map((c, i) => [i] as const))("32 greedy tokens equal transformers', case %i", async (i) => {
+  test.each(ref.cases.map((_c, i) => [i] as const))("32 greedy tokens equal transformers', case %i", async (i) => {
     const c = ref.cases[i];
     const prompt = i < ref.cases.length - 1 ? c.prompt : (ref.chatTemplateInput as never);
     const tokens: number[] = [];
@@ -60,7 +61,8 @@ describe.each(fixtureModels)("%s on the CPU matches transformers", (name) => {
   test("a greedy decode step picks the argmax of the logits decode() returns", () => {
     const prompts = ref.cases.slice(0, 3).map((c) => c.ids);
     const start = () => prefilledSequences(model.decoder, prompts);
-    const logitSeqs = start(), greedySeqs = start();
+    const logitSeqs = start(),
+      greedySeqs = start();
     try {
       const vocab = model.config.vocabSize;
       let ids = prompts.map((p) => p[0]);
@@ -141,13 +143,27 @@ describe("generation API", () => {
   test("generation frees every temporary tensor itself (no garbage left for the GC)", async () => {
     await collectGarbage();
     const before = memoryUsage().cpu;
-    await model.generateBatch(["Once upon a time", "The quick brown fox"], { maxNewTokens: 6, prefillChunk: 3, hybrid: { mode: "auto", fullLayers: 1, sink: 1, window: 3, lastQueries: 2 } });
+    await model.generateBatch(["Once upon a time", "The quick brown fox"], {
+      maxNewTokens: 6,
+      prefillChunk: 3,
+      hybrid: { mode: "auto", fullLayers: 1, sink: 1, window: 3, lastQueries: 2 },
+    });
     for await (const _ of model.generate("Once upon a time", { maxNewTokens: 4 }));
     expect(memoryUsage().cpu).toBe(before);
   });
 
   test("sampling is reproducible with a seed", async () => {
-    const run = async () => (await model.generateBatch(["Once upon a time"], { maxNewTokens: 12, temperature: 0.9, topK: 20, topP: 0.9, seed: 42, stopAtEos: false }))[0].tokens;
+    const run = async () =>
+      (
+        await model.generateBatch(["Once upon a time"], {
+          maxNewTokens: 12,
+          temperature: 0.9,
+          topK: 20,
+          topP: 0.9,
+          seed: 42,
+          stopAtEos: false,
+        })
+      )[0].tokens;
     expect(await run()).toEqual(await run());
   });
 });
@@ -182,13 +198,17 @@ describe("loading errors name the file and leave other models working", () => {
     const dir = copy();
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...cfg, intermediate_size: cfg.intermediate_size + 8 }));
-    await expect(loadModel(dir, { device: "cpu" })).rejects.toThrow(/model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight' has shape \[\d+, \d+\] but config.json implies/);
+    await expect(loadModel(dir, { device: "cpu" })).rejects.toThrow(
+      /model.safetensors: tensor 'model.layers.0.mlp.gate_proj.weight' has shape \[\d+, \d+\] but config.json implies/,
+    );
   });
   test("truncated weights", async () => {
     const dir = copy();
     const file = path.join(dir, "model.safetensors");
     fs.truncateSync(file, fs.statSync(file).size - 100);
-    await expect(loadModel(dir, { device: "cpu" })).rejects.toThrow(/model.safetensors: tensor '.*' ends at byte \d+ of the data but the file holds \d+/);
+    await expect(loadModel(dir, { device: "cpu" })).rejects.toThrow(
+      /model.safetensors: tensor '.*' ends at byte \d+ of the data but the file holds \d+/,
+    );
   });
   test("corrupt tokenizer", async () => {
     const dir = copy();

@@ -61,7 +61,9 @@ describe("one source list for CMake and node-gyp", () => {
   });
 
   test("CMakeLists.txt and binding.gyp both read it", () => {
-    expect(fs.readFileSync(path.join(root, "CMakeLists.txt"), "utf8")).toMatch(/file\(STRINGS \$\{CMAKE_SOURCE_DIR\}\/native\/sources\.txt/);
+    expect(fs.readFileSync(path.join(root, "CMakeLists.txt"), "utf8")).toMatch(
+      /file\(STRINGS \$\{CMAKE_SOURCE_DIR\}\/native\/sources\.txt/,
+    );
     expect(fs.readFileSync(path.join(root, "binding.gyp"), "utf8")).toContain('"sources": ["<!@(node scripts/native-sources.js)"]');
   });
 });
@@ -86,8 +88,13 @@ describe("the published type declarations", () => {
     );
     try {
       const program = ts.createProgram([consumer], {
-        strict: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, lib: ["lib.es2022.d.ts", "lib.esnext.disposable.d.ts"],
-        skipLibCheck: false, noEmit: true, types: ["node"],
+        strict: true,
+        target: ts.ScriptTarget.ES2022,
+        module: ts.ModuleKind.CommonJS,
+        lib: ["lib.es2022.d.ts", "lib.esnext.disposable.d.ts"],
+        skipLibCheck: false,
+        noEmit: true,
+        types: ["node"],
       });
       const messages = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"));
       expect(messages).toEqual([]);

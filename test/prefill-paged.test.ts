@@ -2,8 +2,18 @@
 // reference reading the same pool by the cache layout's definition, and against the contiguous
 // form of the same call.
 import { kernels, Tensor } from "../lib";
-import { expectClose, FloatDType, Mask, Random, referenceAttention, referenceLazyRatio, roundArray, rowsThroughPages, tolerance } from "./helpers/reference";
-import { CacheLayout, scatteredPages, slotsUsed, writeThroughPages } from "./helpers/pages";
+import { type CacheLayout, scatteredPages, slotsUsed, writeThroughPages } from "./helpers/pages";
+import {
+  expectClose,
+  type FloatDType,
+  type Mask,
+  Random,
+  referenceAttention,
+  referenceLazyRatio,
+  roundArray,
+  rowsThroughPages,
+  tolerance,
+} from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
@@ -27,19 +37,27 @@ interface PagedCase {
 }
 
 function runPaged(c: PagedCase) {
-  const nk = c.start + c.own, rowSize = c.hkv * c.d;
+  const nk = c.start + c.own,
+    rowSize = c.hkv * c.d;
   const layout: CacheLayout = { pageSize: c.pageSize, ring: c.ring };
   const { table, numPages } = scatteredPages((items) => rng.shuffle(items), Math.max(slotsUsed(c.start, layout), 1), c.pageSize, 3);
-  const keys = rng.normals(nk * rowSize), values = rng.normals(nk * rowSize);
+  const keys = rng.normals(nk * rowSize),
+    values = rng.normals(nk * rowSize);
   const poolOf = (rows: Float32Array) => writeThroughPages(rows, c.start, rowSize, table, numPages, layout);
-  const kPool = poolOf(keys), vPool = poolOf(values);
+  const kPool = poolOf(keys),
+    vPool = poolOf(values);
   const tensor = (data: Float32Array, shape: number[]) => scope.add(Tensor.from(data, shape, { dtype: c.dtype }));
   const poolShape = [numPages, c.pageSize, c.hkv, c.d];
-  const ownK = keys.slice(c.start * rowSize), ownV = values.slice(c.start * rowSize);
+  const ownK = keys.slice(c.start * rowSize),
+    ownV = values.slice(c.start * rowSize);
   const qRaw = rng.normals(c.nq * c.hq * c.d);
   const q = tensor(qRaw, [c.nq, c.hq, c.d]);
   const cached = {
-    kPages: tensor(kPool, poolShape), vPages: tensor(vPool, poolShape), pageTable: scope.ints(table), length: c.start, ring: c.ring,
+    kPages: tensor(kPool, poolShape),
+    vPages: tensor(vPool, poolShape),
+    pageTable: scope.ints(table),
+    length: c.start,
+    ring: c.ring,
   };
   const own = c.own > 0 ? { k: tensor(ownK, [c.own, c.hkv, c.d]), v: tensor(ownV, [c.own, c.hkv, c.d]) } : {};
   const res = kernels.prefillAttention({ q, ...own, cached, streaming: c.ring, returnLse: true, lazyRatio: c.ratio });
@@ -60,7 +78,12 @@ function runPaged(c: PagedCase) {
 
   // The contiguous form over all keys by position computes the same sums in the same order.
   const whole = kernels.prefillAttention({
-    q, k: tensor(keys, [nk, c.hkv, c.d]), v: tensor(values, [nk, c.hkv, c.d]), streaming: c.ring, returnLse: true, lazyRatio: c.ratio,
+    q,
+    k: tensor(keys, [nk, c.hkv, c.d]),
+    v: tensor(values, [nk, c.hkv, c.d]),
+    streaming: c.ring,
+    returnLse: true,
+    lazyRatio: c.ratio,
   });
   [whole.out, whole.lse, whole.lazyRatio].forEach((t) => scope.add(t));
   expect(Array.from(res.out.toArray())).toEqual(Array.from(whole.out.toArray()));

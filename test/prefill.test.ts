@@ -1,10 +1,10 @@
 // CPU prefill attention against the float64 reference written in test/helpers/reference.ts.
 import { kernels, Tensor } from "../lib";
 import {
-  AttentionShape,
-  FloatDType,
+  type AttentionShape,
   expectClose,
-  Mask,
+  type FloatDType,
+  type Mask,
   Random,
   referenceAttention,
   referenceLazyRatio,

@@ -1,7 +1,7 @@
 // ropeAppendKv on the CPU: the same results as splitting a stacked q|k|v projection and
 // running rope and appendKv on the parts (each checked against float64 in its own suite).
 import { kernels, Tensor } from "../lib";
-import { FloatDType, Random } from "./helpers/reference";
+import { type FloatDType, Random } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
@@ -22,21 +22,36 @@ test.each([
 ] as Array<{ tokens: number; hq: number; hkv: number; d: number; dtype: FloatDType }>)(
   "tokens=$tokens hq=$hq hkv=$hkv d=$d $dtype equals split + rope + appendKv",
   ({ tokens, hq, hkv, d, dtype }) => {
-    const width = (hq + 2 * hkv) * d, pageSize = 4, numPages = 5;
+    const width = (hq + 2 * hkv) * d,
+      pageSize = 4,
+      numPages = 5;
     const qkv = scope.random(rng, [tokens, width], dtype).tensor;
     const flat = qkv.toFloat32Array();
     const positions = scope.ints(Array.from({ length: tokens }, () => rng.int(0, 131071)));
-    const invFreq = scope.add(Tensor.from(Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d)), [d / 2]));
+    const invFreq = scope.add(
+      Tensor.from(
+        Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d)),
+        [d / 2],
+      ),
+    );
     // Distinct slots, one token skipped; the pools start random so untouched slots show.
-    const slotList = Array.from({ length: numPages * pageSize }, (_, i) => i).sort(() => rng.int(0, 1) - 0.5).slice(0, tokens);
+    const slotList = Array.from({ length: numPages * pageSize }, (_, i) => i)
+      .sort(() => rng.int(0, 1) - 0.5)
+      .slice(0, tokens);
     slotList[1] = -1;
     const slots = scope.ints(slotList);
     const pool = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
-    const pools = () => ({ kPages: scope.add(Tensor.from(pool.toFloat32Array(), pool.shape, { dtype })), vPages: scope.add(Tensor.from(pool.toFloat32Array(), pool.shape, { dtype })) });
+    const pools = () => ({
+      kPages: scope.add(Tensor.from(pool.toFloat32Array(), pool.shape, { dtype })),
+      vPages: scope.add(Tensor.from(pool.toFloat32Array(), pool.shape, { dtype })),
+    });
 
     const want = pools();
-    const part = (from: number, heads: number) => scope.add(Tensor.from(columns(flat, tokens, width, from, heads * d), [tokens, heads, d], { dtype }));
-    const q = part(0, hq), k = part(hq * d, hkv), v = part((hq + hkv) * d, hkv);
+    const part = (from: number, heads: number) =>
+      scope.add(Tensor.from(columns(flat, tokens, width, from, heads * d), [tokens, heads, d], { dtype }));
+    const q = part(0, hq),
+      k = part(hq * d, hkv),
+      v = part((hq + hkv) * d, hkv);
     kernels.rope({ q, k, positions, invFreq });
     kernels.appendKv({ k, v, ...want, slots });
 
@@ -50,7 +65,8 @@ test.each([
 );
 
 test("ropeAppendKv rejects slots outside the pool and a qkv that does not match the pool", () => {
-  const kPages = scope.random(rng, [2, 4, 1, 8], "f32").tensor, vPages = scope.random(rng, [2, 4, 1, 8], "f32").tensor;
+  const kPages = scope.random(rng, [2, 4, 1, 8], "f32").tensor,
+    vPages = scope.random(rng, [2, 4, 1, 8], "f32").tensor;
   const qkv = scope.random(rng, [2, 4 * 8], "f32").tensor;
   const invFreq = scope.add(Tensor.from(new Float32Array(4).fill(0.5), [4]));
   const base = { qkv, kPages, vPages, invFreq, positions: scope.ints([0, 1]) };
@@ -58,5 +74,7 @@ test("ropeAppendKv rejects slots outside the pool and a qkv that does not match 
     /ropeAppendKv: slots\[1\] = 8 is outside the pool's slots 0..7 \(page \* pageSize \+ offset; -1 skips the token\)/,
   );
   const odd = scope.random(rng, [2, 5 * 8 + 1], "f32").tensor;
-  expect(() => kernels.ropeAppendKv({ ...base, qkv: odd, slots: scope.ints([0, 1]) })).toThrow(/qkv's last dimension 41 is not \(hq \+ 2·1\)·8/);
+  expect(() => kernels.ropeAppendKv({ ...base, qkv: odd, slots: scope.ints([0, 1]) })).toThrow(
+    /qkv's last dimension 41 is not \(hq \+ 2·1\)·8/,
+  );
 });

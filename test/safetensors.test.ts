@@ -3,8 +3,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { SafetensorsFile } from "../lib/checkpoint/safetensors";
 import { parseConfig } from "../lib/checkpoint/config";
+import { SafetensorsFile } from "../lib/checkpoint/safetensors";
 import { ropeInverseFrequencies } from "../lib/model/rope";
 import { Random } from "./helpers/reference";
 import { writeSafetensors } from "./helpers/safetensors-file";
@@ -13,17 +13,24 @@ const rng = new Random();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-st-"));
 
 /** Writes a safetensors file from a header object and a data buffer (both may be wrong on purpose). */
-const write = (name: string, header: object | string, data: Buffer, length?: number) => writeSafetensors(path.join(dir, name), header, data, { length });
+const write = (name: string, header: object | string, data: Buffer, length?: number) =>
+  writeSafetensors(path.join(dir, name), header, data, { length });
 
 test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync", async () => {
-  const a = rng.normals(6), b = Uint16Array.from({ length: 4 }, () => rng.int(0, 0x7f7f)), c = Int32Array.from([7, -3]);
+  const a = rng.normals(6),
+    b = Uint16Array.from({ length: 4 }, () => rng.int(0, 0x7f7f)),
+    c = Int32Array.from([7, -3]);
   const data = Buffer.concat([Buffer.from(a.buffer), Buffer.from(b.buffer), Buffer.from(c.buffer)]);
-  const file = write("good.safetensors", {
-    __metadata__: { format: "pt" },
-    a: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] },
-    b: { dtype: "BF16", shape: [4], data_offsets: [24, 32] },
-    c: { dtype: "I32", shape: [2], data_offsets: [32, 40] },
-  }, data);
+  const file = write(
+    "good.safetensors",
+    {
+      __metadata__: { format: "pt" },
+      a: { dtype: "F32", shape: [2, 3], data_offsets: [0, 24] },
+      b: { dtype: "BF16", shape: [4], data_offsets: [24, 32] },
+      c: { dtype: "I32", shape: [2], data_offsets: [32, 40] },
+    },
+    data,
+  );
   const st = SafetensorsFile.open(file);
   expect(st.metadata).toEqual({ format: "pt" });
   const ta = st.read("a");
@@ -38,17 +45,51 @@ test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync",
 });
 
 test.each([
-  ["too short", () => { const f = path.join(dir, "short.safetensors"); fs.writeFileSync(f, Buffer.alloc(5)); return f; }, /too short for a safetensors header/],
+  [
+    "too short",
+    () => {
+      const f = path.join(dir, "short.safetensors");
+      fs.writeFileSync(f, Buffer.alloc(5));
+      return f;
+    },
+    /too short for a safetensors header/,
+  ],
   ["implausible header length", () => write("len.safetensors", {}, Buffer.alloc(0), 2 ** 40), /header length .* is not plausible/],
   ["header past the end", () => write("past.safetensors", "{}", Buffer.alloc(0), 50), /truncated/],
   ["bad JSON", () => write("json.safetensors", "{not json", Buffer.alloc(0)), /header is not valid JSON/],
-  ["unknown dtype", () => write("dtype.safetensors", { x: { dtype: "Q4", shape: [1], data_offsets: [0, 1] } }, Buffer.alloc(1)), /tensor 'x' has unknown dtype "Q4"/],
-  ["negative shape", () => write("shape.safetensors", { x: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }, Buffer.alloc(4)), /tensor 'x' has an invalid shape/],
-  ["size mismatch", () => write("size.safetensors", { x: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(8)), /needs 12 bytes but its data_offsets span 8/],
-  ["offsets past the end", () => write("end.safetensors", { x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, Buffer.alloc(8)), /ends at byte 16 of the data but the file holds 8/],
-  ["overlapping tensors", () => write("overlap.safetensors", {
-    x: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, y: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
-  }, Buffer.alloc(12)), /tensors 'x' and 'y' overlap/],
+  [
+    "unknown dtype",
+    () => write("dtype.safetensors", { x: { dtype: "Q4", shape: [1], data_offsets: [0, 1] } }, Buffer.alloc(1)),
+    /tensor 'x' has unknown dtype "Q4"/,
+  ],
+  [
+    "negative shape",
+    () => write("shape.safetensors", { x: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }, Buffer.alloc(4)),
+    /tensor 'x' has an invalid shape/,
+  ],
+  [
+    "size mismatch",
+    () => write("size.safetensors", { x: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, Buffer.alloc(8)),
+    /needs 12 bytes but its data_offsets span 8/,
+  ],
+  [
+    "offsets past the end",
+    () => write("end.safetensors", { x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, Buffer.alloc(8)),
+    /ends at byte 16 of the data but the file holds 8/,
+  ],
+  [
+    "overlapping tensors",
+    () =>
+      write(
+        "overlap.safetensors",
+        {
+          x: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+          y: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+        },
+        Buffer.alloc(12),
+      ),
+    /tensors 'x' and 'y' overlap/,
+  ],
   ["missing file", () => path.join(dir, "nope.safetensors"), /cannot open/],
 ])("%s is a clear error naming the file", (_, make, message) => {
   const file = (make as () => string)();
@@ -58,12 +99,30 @@ test.each([
 
 describe("config.json", () => {
   const base = {
-    architectures: ["LlamaForCausalLM"], vocab_size: 100, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
-    num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 500000, max_position_embeddings: 2048,
+    architectures: ["LlamaForCausalLM"],
+    vocab_size: 100,
+    hidden_size: 64,
+    intermediate_size: 128,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    rms_norm_eps: 1e-5,
+    rope_theta: 500000,
+    max_position_embeddings: 2048,
   };
   test("reads a Llama config with llama3 rope scaling", () => {
-    const c = parseConfig({ ...base, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 } });
-    expect(c).toMatchObject({ architecture: "LlamaForCausalLM", headDim: 16, kvHeads: 2, ropeTheta: 500000, slidingWindow: null, attentionBias: false });
+    const c = parseConfig({
+      ...base,
+      rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+    });
+    expect(c).toMatchObject({
+      architecture: "LlamaForCausalLM",
+      headDim: 16,
+      kvHeads: 2,
+      ropeTheta: 500000,
+      slidingWindow: null,
+      attentionBias: false,
+    });
     expect(c.ropeScaling.type).toBe("llama3");
   });
   test("reads the newer rope_parameters form", () => {
@@ -74,7 +133,10 @@ describe("config.json", () => {
   });
   test("Mistral's sliding window and Qwen2's bias", () => {
     expect(parseConfig({ ...base, architectures: ["MistralForCausalLM"], sliding_window: 4096 }).slidingWindow).toBe(4096);
-    expect(parseConfig({ ...base, architectures: ["Qwen2ForCausalLM"], tie_word_embeddings: true })).toMatchObject({ attentionBias: true, tieWordEmbeddings: true });
+    expect(parseConfig({ ...base, architectures: ["Qwen2ForCausalLM"], tie_word_embeddings: true })).toMatchObject({
+      attentionBias: true,
+      tieWordEmbeddings: true,
+    });
   });
   test.each([
     [{ architectures: ["GPT2LMHeadModel"] }, /architecture "GPT2LMHeadModel" is not supported; supported: LlamaForCausalLM/],

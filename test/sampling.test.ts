@@ -2,7 +2,7 @@
 // and the sampler's contract (greedy, seeds, validation).
 import * as path from "node:path";
 import { kernels, loadModel, Tensor } from "../lib";
-import { argmax, candidatesFromTop, RowCandidates, Sampler, samplingCandidates, validateSampling } from "../lib/generate/sampling";
+import { argmax, candidatesFromTop, type RowCandidates, Sampler, samplingCandidates, validateSampling } from "../lib/generate/sampling";
 import { sampleOnDevice } from "../lib/generate/step";
 import { fixtureRoot, prefilledSequences, readReference } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
@@ -49,7 +49,14 @@ describe("samplingCandidates equals the full-sort definition", () => {
   const cases: Array<[string, number, number, number, number]> = [];
   for (const kind of ["uniform", "peaked", "ties"])
     for (const vocab of [1, 7, 1000, 50000])
-      for (const [temperature, topK, topP] of [[0.7, 0, 0.9], [0.3, 40, 1], [1.5, 5, 0.5], [1, 0, 0.01], [0.7, 3, 0.95], [1, vocab + 3, 0.8]] as const)
+      for (const [temperature, topK, topP] of [
+        [0.7, 0, 0.9],
+        [0.3, 40, 1],
+        [1.5, 5, 0.5],
+        [1, 0, 0.01],
+        [0.7, 3, 0.95],
+        [1, vocab + 3, 0.8],
+      ] as const)
         cases.push([kind, vocab, temperature, topK, topP]);
   test.each(cases)("%s logits, vocab %i, temperature %f, topK %i, topP %f", (kind, vocab, temperature, topK, topP) => {
     const scores = logitsOf(kind, vocab);
@@ -83,7 +90,8 @@ describe("Sampler", () => {
   test("the same seed gives the same tokens; every token is a candidate; topK 1 is greedy", () => {
     const scores = logitsOf("peaked", 5000);
     const options = { temperature: 0.9, topK: 20, topP: 0.9, seed: rng.int(0, 2 ** 31) };
-    const a = new Sampler(options), b = new Sampler(options);
+    const a = new Sampler(options),
+      b = new Sampler(options);
     const allowed = new Set(referenceCandidates(scores, 0.9, 20, 0.9).ids);
     for (let i = 0; i < 50; i++) {
       const t = a.next(scores, []);
@@ -104,7 +112,11 @@ describe("Sampler", () => {
       counts.set(t, (counts.get(t) ?? 0) + 1);
     }
     // Five standard deviations of a binomial count: fails by chance about once in 10^6 runs.
-    for (const [id, p] of [[2, 0.5], [0, 0.3], [3, 0.2]] as const)
+    for (const [id, p] of [
+      [2, 0.5],
+      [0, 0.3],
+      [3, 0.2],
+    ] as const)
       expect(Math.abs((counts.get(id) ?? 0) - p * draws)).toBeLessThan(5 * Math.sqrt(draws * p * (1 - p)));
     expect(counts.get(1) ?? 0).toBe(0);
   });
@@ -125,8 +137,12 @@ function topOf(scores: Float32Array, temperature: number, k: number): RowCandida
   const c = kernels.topCandidates({ logits, temperature: t, k });
   try {
     return {
-      k, count: (c.count.toArray() as Int32Array)[0], ids: c.ids.toArray() as Int32Array, scores: c.scores.toFloat32Array(),
-      max: c.max.toFloat32Array()[0], mass: c.mass.toFloat32Array()[0],
+      k,
+      count: (c.count.toArray() as Int32Array)[0],
+      ids: c.ids.toArray() as Int32Array,
+      scores: c.scores.toFloat32Array(),
+      max: c.max.toFloat32Array()[0],
+      mass: c.mass.toFloat32Array()[0],
     };
   } finally {
     for (const x of [logits, t, ...Object.values(c)]) x.dispose();
@@ -136,10 +152,19 @@ function topOf(scores: Float32Array, temperature: number, k: number): RowCandida
 describe("candidatesFromTop settles what the top candidates can, exactly as the whole row would", () => {
   const cases: Array<[string, number, number, number]> = [];
   for (const kind of ["uniform", "peaked", "ties"])
-    for (const [temperature, topK, topP] of [[0.7, 0, 0.9], [0.3, 40, 1], [1.5, 5, 0.5], [1, 0, 1], [1, 300, 1], [0.5, 100, 0.95], [2, 0, 0.999]] as const)
+    for (const [temperature, topK, topP] of [
+      [0.7, 0, 0.9],
+      [0.3, 40, 1],
+      [1.5, 5, 0.5],
+      [1, 0, 1],
+      [1, 300, 1],
+      [0.5, 100, 0.95],
+      [2, 0, 0.999],
+    ] as const)
       cases.push([kind, temperature, topK, topP]);
   test.each(cases)("%s logits, temperature %f, topK %i, topP %f", (kind, temperature, topK, topP) => {
-    const scores = logitsOf(kind, 5000), k = 256;
+    const scores = logitsOf(kind, 5000),
+      k = 256;
     const got = candidatesFromTop(topOf(scores, temperature, k), { temperature, topK, topP });
     const want = samplingCandidates(scores, { temperature, topK, topP });
     // Settled exactly when the nucleus or topK lies within the k candidates; never for plain temperature.
@@ -166,7 +191,8 @@ describe("candidatesFromTop settles what the top candidates can, exactly as the 
 describe("Sampler.nextFromCandidates", () => {
   test("plain temperature draws follow the softmax, reading the row only when a draw passes the candidates", () => {
     const scores = Float32Array.from({ length: 12 }, () => rng.normal() * 1.5);
-    const temperature = 0.9, k = 3;
+    const temperature = 0.9,
+      k = 3;
     const row = topOf(scores, temperature, k);
     const sampler = new Sampler({ temperature, seed: rng.int(0, 2 ** 31) });
     const max = Math.max(...scores);
@@ -176,7 +202,13 @@ describe("Sampler.nextFromCandidates", () => {
     const draws = 20000;
     const counts = new Array(12).fill(0);
     let rowsRead = 0;
-    for (let i = 0; i < draws; i++) counts[sampler.nextFromCandidates(row, () => (rowsRead++, scores))]++;
+    for (let i = 0; i < draws; i++)
+      counts[
+        sampler.nextFromCandidates(row, () => {
+          rowsRead++;
+          return scores;
+        })
+      ]++;
     // Five standard deviations of a binomial count: fails by chance about once in 10^6 runs.
     const within = (n: number, p: number) => expect(Math.abs(n - p * draws)).toBeLessThan(5 * Math.sqrt(draws * p * (1 - p)) + 1);
     weights.forEach((w, j) => within(counts[j], w / total));
@@ -187,9 +219,14 @@ describe("Sampler.nextFromCandidates", () => {
     const scores = logitsOf("peaked", 2000);
     const row = topOf(scores, 1, 8);
     let rowsRead = 0;
-    const whole = () => (rowsRead++, scores);
+    const whole = () => {
+      rowsRead++;
+      return scores;
+    };
     const seed = rng.int(0, 2 ** 31);
-    expect(new Sampler({ temperature: 1, topK: 20, seed }).nextFromCandidates(row, whole)).toBe(new Sampler({ temperature: 1, topK: 20, seed }).next(scores, []));
+    expect(new Sampler({ temperature: 1, topK: 20, seed }).nextFromCandidates(row, whole)).toBe(
+      new Sampler({ temperature: 1, topK: 20, seed }).next(scores, []),
+    );
     expect(rowsRead).toBe(1);
     new Sampler({ temperature: 1, topK: 5 }).nextFromCandidates(row, whole);
     expect(rowsRead).toBe(1);
@@ -199,14 +236,20 @@ describe("Sampler.nextFromCandidates", () => {
 describe("sampleOnDevice", () => {
   test("picks the tokens next() picks from the whole logits, seed for seed, penalties included (CPU, llama fixture)", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 8 * 2 ** 20 });
-    const prompts = readReference("llama-tiny").cases.slice(0, 3).map((c) => c.ids);
+    const prompts = readReference("llama-tiny")
+      .cases.slice(0, 3)
+      .map((c) => c.ids);
     const start = () => prefilledSequences(model.decoder, prompts);
-    const viaRows = start(), viaCandidates = start();
+    const viaRows = start(),
+      viaCandidates = start();
     try {
       const vocab = model.config.vocabSize;
       const configs = [
-        { temperature: 0.8, topP: 0.9 }, { temperature: 1.2, topK: 20 }, { temperature: 1, topK: 50, topP: 0.8 },
-        { temperature: 0.9, topK: 40, repetitionPenalty: 1.3 }, { temperature: 0.7, topP: 0.9, repetitionPenalty: 0.8 },
+        { temperature: 0.8, topP: 0.9 },
+        { temperature: 1.2, topK: 20 },
+        { temperature: 1, topK: 50, topP: 0.8 },
+        { temperature: 0.9, topK: 40, repetitionPenalty: 1.3 },
+        { temperature: 0.7, topP: 0.9, repetitionPenalty: 0.8 },
       ];
       for (const options of configs) {
         const seed = rng.int(0, 2 ** 31);

@@ -3,7 +3,7 @@
 // every output of a step is the same step, hooks see what they are promised, and a sequence's
 // dispose() gives every page back.
 import * as path from "node:path";
-import { loadModel, memoryUsage, Model, Tensor } from "../lib";
+import { loadModel, type Model, memoryUsage, type Tensor } from "../lib";
 import type { Sequence, SequenceHooks } from "../lib/model/sequence";
 import { fixtureModels, fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
@@ -15,7 +15,8 @@ const rng = new Random();
 const logitTolerance = (scale: number) => 1e-4 * Math.max(1, scale);
 
 function worstError(got: Float32Array, want: Float32Array): { worst: number; scale: number } {
-  let worst = 0, scale = 0;
+  let worst = 0,
+    scale = 0;
   for (let j = 0; j < want.length; j++) {
     scale = Math.max(scale, Math.abs(want[j]));
     worst = Math.max(worst, Math.abs(got[j] - want[j]));
@@ -100,9 +101,13 @@ describe("Sequence and the step's contract", () => {
   const randomIds = (n: number) => Array.from({ length: n }, () => rng.int(0, model.config.vocabSize - 1));
 
   test("dispose() gives every page back, cut layers included, a second dispose() changes nothing, and no step leaves tensors behind", () => {
-    const used = model.pool.usedPages, bytes = memoryUsage().cpu;
+    const used = model.pool.usedPages,
+      bytes = memoryUsage().cpu;
     let disposed = 0;
-    const seq = model.decoder.createSequence({ ringAtStart: (l) => (l === 0 ? { sink: 1, window: 5 } : undefined), dispose: () => disposed++ });
+    const seq = model.decoder.createSequence({
+      ringAtStart: (l) => (l === 0 ? { sink: 1, window: 5 } : undefined),
+      dispose: () => disposed++,
+    });
     expect(seq.caches[0].kind).toBe("streaming");
     model.decoder.prefill(seq, randomIds(rng.int(20, 60)), { chunkSize: rng.int(3, 16) });
     model.decoder.step([seq], randomIds(1), "argmax");
@@ -127,7 +132,9 @@ describe("Sequence and the step's contract", () => {
       model.decoder.prefill(seq, randomIds(5));
       const pages = seq.caches.map((c) => c.pageTable.length);
       expect(() => model.decoder.step([seq, seq], [1, 2], "logits")).toThrow(/appears more than once/);
-      expect(() => model.decoder.step([seq], [1], "probabilities" as never)).toThrow(/output must be one of logits, argmax, none or a function of the logits, got "probabilities"/);
+      expect(() => model.decoder.step([seq], [1], "probabilities" as never)).toThrow(
+        /output must be one of logits, argmax, none or a function of the logits, got "probabilities"/,
+      );
       expect(seq.length).toBe(5);
       expect(seq.caches.map((c) => c.length)).toEqual(seq.caches.map(() => 5));
       expect(seq.caches.map((c) => c.pageTable.length)).toEqual(pages);
@@ -161,15 +168,18 @@ describe("Sequence and the step's contract", () => {
       const hooks: SequenceHooks = {
         observesQueries: () => true,
         observeQueries: (_seq: Sequence, layer: number, q: Tensor, start: number) => {
-          const rows = q.toFloat32Array(), width = rows.length / q.shape[0];
+          const rows = q.toFloat32Array(),
+            width = rows.length / q.shape[0];
           for (let t = 0; t < q.shape[0]; t++) seen.set(`${layer}@${start + t}`, rows.slice(t * width, (t + 1) * width));
         },
         afterStep: () => afterSteps++,
       };
       return { hooks, seen, afterSteps: () => afterSteps };
     };
-    const whole = observing(), stepped = observing();
-    const a = model.decoder.createSequence(whole.hooks), b = model.decoder.createSequence(stepped.hooks);
+    const whole = observing(),
+      stepped = observing();
+    const a = model.decoder.createSequence(whole.hooks),
+      b = model.decoder.createSequence(stepped.hooks);
     try {
       model.decoder.prefill(a, ids);
       model.decoder.prefill(b, ids.slice(0, split));

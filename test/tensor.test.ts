@@ -26,8 +26,10 @@ describe("Tensor", () => {
 
   test.each(["bf16", "f16"] as const)("%s stores values rounded to nearest even", (dtype) => {
     // Random values over a wide range, exact ties, the subnormal range of f16, and overflow.
-    const special = dtype === "f16" ? [65504, 65519, 65520, -70000, 6e-8, 3e-8, 2.98e-8, 1e-5, 1 + 2 ** -11, 1 + 3 * 2 ** -11]
-                                    : [1 + 2 ** -8, 1 + 3 * 2 ** -8, 3e38, 1e-38, -2.5e-39];
+    const special =
+      dtype === "f16"
+        ? [65504, 65519, 65520, -70000, 6e-8, 3e-8, 2.98e-8, 1e-5, 1 + 2 ** -11, 1 + 3 * 2 ** -11]
+        : [1 + 2 ** -8, 1 + 3 * 2 ** -8, 3e38, 1e-38, -2.5e-39];
     const values = Float32Array.from([...rng.normals(500, 100), ...rng.normals(500, 1e-3), ...special, Infinity, -Infinity, 0]);
     const t = Tensor.from(values, [values.length], { dtype });
     const got = t.toFloat32Array();

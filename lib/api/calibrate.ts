@@ -1,10 +1,10 @@
 // Calibration: run auto selection over a set of prompts, count how often each layer is lazy, and
 // keep the most frequent L − P as a layer file that fixed mode reads.
 import * as fs from "node:fs";
-import type { Model } from "./model";
+import { ringSize, type StreamingShape } from "../common/geometry";
 import { optionalFunction, optionalSignal, optionsObject } from "../common/validate";
-import { HybridOptions, resolveHybrid } from "../hybrid/options";
-import { ringSize, StreamingShape } from "../common/geometry";
+import { type HybridOptions, resolveHybrid } from "../hybrid/options";
+import type { Model } from "./model";
 
 /** A layer file: the streaming shape it was calibrated with, and the layers it chose. */
 export interface LayerFile extends StreamingShape {
@@ -65,7 +65,10 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
     fullLayers: resolved.fullLayers,
     prompts: measured,
     counts,
-    lazyLayers: order.slice(0, model.config.layers - resolved.fullLayers).map((e) => e.l).sort((a, b) => a - b),
+    lazyLayers: order
+      .slice(0, model.config.layers - resolved.fullLayers)
+      .map((e) => e.l)
+      .sort((a, b) => a - b),
   };
 }
 
@@ -77,7 +80,11 @@ export function readLayerFile(file: string): LayerFile {
   } catch (err) {
     throw new Error(`${file}: cannot be read as a layer file (${(err as Error).message})`);
   }
-  if (!Array.isArray(data.lazyLayers) || !Number.isInteger(data.layers) || data.lazyLayers.some((l) => !Number.isInteger(l) || l < 0 || l >= data.layers))
+  if (
+    !Array.isArray(data.lazyLayers) ||
+    !Number.isInteger(data.layers) ||
+    data.lazyLayers.some((l) => !Number.isInteger(l) || l < 0 || l >= data.layers)
+  )
     throw new Error(`${file}: needs 'layers' and a 'lazyLayers' list of layer indices below it`);
   return data;
 }

@@ -1,17 +1,17 @@
 // loadModel and Model: a checkpoint on a device, its tokenizer, and the KV page pool its
 // sessions share.
 import { PagePool } from "../cache/page-pool";
-import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
-import { cudaStatus, devices } from "../runtime/devices";
-import { ModelConfig, readConfig } from "../checkpoint/config";
-import { Decoder } from "../model/decoder";
-import { Checkpoint, loadWeights, LoadProgress, ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
-import { DeviceName, DType, dtypeBytes } from "../runtime/tensor";
+import { type ModelConfig, readConfig } from "../checkpoint/config";
 import { Tokenizer } from "../checkpoint/tokenizer";
+import { Checkpoint, type LoadProgress, loadWeights, type ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
+import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
+import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
 import type { Prompt } from "../generate/prompt";
+import { Decoder } from "../model/decoder";
+import { cudaStatus, devices } from "../runtime/devices";
+import { type DeviceName, type DType, dtypeBytes } from "../runtime/tensor";
 import { generateBatch, Session } from "./session";
-import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 
 export interface LoadModelOptions {
   /** "cpu", "cuda" or "cuda:N"; default "cuda" when available, else "cpu". */
@@ -41,17 +41,17 @@ export interface LoadModelOptions {
 export async function loadModel(dir: string, options?: LoadModelOptions): Promise<Model> {
   options = validateLoad(dir, options);
   const device = options.device ?? (cudaStatus().available ? "cuda:0" : "cpu");
-  if (device !== "cpu" && !cudaStatus().available) throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
+  if (device !== "cpu" && !cudaStatus().available)
+    throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
   const config = readConfig(dir);
   const tokenizer = Tokenizer.fromDirectory(dir);
   const checkpoint = new Checkpoint(dir);
   try {
     const stored = checkpoint.file("model.embed_tokens.weight").get("model.embed_tokens.weight").dtype;
-    const dtype: DType | undefined =
-      options.dtype ?? (device === "cpu" ? undefined : stored === "F16" ? "f16" : "bf16");
+    const dtype: DType | undefined = options.dtype ?? (device === "cpu" ? undefined : stored === "F16" ? "f16" : "bf16");
     if (device !== "cpu" && dtype === "f32") throw new Error("f32 weights are CPU-only; use dtype 'bf16' or 'f16' on CUDA");
     const weights = await loadWeights(checkpoint, config, { device, dtype, onProgress: options.onProgress, signal: options.signal });
-    const activation: DType = device === "cpu" ? options.computeDType ?? "f32" : weights.embed.dtype;
+    const activation: DType = device === "cpu" ? (options.computeDType ?? "f32") : weights.embed.dtype;
     try {
       return new Model(dir, config, tokenizer, weights, device, activation, options);
     } catch (err) {
@@ -67,7 +67,8 @@ const floatDTypes = ["f32", "f16", "bf16"] as const;
 
 /** Every loadModel option checked, before anything is read. */
 function validateLoad(dir: unknown, options: LoadModelOptions | undefined): LoadModelOptions {
-  if (typeof dir !== "string" || dir === "") throw new TypeError(`loadModel: dir must be a model directory path (a string), got ${show(dir)}`);
+  if (typeof dir !== "string" || dir === "")
+    throw new TypeError(`loadModel: dir must be a model directory path (a string), got ${show(dir)}`);
   const o = optionsObject(options, "loadModel: options");
   if (o.device !== undefined && (typeof o.device !== "string" || !/^(cpu|cuda|cuda:\d+)$/.test(o.device)))
     throw new RangeError(`loadModel: device must be "cpu", "cuda" or "cuda:N", got ${show(o.device)}`);

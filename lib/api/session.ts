@@ -2,14 +2,20 @@
 // persists across calls, or for many fresh ones at once.
 import type { PagePool } from "../cache/page-pool";
 import { fullCachePages } from "../common/geometry";
-import type { HybridState } from "../hybrid/policy";
 import { show } from "../common/validate";
-import { GenerationCounters, generationLoop, GenerationModel } from "../generate/loop";
+import { type GenerationCounters, type GenerationModel, generationLoop } from "../generate/loop";
 import {
-  checkGenerateOptions, checkSessionOptions, GenerateChunk, GenerateOptions, GenerateResult, SessionOptions, SessionSettings,
+  checkGenerateOptions,
+  checkSessionOptions,
+  type GenerateChunk,
+  type GenerateOptions,
+  type GenerateResult,
+  type SessionOptions,
+  type SessionSettings,
 } from "../generate/options";
-import { checkPromptFits, Prompt, promptIds } from "../generate/prompt";
+import { checkPromptFits, type Prompt, promptIds } from "../generate/prompt";
 import { GenerationSequence } from "../generate/sequence";
+import type { HybridState } from "../hybrid/policy";
 
 export interface SessionStats {
   promptTokens: number;
@@ -49,7 +55,11 @@ export class Session implements AsyncDisposable {
   private readonly counters: GenerationCounters = { promptTokens: 0, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0 };
 
   /** @internal use model.createSession */
-  constructor(private readonly model: SessionModel, options: SessionOptions | undefined, private readonly onDispose: () => void) {
+  constructor(
+    private readonly model: SessionModel,
+    options: SessionOptions | undefined,
+    private readonly onDispose: () => void,
+  ) {
     this.settings = checkSessionOptions(options, model.config, "createSession");
     this.sequence = new GenerationSequence(model.decoder, this.settings.hybrid);
   }
@@ -87,7 +97,13 @@ export class Session implements AsyncDisposable {
     this.busy = true;
     try {
       const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
-      const loop = generationLoop(this.model, [{ sequence, ids }], { ...settings, ...this.settings, owner, releaseSequences: false, counters: this.counters });
+      const loop = generationLoop(this.model, [{ sequence, ids }], {
+        ...settings,
+        ...this.settings,
+        owner,
+        releaseSequences: false,
+        counters: this.counters,
+      });
       for await (const { chunk } of loop) yield chunk;
     } finally {
       this.busy = false;
@@ -117,7 +133,11 @@ export class Session implements AsyncDisposable {
  * for all the sequences still going; each gives its KV pages back as it finishes.
  * @example const results = await generateBatch(model, ["a", "b"], { maxNewTokens: 32 });
  */
-export async function generateBatch(model: SessionModel, prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
+export async function generateBatch(
+  model: SessionModel,
+  prompts: Prompt[],
+  options?: GenerateOptions & SessionOptions,
+): Promise<GenerateResult[]> {
   const settings = checkGenerateOptions(options, "generateBatch");
   const session = checkSessionOptions(options, model.config, "generateBatch");
   if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
@@ -132,7 +152,11 @@ export async function generateBatch(model: SessionModel, prompts: Prompt[], opti
   }
   const results: GenerateResult[] = encoded.map(() => ({ text: "", tokens: [], finishReason: "length" }));
   const owner = { name: "model" as const, isLive: () => !model.isDisposed };
-  const loop = generationLoop(model, encoded.map((ids, i) => ({ sequence: sequences[i], ids })), { ...settings, ...session, owner, releaseSequences: true });
+  const loop = generationLoop(
+    model,
+    encoded.map((ids, i) => ({ sequence: sequences[i], ids })),
+    { ...settings, ...session, owner, releaseSequences: true },
+  );
   for await (const { index, chunk } of loop) {
     const result = results[index];
     result.text += chunk.text;

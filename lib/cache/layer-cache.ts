@@ -2,10 +2,11 @@
 // streaming cache is a fixed ring of ceil((sink + window) / pageSize) pages where token p sits
 // at slot p if p < sink, else sink + (p - sink) mod window (DESIGN.md section 2). The arithmetic
 // of both is lib/common/geometry.ts.
+
+import { heldSlots, pagesAfterAppend, poolSlot, type RingShape, ringPages, ringSize, ringSlot } from "../common/geometry";
 import * as kernels from "../kernels";
-import { heldSlots, pagesAfterAppend, poolSlot, RingShape, ringPages, ringSize, ringSlot } from "../common/geometry";
 import { Tensor } from "../runtime/tensor";
-import { PagePool } from "./page-pool";
+import type { PagePool } from "./page-pool";
 
 abstract class PagedCache {
   /** Tokens written so far (the logical length, also for a ring). */
@@ -121,8 +122,13 @@ export class FullCache extends PagedCache {
       });
       try {
         kernels.cutToStreaming({
-          kPages: this.pool.kPages, vPages: this.pool.vPages, srcPageTable: src, dstPageTable: dst,
-          length: this.length, sink, window,
+          kPages: this.pool.kPages,
+          vPages: this.pool.vPages,
+          srcPageTable: src,
+          dstPageTable: dst,
+          length: this.length,
+          sink,
+          window,
         });
       } finally {
         src.dispose();
@@ -140,7 +146,11 @@ export class FullCache extends PagedCache {
 export class StreamingCache extends PagedCache implements RingShape {
   readonly kind = "streaming";
 
-  constructor(pool: PagePool, readonly sink: number, readonly window: number) {
+  constructor(
+    pool: PagePool,
+    readonly sink: number,
+    readonly window: number,
+  ) {
     super(pool);
     if (!Number.isInteger(sink) || sink < 0) throw new RangeError(`sink must be an integer >= 0, got ${sink}`);
     if (!Number.isInteger(window) || window < 1) throw new RangeError(`window must be an integer >= 1, got ${window}`);

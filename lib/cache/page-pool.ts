@@ -1,8 +1,9 @@
 // The KV page pool of one device (DESIGN.md section 4): two tensors [numPages, pageSize, hkv, d]
 // (K and V) shared by every layer of every sequence, and the bookkeeping of which pages are free.
 // A page holds pageSize tokens of one layer; pages come back the moment a cache lets them go.
-import { DeviceName, DType, dtypeBytes, Tensor } from "../runtime/tensor";
+
 import { pageBytes } from "../common/geometry";
+import { type DeviceName, type DType, dtypeBytes, Tensor } from "../runtime/tensor";
 
 export interface PagePoolOptions {
   numPages: number;
@@ -44,7 +45,9 @@ export class PagePool {
     if (!Number.isInteger(o.pageSize) || o.pageSize < 1) throw new RangeError(`pageSize must be an integer >= 1, got ${o.pageSize}`);
     const maxPages = Math.floor(maxPoolSlots / o.pageSize);
     if (!Number.isInteger(o.numPages) || o.numPages < 1 || o.numPages > maxPages)
-      throw new RangeError(`numPages must be an integer in [1, ${maxPages}] (pool slots are int32), got ${o.numPages}: ask for fewer kvCacheBytes`);
+      throw new RangeError(
+        `numPages must be an integer in [1, ${maxPages}] (pool slots are int32), got ${o.numPages}: ask for fewer kvCacheBytes`,
+      );
     const shape = [o.numPages, o.pageSize, o.kvHeads, o.headDim];
     this.kPages = Tensor.empty(shape, o.dtype, o.device);
     try {
@@ -88,7 +91,8 @@ export class PagePool {
   }
 
   release(pages: readonly number[]): void {
-    if (this.freeCount + pages.length > this.numPages) throw new Error(`internal: ${pages.length} page(s) released into a pool with ${this.numPages - this.freeCount} in use`);
+    if (this.freeCount + pages.length > this.numPages)
+      throw new Error(`internal: ${pages.length} page(s) released into a pool with ${this.numPages - this.freeCount} in use`);
     for (let i = pages.length - 1; i >= 0; i--) this.free[this.freeCount++] = pages[i];
   }
 

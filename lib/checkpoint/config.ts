@@ -70,7 +70,10 @@ export function readConfig(dir: string): ModelConfig {
     raw = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError(file, e.code === "ENOENT" ? "not found: is this a Hugging Face model directory?" : `cannot be read as JSON (${e.message})`);
+    throw new ConfigError(
+      file,
+      e.code === "ENOENT" ? "not found: is this a Hugging Face model directory?" : `cannot be read as JSON (${e.message})`,
+    );
   }
   return parseConfig(raw as Record<string, unknown>, file);
 }
@@ -90,7 +93,8 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail(`must hold a JSON object, got ${show(raw)}`);
   const int = (key: string, max: number, fallback?: number, min = 1): number => {
     const v = raw[key] ?? fallback;
-    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) fail(`'${key}' must be an integer in [${min}, ${max}], got ${show(raw[key])}`);
+    if (!Number.isInteger(v) || (v as number) < min || (v as number) > max)
+      fail(`'${key}' must be an integer in [${min}, ${max}], got ${show(raw[key])}`);
     return v as number;
   };
 
@@ -107,18 +111,22 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
   const heads = int("num_attention_heads", configLimits.heads);
   const kvHeads = raw.num_key_value_heads ?? heads;
   if (!Number.isInteger(kvHeads) || (kvHeads as number) < 1 || (kvHeads as number) > heads || heads % (kvHeads as number))
-    fail(`'num_key_value_heads' must be an integer in [1, ${heads}] dividing num_attention_heads (${heads}), got ${show(raw.num_key_value_heads)}`);
+    fail(
+      `'num_key_value_heads' must be an integer in [1, ${heads}] dividing num_attention_heads (${heads}), got ${show(raw.num_key_value_heads)}`,
+    );
   const headDim = raw.head_dim == null ? hiddenSize / heads : int("head_dim", configLimits.headDim, undefined, 2);
   if (!Number.isInteger(headDim)) fail(`hidden_size ${hiddenSize} is not divisible by num_attention_heads ${heads}; set head_dim`);
   if (headDim % 2 || headDim > configLimits.headDim)
     fail(`'head_dim' must be even (rotary embeddings rotate pairs) and at most ${configLimits.headDim}, got ${headDim}`);
 
   const positive = (key: string, value: unknown): number => {
-    if (typeof value !== "number" || !Number.isFinite(value) || !(value > 0)) fail(`'${key}' must be a finite number > 0, got ${show(value)}`);
+    if (typeof value !== "number" || !Number.isFinite(value) || !(value > 0))
+      fail(`'${key}' must be a finite number > 0, got ${show(value)}`);
     return value as number;
   };
   const rmsNormEps = raw.rms_norm_eps ?? 1e-6;
-  if (typeof rmsNormEps !== "number" || !(rmsNormEps > 0 && rmsNormEps < 1)) fail(`'rms_norm_eps' must be a number in (0, 1), got ${show(raw.rms_norm_eps)}`);
+  if (typeof rmsNormEps !== "number" || !(rmsNormEps > 0 && rmsNormEps < 1))
+    fail(`'rms_norm_eps' must be a number in (0, 1), got ${show(raw.rms_norm_eps)}`);
 
   // rope_parameters (newer transformers) carries rope_theta and the scaling together.
   const object = (key: string): Record<string, unknown> | null => {
@@ -138,7 +146,8 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     fail("use_sliding_window=true (Qwen2 sliding-window layers) is not supported");
 
   const tokenId = (key: string, v: unknown): number => {
-    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) >= vocabSize) fail(`'${key}' must be a token id in [0, ${vocabSize - 1}], got ${show(v)}`);
+    if (!Number.isInteger(v) || (v as number) < 0 || (v as number) >= vocabSize)
+      fail(`'${key}' must be a token id in [0, ${vocabSize - 1}], got ${show(v)}`);
     return v as number;
   };
   const eos = raw.eos_token_id;

@@ -6,7 +6,7 @@
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }, then the data;
 // offsets are relative to the end of the header.
 import * as fs from "node:fs";
-import { DType, Tensor } from "../runtime/tensor";
+import { type DType, Tensor } from "../runtime/tensor";
 
 export type FileDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 const byteSizes: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
@@ -96,9 +96,7 @@ export class SafetensorsFile {
       for (let done = 0; done < length; ) {
         const n = Math.min(chunk, length - done);
         const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
-          fs.read(this.fd!, window(done, n), 0, n, entry.begin + done, (err, bytesRead) =>
-            err ? reject(err) : resolve({ bytesRead }),
-          ),
+          fs.read(this.fd!, window(done, n), 0, n, entry.begin + done, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),
         );
         if (bytesRead === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
         done += bytesRead;
@@ -163,7 +161,10 @@ function parseHeader(path: string, fd: number) {
   if (fs.readSync(fd, lengthBytes, 0, 8, 0) !== 8) throw new SafetensorsError(path, "ended while reading the header length");
   const headerLength = Number(lengthBytes.readBigUInt64LE(0));
   if (headerLength < 2 || headerLength > maxHeaderBytes)
-    throw new SafetensorsError(path, `header length ${headerLength} is not plausible (expected 2 .. ${maxHeaderBytes} bytes): not a safetensors file?`);
+    throw new SafetensorsError(
+      path,
+      `header length ${headerLength} is not plausible (expected 2 .. ${maxHeaderBytes} bytes): not a safetensors file?`,
+    );
   if (8 + headerLength > size)
     throw new SafetensorsError(path, `header says ${headerLength} bytes but the file has only ${size - 8} after the length: truncated`);
   const headerBytes = Buffer.alloc(headerLength);
@@ -196,17 +197,26 @@ function parseHeader(path: string, fd: number) {
       continue;
     }
     const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof info !== "object" || info === null || Array.isArray(info)) throw new SafetensorsError(path, `entry '${name}' is not an object`);
+    if (typeof info !== "object" || info === null || Array.isArray(info))
+      throw new SafetensorsError(path, `entry '${name}' is not an object`);
     if (typeof info.dtype !== "string" || !Object.hasOwn(byteSizes, info.dtype))
       throw new SafetensorsError(path, `tensor '${name}' has unknown dtype ${JSON.stringify(info.dtype)}`);
     const shape = info.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       throw new SafetensorsError(path, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     const offsets = info.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1])
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
+      offsets[0] > offsets[1]
+    )
       throw new SafetensorsError(path, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offsets)}`);
     if (offsets[1] > dataSize)
-      throw new SafetensorsError(path, `tensor '${name}' ends at byte ${offsets[1]} of the data but the file holds ${dataSize}: truncated or corrupt`);
+      throw new SafetensorsError(
+        path,
+        `tensor '${name}' ends at byte ${offsets[1]} of the data but the file holds ${dataSize}: truncated or corrupt`,
+      );
     const expected = (shape as number[]).reduce((a, b) => a * b, byteSizes[info.dtype]);
     if (!Number.isSafeInteger(expected))
       throw new SafetensorsError(path, `tensor '${name}' has shape ${JSON.stringify(shape)}, too large for any file`);
@@ -215,7 +225,13 @@ function parseHeader(path: string, fd: number) {
         path,
         `tensor '${name}' (${info.dtype} ${JSON.stringify(shape)}) needs ${expected} bytes but its data_offsets span ${offsets[1] - offsets[0]}`,
       );
-    entries.set(name, { name, dtype: info.dtype as FileDType, shape: shape as number[], begin: dataStart + offsets[0], end: dataStart + offsets[1] });
+    entries.set(name, {
+      name,
+      dtype: info.dtype as FileDType,
+      shape: shape as number[],
+      begin: dataStart + offsets[0],
+      end: dataStart + offsets[1],
+    });
   }
   checkCoverage(path, [...entries.values()], dataStart, dataSize);
   return { entries, metadata };

@@ -50,8 +50,11 @@ export class Tokenizer {
     this.eosToken = tokenText(config.eos_token);
     const chat = config.chat_template;
     // A list of named templates is allowed; the "default" one is the chat template.
-    const source = Array.isArray(chat) ? (chat.find((t) => t?.name === "default")?.template as string | undefined) : (chat as string | undefined);
-    if (source !== undefined && typeof source !== "string") throw new TypeError(`chat_template must be a string or a list of named templates, got ${typeof source}`);
+    const source = Array.isArray(chat)
+      ? (chat.find((t) => t?.name === "default")?.template as string | undefined)
+      : (chat as string | undefined);
+    if (source !== undefined && typeof source !== "string")
+      throw new TypeError(`chat_template must be a string or a list of named templates, got ${typeof source}`);
     if (typeof source === "string") this.template = new Template(source);
   }
 

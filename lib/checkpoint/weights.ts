@@ -5,9 +5,9 @@
 // layer projects its attention input with one GEMM.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { DeviceName, DType, Tensor } from "../runtime/tensor";
-import { ModelConfig } from "./config";
-import { FileDType, SafetensorsError, SafetensorsFile } from "./safetensors";
+import { type DeviceName, type DType, Tensor } from "../runtime/tensor";
+import type { ModelConfig } from "./config";
+import { type FileDType, SafetensorsError, SafetensorsFile } from "./safetensors";
 
 export interface LayerWeights {
   inputNorm: Tensor;
@@ -66,7 +66,10 @@ export class Checkpoint {
         this.files.push(file);
         for (const name of file.entries.keys()) this.byName.set(name, file);
       } else {
-        throw new SafetensorsError(dir, "no model.safetensors or model.safetensors.index.json found (only safetensors checkpoints are supported)");
+        throw new SafetensorsError(
+          dir,
+          "no model.safetensors or model.safetensors.index.json found (only safetensors checkpoints are supported)",
+        );
       }
     } catch (err) {
       this.close();
@@ -82,11 +85,15 @@ export class Checkpoint {
       throw new SafetensorsError(index, `cannot be read as JSON (${(err as Error).message})`);
     }
     const weightMap = (parsed as { weight_map?: unknown } | null)?.weight_map;
-    if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) throw new SafetensorsError(index, "has no 'weight_map' object");
+    if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap))
+      throw new SafetensorsError(index, "has no 'weight_map' object");
     const opened = new Map<string, SafetensorsFile>();
     for (const [name, file] of Object.entries(weightMap)) {
       if (typeof file !== "string" || file === "" || path.basename(file) !== file)
-        throw new SafetensorsError(index, `weight_map entry '${name}' names ${JSON.stringify(file)}, which is not a file name inside the model directory`);
+        throw new SafetensorsError(
+          index,
+          `weight_map entry '${name}' names ${JSON.stringify(file)}, which is not a file name inside the model directory`,
+        );
       let shard = opened.get(file);
       if (!shard) {
         shard = SafetensorsFile.open(path.join(this.dir, file));
@@ -100,7 +107,8 @@ export class Checkpoint {
     for (const [file, shard] of opened)
       for (const name of shard.entries.keys()) {
         const other = holder.get(name);
-        if (other !== undefined) throw new SafetensorsError(index, `tensor '${name}' is in both ${other} and ${file}: the shards must not overlap`);
+        if (other !== undefined)
+          throw new SafetensorsError(index, `tensor '${name}' is in both ${other} and ${file}: the shards must not overlap`);
         holder.set(name, file);
       }
     for (const [name, file] of holder)
@@ -121,9 +129,13 @@ export class Checkpoint {
   expect(name: string, shape: number[]): void {
     const file = this.file(name);
     const entry = file.get(name);
-    if (!weightDTypes.includes(entry.dtype)) throw new SafetensorsError(file.path, `tensor '${name}' is ${entry.dtype}; weights must be ${weightDTypes.join(", ")}`);
+    if (!weightDTypes.includes(entry.dtype))
+      throw new SafetensorsError(file.path, `tensor '${name}' is ${entry.dtype}; weights must be ${weightDTypes.join(", ")}`);
     if (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i]))
-      throw new SafetensorsError(file.path, `tensor '${name}' has shape [${entry.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`);
+      throw new SafetensorsError(
+        file.path,
+        `tensor '${name}' has shape [${entry.shape.join(", ")}] but config.json implies [${shape.join(", ")}]`,
+      );
   }
 
   close(): void {
@@ -139,7 +151,12 @@ interface Planned {
   shape: number[];
 }
 
-function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Planned; layers: Record<keyof LayerWeights, Planned | undefined>[] } {
+function plan(config: ModelConfig): {
+  embed: Planned;
+  norm: Planned;
+  lmHead?: Planned;
+  layers: Record<keyof LayerWeights, Planned | undefined>[];
+} {
   const { hiddenSize: h, heads, kvHeads, headDim: d, intermediateSize: inter, vocabSize: vocab } = config;
   const one = (name: string, shape: number[]): Planned => ({ sources: [{ name, shape }], shape });
   const stack = (parts: Array<[string, number[]]>): Planned => ({
@@ -150,14 +167,21 @@ function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Pl
     const p = `model.layers.${i}.self_attn.`;
     const m = `model.layers.${i}.mlp.`;
     const projections = (suffix: string, cols: number[]) =>
-      stack([[`${p}q_proj.${suffix}`, [heads * d, ...cols]], [`${p}k_proj.${suffix}`, [kvHeads * d, ...cols]], [`${p}v_proj.${suffix}`, [kvHeads * d, ...cols]]]);
+      stack([
+        [`${p}q_proj.${suffix}`, [heads * d, ...cols]],
+        [`${p}k_proj.${suffix}`, [kvHeads * d, ...cols]],
+        [`${p}v_proj.${suffix}`, [kvHeads * d, ...cols]],
+      ]);
     return {
       inputNorm: one(`model.layers.${i}.input_layernorm.weight`, [h]),
       qkv: projections("weight", [h]),
       qkvBias: config.attentionBias ? projections("bias", []) : undefined,
       o: one(`${p}o_proj.weight`, [h, heads * d]),
       postNorm: one(`model.layers.${i}.post_attention_layernorm.weight`, [h]),
-      gateUp: stack([[`${m}gate_proj.weight`, [inter, h]], [`${m}up_proj.weight`, [inter, h]]]),
+      gateUp: stack([
+        [`${m}gate_proj.weight`, [inter, h]],
+        [`${m}up_proj.weight`, [inter, h]],
+      ]),
       down: one(`${m}down_proj.weight`, [h, inter]),
     };
   });
@@ -175,8 +199,12 @@ function plan(config: ModelConfig): { embed: Planned; norm: Planned; lmHead?: Pl
  */
 export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, options: LoadWeightsOptions): Promise<ModelWeights> {
   const layout = plan(config);
-  const all: Planned[] = [layout.embed, layout.norm, ...(layout.lmHead ? [layout.lmHead] : []),
-    ...layout.layers.flatMap((l) => Object.values(l).filter((p): p is Planned => p !== undefined))];
+  const all: Planned[] = [
+    layout.embed,
+    layout.norm,
+    ...(layout.lmHead ? [layout.lmHead] : []),
+    ...layout.layers.flatMap((l) => Object.values(l).filter((p): p is Planned => p !== undefined)),
+  ];
   // Check every tensor before reading any, so a mismatched checkpoint fails fast.
   for (const planned of all) for (const { name, shape } of planned.sources) checkpoint.expect(name, shape);
   const sourceDTypes = new Set(all.flatMap((p) => p.sources.map((s) => checkpoint.file(s.name).get(s.name).dtype)));
@@ -195,7 +223,10 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
       for (const { name } of planned.sources) {
         const file = checkpoint.file(name);
         if (file.get(name).dtype !== first.dtype)
-          throw new SafetensorsError(file.path, `tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`);
+          throw new SafetensorsError(
+            file.path,
+            `tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`,
+          );
         await file.readAsync(name, staging, offset);
         offset += file.get(name).shape.reduce((a, b) => a * b, 1);
         loadedBytes += sizeOf(checkpoint, name);
@@ -222,14 +253,18 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
 
   try {
     if (sourceDTypes.size > 1 && !options.dtype)
-      throw new SafetensorsError(checkpoint.dir, `weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`);
+      throw new SafetensorsError(
+        checkpoint.dir,
+        `weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`,
+      );
     const embed = await load(layout.embed);
     const norm = await load(layout.norm);
     const lmHead = layout.lmHead ? await load(layout.lmHead) : embed;
     const layers: LayerWeights[] = [];
     for (const l of layout.layers) {
       const w: Partial<LayerWeights> = {};
-      for (const [key, planned] of Object.entries(l) as [keyof LayerWeights, Planned | undefined][]) if (planned) w[key] = await load(planned);
+      for (const [key, planned] of Object.entries(l) as [keyof LayerWeights, Planned | undefined][])
+        if (planned) w[key] = await load(planned);
       layers.push(w as LayerWeights);
     }
     return { embed, norm, lmHead, layers };

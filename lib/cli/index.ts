@@ -1,22 +1,23 @@
 #!/usr/bin/env node
 // The `lighttransfer` command: generate text, list devices.
 import * as fs from "node:fs";
-import { Command, InvalidArgumentError, Option } from "commander";
 import { SingleBar } from "cli-progress";
-import { cudaStatus, devices, loadModel, Model } from "../index";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { calibrate } from "../api/calibrate";
+import { readConfig } from "../checkpoint/config";
+import { Checkpoint } from "../checkpoint/weights";
+import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry";
 import { heatmapSvg } from "../hybrid/heatmap";
 import { resolveHybrid } from "../hybrid/options";
 import { planMemory } from "../hybrid/planner";
-import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry";
-import { readConfig } from "../checkpoint/config";
-import { Checkpoint } from "../checkpoint/weights";
+import { cudaStatus, devices, loadModel, type Model } from "../index";
 import type { DeviceName } from "../runtime/tensor";
 
 function number(kind: "int" | "float") {
   return (value: string) => {
     const n = kind === "int" ? Number.parseInt(value, 10) : Number.parseFloat(value);
-    if (!Number.isFinite(n) || (kind === "int" && String(n) !== value.trim())) throw new InvalidArgumentError(`not a${kind === "int" ? "n integer" : " number"}: ${value}`);
+    if (!Number.isFinite(n) || (kind === "int" && String(n) !== value.trim()))
+      throw new InvalidArgumentError(`not a${kind === "int" ? "n integer" : " number"}: ${value}`);
     return n;
   };
 }
@@ -46,9 +47,16 @@ program
       const session = model.createSession({ maxContext: o.maxContext });
       const prompt = o.chat ? [{ role: "user", content: o.prompt }] : o.prompt;
       for await (const chunk of session.generate(prompt, {
-        maxNewTokens: o.maxNewTokens, temperature: o.temperature, topK: o.topK, topP: o.topP,
-        repetitionPenalty: o.repetitionPenalty, seed: o.seed, stop: o.stop, signal,
-      })) process.stdout.write(chunk.text);
+        maxNewTokens: o.maxNewTokens,
+        temperature: o.temperature,
+        topK: o.topK,
+        topP: o.topP,
+        repetitionPenalty: o.repetitionPenalty,
+        seed: o.seed,
+        stop: o.stop,
+        signal,
+      }))
+        process.stdout.write(chunk.text);
       process.stdout.write("\n");
       if (o.stats) {
         const s = session.stats;
@@ -86,7 +94,11 @@ function abortOnSigint(): AbortSignal {
 
 /** Prompts of a prompt file: separated by lines holding only "---". */
 function readPrompts(file: string): string[] {
-  return fs.readFileSync(file, "utf8").split(/^---$/m).map((p) => p.trim()).filter((p) => p.length > 0);
+  return fs
+    .readFileSync(file, "utf8")
+    .split(/^---$/m)
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
 }
 
 function bytesArg(value: string): number {
@@ -95,7 +107,21 @@ function bytesArg(value: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
   if (!m) throw new InvalidArgumentError(`not a size: ${value} (e.g. 80GB, 64GiB, 1e9)`);
   const unit = (m[2] ?? "b").toLowerCase();
-  const scale: Record<string, number> = { b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30, t: 1e12, tb: 1e12, tib: 2 ** 40 };
+  const scale: Record<string, number> = {
+    b: 1,
+    k: 1e3,
+    kb: 1e3,
+    kib: 2 ** 10,
+    m: 1e6,
+    mb: 1e6,
+    mib: 2 ** 20,
+    g: 1e9,
+    gb: 1e9,
+    gib: 2 ** 30,
+    t: 1e12,
+    tb: 1e12,
+    tib: 2 ** 40,
+  };
   if (!(unit in scale)) throw new InvalidArgumentError(`unknown unit in ${value}`);
   return Number(m[1]) * scale[unit];
 }
@@ -124,23 +150,41 @@ program
       checkpoint.close();
     }
     const { fullLayers } = resolveHybrid({ mode: "auto", fullLayers: o.fullLayers, sink: o.sink, window: o.window }, config.layers);
-    const plan = planMemory(config, { context: o.context, memoryBytes: o.memory, weightBytes, fullLayers, sink: o.sink, window: o.window, pageSize: o.pageSize });
+    const plan = planMemory(config, {
+      context: o.context,
+      memoryBytes: o.memory,
+      weightBytes,
+      fullLayers,
+      sink: o.sink,
+      window: o.window,
+      pageSize: o.pageSize,
+    });
     const gib = (b: number) =>
-      b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(2)} MiB` : `${(b / 2 ** 10).toFixed(1)} KiB`;
-    console.log(`${config.architecture}: ${config.layers} layers, ${config.kvHeads} KV heads × ${config.headDim}, bf16 weights ${gib(weightBytes)}`);
-    console.log(`context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B)`);
+      b >= 2 ** 30
+        ? `${(b / 2 ** 30).toFixed(2)} GiB`
+        : b >= 2 ** 20
+          ? `${(b / 2 ** 20).toFixed(2)} MiB`
+          : `${(b / 2 ** 10).toFixed(1)} KiB`;
+    console.log(
+      `${config.architecture}: ${config.layers} layers, ${config.kvHeads} KV heads × ${config.headDim}, bf16 weights ${gib(weightBytes)}`,
+    );
+    console.log(
+      `context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B)`,
+    );
     console.log(`KV pool: ${plan.poolPages} pages = ${gib(plan.poolBytes)}`);
-    console.log(`KV per sequence: full ${gib(plan.full.bytes)}, hybrid ${gib(plan.hybrid.bytes)} (${((100 * plan.hybrid.bytes) / plan.full.bytes).toFixed(1)}%)`);
+    console.log(
+      `KV per sequence: full ${gib(plan.full.bytes)}, hybrid ${gib(plan.hybrid.bytes)} (${((100 * plan.hybrid.bytes) / plan.full.bytes).toFixed(1)}%)`,
+    );
     console.log(`largest batch: full ${plan.full.maxBatch}, hybrid ${plan.hybrid.maxBatch}`);
   });
 
 /** The lazy-ratio options inspect and calibrate share. */
 function withRatioOptions(command: Command): Command {
   return command
-  .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens", number("int"), streamingDefaults.sink)
-  .option("--window <n>", "recent-window tokens", number("int"), streamingDefaults.window)
-  .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), streamingDefaults.lastQueries);
+    .option("--full-layers <p>", "layers kept full: fraction, percentage or count", fullLayersArg, 0.5)
+    .option("--sink <n>", "sink tokens", number("int"), streamingDefaults.sink)
+    .option("--window <n>", "recent-window tokens", number("int"), streamingDefaults.window)
+    .option("--last-queries <n>", "queries whose attention defines the ratio", number("int"), streamingDefaults.lastQueries);
 }
 
 withRatioOptions(program.command("inspect"))
@@ -171,7 +215,11 @@ withRatioOptions(program.command("inspect"))
             continue;
           }
           console.log(`prompt ${i}: ${stats.promptTokens} tokens; lazy layers ${h.lazyLayers.join(", ")}`);
-          console.log(h.ratios.map((r, l) => `  layer ${String(l).padStart(3)}  ${r!.toFixed(4)}${h.lazyLayers.includes(l) ? "  lazy" : ""}`).join("\n"));
+          console.log(
+            h.ratios
+              .map((r, l) => `  layer ${String(l).padStart(3)}  ${r!.toFixed(4)}${h.lazyLayers.includes(l) ? "  lazy" : ""}`)
+              .join("\n"),
+          );
           columns.push(h.ratios);
           lastHeads = h.headRatios;
           lazy = new Set(h.lazyLayers);
@@ -183,10 +231,16 @@ withRatioOptions(program.command("inspect"))
       const values = single
         ? lastHeads.map((heads) => (heads ? Array.from(heads) : []))
         : Array.from({ length: model.config.layers }, (_, l) => columns.map((c) => c[l]));
-      fs.writeFileSync(o.heatmap, heatmapSvg({
-        title: `lazy ratio, ${model.dir} (sink ${o.sink}, window ${o.window}, last ${o.lastQueries} queries)`,
-        values, rowLabel: "layer", columnLabel: single ? "head" : "prompt", marked: single ? lazy : undefined,
-      }));
+      fs.writeFileSync(
+        o.heatmap,
+        heatmapSvg({
+          title: `lazy ratio, ${model.dir} (sink ${o.sink}, window ${o.window}, last ${o.lastQueries} queries)`,
+          values,
+          rowLabel: "layer",
+          columnLabel: single ? "head" : "prompt",
+          marked: single ? lazy : undefined,
+        }),
+      );
       console.log(`heatmap: ${o.heatmap}`);
     } finally {
       await model.dispose();
@@ -211,7 +265,7 @@ withRatioOptions(program.command("calibrate"))
         onProgress: (done) => bar.update(done),
         signal,
       }).finally(() => bar.stop());
-      fs.writeFileSync(o.out, JSON.stringify(file, null, 2) + "\n");
+      fs.writeFileSync(o.out, `${JSON.stringify(file, null, 2)}\n`);
       console.log(`lazy layers ${file.lazyLayers.join(", ")} (from ${file.prompts} prompts) written to ${o.out}`);
     } finally {
       await model.dispose();
@@ -224,7 +278,11 @@ program
   .action(() => {
     for (const d of devices()) {
       const gib = (d.totalMemory / 2 ** 30).toFixed(1);
-      console.log(d.type === "cuda" ? `${d.id}  ${d.name}  ${gib} GiB  compute ${d.computeCapability}` : `cpu     ${d.name}  ${gib} GiB  ${d.threads} threads`);
+      console.log(
+        d.type === "cuda"
+          ? `${d.id}  ${d.name}  ${gib} GiB  compute ${d.computeCapability}`
+          : `cpu     ${d.name}  ${gib} GiB  ${d.threads} threads`,
+      );
     }
     const cuda = cudaStatus();
     if (!cuda.available) console.log(`CUDA unavailable: ${cuda.reason}`);

@@ -22,7 +22,13 @@ export function optionsObject<T extends object>(value: T | undefined | null, wha
 export function optionalSignal(value: unknown, what: string): AbortSignal | undefined {
   if (value === undefined) return undefined;
   const s = value as AbortSignal;
-  if (typeof s !== "object" || s === null || typeof s.aborted !== "boolean" || typeof s.throwIfAborted !== "function" || typeof s.addEventListener !== "function")
+  if (
+    typeof s !== "object" ||
+    s === null ||
+    typeof s.aborted !== "boolean" ||
+    typeof s.throwIfAborted !== "function" ||
+    typeof s.addEventListener !== "function"
+  )
     throw new TypeError(`${what} must be an AbortSignal (e.g. new AbortController().signal), got ${show(value)}`);
   return s;
 }
@@ -42,7 +48,8 @@ export function optionalFunction<F extends (...args: never[]) => unknown>(value:
  */
 export function integerIn(value: unknown, what: string, min: number, max: number, fallback?: number): number {
   const v = value ?? fallback;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) throw new RangeError(`${what} must be an integer in [${min}, ${max}], got ${show(value)}`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
+    throw new RangeError(`${what} must be an integer in [${min}, ${max}], got ${show(value)}`);
   return v;
 }
 
@@ -60,7 +67,8 @@ export function optionalBoolean(value: unknown, what: string): boolean | undefin
  * @example const dtype = optionalChoice(o.dtype, "loadModel: dtype", ["f32", "f16", "bf16"]);
  */
 export function optionalChoice<T extends string>(value: unknown, what: string, allowed: readonly T[]): T | undefined {
-  if (value !== undefined && !allowed.includes(value as T)) throw new RangeError(`${what} must be one of ${allowed.join(", ")}, got ${show(value)}`);
+  if (value !== undefined && !allowed.includes(value as T))
+    throw new RangeError(`${what} must be one of ${allowed.join(", ")}, got ${show(value)}`);
   return value as T | undefined;
 }
 

@@ -5,9 +5,9 @@
 import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import type { Decoder } from "../model/decoder";
-import { FinishReason, GenerateChunk, GenerateSettings } from "./options";
+import type { FinishReason, GenerateChunk, GenerateSettings } from "./options";
 import { Sampler } from "./sampling";
-import { GenerationSequence } from "./sequence";
+import type { GenerationSequence } from "./sequence";
 import { nextTokens } from "./step";
 import { TextStream } from "./text-stream";
 
@@ -67,9 +67,7 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 
 /** The error a generation ends with when the owner of its sequences is disposed under it. */
 function disposedDuringGeneration(owner: "session" | "model"): Error {
-  const err = new Error(
-    `this ${owner} was disposed during generation: the generation stopped and its KV pages were released`,
-  );
+  const err = new Error(`this ${owner} was disposed during generation: the generation stopped and its KV pages were released`);
   err.name = "AbortError";
   return err;
 }
@@ -100,8 +98,13 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       }
       const seed = o.sampling.seed === undefined ? undefined : o.sampling.seed + index;
       running.push({
-        index, sequence, sampler: new Sampler({ ...o.sampling, seed }), stream: new TextStream(model.tokenizer, o.stop),
-        seen: [...ids], generated: 0, logits,
+        index,
+        sequence,
+        sampler: new Sampler({ ...o.sampling, seed }),
+        stream: new TextStream(model.tokenizer, o.stop),
+        seen: [...ids],
+        generated: 0,
+        logits,
       });
       await yieldToEventLoop();
       checkLive();
@@ -122,7 +125,13 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       const t0 = performance.now();
       const seqs = running.map((r) => r.sequence.seq);
       const last = running.map((r) => r.seen[r.seen.length - 1]);
-      const tokens = nextTokens(model.decoder, seqs, last, running.map((r) => r.sampler), running.map((r) => r.seen));
+      const tokens = nextTokens(
+        model.decoder,
+        seqs,
+        last,
+        running.map((r) => r.sampler),
+        running.map((r) => r.seen),
+      );
       running.forEach((r, b) => (r.chosen = tokens[b]));
       if (o.counters) {
         o.counters.decodeSeconds += (performance.now() - t0) / 1000;

@@ -1,11 +1,12 @@
 // The options of sessions and of generation, what a generation gives back, and the checks every
 // option passes (once, before anything is prefilled) for Session.generate and generateBatch alike.
-import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
+
 import type { ModelConfig } from "../checkpoint/config";
-import { HybridOptions, ResolvedHybrid, resolveHybrid } from "../hybrid/options";
+import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
+import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk } from "../model/decoder";
-import { SamplingOptions, validateSampling } from "./sampling";
+import { type SamplingOptions, validateSampling } from "./sampling";
 
 export interface SessionOptions {
   /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */

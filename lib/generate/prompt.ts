@@ -1,6 +1,7 @@
 // Prompts into token ids, and the checks that a prompt has tokens and fits its sequence.
-import { show } from "../common/validate";
+
 import type { ChatMessage, Tokenizer } from "../checkpoint/tokenizer";
+import { show } from "../common/validate";
 
 /** Plain text, or chat messages rendered with the model's chat template. */
 export type Prompt = string | ChatMessage[];

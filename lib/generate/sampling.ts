@@ -19,11 +19,16 @@ export interface SamplingOptions {
 }
 
 export function validateSampling(o: SamplingOptions): Required<SamplingOptions> {
-  const t = o.temperature ?? 0, k = o.topK ?? 0, p = o.topP ?? 1, r = o.repetitionPenalty ?? 1;
-  if (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t)) throw new RangeError(`temperature must be a finite number >= 0, got ${show(o.temperature)}`);
+  const t = o.temperature ?? 0,
+    k = o.topK ?? 0,
+    p = o.topP ?? 1,
+    r = o.repetitionPenalty ?? 1;
+  if (typeof t !== "number" || !(t >= 0) || !Number.isFinite(t))
+    throw new RangeError(`temperature must be a finite number >= 0, got ${show(o.temperature)}`);
   if (typeof k !== "number" || !Number.isInteger(k) || k < 0) throw new RangeError(`topK must be an integer >= 0, got ${show(o.topK)}`);
   if (typeof p !== "number" || !(p > 0 && p <= 1)) throw new RangeError(`topP must be a number in (0, 1], got ${show(o.topP)}`);
-  if (typeof r !== "number" || !(r > 0) || !Number.isFinite(r)) throw new RangeError(`repetitionPenalty must be a finite number > 0, got ${show(o.repetitionPenalty)}`);
+  if (typeof r !== "number" || !(r > 0) || !Number.isFinite(r))
+    throw new RangeError(`repetitionPenalty must be a finite number > 0, got ${show(o.repetitionPenalty)}`);
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
   if (!Number.isSafeInteger(seed)) throw new RangeError(`seed must be an integer, and a safe one (|seed| < 2^53), got ${show(o.seed)}`);
   return { temperature: t, topK: k, topP: p, repetitionPenalty: r, seed };
@@ -69,7 +74,8 @@ export class Sampler {
 
   /** Uniform in [0, 1) (mulberry32). */
   private random(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
@@ -188,7 +194,8 @@ export function candidatesFromTop(
   for (let i = 0; i < n; i++) sum += weights[i] = Math.exp((row.scores[order[i]] - max) / temperature);
   // topP's share is of the tokens topK kept, or of the whole row.
   const total = topK > 0 || complete ? sum : row.mass;
-  let kept = n, keptMass = sum;
+  let kept = n,
+    keptMass = sum;
   if (topP < 1) {
     keptMass = 0;
     kept = 0;
@@ -222,7 +229,9 @@ export function samplingCandidates(
   scores: Float32Array,
   { temperature, topK, topP }: { temperature: number; topK: number; topP: number },
 ): SamplingCandidates {
-  let max = -Infinity, min = Infinity, nans = 0;
+  let max = -Infinity,
+    min = Infinity,
+    nans = 0;
   for (let i = 0; i < scores.length; i++) {
     if (scores[i] > max) max = scores[i];
     if (scores[i] < min) min = scores[i];
@@ -233,7 +242,8 @@ export function samplingCandidates(
   let allTotal = 0;
   for (let i = 0; i < scores.length; i++) {
     const w = Math.exp((scores[i] - max) / temperature);
-    all[i] = w > 0 ? w : 0; // NaN scores give NaN weights
+    // biome-ignore lint/complexity/useMathMinMax: a NaN score must weigh 0, and Math.max would keep the NaN
+    all[i] = w > 0 ? w : 0;
     allTotal += all[i];
   }
   if ((topK === 0 || topK >= scores.length) && topP >= 1) {
@@ -254,7 +264,9 @@ export function samplingCandidates(
     counts[b + 1]++;
     mass[b] += all[i];
   }
-  let last = 0, seen = 0, seenMass = 0;
+  let last = 0,
+    seen = 0,
+    seenMass = 0;
   for (; last < scoreBuckets; last++) {
     seen += counts[last + 1];
     seenMass += mass[last];

@@ -3,10 +3,11 @@
 // its policy on every step and frees both with dispose(); what is left here is a first prompt's
 // failure, after which the policy may have chosen layers for a prompt the sequence no longer
 // holds, so generation starts afresh with a new sequence and policy.
+
+import type { ResolvedHybrid } from "../hybrid/options";
+import { HybridPolicy, type HybridState } from "../hybrid/policy";
 import type { Decoder } from "../model/decoder";
 import type { Sequence } from "../model/sequence";
-import type { ResolvedHybrid } from "../hybrid/options";
-import { HybridPolicy, HybridState } from "../hybrid/policy";
 
 /**
  * One sequence of a generation with its hybrid policy (none when hybrid mode is off).
@@ -18,7 +19,10 @@ import { HybridPolicy, HybridState } from "../hybrid/policy";
 export class GenerationSequence {
   private current: { seq: Sequence; policy?: HybridPolicy };
 
-  constructor(private readonly decoder: Decoder, private readonly hybrid: ResolvedHybrid) {
+  constructor(
+    private readonly decoder: Decoder,
+    private readonly hybrid: ResolvedHybrid,
+  ) {
     this.current = this.start();
   }
 

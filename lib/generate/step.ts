@@ -2,10 +2,10 @@
 // device-side parts of a choice (argmax, repetition penalty, top candidates) run here, where the
 // logits are, and the host-side choice is the Sampler's (sampling.ts).
 import * as kernels from "../kernels";
-import { Tensor } from "../runtime/tensor";
 import type { Decoder } from "../model/decoder";
 import type { Sequence } from "../model/sequence";
-import { RowCandidates, Sampler } from "./sampling";
+import { Tensor } from "../runtime/tensor";
+import type { RowCandidates, Sampler } from "./sampling";
 
 /**
  * One decode step and each sequence's next token, chosen by its sampler (the samplers share their
@@ -14,7 +14,11 @@ import { RowCandidates, Sampler } from "./sampling";
  * @example const next = nextTokens(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function nextTokens(
-  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder,
+  seqs: readonly Sequence[],
+  ids: readonly number[],
+  samplers: readonly Sampler[],
+  seen: ReadonlyArray<readonly number[]>,
 ): number[] {
   const [first] = samplers;
   if (first.greedy) return Array.from(decoder.step(seqs, ids, "argmax"));
@@ -28,7 +32,11 @@ export function nextTokens(
  * @example const next = sampleWholeRows(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function sampleWholeRows(
-  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder,
+  seqs: readonly Sequence[],
+  ids: readonly number[],
+  samplers: readonly Sampler[],
+  seen: ReadonlyArray<readonly number[]>,
 ): number[] {
   const logits = decoder.step(seqs, ids, "logits");
   const vocab = logits.length / seqs.length;
@@ -48,7 +56,11 @@ const maxDeviceCandidates = 4096;
  * @example const next = sampleOnDevice(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function sampleOnDevice(
-  decoder: Decoder, seqs: readonly Sequence[], ids: readonly number[], samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>,
+  decoder: Decoder,
+  seqs: readonly Sequence[],
+  ids: readonly number[],
+  samplers: readonly Sampler[],
+  seen: ReadonlyArray<readonly number[]>,
 ): number[] {
   return decoder.step(seqs, ids, (logits) => {
     const [rows, vocab] = logits.shape;
@@ -57,17 +69,29 @@ export function sampleOnDevice(
     const made: Tensor[] = [];
     try {
       applyRepetitionPenalty(logits, samplers, seen, made);
-      const temperature = Tensor.from(Float32Array.from(samplers, (s) => s.temperature), [rows], { device: logits.device });
+      const temperature = Tensor.from(
+        Float32Array.from(samplers, (s) => s.temperature),
+        [rows],
+        { device: logits.device },
+      );
       made.push(temperature);
       const c = kernels.topCandidates({ logits, temperature, k });
       made.push(...Object.values(c));
       const capacity = c.ids.shape[1];
-      const candIds = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array(), count = c.count.toArray() as Int32Array;
-      const max = c.max.toFloat32Array(), mass = c.mass.toFloat32Array();
+      const candIds = c.ids.toArray() as Int32Array,
+        scores = c.scores.toFloat32Array(),
+        count = c.count.toArray() as Int32Array;
+      const max = c.max.toFloat32Array(),
+        mass = c.mass.toFloat32Array();
       return samplers.map((sampler, b) => {
         const at = b * capacity;
         const row: RowCandidates = {
-          k, count: count[b], ids: candIds.subarray(at, at + capacity), scores: scores.subarray(at, at + capacity), max: max[b], mass: mass[b],
+          k,
+          count: count[b],
+          ids: candIds.subarray(at, at + capacity),
+          scores: scores.subarray(at, at + capacity),
+          max: max[b],
+          mass: mass[b],
         };
         return sampler.nextFromCandidates(row, () => {
           const whole = logits.rows(b, 1);
@@ -82,7 +106,12 @@ export function sampleOnDevice(
 }
 
 /** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */
-function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>, made: Tensor[]): void {
+function applyRepetitionPenalty(
+  logits: Tensor,
+  samplers: readonly Sampler[],
+  seen: ReadonlyArray<readonly number[]>,
+  made: Tensor[],
+): void {
   const offsets = new Int32Array(samplers.length + 1);
   const tokens: number[] = [];
   samplers.forEach((s, b) => {
@@ -91,11 +120,20 @@ function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], se
   });
   if (tokens.length === 0) return;
   const device = logits.device;
-  const upload = (t: Tensor) => (made.push(t), t);
+  const upload = (t: Tensor) => {
+    made.push(t);
+    return t;
+  };
   kernels.repetitionPenalty({
     logits,
     ids: upload(Tensor.from(Int32Array.from(tokens), [tokens.length], { device })),
     offsets: upload(Tensor.from(offsets, [offsets.length], { device })),
-    penalty: upload(Tensor.from(Float32Array.from(samplers, (s) => s.repetitionPenalty), [samplers.length], { device })),
+    penalty: upload(
+      Tensor.from(
+        Float32Array.from(samplers, (s) => s.repetitionPenalty),
+        [samplers.length],
+        { device },
+      ),
+    ),
   });
 }

@@ -11,7 +11,10 @@ import type { Tokenizer } from "../checkpoint/tokenizer";
 export class TextStream {
   private ids: number[] = [];
   private emitted = 0;
-  constructor(private readonly tokenizer: Tokenizer, private readonly stops: string[]) {}
+  constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly stops: string[],
+  ) {}
 
   /** The text `id` adds that is safe to show now, and whether a stop string was found (its text left out). */
   push(id: number): { text: string; stopped: boolean } {

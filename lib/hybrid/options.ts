@@ -1,6 +1,7 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
+
+import { ringSize, type StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
 import { integerIn } from "../common/validate";
-import { ringSize, StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
@@ -39,7 +40,10 @@ export interface ResolvedHybrid extends StreamingShape {
  */
 export function resolveHybrid(options: HybridOptions | undefined, layers: number): ResolvedHybrid {
   const o = options === undefined ? {} : options;
-  if (typeof o !== "object" || o === null || Array.isArray(o)) throw new TypeError(`hybrid must be an options object (or left out), got ${o === null ? "null" : Array.isArray(o) ? "an array" : JSON.stringify(o)}`);
+  if (typeof o !== "object" || o === null || Array.isArray(o))
+    throw new TypeError(
+      `hybrid must be an options object (or left out), got ${o === null ? "null" : Array.isArray(o) ? "an array" : JSON.stringify(o)}`,
+    );
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${JSON.stringify(o.mode)}`);
   const sink = integerIn(o.sink, "hybrid.sink", 0, streamingLimits.sink, streamingDefaults.sink);
@@ -49,7 +53,8 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   const lastQueries = integerIn(o.lastQueries, "hybrid.lastQueries", 1, streamingLimits.lastQueries, streamingDefaults.lastQueries);
   const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
   const prefill = o.prefill ?? "full";
-  if (prefill !== "full" && prefill !== "streaming") throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);
+  if (prefill !== "full" && prefill !== "streaming")
+    throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);
   let lazyLayers: number[] | undefined;
   switch (mode) {
     case "off":
@@ -61,7 +66,8 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
     case "fixed": {
       if (!Array.isArray(o.lazyLayers)) throw new TypeError("hybrid.mode 'fixed' needs hybrid.lazyLayers: the layers to make streaming");
       for (const l of o.lazyLayers)
-        if (!Number.isInteger(l) || l < 0 || l >= layers) throw new RangeError(`hybrid.lazyLayers has ${JSON.stringify(l)}; layers are 0..${layers - 1}`);
+        if (!Number.isInteger(l) || l < 0 || l >= layers)
+          throw new RangeError(`hybrid.lazyLayers has ${JSON.stringify(l)}; layers are 0..${layers - 1}`);
       lazyLayers = [...new Set(o.lazyLayers)].sort((a, b) => a - b);
       break;
     }
@@ -84,7 +90,9 @@ function resolveFullLayers(value: number | string, layers: number): number {
   } else if (Number.isInteger(value) && value >= 1 && value <= layers) {
     count = value;
   } else {
-    throw new RangeError(`hybrid.fullLayers must be a fraction in [0, 1), a percentage, or a count in [1, ${layers}]; got ${JSON.stringify(value)}`);
+    throw new RangeError(
+      `hybrid.fullLayers must be a fraction in [0, 1), a percentage, or a count in [1, ${layers}]; got ${JSON.stringify(value)}`,
+    );
   }
   return count;
 }
@@ -93,7 +101,8 @@ function resolveFullLayers(value: number | string, layers: number): number {
 export function randomLayers(layers: number, count: number, seed: number): number[] {
   let state = seed >>> 0 || 1;
   const random = () => {
-    let t = (state = (state + 0x6d2b79f5) | 0);
+    state = (state + 0x6d2b79f5) | 0;
+    let t = state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;

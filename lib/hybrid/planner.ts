@@ -1,9 +1,9 @@
 // The memory planner: KV bytes per sequence with full and hybrid caches, and the largest batch a
 // memory budget holds. It counts pages with the same arithmetic the runtime allocates them by
 // (lib/common/geometry.ts), so the plan is what a session will really use.
-import { ModelConfig } from "../checkpoint/config";
-import { defaultPageSize, fullCachePages, pageBytes, RingShape, ringPages, streamingDefaults } from "../common/geometry";
-import { DType, dtypeBytes } from "../runtime/tensor";
+import type { ModelConfig } from "../checkpoint/config";
+import { defaultPageSize, fullCachePages, pageBytes, type RingShape, ringPages, streamingDefaults } from "../common/geometry";
+import { type DType, dtypeBytes } from "../runtime/tensor";
 
 /** The lazy layers' ring: `streamingDefaults` where left out. */
 export interface MemoryPlanOptions extends Partial<RingShape> {
@@ -45,16 +45,20 @@ export interface SequencePlan {
  * console.log(plan.full.maxBatch, plan.hybrid.maxBatch);
  */
 export function planMemory(config: ModelConfig, o: MemoryPlanOptions): MemoryPlan {
-  const pageSize = o.pageSize ?? defaultPageSize, sink = o.sink ?? streamingDefaults.sink, window = o.window ?? streamingDefaults.window;
+  const pageSize = o.pageSize ?? defaultPageSize,
+    sink = o.sink ?? streamingDefaults.sink,
+    window = o.window ?? streamingDefaults.window;
   const dtype = o.dtype ?? "bf16";
   for (const [name, v] of Object.entries({ context: o.context, pageSize, window }))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
   if (!(o.memoryBytes > 0)) throw new RangeError(`memoryBytes must be > 0, got ${o.memoryBytes}`);
-  const L = config.layers, P = o.fullLayers;
+  const L = config.layers,
+    P = o.fullLayers;
   if (!Number.isInteger(P) || P < 0 || P > L) throw new RangeError(`fullLayers must be an integer in [0, ${L}], got ${P}`);
   const bytes = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
   const poolPages = Math.max(0, Math.floor((o.memoryBytes - o.weightBytes) / bytes));
-  const full = fullCachePages(o.context, pageSize), ring = ringPages(o.context, { sink, window }, pageSize);
+  const full = fullCachePages(o.context, pageSize),
+    ring = ringPages(o.context, { sink, window }, pageSize);
   const sequence = (pages: number, peak: number): SequencePlan => ({
     pages,
     bytes: pages * bytes,

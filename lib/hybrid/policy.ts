@@ -11,11 +11,12 @@
 // cut. Long generations from short prompts become hybrid too.
 // fixed / random / streaming-all: the lazy set is known; with prefill "full" those layers are
 // cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
+
+import { type RingShape, ringSize } from "../common/geometry";
 import type { Decoder } from "../model/decoder";
 import type { Sequence, SequenceHooks } from "../model/sequence";
 import { Tensor } from "../runtime/tensor";
-import { RingShape, ringSize } from "../common/geometry";
-import { ResolvedHybrid } from "./options";
+import type { ResolvedHybrid } from "./options";
 import { LazyLayerSelector } from "./selection";
 
 /** What a sequence reports about its hybrid state (session.stats). */
@@ -48,7 +49,10 @@ export class HybridPolicy implements SequenceHooks {
   private readonly ringsAtStart: Set<number>;
   private kept: KeptQueries | undefined;
 
-  constructor(private readonly decoder: Decoder, readonly options: ResolvedHybrid) {
+  constructor(
+    private readonly decoder: Decoder,
+    readonly options: ResolvedHybrid,
+  ) {
     const layers = decoder.config.layers;
     if (options.mode !== "off" && decoder.config.slidingWindow !== null)
       throw new Error(
@@ -57,8 +61,14 @@ export class HybridPolicy implements SequenceHooks {
       );
     this.selector = new LazyLayerSelector(options.fullLayers);
     this.minFinalChunk = options.lastQueries;
-    this.state = { mode: options.mode, lazyLayers: [], ratios: new Array(layers).fill(undefined), headRatios: new Array(layers).fill(undefined), pending: false };
-    this.ringsAtStart = new Set(options.prefill === "streaming" ? options.lazyLayers ?? [] : []);
+    this.state = {
+      mode: options.mode,
+      lazyLayers: [],
+      ratios: new Array(layers).fill(undefined),
+      headRatios: new Array(layers).fill(undefined),
+      pending: false,
+    };
+    this.ringsAtStart = new Set(options.prefill === "streaming" ? (options.lazyLayers ?? []) : []);
     for (const i of this.ringsAtStart) this.markLazy(i);
   }
 
@@ -153,17 +163,22 @@ class KeptQueries {
   private readonly rings: Array<Tensor | undefined>;
   private readonly positions: number[][];
 
-  constructor(layers: number, private readonly count: number) {
+  constructor(
+    layers: number,
+    private readonly count: number,
+  ) {
     this.rings = new Array(layers).fill(undefined);
     this.positions = Array.from({ length: layers }, () => []);
   }
 
   observe(layer: number, q: Tensor, start: number): void {
     const T = q.shape[0];
-    const ring = (this.rings[layer] ??= Tensor.empty([this.count, q.shape[1], q.shape[2]], q.dtype, q.device));
+    this.rings[layer] ??= Tensor.empty([this.count, q.shape[1], q.shape[2]], q.dtype, q.device);
+    const ring = this.rings[layer];
     for (let t = Math.max(0, T - this.count); t < T; t++) {
       const pos = start + t;
-      const row = q.rows(t, 1), slot = ring.rows(pos % this.count, 1);
+      const row = q.rows(t, 1),
+        slot = ring.rows(pos % this.count, 1);
       slot.copyFrom(row);
       row.dispose();
       slot.dispose();
@@ -178,8 +193,10 @@ class KeptQueries {
     const out = Tensor.empty([m, ring.shape[1], ring.shape[2]], ring.dtype, ring.device);
     for (let i = 0; i < m; i++) {
       const pos = length - m + i;
-      if (this.positions[layer][pos % this.count] !== pos) throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
-      const dst = out.rows(i, 1), src = ring.rows(pos % this.count, 1);
+      if (this.positions[layer][pos % this.count] !== pos)
+        throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
+      const dst = out.rows(i, 1),
+        src = ring.rows(pos % this.count, 1);
       dst.copyFrom(src);
       dst.dispose();
       src.dispose();

@@ -49,7 +49,8 @@ export class LazyLayerSelector {
 
   private siftDown(i: number) {
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let top = i;
       if (l < this.heap.length && lazier(this.heap[l], this.heap[top])) top = l;
       if (r < this.heap.length && lazier(this.heap[r], this.heap[top])) top = r;
@@ -63,5 +64,8 @@ export class LazyLayerSelector {
 /** The L − P laziest layers by a global sort (the reference the heap must equal). */
 export function topLazyLayers(ratios: readonly number[], fullLayers: number): number[] {
   const order = ratios.map((ratio, layer) => ({ ratio, layer })).sort((a, b) => (lazier(a, b) ? -1 : lazier(b, a) ? 1 : 0));
-  return order.slice(0, ratios.length - fullLayers).map((e) => e.layer).sort((a, b) => a - b);
+  return order
+    .slice(0, ratios.length - fullLayers)
+    .map((e) => e.layer)
+    .sort((a, b) => a - b);
 }

@@ -1,10 +1,21 @@
 // Attention kernels: prefill (causal, optional streaming mask, LSE, fused lazy ratio) and
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
-import { Tensor } from "../runtime/tensor";
+
+import { type RingShape, type StreamingShape, streamingDefaults } from "../common/geometry";
 import { addon } from "../runtime/native";
-import { RingShape, StreamingShape, streamingDefaults } from "../common/geometry";
+import { Tensor } from "../runtime/tensor";
 import {
-  AsyncKernelOptions, clampRing, handleOf, optionalFlag, optionalTensor, Outputs, readNested, readOptions, requireTensor, runAsync, runSync,
+  type AsyncKernelOptions,
+  clampRing,
+  handleOf,
+  Outputs,
+  optionalFlag,
+  optionalTensor,
+  readNested,
+  readOptions,
+  requireTensor,
+  runAsync,
+  runSync,
 } from "./call";
 
 /**
@@ -69,7 +80,9 @@ function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
   if (value === undefined || value === false) return undefined;
   if (value === true) return { ...streamingDefaults };
   if (typeof value !== "object" || value === null || Array.isArray(value))
-    throw new TypeError(`prefillAttention: lazyRatio must be true, false, undefined or { sink, window, lastQueries }, got ${String(value)}`);
+    throw new TypeError(
+      `prefillAttention: lazyRatio must be true, false, undefined or { sink, window, lastQueries }, got ${String(value)}`,
+    );
   return readOptions("prefillAttention", value as LazyRatioOptions, lazyRatioKeys, "lazyRatio");
 }
 
@@ -175,8 +188,10 @@ const decodeKeys = ["q", "kPages", "vPages", "pageTable", "seqLens", "scale", "r
 function prepareDecode(options: DecodeAttentionOptions) {
   const o = readOptions("decodeAttention", options, decodeKeys);
   const q = requireTensor("q", o.q);
-  const kPages = requireTensor("kPages", o.kPages), vPages = requireTensor("vPages", o.vPages);
-  const pageTable = requireTensor("pageTable", o.pageTable), seqLens = requireTensor("seqLens", o.seqLens);
+  const kPages = requireTensor("kPages", o.kPages),
+    vPages = requireTensor("vPages", o.vPages);
+  const pageTable = requireTensor("pageTable", o.pageTable),
+    seqLens = requireTensor("seqLens", o.seqLens);
   const givenOut = optionalTensor("decodeAttention", "out", o.out);
   const givenLse = optionalTensor("decodeAttention", "lse", o.lse);
   const wantLse = optionalFlag("decodeAttention", "returnLse", o.returnLse) || givenLse !== undefined;

@@ -1,9 +1,10 @@
 // KV page-pool operations: append new tokens, and cut a full cache down to a streaming ring.
 // Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
-import { Tensor } from "../runtime/tensor";
+
+import type { RingShape } from "../common/geometry";
 import { addon } from "../runtime/native";
-import { RingShape } from "../common/geometry";
-import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
+import { Tensor } from "../runtime/tensor";
+import { type AsyncKernelOptions, clampToSpan, Outputs, optionalTensor, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface AppendKvOptions {
   /** New keys/values [tokens, hkv, d], same dtype as the pool. */
@@ -18,8 +19,13 @@ export interface AppendKvOptions {
 
 function appendArgs(options: AppendKvOptions) {
   const o = readOptions("appendKv", options, ["k", "v", "kPages", "vPages", "slots"]);
-  return { k: requireTensor("k", o.k).handle, v: requireTensor("v", o.v).handle, kPages: requireTensor("kPages", o.kPages).handle,
-    vPages: requireTensor("vPages", o.vPages).handle, slots: requireTensor("slots", o.slots).handle };
+  return {
+    k: requireTensor("k", o.k).handle,
+    v: requireTensor("v", o.v).handle,
+    kPages: requireTensor("kPages", o.kPages).handle,
+    vPages: requireTensor("vPages", o.vPages).handle,
+    slots: requireTensor("slots", o.slots).handle,
+  };
 }
 
 /**
@@ -95,8 +101,11 @@ export interface GatherKvOptions {
  */
 export function gatherKv(options: GatherKvOptions): { k: Tensor; v: Tensor } {
   const o = readOptions("gatherKv", options, ["kPages", "vPages", "slots", "k", "v"]);
-  const pool = requireTensor("kPages", o.kPages), vPages = requireTensor("vPages", o.vPages), slots = requireTensor("slots", o.slots);
-  const givenK = optionalTensor("gatherKv", "k", o.k), givenV = optionalTensor("gatherKv", "v", o.v);
+  const pool = requireTensor("kPages", o.kPages),
+    vPages = requireTensor("vPages", o.vPages),
+    slots = requireTensor("slots", o.slots);
+  const givenK = optionalTensor("gatherKv", "k", o.k),
+    givenV = optionalTensor("gatherKv", "v", o.v);
   const outputs = new Outputs();
   const shape = [slots.shape[0], pool.shape[2], pool.shape[3]];
   const k = outputs.take(givenK, () => Tensor.empty(shape, pool.dtype, pool.device));

@@ -34,12 +34,7 @@ export function runSync<R>(outputs: Outputs, call: () => void, result: R): R {
   return result;
 }
 
-export async function runAsync<R>(
-  outputs: Outputs,
-  call: () => Promise<void>,
-  result: R,
-  options: AsyncKernelOptions,
-): Promise<R> {
+export async function runAsync<R>(outputs: Outputs, call: () => Promise<void>, result: R, options: AsyncKernelOptions): Promise<R> {
   try {
     options.signal?.throwIfAborted();
     await call();
@@ -76,7 +71,12 @@ export function readOptions<T extends object>(kernel: string, options: T, keys: 
 }
 
 /** A nested options object (such as `streaming`), read once; undefined stays undefined. */
-export function readNested<T extends object>(kernel: string, name: string, value: T | undefined, keys: readonly (keyof T & string)[]): T | undefined {
+export function readNested<T extends object>(
+  kernel: string,
+  name: string,
+  value: T | undefined,
+  keys: readonly (keyof T & string)[],
+): T | undefined {
   if (value === undefined) return undefined;
   return readOptions(kernel, value, keys, name);
 }
@@ -108,7 +108,8 @@ const maxInt32 = 2 ** 31 - 1;
  * up to 2^31 - 1 passes unchanged, for the addon to refuse.
  */
 export function clampToSpan<T>(value: T, span: number | undefined): T | number {
-  if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 1) return value;
+  if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 1)
+    return value;
   return value > span && value <= maxInt32 ? Math.max(span, 1) : value;
 }
 

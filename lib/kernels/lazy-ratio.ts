@@ -1,8 +1,9 @@
 // Standalone lazy ratio (DESIGN.md section 2) from the queries, keys and a prefill's LSE.
-import { Tensor } from "../runtime/tensor";
+
+import type { StreamingShape } from "../common/geometry";
 import { addon } from "../runtime/native";
-import { StreamingShape } from "../common/geometry";
-import { AsyncKernelOptions, clampToSpan, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
+import { Tensor } from "../runtime/tensor";
+import { type AsyncKernelOptions, clampToSpan, Outputs, optionalTensor, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface LazyRatioKernelOptions extends StreamingShape {
   /** The trailing queries [nq, hq, d] (positions nk - nq .. nk - 1); at least min(lastQueries, nk). */
@@ -18,7 +19,9 @@ export interface LazyRatioKernelOptions extends StreamingShape {
 
 function prepare(options: LazyRatioKernelOptions) {
   const o = readOptions("lazyRatio", options, ["q", "k", "lse", "out", "sink", "window", "lastQueries", "scale"]);
-  const q = requireTensor("q", o.q), k = requireTensor("k", o.k), lse = requireTensor("lse", o.lse);
+  const q = requireTensor("q", o.q),
+    k = requireTensor("k", o.k),
+    lse = requireTensor("lse", o.lse);
   const givenOut = optionalTensor("lazyRatio", "out", o.out);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
   const outputs = new Outputs();

@@ -1,8 +1,9 @@
 // Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
 // the inputs' device unless passed in.
+
+import { addon, type GemmBackendInfo } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
-import { addon, GemmBackendInfo } from "../runtime/native";
-import { AsyncKernelOptions, handleOf, optionalTensor, Outputs, readOptions, requireTensor, runAsync, runSync } from "./call";
+import { type AsyncKernelOptions, handleOf, Outputs, optionalTensor, readOptions, requireTensor, runAsync, runSync } from "./call";
 
 export interface LinearOptions {
   /** Input [..., k]. */
@@ -17,8 +18,10 @@ export interface LinearOptions {
 
 function linearArgs(options: LinearOptions, outputs: Outputs) {
   const o = readOptions("linear", options, ["x", "weight", "bias", "out"]);
-  const x = requireTensor("x", o.x), w = requireTensor("weight", o.weight);
-  const bias = optionalTensor("linear", "bias", o.bias), givenOut = optionalTensor("linear", "out", o.out);
+  const x = requireTensor("x", o.x),
+    w = requireTensor("weight", o.weight);
+  const bias = optionalTensor("linear", "bias", o.bias),
+    givenOut = optionalTensor("linear", "out", o.out);
   const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], x.dtype, x.device));
   return { out, args: { x: x.handle, weight: w.handle, bias: handleOf(bias), out: out.handle } };
 }
@@ -59,8 +62,10 @@ export interface RmsNormOptions {
  */
 export function rmsNorm(options: RmsNormOptions): Tensor {
   const o = readOptions("rmsNorm", options, ["x", "weight", "eps", "residual", "out"]);
-  const x = requireTensor("x", o.x), weight = requireTensor("weight", o.weight);
-  const residual = optionalTensor("rmsNorm", "residual", o.residual), givenOut = optionalTensor("rmsNorm", "out", o.out);
+  const x = requireTensor("x", o.x),
+    weight = requireTensor("weight", o.weight);
+  const residual = optionalTensor("rmsNorm", "residual", o.residual),
+    givenOut = optionalTensor("rmsNorm", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty(x.shape, x.dtype, x.device));
   const args = { x: x.handle, weight: weight.handle, residual: handleOf(residual), out: out.handle, eps: o.eps };
@@ -84,8 +89,12 @@ export interface RopeOptions {
  */
 export function rope(options: RopeOptions): void {
   const o = readOptions("rope", options, ["q", "k", "positions", "invFreq"]);
-  const args = { q: requireTensor("q", o.q).handle, k: requireTensor("k", o.k).handle,
-    positions: requireTensor("positions", o.positions).handle, invFreq: requireTensor("invFreq", o.invFreq).handle };
+  const args = {
+    q: requireTensor("q", o.q).handle,
+    k: requireTensor("k", o.k).handle,
+    positions: requireTensor("positions", o.positions).handle,
+    invFreq: requireTensor("invFreq", o.invFreq).handle,
+  };
   runSync(new Outputs(), () => addon().rope(args), undefined);
 }
 
@@ -107,18 +116,31 @@ export interface RopeAppendKvOptions {
 
 function ropeAppendArgs(options: RopeAppendKvOptions, outputs: Outputs) {
   const o = readOptions("ropeAppendKv", options, ["qkv", "positions", "invFreq", "kPages", "vPages", "slots", "q"]);
-  const qkv = requireTensor("qkv", o.qkv), kPages = requireTensor("kPages", o.kPages);
-  const positions = requireTensor("positions", o.positions), invFreq = requireTensor("invFreq", o.invFreq);
-  const vPages = requireTensor("vPages", o.vPages), slots = requireTensor("slots", o.slots);
+  const qkv = requireTensor("qkv", o.qkv),
+    kPages = requireTensor("kPages", o.kPages);
+  const positions = requireTensor("positions", o.positions),
+    invFreq = requireTensor("invFreq", o.invFreq);
+  const vPages = requireTensor("vPages", o.vPages),
+    slots = requireTensor("slots", o.slots);
   const givenQ = optionalTensor("ropeAppendKv", "q", o.q);
-  if (kPages.shape.length !== 4) throw new RangeError(`ropeAppendKv: kPages must be [numPages, pageSize, hkv, d], got [${kPages.shape.join(", ")}]`);
+  if (kPages.shape.length !== 4)
+    throw new RangeError(`ropeAppendKv: kPages must be [numPages, pageSize, hkv, d], got [${kPages.shape.join(", ")}]`);
   const [, , hkv, d] = kPages.shape;
   const hq = qkv.shape[qkv.shape.length - 1] / d - 2 * hkv;
   if (!Number.isInteger(hq) || hq < 1)
-    throw new RangeError(`ropeAppendKv: qkv's last dimension ${qkv.shape[qkv.shape.length - 1]} is not (hq + 2·${hkv})·${d} for any hq >= 1`);
+    throw new RangeError(
+      `ropeAppendKv: qkv's last dimension ${qkv.shape[qkv.shape.length - 1]} is not (hq + 2·${hkv})·${d} for any hq >= 1`,
+    );
   const q = outputs.take(givenQ, () => Tensor.empty([qkv.shape[0], hq, d], qkv.dtype, qkv.device));
-  const args = { qkv: qkv.handle, positions: positions.handle, invFreq: invFreq.handle, kPages: kPages.handle,
-    vPages: vPages.handle, slots: slots.handle, q: q.handle };
+  const args = {
+    qkv: qkv.handle,
+    positions: positions.handle,
+    invFreq: invFreq.handle,
+    kPages: kPages.handle,
+    vPages: vPages.handle,
+    slots: slots.handle,
+    q: q.handle,
+  };
   return { q, args };
 }
 
@@ -152,7 +174,8 @@ export async function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKe
  */
 export function swiGlu(options: { x: Tensor; out?: Tensor }): Tensor {
   const o = readOptions("swiGlu", options, ["x", "out"]);
-  const x = requireTensor("x", o.x), givenOut = optionalTensor("swiGlu", "out", o.out);
+  const x = requireTensor("x", o.x),
+    givenOut = optionalTensor("swiGlu", "out", o.out);
   const width = x.shape[x.shape.length - 1];
   if (width % 2) throw new RangeError(`swiGlu: x's last dimension holds [gate, up] and must be even, got ${width}`);
   const outputs = new Outputs();
@@ -167,7 +190,9 @@ export function swiGlu(options: { x: Tensor; out?: Tensor }): Tensor {
  */
 export function embedding(options: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype"]; out?: Tensor }): Tensor {
   const o = readOptions("embedding", options, ["ids", "table", "dtype", "out"]);
-  const ids = requireTensor("ids", o.ids), table = requireTensor("table", o.table), givenOut = optionalTensor("embedding", "out", o.out);
+  const ids = requireTensor("ids", o.ids),
+    table = requireTensor("table", o.table),
+    givenOut = optionalTensor("embedding", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([ids.shape[0], table.shape[1]], o.dtype ?? table.dtype, table.device));
   runSync(outputs, () => addon().embedding({ ids: ids.handle, table: table.handle, out: out.handle }), undefined);
@@ -182,7 +207,8 @@ export function embedding(options: { ids: Tensor; table: Tensor; dtype?: Tensor[
  */
 export function argmax(options: { logits: Tensor; out?: Tensor }): Tensor {
   const o = readOptions("argmax", options, ["logits", "out"]);
-  const logits = requireTensor("logits", o.logits), givenOut = optionalTensor("argmax", "out", o.out);
+  const logits = requireTensor("logits", o.logits),
+    givenOut = optionalTensor("argmax", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
   runSync(outputs, () => addon().argmax({ logits: logits.handle, out: out.handle }), undefined);
@@ -214,23 +240,39 @@ export interface TopCandidates {
  */
 export function topCandidates(options: { logits: Tensor; temperature: Tensor; k: number; capacity?: number }): TopCandidates {
   const o = readOptions("topCandidates", options, ["logits", "temperature", "k", "capacity"]);
-  const logits = requireTensor("logits", o.logits), temperature = requireTensor("temperature", o.temperature);
+  const logits = requireTensor("logits", o.logits),
+    temperature = requireTensor("temperature", o.temperature);
   if (logits.shape.length !== 2) throw new RangeError(`topCandidates: logits must be [rows, vocab], got [${logits.shape.join(", ")}]`);
   const capacity = o.capacity ?? 2 * o.k;
   if (!Number.isInteger(capacity) || capacity < 1 || !(capacity >= o.k))
     throw new RangeError(`topCandidates: capacity must be an integer >= k (${o.k}), got ${capacity}`);
-  const [rows] = logits.shape, device = logits.device;
+  const [rows] = logits.shape,
+    device = logits.device;
   const outputs = new Outputs();
   const make = (shape: number[], dtype: "i32" | "f32") => outputs.take(undefined, () => Tensor.empty(shape, dtype, device));
   let c: TopCandidates;
   try {
-    c = { ids: make([rows, capacity], "i32"), scores: make([rows, capacity], "f32"), count: make([rows], "i32"), max: make([rows], "f32"), mass: make([rows], "f32") };
+    c = {
+      ids: make([rows, capacity], "i32"),
+      scores: make([rows, capacity], "f32"),
+      count: make([rows], "i32"),
+      max: make([rows], "f32"),
+      mass: make([rows], "f32"),
+    };
   } catch (err) {
     outputs.disposeMade();
     throw err;
   }
-  const args = { logits: logits.handle, temperature: temperature.handle, k: o.k, ids: c.ids.handle, scores: c.scores.handle,
-    count: c.count.handle, max: c.max.handle, mass: c.mass.handle };
+  const args = {
+    logits: logits.handle,
+    temperature: temperature.handle,
+    k: o.k,
+    ids: c.ids.handle,
+    scores: c.scores.handle,
+    count: c.count.handle,
+    max: c.max.handle,
+    mass: c.mass.handle,
+  };
   runSync(outputs, () => addon().topCandidates(args), undefined);
   return c;
 }
@@ -246,8 +288,10 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
  */
 export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offsets: Tensor; penalty: Tensor }): void {
   const o = readOptions("repetitionPenalty", options, ["logits", "ids", "offsets", "penalty"]);
-  const logits = requireTensor("logits", o.logits), ids = requireTensor("ids", o.ids);
-  const offsets = requireTensor("offsets", o.offsets), penalty = requireTensor("penalty", o.penalty);
+  const logits = requireTensor("logits", o.logits),
+    ids = requireTensor("ids", o.ids);
+  const offsets = requireTensor("offsets", o.offsets),
+    penalty = requireTensor("penalty", o.penalty);
   const args = { logits: logits.handle, ids: ids.handle, offsets: offsets.handle, penalty: penalty.handle };
   runSync(new Outputs(), () => addon().repetitionPenalty(args), undefined);
 }

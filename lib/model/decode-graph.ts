@@ -5,9 +5,9 @@
 // of that shape; a step then fills one Int32Array of indices, and one native call checks it,
 // uploads what changed and replays the graph.
 import { CudaGraph } from "../runtime/cuda-graph";
-import { ModelParts } from "./layer";
 import { StepBuffers, tableWidths } from "./decode-step";
-import { Sequence } from "./sequence";
+import type { ModelParts } from "./layer";
+import type { Sequence } from "./sequence";
 
 /** How decode steps ran, for benchmarks and debugging. */
 export interface DecodeStats {
@@ -45,7 +45,10 @@ const maxPlans = 4;
 
 /** One recorded step: its buffers and the graph over them. */
 class StepPlan {
-  constructor(readonly buffers: StepBuffers, readonly graph: CudaGraph) {}
+  constructor(
+    readonly buffers: StepBuffers,
+    readonly graph: CudaGraph,
+  ) {}
 
   dispose(): void {
     this.graph.dispose();
@@ -57,7 +60,10 @@ class StepPlan {
 export class DecodeGraphs {
   private readonly plans = new Map<number, StepPlan>();
 
-  constructor(private readonly parts: ModelParts, private readonly stats: DecodeStats) {}
+  constructor(
+    private readonly parts: ModelParts,
+    private readonly stats: DecodeStats,
+  ) {}
 
   /**
    * Replays one decode step (ids[b] appended to seqs[b]) and returns the buffers that hold its
@@ -105,7 +111,10 @@ export class DecodeGraphs {
     try {
       buffers = new StepBuffers(this.parts, batch, widths);
       const b = buffers;
-      const plan = new StepPlan(b, CudaGraph.capture(b.block, () => b.run()));
+      const plan = new StepPlan(
+        b,
+        CudaGraph.capture(b.block, () => b.run()),
+      );
       this.plans.set(batch, plan);
       this.stats.recordings++;
       return plan;

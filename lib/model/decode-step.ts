@@ -11,8 +11,8 @@
 // every pageSize tokens), so a replayed step uploads O(L · B) apart from new pages.
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
-import { LayerAttention, LayerScratch, ModelParts, runHead, runLayer } from "./layer";
-import { Sequence } from "./sequence";
+import { type LayerAttention, LayerScratch, type ModelParts, runHead, runLayer } from "./layer";
+import type { Sequence } from "./sequence";
 
 /** Element offsets of each layer's page table in the index block, and the block's end. */
 function tableOffsets(batch: number, widths: readonly number[]): number[] {
@@ -56,7 +56,11 @@ export class StepBuffers {
   private readonly tableAt: number[];
   private readonly made: Tensor[] = [];
   private readonly views: {
-    ids: Tensor; positions: Tensor; slots: Tensor[]; seqLens: Tensor[]; tables: Tensor[];
+    ids: Tensor;
+    positions: Tensor;
+    slots: Tensor[];
+    seqLens: Tensor[];
+    tables: Tensor[];
   };
   private readonly h: Tensor;
   private readonly mlp: Tensor;
@@ -68,14 +72,30 @@ export class StepBuffers {
   private readonly rowPages: Array<readonly number[] | undefined>;
   private readonly rowLength: Int32Array;
 
-  constructor(private readonly parts: ModelParts, readonly batch: number, readonly widths: readonly number[]) {
+  constructor(
+    private readonly parts: ModelParts,
+    readonly batch: number,
+    readonly widths: readonly number[],
+  ) {
     const { config: c, dtype, device } = parts;
-    const B = batch, L = widths.length;
-    const keep = (t: Tensor) => (this.made.push(t), t);
+    const B = batch,
+      L = widths.length;
+    const keep = (t: Tensor) => {
+      this.made.push(t);
+      return t;
+    };
     try {
       this.tableAt = tableOffsets(B, widths);
       this.block = keep(Tensor.empty([this.tableAt[L]], "i32", device));
-      const view = (offset: number, shape: number[]) => keep(keep(this.block.rows(offset, shape.reduce((a, n) => a * n, 1))).reshape(shape));
+      const view = (offset: number, shape: number[]) =>
+        keep(
+          keep(
+            this.block.rows(
+              offset,
+              shape.reduce((a, n) => a * n, 1),
+            ),
+          ).reshape(shape),
+        );
       this.views = {
         ids: view(0, [B]),
         positions: view(B, [B]),
@@ -113,7 +133,8 @@ export class StepBuffers {
   fill(seqs: readonly Sequence[], ids: readonly number[]): Int32Array {
     const { host, batch: B, widths, tableAt } = this;
     const L = widths.length;
-    const slots = 2 * B, lens = slots + L * B;
+    const slots = 2 * B,
+      lens = slots + L * B;
     const changed = [0, tableAt[0]];
     for (let b = 0; b < B; b++) {
       host[b] = ids[b];

@@ -1,17 +1,17 @@
 // The decoder: creates sequences, prefills prompts into them (prefill.ts) and runs batched
 // decode steps (decode-step.ts), replayed from CUDA graphs (decode-graph.ts) when it can. Each
 // of these runs the one layer description of layer.ts.
-import { PagePool, PoolExhaustedError } from "../cache/page-pool";
-import { DeviceName, DType, Tensor } from "../runtime/tensor";
-import { ModelConfig } from "../checkpoint/config";
-import { ModelWeights } from "../checkpoint/weights";
+import { type PagePool, PoolExhaustedError } from "../cache/page-pool";
+import type { ModelConfig } from "../checkpoint/config";
 import { checkTokenIds } from "../checkpoint/token-ids";
-import { DecodeGraphs, DecodeStats, EagerReason } from "./decode-graph";
+import type { ModelWeights } from "../checkpoint/weights";
+import { type DeviceName, type DType, Tensor } from "../runtime/tensor";
+import { DecodeGraphs, type DecodeStats, type EagerReason } from "./decode-graph";
 import { StepBuffers, tableWidths } from "./decode-step";
-import { ModelParts } from "./layer";
+import type { ModelParts } from "./layer";
 import { prefillSequence } from "./prefill";
 import { ropeInverseFrequencies } from "./rope";
-import { Sequence, SequenceHooks } from "./sequence";
+import { Sequence, type SequenceHooks } from "./sequence";
 
 export interface PrefillOptions {
   /** Prompt tokens per chunk (default defaultPrefillChunk). */
@@ -51,7 +51,15 @@ export const defaultPrefillChunk = 4096;
 export class Decoder {
   private readonly parts: ModelParts;
   private readonly graphs: DecodeGraphs | undefined;
-  private readonly counts: DecodeStats = { graphSteps: 0, eagerSteps: {}, recordings: 0, fillMs: 0, launchMs: 0, readbackMs: 0, uploadedBytes: 0 };
+  private readonly counts: DecodeStats = {
+    graphSteps: 0,
+    eagerSteps: {},
+    recordings: 0,
+    fillMs: 0,
+    launchMs: 0,
+    readbackMs: 0,
+    uploadedBytes: 0,
+  };
 
   constructor(
     readonly config: ModelConfig,
@@ -113,7 +121,9 @@ export class Decoder {
   step<T>(seqs: readonly Sequence[], ids: readonly number[], output: (logits: Tensor) => T): T;
   step(seqs: readonly Sequence[], ids: readonly number[], output: StepOutput): unknown {
     if (typeof output !== "function" && !stepReadbacks.includes(output))
-      throw new TypeError(`decode: output must be one of ${stepReadbacks.join(", ")} or a function of the logits, got ${JSON.stringify(output)}`);
+      throw new TypeError(
+        `decode: output must be one of ${stepReadbacks.join(", ")} or a function of the logits, got ${JSON.stringify(output)}`,
+      );
     this.checkStep(seqs, ids);
     const reason = this.eagerReason(seqs);
     const replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
@@ -158,16 +168,18 @@ export class Decoder {
       buffers.block.write(buffers.host);
       const observing = seqs.filter((s) => s.observesQueries);
       buffers.run(
-        observing.length === 0 ? undefined : (layer, q) =>
-          seqs.forEach((s, b) => {
-            if (!observing.includes(s)) return;
-            const row = q.rows(b, 1);
-            try {
-              s.hooks.observeQueries?.(s, layer, row, s.length);
-            } finally {
-              row.dispose();
-            }
-          }),
+        observing.length === 0
+          ? undefined
+          : (layer, q) =>
+              seqs.forEach((s, b) => {
+                if (!observing.includes(s)) return;
+                const row = q.rows(b, 1);
+                try {
+                  s.hooks.observeQueries?.(s, layer, row, s.length);
+                } finally {
+                  row.dispose();
+                }
+              }),
       );
       return buffers;
     } catch (err) {
@@ -190,9 +202,12 @@ export class Decoder {
   private checkStep(seqs: readonly Sequence[], ids: readonly number[]): void {
     checkTokenIds(ids, this.config.vocabSize, "decode: ids");
     if (!Array.isArray(seqs) || seqs.length !== ids.length || seqs.length === 0)
-      throw new RangeError(`decode needs one token id per sequence (at least one), got ${ids.length} id(s) for ${Array.isArray(seqs) ? seqs.length : "no"} sequence(s)`);
+      throw new RangeError(
+        `decode needs one token id per sequence (at least one), got ${ids.length} id(s) for ${Array.isArray(seqs) ? seqs.length : "no"} sequence(s)`,
+      );
     for (const s of seqs) this.checkLive(s, "decode");
-    if (new Set(seqs).size !== seqs.length) throw new RangeError("decode: a sequence appears more than once in the batch; each gets one token per step");
+    if (new Set(seqs).size !== seqs.length)
+      throw new RangeError("decode: a sequence appears more than once in the batch; each gets one token per step");
     let wanted = 0;
     for (const s of seqs) for (const c of s.caches) wanted += c.pageCountAfter(1) - c.pageTable.length;
     if (wanted > this.pool.freePages) throw new PoolExhaustedError(wanted, this.pool.freePages, this.pool.numPages);

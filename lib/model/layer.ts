@@ -9,11 +9,12 @@
 // (op by op, or recorded into a CUDA graph over persistent buffers: decode-step.ts), a prefill
 // chunk stages them and attends through attendPrefillChunk, which appends them to the cache in
 // the order its cache kind needs (prefill.ts).
+
+import type { PagePool } from "../cache/page-pool";
+import type { ModelConfig } from "../checkpoint/config";
+import type { LayerWeights, ModelWeights } from "../checkpoint/weights";
 import * as kernels from "../kernels";
-import { PagePool } from "../cache/page-pool";
-import { ModelConfig } from "../checkpoint/config";
-import { LayerWeights, ModelWeights } from "../checkpoint/weights";
-import { DeviceName, DType, Tensor } from "../runtime/tensor";
+import { type DeviceName, type DType, Tensor } from "../runtime/tensor";
 
 /** What every executor of the layer reads: the model and where its activations live. */
 export interface ModelParts {
@@ -106,7 +107,12 @@ export class LayerScratch {
  *   runLayer(parts, scratch, { h, mlpIn: l === 0 ? undefined : mlp, mlpOut: mlp }, l, positions, attention);
  */
 export function runLayer(
-  parts: ModelParts, scratch: LayerScratch, residual: ResidualRows, layer: number, positions: Tensor, attention: LayerAttention,
+  parts: ModelParts,
+  scratch: LayerScratch,
+  residual: ResidualRows,
+  layer: number,
+  positions: Tensor,
+  attention: LayerAttention,
 ): void {
   const w: LayerWeights = parts.weights.layers[layer];
   const eps = parts.config.rmsNormEps;

@@ -1,9 +1,10 @@
 // Attention of one prefill chunk against its layer's cache: the chunk's queries see the cached
 // prefix (read through the sequence's page table) and the chunk's own keys, causally, with the
 // cache's streaming mask; the chunk's K/V are then appended to the cache.
+
+import type { LayerCache } from "../cache/layer-cache";
+import type { PagePool } from "../cache/page-pool";
 import * as kernels from "../kernels";
-import { LayerCache } from "../cache/layer-cache";
-import { PagePool } from "../cache/page-pool";
 import { Tensor } from "../runtime/tensor";
 
 /**
@@ -13,7 +14,13 @@ import { Tensor } from "../runtime/tensor";
  * const { out } = attendPrefillChunk(pool, cache, cache.length, q, k, v, (t) => temps.add(t));
  */
 export function attendPrefillChunk(
-  pool: PagePool, cache: LayerCache, start: number, q: Tensor, k: Tensor, v: Tensor, temp: <T extends Tensor>(t: T) => T,
+  pool: PagePool,
+  cache: LayerCache,
+  start: number,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  temp: <T extends Tensor>(t: T) => T,
   lazyRatio?: kernels.LazyRatioOptions,
 ): kernels.PrefillAttentionResult {
   const streaming = streamingMaskOf(cache);
@@ -31,9 +38,7 @@ function streamingMaskOf(cache: LayerCache): kernels.StreamingMaskOptions | unde
 }
 
 /** Positions [0, length) of `cache` as the cached prefix of a prefillAttention call. */
-function cachedPrefix(
-  pool: PagePool, cache: LayerCache, length: number, temp: <T extends Tensor>(t: T) => T,
-): kernels.CachedPrefixOptions {
+function cachedPrefix(pool: PagePool, cache: LayerCache, length: number, temp: <T extends Tensor>(t: T) => T): kernels.CachedPrefixOptions {
   return {
     kPages: pool.kPages,
     vPages: pool.vPages,

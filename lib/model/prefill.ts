@@ -2,12 +2,13 @@
 // A chunk's rotated keys and values are staged, not written to the cache: attendPrefillChunk
 // needs them beside the cached prefix and appends them itself, after reading any ring slots
 // they would overwrite.
+
+import type { LayerCache } from "../cache/layer-cache";
 import * as kernels from "../kernels";
-import { LayerCache } from "../cache/layer-cache";
 import { Tensor } from "../runtime/tensor";
-import { LayerAttention, LayerScratch, ModelParts, ResidualRows, runHead, runLayer } from "./layer";
+import { type LayerAttention, LayerScratch, type ModelParts, type ResidualRows, runHead, runLayer } from "./layer";
 import { attendPrefillChunk } from "./prefill-attention";
-import { Sequence } from "./sequence";
+import type { Sequence } from "./sequence";
 
 /**
  * [offset, length] of each chunk: at most `size` tokens, the last one at least `minFinal` (when N allows).
@@ -50,7 +51,13 @@ function ints(values: ArrayLike<number>, device: Tensor["device"]): Tensor {
  * the sequence (caches, length, hooks) is left as it was.
  * @example const logits = prefillSequence(parts, seq, ids, 4096, false);
  */
-export function prefillSequence(parts: ModelParts, seq: Sequence, ids: readonly number[], chunkSize: number, allLogits: boolean): Float32Array {
+export function prefillSequence(
+  parts: ModelParts,
+  seq: Sequence,
+  ids: readonly number[],
+  chunkSize: number,
+  allLogits: boolean,
+): Float32Array {
   const N = ids.length;
   const chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
   const undo = new PrefillUndo(parts, seq, N);
@@ -65,14 +72,25 @@ export function prefillSequence(parts: ModelParts, seq: Sequence, ids: readonly 
   }
 }
 
-function runPrefill(parts: ModelParts, seq: Sequence, ids: readonly number[], chunks: Array<[number, number]>, allLogits: boolean): Float32Array {
+function runPrefill(
+  parts: ModelParts,
+  seq: Sequence,
+  ids: readonly number[],
+  chunks: Array<[number, number]>,
+  allLogits: boolean,
+): Float32Array {
   const { config: c, device, dtype } = parts;
   const N = ids.length;
   const start = seq.length;
   const all = new Temps();
   let mlp: Tensor | undefined;
   try {
-    const positions = all.add(ints(Array.from(ids, (_, i) => start + i), device));
+    const positions = all.add(
+      ints(
+        Array.from(ids, (_, i) => start + i),
+        device,
+      ),
+    );
     const h = all.add(kernels.embedding({ ids: all.add(ints(ids, device)), table: parts.weights.embed, dtype }));
     for (let layer = 0; layer < c.layers; layer++) {
       const next = Tensor.empty(h.shape, dtype, device);
@@ -106,16 +124,30 @@ function runPrefill(parts: ModelParts, seq: Sequence, ids: readonly number[], ch
  * per-head lazy ratio if this is the final chunk and the hooks ask for one.
  */
 function runChunk(
-  parts: ModelParts, seq: Sequence, layer: number, prompt: ResidualRows, positions: Tensor, offset: number, T: number, final: boolean,
+  parts: ModelParts,
+  seq: Sequence,
+  layer: number,
+  prompt: ResidualRows,
+  positions: Tensor,
+  offset: number,
+  T: number,
+  final: boolean,
 ): Float32Array | undefined {
   const { config: c, device, dtype, pool } = parts;
   const temps = new Temps();
   try {
     const scratch = temps.add(new LayerScratch(parts, T));
     const stage = [1, T, c.kvHeads, c.headDim];
-    const kStage = temps.add(Tensor.empty(stage, dtype, device)), vStage = temps.add(Tensor.empty(stage, dtype, device));
-    const k = temps.add(kStage.reshape(stage.slice(1))), v = temps.add(vStage.reshape(stage.slice(1)));
-    const stageSlots = temps.add(ints(Array.from({ length: T }, (_, t) => t), device));
+    const kStage = temps.add(Tensor.empty(stage, dtype, device)),
+      vStage = temps.add(Tensor.empty(stage, dtype, device));
+    const k = temps.add(kStage.reshape(stage.slice(1))),
+      v = temps.add(vStage.reshape(stage.slice(1)));
+    const stageSlots = temps.add(
+      ints(
+        Array.from({ length: T }, (_, t) => t),
+        device,
+      ),
+    );
     const start = seq.length + offset;
     let ratio: Float32Array | undefined;
     const attention: LayerAttention = {
@@ -130,7 +162,14 @@ function runChunk(
       },
     };
     const rows = (t: Tensor | undefined) => t && temps.add(t.rows(offset, T));
-    runLayer(parts, scratch, { h: rows(prompt.h)!, mlpIn: rows(prompt.mlpIn), mlpOut: rows(prompt.mlpOut)! }, layer, rows(positions)!, attention);
+    runLayer(
+      parts,
+      scratch,
+      { h: rows(prompt.h)!, mlpIn: rows(prompt.mlpIn), mlpOut: rows(prompt.mlpOut)! },
+      layer,
+      rows(positions)!,
+      attention,
+    );
     return ratio;
   } finally {
     temps.dispose();
@@ -149,7 +188,11 @@ class PrefillUndo {
   private readonly length: number;
   private readonly hooks: { restore(): void; dispose(): void } | undefined;
 
-  constructor(private readonly parts: ModelParts, private readonly seq: Sequence, tokens: number) {
+  constructor(
+    private readonly parts: ModelParts,
+    private readonly seq: Sequence,
+    tokens: number,
+  ) {
     this.length = seq.length;
     this.marks = seq.caches.map((cache) => ({ cache, length: cache.length, pages: cache.pageTable.length }));
     const { kPages, vPages } = parts.pool;
@@ -158,7 +201,10 @@ class PrefillUndo {
         if (cache.kind !== "streaming") continue;
         const positions = cache.positionsOverwrittenBy(tokens);
         if (!positions.length) continue;
-        const slots = ints(positions.map((p) => cache.slotOfPosition(p)), kPages.device);
+        const slots = ints(
+          positions.map((p) => cache.slotOfPosition(p)),
+          kPages.device,
+        );
         try {
           this.overwritten.push({ slots, ...kernels.gatherKv({ kPages, vPages, slots }) });
         } catch (err) {

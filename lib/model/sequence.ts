@@ -1,10 +1,11 @@
 // A sequence: its per-layer caches, how many tokens it holds, the hooks that take part in its
 // steps (a hybrid policy), and their disposal. The decoder creates sequences and is the only
 // one that calls their hooks.
+
+import { FullCache, type LayerCache, StreamingCache } from "../cache/layer-cache";
+import type { PagePool } from "../cache/page-pool";
 import type { RingShape } from "../common/geometry";
 import * as kernels from "../kernels";
-import { FullCache, LayerCache, StreamingCache } from "../cache/layer-cache";
-import { PagePool } from "../cache/page-pool";
 import { Tensor } from "../runtime/tensor";
 
 /**
@@ -107,7 +108,12 @@ export class Sequence {
     try {
       const pageTable = Tensor.from(Int32Array.from(cache.pageTable), [cache.pageTable.length], { device: kPages.device });
       made.push(pageTable);
-      const res = kernels.prefillAttention({ q, streaming: ring, lazyRatio: spec, cached: { kPages, vPages, pageTable, length: this.length, ring } });
+      const res = kernels.prefillAttention({
+        q,
+        streaming: ring,
+        lazyRatio: spec,
+        cached: { kPages, vPages, pageTable, length: this.length, ring },
+      });
       made.push(res.out, res.lazyRatio!);
       return res.lazyRatio!.toFloat32Array();
     } finally {

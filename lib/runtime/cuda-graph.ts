@@ -1,8 +1,8 @@
 // CUDA graphs: a sequence of kernel calls on one device recorded once and replayed, so a step
 // made of hundreds of small kernels costs one launch. The decode step of model/decode-graph.ts
 // is the user. Mechanism in native/addon/graph.cpp; this is its typed face.
-import { addon, NativeGraphHandle } from "./native";
-import { Tensor } from "./tensor";
+import { addon, type NativeGraphHandle } from "./native";
+import type { Tensor } from "./tensor";
 
 /**
  * Kernel calls recorded into a CUDA graph. Recording runs nothing; every `launch` replays the

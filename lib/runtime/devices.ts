@@ -1,5 +1,5 @@
 // What the machine offers: the CPU, CUDA devices, and why CUDA may be missing.
-import { addon, CudaStatus, DeviceInfo, MemoryUsage } from "./native";
+import { addon, type CudaStatus, type DeviceInfo, type MemoryUsage } from "./native";
 
 export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage } from "./native";
 

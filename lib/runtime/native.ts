@@ -86,9 +86,11 @@ type Handle = NativeTensorHandle;
 export interface NativeOpArgs {
   // attention.cpp
   prefillAttention: {
-    q: Handle; out: Handle;
+    q: Handle;
+    out: Handle;
     /** The chunk's own keys and values; optional when every key is in `cached`. */
-    k?: Handle; v?: Handle;
+    k?: Handle;
+    v?: Handle;
     /** Keys before the chunk's, read through one sequence's page table (a ring when ringSink/ringWindow are set). */
     cached?: { kPages: Handle; vPages: Handle; pageTable: Handle; length: number; ringSink?: number; ringWindow?: number };
     lse?: Handle;
@@ -98,22 +100,38 @@ export interface NativeOpArgs {
     streaming?: { sink: number; window: number };
   };
   decodeAttention: {
-    q: Handle; kPages: Handle; vPages: Handle; pageTable: Handle; seqLens: Handle; out: Handle;
+    q: Handle;
+    kPages: Handle;
+    vPages: Handle;
+    pageTable: Handle;
+    seqLens: Handle;
+    out: Handle;
     lse?: Handle;
     scale?: number;
   };
   // kv_cache.cpp
   appendKv: { k: Handle; v: Handle; kPages: Handle; vPages: Handle; slots: Handle };
   cutToStreaming: {
-    kPages: Handle; vPages: Handle; srcPageTable: Handle; dstPageTable: Handle;
-    length: number; sink: number; window: number;
+    kPages: Handle;
+    vPages: Handle;
+    srcPageTable: Handle;
+    dstPageTable: Handle;
+    length: number;
+    sink: number;
+    window: number;
   };
   gatherKv: { kPages: Handle; vPages: Handle; slots: Handle; k: Handle; v: Handle };
   ropeAppendKv: { qkv: Handle; positions: Handle; invFreq: Handle; kPages: Handle; vPages: Handle; slots: Handle; q: Handle };
   // lazy_ratio.cpp
   lazyRatio: {
-    q: Handle; k: Handle; lse: Handle; out: Handle;
-    sink: number; window: number; lastQueries: number; scale?: number;
+    q: Handle;
+    k: Handle;
+    lse: Handle;
+    out: Handle;
+    sink: number;
+    window: number;
+    lastQueries: number;
+    scale?: number;
   };
   // layer_ops.cpp
   linear: { x: Handle; weight: Handle; bias?: Handle; out: Handle };
@@ -124,8 +142,14 @@ export interface NativeOpArgs {
   // sampling.cpp
   argmax: { logits: Handle; out: Handle };
   topCandidates: {
-    logits: Handle; temperature: Handle; k: number;
-    ids: Handle; scores: Handle; count: Handle; max: Handle; mass: Handle;
+    logits: Handle;
+    temperature: Handle;
+    k: number;
+    ids: Handle;
+    scores: Handle;
+    count: Handle;
+    max: Handle;
+    mass: Handle;
   };
   repetitionPenalty: { logits: Handle; ids: Handle; offsets: Handle; penalty: Handle };
 }

@@ -1,5 +1,5 @@
 // Tensor: a shape, a dtype and a device around native-owned memory.
-import { addon, NativeTensorHandle } from "./native";
+import { addon, type NativeTensorHandle } from "./native";
 
 /** Element types: 32-bit float, IEEE half, bfloat16, 32-bit integer. */
 export type DType = "f32" | "f16" | "bf16" | "i32";
@@ -93,7 +93,9 @@ export class Tensor implements Disposable, AsyncDisposable {
   static from(data: Float32Array | Int32Array | Uint16Array, shape: readonly number[], options: TensorOptions = {}): Tensor {
     // A bare dtype string in place of the options object would otherwise be read as no options at all.
     if (typeof options !== "object" || options === null || Array.isArray(options))
-      throw new TypeError(`Tensor.from: options must be an object such as { dtype: "bf16", device: "cpu" }, got ${typeof options === "string" ? JSON.stringify(options) : String(options)}`);
+      throw new TypeError(
+        `Tensor.from: options must be an object such as { dtype: "bf16", device: "cpu" }, got ${typeof options === "string" ? JSON.stringify(options) : String(options)}`,
+      );
     const { dtype: askedDType, device } = options;
     const dtype = checkDType(askedDType ?? naturalDType(data));
     const tensor = Tensor.empty(shape, dtype, device ?? "cpu");

@@ -5,12 +5,12 @@
 // (the unmutated call's); a crash or a hang fails the case in its child process.
 import * as path from "node:path";
 import fc from "fast-check";
+import { Random } from "../helpers/reference";
+import type { HugeCase } from "./cases/huge";
+import { builders, kernelNames, Maker } from "./cases/kernel-builders";
+import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
 import { enumeratedTest, propertyTest } from "./harness/run-cases";
 import { notATensor, oddValue } from "./harness/values";
-import type { HugeCase } from "./cases/huge";
-import type { IndexValue, KernelCase, KernelMutation } from "./cases/kernels";
-import { builders, kernelNames, Maker } from "./cases/kernel-builders";
-import { Random } from "../helpers/reference";
 
 const indexValue: fc.Arbitrary<IndexValue> = fc.oneof(
   fc.record({ side: fc.constantFrom("above" as const, "below" as const), by: fc.oneof(fc.nat(4), fc.constantFrom(1 << 20, 2 ** 30)) }),
@@ -21,17 +21,42 @@ const pick = fc.nat(64);
 const mutation: fc.Arbitrary<KernelMutation> = fc.oneof(
   fc.constant({ kind: "none" as const }),
   fc.constant({ kind: "omitOutputs" as const }),
-  fc.record({ kind: fc.constant("shape" as const), pick, dim: fc.nat(3), delta: fc.integer({ min: -3, max: 3 }), rank: fc.constantFrom(-1 as const, 0 as const, 1 as const) }),
-  fc.record({ kind: fc.constant("dtype" as const), pick, dtype: fc.constantFrom("f32" as const, "f16" as const, "bf16" as const, "i32" as const) }),
+  fc.record({
+    kind: fc.constant("shape" as const),
+    pick,
+    dim: fc.nat(3),
+    delta: fc.integer({ min: -3, max: 3 }),
+    rank: fc.constantFrom(-1 as const, 0 as const, 1 as const),
+  }),
+  fc.record({
+    kind: fc.constant("dtype" as const),
+    pick,
+    dtype: fc.constantFrom("f32" as const, "f16" as const, "bf16" as const, "i32" as const),
+  }),
   fc.record({ kind: fc.constant("disposed" as const), pick }),
   fc.record({ kind: fc.constant("notTensor" as const), pick, value: notATensor }),
   fc.record({ kind: fc.constant("rank0" as const), pick }),
   fc.record({ kind: fc.constant("index" as const), pick, position: fc.nat(16), value: indexValue }),
   fc.record({ kind: fc.constant("number" as const), pick, value: oddValue }),
-  fc.record({ kind: fc.constant("getter" as const), pick, behaviour: fc.constantFrom("throws" as const, "disposes" as const, "flips" as const), victim: pick }),
+  fc.record({
+    kind: fc.constant("getter" as const),
+    pick,
+    behaviour: fc.constantFrom("throws" as const, "disposes" as const, "flips" as const),
+    victim: pick,
+  }),
   fc.record({ kind: fc.constant("options" as const), value: fc.constantFrom(null, undefined, 42, "options", [], "proxy", true) }),
-  fc.record({ kind: fc.constant("clamp" as const), sinkOver: fc.oneof(fc.nat(8), fc.constantFrom(2 ** 31 - 1, 2 ** 31 - 16, 2 ** 30)), windowOver: fc.oneof(fc.nat(8), fc.constantFrom(2 ** 31 - 1, 2 ** 31 - 16, 2 ** 30)), which: fc.nat(2) }),
-  fc.record({ kind: fc.constant("afterAsync" as const), pick, action: fc.constantFrom("write" as const, "dispose" as const), value: indexValue }),
+  fc.record({
+    kind: fc.constant("clamp" as const),
+    sinkOver: fc.oneof(fc.nat(8), fc.constantFrom(2 ** 31 - 1, 2 ** 31 - 16, 2 ** 30)),
+    windowOver: fc.oneof(fc.nat(8), fc.constantFrom(2 ** 31 - 1, 2 ** 31 - 16, 2 ** 30)),
+    which: fc.nat(2),
+  }),
+  fc.record({
+    kind: fc.constant("afterAsync" as const),
+    pick,
+    action: fc.constantFrom("write" as const, "dispose" as const),
+    value: indexValue,
+  }),
 );
 
 const kernelCase: fc.Arbitrary<KernelCase> = fc.record({
@@ -43,8 +68,11 @@ const kernelCase: fc.Arbitrary<KernelCase> = fc.record({
 });
 
 const kernelsModule = path.join(__dirname, "cases", "kernels.ts");
-propertyTest("kernels answer every malformed call with a useful Error or the correct result", "kernel", kernelCase, 0, 400,
-  { modulePath: kernelsModule, batchSize: 150, caseTimeoutMs: 20000 });
+propertyTest("kernels answer every malformed call with a useful Error or the correct result", "kernel", kernelCase, 0, 400, {
+  modulePath: kernelsModule,
+  batchSize: 150,
+  caseTimeoutMs: 20000,
+});
 
 /**
  * Every option a kernel reads, as a getter that disposes each of the call's tensors in turn:
@@ -69,8 +97,18 @@ function getterSweep(): KernelCase[] {
   return cases;
 }
 
-enumeratedTest("option getters that dispose any tensor of the call, for every option of every kernel", "option getter", getterSweep,
-  { modulePath: kernelsModule, batchSize: 200, caseTimeoutMs: 20000 }, 600000);
+enumeratedTest(
+  "option getters that dispose any tensor of the call, for every option of every kernel",
+  "option getter",
+  getterSweep,
+  { modulePath: kernelsModule, batchSize: 200, caseTimeoutMs: 20000 },
+  600000,
+);
 
-enumeratedTest("a kernel over more than 2^31 elements answers right or with a useful Error", "over 2^31 elements",
-  (): HugeCase[] => [{ kernel: "argmax", extra: 16, plantedPast: 5 }], { modulePath: path.join(__dirname, "cases", "huge.ts"), batchSize: 1, caseTimeoutMs: 120000 }, 300000);
+enumeratedTest(
+  "a kernel over more than 2^31 elements answers right or with a useful Error",
+  "over 2^31 elements",
+  (): HugeCase[] => [{ kernel: "argmax", extra: 16, plantedPast: 5 }],
+  { modulePath: path.join(__dirname, "cases", "huge.ts"), batchSize: 1, caseTimeoutMs: 120000 },
+  300000,
+);

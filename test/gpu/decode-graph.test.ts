@@ -2,11 +2,11 @@
 // checks every launch runs, and decode steps replayed from graphs against the eager steps.
 import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
+import type { Sequence } from "../../lib/model/sequence";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
-import { Sequence } from "../../lib/model/sequence";
 import { fixtureModels, fixtureRoot, prefilledSequences, readReference } from "../helpers/fixtures";
-import { Random } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
+import { Random } from "../helpers/reference";
 import { TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
@@ -16,7 +16,6 @@ const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
-
 describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
   test.each([
     { tokens: 1, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
@@ -24,7 +23,8 @@ describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
     { tokens: 5, hq: 4, hkv: 1, d: 64, dtype: "f16" },
     { tokens: 4, hq: 2, hkv: 2, d: 6, dtype: "f32" },
   ] as const)("tokens=$tokens hq=$hq hkv=$hkv d=$d $dtype", ({ tokens, hq, hkv, d, dtype }) => {
-    const pageSize = 16, numPages = Math.ceil((tokens + 3) / pageSize) + 1;
+    const pageSize = 16,
+      numPages = Math.ceil((tokens + 3) / pageSize) + 1;
     const qkv = scope.random(rng, [tokens, (hq + 2 * hkv) * d], dtype).tensor;
     const pool = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
     const slotList = Array.from({ length: tokens }, (_, t) => (t === 1 ? -1 : t + 3));
@@ -32,14 +32,22 @@ describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
     const invFreq = Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d));
     const run = (device: "cpu" | "cuda:0") => {
       const on = (t: Tensor) => scope.add(t.to(device));
-      const kPages = on(pool), vPages = on(pool);
-      const q = scope.add(kernels.ropeAppendKv({
-        qkv: on(qkv), kPages, vPages, positions: scope.ints(positions, undefined, device), slots: scope.ints(slotList, undefined, device),
-        invFreq: scope.add(Tensor.from(invFreq, [d / 2], { device })),
-      }));
+      const kPages = on(pool),
+        vPages = on(pool);
+      const q = scope.add(
+        kernels.ropeAppendKv({
+          qkv: on(qkv),
+          kPages,
+          vPages,
+          positions: scope.ints(positions, undefined, device),
+          slots: scope.ints(slotList, undefined, device),
+          invFreq: scope.add(Tensor.from(invFreq, [d / 2], { device })),
+        }),
+      );
       return { q: q.toFloat32Array(), k: kPages.toFloat32Array(), v: vPages.toFloat32Array() };
     };
-    const cpu = run("cpu"), gpu = run("cuda:0");
+    const cpu = run("cpu"),
+      gpu = run("cuda:0");
     // Same f32 cos/sin and formula: any difference is one rounding of a fused multiply-add.
     expect(relError(gpu.q, cpu.q)).toBeLessThan(dtype === "bf16" ? 4e-3 : 1e-3);
     expect(relError(gpu.k, cpu.k)).toBeLessThan(dtype === "bf16" ? 4e-3 : 1e-3);
@@ -88,7 +96,9 @@ describeGpu("CUDA graphs", () => {
       expectRows([3, 5, 9, 1]);
       graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(3, 1, 0, 0));
       expectRows([3, 5, 9, 2]);
-      expect(() => graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(2, 3))).toThrow(/changed range \(2, 3\) is outside the input's 4 elements/);
+      expect(() => graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(2, 3))).toThrow(
+        /changed range \(2, 3\) is outside the input's 4 elements/,
+      );
       expect(() => graph.launch(Int32Array.from([3, 5, 9, 2]), Int32Array.of(2))).toThrow(/\(start, count\) pairs/);
       // A check reads what the device would hold: the named change merged with what it holds.
       expect(() => graph.launch(Int32Array.from([3, 5, 9, 10]), Int32Array.of(3, 1))).toThrow(/ids\[3\] = 10 is outside the vocabulary/);
@@ -109,7 +119,9 @@ describeGpu("CUDA graphs", () => {
     );
     const other = scope.ints([1, 2], undefined, "cuda:0");
     const out = scope.add(Tensor.empty([2, 16], "bf16", "cuda:0"));
-    expect(() => CudaGraph.capture(block, () => kernels.embedding({ ids: other, table, out }))).toThrow(/must be views of the capture's input/);
+    expect(() => CudaGraph.capture(block, () => kernels.embedding({ ids: other, table, out }))).toThrow(
+      /must be views of the capture's input/,
+    );
     const again = scope.add(kernels.embedding({ ids: other, table }));
     expect(again.toFloat32Array().length).toBe(32);
   });
@@ -125,12 +137,16 @@ describe.each(fixtureModels)("%s: decode steps replayed from CUDA graphs equal t
     // Two-token pages: the graph's table width (64 pages) is outgrown after 128 tokens.
     const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20, pageSize: 2 });
     const vocab = model.config.vocabSize;
-    const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
+    const prompts = readReference(name)
+      .cases.slice(0, 3)
+      .map((c) => c.ids);
     // Sequence 1 goes hybrid: its odd layers become rings, narrower than the full layers.
-    const start = () => prefilledSequences(model.decoder, prompts, (s, i) => {
-      if (i === 1) s.caches.forEach((_, l) => l % 2 && s.cutToStreaming(l, 2, 6));
-    });
-    const graphSeqs = start(), eagerSeqs = start();
+    const start = () =>
+      prefilledSequences(model.decoder, prompts, (s, i) => {
+        if (i === 1) s.caches.forEach((_, l) => l % 2 && s.cutToStreaming(l, 2, 6));
+      });
+    const graphSeqs = start(),
+      eagerSeqs = start();
     const eager = (seqs: Sequence[], ids: number[]) => {
       process.env.LIGHTTRANSFER_DECODE_GRAPHS = "off";
       try {
@@ -175,11 +191,14 @@ describe.each(fixtureModels)("%s: a greedy step replayed from a CUDA graph picks
   test("batch 3, 40 steps", async () => {
     const model = await loadModel(path.join(fixtureRoot, name), { device: "cuda:0", kvCacheBytes: 8 * 2 ** 20 });
     const vocab = model.config.vocabSize;
-    const prompts = readReference(name).cases.slice(0, 3).map((c) => c.ids);
+    const prompts = readReference(name)
+      .cases.slice(0, 3)
+      .map((c) => c.ids);
     const start = () => prefilledSequences(model.decoder, prompts);
     // Both sets step through the same recording (same batch and widths), so their logits are the
     // same numbers and the device's argmax must agree with the host's exactly.
-    const logitSeqs = start(), greedySeqs = start();
+    const logitSeqs = start(),
+      greedySeqs = start();
     try {
       let ids = prompts.map((p) => p[p.length - 1]);
       for (let step = 0; step < 40; step++) {

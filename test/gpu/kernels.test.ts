@@ -2,9 +2,9 @@
 // Runs where CUDA is available: `npm run test:gpu`. Elsewhere every test here is skipped and
 // the reason is printed.
 import { cudaStatus, devices, kernels, Tensor } from "../../lib";
-import { Random } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
 import { scatteredPages, slotsUsed, writeThroughPages } from "../helpers/pages";
+import { Random } from "../helpers/reference";
 import { TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
@@ -18,7 +18,6 @@ type Half = "bf16" | "f16";
 // bf16 keeps 8 significant bits and the kernels round P to the input type before the PV
 // product, so a few 1e-3 of relative error is expected; f16 keeps 11 bits, 8x tighter.
 const relTol: Record<Half, number> = { bf16: 1e-2, f16: 2e-3 };
-
 
 function maxAbs(got: Float32Array, want: Float32Array): number {
   let m = 0;
@@ -48,12 +47,22 @@ describeGpu("CUDA prefill attention equals the CPU kernel", () => {
     { nq: 2000, nk: 2000, hq: 8, hkv: 1, d: 128, dtype: "bf16" as Half, mask: { sink: 4, window: 1020 } },
   ];
   test.each(cases)("nq=$nq nk=$nk hq=$hq hkv=$hkv d=$d $dtype mask=$mask", (c) => {
-    const q = pair([c.nq, c.hq, c.d], c.dtype), k = pair([c.nk, c.hkv, c.d], c.dtype), v = pair([c.nk, c.hkv, c.d], c.dtype);
+    const q = pair([c.nq, c.hq, c.d], c.dtype),
+      k = pair([c.nk, c.hkv, c.d], c.dtype),
+      v = pair([c.nk, c.hkv, c.d], c.dtype);
     const spec = { sink: 4, window: 64, lastQueries: 32 };
     const withRatio = c.nq >= Math.min(32, c.nk);
     const run = (dev: "cpu" | "gpu") =>
-      kernels.prefillAttention({ q: q[dev], k: k[dev], v: v[dev], returnLse: true, streaming: c.mask, lazyRatio: withRatio ? spec : undefined });
-    const want = run("cpu"), got = run("gpu");
+      kernels.prefillAttention({
+        q: q[dev],
+        k: k[dev],
+        v: v[dev],
+        returnLse: true,
+        streaming: c.mask,
+        lazyRatio: withRatio ? spec : undefined,
+      });
+    const want = run("cpu"),
+      got = run("gpu");
     for (const r of [want, got]) [r.out, r.lse, r.lazyRatio].forEach((t) => scope.add(t));
     expect(got.out.device).toBe("cuda:0");
     const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
@@ -74,10 +83,12 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     { start: 900, own: 40, nq: 40, hq: 8, hkv: 8, d: 64, dtype: "bf16" as Half, pageSize: 16, ring: { sink: 0, window: 200 } },
   ];
   test.each(cases)("start=$start own=$own nq=$nq hq=$hq hkv=$hkv d=$d $dtype pageSize=$pageSize ring=$ring", (c) => {
-    const nk = c.start + c.own, rowSize = c.hkv * c.d;
+    const nk = c.start + c.own,
+      rowSize = c.hkv * c.d;
     const layout = { pageSize: c.pageSize, ring: c.ring };
     const { table, numPages } = scatteredPages((items) => rng.shuffle(items), slotsUsed(c.start, layout), c.pageSize, 5);
-    const keys = rng.normals(nk * rowSize), values = rng.normals(nk * rowSize);
+    const keys = rng.normals(nk * rowSize),
+      values = rng.normals(nk * rowSize);
     // Unused slots hold NaN: reading one poisons the output.
     const onBoth = (data: Float32Array, shape: number[]) => {
       const cpu = scope.add(Tensor.from(data, shape, { dtype: c.dtype }));
@@ -87,17 +98,32 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     const kPages = onBoth(writeThroughPages(keys, c.start, rowSize, table, numPages, layout), poolShape);
     const vPages = onBoth(writeThroughPages(values, c.start, rowSize, table, numPages, layout), poolShape);
     const ownRows = (rows: Float32Array) => (c.own > 0 ? onBoth(rows.slice(c.start * rowSize), [c.own, c.hkv, c.d]) : undefined);
-    const k = ownRows(keys), v = ownRows(values);
-    const kAll = onBoth(keys, [nk, c.hkv, c.d]), vAll = onBoth(values, [nk, c.hkv, c.d]);
+    const k = ownRows(keys),
+      v = ownRows(values);
+    const kAll = onBoth(keys, [nk, c.hkv, c.d]),
+      vAll = onBoth(values, [nk, c.hkv, c.d]);
     const q = pair([c.nq, c.hq, c.d], c.dtype);
     const pageTable = { cpu: scope.ints(table), gpu: scope.ints(table, [table.length], "cuda:0") };
     const run = (dev: "cpu" | "gpu") =>
       kernels.prefillAttention({
-        q: q[dev], k: k?.[dev], v: v?.[dev], streaming: c.ring, returnLse: true, lazyRatio: ratio,
+        q: q[dev],
+        k: k?.[dev],
+        v: v?.[dev],
+        streaming: c.ring,
+        returnLse: true,
+        lazyRatio: ratio,
         cached: { kPages: kPages[dev], vPages: vPages[dev], pageTable: pageTable[dev], length: c.start, ring: c.ring },
       });
-    const want = run("cpu"), got = run("gpu");
-    const contiguous = kernels.prefillAttention({ q: q.gpu, k: kAll.gpu, v: vAll.gpu, streaming: c.ring, returnLse: true, lazyRatio: ratio });
+    const want = run("cpu"),
+      got = run("gpu");
+    const contiguous = kernels.prefillAttention({
+      q: q.gpu,
+      k: kAll.gpu,
+      v: vAll.gpu,
+      streaming: c.ring,
+      returnLse: true,
+      lazyRatio: ratio,
+    });
     for (const r of [want, got, contiguous]) [r.out, r.lse, r.lazyRatio].forEach((t) => scope.add(t));
     expect(got.out.device).toBe("cuda:0");
     const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
@@ -121,14 +147,23 @@ describeGpu("CUDA decode attention equals the CPU kernel", () => {
     const maxPages = Math.max(1, ...pagesPer);
     const numPages = pagesPer.reduce((a, b) => a + b, 0) + 2;
     const ids = rng.shuffle(Array.from({ length: numPages }, (_, i) => i));
-    const table = pagesPer.flatMap((n) => { const t = ids.splice(0, n); return [...t, ...Array(maxPages - n).fill(0)]; });
-    const kPages = pair([numPages, pageSize, c.hkv, c.d], c.dtype), vPages = pair([numPages, pageSize, c.hkv, c.d], c.dtype);
+    const table = pagesPer.flatMap((n) => {
+      const t = ids.splice(0, n);
+      return [...t, ...Array(maxPages - n).fill(0)];
+    });
+    const kPages = pair([numPages, pageSize, c.hkv, c.d], c.dtype),
+      vPages = pair([numPages, pageSize, c.hkv, c.d], c.dtype);
     const q = pair([c.lens.length, c.hq, c.d], c.dtype);
-    const pageTable = scope.ints(table, [c.lens.length, maxPages]), seqLens = scope.ints(c.lens);
+    const pageTable = scope.ints(table, [c.lens.length, maxPages]),
+      seqLens = scope.ints(c.lens);
     const want = kernels.decodeAttention({ q: q.cpu, kPages: kPages.cpu, vPages: vPages.cpu, pageTable, seqLens, returnLse: true });
     const got = kernels.decodeAttention({
-      q: q.gpu, kPages: kPages.gpu, vPages: vPages.gpu, returnLse: true,
-      pageTable: scope.add(pageTable.to("cuda:0")), seqLens: scope.add(seqLens.to("cuda:0")),
+      q: q.gpu,
+      kPages: kPages.gpu,
+      vPages: vPages.gpu,
+      returnLse: true,
+      pageTable: scope.add(pageTable.to("cuda:0")),
+      seqLens: scope.add(seqLens.to("cuda:0")),
     });
     for (const r of [want, got]) [r.out, r.lse].forEach((t) => scope.add(t));
     const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
@@ -139,10 +174,16 @@ describeGpu("CUDA decode attention equals the CPU kernel", () => {
 
 describeGpu("CUDA cache operations equal the CPU ones bit for bit", () => {
   test.each([{ length: 50 }, { length: 20 }, { length: 2000 }])("append, then cut a cache of $length tokens", ({ length }) => {
-    const pageSize = 16, hkv = 8, d = 128, sink = 4, window = 16;
+    const pageSize = 16,
+      hkv = 8,
+      d = 128,
+      sink = 4,
+      window = 16;
     const numPages = Math.ceil(length / pageSize) + 4;
-    const kPages = pair([numPages, pageSize, hkv, d], "bf16"), vPages = pair([numPages, pageSize, hkv, d], "bf16");
-    const k = pair([length, hkv, d], "bf16"), v = pair([length, hkv, d], "bf16");
+    const kPages = pair([numPages, pageSize, hkv, d], "bf16"),
+      vPages = pair([numPages, pageSize, hkv, d], "bf16");
+    const k = pair([length, hkv, d], "bf16"),
+      v = pair([length, hkv, d], "bf16");
     const full = rng.shuffle(Array.from({ length: numPages }, (_, i) => i)).slice(0, Math.ceil(length / pageSize));
     const slots = Array.from({ length }, (_, p) => full[Math.floor(p / pageSize)] * pageSize + (p % pageSize));
     const ring = rng.shuffle(full.slice()).slice(0, Math.ceil(Math.min(length, sink + window) / pageSize));
@@ -150,19 +191,35 @@ describeGpu("CUDA cache operations equal the CPU ones bit for bit", () => {
       const onDev = (t: Tensor) => (dev === "cpu" ? t : scope.add(t.to("cuda:0")));
       kernels.appendKv({ k: k[dev], v: v[dev], kPages: kPages[dev], vPages: vPages[dev], slots: onDev(scope.ints(slots)) });
       kernels.cutToStreaming({
-        kPages: kPages[dev], vPages: vPages[dev], srcPageTable: onDev(scope.ints(full)), dstPageTable: onDev(scope.ints(ring)),
-        length, sink, window,
+        kPages: kPages[dev],
+        vPages: vPages[dev],
+        srcPageTable: onDev(scope.ints(full)),
+        dstPageTable: onDev(scope.ints(ring)),
+        length,
+        sink,
+        window,
       });
     }
-    expect(Buffer.from((kPages.gpu.toArray() as Uint16Array).buffer).equals(Buffer.from((kPages.cpu.toArray() as Uint16Array).buffer))).toBe(true);
-    expect(Buffer.from((vPages.gpu.toArray() as Uint16Array).buffer).equals(Buffer.from((vPages.cpu.toArray() as Uint16Array).buffer))).toBe(true);
+    expect(
+      Buffer.from((kPages.gpu.toArray() as Uint16Array).buffer).equals(Buffer.from((kPages.cpu.toArray() as Uint16Array).buffer)),
+    ).toBe(true);
+    expect(
+      Buffer.from((vPages.gpu.toArray() as Uint16Array).buffer).equals(Buffer.from((vPages.cpu.toArray() as Uint16Array).buffer)),
+    ).toBe(true);
   });
 });
 
 describeGpu("CUDA standalone lazy ratio equals the CPU kernel", () => {
-  test.each([{ n: 3000, hkv: 8 }, { n: 40, hkv: 1 }, { n: 200, hkv: 4 }])("N=$n hkv=$hkv", ({ n, hkv }) => {
-    const hq = 32, d = 128, spec = { sink: 4, window: 64, lastQueries: 32 };
-    const q = pair([n, hq, d], "bf16"), k = pair([n, hkv, d], "bf16");
+  test.each([
+    { n: 3000, hkv: 8 },
+    { n: 40, hkv: 1 },
+    { n: 200, hkv: 4 },
+  ])("N=$n hkv=$hkv", ({ n, hkv }) => {
+    const hq = 32,
+      d = 128,
+      spec = { sink: 4, window: 64, lastQueries: 32 };
+    const q = pair([n, hq, d], "bf16"),
+      k = pair([n, hkv, d], "bf16");
     const lse = scope.add(kernels.prefillAttention({ q: q.cpu, k: k.cpu, v: k.cpu, returnLse: true }).lse!);
     const want = scope.add(kernels.lazyRatio({ q: q.cpu, k: k.cpu, lse, ...spec }));
     const got = scope.add(kernels.lazyRatio({ q: q.gpu, k: k.gpu, lse: scope.add(lse.to("cuda:0")), ...spec }));
@@ -186,7 +243,9 @@ describeGpu("CUDA errors are JS errors and the process keeps working", () => {
   test("out of memory says how much was asked for and how much is free", () => {
     const gpu = devices().find((d) => d.type === "cuda")!;
     const tooMany = Math.ceil((gpu.totalMemory * 2) / 4);
-    expect(() => Tensor.empty([tooMany], "f32", "cuda:0")).toThrow(/CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB/);
+    expect(() => Tensor.empty([tooMany], "f32", "cuda:0")).toThrow(
+      /CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB/,
+    );
     const ok = scope.add(Tensor.from(rng.normals(1024), [1024], { device: "cuda:0" }));
     expect(ok.toFloat32Array().length).toBe(1024);
   });

@@ -1,11 +1,11 @@
 // Model operations and whole models on CUDA: ops against the CPU ops, the transformers
 // fixtures in bf16/f16, memory freed by dispose(), and out-of-memory as a JS error.
 import * as path from "node:path";
-import { cudaStatus, DeviceName, devices, kernels, loadModel, memoryUsage, Model, Tensor } from "../../lib";
+import { cudaStatus, type DeviceName, devices, kernels, loadModel, type Model, memoryUsage, Tensor } from "../../lib";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
-import { FloatDType, Random, roundArray, roundTo } from "../helpers/reference";
 import { describeWithCuda, relError } from "../helpers/gpu";
+import { type FloatDType, Random, roundArray, roundTo } from "../helpers/reference";
 import { plantedLogits, TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
@@ -14,7 +14,6 @@ const describeGpu = describeWithCuda("model");
 const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
-
 
 /** A tensor's contents as raw bits, so that comparisons tell -0 from +0 and one NaN from another. */
 function bits(t: Tensor): Uint32Array | Uint16Array {
@@ -30,31 +29,48 @@ function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
 describeGpu("CUDA model ops equal the CPU ops", () => {
   // bf16 keeps 8 significant bits: one rounding of each output gives ~2e-3 relative error.
   const bound = 1e-2;
-  test.each([[1, 4096, 4096], [7, 200, 96], [64, 1024, 4096], [257, 96, 200]])("linear m=%i n=%i k=%i", (m, n, k) => {
-    const x = pair([m, k], "bf16"), w = pair([n, k], "bf16"), b = pair([n], "bf16");
+  test.each([
+    [1, 4096, 4096],
+    [7, 200, 96],
+    [64, 1024, 4096],
+    [257, 96, 200],
+  ])("linear m=%i n=%i k=%i", (m, n, k) => {
+    const x = pair([m, k], "bf16"),
+      w = pair([n, k], "bf16"),
+      b = pair([n], "bf16");
     const want = scope.add(kernels.linear({ x: x.cpu, weight: w.cpu, bias: b.cpu }));
     const got = scope.add(kernels.linear({ x: x.gpu, weight: w.gpu, bias: b.gpu }));
     expect(relError(got.toFloat32Array(), want.toFloat32Array())).toBeLessThan(bound);
   });
   test("rmsNorm with residual, rope, swiGlu, embedding", () => {
-    const x = pair([33, 512], "bf16"), r = pair([33, 512], "bf16"), w = pair([512], "bf16");
+    const x = pair([33, 512], "bf16"),
+      r = pair([33, 512], "bf16"),
+      w = pair([512], "bf16");
     const wantN = scope.add(kernels.rmsNorm({ x: x.cpu, residual: r.cpu, weight: w.cpu }));
     const gotN = scope.add(kernels.rmsNorm({ x: x.gpu, residual: r.gpu, weight: w.gpu }));
     expect(relError(gotN.toFloat32Array(), wantN.toFloat32Array())).toBeLessThan(bound);
     expect(relError(r.gpu.toFloat32Array(), r.cpu.toFloat32Array())).toBeLessThan(bound);
 
-    const q = pair([9, 8, 128], "bf16"), k = pair([9, 2, 128], "bf16");
+    const q = pair([9, 8, 128], "bf16"),
+      k = pair([9, 2, 128], "bf16");
     const positions = Int32Array.from([0, 1, 2, 100, 4095, 8191, 65535, 100000, 131071]);
     const invFreq = Float32Array.from({ length: 64 }, (_, i) => 1 / 500000 ** ((2 * i) / 128));
     for (const dev of ["cpu", "gpu"] as const) {
       const device = dev === "cpu" ? "cpu" : "cuda:0";
-      kernels.rope({ q: q[dev], k: k[dev], positions: scope.add(Tensor.from(positions, [9], { device })), invFreq: scope.add(Tensor.from(invFreq, [64], { device })) });
+      kernels.rope({
+        q: q[dev],
+        k: k[dev],
+        positions: scope.add(Tensor.from(positions, [9], { device })),
+        invFreq: scope.add(Tensor.from(invFreq, [64], { device })),
+      });
     }
     expect(relError(q.gpu.toFloat32Array(), q.cpu.toFloat32Array())).toBeLessThan(bound);
     expect(relError(k.gpu.toFloat32Array(), k.cpu.toFloat32Array())).toBeLessThan(bound);
 
     const gu = pair([5, 2 * 300], "bf16");
-    expect(relError(scope.add(kernels.swiGlu({ x: gu.gpu })).toFloat32Array(), scope.add(kernels.swiGlu({ x: gu.cpu })).toFloat32Array())).toBeLessThan(bound);
+    expect(
+      relError(scope.add(kernels.swiGlu({ x: gu.gpu })).toFloat32Array(), scope.add(kernels.swiGlu({ x: gu.cpu })).toFloat32Array()),
+    ).toBeLessThan(bound);
 
     const table = pair([1000, 64], "bf16");
     const ids = Int32Array.from({ length: 17 }, () => rng.int(0, 999));
@@ -73,7 +89,8 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     ["bf16", 6, 128256],
   ] as Array<[FloatDType, number, number]>)("argmax over %s logits [%i, %i] is the CPU's", (dtype, rows, vocab) => {
     const logits = plantedLogits(rng, rows, vocab, dtype);
-    const cpu = scope.add(logits.tensor), gpu = scope.add(cpu.to("cuda:0"));
+    const cpu = scope.add(logits.tensor),
+      gpu = scope.add(cpu.to("cuda:0"));
     const want = Array.from(scope.add(kernels.argmax({ logits: cpu })).toArray());
     const got = Array.from(scope.add(kernels.argmax({ logits: gpu })).toArray());
     expect({ seed: rng.seed, got }).toEqual({ seed: rng.seed, got: want });
@@ -86,7 +103,11 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
   // on top, 6 all <= 0 with -0 before +0 (max is the first: -0).
   const topCases: Array<[FloatDType, number, number, number]> = [];
   for (const dtype of ["f32", "f16", "bf16"] as const)
-    for (const [rows, vocab] of [[5, 1003], [4, 128256], [33, 32000]])
+    for (const [rows, vocab] of [
+      [5, 1003],
+      [4, 128256],
+      [33, 32000],
+    ])
       for (const k of [1, 40, 256]) topCases.push([dtype, rows, vocab, k]);
   test.each(topCases)("topCandidates over %s logits [%i, %i], k %i, is the CPU's", (dtype, rows, vocab, k) => {
     const capacity = 2 * k;
@@ -125,14 +146,18 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const run = (logits: Tensor, device: DeviceName) => {
       const c = kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(temperature, [rows], { device })), k });
       Object.values(c).forEach((t) => scope.add(t));
-      const ids = c.ids.toArray() as Int32Array, scores = c.scores.toFloat32Array();
+      const ids = c.ids.toArray() as Int32Array,
+        scores = c.scores.toFloat32Array();
       const count = Array.from(c.count.toArray() as Int32Array);
       // (id, score) pairs by id: the stored order is free.
       const stored = (r: number) =>
-        Array.from({ length: Math.min(count[r], capacity) }, (_, i) => [ids[r * capacity + i], scores[r * capacity + i]]).sort((x, y) => x[0] - y[0]);
+        Array.from({ length: Math.min(count[r], capacity) }, (_, i) => [ids[r * capacity + i], scores[r * capacity + i]]).sort(
+          (x, y) => x[0] - y[0],
+        );
       return { count, max: Array.from(c.max.toFloat32Array()), mass: c.mass.toFloat32Array(), stored };
     };
-    const want = run(cpu, "cpu"), got = run(scope.add(cpu.to("cuda:0")), "cuda:0");
+    const want = run(cpu, "cpu"),
+      got = run(scope.add(cpu.to("cuda:0")), "cuda:0");
     // toEqual compares numbers with Object.is: max must match to the sign of a zero.
     expect({ seed: rng.seed, max: got.max, count: got.count }).toEqual({ seed: rng.seed, max: want.max, count: want.count });
     expect([want.count[0] > k, want.count[3]]).toEqual([true, vocab]);
@@ -159,10 +184,17 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
   // nor its penalised value is subnormal, where CUDA flushes to zero.
   const penaltyCases: Array<[FloatDType, number, number]> = [];
   for (const dtype of ["f32", "f16", "bf16"] as const)
-    for (const [rows, vocab] of [[1, 1003], [1, 32000], [33, 1003], [33, 32000]]) penaltyCases.push([dtype, rows, vocab]);
+    for (const [rows, vocab] of [
+      [1, 1003],
+      [1, 32000],
+      [33, 1003],
+      [33, 32000],
+    ])
+      penaltyCases.push([dtype, rows, vocab]);
   test.each(penaltyCases)("repetitionPenalty on %s logits [%i, %i] is the CPU's, bit for bit", (dtype, rows, vocab) => {
     const raw = rng.normals(rows * vocab, 3).map((v) => (Math.abs(v) < 1e-3 ? Math.sign(v) * 1e-3 : v));
-    const ids: number[] = [], offsets = [0];
+    const ids: number[] = [],
+      offsets = [0];
     const touched = new Uint8Array(rows * vocab);
     const columns = Array.from({ length: vocab }, (_, i) => i);
     for (let r = 0; r < rows; r++) {
@@ -174,9 +206,14 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       offsets.push(ids.length);
     }
     const penalty = Float32Array.from({ length: rows }, () => 0.5 + 1.5 * rng.next());
-    const cpu = scope.add(Tensor.from(raw, [rows, vocab], { dtype })), gpu = scope.add(cpu.to("cuda:0"));
-    const before = bits(cpu), values = cpu.toFloat32Array();
-    for (const [logits, device] of [[cpu, "cpu"], [gpu, "cuda:0"]] as Array<[Tensor, DeviceName]>) {
+    const cpu = scope.add(Tensor.from(raw, [rows, vocab], { dtype })),
+      gpu = scope.add(cpu.to("cuda:0"));
+    const before = bits(cpu),
+      values = cpu.toFloat32Array();
+    for (const [logits, device] of [
+      [cpu, "cpu"],
+      [gpu, "cuda:0"],
+    ] as Array<[Tensor, DeviceName]>) {
       kernels.repetitionPenalty({
         logits,
         ids: scope.add(Tensor.from(Int32Array.from(ids), [ids.length], { device })),
@@ -184,14 +221,20 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
         penalty: scope.add(Tensor.from(penalty, [rows], { device })),
       });
     }
-    const want = bits(cpu), got = bits(gpu), gotValues = gpu.toFloat32Array();
+    const want = bits(cpu),
+      got = bits(gpu),
+      gotValues = gpu.toFloat32Array();
     // The definition too, so that a kernel doing nothing cannot pass: f64 division and product of
     // two f32 values, then Math.fround, round as f32 arithmetic does.
     const definition = (i: number) => {
-      const x = values[i], p = penalty[Math.floor(i / vocab)];
+      const x = values[i],
+        p = penalty[Math.floor(i / vocab)];
       return roundTo(dtype, x > 0 ? x / p : x * p);
     };
-    let differ = 0, first = -1, moved = 0, wrong = 0;
+    let differ = 0,
+      first = -1,
+      moved = 0,
+      wrong = 0;
     for (let i = 0; i < want.length; i++) {
       if (got[i] !== want[i]) {
         differ++;
@@ -284,7 +327,9 @@ describeGpu("models on CUDA: memory", () => {
     const other = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 2 ** 20 });
     // Twice the card: within the pool's page-count limit, so the allocation itself fails.
     const tooMuch = 2 * devices().find((d) => d.id === "cuda:0")!.totalMemory;
-    await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(/CUDA out of memory on cuda:0: asked for \d+ MiB/);
+    await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(
+      /CUDA out of memory on cuda:0: asked for \d+ MiB/,
+    );
     const out = await other.generateBatch(["The quick brown fox"], { maxNewTokens: 4, stopAtEos: false });
     expect(out[0].tokens).toHaveLength(4);
     await other.dispose();
@@ -296,7 +341,15 @@ describeGpu("sampled generation on CUDA", () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
     try {
       const prompts = ["The quick brown fox", "Once upon a time", "Paged attention is"];
-      const options = { maxNewTokens: 24, stopAtEos: false, temperature: 0.9, topK: 40, topP: 0.9, repetitionPenalty: 1.3, seed: rng.int(0, 2 ** 31) };
+      const options = {
+        maxNewTokens: 24,
+        stopAtEos: false,
+        temperature: 0.9,
+        topK: 40,
+        topP: 0.9,
+        repetitionPenalty: 1.3,
+        seed: rng.int(0, 2 ** 31),
+      };
       const first = await model.generateBatch(prompts, options);
       const again = await model.generateBatch(prompts, options);
       expect(again.map((r) => r.tokens)).toEqual(first.map((r) => r.tokens));

@@ -4,7 +4,7 @@
 // every byte of device memory. The decode steps around both replay the CUDA decode graph
 // (lib/model/decode-graph.ts), whose recorded buffers and index rows must survive them.
 import * as path from "node:path";
-import { loadModel, memoryUsage, Model, SessionOptions } from "../../lib";
+import { loadModel, type Model, memoryUsage, type SessionOptions } from "../../lib";
 import { fixtureRoot } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { describeWithCuda } from "../helpers/gpu";
@@ -42,54 +42,60 @@ describeGpu("session.dispose() during generate on CUDA", () => {
     ["hybrid fixed, ring wrapped", { hybrid: { mode: "fixed", lazyLayers: [1], sink: 1, window: 3 } }, 0],
     ["hybrid auto, choice made during the generation", { hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 12, lastQueries: 2 } }, 4],
     ["hybrid auto, choice pending", { hybrid: { mode: "auto", sink: 2, window: 64, lastQueries: 2 } }, chunksBeforeDispose - 1],
-  ])("stops the generation, gives back every page and byte, and the model generates as before (%s)", async (_, sessionOptions, eagerSteps) => {
-    // An undisturbed generation first: the tokens to compare with, and the decode graph recorded
-    // (its buffers stay with the model until it is disposed, so they are part of the baseline).
-    const undisturbed = model.createSession(sessionOptions);
-    const expected = await greedyTokens(undisturbed, prompt, maxNewTokens);
-    undisturbed.dispose();
-    expect(expected).toHaveLength(maxNewTokens);
+  ])(
+    "stops the generation, gives back every page and byte, and the model generates as before (%s)",
+    async (_, sessionOptions, eagerSteps) => {
+      // An undisturbed generation first: the tokens to compare with, and the decode graph recorded
+      // (its buffers stay with the model until it is disposed, so they are part of the baseline).
+      const undisturbed = model.createSession(sessionOptions);
+      const expected = await greedyTokens(undisturbed, prompt, maxNewTokens);
+      undisturbed.dispose();
+      expect(expected).toHaveLength(maxNewTokens);
 
-    await collectGarbage();
-    const used = model.pool.usedPages, bytes = memoryUsage().cuda, replayedBefore = replayedSteps(model);
-    const observingBefore = model.decoder.stats.eagerSteps["observing queries"] ?? 0;
-    const session = model.createSession(sessionOptions);
-    const step = jest.spyOn(model.decoder, "step");
-    const tokens: number[] = [];
-    let stepsAtDispose = -1, steps = -1;
-    let error: Error | undefined;
-    try {
-      for await (const chunk of session.generate(prompt, { maxNewTokens, stopAtEos: false })) {
-        tokens.push(...chunk.tokens);
-        if (tokens.length === chunksBeforeDispose) {
-          session.dispose();
-          stepsAtDispose = step.mock.calls.length;
+      await collectGarbage();
+      const used = model.pool.usedPages,
+        bytes = memoryUsage().cuda,
+        replayedBefore = replayedSteps(model);
+      const observingBefore = model.decoder.stats.eagerSteps["observing queries"] ?? 0;
+      const session = model.createSession(sessionOptions);
+      const step = jest.spyOn(model.decoder, "step");
+      const tokens: number[] = [];
+      let stepsAtDispose = -1,
+        steps = -1;
+      let error: Error | undefined;
+      try {
+        for await (const chunk of session.generate(prompt, { maxNewTokens, stopAtEos: false })) {
+          tokens.push(...chunk.tokens);
+          if (tokens.length === chunksBeforeDispose) {
+            session.dispose();
+            stepsAtDispose = step.mock.calls.length;
+          }
         }
+      } catch (err) {
+        error = err as Error;
+      } finally {
+        steps = step.mock.calls.length;
+        step.mockRestore();
       }
-    } catch (err) {
-      error = err as Error;
-    } finally {
-      steps = step.mock.calls.length;
-      step.mockRestore();
-    }
-    expect(error?.name).toBe("AbortError");
-    expect(error?.message).toMatch(/this session was disposed during generation/);
-    // The first token comes from the prefill, each later one from a decode step; none after dispose.
-    expect(stepsAtDispose).toBe(chunksBeforeDispose - 1);
-    expect(steps).toBe(stepsAtDispose);
-    expect(tokens).toEqual(expected.slice(0, chunksBeforeDispose));
-    expect(replayedSteps(model) - replayedBefore).toBe(stepsAtDispose - eagerSteps);
-    expect((model.decoder.stats.eagerSteps["observing queries"] ?? 0) - observingBefore).toBe(eagerSteps);
-    expect(model.decoder.stats.unavailable).toBeUndefined();
-    expect(model.pool.usedPages).toBe(used);
-    expect(memoryUsage().cuda).toBe(bytes);
+      expect(error?.name).toBe("AbortError");
+      expect(error?.message).toMatch(/this session was disposed during generation/);
+      // The first token comes from the prefill, each later one from a decode step; none after dispose.
+      expect(stepsAtDispose).toBe(chunksBeforeDispose - 1);
+      expect(steps).toBe(stepsAtDispose);
+      expect(tokens).toEqual(expected.slice(0, chunksBeforeDispose));
+      expect(replayedSteps(model) - replayedBefore).toBe(stepsAtDispose - eagerSteps);
+      expect((model.decoder.stats.eagerSteps["observing queries"] ?? 0) - observingBefore).toBe(eagerSteps);
+      expect(model.decoder.stats.unavailable).toBeUndefined();
+      expect(model.pool.usedPages).toBe(used);
+      expect(memoryUsage().cuda).toBe(bytes);
 
-    const again = model.createSession(sessionOptions);
-    expect(await greedyTokens(again, prompt, maxNewTokens)).toEqual(expected);
-    again.dispose();
-    expect(model.pool.usedPages).toBe(used);
-    expect(memoryUsage().cuda).toBe(bytes);
-  });
+      const again = model.createSession(sessionOptions);
+      expect(await greedyTokens(again, prompt, maxNewTokens)).toEqual(expected);
+      again.dispose();
+      expect(model.pool.usedPages).toBe(used);
+      expect(memoryUsage().cuda).toBe(bytes);
+    },
+  );
 });
 
 describeGpu("model.dispose() during generate on CUDA", () => {

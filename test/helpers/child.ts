@@ -18,7 +18,13 @@ const root = path.join(__dirname, "..", "..");
 
 /** Runs `node` with `args` in the repository root, `env` added to this process's environment. */
 export function runNode(args: string[], { env = {} as NodeJS.ProcessEnv, timeoutMs = 120_000 } = {}): ChildResult {
-  const r = spawnSync(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, encoding: "utf8", timeout: timeoutMs, maxBuffer: 16 << 20 });
+  const r = spawnSync(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+    timeout: timeoutMs,
+    maxBuffer: 16 << 20,
+  });
   return { status: r.status, signal: r.signal, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
@@ -32,7 +38,10 @@ export function runChild(source: string, { heapMiB = 512, timeoutMs = 120_000 } 
   const script = path.join(dir, "script.js");
   fs.writeFileSync(script, source);
   try {
-    return runNode([`--max-old-space-size=${heapMiB}`, "-r", path.join(__dirname, "register-ts.js"), script], { env: { LIGHTTRANSFER_ROOT: root }, timeoutMs });
+    return runNode([`--max-old-space-size=${heapMiB}`, "-r", path.join(__dirname, "register-ts.js"), script], {
+      env: { LIGHTTRANSFER_ROOT: root },
+      timeoutMs,
+    });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,8 @@ export function describeWithCuda(suite: string): jest.Describe {
 
 /** ‖got − want‖ / ‖want‖, Infinity if any value is not finite. */
 export function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < want.length; i++) {
     if (!Number.isFinite(got[i])) return Infinity;
     num += (got[i] - want[i]) ** 2;

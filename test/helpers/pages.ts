@@ -30,7 +30,12 @@ export function slotsUsed(length: number, layout: CacheLayout): number {
 }
 
 /** A page table for `slots` slots on pages shuffled through a pool with `spare` pages no cache uses. */
-export function scatteredPages(shuffle: <T>(items: T[]) => T[], slots: number, pageSize: number, spare: number): { table: number[]; numPages: number } {
+export function scatteredPages(
+  shuffle: <T>(items: T[]) => T[],
+  slots: number,
+  pageSize: number,
+  spare: number,
+): { table: number[]; numPages: number } {
   const pages = Math.ceil(slots / pageSize);
   const numPages = pages + spare;
   return { table: shuffle(Array.from({ length: numPages }, (_, i) => i)).slice(0, pages), numPages };
@@ -42,7 +47,12 @@ export function scatteredPages(shuffle: <T>(items: T[]) => T[], slots: number, p
  * slot no position was written to holds NaN, so a kernel that reads one cannot pass.
  */
 export function writeThroughPages(
-  rows: ArrayLike<number>, length: number, rowSize: number, table: number[], numPages: number, layout: CacheLayout,
+  rows: ArrayLike<number>,
+  length: number,
+  rowSize: number,
+  table: number[],
+  numPages: number,
+  layout: CacheLayout,
 ): Float32Array {
   const pool = new Float32Array(numPages * layout.pageSize * rowSize).fill(NaN);
   for (let p = 0; p < length; p++) {

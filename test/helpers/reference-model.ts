@@ -2,9 +2,9 @@
 // definition for the hybrid tests: each layer's attention mask is a function the test chooses,
 // and every attention probability is there to compute lazy ratios from.
 import * as path from "node:path";
-import { readConfig, ModelConfig } from "../../lib/checkpoint/config";
-import { ropeInverseFrequencies } from "../../lib/model/rope";
+import { type ModelConfig, readConfig } from "../../lib/checkpoint/config";
 import { Checkpoint } from "../../lib/checkpoint/weights";
+import { ropeInverseFrequencies } from "../../lib/model/rope";
 
 type Mat = Float64Array;
 
@@ -60,7 +60,8 @@ function rope(x: Mat, tokens: number, heads: number, d: number, invFreq: Float32
       for (let i = 0; i < d / 2; i++) {
         const angle = Math.fround(t * invFreq[i]);
         const base = (t * heads + h) * d;
-        const a = x[base + i], b = x[base + i + d / 2];
+        const a = x[base + i],
+          b = x[base + i + d / 2];
         x[base + i] = a * Math.cos(angle) - b * Math.sin(angle);
         x[base + i + d / 2] = b * Math.cos(angle) + a * Math.sin(angle);
       }
@@ -77,10 +78,15 @@ export interface ForwardResult {
 }
 
 export function referenceForward(w: ReferenceWeights, ids: number[], mask: MaskFn): ForwardResult {
-  const c = w.config, N = ids.length, H = c.hiddenSize, d = c.headDim, hq = c.heads, hkv = c.kvHeads;
+  const c = w.config,
+    N = ids.length,
+    H = c.hiddenSize,
+    d = c.headDim,
+    hq = c.heads,
+    hkv = c.kvHeads;
   const invFreq = ropeInverseFrequencies(c);
   const embed = w.get("model.embed_tokens.weight");
-  let h = new Float64Array(N * H);
+  const h = new Float64Array(N * H);
   ids.forEach((id, t) => h.set(embed.subarray(id * H, (id + 1) * H), t * H));
   const probs: Float64Array[] = [];
   for (let l = 0; l < c.layers; l++) {
@@ -136,8 +142,15 @@ export function referenceForward(w: ReferenceWeights, ids: number[], mask: MaskF
  * positions, the mean over heads and the last `lastQueries` queries of their mass on
  * {j < sink} ∪ {length − window <= j < length}.
  */
-export function referenceRatio(probs: Float64Array, tokens: number, heads: number, length: number, spec: { sink: number; window: number; lastQueries: number }): number {
-  let total = 0, count = 0;
+export function referenceRatio(
+  probs: Float64Array,
+  tokens: number,
+  heads: number,
+  length: number,
+  spec: { sink: number; window: number; lastQueries: number },
+): number {
+  let total = 0,
+    count = 0;
   for (let qpos = Math.max(0, length - spec.lastQueries); qpos < length; qpos++)
     for (let h = 0; h < heads; h++) {
       let mass = 0;

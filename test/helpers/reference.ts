@@ -13,13 +13,15 @@ export class Random {
   /** Uniform in [0, 1). */
   next(): number {
     // mulberry32
-    let t = (this.state = (this.state + 0x6d2b79f5) | 0);
+    this.state = (this.state + 0x6d2b79f5) | 0;
+    let t = this.state;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
   normal(): number {
-    const u = 1 - this.next(), v = this.next();
+    const u = 1 - this.next(),
+      v = this.next();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
   int(lo: number, hi: number): number {
@@ -34,7 +36,7 @@ export class Random {
   /** Uniform values in (-2, 2), never zero. */
   floats(n: number): Float32Array {
     const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = (this.next() * 4 - 2) || 0.5;
+    for (let i = 0; i < n; i++) a[i] = this.next() * 4 - 2 || 0.5;
     return a;
   }
   pick<T>(items: readonly T[]): T {
@@ -241,11 +243,7 @@ export function tolerance(dtype: FloatDType): { rtol: number; atol: number } {
 }
 
 /** Index and size of the worst violation of |got - want| <= rtol |want| + atol, or undefined. */
-export function firstMismatch(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  tol: { rtol: number; atol: number },
-): string | undefined {
+export function firstMismatch(got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }): string | undefined {
   if (got.length !== want.length) return `length ${got.length} != ${want.length}`;
   let worst = -1,
     worstExcess = 0;
@@ -262,7 +260,13 @@ export function firstMismatch(
 }
 
 /** Throws, naming the check, the worst element and the seed to replay, unless got ≈ want. */
-export function expectClose(rng: Random, label: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }): void {
+export function expectClose(
+  rng: Random,
+  label: string,
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol: { rtol: number; atol: number },
+): void {
   const problem = firstMismatch(got, want, tol);
   if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
 }

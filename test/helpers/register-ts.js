@@ -3,7 +3,7 @@
 // first. Each file is transpiled once (no type check: ts-jest does that) and kept in a cache under
 // the OS temp folder, keyed by its path and contents, so a child starts in a fraction of a second
 // and TypeScript itself is loaded only when something changed.
-"use strict";
+
 const crypto = require("node:crypto");
 const fs = require("node:fs");
 const os = require("node:os");

@@ -15,7 +15,12 @@ export interface SafetensorsLayout {
  * text or bytes given) and `data`.
  * @example writeSafetensors(file, { a: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, Buffer.alloc(4), { lengthDelta: -2 });
  */
-export function writeSafetensors(file: string, header: object | string | Buffer, data: Buffer, { pad = 0, length, lengthDelta = 0 }: SafetensorsLayout = {}): string {
+export function writeSafetensors(
+  file: string,
+  header: object | string | Buffer,
+  data: Buffer,
+  { pad = 0, length, lengthDelta = 0 }: SafetensorsLayout = {},
+): string {
   const text = Buffer.isBuffer(header) ? header : Buffer.from(typeof header === "string" ? header : JSON.stringify(header));
   const json = Buffer.concat([text, Buffer.alloc(pad, " ")]);
   const prefix = Buffer.alloc(8);

@@ -3,7 +3,7 @@
 // Every page it reserved is released, the session holds exactly what it held before, and its
 // next generate gives what a session that never saw the failed prompt gives.
 import * as path from "node:path";
-import { DeviceName, loadModel, memoryUsage, Model, PoolExhaustedError, SessionOptions } from "../../lib";
+import { type DeviceName, loadModel, type Model, memoryUsage, PoolExhaustedError, type SessionOptions } from "../../lib";
 import { fixtureRoot } from "./fixtures";
 import { collectGarbage } from "./gc";
 import { greedyTokens, heldKv } from "./sessions";
@@ -23,7 +23,8 @@ export interface RollbackSuiteOptions {
 // a 15-token turn in one full layer but not two, and a 73-token first prompt in no two full layers.
 const pageSize = 4;
 const pages = 30;
-const kvHeads = 1, headDim = 64;
+const kvHeads = 1,
+  headDim = 64;
 
 /**
  * A prompt whose first layer fits the pool but whose later layers do not: the prefill fails after
@@ -53,7 +54,9 @@ export function rollbackTests({ device, valueBytes, replayedSteps }: RollbackSui
     const kvCacheBytes = pages * 2 * pageSize * kvHeads * headDim * valueBytes;
     model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device, pageSize, kvCacheBytes });
     if (model.pool.numPages !== pages)
-      throw new Error(`the pool has ${model.pool.numPages} pages, not ${pages}: is valueBytes ${valueBytes} the KV dtype's size on ${device}?`);
+      throw new Error(
+        `the pool has ${model.pool.numPages} pages, not ${pages}: is valueBytes ${valueBytes} the KV dtype's size on ${device}?`,
+      );
   });
   afterAll(async () => model?.dispose());
 

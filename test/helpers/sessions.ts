@@ -1,6 +1,6 @@
 // Session helpers shared by the reliability suites (CPU and GPU): a whole greedy generation, and
 // what a session's caches hold.
-import { kernels, Model, Session, Tensor } from "../../lib";
+import { kernels, type Model, type Session, Tensor } from "../../lib";
 import type { GenerationSequence } from "../../lib/generate/sequence";
 
 /** The tokens `session` generates greedily for `prompt`, EOS or not. */
@@ -23,7 +23,11 @@ export function heldKv(model: Model, session: Session): Float32Array[] {
         return false;
       }
     });
-    const slots = Tensor.from(Int32Array.from(positions, (p) => cache.slotOfPosition(p)), [positions.length], { device: kPages.device });
+    const slots = Tensor.from(
+      Int32Array.from(positions, (p) => cache.slotOfPosition(p)),
+      [positions.length],
+      { device: kPages.device },
+    );
     const { k, v } = kernels.gatherKv({ kPages, vPages, slots });
     const held = Float32Array.from([...k.toFloat32Array(), ...v.toFloat32Array()]);
     for (const t of [slots, k, v]) t.dispose();

@@ -1,6 +1,6 @@
 // Test inputs: random tensors with the float64 values the reference should see.
-import { DeviceName, Tensor } from "../../lib";
-import { FloatDType, Random, roundArray } from "./reference";
+import { type DeviceName, Tensor } from "../../lib";
+import { type FloatDType, type Random, roundArray } from "./reference";
 
 export interface RandomTensor {
   tensor: Tensor;
@@ -8,13 +8,7 @@ export interface RandomTensor {
   values: Float64Array;
 }
 
-export function randomTensor(
-  rng: Random,
-  shape: number[],
-  dtype: FloatDType,
-  device: DeviceName = "cpu",
-  scale = 1,
-): RandomTensor {
+export function randomTensor(rng: Random, shape: number[], dtype: FloatDType, device: DeviceName = "cpu", scale = 1): RandomTensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const raw = rng.normals(n, scale);
   return { tensor: Tensor.from(raw, shape, { dtype, device }), values: roundArray(dtype, raw) };
@@ -34,7 +28,10 @@ export interface PlantedLogits extends RandomTensor {
  */
 export function plantedLogits(rng: Random, rows: number, vocab: number, dtype: FloatDType, device: DeviceName = "cpu"): PlantedLogits {
   const raw = rng.normals(rows * vocab);
-  const [a, b, c] = rng.shuffle(Array.from({ length: vocab }, (_, i) => i)).slice(0, 3).sort((x, y) => x - y);
+  const [a, b, c] = rng
+    .shuffle(Array.from({ length: vocab }, (_, i) => i))
+    .slice(0, 3)
+    .sort((x, y) => x - y);
   const row = (r: number) => raw.subarray(r * vocab, (r + 1) * vocab);
   const top = Math.ceil(row(0).reduce((m, v) => Math.max(m, v), -Infinity)) + 1; // an integer: exact in every dtype
   row(0)[a] = row(0)[b] = top;

@@ -10,7 +10,7 @@
 //      the CPU backend with node-gyp, and the smoke script must pass on that build.
 // Verdaccio is stopped and the temporary folders removed at the end.
 //   node test/install/registry-install.js [packages dir, default dist/packages] [--only prebuilt|fallback]
-"use strict";
+
 const { spawn, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const net = require("node:net");
@@ -20,7 +20,9 @@ const path = require("node:path");
 const root = path.join(__dirname, "..", "..");
 const argv = process.argv.slice(2);
 const only = argv.includes("--only") ? argv[argv.indexOf("--only") + 1] : null;
-const packagesDir = path.resolve(argv.find((a, i) => !a.startsWith("--") && argv[i - 1] !== "--only") ?? path.join(root, "dist", "packages"));
+const packagesDir = path.resolve(
+  argv.find((a, i) => !a.startsWith("--") && argv[i - 1] !== "--only") ?? path.join(root, "dist", "packages"),
+);
 const fixture = path.join(root, "test", "fixtures", "models", "llama-tiny");
 const work = fs.mkdtempSync(path.join(os.tmpdir(), "lighttransfer-install-"));
 const started = Date.now();
@@ -49,31 +51,33 @@ async function startRegistry() {
   const url = `http://127.0.0.1:${port}/`;
   const upstream = process.env.npm_config_registry || "https://registry.npmjs.org/";
   const config = path.join(work, "verdaccio.yaml");
-  fs.writeFileSync(config, [
-    `storage: ${path.join(work, "storage")}`,
-    "auth:",
-    "  htpasswd:",
-    `    file: ${path.join(work, "htpasswd")}`,
-    "uplinks:",
-    "  npmjs:",
-    `    url: ${upstream}`,
-    "packages:",
-    // Ours are only ever served from here; everything else comes through from the npm registry.
-    "  'lighttransfer':",
-    "    access: $all",
-    "    publish: $authenticated",
-    "  '@lighttransfer/*':",
-    "    access: $all",
-    "    publish: $authenticated",
-    "  '**':",
-    "    access: $all",
-    "    proxy: npmjs",
-    "log: { type: stdout, format: pretty, level: warn }",
-    "",
-  ].join("\n"));
+  fs.writeFileSync(
+    config,
+    [
+      `storage: ${path.join(work, "storage")}`,
+      "auth:",
+      "  htpasswd:",
+      `    file: ${path.join(work, "htpasswd")}`,
+      "uplinks:",
+      "  npmjs:",
+      `    url: ${upstream}`,
+      "packages:",
+      // Ours are only ever served from here; everything else comes through from the npm registry.
+      "  'lighttransfer':",
+      "    access: $all",
+      "    publish: $authenticated",
+      "  '@lighttransfer/*':",
+      "    access: $all",
+      "    publish: $authenticated",
+      "  '**':",
+      "    access: $all",
+      "    proxy: npmjs",
+      "log: { type: stdout, format: pretty, level: warn }",
+      "",
+    ].join("\n"),
+  );
   const bin = require.resolve("verdaccio/bin/verdaccio");
-  const server = spawn(process.execPath, [bin, "--config", config, "--listen", `127.0.0.1:${port}`],
-    { stdio: ["ignore", "pipe", "pipe"] });
+  const server = spawn(process.execPath, [bin, "--config", config, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   server.stdout.on("data", (d) => (output += d));
   server.stderr.on("data", (d) => (output += d));
@@ -132,8 +136,15 @@ function npmCli() {
 
 /** The environment of a fresh user: our registry, a fresh cache, and the given PATH. */
 function userEnv(npmrc, binDir) {
-  const env = { HOME: work, PATH: binDir, npm_config_userconfig: npmrc, npm_config_cache: path.join(work, "npm-cache"),
-    npm_config_update_notifier: "false", npm_config_fund: "false", npm_config_audit: "false" };
+  const env = {
+    HOME: work,
+    PATH: binDir,
+    npm_config_userconfig: npmrc,
+    npm_config_cache: path.join(work, "npm-cache"),
+    npm_config_update_notifier: "false",
+    npm_config_fund: "false",
+    npm_config_audit: "false",
+  };
   for (const keep of ["TMPDIR", "LANG", "TERM"]) if (process.env[keep]) env[keep] = process.env[keep];
   // node-gyp downloads Node's headers unless it is told where they are; use the ones installed
   // with this node when there are any, so that the test needs no network beyond the registry.
@@ -177,7 +188,10 @@ async function main() {
 
     if (only !== "fallback") {
       const toolchain = /^(cmake|ctest|cpack|ccmake|nvcc|cc|c\+\+|cpp|gcc.*|g\+\+.*|clang.*|x86_64-linux-gnu-.*|ld|ld\..*|as|make|gmake)$/;
-      const env = userEnv(npmrc, pathWithout("bin-no-toolchain", (entry) => toolchain.test(entry)));
+      const env = userEnv(
+        npmrc,
+        pathWithout("bin-no-toolchain", (entry) => toolchain.test(entry)),
+      );
       for (const tool of ["cmake", "c++", "g++", "gcc", "cc", "nvcc", "make"])
         if (which(tool, env)) fail(`the test PATH still has ${tool}: ${which(tool, env)}`);
       const app = freshProject("prebuilt");
@@ -193,16 +207,25 @@ async function main() {
     }
 
     if (only !== "prebuilt") {
-      const env = userEnv(npmrc, pathWithout("bin-no-cmake", (entry) => /^(cmake|ctest|cpack|ccmake|nvcc)$/.test(entry)));
+      const env = userEnv(
+        npmrc,
+        pathWithout("bin-no-cmake", (entry) => /^(cmake|ctest|cpack|ccmake|nvcc)$/.test(entry)),
+      );
       if (which("cmake", env)) fail("the fallback PATH still has cmake");
       const app = freshProject("fallback");
       const log = run("npm", ["install", "lighttransfer", "--omit=optional", "--foreground-scripts"], { cwd: app, env });
       const noPrebuilt = /no prebuilt binary for linux-x64 is installed .*; building from source instead/;
       if (!noPrebuilt.test(log)) fail(`the fallback install did not say it found no prebuilt:\n${log}`);
-      if (!/CMake was not found: building the CPU backend with node-gyp/.test(log)) fail(`the fallback install did not say it used node-gyp:\n${log}`);
+      if (!/CMake was not found: building the CPU backend with node-gyp/.test(log))
+        fail(`the fallback install did not say it used node-gyp:\n${log}`);
       const built = path.join(app, "node_modules", "lighttransfer", "build", "Release", "lighttransfer.node");
       if (!fs.existsSync(built)) fail(`the fallback install left no ${built}:\n${log}`);
-      step(`fallback: ${log.split("\n").find((l) => noPrebuilt.test(l)).trim()}`);
+      step(
+        `fallback: ${log
+          .split("\n")
+          .find((l) => noPrebuilt.test(l))
+          .trim()}`,
+      );
       const out = run("node", ["smoke.js", fixture, "lighttransfer/build/Release/lighttransfer.node"], { cwd: app, env });
       step(`fallback: smoke passed on the node-gyp build ${out.trim()}`);
     }

@@ -5,7 +5,7 @@
 // by a few hundredths, only up to the first step whose top-2 margin is under 0.1 (beyond it a
 // flip is legitimate; test/gpu/model.test.ts measures the error and checks every step).
 //   node smoke.js <fixture dir> [expected addon path substring] [device: cpu | cuda:0]
-"use strict";
+
 const fs = require("node:fs");
 const path = require("node:path");
 const lt = require("lighttransfer");
@@ -29,8 +29,11 @@ async function tokensOf(stream) {
 async function main() {
   const devices = lt.devices();
   const addon = lt.addonPath();
-  check(devices.some((d) => d.id === "cpu"), `devices() has no cpu entry: ${JSON.stringify(devices)}`);
-  if (expectedAddon) check(addon && addon.includes(expectedAddon), `the addon came from ${addon}, expected ${expectedAddon}`);
+  check(
+    devices.some((d) => d.id === "cpu"),
+    `devices() has no cpu entry: ${JSON.stringify(devices)}`,
+  );
+  if (expectedAddon) check(addon?.includes(expectedAddon), `the addon came from ${addon}, expected ${expectedAddon}`);
 
   const reference = JSON.parse(fs.readFileSync(path.join(fixture, "reference.json"), "utf8"));
   const { prompt, greedy, greedyMargins } = reference.cases[0];
@@ -39,17 +42,29 @@ async function main() {
     const full = await tokensOf(model.generate(prompt, { maxNewTokens: 8, stopAtEos: false }));
     const small = greedyMargins.findIndex((margin) => margin < cudaMargin);
     const exact = model.device === "cpu" || small < 0 ? 8 : Math.min(8, small);
-    check(full.length === 8 && JSON.stringify(full.slice(0, exact)) === JSON.stringify(greedy.slice(0, exact)),
+    check(
+      full.length === 8 && JSON.stringify(full.slice(0, exact)) === JSON.stringify(greedy.slice(0, exact)),
       `full mode on ${model.device} gave ${JSON.stringify(full)}; transformers' greedy tokens are ${JSON.stringify(greedy.slice(0, 8))}` +
-      ` and the first ${exact} must match`);
+        ` and the first ${exact} must match`,
+    );
 
     const session = model.createSession({ hybrid: { mode: "auto", fullLayers: 1, sink: 2, window: 4, lastQueries: 2 } });
     const hybrid = await tokensOf(session.generate(prompt, { maxNewTokens: 8, stopAtEos: false }));
     const state = session.stats.hybrid;
     check(hybrid.length === 8, `hybrid auto mode gave ${hybrid.length} tokens, not 8`);
     check(state && !state.pending && state.lazyLayers.length === 2, `hybrid auto mode did not cut 2 of 3 layers: ${JSON.stringify(state)}`);
-    console.log(JSON.stringify({ addon, device: model.device, cuda: lt.cudaStatus(), devices: devices.map((d) => d.id),
-      full, matchedReference: exact, hybrid, lazyLayers: state.lazyLayers }));
+    console.log(
+      JSON.stringify({
+        addon,
+        device: model.device,
+        cuda: lt.cudaStatus(),
+        devices: devices.map((d) => d.id),
+        full,
+        matchedReference: exact,
+        hybrid,
+        lazyLayers: state.lazyLayers,
+      }),
+    );
   } finally {
     await model.dispose();
   }

@@ -14,14 +14,21 @@ const llama = () => JSON.parse(fs.readFileSync(path.join(fixtureRoot, "llama-tin
 test("num_hidden_layers: 1e9 is a ConfigError in a child process, not a heap out-of-memory death", () => {
   const dir = copyFixture("llama-tiny");
   editJson(dir, "config.json", (c) => ({ ...c, num_hidden_layers: 1e9 }));
-  const r = runChild(`
+  const r = runChild(
+    `
     const { loadModel } = require(process.env.LIGHTTRANSFER_ROOT + "/lib");
     loadModel(${JSON.stringify(dir)}, { device: "cpu" }).then(
       () => console.log("RESULT loaded"),
       (err) => console.log("RESULT " + err.name + ": " + err.message),
     );
-  `, { heapMiB: 256 });
-  expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? "" : r.stderr.slice(-2000) }).toEqual({ status: 0, signal: null, stderr: "" });
+  `,
+    { heapMiB: 256 },
+  );
+  expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? "" : r.stderr.slice(-2000) }).toEqual({
+    status: 0,
+    signal: null,
+    stderr: "",
+  });
   expect(r.stdout).toMatch(/RESULT ConfigError: .*config\.json: 'num_hidden_layers' must be an integer in \[1, \d+\], got 1000000000/);
 });
 

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { addonCandidates } from "../../lib";
-import { ChildResult, runNode } from "../helpers/child";
+import { type ChildResult, runNode } from "../helpers/child";
 
 /** The built addon the suite itself loads: children load the very same file. */
 export function addonPath(): string {

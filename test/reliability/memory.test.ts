@@ -13,9 +13,14 @@ interface Figures {
 }
 
 // 40 KB tensors take the pooled small-block path, 160 KB ones are mapped from the OS.
-test.each([[10_000, "40 KB"], [40_000, "160 KB"]])("RSS and live bytes stay flat over 10,000 create + dispose calls of %i-element (%s) tensors", (elements) => {
+test.each([
+  [10_000, "40 KB"],
+  [40_000, "160 KB"],
+])("RSS and live bytes stay flat over 10,000 create + dispose calls of %i-element (%s) tensors", (elements) => {
   const r = reportOf<Figures>(runChild("memory.js", ["create", String(elements)], ["--expose-gc"]));
-  process.stderr.write(`10,000 create + dispose of ${elements} f32: RSS ${r.before.toFixed(1)} -> ${r.after.toFixed(1)} MiB (peak ${r.peak!.toFixed(1)})\n`);
+  process.stderr.write(
+    `10,000 create + dispose of ${elements} f32: RSS ${r.before.toFixed(1)} -> ${r.after.toFixed(1)} MiB (peak ${r.peak!.toFixed(1)})\n`,
+  );
   // Were each tensor's block kept, that would be 400 MB or 1.6 GB.
   expect(r.peak! - r.before).toBeLessThan(32);
   expect(r.after - r.before).toBeLessThan(32);

@@ -2,7 +2,7 @@
 // the generation at its next step with a clear error, decodes nothing more, and every KV page
 // and tensor is back. The same holds for a model disposed during generateBatch.
 import * as path from "node:path";
-import { loadModel, memoryUsage, Model } from "../../lib";
+import { loadModel, type Model, memoryUsage } from "../../lib";
 import { fixtureRoot } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 
@@ -22,7 +22,8 @@ describe("session.dispose() during generate", () => {
     ["hybrid fixed", { hybrid: { mode: "fixed" as const, lazyLayers: [1], sink: 1, window: 3 } }],
   ])("stops the generation, decodes no more and gives every page back (%s)", async (_, sessionOptions) => {
     await collectGarbage();
-    const used = model.pool.usedPages, bytes = memoryUsage().cpu;
+    const used = model.pool.usedPages,
+      bytes = memoryUsage().cpu;
     const session = model.createSession(sessionOptions);
     const step = jest.spyOn(model.decoder, "step");
     const chunks: string[] = [];
@@ -52,7 +53,10 @@ describe("session.dispose() during generate", () => {
     const it = session.generate("Once upon a time", { maxNewTokens: 10 });
     await it.next();
     session.dispose();
-    const err = await it.next().then(() => undefined, (e: Error) => e);
+    const err = await it.next().then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err?.name).toBe("AbortError");
   });
 

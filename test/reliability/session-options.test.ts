@@ -2,7 +2,7 @@
 // that is not a function, a signal that is not an AbortSignal, numbers of the wrong type or out of
 // range (hybrid sink + window past int32 among them). And the pool's error points at options that exist.
 import * as path from "node:path";
-import { calibrate, loadModel, Model, PoolExhaustedError } from "../../lib";
+import { calibrate, loadModel, type Model, PoolExhaustedError } from "../../lib";
 import { runChild } from "../helpers/child";
 import { fixtureRoot } from "../helpers/fixtures";
 
@@ -40,10 +40,26 @@ test.each([
   ["prefillChunk as a string", { prefillChunk: "64" }, /createSession: prefillChunk must be an integer in \[1, \d+\], got "64"/],
   ["hybrid null", { hybrid: null }, /hybrid must be an options object/],
   ["hybrid an array", { hybrid: [] }, /hybrid must be an options object/],
-  ["sink + window past int32", { hybrid: { mode: "auto", sink: 2 ** 31 - 1, window: 2 ** 31 - 1 } }, /hybrid\.sink must be an integer in \[0, \d+\]/],
-  ["sink + window too large together", { hybrid: { mode: "auto", sink: 2 ** 20, window: 2 ** 30 } }, /hybrid\.sink \+ hybrid\.window must be at most \d+, got 1074790400/],
-  ["window past the bound", { hybrid: { mode: "auto", window: 2 ** 31 } }, /hybrid\.window must be an integer in \[1, \d+\], got 2147483648/],
-  ["lastQueries as a string", { hybrid: { mode: "auto", lastQueries: "32" } }, /hybrid\.lastQueries must be an integer in \[1, \d+\], got "32"/],
+  [
+    "sink + window past int32",
+    { hybrid: { mode: "auto", sink: 2 ** 31 - 1, window: 2 ** 31 - 1 } },
+    /hybrid\.sink must be an integer in \[0, \d+\]/,
+  ],
+  [
+    "sink + window too large together",
+    { hybrid: { mode: "auto", sink: 2 ** 20, window: 2 ** 30 } },
+    /hybrid\.sink \+ hybrid\.window must be at most \d+, got 1074790400/,
+  ],
+  [
+    "window past the bound",
+    { hybrid: { mode: "auto", window: 2 ** 31 } },
+    /hybrid\.window must be an integer in \[1, \d+\], got 2147483648/,
+  ],
+  [
+    "lastQueries as a string",
+    { hybrid: { mode: "auto", lastQueries: "32" } },
+    /hybrid\.lastQueries must be an integer in \[1, \d+\], got "32"/,
+  ],
   ["a random seed past uint32", { hybrid: { mode: "random", seed: 2 ** 40 } }, /hybrid\.seed must be an integer in \[0, 4294967295\]/],
 ])("createSession with %s is a clear error", (_, options, message) => {
   expect(() => model.createSession(options as never)).toThrow(message);
@@ -76,7 +92,12 @@ test.each([
   ["a chat message without content", [[{ role: "user" }]], {}, /chat message 0 must be \{ role: string, content: string \}/],
   ["a prompt that is a number", [5], {}, /a prompt must be a string or an array of chat messages, got 5/],
   ["signal not an AbortSignal", ["a"], { signal: 1 }, /generateBatch: signal must be an AbortSignal/],
-  ["hybrid sink + window too large", ["a"], { hybrid: { mode: "auto", sink: 2 ** 20, window: 2 ** 30 } }, /hybrid\.sink \+ hybrid\.window must be at most/],
+  [
+    "hybrid sink + window too large",
+    ["a"],
+    { hybrid: { mode: "auto", sink: 2 ** 20, window: 2 ** 30 } },
+    /hybrid\.sink \+ hybrid\.window must be at most/,
+  ],
 ])("generateBatch with %s is a clear error", async (_, prompts, options, message) => {
   const used = model.pool.usedPages;
   await expect(model.generateBatch(prompts as never, options as never)).rejects.toThrow(message);
@@ -84,7 +105,9 @@ test.each([
 });
 
 test("model.generate with null options is a clear error", async () => {
-  await expect(model.generate("Once upon a time", null as never).next()).rejects.toThrow(/options must be an object \(or left out\), got null/);
+  await expect(model.generate("Once upon a time", null as never).next()).rejects.toThrow(
+    /options must be an object \(or left out\), got null/,
+  );
 });
 
 test.each([
@@ -92,7 +115,12 @@ test.each([
   ["onProgress not a function", ["a"], { onProgress: "bar" }, /calibrate: onProgress must be a function, got "bar"/],
   ["signal not an AbortSignal", ["a"], { signal: true }, /calibrate: signal must be an AbortSignal/],
   ["prompts not strings", [5], {}, /calibrate: prompts must be an array of strings/],
-  ["hybrid sink + window too large", ["a"], { hybrid: { sink: 2 ** 20, window: 2 ** 30 } }, /hybrid\.sink \+ hybrid\.window must be at most/],
+  [
+    "hybrid sink + window too large",
+    ["a"],
+    { hybrid: { sink: 2 ** 20, window: 2 ** 30 } },
+    /hybrid\.sink \+ hybrid\.window must be at most/,
+  ],
 ])("calibrate with %s is a clear error", async (_, prompts, options, message) => {
   await expect(calibrate(model, prompts as never, options as never)).rejects.toThrow(message);
 });
@@ -100,7 +128,10 @@ test.each([
 test("the pool's error points at options that exist", async () => {
   const small = await loadModel(dir, { device: "cpu", kvCacheBytes: 4 * 2 * 16 * 64 * 4 });
   try {
-    const err = await small.generateBatch(["The quick brown fox jumps over the lazy dog"], { maxNewTokens: 2 }).then(() => undefined, (e: Error) => e);
+    const err = await small.generateBatch(["The quick brown fox jumps over the lazy dog"], { maxNewTokens: 2 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     expect(err).toBeInstanceOf(PoolExhaustedError);
     expect(err!.message).toMatch(/loadModel\(dir, \{ kvCacheBytes \}\)/);
     expect(err!.message).not.toMatch(/kvPages/);
@@ -112,14 +143,19 @@ test("the pool's error points at options that exist", async () => {
 test("a KV pool larger than int32 pool slots is a clear error before anything is allocated (child process)", () => {
   // 2^27 pages of 16 tokens: slot ids would pass 2^31. Before the check, the pool tried to
   // allocate its tensors (hundreds of GiB) and a JS array of 2^27 free page ids.
-  const r = runChild(`
+  const r = runChild(
+    `
     const { loadModel } = require(process.env.LIGHTTRANSFER_ROOT + "/lib");
     const pageBytes = 2 * 16 * 1 * 64 * 4;
     loadModel(${JSON.stringify(dir)}, { device: "cpu", kvCacheBytes: 2 ** 27 * pageBytes }).then(
       (m) => { console.log("RESULT loaded " + m.pool.numPages); return m.dispose(); },
       (err) => console.log("RESULT " + err.name + ": " + err.message),
     );
-  `, { heapMiB: 512 });
+  `,
+    { heapMiB: 512 },
+  );
   expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null });
-  expect(r.stdout).toMatch(/RESULT RangeError: numPages must be an integer in \[1, 134217727\] \(pool slots are int32\), got 134217728: ask for fewer kvCacheBytes/);
+  expect(r.stdout).toMatch(
+    /RESULT RangeError: numPages must be an integer in \[1, 134217727\] \(pool slots are int32\), got 134217728: ask for fewer kvCacheBytes/,
+  );
 });

@@ -2,7 +2,7 @@
 // "a" into 0, 1.5 into 1 and 2^32 + 5 into 5): a wrong id is an error naming its index and value,
 // and nothing was changed by the call.
 import * as path from "node:path";
-import { loadModel, Model } from "../../lib";
+import { loadModel, type Model } from "../../lib";
 import { fixtureRoot, readReference } from "../helpers/fixtures";
 
 let model: Model;
@@ -45,7 +45,8 @@ test.each(bad)("a decode step rejects %s before touching a cache, whatever its o
   const used = model.pool.usedPages;
   try {
     const ids = [3, id as number];
-    for (const output of ["logits", "argmax", "none"] as const) expect(() => model.decoder.step(seqs, ids, output as "none")).toThrow(message);
+    for (const output of ["logits", "argmax", "none"] as const)
+      expect(() => model.decoder.step(seqs, ids, output as "none")).toThrow(message);
     const use = jest.fn();
     expect(() => model.decoder.step(seqs, ids, use)).toThrow(message);
     expect(use).not.toHaveBeenCalled();

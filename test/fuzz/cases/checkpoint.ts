@@ -5,10 +5,10 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { loadModel, Model, Tensor, Tokenizer } from "../../../lib";
-import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, sameBytes } from "../harness/checks";
+import { loadModel, type Model, type Tensor, Tokenizer } from "../../../lib";
 import { Random } from "../../helpers/reference";
-import { copyTokenizer, fileBytes, layout, parseSafetensors, TensorData, tinyConfig, tinyTensors } from "./model-files";
+import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, sameBytes } from "../harness/checks";
+import { copyTokenizer, fileBytes, layout, parseSafetensors, type TensorData, tinyConfig, tinyTensors } from "./model-files";
 
 export type SafetensorsMutation =
   | { kind: "none" }
@@ -23,14 +23,34 @@ export type SafetensorsMutation =
   | { kind: "flip"; position: number; xor: number }
   | { kind: "metadata"; value: unknown }
   | { kind: "headerText"; text: string }
-  | { kind: "index"; change: "missingShard" | "wrongShard" | "missingTensor" | "notObject" | "badJson" | "nonString" | "extraName" | "dropName"; tensor: number };
+  | {
+      kind: "index";
+      change: "missingShard" | "wrongShard" | "missingTensor" | "notObject" | "badJson" | "nonString" | "extraName" | "dropName";
+      tensor: number;
+    };
 
 export type CheckpointCase =
   | { target: "bigTensor"; rows: number }
-  | { target: "loadOptions"; options: Record<string, unknown>; onProgress: "none" | "function" | "throws" | "odd"; signal: "none" | "aborted" | "fake" | "abortMidway" }
+  | {
+      target: "loadOptions";
+      options: Record<string, unknown>;
+      onProgress: "none" | "function" | "throws" | "odd";
+      signal: "none" | "aborted" | "fake" | "abortMidway";
+    }
   | { target: "safetensors"; seed: number; dtype: "F32" | "F16" | "BF16"; shards: number; shard: number; mutation: SafetensorsMutation }
   | { target: "config"; seed: number; field: string; value: unknown; remove: boolean; text?: string }
-  | { target: "tokenizer"; seed: number; file: "tokenizer.json" | "tokenizer_config.json"; path: number; value: unknown; remove: boolean; text?: string; template?: string; promptTokens?: boolean; prompt: string | Array<{ role: unknown; content: unknown }> };
+  | {
+      target: "tokenizer";
+      seed: number;
+      file: "tokenizer.json" | "tokenizer_config.json";
+      path: number;
+      value: unknown;
+      remove: boolean;
+      text?: string;
+      template?: string;
+      promptTokens?: boolean;
+      prompt: string | Array<{ role: unknown; content: unknown }>;
+    };
 
 const weightNames = (l: number) => ({
   inputNorm: [`model.layers.${l}.input_layernorm.weight`],
@@ -46,13 +66,15 @@ function expectWeightsMatch(model: Model, files: Map<string, { bytes: Buffer }>,
   const w = model.decoder.weights;
   const check = (t: Tensor, names: string[], label: string) => {
     const want = Buffer.concat(names.map((n) => files.get(n)?.bytes ?? fail(`${what}: loaded, but the files have no tensor ${n}`)));
-    if (!sameBytes(t.toArray(), want)) fail(`${what}: loaded, but ${label} does not hold the bytes the file's header gives for ${names.join(" + ")} (silently wrong)`);
+    if (!sameBytes(t.toArray(), want))
+      fail(`${what}: loaded, but ${label} does not hold the bytes the file's header gives for ${names.join(" + ")} (silently wrong)`);
   };
   check(w.embed, ["model.embed_tokens.weight"], "the embedding");
   check(w.norm, ["model.norm.weight"], "the final norm");
   check(w.lmHead, ["lm_head.weight"], "lm_head");
   w.layers.forEach((layer, l) => {
-    for (const [key, names] of Object.entries(weightNames(l))) check(layer[key as keyof typeof layer] as Tensor, names, `layer ${l} ${key}`);
+    for (const [key, names] of Object.entries(weightNames(l)))
+      check(layer[key as keyof typeof layer] as Tensor, names, `layer ${l} ${key}`);
   });
 }
 
@@ -97,17 +119,24 @@ function mutateSafetensors(tensors: TensorData[], m: SafetensorsMutation, rng: R
   return file;
 }
 
-function writeCheckpoint(dir: string, c: Extract<CheckpointCase, { target: "safetensors" }>, rng: Random): { files: Map<string, Buffer>; index?: string } {
+function writeCheckpoint(
+  dir: string,
+  c: Extract<CheckpointCase, { target: "safetensors" }>,
+  rng: Random,
+): { files: Map<string, Buffer>; index?: string } {
   const tensors = tinyTensors(rng, c.dtype);
   const shards = Math.max(1, c.shards);
   const files = new Map<string, Buffer>();
   const groups: TensorData[][] = Array.from({ length: shards }, () => []);
-  tensors.forEach((t, i) => groups[shards === 1 ? 0 : rng.int(0, shards - 1)].push(t));
+  tensors.forEach((t, _i) => groups[shards === 1 ? 0 : rng.int(0, shards - 1)].push(t));
   const mutated = c.mutation.kind === "index" ? -1 : c.shard % shards;
   const weightMap: Record<string, unknown> = {};
   groups.forEach((group, s) => {
     const name = shards === 1 ? "model.safetensors" : `model-0000${s + 1}-of-0000${shards}.safetensors`;
-    files.set(name, s === mutated ? mutateSafetensors(group, c.mutation, rng) : fileBytes(JSON.stringify(layout(group).header), layout(group).data));
+    files.set(
+      name,
+      s === mutated ? mutateSafetensors(group, c.mutation, rng) : fileBytes(JSON.stringify(layout(group).header), layout(group).data),
+    );
     for (const t of group) weightMap[t.name] = name;
   });
   for (const [name, bytes] of files) fs.writeFileSync(path.join(dir, name), bytes);
@@ -116,14 +145,31 @@ function writeCheckpoint(dir: string, c: Extract<CheckpointCase, { target: "safe
   if (c.mutation.kind === "index") {
     const name = tensors[c.mutation.tensor % tensors.length].name;
     switch (c.mutation.change) {
-      case "missingShard": weightMap[name] = "model-00009-of-00009.safetensors"; break;
-      case "wrongShard": weightMap[name] = [...files.keys()].find((f) => f !== weightMap[name]) ?? "elsewhere.safetensors"; break;
-      case "missingTensor": weightMap[`${name}.missing`] = weightMap[name]; break;
-      case "nonString": weightMap[name] = 7; break;
-      case "extraName": weightMap["model.extra.weight"] = weightMap[name]; break;
-      case "dropName": delete weightMap[name]; break;
+      case "missingShard":
+        weightMap[name] = "model-00009-of-00009.safetensors";
+        break;
+      case "wrongShard":
+        weightMap[name] = [...files.keys()].find((f) => f !== weightMap[name]) ?? "elsewhere.safetensors";
+        break;
+      case "missingTensor":
+        weightMap[`${name}.missing`] = weightMap[name];
+        break;
+      case "nonString":
+        weightMap[name] = 7;
+        break;
+      case "extraName":
+        weightMap["model.extra.weight"] = weightMap[name];
+        break;
+      case "dropName":
+        delete weightMap[name];
+        break;
     }
-    index = c.mutation.change === "notObject" ? JSON.stringify({ weight_map: [1, 2] }) : c.mutation.change === "badJson" ? index.slice(0, index.length / 2) : JSON.stringify({ weight_map: weightMap });
+    index =
+      c.mutation.change === "notObject"
+        ? JSON.stringify({ weight_map: [1, 2] })
+        : c.mutation.change === "badJson"
+          ? index.slice(0, index.length / 2)
+          : JSON.stringify({ weight_map: weightMap });
   }
   fs.writeFileSync(path.join(dir, "model.safetensors.index.json"), index);
   return { files, index };
@@ -147,7 +193,10 @@ function indexMap(index: string | undefined): Map<string, string> | undefined {
 }
 
 /** The tensors of the checkpoint as our reader sees them, or why it is unusable. */
-function expectedCheckpoint(dir: string, written: { files: Map<string, Buffer>; index?: string }): { ok: true; tensors: Map<string, { dtype: string; shape: number[]; bytes: Buffer }> } | { ok: false; why: string } {
+function expectedCheckpoint(
+  dir: string,
+  written: { files: Map<string, Buffer>; index?: string },
+): { ok: true; tensors: Map<string, { dtype: string; shape: number[]; bytes: Buffer }> } | { ok: false; why: string } {
   const all = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
   const map = written.index === undefined && written.files.size === 1 ? undefined : indexMap(written.index);
   if (written.index !== undefined && !map) return { ok: false, why: "unusable index" };
@@ -206,10 +255,23 @@ async function baselineTokens(root: string): Promise<number[]> {
   return baseline.tokens;
 }
 
-const inertConfigKeys = new Set(["transformers_version", "model_type", "torch_dtype", "use_cache", "initializer_range", "pretraining_tp", "pad_token_id", "unknown_field"]);
+const inertConfigKeys = new Set([
+  "transformers_version",
+  "model_type",
+  "torch_dtype",
+  "use_cache",
+  "initializer_range",
+  "pretraining_tp",
+  "pad_token_id",
+  "unknown_field",
+]);
 
 /** Every leaf path of a JSON value, in a stable order. */
-function leafPaths(value: unknown, prefix: Array<string | number> = [], out: Array<Array<string | number>> = []): Array<Array<string | number>> {
+function leafPaths(
+  value: unknown,
+  prefix: Array<string | number> = [],
+  out: Array<Array<string | number>> = [],
+): Array<Array<string | number>> {
   if (value && typeof value === "object") {
     const entries = Array.isArray(value) ? value.map((v, i) => [i, v] as const) : Object.entries(value);
     if (entries.length === 0) out.push(prefix);
@@ -258,8 +320,19 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       const parsed = expectedCheckpoint(dir, written);
       if (!parsed.ok) expected = parsed;
       else {
-        const problem = needed.find((n) => !parsed.tensors.has(n)) ?? needed.find((n) => parsed.tensors.get(n)!.dtype !== c.dtype || parsed.tensors.get(n)!.shape.join() !== (tinyTensors(new Random(c.seed), c.dtype).find((t) => t.name === n)!.shape.join()));
-        expected = problem ? { ok: false, why: `${problem} is missing or not what config.json implies` } : { ok: true, tensors: parsed.tensors };
+        const problem =
+          needed.find((n) => !parsed.tensors.has(n)) ??
+          needed.find(
+            (n) =>
+              parsed.tensors.get(n)!.dtype !== c.dtype ||
+              parsed.tensors.get(n)!.shape.join() !==
+                tinyTensors(new Random(c.seed), c.dtype)
+                  .find((t) => t.name === n)!
+                  .shape.join(),
+          );
+        expected = problem
+          ? { ok: false, why: `${problem} is missing or not what config.json implies` }
+          : { ok: true, tensors: parsed.tensors };
       }
     } else if (c.target === "config") {
       writeBaseModel(dir, 1);
@@ -268,7 +341,10 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       else config[c.field] = c.value;
       fs.writeFileSync(path.join(dir, "config.json"), c.text ?? jsonText(config));
       what = `config.json ${c.text !== undefined ? `text ${JSON.stringify(c.text).slice(0, 120)}` : c.remove ? `without ${c.field}` : `with ${c.field} = ${jsonText(c.value).slice(0, 120)}`}`;
-      compareTokens = c.text === undefined && (inertConfigKeys.has(c.field) || (!c.remove && JSON.stringify(c.value) === JSON.stringify((tinyConfig() as Record<string, unknown>)[c.field])));
+      compareTokens =
+        c.text === undefined &&
+        (inertConfigKeys.has(c.field) ||
+          (!c.remove && JSON.stringify(c.value) === JSON.stringify((tinyConfig() as Record<string, unknown>)[c.field])));
     } else {
       writeBaseModel(dir, 1);
       const file = path.join(dir, c.file);
@@ -278,7 +354,8 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       if (c.promptTokens && c.file === "tokenizer.json") {
         // The ids of the tokens this prompt encodes to (special tokens too) replaced by the odd value.
         const used = new Set((await baseTokenIds(dir, c.prompt)) ?? []);
-        for (const [token, id] of Object.entries(json.model.vocab as Record<string, number>)) if (used.has(id)) json.model.vocab[token] = c.value;
+        for (const [token, id] of Object.entries(json.model.vocab as Record<string, number>))
+          if (used.has(id)) json.model.vocab[token] = c.value;
         for (const added of json.added_tokens as Array<{ id: unknown }>) if (used.has(added.id as number)) added.id = c.value;
         fs.writeFileSync(file, jsonText(json));
       } else fs.writeFileSync(file, c.text ?? jsonText(setPath(json, p, c.template ?? c.value, c.template === undefined && c.remove)));
@@ -297,7 +374,11 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       if (expected.tensors) expectWeightsMatch(model, expected.tensors, what);
       expectSaneConfig(model, what);
       const vocab = model.config.vocabSize;
-      const ids = await attempt(() => (typeof prompt === "string" ? model.tokenizer.encode(prompt) : model.tokenizer.encode(model.tokenizer.applyChatTemplate(prompt as never), { addSpecialTokens: false })));
+      const ids = await attempt(() =>
+        typeof prompt === "string"
+          ? model.tokenizer.encode(prompt)
+          : model.tokenizer.encode(model.tokenizer.applyChatTemplate(prompt as never), { addSpecialTokens: false }),
+      );
       if (!ids.ok) {
         expectUsefulError(ids.error, `${what}, encoding the prompt`);
         return;
@@ -308,11 +389,16 @@ export async function runCase(c: CheckpointCase): Promise<void> {
         expectUsefulError(generated.error, `${what}, generating`);
         return;
       }
-      if (badId !== undefined) fail(`${what}: the tokenizer gave token id ${badId} (vocabulary 0..${vocab - 1}) and generate ran with it instead of throwing (silently wrong)`);
+      if (badId !== undefined)
+        fail(
+          `${what}: the tokenizer gave token id ${badId} (vocabulary 0..${vocab - 1}) and generate ran with it instead of throwing (silently wrong)`,
+        );
       const outOfVocab = generated.value.find((id) => !Number.isInteger(id) || id < 0 || id >= vocab);
       if (outOfVocab !== undefined) fail(`${what}: generated token ${outOfVocab}, outside the vocabulary`);
       if (compareTokens && base && generated.value.join() !== base.join())
-        fail(`${what}: generated [${generated.value}] but the unmutated model generates [${base}] and this field does not take part in the computation`);
+        fail(
+          `${what}: generated [${generated.value}] but the unmutated model generates [${base}] and this field does not take part in the computation`,
+        );
     } finally {
       await model.dispose();
     }
@@ -331,20 +417,49 @@ async function runBigTensor(rootDir: string, rows: number): Promise<void> {
   const dir = fs.mkdtempSync(path.join(rootDir, "big-"));
   const before = await liveCpuBytes();
   try {
-    const config = { ...tinyConfig(), vocab_size: rows, hidden_size: 16, head_dim: 8, num_hidden_layers: 1, tie_word_embeddings: true, torch_dtype: "bfloat16" };
+    const config = {
+      ...tinyConfig(),
+      vocab_size: rows,
+      hidden_size: 16,
+      head_dim: 8,
+      num_hidden_layers: 1,
+      tie_word_embeddings: true,
+      torch_dtype: "bfloat16",
+    };
     fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
     copyTokenizer(dir);
     const rng = new Random(5);
-    const small = tinyTensors(rng, "BF16").filter((t) => !t.name.startsWith("model.layers.1.") && t.name !== "lm_head.weight" && t.name !== "model.embed_tokens.weight");
+    const small = tinyTensors(rng, "BF16").filter(
+      (t) => !t.name.startsWith("model.layers.1.") && t.name !== "lm_head.weight" && t.name !== "model.embed_tokens.weight",
+    );
     // The config's hidden size is 16: rebuild the small tensors at that width.
     const c = config as unknown as Record<string, number>;
-    const H = 16, d = 8, q = c.num_attention_heads * d, kv = c.num_key_value_heads * d, I = c.intermediate_size;
-    const shapes: Record<string, number[]> = { "model.norm.weight": [H], "model.layers.0.input_layernorm.weight": [H], "model.layers.0.self_attn.q_proj.weight": [q, H],
-      "model.layers.0.self_attn.k_proj.weight": [kv, H], "model.layers.0.self_attn.v_proj.weight": [kv, H], "model.layers.0.self_attn.o_proj.weight": [H, q],
-      "model.layers.0.post_attention_layernorm.weight": [H], "model.layers.0.mlp.gate_proj.weight": [I, H], "model.layers.0.mlp.up_proj.weight": [I, H], "model.layers.0.mlp.down_proj.weight": [H, I] };
-    const others = small.map((t) => ({ ...t, shape: shapes[t.name], bytes: Buffer.alloc(shapes[t.name].reduce((a, b) => a * b, 1) * 2, 0x3c) }));
+    const H = 16,
+      d = 8,
+      q = c.num_attention_heads * d,
+      kv = c.num_key_value_heads * d,
+      I = c.intermediate_size;
+    const shapes: Record<string, number[]> = {
+      "model.norm.weight": [H],
+      "model.layers.0.input_layernorm.weight": [H],
+      "model.layers.0.self_attn.q_proj.weight": [q, H],
+      "model.layers.0.self_attn.k_proj.weight": [kv, H],
+      "model.layers.0.self_attn.v_proj.weight": [kv, H],
+      "model.layers.0.self_attn.o_proj.weight": [H, q],
+      "model.layers.0.post_attention_layernorm.weight": [H],
+      "model.layers.0.mlp.gate_proj.weight": [I, H],
+      "model.layers.0.mlp.up_proj.weight": [I, H],
+      "model.layers.0.mlp.down_proj.weight": [H, I],
+    };
+    const others = small.map((t) => ({
+      ...t,
+      shape: shapes[t.name],
+      bytes: Buffer.alloc(shapes[t.name].reduce((a, b) => a * b, 1) * 2, 0x3c),
+    }));
     const embedBytes = rows * H * 2;
-    const header: Record<string, unknown> = { "model.embed_tokens.weight": { dtype: "BF16", shape: [rows, H], data_offsets: [0, embedBytes] } };
+    const header: Record<string, unknown> = {
+      "model.embed_tokens.weight": { dtype: "BF16", shape: [rows, H], data_offsets: [0, embedBytes] },
+    };
     let at = embedBytes;
     for (const t of others) {
       header[t.name] = { dtype: "BF16", shape: t.shape, data_offsets: [at, at + t.bytes.length] };
@@ -397,7 +512,8 @@ function invalidLoadOption(c: Extract<CheckpointCase, { target: "loadOptions" }>
   if (!(o.device == null || o.device === "cpu")) return "device (no CUDA here)";
   if (!floatType(o.dtype)) return "dtype";
   if (!floatType(o.computeDType)) return "computeDType";
-  if (!(o.kvCacheBytes == null || (typeof o.kvCacheBytes === "number" && Number.isFinite(o.kvCacheBytes) && o.kvCacheBytes >= 0))) return "kvCacheBytes";
+  if (!(o.kvCacheBytes == null || (typeof o.kvCacheBytes === "number" && Number.isFinite(o.kvCacheBytes) && o.kvCacheBytes >= 0)))
+    return "kvCacheBytes";
   if (!(o.pageSize == null || (Number.isInteger(o.pageSize) && (o.pageSize as number) >= 1))) return "pageSize";
   if (c.onProgress === "odd") return "onProgress (not a function)";
   if (c.signal === "fake") return "signal (not an AbortSignal)";
@@ -413,7 +529,10 @@ async function runLoadOptions(rootDir: string, c: Extract<CheckpointCase, { targ
   const controller = new AbortController();
   const options: Record<string, unknown> = { ...c.options };
   if (c.onProgress === "function") options.onProgress = () => undefined;
-  if (c.onProgress === "throws") options.onProgress = () => { throw new Error("onProgress threw this on purpose"); };
+  if (c.onProgress === "throws")
+    options.onProgress = () => {
+      throw new Error("onProgress threw this on purpose");
+    };
   if (c.onProgress === "odd") options.onProgress = 5;
   if (c.signal === "aborted") options.signal = AbortSignal.abort();
   if (c.signal === "fake") options.signal = { aborted: false };
@@ -432,13 +551,15 @@ async function runLoadOptions(rootDir: string, c: Extract<CheckpointCase, { targ
     }
     try {
       if (invalid) fail(`${what}: loaded, but ${invalid} is invalid and must be refused with an Error`);
-      if (c.onProgress === "throws" || c.signal === "abortMidway") fail(`${what}: loaded although onProgress threw or the signal was aborted during the load`);
+      if (c.onProgress === "throws" || c.signal === "abortMidway")
+        fail(`${what}: loaded although onProgress threw or the signal was aborted during the load`);
       const generated = await attempt(() => generateTokens(loaded.value, "Hello there"));
       if (!generated.ok) {
         expectUsefulError(generated.error, `${what}, generating`);
         return;
       }
-      const exact = (c.options.dtype == null || c.options.dtype === "f32") && (c.options.computeDType == null || c.options.computeDType === "f32");
+      const exact =
+        (c.options.dtype == null || c.options.dtype === "f32") && (c.options.computeDType == null || c.options.computeDType === "f32");
       if (exact && generated.value.join() !== base.join()) fail(`${what}: generated [${generated.value}], with default options [${base}]`);
     } finally {
       await loaded.value.dispose();
@@ -453,7 +574,9 @@ async function runLoadOptions(rootDir: string, c: Extract<CheckpointCase, { targ
 async function baseTokenIds(dir: string, prompt: string | Array<{ role: unknown; content: unknown }>): Promise<number[] | undefined> {
   const r = await attempt(() => {
     const tokenizer = Tokenizer.fromDirectory(dir);
-    return typeof prompt === "string" ? tokenizer.encode(prompt) : tokenizer.encode(tokenizer.applyChatTemplate(prompt as never), { addSpecialTokens: false });
+    return typeof prompt === "string"
+      ? tokenizer.encode(prompt)
+      : tokenizer.encode(tokenizer.applyChatTemplate(prompt as never), { addSpecialTokens: false });
   });
   return r.ok ? r.value : undefined;
 }
@@ -461,15 +584,28 @@ async function baseTokenIds(dir: string, prompt: string | Array<{ role: unknown;
 /** What a loaded config must satisfy whatever config.json said. */
 function expectSaneConfig(model: Model, what: string): void {
   const c = model.config;
-  for (const key of ["vocabSize", "hiddenSize", "intermediateSize", "layers", "heads", "kvHeads", "headDim", "maxPositionEmbeddings"] as const)
+  for (const key of [
+    "vocabSize",
+    "hiddenSize",
+    "intermediateSize",
+    "layers",
+    "heads",
+    "kvHeads",
+    "headDim",
+    "maxPositionEmbeddings",
+  ] as const)
     if (!Number.isSafeInteger(c[key]) || c[key] < 1) fail(`${what}: loaded with config.${key} = ${c[key]}`);
-  for (const key of ["rmsNormEps", "ropeTheta"] as const) if (!Number.isFinite(c[key]) || !(c[key] > 0)) fail(`${what}: loaded with config.${key} = ${c[key]}`);
+  for (const key of ["rmsNormEps", "ropeTheta"] as const)
+    if (!Number.isFinite(c[key]) || !(c[key] > 0)) fail(`${what}: loaded with config.${key} = ${c[key]}`);
   if (c.ropeScaling.type !== "default")
-    for (const [k, v] of Object.entries(c.ropeScaling)) if (k !== "type" && !(Number.isFinite(v) && (v as number) > 0)) fail(`${what}: loaded with rope scaling ${k} = ${v}`);
+    for (const [k, v] of Object.entries(c.ropeScaling))
+      if (k !== "type" && !(Number.isFinite(v) && (v as number) > 0)) fail(`${what}: loaded with rope scaling ${k} = ${v}`);
   if (!Array.isArray(c.eosTokenIds) || c.eosTokenIds.some((id) => !Number.isInteger(id) || id < 0 || id >= c.vocabSize))
     fail(`${what}: loaded with eos token ids ${JSON.stringify(c.eosTokenIds)} (vocabulary 0..${c.vocabSize - 1}): EOS would never match`);
-  if (c.bosTokenId !== null && (!Number.isInteger(c.bosTokenId) || c.bosTokenId < 0 || c.bosTokenId >= c.vocabSize)) fail(`${what}: loaded with bos token id ${c.bosTokenId}`);
-  if (c.slidingWindow !== null && (!Number.isSafeInteger(c.slidingWindow) || c.slidingWindow < 1)) fail(`${what}: loaded with sliding window ${c.slidingWindow}`);
+  if (c.bosTokenId !== null && (!Number.isInteger(c.bosTokenId) || c.bosTokenId < 0 || c.bosTokenId >= c.vocabSize))
+    fail(`${what}: loaded with bos token id ${c.bosTokenId}`);
+  if (c.slidingWindow !== null && (!Number.isSafeInteger(c.slidingWindow) || c.slidingWindow < 1))
+    fail(`${what}: loaded with sliding window ${c.slidingWindow}`);
 }
 
 export async function teardown(): Promise<void> {

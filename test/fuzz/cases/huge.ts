@@ -14,7 +14,8 @@ export interface HugeCase {
 
 export async function runCase(c: HugeCase): Promise<void> {
   const before = await liveCpuBytes();
-  const vocab = 2 ** 31 + c.extra, planted = 2 ** 31 + (c.plantedPast % c.extra);
+  const vocab = 2 ** 31 + c.extra,
+    planted = 2 ** 31 + (c.plantedPast % c.extra);
   const what = `argmax over one bf16 row of ${vocab} elements, the largest at ${planted}`;
   const made = await attempt(() => Tensor.empty([1, vocab], "bf16"));
   if (!made.ok) {

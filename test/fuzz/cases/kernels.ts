@@ -1,9 +1,9 @@
 // Child side of the kernel fuzz: one valid call of an exported kernel, one thing about it
 // mutated, and the kernel's answer judged against the unmutated call's result.
 import { loadAddon, Tensor } from "../../../lib";
-import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, sameBytes } from "../harness/checks";
 import { Random } from "../../helpers/reference";
-import { ArgSpec, BuiltCall, builders, FloatDType, Maker, NumberSpec, optionsOf } from "./kernel-builders";
+import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, sameBytes } from "../harness/checks";
+import { type ArgSpec, type BuiltCall, builders, type FloatDType, Maker, type NumberSpec, optionsOf } from "./kernel-builders";
 
 /** Out-of-range contents for an index tensor, relative to its valid range [lo, hi]. */
 export type IndexValue = { side: "above" | "below"; by: number } | { side: "extreme"; which: number };
@@ -71,13 +71,20 @@ function parentOf(o: Record<string, unknown>, path: string[]): Record<string, un
   return at && typeof at === "object" ? (at as Record<string, unknown>) : undefined;
 }
 
-function replacement(m: Maker, original: Tensor, shape: number[], dtype: Tensor["dtype"], range?: { lo: number; hi: number }): Tensor {
-  if (dtype === "i32" && range) return m.ints(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => m.rng.int(Math.max(range.lo, 0), Math.max(range.hi, 0))), shape);
+function replacement(m: Maker, _original: Tensor, shape: number[], dtype: Tensor["dtype"], range?: { lo: number; hi: number }): Tensor {
+  if (dtype === "i32" && range)
+    return m.ints(
+      Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => m.rng.int(Math.max(range.lo, 0), Math.max(range.hi, 0))),
+      shape,
+    );
   return m.floats(shape, dtype);
 }
 
 /** The unmutated call's observed tensors, or of the call with `adjust` applied to its options. */
-async function expectedResult(c: KernelCase, adjust?: (o: Record<string, unknown>, m: Maker, b: BuiltCall) => void): Promise<ArrayBufferView[]> {
+async function expectedResult(
+  c: KernelCase,
+  adjust?: (o: Record<string, unknown>, m: Maker, b: BuiltCall) => void,
+): Promise<ArrayBufferView[]> {
   const { m, b } = build(c);
   try {
     const o = optionsOf(b);
@@ -98,7 +105,8 @@ function clampAdjust(c: KernelCase, huge: boolean) {
     // One of the two reaches past everything there is (which = 0: the sink, 1: the window, 2: both).
     const sink = mu.which !== 1 ? Math.min(MAX, span + mu.sinkOver) : m.rng.int(0, 2);
     const window = mu.which !== 0 ? Math.min(MAX, span + mu.windowOver) : m.rng.int(1, 3);
-    const s = huge ? sink : Math.min(sink, span), w = huge ? window : Math.max(1, Math.min(window, span));
+    const s = huge ? sink : Math.min(sink, span),
+      w = huge ? window : Math.max(1, Math.min(window, span));
     if (c.kernel === "prefillAttention") o.streaming = { sink: s, window: w };
     else if (c.kernel === "lazyRatio") Object.assign(o, { sink: s, window: w });
     else {
@@ -117,12 +125,18 @@ export async function runCase(c: KernelCase): Promise<void> {
   const probe = build(c);
   const spec = probe.b;
   const indexArgs = spec.args.filter((a) => a.index);
-  const asyncNative = spec.native && (loadAddon() as unknown as Record<string, unknown>)[`${spec.native.name}Async`] ? spec.native : undefined;
+  const asyncNative =
+    spec.native && (loadAddon() as unknown as Record<string, unknown>)[`${spec.native.name}Async`] ? spec.native : undefined;
   const hasClamp = ["prefillAttention", "lazyRatio", "cutToStreaming"].includes(c.kernel);
   probe.m.disposeAll();
   // Mutations a kernel has nothing for fall back to the plain call.
-  if ((mu.kind === "index" && !indexArgs.length) || (mu.kind === "number" && !spec.numbers.length) || (mu.kind === "rank0" && !spec.native) ||
-      (mu.kind === "clamp" && !hasClamp) || (mu.kind === "afterAsync" && !asyncNative))
+  if (
+    (mu.kind === "index" && !indexArgs.length) ||
+    (mu.kind === "number" && !spec.numbers.length) ||
+    (mu.kind === "rank0" && !spec.native) ||
+    (mu.kind === "clamp" && !hasClamp) ||
+    (mu.kind === "afterAsync" && !asyncNative)
+  )
     mu = { kind: "none" };
 
   const expected = await expectedResult(c, mu.kind === "clamp" ? clampAdjust(c, false) : undefined);
@@ -147,7 +161,8 @@ export async function runCase(c: KernelCase): Promise<void> {
       what += " with its outputs left to the wrapper";
       break;
     case "shape": {
-      const a = pickArg(mu.pick), old = b.tensors[a.name];
+      const a = pickArg(mu.pick),
+        old = b.tensors[a.name];
       let shape = [...old.shape];
       if (mu.rank === 1) shape.push(1 + Math.abs(mu.delta));
       if (mu.rank === -1 && shape.length > 1) shape = [shape[0] * shape[1], ...shape.slice(2)];
@@ -160,7 +175,8 @@ export async function runCase(c: KernelCase): Promise<void> {
       break;
     }
     case "dtype": {
-      const a = pickArg(mu.pick), old = b.tensors[a.name];
+      const a = pickArg(mu.pick),
+        old = b.tensors[a.name];
       const dtype = mu.dtype === old.dtype ? (old.dtype === "i32" ? "f32" : "i32") : mu.dtype;
       o[a.name] = replacement(m, old, [...old.shape], dtype, a.index);
       // A float argument that must share the call's dtype may change it when nothing else has to share it.
@@ -179,7 +195,7 @@ export async function runCase(c: KernelCase): Promise<void> {
     case "notTensor": {
       const a = pickArg(mu.pick);
       o[a.name] = mu.value;
-      const absent = !mu.value && typeof mu.value !== "object" || mu.value === null;
+      const absent = (!mu.value && typeof mu.value !== "object") || mu.value === null;
       // A falsy value reads as "left out": the wrapper allocates the output, or (lse, the lazy
       // ratio, a bias) does without it, so only a truthy non-Tensor must be refused.
       expectation = absent && (a.output || a.optional) ? "any" : "reject";
@@ -187,7 +203,8 @@ export async function runCase(c: KernelCase): Promise<void> {
       break;
     }
     case "rank0": {
-      const a = pickArg(mu.pick), native = b.native!;
+      const a = pickArg(mu.pick),
+        native = b.native!;
       call = async () => {
         // Refusing to make a rank-0 handle at all is as good an answer as the kernel refusing it.
         const scalar = (b.tensors[a.name].handle as unknown as { slice(o: number, s: number[]): { dispose(): void } }).slice(0, []);
@@ -202,9 +219,11 @@ export async function runCase(c: KernelCase): Promise<void> {
       break;
     }
     case "index": {
-      const a = pickArg(mu.pick, indexArgs), tensor = b.tensors[a.name];
+      const a = pickArg(mu.pick, indexArgs),
+        tensor = b.tensors[a.name];
       const view = tensor.view() as Int32Array;
-      const at = mu.position % view.length, value = outOfRange(a.index!, mu.value);
+      const at = mu.position % view.length,
+        value = outOfRange(a.index!, mu.value);
       view[at] = value;
       expectation = "rejectOrEqual";
       what += `, ${a.name}[${at}] = ${value} (valid ${a.index!.lo}..${a.index!.hi})`;
@@ -224,29 +243,42 @@ export async function runCase(c: KernelCase): Promise<void> {
       break;
     }
     case "getter": {
-      const keys: Array<{ path: string[]; tensor?: ArgSpec }> = [...b.numbers.filter((n) => parentOf(o, n.path)).map((n) => ({ path: n.path })), ...b.args.map((a) => ({ path: [a.name], tensor: a }))];
+      const keys: Array<{ path: string[]; tensor?: ArgSpec }> = [
+        ...b.numbers.filter((n) => parentOf(o, n.path)).map((n) => ({ path: n.path })),
+        ...b.args.map((a) => ({ path: [a.name], tensor: a })),
+      ];
       const k = keys[mu.pick % keys.length];
-      const parent = parentOf(o, k.path)!, key = k.path[k.path.length - 1];
+      const parent = parentOf(o, k.path)!,
+        key = k.path[k.path.length - 1];
       const value = parent[key];
       let reads = 0;
-      const victimArg = pickArg(mu.victim), victim = b.tensors[victimArg.name];
+      const victimArg = pickArg(mu.victim),
+        victim = b.tensors[victimArg.name];
       const behaviour = mu.behaviour;
-      const get = Object.assign(function get() {
-        reads++;
-        if (behaviour === "throws") throw new Error("a getter of the options threw this on purpose");
-        if (behaviour === "flips") return reads === 1 ? value : k.tensor ? m.ints([MAX]) : -7;
-        if (!victim.disposed) {
-          const bytes = victim.toArray();
-          victim.dispose();
-          // Take the freed block back at once, so memory used after the free shows up as changed values.
-          const filler = victim.dtype === "f32" ? new Float32Array(victim.size).fill(-123.5) : victim.dtype === "i32" ? new Int32Array(victim.size).fill(-123) : new Uint16Array(victim.size).fill(0xc2f7);
-          const tensor = Tensor.from(filler, [...victim.shape], { dtype: victim.dtype });
-          m.made.push(tensor);
-          squatter = { tensor, bytes: tensor.toArray() };
-          void bytes;
-        }
-        return value;
-      }, { firstValue: value });
+      const get = Object.assign(
+        function get() {
+          reads++;
+          if (behaviour === "throws") throw new Error("a getter of the options threw this on purpose");
+          if (behaviour === "flips") return reads === 1 ? value : k.tensor ? m.ints([MAX]) : -7;
+          if (!victim.disposed) {
+            const bytes = victim.toArray();
+            victim.dispose();
+            // Take the freed block back at once, so memory used after the free shows up as changed values.
+            const filler =
+              victim.dtype === "f32"
+                ? new Float32Array(victim.size).fill(-123.5)
+                : victim.dtype === "i32"
+                  ? new Int32Array(victim.size).fill(-123)
+                  : new Uint16Array(victim.size).fill(0xc2f7);
+            const tensor = Tensor.from(filler, [...victim.shape], { dtype: victim.dtype });
+            m.made.push(tensor);
+            squatter = { tensor, bytes: tensor.toArray() };
+            void bytes;
+          }
+          return value;
+        },
+        { firstValue: value },
+      );
       Object.defineProperty(parent, key, { enumerable: true, configurable: true, get });
       if (behaviour === "disposes") {
         skip.add(victim);
@@ -257,7 +289,17 @@ export async function runCase(c: KernelCase): Promise<void> {
       break;
     }
     case "options": {
-      const value = mu.value === "proxy" ? new Proxy({}, { get() { throw new Error("a proxy of options threw this on purpose"); } }) : mu.value;
+      const value =
+        mu.value === "proxy"
+          ? new Proxy(
+              {},
+              {
+                get() {
+                  throw new Error("a proxy of options threw this on purpose");
+                },
+              },
+            )
+          : mu.value;
       call = async () => (c.async && b.callAsync ? b.callAsync(value as never) : b.call(value as never));
       expectation = "reject";
       what += `, options = ${mu.value === "proxy" ? "a Proxy that throws" : describe(mu.value)}`;
@@ -286,7 +328,10 @@ export async function runCase(c: KernelCase): Promise<void> {
         return native.observe(o);
       };
       expectation = "rejectOrEqual";
-      what += action === "write" ? `, native async call, then ${a.name} overwritten with ${value}` : `, native async call, then ${a.name} disposed`;
+      what +=
+        action === "write"
+          ? `, native async call, then ${a.name} overwritten with ${value}`
+          : `, native async call, then ${a.name} disposed`;
       break;
     }
   }
@@ -294,7 +339,8 @@ export async function runCase(c: KernelCase): Promise<void> {
   try {
     const outcome = await attempt(call);
     if (!outcome.ok) {
-      if (expectation === "equal") fail(`${what}: a valid call threw: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`);
+      if (expectation === "equal")
+        fail(`${what}: a valid call threw: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`);
       expectUsefulError(outcome.error, what);
     } else {
       const observed = outcome.value;
@@ -316,7 +362,8 @@ export async function runCase(c: KernelCase): Promise<void> {
   } finally {
     for (const cleanup of cleanups) cleanup();
     m.disposeAll();
-    for (const d of Object.values(Object.getOwnPropertyDescriptors(o))) if (d.value instanceof Tensor && !m.made.includes(d.value)) d.value.dispose();
+    for (const d of Object.values(Object.getOwnPropertyDescriptors(o)))
+      if (d.value instanceof Tensor && !m.made.includes(d.value)) d.value.dispose();
   }
   await expectMemoryBack(before, what);
 }

@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fixtureRoot } from "../../helpers/fixtures";
-import { Random } from "../../helpers/reference";
+import type { Random } from "../../helpers/reference";
 
 export const fixtureDir = path.join(fixtureRoot, "llama-tiny");
 
@@ -15,14 +15,42 @@ export interface TensorData {
   bytes: Buffer;
 }
 
-const itemBytes: Record<string, number> = { F64: 8, I64: 8, U64: 8, F32: 4, I32: 4, U32: 4, F16: 2, BF16: 2, I16: 2, U16: 2, I8: 1, U8: 1, BOOL: 1 };
+const itemBytes: Record<string, number> = {
+  F64: 8,
+  I64: 8,
+  U64: 8,
+  F32: 4,
+  I32: 4,
+  U32: 4,
+  F16: 2,
+  BF16: 2,
+  I16: 2,
+  U16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 /** config.json of the tiny model (vocab of the fixture tokenizer, 2 layers, hidden 8). */
 export function tinyConfig(): Record<string, unknown> {
   return {
-    architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2,
-    num_attention_heads: 2, num_key_value_heads: 1, head_dim: 4, vocab_size: 384, max_position_embeddings: 256, rms_norm_eps: 1e-5,
-    rope_theta: 10000, bos_token_id: 0, eos_token_id: 1, tie_word_embeddings: false, torch_dtype: "float32", transformers_version: "4.44.0",
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: 8,
+    intermediate_size: 12,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    num_key_value_heads: 1,
+    head_dim: 4,
+    vocab_size: 384,
+    max_position_embeddings: 256,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    bos_token_id: 0,
+    eos_token_id: 1,
+    tie_word_embeddings: false,
+    torch_dtype: "float32",
+    transformers_version: "4.44.0",
   };
 }
 
@@ -39,15 +67,41 @@ function floatBytes(rng: Random, n: number, dtype: string): Buffer {
 /** Every tensor the tiny model needs, with random contents. */
 export function tinyTensors(rng: Random, dtype: "F32" | "F16" | "BF16"): TensorData[] {
   const c = tinyConfig() as Record<string, number>;
-  const H = c.hidden_size, d = c.head_dim, q = c.num_attention_heads * d, kv = c.num_key_value_heads * d, I = c.intermediate_size, V = c.vocab_size;
-  const shapes: Array<[string, number[]]> = [["model.embed_tokens.weight", [V, H]], ["model.norm.weight", [H]], ["lm_head.weight", [V, H]]];
+  const H = c.hidden_size,
+    d = c.head_dim,
+    q = c.num_attention_heads * d,
+    kv = c.num_key_value_heads * d,
+    I = c.intermediate_size,
+    V = c.vocab_size;
+  const shapes: Array<[string, number[]]> = [
+    ["model.embed_tokens.weight", [V, H]],
+    ["model.norm.weight", [H]],
+    ["lm_head.weight", [V, H]],
+  ];
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
-    shapes.push([`${p}input_layernorm.weight`, [H]], [`${p}self_attn.q_proj.weight`, [q, H]], [`${p}self_attn.k_proj.weight`, [kv, H]],
-      [`${p}self_attn.v_proj.weight`, [kv, H]], [`${p}self_attn.o_proj.weight`, [H, q]], [`${p}post_attention_layernorm.weight`, [H]],
-      [`${p}mlp.gate_proj.weight`, [I, H]], [`${p}mlp.up_proj.weight`, [I, H]], [`${p}mlp.down_proj.weight`, [H, I]]);
+    shapes.push(
+      [`${p}input_layernorm.weight`, [H]],
+      [`${p}self_attn.q_proj.weight`, [q, H]],
+      [`${p}self_attn.k_proj.weight`, [kv, H]],
+      [`${p}self_attn.v_proj.weight`, [kv, H]],
+      [`${p}self_attn.o_proj.weight`, [H, q]],
+      [`${p}post_attention_layernorm.weight`, [H]],
+      [`${p}mlp.gate_proj.weight`, [I, H]],
+      [`${p}mlp.up_proj.weight`, [I, H]],
+      [`${p}mlp.down_proj.weight`, [H, I]],
+    );
   }
-  return shapes.map(([name, shape]) => ({ name, dtype, shape, bytes: floatBytes(rng, shape.reduce((a, b) => a * b, 1), dtype) }));
+  return shapes.map(([name, shape]) => ({
+    name,
+    dtype,
+    shape,
+    bytes: floatBytes(
+      rng,
+      shape.reduce((a, b) => a * b, 1),
+      dtype,
+    ),
+  }));
 }
 
 export interface SafetensorsParts {
@@ -106,9 +160,11 @@ export function parseSafetensors(file: Buffer): Parsed {
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!e || typeof e !== "object") return { ok: false, why: `${name}: entry is not an object` };
     if (typeof e.dtype !== "string" || !(e.dtype in itemBytes)) return { ok: false, why: `${name}: unknown dtype` };
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return { ok: false, why: `${name}: bad shape` };
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      return { ok: false, why: `${name}: bad shape` };
     const o = e.data_offsets;
-    if (!Array.isArray(o) || o.length !== 2 || !o.every((x) => Number.isSafeInteger(x) && x >= 0) || o[0] > o[1]) return { ok: false, why: `${name}: bad offsets` };
+    if (!Array.isArray(o) || o.length !== 2 || !o.every((x) => Number.isSafeInteger(x) && x >= 0) || o[0] > o[1])
+      return { ok: false, why: `${name}: bad offsets` };
     const elements = (e.shape as number[]).reduce((a, b) => a * b, 1);
     if (o[1] - o[0] !== elements * itemBytes[e.dtype]) return { ok: false, why: `${name}: offsets do not match the shape` };
     if (o[1] > data.length) return { ok: false, why: `${name}: past the end of the data` };

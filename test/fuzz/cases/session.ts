@@ -3,9 +3,9 @@
 // return or a full KV pool at every point of a generation. Afterwards the page pool and the
 // live tensor bytes must be back at their baseline, and a fresh session must still generate
 // the reference tokens.
-import { loadModel, Model, PoolExhaustedError, Session } from "../../../lib";
-import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, PropertyFailure } from "../harness/checks";
+import { loadModel, type Model, PoolExhaustedError, type Session } from "../../../lib";
 import { readReference } from "../../helpers/fixtures";
+import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes, PropertyFailure } from "../harness/checks";
 import { fixtureDir } from "./model-files";
 
 const reference = readReference("llama-tiny");
@@ -56,7 +56,9 @@ async function theModel(): Promise<Model> {
   return model;
 }
 
-async function collect(iterable: AsyncIterable<{ tokens: number[]; finishReason?: string }>): Promise<{ tokens: number[]; finishReason?: string }> {
+async function collect(
+  iterable: AsyncIterable<{ tokens: number[]; finishReason?: string }>,
+): Promise<{ tokens: number[]; finishReason?: string }> {
   const tokens: number[] = [];
   let finishReason: string | undefined;
   for await (const chunk of iterable) {
@@ -73,11 +75,13 @@ function promptOf(i: number): string | Array<{ role: string; content: string }> 
 
 /** The library must be whole after the case: no pages held, no tensors left, reference tokens from a fresh session. */
 async function expectRecovered(m: Model, what: string, memoryBaseline: number, pagesBefore: number): Promise<void> {
-  if (m.pool.usedPages !== pagesBefore) fail(`${what}: afterwards ${m.pool.usedPages - pagesBefore} more KV pages are in use than before the case (no session of it is alive)`);
+  if (m.pool.usedPages !== pagesBefore)
+    fail(`${what}: afterwards ${m.pool.usedPages - pagesBefore} more KV pages are in use than before the case (no session of it is alive)`);
   await expectMemoryBack(memoryBaseline, what);
   const fresh = await collect(m.generate(promptOf(0), { maxNewTokens: freshTokens, stopAtEos: false }));
   const want = reference.cases[0].greedy.slice(0, freshTokens);
-  if (fresh.tokens.join() !== want.join()) fail(`${what}: afterwards a fresh session generates [${fresh.tokens}] instead of the reference [${want}]`);
+  if (fresh.tokens.join() !== want.join())
+    fail(`${what}: afterwards a fresh session generates [${fresh.tokens}] instead of the reference [${want}]`);
   if (m.pool.usedPages !== pagesBefore) fail(`${what}: a fresh generation left ${m.pool.usedPages - pagesBefore} pages in use`);
 }
 
@@ -87,7 +91,8 @@ const absent = (v: unknown) => v === undefined || v === null;
 /** Why the options are invalid, if they are (values the documentation rules out), else undefined. */
 function invalidOption(c: OptionsCase): string | undefined {
   if (c.session === null || c.generate === null) return "options object is null";
-  const s = c.session, g = c.generate;
+  const s = c.session,
+    g = c.generate;
   const checks: Array<[boolean, string]> = [
     [!absent(s.maxContext) && !(isInt(s.maxContext) && (s.maxContext as number) >= 1), "maxContext"],
     [!absent(s.prefillChunk) && !(isInt(s.prefillChunk) && (s.prefillChunk as number) >= 1), "prefillChunk"],
@@ -95,7 +100,11 @@ function invalidOption(c: OptionsCase): string | undefined {
     [!absent(g.temperature) && !(typeof g.temperature === "number" && Number.isFinite(g.temperature) && g.temperature >= 0), "temperature"],
     [!absent(g.topK) && !(isInt(g.topK) && (g.topK as number) >= 0), "topK"],
     [!absent(g.topP) && !(typeof g.topP === "number" && g.topP > 0 && g.topP <= 1), "topP"],
-    [!absent(g.repetitionPenalty) && !(typeof g.repetitionPenalty === "number" && Number.isFinite(g.repetitionPenalty) && g.repetitionPenalty > 0), "repetitionPenalty"],
+    [
+      !absent(g.repetitionPenalty) &&
+        !(typeof g.repetitionPenalty === "number" && Number.isFinite(g.repetitionPenalty) && g.repetitionPenalty > 0),
+      "repetitionPenalty",
+    ],
     [!absent(g.seed) && !isInt(g.seed), "seed"],
     [!absent(g.stop) && !(Array.isArray(g.stop) && g.stop.every((x) => typeof x === "string" && x.length > 0)), "stop"],
     [c.signal === "fake" || c.signal === "object", "signal"],
@@ -106,7 +115,8 @@ function invalidOption(c: OptionsCase): string | undefined {
 async function runOptions(m: Model, c: OptionsCase): Promise<void> {
   const before = m.pool.usedPages;
   const prompt = promptOf(c.prompt);
-  const signal = c.signal === "aborted" ? AbortSignal.abort() : c.signal === "fake" ? { aborted: false } : c.signal === "object" ? "signal" : undefined;
+  const signal =
+    c.signal === "aborted" ? AbortSignal.abort() : c.signal === "fake" ? { aborted: false } : c.signal === "object" ? "signal" : undefined;
   const generate = c.generate === null ? null : { ...c.generate, ...(c.signal === "none" ? {} : { signal }) };
   const what = `${c.api} with session options ${describe(c.session)} and generate options ${describe(c.generate)}${c.signal === "none" ? "" : `, signal ${c.signal}`}`;
   const invalid = invalidOption(c) ?? (c.signal === "aborted" ? "an aborted signal" : undefined);
@@ -117,7 +127,12 @@ async function runOptions(m: Model, c: OptionsCase): Promise<void> {
       const results = await m.generateBatch(prompts, merged as never);
       return results.map((r) => ({ tokens: r.tokens, finishReason: r.finishReason as string | undefined }));
     }
-    if (c.api === "model") return [await collect(m.generate(prompt, c.generate === null || c.session === null ? (null as never) : ({ ...c.session, ...generate } as never)))];
+    if (c.api === "model")
+      return [
+        await collect(
+          m.generate(prompt, c.generate === null || c.session === null ? (null as never) : ({ ...c.session, ...generate } as never)),
+        ),
+      ];
     const session: Session = m.createSession(c.session as never);
     try {
       return [await collect(session.generate(prompt, generate as never))];
@@ -133,10 +148,14 @@ async function runOptions(m: Model, c: OptionsCase): Promise<void> {
   if (invalid) fail(`${what}: accepted, but ${invalid} is invalid and must be refused with an Error`);
   const g = c.generate ?? {};
   const greedy = (g.temperature === undefined || g.temperature === 0) && (g.repetitionPenalty === undefined || g.repetitionPenalty === 1);
-  const hybridOff = !c.session?.hybrid || (c.session.hybrid as { mode?: unknown }).mode === undefined || (c.session.hybrid as { mode?: unknown }).mode === "off";
+  const hybridOff =
+    !c.session?.hybrid ||
+    (c.session.hybrid as { mode?: unknown }).mode === undefined ||
+    (c.session.hybrid as { mode?: unknown }).mode === "off";
   outcome.value.forEach((r, i) => {
     const vocab = m.config.vocabSize;
-    if (r.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= vocab)) fail(`${what}: generated a token outside the vocabulary: [${r.tokens}]`);
+    if (r.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= vocab))
+      fail(`${what}: generated a token outside the vocabulary: [${r.tokens}]`);
     const limit = g.maxNewTokens === undefined ? 256 : (g.maxNewTokens as number);
     if (r.tokens.length > Math.max(limit, 0)) fail(`${what}: generated ${r.tokens.length} tokens, more than maxNewTokens ${limit}`);
     if (!["eos", "stop", "length", "context"].includes(r.finishReason ?? "")) fail(`${what}: finish reason ${r.finishReason}`);
@@ -149,7 +168,11 @@ async function runOptions(m: Model, c: OptionsCase): Promise<void> {
 }
 
 function describe(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x === undefined ? "undefined" : typeof x === "number" && !Number.isFinite(x) ? String(x) : x))?.slice(0, 240) ?? "undefined";
+  return (
+    JSON.stringify(v, (_k, x) =>
+      typeof x === "bigint" ? `${x}n` : x === undefined ? "undefined" : typeof x === "number" && !Number.isFinite(x) ? String(x) : x,
+    )?.slice(0, 240) ?? "undefined"
+  );
 }
 
 const hybridFixed = { mode: "fixed", lazyLayers: [1], sink: 2, window: 4, lastQueries: 2 };
@@ -158,8 +181,10 @@ const hybridFixed = { mode: "fixed", lazyLayers: [1], sink: 2, window: 4, lastQu
 async function uninterrupted(m: Model, promptIndex: number, context: number, hybrid: boolean): Promise<Session | undefined> {
   const session = m.createSession(hybrid ? { hybrid: hybridFixed as never } : {});
   const prompt = promptOf(promptIndex);
-  const promptTokens = typeof prompt === "string" ? m.tokenizer.encode(prompt).length
-    : m.tokenizer.encode(m.tokenizer.applyChatTemplate(prompt, { addGenerationPrompt: true }), { addSpecialTokens: false }).length;
+  const promptTokens =
+    typeof prompt === "string"
+      ? m.tokenizer.encode(prompt).length
+      : m.tokenizer.encode(m.tokenizer.applyChatTemplate(prompt, { addGenerationPrompt: true }), { addSpecialTokens: false }).length;
   const newTokens = context - promptTokens + 1;
   if (newTokens < 1) {
     session.dispose();
@@ -172,7 +197,12 @@ async function uninterrupted(m: Model, promptIndex: number, context: number, hyb
 async function runSweep(m: Model, c: SweepCase, pagesBefore: number): Promise<void> {
   const what = `${c.api} generation of prompt ${c.prompt % reference.cases.length} (${c.maxNewTokens} tokens${c.hybrid ? ", hybrid" : ""}): ${c.action} at ${c.at}`;
   const controller = new AbortController();
-  const options = { maxNewTokens: c.maxNewTokens, stopAtEos: false, signal: controller.signal, ...(c.hybrid ? { hybrid: hybridFixed as never } : {}) };
+  const options = {
+    maxNewTokens: c.maxNewTokens,
+    stopAtEos: false,
+    signal: controller.signal,
+    ...(c.hybrid ? { hybrid: hybridFixed as never } : {}),
+  };
   if (c.api === "batch") {
     // Abort (or dispose the model's sessions: there are none) after `at` turns of the event loop.
     let turns = 0;
@@ -181,14 +211,17 @@ async function runSweep(m: Model, c: SweepCase, pagesBefore: number): Promise<vo
     const outcome = await attempt(() => m.generateBatch([promptOf(c.prompt), promptOf(c.prompt + 1)], options));
     controller.abort();
     if (!outcome.ok) expectUsefulError(outcome.error, what);
-    else outcome.value.forEach((r, i) => {
-      const want = reference.cases[(c.prompt + i) % reference.cases.length].greedy.slice(0, r.tokens.length);
-      if (!c.hybrid && r.tokens.join() !== want.join()) fail(`${what}: completed with [${r.tokens}] instead of the reference [${want}]`);
-    });
+    else
+      outcome.value.forEach((r, i) => {
+        const want = reference.cases[(c.prompt + i) % reference.cases.length].greedy.slice(0, r.tokens.length);
+        if (!c.hybrid && r.tokens.join() !== want.join()) fail(`${what}: completed with [${r.tokens}] instead of the reference [${want}]`);
+      });
     return;
   }
   const session = c.api === "session" ? m.createSession(c.hybrid ? { hybrid: hybridFixed as never } : {}) : undefined;
-  const iterator = (session ? session.generate(promptOf(c.prompt), options) : m.generate(promptOf(c.prompt), options))[Symbol.asyncIterator]();
+  const iterator = (session ? session.generate(promptOf(c.prompt), options) : m.generate(promptOf(c.prompt), options))[
+    Symbol.asyncIterator
+  ]();
   const tokens: number[] = [];
   let disposed = false;
   let chunk = 0;
@@ -219,7 +252,8 @@ async function runSweep(m: Model, c: SweepCase, pagesBefore: number): Promise<vo
       if (r.done) return;
       tokens.push(...r.value.tokens);
       chunk++;
-      if (disposed && m.pool.usedPages !== pagesBefore) fail(`${what}: after dispose() the generation went on and holds ${m.pool.usedPages - pagesBefore} pages`);
+      if (disposed && m.pool.usedPages !== pagesBefore)
+        fail(`${what}: after dispose() the generation went on and holds ${m.pool.usedPages - pagesBefore} pages`);
     }
   });
   await pendingInterrupt;
@@ -233,14 +267,16 @@ async function runSweep(m: Model, c: SweepCase, pagesBefore: number): Promise<vo
     expectUsefulError(outcome.error, what);
   }
   const want = reference.cases[c.prompt % reference.cases.length].greedy.slice(0, tokens.length);
-  if (!c.hybrid && tokens.join() !== want.join()) fail(`${what}: tokens before the interruption [${tokens}] differ from the reference [${want}]`);
+  if (!c.hybrid && tokens.join() !== want.join())
+    fail(`${what}: tokens before the interruption [${tokens}] differ from the reference [${want}]`);
   if (session && !disposed) {
     // The interrupted session must go on as one that was never interrupted with the same context.
     const context = session.stats.contextTokens;
     const twin = await uninterrupted(m, c.prompt, context, c.hybrid);
     try {
       if (twin) {
-        if (twin.stats.contextTokens !== context) fail(`${what}: interrupted session holds ${context} tokens, an uninterrupted one ${twin.stats.contextTokens}`);
+        if (twin.stats.contextTokens !== context)
+          fail(`${what}: interrupted session holds ${context} tokens, an uninterrupted one ${twin.stats.contextTokens}`);
         const again = await attempt(() => collect(session.generate("and then", { maxNewTokens: 4, stopAtEos: false })));
         if (!again.ok) fail(`${what}: the session cannot generate after the interruption: ${(again.error as Error).message}`);
         const expected = await collect(twin.generate("and then", { maxNewTokens: 4, stopAtEos: false }));
@@ -274,7 +310,8 @@ async function runPool(c: PoolCase, pagesBefore: number): Promise<void> {
       }
     }
     const held = m.pool.usedPages - pagesBefore;
-    if (!outcome.ok && session.stats.contextTokens === 0 && held !== 0) problems.push(`the failed prefill left ${held} pages reserved by a session that holds no tokens`);
+    if (!outcome.ok && session.stats.contextTokens === 0 && held !== 0)
+      problems.push(`the failed prefill left ${held} pages reserved by a session that holds no tokens`);
     const check = outcome.ok ? { ok: true as const } : await attempt(() => sameAsFresh(m, session, c, what));
     if (!check.ok) problems.push(check.error instanceof PropertyFailure ? check.error.message : String(check.error));
     if (problems.length) fail(`${what}: ${problems.join("; ")}`);
@@ -306,9 +343,15 @@ async function sameAsFresh(m: Model, session: Session, c: PoolCase, what: string
 export async function runCase(c: SessionCase): Promise<void> {
   const m = await theModel();
   // Relative to the case's start: a case that leaked pages fails itself, not the ones after it.
-  const pagesBefore = m.pool.usedPages, smallPagesBefore = small!.pool.usedPages;
+  const pagesBefore = m.pool.usedPages,
+    smallPagesBefore = small!.pool.usedPages;
   const memoryBefore = await liveCpuBytes();
-  const what = c.kind === "options" ? "options case" : c.kind === "sweep" ? `sweep case ${c.api} ${c.action} at ${c.at}` : `pool case of ${c.promptRepeat} sentences`;
+  const what =
+    c.kind === "options"
+      ? "options case"
+      : c.kind === "sweep"
+        ? `sweep case ${c.api} ${c.action} at ${c.at}`
+        : `pool case of ${c.promptRepeat} sentences`;
   if (c.kind === "options") await runOptions(m, c);
   else if (c.kind === "sweep") await runSweep(m, c, pagesBefore);
   else await runPool(c, smallPagesBefore);

@@ -2,7 +2,7 @@
 // reshape, rows, copyFrom, to, dispose, and slices of the exported native handle) with odd
 // arguments among the good ones, run against a model of what every tensor must hold. A call
 // either does what the model says or throws a useful Error; afterwards everything is freed.
-import { DType, Tensor } from "../../../lib";
+import { type DType, Tensor } from "../../../lib";
 import { roundTo } from "../../helpers/reference";
 import { attempt, expectMemoryBack, expectUsefulError, fail, liveCpuBytes } from "../harness/checks";
 
@@ -62,28 +62,49 @@ function values(seed: number, n: number): number[] {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
     return state / 2 ** 32;
   };
-  return Array.from({ length: n }, () => (next() < 0.05 ? edges[Math.floor(next() * edges.length)] : (next() * 8 - 4) || 1));
+  return Array.from({ length: n }, () => (next() < 0.05 ? edges[Math.floor(next() * edges.length)] : next() * 8 - 4 || 1));
 }
 
 function makeData(spec: DataSpec, n: number): unknown {
   const length = Math.max(0, n + spec.lengthDelta);
   const v = values(spec.seed, length);
   switch (spec.kind) {
-    case "f32": return Float32Array.from(v);
-    case "i32": return Int32Array.from(v, (x) => (Number.isFinite(x) ? Math.round(x * 1000) : 7));
-    case "u16": return Uint16Array.from(v, (x) => (Number.isFinite(x) ? Math.abs(Math.round(x * 9000)) & 0xffff : 0x7c00));
-    case "f64": return Float64Array.from(v);
-    case "u8": return Uint8Array.from(v, (x) => Math.abs(Math.round(x)) & 0xff);
-    case "sharedF32": { const a = new Float32Array(new SharedArrayBuffer(4 * length)); a.set(v); return a; }
-    case "sharedI32": { const a = new Int32Array(new SharedArrayBuffer(4 * length)); a.set(v.map((x) => (Number.isFinite(x) ? Math.round(x) : 3))); return a; }
-    case "detached": { const a = Float32Array.from(v); structuredClone(a.buffer, { transfer: [a.buffer] }); return a; }
-    case "array": return v;
-    case "odd": return spec.odd;
+    case "f32":
+      return Float32Array.from(v);
+    case "i32":
+      return Int32Array.from(v, (x) => (Number.isFinite(x) ? Math.round(x * 1000) : 7));
+    case "u16":
+      return Uint16Array.from(v, (x) => (Number.isFinite(x) ? Math.abs(Math.round(x * 9000)) & 0xffff : 0x7c00));
+    case "f64":
+      return Float64Array.from(v);
+    case "u8":
+      return Uint8Array.from(v, (x) => Math.abs(Math.round(x)) & 0xff);
+    case "sharedF32": {
+      const a = new Float32Array(new SharedArrayBuffer(4 * length));
+      a.set(v);
+      return a;
+    }
+    case "sharedI32": {
+      const a = new Int32Array(new SharedArrayBuffer(4 * length));
+      a.set(v.map((x) => (Number.isFinite(x) ? Math.round(x) : 3)));
+      return a;
+    }
+    case "detached": {
+      const a = Float32Array.from(v);
+      structuredClone(a.buffer, { transfer: [a.buffer] });
+      return a;
+    }
+    case "array":
+      return v;
+    case "odd":
+      return spec.odd;
   }
 }
 
 function decodeHalf(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1, exp = (bits >> 10) & 0x1f, frac = bits & 0x3ff;
+  const sign = bits & 0x8000 ? -1 : 1,
+    exp = (bits >> 10) & 0x1f,
+    frac = bits & 0x3ff;
   if (exp === 0) return sign * frac * 2 ** -24;
   if (exp === 31) return frac ? NaN : sign * Infinity;
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
@@ -100,10 +121,12 @@ function expectedValues(data: unknown, dtype: DType): number[] | undefined {
     }
   }
   const tag = Object.prototype.toString.call(data);
-  if (tag === "[object Float32Array]" && dtype !== "i32") return Array.from(data as Float32Array, (x) => (dtype === "f32" ? x : roundTo(dtype, x)));
+  if (tag === "[object Float32Array]" && dtype !== "i32")
+    return Array.from(data as Float32Array, (x) => (dtype === "f32" ? x : roundTo(dtype, x)));
   if (tag === "[object Int32Array]" && dtype === "i32") return Array.from(data as Int32Array);
   if (tag === "[object Uint16Array]" && dtype === "f16") return Array.from(data as Uint16Array, decodeHalf);
-  if (tag === "[object Uint16Array]" && dtype === "bf16") return Array.from(data as Uint16Array, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]);
+  if (tag === "[object Uint16Array]" && dtype === "bf16")
+    return Array.from(data as Uint16Array, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]);
   return undefined;
 }
 
@@ -133,7 +156,15 @@ export async function runCase(c: TensorCase): Promise<void> {
   const live: Model[] = [];
   const extraHandles: Array<{ dispose(): void }> = [];
   const pick = (i: number) => (live.length ? live[i % live.length] : undefined);
-  const describe = (v: unknown) => { try { return JSON.stringify(v, (_k, x) => (typeof x === "bigint" ? `${x}n` : x === undefined ? "undefined" : typeof x === "number" && !Number.isFinite(x) ? String(x) : x))?.slice(0, 100); } catch { return String(v); } };
+  const describe = (v: unknown) => {
+    try {
+      return JSON.stringify(v, (_k, x) =>
+        typeof x === "bigint" ? `${x}n` : x === undefined ? "undefined" : typeof x === "number" && !Number.isFinite(x) ? String(x) : x,
+      )?.slice(0, 100);
+    } catch {
+      return String(v);
+    }
+  };
   try {
     for (const [step, op] of c.ops.entries()) {
       const what = `step ${step} ${op.op}`;
@@ -149,7 +180,11 @@ export async function runCase(c: TensorCase): Promise<void> {
       };
       switch (op.op) {
         case "empty": {
-          const ok = validShape(op.shape) && count(op.shape) <= 4096 && dtypes.includes(op.dtype as string) && (op.device === "cpu" || op.device === undefined);
+          const ok =
+            validShape(op.shape) &&
+            count(op.shape) <= 4096 &&
+            dtypes.includes(op.dtype as string) &&
+            (op.device === "cpu" || op.device === undefined);
           const huge = validShape(op.shape) && count(op.shape) > 4096;
           const label = `${what}(${describe(op.shape)}, ${describe(op.dtype)}, ${describe(op.device)})`;
           if (huge) {
@@ -160,7 +195,14 @@ export async function runCase(c: TensorCase): Promise<void> {
             break;
           }
           const t = await must(ok, () => Tensor.empty(op.shape as number[], op.dtype as DType, op.device as never), label);
-          if (t) live.push({ tensor: t, storage: { dtype: t.dtype, values: new Float64Array(t.size), known: new Uint8Array(t.size) }, offset: 0, size: t.size, disposed: false });
+          if (t)
+            live.push({
+              tensor: t,
+              storage: { dtype: t.dtype, values: new Float64Array(t.size), known: new Uint8Array(t.size) },
+              offset: 0,
+              size: t.size,
+              disposed: false,
+            });
           break;
         }
         case "from": {
@@ -169,7 +211,12 @@ export async function runCase(c: TensorCase): Promise<void> {
           const n = shapeOk ? count(op.shape as number[]) : 4;
           const data = makeData(op.data, n);
           const o = op.options as { dtype?: unknown; device?: unknown } | undefined;
-          const optionsOk = o === undefined || (typeof o === "object" && o !== null && (o.dtype == null || dtypes.includes(o.dtype as string)) && (o.device == null || o.device === "cpu"));
+          const optionsOk =
+            o === undefined ||
+            (typeof o === "object" &&
+              o !== null &&
+              (o.dtype == null || dtypes.includes(o.dtype as string)) &&
+              (o.device == null || o.device === "cpu"));
           const tag = Object.prototype.toString.call(data);
           const natural = tag === "[object Float32Array]" ? "f32" : tag === "[object Int32Array]" ? "i32" : undefined;
           const dtype = (o && typeof o === "object" ? (o.dtype as DType | null | undefined) : undefined) ?? natural;
@@ -178,7 +225,13 @@ export async function runCase(c: TensorCase): Promise<void> {
           const label = `${what}(${op.data.kind} data of ${(data as { length?: number })?.length} elements, ${describe(op.shape)}, ${describe(op.options)})`;
           const t = await must(valid, () => Tensor.from(data as Float32Array, op.shape as number[], op.options as never), label);
           if (t) {
-            const m: Model = { tensor: t, storage: { dtype: t.dtype, values: new Float64Array(n), known: new Uint8Array(n) }, offset: 0, size: n, disposed: false };
+            const m: Model = {
+              tensor: t,
+              storage: { dtype: t.dtype, values: new Float64Array(n), known: new Uint8Array(n) },
+              offset: 0,
+              size: n,
+              disposed: false,
+            };
             store(m, want!);
             live.push(m);
             checkContents(m, t.toFloat32Array(), label, true);
@@ -192,7 +245,14 @@ export async function runCase(c: TensorCase): Promise<void> {
           const want = expectedValues(data, m.storage.dtype);
           const valid = !m.disposed && want !== undefined && want.length === m.size;
           const label = `${what}(${op.data.kind} data of ${(data as { length?: number })?.length} elements) into ${m.tensor}`;
-          const r = await must(valid, () => (m.tensor.write(data as Float32Array), true), label);
+          const r = await must(
+            valid,
+            () => {
+              m.tensor.write(data as Float32Array);
+              return true;
+            },
+            label,
+          );
           if (r) store(m, want!);
           break;
         }
@@ -200,7 +260,11 @@ export async function runCase(c: TensorCase): Promise<void> {
           const m = pick(op.target);
           if (!m || m.size > bigElements) break;
           const label = `${what} ${op.how} of ${m.tensor}`;
-          const got = await must(!m.disposed, () => (op.how === "toArray" ? m.tensor.toArray() : op.how === "view" ? m.tensor.view() : m.tensor.toFloat32Array()), label);
+          const got = await must(
+            !m.disposed,
+            () => (op.how === "toArray" ? m.tensor.toArray() : op.how === "view" ? m.tensor.view() : m.tensor.toFloat32Array()),
+            label,
+          );
           if (got) checkContents(m, got as ArrayLike<number>, label, op.how === "toFloat32Array");
           break;
         }
@@ -226,25 +290,43 @@ export async function runCase(c: TensorCase): Promise<void> {
         case "rows": {
           const m = pick(op.target);
           if (!m) break;
-          const rows = m.tensor.shape[0], start = op.start as number, n = op.count as number;
+          const rows = m.tensor.shape[0],
+            start = op.start as number,
+            n = op.count as number;
           const valid = !m.disposed && Number.isInteger(start) && Number.isInteger(n) && start >= 0 && n >= 1 && start + n <= rows;
           const t = await must(valid, () => m.tensor.rows(start, n), `${what}(${describe(start)}, ${describe(n)}) of ${m.tensor}`);
-          if (t) live.push({ tensor: t, storage: m.storage, offset: m.offset + start * (m.size / rows), size: n * (m.size / rows), disposed: false });
+          if (t)
+            live.push({
+              tensor: t,
+              storage: m.storage,
+              offset: m.offset + start * (m.size / rows),
+              size: n * (m.size / rows),
+              disposed: false,
+            });
           break;
         }
         case "copyFrom": {
-          const m = pick(op.target), s = pick(op.source);
+          const m = pick(op.target),
+            s = pick(op.source);
           if (!m || !s || m.size > bigElements || s.size > bigElements) break;
           // Overlapping windows of one storage have no defined result.
           if (m.storage === s.storage && m.offset < s.offset + s.size && s.offset < m.offset + m.size && m !== s) break;
           const valid = !m.disposed && !s.disposed && m.storage.dtype === s.storage.dtype && m.size === s.size;
           const snapshot = Array.from({ length: s.size }, (_, i) => s.storage.values[s.offset + i]);
           const knownSnapshot = Array.from({ length: s.size }, (_, i) => s.storage.known[s.offset + i]);
-          const r = await must(valid, () => (m.tensor.copyFrom(s.tensor), true), `${what} ${s.tensor} into ${m.tensor}`);
-          if (r) for (let i = 0; i < m.size; i++) {
-            m.storage.values[m.offset + i] = snapshot[i];
-            m.storage.known[m.offset + i] = knownSnapshot[i];
-          }
+          const r = await must(
+            valid,
+            () => {
+              m.tensor.copyFrom(s.tensor);
+              return true;
+            },
+            `${what} ${s.tensor} into ${m.tensor}`,
+          );
+          if (r)
+            for (let i = 0; i < m.size; i++) {
+              m.storage.values[m.offset + i] = snapshot[i];
+              m.storage.known[m.offset + i] = knownSnapshot[i];
+            }
           break;
         }
         case "to": {
@@ -253,7 +335,17 @@ export async function runCase(c: TensorCase): Promise<void> {
           const valid = !m.disposed && op.device === "cpu";
           const t = await must(valid, () => m.tensor.to(op.device as never), `${what}(${describe(op.device)}) of ${m.tensor}`);
           if (t) {
-            const copy: Model = { tensor: t, storage: { dtype: m.storage.dtype, values: m.storage.values.slice(m.offset, m.offset + m.size), known: m.storage.known.slice(m.offset, m.offset + m.size) }, offset: 0, size: m.size, disposed: false };
+            const copy: Model = {
+              tensor: t,
+              storage: {
+                dtype: m.storage.dtype,
+                values: m.storage.values.slice(m.offset, m.offset + m.size),
+                known: m.storage.known.slice(m.offset, m.offset + m.size),
+              },
+              offset: 0,
+              size: m.size,
+              disposed: false,
+            };
             live.push(copy);
             checkContents(copy, t.toFloat32Array(), `${what} copy`, true);
           }
@@ -264,14 +356,22 @@ export async function runCase(c: TensorCase): Promise<void> {
           if (!m) break;
           m.tensor.dispose();
           m.disposed = true;
-          if (!m.tensor.disposed || m.tensor.bytes !== 0) fail(`${what}: after dispose() the tensor says disposed=${m.tensor.disposed}, bytes=${m.tensor.bytes}`);
+          if (!m.tensor.disposed || m.tensor.bytes !== 0)
+            fail(`${what}: after dispose() the tensor says disposed=${m.tensor.disposed}, bytes=${m.tensor.bytes}`);
           break;
         }
         case "sliceHandle": {
           const m = pick(op.target);
           if (!m) break;
-          const offset = op.offset as number, dims = op.dims as number[];
-          const valid = !m.disposed && Number.isInteger(offset) && offset >= 0 && validShape(dims) && offset + count(dims) <= m.size && count(dims) <= 2 ** 53;
+          const offset = op.offset as number,
+            dims = op.dims as number[];
+          const valid =
+            !m.disposed &&
+            Number.isInteger(offset) &&
+            offset >= 0 &&
+            validShape(dims) &&
+            offset + count(dims) <= m.size &&
+            count(dims) <= 2 ** 53;
           const handle = m.tensor.handle as unknown as { slice(o: unknown, d: unknown): { bytes: number; dispose(): void } };
           const label = `${what}(${describe(offset)}, ${describe(dims)}) of the handle of ${m.tensor}`;
           const h = await must(valid, () => handle.slice(offset, dims), label);

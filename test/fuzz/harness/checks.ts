@@ -77,12 +77,16 @@ export async function liveCpuBytes(): Promise<number> {
 /** Fails unless the library's accounting is back at `baseline` (everything the case made was freed). */
 export async function expectMemoryBack(baseline: number, context: string): Promise<void> {
   const now = await liveCpuBytes();
-  if (now !== baseline) fail(`${context}: live tensor bytes went from ${baseline} to ${now} (${now - baseline > 0 ? "+" : ""}${now - baseline}): something was not freed`);
+  if (now !== baseline)
+    fail(
+      `${context}: live tensor bytes went from ${baseline} to ${now} (${now - baseline > 0 ? "+" : ""}${now - baseline}): something was not freed`,
+    );
 }
 
 export function sameBytes(a: ArrayBufferView, b: ArrayBufferView): boolean {
   if (a.byteLength !== b.byteLength) return false;
-  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength), y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength),
+    y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
 }

@@ -2,7 +2,7 @@
 // stdout as a JSON line, {"start": i} before case i and {"done": i, "ok", "message"} after it.
 // stdout to a pipe is synchronous on Linux, so the parent knows which case was running if this
 // process dies. Usage: node child.js <cases module> <batch file>
-"use strict";
+
 require("../../helpers/register-ts");
 const fs = require("node:fs");
 const { decodeCase } = require("./codec.ts");
@@ -14,7 +14,8 @@ async function main() {
   const say = (record) => process.stdout.write(`${JSON.stringify(record)}\n`);
   for (const { index, input } of batch) {
     say({ start: index });
-    let ok = true, message = "";
+    let ok = true,
+      message = "";
     try {
       await suite.runCase(input);
     } catch (err) {
@@ -30,7 +31,7 @@ async function main() {
 main().then(
   () => process.exit(0),
   (err) => {
-    process.stderr.write(`fuzz child failed outside any case: ${err && err.stack ? err.stack : err}\n`);
+    process.stderr.write(`fuzz child failed outside any case: ${err?.stack ? err.stack : err}\n`);
     process.exit(70);
   },
 );

@@ -7,7 +7,8 @@ export function encodeCase(value: unknown): string {
   return JSON.stringify(value, function (key, v) {
     // `this[key]` is the raw value: JSON.stringify has already turned -0 into 0 in `v`.
     const raw = (this as Record<string, unknown>)[key];
-    if (typeof raw === "number" && (!Number.isFinite(raw) || Object.is(raw, -0))) return { $number: Object.is(raw, -0) ? "-0" : String(raw) };
+    if (typeof raw === "number" && (!Number.isFinite(raw) || Object.is(raw, -0)))
+      return { $number: Object.is(raw, -0) ? "-0" : String(raw) };
     if (typeof raw === "bigint") return { $bigint: raw.toString() };
     if (raw === undefined && key !== "") return { $undefined: true };
     return v;

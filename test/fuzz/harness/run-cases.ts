@@ -69,7 +69,9 @@ function runChild(modulePath: string, batch: Array<{ index: number; input: unkno
       stdio: ["ignore", "pipe", "pipe"],
     });
     const outcome: ChildOutcome = { results: new Map() };
-    let stdout = "", stderr = "", hung = false;
+    let stdout = "",
+      stderr = "",
+      hung = false;
     let timer = setTimeout(onHang, o.caseTimeoutMs);
     function onHang() {
       hung = true;
@@ -77,8 +79,7 @@ function runChild(modulePath: string, batch: Array<{ index: number; input: unkno
     }
     child.stdout.on("data", (data: Buffer) => {
       stdout += data.toString();
-      let newline: number;
-      while ((newline = stdout.indexOf("\n")) >= 0) {
+      for (let newline = stdout.indexOf("\n"); newline >= 0; newline = stdout.indexOf("\n")) {
         const line = stdout.slice(0, newline);
         stdout = stdout.slice(newline + 1);
         let record: { start?: number; done?: number; ok?: boolean; message?: string };
@@ -131,18 +132,27 @@ export async function runCases(modulePath: string, inputs: unknown[], o: RunOpti
     if (outcome.running === undefined) {
       // Died between cases (e.g. a finalizer or a stray promise after the last one finished).
       const last = [...outcome.results.keys()].pop();
-      failures.push({ index: last ?? -1, input: last === undefined ? undefined : inputs[last], message: `after this case: ${outcome.death}` });
+      failures.push({
+        index: last ?? -1,
+        input: last === undefined ? undefined : inputs[last],
+        message: `after this case: ${outcome.death}`,
+      });
     } else {
       // Alone, up to three times: a crash that depends on timing (a race with a worker thread)
       // may need more than one try. A hang is not run again: its case is known and waiting costs.
-      let alone = outcome.death.startsWith("hang") ? outcome : await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
-      for (let tries = 1; tries < 3 && !alone.death; tries++) alone = await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
+      let alone = outcome.death.startsWith("hang")
+        ? outcome
+        : await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
+      for (let tries = 1; tries < 3 && !alone.death; tries++)
+        alone = await runChild(modulePath, [{ index: outcome.running, input: inputs[outcome.running] }], o);
       const started = batch.filter((c) => outcome.results.has(c.index)).map((c) => c.index);
       failures.push({
         index: outcome.running,
         input: inputs[outcome.running],
         message: alone.death
-          ? alone.death.startsWith("hang") ? alone.death : `crash: ${alone.death}`
+          ? alone.death.startsWith("hang")
+            ? alone.death
+            : `crash: ${alone.death}`
           : `crash only after earlier cases of its batch (${started.length} ran before it in that child, the last ones ${started.slice(-5).join(", ")}); ` +
             `alone it ${alone.results.get(outcome.running)?.ok ? "passes (3 tries)" : `fails: ${alone.results.get(outcome.running)?.message}`}: ${outcome.death}`,
       });
@@ -158,9 +168,18 @@ export async function runCases(modulePath: string, inputs: unknown[], o: RunOpti
  */
 export function report(suite: string, seed: number | undefined, runs: number, failures: CaseFailure[]): string {
   const shown = 40;
-  const lines = failures.slice(0, shown).map((f) => `case ${f.index}: ${describeCase(f.input)}\n  ${f.message.split("\n").slice(0, 14).join("\n  ")}`);
-  if (failures.length > shown) lines.push(`… and ${failures.length - shown} more (cases ${failures.slice(shown).map((f) => f.index).join(", ")})`);
-  const replay = seed === undefined ? "enumerated cases, the same on every run" : `seed ${seed}; replay: npm run fuzz -- --seed ${seed} --runs ${runs}`;
+  const lines = failures
+    .slice(0, shown)
+    .map((f) => `case ${f.index}: ${describeCase(f.input)}\n  ${f.message.split("\n").slice(0, 14).join("\n  ")}`);
+  if (failures.length > shown)
+    lines.push(
+      `… and ${failures.length - shown} more (cases ${failures
+        .slice(shown)
+        .map((f) => f.index)
+        .join(", ")})`,
+    );
+  const replay =
+    seed === undefined ? "enumerated cases, the same on every run" : `seed ${seed}; replay: npm run fuzz -- --seed ${seed} --runs ${runs}`;
   return `${failures.length} of ${runs} ${suite} cases failed (${replay}):\n\n${lines.join("\n\n")}`;
 }
 
@@ -173,19 +192,34 @@ export interface SuiteOptions extends RunOptions {
  * Registers a jest test of `defaultRuns` cases drawn from `arbitrary` with the fuzz seed plus
  * `seedOffset` (so the properties of one seed draw apart), failing with the report of `suite`.
  */
-export function propertyTest<T>(title: string, suite: string, arbitrary: fc.Arbitrary<T>, seedOffset: number, defaultRuns: number, o: SuiteOptions): void {
+export function propertyTest<T>(
+  title: string,
+  suite: string,
+  arbitrary: fc.Arbitrary<T>,
+  seedOffset: number,
+  defaultRuns: number,
+  o: SuiteOptions,
+): void {
   const { seed, runs } = fuzzSettings(defaultRuns);
-  test(title, async () => {
-    const failures = await runCases(o.modulePath, drawCases(arbitrary, seed + seedOffset, runs), o);
-    if (failures.length) throw new Error(report(suite, seed, runs, failures));
-  }, timeoutFor(runs, 1000));
+  test(
+    title,
+    async () => {
+      const failures = await runCases(o.modulePath, drawCases(arbitrary, seed + seedOffset, runs), o);
+      if (failures.length) throw new Error(report(suite, seed, runs, failures));
+    },
+    timeoutFor(runs, 1000),
+  );
 }
 
 /** Registers a jest test of the cases `enumerate` lists, the same on every run. */
 export function enumeratedTest(title: string, suite: string, enumerate: () => unknown[], o: SuiteOptions, timeoutMs: number): void {
-  test(title, async () => {
-    const cases = enumerate();
-    const failures = await runCases(o.modulePath, cases, o);
-    if (failures.length) throw new Error(report(suite, undefined, cases.length, failures));
-  }, timeoutMs);
+  test(
+    title,
+    async () => {
+      const cases = enumerate();
+      const failures = await runCases(o.modulePath, cases, o);
+      if (failures.length) throw new Error(report(suite, undefined, cases.length, failures));
+    },
+    timeoutMs,
+  );
 }

@@ -4,7 +4,27 @@ import fc from "fast-check";
 
 /** Numbers at the edges: NaN, infinities, -0, fractions, int32 and 2^53 bounds, denormals. */
 export const oddNumber = fc.oneof(
-  fc.constantFrom(NaN, Infinity, -Infinity, -0, 0, -1, 0.5, 1.5, 2 ** 31, 2 ** 31 - 1, -(2 ** 31), 2 ** 32 + 5, 2 ** 53, 2 ** 53 + 2, 1e308, -1e308, Number.MIN_VALUE, Number.EPSILON, 1e-300),
+  fc.constantFrom(
+    NaN,
+    Infinity,
+    -Infinity,
+    -0,
+    0,
+    -1,
+    0.5,
+    1.5,
+    2 ** 31,
+    2 ** 31 - 1,
+    -(2 ** 31),
+    2 ** 32 + 5,
+    2 ** 53,
+    2 ** 53 + 2,
+    1e308,
+    -1e308,
+    Number.MIN_VALUE,
+    Number.EPSILON,
+    1e-300,
+  ),
   fc.integer({ min: -5, max: 64 }),
   fc.double(),
 );
@@ -20,6 +40,20 @@ export const oddValue = fc.oneof(oddNumber, notANumber);
 
 /** Values that are not Tensors, for a tensor argument. */
 export const notATensor = fc.oneof(
-  fc.constantFrom(null, undefined, 0, 1, "", "tensor", true, false, [], [1, 2], {}, { handle: {} }, { shape: [1], dtype: "f32", device: "cpu" }),
+  fc.constantFrom(
+    null,
+    undefined,
+    0,
+    1,
+    "",
+    "tensor",
+    true,
+    false,
+    [],
+    [1, 2],
+    {},
+    { handle: {} },
+    { shape: [1], dtype: "f32", device: "cpu" },
+  ),
   oddNumber,
 );

@@ -3,14 +3,15 @@
 // what to do; nothing stays allocated; and the same process then loads a model and generates
 // the tokens the CPU does (no sticky CUDA error, no poisoned pool).
 import * as path from "node:path";
-import { devices, loadModel, memoryUsage, Model, Tensor } from "../../../lib";
+import { devices, loadModel, type Model, memoryUsage, Tensor } from "../../../lib";
 import { fixtureRoot, readReference } from "../../helpers/fixtures";
 import { collectGarbage } from "../../helpers/gc";
 import { describeWithCuda } from "../../helpers/gpu";
 
 const describeGpu = describeWithCuda("out-of-memory");
 const dir = path.join(fixtureRoot, "llama-tiny");
-const outOfMemory = /CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB\. Dispose tensors and models you no longer need, or use a smaller batch or context/;
+const outOfMemory =
+  /CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB\. Dispose tensors and models you no longer need, or use a smaller batch or context/;
 
 // Fills cuda:0 with tensors, halving the request on each failure down to 1 MiB; returns them
 // and the first error.

@@ -3,7 +3,7 @@
 // Case "safetensors": a checkpoint tensor over 4 GiB (a sparse file with random blocks at
 // its start, across the 4 GiB mark and at its end) must load with those bytes in place.
 // Reports what it saw.
-"use strict";
+
 const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");

@@ -1,6 +1,6 @@
 // Shared by the child scripts: the addon they were handed, fresh random data, and tensors on
 // LT_TEST_DEVICE (default "cpu"; the async index check also runs with "cuda:0").
-"use strict";
+
 const addon = require(process.argv[2]);
 const device = process.env.LT_TEST_DEVICE || "cpu";
 // Activations and pools: f32 on the CPU; CUDA attention takes only 16-bit floats.
@@ -23,7 +23,7 @@ const randomTensor = (shape) => tensor(shape, float, randomFloats(count(shape)))
 const ints = (values) => tensor([values.length], "i32", Int32Array.from(values));
 
 function report(value) {
-  process.stdout.write(JSON.stringify(value) + "\n");
+  process.stdout.write(`${JSON.stringify(value)}\n`);
 }
 
 // Each case's outcome: its error message, or "no error". attempt() runs only the case named by

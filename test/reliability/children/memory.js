@@ -3,7 +3,7 @@
 // calls on one tensor, then dispose. Reports RSS (MiB) before and after, and the library's
 // live CPU bytes.
 // Run with --expose-gc: a collection before each measurement takes the JS garbage out.
-"use strict";
+
 const { addon, randomFloats, report } = require("./common");
 
 const mib = () => process.memoryUsage().rss / 2 ** 20;
@@ -18,7 +18,8 @@ if (process.argv[3] === "create") {
   warm.write(data);
   warm.dispose();
   settle();
-  const before = mib(), liveBefore = addon.memoryUsage().cpu;
+  const before = mib(),
+    liveBefore = addon.memoryUsage().cpu;
   let peak = before;
   for (let i = 0; i < 10_000; i++) {
     const t = new addon.NativeTensor([n], "f32", "cpu");
@@ -33,7 +34,8 @@ if (process.argv[3] === "create") {
   t.write(randomFloats(1 << 16));
   t.view();
   settle();
-  const before = mib(), liveBefore = addon.memoryUsage().cpu;
+  const before = mib(),
+    liveBefore = addon.memoryUsage().cpu;
   let checksum = 0;
   for (let i = 0; i < 100_000; i++) checksum += t.view()[i & 0xffff];
   t.dispose();

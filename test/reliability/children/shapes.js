@@ -1,7 +1,7 @@
 // Shapes the addon must refuse with an Error instead of crashing: rank-0 tensors (the
 // constructor and slice() are exported), slice() with dimensions whose product overflows, a
 // kernel dimension past int32, sink + window past int32. Reports { case: message | "no error" } for the case named on the command line.
-"use strict";
+
 const { addon, randomTensor, tensor, ints, report, outcomes, attempt } = require("./common");
 
 attempt("rank-0 constructor", () => {
@@ -34,11 +34,25 @@ attempt("argmax over more than 2^31 logits", () => {
 });
 attempt("cutToStreaming sink + window past int32", () => {
   const pool = () => randomTensor([4, 4, 1, 8]);
-  addon.cutToStreaming({ kPages: pool(), vPages: pool(), srcPageTable: ints([0, 1, 2]), dstPageTable: ints([3, 2, 1]),
-    length: 12, sink: 2 ** 31 - 8, window: 1024 });
+  addon.cutToStreaming({
+    kPages: pool(),
+    vPages: pool(),
+    srcPageTable: ints([0, 1, 2]),
+    dstPageTable: ints([3, 2, 1]),
+    length: 12,
+    sink: 2 ** 31 - 8,
+    window: 1024,
+  });
 });
 attempt("prefill streaming sink + window past int32", () => {
   const x = () => randomTensor([8, 2, 8]);
-  addon.prefillAttention({ q: x(), k: x(), v: x(), out: tensor([8, 2, 8], "f32"), scale: 0.25, streaming: { sink: 2 ** 31 - 2, window: 2 ** 30 } });
+  addon.prefillAttention({
+    q: x(),
+    k: x(),
+    v: x(),
+    out: tensor([8, 2, 8], "f32"),
+    scale: 0.25,
+    streaming: { sink: 2 ** 31 - 2, window: 2 ** 30 },
+  });
 });
 report(outcomes);
