@@ -19,7 +19,7 @@ function wantsSourceBuild() {
 
 /** Why the prebuilt addon cannot be used here, or null when it loads. */
 function prebuiltProblem() {
-  const { platformPackageName, prebuiltAddonPath } = require(path.join(root, "dist", "lib", "native.js"));
+  const { platformPackageName, prebuiltAddonPath } = require(path.join(root, "dist", "lib", "runtime", "native.js"));
   const name = platformPackageName();
   const file = prebuiltAddonPath(name);
   if (!fs.existsSync(file)) {
