@@ -165,14 +165,15 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
     try {
       sequence.prefill(ids);
-      const state = sequence.hybridState!;
-      expect(state.pending).toBe(true);
+      // hybridState is a snapshot: read it again after every step.
+      expect(sequence.hybridState.pending).toBe(true);
       const all = [...ids];
       for (const t of cont) {
         model.decoder.step([sequence.seq], [t], "logits");
         all.push(t);
-        if (sequence.length <= 16) expect(state.pending).toBe(true);
+        if (sequence.length <= 16) expect(sequence.hybridState.pending).toBe(true);
       }
+      const state = sequence.hybridState;
       expect(state.pending).toBe(false);
       // At the step the sequence reached 17 tokens, the ratios were those of its last 4 queries.
       const full = referenceForward(ref, all, () => true);

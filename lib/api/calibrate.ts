@@ -44,7 +44,7 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
     const session = model.createSession({ hybrid: { ...options.hybrid, mode: "calibrate" } });
     try {
       for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal: options.signal }));
-      const state = session.stats.hybrid!;
+      const state = session.stats.hybrid;
       if (!state.pending) {
         for (const l of state.lazyLayers) counts[l]++;
         measured++;

@@ -1,13 +1,15 @@
-// loadModel and Model: a checkpoint on a device, its tokenizer, and the KV page pool its
-// sessions share.
+// loadModel and Model: a checkpoint on a device, its tokenizer (if it has one), and the KV page
+// pool its sessions share.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { PagePool } from "../cache/page-pool";
 import { type ModelConfig, readConfig } from "../checkpoint/config";
 import { Tokenizer } from "../checkpoint/tokenizer";
 import { Checkpoint, type LoadProgress, loadWeights, type ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
 import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
-import { integerIn, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
+import { integerIn, optionalBoolean, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
-import type { Prompt } from "../generate/prompt";
+import { noTokenizerError, type Prompt } from "../generate/prompt";
 import { Decoder } from "../model/decoder";
 import { cudaStatus, devices } from "../runtime/devices";
 import { type DeviceName, type DType, dtypeBytes } from "../runtime/tensor";
@@ -27,16 +29,25 @@ export interface LoadModelOptions {
    * computes (tests compare the two). On CUDA it is always the weights' 16-bit type.
    */
   computeDType?: DType;
+  /**
+   * Load tokenizer.json (default: when the directory has one). Without a tokenizer, prompts must
+   * be token ids, stop strings cannot be used, and generated chunks carry token ids with empty text.
+   */
+  tokenizer?: boolean;
   onProgress?: (progress: LoadProgress) => void;
   signal?: AbortSignal;
 }
 
 /**
- * Loads a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).
+ * Loads a Hugging Face model directory (config.json, *.safetensors, and tokenizer.json unless
+ * `tokenizer: false` or the directory has none: then prompts are token ids and chunks carry ids only).
  * @example
  * const model = await loadModel("./Llama-3.1-8B-Instruct", { device: "cuda", onProgress: (p) => bar.update(p.loadedBytes) });
  * for await (const chunk of model.generate("Once upon a time", { maxNewTokens: 64 })) process.stdout.write(chunk.text);
  * await model.dispose();
+ * @example
+ * const bare = await loadModel("./Llama-3.1-8B-Instruct", { tokenizer: false });
+ * for await (const chunk of bare.generate([128000, 9906], { maxNewTokens: 8 })) console.log(chunk.tokens);
  */
 export async function loadModel(dir: string, options?: LoadModelOptions): Promise<Model> {
   options = validateLoad(dir, options);
@@ -44,7 +55,8 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
   if (device !== "cpu" && !cudaStatus().available)
     throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
   const config = readConfig(dir);
-  const tokenizer = Tokenizer.fromDirectory(dir);
+  const withTokenizer = options.tokenizer ?? fs.existsSync(path.join(dir, "tokenizer.json"));
+  const tokenizer = withTokenizer ? Tokenizer.fromDirectory(dir) : undefined;
   const checkpoint = new Checkpoint(dir);
   try {
     const stored = checkpoint.file("model.embed_tokens.weight").get("model.embed_tokens.weight").dtype;
@@ -77,6 +89,7 @@ function validateLoad(dir: unknown, options: LoadModelOptions | undefined): Load
   if (o.kvCacheBytes !== undefined && (typeof o.kvCacheBytes !== "number" || !Number.isFinite(o.kvCacheBytes) || !(o.kvCacheBytes > 0)))
     throw new RangeError(`loadModel: kvCacheBytes must be a number of bytes > 0, got ${show(o.kvCacheBytes)}`);
   if (o.pageSize !== undefined) integerIn(o.pageSize, "loadModel: pageSize", 1, maxPageSize);
+  optionalBoolean(o.tokenizer, "loadModel: tokenizer");
   optionalFunction(o.onProgress, "loadModel: onProgress");
   optionalSignal(o.signal, "loadModel: signal");
   return o;
@@ -93,7 +106,8 @@ export class Model implements AsyncDisposable {
   constructor(
     readonly dir: string,
     readonly config: ModelConfig,
-    readonly tokenizer: Tokenizer,
+    /** @internal the tokenizer, undefined when the model was loaded without one */
+    readonly optionalTokenizer: Tokenizer | undefined,
     private readonly weights: ModelWeights,
     readonly device: DeviceName,
     /** Activation and KV dtype. */
@@ -107,6 +121,23 @@ export class Model implements AsyncDisposable {
     const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));
     this.pool = new PagePool({ numPages, pageSize, kvHeads: config.kvHeads, headDim: config.headDim, dtype, device });
     this.decoder = new Decoder(config, weights, this.pool, device, dtype);
+  }
+
+  /**
+   * The model's tokenizer; an Error if it was loaded without one (see `hasTokenizer`).
+   * @example const ids = model.tokenizer.encode("Hello");
+   */
+  get tokenizer(): Tokenizer {
+    if (!this.optionalTokenizer) throw noTokenizerError("model.tokenizer");
+    return this.optionalTokenizer;
+  }
+
+  /**
+   * Whether the model was loaded with a tokenizer (text prompts, stop strings and text in chunks need one).
+   * @example const prompt = model.hasTokenizer ? "Hello" : [1, 15043];
+   */
+  get hasTokenizer(): boolean {
+    return this.optionalTokenizer !== undefined;
   }
 
   /** Bytes of weights held on the device. */
@@ -126,8 +157,9 @@ export class Model implements AsyncDisposable {
   }
 
   /**
-   * Generates from a prompt (text, or chat messages rendered with the model's template) in a
-   * fresh session that is disposed at the end.
+   * Generates from a prompt (text, chat messages rendered with the model's template, or token
+   * ids) in a fresh session that is disposed at the end.
+   * @example for await (const chunk of model.generate([1, 15043, 29892], { maxNewTokens: 16 })) console.log(chunk.tokens);
    */
   async *generate(prompt: Prompt, options?: GenerateOptions & SessionOptions): AsyncGenerator<GenerateChunk> {
     const session = this.createSession(options);
@@ -140,8 +172,9 @@ export class Model implements AsyncDisposable {
 
   /**
    * Generates for many prompts at once, decoding them as one batch (sequences that finish
-   * early give their KV pages back while the others continue).
-   * @example const results = await model.generateBatch(["a", "b", "c"], { maxNewTokens: 32 });
+   * early give their KV pages back while the others continue). Prompts are text, chat messages
+   * or token ids, mixed as needed; each result's `hybrid` is a snapshot of its sequence's state.
+   * @example const results = await model.generateBatch(["a", "b", [1, 15043]], { maxNewTokens: 32 });
    */
   async generateBatch(prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
     this.assertLive();

@@ -27,8 +27,11 @@ export interface SessionStats {
   /** KV bytes this session's caches hold now, and what full caches of every layer would hold. */
   kvBytes: number;
   kvBytesFull: number;
-  /** Lazy layers, lazy ratios and whether the choice is still pending (hybrid sessions). */
-  hybrid?: HybridState;
+  /**
+   * A snapshot of the lazy layers, lazy ratios and whether the choice is still pending, in every
+   * mode (mode "off": no lazy layers, no ratios); changing it changes nothing in the session.
+   */
+  hybrid: HybridState;
 }
 
 /** What sessions and batches need of a loaded model: Model has it. */
@@ -64,6 +67,11 @@ export class Session implements AsyncDisposable {
     this.sequence = new GenerationSequence(model.decoder, this.settings.hybrid);
   }
 
+  /**
+   * Tokens, throughput and KV bytes so far, and a snapshot of the hybrid state: a fresh object on
+   * every read.
+   * @example const { kvBytes, hybrid } = session.stats; console.log(hybrid.mode, hybrid.lazyLayers);
+   */
   get stats(): SessionStats {
     const { seq, hybridState } = this.live();
     const { pool } = this.model;
@@ -82,17 +90,23 @@ export class Session implements AsyncDisposable {
   }
 
   /**
-   * Appends the prompt to this session's context and streams the continuation. Disposing the
-   * session (or its model) while this runs ends it with an AbortError at the next step.
+   * Appends the prompt to this session's context and streams the continuation. The prompt is
+   * text, chat messages, or token ids (`number[]` or `Int32Array`, each an integer below the
+   * vocabulary size; a bad one is an Error naming its index). A model loaded without a tokenizer
+   * takes token ids only and yields chunks with token ids and empty text. Disposing the session
+   * (or its model) while this runs ends it with an AbortError at the next step.
    * @example
    * for await (const chunk of session.generate("Why is the sky blue?", { maxNewTokens: 128, stop: ["\n\n"] }))
    *   process.stdout.write(chunk.text);
+   * @example
+   * for await (const chunk of session.generate(Int32Array.of(1, 15043, 29892), { maxNewTokens: 8 })) ids.push(...chunk.tokens);
    */
   async *generate(prompt: Prompt, options?: GenerateOptions): AsyncGenerator<GenerateChunk> {
     const settings = checkGenerateOptions(options, "generate");
     const sequence = this.live();
     if (this.busy) throw new Error("this session is already generating; wait for it or use another session");
-    const ids = promptIds(this.model.tokenizer, prompt);
+    checkStopNeedsTokenizer(this.model, settings.stop, "generate");
+    const ids = promptIds(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt");
     checkPromptFits(ids, sequence.length, this.settings.maxContext, "the prompt");
     this.busy = true;
     try {
@@ -128,6 +142,14 @@ export class Session implements AsyncDisposable {
   }
 }
 
+/** Stop strings are found in decoded text: without a tokenizer they are an error, before anything is prefilled. */
+function checkStopNeedsTokenizer(model: SessionModel, stop: readonly string[], what: string): void {
+  if (stop.length && !model.optionalTokenizer)
+    throw new Error(
+      `${what}: stop strings need a tokenizer, and this model was loaded without one; end the generation with maxNewTokens or at EOS instead`,
+    );
+}
+
 /**
  * Batched generation: every prompt prefilled into a fresh sequence, then one decode step per token
  * for all the sequences still going; each gives its KV pages back as it finishes.
@@ -141,7 +163,8 @@ export async function generateBatch(
   const settings = checkGenerateOptions(options, "generateBatch");
   const session = checkSessionOptions(options, model.config, "generateBatch");
   if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
-  const encoded = prompts.map((p) => promptIds(model.tokenizer, p));
+  checkStopNeedsTokenizer(model, settings.stop, "generateBatch");
+  const encoded = prompts.map((p, i) => promptIds(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`));
   encoded.forEach((ids, i) => checkPromptFits(ids, 0, session.maxContext, `prompt ${i}`));
   const sequences: GenerationSequence[] = [];
   try {

@@ -3,12 +3,12 @@
 import * as fs from "node:fs";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { calibrate } from "../api/calibrate";
+import { calibrate, layerFileOptions, readLayerFile } from "../api/calibrate";
 import { readConfig } from "../checkpoint/config";
 import { Checkpoint } from "../checkpoint/weights";
 import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry";
 import { heatmapSvg } from "../hybrid/heatmap";
-import { resolveHybrid } from "../hybrid/options";
+import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import { planMemory } from "../hybrid/planner";
 import { cudaStatus, devices, loadModel, type Model } from "../index";
 import type { DeviceName } from "../runtime/tensor";
@@ -28,7 +28,9 @@ program
   .command("generate")
   .description("stream a continuation of a prompt from a Hugging Face model directory")
   .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
-  .requiredOption("-p, --prompt <text>", "the prompt")
+  .addOption(new Option("-p, --prompt <text>", "the prompt").conflicts("ids"))
+  .option("--ids <ids>", "the prompt as token ids, e.g. 1,15043,29892 (prints token ids when the model has no tokenizer)", idsArg)
+  .option("--no-tokenizer", "load the model without its tokenizer: the prompt must be --ids, and token ids are printed")
   .option("--chat", "wrap the prompt as a user message with the model's chat template")
   .addOption(new Option("-d, --device <device>", "cpu, cuda or cuda:N (default: cuda if available)"))
   .option("-n, --max-new-tokens <n>", "tokens to generate", number("int"), 256)
@@ -39,13 +41,25 @@ program
   .option("--seed <seed>", "sampler seed", number("int"))
   .option("--stop <text...>", "stop strings")
   .option("--max-context <n>", "largest context the session may hold", number("int"))
-  .option("--stats", "print throughput and KV-cache statistics at the end")
+  .addOption(new Option("--hybrid <mode>", "LightTransfer hybrid mode").choices(["off", "auto", "fixed"]).default("off"))
+  .option("--full-layers <p>", "layers kept full (auto): fraction, percentage or count", fullLayersArg, 0.5)
+  .option("--sink <n>", "sink tokens of the lazy layers", number("int"), streamingDefaults.sink)
+  .option("--window <n>", "recent-window tokens of the lazy layers", number("int"), streamingDefaults.window)
+  .option("--lazy-layers <layers>", "lazy layers of fixed mode, e.g. 0,2,5", idsArg)
+  .addOption(
+    new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
+  )
+  .option("--stats", "print throughput, KV-cache and hybrid statistics at the end")
   .action(async (o) => {
+    if (o.prompt === undefined && o.ids === undefined) throw new Error("generate needs a prompt: --prompt <text> or --ids <ids>");
+    if (o.chat && o.ids) throw new Error("--chat wraps a text prompt; --ids are given to the model as they are");
+    const hybrid = generateHybrid(o);
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal);
+    const model = await loadWithProgress(o.model, o.device, signal, o.tokenizer === false ? false : undefined);
     try {
-      const session = model.createSession({ maxContext: o.maxContext });
-      const prompt = o.chat ? [{ role: "user", content: o.prompt }] : o.prompt;
+      const session = model.createSession({ maxContext: o.maxContext, hybrid });
+      const prompt = o.ids ?? (o.chat ? [{ role: "user", content: o.prompt }] : o.prompt);
+      let first = true;
       for await (const chunk of session.generate(prompt, {
         maxNewTokens: o.maxNewTokens,
         temperature: o.temperature,
@@ -55,14 +69,18 @@ program
         seed: o.seed,
         stop: o.stop,
         signal,
-      }))
-        process.stdout.write(chunk.text);
+      })) {
+        if (model.hasTokenizer) process.stdout.write(chunk.text);
+        else if (chunk.tokens.length) process.stdout.write(`${first ? "" : ","}${chunk.tokens.join(",")}`);
+        first &&= chunk.tokens.length === 0;
+      }
       process.stdout.write("\n");
       if (o.stats) {
         const s = session.stats;
         process.stderr.write(
           `prompt ${s.promptTokens} tok at ${s.prefillTokensPerSecond.toFixed(1)} tok/s, generated ${s.generatedTokens} tok at ` +
-            `${s.decodeTokensPerSecond.toFixed(1)} tok/s, KV ${(s.kvBytes / 2 ** 20).toFixed(2)} MiB on ${model.device}\n`,
+            `${s.decodeTokensPerSecond.toFixed(1)} tok/s, KV ${(s.kvBytes / 2 ** 20).toFixed(2)} MiB on ${model.device}, ` +
+            `hybrid ${s.hybrid.mode}${s.hybrid.pending ? " (choice pending)" : ""}, lazy layers [${s.hybrid.lazyLayers.join(",")}]\n`,
         );
       }
     } finally {
@@ -70,14 +88,40 @@ program
     }
   });
 
+/** A comma-separated list of integers (token ids, layers); the library checks their ranges. */
+function idsArg(value: string): number[] {
+  const parts = value.split(",").map((p) => p.trim());
+  if (parts.some((p) => !/^-?\d+$/.test(p))) throw new InvalidArgumentError(`not a comma-separated list of integers: ${value}`);
+  return parts.map(Number);
+}
+
+/** The session's hybrid options from generate's flags. */
+function generateHybrid(o: {
+  hybrid: "off" | "auto" | "fixed";
+  fullLayers: number | `${number}%`;
+  sink: number;
+  window: number;
+  lazyLayers?: number[];
+  layerFile?: string;
+}): HybridOptions {
+  if (o.hybrid !== "fixed" && (o.lazyLayers || o.layerFile)) throw new Error("--lazy-layers and --layer-file are for --hybrid fixed");
+  if (o.hybrid === "fixed") {
+    if (o.layerFile) return layerFileOptions(readLayerFile(o.layerFile));
+    if (!o.lazyLayers) throw new Error("--hybrid fixed needs --lazy-layers <layers> or --layer-file <file>");
+    return { mode: "fixed", lazyLayers: o.lazyLayers, sink: o.sink, window: o.window };
+  }
+  return { mode: o.hybrid, fullLayers: o.fullLayers, sink: o.sink, window: o.window };
+}
+
 /** Loads a model with a progress bar on stderr and Ctrl-C to abort. */
-async function loadWithProgress(dir: string, device: string | undefined, signal: AbortSignal): Promise<Model> {
+async function loadWithProgress(dir: string, device: string | undefined, signal: AbortSignal, tokenizer?: boolean): Promise<Model> {
   const bar = new SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB", hideCursor: true, stream: process.stderr });
   let started = false;
   const mib = (b: number) => Math.round(b / 2 ** 20);
   return loadModel(dir, {
     device: device as DeviceName | undefined,
     signal,
+    tokenizer,
     onProgress: (p) => {
       if (!started) bar.start(mib(p.totalBytes), 0);
       started = true;
@@ -208,7 +252,7 @@ withRatioOptions(program.command("inspect"))
         try {
           for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal }));
           const stats = session.stats;
-          const h = stats.hybrid!;
+          const h = stats.hybrid;
           if (h.pending) {
             console.log(`prompt ${i}: ${stats.promptTokens} tokens, not longer than sink + window (${ringSize(o)}): no ratios yet`);
             columns.push(new Array(model.config.layers).fill(undefined));

@@ -14,7 +14,8 @@ import { TextStream } from "./text-stream";
 /** What generation needs of a loaded model (lib/api's Model has it). */
 export interface GenerationModel {
   readonly config: ModelConfig;
-  readonly tokenizer: Tokenizer;
+  /** Undefined when the model was loaded without one: chunks then carry token ids and empty text. */
+  readonly optionalTokenizer: Tokenizer | undefined;
   readonly decoder: Decoder;
 }
 
@@ -101,7 +102,7 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
         index,
         sequence,
         sampler: new Sampler({ ...o.sampling, seed }),
-        stream: new TextStream(model.tokenizer, o.stop),
+        stream: new TextStream(model.optionalTokenizer, o.stop),
         seen: [...ids],
         generated: 0,
         logits,

@@ -20,7 +20,7 @@ export interface SessionOptions {
 export interface GenerateOptions extends SamplingOptions {
   /** Default 256. */
   maxNewTokens?: number;
-  /** Generation ends before any of these strings; the string itself is not returned. */
+  /** Generation ends before any of these strings; the string itself is not returned. Needs a tokenizer. */
   stop?: string[];
   /** Also end at the model's EOS token(s) (default true). */
   stopAtEos?: boolean;
@@ -30,7 +30,7 @@ export interface GenerateOptions extends SamplingOptions {
 export type FinishReason = "eos" | "stop" | "length" | "context";
 
 export interface GenerateChunk {
-  /** New text since the last chunk. */
+  /** New text since the last chunk; always "" when the model was loaded without a tokenizer. */
   text: string;
   /** Token ids generated in this step. */
   tokens: number[];
@@ -42,7 +42,7 @@ export interface GenerateResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
-  /** The sequence's lazy layers and ratios (hybrid generation). */
+  /** A snapshot of the sequence's lazy layers and ratios when it finished (mode "off": none). */
   hybrid?: HybridState;
 }
 

@@ -36,9 +36,29 @@ export class GenerationSequence {
     return this.current.seq.length;
   }
 
-  /** The policy's lazy layers and ratios (hybrid generation). */
-  get hybridState(): HybridState | undefined {
-    return this.current.policy?.state;
+  /**
+   * A copy of the policy's lazy layers and ratios, taken now; in mode off, no lazy layers and no ratios.
+   * @example const { lazyLayers, pending } = sequence.hybridState;
+   */
+  get hybridState(): HybridState {
+    const state = this.current.policy?.state;
+    if (!state) {
+      const layers = this.decoder.config.layers;
+      return {
+        mode: "off",
+        lazyLayers: [],
+        ratios: new Array(layers).fill(undefined),
+        headRatios: new Array(layers).fill(undefined),
+        pending: false,
+      };
+    }
+    return {
+      mode: state.mode,
+      lazyLayers: [...state.lazyLayers],
+      ratios: [...state.ratios],
+      headRatios: state.headRatios.map((h) => h?.slice()),
+      pending: state.pending,
+    };
   }
 
   /**

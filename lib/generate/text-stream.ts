@@ -3,7 +3,8 @@ import type { Tokenizer } from "../checkpoint/tokenizer";
 
 /**
  * Turns generated token ids into text chunks: decodes the whole tail so multi-token characters
- * come out whole, holds back a possible start of a stop string, and finds stop strings.
+ * come out whole, holds back a possible start of a stop string, and finds stop strings. Without a
+ * tokenizer (a model loaded without one) every chunk's text is empty and there are no stop strings.
  * @example
  * const stream = new TextStream(model.tokenizer, ["\n\n"]);
  * const { text, stopped } = stream.push(id);
@@ -12,13 +13,14 @@ export class TextStream {
   private ids: number[] = [];
   private emitted = 0;
   constructor(
-    private readonly tokenizer: Tokenizer,
+    private readonly tokenizer: Tokenizer | undefined,
     private readonly stops: string[],
   ) {}
 
   /** The text `id` adds that is safe to show now, and whether a stop string was found (its text left out). */
   push(id: number): { text: string; stopped: boolean } {
     this.ids.push(id);
+    if (!this.tokenizer) return { text: "", stopped: false };
     const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
     for (const s of this.stops) {
       const at = full.indexOf(s);
@@ -43,6 +45,7 @@ export class TextStream {
 
   /** Everything not shown yet (at the end of a generation). */
   flush(): string {
+    if (!this.tokenizer) return "";
     const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
     const text = full.slice(this.emitted);
     this.emitted = full.length;

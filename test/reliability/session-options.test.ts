@@ -90,7 +90,9 @@ test.each([
   ["options = null", ["a"], null, /generateBatch: options must be an object \(or left out\), got null/],
   ["prompts not an array", "abc", {}, /generateBatch: prompts must be an array of prompts, got "abc"/],
   ["a chat message without content", [[{ role: "user" }]], {}, /chat message 0 must be \{ role: string, content: string \}/],
-  ["a prompt that is a number", [5], {}, /a prompt must be a string or an array of chat messages, got 5/],
+  ["a prompt that is a number", [5], {}, /generateBatch: prompts\[0\] must be a string, an array of chat messages or token ids, got 5/],
+  ["token ids with a chat message among them", [[7, { role: "user", content: "a" }]], {}, /generateBatch: prompts\[0\]\[1\] is an object/],
+  ["chat messages with a token id among them", [[{ role: "user", content: "a" }, 7]], {}, /chat message 1 must be \{ role: string/],
   ["signal not an AbortSignal", ["a"], { signal: 1 }, /generateBatch: signal must be an AbortSignal/],
   [
     "hybrid sink + window too large",

@@ -1,0 +1,103 @@
+// `lighttransfer generate` in a child process (from dist/, which `npm test` builds first): token-id
+// prompts, loading without a tokenizer, and the hybrid flags, each checked against the library.
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { type HybridOptions, loadModel, type Model } from "../lib";
+import { fixtureRoot, readReference } from "./helpers/fixtures";
+
+const cli = path.join(__dirname, "..", "dist", "lib", "cli", "index.js");
+const modelDir = path.join(fixtureRoot, "llama-tiny");
+const reference = readReference("llama-tiny");
+
+function run(...args: string[]): { stdout: string; stderr: string; status: number | null } {
+  const r = spawnSync(process.execPath, [cli, "generate", "--model", modelDir, "--device", "cpu", ...args], { encoding: "utf8" });
+  return { stdout: r.stdout, stderr: r.stderr, status: r.status };
+}
+
+let model: Model;
+beforeAll(async () => {
+  model = await loadModel(modelDir, { device: "cpu", kvCacheBytes: 4 * 2 ** 20 });
+});
+afterAll(async () => model?.dispose());
+
+async function libraryTokens(ids: number[], n: number, hybrid?: HybridOptions) {
+  const [result] = await model.generateBatch([ids], { maxNewTokens: n, hybrid });
+  return result;
+}
+
+/** A fresh prompt of reference ids: a random slice of the long case, at least 12 tokens. */
+function randomPrompt(): number[] {
+  const ids = reference.cases[1].ids;
+  const start = Math.floor(Math.random() * 10);
+  return ids.slice(start, start + 12 + Math.floor(Math.random() * 20));
+}
+
+test("--ids with --no-tokenizer prints the token ids the library generates", async () => {
+  const ids = randomPrompt();
+  const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "6", "--stats");
+  expect(out.status).toBe(0);
+  const expected = await libraryTokens(ids, 6);
+  expect(out.stdout.trim()).toBe(expected.tokens.join(","));
+  expect(out.stderr).toMatch(new RegExp(`prompt ${ids.length} tok .* hybrid off, lazy layers \\[\\]`));
+});
+
+test("--ids with a tokenizer prints the same text as the equivalent --prompt", () => {
+  const c = reference.cases[2];
+  const byText = run("--prompt", c.prompt, "-n", "5");
+  const byIds = run("--ids", model.tokenizer.encode(c.prompt).join(","), "-n", "5");
+  expect(byText.status).toBe(0);
+  expect(byIds.stdout).toBe(byText.stdout);
+});
+
+test.each<[string, string[], HybridOptions]>([
+  ["auto", ["--hybrid", "auto", "--full-layers", "1", "--sink", "1", "--window", "3"], { mode: "auto", fullLayers: 1, sink: 1, window: 3 }],
+  [
+    "fixed",
+    ["--hybrid", "fixed", "--lazy-layers", "0,2", "--sink", "2", "--window", "5"],
+    { mode: "fixed", lazyLayers: [0, 2], sink: 2, window: 5 },
+  ],
+])("--hybrid %s and its flags reach the session", async (_, flags, hybrid) => {
+  const ids = randomPrompt();
+  const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "6", "--stats", ...flags);
+  expect(out.status).toBe(0);
+  const expected = await libraryTokens(ids, 6, hybrid);
+  expect(out.stdout.trim()).toBe(expected.tokens.join(","));
+  expect(expected.hybrid!.lazyLayers).toHaveLength(2);
+  expect(out.stderr).toContain(`hybrid ${hybrid.mode}, lazy layers [${expected.hybrid!.lazyLayers.join(",")}]`);
+});
+
+test("--layer-file sets fixed mode's lazy layers, sink and window", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-layers-"));
+  try {
+    const file = path.join(dir, "layers.json");
+    fs.writeFileSync(file, JSON.stringify({ layers: 3, lazyLayers: [1], sink: 1, window: 4, lastQueries: 32, fullLayers: 2 }));
+    const ids = randomPrompt();
+    const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "5", "--stats", "--hybrid", "fixed", "--layer-file", file);
+    expect(out.status).toBe(0);
+    const expected = await libraryTokens(ids, 5, { mode: "fixed", lazyLayers: [1], sink: 1, window: 4 });
+    expect(out.stdout.trim()).toBe(expected.tokens.join(","));
+    expect(out.stderr).toContain("hybrid fixed, lazy layers [1]");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.each([
+  ["bad id", ["--ids", "1,2,384"], /generate: prompt\[2\] is 384: token ids must be integers in \[0, 383\]/],
+  ["ids that are not integers", ["--ids", "1,x"], /not a comma-separated list of integers: 1,x/],
+  ["text without a tokenizer", ["--prompt", "hi", "--no-tokenizer"], /this model was loaded without a tokenizer; pass token ids/],
+  ["no prompt", [], /generate needs a prompt: --prompt <text> or --ids <ids>/],
+  ["both prompts", ["--prompt", "hi", "--ids", "1"], /cannot be used with option '--ids/],
+  ["an unknown mode", ["--ids", "1", "--hybrid", "sometimes"], /Allowed choices are off, auto, fixed/],
+  ["fixed without layers", ["--ids", "1", "--hybrid", "fixed"], /--hybrid fixed needs --lazy-layers <layers> or --layer-file <file>/],
+  ["lazy layers without fixed", ["--ids", "1", "--lazy-layers", "0"], /--lazy-layers and --layer-file are for --hybrid fixed/],
+  ["a lazy layer the model lacks", ["--ids", "1", "--hybrid", "fixed", "--lazy-layers", "3"], /hybrid.lazyLayers has 3; layers are 0..2/],
+  ["a window of 0", ["--ids", "1", "--hybrid", "auto", "--window", "0"], /hybrid.window must be/],
+])("%s: exit 1 with what was wrong", (_, args, message) => {
+  const out = run(...args);
+  expect(out.status).toBe(1);
+  expect(out.stderr).toMatch(message);
+  expect(out.stdout).toBe("");
+});
