@@ -18,6 +18,7 @@ export { defaultPageSize, streamingDefaults } from "./common/geometry";
 export type { FinishReason, GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "./generate/options";
 export type { Prompt } from "./generate/prompt";
 export type { SamplingOptions } from "./generate/sampling";
+export type { Continuation, ScoreOptions, ScoreRequest, ScoreResult } from "./generate/score";
 export type { HybridMode, HybridOptions } from "./hybrid/options";
 export type { MemoryPlan, MemoryPlanOptions } from "./hybrid/planner";
 export { planMemory } from "./hybrid/planner";

@@ -10,6 +10,7 @@ import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
 import { integerIn, optionalBoolean, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
 import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
 import { noTokenizerError, type Prompt } from "../generate/prompt";
+import { type Continuation, type ScoreOptions, type ScoreRequest, type ScoreResult, scoreRequests } from "../generate/score";
 import { Decoder } from "../model/decoder";
 import { cudaStatus, devices } from "../runtime/devices";
 import { type DeviceName, type DType, dtypeBytes } from "../runtime/tensor";
@@ -179,6 +180,35 @@ export class Model implements AsyncDisposable {
   async generateBatch(prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
     this.assertLive();
     return generateBatch(this, prompts, options);
+  }
+
+  /**
+   * Teacher-forced log-probabilities of `continuation` after `prompt`: each continuation token's
+   * natural-log probability given the prompt and the continuation tokens before it, their sum and
+   * the perplexity. The prompt is text, chat messages or token ids as in generate(); a text
+   * continuation is tokenized without special tokens. The `hybrid` option works as in
+   * createSession (lazy layers chosen on the prompt); the sequence is freed afterwards.
+   * @example
+   * const { logprobs, sum, perplexity } = await model.score("The capital of France is", " Paris");
+   * @example
+   * const lazy = await model.score([1, 450, 7483], [310, 3444], { hybrid: { mode: "auto", fullLayers: 0.5 } });
+   */
+  async score(prompt: Prompt, continuation: Continuation, options?: ScoreOptions): Promise<ScoreResult> {
+    this.assertLive();
+    const [result] = await scoreRequests(this, [{ prompt, continuation }], options, "score");
+    return result;
+  }
+
+  /**
+   * score() for many { prompt, continuation } pairs, each on its own fresh sequence, giving the
+   * same numbers as scoring them one by one; an AbortSignal stops it between requests.
+   * @example
+   * const results = await model.scoreBatch([{ prompt: "2 + 2 =", continuation: " 4" }, { prompt: "2 + 2 =", continuation: " 5" }]);
+   * const better = results[0].sum > results[1].sum;
+   */
+  async scoreBatch(requests: ScoreRequest[], options?: ScoreOptions): Promise<ScoreResult[]> {
+    this.assertLive();
+    return scoreRequests(this, requests, options, "scoreBatch");
   }
 
   /** Whether dispose() was called. */

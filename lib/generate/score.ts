@@ -1,0 +1,103 @@
+// Teacher-forced scoring: how likely the model finds a continuation after a prompt. The prompt is
+// prefilled on a fresh sequence (the hybrid policy choosing lazy layers as in generation), then the
+// continuation with the logits at every position, and the log-softmax is taken in float64 here.
+import { checkTokenIds } from "../checkpoint/token-ids";
+import { optionalSignal, optionsObject, show } from "../common/validate";
+import type { HybridState } from "../hybrid/policy";
+import type { GenerationModel } from "./loop";
+import { checkSessionOptions, type SessionOptions } from "./options";
+import { checkPromptFits, noTokenizerError, type Prompt, promptIds } from "./prompt";
+import { GenerationSequence } from "./sequence";
+
+/** Text (tokenized without special tokens) or token ids scored after a prompt. */
+export type Continuation = string | number[] | Int32Array;
+
+/** One prompt and the continuation to score after it. */
+export interface ScoreRequest {
+  prompt: Prompt;
+  continuation: Continuation;
+}
+
+export interface ScoreOptions extends SessionOptions {
+  /** Checked between requests: scoring stops with an AbortError and frees what it held. */
+  signal?: AbortSignal;
+}
+
+export interface ScoreResult {
+  /** The continuation's token ids. */
+  tokens: number[];
+  /** Natural-log probability of each continuation token given the prompt and the tokens before it. */
+  logprobs: number[];
+  /** The sum of `logprobs`: the continuation's log-likelihood. */
+  sum: number;
+  /** exp(−sum / tokens): the continuation's perplexity. */
+  perplexity: number;
+  /** A snapshot of the sequence's lazy layers and ratios after scoring (mode "off": none). */
+  hybrid: HybridState;
+}
+
+/**
+ * Scores each request on its own fresh sequence, one after another, freeing every sequence's KV
+ * pages when it is done or fails. Errors name the request (prefixed by `what`).
+ * @example
+ * const [result] = await scoreRequests(model, [{ prompt: "The capital of France is", continuation: " Paris" }], {}, "score");
+ * console.log(result.logprobs, result.perplexity);
+ */
+export async function scoreRequests(
+  model: GenerationModel,
+  requests: readonly ScoreRequest[],
+  options: ScoreOptions | undefined,
+  what: string,
+): Promise<ScoreResult[]> {
+  const o = optionsObject(options, `${what}: options`);
+  const signal = optionalSignal(o.signal, `${what}: signal`);
+  const session = checkSessionOptions(o, model.config, what);
+  if (!Array.isArray(requests))
+    throw new TypeError(`${what}: requests must be an array of { prompt, continuation }, got ${show(requests)}`);
+  const { vocabSize } = model.config;
+  const encoded = requests.map((r, i) => {
+    const label = requests.length === 1 ? what : `${what}: requests[${i}]`;
+    if (typeof r !== "object" || r === null) throw new TypeError(`${label} must be { prompt, continuation }, got ${show(r)}`);
+    const prompt = promptIds(model.optionalTokenizer, r.prompt, vocabSize, `${label}: prompt`);
+    const continuation = continuationIds(model, r.continuation, `${label}: continuation`);
+    checkPromptFits(prompt, 0, session.maxContext, `${label}: the prompt`);
+    checkPromptFits(continuation, prompt.length, session.maxContext, `${label}: the continuation`);
+    return { prompt, continuation };
+  });
+  const results: ScoreResult[] = [];
+  for (const { prompt, continuation } of encoded) {
+    if (results.length) await new Promise<void>((resolve) => setImmediate(resolve));
+    signal?.throwIfAborted();
+    const sequence = new GenerationSequence(model.decoder, session.hybrid);
+    try {
+      const last = sequence.prefill(prompt, session.prefillChunk);
+      const rest = model.decoder.prefill(sequence.seq, continuation, { allLogits: true, chunkSize: session.prefillChunk });
+      const logprobs = continuation.map((token, i) =>
+        i === 0 ? logSoftmaxAt(last, 0, vocabSize, token) : logSoftmaxAt(rest, (i - 1) * vocabSize, vocabSize, token),
+      );
+      const sum = logprobs.reduce((a, b) => a + b, 0);
+      results.push({ tokens: continuation, logprobs, sum, perplexity: Math.exp(-sum / logprobs.length), hybrid: sequence.hybridState });
+    } finally {
+      sequence.dispose();
+    }
+  }
+  return results;
+}
+
+/** A continuation's token ids: text without special tokens (the prompt has them), ids checked as they are. */
+function continuationIds(model: GenerationModel, continuation: Continuation, label: string): number[] {
+  if (typeof continuation === "string") {
+    if (!model.optionalTokenizer) throw noTokenizerError(label);
+    return model.optionalTokenizer.encode(continuation, { addSpecialTokens: false });
+  }
+  return Array.from(checkTokenIds(continuation, model.config.vocabSize, label));
+}
+
+/** log softmax(logits[offset, offset + vocab))[token] in float64, shifted by the row's maximum so exp cannot overflow. */
+function logSoftmaxAt(logits: Float32Array, offset: number, vocab: number, token: number): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let j = offset; j < offset + vocab; j++) if (logits[j] > max) max = logits[j];
+  let sum = 0;
+  for (let j = offset; j < offset + vocab; j++) sum += Math.exp(logits[j] - max);
+  return logits[offset + token] - max - Math.log(sum);
+}
