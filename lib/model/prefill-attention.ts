@@ -48,6 +48,7 @@ function cachedPrefix(pool: PagePool, cache: LayerCache, length: number, temp: <
   };
 }
 
-function ints(values: readonly number[], device: Tensor["device"]): Tensor {
+/** An i32 tensor [n] of `values` on `device` (slots, page tables, positions). */
+export function ints(values: ArrayLike<number>, device: Tensor["device"]): Tensor {
   return Tensor.from(Int32Array.from(values), [values.length], { device });
 }

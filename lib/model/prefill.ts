@@ -7,7 +7,7 @@ import type { LayerCache } from "../cache/layer-cache";
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
 import { type LayerAttention, LayerScratch, type ModelParts, type ResidualRows, runHead, runLayer } from "./layer";
-import { attendPrefillChunk } from "./prefill-attention";
+import { attendPrefillChunk, ints } from "./prefill-attention";
 import type { Sequence } from "./sequence";
 
 /**
@@ -37,10 +37,6 @@ class Temps {
     for (const t of this.list) t.dispose();
     this.list.length = 0;
   }
-}
-
-function ints(values: ArrayLike<number>, device: Tensor["device"]): Tensor {
-  return Tensor.from(Int32Array.from(values), [values.length], { device });
 }
 
 /**

@@ -139,9 +139,7 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) 
   TensorObject *qkv = a.tensor("qkv"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
   TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots"),
                *q = a.tensor("q");
-  a.expectRank("kPages", kPages, 4);
-  a.expectFloat("kPages", kPages);
-  a.expectShape("vPages", vPages, kPages->shape());
+  checkPool(a, kPages, vPages);
   const Shape& pool = kPages->shape();
   const int64_t hkv = pool[2], d = pool[3];
   if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
