@@ -9,7 +9,8 @@ import { Tensor } from "../runtime/tensor";
 
 /**
  * Attention of a prefill chunk at positions [start, start + T) of `cache`, and the chunk's K/V
- * appended. `temp` takes ownership of the temporaries it is handed (the caller frees them).
+ * appended. `temp` takes ownership of every tensor made here, the result's included (the caller
+ * frees them).
  * @example
  * const { out } = attendPrefillChunk(pool, cache, cache.length, q, k, v, (t) => temps.add(t));
  */
@@ -25,9 +26,13 @@ export function attendPrefillChunk(
 ): kernels.PrefillAttentionResult {
   const streaming = streamingMaskOf(cache);
   const cached = start > 0 ? cachedPrefix(pool, cache, start, temp) : undefined;
-  // Attention first: appending T tokens to a ring can overwrite slots early queries still read.
-  const result = kernels.prefillAttention({ q, k, v, cached, streaming, lazyRatio });
+  // The slots are reserved before attention allocates its output, so a full pool fails with
+  // nothing to free; they are written after it, because appending T tokens to a ring can
+  // overwrite slots that early queries still read.
   const slots = cache.reserve(q.shape[0]);
+  const result = kernels.prefillAttention({ q, k, v, cached, streaming, lazyRatio });
+  temp(result.out);
+  if (result.lazyRatio) temp(result.lazyRatio);
   kernels.appendKv({ k, v, kPages: pool.kPages, vPages: pool.vPages, slots: temp(ints(slots, k.device)) });
   return result;
 }

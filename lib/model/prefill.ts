@@ -151,8 +151,7 @@ function runChunk(
       attend: (l, q) => {
         const spec = final ? seq.hooks.ratioFor?.(seq, l) : undefined;
         const result = attendPrefillChunk(pool, seq.caches[l], start, q, k, v, temps.add, spec);
-        temps.add(result.out);
-        if (result.lazyRatio) ratio = temps.add(result.lazyRatio).toFloat32Array();
+        if (result.lazyRatio) ratio = result.lazyRatio.toFloat32Array();
         if (seq.observesQueries) seq.hooks.observeQueries?.(seq, l, q, start);
         return temps.add(result.out.reshape([T, c.heads * c.headDim]));
       },
