@@ -15,7 +15,8 @@
 //    each batch the median greedy decode step (warm-up first), graph and op by op, and a sampled
 //    step (temperature 0.8, topK 50, topP 0.9) from the device's top candidates and from whole
 //    rows of logits read back.
-// Options: --batches 1,8,32 --contexts 4096,16384 --steps 24 --warmup 4 --eager-steps 8.
+// Options: --batches 1,8,32 --contexts 4096,16384 --steps 24 --warmup 4 --eager-steps 8
+// --prefill-chunk N (tokens per prefill chunk; default the runtime's).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { devices, loadModel, type Model, Tensor } from "../lib";
@@ -38,6 +39,7 @@ const contexts = list("contexts", "4096,16384");
 const steps = Number(option("steps", "24"));
 const warmup = Number(option("warmup", "4"));
 const eagerSteps = Number(option("eager-steps", "8"));
+const prefillChunk = option("prefill-chunk");
 const device = "cuda:0" as const;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -379,6 +381,7 @@ async function main() {
         dec.prefill(
           seq,
           Array.from({ length: ctx }, () => random(vocab)),
+          { chunkSize: prefillChunk ? Number(prefillChunk) : undefined },
         );
         prefillMs.push(performance.now() - t0);
       }

@@ -31,14 +31,17 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 128 threads (4 warps), 97 KiB (d
   of the two at the end. Same distribution as the output by construction.
 - A cached prefix (a later chunk of a prompt, DESIGN.md section 4) is read through the
   sequence's page table: keys [0, cachedLen) come from the page pool, each tile row looking
-  up its page once when the tile is issued, and keys from cachedLen on from k/v. A ring's
-  positions it no longer holds are never visible, and load as zeros.
+  up its page once when the tile is issued (a shift and a mask for power-of-two pages), and
+  keys from cachedLen on from k/v. A ring's positions it no longer holds are never visible,
+  and load as zeros. Contiguous, paged full-cache and paged ring calls are separate
+  instantiations, so each carries only its own address arithmetic.
 - The epilogue stages O through the warp's own Q rows in shared memory so the global
   stores are 16-byte and row-contiguous.
 */
 #include <atomic>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
@@ -63,22 +66,35 @@ struct PrefillArgs {
   int ratioRows;           // Last = rows [nq - ratioRows, nq); 0 = no ratio
   int rSink, rRecentFrom;  // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
   int ratioAtomic;         // Last spans several blocks: accumulate into a zeroed buffer
-  // Cached prefix (cachedLen = 0: none). Key j < cachedLen is position j of the cache: held iff
-  // j < ringSink or j >= ringTailBegin (a full cache: both 0), at logical slot j, or for a ring
-  // (ringWindow > 0) past its sinks at ringSink + (j - ringSink) mod ringWindow.
+};
+
+// A call over a cached prefix. Only the paged kernels take these fields: in PrefillArgs they made
+// ptxas spill more in the contiguous kernel, which never reads them. Key j < cachedLen is
+// position j of the cache: held iff j < ringSink or j >= ringTailBegin (a full cache: both 0),
+// at logical slot j, or for a ring (ringWindow > 0) past its sinks at ringSink + (j - ringSink)
+// mod ringWindow.
+struct PagedPrefillArgs : PrefillArgs {
   const uint16_t* kPages;
   const uint16_t* vPages;
   const int32_t* pageTable;
   int cachedLen, pageSize, ringSink, ringWindow, ringTailBegin;
+  int pageShift;  // log2(pageSize) when pageSize is a power of two, else -1
 };
+
+// Where a call's keys come from: k/v alone, or a cached prefix in the page pool (a full cache's
+// slots, or a ring's) followed by k/v.
+enum class KvSource { Contiguous, PagedFull, PagedRing };
+
+template <KvSource kSource>
+using KernelArgs = std::conditional_t<kSource == KvSource::Contiguous, PrefillArgs, PagedPrefillArgs>;
 
 // The K and V tile of keys [key0, key0 + kBlockN) of a call with a cached prefix: the same
 // swizzled layout and thread-to-chunk split as loadTiles, but every row finds its own source,
 // a pool slot through the page table or a row of k/v; rows past nk, and ring positions no
 // longer held, become zeros.
-template <int D>
-__device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PrefillArgs& a, int kvh, int key0,
-                                                int tid) {
+template <int D, bool kRing>
+__device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
+                                                int key0, int tid) {
   constexpr int kChunks = D / 8;
   constexpr int kStep = kThreads / kChunks;
   constexpr int kPerThread = kBlockN / kStep;
@@ -93,10 +109,17 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
     const uint16_t* srcV = a.q;
     int bytes = 0;
     if (j < a.cachedLen) {
-      if (j < a.ringSink || j >= a.ringTailBegin) {
-        const int slot = a.ringWindow > 0 && j >= a.ringSink ? a.ringSink + (j - a.ringSink) % a.ringWindow : j;
-        const int page = __ldg(a.pageTable + slot / a.pageSize);
-        const int64_t row = int64_t(page) * a.pageSize + slot % a.pageSize;
+      bool held = true;
+      int slot = j;
+      if constexpr (kRing) {
+        held = j < a.ringSink || j >= a.ringTailBegin;
+        if (j >= a.ringSink) slot = a.ringSink + (j - a.ringSink) % a.ringWindow;
+      }
+      if (held) {
+        const bool shift = a.pageShift >= 0;
+        const int page = __ldg(a.pageTable + (shift ? slot >> a.pageShift : slot / a.pageSize));
+        const int offset = shift ? slot & (a.pageSize - 1) : slot % a.pageSize;
+        const int64_t row = int64_t(page) * a.pageSize + offset;
         srcK = a.kPages + row * a.kvStride + col;
         srcV = a.vPages + row * a.kvStride + col;
         bytes = 16;
@@ -113,14 +136,16 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
   }
 }
 
-// K/V tile `tile` into the buffers at dstK/dstV, through the page table (kPaged) or from k/v.
-template <int D, bool kPaged>
-__device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const PrefillArgs& a, int kvh, int tile,
-                                           int tid) {
-  if constexpr (kPaged)
-    loadPagedKvTile<D>(dstK, dstV, a, kvh, tile * kBlockN, tid);
+// K/V tile `tile` into the buffers at dstK/dstV, through the page table or from k/v.
+// gk/gv: k/v at this block's kv head, computed once by the caller (recomputed per tile, the
+// contiguous kernel spilled more).
+template <int D, KvSource kSource>
+__device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const KernelArgs<kSource>& a,
+                                           const uint16_t* gk, const uint16_t* gv, int kvh, int tile, int tid) {
+  if constexpr (kSource != KvSource::Contiguous)
+    loadPagedKvTile<D, kSource == KvSource::PagedRing>(dstK, dstV, a, kvh, tile * kBlockN, tid);
   else
-    loadTiles<D, kBlockN, true>(dstK, dstV, a.k + kvh * D, a.v + kvh * D, a.kvStride, tile * kBlockN, a.nk, tid);
+    loadTiles<D, kBlockN, true>(dstK, dstV, gk, gv, a.kvStride, tile * kBlockN, a.nk, tid);
 }
 
 constexpr unsigned kFull = 0xffffffffu;
@@ -159,8 +184,8 @@ __device__ __forceinline__ BlockCoord blockCoordAgain(int numQTiles, int hq, int
 }
 
 // The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
-template <typename T, int D, bool kRatio, bool kPaged>
-__device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char* smemRaw, float* ratioPart) {
+template <typename T, int D, bool kRatio, KvSource kSource>
+__device__ __forceinline__ void prefillBlock(const KernelArgs<kSource>& a, unsigned char* smemRaw, float* ratioPart) {
   constexpr int kTileQ = kBlockM * D * 2;
   constexpr int kTileKV = kBlockN * D * 2;
   constexpr int kNT = kBlockN / 8;  // n8 tiles of S
@@ -184,7 +209,9 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 
   const uint16_t* gq = a.q + h * D;
   loadTile<D, kBlockM>(sQ, gq, a.qStride, rowStart, a.nq, tid);
-  if (tr.count > 0) loadKvTile<D, kPaged>(sK, sV, a, kvh, tr.tile(0), tid);
+  const uint16_t* gk = a.k + kvh * D;
+  const uint16_t* gv = a.v + kvh * D;
+  if (tr.count > 0) loadKvTile<D, kSource>(sK, sV, a, gk, gv, kvh, tr.tile(0), tid);
   cpAsyncCommit();
 
   int wRow0 = rowStart + warp * kRowsPerWarp;  // may be negative in the first tile
@@ -219,7 +246,7 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
     __syncthreads();  // tile `it` visible to all; everyone is done with buffer (it+1)&1
     if (it + 1 < tr.count) {
       const uint32_t nb = ((it + 1) & 1) * kTileKV;
-      loadKvTile<D, kPaged>(sK + nb, sV + nb, a, kvh, tr.tile(it + 1), tid);
+      loadKvTile<D, kSource>(sK + nb, sV + nb, a, gk, gv, kvh, tr.tile(it + 1), tid);
     }
     cpAsyncCommit();
 
@@ -407,21 +434,21 @@ __device__ __forceinline__ void prefillBlock(const PrefillArgs& a, unsigned char
 // rows take the ratio path, so the ratio costs the grid nothing but those blocks' extra work,
 // and both kinds of call run the same machine code: a separate instantiation for the fused
 // call ran slower or faster than the plain one from register allocation alone (bench/README.md).
-// Calls over a cached prefix get their own instantiation
-// (kPaged), so the page lookups cost the contiguous kernel no registers.
-template <typename T, int D, bool kPaged>
-__global__ void __launch_bounds__(kThreads, 2) prefillKernel(const PrefillArgs a) {
+// Calls over a cached prefix get their own instantiations
+// (kSource), so the page lookups cost the contiguous kernel no registers.
+template <typename T, int D, KvSource kSource>
+__global__ void __launch_bounds__(kThreads, 2) prefillKernel(const KernelArgs<kSource> a) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in prefillBlock
   __shared__ float ratioPart[kWarps];
   if (a.ratioRows > 0) {
     const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
     const int rowEnd = a.nq - (a.numQTiles - 1 - qt) * kBlockM;  // one past the block's last row
     if (rowEnd > a.nq - a.ratioRows) {
-      prefillBlock<T, D, true, kPaged>(a, smemRaw, ratioPart);
+      prefillBlock<T, D, true, kSource>(a, smemRaw, ratioPart);
       return;
     }
   }
-  prefillBlock<T, D, false, kPaged>(a, smemRaw, ratioPart);
+  prefillBlock<T, D, false, kSource>(a, smemRaw, ratioPart);
 }
 
 int smCount() {
@@ -463,8 +490,8 @@ int headGroupFor(int numQTiles, int hq, int gqa) {
 #endif
 }
 
-template <typename T, int D, bool kPaged>
-void launchKernel(const PrefillArgs& a, cudaStream_t stream) {
+template <typename T, int D, KvSource kSource>
+void launchKernel(const KernelArgs<kSource>& a, cudaStream_t stream) {
   constexpr int kSmem = kBlockM * D * 2 + 4 * kBlockN * D * 2 + 1024;
   // cudaFuncSetAttribute is per device; remember which devices are done (up to 64).
   static std::atomic<uint64_t> ready{0};
@@ -473,9 +500,9 @@ void launchKernel(const PrefillArgs& a, cudaStream_t stream) {
   const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
   if (bit == 0 || !(ready.load(std::memory_order_acquire) & bit)) {
     cudaError_t e =
-        cudaFuncSetAttribute(prefillKernel<T, D, kPaged>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+        cudaFuncSetAttribute(prefillKernel<T, D, kSource>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
     if (e == cudaSuccess)
-      e = cudaFuncSetAttribute(prefillKernel<T, D, kPaged>, cudaFuncAttributePreferredSharedMemoryCarveout,
+      e = cudaFuncSetAttribute(prefillKernel<T, D, kSource>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                cudaSharedmemCarveoutMaxShared);
     if (e != cudaSuccess)
       throw Error(std::string("prefillAttention: cannot reserve ") + std::to_string(kSmem) +
@@ -483,17 +510,19 @@ void launchKernel(const PrefillArgs& a, cudaStream_t stream) {
     ready.fetch_or(bit, std::memory_order_release);
   }
   const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
-  prefillKernel<T, D, kPaged><<<grid, kThreads, kSmem, stream>>>(a);
+  prefillKernel<T, D, kSource><<<grid, kThreads, kSmem, stream>>>(a);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
 }
 
 template <typename T, int D>
-void launchPrefill(const PrefillArgs& a, cudaStream_t stream) {
-  if (a.cachedLen > 0)
-    launchKernel<T, D, true>(a, stream);
+void launchPrefill(const PagedPrefillArgs& a, cudaStream_t stream) {
+  if (a.cachedLen == 0)
+    launchKernel<T, D, KvSource::Contiguous>(a, stream);
+  else if (a.ringWindow > 0)
+    launchKernel<T, D, KvSource::PagedRing>(a, stream);
   else
-    launchKernel<T, D, false>(a, stream);
+    launchKernel<T, D, KvSource::PagedFull>(a, stream);
 }
 
 }  // namespace
@@ -542,7 +571,7 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
       misaligned(c.vPages))
     throw Error("prefillAttention: q, k, v, out and the page pool must be 16-byte aligned");
 
-  PrefillArgs a{};
+  PagedPrefillArgs a{};
   a.q = static_cast<const uint16_t*>(p.q);
   a.k = static_cast<const uint16_t*>(p.k);
   a.v = static_cast<const uint16_t*>(p.v);
@@ -570,6 +599,7 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
     a.vPages = static_cast<const uint16_t*>(c.vPages);
     a.pageTable = c.pageTable;
     a.pageSize = c.pageSize;
+    a.pageShift = (c.pageSize & (c.pageSize - 1)) == 0 ? __builtin_ctz(unsigned(c.pageSize)) : -1;
     if (c.ring) {
       a.ringSink = c.ringSink;
       a.ringWindow = c.ringWindow;

@@ -12,9 +12,10 @@ jest="node node_modules/jest/bin/jest.js"
 $jest --selectProjects gpu --ci 2>&1 | tee "$out/gpu-tests.log"
 status=${PIPESTATUS[0]}
 # A small suite under memcheck: the cache operations and the standalone lazy ratio (fast enough
-# to run instrumented), plus one prefill and one decode case.
+# to run instrumented), plus one prefill and one decode case, and prefill over a paged prefix
+# (full cache with pages of 7 tokens; a ring).
 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 --target-processes all \
-  $jest --selectProjects gpu --ci -i -t "cache operations|standalone lazy ratio|nq=63 nk=63|hq=8 hkv=8 d=64 f16" \
+  $jest --selectProjects gpu --ci -i -t "cache operations|standalone lazy ratio|nq=63 nk=63|hq=8 hkv=8 d=64 f16|start=77 |start=900 " \
   > "$out/memcheck.log" 2>&1
 memcheck=$?
 grep -E "ERROR SUMMARY|Tests:" "$out/memcheck.log"
