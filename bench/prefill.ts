@@ -1,0 +1,64 @@
+// `node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096,16384] [--prompts 8] [--out prefill.json]`:
+// prefill throughput of one prompt at a time on CUDA, per context and prefill chunk size, on
+// random token ids (fresh each run). Each point is the median of --prompts prefills after one
+// warm-up prefill. The model-decode benchmark measures prefill too, at the default chunk only;
+// this one isolates it, for chunk-size comparisons and for profiling a prefill (run it under
+// Nsight Systems to compare the kernels' time with the wall time).
+import * as fs from "node:fs";
+import { loadModel } from "../lib";
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const list = (name: string, fallback: string) => option(name, fallback).split(",").map(Number);
+const modelDir = args[0];
+if (!modelDir || modelDir.startsWith("--"))
+  throw new Error("usage: node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096] [--prompts 8] [--out FILE]");
+const contexts = list("contexts", "4096,16384");
+const chunks = list("chunks", "4096");
+const prompts = Number(option("prompts", "8"));
+const outFile = args.includes("--out") ? option("out", "") : undefined;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main(): Promise<void> {
+  const longest = Math.max(...contexts);
+  const config = JSON.parse(fs.readFileSync(`${modelDir}/config.json`, "utf8"));
+  const headDim: number = config.head_dim ?? config.hidden_size / config.num_attention_heads;
+  const pageSize = 16;
+  const kvCacheBytes = config.num_hidden_layers * Math.ceil(longest / pageSize) * 2 * pageSize * config.num_key_value_heads * headDim * 2;
+  const model = await loadModel(modelDir, { device: "cuda:0", kvCacheBytes, pageSize });
+  const dec = model.decoder;
+  const vocab = model.config.vocabSize;
+  const randomPrompt = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * vocab));
+  const results: Array<{ context: number; chunk: number; ms: number; tokPerS: number }> = [];
+  try {
+    for (const context of contexts)
+      for (const chunk of chunks) {
+        const ms: number[] = [];
+        for (let i = 0; i <= prompts; i++) {
+          const seq = dec.createSequence();
+          try {
+            const t0 = performance.now();
+            dec.prefill(seq, randomPrompt(context), { chunkSize: chunk });
+            if (i > 0) ms.push(performance.now() - t0);
+          } finally {
+            seq.dispose();
+          }
+        }
+        const m = median(ms);
+        results.push({ context, chunk, ms: m, tokPerS: (context / m) * 1000 });
+        console.log(`context ${context} chunk ${chunk}: median ${m.toFixed(1)} ms (${((context / m) * 1000).toFixed(0)} tok/s)`);
+      }
+  } finally {
+    model.dispose();
+  }
+  if (outFile) fs.writeFileSync(outFile, `${JSON.stringify({ model: modelDir, prompts, results }, null, 2)}\n`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
