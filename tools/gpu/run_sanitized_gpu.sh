@@ -26,8 +26,6 @@ compute-sanitizer --version | tail -1
 
 # file|pattern; the patterns of one file together cover every test in it.
 shards=(
-  "kernels|prefill attention"
-  "kernels|^(?!.*prefill attention)"
   "model|linear m=1 "
   "model|linear m=64"
   "model|linear m=(7|257)|rmsNorm|argmax|GEMM backend"

@@ -1,0 +1,64 @@
+// CUDA decode attention and the standalone lazy ratio against the CPU kernels (themselves
+// checked against float64 in test/*.test.ts).
+// Runs where CUDA is available: `npm run test:gpu`. Elsewhere every test here is skipped and
+// the reason is printed.
+import { kernels } from "../../lib";
+import { cudaKernelKit, type Half, maxAbs, relTol } from "../helpers/cuda-kernels";
+import { describeWithCuda, relError } from "../helpers/gpu";
+
+const describeGpu = describeWithCuda("kernel");
+const { rng, scope, pair } = cudaKernelKit();
+
+describeGpu("CUDA decode attention equals the CPU kernel", () => {
+  test.each([
+    { hq: 32, hkv: 8, d: 128, dtype: "bf16" as Half, lens: [0, 1, 15, 16, 17, 1024, 5000, 20000] },
+    { hq: 8, hkv: 8, d: 64, dtype: "f16" as Half, lens: [3, 100, 777] },
+    { hq: 16, hkv: 2, d: 128, dtype: "f16" as Half, lens: [12000, 1] },
+  ])("hq=$hq hkv=$hkv d=$d $dtype lens=$lens", (c) => {
+    const pageSize = 16;
+    const pagesPer = c.lens.map((l) => Math.ceil(l / pageSize));
+    const maxPages = Math.max(1, ...pagesPer);
+    const numPages = pagesPer.reduce((a, b) => a + b, 0) + 2;
+    const ids = rng.shuffle(Array.from({ length: numPages }, (_, i) => i));
+    const table = pagesPer.flatMap((n) => {
+      const t = ids.splice(0, n);
+      return [...t, ...Array(maxPages - n).fill(0)];
+    });
+    const kPages = pair([numPages, pageSize, c.hkv, c.d], c.dtype),
+      vPages = pair([numPages, pageSize, c.hkv, c.d], c.dtype);
+    const q = pair([c.lens.length, c.hq, c.d], c.dtype);
+    const pageTable = scope.ints(table, [c.lens.length, maxPages]),
+      seqLens = scope.ints(c.lens);
+    const want = kernels.decodeAttention({ q: q.cpu, kPages: kPages.cpu, vPages: vPages.cpu, pageTable, seqLens, returnLse: true });
+    const got = kernels.decodeAttention({
+      q: q.gpu,
+      kPages: kPages.gpu,
+      vPages: vPages.gpu,
+      returnLse: true,
+      pageTable: scope.add(pageTable.to("cuda:0")),
+      seqLens: scope.add(seqLens.to("cuda:0")),
+    });
+    for (const r of [want, got]) [r.out, r.lse].forEach((t) => scope.add(t));
+    const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
+    if (!(err < relTol[c.dtype])) throw new Error(`out relative error ${err} (seed ${rng.seed})`);
+    expect(maxAbs(got.lse!.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
+  });
+});
+
+describeGpu("CUDA standalone lazy ratio equals the CPU kernel", () => {
+  test.each([
+    { n: 3000, hkv: 8 },
+    { n: 40, hkv: 1 },
+    { n: 200, hkv: 4 },
+  ])("N=$n hkv=$hkv", ({ n, hkv }) => {
+    const hq = 32,
+      d = 128,
+      spec = { sink: 4, window: 64, lastQueries: 32 };
+    const q = pair([n, hq, d], "bf16"),
+      k = pair([n, hkv, d], "bf16");
+    const lse = scope.add(kernels.prefillAttention({ q: q.cpu, k: k.cpu, v: k.cpu, returnLse: true }).lse!);
+    const want = scope.add(kernels.lazyRatio({ q: q.cpu, k: k.cpu, lse, ...spec }));
+    const got = scope.add(kernels.lazyRatio({ q: q.gpu, k: k.gpu, lse: scope.add(lse.to("cuda:0")), ...spec }));
+    expect(maxAbs(got.toFloat32Array(), want.toFloat32Array())).toBeLessThan(2e-3);
+  });
+});
