@@ -121,6 +121,54 @@ test("embedding gathers rows and converts dtypes", () => {
   expect(() => kernels.embedding({ ids: scope.ints([11]), table: table.tensor })).toThrow(/ids\[0\] = 11 is outside the vocabulary 0..10/);
 });
 
+describe("tokenLogprobs", () => {
+  /** log softmax(row)[target] in float64 from the values the kernel sees. */
+  function referenceLogprob(values: Float64Array, row: number, vocab: number, target: number): number {
+    const slice = values.subarray(row * vocab, (row + 1) * vocab);
+    const max = slice.reduce((m, v) => Math.max(m, v), -Infinity);
+    const sum = slice.reduce((a, v) => a + Math.exp(v - max), 0);
+    return slice[target] - max - Math.log(sum);
+  }
+
+  test.each([
+    ["f32", 5, 1003],
+    ["f16", 4, 4096],
+    ["bf16", 3, 32000],
+  ] as Array<[FloatDType, number, number]>)("%s logits [%i, %i] against float64", (dtype, rows, vocab) => {
+    // Scaled so the rows are far from uniform: the answer depends on the max shift and the sum.
+    const logits = scope.random(rng, [rows, vocab], dtype, "cpu", 8);
+    const targets = Array.from({ length: rows }, () => rng.int(0, vocab - 1));
+    const out = scope.add(kernels.tokenLogprobs({ logits: logits.tensor, targets: scope.ints(targets) }));
+    expect(out.dtype).toBe("f32");
+    expect(out.shape).toEqual([rows]);
+    const want = targets.map((t, r) => referenceLogprob(logits.values, r, vocab, t));
+    const got = Array.from(out.toFloat32Array());
+    got.forEach((v, r) => expect(Math.abs(v - want[r])).toBeLessThan(1e-5 * Math.max(1, Math.abs(want[r]))));
+  });
+
+  test("a row holding NaN gives NaN, -Infinity logits count as zero probability", () => {
+    const logits = scope.add(Tensor.from(Float32Array.of(1, Number.NaN, 2, 3, -Infinity, Math.log(3)), [2, 3]));
+    const got = scope.add(kernels.tokenLogprobs({ logits, targets: scope.ints([0, 2]) })).toFloat32Array();
+    expect(got[0]).toBeNaN();
+    // Row 1: p = [e^3, 0, 3] / (e^3 + 3).
+    expect(got[1]).toBeCloseTo(Math.log(3 / (Math.exp(3) + 3)), 6);
+  });
+
+  test("rejects targets outside the vocabulary and wrong shapes", () => {
+    const logits = scope.random(rng, [2, 10], "f32").tensor;
+    expect(() => kernels.tokenLogprobs({ logits, targets: scope.ints([0, 10]) })).toThrow(
+      /tokenLogprobs: targets\[1\] = 10 is outside the vocabulary 0..9/,
+    );
+    expect(() => kernels.tokenLogprobs({ logits, targets: scope.ints([-1, 0]) })).toThrow(/targets\[0\] = -1/);
+    expect(() => kernels.tokenLogprobs({ logits, targets: scope.ints([0]) })).toThrow(
+      /tokenLogprobs: targets must have shape \[2\], got \[1\]/,
+    );
+    expect(() => kernels.tokenLogprobs({ logits, targets: scope.ints([0, 1]), out: scope.ints([0, 0]) })).toThrow(
+      /tokenLogprobs: out must be f32, got i32/,
+    );
+  });
+});
+
 describe("argmax", () => {
   test("picks the first maximum", () => {
     const logits = scope.add(Tensor.from(new Float32Array([1, 5, 5, 2, -1, -3, -1, -2]), [2, 4]));

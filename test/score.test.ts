@@ -96,6 +96,37 @@ describe.each(fixtureModels)("%s: score", (name) => {
     );
   });
 
+  test("prefill with targets gives the log-softmax of the rows allLogits gives, across head blocks", async () => {
+    // 1100 random tokens: more rows than the head scores at a time (1024), so two blocks.
+    const vocab = model.config.vocabSize;
+    const ids = Array.from({ length: 1100 }, () => Math.floor(Math.random() * vocab));
+    const targets = ids.slice(1);
+    const run = (options: { allLogits?: boolean; targets?: number[] }) => {
+      const seq = model.decoder.createSequence();
+      try {
+        return model.decoder.prefill(seq, ids, options);
+      } finally {
+        seq.dispose();
+      }
+    };
+    const all = run({ allLogits: true });
+    const got = run({ targets });
+    expect(got).toHaveLength(targets.length);
+    let scale = 0;
+    for (const x of all) scale = Math.max(scale, Math.abs(x));
+    const want = targets.map((t, i) => logSoftmax(all.subarray(i * vocab, (i + 1) * vocab), t));
+    expectClose(Array.from(got), want, logprobTolerance(scale), "targets vs allLogits");
+    const seq = model.decoder.createSequence();
+    try {
+      expect(() => model.decoder.prefill(seq, ids.slice(0, 3), { targets: [1, 2, 3, 4] })).toThrow(/4 targets for 3 tokens/);
+      expect(() => model.decoder.prefill(seq, ids.slice(0, 3), { targets: [vocab] })).toThrow(/prefill: targets\[0\]/);
+      expect(() => model.decoder.prefill(seq, ids.slice(0, 3), { targets: [1], allLogits: true })).toThrow(/not both/);
+      expect(seq.length).toBe(0);
+    } finally {
+      seq.dispose();
+    }
+  });
+
   test("scoreBatch gives the numbers of one-by-one scoring", async () => {
     const requests = ref.cases.slice(0, 3).map((c) => {
       const split = randomSplit(c.ids.length);

@@ -1,6 +1,8 @@
 // Teacher-forced scoring: how likely the model finds a continuation after a prompt. The prompt is
 // prefilled on a fresh sequence (the hybrid policy choosing lazy layers as in generation), then the
-// continuation with the logits at every position, and the log-softmax is taken in float64 here.
+// continuation, whose prefill gives the log-probability of each next continuation token (kernel
+// tokenLogprobs: float64 sums on the CPU, on the device on CUDA). The first token's comes from the
+// prompt's last row of logits, in float64 here.
 import { checkTokenIds } from "../checkpoint/token-ids";
 import { optionalSignal, optionsObject, show } from "../common/validate";
 import type { HybridState } from "../hybrid/policy";
@@ -71,10 +73,9 @@ export async function scoreRequests(
     const sequence = new GenerationSequence(model.decoder, session.hybrid);
     try {
       const last = sequence.prefill(prompt, session.prefillChunk);
-      const rest = model.decoder.prefill(sequence.seq, continuation, { allLogits: true, chunkSize: session.prefillChunk });
-      const logprobs = continuation.map((token, i) =>
-        i === 0 ? logSoftmaxAt(last, 0, vocabSize, token) : logSoftmaxAt(rest, (i - 1) * vocabSize, vocabSize, token),
-      );
+      // The continuation's later tokens are scored where the logits are (on CUDA, on the device).
+      const rest = model.decoder.prefill(sequence.seq, continuation, { targets: continuation.slice(1), chunkSize: session.prefillChunk });
+      const logprobs = [logSoftmaxAt(last, 0, vocabSize, continuation[0]), ...rest];
       const sum = logprobs.reduce((a, b) => a + b, 0);
       results.push({ tokens: continuation, logprobs, sum, perplexity: Math.exp(-sum / logprobs.length), hybrid: sequence.hybridState });
     } finally {

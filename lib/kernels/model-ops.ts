@@ -215,6 +215,26 @@ export function argmax(options: { logits: Tensor; out?: Tensor }): Tensor {
   return out;
 }
 
+/**
+ * The log-probability of a given token in each row of logits [rows, vocab] (f32, f16 or bf16):
+ * out[r] = logits[r, targets[r]] − log Σ_j exp(logits[r, j]), f32 [rows]. Scoring a continuation
+ * needs only these, not the rows. Summed in float64 on the CPU and float32 on CUDA; a row with a
+ * NaN gives NaN. targets: i32 [rows], each within the vocabulary.
+ * @example
+ * const lp = kernels.tokenLogprobs({ logits, targets: Tensor.from(Int32Array.of(17, 4), [2], { device }) });
+ * lp.toFloat32Array(); // [log p(17 | row 0), log p(4 | row 1)]
+ */
+export function tokenLogprobs(options: { logits: Tensor; targets: Tensor; out?: Tensor }): Tensor {
+  const o = readOptions("tokenLogprobs", options, ["logits", "targets", "out"]);
+  const logits = requireTensor("logits", o.logits),
+    targets = requireTensor("targets", o.targets),
+    givenOut = optionalTensor("tokenLogprobs", "out", o.out);
+  const outputs = new Outputs();
+  const out = outputs.take(givenOut, () => Tensor.empty([logits.shape[0]], "f32", logits.device));
+  runSync(outputs, () => addon().tokenLogprobs({ logits: logits.handle, targets: targets.handle, out: out.handle }), undefined);
+  return out;
+}
+
 /** Per row: the tokens whose logits are >= the k-th largest, and the row's softmax mass. */
 export interface TopCandidates {
   /** i32 [rows, capacity]: indices of those logits, in no particular order (the first count[r], up to capacity). */

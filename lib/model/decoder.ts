@@ -16,8 +16,13 @@ import { Sequence, type SequenceHooks } from "./sequence";
 export interface PrefillOptions {
   /** Prompt tokens per chunk (default defaultPrefillChunk). */
   chunkSize?: number;
-  /** Return the logits after every token [tokens · vocab], not only the last (tests, scoring). */
+  /** Return the logits after every token [tokens · vocab], not only the last (tests). */
   allLogits?: boolean;
+  /**
+   * Return instead the log-probability of targets[i] after token i, for i < targets.length <=
+   * tokens (teacher-forced scoring): computed where the logits are, one number per token read back.
+   */
+  targets?: readonly number[];
 }
 
 /**
@@ -94,15 +99,25 @@ export class Decoder {
   /**
    * Runs prompt tokens through the model into `seq`'s caches, in chunks of at most `chunkSize`
    * tokens, layer-major (a hybrid policy cuts layer i before layer i + 1 allocates anything).
-   * Returns the logits [vocab] after the last token, or with `allLogits` those after every
-   * token [tokens · vocab]. All or nothing: if it fails, `seq` is as it was.
+   * Returns the logits [vocab] after the last token, with `allLogits` those after every token
+   * [tokens · vocab], or with `targets` their log-probabilities [targets.length]. All or
+   * nothing: if it fails, `seq` is as it was.
    * @example const logits = decoder.prefill(seq, ids, { chunkSize: 1024 });
+   * @example const logprobs = decoder.prefill(seq, continuation, { targets: continuation.slice(1) });
    */
   prefill(seq: Sequence, ids: readonly number[], options: PrefillOptions = {}): Float32Array {
     checkTokenIds(ids, this.config.vocabSize, "prefill: ids");
     if (ids.length === 0) throw new RangeError("prefill needs at least one token");
     this.checkLive(seq, "prefill");
-    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? defaultPrefillChunk, options.allLogits ?? false);
+    const { targets } = options;
+    if (targets !== undefined) {
+      if (options.allLogits) throw new TypeError("prefill: give allLogits or targets, not both");
+      checkTokenIds(targets, this.config.vocabSize, "prefill: targets");
+      if (targets.length > ids.length)
+        throw new RangeError(`prefill: ${targets.length} targets for ${ids.length} tokens; give at most one per token`);
+    }
+    const output = targets !== undefined ? { targets } : options.allLogits ? "all" : "last";
+    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? defaultPrefillChunk, output);
   }
 
   /**

@@ -40,26 +40,35 @@ class Temps {
 }
 
 /**
+ * What a prefill returns: the logits after the last token ("last"), after every token ("all"), or
+ * the log-probability of targets[i] after token i, for i < targets.length.
+ */
+export type PrefillOutput = "last" | "all" | { targets: readonly number[] };
+
+/** Rows of logits the head makes at a time when scoring targets: 1024 rows of a 128K vocabulary in bf16 are 256 MiB. */
+const scoreBlockRows = 1024;
+
+/**
  * Runs prompt `ids` (checked by the caller) through the model into `seq`'s caches and returns
- * the logits after the last token, or after every token with `allLogits`. The work is
+ * what `output` asks for (PrefillOutput). The work is
  * layer-major — every chunk through layer i, then layer i + 1 — so the hooks learn layer i's
  * lazy ratio (and may cut its cache) before layer i + 1 allocates anything. If it fails part-way,
  * the sequence (caches, length, hooks) is left as it was.
- * @example const logits = prefillSequence(parts, seq, ids, 4096, false);
+ * @example const logits = prefillSequence(parts, seq, ids, 4096, "last");
  */
 export function prefillSequence(
   parts: ModelParts,
   seq: Sequence,
   ids: readonly number[],
   chunkSize: number,
-  allLogits: boolean,
+  output: PrefillOutput,
 ): Float32Array {
   const N = ids.length;
   const chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
   const undo = new PrefillUndo(parts, seq, N);
   try {
     seq.hooks.beforePrefill?.(seq, N);
-    return runPrefill(parts, seq, ids, chunks, allLogits);
+    return runPrefill(parts, seq, ids, chunks, output);
   } catch (err) {
     undo.restore();
     throw err;
@@ -73,7 +82,7 @@ function runPrefill(
   seq: Sequence,
   ids: readonly number[],
   chunks: Array<[number, number]>,
-  allLogits: boolean,
+  output: PrefillOutput,
 ): Float32Array {
   const { config: c, device, dtype } = parts;
   const N = ids.length;
@@ -103,8 +112,9 @@ function runPrefill(
       seq.hooks.layerDone?.(seq, layer, ratio);
     }
     seq.length += N;
+    if (typeof output === "object") return scoreTargets(parts, { h, mlp: mlp! }, output.targets, all);
     // Usually only the last position's logits are needed.
-    const rows = allLogits ? N : 1;
+    const rows = output === "all" ? N : 1;
     const final = all.add(Tensor.empty([rows, c.hiddenSize], dtype, device));
     const logits = all.add(Tensor.empty([rows, c.vocabSize], dtype, device));
     runHead(parts, { h: all.add(h.rows(N - rows, rows)), mlp: all.add(mlp!.rows(N - rows, rows)) }, { final, logits });
@@ -113,6 +123,29 @@ function runPrefill(
     mlp?.dispose();
     all.dispose();
   }
+}
+
+/**
+ * The log-probability of targets[i] after row i of the prompt's final residual stream, through
+ * the head a block of rows at a time, so that only [block, vocab] logits exist at once and only
+ * one number per row is read back. `temps` owns what is made here.
+ */
+function scoreTargets(parts: ModelParts, residual: { h: Tensor; mlp: Tensor }, targets: readonly number[], temps: Temps): Float32Array {
+  const { config: c, device, dtype } = parts;
+  const M = targets.length;
+  if (M === 0) return new Float32Array(0);
+  const block = Math.min(M, scoreBlockRows);
+  const final = temps.add(Tensor.empty([block, c.hiddenSize], dtype, device));
+  const logits = temps.add(Tensor.empty([block, c.vocabSize], dtype, device));
+  const targetIds = temps.add(ints(targets, device));
+  const out = temps.add(Tensor.empty([M], "f32", device));
+  for (let start = 0; start < M; start += block) {
+    const R = Math.min(block, M - start);
+    const rows = (t: Tensor, from: number) => temps.add(t.rows(from, R));
+    runHead(parts, { h: rows(residual.h, start), mlp: rows(residual.mlp, start) }, { final: rows(final, 0), logits: rows(logits, 0) });
+    kernels.tokenLogprobs({ logits: rows(logits, 0), targets: rows(targetIds, start), out: rows(out, start) });
+  }
+  return out.toFloat32Array();
 }
 
 /**

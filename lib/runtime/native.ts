@@ -141,6 +141,7 @@ export interface NativeOpArgs {
   embedding: { ids: Handle; table: Handle; out: Handle };
   // sampling.cpp
   argmax: { logits: Handle; out: Handle };
+  tokenLogprobs: { logits: Handle; targets: Handle; out: Handle };
   topCandidates: {
     logits: Handle;
     temperature: Handle;

@@ -16,7 +16,7 @@ void RegisterKvCache(Napi::Env env, Napi::Object exports);
 void RegisterLazyRatio(Napi::Env env, Napi::Object exports);
 // layer_ops.cpp: linear, rmsNorm, rope, swiGlu, embedding; and gemmBackend() (no Async twin).
 void RegisterLayerOps(Napi::Env env, Napi::Object exports);
-// sampling.cpp: argmax, topCandidates, repetitionPenalty.
+// sampling.cpp: argmax, topCandidates, tokenLogprobs, repetitionPenalty.
 void RegisterSampling(Napi::Env env, Napi::Object exports);
 // devices.cpp: devices(), cudaStatus(), memoryUsage(), setThreads(), getThreads() (sync only).
 void RegisterDevices(Napi::Env env, Napi::Object exports);

@@ -1,4 +1,4 @@
-// Sampling bindings: argmax, topCandidates and repetitionPenalty over rows of logits. How every
+// Sampling bindings: argmax, topCandidates, tokenLogprobs and repetitionPenalty over rows of logits. How every
 // binding runs: bindings.h.
 #include <napi.h>
 
@@ -79,6 +79,33 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info, CallMode mode)
   return dispatchCall(a, device, p, cpu::topCandidates, LT_CUDA_FN(topCandidates));
 }
 
+// tokenLogprobs({ logits: [rows, vocab] f32, f16 or bf16, targets: i32 [rows], out: f32 [rows] }):
+// see TokenLogprobsParams.
+PreparedCall prepareTokenLogprobs(const Napi::CallbackInfo& info, CallMode mode) {
+  KernelArgs a("tokenLogprobs", info, mode);
+  TensorObject *logits = a.tensor("logits"), *targets = a.tensor("targets"), *out = a.tensor("out");
+  a.expectRank("logits", logits, 2);
+  a.expectFloat("logits", logits);
+  const int64_t rows = logits->shape()[0], vocab = logits->shape()[1];
+  a.expectShape("targets", targets, {rows});
+  a.expectDType("targets", targets, DType::I32);
+  a.expectShape("out", out, {rows});
+  a.expectDType("out", out, DType::F32);
+  Device device = a.sameDevice({{"logits", logits}, {"targets", targets}, {"out", out}});
+  const auto indices = checkIndices(a, {targets}, [op = a.op(), rows, vocab](const std::vector<const int32_t*>& c) {
+    for (int64_t r = 0; r < rows; r++)
+      if (c[0][r] < 0 || c[0][r] >= vocab)
+        throw Error(op + ": targets[" + std::to_string(r) + "] = " + std::to_string(c[0][r]) +
+                    " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+  });
+  out->dropShadow();
+  TokenLogprobsParams p;
+  p.dtype = logits->dtype();
+  p.logits = logits->data(), p.targets = indices[0], p.out = static_cast<float*>(out->data());
+  p.rows = a.narrow("logits' rows", rows), p.vocab = a.narrow("logits' vocabulary", vocab);
+  return dispatchCall(a, device, p, cpu::tokenLogprobs, LT_CUDA_FN(tokenLogprobs));
+}
+
 // repetitionPenalty({ logits: [rows, vocab] (in place), ids: i32 [n], offsets: i32 [rows + 1],
 // penalty: f32 [rows] }): row r's ids are ids[offsets[r] .. offsets[r+1]), distinct.
 PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode mode) {
@@ -136,6 +163,7 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
 void RegisterSampling(Napi::Env env, Napi::Object exports) {
   exportCall<prepareArgmax>(env, exports, "argmax");
   exportCall<prepareTopCandidates>(env, exports, "topCandidates");
+  exportCall<prepareTokenLogprobs>(env, exports, "tokenLogprobs");
   exportCall<prepareRepetitionPenalty>(env, exports, "repetitionPenalty");
 }
 

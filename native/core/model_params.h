@@ -78,6 +78,18 @@ struct ArgmaxParams {
   int32_t rows = 0, vocab = 0;
 };
 
+// out[r] = log softmax(logits[r, 0..vocab))[targets[r]] = logits[r, t] − log Σ_j exp(logits[r, j]):
+// the log-probability of a given next token, what scoring a continuation needs without reading
+// whole rows back. Summed in f64 on the CPU and in f32 on CUDA (relative error ~1e-6); a row
+// holding a NaN gives NaN. Targets are checked on the host: 0 <= targets[r] < vocab.
+struct TokenLogprobsParams {
+  DType dtype = DType::F32;
+  const void* logits = nullptr;      // [rows, vocab]
+  const int32_t* targets = nullptr;  // [rows]
+  float* out = nullptr;              // [rows]
+  int32_t rows = 0, vocab = 0;
+};
+
 // The most likely tokens of each row of logits and the row's softmax mass, so that sampling with
 // topK / topP can run on the host without reading whole rows back. Per row r, with T =
 // temperature[r] and NaN logits ignored:

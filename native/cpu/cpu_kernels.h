@@ -31,6 +31,7 @@ void embedding(const EmbeddingParams& p);
 // Sampling (sampling.cpp).
 void argmax(const ArgmaxParams& p);
 void topCandidates(const TopCandidatesParams& p);
+void tokenLogprobs(const TokenLogprobsParams& p);
 void repetitionPenalty(const RepetitionPenaltyParams& p);
 
 }  // namespace lt::cpu

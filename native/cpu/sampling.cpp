@@ -4,6 +4,7 @@
 //     included, and the row's softmax mass; exact except for how the mass is summed.
 //   repetitionPenalty: transformers' penalty on the tokens each row has seen, in place.
 //   argmax: the index of each row's largest logit, NaN first, lowest index among equals.
+//   tokenLogprobs: the log-probability of one given token per row, summed in f64.
 //
 // Launch: rows split across the thread pool. topCandidates: per row one widening pass, one pass
 // for max and mass, nth_element over a copy for the k-th largest value, one pass to gather.
@@ -52,6 +53,20 @@ void topCandidates(const TopCandidatesParams& p) {
         count++;
       }
       p.count[r] = count;
+    }
+  });
+}
+
+void tokenLogprobs(const TokenLogprobsParams& p) {
+  parallelFor(p.rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(size_t(p.vocab));
+    for (int64_t r = begin; r < end; r++) {
+      loadAsFloat(p.dtype, p.logits, size_t(r) * p.vocab, size_t(p.vocab), row.data());
+      double max = -INFINITY;
+      for (float v : row) max = std::isnan(v) || std::isnan(max) ? NAN : std::max(max, double(v));
+      double sum = 0;
+      for (float v : row) sum += std::exp(double(v) - max);
+      p.out[r] = float(double(row[size_t(p.targets[r])]) - max - std::log(sum));
     }
   });
 }

@@ -64,6 +64,7 @@ void embedding(const EmbeddingParams& p, cudaStream_t stream);
 // place.
 void argmax(const ArgmaxParams& p, cudaStream_t stream);
 void topCandidates(const TopCandidatesParams& p, cudaStream_t stream);
+void tokenLogprobs(const TokenLogprobsParams& p, cudaStream_t stream);
 void repetitionPenalty(const RepetitionPenaltyParams& p, cudaStream_t stream);
 
 }  // namespace lt::cuda

@@ -7,6 +7,8 @@
 //     f64).
 //   repetitionPenalty: transformers' penalty on the tokens each row has seen, in place.
 //   argmax: the index of each row's largest logit, exactly as torch.argmax picks it.
+//   tokenLogprobs: the log-probability of one given token per row, summed in f32 (the CPU sums
+//     in f64; relative error ~1e-6).
 //
 // argmaxKernel<T, kVec>: grid rows, block 1024, one CTA per row; each thread issues four 16-byte
 //   loads (4 f32 or 8 f16/bf16 logits each) before comparing any, when vocab fills whole loads
@@ -34,6 +36,11 @@
 //   f16/bf16 loads) when vocab fills whole loads and the logits are 16-byte aligned, else 16
 //   scalar loads.
 //
+// tokenLogprobsKernel<T>: grid rows, block 512, one CTA per row, 128 bytes of shared memory;
+//   each thread keeps a running (max, Σ exp(x − max)) over its strided share of the row,
+//   rescaling the sum when the max grows, and the pairs are merged by warp shuffles and then
+//   across warps. A NaN anywhere in the row makes the answer NaN, as on the CPU (checked on the
+//   bits: comparisons alone would pass a NaN by).
 // repetitionPenaltyKernel<T>: grid rows, block 256, one CTA per row, no shared memory; the
 //   threads stride over the row's ids (hundreds to tens of thousands: the tokens seen so far),
 //   one scattered read-modify-write of a logit each. Distinct ids within a row (checked on the
@@ -289,6 +296,53 @@ __global__ void __launch_bounds__(kPenaltyBlock)
   }
 }
 
+// ----------------------------------------------------------------------------- tokenLogprobs
+constexpr int kLogprobBlock = 512;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// (m, s) ∪ (m2, s2) as one running (max, sum of exp(x − max)); an empty side has s = 0 and
+// adds nothing (its max may be -inf, whose difference with another -inf is NaN).
+__device__ __forceinline__ void mergeLogSum(float& m, float& s, float m2, float s2) {
+  const float top = fmaxf(m, m2);
+  s = (s > 0.f ? s * exp2f((m - top) * kLog2e) : 0.f) + (s2 > 0.f ? s2 * exp2f((m2 - top) * kLog2e) : 0.f);
+  m = top;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kLogprobBlock)
+    tokenLogprobsKernel(const T* __restrict__ logits, const int32_t* __restrict__ targets, float* out, int vocab) {
+  __shared__ float sm[kLogprobBlock / 32], ss[kLogprobBlock / 32];
+  const T* row = logits + size_t(blockIdx.x) * vocab;
+  float m = -INFINITY, s = 0.f;
+  bool nan = false;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    const float x = toF(row[i]);
+    if ((f32Bits(row[i]) & 0x7fffffffu) > 0x7f800000u) {
+      nan = true;
+    } else if (x > m) {
+      s = (s > 0.f ? s * exp2f((m - x) * kLog2e) : 0.f) + 1.f;
+      m = x;
+    } else if (x != -INFINITY) {
+      s += exp2f((x - m) * kLog2e);
+    }
+  }
+  const bool rowHasNaN = __syncthreads_or(nan);
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1)
+    mergeLogSum(m, s, __shfl_xor_sync(0xffffffffu, m, offset), __shfl_xor_sync(0xffffffffu, s, offset));
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) sm[warp] = m, ss[warp] = s;
+  __syncthreads();
+  if (warp == 0) {
+    m = lane < kLogprobBlock / 32 ? sm[lane] : -INFINITY;
+    s = lane < kLogprobBlock / 32 ? ss[lane] : 0.f;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1)
+      mergeLogSum(m, s, __shfl_xor_sync(0xffffffffu, m, offset), __shfl_xor_sync(0xffffffffu, s, offset));
+    if (lane == 0) out[blockIdx.x] = rowHasNaN ? NAN : toF(row[targets[blockIdx.x]]) - m - logf(s);
+  }
+}
+
 // ----------------------------------------------------------------------------- argmax
 constexpr int kArgmaxBlock = 1024;
 constexpr int kArgmaxLoads = 4;  // 16-byte loads a thread issues before comparing any
@@ -398,6 +452,17 @@ void repetitionPenalty(const RepetitionPenaltyParams& p, cudaStream_t stream) {
         <<<p.rows, kPenaltyBlock, 0, stream>>>(static_cast<T*>(p.logits), p.ids, p.offsets, p.penalty, p.vocab);
   });
   throwIfLaunchFailed("repetitionPenalty", "repetitionPenaltyKernel");
+}
+
+void tokenLogprobs(const TokenLogprobsParams& p, cudaStream_t stream) {
+  if (p.rows <= 0) return;
+  if (p.vocab <= 0) throw Error("tokenLogprobs: vocab must be positive, got " + std::to_string(p.vocab));
+  withFloatType(p.dtype, "tokenLogprobs", "the logits", [&](auto t) {
+    using T = decltype(t);
+    tokenLogprobsKernel<T>
+        <<<p.rows, kLogprobBlock, 0, stream>>>(static_cast<const T*>(p.logits), p.targets, p.out, p.vocab);
+  });
+  throwIfLaunchFailed("tokenLogprobs", "tokenLogprobsKernel");
 }
 
 void argmax(const ArgmaxParams& p, cudaStream_t stream) {

@@ -96,6 +96,34 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     expect({ seed: rng.seed, got }).toEqual({ seed: rng.seed, got: want });
     expect(got.slice(0, 4)).toEqual(logits.planted);
   });
+  // Rows scaled by 8 so that the max shift and the sum both matter; row 0 of the first case holds a NaN.
+  test.each([
+    ["f32", 5, 1003],
+    ["f16", 4, 128256],
+    ["bf16", 33, 32000],
+  ] as Array<[FloatDType, number, number]>)(
+    "tokenLogprobs over %s logits [%i, %i] is the CPU's within f32 summation",
+    (dtype, rows, vocab) => {
+      let logits = scope.random(rng, [rows, vocab], dtype, "cpu", 8).tensor;
+      if (dtype === "f32") {
+        const raw = logits.toFloat32Array();
+        raw[vocab - 1] = Number.NaN;
+        logits = scope.add(Tensor.from(raw, [rows, vocab]));
+      }
+      const targets = Array.from({ length: rows }, () => rng.int(0, vocab - 1));
+      const run = (device: "cpu" | "cuda:0") => {
+        const l = device === "cpu" ? logits : scope.add(logits.to(device));
+        return scope.add(kernels.tokenLogprobs({ logits: l, targets: scope.ints(targets, [rows], device) })).toFloat32Array();
+      };
+      const want = run("cpu"),
+        got = run("cuda:0");
+      for (let r = 0; r < rows; r++) {
+        if (Number.isNaN(want[r])) expect(got[r]).toBeNaN();
+        else if (!(Math.abs(got[r] - want[r]) <= 1e-5 * Math.max(1, Math.abs(want[r]))))
+          throw new Error(`row ${r}: ${got[r]} vs the CPU's ${want[r]} (seed ${rng.seed})`);
+      }
+    },
+  );
   // [5, 1003] takes the element-wise loads, [4, 128256] and [33, 32000] the 16-byte ones. Planted
   // rows, where the row exists: 0 ties with the k-th largest (count > k), 1 NaNs, 2 -Infinity in
   // half the row, 3 all equal (count = vocab > capacity), 4 fewer numbers than k (NaN but for
@@ -281,6 +309,29 @@ describe.each(fixtureModels)("%s on CUDA matches transformers", (name) => {
         seq.dispose();
       }
     }
+  });
+
+  test("prefill with targets scores on the device what the rows of allLogits give", () => {
+    const c = ref.cases[1];
+    const vocab = model.config.vocabSize;
+    const targets = c.ids.slice(1);
+    const run = (options: { allLogits?: boolean; targets?: number[] }) => {
+      const seq = model.decoder.createSequence();
+      try {
+        return model.decoder.prefill(seq, c.ids, options);
+      } finally {
+        seq.dispose();
+      }
+    };
+    const all = run({ allLogits: true }),
+      got = run({ targets });
+    targets.forEach((t, i) => {
+      const row = all.subarray(i * vocab, (i + 1) * vocab);
+      const max = row.reduce((m, x) => Math.max(m, x), -Infinity);
+      const want = row[t] - max - Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0));
+      // The same logits on both sides (bf16 rows read back as f32); only f32 against f64 summation differs.
+      if (!(Math.abs(got[i] - want) <= 1e-4 * Math.max(1, Math.abs(want)))) throw new Error(`token ${i}: ${got[i]} vs ${want}`);
+    });
   });
 
   test("teacher-forced greedy: every step whose margin exceeds our error picks transformers' token", () => {
