@@ -71,12 +71,36 @@ export class GenerationSequence {
     try {
       return this.decoder.prefill(this.current.seq, ids, { chunkSize });
     } catch (err) {
-      if (first) {
-        this.current.seq.dispose();
-        this.current = this.start();
-      }
+      if (first) this.restart();
       throw err;
     }
+  }
+
+  /**
+   * Whether a prompt may be prefilled in pieces (separate prefill calls) with the result one call
+   * gives. Only without a hybrid policy: a policy measures and cuts layers on the whole prompt.
+   */
+  get prefillsInPieces(): boolean {
+    return this.hybrid.mode === "off";
+  }
+
+  /** Layers this sequence keeps full (P): every layer in mode off, none in streaming-all. */
+  get fullLayers(): number {
+    const layers = this.decoder.config.layers;
+    if (this.hybrid.mode === "off") return layers;
+    if (this.hybrid.lazyLayers) return layers - this.hybrid.lazyLayers.length;
+    return this.hybrid.fullLayers;
+  }
+
+  /** The lazy layers' ring. */
+  get ring(): { sink: number; window: number } {
+    return { sink: this.hybrid.sink, window: this.hybrid.window };
+  }
+
+  /** Gives every page back and starts again empty, with a fresh policy (a preempted sequence, a failed first prompt). */
+  restart(): void {
+    this.current.seq.dispose();
+    this.current = this.start();
   }
 
   /** Gives the sequence's KV pages back and frees its policy; later calls do nothing. */
