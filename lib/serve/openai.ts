@@ -157,7 +157,7 @@ function generationRequest(
       sampling: generate.sampling,
       maxNewTokens: generate.maxNewTokens,
       stop: generate.stop,
-      stopAtEos: true,
+      stopAtEos: !body.lighttransfer?.ignore_eos,
       maxContext: context.maxContext,
       prefillChunk: context.prefillChunk,
     },

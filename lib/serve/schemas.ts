@@ -32,7 +32,7 @@ const generationFields = {
   user: { type: "string" },
   lighttransfer: {
     type: "object",
-    properties: { hybrid: { type: "object" } },
+    properties: { hybrid: { type: "object" }, ignore_eos: { type: "boolean" } },
     additionalProperties: false,
   },
 } as const;
@@ -110,5 +110,6 @@ export interface GenerationBody {
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
   top_logprobs?: number | null;
-  lighttransfer?: { hybrid?: Record<string, unknown> };
+  /** The extension field: hybrid options, and generating past EOS (benchmarks that want exactly max_tokens). */
+  lighttransfer?: { hybrid?: Record<string, unknown>; ignore_eos?: boolean };
 }

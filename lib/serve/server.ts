@@ -269,6 +269,8 @@ class RequestRun {
     );
     reply.hijack();
     raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    // The client learns at once that its request was accepted, before the first token.
+    raw.flushHeaders();
     const opening = this.shape.opening(this.head, withUsage);
     if (opening) send(opening);
     raw.on("close", () => {
