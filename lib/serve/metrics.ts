@@ -72,7 +72,7 @@ export class ServerMetrics {
     this.generatedTokens = new Counter({ name: "lighttransfer_generated_tokens_total", help: "Tokens generated", registers });
     this.requests = new Counter({
       name: "lighttransfer_requests_total",
-      help: "Requests answered, by endpoint and outcome (finish reason, cancelled, or error status)",
+      help: "Generation requests by endpoint and outcome: a finish reason (eos, stop, length, context), cancelled, 429 or 500",
       labelNames: ["endpoint", "outcome"],
       registers,
     });

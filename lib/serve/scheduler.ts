@@ -243,6 +243,8 @@ export class Scheduler {
       } catch (err) {
         // The running streams come first: a prompt the pool cannot hold now waits at the queue's front.
         if (err instanceof PoolExhaustedError && this.running.length > 1) this.requeue(entry);
+        // A preempted sequence that cannot be re-prefilled even alone ends with what it generated.
+        else if (err instanceof PoolExhaustedError && member.generated > 0) this.end(entry, "context");
         else this.fail(entry, err as Error);
         continue;
       }

@@ -75,7 +75,8 @@ export async function createServer(model: Model, options?: ServerOptions): Promi
     defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
     hybrid: o.hybrid,
   };
-  resolveHybrid(o.hybrid, model.config.layers);
+  if (resolveHybrid(o.hybrid, model.config.layers).mode !== "off" && model.config.slidingWindow !== null)
+    throw new Error(`createServer: hybrid modes need full-attention layers, and this model uses a sliding window; leave hybrid out`);
   const bodyLimit = integerIn(o.bodyLimit, "createServer: bodyLimit", 1, 2 ** 31 - 1, 16 * 2 ** 20);
   // The scheduler reports to the metrics, which read the scheduler when scraped.
   const events: SchedulerEvents = {};
