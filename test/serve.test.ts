@@ -113,13 +113,17 @@ describe(`seed ${rng.seed}`, () => {
       let streamed = "";
       let finish: string | null = null;
       let used: OpenAI.CompletionUsage | undefined | null;
+      let tokenChunks = 0;
       for await (const chunk of stream) {
         if (chunk.choices.length) {
           streamed += chunk.choices[0].text;
           finish = chunk.choices[0].finish_reason ?? finish;
+          if (!chunk.choices[0].finish_reason) tokenChunks++;
         } else used = chunk.usage;
       }
       expect(streamed).toBe(expected.text);
+      // One chunk per token (so clients can time each), then the one with the finish reason.
+      expect(tokenChunks).toBe(expected.tokens.length);
       expect(finish).toBe(openAiReason(expected.finishReason));
       expect(used?.completion_tokens).toBe(expected.tokens.length);
 
@@ -370,11 +374,10 @@ describe(`seed ${rng.seed}`, () => {
       const got = await long!;
       expect(got.text).toBe(alone.text);
       // Each step prefills at most stepTokens - 1 prompt tokens beside the running stream's token,
-      // so the running stream gets a token for every piece of the long prompt. Not every token
-      // sends a chunk (one that holds back part of a character sends none), hence the half;
-      // prefilled at once, the long prompt would let through none.
+      // so the running stream gets a token (a chunk) for every piece of the long prompt but the
+      // one that completes it; prefilled at once, the long prompt would let through none.
       const pieces = Math.ceil(longIds.length / (stepTokens - 1));
-      expect(got.end - got.start).toBeGreaterThanOrEqual(Math.floor(pieces / 2));
+      expect(got.end - got.start).toBeGreaterThanOrEqual(pieces - 2);
     } finally {
       await server.close();
     }

@@ -255,7 +255,9 @@ class RequestRun {
       scheduler,
       (chunk) => {
         this.count(chunk);
-        if (chunk.text) send(this.shape.text(this.head, chunk.text, withUsage));
+        // A chunk per token, its text possibly "" (part of a character, a token decoding to nothing),
+        // so a client can time every token; held-back text comes in a later chunk.
+        if (chunk.tokens.length || chunk.text) send(this.shape.text(this.head, chunk.text, withUsage));
         if (!chunk.finishReason) return;
         this.outcome(chunk.finishReason);
         send(this.shape.end(this.head, openAiFinishReason(chunk.finishReason), withUsage));
