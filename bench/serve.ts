@@ -53,10 +53,18 @@ interface RequestTiming {
   ok: boolean;
 }
 
-/** One streamed completion, timed per token. */
+/** One streamed completion, timed per token; a request that fails (or times out in the client) is not ok. */
 async function timedRequest(url: string, body: object): Promise<RequestTiming> {
   const sent = performance.now();
   const tokens: number[] = [];
+  try {
+    return await readStream(url, body, sent, tokens);
+  } catch {
+    return { sent, tokens, ok: false };
+  }
+}
+
+async function readStream(url: string, body: object, sent: number, tokens: number[]): Promise<RequestTiming> {
   const res = await fetch(`${url}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },

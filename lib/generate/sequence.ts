@@ -97,7 +97,10 @@ export class GenerationSequence {
     return { sink: this.hybrid.sink, window: this.hybrid.window };
   }
 
-  /** Gives every page back and starts again empty, with a fresh policy (a preempted sequence, a failed first prompt). */
+  /**
+   * Gives every page back and starts again empty, with a fresh policy (a preempted sequence, a failed first prompt).
+   * @example sequence.restart(); sequence.prefill(allTokensSoFar);
+   */
   restart(): void {
     this.current.seq.dispose();
     this.current = this.start();

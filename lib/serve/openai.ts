@@ -167,7 +167,10 @@ function generationRequest(
   };
 }
 
-/** OpenAI's finish reasons: EOS and stop strings are "stop", the token and context limits "length". */
+/**
+ * OpenAI's finish reasons: EOS and stop strings are "stop", the token and context limits "length".
+ * @example openAiFinishReason("eos") // "stop"
+ */
 export function openAiFinishReason(reason: FinishReason): "stop" | "length" {
   return reason === "eos" || reason === "stop" ? "stop" : "length";
 }
