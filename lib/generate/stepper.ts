@@ -53,7 +53,7 @@ export class StepperMember {
   readonly sampler: Sampler;
   readonly stream: TextStream;
 
-  /** @internal use GenerationStepper.admit */
+  /** Made by GenerationStepper.admit. */
   constructor(
     readonly sequence: GenerationSequence,
     prompt: readonly number[],

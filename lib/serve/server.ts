@@ -1,4 +1,4 @@
-// createServer: an OpenAI-compatible HTTP server (fastify) over one loaded model, its requests
+// The OpenAI-compatible HTTP server (fastify) over one loaded model, its requests
 // batched continuously by the scheduler. POST /v1/completions and /v1/chat/completions, whole or
 // streamed as server-sent events; GET /v1/models, /health and /metrics (Prometheus). Bad requests
 // get OpenAI error bodies with the right status; a client that goes away cancels its request.
@@ -49,17 +49,11 @@ export interface ServerOptions {
 }
 
 /**
- * An OpenAI-compatible HTTP server over `model`: a fastify instance, not yet listening. Requests
- * name the model by `modelName`; per-request hybrid options go in the `lighttransfer` extension
- * field. close() cancels what is running and frees its pages; the model stays loaded.
- * @example
- * const model = await loadModel("./Llama-3.1-8B-Instruct");
- * const server = await createServer(model, { modelName: "llama", hybrid: { mode: "auto", fullLayers: 0.5 } });
- * await server.listen({ host: "127.0.0.1", port: 8080 });
- * // curl http://127.0.0.1:8080/v1/chat/completions -d '{"model":"llama","messages":[{"role":"user","content":"Hi"}]}'
- * await server.close();
+ * The server over `model` (what createServer, in ./index.ts, loads on first use): a fastify
+ * instance, not yet listening.
+ * @example const app = await buildServer(model, { modelName: "llama" }); await app.listen({ port: 8080 });
  */
-export async function createServer(model: Model, options?: ServerOptions): Promise<FastifyInstance> {
+export async function buildServer(model: Model, options?: ServerOptions): Promise<FastifyInstance> {
   model.assertLive();
   const o = optionsObject(options, "createServer: options");
   if (o.modelName !== undefined && (typeof o.modelName !== "string" || o.modelName === ""))
