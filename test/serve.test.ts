@@ -3,12 +3,14 @@
 // the right status and an OpenAI error body while the server stays up, concurrent streams give what
 // each gives alone, a client going away cancels its request, the scheduler interleaves a long
 // prompt with running streams and preempts when the pool runs out, and no KV page outlives a
-// request. Prompts, lengths and sampling options are drawn afresh on every run.
+// request, and admission counts the pages a prefill really holds. Prompts, lengths and sampling options are drawn afresh on every run.
 import * as path from "node:path";
 import autocannon from "autocannon";
 import type { FastifyInstance } from "fastify";
 import OpenAI from "openai";
 import { createServer, type GenerateOptions, loadModel, type Model, type Prompt, type ServerOptions, type SessionOptions } from "../lib";
+import { keptFullLayers, resolveHybrid } from "../lib/hybrid/options";
+import { prefillPeakPages } from "../lib/hybrid/planner";
 import { fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
@@ -403,6 +405,31 @@ describe(`seed ${rng.seed}`, () => {
       await server.close();
     }
     await poolEmpties();
+  });
+
+  test("admission's page count is what a prefill really holds at its peak, full and hybrid", async () => {
+    for (let round = 0; round < 12; round++) {
+      const ids = randomIds(rng.int(1, 90));
+      const options =
+        rng.next() < 0.25
+          ? { mode: "off" as const }
+          : { mode: "auto" as const, fullLayers: rng.int(0, 2), sink: rng.int(0, 3), window: rng.int(4, 20) };
+      const hybrid = resolveHybrid(options, model.config.layers);
+      expect(model.pool.usedPages).toBe(0);
+      model.pool.resetHighWater();
+      const session = model.createSession({ hybrid: options });
+      try {
+        for await (const _ of session.generate(ids, { maxNewTokens: 0 }));
+      } finally {
+        session.dispose();
+      }
+      const planned = prefillPeakPages(model.config, ids.length, {
+        ...hybrid,
+        fullLayers: keptFullLayers(hybrid, model.config.layers),
+        pageSize: 4,
+      });
+      expect({ options, tokens: ids.length, peak: model.pool.highWaterPages }).toEqual({ options, tokens: ids.length, peak: planned });
+    }
   });
 
   test("when the pool runs out, running sequences are preempted and resumed: none is lost and none fails", async () => {

@@ -84,19 +84,6 @@ export class GenerationSequence {
     return this.hybrid.mode === "off";
   }
 
-  /** Layers this sequence keeps full (P): every layer in mode off, none in streaming-all. */
-  get fullLayers(): number {
-    const layers = this.decoder.config.layers;
-    if (this.hybrid.mode === "off") return layers;
-    if (this.hybrid.lazyLayers) return layers - this.hybrid.lazyLayers.length;
-    return this.hybrid.fullLayers;
-  }
-
-  /** The lazy layers' ring. */
-  get ring(): { sink: number; window: number } {
-    return { sink: this.hybrid.sink, window: this.hybrid.window };
-  }
-
   /**
    * Gives every page back and starts again empty, with a fresh policy (a preempted sequence, a failed first prompt).
    * @example sequence.restart(); sequence.prefill(allTokensSoFar);

@@ -10,7 +10,7 @@ import { PoolExhaustedError } from "../cache/page-pool";
 import type { FinishReason, GenerateChunk } from "../generate/options";
 import { GenerationSequence } from "../generate/sequence";
 import { GenerationStepper, type MemberSettings, type StepperMember } from "../generate/stepper";
-import type { ResolvedHybrid } from "../hybrid/options";
+import { keptFullLayers, type ResolvedHybrid } from "../hybrid/options";
 import { prefillPeakPages } from "../hybrid/planner";
 
 export interface SchedulerOptions {
@@ -111,10 +111,8 @@ export class Scheduler {
    * @example if (scheduler.peakPages(ids.length, hybrid) > model.pool.numPages) reject();
    */
   peakPages(tokens: number, hybrid: ResolvedHybrid): number {
-    const layers = this.model.config.layers;
-    const fullLayers = hybrid.mode === "off" ? layers : hybrid.lazyLayers ? layers - hybrid.lazyLayers.length : hybrid.fullLayers;
     return prefillPeakPages(this.model.config, tokens, {
-      fullLayers,
+      fullLayers: keptFullLayers(hybrid, this.model.config.layers),
       sink: hybrid.sink,
       window: hybrid.window,
       pageSize: this.model.pool.pageSize,
