@@ -32,3 +32,5 @@ export { cudaStatus, devices, getThreads, memoryUsage, setThreads } from "./runt
 export { addonCandidates, addonPath, loadAddon, platformPackageName } from "./runtime/native";
 export type { DeviceName, DType, RawArray, TensorOptions } from "./runtime/tensor";
 export { Tensor } from "./runtime/tensor";
+export type { ServerOptions } from "./serve";
+export { createServer } from "./serve";

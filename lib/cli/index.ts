@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `lighttransfer` command: generate text, list devices.
+// The `lighttransfer` command: generate text, serve a model over HTTP, plan memory, inspect and calibrate layers, list devices.
 import * as fs from "node:fs";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -10,7 +10,7 @@ import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry
 import { heatmapSvg } from "../hybrid/heatmap";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import { planMemory } from "../hybrid/planner";
-import { cudaStatus, devices, loadModel, type Model } from "../index";
+import { createServer, cudaStatus, devices, loadModel, type Model } from "../index";
 import type { DeviceName } from "../runtime/tensor";
 
 function number(kind: "int" | "float") {
@@ -88,6 +88,61 @@ program
     }
   });
 
+program
+  .command("serve")
+  .description("serve a model over HTTP with an OpenAI-compatible API (completions, chat completions), batching requests continuously")
+  .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
+  .addOption(new Option("-d, --device <device>", "cpu, cuda or cuda:N (default: cuda if available)"))
+  .option("--model-name <name>", "the model's name in requests and /v1/models (default: the directory's name)")
+  .option("--host <host>", "address to listen on", "127.0.0.1")
+  .option("--port <port>", "port to listen on", number("int"), 8080)
+  .option(
+    "--kv-memory <bytes>",
+    "KV page pool size, e.g. 40GiB (default: half the free GPU memory after the weights; 512 MiB on the CPU)",
+    bytesArg,
+  )
+  .option("--page-size <n>", "tokens per KV page", number("int"), defaultPageSize)
+  .addOption(
+    new Option("--hybrid <mode>", "default LightTransfer hybrid mode of requests").choices(["off", "auto", "fixed"]).default("off"),
+  )
+  .option("--full-layers <p>", "layers kept full (auto): fraction, percentage or count", fullLayersArg, 0.5)
+  .option("--sink <n>", "sink tokens of the lazy layers", number("int"), streamingDefaults.sink)
+  .option("--window <n>", "recent-window tokens of the lazy layers", number("int"), streamingDefaults.window)
+  .option("--lazy-layers <layers>", "lazy layers of fixed mode, e.g. 0,2,5", idsArg)
+  .addOption(
+    new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
+  )
+  .option("--max-context <n>", "most tokens (prompt + generated) per request", number("int"))
+  .option("--max-queue <n>", "requests that may wait; more are answered 429", number("int"), 256)
+  .option("--max-running <n>", "most sequences decoded together", number("int"), 256)
+  .option("--step-tokens <n>", "tokens per scheduler step (decode tokens + prompt pieces)", number("int"), 512)
+  .option("--log", "log every request (fastify's logger)")
+  .action(async (o) => {
+    const hybrid = generateHybrid(o);
+    const signal = abortOnSigint();
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, pageSize: o.pageSize });
+    const server = await createServer(model, {
+      modelName: o.modelName,
+      hybrid,
+      maxContext: o.maxContext,
+      maxQueue: o.maxQueue,
+      maxRunning: o.maxRunning,
+      stepTokens: o.stepTokens,
+      logger: o.log ?? false,
+    });
+    const url = await server.listen({ host: o.host, port: o.port });
+    process.stderr.write(
+      `serving ${o.model} on ${url} (${model.device}, KV pool ${model.pool.numPages} pages of ${model.pool.pageSize} tokens, hybrid ${hybrid.mode})\n`,
+    );
+    // Ctrl-C (or SIGTERM) stops listening, cancels what runs and frees the model.
+    const stop = async () => {
+      await server.close();
+      await model.dispose();
+    };
+    signal.addEventListener("abort", () => void stop());
+    process.once("SIGTERM", () => void stop());
+  });
+
 /** A comma-separated list of integers (token ids, layers); the library checks their ranges. */
 function idsArg(value: string): number[] {
   const parts = value.split(",").map((p) => p.trim());
@@ -114,7 +169,13 @@ function generateHybrid(o: {
 }
 
 /** Loads a model with a progress bar on stderr and Ctrl-C to abort. */
-async function loadWithProgress(dir: string, device: string | undefined, signal: AbortSignal, tokenizer?: boolean): Promise<Model> {
+async function loadWithProgress(
+  dir: string,
+  device: string | undefined,
+  signal: AbortSignal,
+  tokenizer?: boolean,
+  pool: { kvCacheBytes?: number; pageSize?: number } = {},
+): Promise<Model> {
   const bar = new SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB", hideCursor: true, stream: process.stderr });
   let started = false;
   const mib = (b: number) => Math.round(b / 2 ** 20);
@@ -122,6 +183,7 @@ async function loadWithProgress(dir: string, device: string | undefined, signal:
     device: device as DeviceName | undefined,
     signal,
     tokenizer,
+    ...pool,
     onProgress: (p) => {
       if (!started) bar.start(mib(p.totalBytes), 0);
       started = true;

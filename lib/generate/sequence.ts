@@ -71,12 +71,26 @@ export class GenerationSequence {
     try {
       return this.decoder.prefill(this.current.seq, ids, { chunkSize });
     } catch (err) {
-      if (first) {
-        this.current.seq.dispose();
-        this.current = this.start();
-      }
+      if (first) this.restart();
       throw err;
     }
+  }
+
+  /**
+   * Whether a prompt may be prefilled in pieces (separate prefill calls) with the result one call
+   * gives. Only without a hybrid policy: a policy measures and cuts layers on the whole prompt.
+   */
+  get prefillsInPieces(): boolean {
+    return this.hybrid.mode === "off";
+  }
+
+  /**
+   * Gives every page back and starts again empty, with a fresh policy (a preempted sequence, a failed first prompt).
+   * @example sequence.restart(); sequence.prefill(allTokensSoFar);
+   */
+  restart(): void {
+    this.current.seq.dispose();
+    this.current = this.start();
   }
 
   /** Gives the sequence's KV pages back and frees its policy; later calls do nothing. */

@@ -8,9 +8,10 @@ import { Tensor } from "../runtime/tensor";
 import type { RowCandidates, Sampler } from "./sampling";
 
 /**
- * One decode step and each sequence's next token, chosen by its sampler (the samplers share their
- * options) given the tokens it has seen: greedy where the logits are, sampled from the device's
- * top candidates, or — greedy with a repetition penalty — from whole rows read back.
+ * One decode step and each sequence's next token, chosen by its sampler given the tokens it has
+ * seen: greedy where the logits are when every sampler is greedy, sampled from the device's top
+ * candidates when every sampler samples, or else (greedy with a repetition penalty, or a batch
+ * mixing greedy and sampling requests) from whole rows read back.
  * @example const next = nextTokens(model.decoder, seqs, lastTokens, samplers, seen);
  */
 export function nextTokens(
@@ -20,9 +21,8 @@ export function nextTokens(
   samplers: readonly Sampler[],
   seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  const [first] = samplers;
-  if (first.greedy) return Array.from(decoder.step(seqs, ids, "argmax"));
-  if (first.usesCandidates) return sampleOnDevice(decoder, seqs, ids, samplers, seen);
+  if (samplers.every((s) => s.greedy)) return Array.from(decoder.step(seqs, ids, "argmax"));
+  if (samplers.every((s) => s.usesCandidates)) return sampleOnDevice(decoder, seqs, ids, samplers, seen);
   return sampleWholeRows(decoder, seqs, ids, samplers, seen);
 }
 

@@ -45,7 +45,8 @@ export class TextStream {
 
   /** Everything not shown yet (at the end of a generation). */
   flush(): string {
-    if (!this.tokenizer) return "";
+    // Nothing pushed (EOS as the first token is not pushed): nothing to decode.
+    if (!this.tokenizer || this.ids.length === 0) return "";
     const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
     const text = full.slice(this.emitted);
     this.emitted = full.length;

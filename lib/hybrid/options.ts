@@ -79,6 +79,16 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   return { mode, fullLayers, sink, window, lastQueries, lazyLayers, prefill };
 }
 
+/**
+ * Layers a sequence with these options keeps full (P): every layer in mode off, the complement
+ * of the lazy set where it is known up front, else `fullLayers`.
+ * @example keptFullLayers(resolveHybrid({ mode: "fixed", lazyLayers: [0, 2] }, 32), 32) // 30
+ */
+export function keptFullLayers(hybrid: ResolvedHybrid, layers: number): number {
+  if (hybrid.mode === "off") return layers;
+  return hybrid.lazyLayers ? layers - hybrid.lazyLayers.length : hybrid.fullLayers;
+}
+
 function resolveFullLayers(value: number | string, layers: number): number {
   let count: number;
   if (typeof value === "string") {

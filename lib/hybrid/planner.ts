@@ -39,6 +39,27 @@ export interface SequencePlan {
   maxBatch: number;
 }
 
+/** A sequence's layout: how many layers stay full, the lazy layers' ring, the page size. */
+export interface SequenceLayout extends RingShape {
+  /** Layers kept full (P); the others are rings. */
+  fullLayers: number;
+  pageSize: number;
+}
+
+/**
+ * Most pages one sequence holds at once while a prompt of `tokens` tokens is prefilled into it:
+ * P + 1 full caches (a layer is cut to its ring only once its prefill is done) and rings for the
+ * rest; a sliding-window model's layers are all windows.
+ * @example const peak = prefillPeakPages(config, 4096, { fullLayers: 16, sink: 4, window: 1020, pageSize: 16 });
+ */
+export function prefillPeakPages(config: ModelConfig, tokens: number, o: SequenceLayout): number {
+  const L = config.layers;
+  if (config.slidingWindow) return L * ringPages(tokens, { sink: 0, window: config.slidingWindow }, o.pageSize);
+  const full = fullCachePages(tokens, o.pageSize),
+    ring = ringPages(tokens, o, o.pageSize);
+  return Math.min(L, o.fullLayers + 1) * full + Math.max(0, L - o.fullLayers - 1) * ring;
+}
+
 /**
  * @example
  * const plan = planMemory(config, { context: 32768, memoryBytes: 80e9, weightBytes: 16.1e9, fullLayers: 16 });
@@ -70,6 +91,9 @@ export function planMemory(config: ModelConfig, o: MemoryPlanOptions): MemoryPla
     poolPages,
     poolBytes: poolPages * bytes,
     full: sequence(L * full, L * full),
-    hybrid: sequence(P * full + (L - P) * ring, Math.min(L, P + 1) * full + Math.max(0, L - P - 1) * ring),
+    hybrid: sequence(
+      P * full + (L - P) * ring,
+      prefillPeakPages({ ...config, slidingWindow: null }, o.context, { fullLayers: P, sink, window, pageSize }),
+    ),
   };
 }

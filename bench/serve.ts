@@ -1,0 +1,295 @@
+// Serving under load (issue #14's benchmark): Poisson arrivals of long-context requests against
+// the OpenAI-compatible server on loopback, at rising rates, full caches vs hybrid auto, one KV
+// budget (one model load, one page pool, the two modes one after the other).
+//   node dist/bench/serve.js --model DIR --kv-memory 40GiB [--device cuda:0] [--prompts 4096,16384]
+//        [--gen 256] [--rates 0.25,0.5,1,2,4] [--requests 48] [--full-layers 0.5] [--modes full,hybrid]
+//        [--ttft-bound 10] [--itl-bound 0.25] [--step-tokens 2048] [--seed 1] [--out serve.json] [--plot serve.svg]
+// Each request is a streamed completion of random token ids (`--prompts` tokens) generating exactly
+// `--gen` tokens (ignore_eos); the server sends a chunk per token, so the client times each one.
+// Per mode, prompt length and rate: throughput (generated tokens/s over the run), time to first
+// token and inter-token latency p50/p99, and whether the rate is sustained: every request done, p99
+// TTFT within --ttft-bound and p99 ITL within --itl-bound (seconds). Rates rise until one is not
+// sustained; the largest sustained rate of each mode is reported. Run it against the random 8B
+// checkpoint of tools/make_llama8b.py on a GPU; on the CPU, the tiny fixtures with tiny sizes
+// check that it runs (--device cpu --prompts 64,256 --gen 8 --rates 2,8 --requests 8 --kv-memory 8MiB).
+import * as fs from "node:fs";
+import { createServer, cudaStatus, devices, loadModel } from "../lib";
+import { commandLine, printTable } from "./timing";
+
+function arg(name: string, fallback?: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i > 0) return process.argv[i + 1];
+  if (fallback === undefined) throw new Error(`--${name} is required`);
+  return fallback;
+}
+
+const numbers = (v: string) => v.split(",").map(Number);
+const units: Record<string, number> = { "": 1, gb: 1e9, gib: 2 ** 30, mb: 1e6, mib: 2 ** 20 };
+const size = (v: string) => {
+  const m = /^([\d.]+)\s*([a-z]*)$/i.exec(v);
+  if (!m || !(m[2].toLowerCase() in units)) throw new Error(`not a size: ${v} (e.g. 40GiB)`);
+  return Number(m[1]) * units[m[2].toLowerCase()];
+};
+
+/** A seeded uniform generator (mulberry32), so a run's arrivals and prompts can be repeated. */
+function seeded(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const quantile = (sorted: number[], q: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : Number.NaN;
+
+interface RequestTiming {
+  sent: number;
+  /** Arrival time of each token's chunk (ms, performance.now()). */
+  tokens: number[];
+  ok: boolean;
+}
+
+/** One streamed completion, timed per token; a request that fails (or times out in the client) is not ok. */
+async function timedRequest(url: string, body: object): Promise<RequestTiming> {
+  const sent = performance.now();
+  const tokens: number[] = [];
+  try {
+    return await readStream(url, body, sent, tokens);
+  } catch {
+    return { sent, tokens, ok: false };
+  }
+}
+
+async function readStream(url: string, body: object, sent: number, tokens: number[]): Promise<RequestTiming> {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (res.status !== 200 || !res.body) return { sent, tokens, ok: false };
+  let buffered = "";
+  let done = false;
+  const decoder = new TextDecoder();
+  for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffered += decoder.decode(bytes, { stream: true });
+    let end = buffered.indexOf("\n\n");
+    while (end >= 0) {
+      const event = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      end = buffered.indexOf("\n\n");
+      const data = event.replace(/^data: /, "");
+      if (data === "[DONE]") done = true;
+      else if (JSON.parse(data).choices?.[0]?.finish_reason === null) tokens.push(performance.now());
+    }
+  }
+  return { sent, tokens, ok: done };
+}
+
+interface RateResult {
+  mode: string;
+  prompt: number;
+  rate: number;
+  requests: number;
+  completed: number;
+  seconds: number;
+  tokensPerSecond: number;
+  ttftP50: number;
+  ttftP99: number;
+  itlP50: number;
+  itlP99: number;
+  sustained: boolean;
+}
+
+async function main() {
+  const dir = arg("model");
+  const device = arg("device", cudaStatus().available ? "cuda:0" : "cpu");
+  const kvBytes = size(arg("kv-memory", "40GiB"));
+  const prompts = numbers(arg("prompts", "4096,16384"));
+  const gen = Number(arg("gen", "256"));
+  const rates = numbers(arg("rates", "0.25,0.5,1,2,4"));
+  const perRate = Number(arg("requests", "48"));
+  const fullLayers = Number(arg("full-layers", "0.5"));
+  const modes = arg("modes", "full,hybrid").split(",");
+  const ttftBound = Number(arg("ttft-bound", "10"));
+  const itlBound = Number(arg("itl-bound", "0.25"));
+  const stepTokens = Number(arg("step-tokens", "2048"));
+  const random = seeded(Number(arg("seed", "1")));
+  const model = await loadModel(dir, { device: device as "cpu", kvCacheBytes: kvBytes, tokenizer: false });
+  const vocab = model.config.vocabSize;
+  const results: RateResult[] = [];
+  try {
+    for (const mode of modes) {
+      if (mode !== "full" && mode !== "hybrid") throw new Error(`--modes are full and hybrid, got ${mode}`);
+      const hybrid = mode === "hybrid" ? { mode: "auto" as const, fullLayers } : undefined;
+      const server = await createServer(model, {
+        modelName: "bench",
+        hybrid,
+        maxQueue: 100_000,
+        stepTokens,
+        maxContext: Math.max(...prompts) + gen,
+      });
+      const url = await server.listen({ host: "127.0.0.1", port: 0 });
+      try {
+        const request = (promptTokens: number) => ({
+          model: "bench",
+          prompt: Array.from({ length: promptTokens }, () => Math.floor(random() * vocab)),
+          max_tokens: gen,
+          temperature: 0,
+          stream: true,
+          lighttransfer: { ignore_eos: true },
+        });
+        // Warm-up (CUDA graphs recorded, kernels loaded), not timed.
+        await timedRequest(url, request(Math.min(...prompts)));
+        for (const prompt of prompts)
+          for (const rate of rates) {
+            const result = await runRate(url, () => request(prompt), rate, perRate, random);
+            const row: RateResult = {
+              mode,
+              prompt,
+              rate,
+              ...result,
+              sustained: result.completed === perRate && result.ttftP99 <= ttftBound && result.itlP99 <= itlBound,
+            };
+            results.push(row);
+            console.error(JSON.stringify(row));
+            if (!row.sustained) break;
+          }
+      } finally {
+        await server.close();
+      }
+    }
+  } finally {
+    await model.dispose();
+  }
+  printTable(
+    results.map((r) => ({
+      mode: r.mode,
+      prompt: r.prompt,
+      "req/s": r.rate,
+      done: `${r.completed}/${r.requests}`,
+      "tok/s": r.tokensPerSecond,
+      "TTFT p50 s": r.ttftP50,
+      "TTFT p99 s": r.ttftP99,
+      "ITL p50 ms": r.itlP50 * 1000,
+      "ITL p99 ms": r.itlP99 * 1000,
+      sustained: r.sustained ? "yes" : "no",
+    })),
+  );
+  const largest = modes.flatMap((mode) =>
+    prompts.map((prompt) => ({
+      mode,
+      prompt,
+      rate: Math.max(0, ...results.filter((r) => r.mode === mode && r.prompt === prompt && r.sustained).map((r) => r.rate)),
+    })),
+  );
+  for (const l of largest) console.log(`${l.mode}, ${l.prompt}-token prompts: largest sustained rate ${l.rate} req/s`);
+  const card = devices().find((d) => d.id === (device === "cuda" ? "cuda:0" : device));
+  const record = {
+    command: commandLine(),
+    device: card?.name ?? device,
+    kvBytes,
+    pool: { pages: model.pool.numPages, pageSize: model.pool.pageSize },
+    gen,
+    fullLayers,
+    bounds: { ttftP99Seconds: ttftBound, itlP99Seconds: itlBound },
+    results,
+    largestSustainedRate: largest,
+  };
+  const out = arg("out", "");
+  if (out) fs.writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`);
+  const plot = arg("plot", "");
+  const kv = kvBytes >= 2 ** 30 ? `${(kvBytes / 2 ** 30).toFixed(1)} GiB` : `${(kvBytes / 2 ** 20).toFixed(1)} MiB`;
+  if (plot) fs.writeFileSync(plot, servePlot(results, `${card?.name ?? device}, KV ${kv}, ${gen} tokens generated`));
+}
+
+/** Poisson arrivals at `rate` requests/s: `count` requests, each timed; throughput over the whole run. */
+async function runRate(url: string, makeRequest: () => object, rate: number, count: number, random: () => number) {
+  const start = performance.now();
+  const runs: Array<Promise<RequestTiming>> = [];
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    at += (-Math.log(1 - random()) / rate) * 1000;
+    const wait = start + at - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    runs.push(timedRequest(url, makeRequest()));
+  }
+  const timings = await Promise.all(runs);
+  const seconds = (performance.now() - start) / 1000;
+  const done = timings.filter((t) => t.ok);
+  const ttft = done.map((t) => (t.tokens[0] - t.sent) / 1000).sort((a, b) => a - b);
+  const itl = done.flatMap((t) => t.tokens.slice(1).map((time, i) => (time - t.tokens[i]) / 1000)).sort((a, b) => a - b);
+  const tokens = done.reduce((sum, t) => sum + t.tokens.length, 0);
+  return {
+    requests: count,
+    completed: done.length,
+    seconds,
+    tokensPerSecond: tokens / seconds,
+    ttftP50: quantile(ttft, 0.5),
+    ttftP99: quantile(ttft, 0.99),
+    itlP50: quantile(itl, 0.5),
+    itlP99: quantile(itl, 0.99),
+  };
+}
+
+/** Two panels against the request rate: throughput, and p99 time to first token; a line per mode and prompt length. */
+function servePlot(results: RateResult[], title: string): string {
+  const series = [...new Set(results.map((r) => `${r.mode} ${r.prompt}`))];
+  const colors = ["#277f8e", "#e07b39", "#4a2377", "#8fbc3b", "#c23b22", "#1f5fa8"];
+  const rates = results.map((r) => r.rate);
+  const [minRate, maxRate] = [Math.min(...rates), Math.max(...rates)];
+  const w = 360,
+    h = 240,
+    left = 60,
+    top = 40,
+    gap = 90;
+  const x = (rate: number) =>
+    left + (maxRate === minRate ? w / 2 : ((Math.log(rate) - Math.log(minRate)) / (Math.log(maxRate) - Math.log(minRate))) * w);
+  const panel = (offset: number, label: string, value: (r: RateResult) => number) => {
+    const finite = results.map(value).filter(Number.isFinite);
+    const maxValue = Math.max(1e-9, ...finite) * 1.1;
+    const y = (v: number) => top + h - (v / maxValue) * h;
+    const parts = [
+      `<g transform="translate(${offset},0)">`,
+      `<rect x="${left}" y="${top}" width="${w}" height="${h}" fill="none" stroke="#999"/>`,
+      `<text x="${left + w / 2}" y="${top - 8}" text-anchor="middle">${label}</text>`,
+      `<text x="${left - 6}" y="${top + 4}" text-anchor="end">${maxValue.toPrecision(3)}</text>`,
+      `<text x="${left - 6}" y="${top + h}" text-anchor="end">0</text>`,
+      ...[...new Set(rates)].map((r) => `<text x="${x(r)}" y="${top + h + 16}" text-anchor="middle">${r}</text>`),
+      `<text x="${left + w / 2}" y="${top + h + 34}" text-anchor="middle">requests/s (log)</text>`,
+    ];
+    series.forEach((name, i) => {
+      const points = results.filter((r) => `${r.mode} ${r.prompt}` === name && Number.isFinite(value(r)));
+      const color = colors[i % colors.length];
+      parts.push(
+        `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.map((r) => `${x(r.rate)},${y(value(r))}`).join(" ")}"/>`,
+      );
+      for (const r of points)
+        parts.push(`<circle cx="${x(r.rate)}" cy="${y(value(r))}" r="3.5" fill="${r.sustained ? color : "white"}" stroke="${color}"/>`);
+    });
+    parts.push("</g>");
+    return parts.join("\n");
+  };
+  const width = 2 * (left + w) + gap;
+  const legend = series.map(
+    (name, i) =>
+      `<rect x="${left + i * 150}" y="${top + h + 50}" width="10" height="10" fill="${colors[i % colors.length]}"/><text x="${left + i * 150 + 14}" y="${top + h + 59}">${name}</text>`,
+  );
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${top + h + 90}" font-family="sans-serif" font-size="12">`,
+    `<text x="${left}" y="16" font-size="14">${title}</text>`,
+    panel(0, "generated tokens/s", (r) => r.tokensPerSecond),
+    panel(left + w + gap, "p99 time to first token (s)", (r) => r.ttftP99),
+    ...legend,
+    `<text x="${left}" y="${top + h + 80}">open markers: rate not sustained (a request failed, or p99 TTFT / ITL beyond the bound)</text>`,
+    "</svg>",
+  ].join("\n");
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

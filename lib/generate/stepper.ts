@@ -1,0 +1,231 @@
+// The generation loop's machinery, one step at a time, for a set of sequences that may change
+// between steps: a sequence is admitted with its prompt, prefilled (whole, or in pieces where its
+// policy allows), then decoded with the others, one token per step, until a stop rule ends it
+// (EOS, a stop string, maxNewTokens, maxContext). generationLoop (loop.ts) runs it for a fixed set
+// of prompts; the server's scheduler admits and removes sequences while others run.
+import type { ModelConfig } from "../checkpoint/config";
+import type { Tokenizer } from "../checkpoint/tokenizer";
+import type { Decoder } from "../model/decoder";
+import type { FinishReason, GenerateChunk } from "./options";
+import { Sampler, type SamplingOptions } from "./sampling";
+import type { GenerationSequence } from "./sequence";
+import { nextTokens } from "./step";
+import { TextStream } from "./text-stream";
+
+/** What generation needs of a loaded model (lib/api's Model has it). */
+export interface GenerationModel {
+  readonly config: ModelConfig;
+  /** Undefined when the model was loaded without one: chunks then carry token ids and empty text. */
+  readonly optionalTokenizer: Tokenizer | undefined;
+  readonly decoder: Decoder;
+}
+
+/** Time and tokens a generation spent, added up across generations (a session's stats). */
+export interface GenerationCounters {
+  promptTokens: number;
+  generatedTokens: number;
+  prefillSeconds: number;
+  decodeSeconds: number;
+}
+
+/** One sequence's stop rules and sampling, checked by the caller. */
+export interface MemberSettings {
+  sampling: SamplingOptions;
+  maxNewTokens: number;
+  stop: string[];
+  stopAtEos: boolean;
+  maxContext: number;
+  prefillChunk: number;
+}
+
+/**
+ * A sequence in a stepper, from admission to its last chunk: its prompt still to prefill, its
+ * sampler and text stream, and the tokens it has seen (prompt included).
+ */
+export class StepperMember {
+  /** Prompt tokens not prefilled yet. */
+  pending: number[];
+  /** Tokens seen so far, prompt included (a repetition penalty reads them; a preempted member re-prefills them). */
+  readonly seen: number[];
+  generated = 0;
+  /** Whether it is in a stepper now (not yet finished, removed or preempted). */
+  running = false;
+  readonly sampler: Sampler;
+  readonly stream: TextStream;
+
+  /** Made by GenerationStepper.admit. */
+  constructor(
+    readonly sequence: GenerationSequence,
+    prompt: readonly number[],
+    readonly settings: MemberSettings,
+    tokenizer: Tokenizer | undefined,
+  ) {
+    this.pending = [...prompt];
+    this.seen = [...prompt];
+    this.sampler = new Sampler(settings.sampling);
+    this.stream = new TextStream(tokenizer, settings.stop);
+  }
+
+  /** Whether part of its prompt is still to be prefilled. */
+  get prefilling(): boolean {
+    return this.pending.length > 0;
+  }
+}
+
+/**
+ * Runs sequences one step at a time: admit() adds one, prefill() runs (part of) its prompt and,
+ * once the prompt is in, gives its first chunk; step() decodes one token for every sequence
+ * whose prompt is in and gives each one's chunk. A sequence whose chunk ends it leaves the
+ * stepper (its pages released at once with `releaseSequences`); remove() takes one out early,
+ * preempt() takes one out and frees its pages so it can be admitted again later and go on from
+ * where it was (its tokens re-prefilled).
+ * @example
+ * const stepper = new GenerationStepper(model, { releaseSequences: true });
+ * const member = stepper.admit(sequence, ids, settings);
+ * let chunk = stepper.prefill(member);
+ * while (stepper.decoding.length) for (const { chunk } of stepper.step()) process.stdout.write(chunk.text);
+ */
+export class GenerationStepper {
+  private readonly members: StepperMember[] = [];
+
+  constructor(
+    private readonly model: GenerationModel,
+    private readonly options: { releaseSequences: boolean; counters?: GenerationCounters },
+  ) {}
+
+  /** Sequences in the stepper, in admission order. */
+  get active(): readonly StepperMember[] {
+    return this.members;
+  }
+
+  /** Sequences whose prompt is in: the next step() decodes them. */
+  get decoding(): StepperMember[] {
+    return this.members.filter((m) => !m.prefilling);
+  }
+
+  /**
+   * Adds a sequence with the prompt to append to it; nothing runs until prefill().
+   * @example const member = stepper.admit(new GenerationSequence(decoder, hybrid), ids, settings);
+   */
+  admit(sequence: GenerationSequence, prompt: readonly number[], settings: MemberSettings): StepperMember {
+    if (prompt.length === 0) throw new RangeError("a prompt to admit needs at least one token");
+    const member = new StepperMember(sequence, prompt, settings, this.model.optionalTokenizer);
+    return this.readmit(member);
+  }
+
+  /**
+   * Puts a preempted member back; its tokens so far are prefilled again before it goes on.
+   * @example stepper.readmit(preempted);
+   */
+  readmit(member: StepperMember): StepperMember {
+    if (member.running) throw new Error("internal: a member admitted twice");
+    member.running = true;
+    this.members.push(member);
+    return member;
+  }
+
+  /**
+   * Prefills up to `maxTokens` of the member's pending prompt (all of it by default, and always
+   * all of it where its sequence cannot take a prompt in pieces). Returns its first chunk once
+   * the whole prompt is in, undefined while some remains. All or nothing: if it throws (the
+   * pool running out, say), the member is as it was.
+   * @example const chunk = stepper.prefill(member, 512);
+   */
+  prefill(member: StepperMember, maxTokens = Number.POSITIVE_INFINITY): GenerateChunk | undefined {
+    if (!member.running || !member.prefilling) throw new Error("internal: prefill of a member that has no prompt pending");
+    const count = member.sequence.prefillsInPieces ? Math.max(1, Math.min(maxTokens, member.pending.length)) : member.pending.length;
+    const piece = member.pending.slice(0, count);
+    const t0 = performance.now();
+    const logits = member.sequence.prefill(piece, member.settings.prefillChunk);
+    member.pending = member.pending.slice(count);
+    const counters = this.options.counters;
+    if (counters) {
+      counters.prefillSeconds += (performance.now() - t0) / 1000;
+      counters.promptTokens += piece.length;
+    }
+    if (member.prefilling) return undefined;
+    return this.chunkOf(member, () => member.sampler.next(logits, member.seen));
+  }
+
+  /**
+   * One decode step for every member whose prompt is in, and each one's chunk. If the pool
+   * cannot hold the step's new tokens it throws PoolExhaustedError with nothing changed.
+   * @example for (const { member, chunk } of stepper.step()) deliver(member, chunk);
+   */
+  step(): Array<{ member: StepperMember; chunk: GenerateChunk }> {
+    const batch = this.decoding;
+    if (batch.length === 0) return [];
+    const t0 = performance.now();
+    const tokens = nextTokens(
+      this.model.decoder,
+      batch.map((m) => m.sequence.seq),
+      batch.map((m) => m.seen[m.seen.length - 1]),
+      batch.map((m) => m.sampler),
+      batch.map((m) => m.seen),
+    );
+    const counters = this.options.counters;
+    if (counters) {
+      counters.decodeSeconds += (performance.now() - t0) / 1000;
+      counters.generatedTokens += batch.length;
+    }
+    return batch.map((member, b) => ({ member, chunk: this.chunkOf(member, () => tokens[b]) }));
+  }
+
+  /**
+   * Ends a member now with `reason`, giving the text it still held back; it leaves the stepper.
+   * @example const last = stepper.finish(member, "context");
+   */
+  finish(member: StepperMember, reason: FinishReason): GenerateChunk {
+    this.remove(member);
+    return { text: member.stream.flush(), tokens: [], finishReason: reason };
+  }
+
+  /** Takes a member out (a cancelled request), releasing its sequence with `releaseSequences`. */
+  remove(member: StepperMember): void {
+    const at = this.members.indexOf(member);
+    if (at < 0) return;
+    this.members.splice(at, 1);
+    member.running = false;
+    if (this.options.releaseSequences) member.sequence.dispose();
+  }
+
+  /**
+   * Takes a member out and frees its pages, keeping its sampler, text stream and tokens: once
+   * readmitted, every token it has seen is prefilled again into a fresh sequence and it goes on
+   * from there. For members whose sequence started empty (a session's holds earlier turns).
+   * @example stepper.preempt(newest); waiting.unshift(newest);
+   */
+  preempt(member: StepperMember): void {
+    const at = this.members.indexOf(member);
+    if (at < 0) return;
+    this.members.splice(at, 1);
+    member.running = false;
+    member.sequence.restart();
+    member.pending = [...member.seen];
+  }
+
+  /**
+   * The member's next token (from `choose`) and the text it adds, and why the member ends with
+   * it if it does: the stop rules, in order — no tokens asked for, EOS, a stop string,
+   * maxNewTokens, maxContext. A member that ends leaves the stepper.
+   */
+  private chunkOf(member: StepperMember, choose: () => number): GenerateChunk {
+    const chunk = this.nextChunk(member, choose);
+    if (chunk.finishReason) this.remove(member);
+    return chunk;
+  }
+
+  private nextChunk(m: StepperMember, choose: () => number): GenerateChunk {
+    const o = m.settings;
+    if (o.maxNewTokens === 0) return { text: "", tokens: [], finishReason: "length" };
+    const next = choose();
+    m.seen.push(next);
+    m.generated++;
+    if (o.stopAtEos && this.model.config.eosTokenIds.includes(next)) return { text: m.stream.flush(), tokens: [next], finishReason: "eos" };
+    const { text, stopped } = m.stream.push(next);
+    if (stopped) return { text, tokens: [next], finishReason: "stop" };
+    const finishReason: FinishReason | undefined =
+      m.generated === o.maxNewTokens ? "length" : m.sequence.length + 1 > o.maxContext ? "context" : undefined;
+    return finishReason ? { text: text + m.stream.flush(), tokens: [next], finishReason } : { text, tokens: [next] };
+  }
+}

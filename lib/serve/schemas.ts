@@ -1,0 +1,115 @@
+// JSON schemas of the OpenAI-compatible request bodies: fastify validates every request against
+// them before a handler sees it (a mismatch is a 400 naming the field). Only the fields the server
+// acts on are described; other OpenAI fields pass through unread.
+
+/** A field that may also be null (OpenAI clients send null for "not given"); one type keeps ajv's message short. */
+const nullable = (schema: Record<string, unknown>) =>
+  typeof schema.type === "string" ? { ...schema, type: [schema.type, "null"] } : { anyOf: [schema, { type: "null" }] };
+const tokenIds = { type: "array", items: { type: "integer", minimum: 0 }, minItems: 1 };
+
+/** The fields completions and chat completions share. */
+const generationFields = {
+  model: { type: "string", minLength: 1 },
+  max_tokens: nullable({ type: "integer", minimum: 0 }),
+  temperature: nullable({ type: "number", minimum: 0 }),
+  top_p: nullable({ type: "number", exclusiveMinimum: 0, maximum: 1 }),
+  // -1 (as in vLLM) and 0 both mean "all tokens".
+  top_k: nullable({ type: "integer", minimum: -1 }),
+  repetition_penalty: nullable({ type: "number", exclusiveMinimum: 0 }),
+  presence_penalty: nullable({ type: "number" }),
+  frequency_penalty: nullable({ type: "number" }),
+  seed: nullable({ type: "integer" }),
+  stop: nullable({
+    anyOf: [
+      { type: "string", minLength: 1 },
+      { type: "array", items: { type: "string", minLength: 1 }, maxItems: 16 },
+    ],
+  }),
+  n: nullable({ type: "integer", minimum: 1 }),
+  stream: nullable({ type: "boolean" }),
+  stream_options: nullable({ type: "object", properties: { include_usage: { type: "boolean" } } }),
+  top_logprobs: nullable({ type: "integer", minimum: 0 }),
+  user: { type: "string" },
+  lighttransfer: {
+    type: "object",
+    properties: { hybrid: { type: "object" }, ignore_eos: { type: "boolean" } },
+    additionalProperties: false,
+  },
+} as const;
+
+/** POST /v1/completions: a prompt as text or token ids (one prompt per request). */
+export const completionBody = {
+  type: "object",
+  required: ["model", "prompt"],
+  properties: {
+    ...generationFields,
+    prompt: {
+      anyOf: [{ type: "string" }, tokenIds, { type: "array", minItems: 1, maxItems: 1, items: { anyOf: [{ type: "string" }, tokenIds] } }],
+    },
+    echo: nullable({ type: "boolean" }),
+    logprobs: nullable({ type: "integer", minimum: 0 }),
+  },
+} as const;
+
+const messageContent = {
+  anyOf: [
+    { type: "string" },
+    {
+      type: "array",
+      items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+    },
+  ],
+};
+
+/** POST /v1/chat/completions: messages rendered with the model's chat template. */
+export const chatBody = {
+  type: "object",
+  required: ["model", "messages"],
+  properties: {
+    ...generationFields,
+    max_completion_tokens: nullable({ type: "integer", minimum: 0 }),
+    messages: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "object",
+        required: ["role", "content"],
+        properties: { role: { enum: ["system", "developer", "user", "assistant"] }, content: messageContent },
+      },
+    },
+    logprobs: nullable({ type: "boolean" }),
+  },
+} as const;
+
+/** A validated completions body (the fields read; others may be there). */
+export interface CompletionBody extends GenerationBody {
+  prompt: string | number[] | [string | number[]];
+  echo?: boolean | null;
+  logprobs?: number | null;
+}
+
+/** A validated chat completions body. */
+export interface ChatBody extends GenerationBody {
+  messages: Array<{ role: string; content: string | Array<{ type: "text"; text: string }> }>;
+  max_completion_tokens?: number | null;
+  logprobs?: boolean | null;
+}
+
+export interface GenerationBody {
+  model: string;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  repetition_penalty?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
+  n?: number | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  top_logprobs?: number | null;
+  /** The extension field: hybrid options, and generating past EOS (benchmarks that want exactly max_tokens). */
+  lighttransfer?: { hybrid?: Record<string, unknown>; ignore_eos?: boolean };
+}

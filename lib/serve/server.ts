@@ -1,0 +1,279 @@
+// The OpenAI-compatible HTTP server (fastify) over one loaded model, its requests
+// batched continuously by the scheduler. POST /v1/completions and /v1/chat/completions, whole or
+// streamed as server-sent events; GET /v1/models, /health and /metrics (Prometheus). Bad requests
+// get OpenAI error bodies with the right status; a client that goes away cancels its request.
+import { randomUUID } from "node:crypto";
+import * as path from "node:path";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import type { Model } from "../api/model";
+import { integerIn, maxTokens, optionalBoolean, optionsObject, show } from "../common/validate";
+import type { GenerateChunk } from "../generate/options";
+import { type HybridOptions, resolveHybrid } from "../hybrid/options";
+import { defaultPrefillChunk } from "../model/decoder";
+import { ServerMetrics } from "./metrics";
+import {
+  ApiError,
+  chatRequest,
+  completionRequest,
+  type GenerationRequest,
+  openAiFinishReason,
+  type RequestContext,
+  type ResponseHead,
+  responseShape,
+  usage,
+} from "./openai";
+import { QueueFullError, Scheduler, type SchedulerEvents } from "./scheduler";
+import { type ChatBody, type CompletionBody, chatBody, completionBody } from "./schemas";
+
+export interface ServerOptions {
+  /** The model's name in requests and in GET /v1/models (default: its directory's name). */
+  modelName?: string;
+  /** Requests that may wait for admission; more are answered 429 (default 256). */
+  maxQueue?: number;
+  /** Tokens per scheduler step: one per running sequence, the rest prompt pieces (default 512). */
+  stepTokens?: number;
+  /** Most sequences running at once (default 256). */
+  maxRunning?: number;
+  /** Most tokens (prompt + generated) per request (default: the model's max_position_embeddings). */
+  maxContext?: number;
+  /** Prompt tokens per prefill chunk (default 4096). */
+  prefillChunk?: number;
+  /** Generated tokens when a request gives no max_tokens (default 256). */
+  defaultMaxTokens?: number;
+  /** Hybrid options of requests that give none in `lighttransfer.hybrid` (default: mode off). */
+  hybrid?: HybridOptions;
+  /** Largest request body in bytes; larger ones are answered 413 (default 16 MiB). */
+  bodyLimit?: number;
+  /** fastify's request log on stdout (default false). */
+  logger?: boolean;
+}
+
+/**
+ * The server over `model` (what createServer, in ./index.ts, loads on first use): a fastify
+ * instance, not yet listening.
+ * @example const app = await buildServer(model, { modelName: "llama" }); await app.listen({ port: 8080 });
+ */
+export async function buildServer(model: Model, options?: ServerOptions): Promise<FastifyInstance> {
+  model.assertLive();
+  const o = optionsObject(options, "createServer: options");
+  if (o.modelName !== undefined && (typeof o.modelName !== "string" || o.modelName === ""))
+    throw new TypeError(`createServer: modelName must be a non-empty string, got ${show(o.modelName)}`);
+  const context: RequestContext = {
+    modelName: o.modelName ?? path.basename(path.resolve(model.dir)),
+    vocabSize: model.config.vocabSize,
+    layers: model.config.layers,
+    slidingWindow: model.config.slidingWindow,
+    tokenizer: model.optionalTokenizer,
+    maxContext: integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings),
+    prefillChunk: integerIn(o.prefillChunk, "createServer: prefillChunk", 1, 2 ** 20, defaultPrefillChunk),
+    defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
+    hybrid: o.hybrid,
+  };
+  if (resolveHybrid(o.hybrid, model.config.layers).mode !== "off" && model.config.slidingWindow !== null)
+    throw new Error(`createServer: hybrid modes need full-attention layers, and this model uses a sliding window; leave hybrid out`);
+  const bodyLimit = integerIn(o.bodyLimit, "createServer: bodyLimit", 1, 2 ** 31 - 1, 16 * 2 ** 20);
+  // The scheduler reports to the metrics, which read the scheduler when scraped.
+  const events: SchedulerEvents = {};
+  const scheduler = new Scheduler(
+    model,
+    {
+      maxQueue: integerIn(o.maxQueue, "createServer: maxQueue", 0, 2 ** 31 - 1, 256),
+      stepTokens: integerIn(o.stepTokens, "createServer: stepTokens", 1, 2 ** 31 - 1, 512),
+      maxRunning: integerIn(o.maxRunning, "createServer: maxRunning", 1, 2 ** 31 - 1, 256),
+    },
+    events,
+  );
+  const metrics = new ServerMetrics(scheduler, model.pool);
+  events.admitted = (seconds) => metrics.queueWait.observe(seconds);
+  events.preempted = () => metrics.preemptions.inc();
+  events.prefilled = (tokens) => metrics.promptTokens.inc(tokens);
+  const app = Fastify({
+    logger: optionalBoolean(o.logger, "createServer: logger") ?? false,
+    bodyLimit,
+    // Types as sent: "max_tokens": "5" is a 400, not 5.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
+  });
+  app.addHook("onClose", async () => scheduler.close());
+  app.setErrorHandler((error: FastifyError, _request, reply) => {
+    const api =
+      error instanceof ApiError
+        ? error
+        : error.validation
+          ? new ApiError(
+              400,
+              error.message,
+              "invalid_request_error",
+              error.validation[0]?.instancePath.replace(/^\//, "").replace(/\//g, ".") || null,
+            )
+          : error.statusCode && error.statusCode >= 400 && error.statusCode < 500
+            ? new ApiError(error.statusCode, error.message, "invalid_request_error", null, error.code ?? null)
+            : new ApiError(500, `internal error: ${error.message}`);
+    void reply.status(api.status).send(api.body);
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .status(404)
+      .send(new ApiError(404, `no route ${request.method} ${request.url}`, "invalid_request_error", null, "not_found").body);
+  });
+
+  app.get("/health", async () => ({ status: "ok" }));
+  app.get("/v1/models", async () => ({
+    object: "list",
+    data: [{ id: context.modelName, object: "model", created: 0, owned_by: "lighttransfer" }],
+  }));
+  app.get("/metrics", async (_request, reply) => {
+    void reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+  const serve = (endpoint: "completion" | "chat", toRequest: (body: never) => GenerationRequest) =>
+    async function handler(request: FastifyRequest, reply: FastifyReply) {
+      const arrived = performance.now();
+      const generation = toRequest(request.body as never);
+      const peak = scheduler.peakPages(generation.ids.length, generation.hybrid);
+      if (peak > model.pool.numPages)
+        throw new ApiError(
+          400,
+          `the prompt (${generation.ids.length} tokens) needs ${peak} KV pages while it is prefilled, and the server's pool has ${model.pool.numPages}; ` +
+            "shorten it, or use more lazy layers (lighttransfer.hybrid)",
+          "invalid_request_error",
+          "prompt",
+          "context_length_exceeded",
+        );
+      const run = new RequestRun(endpoint, generation, context.modelName, metrics, arrived);
+      return run.answer(scheduler, reply);
+    };
+  app.post(
+    "/v1/completions",
+    { schema: { body: completionBody } },
+    serve("completion", (body: CompletionBody) => completionRequest(body, context)),
+  );
+  app.post(
+    "/v1/chat/completions",
+    { schema: { body: chatBody } },
+    serve("chat", (body: ChatBody) => chatRequest(body, context)),
+  );
+  return app;
+}
+
+/** One request from submission to its last byte: whole or streamed, cancelled if its client goes away. */
+class RequestRun {
+  private readonly head: ResponseHead;
+  private readonly shape: ReturnType<typeof responseShape>;
+  private text = "";
+  private completionTokens = 0;
+  private lastTokenAt: number | undefined;
+
+  constructor(
+    private readonly endpoint: "completion" | "chat",
+    private readonly generation: GenerationRequest,
+    modelName: string,
+    private readonly metrics: ServerMetrics,
+    private readonly arrived: number,
+  ) {
+    this.head = {
+      id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`,
+      created: Math.floor(Date.now() / 1000),
+      model: modelName,
+    };
+    this.shape = responseShape(endpoint);
+  }
+
+  answer(scheduler: Scheduler, reply: FastifyReply): Promise<unknown> {
+    return this.generation.stream ? this.stream(scheduler, reply) : this.whole(scheduler, reply);
+  }
+
+  /** Timing and counts of a chunk's tokens. */
+  private count(chunk: GenerateChunk): void {
+    if (!chunk.tokens.length) return;
+    const now = performance.now();
+    if (this.lastTokenAt === undefined) this.metrics.timeToFirstToken.observe((now - this.arrived) / 1000);
+    else this.metrics.interTokenLatency.observe((now - this.lastTokenAt) / 1000);
+    this.lastTokenAt = now;
+    this.completionTokens += chunk.tokens.length;
+    this.metrics.generatedTokens.inc(chunk.tokens.length);
+  }
+
+  private outcome(outcome: string): void {
+    this.metrics.requests.inc({ endpoint: this.endpoint, outcome });
+  }
+
+  private submit(scheduler: Scheduler, onChunk: (chunk: GenerateChunk) => void, onError: (err: Error) => void) {
+    const { ids, settings, hybrid } = this.generation;
+    try {
+      return scheduler.submit({ ids, settings, hybrid, onChunk, onError });
+    } catch (err) {
+      if (err instanceof QueueFullError) {
+        this.outcome("429");
+        throw new ApiError(429, err.message, "rate_limit_error", null, "queue_full");
+      }
+      throw err;
+    }
+  }
+
+  private whole(scheduler: Scheduler, reply: FastifyReply): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const ticket = this.submit(
+        scheduler,
+        (chunk) => {
+          this.count(chunk);
+          this.text += chunk.text;
+          if (!chunk.finishReason) return;
+          this.outcome(chunk.finishReason);
+          const used = usage(this.generation.ids.length, this.completionTokens);
+          resolve(this.shape.whole(this.head, this.text, openAiFinishReason(chunk.finishReason), used));
+        },
+        (err) => {
+          this.outcome("500");
+          reject(new ApiError(500, `generation failed: ${err.message}`));
+        },
+      );
+      reply.raw.on("close", () => {
+        if (reply.raw.writableFinished) return;
+        ticket.cancel();
+        this.outcome("cancelled");
+      });
+    });
+  }
+
+  private async stream(scheduler: Scheduler, reply: FastifyReply): Promise<void> {
+    const withUsage = this.generation.includeUsage;
+    let ended = false;
+    const raw = reply.raw;
+    const send = (data: unknown) => raw.write(`data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`);
+    const finish = () => {
+      ended = true;
+      send("[DONE]");
+      raw.end();
+    };
+    const ticket = this.submit(
+      scheduler,
+      (chunk) => {
+        this.count(chunk);
+        // A chunk per token, its text possibly "" (part of a character, a token decoding to nothing),
+        // so a client can time every token; held-back text comes in a later chunk.
+        if (chunk.tokens.length || chunk.text) send(this.shape.text(this.head, chunk.text, withUsage));
+        if (!chunk.finishReason) return;
+        this.outcome(chunk.finishReason);
+        send(this.shape.end(this.head, openAiFinishReason(chunk.finishReason), withUsage));
+        if (withUsage) send(this.shape.usage(this.head, usage(this.generation.ids.length, this.completionTokens)));
+        finish();
+      },
+      (err) => {
+        this.outcome("500");
+        send(new ApiError(500, `generation failed: ${err.message}`).body);
+        finish();
+      },
+    );
+    reply.hijack();
+    raw.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    // The client learns at once that its request was accepted, before the first token.
+    raw.flushHeaders();
+    const opening = this.shape.opening(this.head, withUsage);
+    if (opening) send(opening);
+    raw.on("close", () => {
+      if (ended) return;
+      ticket.cancel();
+      this.outcome("cancelled");
+    });
+  }
+}

@@ -1,0 +1,509 @@
+// The OpenAI-compatible server on 127.0.0.1, driven by the official `openai` client and by raw
+// requests: what it answers is what the library generates for the same request, bad requests get
+// the right status and an OpenAI error body while the server stays up, concurrent streams give what
+// each gives alone, a client going away cancels its request, the scheduler interleaves a long
+// prompt with running streams and preempts when the pool runs out, and no KV page outlives a
+// request, and admission counts the pages a prefill really holds. Prompts, lengths and sampling options are drawn afresh on every run.
+import * as path from "node:path";
+import autocannon from "autocannon";
+import type { FastifyInstance } from "fastify";
+import OpenAI from "openai";
+import { createServer, type GenerateOptions, loadModel, type Model, type Prompt, type ServerOptions, type SessionOptions } from "../lib";
+import { keptFullLayers, resolveHybrid } from "../lib/hybrid/options";
+import { prefillPeakPages } from "../lib/hybrid/planner";
+import { fixtureRoot } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+const modelName = "llama-tiny";
+const eos = 1;
+let model: Model;
+
+beforeAll(async () => {
+  model = await loadModel(path.join(fixtureRoot, modelName), { device: "cpu", kvCacheBytes: 16 * 2 ** 20, pageSize: 4 });
+});
+afterAll(async () => model?.dispose());
+
+/** A running server over `on` and an openai client for it; close() stops it. */
+async function start(options: ServerOptions = {}, on: Model = model) {
+  const app: FastifyInstance = await createServer(on, { modelName, ...options });
+  const url = await app.listen({ host: "127.0.0.1", port: 0 });
+  const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+  return { app, url, client, close: () => app.close() };
+}
+
+/** Random token ids, never EOS (so a prompt does not look ended). */
+function randomIds(length: number): number[] {
+  return Array.from({ length }, () => {
+    const id = rng.int(2, 383);
+    return id === eos ? 2 : id;
+  });
+}
+
+/** What the library gives for `prompt` alone: text, tokens and finish reason. */
+async function library(prompt: Prompt, options: GenerateOptions & SessionOptions) {
+  let text = "";
+  const tokens: number[] = [];
+  let finishReason = "";
+  for await (const chunk of model.generate(prompt, options)) {
+    text += chunk.text;
+    tokens.push(...chunk.tokens);
+    finishReason = chunk.finishReason ?? finishReason;
+  }
+  return { text, tokens, finishReason };
+}
+
+const openAiReason = (reason: string) => (reason === "eos" || reason === "stop" ? "stop" : "length");
+
+/** A prompt whose greedy continuation runs `tokens` tokens without reaching EOS. */
+async function promptWithoutEos(tokens: number): Promise<number[]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const ids = randomIds(rng.int(4, 16));
+    if ((await library(ids, { maxNewTokens: tokens, temperature: 0 })).finishReason === "length") return ids;
+  }
+  throw new Error(`no prompt in 50 runs went ${tokens} greedy tokens without EOS (seed ${rng.seed})`);
+}
+
+async function post(url: string, route: string, body: unknown, headers: Record<string, string> = { "content-type": "application/json" }) {
+  const res = await fetch(`${url}${route}`, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
+  return {
+    status: res.status,
+    body: (await res.json()) as { error: { message: string; type: string; param: string | null; code: string | null } },
+  };
+}
+
+/** Polls until the pool holds no page (a cancelled request frees its pages at the scheduler's next turn). */
+async function poolEmpties(on: Model = model): Promise<void> {
+  for (let i = 0; i < 200 && on.pool.usedPages !== 0; i++) await new Promise((r) => setTimeout(r, 10));
+  expect(on.pool.usedPages).toBe(0);
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith(name))
+    .reduce((sum, line) => sum + Number(line.split(" ").pop()), 0);
+}
+
+describe(`seed ${rng.seed}`, () => {
+  test("the openai client: completions and chat, whole and streamed, give what the library generates", async () => {
+    const server = await start();
+    try {
+      const ids = randomIds(rng.int(3, 24));
+      const maxTokens = rng.int(1, 24);
+      const expected = await library(ids, { maxNewTokens: maxTokens, temperature: 0 });
+
+      const whole = await server.client.completions.create({ model: modelName, prompt: ids, max_tokens: maxTokens, temperature: 0 });
+      expect(whole.object).toBe("text_completion");
+      expect(whole.choices[0].text).toBe(expected.text);
+      expect(whole.choices[0].finish_reason).toBe(openAiReason(expected.finishReason));
+      expect(whole.usage).toEqual({
+        prompt_tokens: ids.length,
+        completion_tokens: expected.tokens.length,
+        total_tokens: ids.length + expected.tokens.length,
+      });
+
+      const stream = await server.client.completions.create({
+        model: modelName,
+        prompt: ids,
+        max_tokens: maxTokens,
+        temperature: 0,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let streamed = "";
+      let finish: string | null = null;
+      let used: OpenAI.CompletionUsage | undefined | null;
+      let tokenChunks = 0;
+      for await (const chunk of stream) {
+        if (chunk.choices.length) {
+          streamed += chunk.choices[0].text;
+          finish = chunk.choices[0].finish_reason ?? finish;
+          if (!chunk.choices[0].finish_reason) tokenChunks++;
+        } else used = chunk.usage;
+      }
+      expect(streamed).toBe(expected.text);
+      // One chunk per token (so clients can time each), then the one with the finish reason.
+      expect(tokenChunks).toBe(expected.tokens.length);
+      expect(finish).toBe(openAiReason(expected.finishReason));
+      expect(used?.completion_tokens).toBe(expected.tokens.length);
+
+      const messages = [{ role: "user" as const, content: `Say ${rng.int(0, 1000)}` }];
+      const chatExpected = await library(messages, { maxNewTokens: maxTokens, temperature: 0 });
+      const chat = await server.client.chat.completions.create({ model: modelName, messages, max_tokens: maxTokens, temperature: 0 });
+      expect(chat.choices[0].message).toMatchObject({ role: "assistant", content: chatExpected.text });
+      expect(chat.usage?.completion_tokens).toBe(chatExpected.tokens.length);
+      const chatStream = await server.client.chat.completions.create({
+        model: modelName,
+        messages,
+        max_completion_tokens: maxTokens,
+        temperature: 0,
+        stream: true,
+      });
+      let chatText = "";
+      const roles: string[] = [];
+      for await (const chunk of chatStream) {
+        expect(chunk.usage).toBeUndefined();
+        const delta = chunk.choices[0]?.delta;
+        if (delta?.role) roles.push(delta.role);
+        chatText += delta?.content ?? "";
+      }
+      expect(roles).toEqual(["assistant"]);
+      expect(chatText).toBe(chatExpected.text);
+
+      const listed = await server.client.models.list();
+      expect(listed.data.map((m) => m.id)).toEqual([modelName]);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("stop strings end the text before them, streamed and not, with finish_reason stop", async () => {
+    const server = await start();
+    try {
+      const ids = await promptWithoutEos(24);
+      const { text } = await library(ids, { maxNewTokens: 24, temperature: 0 });
+      // A stop string taken from inside the continuation, so it is met.
+      const at = rng.int(1, text.length - 3);
+      const stop = text.slice(at, at + rng.int(1, 2));
+      const expected = await library(ids, { maxNewTokens: 24, temperature: 0, stop: [stop] });
+      expect(expected.finishReason).toBe("stop");
+      const whole = await server.client.completions.create({ model: modelName, prompt: ids, max_tokens: 24, temperature: 0, stop });
+      expect(whole.choices[0]).toMatchObject({ text: expected.text, finish_reason: "stop" });
+      expect(whole.choices[0].text).not.toContain(stop);
+      const stream = await server.client.completions.create({
+        model: modelName,
+        prompt: ids,
+        max_tokens: 24,
+        temperature: 0,
+        stop: [stop, "never-generated-\u2603"],
+        stream: true,
+      });
+      let streamed = "";
+      for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? "";
+      expect(streamed).toBe(expected.text);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("a client that aborts mid-stream cancels its request: its pages come back and the server goes on", async () => {
+    const server = await start();
+    try {
+      const ids = await promptWithoutEos(40);
+      const controller = new AbortController();
+      const stream = await server.client.completions.create(
+        { model: modelName, prompt: ids, max_tokens: 4000, temperature: 0, stream: true, lighttransfer: { ignore_eos: true } } as never,
+        { signal: controller.signal },
+      );
+      let chunks = 0;
+      try {
+        for await (const _ of stream as unknown as AsyncIterable<unknown>) if (++chunks === 3) controller.abort();
+      } catch (err) {
+        expect((err as Error).name).toMatch(/Abort/);
+      }
+      expect(chunks).toBe(3);
+      await poolEmpties();
+      expect(await metric(server.url, 'lighttransfer_requests_total{endpoint="completion",outcome="cancelled"}')).toBe(1);
+      expect(await metric(server.url, "lighttransfer_running_sequences")).toBe(0);
+      const after = await server.client.completions.create({ model: modelName, prompt: ids, max_tokens: 2, temperature: 0 });
+      expect(after.choices[0].finish_reason).toBeDefined();
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("malformed requests get their status and an OpenAI error body, and the server stays up", async () => {
+    const server = await start({ bodyLimit: 64 * 1024, maxContext: 64 });
+    try {
+      const ok = { model: modelName, prompt: "Hello", max_tokens: 2 };
+      const cases: Array<{ name: string; route?: string; body: unknown; status: number; message: RegExp; param?: string | null }> = [
+        { name: "bad JSON", body: '{"model": "llama-tiny", "prompt": ', status: 400, message: /JSON/ },
+        { name: "a string max_tokens", body: { ...ok, max_tokens: "5" }, status: 400, message: /max_tokens/, param: "max_tokens" },
+        { name: "negative max_tokens", body: { ...ok, max_tokens: -rng.int(1, 100) }, status: 400, message: /max_tokens must be >= 0/ },
+        { name: "a string temperature", body: { ...ok, temperature: "hot" }, status: 400, message: /temperature/ },
+        { name: "top_p above 1", body: { ...ok, top_p: 1.5 }, status: 400, message: /top_p/ },
+        { name: "an object prompt", body: { ...ok, prompt: { text: "hi" } }, status: 400, message: /prompt/ },
+        { name: "no prompt", body: { model: modelName }, status: 400, message: /prompt/ },
+        { name: "token ids beyond the vocabulary", body: { ...ok, prompt: [5, 384] }, status: 400, message: /384/, param: "prompt" },
+        { name: "a prompt beyond maxContext", body: { ...ok, prompt: randomIds(65) }, status: 400, message: /maxContext 64/ },
+        { name: "unknown model", body: { ...ok, model: "gpt-4" }, status: 404, message: /gpt-4/, param: "model" },
+        { name: "logprobs", body: { ...ok, logprobs: 2 }, status: 400, message: /logprobs is not supported yet/, param: "logprobs" },
+        { name: "n > 1", body: { ...ok, n: 2 }, status: 400, message: /n is not supported/ },
+        {
+          name: "a bad hybrid option",
+          body: { ...ok, lighttransfer: { hybrid: { mode: "sometimes" } } },
+          status: 400,
+          message: /hybrid.mode/,
+          param: "lighttransfer.hybrid",
+        },
+        {
+          name: "chat messages not an array",
+          route: "/v1/chat/completions",
+          body: { model: modelName, messages: "hi" },
+          status: 400,
+          message: /messages/,
+        },
+        {
+          name: "a chat message without content",
+          route: "/v1/chat/completions",
+          body: { model: modelName, messages: [{ role: "user" }] },
+          status: 400,
+          message: /content/,
+        },
+        { name: "an oversized body", body: { ...ok, prompt: "x".repeat(80 * 1024) }, status: 413, message: /too large/i },
+        { name: "an unknown route", route: "/v1/embeddings", body: ok, status: 404, message: /no route/ },
+      ];
+      for (const c of cases) {
+        const res = await post(server.url, c.route ?? "/v1/completions", c.body);
+        const summary = `${c.name}: ${res.status} ${JSON.stringify(res.body)}`;
+        expect(summary).toMatch(new RegExp(`^${c.name}: ${c.status} `));
+        expect(res.body.error.message).toMatch(c.message);
+        expect(typeof res.body.error.type).toBe("string");
+        if (c.param !== undefined) expect(res.body.error.param).toBe(c.param);
+        expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      }
+      const wrongType = await post(server.url, "/v1/completions", "prompt=hi", { "content-type": "application/x-www-form-urlencoded" });
+      expect(wrongType.status).toBe(415);
+      // The same server still answers a good request.
+      const good = await server.client.completions.create({ model: modelName, prompt: "Hello", max_tokens: 2, temperature: 0 });
+      expect(good.usage?.completion_tokens).toBeGreaterThan(0);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("32 concurrent streams all complete, each as it does alone, and leave no KV page in use", async () => {
+    const server = await start();
+    try {
+      const requests = Array.from({ length: 32 }, (_, i) => {
+        const sampled = i % 4 === 3;
+        return {
+          model: modelName,
+          prompt: randomIds(rng.int(2, 40)),
+          max_tokens: rng.int(1, 24),
+          ...(sampled
+            ? { temperature: 0.5 + rng.next(), top_p: 0.5 + rng.next() / 2, top_k: rng.int(0, 50), seed: rng.int(0, 2 ** 31) }
+            : { temperature: 0 }),
+        };
+      });
+      const run = async (request: (typeof requests)[number]) => {
+        const stream = await server.client.completions.create({
+          ...request,
+          stream: true,
+          stream_options: { include_usage: true },
+        } as never);
+        let text = "";
+        let finish: string | null = null;
+        let tokens = -1;
+        for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>) {
+          if (chunk.choices.length) {
+            text += chunk.choices[0].text;
+            finish = chunk.choices[0].finish_reason ?? finish;
+          } else tokens = chunk.usage!.completion_tokens;
+        }
+        return { text, finish, tokens };
+      };
+      // The batch as /metrics sees it while the streams run: more than one sequence at a time.
+      let mostRunning = 0;
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) mostRunning = Math.max(mostRunning, await metric(server.url, "lighttransfer_running_sequences"));
+      })();
+      const together = await Promise.all(requests.map(run)).finally(() => (watching = false));
+      await watcher;
+      await poolEmpties();
+      const alone: Array<Awaited<ReturnType<typeof run>>> = [];
+      for (const request of requests) alone.push(await run(request));
+      together.forEach((got, i) => expect({ i, ...got }).toEqual({ i, ...alone[i] }));
+      for (const got of together) expect(got.finish).not.toBeNull();
+      expect(mostRunning).toBeGreaterThan(1);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("a long prompt is prefilled in pieces between the decode steps of a running stream, and gives what one prefill gives", async () => {
+    const stepTokens = 8;
+    const server = await start({ stepTokens });
+    try {
+      const runningIds = await promptWithoutEos(8);
+      const longIds = randomIds(rng.int(120, 200));
+      const alone = await library(longIds, { maxNewTokens: 3, temperature: 0 });
+      const controller = new AbortController();
+      // The running stream goes on (past EOS) until the long prompt's answer is in.
+      const running = await server.client.completions.create(
+        {
+          model: modelName,
+          prompt: runningIds,
+          max_tokens: 3000,
+          temperature: 0,
+          stream: true,
+          lighttransfer: { ignore_eos: true },
+        } as never,
+        { signal: controller.signal },
+      );
+      let runningChunks = 0;
+      let long: Promise<{ text: string; start: number; end: number }> | undefined;
+      const sendLong = async () => {
+        const stream = await server.client.completions.create({
+          model: modelName,
+          prompt: longIds,
+          max_tokens: 3,
+          temperature: 0,
+          stream: true,
+        });
+        const start = runningChunks;
+        let end = -1;
+        let text = "";
+        for await (const chunk of stream) {
+          if (end < 0) end = runningChunks;
+          text += chunk.choices[0]?.text ?? "";
+        }
+        controller.abort();
+        return { text, start, end };
+      };
+      try {
+        for await (const _ of running as unknown as AsyncIterable<unknown>) if (++runningChunks === 2) long = sendLong();
+      } catch (err) {
+        expect((err as Error).name).toMatch(/Abort/);
+      }
+      const got = await long!;
+      expect(got.text).toBe(alone.text);
+      // Each step prefills at most stepTokens - 1 prompt tokens beside the running stream's token,
+      // so the running stream gets a token (a chunk) for every piece of the long prompt but the
+      // one that completes it; prefilled at once, the long prompt would let through none.
+      const pieces = Math.ceil(longIds.length / (stepTokens - 1));
+      expect(got.end - got.start).toBeGreaterThanOrEqual(pieces - 2);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("per-request hybrid options (the lighttransfer field) give what a hybrid session gives", async () => {
+    const server = await start();
+    try {
+      const ids = randomIds(rng.int(30, 60));
+      const hybrid = { mode: "auto" as const, fullLayers: 1, sink: 2, window: rng.int(6, 12) };
+      const expected = await library(ids, { maxNewTokens: 12, temperature: 0, hybrid });
+      const got = await server.client.completions.create({
+        model: modelName,
+        prompt: ids,
+        max_tokens: 12,
+        temperature: 0,
+        lighttransfer: { hybrid },
+      } as never);
+      expect((got as unknown as OpenAI.Completion).choices[0].text).toBe(expected.text);
+      expect(await metric(server.url, "lighttransfer_prompt_tokens_total")).toBe(ids.length);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("admission's page count is what a prefill really holds at its peak, full and hybrid", async () => {
+    for (let round = 0; round < 12; round++) {
+      const ids = randomIds(rng.int(1, 90));
+      const options =
+        rng.next() < 0.25
+          ? { mode: "off" as const }
+          : { mode: "auto" as const, fullLayers: rng.int(0, 2), sink: rng.int(0, 3), window: rng.int(4, 20) };
+      const hybrid = resolveHybrid(options, model.config.layers);
+      expect(model.pool.usedPages).toBe(0);
+      model.pool.resetHighWater();
+      const session = model.createSession({ hybrid: options });
+      try {
+        for await (const _ of session.generate(ids, { maxNewTokens: 0 }));
+      } finally {
+        session.dispose();
+      }
+      const planned = prefillPeakPages(model.config, ids.length, {
+        ...hybrid,
+        fullLayers: keptFullLayers(hybrid, model.config.layers),
+        pageSize: 4,
+      });
+      expect({ options, tokens: ids.length, peak: model.pool.highWaterPages }).toEqual({ options, tokens: ids.length, peak: planned });
+    }
+  });
+
+  test("when the pool runs out, running sequences are preempted and resumed: none is lost and none fails", async () => {
+    // 3 layers of 4-token pages of 64 f32 values (K and V): 2 KiB a page; 60 pages hold about
+    // two of these requests at their full length, and a prompt's peak is 15 pages, so admission
+    // lets more in than can finish together.
+    const small = await loadModel(path.join(fixtureRoot, modelName), { device: "cpu", kvCacheBytes: 60 * 2048, pageSize: 4 });
+    const server = await start({}, small);
+    try {
+      const requests = Array.from({ length: 6 }, () => ({ prompt: randomIds(rng.int(16, 20)), max_tokens: rng.int(50, 60) }));
+      const results = await Promise.all(
+        requests.map((r) =>
+          server.client.completions.create({ model: modelName, ...r, temperature: 0, lighttransfer: { ignore_eos: true } } as never),
+        ),
+      );
+      for (const [i, res] of results.entries()) {
+        const completion = res as unknown as OpenAI.Completion;
+        expect(completion.usage?.completion_tokens).toBe(requests[i].max_tokens);
+        expect(completion.choices[0].finish_reason).toBe("length");
+        // A preempted sequence re-prefills its tokens and goes on as if nothing happened.
+        const alone = await library(requests[i].prompt, { maxNewTokens: requests[i].max_tokens, temperature: 0, stopAtEos: false });
+        expect(completion.choices[0].text).toBe(alone.text);
+      }
+      expect(await metric(server.url, "lighttransfer_preemptions_total")).toBeGreaterThan(0);
+      expect(small.pool.usedPages).toBe(0);
+    } finally {
+      await server.close();
+      await small.dispose();
+    }
+  });
+
+  test("a full queue answers 429 with an OpenAI error body; the others complete", async () => {
+    const server = await start({ maxQueue: 2, maxRunning: 1 });
+    try {
+      const responses = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          post(server.url, "/v1/completions", { model: modelName, prompt: randomIds(4), max_tokens: 8, temperature: 0 }),
+        ),
+      );
+      const statuses = responses.map((r) => r.status);
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+      expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(3);
+      expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+      for (const r of responses.filter((x) => x.status === 429))
+        expect(r.body.error).toMatchObject({ type: "rate_limit_error", code: "queue_full" });
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
+  test("load on loopback (autocannon, a few seconds): no errors, every response 200; requests/s and latency reported", async () => {
+    const server = await start();
+    try {
+      const result = await autocannon({
+        url: `${server.url}/v1/completions`,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: modelName, prompt: randomIds(rng.int(4, 16)), max_tokens: 4, temperature: 0 }),
+        connections: 8,
+        duration: 3,
+      });
+      console.log(
+        `serve load: ${result.requests.average.toFixed(1)} requests/s, latency p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, ` +
+          `${result.requests.total} requests, ${result.errors} errors, ${result.non2xx} non-2xx`,
+      );
+      expect(result.errors).toBe(0);
+      expect(result.timeouts).toBe(0);
+      expect(result.non2xx).toBe(0);
+      expect(result.requests.total).toBeGreaterThan(0);
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+});
