@@ -15,6 +15,7 @@ export { Tokenizer } from "./checkpoint/tokenizer";
 export type { LoadProgress } from "./checkpoint/weights";
 export type { RingShape, StreamingShape } from "./common/geometry";
 export { defaultPageSize, streamingDefaults } from "./common/geometry";
+export type { TokenLogprob, TopLogprob } from "./generate/logprobs";
 export type { FinishReason, GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "./generate/options";
 export type { Prompt } from "./generate/prompt";
 export type { SamplingOptions } from "./generate/sampling";

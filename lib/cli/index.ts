@@ -50,6 +50,11 @@ program
     new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
   )
   .option("--stats", "print throughput, KV-cache and hybrid statistics at the end")
+  .option(
+    "--logprobs <k>",
+    "write each token's log-probability and its k most likely alternatives to stderr, a JSON line per token",
+    number("int"),
+  )
   .action(async (o) => {
     if (o.prompt === undefined && o.ids === undefined) throw new Error("generate needs a prompt: --prompt <text> or --ids <ids>");
     if (o.chat && o.ids) throw new Error("--chat wraps a text prompt; --ids are given to the model as they are");
@@ -68,8 +73,10 @@ program
         repetitionPenalty: o.repetitionPenalty,
         seed: o.seed,
         stop: o.stop,
+        logprobs: o.logprobs,
         signal,
       })) {
+        for (const entry of chunk.logprobs ?? []) process.stderr.write(`${JSON.stringify(entry)}\n`);
         if (model.hasTokenizer) process.stdout.write(chunk.text);
         else if (chunk.tokens.length) process.stdout.write(`${first ? "" : ","}${chunk.tokens.join(",")}`);
         first &&= chunk.tokens.length === 0;

@@ -5,10 +5,11 @@
 import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import type { Decoder } from "../model/decoder";
+import { describeLogprobs, type LogprobIds, rowLogprobs } from "./logprobs";
 import type { FinishReason, GenerateChunk, GenerateSettings } from "./options";
 import { Sampler } from "./sampling";
 import type { GenerationSequence } from "./sequence";
-import { nextTokens } from "./step";
+import { nextTokens, nextTokensWithLogprobs } from "./step";
 import { TextStream } from "./text-stream";
 
 /** What generation needs of a loaded model (lib/api's Model has it). */
@@ -60,8 +61,10 @@ interface Running {
   generated: number;
   /** The prefill's logits, from which the first token is chosen ... */
   logits: Float32Array;
-  /** ... and the next token once a decode step has chosen it. */
+  /** ... and the next token once a decode step has chosen it, ... */
   chosen?: number;
+  /** ... with its logprobs when they were asked for. */
+  chosenLogprobs?: LogprobIds;
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -113,7 +116,7 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
     for (;;) {
       const going: Running[] = [];
       for (const r of running) {
-        const chunk = nextChunk(r, o, eos);
+        const chunk = nextChunk(r, o, eos, model.optionalTokenizer);
         yield { index: r.index, chunk };
         if (!chunk.finishReason) going.push(r);
         else if (o.releaseSequences) r.sequence.dispose();
@@ -126,14 +129,18 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       const t0 = performance.now();
       const seqs = running.map((r) => r.sequence.seq);
       const last = running.map((r) => r.seen[r.seen.length - 1]);
-      const tokens = nextTokens(
-        model.decoder,
-        seqs,
-        last,
-        running.map((r) => r.sampler),
-        running.map((r) => r.seen),
-      );
-      running.forEach((r, b) => (r.chosen = tokens[b]));
+      const samplers = running.map((r) => r.sampler);
+      const seen = running.map((r) => r.seen);
+      if (o.logprobs === undefined) {
+        const tokens = nextTokens(model.decoder, seqs, last, samplers, seen);
+        running.forEach((r, b) => (r.chosen = tokens[b]));
+      } else {
+        const { tokens, logprobs } = nextTokensWithLogprobs(model.decoder, seqs, last, samplers, seen, o.logprobs);
+        running.forEach((r, b) => {
+          r.chosen = tokens[b];
+          r.chosenLogprobs = logprobs[b];
+        });
+      }
       if (o.counters) {
         o.counters.decodeSeconds += (performance.now() - t0) / 1000;
         o.counters.generatedTokens += running.length;
@@ -145,18 +152,27 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
 }
 
 /**
- * Sequence r's next token and the text it adds, and why the sequence ends with it if it does:
- * the stop rules, in order — no tokens asked for, EOS, a stop string, maxNewTokens, maxContext.
+ * Sequence r's next token and the text it adds (with its logprobs if asked for), and why the
+ * sequence ends with it if it does: the stop rules, in order — no tokens asked for, EOS, a stop
+ * string, maxNewTokens, maxContext.
  */
-function nextChunk(r: Running, o: LoopOptions, eos: ReadonlySet<number>): GenerateChunk {
+function nextChunk(r: Running, o: LoopOptions, eos: ReadonlySet<number>, tokenizer: Tokenizer | undefined): GenerateChunk {
   if (o.maxNewTokens === 0) return { text: "", tokens: [], finishReason: "length" };
   const next = r.chosen ?? r.sampler.next(r.logits, r.seen);
+  const logprobs =
+    o.logprobs === undefined ? undefined : [describeLogprobs(r.chosenLogprobs ?? rowLogprobs(r.logits, next, o.logprobs), tokenizer)];
+  const chunk = (text: string, finishReason?: FinishReason): GenerateChunk => ({
+    text,
+    tokens: [next],
+    ...(finishReason && { finishReason }),
+    ...(logprobs && { logprobs }),
+  });
   r.seen.push(next);
   r.generated++;
-  if (eos.has(next)) return { text: r.stream.flush(), tokens: [next], finishReason: "eos" };
+  if (eos.has(next)) return chunk(r.stream.flush(), "eos");
   const { text, stopped } = r.stream.push(next);
-  if (stopped) return { text, tokens: [next], finishReason: "stop" };
+  if (stopped) return chunk(text, "stop");
   const finishReason: FinishReason | undefined =
     r.generated === o.maxNewTokens ? "length" : r.sequence.length + 1 > o.maxContext ? "context" : undefined;
-  return finishReason ? { text: text + r.stream.flush(), tokens: [next], finishReason } : { text, tokens: [next] };
+  return finishReason ? chunk(text + r.stream.flush(), finishReason) : chunk(text);
 }
