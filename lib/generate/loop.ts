@@ -159,20 +159,19 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
 function nextChunk(r: Running, o: LoopOptions, eos: ReadonlySet<number>, tokenizer: Tokenizer | undefined): GenerateChunk {
   if (o.maxNewTokens === 0) return { text: "", tokens: [], finishReason: "length" };
   const next = r.chosen ?? r.sampler.next(r.logits, r.seen);
-  const logprobs =
-    o.logprobs === undefined ? undefined : [describeLogprobs(r.chosenLogprobs ?? rowLogprobs(r.logits, next, o.logprobs), tokenizer)];
-  const chunk = (text: string, finishReason?: FinishReason): GenerateChunk => ({
-    text,
-    tokens: [next],
-    ...(finishReason && { finishReason }),
-    ...(logprobs && { logprobs }),
-  });
+  const chunk = chunkFor(r, o, eos, next);
+  if (o.logprobs !== undefined) chunk.logprobs = [describeLogprobs(r.chosenLogprobs ?? rowLogprobs(r.logits, next, o.logprobs), tokenizer)];
+  return chunk;
+}
+
+/** The chunk of token `next`, appended to r's tokens, after the stop rules. */
+function chunkFor(r: Running, o: LoopOptions, eos: ReadonlySet<number>, next: number): GenerateChunk {
   r.seen.push(next);
   r.generated++;
-  if (eos.has(next)) return chunk(r.stream.flush(), "eos");
+  if (eos.has(next)) return { text: r.stream.flush(), tokens: [next], finishReason: "eos" };
   const { text, stopped } = r.stream.push(next);
-  if (stopped) return chunk(text, "stop");
+  if (stopped) return { text, tokens: [next], finishReason: "stop" };
   const finishReason: FinishReason | undefined =
     r.generated === o.maxNewTokens ? "length" : r.sequence.length + 1 > o.maxContext ? "context" : undefined;
-  return finishReason ? chunk(text + r.stream.flush(), finishReason) : chunk(text);
+  return finishReason ? { text: text + r.stream.flush(), tokens: [next], finishReason } : { text, tokens: [next] };
 }
