@@ -1,7 +1,7 @@
 // The layers of lib/, lowest first. A module may import from its own layer and the layers below
 // it, never from one above; no import cycles, type-only imports included. Checked in CI
 // (`npm run lint:deps`); the layer order is drawn in docs/architecture.md.
-const layers = ["common", "runtime", "kernels", "checkpoint", "cache", "model", "hybrid", "generate", "api", "serve", "cli"];
+const layers = ["common", "runtime", "kernels", "checkpoint", "cache", "model", "hybrid", "generate", "api", "eval", "serve", "cli"];
 
 const upward = layers.slice(0, -1).map((layer, i) => ({
   name: `no-upward-from-${layer}`,

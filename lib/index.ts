@@ -15,6 +15,26 @@ export { Tokenizer } from "./checkpoint/tokenizer";
 export type { LoadProgress } from "./checkpoint/weights";
 export type { RingShape, StreamingShape } from "./common/geometry";
 export { defaultPageSize, streamingDefaults } from "./common/geometry";
+export type { EvalSettings } from "./eval/config";
+export { defaultEvalSettings, readEvalSettings, resolveEvalConfig } from "./eval/config";
+export type { Corpus } from "./eval/corpus";
+export { brownCorpus } from "./eval/corpus";
+export type {
+  AccuracyCell,
+  EvalConfig,
+  EvalProgress,
+  EvalReport,
+  PerplexityResult,
+  RunEvalOptions,
+  SampleResult,
+} from "./eval/harness";
+export { accuracyCells, heldOutWindow, runEval } from "./eval/harness";
+export type { EvalMode, ModeKind } from "./eval/modes";
+export { evalModes } from "./eval/modes";
+export { accuracyVsContextSvg, accuracyVsFractionSvg, markdownReport } from "./eval/report";
+export type { SampleSpec, TaskName, TaskSample } from "./eval/tasks";
+export { isCorrect, makeSample, taskNames } from "./eval/tasks";
+export type { TokenLogprob, TopLogprob } from "./generate/logprobs";
 export type { FinishReason, GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "./generate/options";
 export type { Prompt } from "./generate/prompt";
 export type { SamplingOptions } from "./generate/sampling";

@@ -101,3 +101,19 @@ test.each([
   expect(out.stderr).toMatch(message);
   expect(out.stdout).toBe("");
 });
+
+test("--logprobs writes one JSON line per generated token to stderr, as the library gives them", async () => {
+  const ids = randomPrompt();
+  const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "4", "--logprobs", "3");
+  expect(out.status).toBe(0);
+  const lines = out.stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l));
+  const [expected] = await model.generateBatch([ids], { maxNewTokens: 4, logprobs: 3 });
+  expect(lines.map((l) => l.id)).toEqual(expected.tokens);
+  lines.forEach((l, i) => {
+    expect(l.logprob).toBeCloseTo(expected.logprobs![i].logprob, 5);
+    expect(l.top_logprobs.map((t: { id: number }) => t.id)).toEqual(expected.logprobs![i].top_logprobs.map((t) => t.id));
+  });
+});

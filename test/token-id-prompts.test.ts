@@ -151,9 +151,10 @@ describe("without a tokenizer", () => {
     }
   });
 
-  test("an EOS id from config.json ends a generation without a tokenizer", async () => {
+  test("an EOS id from config.json ends a generation without a tokenizer (no generation_config.json)", async () => {
     const dir = copyFixture("llama-tiny");
     dirs.push(dir);
+    fs.rmSync(path.join(dir, "generation_config.json"));
     const c = reference.cases[0];
     const eos = c.greedy[2];
     const config = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));

@@ -173,7 +173,12 @@ export async function generateBatch(
     for (const s of sequences) s.dispose();
     throw err;
   }
-  const results: GenerateResult[] = encoded.map(() => ({ text: "", tokens: [], finishReason: "length" }));
+  const results: GenerateResult[] = encoded.map(() => ({
+    text: "",
+    tokens: [],
+    finishReason: "length",
+    ...(settings.logprobs !== undefined && { logprobs: [] }),
+  }));
   const owner = { name: "model" as const, isLive: () => !model.isDisposed };
   const loop = generationLoop(
     model,
@@ -184,6 +189,7 @@ export async function generateBatch(
     const result = results[index];
     result.text += chunk.text;
     result.tokens.push(...chunk.tokens);
+    if (chunk.logprobs) result.logprobs?.push(...chunk.logprobs);
     if (chunk.finishReason) {
       result.finishReason = chunk.finishReason;
       result.hybrid = sequences[index].hybridState;

@@ -30,6 +30,7 @@ export interface ModelConfig {
   /** Mistral's sliding window (every layer attends to the last `slidingWindow` tokens), or null. */
   slidingWindow: number | null;
   bosTokenId: number | null;
+  /** The ids that end generation: generation_config.json's eos_token_id where it has one (as transformers' generate), else config.json's. */
   eosTokenIds: number[];
   /** The checkpoint's declared dtype (torch_dtype / dtype), if any. */
   dtype: string | null;
@@ -60,22 +61,41 @@ export const configLimits = {
 } as const;
 
 /**
- * Reads and checks `dir/config.json`.
+ * Reads and checks `dir/config.json`, and the EOS ids of `dir/generation_config.json` if it has any
+ * (Llama 3 Instruct lists several there: <|end_of_text|>, <|eom_id|>, <|eot_id|>).
  * @example const config = readConfig("./Llama-3.1-8B-Instruct"); // config.layers === 32
  */
 export function readConfig(dir: string): ModelConfig {
   const file = path.join(dir, "config.json");
+  const config = parseConfig(readJsonObject(file, "not found: is this a Hugging Face model directory?") as Record<string, unknown>, file);
+  const generationFile = path.join(dir, "generation_config.json");
+  const generation = readJsonObject(generationFile);
+  if (generation?.eos_token_id != null) config.eosTokenIds = eosIds(generation.eos_token_id, config.vocabSize, generationFile);
+  return config;
+}
+
+/** A JSON object file, or undefined if the file is absent and `missing` (the error then) is not given. */
+function readJsonObject(file: string, missing?: string): Record<string, unknown> | undefined {
   let raw: unknown;
   try {
     raw = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError(
-      file,
-      e.code === "ENOENT" ? "not found: is this a Hugging Face model directory?" : `cannot be read as JSON (${e.message})`,
-    );
+    if (e.code === "ENOENT" && missing === undefined) return undefined;
+    throw new ConfigError(file, e.code === "ENOENT" ? (missing as string) : `cannot be read as JSON (${e.message})`);
   }
-  return parseConfig(raw as Record<string, unknown>, file);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new ConfigError(file, `must hold a JSON object, got ${show(raw)}`);
+  return raw as Record<string, unknown>;
+}
+
+/** eos_token_id (one id or a list of them), each a token id of the vocabulary. */
+function eosIds(value: unknown, vocabSize: number, file: string): number[] {
+  const ids = Array.isArray(value) ? value : [value];
+  for (const id of ids)
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize)
+      throw new ConfigError(file, `'eos_token_id' must be a token id in [0, ${vocabSize - 1}], got ${show(id)} (one id or a list of them)`);
+  return ids as number[];
 }
 
 /** A value as an error message shows it (JSON, except for numbers JSON cannot spell). */
@@ -150,8 +170,7 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
       fail(`'${key}' must be a token id in [0, ${vocabSize - 1}], got ${show(v)}`);
     return v as number;
   };
-  const eos = raw.eos_token_id;
-  const eosTokenIds = eos == null ? [] : (Array.isArray(eos) ? eos : [eos]).map((id) => tokenId("eos_token_id", id));
+  const eosTokenIds = raw.eos_token_id == null ? [] : eosIds(raw.eos_token_id, vocabSize, file);
   const flag = (key: string): boolean => {
     const v = raw[key] ?? false;
     if (typeof v !== "boolean") fail(`'${key}' must be true or false, got ${show(v)}`);

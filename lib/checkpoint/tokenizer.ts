@@ -32,6 +32,18 @@ function readJson(file: string, what: string): Record<string, unknown> {
 }
 
 /**
+ * Byte-level BPE spells byte b as a printable character: itself for the printable Latin-1 bytes,
+ * else U+0100 onwards in byte order (GPT-2's table). Character → byte.
+ */
+const byteOfStandIn: ReadonlyMap<string, number> = (() => {
+  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+  const map = new Map<string, number>();
+  let next = 256;
+  for (let b = 0; b < 256; b++) map.set(String.fromCharCode(printable(b) ? b : next++), b);
+  return map;
+})();
+
+/**
  * A model's tokenizer.
  * @example
  * const tok = Tokenizer.fromDirectory("./Llama-3.1-8B-Instruct");
@@ -43,11 +55,14 @@ export class Tokenizer {
   readonly eosToken?: string;
   private readonly hf: HfTokenizer;
   private readonly template?: Template;
+  /** Whether tokens are spelled in byte-level BPE's printable stand-ins for bytes (GPT-2, Llama 3, Qwen2). */
+  private readonly byteLevel: boolean;
 
   private constructor(json: Record<string, unknown>, config: Record<string, unknown>) {
     this.hf = new HfTokenizer(json, config);
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
+    this.byteLevel = JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
     const chat = config.chat_template;
     // A list of named templates is allowed; the "default" one is the chat template.
     const source = Array.isArray(chat)
@@ -87,6 +102,23 @@ export class Tokenizer {
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     checkTokenIds(ids, 2 ** 31, "decode: ids");
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  /**
+   * The bytes token `id` stands for, which its decoded text cannot always show (a token may hold
+   * part of a UTF-8 character): byte-level tokens mapped back to bytes, SentencePiece byte tokens
+   * (<0x0A>) as their byte, any other token as the UTF-8 of its text. Empty for an id beyond the
+   * tokenizer's vocabulary.
+   * @example Buffer.from(tok.tokenBytes(tok.encode(" hello", { addSpecialTokens: false })[0])).toString() // " hello"
+   */
+  tokenBytes(id: number): number[] {
+    checkTokenIds([id], 2 ** 31, "tokenBytes: id");
+    const piece = this.hf.id_to_token(id);
+    if (piece === undefined || piece === null) return [];
+    const byteToken = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+    if (byteToken) return [Number.parseInt(byteToken[1], 16)];
+    if (this.byteLevel && [...piece].every((c) => byteOfStandIn.has(c))) return [...piece].map((c) => byteOfStandIn.get(c)!);
+    return [...Buffer.from(this.hf.decode([id], { skip_special_tokens: false }), "utf8")];
   }
 
   tokenId(token: string): number | undefined {

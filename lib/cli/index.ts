@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// The `lighttransfer` command: generate text, serve a model over HTTP, plan memory, inspect and calibrate layers, list devices.
+// The `lighttransfer` command: generate text, serve a model over HTTP, plan memory, inspect and
+// calibrate lazy layers, evaluate quality, list devices.
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { calibrate, layerFileOptions, readLayerFile } from "../api/calibrate";
@@ -10,7 +12,20 @@ import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry
 import { heatmapSvg } from "../hybrid/heatmap";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import { planMemory } from "../hybrid/planner";
-import { createServer, cudaStatus, devices, loadModel, type Model } from "../index";
+import {
+  accuracyVsContextSvg,
+  accuracyVsFractionSvg,
+  createServer,
+  cudaStatus,
+  devices,
+  type EvalSettings,
+  loadModel,
+  type Model,
+  markdownReport,
+  readEvalSettings,
+  resolveEvalConfig,
+  runEval,
+} from "../index";
 import type { DeviceName } from "../runtime/tensor";
 
 function number(kind: "int" | "float") {
@@ -50,6 +65,11 @@ program
     new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
   )
   .option("--stats", "print throughput, KV-cache and hybrid statistics at the end")
+  .option(
+    "--logprobs <k>",
+    "write each token's log-probability and its k most likely alternatives to stderr, a JSON line per token",
+    number("int"),
+  )
   .action(async (o) => {
     if (o.prompt === undefined && o.ids === undefined) throw new Error("generate needs a prompt: --prompt <text> or --ids <ids>");
     if (o.chat && o.ids) throw new Error("--chat wraps a text prompt; --ids are given to the model as they are");
@@ -68,8 +88,10 @@ program
         repetitionPenalty: o.repetitionPenalty,
         seed: o.seed,
         stop: o.stop,
+        logprobs: o.logprobs,
         signal,
       })) {
+        for (const entry of chunk.logprobs ?? []) process.stderr.write(`${JSON.stringify(entry)}\n`);
         if (model.hasTokenizer) process.stdout.write(chunk.text);
         else if (chunk.tokens.length) process.stdout.write(`${first ? "" : ","}${chunk.tokens.join(",")}`);
         first &&= chunk.tokens.length === 0;
@@ -373,6 +395,79 @@ withRatioOptions(program.command("calibrate"))
       }).finally(() => bar.stop());
       fs.writeFileSync(o.out, `${JSON.stringify(file, null, 2)}\n`);
       console.log(`lazy layers ${file.lazyLayers.join(", ")} (from ${file.prompts} prompts) written to ${o.out}`);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+/** A comma-separated list of numbers (contexts, depths, fractions); the harness checks their ranges. */
+function numbersArg(value: string): number[] {
+  const parts = value.split(",").map((p) => p.trim());
+  const numbers = parts.map(Number);
+  if (parts.some((p) => p === "") || numbers.some((n) => !Number.isFinite(n)))
+    throw new InvalidArgumentError(`not a comma-separated list of numbers: ${value}`);
+  return numbers;
+}
+
+program
+  .command("eval")
+  .description("RULER-style quality evaluation (passkey, needle-in-a-haystack, variable tracking, perplexity) in each attention mode")
+  .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
+  .option("-d, --device <device>", "cpu, cuda or cuda:N")
+  .option("--config <file>", "evaluation settings (JSON, e.g. bench/quality/config.json); flags override it")
+  .option("-c, --context <tokens>", "prompt lengths, e.g. 4096,32768", numbersArg)
+  .option("--tasks <tasks>", "passkey, niah-multikey, niah-multivalue, variable-tracking (comma-separated)", (v) => v.split(","))
+  .option("--depths <depths>", "needle depths in [0, 1], e.g. 0,0.5,1", numbersArg)
+  .option("--seeds <n>", "samples per task, context and depth (seeds 0 .. n-1)", number("int"))
+  .option("--full-layers <fractions>", "auto mode at each of these shares of full layers, e.g. 0.25,0.5", numbersArg)
+  .option("--random-seeds <n>", "random lazy layers with seeds 0 .. n-1", number("int"))
+  .option("--layer-file <file>", "also evaluate fixed mode with this calibrate layer file")
+  .option("--sink <n>", "sink tokens of the lazy layers", number("int"))
+  .option("--window <n>", "recent-window tokens of the lazy layers", number("int"))
+  .option("--no-streaming-all", "leave out the every-layer-streaming baseline")
+  .option("--no-perplexity", "leave out perplexity on held-out text")
+  .addOption(new Option("--chat <when>", "wrap prompts in the chat template").choices(["auto", "on", "off"]))
+  .option("-o, --out <dir>", "where eval.json, eval.md and the SVG plots go", "eval-results")
+  .action(async (o) => {
+    const fromFile: EvalSettings = o.config ? readEvalSettings(o.config) : {};
+    const count = (n: number | undefined) => (n === undefined ? undefined : Array.from({ length: n }, (_, i) => i));
+    const flags: EvalSettings = {
+      contexts: o.context,
+      tasks: o.tasks,
+      depths: o.depths,
+      seeds: count(o.seeds),
+      autoFractions: o.fullLayers,
+      randomSeeds: count(o.randomSeeds),
+      layerFile: o.layerFile,
+      sink: o.sink,
+      window: o.window,
+      // commander sets the --no- flags to true unless given; only a given one overrides the file.
+      streamingAll: o.streamingAll === false ? false : undefined,
+      perplexity: o.perplexity === false ? false : undefined,
+      chat: o.chat === undefined ? undefined : o.chat === "auto" ? "auto" : o.chat === "on",
+    };
+    const signal = abortOnSigint();
+    const model = await loadWithProgress(o.model, o.device, signal);
+    try {
+      const config = resolveEvalConfig([fromFile, flags], model.tokenizer.hasChatTemplate);
+      const bar = new SingleBar({ format: "evaluating {bar} {value}/{total} | {step}", hideCursor: true, stream: process.stderr });
+      let started = false;
+      const report = await runEval(model, config, {
+        signal,
+        onProgress: ({ done, total, step }) => {
+          if (!started) bar.start(total, 0, { step });
+          started = true;
+          bar.update(done, { step });
+        },
+      }).finally(() => started && bar.stop());
+      fs.mkdirSync(o.out, { recursive: true });
+      const table = markdownReport(report);
+      fs.writeFileSync(path.join(o.out, "eval.json"), `${JSON.stringify(report, null, 2)}\n`);
+      fs.writeFileSync(path.join(o.out, "eval.md"), table);
+      fs.writeFileSync(path.join(o.out, "accuracy-vs-context.svg"), accuracyVsContextSvg(report));
+      fs.writeFileSync(path.join(o.out, "accuracy-vs-fraction.svg"), accuracyVsFractionSvg(report));
+      process.stdout.write(table);
+      process.stderr.write(`written to ${o.out}: eval.json, eval.md, accuracy-vs-context.svg, accuracy-vs-fraction.svg\n`);
     } finally {
       await model.dispose();
     }

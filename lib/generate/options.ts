@@ -6,6 +6,7 @@ import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, s
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
 import { defaultPrefillChunk } from "../model/decoder";
+import { maxTopLogprobs, type TokenLogprob } from "./logprobs";
 import { type SamplingOptions, validateSampling } from "./sampling";
 
 export interface SessionOptions {
@@ -24,6 +25,11 @@ export interface GenerateOptions extends SamplingOptions {
   stop?: string[];
   /** Also end at the model's EOS token(s) (default true). */
   stopAtEos?: boolean;
+  /**
+   * Return each generated token's log-probability and this many most likely alternatives at its
+   * position (0 to 256; 0: the token's own only), in OpenAI's shape. Default: none.
+   */
+  logprobs?: number;
   signal?: AbortSignal;
 }
 
@@ -36,12 +42,16 @@ export interface GenerateChunk {
   tokens: number[];
   /** Set on the last chunk. */
   finishReason?: FinishReason;
+  /** With the `logprobs` option: one entry per token of `tokens`. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerateResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
+  /** With the `logprobs` option: one entry per generated token. */
+  logprobs?: TokenLogprob[];
   /** A snapshot of the sequence's lazy layers and ratios when it finished (mode "off": none). */
   hybrid?: HybridState;
 }
@@ -52,6 +62,8 @@ export interface GenerateSettings {
   maxNewTokens: number;
   stop: string[];
   stopAtEos: boolean;
+  /** Alternatives per token when logprobs were asked for. */
+  logprobs: number | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -75,9 +87,10 @@ export function checkGenerateOptions(options: GenerateOptions | undefined, what:
   if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
     throw new TypeError(`${what}: stop must be an array of non-empty strings, got ${show(o.stop)}`);
   const stopAtEos = optionalBoolean(o.stopAtEos, `${what}: stopAtEos`) ?? true;
+  const logprobs = o.logprobs === undefined ? undefined : integerIn(o.logprobs, `${what}: logprobs`, 0, maxTopLogprobs);
   const signal = optionalSignal(o.signal, `${what}: signal`);
   validateSampling(o);
-  return { sampling: o, maxNewTokens, stop: o.stop ?? [], stopAtEos, signal };
+  return { sampling: o, maxNewTokens, stop: o.stop ?? [], stopAtEos, logprobs, signal };
 }
 
 /**

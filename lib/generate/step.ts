@@ -5,6 +5,7 @@ import * as kernels from "../kernels";
 import type { Decoder } from "../model/decoder";
 import type { Sequence } from "../model/sequence";
 import { Tensor } from "../runtime/tensor";
+import { deviceLogprobs, type LogprobIds } from "./logprobs";
 import type { RowCandidates, Sampler } from "./sampling";
 
 /**
@@ -24,6 +25,46 @@ export function nextTokens(
   if (samplers.every((s) => s.greedy)) return Array.from(decoder.step(seqs, ids, "argmax"));
   if (samplers.every((s) => s.usesCandidates)) return sampleOnDevice(decoder, seqs, ids, samplers, seen);
   return sampleWholeRows(decoder, seqs, ids, samplers, seen);
+}
+
+/**
+ * nextTokens with each chosen token's log-probability and the `k` most likely tokens of its row
+ * (logprobs.ts), taken from the logits as the model gave them: a repetition penalty is applied to
+ * a copy. The tokens are the ones nextTokens would choose.
+ * @example const { tokens, logprobs } = nextTokensWithLogprobs(model.decoder, seqs, lastTokens, samplers, seen, 5);
+ */
+export function nextTokensWithLogprobs(
+  decoder: Decoder,
+  seqs: readonly Sequence[],
+  ids: readonly number[],
+  samplers: readonly Sampler[],
+  seen: ReadonlyArray<readonly number[]>,
+  k: number,
+): { tokens: number[]; logprobs: LogprobIds[] } {
+  // The same choice as nextTokens makes, for the same batch.
+  const greedy = samplers.every((s) => s.greedy);
+  const onDevice = !greedy && samplers.every((s) => s.usesCandidates);
+  return decoder.step(seqs, ids, (logits) => {
+    // Only the device sampling path applies the penalty to the logits themselves.
+    const penalised = onDevice && samplers.some((s) => s.repetitionPenalty !== 1);
+    const model = penalised ? logits.to(logits.device) : logits;
+    try {
+      let tokens: number[];
+      if (greedy) {
+        const best = kernels.argmax({ logits });
+        tokens = Array.from(best.toArray() as Int32Array);
+        best.dispose();
+      } else if (onDevice) tokens = sampleFromLogits(logits, samplers, seen);
+      else {
+        const rows = logits.toFloat32Array();
+        const vocab = rows.length / samplers.length;
+        tokens = samplers.map((s, b) => s.next(rows.subarray(b * vocab, (b + 1) * vocab), seen[b]));
+      }
+      return { tokens, logprobs: deviceLogprobs(model, k, tokens) };
+    } finally {
+      if (model !== logits) model.dispose();
+    }
+  });
 }
 
 /**
@@ -62,47 +103,50 @@ export function sampleOnDevice(
   samplers: readonly Sampler[],
   seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  return decoder.step(seqs, ids, (logits) => {
-    const [rows, vocab] = logits.shape;
-    const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
-    const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
-    const made: Tensor[] = [];
-    try {
-      applyRepetitionPenalty(logits, samplers, seen, made);
-      const temperature = Tensor.from(
-        Float32Array.from(samplers, (s) => s.temperature),
-        [rows],
-        { device: logits.device },
-      );
-      made.push(temperature);
-      const c = kernels.topCandidates({ logits, temperature, k });
-      made.push(...Object.values(c));
-      const capacity = c.ids.shape[1];
-      const candIds = c.ids.toArray() as Int32Array,
-        scores = c.scores.toFloat32Array(),
-        count = c.count.toArray() as Int32Array;
-      const max = c.max.toFloat32Array(),
-        mass = c.mass.toFloat32Array();
-      return samplers.map((sampler, b) => {
-        const at = b * capacity;
-        const row: RowCandidates = {
-          k,
-          count: count[b],
-          ids: candIds.subarray(at, at + capacity),
-          scores: scores.subarray(at, at + capacity),
-          max: max[b],
-          mass: mass[b],
-        };
-        return sampler.nextFromCandidates(row, () => {
-          const whole = logits.rows(b, 1);
-          made.push(whole);
-          return whole.toFloat32Array();
-        });
+  return decoder.step(seqs, ids, (logits) => sampleFromLogits(logits, samplers, seen));
+}
+
+/** sampleOnDevice's choice from a step's logits [rows, vocab], which the repetition penalty changes in place. */
+function sampleFromLogits(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>): number[] {
+  const [rows, vocab] = logits.shape;
+  const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
+  const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
+  const made: Tensor[] = [];
+  try {
+    applyRepetitionPenalty(logits, samplers, seen, made);
+    const temperature = Tensor.from(
+      Float32Array.from(samplers, (s) => s.temperature),
+      [rows],
+      { device: logits.device },
+    );
+    made.push(temperature);
+    const c = kernels.topCandidates({ logits, temperature, k });
+    made.push(...Object.values(c));
+    const capacity = c.ids.shape[1];
+    const candIds = c.ids.toArray() as Int32Array,
+      scores = c.scores.toFloat32Array(),
+      count = c.count.toArray() as Int32Array;
+    const max = c.max.toFloat32Array(),
+      mass = c.mass.toFloat32Array();
+    return samplers.map((sampler, b) => {
+      const at = b * capacity;
+      const row: RowCandidates = {
+        k,
+        count: count[b],
+        ids: candIds.subarray(at, at + capacity),
+        scores: scores.subarray(at, at + capacity),
+        max: max[b],
+        mass: mass[b],
+      };
+      return sampler.nextFromCandidates(row, () => {
+        const whole = logits.rows(b, 1);
+        made.push(whole);
+        return whole.toFloat32Array();
       });
-    } finally {
-      for (const t of made) t.dispose();
-    }
-  });
+    });
+  } finally {
+    for (const t of made) t.dispose();
+  }
 }
 
 /** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */

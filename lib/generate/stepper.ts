@@ -6,10 +6,11 @@
 import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import type { Decoder } from "../model/decoder";
+import { describeLogprobs, type LogprobIds, rowLogprobs } from "./logprobs";
 import type { FinishReason, GenerateChunk } from "./options";
 import { Sampler, type SamplingOptions } from "./sampling";
 import type { GenerationSequence } from "./sequence";
-import { nextTokens } from "./step";
+import { nextTokens, nextTokensWithLogprobs } from "./step";
 import { TextStream } from "./text-stream";
 
 /** What generation needs of a loaded model (lib/api's Model has it). */
@@ -36,6 +37,8 @@ export interface MemberSettings {
   stopAtEos: boolean;
   maxContext: number;
   prefillChunk: number;
+  /** Give each token's log-probability and this many alternatives (GenerateOptions.logprobs). */
+  logprobs?: number;
 }
 
 /**
@@ -144,7 +147,12 @@ export class GenerationStepper {
       counters.promptTokens += piece.length;
     }
     if (member.prefilling) return undefined;
-    return this.chunkOf(member, () => member.sampler.next(logits, member.seen));
+    const k = member.settings.logprobs;
+    return this.chunkOf(
+      member,
+      () => member.sampler.next(logits, member.seen),
+      k === undefined ? undefined : (next) => rowLogprobs(logits, next, k),
+    );
   }
 
   /**
@@ -156,19 +164,26 @@ export class GenerationStepper {
     const batch = this.decoding;
     if (batch.length === 0) return [];
     const t0 = performance.now();
-    const tokens = nextTokens(
+    const args = [
       this.model.decoder,
       batch.map((m) => m.sequence.seq),
       batch.map((m) => m.seen[m.seen.length - 1]),
       batch.map((m) => m.sampler),
       batch.map((m) => m.seen),
-    );
+    ] as const;
+    // Alternatives as many as the member asking for most wants; the others take the first of them.
+    const k = Math.max(-1, ...batch.map((m) => m.settings.logprobs ?? -1));
+    const { tokens, logprobs } = k < 0 ? { tokens: nextTokens(...args), logprobs: undefined } : nextTokensWithLogprobs(...args, k);
     const counters = this.options.counters;
     if (counters) {
       counters.decodeSeconds += (performance.now() - t0) / 1000;
       counters.generatedTokens += batch.length;
     }
-    return batch.map((member, b) => ({ member, chunk: this.chunkOf(member, () => tokens[b]) }));
+    return batch.map((member, b) => {
+      const own = member.settings.logprobs;
+      const lp = logprobs && own !== undefined ? () => ({ ...logprobs[b], top: logprobs[b].top.slice(0, own) }) : undefined;
+      return { member, chunk: this.chunkOf(member, () => tokens[b], lp) };
+    });
   }
 
   /**
@@ -207,18 +222,24 @@ export class GenerationStepper {
   /**
    * The member's next token (from `choose`) and the text it adds, and why the member ends with
    * it if it does: the stop rules, in order — no tokens asked for, EOS, a stop string,
-   * maxNewTokens, maxContext. A member that ends leaves the stepper.
+   * maxNewTokens, maxContext. With `logprobsOf` (a member asking for logprobs), the chunk carries
+   * the token's. A member that ends leaves the stepper.
    */
-  private chunkOf(member: StepperMember, choose: () => number): GenerateChunk {
-    const chunk = this.nextChunk(member, choose);
+  private chunkOf(member: StepperMember, choose: () => number, logprobsOf?: (next: number) => LogprobIds): GenerateChunk {
+    const o = member.settings;
+    if (o.maxNewTokens === 0) {
+      this.remove(member);
+      return { text: "", tokens: [], finishReason: "length" };
+    }
+    const next = choose();
+    const chunk = this.nextChunk(member, next);
+    if (logprobsOf) chunk.logprobs = [describeLogprobs(logprobsOf(next), this.model.optionalTokenizer)];
     if (chunk.finishReason) this.remove(member);
     return chunk;
   }
 
-  private nextChunk(m: StepperMember, choose: () => number): GenerateChunk {
+  private nextChunk(m: StepperMember, next: number): GenerateChunk {
     const o = m.settings;
-    if (o.maxNewTokens === 0) return { text: "", tokens: [], finishReason: "length" };
-    const next = choose();
     m.seen.push(next);
     m.generated++;
     if (o.stopAtEos && this.model.config.eosTokenIds.includes(next)) return { text: m.stream.flush(), tokens: [next], finishReason: "eos" };

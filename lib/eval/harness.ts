@@ -1,0 +1,225 @@
+// The evaluation: every task sample (task × context × depth × seed) answered greedily in every
+// mode, and perplexity on held-out text, into one report. Samples are made once and shared by the
+// modes, so the modes differ only in attention.
+import type { Model } from "../api/model";
+import type { Tokenizer } from "../checkpoint/tokenizer";
+import { optionalFunction, optionalSignal, show } from "../common/validate";
+import type { HybridState } from "../hybrid/policy";
+import { brownCorpus, type Corpus } from "./corpus";
+import { type EvalMode, evalModes, type ModeOptions } from "./modes";
+import { seededRandom } from "./random";
+import { isCorrect, makeSample, type TaskName, type TaskSample, taskNames } from "./tasks";
+
+export interface EvalConfig extends ModeOptions {
+  tasks: TaskName[];
+  /** Prompt lengths in tokens. */
+  contexts: number[];
+  /** Needle depths in [0, 1]. */
+  depths: number[];
+  /** One sample per task, context, depth and seed. */
+  seeds: number[];
+  /** Perplexity on held-out text at each context (one window per seed), in every mode. */
+  perplexity: boolean;
+  /** Wrap prompts in the model's chat template. */
+  chat: boolean;
+}
+
+/** One sample answered in one mode. */
+export interface SampleResult {
+  mode: string;
+  task: TaskName;
+  context: number;
+  depth: number;
+  seed: number;
+  promptTokens: number;
+  /** Where the answering needle went: the share of filler tokens before it. */
+  depthReached: number;
+  answer: string;
+  output: string;
+  correct: boolean;
+  lazyLayers: number[];
+}
+
+export interface PerplexityResult {
+  mode: string;
+  context: number;
+  seed: number;
+  /** Tokens scored: the second half of the window, given the first. */
+  tokens: number;
+  perplexity: number;
+  lazyLayers: number[];
+}
+
+/** Share of one mode's samples answered correctly at one task and context. */
+export interface AccuracyCell {
+  mode: string;
+  task: TaskName;
+  context: number;
+  accuracy: number;
+  samples: number;
+}
+
+export interface EvalReport {
+  model: string;
+  layers: number;
+  config: EvalConfig;
+  modes: EvalMode[];
+  samples: SampleResult[];
+  perplexity: PerplexityResult[];
+  accuracy: AccuracyCell[];
+}
+
+export interface EvalProgress {
+  done: number;
+  total: number;
+  /** What was just finished, e.g. "auto 50% passkey 4096". */
+  step: string;
+}
+
+export interface RunEvalOptions {
+  onProgress?: (progress: EvalProgress) => void;
+  signal?: AbortSignal;
+  /** The text to draw filler and held-out windows from (default: the Brown corpus). */
+  corpus?: Corpus;
+}
+
+/** Tokens a model may write past the answer before the check (a period, a newline). */
+const slackTokens = 8;
+
+/**
+ * Runs the evaluation: samples made with the model's tokenizer, each answered greedily in every
+ * mode and checked by exact match (isCorrect), and perplexity on held-out text.
+ * @example
+ * const report = await runEval(model, { ...defaultEvalConfig, contexts: [4096] }, { onProgress: (p) => bar.update(p.done) });
+ * fs.writeFileSync("eval.json", JSON.stringify(report));
+ */
+export async function runEval(model: Model, config: EvalConfig, options: RunEvalOptions = {}): Promise<EvalReport> {
+  checkEvalConfig(config, model.config.maxPositionEmbeddings);
+  optionalFunction(options.onProgress, "runEval: onProgress");
+  const signal = optionalSignal(options.signal, "runEval: signal");
+  const tokenizer = model.tokenizer;
+  const corpus = options.corpus ?? brownCorpus();
+  const modes = evalModes(model.config.layers, config);
+  const specs = config.tasks.flatMap((task) =>
+    config.contexts.flatMap((context) => config.depths.flatMap((depth) => config.seeds.map((seed) => ({ task, context, depth, seed })))),
+  );
+  const windows = config.perplexity ? config.contexts.flatMap((context) => config.seeds.map((seed) => ({ context, seed }))) : [];
+  const total = modes.length * (specs.length + windows.length);
+  let done = 0;
+  const tick = (step: string) => options.onProgress?.({ done: ++done, total, step });
+
+  const samples: TaskSample[] = specs.map((spec) => makeSample(tokenizer, corpus, spec, { chat: config.chat }));
+  const heldOut = windows.map((w) => heldOutWindow(tokenizer, corpus, w.context, w.seed));
+  const results: SampleResult[] = [];
+  const perplexity: PerplexityResult[] = [];
+  for (const mode of modes) {
+    for (const sample of samples) {
+      signal?.throwIfAborted();
+      const maxNewTokens = sample.answerIds.length + slackTokens;
+      const [out] = await model.generateBatch([sample.prompt], {
+        maxNewTokens,
+        maxContext: sample.prompt.length + maxNewTokens,
+        hybrid: mode.hybrid,
+        signal,
+      });
+      const answering = sample.needles.find((n) => n.answering);
+      results.push({
+        mode: mode.name,
+        task: sample.task,
+        context: sample.context,
+        depth: sample.depth,
+        seed: sample.seed,
+        promptTokens: sample.prompt.length,
+        depthReached: answering?.depthReached ?? sample.depth,
+        answer: sample.answer,
+        output: out.text,
+        correct: isCorrect(out.text, sample.answer),
+        lazyLayers: lazyOf(out.hybrid),
+      });
+      tick(`${mode.name} ${sample.task} ${sample.context}`);
+    }
+    for (const [i, ids] of heldOut.entries()) {
+      signal?.throwIfAborted();
+      const half = Math.floor(ids.length / 2);
+      const scored = await model.score(ids.slice(0, half), ids.slice(half), { hybrid: mode.hybrid, maxContext: ids.length, signal });
+      perplexity.push({
+        mode: mode.name,
+        context: windows[i].context,
+        seed: windows[i].seed,
+        tokens: scored.tokens.length,
+        perplexity: scored.perplexity,
+        lazyLayers: lazyOf(scored.hybrid),
+      });
+      tick(`${mode.name} perplexity ${windows[i].context}`);
+    }
+  }
+  return { model: model.dir, layers: model.config.layers, config, modes, samples: results, perplexity, accuracy: accuracyCells(results) };
+}
+
+const lazyOf = (state: HybridState | undefined) => [...(state?.lazyLayers ?? [])];
+
+/**
+ * `context` tokens of held-out text for a seed: the tokenizer over held-out documents joined from
+ * a seeded one onwards (with the tokenizer's special tokens at the start). runEval scores the
+ * second half given the first.
+ * @example const ids = heldOutWindow(model.tokenizer, brownCorpus(), 4096, 0);
+ */
+export function heldOutWindow(tokenizer: Tokenizer, corpus: Corpus, context: number, seed: number): number[] {
+  const random = seededRandom(`perplexity|${context}|${seed}`);
+  let doc = Math.floor(random() * corpus.heldOut.length);
+  let text = "";
+  let ids: number[] = [];
+  // Whole documents are added until the window is covered.
+  for (let tries = 0; ids.length < context; tries++) {
+    if (tries === corpus.heldOut.length)
+      throw new RangeError(`the held-out text has fewer than ${context} tokens: ask for a shorter context`);
+    text += (text ? "\n\n" : "") + corpus.heldOut[doc];
+    doc = (doc + 1) % corpus.heldOut.length;
+    ids = tokenizer.encode(text);
+  }
+  return ids.slice(0, context);
+}
+
+/**
+ * Accuracy per mode, task and context, in the order the samples came.
+ * @example const cells = accuracyCells(report.samples);
+ */
+export function accuracyCells(results: readonly SampleResult[]): AccuracyCell[] {
+  const cells = new Map<string, AccuracyCell & { correct: number }>();
+  for (const r of results) {
+    const key = `${r.mode}|${r.task}|${r.context}`;
+    let cell = cells.get(key);
+    if (!cell) {
+      cell = { mode: r.mode, task: r.task, context: r.context, accuracy: 0, samples: 0, correct: 0 };
+      cells.set(key, cell);
+    }
+    cell.samples++;
+    if (r.correct) cell.correct++;
+  }
+  return [...cells.values()].map(({ correct, ...cell }) => ({ ...cell, accuracy: correct / cell.samples }));
+}
+
+/** Every field of an evaluation config checked; errors name the field. */
+function checkEvalConfig(c: EvalConfig, maxPositions: number): void {
+  const list = <T>(v: T[], name: string, ok: (x: T) => boolean, want: string) => {
+    if (!Array.isArray(v) || v.length === 0 || v.some((x) => !ok(x)))
+      throw new RangeError(`eval: ${name} must be a non-empty list of ${want}, got ${show(v)}`);
+  };
+  list(c.tasks, "tasks", (t) => taskNames.includes(t), taskNames.join(", "));
+  list(
+    c.contexts,
+    "contexts",
+    (n) => Number.isInteger(n) && n >= 1 && n <= maxPositions,
+    `token counts in [1, ${maxPositions}] (the model's max_position_embeddings)`,
+  );
+  list(c.depths, "depths", (d) => typeof d === "number" && d >= 0 && d <= 1, "depths in [0, 1]");
+  list(c.seeds, "seeds", (s) => Number.isSafeInteger(s), "integers");
+  if (!Array.isArray(c.autoFractions) || c.autoFractions.some((f) => !(f >= 0 && f < 1)))
+    throw new RangeError(`eval: autoFractions must be a list of fractions in [0, 1), got ${show(c.autoFractions)}`);
+  if (!Array.isArray(c.randomSeeds) || c.randomSeeds.some((s) => !Number.isInteger(s) || s < 0))
+    throw new RangeError(`eval: randomSeeds must be a list of integers >= 0, got ${show(c.randomSeeds)}`);
+  for (const flag of ["streamingAll", "perplexity", "chat"] as const)
+    if (typeof c[flag] !== "boolean") throw new TypeError(`eval: ${flag} must be true or false, got ${show(c[flag])}`);
+  if (!(c.randomFraction >= 0 && c.randomFraction < 1))
+    throw new RangeError(`eval: randomFraction must be in [0, 1), got ${show(c.randomFraction)}`);
+}

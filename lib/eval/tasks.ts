@@ -1,0 +1,309 @@
+// RULER-style retrieval tasks over real English filler, written with the model's own tokenizer so
+// a prompt has the asked-for token length: passkey, multi-key and multi-value needle-in-a-haystack,
+// and variable tracking. The needle that answers the question sits at the asked-for depth of the
+// haystack; distractors and further needles at seeded random depths. Everything is a function of
+// (task, context, depth, seed), so every mode sees the same prompts.
+import type { Tokenizer } from "../checkpoint/tokenizer";
+import type { Corpus } from "./corpus";
+import { randomInt, seededRandom } from "./random";
+
+export const taskNames = ["passkey", "niah-multikey", "niah-multivalue", "variable-tracking"] as const;
+export type TaskName = (typeof taskNames)[number];
+
+/** Which sample: a task at a prompt length, needle depth (0: start of the haystack, 1: end) and seed. */
+export interface SampleSpec {
+  task: TaskName;
+  /** Prompt tokens asked for. */
+  context: number;
+  depth: number;
+  seed: number;
+}
+
+export interface TaskSample extends SampleSpec {
+  /** The prompt's text (special tokens in it only as the chat template writes them). */
+  text: string;
+  /** The prompt's token ids: the model's tokenizer, with its special tokens (and chat template when used). */
+  prompt: number[];
+  /** The text a correct greedy continuation starts with (after its leading space). */
+  answer: string;
+  /** The tokens of " " + answer as they follow the prompt. */
+  answerIds: number[];
+  /** Token offsets in `prompt` of the haystack's start and end ... */
+  haystack: { start: number; end: number };
+  /**
+   * ... and of each needle's start, in the order they appear; `answering` marks the one placed at
+   * `depth`, and `depthReached` is the share of the filler's tokens before it (needles go in
+   * between sentences, so this is the sentence boundary nearest the depth asked for).
+   */
+  needles: Array<{ text: string; token: number; answering: boolean; depthReached: number }>;
+  /** Tokens of filler in the haystack (needles not counted). */
+  fillerTokens: number;
+}
+
+/** What a task writes before the filler, hides in it, asks after it, and expects. */
+interface TaskText {
+  intro: string;
+  /** `value`: what the needle adds to an answer that lists the needles in the order they appear. */
+  needles: Array<{ text: string; depth: number; answering: boolean; value?: string }>;
+  question: string;
+  /** Written after the question (after the chat template's assistant turn, with one): the answer follows it. */
+  answerPrefix: string;
+  /** The answer, or undefined when it lists the needles' values in the order they appear. */
+  answer: string | undefined;
+}
+
+/** Options of makeSample. */
+export interface SampleOptions {
+  /** Wrap the instructions, haystack and question as a user message with the chat template. */
+  chat: boolean;
+}
+
+/**
+ * One sample of a task: its prompt (token ids of the model's tokenizer, `context` tokens give or
+ * take the last filler word) and the answer. A context too short for the task's instructions and
+ * needles is a RangeError.
+ * @example
+ * const sample = makeSample(model.tokenizer, brownCorpus(), { task: "passkey", context: 4096, depth: 0.5, seed: 0 }, { chat: false });
+ * const [out] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 4 });
+ */
+export function makeSample(tokenizer: Tokenizer, corpus: Corpus, spec: SampleSpec, options: SampleOptions): TaskSample {
+  const random = seededRandom(`${spec.task}|${spec.context}|${spec.depth}|${spec.seed}`);
+  const text = taskText(spec, random, corpus);
+  const { pieces, fillerTokens } = fill(tokenizer, corpus, random, text, spec, options);
+  return assemble(tokenizer, spec, text, pieces, fillerTokens, options);
+}
+
+/** The words keys are drawn from, per corpus: its filler's lowercase words of 7 to 10 letters. */
+const keyWords = new WeakMap<Corpus, string[]>();
+
+/** `count` distinct key words. */
+function keys(corpus: Corpus, random: () => number, count: number): string[] {
+  let words = keyWords.get(corpus);
+  if (!words) {
+    words = [...new Set(corpus.filler.flatMap((doc) => doc.flatMap((s) => s.split(/\s+/))).filter((w) => /^[a-z]{7,10}$/.test(w)))].sort();
+    keyWords.set(corpus, words);
+  }
+  const pool = words;
+  const chosen = new Set<string>();
+  while (chosen.size < count) chosen.add(pool[randomInt(random, 0, pool.length - 1)]);
+  return [...chosen];
+}
+
+function distinctNumbers(random: () => number, count: number, digits: number): number[] {
+  const chosen = new Set<number>();
+  while (chosen.size < count) chosen.add(randomInt(random, 10 ** (digits - 1), 10 ** digits - 1));
+  return [...chosen];
+}
+
+function upperName(random: () => number): string {
+  return Array.from({ length: 5 }, () => String.fromCharCode(65 + randomInt(random, 0, 25))).join("");
+}
+
+/** Needles and distractors beside the answering one. */
+const extraNeedles = 3;
+
+function taskText({ task, depth }: SampleSpec, random: () => number, corpus: Corpus): TaskText {
+  const anywhere = () => random();
+  switch (task) {
+    case "passkey": {
+      const [key] = distinctNumbers(random, 1, 5);
+      return {
+        intro:
+          "There is an important piece of information hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about it.",
+        needles: [{ text: `The pass key is ${key}. Remember it. ${key} is the pass key.`, depth, answering: true }],
+        question: "What is the pass key?",
+        answerPrefix: "The pass key is",
+        answer: String(key),
+      };
+    }
+    case "niah-multikey": {
+      const words = keys(corpus, random, extraNeedles + 1);
+      const values = distinctNumbers(random, extraNeedles + 1, 7);
+      const needle = (i: number) => `One of the special magic numbers for ${words[i]} is: ${values[i]}.`;
+      return {
+        intro:
+          "Some special magic numbers are hidden within the following text. Make sure to memorize them. I will quiz you about the numbers afterwards.",
+        needles: words.map((_, i) => ({ text: needle(i), depth: i === 0 ? depth : anywhere(), answering: i === 0 })),
+        question: `What is the special magic number for ${words[0]} mentioned in the provided text?`,
+        answerPrefix: `The special magic number for ${words[0]} mentioned in the provided text is`,
+        answer: String(values[0]),
+      };
+    }
+    case "niah-multivalue": {
+      const [word] = keys(corpus, random, 1);
+      const values = distinctNumbers(random, extraNeedles + 1, 7);
+      const needles = values.map((v, i) => ({
+        text: `One of the special magic numbers for ${word} is: ${v}.`,
+        depth: i === 0 ? depth : anywhere(),
+        answering: i === 0,
+        value: String(v),
+      }));
+      return {
+        intro:
+          "Some special magic numbers are hidden within the following text. Make sure to memorize them. I will quiz you about the numbers afterwards.",
+        needles,
+        question: `What are all the special magic numbers for ${word} mentioned in the provided text?`,
+        answerPrefix: `The special magic numbers for ${word} mentioned in the provided text are`,
+        answer: undefined,
+      };
+    }
+    case "variable-tracking": {
+      const names = new Set<string>();
+      while (names.size < extraNeedles + 1) names.add(upperName(random));
+      const chain = [...names];
+      const [value] = distinctNumbers(random, 1, 5);
+      // The first assignment at `depth`, the rest of the chain after it.
+      const later = Array.from({ length: extraNeedles }, () => depth + (1 - depth) * random()).sort((a, b) => a - b);
+      return {
+        intro: "Memorize and track the chain(s) of variable assignment hidden in the following text.",
+        needles: chain.map((name, i) => ({
+          text: i === 0 ? `VAR ${name} = ${value}.` : `VAR ${name} = VAR ${chain[i - 1]}.`,
+          depth: i === 0 ? depth : later[i - 1],
+          answering: i === 0,
+        })),
+        question: `Question: Find all variables that are assigned the value ${value} in the text above.`,
+        answerPrefix: `Answer: According to the chain(s) of variable assignment in the text above, ${chain.length} variables are assigned the value ${value}, they are:`,
+        answer: chain.join(" "),
+      };
+    }
+  }
+}
+
+/** The prompt's text around a haystack, and where in it the haystack is. */
+function wrap(tokenizer: Tokenizer, text: TaskText, haystack: string, options: SampleOptions): { text: string; at: number } {
+  const content = `${text.intro}${haystack}\n\n${text.question}`;
+  const before = options.chat ? tokenizer.applyChatTemplate([{ role: "user", content }], { addGenerationPrompt: true }) : `${content}\n\n`;
+  const full = `${before}${text.answerPrefix}`;
+  const at = full.indexOf(haystack);
+  return { text: full, at };
+}
+
+const encodePrompt = (tokenizer: Tokenizer, text: string, options: SampleOptions) =>
+  tokenizer.encode(text, { addSpecialTokens: !options.chat });
+
+/** A piece of the haystack: filler (a sentence or its first words) or a needle, written after a space. */
+interface Piece {
+  text: string;
+  /** Filler tokens before this piece. */
+  fillerBefore: number;
+  needle?: TaskText["needles"][number];
+}
+
+/**
+ * Filler sentences, from a seeded place in the corpus onwards, whose tokens (each written after a
+ * space, as in the haystack) fill what the instructions and needles leave of `context`; the last
+ * one cut at a word. Needles go in at the sentence boundary nearest their depth.
+ */
+function fill(
+  tokenizer: Tokenizer,
+  corpus: Corpus,
+  random: () => number,
+  text: TaskText,
+  spec: SampleSpec,
+  options: SampleOptions,
+): { pieces: Piece[]; fillerTokens: number } {
+  const needlesOnly = text.needles.map((n) => ` ${n.text}`).join("");
+  const fixed = encodePrompt(tokenizer, wrap(tokenizer, text, needlesOnly, options).text, options).length;
+  const budget = spec.context - fixed;
+  if (budget < 0)
+    throw new RangeError(
+      `context ${spec.context} is too short for ${spec.task}: its instructions, question and needles take ${fixed} tokens. Ask for a longer context`,
+    );
+  const count = (s: string) => tokenizer.encode(` ${s}`, { addSpecialTokens: false }).length;
+  const filler: Array<{ text: string; tokens: number }> = [];
+  let used = 0;
+  let doc = randomInt(random, 0, corpus.filler.length - 1);
+  let sentence = randomInt(random, 0, corpus.filler[doc].length - 1);
+  while (used < budget) {
+    const s = corpus.filler[doc][sentence];
+    const tokens = count(s);
+    if (used + tokens <= budget) {
+      filler.push({ text: s, tokens });
+      used += tokens;
+    } else {
+      // The sentence's first words, as many as fit.
+      const words = s.split(" ");
+      let kept = 0,
+        keptTokens = 0;
+      while (kept < words.length) {
+        const t = count(words.slice(0, kept + 1).join(" "));
+        if (used + t > budget) break;
+        kept++;
+        keptTokens = t;
+      }
+      if (kept) filler.push({ text: words.slice(0, kept).join(" "), tokens: keptTokens });
+      used += keptTokens;
+      break;
+    }
+    if (++sentence === corpus.filler[doc].length) {
+      sentence = 0;
+      doc = (doc + 1) % corpus.filler.length;
+    }
+  }
+  // Boundary b sits after filler[0 .. b); its token offset in the filler is starts[b].
+  const starts = [0];
+  for (const f of filler) starts.push(starts[starts.length - 1] + f.tokens);
+  const boundaryAt = (depth: number) => {
+    let best = 0;
+    for (let b = 0; b < starts.length; b++) if (Math.abs(starts[b] - depth * used) < Math.abs(starts[best] - depth * used)) best = b;
+    return best;
+  };
+  const placed = text.needles.map((needle, i) => ({ needle, at: boundaryAt(needle.depth), i })).sort((a, b) => a.at - b.at || a.i - b.i);
+  const pieces: Piece[] = [];
+  let next = 0;
+  for (let b = 0; b <= filler.length; b++) {
+    while (next < placed.length && placed[next].at === b)
+      pieces.push({ text: placed[next].needle.text, fillerBefore: starts[b], needle: placed[next++].needle });
+    if (b < filler.length) pieces.push({ text: filler[b].text, fillerBefore: starts[b] });
+  }
+  return { pieces, fillerTokens: used };
+}
+
+function assemble(
+  tokenizer: Tokenizer,
+  spec: SampleSpec,
+  text: TaskText,
+  pieces: Piece[],
+  fillerTokens: number,
+  options: SampleOptions,
+): TaskSample {
+  const haystack = pieces.map((p) => ` ${p.text}`).join("");
+  const { text: full, at } = wrap(tokenizer, text, haystack, options);
+  const prompt = encodePrompt(tokenizer, full, options);
+  const tokensBefore = (chars: number) => encodePrompt(tokenizer, full.slice(0, chars), options).length;
+  const needles: TaskSample["needles"] = [];
+  const values: string[] = [];
+  let offset = at;
+  for (const p of pieces) {
+    if (p.needle?.value !== undefined) values.push(p.needle.value);
+    if (p.needle)
+      needles.push({
+        text: p.needle.text,
+        token: tokensBefore(offset),
+        answering: p.needle.answering,
+        depthReached: fillerTokens ? p.fillerBefore / fillerTokens : 0,
+      });
+    offset += p.text.length + 1;
+  }
+  const answer = text.answer ?? values.join(", ");
+  return {
+    ...spec,
+    text: full,
+    prompt,
+    answer,
+    answerIds: tokenizer.encode(` ${answer}`, { addSpecialTokens: false }),
+    haystack: { start: tokensBefore(at), end: tokensBefore(at + haystack.length) },
+    needles,
+    fillerTokens,
+  };
+}
+
+/**
+ * Whether a greedy continuation answers: after leading whitespace it starts with the answer,
+ * which is not followed by more of the same word or number ("68142" is not "681425").
+ * @example isCorrect(" 68142. The pass key", "68142") // true
+ */
+export function isCorrect(continuation: string, answer: string): boolean {
+  const text = continuation.trimStart();
+  return text.startsWith(answer) && !/^[\p{L}\p{N}]/u.test(text.slice(answer.length));
+}
