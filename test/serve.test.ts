@@ -160,6 +160,84 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test("logprobs: completions (count) and chat (logprobs, top_logprobs), whole and streamed, are the library's", async () => {
+    const server = await start();
+    try {
+      const ids = randomIds(rng.int(3, 24));
+      const maxTokens = rng.int(1, 12);
+      const k = rng.int(0, 5);
+      const expected: Array<{ token: string; logprob: number; top: Array<[string, number]> }> = [];
+      for await (const chunk of model.generate(ids, { maxNewTokens: maxTokens, temperature: 0, logprobs: k }))
+        for (const e of chunk.logprobs ?? [])
+          expected.push({ token: e.token, logprob: e.logprob, top: e.top_logprobs.map((t) => [t.token, t.logprob]) });
+      expect(expected.length).toBeGreaterThan(0);
+
+      const whole = await server.client.completions.create({
+        model: modelName,
+        prompt: ids,
+        max_tokens: maxTokens,
+        temperature: 0,
+        logprobs: k,
+      });
+      const lp = whole.choices[0].logprobs!;
+      expect(lp.tokens).toEqual(expected.map((e) => e.token));
+      expect(lp.token_logprobs).toEqual(expected.map((e) => e.logprob));
+      expect(lp.top_logprobs).toEqual(expected.map((e) => Object.fromEntries(e.top)));
+      // Offsets of each token's text in the completion.
+      expect(lp.text_offset).toEqual(expected.map((_, i) => expected.slice(0, i).reduce((n, e) => n + e.token.length, 0)));
+
+      const stream = await server.client.completions.create({
+        model: modelName,
+        prompt: ids,
+        max_tokens: maxTokens,
+        temperature: 0,
+        logprobs: k,
+        stream: true,
+      });
+      const streamed: number[] = [];
+      for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
+      expect(streamed).toEqual(expected.map((e) => e.logprob));
+
+      const messages = [{ role: "user" as const, content: `Count to ${rng.int(2, 9)}` }];
+      const chatExpected: Array<{ token: string; logprob: number; bytes: number[] | null; top_logprobs: unknown[] }> = [];
+      for await (const chunk of model.generate(messages, { maxNewTokens: maxTokens, temperature: 0, logprobs: k }))
+        for (const e of chunk.logprobs ?? [])
+          chatExpected.push({
+            token: e.token,
+            logprob: e.logprob,
+            bytes: e.bytes,
+            top_logprobs: e.top_logprobs.map(({ token, logprob, bytes }) => ({ token, logprob, bytes })),
+          });
+      const chat = await server.client.chat.completions.create({
+        model: modelName,
+        messages,
+        max_tokens: maxTokens,
+        temperature: 0,
+        logprobs: true,
+        top_logprobs: k,
+      });
+      expect(chat.choices[0].logprobs?.content).toEqual(chatExpected);
+      const chatStream = await server.client.chat.completions.create({
+        model: modelName,
+        messages,
+        max_tokens: maxTokens,
+        temperature: 0,
+        logprobs: true,
+        top_logprobs: k,
+        stream: true,
+      });
+      const chatStreamed: unknown[] = [];
+      for await (const chunk of chatStream) chatStreamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+      expect(chatStreamed).toEqual(chatExpected);
+      // Without logprobs the field is null.
+      const plain = await server.client.chat.completions.create({ model: modelName, messages, max_tokens: 1, temperature: 0 });
+      expect(plain.choices[0].logprobs).toBeNull();
+    } finally {
+      await server.close();
+    }
+    await poolEmpties();
+  });
+
   test("stop strings end the text before them, streamed and not, with finish_reason stop", async () => {
     const server = await start();
     try {
@@ -231,7 +309,22 @@ describe(`seed ${rng.seed}`, () => {
         { name: "token ids beyond the vocabulary", body: { ...ok, prompt: [5, 384] }, status: 400, message: /384/, param: "prompt" },
         { name: "a prompt beyond maxContext", body: { ...ok, prompt: randomIds(65) }, status: 400, message: /maxContext 64/ },
         { name: "unknown model", body: { ...ok, model: "gpt-4" }, status: 404, message: /gpt-4/, param: "model" },
-        { name: "logprobs", body: { ...ok, logprobs: 2 }, status: 400, message: /logprobs is not supported yet/, param: "logprobs" },
+        { name: "logprobs beyond 256", body: { ...ok, logprobs: 257 }, status: 400, message: /logprobs/ },
+        {
+          name: "top_logprobs in completions",
+          body: { ...ok, top_logprobs: 2 },
+          status: 400,
+          message: /top_logprobs/,
+          param: "top_logprobs",
+        },
+        {
+          name: "top_logprobs without logprobs",
+          route: "/v1/chat/completions",
+          body: { model: modelName, messages: [{ role: "user", content: "hi" }], top_logprobs: 2 },
+          status: 400,
+          message: /top_logprobs needs logprobs: true/,
+          param: "top_logprobs",
+        },
         { name: "n > 1", body: { ...ok, n: 2 }, status: 400, message: /n is not supported/ },
         {
           name: "a bad hybrid option",

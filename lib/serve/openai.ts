@@ -3,6 +3,7 @@
 // completion objects, whole or as server-sent-event chunks, with usage. Errors carry the status
 // and the OpenAI error body.
 import type { ChatMessage, Tokenizer } from "../checkpoint/tokenizer";
+import type { TokenLogprob } from "../generate/logprobs";
 import { checkGenerateOptions, type FinishReason } from "../generate/options";
 import { checkPromptFits, type Prompt, promptIds } from "../generate/prompt";
 import type { MemberSettings } from "../generate/stepper";
@@ -60,10 +61,16 @@ export interface GenerationRequest {
  */
 export function completionRequest(body: CompletionBody, context: RequestContext): GenerationRequest {
   if (body.echo) throw unsupported("echo");
-  if (body.logprobs !== undefined && body.logprobs !== null) throw unsupported("logprobs");
+  if (body.top_logprobs !== undefined && body.top_logprobs !== null)
+    throw new ApiError(
+      400,
+      "top_logprobs is a chat completions parameter; completions take logprobs: <count>",
+      "invalid_request_error",
+      "top_logprobs",
+    );
   const prompt =
     Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt;
-  return generationRequest(body, prompt as Prompt, body.max_tokens, context);
+  return generationRequest(body, prompt as Prompt, body.max_tokens, body.logprobs ?? undefined, context);
 }
 
 /**
@@ -71,14 +78,17 @@ export function completionRequest(body: CompletionBody, context: RequestContext)
  * @example const request = chatRequest(body, context);
  */
 export function chatRequest(body: ChatBody, context: RequestContext): GenerationRequest {
-  if (body.logprobs) throw unsupported("logprobs");
+  const topLogprobs = body.top_logprobs ?? undefined;
+  if (topLogprobs !== undefined && !body.logprobs)
+    throw new ApiError(400, "top_logprobs needs logprobs: true", "invalid_request_error", "top_logprobs");
   if (!context.tokenizer)
     throw new ApiError(400, "chat completions need the model's tokenizer and chat template; this server's model was loaded without one");
   const messages: ChatMessage[] = body.messages.map((m) => ({
     role: m.role,
     content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join(""),
   }));
-  return generationRequest(body, messages, body.max_completion_tokens ?? body.max_tokens, context);
+  const logprobs = body.logprobs ? (topLogprobs ?? 0) : undefined;
+  return generationRequest(body, messages, body.max_completion_tokens ?? body.max_tokens, logprobs, context);
 }
 
 function unsupported(param: string): ApiError {
@@ -98,6 +108,7 @@ function generationRequest(
   body: GenerationBody,
   prompt: Prompt,
   maxTokens: number | null | undefined,
+  logprobs: number | undefined,
   context: RequestContext,
 ): GenerationRequest {
   if (body.model !== context.modelName)
@@ -109,7 +120,6 @@ function generationRequest(
       "model_not_found",
     );
   if ((body.n ?? 1) !== 1) throw unsupported("n");
-  if (body.top_logprobs !== undefined && body.top_logprobs !== null) throw unsupported("top_logprobs");
   for (const penalty of ["presence_penalty", "frequency_penalty"] as const)
     if (body[penalty])
       throw new ApiError(
@@ -139,6 +149,7 @@ function generationRequest(
         repetitionPenalty: body.repetition_penalty ?? 1,
         seed: body.seed ?? undefined,
         stop,
+        logprobs,
       },
       "request",
     ),
@@ -160,6 +171,7 @@ function generationRequest(
       stopAtEos: !body.lighttransfer?.ignore_eos,
       maxContext: context.maxContext,
       prefillChunk: context.prefillChunk,
+      logprobs: generate.logprobs,
     },
     hybrid,
     stream: body.stream ?? false,
@@ -189,6 +201,52 @@ export function usage(promptTokens: number, completionTokens: number): Usage {
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
 
+/** Completions' (legacy) logprobs of some tokens: text offsets count from the completion's start. */
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Array<Record<string, number>>;
+  text_offset: number[];
+}
+
+/** Chat completions' logprobs of some tokens. */
+export interface ChatLogprobs {
+  content: Array<{
+    token: string;
+    logprob: number;
+    bytes: number[] | null;
+    top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
+  }>;
+  refusal: null;
+}
+
+/**
+ * The library's logprobs of some tokens in an endpoint's wire format; `offset` is where the first
+ * token's text starts in the completion (completions only).
+ * @example wireLogprobs("chat", chunk.logprobs, 0)
+ */
+export function wireLogprobs(
+  kind: "completion" | "chat",
+  entries: readonly TokenLogprob[],
+  offset: number,
+): CompletionLogprobs | ChatLogprobs {
+  const plain = ({ token, logprob, bytes }: { token: string; logprob: number; bytes: number[] | null }) => ({ token, logprob, bytes });
+  if (kind === "chat") return { content: entries.map((e) => ({ ...plain(e), top_logprobs: e.top_logprobs.map(plain) })), refusal: null };
+  const text_offset: number[] = [];
+  for (const e of entries) {
+    text_offset.push(offset);
+    offset += e.token.length;
+  }
+  return {
+    tokens: entries.map((e) => e.token),
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) => Object.fromEntries(e.top_logprobs.map((t) => [t.token, t.logprob]))),
+    text_offset,
+  };
+}
+
+type WireLogprobs = CompletionLogprobs | ChatLogprobs | null;
+
 /** The fields every response object of one request shares. */
 export interface ResponseHead {
   id: string;
@@ -204,18 +262,18 @@ export interface ResponseHead {
  */
 export function responseShape(kind: "completion" | "chat") {
   const object = kind === "completion" ? "text_completion" : "chat.completion.chunk";
-  const choice = (delta: { role?: string; content?: string }, finish: "stop" | "length" | null) =>
+  const choice = (delta: { role?: string; content?: string }, finish: "stop" | "length" | null, logprobs: WireLogprobs = null) =>
     kind === "completion"
-      ? { index: 0, text: delta.content ?? "", logprobs: null, finish_reason: finish }
-      : { index: 0, delta, logprobs: null, finish_reason: finish };
+      ? { index: 0, text: delta.content ?? "", logprobs, finish_reason: finish }
+      : { index: 0, delta, logprobs, finish_reason: finish };
   return {
-    whole: (head: ResponseHead, text: string, finish: "stop" | "length", used: Usage) => ({
+    whole: (head: ResponseHead, text: string, finish: "stop" | "length", used: Usage, logprobs: WireLogprobs) => ({
       ...head,
       object: kind === "completion" ? "text_completion" : "chat.completion",
       choices: [
         kind === "completion"
-          ? { index: 0, text, logprobs: null, finish_reason: finish }
-          : { index: 0, message: { role: "assistant", content: text }, logprobs: null, finish_reason: finish },
+          ? { index: 0, text, logprobs, finish_reason: finish }
+          : { index: 0, message: { role: "assistant", content: text }, logprobs, finish_reason: finish },
       ],
       usage: used,
     }),
@@ -224,10 +282,10 @@ export function responseShape(kind: "completion" | "chat") {
       kind === "chat"
         ? { ...head, object, choices: [choice({ role: "assistant", content: "" }, null)], ...(withUsage ? { usage: null } : {}) }
         : undefined,
-    text: (head: ResponseHead, text: string, withUsage: boolean) => ({
+    text: (head: ResponseHead, text: string, withUsage: boolean, logprobs: WireLogprobs) => ({
       ...head,
       object,
-      choices: [choice({ content: text }, null)],
+      choices: [choice({ content: text }, null, logprobs)],
       ...(withUsage ? { usage: null } : {}),
     }),
     end: (head: ResponseHead, finish: "stop" | "length", withUsage: boolean) => ({

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { Model } from "../api/model";
 import { integerIn, maxTokens, optionalBoolean, optionsObject, show } from "../common/validate";
+import type { TokenLogprob } from "../generate/logprobs";
 import type { GenerateChunk } from "../generate/options";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import { defaultPrefillChunk } from "../model/decoder";
@@ -21,6 +22,7 @@ import {
   type ResponseHead,
   responseShape,
   usage,
+  wireLogprobs,
 } from "./openai";
 import { QueueFullError, Scheduler, type SchedulerEvents } from "./scheduler";
 import { type ChatBody, type CompletionBody, chatBody, completionBody } from "./schemas";
@@ -160,6 +162,10 @@ class RequestRun {
   private readonly head: ResponseHead;
   private readonly shape: ReturnType<typeof responseShape>;
   private text = "";
+  /** The logprobs of the tokens so far, when asked for. */
+  private readonly logprobs: TokenLogprob[] = [];
+  /** Where the next token's text starts in the completion (completions' text_offset). */
+  private tokenOffset = 0;
   private completionTokens = 0;
   private lastTokenAt: number | undefined;
 
@@ -217,10 +223,12 @@ class RequestRun {
         (chunk) => {
           this.count(chunk);
           this.text += chunk.text;
+          if (chunk.logprobs) this.logprobs.push(...chunk.logprobs);
           if (!chunk.finishReason) return;
           this.outcome(chunk.finishReason);
           const used = usage(this.generation.ids.length, this.completionTokens);
-          resolve(this.shape.whole(this.head, this.text, openAiFinishReason(chunk.finishReason), used));
+          const logprobs = this.generation.settings.logprobs === undefined ? null : wireLogprobs(this.endpoint, this.logprobs, 0);
+          resolve(this.shape.whole(this.head, this.text, openAiFinishReason(chunk.finishReason), used, logprobs));
         },
         (err) => {
           this.outcome("500");
@@ -251,7 +259,11 @@ class RequestRun {
         this.count(chunk);
         // A chunk per token, its text possibly "" (part of a character, a token decoding to nothing),
         // so a client can time every token; held-back text comes in a later chunk.
-        if (chunk.tokens.length || chunk.text) send(this.shape.text(this.head, chunk.text, withUsage));
+        if (chunk.tokens.length || chunk.text) {
+          const logprobs = chunk.logprobs ? wireLogprobs(this.endpoint, chunk.logprobs, this.tokenOffset) : null;
+          for (const e of chunk.logprobs ?? []) this.tokenOffset += e.token.length;
+          send(this.shape.text(this.head, chunk.text, withUsage, logprobs));
+        }
         if (!chunk.finishReason) return;
         this.outcome(chunk.finishReason);
         send(this.shape.end(this.head, openAiFinishReason(chunk.finishReason), withUsage));
