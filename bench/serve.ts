@@ -14,6 +14,7 @@
 // check that it runs (--device cpu --prompts 64,256 --gen 8 --rates 2,8 --requests 8 --kv-memory 8MiB).
 import * as fs from "node:fs";
 import { createServer, cudaStatus, devices, loadModel } from "../lib";
+import { seededRandom } from "../lib/eval/random";
 import { commandLine, printTable } from "./timing";
 
 function arg(name: string, fallback?: string): string {
@@ -30,18 +31,6 @@ const size = (v: string) => {
   if (!m || !(m[2].toLowerCase() in units)) throw new Error(`not a size: ${v} (e.g. 40GiB)`);
   return Number(m[1]) * units[m[2].toLowerCase()];
 };
-
-/** A seeded uniform generator (mulberry32), so a run's arrivals and prompts can be repeated. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const quantile = (sorted: number[], q: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : Number.NaN;
@@ -117,7 +106,7 @@ async function main() {
   const ttftBound = Number(arg("ttft-bound", "10"));
   const itlBound = Number(arg("itl-bound", "0.25"));
   const stepTokens = Number(arg("step-tokens", "2048"));
-  const random = seeded(Number(arg("seed", "1")));
+  const random = seededRandom(`serve|${arg("seed", "1")}`);
   const model = await loadModel(dir, { device: device as "cpu", kvCacheBytes: kvBytes, tokenizer: false });
   const vocab = model.config.vocabSize;
   const results: RateResult[] = [];

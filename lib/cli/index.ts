@@ -39,7 +39,7 @@ function number(kind: "int" | "float") {
 
 const program = new Command("lighttransfer").description("Hybrid long-context LLM inference (LightTransfer) for Node.js");
 
-program
+const generateCommand = program
   .command("generate")
   .description("stream a continuation of a prompt from a Hugging Face model directory")
   .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
@@ -55,15 +55,8 @@ program
   .option("--repetition-penalty <r>", "> 1 discourages repeats", number("float"), 1)
   .option("--seed <seed>", "sampler seed", number("int"))
   .option("--stop <text...>", "stop strings")
-  .option("--max-context <n>", "largest context the session may hold", number("int"))
-  .addOption(new Option("--hybrid <mode>", "LightTransfer hybrid mode").choices(["off", "auto", "fixed"]).default("off"))
-  .option("--full-layers <p>", "layers kept full (auto): fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens of the lazy layers", number("int"), streamingDefaults.sink)
-  .option("--window <n>", "recent-window tokens of the lazy layers", number("int"), streamingDefaults.window)
-  .option("--lazy-layers <layers>", "lazy layers of fixed mode, e.g. 0,2,5", idsArg)
-  .addOption(
-    new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
-  )
+  .option("--max-context <n>", "largest context the session may hold", number("int"));
+hybridFlags(generateCommand, "LightTransfer hybrid mode")
   .option("--stats", "print throughput, KV-cache and hybrid statistics at the end")
   .option(
     "--logprobs <k>",
@@ -73,7 +66,7 @@ program
   .action(async (o) => {
     if (o.prompt === undefined && o.ids === undefined) throw new Error("generate needs a prompt: --prompt <text> or --ids <ids>");
     if (o.chat && o.ids) throw new Error("--chat wraps a text prompt; --ids are given to the model as they are");
-    const hybrid = generateHybrid(o);
+    const hybrid = hybridFromFlags(o);
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, o.tokenizer === false ? false : undefined);
     try {
@@ -110,7 +103,7 @@ program
     }
   });
 
-program
+const serveCommand = program
   .command("serve")
   .description("serve a model over HTTP with an OpenAI-compatible API (completions, chat completions), batching requests continuously")
   .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
@@ -123,24 +116,15 @@ program
     "KV page pool size, e.g. 40GiB (default: half the free GPU memory after the weights; 512 MiB on the CPU)",
     bytesArg,
   )
-  .option("--page-size <n>", "tokens per KV page", number("int"), defaultPageSize)
-  .addOption(
-    new Option("--hybrid <mode>", "default LightTransfer hybrid mode of requests").choices(["off", "auto", "fixed"]).default("off"),
-  )
-  .option("--full-layers <p>", "layers kept full (auto): fraction, percentage or count", fullLayersArg, 0.5)
-  .option("--sink <n>", "sink tokens of the lazy layers", number("int"), streamingDefaults.sink)
-  .option("--window <n>", "recent-window tokens of the lazy layers", number("int"), streamingDefaults.window)
-  .option("--lazy-layers <layers>", "lazy layers of fixed mode, e.g. 0,2,5", idsArg)
-  .addOption(
-    new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
-  )
+  .option("--page-size <n>", "tokens per KV page", number("int"), defaultPageSize);
+hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   .option("--max-context <n>", "most tokens (prompt + generated) per request", number("int"))
   .option("--max-queue <n>", "requests that may wait; more are answered 429", number("int"), 256)
   .option("--max-running <n>", "most sequences decoded together", number("int"), 256)
   .option("--step-tokens <n>", "tokens per scheduler step (decode tokens + prompt pieces)", number("int"), 512)
   .option("--log", "log every request (fastify's logger)")
   .action(async (o) => {
-    const hybrid = generateHybrid(o);
+    const hybrid = hybridFromFlags(o);
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, pageSize: o.pageSize });
     const server = await createServer(model, {
@@ -172,8 +156,21 @@ function idsArg(value: string): number[] {
   return parts.map(Number);
 }
 
-/** The session's hybrid options from generate's flags. */
-function generateHybrid(o: {
+/** Adds the hybrid flags (--hybrid, --full-layers, --sink, --window, --lazy-layers, --layer-file) read by hybridFromFlags. */
+function hybridFlags(command: Command, modeDescription: string): Command {
+  return command
+    .addOption(new Option("--hybrid <mode>", modeDescription).choices(["off", "auto", "fixed"]).default("off"))
+    .option("--full-layers <p>", "layers kept full (auto): fraction, percentage or count", fullLayersArg, 0.5)
+    .option("--sink <n>", "sink tokens of the lazy layers", number("int"), streamingDefaults.sink)
+    .option("--window <n>", "recent-window tokens of the lazy layers", number("int"), streamingDefaults.window)
+    .option("--lazy-layers <layers>", "lazy layers of fixed mode, e.g. 0,2,5", idsArg)
+    .addOption(
+      new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
+    );
+}
+
+/** The hybrid options from the flags hybridFlags adds. */
+function hybridFromFlags(o: {
   hybrid: "off" | "auto" | "fixed";
   fullLayers: number | `${number}%`;
   sink: number;
