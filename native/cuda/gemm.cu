@@ -45,18 +45,10 @@
 #include "core/error.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_kernels.h"
+#include "model_common.cuh"
 
 namespace lt::cuda {
 namespace {
-
-using bf16 = __nv_bfloat16;
-using f16 = __half;
-
-void throwIfLaunchFailed(const char* op, const char* kernel) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw Error(std::string(op) + ": launch of " + kernel + " failed: " + cudaGetErrorString(err));
-}
 
 void checkCuda(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
@@ -68,27 +60,6 @@ void checkCuda(cudaError_t err, const char* what) {
 // ============================================================================ fallback GEMM
 constexpr int kBM = 64, kBN = 64, kBK = 32, kPad = 8, kGemmThreads = 128;
 constexpr int kLds = kBK + kPad;  // shared-memory row stride in elements: 80 B, conflict-free fragments
-
-template <typename T>
-__device__ __forceinline__ float toF(T v);
-template <>
-__device__ __forceinline__ float toF<bf16>(bf16 v) {
-  return __bfloat162float(v);
-}
-template <>
-__device__ __forceinline__ float toF<f16>(f16 v) {
-  return __half2float(v);
-}
-template <typename T>
-__device__ __forceinline__ T fromF(float v);
-template <>
-__device__ __forceinline__ bf16 fromF<bf16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ f16 fromF<f16>(float v) {
-  return __float2half_rn(v);
-}
 
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
