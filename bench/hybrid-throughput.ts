@@ -10,6 +10,7 @@
 // is taken on the device; with --output logits every sequence's logits are read back.
 import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
+import { parseByteSize } from "../lib/common/byte-size";
 import type { Sequence } from "../lib/model/sequence";
 import { commandLine, printTable, randomNormals } from "./timing";
 
@@ -20,15 +21,9 @@ function arg(name: string, fallback?: string): string {
   return fallback;
 }
 
-const units: Record<string, number> = { "": 1, gb: 1e9, gib: 2 ** 30, mb: 1e6, mib: 2 ** 20 };
-const size = (v: string) => {
-  const m = /^([\d.]+)\s*([a-z]*)$/i.exec(v)!;
-  return Number(m[1]) * units[m[2].toLowerCase()];
-};
-
 async function main() {
   const dir = arg("model");
-  const kvBytes = size(arg("kv-memory", "40GiB"));
+  const kvBytes = parseByteSize(arg("kv-memory", "40GiB"));
   const contexts = arg("contexts", "4096,8192,16384,32768").split(",").map(Number);
   const steps = Number(arg("steps", "12"));
   const fraction = Number(arg("full-layers", "0.5"));

@@ -14,6 +14,7 @@
 // check that it runs (--device cpu --prompts 64,256 --gen 8 --rates 2,8 --requests 8 --kv-memory 8MiB).
 import * as fs from "node:fs";
 import { createServer, cudaStatus, devices, loadModel } from "../lib";
+import { parseByteSize } from "../lib/common/byte-size";
 import { seededRandom } from "../lib/eval/random";
 import { commandLine, printTable } from "./timing";
 
@@ -25,12 +26,6 @@ function arg(name: string, fallback?: string): string {
 }
 
 const numbers = (v: string) => v.split(",").map(Number);
-const units: Record<string, number> = { "": 1, gb: 1e9, gib: 2 ** 30, mb: 1e6, mib: 2 ** 20 };
-const size = (v: string) => {
-  const m = /^([\d.]+)\s*([a-z]*)$/i.exec(v);
-  if (!m || !(m[2].toLowerCase() in units)) throw new Error(`not a size: ${v} (e.g. 40GiB)`);
-  return Number(m[1]) * units[m[2].toLowerCase()];
-};
 
 const quantile = (sorted: number[], q: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : Number.NaN;
@@ -96,7 +91,7 @@ interface RateResult {
 async function main() {
   const dir = arg("model");
   const device = arg("device", cudaStatus().available ? "cuda:0" : "cpu");
-  const kvBytes = size(arg("kv-memory", "40GiB"));
+  const kvBytes = parseByteSize(arg("kv-memory", "40GiB"));
   const prompts = numbers(arg("prompts", "4096,16384"));
   const gen = Number(arg("gen", "256"));
   const rates = numbers(arg("rates", "0.25,0.5,1,2,4"));

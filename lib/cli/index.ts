@@ -8,6 +8,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { calibrate, layerFileOptions, readLayerFile } from "../api/calibrate";
 import { readConfig } from "../checkpoint/config";
 import { Checkpoint } from "../checkpoint/weights";
+import { parseByteSize } from "../common/byte-size";
 import { defaultPageSize, ringSize, streamingDefaults } from "../common/geometry";
 import { heatmapSvg } from "../hybrid/heatmap";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
@@ -227,28 +228,11 @@ function readPrompts(file: string): string[] {
 }
 
 function bytesArg(value: string): number {
-  const plain = Number(value);
-  if (Number.isFinite(plain) && plain > 0) return plain;
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
-  if (!m) throw new InvalidArgumentError(`not a size: ${value} (e.g. 80GB, 64GiB, 1e9)`);
-  const unit = (m[2] ?? "b").toLowerCase();
-  const scale: Record<string, number> = {
-    b: 1,
-    k: 1e3,
-    kb: 1e3,
-    kib: 2 ** 10,
-    m: 1e6,
-    mb: 1e6,
-    mib: 2 ** 20,
-    g: 1e9,
-    gb: 1e9,
-    gib: 2 ** 30,
-    t: 1e12,
-    tb: 1e12,
-    tib: 2 ** 40,
-  };
-  if (!(unit in scale)) throw new InvalidArgumentError(`unknown unit in ${value}`);
-  return Number(m[1]) * scale[unit];
+  try {
+    return parseByteSize(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 function fullLayersArg(value: string): number | `${number}%` {
