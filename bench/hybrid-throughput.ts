@@ -12,27 +12,21 @@ import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
 import { parseByteSize } from "../lib/common/byte-size";
 import type { Sequence } from "../lib/model/sequence";
+import { numberList, option } from "./args";
 import { commandLine, printTable, randomNormals } from "./timing";
 
-function arg(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i > 0) return process.argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-}
-
 async function main() {
-  const dir = arg("model");
-  const kvBytes = parseByteSize(arg("kv-memory", "40GiB"));
-  const contexts = arg("contexts", "4096,8192,16384,32768").split(",").map(Number);
-  const steps = Number(arg("steps", "12"));
-  const fraction = Number(arg("full-layers", "0.5"));
-  const output = arg("output", "argmax");
+  const dir = option("model");
+  const kvBytes = parseByteSize(option("kv-memory", "40GiB"));
+  const contexts = numberList("contexts", "4096,8192,16384,32768");
+  const steps = Number(option("steps", "12"));
+  const fraction = Number(option("full-layers", "0.5"));
+  const output = option("output", "argmax");
   if (output !== "argmax" && output !== "logits") throw new Error(`--output must be argmax or logits, got ${output}`);
   const sink = 4,
     window = 1020,
-    maxBatch = Number(arg("max-batch", "256"));
-  const model = await loadModel(dir, { device: arg("device", "cuda:0") as "cuda:0", kvCacheBytes: kvBytes });
+    maxBatch = Number(option("max-batch", "256"));
+  const model = await loadModel(dir, { device: option("device", "cuda:0") as "cuda:0", kvCacheBytes: kvBytes });
   const { config, pool } = model;
   const L = config.layers,
     P = Math.round(fraction * L);
@@ -141,9 +135,9 @@ async function main() {
     steps,
     results,
   };
-  const out = arg("out", "");
+  const out = option("out", "");
   if (out) fs.writeFileSync(out, JSON.stringify(record, null, 2));
-  const plot = arg("plot", "");
+  const plot = option("plot", "");
   if (plot) fs.writeFileSync(plot, ratioPlot(results as Array<{ context: number; ratio: number; ideal: number }>, String(card?.name)));
   console.log(
     `hybrid vs full decode throughput (${output}) on ${card?.name}: KV budget ${(kvBytes / 2 ** 30).toFixed(1)} GiB, P=${P}/${L}, S=${sink}, W=${window}`,

@@ -24,22 +24,18 @@ import { Sampler } from "../lib/generate/sampling";
 import { sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
 import type { Sequence } from "../lib/model/sequence";
 import { addon } from "../lib/runtime/native";
+import { numberList, option, optionalOption } from "./args";
 import { commandLine, printTable } from "./timing";
 
 const args = process.argv.slice(2);
-const option = (name: string, fallback?: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const list = (name: string, fallback: string) => option(name, fallback)!.split(",").map(Number);
 const modelDir = args.find((a, i) => !a.startsWith("--") && (i === 0 || !args[i - 1].startsWith("--")));
 if (!modelDir) throw new Error("usage: node dist/bench/model-decode.js MODEL_DIR [--hf hf.json] [--out ours.json] [--md table.md]");
-const batches = list("batches", "1,8,32");
-const contexts = list("contexts", "4096,16384");
+const batches = numberList("batches", "1,8,32");
+const contexts = numberList("contexts", "4096,16384");
 const steps = Number(option("steps", "24"));
 const warmup = Number(option("warmup", "4"));
 const eagerSteps = Number(option("eager-steps", "8"));
-const prefillChunk = option("prefill-chunk");
+const prefillChunk = optionalOption("prefill-chunk");
 const device = "cuda:0" as const;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -429,7 +425,7 @@ async function main() {
   const weightBytes = model.weightBytes;
   await model.dispose();
 
-  const hfFile = option("hf");
+  const hfFile = optionalOption("hf");
   const hf = hfFile && fs.existsSync(hfFile) ? JSON.parse(fs.readFileSync(hfFile, "utf8")) : undefined;
   const hfBest = (B: number, ctx: number) => {
     const points = (hf?.decode ?? []).filter(
@@ -479,9 +475,9 @@ async function main() {
     skipped,
     transformers: hf,
   };
-  const outFile = option("out");
+  const outFile = optionalOption("out");
   if (outFile) fs.writeFileSync(outFile, JSON.stringify(result, null, 2));
-  const mdFile = option("md");
+  const mdFile = optionalOption("md");
   if (mdFile && table.length) {
     const rows: Array<Record<string, string | number>> = table;
     const cols = Object.keys(rows[0]);

@@ -6,20 +6,16 @@
 // Nsight Systems to compare the kernels' time with the wall time).
 import * as fs from "node:fs";
 import { loadModel } from "../lib";
+import { numberList, option, optionalOption } from "./args";
 
 const args = process.argv.slice(2);
-const option = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
-const list = (name: string, fallback: string) => option(name, fallback).split(",").map(Number);
 const modelDir = args[0];
 if (!modelDir || modelDir.startsWith("--"))
   throw new Error("usage: node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096] [--prompts 8] [--out FILE]");
-const contexts = list("contexts", "4096,16384");
-const chunks = list("chunks", "4096");
+const contexts = numberList("contexts", "4096,16384");
+const chunks = numberList("chunks", "4096");
 const prompts = Number(option("prompts", "8"));
-const outFile = args.includes("--out") ? option("out", "") : undefined;
+const outFile = optionalOption("out");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -16,16 +16,8 @@ import * as fs from "node:fs";
 import { createServer, cudaStatus, devices, loadModel } from "../lib";
 import { parseByteSize } from "../lib/common/byte-size";
 import { seededRandom } from "../lib/eval/random";
+import { numberList, option } from "./args";
 import { commandLine, printTable } from "./timing";
-
-function arg(name: string, fallback?: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i > 0) return process.argv[i + 1];
-  if (fallback === undefined) throw new Error(`--${name} is required`);
-  return fallback;
-}
-
-const numbers = (v: string) => v.split(",").map(Number);
 
 const quantile = (sorted: number[], q: number) =>
   sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : Number.NaN;
@@ -89,19 +81,19 @@ interface RateResult {
 }
 
 async function main() {
-  const dir = arg("model");
-  const device = arg("device", cudaStatus().available ? "cuda:0" : "cpu");
-  const kvBytes = parseByteSize(arg("kv-memory", "40GiB"));
-  const prompts = numbers(arg("prompts", "4096,16384"));
-  const gen = Number(arg("gen", "256"));
-  const rates = numbers(arg("rates", "0.25,0.5,1,2,4"));
-  const perRate = Number(arg("requests", "48"));
-  const fullLayers = Number(arg("full-layers", "0.5"));
-  const modes = arg("modes", "full,hybrid").split(",");
-  const ttftBound = Number(arg("ttft-bound", "10"));
-  const itlBound = Number(arg("itl-bound", "0.25"));
-  const stepTokens = Number(arg("step-tokens", "2048"));
-  const random = seededRandom(`serve|${arg("seed", "1")}`);
+  const dir = option("model");
+  const device = option("device", cudaStatus().available ? "cuda:0" : "cpu");
+  const kvBytes = parseByteSize(option("kv-memory", "40GiB"));
+  const prompts = numberList("prompts", "4096,16384");
+  const gen = Number(option("gen", "256"));
+  const rates = numberList("rates", "0.25,0.5,1,2,4");
+  const perRate = Number(option("requests", "48"));
+  const fullLayers = Number(option("full-layers", "0.5"));
+  const modes = option("modes", "full,hybrid").split(",");
+  const ttftBound = Number(option("ttft-bound", "10"));
+  const itlBound = Number(option("itl-bound", "0.25"));
+  const stepTokens = Number(option("step-tokens", "2048"));
+  const random = seededRandom(`serve|${option("seed", "1")}`);
   const model = await loadModel(dir, { device: device as "cpu", kvCacheBytes: kvBytes, tokenizer: false });
   const vocab = model.config.vocabSize;
   const results: RateResult[] = [];
@@ -183,9 +175,9 @@ async function main() {
     results,
     largestSustainedRate: largest,
   };
-  const out = arg("out", "");
+  const out = option("out", "");
   if (out) fs.writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`);
-  const plot = arg("plot", "");
+  const plot = option("plot", "");
   const kv = kvBytes >= 2 ** 30 ? `${(kvBytes / 2 ** 30).toFixed(1)} GiB` : `${(kvBytes / 2 ** 20).toFixed(1)} MiB`;
   if (plot) fs.writeFileSync(plot, servePlot(results, `${card?.name ?? device}, KV ${kv}, ${gen} tokens generated`));
 }
