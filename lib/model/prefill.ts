@@ -142,8 +142,9 @@ function scoreTargets(parts: ModelParts, residual: { h: Tensor; mlp: Tensor }, t
   for (let start = 0; start < M; start += block) {
     const R = Math.min(block, M - start);
     const rows = (t: Tensor, from: number) => temps.add(t.rows(from, R));
-    runHead(parts, { h: rows(residual.h, start), mlp: rows(residual.mlp, start) }, { final: rows(final, 0), logits: rows(logits, 0) });
-    kernels.tokenLogprobs({ logits: rows(logits, 0), targets: rows(targetIds, start), out: rows(out, start) });
+    const blockLogits = rows(logits, 0);
+    runHead(parts, { h: rows(residual.h, start), mlp: rows(residual.mlp, start) }, { final: rows(final, 0), logits: blockLogits });
+    kernels.tokenLogprobs({ logits: blockLogits, targets: rows(targetIds, start), out: rows(out, start) });
   }
   return out.toFloat32Array();
 }
