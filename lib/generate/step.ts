@@ -22,9 +22,22 @@ export function nextTokens(
   samplers: readonly Sampler[],
   seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  if (samplers.every((s) => s.greedy)) return Array.from(decoder.step(seqs, ids, "argmax"));
-  if (samplers.every((s) => s.usesCandidates)) return sampleOnDevice(decoder, seqs, ids, samplers, seen);
+  const choice = choiceFor(samplers);
+  if (choice === "argmax") return Array.from(decoder.step(seqs, ids, "argmax"));
+  if (choice === "candidates") return sampleOnDevice(decoder, seqs, ids, samplers, seen);
   return sampleWholeRows(decoder, seqs, ids, samplers, seen);
+}
+
+/** Where a batch's next tokens are chosen (nextTokens): see its comment. */
+function choiceFor(samplers: readonly Sampler[]): "argmax" | "candidates" | "rows" {
+  if (samplers.every((s) => s.greedy)) return "argmax";
+  return samplers.every((s) => s.usesCandidates) ? "candidates" : "rows";
+}
+
+/** Each sampler's choice from its row of `rows` [samplers · vocab], read back. */
+function chooseFromRows(rows: Float32Array, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>): number[] {
+  const vocab = rows.length / samplers.length;
+  return samplers.map((s, b) => s.next(rows.subarray(b * vocab, (b + 1) * vocab), seen[b]));
 }
 
 /**
@@ -41,25 +54,19 @@ export function nextTokensWithLogprobs(
   seen: ReadonlyArray<readonly number[]>,
   k: number,
 ): { tokens: number[]; logprobs: LogprobIds[] } {
-  // The same choice as nextTokens makes, for the same batch.
-  const greedy = samplers.every((s) => s.greedy);
-  const onDevice = !greedy && samplers.every((s) => s.usesCandidates);
+  const choice = choiceFor(samplers);
   return decoder.step(seqs, ids, (logits) => {
     // Only the device sampling path applies the penalty to the logits themselves.
-    const penalised = onDevice && samplers.some((s) => s.repetitionPenalty !== 1);
+    const penalised = choice === "candidates" && samplers.some((s) => s.repetitionPenalty !== 1);
     const model = penalised ? logits.to(logits.device) : logits;
     try {
       let tokens: number[];
-      if (greedy) {
+      if (choice === "argmax") {
         const best = kernels.argmax({ logits });
         tokens = Array.from(best.toArray() as Int32Array);
         best.dispose();
-      } else if (onDevice) tokens = sampleFromLogits(logits, samplers, seen);
-      else {
-        const rows = logits.toFloat32Array();
-        const vocab = rows.length / samplers.length;
-        tokens = samplers.map((s, b) => s.next(rows.subarray(b * vocab, (b + 1) * vocab), seen[b]));
-      }
+      } else if (choice === "candidates") tokens = sampleFromLogits(logits, samplers, seen);
+      else tokens = chooseFromRows(logits.toFloat32Array(), samplers, seen);
       return { tokens, logprobs: deviceLogprobs(model, k, tokens) };
     } finally {
       if (model !== logits) model.dispose();
@@ -79,9 +86,7 @@ export function sampleWholeRows(
   samplers: readonly Sampler[],
   seen: ReadonlyArray<readonly number[]>,
 ): number[] {
-  const logits = decoder.step(seqs, ids, "logits");
-  const vocab = logits.length / seqs.length;
-  return samplers.map((s, b) => s.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
+  return chooseFromRows(decoder.step(seqs, ids, "logits"), samplers, seen);
 }
 
 // Candidates per row kept on the device for sampling: enough for a topK up to this and for most
