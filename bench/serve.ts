@@ -97,6 +97,9 @@ async function main() {
   const model = await loadModel(dir, { device: device as "cpu", kvCacheBytes: kvBytes, tokenizer: false });
   const vocab = model.config.vocabSize;
   const results: RateResult[] = [];
+  // Continuous batching changes the batch size from step to step; how often the decode graphs are
+  // re-recorded (and how many steps fall back to eager) shows whether the graph cache keeps up.
+  const graphStats: Record<string, { graphSteps: number; eagerSteps: Record<string, number>; recordings: number }> = {};
   try {
     for (const mode of modes) {
       if (mode !== "full" && mode !== "hybrid") throw new Error(`--modes are full and hybrid, got ${mode}`);
@@ -137,6 +140,11 @@ async function main() {
       } finally {
         await server.close();
       }
+      const { graphSteps, eagerSteps, recordings } = model.decoder.stats;
+      graphStats[mode] = { graphSteps, eagerSteps: { ...eagerSteps }, recordings };
+      console.log(
+        `${mode}: decode graph steps ${graphSteps}, recordings ${recordings}, eager steps ${JSON.stringify(eagerSteps)} (cumulative)`,
+      );
     }
   } finally {
     await model.dispose();
@@ -174,6 +182,7 @@ async function main() {
     bounds: { ttftP99Seconds: ttftBound, itlP99Seconds: itlBound },
     results,
     largestSustainedRate: largest,
+    decodeGraphs: graphStats,
   };
   const out = option("out", "");
   if (out) fs.writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`);
