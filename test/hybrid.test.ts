@@ -3,7 +3,7 @@
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
 import { loadModel, type Model } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
-import { resolveHybrid } from "../lib/hybrid/options";
+import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import { readReference } from "./helpers/fixtures";
 import { runHybrid } from "./helpers/hybrid-run";
@@ -29,6 +29,21 @@ describe("lazy-layer selection", () => {
       }
       expect(lazy.sort((a, b) => a - b)).toEqual(topLazyLayers(ratios, P));
     }
+  });
+});
+
+describe("random lazy layers", () => {
+  test("distinct seeds give distinct draws, each a sorted set of distinct layers", () => {
+    const draws = new Set<string>();
+    for (let seed = 0; seed < 8; seed++) {
+      const layers = randomLayers(32, 16, seed);
+      expect(new Set(layers).size).toBe(16);
+      expect(layers).toEqual([...layers].sort((a, b) => a - b));
+      expect(layers.every((l) => Number.isInteger(l) && l >= 0 && l < 32)).toBe(true);
+      draws.add(layers.join(","));
+    }
+    expect(draws.size).toBe(8);
+    expect(randomLayers(32, 16, 5)).toEqual(randomLayers(32, 16, 5));
   });
 });
 

@@ -109,7 +109,7 @@ function resolveFullLayers(value: number | string, layers: number): number {
 
 /** A seeded choice of `count` distinct layers out of `layers` (Fisher-Yates on mulberry32). */
 export function randomLayers(layers: number, count: number, seed: number): number[] {
-  let state = seed >>> 0 || 1;
+  let state = seed >>> 0;
   const random = () => {
     state = (state + 0x6d2b79f5) | 0;
     let t = state;
