@@ -40,8 +40,11 @@ export type EagerReason = "cpu" | "graphs off" | "observing queries" | "recordin
 // next widthStep · pageSize tokens of every sequence.
 const widthStep = 64;
 // Recordings kept (the least recently used goes first): batch sizes change as a batch's
-// sequences finish, and each recording holds buffers of its shape.
-const maxPlans = 4;
+// sequences finish, and under continuous batching from step to step, so the cache holds as many
+// batch sizes as a server's batch commonly spans (bench/README.md, "Serving under load", counts
+// the recordings). Each recording holds buffers of its shape: a few hundred KiB per batch row for
+// an 8B model, most of it the logits.
+const maxPlans = 16;
 
 /** One recorded step: its buffers and the graph over them. */
 class StepPlan {
