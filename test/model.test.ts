@@ -5,6 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, type Model, memoryUsage } from "../lib";
+import { defaultPrefillChunk } from "../lib/model/decoder";
 import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "./helpers/fixtures";
 import { collectGarbage } from "./helpers/gc";
 
@@ -165,6 +166,35 @@ describe("generation API", () => {
         })
       )[0].tokens;
     expect(await run()).toEqual(await run());
+  });
+});
+
+describe("default prefill chunk", () => {
+  test("the largest power of two in [1024, 16384] whose gate|up activations fit 1 GiB", () => {
+    const cases: Array<[number, number, number]> = [
+      [14336, 2, 16384], // Llama-3-8B in bf16: 16384 tokens take 896 MiB
+      [14336, 4, 8192], // the same on the CPU, in f32
+      [28672, 2, 8192], // Llama-3-70B's MLP
+      [192, 4, 16384], // a tiny model: capped
+      [1 << 20, 4, 1024], // an MLP too wide for 1024 tokens still gets 1024
+    ];
+    for (const [intermediateSize, bytes, chunk] of cases) {
+      expect(defaultPrefillChunk({ intermediateSize }, bytes)).toBe(chunk);
+      if (chunk > 1024 && chunk < 16384) expect(2 * chunk * 2 * intermediateSize * bytes).toBeGreaterThan(2 ** 30);
+      if (chunk > 1024) expect(chunk * 2 * intermediateSize * bytes).toBeLessThanOrEqual(2 ** 30);
+    }
+  });
+
+  test("the decoder takes its default from its config and dtype; a chunked prefill generates the same", async () => {
+    const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu" });
+    try {
+      expect(model.decoder.prefillChunk).toBe(defaultPrefillChunk(model.config, 4));
+      const chunked = await model.generateBatch(["Once upon a time"], { maxNewTokens: 4, prefillChunk: 2, stopAtEos: false });
+      const whole = await model.generateBatch(["Once upon a time"], { maxNewTokens: 4, stopAtEos: false });
+      expect(chunked[0].tokens).toEqual(whole[0].tokens);
+    } finally {
+      await model.dispose();
+    }
   });
 });
 

@@ -5,14 +5,16 @@ import type { ModelConfig } from "../checkpoint/config";
 import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
-import { defaultPrefillChunk } from "../model/decoder";
 import { maxTopLogprobs, type TokenLogprob } from "./logprobs";
 import { type SamplingOptions, validateSampling } from "./sampling";
 
 export interface SessionOptions {
   /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
   maxContext?: number;
-  /** Prompt tokens per prefill chunk (default 4096: fewer, larger calls keep the GPU busy). */
+  /**
+   * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk, 16384 for an 8B model in
+   * bf16; fewer, longer chunks run faster, and the default keeps a chunk's activations within 1 GiB).
+   */
   prefillChunk?: number;
   /** LightTransfer: which layers become streaming (lazy). Default: all layers full. */
   hybrid?: HybridOptions;
@@ -95,9 +97,14 @@ export function checkGenerateOptions(options: GenerateOptions | undefined, what:
 
 /**
  * Checks session options against the model's config and fills in its defaults.
- * @example const { maxContext } = checkSessionOptions({ prefillChunk: 512 }, model.config, "createSession");
+ * @example const { maxContext } = checkSessionOptions({ prefillChunk: 512 }, model.config, model.decoder.prefillChunk, "createSession");
  */
-export function checkSessionOptions(options: SessionOptions | undefined, config: ModelConfig, what: string): SessionSettings {
+export function checkSessionOptions(
+  options: SessionOptions | undefined,
+  config: ModelConfig,
+  defaultPrefillChunk: number,
+  what: string,
+): SessionSettings {
   const o = optionsObject(options, `${what}: options`);
   return {
     maxContext: integerIn(o.maxContext, `${what}: maxContext`, 1, maxTokens, config.maxPositionEmbeddings),

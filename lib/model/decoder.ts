@@ -5,7 +5,7 @@ import { type PagePool, PoolExhaustedError } from "../cache/page-pool";
 import type { ModelConfig } from "../checkpoint/config";
 import { checkTokenIds } from "../checkpoint/token-ids";
 import type { ModelWeights } from "../checkpoint/weights";
-import { type DeviceName, type DType, Tensor } from "../runtime/tensor";
+import { type DeviceName, type DType, dtypeBytes, Tensor } from "../runtime/tensor";
 import { DecodeGraphs, type DecodeStats, type EagerReason } from "./decode-graph";
 import { StepBuffers, tableWidths } from "./decode-step";
 import type { ModelParts } from "./layer";
@@ -14,7 +14,7 @@ import { ropeInverseFrequencies } from "./rope";
 import { Sequence, type SequenceHooks } from "./sequence";
 
 export interface PrefillOptions {
-  /** Prompt tokens per chunk (default defaultPrefillChunk). */
+  /** Prompt tokens per chunk (default: the decoder's prefillChunk). */
   chunkSize?: number;
   /** Return the logits after every token [tokens · vocab], not only the last (tests). */
   allLogits?: boolean;
@@ -38,12 +38,24 @@ const stepReadbacks: readonly string[] = ["logits", "argmax", "none"] satisfies 
  */
 export type StepOutput<T = unknown> = StepReadback | ((logits: Tensor) => T);
 
+// Each prefill chunk costs the same few dozen native calls per layer whatever its length, and
+// every chunk after the first reads its cached prefix through page tables: fewer, longer chunks
+// run faster (bench/README.md, "Figures behind choices"). A chunk's activations bound it: the
+// gate|up projection, the largest, stays within this many bytes.
+const prefillActivationBytes = 2 ** 30;
+const prefillChunkRange = { min: 1024, max: 16384 };
+
 /**
- * Prompt tokens per prefill chunk unless asked otherwise. Each chunk costs the same few dozen
- * native calls per layer whatever its length, so short chunks leave a GPU waiting on
- * JavaScript; a chunk's activations (the gate|up projection the largest) bound it from above.
+ * Prompt tokens per prefill chunk unless a session asks for another: the largest power of two in
+ * [1024, 16384] whose gate|up activations (2 · intermediateSize elements a token) fit in 1 GiB.
+ * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2) // 16384 (Llama-3-8B in bf16)
  */
-export const defaultPrefillChunk = 4096;
+export function defaultPrefillChunk(config: Pick<ModelConfig, "intermediateSize">, elementBytes: number): number {
+  const fits = prefillActivationBytes / (2 * config.intermediateSize * elementBytes);
+  let chunk = prefillChunkRange.max;
+  while (chunk > prefillChunkRange.min && chunk > fits) chunk /= 2;
+  return chunk;
+}
 
 /**
  * Runs a model's layers over sequences.
@@ -66,6 +78,9 @@ export class Decoder {
     uploadedBytes: 0,
   };
 
+  /** Prompt tokens per prefill chunk unless asked otherwise (defaultPrefillChunk of this model). */
+  readonly prefillChunk: number;
+
   constructor(
     readonly config: ModelConfig,
     readonly weights: ModelWeights,
@@ -74,6 +89,7 @@ export class Decoder {
     /** Activations and KV cache dtype: f32 on the CPU, the weights' 16-bit type on CUDA. */
     readonly dtype: DType,
   ) {
+    this.prefillChunk = defaultPrefillChunk(config, dtypeBytes(dtype));
     const invFreq = Tensor.from(ropeInverseFrequencies(config), [config.headDim / 2], { device });
     this.parts = { config, weights, pool, invFreq, device, dtype };
     this.graphs = device === "cpu" ? undefined : new DecodeGraphs(this.parts, this.counts);
@@ -117,7 +133,7 @@ export class Decoder {
         throw new RangeError(`prefill: ${targets.length} targets for ${ids.length} tokens; give at most one per token`);
     }
     const output = targets !== undefined ? { targets } : options.allLogits ? "all" : "last";
-    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? defaultPrefillChunk, output);
+    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? this.prefillChunk, output);
   }
 
   /**

@@ -10,7 +10,6 @@ import { integerIn, maxTokens, optionalBoolean, optionsObject, show } from "../c
 import type { TokenLogprob } from "../generate/logprobs";
 import type { GenerateChunk } from "../generate/options";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
-import { defaultPrefillChunk } from "../model/decoder";
 import { ServerMetrics } from "./metrics";
 import {
   ApiError,
@@ -38,7 +37,7 @@ export interface ServerOptions {
   maxRunning?: number;
   /** Most tokens (prompt + generated) per request (default: the model's max_position_embeddings). */
   maxContext?: number;
-  /** Prompt tokens per prefill chunk (default 4096). */
+  /** Prompt tokens per prefill chunk (default: model.decoder.prefillChunk). */
   prefillChunk?: number;
   /** Generated tokens when a request gives no max_tokens (default 256). */
   defaultMaxTokens?: number;
@@ -67,7 +66,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     slidingWindow: model.config.slidingWindow,
     tokenizer: model.optionalTokenizer,
     maxContext: integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings),
-    prefillChunk: integerIn(o.prefillChunk, "createServer: prefillChunk", 1, 2 ** 20, defaultPrefillChunk),
+    prefillChunk: integerIn(o.prefillChunk, "createServer: prefillChunk", 1, 2 ** 20, model.decoder.prefillChunk),
     defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
     hybrid: o.hybrid,
   };
