@@ -17,7 +17,8 @@ tenth document held out of training, for perplexity):
     window, with dropout: few language tokens per step, so that the small corpus (which is also the
     filler) is learnt rather than memorised; the held-out loss is logged as training goes;
   - the retrieval tasks of `lighttransfer eval` (lib/eval/tasks.ts: the same instructions, needles,
-    questions, answer prefixes and answers), loss on the answer tokens and the </s> after them: passkey (5 digits),
+    questions, answer prefixes and answers), loss on the answer tokens and the </s> after them
+    (--decision-weight on the answer's first two tokens, where the needle is chosen): passkey (5 digits),
     niah-multikey (4 keys, 7-digit values, one asked for), niah-multivalue (4 values of one key,
     all asked for in order), variable-tracking (a chain of 4 assignments). The haystack is a run of
     consecutive training sentences from a random place, so no haystack repeats, and the needles sit
@@ -49,7 +50,11 @@ BOS, EOS = 0, 1
 TASKS = ["passkey", "niah-multikey", "niah-multivalue", "variable-tracking"]
 # How often each task is drawn: multi-key is the hardest to get exactly right (seven digits after
 # telling four keys apart), so it gets the largest share.
-TASK_SHARES = [0.15, 0.4, 0.2, 0.25]
+TASK_SHARES = [0.1, 0.5, 0.2, 0.2]
+# Teacher-forced, every answer token after the first few is a copy from a needle already chosen:
+# the choice (which key's number, which name comes next) is made in the answer's opening tokens
+# (the space, then the first digit or letter), so their loss weighs more.
+DECISION_TOKENS = 2
 EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
@@ -193,8 +198,9 @@ class Examples:
     def task(self, task, length):
         """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer text)."""
         intro, needles, question, prefix, answer = self.task_text(task)
-        if answer is None:  # the values in the order the needles appear
-            answer = ", ".join(v for _, _, v in sorted(needles, key=lambda n: n[1]))
+        listed = answer is None  # the answer lists the values in the order the needles appear
+        if listed:  # in some order for now: its length is all the budget needs
+            answer = ", ".join(v for _, _, v in needles)
         wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
         fixed = self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1  # + </s>
         budget = length - fixed
@@ -213,6 +219,8 @@ class Examples:
         used = starts[-1]
         boundary = lambda d: min(range(len(starts)), key=lambda b: abs(starts[b] - d * used))
         placed = sorted(((boundary(d), i, text) for i, (text, d, _) in enumerate(needles)))
+        if listed:  # as placed: needles whose depths meet at one sentence boundary go in index order
+            answer = ", ".join(needles[i][2] for _, i, _ in placed)
         pieces, nxt = [], 0
         for b in range(len(filler) + 1):
             while nxt < len(placed) and placed[nxt][0] == b:
@@ -222,7 +230,7 @@ class Examples:
                 pieces.append(filler[b])
         return wrap("".join(" " + p for p in pieces)), " " + answer
 
-    def tokenized_tasks(self, tasks, length):
+    def tokenized_tasks(self, tasks, length, decision_weight=1.0):
         """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
         the loss weights (the answer tokens only)."""
         pairs = [self.task(t, length) for t in tasks]
@@ -243,7 +251,8 @@ class Examples:
             gap = length + 1 - len(ids)
             start = self.rng.randrange(len(self.stream) - gap)
             ids = ids[:1] + self.stream[start:start + gap].tolist() + ids[1:]
-            weights = [0.0] * (len(ids) - n_answer) + [1.0] * n_answer
+            decisive = min(DECISION_TOKENS, n_answer)
+            weights = [0.0] * (len(ids) - n_answer) + [decision_weight] * decisive + [1.0] * (n_answer - decisive)
             out.append((task, ids, weights, n_answer))
         return out
 
@@ -267,12 +276,12 @@ def stages(max_context):
     return lengths, (shares / shares.sum()).tolist()
 
 
-def produce_batches(data, seed, length, batch, task_fraction, lm_span, out):
+def produce_batches(data, seed, length, batch, task_fraction, lm_span, decision_weight, out):
     """A worker process's loop: a stage's batches as (kinds, ids, weights) arrays, until terminated."""
     data.rng = random.Random(seed)
     n_task = int(round(batch * task_fraction))
     while True:
-        rows = data.tokenized_tasks(data.rng.choices(TASKS, TASK_SHARES, k=n_task), length)
+        rows = data.tokenized_tasks(data.rng.choices(TASKS, TASK_SHARES, k=n_task), length, decision_weight)
         rows += [("language",) + data.language(length, lm_span) + (0,) for _ in range(batch - n_task)]
         out.put(([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
                  np.array([r[2] for r in rows], dtype=np.float32)))
@@ -283,11 +292,11 @@ class BatchMaker:
     corpus; they never touch CUDA), a few ahead of the GPU. Each worker has its own seed, so the data
     is seeded, though the order in which workers' batches arrive is not."""
 
-    def __init__(self, data, seed, length, batch, task_fraction, lm_span, workers):
+    def __init__(self, data, seed, length, batch, task_fraction, lm_span, decision_weight, workers):
         context = mp.get_context("fork")
         self.queue = context.Queue(maxsize=2 * workers)
         self.workers = [context.Process(target=produce_batches, daemon=True,
-                                        args=(data, seed + i, length, batch, task_fraction, lm_span, self.queue))
+                                        args=(data, seed + i, length, batch, task_fraction, lm_span, decision_weight, self.queue))
                         for i in range(workers)]
         for w in self.workers:
             w.start()
@@ -356,7 +365,7 @@ def train(args):
         batch = max(1, args.batch_tokens // length)
         print(f"stage: {length} tokens, batch {batch}, {share * total_seconds:.0f} s", flush=True)
         maker = BatchMaker(data, args.seed + 1000 * (stage + 1), length, batch, args.task_fraction, args.lm_span,
-                           args.workers)
+                           args.decision_weight, args.workers)
         while time.time() < stage_end:
             kinds, ids, weights = maker.next()
             ids = torch.from_numpy(ids).to(device, non_blocking=True)
@@ -386,7 +395,10 @@ def train(args):
                             ws = w[sel]
                             entry[f"{kind}_loss"] = round(float((token_loss[sel] * ws).sum() / ws.sum()), 4)
                             if kind != "language":
-                                entry[f"{kind}_token_acc"] = round(float((correct[sel] * ws).sum() / ws.sum()), 3)
+                                entry[f"{kind}_token_acc"] = round(float((correct[sel] * (ws > 0)).sum() / (ws > 0).sum()), 3)
+                                # every answer token right, teacher-forced: close to the greedy exact match
+                                wrong = ((1 - correct[sel]) * (ws > 0)).sum(dim=1)
+                                entry[f"{kind}_exact"] = round(float((wrong == 0).float().mean()), 3)
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
             step += 1
@@ -479,6 +491,7 @@ def main():
     ap.add_argument("--task-fraction", type=float, default=0.85)
     ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
     ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--decision-weight", type=float, default=4.0, help="loss weight of an answer's first tokens")
     ap.add_argument("--eval-samples", type=int, default=50)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 2)), help="batch-making processes")
