@@ -19,19 +19,10 @@ import sys
 import torch
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from make_fixtures import greedy  # the same greedy decoding, with margins, as the tiny fixtures'
+
 LAST_ROWS = 8
 GREEDY_STEPS = 12
-
-
-def greedy(model, ids, steps):
-    tokens, margins = [], []
-    for _ in range(steps):
-        logits = model(ids).logits[0, -1].double()
-        top = torch.topk(logits, 2)
-        tokens.append(int(top.indices[0]))
-        margins.append(float(top.values[0] - top.values[1]))
-        ids = torch.cat([ids, top.indices[:1].view(1, 1)], dim=1)
-    return tokens, margins
 
 
 def main(model_dir, out_dir):
