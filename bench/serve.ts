@@ -100,6 +100,7 @@ async function main() {
   // Continuous batching changes the batch size from step to step; how often the decode graphs are
   // re-recorded (and how many steps fall back to eager) shows whether the graph cache keeps up.
   const graphStats: Record<string, { graphSteps: number; eagerSteps: Record<string, number>; recordings: number }> = {};
+  const stepStats: Record<string, Record<string, StepTimes>> = {};
   try {
     for (const mode of modes) {
       if (mode !== "full" && mode !== "hybrid") throw new Error(`--modes are full and hybrid, got ${mode}`);
@@ -137,6 +138,11 @@ async function main() {
             console.error(JSON.stringify(row));
             if (!row.sustained) break;
           }
+        stepStats[mode] = stepTimes(await (await fetch(`${url}/metrics`)).text());
+        for (const [kind, t] of Object.entries(stepStats[mode]))
+          console.log(
+            `${mode}: ${t.count} ${kind} turns, mean ${(t.meanSeconds * 1000).toFixed(1)} ms, ${(100 * t.over100ms).toFixed(1)}% over 100 ms`,
+          );
       } finally {
         await server.close();
       }
@@ -183,12 +189,40 @@ async function main() {
     results,
     largestSustainedRate: largest,
     decodeGraphs: graphStats,
+    schedulerTurns: stepStats,
   };
   const out = option("out", "");
   if (out) fs.writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`);
   const plot = option("plot", "");
   const kv = kvBytes >= 2 ** 30 ? `${(kvBytes / 2 ** 30).toFixed(1)} GiB` : `${(kvBytes / 2 ** 20).toFixed(1)} MiB`;
   if (plot) fs.writeFileSync(plot, servePlot(results, `${card?.name ?? device}, KV ${kv}, ${gen} tokens generated`));
+}
+
+interface StepTimes {
+  count: number;
+  meanSeconds: number;
+  /** Share of the turns that took more than 100 ms. */
+  over100ms: number;
+}
+
+/** The scheduler's turns by kind, from the server's lighttransfer_step_seconds histogram (warm-up included). */
+function stepTimes(metricsText: string): Record<string, StepTimes> {
+  const value = (name: string, kind: string, le?: string) => {
+    const labels = le === undefined ? `kind="${kind}"` : `le="${le}",kind="${kind}"`;
+    const line = metricsText.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
+    return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+  };
+  const out: Record<string, StepTimes> = {};
+  for (const kind of ["prefill", "decode", "mixed"]) {
+    const count = value("lighttransfer_step_seconds_count", kind);
+    if (!count) continue;
+    out[kind] = {
+      count,
+      meanSeconds: value("lighttransfer_step_seconds_sum", kind) / count,
+      over100ms: 1 - value("lighttransfer_step_seconds_bucket", kind, "0.1") / count,
+    };
+  }
+  return out;
 }
 
 /** Poisson arrivals at `rate` requests/s: `count` requests, each timed; throughput over the whole run. */

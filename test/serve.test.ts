@@ -494,6 +494,13 @@ describe(`seed ${rng.seed}`, () => {
       } as never);
       expect((got as unknown as OpenAI.Completion).choices[0].text).toBe(expected.text);
       expect(await metric(server.url, "lighttransfer_prompt_tokens_total")).toBe(ids.length);
+      // The prompt's turn gives the first token (and may decode the second), then one turn per token.
+      const turns = await metric(server.url, "lighttransfer_step_seconds_count");
+      expect(turns).toBeGreaterThanOrEqual(11);
+      expect(turns).toBeLessThanOrEqual(12);
+      expect(await metric(server.url, 'lighttransfer_step_seconds_count{kind="decode"}')).toBeGreaterThanOrEqual(10);
+      expect(await metric(server.url, 'lighttransfer_decode_steps{path="eager"}')).toBeGreaterThanOrEqual(11);
+      expect(await metric(server.url, "lighttransfer_decode_graph_recordings")).toBe(0);
     } finally {
       await server.close();
     }

@@ -3,6 +3,7 @@
 // the time between tokens. Gauges are read when scraped; each server has its own registry.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { PagePool } from "../cache/page-pool";
+import type { DecodeStats } from "../model/decode-graph";
 import type { Scheduler } from "./scheduler";
 
 // Seconds, from a fast GPU's few milliseconds to a long prompt's wait on a busy CPU.
@@ -11,7 +12,7 @@ const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 /**
  * The metrics of one server.
  * @example
- * const metrics = new ServerMetrics(scheduler, model.pool);
+ * const metrics = new ServerMetrics(scheduler, model.pool, () => model.decoder.stats);
  * metrics.timeToFirstToken.observe(0.12);
  * reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
  */
@@ -24,8 +25,9 @@ export class ServerMetrics {
   readonly timeToFirstToken: Histogram;
   readonly interTokenLatency: Histogram;
   readonly queueWait: Histogram;
+  readonly stepTime: Histogram<"kind">;
 
-  constructor(scheduler: Scheduler, pool: PagePool) {
+  constructor(scheduler: Scheduler, pool: PagePool, decodeStats: () => DecodeStats) {
     const registers = [this.registry];
     new Gauge({
       name: "lighttransfer_queue_length",
@@ -92,6 +94,35 @@ export class ServerMetrics {
       help: "Between consecutive generated tokens of a request",
       buckets: latencyBuckets,
       registers,
+    });
+    this.stepTime = new Histogram({
+      name: "lighttransfer_step_seconds",
+      help: "Turns of the scheduler (what a decoding stream waits between tokens), by what they ran: prefill, decode or mixed",
+      labelNames: ["kind"],
+      buckets: latencyBuckets,
+      registers,
+    });
+    new Gauge({
+      name: "lighttransfer_decode_steps",
+      help: "Decode steps of the model since it was loaded: replayed from a CUDA graph, or run op by op",
+      labelNames: ["path"],
+      registers,
+      collect() {
+        const stats = decodeStats();
+        this.set({ path: "graph" }, stats.graphSteps);
+        this.set(
+          { path: "eager" },
+          Object.values(stats.eagerSteps).reduce((a, b) => a + (b ?? 0), 0),
+        );
+      },
+    });
+    new Gauge({
+      name: "lighttransfer_decode_graph_recordings",
+      help: "Decode-step CUDA graphs recorded since the model was loaded (a new batch size, or wider page tables)",
+      registers,
+      collect() {
+        this.set(decodeStats().recordings);
+      },
     });
     this.queueWait = new Histogram({
       name: "lighttransfer_queue_wait_seconds",

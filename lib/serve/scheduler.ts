@@ -38,7 +38,16 @@ export interface SchedulerEvents {
   admitted?(waitedSeconds: number): void;
   preempted?(): void;
   prefilled?(tokens: number): void;
+  /**
+   * A turn of the loop: its wall time (admission, prompt pieces, the decode step and its
+   * readback: what a decoding stream waits between two tokens), whether it prefilled and whether
+   * it decoded.
+   */
+  stepped?(seconds: number, kind: StepKind): void;
 }
+
+/** What a turn of the scheduler's loop ran: prompt pieces, a decode step, or both. */
+export type StepKind = "prefill" | "decode" | "mixed";
 
 /** Thrown by submit() when the queue is full: the HTTP layer answers 429. */
 export class QueueFullError extends Error {
@@ -165,9 +174,12 @@ export class Scheduler {
     try {
       while (!this.closed && (this.waiting.length || this.running.length)) {
         try {
+          const start = performance.now();
           this.admit();
-          this.prefillPieces();
-          this.decode();
+          const prefilled = this.prefillPieces();
+          const decoded = this.decode();
+          if (prefilled || decoded)
+            this.events.stepped?.((performance.now() - start) / 1000, prefilled ? (decoded ? "mixed" : "prefill") : "decode");
         } catch (err) {
           // A fault outside any one request (a device error): the batch fails, the server goes on.
           for (const entry of [...this.running]) this.fail(entry, err as Error);
@@ -225,8 +237,12 @@ export class Scheduler {
     return reserved;
   }
 
-  /** Prompt pieces for the prefilling sequences, oldest first, within what the step's token budget leaves. */
-  private prefillPieces(): void {
+  /**
+   * Prompt pieces for the prefilling sequences, oldest first, within what the step's token budget
+   * leaves. Returns whether any prompt tokens went in.
+   */
+  private prefillPieces(): boolean {
+    let any = false;
     const decoding = this.running.filter((e) => e.member && !e.member.prefilling).length;
     // A step always makes some prompt progress, so a full batch cannot starve the queue.
     let budget = Math.max(this.options.stepTokens - decoding, Math.ceil(this.options.stepTokens / 4));
@@ -248,16 +264,19 @@ export class Scheduler {
       }
       const prefilled = before - member.pending.length || before;
       budget -= prefilled;
+      any = true;
       this.events.prefilled?.(prefilled);
       if (chunk) this.deliver(entry, chunk);
     }
+    return any;
   }
 
   /**
    * One decode step for the sequences whose prompt is in. While the pool cannot hold the step,
    * the newest sequence is preempted; a sequence alone that cannot grow ends where it is.
+   * Returns whether a step ran.
    */
-  private decode(): void {
+  private decode(): boolean {
     for (;;) {
       let chunks: Array<{ member: StepperMember; chunk: GenerateChunk }>;
       try {
@@ -269,13 +288,13 @@ export class Scheduler {
           continue;
         }
         for (const entry of [...this.running]) this.end(entry, "context");
-        return;
+        return false;
       }
       for (const { member, chunk } of chunks) {
         const entry = this.running.find((e) => e.member === member);
         if (entry) this.deliver(entry, chunk);
       }
-      return;
+      return chunks.length > 0;
     }
   }
 

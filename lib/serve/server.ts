@@ -84,10 +84,11 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     },
     events,
   );
-  const metrics = new ServerMetrics(scheduler, model.pool);
+  const metrics = new ServerMetrics(scheduler, model.pool, () => model.decoder.stats);
   events.admitted = (seconds) => metrics.queueWait.observe(seconds);
   events.preempted = () => metrics.preemptions.inc();
   events.prefilled = (tokens) => metrics.promptTokens.inc(tokens);
+  events.stepped = (seconds, kind) => metrics.stepTime.observe({ kind }, seconds);
   const app = Fastify({
     logger: optionalBoolean(o.logger, "createServer: logger") ?? false,
     bodyLimit,
