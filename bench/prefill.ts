@@ -1,5 +1,6 @@
 // `node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096,16384] [--prompts 8] [--out prefill.json]`:
-// prefill throughput of one prompt at a time on CUDA, per context and prefill chunk size, on
+// prefill throughput of one prompt at a time on CUDA, per context and prefill chunk size (by
+// default the model's default chunk, model.decoder.prefillChunk), on
 // random token ids (fresh each run). Each point is the median of --prompts prefills after one
 // warm-up prefill. The model-decode benchmark measures prefill too, at the default chunk only;
 // this one isolates it, for chunk-size comparisons and for profiling a prefill (run it under
@@ -11,9 +12,9 @@ import { numberList, option, optionalOption } from "./args";
 const args = process.argv.slice(2);
 const modelDir = args[0];
 if (!modelDir || modelDir.startsWith("--"))
-  throw new Error("usage: node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096] [--prompts 8] [--out FILE]");
+  throw new Error("usage: node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096,16384] [--prompts 8] [--out FILE]");
 const contexts = numberList("contexts", "4096,16384");
-const chunks = numberList("chunks", "4096");
+const chunksAsked = optionalOption("chunks") === undefined ? undefined : numberList("chunks", "");
 const prompts = Number(option("prompts", "8"));
 const outFile = optionalOption("out");
 
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
   const kvCacheBytes = config.num_hidden_layers * Math.ceil(longest / pageSize) * 2 * pageSize * config.num_key_value_heads * headDim * 2;
   const model = await loadModel(modelDir, { device: "cuda:0", kvCacheBytes, pageSize });
   const dec = model.decoder;
+  const chunks = chunksAsked ?? [dec.prefillChunk];
   const vocab = model.config.vocabSize;
   const randomPrompt = (n: number) => Array.from({ length: n }, () => Math.floor(Math.random() * vocab));
   const results: Array<{ context: number; chunk: number; ms: number; tokPerS: number }> = [];
@@ -46,7 +48,8 @@ async function main(): Promise<void> {
         }
         const m = median(ms);
         results.push({ context, chunk, ms: m, tokPerS: (context / m) * 1000 });
-        console.log(`context ${context} chunk ${chunk}: median ${m.toFixed(1)} ms (${((context / m) * 1000).toFixed(0)} tok/s)`);
+        const label = chunk === dec.prefillChunk ? `${chunk} (default)` : `${chunk}`;
+        console.log(`context ${context} chunk ${label}: median ${m.toFixed(1)} ms (${((context / m) * 1000).toFixed(0)} tok/s)`);
       }
   } finally {
     model.dispose();
