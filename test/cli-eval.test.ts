@@ -81,3 +81,19 @@ test("bad flags are errors before the model loads", () => {
   expect(r.status).not.toBe(0);
   expect(r.stderr).toMatch(/not a comma-separated list of numbers: 4096,x/);
 });
+
+test("--kv-memory sizes the page pool: a pool of two pages cannot hold a prompt", () => {
+  const pageBytes = 16 * 2 * 1 * 64 * 4; // 16-token pages of one KV head of dimension 64, K and V, in f32
+  const r = spawnSync(
+    process.execPath,
+    [cli, "eval", "--model", modelDir, "--device", "cpu", "-c", "420", "--tasks", "passkey", "--depths", "0.5", "--seeds", "1"]
+      .concat(["--random-seeds", "0", "--full-layers", "0.34", "--window", "64", "--no-perplexity", "--no-streaming-all"])
+      .concat(["--kv-memory", String(2 * pageBytes), "-o", out]),
+    { encoding: "utf8" },
+  );
+  expect(r.status).not.toBe(0);
+  expect(r.stderr).toMatch(/KV page pool is full: \d+ page\(s\) wanted, 0 of 2 free/);
+  expect(spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "--kv-memory", "lots"], { encoding: "utf8" }).stderr).toMatch(
+    /argument 'lots' is invalid. not a size: lots/,
+  );
+}, 60_000);

@@ -112,11 +112,7 @@ const serveCommand = program
   .option("--model-name <name>", "the model's name in requests and /v1/models (default: the directory's name)")
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--port <port>", "port to listen on", number("int"), 8080)
-  .option(
-    "--kv-memory <bytes>",
-    "KV page pool size, e.g. 40GiB (default: half the free GPU memory after the weights; 512 MiB on the CPU)",
-    bytesArg,
-  )
+  .addOption(kvMemoryOption())
   .option("--page-size <n>", "tokens per KV page", number("int"), defaultPageSize);
 hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   .option("--max-context <n>", "most tokens (prompt + generated) per request", number("int"))
@@ -225,6 +221,14 @@ function readPrompts(file: string): string[] {
     .split(/^---$/m)
     .map((p) => p.trim())
     .filter((p) => p.length > 0);
+}
+
+/** --kv-memory, the size of the KV page pool, as the commands that load a model for many sequences take it. */
+function kvMemoryOption(): Option {
+  return new Option(
+    "--kv-memory <bytes>",
+    "KV page pool size, e.g. 40GiB (default: half the free GPU memory after the weights; 512 MiB on the CPU)",
+  ).argParser(bytesArg);
 }
 
 function bytesArg(value: string): number {
@@ -409,6 +413,7 @@ program
   .option("--no-perplexity", "leave out perplexity on held-out text")
   .addOption(new Option("--chat <when>", "wrap prompts in the chat template").choices(["auto", "on", "off"]))
   .option("-o, --out <dir>", "where eval.json, eval.md and the SVG plots go", "eval-results")
+  .addOption(kvMemoryOption())
   .action(async (o) => {
     const fromFile: EvalSettings = o.config ? readEvalSettings(o.config) : {};
     const count = (n: number | undefined) => (n === undefined ? undefined : Array.from({ length: n }, (_, i) => i));
@@ -428,7 +433,7 @@ program
       chat: o.chat === undefined ? undefined : o.chat === "auto" ? "auto" : o.chat === "on",
     };
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal);
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory });
     try {
       const config = resolveEvalConfig([fromFile, flags], model.tokenizer.hasChatTemplate);
       const bar = new SingleBar({ format: "evaluating {bar} {value}/{total} | {step}", hideCursor: true, stream: process.stderr });
