@@ -3,8 +3,9 @@
 //
 // Launch: K and V are widened to f32 once, regrouped per kv head ([hkv][rows][d]) so each
 // score is one contiguous dot product; then the (query, kv head) tasks are spread over the
-// thread pool. A cached prefix is read through its page table into the same copy, only the
-// positions its cache still holds (a ring keeps the sinks and the last window). A row only
+// thread pool. A task scores four keys against two of its group's heads per call and adds four
+// value rows per call, so each loaded row serves several products. A cached prefix is read through its page table into
+// the same copy, only the positions its cache still holds (a ring keeps the sinks and the last window). A row only
 // visits the keys its mask allows (at most two ranges: the sinks and the causal window), so
 // the streaming mask costs O(nq · (sink + window)).
 #include <algorithm>
@@ -124,39 +125,67 @@ void prefillAttention(const PrefillAttentionParams& p) {
           VisibleKeys vis = visibleKeys(pos, p.mask);
 
           std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
+          // Four keys against two query heads of the group at a time (dotBlock4x2); a short
+          // block repeats its last key or head and drops the repeats.
           auto scoreRange = [&](int32_t from, int32_t to) {
-            for (int32_t j = from; j < to; j++) {
-              const int32_t row = keys.row(j);
-              const float* krow = kh + size_t(row) * d;
-              for (int32_t g = 0; g < group; g++) {
-                float s = dot(&qrows[size_t(g) * d], krow, d) * p.scale;
-                scores[size_t(g) * rows + row] = s;
-                maxScore[g] = std::max(maxScore[g], s);
+            for (int32_t j0 = from; j0 < to; j0 += 4) {
+              const float* krows[4];
+              int32_t keyRow[4];
+              for (int32_t i = 0; i < 4; i++) {
+                keyRow[i] = keys.row(std::min(j0 + i, to - 1));
+                krows[i] = kh + size_t(keyRow[i]) * d;
+              }
+              const int32_t count = std::min(4, to - j0);
+              for (int32_t g0 = 0; g0 < group; g0 += 2) {
+                const int32_t g1 = std::min(g0 + 1, group - 1);
+                const float* heads[2] = {&qrows[size_t(g0) * d], &qrows[size_t(g1) * d]};
+                float dots[8];
+                dotBlock4x2(krows, heads, d, dots);
+                for (int32_t i = 0; i < count; i++)
+                  for (int32_t c = 0; c < 2 && g0 + c < group; c++) {
+                    const int32_t g = g0 + c;
+                    const float score = dots[i * 2 + c] * p.scale;
+                    scores[size_t(g) * rows + keyRow[i]] = score;
+                    maxScore[g] = std::max(maxScore[g], score);
+                  }
               }
             }
           };
           scoreRange(0, vis.sinkEnd);
           scoreRange(vis.windowBegin, pos + 1);
 
+          // Four value rows at a time per head (axpy4), in blocks of four keys aligned to key 0, an
+          // invisible key in a block weighing 0: each head's accumulator is read and written once
+          // per block, and a mask that hides nothing (a window >= N) sums exactly as causal does.
+          const bool ratioRow = wantRatio && pos >= lastBegin;
+          auto visible = [&](int32_t j) { return j <= pos && (j < vis.sinkEnd || j >= vis.windowBegin); };
+          auto accumulateBlock = [&](int32_t j0) {
+            int32_t firstVisible = j0;
+            while (!visible(firstVisible)) firstVisible++;
+            const float* vrows[4];
+            int32_t keyRow[4];
+            for (int32_t i = 0; i < 4; i++) {
+              keyRow[i] = keys.row(visible(j0 + i) ? j0 + i : firstVisible);
+              vrows[i] = vh + size_t(keyRow[i]) * d;
+            }
+            for (int32_t g = 0; g < group; g++) {
+              float w[4] = {0.f, 0.f, 0.f, 0.f};
+              for (int32_t i = 0; i < 4; i++) {
+                const int32_t j = j0 + i;
+                if (!visible(j)) continue;
+                w[i] = std::exp(scores[size_t(g) * rows + keyRow[i]] - maxScore[g]);
+                sum[g] += w[i];
+                if (ratioRow && (j < p.ratio.sink || j >= recentBegin)) subsetSum[g] += w[i];
+              }
+              axpy4(w, vrows, &acc[size_t(g) * d], d);
+            }
+          };
           std::fill(acc.begin(), acc.end(), 0.f);
           std::fill(sum.begin(), sum.end(), 0.f);
           std::fill(subsetSum.begin(), subsetSum.end(), 0.f);
-          const bool ratioRow = wantRatio && pos >= lastBegin;
-          auto accumulateRange = [&](int32_t from, int32_t to) {
-            for (int32_t j = from; j < to; j++) {
-              const int32_t row = keys.row(j);
-              const float* vrow = vh + size_t(row) * d;
-              const bool inSubset = ratioRow && (j < p.ratio.sink || j >= recentBegin);
-              for (int32_t g = 0; g < group; g++) {
-                float w = std::exp(scores[size_t(g) * rows + row] - maxScore[g]);
-                sum[g] += w;
-                if (inSubset) subsetSum[g] += w;
-                axpy(w, vrow, &acc[size_t(g) * d], d);
-              }
-            }
-          };
-          accumulateRange(0, vis.sinkEnd);
-          accumulateRange(vis.windowBegin, pos + 1);
+          const int32_t sinkBlocksEnd = (vis.sinkEnd + 3) / 4 * 4;
+          for (int32_t j0 = 0; j0 < vis.sinkEnd; j0 += 4) accumulateBlock(j0);
+          for (int32_t j0 = std::max(sinkBlocksEnd, vis.windowBegin / 4 * 4); j0 <= pos; j0 += 4) accumulateBlock(j0);
 
           for (int32_t g = 0; g < group; g++) {
             const int32_t h = kvh * group + g;

@@ -3,7 +3,8 @@
 //
 // Launch: Linear splits the output features into blocks across the thread pool; each task
 // widens its weight rows to f32 once and serves every input row from them, so the weights —
-// the bytes that dominate decode — are read once per call. The row-wise ops split rows.
+// the bytes that dominate decode — are read once per call, each input row against eight weight
+// rows at a time (dotBlock1x8). The row-wise ops split rows.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -22,6 +23,7 @@ void linear(const LinearParams& p) {
     for (int64_t r = begin; r < end; r++) loadAsFloat(p.xType, p.x, size_t(r) * k, k, &xf[size_t(r) * k]);
   });
   constexpr int32_t kBlock = 16;  // weight rows per task: 16 · k f32 stay in L2
+  constexpr int32_t kCols = 8;    // dotBlock1x8's weight rows
   parallelFor((n + kBlock - 1) / kBlock, [&](int64_t begin, int64_t end) {
     std::vector<float> wf(size_t(kBlock) * k), bias(kBlock, 0.f), yrow(kBlock);
     for (int64_t block = begin; block < end; block++) {
@@ -30,7 +32,14 @@ void linear(const LinearParams& p) {
       if (p.bias) loadAsFloat(p.wType, p.bias, j0, rows, bias.data());
       for (int32_t r = 0; r < m; r++) {
         const float* xr = &xf[size_t(r) * k];
-        for (int32_t j = 0; j < rows; j++) yrow[j] = dot(xr, &wf[size_t(j) * k], k) + bias[j];
+        for (int32_t j = 0; j < rows; j += kCols) {
+          // A short block repeats its last weight row, so every output comes from dotBlock1x8.
+          const float* w[kCols];
+          for (int32_t c = 0; c < kCols; c++) w[c] = &wf[size_t(std::min(j + c, rows - 1)) * k];
+          float out[kCols];
+          dotBlock1x8(xr, w, k, out);
+          for (int32_t c = 0; c < kCols && j + c < rows; c++) yrow[j + c] = out[c] + bias[j + c];
+        }
         storeFromFloat(p.xType, yrow.data(), p.y, size_t(r) * n + j0, rows);
       }
     }
