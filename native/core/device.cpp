@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <iterator>
 #include <mutex>
 #include <new>
 
@@ -16,11 +18,15 @@ namespace {
 // hole that the small allocations of JS wrappers awaiting finalization carve into, so the next
 // tensor of the same size takes fresh memory: 10,000 create/dispose pairs of 100-400 KB
 // tensors grew the process by 0.5-3.8 GB with no tensor alive. Instead, blocks from 64 KiB up
-// are mapped from the OS and unmapped on free; smaller ones come in power-of-two classes whose
-// freed blocks wait on a free list for the next tensor of their class (up to kCachedBytes).
+// are mapped from the OS; smaller ones come in power-of-two classes whose freed blocks wait on a
+// free list for the next tensor of their class (up to kCachedBytes). Freed mapped blocks too wait
+// for the next tensor of their exact size (up to kMappedCachedBytes in all, the oldest unmapped
+// first): a prefill allocates the same shapes layer after layer, and a fresh mapping costs a page
+// fault for every page the kernel then writes (bench/README.md, the CPU kernels).
 constexpr size_t kCpuAlignment = 64;  // a cache line, and wide enough for any vector load
 constexpr size_t kMappedBytes = size_t(64) << 10;
 constexpr size_t kCachedBytes = size_t(32) << 20;
+constexpr size_t kMappedCachedBytes = size_t(256) << 20;
 constexpr int kClasses = 11;  // 64 B, 128 B, ..., 64 KiB
 
 [[noreturn]] void outOfHostMemory(size_t bytes) {
@@ -74,6 +80,56 @@ class SmallBlocks {
   size_t cached_ = 0;
 };
 
+class MappedBlocks {
+ public:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it)
+        if (it->bytes == bytes) {
+          void* ptr = it->ptr;
+          cached_ -= bytes;
+          blocks_.erase(std::next(it).base());
+          return ptr;
+        }
+    }
+    void* ptr = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ptr == MAP_FAILED) outOfHostMemory(bytes);
+    return ptr;
+  }
+  void give(void* ptr, size_t bytes) noexcept {
+    if (bytes <= kMappedCachedBytes) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (cached_ + bytes > kMappedCachedBytes) {
+        munmap(blocks_.front().ptr, blocks_.front().bytes);
+        cached_ -= blocks_.front().bytes;
+        blocks_.pop_front();
+      }
+      try {
+        blocks_.push_back({ptr, bytes});
+        cached_ += bytes;
+        return;
+      } catch (const std::bad_alloc&) {  // no room to remember it: unmap it below
+      }
+    }
+    munmap(ptr, bytes);
+  }
+
+ private:
+  struct Block {
+    void* ptr;
+    size_t bytes;
+  };
+  std::mutex mutex_;
+  std::deque<Block> blocks_;  // oldest first
+  size_t cached_ = 0;
+};
+
+MappedBlocks& mappedBlocks() {
+  static MappedBlocks* blocks = new MappedBlocks();  // never destroyed: tensors may be freed at exit
+  return *blocks;
+}
+
 [[noreturn]] void noDeviceMemory() {
   throw Error("no CUDA memory backend is installed: the addon's module entry installs it (installDeviceMemory)");
 }
@@ -99,9 +155,7 @@ void installDeviceMemory(const DeviceMemory& memory) {
 void* deviceAlloc(const Device& device, size_t bytes) {
   if (!device.isCpu()) return cudaMemory.alloc(device.index, bytes);
   if (bytes < kMappedBytes) return smallBlocks().take(bytes);
-  void* ptr = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (ptr == MAP_FAILED) outOfHostMemory(bytes);
-  return ptr;
+  return mappedBlocks().take(bytes);
 }
 
 void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept {
@@ -110,7 +164,7 @@ void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept {
   else if (bytes < kMappedBytes)
     smallBlocks().give(ptr, bytes);
   else
-    munmap(ptr, bytes);
+    mappedBlocks().give(ptr, bytes);
 }
 
 void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes) {
