@@ -37,6 +37,17 @@ describe("linear", () => {
     },
   );
 
+  test.each(["f32", "bf16"] as const)("into its own input (out = x, %s) gives what a separate output gives", (dtype) => {
+    const m = rng.int(1, 9),
+      k = 8 * rng.int(2, 9);
+    const w = scope.random(rng, [k, k], "bf16").tensor;
+    const x = scope.random(rng, [m, k], dtype).tensor;
+    const separate = scope.add(kernels.linear({ x, weight: w })).toFloat32Array();
+    const inPlace = kernels.linear({ x, weight: w, out: x });
+    expect(inPlace).toBe(x);
+    expect(Array.from(x.toFloat32Array())).toEqual(Array.from(separate));
+  });
+
   test("keeps leading dimensions", () => {
     const x = scope.random(rng, [2, 3, 8], "f32").tensor,
       w = scope.random(rng, [5, 8], "f32").tensor;
