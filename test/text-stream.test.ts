@@ -20,6 +20,18 @@ test(`seed ${rng.seed}: pushed chunks and the flush add up to the decoded ids`, 
   }
 });
 
+test("a space the decoder's clean-up drops later (before punctuation and contractions) is never shown", () => {
+  for (const sentence of ["one two , three", "it is .", "he said 's ok", "we do n't go ?", "why ! yes"]) {
+    const ids = tokenizer.encode(sentence, { addSpecialTokens: false });
+    const stream = new TextStream(tokenizer, []);
+    const chunks = ids.map((id) => stream.push(id).text);
+    const whole = tokenizer.decode(ids, { skipSpecialTokens: true });
+    expect(chunks.join("") + stream.flush()).toBe(whole);
+    // Every chunk so far is a prefix of the final text: nothing shown is taken back.
+    for (let i = 1; i <= chunks.length; i++) expect(whole.startsWith(chunks.slice(0, i).join(""))).toBe(true);
+  }
+});
+
 test("a flush before any push gives no text", () => {
   expect(new TextStream(tokenizer, ["stop"]).flush()).toBe("");
   expect(new TextStream(undefined, []).flush()).toBe("");

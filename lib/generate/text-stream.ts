@@ -30,8 +30,13 @@ export class TextStream {
         return { text, stopped: true };
       }
     }
-    // Hold back an incomplete character and any suffix that could begin a stop string.
+    // Hold back an incomplete character, a space the tokenizer's clean-up may still drop (it
+    // removes the space before punctuation and contractions, " ," → "," or " n't" → "n't", once
+    // what follows arrives: at most three characters after the space), and any suffix that could
+    // begin a stop string.
     let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
+    const lastSpace = full.lastIndexOf(" ", safe - 1);
+    if (lastSpace >= 0 && safe - lastSpace <= 4) safe = lastSpace;
     for (const s of this.stops)
       for (let k = Math.min(s.length - 1, safe); k > 0; k--)
         if (full.slice(safe - k, safe) === s.slice(0, k)) {
