@@ -6,6 +6,7 @@
 #include "cpu/cpu_kernels.h"
 #include "dispatch.h"
 #include "graph.h"
+#include "shared_checks.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
 #include "cuda/cuda_kernels.h"
@@ -121,10 +122,7 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectFloat("out", y);
   Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
   const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
-    for (int64_t t = 0; t < tokens; t++)
-      if (c[0][t] < 0 || c[0][t] >= vocab)
-        throw Error(op + ": ids[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) +
-                    " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+    for (int64_t t = 0; t < tokens; t++) checkTokenId(op, "ids", t, c[0][t], vocab);
   });
   EmbeddingParams p;
   p.tableType = table->dtype(), p.yType = y->dtype();

@@ -9,6 +9,7 @@
 #include "cpu/cpu_kernels.h"
 #include "dispatch.h"
 #include "graph.h"
+#include "shared_checks.h"
 #include "validate.h"
 #ifdef LT_WITH_CUDA
 #include "cuda/cuda_kernels.h"
@@ -93,10 +94,7 @@ PreparedCall prepareTokenLogprobs(const Napi::CallbackInfo& info, CallMode mode)
   a.expectDType("out", out, DType::F32);
   Device device = a.sameDevice({{"logits", logits}, {"targets", targets}, {"out", out}});
   const auto indices = checkIndices(a, {targets}, [op = a.op(), rows, vocab](const std::vector<const int32_t*>& c) {
-    for (int64_t r = 0; r < rows; r++)
-      if (c[0][r] < 0 || c[0][r] >= vocab)
-        throw Error(op + ": targets[" + std::to_string(r) + "] = " + std::to_string(c[0][r]) +
-                    " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+    for (int64_t r = 0; r < rows; r++) checkTokenId(op, "targets", r, c[0][r], vocab);
   });
   out->dropShadow();
   TokenLogprobsParams p;
@@ -139,9 +137,7 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
                         std::to_string(r) + "]");
           for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
             const int32_t id = hostIds[i];
-            if (id < 0 || id >= vocab)
-              throw Error(op + ": " + "ids[" + std::to_string(i) + "] = " + std::to_string(id) +
-                          " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+            checkTokenId(op, "ids", i, id, vocab);
             if (lastRow[size_t(id)] == int32_t(r))
               throw Error(op + ": " + "row " + std::to_string(r) + " lists token " + std::to_string(id) +
                           " twice; pass each seen token once");

@@ -9,6 +9,12 @@ namespace lt::addon {
   throw Error(op + ": " + message);
 }
 
+void checkTokenId(const std::string& op, const char* name, int64_t index, int32_t id, int64_t vocab) {
+  if (id < 0 || id >= vocab)
+    failIndex(op, std::string(name) + "[" + std::to_string(index) + "] = " + std::to_string(id) +
+                      " is outside the vocabulary 0.." + std::to_string(vocab - 1));
+}
+
 void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
                 const std::string& where) {
   for (size_t i = 0; i < count; i++) {
