@@ -63,7 +63,7 @@ export class Session implements AsyncDisposable {
     options: SessionOptions | undefined,
     private readonly onDispose: () => void,
   ) {
-    this.settings = checkSessionOptions(options, model.config, model.decoder.prefillChunk, "createSession");
+    this.settings = checkSessionOptions(options, model.decoder, "createSession");
     this.sequence = new GenerationSequence(model.decoder, this.settings.hybrid);
   }
 
@@ -161,7 +161,7 @@ export async function generateBatch(
   options?: GenerateOptions & SessionOptions,
 ): Promise<GenerateResult[]> {
   const settings = checkGenerateOptions(options, "generateBatch");
-  const session = checkSessionOptions(options, model.config, model.decoder.prefillChunk, "generateBatch");
+  const session = checkSessionOptions(options, model.decoder, "generateBatch");
   if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
   checkStopNeedsTokenizer(model, settings.stop, "generateBatch");
   const encoded = prompts.map((p, i) => promptIds(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`));

@@ -1,10 +1,10 @@
 // The options of sessions and of generation, what a generation gives back, and the checks every
 // option passes (once, before anything is prefilled) for Session.generate and generateBatch alike.
 
-import type { ModelConfig } from "../checkpoint/config";
 import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
+import type { Decoder } from "../model/decoder";
 import { maxTopLogprobs, type TokenLogprob } from "./logprobs";
 import { type SamplingOptions, validateSampling } from "./sampling";
 
@@ -96,19 +96,19 @@ export function checkGenerateOptions(options: GenerateOptions | undefined, what:
 }
 
 /**
- * Checks session options against the model's config and fills in its defaults.
- * @example const { maxContext } = checkSessionOptions({ prefillChunk: 512 }, model.config, model.decoder.prefillChunk, "createSession");
+ * Checks session options against the decoder's model and fills in its defaults.
+ * @example const { maxContext } = checkSessionOptions({ prefillChunk: 512 }, model.decoder, "createSession");
  */
 export function checkSessionOptions(
   options: SessionOptions | undefined,
-  config: ModelConfig,
-  defaultPrefillChunk: number,
+  decoder: Pick<Decoder, "config" | "prefillChunk">,
   what: string,
 ): SessionSettings {
   const o = optionsObject(options, `${what}: options`);
+  const config = decoder.config;
   return {
     maxContext: integerIn(o.maxContext, `${what}: maxContext`, 1, maxTokens, config.maxPositionEmbeddings),
-    prefillChunk: integerIn(o.prefillChunk, `${what}: prefillChunk`, 1, maxPrefillChunk, defaultPrefillChunk),
+    prefillChunk: integerIn(o.prefillChunk, `${what}: prefillChunk`, 1, maxPrefillChunk, decoder.prefillChunk),
     hybrid: resolveHybrid(o.hybrid, config.layers),
   };
 }
