@@ -24,12 +24,24 @@ beforeAll(async () => {
 });
 afterAll(async () => model?.dispose());
 
+type Server = Awaited<ReturnType<typeof start>>;
+
 /** A running server over `on` and an openai client for it; close() stops it. */
 async function start(options: ServerOptions = {}, on: Model = model) {
   const app: FastifyInstance = await createServer(on, { modelName, ...options });
   const url = await app.listen({ host: "127.0.0.1", port: 0 });
   const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
   return { app, url, client, close: () => app.close() };
+}
+
+/** Runs `body` against a server started with `options` over `on`, closing the server after it. */
+async function withServer(body: (server: Server) => Promise<void>, options: ServerOptions = {}): Promise<void> {
+  const server = await start(options);
+  try {
+    await body(server);
+  } finally {
+    await server.close();
+  }
 }
 
 /** Random token ids, never EOS (so a prompt does not look ended). */
@@ -88,8 +100,7 @@ async function metric(url: string, name: string): Promise<number> {
 
 describe(`seed ${rng.seed}`, () => {
   test("the openai client: completions and chat, whole and streamed, give what the library generates", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const ids = randomIds(rng.int(3, 24));
       const maxTokens = rng.int(1, 24);
       const expected = await library(ids, { maxNewTokens: maxTokens, temperature: 0 });
@@ -154,15 +165,12 @@ describe(`seed ${rng.seed}`, () => {
 
       const listed = await server.client.models.list();
       expect(listed.data.map((m) => m.id)).toEqual([modelName]);
-    } finally {
-      await server.close();
-    }
+    });
     await poolEmpties();
   });
 
   test("logprobs: completions (count) and chat (logprobs, top_logprobs), whole and streamed, are the library's", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const ids = randomIds(rng.int(3, 24));
       const maxTokens = rng.int(1, 12);
       const k = rng.int(0, 5);
@@ -232,15 +240,12 @@ describe(`seed ${rng.seed}`, () => {
       // Without logprobs the field is null.
       const plain = await server.client.chat.completions.create({ model: modelName, messages, max_tokens: 1, temperature: 0 });
       expect(plain.choices[0].logprobs).toBeNull();
-    } finally {
-      await server.close();
-    }
+    });
     await poolEmpties();
   });
 
   test("stop strings end the text before them, streamed and not, with finish_reason stop", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const ids = await promptWithoutEos(24);
       const { text } = await library(ids, { maxNewTokens: 24, temperature: 0 });
       // A stop string taken from inside the continuation, so it is met.
@@ -262,14 +267,11 @@ describe(`seed ${rng.seed}`, () => {
       let streamed = "";
       for await (const chunk of stream) streamed += chunk.choices[0]?.text ?? "";
       expect(streamed).toBe(expected.text);
-    } finally {
-      await server.close();
-    }
+    });
   });
 
   test("a client that aborts mid-stream cancels its request: its pages come back and the server goes on", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const ids = await promptWithoutEos(40);
       const controller = new AbortController();
       const stream = await server.client.completions.create(
@@ -288,91 +290,88 @@ describe(`seed ${rng.seed}`, () => {
       expect(await metric(server.url, "lighttransfer_running_sequences")).toBe(0);
       const after = await server.client.completions.create({ model: modelName, prompt: ids, max_tokens: 2, temperature: 0 });
       expect(after.choices[0].finish_reason).toBeDefined();
-    } finally {
-      await server.close();
-    }
+    });
     await poolEmpties();
   });
 
   test("malformed requests get their status and an OpenAI error body, and the server stays up", async () => {
-    const server = await start({ bodyLimit: 64 * 1024, maxContext: 64 });
-    try {
-      const ok = { model: modelName, prompt: "Hello", max_tokens: 2 };
-      const cases: Array<{ name: string; route?: string; body: unknown; status: number; message: RegExp; param?: string | null }> = [
-        { name: "bad JSON", body: '{"model": "llama-tiny", "prompt": ', status: 400, message: /JSON/ },
-        { name: "a string max_tokens", body: { ...ok, max_tokens: "5" }, status: 400, message: /max_tokens/, param: "max_tokens" },
-        { name: "negative max_tokens", body: { ...ok, max_tokens: -rng.int(1, 100) }, status: 400, message: /max_tokens must be >= 0/ },
-        { name: "a string temperature", body: { ...ok, temperature: "hot" }, status: 400, message: /temperature/ },
-        { name: "top_p above 1", body: { ...ok, top_p: 1.5 }, status: 400, message: /top_p/ },
-        { name: "an object prompt", body: { ...ok, prompt: { text: "hi" } }, status: 400, message: /prompt/ },
-        { name: "no prompt", body: { model: modelName }, status: 400, message: /prompt/ },
-        { name: "token ids beyond the vocabulary", body: { ...ok, prompt: [5, 384] }, status: 400, message: /384/, param: "prompt" },
-        { name: "a prompt beyond maxContext", body: { ...ok, prompt: randomIds(65) }, status: 400, message: /maxContext 64/ },
-        { name: "unknown model", body: { ...ok, model: "gpt-4" }, status: 404, message: /gpt-4/, param: "model" },
-        { name: "logprobs beyond 256", body: { ...ok, logprobs: 257 }, status: 400, message: /logprobs/ },
-        {
-          name: "top_logprobs in completions",
-          body: { ...ok, top_logprobs: 2 },
-          status: 400,
-          message: /top_logprobs/,
-          param: "top_logprobs",
-        },
-        {
-          name: "top_logprobs without logprobs",
-          route: "/v1/chat/completions",
-          body: { model: modelName, messages: [{ role: "user", content: "hi" }], top_logprobs: 2 },
-          status: 400,
-          message: /top_logprobs needs logprobs: true/,
-          param: "top_logprobs",
-        },
-        { name: "n > 1", body: { ...ok, n: 2 }, status: 400, message: /n is not supported/ },
-        {
-          name: "a bad hybrid option",
-          body: { ...ok, lighttransfer: { hybrid: { mode: "sometimes" } } },
-          status: 400,
-          message: /hybrid.mode/,
-          param: "lighttransfer.hybrid",
-        },
-        {
-          name: "chat messages not an array",
-          route: "/v1/chat/completions",
-          body: { model: modelName, messages: "hi" },
-          status: 400,
-          message: /messages/,
-        },
-        {
-          name: "a chat message without content",
-          route: "/v1/chat/completions",
-          body: { model: modelName, messages: [{ role: "user" }] },
-          status: 400,
-          message: /content/,
-        },
-        { name: "an oversized body", body: { ...ok, prompt: "x".repeat(80 * 1024) }, status: 413, message: /too large/i },
-        { name: "an unknown route", route: "/v1/embeddings", body: ok, status: 404, message: /no route/ },
-      ];
-      for (const c of cases) {
-        const res = await post(server.url, c.route ?? "/v1/completions", c.body);
-        const summary = `${c.name}: ${res.status} ${JSON.stringify(res.body)}`;
-        expect(summary).toMatch(new RegExp(`^${c.name}: ${c.status} `));
-        expect(res.body.error.message).toMatch(c.message);
-        expect(typeof res.body.error.type).toBe("string");
-        if (c.param !== undefined) expect(res.body.error.param).toBe(c.param);
-        expect((await fetch(`${server.url}/health`)).status).toBe(200);
-      }
-      const wrongType = await post(server.url, "/v1/completions", "prompt=hi", { "content-type": "application/x-www-form-urlencoded" });
-      expect(wrongType.status).toBe(415);
-      // The same server still answers a good request.
-      const good = await server.client.completions.create({ model: modelName, prompt: "Hello", max_tokens: 2, temperature: 0 });
-      expect(good.usage?.completion_tokens).toBeGreaterThan(0);
-    } finally {
-      await server.close();
-    }
+    await withServer(
+      async (server) => {
+        const ok = { model: modelName, prompt: "Hello", max_tokens: 2 };
+        const cases: Array<{ name: string; route?: string; body: unknown; status: number; message: RegExp; param?: string | null }> = [
+          { name: "bad JSON", body: '{"model": "llama-tiny", "prompt": ', status: 400, message: /JSON/ },
+          { name: "a string max_tokens", body: { ...ok, max_tokens: "5" }, status: 400, message: /max_tokens/, param: "max_tokens" },
+          { name: "negative max_tokens", body: { ...ok, max_tokens: -rng.int(1, 100) }, status: 400, message: /max_tokens must be >= 0/ },
+          { name: "a string temperature", body: { ...ok, temperature: "hot" }, status: 400, message: /temperature/ },
+          { name: "top_p above 1", body: { ...ok, top_p: 1.5 }, status: 400, message: /top_p/ },
+          { name: "an object prompt", body: { ...ok, prompt: { text: "hi" } }, status: 400, message: /prompt/ },
+          { name: "no prompt", body: { model: modelName }, status: 400, message: /prompt/ },
+          { name: "token ids beyond the vocabulary", body: { ...ok, prompt: [5, 384] }, status: 400, message: /384/, param: "prompt" },
+          { name: "a prompt beyond maxContext", body: { ...ok, prompt: randomIds(65) }, status: 400, message: /maxContext 64/ },
+          { name: "unknown model", body: { ...ok, model: "gpt-4" }, status: 404, message: /gpt-4/, param: "model" },
+          { name: "logprobs beyond 256", body: { ...ok, logprobs: 257 }, status: 400, message: /logprobs/ },
+          {
+            name: "top_logprobs in completions",
+            body: { ...ok, top_logprobs: 2 },
+            status: 400,
+            message: /top_logprobs/,
+            param: "top_logprobs",
+          },
+          {
+            name: "top_logprobs without logprobs",
+            route: "/v1/chat/completions",
+            body: { model: modelName, messages: [{ role: "user", content: "hi" }], top_logprobs: 2 },
+            status: 400,
+            message: /top_logprobs needs logprobs: true/,
+            param: "top_logprobs",
+          },
+          { name: "n > 1", body: { ...ok, n: 2 }, status: 400, message: /n is not supported/ },
+          {
+            name: "a bad hybrid option",
+            body: { ...ok, lighttransfer: { hybrid: { mode: "sometimes" } } },
+            status: 400,
+            message: /hybrid.mode/,
+            param: "lighttransfer.hybrid",
+          },
+          {
+            name: "chat messages not an array",
+            route: "/v1/chat/completions",
+            body: { model: modelName, messages: "hi" },
+            status: 400,
+            message: /messages/,
+          },
+          {
+            name: "a chat message without content",
+            route: "/v1/chat/completions",
+            body: { model: modelName, messages: [{ role: "user" }] },
+            status: 400,
+            message: /content/,
+          },
+          { name: "an oversized body", body: { ...ok, prompt: "x".repeat(80 * 1024) }, status: 413, message: /too large/i },
+          { name: "an unknown route", route: "/v1/embeddings", body: ok, status: 404, message: /no route/ },
+        ];
+        for (const c of cases) {
+          const res = await post(server.url, c.route ?? "/v1/completions", c.body);
+          const summary = `${c.name}: ${res.status} ${JSON.stringify(res.body)}`;
+          expect(summary).toMatch(new RegExp(`^${c.name}: ${c.status} `));
+          expect(res.body.error.message).toMatch(c.message);
+          expect(typeof res.body.error.type).toBe("string");
+          if (c.param !== undefined) expect(res.body.error.param).toBe(c.param);
+          expect((await fetch(`${server.url}/health`)).status).toBe(200);
+        }
+        const wrongType = await post(server.url, "/v1/completions", "prompt=hi", { "content-type": "application/x-www-form-urlencoded" });
+        expect(wrongType.status).toBe(415);
+        // The same server still answers a good request.
+        const good = await server.client.completions.create({ model: modelName, prompt: "Hello", max_tokens: 2, temperature: 0 });
+        expect(good.usage?.completion_tokens).toBeGreaterThan(0);
+      },
+      { bodyLimit: 64 * 1024, maxContext: 64 },
+    );
     await poolEmpties();
   });
 
   test("32 concurrent streams all complete, each as it does alone, and leave no KV page in use", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const requests = Array.from({ length: 32 }, (_, i) => {
         const sampled = i % 4 === 3;
         return {
@@ -415,73 +414,70 @@ describe(`seed ${rng.seed}`, () => {
       together.forEach((got, i) => expect({ i, ...got }).toEqual({ i, ...alone[i] }));
       for (const got of together) expect(got.finish).not.toBeNull();
       expect(mostRunning).toBeGreaterThan(1);
-    } finally {
-      await server.close();
-    }
+    });
     await poolEmpties();
   });
 
   test("a long prompt is prefilled in pieces between the decode steps of a running stream, and gives what one prefill gives", async () => {
     const stepTokens = 8;
-    const server = await start({ stepTokens });
-    try {
-      const runningIds = await promptWithoutEos(8);
-      const longIds = randomIds(rng.int(120, 200));
-      const alone = await library(longIds, { maxNewTokens: 3, temperature: 0 });
-      const controller = new AbortController();
-      // The running stream goes on (past EOS) until the long prompt's answer is in.
-      const running = await server.client.completions.create(
-        {
-          model: modelName,
-          prompt: runningIds,
-          max_tokens: 3000,
-          temperature: 0,
-          stream: true,
-          lighttransfer: { ignore_eos: true },
-        } as never,
-        { signal: controller.signal },
-      );
-      let runningChunks = 0;
-      let long: Promise<{ text: string; start: number; end: number }> | undefined;
-      const sendLong = async () => {
-        const stream = await server.client.completions.create({
-          model: modelName,
-          prompt: longIds,
-          max_tokens: 3,
-          temperature: 0,
-          stream: true,
-        });
-        const start = runningChunks;
-        let end = -1;
-        let text = "";
-        for await (const chunk of stream) {
-          if (end < 0) end = runningChunks;
-          text += chunk.choices[0]?.text ?? "";
+    await withServer(
+      async (server) => {
+        const runningIds = await promptWithoutEos(8);
+        const longIds = randomIds(rng.int(120, 200));
+        const alone = await library(longIds, { maxNewTokens: 3, temperature: 0 });
+        const controller = new AbortController();
+        // The running stream goes on (past EOS) until the long prompt's answer is in.
+        const running = await server.client.completions.create(
+          {
+            model: modelName,
+            prompt: runningIds,
+            max_tokens: 3000,
+            temperature: 0,
+            stream: true,
+            lighttransfer: { ignore_eos: true },
+          } as never,
+          { signal: controller.signal },
+        );
+        let runningChunks = 0;
+        let long: Promise<{ text: string; start: number; end: number }> | undefined;
+        const sendLong = async () => {
+          const stream = await server.client.completions.create({
+            model: modelName,
+            prompt: longIds,
+            max_tokens: 3,
+            temperature: 0,
+            stream: true,
+          });
+          const start = runningChunks;
+          let end = -1;
+          let text = "";
+          for await (const chunk of stream) {
+            if (end < 0) end = runningChunks;
+            text += chunk.choices[0]?.text ?? "";
+          }
+          controller.abort();
+          return { text, start, end };
+        };
+        try {
+          for await (const _ of running as unknown as AsyncIterable<unknown>) if (++runningChunks === 2) long = sendLong();
+        } catch (err) {
+          expect((err as Error).name).toMatch(/Abort/);
         }
-        controller.abort();
-        return { text, start, end };
-      };
-      try {
-        for await (const _ of running as unknown as AsyncIterable<unknown>) if (++runningChunks === 2) long = sendLong();
-      } catch (err) {
-        expect((err as Error).name).toMatch(/Abort/);
-      }
-      const got = await long!;
-      expect(got.text).toBe(alone.text);
-      // Each step prefills at most stepTokens - 1 prompt tokens beside the running stream's token,
-      // so the running stream gets a token (a chunk) for every piece of the long prompt but the
-      // one that completes it; prefilled at once, the long prompt would let through none.
-      const pieces = Math.ceil(longIds.length / (stepTokens - 1));
-      expect(got.end - got.start).toBeGreaterThanOrEqual(pieces - 2);
-    } finally {
-      await server.close();
-    }
+        const got = await long!;
+        expect(got.text).toBe(alone.text);
+        // Each step prefills at most stepTokens - 1 prompt tokens beside the running stream's token,
+        // so the running stream gets a token (a chunk) for every piece of the long prompt but the
+        // one that completes it; prefilled at once, the long prompt would let through none.
+        const pieces = Math.ceil(longIds.length / (stepTokens - 1));
+        expect(got.end - got.start).toBeGreaterThanOrEqual(pieces - 2);
+      },
+      { stepTokens },
+    );
     await poolEmpties();
   });
 
   test("per-request hybrid options (the lighttransfer field) give what a hybrid session gives", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const ids = randomIds(rng.int(30, 60));
       const hybrid = { mode: "auto" as const, fullLayers: 1, sink: 2, window: rng.int(6, 12) };
       const expected = await library(ids, { maxNewTokens: 12, temperature: 0, hybrid });
@@ -501,9 +497,7 @@ describe(`seed ${rng.seed}`, () => {
       expect(await metric(server.url, 'lighttransfer_step_seconds_count{kind="decode"}')).toBeGreaterThanOrEqual(10);
       expect(await metric(server.url, 'lighttransfer_decode_steps{path="eager"}')).toBeGreaterThanOrEqual(11);
       expect(await metric(server.url, "lighttransfer_decode_graph_recordings")).toBe(0);
-    } finally {
-      await server.close();
-    }
+    });
     await poolEmpties();
   });
 
@@ -562,29 +556,28 @@ describe(`seed ${rng.seed}`, () => {
   });
 
   test("a full queue answers 429 with an OpenAI error body; the others complete", async () => {
-    const server = await start({ maxQueue: 2, maxRunning: 1 });
-    try {
-      const responses = await Promise.all(
-        Array.from({ length: 10 }, () =>
-          post(server.url, "/v1/completions", { model: modelName, prompt: randomIds(4), max_tokens: 8, temperature: 0 }),
-        ),
-      );
-      const statuses = responses.map((r) => r.status);
-      expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
-      expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(3);
-      expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
-      for (const r of responses.filter((x) => x.status === 429))
-        expect(r.body.error).toMatchObject({ type: "rate_limit_error", code: "queue_full" });
-      expect((await fetch(`${server.url}/health`)).status).toBe(200);
-    } finally {
-      await server.close();
-    }
+    await withServer(
+      async (server) => {
+        const responses = await Promise.all(
+          Array.from({ length: 10 }, () =>
+            post(server.url, "/v1/completions", { model: modelName, prompt: randomIds(4), max_tokens: 8, temperature: 0 }),
+          ),
+        );
+        const statuses = responses.map((r) => r.status);
+        expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+        expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(3);
+        expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+        for (const r of responses.filter((x) => x.status === 429))
+          expect(r.body.error).toMatchObject({ type: "rate_limit_error", code: "queue_full" });
+        expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      },
+      { maxQueue: 2, maxRunning: 1 },
+    );
     await poolEmpties();
   });
 
   test("load on loopback (autocannon, a few seconds): no errors, every response 200; requests/s and latency reported", async () => {
-    const server = await start();
-    try {
+    await withServer(async (server) => {
       const result = await autocannon({
         url: `${server.url}/v1/completions`,
         method: "POST",
@@ -601,9 +594,7 @@ describe(`seed ${rng.seed}`, () => {
       expect(result.timeouts).toBe(0);
       expect(result.non2xx).toBe(0);
       expect(result.requests.total).toBeGreaterThan(0);
-    } finally {
-      await server.close();
-    }
+    });
     await poolEmpties();
   });
 });
