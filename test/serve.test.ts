@@ -34,7 +34,7 @@ async function start(options: ServerOptions = {}, on: Model = model) {
   return { app, url, client, close: () => app.close() };
 }
 
-/** Runs `body` against a server started with `options` over `on`, closing the server after it. */
+/** Runs `body` against a server started with `options`, closing the server after it. */
 async function withServer(body: (server: Server) => Promise<void>, options: ServerOptions = {}): Promise<void> {
   const server = await start(options);
   try {
