@@ -112,6 +112,12 @@ def train_tokenizer(sentences, vocab_size):
     return tok
 
 
+def token_stream(tok, documents):
+    """The documents' tokens, one after another (each document's sentences joined by spaces)."""
+    return np.array([i for e in tok.encode_batch([" ".join(doc) for doc in documents], add_special_tokens=False)
+                     for i in e.ids], dtype=np.int64)
+
+
 # ---------------------------------------------------------------- examples
 
 class Examples:
@@ -129,8 +135,7 @@ class Examples:
         counts = iter(len(e.ids) for e in tok.encode_batch([" " + s for s in flat], add_special_tokens=False))
         self.sentence_tokens = [[next(counts) for _ in doc] for doc in documents]
         self.key_words = sorted({w for s in flat for w in s.split() if re.fullmatch(r"[a-z]{7,10}", w)})
-        self.stream = np.array([i for e in tok.encode_batch([" ".join(doc) for doc in documents], add_special_tokens=False)
-                                for i in e.ids], dtype=np.int64)
+        self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
         chosen = []
@@ -352,7 +357,8 @@ def train(args):
     data = Examples(tok, train_docs, rng)
     model = make_model(args, tok.get_vocab_size()).to(device)
     add_dropout(model, args.dropout)
-    held_batch = held_out_batch(tok, held_docs, 8, 1024).to(device)
+    held_stream = token_stream(tok, held_docs)
+    held_batch = held_out_batch(held_stream, 8, 1024).to(device)
     params = sum(p.numel() for p in model.parameters())
     print(f"{len(train_docs)} training documents ({len(data.stream)} tokens), {len(held_docs)} held out; "
           f"model {params / 1e6:.2f}M parameters", flush=True)
@@ -403,7 +409,7 @@ def train(args):
                 print(json.dumps(entry), flush=True)
             step += 1
         maker.close()
-    return model, tok, held_docs, data, log
+    return model, tok, held_stream, data, log
 
 
 @torch.no_grad()
@@ -427,9 +433,8 @@ def evaluate(model, tok, data, length, samples):
     return results
 
 
-def held_out_batch(tok, documents, rows, length):
+def held_out_batch(stream, rows, length):
     """A fixed batch of held-out text (BOS + `length` tokens per row), for the loss curve."""
-    stream = np.concatenate([np.array(e.ids) for e in tok.encode_batch([" ".join(d) for d in documents], add_special_tokens=False)])
     step = (len(stream) - length) // rows
     return torch.tensor([[BOS] + stream[i * step:i * step + length].tolist() for i in range(rows)])
 
@@ -444,8 +449,7 @@ def held_out_loss(model, ids):
 
 
 @torch.no_grad()
-def held_out_perplexity(model, tok, documents, length):
-    stream = np.concatenate([np.array(e.ids) for e in tok.encode_batch([" ".join(d) for d in documents], add_special_tokens=False)])
+def held_out_perplexity(model, stream, length):
     nll, count = 0.0, 0
     for start in range(0, min(len(stream), 64 * length) - length, length):
         ids = torch.tensor([[BOS] + stream[start:start + length].tolist()], device="cuda")
@@ -500,13 +504,13 @@ def main():
     args = ap.parse_args()
     if args.smoke:
         args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
-    model, tok, held, data, log = train(args)
+    model, tok, held_stream, data, log = train(args)
     record = {"args": vars(args), "torch": torch.__version__, "transformers": __import__("transformers").__version__,
               "device": torch.cuda.get_device_name(), "log": log}
     save(model, tok, args, args.out, record)  # before the evaluation, so that a failure there loses no training
     model.to(torch.float32)
     record["accuracy"] = {str(args.max_context): evaluate(model, tok, data, args.max_context, args.eval_samples)}
-    record["heldOutPerplexity"] = held_out_perplexity(model, tok, held, min(1024, args.max_context))
+    record["heldOutPerplexity"] = held_out_perplexity(model, held_stream, min(1024, args.max_context))
     print(f"held-out perplexity (1024-token windows): {record['heldOutPerplexity']:.2f}", flush=True)
     save(model, tok, args, args.out, record)
 
