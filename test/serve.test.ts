@@ -67,11 +67,11 @@ async function library(prompt: Prompt, options: GenerateOptions & SessionOptions
 
 const openAiReason = (reason: string) => (reason === "eos" || reason === "stop" ? "stop" : "length");
 
-/** A prompt whose greedy continuation runs `tokens` tokens without reaching EOS. */
-async function promptWithoutEos(tokens: number): Promise<number[]> {
+/** A prompt (of `length` tokens, drawn from the range) whose greedy continuation runs `tokens` tokens without reaching EOS. */
+async function promptWithoutEos(tokens: number, options: SessionOptions = {}, length: [number, number] = [4, 16]): Promise<number[]> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const ids = randomIds(rng.int(4, 16));
-    if ((await library(ids, { maxNewTokens: tokens, temperature: 0 })).finishReason === "length") return ids;
+    const ids = randomIds(rng.int(...length));
+    if ((await library(ids, { ...options, maxNewTokens: tokens, temperature: 0 })).finishReason === "length") return ids;
   }
   throw new Error(`no prompt in 50 runs went ${tokens} greedy tokens without EOS (seed ${rng.seed})`);
 }
@@ -478,8 +478,9 @@ describe(`seed ${rng.seed}`, () => {
 
   test("per-request hybrid options (the lighttransfer field) give what a hybrid session gives", async () => {
     await withServer(async (server) => {
-      const ids = randomIds(rng.int(30, 60));
       const hybrid = { mode: "auto" as const, fullLayers: 1, sink: 2, window: rng.int(6, 12) };
+      // Twelve tokens without EOS, so the step counts below are known.
+      const ids = await promptWithoutEos(12, { hybrid }, [30, 60]);
       const expected = await library(ids, { maxNewTokens: 12, temperature: 0, hybrid });
       const got = await server.client.completions.create({
         model: modelName,
