@@ -2,14 +2,15 @@
 // the OpenAI-compatible server on loopback, at rising rates, full caches vs hybrid auto, one KV
 // budget (one model load, one page pool, the two modes one after the other).
 //   node dist/bench/serve.js --model DIR --kv-memory 40GiB [--device cuda:0] [--prompts 4096,16384]
-//        [--gen 256] [--rates 0.25,0.5,1,2,4] [--requests 48] [--full-layers 0.5] [--modes full,hybrid]
+//        [--gen 256] [--rates 0.25,0.5,1,2,4] [--max-rate 64] [--requests 48] [--full-layers 0.5] [--modes full,hybrid]
 //        [--ttft-bound 10] [--itl-bound 0.25] [--step-tokens 2048] [--seed 1] [--out serve.json] [--plot serve.svg]
 // Each request is a streamed completion of random token ids (`--prompts` tokens) generating exactly
 // `--gen` tokens (ignore_eos); the server sends a chunk per token, so the client times each one.
 // Per mode, prompt length and rate: throughput (generated tokens/s over the run), time to first
 // token and inter-token latency p50/p99, and whether the rate is sustained: every request done, p99
-// TTFT within --ttft-bound and p99 ITL within --itl-bound (seconds). Rates rise until one is not
-// sustained; the largest sustained rate of each mode is reported. Run it against the random 8B
+// TTFT within --ttft-bound and p99 ITL within --itl-bound (seconds). Rates rise through --rates and
+// then keep doubling (up to --max-rate) until one is not sustained, so the largest sustained rate
+// of each mode is bracketed by the first rate it did not sustain. Run it against the random 8B
 // checkpoint of tools/make_llama8b.py on a GPU; on the CPU, the tiny fixtures with tiny sizes
 // check that it runs (--device cpu --prompts 64,256 --gen 8 --rates 2,8 --requests 8 --kv-memory 8MiB).
 import * as fs from "node:fs";
@@ -87,6 +88,7 @@ async function main() {
   const prompts = numberList("prompts", "4096,16384");
   const gen = Number(option("gen", "256"));
   const rates = numberList("rates", "0.25,0.5,1,2,4");
+  const maxRate = Number(option("max-rate", "64"));
   const perRate = Number(option("requests", "48"));
   const fullLayers = Number(option("full-layers", "0.5"));
   const modes = option("modes", "full,hybrid").split(",");
@@ -125,7 +127,7 @@ async function main() {
         // Warm-up (CUDA graphs recorded, kernels loaded), not timed.
         await timedRequest(url, request(Math.min(...prompts)));
         for (const prompt of prompts)
-          for (const rate of rates) {
+          for (const rate of rateLadder(rates, maxRate)) {
             const result = await runRate(url, () => request(prompt), rate, perRate, random);
             const row: RateResult = {
               mode,
@@ -170,13 +172,24 @@ async function main() {
     })),
   );
   const largest = modes.flatMap((mode) =>
-    prompts.map((prompt) => ({
-      mode,
-      prompt,
-      rate: Math.max(0, ...results.filter((r) => r.mode === mode && r.prompt === prompt && r.sustained).map((r) => r.rate)),
-    })),
+    prompts.map((prompt) => {
+      const rows = results.filter((r) => r.mode === mode && r.prompt === prompt);
+      return {
+        mode,
+        prompt,
+        rate: Math.max(0, ...rows.filter((r) => r.sustained).map((r) => r.rate)),
+        // null when every rate up to --max-rate was sustained: the largest is then only a lower bound.
+        firstNotSustained: rows.find((r) => !r.sustained)?.rate ?? null,
+      };
+    }),
   );
-  for (const l of largest) console.log(`${l.mode}, ${l.prompt}-token prompts: largest sustained rate ${l.rate} req/s`);
+  for (const l of largest)
+    console.log(
+      `${l.mode}, ${l.prompt}-token prompts: largest sustained rate ${l.rate} req/s ` +
+        (l.firstNotSustained === null
+          ? `(every rate up to --max-rate ${maxRate} was sustained)`
+          : `(not sustained at ${l.firstNotSustained} req/s)`),
+    );
   const card = devices().find((d) => d.id === (device === "cuda" ? "cuda:0" : device));
   const record = {
     command: commandLine(),
@@ -223,6 +236,16 @@ function stepTimes(metricsText: string): Record<string, StepTimes> {
     };
   }
   return out;
+}
+
+/**
+ * The rates to try: `rates`, then doubling from the last one while at most `maxRate` (the caller
+ * stops at the first rate not sustained).
+ * @example [...rateLadder([1, 2], 8)] // [1, 2, 4, 8]
+ */
+function* rateLadder(rates: readonly number[], maxRate: number): Generator<number> {
+  yield* rates;
+  for (let rate = 2 * rates[rates.length - 1]; rate <= maxRate; rate *= 2) yield rate;
 }
 
 /** Poisson arrivals at `rate` requests/s: `count` requests, each timed; throughput over the whole run. */
