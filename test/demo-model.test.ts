@@ -1,9 +1,9 @@
 // The story `npm run demo` tells, on the trained demo model (models/demo) on the CPU: a pass key
 // hidden early in a Brown-corpus document is answered with full attention and with hybrid auto at
 // 50% full layers (which holds fewer KV bytes), and is not answered when every layer streams over
-// a sink + window that leaves the needle out. Seeds and depths are fresh on every run. The context
-// is short (640 tokens) to keep the CPU run brief; the window of 256 still leaves the needle
-// hundreds of tokens out of the lazy layers' reach.
+// a sink + window that leaves the needle out. Seeds and depths are fresh on every run (and in
+// every failure message). The context is short (640 tokens) to keep the CPU run brief; the
+// window of 256 still leaves the needle hundreds of tokens out of the lazy layers' reach.
 import * as path from "node:path";
 import { brownCorpus, type HybridOptions, isCorrect, loadModel, type Model, makeSample, type TaskSample } from "../lib";
 
@@ -39,24 +39,42 @@ async function answer(sample: TaskSample, hybrid: HybridOptions) {
 }
 
 // Depths early in the haystack: the needle sits 400 or more tokens before the question.
-const cases = Array.from({ length: 2 }, () => ({ seed: Math.floor(Math.random() * 1e6), depth: Math.round(5 + 25 * Math.random()) / 100 }));
+const draw = () => ({ seed: Math.floor(Math.random() * 1e6), depth: Math.round(5 + 25 * Math.random()) / 100 });
+
+/** A passkey sample at a fresh (seed, depth), with its needle beyond the lazy layers' window. */
+function passkeySample({ seed, depth }: { seed: number; depth: number }): TaskSample {
+  const sample = makeSample(model.tokenizer, brownCorpus(), { task: "passkey", context, depth, seed }, { chat: false });
+  const needle = sample.needles.find((n) => n.answering);
+  expect(sample.prompt.length - (needle?.token ?? 0)).toBeGreaterThan(shape.window + 100);
+  return sample;
+}
 
 describe(`passkey on models/demo at ${context} tokens (sink ${shape.sink}, window ${shape.window})`, () => {
-  test.each(cases)("seed $seed, depth $depth: full and auto 50% answer it, streaming-all does not", async ({ seed, depth }) => {
-    const sample = makeSample(model.tokenizer, brownCorpus(), { task: "passkey", context, depth, seed }, { chat: false });
-    const needle = sample.needles.find((n) => n.answering);
-    expect(sample.prompt.length - (needle?.token ?? 0)).toBeGreaterThan(shape.window + 100);
-
-    const full = await answer(sample, modes.full);
+  // Full attention itself misses about one pass key in forty at this length (a digit swapped or
+  // dropped), so each case draws documents until full attention answers one, and asks the other
+  // modes about that document. Six misses in a row (about 1e-10) fail the case.
+  test.each([1, 2])("case %i: full and auto 50% answer a pass key, streaming-all does not", async () => {
+    const tried: Array<{ seed: number; depth: number; output: string }> = [];
+    let sample: TaskSample | undefined;
+    let full: Awaited<ReturnType<typeof answer>> | undefined;
+    while (tried.length < 6 && !full?.correct) {
+      const at = draw();
+      sample = passkeySample(at);
+      full = await answer(sample, modes.full);
+      tried.push({ ...at, output: full.output });
+    }
+    expect({ tried, correct: full?.correct }).toMatchObject({ correct: true });
+    if (!sample || !full) throw new Error("unreachable: at least one document was drawn");
     const auto = await answer(sample, modes.auto);
     const streamingAll = await answer(sample, modes.streamingAll);
     const layers = model.config.layers;
+    const drawn = tried[tried.length - 1];
 
-    expect({ answer: sample.answer, ...full }).toMatchObject({ correct: true, lazyLayers: [] });
-    expect({ answer: sample.answer, ...auto }).toMatchObject({ correct: true });
+    expect({ drawn, answer: sample.answer, ...full }).toMatchObject({ correct: true, lazyLayers: [] });
+    expect({ drawn, answer: sample.answer, ...auto }).toMatchObject({ correct: true });
     expect(auto.lazyLayers).toHaveLength(layers / 2);
     expect(auto.kvBytes).toBeLessThan(full.kvBytes);
-    expect({ answer: sample.answer, ...streamingAll }).toMatchObject({ correct: false });
+    expect({ drawn, answer: sample.answer, ...streamingAll }).toMatchObject({ correct: false });
     expect(streamingAll.lazyLayers).toEqual(Array.from({ length: layers }, (_, i) => i));
     expect(streamingAll.kvBytes).toBeLessThan(auto.kvBytes);
   });
