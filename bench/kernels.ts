@@ -1,6 +1,7 @@
 // `npm run bench:kernels`: time and GFLOP/s (or GB/s for byte movers) of each kernel at several
 // sizes, on the CPU by default; `-- --device cuda:0` runs the same table on a GPU.
 import { type DeviceName, getThreads, kernels, Tensor } from "../lib";
+import { CudaGraph } from "../lib/runtime/cuda-graph";
 import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
 
 const deviceArg = process.argv.indexOf("--device");
@@ -127,6 +128,63 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
   rows.push({ kernel: "lazyRatio (standalone)", size: `N=${n}`, ms, "GFLOP/s": (2 * 32 * 1024 * hq * d) / (ms * 1e6), "GB/s": "" });
   [q, k, lse].forEach((t) => t.dispose());
 }
+
+// Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down);
+// bytes are the weights read. The calls cycle through enough weight copies to spill the GPU's
+// L2, as a decode step does, and on CUDA they are recorded into one CUDA graph and replayed, as
+// a decode step is, so the time is the kernels' and not the launches'. On CUDA: auto (the
+// small-batch GEMV for 1-4 rows) beside LIGHTTRANSFER_GEMM=cublasLt (the library alone), each
+// read when the graph is recorded.
+const projections = onGpu
+  ? [
+      [6144, 4096],
+      [4096, 4096],
+      [28672, 4096],
+      [4096, 14336],
+    ]
+  : [
+      [1536, 1024],
+      [1024, 1024],
+      [7168, 1024],
+      [1024, 3584],
+    ];
+const graphInput = onGpu ? Tensor.empty([1], "i32", device) : undefined;
+/** Milliseconds per call of `calls`, which makes `count` calls. */
+function perCall(calls: () => void, count: number): number {
+  if (!graphInput) return timed(calls) / count;
+  const graph = CudaGraph.capture(graphInput, calls);
+  const data = new Int32Array(1);
+  try {
+    return timed(() => graph.launch(data)) / count;
+  } finally {
+    graph.dispose();
+  }
+}
+for (const m of [1, 4]) {
+  for (const [n, k] of projections) {
+    const weightBytes = n * k * (dtype === "f32" ? 4 : 2);
+    const copies = onGpu ? Math.max(4, Math.ceil(2 ** 30 / weightBytes)) : 1;
+    const weights = Array.from({ length: copies }, () => rand([n, k]));
+    const x = rand([m, k]);
+    const y = Tensor.empty([m, n], x.dtype, device);
+    for (const gemm of onGpu ? ["auto", "cublasLt"] : ["auto"]) {
+      process.env.LIGHTTRANSFER_GEMM = gemm;
+      const ms = perCall(() => {
+        for (const weight of weights) kernels.linear({ x, weight, out: y });
+      }, copies);
+      rows.push({
+        kernel: `linear ${m} row${m > 1 ? "s" : ""} (${gemm})`,
+        size: `n=${n} k=${k}`,
+        ms,
+        "GFLOP/s": (2 * m * n * k) / (ms * 1e6),
+        "GB/s": weightBytes / (ms * 1e6),
+      });
+    }
+    delete process.env.LIGHTTRANSFER_GEMM;
+    [...weights, x, y].forEach((t) => t.dispose());
+  }
+}
+graphInput?.dispose();
 
 console.log(`lighttransfer kernels on ${device} (${dtype}, hq=${hq}, hkv=${hkv}, d=${d}${onGpu ? "" : `, ${getThreads()} threads`})`);
 printTable(rows);

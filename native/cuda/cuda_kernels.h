@@ -43,8 +43,9 @@ void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
 
 // ----------------------------------------------------------------------------- layer ops
 // Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
-// and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu).
-// Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback", and why.
+// and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu);
+// products of 1 to 4 rows run on the small-batch GEMV (gemv.cu) unless LIGHTTRANSFER_GEMM names
+// a library. Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback", and why.
 struct GemmBackend {
   std::string name;
   std::string detail;
@@ -52,6 +53,11 @@ struct GemmBackend {
 GemmBackend gemmBackend();
 
 void linear(const LinearParams& p, cudaStream_t stream);
+// gemv.cu: whether the small-batch GEMV takes p (1 to kSmallBatchLinearMaxRows bf16/f16 rows,
+// k % 8 == 0, x and w 16-byte aligned, y apart from x), and the GEMV itself.
+constexpr int kSmallBatchLinearMaxRows = 4;
+bool smallBatchLinearApplies(const LinearParams& p);
+void smallBatchLinear(const LinearParams& p, cudaStream_t stream);
 // layer_ops.cu
 void rmsNorm(const RmsNormParams& p, cudaStream_t stream);
 void rope(const RopeParams& p, cudaStream_t stream);

@@ -13,7 +13,10 @@
 //             offers no algorithm for a shape.
 //   fallback  gemmFallbackKernel below, when neither library opens, or when the environment
 //             variable LIGHTTRANSFER_GEMM=fallback (read on every call) asks for it.
-//             LIGHTTRANSFER_GEMM=cublas forces cublasGemmEx; auto/cublasLt/unset is the default.
+//             LIGHTTRANSFER_GEMM=cublas forces cublasGemmEx.
+// By default (LIGHTTRANSFER_GEMM auto or unset) a product of 1 to 4 rows runs on the small-batch
+// GEMV of gemv.cu when it applies (smallBatchLinearApplies), anything else on the list above.
+// LIGHTTRANSFER_GEMM=cublasLt is that list alone, so the two can be compared in one process.
 //
 // gemmFallbackKernel<T, kVec>: grid (ceil(n/64), ceil(m/64)), block 128 (4 warps, 2×2, 32×32
 //   outputs each), static shared memory 2 stages × (64 + 64) × 40 × 2 B = 20 KiB. K advances 32 at
@@ -381,14 +384,15 @@ void checkBlas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("linear: ") + what + " failed: " + statusText(s));
 }
 
-enum class Mode { Auto, Blas, Fallback };
+enum class Mode { Auto, Library, Blas, Fallback };
 
 // LIGHTTRANSFER_GEMM, read on every call so a test can switch backends within one process.
 Mode requestedMode() {
   const char* env = std::getenv("LIGHTTRANSFER_GEMM");
   if (env == nullptr || *env == 0) return Mode::Auto;
   const std::string v(env);
-  if (v == "auto" || v == "cublasLt" || v == "cublaslt") return Mode::Auto;
+  if (v == "auto") return Mode::Auto;
+  if (v == "cublasLt" || v == "cublaslt") return Mode::Library;
   if (v == "cublas") return Mode::Blas;
   if (v == "fallback") return Mode::Fallback;
   throw Error("LIGHTTRANSFER_GEMM must be auto, cublasLt, cublas or fallback, not '" + v + "'");
@@ -546,6 +550,10 @@ void launchAddBias(const LinearParams& p, cudaStream_t stream) {
 template <typename T>
 void runLinear(const LinearParams& p, cudaStream_t stream) {
   const Mode mode = requestedMode();
+  if (mode == Mode::Auto && smallBatchLinearApplies(p)) {
+    smallBatchLinear(p, stream);
+    return;
+  }
   const Api& a = api();
   if (mode == Mode::Fallback || (!a.ltOk() && !a.blasOk())) {
     launchFallback<T>(p, stream);
@@ -620,13 +628,14 @@ GemmBackend gemmBackend() {
     if (a.blasOk()) return {"cublas", a.blasName + " (forced by LIGHTTRANSFER_GEMM=cublas)"};
     return {"fallback", "LIGHTTRANSFER_GEMM=cublas but " + a.blasWhy};
   }
+  const std::string smallBatch = mode == Mode::Auto ? "; 1 to 4 rows on the small-batch GEMV" : "";
   if (a.ltOk()) {
     std::string detail = a.ltName;
     if (a.ltGetVersion != nullptr) detail += " (version " + std::to_string(a.ltGetVersion()) + ")";
-    return {"cublasLt", detail};
+    return {"cublasLt", detail + smallBatch};
   }
-  if (a.blasOk()) return {"cublas", a.blasName + "; " + a.ltWhy};
-  return {"fallback", a.ltWhy};
+  if (a.blasOk()) return {"cublas", a.blasName + "; " + a.ltWhy + smallBatch};
+  return {"fallback", a.ltWhy + smallBatch};
 }
 
 void linear(const LinearParams& p, cudaStream_t stream) {
