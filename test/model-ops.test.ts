@@ -48,6 +48,107 @@ describe("linear", () => {
     expect(Array.from(x.toFloat32Array())).toEqual(Array.from(separate));
   });
 
+  // The fused forms a decoder layer uses: RMSNorm or SwiGLU of x as the input, and out += the
+  // product. Each element against float64 from the definition: the transformed inputs rounded to
+  // x's dtype (half an ulp of each term), f32 sums, one rounding of the result.
+  test.each(
+    (["norm", "swiGlu", "plain"] as const).flatMap((input) =>
+      [false, true].flatMap((accumulate) => (["f32", "bf16"] as const).map((dtype) => ({ input, accumulate, dtype }))),
+    ),
+  )("input $input, accumulate $accumulate, x $dtype, against float64", ({ input, accumulate, dtype }) => {
+    const m = rng.int(1, 6),
+      n = rng.int(1, 40),
+      k = rng.int(1, 3) === 1 ? rng.int(1, 50) : 8 * rng.int(1, 12);
+    const eps = 1e-5;
+    const columns = input === "swiGlu" ? 2 * k : k;
+    const x = scope.random(rng, [m, columns], dtype);
+    const w = scope.random(rng, [n, k], "bf16");
+    const g = scope.random(rng, [k], "bf16");
+    const b = rng.next() < 0.5 ? scope.random(rng, [n], "bf16") : undefined;
+    const before = scope.random(rng, [m, n], dtype);
+    const out = accumulate ? before.tensor : undefined;
+    const y = kernels.linear({
+      x: x.tensor,
+      weight: w.tensor,
+      bias: b?.tensor,
+      out,
+      ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
+      ...(input === "swiGlu" && { swiGlu: true }),
+      accumulate,
+    });
+    if (!out) scope.add(y);
+    const inputUlp = dtype === "bf16" ? 2 ** -8 : 2 ** -23;
+    const outputUlp = dtype === "bf16" ? 2 ** -8 : 2 ** -23;
+    const got = y.toFloat32Array();
+    const want = new Float64Array(m * n),
+      bound = new Float64Array(m * n);
+    for (let r = 0; r < m; r++) {
+      const row = new Float64Array(k);
+      for (let i = 0; i < k; i++) row[i] = x.values[r * columns + i];
+      if (input === "norm") {
+        const inv = 1 / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / k + eps);
+        for (let i = 0; i < k; i++) row[i] = row[i] * inv * g.values[i];
+      } else if (input === "swiGlu") {
+        for (let i = 0; i < k; i++) row[i] = (row[i] / (1 + Math.exp(-row[i]))) * x.values[r * columns + k + i];
+      }
+      for (let j = 0; j < n; j++) {
+        let sum = b ? b.values[j] : 0,
+          magnitude = Math.abs(sum);
+        for (let i = 0; i < k; i++) {
+          sum += row[i] * w.values[j * k + i];
+          magnitude += Math.abs(row[i] * w.values[j * k + i]);
+        }
+        const value = (accumulate ? before.values[r * n + j] : 0) + sum;
+        want[r * n + j] = value;
+        bound[r * n + j] =
+          outputUlp * Math.abs(value) + (input === "plain" ? 0 : inputUlp) * magnitude + (k + 2) * 2 ** -23 * (magnitude + Math.abs(value));
+      }
+    }
+    const worst = Array.from(got, (v, i) => Math.abs(v - want[i]) - bound[i]).reduce(
+      (acc, excess, i) => (excess > acc.excess ? { excess, at: i, got: got[i], want: want[i] } : acc),
+      { excess: 0, at: -1, got: 0, want: 0 },
+    );
+    expect({ seed: rng.seed, m, n, k, worst: worst.at < 0 ? "none" : worst }).toEqual({ seed: rng.seed, m, n, k, worst: "none" });
+  });
+
+  test("the fused norm and SwiGLU give what rmsNorm or swiGlu and then linear give, bit for bit (f32)", () => {
+    const m = rng.int(1, 5),
+      n = rng.int(1, 30),
+      k = rng.int(1, 70);
+    const w = scope.random(rng, [n, k], "bf16").tensor;
+    const g = scope.random(rng, [k], "bf16").tensor;
+    const x = scope.random(rng, [m, k], "f32").tensor;
+    const gateUp = scope.random(rng, [m, 2 * k], "f32").tensor;
+    const normed = scope.add(kernels.rmsNorm({ x, weight: g, eps: 1e-6 }));
+    const separateNorm = scope.add(kernels.linear({ x: normed, weight: w })).toFloat32Array();
+    const fusedNorm = scope.add(kernels.linear({ x, norm: { weight: g, eps: 1e-6 }, weight: w })).toFloat32Array();
+    expect(Array.from(fusedNorm)).toEqual(Array.from(separateNorm));
+    const act = scope.add(kernels.swiGlu({ x: gateUp }));
+    const separateGlu = scope.add(kernels.linear({ x: act, weight: w })).toFloat32Array();
+    const fusedGlu = scope.add(kernels.linear({ x: gateUp, swiGlu: true, weight: w })).toFloat32Array();
+    expect(Array.from(fusedGlu)).toEqual(Array.from(separateGlu));
+  });
+
+  test("refuses what the fused forms cannot mean", () => {
+    const x = scope.random(rng, [2, 8], "f32").tensor,
+      w = scope.random(rng, [4, 8], "f32").tensor,
+      g = scope.random(rng, [8], "f32").tensor,
+      y = scope.random(rng, [2, 4], "f32").tensor;
+    expect(() => kernels.linear({ x, weight: w, accumulate: true })).toThrow(/accumulate adds into out, so out must be given/);
+    expect(() => kernels.linear({ x, weight: w, norm: { weight: g }, swiGlu: true })).toThrow(/norm and swiGlu .* give one of them/);
+    expect(() => kernels.linear({ x, weight: w, swiGlu: true })).toThrow(/twice the weight's input size 8/);
+    expect(() => kernels.linear({ x, weight: w, norm: { weight: scope.random(rng, [7], "f32").tensor } })).toThrow(/norm/);
+    expect(() => kernels.linear({ x, weight: w, swiGlu: 1 as unknown as boolean })).toThrow(/swiGlu must be true, false or undefined/);
+    const square = scope.random(rng, [8, 8], "f32").tensor;
+    expect(() => kernels.linear({ x, weight: square, out: x, accumulate: true })).toThrow(/out may not overlap x/);
+    expect(() => kernels.linear({ x, weight: square, out: x, norm: { weight: g } })).toThrow(/out may not overlap x/);
+    const before = Array.from(y.toFloat32Array());
+    expect(() =>
+      kernels.linear({ x, weight: w, out: y, accumulate: true, norm: { weight: scope.random(rng, [7], "f32").tensor } }),
+    ).toThrow();
+    expect(Array.from(y.toFloat32Array())).toEqual(before);
+  });
+
   test("keeps leading dimensions", () => {
     const x = scope.random(rng, [2, 3, 8], "f32").tensor,
       w = scope.random(rng, [5, 8], "f32").tensor;

@@ -3,32 +3,70 @@
 
 import { addon, type GemmBackendInfo } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
-import { type AsyncKernelOptions, handleOf, Outputs, optionalTensor, readOptions, requireTensor, runAsync, runSync } from "./call";
+import {
+  type AsyncKernelOptions,
+  handleOf,
+  Outputs,
+  optionalFlag,
+  optionalTensor,
+  readNested,
+  readOptions,
+  requireTensor,
+  runAsync,
+  runSync,
+} from "./call";
 
 export interface LinearOptions {
-  /** Input [..., k]. */
+  /** Input [..., k], or [..., 2k] holding [gate, up] with `swiGlu`. */
   x: Tensor;
   /** Weight [n, k], as a Hugging Face Linear stores it. */
   weight: Tensor;
   /** Optional bias [n], in the weight's dtype. */
   bias?: Tensor;
-  /** Output [..., n] in x's dtype. */
+  /** Output [..., n] in x's dtype; required with `accumulate`. */
   out?: Tensor;
+  /** RMSNorm each row of x first (x / sqrt(mean(x²) + eps) · norm.weight, as `rmsNorm`). */
+  norm?: { weight: Tensor; eps?: number };
+  /** Take silu(gate) · up of each row of x (as `swiGlu`) as the input. */
+  swiGlu?: boolean;
+  /** out += the product (+ bias), rounded once, instead of out = it: a residual add. */
+  accumulate?: boolean;
 }
 
 function linearArgs(options: LinearOptions, outputs: Outputs) {
-  const o = readOptions("linear", options, ["x", "weight", "bias", "out"]);
+  const o = readOptions("linear", options, ["x", "weight", "bias", "out", "norm", "swiGlu", "accumulate"]);
   const x = requireTensor("x", o.x),
     w = requireTensor("weight", o.weight);
   const bias = optionalTensor("linear", "bias", o.bias),
     givenOut = optionalTensor("linear", "out", o.out);
+  const swiGlu = optionalFlag("linear", "swiGlu", o.swiGlu),
+    accumulate = optionalFlag("linear", "accumulate", o.accumulate);
+  const norm = readNested("linear", "norm", o.norm, ["weight", "eps"]);
+  if (accumulate && !givenOut) throw new TypeError("linear: accumulate adds into out, so out must be given");
   const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], x.dtype, x.device));
-  return { out, args: { x: x.handle, weight: w.handle, bias: handleOf(bias), out: out.handle } };
+  return {
+    out,
+    args: {
+      x: x.handle,
+      weight: w.handle,
+      bias: handleOf(bias),
+      out: out.handle,
+      ...(norm && { norm: requireTensor("linear: norm.weight", norm.weight).handle, eps: norm.eps }),
+      ...(swiGlu && { swiGlu }),
+      ...(accumulate && { accumulate }),
+    },
+  };
 }
 
 /**
- * y = x · weightᵀ (+ bias). cuBLAS on CUDA; on the CPU, f32 arithmetic over any weight dtype.
- * @example const logits = kernels.linear({ x: hidden, weight: lmHead });
+ * y = input(x) · weightᵀ (+ bias), where input is x itself, its RMSNorm (`norm`) or its SwiGLU
+ * (`swiGlu`); with `accumulate`, out += that. One decoder projection with the norm before it and
+ * the residual add after it: one kernel for 1-4 rows on CUDA (cuBLAS beside the norm or SwiGLU
+ * kernel for more); on the CPU, f32 arithmetic over any weight dtype.
+ * @example
+ * const logits = kernels.linear({ x: hidden, weight: lmHead });
+ * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: gateUpOut });
+ * kernels.linear({ x: gateUpOut, swiGlu: true, weight: down, out: h, accumulate: true }); // h += down(swiGlu(gateUp))
  */
 export function linear(o: LinearOptions): Tensor {
   const outputs = new Outputs();

@@ -63,8 +63,6 @@ export class StepBuffers {
     tables: Tensor[];
   };
   private readonly h: Tensor;
-  private readonly mlp: Tensor;
-  private readonly final: Tensor;
   private readonly attn: Tensor;
   private readonly attnRows: Tensor;
   private readonly scratch: LayerScratch;
@@ -105,8 +103,6 @@ export class StepBuffers {
       };
       const empty = (shape: number[]) => keep(Tensor.empty(shape, dtype, device));
       this.h = empty([B, c.hiddenSize]);
-      this.mlp = empty([B, c.hiddenSize]);
-      this.final = empty([B, c.hiddenSize]);
       this.attn = empty([B, c.heads, c.headDim]);
       this.attnRows = keep(this.attn.reshape([B, c.heads * c.headDim]));
       this.logits = empty([B, c.vocabSize]);
@@ -170,7 +166,7 @@ export class StepBuffers {
    * layer's rotated queries [batch, heads, headDim] before they attend (not while recording).
    */
   run(observe?: (layer: number, q: Tensor) => void): void {
-    const { parts, views, h, mlp, attn, attnRows } = this;
+    const { parts, views, h, attn, attnRows } = this;
     const { kPages, vPages } = parts.pool;
     const attention: LayerAttention = {
       kvTarget: (l) => ({ kPages, vPages, slots: views.slots[l] }),
@@ -181,9 +177,8 @@ export class StepBuffers {
       },
     };
     kernels.embedding({ ids: views.ids, table: parts.weights.embed, out: h });
-    for (let l = 0; l < parts.config.layers; l++)
-      runLayer(parts, this.scratch, { h, mlpIn: l === 0 ? undefined : mlp, mlpOut: mlp }, l, views.positions, attention);
-    runHead(parts, { h, mlp }, { final: this.final, logits: this.logits });
+    for (let l = 0; l < parts.config.layers; l++) runLayer(parts, this.scratch, h, l, views.positions, attention);
+    runHead(parts, h, this.logits);
     kernels.argmax({ logits: this.logits, out: this.tokens });
   }
 

@@ -1,8 +1,8 @@
-// One decoder layer, described once. A pre-norm block (Llama, Mistral, Qwen2):
-//   x = rmsNorm(h) ; qkv = x·Wqkvᵀ(+b) ; q = rope(q), K/V = (rope(k), v) written where the
-//   executor says ; a = attention(q) ; h += a·Woᵀ ; x = rmsNorm(h) ; h += down(swiGlu(x·Wgate|upᵀ))
-// The residual add is fused into the next rmsNorm: a layer leaves its MLP output beside h, and
-// the next layer's (or the final) rmsNorm adds it in.
+// One decoder layer, described once. A pre-norm block (Llama, Mistral, Qwen2) over the residual
+// stream h, in four projections, each with the norm before it or the residual add after it fused
+// into its linear (kernels.linear's norm, swiGlu and accumulate):
+//   qkv = rmsNorm(h)·Wqkvᵀ(+b) ; q = rope(q), K/V = (rope(k), v) written where the executor says ;
+//   h += attention(q)·Woᵀ ; gateUp = rmsNorm(h)·Wgate|upᵀ ; h += swiGlu(gateUp)·Wdownᵀ
 //
 // Executors differ only in where a layer's K/V go and how its queries attend (LayerAttention):
 // a decode step writes K/V straight into the sequences' caches and runs paged decode attention
@@ -47,31 +47,18 @@ export interface LayerAttention {
   attend(layer: number, q: Tensor): Tensor;
 }
 
-/** The residual stream of a layer's tokens: h is updated in place; mlpIn/mlpOut may be one tensor. */
-export interface ResidualRows {
-  /** [tokens, hidden]. */
-  h: Tensor;
-  /** The previous layer's MLP output [tokens, hidden], added into h first; undefined before layer 0. */
-  mlpIn: Tensor | undefined;
-  /** Receives this layer's MLP output [tokens, hidden]. */
-  mlpOut: Tensor;
-}
-
 /**
  * A layer's intermediate activations for `rows` tokens, allocated once so a step (or a recorded
  * graph) allocates nothing while it runs.
  * @example
  * const scratch = new LayerScratch(parts, tokens);
- * runLayer(parts, scratch, residual, 0, positions, attention);
+ * runLayer(parts, scratch, h, 0, positions, attention);
  * scratch.dispose();
  */
 export class LayerScratch {
-  readonly x: Tensor;
   readonly qkv: Tensor;
   readonly q: Tensor;
-  readonly o: Tensor;
   readonly gateUp: Tensor;
-  readonly act: Tensor;
   private readonly all: Tensor[] = [];
 
   constructor({ config: c, dtype, device }: ModelParts, rows: number) {
@@ -81,12 +68,9 @@ export class LayerScratch {
       return t;
     };
     try {
-      this.x = empty([rows, c.hiddenSize]);
       this.qkv = empty([rows, (c.heads + 2 * c.kvHeads) * c.headDim]);
       this.q = empty([rows, c.heads, c.headDim]);
-      this.o = empty([rows, c.hiddenSize]);
       this.gateUp = empty([rows, 2 * c.intermediateSize]);
-      this.act = empty([rows, c.intermediateSize]);
     } catch (err) {
       this.dispose();
       throw err;
@@ -100,40 +84,35 @@ export class LayerScratch {
 }
 
 /**
- * Runs layer `layer` over the tokens of `residual` (at `positions`, i32 [tokens]), writing
- * every intermediate into `scratch`; the executor's `attention` places K/V and attends.
+ * Runs layer `layer` over the residual stream h [tokens, hidden] (updated in place) of tokens at
+ * `positions` (i32 [tokens]), writing every intermediate into `scratch`; the executor's
+ * `attention` places K/V and attends.
  * @example
- * for (let l = 0; l < config.layers; l++)
- *   runLayer(parts, scratch, { h, mlpIn: l === 0 ? undefined : mlp, mlpOut: mlp }, l, positions, attention);
+ * for (let l = 0; l < config.layers; l++) runLayer(parts, scratch, h, l, positions, attention);
  */
 export function runLayer(
   parts: ModelParts,
   scratch: LayerScratch,
-  residual: ResidualRows,
+  h: Tensor,
   layer: number,
   positions: Tensor,
   attention: LayerAttention,
 ): void {
   const w: LayerWeights = parts.weights.layers[layer];
   const eps = parts.config.rmsNormEps;
-  const { x, qkv, q, o, gateUp, act } = scratch;
-  const { h, mlpIn, mlpOut } = residual;
-  kernels.rmsNorm({ x: mlpIn ?? h, residual: mlpIn ? h : undefined, weight: w.inputNorm, eps, out: x });
-  kernels.linear({ x, weight: w.qkv, bias: w.qkvBias, out: qkv });
+  const { qkv, q, gateUp } = scratch;
+  kernels.linear({ x: h, norm: { weight: w.inputNorm, eps }, weight: w.qkv, bias: w.qkvBias, out: qkv });
   kernels.ropeAppendKv({ qkv, positions, invFreq: parts.invFreq, ...attention.kvTarget(layer), q });
-  kernels.linear({ x: attention.attend(layer, q), weight: w.o, out: o });
-  kernels.rmsNorm({ x: o, residual: h, weight: w.postNorm, eps, out: x });
-  kernels.linear({ x, weight: w.gateUp, out: gateUp });
-  kernels.swiGlu({ x: gateUp, out: act });
-  kernels.linear({ x: act, weight: w.down, out: mlpOut });
+  kernels.linear({ x: attention.attend(layer, q), weight: w.o, out: h, accumulate: true });
+  kernels.linear({ x: h, norm: { weight: w.postNorm, eps }, weight: w.gateUp, out: gateUp });
+  kernels.linear({ x: gateUp, swiGlu: true, weight: w.down, out: h, accumulate: true });
 }
 
 /**
- * The logits [tokens, vocab] after the last layer: its MLP output joins h, then rmsNorm and the
- * output projection.
- * @example runHead(parts, { h, mlp }, { final, logits });
+ * The logits [tokens, vocab] of the residual stream h [tokens, hidden] after the last layer:
+ * its rmsNorm through the output projection.
+ * @example runHead(parts, h, logits);
  */
-export function runHead(parts: ModelParts, residual: { h: Tensor; mlp: Tensor }, out: { final: Tensor; logits: Tensor }): void {
-  kernels.rmsNorm({ x: residual.mlp, residual: residual.h, weight: parts.weights.norm, eps: parts.config.rmsNormEps, out: out.final });
-  kernels.linear({ x: out.final, weight: parts.weights.lmHead, out: out.logits });
+export function runHead(parts: ModelParts, h: Tensor, logits: Tensor): void {
+  kernels.linear({ x: h, norm: { weight: parts.weights.norm, eps: parts.config.rmsNormEps }, weight: parts.weights.lmHead, out: logits });
 }

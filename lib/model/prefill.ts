@@ -6,7 +6,7 @@
 import type { LayerCache } from "../cache/layer-cache";
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
-import { type LayerAttention, LayerScratch, type ModelParts, type ResidualRows, runHead, runLayer } from "./layer";
+import { type LayerAttention, LayerScratch, type ModelParts, runHead, runLayer } from "./layer";
 import { attendPrefillChunk, ints } from "./prefill-attention";
 import type { Sequence } from "./sequence";
 
@@ -88,7 +88,6 @@ function runPrefill(
   const N = ids.length;
   const start = seq.length;
   const all = new Temps();
-  let mlp: Tensor | undefined;
   try {
     const positions = all.add(
       ints(
@@ -98,44 +97,32 @@ function runPrefill(
     );
     const h = all.add(kernels.embedding({ ids: all.add(ints(ids, device)), table: parts.weights.embed, dtype }));
     for (let layer = 0; layer < c.layers; layer++) {
-      const next = Tensor.empty(h.shape, dtype, device);
       let ratio: Float32Array | undefined;
-      try {
-        for (const [offset, T] of chunks)
-          ratio = runChunk(parts, seq, layer, { h, mlpIn: mlp, mlpOut: next }, positions, offset, T, offset + T === N) ?? ratio;
-      } catch (err) {
-        next.dispose();
-        throw err;
-      }
-      mlp?.dispose();
-      mlp = next;
+      for (const [offset, T] of chunks) ratio = runChunk(parts, seq, layer, h, positions, offset, T, offset + T === N) ?? ratio;
       seq.hooks.layerDone?.(seq, layer, ratio);
     }
     seq.length += N;
-    if (typeof output === "object") return scoreTargets(parts, { h, mlp: mlp! }, output.targets, all);
+    if (typeof output === "object") return scoreTargets(parts, h, output.targets, all);
     // Usually only the last position's logits are needed.
     const rows = output === "all" ? N : 1;
-    const final = all.add(Tensor.empty([rows, c.hiddenSize], dtype, device));
     const logits = all.add(Tensor.empty([rows, c.vocabSize], dtype, device));
-    runHead(parts, { h: all.add(h.rows(N - rows, rows)), mlp: all.add(mlp!.rows(N - rows, rows)) }, { final, logits });
+    runHead(parts, all.add(h.rows(N - rows, rows)), logits);
     return logits.toFloat32Array();
   } finally {
-    mlp?.dispose();
     all.dispose();
   }
 }
 
 /**
- * The log-probability of targets[i] after row i of the prompt's final residual stream, through
+ * The log-probability of targets[i] after row i of the prompt's final residual stream h, through
  * the head a block of rows at a time, so that only [block, vocab] logits exist at once and only
  * one number per row is read back. `temps` owns what is made here.
  */
-function scoreTargets(parts: ModelParts, residual: { h: Tensor; mlp: Tensor }, targets: readonly number[], temps: Temps): Float32Array {
+function scoreTargets(parts: ModelParts, h: Tensor, targets: readonly number[], temps: Temps): Float32Array {
   const { config: c, device, dtype } = parts;
   const M = targets.length;
   if (M === 0) return new Float32Array(0);
   const block = Math.min(M, scoreBlockRows);
-  const final = temps.add(Tensor.empty([block, c.hiddenSize], dtype, device));
   const logits = temps.add(Tensor.empty([block, c.vocabSize], dtype, device));
   const targetIds = temps.add(ints(targets, device));
   const out = temps.add(Tensor.empty([M], "f32", device));
@@ -143,21 +130,21 @@ function scoreTargets(parts: ModelParts, residual: { h: Tensor; mlp: Tensor }, t
     const R = Math.min(block, M - start);
     const rows = (t: Tensor, from: number) => temps.add(t.rows(from, R));
     const blockLogits = rows(logits, 0);
-    runHead(parts, { h: rows(residual.h, start), mlp: rows(residual.mlp, start) }, { final: rows(final, 0), logits: blockLogits });
+    runHead(parts, rows(h, start), blockLogits);
     kernels.tokenLogprobs({ logits: blockLogits, targets: rows(targetIds, start), out: rows(out, start) });
   }
   return out.toFloat32Array();
 }
 
 /**
- * Layer `layer` over rows [offset, offset + T) of the prompt's residual stream; returns the
+ * Layer `layer` over rows [offset, offset + T) of the prompt's residual stream h; returns the
  * per-head lazy ratio if this is the final chunk and the hooks ask for one.
  */
 function runChunk(
   parts: ModelParts,
   seq: Sequence,
   layer: number,
-  prompt: ResidualRows,
+  h: Tensor,
   positions: Tensor,
   offset: number,
   T: number,
@@ -190,15 +177,8 @@ function runChunk(
         return temps.add(result.out.reshape([T, c.heads * c.headDim]));
       },
     };
-    const rows = (t: Tensor | undefined) => t && temps.add(t.rows(offset, T));
-    runLayer(
-      parts,
-      scratch,
-      { h: rows(prompt.h)!, mlpIn: rows(prompt.mlpIn), mlpOut: rows(prompt.mlpOut)! },
-      layer,
-      rows(positions)!,
-      attention,
-    );
+    const rows = (t: Tensor) => temps.add(t.rows(offset, T));
+    runLayer(parts, scratch, rows(h), layer, rows(positions), attention);
     return ratio;
   } finally {
     temps.dispose();

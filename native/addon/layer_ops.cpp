@@ -15,28 +15,60 @@
 namespace lt::addon {
 namespace {
 
+// An optional boolean field: absent is false.
+bool flag(const KernelArgs& a, const char* name) {
+  if (!a.has(name)) return false;
+  const Napi::Value v = a.value(name);
+  if (!v.IsBoolean()) a.fail(std::string(name) + " must be a boolean, got " + v.ToString().Utf8Value());
+  return v.As<Napi::Boolean>().Value();
+}
+
+bool overlaps(TensorObject* a, TensorObject* b) {
+  const auto a0 = reinterpret_cast<uintptr_t>(a->data()), b0 = reinterpret_cast<uintptr_t>(b->data());
+  return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
+}
+
 PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("linear", info, mode);
   TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
+  TensorObject* norm = a.tensor("norm", true);
+  const bool swiGlu = flag(a, "swiGlu"), accumulate = flag(a, "accumulate");
   a.expectRank("weight", w, 2);
   a.expectFloat("x", x);
   a.expectFloat("weight", w);
+  if (norm && swiGlu) a.fail("norm and swiGlu are two different input transforms: give one of them");
   const int64_t n = w->shape()[0], k = w->shape()[1];
-  if (x->shape().empty() || x->shape().back() != k)
-    a.fail("x's last dimension must be the weight's input size " + std::to_string(k) + ", got shape " +
-           shapeString(x->shape()));
-  const int64_t m = numel(x->shape()) / k;
+  const int64_t columns = swiGlu ? 2 * k : k;
+  if (x->shape().empty() || x->shape().back() != columns)
+    a.fail("x's last dimension must be " + std::string(swiGlu ? "twice " : "") + "the weight's input size " +
+           std::to_string(k) + (swiGlu ? " ([gate, up])" : "") + ", got shape " + shapeString(x->shape()));
+  const int64_t m = numel(x->shape()) / columns;
   Shape yShape = x->shape();
   yShape.back() = n;
   a.expectShape("out", y, yShape);
   a.expectDType("out", y, x->dtype());
   if (bias) a.expectShape("bias", bias, {n}), a.expectDType("bias", bias, w->dtype());
-  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"out", y}});
+  if (norm) a.expectShape("norm", norm, {k}), a.expectDType("norm", norm, w->dtype());
+  if ((norm || swiGlu || accumulate) && overlaps(x, y))
+    a.fail("out may not overlap x when linear transforms its input or accumulates into out");
+  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"norm", norm}, {"out", y}});
   LinearParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
   p.m = a.narrow("x's rows", m), p.n = a.narrow("weight's rows", n), p.k = a.narrow("weight's columns", k);
-  return dispatchCall(a, device, p, cpu::linear, LT_CUDA_FN(linear));
+  p.input = norm ? LinearInput::RmsNorm : swiGlu ? LinearInput::SwiGlu : LinearInput::Plain;
+  p.norm = norm ? norm->data() : nullptr;
+  p.eps = float(a.number("eps", 1e-5));
+  p.accumulate = accumulate;
+#ifdef LT_WITH_CUDA
+  auto onGpu = [device](const LinearParams& q, cudaStream_t s) {
+    CallScratch scratch(device, cuda::linearScratchBytes(q));
+    cuda::linear(q, scratch.get(), s);
+  };
+#else
+  auto onGpu = nullptr;
+#endif
+  return dispatchCall(a, device, p, cpu::linear, onGpu);
 }
 
 PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {

@@ -126,6 +126,14 @@ inline void loadAsFloat(DType t, const void* src, size_t offset, size_t n, float
   }
 }
 
+// Round `n` f32 values in place to what type `t` would store (a no-op for f32).
+inline void roundToDType(DType t, float* v, size_t n) {
+  if (t == DType::BF16)
+    for (size_t i = 0; i < n; i++) v[i] = bf16ToFloat(floatToBf16(v[i]));
+  if (t == DType::F16)
+    for (size_t i = 0; i < n; i++) v[i] = f16ToFloat(floatToF16(v[i]));
+}
+
 // Round `n` f32 values into type `t` at `dst`.
 inline void storeFromFloat(DType t, const float* src, void* dst, size_t offset, size_t n) {
   switch (t) {

@@ -8,17 +8,30 @@
 
 namespace lt {
 
-// y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]): a Hugging Face Linear layer, weights as stored.
-// x and y share the activation dtype; w and bias share the weight dtype (they may differ: f32
-// activations over bf16 weights on the CPU). Accumulation is f32.
+// What linear does to each row of x before the product: nothing, RMSNorm (row / sqrt(mean(row²)
+// + eps) · norm, norm [k]), or SwiGLU (x's rows hold [gate | up], 2k columns, and the product
+// takes silu(gate) · up). The transformed row is rounded to the activation dtype, as the
+// separate rmsNorm or swiGlu op would have stored it. Fusing them lets a decode step read its
+// activations once and launch one kernel where it launched two.
+enum class LinearInput : int32_t { Plain, RmsNorm, SwiGlu };
+
+// y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or with `accumulate` y += (the same): a Hugging
+// Face Linear layer, weights as stored, optionally with the norm before it and the residual add
+// after it. x and y share the activation dtype; w, bias and norm share the weight dtype (they
+// may differ: f32 activations over bf16 weights on the CPU). Accumulation is f32, and an
+// accumulated y is rounded once. y may not overlap x when input or accumulate is set.
 struct LinearParams {
   DType xType = DType::F32;  // x and y
-  DType wType = DType::F32;  // w and bias
-  const void* x = nullptr;
+  DType wType = DType::F32;  // w, bias and norm
+  const void* x = nullptr;   // [m, k], or [m, 2k] for SwiGlu
   const void* w = nullptr;
   const void* bias = nullptr;  // optional [n]
   void* y = nullptr;
   int32_t m = 0, n = 0, k = 0;
+  LinearInput input = LinearInput::Plain;
+  const void* norm = nullptr;  // [k], for RmsNorm
+  float eps = 1e-5f;
+  bool accumulate = false;
 };
 
 // y = x / sqrt(mean(x²) + eps) * weight, per row of `dim`. When `residual` is set, it is first

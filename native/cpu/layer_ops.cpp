@@ -1,10 +1,11 @@
 // CPU layer operations (params in native/core/model_params.h): Linear, RMSNorm, RoPE, SwiGLU
 // and embedding. Any float dtype in, f32 arithmetic, results rounded to the output dtype.
 //
-// Launch: Linear splits the output features into blocks across the thread pool; each task
-// widens its weight rows to f32 once and serves every input row from them, so the weights —
-// the bytes that dominate decode — are read once per call, each input row against eight weight
-// rows at a time (dotBlock1x8). The row-wise ops split rows.
+// Launch: Linear takes each input row through its input transform (LinearInput) into f32, then
+// splits the output features into blocks across the thread pool; each task widens its weight
+// rows to f32 once and serves every input row from them, so the weights — the bytes that
+// dominate decode — are read once per call, each input row against eight weight rows at a time
+// (dotBlock1x8). The row-wise ops split rows.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -16,29 +17,61 @@
 
 namespace lt::cpu {
 
+namespace {
+
+// Row r of linear's input after its input transform (LinearInput), widened to f32 into `row`,
+// rounded to the activation dtype as a separate op would have stored it. The RMSNorm here is
+// rmsNorm's arithmetic, so fusing it changes no result.
+void linearInputRow(const LinearParams& p, const float* norm, int64_t r, float* row, std::vector<float>& up) {
+  const int32_t k = p.k;
+  switch (p.input) {
+    case LinearInput::Plain:
+      loadAsFloat(p.xType, p.x, size_t(r) * k, k, row);
+      return;
+    case LinearInput::RmsNorm: {
+      loadAsFloat(p.xType, p.x, size_t(r) * k, k, row);
+      const float inv = 1.f / std::sqrt(dot(row, row, k) / float(k) + p.eps);
+      for (int32_t i = 0; i < k; i++) row[i] = row[i] * inv * norm[i];
+      break;
+    }
+    case LinearInput::SwiGlu:
+      loadAsFloat(p.xType, p.x, size_t(r) * 2 * k, k, row);
+      loadAsFloat(p.xType, p.x, size_t(r) * 2 * k + k, k, up.data());
+      for (int32_t i = 0; i < k; i++) row[i] = row[i] / (1.f + std::exp(-row[i])) * up[i];
+      break;
+  }
+  roundToDType(p.xType, row, k);
+}
+
+}  // namespace
+
 void linear(const LinearParams& p) {
   const int32_t m = p.m, n = p.n, k = p.k;
+  std::vector<float> norm(p.input == LinearInput::RmsNorm ? k : 0);
+  if (p.input == LinearInput::RmsNorm) loadAsFloat(p.wType, p.norm, 0, k, norm.data());
   std::vector<float> xf(size_t(m) * k);
   parallelFor(m, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; r++) loadAsFloat(p.xType, p.x, size_t(r) * k, k, &xf[size_t(r) * k]);
+    std::vector<float> up(p.input == LinearInput::SwiGlu ? k : 0);
+    for (int64_t r = begin; r < end; r++) linearInputRow(p, norm.data(), r, &xf[size_t(r) * k], up);
   });
   constexpr int32_t kBlock = 16;  // weight rows per task: 16 · k f32 stay in L2
   constexpr int32_t kCols = 8;    // dotBlock1x8's weight rows
   parallelFor((n + kBlock - 1) / kBlock, [&](int64_t begin, int64_t end) {
-    std::vector<float> wf(size_t(kBlock) * k), bias(kBlock, 0.f), yrow(kBlock);
+    std::vector<float> wf(size_t(kBlock) * k), bias(kBlock, 0.f), yrow(kBlock), before(kBlock, 0.f);
     for (int64_t block = begin; block < end; block++) {
       const int32_t j0 = int32_t(block) * kBlock, rows = std::min(kBlock, n - j0);
       loadAsFloat(p.wType, p.w, size_t(j0) * k, size_t(rows) * k, wf.data());
       if (p.bias) loadAsFloat(p.wType, p.bias, j0, rows, bias.data());
       for (int32_t r = 0; r < m; r++) {
         const float* xr = &xf[size_t(r) * k];
+        if (p.accumulate) loadAsFloat(p.xType, p.y, size_t(r) * n + j0, rows, before.data());
         for (int32_t j = 0; j < rows; j += kCols) {
           // A short block repeats its last weight row, so every output comes from dotBlock1x8.
           const float* w[kCols];
           for (int32_t c = 0; c < kCols; c++) w[c] = &wf[size_t(std::min(j + c, rows - 1)) * k];
           float out[kCols];
           dotBlock1x8(xr, w, k, out);
-          for (int32_t c = 0; c < kCols && j + c < rows; c++) yrow[j + c] = out[c] + bias[j + c];
+          for (int32_t c = 0; c < kCols && j + c < rows; c++) yrow[j + c] = before[j + c] + (out[c] + bias[j + c]);
         }
         storeFromFloat(p.xType, yrow.data(), p.y, size_t(r) * n + j0, rows);
       }

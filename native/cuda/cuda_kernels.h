@@ -52,7 +52,10 @@ struct GemmBackend {
 };
 GemmBackend gemmBackend();
 
-void linear(const LinearParams& p, cudaStream_t stream);
+// The device scratch linear needs for p: its transformed input, when the input transform runs as
+// a kernel of its own before the product (0 when there is none, or the small-batch GEMV does it).
+size_t linearScratchBytes(const LinearParams& p);
+void linear(const LinearParams& p, void* scratch, cudaStream_t stream);
 // gemv.cu: whether the small-batch GEMV takes p (1 to kSmallBatchLinearMaxRows bf16/f16 rows,
 // k % 8 == 0, x and w 16-byte aligned, y apart from x), and the GEMV itself.
 constexpr int kSmallBatchLinearMaxRows = 4;

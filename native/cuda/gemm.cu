@@ -104,7 +104,7 @@ __device__ __forceinline__ uint4 loadChunk(const T* base, int row, int rows, int
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kGemmThreads)
     gemmFallbackKernel(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ y,
-                       int m, int n, int k) {
+                       int m, int n, int k, bool accumulate) {
   __shared__ alignas(16) T As[2][kBM][kLds];
   __shared__ alignas(16) T Bs[2][kBN][kLds];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -192,6 +192,7 @@ __global__ void __launch_bounds__(kGemmThreads)
         if (r < m && c < n) {
           float v = acc[i][j][e];
           if (bias != nullptr) v += toF(bias[c]);
+          if (accumulate) v = toF(y[size_t(r) * n + c]) + v;
           y[size_t(r) * n + c] = fromF<T>(v);
         }
       }
@@ -200,10 +201,12 @@ __global__ void __launch_bounds__(kGemmThreads)
 }
 
 template <typename T>
-__global__ void biasKernel(const T* __restrict__ bias, T* __restrict__ y, long long total, int n) {
+__global__ void biasKernel(const T* __restrict__ bias, T* __restrict__ y, long long total, int n, bool accumulate) {
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x)
-    y[i] = bias != nullptr ? bias[i % n] : fromF<T>(0.f);
+       i += (long long)gridDim.x * blockDim.x) {
+    const float b = bias != nullptr ? toF(bias[i % n]) : 0.f;
+    y[i] = fromF<T>(accumulate ? toF(y[i]) + b : b);
+  }
 }
 
 template <typename T>
@@ -217,9 +220,9 @@ void launchFallback(const LinearParams& p, cudaStream_t stream) {
   const bool vec =
       p.k % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
   if (vec) {
-    gemmFallbackKernel<T, true><<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, p.m, p.n, p.k);
+    gemmFallbackKernel<T, true><<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, p.m, p.n, p.k, p.accumulate);
   } else {
-    gemmFallbackKernel<T, false><<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, p.m, p.n, p.k);
+    gemmFallbackKernel<T, false><<<grid, kGemmThreads, 0, stream>>>(x, w, bias, y, p.m, p.n, p.k, p.accumulate);
   }
   throwIfLaunchFailed("linear", "gemmFallbackKernel");
 }
@@ -228,7 +231,8 @@ template <typename T>
 void launchBiasOnly(const LinearParams& p, cudaStream_t stream) {
   const long long total = (long long)p.m * p.n;
   const unsigned grid = unsigned(std::min<long long>(16384, (total + 255) / 256));
-  biasKernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(p.bias), static_cast<T*>(p.y), total, p.n);
+  biasKernel<T>
+      <<<grid, 256, 0, stream>>>(static_cast<const T*>(p.bias), static_cast<T*>(p.y), total, p.n, p.accumulate);
   throwIfLaunchFailed("linear", "biasKernel");
 }
 
@@ -525,9 +529,9 @@ void runBlas(DeviceState& st, const LinearParams& p, cudaStream_t stream, void* 
   if (st.blas == nullptr) checkBlas(a.create(&st.blas), "cublasCreate");
   checkBlas(a.setStream(st.blas, stream), "cublasSetStream");  // resets the workspace: set it after
   if (ws != nullptr) checkBlas(a.setWorkspace(st.blas, ws, kWorkspaceBytes), "cublasSetWorkspace");
-  const float one = 1.f, zero = 0.f;
+  const float one = 1.f, beta = p.accumulate ? 1.f : 0.f;
   const cudaDataType_t t = cudaType(p.xType);
-  checkBlas(a.gemmEx(st.blas, CUBLAS_OP_T, CUBLAS_OP_N, p.n, p.m, p.k, &one, p.w, t, p.k, p.x, t, p.k, &zero, p.y, t,
+  checkBlas(a.gemmEx(st.blas, CUBLAS_OP_T, CUBLAS_OP_N, p.n, p.m, p.k, &one, p.w, t, p.k, p.x, t, p.k, &beta, p.y, t,
                      p.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx");
 }
@@ -599,8 +603,9 @@ void runLinear(const LinearParams& p, cudaStream_t stream) {
       if (p.bias != nullptr)
         checkBlas(a.ltMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)),
                   "set BIAS_POINTER");
-      const float one = 1.f, zero = 0.f;
-      checkBlas(a.ltMatmul(st.lt, plan->desc, &one, p.w, plan->a, p.x, plan->b, &zero, p.y, plan->d, p.y, plan->d,
+      // D = W·X + beta·C (+ bias), C = D = y: beta 1 accumulates into y, rounding once.
+      const float one = 1.f, beta = p.accumulate ? 1.f : 0.f;
+      checkBlas(a.ltMatmul(st.lt, plan->desc, &one, p.w, plan->a, p.x, plan->b, &beta, p.y, plan->d, p.y, plan->d,
                            &plan->algo, plan->workspace > 0 ? ws : nullptr, plan->workspace, stream),
                 "cublasLtMatmul");
       return;
@@ -638,7 +643,13 @@ GemmBackend gemmBackend() {
   return {"fallback", a.ltWhy + smallBatch};
 }
 
-void linear(const LinearParams& p, cudaStream_t stream) {
+size_t linearScratchBytes(const LinearParams& p) {
+  if (p.input == LinearInput::Plain || p.m <= 0 || p.n <= 0 || p.k <= 0) return 0;
+  if (requestedMode() == Mode::Auto && smallBatchLinearApplies(p)) return 0;
+  return size_t(p.m) * p.k * dtypeSize(p.xType);
+}
+
+void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
   if (p.wType == DType::F32) throw Error("linear: f32 weights on CUDA: convert to bf16/f16 when loading");
   if (p.wType != DType::BF16 && p.wType != DType::F16)
     throw Error(std::string("linear: weights must be bf16 or f16 on CUDA, not ") + dtypeName(p.wType));
@@ -650,10 +661,32 @@ void linear(const LinearParams& p, cudaStream_t stream) {
   if (p.x == nullptr && p.k > 0) throw Error("linear: x is null");
   if (p.w == nullptr && p.k > 0) throw Error("linear: w is null");
   if (p.y == nullptr) throw Error("linear: y is null");
+  if (p.input == LinearInput::RmsNorm && p.norm == nullptr) throw Error("linear: norm is null");
+  LinearParams q = p;
+  // Where the small-batch GEMV does not take the call, the input transform is a kernel of its
+  // own, into scratch, and the product reads that.
+  if (p.input != LinearInput::Plain && p.k > 0 && !(requestedMode() == Mode::Auto && smallBatchLinearApplies(p))) {
+    if (scratch == nullptr) throw Error("linear: the input transform needs linearScratchBytes() of scratch");
+    if (p.input == LinearInput::RmsNorm) {
+      RmsNormParams norm;
+      norm.xType = p.xType, norm.wType = p.wType;
+      norm.x = p.x, norm.weight = p.norm, norm.y = scratch;
+      norm.rows = p.m, norm.dim = p.k, norm.eps = p.eps;
+      rmsNorm(norm, stream);
+    } else {
+      SwiGluParams glu;
+      glu.dtype = p.xType;
+      glu.x = p.x, glu.y = scratch;
+      glu.rows = p.m, glu.inner = p.k;
+      swiGlu(glu, stream);
+    }
+    q.x = scratch;
+  }
+  if (q.x != p.x || p.k == 0) q.input = LinearInput::Plain, q.norm = nullptr;
   if (p.xType == DType::BF16) {
-    runLinear<bf16>(p, stream);
+    runLinear<bf16>(q, stream);
   } else {
-    runLinear<f16>(p, stream);
+    runLinear<f16>(q, stream);
   }
 }
 

@@ -1,17 +1,23 @@
-// Small-batch linear on CUDA: y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]) for 1 <= m <= 4, bf16 or
-// f16 with f32 accumulation: the q|k|v, o, gate|up, down and head projections of a decode step
-// of one to four sequences. At such m the product is a read of w, and cuBLAS's choices for it
-// (split-K with a separate reduce kernel, tiles sized for larger m) leave part of the memory
-// bandwidth unused (bench/README.md, the batch-1 decode breakdown). gemm.cu decides when this runs.
+// Small-batch linear on CUDA: y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or y += the same,
+// for 1 <= m <= 4, bf16 or f16 with f32 accumulation, the input transform (RMSNorm or SwiGLU,
+// model_params.h) done in the kernel: every projection of a decode step of one to four
+// sequences, each with the norm before it and the residual add after it. At such m the product
+// is a read of w; cuBLAS's choices for it (split-K with a separate reduce kernel, tiles sized for
+// larger m) leave part of the memory bandwidth unused, and the norm and SwiGLU would each be a
+// kernel of their own (bench/README.md, the batch-1 decode breakdown). gemm.cu decides when this
+// runs.
 //
-// gemvKernel<T, M>: grid ceil(n / 16), block 256 (8 warps); warp w of block b owns output rows
-//   r0 = 16b + 2w and r0 + 1 (a lone last row re-reads r0 and discards that sum). Lane l reads
-//   the 16-byte chunks (8 elements) l, l + 32, l + 64, ... of both w rows, four chunks per row in
-//   flight before it multiplies, with the streaming cache hint since each weight is read once per
-//   step; the M rows of x go through the read-only cache, where every warp finds them. Each lane
-//   keeps M × 2 f32 sums; the warp adds them by shuffles (a fixed order: the same inputs give the
-//   same bits) and lane 0 writes y (+ bias). No shared memory.
-//   Requires k % 8 == 0, x and w 16-byte aligned (then every row is), and y not overlapping x.
+// gemvKernel<T, M, kInput, kAccumulate>: grid ceil(n / 16), block 256 (8 warps); warp w of block
+//   b owns output rows r0 = 16b + 2w and r0 + 1 (a lone last row re-reads r0 and discards that
+//   sum). With RMSNorm, the block first sums the squares of its M input rows (every block does,
+//   from L2) and keeps 1/rms per row in shared memory. Lane l then reads the 16-byte chunks
+//   (8 elements) l, l + 32, l + 64, ... of both w rows, four chunks per row in flight before it
+//   multiplies, with the streaming cache hint since each weight is read once per step; the
+//   matching chunks of the M input rows (and of the norm, or of gate and up) come through the
+//   read-only cache, where every warp finds them, are transformed and rounded to T as a separate
+//   op would have stored them. Each lane keeps M × 2 f32 sums; the warp adds them by shuffles (a
+//   fixed order: the same inputs give the same bits) and lane 0 writes y = (y +) sum + bias.
+//   Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y apart from x.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -44,32 +50,92 @@ __device__ __forceinline__ float2 unpackPair<f16>(uint32_t bits) {
   return __half22float2(v);
 }
 
-// acc + Σ a[j]·b[j] over the 8 elements of two 16-byte chunks.
+// The 8 elements of a 16-byte chunk as f32.
 template <typename T>
-__device__ __forceinline__ float dot8(const uint4& a, const uint4& b, float acc) {
-  const uint32_t pa[4] = {a.x, a.y, a.z, a.w}, pb[4] = {b.x, b.y, b.z, b.w};
+__device__ __forceinline__ void unpack8(const uint4& chunk, float (&f)[8]) {
+  const uint32_t words[4] = {chunk.x, chunk.y, chunk.z, chunk.w};
 #pragma unroll
   for (int j = 0; j < 4; j++) {
-    const float2 fa = unpackPair<T>(pa[j]), fb = unpackPair<T>(pb[j]);
-    acc = fmaf(fa.x, fb.x, acc);
-    acc = fmaf(fa.y, fb.y, acc);
+    const float2 pair = unpackPair<T>(words[j]);
+    f[2 * j] = pair.x;
+    f[2 * j + 1] = pair.y;
   }
+}
+
+// Chunk c of input row m after the input transform, rounded to T. `rowChunks` is x's row length
+// in chunks (2k/8 for SwiGLU, whose up half starts k/8 chunks into the row).
+template <typename T, LinearInput kInput>
+__device__ __forceinline__ void inputChunk(const uint4* __restrict__ x, const uint4* __restrict__ norm, int m, int c,
+                                           int chunks, float invRms, float (&f)[8]) {
+  const int rowChunks = kInput == LinearInput::SwiGlu ? 2 * chunks : chunks;
+  unpack8<T>(__ldg(x + size_t(m) * rowChunks + c), f);
+  if constexpr (kInput == LinearInput::RmsNorm) {
+    float g[8];
+    unpack8<T>(__ldg(norm + c), g);
+#pragma unroll
+    for (int j = 0; j < 8; j++) f[j] = roundTo<T>(f[j] * invRms * g[j]);
+  } else if constexpr (kInput == LinearInput::SwiGlu) {
+    float up[8];
+    unpack8<T>(__ldg(x + size_t(m) * rowChunks + chunks + c), up);
+#pragma unroll
+    for (int j = 0; j < 8; j++) f[j] = roundTo<T>(silu(f[j]) * up[j]);
+  }
+}
+
+// acc + Σ x[j]·w[j] over the 8 elements of a chunk.
+template <typename T>
+__device__ __forceinline__ float dot8(const float (&x)[8], const uint4& w, float acc) {
+  float f[8];
+  unpack8<T>(w, f);
+#pragma unroll
+  for (int j = 0; j < 8; j++) acc = fmaf(x[j], f[j], acc);
   return acc;
 }
 
-template <typename T, int M>
-__global__ void __launch_bounds__(kThreads) gemvKernel(const T* __restrict__ x, const T* __restrict__ w,
-                                                       const T* __restrict__ bias, T* __restrict__ y, int n, int k) {
+template <typename T, int M, LinearInput kInput, bool kAccumulate>
+__global__ void __launch_bounds__(kThreads)
+    gemvKernel(const T* __restrict__ xElements, const T* __restrict__ w, const T* __restrict__ bias,
+               const T* __restrict__ normElements, T* __restrict__ y, int n, int k, float eps) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int chunks = k / 8;
+  const uint4* x = reinterpret_cast<const uint4*>(xElements);
+  const uint4* norm = reinterpret_cast<const uint4*>(normElements);
+
+  __shared__ float invRms[M];
+  if constexpr (kInput == LinearInput::RmsNorm) {
+    // Before any warp leaves: every thread of the block takes part in the sums.
+    __shared__ float partial[kWarps][M];
+    float squares[M];
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+      squares[m] = 0.f;
+      for (int c = threadIdx.x; c < chunks; c += kThreads) {
+        float f[8];
+        unpack8<T>(__ldg(x + size_t(m) * chunks + c), f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) squares[m] = fmaf(f[j], f[j], squares[m]);
+      }
+#pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1) squares[m] += __shfl_xor_sync(0xffffffffu, squares[m], offset);
+      if (lane == 0) partial[warp][m] = squares[m];
+    }
+    __syncthreads();
+    if (threadIdx.x < M) {
+      float sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < kWarps; i++) sum += partial[i][threadIdx.x];
+      invRms[threadIdx.x] = rsqrtf(sum / float(k) + eps);
+    }
+    __syncthreads();
+  }
+
   const int r0 = blockIdx.x * kRowsPerBlock + warp * kRowsPerWarp;
   if (r0 >= n) return;  // the whole warp: r0 is the same in every lane
   const int rows = min(kRowsPerWarp, n - r0);
-  const int chunks = k / 8;
   const uint4* wRow[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; r++)
     wRow[r] = reinterpret_cast<const uint4*>(w + size_t(r0 + min(r, rows - 1)) * k);
-  const uint4* xRow = reinterpret_cast<const uint4*>(x);
 
   float acc[M][kRowsPerWarp];
 #pragma unroll
@@ -91,9 +157,10 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(const T* __restrict__ x, 
       if (c >= chunks) break;
 #pragma unroll
       for (int m = 0; m < M; m++) {
-        const uint4 xv = __ldg(xRow + size_t(m) * chunks + c);
+        float xf[8];
+        inputChunk<T, kInput>(x, norm, m, c, chunks, kInput == LinearInput::RmsNorm ? invRms[m] : 1.f, xf);
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = dot8<T>(xv, wv[u][r], acc[m][r]);
+        for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = dot8<T>(xf, wv[u][r], acc[m][r]);
       }
     }
   }
@@ -111,35 +178,65 @@ __global__ void __launch_bounds__(kThreads) gemvKernel(const T* __restrict__ x, 
       if (r >= rows) break;
       const float b = bias != nullptr ? toF(bias[r0 + r]) : 0.f;
 #pragma unroll
-      for (int m = 0; m < M; m++) y[size_t(m) * n + r0 + r] = fromF<T>(acc[m][r] + b);
+      for (int m = 0; m < M; m++) {
+        T& out = y[size_t(m) * n + r0 + r];
+        out = fromF<T>(kAccumulate ? toF(out) + (acc[m][r] + b) : acc[m][r] + b);
+      }
     }
   }
 }
 
-template <typename T>
-void launch(const LinearParams& p, cudaStream_t stream) {
-  const T* x = static_cast<const T*>(p.x);
-  const T* w = static_cast<const T*>(p.w);
-  const T* bias = static_cast<const T*>(p.bias);
-  T* y = static_cast<T*>(p.y);
+template <typename T, int M, LinearInput kInput, bool kAccumulate>
+void launchRows(const LinearParams& p, cudaStream_t stream) {
   const unsigned grid = unsigned((p.n + kRowsPerBlock - 1) / kRowsPerBlock);
+  gemvKernel<T, M, kInput, kAccumulate><<<grid, kThreads, 0, stream>>>(
+      static_cast<const T*>(p.x), static_cast<const T*>(p.w), static_cast<const T*>(p.bias),
+      static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k, p.eps);
+}
+
+template <typename T, LinearInput kInput, bool kAccumulate>
+void launchFor(const LinearParams& p, cudaStream_t stream) {
   switch (p.m) {
     case 1:
-      gemvKernel<T, 1><<<grid, kThreads, 0, stream>>>(x, w, bias, y, p.n, p.k);
+      launchRows<T, 1, kInput, kAccumulate>(p, stream);
       break;
     case 2:
-      gemvKernel<T, 2><<<grid, kThreads, 0, stream>>>(x, w, bias, y, p.n, p.k);
+      launchRows<T, 2, kInput, kAccumulate>(p, stream);
       break;
     case 3:
-      gemvKernel<T, 3><<<grid, kThreads, 0, stream>>>(x, w, bias, y, p.n, p.k);
+      launchRows<T, 3, kInput, kAccumulate>(p, stream);
       break;
     case 4:
-      gemvKernel<T, 4><<<grid, kThreads, 0, stream>>>(x, w, bias, y, p.n, p.k);
+      launchRows<T, 4, kInput, kAccumulate>(p, stream);
       break;
     default:
       throw Error("linear: the small-batch GEMV takes 1 to 4 rows, not " + std::to_string(p.m));
   }
   throwIfLaunchFailed("linear", "gemvKernel");
+}
+
+template <typename T, bool kAccumulate>
+void launchInput(const LinearParams& p, cudaStream_t stream) {
+  switch (p.input) {
+    case LinearInput::Plain:
+      launchFor<T, LinearInput::Plain, kAccumulate>(p, stream);
+      return;
+    case LinearInput::RmsNorm:
+      launchFor<T, LinearInput::RmsNorm, kAccumulate>(p, stream);
+      return;
+    case LinearInput::SwiGlu:
+      launchFor<T, LinearInput::SwiGlu, kAccumulate>(p, stream);
+      return;
+  }
+}
+
+template <typename T>
+void launch(const LinearParams& p, cudaStream_t stream) {
+  if (p.accumulate) {
+    launchInput<T, true>(p, stream);
+  } else {
+    launchInput<T, false>(p, stream);
+  }
 }
 
 bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
@@ -151,15 +248,17 @@ bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
 
 bool smallBatchLinearApplies(const LinearParams& p) {
   const size_t elementBytes = 2;
+  const size_t xColumns = size_t(p.input == LinearInput::SwiGlu ? 2 : 1) * p.k;
   return p.m >= 1 && p.m <= kSmallBatchLinearMaxRows && p.n >= 1 && p.k > 0 && p.k % 8 == 0 &&
-         (p.xType == DType::BF16 || p.xType == DType::F16) && p.wType == p.xType && aligned16({p.x, p.w}) &&
-         !overlaps(p.x, size_t(p.m) * p.k * elementBytes, p.y, size_t(p.m) * p.n * elementBytes);
+         (p.xType == DType::BF16 || p.xType == DType::F16) && p.wType == p.xType &&
+         aligned16({p.x, p.w, p.input == LinearInput::RmsNorm ? p.norm : nullptr}) &&
+         !overlaps(p.x, size_t(p.m) * xColumns * elementBytes, p.y, size_t(p.m) * p.n * elementBytes);
 }
 
 void smallBatchLinear(const LinearParams& p, cudaStream_t stream) {
   if (!smallBatchLinearApplies(p))
     throw Error(
-        "linear: the small-batch GEMV needs 1-4 bf16/f16 rows, k % 8 == 0, 16-byte aligned x and w, and y "
+        "linear: the small-batch GEMV needs 1-4 bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and y "
         "apart from x");
   if (p.xType == DType::BF16) {
     launch<bf16>(p, stream);

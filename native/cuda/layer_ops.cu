@@ -43,12 +43,6 @@ unsigned gridFor(long long work, int block = kGridStrideBlock) {
 }
 
 // ----------------------------------------------------------------------------- element access
-// The value a store to T keeps, read back as f32.
-template <typename T>
-__device__ __forceinline__ float roundTo(float v) {
-  return toF(fromF<T>(v));
-}
-
 // Eight consecutive elements <-> f32: one 16-byte access for 16-bit types, two for f32.
 // p must be 16-byte aligned (8·sizeof(T) bytes for f32: 32).
 __device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
@@ -248,12 +242,6 @@ void launchRope(const RopeParams& p, cudaStream_t stream) {
 }
 
 // ----------------------------------------------------------------------------- SwiGLU
-__device__ __forceinline__ float silu(float g) {
-  // g · 1/(1 + e^-g); the IEEE reciprocal turns e^-g = inf into 0, so large negative g gives -0
-  // rather than the NaN a fast division would.
-  return g * __frcp_rn(1.f + __expf(-g));
-}
-
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kGridStrideBlock)
     swiGluKernel(const T* __restrict__ x, T* __restrict__ y, long long rows, int inner) {

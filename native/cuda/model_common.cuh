@@ -1,7 +1,7 @@
-// Helpers shared by the layer-op, rope-append and sampling kernels (layer_ops.cu,
-// rope_append.cu, sampling.cu): dtype dispatch, launch errors, 16-byte alignment, element <->
-// f32 conversion, reading any float type as its exact f32 bits, a warp's (key, index) max and a
-// block-wide sum.
+// Helpers shared by the layer-op, GEMM, rope-append and sampling kernels (layer_ops.cu, gemm.cu,
+// gemv.cu, rope_append.cu, sampling.cu): dtype dispatch, launch errors, 16-byte alignment,
+// element <-> f32 conversion and rounding, SiLU, reading any float type as its exact f32 bits, a warp's (key, index)
+// max and a block-wide sum.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -72,6 +72,18 @@ __device__ __forceinline__ f16 fromF<f16>(float v) {
 template <>
 __device__ __forceinline__ bf16 fromF<bf16>(float v) {
   return __float2bfloat16_rn(v);
+}
+
+// The value a store to T keeps, read back as f32.
+template <typename T>
+__device__ __forceinline__ float roundTo(float v) {
+  return toF(fromF<T>(v));
+}
+
+// SiLU, g · 1/(1 + e^-g), as swiGlu and linear's SwiGLU input compute it; the IEEE reciprocal
+// turns e^-g = inf into 0, so large negative g gives -0 rather than the NaN a fast division would.
+__device__ __forceinline__ float silu(float g) {
+  return g * __frcp_rn(1.f + __expf(-g));
 }
 
 // The bits of an element widened to f32 (exact: every f16 and bf16 value is an f32 value).

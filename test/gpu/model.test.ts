@@ -274,53 +274,88 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const at = first < 0 ? null : { row: Math.floor(first / vocab), id: first % vocab, got: got[first], want: want[first] };
     expect({ seed: rng.seed, differ, at, moved, wrong }).toEqual({ seed: rng.seed, differ: 0, at: null, moved: 0, wrong: 0 });
   });
-  // The small-batch GEMV (1 to 4 rows, k % 8 == 0) and the library it replaces, each element
-  // against a float64 product of the stored values: f32 sums over k, then one rounding to the
-  // output dtype (half an ulp: at most 2^-8 of |y| in bf16, 2^-11 in f16).
-  test.each([
-    ["bf16", 1, 4096, 4096],
-    ["bf16", 4, 6144, 4096],
-    ["f16", 2, 4096, 14336],
-    ["bf16", 3, 0, 0],
-    ["f16", 4, 0, 0],
-    ["bf16", 5, 0, 0],
-    ["bf16", 1, 0, 0],
-  ] as const)("linear %s, %i rows, n=%i k=%i (0: random), small-batch GEMV and library, each element in float64", (dtype, m, n0, k0) => {
+  // Linear on its two CUDA paths: the small-batch GEMV (1 to 4 rows, k % 8 == 0; the norm or
+  // SwiGLU input and the accumulation inside it) and the library (cuBLASLt, after the norm or
+  // SwiGLU kernel), each element against float64 from the definition: inputs rounded to the
+  // dtype when transformed (half an ulp of each term), f32 sums, one rounding of the result (half
+  // an ulp: at most 2^-8 of |y| in bf16, 2^-11 in f16).
+  test.each(
+    [
+      ["bf16", 1, 4096, 4096],
+      ["bf16", 4, 6144, 4096],
+      ["f16", 2, 4096, 14336],
+      ["bf16", 3, 0, 0],
+      ["f16", 4, 0, 0],
+      ["bf16", 5, 0, 0],
+      ["bf16", 1, 0, 0],
+    ].flatMap(([dtype, m, n, k]) =>
+      (["plain", "norm", "swiGlu"] as const).map(
+        (input) => [dtype as "bf16" | "f16", m as number, n as number, k as number, input] as const,
+      ),
+    ),
+  )("linear %s, %i rows, n=%i k=%i (0: random), input %s, GEMV and library, each element in float64", (dtype, m, n0, k0, input) => {
     const n = n0 || rng.int(1, 300);
     // A random k is a multiple of 8 (the GEMV's case) three times in four.
     const k = k0 || (rng.next() < 0.75 ? 8 * rng.int(1, 700) : rng.int(1, 5000));
-    const x = scope.random(rng, [m, k], dtype, "cuda:0");
+    const columns = input === "swiGlu" ? 2 * k : k;
+    const eps = 1e-5;
+    const x = scope.random(rng, [m, columns], dtype, "cuda:0");
     const w = scope.random(rng, [n, k], dtype, "cuda:0");
+    const g = scope.random(rng, [k], dtype, "cuda:0");
     const b = rng.next() < 0.5 ? scope.random(rng, [n], dtype, "cuda:0") : undefined;
-    const halfUlp = dtype === "bf16" ? 2 ** -8 : 2 ** -11;
+    const before = scope.random(rng, [m, n], dtype, "cuda:0");
+    const accumulate = rng.next() < 0.5;
+    const ulp = dtype === "bf16" ? 2 ** -8 : 2 ** -11;
+    const rowsIn = Array.from({ length: m }, (_, r) => {
+      const row = Float64Array.from({ length: k }, (_, i) => x.values[r * columns + i]);
+      if (input === "norm") {
+        const inv = 1 / Math.sqrt(row.reduce((sum, v) => sum + v * v, 0) / k + eps);
+        for (let i = 0; i < k; i++) row[i] = row[i] * inv * g.values[i];
+      } else if (input === "swiGlu") {
+        for (let i = 0; i < k; i++) row[i] = (row[i] / (1 + Math.exp(-row[i]))) * x.values[r * columns + k + i];
+      }
+      return row;
+    });
     const check = (gemm: string) => {
+      const out = scope.add(Tensor.empty([m, n], dtype, "cuda:0"));
+      out.copyFrom(before.tensor);
       const previous = process.env.LIGHTTRANSFER_GEMM;
       process.env.LIGHTTRANSFER_GEMM = gemm;
-      let got: Float32Array;
       try {
-        got = scope.add(kernels.linear({ x: x.tensor, weight: w.tensor, bias: b?.tensor })).toFloat32Array();
+        kernels.linear({
+          x: x.tensor,
+          weight: w.tensor,
+          bias: b?.tensor,
+          out,
+          ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
+          ...(input === "swiGlu" && { swiGlu: true }),
+          accumulate,
+        });
       } finally {
         if (previous === undefined) delete process.env.LIGHTTRANSFER_GEMM;
         else process.env.LIGHTTRANSFER_GEMM = previous;
       }
+      const got = out.toFloat32Array();
       let worst = { excess: 0, at: -1, got: 0, want: 0 };
       for (let r = 0; r < m; r++)
         for (let j = 0; j < n; j++) {
-          let want = b ? b.values[j] : 0,
-            magnitude = Math.abs(want);
+          let sum = b ? b.values[j] : 0,
+            magnitude = Math.abs(sum);
           for (let i = 0; i < k; i++) {
-            const term = x.values[r * k + i] * w.values[j * k + i];
-            want += term;
+            const term = rowsIn[r][i] * w.values[j * k + i];
+            sum += term;
             magnitude += Math.abs(term);
           }
-          // f32 accumulation over k terms: at most ~k·2^-24 of their magnitudes.
-          const bound = halfUlp * Math.abs(want) + k * 2 ** -24 * magnitude;
+          const want = (accumulate ? before.values[r * n + j] : 0) + sum;
+          // f32 sums over k terms: at most ~k·2^-24 of their magnitudes.
+          const bound =
+            ulp * Math.abs(want) + (input === "plain" ? 0 : ulp) * magnitude + (k + 2) * 2 ** -24 * (magnitude + Math.abs(want));
           const excess = Math.abs(got[r * n + j] - want) - bound;
           if (excess > worst.excess) worst = { excess, at: r * n + j, got: got[r * n + j], want };
         }
-      return { gemm, seed: rng.seed, m, n, k, worst: worst.at < 0 ? "none" : worst };
+      return { gemm, seed: rng.seed, m, n, k, accumulate, worst: worst.at < 0 ? "none" : worst };
     };
-    for (const gemm of ["auto", "cublasLt"]) expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, n, k, worst: "none" });
+    for (const gemm of ["auto", "cublasLt"]) expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, n, k, accumulate, worst: "none" });
   });
   test("the GEMM backend is reported", () => {
     const backend = kernels.gemmBackend();
