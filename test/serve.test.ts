@@ -246,8 +246,15 @@ describe(`seed ${rng.seed}`, () => {
 
   test("stop strings end the text before them, streamed and not, with finish_reason stop", async () => {
     await withServer(async (server) => {
-      const ids = await promptWithoutEos(24);
-      const { text } = await library(ids, { maxNewTokens: 24, temperature: 0 });
+      // A continuation of at least 4 characters, so a stop string can be taken from inside it past its start.
+      let ids: number[] = [];
+      let text = "";
+      for (let attempt = 0; attempt < 50 && text.length < 4; attempt++) {
+        ids = await promptWithoutEos(24);
+        ({ text } = await library(ids, { maxNewTokens: 24, temperature: 0 }));
+      }
+      if (text.length < 4)
+        throw new Error(`no prompt in 50 draws continued to 4 or more characters in 24 greedy tokens (seed ${rng.seed})`);
       // A stop string taken from inside the continuation, so it is met.
       const at = rng.int(1, text.length - 3);
       const stop = text.slice(at, at + rng.int(1, 2));
