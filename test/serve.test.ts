@@ -562,22 +562,53 @@ describe(`seed ${rng.seed}`, () => {
   });
 
   test("a full queue answers 429 with an OpenAI error body; the others complete", async () => {
+    const maxQueue = 2;
     await withServer(
       async (server) => {
-        const responses = await Promise.all(
-          Array.from({ length: 10 }, () =>
-            post(server.url, "/v1/completions", { model: modelName, prompt: randomIds(4), max_tokens: 8, temperature: 0 }),
-          ),
+        // A stream that holds the one running slot (past EOS, far longer than the requests below
+        // take to arrive) until the queue has been seen full.
+        const controller = new AbortController();
+        const busy = await server.client.completions.create(
+          {
+            model: modelName,
+            prompt: randomIds(4),
+            max_tokens: 4000,
+            temperature: 0,
+            stream: true,
+            lighttransfer: { ignore_eos: true },
+          } as never,
+          { signal: controller.signal },
         );
-        const statuses = responses.map((r) => r.status);
-        expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
-        expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(3);
-        expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+        const busyChunks = (busy as unknown as AsyncIterable<OpenAI.Completion>)[Symbol.asyncIterator]();
+        await busyChunks.next();
+        let busyFinished: string | null = null;
+        const busyRuns = (async () => {
+          try {
+            for (let r = await busyChunks.next(); !r.done; r = await busyChunks.next())
+              busyFinished = r.value.choices[0]?.finish_reason ?? busyFinished;
+          } catch (err) {
+            expect((err as Error).name).toMatch(/Abort/);
+          }
+        })();
+        const statuses: number[] = [];
+        const pending = Array.from({ length: 10 }, () =>
+          post(server.url, "/v1/completions", { model: modelName, prompt: randomIds(4), max_tokens: 8, temperature: 0 }).then((r) => {
+            statuses.push(r.status);
+            return r;
+          }),
+        );
+        // Those beyond the queue's room are answered at once; the queued ones wait for the slot.
+        for (let i = 0; i < 500 && statuses.length < 10 - maxQueue; i++) await new Promise((r) => setTimeout(r, 10));
+        expect(busyFinished).toBeNull();
+        controller.abort();
+        await busyRuns;
+        const responses = await Promise.all(pending);
+        expect(responses.map((r) => r.status).sort()).toEqual([...Array(maxQueue).fill(200), ...Array(10 - maxQueue).fill(429)]);
         for (const r of responses.filter((x) => x.status === 429))
           expect(r.body.error).toMatchObject({ type: "rate_limit_error", code: "queue_full" });
         expect((await fetch(`${server.url}/health`)).status).toBe(200);
       },
-      { maxQueue: 2, maxRunning: 1 },
+      { maxQueue, maxRunning: 1 },
     );
     await poolEmpties();
   });
