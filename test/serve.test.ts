@@ -76,6 +76,29 @@ async function promptWithoutEos(tokens: number, options: SessionOptions = {}, le
   throw new Error(`no prompt in 50 runs went ${tokens} greedy tokens without EOS (seed ${rng.seed})`);
 }
 
+/** The smallest gap between the two largest logits over the greedy run of `prompt` (the difference of its top two logprobs). */
+async function smallestGreedyGap(prompt: number[], options: GenerateOptions): Promise<number> {
+  let gap = Number.POSITIVE_INFINITY;
+  for await (const chunk of model.generate(prompt, { ...options, temperature: 0, logprobs: 2 }))
+    for (const { top_logprobs: top } of chunk.logprobs ?? []) gap = Math.min(gap, top[0].logprob - top[1].logprob);
+  return gap;
+}
+
+// Batched with other sequences, or re-prefilled after a preemption, a step's logits differ from
+// the alone run's in their last bits: where the top two come that close, greedy may pick either.
+// step.test.ts holds decode and prefill logits to 1e-4 of the logit scale (under 10 here) of each
+// other; a run whose top two stay twice that apart picks the same tokens however it is computed.
+const clearGreedyGap = 2e-3;
+
+/** A prompt (of a length drawn from `length`) whose greedy run of `tokens` tokens, past EOS, never nears a tie. */
+async function promptWithClearGreedyRun(tokens: number, length: [number, number]): Promise<number[]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const ids = randomIds(rng.int(...length));
+    if ((await smallestGreedyGap(ids, { maxNewTokens: tokens, stopAtEos: false })) > clearGreedyGap) return ids;
+  }
+  throw new Error(`no prompt in 50 draws kept its top two logits ${clearGreedyGap} apart over ${tokens} greedy tokens (seed ${rng.seed})`);
+}
+
 async function post(url: string, route: string, body: unknown, headers: Record<string, string> = { "content-type": "application/json" }) {
   const res = await fetch(`${url}${route}`, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
   return {
@@ -539,7 +562,11 @@ describe(`seed ${rng.seed}`, () => {
     const small = await loadModel(path.join(fixtureRoot, modelName), { device: "cpu", kvCacheBytes: 60 * 2048, pageSize: 4 });
     const server = await start({}, small);
     try {
-      const requests = Array.from({ length: 6 }, () => ({ prompt: randomIds(rng.int(16, 20)), max_tokens: rng.int(50, 60) }));
+      const requests: Array<{ prompt: number[]; max_tokens: number }> = [];
+      for (let i = 0; i < 6; i++) {
+        const maxTokens = rng.int(50, 60);
+        requests.push({ prompt: await promptWithClearGreedyRun(maxTokens, [16, 20]), max_tokens: maxTokens });
+      }
       const results = await Promise.all(
         requests.map((r) =>
           server.client.completions.create({ model: modelName, ...r, temperature: 0, lighttransfer: { ignore_eos: true } } as never),
