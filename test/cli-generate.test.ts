@@ -6,6 +6,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { type HybridOptions, loadModel, type Model } from "../lib";
 import { fixtureRoot, readReference } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 const cli = path.join(__dirname, "..", "dist", "lib", "cli", "index.js");
 const modelDir = path.join(fixtureRoot, "llama-tiny");
@@ -30,90 +33,96 @@ async function libraryTokens(ids: number[], n: number, hybrid?: HybridOptions) {
 /** A fresh prompt of reference ids: a random slice of the long case, at least 12 tokens. */
 function randomPrompt(): number[] {
   const ids = reference.cases[1].ids;
-  const start = Math.floor(Math.random() * 10);
-  return ids.slice(start, start + 12 + Math.floor(Math.random() * 20));
+  const start = rng.int(0, 9);
+  return ids.slice(start, start + rng.int(12, 31));
 }
 
-test("--ids with --no-tokenizer prints the token ids the library generates", async () => {
-  const ids = randomPrompt();
-  const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "6", "--stats");
-  expect(out.status).toBe(0);
-  const expected = await libraryTokens(ids, 6);
-  expect(out.stdout.trim()).toBe(expected.tokens.join(","));
-  expect(out.stderr).toMatch(new RegExp(`prompt ${ids.length} tok .* hybrid off, lazy layers \\[\\]`));
-});
-
-test("--ids with a tokenizer prints the same text as the equivalent --prompt", () => {
-  const c = reference.cases[2];
-  const byText = run("--prompt", c.prompt, "-n", "5");
-  const byIds = run("--ids", model.tokenizer.encode(c.prompt).join(","), "-n", "5");
-  expect(byText.status).toBe(0);
-  expect(byIds.stdout).toBe(byText.stdout);
-});
-
-test.each<[string, string[], HybridOptions]>([
-  ["auto", ["--hybrid", "auto", "--full-layers", "1", "--sink", "1", "--window", "3"], { mode: "auto", fullLayers: 1, sink: 1, window: 3 }],
-  [
-    "fixed",
-    ["--hybrid", "fixed", "--lazy-layers", "0,2", "--sink", "2", "--window", "5"],
-    { mode: "fixed", lazyLayers: [0, 2], sink: 2, window: 5 },
-  ],
-])("--hybrid %s and its flags reach the session", async (_, flags, hybrid) => {
-  const ids = randomPrompt();
-  const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "6", "--stats", ...flags);
-  expect(out.status).toBe(0);
-  const expected = await libraryTokens(ids, 6, hybrid);
-  expect(out.stdout.trim()).toBe(expected.tokens.join(","));
-  expect(expected.hybrid!.lazyLayers).toHaveLength(2);
-  expect(out.stderr).toContain(`hybrid ${hybrid.mode}, lazy layers [${expected.hybrid!.lazyLayers.join(",")}]`);
-});
-
-test("--layer-file sets fixed mode's lazy layers, sink and window", async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-layers-"));
-  try {
-    const file = path.join(dir, "layers.json");
-    fs.writeFileSync(file, JSON.stringify({ layers: 3, lazyLayers: [1], sink: 1, window: 4, lastQueries: 32, fullLayers: 2 }));
+describe(`seed ${rng.seed}`, () => {
+  test("--ids with --no-tokenizer prints the token ids the library generates", async () => {
     const ids = randomPrompt();
-    const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "5", "--stats", "--hybrid", "fixed", "--layer-file", file);
+    const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "6", "--stats");
     expect(out.status).toBe(0);
-    const expected = await libraryTokens(ids, 5, { mode: "fixed", lazyLayers: [1], sink: 1, window: 4 });
+    const expected = await libraryTokens(ids, 6);
     expect(out.stdout.trim()).toBe(expected.tokens.join(","));
-    expect(out.stderr).toContain("hybrid fixed, lazy layers [1]");
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
+    expect(out.stderr).toMatch(new RegExp(`prompt ${ids.length} tok .* hybrid off, lazy layers \\[\\]`));
+  });
 
-test.each([
-  ["bad id", ["--ids", "1,2,384"], /generate: prompt\[2\] is 384: token ids must be integers in \[0, 383\]/],
-  ["ids that are not integers", ["--ids", "1,x"], /not a comma-separated list of integers: 1,x/],
-  ["text without a tokenizer", ["--prompt", "hi", "--no-tokenizer"], /this model was loaded without a tokenizer; pass token ids/],
-  ["no prompt", [], /generate needs a prompt: --prompt <text> or --ids <ids>/],
-  ["both prompts", ["--prompt", "hi", "--ids", "1"], /cannot be used with option '--ids/],
-  ["an unknown mode", ["--ids", "1", "--hybrid", "sometimes"], /Allowed choices are off, auto, fixed/],
-  ["fixed without layers", ["--ids", "1", "--hybrid", "fixed"], /--hybrid fixed needs --lazy-layers <layers> or --layer-file <file>/],
-  ["lazy layers without fixed", ["--ids", "1", "--lazy-layers", "0"], /--lazy-layers and --layer-file are for --hybrid fixed/],
-  ["a lazy layer the model lacks", ["--ids", "1", "--hybrid", "fixed", "--lazy-layers", "3"], /hybrid.lazyLayers has 3; layers are 0..2/],
-  ["a window of 0", ["--ids", "1", "--hybrid", "auto", "--window", "0"], /hybrid.window must be/],
-])("%s: exit 1 with what was wrong", (_, args, message) => {
-  const out = run(...args);
-  expect(out.status).toBe(1);
-  expect(out.stderr).toMatch(message);
-  expect(out.stdout).toBe("");
-});
+  test("--ids with a tokenizer prints the same text as the equivalent --prompt", () => {
+    const c = reference.cases[2];
+    const byText = run("--prompt", c.prompt, "-n", "5");
+    const byIds = run("--ids", model.tokenizer.encode(c.prompt).join(","), "-n", "5");
+    expect(byText.status).toBe(0);
+    expect(byIds.stdout).toBe(byText.stdout);
+  });
 
-test("--logprobs writes one JSON line per generated token to stderr, as the library gives them", async () => {
-  const ids = randomPrompt();
-  const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "4", "--logprobs", "3");
-  expect(out.status).toBe(0);
-  const lines = out.stderr
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l));
-  const [expected] = await model.generateBatch([ids], { maxNewTokens: 4, logprobs: 3 });
-  expect(lines.map((l) => l.id)).toEqual(expected.tokens);
-  lines.forEach((l, i) => {
-    expect(l.logprob).toBeCloseTo(expected.logprobs![i].logprob, 5);
-    expect(l.top_logprobs.map((t: { id: number }) => t.id)).toEqual(expected.logprobs![i].top_logprobs.map((t) => t.id));
+  test.each<[string, string[], HybridOptions]>([
+    [
+      "auto",
+      ["--hybrid", "auto", "--full-layers", "1", "--sink", "1", "--window", "3"],
+      { mode: "auto", fullLayers: 1, sink: 1, window: 3 },
+    ],
+    [
+      "fixed",
+      ["--hybrid", "fixed", "--lazy-layers", "0,2", "--sink", "2", "--window", "5"],
+      { mode: "fixed", lazyLayers: [0, 2], sink: 2, window: 5 },
+    ],
+  ])("--hybrid %s and its flags reach the session", async (_, flags, hybrid) => {
+    const ids = randomPrompt();
+    const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "6", "--stats", ...flags);
+    expect(out.status).toBe(0);
+    const expected = await libraryTokens(ids, 6, hybrid);
+    expect(out.stdout.trim()).toBe(expected.tokens.join(","));
+    expect(expected.hybrid!.lazyLayers).toHaveLength(2);
+    expect(out.stderr).toContain(`hybrid ${hybrid.mode}, lazy layers [${expected.hybrid!.lazyLayers.join(",")}]`);
+  });
+
+  test("--layer-file sets fixed mode's lazy layers, sink and window", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-layers-"));
+    try {
+      const file = path.join(dir, "layers.json");
+      fs.writeFileSync(file, JSON.stringify({ layers: 3, lazyLayers: [1], sink: 1, window: 4, lastQueries: 32, fullLayers: 2 }));
+      const ids = randomPrompt();
+      const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "5", "--stats", "--hybrid", "fixed", "--layer-file", file);
+      expect(out.status).toBe(0);
+      const expected = await libraryTokens(ids, 5, { mode: "fixed", lazyLayers: [1], sink: 1, window: 4 });
+      expect(out.stdout.trim()).toBe(expected.tokens.join(","));
+      expect(out.stderr).toContain("hybrid fixed, lazy layers [1]");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test.each([
+    ["bad id", ["--ids", "1,2,384"], /generate: prompt\[2\] is 384: token ids must be integers in \[0, 383\]/],
+    ["ids that are not integers", ["--ids", "1,x"], /not a comma-separated list of integers: 1,x/],
+    ["text without a tokenizer", ["--prompt", "hi", "--no-tokenizer"], /this model was loaded without a tokenizer; pass token ids/],
+    ["no prompt", [], /generate needs a prompt: --prompt <text> or --ids <ids>/],
+    ["both prompts", ["--prompt", "hi", "--ids", "1"], /cannot be used with option '--ids/],
+    ["an unknown mode", ["--ids", "1", "--hybrid", "sometimes"], /Allowed choices are off, auto, fixed/],
+    ["fixed without layers", ["--ids", "1", "--hybrid", "fixed"], /--hybrid fixed needs --lazy-layers <layers> or --layer-file <file>/],
+    ["lazy layers without fixed", ["--ids", "1", "--lazy-layers", "0"], /--lazy-layers and --layer-file are for --hybrid fixed/],
+    ["a lazy layer the model lacks", ["--ids", "1", "--hybrid", "fixed", "--lazy-layers", "3"], /hybrid.lazyLayers has 3; layers are 0..2/],
+    ["a window of 0", ["--ids", "1", "--hybrid", "auto", "--window", "0"], /hybrid.window must be/],
+  ])("%s: exit 1 with what was wrong", (_, args, message) => {
+    const out = run(...args);
+    expect(out.status).toBe(1);
+    expect(out.stderr).toMatch(message);
+    expect(out.stdout).toBe("");
+  });
+
+  test("--logprobs writes one JSON line per generated token to stderr, as the library gives them", async () => {
+    const ids = randomPrompt();
+    const out = run("--ids", ids.join(","), "--no-tokenizer", "-n", "4", "--logprobs", "3");
+    expect(out.status).toBe(0);
+    const lines = out.stderr
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l));
+    const [expected] = await model.generateBatch([ids], { maxNewTokens: 4, logprobs: 3 });
+    expect(lines.map((l) => l.id)).toEqual(expected.tokens);
+    lines.forEach((l, i) => {
+      expect(l.logprob).toBeCloseTo(expected.logprobs![i].logprob, 5);
+      expect(l.top_logprobs.map((t: { id: number }) => t.id)).toEqual(expected.logprobs![i].top_logprobs.map((t) => t.id));
+    });
   });
 });

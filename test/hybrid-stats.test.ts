@@ -3,6 +3,9 @@
 import * as path from "node:path";
 import { type HybridOptions, type HybridState, loadModel, type Model } from "../lib";
 import { fixtureRoot, readReference } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 const reference = readReference("llama-tiny");
 const layers = 3;
@@ -37,61 +40,63 @@ const modes: Array<[string, HybridOptions | undefined]> = [
   ["fixed", { mode: "fixed", lazyLayers: [0, 2], sink: 1, window: 3 }],
 ];
 
-test.each(modes)("mode %s: stats.hybrid is a fresh copy, and changing it changes nothing", async (_, hybrid) => {
-  const prompt = reference.cases[1].ids.slice(0, 20 + Math.floor(Math.random() * 30));
-  const options = { maxNewTokens: 4, stopAtEos: false };
-  const session = model.createSession({ hybrid });
-  const twin = model.createSession({ hybrid });
-  try {
-    const before = session.stats.hybrid;
-    expect(before.mode).toBe(hybrid?.mode ?? "off");
-    expect(before.ratios).toHaveLength(layers);
-    expect(before.headRatios).toHaveLength(layers);
-    await tokens(session.generate(prompt, options));
-    await tokens(twin.generate(prompt, options));
-    const h = session.stats.hybrid;
-    const copy = structuredClone(h);
-    expect(session.stats.hybrid).not.toBe(h);
-    expect(h).toEqual(twin.stats.hybrid);
-    if (hybrid?.mode === "auto") {
-      expect(h.pending).toBe(false);
-      expect(h.lazyLayers).toHaveLength(layers - 1);
-      expect(h.ratios.every((r) => typeof r === "number" && r > 0 && r <= 1)).toBe(true);
-      expect(h.headRatios.every((r) => ArrayBuffer.isView(r) && r.length > 0)).toBe(true);
-    } else if (hybrid?.mode === "fixed") {
-      expect(h).toMatchObject({ mode: "fixed", lazyLayers: [0, 2], pending: false });
-    } else {
-      expect(h).toEqual({
-        mode: "off",
-        lazyLayers: [],
-        ratios: [undefined, undefined, undefined],
-        headRatios: [undefined, undefined, undefined],
-        pending: false,
-      });
+describe(`seed ${rng.seed}`, () => {
+  test.each(modes)("mode %s: stats.hybrid is a fresh copy, and changing it changes nothing", async (_, hybrid) => {
+    const prompt = reference.cases[1].ids.slice(0, rng.int(20, 49));
+    const options = { maxNewTokens: 4, stopAtEos: false };
+    const session = model.createSession({ hybrid });
+    const twin = model.createSession({ hybrid });
+    try {
+      const before = session.stats.hybrid;
+      expect(before.mode).toBe(hybrid?.mode ?? "off");
+      expect(before.ratios).toHaveLength(layers);
+      expect(before.headRatios).toHaveLength(layers);
+      await tokens(session.generate(prompt, options));
+      await tokens(twin.generate(prompt, options));
+      const h = session.stats.hybrid;
+      const copy = structuredClone(h);
+      expect(session.stats.hybrid).not.toBe(h);
+      expect(h).toEqual(twin.stats.hybrid);
+      if (hybrid?.mode === "auto") {
+        expect(h.pending).toBe(false);
+        expect(h.lazyLayers).toHaveLength(layers - 1);
+        expect(h.ratios.every((r) => typeof r === "number" && r > 0 && r <= 1)).toBe(true);
+        expect(h.headRatios.every((r) => ArrayBuffer.isView(r) && r.length > 0)).toBe(true);
+      } else if (hybrid?.mode === "fixed") {
+        expect(h).toMatchObject({ mode: "fixed", lazyLayers: [0, 2], pending: false });
+      } else {
+        expect(h).toEqual({
+          mode: "off",
+          lazyLayers: [],
+          ratios: [undefined, undefined, undefined],
+          headRatios: [undefined, undefined, undefined],
+          pending: false,
+        });
+      }
+      vandalize(h);
+      expect(session.stats.hybrid).toEqual(copy);
+      // The session goes on exactly as the twin that nobody touched.
+      const more = reference.cases[0].ids;
+      expect(await tokens(session.generate(more, options))).toEqual(await tokens(twin.generate(more, options)));
+      expect(session.stats.hybrid).toEqual(twin.stats.hybrid);
+      expect(session.stats.kvBytes).toBe(twin.stats.kvBytes);
+    } finally {
+      session.dispose();
+      twin.dispose();
     }
-    vandalize(h);
-    expect(session.stats.hybrid).toEqual(copy);
-    // The session goes on exactly as the twin that nobody touched.
-    const more = reference.cases[0].ids;
-    expect(await tokens(session.generate(more, options))).toEqual(await tokens(twin.generate(more, options)));
-    expect(session.stats.hybrid).toEqual(twin.stats.hybrid);
-    expect(session.stats.kvBytes).toBe(twin.stats.kvBytes);
-  } finally {
-    session.dispose();
-    twin.dispose();
-  }
-});
-
-test("generateBatch results carry a hybrid snapshot in every mode", async () => {
-  const ids = reference.cases[1].ids;
-  const [off] = await model.generateBatch([ids], { maxNewTokens: 2 });
-  expect(off.hybrid).toEqual({
-    mode: "off",
-    lazyLayers: [],
-    ratios: [undefined, undefined, undefined],
-    headRatios: [undefined, undefined, undefined],
-    pending: false,
   });
-  const [fixed] = await model.generateBatch([ids], { maxNewTokens: 2, hybrid: { mode: "fixed", lazyLayers: [1], sink: 1, window: 3 } });
-  expect(fixed.hybrid).toMatchObject({ mode: "fixed", lazyLayers: [1] });
+
+  test("generateBatch results carry a hybrid snapshot in every mode", async () => {
+    const ids = reference.cases[1].ids;
+    const [off] = await model.generateBatch([ids], { maxNewTokens: 2 });
+    expect(off.hybrid).toEqual({
+      mode: "off",
+      lazyLayers: [],
+      ratios: [undefined, undefined, undefined],
+      headRatios: [undefined, undefined, undefined],
+      pending: false,
+    });
+    const [fixed] = await model.generateBatch([ids], { maxNewTokens: 2, hybrid: { mode: "fixed", lazyLayers: [1], sink: 1, window: 3 } });
+    expect(fixed.hybrid).toMatchObject({ mode: "fixed", lazyLayers: [1] });
+  });
 });
