@@ -29,6 +29,7 @@
 
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
+#include "programmatic_launch.cuh"
 
 namespace lt::cuda {
 namespace {
@@ -165,10 +166,8 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int split = blockIdx.y, b = blockIdx.z;
   const bool splitMode = a.numSplits > 1;
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // The combine kernel may start launching now; it waits for this grid before reading.
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
+  allowDependentGrids();
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
   // ---- query fragments (A operand), rows = query heads of this CTA, zero past the group ----
@@ -423,11 +422,9 @@ __global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int bat
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
   const int chunk = splitChunk(len, a.numSplits);
   const int nValid = (len + chunk - 1) / chunk;  // splits the decode kernel wrote
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   // Launched early (programmatic dependent launch): wait until the decode grid has finished
   // and its partials are visible. A no-op when launched the ordinary way.
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+  waitForPrerequisiteGrids();
 
   const float* lp = a.lsePart + size_t(row) * a.numSplits;
   float M = -INFINITY;
@@ -589,23 +586,8 @@ size_t partialFloats(const DecodeAttentionParams& p, int splits) {
   return size_t(p.batch) * p.hq * splits * (size_t(p.d) + 1);
 }
 
-// Programmatic dependent launch (sm_90+) lets the combine kernel's launch overlap the decode
-// grid's tail; that launch latency is a visible part of a short decode.
-bool deviceHasPdl() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> cached[kMaxDevices];  // 0 unknown, 1 no, 2 yes
-  int dev = 0;
-  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
-  if (dev >= 0 && dev < kMaxDevices) {
-    const int known = cached[dev].load(std::memory_order_relaxed);
-    if (known) return known == 2;
-  }
-  int major = 0;
-  checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "reading the compute capability");
-  if (dev >= 0 && dev < kMaxDevices) cached[dev].store(major >= 9 ? 2 : 1, std::memory_order_relaxed);
-  return major >= 9;
-}
-
+// Programmatic dependent launch (programmatic_launch.cuh) lets the combine kernel's launch
+// overlap the decode grid's tail; that launch latency is a visible part of a short decode.
 template <typename T, int D, bool R>
 void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStream_t stream) {
   const size_t smemBytes = decodeSmemBytes<D>(sizeof(T));
@@ -624,7 +606,7 @@ void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStrea
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = attr;
-    cfg.numAttrs = deviceHasPdl() ? 1 : 0;
+    cfg.numAttrs = deviceHasProgrammaticLaunch() ? 1 : 0;
     const cudaError_t err = cudaLaunchKernelEx(&cfg, combineKernel<T, D>, args, batch);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();

@@ -18,6 +18,9 @@
 //   op would have stored them. Each lane keeps M × 2 f32 sums; the warp adds them by shuffles (a
 //   fixed order: the same inputs give the same bits) and lane 0 writes y = (y +) sum + bias.
 //   Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y apart from x.
+//   On sm_90 the kernel is a programmatic dependent of the one before it: each warp's first
+//   weight loads go out before it waits for that kernel, and it lets the next one launch once
+//   its last weights have arrived, so consecutive projections overlap their edges.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -28,6 +31,7 @@
 
 #include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
+#include "programmatic_launch.cuh"
 
 namespace lt::cuda {
 namespace {
@@ -100,6 +104,27 @@ __global__ void __launch_bounds__(kThreads)
   const int chunks = k / 8;
   const uint4* x = reinterpret_cast<const uint4*>(xElements);
   const uint4* norm = reinterpret_cast<const uint4*>(normElements);
+  const int r0 = blockIdx.x * kRowsPerBlock + warp * kRowsPerWarp;
+  const bool active = r0 < n;  // the same in every lane of a warp
+  const int rows = active ? min(kRowsPerWarp, n - r0) : 0;
+  const uint4* wRow[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; r++)
+    wRow[r] = reinterpret_cast<const uint4*>(w + size_t(active ? r0 + min(r, rows - 1) : 0) * k);
+
+  uint4 wv[kChunksInFlight][kRowsPerWarp];
+  auto loadWeights = [&](int first) {
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; u++) {
+      const int c = first + 32 * u;
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; r++) wv[u][r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  // No kernel writes the weights, so the first of them are on their way before this grid waits
+  // for the kernel ahead of it (which wrote x, or reads y) to finish.
+  if (active) loadWeights(lane);
+  waitForPrerequisiteGrids();
 
   __shared__ float invRms[M];
   if constexpr (kInput == LinearInput::RmsNorm) {
@@ -128,14 +153,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
   }
-
-  const int r0 = blockIdx.x * kRowsPerBlock + warp * kRowsPerWarp;
-  if (r0 >= n) return;  // the whole warp: r0 is the same in every lane
-  const int rows = min(kRowsPerWarp, n - r0);
-  const uint4* wRow[kRowsPerWarp];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; r++)
-    wRow[r] = reinterpret_cast<const uint4*>(w + size_t(r0 + min(r, rows - 1)) * k);
+  if (!active) return;
 
   float acc[M][kRowsPerWarp];
 #pragma unroll
@@ -144,13 +162,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = 0.f;
 
   for (int first = lane; first < chunks; first += 32 * kChunksInFlight) {
-    uint4 wv[kChunksInFlight][kRowsPerWarp];
-#pragma unroll
-    for (int u = 0; u < kChunksInFlight; u++) {
-      const int c = first + 32 * u;
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; r++) wv[u][r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
-    }
+    if (first != lane) loadWeights(first);
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; u++) {
       const int c = first + 32 * u;
@@ -164,6 +176,8 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
+  // Every weight this warp needs has arrived: the next projection may start streaming its own.
+  allowDependentGrids();
 
 #pragma unroll
   for (int m = 0; m < M; m++)
@@ -186,12 +200,27 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Launched as a programmatic dependent of the kernel ahead of it where the device allows
+// (programmatic_launch.cuh): its first weight loads overlap that kernel's tail.
 template <typename T, int M, LinearInput kInput, bool kAccumulate>
 void launchRows(const LinearParams& p, cudaStream_t stream) {
-  const unsigned grid = unsigned((p.n + kRowsPerBlock - 1) / kRowsPerBlock);
-  gemvKernel<T, M, kInput, kAccumulate><<<grid, kThreads, 0, stream>>>(
-      static_cast<const T*>(p.x), static_cast<const T*>(p.w), static_cast<const T*>(p.bias),
-      static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k, p.eps);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned((p.n + kRowsPerBlock - 1) / kRowsPerBlock));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = deviceHasProgrammaticLaunch() ? 1 : 0;
+  const cudaError_t err = cudaLaunchKernelEx(
+      &cfg, gemvKernel<T, M, kInput, kAccumulate>, static_cast<const T*>(p.x), static_cast<const T*>(p.w),
+      static_cast<const T*>(p.bias), static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k, p.eps);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw Error(std::string("linear: launch of gemvKernel failed: ") + cudaGetErrorString(err));
+  }
 }
 
 template <typename T, LinearInput kInput, bool kAccumulate>
