@@ -7,93 +7,98 @@ import * as path from "node:path";
 import { XMLValidator } from "fast-xml-parser";
 import { accuracyCells, accuracyVsContextSvg, accuracyVsFractionSvg, type EvalReport, markdownReport } from "../lib";
 import { fixtureRoot } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 const cli = path.join(__dirname, "..", "dist", "lib", "cli", "index.js");
 const modelDir = path.join(fixtureRoot, "llama-tiny");
 const out = fs.mkdtempSync(path.join(os.tmpdir(), "lt-cli-eval-"));
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
-test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
-  const randomModes = 1 + Math.floor(Math.random() * 3);
-  const r = spawnSync(
-    process.execPath,
-    [
-      cli,
-      "eval",
-      "--model",
-      modelDir,
-      "--device",
-      "cpu",
-      "-c",
-      "420",
-      "--tasks",
-      "passkey,niah-multivalue",
-      "--depths",
-      "0.5",
-      "--seeds",
-      "1",
-      "--full-layers",
-      "0.34",
-      "--random-seeds",
-      String(randomModes),
-      "--window",
-      "64",
-      "--no-perplexity",
-      "-o",
-      out,
-    ],
-    { encoding: "utf8" },
-  );
-  expect([r.status, r.stderr.slice(-500)]).toEqual([0, expect.stringContaining("written to")]);
-  const report: EvalReport = JSON.parse(fs.readFileSync(path.join(out, "eval.json"), "utf8"));
-  expect(report.config).toMatchObject({
-    contexts: [420],
-    tasks: ["passkey", "niah-multivalue"],
-    depths: [0.5],
-    seeds: [0],
-    window: 64,
-    perplexity: false,
+describe(`seed ${rng.seed}`, () => {
+  test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
+    const randomModes = rng.int(1, 3);
+    const r = spawnSync(
+      process.execPath,
+      [
+        cli,
+        "eval",
+        "--model",
+        modelDir,
+        "--device",
+        "cpu",
+        "-c",
+        "420",
+        "--tasks",
+        "passkey,niah-multivalue",
+        "--depths",
+        "0.5",
+        "--seeds",
+        "1",
+        "--full-layers",
+        "0.34",
+        "--random-seeds",
+        String(randomModes),
+        "--window",
+        "64",
+        "--no-perplexity",
+        "-o",
+        out,
+      ],
+      { encoding: "utf8" },
+    );
+    expect([r.status, r.stderr.slice(-500)]).toEqual([0, expect.stringContaining("written to")]);
+    const report: EvalReport = JSON.parse(fs.readFileSync(path.join(out, "eval.json"), "utf8"));
+    expect(report.config).toMatchObject({
+      contexts: [420],
+      tasks: ["passkey", "niah-multivalue"],
+      depths: [0.5],
+      seeds: [0],
+      window: 64,
+      perplexity: false,
+    });
+    expect(report.modes.map((m) => m.name)).toEqual([
+      "full",
+      "auto 34%",
+      ...Array.from({ length: randomModes }, (_, i) => `random 50% #${i}`),
+      "streaming-all",
+    ]);
+    expect(report.samples).toHaveLength(report.modes.length * 2);
+    expect(report.perplexity).toEqual([]);
+    expect(report.accuracy).toEqual(accuracyCells(report.samples));
+    const table = fs.readFileSync(path.join(out, "eval.md"), "utf8");
+    expect(table).toBe(markdownReport(report));
+    expect(r.stdout).toBe(table);
+    for (const [file, draw] of [
+      ["accuracy-vs-context.svg", accuracyVsContextSvg],
+      ["accuracy-vs-fraction.svg", accuracyVsFractionSvg],
+    ] as const) {
+      const svg = fs.readFileSync(path.join(out, file), "utf8");
+      expect(XMLValidator.validate(svg)).toBe(true);
+      expect(svg).toBe(draw(report));
+    }
+  }, 120_000);
+
+  test("bad flags are errors before the model loads", () => {
+    const r = spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "-c", "4096,x"], { encoding: "utf8" });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/not a comma-separated list of numbers: 4096,x/);
   });
-  expect(report.modes.map((m) => m.name)).toEqual([
-    "full",
-    "auto 34%",
-    ...Array.from({ length: randomModes }, (_, i) => `random 50% #${i}`),
-    "streaming-all",
-  ]);
-  expect(report.samples).toHaveLength(report.modes.length * 2);
-  expect(report.perplexity).toEqual([]);
-  expect(report.accuracy).toEqual(accuracyCells(report.samples));
-  const table = fs.readFileSync(path.join(out, "eval.md"), "utf8");
-  expect(table).toBe(markdownReport(report));
-  expect(r.stdout).toBe(table);
-  for (const [file, draw] of [
-    ["accuracy-vs-context.svg", accuracyVsContextSvg],
-    ["accuracy-vs-fraction.svg", accuracyVsFractionSvg],
-  ] as const) {
-    const svg = fs.readFileSync(path.join(out, file), "utf8");
-    expect(XMLValidator.validate(svg)).toBe(true);
-    expect(svg).toBe(draw(report));
-  }
-}, 120_000);
 
-test("bad flags are errors before the model loads", () => {
-  const r = spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "-c", "4096,x"], { encoding: "utf8" });
-  expect(r.status).not.toBe(0);
-  expect(r.stderr).toMatch(/not a comma-separated list of numbers: 4096,x/);
+  test("--kv-memory sizes the page pool: a pool of two pages cannot hold a prompt", () => {
+    const pageBytes = 16 * 2 * 1 * 64 * 4; // 16-token pages of one KV head of dimension 64, K and V, in f32
+    const r = spawnSync(
+      process.execPath,
+      [cli, "eval", "--model", modelDir, "--device", "cpu", "-c", "420", "--tasks", "passkey", "--depths", "0.5", "--seeds", "1"]
+        .concat(["--random-seeds", "0", "--full-layers", "0.34", "--window", "64", "--no-perplexity", "--no-streaming-all"])
+        .concat(["--kv-memory", String(2 * pageBytes), "-o", out]),
+      { encoding: "utf8" },
+    );
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/KV page pool is full: \d+ page\(s\) wanted, 0 of 2 free/);
+    expect(spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "--kv-memory", "lots"], { encoding: "utf8" }).stderr).toMatch(
+      /argument 'lots' is invalid. not a size: lots/,
+    );
+  }, 60_000);
 });
-
-test("--kv-memory sizes the page pool: a pool of two pages cannot hold a prompt", () => {
-  const pageBytes = 16 * 2 * 1 * 64 * 4; // 16-token pages of one KV head of dimension 64, K and V, in f32
-  const r = spawnSync(
-    process.execPath,
-    [cli, "eval", "--model", modelDir, "--device", "cpu", "-c", "420", "--tasks", "passkey", "--depths", "0.5", "--seeds", "1"]
-      .concat(["--random-seeds", "0", "--full-layers", "0.34", "--window", "64", "--no-perplexity", "--no-streaming-all"])
-      .concat(["--kv-memory", String(2 * pageBytes), "-o", out]),
-    { encoding: "utf8" },
-  );
-  expect(r.status).not.toBe(0);
-  expect(r.stderr).toMatch(/KV page pool is full: \d+ page\(s\) wanted, 0 of 2 free/);
-  expect(spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "--kv-memory", "lots"], { encoding: "utf8" }).stderr).toMatch(
-    /argument 'lots' is invalid. not a size: lots/,
-  );
-}, 60_000);

@@ -22,6 +22,9 @@ import {
 } from "../lib";
 import { randomLayers } from "../lib/hybrid/options";
 import { fixtureRoot } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 const benchConfig = path.join(__dirname, "..", "bench", "quality", "config.json");
 let model: Model;
@@ -35,157 +38,159 @@ afterAll(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-const randomSeed = () => Math.floor(Math.random() * 1e6);
+const randomSeed = () => rng.int(0, 999_999);
 
-describe("runEval on llama-tiny", () => {
-  const layers = 3;
-  // A window far below the contexts, so that the modes' caches differ.
-  const shape = { sink: 4, window: 48 };
-  let config: EvalConfig;
-  let report: EvalReport;
-  const progress: Array<{ done: number; total: number }> = [];
-  beforeAll(async () => {
-    const layerFile = {
-      model: "llama-tiny",
-      layers,
-      fullLayers: 1,
-      prompts: 1,
-      counts: [1, 0, 1],
-      lazyLayers: [0, 2],
-      lastQueries: 32,
-      ...shape,
-    };
-    config = {
-      tasks: ["passkey", "variable-tracking"],
-      contexts: [400, 560],
-      depths: [Math.random()],
-      seeds: [randomSeed()],
-      autoFractions: [0.34],
-      randomSeeds: [randomSeed() % 1000, 1000 + (randomSeed() % 1000)],
-      randomFraction: 0.5,
-      layerFile,
-      streamingAll: true,
-      perplexity: true,
-      chat: false,
-      ...shape,
-    };
-    report = await runEval(model, config, { onProgress: (p) => progress.push(p) });
-  }, 120_000);
+describe(`seed ${rng.seed}`, () => {
+  describe("runEval on llama-tiny", () => {
+    const layers = 3;
+    // A window far below the contexts, so that the modes' caches differ.
+    const shape = { sink: 4, window: 48 };
+    let config: EvalConfig;
+    let report: EvalReport;
+    const progress: Array<{ done: number; total: number }> = [];
+    beforeAll(async () => {
+      const layerFile = {
+        model: "llama-tiny",
+        layers,
+        fullLayers: 1,
+        prompts: 1,
+        counts: [1, 0, 1],
+        lazyLayers: [0, 2],
+        lastQueries: 32,
+        ...shape,
+      };
+      config = {
+        tasks: ["passkey", "variable-tracking"],
+        contexts: [400, 560],
+        depths: [rng.next()],
+        seeds: [randomSeed()],
+        autoFractions: [0.34],
+        randomSeeds: [randomSeed() % 1000, 1000 + (randomSeed() % 1000)],
+        randomFraction: 0.5,
+        layerFile,
+        streamingAll: true,
+        perplexity: true,
+        chat: false,
+        ...shape,
+      };
+      report = await runEval(model, config, { onProgress: (p) => progress.push(p) });
+    }, 120_000);
 
-  test("one result per mode and sample, with the mode's lazy layers", () => {
-    const modes = evalModes(layers, config);
-    expect(modes.map((m) => m.name)).toEqual([
-      "full",
-      "auto 34%",
-      "fixed 33%",
-      ...config.randomSeeds.map((s) => `random 50% #${s}`),
-      "streaming-all",
-    ]);
-    expect(report.modes).toEqual(modes);
-    const perMode = config.tasks.length * config.contexts.length * config.depths.length * config.seeds.length;
-    expect(report.samples).toHaveLength(modes.length * perMode);
-    const want = (name: string): number[] | undefined => {
-      if (name === "full") return [];
-      if (name === "streaming-all") return [0, 1, 2];
-      if (name.startsWith("fixed")) return [0, 2];
-      const random = /^random 50% #(\d+)$/.exec(name);
-      // 50% of 3 layers rounds to 2 full, 1 lazy.
-      if (random) return randomLayers(layers, 1, Number(random[1]));
-      return undefined;
-    };
-    for (const r of report.samples) {
-      const lazy = want(r.mode);
-      if (lazy) expect([r.mode, r.lazyLayers]).toEqual([r.mode, lazy]);
-      // auto at 34% of 3 layers keeps 1 full: 2 lazy, chosen on the prompt.
-      else expect([r.mode, r.lazyLayers.length]).toEqual([r.mode, 2]);
-    }
-    expect(report.modes.find((m) => m.name === "auto 34%")?.fullFraction).toBeCloseTo(1 / 3, 12);
+    test("one result per mode and sample, with the mode's lazy layers", () => {
+      const modes = evalModes(layers, config);
+      expect(modes.map((m) => m.name)).toEqual([
+        "full",
+        "auto 34%",
+        "fixed 33%",
+        ...config.randomSeeds.map((s) => `random 50% #${s}`),
+        "streaming-all",
+      ]);
+      expect(report.modes).toEqual(modes);
+      const perMode = config.tasks.length * config.contexts.length * config.depths.length * config.seeds.length;
+      expect(report.samples).toHaveLength(modes.length * perMode);
+      const want = (name: string): number[] | undefined => {
+        if (name === "full") return [];
+        if (name === "streaming-all") return [0, 1, 2];
+        if (name.startsWith("fixed")) return [0, 2];
+        const random = /^random 50% #(\d+)$/.exec(name);
+        // 50% of 3 layers rounds to 2 full, 1 lazy.
+        if (random) return randomLayers(layers, 1, Number(random[1]));
+        return undefined;
+      };
+      for (const r of report.samples) {
+        const lazy = want(r.mode);
+        if (lazy) expect([r.mode, r.lazyLayers]).toEqual([r.mode, lazy]);
+        // auto at 34% of 3 layers keeps 1 full: 2 lazy, chosen on the prompt.
+        else expect([r.mode, r.lazyLayers.length]).toEqual([r.mode, 2]);
+      }
+      expect(report.modes.find((m) => m.name === "auto 34%")?.fullFraction).toBeCloseTo(1 / 3, 12);
+    });
+
+    test("each answer is the greedy continuation of the sample's prompt in its mode, checked by isCorrect", async () => {
+      for (const r of report.samples) expect(r.correct).toBe(isCorrect(r.output, r.answer));
+      // One result drawn at random, generated again directly.
+      const r = report.samples[rng.int(0, report.samples.length - 1)];
+      const sample = makeSample(
+        model.tokenizer,
+        brownCorpus(),
+        { task: r.task, context: r.context, depth: r.depth, seed: r.seed },
+        { chat: false },
+      );
+      expect(r.promptTokens).toBe(sample.prompt.length);
+      expect(r.answer).toBe(sample.answer);
+      const mode = report.modes.find((m) => m.name === r.mode)!;
+      const [direct] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 8, hybrid: mode.hybrid });
+      expect(r.output).toBe(direct.text);
+    });
+
+    test("perplexity per mode, context and seed is model.score's over the held-out window's second half", async () => {
+      const modes = report.modes.length;
+      expect(report.perplexity).toHaveLength(modes * config.contexts.length * config.seeds.length);
+      const p = report.perplexity[rng.int(0, report.perplexity.length - 1)];
+      const ids = heldOutWindow(model.tokenizer, brownCorpus(), p.context, p.seed);
+      expect(ids).toHaveLength(p.context);
+      const mode = report.modes.find((m) => m.name === p.mode)!;
+      const half = Math.floor(ids.length / 2);
+      const direct = await model.score(ids.slice(0, half), ids.slice(half), { hybrid: mode.hybrid });
+      expect(p.tokens).toBe(ids.length - half);
+      expect(p.perplexity).toBe(direct.perplexity);
+      // The modes differ: streaming-all and full attention do not score the window alike.
+      const of = (name: string) => report.perplexity.find((q) => q.mode === name && q.context === 560)!.perplexity;
+      expect(of("streaming-all")).not.toBe(of("full"));
+    });
+
+    test("accuracy cells count each mode's samples per task and context", () => {
+      for (const cell of report.accuracy) {
+        const rows = report.samples.filter((r) => r.mode === cell.mode && r.task === cell.task && r.context === cell.context);
+        expect(cell.samples).toBe(rows.length);
+        expect(cell.accuracy).toBe(rows.filter((r) => r.correct).length / rows.length);
+      }
+      expect(report.accuracy).toHaveLength(report.modes.length * config.tasks.length * config.contexts.length);
+    });
+
+    test("progress counts every answer and perplexity window up to the total", () => {
+      const total = report.modes.length * (report.samples.length / report.modes.length + config.contexts.length * config.seeds.length);
+      expect(progress.map((p) => p.done)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+      expect(progress.every((p) => p.total === total)).toBe(true);
+    });
   });
 
-  test("each answer is the greedy continuation of the sample's prompt in its mode, checked by isCorrect", async () => {
-    for (const r of report.samples) expect(r.correct).toBe(isCorrect(r.output, r.answer));
-    // One result drawn at random, generated again directly.
-    const r = report.samples[Math.floor(Math.random() * report.samples.length)];
-    const sample = makeSample(
-      model.tokenizer,
-      brownCorpus(),
-      { task: r.task, context: r.context, depth: r.depth, seed: r.seed },
-      { chat: false },
-    );
-    expect(r.promptTokens).toBe(sample.prompt.length);
-    expect(r.answer).toBe(sample.answer);
-    const mode = report.modes.find((m) => m.name === r.mode)!;
-    const [direct] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 8, hybrid: mode.hybrid });
-    expect(r.output).toBe(direct.text);
-  });
+  describe("evaluation config", () => {
+    test("bench/quality/config.json holds the defaults", () => {
+      expect(readEvalSettings(benchConfig)).toEqual(defaultEvalSettings);
+    });
 
-  test("perplexity per mode, context and seed is model.score's over the held-out window's second half", async () => {
-    const modes = report.modes.length;
-    expect(report.perplexity).toHaveLength(modes * config.contexts.length * config.seeds.length);
-    const p = report.perplexity[Math.floor(Math.random() * report.perplexity.length)];
-    const ids = heldOutWindow(model.tokenizer, brownCorpus(), p.context, p.seed);
-    expect(ids).toHaveLength(p.context);
-    const mode = report.modes.find((m) => m.name === p.mode)!;
-    const half = Math.floor(ids.length / 2);
-    const direct = await model.score(ids.slice(0, half), ids.slice(half), { hybrid: mode.hybrid });
-    expect(p.tokens).toBe(ids.length - half);
-    expect(p.perplexity).toBe(direct.perplexity);
-    // The modes differ: streaming-all and full attention do not score the window alike.
-    const of = (name: string) => report.perplexity.find((q) => q.mode === name && q.context === 560)!.perplexity;
-    expect(of("streaming-all")).not.toBe(of("full"));
-  });
+    test("later settings win over earlier ones and the defaults; chat auto follows the chat template", () => {
+      const config = resolveEvalConfig(
+        [
+          { contexts: [1000], seeds: [5] },
+          { contexts: [2000], chat: "auto" },
+        ],
+        true,
+      );
+      expect(config).toMatchObject({ contexts: [2000], seeds: [5], chat: true, depths: defaultEvalSettings.depths, layerFile: undefined });
+      expect(resolveEvalConfig([{ chat: "auto" }], false).chat).toBe(false);
+      expect(resolveEvalConfig([{ chat: false }], true).chat).toBe(false);
+    });
 
-  test("accuracy cells count each mode's samples per task and context", () => {
-    for (const cell of report.accuracy) {
-      const rows = report.samples.filter((r) => r.mode === cell.mode && r.task === cell.task && r.context === cell.context);
-      expect(cell.samples).toBe(rows.length);
-      expect(cell.accuracy).toBe(rows.filter((r) => r.correct).length / rows.length);
-    }
-    expect(report.accuracy).toHaveLength(report.modes.length * config.tasks.length * config.contexts.length);
-  });
+    test("a file with an unknown field, or not JSON, is an error naming it", () => {
+      const file = path.join(tmp, "bad.json");
+      fs.writeFileSync(file, JSON.stringify({ contexts: [4096], context: 4096 }));
+      expect(() => readEvalSettings(file)).toThrow(/bad\.json: unknown field context; the fields are tasks, contexts/);
+      fs.writeFileSync(file, "{");
+      expect(() => readEvalSettings(file)).toThrow(/bad\.json: cannot be read as an evaluation config/);
+    });
 
-  test("progress counts every answer and perplexity window up to the total", () => {
-    const total = report.modes.length * (report.samples.length / report.modes.length + config.contexts.length * config.seeds.length);
-    expect(progress.map((p) => p.done)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
-    expect(progress.every((p) => p.total === total)).toBe(true);
-  });
-});
-
-describe("evaluation config", () => {
-  test("bench/quality/config.json holds the defaults", () => {
-    expect(readEvalSettings(benchConfig)).toEqual(defaultEvalSettings);
-  });
-
-  test("later settings win over earlier ones and the defaults; chat auto follows the chat template", () => {
-    const config = resolveEvalConfig(
-      [
-        { contexts: [1000], seeds: [5] },
-        { contexts: [2000], chat: "auto" },
-      ],
-      true,
-    );
-    expect(config).toMatchObject({ contexts: [2000], seeds: [5], chat: true, depths: defaultEvalSettings.depths, layerFile: undefined });
-    expect(resolveEvalConfig([{ chat: "auto" }], false).chat).toBe(false);
-    expect(resolveEvalConfig([{ chat: false }], true).chat).toBe(false);
-  });
-
-  test("a file with an unknown field, or not JSON, is an error naming it", () => {
-    const file = path.join(tmp, "bad.json");
-    fs.writeFileSync(file, JSON.stringify({ contexts: [4096], context: 4096 }));
-    expect(() => readEvalSettings(file)).toThrow(/bad\.json: unknown field context; the fields are tasks, contexts/);
-    fs.writeFileSync(file, "{");
-    expect(() => readEvalSettings(file)).toThrow(/bad\.json: cannot be read as an evaluation config/);
-  });
-
-  test.each([
-    [{ contexts: [] }, /eval: contexts must be a non-empty list of token counts in \[1, 4096\]/],
-    [{ contexts: [5000] }, /eval: contexts must be a non-empty list of token counts/],
-    [{ tasks: ["passkey", "qa"] }, /eval: tasks must be a non-empty list of passkey, niah-multikey/],
-    [{ depths: [1.5] }, /eval: depths must be a non-empty list of depths in \[0, 1\]/],
-    [{ autoFractions: [1] }, /eval: autoFractions must be a list of fractions in \[0, 1\)/],
-    [{ streamingAll: "yes" }, /eval: streamingAll must be true or false/],
-  ])("%j is an error naming the field", async (bad, message) => {
-    const config = { ...resolveEvalConfig([{ contexts: [400] }], false), ...bad } as EvalConfig;
-    await expect(runEval(model, config)).rejects.toThrow(message);
+    test.each([
+      [{ contexts: [] }, /eval: contexts must be a non-empty list of token counts in \[1, 4096\]/],
+      [{ contexts: [5000] }, /eval: contexts must be a non-empty list of token counts/],
+      [{ tasks: ["passkey", "qa"] }, /eval: tasks must be a non-empty list of passkey, niah-multikey/],
+      [{ depths: [1.5] }, /eval: depths must be a non-empty list of depths in \[0, 1\]/],
+      [{ autoFractions: [1] }, /eval: autoFractions must be a list of fractions in \[0, 1\)/],
+      [{ streamingAll: "yes" }, /eval: streamingAll must be true or false/],
+    ])("%j is an error naming the field", async (bad, message) => {
+      const config = { ...resolveEvalConfig([{ contexts: [400] }], false), ...bad } as EvalConfig;
+      await expect(runEval(model, config)).rejects.toThrow(message);
+    });
   });
 });

@@ -13,6 +13,9 @@ import {
   type SampleResult,
 } from "../lib";
 import { averageAccuracy, meanPerplexity } from "../lib/eval/report";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 /** A report over 8 layers with random answers (right with a per-mode probability) and perplexities. */
 function randomReport(): EvalReport {
@@ -24,7 +27,7 @@ function randomReport(): EvalReport {
   const samples: SampleResult[] = [];
   const perplexity: EvalReport["perplexity"] = [];
   for (const mode of modes) {
-    const skill = Math.random();
+    const skill = rng.next();
     for (const task of config.tasks)
       for (const context of config.contexts) {
         for (const depth of config.depths)
@@ -39,121 +42,123 @@ function randomReport(): EvalReport {
               depthReached: depth,
               answer: "1",
               output: "",
-              correct: Math.random() < skill,
+              correct: rng.next() < skill,
               lazyLayers: [],
             });
         for (const seed of config.seeds)
-          perplexity.push({ mode: mode.name, context, seed, tokens: context / 2, perplexity: 5 + 20 * Math.random(), lazyLayers: [] });
+          perplexity.push({ mode: mode.name, context, seed, tokens: context / 2, perplexity: 5 + 20 * rng.next(), lazyLayers: [] });
       }
   }
   return { model: "random <model> & co", layers: 8, config, modes, samples, perplexity, accuracy: accuracyCells(samples) };
 }
 
-describe("markdownReport", () => {
-  test("one table per context, a row per mode, each cell the report's accuracy and perplexity", () => {
-    const report = randomReport();
-    const md = markdownReport(report);
-    const sections = md.split(/^## Context (\d+) tokens$/m).slice(1);
-    expect(sections.filter((_, i) => i % 2 === 0).map(Number)).toEqual(report.config.contexts);
-    for (let s = 0; s < sections.length; s += 2) {
-      const context = Number(sections[s]);
-      const rows = sections[s + 1]
-        .trim()
-        .split("\n")
-        .map((line) =>
-          line
-            .split("|")
-            .slice(1, -1)
-            .map((c) => c.trim()),
-        );
-      expect(rows[0]).toEqual(["mode", "full layers", ...report.config.tasks, "average", "perplexity"]);
-      expect(rows).toHaveLength(2 + report.modes.length);
-      rows.slice(2).forEach((row, m) => {
-        const mode = report.modes[m];
-        expect(row[0]).toBe(mode.name);
-        expect(row[1]).toBe(`${(100 * mode.fullFraction).toFixed(1)}%`);
-        report.config.tasks.forEach((task, t) => {
-          const cell = report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)!;
-          expect(Number(row[2 + t])).toBeCloseTo(100 * cell.accuracy, 1);
+describe(`seed ${rng.seed}`, () => {
+  describe("markdownReport", () => {
+    test("one table per context, a row per mode, each cell the report's accuracy and perplexity", () => {
+      const report = randomReport();
+      const md = markdownReport(report);
+      const sections = md.split(/^## Context (\d+) tokens$/m).slice(1);
+      expect(sections.filter((_, i) => i % 2 === 0).map(Number)).toEqual(report.config.contexts);
+      for (let s = 0; s < sections.length; s += 2) {
+        const context = Number(sections[s]);
+        const rows = sections[s + 1]
+          .trim()
+          .split("\n")
+          .map((line) =>
+            line
+              .split("|")
+              .slice(1, -1)
+              .map((c) => c.trim()),
+          );
+        expect(rows[0]).toEqual(["mode", "full layers", ...report.config.tasks, "average", "perplexity"]);
+        expect(rows).toHaveLength(2 + report.modes.length);
+        rows.slice(2).forEach((row, m) => {
+          const mode = report.modes[m];
+          expect(row[0]).toBe(mode.name);
+          expect(row[1]).toBe(`${(100 * mode.fullFraction).toFixed(1)}%`);
+          report.config.tasks.forEach((task, t) => {
+            const cell = report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)!;
+            expect(Number(row[2 + t])).toBeCloseTo(100 * cell.accuracy, 1);
+          });
+          const tasks = report.config.tasks.length;
+          expect(Number(row[2 + tasks])).toBeCloseTo(100 * averageAccuracy(report, mode.name, context)!, 1);
+          expect(Number(row[3 + tasks])).toBeCloseTo(meanPerplexity(report, mode.name, context)!, 2);
         });
-        const tasks = report.config.tasks.length;
-        expect(Number(row[2 + tasks])).toBeCloseTo(100 * averageAccuracy(report, mode.name, context)!, 1);
-        expect(Number(row[3 + tasks])).toBeCloseTo(meanPerplexity(report, mode.name, context)!, 2);
-      });
-    }
-  });
-
-  test("modes or contexts without numbers show a dash", () => {
-    const report = randomReport();
-    report.perplexity = [];
-    report.accuracy = report.accuracy.filter((c) => c.task !== "passkey");
-    const rows = markdownReport(report)
-      .split("\n")
-      .filter((l) => l.startsWith("| full |"));
-    for (const row of rows) {
-      const cells = row.split("|").map((c) => c.trim());
-      expect(cells[3]).toBe("–");
-      expect(cells[cells.length - 2]).toBe("–");
-    }
-  });
-});
-
-const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "" });
-
-/** Every element named `name` anywhere under `node`. */
-function elements(node: unknown, name: string): Array<Record<string, string>> {
-  const found: Array<Record<string, string>> = [];
-  const walk = (n: unknown) => {
-    if (Array.isArray(n)) n.forEach(walk);
-    else if (n && typeof n === "object")
-      for (const [k, v] of Object.entries(n)) {
-        if (k === name) found.push(...(Array.isArray(v) ? v : [v]));
-        walk(v);
       }
-  };
-  walk(node);
-  return found;
-}
+    });
 
-describe("SVG plots", () => {
-  test("accuracy vs context: well-formed, a line per mode, a point per context at the report's average", () => {
-    const report = randomReport();
-    const svg = accuracyVsContextSvg(report);
-    expect(XMLValidator.validate(svg)).toBe(true);
-    const doc = parser.parse(svg);
-    const points = elements(doc, "circle");
-    expect(points).toHaveLength(report.modes.length * report.config.contexts.length);
-    for (const p of points) expect(Number(p["data-accuracy"])).toBe(averageAccuracy(report, p["data-mode"], Number(p["data-context"])));
-    expect(elements(doc, "polyline")).toHaveLength(report.modes.length);
-    // Higher accuracy is drawn higher up; contexts run left to right in increasing order.
-    for (const mode of report.modes) {
-      const mine = points.filter((p) => p["data-mode"] === mode.name);
-      const byContext = [...mine].sort((a, b) => Number(a["data-context"]) - Number(b["data-context"]));
-      expect(byContext.map((p) => Number(p.cx))).toEqual([...byContext.map((p) => Number(p.cx))].sort((a, b) => a - b));
-      // (Averages that differ only by rounding land on the same pixel.)
-      for (const a of mine)
-        for (const b of mine)
-          if (Number(a["data-accuracy"]) > Number(b["data-accuracy"]) + 1e-9) expect(Number(a.cy)).toBeLessThan(Number(b.cy));
-    }
-    // The model's name is escaped, and legend entries name every mode.
-    expect(svg).not.toContain("<model>");
-    expect(elements(doc, "g").filter((g) => g.class === "legend")).toHaveLength(report.modes.length);
+    test("modes or contexts without numbers show a dash", () => {
+      const report = randomReport();
+      report.perplexity = [];
+      report.accuracy = report.accuracy.filter((c) => c.task !== "passkey");
+      const rows = markdownReport(report)
+        .split("\n")
+        .filter((l) => l.startsWith("| full |"));
+      for (const row of rows) {
+        const cells = row.split("|").map((c) => c.trim());
+        expect(cells[3]).toBe("–");
+        expect(cells[cells.length - 2]).toBe("–");
+      }
+    });
   });
 
-  test("accuracy vs share of full layers: a point per mode at its fraction and overall average", () => {
-    const report = randomReport();
-    const svg = accuracyVsFractionSvg(report);
-    expect(XMLValidator.validate(svg)).toBe(true);
-    const points = elements(parser.parse(svg), "circle");
-    expect(points.map((p) => p["data-mode"])).toEqual(report.modes.map((m) => m.name));
-    for (const p of points) {
-      const mode = report.modes.find((m) => m.name === p["data-mode"])!;
-      expect(Number(p["data-fraction"])).toBe(mode.fullFraction);
-      expect(Number(p["data-accuracy"])).toBe(averageAccuracy(report, mode.name));
-    }
-    const x = (name: string) => Number(points.find((p) => p["data-mode"] === name)!.cx);
-    expect(x("streaming-all")).toBeLessThan(x("auto 25%"));
-    expect(x("auto 25%")).toBeLessThan(x("auto 50%"));
-    expect(x("auto 50%")).toBeLessThan(x("full"));
+  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "" });
+
+  /** Every element named `name` anywhere under `node`. */
+  function elements(node: unknown, name: string): Array<Record<string, string>> {
+    const found: Array<Record<string, string>> = [];
+    const walk = (n: unknown) => {
+      if (Array.isArray(n)) n.forEach(walk);
+      else if (n && typeof n === "object")
+        for (const [k, v] of Object.entries(n)) {
+          if (k === name) found.push(...(Array.isArray(v) ? v : [v]));
+          walk(v);
+        }
+    };
+    walk(node);
+    return found;
+  }
+
+  describe("SVG plots", () => {
+    test("accuracy vs context: well-formed, a line per mode, a point per context at the report's average", () => {
+      const report = randomReport();
+      const svg = accuracyVsContextSvg(report);
+      expect(XMLValidator.validate(svg)).toBe(true);
+      const doc = parser.parse(svg);
+      const points = elements(doc, "circle");
+      expect(points).toHaveLength(report.modes.length * report.config.contexts.length);
+      for (const p of points) expect(Number(p["data-accuracy"])).toBe(averageAccuracy(report, p["data-mode"], Number(p["data-context"])));
+      expect(elements(doc, "polyline")).toHaveLength(report.modes.length);
+      // Higher accuracy is drawn higher up; contexts run left to right in increasing order.
+      for (const mode of report.modes) {
+        const mine = points.filter((p) => p["data-mode"] === mode.name);
+        const byContext = [...mine].sort((a, b) => Number(a["data-context"]) - Number(b["data-context"]));
+        expect(byContext.map((p) => Number(p.cx))).toEqual([...byContext.map((p) => Number(p.cx))].sort((a, b) => a - b));
+        // (Averages that differ only by rounding land on the same pixel.)
+        for (const a of mine)
+          for (const b of mine)
+            if (Number(a["data-accuracy"]) > Number(b["data-accuracy"]) + 1e-9) expect(Number(a.cy)).toBeLessThan(Number(b.cy));
+      }
+      // The model's name is escaped, and legend entries name every mode.
+      expect(svg).not.toContain("<model>");
+      expect(elements(doc, "g").filter((g) => g.class === "legend")).toHaveLength(report.modes.length);
+    });
+
+    test("accuracy vs share of full layers: a point per mode at its fraction and overall average", () => {
+      const report = randomReport();
+      const svg = accuracyVsFractionSvg(report);
+      expect(XMLValidator.validate(svg)).toBe(true);
+      const points = elements(parser.parse(svg), "circle");
+      expect(points.map((p) => p["data-mode"])).toEqual(report.modes.map((m) => m.name));
+      for (const p of points) {
+        const mode = report.modes.find((m) => m.name === p["data-mode"])!;
+        expect(Number(p["data-fraction"])).toBe(mode.fullFraction);
+        expect(Number(p["data-accuracy"])).toBe(averageAccuracy(report, mode.name));
+      }
+      const x = (name: string) => Number(points.find((p) => p["data-mode"] === name)!.cx);
+      expect(x("streaming-all")).toBeLessThan(x("auto 25%"));
+      expect(x("auto 25%")).toBeLessThan(x("auto 50%"));
+      expect(x("auto 50%")).toBeLessThan(x("full"));
+    });
   });
 });

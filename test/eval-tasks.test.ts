@@ -5,166 +5,171 @@ import * as path from "node:path";
 import { brownCorpus, type Corpus, isCorrect, makeSample, type TaskName, type TaskSample, Tokenizer, taskNames } from "../lib";
 import { brownSentences } from "../lib/eval/corpus";
 import { fixtureRoot } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 const tokenizer = Tokenizer.fromDirectory(path.join(fixtureRoot, "llama-tiny"));
 const corpus = brownCorpus();
 
-/** Fresh on every run; the failing values are in the test's message. */
-const randomSeed = () => Math.floor(Math.random() * 1e6);
-const randomDepth = () => Math.random();
+/** Fresh on every run, from the generator whose seed names the tests. */
+const randomSeed = () => rng.int(0, 999_999);
+const randomDepth = () => rng.next();
 
-describe("the Brown corpus", () => {
-  test("tags are dropped and tokens joined into text: quotes, punctuation and contractions", () => {
-    const doc =
-      "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, didn't/md* it/pps ?/.\n\tIt's/pps+bez $50/nns (/( or/cc so/rb )/) ./.\n";
-    expect(brownSentences(doc)).toEqual(['The jury said "no evidence", didn\'t it?', "It's $50 (or so)."]);
+describe(`seed ${rng.seed}`, () => {
+  describe("the Brown corpus", () => {
+    test("tags are dropped and tokens joined into text: quotes, punctuation and contractions", () => {
+      const doc =
+        "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, didn't/md* it/pps ?/.\n\tIt's/pps+bez $50/nns (/( or/cc so/rb )/) ./.\n";
+      expect(brownSentences(doc)).toEqual(['The jury said "no evidence", didn\'t it?', "It's $50 (or so)."]);
+    });
+
+    test("450 filler documents and 50 held out, of running text with no tags and few repeats", () => {
+      expect(corpus.filler).toHaveLength(450);
+      expect(corpus.heldOut).toHaveLength(50);
+      const sentences = corpus.filler.flat();
+      expect(sentences.length).toBeGreaterThan(40000);
+      // No part-of-speech tag is left ("word/nn"; "and/or" is the text's own).
+      expect(sentences.filter((s) => /\w\/(at|nn|nns|np|vb|vbd|vbz|in|jj|cc|rb|cs|pps)\b/.test(s))).toHaveLength(0);
+      // Real text, not one sentence repeated: nearly all sentences are distinct.
+      expect(new Set(sentences).size / sentences.length).toBeGreaterThan(0.97);
+      // The held-out documents are none of the filler's.
+      const filler = new Set(corpus.filler.map((d) => d.join(" ")));
+      for (const doc of corpus.heldOut) expect(filler.has(doc)).toBe(false);
+    });
   });
 
-  test("450 filler documents and 50 held out, of running text with no tags and few repeats", () => {
-    expect(corpus.filler).toHaveLength(450);
-    expect(corpus.heldOut).toHaveLength(50);
-    const sentences = corpus.filler.flat();
-    expect(sentences.length).toBeGreaterThan(40000);
-    // No part-of-speech tag is left ("word/nn"; "and/or" is the text's own).
-    expect(sentences.filter((s) => /\w\/(at|nn|nns|np|vb|vbd|vbz|in|jj|cc|rb|cs|pps)\b/.test(s))).toHaveLength(0);
-    // Real text, not one sentence repeated: nearly all sentences are distinct.
-    expect(new Set(sentences).size / sentences.length).toBeGreaterThan(0.97);
-    // The held-out documents are none of the filler's.
-    const filler = new Set(corpus.filler.map((d) => d.join(" ")));
-    for (const doc of corpus.heldOut) expect(filler.has(doc)).toBe(false);
-  });
-});
+  /** The corpus cut to sentences of at most `chars` characters, so a needle's position is known to within one short sentence. */
+  function shortSentences(chars: number): Corpus {
+    return { filler: corpus.filler.map((d) => d.filter((s) => s.length <= chars)).filter((d) => d.length > 0), heldOut: corpus.heldOut };
+  }
 
-/** The corpus cut to sentences of at most `chars` characters, so a needle's position is known to within one short sentence. */
-function shortSentences(chars: number): Corpus {
-  return { filler: corpus.filler.map((d) => d.filter((s) => s.length <= chars)).filter((d) => d.length > 0), heldOut: corpus.heldOut };
-}
+  const tokensOf = (text: string) => tokenizer.encode(text, { addSpecialTokens: false }).length;
 
-const tokensOf = (text: string) => tokenizer.encode(text, { addSpecialTokens: false }).length;
+  describe.each(taskNames.map((t) => [t]))("%s samples", (task: TaskName) => {
+    const short = shortSentences(80);
+    // The longest filler sentence of the short corpus, in tokens as the haystack holds it.
+    const longestSentence = Math.max(...short.filler.flat().map((s) => tokensOf(` ${s}`)));
 
-describe.each(taskNames.map((t) => [t]))("%s samples", (task: TaskName) => {
-  const short = shortSentences(80);
-  // The longest filler sentence of the short corpus, in tokens as the haystack holds it.
-  const longestSentence = Math.max(...short.filler.flat().map((s) => tokensOf(` ${s}`)));
+    test.each([[384], [1024], [3000]])("context %i: length, needles, depth and answer", (context) => {
+      const spec = { task, context, depth: randomDepth(), seed: randomSeed() };
+      const what = JSON.stringify(spec);
+      const sample = makeSample(tokenizer, short, spec, { chat: false });
+      // Filler stops at the last whole word that fits what the instructions and needles leave, and
+      // this byte-level tokenizer splits text at spaces, so the pieces' token counts add up: the
+      // prompt falls short of the context by less than one word (a word is < 24 tokens here).
+      expect([what, sample.prompt.length <= context && sample.prompt.length > context - 24]).toEqual([what, true]);
+      expect(sample.prompt[0]).toBe(tokenizer.encode("x")[0]);
 
-  test.each([[384], [1024], [3000]])("context %i: length, needles, depth and answer", (context) => {
-    const spec = { task, context, depth: randomDepth(), seed: randomSeed() };
-    const what = JSON.stringify(spec);
-    const sample = makeSample(tokenizer, short, spec, { chat: false });
-    // Filler stops at the last whole word that fits what the instructions and needles leave, and
-    // this byte-level tokenizer splits text at spaces, so the pieces' token counts add up: the
-    // prompt falls short of the context by less than one word (a word is < 24 tokens here).
-    expect([what, sample.prompt.length <= context && sample.prompt.length > context - 24]).toEqual([what, true]);
-    expect(sample.prompt[0]).toBe(tokenizer.encode("x")[0]);
-
-    const answering = sample.needles.filter((n) => n.answering);
-    expect(answering).toHaveLength(1);
-    let needleTokensBefore = 0;
-    for (const needle of sample.needles) {
-      // The needle's tokens start where the sample says.
-      expect(tokenizer.decode(sample.prompt.slice(needle.token))).toMatch(
-        new RegExp(`^ ${needle.text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`),
-      );
-      // Its depth is the filler before it (its token offset less the haystack's start and the needles before it).
-      const fillerBefore = needle.token - sample.haystack.start - needleTokensBefore;
-      expect(Math.abs(needle.depthReached * sample.fillerTokens - fillerBefore)).toBeLessThan(1e-6);
-      needleTokensBefore += tokensOf(` ${needle.text}`);
-    }
-    expect(sample.haystack.end - sample.haystack.start).toBe(sample.fillerTokens + needleTokensBefore);
-    // Needles go in at the sentence boundary nearest the depth: within half a sentence of it.
-    const [needle] = answering;
-    if (!(Math.abs(needle.depthReached - spec.depth) * sample.fillerTokens <= longestSentence / 2))
-      throw new Error(
-        `${what}: needle at depth ${needle.depthReached} of ${sample.fillerTokens} filler tokens, sentences up to ${longestSentence}`,
-      );
-
-    // The prompt is its text's tokens, and the answer's tokens are those that follow it.
-    expect(tokenizer.encode(sample.text)).toEqual(sample.prompt);
-    expect(tokenizer.encode(`${sample.text} ${sample.answer}`)).toEqual([...sample.prompt, ...sample.answerIds]);
-    expectAnswerFromNeedles(sample);
-  });
-
-  test("the same spec gives the same sample; another seed another", () => {
-    const spec = { task, context: 700, depth: randomDepth(), seed: randomSeed() };
-    const a = makeSample(tokenizer, corpus, spec, { chat: false });
-    expect(makeSample(tokenizer, corpus, spec, { chat: false })).toEqual(a);
-    expect(makeSample(tokenizer, corpus, { ...spec, seed: spec.seed + 1 }, { chat: false }).prompt).not.toEqual(a.prompt);
-  });
-
-  test("chat: the instructions, haystack and question as a user message, the answer prefix after the template", () => {
-    const spec = { task, context: 800, depth: randomDepth(), seed: randomSeed() };
-    const sample = makeSample(tokenizer, corpus, spec, { chat: true });
-    const { text } = sample;
-    expect(tokenizer.encode(text, { addSpecialTokens: false })).toEqual(sample.prompt);
-    const rendered = tokenizer.applyChatTemplate([{ role: "user", content: "X" }], { addGenerationPrompt: true });
-    const [head] = rendered.split("X");
-    expect(text.startsWith(head)).toBe(true);
-    expect(sample.prompt.length).toBeLessThanOrEqual(800);
-    expect(sample.prompt.length).toBeGreaterThan(800 - 24);
-    expectAnswerFromNeedles(sample);
-  });
-});
-
-/** The answer is what the needles say, read back from the prompt's text. */
-function expectAnswerFromNeedles(sample: TaskSample): void {
-  const { text } = sample;
-  const inOrder = [...sample.needles].sort((a, b) => a.token - b.token);
-  for (const n of inOrder) expect(text).toContain(n.text);
-  const numbers = (s: string) => s.match(/\d+/g) ?? [];
-  switch (sample.task) {
-    case "passkey":
-      expect(numbers(inOrder[0].text)[0]).toBe(sample.answer);
-      break;
-    case "niah-multikey": {
-      const needle = sample.needles.find((n) => n.answering)!;
-      expect(needle.text.endsWith(`is: ${sample.answer}.`)).toBe(true);
-      const key = /numbers for (\w+) is/.exec(needle.text)![1];
-      expect(text).toContain(`What is the special magic number for ${key} mentioned`);
-      // Distractors have other keys.
-      expect(sample.needles.filter((n) => n.text.includes(`for ${key} is`))).toHaveLength(1);
-      break;
-    }
-    case "niah-multivalue":
-      expect(sample.answer).toBe(inOrder.map((n) => numbers(n.text)[0]).join(", "));
-      break;
-    case "variable-tracking": {
-      // Follow the chain from the value, as the question asks.
-      const value = /assigned the value (\d+)/.exec(text)![1];
-      const names: string[] = [];
-      let target = value;
-      for (;;) {
-        const next = inOrder.find((n) => n.text.endsWith(` = ${target}.`));
-        if (!next) break;
-        const name = /^VAR (\w+)/.exec(next.text)![1];
-        names.push(name);
-        target = `VAR ${name}`;
+      const answering = sample.needles.filter((n) => n.answering);
+      expect(answering).toHaveLength(1);
+      let needleTokensBefore = 0;
+      for (const needle of sample.needles) {
+        // The needle's tokens start where the sample says.
+        expect(tokenizer.decode(sample.prompt.slice(needle.token))).toMatch(
+          new RegExp(`^ ${needle.text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`),
+        );
+        // Its depth is the filler before it (its token offset less the haystack's start and the needles before it).
+        const fillerBefore = needle.token - sample.haystack.start - needleTokensBefore;
+        expect(Math.abs(needle.depthReached * sample.fillerTokens - fillerBefore)).toBeLessThan(1e-6);
+        needleTokensBefore += tokensOf(` ${needle.text}`);
       }
-      expect(sample.answer).toBe(names.join(" "));
-      expect(names).toHaveLength(sample.needles.length);
-      break;
+      expect(sample.haystack.end - sample.haystack.start).toBe(sample.fillerTokens + needleTokensBefore);
+      // Needles go in at the sentence boundary nearest the depth: within half a sentence of it.
+      const [needle] = answering;
+      if (!(Math.abs(needle.depthReached - spec.depth) * sample.fillerTokens <= longestSentence / 2))
+        throw new Error(
+          `${what}: needle at depth ${needle.depthReached} of ${sample.fillerTokens} filler tokens, sentences up to ${longestSentence}`,
+        );
+
+      // The prompt is its text's tokens, and the answer's tokens are those that follow it.
+      expect(tokenizer.encode(sample.text)).toEqual(sample.prompt);
+      expect(tokenizer.encode(`${sample.text} ${sample.answer}`)).toEqual([...sample.prompt, ...sample.answerIds]);
+      expectAnswerFromNeedles(sample);
+    });
+
+    test("the same spec gives the same sample; another seed another", () => {
+      const spec = { task, context: 700, depth: randomDepth(), seed: randomSeed() };
+      const a = makeSample(tokenizer, corpus, spec, { chat: false });
+      expect(makeSample(tokenizer, corpus, spec, { chat: false })).toEqual(a);
+      expect(makeSample(tokenizer, corpus, { ...spec, seed: spec.seed + 1 }, { chat: false }).prompt).not.toEqual(a.prompt);
+    });
+
+    test("chat: the instructions, haystack and question as a user message, the answer prefix after the template", () => {
+      const spec = { task, context: 800, depth: randomDepth(), seed: randomSeed() };
+      const sample = makeSample(tokenizer, corpus, spec, { chat: true });
+      const { text } = sample;
+      expect(tokenizer.encode(text, { addSpecialTokens: false })).toEqual(sample.prompt);
+      const rendered = tokenizer.applyChatTemplate([{ role: "user", content: "X" }], { addGenerationPrompt: true });
+      const [head] = rendered.split("X");
+      expect(text.startsWith(head)).toBe(true);
+      expect(sample.prompt.length).toBeLessThanOrEqual(800);
+      expect(sample.prompt.length).toBeGreaterThan(800 - 24);
+      expectAnswerFromNeedles(sample);
+    });
+  });
+
+  /** The answer is what the needles say, read back from the prompt's text. */
+  function expectAnswerFromNeedles(sample: TaskSample): void {
+    const { text } = sample;
+    const inOrder = [...sample.needles].sort((a, b) => a.token - b.token);
+    for (const n of inOrder) expect(text).toContain(n.text);
+    const numbers = (s: string) => s.match(/\d+/g) ?? [];
+    switch (sample.task) {
+      case "passkey":
+        expect(numbers(inOrder[0].text)[0]).toBe(sample.answer);
+        break;
+      case "niah-multikey": {
+        const needle = sample.needles.find((n) => n.answering)!;
+        expect(needle.text.endsWith(`is: ${sample.answer}.`)).toBe(true);
+        const key = /numbers for (\w+) is/.exec(needle.text)![1];
+        expect(text).toContain(`What is the special magic number for ${key} mentioned`);
+        // Distractors have other keys.
+        expect(sample.needles.filter((n) => n.text.includes(`for ${key} is`))).toHaveLength(1);
+        break;
+      }
+      case "niah-multivalue":
+        expect(sample.answer).toBe(inOrder.map((n) => numbers(n.text)[0]).join(", "));
+        break;
+      case "variable-tracking": {
+        // Follow the chain from the value, as the question asks.
+        const value = /assigned the value (\d+)/.exec(text)![1];
+        const names: string[] = [];
+        let target = value;
+        for (;;) {
+          const next = inOrder.find((n) => n.text.endsWith(` = ${target}.`));
+          if (!next) break;
+          const name = /^VAR (\w+)/.exec(next.text)![1];
+          names.push(name);
+          target = `VAR ${name}`;
+        }
+        expect(sample.answer).toBe(names.join(" "));
+        expect(names).toHaveLength(sample.needles.length);
+        break;
+      }
     }
   }
-}
 
-test("a context too short for the instructions and needles is an error saying how long they are", () => {
-  expect(() => makeSample(tokenizer, corpus, { task: "niah-multikey", context: 100, depth: 0.5, seed: 1 }, { chat: false })).toThrow(
-    /context 100 is too short for niah-multikey: its instructions, question and needles take \d+ tokens/,
-  );
-});
+  test("a context too short for the instructions and needles is an error saying how long they are", () => {
+    expect(() => makeSample(tokenizer, corpus, { task: "niah-multikey", context: 100, depth: 0.5, seed: 1 }, { chat: false })).toThrow(
+      /context 100 is too short for niah-multikey: its instructions, question and needles take \d+ tokens/,
+    );
+  });
 
-describe("isCorrect: exact match at the start of the greedy continuation", () => {
-  test.each([
-    [" 68142. The pass key", "68142", true],
-    ["68142", "68142", true],
-    ["\n 68142\n", "68142", true],
-    [" 681425", "68142", false],
-    [" 6814", "68142", false],
-    [" The pass key is 68142", "68142", false],
-    [" ABCDE FGHIJ KLMNO.", "ABCDE FGHIJ KLMNO", true],
-    [" ABCDE FGHIJ", "ABCDE FGHIJ KLMNO", false],
-    [" 1, 2, 3.", "1, 2, 3", true],
-    [" 1, 2, 35", "1, 2, 3", false],
-  ])("%j answers %j: %p", (continuation, answer, want) => {
-    expect(isCorrect(continuation, answer)).toBe(want);
+  describe("isCorrect: exact match at the start of the greedy continuation", () => {
+    test.each([
+      [" 68142. The pass key", "68142", true],
+      ["68142", "68142", true],
+      ["\n 68142\n", "68142", true],
+      [" 681425", "68142", false],
+      [" 6814", "68142", false],
+      [" The pass key is 68142", "68142", false],
+      [" ABCDE FGHIJ KLMNO.", "ABCDE FGHIJ KLMNO", true],
+      [" ABCDE FGHIJ", "ABCDE FGHIJ KLMNO", false],
+      [" 1, 2, 3.", "1, 2, 3", true],
+      [" 1, 2, 35", "1, 2, 3", false],
+    ])("%j answers %j: %p", (continuation, answer, want) => {
+      expect(isCorrect(continuation, answer)).toBe(want);
+    });
   });
 });

@@ -8,209 +8,212 @@ import { kernels, Tensor } from "../../lib";
 import { builders, kernelNames, Maker, optionsOf } from "../fuzz/cases/kernel-builders";
 import { Random } from "../helpers/reference";
 
+const rng = new Random();
+
 const notTensors: unknown[] = [[], 5, 4294967301, NaN, "tensor", null, {}, 0, false, { handle: {} }];
 
 /** A valid call of every kernel, with fresh random shapes and contents. */
 function everyKernel(dtype: "f32" | "bf16" = "f32") {
-  const maker = new Maker(new Random());
+  const maker = new Maker(rng);
   return { maker, calls: kernelNames.map((name) => ({ name, built: builders[name](maker, dtype) })) };
 }
 
-test("the reported cases: a non-Tensor optional tensor is refused, naming the argument", () => {
-  const maker = new Maker(new Random());
-  const x = maker.floats([3, 8], "f32"),
-    weight = maker.floats([8], "f32"),
-    q = maker.floats([4, 2, 8], "f32");
-  expect(() => kernels.rmsNorm({ x, weight, residual: [] as never })).toThrow(/rmsNorm: residual must be a Tensor, or undefined/);
-  expect(() => kernels.prefillAttention({ q, k: q, v: q, lse: 5 as never })).toThrow(/prefillAttention: lse must be a Tensor/);
-  expect(() => kernels.prefillAttention({ q, k: q, v: q, lazyRatioOut: 4294967301 as never })).toThrow(/lazyRatioOut must be a Tensor/);
-  const pool = maker.floats([2, 4, 2, 8], "f32");
-  const decode = {
-    q: maker.floats([1, 2, 8], "f32"),
-    kPages: pool,
-    vPages: pool,
-    pageTable: maker.ints([0, 1], [1, 2]),
-    seqLens: maker.ints([5]),
-  };
-  expect(() => kernels.decodeAttention({ ...decode, lse: "tensor" as never })).toThrow(/decodeAttention: lse must be a Tensor/);
-  maker.disposeAll();
-});
+describe(`seed ${rng.seed}`, () => {
+  test("the reported cases: a non-Tensor optional tensor is refused, naming the argument", () => {
+    const maker = new Maker(rng);
+    const x = maker.floats([3, 8], "f32"),
+      weight = maker.floats([8], "f32"),
+      q = maker.floats([4, 2, 8], "f32");
+    expect(() => kernels.rmsNorm({ x, weight, residual: [] as never })).toThrow(/rmsNorm: residual must be a Tensor, or undefined/);
+    expect(() => kernels.prefillAttention({ q, k: q, v: q, lse: 5 as never })).toThrow(/prefillAttention: lse must be a Tensor/);
+    expect(() => kernels.prefillAttention({ q, k: q, v: q, lazyRatioOut: 4294967301 as never })).toThrow(/lazyRatioOut must be a Tensor/);
+    const pool = maker.floats([2, 4, 2, 8], "f32");
+    const decode = {
+      q: maker.floats([1, 2, 8], "f32"),
+      kPages: pool,
+      vPages: pool,
+      pageTable: maker.ints([0, 1], [1, 2]),
+      seqLens: maker.ints([5]),
+    };
+    expect(() => kernels.decodeAttention({ ...decode, lse: "tensor" as never })).toThrow(/decodeAttention: lse must be a Tensor/);
+    maker.disposeAll();
+  });
 
-test("every optional or output tensor of every kernel refuses anything but undefined or a Tensor", () => {
-  const { maker, calls } = everyKernel();
-  let checked = 0;
-  for (const { name, built } of calls) {
-    for (const arg of built.args.filter((a) => a.output || a.optional)) {
-      for (const value of notTensors) {
-        const options = { ...optionsOf(built), [arg.name]: value };
-        expect(() => built.call(options)).toThrow(new RegExp(`${name}: ${arg.name} must be a Tensor`));
-        checked++;
+  test("every optional or output tensor of every kernel refuses anything but undefined or a Tensor", () => {
+    const { maker, calls } = everyKernel();
+    let checked = 0;
+    for (const { name, built } of calls) {
+      for (const arg of built.args.filter((a) => a.output || a.optional)) {
+        for (const value of notTensors) {
+          const options = { ...optionsOf(built), [arg.name]: value };
+          expect(() => built.call(options)).toThrow(new RegExp(`${name}: ${arg.name} must be a Tensor`));
+          checked++;
+        }
+        // Left out (undefined), the same call still runs.
+        expect(() => built.call({ ...optionsOf(built), [arg.name]: undefined })).not.toThrow();
       }
-      // Left out (undefined), the same call still runs.
-      expect(() => built.call({ ...optionsOf(built), [arg.name]: undefined })).not.toThrow();
     }
-  }
-  expect(checked).toBeGreaterThan(8 * notTensors.length);
-  maker.disposeAll();
-});
+    expect(checked).toBeGreaterThan(8 * notTensors.length);
+    maker.disposeAll();
+  });
 
-test("want-this-output flags take booleans only: lse: NaN or returnLse: 'yes' is an error, not a guess", () => {
-  const maker = new Maker(new Random());
-  const q = maker.floats([4, 2, 8], "f32");
-  for (const value of [NaN, 0, 1, "yes", "", null, {}]) {
-    expect(() => kernels.prefillAttention({ q, k: q, v: q, returnLse: value as never })).toThrow(
-      /returnLse must be true, false or undefined/,
-    );
-    expect(() => kernels.prefillAttention({ q, k: q, v: q, lse: value as never })).toThrow(/lse must be a Tensor/);
-    // An object, {} included, is the lazy-ratio settings (defaults for what it leaves out).
-    if (typeof value !== "object" || value === null)
-      expect(() => kernels.prefillAttention({ q, k: q, v: q, lazyRatio: value as never })).toThrow(
-        /lazyRatio must be true, false, undefined or \{/,
+  test("want-this-output flags take booleans only: lse: NaN or returnLse: 'yes' is an error, not a guess", () => {
+    const maker = new Maker(rng);
+    const q = maker.floats([4, 2, 8], "f32");
+    for (const value of [NaN, 0, 1, "yes", "", null, {}]) {
+      expect(() => kernels.prefillAttention({ q, k: q, v: q, returnLse: value as never })).toThrow(
+        /returnLse must be true, false or undefined/,
       );
-  }
-  const pool = maker.floats([2, 4, 2, 8], "f32");
-  const decode = {
-    q: maker.floats([1, 2, 8], "f32"),
-    kPages: pool,
-    vPages: pool,
-    pageTable: maker.ints([0, 1], [1, 2]),
-    seqLens: maker.ints([5]),
-  };
-  expect(() => kernels.decodeAttention({ ...decode, returnLse: NaN as never })).toThrow(
-    /decodeAttention: returnLse must be true, false or undefined/,
-  );
-  // The documented forms keep working: false and undefined ask for nothing, true for the output.
-  expect(kernels.prefillAttention({ q, k: q, v: q, returnLse: false, lazyRatio: false }).lse).toBeUndefined();
-  const asked = kernels.prefillAttention({ q, k: q, v: q, returnLse: true, lazyRatio: true });
-  expect(asked.lse?.shape).toEqual([4, 2]);
-  expect(asked.lazyRatio?.shape).toEqual([2]);
-  expect(kernels.decodeAttention({ ...decode, returnLse: true }).lse?.shape).toEqual([1, 2]);
-  maker.disposeAll();
-});
-
-test("rope runs with the positions it checked, even when a getter answers differently the second time", () => {
-  const maker = new Maker(new Random());
-  const rng = maker.rng;
-  const tokens = 3,
-    d = 8;
-  const q = maker.floats([tokens, 2, d], "f32"),
-    k = maker.floats([tokens, 1, d], "f32"),
-    invFreq = maker.floats([d / 2], "f32");
-  const first = maker.ints([rng.int(0, 99), rng.int(100, 199), rng.int(200, 299)]);
-  const later = maker.ints([rng.int(1000, 1999), rng.int(2000, 2999), rng.int(3000, 3999)]);
-  const qWant = Tensor.from(q.toFloat32Array(), q.shape),
-    kWant = Tensor.from(k.toFloat32Array(), k.shape);
-  kernels.rope({ q: qWant, k: kWant, positions: first, invFreq });
-  let reads = 0;
-  kernels.rope({
-    q,
-    k,
-    invFreq,
-    get positions() {
-      return reads++ === 0 ? first : later;
-    },
-  });
-  expect(reads).toBe(1);
-  expect(Array.from(q.toFloat32Array())).toEqual(Array.from(qWant.toFloat32Array()));
-  expect(Array.from(k.toFloat32Array())).toEqual(Array.from(kWant.toFloat32Array()));
-  for (const x of [qWant, kWant]) x.dispose();
-  maker.disposeAll();
-});
-
-/** Options (and nested option objects) that count how often each key is read. */
-function counting(options: Record<string, unknown>, reads: Map<string, number>, prefix = ""): Record<string, unknown> {
-  return new Proxy(options, {
-    get(target, key, receiver) {
-      const value = Reflect.get(target, key, receiver);
-      if (typeof key !== "string") return value;
-      const path = prefix + key;
-      reads.set(path, (reads.get(path) ?? 0) + 1);
-      const plain = value && typeof value === "object" && !(value instanceof Tensor) && !Array.isArray(value);
-      return plain ? counting(value as Record<string, unknown>, reads, `${path}.`) : value;
-    },
-  });
-}
-
-test("every kernel wrapper, sync and async, reads each option at most once", async () => {
-  const { maker, calls } = everyKernel("bf16");
-  const wrappers = kernels as unknown as Record<string, ((o: object) => unknown) | undefined>;
-  for (const { name } of calls) expect(typeof wrappers[name]).toBe("function");
-  for (const { name, built } of calls) {
-    for (const run of [wrappers[name], wrappers[`${name}Async`]].filter((f) => f !== undefined)) {
-      const reads = new Map<string, number>();
-      await run(counting(optionsOf(built), reads));
-      const twice = [...reads].filter(([, n]) => n > 1).map(([key, n]) => `${name}.${key} read ${n} times`);
-      expect(twice).toEqual([]);
-      expect(reads.size).toBeGreaterThan(0);
+      expect(() => kernels.prefillAttention({ q, k: q, v: q, lse: value as never })).toThrow(/lse must be a Tensor/);
+      // An object, {} included, is the lazy-ratio settings (defaults for what it leaves out).
+      if (typeof value !== "object" || value === null)
+        expect(() => kernels.prefillAttention({ q, k: q, v: q, lazyRatio: value as never })).toThrow(
+          /lazyRatio must be true, false, undefined or \{/,
+        );
     }
+    const pool = maker.floats([2, 4, 2, 8], "f32");
+    const decode = {
+      q: maker.floats([1, 2, 8], "f32"),
+      kPages: pool,
+      vPages: pool,
+      pageTable: maker.ints([0, 1], [1, 2]),
+      seqLens: maker.ints([5]),
+    };
+    expect(() => kernels.decodeAttention({ ...decode, returnLse: NaN as never })).toThrow(
+      /decodeAttention: returnLse must be true, false or undefined/,
+    );
+    // The documented forms keep working: false and undefined ask for nothing, true for the output.
+    expect(kernels.prefillAttention({ q, k: q, v: q, returnLse: false, lazyRatio: false }).lse).toBeUndefined();
+    const asked = kernels.prefillAttention({ q, k: q, v: q, returnLse: true, lazyRatio: true });
+    expect(asked.lse?.shape).toEqual([4, 2]);
+    expect(asked.lazyRatio?.shape).toEqual([2]);
+    expect(kernels.decodeAttention({ ...decode, returnLse: true }).lse?.shape).toEqual([1, 2]);
+    maker.disposeAll();
+  });
+
+  test("rope runs with the positions it checked, even when a getter answers differently the second time", () => {
+    const maker = new Maker(rng);
+    const tokens = 3,
+      d = 8;
+    const q = maker.floats([tokens, 2, d], "f32"),
+      k = maker.floats([tokens, 1, d], "f32"),
+      invFreq = maker.floats([d / 2], "f32");
+    const first = maker.ints([rng.int(0, 99), rng.int(100, 199), rng.int(200, 299)]);
+    const later = maker.ints([rng.int(1000, 1999), rng.int(2000, 2999), rng.int(3000, 3999)]);
+    const qWant = Tensor.from(q.toFloat32Array(), q.shape),
+      kWant = Tensor.from(k.toFloat32Array(), k.shape);
+    kernels.rope({ q: qWant, k: kWant, positions: first, invFreq });
+    let reads = 0;
+    kernels.rope({
+      q,
+      k,
+      invFreq,
+      get positions() {
+        return reads++ === 0 ? first : later;
+      },
+    });
+    expect(reads).toBe(1);
+    expect(Array.from(q.toFloat32Array())).toEqual(Array.from(qWant.toFloat32Array()));
+    expect(Array.from(k.toFloat32Array())).toEqual(Array.from(kWant.toFloat32Array()));
+    for (const x of [qWant, kWant]) x.dispose();
+    maker.disposeAll();
+  });
+
+  /** Options (and nested option objects) that count how often each key is read. */
+  function counting(options: Record<string, unknown>, reads: Map<string, number>, prefix = ""): Record<string, unknown> {
+    return new Proxy(options, {
+      get(target, key, receiver) {
+        const value = Reflect.get(target, key, receiver);
+        if (typeof key !== "string") return value;
+        const path = prefix + key;
+        reads.set(path, (reads.get(path) ?? 0) + 1);
+        const plain = value && typeof value === "object" && !(value instanceof Tensor) && !Array.isArray(value);
+        return plain ? counting(value as Record<string, unknown>, reads, `${path}.`) : value;
+      },
+    });
   }
-  maker.disposeAll();
-});
 
-test("Tensor.from refuses options that are not an object instead of ignoring them", () => {
-  const data = Float32Array.from({ length: 4 }, () => Math.random() + 0.5);
-  for (const options of ["bf16", 5, null, ["bf16"], true]) {
-    expect(() => Tensor.from(data, [4], options as never)).toThrow(/Tensor\.from: options must be an object such as \{ dtype/);
-  }
-  const t = Tensor.from(data, [4], { dtype: "bf16" });
-  expect(t.dtype).toBe("bf16");
-  t.dispose();
-  const plain = Tensor.from(data, [4]);
-  expect(plain.dtype).toBe("f32");
-  plain.dispose();
-});
-
-test("a sink or window past the sequence means all of it, even 2^31 - 1, rather than a 32-bit overflow error", () => {
-  const maker = new Maker(new Random());
-  const n = maker.rng.int(3, 9),
-    big = 2 ** 31 - 1;
-  const q = maker.floats([n, 2, 8], "f32"),
-    k = maker.floats([n, 1, 8], "f32"),
-    v = maker.floats([n, 1, 8], "f32");
-  const run = (streaming: { sink: number; window: number }, lazyRatio: { sink: number; window: number; lastQueries: number }) => {
-    const r = kernels.prefillAttention({ q, k, v, streaming, lazyRatio, returnLse: true });
-    const values = [r.out, r.lse!, r.lazyRatio!].map((t) => Array.from(t.toFloat32Array()));
-    for (const t of [r.out, r.lse!, r.lazyRatio!]) t.dispose();
-    return values;
-  };
-  expect(run({ sink: 2, window: big }, { sink: big, window: big, lastQueries: n })).toEqual(
-    run({ sink: 2, window: n }, { sink: n, window: n, lastQueries: n }),
-  );
-  // Past 2^31 - 1 is no longer "no limit" but a value the kernels cannot take: still refused.
-  expect(() => kernels.prefillAttention({ q, k, v, streaming: { sink: 2 ** 31, window: 4 } })).toThrow(/sink/);
-  expect(() => kernels.prefillAttention({ q, k, v, streaming: { sink: 1, window: 2 ** 31 } })).toThrow(/window/);
-  const lse = kernels.prefillAttention({ q, k, v, returnLse: true }).lse!;
-  const ratio = (sink: number, window: number) =>
-    Array.from(kernels.lazyRatio({ q, k, lse, sink, window, lastQueries: n }).toFloat32Array());
-  expect(ratio(1, big)).toEqual(ratio(1, n));
-  // The pool: a cut of a cache of `length` tokens with a window past it keeps them all in place.
-  const pageSize = 2,
-    pages = 6,
-    length = maker.rng.int(3, 10);
-  const pool = () => [maker.floats([pages, pageSize, 1, 4], "f32"), maker.floats([pages, pageSize, 1, 4], "f32")];
-  const [kA, vA] = pool();
-  const [kB, vB] = [Tensor.from(kA.toFloat32Array(), kA.shape), Tensor.from(vA.toFloat32Array(), vA.shape)];
-  const table = maker.ints([0, 1, 2, 3, 4]),
-    dst = maker.ints([5, 1, 2, 3, 4]);
-  kernels.cutToStreaming({ kPages: kA, vPages: vA, srcPageTable: table, dstPageTable: dst, length, sink: 1, window: big });
-  kernels.cutToStreaming({ kPages: kB, vPages: vB, srcPageTable: table, dstPageTable: dst, length, sink: 1, window: length });
-  expect(Array.from(kA.toFloat32Array())).toEqual(Array.from(kB.toFloat32Array()));
-  expect(Array.from(vA.toFloat32Array())).toEqual(Array.from(vB.toFloat32Array()));
-  for (const t of [lse, kB, vB]) t.dispose();
-  maker.disposeAll();
-});
-
-test("options that are not an object, whole or nested, get an error naming the kernel, not a TypeError from inside it", async () => {
-  const wrappers = kernels as unknown as Record<string, (o: unknown) => unknown>;
-  for (const name of kernelNames) {
-    for (const options of [undefined, null, 42, "options", [], true]) {
-      await expect(async () => wrappers[name](options)).rejects.toThrow(new RegExp(`^${name}: options must be an object \\(\\{ `));
+  test("every kernel wrapper, sync and async, reads each option at most once", async () => {
+    const { maker, calls } = everyKernel("bf16");
+    const wrappers = kernels as unknown as Record<string, ((o: object) => unknown) | undefined>;
+    for (const { name } of calls) expect(typeof wrappers[name]).toBe("function");
+    for (const { name, built } of calls) {
+      for (const run of [wrappers[name], wrappers[`${name}Async`]].filter((f) => f !== undefined)) {
+        const reads = new Map<string, number>();
+        await run(counting(optionsOf(built), reads));
+        const twice = [...reads].filter(([, n]) => n > 1).map(([key, n]) => `${name}.${key} read ${n} times`);
+        expect(twice).toEqual([]);
+        expect(reads.size).toBeGreaterThan(0);
+      }
     }
-  }
-  const maker = new Maker(new Random());
-  const q = maker.floats([4, 2, 8], "f32");
-  expect(() => kernels.prefillAttention({ q, k: q, v: q, streaming: 5 as never })).toThrow(
-    /prefillAttention: streaming must be an object \(\{ sink, window \}\)/,
-  );
-  maker.disposeAll();
+    maker.disposeAll();
+  });
+
+  test("Tensor.from refuses options that are not an object instead of ignoring them", () => {
+    const data = Float32Array.from({ length: 4 }, () => rng.next() + 0.5);
+    for (const options of ["bf16", 5, null, ["bf16"], true]) {
+      expect(() => Tensor.from(data, [4], options as never)).toThrow(/Tensor\.from: options must be an object such as \{ dtype/);
+    }
+    const t = Tensor.from(data, [4], { dtype: "bf16" });
+    expect(t.dtype).toBe("bf16");
+    t.dispose();
+    const plain = Tensor.from(data, [4]);
+    expect(plain.dtype).toBe("f32");
+    plain.dispose();
+  });
+
+  test("a sink or window past the sequence means all of it, even 2^31 - 1, rather than a 32-bit overflow error", () => {
+    const maker = new Maker(rng);
+    const n = maker.rng.int(3, 9),
+      big = 2 ** 31 - 1;
+    const q = maker.floats([n, 2, 8], "f32"),
+      k = maker.floats([n, 1, 8], "f32"),
+      v = maker.floats([n, 1, 8], "f32");
+    const run = (streaming: { sink: number; window: number }, lazyRatio: { sink: number; window: number; lastQueries: number }) => {
+      const r = kernels.prefillAttention({ q, k, v, streaming, lazyRatio, returnLse: true });
+      const values = [r.out, r.lse!, r.lazyRatio!].map((t) => Array.from(t.toFloat32Array()));
+      for (const t of [r.out, r.lse!, r.lazyRatio!]) t.dispose();
+      return values;
+    };
+    expect(run({ sink: 2, window: big }, { sink: big, window: big, lastQueries: n })).toEqual(
+      run({ sink: 2, window: n }, { sink: n, window: n, lastQueries: n }),
+    );
+    // Past 2^31 - 1 is no longer "no limit" but a value the kernels cannot take: still refused.
+    expect(() => kernels.prefillAttention({ q, k, v, streaming: { sink: 2 ** 31, window: 4 } })).toThrow(/sink/);
+    expect(() => kernels.prefillAttention({ q, k, v, streaming: { sink: 1, window: 2 ** 31 } })).toThrow(/window/);
+    const lse = kernels.prefillAttention({ q, k, v, returnLse: true }).lse!;
+    const ratio = (sink: number, window: number) =>
+      Array.from(kernels.lazyRatio({ q, k, lse, sink, window, lastQueries: n }).toFloat32Array());
+    expect(ratio(1, big)).toEqual(ratio(1, n));
+    // The pool: a cut of a cache of `length` tokens with a window past it keeps them all in place.
+    const pageSize = 2,
+      pages = 6,
+      length = maker.rng.int(3, 10);
+    const pool = () => [maker.floats([pages, pageSize, 1, 4], "f32"), maker.floats([pages, pageSize, 1, 4], "f32")];
+    const [kA, vA] = pool();
+    const [kB, vB] = [Tensor.from(kA.toFloat32Array(), kA.shape), Tensor.from(vA.toFloat32Array(), vA.shape)];
+    const table = maker.ints([0, 1, 2, 3, 4]),
+      dst = maker.ints([5, 1, 2, 3, 4]);
+    kernels.cutToStreaming({ kPages: kA, vPages: vA, srcPageTable: table, dstPageTable: dst, length, sink: 1, window: big });
+    kernels.cutToStreaming({ kPages: kB, vPages: vB, srcPageTable: table, dstPageTable: dst, length, sink: 1, window: length });
+    expect(Array.from(kA.toFloat32Array())).toEqual(Array.from(kB.toFloat32Array()));
+    expect(Array.from(vA.toFloat32Array())).toEqual(Array.from(vB.toFloat32Array()));
+    for (const t of [lse, kB, vB]) t.dispose();
+    maker.disposeAll();
+  });
+
+  test("options that are not an object, whole or nested, get an error naming the kernel, not a TypeError from inside it", async () => {
+    const wrappers = kernels as unknown as Record<string, (o: unknown) => unknown>;
+    for (const name of kernelNames) {
+      for (const options of [undefined, null, 42, "options", [], true]) {
+        await expect(async () => wrappers[name](options)).rejects.toThrow(new RegExp(`^${name}: options must be an object \\(\\{ `));
+      }
+    }
+    const maker = new Maker(rng);
+    const q = maker.floats([4, 2, 8], "f32");
+    expect(() => kernels.prefillAttention({ q, k: q, v: q, streaming: 5 as never })).toThrow(
+      /prefillAttention: streaming must be an object \(\{ sink, window \}\)/,
+    );
+    maker.disposeAll();
+  });
 });
