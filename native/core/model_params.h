@@ -19,7 +19,8 @@ enum class LinearInput : int32_t { Plain, RmsNorm, SwiGlu };
 // Face Linear layer, weights as stored, optionally with the norm before it and the residual add
 // after it. x and y share the activation dtype; w, bias and norm share the weight dtype (they
 // may differ: f32 activations over bf16 weights on the CPU). Accumulation is f32, and an
-// accumulated y is rounded once. y may not overlap x when input or accumulate is set.
+// accumulated y is rounded once (on cuBLAS a split-K product may round its partial sums too).
+// y may not overlap x when input or accumulate is set.
 struct LinearParams {
   DType xType = DType::F32;  // x and y
   DType wType = DType::F32;  // w, bias and norm

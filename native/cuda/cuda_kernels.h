@@ -57,9 +57,11 @@ GemmBackend gemmBackend();
 size_t linearScratchBytes(const LinearParams& p);
 void linear(const LinearParams& p, void* scratch, cudaStream_t stream);
 // gemv.cu: whether the small-batch GEMV takes p (1 to kSmallBatchLinearMaxRows bf16/f16 rows,
-// k % 8 == 0, x and w 16-byte aligned, y apart from x), and the GEMV itself.
+// k % 8 == 0, x, w and norm 16-byte aligned, y apart from x), whether it also does p's input
+// transform (else that runs first, as its own kernel), and the GEMV itself.
 constexpr int kSmallBatchLinearMaxRows = 4;
 bool smallBatchLinearApplies(const LinearParams& p);
+bool smallBatchLinearFusesInput(const LinearParams& p);
 void smallBatchLinear(const LinearParams& p, cudaStream_t stream);
 // layer_ops.cu
 void rmsNorm(const RmsNormParams& p, cudaStream_t stream);

@@ -597,21 +597,8 @@ void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStrea
   throwIfLaunchFailed("decodeKernel");
   if (plan.splits > 1) {
     const unsigned rows = unsigned(batch) * unsigned(args.hq);
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((rows + 3) / 4);
-    cfg.blockDim = dim3(128);
-    cfg.dynamicSmemBytes = 0;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = deviceHasProgrammaticLaunch() ? 1 : 0;
-    const cudaError_t err = cudaLaunchKernelEx(&cfg, combineKernel<T, D>, args, batch);
-    if (err != cudaSuccess) {
-      (void)cudaGetLastError();
-      throw Error(std::string("decodeAttention: launch of combineKernel failed: ") + cudaGetErrorString(err));
-    }
+    launchProgrammatic("decodeAttention", "combineKernel", combineKernel<T, D>, dim3((rows + 3) / 4), dim3(128), 0,
+                       stream, args, batch);
     throwIfLaunchFailed("combineKernel");
   }
 }

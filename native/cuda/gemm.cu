@@ -16,7 +16,10 @@
 //             LIGHTTRANSFER_GEMM=cublas forces cublasGemmEx.
 // By default (LIGHTTRANSFER_GEMM auto or unset) a product of 1 to 4 rows runs on the small-batch
 // GEMV of gemv.cu when it applies (smallBatchLinearApplies), anything else on the list above.
-// LIGHTTRANSFER_GEMM=cublasLt is that list alone, so the two can be compared in one process.
+// LIGHTTRANSFER_GEMM=cublasLt is that list alone, so the two can be compared in one process, and
+// LIGHTTRANSFER_GEMM=gemv insists on the GEMV (an error where it does not apply), for tests.
+// An input transform (RMSNorm, SwiGLU) runs inside the GEMV where that stays memory-bound
+// (smallBatchLinearFusesInput), else as its own kernel into scratch before the product (routeFor).
 //
 // gemmFallbackKernel<T, kVec>: grid (ceil(n/64), ceil(m/64)), block 128 (4 warps, 2×2, 32×32
 //   outputs each), static shared memory 2 stages × (64 + 64) × 40 × 2 B = 20 KiB. K advances 32 at
@@ -388,7 +391,7 @@ void checkBlas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("linear: ") + what + " failed: " + statusText(s));
 }
 
-enum class Mode { Auto, Library, Blas, Fallback };
+enum class Mode { Auto, Gemv, Library, Blas, Fallback };
 
 // LIGHTTRANSFER_GEMM, read on every call so a test can switch backends within one process.
 Mode requestedMode() {
@@ -396,10 +399,11 @@ Mode requestedMode() {
   if (env == nullptr || *env == 0) return Mode::Auto;
   const std::string v(env);
   if (v == "auto") return Mode::Auto;
+  if (v == "gemv") return Mode::Gemv;
   if (v == "cublasLt" || v == "cublaslt") return Mode::Library;
   if (v == "cublas") return Mode::Blas;
   if (v == "fallback") return Mode::Fallback;
-  throw Error("LIGHTTRANSFER_GEMM must be auto, cublasLt, cublas or fallback, not '" + v + "'");
+  throw Error("LIGHTTRANSFER_GEMM must be auto, gemv, cublasLt, cublas or fallback, not '" + v + "'");
 }
 
 // ============================================================================ per-device state
@@ -551,13 +555,33 @@ void launchAddBias(const LinearParams& p, cudaStream_t stream) {
   throwIfLaunchFailed("linear", "addBiasKernel");
 }
 
+// How linear runs p: on the small-batch GEMV or on the library list, and whether its input
+// transform runs as a kernel of its own (into scratch) before the product.
+struct Route {
+  bool gemv = false;
+  bool separateTransform = false;
+};
+
+Route routeFor(const LinearParams& p, Mode mode) {
+  Route route;
+  route.gemv = (mode == Mode::Auto || mode == Mode::Gemv) && smallBatchLinearApplies(p);
+  if (mode == Mode::Gemv && !route.gemv)
+    throw Error("linear: LIGHTTRANSFER_GEMM=gemv but the small-batch GEMV does not take this call (it needs 1-" +
+                std::to_string(kSmallBatchLinearMaxRows) +
+                " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
+                std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
+  route.separateTransform = p.input != LinearInput::Plain && p.k > 0 && !(route.gemv && smallBatchLinearFusesInput(p));
+  return route;
+}
+
+// The product of p (its input already transformed unless the GEMV does it) on the route's backend.
 template <typename T>
-void runLinear(const LinearParams& p, cudaStream_t stream) {
-  const Mode mode = requestedMode();
-  if (mode == Mode::Auto && smallBatchLinearApplies(p)) {
+void runLinear(const LinearParams& p, Mode mode, const Route& route, cudaStream_t stream) {
+  if (route.gemv) {
     smallBatchLinear(p, stream);
     return;
   }
+  if (p.input != LinearInput::Plain) throw Error("linear: internal: the library was handed an untransformed input");
   const Api& a = api();
   if (mode == Mode::Fallback || (!a.ltOk() && !a.blasOk())) {
     launchFallback<T>(p, stream);
@@ -611,6 +635,12 @@ void runLinear(const LinearParams& p, cudaStream_t stream) {
       return;
     }
     case Path::Blas: {
+      // cublasGemmEx has no bias epilogue: added after it, the bias would round an accumulated y
+      // a second time, so that one case takes the fallback GEMM, which rounds once.
+      if (p.accumulate && p.bias != nullptr) {
+        launchFallback<T>(p, stream);
+        return;
+      }
       LinearParams q = p;
       q.bias = nullptr;
       runBlas(st, q, stream, ws);
@@ -633,6 +663,7 @@ GemmBackend gemmBackend() {
     if (a.blasOk()) return {"cublas", a.blasName + " (forced by LIGHTTRANSFER_GEMM=cublas)"};
     return {"fallback", "LIGHTTRANSFER_GEMM=cublas but " + a.blasWhy};
   }
+  if (mode == Mode::Gemv) return {"gemv", "forced by LIGHTTRANSFER_GEMM=gemv (1 to 4 rows only)"};
   const std::string smallBatch = mode == Mode::Auto ? "; 1 to 4 rows on the small-batch GEMV" : "";
   if (a.ltOk()) {
     std::string detail = a.ltName;
@@ -644,9 +675,8 @@ GemmBackend gemmBackend() {
 }
 
 size_t linearScratchBytes(const LinearParams& p) {
-  if (p.input == LinearInput::Plain || p.m <= 0 || p.n <= 0 || p.k <= 0) return 0;
-  if (requestedMode() == Mode::Auto && smallBatchLinearApplies(p)) return 0;
-  return size_t(p.m) * p.k * dtypeSize(p.xType);
+  if (p.m <= 0 || p.n <= 0) return 0;
+  return routeFor(p, requestedMode()).separateTransform ? size_t(p.m) * p.k * dtypeSize(p.xType) : 0;
 }
 
 void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
@@ -661,11 +691,11 @@ void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
   if (p.x == nullptr && p.k > 0) throw Error("linear: x is null");
   if (p.w == nullptr && p.k > 0) throw Error("linear: w is null");
   if (p.y == nullptr) throw Error("linear: y is null");
-  if (p.input == LinearInput::RmsNorm && p.norm == nullptr) throw Error("linear: norm is null");
+  if (p.input == LinearInput::RmsNorm && p.norm == nullptr && p.k > 0) throw Error("linear: norm is null");
+  const Mode mode = requestedMode();
+  const Route route = routeFor(p, mode);
   LinearParams q = p;
-  // Where the small-batch GEMV does not take the call, the input transform is a kernel of its
-  // own, into scratch, and the product reads that.
-  if (p.input != LinearInput::Plain && p.k > 0 && !(requestedMode() == Mode::Auto && smallBatchLinearApplies(p))) {
+  if (route.separateTransform) {
     if (scratch == nullptr) throw Error("linear: the input transform needs linearScratchBytes() of scratch");
     if (p.input == LinearInput::RmsNorm) {
       RmsNormParams norm;
@@ -682,11 +712,11 @@ void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
     }
     q.x = scratch;
   }
-  if (q.x != p.x || p.k == 0) q.input = LinearInput::Plain, q.norm = nullptr;
+  if (route.separateTransform || p.k == 0) q.input = LinearInput::Plain, q.norm = nullptr;
   if (p.xType == DType::BF16) {
-    runLinear<bf16>(q, stream);
+    runLinear<bf16>(q, mode, route, stream);
   } else {
-    runLinear<f16>(q, stream);
+    runLinear<f16>(q, mode, route, stream);
   }
 }
 

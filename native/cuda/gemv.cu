@@ -1,7 +1,8 @@
 // Small-batch linear on CUDA: y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or y += the same,
-// for 1 <= m <= 4, bf16 or f16 with f32 accumulation, the input transform (RMSNorm or SwiGLU,
-// model_params.h) done in the kernel: every projection of a decode step of one to four
-// sequences, each with the norm before it and the residual add after it. At such m the product
+// for 1 <= m <= 4, bf16 or f16 with f32 accumulation, and the input transform (RMSNorm or SwiGLU,
+// model_params.h) done in the kernel where it stays memory-bound (smallBatchLinearFusesInput):
+// every projection of a decode step of one to four sequences, with the norm before it and the
+// residual add after it. At such m the product
 // is a read of w; cuBLAS's choices for it (split-K with a separate reduce kernel, tiles sized for
 // larger m) leave part of the memory bandwidth unused, and the norm and SwiGLU would each be a
 // kernel of their own (bench/README.md, the batch-1 decode breakdown). gemm.cu decides when this
@@ -18,9 +19,11 @@
 //   op would have stored them. Each lane keeps M × 2 f32 sums; the warp adds them by shuffles (a
 //   fixed order: the same inputs give the same bits) and lane 0 writes y = (y +) sum + bias.
 //   Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y apart from x.
-//   On sm_90 the kernel is a programmatic dependent of the one before it: each warp's first
-//   weight loads go out before it waits for that kernel, and it lets the next one launch once
-//   its last weights have arrived, so consecutive projections overlap their edges.
+//   On sm_90 the kernel is a programmatic dependent of the one before it: each warp asks L2 for
+//   its first weights before it waits for that kernel, and lets the next one launch once its
+//   last weights have arrived, so consecutive projections overlap their edges. Chunks past the
+//   end of a row are zero weights times zero inputs, so an iteration's loads have no branch
+//   between them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -66,24 +69,31 @@ __device__ __forceinline__ void unpack8(const uint4& chunk, float (&f)[8]) {
   }
 }
 
-// Chunk c of input row m after the input transform, rounded to T. `rowChunks` is x's row length
-// in chunks (2k/8 for SwiGLU, whose up half starts k/8 chunks into the row).
+// Chunk c of input row m after the input transform, rounded to T; zeros where c is past the row
+// (`valid` false), whose weights are zero too. `rowChunks` is x's row length in chunks (2k/8 for
+// SwiGLU, whose up half starts k/8 chunks into the row).
 template <typename T, LinearInput kInput>
 __device__ __forceinline__ void inputChunk(const uint4* __restrict__ x, const uint4* __restrict__ norm, int m, int c,
-                                           int chunks, float invRms, float (&f)[8]) {
+                                           bool valid, int chunks, float invRms, float (&f)[8]) {
+  const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
   const int rowChunks = kInput == LinearInput::SwiGlu ? 2 * chunks : chunks;
-  unpack8<T>(__ldg(x + size_t(m) * rowChunks + c), f);
+  unpack8<T>(valid ? __ldg(x + size_t(m) * rowChunks + c) : zero, f);
   if constexpr (kInput == LinearInput::RmsNorm) {
     float g[8];
-    unpack8<T>(__ldg(norm + c), g);
+    unpack8<T>(valid ? __ldg(norm + c) : zero, g);
 #pragma unroll
     for (int j = 0; j < 8; j++) f[j] = roundTo<T>(f[j] * invRms * g[j]);
   } else if constexpr (kInput == LinearInput::SwiGlu) {
     float up[8];
-    unpack8<T>(__ldg(x + size_t(m) * rowChunks + chunks + c), up);
+    unpack8<T>(valid ? __ldg(x + size_t(m) * rowChunks + chunks + c) : zero, up);
 #pragma unroll
     for (int j = 0; j < 8; j++) f[j] = roundTo<T>(silu(f[j]) * up[j]);
   }
+}
+
+// Asks L2 for the 16-byte chunk at p (a hint: no data comes back, nothing is waited for).
+__device__ __forceinline__ void prefetchToL2(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
 }
 
 // acc + Σ x[j]·w[j] over the 8 elements of a chunk.
@@ -112,18 +122,16 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < kRowsPerWarp; r++)
     wRow[r] = reinterpret_cast<const uint4*>(w + size_t(active ? r0 + min(r, rows - 1) : 0) * k);
 
-  uint4 wv[kChunksInFlight][kRowsPerWarp];
-  auto loadWeights = [&](int first) {
+  // The first weights go to L2 while the kernel ahead of this one (which wrote x, or reads y)
+  // finishes. Only a hint: the loads below come after the wait, so a weight that kernel wrote is
+  // never read stale (L2 is where device writes land).
+  if (active) {
 #pragma unroll
-    for (int u = 0; u < kChunksInFlight; u++) {
-      const int c = first + 32 * u;
+    for (int u = 0; u < kChunksInFlight; u++)
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; r++) wv[u][r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
-    }
-  };
-  // No kernel writes the weights, so the first of them are on their way before this grid waits
-  // for the kernel ahead of it (which wrote x, or reads y) to finish.
-  if (active) loadWeights(lane);
+      for (int r = 0; r < kRowsPerWarp; r++)
+        if (lane + 32 * u < chunks) prefetchToL2(wRow[r] + lane + 32 * u);
+  }
   waitForPrerequisiteGrids();
 
   __shared__ float invRms[M];
@@ -132,14 +140,18 @@ __global__ void __launch_bounds__(kThreads)
     __shared__ float partial[kWarps][M];
     float squares[M];
 #pragma unroll
-    for (int m = 0; m < M; m++) {
-      squares[m] = 0.f;
-      for (int c = threadIdx.x; c < chunks; c += kThreads) {
+    for (int m = 0; m < M; m++) squares[m] = 0.f;
+    for (int c = threadIdx.x; c < chunks; c += kThreads) {
+#pragma unroll
+      for (int m = 0; m < M; m++) {
         float f[8];
         unpack8<T>(__ldg(x + size_t(m) * chunks + c), f);
 #pragma unroll
         for (int j = 0; j < 8; j++) squares[m] = fmaf(f[j], f[j], squares[m]);
       }
+    }
+#pragma unroll
+    for (int m = 0; m < M; m++) {
 #pragma unroll
       for (int offset = 16; offset > 0; offset >>= 1) squares[m] += __shfl_xor_sync(0xffffffffu, squares[m], offset);
       if (lane == 0) partial[warp][m] = squares[m];
@@ -162,15 +174,22 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = 0.f;
 
   for (int first = lane; first < chunks; first += 32 * kChunksInFlight) {
-    if (first != lane) loadWeights(first);
+    uint4 wv[kChunksInFlight][kRowsPerWarp];
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; u++) {
       const int c = first + 32 * u;
-      if (c >= chunks) break;
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; r++) wv[u][r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    // Chunks past the row multiply zero weights by zero inputs, so every load of an iteration
+    // can be in flight at once (no branch between them).
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; u++) {
+      const int c = first + 32 * u;
 #pragma unroll
       for (int m = 0; m < M; m++) {
         float xf[8];
-        inputChunk<T, kInput>(x, norm, m, c, chunks, kInput == LinearInput::RmsNorm ? invRms[m] : 1.f, xf);
+        inputChunk<T, kInput>(x, norm, m, c, c < chunks, chunks, kInput == LinearInput::RmsNorm ? invRms[m] : 1.f, xf);
 #pragma unroll
         for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = dot8<T>(xf, wv[u][r], acc[m][r]);
       }
@@ -201,47 +220,34 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // Launched as a programmatic dependent of the kernel ahead of it where the device allows
-// (programmatic_launch.cuh): its first weight loads overlap that kernel's tail.
+// (programmatic_launch.cuh): its first weights stream into L2 during that kernel's tail.
 template <typename T, int M, LinearInput kInput, bool kAccumulate>
 void launchRows(const LinearParams& p, cudaStream_t stream) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned((p.n + kRowsPerBlock - 1) / kRowsPerBlock));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = deviceHasProgrammaticLaunch() ? 1 : 0;
-  const cudaError_t err = cudaLaunchKernelEx(
-      &cfg, gemvKernel<T, M, kInput, kAccumulate>, static_cast<const T*>(p.x), static_cast<const T*>(p.w),
-      static_cast<const T*>(p.bias), static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k, p.eps);
-  if (err != cudaSuccess) {
-    (void)cudaGetLastError();
-    throw Error(std::string("linear: launch of gemvKernel failed: ") + cudaGetErrorString(err));
-  }
+  launchProgrammatic("linear", "gemvKernel", gemvKernel<T, M, kInput, kAccumulate>,
+                     dim3(unsigned((p.n + kRowsPerBlock - 1) / kRowsPerBlock)), dim3(kThreads), 0, stream,
+                     static_cast<const T*>(p.x), static_cast<const T*>(p.w), static_cast<const T*>(p.bias),
+                     static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k, p.eps);
 }
 
-template <typename T, LinearInput kInput, bool kAccumulate>
+// The most rows the GEMV takes with each input transform inside it (smallBatchLinearFusesInput);
+// only those kernels are built. Every warp redoes the transform for its two weight rows, so the
+// transform's arithmetic grows with the rows while the weight bytes do not: SwiGLU (an
+// exponential and a reciprocal per element) keeps up with the memory for one row, RMSNorm for
+// two.
+template <LinearInput kInput>
+constexpr int kFusedRows = kInput == LinearInput::Plain     ? kSmallBatchLinearMaxRows
+                           : kInput == LinearInput::RmsNorm ? 2
+                                                            : 1;
+
+template <typename T, LinearInput kInput, bool kAccumulate, int M = 1>
 void launchFor(const LinearParams& p, cudaStream_t stream) {
-  switch (p.m) {
-    case 1:
-      launchRows<T, 1, kInput, kAccumulate>(p, stream);
-      break;
-    case 2:
-      launchRows<T, 2, kInput, kAccumulate>(p, stream);
-      break;
-    case 3:
-      launchRows<T, 3, kInput, kAccumulate>(p, stream);
-      break;
-    case 4:
-      launchRows<T, 4, kInput, kAccumulate>(p, stream);
-      break;
-    default:
-      throw Error("linear: the small-batch GEMV takes 1 to 4 rows, not " + std::to_string(p.m));
+  if (p.m == M) {
+    launchRows<T, M, kInput, kAccumulate>(p, stream);
+  } else if constexpr (M < kFusedRows<kInput>) {
+    launchFor<T, kInput, kAccumulate, M + 1>(p, stream);
+  } else {
+    throw Error("linear: internal: the small-batch GEMV does not take " + std::to_string(p.m) + " rows here");
   }
-  throwIfLaunchFailed("linear", "gemvKernel");
 }
 
 template <typename T, bool kAccumulate>
@@ -275,6 +281,18 @@ bool overlaps(const void* a, size_t aBytes, const void* b, size_t bBytes) {
 
 }  // namespace
 
+bool smallBatchLinearFusesInput(const LinearParams& p) {
+  switch (p.input) {
+    case LinearInput::Plain:
+      return p.m <= kFusedRows<LinearInput::Plain>;
+    case LinearInput::RmsNorm:
+      return p.m <= kFusedRows<LinearInput::RmsNorm>;
+    case LinearInput::SwiGlu:
+      return p.m <= kFusedRows<LinearInput::SwiGlu>;
+  }
+  return false;
+}
+
 bool smallBatchLinearApplies(const LinearParams& p) {
   const size_t elementBytes = 2;
   const size_t xColumns = size_t(p.input == LinearInput::SwiGlu ? 2 : 1) * p.k;
@@ -289,6 +307,9 @@ void smallBatchLinear(const LinearParams& p, cudaStream_t stream) {
     throw Error(
         "linear: the small-batch GEMV needs 1-4 bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and y "
         "apart from x");
+  if (!smallBatchLinearFusesInput(p))
+    throw Error("linear: internal: the small-batch GEMV was handed an input transform it does not fuse at " +
+                std::to_string(p.m) + " rows");
   if (p.xType == DType::BF16) {
     launch<bf16>(p, stream);
   } else {

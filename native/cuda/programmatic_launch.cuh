@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 
@@ -46,6 +47,28 @@ inline bool deviceHasProgrammaticLaunch() {
   if (err != cudaSuccess) throw Error(std::string("reading the compute capability failed: ") + cudaGetErrorString(err));
   if (dev >= 0 && dev < kMaxDevices) cached[dev].store(major >= 9 ? 2 : 1, std::memory_order_relaxed);
   return major >= 9;
+}
+
+// Launches `kernel` on `stream` as a programmatic dependent of the kernel before it where the
+// device allows, the ordinary way elsewhere; a failed launch throws, naming `op` and `name`.
+template <typename... Params, typename... Args>
+void launchProgrammatic(const char* op, const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                        size_t sharedBytes, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = sharedBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = deviceHasProgrammaticLaunch() ? 1 : 0;
+  const cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw Error(std::string(op) + ": launch of " + name + " failed: " + cudaGetErrorString(err));
+  }
 }
 
 }  // namespace lt::cuda

@@ -270,3 +270,70 @@ export function expectClose(
   const problem = firstMismatch(got, want, tol);
   if (problem) throw new Error(`${label}: ${problem} (seed ${rng.seed})`);
 }
+
+/** What `kernels.linear` does to each row of x before the product. */
+export type LinearInput = "plain" | "norm" | "swiGlu";
+
+/**
+ * `kernels.linear` in float64 from its definition, with each element's error bound for a kernel
+ * that rounds the transformed inputs and the result to a dtype whose half ulp is at most `ulp`
+ * of a value, and sums in f32 in any order (at most (k + 2)·2^-24 of the terms' magnitudes).
+ * x holds m rows of k values, or of 2k ([gate, up]) for swiGlu; before, if given, is the out
+ * that `accumulate` adds into. `partialsRounded` allows for a kernel that also rounds partial sums
+ * to the dtype (cuBLAS's split-K may reduce in the output type): half an ulp of the magnitudes.
+ */
+export function referenceLinear(c: {
+  x: Float64Array;
+  m: number;
+  k: number;
+  input: LinearInput;
+  norm?: Float64Array;
+  eps?: number;
+  w: Float64Array;
+  n: number;
+  bias?: Float64Array;
+  before?: Float64Array;
+  ulp: number;
+  partialsRounded?: boolean;
+}): { want: Float64Array; bound: Float64Array } {
+  const { m, k, n } = c;
+  const columns = c.input === "swiGlu" ? 2 * k : k;
+  const want = new Float64Array(m * n),
+    bound = new Float64Array(m * n);
+  for (let r = 0; r < m; r++) {
+    const row = Float64Array.from({ length: k }, (_, i) => c.x[r * columns + i]);
+    if (c.input === "norm") {
+      const inv = 1 / Math.sqrt(row.reduce((sum, v) => sum + v * v, 0) / k + (c.eps ?? 1e-5));
+      for (let i = 0; i < k; i++) row[i] = row[i] * inv * c.norm![i];
+    } else if (c.input === "swiGlu") {
+      for (let i = 0; i < k; i++) row[i] = (row[i] / (1 + Math.exp(-row[i]))) * c.x[r * columns + k + i];
+    }
+    for (let j = 0; j < n; j++) {
+      let sum = c.bias ? c.bias[j] : 0,
+        magnitude = Math.abs(sum);
+      for (let i = 0; i < k; i++) {
+        const term = row[i] * c.w[j * k + i];
+        sum += term;
+        magnitude += Math.abs(term);
+      }
+      const value = (c.before ? c.before[r * n + j] : 0) + sum;
+      want[r * n + j] = value;
+      const inputRounding = c.input === "plain" ? 0 : c.ulp;
+      const partialRounding = c.partialsRounded ? c.ulp : 0;
+      bound[r * n + j] =
+        c.ulp * Math.abs(value) + (inputRounding + partialRounding) * magnitude + (k + 2) * 2 ** -24 * (magnitude + Math.abs(value));
+    }
+  }
+  return { want, bound };
+}
+
+/** The element of `got` furthest beyond its bound (NaN counts as beyond), or "none" when every element is within it. */
+export function worstBeyondBound(got: ArrayLike<number>, want: ArrayLike<number>, bound: ArrayLike<number>) {
+  if (got.length !== want.length) return { length: got.length, want: want.length };
+  let worst: { at: number; got: number; want: number; excess: number } | "none" = "none";
+  for (let i = 0; i < want.length; i++) {
+    const excess = Math.abs(got[i] - want[i]) - bound[i];
+    if (!(excess <= 0) && (worst === "none" || excess > worst.excess)) worst = { at: i, got: got[i], want: want[i], excess };
+  }
+  return worst;
+}
