@@ -129,8 +129,7 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
   [q, k, lse].forEach((t) => t.dispose());
 }
 
-// Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down);
-// bytes are the weights read. The calls cycle through enough weight copies to spill the GPU's
+// Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down); The calls cycle through enough weight copies to spill the GPU's
 // L2, as a decode step does, and on CUDA they are recorded into one CUDA graph and replayed, as
 // a decode step is, so the time is the kernels' and not the launches'. On CUDA: auto (the
 // small-batch GEMV for 1-4 rows) beside LIGHTTRANSFER_GEMM=cublasLt (the library alone), each
@@ -160,29 +159,52 @@ function perCall(calls: () => void, count: number): number {
     graph.dispose();
   }
 }
+// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm (fused at 1-2 rows),
+// o and down added into the residual, down from SwiGLU (fused at 1 row); beside it the plain
+// product. GB/s counts the weights only.
+const layerForms: Array<{ form: string; norm?: boolean; swiGlu?: boolean; accumulate?: boolean }[]> = [
+  [{ form: "plain" }, { form: "norm", norm: true }],
+  [{ form: "plain" }, { form: "accumulate", accumulate: true }],
+  [{ form: "plain" }, { form: "norm", norm: true }],
+  [{ form: "plain" }, { form: "swiGlu + accumulate", swiGlu: true, accumulate: true }],
+];
 for (const m of [1, 4]) {
-  for (const [n, k] of projections) {
+  projections.forEach(([n, k], p) => {
     const weightBytes = n * k * (dtype === "f32" ? 4 : 2);
     const copies = onGpu ? Math.max(4, Math.ceil(2 ** 30 / weightBytes)) : 1;
     const weights = Array.from({ length: copies }, () => rand([n, k]));
-    const x = rand([m, k]);
+    const normWeight = rand([k]);
+    const x = rand([m, k]),
+      gateUp = rand([m, 2 * k]);
     const y = Tensor.empty([m, n], x.dtype, device);
-    for (const gemm of onGpu ? ["auto", "cublasLt"] : ["auto"]) {
-      process.env.LIGHTTRANSFER_GEMM = gemm;
-      const ms = perCall(() => {
-        for (const weight of weights) kernels.linear({ x, weight, out: y });
-      }, copies);
-      rows.push({
-        kernel: `linear ${m} row${m > 1 ? "s" : ""} (${gemm})`,
-        size: `n=${n} k=${k}`,
-        ms,
-        "GFLOP/s": (2 * m * n * k) / (ms * 1e6),
-        "GB/s": weightBytes / (ms * 1e6),
-      });
-    }
-    delete process.env.LIGHTTRANSFER_GEMM;
-    [...weights, x, y].forEach((t) => t.dispose());
-  }
+    for (const { form, norm, swiGlu, accumulate } of layerForms[p])
+      for (const gemm of onGpu ? ["auto", "cublasLt"] : ["auto"]) {
+        process.env.LIGHTTRANSFER_GEMM = gemm;
+        try {
+          const ms = perCall(() => {
+            for (const weight of weights)
+              kernels.linear({
+                x: swiGlu ? gateUp : x,
+                weight,
+                out: y,
+                ...(norm && { norm: { weight: normWeight } }),
+                ...(swiGlu && { swiGlu }),
+                ...(accumulate && { accumulate }),
+              });
+          }, copies);
+          rows.push({
+            kernel: `linear ${m} row${m > 1 ? "s" : ""}, ${form} (${gemm})`,
+            size: `n=${n} k=${k}`,
+            ms,
+            "GFLOP/s": (2 * m * n * k) / (ms * 1e6),
+            "GB/s": weightBytes / (ms * 1e6),
+          });
+        } finally {
+          delete process.env.LIGHTTRANSFER_GEMM;
+        }
+      }
+    [...weights, normWeight, x, gateUp, y].forEach((t) => t.dispose());
+  });
 }
 graphInput?.dispose();
 

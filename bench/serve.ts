@@ -89,6 +89,8 @@ async function main() {
   const gen = Number(option("gen", "256"));
   const rates = numberList("rates", "0.25,0.5,1,2,4");
   const maxRate = Number(option("max-rate", "64"));
+  if (!rates.every((r) => Number.isFinite(r) && r > 0)) throw new Error(`--rates must be numbers > 0, got ${option("rates", "")}`);
+  if (!(Number.isFinite(maxRate) && maxRate > 0)) throw new Error(`--max-rate must be a number > 0, got ${option("max-rate", "")}`);
   const perRate = Number(option("requests", "48"));
   const fullLayers = Number(option("full-layers", "0.5"));
   const modes = option("modes", "full,hybrid").split(",");

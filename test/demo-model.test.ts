@@ -52,12 +52,13 @@ function passkeySample({ seed, depth }: { seed: number; depth: number }): TaskSa
 describe(`passkey on models/demo at ${context} tokens (sink ${shape.sink}, window ${shape.window})`, () => {
   // Full attention itself misses about one pass key in forty at this length (a digit swapped or
   // dropped), so each case draws documents until full attention answers one, and asks the other
-  // modes about that document. Six misses in a row (about 1e-10) fail the case.
+  // modes about that document. Three misses in a row (about 2e-5) fail the case, so a model
+  // that misses often does not pass by redrawing.
   test.each([1, 2])("case %i: full and auto 50% answer a pass key, streaming-all does not", async () => {
     const tried: Array<{ seed: number; depth: number; output: string }> = [];
     let sample: TaskSample | undefined;
     let full: Awaited<ReturnType<typeof answer>> | undefined;
-    while (tried.length < 6 && !full?.correct) {
+    while (tried.length < 3 && !full?.correct) {
       const at = draw();
       sample = passkeySample(at);
       full = await answer(sample, modes.full);

@@ -23,15 +23,24 @@ export interface LinearOptions {
   weight: Tensor;
   /** Optional bias [n], in the weight's dtype. */
   bias?: Tensor;
-  /** Output [..., n] in x's dtype; required with `accumulate`. */
+  /**
+   * Output [..., n] in x's dtype; required with `accumulate`. It may share no bytes with the
+   * other tensors, except that a plain product on the CPU may write into its own x.
+   */
   out?: Tensor;
-  /** RMSNorm each row of x first (x / sqrt(mean(x²) + eps) · norm.weight, as `rmsNorm`). */
+  /**
+   * RMSNorm each row of x first, as `rmsNorm` does: x / sqrt(mean(x²) + eps) · weight, with
+   * weight [k] in the weight's dtype and eps 1e-5 unless given.
+   */
   norm?: { weight: Tensor; eps?: number };
   /** Take silu(gate) · up of each row of x (as `swiGlu`) as the input. */
   swiGlu?: boolean;
   /** out += the product (+ bias), rounded once, instead of out = it: a residual add. */
   accumulate?: boolean;
 }
+
+/** RMSNorm's epsilon when `norm.eps` is not given (Llama's). */
+const defaultNormEps = 1e-5;
 
 function linearArgs(options: LinearOptions, outputs: Outputs) {
   const o = readOptions("linear", options, ["x", "weight", "bias", "out", "norm", "swiGlu", "accumulate"]);
@@ -51,7 +60,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
       weight: w.handle,
       bias: handleOf(bias),
       out: out.handle,
-      ...(norm && { norm: requireTensor("linear: norm.weight", norm.weight).handle, eps: norm.eps }),
+      ...(norm && { norm: { weight: requireTensor("linear: norm.weight", norm.weight).handle, eps: norm.eps ?? defaultNormEps } }),
       ...(swiGlu && { swiGlu }),
       ...(accumulate && { accumulate }),
     },
@@ -60,9 +69,10 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
 
 /**
  * y = input(x) · weightᵀ (+ bias), where input is x itself, its RMSNorm (`norm`) or its SwiGLU
- * (`swiGlu`); with `accumulate`, out += that. One decoder projection with the norm before it and
- * the residual add after it: one kernel for 1-4 rows on CUDA (cuBLAS beside the norm or SwiGLU
- * kernel for more); on the CPU, f32 arithmetic over any weight dtype.
+ * (`swiGlu`); with `accumulate`, out += that. A decoder projection with the norm before it and
+ * the residual add after it. On CUDA, 1-4 rows run on one kernel that also does the add, and the
+ * norm (up to 2 rows) or SwiGLU (1 row); otherwise the norm or SwiGLU kernel runs first, then
+ * cuBLAS. On the CPU, f32 arithmetic over any weight dtype.
  * @example
  * const logits = kernels.linear({ x: hidden, weight: lmHead });
  * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: gateUpOut });
@@ -354,7 +364,11 @@ export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offset
   runSync(new Outputs(), () => addon().repetitionPenalty(args), undefined);
 }
 
-/** Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"), or null without CUDA. */
+/**
+ * Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"; "gemv" when
+ * LIGHTTRANSFER_GEMM=gemv forces the small-batch GEMV), or null without CUDA.
+ * @example console.log(kernels.gemmBackend()?.detail);
+ */
 export function gemmBackend(): GemmBackendInfo | null {
   return addon().gemmBackend();
 }

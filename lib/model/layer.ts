@@ -48,8 +48,9 @@ export interface LayerAttention {
 }
 
 /**
- * A layer's intermediate activations for `rows` tokens, allocated once so a step (or a recorded
- * graph) allocates nothing while it runs.
+ * A layer's intermediate activations for `rows` tokens, allocated once and reused by every layer
+ * of a step (a recorded graph replays over the same buffers). A linear whose norm or SwiGLU runs
+ * as its own kernel takes that output as call scratch (kernels.linear).
  * @example
  * const scratch = new LayerScratch(parts, tokens);
  * runLayer(parts, scratch, h, 0, positions, attention);

@@ -134,7 +134,15 @@ export interface NativeOpArgs {
     scale?: number;
   };
   // layer_ops.cpp
-  linear: { x: Handle; weight: Handle; bias?: Handle; out: Handle; norm?: Handle; eps?: number; swiGlu?: boolean; accumulate?: boolean };
+  linear: {
+    x: Handle;
+    weight: Handle;
+    bias?: Handle;
+    out: Handle;
+    norm?: { weight: Handle; eps: number };
+    swiGlu?: boolean;
+    accumulate?: boolean;
+  };
   rmsNorm: { x: Handle; weight: Handle; residual?: Handle; out: Handle; eps?: number };
   rope: { q: Handle; k: Handle; positions: Handle; invFreq: Handle };
   swiGlu: { x: Handle; out: Handle };

@@ -15,14 +15,6 @@
 namespace lt::addon {
 namespace {
 
-// An optional boolean field: absent is false.
-bool flag(const KernelArgs& a, const char* name) {
-  if (!a.has(name)) return false;
-  const Napi::Value v = a.value(name);
-  if (!v.IsBoolean()) a.fail(std::string(name) + " must be a boolean, got " + v.ToString().Utf8Value());
-  return v.As<Napi::Boolean>().Value();
-}
-
 bool overlaps(TensorObject* a, TensorObject* b) {
   const auto a0 = reinterpret_cast<uintptr_t>(a->data()), b0 = reinterpret_cast<uintptr_t>(b->data());
   return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
@@ -31,8 +23,15 @@ bool overlaps(TensorObject* a, TensorObject* b) {
 PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("linear", info, mode);
   TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
-  TensorObject* norm = a.tensor("norm", true);
-  const bool swiGlu = flag(a, "swiGlu"), accumulate = flag(a, "accumulate");
+  TensorObject* norm = nullptr;
+  float eps = 0.f;
+  if (a.has("norm")) {
+    KernelArgs normArgs = a.object("norm");
+    norm = normArgs.tensor("weight");
+    if (!normArgs.has("eps")) normArgs.fail("eps is required (RMSNorm's epsilon, as the model's config gives it)");
+    eps = float(normArgs.number("eps", 0.0));
+  }
+  const bool swiGlu = a.flag("swiGlu"), accumulate = a.flag("accumulate");
   a.expectRank("weight", w, 2);
   a.expectFloat("x", x);
   a.expectFloat("weight", w);
@@ -48,17 +47,22 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectShape("out", y, yShape);
   a.expectDType("out", y, x->dtype());
   if (bias) a.expectShape("bias", bias, {n}), a.expectDType("bias", bias, w->dtype());
-  if (norm) a.expectShape("norm", norm, {k}), a.expectDType("norm", norm, w->dtype());
-  if ((norm || swiGlu || accumulate) && overlaps(x, y))
-    a.fail("out may not overlap x when linear transforms its input or accumulates into out");
-  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"norm", norm}, {"out", y}});
+  if (norm) a.expectShape("norm.weight", norm, {k}), a.expectDType("norm.weight", norm, w->dtype());
+  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"norm.weight", norm}, {"out", y}});
+  // out is written while the others are read. On the CPU, x is read whole before out is
+  // written, so a plain product may go into its own input; nothing else may share out's bytes.
+  for (auto [name, input] : {std::pair{"weight", w}, {"bias", bias}, {"norm.weight", norm}})
+    if (input && overlaps(input, y)) a.fail(std::string("out overlaps ") + name + ": give out a tensor of its own");
+  if (overlaps(x, y) && (norm || swiGlu || accumulate || !device.isCpu()))
+    a.fail(std::string("out overlaps x, which only a plain product on the CPU allows") +
+           (device.isCpu() ? " (not with norm, swiGlu or accumulate)" : "") + ": give out a tensor of its own");
   LinearParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
   p.m = a.narrow("x's rows", m), p.n = a.narrow("weight's rows", n), p.k = a.narrow("weight's columns", k);
   p.input = norm ? LinearInput::RmsNorm : swiGlu ? LinearInput::SwiGlu : LinearInput::Plain;
   p.norm = norm ? norm->data() : nullptr;
-  p.eps = float(a.number("eps", 1e-5));
+  p.eps = eps;
   p.accumulate = accumulate;
 #ifdef LT_WITH_CUDA
   auto onGpu = [device](const LinearParams& q, cudaStream_t s) {

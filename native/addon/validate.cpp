@@ -144,6 +144,13 @@ double KernelArgs::number(const char* name, double fallback) {
   return d;
 }
 
+bool KernelArgs::flag(const char* name) const {
+  if (!has(name)) return false;
+  const Napi::Value v = value(name);
+  if (!v.IsBoolean()) fail(std::string(name) + " must be true or false, got " + v.ToString().Utf8Value());
+  return v.As<Napi::Boolean>().Value();
+}
+
 int32_t KernelArgs::narrow(const std::string& what, int64_t value) const {
   if (value < 0 || value > std::numeric_limits<int32_t>::max())
     fail(what + " is " + std::to_string(value) + ", more than the " +

@@ -50,6 +50,8 @@ class KernelArgs {
   TensorObject* tensor(const char* name, bool optional = false);
   int32_t integer(const char* name, int32_t min, int32_t max);
   double number(const char* name, double fallback);
+  // An optional boolean field: absent is false.
+  bool flag(const char* name) const;
   bool has(const char* name) const;
   // The field as it was read (undefined when absent).
   Napi::Value value(const char* name) const;

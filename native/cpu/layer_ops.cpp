@@ -19,25 +19,34 @@ namespace lt::cpu {
 
 namespace {
 
+// One row through RMSNorm, in place: row / sqrt(mean(row²) + eps) · weight.
+void rmsNormRow(float* row, const float* weight, int32_t dim, float eps) {
+  const float inv = 1.f / std::sqrt(dot(row, row, dim) / float(dim) + eps);
+  for (int32_t i = 0; i < dim; i++) row[i] = row[i] * inv * weight[i];
+}
+
+// One row through SwiGLU, in place: gate[i] = silu(gate[i]) · up[i].
+void swiGluRow(float* gate, const float* up, int32_t inner) {
+  for (int32_t i = 0; i < inner; i++) gate[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+}
+
 // Row r of linear's input after its input transform (LinearInput), widened to f32 into `row`,
-// rounded to the activation dtype as a separate op would have stored it. The RMSNorm here is
-// rmsNorm's arithmetic, so fusing it changes no result.
+// rounded to the activation dtype as a separate op would have stored it: the rmsNorm and swiGlu
+// ops' own row arithmetic, so fusing them changes no result.
 void linearInputRow(const LinearParams& p, const float* norm, int64_t r, float* row, std::vector<float>& up) {
   const int32_t k = p.k;
   switch (p.input) {
     case LinearInput::Plain:
       loadAsFloat(p.xType, p.x, size_t(r) * k, k, row);
       return;
-    case LinearInput::RmsNorm: {
+    case LinearInput::RmsNorm:
       loadAsFloat(p.xType, p.x, size_t(r) * k, k, row);
-      const float inv = 1.f / std::sqrt(dot(row, row, k) / float(k) + p.eps);
-      for (int32_t i = 0; i < k; i++) row[i] = row[i] * inv * norm[i];
+      rmsNormRow(row, norm, k, p.eps);
       break;
-    }
     case LinearInput::SwiGlu:
       loadAsFloat(p.xType, p.x, size_t(r) * 2 * k, k, row);
       loadAsFloat(p.xType, p.x, size_t(r) * 2 * k + k, k, up.data());
-      for (int32_t i = 0; i < k; i++) row[i] = row[i] / (1.f + std::exp(-row[i])) * up[i];
+      swiGluRow(row, up.data(), k);
       break;
   }
   roundToDType(p.xType, row, k);
@@ -95,9 +104,7 @@ void rmsNorm(const RmsNormParams& p) {
             // The norm reads the residual as stored, so a bf16 run normalises what it keeps.
             loadAsFloat(p.xType, p.residual, off, p.dim, x.data());
           }
-          const float meanSquare = dot(x.data(), x.data(), p.dim) / float(p.dim);
-          const float inv = 1.f / std::sqrt(meanSquare + p.eps);
-          for (int32_t i = 0; i < p.dim; i++) x[i] = x[i] * inv * w[i];
+          rmsNormRow(x.data(), w.data(), p.dim, p.eps);
           storeFromFloat(p.xType, x.data(), p.y, off, p.dim);
         }
       },
@@ -148,7 +155,7 @@ void swiGlu(const SwiGluParams& p) {
         for (int64_t r = begin; r < end; r++) {
           loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner, p.inner, gate.data());
           loadAsFloat(p.dtype, p.x, size_t(r) * 2 * p.inner + p.inner, p.inner, up.data());
-          for (int32_t j = 0; j < p.inner; j++) gate[j] = gate[j] / (1.f + std::exp(-gate[j])) * up[j];
+          swiGluRow(gate.data(), up.data(), p.inner);
           storeFromFloat(p.dtype, gate.data(), p.y, size_t(r) * p.inner, p.inner);
         }
       },

@@ -45,7 +45,8 @@ void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
 // Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
 // and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu);
 // products of 1 to 4 rows run on the small-batch GEMV (gemv.cu) unless LIGHTTRANSFER_GEMM names
-// a library. Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback", and why.
+// a library. Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback" ("gemv"
+// when LIGHTTRANSFER_GEMM=gemv forces the small-batch GEMV), and why.
 struct GemmBackend {
   std::string name;
   std::string detail;

@@ -1,5 +1,7 @@
-// Linear on CUDA: y[m, n] = x[m, k] · w[n, k]ᵀ (+ bias[n]), row-major, x/w/y/bias all bf16 or
-// all f16, f32 accumulation (a Hugging Face Linear with its weights as stored).
+// Linear on CUDA: y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or y += the same, row-major,
+// x/w/y/bias/norm all bf16 or all f16, f32 accumulation (a Hugging Face Linear with its weights as
+// stored; the input transform and accumulate as model_params.h defines them). With accumulate,
+// cuBLAS runs with beta = 1 and C = D = y, the fallback kernel adds y in its epilogue.
 //
 // Backends, in order of preference (gemmBackend() says which one runs and why):
 //   cublasLt  libcublasLt.so.13 (else .so.12, else unversioned; also under /usr/local/cuda/lib64)
@@ -28,7 +30,8 @@
 //   cores (mma.sync m16n8k16, f32 accumulators) work on the current tile from shared memory.
 //   Out-of-range rows, columns and k are zero-filled, so any m, n, k >= 0 is correct. Simple
 //   rather than fast: no cp.async pipeline, no ldmatrix, no split-k.
-// biasKernel<T>: y[r, j] = bias[j] when k == 0 on the library paths (nothing to multiply).
+// biasKernel<T>: y[r, j] = (y[r, j] +) bias[j] when k == 0 on the library paths (nothing to
+//   multiply).
 // addBiasKernel<T>: y[r, j] += bias[j] after cublasGemmEx, which has no bias epilogue.
 //   Both grid-stride, block 256.
 #include <cuda_bf16.h>

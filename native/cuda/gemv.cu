@@ -231,9 +231,9 @@ void launchRows(const LinearParams& p, cudaStream_t stream) {
 
 // The most rows the GEMV takes with each input transform inside it (smallBatchLinearFusesInput);
 // only those kernels are built. Every warp redoes the transform for its two weight rows, so the
-// transform's arithmetic grows with the rows while the weight bytes do not: SwiGLU (an
-// exponential and a reciprocal per element) keeps up with the memory for one row, RMSNorm for
-// two.
+// transform's arithmetic grows with the rows while the weight bytes do not; by instruction
+// counts, SwiGLU (an exponential and a reciprocal per element) should hide under the weight
+// reads for one row and RMSNorm for two (bench:kernels' fused rows measure it).
 template <LinearInput kInput>
 constexpr int kFusedRows = kInput == LinearInput::Plain     ? kSmallBatchLinearMaxRows
                            : kInput == LinearInput::RmsNorm ? 2
@@ -304,9 +304,8 @@ bool smallBatchLinearApplies(const LinearParams& p) {
 
 void smallBatchLinear(const LinearParams& p, cudaStream_t stream) {
   if (!smallBatchLinearApplies(p))
-    throw Error(
-        "linear: the small-batch GEMV needs 1-4 bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and y "
-        "apart from x");
+    throw Error("linear: the small-batch GEMV needs 1 to " + std::to_string(kSmallBatchLinearMaxRows) +
+                " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and y apart from x");
   if (!smallBatchLinearFusesInput(p))
     throw Error("linear: internal: the small-batch GEMV was handed an input transform it does not fuse at " +
                 std::to_string(p.m) + " rows");

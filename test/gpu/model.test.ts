@@ -2,6 +2,7 @@
 // fixtures in bf16/f16, memory freed by dispose(), and out-of-memory as a JS error.
 import * as path from "node:path";
 import { cudaStatus, type DeviceName, devices, kernels, loadModel, type Model, memoryUsage, Tensor } from "../../lib";
+import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { describeWithCuda, relError } from "../helpers/gpu";
@@ -354,9 +355,67 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, n, k, accumulate, worst: "none", rms: true });
     if (!gemv) expect(() => check("gemv")).toThrow(/LIGHTTRANSFER_GEMM=gemv but the small-batch GEMV does not take this call/);
   });
+  // The layer's chain (norm → gate|up, SwiGLU → down added into h, norm → a square projection
+  // added into h) at decode's row counts: each GEMV then follows a kernel that wrote its input,
+  // launched as its programmatic dependent on sm_90. Eager on CUDA against the CPU run in bf16
+  // (the same rounding points), and replayed from a CUDA graph against eager (the same kernels:
+  // bit for bit where every product is a GEMV; cuBLAS without a workspace in the graph may sum in
+  // another order).
+  test.each([1, 2, 3, 4, 6])("a chain of fused linears over %i rows: eager equals the CPU, the graph equals eager", (m) => {
+    const hidden = 8 * rng.int(8, 48),
+      inner = 8 * rng.int(8, 48),
+      eps = 1e-5;
+    const weights = {
+      norm: pair([hidden], "bf16"),
+      gateUp: pair([2 * inner, hidden], "bf16"),
+      down: pair([hidden, inner], "bf16"),
+      square: pair([hidden, hidden], "bf16"),
+    };
+    const start = scope.random(rng, [m, hidden], "bf16").tensor;
+    const chain = (h: Tensor, on: "cpu" | "gpu", scratch: { gateUp: Tensor; a: Tensor }) => {
+      for (let round = 0; round < 3; round++) {
+        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.gateUp[on], out: scratch.gateUp });
+        kernels.linear({ x: scratch.gateUp, swiGlu: true, weight: weights.down[on], out: h, accumulate: true });
+        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.square[on], out: scratch.a });
+        kernels.linear({ x: scratch.a, weight: weights.square[on], out: h, accumulate: true });
+      }
+    };
+    const buffers = (device: DeviceName) => ({
+      h: scope.add(start.to(device)),
+      gateUp: scope.add(Tensor.empty([m, 2 * inner], "bf16", device)),
+      a: scope.add(Tensor.empty([m, hidden], "bf16", device)),
+    });
+    const cpu = buffers("cpu"),
+      eager = buffers("cuda:0"),
+      replayed = buffers("cuda:0");
+    chain(cpu.h, "cpu", cpu);
+    chain(eager.h, "gpu", eager);
+    const input = scope.add(Tensor.empty([1], "i32", "cuda:0"));
+    const graph = CudaGraph.capture(input, () => chain(replayed.h, "gpu", replayed));
+    try {
+      graph.launch(new Int32Array(1));
+    } finally {
+      graph.dispose();
+    }
+    const want = cpu.h.toFloat32Array(),
+      got = eager.h.toFloat32Array(),
+      again = replayed.h.toFloat32Array();
+    expect({ seed: rng.seed, m, fromCpu: relError(got, want) < 2e-2 }).toEqual({ seed: rng.seed, m, fromCpu: true });
+    if (m <= 4) expect({ seed: rng.seed, m, same: Array.from(again) }).toEqual({ seed: rng.seed, m, same: Array.from(got) });
+    else expect({ seed: rng.seed, m, fromEager: relError(again, got) < 2e-2 }).toEqual({ seed: rng.seed, m, fromEager: true });
+  });
+
+  test("on CUDA, out may not overlap x even for a plain product", () => {
+    const buffer = scope.random(rng, [8, 64], "bf16", "cuda:0").tensor;
+    const w = scope.random(rng, [64, 64], "bf16", "cuda:0").tensor;
+    expect(() => kernels.linear({ x: scope.add(buffer.rows(0, 4)), weight: w, out: scope.add(buffer.rows(2, 4)) })).toThrow(
+      /out overlaps x, which only a plain product on the CPU allows: give out a tensor of its own/,
+    );
+  });
+
   test("the GEMM backend is reported", () => {
     const backend = kernels.gemmBackend();
-    expect(backend?.name).toMatch(/cublasLt|cublas|fallback/);
+    expect(backend?.name).toMatch(/cublasLt|cublas|fallback|gemv/);
   });
 });
 
