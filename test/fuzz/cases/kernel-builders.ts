@@ -411,15 +411,18 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
       n = rng.int(1, 8),
       wType = rng.pick<FloatDType>(["f32", "bf16", "f16"]);
     const lead = rng.next() < 0.3 ? [2, rows] : [rows];
+    // SwiGLU of [gate, up] as the input: x has twice the weight's columns. (The norm's weight is a
+    // nested tensor, which these cases do not build; test/model-ops.test.ts covers it.)
+    const swiGlu = rng.next() < 0.3;
     const tensors: Record<string, Tensor> = {
-      x: m.floats([...lead, k], dtype),
+      x: m.floats([...lead, swiGlu ? 2 * k : k], dtype),
       weight: m.floats([n, k], wType),
       out: m.floats([...lead, n], dtype),
     };
     if (rng.next() < 0.5) tensors.bias = m.floats([n], wType);
     return {
       tensors,
-      settings: {},
+      settings: swiGlu ? { swiGlu } : {},
       numbers: [],
       args: [
         { name: "x", rule: "same", fixedShape: false },
@@ -431,7 +434,7 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
       callAsync: async (o) => [await kernels.linearAsync(o as never)],
       native: {
         name: "linear",
-        args: (o) => ({ x: h(o, "x"), weight: h(o, "weight"), bias: h(o, "bias"), out: h(o, "out") }),
+        args: (o) => ({ x: h(o, "x"), weight: h(o, "weight"), bias: h(o, "bias"), out: h(o, "out"), swiGlu: o.swiGlu }),
         observe: (o) => [t(o, "out")],
       },
     };
