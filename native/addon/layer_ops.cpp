@@ -66,8 +66,9 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   p.accumulate = accumulate;
 #ifdef LT_WITH_CUDA
   auto onGpu = [device](const LinearParams& q, cudaStream_t s) {
-    CallScratch scratch(device, cuda::linearScratchBytes(q));
-    cuda::linear(q, scratch.get(), s);
+    const cuda::LinearPlan plan = cuda::planLinear(q);
+    CallScratch scratch(device, plan.scratchBytes);
+    cuda::linear(q, plan, scratch.get(), s);
   };
 #else
   auto onGpu = nullptr;

@@ -53,10 +53,19 @@ struct GemmBackend {
 };
 GemmBackend gemmBackend();
 
-// The device scratch linear needs for p: its transformed input, when the input transform runs as
-// a kernel of its own before the product (0 when there is none, or the small-batch GEMV does it).
-size_t linearScratchBytes(const LinearParams& p);
-void linear(const LinearParams& p, void* scratch, cudaStream_t stream);
+// How linear runs a call, decided once: the backend LIGHTTRANSFER_GEMM asks for (read here),
+// whether the small-batch GEMV takes the call, whether the input transform runs first as a kernel
+// of its own, and the device scratch that needs for the transformed input. Plan, allocate the
+// scratch, run.
+enum class GemmRequest { Auto, Gemv, Library, Blas, Fallback };
+struct LinearPlan {
+  GemmRequest request = GemmRequest::Auto;
+  bool gemv = false;
+  bool separateTransform = false;
+  size_t scratchBytes = 0;
+};
+LinearPlan planLinear(const LinearParams& p);
+void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaStream_t stream);
 // gemv.cu: whether the small-batch GEMV takes p (1 to kSmallBatchLinearMaxRows bf16/f16 rows,
 // k % 8 == 0, x, w and norm 16-byte aligned, y apart from x), whether it also does p's input
 // transform (else that runs first, as its own kernel), and the GEMV itself.

@@ -21,7 +21,8 @@
 // LIGHTTRANSFER_GEMM=cublasLt is that list alone, so the two can be compared in one process, and
 // LIGHTTRANSFER_GEMM=gemv insists on the GEMV (an error where it does not apply), for tests.
 // An input transform (RMSNorm, SwiGLU) runs inside the GEMV where that stays memory-bound
-// (smallBatchLinearFusesInput), else as its own kernel into scratch before the product (routeFor).
+// (smallBatchLinearFusesInput), else as its own kernel into scratch before the product
+// (planLinear decides, reading LIGHTTRANSFER_GEMM once per call).
 //
 // gemmFallbackKernel<T, kVec>: grid (ceil(n/64), ceil(m/64)), block 128 (4 warps, 2×2, 32×32
 //   outputs each), static shared memory 2 stages × (64 + 64) × 40 × 2 B = 20 KiB. K advances 32 at
@@ -394,18 +395,16 @@ void checkBlas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("linear: ") + what + " failed: " + statusText(s));
 }
 
-enum class Mode { Auto, Gemv, Library, Blas, Fallback };
-
 // LIGHTTRANSFER_GEMM, read on every call so a test can switch backends within one process.
-Mode requestedMode() {
+GemmRequest requestedMode() {
   const char* env = std::getenv("LIGHTTRANSFER_GEMM");
-  if (env == nullptr || *env == 0) return Mode::Auto;
+  if (env == nullptr || *env == 0) return GemmRequest::Auto;
   const std::string v(env);
-  if (v == "auto") return Mode::Auto;
-  if (v == "gemv") return Mode::Gemv;
-  if (v == "cublasLt" || v == "cublaslt") return Mode::Library;
-  if (v == "cublas") return Mode::Blas;
-  if (v == "fallback") return Mode::Fallback;
+  if (v == "auto") return GemmRequest::Auto;
+  if (v == "gemv") return GemmRequest::Gemv;
+  if (v == "cublasLt" || v == "cublaslt") return GemmRequest::Library;
+  if (v == "cublas") return GemmRequest::Blas;
+  if (v == "fallback") return GemmRequest::Fallback;
   throw Error("LIGHTTRANSFER_GEMM must be auto, gemv, cublasLt, cublas or fallback, not '" + v + "'");
 }
 
@@ -558,39 +557,21 @@ void launchAddBias(const LinearParams& p, cudaStream_t stream) {
   throwIfLaunchFailed("linear", "addBiasKernel");
 }
 
-// How linear runs p: on the small-batch GEMV or on the library list, and whether its input
-// transform runs as a kernel of its own (into scratch) before the product.
-struct Route {
-  bool gemv = false;
-  bool separateTransform = false;
-};
-
-Route routeFor(const LinearParams& p, Mode mode) {
-  Route route;
-  route.gemv = (mode == Mode::Auto || mode == Mode::Gemv) && smallBatchLinearApplies(p);
-  if (mode == Mode::Gemv && !route.gemv)
-    throw Error("linear: LIGHTTRANSFER_GEMM=gemv but the small-batch GEMV does not take this call (it needs 1-" +
-                std::to_string(kSmallBatchLinearMaxRows) +
-                " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
-                std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
-  route.separateTransform = p.input != LinearInput::Plain && p.k > 0 && !(route.gemv && smallBatchLinearFusesInput(p));
-  return route;
-}
-
 // The product of p (its input already transformed unless the GEMV does it) on the route's backend.
 template <typename T>
-void runLinear(const LinearParams& p, Mode mode, const Route& route, cudaStream_t stream) {
-  if (route.gemv) {
+void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t stream) {
+  const GemmRequest mode = plan.request;
+  if (plan.gemv) {
     smallBatchLinear(p, stream);
     return;
   }
   if (p.input != LinearInput::Plain) throw Error("linear: internal: the library was handed an untransformed input");
   const Api& a = api();
-  if (mode == Mode::Fallback || (!a.ltOk() && !a.blasOk())) {
+  if (mode == GemmRequest::Fallback || (!a.ltOk() && !a.blasOk())) {
     launchFallback<T>(p, stream);
     return;
   }
-  if (mode == Mode::Blas && !a.blasOk())
+  if (mode == GemmRequest::Blas && !a.blasOk())
     throw Error("linear: LIGHTTRANSFER_GEMM=cublas but cuBLAS is unavailable: " + a.blasWhy);
   if (p.k == 0) {  // nothing to multiply: y = bias (or 0)
     launchBiasOnly<T>(p, stream);
@@ -602,8 +583,8 @@ void runLinear(const LinearParams& p, Mode mode, const Route& route, cudaStream_
   std::lock_guard<std::mutex> lock(st.mu);
   void* ws = workspaceFor(st, stream);
 
-  Path path = mode == Mode::Blas || !a.ltOk() ? Path::Blas : Path::Lt;
-  Plan* plan = nullptr;
+  Path path = mode == GemmRequest::Blas || !a.ltOk() ? Path::Blas : Path::Lt;
+  Plan* ltPlan = nullptr;
   if (path == Path::Lt) {
     if (st.lt == nullptr) checkBlas(a.ltCreate(&st.lt), "cublasLtCreate");
     PlanKey key{};
@@ -622,18 +603,18 @@ void runLinear(const LinearParams& p, Mode mode, const Route& route, cudaStream_
       if (st.plans.size() >= kMaxPlans) st.plans.clear();  // descriptors are leaked: rare, small
       it = st.plans.emplace(key, makeLtPlan(st, p, key, ws != nullptr ? kWorkspaceBytes : 0)).first;
     }
-    plan = &it->second;
-    path = plan->path;
+    ltPlan = &it->second;
+    path = ltPlan->path;
   }
   switch (path) {
     case Path::Lt: {
       if (p.bias != nullptr)
-        checkBlas(a.ltMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)),
+        checkBlas(a.ltMatmulDescSetAttribute(ltPlan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &p.bias, sizeof(p.bias)),
                   "set BIAS_POINTER");
       // D = W·X + beta·C (+ bias), C = D = y: beta 1 accumulates into y, rounding once.
       const float one = 1.f, beta = p.accumulate ? 1.f : 0.f;
-      checkBlas(a.ltMatmul(st.lt, plan->desc, &one, p.w, plan->a, p.x, plan->b, &beta, p.y, plan->d, p.y, plan->d,
-                           &plan->algo, plan->workspace > 0 ? ws : nullptr, plan->workspace, stream),
+      checkBlas(a.ltMatmul(st.lt, ltPlan->desc, &one, p.w, ltPlan->a, p.x, ltPlan->b, &beta, p.y, ltPlan->d, p.y,
+                           ltPlan->d, &ltPlan->algo, ltPlan->workspace > 0 ? ws : nullptr, ltPlan->workspace, stream),
                 "cublasLtMatmul");
       return;
     }
@@ -660,14 +641,14 @@ void runLinear(const LinearParams& p, Mode mode, const Route& route, cudaStream_
 
 GemmBackend gemmBackend() {
   const Api& a = api();
-  const Mode mode = requestedMode();
-  if (mode == Mode::Fallback) return {"fallback", "forced by LIGHTTRANSFER_GEMM=fallback"};
-  if (mode == Mode::Blas) {
+  const GemmRequest mode = requestedMode();
+  if (mode == GemmRequest::Fallback) return {"fallback", "forced by LIGHTTRANSFER_GEMM=fallback"};
+  if (mode == GemmRequest::Blas) {
     if (a.blasOk()) return {"cublas", a.blasName + " (forced by LIGHTTRANSFER_GEMM=cublas)"};
     return {"fallback", "LIGHTTRANSFER_GEMM=cublas but " + a.blasWhy};
   }
-  if (mode == Mode::Gemv) return {"gemv", "forced by LIGHTTRANSFER_GEMM=gemv (1 to 4 rows only)"};
-  const std::string smallBatch = mode == Mode::Auto ? "; 1 to 4 rows on the small-batch GEMV" : "";
+  if (mode == GemmRequest::Gemv) return {"gemv", "forced by LIGHTTRANSFER_GEMM=gemv (1 to 4 rows only)"};
+  const std::string smallBatch = mode == GemmRequest::Auto ? "; 1 to 4 rows on the small-batch GEMV" : "";
   if (a.ltOk()) {
     std::string detail = a.ltName;
     if (a.ltGetVersion != nullptr) detail += " (version " + std::to_string(a.ltGetVersion()) + ")";
@@ -677,12 +658,23 @@ GemmBackend gemmBackend() {
   return {"fallback", a.ltWhy + smallBatch};
 }
 
-size_t linearScratchBytes(const LinearParams& p) {
-  if (p.m <= 0 || p.n <= 0) return 0;
-  return routeFor(p, requestedMode()).separateTransform ? size_t(p.m) * p.k * dtypeSize(p.xType) : 0;
+LinearPlan planLinear(const LinearParams& p) {
+  LinearPlan plan;
+  plan.request = requestedMode();
+  if (p.m <= 0 || p.n <= 0) return plan;
+  const GemmRequest mode = plan.request;
+  plan.gemv = (mode == GemmRequest::Auto || mode == GemmRequest::Gemv) && smallBatchLinearApplies(p);
+  if (mode == GemmRequest::Gemv && !plan.gemv)
+    throw Error("linear: LIGHTTRANSFER_GEMM=gemv but the small-batch GEMV does not take this call (it needs 1-" +
+                std::to_string(kSmallBatchLinearMaxRows) +
+                " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
+                std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
+  plan.separateTransform = p.input != LinearInput::Plain && p.k > 0 && !(plan.gemv && smallBatchLinearFusesInput(p));
+  plan.scratchBytes = plan.separateTransform ? size_t(p.m) * p.k * dtypeSize(p.xType) : 0;
+  return plan;
 }
 
-void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
+void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaStream_t stream) {
   if (p.wType == DType::F32) throw Error("linear: f32 weights on CUDA: convert to bf16/f16 when loading");
   if (p.wType != DType::BF16 && p.wType != DType::F16)
     throw Error(std::string("linear: weights must be bf16 or f16 on CUDA, not ") + dtypeName(p.wType));
@@ -695,11 +687,9 @@ void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
   if (p.w == nullptr && p.k > 0) throw Error("linear: w is null");
   if (p.y == nullptr) throw Error("linear: y is null");
   if (p.input == LinearInput::RmsNorm && p.norm == nullptr && p.k > 0) throw Error("linear: norm is null");
-  const Mode mode = requestedMode();
-  const Route route = routeFor(p, mode);
   LinearParams q = p;
-  if (route.separateTransform) {
-    if (scratch == nullptr) throw Error("linear: the input transform needs linearScratchBytes() of scratch");
+  if (plan.separateTransform) {
+    if (scratch == nullptr) throw Error("linear: the input transform needs the plan's scratchBytes of scratch");
     if (p.input == LinearInput::RmsNorm) {
       RmsNormParams norm;
       norm.xType = p.xType, norm.wType = p.wType;
@@ -715,11 +705,11 @@ void linear(const LinearParams& p, void* scratch, cudaStream_t stream) {
     }
     q.x = scratch;
   }
-  if (route.separateTransform || p.k == 0) q.input = LinearInput::Plain, q.norm = nullptr;
+  if (plan.separateTransform || p.k == 0) q.input = LinearInput::Plain, q.norm = nullptr;
   if (p.xType == DType::BF16) {
-    runLinear<bf16>(q, mode, route, stream);
+    runLinear<bf16>(q, plan, stream);
   } else {
-    runLinear<f16>(q, mode, route, stream);
+    runLinear<f16>(q, plan, stream);
   }
 }
 

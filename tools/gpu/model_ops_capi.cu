@@ -47,7 +47,7 @@ int lt_linear(int xType, int wType, const void* x, const void* w, const void* bi
     p.m = m;
     p.n = n;
     p.k = k;
-    lt::cuda::linear(p, nullptr, st(stream));
+    lt::cuda::linear(p, lt::cuda::planLinear(p), nullptr, st(stream));
     return 0;
   } catch (const std::exception& e) {
     return fail(e.what(), err, errLen);
