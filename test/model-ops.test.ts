@@ -6,13 +6,12 @@ import {
   type FloatDType,
   Random,
   referenceArgmax,
-  referenceLinear,
   roundArray,
   roundTo,
   tolerance,
   worstBeyondBound,
 } from "./helpers/reference";
-import { plantedLogits, TensorScope } from "./helpers/tensors";
+import { plantedLogits, randomLinear, TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
 const scope = new TensorScope();
@@ -69,36 +68,10 @@ describe("linear", () => {
     const m = rng.int(1, 6),
       n = rng.int(1, 40),
       k = rng.int(1, 3) === 1 ? rng.int(1, 50) : 8 * rng.int(1, 12);
-    const eps = 1e-5;
-    const x = scope.random(rng, [m, input === "swiGlu" ? 2 * k : k], dtype);
-    const w = scope.random(rng, [n, k], "bf16");
-    const g = scope.random(rng, [k], "bf16");
-    const b = rng.next() < 0.5 ? scope.random(rng, [n], "bf16") : undefined;
-    const before = scope.random(rng, [m, n], dtype);
-    const out = accumulate ? before.tensor : undefined;
-    const y = kernels.linear({
-      x: x.tensor,
-      weight: w.tensor,
-      bias: b?.tensor,
-      out,
-      ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
-      ...(input === "swiGlu" && { swiGlu: true }),
-      accumulate,
-    });
-    if (!out) scope.add(y);
-    const { want, bound } = referenceLinear({
-      x: x.values,
-      m,
-      k,
-      input,
-      norm: g.values,
-      eps,
-      w: w.values,
-      n,
-      bias: b?.values,
-      before: accumulate ? before.values : undefined,
-      ulp: dtype === "bf16" ? 2 ** -8 : 2 ** -24,
-    });
+    const call = randomLinear(scope, rng, { m, n, k, input, accumulate, dtype, weightType: "bf16" });
+    // Accumulating, the call adds into `before` itself; otherwise it makes its result.
+    const y = accumulate ? call.run(call.before.tensor) : scope.add(call.run());
+    const { want, bound } = call.reference(dtype === "bf16" ? 2 ** -8 : 2 ** -24);
     const got = y.toFloat32Array();
     // Each element within its bound, and no error common to all of them (a wrong scale, a missing
     // rounding): independent bf16 roundings keep the root mean square near half an ulp (2^-9), and

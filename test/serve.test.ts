@@ -67,13 +67,22 @@ async function library(prompt: Prompt, options: GenerateOptions & SessionOptions
 
 const openAiReason = (reason: string) => (reason === "eos" || reason === "stop" ? "stop" : "length");
 
-/** A prompt (of `length` tokens, drawn from the range) whose greedy continuation runs `tokens` tokens without reaching EOS. */
-async function promptWithoutEos(tokens: number, options: SessionOptions = {}, length: [number, number] = [4, 16]): Promise<number[]> {
+/** A random prompt of `length` tokens (drawn from the range) that `accept` takes, in at most 50 draws; `what` says what it must do. */
+async function drawPrompt(length: [number, number], accept: (ids: number[]) => Promise<boolean>, what: string): Promise<number[]> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const ids = randomIds(rng.int(...length));
-    if ((await library(ids, { ...options, maxNewTokens: tokens, temperature: 0 })).finishReason === "length") return ids;
+    if (await accept(ids)) return ids;
   }
-  throw new Error(`no prompt in 50 runs went ${tokens} greedy tokens without EOS (seed ${rng.seed})`);
+  throw new Error(`no prompt in 50 draws ${what} (seed ${rng.seed})`);
+}
+
+/** A prompt (of `length` tokens, drawn from the range) whose greedy continuation runs `tokens` tokens without reaching EOS. */
+function promptWithoutEos(tokens: number, options: SessionOptions = {}, length: [number, number] = [4, 16]): Promise<number[]> {
+  return drawPrompt(
+    length,
+    async (ids) => (await library(ids, { ...options, maxNewTokens: tokens, temperature: 0 })).finishReason === "length",
+    `went ${tokens} greedy tokens without EOS`,
+  );
 }
 
 /** The smallest gap between the two largest logits over the greedy run of `prompt` (the difference of its top two logprobs). */
@@ -91,12 +100,20 @@ async function smallestGreedyGap(prompt: number[], options: GenerateOptions): Pr
 const clearGreedyGap = 2e-3;
 
 /** A prompt (of a length drawn from `length`) whose greedy run of `tokens` tokens, past EOS, never nears a tie. */
-async function promptWithClearGreedyRun(tokens: number, length: [number, number]): Promise<number[]> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const ids = randomIds(rng.int(...length));
-    if ((await smallestGreedyGap(ids, { maxNewTokens: tokens, stopAtEos: false })) > clearGreedyGap) return ids;
-  }
-  throw new Error(`no prompt in 50 draws kept its top two logits ${clearGreedyGap} apart over ${tokens} greedy tokens (seed ${rng.seed})`);
+function promptWithClearGreedyRun(tokens: number, length: [number, number]): Promise<number[]> {
+  return drawPrompt(
+    length,
+    async (ids) => (await smallestGreedyGap(ids, { maxNewTokens: tokens, stopAtEos: false })) > clearGreedyGap,
+    `kept its top two logits ${clearGreedyGap} apart over ${tokens} greedy tokens`,
+  );
+}
+
+/** A greedy completion streamed past EOS (`max_tokens` tokens unless aborted through `signal`), to keep a slot busy. */
+function streamPastEos(client: OpenAI, prompt: number[], maxTokens: number, signal: AbortSignal) {
+  return client.completions.create(
+    { model: modelName, prompt, max_tokens: maxTokens, temperature: 0, stream: true, lighttransfer: { ignore_eos: true } } as never,
+    { signal },
+  ) as unknown as Promise<AsyncIterable<OpenAI.Completion>>;
 }
 
 async function post(url: string, route: string, body: unknown, headers: Record<string, string> = { "content-type": "application/json" }) {
@@ -269,15 +286,18 @@ describe(`seed ${rng.seed}`, () => {
 
   test("stop strings end the text before them, streamed and not, with finish_reason stop", async () => {
     await withServer(async (server) => {
-      // A continuation of at least 4 characters, so a stop string can be taken from inside it past its start.
-      let ids: number[] = [];
+      // A continuation of 24 tokens without EOS and of at least 4 characters, so a stop string can
+      // be taken from inside it past its start.
       let text = "";
-      for (let attempt = 0; attempt < 50 && text.length < 4; attempt++) {
-        ids = await promptWithoutEos(24);
-        ({ text } = await library(ids, { maxNewTokens: 24, temperature: 0 }));
-      }
-      if (text.length < 4)
-        throw new Error(`no prompt in 50 draws continued to 4 or more characters in 24 greedy tokens (seed ${rng.seed})`);
+      const ids = await drawPrompt(
+        [4, 16],
+        async (drawn) => {
+          const run = await library(drawn, { maxNewTokens: 24, temperature: 0 });
+          text = run.text;
+          return run.finishReason === "length" && text.length >= 4;
+        },
+        "went 24 greedy tokens without EOS to 4 or more characters",
+      );
       // A stop string taken from inside the continuation, so it is met.
       const at = rng.int(1, text.length - 3);
       const stop = text.slice(at, at + rng.int(1, 2));
@@ -468,17 +488,7 @@ describe(`seed ${rng.seed}`, () => {
         const alone = await library(longIds, { maxNewTokens: 3, temperature: 0 });
         const controller = new AbortController();
         // The running stream goes on (past EOS) until the long prompt's answer is in.
-        const running = await server.client.completions.create(
-          {
-            model: modelName,
-            prompt: runningIds,
-            max_tokens: 3000,
-            temperature: 0,
-            stream: true,
-            lighttransfer: { ignore_eos: true },
-          } as never,
-          { signal: controller.signal },
-        );
+        const running = await streamPastEos(server.client, runningIds, 3000, controller.signal);
         let runningChunks = 0;
         let long: Promise<{ text: string; mixedTurns: number }> | undefined;
         const sendLong = async () => {
@@ -498,7 +508,7 @@ describe(`seed ${rng.seed}`, () => {
           return { text, mixedTurns };
         };
         try {
-          for await (const _ of running as unknown as AsyncIterable<unknown>) if (++runningChunks === 2) long = sendLong();
+          for await (const _ of running) if (++runningChunks === 2) long = sendLong();
         } catch (err) {
           expect((err as Error).name).toMatch(/Abort/);
         }
@@ -606,18 +616,8 @@ describe(`seed ${rng.seed}`, () => {
         // A stream that holds the one running slot (past EOS, far longer than the requests below
         // take to arrive) until the queue has been seen full.
         const controller = new AbortController();
-        const busy = await server.client.completions.create(
-          {
-            model: modelName,
-            prompt: randomIds(4),
-            max_tokens: 4000,
-            temperature: 0,
-            stream: true,
-            lighttransfer: { ignore_eos: true },
-          } as never,
-          { signal: controller.signal },
-        );
-        const busyChunks = (busy as unknown as AsyncIterable<OpenAI.Completion>)[Symbol.asyncIterator]();
+        const busy = await streamPastEos(server.client, randomIds(4), 4000, controller.signal);
+        const busyChunks = busy[Symbol.asyncIterator]();
         await busyChunks.next();
         let busyFinished: string | null = null;
         const busyRuns = (async () => {

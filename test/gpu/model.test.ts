@@ -6,8 +6,8 @@ import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { describeWithCuda, relError } from "../helpers/gpu";
-import { type FloatDType, Random, referenceLinear, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
-import { plantedLogits, TensorScope } from "../helpers/tensors";
+import { type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
+import { plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
 const describeGpu = describeWithCuda("model");
@@ -297,48 +297,20 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const n = n0 || rng.int(1, 300);
     // A random k is a multiple of 8 (the GEMV's case) three times in four.
     const k = k0 || (rng.next() < 0.75 ? 8 * rng.int(1, 700) : rng.int(1, 5000));
-    const eps = 1e-5;
-    const x = scope.random(rng, [m, input === "swiGlu" ? 2 * k : k], dtype, "cuda:0");
-    const w = scope.random(rng, [n, k], dtype, "cuda:0");
-    const g = scope.random(rng, [k], dtype, "cuda:0");
-    const b = rng.next() < 0.5 ? scope.random(rng, [n], dtype, "cuda:0") : undefined;
-    const before = scope.random(rng, [m, n], dtype, "cuda:0");
     const accumulate = rng.next() < 0.5;
+    const call = randomLinear(scope, rng, { m, n, k, input, accumulate, dtype, weightType: dtype, device: "cuda:0" });
     const ulp = dtype === "bf16" ? 2 ** -8 : 2 ** -11;
-    const reference = (partialsRounded: boolean) =>
-      referenceLinear({
-        x: x.values,
-        m,
-        k,
-        input,
-        norm: g.values,
-        eps,
-        w: w.values,
-        n,
-        bias: b?.values,
-        before: accumulate ? before.values : undefined,
-        ulp,
-        partialsRounded,
-      });
     // The GEMV sums in f32 to the end; cuBLAS may also round split-K partial sums to the dtype.
-    const strict = reference(false),
-      library = reference(true);
+    const strict = call.reference(ulp),
+      library = call.reference(ulp, true);
     const gemv = m <= 4 && k % 8 === 0;
     const check = (gemm: string) => {
       const out = scope.add(Tensor.empty([m, n], dtype, "cuda:0"));
-      out.copyFrom(before.tensor);
+      out.copyFrom(call.before.tensor);
       const previous = process.env.LIGHTTRANSFER_GEMM;
       process.env.LIGHTTRANSFER_GEMM = gemm;
       try {
-        kernels.linear({
-          x: x.tensor,
-          weight: w.tensor,
-          bias: b?.tensor,
-          out,
-          ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
-          ...(input === "swiGlu" && { swiGlu: true }),
-          accumulate,
-        });
+        call.run(out);
       } finally {
         if (previous === undefined) delete process.env.LIGHTTRANSFER_GEMM;
         else process.env.LIGHTTRANSFER_GEMM = previous;

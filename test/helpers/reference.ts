@@ -244,19 +244,14 @@ export function tolerance(dtype: FloatDType): { rtol: number; atol: number } {
 
 /** Index and size of the worst violation of |got - want| <= rtol |want| + atol, or undefined. */
 export function firstMismatch(got: ArrayLike<number>, want: ArrayLike<number>, tol: { rtol: number; atol: number }): string | undefined {
-  if (got.length !== want.length) return `length ${got.length} != ${want.length}`;
-  let worst = -1,
-    worstExcess = 0;
-  for (let i = 0; i < got.length; i++) {
-    const err = Math.abs(got[i] - want[i]);
-    const excess = err - (tol.rtol * Math.abs(want[i]) + tol.atol);
-    if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
-      worst = i;
-      worstExcess = excess;
-    }
-  }
-  if (worst < 0) return undefined;
-  return `element ${worst}: got ${got[worst]}, want ${want[worst]} (rtol ${tol.rtol}, atol ${tol.atol})`;
+  const worst = worstBeyondBound(
+    got,
+    want,
+    Array.from(want, (v) => tol.rtol * Math.abs(v) + tol.atol),
+  );
+  if (worst === "none") return undefined;
+  if ("length" in worst) return `length ${got.length} != ${want.length}`;
+  return `element ${worst.at}: got ${worst.got}, want ${worst.want} (rtol ${tol.rtol}, atol ${tol.atol})`;
 }
 
 /** Throws, naming the check, the worst element and the seed to replay, unless got ≈ want. */

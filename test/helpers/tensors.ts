@@ -1,6 +1,6 @@
 // Test inputs: random tensors with the float64 values the reference should see.
-import { type DeviceName, Tensor } from "../../lib";
-import { type FloatDType, type Random, roundArray } from "./reference";
+import { type DeviceName, kernels, Tensor } from "../../lib";
+import { type FloatDType, type LinearInput, type Random, referenceLinear, roundArray } from "./reference";
 
 export interface RandomTensor {
   tensor: Tensor;
@@ -68,4 +68,61 @@ export class TensorScope {
     for (const t of this.tensors) t.dispose();
     this.tensors.length = 0;
   }
+}
+
+/**
+ * A random call of `kernels.linear` in one of its forms (input transform, accumulate) on m rows,
+ * x and out in `dtype`, weight, bias (half the time) and norm in `weightType`, on `device`.
+ * `run(out)` makes the call into out (a copy of `before` to accumulate into, or none: the result
+ * is then new); `reference` is its float64 definition (referenceLinear).
+ */
+export function randomLinear(
+  scope: TensorScope,
+  rng: Random,
+  c: {
+    m: number;
+    n: number;
+    k: number;
+    input: LinearInput;
+    accumulate: boolean;
+    dtype: FloatDType;
+    weightType: FloatDType;
+    device?: DeviceName;
+  },
+) {
+  const { m, n, k, input, accumulate } = c;
+  const eps = 1e-5;
+  const x = scope.random(rng, [m, input === "swiGlu" ? 2 * k : k], c.dtype, c.device);
+  const w = scope.random(rng, [n, k], c.weightType, c.device);
+  const g = scope.random(rng, [k], c.weightType, c.device);
+  const b = rng.next() < 0.5 ? scope.random(rng, [n], c.weightType, c.device) : undefined;
+  const before = scope.random(rng, [m, n], c.dtype, c.device);
+  return {
+    before,
+    run: (out?: Tensor): Tensor =>
+      kernels.linear({
+        x: x.tensor,
+        weight: w.tensor,
+        bias: b?.tensor,
+        out,
+        ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
+        ...(input === "swiGlu" && { swiGlu: true }),
+        accumulate,
+      }),
+    reference: (ulp: number, partialsRounded = false) =>
+      referenceLinear({
+        x: x.values,
+        m,
+        k,
+        input,
+        norm: g.values,
+        eps,
+        w: w.values,
+        n,
+        bias: b?.values,
+        before: accumulate ? before.values : undefined,
+        ulp,
+        partialsRounded,
+      }),
+  };
 }

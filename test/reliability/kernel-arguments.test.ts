@@ -18,6 +18,12 @@ function everyKernel(dtype: "f32" | "bf16" = "f32") {
   return { maker, calls: kernelNames.map((name) => ({ name, built: builders[name](maker, dtype) })) };
 }
 
+/** Valid decodeAttention arguments: one query over a 5-token paged cache. */
+function decodeArgs(maker: Maker) {
+  const pool = maker.floats([2, 4, 2, 8], "f32");
+  return { q: maker.floats([1, 2, 8], "f32"), kPages: pool, vPages: pool, pageTable: maker.ints([0, 1], [1, 2]), seqLens: maker.ints([5]) };
+}
+
 describe(`seed ${rng.seed}`, () => {
   test("the reported cases: a non-Tensor optional tensor is refused, naming the argument", () => {
     const maker = new Maker(rng);
@@ -27,14 +33,7 @@ describe(`seed ${rng.seed}`, () => {
     expect(() => kernels.rmsNorm({ x, weight, residual: [] as never })).toThrow(/rmsNorm: residual must be a Tensor, or undefined/);
     expect(() => kernels.prefillAttention({ q, k: q, v: q, lse: 5 as never })).toThrow(/prefillAttention: lse must be a Tensor/);
     expect(() => kernels.prefillAttention({ q, k: q, v: q, lazyRatioOut: 4294967301 as never })).toThrow(/lazyRatioOut must be a Tensor/);
-    const pool = maker.floats([2, 4, 2, 8], "f32");
-    const decode = {
-      q: maker.floats([1, 2, 8], "f32"),
-      kPages: pool,
-      vPages: pool,
-      pageTable: maker.ints([0, 1], [1, 2]),
-      seqLens: maker.ints([5]),
-    };
+    const decode = decodeArgs(maker);
     expect(() => kernels.decodeAttention({ ...decode, lse: "tensor" as never })).toThrow(/decodeAttention: lse must be a Tensor/);
     maker.disposeAll();
   });
@@ -71,14 +70,7 @@ describe(`seed ${rng.seed}`, () => {
           /lazyRatio must be true, false, undefined or \{/,
         );
     }
-    const pool = maker.floats([2, 4, 2, 8], "f32");
-    const decode = {
-      q: maker.floats([1, 2, 8], "f32"),
-      kPages: pool,
-      vPages: pool,
-      pageTable: maker.ints([0, 1], [1, 2]),
-      seqLens: maker.ints([5]),
-    };
+    const decode = decodeArgs(maker);
     expect(() => kernels.decodeAttention({ ...decode, returnLse: NaN as never })).toThrow(
       /decodeAttention: returnLse must be true, false or undefined/,
     );
