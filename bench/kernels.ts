@@ -131,9 +131,9 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
 
 // Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down); The calls cycle through enough weight copies to spill the GPU's
 // L2, as a decode step does, and on CUDA they are recorded into one CUDA graph and replayed, as
-// a decode step is, so the time is the kernels' and not the launches'. On CUDA: auto (the
-// small-batch GEMV for 1-4 rows) beside LIGHTTRANSFER_GEMM=cublasLt (the library alone), each
-// read when the graph is recorded.
+// a decode step is, so the time is the kernels' and not the launches'. On CUDA: the
+// small-batch GEMV (LIGHTTRANSFER_GEMM=gemv) beside cuBLASLt (the default), each read when the
+// graph is recorded.
 const projections = onGpu
   ? [
       [6144, 4096],
@@ -172,13 +172,22 @@ for (const m of [1, 4]) {
   projections.forEach(([n, k], p) => {
     const weightBytes = n * k * (dtype === "f32" ? 4 : 2);
     const copies = onGpu ? Math.max(4, Math.ceil(2 ** 30 / weightBytes)) : 1;
-    const weights = Array.from({ length: copies }, () => rand([n, k]));
+    // Random values once, copied on the device: drawing a GiB of normals on the host takes minutes.
+    const first = rand([n, k]);
+    const weights = [
+      first,
+      ...Array.from({ length: copies - 1 }, () => {
+        const copy = Tensor.empty([n, k], first.dtype, device);
+        copy.copyFrom(first);
+        return copy;
+      }),
+    ];
     const normWeight = rand([k]);
     const x = rand([m, k]),
       gateUp = rand([m, 2 * k]);
     const y = Tensor.empty([m, n], x.dtype, device);
     for (const { form, norm, swiGlu, accumulate } of layerForms[p])
-      for (const gemm of onGpu ? ["auto", "cublasLt"] : ["auto"]) {
+      for (const gemm of onGpu ? ["gemv", "cublasLt"] : ["auto"]) {
         process.env.LIGHTTRANSFER_GEMM = gemm;
         try {
           const ms = perCall(() => {

@@ -3,6 +3,7 @@
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
 import { loadModel, type Model } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
+import { pieceLength } from "../lib/generate/stepper";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import { readReference } from "./helpers/fixtures";
@@ -28,6 +29,37 @@ describe("lazy-layer selection", () => {
         expect(selector.retained.length).toBeLessThanOrEqual(P);
       }
       expect(lazy.sort((a, b) => a - b)).toEqual(topLazyLayers(ratios, P));
+    }
+  });
+});
+
+describe(`pieces of a prompt (seed ${rng.seed})`, () => {
+  test("within the budget where it can be, never leaving a last piece under minFinal tokens", () => {
+    for (let trial = 0; trial < 2000; trial++) {
+      const pending = rng.int(1, 300),
+        budget = rng.int(1, 300),
+        minFinal = rng.int(1, 40);
+      const count = pieceLength(pending, budget, minFinal);
+      const rest = pending - count;
+      const canSplit = pending > budget && pending - minFinal >= 1;
+      expect({ pending, budget, minFinal, count, ok: count >= 1 && count <= pending }).toEqual({
+        pending,
+        budget,
+        minFinal,
+        count,
+        ok: true,
+      });
+      if (!canSplit) expect(count).toBe(pending);
+      else
+        expect({ pending, budget, minFinal, withinBudget: count <= budget, rest: rest >= minFinal }).toEqual({
+          pending,
+          budget,
+          minFinal,
+          withinBudget: true,
+          rest: true,
+        });
+      // As large as those rules allow.
+      if (canSplit) expect(count).toBe(Math.min(budget, pending - minFinal));
     }
   });
 });
@@ -171,6 +203,75 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     expect(hybrid.after).toBe(P * pages(ids.length) + (L - P) * pages(S + W));
     const full = peak({ mode: "off" });
     expect(full.peak).toBe(L * pages(ids.length));
+  });
+
+  test("a prompt prefilled in pieces (as the server does) cuts the layers one prefill cuts, on its last piece, with its logits", () => {
+    const hybrid = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
+    const whole = (ids: number[]) => {
+      const sequence = new GenerationSequence(model.decoder, hybrid);
+      try {
+        const logits = sequence.prefill(ids, 32);
+        return { logits, state: sequence.hybridState, pages: sequence.seq.caches.map((c) => c.pageTable.length) };
+      } finally {
+        sequence.dispose();
+      }
+    };
+    // A prompt whose layers' ratios keep a clear gap at the selection's boundary, so that the
+    // rounding of other chunk boundaries cannot swap a lazy layer for a full one.
+    let ids: number[] = [];
+    let one: ReturnType<typeof whole> | undefined;
+    for (let draw = 0; draw < 20 && !one; draw++) {
+      ids = Array.from({ length: rng.int(60, 200) }, () => rng.int(2, model.config.vocabSize - 1));
+      const candidate = whole(ids);
+      const sorted = candidate.state.ratios.map((r) => r!).sort((a, b) => a - b);
+      if (sorted[1] - sorted[0] > 1e-4) one = candidate;
+    }
+    if (!one) throw new Error(`seed ${rng.seed}: no prompt in 20 with a clear selection gap`);
+
+    const sequence = new GenerationSequence(model.decoder, hybrid);
+    try {
+      let pending = ids;
+      let logits: Float32Array = new Float32Array(0);
+      const pieces: number[] = [];
+      while (pending.length > 0) {
+        const count = pieceLength(pending.length, rng.int(1, 40), sequence.minFinalPiece);
+        const continues = count < pending.length;
+        logits = sequence.prefill(pending.slice(0, count), 32, continues);
+        pending = pending.slice(count);
+        pieces.push(count);
+        // Nothing is measured or cut before the last piece.
+        if (continues) {
+          expect({ seed: rng.seed, pieces, state: sequence.hybridState.ratios.some((r) => r !== undefined) }).toEqual({
+            seed: rng.seed,
+            pieces,
+            state: false,
+          });
+          for (const c of sequence.seq.caches) expect(c.kind).toBe("full");
+        }
+      }
+      expect(pieces.length).toBeGreaterThan(1);
+      expect(pieces[pieces.length - 1]).toBeGreaterThanOrEqual(Math.min(4, ids.length));
+      const state = sequence.hybridState;
+      expect({ seed: rng.seed, lazy: state.lazyLayers }).toEqual({ seed: rng.seed, lazy: one.state.lazyLayers });
+      state.ratios.forEach((r, l) => expect(Math.abs(r! - one.state.ratios[l]!)).toBeLessThan(1e-5));
+      expect(sequence.seq.caches.map((c) => c.pageTable.length)).toEqual(one.pages);
+      let worst = 0;
+      for (let j = 0; j < logits.length; j++) worst = Math.max(worst, Math.abs(logits[j] - one.logits[j]));
+      expect({ seed: rng.seed, pieces, close: worst < 1e-4 }).toEqual({ seed: rng.seed, pieces, close: true });
+    } finally {
+      sequence.dispose();
+    }
+  });
+
+  test("a piece that continues the prompt returns only the last logits", () => {
+    const seq = model.decoder.createSequence();
+    try {
+      expect(() => model.decoder.prefill(seq, [3, 4, 5], { continues: true, allLogits: true })).toThrow(
+        /a prompt that continues returns only the last logits/,
+      );
+    } finally {
+      seq.dispose();
+    }
   });
 
   test("short prompts: selection waits until the sequence grows past sink + window, from the kept queries", () => {

@@ -86,7 +86,7 @@ function promptWithoutEos(tokens: number, options: SessionOptions = {}, length: 
 }
 
 /** The smallest gap between the two largest logits over the greedy run of `prompt` (the difference of its top two logprobs). */
-async function smallestGreedyGap(prompt: number[], options: GenerateOptions): Promise<number> {
+async function smallestGreedyGap(prompt: number[], options: GenerateOptions & SessionOptions): Promise<number> {
   let gap = Number.POSITIVE_INFINITY;
   for await (const chunk of model.generate(prompt, { ...options, temperature: 0, logprobs: 2 }))
     for (const { top_logprobs: top } of chunk.logprobs ?? []) gap = Math.min(gap, top[0].logprob - top[1].logprob);
@@ -479,51 +479,64 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
-  test("a long prompt is prefilled in pieces between the decode steps of a running stream, and gives what one prefill gives", async () => {
-    const stepTokens = 8;
-    await withServer(
-      async (server) => {
-        const runningIds = await promptWithoutEos(8);
-        const longIds = randomIds(rng.int(120, 200));
-        const alone = await library(longIds, { maxNewTokens: 3, temperature: 0 });
-        const controller = new AbortController();
-        // The running stream goes on (past EOS) until the long prompt's answer is in.
-        const running = await streamPastEos(server.client, runningIds, 3000, controller.signal);
-        let runningChunks = 0;
-        let long: Promise<{ text: string; mixedTurns: number }> | undefined;
-        const sendLong = async () => {
-          // Turns that prefilled and decoded so far (the running stream's own prompt may have given one).
-          const mixedBefore = await metric(server.url, 'lighttransfer_step_seconds_count{kind="mixed"}');
-          const stream = await server.client.completions.create({
-            model: modelName,
-            prompt: longIds,
-            max_tokens: 3,
-            temperature: 0,
-            stream: true,
-          });
-          let text = "";
-          for await (const chunk of stream) text += chunk.choices[0]?.text ?? "";
-          const mixedTurns = (await metric(server.url, 'lighttransfer_step_seconds_count{kind="mixed"}')) - mixedBefore;
-          controller.abort();
-          return { text, mixedTurns };
-        };
-        try {
-          for await (const _ of running) if (++runningChunks === 2) long = sendLong();
-        } catch (err) {
-          expect((err as Error).name).toMatch(/Abort/);
-        }
-        const got = await long!;
-        expect(got.text).toBe(alone.text);
-        // Each turn prefills at most stepTokens - 1 prompt tokens beside the running stream's decode
-        // step, so the long prompt takes a turn that prefilled and decoded (the server counts it) for
-        // every piece; prefilled at once, it would take one.
-        const pieces = Math.ceil(longIds.length / (stepTokens - 1));
-        expect(got.mixedTurns).toBeGreaterThanOrEqual(pieces);
-      },
-      { stepTokens },
-    );
-    await poolEmpties();
-  });
+  // Hybrid too: its policy measures and cuts on the last piece (at least lastQueries tokens).
+  test.each([
+    ["off", { mode: "off" as const }],
+    ["auto", { mode: "auto" as const, fullLayers: 1, sink: 2, window: 10, lastQueries: 6 }],
+  ])(
+    "a long prompt (hybrid %s) is prefilled in pieces between the decode steps of a running stream, and gives what one prefill gives",
+    async (_, hybrid) => {
+      const stepTokens = 8;
+      await withServer(
+        async (server) => {
+          const runningIds = await promptWithoutEos(8);
+          // Pieces round differently from one prefill: a greedy run near a tie could go either way.
+          const longIds = await drawPrompt(
+            [120, 200],
+            async (ids) => (await smallestGreedyGap(ids, { maxNewTokens: 3, hybrid })) > clearGreedyGap,
+            `kept its top two logits ${clearGreedyGap} apart over 3 greedy tokens`,
+          );
+          const alone = await library(longIds, { maxNewTokens: 3, temperature: 0, hybrid });
+          const controller = new AbortController();
+          // The running stream goes on (past EOS) until the long prompt's answer is in.
+          const running = await streamPastEos(server.client, runningIds, 3000, controller.signal);
+          let runningChunks = 0;
+          let long: Promise<{ text: string; mixedTurns: number }> | undefined;
+          const sendLong = async () => {
+            // Turns that prefilled and decoded so far (the running stream's own prompt may have given one).
+            const mixedBefore = await metric(server.url, 'lighttransfer_step_seconds_count{kind="mixed"}');
+            const stream = await server.client.completions.create({
+              model: modelName,
+              prompt: longIds,
+              max_tokens: 3,
+              temperature: 0,
+              stream: true,
+              lighttransfer: { hybrid },
+            } as never);
+            let text = "";
+            for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>) text += chunk.choices[0]?.text ?? "";
+            const mixedTurns = (await metric(server.url, 'lighttransfer_step_seconds_count{kind="mixed"}')) - mixedBefore;
+            controller.abort();
+            return { text, mixedTurns };
+          };
+          try {
+            for await (const _ of running) if (++runningChunks === 2) long = sendLong();
+          } catch (err) {
+            expect((err as Error).name).toMatch(/Abort/);
+          }
+          const got = await long!;
+          expect(got.text).toBe(alone.text);
+          // Each turn prefills at most stepTokens - 1 prompt tokens beside the running stream's decode
+          // step, so the long prompt takes a turn that prefilled and decoded (the server counts it) for
+          // every piece; prefilled at once, it would take one.
+          const pieces = Math.ceil(longIds.length / (stepTokens - 1));
+          expect(got.mixedTurns).toBeGreaterThanOrEqual(pieces);
+        },
+        { stepTokens },
+      );
+      await poolEmpties();
+    },
+  );
 
   test("per-request hybrid options (the lighttransfer field) give what a hybrid session gives", async () => {
     await withServer(async (server) => {

@@ -63,13 +63,14 @@ export class GenerationSequence {
 
   /**
    * Prefills `ids` in chunks of `chunkSize` (default: the decoder's) and returns the logits after
-   * the last one. All or nothing: the decoder puts the sequence back if it fails part-way, and a
+   * the last one; `continues` when more of the prompt follows in a later call (see
+   * minFinalPiece). All or nothing: the decoder puts the sequence back if it fails part-way, and a
    * first prompt that fails leaves a fresh sequence and policy here.
    */
-  prefill(ids: readonly number[], chunkSize?: number): Float32Array {
+  prefill(ids: readonly number[], chunkSize?: number, continues = false): Float32Array {
     const first = this.current.seq.length === 0;
     try {
-      return this.decoder.prefill(this.current.seq, ids, { chunkSize });
+      return this.decoder.prefill(this.current.seq, ids, { chunkSize, continues });
     } catch (err) {
       if (first) this.restart();
       throw err;
@@ -77,11 +78,11 @@ export class GenerationSequence {
   }
 
   /**
-   * Whether a prompt may be prefilled in pieces (separate prefill calls) with the result one call
-   * gives. Only without a hybrid policy: a policy measures and cuts layers on the whole prompt.
+   * Fewest tokens the last piece of a prompt prefilled in pieces may hold: a hybrid policy
+   * measures lazy ratios on the prompt's last queries, which that piece must contain.
    */
-  get prefillsInPieces(): boolean {
-    return this.hybrid.mode === "off";
+  get minFinalPiece(): number {
+    return this.current.policy?.minFinalChunk ?? 1;
   }
 
   /**

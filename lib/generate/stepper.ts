@@ -76,6 +76,19 @@ export class StepperMember {
 }
 
 /**
+ * Tokens of a pending prompt to prefill now within `budget`: all of them if they fit, else the
+ * budget, cut short where the rest would be a last piece under `minFinal` tokens (the last queries
+ * a hybrid policy measures must come in one piece), and all of them where the budget cannot
+ * leave such a rest.
+ * @example pieceLength(1000, 512, 32) // 512; pieceLength(530, 512, 32) // 498; pieceLength(20, 10, 32) // 20
+ */
+export function pieceLength(pending: number, budget: number, minFinal: number): number {
+  if (pending <= budget) return pending;
+  const count = Math.min(Math.max(1, budget), pending - Math.min(minFinal, pending));
+  return count >= 1 ? count : pending;
+}
+
+/**
  * Runs sequences one step at a time: admit() adds one, prefill() runs (part of) its prompt and,
  * once the prompt is in, gives its first chunk; step() decodes one token for every sequence
  * whose prompt is in and gives each one's chunk. A sequence whose chunk ends it leaves the
@@ -128,18 +141,19 @@ export class GenerationStepper {
   }
 
   /**
-   * Prefills up to `maxTokens` of the member's pending prompt (all of it by default, and always
-   * all of it where its sequence cannot take a prompt in pieces). Returns its first chunk once
+   * Prefills up to `maxTokens` of the member's pending prompt (all of it by default; a little
+   * less where the rest would be a last piece too short for its hybrid policy, or all of it where
+   * even that leaves nothing to prefill now; see pieceLength). Returns its first chunk once
    * the whole prompt is in, undefined while some remains. All or nothing: if it throws (the
    * pool running out, say), the member is as it was.
    * @example const chunk = stepper.prefill(member, 512);
    */
   prefill(member: StepperMember, maxTokens = Number.POSITIVE_INFINITY): GenerateChunk | undefined {
     if (!member.running || !member.prefilling) throw new Error("internal: prefill of a member that has no prompt pending");
-    const count = member.sequence.prefillsInPieces ? Math.max(1, Math.min(maxTokens, member.pending.length)) : member.pending.length;
+    const count = pieceLength(member.pending.length, maxTokens, member.sequence.minFinalPiece);
     const piece = member.pending.slice(0, count);
     const t0 = performance.now();
-    const logits = member.sequence.prefill(piece, member.settings.prefillChunk);
+    const logits = member.sequence.prefill(piece, member.settings.prefillChunk, count < member.pending.length);
     member.pending = member.pending.slice(count);
     const counters = this.options.counters;
     if (counters) {

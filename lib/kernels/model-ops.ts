@@ -366,7 +366,8 @@ export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offset
 
 /**
  * Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"; "gemv" when
- * LIGHTTRANSFER_GEMM=gemv forces the small-batch GEMV), or null without CUDA.
+ * LIGHTTRANSFER_GEMM=gemv-only forces the small-batch GEMV; with gemv, products of 1 to 4 rows run
+ * on it and the detail says so), or null without CUDA.
  * @example console.log(kernels.gemmBackend()?.detail);
  */
 export function gemmBackend(): GemmBackendInfo | null {

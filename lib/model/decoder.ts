@@ -23,6 +23,13 @@ export interface PrefillOptions {
    * tokens (teacher-forced scoring): computed where the logits are, one number per token read back.
    */
   targets?: readonly number[];
+  /**
+   * More of this prompt follows in a later prefill call (a prompt prefilled in pieces between
+   * decode steps): the hooks measure and cut nothing yet, so the lazy layers are chosen on the
+   * whole prompt, as one call would choose them. The last piece must hold the hooks'
+   * minFinalChunk tokens (the last queries a lazy ratio needs).
+   */
+  continues?: boolean;
 }
 
 /**
@@ -133,7 +140,8 @@ export class Decoder {
         throw new RangeError(`prefill: ${targets.length} targets for ${ids.length} tokens; give at most one per token`);
     }
     const output = targets !== undefined ? { targets } : options.allLogits ? "all" : "last";
-    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? this.prefillChunk, output);
+    if (options.continues && output !== "last") throw new TypeError("prefill: a prompt that continues returns only the last logits");
+    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? this.prefillChunk, output, options.continues ?? false);
   }
 
   /**

@@ -53,8 +53,10 @@ const scoreBlockRows = 1024;
  * what `output` asks for (PrefillOutput). The work is
  * layer-major — every chunk through layer i, then layer i + 1 — so the hooks learn layer i's
  * lazy ratio (and may cut its cache) before layer i + 1 allocates anything. If it fails part-way,
- * the sequence (caches, length, hooks) is left as it was.
- * @example const logits = prefillSequence(parts, seq, ids, 4096, "last");
+ * the sequence (caches, length, hooks) is left as it was. With `continues` (more of the prompt
+ * follows in a later call) the hooks are not called: the prompt's lazy ratios are measured, and
+ * its layers cut, on its last piece.
+ * @example const logits = prefillSequence(parts, seq, ids, 4096, "last", false);
  */
 export function prefillSequence(
   parts: ModelParts,
@@ -62,13 +64,14 @@ export function prefillSequence(
   ids: readonly number[],
   chunkSize: number,
   output: PrefillOutput,
+  continues: boolean,
 ): Float32Array {
   const N = ids.length;
   const chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
   const undo = new PrefillUndo(parts, seq, N);
   try {
-    seq.hooks.beforePrefill?.(seq, N);
-    return runPrefill(parts, seq, ids, chunks, output);
+    if (!continues) seq.hooks.beforePrefill?.(seq, N);
+    return runPrefill(parts, seq, ids, chunks, output, continues);
   } catch (err) {
     undo.restore();
     throw err;
@@ -83,6 +86,7 @@ function runPrefill(
   ids: readonly number[],
   chunks: Array<[number, number]>,
   output: PrefillOutput,
+  continues: boolean,
 ): Float32Array {
   const { config: c, device, dtype } = parts;
   const N = ids.length;
@@ -98,8 +102,9 @@ function runPrefill(
     const h = all.add(kernels.embedding({ ids: all.add(ints(ids, device)), table: parts.weights.embed, dtype }));
     for (let layer = 0; layer < c.layers; layer++) {
       let ratio: Float32Array | undefined;
-      for (const [offset, T] of chunks) ratio = runChunk(parts, seq, layer, h, positions, offset, T, offset + T === N) ?? ratio;
-      seq.hooks.layerDone?.(seq, layer, ratio);
+      for (const [offset, T] of chunks)
+        ratio = runChunk(parts, seq, layer, h, positions, offset, T, !continues && offset + T === N) ?? ratio;
+      if (!continues) seq.hooks.layerDone?.(seq, layer, ratio);
     }
     seq.length += N;
     if (typeof output === "object") return scoreTargets(parts, h, output.targets, all);

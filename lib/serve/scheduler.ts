@@ -1,7 +1,7 @@
 // Continuous batching over one model's page pool. Requests wait in a bounded queue; every step
-// admits the ones whose prompt fits the free pages (a hybrid prompt's planner peak, P + 1 full
-// caches), prefills prompt pieces under a per-step token budget so a long prompt does not stall
-// the running streams, and decodes one token for every sequence whose prompt is in. A finished or
+// admits the ones whose prompt fits the free pages (a prompt's peak while it is prefilled: see
+// peakPages), prefills prompt pieces under a per-step token budget so a long prompt, hybrid or
+// not, does not stall the running streams, and decodes one token for every sequence whose prompt is in. A finished or
 // cancelled sequence gives its pages back at once. When the pool cannot hold a step, the newest
 // sequence is preempted (its pages freed, its tokens re-prefilled when it is admitted again), so
 // no request is lost and running out of pages is never fatal.
@@ -116,12 +116,17 @@ export class Scheduler {
 
   /**
    * Most pages a prompt of `tokens` tokens needs while it is prefilled with `hybrid`: what
-   * admission waits for (and what a request larger than the whole pool can never get).
+   * admission waits for (and what a request larger than the whole pool can never get). A prompt
+   * is prefilled in pieces as the steps' token budgets allow, and a hybrid policy cuts layers only
+   * on its last piece, so until then every layer that is not a ring from the start holds its full
+   * cache (more than the planner's P + 1 for a prompt prefilled in one call).
    * @example if (scheduler.peakPages(ids.length, hybrid) > model.pool.numPages) reject();
    */
   peakPages(tokens: number, hybrid: ResolvedHybrid): number {
+    const layers = this.model.config.layers;
+    const ringsFromStart = hybrid.mode !== "off" && hybrid.prefill === "streaming" ? (hybrid.lazyLayers?.length ?? 0) : 0;
     return prefillPeakPages(this.model.config, tokens, {
-      fullLayers: keptFullLayers(hybrid, this.model.config.layers),
+      fullLayers: layers - ringsFromStart,
       sink: hybrid.sink,
       window: hybrid.window,
       pageSize: this.model.pool.pageSize,

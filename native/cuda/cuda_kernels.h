@@ -44,9 +44,9 @@ void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
 // ----------------------------------------------------------------------------- layer ops
 // Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
 // and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu);
-// products of 1 to 4 rows run on the small-batch GEMV (gemv.cu) unless LIGHTTRANSFER_GEMM names
-// a library. Which GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback" ("gemv"
-// when LIGHTTRANSFER_GEMM=gemv forces the small-batch GEMV), and why.
+// LIGHTTRANSFER_GEMM=gemv runs products of 1 to 4 rows on the small-batch GEMV (gemv.cu). Which
+// GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback" ("gemv" when
+// LIGHTTRANSFER_GEMM=gemv-only forces the small-batch GEMV), and why.
 struct GemmBackend {
   std::string name;
   std::string detail;
@@ -57,9 +57,9 @@ GemmBackend gemmBackend();
 // whether the small-batch GEMV takes the call, whether the input transform runs first as a kernel
 // of its own, and the device scratch that needs for the transformed input. Plan, allocate the
 // scratch, run.
-enum class GemmRequest { Auto, Gemv, Library, Blas, Fallback };
+enum class GemmRequest { Library, SmallBatch, SmallBatchOnly, Blas, Fallback };
 struct LinearPlan {
-  GemmRequest request = GemmRequest::Auto;
+  GemmRequest request = GemmRequest::Library;
   bool gemv = false;
   bool separateTransform = false;
   size_t scratchBytes = 0;

@@ -16,10 +16,11 @@
 //   fallback  gemmFallbackKernel below, when neither library opens, or when the environment
 //             variable LIGHTTRANSFER_GEMM=fallback (read on every call) asks for it.
 //             LIGHTTRANSFER_GEMM=cublas forces cublasGemmEx.
-// By default (LIGHTTRANSFER_GEMM auto or unset) a product of 1 to 4 rows runs on the small-batch
-// GEMV of gemv.cu when it applies (smallBatchLinearApplies), anything else on the list above.
-// LIGHTTRANSFER_GEMM=cublasLt is that list alone, so the two can be compared in one process, and
-// LIGHTTRANSFER_GEMM=gemv insists on the GEMV (an error where it does not apply), for tests.
+// By default (LIGHTTRANSFER_GEMM auto, cublasLt or unset) every product runs on the list above.
+// LIGHTTRANSFER_GEMM=gemv runs products of 1 to 4 rows on the small-batch GEMV of gemv.cu where
+// it applies (smallBatchLinearApplies), the rest on the list; gemv-only insists on the GEMV (an
+// error where it does not apply), for tests. The GEMV is opt-in because on an H200 its batch-1
+// decode step is slower than cuBLASLt's (bench/README.md).
 // An input transform (RMSNorm, SwiGLU) runs inside the GEMV where that stays memory-bound
 // (smallBatchLinearFusesInput), else as its own kernel into scratch before the product
 // (planLinear decides, reading LIGHTTRANSFER_GEMM once per call).
@@ -398,14 +399,14 @@ void checkBlas(cublasStatus_t s, const char* what) {
 // LIGHTTRANSFER_GEMM, read on every call so a test can switch backends within one process.
 GemmRequest requestedMode() {
   const char* env = std::getenv("LIGHTTRANSFER_GEMM");
-  if (env == nullptr || *env == 0) return GemmRequest::Auto;
+  if (env == nullptr || *env == 0) return GemmRequest::Library;
   const std::string v(env);
-  if (v == "auto") return GemmRequest::Auto;
-  if (v == "gemv") return GemmRequest::Gemv;
-  if (v == "cublasLt" || v == "cublaslt") return GemmRequest::Library;
+  if (v == "gemv") return GemmRequest::SmallBatch;
+  if (v == "gemv-only") return GemmRequest::SmallBatchOnly;
+  if (v == "auto" || v == "cublasLt" || v == "cublaslt") return GemmRequest::Library;
   if (v == "cublas") return GemmRequest::Blas;
   if (v == "fallback") return GemmRequest::Fallback;
-  throw Error("LIGHTTRANSFER_GEMM must be auto, gemv, cublasLt, cublas or fallback, not '" + v + "'");
+  throw Error("LIGHTTRANSFER_GEMM must be auto, cublasLt, gemv, gemv-only, cublas or fallback, not '" + v + "'");
 }
 
 // ============================================================================ per-device state
@@ -647,8 +648,8 @@ GemmBackend gemmBackend() {
     if (a.blasOk()) return {"cublas", a.blasName + " (forced by LIGHTTRANSFER_GEMM=cublas)"};
     return {"fallback", "LIGHTTRANSFER_GEMM=cublas but " + a.blasWhy};
   }
-  if (mode == GemmRequest::Gemv) return {"gemv", "forced by LIGHTTRANSFER_GEMM=gemv (1 to 4 rows only)"};
-  const std::string smallBatch = mode == GemmRequest::Auto ? "; 1 to 4 rows on the small-batch GEMV" : "";
+  if (mode == GemmRequest::SmallBatchOnly) return {"gemv", "forced by LIGHTTRANSFER_GEMM=gemv-only (1 to 4 rows only)"};
+  const std::string smallBatch = mode == GemmRequest::SmallBatch ? "; 1 to 4 rows on the small-batch GEMV" : "";
   if (a.ltOk()) {
     std::string detail = a.ltName;
     if (a.ltGetVersion != nullptr) detail += " (version " + std::to_string(a.ltGetVersion()) + ")";
@@ -663,9 +664,9 @@ LinearPlan planLinear(const LinearParams& p) {
   plan.request = requestedMode();
   if (p.m <= 0 || p.n <= 0) return plan;
   const GemmRequest mode = plan.request;
-  plan.gemv = (mode == GemmRequest::Auto || mode == GemmRequest::Gemv) && smallBatchLinearApplies(p);
-  if (mode == GemmRequest::Gemv && !plan.gemv)
-    throw Error("linear: LIGHTTRANSFER_GEMM=gemv but the small-batch GEMV does not take this call (it needs 1-" +
+  plan.gemv = (mode == GemmRequest::SmallBatch || mode == GemmRequest::SmallBatchOnly) && smallBatchLinearApplies(p);
+  if (mode == GemmRequest::SmallBatchOnly && !plan.gemv)
+    throw Error("linear: LIGHTTRANSFER_GEMM=gemv-only but the small-batch GEMV does not take this call (it needs 1-" +
                 std::to_string(kSmallBatchLinearMaxRows) +
                 " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
                 std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
