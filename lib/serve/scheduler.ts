@@ -10,7 +10,7 @@ import { PoolExhaustedError } from "../cache/page-pool";
 import type { FinishReason, GenerateChunk } from "../generate/options";
 import { GenerationSequence } from "../generate/sequence";
 import { GenerationStepper, type MemberSettings, type StepperMember } from "../generate/stepper";
-import { keptFullLayers, type ResolvedHybrid } from "../hybrid/options";
+import type { ResolvedHybrid } from "../hybrid/options";
 import { prefillPeakPages } from "../hybrid/planner";
 
 export interface SchedulerOptions {
