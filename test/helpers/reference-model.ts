@@ -5,6 +5,7 @@ import * as path from "node:path";
 import { type ModelConfig, readConfig } from "../../lib/checkpoint/config";
 import { Checkpoint } from "../../lib/checkpoint/weights";
 import { ropeInverseFrequencies } from "../../lib/model/rope";
+import { math } from "./reference";
 
 type Mat = Float64Array;
 
@@ -48,7 +49,7 @@ function rmsNorm(x: Mat, rows: number, dim: number, w: Mat, eps: number): Mat {
   for (let r = 0; r < rows; r++) {
     let ms = 0;
     for (let i = 0; i < dim; i++) ms += x[r * dim + i] ** 2;
-    const inv = 1 / Math.sqrt(ms / dim + eps);
+    const inv = 1 / math.sqrt(ms / dim + eps);
     for (let i = 0; i < dim; i++) y[r * dim + i] = x[r * dim + i] * inv * w[i];
   }
   return y;
@@ -58,12 +59,12 @@ function rope(x: Mat, tokens: number, heads: number, d: number, invFreq: Float32
   for (let t = 0; t < tokens; t++)
     for (let h = 0; h < heads; h++)
       for (let i = 0; i < d / 2; i++) {
-        const angle = Math.fround(t * invFreq[i]);
+        const angle = math.fround(t * invFreq[i]);
         const base = (t * heads + h) * d;
         const a = x[base + i],
           b = x[base + i + d / 2];
-        x[base + i] = a * Math.cos(angle) - b * Math.sin(angle);
-        x[base + i + d / 2] = b * Math.cos(angle) + a * Math.sin(angle);
+        x[base + i] = a * math.cos(angle) - b * math.sin(angle);
+        x[base + i + d / 2] = b * math.cos(angle) + a * math.sin(angle);
       }
 }
 
@@ -102,21 +103,21 @@ export function referenceForward(w: ReferenceWeights, ids: number[], mask: MaskF
     const P = new Float64Array(N * hq * N);
     for (let t = 0; t < N; t++)
       for (let hh = 0; hh < hq; hh++) {
-        const kv = Math.floor(hh / (hq / hkv));
+        const kv = math.floor(hh / (hq / hkv));
         const s = new Float64Array(N).fill(-Infinity);
         let max = -Infinity;
         for (let j = 0; j <= t; j++) {
           if (!mask(l, t, j)) continue;
           let dot = 0;
           for (let i = 0; i < d; i++) dot += q[(t * hq + hh) * d + i] * k[(j * hkv + kv) * d + i];
-          s[j] = dot / Math.sqrt(d);
-          max = Math.max(max, s[j]);
+          s[j] = dot / math.sqrt(d);
+          max = math.max(max, s[j]);
         }
         let sum = 0;
-        for (let j = 0; j < N; j++) if (s[j] > -Infinity) sum += Math.exp(s[j] - max);
+        for (let j = 0; j < N; j++) if (s[j] > -Infinity) sum += math.exp(s[j] - max);
         for (let j = 0; j < N; j++) {
           if (s[j] === -Infinity) continue;
-          const pr = Math.exp(s[j] - max) / sum;
+          const pr = math.exp(s[j] - max) / sum;
           P[(t * hq + hh) * N + j] = pr;
           for (let i = 0; i < d; i++) attn[(t * hq + hh) * d + i] += pr * v[(j * hkv + kv) * d + i];
         }
@@ -128,7 +129,7 @@ export function referenceForward(w: ReferenceWeights, ids: number[], mask: MaskF
     const I = c.intermediateSize;
     const gate = linear(x2, N, w.get(`${p}mlp.gate_proj.weight`), I, H);
     const up = linear(x2, N, w.get(`${p}mlp.up_proj.weight`), I, H);
-    for (let i = 0; i < gate.length; i++) gate[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
+    for (let i = 0; i < gate.length; i++) gate[i] = (gate[i] / (1 + math.exp(-gate[i]))) * up[i];
     const down = linear(gate, N, w.get(`${p}mlp.down_proj.weight`), H, I);
     for (let i = 0; i < h.length; i++) h[i] += down[i];
   }
@@ -151,7 +152,7 @@ export function referenceRatio(
 ): number {
   let total = 0,
     count = 0;
-  for (let qpos = Math.max(0, length - spec.lastQueries); qpos < length; qpos++)
+  for (let qpos = math.max(0, length - spec.lastQueries); qpos < length; qpos++)
     for (let h = 0; h < heads; h++) {
       let mass = 0;
       for (let j = 0; j <= qpos; j++) if (j < spec.sink || j >= length - spec.window) mass += probs[(qpos * heads + h) * tokens + j];
