@@ -3,7 +3,6 @@
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
 import { loadModel, type Model } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
-import { pieceLength } from "../lib/generate/stepper";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import { readReference } from "./helpers/fixtures";
@@ -29,37 +28,6 @@ describe("lazy-layer selection", () => {
         expect(selector.retained.length).toBeLessThanOrEqual(P);
       }
       expect(lazy.sort((a, b) => a - b)).toEqual(topLazyLayers(ratios, P));
-    }
-  });
-});
-
-describe(`pieces of a prompt (seed ${rng.seed})`, () => {
-  test("within the budget where it can be, never leaving a last piece under minFinal tokens", () => {
-    for (let trial = 0; trial < 2000; trial++) {
-      const pending = rng.int(1, 300),
-        budget = rng.int(1, 300),
-        minFinal = rng.int(1, 40);
-      const count = pieceLength(pending, budget, minFinal);
-      const rest = pending - count;
-      const canSplit = pending > budget && pending - minFinal >= 1;
-      expect({ pending, budget, minFinal, count, ok: count >= 1 && count <= pending }).toEqual({
-        pending,
-        budget,
-        minFinal,
-        count,
-        ok: true,
-      });
-      if (!canSplit) expect(count).toBe(pending);
-      else
-        expect({ pending, budget, minFinal, withinBudget: count <= budget, rest: rest >= minFinal }).toEqual({
-          pending,
-          budget,
-          minFinal,
-          withinBudget: true,
-          rest: true,
-        });
-      // As large as those rules allow.
-      if (canSplit) expect(count).toBe(Math.min(budget, pending - minFinal));
     }
   });
 });
@@ -205,73 +173,82 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     expect(full.peak).toBe(L * pages(ids.length));
   });
 
-  test("a prompt prefilled in pieces (as the server does) cuts the layers one prefill cuts, on its last piece, with its logits", () => {
+  test("a prefill run a little at a time (as the server runs it) cuts layer by layer within P + 1 full caches and gives one prefill's result, bit for bit", () => {
     const hybrid = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
-    const whole = (ids: number[]) => {
-      const sequence = new GenerationSequence(model.decoder, hybrid);
-      try {
-        const logits = sequence.prefill(ids, 32);
-        return { logits, state: sequence.hybridState, pages: sequence.seq.caches.map((c) => c.pageTable.length) };
-      } finally {
-        sequence.dispose();
-      }
-    };
-    // A prompt whose layers' ratios keep a clear gap at the selection's boundary, so that the
-    // rounding of other chunk boundaries cannot swap a lazy layer for a full one.
-    let ids: number[] = [];
-    let one: ReturnType<typeof whole> | undefined;
-    for (let draw = 0; draw < 20 && !one; draw++) {
-      ids = Array.from({ length: rng.int(60, 200) }, () => rng.int(2, model.config.vocabSize - 1));
-      const candidate = whole(ids);
-      const sorted = candidate.state.ratios.map((r) => r!).sort((a, b) => a - b);
-      if (sorted[1] - sorted[0] > 1e-4) one = candidate;
+    const ids = Array.from({ length: rng.int(60, 200) }, () => rng.int(2, model.config.vocabSize - 1));
+    const chunk = rng.int(8, 40);
+    const pages = (n: number) => Math.ceil(n / model.pool.pageSize);
+    const L = model.config.layers;
+    const summary = (sequence: GenerationSequence) => ({
+      state: sequence.hybridState,
+      pages: sequence.seq.caches.map((c) => c.pageTable.length),
+      length: sequence.length,
+    });
+    const one = new GenerationSequence(model.decoder, hybrid);
+    let whole: { logits: Float32Array; summary: ReturnType<typeof summary> };
+    try {
+      whole = { logits: one.prefill(ids, chunk), summary: summary(one) };
+    } finally {
+      one.dispose();
     }
-    if (!one) throw new Error(`seed ${rng.seed}: no prompt in 20 with a clear selection gap`);
-
     const sequence = new GenerationSequence(model.decoder, hybrid);
     try {
-      let pending = ids;
-      let logits: Float32Array = new Float32Array(0);
-      const pieces: number[] = [];
-      while (pending.length > 0) {
-        const count = pieceLength(pending.length, rng.int(1, 40), sequence.minFinalPiece);
-        const continues = count < pending.length;
-        logits = sequence.prefill(pending.slice(0, count), 32, continues);
-        pending = pending.slice(count);
-        pieces.push(count);
-        // Nothing is measured or cut before the last piece.
-        if (continues) {
-          expect({ seed: rng.seed, pieces, state: sequence.hybridState.ratios.some((r) => r !== undefined) }).toEqual({
-            seed: rng.seed,
-            pieces,
-            state: false,
-          });
-          for (const c of sequence.seq.caches) expect(c.kind).toBe("full");
-        }
+      const base = model.pool.usedPages;
+      model.pool.resetHighWater();
+      sequence.startPrefill(ids, chunk);
+      const calls: number[] = [];
+      let logits: Float32Array | undefined;
+      while (!logits) {
+        const work = rng.int(1, 2 * ids.length);
+        const done = sequence.continuePrefill(work);
+        calls.push(done.work);
+        logits = done.logits;
+        // Between calls the sequence is the run's: no step, no other prefill.
+        if (!logits) expect(() => model.decoder.step([sequence.seq], [3], "logits")).toThrow(/a prefill of this sequence is under way/);
       }
-      expect(pieces.length).toBeGreaterThan(1);
-      expect(pieces[pieces.length - 1]).toBeGreaterThanOrEqual(Math.min(4, ids.length));
-      const state = sequence.hybridState;
-      expect({ seed: rng.seed, lazy: state.lazyLayers }).toEqual({ seed: rng.seed, lazy: one.state.lazyLayers });
-      state.ratios.forEach((r, l) => expect(Math.abs(r! - one.state.ratios[l]!)).toBeLessThan(1e-5));
-      expect(sequence.seq.caches.map((c) => c.pageTable.length)).toEqual(one.pages);
-      let worst = 0;
-      for (let j = 0; j < logits.length; j++) worst = Math.max(worst, Math.abs(logits[j] - one.logits[j]));
-      expect({ seed: rng.seed, pieces, close: worst < 1e-4 }).toEqual({ seed: rng.seed, pieces, close: true });
+      expect({ seed: rng.seed, calls: calls.length > 1, work: calls.reduce((a, b) => a + b, 0) }).toEqual({
+        seed: rng.seed,
+        calls: true,
+        work: ids.length * L,
+      });
+      expect(model.pool.highWaterPages - base).toBeLessThanOrEqual(2 * pages(ids.length) + (L - 2) * pages(2 + 10));
+      expect({ seed: rng.seed, ...summary(sequence) }).toEqual({ seed: rng.seed, ...whole.summary });
+      expect(Buffer.from(logits.buffer).equals(Buffer.from(whole.logits.buffer))).toBe(true);
     } finally {
       sequence.dispose();
     }
   });
 
-  test("a piece that continues the prompt returns only the last logits", () => {
-    const seq = model.decoder.createSequence();
+  test("a prefill run cancelled part-way, or its sequence disposed, gives every page back; the sequence then prefills as new", () => {
+    const hybrid = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
+    const ids = Array.from({ length: rng.int(40, 120) }, () => rng.int(2, model.config.vocabSize - 1));
+    const base = model.pool.usedPages;
+    const sequence = new GenerationSequence(model.decoder, hybrid);
     try {
-      expect(() => model.decoder.prefill(seq, [3, 4, 5], { continues: true, allLogits: true })).toThrow(
-        /a prompt that continues returns only the last logits/,
-      );
+      sequence.startPrefill(ids, 16);
+      sequence.continuePrefill(rng.int(1, ids.length * model.config.layers - 1));
+      expect(model.pool.usedPages).toBeGreaterThan(base);
+      sequence.cancelPrefill();
+      expect({ seed: rng.seed, pages: model.pool.usedPages, length: sequence.length, prefilling: sequence.prefilling }).toEqual({
+        seed: rng.seed,
+        pages: base,
+        length: 0,
+        prefilling: false,
+      });
+      const again = sequence.prefill(ids, 16);
+      const fresh = new GenerationSequence(model.decoder, hybrid);
+      try {
+        expect(Buffer.from(again.buffer).equals(Buffer.from(fresh.prefill(ids, 16).buffer))).toBe(true);
+        expect(sequence.hybridState).toEqual(fresh.hybridState);
+      } finally {
+        fresh.dispose();
+      }
+      sequence.startPrefill(ids.slice(0, 5), 16);
+      sequence.continuePrefill(1);
     } finally {
-      seq.dispose();
+      sequence.dispose();
     }
+    expect(model.pool.usedPages).toBe(base);
   });
 
   test("short prompts: selection waits until the sequence grows past sink + window, from the kept queries", () => {

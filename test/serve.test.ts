@@ -479,24 +479,21 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
-  // Hybrid too: its policy measures and cuts on the last piece (at least lastQueries tokens).
+  // Hybrid too: the prefill goes on layer by layer, so its policy still cuts each layer in turn.
   test.each([
     ["off", { mode: "off" as const }],
     ["auto", { mode: "auto" as const, fullLayers: 1, sink: 2, window: 10, lastQueries: 6 }],
   ])(
-    "a long prompt (hybrid %s) is prefilled in pieces between the decode steps of a running stream, and gives what one prefill gives",
+    "a long prompt (hybrid %s) is prefilled a little per turn between the decode steps of a running stream, and gives what one prefill gives",
     async (_, hybrid) => {
-      const stepTokens = 8;
+      const stepTokens = 8,
+        prefillChunk = 16;
       await withServer(
         async (server) => {
           const runningIds = await promptWithoutEos(8);
-          // Pieces round differently from one prefill: a greedy run near a tie could go either way.
-          const longIds = await drawPrompt(
-            [120, 200],
-            async (ids) => (await smallestGreedyGap(ids, { maxNewTokens: 3, hybrid })) > clearGreedyGap,
-            `kept its top two logits ${clearGreedyGap} apart over 3 greedy tokens`,
-          );
-          const alone = await library(longIds, { maxNewTokens: 3, temperature: 0, hybrid });
+          const longIds = randomIds(rng.int(120, 200));
+          // The same chunks through the same layers in the same order: the same logits, bit for bit.
+          const alone = await library(longIds, { maxNewTokens: 3, temperature: 0, hybrid, prefillChunk });
           const controller = new AbortController();
           // The running stream goes on (past EOS) until the long prompt's answer is in.
           const running = await streamPastEos(server.client, runningIds, 3000, controller.signal);
@@ -526,13 +523,20 @@ describe(`seed ${rng.seed}`, () => {
           }
           const got = await long!;
           expect(got.text).toBe(alone.text);
-          // Each turn prefills at most stepTokens - 1 prompt tokens beside the running stream's decode
-          // step, so the long prompt takes a turn that prefilled and decoded (the server counts it) for
-          // every piece; prefilled at once, it would take one.
-          const pieces = Math.ceil(longIds.length / (stepTokens - 1));
-          expect(got.mixedTurns).toBeGreaterThanOrEqual(pieces);
+          // Beside the running stream's decode step a turn has stepTokens - 1 tokens of budget, each
+          // a token through every layer, and overshoots it by less than one unit (a chunk, at most
+          // 16 + lastQueries - 1 tokens, through one layer). So the prompt's prefill is spread over
+          // at least this many turns that prefilled and decoded (the server counts them); run
+          // whole, it would take one.
+          const layers = model.config.layers;
+          const turns = Math.ceil((longIds.length * layers) / ((stepTokens - 1) * layers + prefillChunk + 5));
+          expect({ seed: rng.seed, tokens: longIds.length, enough: got.mixedTurns >= turns }).toEqual({
+            seed: rng.seed,
+            tokens: longIds.length,
+            enough: true,
+          });
         },
-        { stepTokens },
+        { stepTokens, prefillChunk },
       );
       await poolEmpties();
     },

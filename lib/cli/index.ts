@@ -118,7 +118,7 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   .option("--max-context <n>", "most tokens (prompt + generated) per request", number("int"))
   .option("--max-queue <n>", "requests that may wait; more are answered 429", number("int"), 256)
   .option("--max-running <n>", "most sequences decoded together", number("int"), 256)
-  .option("--step-tokens <n>", "tokens per scheduler step (decode tokens + prompt pieces)", number("int"), 512)
+  .option("--step-tokens <n>", "tokens per scheduler step (decode tokens + prompt tokens through every layer)", number("int"), 512)
   .option("--log", "log every request (fastify's logger)")
   .action(async (o) => {
     const hybrid = hybridFromFlags(o);

@@ -61,7 +61,7 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       const seed = o.sampling.seed === undefined ? undefined : o.sampling.seed + index;
       const member = stepper.admit(sequence, ids, { ...o, sampling: { ...o.sampling, seed } });
       indexOf.set(member, index);
-      first.push({ index, chunk: stepper.prefill(member)! });
+      first.push({ index, chunk: stepper.prefill(member).chunk! });
       await yieldToEventLoop();
       checkLive();
     }

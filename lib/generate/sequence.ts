@@ -7,6 +7,7 @@
 import type { ResolvedHybrid } from "../hybrid/options";
 import { HybridPolicy, type HybridState } from "../hybrid/policy";
 import type { Decoder } from "../model/decoder";
+import type { PrefillRun } from "../model/prefill";
 import type { Sequence } from "../model/sequence";
 
 /**
@@ -18,6 +19,7 @@ import type { Sequence } from "../model/sequence";
  */
 export class GenerationSequence {
   private current: { seq: Sequence; policy?: HybridPolicy };
+  private running: { run: PrefillRun; first: boolean } | undefined;
 
   constructor(
     private readonly decoder: Decoder,
@@ -63,26 +65,65 @@ export class GenerationSequence {
 
   /**
    * Prefills `ids` in chunks of `chunkSize` (default: the decoder's) and returns the logits after
-   * the last one; `continues` when more of the prompt follows in a later call (see
-   * minFinalPiece). All or nothing: the decoder puts the sequence back if it fails part-way, and a
+   * the last one. All or nothing: the decoder puts the sequence back if it fails part-way, and a
    * first prompt that fails leaves a fresh sequence and policy here.
    */
-  prefill(ids: readonly number[], chunkSize?: number, continues = false): Float32Array {
+  prefill(ids: readonly number[], chunkSize?: number): Float32Array {
+    this.startPrefill(ids, chunkSize);
+    return this.continuePrefill(Number.POSITIVE_INFINITY).logits!;
+  }
+
+  /**
+   * Starts the prefill of `ids` that prefill() runs in one call, to go on in continuePrefill
+   * calls with other work between them (Decoder.startPrefill).
+   * @example sequence.startPrefill(ids); while (!sequence.continuePrefill(4096).logits) decodeOthers();
+   */
+  startPrefill(ids: readonly number[], chunkSize?: number): void {
+    if (this.running) throw new Error("internal: a prefill started while another is under way");
     const first = this.current.seq.length === 0;
     try {
-      return this.decoder.prefill(this.current.seq, ids, { chunkSize, continues });
+      this.running = { run: this.decoder.startPrefill(this.current.seq, ids, { chunkSize }), first };
     } catch (err) {
       if (first) this.restart();
       throw err;
     }
   }
 
+  /** Whether a prefill started with startPrefill is under way. */
+  get prefilling(): boolean {
+    return this.running !== undefined;
+  }
+
   /**
-   * Fewest tokens the last piece of a prompt prefilled in pieces may hold: a hybrid policy
-   * measures lazy ratios on the prompt's last queries, which that piece must contain.
+   * Runs about `work` more of the prefill under way (tokens through one layer each; at least one
+   * chunk through one layer) and returns the work done, and the logits after the prompt's last
+   * token once it is all in. All or nothing, as prefill().
    */
-  get minFinalPiece(): number {
-    return this.current.policy?.minFinalChunk ?? 1;
+  continuePrefill(work: number): { work: number; logits?: Float32Array } {
+    const running = this.running;
+    if (!running) throw new Error("internal: continuePrefill with no prefill under way");
+    try {
+      const done = running.run.advance(work);
+      if (!running.run.done) return { work: done };
+      this.running = undefined;
+      return { work: done, logits: running.run.finish() };
+    } catch (err) {
+      this.running = undefined;
+      if (running.first) this.restart();
+      throw err;
+    }
+  }
+
+  /**
+   * Ends a prefill under way unfinished: the sequence is as it was before it began (a first
+   * prompt's leaves a fresh sequence and policy, as a failure does). Does nothing if none is.
+   */
+  cancelPrefill(): void {
+    const running = this.running;
+    if (!running) return;
+    this.running = undefined;
+    running.run.cancel();
+    if (running.first) this.restart();
   }
 
   /**
@@ -90,12 +131,14 @@ export class GenerationSequence {
    * @example sequence.restart(); sequence.prefill(allTokensSoFar);
    */
   restart(): void {
+    this.running = undefined;
     this.current.seq.dispose();
     this.current = this.start();
   }
 
   /** Gives the sequence's KV pages back and frees its policy; later calls do nothing. */
   dispose(): void {
+    this.running = undefined;
     this.current.seq.dispose();
   }
 

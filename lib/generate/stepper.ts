@@ -1,6 +1,6 @@
 // The generation loop's machinery, one step at a time, for a set of sequences that may change
-// between steps: a sequence is admitted with its prompt, prefilled (whole, or in pieces where its
-// policy allows), then decoded with the others, one token per step, until a stop rule ends it
+// between steps: a sequence is admitted with its prompt, prefilled (in one call, or a part of the
+// work at a time with other sequences' steps between), then decoded with the others, one token per step, until a stop rule ends it
 // (EOS, a stop string, maxNewTokens, maxContext). generationLoop (loop.ts) runs it for a fixed set
 // of prompts; the server's scheduler admits and removes sequences while others run.
 import type { ModelConfig } from "../checkpoint/config";
@@ -76,21 +76,8 @@ export class StepperMember {
 }
 
 /**
- * Tokens of a pending prompt to prefill now within `budget`: all of them if they fit, else the
- * budget, cut short where the rest would be a last piece under `minFinal` tokens (the last queries
- * a hybrid policy measures must come in one piece), and all of them where the budget cannot
- * leave such a rest.
- * @example pieceLength(1000, 512, 32) // 512; pieceLength(530, 512, 32) // 498; pieceLength(20, 10, 32) // 20
- */
-export function pieceLength(pending: number, budget: number, minFinal: number): number {
-  if (pending <= budget) return pending;
-  const count = Math.min(Math.max(1, budget), pending - Math.min(minFinal, pending));
-  return count >= 1 ? count : pending;
-}
-
-/**
- * Runs sequences one step at a time: admit() adds one, prefill() runs (part of) its prompt and,
- * once the prompt is in, gives its first chunk; step() decodes one token for every sequence
+ * Runs sequences one step at a time: admit() adds one, prefill() runs its prompt (or part of the
+ * work) and, once the prompt is in, gives its first chunk; step() decodes one token for every sequence
  * whose prompt is in and gives each one's chunk. A sequence whose chunk ends it leaves the
  * stepper (its pages released at once with `releaseSequences`); remove() takes one out early,
  * preempt() takes one out and frees its pages so it can be admitted again later and go on from
@@ -98,7 +85,7 @@ export function pieceLength(pending: number, budget: number, minFinal: number): 
  * @example
  * const stepper = new GenerationStepper(model, { releaseSequences: true });
  * const member = stepper.admit(sequence, ids, settings);
- * let chunk = stepper.prefill(member);
+ * let { chunk } = stepper.prefill(member);
  * while (stepper.decoding.length) for (const { chunk } of stepper.step()) process.stdout.write(chunk.text);
  */
 export class GenerationStepper {
@@ -141,32 +128,33 @@ export class GenerationStepper {
   }
 
   /**
-   * Prefills up to `maxTokens` of the member's pending prompt (all of it by default; a little
-   * less where the rest would be a last piece too short for its hybrid policy, or all of it where
-   * even that leaves nothing to prefill now; see pieceLength). Returns its first chunk once
-   * the whole prompt is in, undefined while some remains. All or nothing: if it throws (the
-   * pool running out, say), the member is as it was.
-   * @example const chunk = stepper.prefill(member, 512);
+   * Prefills the member's pending prompt: all of it by default, or about `work` of it (tokens
+   * through one layer each, at least one chunk through one layer), so that the others' decode
+   * steps run between calls; the next call goes on where this one stopped (Decoder.startPrefill:
+   * layer by layer, so a hybrid policy still cuts each layer before the next one allocates).
+   * Returns the work done and, once the whole prompt is in, the member's first chunk. All or
+   * nothing: if it throws (the pool running out, say), the member is as it was before its
+   * prompt's prefill began.
+   * @example const { chunk, work } = stepper.prefill(member, 512 * model.config.layers);
    */
-  prefill(member: StepperMember, maxTokens = Number.POSITIVE_INFINITY): GenerateChunk | undefined {
+  prefill(member: StepperMember, work = Number.POSITIVE_INFINITY): { work: number; chunk?: GenerateChunk } {
     if (!member.running || !member.prefilling) throw new Error("internal: prefill of a member that has no prompt pending");
-    const count = pieceLength(member.pending.length, maxTokens, member.sequence.minFinalPiece);
-    const piece = member.pending.slice(0, count);
+    const sequence = member.sequence;
     const t0 = performance.now();
-    const logits = member.sequence.prefill(piece, member.settings.prefillChunk, count < member.pending.length);
-    member.pending = member.pending.slice(count);
+    if (!sequence.prefilling) sequence.startPrefill(member.pending, member.settings.prefillChunk);
+    const { work: done, logits } = sequence.continuePrefill(work);
     const counters = this.options.counters;
-    if (counters) {
-      counters.prefillSeconds += (performance.now() - t0) / 1000;
-      counters.promptTokens += piece.length;
-    }
-    if (member.prefilling) return undefined;
+    if (counters) counters.prefillSeconds += (performance.now() - t0) / 1000;
+    if (!logits) return { work: done };
+    if (counters) counters.promptTokens += member.pending.length;
+    member.pending = [];
     const k = member.settings.logprobs;
-    return this.chunkOf(
+    const chunk = this.chunkOf(
       member,
       () => member.sampler.next(logits, member.seen),
       k === undefined ? undefined : (next) => rowLogprobs(logits, next, k),
     );
+    return { work: done, chunk };
   }
 
   /**
@@ -216,6 +204,7 @@ export class GenerationStepper {
     this.members.splice(at, 1);
     member.running = false;
     if (this.options.releaseSequences) member.sequence.dispose();
+    else member.sequence.cancelPrefill();
   }
 
   /**

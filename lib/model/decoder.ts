@@ -9,7 +9,7 @@ import { type DeviceName, type DType, dtypeBytes, Tensor } from "../runtime/tens
 import { DecodeGraphs, type DecodeStats, type EagerReason } from "./decode-graph";
 import { StepBuffers, tableWidths } from "./decode-step";
 import type { ModelParts } from "./layer";
-import { prefillSequence } from "./prefill";
+import { type PrefillOutput, PrefillRun, prefillSequence } from "./prefill";
 import { ropeInverseFrequencies } from "./rope";
 import { Sequence, type SequenceHooks } from "./sequence";
 
@@ -23,13 +23,6 @@ export interface PrefillOptions {
    * tokens (teacher-forced scoring): computed where the logits are, one number per token read back.
    */
   targets?: readonly number[];
-  /**
-   * More of this prompt follows in a later prefill call (a prompt prefilled in pieces between
-   * decode steps): the hooks measure and cut nothing yet, so the lazy layers are chosen on the
-   * whole prompt, as one call would choose them. The last piece must hold the hooks'
-   * minFinalChunk tokens (the last queries a lazy ratio needs).
-   */
-  continues?: boolean;
 }
 
 /**
@@ -129,6 +122,25 @@ export class Decoder {
    * @example const logprobs = decoder.prefill(seq, continuation, { targets: continuation.slice(1) });
    */
   prefill(seq: Sequence, ids: readonly number[], options: PrefillOptions = {}): Float32Array {
+    const output = this.checkPrefill(seq, ids, options);
+    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? this.prefillChunk, output);
+  }
+
+  /**
+   * Starts the prefill that prefill() runs in one call, to be run a few units at a time
+   * (PrefillRun: advance() until done, then finish(); cancel() puts the sequence back). Until it
+   * ends, the sequence takes no other prefill or step.
+   * @example
+   * const run = decoder.startPrefill(seq, ids);
+   * while (!run.done) run.advance(512 * decoder.config.layers);
+   * const logits = run.finish();
+   */
+  startPrefill(seq: Sequence, ids: readonly number[], options: PrefillOptions = {}): PrefillRun {
+    const output = this.checkPrefill(seq, ids, options);
+    return new PrefillRun(this.parts, seq, ids, options.chunkSize ?? this.prefillChunk, output);
+  }
+
+  private checkPrefill(seq: Sequence, ids: readonly number[], options: PrefillOptions): PrefillOutput {
     checkTokenIds(ids, this.config.vocabSize, "prefill: ids");
     if (ids.length === 0) throw new RangeError("prefill needs at least one token");
     this.checkLive(seq, "prefill");
@@ -139,9 +151,7 @@ export class Decoder {
       if (targets.length > ids.length)
         throw new RangeError(`prefill: ${targets.length} targets for ${ids.length} tokens; give at most one per token`);
     }
-    const output = targets !== undefined ? { targets } : options.allLogits ? "all" : "last";
-    if (options.continues && output !== "last") throw new TypeError("prefill: a prompt that continues returns only the last logits");
-    return prefillSequence(this.parts, seq, ids, options.chunkSize ?? this.prefillChunk, output, options.continues ?? false);
+    return targets !== undefined ? { targets } : options.allLogits ? "all" : "last";
   }
 
   /**
@@ -230,6 +240,7 @@ export class Decoder {
   private checkLive(seq: Sequence, what: string): void {
     if (!(seq instanceof Sequence)) throw new TypeError(`${what} needs a Sequence made by decoder.createSequence()`);
     if (seq.disposed) throw new Error(`${what}: this sequence was disposed; create a new one with decoder.createSequence()`);
+    if (seq.prefillRun) throw new Error(`${what}: a prefill of this sequence is under way; finish or cancel it first`);
   }
 
   /**

@@ -50,13 +50,8 @@ const scoreBlockRows = 1024;
 
 /**
  * Runs prompt `ids` (checked by the caller) through the model into `seq`'s caches and returns
- * what `output` asks for (PrefillOutput). The work is
- * layer-major — every chunk through layer i, then layer i + 1 — so the hooks learn layer i's
- * lazy ratio (and may cut its cache) before layer i + 1 allocates anything. If it fails part-way,
- * the sequence (caches, length, hooks) is left as it was. With `continues` (more of the prompt
- * follows in a later call) the hooks are not called: the prompt's lazy ratios are measured, and
- * its layers cut, on its last piece.
- * @example const logits = prefillSequence(parts, seq, ids, 4096, "last", false);
+ * what `output` asks for (PrefillOutput): a PrefillRun run to its end in one call.
+ * @example const logits = prefillSequence(parts, seq, ids, 4096, "last");
  */
 export function prefillSequence(
   parts: ModelParts,
@@ -64,57 +59,152 @@ export function prefillSequence(
   ids: readonly number[],
   chunkSize: number,
   output: PrefillOutput,
-  continues: boolean,
 ): Float32Array {
-  const N = ids.length;
-  const chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
-  const undo = new PrefillUndo(parts, seq, N);
-  try {
-    if (!continues) seq.hooks.beforePrefill?.(seq, N);
-    return runPrefill(parts, seq, ids, chunks, output, continues);
-  } catch (err) {
-    undo.restore();
-    throw err;
-  } finally {
-    undo.dispose();
-  }
+  const run = new PrefillRun(parts, seq, ids, chunkSize, output);
+  run.advance(Number.POSITIVE_INFINITY);
+  return run.finish();
 }
 
-function runPrefill(
-  parts: ModelParts,
-  seq: Sequence,
-  ids: readonly number[],
-  chunks: Array<[number, number]>,
-  output: PrefillOutput,
-  continues: boolean,
-): Float32Array {
-  const { config: c, device, dtype } = parts;
-  const N = ids.length;
-  const start = seq.length;
-  const all = new Temps();
-  try {
-    const positions = all.add(
-      ints(
-        Array.from(ids, (_, i) => start + i),
-        device,
-      ),
-    );
-    const h = all.add(kernels.embedding({ ids: all.add(ints(ids, device)), table: parts.weights.embed, dtype }));
-    for (let layer = 0; layer < c.layers; layer++) {
-      let ratio: Float32Array | undefined;
-      for (const [offset, T] of chunks)
-        ratio = runChunk(parts, seq, layer, h, positions, offset, T, !continues && offset + T === N) ?? ratio;
-      if (!continues) seq.hooks.layerDone?.(seq, layer, ratio);
+/**
+ * A prefill that can stop between units of work and go on later, so that a server can run decode
+ * steps for other sequences between them. A unit is one chunk through one layer; the units run
+ * layer-major — every chunk through layer i, then layer i + 1 — so the hooks learn layer i's
+ * lazy ratio (and may cut its cache) before layer i + 1 allocates anything, however the run is
+ * split, and the result is the one an unsplit run gives, bit for bit. The run holds the prompt's
+ * residual stream [tokens, hidden] between calls. All or nothing: if a unit or the head fails,
+ * or the run is cancelled, the sequence (caches, length, hooks) is put back as it was before the
+ * run began. The sequence is the run's until finish() or cancel().
+ * @example
+ * const run = new PrefillRun(parts, seq, ids, 4096, "last");
+ * while (!run.done) run.advance(512 * parts.config.layers); // and decode other sequences between
+ * const logits = run.finish();
+ */
+export class PrefillRun {
+  private readonly temps = new Temps();
+  private readonly undo: PrefillUndo;
+  private readonly chunks: Array<[number, number]>;
+  private readonly h: Tensor;
+  private readonly positions: Tensor;
+  private layer = 0;
+  private chunk = 0;
+  private ratio: Float32Array | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly parts: ModelParts,
+    private readonly seq: Sequence,
+    private readonly ids: readonly number[],
+    chunkSize: number,
+    private readonly output: PrefillOutput,
+  ) {
+    const { device, dtype } = parts;
+    const N = ids.length;
+    this.chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
+    this.undo = new PrefillUndo(parts, seq, N);
+    try {
+      seq.hooks.beforePrefill?.(seq, N);
+      const start = seq.length;
+      this.positions = this.temps.add(
+        ints(
+          Array.from(ids, (_, i) => start + i),
+          device,
+        ),
+      );
+      this.h = this.temps.add(kernels.embedding({ ids: this.temps.add(ints(ids, device)), table: parts.weights.embed, dtype }));
+    } catch (err) {
+      this.end(true);
+      throw err;
     }
-    seq.length += N;
-    if (typeof output === "object") return scoreTargets(parts, h, output.targets, all);
+    seq.prefillRun = this;
+  }
+
+  /** Whether every layer has run: finish() gives the result. */
+  get done(): boolean {
+    return this.layer === this.parts.config.layers;
+  }
+
+  /** Work left, in tokens through one layer each (a whole prompt of N tokens is N × layers). */
+  get remainingWork(): number {
+    if (this.done) return 0;
+    const tokens = this.ids.length;
+    const inLayer = this.chunks.slice(this.chunk).reduce((sum, [, T]) => sum + T, 0);
+    return (this.parts.config.layers - this.layer - 1) * tokens + inLayer;
+  }
+
+  /**
+   * Runs units until `work` (tokens through one layer each) is spent, at least one unit, and at
+   * most to the last layer. Returns the work done. If a unit fails, the run is over and the
+   * sequence as it was before the run began.
+   */
+  advance(work: number): number {
+    this.checkOpen("advance");
+    const N = this.ids.length;
+    let spent = 0;
+    try {
+      while (!this.done && (spent === 0 || spent < work)) {
+        const [offset, T] = this.chunks[this.chunk];
+        const final = offset + T === N;
+        this.ratio = runChunk(this.parts, this.seq, this.layer, this.h, this.positions, offset, T, final) ?? this.ratio;
+        spent += T;
+        if (++this.chunk === this.chunks.length) {
+          this.seq.hooks.layerDone?.(this.seq, this.layer, this.ratio);
+          this.ratio = undefined;
+          this.chunk = 0;
+          this.layer++;
+        }
+      }
+    } catch (err) {
+      this.end(true);
+      throw err;
+    }
+    return spent;
+  }
+
+  /** The prefill's result, once done; the run ends and the sequence holds the prompt. */
+  finish(): Float32Array {
+    this.checkOpen("finish");
+    if (!this.done) throw new Error("internal: a prefill run finished before its last layer");
+    try {
+      this.seq.length += this.ids.length;
+      const result = this.head();
+      this.end(false);
+      return result;
+    } catch (err) {
+      this.end(true);
+      throw err;
+    }
+  }
+
+  private head(): Float32Array {
+    const { config: c, device, dtype } = this.parts;
+    const N = this.ids.length;
+    const output = this.output;
+    if (typeof output === "object") return scoreTargets(this.parts, this.h, output.targets, this.temps);
     // Usually only the last position's logits are needed.
     const rows = output === "all" ? N : 1;
-    const logits = all.add(Tensor.empty([rows, c.vocabSize], dtype, device));
-    runHead(parts, all.add(h.rows(N - rows, rows)), logits);
+    const logits = this.temps.add(Tensor.empty([rows, c.vocabSize], dtype, device));
+    runHead(this.parts, this.temps.add(this.h.rows(N - rows, rows)), logits);
     return logits.toFloat32Array();
-  } finally {
-    all.dispose();
+  }
+
+  /** Ends the run unfinished: the sequence goes back to what it was before the run began. */
+  cancel(): void {
+    if (!this.ended) this.end(true);
+  }
+
+  private end(restore: boolean): void {
+    this.ended = true;
+    if (this.seq.prefillRun === this) this.seq.prefillRun = undefined;
+    try {
+      if (restore) this.undo.restore();
+    } finally {
+      this.undo.dispose();
+      this.temps.dispose();
+    }
+  }
+
+  private checkOpen(what: string): void {
+    if (this.ended) throw new Error(`internal: ${what} on a prefill run that has ended`);
   }
 }
 

@@ -1,7 +1,8 @@
 // Continuous batching over one model's page pool. Requests wait in a bounded queue; every step
-// admits the ones whose prompt fits the free pages (a prompt's peak while it is prefilled: see
-// peakPages), prefills prompt pieces under a per-step token budget so a long prompt, hybrid or
-// not, does not stall the running streams, and decodes one token for every sequence whose prompt is in. A finished or
+// admits the ones whose prompt fits the free pages (a hybrid prompt's planner peak, P + 1 full
+// caches), runs prefill work under a per-step token budget (a prompt's prefill goes on over
+// several steps, a chunk through a layer at a time) so a long prompt does not stall the running
+// streams, and decodes one token for every sequence whose prompt is in. A finished or
 // cancelled sequence gives its pages back at once. When the pool cannot hold a step, the newest
 // sequence is preempted (its pages freed, its tokens re-prefilled when it is admitted again), so
 // no request is lost and running out of pages is never fatal.
@@ -10,13 +11,13 @@ import { PoolExhaustedError } from "../cache/page-pool";
 import type { FinishReason, GenerateChunk } from "../generate/options";
 import { GenerationSequence } from "../generate/sequence";
 import { GenerationStepper, type MemberSettings, type StepperMember } from "../generate/stepper";
-import type { ResolvedHybrid } from "../hybrid/options";
+import { keptFullLayers, type ResolvedHybrid } from "../hybrid/options";
 import { prefillPeakPages } from "../hybrid/planner";
 
 export interface SchedulerOptions {
   /** Requests that may wait for admission; beyond it submit() throws QueueFullError. */
   maxQueue: number;
-  /** Tokens one step processes: a decode token per running sequence, the rest prompt pieces. */
+  /** Tokens one step processes: a decode token per running sequence, the rest prompt tokens through every layer. */
   stepTokens: number;
   /** Most sequences running at once. */
   maxRunning: number;
@@ -39,14 +40,14 @@ export interface SchedulerEvents {
   preempted?(): void;
   prefilled?(tokens: number): void;
   /**
-   * A turn of the loop: its wall time (admission, prompt pieces, the decode step and its
+   * A turn of the loop: its wall time (admission, prefill work, the decode step and its
    * readback: what a decoding stream waits between two tokens), whether it prefilled and whether
    * it decoded.
    */
   stepped?(seconds: number, kind: StepKind): void;
 }
 
-/** What a turn of the scheduler's loop ran: prompt pieces, a decode step, or both. */
+/** What a turn of the scheduler's loop ran: prefill work, a decode step, or both. */
 export type StepKind = "prefill" | "decode" | "mixed";
 
 /** Thrown by submit() when the queue is full: the HTTP layer answers 429. */
@@ -116,17 +117,12 @@ export class Scheduler {
 
   /**
    * Most pages a prompt of `tokens` tokens needs while it is prefilled with `hybrid`: what
-   * admission waits for (and what a request larger than the whole pool can never get). A prompt
-   * is prefilled in pieces as the steps' token budgets allow, and a hybrid policy cuts layers only
-   * on its last piece, so until then every layer that is not a ring from the start holds its full
-   * cache (more than the planner's P + 1 for a prompt prefilled in one call).
+   * admission waits for (and what a request larger than the whole pool can never get).
    * @example if (scheduler.peakPages(ids.length, hybrid) > model.pool.numPages) reject();
    */
   peakPages(tokens: number, hybrid: ResolvedHybrid): number {
-    const layers = this.model.config.layers;
-    const ringsFromStart = hybrid.mode !== "off" && hybrid.prefill === "streaming" ? (hybrid.lazyLayers?.length ?? 0) : 0;
     return prefillPeakPages(this.model.config, tokens, {
-      fullLayers: layers - ringsFromStart,
+      fullLayers: keptFullLayers(hybrid, this.model.config.layers),
       sink: hybrid.sink,
       window: hybrid.window,
       pageSize: this.model.pool.pageSize,
@@ -243,8 +239,9 @@ export class Scheduler {
   }
 
   /**
-   * Prompt pieces for the prefilling sequences, oldest first, within what the step's token budget
-   * leaves. Returns whether any prompt tokens went in.
+   * Prefill work for the prefilling sequences, oldest first, within what the step's token budget
+   * leaves (a token of budget is one token through every layer; a prompt's prefill goes on over
+   * as many steps as it needs, a chunk through a layer at a time). Returns whether any ran.
    */
   private prefillPieces(): boolean {
     let any = false;
@@ -255,10 +252,11 @@ export class Scheduler {
       const member = entry.member!;
       if (!member.running || !member.prefilling) continue;
       if (budget <= 0) break;
-      const before = member.pending.length;
-      let chunk: GenerateChunk | undefined;
+      const layers = this.model.config.layers;
+      const tokens = member.pending.length;
+      let done: { work: number; chunk?: GenerateChunk };
       try {
-        chunk = this.stepper.prefill(member, budget);
+        done = this.stepper.prefill(member, budget * layers);
       } catch (err) {
         // The running streams come first: a prompt the pool cannot hold now waits at the queue's front.
         if (err instanceof PoolExhaustedError && this.running.length > 1) this.requeue(entry);
@@ -267,11 +265,10 @@ export class Scheduler {
         else this.fail(entry, err as Error);
         continue;
       }
-      const prefilled = before - member.pending.length || before;
-      budget -= prefilled;
+      budget -= done.work / layers;
       any = true;
-      this.events.prefilled?.(prefilled);
-      if (chunk) this.deliver(entry, chunk);
+      if (!member.prefilling) this.events.prefilled?.(tokens);
+      if (done.chunk) this.deliver(entry, done.chunk);
     }
     return any;
   }

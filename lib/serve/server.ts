@@ -31,7 +31,7 @@ export interface ServerOptions {
   modelName?: string;
   /** Requests that may wait for admission; more are answered 429 (default 256). */
   maxQueue?: number;
-  /** Tokens per scheduler step: one per running sequence, the rest prompt pieces (default 512). */
+  /** Tokens per scheduler step: one per running sequence, the rest prompt tokens through every layer (default 512). */
   stepTokens?: number;
   /** Most sequences running at once (default 256). */
   maxRunning?: number;
