@@ -159,9 +159,9 @@ function perCall(calls: () => void, count: number): number {
     graph.dispose();
   }
 }
-// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm (fused at 1-2 rows),
-// o and down added into the residual, down from SwiGLU (fused at 1 row); beside it the plain
-// product. GB/s counts the weights only.
+// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm, o and down added
+// into the residual, down from SwiGLU (on the GEMV, the norm is fused at 1-2 rows and SwiGLU at
+// 1 row); beside it the plain product. GB/s counts the weights only.
 const layerForms: Array<{ form: string; norm?: boolean; swiGlu?: boolean; accumulate?: boolean }[]> = [
   [{ form: "plain" }, { form: "norm", norm: true }],
   [{ form: "plain" }, { form: "accumulate", accumulate: true }],

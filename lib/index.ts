@@ -46,6 +46,7 @@ export type { HybridState } from "./hybrid/policy";
 export * as kernels from "./kernels";
 export type { DecodeStats, EagerReason } from "./model/decode-graph";
 export type { Decoder, PrefillOptions, StepOutput, StepReadback } from "./model/decoder";
+export type { PrefillRun } from "./model/prefill";
 export type { Sequence, SequenceHooks } from "./model/sequence";
 export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage } from "./runtime/devices";
 export { cudaStatus, devices, getThreads, memoryUsage, setThreads } from "./runtime/devices";

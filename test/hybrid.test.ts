@@ -1,9 +1,10 @@
 // LightTransfer end to end on the CPU: the hybrid model against an independent float64 reference
 // of the same semantics (auto and fixed modes), the heap against a global sort, memory bounds,
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
-import { loadModel, type Model } from "../lib";
+import { loadModel, type Model, type Sequence } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
+import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import { readReference } from "./helpers/fixtures";
 import { runHybrid } from "./helpers/hybrid-run";
@@ -226,7 +227,8 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const sequence = new GenerationSequence(model.decoder, hybrid);
     try {
       sequence.startPrefill(ids, 16);
-      sequence.continuePrefill(rng.int(1, ids.length * model.config.layers - 1));
+      // Short of the last layer (a call overshoots its work by less than a chunk through a layer).
+      expect(sequence.continuePrefill(rng.int(1, ids.length * (model.config.layers - 1))).logits).toBeUndefined();
       expect(model.pool.usedPages).toBeGreaterThan(base);
       sequence.cancelPrefill();
       expect({ seed: rng.seed, pages: model.pool.usedPages, length: sequence.length, prefilling: sequence.prefilling }).toEqual({
@@ -249,6 +251,38 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       sequence.dispose();
     }
     expect(model.pool.usedPages).toBe(base);
+  });
+
+  test("a run cancelled after layers were measured and cut puts the policy back too: the prompt then prefills as on a fresh sequence", () => {
+    const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
+    const ids = Array.from({ length: rng.int(40, 120) }, () => rng.int(2, model.config.vocabSize - 1));
+    const L = model.config.layers;
+    const snapshot = (policy: HybridPolicy, seq: Sequence) => ({
+      state: structuredClone(policy.state),
+      caches: seq.caches.map((c) => c.kind),
+      pages: seq.caches.map((c) => c.pageTable.length),
+    });
+    const freshPolicy = new HybridPolicy(model.decoder, options);
+    const fresh = model.decoder.createSequence(freshPolicy);
+    const policy = new HybridPolicy(model.decoder, options);
+    const seq = model.decoder.createSequence(policy);
+    try {
+      const empty = snapshot(policy, seq);
+      const run = model.decoder.startPrefill(seq, ids, { chunkSize: 16 });
+      // Two layers measured: with one layer kept full, one of them is cut already.
+      run.advance(2 * ids.length);
+      expect(policy.state.lazyLayers).toHaveLength(1);
+      run.cancel();
+      expect({ seed: rng.seed, ...snapshot(policy, seq) }).toEqual({ seed: rng.seed, ...empty });
+      const again = model.decoder.prefill(seq, ids, { chunkSize: 16 });
+      const want = model.decoder.prefill(fresh, ids, { chunkSize: 16 });
+      expect({ seed: rng.seed, ...snapshot(policy, seq) }).toEqual({ seed: rng.seed, ...snapshot(freshPolicy, fresh) });
+      expect(policy.state.lazyLayers).toHaveLength(L - 1);
+      expect(Buffer.from(again.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+    } finally {
+      seq.dispose();
+      fresh.dispose();
+    }
   });
 
   test("short prompts: selection waits until the sequence grows past sink + window, from the kept queries", () => {

@@ -344,6 +344,42 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test("a client that aborts while its prompt is being prefilled cancels the prefill under way: its pages come back", async () => {
+    // One-token chunks and a one-token budget: the prompt's prefill takes hundreds of turns.
+    await withServer(
+      async (server) => {
+        const ids = randomIds(rng.int(150, 250));
+        const controller = new AbortController();
+        const request = server.client.completions.create(
+          { model: modelName, prompt: ids, max_tokens: 4, temperature: 0, stream: true } as never,
+          { signal: controller.signal },
+        ) as unknown as Promise<AsyncIterable<OpenAI.Completion>>;
+        // The prefill has begun once the prompt holds pages.
+        while (model.pool.usedPages === 0) await new Promise((r) => setTimeout(r, 1));
+        controller.abort();
+        let chunks = 0;
+        try {
+          for await (const _ of await request) chunks++;
+        } catch (err) {
+          // Aborted before the response began (the client's "Request was aborted.") or after.
+          expect(`${(err as Error).name}: ${(err as Error).message}`).toMatch(/abort/i);
+        }
+        await poolEmpties();
+        // Prompt tokens are counted when a prompt is all in: none were.
+        expect({ seed: rng.seed, chunks, prompt: await metric(server.url, "lighttransfer_prompt_tokens_total") }).toEqual({
+          seed: rng.seed,
+          chunks: 0,
+          prompt: 0,
+        });
+        expect(await metric(server.url, 'lighttransfer_requests_total{endpoint="completion",outcome="cancelled"}')).toBe(1);
+        const after = await server.client.completions.create({ model: modelName, prompt: ids.slice(0, 20), max_tokens: 2, temperature: 0 });
+        expect(after.choices[0].finish_reason).toBeDefined();
+      },
+      { stepTokens: 1, prefillChunk: 1 },
+    );
+    await poolEmpties();
+  });
+
   test("malformed requests get their status and an OpenAI error body, and the server stays up", async () => {
     await withServer(
       async (server) => {
@@ -491,8 +527,14 @@ describe(`seed ${rng.seed}`, () => {
       await withServer(
         async (server) => {
           const runningIds = await promptWithoutEos(8);
-          const longIds = randomIds(rng.int(120, 200));
-          // The same chunks through the same layers in the same order: the same logits, bit for bit.
+          // The prefill is the same chunks through the same layers in the same order as alone, bit
+          // for bit; the later tokens come from decode steps batched with the running stream, which
+          // may differ in their last bits, so the prompt's greedy run keeps clear of ties.
+          const longIds = await drawPrompt(
+            [120, 200],
+            async (ids) => (await smallestGreedyGap(ids, { maxNewTokens: 3, hybrid, prefillChunk })) > clearGreedyGap,
+            `kept its top two logits ${clearGreedyGap} apart over 3 greedy tokens`,
+          );
           const alone = await library(longIds, { maxNewTokens: 3, temperature: 0, hybrid, prefillChunk });
           const controller = new AbortController();
           // The running stream goes on (past EOS) until the long prompt's answer is in.

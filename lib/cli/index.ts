@@ -118,7 +118,17 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   .option("--max-context <n>", "most tokens (prompt + generated) per request", number("int"))
   .option("--max-queue <n>", "requests that may wait; more are answered 429", number("int"), 256)
   .option("--max-running <n>", "most sequences decoded together", number("int"), 256)
-  .option("--step-tokens <n>", "tokens per scheduler step (decode tokens + prompt tokens through every layer)", number("int"), 512)
+  .option(
+    "--step-tokens <n>",
+    "about the tokens per scheduler step (decode tokens + prompt tokens through every layer; at least one prefill chunk through one layer)",
+    number("int"),
+    512,
+  )
+  .option(
+    "--prefill-chunk <n>",
+    "prompt tokens per prefill chunk, the smallest piece of a prompt a step runs through a layer (default: the model's)",
+    number("int"),
+  )
   .option("--log", "log every request (fastify's logger)")
   .action(async (o) => {
     const hybrid = hybridFromFlags(o);
@@ -131,6 +141,7 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
       maxQueue: o.maxQueue,
       maxRunning: o.maxRunning,
       stepTokens: o.stepTokens,
+      prefillChunk: o.prefillChunk,
       logger: o.log ?? false,
     });
     const url = await server.listen({ host: o.host, port: o.port });

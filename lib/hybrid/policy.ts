@@ -126,12 +126,36 @@ export class HybridPolicy implements SequenceHooks {
   }
 
   /**
-   * Saves what a prefill may change in this policy (the kept queries of a pending choice), so
-   * that a prefill that fails can be undone; the caches are the decoder's to restore.
+   * Saves what a prefill may change in this policy (the ratios measured, the layers chosen, the
+   * selection under way, the kept queries of a pending choice), so that a prefill that fails or
+   * is cancelled can be undone; the caches are the decoder's to restore.
    */
   savePoint(): { restore(): void; dispose(): void } {
     const kept = this.kept?.save();
-    return { restore: () => kept?.restore(), dispose: () => kept?.dispose() };
+    const hadKept = this.kept !== undefined;
+    const state = {
+      lazyLayers: [...this.state.lazyLayers],
+      ratios: [...this.state.ratios],
+      headRatios: this.state.headRatios.map((h) => h?.slice()),
+      pending: this.state.pending,
+    };
+    const lazy = [...this.lazy];
+    const heap = this.selector.save();
+    return {
+      restore: () => {
+        Object.assign(this.state, state);
+        this.lazy.clear();
+        for (const layer of lazy) this.lazy.add(layer);
+        this.selector.restore(heap);
+        kept?.restore();
+        // Queries kept for a choice that the undone prefill started.
+        if (!hadKept && this.kept) {
+          this.kept.dispose();
+          this.kept = undefined;
+        }
+      },
+      dispose: () => kept?.dispose(),
+    };
   }
 
   dispose(): void {

@@ -23,6 +23,16 @@ export class LazyLayerSelector {
     return this.popTop().layer;
   }
 
+  /** A copy of the heap, for restore() (a prefill that is undone). */
+  save(): ReadonlyArray<{ ratio: number; layer: number }> {
+    return this.heap.map((e) => ({ ...e }));
+  }
+
+  /** Puts back a heap that save() gave. */
+  restore(saved: ReadonlyArray<{ ratio: number; layer: number }>): void {
+    this.heap.splice(0, this.heap.length, ...saved.map((e) => ({ ...e })));
+  }
+
   /** Layers still full. */
   get retained(): number[] {
     return this.heap.map((e) => e.layer).sort((a, b) => a - b);

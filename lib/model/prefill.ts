@@ -123,14 +123,6 @@ export class PrefillRun {
     return this.layer === this.parts.config.layers;
   }
 
-  /** Work left, in tokens through one layer each (a whole prompt of N tokens is N × layers). */
-  get remainingWork(): number {
-    if (this.done) return 0;
-    const tokens = this.ids.length;
-    const inLayer = this.chunks.slice(this.chunk).reduce((sum, [, T]) => sum + T, 0);
-    return (this.parts.config.layers - this.layer - 1) * tokens + inLayer;
-  }
-
   /**
    * Runs units until `work` (tokens through one layer each) is spent, at least one unit, and at
    * most to the last layer. Returns the work done. If a unit fails, the run is over and the
@@ -190,6 +182,11 @@ export class PrefillRun {
   /** Ends the run unfinished: the sequence goes back to what it was before the run began. */
   cancel(): void {
     if (!this.ended) this.end(true);
+  }
+
+  /** @internal Ends the run unfinished without putting anything back: its sequence is being disposed. */
+  abandon(): void {
+    if (!this.ended) this.end(false);
   }
 
   private end(restore: boolean): void {

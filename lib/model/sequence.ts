@@ -48,7 +48,7 @@ export class Sequence {
   /** Tokens the sequence holds. */
   length = 0;
   /** @internal A prefill under way (prefill.ts's PrefillRun): until it ends, the sequence is its alone. */
-  prefillRun: { cancel(): void } | undefined;
+  prefillRun: { abandon(): void } | undefined;
   private readonly layerCaches: LayerCache[];
   private isDisposed = false;
 
@@ -126,9 +126,12 @@ export class Sequence {
   /** Gives every page back to the pool and disposes the hooks; later calls do nothing. */
   dispose(): void {
     if (this.isDisposed) return;
-    this.prefillRun?.cancel();
     this.isDisposed = true;
-    for (const c of this.layerCaches) c.release();
-    this.hooks.dispose?.();
+    try {
+      this.prefillRun?.abandon();
+    } finally {
+      for (const c of this.layerCaches) c.release();
+      this.hooks.dispose?.();
+    }
   }
 }

@@ -17,7 +17,11 @@ import { prefillPeakPages } from "../hybrid/planner";
 export interface SchedulerOptions {
   /** Requests that may wait for admission; beyond it submit() throws QueueFullError. */
   maxQueue: number;
-  /** Tokens one step processes: a decode token per running sequence, the rest prompt tokens through every layer. */
+  /**
+   * About the tokens one step processes: a decode token per running sequence, the rest prompt
+   * tokens through every layer (at least a quarter of it, and at least one prefill chunk through
+   * one layer).
+   */
   stepTokens: number;
   /** Most sequences running at once. */
   maxRunning: number;

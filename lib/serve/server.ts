@@ -31,7 +31,10 @@ export interface ServerOptions {
   modelName?: string;
   /** Requests that may wait for admission; more are answered 429 (default 256). */
   maxQueue?: number;
-  /** Tokens per scheduler step: one per running sequence, the rest prompt tokens through every layer (default 512). */
+  /**
+   * About the tokens per scheduler step: one per running sequence, the rest prompt tokens through
+   * every layer, at least one prefill chunk through one layer (default 512).
+   */
   stepTokens?: number;
   /** Most sequences running at once (default 256). */
   maxRunning?: number;

@@ -393,9 +393,12 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     );
   });
 
-  test("the GEMM backend is reported", () => {
+  test("the GEMM backend is reported; the small-batch GEMV runs only when asked for", () => {
     const backend = kernels.gemmBackend();
-    expect(backend?.name).toMatch(/cublasLt|cublas|fallback|gemv/);
+    expect(backend?.name).toMatch(/cublasLt|cublas|fallback/);
+    for (const gemm of ["", "auto", "cublasLt"]) expect(withGemm(gemm, () => kernels.gemmBackend()?.detail)).not.toMatch(/GEMV/);
+    expect(withGemm("gemv", () => kernels.gemmBackend()?.detail)).toMatch(/1 to 4 rows on the small-batch GEMV/);
+    expect(withGemm("gemv-only", () => kernels.gemmBackend()?.name)).toBe("gemv");
   });
 });
 
