@@ -348,7 +348,7 @@ describe(`seed ${rng.seed}`, () => {
     // One-token chunks and a one-token budget: the prompt's prefill takes hundreds of turns.
     await withServer(
       async (server) => {
-        const ids = randomIds(rng.int(150, 250));
+        const ids = randomIds(rng.int(400, 600));
         const controller = new AbortController();
         const request = server.client.completions.create(
           { model: modelName, prompt: ids, max_tokens: 4, temperature: 0, stream: true } as never,
