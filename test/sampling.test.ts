@@ -173,10 +173,33 @@ describe("candidatesFromTop settles what the top candidates can, exactly as the 
       expect(got).toBeUndefined();
       return;
     }
+    // ...unless the nucleus's edge lies within the f32 mass's error of the cut (left to the whole row).
+    if (topK === 0 && got === undefined) {
+      let all = 0;
+      for (const x of scores) if (!Number.isNaN(x)) all += Math.exp((x - Math.max(...want.ids.map((i) => scores[i]))) / temperature);
+      const last = want.weights[want.weights.length - 1];
+      const edge = Math.min(Math.abs(want.total - topP * all), Math.abs(topP * all - (want.total - last)));
+      expect({ seed: rng.seed, nearEdge: edge <= 2e-5 * topP * all }).toEqual({ seed: rng.seed, nearEdge: true });
+      return;
+    }
     expect(got).toBeDefined();
     expect(Array.from(got!.ids)).toEqual(Array.from(want.ids));
     got!.weights.forEach((w, i) => expect(Math.abs(w - want.weights[i])).toBeLessThanOrEqual(1e-12 * Math.max(1, want.weights[i])));
     expect(Math.abs(got!.total - want.total)).toBeLessThanOrEqual(1e-9 * want.total);
+  });
+
+  test("a nucleus whose edge lies within the mass's f32 error of the cut is left to the whole row", () => {
+    // Two likely tokens and a distinct tail; the cut placed exactly at the second token's edge.
+    const scores = Float32Array.from({ length: 40 }, (_, i) => (i === 0 ? 5 : i === 1 ? 4 : -i / 8));
+    const row = topOf(scores, 1, 8);
+    const top2 = 1 + Math.exp(4 - 5);
+    const atEdge = top2 / row.mass;
+    expect(candidatesFromTop(row, { temperature: 1, topK: 0, topP: atEdge })).toBeUndefined();
+    // Clear of the edge on either side: settled, with one token or two.
+    expect(Array.from(candidatesFromTop(row, { temperature: 1, topK: 0, topP: atEdge * (1 - 1e-3) })!.ids)).toEqual([0, 1]);
+    expect(Array.from(candidatesFromTop(row, { temperature: 1, topK: 0, topP: atEdge * (1 + 1e-3) })!.ids)).toEqual([0, 1, 2]);
+    const want = samplingCandidates(scores, { temperature: 1, topK: 0, topP: atEdge * (1 + 1e-3) });
+    expect(Array.from(want.ids)).toEqual([0, 1, 2]);
   });
 
   test("a row with fewer candidates than k is complete; more candidates than were stored is not", () => {

@@ -173,6 +173,12 @@ export interface RowCandidates {
 }
 
 /**
+ * A bound on the relative error of kernels.topCandidates' mass: an f32 sum of f32 exponentials on
+ * CUDA (about 1e-6 measured against f64), an f64 sum rounded to f32 on the CPU (2^-24).
+ */
+const massRelativeError = 1e-5;
+
+/**
  * samplingCandidates from a row's top candidates instead of the whole row: the same tokens,
  * weights and order (except that a row cut by neither topK nor topP comes most likely first, not
  * in id order), or undefined when the candidates do not hold them all.
@@ -201,6 +207,14 @@ export function candidatesFromTop(
     kept = 0;
     while (kept < n && keptMass < topP * total) keptMass += weights[kept++];
     if (keptMass < topP * total && !(topK > 0 || complete)) return undefined;
+    // The row's mass is summed in f32 on the device, next() sums it in f64: where the nucleus's
+    // edge lies within the mass's error of the cut, the two could keep different tokens, so the
+    // whole row settles it.
+    if (total === row.mass) {
+      const margin = massRelativeError * topP * total;
+      const before = keptMass - weights[kept - 1];
+      if (Math.abs(keptMass - topP * total) <= margin || Math.abs(topP * total - before) <= margin) return undefined;
+    }
   }
   return { ids: Int32Array.from(order.slice(0, kept), (i) => row.ids[i]), weights: weights.slice(0, kept), total: keptMass };
 }
