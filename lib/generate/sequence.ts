@@ -1,8 +1,8 @@
 // A sequence as generation holds it: the decoder's Sequence and, for hybrid generation, the
-// policy that is its hooks (kept here for its state). The Sequence prefills all or nothing, calls
-// its policy on every step and frees both with dispose(); what is left here is a first prompt's
-// failure, after which the policy may have chosen layers for a prompt the sequence no longer
-// holds, so generation starts afresh with a new sequence and policy.
+// policy that is its hooks (kept here for its state). The Sequence prefills all or nothing (its
+// caches and its policy's state alike), calls its policy on every step and frees both with
+// dispose(); what is left here is the prefill under way, if any, and starting afresh after a
+// preemption.
 
 import type { ResolvedHybrid } from "../hybrid/options";
 import { HybridPolicy, type HybridState } from "../hybrid/policy";
@@ -19,7 +19,7 @@ import type { Sequence } from "../model/sequence";
  */
 export class GenerationSequence {
   private current: { seq: Sequence; policy?: HybridPolicy };
-  private running: { run: PrefillRun; first: boolean } | undefined;
+  private running: PrefillRun | undefined;
 
   constructor(
     private readonly decoder: Decoder,
@@ -65,8 +65,8 @@ export class GenerationSequence {
 
   /**
    * Prefills `ids` in chunks of `chunkSize` (default: the decoder's) and returns the logits after
-   * the last one. All or nothing: the decoder puts the sequence back if it fails part-way, and a
-   * first prompt that fails leaves a fresh sequence and policy here.
+   * the last one. All or nothing: the decoder puts the sequence and its policy back if it fails
+   * part-way.
    */
   prefill(ids: readonly number[], chunkSize?: number): Float32Array {
     this.startPrefill(ids, chunkSize);
@@ -80,13 +80,7 @@ export class GenerationSequence {
    */
   startPrefill(ids: readonly number[], chunkSize?: number): void {
     if (this.running) throw new Error("internal: a prefill started while another is under way");
-    const first = this.current.seq.length === 0;
-    try {
-      this.running = { run: this.decoder.startPrefill(this.current.seq, ids, { chunkSize }), first };
-    } catch (err) {
-      if (first) this.restart();
-      throw err;
-    }
+    this.running = this.decoder.startPrefill(this.current.seq, ids, { chunkSize });
   }
 
   /** Whether a prefill started with startPrefill is under way. */
@@ -100,34 +94,30 @@ export class GenerationSequence {
    * token once it is all in. All or nothing, as prefill().
    */
   continuePrefill(work: number): { work: number; logits?: Float32Array } {
-    const running = this.running;
-    if (!running) throw new Error("internal: continuePrefill with no prefill under way");
+    const run = this.running;
+    if (!run) throw new Error("internal: continuePrefill with no prefill under way");
     try {
-      const done = running.run.advance(work);
-      if (!running.run.done) return { work: done };
+      const done = run.advance(work);
+      if (!run.done) return { work: done };
       this.running = undefined;
-      return { work: done, logits: running.run.finish() };
+      return { work: done, logits: run.finish() };
     } catch (err) {
       this.running = undefined;
-      if (running.first) this.restart();
       throw err;
     }
   }
 
   /**
-   * Ends a prefill under way unfinished: the sequence is as it was before it began (a first
-   * prompt's leaves a fresh sequence and policy, as a failure does). Does nothing if none is.
+   * Ends a prefill under way unfinished: the sequence and its policy are as they were before it
+   * began. Does nothing if none is.
    */
   cancelPrefill(): void {
-    const running = this.running;
-    if (!running) return;
+    this.running?.cancel();
     this.running = undefined;
-    running.run.cancel();
-    if (running.first) this.restart();
   }
 
   /**
-   * Gives every page back and starts again empty, with a fresh policy (a preempted sequence, a failed first prompt).
+   * Gives every page back and starts again empty, with a fresh policy (a preempted sequence).
    * @example sequence.restart(); sequence.prefill(allTokensSoFar);
    */
   restart(): void {
