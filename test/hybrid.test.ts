@@ -88,6 +88,11 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   const continuation = () => readReference(name).cases[1].greedy.slice(0, 12);
 
   const ours = (hybrid: object, ids: number[], cont: number[]) => runHybrid(model, hybrid, ids, cont);
+  // The prefill-run tests: auto with one layer kept full, over a random prompt of [min, max] tokens.
+  const autoOneFull = () =>
+    resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
+  const randomPrompt = (min: number, max: number) =>
+    Array.from({ length: rng.int(min, max) }, () => rng.int(2, model.config.vocabSize - 1));
 
   function expectClose(got: Float32Array[], want: Float64Array, firstRow: number, vocab: number) {
     got.forEach((row, i) => {
@@ -175,8 +180,8 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   });
 
   test("a prefill run a little at a time (as the server runs it) cuts layer by layer within P + 1 full caches and gives one prefill's result, bit for bit", () => {
-    const hybrid = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
-    const ids = Array.from({ length: rng.int(60, 200) }, () => rng.int(2, model.config.vocabSize - 1));
+    const hybrid = autoOneFull();
+    const ids = randomPrompt(60, 200);
     const chunk = rng.int(8, 40);
     const pages = (n: number) => Math.ceil(n / model.pool.pageSize);
     const L = model.config.layers;
@@ -221,8 +226,8 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   });
 
   test("a prefill run cancelled part-way, or its sequence disposed, gives every page back; the sequence then prefills as new", () => {
-    const hybrid = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
-    const ids = Array.from({ length: rng.int(40, 120) }, () => rng.int(2, model.config.vocabSize - 1));
+    const hybrid = autoOneFull();
+    const ids = randomPrompt(40, 120);
     const base = model.pool.usedPages;
     const sequence = new GenerationSequence(model.decoder, hybrid);
     try {
@@ -254,8 +259,8 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
   });
 
   test("a run cancelled after layers were measured and cut puts the policy back too: the prompt then prefills as on a fresh sequence", () => {
-    const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 } as never, model.config.layers);
-    const ids = Array.from({ length: rng.int(40, 120) }, () => rng.int(2, model.config.vocabSize - 1));
+    const options = autoOneFull();
+    const ids = randomPrompt(40, 120);
     const L = model.config.layers;
     const snapshot = (policy: HybridPolicy, seq: Sequence) => ({
       state: structuredClone(policy.state),

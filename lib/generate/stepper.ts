@@ -1,7 +1,7 @@
 // The generation loop's machinery, one step at a time, for a set of sequences that may change
 // between steps: a sequence is admitted with its prompt, prefilled (in one call, or a part of the
-// work at a time with other sequences' steps between), then decoded with the others, one token per step, until a stop rule ends it
-// (EOS, a stop string, maxNewTokens, maxContext). generationLoop (loop.ts) runs it for a fixed set
+// work at a time with other sequences' steps between), then decoded with the others, one token per
+// step, until a stop rule ends it (EOS, a stop string, maxNewTokens, maxContext). generationLoop (loop.ts) runs it for a fixed set
 // of prompts; the server's scheduler admits and removes sequences while others run.
 import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
@@ -77,8 +77,8 @@ export class StepperMember {
 
 /**
  * Runs sequences one step at a time: admit() adds one, prefill() runs its prompt (or part of the
- * work) and, once the prompt is in, gives its first chunk; step() decodes one token for every sequence
- * whose prompt is in and gives each one's chunk. A sequence whose chunk ends it leaves the
+ * work) and, once the prompt is in, gives its first chunk; step() decodes one token for every
+ * sequence whose prompt is in and gives each one's chunk. A sequence whose chunk ends it leaves the
  * stepper (its pages released at once with `releaseSequences`); remove() takes one out early,
  * preempt() takes one out and frees its pages so it can be admitted again later and go on from
  * where it was (its tokens re-prefilled).

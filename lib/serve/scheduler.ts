@@ -181,7 +181,7 @@ export class Scheduler {
         try {
           const start = performance.now();
           this.admit();
-          const prefilled = this.prefillPieces();
+          const prefilled = this.prefillWork();
           const decoded = this.decode();
           if (prefilled || decoded)
             this.events.stepped?.((performance.now() - start) / 1000, prefilled ? (decoded ? "mixed" : "prefill") : "decode");
@@ -247,20 +247,19 @@ export class Scheduler {
    * leaves (a token of budget is one token through every layer; a prompt's prefill goes on over
    * as many steps as it needs, a chunk through a layer at a time). Returns whether any ran.
    */
-  private prefillPieces(): boolean {
+  private prefillWork(): boolean {
     let any = false;
     const decoding = this.running.filter((e) => e.member && !e.member.prefilling).length;
     // A step always makes some prompt progress, so a full batch cannot starve the queue.
-    let budget = Math.max(this.options.stepTokens - decoding, Math.ceil(this.options.stepTokens / 4));
+    let work = Math.max(this.options.stepTokens - decoding, Math.ceil(this.options.stepTokens / 4)) * this.model.config.layers;
     for (const entry of [...this.running]) {
       const member = entry.member!;
       if (!member.running || !member.prefilling) continue;
-      if (budget <= 0) break;
-      const layers = this.model.config.layers;
+      if (work <= 0) break;
       const tokens = member.pending.length;
       let done: { work: number; chunk?: GenerateChunk };
       try {
-        done = this.stepper.prefill(member, budget * layers);
+        done = this.stepper.prefill(member, work);
       } catch (err) {
         // The running streams come first: a prompt the pool cannot hold now waits at the queue's front.
         if (err instanceof PoolExhaustedError && this.running.length > 1) this.requeue(entry);
@@ -269,7 +268,7 @@ export class Scheduler {
         else this.fail(entry, err as Error);
         continue;
       }
-      budget -= done.work / layers;
+      work -= done.work;
       any = true;
       if (!member.prefilling) this.events.prefilled?.(tokens);
       if (done.chunk) this.deliver(entry, done.chunk);
