@@ -219,6 +219,9 @@ void* alloc(int device, size_t bytes) {
   }
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
+    // A failed request can leave the pool holding memory it mapped while trying; other
+    // processes on the card cannot have it until the pool hands it back.
+    releaseIdleMemory(device);
     {
       std::lock_guard<std::mutex> lock(stateMutex);
       st.releasePending = true;
