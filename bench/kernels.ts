@@ -132,8 +132,7 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
 // Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down); The calls cycle through enough weight copies to spill the GPU's
 // L2, as a decode step does, and on CUDA they are recorded into one CUDA graph and replayed, as
 // a decode step is, so the time is the kernels' and not the launches'. On CUDA: the
-// small-batch GEMV (LIGHTTRANSFER_GEMM=gemv) beside cuBLASLt (the default), each read when the
-// graph is recorded.
+// small-batch GEMV (gemm "gemv") beside cuBLASLt (the default).
 const projections = onGpu
   ? [
       [6144, 4096],
@@ -160,8 +159,8 @@ function perCall(calls: () => void, count: number): number {
   }
 }
 // Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm, o and down added
-// into the residual, down from SwiGLU (on the GEMV, the norm is fused at 1-2 rows and SwiGLU at
-// 1 row); beside it the plain product. GB/s counts the weights only.
+// into the residual, down from SwiGLU (on the GEMV, the norm is fused at 1-2 rows; SwiGLU is a
+// kernel of its own); beside it the plain product. GB/s counts the weights only.
 const layerForms: Array<{ form: string; norm?: boolean; swiGlu?: boolean; accumulate?: boolean }[]> = [
   [{ form: "plain" }, { form: "norm", norm: true }],
   [{ form: "plain" }, { form: "accumulate", accumulate: true }],
@@ -187,30 +186,26 @@ for (const m of [1, 4]) {
       gateUp = rand([m, 2 * k]);
     const y = Tensor.empty([m, n], x.dtype, device);
     for (const { form, norm, swiGlu, accumulate } of layerForms[p])
-      for (const gemm of onGpu ? ["gemv", "cublasLt"] : ["auto"]) {
-        process.env.LIGHTTRANSFER_GEMM = gemm;
-        try {
-          const ms = perCall(() => {
-            for (const weight of weights)
-              kernels.linear({
-                x: swiGlu ? gateUp : x,
-                weight,
-                out: y,
-                ...(norm && { norm: { weight: normWeight } }),
-                ...(swiGlu && { swiGlu }),
-                ...(accumulate && { accumulate }),
-              });
-          }, copies);
-          rows.push({
-            kernel: `linear ${m} row${m > 1 ? "s" : ""}, ${form} (${gemm})`,
-            size: `n=${n} k=${k}`,
-            ms,
-            "GFLOP/s": (2 * m * n * k) / (ms * 1e6),
-            "GB/s": weightBytes / (ms * 1e6),
-          });
-        } finally {
-          delete process.env.LIGHTTRANSFER_GEMM;
-        }
+      for (const gemm of onGpu ? (["gemv", "cublasLt"] as const) : (["auto"] as const)) {
+        const ms = perCall(() => {
+          for (const weight of weights)
+            kernels.linear({
+              x: swiGlu ? gateUp : x,
+              weight,
+              out: y,
+              ...(norm && { norm: { weight: normWeight } }),
+              ...(swiGlu && { swiGlu }),
+              ...(accumulate && { accumulate }),
+              gemm,
+            });
+        }, copies);
+        rows.push({
+          kernel: `linear ${m} row${m > 1 ? "s" : ""}, ${form} (${gemm})`,
+          size: `n=${n} k=${k}`,
+          ms,
+          "GFLOP/s": (2 * m * n * k) / (ms * 1e6),
+          "GB/s": weightBytes / (ms * 1e6),
+        });
       }
     [...weights, normWeight, x, gateUp, y].forEach((t) => t.dispose());
   });

@@ -123,6 +123,7 @@ describe("linear", () => {
       [{ norm: { weight: g, eps: "1e-5" as unknown as number } }, /eps must be a number/],
       [{ swiGlu: 1 as unknown as boolean }, /swiGlu must be true, false or undefined/],
       [{ accumulate: "yes" as unknown as boolean }, /accumulate must be true, false or undefined/],
+      [{ gemm: "cublaslt" as kernels.GemmChoice }, /gemm must be one of auto, cublasLt, gemv, gemv-only, cublas, fallback, got cublaslt/],
     ];
     for (const [options, message] of refused) {
       expect(() => kernels.linear({ x, weight: w, out: y, ...options })).toThrow(message);

@@ -37,13 +37,32 @@ export interface LinearOptions {
   swiGlu?: boolean;
   /** out += the product (+ bias), rounded once, instead of out = it: a residual add. */
   accumulate?: boolean;
+  /** The GEMM a CUDA call runs on (see `GemmChoice`); LIGHTTRANSFER_GEMM, else "auto", when not given. */
+  gemm?: GemmChoice;
+}
+
+/**
+ * Which GEMM a CUDA linear runs on: "auto" or "cublasLt" (the library, the default), "gemv"
+ * (products of 1 to 4 rows on the small-batch GEMV where it applies, the rest on the library),
+ * "gemv-only" (the GEMV, or an error where it does not apply), "cublas" (cublasGemmEx) or
+ * "fallback" (the in-house tensor-core GEMM). CPU calls ignore it.
+ */
+export type GemmChoice = "auto" | "cublasLt" | "gemv" | "gemv-only" | "cublas" | "fallback";
+const gemmChoices: readonly GemmChoice[] = ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"];
+
+function readGemmChoice(op: string, value: unknown): GemmChoice | undefined {
+  if (value === undefined) return undefined;
+  if (!gemmChoices.includes(value as GemmChoice))
+    throw new TypeError(`${op}: gemm must be one of ${gemmChoices.join(", ")}, got ${String(value)}`);
+  return value as GemmChoice;
 }
 
 /** RMSNorm's epsilon when `norm.eps` is not given (Llama's). */
 const defaultNormEps = 1e-5;
 
 function linearArgs(options: LinearOptions, outputs: Outputs) {
-  const o = readOptions("linear", options, ["x", "weight", "bias", "out", "norm", "swiGlu", "accumulate"]);
+  const o = readOptions("linear", options, ["x", "weight", "bias", "out", "norm", "swiGlu", "accumulate", "gemm"]);
+  const gemm = readGemmChoice("linear", o.gemm);
   const x = requireTensor("x", o.x),
     w = requireTensor("weight", o.weight);
   const bias = optionalTensor("linear", "bias", o.bias),
@@ -63,6 +82,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
       ...(norm && { norm: { weight: requireTensor("linear: norm.weight", norm.weight).handle, eps: norm.eps ?? defaultNormEps } }),
       ...(swiGlu && { swiGlu }),
       ...(accumulate && { accumulate }),
+      ...(gemm && { gemm }),
     },
   };
 }
@@ -70,9 +90,9 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
 /**
  * y = input(x) · weightᵀ (+ bias), where input is x itself, its RMSNorm (`norm`) or its SwiGLU
  * (`swiGlu`); with `accumulate`, out += that. A decoder projection with the norm before it and
- * the residual add after it. On CUDA, 1-4 rows run on one kernel that also does the add, and the
- * norm (up to 2 rows) or SwiGLU (1 row); otherwise the norm or SwiGLU kernel runs first, then
- * cuBLAS. On the CPU, f32 arithmetic over any weight dtype.
+ * the residual add after it. On CUDA the norm or SwiGLU kernel runs first, then cuBLASLt; with
+ * `gemm: "gemv"`, 1-4 rows run on one kernel that also does the add, and the norm up to 2 rows
+ * (SwiGLU still runs first). On the CPU, f32 arithmetic over any weight dtype.
  * @example
  * const logits = kernels.linear({ x: hidden, weight: lmHead });
  * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: gateUpOut });
@@ -365,11 +385,11 @@ export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offset
 }
 
 /**
- * Which GEMM the CUDA backend uses ("cublasLt", "cublas" or "fallback"; "gemv" when
- * LIGHTTRANSFER_GEMM=gemv-only forces the small-batch GEMV; with gemv, products of 1 to 4 rows run
- * on it and the detail says so), or null without CUDA.
+ * Which GEMM the CUDA backend's linear uses for a choice (LIGHTTRANSFER_GEMM, else "auto", when
+ * not given): "cublasLt", "cublas" or "fallback", or "gemv" for "gemv-only"; with "gemv" the
+ * detail says that 1 to 4 rows run on the small-batch GEMV. Null without CUDA.
  * @example console.log(kernels.gemmBackend()?.detail);
  */
-export function gemmBackend(): GemmBackendInfo | null {
-  return addon().gemmBackend();
+export function gemmBackend(gemm?: GemmChoice): GemmBackendInfo | null {
+  return addon().gemmBackend(readGemmChoice("gemmBackend", gemm));
 }

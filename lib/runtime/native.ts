@@ -142,6 +142,7 @@ export interface NativeOpArgs {
     norm?: { weight: Handle; eps: number };
     swiGlu?: boolean;
     accumulate?: boolean;
+    gemm?: string;
   };
   rmsNorm: { x: Handle; weight: Handle; residual?: Handle; out: Handle; eps?: number };
   rope: { q: Handle; k: Handle; positions: Handle; invFreq: Handle };
@@ -178,7 +179,7 @@ export interface NativeAddon extends NativeOps {
   setThreads(count: number): number;
   getThreads(): number;
   // layer_ops.cpp: null without CUDA
-  gemmBackend(): GemmBackendInfo | null;
+  gemmBackend(gemm?: string): GemmBackendInfo | null;
   // graph.cpp
   captureBegin(args: { input: Handle }): void;
   captureEnd(args: { input: Handle; discard?: boolean }): NativeGraphHandle | undefined;

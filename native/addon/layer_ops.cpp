@@ -64,9 +64,16 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   p.norm = norm ? norm->data() : nullptr;
   p.eps = eps;
   p.accumulate = accumulate;
+  std::string gemm;
+  if (a.has("gemm")) {
+    if (!a.value("gemm").IsString())
+      a.fail("gemm must be a string: auto, cublasLt, gemv, gemv-only, cublas or fallback");
+    gemm = a.value("gemm").As<Napi::String>().Utf8Value();
+  }
 #ifdef LT_WITH_CUDA
-  auto onGpu = [device](const LinearParams& q, cudaStream_t s) {
-    const cuda::LinearPlan plan = cuda::planLinear(q);
+  const cuda::GemmRequest request = device.isCpu() ? cuda::GemmRequest::Library : cuda::gemmRequest(gemm);
+  auto onGpu = [device, request](const LinearParams& q, cudaStream_t s) {
+    const cuda::LinearPlan plan = cuda::planLinear(q, request);
     CallScratch scratch(device, plan.scratchBytes);
     cuda::linear(q, plan, scratch.get(), s);
   };
@@ -183,7 +190,10 @@ void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
                                  [](const Napi::CallbackInfo& info) -> Napi::Value {
                                    Napi::Object o = Napi::Object::New(info.Env());
                                    if (!cuda::availability().available) return info.Env().Null();
-                                   cuda::GemmBackend b = cuda::gemmBackend();
+                                   const std::string gemm = info.Length() > 0 && info[0].IsString()
+                                                                ? info[0].As<Napi::String>().Utf8Value()
+                                                                : "";
+                                   cuda::GemmBackend b = cuda::gemmBackend(cuda::gemmRequest(gemm));
                                    o.Set("name", b.name);
                                    o.Set("detail", b.detail);
                                    return o;

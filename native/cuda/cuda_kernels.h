@@ -44,27 +44,29 @@ void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
 // ----------------------------------------------------------------------------- layer ops
 // Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
 // and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu);
-// LIGHTTRANSFER_GEMM=gemv runs products of 1 to 4 rows on the small-batch GEMV (gemv.cu). Which
-// GEMM Linear uses on this machine: "cublasLt", "cublas" or "fallback" ("gemv" when
-// LIGHTTRANSFER_GEMM=gemv-only forces the small-batch GEMV), and why.
+// the gemv choice runs products of 1 to 4 rows on the small-batch GEMV (gemv.cu).
+// gemmRequest: a call's choice ("auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"),
+// or LIGHTTRANSFER_GEMM when the call makes none (given empty), or auto; an Error otherwise.
+enum class GemmRequest { Library, SmallBatch, SmallBatchOnly, Blas, Fallback };
+GemmRequest gemmRequest(const std::string& given);
+// Which GEMM linear uses on this machine for a request: "cublasLt", "cublas" or "fallback"
+// ("gemv" for gemv-only), and why.
 struct GemmBackend {
   std::string name;
   std::string detail;
 };
-GemmBackend gemmBackend();
+GemmBackend gemmBackend(GemmRequest request);
 
-// How linear runs a call, decided once: the backend LIGHTTRANSFER_GEMM asks for (read here),
-// whether the small-batch GEMV takes the call, whether the input transform runs first as a kernel
-// of its own, and the device scratch that needs for the transformed input. Plan, allocate the
-// scratch, run.
-enum class GemmRequest { Library, SmallBatch, SmallBatchOnly, Blas, Fallback };
+// How linear runs a call, decided once: the backend asked for, whether the small-batch GEMV takes
+// the call, whether the input transform runs first as a kernel of its own, and the device scratch
+// that needs for the transformed input. Plan, allocate the scratch, run.
 struct LinearPlan {
   GemmRequest request = GemmRequest::Library;
   bool gemv = false;
   bool separateTransform = false;
   size_t scratchBytes = 0;
 };
-LinearPlan planLinear(const LinearParams& p);
+LinearPlan planLinear(const LinearParams& p, GemmRequest request);
 void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaStream_t stream);
 // gemv.cu: whether the small-batch GEMV takes p (1 to kSmallBatchLinearMaxRows bf16/f16 rows,
 // k % 8 == 0, x, w and norm 16-byte aligned, y apart from x), whether it also does p's input

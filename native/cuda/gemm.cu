@@ -13,17 +13,18 @@
 //             choice is cached per (device, dtype, m, n, k, bias, pointer alignments).
 //   cublas    libcublas.so.*: cublasGemmEx, used when the Lt entry points are missing or Lt
 //             offers no algorithm for a shape.
-//   fallback  gemmFallbackKernel below, when neither library opens, or when the environment
-//             variable LIGHTTRANSFER_GEMM=fallback (read on every call) asks for it.
-//             LIGHTTRANSFER_GEMM=cublas forces cublasGemmEx.
-// By default (LIGHTTRANSFER_GEMM auto, cublasLt or unset) every product runs on the list above.
-// LIGHTTRANSFER_GEMM=gemv runs products of 1 to 4 rows on the small-batch GEMV of gemv.cu where
-// it applies (smallBatchLinearApplies), the rest on the list; gemv-only insists on the GEMV (an
-// error where it does not apply), for tests. The GEMV is opt-in because on an H200 its batch-1
-// decode step is slower than cuBLASLt's (bench/README.md).
-// An input transform (RMSNorm, SwiGLU) runs inside the GEMV where that stays memory-bound
-// (smallBatchLinearFusesInput), else as its own kernel into scratch before the product
-// (planLinear decides, reading LIGHTTRANSFER_GEMM once per call).
+//   fallback  gemmFallbackKernel below, when neither library opens, or when asked for.
+// Which backend a call asks for is its `gemm` choice, else the environment variable
+// LIGHTTRANSFER_GEMM (read on every call), else auto (gemmRequest):
+//   auto, cublasLt  every product on the list above (the default);
+//   gemv            products of 1 to 4 rows on the small-batch GEMV of gemv.cu where it applies
+//                   (smallBatchLinearApplies), the rest on the list; opt-in because on an H200 its
+//                   batch-1 decode step is slower than cuBLASLt's (bench/README.md);
+//   gemv-only       the GEMV, or an error where it does not apply (for tests);
+//   cublas          cublasGemmEx; fallback: the in-house kernel.
+// An input transform runs inside the GEMV where that stays memory-bound (RMSNorm up to two rows,
+// smallBatchLinearFusesInput), else as its own kernel into scratch before the product (planLinear
+// decides).
 //
 // gemmFallbackKernel<T, kVec>: grid (ceil(n/64), ceil(m/64)), block 128 (4 warps, 2×2, 32×32
 //   outputs each), static shared memory 2 stages × (64 + 64) × 40 × 2 B = 20 KiB. K advances 32 at
@@ -396,17 +397,13 @@ void checkBlas(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("linear: ") + what + " failed: " + statusText(s));
 }
 
-// LIGHTTRANSFER_GEMM, read on every call so a test can switch backends within one process.
-GemmRequest requestedMode() {
-  const char* env = std::getenv("LIGHTTRANSFER_GEMM");
-  if (env == nullptr || *env == 0) return GemmRequest::Library;
-  const std::string v(env);
+GemmRequest parseGemmRequest(const std::string& v, const char* source) {
   if (v == "gemv") return GemmRequest::SmallBatch;
   if (v == "gemv-only") return GemmRequest::SmallBatchOnly;
   if (v == "auto" || v == "cublasLt" || v == "cublaslt") return GemmRequest::Library;
   if (v == "cublas") return GemmRequest::Blas;
   if (v == "fallback") return GemmRequest::Fallback;
-  throw Error("LIGHTTRANSFER_GEMM must be auto, cublasLt, gemv, gemv-only, cublas or fallback, not '" + v + "'");
+  throw Error(std::string(source) + " must be auto, cublasLt, gemv, gemv-only, cublas or fallback, not '" + v + "'");
 }
 
 // ============================================================================ per-device state
@@ -573,7 +570,7 @@ void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t strea
     return;
   }
   if (mode == GemmRequest::Blas && !a.blasOk())
-    throw Error("linear: LIGHTTRANSFER_GEMM=cublas but cuBLAS is unavailable: " + a.blasWhy);
+    throw Error("linear: gemm cublas was asked for but cuBLAS is unavailable: " + a.blasWhy);
   if (p.k == 0) {  // nothing to multiply: y = bias (or 0)
     launchBiasOnly<T>(p, stream);
     return;
@@ -640,15 +637,23 @@ void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t strea
 
 }  // namespace
 
-GemmBackend gemmBackend() {
+// LIGHTTRANSFER_GEMM is read on every call without a choice, so a script can switch backends
+// within one process.
+GemmRequest gemmRequest(const std::string& given) {
+  if (!given.empty()) return parseGemmRequest(given, "gemm");
+  const char* env = std::getenv("LIGHTTRANSFER_GEMM");
+  if (env == nullptr || *env == 0) return GemmRequest::Library;
+  return parseGemmRequest(env, "LIGHTTRANSFER_GEMM");
+}
+
+GemmBackend gemmBackend(GemmRequest mode) {
   const Api& a = api();
-  const GemmRequest mode = requestedMode();
-  if (mode == GemmRequest::Fallback) return {"fallback", "forced by LIGHTTRANSFER_GEMM=fallback"};
+  if (mode == GemmRequest::Fallback) return {"fallback", "forced (gemm fallback)"};
   if (mode == GemmRequest::Blas) {
-    if (a.blasOk()) return {"cublas", a.blasName + " (forced by LIGHTTRANSFER_GEMM=cublas)"};
-    return {"fallback", "LIGHTTRANSFER_GEMM=cublas but " + a.blasWhy};
+    if (a.blasOk()) return {"cublas", a.blasName + " (forced: gemm cublas)"};
+    return {"fallback", "gemm cublas was asked for but " + a.blasWhy};
   }
-  if (mode == GemmRequest::SmallBatchOnly) return {"gemv", "forced by LIGHTTRANSFER_GEMM=gemv-only (1 to 4 rows only)"};
+  if (mode == GemmRequest::SmallBatchOnly) return {"gemv", "forced: gemm gemv-only (1 to 4 rows only)"};
   const std::string smallBatch = mode == GemmRequest::SmallBatch ? "; 1 to 4 rows on the small-batch GEMV" : "";
   if (a.ltOk()) {
     std::string detail = a.ltName;
@@ -659,14 +664,14 @@ GemmBackend gemmBackend() {
   return {"fallback", a.ltWhy + smallBatch};
 }
 
-LinearPlan planLinear(const LinearParams& p) {
+LinearPlan planLinear(const LinearParams& p, GemmRequest request) {
   LinearPlan plan;
-  plan.request = requestedMode();
+  plan.request = request;
   if (p.m <= 0 || p.n <= 0) return plan;
   const GemmRequest mode = plan.request;
   plan.gemv = (mode == GemmRequest::SmallBatch || mode == GemmRequest::SmallBatchOnly) && smallBatchLinearApplies(p);
   if (mode == GemmRequest::SmallBatchOnly && !plan.gemv)
-    throw Error("linear: LIGHTTRANSFER_GEMM=gemv-only but the small-batch GEMV does not take this call (it needs 1-" +
+    throw Error("linear: gemv-only was asked for but the small-batch GEMV does not take this call (it needs 1-" +
                 std::to_string(kSmallBatchLinearMaxRows) +
                 " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
                 std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");

@@ -23,17 +23,6 @@ function bits(t: Tensor): Uint32Array | Uint16Array {
 }
 
 /** Runs `fn` with LIGHTTRANSFER_GEMM set to `gemm` (read by every linear call), then puts it back. */
-function withGemm<T>(gemm: string, fn: () => T): T {
-  const previous = process.env.LIGHTTRANSFER_GEMM;
-  process.env.LIGHTTRANSFER_GEMM = gemm;
-  try {
-    return fn();
-  } finally {
-    if (previous === undefined) delete process.env.LIGHTTRANSFER_GEMM;
-    else process.env.LIGHTTRANSFER_GEMM = previous;
-  }
-}
-
 function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
   const cpu = scope.random(rng, shape, dtype).tensor;
   return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
@@ -287,8 +276,8 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const at = first < 0 ? null : { row: Math.floor(first / vocab), id: first % vocab, got: got[first], want: want[first] };
     expect({ seed: rng.seed, differ, at, moved, wrong }).toEqual({ seed: rng.seed, differ: 0, at: null, moved: 0, wrong: 0 });
   });
-  // Linear on its two CUDA paths: the small-batch GEMV (1 to 4 rows, k % 8 == 0; the norm or
-  // SwiGLU input and the accumulation inside it) and the library (cuBLASLt, after the norm or
+  // Linear on its two CUDA paths: the small-batch GEMV (1 to 4 rows, k % 8 == 0; the norm and the
+  // accumulation inside it, after the SwiGLU kernel) and the library (cuBLASLt, after the norm or
   // SwiGLU kernel), each element against float64 from the definition (referenceLinear's bound;
   // half an ulp is at most 2^-8 of a value in bf16, 2^-11 in f16).
   test.each(
@@ -316,10 +305,10 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const strict = call.reference(ulp),
       library = call.reference(ulp, true);
     const gemv = m <= 4 && k % 8 === 0;
-    const check = (gemm: string) => {
+    const check = (gemm: kernels.GemmChoice) => {
       const out = scope.add(Tensor.empty([m, n], dtype, "cuda:0"));
       out.copyFrom(call.before.tensor);
-      withGemm(gemm, () => call.run(out));
+      call.run(out, gemm);
       const got = out.toFloat32Array();
       // Rounding errors are independent, so their root mean square stays near half an ulp; an error
       // common to all elements (a wrong scale, a missing rounding) shows here.
@@ -329,9 +318,9 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     // "gemv-only" insists on the small-batch GEMV (an error where it does not apply), so its cases
     // cannot quietly run on the library; "gemv" is what a model run with the GEMV does, "auto"
     // the default (the library).
-    for (const gemm of gemv ? ["gemv-only", "gemv", "auto"] : ["gemv", "auto"])
+    for (const gemm of gemv ? (["gemv-only", "gemv", "auto"] as const) : (["gemv", "auto"] as const))
       expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, n, k, accumulate, worst: "none", rms: true });
-    if (!gemv) expect(() => check("gemv-only")).toThrow(/LIGHTTRANSFER_GEMM=gemv-only but the small-batch GEMV does not take this call/);
+    if (!gemv) expect(() => check("gemv-only")).toThrow(/gemv-only was asked for but the small-batch GEMV does not take this call/);
   });
   // The layer's chain (norm → gate|up, SwiGLU → down added into h, norm → a square projection
   // added into h) at decode's row counts, with the GEMV asked for: each GEMV then follows a kernel
@@ -351,11 +340,12 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     };
     const start = scope.random(rng, [m, hidden], "bf16").tensor;
     const chain = (h: Tensor, on: "cpu" | "gpu", scratch: { gateUp: Tensor; a: Tensor }) => {
+      const gemm = "gemv";
       for (let round = 0; round < 3; round++) {
-        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.gateUp[on], out: scratch.gateUp });
-        kernels.linear({ x: scratch.gateUp, swiGlu: true, weight: weights.down[on], out: h, accumulate: true });
-        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.square[on], out: scratch.a });
-        kernels.linear({ x: scratch.a, weight: weights.square[on], out: h, accumulate: true });
+        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.gateUp[on], out: scratch.gateUp, gemm });
+        kernels.linear({ x: scratch.gateUp, swiGlu: true, weight: weights.down[on], out: h, accumulate: true, gemm });
+        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.square[on], out: scratch.a, gemm });
+        kernels.linear({ x: scratch.a, weight: weights.square[on], out: h, accumulate: true, gemm });
       }
     };
     const buffers = (device: DeviceName) => ({
@@ -368,10 +358,8 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       replayed = buffers("cuda:0");
     chain(cpu.h, "cpu", cpu);
     const input = scope.add(Tensor.empty([1], "i32", "cuda:0"));
-    const graph = withGemm("gemv", () => {
-      chain(eager.h, "gpu", eager);
-      return CudaGraph.capture(input, () => chain(replayed.h, "gpu", replayed));
-    });
+    chain(eager.h, "gpu", eager);
+    const graph = CudaGraph.capture(input, () => chain(replayed.h, "gpu", replayed));
     try {
       graph.launch(new Int32Array(1));
     } finally {
@@ -396,9 +384,10 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
   test("the GEMM backend is reported; the small-batch GEMV runs only when asked for", () => {
     const backend = kernels.gemmBackend();
     expect(backend?.name).toMatch(/cublasLt|cublas|fallback/);
-    for (const gemm of ["", "auto", "cublasLt"]) expect(withGemm(gemm, () => kernels.gemmBackend()?.detail)).not.toMatch(/GEMV/);
-    expect(withGemm("gemv", () => kernels.gemmBackend()?.detail)).toMatch(/1 to 4 rows on the small-batch GEMV/);
-    expect(withGemm("gemv-only", () => kernels.gemmBackend()?.name)).toBe("gemv");
+    for (const gemm of [undefined, "auto", "cublasLt"] as const) expect(kernels.gemmBackend(gemm)?.detail).not.toMatch(/GEMV/);
+    expect(kernels.gemmBackend("gemv")?.detail).toMatch(/1 to 4 rows on the small-batch GEMV/);
+    expect(kernels.gemmBackend("gemv-only")?.name).toBe("gemv");
+    expect(() => kernels.gemmBackend("gemv2" as kernels.GemmChoice)).toThrow(/gemm must be one of auto, cublasLt, gemv/);
   });
 });
 

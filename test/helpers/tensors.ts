@@ -73,8 +73,9 @@ export class TensorScope {
 /**
  * A random call of `kernels.linear` in one of its forms (input transform, accumulate) on m rows,
  * x and out in `dtype`, weight, bias (half the time) and norm in `weightType`, on `device`.
- * `run(out)` makes the call into out (a copy of `before` to accumulate into, or none: the result
- * is then new); `reference` is its float64 definition (referenceLinear).
+ * `run(out, gemm)` makes the call into out (a copy of `before` to accumulate into, or none: the
+ * result is then new) on the GEMM `gemm` chooses; `reference` is its float64 definition
+ * (referenceLinear).
  */
 export function randomLinear(
   scope: TensorScope,
@@ -99,7 +100,7 @@ export function randomLinear(
   const before = scope.random(rng, [m, n], c.dtype, c.device);
   return {
     before,
-    run: (out?: Tensor): Tensor =>
+    run: (out?: Tensor, gemm?: kernels.GemmChoice): Tensor =>
       kernels.linear({
         x: x.tensor,
         weight: w.tensor,
@@ -108,6 +109,7 @@ export function randomLinear(
         ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
         ...(input === "swiGlu" && { swiGlu: true }),
         accumulate,
+        gemm,
       }),
     reference: (ulp: number, partialsRounded = false) =>
       referenceLinear({
