@@ -1,12 +1,11 @@
 // Small-batch linear on CUDA: y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or y += the same,
-// for 1 <= m <= 4, bf16 or f16 with f32 accumulation, and the input transform (RMSNorm or SwiGLU,
-// model_params.h) done in the kernel where it stays memory-bound (smallBatchLinearFusesInput):
-// every projection of a decode step of one to four sequences, with the norm before it and the
-// residual add after it. At such m the product
-// is a read of w; cuBLAS's choices for it (split-K with a separate reduce kernel, tiles sized for
-// larger m) leave part of the memory bandwidth unused, and the norm and SwiGLU would each be a
-// kernel of their own (bench/README.md, the batch-1 decode breakdown). gemm.cu decides when this
-// runs.
+// for 1 <= m <= 4, bf16 or f16 with f32 accumulation, and RMSNorm of the input (model_params.h)
+// done in the kernel where it stays memory-bound (smallBatchLinearFusesInput): every projection of
+// a decode step of one to four sequences, with the norm before it and the residual add after it
+// (SwiGLU runs before it as a kernel of its own). At such m the product is a read of w; cuBLAS's
+// choices for it (split-K with a separate reduce kernel, tiles sized for larger m) leave part of
+// the memory bandwidth unused (bench/README.md, the batch-1 decode breakdown). gemm.cu decides
+// when this runs.
 //
 // gemvKernel<T, M, kInput, kAccumulate>: grid ceil(n / 16), block 256 (8 warps); warp w of block
 //   b owns output rows r0 = 16b + 2w and r0 + 1 (a lone last row re-reads r0 and discards that
@@ -14,7 +13,7 @@
 //   from L2) and keeps 1/rms per row in shared memory. Lane l then reads the 16-byte chunks
 //   (8 elements) l, l + 32, l + 64, ... of both w rows, four chunks per row in flight before it
 //   multiplies, with the streaming cache hint since each weight is read once per step; the
-//   matching chunks of the M input rows (and of the norm, or of gate and up) come through the
+//   matching chunks of the M input rows (and of the norm) come through the
 //   read-only cache, where every warp finds them, are transformed and rounded to T as a separate
 //   op would have stored them. Each lane keeps M × 2 f32 sums; the warp adds them by shuffles (a
 //   fixed order: the same inputs give the same bits) and lane 0 writes y = (y +) sum + bias.
@@ -70,24 +69,17 @@ __device__ __forceinline__ void unpack8(const uint4& chunk, float (&f)[8]) {
 }
 
 // Chunk c of input row m after the input transform, rounded to T; zeros where c is past the row
-// (`valid` false), whose weights are zero too. `rowChunks` is x's row length in chunks (2k/8 for
-// SwiGLU, whose up half starts k/8 chunks into the row).
+// (`valid` false), whose weights are zero too.
 template <typename T, LinearInput kInput>
 __device__ __forceinline__ void inputChunk(const uint4* __restrict__ x, const uint4* __restrict__ norm, int m, int c,
                                            bool valid, int chunks, float invRms, float (&f)[8]) {
   const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-  const int rowChunks = kInput == LinearInput::SwiGlu ? 2 * chunks : chunks;
-  unpack8<T>(valid ? __ldg(x + size_t(m) * rowChunks + c) : zero, f);
+  unpack8<T>(valid ? __ldg(x + size_t(m) * chunks + c) : zero, f);
   if constexpr (kInput == LinearInput::RmsNorm) {
     float g[8];
     unpack8<T>(valid ? __ldg(norm + c) : zero, g);
 #pragma unroll
     for (int j = 0; j < 8; j++) f[j] = roundTo<T>(f[j] * invRms * g[j]);
-  } else if constexpr (kInput == LinearInput::SwiGlu) {
-    float up[8];
-    unpack8<T>(valid ? __ldg(x + size_t(m) * rowChunks + chunks + c) : zero, up);
-#pragma unroll
-    for (int j = 0; j < 8; j++) f[j] = roundTo<T>(silu(f[j]) * up[j]);
   }
 }
 
@@ -231,13 +223,14 @@ void launchRows(const LinearParams& p, cudaStream_t stream) {
 
 // The most rows the GEMV takes with each input transform inside it (smallBatchLinearFusesInput);
 // only those kernels are built. Every warp redoes the transform for its two weight rows, so the
-// transform's arithmetic grows with the rows while the weight bytes do not; by instruction
-// counts, SwiGLU (an exponential and a reciprocal per element) should hide under the weight
-// reads for one row and RMSNorm for two (bench:kernels' fused rows measure it).
+// transform's arithmetic grows with the rows while the weight bytes do not: RMSNorm hides under
+// the weight reads up to two rows. SwiGLU (an exponential and a reciprocal per element) did not
+// even at one: fused into the down projection it ran at a third of the bandwidth of the plain
+// product (bench/README.md), so it always runs as its own kernel first.
 template <LinearInput kInput>
 constexpr int kFusedRows = kInput == LinearInput::Plain     ? kSmallBatchLinearMaxRows
                            : kInput == LinearInput::RmsNorm ? 2
-                                                            : 1;
+                                                            : 0;
 
 template <typename T, LinearInput kInput, bool kAccumulate, int M = 1>
 void launchFor(const LinearParams& p, cudaStream_t stream) {
@@ -260,9 +253,9 @@ void launchInput(const LinearParams& p, cudaStream_t stream) {
       launchFor<T, LinearInput::RmsNorm, kAccumulate>(p, stream);
       return;
     case LinearInput::SwiGlu:
-      launchFor<T, LinearInput::SwiGlu, kAccumulate>(p, stream);
-      return;
+      break;
   }
+  throw Error("linear: internal: the small-batch GEMV does not take a SwiGLU input");
 }
 
 template <typename T>

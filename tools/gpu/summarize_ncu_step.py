@@ -16,7 +16,7 @@ def number(text):
 def short_name(full):
     """A kernel's name with its template arguments (they tell the GEMV's forms apart), without its
     namespaces, return type and parameter list."""
-    name = re.sub(r"^void ", "", full.replace("(anonymous namespace)::", ""))
+    name = re.sub(r"^void ", "", full.replace("(anonymous namespace)::", "").replace("<unnamed>::", ""))
     depth = 0
     for i, ch in enumerate(name):
         if ch == "<":
@@ -52,8 +52,8 @@ def main(path):
     if not starts:
         raise SystemExit(f"{path}: no embedding kernel, so no decode step to cut out")
     step = kernels[starts[-1]:]
-    time_scale = scale(units, "gpu__time_duration.sum", {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3})
-    byte_scale = scale(units, "dram__bytes_read.sum", {"byte": 1e-9, "Kbyte": 1e-6, "Mbyte": 1e-3, "Gbyte": 1.0})
+    time_scale = scale(units, "gpu__time_duration.sum", {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3})
+    byte_scale = scale(units, "dram__bytes_read.sum", {"byte": 1e-9, "B": 1e-9, "Kbyte": 1e-6, "KB": 1e-6, "Mbyte": 1e-3, "MB": 1e-3, "Gbyte": 1.0, "GB": 1.0})
     groups = {}
     for r in step:
         name = short_name(r["Kernel Name"])
