@@ -4,6 +4,7 @@
 //   node dist/bench/serve.js --model DIR --kv-memory 40GiB [--device cuda:0] [--prompts 4096,16384]
 //        [--gen 256] [--rates 0.25,0.5,1,2,4] [--max-rate 64] [--requests 48] [--full-layers 0.5] [--modes full,hybrid]
 //        [--ttft-bound 10] [--itl-bound 0.25] [--step-tokens 2048] [--seed 1] [--out serve.json] [--plot serve.svg]
+//   node dist/bench/serve.js --plot-from a.json,b.json --plot serve.svg   (one plot of saved runs)
 // Each request is a streamed completion of random token ids (`--prompts` tokens) generating exactly
 // `--gen` tokens (ignore_eos); the server sends a chunk per token, so the client times each one.
 // Per mode, prompt length and rate: throughput (generated tokens/s over the run), time to first
@@ -82,6 +83,8 @@ interface RateResult {
 }
 
 async function main() {
+  const replot = option("plot-from", "");
+  if (replot) return plotSavedRuns(replot.split(","), option("plot"));
   const dir = option("model");
   const device = option("device", cudaStatus().available ? "cuda:0" : "cpu");
   const kvBytes = parseByteSize(option("kv-memory", "40GiB"));
@@ -209,8 +212,29 @@ async function main() {
   const out = option("out", "");
   if (out) fs.writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`);
   const plot = option("plot", "");
-  const kv = kvBytes >= 2 ** 30 ? `${(kvBytes / 2 ** 30).toFixed(1)} GiB` : `${(kvBytes / 2 ** 20).toFixed(1)} MiB`;
-  if (plot) fs.writeFileSync(plot, servePlot(results, `${card?.name ?? device}, KV ${kv}, ${gen} tokens generated`));
+  if (plot) fs.writeFileSync(plot, servePlot(results, plotTitle(record)));
+}
+
+function plotTitle(record: { device: string; kvBytes: number; gen: number }): string {
+  const kv = record.kvBytes >= 2 ** 30 ? `${(record.kvBytes / 2 ** 30).toFixed(1)} GiB` : `${(record.kvBytes / 2 ** 20).toFixed(1)} MiB`;
+  return `${record.device}, KV ${kv}, ${record.gen} tokens generated`;
+}
+
+/** One plot of the results of several saved runs (--out files) of the same device, budget and length. */
+function plotSavedRuns(files: string[], plot: string): void {
+  const records = files.map(
+    (f) => JSON.parse(fs.readFileSync(f, "utf8")) as { device: string; kvBytes: number; gen: number; results: RateResult[] },
+  );
+  const titles = new Set(records.map(plotTitle));
+  if (titles.size !== 1)
+    throw new Error(`--plot-from: the runs differ in device, KV budget or generated tokens: ${[...titles].join(" | ")}`);
+  fs.writeFileSync(
+    plot,
+    servePlot(
+      records.flatMap((r) => r.results),
+      [...titles][0],
+    ),
+  );
 }
 
 interface StepTimes {
