@@ -1,11 +1,16 @@
 // `npm run bench:kernels`: time and GFLOP/s (or GB/s for byte movers) of each kernel at several
-// sizes, on the CPU by default; `-- --device cuda:0` runs the same table on a GPU.
+// sizes, on the CPU by default; `-- --device cuda:0` runs the same table on a GPU, and
+// `-- --only linear,decode` only those sections (prefill, decode, cache, lazy-ratio, linear).
 import { type DeviceName, getThreads, kernels, Tensor } from "../lib";
 import { CudaGraph } from "../lib/runtime/cuda-graph";
+import { option } from "./args";
 import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
 
-const deviceArg = process.argv.indexOf("--device");
-const device = (deviceArg > 0 ? process.argv[deviceArg + 1] : "cpu") as DeviceName;
+const device = option("device", "cpu") as DeviceName;
+const sections = ["prefill", "decode", "cache", "lazy-ratio", "linear"];
+const only = option("only", sections.join(",")).split(",");
+for (const name of only) if (!sections.includes(name)) throw new Error(`--only takes ${sections.join(", ")}; got ${name}`);
+const runs = (section: string) => only.includes(section);
 const dtype = device === "cpu" ? "f32" : "bf16";
 const onGpu = device !== "cpu";
 
@@ -28,7 +33,7 @@ const hq = 32,
 
 // Prefill: causal, streaming (S=4, W=1020) and causal with the fused lazy ratio.
 const prefillSizes = onGpu ? [1024, 4096, 16384] : [256, 1024, 2048];
-for (const n of prefillSizes) {
+for (const n of runs("prefill") ? prefillSizes : []) {
   const q = rand([n, hq, d]),
     k = rand([n, hkv, d]),
     v = rand([n, hkv, d]);
@@ -64,7 +69,7 @@ const decodeSizes = onGpu
       [4, 4096],
       [16, 4096],
     ];
-for (const [batch, ctx] of decodeSizes) {
+for (const [batch, ctx] of runs("decode") ? decodeSizes : []) {
   const pagesPer = Math.ceil(ctx / pageSize);
   const numPages = batch * pagesPer;
   const kPages = rand([numPages, pageSize, hkv, d]),
@@ -87,7 +92,7 @@ for (const [batch, ctx] of decodeSizes) {
 }
 
 // Cache ops: append a prompt's K/V, and cut it to the ring.
-for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
+for (const n of runs("cache") ? (onGpu ? [4096, 32768] : [1024, 8192]) : []) {
   const numPages = Math.ceil(n / pageSize);
   const kPages = rand([numPages, pageSize, hkv, d]),
     vPages = rand([numPages, pageSize, hkv, d]);
@@ -120,7 +125,7 @@ for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
 }
 
 // Standalone lazy ratio from the last 32 queries.
-for (const n of onGpu ? [4096, 32768] : [1024, 8192]) {
+for (const n of runs("lazy-ratio") ? (onGpu ? [4096, 32768] : [1024, 8192]) : []) {
   const q = rand([32, hq, d]),
     k = rand([n, hkv, d]);
   const lse = Tensor.from(new Float32Array(32 * hq).fill(8), [32, hq], { device });
@@ -167,7 +172,7 @@ const layerForms: Array<{ form: string; norm?: boolean; swiGlu?: boolean; accumu
   [{ form: "plain" }, { form: "norm", norm: true }],
   [{ form: "plain" }, { form: "swiGlu + accumulate", swiGlu: true, accumulate: true }],
 ];
-for (const m of [1, 4]) {
+for (const m of runs("linear") ? [1, 4] : []) {
   projections.forEach(([n, k], p) => {
     const weightBytes = n * k * (dtype === "f32" ? 4 : 2);
     const copies = onGpu ? Math.max(4, Math.ceil(2 ** 30 / weightBytes)) : 1;
