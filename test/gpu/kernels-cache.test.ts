@@ -60,30 +60,6 @@ describeGpu("CUDA errors are JS errors and the process keeps working", () => {
     const odd = pair([4, 2, 40], "bf16");
     expect(() => kernels.prefillAttention({ q: odd.gpu, k: odd.gpu, v: odd.gpu })).toThrow(/head dim/);
   });
-  test("out of memory says how much was asked for and how much is free", () => {
-    const gpu = devices().find((d) => d.type === "cuda")!;
-    const tooMany = Math.ceil((gpu.totalMemory * 2) / 4);
-    expect(() => Tensor.empty([tooMany], "f32", "cuda:0")).toThrow(
-      /CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB/,
-    );
-    const ok = scope.add(Tensor.from(rng.normals(1024), [1024], { device: "cuda:0" }));
-    expect(ok.toFloat32Array().length).toBe(1024);
-  });
-  test("a refused allocation leaves the card to the other processes on it", async () => {
-    const free = () => (devices().find((d) => d.type === "cuda") as { freeMemory: number }).freeMemory;
-    const gpu = devices().find((d) => d.type === "cuda")!;
-    const before = free();
-    expect(() => Tensor.empty([Math.ceil((gpu.totalMemory * 2) / 4)], "f32", "cuda:0")).toThrow(/CUDA out of memory/);
-    // The other GPU test files run beside this one and allocate meanwhile, hence the margin, and
-    // one of them may be inside a refused request of its own for a moment, hence a second look; a
-    // pool that kept what this request mapped holds nearly the whole card for good.
-    let taken = before - free();
-    for (let look = 0; look < 20 && taken >= 8 * 2 ** 30; look++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      taken = before - free();
-    }
-    expect(taken).toBeLessThan(8 * 2 ** 30);
-  });
   test("a nonexistent device", () => {
     expect(() => Tensor.empty([4], "f32", `cuda:${status.deviceCount}` as "cuda:0")).toThrow(/does not exist/);
   });

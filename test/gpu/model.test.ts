@@ -1,7 +1,7 @@
 // Model operations and whole models on CUDA: ops against the CPU ops, the transformers
 // fixtures in bf16/f16, memory freed by dispose(), and out-of-memory as a JS error.
 import * as path from "node:path";
-import { cudaStatus, type DeviceName, devices, kernels, loadModel, type Model, memoryUsage, Tensor } from "../../lib";
+import { cudaStatus, type DeviceName, kernels, loadModel, type Model, memoryUsage, Tensor } from "../../lib";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
@@ -484,17 +484,6 @@ describeGpu("models on CUDA: memory", () => {
     expect(memoryUsage().cuda - before).toBeGreaterThanOrEqual(64 * 2 ** 20 - model.pool.pageBytes);
     await model.dispose();
     expect(memoryUsage().cuda).toBe(before);
-  });
-  test("running out of GPU memory is an error with sizes, and other models keep working", async () => {
-    const other = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 2 ** 20 });
-    // Twice the card: within the pool's page-count limit, so the allocation itself fails.
-    const tooMuch = 2 * devices().find((d) => d.id === "cuda:0")!.totalMemory;
-    await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(
-      /CUDA out of memory on cuda:0: asked for \d+ MiB/,
-    );
-    const out = await other.generateBatch(["The quick brown fox"], { maxNewTokens: 4, stopAtEos: false });
-    expect(out[0].tokens).toHaveLength(4);
-    await other.dispose();
   });
 });
 

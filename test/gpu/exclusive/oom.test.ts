@@ -1,7 +1,8 @@
-// Running out of GPU memory: a KV pool larger than the card, a card filled with tensors, a
-// model load and a batch on a full card. Each is a JS error that says what was asked for and
-// what to do; nothing stays allocated; and the same process then loads a model and generates
-// the tokens the CPU does (no sticky CUDA error, no poisoned pool).
+// Running out of GPU memory: a tensor and a KV pool larger than the card, a card filled with
+// tensors, a model load and a batch on a full card. Each is a JS error that says what was asked
+// for and what to do; nothing stays allocated; and the same process then loads a model and
+// generates the tokens the CPU does (no sticky CUDA error, no poisoned pool). These tests fill
+// the card, if only for the moment a refused request takes, so they run by themselves.
 import * as path from "node:path";
 import { devices, loadModel, type Model, memoryUsage, Tensor } from "../../../lib";
 import { fixtureRoot, readReference } from "../../helpers/fixtures";
@@ -44,13 +45,34 @@ describeGpu("out of GPU memory", () => {
     await cpu.dispose();
   });
 
-  test("a KV pool larger than the card is an error with a remedy, and leaves nothing allocated", async () => {
+  test("a tensor larger than the card is an error with sizes, and the card is free again at once, to this process and others", () => {
+    const free = () => (devices().find((d) => d.type === "cuda") as { freeMemory: number }).freeMemory;
+    const card = devices().find((d) => d.id === "cuda:0")!;
+    const before = free();
+    expect(() => Tensor.empty([Math.ceil((card.totalMemory * 2) / 4)], "f32", "cuda:0")).toThrow(outOfMemory);
+    // What the refused request mapped goes back to the driver: a pool that kept it would hold
+    // nearly the whole card, and every other process on it would run out.
+    expect(before - free()).toBeLessThan(2 ** 30);
+    const small = Tensor.from(
+      Float32Array.from({ length: 1024 }, () => Math.random() + 0.5),
+      [1024],
+      { device: "cuda:0" },
+    );
+    expect(small.toFloat32Array().every((x) => x >= 0.5)).toBe(true);
+    small.dispose();
+  });
+
+  test("a KV pool larger than the card is an error with a remedy, leaves nothing allocated, and a loaded model keeps working", async () => {
     await collectGarbage();
+    const other = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
     const before = memoryUsage().cuda;
     const card = devices().find((d) => d.id === "cuda:0")!;
+    // Twice the card: within the pool's page-count limit, so the allocation itself fails.
     const tooMuch = 2 * card.totalMemory;
     await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(outOfMemory);
     expect(memoryUsage().cuda).toBe(before);
+    expect(await greedy(other, prompt, 4)).toEqual(cpuTokens.slice(0, 4));
+    await other.dispose();
   });
 
   test("a full card fails allocations, model loads and batches with errors; freed, it loads and generates the CPU's tokens", async () => {
