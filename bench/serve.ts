@@ -220,7 +220,7 @@ function plotTitle(record: { device: string; kvBytes: number; gen: number }): st
   return `${record.device}, KV ${kv}, ${record.gen} tokens generated`;
 }
 
-/** One plot of the results of several saved runs (--out files) of the same device, budget and length. */
+/** One plot of the results of several saved runs (--out files) of the same device, KV budget and generated tokens. */
 function plotSavedRuns(files: string[], plot: string): void {
   const records = files.map(
     (f) => JSON.parse(fs.readFileSync(f, "utf8")) as { device: string; kvBytes: number; gen: number; results: RateResult[] },

@@ -1,7 +1,7 @@
 // Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
 // the inputs' device unless passed in.
 
-import { addon, type GemmBackendInfo } from "../runtime/native";
+import { addon, type GemmBackendInfo, type GemmChoice } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 import {
   type AsyncKernelOptions,
@@ -41,13 +41,8 @@ export interface LinearOptions {
   gemm?: GemmChoice;
 }
 
-/**
- * Which GEMM a CUDA linear runs on: "auto" or "cublasLt" (the library, the default), "gemv"
- * (products of 1 to 4 rows on the small-batch GEMV where it applies, the rest on the library),
- * "gemv-only" (the GEMV, or an error where it does not apply), "cublas" (cublasGemmEx) or
- * "fallback" (the in-house tensor-core GEMM). CPU calls ignore it.
- */
-export type GemmChoice = "auto" | "cublasLt" | "gemv" | "gemv-only" | "cublas" | "fallback";
+export type { GemmChoice };
+
 const gemmChoices: readonly GemmChoice[] = ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"];
 
 function readGemmChoice(op: string, value: unknown): GemmChoice | undefined {
@@ -388,7 +383,9 @@ export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offset
  * Which GEMM the CUDA backend's linear uses for a choice (LIGHTTRANSFER_GEMM, else "auto", when
  * not given): "cublasLt", "cublas" or "fallback", or "gemv" for "gemv-only"; with "gemv" the
  * detail says that 1 to 4 rows run on the small-batch GEMV. Null without CUDA.
- * @example console.log(kernels.gemmBackend()?.detail);
+ * @example
+ * console.log(kernels.gemmBackend()?.detail); // what a whole model's linears run on
+ * console.log(kernels.gemmBackend("gemv")?.detail); // "...; 1 to 4 rows on the small-batch GEMV"
  */
 export function gemmBackend(gemm?: GemmChoice): GemmBackendInfo | null {
   return addon().gemmBackend(readGemmChoice("gemmBackend", gemm));

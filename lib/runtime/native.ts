@@ -70,6 +70,14 @@ export interface MemoryUsage {
   cuda: number;
 }
 
+/**
+ * Which GEMM a CUDA linear runs on: "auto" or "cublasLt" (the library, the default), "gemv"
+ * (products of 1 to 4 rows on the small-batch GEMV where it applies, the rest on the library),
+ * "gemv-only" (the GEMV, or an error where it does not apply), "cublas" (cublasGemmEx) or
+ * "fallback" (the in-house tensor-core GEMM). CPU calls ignore it.
+ */
+export type GemmChoice = "auto" | "cublasLt" | "gemv" | "gemv-only" | "cublas" | "fallback";
+
 /** Which GEMM the CUDA backend's linear runs on, and why. */
 export interface GemmBackendInfo {
   name: string;
@@ -142,7 +150,7 @@ export interface NativeOpArgs {
     norm?: { weight: Handle; eps: number };
     swiGlu?: boolean;
     accumulate?: boolean;
-    gemm?: string;
+    gemm?: GemmChoice;
   };
   rmsNorm: { x: Handle; weight: Handle; residual?: Handle; out: Handle; eps?: number };
   rope: { q: Handle; k: Handle; positions: Handle; invFreq: Handle };
@@ -179,7 +187,7 @@ export interface NativeAddon extends NativeOps {
   setThreads(count: number): number;
   getThreads(): number;
   // layer_ops.cpp: null without CUDA
-  gemmBackend(gemm?: string): GemmBackendInfo | null;
+  gemmBackend(gemm?: GemmChoice): GemmBackendInfo | null;
   // graph.cpp
   captureBegin(args: { input: Handle }): void;
   captureEnd(args: { input: Handle; discard?: boolean }): NativeGraphHandle | undefined;

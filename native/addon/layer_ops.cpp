@@ -185,20 +185,23 @@ void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
   exportCall<prepareSwiGlu>(env, exports, "swiGlu");
   exportCall<prepareEmbedding>(env, exports, "embedding");
 #ifdef LT_WITH_CUDA
-  exports.Set("gemmBackend", Napi::Function::New(
-                                 env,
-                                 [](const Napi::CallbackInfo& info) -> Napi::Value {
-                                   Napi::Object o = Napi::Object::New(info.Env());
-                                   if (!cuda::availability().available) return info.Env().Null();
-                                   const std::string gemm = info.Length() > 0 && info[0].IsString()
-                                                                ? info[0].As<Napi::String>().Utf8Value()
-                                                                : "";
-                                   cuda::GemmBackend b = cuda::gemmBackend(cuda::gemmRequest(gemm));
-                                   o.Set("name", b.name);
-                                   o.Set("detail", b.detail);
-                                   return o;
-                                 },
-                                 "gemmBackend"));
+  exports.Set(
+      "gemmBackend",
+      Napi::Function::New(
+          env,
+          [](const Napi::CallbackInfo& info) -> Napi::Value {
+            Napi::Object o = Napi::Object::New(info.Env());
+            if (!cuda::availability().available) return info.Env().Null();
+            const bool given = info.Length() > 0 && !info[0].IsUndefined();
+            if (given && !info[0].IsString())
+              throw Error("gemmBackend: gemm must be a string: auto, cublasLt, gemv, gemv-only, cublas or fallback");
+            const std::string gemm = given ? info[0].As<Napi::String>().Utf8Value() : "";
+            cuda::GemmBackend b = cuda::gemmBackend(cuda::gemmRequest(gemm));
+            o.Set("name", b.name);
+            o.Set("detail", b.detail);
+            return o;
+          },
+          "gemmBackend"));
 #else
   exports.Set("gemmBackend",
               Napi::Function::New(

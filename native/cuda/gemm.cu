@@ -400,7 +400,7 @@ void checkBlas(cublasStatus_t s, const char* what) {
 GemmRequest parseGemmRequest(const std::string& v, const char* source) {
   if (v == "gemv") return GemmRequest::SmallBatch;
   if (v == "gemv-only") return GemmRequest::SmallBatchOnly;
-  if (v == "auto" || v == "cublasLt" || v == "cublaslt") return GemmRequest::Library;
+  if (v == "auto" || v == "cublasLt") return GemmRequest::Library;
   if (v == "cublas") return GemmRequest::Blas;
   if (v == "fallback") return GemmRequest::Fallback;
   throw Error(std::string(source) + " must be auto, cublasLt, gemv, gemv-only, cublas or fallback, not '" + v + "'");

@@ -221,16 +221,12 @@ void launchRows(const LinearParams& p, cudaStream_t stream) {
                      static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k, p.eps);
 }
 
-// The most rows the GEMV takes with each input transform inside it (smallBatchLinearFusesInput);
-// only those kernels are built. Every warp redoes the transform for its two weight rows, so the
-// transform's arithmetic grows with the rows while the weight bytes do not: RMSNorm hides under
-// the weight reads up to two rows. SwiGLU (an exponential and a reciprocal per element) did not
-// even at one: fused into the down projection it ran at a third of the bandwidth of the plain
-// product (bench/README.md), so it always runs as its own kernel first.
+// The most rows the GEMV takes with its input as given or normed inside it
+// (smallBatchLinearFusesInput); only those kernels are built. Every warp redoes the norm for its
+// two weight rows, so the norm's arithmetic grows with the rows while the weight bytes do not;
+// it hides under the weight reads up to two rows.
 template <LinearInput kInput>
-constexpr int kFusedRows = kInput == LinearInput::Plain     ? kSmallBatchLinearMaxRows
-                           : kInput == LinearInput::RmsNorm ? 2
-                                                            : 0;
+constexpr int kFusedRows = kInput == LinearInput::Plain ? kSmallBatchLinearMaxRows : 2;
 
 template <typename T, LinearInput kInput, bool kAccumulate, int M = 1>
 void launchFor(const LinearParams& p, cudaStream_t stream) {
@@ -253,7 +249,7 @@ void launchInput(const LinearParams& p, cudaStream_t stream) {
       launchFor<T, LinearInput::RmsNorm, kAccumulate>(p, stream);
       return;
     case LinearInput::SwiGlu:
-      break;
+      break;  // smallBatchLinear refuses it first
   }
   throw Error("linear: internal: the small-batch GEMV does not take a SwiGLU input");
 }
@@ -281,7 +277,10 @@ bool smallBatchLinearFusesInput(const LinearParams& p) {
     case LinearInput::RmsNorm:
       return p.m <= kFusedRows<LinearInput::RmsNorm>;
     case LinearInput::SwiGlu:
-      return p.m <= kFusedRows<LinearInput::SwiGlu>;
+      // An exponential and a reciprocal per element, redone by every warp: fused into the down
+      // projection it read at a third of the plain product's bandwidth (bench/README.md), so
+      // SwiGLU always runs as its own kernel first.
+      return false;
   }
   return false;
 }

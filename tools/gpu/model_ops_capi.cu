@@ -25,7 +25,7 @@ extern "C" {
 
 int lt_gemm_backend(char* name, int nameLen, char* detail, int detailLen, char* err, int errLen) {
   try {
-    const lt::cuda::GemmBackend b = lt::cuda::gemmBackend();
+    const lt::cuda::GemmBackend b = lt::cuda::gemmBackend(lt::cuda::gemmRequest(""));
     std::snprintf(name, size_t(nameLen), "%s", b.name.c_str());
     std::snprintf(detail, size_t(detailLen), "%s", b.detail.c_str());
     return 0;
@@ -47,7 +47,7 @@ int lt_linear(int xType, int wType, const void* x, const void* w, const void* bi
     p.m = m;
     p.n = n;
     p.k = k;
-    lt::cuda::linear(p, lt::cuda::planLinear(p), nullptr, st(stream));
+    lt::cuda::linear(p, lt::cuda::planLinear(p, lt::cuda::gemmRequest("")), nullptr, st(stream));
     return 0;
   } catch (const std::exception& e) {
     return fail(e.what(), err, errLen);
