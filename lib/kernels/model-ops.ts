@@ -1,7 +1,7 @@
 // Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
 // the inputs' device unless passed in.
 
-import { addon, type GemmBackendInfo, type GemmChoice } from "../runtime/native";
+import { addon, type GemmBackendInfo, type GemmChoice, gemmChoices } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 import {
   type AsyncKernelOptions,
@@ -42,8 +42,6 @@ export interface LinearOptions {
 }
 
 export type { GemmChoice };
-
-const gemmChoices: readonly GemmChoice[] = ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"];
 
 function readGemmChoice(op: string, value: unknown): GemmChoice | undefined {
   if (value === undefined) return undefined;

@@ -76,7 +76,9 @@ export interface MemoryUsage {
  * "gemv-only" (the GEMV, or an error where it does not apply), "cublas" (cublasGemmEx) or
  * "fallback" (the in-house tensor-core GEMM). CPU calls ignore it.
  */
-export type GemmChoice = "auto" | "cublasLt" | "gemv" | "gemv-only" | "cublas" | "fallback";
+export type GemmChoice = (typeof gemmChoices)[number];
+/** Every GemmChoice, as the addon accepts them. */
+export const gemmChoices = ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"] as const;
 
 /** Which GEMM the CUDA backend's linear runs on, and why. */
 export interface GemmBackendInfo {

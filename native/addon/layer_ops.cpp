@@ -20,6 +20,14 @@ bool overlaps(TensorObject* a, TensorObject* b) {
   return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
 }
 
+// A gemm choice as given (empty when absent), checked to be a string; gemmRequest parses it.
+std::string gemmChoice(const Napi::Value& value, const std::string& op) {
+  if (value.IsUndefined()) return "";
+  if (!value.IsString())
+    throw Error(op + ": gemm must be a string: auto, cublasLt, gemv, gemv-only, cublas or fallback");
+  return value.As<Napi::String>().Utf8Value();
+}
+
 PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("linear", info, mode);
   TensorObject *x = a.tensor("x"), *w = a.tensor("weight"), *bias = a.tensor("bias", true), *y = a.tensor("out");
@@ -64,12 +72,7 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   p.norm = norm ? norm->data() : nullptr;
   p.eps = eps;
   p.accumulate = accumulate;
-  std::string gemm;
-  if (a.has("gemm")) {
-    if (!a.value("gemm").IsString())
-      a.fail("gemm must be a string: auto, cublasLt, gemv, gemv-only, cublas or fallback");
-    gemm = a.value("gemm").As<Napi::String>().Utf8Value();
-  }
+  const std::string gemm = gemmChoice(a.value("gemm"), a.op());
 #ifdef LT_WITH_CUDA
   const cuda::GemmRequest request = device.isCpu() ? cuda::GemmRequest::Library : cuda::gemmRequest(gemm);
   auto onGpu = [device, request](const LinearParams& q, cudaStream_t s) {
@@ -185,23 +188,19 @@ void RegisterLayerOps(Napi::Env env, Napi::Object exports) {
   exportCall<prepareSwiGlu>(env, exports, "swiGlu");
   exportCall<prepareEmbedding>(env, exports, "embedding");
 #ifdef LT_WITH_CUDA
-  exports.Set(
-      "gemmBackend",
-      Napi::Function::New(
-          env,
-          [](const Napi::CallbackInfo& info) -> Napi::Value {
-            Napi::Object o = Napi::Object::New(info.Env());
-            if (!cuda::availability().available) return info.Env().Null();
-            const bool given = info.Length() > 0 && !info[0].IsUndefined();
-            if (given && !info[0].IsString())
-              throw Error("gemmBackend: gemm must be a string: auto, cublasLt, gemv, gemv-only, cublas or fallback");
-            const std::string gemm = given ? info[0].As<Napi::String>().Utf8Value() : "";
-            cuda::GemmBackend b = cuda::gemmBackend(cuda::gemmRequest(gemm));
-            o.Set("name", b.name);
-            o.Set("detail", b.detail);
-            return o;
-          },
-          "gemmBackend"));
+  exports.Set("gemmBackend", Napi::Function::New(
+                                 env,
+                                 [](const Napi::CallbackInfo& info) -> Napi::Value {
+                                   Napi::Object o = Napi::Object::New(info.Env());
+                                   if (!cuda::availability().available) return info.Env().Null();
+                                   const std::string gemm =
+                                       gemmChoice(info.Length() > 0 ? info[0] : info.Env().Undefined(), "gemmBackend");
+                                   cuda::GemmBackend b = cuda::gemmBackend(cuda::gemmRequest(gemm));
+                                   o.Set("name", b.name);
+                                   o.Set("detail", b.detail);
+                                   return o;
+                                 },
+                                 "gemmBackend"));
 #else
   exports.Set("gemmBackend",
               Napi::Function::New(
