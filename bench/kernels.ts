@@ -191,7 +191,7 @@ for (const m of runs("linear") ? [1, 4] : []) {
       gateUp = rand([m, 2 * k]);
     const y = Tensor.empty([m, n], x.dtype, device);
     for (const { form, norm, swiGlu, accumulate } of layerForms[p])
-      for (const gemm of onGpu ? (["gemv", "cublasLt"] as const) : (["auto"] as const)) {
+      for (const gemm of onGpu ? (["gemv", "cublasLt", "auto"] as const) : (["auto"] as const)) {
         const ms = perCall(() => {
           for (const weight of weights)
             kernels.linear({

@@ -83,9 +83,11 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
 /**
  * y = input(x) · weightᵀ (+ bias), where input is x itself, its RMSNorm (`norm`) or its SwiGLU
  * (`swiGlu`); with `accumulate`, out += that. A decoder projection with the norm before it and
- * the residual add after it. On CUDA the norm or SwiGLU kernel runs first, then cuBLASLt; with
- * `gemm: "gemv"`, 1-4 rows run on one kernel that also does the add, and the norm up to 2 rows
- * (SwiGLU still runs first). On the CPU, f32 arithmetic over any weight dtype.
+ * the residual add after it. On CUDA the norm or SwiGLU kernel runs first, then cuBLASLt, except
+ * that the default (`gemm: "auto"`) runs 1-2 rows with the norm as input on one GEMV kernel that
+ * also does the norm and the add; with `gemm: "gemv"`, every product of 1-4 rows runs on it (the
+ * norm inside up to 2 rows; SwiGLU always runs first). On the CPU, f32 arithmetic over any weight
+ * dtype.
  * @example
  * const logits = kernels.linear({ x: hidden, weight: lmHead });
  * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: gateUpOut });
@@ -379,8 +381,8 @@ export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offset
 
 /**
  * Which GEMM the CUDA backend's linear uses for a choice (LIGHTTRANSFER_GEMM, else "auto", when
- * not given): "cublasLt", "cublas" or "fallback", or "gemv" for "gemv-only"; with "gemv" the
- * detail says that 1 to 4 rows run on the small-batch GEMV. Null without CUDA.
+ * not given): "cublasLt", "cublas" or "fallback", or "gemv" for "gemv-only"; with "gemv" or
+ * "auto" the detail says which products run on the small-batch GEMV. Null without CUDA.
  * @example
  * console.log(kernels.gemmBackend()?.detail); // what a whole model's linears run on
  * console.log(kernels.gemmBackend("gemv")?.detail); // "...; 1 to 4 rows on the small-batch GEMV"

@@ -44,10 +44,11 @@ void lazyRatio(const LazyRatioParams& p, cudaStream_t stream);
 // ----------------------------------------------------------------------------- layer ops
 // Linear runs on cuBLAS(Lt), opened at run time (dlopen) so the build needs no cuBLAS headers
 // and a machine without cuBLAS gets an in-house tensor-core GEMM instead of a crash (gemm.cu);
-// the gemv choice runs products of 1 to 4 rows on the small-batch GEMV (gemv.cu).
+// the gemv choice runs products of 1 to 4 rows on the small-batch GEMV (gemv.cu), auto only those
+// it wins (gemm.cu says which).
 // gemmRequest: a call's choice ("auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"),
 // or LIGHTTRANSFER_GEMM when the call makes none (given empty), or auto; an Error otherwise.
-enum class GemmRequest { Library, SmallBatch, SmallBatchOnly, Blas, Fallback };
+enum class GemmRequest { Auto, Library, SmallBatch, SmallBatchOnly, Blas, Fallback };
 GemmRequest gemmRequest(const std::string& given);
 // Which GEMM linear uses on this machine for a request: "cublasLt", "cublas" or "fallback"
 // ("gemv" for gemv-only), and why.
@@ -61,7 +62,7 @@ GemmBackend gemmBackend(GemmRequest request);
 // the call, whether the input transform runs first as a kernel of its own, and the device scratch
 // that needs for the transformed input. Plan, allocate the scratch, run.
 struct LinearPlan {
-  GemmRequest request = GemmRequest::Library;
+  GemmRequest request = GemmRequest::Auto;
   bool gemv = false;
   bool separateTransform = false;
   size_t scratchBytes = 0;

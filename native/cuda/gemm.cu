@@ -16,10 +16,14 @@
 //   fallback  gemmFallbackKernel below, when neither library opens, or when asked for.
 // Which backend a call asks for is its `gemm` choice, else the environment variable
 // LIGHTTRANSFER_GEMM (read on every call), else auto (gemmRequest):
-//   auto, cublasLt  every product on the list above (the default);
+//   auto            the GEMV for a product of 1 or 2 rows with RMSNorm as its input (at batch 1:
+//                   q|k|v, gate|up and the lm head), where it reads faster than cuBLASLt and the
+//                   norm needs no kernel of its own; every other product on the list above (the
+//                   default; bench/README.md has the per-projection figures);
+//   cublasLt        every product on the list above;
 //   gemv            products of 1 to 4 rows on the small-batch GEMV of gemv.cu where it applies
 //                   (smallBatchLinearApplies), the rest on the list; opt-in because on an H200 its
-//                   batch-1 decode step is slower than cuBLASLt's (bench/README.md);
+//                   batch-1 decode step is no faster than auto's (bench/README.md);
 //   gemv-only       the GEMV, or an error where it does not apply (for tests);
 //   cublas          cublasGemmEx; fallback: the in-house kernel.
 // An input transform runs inside the GEMV where that stays memory-bound (RMSNorm up to two rows,
@@ -400,7 +404,8 @@ void checkBlas(cublasStatus_t s, const char* what) {
 GemmRequest parseGemmRequest(const std::string& v, const char* source) {
   if (v == "gemv") return GemmRequest::SmallBatch;
   if (v == "gemv-only") return GemmRequest::SmallBatchOnly;
-  if (v == "auto" || v == "cublasLt") return GemmRequest::Library;
+  if (v == "auto") return GemmRequest::Auto;
+  if (v == "cublasLt") return GemmRequest::Library;
   if (v == "cublas") return GemmRequest::Blas;
   if (v == "fallback") return GemmRequest::Fallback;
   throw Error(std::string(source) + " must be auto, cublasLt, gemv, gemv-only, cublas or fallback, not '" + v + "'");
@@ -635,6 +640,14 @@ void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t strea
   }
 }
 
+// On an H200 (bench/README.md) the GEMV with the norm inside read the normed products of a batch-1
+// decode step (q|k|v, gate|up) faster than the norm kernel and cuBLASLt after it, and the step was
+// faster with the lm head on it too; cuBLASLt read the plain (o) and SwiGLU-fed (down) products
+// faster, and every product of more rows.
+bool autoPicksSmallBatch(const LinearParams& p) {
+  return p.input == LinearInput::RmsNorm && smallBatchLinearApplies(p) && smallBatchLinearFusesInput(p);
+}
+
 }  // namespace
 
 // LIGHTTRANSFER_GEMM is read on every call without a choice, so a script can switch backends
@@ -642,7 +655,7 @@ void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t strea
 GemmRequest gemmRequest(const std::string& given) {
   if (!given.empty()) return parseGemmRequest(given, "gemm");
   const char* env = std::getenv("LIGHTTRANSFER_GEMM");
-  if (env == nullptr || *env == 0) return GemmRequest::Library;
+  if (env == nullptr || *env == 0) return GemmRequest::Auto;
   return parseGemmRequest(env, "LIGHTTRANSFER_GEMM");
 }
 
@@ -654,7 +667,10 @@ GemmBackend gemmBackend(GemmRequest mode) {
     return {"fallback", "gemm cublas was asked for but " + a.blasWhy};
   }
   if (mode == GemmRequest::SmallBatchOnly) return {"gemv", "forced: gemm gemv-only (1 to 4 rows only)"};
-  const std::string smallBatch = mode == GemmRequest::SmallBatch ? "; 1 to 4 rows on the small-batch GEMV" : "";
+  const std::string smallBatch = mode == GemmRequest::SmallBatch ? "; 1 to 4 rows on the small-batch GEMV"
+                                 : mode == GemmRequest::Auto
+                                     ? "; RMSNorm-ed products of 1-2 rows on the small-batch GEMV"
+                                     : "";
   if (a.ltOk()) {
     std::string detail = a.ltName;
     if (a.ltGetVersion != nullptr) detail += " (version " + std::to_string(a.ltGetVersion()) + ")";
@@ -669,7 +685,9 @@ LinearPlan planLinear(const LinearParams& p, GemmRequest request) {
   plan.request = request;
   if (p.m <= 0 || p.n <= 0) return plan;
   const GemmRequest mode = plan.request;
-  plan.gemv = (mode == GemmRequest::SmallBatch || mode == GemmRequest::SmallBatchOnly) && smallBatchLinearApplies(p);
+  plan.gemv = mode == GemmRequest::Auto ? autoPicksSmallBatch(p)
+                                        : (mode == GemmRequest::SmallBatch || mode == GemmRequest::SmallBatchOnly) &&
+                                              smallBatchLinearApplies(p);
   if (mode == GemmRequest::SmallBatchOnly && !plan.gemv)
     throw Error("linear: gemv-only was asked for but the small-batch GEMV does not take this call (it needs 1-" +
                 std::to_string(kSmallBatchLinearMaxRows) +

@@ -315,9 +315,9 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       return { gemm, seed: rng.seed, m, n, k, accumulate, worst: worstBeyondBound(got, want, bound), rms: relError(got, want) < 2 * ulp };
     };
     // "gemv-only" insists on the small-batch GEMV (an error where it does not apply), so its cases
-    // cannot quietly run on the library; "gemv" is what a model run with the GEMV does, "auto"
-    // the default (the library).
-    for (const gemm of gemv ? (["gemv-only", "gemv", "auto"] as const) : (["gemv", "auto"] as const))
+    // cannot quietly run on the library; "gemv" is what a model run with the GEMV does, "cublasLt"
+    // the library, "auto" the default (either, by shape: checked apart below).
+    for (const gemm of gemv ? (["gemv-only", "gemv", "cublasLt", "auto"] as const) : (["gemv", "cublasLt", "auto"] as const))
       expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, n, k, accumulate, worst: "none", rms: true });
     if (!gemv) expect(() => check("gemv-only")).toThrow(/gemv-only was asked for but the small-batch GEMV does not take this call/);
   });
@@ -382,14 +382,50 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     );
   });
 
-  test("the GEMM backend is reported; the small-batch GEMV runs only when asked for", () => {
+  // auto sends a product of 1-2 rows with RMSNorm as its input to the GEMV (the norm inside it)
+  // and every other product to the library. Which one ran shows in the bits: the two sum in different orders,
+  // so their outputs differ somewhere (checked, else the case tells nothing), and auto's equal one
+  // of them exactly.
+  test.each([
+    ["norm", 1, 6144, 4096, "gemv-only"],
+    ["norm", 2, 1024, 4096, "gemv-only"],
+    ["norm", 3, 1024, 4096, "cublasLt"],
+    ["norm", 1, 16384, 1024, "gemv-only"],
+    ["plain", 1, 4096, 4096, "cublasLt"],
+    ["swiGlu", 1, 4096, 1024, "cublasLt"],
+  ] as const)("auto: input %s, %i rows, n=%i k=%i runs as %s does", (input, m, n, k, twin) => {
+    const call = randomLinear(scope, rng, {
+      m,
+      n,
+      k,
+      input,
+      accumulate: rng.next() < 0.5,
+      dtype: "bf16",
+      weightType: "bf16",
+      device: "cuda:0",
+    });
+    const outputs = (["gemv-only", "cublasLt", "auto"] as const).map((gemm) => {
+      const out = scope.add(Tensor.empty([m, n], "bf16", "cuda:0"));
+      out.copyFrom(call.before.tensor);
+      call.run(out, gemm);
+      return { gemm, bits: Array.from(out.toFloat32Array()) };
+    });
+    const [gemv, library, auto] = outputs;
+    const same = (a: number[], b: number[]) => a.every((v, i) => Object.is(v, b[i]));
+    expect({ seed: rng.seed, pathsDiffer: !same(gemv.bits, library.bits) }).toEqual({ seed: rng.seed, pathsDiffer: true });
+    const ranAs = same(auto.bits, gemv.bits) ? "gemv-only" : same(auto.bits, library.bits) ? "cublasLt" : "neither";
+    expect({ seed: rng.seed, ranAs }).toEqual({ seed: rng.seed, ranAs: twin });
+  });
+
+  test("the GEMM backend is reported; the small-batch GEMV runs where asked for or where auto picks it", () => {
     expect(kernels.gemmBackend("auto")?.name).toMatch(/cublasLt|cublas|fallback/);
     // Without a choice the backend is LIGHTTRANSFER_GEMM's, so that case holds only where the
     // variable is unset.
     const unset = !process.env.LIGHTTRANSFER_GEMM;
     if (!unset) process.stderr.write("gemmBackend() without a choice not checked: LIGHTTRANSFER_GEMM is set\n");
-    for (const gemm of unset ? ([undefined, "auto", "cublasLt"] as const) : (["auto", "cublasLt"] as const))
-      expect(kernels.gemmBackend(gemm)?.detail).not.toMatch(/GEMV/);
+    for (const gemm of unset ? ([undefined, "auto"] as const) : (["auto"] as const))
+      expect(kernels.gemmBackend(gemm)?.detail).toMatch(/RMSNorm-ed products of 1-2 rows on the small-batch GEMV/);
+    expect(kernels.gemmBackend("cublasLt")?.detail).not.toMatch(/GEMV/);
     expect(kernels.gemmBackend("gemv")?.detail).toMatch(/1 to 4 rows on the small-batch GEMV/);
     expect(kernels.gemmBackend("gemv-only")?.name).toBe("gemv");
     expect(() => kernels.gemmBackend("gemv2" as kernels.GemmChoice)).toThrow(/gemm must be one of auto, cublasLt, gemv/);
