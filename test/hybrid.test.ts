@@ -6,6 +6,7 @@ import { GenerationSequence } from "../lib/generate/sequence";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
+import { PrefillRun } from "../lib/model/prefill";
 import { readReference } from "./helpers/fixtures";
 import { runHybrid } from "./helpers/hybrid-run";
 import { Random } from "./helpers/reference";
@@ -253,6 +254,35 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
       sequence.startPrefill(ids.slice(0, 5), 16);
       sequence.continuePrefill(1);
     } finally {
+      sequence.dispose();
+    }
+    expect(model.pool.usedPages).toBe(base);
+  });
+
+  test("a cancel that throws still ends the sequence's prefill: restarted, it prefills as new and every page comes back", () => {
+    const hybrid = autoOneFull();
+    const ids = randomPrompt(40, 120);
+    const base = model.pool.usedPages;
+    const sequence = new GenerationSequence(model.decoder, hybrid);
+    const failure = new Error("cancel failed (planted)");
+    const cancel = jest.spyOn(PrefillRun.prototype, "cancel").mockImplementationOnce(() => {
+      throw failure;
+    });
+    try {
+      sequence.startPrefill(ids, 16);
+      expect(sequence.continuePrefill(rng.int(1, ids.length * (model.config.layers - 1))).logits).toBeUndefined();
+      expect(() => sequence.cancelPrefill()).toThrow(failure);
+      expect(sequence.prefilling).toBe(false);
+      sequence.restart();
+      const again = sequence.prefill(ids, 16);
+      const fresh = new GenerationSequence(model.decoder, hybrid);
+      try {
+        expect(Buffer.from(again.buffer).equals(Buffer.from(fresh.prefill(ids, 16).buffer))).toBe(true);
+      } finally {
+        fresh.dispose();
+      }
+    } finally {
+      cancel.mockRestore();
       sequence.dispose();
     }
     expect(model.pool.usedPages).toBe(base);

@@ -112,8 +112,10 @@ export class GenerationSequence {
    * began. Does nothing if none is.
    */
   cancelPrefill(): void {
-    this.running?.cancel();
+    // Forgotten first: a cancel that throws must not leave a run that blocks every later prefill.
+    const run = this.running;
     this.running = undefined;
+    run?.cancel();
   }
 
   /**
