@@ -134,10 +134,11 @@ for (const n of runs("lazy-ratio") ? (onGpu ? [4096, 32768] : [1024, 8192]) : []
   [q, k, lse].forEach((t) => t.dispose());
 }
 
-// Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down); The calls cycle through enough weight copies to spill the GPU's
-// L2, as a decode step does, and on CUDA they are recorded into one CUDA graph and replayed, as
-// a decode step is, so the time is the kernels' and not the launches'. On CUDA: the
-// small-batch GEMV (gemm "gemv") beside cuBLASLt (the default).
+// Linear at decode's row counts over the 8B layer's projections (q|k|v, o, gate|up, down). The
+// calls cycle through enough weight copies to spill the GPU's L2, as a decode step does, and on
+// CUDA they are recorded into one CUDA graph and replayed, as a decode step is, so the time is
+// the kernels' and not the launches'. On CUDA: the small-batch GEMV (gemm "gemv"), cuBLASLt
+// (gemm "cublasLt") and the default's pick between them (gemm "auto").
 const projections = onGpu
   ? [
       [6144, 4096],

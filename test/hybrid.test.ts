@@ -6,7 +6,6 @@ import { GenerationSequence } from "../lib/generate/sequence";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
-import { PrefillRun } from "../lib/model/prefill";
 import { readReference } from "./helpers/fixtures";
 import { runHybrid } from "./helpers/hybrid-run";
 import { Random } from "./helpers/reference";
@@ -259,20 +258,34 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     expect(model.pool.usedPages).toBe(base);
   });
 
-  test("a cancel that throws still ends the sequence's prefill: restarted, it prefills as new and every page comes back", () => {
+  // A failure while putting the sequence back (here the policy's part, after the caches) leaves
+  // it half restored: it then refuses every use, saying so, until restart(), and gives every page
+  // back either way.
+  test("a cancel that fails part-way leaves a sequence that refuses use until restart(), then prefills as new", () => {
     const hybrid = autoOneFull();
     const ids = randomPrompt(40, 120);
     const base = model.pool.usedPages;
     const sequence = new GenerationSequence(model.decoder, hybrid);
-    const failure = new Error("cancel failed (planted)");
-    const cancel = jest.spyOn(PrefillRun.prototype, "cancel").mockImplementationOnce(() => {
-      throw failure;
+    const failure = new Error("policy restore failed (planted)");
+    const realSavePoint = HybridPolicy.prototype.savePoint;
+    const savePoint = jest.spyOn(HybridPolicy.prototype, "savePoint").mockImplementationOnce(function (this: HybridPolicy) {
+      const real = realSavePoint.call(this);
+      return {
+        restore: () => {
+          throw failure;
+        },
+        dispose: () => real.dispose(),
+      };
     });
     try {
       sequence.startPrefill(ids, 16);
       expect(sequence.continuePrefill(rng.int(1, ids.length * (model.config.layers - 1))).logits).toBeUndefined();
       expect(() => sequence.cancelPrefill()).toThrow(failure);
       expect(sequence.prefilling).toBe(false);
+      const refusal =
+        /context could not be put back as it was before its prompt was cancelled \(policy restore failed \(planted\)\); dispose the session/;
+      expect(() => sequence.prefill(ids, 16)).toThrow(refusal);
+      expect(() => sequence.seq).toThrow(refusal);
       sequence.restart();
       const again = sequence.prefill(ids, 16);
       const fresh = new GenerationSequence(model.decoder, hybrid);
@@ -282,7 +295,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
         fresh.dispose();
       }
     } finally {
-      cancel.mockRestore();
+      savePoint.mockRestore();
       sequence.dispose();
     }
     expect(model.pool.usedPages).toBe(base);

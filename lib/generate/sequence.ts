@@ -20,6 +20,8 @@ import type { Sequence } from "../model/sequence";
 export class GenerationSequence {
   private current: { seq: Sequence; policy?: HybridPolicy };
   private running: PrefillRun | undefined;
+  /** Set when a cancelled prefill could not put the sequence back: it refuses all use until restart(). */
+  private broken: Error | undefined;
 
   constructor(
     private readonly decoder: Decoder,
@@ -30,6 +32,7 @@ export class GenerationSequence {
 
   /** The decoder's sequence (replaced by a fresh one when a first prompt fails). */
   get seq(): Sequence {
+    if (this.broken) throw this.broken;
     return this.current.seq;
   }
 
@@ -79,6 +82,7 @@ export class GenerationSequence {
    * @example sequence.startPrefill(ids); while (!sequence.continuePrefill(4096).logits) decodeOthers();
    */
   startPrefill(ids: readonly number[], chunkSize?: number): void {
+    if (this.broken) throw this.broken;
     if (this.running) throw new Error("internal: a prefill started while another is under way");
     this.running = this.decoder.startPrefill(this.current.seq, ids, { chunkSize });
   }
@@ -109,13 +113,22 @@ export class GenerationSequence {
 
   /**
    * Ends a prefill under way unfinished: the sequence and its policy are as they were before it
-   * began. Does nothing if none is.
+   * began. Does nothing if none is. If putting them back fails, that error is thrown and the
+   * sequence refuses every use, saying so, until restart() (which starts it empty) or dispose().
    */
   cancelPrefill(): void {
-    // Forgotten first: a cancel that throws must not leave a run that blocks every later prefill.
     const run = this.running;
     this.running = undefined;
-    run?.cancel();
+    try {
+      run?.cancel();
+    } catch (err) {
+      this.broken = new Error(
+        `this session's context could not be put back as it was before its prompt was cancelled (${(err as Error).message}); ` +
+          "dispose the session and start a new one",
+        { cause: err },
+      );
+      throw err;
+    }
   }
 
   /**
@@ -124,6 +137,7 @@ export class GenerationSequence {
    */
   restart(): void {
     this.running = undefined;
+    this.broken = undefined;
     this.current.seq.dispose();
     this.current = this.start();
   }

@@ -16,10 +16,10 @@
 //   fallback  gemmFallbackKernel below, when neither library opens, or when asked for.
 // Which backend a call asks for is its `gemm` choice, else the environment variable
 // LIGHTTRANSFER_GEMM (read on every call), else auto (gemmRequest):
-//   auto            the GEMV for a product of 1 or 2 rows with RMSNorm as its input (at batch 1:
-//                   q|k|v, gate|up and the lm head), where it reads faster than cuBLASLt and the
-//                   norm needs no kernel of its own; every other product on the list above (the
-//                   default; bench/README.md has the per-projection figures);
+//   auto            the GEMV for a product of 1 or 2 rows with RMSNorm as its input where it
+//                   applies (at batch 1: q|k|v, gate|up and the lm head), which it reads faster
+//                   than cuBLASLt and the norm needs no kernel of its own; every other product on
+//                   the list above (the default; bench/README.md has the per-projection figures);
 //   cublasLt        every product on the list above;
 //   gemv            products of 1 to 4 rows on the small-batch GEMV of gemv.cu where it applies
 //                   (smallBatchLinearApplies), the rest on the list; opt-in because on an H200 its
@@ -641,9 +641,9 @@ void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t strea
 }
 
 // On an H200 (bench/README.md) the GEMV with the norm inside read the normed products of a batch-1
-// decode step (q|k|v, gate|up) faster than the norm kernel and cuBLASLt after it, and the step was
-// faster with the lm head on it too; cuBLASLt read the plain (o) and SwiGLU-fed (down) products
-// faster, and every product of more rows.
+// decode step (q|k|v, gate|up) faster than the norm kernel and cuBLASLt after it, and the lm head
+// on it cost nothing; cuBLASLt read the plain (o) and SwiGLU-fed (down) products faster, and every
+// product of 4 rows.
 bool autoPicksSmallBatch(const LinearParams& p) {
   return p.input == LinearInput::RmsNorm && smallBatchLinearApplies(p) && smallBatchLinearFusesInput(p);
 }

@@ -8,8 +8,9 @@
 # Run from the repository root. Expects:
 #   PACKAGES_DIR (default dist/packages): what `npm run release` wrote: release.json, the main
 #     package lighttransfer-<v>.tgz and the platform package lighttransfer-linux-x64-gnu-<v>.tgz;
-#   .device/deps.tar.xz: a node_modules/ folder with the runtime dependencies and jest/ts-jest;
-#   node on PATH (or .device/env.sh, which puts it there).
+#   DEPS_TARBALL: a .tar.xz of a node_modules/ folder with the runtime dependencies and
+#     jest/ts-jest (the machine has no npm or network to fetch them);
+#   node on PATH.
 # The test sources (test/) come from this checkout; their imports of ../../lib are served by the
 # installed package's dist/lib, and every test file checks which addon file was loaded.
 set -euo pipefail
@@ -17,12 +18,12 @@ repo=$(pwd)
 packages=$(cd "${1:-dist/packages}" && pwd)
 out=${2:-${OUT:-/tmp/lt-installed-out}}
 mkdir -p "$out"
-if ! command -v node >/dev/null && [ -f .device/env.sh ]; then source .device/env.sh; fi
+: "${DEPS_TARBALL:?set DEPS_TARBALL to a .tar.xz of node_modules/ (runtime dependencies and jest/ts-jest)}"
 unset LIGHTTRANSFER_ADDON
 
 app=$(mktemp -d /tmp/lt-installed.XXXXXX)
 echo "installing into $app"
-tar -xJf .device/deps.tar.xz -C "$app"
+tar -xJf "$DEPS_TARBALL" -C "$app"
 
 # The tarballs hold a package/ folder; npm puts each at node_modules/<name>.
 unpack() {  # tgz name
