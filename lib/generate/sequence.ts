@@ -82,9 +82,8 @@ export class GenerationSequence {
    * @example sequence.startPrefill(ids); while (!sequence.continuePrefill(4096).logits) decodeOthers();
    */
   startPrefill(ids: readonly number[], chunkSize?: number): void {
-    if (this.broken) throw this.broken;
     if (this.running) throw new Error("internal: a prefill started while another is under way");
-    this.running = this.decoder.startPrefill(this.current.seq, ids, { chunkSize });
+    this.running = this.decoder.startPrefill(this.seq, ids, { chunkSize });
   }
 
   /** Whether a prefill started with startPrefill is under way. */

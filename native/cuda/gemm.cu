@@ -667,10 +667,9 @@ GemmBackend gemmBackend(GemmRequest mode) {
     return {"fallback", "gemm cublas was asked for but " + a.blasWhy};
   }
   if (mode == GemmRequest::SmallBatchOnly) return {"gemv", "forced: gemm gemv-only (1 to 4 rows only)"};
-  const std::string smallBatch = mode == GemmRequest::SmallBatch ? "; 1 to 4 rows on the small-batch GEMV"
-                                 : mode == GemmRequest::Auto
-                                     ? "; RMSNorm-ed products of 1-2 rows on the small-batch GEMV"
-                                     : "";
+  std::string smallBatch;
+  if (mode == GemmRequest::SmallBatch) smallBatch = "; 1 to 4 rows on the small-batch GEMV";
+  if (mode == GemmRequest::Auto) smallBatch = "; RMSNorm-ed products of 1-2 rows on the small-batch GEMV";
   if (a.ltOk()) {
     std::string detail = a.ltName;
     if (a.ltGetVersion != nullptr) detail += " (version " + std::to_string(a.ltGetVersion()) + ")";
@@ -685,9 +684,8 @@ LinearPlan planLinear(const LinearParams& p, GemmRequest request) {
   plan.request = request;
   if (p.m <= 0 || p.n <= 0) return plan;
   const GemmRequest mode = plan.request;
-  plan.gemv = mode == GemmRequest::Auto ? autoPicksSmallBatch(p)
-                                        : (mode == GemmRequest::SmallBatch || mode == GemmRequest::SmallBatchOnly) &&
-                                              smallBatchLinearApplies(p);
+  const bool asksForGemv = mode == GemmRequest::SmallBatch || mode == GemmRequest::SmallBatchOnly;
+  plan.gemv = mode == GemmRequest::Auto ? autoPicksSmallBatch(p) : asksForGemv && smallBatchLinearApplies(p);
   if (mode == GemmRequest::SmallBatchOnly && !plan.gemv)
     throw Error("linear: gemv-only was asked for but the small-batch GEMV does not take this call (it needs 1-" +
                 std::to_string(kSmallBatchLinearMaxRows) +
