@@ -2,7 +2,7 @@
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
 
 import { type RingShape, type StreamingShape, streamingDefaults } from "../common/geometry";
-import { addon } from "../runtime/native";
+import { addon, type PrefillKernelChoice, prefillKernelChoices } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 import {
   type AsyncKernelOptions,
@@ -65,6 +65,8 @@ export interface PrefillAttentionOptions {
   out?: Tensor;
   lse?: Tensor;
   lazyRatioOut?: Tensor;
+  /** The CUDA kernel (default `auto`: `wgmma` on H100/H200, `mmaSync` elsewhere); for tests and benchmarks. */
+  kernel?: PrefillKernelChoice;
 }
 
 export interface PrefillAttentionResult {
@@ -73,7 +75,29 @@ export interface PrefillAttentionResult {
   lazyRatio?: Tensor;
 }
 
-const prefillKeys = ["q", "k", "v", "cached", "scale", "streaming", "returnLse", "lazyRatio", "out", "lse", "lazyRatioOut"] as const;
+const prefillKeys = [
+  "q",
+  "k",
+  "v",
+  "cached",
+  "scale",
+  "streaming",
+  "returnLse",
+  "lazyRatio",
+  "out",
+  "lse",
+  "lazyRatioOut",
+  "kernel",
+] as const;
+
+export { type PrefillKernelChoice, prefillKernelChoices };
+
+function readPrefillKernel(value: unknown): PrefillKernelChoice | undefined {
+  if (value === undefined) return undefined;
+  if (!prefillKernelChoices.includes(value as PrefillKernelChoice))
+    throw new TypeError(`prefillAttention: kernel must be one of ${prefillKernelChoices.join(", ")}, got ${String(value)}`);
+  return value as PrefillKernelChoice;
+}
 const lazyRatioKeys = ["sink", "window", "lastQueries"] as const;
 
 function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
@@ -115,6 +139,7 @@ function preparePrefill(options: PrefillAttentionOptions) {
   const wantLse = optionalFlag("prefillAttention", "returnLse", o.returnLse) || givenLse !== undefined;
   const ratioSpec = readLazyRatio(o.lazyRatio);
   const streaming = readNested("prefillAttention", "streaming", o.streaming, ["sink", "window"]);
+  const kernel = readPrefillKernel(o.kernel);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
   const [nq, hq, d] = q.shape;
   const keys = (cached?.length ?? 0) + (k?.shape[0] ?? 0);
@@ -133,6 +158,7 @@ function preparePrefill(options: PrefillAttentionOptions) {
     ratio: clampRing(ratioSpec, keys),
     scale: o.scale ?? 1 / Math.sqrt(d),
     streaming: clampRing(streaming, keys),
+    ...(kernel && { kernel }),
   };
   return { args, outputs, result: { out, lse, lazyRatio } as PrefillAttentionResult };
 }
@@ -147,6 +173,8 @@ function preparePrefill(options: PrefillAttentionOptions) {
  * // A later chunk of a prompt over a ring cache (sink 4, window 1020) holding 5000 positions:
  * const chunk = kernels.prefillAttention({ q, k, v, streaming: { sink: 4, window: 1020 },
  *   cached: { kPages, vPages, pageTable, length: 5000, ring: { sink: 4, window: 1020 } } });
+ * // The Ampere-class kernel on an H100, to compare with the default wgmma one:
+ * const older = kernels.prefillAttention({ q, k, v, kernel: "mmaSync" });
  */
 export function prefillAttention(options: PrefillAttentionOptions): PrefillAttentionResult {
   const { args, outputs, result } = preparePrefill(options);

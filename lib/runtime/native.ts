@@ -80,6 +80,14 @@ export interface MemoryUsage {
 export type GemmChoice = (typeof gemmChoices)[number];
 /** Every GemmChoice, as the addon accepts them. */
 export const gemmChoices = ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"] as const;
+/**
+ * Which CUDA prefill attention kernel runs a call: `auto` takes `wgmma` (built for Hopper's
+ * sm_90a) on GPUs of compute capability 9.0 and `mmaSync` elsewhere; `wgmma` elsewhere is an error.
+ * The CPU has one kernel and ignores the choice.
+ */
+export type PrefillKernelChoice = (typeof prefillKernelChoices)[number];
+/** Every PrefillKernelChoice, as the addon accepts them. */
+export const prefillKernelChoices = ["auto", "mmaSync", "wgmma"] as const;
 
 /** Which GEMM the CUDA backend's linear runs on, and why. */
 export interface GemmBackendInfo {
@@ -109,6 +117,7 @@ export interface NativeOpArgs {
     ratio?: { sink: number; window: number; lastQueries: number };
     scale: number;
     streaming?: { sink: number; window: number };
+    kernel?: PrefillKernelChoice;
   };
   decodeAttention: {
     q: Handle;

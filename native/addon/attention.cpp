@@ -65,6 +65,17 @@ CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DT
   return prefix;
 }
 
+// The CUDA kernel a prefill call asks for (absent: Auto); the CUDA side checks that the device
+// can run it, the CPU ignores it.
+PrefillKernel prefillKernel(const Napi::Value& value, const std::string& op) {
+  if (value.IsUndefined()) return PrefillKernel::Auto;
+  const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
+  if (name == "auto") return PrefillKernel::Auto;
+  if (name == "mmaSync") return PrefillKernel::MmaSync;
+  if (name == "wgmma") return PrefillKernel::Wgmma;
+  throw Error(op + ": kernel must be auto, mmaSync or wgmma");
+}
+
 PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("prefillAttention", info, mode);
   const bool cached = a.has("cached");
@@ -145,6 +156,8 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
              std::to_string(nq) + "; compute it on the final chunk, which must hold at least lastQueries tokens");
     p.lazyRatio = static_cast<float*>(ratio->data());
   }
+
+  p.kernel = prefillKernel(a.value("kernel"), a.op());
 
   return dispatchCall(a, device, p, cpu::prefillAttention, LT_CUDA_FN(prefillAttention));
 }

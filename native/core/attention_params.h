@@ -52,6 +52,11 @@ struct CachedPrefix {
   int32_t ringSink = 0, ringWindow = 0;
 };
 
+// Which CUDA prefill kernel runs a call (the CPU has one): Auto takes wgmma on compute
+// capability 9.0 (H100, H200) and mma.sync elsewhere; the other two force one, for tests and
+// benchmarks (Wgmma on another GPU is an error).
+enum class PrefillKernel { Auto, MmaSync, Wgmma };
+
 struct PrefillAttentionParams {
   DType dtype = DType::F32;  // q, k, v and out
   const void* q = nullptr;
@@ -65,6 +70,7 @@ struct PrefillAttentionParams {
   StreamingMask mask;
   LazyRatioSpec ratio;
   CachedPrefix cached;
+  PrefillKernel kernel = PrefillKernel::Auto;
 };
 
 struct DecodeAttentionParams {

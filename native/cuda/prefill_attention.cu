@@ -40,148 +40,20 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 128 threads (4 warps), 97 KiB (d
 */
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <type_traits>
 
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
-#include "cuda/prefill_tiles.cuh"
+#include "cuda/prefill_kernel_args.cuh"
 
 namespace lt::cuda {
 namespace {
 
 using namespace detail;
 
-struct PrefillArgs {
-  const uint16_t* q;
-  const uint16_t* k;
-  const uint16_t* v;
-  uint16_t* out;
-  float* lse;
-  float* ratio;
-  int nq, nk, hq, group, numQTiles, headGroup;
-  int64_t qStride, kvStride;  // elements between consecutive tokens
-  float scaleLog2;            // scale * log2(e): softmax runs in base 2
-  int stream, sink, window;
-  int ratioRows;           // Last = rows [nq - ratioRows, nq); 0 = no ratio
-  int rSink, rRecentFrom;  // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
-  int ratioAtomic;         // Last spans several blocks: accumulate into a zeroed buffer
-};
-
-// A call over a cached prefix. Only the paged kernels take these fields: in PrefillArgs they made
-// ptxas spill more in the contiguous kernel, which never reads them. Key j < cachedLen is
-// position j of the cache: held iff j < ringSink or j >= ringTailBegin (a full cache: both 0),
-// at logical slot j, or for a ring (ringWindow > 0) past its sinks at ringSink + (j - ringSink)
-// mod ringWindow.
-struct PagedPrefillArgs : PrefillArgs {
-  const uint16_t* kPages;
-  const uint16_t* vPages;
-  const int32_t* pageTable;
-  int cachedLen, pageSize, ringSink, ringWindow, ringTailBegin;
-  int pageShift;  // log2(pageSize) when pageSize is a power of two, else -1
-};
-
-// Where a call's keys come from: k/v alone, or a cached prefix in the page pool (a full cache's
-// slots, or a ring's) followed by k/v.
-enum class KvSource { Contiguous, PagedFull, PagedRing };
-
-template <KvSource kSource>
-using KernelArgs = std::conditional_t<kSource == KvSource::Contiguous, PrefillArgs, PagedPrefillArgs>;
-
-// The K and V tile of keys [key0, key0 + kBlockN) of a call with a cached prefix: the same
-// swizzled layout and thread-to-chunk split as loadTiles, but every row finds its own source,
-// a pool slot through the page table or a row of k/v; rows past nk, and ring positions no
-// longer held, become zeros.
-template <int D, bool kRing>
-__device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
-                                                int key0, int tid) {
-  constexpr int kChunks = D / 8;
-  constexpr int kStep = kThreads / kChunks;
-  constexpr int kPerThread = kBlockN / kStep;
-  static_assert(kBlockN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
-  const int ch = tid % kChunks, r0 = tid / kChunks;
-  const uint32_t dOff = uint32_t((r0 * kChunks + (ch ^ (r0 & 7))) * 16);
-  const int64_t col = int64_t(kvh) * D + ch * 8;
-#pragma unroll
-  for (int i = 0; i < kPerThread; i++) {
-    const int j = key0 + r0 + i * kStep;
-    const uint16_t* srcK = a.q;  // any valid address: zero-byte copies read nothing
-    const uint16_t* srcV = a.q;
-    int bytes = 0;
-    if (j < a.cachedLen) {
-      bool held = true;
-      int slot = j;
-      if constexpr (kRing) {
-        held = j < a.ringSink || j >= a.ringTailBegin;
-        if (j >= a.ringSink) slot = a.ringSink + (j - a.ringSink) % a.ringWindow;
-      }
-      if (held) {
-        const bool shift = a.pageShift >= 0;
-        const int page = __ldg(a.pageTable + (shift ? slot >> a.pageShift : slot / a.pageSize));
-        const int offset = shift ? slot & (a.pageSize - 1) : slot % a.pageSize;
-        const int64_t row = int64_t(page) * a.pageSize + offset;
-        srcK = a.kPages + row * a.kvStride + col;
-        srcV = a.vPages + row * a.kvStride + col;
-        bytes = 16;
-      }
-    } else if (j < a.nk) {
-      const int64_t row = j - a.cachedLen;
-      srcK = a.k + row * a.kvStride + col;
-      srcV = a.v + row * a.kvStride + col;
-      bytes = 16;
-    }
-    const uint32_t dst = dOff + uint32_t(i * kStep * kChunks * 16);
-    cpAsync16(dstK + dst, srcK, bytes);
-    cpAsync16(dstV + dst, srcV, bytes);
-  }
-}
-
-// K/V tile `tile` into the buffers at dstK/dstV, through the page table or from k/v.
-// gk/gv: k/v at this block's kv head, computed once by the caller (recomputed per tile, the
-// contiguous kernel spilled more).
-template <int D, KvSource kSource>
-__device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const KernelArgs<kSource>& a,
-                                           const uint16_t* gk, const uint16_t* gv, int kvh, int tile, int tid) {
-  if constexpr (kSource != KvSource::Contiguous)
-    loadPagedKvTile<D, kSource == KvSource::PagedRing>(dstK, dstV, a, kvh, tile * kBlockN, tid);
-  else
-    loadTiles<D, kBlockN, true>(dstK, dstV, gk, gv, a.kvStride, tile * kBlockN, a.nk, tid);
-}
-
 constexpr unsigned kFull = 0xffffffffu;
-
-// Block order. The grid is 1-D; block L maps to (head, query tile) so that heads are taken in
-// groups of `headGroup` and, inside a group, tiles run from the last (longest causal rows)
-// to the first with the group's heads fastest. Longest-first keeps the last wave short (with
-// one head per group, as FlashAttention-2 orders them, short prompts lose ~20% to the tail);
-// few heads per group keep the K/V being read at one time inside L2 (with all heads in one
-// group, 16-32K prompts lose ~4%). The host picks the smallest group whose heaviest tile
-// is short next to the group's work per slot.
-struct BlockCoord {
-  int h, qt;
-};
-__device__ __forceinline__ BlockCoord blockCoord(int numQTiles, int hq, int headGroup) {
-  const int L = int(blockIdx.x);
-  const int span = headGroup * numQTiles;
-  const int grp = L / span;
-  const int rem = L - grp * span;
-  const int gh = min(headGroup, hq - grp * headGroup);  // a smaller last group, if hq % headGroup
-  const int rank = rem / gh;                            // 0 = longest tile
-  return {grp * headGroup + (rem - rank * gh), numQTiles - 1 - rank};
-}
-// The same, from a block index the compiler cannot see through: the epilogue recomputes
-// its coordinates instead of keeping them live across the main loop, where every register
-// is taken (keeping them costs spills).
-__device__ __forceinline__ BlockCoord blockCoordAgain(int numQTiles, int hq, int headGroup) {
-  unsigned L;
-  asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(L));
-  const int span = headGroup * numQTiles;
-  const int grp = int(L) / span;
-  const int rem = int(L) - grp * span;
-  const int gh = min(headGroup, hq - grp * headGroup);
-  const int rank = rem / gh;
-  return {grp * headGroup + (rem - rank * gh), numQTiles - 1 - rank};
-}
 
 // The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
 template <typename T, int D, bool kRatio, KvSource kSource>
@@ -451,35 +323,65 @@ __global__ void __launch_bounds__(kThreads, 2) prefillKernel(const KernelArgs<kS
   prefillBlock<T, D, false, kSource>(a, smemRaw, ratioPart);
 }
 
-int smCount() {
-  static std::atomic<int> cache[64];
+// What the host's choices need to know about the current device, read once per device.
+struct DeviceFacts {
+  int sms, major, minor;
+};
+DeviceFacts currentDevice() {
+  static std::atomic<int> cache[64];  // sms << 8 | major << 4 | minor; 0 = not read yet
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) throw Error("prefillAttention: no current CUDA device");
-  if (dev < 64) {
-    const int c = cache[dev].load(std::memory_order_relaxed);
-    if (c > 0) return c;
+  int packed = dev < 64 ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (packed == 0) {
+    int sms = 0, major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) sms = 132;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+      throw Error("prefillAttention: cannot read the device's compute capability");
+    packed = sms << 8 | (major & 15) << 4 | (minor & 15);
+    if (dev < 64) cache[dev].store(packed, std::memory_order_relaxed);
   }
-  int n = 0;
-  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
-  if (dev < 64) cache[dev].store(n, std::memory_order_relaxed);
-  return n;
+  return {packed >> 8, (packed >> 4) & 15, packed & 15};
 }
 
-// Heads per scheduling group (see blockCoord). With 2 blocks per SM resident, a group's
-// longest tile (2 * numQTiles key tiles) must be short next to the group's work per slot
-// (about headGroup * numQTiles^2 / slots key tiles), or the tail after the last group
-// starts grows; we ask for headGroup >= LT_PREFILL_GROUP_FACTOR * slots / numQTiles. The
+// A call's kernel choice, where Auto defers to LIGHTTRANSFER_PREFILL_KERNEL (read on every call,
+// so a benchmark can switch kernels between runs in one process).
+PrefillKernel resolveKernel(PrefillKernel asked) {
+  if (asked != PrefillKernel::Auto) return asked;
+  const char* env = std::getenv("LIGHTTRANSFER_PREFILL_KERNEL");
+  const std::string name = env == nullptr ? "" : env;
+  if (name.empty() || name == "auto") return PrefillKernel::Auto;
+  if (name == "mmaSync") return PrefillKernel::MmaSync;
+  if (name == "wgmma") return PrefillKernel::Wgmma;
+  throw Error("prefillAttention: LIGHTTRANSFER_PREFILL_KERNEL must be auto, mmaSync or wgmma, not '" + name +
+              "'; unset it for the default");
+}
+
+// The wgmma kernel is built for sm_90a, which runs on compute capability 9.0 alone; Auto takes it
+// there and the mma.sync kernel everywhere else.
+bool useWgmma(PrefillKernel asked, const DeviceFacts& dev) {
+  const PrefillKernel choice = resolveKernel(asked);
+  const bool hopper = dev.major == 9 && dev.minor == 0;
+  if (choice == PrefillKernel::Wgmma && !hopper)
+    throw Error("prefillAttention: the wgmma kernel needs a GPU of compute capability 9.0 (H100, H200), this one is " +
+                std::to_string(dev.major) + "." + std::to_string(dev.minor) + "; ask for kernel 'auto' or 'mmaSync'");
+  return choice == PrefillKernel::Wgmma || (choice == PrefillKernel::Auto && hopper);
+}
+
+// Heads per scheduling group (see blockCoord). slots: blocks resident at once (SMs times blocks
+// per SM). A group's longest tile (2 * numQTiles key tiles) must be short next to the group's
+// work per slot (about headGroup * numQTiles^2 / slots key tiles), or the tail after the last
+// group starts grows; we ask for headGroup >= LT_PREFILL_GROUP_FACTOR * slots / numQTiles. The
 // group is a divisor of hq (an odd-sized last group makes its own tail) and a whole number
 // of GQA groups, so heads sharing K/V run together. Both extremes lost time: one head per
 // group (the FlashAttention-2 order) at short prompts, all heads in one group at long ones
 // (bench/README.md, "Figures behind choices in the code").
-int headGroupFor(int numQTiles, int hq, int gqa) {
+int headGroupFor(int numQTiles, int hq, int gqa, long slots) {
 #if defined(LT_PREFILL_TILE_MAJOR)
   return 1;
 #elif defined(LT_PREFILL_GLOBAL_LPT)
   return hq;
 #else
-  const long slots = 2L * smCount();
 #ifndef LT_PREFILL_GROUP_FACTOR
 #define LT_PREFILL_GROUP_FACTOR 4
 #endif
@@ -493,22 +395,8 @@ int headGroupFor(int numQTiles, int hq, int gqa) {
 template <typename T, int D, KvSource kSource>
 void launchKernel(const KernelArgs<kSource>& a, cudaStream_t stream) {
   constexpr int kSmem = kBlockM * D * 2 + 4 * kBlockN * D * 2 + 1024;
-  // cudaFuncSetAttribute is per device; remember which devices are done (up to 64).
   static std::atomic<uint64_t> ready{0};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) throw Error("prefillAttention: no current CUDA device");
-  const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
-  if (bit == 0 || !(ready.load(std::memory_order_acquire) & bit)) {
-    cudaError_t e =
-        cudaFuncSetAttribute(prefillKernel<T, D, kSource>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-    if (e == cudaSuccess)
-      e = cudaFuncSetAttribute(prefillKernel<T, D, kSource>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                               cudaSharedmemCarveoutMaxShared);
-    if (e != cudaSuccess)
-      throw Error(std::string("prefillAttention: cannot reserve ") + std::to_string(kSmem) +
-                  " bytes of shared memory: " + cudaGetErrorString(e));
-    ready.fetch_or(bit, std::memory_order_release);
-  }
+  reserveSharedMemory(reinterpret_cast<const void*>(prefillKernel<T, D, kSource>), kSmem, ready);
   const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
   prefillKernel<T, D, kSource><<<grid, kThreads, kSmem, stream>>>(a);
   const cudaError_t e = cudaGetLastError();
@@ -583,7 +471,9 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
   a.hq = p.hq;
   a.group = p.hq / p.hkv;
   a.numQTiles = (p.nq + kBlockM - 1) / kBlockM;
-  a.headGroup = headGroupFor(a.numQTiles, p.hq, a.group);
+  const DeviceFacts dev = currentDevice();
+  const bool wgmma = useWgmma(p.kernel, dev);
+  a.headGroup = headGroupFor(a.numQTiles, p.hq, a.group, long(dev.sms) * (wgmma ? kSm90BlocksPerSm : 2));
   a.qStride = int64_t(p.hq) * p.d;
   a.kvStride = int64_t(p.hkv) * p.d;
   a.scaleLog2 = p.scale * 1.4426950408889634f;
@@ -618,7 +508,9 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
     }
   }
 
-  if (p.dtype == DType::BF16) {
+  if (wgmma) {
+    launchPrefillSm90(a, p.dtype, p.d, stream);
+  } else if (p.dtype == DType::BF16) {
     if (p.d == 128)
       launchPrefill<__nv_bfloat16, 128>(a, stream);
     else

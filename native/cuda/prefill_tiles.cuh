@@ -4,11 +4,13 @@
 // one warp (32 query rows x 64 keys) and a walk over its elements for masking, the sums that
 // end the lazy ratio, and the key tiles a block visits.
 //
-// Shared-memory layout of every Q/K/V tile: rows of D 16-bit elements, split in 16-byte
-// chunks; chunk c of row r is stored at chunk position c ^ (r & 7). ldmatrix reads eight
-// rows at the same logical chunk; the XOR spreads them over all 32 banks, so neither the
-// cp.async writes nor the ldmatrix reads conflict. Tile bases are 1024-byte aligned, which
-// lets a lane fold the swizzle into a per-lane base and a compile-time XOR (see laneBase).
+// Shared-memory layout of every Q/K/V tile of the mma.sync kernels: rows of D 16-bit
+// elements, split in 16-byte chunks; chunk c of row r is stored at chunk position c ^ (r & 7).
+// ldmatrix reads eight rows at the same logical chunk; the XOR spreads them over all 32 banks,
+// so neither the cp.async writes nor the ldmatrix reads conflict. Tile bases are 1024-byte
+// aligned, which lets a lane fold the swizzle into a per-lane base and a compile-time XOR (see
+// laneBase). The Hopper kernel (prefill_attention_sm90.cu) stores its tiles as column blocks
+// instead, the layout wgmma reads (see chunkOffset); for D = 64 the two are the same.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -96,21 +98,39 @@ struct Mma<__half> {
   }
 };
 
+// Byte offset, inside a tile of ROWS rows, of 16-byte chunk `ch` of row `r`. Row-major
+// (kColumnBlocks false): rows of D * 2 bytes, chunk position ch ^ (r & 7). Column blocks: the
+// tile is D / 64 blocks of 64 columns, each ROWS rows of 128 bytes with chunk position
+// (ch & 7) ^ (r & 7): wgmma's 128-byte swizzle, which XORs address bits 4-6 with bits 7-9 of a
+// 1024-byte aligned tile. rowBytes: the distance between rows r and r + 1 of one chunk.
+template <int D, int ROWS, bool kColumnBlocks>
+__device__ __forceinline__ uint32_t chunkOffset(int r, int ch) {
+  if constexpr (kColumnBlocks)
+    return uint32_t((ch >> 3) * ROWS * 128 + r * 128 + (((ch & 7) ^ (r & 7)) << 4));
+  else
+    return uint32_t((r * (D / 8) + (ch ^ (r & 7))) * 16);
+}
+template <int D, bool kColumnBlocks>
+constexpr uint32_t rowBytes() {
+  return kColumnBlocks ? 128u : uint32_t(D * 2);
+}
+
 // Copies rows [row0, row0 + ROWS) of one or two token-major tensors (row r at g + r *
 // rowStride; both share the stride) into swizzled tiles; rows outside [0, rowLimit) become
 // zeros. Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i*kStep; kStep is a
 // multiple of 8, so the swizzled chunk is the same for all its rows and the addresses
 // advance by constants: one 64-bit add and one cp.async per chunk. (Recomputing
 // row * stride per chunk was ~15% of the main loop's instructions.)
-template <int D, int ROWS, bool kTwo, int NTHREADS = kThreads>
+template <int D, int ROWS, bool kTwo, int NTHREADS = kThreads, bool kColumnBlocks = false>
 __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const uint16_t* g0, const uint16_t* g1,
                                           int64_t rowStride, int row0, int rowLimit, int tid) {
   constexpr int kChunks = D / 8;
   constexpr int kStep = NTHREADS / kChunks;
   constexpr int kPerThread = ROWS / kStep;
+  constexpr uint32_t kDstStep = kStep * rowBytes<D, kColumnBlocks>();
   static_assert(ROWS % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
   const int ch = tid % kChunks, r0 = tid / kChunks;
-  const uint32_t dOff = uint32_t((r0 * kChunks + (ch ^ (r0 & 7))) * 16);
+  const uint32_t dOff = chunkOffset<D, ROWS, kColumnBlocks>(r0, ch);
   const int64_t off = int64_t(row0 + r0) * rowStride + ch * 8;
   const int64_t step = rowStride * kStep;
   const uint16_t* s0 = g0 + off;
@@ -118,10 +138,10 @@ __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const ui
   if (row0 >= 0 && row0 + ROWS <= rowLimit) {  // interior tile: no per-row checks
 #pragma unroll
     for (int i = 0; i < kPerThread; i++) {
-      cpAsync16(dst0 + dOff + i * kStep * kChunks * 16, s0, 16);
+      cpAsync16(dst0 + dOff + i * kDstStep, s0, 16);
       s0 += step;
       if (kTwo) {
-        cpAsync16(dst1 + dOff + i * kStep * kChunks * 16, s1, 16);
+        cpAsync16(dst1 + dOff + i * kDstStep, s1, 16);
         s1 += step;
       }
     }
@@ -130,10 +150,10 @@ __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const ui
     for (int i = 0; i < kPerThread; i++) {
       const int gr = row0 + r0 + i * kStep;
       const bool ok = gr >= 0 && gr < rowLimit;
-      cpAsync16(dst0 + dOff + i * kStep * kChunks * 16, ok ? s0 : g0, ok ? 16 : 0);
+      cpAsync16(dst0 + dOff + i * kDstStep, ok ? s0 : g0, ok ? 16 : 0);
       s0 += step;
       if (kTwo) {
-        cpAsync16(dst1 + dOff + i * kStep * kChunks * 16, ok ? s1 : g1, ok ? 16 : 0);
+        cpAsync16(dst1 + dOff + i * kDstStep, ok ? s1 : g1, ok ? 16 : 0);
         s1 += step;
       }
     }
@@ -266,12 +286,13 @@ struct TileRange {
 };
 
 // lastKey: the block's largest visible key; sinkKeys: keys [0, sinkKeys) always visited;
-// tailFromKey: the first key of the window (streaming) or recent part (ratio).
+// tailFromKey: the first key of the window (streaming) or recent part (ratio). BN: keys per tile.
+template <int BN = kBlockN>
 __device__ __forceinline__ TileRange makeTileRange(int lastKey, int sinkKeys, int tailFromKey) {
   TileRange t;
-  const int lastTile = lastKey / kBlockN;
-  t.sinkEnd = min((sinkKeys + kBlockN - 1) / kBlockN, lastTile + 1);
-  t.tailFirst = max(max(tailFromKey, 0) / kBlockN, t.sinkEnd);
+  const int lastTile = lastKey / BN;
+  t.sinkEnd = min((sinkKeys + BN - 1) / BN, lastTile + 1);
+  t.tailFirst = max(max(tailFromKey, 0) / BN, t.sinkEnd);
   t.count = t.sinkEnd + max(lastTile - t.tailFirst + 1, 0);
   return t;
 }

@@ -2,13 +2,19 @@
 // test/*.test.ts): contiguous keys, then a cached prefix read through page tables.
 // Runs where CUDA is available: `npm run test:gpu`. Elsewhere every test here is skipped and
 // the reason is printed.
-import { kernels, Tensor } from "../../lib";
+import { devices, kernels, Tensor } from "../../lib";
 import { cudaKernelKit, type Half, maxAbs, relTol } from "../helpers/cuda-kernels";
 import { describeWithCuda, relError } from "../helpers/gpu";
 import { scatteredPages, slotsUsed, writeThroughPages } from "../helpers/pages";
 
 const describeGpu = describeWithCuda("kernel");
 const { rng, scope, pair } = cudaKernelKit();
+
+// The wgmma kernel runs on compute capability 9.0 only; there every case runs on both kernels.
+const hopper = devices().some((d) => d.type === "cuda" && d.index === 0 && d.computeCapability === "9.0");
+const gpuKernels: kernels.PrefillKernelChoice[] = hopper ? ["mmaSync", "wgmma"] : ["mmaSync"];
+if (!hopper) process.stderr.write("\n[lighttransfer] wgmma prefill cases SKIPPED: cuda:0 is not compute capability 9.0\n\n");
+const withKernels = <C extends object>(cases: C[]) => cases.flatMap((c) => gpuKernels.map((kernel) => ({ ...c, kernel })));
 
 describeGpu("CUDA prefill attention equals the CPU kernel", () => {
   const cases = [
@@ -21,7 +27,7 @@ describeGpu("CUDA prefill attention equals the CPU kernel", () => {
     { nq: 300, nk: 300, hq: 4, hkv: 4, d: 128, dtype: "f16" as Half, mask: { sink: 0, window: 16 } },
     { nq: 2000, nk: 2000, hq: 8, hkv: 1, d: 128, dtype: "bf16" as Half, mask: { sink: 4, window: 1020 } },
   ];
-  test.each(cases)("nq=$nq nk=$nk hq=$hq hkv=$hkv d=$d $dtype mask=$mask", (c) => {
+  test.each(withKernels(cases))("nq=$nq nk=$nk hq=$hq hkv=$hkv d=$d $dtype mask=$mask $kernel", (c) => {
     const q = pair([c.nq, c.hq, c.d], c.dtype),
       k = pair([c.nk, c.hkv, c.d], c.dtype),
       v = pair([c.nk, c.hkv, c.d], c.dtype);
@@ -35,6 +41,7 @@ describeGpu("CUDA prefill attention equals the CPU kernel", () => {
         returnLse: true,
         streaming: c.mask,
         lazyRatio: withRatio ? spec : undefined,
+        kernel: c.kernel,
       });
     const want = run("cpu"),
       got = run("gpu");
@@ -57,7 +64,7 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     { start: 600, own: 0, nq: 64, hq: 16, hkv: 2, d: 128, dtype: "bf16" as Half, pageSize: 16 },
     { start: 900, own: 40, nq: 40, hq: 8, hkv: 8, d: 64, dtype: "bf16" as Half, pageSize: 16, ring: { sink: 0, window: 200 } },
   ];
-  test.each(cases)("start=$start own=$own nq=$nq hq=$hq hkv=$hkv d=$d $dtype pageSize=$pageSize ring=$ring", (c) => {
+  test.each(withKernels(cases))("start=$start own=$own nq=$nq hq=$hq hkv=$hkv d=$d $dtype pageSize=$pageSize ring=$ring $kernel", (c) => {
     const nk = c.start + c.own,
       rowSize = c.hkv * c.d;
     const layout = { pageSize: c.pageSize, ring: c.ring };
@@ -88,6 +95,7 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
         returnLse: true,
         lazyRatio: ratio,
         cached: { kPages: kPages[dev], vPages: vPages[dev], pageTable: pageTable[dev], length: c.start, ring: c.ring },
+        kernel: c.kernel,
       });
     const want = run("cpu"),
       got = run("gpu");
@@ -98,6 +106,7 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
       streaming: c.ring,
       returnLse: true,
       lazyRatio: ratio,
+      kernel: c.kernel,
     });
     for (const r of [want, got, contiguous]) [r.out, r.lse, r.lazyRatio].forEach((t) => scope.add(t));
     expect(got.out.device).toBe("cuda:0");
@@ -108,5 +117,25 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     // Through the pages or contiguous, the GPU visits the same tiles with the same keys.
     expect(Array.from(got.out.toArray())).toEqual(Array.from(contiguous.out.toArray()));
     expect(Array.from(got.lse!.toArray())).toEqual(Array.from(contiguous.lse!.toArray()));
+  });
+});
+
+describeGpu("the CUDA prefill kernel choice", () => {
+  const q = () => pair([300, 8, 128], "bf16").gpu,
+    kv = () => pair([300, 2, 128], "bf16").gpu;
+  test("auto runs the wgmma kernel on compute capability 9.0 and mma.sync elsewhere, bit for bit", () => {
+    const [qq, k, v] = [q(), kv(), kv()];
+    const run = (kernel: kernels.PrefillKernelChoice) =>
+      Array.from(scope.add(kernels.prefillAttention({ q: qq, k, v, kernel }).out).toArray());
+    const auto = run("auto");
+    expect(auto).toEqual(run(hopper ? "wgmma" : "mmaSync"));
+    // The two kernels sum in different orders: the check above means something only if they differ.
+    if (hopper) expect(auto).not.toEqual(run("mmaSync"));
+  });
+  test("wgmma on another GPU is an error that names the remedy", () => {
+    if (hopper) return; // covered by the cases above
+    expect(() => kernels.prefillAttention({ q: q(), k: kv(), v: kv(), kernel: "wgmma" })).toThrow(
+      /wgmma kernel needs a GPU of compute capability 9\.0.*'auto' or 'mmaSync'/,
+    );
   });
 });

@@ -208,4 +208,17 @@ describe(`seed ${rng.seed}`, () => {
     );
     maker.disposeAll();
   });
+
+  test("prefillAttention's CUDA kernel choice is checked in JS and ignored by the CPU kernel", () => {
+    const maker = new Maker(rng);
+    const q = maker.floats([5, 2, 8], "f32");
+    for (const kernel of ["wgmma2", "", 3, null])
+      expect(() => kernels.prefillAttention({ q, k: q, v: q, kernel: kernel as never })).toThrow(
+        /prefillAttention: kernel must be one of auto, mmaSync, wgmma, got/,
+      );
+    const plain = Array.from(kernels.prefillAttention({ q, k: q, v: q }).out.toArray());
+    for (const kernel of kernels.prefillKernelChoices)
+      expect(Array.from(kernels.prefillAttention({ q, k: q, v: q, kernel }).out.toArray())).toEqual(plain);
+    maker.disposeAll();
+  });
 });

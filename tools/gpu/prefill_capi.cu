@@ -20,8 +20,8 @@ extern "C" {
 
 int lt_prefill_attention(int dtype, const void* q, const void* k, const void* v, void* out, float* lse,
                          float* ratio, int nq, int nk, int hq, int hkv, int d, float scale, int maskOn, int sink,
-                         int window, int ratioOn, int ratioSink, int ratioWindow, int lastQueries, void* stream,
-                         char* err, int errLen) {
+                         int window, int ratioOn, int ratioSink, int ratioWindow, int lastQueries, int kernel,
+                         void* stream, char* err, int errLen) {
   try {
     lt::PrefillAttentionParams p;
     p.dtype = static_cast<lt::DType>(dtype);
@@ -44,6 +44,7 @@ int lt_prefill_attention(int dtype, const void* q, const void* k, const void* v,
     p.ratio.sink = ratioSink;
     p.ratio.window = ratioWindow;
     p.ratio.lastQueries = lastQueries;
+    p.kernel = static_cast<lt::PrefillKernel>(kernel);
     lt::cuda::prefillAttention(p, static_cast<cudaStream_t>(stream));
     return 0;
   } catch (const std::exception& e) {

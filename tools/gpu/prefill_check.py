@@ -27,17 +27,19 @@ import torch.nn.functional as F
 from harness import arg_parser
 
 F16, BF16 = 1, 2
+KERNELS = {"auto": 0, "mma": 1, "wgmma": 2}  # lt::PrefillKernel
 DEV = "cuda"
 DT = {"f16": (torch.float16, F16), "bf16": (torch.bfloat16, BF16)}
 
 
 # ----------------------------------------------------------------------------- the library
 class Lib:
-    def __init__(self, path):
+    def __init__(self, path, kernel="auto"):
+        self.kernel = KERNELS[kernel]
         self.lib = ctypes.CDLL(path)
         vp, i, f = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
         self.lib.lt_prefill_attention.argtypes = [i, vp, vp, vp, vp, vp, vp, i, i, i, i, i, f, i, i, i, i, i, i, i,
-                                                  vp, ctypes.c_char_p, i]
+                                                  i, vp, ctypes.c_char_p, i]
         self.lib.lt_prefill_attention.restype = i
         self.lib.lt_lazy_ratio.argtypes = [i, vp, vp, vp, vp, i, i, i, i, i, f, i, i, i, vp, ctypes.c_char_p, i]
         self.lib.lt_lazy_ratio.restype = i
@@ -57,7 +59,7 @@ class Lib:
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
         rc = self.lib.lt_prefill_attention(code, self._ptr(q), self._ptr(k), self._ptr(v), self._ptr(out),
                                            self._ptr(lse), self._ptr(ratio), nq, nk, hq, hkv, d, scale,
-                                           1 if mask else 0, ms, mw, 1 if rspec else 0, rs, rw, rl, stream,
+                                           1 if mask else 0, ms, mw, 1 if rspec else 0, rs, rw, rl, self.kernel, stream,
                                            self.err, len(self.err))
         if rc != 0:
             raise RuntimeError(self.err.value.decode())
@@ -492,6 +494,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--alt-lib", action="append", default=[],
                     help="NAME=PATH of another build (variant) timed beside --lib; repeatable")
+    ap.add_argument("--kernel", choices=list(KERNELS), default="auto", help="the CUDA kernel --lib runs")
+    ap.add_argument("--alt-kernel", action="append", default=[], choices=list(KERNELS),
+                    help="another kernel of --lib, timed beside it; repeatable")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "prefill_log.txt"), "w")
@@ -501,9 +506,9 @@ def main():
         logf.write(s + "\n")
         logf.flush()
 
-    lib = Lib(args.lib)
+    lib = Lib(args.lib, args.kernel)
     torch.manual_seed(int(time.time()))
-    meta = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
+    meta = dict(kernel=args.kernel, device=torch.cuda.get_device_name(), torch=torch.__version__, cuda=torch.version.cuda,
                 date=time.strftime("%Y-%m-%d"), sms=torch.cuda.get_device_properties(0).multi_processor_count)
     log(f"device: {meta}")
     results, worst = ([], {"out_bf16": 0, "out_f16": 0, "lse": 0, "ratio": 0, "ratio_standalone": 0})
@@ -516,6 +521,7 @@ def main():
     rows, ex = [], {}
     if not args.skip_bench:
         alts = [(x.split("=", 1)[0], Lib(x.split("=", 1)[1])) for x in args.alt_lib]
+        alts += [(k, Lib(args.lib, k)) for k in args.alt_kernel]
         rows = run_bench(lib, log, args.quick, alts)
         ex = run_extras(lib, log, args.quick, alts)
     with open(os.path.join(args.out, "prefill.json"), "w") as f:

@@ -13,13 +13,14 @@ mkdir -p "$OUT_DIR" "$BUILD"
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv,noheader | tee "$OUT_DIR/gpu.txt" || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT_DIR/gpu.txt"
 
-echo "building libltprefill.so for $ARCH"
+echo "building libltprefill.so for $ARCH (and the wgmma kernel for sm_90a)"
 t0=$(date +%s)
-nvcc -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native \
-  -gencode arch=compute_${ARCH#sm_},code=$ARCH -Xptxas -v ${NVCC_EXTRA:-} \
-  -shared -Xcompiler -fPIC \
-  native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu \
-  -o "$BUILD/libltprefill.so" 2> "$OUT_DIR/build.log" || { cat "$OUT_DIR/build.log"; exit 1; }
+NVCC_FLAGS=(-std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native -Xcompiler -fPIC)
+nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_90a,code=sm_90a -Xptxas -v ${NVCC_EXTRA:-} \
+  -c native/cuda/prefill_attention_sm90.cu -o "$BUILD/prefill_sm90.o" 2> "$OUT_DIR/build.log" || { cat "$OUT_DIR/build.log"; exit 1; }
+nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_${ARCH#sm_},code=$ARCH -Xptxas -v ${NVCC_EXTRA:-} -shared \
+  native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu "$BUILD/prefill_sm90.o" \
+  -o "$BUILD/libltprefill.so" 2>> "$OUT_DIR/build.log" || { cat "$OUT_DIR/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 # ALT_NVCC: "name:flags;name:flags" variant builds, timed beside the main one (--alt-lib).
 ALT_ARGS=()
@@ -27,10 +28,11 @@ if [ -n "${ALT_NVCC:-}" ]; then
   IFS=';' read -ra VARIANTS <<< "$ALT_NVCC"
   for v in "${VARIANTS[@]}"; do
     name=${v%%:*}; flags=${v#*:}
-    nvcc -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native \
-      -gencode arch=compute_${ARCH#sm_},code=$ARCH $flags -shared -Xcompiler -fPIC \
-      native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu \
-      -o "$BUILD/libltprefill_$name.so" 2> "$BUILD/build_$name.log" &
+    (nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_90a,code=sm_90a $flags -c native/cuda/prefill_attention_sm90.cu \
+      -o "$BUILD/prefill_sm90_$name.o" &&
+      nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_${ARCH#sm_},code=$ARCH $flags -shared \
+        native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu \
+        "$BUILD/prefill_sm90_$name.o" -o "$BUILD/libltprefill_$name.so") 2> "$BUILD/build_$name.log" &
     ALT_ARGS+=(--alt-lib "$name=$BUILD/libltprefill_$name.so")
   done
   wait
@@ -41,8 +43,8 @@ grep -E "registers|spill" "$OUT_DIR/build.log" | sort | uniq -c | head -20
 # What the compiler emitted: tensor-core ops, local-memory traffic per kernel.
 if command -v cuobjdump > /dev/null; then
   cuobjdump --dump-sass "$BUILD/libltprefill.so" > "$BUILD/sass.txt" 2>/dev/null || true
-  awk '/Function :/{f=$3} /HMMA/{h[f]++} /LDL|STL/{l[f]++} /LDSM/{s[f]++} /MUFU.EX2/{x[f]++}
-       END{for (k in h) printf "%-90s HMMA %5d LDSM %4d EX2 %4d LDL/STL %d\n", k, h[k], s[k], x[k], l[k]}' \
+  awk '/Function :/{f=$3} /HMMA/{h[f]++} /HGMMA/{w[f]++} /LDL|STL/{l[f]++} /LDSM/{s[f]++} /MUFU.EX2/{x[f]++}
+       END{for (k in x) printf "%-90s HMMA %5d HGMMA %4d LDSM %4d EX2 %4d LDL/STL %d\n", k, h[k], w[k], s[k], x[k], l[k]}' \
        "$BUILD/sass.txt" | tee "$OUT_DIR/sass_summary.txt"
 fi
 

@@ -1,0 +1,570 @@
+/*
+Prefill attention on Hopper (sm_90a): what prefill_attention.cu computes (the same formulas,
+causal and streaming masks with tile skipping, LSE, fused lazy ratio, a cached prefix read
+through the page table, the same block order), with both matrix products on wgmma, the
+warpgroup-wide asynchronous tensor-core instructions of sm_90a.
+
+Launch: 1-D grid of hq * ceil(nq / 128) blocks, 256 threads (two warpgroups), 225 KiB (d=128) /
+113 KiB (d=64) of dynamic shared memory, one block per SM.
+- A block owns 128 query rows of one head, tiles aligned to the end of the query range as in
+  the mma.sync kernel; warpgroup w owns rows [64w, 64w + 64).
+- K/V tiles of 128 keys are loaded with cp.async issued by all 256 threads, the next tile while
+  this one is computed, one __syncthreads per tile. Every tile is stored as column blocks of 64 elements with the
+  128-byte swizzle (prefill_tiles.cuh chunkOffset), the layout wgmma reads through a
+  shared-memory descriptor.
+- S = Q K^T, 64 x 128 per warpgroup: d/16 wgmma m64n128k16 with Q and K both from shared memory
+  (K-major). Online softmax on the accumulators in registers, base 2, as in the mma.sync kernel.
+- O += P V: the S accumulators of key columns [16t, 16t + 16) are exactly the register A
+  fragment of k-step t, so P never leaves registers; V is read from shared memory as an MN-major
+  (transposed) operand: 8 wgmma m64n{d}k16 per tile.
+- Inside a warpgroup, S of tile j is issued with P V of tile j-1 right behind it, and the
+  softmax of tile j runs while the tensor cores finish P V: three K/V stages, since a tile's V
+  is read one visit after its K. Both warpgroups visit every tile of the block's range.
+- The epilogue stages O through the warpgroup's own Q rows so the global stores are 16-byte and
+  row-contiguous.
+*/
+#include <atomic>
+#include <string>
+
+#include "core/error.h"
+#include "cuda/prefill_kernel_args.cuh"
+
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "prefill_attention_sm90.cu uses wgmma: build it for sm_90a only (-gencode arch=compute_90a,code=sm_90a)"
+#endif
+
+namespace lt::cuda::detail {
+namespace {
+
+constexpr int kWgThreads = 256;  // two warpgroups
+constexpr int kWgWarps = kWgThreads / 32;
+constexpr int kWgRows = 64;     // query rows per warpgroup
+constexpr int kWgBlockN = 128;  // keys per K/V tile
+constexpr int kStages = 3;      // K/V tiles resident at once (see the main loop)
+constexpr unsigned kAllLanes = 0xffffffffu;
+
+// A wgmma shared-memory matrix descriptor with the 128-byte swizzle: start address, the byte
+// distance between 64-column blocks (leadBytes; used by MN-major operands wider than a block)
+// and between groups of 8 rows (strideBytes). Adding n >> 4 moves the start by n bytes.
+__device__ __forceinline__ uint64_t smemDescriptor(uint32_t addr, uint32_t leadBytes, uint32_t strideBytes) {
+  return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t((leadBytes >> 4) & 0x3FFFu) << 16) |
+         (uint64_t((strideBytes >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Shared memory written through the generic proxy (cp.async) and read next by wgmma (the async
+// proxy) needs this fence in each writing thread before the barrier.
+__device__ __forceinline__ void fenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+// Accumulators are asm outputs the moment a wgmma is issued, though the tensor cores write them
+// until the wait: this ties every later use to a point after the wait.
+// The same for a register A operand, which the tensor cores read until the wait: without it the
+// compiler may reuse those registers as soon as the wgmma is issued.
+template <int N>
+__device__ __forceinline__ void pinAfterWait(float (&d)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[j][e])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void pinAfterWait(uint32_t (&r)[N][4]) {
+#pragma unroll
+  for (int j = 0; j < N; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) asm volatile("" : "+r"(r[j][e])::"memory");
+}
+
+template <typename T>
+struct Wgmma;
+
+template <>
+struct Wgmma<__nv_bfloat16> {
+  // d (+)= A B: A [64 x 16] and B [16 x 128] from shared memory, both K-major.
+  static __device__ __forceinline__ void ss128(float (&d)[16][4], uint64_t descA, uint64_t descB, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
+          "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+          "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+          "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+        : "l"(descA), "l"(descB), "r"(accumulate));
+  }
+  // d += A B: A [64 x 16] from registers, B [16 x 128] from shared memory, MN-major.
+  static __device__ __forceinline__ void rs128(float (&d)[16][4], const uint32_t (&a)[4], uint64_t descB) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
+          "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+          "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+          "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB));
+  }
+  // d += A B: A [64 x 16] from registers, B [16 x 64] from shared memory, MN-major.
+  static __device__ __forceinline__ void rs64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t descB) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB));
+  }
+};
+
+template <>
+struct Wgmma<__half> {
+  // d (+)= A B: A [64 x 16] and B [16 x 128] from shared memory, both K-major.
+  static __device__ __forceinline__ void ss128(float (&d)[16][4], uint64_t descA, uint64_t descB, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
+          "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+          "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+          "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+        : "l"(descA), "l"(descB), "r"(accumulate));
+  }
+  // d += A B: A [64 x 16] from registers, B [16 x 128] from shared memory, MN-major.
+  static __device__ __forceinline__ void rs128(float (&d)[16][4], const uint32_t (&a)[4], uint64_t descB) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+        "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
+          "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]),
+          "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
+          "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB));
+  }
+  // d += A B: A [64 x 16] from registers, B [16 x 64] from shared memory, MN-major.
+  static __device__ __forceinline__ void rs64(float (&d)[8][4], const uint32_t (&a)[4], uint64_t descB) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.eq.u32 p, 1, 1;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+        "%23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB));
+  }
+};
+
+template <typename T, int D>
+__device__ __forceinline__ void wgmmaPV(float (&o)[D / 8][4], const uint32_t (&p)[4], uint64_t descV) {
+  if constexpr (D == 128)
+    Wgmma<T>::rs128(o, p, descV);
+  else
+    Wgmma<T>::rs64(o, p, descV);
+}
+
+// The online softmax of one S tile of a warpgroup (see the mma.sync kernel): masks what this
+// thread's rows (positions pos0 and pos0 + 8) may not see unless the whole tile is visible,
+// turns s into probabilities against the updated running max, and returns in alpha the
+// factor by which the rows' earlier sums and outputs shrink.
+template <int kNT>
+__device__ __forceinline__ void softmaxTile(float (&s)[kNT][4], float (&alpha)[2], float (&mRow)[2], float (&lRow)[2],
+                                            const PrefillArgs& a, int pos0, int t0, int tq, bool allVisible) {
+  if (!allVisible) {  // diagonal and window-edge tiles only
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int pos = pos0 + 8 * (e >> 1);
+        const int j = t0 + 8 * nt + 2 * tq + (e & 1);
+        const bool vis = j <= pos && (!a.stream || j < a.sink || pos - j < a.window);
+        if (!vis) s[nt][e] = -INFINITY;
+      }
+  }
+  // Max and sum as trees, not chains: with two warps per scheduler, a 32-deep dependent chain
+  // leaves the issue slots idle.
+  float mx[2];
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    float m[kNT];
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) m[nt] = fmaxf(s[nt][2 * hf], s[nt][2 * hf + 1]);
+#pragma unroll
+    for (int w = kNT / 2; w >= 1; w >>= 1)
+#pragma unroll
+      for (int i = 0; i < kNT / 2; i++)
+        if (i < w) m[i] = fmaxf(m[i], m[i + w]);
+    mx[hf] = m[0];
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(kAllLanes, mx[hf], 1));
+    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(kAllLanes, mx[hf], 2));
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    const float mNew = fmaxf(mRow[hf], mx[hf] * a.scaleLog2);
+    // A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps
+    // exp2(-inf - m) at 0 rather than NaN.
+    const float mUse = mNew == -INFINITY ? 0.f : mNew;
+    alpha[hf] = exp2f(mRow[hf] - mUse);
+    mRow[hf] = mNew;
+    float sum[kNT];
+#pragma unroll
+    for (int nt = 0; nt < kNT; nt++) {
+      const float p0 = exp2f(fmaf(s[nt][2 * hf], a.scaleLog2, -mUse));
+      const float p1 = exp2f(fmaf(s[nt][2 * hf + 1], a.scaleLog2, -mUse));
+      s[nt][2 * hf] = p0;
+      s[nt][2 * hf + 1] = p1;
+      sum[nt] = p0 + p1;
+    }
+#pragma unroll
+    for (int w = kNT / 2; w >= 1; w >>= 1)
+#pragma unroll
+      for (int i = 0; i < kNT / 2; i++)
+        if (i < w) sum[i] += sum[i + w];
+    // l stays a per-lane partial sum; the quad shares alpha, so the 4 partials are added once
+    // at the end.
+    lRow[hf] = lRow[hf] * alpha[hf] + sum[0];
+  }
+}
+
+// The fused lazy ratio's running sums over Sink ∪ Recent keys, rescaled like l.
+template <int kNT>
+__device__ __forceinline__ void ratioTile(const float (&s)[kNT][4], const float (&alpha)[2], float (&lSub)[2],
+                                          const PrefillArgs& a, int t0, int tq) {
+  const bool hits = t0 < a.rSink || t0 + kNT * 8 - 1 >= a.rRecentFrom;
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    float sub = 0.f;
+    if (hits) {
+#pragma unroll
+      for (int nt = 0; nt < kNT; nt++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int j = t0 + 8 * nt + 2 * tq + e;
+          if (j < a.rSink || j >= a.rRecentFrom) sub += s[nt][2 * hf + e];
+        }
+    }
+    lSub[hf] = lSub[hf] * alpha[hf] + sub;
+  }
+}
+
+// The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
+template <typename T, int D, bool kRatio, KvSource kSource>
+__device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigned char* smemRaw, float* ratioPart) {
+  constexpr int kTileQ = kBlockM * D * 2;
+  constexpr int kTileKV = kWgBlockN * D * 2;
+  constexpr int kNT = kWgBlockN / 8;                // n8 column groups of S
+  constexpr int kDT = D / 8;                        // n8 column groups of O
+  constexpr uint32_t kQBlockBytes = kBlockM * 128;  // one 64-column block of a tile
+  constexpr uint32_t kKvBlockBytes = kWgBlockN * 128;
+  const uint32_t rawAddr = smemAddr(smemRaw);
+  const uint32_t sQ = (rawAddr + 1023u) & ~1023u;  // the 128-byte swizzle wants 1 KiB alignment
+  const uint32_t sK = sQ + kTileQ;
+  const uint32_t sV = sK + kStages * kTileKV;
+  unsigned char* const sQPtr = smemRaw + (sQ - rawAddr);
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int wg = warp >> 2;
+  const BlockCoord bc = blockCoord(a.numQTiles, a.hq, a.headGroup);
+  int h = bc.h;
+  const int kvh = h / a.group;
+  const int rowStart = a.nq - (a.numQTiles - bc.qt) * kBlockM;
+  const int posOff = a.nk - a.nq;
+  const int pMinB = posOff + max(rowStart, 0);
+  const int pMaxB = posOff + rowStart + kBlockM - 1;
+  const TileRange tr =
+      a.stream ? makeTileRange<kWgBlockN>(pMaxB, a.sink, pMinB - a.window + 1) : makeTileRange<kWgBlockN>(pMaxB, 0, 0);
+
+  loadTiles<D, kBlockM, false, kWgThreads, true>(sQ, 0u, a.q + h * D, nullptr, a.qStride, rowStart, a.nq, tid);
+  const uint16_t* gk = a.k + kvh * D;
+  const uint16_t* gv = a.v + kvh * D;
+  if (tr.count > 0) loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK, sV, a, gk, gv, kvh, tr.tile(0), tid);
+  cpAsyncCommit();
+
+  int gRow0 = rowStart + wg * kWgRows;  // the warpgroup's first row; may be negative in the first tile
+  const int gpMin = posOff + max(gRow0, 0);
+  const int gpMax = posOff + gRow0 + kWgRows - 1;
+  const bool doRatio = kRatio && gRow0 + kWgRows - 1 >= a.nq - a.ratioRows;
+  const int g = lane >> 2, tq = lane & 3;
+  const int rowInGroup = 16 * (warp & 3) + g;  // this thread's rows: rowInGroup and rowInGroup + 8
+
+  float o[kDT][4];
+#pragma unroll
+  for (int nt = 0; nt < kDT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) o[nt][e] = 0.f;
+  float mRow[2] = {-INFINITY, -INFINITY}, lRow[2] = {0.f, 0.f}, lSub[2] = {0.f, 0.f};
+
+  const uint64_t qDesc = smemDescriptor(sQ + wg * kWgRows * 128, 16, 1024);
+
+  // Software pipeline inside each warpgroup: in visit `it`, the product S = Q K^T of tile `it`
+  // is issued first and O += P V of tile it-1 right behind it; the softmax of tile `it` runs
+  // once S is done, while the tensor cores still work on P V. So P (the previous tile's
+  // probabilities), S and O are live together, and a tile's V is read one visit after its K:
+  // three stages of K/V, the next tile loading while this one and the previous are in use.
+  // Every visit issues both products in straight-line code (ptxas must see which group a wait
+  // retires, or it inserts a full wait of its own), so a warpgroup also multiplies a tile none
+  // of its rows can see (then fully masked: at most one such tile per block, at the diagonal or
+  // the window's edge).
+  float s[kNT][4];
+  uint32_t p[kWgBlockN / 16][4];
+  float alpha[2];
+  const int pos0 = posOff + gRow0 + rowInGroup;
+  // Waits for tile `it`, then starts loading tile it+1 into the stage that tile it-2 used.
+  auto beginVisit = [&](int it) {
+    cpAsyncWait<0>();
+    fenceProxyAsync();
+    __syncthreads();  // tile `it` visible to all; every wgmma on the stage of tile it-2 has completed
+    if (it + 1 < tr.count) {
+      const uint32_t nb = ((it + 1) % kStages) * kTileKV;
+      loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK + nb, sV + nb, a, gk, gv, kvh, tr.tile(it + 1), tid);
+    }
+    cpAsyncCommit();
+  };
+  auto issueS = [&](int it) {
+    const uint64_t kDesc = smemDescriptor(sK + (it % kStages) * kTileKV, 16, 1024);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      Wgmma<T>::ss128(s, qDesc + (((kk >> 2) * kQBlockBytes + (kk & 3) * 32) >> 4),
+                      kDesc + (((kk >> 2) * kKvBlockBytes + (kk & 3) * 32) >> 4), kk > 0);
+    wgmmaCommit();
+  };
+  auto issuePV = [&](int it) {
+    const uint64_t vDesc = smemDescriptor(sV + (it % kStages) * kTileKV, kKvBlockBytes, 1024);
+#pragma unroll
+    for (int kk = 0; kk < kWgBlockN / 16; kk++) wgmmaPV<T, D>(o, p[kk], vDesc + ((kk * 16 * 128) >> 4));
+    wgmmaCommit();
+  };
+  auto softmax = [&](int it) {
+#ifdef LT_SM90_GEMM_ONLY  // a timing build without the softmax (wrong results): how fast loads and products alone run
+    alpha[0] = alpha[1] = 1.f;
+    return;
+#endif
+    const int t0 = tr.tile(it) * kWgBlockN;
+    const int t1 = t0 + kWgBlockN - 1;
+    const bool allVisible = t1 <= gpMin && (!a.stream || t1 < a.sink || gpMax - t0 < a.window);
+    softmaxTile(s, alpha, mRow, lRow, a, pos0, t0, tq, allVisible);
+    if (doRatio) ratioTile(s, alpha, lSub, a, t0, tq);
+  };
+  auto packP = [&]() {
+#pragma unroll
+    for (int kk = 0; kk < kWgBlockN / 16; kk++) {
+      p[kk][0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      p[kk][1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      p[kk][2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      p[kk][3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+  };
+
+  if (tr.count > 0) {
+    beginVisit(0);
+    wgmmaFence();
+    issueS(0);
+    wgmmaWait<0>();
+    pinAfterWait(s);
+    softmax(0);  // O is still zero: nothing to rescale
+    packP();
+    for (int it = 1; it < tr.count; it++) {
+      beginVisit(it);
+      wgmmaFence();
+      issueS(it);
+      issuePV(it - 1);
+      wgmmaWait<1>();
+      pinAfterWait(s);
+      softmax(it);
+      wgmmaWait<0>();
+      pinAfterWait(o);
+      pinAfterWait(p);
+      // Once the running max settles (most tiles) alpha is 1 for the whole warp.
+      if (__any_sync(kAllLanes, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+        for (int nt = 0; nt < kDT; nt++) {
+          o[nt][0] *= alpha[0];
+          o[nt][1] *= alpha[0];
+          o[nt][2] *= alpha[1];
+          o[nt][3] *= alpha[1];
+        }
+      }
+      packP();
+    }
+    wgmmaFence();
+    issuePV(tr.count - 1);
+    wgmmaWait<0>();
+    pinAfterWait(o);
+    pinAfterWait(p);
+  }
+
+  // ---- epilogue ----
+  cpAsyncWait<0>();  // with zero tiles the Q load may still be landing in the staging rows
+  {
+    const BlockCoord again = blockCoordAgain(a.numQTiles, a.hq, a.headGroup);
+    h = again.h;
+    gRow0 = a.nq - (a.numQTiles - again.qt) * kBlockM + wg * kWgRows;
+  }
+  float lTot[2];
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    float l = lRow[hf];
+    l += __shfl_xor_sync(kAllLanes, l, 1);
+    l += __shfl_xor_sync(kAllLanes, l, 2);
+    lTot[hf] = l;
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; hf++) {
+    const float inv = lTot[hf] > 0.f ? 1.f / lTot[hf] : 0.f;  // empty row -> zeros
+    const int r = wg * kWgRows + rowInGroup + 8 * hf;
+#pragma unroll
+    for (int nt = 0; nt < kDT; nt++)
+      *reinterpret_cast<uint32_t*>(sQPtr + chunkOffset<D, kBlockM, true>(r, nt) + tq * 4) =
+          Mma<T>::pack(o[nt][2 * hf] * inv, o[nt][2 * hf + 1] * inv);
+    const int row = gRow0 + rowInGroup + 8 * hf;
+    if (a.lse != nullptr && tq == 0 && row >= 0) {
+      const float l = lTot[hf];
+      a.lse[int64_t(row) * a.hq + h] = l > 0.f ? (mRow[hf] + __log2f(l)) * 0.69314718055994531f : -INFINITY;
+    }
+  }
+  __syncthreads();
+  {
+    constexpr int kChunks = D / 8;
+    constexpr int kRowsPerPass = 128 / kChunks;
+    const int gt = tid & 127, ch = gt % kChunks;
+#pragma unroll
+    for (int i = 0; i < kWgRows / kRowsPerPass; i++) {
+      const int rl = gt / kChunks + i * kRowsPerPass;
+      const int row = gRow0 + rl;
+      if (row >= 0) {
+        const uint4 val = *reinterpret_cast<const uint4*>(sQPtr + chunkOffset<D, kBlockM, true>(wg * kWgRows + rl, ch));
+        *reinterpret_cast<uint4*>(a.out + int64_t(row) * a.qStride + h * D + ch * 8) = val;
+      }
+    }
+  }
+
+  if (kRatio) {
+    float part = 0.f;
+    if (doRatio) {
+#pragma unroll
+      for (int hf = 0; hf < 2; hf++) {
+        float ls = lSub[hf];
+        ls += __shfl_xor_sync(kAllLanes, ls, 1);
+        ls += __shfl_xor_sync(kAllLanes, ls, 2);
+        const int row = gRow0 + rowInGroup + 8 * hf;
+        if (tq == 0 && row >= 0 && row >= a.nq - a.ratioRows && lTot[hf] > 0.f) part += ls / lTot[hf];
+      }
+      part = warpSum(part);
+    }
+    writeRatio<kWgWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
+  }
+}
+
+// One kernel for plain and fused calls, as in prefill_attention.cu: only the blocks holding
+// Last rows take the ratio path.
+template <typename T, int D, KvSource kSource>
+__global__ void __launch_bounds__(kWgThreads, 1) prefillWgmmaKernel(const KernelArgs<kSource> a) {
+  extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in wgmmaBlock
+  __shared__ float ratioPart[kWgWarps];
+  if (a.ratioRows > 0) {
+    const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
+    const int rowEnd = a.nq - (a.numQTiles - 1 - qt) * kBlockM;  // one past the block's last row
+    if (rowEnd > a.nq - a.ratioRows) {
+      wgmmaBlock<T, D, true, kSource>(a, smemRaw, ratioPart);
+      return;
+    }
+  }
+  wgmmaBlock<T, D, false, kSource>(a, smemRaw, ratioPart);
+}
+
+template <typename T, int D, KvSource kSource>
+void launchWgmma(const KernelArgs<kSource>& a, cudaStream_t stream) {
+  constexpr int kSmem = kBlockM * D * 2 + 2 * kStages * kWgBlockN * D * 2 + 1024;
+  static std::atomic<uint64_t> ready{0};
+  reserveSharedMemory(reinterpret_cast<const void*>(prefillWgmmaKernel<T, D, kSource>), kSmem, ready);
+  const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
+  prefillWgmmaKernel<T, D, kSource><<<grid, kWgThreads, kSmem, stream>>>(a);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
+}
+
+template <typename T, int D>
+void launchForSource(const PagedPrefillArgs& a, cudaStream_t stream) {
+  if (a.cachedLen == 0)
+    launchWgmma<T, D, KvSource::Contiguous>(a, stream);
+  else if (a.ringWindow > 0)
+    launchWgmma<T, D, KvSource::PagedRing>(a, stream);
+  else
+    launchWgmma<T, D, KvSource::PagedFull>(a, stream);
+}
+
+}  // namespace
+
+void launchPrefillSm90(const PagedPrefillArgs& a, DType dtype, int d, cudaStream_t stream) {
+  if (dtype == DType::BF16) {
+    if (d == 128)
+      launchForSource<__nv_bfloat16, 128>(a, stream);
+    else
+      launchForSource<__nv_bfloat16, 64>(a, stream);
+  } else {
+    if (d == 128)
+      launchForSource<__half, 128>(a, stream);
+    else
+      launchForSource<__half, 64>(a, stream);
+  }
+}
+
+}  // namespace lt::cuda::detail

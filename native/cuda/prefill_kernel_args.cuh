@@ -1,0 +1,167 @@
+// What the two prefill attention kernels share: their arguments, where a call's keys come from,
+// how a K/V tile is loaded (from k/v, or through the page table for a cached prefix) and the
+// order in which blocks take (head, query tile). The mma.sync kernel (prefill_attention.cu)
+// runs everywhere; the wgmma kernel (prefill_attention_sm90.cu) on sm_90 devices.
+#pragma once
+#include <atomic>
+#include <string>
+#include <type_traits>
+
+#include "core/dtype.h"
+#include "core/error.h"
+#include "cuda/prefill_tiles.cuh"
+
+namespace lt::cuda::detail {
+
+struct PrefillArgs {
+  const uint16_t* q;
+  const uint16_t* k;
+  const uint16_t* v;
+  uint16_t* out;
+  float* lse;
+  float* ratio;
+  int nq, nk, hq, group, numQTiles, headGroup;
+  int64_t qStride, kvStride;  // elements between consecutive tokens
+  float scaleLog2;            // scale * log2(e): softmax runs in base 2
+  int stream, sink, window;
+  int ratioRows;           // Last = rows [nq - ratioRows, nq); 0 = no ratio
+  int rSink, rRecentFrom;  // Sink ∪ Recent = {j < rSink} ∪ {j >= rRecentFrom}
+  int ratioAtomic;         // Last spans several blocks: accumulate into a zeroed buffer
+};
+
+// A call over a cached prefix. Only the paged kernels take these fields: in PrefillArgs they made
+// ptxas spill more in the contiguous kernel, which never reads them. Key j < cachedLen is
+// position j of the cache: held iff j < ringSink or j >= ringTailBegin (a full cache: both 0),
+// at logical slot j, or for a ring (ringWindow > 0) past its sinks at ringSink + (j - ringSink)
+// mod ringWindow.
+struct PagedPrefillArgs : PrefillArgs {
+  const uint16_t* kPages;
+  const uint16_t* vPages;
+  const int32_t* pageTable;
+  int cachedLen, pageSize, ringSink, ringWindow, ringTailBegin;
+  int pageShift;  // log2(pageSize) when pageSize is a power of two, else -1
+};
+
+// Where a call's keys come from: k/v alone, or a cached prefix in the page pool (a full cache's
+// slots, or a ring's) followed by k/v.
+enum class KvSource { Contiguous, PagedFull, PagedRing };
+
+template <KvSource kSource>
+using KernelArgs = std::conditional_t<kSource == KvSource::Contiguous, PrefillArgs, PagedPrefillArgs>;
+
+// The K and V tile of keys [key0, key0 + BN) of a call with a cached prefix: the same
+// swizzled layout and thread-to-chunk split as loadTiles, but every row finds its own source,
+// a pool slot through the page table or a row of k/v; rows past nk, and ring positions no
+// longer held, become zeros.
+template <int D, bool kRing, int BN, int NTHREADS, bool kColumnBlocks>
+__device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
+                                                int key0, int tid) {
+  constexpr int kChunks = D / 8;
+  constexpr int kStep = NTHREADS / kChunks;
+  constexpr int kPerThread = BN / kStep;
+  static_assert(BN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
+  const int ch = tid % kChunks, r0 = tid / kChunks;
+  const uint32_t dOff = chunkOffset<D, BN, kColumnBlocks>(r0, ch);
+  const int64_t col = int64_t(kvh) * D + ch * 8;
+#pragma unroll
+  for (int i = 0; i < kPerThread; i++) {
+    const int j = key0 + r0 + i * kStep;
+    const uint16_t* srcK = a.q;  // any valid address: zero-byte copies read nothing
+    const uint16_t* srcV = a.q;
+    int bytes = 0;
+    if (j < a.cachedLen) {
+      bool held = true;
+      int slot = j;
+      if constexpr (kRing) {
+        held = j < a.ringSink || j >= a.ringTailBegin;
+        if (j >= a.ringSink) slot = a.ringSink + (j - a.ringSink) % a.ringWindow;
+      }
+      if (held) {
+        const bool shift = a.pageShift >= 0;
+        const int page = __ldg(a.pageTable + (shift ? slot >> a.pageShift : slot / a.pageSize));
+        const int offset = shift ? slot & (a.pageSize - 1) : slot % a.pageSize;
+        const int64_t row = int64_t(page) * a.pageSize + offset;
+        srcK = a.kPages + row * a.kvStride + col;
+        srcV = a.vPages + row * a.kvStride + col;
+        bytes = 16;
+      }
+    } else if (j < a.nk) {
+      const int64_t row = j - a.cachedLen;
+      srcK = a.k + row * a.kvStride + col;
+      srcV = a.v + row * a.kvStride + col;
+      bytes = 16;
+    }
+    const uint32_t dst = dOff + uint32_t(i * kStep) * rowBytes<D, kColumnBlocks>();
+    cpAsync16(dstK + dst, srcK, bytes);
+    cpAsync16(dstV + dst, srcV, bytes);
+  }
+}
+
+// K/V tile `tile` (keys [tile * BN, tile * BN + BN)) into the buffers at dstK/dstV, through the
+// page table or from k/v. gk/gv: k/v at this block's kv head, computed once by the caller
+// (recomputed per tile, the contiguous kernel spilled more).
+template <int D, KvSource kSource, int BN = kBlockN, int NTHREADS = kThreads, bool kColumnBlocks = false>
+__device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const KernelArgs<kSource>& a,
+                                           const uint16_t* gk, const uint16_t* gv, int kvh, int tile, int tid) {
+  if constexpr (kSource != KvSource::Contiguous)
+    loadPagedKvTile<D, kSource == KvSource::PagedRing, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, tile * BN, tid);
+  else
+    loadTiles<D, BN, true, NTHREADS, kColumnBlocks>(dstK, dstV, gk, gv, a.kvStride, tile * BN, a.nk, tid);
+}
+
+// Block order. The grid is 1-D; block L maps to (head, query tile) so that heads are taken in
+// groups of `headGroup` and, inside a group, tiles run from the last (longest causal rows)
+// to the first with the group's heads fastest. Longest-first keeps the last wave short (with
+// one head per group, as FlashAttention-2 orders them, short prompts lose ~20% to the tail);
+// few heads per group keep the K/V being read at one time inside L2 (with all heads in one
+// group, 16-32K prompts lose ~4%). The host picks the smallest group whose heaviest tile
+// is short next to the group's work per slot.
+struct BlockCoord {
+  int h, qt;
+};
+__device__ __forceinline__ BlockCoord blockCoord(int numQTiles, int hq, int headGroup) {
+  const int L = int(blockIdx.x);
+  const int span = headGroup * numQTiles;
+  const int grp = L / span;
+  const int rem = L - grp * span;
+  const int gh = min(headGroup, hq - grp * headGroup);  // a smaller last group, if hq % headGroup
+  const int rank = rem / gh;                            // 0 = longest tile
+  return {grp * headGroup + (rem - rank * gh), numQTiles - 1 - rank};
+}
+// The same, from a block index the compiler cannot see through: the epilogue recomputes
+// its coordinates instead of keeping them live across the main loop, where every register
+// is taken (keeping them costs spills).
+__device__ __forceinline__ BlockCoord blockCoordAgain(int numQTiles, int hq, int headGroup) {
+  unsigned L;
+  asm volatile("mov.u32 %0, %%ctaid.x;" : "=r"(L));
+  const int span = headGroup * numQTiles;
+  const int grp = int(L) / span;
+  const int rem = int(L) - grp * span;
+  const int gh = min(headGroup, hq - grp * headGroup);
+  const int rank = rem / gh;
+  return {grp * headGroup + (rem - rank * gh), numQTiles - 1 - rank};
+}
+
+// Lets `kernel` use `bytes` of dynamic shared memory on the current device, once per device (up
+// to 64 devices are remembered in `ready`, one word per kernel).
+inline void reserveSharedMemory(const void* kernel, int bytes, std::atomic<uint64_t>& ready) {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) throw Error("prefillAttention: no current CUDA device");
+  const uint64_t bit = dev < 64 ? (uint64_t(1) << dev) : 0;
+  if (bit != 0 && (ready.load(std::memory_order_acquire) & bit)) return;
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess)
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
+  if (e != cudaSuccess)
+    throw Error(std::string("prefillAttention: cannot reserve ") + std::to_string(bytes) +
+                " bytes of shared memory: " + cudaGetErrorString(e));
+  ready.fetch_or(bit, std::memory_order_release);
+}
+
+// The wgmma kernel's launch (prefill_attention_sm90.cu, built for sm_90a only): call it on
+// devices of compute capability 9.0 alone. dtype: F16 or BF16; d: 64 or 128.
+void launchPrefillSm90(const PagedPrefillArgs& a, DType dtype, int d, cudaStream_t stream);
+// Blocks of the wgmma kernel resident per SM, for the host's choice of head group.
+constexpr int kSm90BlocksPerSm = 1;
+
+}  // namespace lt::cuda::detail
