@@ -9,9 +9,12 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 256 threads (two warpgroups), 22
 - A block owns 128 query rows of one head, tiles aligned to the end of the query range as in
   the mma.sync kernel; warpgroup w owns rows [64w, 64w + 64).
 - K/V tiles of 128 keys are loaded with cp.async issued by all 256 threads, the next tile while
-  this one is computed, one __syncthreads per tile. Every tile is stored as column blocks of 64 elements with the
-  128-byte swizzle (prefill_tiles.cuh chunkOffset), the layout wgmma reads through a
-  shared-memory descriptor.
+  this one is computed. Stages change hands on mbarriers, not block-wide barriers: a stage is
+  "full" once every thread's copies into it have landed and "empty" once every thread is done
+  multiplying it, so the two warpgroups need not meet every tile and drift apart by up to a
+  tile, one running its softmax while the other's products keep the tensor cores busy. Every
+  tile is stored as column blocks of 64 elements with the 128-byte swizzle (prefill_tiles.cuh
+  chunkOffset), the layout wgmma reads through a shared-memory descriptor.
 - S = Q K^T, 64 x 128 per warpgroup: d/16 wgmma m64n128k16 with Q and K both from shared memory
   (K-major). Online softmax on the accumulators in registers, base 2, as in the mma.sync kernel.
 - O += P V: the S accumulators of key columns [16t, 16t + 16) are exactly the register A
@@ -66,6 +69,26 @@ __device__ __forceinline__ void wgmmaWait() {
 __device__ __forceinline__ void fenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+// mbarriers that hand K/V stages between the warpgroups (see the main loop).
+__device__ __forceinline__ void mbarInit(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbarWait(uint32_t bar, int parity) {
+  uint32_t done = 0;
+  while (!done)
+    asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                 : "=r"(done)
+                 : "r"(bar), "r"(parity)
+                 : "memory");
+}
+__device__ __forceinline__ void mbarArrive(uint32_t bar) {
+  asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+// Arrives on `bar` once every cp.async this thread issued so far has landed.
+__device__ __forceinline__ void cpAsyncArrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
 // Accumulators are asm outputs the moment a wgmma is issued, though the tensor cores write them
 // until the wait: this ties every later use to a point after the wait.
 // The same for a register A operand, which the tensor cores read until the wait: without it the
@@ -307,7 +330,8 @@ __device__ __forceinline__ void ratioTile(const float (&s)[kNT][4], const float 
 
 // The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
 template <typename T, int D, bool kRatio, KvSource kSource>
-__device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigned char* smemRaw, float* ratioPart) {
+__device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigned char* smemRaw, float* ratioPart,
+                                           uint32_t stageBars) {
   constexpr int kTileQ = kBlockM * D * 2;
   constexpr int kTileKV = kWgBlockN * D * 2;
   constexpr int kNT = kWgBlockN / 8;                // n8 column groups of S
@@ -332,11 +356,18 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   const TileRange tr =
       a.stream ? makeTileRange<kWgBlockN>(pMaxB, a.sink, pMinB - a.window + 1) : makeTileRange<kWgBlockN>(pMaxB, 0, 0);
 
+  // full(s): every thread's copies of the tile in stage s have landed; empty(s): every thread is
+  // done multiplying it. Each completes once per use of its stage.
+  auto fullBar = [&](int st) { return stageBars + 8u * uint32_t(st); };
+  auto emptyBar = [&](int st) { return stageBars + 8u * uint32_t(kStages + st); };
+  if (tid == 0)
+    for (int st = 0; st < kStages; st++) mbarInit(fullBar(st), kWgThreads), mbarInit(emptyBar(st), kWgThreads);
+  __syncthreads();
   loadTiles<D, kBlockM, false, kWgThreads, true>(sQ, 0u, a.q + h * D, nullptr, a.qStride, rowStart, a.nq, tid);
   const uint16_t* gk = a.k + kvh * D;
   const uint16_t* gv = a.v + kvh * D;
   if (tr.count > 0) loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK, sV, a, gk, gv, kvh, tr.tile(0), tid);
-  cpAsyncCommit();
+  cpAsyncArrive(fullBar(0));
 
   int gRow0 = rowStart + wg * kWgRows;  // the warpgroup's first row; may be negative in the first tile
   const int gpMin = posOff + max(gRow0, 0);
@@ -367,17 +398,20 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   uint32_t p[kWgBlockN / 16][4];
   float alpha[2];
   const int pos0 = posOff + gRow0 + rowInGroup;
-  // Waits for tile `it`, then starts loading tile it+1 into the stage that tile it-2 used.
+  // Starts loading tile it+1 into the stage that tile it-2 used, once both warpgroups are done
+  // with it, then waits for tile `it`.
   auto beginVisit = [&](int it) {
-    cpAsyncWait<0>();
-    fenceProxyAsync();
-    __syncthreads();  // tile `it` visible to all; every wgmma on the stage of tile it-2 has completed
     if (it + 1 < tr.count) {
-      const uint32_t nb = ((it + 1) % kStages) * kTileKV;
+      const int st = (it + 1) % kStages, use = (it + 1) / kStages;
+      if (use > 0) mbarWait(emptyBar(st), (use - 1) & 1);
+      const uint32_t nb = st * kTileKV;
       loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK + nb, sV + nb, a, gk, gv, kvh, tr.tile(it + 1), tid);
+      cpAsyncArrive(fullBar(st));
     }
-    cpAsyncCommit();
+    mbarWait(fullBar(it % kStages), (it / kStages) & 1);
+    fenceProxyAsync();
   };
+  auto releaseStage = [&](int it) { mbarArrive(emptyBar(it % kStages)); };
   auto issueS = [&](int it) {
     const uint64_t kDesc = smemDescriptor(sK + (it % kStages) * kTileKV, 16, 1024);
 #pragma unroll
@@ -432,6 +466,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
       wgmmaWait<0>();
       pinAfterWait(o);
       pinAfterWait(p);
+      releaseStage(it - 1);
       // Once the running max settles (most tiles) alpha is 1 for the whole warp.
       if (__any_sync(kAllLanes, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
@@ -452,7 +487,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   }
 
   // ---- epilogue ----
-  cpAsyncWait<0>();  // with zero tiles the Q load may still be landing in the staging rows
+  asm volatile("cp.async.wait_all;\n" ::: "memory");  // with zero tiles the Q load may still be landing
   {
     const BlockCoord again = blockCoordAgain(a.numQTiles, a.hq, a.headGroup);
     h = again.h;
@@ -519,15 +554,17 @@ template <typename T, int D, KvSource kSource>
 __global__ void __launch_bounds__(kWgThreads, 1) prefillWgmmaKernel(const KernelArgs<kSource> a) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in wgmmaBlock
   __shared__ float ratioPart[kWgWarps];
+  __shared__ uint64_t stageBars[2 * kStages];
+  const uint32_t bars = smemAddr(stageBars);
   if (a.ratioRows > 0) {
     const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
     const int rowEnd = a.nq - (a.numQTiles - 1 - qt) * kBlockM;  // one past the block's last row
     if (rowEnd > a.nq - a.ratioRows) {
-      wgmmaBlock<T, D, true, kSource>(a, smemRaw, ratioPart);
+      wgmmaBlock<T, D, true, kSource>(a, smemRaw, ratioPart, bars);
       return;
     }
   }
-  wgmmaBlock<T, D, false, kSource>(a, smemRaw, ratioPart);
+  wgmmaBlock<T, D, false, kSource>(a, smemRaw, ratioPart, bars);
 }
 
 template <typename T, int D, KvSource kSource>
