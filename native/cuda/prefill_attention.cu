@@ -392,26 +392,15 @@ int headGroupFor(int numQTiles, int hq, int gqa, long slots) {
 #endif
 }
 
-template <typename T, int D, KvSource kSource>
-void launchKernel(const KernelArgs<kSource>& a, cudaStream_t stream) {
-  constexpr int kSmem = kBlockM * D * 2 + 4 * kBlockN * D * 2 + 1024;
-  static std::atomic<uint64_t> ready{0};
-  reserveSharedMemory(reinterpret_cast<const void*>(prefillKernel<T, D, kSource>), kSmem, ready);
-  const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
-  prefillKernel<T, D, kSource><<<grid, kThreads, kSmem, stream>>>(a);
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
-}
-
-template <typename T, int D>
-void launchPrefill(const PagedPrefillArgs& a, cudaStream_t stream) {
-  if (a.cachedLen == 0)
-    launchKernel<T, D, KvSource::Contiguous>(a, stream);
-  else if (a.ringWindow > 0)
-    launchKernel<T, D, KvSource::PagedRing>(a, stream);
-  else
-    launchKernel<T, D, KvSource::PagedFull>(a, stream);
-}
+struct MmaSyncLaunch {
+  cudaStream_t stream;
+  template <typename T, int D, KvSource kSource>
+  void run(const KernelArgs<kSource>& a) const {
+    static std::atomic<uint64_t> ready{0};
+    launchPrefillKernel(prefillKernel<T, D, kSource>, kThreads, kBlockM * D * 2 + 4 * kBlockN * D * 2 + 1024, ready, a,
+                        stream);
+  }
+};
 
 }  // namespace
 
@@ -508,19 +497,10 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
     }
   }
 
-  if (wgmma) {
+  if (wgmma)
     launchPrefillSm90(a, p.dtype, p.d, stream);
-  } else if (p.dtype == DType::BF16) {
-    if (p.d == 128)
-      launchPrefill<__nv_bfloat16, 128>(a, stream);
-    else
-      launchPrefill<__nv_bfloat16, 64>(a, stream);
-  } else {
-    if (p.d == 128)
-      launchPrefill<__half, 128>(a, stream);
-    else
-      launchPrefill<__half, 64>(a, stream);
-  }
+  else
+    dispatchPrefill(a, p.dtype, p.d, MmaSyncLaunch{stream});
 }
 
 }  // namespace lt::cuda

@@ -158,6 +158,47 @@ inline void reserveSharedMemory(const void* kernel, int bytes, std::atomic<uint6
   ready.fetch_or(bit, std::memory_order_release);
 }
 
+// Launches one instantiation of a prefill kernel over the call's grid of (head, query tile) blocks;
+// `ready` remembers the devices on which its shared memory is reserved.
+template <typename Args>
+void launchPrefillKernel(void (*kernel)(Args), int threads, int smemBytes, std::atomic<uint64_t>& ready, const Args& a,
+                         cudaStream_t stream) {
+  reserveSharedMemory(reinterpret_cast<const void*>(kernel), smemBytes, ready);
+  const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
+  kernel<<<grid, threads, smemBytes, stream>>>(a);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
+}
+
+// Calls launch.run<T, D, kSource>(a) for a call's element type (F16 or BF16), head dim (64 or 128)
+// and key source: the one list of each kernel's instantiations.
+template <typename Launcher>
+void dispatchPrefill(const PagedPrefillArgs& a, DType dtype, int d, const Launcher& launch) {
+  auto bySource = [&](auto type, auto dim) {
+    using T = decltype(type);
+    constexpr int D = decltype(dim)::value;
+    if (a.cachedLen == 0)
+      launch.template run<T, D, KvSource::Contiguous>(a);
+    else if (a.ringWindow > 0)
+      launch.template run<T, D, KvSource::PagedRing>(a);
+    else
+      launch.template run<T, D, KvSource::PagedFull>(a);
+  };
+  using D128 = std::integral_constant<int, 128>;
+  using D64 = std::integral_constant<int, 64>;
+  if (dtype == DType::BF16) {
+    if (d == 128)
+      bySource(__nv_bfloat16{}, D128{});
+    else
+      bySource(__nv_bfloat16{}, D64{});
+  } else {
+    if (d == 128)
+      bySource(__half{}, D128{});
+    else
+      bySource(__half{}, D64{});
+  }
+}
+
 // The wgmma kernel's launch (prefill_attention_sm90.cu, built for sm_90a only): call it on
 // devices of compute capability 9.0 alone. dtype: F16 or BF16; d: 64 or 128.
 void launchPrefillSm90(const PagedPrefillArgs& a, DType dtype, int d, cudaStream_t stream);
