@@ -65,7 +65,7 @@ export interface PrefillAttentionOptions {
   out?: Tensor;
   lse?: Tensor;
   lazyRatioOut?: Tensor;
-  /** The CUDA kernel (default `auto`: `wgmma` on H100/H200, `mmaSync` elsewhere); for tests and benchmarks. */
+  /** The CUDA kernel (`auto`: `wgmma` on H100/H200, `mmaSync` elsewhere); when not given, LIGHTTRANSFER_PREFILL_KERNEL, else `auto`. */
   kernel?: PrefillKernelChoice;
 }
 

@@ -65,10 +65,10 @@ CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DT
   return prefix;
 }
 
-// The CUDA kernel a prefill call asks for (absent: Auto); the CUDA side checks that the device
-// can run it, the CPU ignores it.
+// The CUDA kernel a prefill call asks for (absent: Unspecified); the CUDA side checks that the
+// device can run it, the CPU ignores it.
 PrefillKernel prefillKernel(const Napi::Value& value, const std::string& op) {
-  if (value.IsUndefined()) return PrefillKernel::Auto;
+  if (value.IsUndefined()) return PrefillKernel::Unspecified;
   const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
   if (name == "auto") return PrefillKernel::Auto;
   if (name == "mmaSync") return PrefillKernel::MmaSync;

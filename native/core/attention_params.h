@@ -53,9 +53,10 @@ struct CachedPrefix {
 };
 
 // Which CUDA prefill kernel runs a call (the CPU has one): Auto takes wgmma on compute
-// capability 9.0 (H100, H200) and mma.sync elsewhere; the other two force one, for tests and
-// benchmarks (Wgmma on another GPU is an error).
-enum class PrefillKernel { Auto, MmaSync, Wgmma };
+// capability 9.0 (H100, H200) and mma.sync elsewhere; the next two force one, for tests and
+// benchmarks (Wgmma on another GPU is an error); Unspecified (the call made no choice) follows
+// LIGHTTRANSFER_PREFILL_KERNEL, else Auto.
+enum class PrefillKernel { Auto, MmaSync, Wgmma, Unspecified };
 
 struct PrefillAttentionParams {
   DType dtype = DType::F32;  // q, k, v and out
@@ -70,7 +71,7 @@ struct PrefillAttentionParams {
   StreamingMask mask;
   LazyRatioSpec ratio;
   CachedPrefix cached;
-  PrefillKernel kernel = PrefillKernel::Auto;
+  PrefillKernel kernel = PrefillKernel::Unspecified;
 };
 
 struct DecodeAttentionParams {

@@ -42,7 +42,6 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 128 threads (4 warps), 97 KiB (d
 #include <cmath>
 #include <cstdlib>
 #include <string>
-#include <type_traits>
 
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
@@ -344,27 +343,31 @@ DeviceFacts currentDevice() {
   return {packed >> 8, (packed >> 4) & 15, packed & 15};
 }
 
-// A call's kernel choice, where Auto defers to LIGHTTRANSFER_PREFILL_KERNEL (read on every call,
-// so a benchmark can switch kernels between runs in one process).
-PrefillKernel resolveKernel(PrefillKernel asked) {
-  if (asked != PrefillKernel::Auto) return asked;
-  const char* env = std::getenv("LIGHTTRANSFER_PREFILL_KERNEL");
-  const std::string name = env == nullptr ? "" : env;
-  if (name.empty() || name == "auto") return PrefillKernel::Auto;
-  if (name == "mmaSync") return PrefillKernel::MmaSync;
-  if (name == "wgmma") return PrefillKernel::Wgmma;
-  throw Error("prefillAttention: LIGHTTRANSFER_PREFILL_KERNEL must be auto, mmaSync or wgmma, not '" + name +
-              "'; unset it for the default");
-}
-
-// The wgmma kernel is built for sm_90a, which runs on compute capability 9.0 alone; Auto takes it
-// there and the mma.sync kernel everywhere else.
+// The kernel a call runs on: its own choice, else LIGHTTRANSFER_PREFILL_KERNEL (read on every
+// call, so a benchmark can switch kernels between runs in one process), else Auto. The wgmma
+// kernel is built for sm_90a, which runs on compute capability 9.0 alone; Auto takes it there and
+// the mma.sync kernel everywhere else.
 bool useWgmma(PrefillKernel asked, const DeviceFacts& dev) {
-  const PrefillKernel choice = resolveKernel(asked);
+  PrefillKernel choice = asked;
+  const char* env = asked == PrefillKernel::Unspecified ? std::getenv("LIGHTTRANSFER_PREFILL_KERNEL") : nullptr;
+  const std::string name = env == nullptr ? "" : env;
+  if (asked == PrefillKernel::Unspecified) {
+    if (name.empty() || name == "auto")
+      choice = PrefillKernel::Auto;
+    else if (name == "mmaSync")
+      choice = PrefillKernel::MmaSync;
+    else if (name == "wgmma")
+      choice = PrefillKernel::Wgmma;
+    else
+      throw Error("prefillAttention: LIGHTTRANSFER_PREFILL_KERNEL must be auto, mmaSync or wgmma, not '" + name +
+                  "'; unset it for the default");
+  }
   const bool hopper = dev.major == 9 && dev.minor == 0;
   if (choice == PrefillKernel::Wgmma && !hopper)
     throw Error("prefillAttention: the wgmma kernel needs a GPU of compute capability 9.0 (H100, H200), this one is " +
-                std::to_string(dev.major) + "." + std::to_string(dev.minor) + "; ask for kernel 'auto' or 'mmaSync'");
+                std::to_string(dev.major) + "." + std::to_string(dev.minor) +
+                (name.empty() ? "; ask for kernel 'auto' or 'mmaSync'"
+                              : "; LIGHTTRANSFER_PREFILL_KERNEL=wgmma asked for it: unset it or set it to auto"));
   return choice == PrefillKernel::Wgmma || (choice == PrefillKernel::Auto && hopper);
 }
 
@@ -438,6 +441,8 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
                 " positions is longer than the " + std::to_string(p.nk) + " keys");
   if (c.enabled && (c.pageSize <= 0 || (c.ring && (c.ringSink < 0 || c.ringWindow <= 0))))
     throw Error("prefillAttention: the cached prefix needs pageSize > 0 and, for a ring, sink >= 0 and window > 0");
+  const DeviceFacts dev = currentDevice();
+  const bool wgmma = useWgmma(p.kernel, dev);  // before the empty call returns, so a bad choice is refused either way
   if (p.nq == 0) return;
   const bool ownKeys = p.nk > cachedLen;
   if (p.q == nullptr || p.out == nullptr || (ownKeys && (p.k == nullptr || p.v == nullptr)) ||
@@ -460,8 +465,6 @@ void prefillAttention(const PrefillAttentionParams& p, cudaStream_t stream) {
   a.hq = p.hq;
   a.group = p.hq / p.hkv;
   a.numQTiles = (p.nq + kBlockM - 1) / kBlockM;
-  const DeviceFacts dev = currentDevice();
-  const bool wgmma = useWgmma(p.kernel, dev);
   a.headGroup = headGroupFor(a.numQTiles, p.hq, a.group, long(dev.sms) * (wgmma ? kSm90BlocksPerSm : 2));
   a.qStride = int64_t(p.hq) * p.d;
   a.kvStride = int64_t(p.hkv) * p.d;

@@ -27,9 +27,7 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 256 threads (two warpgroups), 22
   row-contiguous.
 */
 #include <atomic>
-#include <string>
 
-#include "core/error.h"
 #include "cuda/prefill_kernel_args.cuh"
 
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -65,7 +63,7 @@ __device__ __forceinline__ void wgmmaWait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 // Shared memory written through the generic proxy (cp.async) and read next by wgmma (the async
-// proxy) needs this fence in each writing thread before the barrier.
+// proxy): each reading thread fences after the mbarrier wait that made the writes visible to it.
 __device__ __forceinline__ void fenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
@@ -345,8 +343,8 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   // three stages of K/V, the next tile loading while this one and the previous are in use.
   // Every visit issues both products in straight-line code (ptxas must see which group a wait
   // retires, or it inserts a full wait of its own), so a warpgroup also multiplies a tile none
-  // of its rows can see (then fully masked: at most one such tile per block, at the diagonal or
-  // the window's edge).
+  // of its rows can see (then fully masked: at most one such tile per warpgroup, at the diagonal
+  // or at the window's edge).
   float s[kNT][4];
   uint32_t p[kWgBlockN / 16][4];
   float alpha[2];
@@ -357,8 +355,9 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
     if (it + 1 < tr.count) {
       const int st = (it + 1) % kStages, use = (it + 1) / kStages;
       if (use > 0) mbarWait(emptyBar(st), (use - 1) & 1);
-      const uint32_t nb = st * kTileKV;
-      loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK + nb, sV + nb, a, gk, gv, kvh, tr.tile(it + 1), tid);
+      const uint32_t stageOffset = st * kTileKV;
+      loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK + stageOffset, sV + stageOffset, a, gk, gv, kvh,
+                                                          tr.tile(it + 1), tid);
       cpAsyncArrive(fullBar(st));
     }
     mbarWait(fullBar(it % kStages), (it / kStages) & 1);
@@ -380,10 +379,6 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
     wgmmaCommit();
   };
   auto softmax = [&](int it) {
-#ifdef LT_SM90_GEMM_ONLY  // a timing build without the softmax (wrong results): how fast loads and products alone run
-    alpha[0] = alpha[1] = 1.f;
-    return;
-#endif
     const int t0 = tr.tile(it) * kWgBlockN;
     const int t1 = t0 + kWgBlockN - 1;
     const bool allVisible = t1 <= gpMin && (!a.stream || t1 < a.sink || gpMax - t0 < a.window);
@@ -440,7 +435,9 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   }
 
   // ---- epilogue ----
-  asm volatile("cp.async.wait_all;\n" ::: "memory");  // with zero tiles the Q load may still be landing
+  // Every copy has landed once the last tile's full barrier has passed; with no tile, the Q rows
+  // staged into below (copied by threads of both warpgroups) are waited for here.
+  if (tr.count == 0) mbarWait(fullBar(0), 0);
   {
     const BlockCoord again = blockCoordAgain(a.numQTiles, a.hq, a.headGroup);
     h = again.h;

@@ -111,11 +111,11 @@ __device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const K
 
 // Block order. The grid is 1-D; block L maps to (head, query tile) so that heads are taken in
 // groups of `headGroup` and, inside a group, tiles run from the last (longest causal rows)
-// to the first with the group's heads fastest. Longest-first keeps the last wave short (with
-// one head per group, as FlashAttention-2 orders them, short prompts lose ~20% to the tail);
-// few heads per group keep the K/V being read at one time inside L2 (with all heads in one
-// group, 16-32K prompts lose ~4%). The host picks the smallest group whose heaviest tile
-// is short next to the group's work per slot.
+// to the first with the group's heads fastest. Longest-first keeps the last wave short (one head
+// per group, as FlashAttention-2 orders them, loses time to the tail at short prompts); few heads
+// per group keep the K/V being read at one time inside L2 (all heads in one group loses time at
+// 16-32K; bench/README.md, "Figures behind choices in the code"). The host picks the smallest
+// group whose heaviest tile is short next to the group's work per slot.
 struct BlockCoord {
   int h, qt;
 };

@@ -1,8 +1,8 @@
-// Private building blocks shared by the prefill attention kernel (prefill_attention.cu) and
-// the standalone lazy-ratio kernel (lazy_ratio.cu): cp.async tile loads into a swizzled
-// shared-memory layout, ldmatrix/mma.sync m16n8k16 wrappers, the S = Q·K^T tile product of
-// one warp (32 query rows x 64 keys) and a walk over its elements for masking, the sums that
-// end the lazy ratio, and the key tiles a block visits.
+// Private building blocks shared by the prefill attention kernels (prefill_attention.cu, and
+// prefill_attention_sm90.cu for the loads, layouts and tile ranges) and the standalone lazy-ratio
+// kernel (lazy_ratio.cu): cp.async tile loads into a swizzled shared-memory layout, ldmatrix/mma.sync m16n8k16
+// wrappers, the S = Q·K^T tile product of one warp (32 query rows x 64 keys) and a walk over its elements for masking,
+// the sums that end the lazy ratio, and the key tiles a block visits.
 //
 // Shared-memory layout of every Q/K/V tile of the mma.sync kernels: rows of D 16-bit
 // elements, split in 16-byte chunks; chunk c of row r is stored at chunk position c ^ (r & 7).

@@ -72,8 +72,8 @@ async function startRegistry() {
       "  '**':",
       "    access: $all",
       "    proxy: npmjs",
-      // The platform package (CUDA kernels for two architectures) is ~7 MB packed and a publish
-      // sends it base64 in JSON, near verdaccio's 10 MB default; the npm registry takes far more.
+      // The platform package (the CUDA kernels of every architecture) is published base64 in
+      // JSON, which outgrew verdaccio's 10 MB default; the npm registry takes far more.
       "max_body_size: 64mb",
       "log: { type: stdout, format: pretty, level: warn }",
       "",

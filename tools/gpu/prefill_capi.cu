@@ -44,6 +44,8 @@ int lt_prefill_attention(int dtype, const void* q, const void* k, const void* v,
     p.ratio.sink = ratioSink;
     p.ratio.window = ratioWindow;
     p.ratio.lastQueries = lastQueries;
+    if (kernel < 0 || kernel > int(lt::PrefillKernel::Unspecified))
+      return fail("kernel must be 0 (auto), 1 (mmaSync), 2 (wgmma) or 3 (unspecified)", err, errLen);
     p.kernel = static_cast<lt::PrefillKernel>(kernel);
     lt::cuda::prefillAttention(p, static_cast<cudaStream_t>(stream));
     return 0;

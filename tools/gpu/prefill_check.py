@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from harness import arg_parser
 
 F16, BF16 = 1, 2
-KERNELS = {"auto": 0, "mma": 1, "wgmma": 2}  # lt::PrefillKernel
+KERNELS = {"auto": 0, "mmaSync": 1, "wgmma": 2}  # lt::PrefillKernel
 DEV = "cuda"
 DT = {"f16": (torch.float16, F16), "bf16": (torch.bfloat16, BF16)}
 

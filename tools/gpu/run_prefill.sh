@@ -39,6 +39,8 @@ if [ -n "${ALT_NVCC:-}" ]; then
   echo "alt builds: $ALT_NVCC"
 fi
 grep -E "registers|spill" "$OUT_DIR/build.log" | sort | uniq -c | head -20
+# ptxas says when it serializes wgmma or waits on its own (the overlap is then lost silently).
+grep -E "C75(10|15|17)" "$OUT_DIR/build.log" | head -5 || true
 
 # What the compiler emitted: tensor-core ops, local-memory traffic per kernel.
 if command -v cuobjdump > /dev/null; then
