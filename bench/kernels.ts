@@ -1,7 +1,7 @@
 // `npm run bench:kernels`: time and GFLOP/s (or GB/s for byte movers) of each kernel at several
 // sizes, on the CPU by default; `-- --device cuda:0` runs the same table on a GPU, and
 // `-- --only linear,decode` only those sections (prefill, decode, cache, lazy-ratio, linear).
-import { type DeviceName, getThreads, kernels, Tensor } from "../lib";
+import { type DeviceName, devices, getThreads, kernels, Tensor } from "../lib";
 import { CudaGraph } from "../lib/runtime/cuda-graph";
 import { option } from "./args";
 import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
@@ -13,6 +13,7 @@ for (const name of only) if (!sections.includes(name)) throw new Error(`--only t
 const runs = (section: string) => only.includes(section);
 const dtype = device === "cpu" ? "f32" : "bf16";
 const onGpu = device !== "cpu";
+const hopper = devices().some((d) => d.id === device && d.type === "cuda" && d.computeCapability === "9.0");
 
 function rand(shape: number[], dt: "f32" | "bf16" = dtype): Tensor {
   return Tensor.from(randomNormals(shape.reduce((a, b) => a * b, 1)), shape, { dtype: dt, device });
@@ -49,6 +50,8 @@ for (const n of runs("prefill") ? prefillSizes : []) {
     ["streaming S=4 W=1020", streamingPairs, () => kernels.prefillAttention({ q, k, v, out, streaming: { sink, window } })],
     ["causal + lazy ratio", causalPairs, () => kernels.prefillAttention({ q, k, v, out, lazyRatio: true, lazyRatioOut: ratio })],
   ];
+  // On an H100/H200 the default is the wgmma kernel; the mma.sync one is timed beside it.
+  if (hopper) variants.push(["causal (mmaSync)", causalPairs, () => kernels.prefillAttention({ q, k, v, out, kernel: "mmaSync" })]);
   for (const [name, pairs, run] of variants) {
     const ms = timed(run);
     rows.push({ kernel: `prefill ${name}`, size: `N=${n}`, ms, "GFLOP/s": (4 * pairs * d * hq) / (ms * 1e6), "GB/s": "" });
