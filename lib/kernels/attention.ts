@@ -9,6 +9,7 @@ import {
   clampRing,
   handleOf,
   Outputs,
+  optionalChoice,
   optionalFlag,
   optionalTensor,
   readNested,
@@ -92,12 +93,6 @@ const prefillKeys = [
 
 export { type PrefillKernelChoice, prefillKernelChoices };
 
-function readPrefillKernel(value: unknown): PrefillKernelChoice | undefined {
-  if (value === undefined) return undefined;
-  if (!prefillKernelChoices.includes(value as PrefillKernelChoice))
-    throw new TypeError(`prefillAttention: kernel must be one of ${prefillKernelChoices.join(", ")}, got ${String(value)}`);
-  return value as PrefillKernelChoice;
-}
 const lazyRatioKeys = ["sink", "window", "lastQueries"] as const;
 
 function readLazyRatio(value: unknown): LazyRatioOptions | undefined {
@@ -139,7 +134,7 @@ function preparePrefill(options: PrefillAttentionOptions) {
   const wantLse = optionalFlag("prefillAttention", "returnLse", o.returnLse) || givenLse !== undefined;
   const ratioSpec = readLazyRatio(o.lazyRatio);
   const streaming = readNested("prefillAttention", "streaming", o.streaming, ["sink", "window"]);
-  const kernel = readPrefillKernel(o.kernel);
+  const kernel = optionalChoice("prefillAttention", "kernel", o.kernel, prefillKernelChoices);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
   const [nq, hq, d] = q.shape;
   const keys = (cached?.length ?? 0) + (k?.shape[0] ?? 0);

@@ -99,6 +99,13 @@ export function optionalFlag(kernel: string, name: string, value: unknown): bool
   throw new TypeError(`${kernel}: ${name} must be true, false or undefined, got ${describe(value)}`);
 }
 
+/** An optional option that names one of `choices`: undefined goes without it; anything else must be one of them. */
+export function optionalChoice<C extends string>(kernel: string, name: string, value: unknown, choices: readonly C[]): C | undefined {
+  if (value === undefined) return undefined;
+  if (!choices.includes(value as C)) throw new TypeError(`${kernel}: ${name} must be one of ${choices.join(", ")}, got ${String(value)}`);
+  return value as C;
+}
+
 const maxInt32 = 2 ** 31 - 1;
 
 /**

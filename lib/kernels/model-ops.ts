@@ -7,6 +7,7 @@ import {
   type AsyncKernelOptions,
   handleOf,
   Outputs,
+  optionalChoice,
   optionalFlag,
   optionalTensor,
   readNested,
@@ -44,10 +45,7 @@ export interface LinearOptions {
 export type { GemmChoice };
 
 function readGemmChoice(op: string, value: unknown): GemmChoice | undefined {
-  if (value === undefined) return undefined;
-  if (!gemmChoices.includes(value as GemmChoice))
-    throw new TypeError(`${op}: gemm must be one of ${gemmChoices.join(", ")}, got ${String(value)}`);
-  return value as GemmChoice;
+  return optionalChoice(op, "gemm", value, gemmChoices);
 }
 
 /** RMSNorm's epsilon when `norm.eps` is not given (Llama's). */

@@ -69,11 +69,7 @@ CachedPrefix readCachedPrefix(KernelArgs& a, const PrefillAttentionParams& p, DT
 // device can run it, the CPU ignores it.
 PrefillKernel prefillKernel(const Napi::Value& value, const std::string& op) {
   if (value.IsUndefined()) return PrefillKernel::Unspecified;
-  const std::string name = value.IsString() ? value.As<Napi::String>().Utf8Value() : "";
-  if (name == "auto") return PrefillKernel::Auto;
-  if (name == "mmaSync") return PrefillKernel::MmaSync;
-  if (name == "wgmma") return PrefillKernel::Wgmma;
-  throw Error(op + ": kernel must be auto, mmaSync or wgmma");
+  return parsePrefillKernel(value.IsString() ? value.As<Napi::String>().Utf8Value() : "", op + ": kernel");
 }
 
 PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {

@@ -13,8 +13,10 @@
 // sequence's pages (CachedPrefix).
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "dtype.h"
+#include "error.h"
 
 namespace lt {
 
@@ -57,6 +59,17 @@ struct CachedPrefix {
 // benchmarks (Wgmma on another GPU is an error); Unspecified (the call made no choice) follows
 // LIGHTTRANSFER_PREFILL_KERNEL, else Auto.
 enum class PrefillKernel { Auto, MmaSync, Wgmma, Unspecified };
+
+// The PrefillKernel a name gives: "auto", "mmaSync" or "wgmma", as the JS API and
+// LIGHTTRANSFER_PREFILL_KERNEL spell them. `what` names where the name came from and `remedy`
+// ends the error for any other name.
+inline PrefillKernel parsePrefillKernel(const std::string& name, const std::string& what,
+                                        const std::string& remedy = "") {
+  if (name == "auto") return PrefillKernel::Auto;
+  if (name == "mmaSync") return PrefillKernel::MmaSync;
+  if (name == "wgmma") return PrefillKernel::Wgmma;
+  throw Error(what + " must be auto, mmaSync or wgmma, not '" + name + "'" + remedy);
+}
 
 struct PrefillAttentionParams {
   DType dtype = DType::F32;  // q, k, v and out

@@ -52,8 +52,6 @@ namespace {
 
 using namespace detail;
 
-constexpr unsigned kFull = 0xffffffffu;
-
 // The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
 template <typename T, int D, bool kRatio, KvSource kSource>
 __device__ __forceinline__ void prefillBlock(const KernelArgs<kSource>& a, unsigned char* smemRaw, float* ratioPart) {
@@ -147,8 +145,7 @@ __device__ __forceinline__ void prefillBlock(const KernelArgs<kSource>& a, unsig
         float mx = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < kNT; nt++) mx = fmaxf(mx, fmaxf(s[mi][nt][2 * hf], s[mi][nt][2 * hf + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, 2));
+        mx = quadMax(mx);
         const float mNew = fmaxf(mRow[mi][hf], mx * a.scaleLog2);
         // A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps
         // exp2(-inf - m) at 0 rather than NaN.
@@ -172,7 +169,7 @@ __device__ __forceinline__ void prefillBlock(const KernelArgs<kSource>& a, unsig
     // Once the running max settles (most tiles) alpha is 1 for the whole warp: skip the
     // 2*D multiplies per lane.
     const bool rescale = alpha[0][0] != 1.f || alpha[0][1] != 1.f || alpha[1][0] != 1.f || alpha[1][1] != 1.f;
-    if (__any_sync(kFull, rescale)) {
+    if (__any_sync(kAllLanes, rescale)) {
 #pragma unroll
       for (int mi = 0; mi < 2; mi++)
 #pragma unroll
@@ -241,12 +238,7 @@ __device__ __forceinline__ void prefillBlock(const KernelArgs<kSource>& a, unsig
 #pragma unroll
   for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-      float l = lRow[mi][hf];
-      l += __shfl_xor_sync(kFull, l, 1);
-      l += __shfl_xor_sync(kFull, l, 2);
-      lTot[mi][hf] = l;
-    }
+    for (int hf = 0; hf < 2; hf++) lTot[mi][hf] = quadSum(lRow[mi][hf]);
   __syncwarp();
 #pragma unroll
   for (int mi = 0; mi < 2; mi++)
@@ -288,13 +280,8 @@ __device__ __forceinline__ void prefillBlock(const KernelArgs<kSource>& a, unsig
 #pragma unroll
       for (int mi = 0; mi < 2; mi++)
 #pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-          float ls = lSub[mi][hf];
-          ls += __shfl_xor_sync(kFull, ls, 1);
-          ls += __shfl_xor_sync(kFull, ls, 2);
-          const int row = wRow0 + 16 * mi + 8 * hf + g;
-          if (tq == 0 && row >= 0 && row >= a.nq - a.ratioRows && lTot[mi][hf] > 0.f) part += ls / lTot[mi][hf];
-        }
+        for (int hf = 0; hf < 2; hf++)
+          addLastRowShare(part, lSub[mi][hf], lTot[mi][hf], wRow0 + 16 * mi + 8 * hf + g, a.nq - a.ratioRows, tq);
       part = warpSum(part);
     }
     writeRatio<kWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
@@ -348,26 +335,19 @@ DeviceFacts currentDevice() {
 // kernel is built for sm_90a, which runs on compute capability 9.0 alone; Auto takes it there and
 // the mma.sync kernel everywhere else.
 bool useWgmma(PrefillKernel asked, const DeviceFacts& dev) {
-  PrefillKernel choice = asked;
   const char* env = asked == PrefillKernel::Unspecified ? std::getenv("LIGHTTRANSFER_PREFILL_KERNEL") : nullptr;
-  const std::string name = env == nullptr ? "" : env;
-  if (asked == PrefillKernel::Unspecified) {
-    if (name.empty() || name == "auto")
-      choice = PrefillKernel::Auto;
-    else if (name == "mmaSync")
-      choice = PrefillKernel::MmaSync;
-    else if (name == "wgmma")
-      choice = PrefillKernel::Wgmma;
-    else
-      throw Error("prefillAttention: LIGHTTRANSFER_PREFILL_KERNEL must be auto, mmaSync or wgmma, not '" + name +
-                  "'; unset it for the default");
-  }
+  const bool fromEnv = env != nullptr && *env != 0;
+  PrefillKernel choice = asked;
+  if (asked == PrefillKernel::Unspecified)
+    choice = fromEnv ? parsePrefillKernel(env, "prefillAttention: LIGHTTRANSFER_PREFILL_KERNEL",
+                                          "; unset it for the default")
+                     : PrefillKernel::Auto;
   const bool hopper = dev.major == 9 && dev.minor == 0;
   if (choice == PrefillKernel::Wgmma && !hopper)
     throw Error("prefillAttention: the wgmma kernel needs a GPU of compute capability 9.0 (H100, H200), this one is " +
                 std::to_string(dev.major) + "." + std::to_string(dev.minor) +
-                (name.empty() ? "; ask for kernel 'auto' or 'mmaSync'"
-                              : "; LIGHTTRANSFER_PREFILL_KERNEL=wgmma asked for it: unset it or set it to auto"));
+                (fromEnv ? "; LIGHTTRANSFER_PREFILL_KERNEL=wgmma asked for it: unset it or set it to auto"
+                         : "; ask for kernel 'auto' or 'mmaSync'"));
   return choice == PrefillKernel::Wgmma || (choice == PrefillKernel::Auto && hopper);
 }
 

@@ -42,7 +42,6 @@ constexpr int kWgWarps = kWgThreads / 32;
 constexpr int kWgRows = 64;     // query rows per warpgroup
 constexpr int kWgBlockN = 128;  // keys per K/V tile
 constexpr int kStages = 3;      // K/V tiles resident at once (see the main loop)
-constexpr unsigned kAllLanes = 0xffffffffu;
 
 // A wgmma shared-memory matrix descriptor with the 128-byte swizzle: start address, the byte
 // distance between 64-column blocks (leadBytes; used by MN-major operands wider than a block)
@@ -226,10 +225,7 @@ __device__ __forceinline__ void softmaxTile(float (&s)[kNT][4], float (&alpha)[2
     mx[hf] = m[0];
   }
 #pragma unroll
-  for (int hf = 0; hf < 2; hf++) {
-    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(kAllLanes, mx[hf], 1));
-    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(kAllLanes, mx[hf], 2));
-  }
+  for (int hf = 0; hf < 2; hf++) mx[hf] = quadMax(mx[hf]);
 #pragma unroll
   for (int hf = 0; hf < 2; hf++) {
     const float mNew = fmaxf(mRow[hf], mx[hf] * a.scaleLog2);
@@ -445,12 +441,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   }
   float lTot[2];
 #pragma unroll
-  for (int hf = 0; hf < 2; hf++) {
-    float l = lRow[hf];
-    l += __shfl_xor_sync(kAllLanes, l, 1);
-    l += __shfl_xor_sync(kAllLanes, l, 2);
-    lTot[hf] = l;
-  }
+  for (int hf = 0; hf < 2; hf++) lTot[hf] = quadSum(lRow[hf]);
 #pragma unroll
   for (int hf = 0; hf < 2; hf++) {
     const float inv = lTot[hf] > 0.f ? 1.f / lTot[hf] : 0.f;  // empty row -> zeros
@@ -485,13 +476,8 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
     float part = 0.f;
     if (doRatio) {
 #pragma unroll
-      for (int hf = 0; hf < 2; hf++) {
-        float ls = lSub[hf];
-        ls += __shfl_xor_sync(kAllLanes, ls, 1);
-        ls += __shfl_xor_sync(kAllLanes, ls, 2);
-        const int row = gRow0 + rowInGroup + 8 * hf;
-        if (tq == 0 && row >= 0 && row >= a.nq - a.ratioRows && lTot[hf] > 0.f) part += ls / lTot[hf];
-      }
+      for (int hf = 0; hf < 2; hf++)
+        addLastRowShare(part, lSub[hf], lTot[hf], gRow0 + rowInGroup + 8 * hf, a.nq - a.ratioRows, tq);
       part = warpSum(part);
     }
     writeRatio<kWgWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);

@@ -244,10 +244,30 @@ __device__ __forceinline__ void forEachS(int pos0, int t0, int tq, F&& f) {
       }
 }
 
+constexpr unsigned kAllLanes = 0xffffffffu;
+
 __device__ __forceinline__ float warpSum(float v) {
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kAllLanes, v, off);
   return v;
+}
+// The sum and the max over a quad: the four lanes (lane / 4 equal) that share an accumulator row
+// of mma.sync and wgmma alike.
+__device__ __forceinline__ float quadSum(float v) {
+  v += __shfl_xor_sync(kAllLanes, v, 1);
+  return v + __shfl_xor_sync(kAllLanes, v, 2);
+}
+__device__ __forceinline__ float quadMax(float v) {
+  v = fmaxf(v, __shfl_xor_sync(kAllLanes, v, 1));
+  return fmaxf(v, __shfl_xor_sync(kAllLanes, v, 2));
+}
+// Adds one accumulator row's share of the fused lazy ratio to `part`: the quad's partial sums of
+// mass on Sink ∪ Recent (lSub) over the row's total, counted by one lane of the quad, and only for
+// a row that exists (row >= 0) and is one of the Last rows (row >= firstLastRow).
+__device__ __forceinline__ void addLastRowShare(float& part, float lSub, float lTot, int row, int firstLastRow,
+                                                int tq) {
+  const float ls = quadSum(lSub);
+  if (tq == 0 && row >= 0 && row >= firstLastRow && lTot > 0.f) part += ls / lTot;
 }
 
 // The lazy ratio's last step, in both kernels: each warp hands in its sum (lane 0's copy is

@@ -16,11 +16,18 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 echo "building libltprefill.so for $ARCH (and the wgmma kernel for sm_90a)"
 t0=$(date +%s)
 NVCC_FLAGS=(-std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native -Xcompiler -fPIC)
-nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_90a,code=sm_90a -Xptxas -v ${NVCC_EXTRA:-} \
-  -c native/cuda/prefill_attention_sm90.cu -o "$BUILD/prefill_sm90.o" 2> "$OUT_DIR/build.log" || { cat "$OUT_DIR/build.log"; exit 1; }
-nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_${ARCH#sm_},code=$ARCH -Xptxas -v ${NVCC_EXTRA:-} -shared \
-  native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu "$BUILD/prefill_sm90.o" \
-  -o "$BUILD/libltprefill.so" 2>> "$OUT_DIR/build.log" || { cat "$OUT_DIR/build.log"; exit 1; }
+# build_lib SUFFIX FLAGS...: the wgmma kernel for sm_90a, then the library for $ARCH around it,
+# as $BUILD/libltprefill$SUFFIX.so; the compilers' messages go to stderr.
+build_lib() {
+  local suffix=$1; shift
+  nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_90a,code=sm_90a "$@" \
+    -c native/cuda/prefill_attention_sm90.cu -o "$BUILD/prefill_sm90$suffix.o" &&
+    nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_${ARCH#sm_},code=$ARCH "$@" -shared \
+      native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu \
+      "$BUILD/prefill_sm90$suffix.o" -o "$BUILD/libltprefill$suffix.so"
+}
+# shellcheck disable=SC2086  # NVCC_EXTRA and the variants' flags are word lists
+build_lib "" -Xptxas -v ${NVCC_EXTRA:-} 2> "$OUT_DIR/build.log" || { cat "$OUT_DIR/build.log"; exit 1; }
 echo "built in $(( $(date +%s) - t0 )) s"
 # ALT_NVCC: "name:flags;name:flags" variant builds, timed beside the main one (--alt-lib).
 ALT_ARGS=()
@@ -28,11 +35,8 @@ if [ -n "${ALT_NVCC:-}" ]; then
   IFS=';' read -ra VARIANTS <<< "$ALT_NVCC"
   for v in "${VARIANTS[@]}"; do
     name=${v%%:*}; flags=${v#*:}
-    (nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_90a,code=sm_90a $flags -c native/cuda/prefill_attention_sm90.cu \
-      -o "$BUILD/prefill_sm90_$name.o" &&
-      nvcc "${NVCC_FLAGS[@]}" -gencode arch=compute_${ARCH#sm_},code=$ARCH $flags -shared \
-        native/cuda/prefill_attention.cu native/cuda/lazy_ratio.cu tools/gpu/prefill_capi.cu \
-        "$BUILD/prefill_sm90_$name.o" -o "$BUILD/libltprefill_$name.so") 2> "$BUILD/build_$name.log" &
+    # shellcheck disable=SC2086
+    build_lib "_$name" $flags 2> "$BUILD/build_$name.log" &
     ALT_ARGS+=(--alt-lib "$name=$BUILD/libltprefill_$name.so")
   done
   wait
