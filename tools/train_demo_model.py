@@ -267,17 +267,21 @@ class Examples:
 def make_model(args, vocab_size):
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.hidden // args.head_dim,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads or args.hidden // args.head_dim,
         num_key_value_heads=args.kv_heads, head_dim=args.head_dim, max_position_embeddings=args.max_context,
         rope_theta=args.rope_theta, rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=BOS,
         eos_token_id=EOS, pad_token_id=SPECIAL.index("<pad>"), initializer_range=0.02)
     return LlamaForCausalLM(config)
 
 
-def stages(max_context):
+def stages(max_context, weights=None):
     lengths = [256, 512, 1024, 2048, 4096] + ([8192] if max_context >= 8192 else [])
     lengths = [n for n in lengths if n <= max_context]
-    shares = np.array([1.0 + i for i in range(len(lengths))])  # longer stages get more of the time
+    if weights is None:
+        weights = [1.0 + i for i in range(len(lengths))]  # longer stages get more of the time
+    if len(weights) != len(lengths):
+        raise SystemExit(f"--stage-weights needs {len(lengths)} numbers, one per stage {lengths}")
+    shares = np.array(weights, dtype=float)
     return lengths, (shares / shares.sum()).tolist()
 
 
@@ -363,7 +367,7 @@ def train(args):
     print(f"{len(train_docs)} training documents ({len(data.stream)} tokens), {len(held_docs)} held out; "
           f"model {params / 1e6:.2f}M parameters", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-    lengths, shares = stages(args.max_context)
+    lengths, shares = stages(args.max_context, args.stage_weights)
     total_seconds = args.minutes * 60
     log, step, t_start = [], 0, time.time()
     for stage, (length, share) in enumerate(zip(lengths, shares)):
@@ -487,11 +491,16 @@ def main():
     ap.add_argument("--intermediate", type=int, default=768)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--heads", type=int, default=None, help="query heads (default hidden / head dim)")
     ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--rope-theta", type=float, default=100000.0)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--batch-tokens", type=int, default=131072)
+    ap.add_argument("--stage-weights", type=lambda v: [float(x) for x in v.split(",")], default=None,
+                    help="time per context stage (256, 512, ... tokens), e.g. 1,3,4,3,3; default 1,2,3,4,5")
+    ap.add_argument("--eval-contexts", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="contexts of the final evaluation (default the longest)")
     ap.add_argument("--task-fraction", type=float, default=0.85)
     ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
     ap.add_argument("--dropout", type=float, default=0.1)
@@ -509,7 +518,7 @@ def main():
               "device": torch.cuda.get_device_name(), "log": log}
     save(model, tok, args, args.out, record)  # before the evaluation, so that a failure there loses no training
     model.to(torch.float32)
-    record["accuracy"] = {str(args.max_context): evaluate(model, tok, data, args.max_context, args.eval_samples)}
+    record["accuracy"] = {str(n): evaluate(model, tok, data, n, args.eval_samples) for n in args.eval_contexts or [args.max_context]}
     record["heldOutPerplexity"] = held_out_perplexity(model, held_stream, min(1024, args.max_context))
     print(f"held-out perplexity (1024-token windows): {record['heldOutPerplexity']:.2f}", flush=True)
     save(model, tok, args, args.out, record)

@@ -4,15 +4,18 @@ causal and streaming masks with tile skipping, LSE, fused lazy ratio, a cached p
 through the page table, the same block order), with both matrix products on wgmma, the
 warpgroup-wide asynchronous tensor-core instructions of sm_90a.
 
-Launch: 1-D grid of hq * ceil(nq / 128) blocks, 256 threads (two warpgroups), 225 KiB (d=128) /
+Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 225 KiB (d=128) /
 113 KiB (d=64) of dynamic shared memory, one block per SM.
 - A block owns 128 query rows of one head, tiles aligned to the end of the query range as in
-  the mma.sync kernel; warpgroup w owns rows [64w, 64w + 64).
-- K/V tiles of 128 keys are loaded with cp.async issued by all 256 threads, the next tile while
-  this one is computed. Stages change hands on mbarriers, not block-wide barriers: a stage is
-  "full" once every thread's copies into it have landed and "empty" once every thread is done
-  multiplying it, so the two warpgroups need not meet every tile and drift apart by up to a
-  tile, one running its softmax while the other's products keep the tensor cores busy. Every
+  the mma.sync kernel; computing warpgroup w (0 or 1) owns rows [64w, 64w + 64).
+- The third warpgroup is the producer: it loads the K/V tiles of 128 keys with cp.async into
+  three stages and does nothing else, so the computing warpgroups never issue a copy nor wait
+  for the other to free a stage; setmaxnreg hands most of its registers to them. Stages change
+  hands on mbarriers: a stage is "full" once the producer's copies into it have landed and
+  "empty" once both computing warpgroups are done multiplying it. The two need not meet every
+  tile and drift apart, one running its softmax while the other's products keep the tensor
+  cores busy. (Making them take turns on named barriers, FlashAttention-3's ping-pong, measured
+  no faster on top of this; bench/README.md.) Every
   tile is stored as column blocks of 64 elements with the 128-byte swizzle (prefill_tiles.cuh
   chunkOffset), the layout wgmma reads through a shared-memory descriptor.
 - S = Q K^T, 64 x 128 per warpgroup: d/16 wgmma m64n128k16 with Q and K both from shared memory
@@ -39,6 +42,13 @@ namespace {
 
 constexpr int kWgThreads = 256;  // two warpgroups
 constexpr int kWgWarps = kWgThreads / 32;
+constexpr int kProducerThreads = 128;  // a third warpgroup loads every K/V tile
+constexpr int kBlockThreads = kWgThreads + kProducerThreads;
+// The launch bound leaves 168 registers a thread; the producer gives most of its share to the
+// two computing warpgroups (setmaxnreg): 40 + 2 * 232 per warp slot of an SM quarter.
+constexpr int kProducerRegisters = 40;
+constexpr int kConsumerRegisters = 232;
+constexpr int kBlockWarps = kBlockThreads / 32;
 constexpr int kWgRows = 64;     // query rows per warpgroup
 constexpr int kWgBlockN = 128;  // keys per K/V tile
 constexpr int kStages = 3;      // K/V tiles resident at once (see the main loop)
@@ -80,6 +90,9 @@ __device__ __forceinline__ void mbarWait(uint32_t bar, int parity) {
 }
 __device__ __forceinline__ void mbarArrive(uint32_t bar) {
   asm volatile("{\n.reg .b64 state;\nmbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void cpAsyncWaitAll() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 // Arrives on `bar` once every cp.async this thread issued so far has landed.
 __device__ __forceinline__ void cpAsyncArrive(uint32_t bar) {
@@ -303,18 +316,36 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   const TileRange tr =
       a.stream ? makeTileRange<kWgBlockN>(pMaxB, a.sink, pMinB - a.window + 1) : makeTileRange<kWgBlockN>(pMaxB, 0, 0);
 
-  // full(s): every thread's copies of the tile in stage s have landed; empty(s): every thread is
-  // done multiplying it. Each completes once per use of its stage.
+  // full(s): the producer's copies of the tile in stage s have landed; empty(s): both computing
+  // warpgroups are done multiplying it. Each completes once per use of its stage. qBar: the
+  // computing threads' copies of the Q tile have landed.
   auto fullBar = [&](int st) { return stageBars + 8u * uint32_t(st); };
   auto emptyBar = [&](int st) { return stageBars + 8u * uint32_t(kStages + st); };
-  if (tid == 0)
-    for (int st = 0; st < kStages; st++) mbarInit(fullBar(st), kWgThreads), mbarInit(emptyBar(st), kWgThreads);
+  const uint32_t qBar = stageBars + 8u * uint32_t(2 * kStages);
+  if (tid == 0) {
+    for (int st = 0; st < kStages; st++) mbarInit(fullBar(st), kProducerThreads), mbarInit(emptyBar(st), kWgThreads);
+    mbarInit(qBar, kWgThreads);
+  }
   __syncthreads();
+  if (warp >= kWgWarps) {  // the producer: fills each stage again once both warpgroups are done with it
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+    const uint16_t* gk = a.k + kvh * D;
+    const uint16_t* gv = a.v + kvh * D;
+    for (int it = 0; it < tr.count; it++) {
+      const int st = it % kStages, use = it / kStages;
+      if (use > 0) mbarWait(emptyBar(st), (use - 1) & 1);
+      loadKvTile<D, kSource, kWgBlockN, kProducerThreads, true>(sK + st * kTileKV, sV + st * kTileKV, a, gk, gv, kvh,
+                                                                tr.tile(it), tid - kWgThreads);
+      cpAsyncArrive(fullBar(st));
+    }
+    cpAsyncWaitAll();
+    __syncthreads();  // the epilogue's
+    if (kRatio) writeRatio<kBlockWarps>(0.f, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
   loadTiles<D, kBlockM, false, kWgThreads, true>(sQ, 0u, a.q + h * D, nullptr, a.qStride, rowStart, a.nq, tid);
-  const uint16_t* gk = a.k + kvh * D;
-  const uint16_t* gv = a.v + kvh * D;
-  if (tr.count > 0) loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK, sV, a, gk, gv, kvh, tr.tile(0), tid);
-  cpAsyncArrive(fullBar(0));
+  cpAsyncArrive(qBar);
 
   int gRow0 = rowStart + wg * kWgRows;  // the warpgroup's first row; may be negative in the first tile
   const int gpMin = posOff + max(gRow0, 0);
@@ -336,7 +367,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   // is issued first and O += P V of tile it-1 right behind it; the softmax of tile `it` runs
   // once S is done, while the tensor cores still work on P V. So P (the previous tile's
   // probabilities), S and O are live together, and a tile's V is read one visit after its K:
-  // three stages of K/V, the next tile loading while this one and the previous are in use.
+  // three stages of K/V, the producer filling the next while this one and the previous are in use.
   // Every visit issues both products in straight-line code (ptxas must see which group a wait
   // retires, or it inserts a full wait of its own), so a warpgroup also multiplies a tile none
   // of its rows can see (then fully masked: at most one such tile per warpgroup, at the diagonal
@@ -345,17 +376,8 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   uint32_t p[kWgBlockN / 16][4];
   float alpha[2];
   const int pos0 = posOff + gRow0 + rowInGroup;
-  // Starts loading tile it+1 into the stage that tile it-2 used, once both warpgroups are done
-  // with it, then waits for tile `it`.
+  // Waits for tile `it` to have landed.
   auto beginVisit = [&](int it) {
-    if (it + 1 < tr.count) {
-      const int st = (it + 1) % kStages, use = (it + 1) / kStages;
-      if (use > 0) mbarWait(emptyBar(st), (use - 1) & 1);
-      const uint32_t stageOffset = st * kTileKV;
-      loadKvTile<D, kSource, kWgBlockN, kWgThreads, true>(sK + stageOffset, sV + stageOffset, a, gk, gv, kvh,
-                                                          tr.tile(it + 1), tid);
-      cpAsyncArrive(fullBar(st));
-    }
     mbarWait(fullBar(it % kStages), (it / kStages) & 1);
     fenceProxyAsync();
   };
@@ -392,6 +414,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   };
 
   if (tr.count > 0) {
+    mbarWait(qBar, 0);
     beginVisit(0);
     wgmmaFence();
     issueS(0);
@@ -431,9 +454,9 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   }
 
   // ---- epilogue ----
-  // Every copy has landed once the last tile's full barrier has passed; with no tile, the Q rows
-  // staged into below (copied by threads of both warpgroups) are waited for here.
-  if (tr.count == 0) mbarWait(fullBar(0), 0);
+  // The Q rows staged into below were copied by threads of both warpgroups: with tiles, their
+  // copies landed before the first product; with none, they are waited for here.
+  if (tr.count == 0) mbarWait(qBar, 0);
   {
     const BlockCoord again = blockCoordAgain(a.numQTiles, a.hq, a.headGroup);
     h = again.h;
@@ -480,17 +503,17 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
         addLastRowShare(part, lSub[hf], lTot[hf], gRow0 + rowInGroup + 8 * hf, a.nq - a.ratioRows, tq);
       part = warpSum(part);
     }
-    writeRatio<kWgWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
+    writeRatio<kBlockWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
   }
 }
 
 // One kernel for plain and fused calls, as in prefill_attention.cu: only the blocks holding
 // Last rows take the ratio path.
 template <typename T, int D, KvSource kSource>
-__global__ void __launch_bounds__(kWgThreads, 1) prefillWgmmaKernel(const KernelArgs<kSource> a) {
+__global__ void __launch_bounds__(kBlockThreads, 1) prefillWgmmaKernel(const KernelArgs<kSource> a) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in wgmmaBlock
-  __shared__ float ratioPart[kWgWarps];
-  __shared__ uint64_t stageBars[2 * kStages];
+  __shared__ float ratioPart[kBlockWarps];
+  __shared__ uint64_t stageBars[2 * kStages + 1];
   const uint32_t bars = smemAddr(stageBars);
   if (a.ratioRows > 0) {
     const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
@@ -508,7 +531,7 @@ struct WgmmaLaunch {
   template <typename T, int D, KvSource kSource>
   void run(const KernelArgs<kSource>& a) const {
     static std::atomic<uint64_t> ready{0};
-    launchPrefillKernel(prefillWgmmaKernel<T, D, kSource>, kWgThreads,
+    launchPrefillKernel(prefillWgmmaKernel<T, D, kSource>, kBlockThreads,
                         kBlockM * D * 2 + 2 * kStages * kWgBlockN * D * 2 + 1024, ready, a, stream);
   }
 };
