@@ -9,15 +9,14 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 
 - A block owns 128 query rows of one head, tiles aligned to the end of the query range as in
   the mma.sync kernel; computing warpgroup w (0 or 1) owns rows [64w, 64w + 64).
 - The third warpgroup is the producer: it loads the K/V tiles of 128 keys with cp.async into
-  three stages and does nothing else, so the computing warpgroups never issue a copy nor wait
-  for the other to free a stage; setmaxnreg hands most of its registers to them. Stages change
-  hands on mbarriers: a stage is "full" once the producer's copies into it have landed and
-  "empty" once both computing warpgroups are done multiplying it. The two need not meet every
-  tile and drift apart, one running its softmax while the other's products keep the tensor
-  cores busy. (Making them take turns on named barriers, FlashAttention-3's ping-pong, measured
-  no faster on top of this; bench/README.md.) Every
-  tile is stored as column blocks of 64 elements with the 128-byte swizzle (prefill_tiles.cuh
-  chunkOffset), the layout wgmma reads through a shared-memory descriptor.
+  three stages and does nothing else, so the computing warpgroups copy only their Q tile and
+  wait only for a stage to be full; setmaxnreg hands most of the producer's registers to them.
+  Stages change hands on mbarriers: a stage is "full" once the producer's copies into it have
+  landed and "empty" once both computing warpgroups are done multiplying it. The two never
+  meet inside the main loop and drift apart by up to two tiles, one running its softmax while
+  the other's products keep the tensor cores busy. (Making them take turns on named barriers, FlashAttention-3's
+ping-pong, measured no faster on top of this; bench/README.md.) Every tile is stored as column blocks of 64 elements
+with the 128-byte swizzle (prefill_tiles.cuh chunkOffset), the layout wgmma reads through a shared-memory descriptor.
 - S = Q K^T, 64 x 128 per warpgroup: d/16 wgmma m64n128k16 with Q and K both from shared memory
   (K-major). Online softmax on the accumulators in registers, base 2, as in the mma.sync kernel.
 - O += P V: the S accumulators of key columns [16t, 16t + 16) are exactly the register A
@@ -40,7 +39,7 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 
 namespace lt::cuda::detail {
 namespace {
 
-constexpr int kWgThreads = 256;  // two warpgroups
+constexpr int kWgThreads = 256;  // the two computing warpgroups
 constexpr int kWgWarps = kWgThreads / 32;
 constexpr int kProducerThreads = 128;  // a third warpgroup loads every K/V tile
 constexpr int kBlockThreads = kWgThreads + kProducerThreads;
@@ -48,7 +47,12 @@ constexpr int kBlockThreads = kWgThreads + kProducerThreads;
 // two computing warpgroups (setmaxnreg): 40 + 2 * 232 per warp slot of an SM quarter.
 constexpr int kProducerRegisters = 40;
 constexpr int kConsumerRegisters = 232;
-constexpr int kBlockWarps = kBlockThreads / 32;
+static_assert(kProducerThreads * kProducerRegisters + kWgThreads * kConsumerRegisters <= 65536 &&
+                  kProducerRegisters % 8 == 0 && kConsumerRegisters % 8 == 0,
+              "setmaxnreg.inc waits forever for registers the producer did not give up");
+// Named barrier of the computing warpgroups' epilogue (0 is __syncthreads, which the producer,
+// gone by then, would never reach).
+constexpr int kEpilogueBarrier = 1;
 constexpr int kWgRows = 64;     // query rows per warpgroup
 constexpr int kWgBlockN = 128;  // keys per K/V tile
 constexpr int kStages = 3;      // K/V tiles resident at once (see the main loop)
@@ -76,7 +80,7 @@ __device__ __forceinline__ void wgmmaWait() {
 __device__ __forceinline__ void fenceProxyAsync() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-// mbarriers that hand K/V stages between the warpgroups (see the main loop).
+// mbarriers: K/V stages handed from the producer to the computing warpgroups and back, and the Q tile.
 __device__ __forceinline__ void mbarInit(uint32_t bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
@@ -339,8 +343,6 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
       cpAsyncArrive(fullBar(st));
     }
     cpAsyncWaitAll();
-    __syncthreads();  // the epilogue's
-    if (kRatio) writeRatio<kBlockWarps>(0.f, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
@@ -479,7 +481,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
       a.lse[int64_t(row) * a.hq + h] = l > 0.f ? (mRow[hf] + __log2f(l)) * 0.69314718055994531f : -INFINITY;
     }
   }
-  __syncthreads();
+  asm volatile("bar.sync %0, %1;\n" ::"n"(kEpilogueBarrier), "n"(kWgThreads) : "memory");
   {
     constexpr int kChunks = D / 8;
     constexpr int kRowsPerPass = 128 / kChunks;
@@ -503,7 +505,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
         addLastRowShare(part, lSub[hf], lTot[hf], gRow0 + rowInGroup + 8 * hf, a.nq - a.ratioRows, tq);
       part = warpSum(part);
     }
-    writeRatio<kBlockWarps>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
+    writeRatio<kWgWarps, kEpilogueBarrier>(part, ratioPart, a.ratio, h, a.ratioRows, a.ratioAtomic, tid);
   }
 }
 
@@ -512,7 +514,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
 template <typename T, int D, KvSource kSource>
 __global__ void __launch_bounds__(kBlockThreads, 1) prefillWgmmaKernel(const KernelArgs<kSource> a) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in wgmmaBlock
-  __shared__ float ratioPart[kBlockWarps];
+  __shared__ float ratioPart[kWgWarps];
   __shared__ uint64_t stageBars[2 * kStages + 1];
   const uint32_t bars = smemAddr(stageBars);
   if (a.ratioRows > 0) {

@@ -59,9 +59,9 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
   constexpr int kChunks = D / 8;
   constexpr int kStep = NTHREADS / kChunks;
   constexpr int kPerThread = BN / kStep;
-  static_assert(BN % kStep == 0 && BN % 8 == 0, "tile must split evenly over the block");
+  static_assert(BN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
   const int ch = tid % kChunks, r0 = tid / kChunks;
-  const ChunkDestinations<D, BN, kColumnBlocks, kStep> dOff(r0, ch);
+  const uint32_t dOff = chunkOffset<D, BN, kColumnBlocks>(r0, ch);
   const int64_t col = int64_t(kvh) * D + ch * 8;
 #pragma unroll
   for (int i = 0; i < kPerThread; i++) {
@@ -91,7 +91,7 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
       srcV = a.v + row * a.kvStride + col;
       bytes = 16;
     }
-    const uint32_t dst = dOff[i];
+    const uint32_t dst = dOff + uint32_t(i * kStep) * rowBytes<D, kColumnBlocks>();
     cpAsync16(dstK + dst, srcK, bytes);
     cpAsync16(dstV + dst, srcV, bytes);
   }

@@ -115,38 +115,22 @@ constexpr uint32_t rowBytes() {
   return kColumnBlocks ? 128u : uint32_t(D * 2);
 }
 
-// Where the i-th row of a thread's chunk lands when the threads of a copy cover kStep rows per
-// pass: the swizzle repeats every 8 rows, so with kStep a multiple of 8 one offset serves every
-// row, and with fewer threads (kStep 2 or 4, one warp) one offset per phase of 8 / kStep rows.
-template <int D, int ROWS, bool kColumnBlocks, int kStep>
-struct ChunkDestinations {
-  static_assert(kStep % 8 == 0 || 8 % kStep == 0, "a pass must cover a multiple or a divisor of 8 rows");
-  static constexpr int kPhases = kStep % 8 == 0 ? 1 : 8 / kStep;
-  uint32_t offset[kPhases];
-  __device__ __forceinline__ ChunkDestinations(int r0, int ch) {
-#pragma unroll
-    for (int p = 0; p < kPhases; p++) offset[p] = chunkOffset<D, ROWS, kColumnBlocks>(r0 + p * kStep, ch);
-  }
-  __device__ __forceinline__ uint32_t operator[](int i) const {
-    return offset[i % kPhases] + uint32_t(i / kPhases) * (kPhases * kStep) * rowBytes<D, kColumnBlocks>();
-  }
-};
-
 // Copies rows [row0, row0 + ROWS) of one or two token-major tensors (row r at g + r *
 // rowStride; both share the stride) into swizzled tiles; rows outside [0, rowLimit) become
-// zeros. Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i*kStep; the swizzled chunk
-// repeats every 8 rows (ChunkDestinations), so the addresses advance by constants: one
-// 64-bit add and one cp.async per chunk. (Recomputing row * stride per chunk was ~15% of the
-// main loop's instructions.)
+// zeros. Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i*kStep; kStep is a
+// multiple of 8, so the swizzled chunk is the same for all its rows and the addresses
+// advance by constants: one 64-bit add and one cp.async per chunk. (Recomputing
+// row * stride per chunk was ~15% of the main loop's instructions.)
 template <int D, int ROWS, bool kTwo, int NTHREADS = kThreads, bool kColumnBlocks = false>
 __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const uint16_t* g0, const uint16_t* g1,
                                           int64_t rowStride, int row0, int rowLimit, int tid) {
   constexpr int kChunks = D / 8;
   constexpr int kStep = NTHREADS / kChunks;
   constexpr int kPerThread = ROWS / kStep;
-  static_assert(ROWS % kStep == 0 && ROWS % 8 == 0, "tile must split evenly over the block");
+  constexpr uint32_t kDstStep = kStep * rowBytes<D, kColumnBlocks>();
+  static_assert(ROWS % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
   const int ch = tid % kChunks, r0 = tid / kChunks;
-  const ChunkDestinations<D, ROWS, kColumnBlocks, kStep> dOff(r0, ch);
+  const uint32_t dOff = chunkOffset<D, ROWS, kColumnBlocks>(r0, ch);
   const int64_t off = int64_t(row0 + r0) * rowStride + ch * 8;
   const int64_t step = rowStride * kStep;
   const uint16_t* s0 = g0 + off;
@@ -154,10 +138,10 @@ __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const ui
   if (row0 >= 0 && row0 + ROWS <= rowLimit) {  // interior tile: no per-row checks
 #pragma unroll
     for (int i = 0; i < kPerThread; i++) {
-      cpAsync16(dst0 + dOff[i], s0, 16);
+      cpAsync16(dst0 + dOff + i * kDstStep, s0, 16);
       s0 += step;
       if (kTwo) {
-        cpAsync16(dst1 + dOff[i], s1, 16);
+        cpAsync16(dst1 + dOff + i * kDstStep, s1, 16);
         s1 += step;
       }
     }
@@ -166,10 +150,10 @@ __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const ui
     for (int i = 0; i < kPerThread; i++) {
       const int gr = row0 + r0 + i * kStep;
       const bool ok = gr >= 0 && gr < rowLimit;
-      cpAsync16(dst0 + dOff[i], ok ? s0 : g0, ok ? 16 : 0);
+      cpAsync16(dst0 + dOff + i * kDstStep, ok ? s0 : g0, ok ? 16 : 0);
       s0 += step;
       if (kTwo) {
-        cpAsync16(dst1 + dOff[i], ok ? s1 : g1, ok ? 16 : 0);
+        cpAsync16(dst1 + dOff + i * kDstStep, ok ? s1 : g1, ok ? 16 : 0);
         s1 += step;
       }
     }
@@ -290,15 +274,19 @@ __device__ __forceinline__ void addLastRowShare(float& part, float lSub, float l
 // kept, in warpTotals[NWARPS] of shared memory); they are added in a fixed order, so a head
 // whose Last rows fit one block gets a deterministic ratio, and total / rows is stored to
 // ratio[h], or added (into a buffer the host zeroed) when the Last rows span several blocks.
-// Synchronises the block. ratio, rows and atomic are kernel-argument fields taken by
-// reference so that only thread 0 loads them, after the barrier, rather than every thread
-// before it.
-template <int NWARPS>
+// Synchronises the NWARPS warps that call it: the block, or with BARRIER > 0 the threads
+// [0, 32 * NWARPS) on that named barrier. ratio, rows and atomic are kernel-argument fields
+// taken by reference so that only thread 0 loads them, after the barrier, rather than every
+// thread before it.
+template <int NWARPS, int BARRIER = 0>
 __device__ __forceinline__ void writeRatio(float warpTotal, float* warpTotals, float* const& ratio, int h,
                                            const int& rows, const int& atomic, int tid) {
   const int warp = tid >> 5, lane = tid & 31;
   if (lane == 0) warpTotals[warp] = warpTotal;
-  __syncthreads();
+  if constexpr (BARRIER == 0)
+    __syncthreads();
+  else
+    asm volatile("bar.sync %0, %1;\n" ::"n"(BARRIER), "n"(NWARPS * 32) : "memory");
   if (tid == 0) {
     float total = 0.f;
 #pragma unroll
