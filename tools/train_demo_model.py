@@ -22,7 +22,9 @@ tenth document held out of training, for perplexity):
     niah-multikey (4 keys, 7-digit values, one asked for), niah-multivalue (4 values of one key,
     all asked for in order), variable-tracking (a chain of 4 assignments). The haystack is a run of
     consecutive training sentences from a random place, so no haystack repeats, and the needles sit
-    at sentence boundaries at random depths.
+    at sentence boundaries at random depths. In training only, --max-keys gives multi-key examples
+    up to that many keys and --clustered puts that share of the multi-key and multi-value
+    examples' needles within a tenth of the haystack, the cases the model gets wrong most.
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
 number of tokens per step, so the model learns the tasks on short haystacks first. The answer loss
 and the answer-token accuracy are logged per task; training ends with greedy answers through
@@ -56,6 +58,8 @@ TASK_SHARES = [0.1, 0.5, 0.2, 0.2]
 # (the space, then the first digit or letter), so their loss weighs more.
 DECISION_TOKENS = 2
 EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
+# Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
+CLUSTER_SPAN = 0.1
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
 
@@ -126,8 +130,13 @@ class Examples:
     haystack a run of consecutive training sentences from a random place, needles at sentence
     boundaries at random depths), and language modelling on the training text."""
 
-    def __init__(self, tok, documents, rng):
+    def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0):
         self.tok, self.rng = tok, rng
+        # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
+        # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
+        # examples with all needles within CLUSTER_SPAN of the haystack, where the model most
+        # often gives a neighbouring key's number (bench/README.md, "Where multi-key goes wrong").
+        self.max_keys, self.clustered = max_keys, clustered
         self.documents = documents
         flat = [s for doc in documents for s in doc]
         # Pre-tokenization splits at spaces, so a sentence written after a space costs the same
@@ -160,10 +169,15 @@ class Examples:
         weights[first:first + span] = [1.0] * span
         return ids, weights
 
-    def task_text(self, task):
+    def task_text(self, task, training=False):
         """(intro, needles [(text, depth, value)], question, answer prefix, answer or None)."""
         r = self.rng
         depth = r.random()
+        other_depth = r.random
+        clusterable = training and self.clustered > 0 and task in ("niah-multikey", "niah-multivalue")
+        if clusterable and r.random() < self.clustered:
+            low = min(max(depth - CLUSTER_SPAN / 2, 0.0), 1.0 - CLUSTER_SPAN)
+            other_depth = lambda: low + CLUSTER_SPAN * r.random()
         if task == "passkey":
             key = self.numbers(1, 5)[0]
             return ("There is an important piece of information hidden inside a lot of irrelevant text. "
@@ -171,9 +185,12 @@ class Examples:
                     [(f"The pass key is {key}. Remember it. {key} is the pass key.", depth, None)],
                     "What is the pass key?", "The pass key is", str(key))
         if task == "niah-multikey":
-            words = r.sample(self.key_words, EXTRA_NEEDLES + 1)
-            values = self.numbers(EXTRA_NEEDLES + 1, 7)
-            needles = [(f"One of the special magic numbers for {w} is: {v}.", depth if i == 0 else r.random(), None)
+            count = EXTRA_NEEDLES + 1
+            if training and self.max_keys > count:
+                count = r.randint(count, self.max_keys)
+            words = r.sample(self.key_words, count)
+            values = self.numbers(count, 7)
+            needles = [(f"One of the special magic numbers for {w} is: {v}.", depth if i == 0 else other_depth(), None)
                        for i, (w, v) in enumerate(zip(words, values))]
             return (MAGIC_INTRO, needles,
                     f"What is the special magic number for {words[0]} mentioned in the provided text?",
@@ -181,7 +198,7 @@ class Examples:
         if task == "niah-multivalue":
             word = r.choice(self.key_words)
             values = self.numbers(EXTRA_NEEDLES + 1, 7)
-            needles = [(f"One of the special magic numbers for {word} is: {v}.", depth if i == 0 else r.random(), str(v))
+            needles = [(f"One of the special magic numbers for {word} is: {v}.", depth if i == 0 else other_depth(), str(v))
                        for i, v in enumerate(values)]
             return (MAGIC_INTRO, needles,
                     f"What are all the special magic numbers for {word} mentioned in the provided text?",
@@ -200,9 +217,9 @@ class Examples:
                 f"Answer: According to the chain(s) of variable assignment in the text above, {len(names)} variables "
                 f"are assigned the value {value}, they are:", " ".join(names))
 
-    def task(self, task, length):
+    def task(self, task, length, training=False):
         """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer text)."""
-        intro, needles, question, prefix, answer = self.task_text(task)
+        intro, needles, question, prefix, answer = self.task_text(task, training)
         listed = answer is None  # the answer lists the values in the order the needles appear
         if listed:  # in some order for now: its length is all the budget needs
             answer = ", ".join(v for _, _, v in needles)
@@ -238,7 +255,7 @@ class Examples:
     def tokenized_tasks(self, tasks, length, decision_weight=1.0):
         """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
         the loss weights (the answer tokens only)."""
-        pairs = [self.task(t, length) for t in tasks]
+        pairs = [self.task(t, length, training=True) for t in tasks]
         prompts = self.tok.encode_batch([p for p, _ in pairs])
         fulls = self.tok.encode_batch([p + a for p, a in pairs])
         out = []
@@ -358,7 +375,7 @@ def train(args):
     device = "cuda"
     train_docs, held_docs = brown_documents(args.corpus)
     tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
-    data = Examples(tok, train_docs, rng)
+    data = Examples(tok, train_docs, rng, args.max_keys, args.clustered)
     model = make_model(args, tok.get_vocab_size()).to(device)
     add_dropout(model, args.dropout)
     held_stream = token_stream(tok, held_docs)
@@ -501,6 +518,10 @@ def main():
                     help="time per context stage (256, 512, ... tokens), e.g. 1,3,4,3,3; default 1,2,3,4,5")
     ap.add_argument("--eval-contexts", type=lambda v: [int(x) for x in v.split(",")], default=None,
                     help="contexts of the final evaluation (default the longest)")
+    ap.add_argument("--max-keys", type=int, default=EXTRA_NEEDLES + 1,
+                    help="multi-key training examples hold 4 to this many keys (the evaluation: 4)")
+    ap.add_argument("--clustered", type=float, default=0.0,
+                    help="share of multi-key/multi-value training examples whose needles sit close together")
     ap.add_argument("--task-fraction", type=float, default=0.85)
     ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
     ap.add_argument("--dropout", type=float, default=0.1)
