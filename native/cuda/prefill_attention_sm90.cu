@@ -43,13 +43,15 @@ constexpr int kWgThreads = 256;  // the two computing warpgroups
 constexpr int kWgWarps = kWgThreads / 32;
 constexpr int kProducerThreads = 128;  // a third warpgroup loads every K/V tile
 constexpr int kBlockThreads = kWgThreads + kProducerThreads;
-// The launch bound leaves 168 registers a thread; the producer gives most of its share to the
-// two computing warpgroups (setmaxnreg): 40 + 2 * 232 per warp slot of an SM quarter.
+// One block per SM leaves each thread 168 registers at launch; the producer gives most of its
+// share to the two computing warpgroups (setmaxnreg): 40 + 2 * 232 = 3 * 168.
+constexpr int kLaunchRegisters = 65536 / kBlockThreads / 8 * 8;
 constexpr int kProducerRegisters = 40;
 constexpr int kConsumerRegisters = 232;
-static_assert(kProducerThreads * kProducerRegisters + kWgThreads * kConsumerRegisters <= 65536 &&
+static_assert(kProducerThreads * kProducerRegisters + kWgThreads * kConsumerRegisters <=
+                      kBlockThreads * kLaunchRegisters &&
                   kProducerRegisters % 8 == 0 && kConsumerRegisters % 8 == 0,
-              "setmaxnreg.inc waits forever for registers the producer did not give up");
+              "setmaxnreg.inc would wait forever for registers the producer did not give up");
 // Named barrier of the computing warpgroups' epilogue (0 is __syncthreads, which the producer,
 // gone by then, would never reach).
 constexpr int kEpilogueBarrier = 1;
