@@ -11,6 +11,7 @@ import {
   markdownReport,
   resolveEvalConfig,
   type SampleResult,
+  wilsonInterval,
 } from "../lib";
 import { averageAccuracy, meanPerplexity } from "../lib/eval/report";
 import { Random } from "./helpers/reference";
@@ -61,9 +62,9 @@ describe(`seed ${rng.seed}`, () => {
       expect(sections.filter((_, i) => i % 2 === 0).map(Number)).toEqual(report.config.contexts);
       for (let s = 0; s < sections.length; s += 2) {
         const context = Number(sections[s]);
-        const rows = sections[s + 1]
-          .trim()
-          .split("\n")
+        const lines = sections[s + 1].trim().split("\n");
+        const rows = lines
+          .filter((line) => line.startsWith("|"))
           .map((line) =>
             line
               .split("|")
@@ -84,6 +85,10 @@ describe(`seed ${rng.seed}`, () => {
           expect(Number(row[2 + tasks])).toBeCloseTo(100 * averageAccuracy(report, mode.name, context)!, 1);
           expect(Number(row[3 + tasks])).toBeCloseTo(meanPerplexity(report, mode.name, context)!, 2);
         });
+        // 3 depths × 3 seeds per cell: 7 of 9 right is 77.8%, with the Wilson interval 45.3–93.7%.
+        expect(lines.at(-1)).toBe(
+          "Each task cell is 9 samples: 7 right (77.8%) has the 95% interval 45.3–93.7% (Wilson; every cell's interval is in the JSON's accuracy list).",
+        );
       }
     });
 
@@ -98,6 +103,35 @@ describe(`seed ${rng.seed}`, () => {
         const cells = row.split("|").map((c) => c.trim());
         expect(cells[3]).toBe("–");
         expect(cells[cells.length - 2]).toBe("–");
+      }
+    });
+  });
+
+  describe("accuracy intervals", () => {
+    // Wilson score intervals at z = 1.96, worked out by hand from the textbook formula.
+    test.each([
+      [14, 20, 0.481, 0.8545],
+      [0, 20, 0, 0.1611],
+      [20, 20, 0.8389, 1],
+      [7, 9, 0.4526, 0.9368],
+      [1, 2, 0.0945, 0.9055],
+    ])("%i of %i right: [%f, %f]", (right, n, low, high) => {
+      const [l, h] = wilsonInterval(right, n);
+      expect(l).toBeCloseTo(low, 3);
+      expect(h).toBeCloseTo(high, 3);
+    });
+
+    test("every cell's interval holds its accuracy, inside [0, 1], and narrows as samples grow", () => {
+      const report = randomReport();
+      for (const c of report.accuracy) {
+        const right = Math.round(c.accuracy * c.samples);
+        expect(c.interval95).toEqual(wilsonInterval(right, c.samples));
+        expect(c.interval95[0]).toBeLessThanOrEqual(c.accuracy);
+        expect(c.interval95[1]).toBeGreaterThanOrEqual(c.accuracy);
+        expect(c.interval95[0]).toBeGreaterThanOrEqual(0);
+        expect(c.interval95[1]).toBeLessThanOrEqual(1);
+        const [l4, h4] = wilsonInterval(4 * right, 4 * c.samples);
+        expect(h4 - l4).toBeLessThan(c.interval95[1] - c.interval95[0]);
       }
     });
   });

@@ -57,6 +57,8 @@ export interface AccuracyCell {
   context: number;
   accuracy: number;
   samples: number;
+  /** The 95% Wilson score interval of the accuracy over this many samples: [low, high]. */
+  interval95: [number, number];
 }
 
 export interface EvalReport {
@@ -185,7 +187,7 @@ export function heldOutWindow(tokenizer: Tokenizer, corpus: Corpus, context: num
  * @example const cells = accuracyCells(report.samples);
  */
 export function accuracyCells(results: readonly SampleResult[]): AccuracyCell[] {
-  const cells = new Map<string, AccuracyCell & { correct: number }>();
+  const cells = new Map<string, Omit<AccuracyCell, "interval95"> & { correct: number }>();
   for (const r of results) {
     const key = `${r.mode}|${r.task}|${r.context}`;
     let cell = cells.get(key);
@@ -196,7 +198,26 @@ export function accuracyCells(results: readonly SampleResult[]): AccuracyCell[] 
     cell.samples++;
     if (r.correct) cell.correct++;
   }
-  return [...cells.values()].map(({ correct, ...cell }) => ({ ...cell, accuracy: correct / cell.samples }));
+  return [...cells.values()].map(({ correct, ...cell }) => ({
+    ...cell,
+    accuracy: correct / cell.samples,
+    interval95: wilsonInterval(correct, cell.samples),
+  }));
+}
+
+/**
+ * The 95% Wilson score interval of a share of `correct` out of `samples`: unlike p ± 1.96·SE it
+ * stays inside [0, 1] and is not empty at 0% or 100%, which small evaluation cells often are.
+ * @example wilsonInterval(14, 20) // [0.481, 0.855] (rounded)
+ */
+export function wilsonInterval(correct: number, samples: number): [number, number] {
+  if (samples === 0) return [0, 1];
+  const z = 1.959963984540054;
+  const p = correct / samples;
+  const z2n = (z * z) / samples;
+  const center = (p + z2n / 2) / (1 + z2n);
+  const half = (z * Math.sqrt((p * (1 - p)) / samples + z2n / (4 * samples))) / (1 + z2n);
+  return [Math.max(0, center - half), Math.min(1, center + half)];
 }
 
 /** Every field of an evaluation config checked; errors name the field. */

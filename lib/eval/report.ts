@@ -2,7 +2,7 @@
 // LightTransfer paper) and two SVG plots, accuracy against context per mode and accuracy against
 // the share of full layers. Every number shown comes from the report's accuracy cells and
 // perplexity results, so the JSON, the table and the plots agree.
-import type { EvalReport } from "./harness";
+import { type EvalReport, wilsonInterval } from "./harness";
 
 /** Mean accuracy over the report's tasks of one mode at one context (undefined if it has none). */
 export function averageAccuracy(report: EvalReport, mode: string, context?: number): number | undefined {
@@ -43,8 +43,20 @@ export function markdownReport(report: EvalReport): string {
         `| ${mode.name} | ${pct(mode.fullFraction)}% | ${tasks.map((t) => pct(cell(t))).join(" | ")} | ${pct(averageAccuracy(report, mode.name, context))} | ${ppl === undefined ? "–" : ppl.toFixed(2)} |`,
       );
     }
+    const sampleCounts = report.accuracy.filter((c) => c.context === context).map((c) => c.samples);
+    if (sampleCounts.length) lines.push("", sampleNote(Math.min(...sampleCounts)));
   }
   return `${lines.join("\n")}\n`;
+}
+
+/** How far a task cell of n samples can be trusted, in the words of its 95% Wilson interval. */
+function sampleNote(n: number): string {
+  const right = Math.round(0.8 * n);
+  const [low, high] = wilsonInterval(right, n);
+  return (
+    `Each task cell is ${n} samples: ${right} right (${pct(right / n)}%) has the 95% interval ` +
+    `${pct(low)}–${pct(high)}% (Wilson; every cell's interval is in the JSON's accuracy list).`
+  );
 }
 
 const xmlText = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
