@@ -60,6 +60,7 @@ DECISION_TOKENS = 2
 EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 # Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
 CLUSTER_SPAN = 0.1
+MIN_FILLER = 64  # haystack tokens an example with extra keys keeps at least
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
 
@@ -224,7 +225,14 @@ class Examples:
         if listed:  # in some order for now: its length is all the budget needs
             answer = ", ".join(v for _, _, v in needles)
         wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
-        fixed = self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1  # + </s>
+        # the instructions, needles, question and answer, and the </s> after it
+        fixed_tokens = lambda: self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1
+        fixed = fixed_tokens()
+        # Keys beyond the evaluation's four (--max-keys) go first where they would leave too
+        # little haystack (eight keys fill all of a 256-token example).
+        while len(needles) > EXTRA_NEEDLES + 1 and length - fixed < MIN_FILLER:
+            needles = needles[:-1]
+            fixed = fixed_tokens()
         budget = length - fixed
         filler, starts = [], [0]
         doc = self.rng.randrange(len(self.documents))
@@ -532,6 +540,12 @@ def main():
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--smoke", action="store_true", help="one minute in all, 5 eval samples: checks the pipeline")
     args = ap.parse_args()
+    if args.max_keys < EXTRA_NEEDLES + 1:
+        ap.error(f"--max-keys must be at least {EXTRA_NEEDLES + 1} (the evaluation's keys)")
+    if not 0.0 <= args.clustered <= 1.0:
+        ap.error("--clustered is a share in [0, 1]")
+    if args.stage_weights is not None:
+        stages(args.max_context, args.stage_weights)  # fails now, not after the tokenizer is trained
     if args.smoke:
         args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     model, tok, held_stream, data, log = train(args)
