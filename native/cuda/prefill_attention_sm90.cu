@@ -14,9 +14,10 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 
   Stages change hands on mbarriers: a stage is "full" once the producer's copies into it have
   landed and "empty" once both computing warpgroups are done multiplying it. The two never
   meet inside the main loop and drift apart by up to two tiles, one running its softmax while
-  the other's products keep the tensor cores busy. (Making them take turns on named barriers, FlashAttention-3's
-ping-pong, measured no faster on top of this; bench/README.md.) Every tile is stored as column blocks of 64 elements
-with the 128-byte swizzle (prefill_tiles.cuh chunkOffset), the layout wgmma reads through a shared-memory descriptor.
+  the other's products keep the tensor cores busy. (Making them take turns on named barriers,
+  FlashAttention-3's ping-pong, measured no faster on top of this; bench/README.md.)
+- Every tile is stored as column blocks of 64 elements with the 128-byte swizzle
+  (prefill_tiles.cuh chunkOffset), the layout wgmma reads through a shared-memory descriptor.
 - S = Q K^T, 64 x 128 per warpgroup: d/16 wgmma m64n128k16 with Q and K both from shared memory
   (K-major). Online softmax on the accumulators in registers, base 2, as in the mma.sync kernel.
 - O += P V: the S accumulators of key columns [16t, 16t + 16) are exactly the register A
