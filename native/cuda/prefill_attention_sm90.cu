@@ -484,7 +484,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
       a.lse[int64_t(row) * a.hq + h] = l > 0.f ? (mRow[hf] + __log2f(l)) * 0.69314718055994531f : -INFINITY;
     }
   }
-  asm volatile("bar.sync %0, %1;\n" ::"n"(kEpilogueBarrier), "n"(kWgThreads) : "memory");
+  namedBarrierSync<kEpilogueBarrier, kWgThreads>();
   {
     constexpr int kChunks = D / 8;
     constexpr int kRowsPerPass = 128 / kChunks;

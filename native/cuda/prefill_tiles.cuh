@@ -270,6 +270,14 @@ __device__ __forceinline__ void addLastRowShare(float& part, float lSub, float l
   if (tq == 0 && row >= 0 && row >= firstLastRow && lTot > 0.f) part += ls / lTot;
 }
 
+// Waits until THREADS threads of the block (warps in step) have reached named barrier ID (1-15; 0 is
+// __syncthreads), for a block part of which has already returned.
+template <int ID, int THREADS>
+__device__ __forceinline__ void namedBarrierSync() {
+  static_assert(ID > 0 && ID < 16 && THREADS % 32 == 0, "a named barrier: id 1-15, whole warps");
+  asm volatile("bar.sync %0, %1;\n" ::"n"(ID), "n"(THREADS) : "memory");
+}
+
 // The lazy ratio's last step, in both kernels: each warp hands in its sum (lane 0's copy is
 // kept, in warpTotals[NWARPS] of shared memory); they are added in a fixed order, so a head
 // whose Last rows fit one block gets a deterministic ratio, and total / rows is stored to
@@ -286,7 +294,7 @@ __device__ __forceinline__ void writeRatio(float warpTotal, float* warpTotals, f
   if constexpr (BARRIER == 0)
     __syncthreads();
   else
-    asm volatile("bar.sync %0, %1;\n" ::"n"(BARRIER), "n"(NWARPS * 32) : "memory");
+    namedBarrierSync<BARRIER, NWARPS * 32>();
   if (tid == 0) {
     float total = 0.f;
 #pragma unroll
