@@ -1,12 +1,13 @@
 // Where a model goes wrong on multi-key needle-in-a-haystack: the samples of `lighttransfer eval`
-// (lib/eval makeSample, depths 0, 0.25, 0.5, 0.75, 1 and seeds 0..SEEDS-1) answered greedily,
-// and for each miss whose number it gave (another key's, or none) and where the asked and the
+// (lib/eval makeSample, the eval's default depths and seeds 0..SEEDS-1) answered greedily and
+// judged by the eval's own rule (isCorrect), and for each miss whose number it gave (another key's, or none) and where the asked and the
 // chosen needles stand among the four in the text, with each key's tokens.
 //   node tools/multikey_misses.js MODEL_DIR [CONTEXT=1024] [SEEDS=16] [DEVICE=cpu]
 // Run from the repository root after `npm run build` (it loads dist/lib).
 const { loadModel } = require("../dist/lib");
-const { makeSample } = require("../dist/lib/eval/tasks");
+const { isCorrect, makeSample } = require("../dist/lib/eval/tasks");
 const { brownCorpus } = require("../dist/lib/eval/corpus");
+const { defaultEvalSettings } = require("../dist/lib/eval/config");
 
 async function main() {
   const [dir, contextArg = "1024", seedsArg = "16", device = "cpu"] = process.argv.slice(2);
@@ -15,11 +16,9 @@ async function main() {
   const corpus = brownCorpus();
   const context = Number(contextArg);
   const byOrder = new Map();
-  let right = 0;
-  let total = 0;
   try {
     for (let seed = 0; seed < Number(seedsArg); seed++)
-      for (const depth of [0, 0.25, 0.5, 0.75, 1]) {
+      for (const depth of defaultEvalSettings.depths) {
         const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, { chat: false });
         const maxNewTokens = sample.answerIds.length + 2;
         const [out] = await model.generateBatch([sample.prompt], { maxNewTokens, maxContext: sample.prompt.length + maxNewTokens });
@@ -31,25 +30,25 @@ async function main() {
         const given = out.text.trim().slice(0, sample.answer.length);
         const asked = needles.findIndex((n) => n.answering);
         const chosen = needles.findIndex((n) => n.value === given);
-        const correct = given === sample.answer;
-        total++;
-        if (correct) right++;
+        const correct = isCorrect(out.text, sample.answer);
         const tally = byOrder.get(asked) ?? { right: 0, total: 0 };
         byOrder.set(asked, { right: tally.right + (correct ? 1 : 0), total: tally.total + 1 });
         if (!correct)
           console.log(
-            `seed ${seed} depth ${depth}: asked needle ${asked + 1} of 4, gave ${chosen >= 0 ? `needle ${chosen + 1}'s number` : `"${given}"`}; keys ` +
+            `seed ${seed} depth ${depth}: asked needle ${asked + 1} of ${needles.length}, gave ${chosen >= 0 ? `needle ${chosen + 1}'s number` : `"${given}"`}; keys ` +
               needles.map((n, i) => `${i + 1}:${n.key}[${n.pieces.join("|")}]${n.answering ? "*" : ""}`).join(" "),
           );
       }
   } finally {
     await model.dispose();
   }
-  console.log(`context ${context}: ${right}/${total} right`);
-  for (const [asked, t] of [...byOrder].sort((a, b) => a[0] - b[0])) console.log(`  asked needle ${asked + 1} of 4: ${t.right}/${t.total}`);
+  const tallies = [...byOrder].sort((a, b) => a[0] - b[0]);
+  const sum = (key) => tallies.reduce((n, [, t]) => n + t[key], 0);
+  console.log(`context ${context}: ${sum("right")}/${sum("total")} right`);
+  for (const [asked, t] of tallies) console.log(`  asked needle ${asked + 1}: ${t.right}/${t.total}`);
 }
 
 main().catch((err) => {
   console.error(err);
-  process.exit(1);
+  process.exitCode = 1;
 });

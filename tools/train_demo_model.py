@@ -305,7 +305,7 @@ def stages(max_context, weights=None):
     if weights is None:
         weights = [1.0 + i for i in range(len(lengths))]  # longer stages get more of the time
     if len(weights) != len(lengths):
-        raise SystemExit(f"--stage-weights needs {len(lengths)} numbers, one per stage {lengths}")
+        raise ValueError(f"--stage-weights needs {len(lengths)} numbers, one per stage {lengths}")
     shares = np.array(weights, dtype=float)
     return lengths, (shares / shares.sum()).tolist()
 
@@ -544,8 +544,10 @@ def main():
         ap.error(f"--max-keys must be at least {EXTRA_NEEDLES + 1} (the evaluation's keys)")
     if not 0.0 <= args.clustered <= 1.0:
         ap.error("--clustered is a share in [0, 1]")
-    if args.stage_weights is not None:
+    try:
         stages(args.max_context, args.stage_weights)  # fails now, not after the tokenizer is trained
+    except ValueError as e:
+        ap.error(str(e))
     if args.smoke:
         args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     model, tok, held_stream, data, log = train(args)
