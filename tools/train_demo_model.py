@@ -23,8 +23,10 @@ tenth document held out of training, for perplexity):
     all asked for in order), variable-tracking (a chain of 4 assignments). The haystack is a run of
     consecutive training sentences from a random place, so no haystack repeats, and the needles sit
     at sentence boundaries at random depths. In training only, --max-keys gives multi-key examples
-    up to that many keys and --clustered puts that share of the multi-key and multi-value
-    examples' needles within a tenth of the haystack, the cases the model gets wrong most.
+    up to that many keys, --clustered puts that share of the multi-key and multi-value
+    examples' needles within a tenth of the haystack, the cases the model gets wrong most, and
+    --multivalue-distractors gives that share of the multi-value examples 1-3 needles of other keys,
+    so that "the first magic number in the text" stops being a way to answer (see Examples).
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
 number of tokens per step, so the model learns the tasks on short haystacks first. The answer loss
 and the answer-token accuracy are logged per task; training ends with greedy answers through
@@ -131,13 +133,18 @@ class Examples:
     haystack a run of consecutive training sentences from a random place, needles at sentence
     boundaries at random depths), and language modelling on the training text."""
 
-    def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0):
+    def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
         # examples with all needles within CLUSTER_SPAN of the haystack, where the model most
         # often gives a neighbouring key's number (bench/README.md, "Where multi-key goes wrong").
         self.max_keys, self.clustered = max_keys, clustered
+        # Multi-value's four needles share one key and are answered in text order, so without other
+        # keys beside them it teaches "give the first magic number in the text", which is how the
+        # multi-key misses look (an earlier needle's number, bench/README.md). With distractors in
+        # this share of the multi-value examples, the key decides in both tasks.
+        self.multivalue_distractors = multivalue_distractors
         self.documents = documents
         flat = [s for doc in documents for s in doc]
         # Pre-tokenization splits at spaces, so a sentence written after a space costs the same
@@ -197,10 +204,18 @@ class Examples:
                     f"What is the special magic number for {words[0]} mentioned in the provided text?",
                     f"The special magic number for {words[0]} mentioned in the provided text is", str(values[0]))
         if task == "niah-multivalue":
-            word = r.choice(self.key_words)
-            values = self.numbers(EXTRA_NEEDLES + 1, 7)
+            distractors, others = 0, []
+            if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
+                distractors = r.randint(1, EXTRA_NEEDLES)
+                word, *others = r.sample(self.key_words, 1 + distractors)
+            else:
+                word = r.choice(self.key_words)
+            values = self.numbers(EXTRA_NEEDLES + 1 + distractors, 7)
             needles = [(f"One of the special magic numbers for {word} is: {v}.", depth if i == 0 else other_depth(), str(v))
-                       for i, v in enumerate(values)]
+                       for i, v in enumerate(values[:EXTRA_NEEDLES + 1])]
+            # value None: not part of the answer
+            needles += [(f"One of the special magic numbers for {w} is: {v}.", other_depth(), None)
+                        for w, v in zip(others, values[EXTRA_NEEDLES + 1:])]
             return (MAGIC_INTRO, needles,
                     f"What are all the special magic numbers for {word} mentioned in the provided text?",
                     f"The special magic numbers for {word} mentioned in the provided text are", None)
@@ -223,13 +238,13 @@ class Examples:
         intro, needles, question, prefix, answer = self.task_text(task, training)
         listed = answer is None  # the answer lists the values in the order the needles appear
         if listed:  # in some order for now: its length is all the budget needs
-            answer = ", ".join(v for _, _, v in needles)
+            answer = ", ".join(v for _, _, v in needles if v is not None)
         wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
         # the instructions, needles, question and answer, and the </s> after it
         fixed_tokens = lambda: self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1
         fixed = fixed_tokens()
-        # Keys beyond the evaluation's four (--max-keys) go first where they would leave too
-        # little haystack (eight keys fill all of a 256-token example).
+        # Keys beyond the evaluation's four (--max-keys) and distractors go first where they would
+        # leave too little haystack (eight keys fill all of a 256-token example).
         while len(needles) > EXTRA_NEEDLES + 1 and length - fixed < MIN_FILLER:
             needles = needles[:-1]
             fixed = fixed_tokens()
@@ -250,7 +265,7 @@ class Examples:
         boundary = lambda d: min(range(len(starts)), key=lambda b: abs(starts[b] - d * used))
         placed = sorted(((boundary(d), i, text) for i, (text, d, _) in enumerate(needles)))
         if listed:  # as placed: needles whose depths meet at one sentence boundary go in index order
-            answer = ", ".join(needles[i][2] for _, i, _ in placed)
+            answer = ", ".join(needles[i][2] for _, i, _ in placed if needles[i][2] is not None)
         pieces, nxt = [], 0
         for b in range(len(filler) + 1):
             while nxt < len(placed) and placed[nxt][0] == b:
@@ -383,7 +398,7 @@ def train(args):
     device = "cuda"
     train_docs, held_docs = brown_documents(args.corpus)
     tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
-    data = Examples(tok, train_docs, rng, args.max_keys, args.clustered)
+    data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors)
     model = make_model(args, tok.get_vocab_size()).to(device)
     add_dropout(model, args.dropout)
     held_stream = token_stream(tok, held_docs)
@@ -530,6 +545,8 @@ def main():
                     help="multi-key training examples hold 4 to this many keys (the evaluation: 4)")
     ap.add_argument("--clustered", type=float, default=0.0,
                     help="share of multi-key/multi-value training examples whose needles sit close together")
+    ap.add_argument("--multivalue-distractors", type=float, default=0.0,
+                    help="share of multi-value training examples with 1-3 needles of other keys")
     ap.add_argument("--task-fraction", type=float, default=0.85)
     ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
     ap.add_argument("--dropout", type=float, default=0.1)
@@ -542,8 +559,9 @@ def main():
     args = ap.parse_args()
     if args.max_keys < EXTRA_NEEDLES + 1:
         ap.error(f"--max-keys must be at least {EXTRA_NEEDLES + 1} (the evaluation's keys)")
-    if not 0.0 <= args.clustered <= 1.0:
-        ap.error("--clustered is a share in [0, 1]")
+    for name in ("clustered", "multivalue_distractors"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:
         stages(args.max_context, args.stage_weights)  # fails now, not after the tokenizer is trained
     except ValueError as e:
