@@ -1,7 +1,8 @@
 // Where a model goes wrong on multi-key needle-in-a-haystack: the samples of `lighttransfer eval`
 // (lib/eval makeSample, the eval's default depths and seeds 0..SEEDS-1) answered greedily and
 // judged by the eval's own rule (isCorrect), and for each miss whose number it gave (another key's, or none) and where the asked and the
-// chosen needles stand among the four in the text, with each key's tokens.
+// chosen needles stand among the four in the text, with each key's tokens; then the right answers by
+// the asked needle's place in the text and by the number of tokens of its key.
 //   node tools/multikey_misses.js MODEL_DIR [CONTEXT=1024] [SEEDS=16] [DEVICE=cpu]
 // Run from the repository root after `npm run build` (it loads dist/lib).
 const { loadModel } = require("../dist/lib");
@@ -16,6 +17,7 @@ async function main() {
   const corpus = brownCorpus();
   const context = Number(contextArg);
   const byOrder = new Map();
+  const byKeyTokens = new Map();
   try {
     for (let seed = 0; seed < Number(seedsArg); seed++)
       for (const depth of defaultEvalSettings.depths) {
@@ -31,8 +33,8 @@ async function main() {
         const asked = needles.findIndex((n) => n.answering);
         const chosen = needles.findIndex((n) => n.value === given);
         const correct = isCorrect(out.text, sample.answer);
-        const tally = byOrder.get(asked) ?? { right: 0, total: 0 };
-        byOrder.set(asked, { right: tally.right + (correct ? 1 : 0), total: tally.total + 1 });
+        count(byOrder, asked, correct);
+        count(byKeyTokens, needles[asked].pieces.length, correct);
         if (!correct)
           console.log(
             `seed ${seed} depth ${depth}: asked needle ${asked + 1} of ${needles.length}, gave ${chosen >= 0 ? `needle ${chosen + 1}'s number` : `"${given}"`}; keys ` +
@@ -46,6 +48,13 @@ async function main() {
   const sum = (key) => tallies.reduce((n, [, t]) => n + t[key], 0);
   console.log(`context ${context}: ${sum("right")}/${sum("total")} right`);
   for (const [asked, t] of tallies) console.log(`  asked needle ${asked + 1}: ${t.right}/${t.total}`);
+  for (const [tokens, t] of [...byKeyTokens].sort((a, b) => a[0] - b[0]))
+    console.log(`  asked key of ${tokens} tokens: ${t.right}/${t.total}`);
+}
+
+function count(tallies, key, correct) {
+  const tally = tallies.get(key) ?? { right: 0, total: 0 };
+  tallies.set(key, { right: tally.right + (correct ? 1 : 0), total: tally.total + 1 });
 }
 
 main().catch((err) => {
