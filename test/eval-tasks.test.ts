@@ -150,6 +150,25 @@ describe(`seed ${rng.seed}`, () => {
     }
   }
 
+  test("with a tokenizer that writes ▁ before its whole input (as Llama 2 and Mistral do), prompts still fill the context", () => {
+    // Such a tokenizer gives a sentence on its own (" s") one token more than the sentence takes
+    // inside the haystack; counted that way, every filler sentence would leave a token unused.
+    const metaspace = Tokenizer.fromDirectory(path.join(__dirname, "fixtures", "tokenizers", "metaspace"));
+    const short = shortSentences(80);
+    const anchor = metaspace.encode(".", { addSpecialTokens: false }).length;
+    const words = new Set(short.filler.flat().flatMap((s) => s.split(" ")));
+    const longestWord = Math.max(...[...words].map((w) => metaspace.encode(`. ${w}`, { addSpecialTokens: false }).length - anchor));
+    for (const task of taskNames)
+      for (const context of [1024, 3000]) {
+        const spec = { task, context, depth: randomDepth(), seed: randomSeed() };
+        const sample = makeSample(metaspace, short, spec, { chat: false });
+        expect(metaspace.encode(sample.text)).toEqual(sample.prompt);
+        // Short of the context by less than the word that did not fit.
+        const what = `${JSON.stringify(spec)}: ${sample.prompt.length} tokens, words up to ${longestWord}`;
+        expect([what, sample.prompt.length <= context && sample.prompt.length > context - longestWord]).toEqual([what, true]);
+      }
+  });
+
   test("a context too short for the instructions and needles is an error saying how long they are", () => {
     expect(() => makeSample(tokenizer, corpus, { task: "niah-multikey", context: 100, depth: 0.5, seed: 1 }, { chat: false })).toThrow(
       /context 100 is too short for niah-multikey: its instructions, question and needles take \d+ tokens/,

@@ -209,7 +209,11 @@ function fill(
     throw new RangeError(
       `context ${spec.context} is too short for ${spec.task}: its instructions, question and needles take ${fixed} tokens. Ask for a longer context`,
     );
-  const count = (s: string) => tokenizer.encode(` ${s}`, { addSpecialTokens: false }).length;
+  // A sentence's tokens as the haystack holds it, after other text and a space: counted after an
+  // anchor, since a tokenizer that prepends "▁" to its whole input (Llama 2, Mistral) would give
+  // " s" on its own one token more than it takes inside the text.
+  const anchor = tokenizer.encode(".", { addSpecialTokens: false }).length;
+  const count = (s: string) => tokenizer.encode(`. ${s}`, { addSpecialTokens: false }).length - anchor;
   const filler: Array<{ text: string; tokens: number }> = [];
   let used = 0;
   let doc = randomInt(random, 0, corpus.filler.length - 1);
