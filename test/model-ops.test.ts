@@ -1,7 +1,7 @@
 // CPU model operations against float64 references written from their definitions.
 import { kernels, Tensor } from "../lib";
-import { relError } from "./helpers/gpu";
 import {
+  errorToScale,
   expectClose,
   type FloatDType,
   Random,
@@ -71,12 +71,12 @@ describe("linear", () => {
     const call = randomLinear(scope, rng, { m, n, k, input, accumulate, dtype, weightType: "bf16" });
     // Accumulating, the call adds into `before` itself; otherwise it makes its result.
     const y = accumulate ? call.run(call.before.tensor) : scope.add(call.run());
-    const { want, bound } = call.reference(dtype === "bf16" ? 2 ** -8 : 2 ** -24);
+    const { want, bound, scale } = call.reference(dtype === "bf16" ? 2 ** -8 : 2 ** -24);
     const got = y.toFloat32Array();
     // Each element within its bound, and no error common to all of them (a wrong scale, a missing
-    // rounding): independent bf16 roundings keep the root mean square near half an ulp (2^-9), and
-    // f32 sums of under a hundred terms far below tolerance("f32")'s 1e-5.
-    const rms = relError(got, want) < (dtype === "bf16" ? 2 ** -7 : tolerance("f32").rtol);
+    // rounding): independent bf16 roundings keep the root mean square near half an ulp (2^-9) of
+    // what they act on, and f32 sums of under a hundred terms far below tolerance("f32")'s 1e-5.
+    const rms = errorToScale(got, want, scale) < (dtype === "bf16" ? 2 ** -7 : tolerance("f32").rtol);
     expect({ seed: rng.seed, m, n, k, worst: worstBeyondBound(got, want, bound), rms }).toEqual({
       seed: rng.seed,
       m,

@@ -6,7 +6,7 @@ import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { describeWithCuda, relError } from "../helpers/gpu";
-import { type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
+import { errorToScale, type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
 import { plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
@@ -309,10 +309,11 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       out.copyFrom(call.before.tensor);
       call.run(out, gemm);
       const got = out.toFloat32Array();
-      // Rounding errors are independent, so their root mean square stays near half an ulp; an error
-      // common to all elements (a wrong scale, a missing rounding) shows here.
-      const { want, bound } = gemm === "gemv-only" || (gemm === "gemv" && gemv) ? strict : library;
-      return { gemm, seed: rng.seed, m, n, k, accumulate, worst: worstBeyondBound(got, want, bound), rms: relError(got, want) < 2 * ulp };
+      // Rounding errors are independent, so their root mean square stays near half an ulp of what
+      // they act on; an error common to all elements (a wrong scale, a missing rounding) shows here.
+      const { want, bound, scale } = gemm === "gemv-only" || (gemm === "gemv" && gemv) ? strict : library;
+      const rms = errorToScale(got, want, scale) < 2 * ulp;
+      return { gemm, seed: rng.seed, m, n, k, accumulate, worst: worstBeyondBound(got, want, bound), rms };
     };
     // "gemv-only" insists on the small-batch GEMV (an error where it does not apply), so its cases
     // cannot quietly run on the library; "gemv" is what a model run with the GEMV does, "cublasLt"

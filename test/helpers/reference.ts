@@ -299,11 +299,12 @@ export function referenceLinear(c: {
   before?: Float64Array;
   ulp: number;
   partialsRounded?: boolean;
-}): { want: Float64Array; bound: Float64Array } {
+}): { want: Float64Array; bound: Float64Array; scale: Float64Array } {
   const { m, k, n } = c;
   const columns = c.input === "swiGlu" ? 2 * k : k;
   const want = new Float64Array(m * n),
-    bound = new Float64Array(m * n);
+    bound = new Float64Array(m * n),
+    scale = new Float64Array(m * n);
   for (let r = 0; r < m; r++) {
     const row = Float64Array.from({ length: k }, (_, i) => c.x[r * columns + i]);
     if (c.input === "norm") {
@@ -314,21 +315,43 @@ export function referenceLinear(c: {
     }
     for (let j = 0; j < n; j++) {
       let sum = c.bias ? c.bias[j] : 0,
-        magnitude = math.abs(sum);
+        magnitude = math.abs(sum),
+        squares = sum * sum;
       for (let i = 0; i < k; i++) {
         const term = row[i] * c.w[j * k + i];
         sum += term;
         magnitude += math.abs(term);
+        squares += term * term;
       }
       const value = (c.before ? c.before[r * n + j] : 0) + sum;
       want[r * n + j] = value;
+      scale[r * n + j] = math.sqrt(value * value + squares);
       const inputRounding = c.input === "plain" ? 0 : c.ulp;
       const partialRounding = c.partialsRounded ? c.ulp : 0;
       bound[r * n + j] =
         c.ulp * math.abs(value) + (inputRounding + partialRounding) * magnitude + (k + 2) * 2 ** -24 * (magnitude + math.abs(value));
     }
   }
-  return { want, bound };
+  return { want, bound, scale };
+}
+
+/**
+ * The root mean square of got − want relative to that of `scale`: referenceLinear's, the size of
+ * what each element's roundings act on (its value and its terms). Independent roundings keep this
+ * near half an ulp; an error common to every element (a wrong scale, a missing rounding) lifts it.
+ * Relative to the values alone it would also rise wherever a sum cancels, since the roundings of
+ * the inputs scale with the terms, not with their sum.
+ * @example errorToScale(got, want, scale) < 2 ** -7
+ */
+export function errorToScale(got: ArrayLike<number>, want: ArrayLike<number>, scale: ArrayLike<number>): number {
+  let error = 0,
+    size = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (!Number.isFinite(got[i])) return Infinity;
+    error += (got[i] - want[i]) ** 2;
+    size += scale[i] ** 2;
+  }
+  return math.sqrt(error / math.max(size, 1e-30));
 }
 
 /** The element of `got` furthest beyond its bound (NaN counts as beyond), or "none" when every element is within it. */
