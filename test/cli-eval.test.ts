@@ -17,6 +17,17 @@ const out = fs.mkdtempSync(path.join(os.tmpdir(), "lt-cli-eval-"));
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
 describe(`seed ${rng.seed}`, () => {
+  test("an output path that cannot be a directory fails before the model is loaded", () => {
+    const file = path.join(out, "a-file");
+    fs.writeFileSync(file, "");
+    const r = spawnSync(process.execPath, [cli, "eval", "--model", path.join(out, "no-model"), "-o", path.join(file, "results")], {
+      encoding: "utf8",
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/ENOTDIR|not a directory/);
+    expect(r.stderr).not.toMatch(/no-model/);
+  });
+
   test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
     const randomModes = rng.int(1, 3);
     const r = spawnSync(

@@ -188,9 +188,69 @@ describe(`seed ${rng.seed}`, () => {
       [{ depths: [1.5] }, /eval: depths must be a non-empty list of depths in \[0, 1\]/],
       [{ autoFractions: [1] }, /eval: autoFractions must be a list of fractions in \[0, 1\)/],
       [{ streamingAll: "yes" }, /eval: streamingAll must be true or false/],
+      [{ depths: [0.5, 0.25, 0.5] }, /eval: depths has 0.5 twice; give each value once/],
+      [{ contexts: [400, 400] }, /eval: contexts has 400 twice/],
+      [{ autoFractions: [0.5, 0.5] }, /eval: autoFractions has 0.5 twice/],
+      [{ randomSeeds: [1, 1] }, /eval: randomSeeds has 1 twice/],
+      [{ autoFractions: ["0.5"] }, /eval: autoFractions must be a list of fractions in \[0, 1\)/],
     ])("%j is an error naming the field", async (bad, message) => {
-      const config = { ...resolveEvalConfig([{ contexts: [400] }], false), ...bad } as EvalConfig;
+      const config = { ...resolveEvalConfig([{ contexts: [400] }], false), ...bad, window: 48 } as EvalConfig;
       await expect(runEval(model, config)).rejects.toThrow(message);
+    });
+
+    // Checked before the first sample: these used to stop a run midway, or to give hybrid rows that
+    // were full attention.
+    test.each([
+      [
+        { window: 1020 },
+        /eval: context 400 fits in the lazy layers' sink \+ window \(1024 tokens\), so every mode would be full attention/,
+      ],
+      [{ window: 300 }, /eval: perplexity at context 400 scores its second half given the first 200 tokens, which fit in .*\(304 tokens\)/],
+      [{ window: 300, perplexity: false }, null],
+      [{ window: 1020, autoFractions: [], randomSeeds: [], streamingAll: false }, null],
+      [{ window: 48, sink: -1 }, /eval: sink and window \(of the auto, random and streaming-all modes\): hybrid\.sink must be/],
+    ])("%j: the modes and contexts are checked before any sample", async (settings, message) => {
+      const config = { ...resolveEvalConfig([{ contexts: [400], tasks: ["passkey"], depths: [0.5], seeds: [0] }], false), ...settings };
+      let progressed = false;
+      const run = runEval(model, config as EvalConfig, { onProgress: () => (progressed = true) });
+      if (message) {
+        await expect(run).rejects.toThrow(message);
+        expect(progressed).toBe(false);
+      } else await expect(run).resolves.toMatchObject({ layers: 3 });
+    });
+
+    test("a layer file's own sink and window are checked before any sample, naming the fixed mode", async () => {
+      const layerFile = {
+        model: "llama-tiny",
+        layers: 3,
+        fullLayers: 1,
+        prompts: 1,
+        counts: [],
+        lazyLayers: [0, 2],
+        sink: 4,
+        window: 0,
+        lastQueries: 32,
+      };
+      const config = { ...resolveEvalConfig([{ contexts: [400], window: 48 }], false), layerFile } as EvalConfig;
+      await expect(runEval(model, config)).rejects.toThrow(/eval: mode "fixed 33%": hybrid\.window must be/);
+    });
+
+    test("a layer file of a model of another depth is an error before any sample", async () => {
+      const layerFile = {
+        model: "other",
+        layers: 8,
+        fullLayers: 4,
+        prompts: 1,
+        counts: [],
+        lazyLayers: [0, 1],
+        sink: 4,
+        window: 48,
+        lastQueries: 32,
+      };
+      const config = { ...resolveEvalConfig([{ contexts: [400], window: 48 }], false), layerFile } as EvalConfig;
+      await expect(runEval(model, config)).rejects.toThrow(
+        /eval: the layer file was calibrated on a model of 8 layers \(other\); this one has 3\. Run lighttransfer calibrate on this model/,
+      );
     });
   });
 });

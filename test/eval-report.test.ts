@@ -92,6 +92,22 @@ describe(`seed ${rng.seed}`, () => {
       }
     });
 
+    test("a mode's perplexity is that of all its windows' tokens together, not the mean of the windows'", () => {
+      const report = randomReport();
+      const a = 5 + 20 * rng.next(),
+        b = 5 + 20 * rng.next(),
+        tokensA = rng.int(1, 500),
+        tokensB = rng.int(1, 500);
+      report.perplexity = [
+        { mode: "full", context: 4096, seed: 0, tokens: tokensA, perplexity: a, lazyLayers: [] },
+        { mode: "full", context: 4096, seed: 1, tokens: tokensB, perplexity: b, lazyLayers: [] },
+      ];
+      // exp of the mean negative log-likelihood per token: NLL sums are tokens · log(perplexity)
+      const want = Math.exp((tokensA * Math.log(a) + tokensB * Math.log(b)) / (tokensA + tokensB));
+      expect(meanPerplexity(report, "full", 4096)).toBeCloseTo(want, 10);
+      expect(meanPerplexity(report, "full", 2048)).toBeUndefined();
+    });
+
     test("modes or contexts without numbers show a dash", () => {
       const report = randomReport();
       report.perplexity = [];

@@ -443,6 +443,8 @@ program
       perplexity: o.perplexity === false ? false : undefined,
       chat: o.chat === undefined ? undefined : o.chat === "auto" ? "auto" : o.chat === "on",
     };
+    // Made first, so that a path it cannot be fails before the run rather than after.
+    fs.mkdirSync(o.out, { recursive: true });
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory });
     try {
@@ -457,7 +459,6 @@ program
           bar.update(done, { step });
         },
       }).finally(() => started && bar.stop());
-      fs.mkdirSync(o.out, { recursive: true });
       const table = markdownReport(report);
       fs.writeFileSync(path.join(o.out, "eval.json"), `${JSON.stringify(report, null, 2)}\n`);
       fs.writeFileSync(path.join(o.out, "eval.md"), table);

@@ -4,6 +4,7 @@
 import type { Model } from "../api/model";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import { optionalFunction, optionalSignal, show } from "../common/validate";
+import { resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
 import { brownCorpus, type Corpus } from "./corpus";
 import { type EvalMode, evalModes, type ModeOptions } from "./modes";
@@ -86,7 +87,7 @@ export interface RunEvalOptions {
 }
 
 /** Tokens a model may write past the answer before the check (a period, a newline). */
-const slackTokens = 8;
+export const slackTokens = 8;
 
 /**
  * Runs the evaluation: samples made with the model's tokenizer, each answered greedily in every
@@ -101,7 +102,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   const signal = optionalSignal(options.signal, "runEval: signal");
   const tokenizer = model.tokenizer;
   const corpus = options.corpus ?? brownCorpus();
-  const modes = evalModes(model.config.layers, config);
+  const modes = checkedModes(model.config.layers, config);
   const specs = config.tasks.flatMap((task) =>
     config.contexts.flatMap((context) => config.depths.flatMap((depth) => config.seeds.map((seed) => ({ task, context, depth, seed })))),
   );
@@ -220,11 +221,56 @@ export function wilsonInterval(correct: number, samples: number): [number, numbe
   return [Math.max(0, center - half), Math.min(1, center + half)];
 }
 
+/**
+ * The modes, each one's hybrid option checked against the model before any sample runs (a bad
+ * sink or window, or a layer file of another model, would otherwise stop the run in that mode),
+ * and contexts long enough for the modes to differ.
+ */
+function checkedModes(layers: number, config: EvalConfig): EvalMode[] {
+  const file = config.layerFile;
+  if (file && file.layers !== layers)
+    throw new RangeError(
+      `eval: the layer file was calibrated on a model of ${file.layers} layers (${file.model}); this one has ${layers}. Run lighttransfer calibrate on this model`,
+    );
+  try {
+    resolveHybrid({ mode: "streaming-all", sink: config.sink, window: config.window }, layers);
+  } catch (err) {
+    throw new RangeError(`eval: sink and window (of the auto, random and streaming-all modes): ${(err as Error).message}`);
+  }
+  const modes = evalModes(layers, config);
+  let cached = 0;
+  for (const mode of modes) {
+    if (mode.kind === "off") continue;
+    try {
+      const { sink, window } = resolveHybrid(mode.hybrid, layers);
+      cached = Math.max(cached, sink + window);
+    } catch (err) {
+      throw new RangeError(`eval: mode "${mode.name}": ${(err as Error).message}`);
+    }
+  }
+  if (cached === 0) return modes;
+  // Where the prompt fits in sink + window, a lazy layer keeps every token and each mode is full
+  // attention; perplexity scores the window's second half given the first, where auto chooses.
+  const shortest = Math.min(...config.contexts);
+  if (shortest <= cached)
+    throw new RangeError(
+      `eval: context ${shortest} fits in the lazy layers' sink + window (${cached} tokens), so every mode would be full attention: give a smaller window (e.g. ${Math.max(1, Math.floor(shortest / 16))}) or longer contexts`,
+    );
+  if (config.perplexity && Math.floor(shortest / 2) <= cached)
+    throw new RangeError(
+      `eval: perplexity at context ${shortest} scores its second half given the first ${Math.floor(shortest / 2)} tokens, which fit in the lazy layers' sink + window (${cached} tokens), so auto mode would choose no lazy layer: give a smaller window, longer contexts, or leave perplexity out`,
+    );
+  return modes;
+}
+
 /** Every field of an evaluation config checked; errors name the field. */
 function checkEvalConfig(c: EvalConfig, maxPositions: number): void {
-  const list = <T>(v: T[], name: string, ok: (x: T) => boolean, want: string) => {
-    if (!Array.isArray(v) || v.length === 0 || v.some((x) => !ok(x)))
-      throw new RangeError(`eval: ${name} must be a non-empty list of ${want}, got ${show(v)}`);
+  const list = <T>(v: T[], name: string, ok: (x: T) => boolean, want: string, mayBeEmpty = false) => {
+    if (!Array.isArray(v) || (v.length === 0 && !mayBeEmpty) || v.some((x) => !ok(x)))
+      throw new RangeError(`eval: ${name} must be a ${mayBeEmpty ? "" : "non-empty "}list of ${want}, got ${show(v)}`);
+    // A value given twice would count its samples twice in a cell (or merge two modes of one name).
+    const twice = v.find((x, i) => v.indexOf(x) !== i);
+    if (twice !== undefined) throw new RangeError(`eval: ${name} has ${show(twice)} twice; give each value once`);
   };
   list(c.tasks, "tasks", (t) => taskNames.includes(t), taskNames.join(", "));
   list(
@@ -235,10 +281,8 @@ function checkEvalConfig(c: EvalConfig, maxPositions: number): void {
   );
   list(c.depths, "depths", (d) => typeof d === "number" && d >= 0 && d <= 1, "depths in [0, 1]");
   list(c.seeds, "seeds", (s) => Number.isSafeInteger(s), "integers");
-  if (!Array.isArray(c.autoFractions) || c.autoFractions.some((f) => !(f >= 0 && f < 1)))
-    throw new RangeError(`eval: autoFractions must be a list of fractions in [0, 1), got ${show(c.autoFractions)}`);
-  if (!Array.isArray(c.randomSeeds) || c.randomSeeds.some((s) => !Number.isInteger(s) || s < 0))
-    throw new RangeError(`eval: randomSeeds must be a list of integers >= 0, got ${show(c.randomSeeds)}`);
+  list(c.autoFractions, "autoFractions", (f) => typeof f === "number" && f >= 0 && f < 1, "fractions in [0, 1)", true);
+  list(c.randomSeeds, "randomSeeds", (s) => Number.isInteger(s) && s >= 0, "integers >= 0", true);
   for (const flag of ["streamingAll", "perplexity", "chat"] as const)
     if (typeof c[flag] !== "boolean") throw new TypeError(`eval: ${flag} must be true or false, got ${show(c[flag])}`);
   if (!(c.randomFraction >= 0 && c.randomFraction < 1))

@@ -10,10 +10,16 @@ export function averageAccuracy(report: EvalReport, mode: string, context?: numb
   return cells.length ? cells.reduce((a, c) => a + c.accuracy, 0) / cells.length : undefined;
 }
 
-/** Mean perplexity of one mode at one context over its windows (undefined if none were scored). */
+/**
+ * Perplexity of one mode at one context over all its windows' scored tokens together (undefined
+ * if none were scored).
+ * @example meanPerplexity(report, "auto 50%", 4096)
+ */
 export function meanPerplexity(report: EvalReport, mode: string, context: number): number | undefined {
   const runs = report.perplexity.filter((p) => p.mode === mode && p.context === context);
-  return runs.length ? runs.reduce((a, p) => a + p.perplexity, 0) / runs.length : undefined;
+  // exp of the mean negative log-likelihood over every scored token, as one long text would give
+  const tokens = runs.reduce((a, p) => a + p.tokens, 0);
+  return tokens ? Math.exp(runs.reduce((a, p) => a + p.tokens * Math.log(p.perplexity), 0) / tokens) : undefined;
 }
 
 const pct = (x: number | undefined) => (x === undefined ? "–" : (100 * x).toFixed(1));
