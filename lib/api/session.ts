@@ -55,6 +55,12 @@ export class Session implements AsyncDisposable {
   private sequence: GenerationSequence | undefined;
   private readonly settings: SessionSettings;
   private busy = false;
+  /**
+   * Tokens this session generated that its cache does not hold yet: a turn's last token is fed to
+   * the model only by the step after it, which a finished turn never takes, so the next turn
+   * feeds it before its prompt.
+   */
+  private unfed: number[] = [];
   private readonly counters: GenerationCounters = { promptTokens: 0, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0 };
 
   /** @internal use model.createSession */
@@ -106,9 +112,11 @@ export class Session implements AsyncDisposable {
     const sequence = this.live();
     if (this.busy) throw new Error("this session is already generating; wait for it or use another session");
     checkStopNeedsTokenizer(this.model, settings.stop, "generate");
-    const ids = promptIds(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt");
+    const ids = [...this.unfed, ...promptIds(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt")];
     checkPromptFits(ids, sequence.length, this.settings.maxContext, "the prompt");
     this.busy = true;
+    const start = sequence.length;
+    const generated: number[] = [];
     try {
       const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
       const loop = generationLoop(this.model, [{ sequence, ids }], {
@@ -118,9 +126,15 @@ export class Session implements AsyncDisposable {
         releaseSequences: false,
         counters: this.counters,
       });
-      for await (const { chunk } of loop) yield chunk;
+      for await (const { chunk } of loop) {
+        generated.push(...chunk.tokens);
+        yield chunk;
+      }
     } finally {
       this.busy = false;
+      // A turn whose prompt failed leaves the cache as it was (and the tokens unfed as they were).
+      const fed = sequence.length - start - ids.length;
+      if (this.sequence === sequence && fed >= 0) this.unfed = generated.slice(fed);
     }
   }
 

@@ -1,0 +1,44 @@
+// A session's conversation holds every token it generated: a turn's last token, which no decode
+// step of that turn fed to the model, goes in before the next turn's prompt. Greedy turns of a
+// session equal one generation over the whole conversation written out.
+import * as path from "node:path";
+import { loadModel, type Model } from "../lib";
+import { fixtureRoot } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+let model: Model;
+beforeAll(async () => {
+  model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 2 ** 22 });
+});
+afterAll(async () => model?.dispose());
+
+const randomIds = (n: number) => Array.from({ length: n }, () => rng.int(3, 383));
+
+async function collect(stream: AsyncIterable<{ tokens: number[] }>, stopAfter = Infinity): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const chunk of stream) {
+    ids.push(...chunk.tokens);
+    if (ids.length >= stopAfter) break;
+  }
+  return ids;
+}
+
+describe(`seed ${rng.seed}`, () => {
+  test.each([
+    ["runs to maxNewTokens", Infinity],
+    ["is left early by its reader", 2],
+  ])("a turn that %s: the next turn continues from every token it gave", async (_, stopAfter) => {
+    const [p, q] = [randomIds(rng.int(2, 12)), randomIds(rng.int(1, 8))];
+    const session = model.createSession();
+    try {
+      const first = await collect(session.generate(p, { maxNewTokens: rng.int(3, 6) }), stopAfter);
+      const second = await collect(session.generate(q, { maxNewTokens: 4 }));
+      // The cache holds all but the last token given, which the next turn will feed.
+      expect(session.stats.contextTokens).toBe(p.length + first.length + q.length + second.length - 1);
+      expect(second).toEqual(await collect(model.generate([...p, ...first, ...q], { maxNewTokens: 4 })));
+    } finally {
+      session.dispose();
+    }
+  });
+});
