@@ -1,4 +1,6 @@
 // What the machine offers: the CPU, CUDA devices, and why CUDA may be missing.
+
+import { show } from "../common/validate";
 import { addon, type CudaStatus, type DeviceInfo, type MemoryUsage } from "./native";
 
 export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage } from "./native";
@@ -23,12 +25,17 @@ export function cudaStatus(): CudaStatus {
   return addon().cudaStatus();
 }
 
+/** The most threads setThreads takes (the native pool's limit). */
+export const maxThreads = 1024;
+
 /**
- * Sets the number of threads of the CPU kernels (0: one per hardware thread). Returns the count in use.
+ * Sets the number of threads of the CPU kernels (0: one per hardware thread, at most maxThreads).
+ * Returns the count in use.
  * @example setThreads(4);
  */
 export function setThreads(count: number): number {
-  if (!Number.isInteger(count) || count < 0) throw new RangeError(`thread count must be an integer >= 0, got ${count}`);
+  if (!Number.isInteger(count) || count < 0 || count > maxThreads)
+    throw new RangeError(`thread count must be an integer in [0, ${maxThreads}] (0: one per hardware thread), got ${show(count)}`);
   return addon().setThreads(count);
 }
 

@@ -83,7 +83,15 @@ Napi::Value MemoryUsage(const Napi::CallbackInfo& info) {
 
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "setThreads(count: number)");
-  setThreadCount(info[0].As<Napi::Number>().Int32Value());
+  double count = info[0].As<Napi::Number>().DoubleValue();
+  if (!(count >= 0 && count <= kMaxThreads) || count != double(int(count)))
+    throw Napi::RangeError::New(info.Env(), "setThreads: the thread count must be an integer in [0, " +
+                                                std::to_string(kMaxThreads) + "] (0: one per hardware thread)");
+  try {
+    setThreadCount(int(count));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("setThreads: ") + e.what());
+  }
   return Napi::Number::New(info.Env(), threadCount());
 }
 

@@ -7,6 +7,9 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -50,9 +53,19 @@ class Pool {
 
   int size() const { return int(workers_.size()) + 1; }
 
+  // When the system refuses a thread, the pool goes back to its old size and the error says so.
   void resize(int threads) {
+    int before = size();
     stop();
-    start(threads);
+    try {
+      start(threads);
+    } catch (const std::system_error& e) {
+      int made = size();
+      stop();
+      start(before);
+      throw std::runtime_error("could not start " + std::to_string(threads) + " threads (the system refused after " +
+                               std::to_string(made) + ": " + e.what() + "); still using " + std::to_string(before));
+    }
   }
 
   void run(const std::shared_ptr<Job>& job, int helpers) {

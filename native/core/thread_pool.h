@@ -12,7 +12,11 @@ namespace lt {
 void parallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& body, int64_t minChunk = 1);
 
 int threadCount();
-// Resizes the pool; 0 means one thread per hardware thread.
+// The most threads setThreadCount takes: far above any machine's cores, far below what exhausts
+// the process's thread limit.
+constexpr int kMaxThreads = 1024;
+// Resizes the pool; 0 means one thread per hardware thread. If the system refuses a thread it
+// throws std::runtime_error with the pool at its old size.
 void setThreadCount(int threads);
 
 }  // namespace lt
