@@ -1,7 +1,8 @@
 // The generation loop, for one sequence or many: every prompt prefilled, then one decode step at
 // a time for all the sequences still going, each choosing its next token, until a stop rule ends
 // it (stepper.ts). Session.generate runs it for one sequence, generateBatch for many; an
-// AbortSignal, or the sequences' owner disposed, ends it between steps.
+// AbortSignal, or the sequences' owner disposed, ends it between steps and between a prompt's
+// prefill chunks.
 import type { GenerateChunk, GenerateSettings } from "./options";
 import type { GenerationSequence } from "./sequence";
 import { type GenerationCounters, type GenerationModel, GenerationStepper, type StepperMember } from "./stepper";
@@ -61,7 +62,17 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       const seed = o.sampling.seed === undefined ? undefined : o.sampling.seed + index;
       const member = stepper.admit(sequence, ids, { ...o, sampling: { ...o.sampling, seed } });
       indexOf.set(member, index);
-      first.push({ index, chunk: stepper.prefill(member).chunk! });
+      // A long prompt goes in a chunk through every layer at a time, with the event loop and the
+      // signal looked at in between; an abort puts the sequence back as it was before the prompt.
+      let done = stepper.prefill(member, o.prefillChunk * model.config.layers);
+      while (!done.chunk) {
+        await yieldToEventLoop();
+        checkLive();
+        if (o.signal?.aborted) stepper.remove(member);
+        o.signal?.throwIfAborted();
+        done = stepper.prefill(member, o.prefillChunk * model.config.layers);
+      }
+      first.push({ index, chunk: done.chunk });
       await yieldToEventLoop();
       checkLive();
     }

@@ -72,7 +72,15 @@ export async function scoreRequests(
     signal?.throwIfAborted();
     const sequence = new GenerationSequence(model.decoder, session.hybrid);
     try {
-      const last = sequence.prefill(prompt, session.prefillChunk);
+      // The prompt a chunk through every layer at a time, the event loop and the signal looked at in between.
+      sequence.startPrefill(prompt, session.prefillChunk);
+      let step = sequence.continuePrefill(session.prefillChunk * model.config.layers);
+      while (!step.logits) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+        step = sequence.continuePrefill(session.prefillChunk * model.config.layers);
+      }
+      const last = step.logits;
       // The continuation's later tokens are scored where the logits are (on CUDA, on the device).
       const rest = model.decoder.prefill(sequence.seq, continuation, { targets: continuation.slice(1), chunkSize: session.prefillChunk });
       const logprobs = [logSoftmaxAt(last, 0, vocabSize, continuation[0]), ...rest];

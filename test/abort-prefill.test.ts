@@ -1,0 +1,60 @@
+// An AbortSignal ends a long prompt's prefill between its chunks, not after it: the event loop
+// runs in between, a session is left as it was before the prompt, and no KV page stays taken.
+import * as path from "node:path";
+import { loadModel, type Model } from "../lib";
+import { fixtureRoot } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+let model: Model;
+beforeAll(async () => {
+  model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 2 ** 24 });
+});
+afterAll(async () => model?.dispose());
+
+const randomIds = (n: number) => Array.from({ length: n }, () => rng.int(3, 383));
+
+/** A signal aborted by the first callback the event loop runs once the call has started. */
+function abortAtFirstTurn(): AbortSignal {
+  const controller = new AbortController();
+  setImmediate(() => controller.abort());
+  return controller.signal;
+}
+
+describe(`seed ${rng.seed}`, () => {
+  test("a session's prompt: aborted before its prefill ends, the session as it was", async () => {
+    const session = model.createSession({ prefillChunk: 32 });
+    try {
+      for await (const _ of session.generate(randomIds(rng.int(5, 20)), { maxNewTokens: 2 }));
+      const before = { ...session.stats, pages: model.pool.usedPages };
+      const run = async () => {
+        for await (const _ of session.generate(randomIds(rng.int(600, 900)), { maxNewTokens: 4, signal: abortAtFirstTurn() }));
+      };
+      await expect(run()).rejects.toMatchObject({ name: "AbortError" });
+      // The prompt never got through: no prompt tokens counted, the cache as before.
+      expect({ ...session.stats, pages: model.pool.usedPages }).toMatchObject({
+        promptTokens: before.promptTokens,
+        contextTokens: before.contextTokens,
+        pages: before.pages,
+      });
+    } finally {
+      session.dispose();
+    }
+  });
+
+  test("generate and score on the model: aborted mid-prompt, every page back", async () => {
+    const pages = model.pool.usedPages;
+    const run = async () => {
+      for await (const _ of model.generate(randomIds(rng.int(600, 900)), {
+        maxNewTokens: 4,
+        prefillChunk: 32,
+        signal: abortAtFirstTurn(),
+      }));
+    };
+    await expect(run()).rejects.toMatchObject({ name: "AbortError" });
+    await expect(
+      model.score(randomIds(rng.int(600, 900)), randomIds(3), { prefillChunk: 32, signal: abortAtFirstTurn() }),
+    ).rejects.toMatchObject({ name: "AbortError" });
+    expect(model.pool.usedPages).toBe(pages);
+  });
+});
