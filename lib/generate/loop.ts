@@ -62,15 +62,16 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       const seed = o.sampling.seed === undefined ? undefined : o.sampling.seed + index;
       const member = stepper.admit(sequence, ids, { ...o, sampling: { ...o.sampling, seed } });
       indexOf.set(member, index);
-      // A long prompt goes in a chunk through every layer at a time, with the event loop and the
-      // signal looked at in between; an abort puts the sequence back as it was before the prompt.
-      let done = stepper.prefill(member, o.prefillChunk * model.config.layers);
+      // A long prompt goes in a chunk through one layer at a time (the finest step a prefill
+      // takes), with the event loop and the signal looked at in between; an abort puts the
+      // sequence back as it was before the prompt.
+      let done = stepper.prefill(member, o.prefillChunk);
       while (!done.chunk) {
         await yieldToEventLoop();
         checkLive();
         if (o.signal?.aborted) stepper.remove(member);
         o.signal?.throwIfAborted();
-        done = stepper.prefill(member, o.prefillChunk * model.config.layers);
+        done = stepper.prefill(member, o.prefillChunk);
       }
       first.push({ index, chunk: done.chunk });
       await yieldToEventLoop();

@@ -72,13 +72,13 @@ export async function scoreRequests(
     signal?.throwIfAborted();
     const sequence = new GenerationSequence(model.decoder, session.hybrid);
     try {
-      // The prompt a chunk through every layer at a time, the event loop and the signal looked at in between.
+      // The prompt a chunk through one layer at a time, the event loop and the signal looked at in between.
       sequence.startPrefill(prompt, session.prefillChunk);
-      let step = sequence.continuePrefill(session.prefillChunk * model.config.layers);
+      let step = sequence.continuePrefill(session.prefillChunk);
       while (!step.logits) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         signal?.throwIfAborted();
-        step = sequence.continuePrefill(session.prefillChunk * model.config.layers);
+        step = sequence.continuePrefill(session.prefillChunk);
       }
       const last = step.logits;
       // The continuation's later tokens are scored where the logits are (on CUDA, on the device).
