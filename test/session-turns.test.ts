@@ -41,4 +41,26 @@ describe(`seed ${rng.seed}`, () => {
       session.dispose();
     }
   });
+
+  test("the carried token counts towards maxContext, and as generated, not as prompt", async () => {
+    const p = randomIds(rng.int(2, 10));
+    const generated = rng.int(2, 5);
+    const held = p.length + generated; // in the cache, plus the one the next turn feeds
+    const room = rng.int(2, 6);
+    const session = model.createSession({ maxContext: held + room });
+    try {
+      await collect(session.generate(p, { maxNewTokens: generated }));
+      expect(session.stats.contextTokens).toBe(held - 1);
+      const tooLong = randomIds(room + 1);
+      await expect(collect(session.generate(tooLong, { maxNewTokens: 1 }))).rejects.toThrow(
+        new RegExp(`the prompt has ${room + 1} tokens and the session already holds ${held}`),
+      );
+      const q = randomIds(room);
+      await collect(session.generate(q, { maxNewTokens: 1 }));
+      expect(session.stats.promptTokens).toBe(p.length + q.length);
+      expect(session.stats.contextTokens).toBe(held + room);
+    } finally {
+      session.dispose();
+    }
+  });
 });

@@ -20,7 +20,10 @@ import type { HybridState } from "../hybrid/policy";
 export interface SessionStats {
   promptTokens: number;
   generatedTokens: number;
-  /** Tokens held in the cache now. */
+  /**
+   * Tokens held in the cache now. The last token a turn generated is not among them until the
+   * next turn feeds it (before its prompt), and counts towards maxContext there.
+   */
   contextTokens: number;
   prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
@@ -112,8 +115,10 @@ export class Session implements AsyncDisposable {
     const sequence = this.live();
     if (this.busy) throw new Error("this session is already generating; wait for it or use another session");
     checkStopNeedsTokenizer(this.model, settings.stop, "generate");
-    const ids = [...this.unfed, ...promptIds(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt")];
-    checkPromptFits(ids, sequence.length, this.settings.maxContext, "the prompt");
+    const own = promptIds(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt");
+    const carried = this.unfed;
+    checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
+    const ids = [...carried, ...own];
     this.busy = true;
     const start = sequence.length;
     const generated: number[] = [];
@@ -134,7 +139,11 @@ export class Session implements AsyncDisposable {
       this.busy = false;
       // A turn whose prompt failed leaves the cache as it was (and the tokens unfed as they were).
       const fed = sequence.length - start - ids.length;
-      if (this.sequence === sequence && fed >= 0) this.unfed = generated.slice(fed);
+      if (this.sequence === sequence && fed >= 0) {
+        this.unfed = generated.slice(fed);
+        // The carried tokens were counted as generated in their own turn, not as prompt.
+        this.counters.promptTokens -= carried.length;
+      }
     }
   }
 
