@@ -39,7 +39,7 @@ describe("memory planner", () => {
   });
   test("bad inputs", () => {
     expect(() => planMemory(llama8b, { context: 0, memoryBytes: 1e9, weightBytes: 0, fullLayers: 1 })).toThrow(
-      /context must be an integer >= 1/,
+      /context must be an integer in \[1, \d+\], got 0/,
     );
     expect(() => planMemory(llama8b, { context: 10, memoryBytes: 1e9, weightBytes: 0, fullLayers: 33 })).toThrow(
       /fullLayers must be an integer in \[0, 32\]/,

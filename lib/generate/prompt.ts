@@ -27,20 +27,39 @@ export function noTokenizerError(what: string): Error {
  * const same = promptIds(undefined, Int32Array.from(ids), model.config.vocabSize, "prompt");
  */
 export function promptIds(tokenizer: Tokenizer | undefined, prompt: Prompt, vocabSize: number, label: string): number[] {
-  if (prompt instanceof Int32Array || (Array.isArray(prompt) && prompt.length > 0 && typeof prompt[0] !== "object"))
+  // [] is both "no token ids" and "no chat messages"; either way there is nothing to generate
+  // from, and taking it for chat would blame a missing chat_template or render a bare template.
+  if ((Array.isArray(prompt) || prompt instanceof Int32Array) && prompt.length === 0)
+    throw new RangeError(`${label} is empty: pass text, at least one chat message, or at least one token id`);
+  if (prompt instanceof Int32Array || (Array.isArray(prompt) && typeof prompt[0] !== "object"))
     return Array.from(checkTokenIds(prompt, vocabSize, label));
   if (typeof prompt !== "string" && !Array.isArray(prompt))
     throw new TypeError(`${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}`);
   if (!tokenizer) throw noTokenizerError(label);
-  if (typeof prompt === "string") return tokenizer.encode(prompt);
+  if (typeof prompt === "string") return checkEncodedIds(tokenizer.encode(prompt), vocabSize, label);
   (prompt as unknown[]).forEach((m, i) => {
     const message = m as ChatMessage;
     if (typeof m !== "object" || m === null || typeof message.role !== "string" || typeof message.content !== "string")
       throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
   });
-  return tokenizer.encode(tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true }), {
-    addSpecialTokens: false,
-  });
+  const text = tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true });
+  return checkEncodedIds(tokenizer.encode(text, { addSpecialTokens: false }), vocabSize, label);
+}
+
+/**
+ * Checks that the ids a tokenizer gave for `label` are all below the model's `vocabSize` and
+ * returns them. A tokenizer.json with more tokens (added tokens past config.json's vocab_size)
+ * would otherwise fail deep in prefill with an index that names neither file.
+ * @example const ids = checkEncodedIds(tokenizer.encode(text), model.config.vocabSize, "generate: prompt");
+ */
+export function checkEncodedIds(ids: number[], vocabSize: number, label: string): number[] {
+  for (const id of ids)
+    if (id >= vocabSize)
+      throw new RangeError(
+        `${label}: the tokenizer gives token id ${id}, but the model's vocabulary has ${vocabSize} entries (ids 0..${vocabSize - 1}); ` +
+          "tokenizer.json does not match config.json's vocab_size and the weights. Use the tokenizer that came with the checkpoint",
+      );
+  return ids;
 }
 
 /**

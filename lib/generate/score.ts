@@ -8,7 +8,7 @@ import { optionalSignal, optionsObject, show } from "../common/validate";
 import type { HybridState } from "../hybrid/policy";
 import type { GenerationModel } from "./loop";
 import { checkSessionOptions, type SessionOptions } from "./options";
-import { checkPromptFits, noTokenizerError, type Prompt, promptIds } from "./prompt";
+import { checkEncodedIds, checkPromptFits, noTokenizerError, type Prompt, promptIds } from "./prompt";
 import { GenerationSequence } from "./sequence";
 
 /** Text (tokenized without special tokens) or token ids scored after a prompt. */
@@ -97,7 +97,7 @@ export async function scoreRequests(
 function continuationIds(model: GenerationModel, continuation: Continuation, label: string): number[] {
   if (typeof continuation === "string") {
     if (!model.optionalTokenizer) throw noTokenizerError(label);
-    return model.optionalTokenizer.encode(continuation, { addSpecialTokens: false });
+    return checkEncodedIds(model.optionalTokenizer.encode(continuation, { addSpecialTokens: false }), model.config.vocabSize, label);
   }
   return Array.from(checkTokenIds(continuation, model.config.vocabSize, label));
 }

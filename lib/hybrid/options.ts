@@ -1,7 +1,7 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
 
 import { ringSize, type StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
-import { integerIn } from "../common/validate";
+import { integerIn, show } from "../common/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
@@ -41,11 +41,9 @@ export interface ResolvedHybrid extends StreamingShape {
 export function resolveHybrid(options: HybridOptions | undefined, layers: number): ResolvedHybrid {
   const o = options === undefined ? {} : options;
   if (typeof o !== "object" || o === null || Array.isArray(o))
-    throw new TypeError(
-      `hybrid must be an options object (or left out), got ${o === null ? "null" : Array.isArray(o) ? "an array" : JSON.stringify(o)}`,
-    );
+    throw new TypeError(`hybrid must be an options object (or left out), got ${show(o)}`);
   const mode = o.mode ?? "off";
-  if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${JSON.stringify(o.mode)}`);
+  if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${show(o.mode)}`);
   const sink = integerIn(o.sink, "hybrid.sink", 0, streamingLimits.sink, streamingDefaults.sink);
   const window = integerIn(o.window, "hybrid.window", 1, streamingLimits.window, streamingDefaults.window);
   if (ringSize({ sink, window }) > streamingLimits.ring)
@@ -54,7 +52,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
   const prefill = o.prefill ?? "full";
   if (prefill !== "full" && prefill !== "streaming")
-    throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${JSON.stringify(o.prefill)}`);
+    throw new RangeError(`hybrid.prefill must be "full" or "streaming", got ${show(o.prefill)}`);
   let lazyLayers: number[] | undefined;
   switch (mode) {
     case "off":
@@ -67,7 +65,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
       if (!Array.isArray(o.lazyLayers)) throw new TypeError("hybrid.mode 'fixed' needs hybrid.lazyLayers: the layers to make streaming");
       for (const l of o.lazyLayers)
         if (!Number.isInteger(l) || l < 0 || l >= layers)
-          throw new RangeError(`hybrid.lazyLayers has ${JSON.stringify(l)}; layers are 0..${layers - 1}`);
+          throw new RangeError(`hybrid.lazyLayers has ${show(l)}; layers are 0..${layers - 1}`);
       lazyLayers = [...new Set(o.lazyLayers)].sort((a, b) => a - b);
       break;
     }
@@ -93,16 +91,14 @@ function resolveFullLayers(value: number | string, layers: number): number {
   let count: number;
   if (typeof value === "string") {
     const m = /^(\d+(?:\.\d+)?)%$/.exec(value);
-    if (!m || Number(m[1]) > 100) throw new RangeError(`hybrid.fullLayers "${value}" is not a percentage between 0% and 100%`);
+    if (!m || Number(m[1]) > 100) throw new RangeError(`hybrid.fullLayers ${show(value)} is not a percentage between 0% and 100%`);
     count = Math.round((Number(m[1]) / 100) * layers);
   } else if (typeof value === "number" && value >= 0 && value < 1) {
     count = Math.round(value * layers);
   } else if (Number.isInteger(value) && value >= 1 && value <= layers) {
     count = value;
   } else {
-    throw new RangeError(
-      `hybrid.fullLayers must be a fraction in [0, 1), a percentage, or a count in [1, ${layers}]; got ${JSON.stringify(value)}`,
-    );
+    throw new RangeError(`hybrid.fullLayers must be a fraction in [0, 1), a percentage, or a count in [1, ${layers}]; got ${show(value)}`);
   }
   return count;
 }

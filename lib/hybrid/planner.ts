@@ -2,7 +2,18 @@
 // memory budget holds. It counts pages with the same arithmetic the runtime allocates them by
 // (lib/common/geometry.ts), so the plan is what a session will really use.
 import type { ModelConfig } from "../checkpoint/config";
-import { defaultPageSize, fullCachePages, pageBytes, type RingShape, ringPages, streamingDefaults } from "../common/geometry";
+import {
+  defaultPageSize,
+  fullCachePages,
+  maxPageSize,
+  pageBytes,
+  type RingShape,
+  ringPages,
+  ringSize,
+  streamingDefaults,
+  streamingLimits,
+} from "../common/geometry";
+import { integerIn, maxTokens, optionalChoice, optionsObject, show } from "../common/validate";
 import { type DType, dtypeBytes } from "../runtime/tensor";
 
 /** The lazy layers' ring: `streamingDefaults` where left out. */
@@ -17,8 +28,12 @@ export interface MemoryPlanOptions extends Partial<RingShape> {
   fullLayers: number;
   /** Tokens per KV page (default `defaultPageSize`). */
   pageSize?: number;
+  /** KV dtype: "f32", "f16" or "bf16" (default "bf16"). */
   dtype?: DType;
 }
+
+/** KV caches hold floats; an "i32" cache is no dtype a model is loaded with. */
+const kvDTypes = ["f32", "f16", "bf16"] as const;
 
 export interface MemoryPlan {
   pageBytes: number;
@@ -61,25 +76,35 @@ export function prefillPeakPages(config: ModelConfig, tokens: number, o: Sequenc
 }
 
 /**
+ * KV pages and bytes of one sequence at `context` tokens with full and with hybrid caches, and
+ * the largest batch of each that fits beside the weights in `memoryBytes`. Every option is
+ * checked: a wrong one is an Error that names it and the values it may take.
  * @example
  * const plan = planMemory(config, { context: 32768, memoryBytes: 80e9, weightBytes: 16.1e9, fullLayers: 16 });
  * console.log(plan.full.maxBatch, plan.hybrid.maxBatch);
  */
-export function planMemory(config: ModelConfig, o: MemoryPlanOptions): MemoryPlan {
-  const pageSize = o.pageSize ?? defaultPageSize,
-    sink = o.sink ?? streamingDefaults.sink,
-    window = o.window ?? streamingDefaults.window;
-  const dtype = o.dtype ?? "bf16";
-  for (const [name, v] of Object.entries({ context: o.context, pageSize, window }))
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${v}`);
-  if (!(o.memoryBytes > 0)) throw new RangeError(`memoryBytes must be > 0, got ${o.memoryBytes}`);
+export function planMemory(config: ModelConfig, options: MemoryPlanOptions): MemoryPlan {
+  const what = "planMemory";
+  checkPlanConfig(config);
+  // Left out entirely it is an error, not {}: context, memoryBytes, weightBytes and fullLayers have no default.
+  if (options === undefined)
+    throw new TypeError(`${what}: options { context, memoryBytes, weightBytes, fullLayers } are required, got undefined`);
+  const o = optionsObject(options, `${what}: options`);
+  const context = integerIn(o.context, `${what}: context`, 1, maxTokens);
+  const pageSize = integerIn(o.pageSize, `${what}: pageSize`, 1, maxPageSize, defaultPageSize);
+  const sink = integerIn(o.sink, `${what}: sink`, 0, streamingLimits.sink, streamingDefaults.sink);
+  const window = integerIn(o.window, `${what}: window`, 1, streamingLimits.window, streamingDefaults.window);
+  if (ringSize({ sink, window }) > streamingLimits.ring)
+    throw new RangeError(`${what}: sink + window must be at most ${streamingLimits.ring}, got ${sink + window}`);
+  const dtype: DType = optionalChoice(o.dtype, `${what}: dtype`, kvDTypes) ?? "bf16";
+  const memoryBytes = byteCount(o.memoryBytes, `${what}: memoryBytes`, false);
+  const weightBytes = byteCount(o.weightBytes, `${what}: weightBytes`, true);
   const L = config.layers,
-    P = o.fullLayers;
-  if (!Number.isInteger(P) || P < 0 || P > L) throw new RangeError(`fullLayers must be an integer in [0, ${L}], got ${P}`);
+    P = integerIn(o.fullLayers, `${what}: fullLayers`, 0, L);
   const bytes = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
-  const poolPages = Math.max(0, Math.floor((o.memoryBytes - o.weightBytes) / bytes));
-  const full = fullCachePages(o.context, pageSize),
-    ring = ringPages(o.context, { sink, window }, pageSize);
+  const poolPages = Math.max(0, Math.floor((memoryBytes - weightBytes) / bytes));
+  const full = fullCachePages(context, pageSize),
+    ring = ringPages(context, { sink, window }, pageSize);
   const sequence = (pages: number, peak: number): SequencePlan => ({
     pages,
     bytes: pages * bytes,
@@ -93,7 +118,25 @@ export function planMemory(config: ModelConfig, o: MemoryPlanOptions): MemoryPla
     full: sequence(L * full, L * full),
     hybrid: sequence(
       P * full + (L - P) * ring,
-      prefillPeakPages({ ...config, slidingWindow: null }, o.context, { fullLayers: P, sink, window, pageSize }),
+      prefillPeakPages({ ...config, slidingWindow: null }, context, { fullLayers: P, sink, window, pageSize }),
     ),
   };
+}
+
+/** The config fields the plan reads, checked so a wrong object is not a plan full of NaN. */
+function checkPlanConfig(config: ModelConfig): void {
+  if (typeof config !== "object" || config === null || Array.isArray(config))
+    throw new TypeError(`planMemory: config must be a model config (model.config or readConfig(dir)), got ${show(config)}`);
+  for (const key of ["layers", "kvHeads", "headDim"] as const)
+    if (!Number.isInteger(config[key]) || config[key] < 1)
+      throw new RangeError(
+        `planMemory: config.${key} must be an integer >= 1, got ${show(config[key])}: pass model.config or readConfig(dir)`,
+      );
+}
+
+/** A finite number of bytes: > 0, or >= 0 where zero is allowed (no weights on the device). */
+function byteCount(value: unknown, what: string, zeroAllowed: boolean): number {
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || (!zeroAllowed && value === 0))
+    throw new RangeError(`${what} must be a finite number of bytes ${zeroAllowed ? ">= 0" : "> 0"}, got ${show(value)}`);
+  return value;
 }

@@ -121,7 +121,22 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
       .send(new ApiError(404, `no route ${request.method} ${request.url}`, "invalid_request_error", null, "not_found").body);
   });
 
-  app.get("/health", async () => ({ status: "ok" }));
+  // A disposed model's tensors are freed, so a request would reach a kernel and fail there with a
+  // 500 that names a tensor; 503 tells clients and load balancers this server is done for.
+  const assertModelLive = () => {
+    if (model.isDisposed)
+      throw new ApiError(
+        503,
+        "the model this server runs was disposed (model.dispose()); the server cannot answer requests any more: close it and start one over a loaded model",
+        "server_error",
+        null,
+        "model_disposed",
+      );
+  };
+  app.get("/health", async () => {
+    assertModelLive();
+    return { status: "ok" };
+  });
   app.get("/v1/models", async () => ({
     object: "list",
     data: [{ id: context.modelName, object: "model", created: 0, owned_by: "lighttransfer" }],
@@ -133,6 +148,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
   const serve = (endpoint: "completion" | "chat", toRequest: (body: never) => GenerationRequest) =>
     async function handler(request: FastifyRequest, reply: FastifyReply) {
       const arrived = performance.now();
+      assertModelLive();
       const generation = toRequest(request.body as never);
       const peak = scheduler.peakPages(generation.ids.length, generation.hybrid);
       if (peak > model.pool.numPages)
