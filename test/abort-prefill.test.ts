@@ -57,4 +57,21 @@ describe(`seed ${rng.seed}`, () => {
     ).rejects.toMatchObject({ name: "AbortError" });
     expect(model.pool.usedPages).toBe(pages);
   });
+
+  test("score: a long continuation is aborted between its prefill steps too", async () => {
+    const pages = model.pool.usedPages;
+    await expect(
+      model.score(randomIds(rng.int(2, 10)), randomIds(rng.int(600, 900)), { prefillChunk: 32, signal: abortAtFirstTurn() }),
+    ).rejects.toMatchObject({ name: "AbortError" });
+    expect(model.pool.usedPages).toBe(pages);
+  });
+
+  test("score: the model disposed mid-prefill ends it with an AbortError that says so", async () => {
+    const own = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu", kvCacheBytes: 2 ** 24 });
+    setImmediate(() => void own.dispose());
+    await expect(own.score(randomIds(rng.int(600, 900)), randomIds(3), { prefillChunk: 32 })).rejects.toMatchObject({
+      name: "AbortError",
+      message: expect.stringMatching(/this model was disposed during scoring/),
+    });
+  });
 });

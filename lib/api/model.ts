@@ -195,20 +195,21 @@ export class Model implements AsyncDisposable {
    */
   async score(prompt: Prompt, continuation: Continuation, options?: ScoreOptions): Promise<ScoreResult> {
     this.assertLive();
-    const [result] = await scoreRequests(this, [{ prompt, continuation }], options, "score");
+    const [result] = await scoreRequests(this, [{ prompt, continuation }], options, "score", () => !this.disposed);
     return result;
   }
 
   /**
    * score() for many { prompt, continuation } pairs, each on its own fresh sequence, giving the
-   * same numbers as scoring them one by one; an AbortSignal stops it between requests.
+   * same numbers as scoring them one by one; an AbortSignal stops it between requests and between
+   * the steps of a prefill.
    * @example
    * const results = await model.scoreBatch([{ prompt: "2 + 2 =", continuation: " 4" }, { prompt: "2 + 2 =", continuation: " 5" }]);
    * const better = results[0].sum > results[1].sum;
    */
   async scoreBatch(requests: ScoreRequest[], options?: ScoreOptions): Promise<ScoreResult[]> {
     this.assertLive();
-    return scoreRequests(this, requests, options, "scoreBatch");
+    return scoreRequests(this, requests, options, "scoreBatch", () => !this.disposed);
   }
 
   /** Whether dispose() was called. */

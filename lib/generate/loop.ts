@@ -33,9 +33,12 @@ export interface LoopChunk {
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** The error a generation ends with when the owner of its sequences is disposed under it. */
-function disposedDuringGeneration(owner: "session" | "model"): Error {
-  const err = new Error(`this ${owner} was disposed during generation: the generation stopped and its KV pages were released`);
+/**
+ * The error a generation (or scoring) ends with when the owner of its sequences is disposed under it.
+ * @example if (!owner.isLive()) throw disposedDuring("model", "scoring");
+ */
+export function disposedDuring(owner: "session" | "model", work: "generation" | "scoring" = "generation"): Error {
+  const err = new Error(`this ${owner} was disposed during ${work}: the ${work} stopped and its KV pages were released`);
   err.name = "AbortError";
   return err;
 }
@@ -51,7 +54,7 @@ function disposedDuringGeneration(owner: "session" | "model"): Error {
  */
 export async function* generationLoop(model: GenerationModel, prompts: readonly LoopPrompt[], o: LoopOptions): AsyncGenerator<LoopChunk> {
   const checkLive = () => {
-    if (!o.owner.isLive()) throw disposedDuringGeneration(o.owner.name);
+    if (!o.owner.isLive()) throw disposedDuring(o.owner.name);
   };
   const stepper = new GenerationStepper(model, { releaseSequences: o.releaseSequences, counters: o.counters });
   const indexOf = new Map<StepperMember, number>();

@@ -6,7 +6,7 @@
 import { checkTokenIds } from "../checkpoint/token-ids";
 import { optionalSignal, optionsObject, show } from "../common/validate";
 import type { HybridState } from "../hybrid/policy";
-import type { GenerationModel } from "./loop";
+import { disposedDuring, type GenerationModel } from "./loop";
 import { checkSessionOptions, type SessionOptions } from "./options";
 import { checkEncodedIds, checkPromptFits, noTokenizerError, type Prompt, promptIds } from "./prompt";
 import { GenerationSequence } from "./sequence";
@@ -21,7 +21,10 @@ export interface ScoreRequest {
 }
 
 export interface ScoreOptions extends SessionOptions {
-  /** Checked between requests: scoring stops with an AbortError and frees what it held. */
+  /**
+   * Checked between requests and between the prefill's steps (a chunk through one layer):
+   * scoring stops with an AbortError and frees what it held.
+   */
   signal?: AbortSignal;
 }
 
@@ -50,6 +53,7 @@ export async function scoreRequests(
   requests: readonly ScoreRequest[],
   options: ScoreOptions | undefined,
   what: string,
+  isLive: () => boolean = () => true,
 ): Promise<ScoreResult[]> {
   const o = optionsObject(options, `${what}: options`);
   const signal = optionalSignal(o.signal, `${what}: signal`);
@@ -66,23 +70,42 @@ export async function scoreRequests(
     checkPromptFits(continuation, prompt.length, session.maxContext, `${label}: the continuation`);
     return { prompt, continuation };
   });
+  // Between requests and between prefill steps (a chunk through one layer, the finest there is):
+  // the event loop runs, and an abort or the model disposed ends the scoring there.
+  const pause = async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!isLive()) throw disposedDuring("model", "scoring");
+    signal?.throwIfAborted();
+  };
+  const step = session.prefillChunk;
   const results: ScoreResult[] = [];
   for (const { prompt, continuation } of encoded) {
-    if (results.length) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (results.length) await pause();
     signal?.throwIfAborted();
     const sequence = new GenerationSequence(model.decoder, session.hybrid);
     try {
-      // The prompt a chunk through one layer at a time, the event loop and the signal looked at in between.
       sequence.startPrefill(prompt, session.prefillChunk);
-      let step = sequence.continuePrefill(session.prefillChunk);
-      while (!step.logits) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        signal?.throwIfAborted();
-        step = sequence.continuePrefill(session.prefillChunk);
+      let prefilled = sequence.continuePrefill(step);
+      while (!prefilled.logits) {
+        await pause();
+        prefilled = sequence.continuePrefill(step);
       }
-      const last = step.logits;
+      const last = prefilled.logits;
       // The continuation's later tokens are scored where the logits are (on CUDA, on the device).
-      const rest = model.decoder.prefill(sequence.seq, continuation, { targets: continuation.slice(1), chunkSize: session.prefillChunk });
+      const run = model.decoder.startPrefill(sequence.seq, continuation, {
+        targets: continuation.slice(1),
+        chunkSize: session.prefillChunk,
+      });
+      for (run.advance(step); !run.done; run.advance(step)) {
+        try {
+          await pause();
+        } catch (err) {
+          // Its temporaries go now, not at garbage collection (a disposed model freed them already).
+          if (isLive()) run.cancel();
+          throw err;
+        }
+      }
+      const rest = run.finish();
       const logprobs = [logSoftmaxAt(last, 0, vocabSize, continuation[0]), ...rest];
       const sum = logprobs.reduce((a, b) => a + b, 0);
       results.push({ tokens: continuation, logprobs, sum, perplexity: Math.exp(-sum / logprobs.length), hybrid: sequence.hybridState });
