@@ -207,6 +207,8 @@ describe(`seed ${rng.seed}`, () => {
       ],
       [{ window: 300 }, /eval: perplexity at context 400 scores its second half given the first 200 tokens, which fit in .*\(304 tokens\)/],
       [{ window: 300, perplexity: false }, null],
+      [{ window: 300, autoFractions: [] }, null],
+      [{ window: 0, autoFractions: [], randomSeeds: [], streamingAll: false }, null],
       [{ window: 1020, autoFractions: [], randomSeeds: [], streamingAll: false }, null],
       [{ window: 48, sink: -1 }, /eval: sink and window \(of the auto, random and streaming-all modes\): hybrid\.sink must be/],
     ])("%j: the modes and contexts are checked before any sample", async (settings, message) => {

@@ -232,18 +232,21 @@ function checkedModes(layers: number, config: EvalConfig): EvalMode[] {
     throw new RangeError(
       `eval: the layer file was calibrated on a model of ${file.layers} layers (${file.model}); this one has ${layers}. Run lighttransfer calibrate on this model`,
     );
+  const usesShape = config.autoFractions.length > 0 || config.randomSeeds.length > 0 || config.streamingAll;
   try {
-    resolveHybrid({ mode: "streaming-all", sink: config.sink, window: config.window }, layers);
+    if (usesShape) resolveHybrid({ mode: "streaming-all", sink: config.sink, window: config.window }, layers);
   } catch (err) {
     throw new RangeError(`eval: sink and window (of the auto, random and streaming-all modes): ${(err as Error).message}`);
   }
   const modes = evalModes(layers, config);
-  let cached = 0;
+  let cached = 0,
+    autoCached = 0;
   for (const mode of modes) {
     if (mode.kind === "off") continue;
     try {
       const { sink, window } = resolveHybrid(mode.hybrid, layers);
       cached = Math.max(cached, sink + window);
+      if (mode.kind === "auto") autoCached = Math.max(autoCached, sink + window);
     } catch (err) {
       throw new RangeError(`eval: mode "${mode.name}": ${(err as Error).message}`);
     }
@@ -256,9 +259,10 @@ function checkedModes(layers: number, config: EvalConfig): EvalMode[] {
     throw new RangeError(
       `eval: context ${shortest} fits in the lazy layers' sink + window (${cached} tokens), so every mode would be full attention: give a smaller window (e.g. ${Math.max(1, Math.floor(shortest / 16))}) or longer contexts`,
     );
-  if (config.perplexity && Math.floor(shortest / 2) <= cached)
+  // Auto chooses its lazy layers once the prompt outgrows sink + window; the other modes evict from the start.
+  if (config.perplexity && Math.floor(shortest / 2) <= autoCached)
     throw new RangeError(
-      `eval: perplexity at context ${shortest} scores its second half given the first ${Math.floor(shortest / 2)} tokens, which fit in the lazy layers' sink + window (${cached} tokens), so auto mode would choose no lazy layer: give a smaller window, longer contexts, or leave perplexity out`,
+      `eval: perplexity at context ${shortest} scores its second half given the first ${Math.floor(shortest / 2)} tokens, which fit in the lazy layers' sink + window (${autoCached} tokens), so auto mode would choose no lazy layer: give a smaller window, longer contexts, or leave perplexity out`,
     );
   return modes;
 }

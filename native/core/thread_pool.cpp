@@ -62,9 +62,14 @@ class Pool {
     } catch (const std::system_error& e) {
       int made = size();
       stop();
-      start(before);
+      // If even the old size cannot be had again, the pool keeps what started (at least the
+      // calling thread, which always works).
+      try {
+        start(before);
+      } catch (const std::system_error&) {
+      }
       throw std::runtime_error("could not start " + std::to_string(threads) + " threads (the system refused after " +
-                               std::to_string(made) + ": " + e.what() + "); still using " + std::to_string(before));
+                               std::to_string(made) + ": " + e.what() + "); now using " + std::to_string(size()));
     }
   }
 
