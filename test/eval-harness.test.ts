@@ -221,38 +221,18 @@ describe(`seed ${rng.seed}`, () => {
       } else await expect(run).resolves.toMatchObject({ layers: 3 });
     });
 
-    test("a layer file's own sink and window are checked before any sample, naming the fixed mode", async () => {
-      const layerFile = {
-        model: "llama-tiny",
-        layers: 3,
-        fullLayers: 1,
-        prompts: 1,
-        counts: [],
-        lazyLayers: [0, 2],
-        sink: 4,
-        window: 0,
-        lastQueries: 32,
-      };
-      const config = { ...resolveEvalConfig([{ contexts: [400], window: 48 }], false), layerFile } as EvalConfig;
-      await expect(runEval(model, config)).rejects.toThrow(/eval: mode "fixed 33%": hybrid\.window must be/);
-    });
-
-    test("a layer file of a model of another depth is an error before any sample", async () => {
-      const layerFile = {
-        model: "other",
-        layers: 8,
-        fullLayers: 4,
-        prompts: 1,
-        counts: [],
-        lazyLayers: [0, 1],
-        sink: 4,
-        window: 48,
-        lastQueries: 32,
-      };
-      const config = { ...resolveEvalConfig([{ contexts: [400], window: 48 }], false), layerFile } as EvalConfig;
-      await expect(runEval(model, config)).rejects.toThrow(
+    test.each([
+      ["its own sink and window, naming the fixed mode", { window: 0 }, /eval: mode "fixed 33%": hybrid\.window must be/],
+      [
+        "the model it was calibrated on",
+        { model: "other", layers: 8 },
         /eval: the layer file was calibrated on a model of 8 layers \(other\); this one has 3\. Run lighttransfer calibrate on this model/,
-      );
+      ],
+    ])("a layer file is checked before any sample: %s", async (_, change, message) => {
+      const base = { model: "llama-tiny", layers: 3, fullLayers: 1, prompts: 1, counts: [], lazyLayers: [0, 2], sink: 4, window: 48 };
+      const layerFile = { ...base, lastQueries: 32, ...change };
+      const config = { ...resolveEvalConfig([{ contexts: [400], window: 48 }], false), layerFile } as EvalConfig;
+      await expect(runEval(model, config)).rejects.toThrow(message);
     });
   });
 });
