@@ -34,6 +34,7 @@ describe(`seed ${rng.seed}`, () => {
     try {
       const first = await collect(session.generate(p, { maxNewTokens: rng.int(3, 6) }), stopAfter);
       const second = await collect(session.generate(q, { maxNewTokens: 4 }));
+      expect(session.stats.generatedTokens).toBe(first.length + second.length);
       // The cache holds all but the last token given, which the next turn will feed.
       expect(session.stats.contextTokens).toBe(p.length + first.length + q.length + second.length - 1);
       expect(second).toEqual(await collect(model.generate([...p, ...first, ...q], { maxNewTokens: 4 })));

@@ -18,7 +18,9 @@ import { GenerationSequence } from "../generate/sequence";
 import type { HybridState } from "../hybrid/policy";
 
 export interface SessionStats {
+  /** Prompt tokens prefilled, over every turn. */
   promptTokens: number;
+  /** Tokens generated, over every turn (each turn's first comes from its prompt's prefill). */
   generatedTokens: number;
   /**
    * Tokens held in the cache now. The last token a turn generated is not among them until the
@@ -26,6 +28,7 @@ export interface SessionStats {
    */
   contextTokens: number;
   prefillTokensPerSecond: number;
+  /** Tokens per second of the decode steps (a turn's first token is the prefill's). */
   decodeTokensPerSecond: number;
   /** KV bytes this session's caches hold now, and what full caches of every layer would hold. */
   kvBytes: number;
@@ -64,7 +67,13 @@ export class Session implements AsyncDisposable {
    * feeds it before its prompt.
    */
   private unfed: number[] = [];
-  private readonly counters: GenerationCounters = { promptTokens: 0, generatedTokens: 0, prefillSeconds: 0, decodeSeconds: 0 };
+  private readonly counters: GenerationCounters = {
+    promptTokens: 0,
+    generatedTokens: 0,
+    decodedTokens: 0,
+    prefillSeconds: 0,
+    decodeSeconds: 0,
+  };
 
   /** @internal use model.createSession */
   constructor(
@@ -91,7 +100,7 @@ export class Session implements AsyncDisposable {
       generatedTokens: c.generatedTokens,
       contextTokens: seq.length,
       prefillTokensPerSecond: c.promptTokens / Math.max(c.prefillSeconds, 1e-9),
-      decodeTokensPerSecond: c.generatedTokens / Math.max(c.decodeSeconds, 1e-9),
+      decodeTokensPerSecond: c.decodedTokens / Math.max(c.decodeSeconds, 1e-9),
       kvBytes: seq.caches.reduce((a, cache) => a + cache.bytes, 0),
       kvBytesFull: full,
       hybrid: hybridState,

@@ -24,7 +24,10 @@ export interface GenerationModel {
 /** Time and tokens a generation spent, added up across generations (a session's stats). */
 export interface GenerationCounters {
   promptTokens: number;
+  /** Every token chosen: a prompt's first from its prefill's logits, the others by decode steps. */
   generatedTokens: number;
+  /** The tokens decode steps chose (what decodeSeconds was spent on). */
+  decodedTokens: number;
   prefillSeconds: number;
   decodeSeconds: number;
 }
@@ -146,7 +149,10 @@ export class GenerationStepper {
     const counters = this.options.counters;
     if (counters) counters.prefillSeconds += (performance.now() - t0) / 1000;
     if (!logits) return { work: done };
-    if (counters) counters.promptTokens += member.pending.length;
+    if (counters) {
+      counters.promptTokens += member.pending.length;
+      counters.generatedTokens += 1;
+    }
     member.pending = [];
     const k = member.settings.logprobs;
     const chunk = this.chunkOf(
@@ -180,6 +186,7 @@ export class GenerationStepper {
     if (counters) {
       counters.decodeSeconds += (performance.now() - t0) / 1000;
       counters.generatedTokens += batch.length;
+      counters.decodedTokens += batch.length;
     }
     return batch.map((member, b) => {
       const own = member.settings.logprobs;
