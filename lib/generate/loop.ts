@@ -69,12 +69,13 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       // takes), with the event loop and the signal looked at in between; an abort puts the
       // sequence back as it was before the prompt.
       let done = stepper.prefill(member, o.prefillChunk);
-      while (!done.chunk) {
+      for (; !done.chunk; done = stepper.prefill(member, o.prefillChunk)) {
         await yieldToEventLoop();
         checkLive();
-        if (o.signal?.aborted) stepper.remove(member);
-        o.signal?.throwIfAborted();
-        done = stepper.prefill(member, o.prefillChunk);
+        if (o.signal?.aborted) {
+          stepper.remove(member);
+          o.signal.throwIfAborted();
+        }
       }
       first.push({ index, chunk: done.chunk });
       await yieldToEventLoop();

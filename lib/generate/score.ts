@@ -96,15 +96,9 @@ export async function scoreRequests(
         targets: continuation.slice(1),
         chunkSize: session.prefillChunk,
       });
-      for (run.advance(step); !run.done; run.advance(step)) {
-        try {
-          await pause();
-        } catch (err) {
-          // Its temporaries go now, not at garbage collection (a disposed model freed them already).
-          if (isLive()) run.cancel();
-          throw err;
-        }
-      }
+      // Left unfinished (abort, model disposed), the run is abandoned with its temporaries when the
+      // sequence is disposed below.
+      for (run.advance(step); !run.done; run.advance(step)) await pause();
       const rest = run.finish();
       const logprobs = [logSoftmaxAt(last, 0, vocabSize, continuation[0]), ...rest];
       const sum = logprobs.reduce((a, b) => a + b, 0);
