@@ -1,6 +1,6 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
 
-import { ringSize, type StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
+import { type RingShape, ringSize, type StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
 import { integerIn, show } from "../common/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
@@ -35,6 +35,24 @@ export interface ResolvedHybrid extends StreamingShape {
 }
 
 /**
+ * A lazy layer's sink and window (`streamingDefaults` where left out), each within its limit and
+ * together within the ring's; errors call them by the given names.
+ * @example const { sink, window } = checkedRingShape({ window: 256 }, "hybrid.sink", "hybrid.window");
+ */
+export function checkedRingShape(
+  o: Partial<RingShape>,
+  sinkName: string,
+  windowName: string,
+  sumName = `${sinkName} + ${windowName}`,
+): RingShape {
+  const sink = integerIn(o.sink, sinkName, 0, streamingLimits.sink, streamingDefaults.sink);
+  const window = integerIn(o.window, windowName, 1, streamingLimits.window, streamingDefaults.window);
+  if (ringSize({ sink, window }) > streamingLimits.ring)
+    throw new RangeError(`${sumName} must be at most ${streamingLimits.ring}, got ${sink + window}`);
+  return { sink, window };
+}
+
+/**
  * Checks every option and settles the defaults for a model of `layers` layers.
  * @example const resolved = resolveHybrid({ mode: "auto", fullLayers: 0.5 }, 32); // resolved.fullLayers === 16
  */
@@ -44,10 +62,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
     throw new TypeError(`hybrid must be an options object (or left out), got ${show(o)}`);
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${show(o.mode)}`);
-  const sink = integerIn(o.sink, "hybrid.sink", 0, streamingLimits.sink, streamingDefaults.sink);
-  const window = integerIn(o.window, "hybrid.window", 1, streamingLimits.window, streamingDefaults.window);
-  if (ringSize({ sink, window }) > streamingLimits.ring)
-    throw new RangeError(`hybrid.sink + hybrid.window must be at most ${streamingLimits.ring}, got ${sink + window}`);
+  const { sink, window } = checkedRingShape(o, "hybrid.sink", "hybrid.window");
   const lastQueries = integerIn(o.lastQueries, "hybrid.lastQueries", 1, streamingLimits.lastQueries, streamingDefaults.lastQueries);
   const fullLayers = resolveFullLayers(o.fullLayers ?? 0.5, layers);
   const prefill = o.prefill ?? "full";

@@ -2,19 +2,10 @@
 // memory budget holds. It counts pages with the same arithmetic the runtime allocates them by
 // (lib/common/geometry.ts), so the plan is what a session will really use.
 import type { ModelConfig } from "../checkpoint/config";
-import {
-  defaultPageSize,
-  fullCachePages,
-  maxPageSize,
-  pageBytes,
-  type RingShape,
-  ringPages,
-  ringSize,
-  streamingDefaults,
-  streamingLimits,
-} from "../common/geometry";
+import { defaultPageSize, fullCachePages, maxPageSize, pageBytes, type RingShape, ringPages } from "../common/geometry";
 import { integerIn, maxTokens, optionalChoice, optionsObject, show } from "../common/validate";
 import { type DType, dtypeBytes } from "../runtime/tensor";
+import { checkedRingShape } from "./options";
 
 /** The lazy layers' ring: `streamingDefaults` where left out. */
 export interface MemoryPlanOptions extends Partial<RingShape> {
@@ -92,10 +83,7 @@ export function planMemory(config: ModelConfig, options: MemoryPlanOptions): Mem
   const o = optionsObject(options, `${what}: options`);
   const context = integerIn(o.context, `${what}: context`, 1, maxTokens);
   const pageSize = integerIn(o.pageSize, `${what}: pageSize`, 1, maxPageSize, defaultPageSize);
-  const sink = integerIn(o.sink, `${what}: sink`, 0, streamingLimits.sink, streamingDefaults.sink);
-  const window = integerIn(o.window, `${what}: window`, 1, streamingLimits.window, streamingDefaults.window);
-  if (ringSize({ sink, window }) > streamingLimits.ring)
-    throw new RangeError(`${what}: sink + window must be at most ${streamingLimits.ring}, got ${sink + window}`);
+  const { sink, window } = checkedRingShape(o, `${what}: sink`, `${what}: window`, `${what}: sink + window`);
   const dtype: DType = optionalChoice(o.dtype, `${what}: dtype`, kvDTypes) ?? "bf16";
   const memoryBytes = byteCount(o.memoryBytes, `${what}: memoryBytes`, false);
   const weightBytes = byteCount(o.weightBytes, `${what}: weightBytes`, true);
