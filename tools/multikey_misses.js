@@ -19,11 +19,11 @@ async function main() {
   const context = Number(contextArg);
   const byOrder = new Map();
   const byKeyTokens = new Map();
+  // as the eval makes and answers samples (chat "auto": the template where the model has one)
+  const chat = model.tokenizer.hasChatTemplate;
   try {
     for (let seed = 0; seed < Number(seedsArg); seed++)
       for (const depth of defaultEvalSettings.depths) {
-        // as the eval makes and answers it (chat "auto": the template where the model has one)
-        const chat = model.tokenizer.hasChatTemplate;
         const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, { chat });
         const maxNewTokens = sample.answerIds.length + slackTokens;
         const [out] = await model.generateBatch([sample.prompt], { maxNewTokens, maxContext: sample.prompt.length + maxNewTokens });

@@ -205,13 +205,12 @@ class Examples:
                     f"What is the special magic number for {words[0]} mentioned in the provided text?",
                     f"The special magic number for {words[0]} mentioned in the provided text is", str(values[0]))
         if task == "niah-multivalue":
-            distractors, others = 0, []
+            others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
-                distractors = r.randint(1, EXTRA_NEEDLES)
-                word, *others = r.sample(self.key_words, 1 + distractors)
+                word, *others = r.sample(self.key_words, 1 + r.randint(1, EXTRA_NEEDLES))
             else:
                 word = r.choice(self.key_words)
-            values = self.numbers(EXTRA_NEEDLES + 1 + distractors, 7)
+            values = self.numbers(EXTRA_NEEDLES + 1 + len(others), 7)
             needles = [(f"One of the special magic numbers for {word} is: {v}.", depth if i == 0 else other_depth(), str(v))
                        for i, v in enumerate(values[:EXTRA_NEEDLES + 1])]
             # value None: not part of the answer
