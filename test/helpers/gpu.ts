@@ -1,6 +1,7 @@
 // Shared by the GPU suites: whether CUDA is here (and saying so when it is not), and the
 // relative error the GPU checks use.
 import { cudaStatus } from "../../lib";
+import { errorToScale } from "./reference";
 
 /** `describe`, or `describe.skip` with a printed reason where CUDA is unavailable. */
 export function describeWithCuda(suite: string): jest.Describe {
@@ -11,12 +12,5 @@ export function describeWithCuda(suite: string): jest.Describe {
 
 /** ‖got − want‖ / ‖want‖, Infinity if any value is not finite. */
 export function relError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let num = 0,
-    den = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    num += (got[i] - want[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
+  return errorToScale(got, want, want);
 }
