@@ -323,10 +323,11 @@ def sdpa_backends():
         return {}
 
 
-def run_bench(lib, log, quick=False, alts=()):
+def run_bench(lib, log, quick=False, alts=(), lengths=None, batches=None):
     rows = []
-    Ns = [1024, 2048, 4096, 8192, 16384, 32768]
-    configs = [(1, 16, 16), (1, 32, 32), (1, 32, 8), (4, 16, 16), (4, 32, 32), (4, 32, 8)]
+    Ns = lengths or [1024, 2048, 4096, 8192, 16384, 32768]
+    configs = [c for c in [(1, 16, 16), (1, 32, 32), (1, 32, 8), (4, 16, 16), (4, 32, 32), (4, 32, 8)]
+               if batches is None or c[0] in batches]
     if quick:
         Ns, configs = [4096], [(1, 32, 32)]
     d = 128
@@ -345,6 +346,18 @@ def run_bench(lib, log, quick=False, alts=()):
                     lib.prefill(qs[i], ks[i], vs[i], outs[i], lses[i])
 
             t_ours = timed(ours, reps)
+            t_one_call, one_call_same = None, None
+            if B > 1:
+                # The batch in one call: sequence-interleaved [N, B, H, d] is [N, B·H, d], B·hq heads
+                # of B·hkv groups; each head's result must be the bits of its own call above.
+                qb = torch.stack(qs, dim=1).reshape(N, B * hq, d)
+                kb = torch.stack(ks, dim=1).reshape(N, B * hkv, d)
+                vb = torch.stack(vs, dim=1).reshape(N, B * hkv, d)
+                outb, lseb = torch.empty_like(qb), torch.empty(N, B * hq, device=DEV)
+                t_one_call = timed(lambda: lib.prefill(qb, kb, vb, outb, lseb), reps)
+                one_call_same = all(torch.equal(outb.view(N, B, hq, d)[:, i], outs[i]) and
+                                    torch.equal(lseb.view(N, B, hq)[:, i], lses[i]) for i in range(B))
+                del qb, kb, vb, outb, lseb
             t_alt = {}
             if B == 1:  # other builds of the same kernel (A/B of variants)
                 for an, alt in alts:
@@ -379,6 +392,9 @@ def run_bench(lib, log, quick=False, alts=()):
             fl = causal_flops(B, hq, N, d)
             row = dict(B=B, hq=hq, hkv=hkv, N=N, d=d, ours_ms=t_ours, sdpa_ms=t_sdpa, sdpa_gqa_native_ms=t_sdpa_native,
                        ours_tflops=fl / t_ours / 1e9, sdpa_tflops=fl / t_sdpa / 1e9, ratio=t_sdpa / t_ours)
+            if t_one_call is not None:
+                row.update(one_call_ms=t_one_call, one_call_tflops=fl / t_one_call / 1e9,
+                           one_call_ratio=t_sdpa / t_one_call, one_call_same_bits=one_call_same)
             for an, t in t_alt.items():
                 row[f"alt_{an}_tflops"] = fl / t / 1e9
             for bname, t in extra.items():
@@ -387,7 +403,8 @@ def run_bench(lib, log, quick=False, alts=()):
             log(f"B={B} hq={hq} hkv={hkv} N={N}: ours {row['ours_tflops']:.0f} TF/s ({t_ours:.3f} ms), "
                 f"sdpa {row['sdpa_tflops']:.0f} TF/s ({t_sdpa:.3f} ms), ratio {row['ratio']:.2f} "
                 + " ".join(f"{k}={v:.0f}" for k, v in row.items() if k.endswith("tflops") and k not in (
-                    "sdpa_tflops", "ours_tflops") and v))
+                    "sdpa_tflops", "ours_tflops") and v)
+                + (f" one call: ratio {row['one_call_ratio']:.2f}, same bits {one_call_same}" if B > 1 else ""))
             del qs, ks, vs, outs, lses, Q, K, V
             torch.cuda.empty_cache()
     return rows
@@ -462,16 +479,20 @@ def markdown(meta, rows, ex, summary):
          f"{summary['worst']['out_bf16']:.2e}, f16 {summary['worst']['out_f16']:.2e}; worst lse abs "
          f"{summary['worst']['lse']:.1e}; worst ratio abs {summary['worst']['ratio']:.1e} (fused), "
          f"{summary['worst']['ratio_standalone']:.1e} (standalone).", "",
-         "| B | hq | hkv | N | ours ms | ours TFLOP/s | SDPA TFLOP/s | ours/SDPA | SDPA flash | SDPA cuDNN |"
-         + "".join(f" variant {a} |" for a in alt_names),
-         "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(alt_names)]
+         "B > 1: ours = one call per sequence; one call = the batch as B·hq heads of sequence-interleaved rows "
+         "([N, B, hq, d]), its results checked bit for bit against the per-sequence calls.", "",
+         "| B | hq | hkv | N | ours ms | ours TFLOP/s | SDPA TFLOP/s | ours/SDPA | one call TFLOP/s | one call/SDPA "
+         "| SDPA flash | SDPA cuDNN |" + "".join(f" variant {a} |" for a in alt_names),
+         "|---|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(alt_names)]
 
     def num(x):
         return "-" if x is None else f"{x:.0f}"
 
     for r in rows:
+        one_ratio = "-" if r.get("one_call_ratio") is None else f"{r['one_call_ratio']:.2f}"
         L.append(f"| {r['B']} | {r['hq']} | {r['hkv']} | {r['N']} | {r['ours_ms']:.3f} | {r['ours_tflops']:.0f} | "
-                 f"{r['sdpa_tflops']:.0f} | {r['ratio']:.2f} | {num(r.get('sdpa_flash_tflops'))} | "
+                 f"{r['sdpa_tflops']:.0f} | {r['ratio']:.2f} | {num(r.get('one_call_tflops'))} | {one_ratio} | "
+                 f"{num(r.get('sdpa_flash_tflops'))} | "
                  f"{num(r.get('sdpa_cudnn_tflops'))} |" + "".join(f" {num(r.get(f'alt_{a}_tflops'))} |"
                                                              for a in alt_names))
     if ex:
@@ -497,6 +518,11 @@ def main():
     ap.add_argument("--kernel", choices=list(KERNELS), default="auto", help="the CUDA kernel --lib runs")
     ap.add_argument("--alt-kernel", action="append", default=[], choices=list(KERNELS),
                     help="another kernel of --lib, timed beside it; repeatable")
+    ap.add_argument("--lengths", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="benchmark only these N, e.g. 4096,8192 (default 1K-32K)")
+    ap.add_argument("--batches", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="benchmark only these batch sizes, of 1 and 4 (default both)")
+    ap.add_argument("--skip-extras", action="store_true", help="leave out streaming, the fused ratio's overhead etc.")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "prefill_log.txt"), "w")
@@ -522,8 +548,8 @@ def main():
     if not args.skip_bench:
         alts = [(x.split("=", 1)[0], Lib(x.split("=", 1)[1])) for x in args.alt_lib]
         alts += [(k, Lib(args.lib, k)) for k in args.alt_kernel]
-        rows = run_bench(lib, log, args.quick, alts)
-        ex = run_extras(lib, log, args.quick, alts)
+        rows = run_bench(lib, log, args.quick, alts, args.lengths, args.batches)
+        ex = {} if args.skip_extras else run_extras(lib, log, args.quick, alts)
     with open(os.path.join(args.out, "prefill.json"), "w") as f:
         json.dump(dict(meta=meta, correctness=summary, bench=rows, extras=ex), f, indent=1)
     md = markdown(meta, rows, ex, summary)
@@ -533,7 +559,11 @@ def main():
     print(md)
     for n in summary["failed"][:20]:
         print("FAILED:", n)
-    sys.exit(0 if passed == len(results) else 1)
+    differing = [r for r in rows if r.get("one_call_same_bits") is False]
+    for r in differing:
+        print(f"FAILED: B={r['B']} hq={r['hq']} hkv={r['hkv']} N={r['N']}: "
+              "the batch in one call differs from its per-sequence calls")
+    sys.exit(0 if passed == len(results) and not differing else 1)
 
 
 if __name__ == "__main__":
