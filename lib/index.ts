@@ -33,7 +33,7 @@ export type { EvalMode, ModeKind } from "./eval/modes";
 export { evalModes } from "./eval/modes";
 export { accuracyVsContextSvg, accuracyVsFractionSvg, markdownReport } from "./eval/report";
 export type { SampleSpec, TaskName, TaskSample } from "./eval/tasks";
-export { isCorrect, makeSample, taskNames } from "./eval/tasks";
+export { isCorrect, makeSample, rulerScore, taskNames } from "./eval/tasks";
 export type { TokenLogprob, TopLogprob } from "./generate/logprobs";
 export type { FinishReason, GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "./generate/options";
 export type { Prompt } from "./generate/prompt";

@@ -1,6 +1,6 @@
 // The evaluation's mode loop on a fixture model (random weights: accuracy is ~0, so these check the
 // machinery): every sample answered in every mode with that mode's lazy layers, each answer the
-// greedy generation of the sample's prompt and checked by isCorrect, perplexity as model.score
+// greedy generation of the sample's prompt and scored by isCorrect and rulerScore, perplexity as model.score
 // gives it, progress, and the config's layering and checks.
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -18,6 +18,7 @@ import {
   makeSample,
   readEvalSettings,
   resolveEvalConfig,
+  rulerScore,
   runEval,
 } from "../lib";
 import { randomLayers } from "../lib/hybrid/options";
@@ -106,7 +107,7 @@ describe(`seed ${rng.seed}`, () => {
       expect(report.modes.find((m) => m.name === "auto 34%")?.fullFraction).toBeCloseTo(1 / 3, 12);
     });
 
-    test("each answer is the greedy continuation of the sample's prompt in its mode, checked by isCorrect", async () => {
+    test("each answer is the greedy continuation of the sample's prompt in its mode, scored by isCorrect and rulerScore", async () => {
       for (const r of report.samples) expect(r.correct).toBe(isCorrect(r.output, r.answer));
       // One result drawn at random, generated again directly.
       const r = report.samples[rng.int(0, report.samples.length - 1)];
@@ -118,6 +119,7 @@ describe(`seed ${rng.seed}`, () => {
       );
       expect(r.promptTokens).toBe(sample.prompt.length);
       expect(r.answer).toBe(sample.answer);
+      expect(r.rulerScore).toBe(rulerScore(r.output, sample.references));
       const mode = report.modes.find((m) => m.name === r.mode)!;
       const [direct] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 8, hybrid: mode.hybrid });
       expect(r.output).toBe(direct.text);
@@ -144,6 +146,7 @@ describe(`seed ${rng.seed}`, () => {
         const rows = report.samples.filter((r) => r.mode === cell.mode && r.task === cell.task && r.context === cell.context);
         expect(cell.samples).toBe(rows.length);
         expect(cell.accuracy).toBe(rows.filter((r) => r.correct).length / rows.length);
+        expect(cell.rulerScore).toBeCloseTo(rows.reduce((a, r) => a + r.rulerScore, 0) / rows.length, 12);
       }
       expect(report.accuracy).toHaveLength(report.modes.length * config.tasks.length * config.contexts.length);
     });

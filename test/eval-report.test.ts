@@ -44,6 +44,7 @@ function randomReport(): EvalReport {
               answer: "1",
               output: "",
               correct: rng.next() < skill,
+              rulerScore: rng.int(0, 4) / 4,
               lazyLayers: [],
             });
         for (const seed of config.seeds)
@@ -55,7 +56,7 @@ function randomReport(): EvalReport {
 
 describe(`seed ${rng.seed}`, () => {
   describe("markdownReport", () => {
-    test("one table per context, a row per mode, each cell the report's accuracy and perplexity", () => {
+    test("two tables per context, a row per mode: exact-match accuracy and perplexity, then RULER's string match", () => {
       const report = randomReport();
       const md = markdownReport(report);
       const sections = md.split(/^## Context (\d+) tokens$/m).slice(1);
@@ -63,14 +64,20 @@ describe(`seed ${rng.seed}`, () => {
       for (let s = 0; s < sections.length; s += 2) {
         const context = Number(sections[s]);
         const lines = sections[s + 1].trim().split("\n");
-        const rows = lines
-          .filter((line) => line.startsWith("|"))
-          .map((line) =>
+        // The tables: runs of lines starting with "|".
+        const tables: string[][][] = [];
+        lines.forEach((line, i) => {
+          if (!line.startsWith("|")) return;
+          if (i === 0 || !lines[i - 1].startsWith("|")) tables.push([]);
+          tables[tables.length - 1].push(
             line
               .split("|")
               .slice(1, -1)
               .map((c) => c.trim()),
           );
+        });
+        expect(tables).toHaveLength(2);
+        const [rows, rulerRows] = tables;
         expect(rows[0]).toEqual(["mode", "full layers", ...report.config.tasks, "average", "perplexity"]);
         expect(rows).toHaveLength(2 + report.modes.length);
         rows.slice(2).forEach((row, m) => {
@@ -85,8 +92,22 @@ describe(`seed ${rng.seed}`, () => {
           expect(Number(row[2 + tasks])).toBeCloseTo(100 * averageAccuracy(report, mode.name, context)!, 1);
           expect(Number(row[3 + tasks])).toBeCloseTo(meanPerplexity(report, mode.name, context)!, 2);
         });
+        expect(rulerRows[0]).toEqual(["mode", ...report.config.tasks, "average"]);
+        expect(rulerRows).toHaveLength(2 + report.modes.length);
+        rulerRows.slice(2).forEach((row, m) => {
+          const mode = report.modes[m];
+          expect(row[0]).toBe(mode.name);
+          report.config.tasks.forEach((task, t) => {
+            const cell = report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)!;
+            expect(Number(row[1 + t])).toBeCloseTo(100 * cell.rulerScore, 1);
+          });
+          expect(Number(row[1 + report.config.tasks.length])).toBeCloseTo(
+            100 * averageAccuracy(report, mode.name, context, "rulerScore")!,
+            1,
+          );
+        });
         // 3 depths × 3 seeds per cell: 7 of 9 right is 77.8%, with the Wilson interval 45.3–93.7%.
-        expect(lines.at(-1)).toBe(
+        expect(lines).toContain(
           "Each task cell is 9 samples: 7 right (77.8%) has the 95% interval 45.3–93.7% (Wilson; every cell's interval is in the JSON's accuracy list).",
         );
       }
@@ -115,10 +136,14 @@ describe(`seed ${rng.seed}`, () => {
       const rows = markdownReport(report)
         .split("\n")
         .filter((l) => l.startsWith("| full |"));
+      expect(rows).toHaveLength(2 * report.config.contexts.length);
       for (const row of rows) {
         const cells = row.split("|").map((c) => c.trim());
-        expect(cells[3]).toBe("–");
-        expect(cells[cells.length - 2]).toBe("–");
+        if (cells[2].endsWith("%")) {
+          // exact match: | full | 100.0% | passkey | ... | perplexity |
+          expect(cells[3]).toBe("–");
+          expect(cells[cells.length - 2]).toBe("–");
+        } else expect(cells[2]).toBe("–"); // RULER's string match: | full | passkey | ...
       }
     });
   });

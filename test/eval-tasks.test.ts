@@ -2,7 +2,7 @@
 // fixture model's tokenizer — prompt length, where the needles are, the answer and its tokens,
 // determinism per seed, the chat template — and the exact-match check of answers.
 import * as path from "node:path";
-import { brownCorpus, type Corpus, isCorrect, makeSample, type TaskName, type TaskSample, Tokenizer, taskNames } from "../lib";
+import { brownCorpus, type Corpus, isCorrect, makeSample, rulerScore, type TaskName, type TaskSample, Tokenizer, taskNames } from "../lib";
 import { brownSentences } from "../lib/eval/corpus";
 import { fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
@@ -189,6 +189,37 @@ describe(`seed ${rng.seed}`, () => {
       [" 1, 2, 35", "1, 2, 3", false],
     ])("%j answers %j: %p", (continuation, answer, want) => {
       expect(isCorrect(continuation, answer)).toBe(want);
+    });
+  });
+
+  describe("rulerScore: the share of the references anywhere in the continuation, as RULER's string_match_all", () => {
+    test.each([
+      [" 68142. The pass key", ["68142"], 1],
+      [" The pass key is 68142", ["68142"], 1],
+      [" 6814", ["68142"], 0],
+      [" abcde FGHIJ", ["ABCDE", "FGHIJ", "KLMNO"], 2 / 3],
+      [" 3, 1 and 2", ["1", "2", "3"], 1],
+      [" 12, 45", ["123", "45", "678", "9"], 1 / 4],
+      ["", ["1"], 0],
+    ])("%j with %j: %p", (continuation, references, want) => {
+      expect(rulerScore(continuation, references)).toBeCloseTo(want, 12);
+    });
+
+    test("no references is an error", () => {
+      expect(() => rulerScore(" 1", [])).toThrow(/at least one reference/);
+    });
+
+    test("each task's references are its answer's parts: the number, the values in text order, the chain", () => {
+      for (const task of taskNames) {
+        const seed = rng.int(0, 1000);
+        const sample = makeSample(tokenizer, corpus, { task, context: 700, depth: rng.next(), seed }, { chat: false });
+        if (task === "niah-multivalue") expect(sample.references.join(", ")).toBe(sample.answer);
+        else if (task === "variable-tracking") expect(sample.references.join(" ")).toBe(sample.answer);
+        else expect(sample.references).toEqual([sample.answer]);
+        // The answer itself scores 1 by both rules.
+        expect(rulerScore(` ${sample.answer}.`, sample.references)).toBe(1);
+        expect(isCorrect(` ${sample.answer}.`, sample.answer)).toBe(true);
+      }
     });
   });
 });

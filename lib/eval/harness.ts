@@ -9,7 +9,7 @@ import type { HybridState } from "../hybrid/policy";
 import { brownCorpus, type Corpus } from "./corpus";
 import { type EvalMode, evalModes, type ModeOptions } from "./modes";
 import { seededRandom } from "./random";
-import { isCorrect, makeSample, type TaskName, type TaskSample, taskNames } from "./tasks";
+import { isCorrect, makeSample, rulerScore, type TaskName, type TaskSample, taskNames } from "./tasks";
 
 export interface EvalConfig extends ModeOptions {
   tasks: TaskName[];
@@ -37,7 +37,10 @@ export interface SampleResult {
   depthReached: number;
   answer: string;
   output: string;
+  /** Exact match (isCorrect). */
   correct: boolean;
+  /** RULER's string match over the answer's parts (rulerScore), in [0, 1]. */
+  rulerScore: number;
   lazyLayers: number[];
 }
 
@@ -57,6 +60,8 @@ export interface AccuracyCell {
   task: TaskName;
   context: number;
   accuracy: number;
+  /** The mean of the samples' RULER string match (rulerScore). */
+  rulerScore: number;
   samples: number;
   /** The 95% Wilson score interval of the accuracy over this many samples: [low, high]. */
   interval95: [number, number];
@@ -91,7 +96,8 @@ export const slackTokens = 8;
 
 /**
  * Runs the evaluation: samples made with the model's tokenizer, each answered greedily in every
- * mode and checked by exact match (isCorrect), and perplexity on held-out text.
+ * mode and scored by exact match (isCorrect) and by RULER's string match (rulerScore), and
+ * perplexity on held-out text.
  * @example
  * const report = await runEval(model, { ...defaultEvalConfig, contexts: [4096] }, { onProgress: (p) => bar.update(p.done) });
  * fs.writeFileSync("eval.json", JSON.stringify(report));
@@ -137,6 +143,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
         answer: sample.answer,
         output: out.text,
         correct: isCorrect(out.text, sample.answer),
+        rulerScore: rulerScore(out.text, sample.references),
         lazyLayers: lazyOf(out.hybrid),
       });
       tick(`${mode.name} ${sample.task} ${sample.context}`);
@@ -184,24 +191,27 @@ export function heldOutWindow(tokenizer: Tokenizer, corpus: Corpus, context: num
 }
 
 /**
- * Accuracy per mode, task and context, in the order the samples came.
+ * Accuracy (exact match) and mean RULER string match per mode, task and context, in the order the
+ * samples came.
  * @example const cells = accuracyCells(report.samples);
  */
 export function accuracyCells(results: readonly SampleResult[]): AccuracyCell[] {
-  const cells = new Map<string, Omit<AccuracyCell, "interval95"> & { correct: number }>();
+  const cells = new Map<string, Omit<AccuracyCell, "interval95"> & { correct: number; rulerSum: number }>();
   for (const r of results) {
     const key = `${r.mode}|${r.task}|${r.context}`;
     let cell = cells.get(key);
     if (!cell) {
-      cell = { mode: r.mode, task: r.task, context: r.context, accuracy: 0, samples: 0, correct: 0 };
+      cell = { mode: r.mode, task: r.task, context: r.context, accuracy: 0, rulerScore: 0, samples: 0, correct: 0, rulerSum: 0 };
       cells.set(key, cell);
     }
     cell.samples++;
     if (r.correct) cell.correct++;
+    cell.rulerSum += r.rulerScore;
   }
-  return [...cells.values()].map(({ correct, ...cell }) => ({
+  return [...cells.values()].map(({ correct, rulerSum, ...cell }) => ({
     ...cell,
     accuracy: correct / cell.samples,
+    rulerScore: rulerSum / cell.samples,
     interval95: wilsonInterval(correct, cell.samples),
   }));
 }

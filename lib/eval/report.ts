@@ -4,10 +4,19 @@
 // perplexity results, so the JSON, the table and the plots agree.
 import { type EvalReport, wilsonInterval } from "./harness";
 
-/** Mean accuracy over the report's tasks of one mode at one context (undefined if it has none). */
-export function averageAccuracy(report: EvalReport, mode: string, context?: number): number | undefined {
+/**
+ * Mean accuracy (exact match, or with `score` "rulerScore" RULER's string match) over the report's
+ * tasks of one mode at one context, or at all contexts (undefined if it has none).
+ * @example averageAccuracy(report, "auto 50%", 4096)
+ */
+export function averageAccuracy(
+  report: EvalReport,
+  mode: string,
+  context?: number,
+  score: "accuracy" | "rulerScore" = "accuracy",
+): number | undefined {
   const cells = report.accuracy.filter((c) => c.mode === mode && (context === undefined || c.context === context));
-  return cells.length ? cells.reduce((a, c) => a + c.accuracy, 0) / cells.length : undefined;
+  return cells.length ? cells.reduce((a, c) => a + c[score], 0) / cells.length : undefined;
 }
 
 /**
@@ -51,6 +60,20 @@ export function markdownReport(report: EvalReport): string {
     }
     const sampleCounts = report.accuracy.filter((c) => c.context === context).map((c) => c.samples);
     if (sampleCounts.length) lines.push("", sampleNote(Math.min(...sampleCounts)));
+    lines.push(
+      "",
+      "RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score.",
+      "",
+      `| mode | ${tasks.join(" | ")} | average |`,
+      `| --- | ${tasks.map(() => "---:").join(" | ")} | ---: |`,
+    );
+    for (const mode of report.modes) {
+      const cell = (task: string) =>
+        report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)?.rulerScore;
+      lines.push(
+        `| ${mode.name} | ${tasks.map((t) => pct(cell(t))).join(" | ")} | ${pct(averageAccuracy(report, mode.name, context, "rulerScore"))} |`,
+      );
+    }
   }
   return `${lines.join("\n")}\n`;
 }

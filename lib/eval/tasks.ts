@@ -26,6 +26,8 @@ export interface TaskSample extends SampleSpec {
   prompt: number[];
   /** The text a correct greedy continuation starts with (after its leading space). */
   answer: string;
+  /** The strings RULER's string match looks for in the continuation (rulerScore): each number or name of the answer. */
+  references: string[];
   /** The tokens of " " + answer as they follow the prompt. */
   answerIds: number[];
   /** Token offsets in `prompt` of the haystack's start and end ... */
@@ -50,6 +52,8 @@ interface TaskText {
   answerPrefix: string;
   /** The answer, or undefined when it lists the needles' values in the order they appear. */
   answer: string | undefined;
+  /** The answer's parts for rulerScore, or undefined for the needles' values. */
+  references: string[] | undefined;
 }
 
 /** Options of makeSample. */
@@ -114,6 +118,7 @@ function taskText({ task, depth }: SampleSpec, random: () => number, corpus: Cor
         question: "What is the pass key?",
         answerPrefix: "The pass key is",
         answer: String(key),
+        references: [String(key)],
       };
     }
     case "niah-multikey": {
@@ -127,6 +132,7 @@ function taskText({ task, depth }: SampleSpec, random: () => number, corpus: Cor
         question: `What is the special magic number for ${words[0]} mentioned in the provided text?`,
         answerPrefix: `The special magic number for ${words[0]} mentioned in the provided text is`,
         answer: String(values[0]),
+        references: [String(values[0])],
       };
     }
     case "niah-multivalue": {
@@ -145,6 +151,7 @@ function taskText({ task, depth }: SampleSpec, random: () => number, corpus: Cor
         question: `What are all the special magic numbers for ${word} mentioned in the provided text?`,
         answerPrefix: `The special magic numbers for ${word} mentioned in the provided text are`,
         answer: undefined,
+        references: undefined,
       };
     }
     case "variable-tracking": {
@@ -164,6 +171,7 @@ function taskText({ task, depth }: SampleSpec, random: () => number, corpus: Cor
         question: `Question: Find all variables that are assigned the value ${value} in the text above.`,
         answerPrefix: `Answer: According to the chain(s) of variable assignment in the text above, ${chain.length} variables are assigned the value ${value}, they are:`,
         answer: chain.join(" "),
+        references: chain,
       };
     }
   }
@@ -295,6 +303,7 @@ function assemble(
     text: full,
     prompt,
     answer,
+    references: text.references ?? values,
     answerIds: tokenizer.encode(` ${answer}`, { addSpecialTokens: false }),
     haystack: { start: tokensBefore(at), end: tokensBefore(at + haystack.length) },
     needles,
@@ -310,4 +319,16 @@ function assemble(
 export function isCorrect(continuation: string, answer: string): boolean {
   const text = continuation.trimStart();
   return text.startsWith(answer) && !/^[\p{L}\p{N}]/u.test(text.slice(answer.length));
+}
+
+/**
+ * RULER's string match (its `string_match_all`): the share of the references found anywhere in the
+ * continuation, ignoring case. It gives partial credit, in any order and wording, where isCorrect
+ * asks for the whole answer first; it is the score RULER and the LightTransfer paper report.
+ * @example rulerScore(" 123, 789 and 456", ["123", "456", "999"]) // 2 / 3
+ */
+export function rulerScore(continuation: string, references: readonly string[]): number {
+  if (references.length === 0) throw new RangeError("rulerScore: give at least one reference");
+  const text = continuation.toLowerCase();
+  return references.filter((r) => text.includes(r.toLowerCase())).length / references.length;
 }
