@@ -27,7 +27,9 @@ tenth document held out of training, for perplexity):
     up to that many keys, --clustered puts that share of the multi-key and multi-value
     examples' needles within a tenth of the haystack, the cases the model gets wrong most, and
     --multivalue-distractors gives that share of the multi-value examples 1-3 needles of other keys,
-    so that "the first magic number in the text" stops being a way to answer (see Examples).
+    so that "the first magic number in the text" stops being a way to answer (see Examples), and
+    --early-local N makes the first N layers see only 4 sink tokens and a window of recent ones in a
+    share of the steps, so that retrieval is learnt in deeper layers too (EarlyLocalAttention).
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
 number of tokens per step, so the model learns the tasks on short haystacks first. The answer loss
 and the answer-token accuracy are logged per task; training ends with greedy answers through
@@ -393,6 +395,54 @@ def add_dropout(model, p):
         layer.mlp.register_forward_hook(drop)
 
 
+class EarlyLocalAttention:
+    """Training only (--early-local): in a share of the steps the first `layers` layers see only the
+    first `sink` tokens and the last `window` (a banded causal mask), so that retrieval over the
+    whole prompt has to be learnt in deeper layers too. The demo model finds multi-key needles in
+    layer 1 alone (bench/README.md, "Which layers retrieve"), where a key of several tokens has
+    been through one layer. The other steps, the evaluation and the saved model are full attention."""
+
+    def __init__(self, model, layers, sink, window):
+        self.on = False
+        self.sink, self.window = sink, window
+        self.masks = {}
+        for layer in model.model.layers[:layers]:
+            layer.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def mask(self, n, device):
+        if (n, device) not in self.masks:
+            i = torch.arange(n, device=device)
+            q, k = i[:, None], i[None, :]
+            self.masks[(n, device)] = ((k <= q) & ((k < self.sink) | (q - k < self.window)))[None, None]
+        return self.masks[(n, device)]
+
+    def hook(self, module, args, kwargs):
+        if not self.on:
+            return None
+        hidden = args[0] if args else kwargs["hidden_states"]
+        kwargs["attention_mask"] = self.mask(hidden.shape[1], hidden.device)
+        return args, kwargs
+
+    @torch.no_grad()
+    def check(self, model, vocab, device):
+        """The mask reaches the attention: with it, the first layer's last position does not change
+        when a token outside the sinks and the window does; without it, it does."""
+        n = self.sink + self.window + 40
+        ids = torch.randint(3, vocab, (1, n), device=device)
+        changed = ids.clone()
+        changed[0, self.sink + 5] = 3 + (int(ids[0, self.sink + 5]) - 2) % (vocab - 3)
+        was_training = model.training
+        model.eval()
+        last = lambda x: model(x, output_hidden_states=True).hidden_states[1][0, -1].float()  # noqa: E731
+        self.on = True
+        local = torch.equal(last(ids), last(changed))
+        self.on = False
+        full = not torch.equal(last(ids), last(changed))
+        model.train(was_training)
+        if not (local and full):
+            raise AssertionError(f"--early-local: the banded mask did not take effect (local {local}, full {full})")
+
+
 def train(args):
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
@@ -406,6 +456,13 @@ def train(args):
         tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors)
+    early_local = None
+    if args.early_local:
+        if args.early_local >= model.config.num_hidden_layers:
+            raise ValueError(f"--early-local {args.early_local}: the model has {model.config.num_hidden_layers} layers")
+        early_local = EarlyLocalAttention(model, args.early_local, 4, args.early_local_window)
+        early_local.check(model, tok.get_vocab_size(), device)
+    local_rng = random.Random(args.seed + 7)  # its own draws: the other random choices stay as without the option
     add_dropout(model, args.dropout)
     held_stream = token_stream(tok, held_docs)
     held_batch = held_out_batch(held_stream, 8, 1024).to(device)
@@ -432,6 +489,9 @@ def train(args):
             lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_seconds))))
             for g in opt.param_groups:
                 g["lr"] = lr
+            local_step = bool(early_local) and local_rng.random() < args.early_local_share
+            if early_local:
+                early_local.on = local_step
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(ids[:, :-1]).logits
             token_loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
@@ -443,10 +503,14 @@ def train(args):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             if step % args.log_every == 0:
+                if early_local:
+                    early_local.on = False  # the held-out loss is the full-attention model's
                 with torch.no_grad():
                     correct = (logits.argmax(-1) == ids[:, 1:]).float()
                     entry = {"step": step, "seconds": round(elapsed, 1), "length": length, "lr": lr,
                              "held_out_loss": round(held_out_loss(model, held_batch), 4)}
+                    if early_local:
+                        entry["early_local"] = local_step  # this step's task losses were with the banded mask
                     for kind in TASKS + ["language"]:
                         sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
@@ -461,6 +525,8 @@ def train(args):
                 print(json.dumps(entry), flush=True)
             step += 1
         maker.close()
+    if early_local:
+        early_local.on = False
     return model, tok, held_stream, data, log
 
 
@@ -557,6 +623,11 @@ def main():
                     help="share of multi-key/multi-value training examples whose needles sit close together")
     ap.add_argument("--multivalue-distractors", type=float, default=0.0,
                     help="share of multi-value training examples with 1-3 needles of other keys")
+    ap.add_argument("--early-local", type=int, default=0,
+                    help="in a share of the steps (--early-local-share), the first this many layers see only 4 sink "
+                         "tokens and a window (--early-local-window), so retrieval is learnt deeper too")
+    ap.add_argument("--early-local-share", type=float, default=0.5)
+    ap.add_argument("--early-local-window", type=int, default=64)
     ap.add_argument("--task-fraction", type=float, default=0.85)
     ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
     ap.add_argument("--dropout", type=float, default=0.1)
@@ -569,7 +640,9 @@ def main():
     args = ap.parse_args()
     if args.max_keys < EXTRA_NEEDLES + 1:
         ap.error(f"--max-keys must be at least {EXTRA_NEEDLES + 1} (the evaluation's keys)")
-    for name in ("clustered", "multivalue_distractors"):
+    if args.early_local < 0 or args.early_local_window < 1:
+        ap.error("--early-local is a layer count (0: off), --early-local-window at least 1")
+    for name in ("clustered", "multivalue_distractors", "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:
