@@ -119,6 +119,7 @@ describe(`seed ${rng.seed}`, () => {
       );
       expect(r.promptTokens).toBe(sample.prompt.length);
       expect(r.answer).toBe(sample.answer);
+      expect(r.references).toEqual(sample.references);
       expect(r.rulerScore).toBe(rulerScore(r.output, sample.references));
       const mode = report.modes.find((m) => m.name === r.mode)!;
       const [direct] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 8, hybrid: mode.hybrid });

@@ -42,6 +42,7 @@ function randomReport(): EvalReport {
               promptTokens: context,
               depthReached: depth,
               answer: "1",
+              references: ["1"],
               output: "",
               correct: rng.next() < skill,
               rulerScore: rng.int(0, 4) / 4,
@@ -129,6 +130,14 @@ describe(`seed ${rng.seed}`, () => {
       expect(meanPerplexity(report, "full", 2048)).toBeUndefined();
     });
 
+    test("a report from before RULER's string match has no RULER table and no NaN", () => {
+      const report = randomReport();
+      for (const cell of report.accuracy) delete (cell as Partial<typeof cell>).rulerScore;
+      const md = markdownReport(report);
+      expect(md).not.toMatch(/RULER|NaN/);
+      expect(md.split("\n").filter((l) => l.startsWith("| full |"))).toHaveLength(report.config.contexts.length);
+    });
+
     test("modes or contexts without numbers show a dash", () => {
       const report = randomReport();
       report.perplexity = [];
@@ -145,6 +154,19 @@ describe(`seed ${rng.seed}`, () => {
           expect(cells[cells.length - 2]).toBe("–");
         } else expect(cells[2]).toBe("–"); // RULER's string match: | full | passkey | ...
       }
+    });
+  });
+
+  describe("accuracy cells", () => {
+    test("a cell's accuracy is its share of exact matches and its rulerScore the mean of its samples'", () => {
+      const report = randomReport();
+      const one = report.samples.filter((r) => r.mode === "full" && r.task === "niah-multivalue" && r.context === 2048);
+      for (const r of one) r.rulerScore = rng.int(0, 4) / 4;
+      const [cell] = accuracyCells(one);
+      expect(cell.samples).toBe(9);
+      expect(cell.accuracy).toBe(one.filter((r) => r.correct).length / 9);
+      expect(cell.rulerScore).toBeCloseTo(one.reduce((a, r) => a + r.rulerScore, 0) / 9, 12);
+      expect(accuracyCells(one.slice(0, 3))[0].rulerScore).toBeCloseTo((one[0].rulerScore + one[1].rulerScore + one[2].rulerScore) / 3, 12);
     });
   });
 

@@ -2,7 +2,18 @@
 // fixture model's tokenizer — prompt length, where the needles are, the answer and its tokens,
 // determinism per seed, the chat template — and the exact-match check of answers.
 import * as path from "node:path";
-import { brownCorpus, type Corpus, isCorrect, makeSample, rulerScore, type TaskName, type TaskSample, Tokenizer, taskNames } from "../lib";
+import {
+  brownCorpus,
+  type Corpus,
+  isCorrect,
+  makeSample,
+  rulerScore,
+  scoreAnswer,
+  type TaskName,
+  type TaskSample,
+  Tokenizer,
+  taskNames,
+} from "../lib";
 import { brownSentences } from "../lib/eval/corpus";
 import { fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
@@ -203,6 +214,18 @@ describe(`seed ${rng.seed}`, () => {
       ["", ["1"], 0],
     ])("%j with %j: %p", (continuation, references, want) => {
       expect(rulerScore(continuation, references)).toBeCloseTo(want, 12);
+    });
+
+    test("scoreAnswer scores a sample's output both ways: the whole answer first, or its parts anywhere", () => {
+      for (const task of ["niah-multivalue", "variable-tracking"] as const) {
+        const sample = makeSample(tokenizer, corpus, { task, context: 700, depth: rng.next(), seed: rng.int(0, 1000) }, { chat: false });
+        const [a, b, c, d] = sample.references;
+        expect(scoreAnswer(sample, ` ${sample.answer}.`)).toEqual({ correct: true, rulerScore: 1 });
+        // two of the four, out of order: no exact match, half the credit
+        expect(scoreAnswer(sample, ` ${c} and then ${a}`)).toEqual({ correct: false, rulerScore: 0.5 });
+        // all four, reordered
+        expect(scoreAnswer(sample, ` ${d} ${c} ${b} ${a}`)).toEqual({ correct: false, rulerScore: 1 });
+      }
     });
 
     test("no references is an error", () => {

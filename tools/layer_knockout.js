@@ -10,6 +10,8 @@ const { brownCorpus, isCorrect, loadModel, makeSample, taskNames } = require("..
 async function main() {
   const [dir, contextArg = "1024", seedsArg = "4", tasksArg = taskNames.join(","), device = "cpu"] = process.argv.slice(2);
   if (!dir) throw new Error("usage: node tools/layer_knockout.js MODEL_DIR [CONTEXT] [SEEDS] [TASKS] [DEVICE]");
+  const unknown = tasksArg.split(",").filter((t) => !taskNames.includes(t));
+  if (unknown.length) throw new Error(`unknown task ${unknown.join(", ")}: the tasks are ${taskNames.join(", ")}`);
   const model = await loadModel(dir, { device });
   const corpus = brownCorpus();
   try {

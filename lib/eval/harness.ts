@@ -36,6 +36,8 @@ export interface SampleResult {
   /** Where the answering needle went: the share of filler tokens before it. */
   depthReached: number;
   answer: string;
+  /** The answer's parts RULER's string match looks for (TaskSample.references). */
+  references: string[];
   output: string;
   /** Exact match (isCorrect). */
   correct: boolean;
@@ -141,9 +143,9 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
         promptTokens: sample.prompt.length,
         depthReached: answering?.depthReached ?? sample.depth,
         answer: sample.answer,
+        references: sample.references,
         output: out.text,
-        correct: isCorrect(out.text, sample.answer),
-        rulerScore: rulerScore(out.text, sample.references),
+        ...scoreAnswer(sample, out.text),
         lazyLayers: lazyOf(out.hybrid),
       });
       tick(`${mode.name} ${sample.task} ${sample.context}`);
@@ -167,6 +169,18 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
 }
 
 const lazyOf = (state: HybridState | undefined) => [...(state?.lazyLayers ?? [])];
+
+/**
+ * A sample's answer scored both ways: exact match against the whole answer (isCorrect) and RULER's
+ * string match over its parts (rulerScore).
+ * @example const { correct, rulerScore } = scoreAnswer(sample, out.text);
+ */
+export function scoreAnswer(
+  sample: Pick<TaskSample, "answer" | "references">,
+  output: string,
+): Pick<SampleResult, "correct" | "rulerScore"> {
+  return { correct: isCorrect(output, sample.answer), rulerScore: rulerScore(output, sample.references) };
+}
 
 /**
  * `context` tokens of held-out text for a seed: the tokenizer over held-out documents joined from

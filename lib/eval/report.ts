@@ -1,6 +1,6 @@
-// An evaluation report as people read it: a markdown table per context (modes × tasks, as in the
-// LightTransfer paper) and two SVG plots, accuracy against context per mode and accuracy against
-// the share of full layers. Every number shown comes from the report's accuracy cells and
+// An evaluation report as people read it: markdown tables per context (modes × tasks, as in the
+// LightTransfer paper: exact match with perplexity, then RULER's string match) and two SVG plots of
+// exact match, accuracy against context per mode and accuracy against the share of full layers. Every number shown comes from the report's accuracy cells and
 // perplexity results, so the JSON, the table and the plots agree.
 import { type EvalReport, wilsonInterval } from "./harness";
 
@@ -35,7 +35,8 @@ const pct = (x: number | undefined) => (x === undefined ? "–" : (100 * x).toFi
 
 /**
  * The report as markdown: for each context, one row per mode with its share of full layers, its
- * accuracy (%) at each task, their average, and its perplexity on held-out text.
+ * exact-match accuracy (%) at each task, their average, and its perplexity on held-out text; then
+ * the same rows in RULER's string match (left out for a report written before it was scored).
  * @example fs.writeFileSync("eval.md", markdownReport(report));
  */
 export function markdownReport(report: EvalReport): string {
@@ -58,11 +59,12 @@ export function markdownReport(report: EvalReport): string {
         `| ${mode.name} | ${pct(mode.fullFraction)}% | ${tasks.map((t) => pct(cell(t))).join(" | ")} | ${pct(averageAccuracy(report, mode.name, context))} | ${ppl === undefined ? "–" : ppl.toFixed(2)} |`,
       );
     }
-    const sampleCounts = report.accuracy.filter((c) => c.context === context).map((c) => c.samples);
-    if (sampleCounts.length) lines.push("", sampleNote(Math.min(...sampleCounts)));
+    const contextCells = report.accuracy.filter((c) => c.context === context);
+    if (contextCells.length) lines.push("", sampleNote(Math.min(...contextCells.map((c) => c.samples))));
+    if (!contextCells.some((c) => typeof c.rulerScore === "number")) continue;
     lines.push(
       "",
-      "RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score.",
+      "RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (here within the answer's length and 8 tokens more; RULER lets a model write more).",
       "",
       `| mode | ${tasks.join(" | ")} | average |`,
       `| --- | ${tasks.map(() => "---:").join(" | ")} | ---: |`,

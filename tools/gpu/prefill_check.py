@@ -524,6 +524,10 @@ def main():
                     help="benchmark only these batch sizes, of 1 and 4 (default both)")
     ap.add_argument("--skip-extras", action="store_true", help="leave out streaming, the fused ratio's overhead etc.")
     args = ap.parse_args()
+    if args.batches and not set(args.batches) <= {1, 4}:
+        ap.error(f"--batches: the benchmark's batch sizes are 1 and 4, got {args.batches}")
+    if args.quick and (args.batches or args.lengths):
+        ap.error("--quick times one fixed point; leave out --lengths and --batches with it")
     os.makedirs(args.out, exist_ok=True)
     logf = open(os.path.join(args.out, "prefill_log.txt"), "w")
 

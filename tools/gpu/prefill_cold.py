@@ -38,7 +38,8 @@ def timed(fn, reps, before=None):
     for _ in range(reps):
         if before is not None:
             before()
-        torch.cuda._sleep(SLEEP_CYCLES)
+        if hasattr(torch.cuda, "_sleep"):
+            torch.cuda._sleep(SLEEP_CYCLES)
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         fn()
@@ -56,6 +57,8 @@ def main():
     ap.add_argument("--configs", default="32:8,16:16,32:32", help="hq:hkv pairs")
     args = ap.parse_args()
     libs = [(x.split("=", 1)[0], Lib(x.split("=", 1)[1])) for x in args.lib]
+    if any(name == "sdpa" for name, _ in libs) or len({name for name, _ in libs}) != len(libs):
+        ap.error("--lib names must differ from each other and from 'sdpa' (the baseline's columns)")
     torch.manual_seed(int(time.time()))
     flush = torch.empty(512 << 20, dtype=torch.uint8, device=DEV)
 
