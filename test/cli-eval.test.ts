@@ -30,6 +30,7 @@ describe(`seed ${rng.seed}`, () => {
 
   test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
     const randomModes = rng.int(1, 3);
+    const extraTokens = rng.int(0, 16);
     const r = spawnSync(
       process.execPath,
       [
@@ -54,6 +55,8 @@ describe(`seed ${rng.seed}`, () => {
         "--window",
         "64",
         "--no-perplexity",
+        "--extra-tokens",
+        String(extraTokens),
         "-o",
         out,
       ],
@@ -68,6 +71,7 @@ describe(`seed ${rng.seed}`, () => {
       seeds: [0],
       window: 64,
       perplexity: false,
+      extraTokens,
     });
     expect(report.modes.map((m) => m.name)).toEqual([
       "full",

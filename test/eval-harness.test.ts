@@ -72,6 +72,8 @@ describe(`seed ${rng.seed}`, () => {
         streamingAll: true,
         perplexity: true,
         chat: false,
+        // the answers' room past their length, drawn per run (the default is 8)
+        extraTokens: rng.int(0, 12),
         ...shape,
       };
       report = await runEval(model, config, { onProgress: (p) => progress.push(p) });
@@ -122,7 +124,10 @@ describe(`seed ${rng.seed}`, () => {
       expect(r.references).toEqual(sample.references);
       expect(r.rulerScore).toBe(rulerScore(r.output, sample.references));
       const mode = report.modes.find((m) => m.name === r.mode)!;
-      const [direct] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 8, hybrid: mode.hybrid });
+      const [direct] = await model.generateBatch([sample.prompt], {
+        maxNewTokens: sample.answerIds.length + config.extraTokens,
+        hybrid: mode.hybrid,
+      });
       expect(r.output).toBe(direct.text);
     });
 
@@ -197,6 +202,8 @@ describe(`seed ${rng.seed}`, () => {
       [{ autoFractions: [0.5, 0.5] }, /eval: autoFractions has 0.5 twice/],
       [{ randomSeeds: [1, 1] }, /eval: randomSeeds has 1 twice/],
       [{ autoFractions: ["0.5"] }, /eval: autoFractions must be a list of fractions in \[0, 1\)/],
+      [{ extraTokens: -1 }, /eval: extraTokens must be an integer in \[0, 4096\], got -1/],
+      [{ extraTokens: 2.5 }, /eval: extraTokens must be an integer in \[0, 4096\]/],
     ])("%j is an error naming the field", async (bad, message) => {
       const config = { ...resolveEvalConfig([{ contexts: [400] }], false), ...bad, window: 48 } as EvalConfig;
       await expect(runEval(model, config)).rejects.toThrow(message);

@@ -6,6 +6,7 @@
 //   node tools/layer_knockout.js MODEL_DIR [CONTEXT=1024] [SEEDS=4] [TASKS=all four, comma-separated] [DEVICE=cpu]
 // Run from the repository root after `npm run build` (it loads dist/lib).
 const { brownCorpus, isCorrect, loadModel, makeSample, taskNames } = require("../dist/lib");
+const { defaultEvalSettings } = require("../dist/lib/eval/config");
 
 async function main() {
   const [dir, contextArg = "1024", seedsArg = "4", tasksArg = taskNames.join(","), device = "cpu"] = process.argv.slice(2);
@@ -25,7 +26,7 @@ async function main() {
         const hybrid = layer < 0 ? { mode: "off" } : { mode: "fixed", lazyLayers: [layer], sink: 4, window: 64, prefill: "streaming" };
         let right = 0;
         for (const sample of samples) {
-          const maxNewTokens = sample.answerIds.length + 8;
+          const maxNewTokens = sample.answerIds.length + defaultEvalSettings.extraTokens;
           const [out] = await model.generateBatch([sample.prompt], {
             maxNewTokens,
             maxContext: sample.prompt.length + maxNewTokens,

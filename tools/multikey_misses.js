@@ -9,7 +9,6 @@ const { loadModel } = require("../dist/lib");
 const { isCorrect, makeSample } = require("../dist/lib/eval/tasks");
 const { brownCorpus } = require("../dist/lib/eval/corpus");
 const { defaultEvalSettings } = require("../dist/lib/eval/config");
-const { slackTokens } = require("../dist/lib/eval/harness");
 
 async function main() {
   const [dir, contextArg = "1024", seedsArg = "16", device = "cpu"] = process.argv.slice(2);
@@ -25,7 +24,7 @@ async function main() {
     for (let seed = 0; seed < Number(seedsArg); seed++)
       for (const depth of defaultEvalSettings.depths) {
         const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, { chat });
-        const maxNewTokens = sample.answerIds.length + slackTokens;
+        const maxNewTokens = sample.answerIds.length + defaultEvalSettings.extraTokens;
         const [out] = await model.generateBatch([sample.prompt], { maxNewTokens, maxContext: sample.prompt.length + maxNewTokens });
         const needles = sample.needles.map((n) => {
           const [, key, value] = /numbers for (\w+) is: (\d+)/.exec(n.text);

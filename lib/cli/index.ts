@@ -423,6 +423,7 @@ program
   .option("--no-streaming-all", "leave out the every-layer-streaming baseline")
   .option("--no-perplexity", "leave out perplexity on held-out text")
   .addOption(new Option("--chat <when>", "wrap prompts in the chat template").choices(["auto", "on", "off"]))
+  .option("--extra-tokens <n>", "tokens generated past the answer's length (default 8; RULER's budget: 128)", number("int"))
   .option("-o, --out <dir>", "where eval.json, eval.md and the SVG plots go", "eval-results")
   .addOption(kvMemoryOption())
   .action(async (o) => {
@@ -442,6 +443,7 @@ program
       streamingAll: o.streamingAll === false ? false : undefined,
       perplexity: o.perplexity === false ? false : undefined,
       chat: o.chat === undefined ? undefined : o.chat === "auto" ? "auto" : o.chat === "on",
+      extraTokens: o.extraTokens,
     };
     // Made first, so that a path it cannot be fails before the run rather than after.
     fs.mkdirSync(o.out, { recursive: true });

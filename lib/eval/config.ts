@@ -24,6 +24,7 @@ export const defaultEvalSettings: Readonly<Required<Omit<EvalSettings, "layerFil
   sink: streamingDefaults.sink,
   window: streamingDefaults.window,
   chat: "auto",
+  extraTokens: 8,
 });
 
 const knownKeys = [...Object.keys(defaultEvalSettings), "layerFile"];

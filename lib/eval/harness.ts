@@ -23,6 +23,12 @@ export interface EvalConfig extends ModeOptions {
   perplexity: boolean;
   /** Wrap prompts in the model's chat template. */
   chat: boolean;
+  /**
+   * Tokens a model may write past the answer's length before it is scored (8: room for a period or
+   * a newline; RULER gives the needle tasks 128 and variable tracking 30, so a model that writes a
+   * preamble first needs more for rulerScore to find its answer).
+   */
+  extraTokens: number;
 }
 
 /** One sample answered in one mode. */
@@ -93,9 +99,6 @@ export interface RunEvalOptions {
   corpus?: Corpus;
 }
 
-/** Tokens a model may write past the answer before the check (a period, a newline). */
-export const slackTokens = 8;
-
 /**
  * Runs the evaluation: samples made with the model's tokenizer, each answered greedily in every
  * mode and scored by exact match (isCorrect) and by RULER's string match (rulerScore), and
@@ -126,7 +129,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   for (const mode of modes) {
     for (const sample of samples) {
       signal?.throwIfAborted();
-      const maxNewTokens = sample.answerIds.length + slackTokens;
+      const maxNewTokens = sample.answerIds.length + config.extraTokens;
       const [out] = await model.generateBatch([sample.prompt], {
         maxNewTokens,
         maxContext: sample.prompt.length + maxNewTokens,
@@ -311,6 +314,8 @@ function checkEvalConfig(c: EvalConfig, maxPositions: number): void {
   list(c.seeds, "seeds", (s) => Number.isSafeInteger(s), "integers");
   list(c.autoFractions, "autoFractions", (f) => typeof f === "number" && f >= 0 && f < 1, "fractions in [0, 1)", true);
   list(c.randomSeeds, "randomSeeds", (s) => Number.isInteger(s) && s >= 0, "integers >= 0", true);
+  if (!Number.isInteger(c.extraTokens) || c.extraTokens < 0 || c.extraTokens > 4096)
+    throw new RangeError(`eval: extraTokens must be an integer in [0, 4096], got ${show(c.extraTokens)}`);
   for (const flag of ["streamingAll", "perplexity", "chat"] as const)
     if (typeof c[flag] !== "boolean") throw new TypeError(`eval: ${flag} must be true or false, got ${show(c[flag])}`);
   if (!(c.randomFraction >= 0 && c.randomFraction < 1))

@@ -64,7 +64,7 @@ export function markdownReport(report: EvalReport): string {
     if (!contextCells.some((c) => typeof c.rulerScore === "number")) continue;
     lines.push(
       "",
-      "RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (here within the answer's length and 8 tokens more; RULER lets a model write more).",
+      `RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (within the answer's length and ${report.config.extraTokens ?? 8} tokens more; RULER gives 128).`,
       "",
       `| mode | ${tasks.join(" | ")} | average |`,
       `| --- | ${tasks.map(() => "---:").join(" | ")} | ---: |`,
