@@ -5,7 +5,7 @@
 // match (isCorrect). A layer whose knock-out costs the task is one where the task retrieves.
 //   node tools/layer_knockout.js MODEL_DIR [CONTEXT=1024] [SEEDS=4] [TASKS=all four, comma-separated] [DEVICE=cpu]
 // Run from the repository root after `npm run build` (it loads dist/lib).
-const { brownCorpus, isCorrect, loadModel, makeSample, taskNames } = require("../dist/lib");
+const { answerSample, brownCorpus, isCorrect, loadModel, makeSample, taskNames } = require("../dist/lib");
 const { defaultEvalSettings } = require("../dist/lib/eval/config");
 
 async function main() {
@@ -26,12 +26,7 @@ async function main() {
         const hybrid = layer < 0 ? { mode: "off" } : { mode: "fixed", lazyLayers: [layer], sink: 4, window: 64, prefill: "streaming" };
         let right = 0;
         for (const sample of samples) {
-          const maxNewTokens = sample.answerIds.length + defaultEvalSettings.extraTokens;
-          const [out] = await model.generateBatch([sample.prompt], {
-            maxNewTokens,
-            maxContext: sample.prompt.length + maxNewTokens,
-            hybrid,
-          });
+          const out = await answerSample(model, sample, { hybrid, extraTokens: defaultEvalSettings.extraTokens });
           if (isCorrect(out.text, sample.answer)) right++;
         }
         cells.push(`${layer < 0 ? "none" : `layer ${layer}`} ${right}/${samples.length}`);

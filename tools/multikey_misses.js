@@ -5,7 +5,7 @@
 // the asked needle's place in the text and by the number of tokens of its key.
 //   node tools/multikey_misses.js MODEL_DIR [CONTEXT=1024] [SEEDS=16] [DEVICE=cpu]
 // Run from the repository root after `npm run build` (it loads dist/lib).
-const { loadModel } = require("../dist/lib");
+const { answerSample, loadModel } = require("../dist/lib");
 const { isCorrect, makeSample } = require("../dist/lib/eval/tasks");
 const { brownCorpus } = require("../dist/lib/eval/corpus");
 const { defaultEvalSettings } = require("../dist/lib/eval/config");
@@ -24,8 +24,7 @@ async function main() {
     for (let seed = 0; seed < Number(seedsArg); seed++)
       for (const depth of defaultEvalSettings.depths) {
         const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, { chat });
-        const maxNewTokens = sample.answerIds.length + defaultEvalSettings.extraTokens;
-        const [out] = await model.generateBatch([sample.prompt], { maxNewTokens, maxContext: sample.prompt.length + maxNewTokens });
+        const out = await answerSample(model, sample, { hybrid: { mode: "off" }, extraTokens: defaultEvalSettings.extraTokens });
         const needles = sample.needles.map((n) => {
           const [, key, value] = /numbers for (\w+) is: (\d+)/.exec(n.text);
           const pieces = model.tokenizer.encode(` ${key}`, { addSpecialTokens: false }).map((id) => model.tokenizer.decode([id]));

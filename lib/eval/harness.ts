@@ -4,7 +4,8 @@
 import type { Model } from "../api/model";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import { optionalFunction, optionalSignal, show } from "../common/validate";
-import { resolveHybrid } from "../hybrid/options";
+import type { GenerateResult } from "../generate/options";
+import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
 import { brownCorpus, type Corpus } from "./corpus";
 import { type EvalMode, evalModes, type ModeOptions } from "./modes";
@@ -129,13 +130,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   for (const mode of modes) {
     for (const sample of samples) {
       signal?.throwIfAborted();
-      const maxNewTokens = sample.answerIds.length + config.extraTokens;
-      const [out] = await model.generateBatch([sample.prompt], {
-        maxNewTokens,
-        maxContext: sample.prompt.length + maxNewTokens,
-        hybrid: mode.hybrid,
-        signal,
-      });
+      const out = await answerSample(model, sample, { hybrid: mode.hybrid, extraTokens: config.extraTokens, signal });
       const answering = sample.needles.find((n) => n.answering);
       results.push({
         mode: mode.name,
@@ -172,6 +167,26 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
 }
 
 const lazyOf = (state: HybridState | undefined) => [...(state?.lazyLayers ?? [])];
+
+/**
+ * A sample answered greedily as the evaluation answers it: up to the answer's length and
+ * `extraTokens` more, in a session just large enough for that.
+ * @example const out = await answerSample(model, sample, { hybrid: { mode: "off" }, extraTokens: 8 });
+ */
+export async function answerSample(
+  model: Model,
+  sample: Pick<TaskSample, "prompt" | "answerIds">,
+  options: { hybrid: HybridOptions; extraTokens: number; signal?: AbortSignal },
+): Promise<GenerateResult> {
+  const maxNewTokens = sample.answerIds.length + options.extraTokens;
+  const [out] = await model.generateBatch([sample.prompt], {
+    maxNewTokens,
+    maxContext: sample.prompt.length + maxNewTokens,
+    hybrid: options.hybrid,
+    signal: options.signal,
+  });
+  return out;
+}
 
 /**
  * A sample's answer scored both ways: exact match against the whole answer (isCorrect) and RULER's

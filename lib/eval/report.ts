@@ -1,8 +1,10 @@
 // An evaluation report as people read it: markdown tables per context (modes × tasks, as in the
 // LightTransfer paper: exact match with perplexity, then RULER's string match) and two SVG plots of
-// exact match, accuracy against context per mode and accuracy against the share of full layers. Every number shown comes from the report's accuracy cells and
-// perplexity results, so the JSON, the table and the plots agree.
-import { type EvalReport, wilsonInterval } from "./harness";
+// exact match, accuracy against context per mode and accuracy against the share of full layers.
+// Every number shown comes from the report's accuracy cells and perplexity results, so the JSON,
+// the table and the plots agree.
+import { defaultEvalSettings } from "./config";
+import { type AccuracyCell, type EvalReport, wilsonInterval } from "./harness";
 
 /**
  * Mean accuracy (exact match, or with `score` "rulerScore" RULER's string match) over the report's
@@ -48,34 +50,31 @@ export function markdownReport(report: EvalReport): string {
       "perplexity of the second half of held-out Brown-corpus windows given the first.",
   ];
   for (const context of contexts) {
+    const contextCells = report.accuracy.filter((c) => c.context === context);
+    const scores = (mode: string, score: "accuracy" | "rulerScore") =>
+      tasks.map((t) => pct(contextCells.find((c: AccuracyCell) => c.mode === mode && c.task === t)?.[score])).join(" | ");
     lines.push("", `## Context ${context} tokens`, "");
     lines.push(`| mode | full layers | ${tasks.join(" | ")} | average | perplexity |`);
     lines.push(`| --- | ---: | ${tasks.map(() => "---:").join(" | ")} | ---: | ---: |`);
     for (const mode of report.modes) {
-      const cell = (task: string) =>
-        report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)?.accuracy;
       const ppl = meanPerplexity(report, mode.name, context);
       lines.push(
-        `| ${mode.name} | ${pct(mode.fullFraction)}% | ${tasks.map((t) => pct(cell(t))).join(" | ")} | ${pct(averageAccuracy(report, mode.name, context))} | ${ppl === undefined ? "–" : ppl.toFixed(2)} |`,
+        `| ${mode.name} | ${pct(mode.fullFraction)}% | ${scores(mode.name, "accuracy")} | ${pct(averageAccuracy(report, mode.name, context))} | ${ppl === undefined ? "–" : ppl.toFixed(2)} |`,
       );
     }
-    const contextCells = report.accuracy.filter((c) => c.context === context);
     if (contextCells.length) lines.push("", sampleNote(Math.min(...contextCells.map((c) => c.samples))));
     if (!contextCells.some((c) => typeof c.rulerScore === "number")) continue;
     lines.push(
       "",
-      `RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (within the answer's length and ${report.config.extraTokens ?? 8} tokens more; RULER gives 128).`,
+      `RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (within the answer's length and ${report.config.extraTokens ?? defaultEvalSettings.extraTokens} tokens more; RULER gives 128).`,
       "",
       `| mode | ${tasks.join(" | ")} | average |`,
       `| --- | ${tasks.map(() => "---:").join(" | ")} | ---: |`,
     );
-    for (const mode of report.modes) {
-      const cell = (task: string) =>
-        report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)?.rulerScore;
+    for (const mode of report.modes)
       lines.push(
-        `| ${mode.name} | ${tasks.map((t) => pct(cell(t))).join(" | ")} | ${pct(averageAccuracy(report, mode.name, context, "rulerScore"))} |`,
+        `| ${mode.name} | ${scores(mode.name, "rulerScore")} | ${pct(averageAccuracy(report, mode.name, context, "rulerScore"))} |`,
       );
-    }
   }
   return `${lines.join("\n")}\n`;
 }

@@ -19,6 +19,7 @@ out=$1
 shift
 steps=${STEPS:-train reference eval}
 model=${MODEL:-$out/demo}
+device=${DEVICE:-cuda}
 mkdir -p "$out"
 stamp() { echo "[$(date +%T)] $*"; }
 if [[ $steps == *train* ]]; then
@@ -38,15 +39,15 @@ fi
 if [[ $steps == *eval* ]]; then
   stamp eval
   mkdir -p "$out/quality"
-  node dist/lib/cli/index.js calibrate -m "$model" -d "${DEVICE:-cuda}" -f bench/quality/demo-calibration.txt --full-layers 0.5 \
+  node dist/lib/cli/index.js calibrate -m "$model" -d "$device" -f bench/quality/demo-calibration.txt --full-layers 0.5 \
     --sink 4 --window 256 -o "$out/quality/demo-layers.json" | tail -1
-  node dist/lib/cli/index.js eval -m "$model" -d "${DEVICE:-cuda}" --config "${EVAL_CONFIG:-bench/quality/demo.json}" \
+  node dist/lib/cli/index.js eval -m "$model" -d "$device" --config "${EVAL_CONFIG:-bench/quality/demo.json}" \
     --layer-file "$out/quality/demo-layers.json" -o "$out/quality" > "$out/quality/eval.log" 2>&1
   echo "eval exit $?"
   sed -n '/Context 4096/,$p' "$out/quality/eval.md"
 fi
 if [[ $steps == *knockout* ]]; then
   stamp knockout
-  node tools/layer_knockout.js "$model" 1024 4 passkey,niah-multikey,variable-tracking "${DEVICE:-cuda}" | tee "$out/knockout.txt"
+  node tools/layer_knockout.js "$model" 1024 4 passkey,niah-multikey,variable-tracking "$device" | tee "$out/knockout.txt"
 fi
 stamp done

@@ -290,15 +290,17 @@ def run_correctness(lib, log):
 SLEEP_CYCLES = 400_000  # ~0.2 ms of GPU spin before each timed region
 
 
-def timed(fn, reps, warmup=3):
+def timed(fn, reps, warmup=3, before=None):
     """Median time of fn() in ms from CUDA events. A GPU-side spin before each region lets
     the host queue the launches first, so host overhead (ctypes, Python) stays out of the
-    numbers for both our kernel and SDPA."""
+    numbers for both our kernel and SDPA. `before` runs ahead of each rep, outside the timing."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
     ev = []
     for _ in range(reps):
+        if before is not None:
+            before()
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         if hasattr(torch.cuda, "_sleep"):
             torch.cuda._sleep(SLEEP_CYCLES)

@@ -15,7 +15,6 @@ Causal, bf16, d 128; CUDA-event medians; fresh random inputs each run.
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -23,30 +22,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from prefill_check import SLEEP_CYCLES, Lib, causal_flops  # noqa: E402
+from prefill_check import Lib, causal_flops, timed  # noqa: E402
 
 DEV = "cuda"
 D = 128
-
-
-def timed(fn, reps, before=None):
-    """Median ms of fn() from CUDA events; `before` runs ahead of each rep, outside the timing."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        if before is not None:
-            before()
-        if hasattr(torch.cuda, "_sleep"):
-            torch.cuda._sleep(SLEEP_CYCLES)
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
 
 
 def main():
@@ -85,8 +64,8 @@ def main():
                         lib.prefill(qs[i], ks[i], vs[i], outs[i], lses[i])
 
                 row[f"{name}_b1_warm"] = timed(one, reps)
-                row[f"{name}_b1_cold"] = timed(one, reps, evict)
-                row[f"{name}_b4"] = timed(four, reps, evict)
+                row[f"{name}_b1_cold"] = timed(one, reps, before=evict)
+                row[f"{name}_b4"] = timed(four, reps, before=evict)
             q4 = torch.stack(qs).transpose(1, 2).contiguous()
             k4 = torch.stack(ks).transpose(1, 2).contiguous()
             v4 = torch.stack(vs).transpose(1, 2).contiguous()
@@ -97,8 +76,8 @@ def main():
             sdpa1 = lambda: F.scaled_dot_product_attention(q1, k1, v1, is_causal=True)  # noqa: E731
             sdpa4 = lambda: F.scaled_dot_product_attention(q4, k4, v4, is_causal=True)  # noqa: E731
             row["sdpa_b1_warm"] = timed(sdpa1, reps)
-            row["sdpa_b1_cold"] = timed(sdpa1, reps, evict)
-            row["sdpa_b4"] = timed(sdpa4, reps, evict)
+            row["sdpa_b1_cold"] = timed(sdpa1, reps, before=evict)
+            row["sdpa_b4"] = timed(sdpa4, reps, before=evict)
             rows.append(row)
             fl1 = causal_flops(1, hq, n, D) / 1e9
             cells = " ".join(f"{k}={fl1 * (4 if k.endswith('b4') else 1) / v:.0f}"
