@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { loadModel, type Model, memoryUsage } from "../lib";
-import { defaultPrefillChunk } from "../lib/model/decoder";
+import { defaultPrefillChunk, prefillActivationBudget } from "../lib/model/decoder";
 import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "./helpers/fixtures";
 import { collectGarbage } from "./helpers/gc";
 
@@ -170,19 +170,31 @@ describe("generation API", () => {
 });
 
 describe("default prefill chunk", () => {
-  test("the largest power of two in [1024, 16384] whose gate|up activations fit 1 GiB", () => {
-    const cases: Array<[number, number, number]> = [
-      [14336, 2, 16384], // Llama-3-8B in bf16: 16384 tokens take 896 MiB
-      [14336, 4, 8192], // the same on the CPU, in f32
-      [28672, 2, 8192], // Llama-3-70B's MLP
-      [192, 4, 16384], // a tiny model: capped
-      [1 << 20, 4, 1024], // an MLP too wide for 1024 tokens still gets 1024
+  test("the largest power of two in [1024, 32768] whose gate|up activations fit the budget", () => {
+    const GiB = 2 ** 30;
+    const cases: Array<[number, number, number, number]> = [
+      [14336, 2, GiB, 16384], // Llama-3-8B in bf16: 16384 tokens take 896 MiB
+      [14336, 2, 2 * GiB, 32768], // the same with 2 GiB: 32768 tokens take 1.75 GiB
+      [14336, 4, GiB, 8192], // the same on the CPU, in f32
+      [28672, 2, 2 * GiB, 16384], // Llama-3-70B's MLP
+      [192, 4, GiB, 32768], // a tiny model: capped
+      [1 << 20, 4, GiB, 1024], // an MLP too wide for 1024 tokens still gets 1024
     ];
-    for (const [intermediateSize, bytes, chunk] of cases) {
-      expect(defaultPrefillChunk({ intermediateSize }, bytes)).toBe(chunk);
-      if (chunk > 1024 && chunk < 16384) expect(2 * chunk * 2 * intermediateSize * bytes).toBeGreaterThan(2 ** 30);
-      if (chunk > 1024) expect(chunk * 2 * intermediateSize * bytes).toBeLessThanOrEqual(2 ** 30);
+    for (const [intermediateSize, bytes, budget, chunk] of cases) {
+      expect(defaultPrefillChunk({ intermediateSize }, bytes, budget)).toBe(chunk);
+      if (chunk > 1024 && chunk < 32768) expect(2 * chunk * 2 * intermediateSize * bytes).toBeGreaterThan(budget);
+      if (chunk > 1024) expect(chunk * 2 * intermediateSize * bytes).toBeLessThanOrEqual(budget);
     }
+    expect(defaultPrefillChunk({ intermediateSize: 14336 }, 2)).toBe(16384); // 1 GiB unless told
+  });
+
+  test("the budget is a sixteenth of the spare device memory, within 1-2 GiB", () => {
+    const GiB = 2 ** 30;
+    expect(prefillActivationBudget(0)).toBe(GiB); // the CPU, or nothing to spare
+    expect(prefillActivationBudget(-5 * GiB)).toBe(GiB); // a KV pool asked larger than the free memory
+    expect(prefillActivationBudget(24 * GiB)).toBe(1.5 * GiB);
+    expect(prefillActivationBudget(60 * GiB)).toBe(2 * GiB);
+    expect(prefillActivationBudget(32 * GiB + 16)).toBe(2 * GiB);
   });
 
   test("the decoder takes its default from its config and dtype; a chunked prefill generates the same", async () => {

@@ -11,7 +11,7 @@ import { integerIn, optionalBoolean, optionalChoice, optionalFunction, optionalS
 import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
 import { noTokenizerError, type Prompt } from "../generate/prompt";
 import { type Continuation, type ScoreOptions, type ScoreRequest, type ScoreResult, scoreRequests } from "../generate/score";
-import { Decoder } from "../model/decoder";
+import { Decoder, prefillActivationBudget } from "../model/decoder";
 import { cudaStatus, devices } from "../runtime/devices";
 import { type DeviceName, type DType, dtypeBytes } from "../runtime/tensor";
 import { generateBatch, Session } from "./session";
@@ -118,10 +118,12 @@ export class Model implements AsyncDisposable {
     const pageSize = options.pageSize ?? defaultPageSize;
     const bytesPerPage = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
     const cuda = devices().find((d) => d.id === (device === "cuda" ? "cuda:0" : device));
-    const defaultBytes = device === "cpu" ? 512 * 2 ** 20 : Math.floor(((cuda as { freeMemory?: number })?.freeMemory ?? 0) / 2);
+    const freeBytes = device === "cpu" ? 0 : ((cuda as { freeMemory?: number })?.freeMemory ?? 0);
+    const defaultBytes = device === "cpu" ? 512 * 2 ** 20 : Math.floor(freeBytes / 2);
     const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));
     this.pool = new PagePool({ numPages, pageSize, kvHeads: config.kvHeads, headDim: config.headDim, dtype, device });
-    this.decoder = new Decoder(config, weights, this.pool, device, dtype);
+    const spareBytes = freeBytes - numPages * bytesPerPage;
+    this.decoder = new Decoder(config, weights, this.pool, device, dtype, prefillActivationBudget(spareBytes));
   }
 
   /**

@@ -41,17 +41,32 @@ export type StepOutput<T = unknown> = StepReadback | ((logits: Tensor) => T);
 // Each prefill chunk costs the same few dozen native calls per layer whatever its length, and
 // every chunk after the first reads its cached prefix through page tables: fewer, longer chunks
 // run faster (bench/README.md, "Figures behind choices"). A chunk's activations bound it: the
-// gate|up projection, the largest, stays within this many bytes.
-const prefillActivationBytes = 2 ** 30;
-const prefillChunkRange = { min: 1024, max: 16384 };
+// gate|up projection, the largest, stays within a budget of 1 GiB, or 2 GiB where the device
+// has at least 16 times that to spare once the weights and the KV pool are in.
+const prefillActivationBytes = { min: 2 ** 30, max: 2 ** 31 };
+const prefillChunkRange = { min: 1024, max: 32768 };
+
+/**
+ * The gate|up activation budget of one prefill chunk, given the device memory left over after the
+ * weights and the KV pool: a sixteenth of it, within [1 GiB, 2 GiB].
+ * @example prefillActivationBudget(60 * 2 ** 30) // 2 GiB: a 32K chunk of Llama-3-8B on an 80 GB card
+ */
+export function prefillActivationBudget(spareBytes: number): number {
+  return Math.min(prefillActivationBytes.max, Math.max(prefillActivationBytes.min, Math.floor(spareBytes / 16)));
+}
 
 /**
  * Prompt tokens per prefill chunk unless a session asks for another: the largest power of two in
- * [1024, 16384] whose gate|up activations (2 · intermediateSize elements a token) fit in 1 GiB.
- * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2) // 16384 (Llama-3-8B in bf16)
+ * [1024, 32768] whose gate|up activations (2 · intermediateSize elements a token) fit the budget.
+ * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2) // 16384 (Llama-3-8B in bf16, 1 GiB)
+ * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2, 2 ** 31) // 32768
  */
-export function defaultPrefillChunk(config: Pick<ModelConfig, "intermediateSize">, elementBytes: number): number {
-  const fits = prefillActivationBytes / (2 * config.intermediateSize * elementBytes);
+export function defaultPrefillChunk(
+  config: Pick<ModelConfig, "intermediateSize">,
+  elementBytes: number,
+  activationBytes: number = prefillActivationBytes.min,
+): number {
+  const fits = activationBytes / (2 * config.intermediateSize * elementBytes);
   let chunk = prefillChunkRange.max;
   while (chunk > prefillChunkRange.min && chunk > fits) chunk /= 2;
   return chunk;
@@ -78,7 +93,7 @@ export class Decoder {
     uploadedBytes: 0,
   };
 
-  /** Prompt tokens per prefill chunk unless asked otherwise (defaultPrefillChunk of this model). */
+  /** Prompt tokens per prefill chunk unless asked otherwise (defaultPrefillChunk of this model and device). */
   readonly prefillChunk: number;
 
   constructor(
@@ -88,8 +103,10 @@ export class Decoder {
     readonly device: DeviceName,
     /** Activations and KV cache dtype: f32 on the CPU, the weights' 16-bit type on CUDA. */
     readonly dtype: DType,
+    /** Gate|up bytes a default prefill chunk may take (prefillActivationBudget). */
+    prefillActivationBytes?: number,
   ) {
-    this.prefillChunk = defaultPrefillChunk(config, dtypeBytes(dtype));
+    this.prefillChunk = defaultPrefillChunk(config, dtypeBytes(dtype), prefillActivationBytes);
     const invFreq = Tensor.from(ropeInverseFrequencies(config), [config.headDim / 2], { device });
     this.parts = { config, weights, pool, invFreq, device, dtype };
     this.graphs = device === "cpu" ? undefined : new DecodeGraphs(this.parts, this.counts);
