@@ -232,6 +232,20 @@ describe(`seed ${rng.seed}`, () => {
       } else await expect(run).resolves.toMatchObject({ layers: 3 });
     });
 
+    test("a context of max_position_embeddings: every prompt leaves room for its answer and extra tokens", async () => {
+      const limit = model.config.maxPositionEmbeddings;
+      const extraTokens = rng.int(1, 64);
+      const settings = { contexts: [limit], tasks: ["passkey" as const], depths: [rng.next()], seeds: [randomSeed()], extraTokens };
+      const none = { autoFractions: [], randomSeeds: [], streamingAll: false, perplexity: false };
+      const report = await runEval(model, { ...resolveEvalConfig([settings], false), ...none } as EvalConfig);
+      expect(report.samples).toHaveLength(1);
+      const [sample] = report.samples;
+      const answerTokens = model.tokenizer.encode(` ${sample.answer}`, { addSpecialTokens: false }).length;
+      expect(sample.context).toBe(limit);
+      expect(sample.promptTokens + answerTokens + extraTokens).toBeLessThanOrEqual(limit);
+      expect(sample.promptTokens + answerTokens + extraTokens).toBeGreaterThan(limit - 24);
+    });
+
     test.each([
       ["its own sink and window, naming the fixed mode", { window: 0 }, /eval: mode "fixed 33%": hybrid\.window must be/],
       [

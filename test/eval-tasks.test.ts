@@ -106,6 +106,30 @@ describe(`seed ${rng.seed}`, () => {
       expect(makeSample(tokenizer, corpus, { ...spec, seed: spec.seed + 1 }, { chat: false }).prompt).not.toEqual(a.prompt);
     });
 
+    test("at the model's max_position_embeddings the haystack makes room for the answer; the task text stays", () => {
+      const context = rng.int(600, 1200);
+      const extraTokens = rng.int(0, 40);
+      const spec = { task, context, depth: randomDepth(), seed: randomSeed() };
+      const what = JSON.stringify({ ...spec, extraTokens });
+      const free = makeSample(tokenizer, corpus, spec, { chat: false });
+      const fitted = makeSample(tokenizer, corpus, spec, { chat: false, maxPositions: context, extraTokens });
+      const used = fitted.prompt.length + fitted.answerIds.length + extraTokens;
+      expect([what, used <= context, used > context - 24]).toEqual([what, true, true]);
+      expect(fitted.prompt.length).toBeLessThan(free.prompt.length);
+      expect([fitted.answer, fitted.needles.map((n) => n.text), fitted.context]).toEqual([
+        free.answer,
+        free.needles.map((n) => n.text),
+        context,
+      ]);
+      // Room to spare changes nothing.
+      const roomy = makeSample(tokenizer, corpus, spec, {
+        chat: false,
+        maxPositions: free.prompt.length + free.answerIds.length + extraTokens,
+        extraTokens,
+      });
+      expect(roomy).toEqual(free);
+    });
+
     test("chat: the instructions, haystack and question as a user message, the answer prefix after the template", () => {
       const spec = { task, context: 800, depth: randomDepth(), seed: randomSeed() };
       const sample = makeSample(tokenizer, corpus, spec, { chat: true });
@@ -183,6 +207,13 @@ describe(`seed ${rng.seed}`, () => {
   test("a context too short for the instructions and needles is an error saying how long they are", () => {
     expect(() => makeSample(tokenizer, corpus, { task: "niah-multikey", context: 100, depth: 0.5, seed: 1 }, { chat: false })).toThrow(
       /context 100 is too short for niah-multikey: its instructions, question and needles take \d+ tokens/,
+    );
+  });
+
+  test("max_position_embeddings too close for the instructions, needles and answer is an error saying so", () => {
+    const spec = { task: "niah-multikey" as const, context: 400, depth: 0.5, seed: rng.int(0, 999) };
+    expect(() => makeSample(tokenizer, corpus, spec, { chat: false, maxPositions: 400, extraTokens: 380 })).toThrow(
+      /context 400 leaves -?\d+ tokens for niah-multikey's prompt within max_position_embeddings 400, and its instructions, question and needles take \d+/,
     );
   });
 

@@ -15,12 +15,14 @@ async function main() {
   if (unknown.length) throw new Error(`unknown task ${unknown.join(", ")}: the tasks are ${taskNames.join(", ")}`);
   const model = await loadModel(dir, { device });
   const corpus = brownCorpus();
+  // as the eval makes its samples
+  const sampleOptions = { chat: false, maxPositions: model.config.maxPositionEmbeddings, extraTokens: defaultEvalSettings.extraTokens };
   try {
     for (const task of tasksArg.split(",")) {
       const samples = [];
       for (let seed = 0; seed < Number(seedsArg); seed++)
         for (const depth of [0, 0.25, 0.5, 0.75, 1])
-          samples.push(makeSample(model.tokenizer, corpus, { task, context: Number(contextArg), depth, seed }, { chat: false }));
+          samples.push(makeSample(model.tokenizer, corpus, { task, context: Number(contextArg), depth, seed }, sampleOptions));
       const cells = [];
       for (let layer = -1; layer < model.config.layers; layer++) {
         const hybrid = layer < 0 ? { mode: "off" } : { mode: "fixed", lazyLayers: [layer], sink: 4, window: 64, prefill: "streaming" };

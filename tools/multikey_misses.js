@@ -20,10 +20,11 @@ async function main() {
   const byKeyTokens = new Map();
   // as the eval makes and answers samples (chat "auto": the template where the model has one)
   const chat = model.tokenizer.hasChatTemplate;
+  const sampleOptions = { chat, maxPositions: model.config.maxPositionEmbeddings, extraTokens: defaultEvalSettings.extraTokens };
   try {
     for (let seed = 0; seed < Number(seedsArg); seed++)
       for (const depth of defaultEvalSettings.depths) {
-        const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, { chat });
+        const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, sampleOptions);
         const out = await answerSample(model, sample, { hybrid: { mode: "off" }, extraTokens: defaultEvalSettings.extraTokens });
         const needles = sample.needles.map((n) => {
           const [, key, value] = /numbers for (\w+) is: (\d+)/.exec(n.text);

@@ -123,7 +123,8 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   let done = 0;
   const tick = (step: string) => options.onProgress?.({ done: ++done, total, step });
 
-  const samples: TaskSample[] = specs.map((spec) => makeSample(tokenizer, corpus, spec, { chat: config.chat }));
+  const sampleOptions = { chat: config.chat, maxPositions: model.config.maxPositionEmbeddings, extraTokens: config.extraTokens };
+  const samples: TaskSample[] = specs.map((spec) => makeSample(tokenizer, corpus, spec, sampleOptions));
   const heldOut = windows.map((w) => heldOutWindow(tokenizer, corpus, w.context, w.seed));
   const results: SampleResult[] = [];
   const perplexity: PerplexityResult[] = [];

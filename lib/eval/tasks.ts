@@ -60,21 +60,38 @@ interface TaskText {
 export interface SampleOptions {
   /** Wrap the instructions, haystack and question as a user message with the chat template. */
   chat: boolean;
+  /**
+   * The model's max_position_embeddings: the prompt, its answer and `extraTokens` more stay within
+   * it. A context that reaches it gets a haystack shorter by what the answer needs, as RULER sizes
+   * its prompts; the keys, values and depths stay those of the context asked for.
+   */
+  maxPositions?: number;
+  /** Tokens a model may write beyond the answer (with maxPositions; default 0). */
+  extraTokens?: number;
 }
 
 /**
  * One sample of a task: its prompt (token ids of the model's tokenizer, `context` tokens give or
- * take the last filler word) and the answer. A context too short for the task's instructions and
- * needles is a RangeError.
+ * take the last filler word, fewer where `maxPositions` asks) and the answer. A context too short
+ * for the task's instructions and needles is a RangeError.
  * @example
  * const sample = makeSample(model.tokenizer, brownCorpus(), { task: "passkey", context: 4096, depth: 0.5, seed: 0 }, { chat: false });
  * const [out] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 4 });
  */
 export function makeSample(tokenizer: Tokenizer, corpus: Corpus, spec: SampleSpec, options: SampleOptions): TaskSample {
-  const random = seededRandom(`${spec.task}|${spec.context}|${spec.depth}|${spec.seed}`);
-  const text = taskText(spec, random, corpus);
-  const { pieces, fillerTokens } = fill(tokenizer, corpus, random, text, spec, options);
-  return assemble(tokenizer, spec, text, pieces, fillerTokens, options);
+  // The same seed for every try, so a shortened prompt keeps its task text and only loses filler.
+  for (let room = spec.context; ; ) {
+    const random = seededRandom(`${spec.task}|${spec.context}|${spec.depth}|${spec.seed}`);
+    const text = taskText(spec, random, corpus);
+    const { pieces, fillerTokens } = fill(tokenizer, corpus, random, text, spec, room, options);
+    const sample = assemble(tokenizer, spec, text, pieces, fillerTokens, options);
+    const over =
+      options.maxPositions === undefined
+        ? 0
+        : sample.prompt.length + sample.answerIds.length + (options.extraTokens ?? 0) - options.maxPositions;
+    if (over <= 0) return sample;
+    room -= over;
+  }
 }
 
 /** The words keys are drawn from, per corpus: its filler's lowercase words of 7 to 10 letters. */
@@ -208,14 +225,17 @@ function fill(
   random: () => number,
   text: TaskText,
   spec: SampleSpec,
+  room: number,
   options: SampleOptions,
 ): { pieces: Piece[]; fillerTokens: number } {
   const needlesOnly = text.needles.map((n) => ` ${n.text}`).join("");
   const fixed = encodePrompt(tokenizer, wrap(tokenizer, text, needlesOnly, options).text, options).length;
-  const budget = spec.context - fixed;
+  const budget = room - fixed;
   if (budget < 0)
     throw new RangeError(
-      `context ${spec.context} is too short for ${spec.task}: its instructions, question and needles take ${fixed} tokens. Ask for a longer context`,
+      room === spec.context
+        ? `context ${spec.context} is too short for ${spec.task}: its instructions, question and needles take ${fixed} tokens. Ask for a longer context`
+        : `context ${spec.context} leaves ${room} tokens for ${spec.task}'s prompt within max_position_embeddings ${options.maxPositions}, and its instructions, question and needles take ${fixed}. Ask for a shorter context or fewer extra tokens`,
     );
   // A sentence's tokens as the haystack holds it, after other text and a space: counted after an
   // anchor, since a tokenizer that prepends "▁" to its whole input (Llama 2, Mistral) would give

@@ -138,11 +138,13 @@ std::unique_ptr<Pool>& pool() {
 void parallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& body, int64_t minChunk) {
   if (n <= 0) return;
   Pool* p;
+  int threads;
   {
+    // The size is read under the lock too: setThreadCount may be resizing the worker list.
     std::lock_guard<std::mutex> lock(poolMutex);
     p = pool().get();
+    threads = p->size();
   }
-  int threads = p->size();
   // About 4 chunks per thread balances uneven rows (causal attention) without much overhead.
   int64_t chunk = std::max<int64_t>(minChunk, n / (int64_t(threads) * 4));
   chunk = std::max<int64_t>(chunk, 1);
