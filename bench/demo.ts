@@ -28,7 +28,12 @@ async function main() {
   const model = await loadModel(dir, { device });
   try {
     const c = model.config;
-    const sample = makeSample(model.tokenizer, brownCorpus(), { task: "passkey", context, depth, seed }, { chat: false });
+    const sample = makeSample(
+      model.tokenizer,
+      brownCorpus(),
+      { task: "passkey", context, depth, seed },
+      { chat: false, maxPositions: c.maxPositionEmbeddings, extraTokens: slackTokens },
+    );
     const needle = sample.needles.find((n) => n.answering);
     if (!needle) throw new Error("the passkey sample has no answering needle");
     const fromEnd = sample.prompt.length - needle.token;

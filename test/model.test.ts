@@ -186,6 +186,7 @@ describe("default prefill chunk", () => {
       if (chunk > 1024) expect(chunk * 2 * intermediateSize * bytes).toBeLessThanOrEqual(budget);
     }
     expect(defaultPrefillChunk({ intermediateSize: 14336 }, 2)).toBe(16384); // 1 GiB unless told
+    expect(defaultPrefillChunk({ intermediateSize: 14336 }, 2, Number.NaN)).toBe(1024); // no budget: the least
   });
 
   test("the budget is a sixteenth of the spare device memory, within 1-2 GiB", () => {

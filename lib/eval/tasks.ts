@@ -63,7 +63,9 @@ export interface SampleOptions {
   /**
    * The model's max_position_embeddings: the prompt, its answer and `extraTokens` more stay within
    * it. A context that reaches it gets a haystack shorter by what the answer needs, as RULER sizes
-   * its prompts; the keys, values and depths stay those of the context asked for.
+   * its prompts; the needles, their depths and the answer's parts stay those of the context asked
+   * for (needles that shared a sentence boundary may part, and a multi-value answer then lists its
+   * values in their new order). A context above it is a RangeError.
    */
   maxPositions?: number;
   /** Tokens a model may write beyond the answer (with maxPositions; default 0). */
@@ -79,6 +81,10 @@ export interface SampleOptions {
  * const [out] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 4 });
  */
 export function makeSample(tokenizer: Tokenizer, corpus: Corpus, spec: SampleSpec, options: SampleOptions): TaskSample {
+  if (options.maxPositions !== undefined && spec.context > options.maxPositions)
+    throw new RangeError(
+      `context ${spec.context} is beyond the model's max_position_embeddings (${options.maxPositions}): ask for ${options.maxPositions} tokens or fewer`,
+    );
   // The same seed for every try, so a shortened prompt keeps its task text and only loses filler.
   for (let room = spec.context; ; ) {
     const random = seededRandom(`${spec.task}|${spec.context}|${spec.depth}|${spec.seed}`);

@@ -12,9 +12,9 @@ export interface SessionOptions {
   /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
   maxContext?: number;
   /**
-   * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk, for an 8B model in bf16
-   * 32768 on a GPU with 32 GiB or more to spare after the weights and KV pool, else 16384; fewer,
-   * longer chunks run faster, and the default keeps a chunk's activations within 1-2 GiB).
+   * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk; for an 8B model in bf16,
+   * 32768 on a GPU with about 28 GiB or more to spare after the weights and KV pool, else 16384;
+   * fewer, longer chunks run faster, and the default keeps a chunk's activations within 1-2 GiB).
    */
   prefillChunk?: number;
   /** LightTransfer: which layers become streaming (lazy). Default: all layers full. */

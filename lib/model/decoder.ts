@@ -41,15 +41,15 @@ export type StepOutput<T = unknown> = StepReadback | ((logits: Tensor) => T);
 // Each prefill chunk costs the same few dozen native calls per layer whatever its length, and
 // every chunk after the first reads its cached prefix through page tables: fewer, longer chunks
 // run faster (bench/README.md, "Figures behind choices"). A chunk's activations bound it: the
-// gate|up projection, the largest, stays within a budget of 1 GiB, or 2 GiB where the device
-// has at least 16 times that to spare once the weights and the KV pool are in.
+// gate|up projection, the largest, stays within a budget: a sixteenth of what the device has to
+// spare once the weights and the KV pool are in, at least 1 GiB and at most 2 GiB.
 const prefillActivationBytes = { min: 2 ** 30, max: 2 ** 31 };
 const prefillChunkRange = { min: 1024, max: 32768 };
 
 /**
  * The gate|up activation budget of one prefill chunk, given the device memory left over after the
  * weights and the KV pool: a sixteenth of it, within [1 GiB, 2 GiB].
- * @example prefillActivationBudget(60 * 2 ** 30) // 2 GiB: a 32K chunk of Llama-3-8B on an 80 GB card
+ * @example prefillActivationBudget(31 * 2 ** 30) // 1.94 GiB: a 32K chunk of Llama-3-8B on an 80 GB card
  */
 export function prefillActivationBudget(spareBytes: number): number {
   return Math.min(prefillActivationBytes.max, Math.max(prefillActivationBytes.min, Math.floor(spareBytes / 16)));
@@ -68,7 +68,7 @@ export function defaultPrefillChunk(
 ): number {
   const fits = activationBytes / (2 * config.intermediateSize * elementBytes);
   let chunk = prefillChunkRange.max;
-  while (chunk > prefillChunkRange.min && chunk > fits) chunk /= 2;
+  while (chunk > prefillChunkRange.min && !(chunk <= fits)) chunk /= 2;
   return chunk;
 }
 

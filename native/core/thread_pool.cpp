@@ -86,7 +86,10 @@ class Pool {
 
  private:
   void start(int threads) {
-    stopping_ = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = false;
+    }
     for (int i = 1; i < threads; i++) workers_.emplace_back([this] { loop(); });
   }
 
@@ -98,6 +101,9 @@ class Pool {
     cv_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
+    // A parallelFor on another thread may be queuing helpers right now; its own thread runs every
+    // chunk left unclaimed, so dropping them loses no work.
+    std::lock_guard<std::mutex> lock(mutex_);
     queue_.clear();
   }
 
