@@ -16,6 +16,7 @@ import {
   loadModel,
   type Model,
   makeSample,
+  markdownReport,
   readEvalSettings,
   resolveEvalConfig,
   rulerScore,
@@ -244,6 +245,10 @@ describe(`seed ${rng.seed}`, () => {
       expect(sample.context).toBe(limit);
       expect(sample.promptTokens + answerTokens + extraTokens).toBeLessThanOrEqual(limit);
       expect(sample.promptTokens + answerTokens + extraTokens).toBeGreaterThan(limit - 24);
+      expect(report.maxPositions).toBe(limit);
+      expect(markdownReport(report)).toContain(
+        `Prompts of ${sample.promptTokens}–${sample.promptTokens} tokens: at the model's max_position_embeddings (${limit}) each leaves room for its answer and ${extraTokens} tokens more.`,
+      );
     });
 
     test.each([

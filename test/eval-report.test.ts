@@ -57,6 +57,21 @@ function randomReport(): EvalReport {
 
 describe(`seed ${rng.seed}`, () => {
   describe("markdownReport", () => {
+    test("a context at the model's max_position_embeddings says how long its prompts were; the others say nothing", () => {
+      const report = randomReport();
+      const extra = report.config.extraTokens;
+      const limit = 4096 + rng.int(0, extra);
+      const cut = report.samples.map((s) => (s.context === 4096 ? { ...s, promptTokens: limit - extra - rng.int(1, 30) } : s));
+      const lengths = cut.filter((s) => s.context === 4096).map((s) => s.promptTokens);
+      const md = markdownReport({ ...report, samples: cut, maxPositions: limit });
+      const note = `Prompts of ${Math.min(...lengths)}–${Math.max(...lengths)} tokens: at the model's max_position_embeddings (${limit}) each leaves room for its answer and ${extra} tokens more.`;
+      const section = (context: number) => md.split(/^## Context /m).find((s) => s.startsWith(`${context} tokens`)) ?? "";
+      expect(section(4096)).toContain(note);
+      expect(section(2048)).not.toContain("Prompts of");
+      expect(markdownReport({ ...report, samples: cut, maxPositions: 4096 + extra + 1 })).not.toContain("Prompts of");
+      expect(markdownReport(report)).not.toContain("Prompts of"); // a report from before maxPositions was kept
+    });
+
     test("two tables per context, a row per mode: exact-match accuracy and perplexity, then RULER's string match", () => {
       const report = randomReport();
       const md = markdownReport(report);

@@ -79,6 +79,8 @@ export interface AccuracyCell {
 export interface EvalReport {
   model: string;
   layers: number;
+  /** The model's max_position_embeddings (absent in reports written before it was kept). */
+  maxPositions?: number;
   config: EvalConfig;
   modes: EvalMode[];
   samples: SampleResult[];
@@ -164,7 +166,16 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
       tick(`${mode.name} perplexity ${windows[i].context}`);
     }
   }
-  return { model: model.dir, layers: model.config.layers, config, modes, samples: results, perplexity, accuracy: accuracyCells(results) };
+  return {
+    model: model.dir,
+    layers: model.config.layers,
+    maxPositions: model.config.maxPositionEmbeddings,
+    config,
+    modes,
+    samples: results,
+    perplexity,
+    accuracy: accuracyCells(results),
+  };
 }
 
 const lazyOf = (state: HybridState | undefined) => [...(state?.lazyLayers ?? [])];

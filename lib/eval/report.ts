@@ -63,6 +63,14 @@ export function markdownReport(report: EvalReport): string {
       );
     }
     if (contextCells.length) lines.push("", sampleNote(Math.min(...contextCells.map((c) => c.samples))));
+    const extraTokens = report.config.extraTokens ?? defaultEvalSettings.extraTokens;
+    const prompts = report.samples.filter((s) => s.context === context).map((s) => s.promptTokens);
+    // Every answer takes at least one token, so a context this close to the limit was cut.
+    if (report.maxPositions !== undefined && context + extraTokens >= report.maxPositions && prompts.length)
+      lines.push(
+        "",
+        `Prompts of ${Math.min(...prompts)}–${Math.max(...prompts)} tokens: at the model's max_position_embeddings (${report.maxPositions}) each leaves room for its answer and ${extraTokens} tokens more.`,
+      );
     if (!contextCells.some((c) => typeof c.rulerScore === "number")) continue;
     lines.push(
       "",
