@@ -31,6 +31,7 @@ const rows: Array<Record<string, string | number>> = [];
 const hq = 32,
   hkv = 8,
   d = 128;
+const pageSize = 16;
 
 // Prefill: causal, streaming (S=4, W=1020) and causal with the fused lazy ratio.
 const prefillSizes = onGpu ? [1024, 4096, 16384] : [256, 1024, 2048];
@@ -59,8 +60,55 @@ for (const n of runs("prefill") ? prefillSizes : []) {
   [q, k, v, out, ratio].forEach((t) => t.dispose());
 }
 
+// A later prefill chunk: the second half of N queries over the first half read from the page
+// pool (as the model runs a chunk after the first), beside the same keys in one contiguous
+// tensor. The work is the same, so the ratio is what reading through the page table costs.
+const prefixSizes = onGpu ? [4096, 16384, 32768] : [1024, 2048];
+for (const n of runs("prefill") ? prefixSizes : []) {
+  const half = n / 2;
+  const pages = half / pageSize;
+  const q = rand([half, hq, d]),
+    kPages = rand([pages, pageSize, hkv, d]),
+    vPages = rand([pages, pageSize, hkv, d]),
+    k = rand([n, hkv, d]),
+    v = rand([n, hkv, d]);
+  // The prefix in pages of a shuffled order, as a pool handed out over time holds them, and the
+  // same keys and values in slot order in the first half of k and v.
+  const order = Array.from({ length: pages }, (_, i) => i);
+  for (let i = pages - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  order.forEach((page, slot) => {
+    for (const [contiguous, paged] of [
+      [k, kPages],
+      [v, vPages],
+    ]) {
+      const to = contiguous.rows(slot * pageSize, pageSize);
+      const from = paged.rows(page, 1);
+      to.copyFrom(from);
+      to.dispose();
+      from.dispose();
+    }
+  });
+  const ownK = k.rows(half, half),
+    ownV = v.rows(half, half);
+  const pageTable = Tensor.from(Int32Array.from(order), [pages], { device });
+  const cached = { kPages, vPages, pageTable, length: half };
+  const out = Tensor.empty([half, hq, d], q.dtype, device);
+  const pairs = half * half + (half * (half + 1)) / 2;
+  const variants: Array<[string, () => void]> = [
+    ["2nd half, contiguous K/V", () => kernels.prefillAttention({ q, k, v, out })],
+    ["2nd half, 1st half paged", () => kernels.prefillAttention({ q, k: ownK, v: ownV, cached, out })],
+  ];
+  for (const [name, run] of variants) {
+    const ms = timed(run);
+    rows.push({ kernel: `prefill ${name}`, size: `N=${n}`, ms, "GFLOP/s": (4 * pairs * d * hq) / (ms * 1e6), "GB/s": "" });
+  }
+  [q, kPages, vPages, k, v, ownK, ownV, pageTable, out].forEach((t) => t.dispose());
+}
+
 // Decode over paged K/V: batch × context; bytes are the K/V read.
-const pageSize = 16;
 const decodeSizes = onGpu
   ? [
       [1, 4096],

@@ -170,32 +170,38 @@ describe("generation API", () => {
 });
 
 describe("default prefill chunk", () => {
-  test("the largest power of two in [1024, 32768] whose gate|up activations fit the budget", () => {
+  test("the largest power of two in [1024, 65536] whose gate|up activations fit the budget", () => {
     const GiB = 2 ** 30;
     const cases: Array<[number, number, number, number]> = [
       [14336, 2, GiB, 16384], // Llama-3-8B in bf16: 16384 tokens take 896 MiB
       [14336, 2, 2 * GiB, 32768], // the same with 2 GiB: 32768 tokens take 1.75 GiB
+      [14336, 2, 4 * GiB, 65536], // and with 4 GiB (an H200's budget): 65536 tokens take 3.5 GiB
       [14336, 4, GiB, 8192], // the same on the CPU, in f32
       [28672, 2, 2 * GiB, 16384], // Llama-3-70B's MLP
-      [192, 4, GiB, 32768], // a tiny model: capped
+      [192, 4, GiB, 65536], // a tiny model: capped
+      [16384, 2, 4 * GiB, 32768], // 65536 tokens would be 2^31 elements
       [1 << 20, 4, GiB, 1024], // an MLP too wide for 1024 tokens still gets 1024
     ];
     for (const [intermediateSize, bytes, budget, chunk] of cases) {
       expect(defaultPrefillChunk({ intermediateSize }, bytes, budget)).toBe(chunk);
-      if (chunk > 1024 && chunk < 32768) expect(2 * chunk * 2 * intermediateSize * bytes).toBeGreaterThan(budget);
+      // Twice the chunk would break the budget or the element bound.
+      const twice = 2 * chunk * 2 * intermediateSize;
+      if (chunk > 1024 && chunk < 65536) expect(twice * bytes > budget || twice >= 2 ** 31).toBe(true);
       if (chunk > 1024) expect(chunk * 2 * intermediateSize * bytes).toBeLessThanOrEqual(budget);
+      if (chunk > 1024) expect(chunk * 2 * intermediateSize).toBeLessThan(2 ** 31);
     }
     expect(defaultPrefillChunk({ intermediateSize: 14336 }, 2)).toBe(16384); // 1 GiB unless told
     expect(defaultPrefillChunk({ intermediateSize: 14336 }, 2, Number.NaN)).toBe(1024); // no budget: the least
   });
 
-  test("the budget is a sixteenth of the spare device memory, within 1-2 GiB", () => {
+  test("the budget is a sixteenth of the spare device memory, within 1-4 GiB", () => {
     const GiB = 2 ** 30;
     expect(prefillActivationBudget(0)).toBe(GiB); // the CPU, or nothing to spare
     expect(prefillActivationBudget(-5 * GiB)).toBe(GiB); // a KV pool asked larger than the free memory
     expect(prefillActivationBudget(24 * GiB)).toBe(1.5 * GiB);
-    expect(prefillActivationBudget(60 * GiB)).toBe(2 * GiB);
-    expect(prefillActivationBudget(32 * GiB + 16)).toBe(2 * GiB);
+    expect(prefillActivationBudget(32 * GiB + 16)).toBe(2 * GiB + 1);
+    expect(prefillActivationBudget(60 * GiB)).toBe(3.75 * GiB);
+    expect(prefillActivationBudget(100 * GiB)).toBe(4 * GiB);
   });
 
   test("the decoder takes its default from its config and dtype; a chunked prefill generates the same", async () => {

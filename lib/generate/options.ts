@@ -13,8 +13,8 @@ export interface SessionOptions {
   maxContext?: number;
   /**
    * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk; for an 8B model in bf16,
-   * 32768 on a GPU with about 28 GiB or more to spare after the weights and KV pool, else 16384;
-   * fewer, longer chunks run faster, and the default keeps a chunk's activations within 1-2 GiB).
+   * 16384, or 32768 with about 28 GiB to spare after the weights and KV pool, 65536 with 56 GiB;
+   * fewer, longer chunks run faster, and the default keeps a chunk's activations within 1-4 GiB).
    */
   prefillChunk?: number;
   /** LightTransfer: which layers become streaming (lazy). Default: all layers full. */

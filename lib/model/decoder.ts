@@ -42,13 +42,13 @@ export type StepOutput<T = unknown> = StepReadback | ((logits: Tensor) => T);
 // every chunk after the first reads its cached prefix through page tables: fewer, longer chunks
 // run faster (bench/README.md, "Figures behind choices"). A chunk's activations bound it: the
 // gate|up projection, the largest, stays within a budget: a sixteenth of what the device has to
-// spare once the weights and the KV pool are in, at least 1 GiB and at most 2 GiB.
-const prefillActivationBytes = { min: 2 ** 30, max: 2 ** 31 };
-const prefillChunkRange = { min: 1024, max: 32768 };
+// spare once the weights and the KV pool are in, at least 1 GiB and at most 4 GiB.
+const prefillActivationBytes = { min: 2 ** 30, max: 2 ** 32 };
+const prefillChunkRange = { min: 1024, max: 65536 };
 
 /**
  * The gate|up activation budget of one prefill chunk, given the device memory left over after the
- * weights and the KV pool: a sixteenth of it, within [1 GiB, 2 GiB].
+ * weights and the KV pool: a sixteenth of it, within [1 GiB, 4 GiB].
  * @example prefillActivationBudget(31 * 2 ** 30) // 1.94 GiB: a 32K chunk of Llama-3-8B on an 80 GB card
  */
 export function prefillActivationBudget(spareBytes: number): number {
@@ -57,16 +57,19 @@ export function prefillActivationBudget(spareBytes: number): number {
 
 /**
  * Prompt tokens per prefill chunk unless a session asks for another: the largest power of two in
- * [1024, 32768] whose gate|up activations (2 · intermediateSize elements a token) fit the budget.
+ * [1024, 65536] whose gate|up activations (2 · intermediateSize elements a token) fit the budget
+ * and number fewer than 2^31 elements (the kernels index a tensor with 32-bit element counts).
  * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2) // 16384 (Llama-3-8B in bf16, 1 GiB)
  * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2, 2 ** 31) // 32768
+ * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2, 2 ** 32) // 65536 (an H200's budget)
  */
 export function defaultPrefillChunk(
   config: Pick<ModelConfig, "intermediateSize">,
   elementBytes: number,
   activationBytes: number = prefillActivationBytes.min,
 ): number {
-  const fits = activationBytes / (2 * config.intermediateSize * elementBytes);
+  const perToken = 2 * config.intermediateSize;
+  const fits = Math.min(activationBytes / (perToken * elementBytes), (2 ** 31 - 1) / perToken);
   let chunk = prefillChunkRange.max;
   while (chunk > prefillChunkRange.min && !(chunk <= fits)) chunk /= 2;
   return chunk;
