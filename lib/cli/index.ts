@@ -126,7 +126,7 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   )
   .option(
     "--prefill-chunk <n>",
-    "prompt tokens per prefill chunk, the smallest piece of a prompt a step runs through a layer (default: the model's)",
+    "prompt tokens per prefill chunk, the smallest piece of a prompt a step runs through a layer (default: the model's, at most 16384)",
     number("int"),
   )
   .option("--log", "log every request (fastify's logger)")

@@ -40,7 +40,11 @@ export interface ServerOptions {
   maxRunning?: number;
   /** Most tokens (prompt + generated) per request (default: the model's max_position_embeddings). */
   maxContext?: number;
-  /** Prompt tokens per prefill chunk (default: model.decoder.prefillChunk). */
+  /**
+   * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk, at most 16384). A turn
+   * runs at least one chunk through one layer, so a long chunk holds up every running stream's next
+   * token for that long; the library's own default goes up to 65536, for the fastest single prefill.
+   */
   prefillChunk?: number;
   /** Generated tokens when a request gives no max_tokens (default 256). */
   defaultMaxTokens?: number;
@@ -51,6 +55,10 @@ export interface ServerOptions {
   /** fastify's request log on stdout (default false). */
   logger?: boolean;
 }
+
+// The server's largest default chunk: the one its inter-token latencies were measured with
+// (bench/README.md, "Serving under load").
+const serverPrefillChunk = 16384;
 
 /**
  * The server over `model` (what createServer, in ./index.ts, loads on first use): a fastify
@@ -69,7 +77,13 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     slidingWindow: model.config.slidingWindow,
     tokenizer: model.optionalTokenizer,
     maxContext: integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings),
-    prefillChunk: integerIn(o.prefillChunk, "createServer: prefillChunk", 1, 2 ** 20, model.decoder.prefillChunk),
+    prefillChunk: integerIn(
+      o.prefillChunk,
+      "createServer: prefillChunk",
+      1,
+      2 ** 20,
+      Math.min(model.decoder.prefillChunk, serverPrefillChunk),
+    ),
     defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
     hybrid: o.hybrid,
   };
