@@ -58,7 +58,7 @@ export function prefillActivationBudget(spareBytes: number): number {
 /**
  * Prompt tokens per prefill chunk unless a session asks for another: the largest power of two in
  * [1024, 65536] whose gate|up activations (2 · intermediateSize elements a token) fit the budget
- * and number fewer than 2^31 elements (the kernels index a tensor with 32-bit element counts).
+ * and number fewer than 2^31 elements (so that no kernel indexing it with 32 bits can overflow).
  * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2) // 16384 (Llama-3-8B in bf16, 1 GiB)
  * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2, 2 ** 31) // 32768
  * @example defaultPrefillChunk({ intermediateSize: 14336 }, 2, 2 ** 32) // 65536 (an H200's budget)
