@@ -1,5 +1,5 @@
 // Which layers a task needs to see the whole prompt: the samples of `lighttransfer eval` (lib/eval
-// makeSample, depths 0-1, seeds 0..SEEDS-1) answered greedily with no layer lazy, then with each
+// makeSample, the eval's default depths, seeds 0..SEEDS-1) answered greedily with no layer lazy, then with each
 // layer alone made streaming (hybrid fixed, sink 4, window 64, prefilled with the streaming mask,
 // so that it never sees the needles, only the question and the answer's start), judged by exact
 // match (isCorrect). A layer whose knock-out costs the task is one where the task retrieves.
@@ -21,7 +21,7 @@ async function main() {
     for (const task of tasksArg.split(",")) {
       const samples = [];
       for (let seed = 0; seed < Number(seedsArg); seed++)
-        for (const depth of [0, 0.25, 0.5, 0.75, 1])
+        for (const depth of defaultEvalSettings.depths)
           samples.push(makeSample(model.tokenizer, corpus, { task, context: Number(contextArg), depth, seed }, sampleOptions));
       const cells = [];
       for (let layer = -1; layer < model.config.layers; layer++) {

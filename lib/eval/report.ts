@@ -74,7 +74,7 @@ export function markdownReport(report: EvalReport): string {
     if (!contextCells.some((c) => typeof c.rulerScore === "number")) continue;
     lines.push(
       "",
-      `RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (within the answer's length and ${report.config.extraTokens ?? defaultEvalSettings.extraTokens} tokens more; RULER gives 128).`,
+      `RULER's string match (%) of the same answers: the share of each answer's numbers or names found anywhere in the output, in any order, as RULER and the LightTransfer paper score (within the answer's length and ${extraTokens} tokens more; RULER gives 128).`,
       "",
       `| mode | ${tasks.join(" | ")} | average |`,
       `| --- | ${tasks.map(() => "---:").join(" | ")} | ---: |`,
