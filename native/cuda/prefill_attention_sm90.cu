@@ -341,8 +341,8 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
     for (int it = 0; it < tr.count; it++) {
       const int st = it % kStages, use = it / kStages;
       if (use > 0) mbarWait(emptyBar(st), (use - 1) & 1);
-      loadKvTile<D, kSource, kWgBlockN, kProducerThreads, true>(sK + st * kTileKV, sV + st * kTileKV, a, gk, gv, kvh,
-                                                                tr.tile(it), tid - kWgThreads);
+      loadKvTile<D, kSource, kWgBlockN, kProducerThreads, true, true>(sK + st * kTileKV, sV + st * kTileKV, a, gk, gv,
+                                                                      kvh, tr.tile(it), tid - kWgThreads);
       cpAsyncArrive(fullBar(st));
     }
     cpAsyncWaitAll();

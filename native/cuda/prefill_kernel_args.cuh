@@ -97,16 +97,61 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
   }
 }
 
+// A K/V tile wholly inside a full cache's prefix, with a power-of-two page size: the rows of
+// loadPagedKvTile without its per-row checks. Row r's slot is key0 + r, its page the table entry
+// slot >> pageShift; each row costs a table read (cached after the first thread), two address
+// operations and the two copies.
+template <int D, int BN, int NTHREADS, bool kColumnBlocks>
+__device__ __forceinline__ void loadCachedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
+                                                 int key0, int tid) {
+  constexpr int kChunks = D / 8;
+  constexpr int kStep = NTHREADS / kChunks;
+  constexpr int kPerThread = BN / kStep;
+  constexpr uint32_t kDstStep = kStep * rowBytes<D, kColumnBlocks>();
+  static_assert(BN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
+  const int ch = tid % kChunks, r0 = tid / kChunks;
+  const uint32_t dOff = chunkOffset<D, BN, kColumnBlocks>(r0, ch);
+  const int64_t col = int64_t(kvh) * D + ch * 8;
+  const uint16_t* const kBase = a.kPages + col;
+  const uint16_t* const vBase = a.vPages + col;
+  const int slotMask = a.pageSize - 1;
+#pragma unroll
+  for (int i = 0; i < kPerThread; i++) {
+    const int slot = key0 + r0 + i * kStep;
+    const int page = __ldg(a.pageTable + (slot >> a.pageShift));
+    const int64_t row = (int64_t(page) << a.pageShift) + (slot & slotMask);
+    cpAsync16(dstK + dOff + i * kDstStep, kBase + row * a.kvStride, 16);
+    cpAsync16(dstV + dOff + i * kDstStep, vBase + row * a.kvStride, 16);
+  }
+}
+
 // K/V tile `tile` (keys [tile * BN, tile * BN + BN)) into the buffers at dstK/dstV, through the
 // page table or from k/v. gk/gv: k/v at this block's kv head, computed once by the caller
-// (recomputed per tile, the contiguous kernel spilled more).
-template <int D, KvSource kSource, int BN = kBlockN, int NTHREADS = kThreads, bool kColumnBlocks = false>
+// (recomputed per tile, the contiguous kernel spilled more). kByRegion: with a cached prefix, a
+// tile past it is the contiguous kernel's copy of k/v, and a tile inside a full cache takes the
+// page table without per-row checks; only the tile across the boundary, ring tiles and page
+// sizes that are not powers of two check every row. The wgmma kernel's producer warpgroup, which
+// does nothing but copy, takes it; in the mma.sync kernel, which copies between its own
+// products, the three paths made ptxas spill more (d = 128), so it checks every row.
+template <int D, KvSource kSource, int BN = kBlockN, int NTHREADS = kThreads, bool kColumnBlocks = false,
+          bool kByRegion = false>
 __device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const KernelArgs<kSource>& a,
                                            const uint16_t* gk, const uint16_t* gv, int kvh, int tile, int tid) {
-  if constexpr (kSource != KvSource::Contiguous)
-    loadPagedKvTile<D, kSource == KvSource::PagedRing, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, tile * BN, tid);
-  else
-    loadTiles<D, BN, true, NTHREADS, kColumnBlocks>(dstK, dstV, gk, gv, a.kvStride, tile * BN, a.nk, tid);
+  const int key0 = tile * BN;
+  if constexpr (kSource != KvSource::Contiguous && !kByRegion) {
+    loadPagedKvTile<D, kSource == KvSource::PagedRing, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, key0, tid);
+  } else if constexpr (kSource != KvSource::Contiguous) {
+    if (key0 >= a.cachedLen) {
+      loadTiles<D, BN, true, NTHREADS, kColumnBlocks>(dstK, dstV, gk, gv, a.kvStride, key0 - a.cachedLen,
+                                                      a.nk - a.cachedLen, tid);
+    } else if (kSource == KvSource::PagedFull && key0 + BN <= a.cachedLen && a.pageShift >= 0) {
+      loadCachedKvTile<D, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, key0, tid);
+    } else {
+      loadPagedKvTile<D, kSource == KvSource::PagedRing, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, key0, tid);
+    }
+  } else {
+    loadTiles<D, BN, true, NTHREADS, kColumnBlocks>(dstK, dstV, gk, gv, a.kvStride, key0, a.nk, tid);
+  }
 }
 
 // Block order. The grid is 1-D; block L maps to (head, query tile) so that heads are taken in
