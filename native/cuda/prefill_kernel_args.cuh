@@ -99,9 +99,11 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
 
 // A K/V tile wholly inside a full cache's prefix, with a power-of-two page size: the rows of
 // loadPagedKvTile without its per-row checks. Row r's slot is key0 + r, its page the table entry
-// slot >> pageShift; each row costs a table read (cached after the first thread), two address
-// operations and the two copies.
-template <int D, int BN, int NTHREADS, bool kColumnBlocks>
+// slot >> pageShift. kPageSize: a page size known at compile time (a multiple of the rows one
+// thread steps by, dividing BN), for which a thread reads each of its pages' table entry once
+// and its rows in the page are constant offsets from the page's start; 0: any power of two, one
+// table read and 64-bit source per row.
+template <int D, int BN, int NTHREADS, bool kColumnBlocks, int kPageSize>
 __device__ __forceinline__ void loadCachedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
                                                  int key0, int tid) {
   constexpr int kChunks = D / 8;
@@ -114,14 +116,33 @@ __device__ __forceinline__ void loadCachedKvTile(uint32_t dstK, uint32_t dstV, c
   const int64_t col = int64_t(kvh) * D + ch * 8;
   const uint16_t* const kBase = a.kPages + col;
   const uint16_t* const vBase = a.vPages + col;
-  const int slotMask = a.pageSize - 1;
+  if constexpr (kPageSize > 0) {
+    static_assert(kPageSize % kStep == 0 && BN % kPageSize == 0, "a page holds whole steps of a thread's rows");
+    constexpr int kRowsPerPage = kPageSize / kStep;
+    const int pageStride = kPageSize * int(a.kvStride);
+    const int64_t rowInPage = int64_t(r0) * a.kvStride;
+    const int64_t stepStride = int64_t(kStep) * a.kvStride;
+    const int32_t* const pages = a.pageTable + key0 / kPageSize;
 #pragma unroll
-  for (int i = 0; i < kPerThread; i++) {
-    const int slot = key0 + r0 + i * kStep;
-    const int page = __ldg(a.pageTable + (slot >> a.pageShift));
-    const int64_t row = (int64_t(page) << a.pageShift) + (slot & slotMask);
-    cpAsync16(dstK + dOff + i * kDstStep, kBase + row * a.kvStride, 16);
-    cpAsync16(dstV + dOff + i * kDstStep, vBase + row * a.kvStride, 16);
+    for (int pg = 0; pg < BN / kPageSize; pg++) {
+      const int64_t start = int64_t(__ldg(pages + pg)) * pageStride + rowInPage;
+#pragma unroll
+      for (int m = 0; m < kRowsPerPage; m++) {
+        const uint32_t dst = dOff + uint32_t(pg * kRowsPerPage + m) * kDstStep;
+        cpAsync16(dstK + dst, kBase + start + m * stepStride, 16);
+        cpAsync16(dstV + dst, vBase + start + m * stepStride, 16);
+      }
+    }
+  } else {
+    const int slotMask = a.pageSize - 1;
+#pragma unroll
+    for (int i = 0; i < kPerThread; i++) {
+      const int slot = key0 + r0 + i * kStep;
+      const int page = __ldg(a.pageTable + (slot >> a.pageShift));
+      const int64_t row = (int64_t(page) << a.pageShift) + (slot & slotMask);
+      cpAsync16(dstK + dOff + i * kDstStep, kBase + row * a.kvStride, 16);
+      cpAsync16(dstV + dOff + i * kDstStep, vBase + row * a.kvStride, 16);
+    }
   }
 }
 
@@ -145,7 +166,11 @@ __device__ __forceinline__ void loadKvTile(uint32_t dstK, uint32_t dstV, const K
       loadTiles<D, BN, true, NTHREADS, kColumnBlocks>(dstK, dstV, gk, gv, a.kvStride, key0 - a.cachedLen,
                                                       a.nk - a.cachedLen, tid);
     } else if (kSource == KvSource::PagedFull && key0 + BN <= a.cachedLen && a.pageShift >= 0) {
-      loadCachedKvTile<D, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, key0, tid);
+      constexpr int kDefaultPage = 16;  // the pool's default page size
+      if (a.pageSize == kDefaultPage)
+        loadCachedKvTile<D, BN, NTHREADS, kColumnBlocks, kDefaultPage>(dstK, dstV, a, kvh, key0, tid);
+      else
+        loadCachedKvTile<D, BN, NTHREADS, kColumnBlocks, 0>(dstK, dstV, a, kvh, key0, tid);
     } else {
       loadPagedKvTile<D, kSource == KvSource::PagedRing, BN, NTHREADS, kColumnBlocks>(dstK, dstV, a, kvh, key0, tid);
     }

@@ -63,9 +63,11 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     { start: 3000, own: 2000, nq: 2000, hq: 4, hkv: 2, d: 64, dtype: "f16" as Half, pageSize: 32, ring: { sink: 4, window: 100 } },
     { start: 600, own: 0, nq: 64, hq: 16, hkv: 2, d: 128, dtype: "bf16" as Half, pageSize: 16 },
     { start: 900, own: 40, nq: 40, hq: 8, hkv: 8, d: 64, dtype: "bf16" as Half, pageSize: 16, ring: { sink: 0, window: 200 } },
-    // The prefix ends on a tile boundary, and pages larger and smaller than a producer's row step.
+    // The prefix ends on a tile boundary; pages larger and smaller than a producer's row step, and
+    // the default 16 at d 64.
     { start: 2048, own: 256, nq: 256, hq: 8, hkv: 2, d: 128, dtype: "bf16" as Half, pageSize: 64 },
     { start: 1500, own: 100, nq: 100, hq: 4, hkv: 2, d: 64, dtype: "f16" as Half, pageSize: 8 },
+    { start: 1500, own: 100, nq: 100, hq: 4, hkv: 2, d: 64, dtype: "bf16" as Half, pageSize: 16 },
   ];
   test.each(withKernels(cases))("start=$start own=$own nq=$nq hq=$hq hkv=$hkv d=$d $dtype pageSize=$pageSize ring=$ring $kernel", (c) => {
     const nk = c.start + c.own,
