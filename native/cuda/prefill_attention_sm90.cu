@@ -211,6 +211,8 @@ __device__ __forceinline__ void wgmmaPV(float (&o)[D / 8][4], const uint32_t (&p
     Wgmma<T>::rs64(o, p, descV);
 }
 
+constexpr float kMaxSlackLog2 = 8.f;
+
 // The online softmax of one S tile of a warpgroup (see the mma.sync kernel): masks what this
 // thread's rows (positions pos0 and pos0 + 8) may not see unless the whole tile is visible,
 // turns s into probabilities against the updated running max, and returns in alpha the
@@ -248,7 +250,12 @@ __device__ __forceinline__ void softmaxTile(float (&s)[kNT][4], float (&alpha)[2
   for (int hf = 0; hf < 2; hf++) mx[hf] = quadMax(mx[hf]);
 #pragma unroll
   for (int hf = 0; hf < 2; hf++) {
-    const float mNew = fmaxf(mRow[hf], mx[hf] * a.scaleLog2);
+    // The running max moves only when a tile's max passes it by more than kMaxSlackLog2, so
+    // after the first tiles alpha is 1 for whole warps and O is not rescaled: a probability
+    // may reach 2^kMaxSlackLog2, which f32 sums and bf16/f16 P hold at full precision, and l, O
+    // and the LSE all use the same max.
+    const float mTile = mx[hf] * a.scaleLog2;
+    const float mNew = mTile > mRow[hf] + kMaxSlackLog2 ? mTile : mRow[hf];
     // A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps
     // exp2(-inf - m) at 0 rather than NaN.
     const float mUse = mNew == -INFINITY ? 0.f : mNew;

@@ -325,7 +325,10 @@ def sdpa_backends():
         return {}
 
 
-def run_bench(lib, log, quick=False, alts=(), lengths=None, batches=None):
+def run_bench(lib, log, quick=False, alts=(), lengths=None, batches=None, rounds=1):
+    """Times every variant of each point in `rounds` rounds, taking turns, so a drift of the
+    card's clocks during a point falls on all of them alike; a time is the median of its rounds'
+    medians."""
     rows = []
     Ns = lengths or [1024, 2048, 4096, 8192, 16384, 32768]
     configs = [c for c in [(1, 16, 16), (1, 32, 32), (1, 32, 8), (4, 16, 16), (4, 32, 32), (4, 32, 8)]
@@ -347,23 +350,18 @@ def run_bench(lib, log, quick=False, alts=(), lengths=None, batches=None):
                 for i in range(B):
                     lib.prefill(qs[i], ks[i], vs[i], outs[i], lses[i])
 
-            t_ours = timed(ours, reps)
-            t_one_call, one_call_same = None, None
+            variants = {"ours": ours}
             if B > 1:
                 # The batch in one call: sequence-interleaved [N, B, H, d] is [N, B·H, d], B·hq heads
-                # of B·hkv groups; each head's result must be the bits of its own call above.
+                # of B·hkv groups; each head's result must be the bits of its own call (checked below).
                 qb = torch.stack(qs, dim=1).reshape(N, B * hq, d)
                 kb = torch.stack(ks, dim=1).reshape(N, B * hkv, d)
                 vb = torch.stack(vs, dim=1).reshape(N, B * hkv, d)
                 outb, lseb = torch.empty_like(qb), torch.empty(N, B * hq, device=DEV)
-                t_one_call = timed(lambda: lib.prefill(qb, kb, vb, outb, lseb), reps)
-                one_call_same = all(torch.equal(outb.view(N, B, hq, d)[:, i], outs[i]) and
-                                    torch.equal(lseb.view(N, B, hq)[:, i], lses[i]) for i in range(B))
-                del qb, kb, vb, outb, lseb
-            t_alt = {}
+                variants["one_call"] = lambda: lib.prefill(qb, kb, vb, outb, lseb)
             if B == 1:  # other builds of the same kernel (A/B of variants)
                 for an, alt in alts:
-                    t_alt[an] = timed(lambda: alt.prefill(qs[0], ks[0], vs[0], outs[0], lses[0]), reps)
+                    variants[f"alt_{an}"] = lambda alt=alt: alt.prefill(qs[0], ks[0], vs[0], outs[0], lses[0])
             # SDPA on its own contiguous [B, H, N, D] copies
             Q = torch.stack(qs).transpose(1, 2).contiguous()
             K = torch.stack(ks).transpose(1, 2).contiguous()
@@ -373,41 +371,55 @@ def run_bench(lib, log, quick=False, alts=(), lengths=None, batches=None):
             def sdpa():
                 return F.scaled_dot_product_attention(Q, K, V, is_causal=True, **kw)
 
-            t_sdpa = timed(sdpa, reps)
-            t_sdpa_native = t_sdpa
+            variants["sdpa"] = sdpa
+            Ke = Ve = None
             if hkv != hq:
                 # enable_gqa may route to a slower backend; the same attention on expanded K/V
                 # is an equally valid baseline, so SDPA gets the faster of the two.
                 Ke = K.repeat_interleave(hq // hkv, dim=1)
                 Ve = V.repeat_interleave(hq // hkv, dim=1)
-                t_exp = timed(lambda: F.scaled_dot_product_attention(Q, Ke, Ve, is_causal=True), reps)
-                del Ke, Ve
-                t_sdpa = min(t_sdpa, t_exp)
-            extra = {}
+                variants["sdpa_expanded"] = lambda: F.scaled_dot_product_attention(Q, Ke, Ve, is_causal=True)
             if B == 1:
                 for bname, (ctx, be) in backends.items():
-                    try:
+                    def forced(ctx=ctx, be=be):
                         with ctx(be):
-                            extra[bname] = timed(sdpa, reps)
+                            return sdpa()
+                    try:
+                        forced()
+                        variants[f"backend_{bname}"] = forced
                     except Exception:  # noqa: BLE001
-                        extra[bname] = None
+                        pass
+            samples = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name, fn in variants.items():
+                    samples[name].append(timed(fn, reps))
+            t = {name: statistics.median(v) for name, v in samples.items()}
+            t_ours = t["ours"]
+            t_sdpa_native = t["sdpa"]
+            t_sdpa = min(t_sdpa_native, t.get("sdpa_expanded", t_sdpa_native))
             fl = causal_flops(B, hq, N, d)
-            row = dict(B=B, hq=hq, hkv=hkv, N=N, d=d, ours_ms=t_ours, sdpa_ms=t_sdpa, sdpa_gqa_native_ms=t_sdpa_native,
-                       ours_tflops=fl / t_ours / 1e9, sdpa_tflops=fl / t_sdpa / 1e9, ratio=t_sdpa / t_ours)
-            if t_one_call is not None:
-                row.update(one_call_ms=t_one_call, one_call_tflops=fl / t_one_call / 1e9,
-                           one_call_ratio=t_sdpa / t_one_call, one_call_same_bits=one_call_same)
-            for an, t in t_alt.items():
-                row[f"alt_{an}_tflops"] = fl / t / 1e9
-            for bname, t in extra.items():
-                row[f"sdpa_{bname}_tflops"] = None if t is None else fl / t / 1e9
+            row = dict(B=B, hq=hq, hkv=hkv, N=N, d=d, rounds=rounds, ours_ms=t_ours, sdpa_ms=t_sdpa,
+                       sdpa_gqa_native_ms=t_sdpa_native, ours_tflops=fl / t_ours / 1e9, sdpa_tflops=fl / t_sdpa / 1e9,
+                       ratio=t_sdpa / t_ours)
+            one_call_same = None
+            if B > 1:
+                one_call_same = all(torch.equal(outb.view(N, B, hq, d)[:, i], outs[i]) and
+                                    torch.equal(lseb.view(N, B, hq)[:, i], lses[i]) for i in range(B))
+                row.update(one_call_ms=t["one_call"], one_call_tflops=fl / t["one_call"] / 1e9,
+                           one_call_ratio=t_sdpa / t["one_call"], one_call_same_bits=one_call_same)
+                del qb, kb, vb, outb, lseb
+            for an, _ in (alts if B == 1 else ()):
+                row[f"alt_{an}_tflops"] = fl / t[f"alt_{an}"] / 1e9
+            for bname in backends:
+                tb = t.get(f"backend_{bname}")
+                row[f"sdpa_{bname}_tflops"] = None if tb is None else fl / tb / 1e9
             rows.append(row)
             log(f"B={B} hq={hq} hkv={hkv} N={N}: ours {row['ours_tflops']:.0f} TF/s ({t_ours:.3f} ms), "
                 f"sdpa {row['sdpa_tflops']:.0f} TF/s ({t_sdpa:.3f} ms), ratio {row['ratio']:.2f} "
                 + " ".join(f"{k}={v:.0f}" for k, v in row.items() if k.endswith("tflops") and k not in (
                     "sdpa_tflops", "ours_tflops") and v)
                 + (f" one call: ratio {row['one_call_ratio']:.2f}, same bits {one_call_same}" if B > 1 else ""))
-            del qs, ks, vs, outs, lses, Q, K, V
+            del qs, ks, vs, outs, lses, Q, K, V, Ke, Ve
             torch.cuda.empty_cache()
     return rows
 
@@ -525,6 +537,8 @@ def main():
     ap.add_argument("--batches", type=lambda v: [int(x) for x in v.split(",")], default=None,
                     help="benchmark only these batch sizes, of 1 and 4 (default both)")
     ap.add_argument("--skip-extras", action="store_true", help="leave out streaming, the fused ratio's overhead etc.")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="time each point's variants this many rounds, taking turns (median of the rounds)")
     args = ap.parse_args()
     if args.batches and not set(args.batches) <= {1, 4}:
         ap.error(f"--batches: the benchmark's batch sizes are 1 and 4, got {args.batches}")
@@ -554,7 +568,7 @@ def main():
     if not args.skip_bench:
         alts = [(x.split("=", 1)[0], Lib(x.split("=", 1)[1])) for x in args.alt_lib]
         alts += [(k, Lib(args.lib, k)) for k in args.alt_kernel]
-        rows = run_bench(lib, log, args.quick, alts, args.lengths, args.batches)
+        rows = run_bench(lib, log, args.quick, alts, args.lengths, args.batches, args.rounds)
         ex = {} if args.skip_extras else run_extras(lib, log, args.quick, alts)
     with open(os.path.join(args.out, "prefill.json"), "w") as f:
         json.dump(dict(meta=meta, correctness=summary, bench=rows, extras=ex), f, indent=1)

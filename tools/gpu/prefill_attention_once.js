@@ -1,0 +1,57 @@
+// Causal bf16 prefill attention of one N-token sequence (hq 32, hkv 8, d 128) on CUDA, called
+// CALLS times: the workload tools/gpu/profile_prefill_attention.sh hands to Nsight Compute (which
+// profiles the last call). With `paged`, the second half of the queries attends over the first
+// half read through a shuffled page table, as a later prefill chunk does.
+//   node tools/gpu/prefill_attention_once.js N [contiguous|paged] [CALLS]
+// Run from the repository root after `npm run build` (it loads dist/lib).
+const { kernels, Tensor } = require("../../dist/lib");
+
+const [nArg = "8192", layout = "contiguous", callsArg = "2"] = process.argv.slice(2);
+const n = Number(nArg);
+const hq = 32,
+  hkv = 8,
+  d = 128,
+  pageSize = 16;
+const device = "cuda:0";
+if (!Number.isInteger(n) || n < 256 || n % (2 * pageSize) !== 0)
+  throw new Error(`N must be a multiple of ${2 * pageSize}, at least 256; got ${nArg}`);
+if (layout !== "contiguous" && layout !== "paged") throw new Error(`layout must be contiguous or paged; got ${layout}`);
+
+// Standard normals (Box-Muller), fresh on every run.
+function rand(shape) {
+  const count = shape.reduce((a, b) => a * b, 1);
+  const values = new Float32Array(count);
+  for (let i = 0; i < count; i++) values[i] = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+  return Tensor.from(values, shape, { dtype: "bf16", device });
+}
+
+const owned = [];
+const keep = (t) => (owned.push(t), t);
+let call;
+if (layout === "contiguous") {
+  const q = keep(rand([n, hq, d])),
+    k = keep(rand([n, hkv, d])),
+    v = keep(rand([n, hkv, d])),
+    out = keep(Tensor.empty([n, hq, d], "bf16", device));
+  call = () => kernels.prefillAttention({ q, k, v, out });
+} else {
+  const half = n / 2,
+    pages = half / pageSize;
+  const order = Array.from({ length: pages }, (_, i) => i);
+  for (let i = pages - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const q = keep(rand([half, hq, d])),
+    k = keep(rand([half, hkv, d])),
+    v = keep(rand([half, hkv, d])),
+    kPages = keep(rand([pages, pageSize, hkv, d])),
+    vPages = keep(rand([pages, pageSize, hkv, d])),
+    pageTable = keep(Tensor.from(Int32Array.from(order), [pages], { device })),
+    out = keep(Tensor.empty([half, hq, d], "bf16", device));
+  call = () => kernels.prefillAttention({ q, k, v, cached: { kPages, vPages, pageTable, length: half }, out });
+}
+for (let i = 0; i < Number(callsArg); i++) call();
+const probe = owned[owned.length - 1].toFloat32Array();
+console.log(`prefill attention N=${n} ${layout}: ${callsArg} calls, out[0] ${probe[0].toFixed(4)}`);
+for (const t of owned) t.dispose();
