@@ -610,6 +610,33 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test("the server's prefill chunk: the library's, at most 16384, unless prefillChunk is given", async () => {
+    // llama-tiny's library default is the largest chunk (its MLP is small), so the cap shows.
+    expect(model.decoder.prefillChunk).toBeGreaterThan(16384);
+    const chunks: Array<number | undefined> = [];
+    const startPrefill = model.decoder.startPrefill.bind(model.decoder);
+    const spy = jest.spyOn(model.decoder, "startPrefill").mockImplementation((seq, ids, options) => {
+      chunks.push(options?.chunkSize);
+      return startPrefill(seq, ids, options);
+    });
+    try {
+      const asked = rng.int(1, 64);
+      for (const [options, expected] of [
+        [{}, 16384],
+        [{ prefillChunk: asked }, asked],
+      ] as const) {
+        chunks.length = 0;
+        await withServer(async (server) => {
+          await server.client.completions.create({ model: modelName, prompt: randomIds(rng.int(3, 24)), max_tokens: 1, temperature: 0 });
+        }, options);
+        expect(chunks).toEqual([expected]);
+      }
+    } finally {
+      spy.mockRestore();
+    }
+    await poolEmpties();
+  });
+
   test("admission's page count is what a prefill really holds at its peak, full and hybrid", async () => {
     for (let round = 0; round < 12; round++) {
       const ids = randomIds(rng.int(1, 90));
