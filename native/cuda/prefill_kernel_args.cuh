@@ -56,15 +56,14 @@ using KernelArgs = std::conditional_t<kSource == KvSource::Contiguous, PrefillAr
 template <int D, bool kRing, int BN, int NTHREADS, bool kColumnBlocks>
 __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
                                                 int key0, int tid) {
-  constexpr int kChunks = D / 8;
-  constexpr int kStep = NTHREADS / kChunks;
-  constexpr int kPerThread = BN / kStep;
-  static_assert(BN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
-  const int ch = tid % kChunks, r0 = tid / kChunks;
-  const uint32_t dOff = chunkOffset<D, BN, kColumnBlocks>(r0, ch);
+  using Split = TileCopySplit<D, BN, NTHREADS, kColumnBlocks>;
+  constexpr int kStep = Split::kStep;
+  const Split split(tid);
+  const int ch = split.ch, r0 = split.r0;
+  const uint32_t dOff = split.dOff;
   const int64_t col = int64_t(kvh) * D + ch * 8;
 #pragma unroll
-  for (int i = 0; i < kPerThread; i++) {
+  for (int i = 0; i < Split::kPerThread; i++) {
     const int j = key0 + r0 + i * kStep;
     const uint16_t* srcK = a.q;  // any valid address: zero-byte copies read nothing
     const uint16_t* srcV = a.q;
@@ -91,7 +90,7 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
       srcV = a.v + row * a.kvStride + col;
       bytes = 16;
     }
-    const uint32_t dst = dOff + uint32_t(i * kStep) * rowBytes<D, kColumnBlocks>();
+    const uint32_t dst = dOff + uint32_t(i) * Split::kDstStep;
     cpAsync16(dstK + dst, srcK, bytes);
     cpAsync16(dstV + dst, srcV, bytes);
   }
@@ -106,13 +105,13 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
 template <int D, int BN, int NTHREADS, bool kColumnBlocks, int kPageSize>
 __device__ __forceinline__ void loadCachedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
                                                  int key0, int tid) {
-  constexpr int kChunks = D / 8;
-  constexpr int kStep = NTHREADS / kChunks;
-  constexpr int kPerThread = BN / kStep;
-  constexpr uint32_t kDstStep = kStep * rowBytes<D, kColumnBlocks>();
-  static_assert(BN % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
-  const int ch = tid % kChunks, r0 = tid / kChunks;
-  const uint32_t dOff = chunkOffset<D, BN, kColumnBlocks>(r0, ch);
+  using Split = TileCopySplit<D, BN, NTHREADS, kColumnBlocks>;
+  constexpr int kStep = Split::kStep;
+  constexpr int kPerThread = Split::kPerThread;
+  constexpr uint32_t kDstStep = Split::kDstStep;
+  const Split split(tid);
+  const int ch = split.ch, r0 = split.r0;
+  const uint32_t dOff = split.dOff;
   const int64_t col = int64_t(kvh) * D + ch * 8;
   const uint16_t* const kBase = a.kPages + col;
   const uint16_t* const vBase = a.vPages + col;

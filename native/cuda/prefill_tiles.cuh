@@ -115,22 +115,38 @@ constexpr uint32_t rowBytes() {
   return kColumnBlocks ? 128u : uint32_t(D * 2);
 }
 
+// How the copy of a tile of ROWS rows splits over NTHREADS threads: thread tid copies 16-byte
+// chunk ch = tid % (D/8) of rows r0 + i * kStep (r0 = tid / (D/8), i < kPerThread), which land at
+// dOff + i * kDstStep. kStep is a multiple of 8, so the swizzled chunk is the same for all of a
+// thread's rows.
+template <int D, int ROWS, int NTHREADS, bool kColumnBlocks>
+struct TileCopySplit {
+  static constexpr int kChunks = D / 8;
+  static constexpr int kStep = NTHREADS / kChunks;
+  static constexpr int kPerThread = ROWS / kStep;
+  static constexpr uint32_t kDstStep = kStep * rowBytes<D, kColumnBlocks>();
+  static_assert(ROWS % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
+  int ch, r0;
+  uint32_t dOff;
+  __device__ __forceinline__ explicit TileCopySplit(int tid)
+      : ch(tid % kChunks), r0(tid / kChunks), dOff(chunkOffset<D, ROWS, kColumnBlocks>(tid / kChunks, tid % kChunks)) {}
+};
+
 // Copies rows [row0, row0 + ROWS) of one or two token-major tensors (row r at g + r *
 // rowStride; both share the stride) into swizzled tiles; rows outside [0, rowLimit) become
-// zeros. Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i*kStep; kStep is a
-// multiple of 8, so the swizzled chunk is the same for all its rows and the addresses
-// advance by constants: one 64-bit add and one cp.async per chunk. (Recomputing
-// row * stride per chunk was ~15% of the main loop's instructions.)
+// zeros. A thread's addresses advance by constants (TileCopySplit): one 64-bit add and one
+// cp.async per chunk. (Recomputing row * stride per chunk was ~15% of the main loop's
+// instructions.)
 template <int D, int ROWS, bool kTwo, int NTHREADS = kThreads, bool kColumnBlocks = false>
 __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const uint16_t* g0, const uint16_t* g1,
                                           int64_t rowStride, int row0, int rowLimit, int tid) {
-  constexpr int kChunks = D / 8;
-  constexpr int kStep = NTHREADS / kChunks;
-  constexpr int kPerThread = ROWS / kStep;
-  constexpr uint32_t kDstStep = kStep * rowBytes<D, kColumnBlocks>();
-  static_assert(ROWS % kStep == 0 && kStep % 8 == 0, "tile must split evenly over the block");
-  const int ch = tid % kChunks, r0 = tid / kChunks;
-  const uint32_t dOff = chunkOffset<D, ROWS, kColumnBlocks>(r0, ch);
+  using Split = TileCopySplit<D, ROWS, NTHREADS, kColumnBlocks>;
+  constexpr int kStep = Split::kStep;
+  constexpr int kPerThread = Split::kPerThread;
+  constexpr uint32_t kDstStep = Split::kDstStep;
+  const Split split(tid);
+  const int ch = split.ch, r0 = split.r0;
+  const uint32_t dOff = split.dOff;
   const int64_t off = int64_t(row0 + r0) * rowStride + ch * 8;
   const int64_t step = rowStride * kStep;
   const uint16_t* s0 = g0 + off;
