@@ -57,14 +57,11 @@ template <int D, bool kRing, int BN, int NTHREADS, bool kColumnBlocks>
 __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
                                                 int key0, int tid) {
   using Split = TileCopySplit<D, BN, NTHREADS, kColumnBlocks>;
-  constexpr int kStep = Split::kStep;
   const Split split(tid);
-  const int ch = split.ch, r0 = split.r0;
-  const uint32_t dOff = split.dOff;
-  const int64_t col = int64_t(kvh) * D + ch * 8;
+  const int64_t col = int64_t(kvh) * D + split.ch * 8;
 #pragma unroll
   for (int i = 0; i < Split::kPerThread; i++) {
-    const int j = key0 + r0 + i * kStep;
+    const int j = key0 + split.r0 + i * Split::kStep;
     const uint16_t* srcK = a.q;  // any valid address: zero-byte copies read nothing
     const uint16_t* srcV = a.q;
     int bytes = 0;
@@ -90,7 +87,7 @@ __device__ __forceinline__ void loadPagedKvTile(uint32_t dstK, uint32_t dstV, co
       srcV = a.v + row * a.kvStride + col;
       bytes = 16;
     }
-    const uint32_t dst = dOff + uint32_t(i) * Split::kDstStep;
+    const uint32_t dst = split.dOff + uint32_t(i) * Split::kDstStep;
     cpAsync16(dstK + dst, srcK, bytes);
     cpAsync16(dstV + dst, srcV, bytes);
   }
@@ -106,28 +103,23 @@ template <int D, int BN, int NTHREADS, bool kColumnBlocks, int kPageSize>
 __device__ __forceinline__ void loadCachedKvTile(uint32_t dstK, uint32_t dstV, const PagedPrefillArgs& a, int kvh,
                                                  int key0, int tid) {
   using Split = TileCopySplit<D, BN, NTHREADS, kColumnBlocks>;
-  constexpr int kStep = Split::kStep;
-  constexpr int kPerThread = Split::kPerThread;
-  constexpr uint32_t kDstStep = Split::kDstStep;
   const Split split(tid);
-  const int ch = split.ch, r0 = split.r0;
-  const uint32_t dOff = split.dOff;
-  const int64_t col = int64_t(kvh) * D + ch * 8;
+  const int64_t col = int64_t(kvh) * D + split.ch * 8;
   const uint16_t* const kBase = a.kPages + col;
   const uint16_t* const vBase = a.vPages + col;
   if constexpr (kPageSize > 0) {
-    static_assert(kPageSize % kStep == 0 && BN % kPageSize == 0, "a page holds whole steps of a thread's rows");
-    constexpr int kRowsPerPage = kPageSize / kStep;
+    static_assert(kPageSize % Split::kStep == 0 && BN % kPageSize == 0, "a page holds whole steps of a thread's rows");
+    constexpr int kRowsPerPage = kPageSize / Split::kStep;
     const int pageStride = kPageSize * int(a.kvStride);
-    const int64_t rowInPage = int64_t(r0) * a.kvStride;
-    const int64_t stepStride = int64_t(kStep) * a.kvStride;
+    const int64_t rowInPage = int64_t(split.r0) * a.kvStride;
+    const int64_t stepStride = int64_t(Split::kStep) * a.kvStride;
     const int32_t* const pages = a.pageTable + key0 / kPageSize;
 #pragma unroll
     for (int pg = 0; pg < BN / kPageSize; pg++) {
       const int64_t start = int64_t(__ldg(pages + pg)) * pageStride + rowInPage;
 #pragma unroll
       for (int m = 0; m < kRowsPerPage; m++) {
-        const uint32_t dst = dOff + uint32_t(pg * kRowsPerPage + m) * kDstStep;
+        const uint32_t dst = split.dOff + uint32_t(pg * kRowsPerPage + m) * Split::kDstStep;
         cpAsync16(dstK + dst, kBase + start + m * stepStride, 16);
         cpAsync16(dstV + dst, vBase + start + m * stepStride, 16);
       }
@@ -135,12 +127,12 @@ __device__ __forceinline__ void loadCachedKvTile(uint32_t dstK, uint32_t dstV, c
   } else {
     const int slotMask = a.pageSize - 1;
 #pragma unroll
-    for (int i = 0; i < kPerThread; i++) {
-      const int slot = key0 + r0 + i * kStep;
+    for (int i = 0; i < Split::kPerThread; i++) {
+      const int slot = key0 + split.r0 + i * Split::kStep;
       const int page = __ldg(a.pageTable + (slot >> a.pageShift));
       const int64_t row = (int64_t(page) << a.pageShift) + (slot & slotMask);
-      cpAsync16(dstK + dOff + i * kDstStep, kBase + row * a.kvStride, 16);
-      cpAsync16(dstV + dOff + i * kDstStep, vBase + row * a.kvStride, 16);
+      cpAsync16(dstK + split.dOff + i * Split::kDstStep, kBase + row * a.kvStride, 16);
+      cpAsync16(dstV + split.dOff + i * Split::kDstStep, vBase + row * a.kvStride, 16);
     }
   }
 }

@@ -141,35 +141,30 @@ template <int D, int ROWS, bool kTwo, int NTHREADS = kThreads, bool kColumnBlock
 __device__ __forceinline__ void loadTiles(uint32_t dst0, uint32_t dst1, const uint16_t* g0, const uint16_t* g1,
                                           int64_t rowStride, int row0, int rowLimit, int tid) {
   using Split = TileCopySplit<D, ROWS, NTHREADS, kColumnBlocks>;
-  constexpr int kStep = Split::kStep;
-  constexpr int kPerThread = Split::kPerThread;
-  constexpr uint32_t kDstStep = Split::kDstStep;
   const Split split(tid);
-  const int ch = split.ch, r0 = split.r0;
-  const uint32_t dOff = split.dOff;
-  const int64_t off = int64_t(row0 + r0) * rowStride + ch * 8;
-  const int64_t step = rowStride * kStep;
+  const int64_t off = int64_t(row0 + split.r0) * rowStride + split.ch * 8;
+  const int64_t step = rowStride * Split::kStep;
   const uint16_t* s0 = g0 + off;
   const uint16_t* s1 = kTwo ? g1 + off : nullptr;
   if (row0 >= 0 && row0 + ROWS <= rowLimit) {  // interior tile: no per-row checks
 #pragma unroll
-    for (int i = 0; i < kPerThread; i++) {
-      cpAsync16(dst0 + dOff + i * kDstStep, s0, 16);
+    for (int i = 0; i < Split::kPerThread; i++) {
+      cpAsync16(dst0 + split.dOff + i * Split::kDstStep, s0, 16);
       s0 += step;
       if (kTwo) {
-        cpAsync16(dst1 + dOff + i * kDstStep, s1, 16);
+        cpAsync16(dst1 + split.dOff + i * Split::kDstStep, s1, 16);
         s1 += step;
       }
     }
   } else {
 #pragma unroll
-    for (int i = 0; i < kPerThread; i++) {
-      const int gr = row0 + r0 + i * kStep;
+    for (int i = 0; i < Split::kPerThread; i++) {
+      const int gr = row0 + split.r0 + i * Split::kStep;
       const bool ok = gr >= 0 && gr < rowLimit;
-      cpAsync16(dst0 + dOff + i * kDstStep, ok ? s0 : g0, ok ? 16 : 0);
+      cpAsync16(dst0 + split.dOff + i * Split::kDstStep, ok ? s0 : g0, ok ? 16 : 0);
       s0 += step;
       if (kTwo) {
-        cpAsync16(dst1 + dOff + i * kDstStep, ok ? s1 : g1, ok ? 16 : 0);
+        cpAsync16(dst1 + split.dOff + i * Split::kDstStep, ok ? s1 : g1, ok ? 16 : 0);
         s1 += step;
       }
     }
