@@ -252,8 +252,8 @@ __device__ __forceinline__ void softmaxTile(float (&s)[kNT][4], float (&alpha)[2
   for (int hf = 0; hf < 2; hf++) {
     // The running max moves only when a tile's max passes it by more than kMaxSlackLog2, so
     // after the first tiles alpha is 1 for whole warps and O is not rescaled: a probability
-    // may reach 2^kMaxSlackLog2, which f32 sums and bf16/f16 P hold at full precision, and l, O
-    // and the LSE all use the same max.
+    // may reach 2^kMaxSlackLog2, far from what f32 sums and bf16/f16 P can hold, with the same
+    // relative rounding as below 1, and l, O and the LSE all use the same max.
     const float mTile = mx[hf] * a.scaleLog2;
     const float mNew = mTile > mRow[hf] + kMaxSlackLog2 ? mTile : mRow[hf];
     // A row with nothing visible yet keeps max -inf; subtracting 0 instead keeps

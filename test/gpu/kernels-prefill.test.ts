@@ -16,6 +16,8 @@ const gpuKernels: kernels.PrefillKernelChoice[] = hopper ? ["mmaSync", "wgmma"] 
 if (!hopper) process.stderr.write("\n[lighttransfer] wgmma prefill cases SKIPPED: cuda:0 is not compute capability 9.0\n\n");
 const withKernels = <C extends object>(cases: C[]) => cases.flatMap((c) => gpuKernels.map((kernel) => ({ ...c, kernel })));
 
+const ratioSpec = { sink: 4, window: 64, lastQueries: 32 };
+
 describeGpu("CUDA prefill attention equals the CPU kernel", () => {
   const cases = [
     { nq: 1, nk: 1, hq: 8, hkv: 8, d: 64, dtype: "bf16" as Half },
@@ -54,6 +56,42 @@ describeGpu("CUDA prefill attention equals the CPU kernel", () => {
   });
 });
 
+describeGpu("CUDA prefill attention with scores rising along the keys equals the CPU kernel", () => {
+  // Every query's last element is `lift` and every key's last element climbs from 0 to 1 along
+  // the keys, so each row's scores rise by lift * scale (about 60 in log2 units over the keys):
+  // the running max keeps moving, by less and by more than a tile's worth, and the rescaling
+  // of earlier sums and outputs is exercised in every row.
+  const cases = [
+    { nq: 1031, nk: 1031, hq: 8, hkv: 2, d: 128, dtype: "bf16" as Half },
+    { nq: 300, nk: 900, hq: 4, hkv: 1, d: 64, dtype: "f16" as Half },
+  ];
+  test.each(withKernels(cases))("nq=$nq nk=$nk hq=$hq hkv=$hkv d=$d $dtype $kernel", (c) => {
+    const lift = 42 * Math.sqrt(c.d);
+    const onBoth = (data: Float32Array, shape: number[]) => {
+      const cpu = scope.add(Tensor.from(data, shape, { dtype: c.dtype }));
+      return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
+    };
+    const qData = rng.normals(c.nq * c.hq * c.d);
+    for (let row = 0; row < c.nq * c.hq; row++) qData[row * c.d + c.d - 1] = lift;
+    const kData = rng.normals(c.nk * c.hkv * c.d);
+    for (let j = 0; j < c.nk; j++) for (let h = 0; h < c.hkv; h++) kData[(j * c.hkv + h) * c.d + c.d - 1] = j / (c.nk - 1);
+    const q = onBoth(qData, [c.nq, c.hq, c.d]),
+      k = onBoth(kData, [c.nk, c.hkv, c.d]),
+      v = pair([c.nk, c.hkv, c.d], c.dtype);
+    const run = (dev: "cpu" | "gpu") =>
+      kernels.prefillAttention({ q: q[dev], k: k[dev], v: v[dev], returnLse: true, lazyRatio: ratioSpec, kernel: c.kernel });
+    const want = run("cpu"),
+      got = run("gpu");
+    for (const r of [want, got]) [r.out, r.lse, r.lazyRatio].forEach((t) => scope.add(t));
+    const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
+    if (!(err < relTol[c.dtype])) throw new Error(`out relative error ${err} (seed ${rng.seed})`);
+    // The LSE grows to about lift * scale in natural units; 2e-3 of it is what the halves allow.
+    const lseScale = Math.max(...Array.from(want.lse!.toFloat32Array(), Math.abs));
+    expect(maxAbs(got.lse!.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3 * Math.max(1, lseScale));
+    expect(maxAbs(got.lazyRatio!.toFloat32Array(), want.lazyRatio!.toFloat32Array())).toBeLessThan(2e-3);
+  });
+});
+
 describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", () => {
   const ratio = { sink: 4, window: 64, lastQueries: 32 };
   const cases = [
@@ -68,6 +106,9 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     { start: 2048, own: 256, nq: 256, hq: 8, hkv: 2, d: 128, dtype: "bf16" as Half, pageSize: 64 },
     { start: 1500, own: 100, nq: 100, hq: 4, hkv: 2, d: 64, dtype: "f16" as Half, pageSize: 8 },
     { start: 1500, own: 100, nq: 100, hq: 4, hkv: 2, d: 64, dtype: "bf16" as Half, pageSize: 16 },
+    // Pages of several tiles, and pages smaller than a producer's row step at d 128.
+    { start: 1300, own: 200, nq: 200, hq: 8, hkv: 2, d: 128, dtype: "bf16" as Half, pageSize: 256 },
+    { start: 700, own: 90, nq: 90, hq: 4, hkv: 1, d: 128, dtype: "f16" as Half, pageSize: 4 },
   ];
   test.each(withKernels(cases))("start=$start own=$own nq=$nq hq=$hq hkv=$hkv d=$d $dtype pageSize=$pageSize ring=$ring $kernel", (c) => {
     const nk = c.start + c.own,

@@ -16,6 +16,8 @@ const device = "cuda:0";
 if (!Number.isInteger(n) || n < 256 || n % (2 * pageSize) !== 0)
   throw new Error(`N must be a multiple of ${2 * pageSize}, at least 256; got ${nArg}`);
 if (layout !== "contiguous" && layout !== "paged") throw new Error(`layout must be contiguous or paged; got ${layout}`);
+const calls = Number(callsArg);
+if (!Number.isInteger(calls) || calls < 1) throw new Error(`CALLS must be a positive integer; got ${callsArg}`);
 
 // Standard normals (Box-Muller), fresh on every run.
 function rand(shape) {
@@ -51,7 +53,7 @@ if (layout === "contiguous") {
     out = keep(Tensor.empty([half, hq, d], "bf16", device));
   call = () => kernels.prefillAttention({ q, k, v, cached: { kPages, vPages, pageTable, length: half }, out });
 }
-for (let i = 0; i < Number(callsArg); i++) call();
+for (let i = 0; i < calls; i++) call();
 const probe = owned[owned.length - 1].toFloat32Array();
-console.log(`prefill attention N=${n} ${layout}: ${callsArg} calls, out[0] ${probe[0].toFixed(4)}`);
+console.log(`prefill attention N=${n} ${layout}: ${calls} calls, out[0] ${probe[0].toFixed(4)}`);
 for (const t of owned) t.dispose();
