@@ -4,7 +4,7 @@
 import { type DeviceName, devices, getThreads, kernels, Tensor } from "../lib";
 import { CudaGraph } from "../lib/runtime/cuda-graph";
 import { option } from "./args";
-import { deviceFence, medianMs, printTable, randomNormals } from "./timing";
+import { deviceFence, medianMs, printTable, randomNormals, shuffledIndices } from "./timing";
 
 const device = option("device", "cpu") as DeviceName;
 const sections = ["prefill", "decode", "cache", "lazy-ratio", "linear"];
@@ -72,13 +72,9 @@ for (const n of runs("prefill") ? prefixSizes : []) {
     vPages = rand([pages, pageSize, hkv, d]),
     k = rand([n, hkv, d]),
     v = rand([n, hkv, d]);
-  // The prefix in pages of a shuffled order, as a pool handed out over time holds them, and the
-  // same keys and values in slot order in the first half of k and v.
-  const order = Array.from({ length: pages }, (_, i) => i);
-  for (let i = pages - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  // The prefix in pages of a shuffled order, and the same keys and values in slot order in the
+  // first half of k and v.
+  const order = shuffledIndices(pages);
   order.forEach((page, slot) => {
     for (const [contiguous, paged] of [
       [k, kPages],

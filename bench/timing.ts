@@ -23,6 +23,16 @@ export function randomNormals(n: number): Float32Array {
   return a;
 }
 
+/** 0..n-1 in a random order (Fisher-Yates), as a page pool handed out over time holds its pages. */
+export function shuffledIndices(n: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
 export function printTable(rows: Array<Record<string, string | number>>): void {
   const cols = Object.keys(rows[0]);
   const cell = (v: string | number) => (typeof v === "number" ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : v);

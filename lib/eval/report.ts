@@ -49,6 +49,7 @@ export function markdownReport(report: EvalReport): string {
     `${report.layers} layers; accuracy (%) by exact match of the greedy answer over depths ${depths.join(", ")} and seeds ${seeds.join(", ")}; ` +
       "perplexity of the second half of held-out Brown-corpus windows given the first.",
   ];
+  const extraTokens = report.config.extraTokens ?? defaultEvalSettings.extraTokens;
   for (const context of contexts) {
     const contextCells = report.accuracy.filter((c) => c.context === context);
     const scores = (mode: string, score: "accuracy" | "rulerScore") =>
@@ -63,7 +64,6 @@ export function markdownReport(report: EvalReport): string {
       );
     }
     if (contextCells.length) lines.push("", sampleNote(Math.min(...contextCells.map((c) => c.samples))));
-    const extraTokens = report.config.extraTokens ?? defaultEvalSettings.extraTokens;
     const prompts = report.samples.filter((s) => s.context === context).map((s) => s.promptTokens);
     // Every answer takes at least one token, so a context this close to the limit was cut.
     if (report.maxPositions !== undefined && context + extraTokens >= report.maxPositions && prompts.length)

@@ -18,6 +18,12 @@ const withKernels = <C extends object>(cases: C[]) => cases.flatMap((c) => gpuKe
 
 const ratioSpec = { sink: 4, window: 64, lastQueries: 32 };
 
+/** `data` as a CPU tensor of `dtype` and its copy on cuda:0, both freed after the test. */
+function onBoth(data: Float32Array, shape: number[], dtype: Half) {
+  const cpu = scope.add(Tensor.from(data, shape, { dtype }));
+  return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
+}
+
 describeGpu("CUDA prefill attention equals the CPU kernel", () => {
   const cases = [
     { nq: 1, nk: 1, hq: 8, hkv: 8, d: 64, dtype: "bf16" as Half },
@@ -33,7 +39,6 @@ describeGpu("CUDA prefill attention equals the CPU kernel", () => {
     const q = pair([c.nq, c.hq, c.d], c.dtype),
       k = pair([c.nk, c.hkv, c.d], c.dtype),
       v = pair([c.nk, c.hkv, c.d], c.dtype);
-    const spec = { sink: 4, window: 64, lastQueries: 32 };
     const withRatio = c.nq >= Math.min(32, c.nk);
     const run = (dev: "cpu" | "gpu") =>
       kernels.prefillAttention({
@@ -42,7 +47,7 @@ describeGpu("CUDA prefill attention equals the CPU kernel", () => {
         v: v[dev],
         returnLse: true,
         streaming: c.mask,
-        lazyRatio: withRatio ? spec : undefined,
+        lazyRatio: withRatio ? ratioSpec : undefined,
         kernel: c.kernel,
       });
     const want = run("cpu"),
@@ -67,16 +72,12 @@ describeGpu("CUDA prefill attention with scores rising along the keys equals the
   ];
   test.each(withKernels(cases))("nq=$nq nk=$nk hq=$hq hkv=$hkv d=$d $dtype $kernel", (c) => {
     const lift = 42 * Math.sqrt(c.d);
-    const onBoth = (data: Float32Array, shape: number[]) => {
-      const cpu = scope.add(Tensor.from(data, shape, { dtype: c.dtype }));
-      return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
-    };
     const qData = rng.normals(c.nq * c.hq * c.d);
     for (let row = 0; row < c.nq * c.hq; row++) qData[row * c.d + c.d - 1] = lift;
     const kData = rng.normals(c.nk * c.hkv * c.d);
     for (let j = 0; j < c.nk; j++) for (let h = 0; h < c.hkv; h++) kData[(j * c.hkv + h) * c.d + c.d - 1] = j / (c.nk - 1);
-    const q = onBoth(qData, [c.nq, c.hq, c.d]),
-      k = onBoth(kData, [c.nk, c.hkv, c.d]),
+    const q = onBoth(qData, [c.nq, c.hq, c.d], c.dtype),
+      k = onBoth(kData, [c.nk, c.hkv, c.d], c.dtype),
       v = pair([c.nk, c.hkv, c.d], c.dtype);
     const run = (dev: "cpu" | "gpu") =>
       kernels.prefillAttention({ q: q[dev], k: k[dev], v: v[dev], returnLse: true, lazyRatio: ratioSpec, kernel: c.kernel });
@@ -93,7 +94,6 @@ describeGpu("CUDA prefill attention with scores rising along the keys equals the
 });
 
 describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", () => {
-  const ratio = { sink: 4, window: 64, lastQueries: 32 };
   const cases = [
     { start: 1000, own: 300, nq: 300, hq: 8, hkv: 2, d: 128, dtype: "bf16" as Half, pageSize: 16 },
     { start: 77, own: 200, nq: 200, hq: 4, hkv: 1, d: 64, dtype: "f16" as Half, pageSize: 7 },
@@ -118,18 +118,14 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
     const keys = rng.normals(nk * rowSize),
       values = rng.normals(nk * rowSize);
     // Unused slots hold NaN: reading one poisons the output.
-    const onBoth = (data: Float32Array, shape: number[]) => {
-      const cpu = scope.add(Tensor.from(data, shape, { dtype: c.dtype }));
-      return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
-    };
     const poolShape = [numPages, c.pageSize, c.hkv, c.d];
-    const kPages = onBoth(writeThroughPages(keys, c.start, rowSize, table, numPages, layout), poolShape);
-    const vPages = onBoth(writeThroughPages(values, c.start, rowSize, table, numPages, layout), poolShape);
-    const ownRows = (rows: Float32Array) => (c.own > 0 ? onBoth(rows.slice(c.start * rowSize), [c.own, c.hkv, c.d]) : undefined);
+    const kPages = onBoth(writeThroughPages(keys, c.start, rowSize, table, numPages, layout), poolShape, c.dtype);
+    const vPages = onBoth(writeThroughPages(values, c.start, rowSize, table, numPages, layout), poolShape, c.dtype);
+    const ownRows = (rows: Float32Array) => (c.own > 0 ? onBoth(rows.slice(c.start * rowSize), [c.own, c.hkv, c.d], c.dtype) : undefined);
     const k = ownRows(keys),
       v = ownRows(values);
-    const kAll = onBoth(keys, [nk, c.hkv, c.d]),
-      vAll = onBoth(values, [nk, c.hkv, c.d]);
+    const kAll = onBoth(keys, [nk, c.hkv, c.d], c.dtype),
+      vAll = onBoth(values, [nk, c.hkv, c.d], c.dtype);
     const q = pair([c.nq, c.hq, c.d], c.dtype);
     const pageTable = { cpu: scope.ints(table), gpu: scope.ints(table, [table.length], "cuda:0") };
     const run = (dev: "cpu" | "gpu") =>
@@ -139,7 +135,7 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
         v: v?.[dev],
         streaming: c.ring,
         returnLse: true,
-        lazyRatio: ratio,
+        lazyRatio: ratioSpec,
         cached: { kPages: kPages[dev], vPages: vPages[dev], pageTable: pageTable[dev], length: c.start, ring: c.ring },
         kernel: c.kernel,
       });
@@ -151,7 +147,7 @@ describeGpu("CUDA prefill attention over a paged prefix equals the CPU kernel", 
       v: vAll.gpu,
       streaming: c.ring,
       returnLse: true,
-      lazyRatio: ratio,
+      lazyRatio: ratioSpec,
       kernel: c.kernel,
     });
     for (const r of [want, got, contiguous]) [r.out, r.lse, r.lazyRatio].forEach((t) => scope.add(t));

@@ -3,8 +3,9 @@
 // profiles the last call). With `paged`, the second half of the queries attends over the first
 // half read through a shuffled page table, as a later prefill chunk does.
 //   node tools/gpu/prefill_attention_once.js N [contiguous|paged] [CALLS]
-// Run from the repository root after `npm run build` (it loads dist/lib).
+// Run from the repository root after `npm run build` (it loads dist/lib and dist/bench).
 const { kernels, Tensor } = require("../../dist/lib");
+const { randomNormals, shuffledIndices } = require("../../dist/bench/timing");
 
 const [nArg = "8192", layout = "contiguous", callsArg = "2"] = process.argv.slice(2);
 const n = Number(nArg);
@@ -19,16 +20,14 @@ if (layout !== "contiguous" && layout !== "paged") throw new Error(`layout must 
 const calls = Number(callsArg);
 if (!Number.isInteger(calls) || calls < 1) throw new Error(`CALLS must be a positive integer; got ${callsArg}`);
 
-// Standard normals (Box-Muller), fresh on every run.
-function rand(shape) {
-  const count = shape.reduce((a, b) => a * b, 1);
-  const values = new Float32Array(count);
-  for (let i = 0; i < count; i++) values[i] = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
-  return Tensor.from(values, shape, { dtype: "bf16", device });
-}
+// Fresh normals on every run.
+const rand = (shape) => Tensor.from(randomNormals(shape.reduce((a, b) => a * b, 1)), shape, { dtype: "bf16", device });
 
 const owned = [];
-const keep = (t) => (owned.push(t), t);
+const keep = (t) => {
+  owned.push(t);
+  return t;
+};
 let call;
 if (layout === "contiguous") {
   const q = keep(rand([n, hq, d])),
@@ -39,11 +38,7 @@ if (layout === "contiguous") {
 } else {
   const half = n / 2,
     pages = half / pageSize;
-  const order = Array.from({ length: pages }, (_, i) => i);
-  for (let i = pages - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = shuffledIndices(pages);
   const q = keep(rand([half, hq, d])),
     k = keep(rand([half, hkv, d])),
     v = keep(rand([half, hkv, d])),
