@@ -344,7 +344,7 @@ export async function runCase(c: CheckpointCase): Promise<void> {
       compareTokens =
         c.text === undefined &&
         (inertConfigKeys.has(c.field) ||
-          (!c.remove && JSON.stringify(c.value) === JSON.stringify((tinyConfig() as Record<string, unknown>)[c.field])));
+          (!c.remove && jsonText(c.value) === jsonText((tinyConfig() as Record<string, unknown>)[c.field])));
     } else {
       writeBaseModel(dir, 1);
       const file = path.join(dir, c.file);
