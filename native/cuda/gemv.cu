@@ -7,22 +7,26 @@
 // the memory bandwidth unused (bench/README.md, the batch-1 decode breakdown). gemm.cu decides
 // when this runs.
 //
-// gemvKernel<T, M, kInput, kAccumulate>: grid ceil(n / 16), block 256 (8 warps); warp w of block
-//   b owns output rows r0 = 16b + 2w and r0 + 1 (a lone last row re-reads r0 and discards that
-//   sum). With RMSNorm, the block first sums the squares of its M input rows (every block does,
-//   from L2) and keeps 1/rms per row in shared memory. Lane l then reads the 16-byte chunks
-//   (8 elements) l, l + 32, l + 64, ... of both w rows, four chunks per row in flight before it
-//   multiplies, with the streaming cache hint since each weight is read once per step; the
-//   matching chunks of the M input rows (and of the norm) come through the
-//   read-only cache, where every warp finds them, are transformed and rounded to T as a separate
-//   op would have stored them. Each lane keeps M × 2 f32 sums; the warp adds them by shuffles (a
-//   fixed order: the same inputs give the same bits) and lane 0 writes y = (y +) sum + bias.
+// gemvKernel<T, M, kInput, kAccumulate>: grid ceil(n / 4), block 256 (8 warps); block b owns output
+//   rows 4b .. 4b + 3 (past n, the last row is re-read and its sums discarded) and its 256 threads
+//   split k: thread t takes the 16-byte chunks (8 elements) t, t + 256, t + 512, ... of all four
+//   rows, two chunks per row in flight per step, so every thread has 8 loads outstanding and a
+//   product of 4096 rows runs as 1024 blocks: enough loads in flight to keep the memory busy
+//   even for the products with few rows (o, down, q|k|v), which read well below the copy
+//   bandwidth when a warp walked k for its two rows alone (bench/README.md). Weights come with the streaming cache
+//   hint, each being read once per step; the matching chunks of the M input rows (and of the
+//   norm) come through the read-only cache, are transformed and rounded to T as a separate op
+//   would have stored them. With RMSNorm, the block first sums the squares of its M input rows
+//   (every block does, from L2) while its first weights are on their way. Each thread keeps
+//   M × 4 f32 sums; they are added by shuffles within a warp and then over the 8 warps in warp
+//   order through shared memory (a fixed order: the same inputs give the same bits), and
+//   y = (y +) sum + bias is written.
 //   Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y apart from x.
-//   On sm_90 the kernel is a programmatic dependent of the one before it: each warp asks L2 for
+//   On sm_90 the kernel is a programmatic dependent of the one before it: each thread asks L2 for
 //   its first weights before it waits for that kernel, and lets the next one launch once its
 //   last weights have arrived, so consecutive projections overlap their edges. Chunks past the
-//   end of a row are zero weights times zero inputs, so an iteration's loads have no branch
-//   between them.
+//   end of a row are zero weights times zero inputs, so a step's loads have no branch between
+//   them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -38,8 +42,9 @@
 namespace lt::cuda {
 namespace {
 
-constexpr int kRowsPerWarp = 2, kWarps = 8, kThreads = kWarps * 32, kRowsPerBlock = kRowsPerWarp * kWarps;
-constexpr int kChunksInFlight = 4;
+constexpr int kWarps = 8, kThreads = kWarps * 32;
+constexpr int kRowsPerBlock = 4;
+constexpr int kChunksInFlight = 2;  // per row and thread: 8 loads of 16 bytes outstanding
 
 template <typename T>
 __device__ __forceinline__ float2 unpackPair(uint32_t bits);
@@ -102,38 +107,46 @@ template <typename T, int M, LinearInput kInput, bool kAccumulate>
 __global__ void __launch_bounds__(kThreads)
     gemvKernel(const T* __restrict__ xElements, const T* __restrict__ w, const T* __restrict__ bias,
                const T* __restrict__ normElements, T* __restrict__ y, int n, int k, float eps) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int R = kRowsPerBlock, U = kChunksInFlight, kStep = kThreads * U;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int chunks = k / 8;
   const uint4* x = reinterpret_cast<const uint4*>(xElements);
   const uint4* norm = reinterpret_cast<const uint4*>(normElements);
-  const int r0 = blockIdx.x * kRowsPerBlock + warp * kRowsPerWarp;
-  const bool active = r0 < n;  // the same in every lane of a warp
-  const int rows = active ? min(kRowsPerWarp, n - r0) : 0;
-  const uint4* wRow[kRowsPerWarp];
+  const int r0 = blockIdx.x * R;
+  const int rows = min(R, n - r0);
+  const uint4* wRow[R];
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; r++)
-    wRow[r] = reinterpret_cast<const uint4*>(w + size_t(active ? r0 + min(r, rows - 1) : 0) * k);
+  for (int r = 0; r < R; r++) wRow[r] = reinterpret_cast<const uint4*>(w + size_t(r0 + min(r, rows - 1)) * k);
 
-  // The first weights go to L2 while the kernel ahead of this one (which wrote x, or reads y)
-  // finishes. Only a hint: the loads below come after the wait, so a weight that kernel wrote is
-  // never read stale (L2 is where device writes land).
-  if (active) {
+    // The first weights go to L2 while the kernel ahead of this one (which wrote x, or reads y)
+    // finishes. Only a hint: the loads below come after the wait, so a weight that kernel wrote is
+    // never read stale (L2 is where device writes land).
 #pragma unroll
-    for (int u = 0; u < kChunksInFlight; u++)
+  for (int u = 0; u < U; u++)
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; r++)
-        if (lane + 32 * u < chunks) prefetchToL2(wRow[r] + lane + 32 * u);
-  }
+    for (int r = 0; r < R; r++)
+      if (tid + kThreads * u < chunks) prefetchToL2(wRow[r] + tid + kThreads * u);
   waitForPrerequisiteGrids();
 
+  uint4 wv[U][R];
+  auto loadStep = [&](int first) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int c = first + kThreads * u;
+#pragma unroll
+      for (int r = 0; r < R; r++) wv[u][r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  loadStep(tid);
+
   __shared__ float invRms[M];
+  __shared__ float partial[kWarps][M][R];
   if constexpr (kInput == LinearInput::RmsNorm) {
-    // Before any warp leaves: every thread of the block takes part in the sums.
-    __shared__ float partial[kWarps][M];
+    // While the first weights are on their way; every thread takes part in the sums.
     float squares[M];
 #pragma unroll
     for (int m = 0; m < M; m++) squares[m] = 0.f;
-    for (int c = threadIdx.x; c < chunks; c += kThreads) {
+    for (int c = tid; c < chunks; c += kThreads) {
 #pragma unroll
       for (int m = 0; m < M; m++) {
         float f[8];
@@ -146,67 +159,63 @@ __global__ void __launch_bounds__(kThreads)
     for (int m = 0; m < M; m++) {
 #pragma unroll
       for (int offset = 16; offset > 0; offset >>= 1) squares[m] += __shfl_xor_sync(0xffffffffu, squares[m], offset);
-      if (lane == 0) partial[warp][m] = squares[m];
+      if (lane == 0) partial[warp][m][0] = squares[m];
     }
     __syncthreads();
-    if (threadIdx.x < M) {
+    if (tid < M) {
       float sum = 0.f;
 #pragma unroll
-      for (int i = 0; i < kWarps; i++) sum += partial[i][threadIdx.x];
-      invRms[threadIdx.x] = rsqrtf(sum / float(k) + eps);
+      for (int i = 0; i < kWarps; i++) sum += partial[i][tid][0];
+      invRms[tid] = rsqrtf(sum / float(k) + eps);
     }
-    __syncthreads();
+    __syncthreads();  // also: partial is free again for the sums below
   }
-  if (!active) return;
 
-  float acc[M][kRowsPerWarp];
+  float acc[M][R];
 #pragma unroll
   for (int m = 0; m < M; m++)
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = 0.f;
+    for (int r = 0; r < R; r++) acc[m][r] = 0.f;
 
-  for (int first = lane; first < chunks; first += 32 * kChunksInFlight) {
-    uint4 wv[kChunksInFlight][kRowsPerWarp];
+  for (int first = tid;;) {
+    // Chunks past the row multiply zero weights by zero inputs, so every load of a step can be
+    // in flight at once (no branch between them).
 #pragma unroll
-    for (int u = 0; u < kChunksInFlight; u++) {
-      const int c = first + 32 * u;
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; r++) wv[u][r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
-    }
-    // Chunks past the row multiply zero weights by zero inputs, so every load of an iteration
-    // can be in flight at once (no branch between them).
-#pragma unroll
-    for (int u = 0; u < kChunksInFlight; u++) {
-      const int c = first + 32 * u;
+    for (int u = 0; u < U; u++) {
+      const int c = first + kThreads * u;
 #pragma unroll
       for (int m = 0; m < M; m++) {
         float xf[8];
         inputChunk<T, kInput>(x, norm, m, c, c < chunks, chunks, kInput == LinearInput::RmsNorm ? invRms[m] : 1.f, xf);
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; r++) acc[m][r] = dot8<T>(xf, wv[u][r], acc[m][r]);
+        for (int r = 0; r < R; r++) acc[m][r] = dot8<T>(xf, wv[u][r], acc[m][r]);
       }
     }
+    first += kStep;
+    if (first >= chunks) break;
+    loadStep(first);
   }
-  // Every weight this warp needs has arrived: the next projection may start streaming its own.
+  // Every weight this thread needs has arrived: the next projection may start streaming its own.
   allowDependentGrids();
 
 #pragma unroll
   for (int m = 0; m < M; m++)
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; r++)
+    for (int r = 0; r < R; r++) {
 #pragma unroll
       for (int offset = 16; offset > 0; offset >>= 1) acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], offset);
-
-  if (lane == 0) {
+      if (lane == 0) partial[warp][m][r] = acc[m][r];
+    }
+  __syncthreads();
+  if (tid < M * R) {
+    const int m = tid / R, r = tid % R;
+    if (r < rows) {
+      float sum = 0.f;
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; r++) {
-      if (r >= rows) break;
+      for (int i = 0; i < kWarps; i++) sum += partial[i][m][r];
       const float b = bias != nullptr ? toF(bias[r0 + r]) : 0.f;
-#pragma unroll
-      for (int m = 0; m < M; m++) {
-        T& out = y[size_t(m) * n + r0 + r];
-        out = fromF<T>(kAccumulate ? toF(out) + (acc[m][r] + b) : acc[m][r] + b);
-      }
+      T& out = y[size_t(m) * n + r0 + r];
+      out = fromF<T>(kAccumulate ? toF(out) + (sum + b) : sum + b);
     }
   }
 }
@@ -222,9 +231,9 @@ void launchRows(const LinearParams& p, cudaStream_t stream) {
 }
 
 // The most rows the GEMV takes with its input as given or normed inside it
-// (smallBatchLinearFusesInput); only those kernels are built. Every warp redoes the norm for its
-// two weight rows, so the norm's arithmetic grows with the rows while the weight bytes do not;
-// it hides under the weight reads up to two rows.
+// (smallBatchLinearFusesInput); only those kernels are built. Every block redoes the norm of the
+// input rows, so the norm's arithmetic grows with the rows while the weight bytes do not; it hid
+// under the weight reads up to two rows (measured with two weight rows per warp).
 template <LinearInput kInput>
 constexpr int kFusedRows = kInput == LinearInput::Plain ? kSmallBatchLinearMaxRows : 2;
 
@@ -277,9 +286,9 @@ bool smallBatchLinearFusesInput(const LinearParams& p) {
     case LinearInput::RmsNorm:
       return p.m <= kFusedRows<LinearInput::RmsNorm>;
     case LinearInput::SwiGlu:
-      // An exponential and a reciprocal per element, redone by every warp: fused into the down
-      // projection it read at a third of the plain product's bandwidth (bench/README.md), so
-      // SwiGLU always runs as its own kernel first.
+      // An exponential and a reciprocal per element, redone by every block (every warp, as
+      // measured): fused into the down projection it read at a third of the plain product's bandwidth
+      // (bench/README.md), so SwiGLU always runs as its own kernel first.
       return false;
   }
   return false;
