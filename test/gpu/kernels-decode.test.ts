@@ -2,7 +2,7 @@
 // checked against float64 in test/*.test.ts).
 // Runs where CUDA is available: `npm run test:gpu`. Elsewhere every test here is skipped and
 // the reason is printed.
-import { kernels } from "../../lib";
+import { kernels, Tensor } from "../../lib";
 import { cudaKernelKit, type Half, maxAbs, relTol } from "../helpers/cuda-kernels";
 import { describeWithCuda, relError } from "../helpers/gpu";
 
@@ -42,6 +42,78 @@ describeGpu("CUDA decode attention equals the CPU kernel", () => {
     const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
     if (!(err < relTol[c.dtype])) throw new Error(`out relative error ${err} (seed ${rng.seed})`);
     expect(maxAbs(got.lse!.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
+  });
+});
+
+describeGpu("CUDA decode steps chained on the device equal the CPU's", () => {
+  // Each step's ropeAppendKv writes q and the new token's K/V row, and the decode attention right
+  // behind it reads them; on sm_90 both are programmatic dependents (the attention prefetches
+  // its first K/V rows before it waits), so this checks that nothing is read before it is written.
+  test("batch 2, 6 steps, bf16 hq=32 hkv=8 d=128", () => {
+    const hq = 32,
+      hkv = 8,
+      d = 128,
+      pageSize = 16,
+      steps = 6,
+      dtype: Half = "bf16";
+    const cached = [rng.int(100, 400), rng.int(1000, 3000)];
+    const pagesPer = cached.map((n) => Math.ceil((n + steps) / pageSize));
+    const maxPages = Math.max(...pagesPer);
+    const numPages = pagesPer.reduce((a, b) => a + b, 0) + 1;
+    const ids = rng.shuffle(Array.from({ length: numPages }, (_, i) => i));
+    const tables = pagesPer.map((n) => ids.splice(0, n));
+    const pageTable = scope.ints(
+      tables.flatMap((t) => [...t, ...Array(maxPages - t.length).fill(0)]),
+      [cached.length, maxPages],
+    );
+    const pageTableGpu = scope.add(pageTable.to("cuda:0"));
+    const kPages = pair([numPages, pageSize, hkv, d], dtype),
+      vPages = pair([numPages, pageSize, hkv, d], dtype);
+    const invFreq = scope.add(
+      Tensor.from(
+        Float32Array.from({ length: d / 2 }, (_, i) => 500000 ** ((-2 * i) / d)),
+        [d / 2],
+      ),
+    );
+    const invFreqGpu = scope.add(invFreq.to("cuda:0"));
+    for (let step = 0; step < steps; step++) {
+      const lens = cached.map((n) => n + step);
+      const positions = scope.ints(lens),
+        seqLens = scope.ints(lens.map((n) => n + 1));
+      const slots = scope.ints(lens.map((n, b) => tables[b][Math.floor(n / pageSize)] * pageSize + (n % pageSize)));
+      const qkv = pair([cached.length, (hq + 2 * hkv) * d], dtype);
+      const qCpu = scope.add(kernels.ropeAppendKv({ qkv: qkv.cpu, positions, invFreq, kPages: kPages.cpu, vPages: vPages.cpu, slots }));
+      const qGpu = scope.add(
+        kernels.ropeAppendKv({
+          qkv: qkv.gpu,
+          positions: scope.add(positions.to("cuda:0")),
+          invFreq: invFreqGpu,
+          kPages: kPages.gpu,
+          vPages: vPages.gpu,
+          slots: scope.add(slots.to("cuda:0")),
+        }),
+      );
+      const want = kernels.decodeAttention({
+        q: qCpu,
+        kPages: kPages.cpu,
+        vPages: vPages.cpu,
+        pageTable,
+        seqLens,
+        returnLse: true,
+      });
+      const got = kernels.decodeAttention({
+        q: qGpu,
+        kPages: kPages.gpu,
+        vPages: vPages.gpu,
+        pageTable: pageTableGpu,
+        seqLens: scope.add(seqLens.to("cuda:0")),
+        returnLse: true,
+      });
+      for (const r of [want, got]) [r.out, r.lse].forEach((t) => scope.add(t));
+      const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
+      if (!(err < relTol[dtype])) throw new Error(`step ${step}: out relative error ${err} (seed ${rng.seed})`);
+      expect(maxAbs(got.lse!.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
+    }
   });
 });
 
