@@ -42,9 +42,17 @@
 namespace lt::cuda {
 namespace {
 
+// LT_GEMV_ROWS and LT_GEMV_INFLIGHT let tools/gpu/gemv_variants.py time other shapes of the
+// kernel (an experiment's knob: the defaults are what the library builds).
+#ifndef LT_GEMV_ROWS
+#define LT_GEMV_ROWS 4
+#endif
+#ifndef LT_GEMV_INFLIGHT
+#define LT_GEMV_INFLIGHT 2
+#endif
 constexpr int kWarps = 8, kThreads = kWarps * 32;
-constexpr int kRowsPerBlock = 4;
-constexpr int kChunksInFlight = 2;  // per row and thread: 8 loads of 16 bytes outstanding
+constexpr int kRowsPerBlock = LT_GEMV_ROWS;
+constexpr int kChunksInFlight = LT_GEMV_INFLIGHT;  // per row and thread: 8 loads of 16 bytes outstanding
 
 template <typename T>
 __device__ __forceinline__ float2 unpackPair(uint32_t bits);
