@@ -19,7 +19,8 @@
 //   tiles, so the HBM reads of a short decode start during the previous kernel's tail.
 // combineKernel<T, D>: grid ceil(batch * hq / 4), block 128, one warp per (sequence, query
 //   head): merges the partials of the splits that had work and writes out and lse. On sm_90 it
-//   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel.
+//   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel, and lets
+//   the kernel after it launch at once.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -461,6 +462,9 @@ __global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int bat
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * 4 + (threadIdx.x >> 5);  // b * hq + head
   if (row >= batch * a.hq) return;
+  // The kernel after this one (the o projection, which asks L2 for its weights before it waits)
+  // may launch now.
+  allowDependentGrids();
   const int b = row / a.hq;
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
   const int chunk = splitChunk(len, a.numSplits);
