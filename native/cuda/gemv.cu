@@ -42,17 +42,22 @@
 namespace lt::cuda {
 namespace {
 
-// LT_GEMV_ROWS and LT_GEMV_INFLIGHT let tools/gpu/gemv_variants.py time other shapes of the
-// kernel (an experiment's knob: the defaults are what the library builds).
+// LT_GEMV_ROWS, LT_GEMV_INFLIGHT and LT_GEMV_MIN_BLOCKS (resident blocks per SM asked of the
+// register allocator) let tools/gpu/gemv_variants.py time other shapes of the kernel (an
+// experiment's knobs: the defaults are what the library builds).
 #ifndef LT_GEMV_ROWS
 #define LT_GEMV_ROWS 4
 #endif
 #ifndef LT_GEMV_INFLIGHT
 #define LT_GEMV_INFLIGHT 2
 #endif
+#ifndef LT_GEMV_MIN_BLOCKS
+#define LT_GEMV_MIN_BLOCKS 1
+#endif
 constexpr int kWarps = 8, kThreads = kWarps * 32;
 constexpr int kRowsPerBlock = LT_GEMV_ROWS;
 constexpr int kChunksInFlight = LT_GEMV_INFLIGHT;  // per row and thread: 8 loads of 16 bytes outstanding
+static_assert(kRowsPerBlock * kSmallBatchLinearMaxRows <= kThreads, "the final sums take one thread per (row, output)");
 
 template <typename T>
 __device__ __forceinline__ float2 unpackPair(uint32_t bits);
@@ -112,7 +117,7 @@ __device__ __forceinline__ float dot8(const float (&x)[8], const uint4& w, float
 }
 
 template <typename T, int M, LinearInput kInput, bool kAccumulate>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, LT_GEMV_MIN_BLOCKS)
     gemvKernel(const T* __restrict__ xElements, const T* __restrict__ w, const T* __restrict__ bias,
                const T* __restrict__ normElements, T* __restrict__ y, int n, int k, float eps) {
   constexpr int R = kRowsPerBlock, U = kChunksInFlight, kStep = kThreads * U;
