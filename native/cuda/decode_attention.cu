@@ -77,7 +77,7 @@ __host__ __device__ inline int splitChunk(int len, int numSplits) {
 
 __device__ __forceinline__ int clampedLen(const int32_t* seqLens, int b, int maxPagesPerSeq, int pageSize) {
   const long long cap = (long long)maxPagesPerSeq * pageSize;
-  const long long len = seqLens[b];
+  const long long len = __ldcg(seqLens + b);
   return int(len < 0 ? 0 : (len > cap ? cap : len));
 }
 
@@ -167,9 +167,7 @@ template <int D>
 __device__ __forceinline__ void prefetchFirstTiles(const DecodeArgs& a, int b, int kvh, int split) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr uint32_t kRowBytes = D * 2;  // f16 or bf16
-  const long long cap = (long long)a.maxPagesPerSeq * a.pageSize;
-  const long long seen = __ldcg(a.seqLens + b);
-  const int len = int(seen < 0 ? 0 : (seen > cap ? cap : seen));
+  const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
   const int chunk = splitChunk(len, a.numSplits);
   const int start = split * chunk;
   const int end = min(len, start + min(chunk, kStages * kTile));
@@ -215,7 +213,9 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
   // ---- query fragments (A operand), rows = query heads of this CTA, zero past the group ----
-  // Loaded before the length is known so the two loads overlap.
+  // Loaded before the length is known so the two loads overlap. q (written by the kernel ahead,
+  // which this grid may have overlapped), the page table and seqLens are read past L1
+  // (ld.global.cg), so no line cached before the wait can be stale.
   const int headBase = kvh * a.group + qc * kRowsPerCta;
   const int rowsHere = min(kRowsPerCta, a.group - qc * kRowsPerCta);
   uint32_t qa[D / 16][4];
@@ -226,10 +226,10 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint32_t* p0 = reinterpret_cast<const uint32_t*>(q0 + kk * 16);
       const uint32_t* p1 = reinterpret_cast<const uint32_t*>(q0 + 8 * D + kk * 16);
-      qa[kk][0] = ok0 ? __ldg(p0) : 0u;
-      qa[kk][2] = ok0 ? __ldg(p0 + 4) : 0u;
-      qa[kk][1] = ok1 ? __ldg(p1) : 0u;
-      qa[kk][3] = ok1 ? __ldg(p1 + 4) : 0u;
+      qa[kk][0] = ok0 ? __ldcg(p0) : 0u;
+      qa[kk][2] = ok0 ? __ldcg(p0 + 4) : 0u;
+      qa[kk][1] = ok1 ? __ldcg(p1) : 0u;
+      qa[kk][3] = ok1 ? __ldcg(p1 + 4) : 0u;
     }
   }
 
@@ -253,7 +253,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     for (int i = 0; i < kPasses; ++i) {
       const int tok = start + tile * kTile + lr + i * kRowsPerPass;
       const int pi = a.pageShift >= 0 ? (tok >> a.pageShift) : tok / a.pageSize;
-      pages[i] = tok < end ? __ldg(table + pi) : 0;
+      pages[i] = tok < end ? __ldcg(table + pi) : 0;
     }
   };
   auto issue = [&](const int pages[kPasses], int tile, int stage) {
