@@ -4,7 +4,7 @@ set -uo pipefail
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee $OUT/card.txt
 t0=$(date +%s)
 args=()
-for v in old r4u2 r4u1 r4u4 r8u1 r8u2 r2u2 r16u1; do
+for v in old r4u2 r4u1 r4u4 r8u1 r8u2 r2u2 r16u1 r4u2b3 r4u1b4; do
   xz -dc .device/gv/lib_$v.so.xz > /tmp/lib_$v.so; args+=(--lib "$v=/tmp/lib_$v.so")
 done
 PYTHONUNBUFFERED=1 timeout 200 python3 tools/gpu/gemv_variants.py "${args[@]}" --rows 1,2 --rounds 3 > $OUT/gemv-variants.txt 2>&1
