@@ -21,7 +21,8 @@ import torch
 from harness import copy_bandwidth, graph_time
 from model_ops_check import DEV, Lib, set_gemm
 
-SHAPES = [("q|k|v", 6144, 4096), ("o", 4096, 4096), ("gate|up", 28672, 4096), ("down", 4096, 14336)]
+SHAPES = [("q|k|v", 6144, 4096), ("o", 4096, 4096), ("gate|up", 28672, 4096), ("down", 4096, 14336),
+          ("lm head", 128256, 4096)]
 # Odd shapes for the check only: a last block with fewer rows, k with most threads idle.
 CHECK_ONLY = [("odd", 301, 1000), ("k=8", 7, 8), ("k=2056", 1029, 2056)]
 
