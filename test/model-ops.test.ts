@@ -403,6 +403,10 @@ describe("topCandidates", () => {
       /topCandidates: k must be in \[1, 10\], got 11/,
     );
     expect(() => kernels.topCandidates({ logits, temperature, k: 4, capacity: 3 })).toThrow(/capacity must be an integer >= k/);
+    for (const k of [7n, 2.5, 0, "3", Number.NaN])
+      expect(() => kernels.topCandidates({ logits, temperature, k: k as number })).toThrow(
+        /topCandidates: k must be an integer >= 1, got /,
+      );
     expect(() => kernels.topCandidates({ logits, temperature: scope.add(Tensor.from(Float32Array.of(1), [1])), k: 2 })).toThrow(
       /temperature must have shape \[2\], got \[1\]/,
     );

@@ -76,6 +76,40 @@ describe("samplingCandidates equals the full-sort definition", () => {
   });
 });
 
+describe("samplingCandidates with +Infinity scores (a repetition penalty near 0 divides logits into overflow)", () => {
+  // The softmax's limit: the +Infinity tokens share all the probability equally, in id order.
+  test.each([
+    [0, 1, 5],
+    [3, 1, 3],
+    [0, 0.5, 3],
+    [0, 0.01, 1],
+    [2, 0.5, 1],
+  ])("topK %i, topP %f: the first %i of the infinite tokens, equal weights", (topK, topP, count) => {
+    const scores = logitsOf("uniform", 500);
+    const infinite = rng
+      .shuffle(Array.from(scores.keys()))
+      .slice(0, 5)
+      .sort((a, b) => a - b);
+    for (const i of infinite) scores[i] = Infinity;
+    scores[rng.int(0, 499)] = Number.NaN;
+    const got = samplingCandidates(scores, { temperature: rng.next() + 0.1, topK, topP });
+    expect(Array.from(got.ids)).toEqual(infinite.filter((i) => !Number.isNaN(scores[i])).slice(0, count));
+    expect(Array.from(got.weights)).toEqual(Array(got.ids.length).fill(1));
+    expect(got.total).toBe(got.ids.length);
+  });
+
+  test("a repetition penalty of 5e-324 sends the seen tokens with positive logits to +Infinity: the sampler draws one of them", () => {
+    const logits = logitsOf("peaked", 300);
+    logits[17] = 1 + rng.next();
+    logits[210] = 0.5;
+    logits[99] = -1;
+    for (let seed = 0; seed < 50; seed++) {
+      const sampler = new Sampler({ temperature: 1, topP: 0.9, repetitionPenalty: 5e-324, seed });
+      expect([17, 210]).toContain(sampler.next(logits, [99, 210, 17]));
+    }
+  });
+});
+
 describe("Sampler", () => {
   test("greedy picks the argmax (NaN first, then the lowest index of the maximum)", () => {
     const scores = logitsOf("ties", 500);

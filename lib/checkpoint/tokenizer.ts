@@ -19,6 +19,38 @@ function tokenText(value: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Why a chat template does not parse. @huggingface/jinja's parser reads past its last token (a
+ * TypeError, "Cannot read properties of undefined") when the template ends with a tag, an
+ * expression or a block still open; its other errors say what they found.
+ */
+function templateProblem(err: unknown): string {
+  if (err instanceof TypeError) return "it ends with a tag, an expression or a block ({% if %}, {% for %}) still open";
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Why rendering a chat template failed: what the template raised (raise_exception("Conversation
+ * roles must alternate..."), say), or, for the engine's TypeError, that the template used
+ * something these messages lack.
+ */
+function renderProblem(err: unknown): string {
+  if (err instanceof TypeError) return "it used a value these messages do not have";
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** tokenizer.json's added tokens as @huggingface/tokenizers reads them: each a string content and an id. */
+function checkAddedTokens(json: Record<string, unknown>): void {
+  const added = json.added_tokens;
+  if (added === undefined || added === null) return;
+  if (!Array.isArray(added)) throw new TypeError(`added_tokens must be a list, got ${typeof added}`);
+  added.forEach((token, i) => {
+    const t = token as { content?: unknown; id?: unknown } | null;
+    if (typeof t !== "object" || t === null || typeof t.content !== "string" || !Number.isSafeInteger(t.id) || (t.id as number) < 0)
+      throw new TypeError(`added_tokens[${i}] must be an object with a string "content" and an integer "id" >= 0`);
+  });
+}
+
 function readJson(file: string, what: string): Record<string, unknown> {
   let json: unknown;
   try {
@@ -54,11 +86,13 @@ export class Tokenizer {
   readonly bosToken?: string;
   readonly eosToken?: string;
   private readonly hf: HfTokenizer;
-  private readonly template?: Template;
+  /** The parsed chat template, or why tokenizer_config.json's does not parse (text prompts still work). */
+  private readonly template?: Template | { problem: string };
   /** Whether tokens are spelled in byte-level BPE's printable stand-ins for bytes (GPT-2, Llama 3, Qwen2). */
   private readonly byteLevel: boolean;
 
   private constructor(json: Record<string, unknown>, config: Record<string, unknown>) {
+    checkAddedTokens(json);
     this.hf = new HfTokenizer(json, config);
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
@@ -70,7 +104,13 @@ export class Tokenizer {
       : (chat as string | undefined);
     if (source !== undefined && typeof source !== "string")
       throw new TypeError(`chat_template must be a string or a list of named templates, got ${typeof source}`);
-    if (typeof source === "string") this.template = new Template(source);
+    if (typeof source === "string") {
+      try {
+        this.template = new Template(source);
+      } catch (err) {
+        this.template = { problem: templateProblem(err) };
+      }
+    }
   }
 
   /**
@@ -135,11 +175,19 @@ export class Tokenizer {
    */
   applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
     if (!this.template) throw new Error("this model's tokenizer_config.json has no chat_template; pass plain text instead");
-    return this.template.render({
-      messages,
-      bos_token: this.bosToken ?? "",
-      eos_token: this.eosToken ?? "",
-      add_generation_prompt: options.addGenerationPrompt ?? true,
-    });
+    if ("problem" in this.template)
+      throw new Error(
+        `this model's chat_template (tokenizer_config.json) does not parse: ${this.template.problem}; fix it, or pass plain text`,
+      );
+    try {
+      return this.template.render({
+        messages,
+        bos_token: this.bosToken ?? "",
+        eos_token: this.eosToken ?? "",
+        add_generation_prompt: options.addGenerationPrompt ?? true,
+      });
+    } catch (err) {
+      throw new Error(`this model's chat template failed on these messages: ${renderProblem(err)}`);
+    }
   }
 }

@@ -234,6 +234,20 @@ export interface SamplingCandidates {
 const scoreBuckets = 2048;
 
 /**
+ * Candidates of a row with +Infinity scores (a repetition penalty near 0 divides logits into
+ * overflow, say): the softmax's limit, in which those tokens share all the probability equally.
+ * topK keeps the first of them in id order (the sort's order for ties); topP the fewest whose
+ * share reaches it.
+ */
+function infiniteCandidates(scores: Float32Array, topK: number, topP: number): SamplingCandidates {
+  const infinite: number[] = [];
+  for (let i = 0; i < scores.length; i++) if (scores[i] === Infinity) infinite.push(i);
+  let count = topK > 0 ? Math.min(topK, infinite.length) : infinite.length;
+  if (topP < 1) count = Math.min(count, Math.max(1, Math.ceil(topP * count)));
+  return { ids: Int32Array.from(infinite.slice(0, count)), weights: new Float64Array(count).fill(1), total: count };
+}
+
+/**
  * The candidates of temperature sampling after topK and topP (temperature > 0): all tokens, in id
  * order, when neither applies; else the kept tokens from most to least likely (ties: lower id
  * first), exactly the prefix of the full sort. A NaN score is never a candidate.
@@ -252,6 +266,7 @@ export function samplingCandidates(
     if (Number.isNaN(scores[i])) nans++;
   }
   if (max === -Infinity) return { ids: Int32Array.of(argmax(scores)), weights: Float64Array.of(1), total: 1 };
+  if (max === Infinity) return infiniteCandidates(scores, topK, topP);
   const all = new Float64Array(scores.length);
   let allTotal = 0;
   for (let i = 0; i < scores.length; i++) {

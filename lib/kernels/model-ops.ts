@@ -1,6 +1,7 @@
 // Model operations on tensors: the building blocks of a decoder layer. Outputs are allocated on
 // the inputs' device unless passed in.
 
+import { show } from "../common/validate";
 import { addon, type GemmBackendInfo, type GemmChoice, gemmChoices } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 import {
@@ -324,6 +325,8 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
   const logits = requireTensor("logits", o.logits),
     temperature = requireTensor("temperature", o.temperature);
   if (logits.shape.length !== 2) throw new RangeError(`topCandidates: logits must be [rows, vocab], got [${logits.shape.join(", ")}]`);
+  // Checked before the default capacity is worked out from it (a BigInt k cannot be doubled).
+  if (!Number.isSafeInteger(o.k) || o.k < 1) throw new RangeError(`topCandidates: k must be an integer >= 1, got ${show(o.k)}`);
   const capacity = o.capacity ?? 2 * o.k;
   if (!Number.isInteger(capacity) || capacity < 1 || !(capacity >= o.k))
     throw new RangeError(`topCandidates: capacity must be an integer >= k (${o.k}), got ${capacity}`);

@@ -450,7 +450,11 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
       out: m.floats([rows, dim], dtype),
     };
     if (rng.next() < 0.5) tensors.residual = m.floats([rows, dim], dtype);
-    const observe = (o: Record<string, unknown>, out: Tensor) => [out, ...(o.residual instanceof Tensor ? [o.residual] : [])];
+    // t() takes a getter's first value: reading o.residual again would run a flipping getter.
+    const observe = (o: Record<string, unknown>, out: Tensor) => {
+      const residual = t(o, "residual");
+      return [out, ...(residual instanceof Tensor ? [residual] : [])];
+    };
     return {
       tensors,
       settings: { eps: rng.next() < 0.5 ? 1e-5 : undefined },
