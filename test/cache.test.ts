@@ -89,6 +89,20 @@ describe("cutToStreaming", () => {
     expect(Array.from(vPages.toArray())).toEqual(expectV);
   });
 
+  test.each([
+    [2 ** 31 - 1, 7],
+    [1, 2 ** 31 - 1],
+  ])("an empty cache cut with sink %i and window %i (a 'no limit' value) changes nothing", (sink, window) => {
+    const kPages = scope.random(rng, [3, 4, 2, 8], "f32").tensor,
+      vPages = scope.random(rng, [3, 4, 2, 8], "f32").tensor;
+    const k0 = Array.from(kPages.toArray()),
+      v0 = Array.from(vPages.toArray());
+    const tables = { srcPageTable: scope.ints([1]), dstPageTable: scope.ints([2]) };
+    kernels.cutToStreaming({ kPages, vPages, ...tables, length: 0, sink, window });
+    expect(Array.from(kPages.toArray())).toEqual(k0);
+    expect(Array.from(vPages.toArray())).toEqual(v0);
+  });
+
   test("cut then ring decode equals prefill with the streaming mask, then keeps decoding", () => {
     const sink = 4,
       window = 12,

@@ -110,12 +110,12 @@ const maxInt32 = 2 ** 31 - 1;
 
 /**
  * A sink or window longer than everything there is (`span` tokens) means all of it: it is cut to
- * `span` here, so that a "no limit" value such as 2^31 - 1 gives the same result as the exact one
- * instead of overflowing the kernels' 32-bit ring arithmetic. Anything that is not an integer
- * up to 2^31 - 1 passes unchanged, for the addon to refuse.
+ * `span` here (to 1 when there is nothing), so that a "no limit" value such as 2^31 - 1 gives the
+ * same result as the exact one instead of overflowing the kernels' 32-bit ring arithmetic.
+ * Anything that is not an integer up to 2^31 - 1 passes unchanged, for the addon to refuse.
  */
 export function clampToSpan<T>(value: T, span: number | undefined): T | number {
-  if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 1)
+  if (typeof value !== "number" || !Number.isInteger(value) || typeof span !== "number" || !Number.isInteger(span) || span < 0)
     return value;
   return value > span && value <= maxInt32 ? Math.max(span, 1) : value;
 }
