@@ -2,33 +2,21 @@
 // the messages, and added tokens without their text. Each gives an Error that says what is wrong
 // in which file, and a broken template does not stop text prompts.
 import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import { Tokenizer } from "../lib";
+import { copyFixture, editJson } from "./helpers/model-dir";
 
-const fixture = path.join(__dirname, "fixtures", "models", "llama-tiny");
 let dir: string;
-
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-tokenizer-files-"));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(fixture, f), path.join(dir, f));
+  dir = copyFixture("llama-tiny");
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function edit(file: string, change: (json: Record<string, unknown>) => void): void {
-  const json = JSON.parse(fs.readFileSync(path.join(dir, file), "utf8"));
-  change(json);
-  fs.writeFileSync(path.join(dir, file), JSON.stringify(json));
-}
 
 const messages = [{ role: "user", content: "Hello" }];
 
 test.each(["{%", "{{ bos_token }}{% for message in messages %}{{ message['content'] }}", "text {{"])(
   "a chat template that does not parse (%j) still loads; text prompts work, chat prompts say why not",
   (template) => {
-    edit("tokenizer_config.json", (c) => {
-      c.chat_template = template;
-    });
+    editJson(dir, "tokenizer_config.json", (c) => ({ ...c, chat_template: template }));
     const tok = Tokenizer.fromDirectory(dir);
     expect(tok.hasChatTemplate).toBe(true);
     expect(tok.decode(tok.encode("Hello world", { addSpecialTokens: false }))).toBe("Hello world");
@@ -39,17 +27,16 @@ test.each(["{%", "{{ bos_token }}{% for message in messages %}{{ message['conten
 );
 
 test("a template's own syntax error is passed on", () => {
-  edit("tokenizer_config.json", (c) => {
-    c.chat_template = "{% if messages %}";
-  });
+  editJson(dir, "tokenizer_config.json", (c) => ({ ...c, chat_template: "{% if messages %}" }));
   expect(() => Tokenizer.fromDirectory(dir).applyChatTemplate(messages)).toThrow(/does not parse: .{8,}/);
 });
 
 test("a template that refuses the messages says so, with the template's words", () => {
-  edit("tokenizer_config.json", (c) => {
-    c.chat_template =
-      "{% if messages[0]['role'] != 'system' %}{{ raise_exception('Conversations must start with a system message') }}{% endif %}";
-  });
+  editJson(dir, "tokenizer_config.json", (c) => ({
+    ...c,
+    chat_template:
+      "{% if messages[0]['role'] != 'system' %}{{ raise_exception('Conversations must start with a system message') }}{% endif %}",
+  }));
   const tok = Tokenizer.fromDirectory(dir);
   expect(() => tok.applyChatTemplate(messages)).toThrow(
     "this model's chat template failed on these messages: Conversations must start with a system message",
@@ -63,8 +50,9 @@ test.each([
   ["with a negative id", (t: Record<string, unknown>) => (t.id = -1)],
   ["with a fractional id", (t: Record<string, unknown>) => (t.id = 1.5)],
 ])("tokenizer.json with an added token %s names the entry", (_what, change) => {
-  edit("tokenizer.json", (json) => {
+  editJson(dir, "tokenizer.json", (json) => {
     change((json.added_tokens as Record<string, unknown>[])[2]);
+    return json;
   });
   expect(() => Tokenizer.fromDirectory(dir)).toThrow(
     /tokenizer\.json: cannot be used as a tokenizer with .*tokenizer_config\.json \(added_tokens\[2\] must be an object with a string "content" and an integer "id" >= 0\)/,
@@ -72,8 +60,6 @@ test.each([
 });
 
 test("tokenizer.json whose added_tokens is not a list says so", () => {
-  edit("tokenizer.json", (json) => {
-    json.added_tokens = { 0: "x" };
-  });
+  editJson(dir, "tokenizer.json", (json) => ({ ...json, added_tokens: { 0: "x" } }));
   expect(() => Tokenizer.fromDirectory(dir)).toThrow(/added_tokens must be a list, got object/);
 });

@@ -237,13 +237,14 @@ export async function runCase(c: KernelCase): Promise<void> {
       const old = parent[key];
       parent[key] = mu.value;
       const valid = validNumber(n, mu.value, b.settings);
-      expectation = valid ? (Object.is(mu.value, old) || (isAbsent(mu.value) && isAbsent(old)) ? "equal" : "any") : "reject";
-      if (n.kind === "dtype") {
-        delete o.out; // an explicit out decides the dtype
-        // The wrapper's output then has this dtype (the table's when none is given): the same bytes only where that is the given out's.
-        const made = isAbsent(mu.value) ? b.tensors.table.dtype : mu.value;
-        if (valid) expectation = made === b.tensors.out.dtype ? "equal" : "any";
-      }
+      // A dtype goes without out (an explicit out decides the dtype): the wrapper's output then has
+      // it (the table's when none is given), the same bytes only where that is the given out's.
+      if (n.kind === "dtype") delete o.out;
+      const same =
+        n.kind === "dtype"
+          ? (isAbsent(mu.value) ? b.tensors.table.dtype : mu.value) === b.tensors.out.dtype
+          : Object.is(mu.value, old) || (isAbsent(mu.value) && isAbsent(old));
+      expectation = valid ? (same ? "equal" : "any") : "reject";
       what += `, ${n.path.join(".")} = ${describe(mu.value)} (${valid ? "valid" : "invalid"})`;
       break;
     }

@@ -85,8 +85,9 @@ function checkError(status: number, text: string, what: string): void {
 export async function runCase(c: ServeCase): Promise<void> {
   const { url, model } = await server();
   const text = jsonText(c.body);
-  const what = `POST /v1/${c.route === "chat" ? "chat/completions" : "completions"} ${text.slice(0, 400)}`;
-  const res = await fetch(`${url}/v1/${c.route === "chat" ? "chat/completions" : "completions"}`, {
+  const route = `/v1/${c.route === "chat" ? "chat/completions" : "completions"}`;
+  const what = `POST ${route} ${text.slice(0, 400)}`;
+  const res = await fetch(`${url}${route}`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: text,
