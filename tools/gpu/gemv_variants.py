@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Times builds of the small-batch GEMV (native/cuda/gemv.cu with other LT_GEMV_ROWS /
-LT_GEMV_INFLIGHT, or gemv.cu of another commit) on the Llama-3-8B projections of a decode step,
+"""Times builds of the small-batch GEMV (native/cuda/gemv.cu of other commits, or with its shape
+constants edited) on the Llama-3-8B projections of a decode step,
 beside cuBLASLt, taking turns over rounds; each build's products are first checked against
 float64 (the GEMV forced with LIGHTTRANSFER_GEMM=gemv-only, so none runs on the library).
 
