@@ -71,8 +71,8 @@ export interface MemoryUsage {
 }
 
 /**
- * Which GEMM a CUDA linear runs on: "auto" (the default: products of 1-2 rows with an RMSNorm
- * input on the small-batch GEMV where it applies, the rest on the library), "cublasLt" (the library), "gemv"
+ * Which GEMM a CUDA linear runs on: "auto" (the default: products of 1-2 rows on the small-batch
+ * GEMV where it applies, the rest on the library), "cublasLt" (the library), "gemv"
  * (products of 1 to 4 rows on the small-batch GEMV where it applies, the rest on the library),
  * "gemv-only" (the GEMV, or an error where it does not apply), "cublas" (cublasGemmEx) or
  * "fallback" (the in-house tensor-core GEMM). CPU calls ignore it.

@@ -14,9 +14,13 @@
 //   runs both products on the tensor cores (mma m16n8k16, the group's query heads as the M
 //   rows), with its own online softmax. The 4 warps merge through shared memory at the end.
 //   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace.
+//   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the RoPE
+//   and K/V append): before waiting for that kernel it asks L2 for the K/V rows of its first
+//   tiles, so the HBM reads of a short decode start during the previous kernel's tail.
 // combineKernel<T, D>: grid ceil(batch * hq / 4), block 128, one warp per (sequence, query
 //   head): merges the partials of the splits that had work and writes out and lse. On sm_90 it
-//   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel.
+//   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel, and lets
+//   the kernel after it launch at once.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -58,7 +62,7 @@ struct DecodeArgs {
   float* lsePart;  // [batch, hq, numSplits] f32, log2 domain
   int hq, hkv, group, qChunks;
   int pageSize, pageShift;  // pageShift >= 0 when pageSize is a power of two
-  int maxPagesPerSeq, numSplits;
+  int maxPagesPerSeq, numSplits, numPages;
   float scaleLog2;
 };
 
@@ -73,7 +77,7 @@ __host__ __device__ inline int splitChunk(int len, int numSplits) {
 
 __device__ __forceinline__ int clampedLen(const int32_t* seqLens, int b, int maxPagesPerSeq, int pageSize) {
   const long long cap = (long long)maxPagesPerSeq * pageSize;
-  const long long len = seqLens[b];
+  const long long len = __ldcg(seqLens + b);
   return int(len < 0 ? 0 : (len > cap ? cap : len));
 }
 
@@ -146,6 +150,40 @@ __device__ __forceinline__ int swz(int r, int c) {
   return r * D + ((c ^ (r & 7)) << 3);
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+// Asks L2 for `bytes` (a multiple of 16) at p, 16-byte aligned; a hint, nothing is waited for.
+__device__ __forceinline__ void prefetchRowToL2(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+}
+#endif
+
+// Before the wait for the kernel ahead (programmatic dependent launch): the K/V rows of the first
+// kStages tiles of this CTA's split go to L2. seqLens and the page table may still be changing
+// then (a kernel ahead may write them), so what is read here only picks the rows, kept inside
+// the pool, and is read past L1 (ld.global.cg) so that no stale line stays there; the kernel
+// reads all of it again after the wait. Without programmatic launch (sm_80) this would only
+// delay the loads, so it is left out there.
+template <int D>
+__device__ __forceinline__ void prefetchFirstTiles(const DecodeArgs& a, int b, int kvh, int split) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr uint32_t kRowBytes = D * 2;  // f16 or bf16
+  const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
+  const int chunk = splitChunk(len, a.numSplits);
+  const int start = split * chunk;
+  const int end = min(len, start + min(chunk, kStages * kTile));
+  const int32_t* table = a.pageTable + size_t(b) * a.maxPagesPerSeq;
+  for (int i = threadIdx.x; i < 2 * (end - start); i += kThreads) {
+    const int tok = start + (i >> 1);
+    const int pi = a.pageShift >= 0 ? (tok >> a.pageShift) : tok / a.pageSize;
+    const int page = __ldcg(table + pi);
+    if (page < 0 || page >= a.numPages) continue;
+    const int off = a.pageShift >= 0 ? (tok & (a.pageSize - 1)) : tok % a.pageSize;
+    const size_t row = (size_t(page) * a.pageSize + off) * a.hkv + kvh;
+    prefetchRowToL2(static_cast<const char*>((i & 1) ? a.vPages : a.kPages) + row * kRowBytes, kRowBytes);
+  }
+#endif
+}
+
 template <typename T, int D, bool kRows16>
 __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) {
   static_assert(kStages == 3, "the page-id prefetch below is written for three stages");
@@ -166,12 +204,18 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int split = blockIdx.y, b = blockIdx.z;
   const bool splitMode = a.numSplits > 1;
 
-  // The combine kernel may start launching now; it waits for this grid before reading.
+  prefetchFirstTiles<D>(a, b, kvh, split);
+  waitForPrerequisiteGrids();
+  // The combine kernel may start launching now; it waits for this grid before reading its
+  // partials (and it reads seqLens before that wait: no earlier kernel is still writing them
+  // once every CTA of this grid is past the wait above).
   allowDependentGrids();
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
   // ---- query fragments (A operand), rows = query heads of this CTA, zero past the group ----
-  // Loaded before the length is known so the two loads overlap.
+  // Loaded before the length is known so the two loads overlap. q (written by the kernel ahead,
+  // which this grid may have overlapped), the page table and seqLens are read past L1
+  // (ld.global.cg), so no line cached before the wait can be stale.
   const int headBase = kvh * a.group + qc * kRowsPerCta;
   const int rowsHere = min(kRowsPerCta, a.group - qc * kRowsPerCta);
   uint32_t qa[D / 16][4];
@@ -182,10 +226,10 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     for (int kk = 0; kk < D / 16; ++kk) {
       const uint32_t* p0 = reinterpret_cast<const uint32_t*>(q0 + kk * 16);
       const uint32_t* p1 = reinterpret_cast<const uint32_t*>(q0 + 8 * D + kk * 16);
-      qa[kk][0] = ok0 ? __ldg(p0) : 0u;
-      qa[kk][2] = ok0 ? __ldg(p0 + 4) : 0u;
-      qa[kk][1] = ok1 ? __ldg(p1) : 0u;
-      qa[kk][3] = ok1 ? __ldg(p1 + 4) : 0u;
+      qa[kk][0] = ok0 ? __ldcg(p0) : 0u;
+      qa[kk][2] = ok0 ? __ldcg(p0 + 4) : 0u;
+      qa[kk][1] = ok1 ? __ldcg(p1) : 0u;
+      qa[kk][3] = ok1 ? __ldcg(p1 + 4) : 0u;
     }
   }
 
@@ -209,7 +253,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     for (int i = 0; i < kPasses; ++i) {
       const int tok = start + tile * kTile + lr + i * kRowsPerPass;
       const int pi = a.pageShift >= 0 ? (tok >> a.pageShift) : tok / a.pageSize;
-      pages[i] = tok < end ? __ldg(table + pi) : 0;
+      pages[i] = tok < end ? __ldcg(table + pi) : 0;
     }
   };
   auto issue = [&](const int pages[kPasses], int tile, int stage) {
@@ -418,6 +462,9 @@ __global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int bat
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * 4 + (threadIdx.x >> 5);  // b * hq + head
   if (row >= batch * a.hq) return;
+  // The kernel after this one (the o projection, which asks L2 for its weights before it waits)
+  // may launch now.
+  allowDependentGrids();
   const int b = row / a.hq;
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
   const int chunk = splitChunk(len, a.numSplits);
@@ -467,12 +514,6 @@ __global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int bat
 template <int D>
 constexpr size_t decodeSmemBytes(size_t elemBytes) {
   return size_t(kStages) * 2 * kTile * D * elemBytes + 2 * kWarps * kRowsPerCta * sizeof(float);
-}
-
-void throwIfLaunchFailed(const char* what) {
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess)
-    throw Error(std::string("decodeAttention: launch of ") + what + " failed: " + cudaGetErrorString(err));
 }
 
 void checkCuda(cudaError_t err, const char* what) {
@@ -586,20 +627,20 @@ size_t partialFloats(const DecodeAttentionParams& p, int splits) {
   return size_t(p.batch) * p.hq * splits * (size_t(p.d) + 1);
 }
 
-// Programmatic dependent launch (programmatic_launch.cuh) lets the combine kernel's launch
-// overlap the decode grid's tail; that launch latency is a visible part of a short decode.
+// Programmatic dependent launch (programmatic_launch.cuh): the decode grid's first K/V reads
+// overlap the tail of the kernel before it, and the combine kernel's launch the decode grid's
+// tail; at batch 1 those latencies are a visible part of a decode.
 template <typename T, int D, bool R>
 void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStream_t stream) {
   const size_t smemBytes = decodeSmemBytes<D>(sizeof(T));
   prepareKernel<T, D, R>();
   const dim3 grid(unsigned(args.hkv * plan.qChunks), unsigned(plan.splits), unsigned(batch));
-  decodeKernel<T, D, R><<<grid, kThreads, smemBytes, stream>>>(args);
-  throwIfLaunchFailed("decodeKernel");
+  launchProgrammatic("decodeAttention", "decodeKernel", decodeKernel<T, D, R>, grid, dim3(kThreads), smemBytes, stream,
+                     args);
   if (plan.splits > 1) {
     const unsigned rows = unsigned(batch) * unsigned(args.hq);
     launchProgrammatic("decodeAttention", "combineKernel", combineKernel<T, D>, dim3((rows + 3) / 4), dim3(128), 0,
                        stream, args, batch);
-    throwIfLaunchFailed("combineKernel");
   }
 }
 
@@ -649,7 +690,7 @@ void decodeAttention(const DecodeAttentionParams& p, void* workspace, size_t wor
   args.hq = p.hq, args.hkv = p.hkv, args.group = p.hq / p.hkv, args.qChunks = plan.qChunks;
   args.pageSize = p.pageSize;
   args.pageShift = (p.pageSize & (p.pageSize - 1)) == 0 ? __builtin_ctz(unsigned(p.pageSize)) : -1;
-  args.maxPagesPerSeq = p.maxPagesPerSeq, args.numSplits = plan.splits;
+  args.maxPagesPerSeq = p.maxPagesPerSeq, args.numSplits = plan.splits, args.numPages = p.numPages;
   args.scaleLog2 = p.scale * kLog2e;
 
   if (p.dtype == DType::BF16)

@@ -15,7 +15,9 @@
 //   lose nothing past the f32 angle; then rotates every q and k head of the token in place,
 //   8 pairs per thread (16-byte loads of x[i..i+7] and x[i+d/2..]) when d/2 % 8 == 0.
 // swiGluKernel<T, kVec>: grid-stride, 8 outputs per thread: y = g·sigmoid(g)·u, g and u read
-//   with 16-byte loads from the [gate | up] halves of the row.
+//   with 16-byte loads from the [gate | up] halves of the row. On sm_90 it is a programmatic
+//   dependent of the kernel before it and lets the one after it (a decode step's down
+//   projection, which asks L2 for its weights before it waits) launch at once.
 // embeddingKernel<TT, YT, kVec>: grid-stride copy of table rows (converted to y's type), 8
 //   elements per thread; an id outside [0, vocab) yields a zero row instead of a wild read.
 #include <cuda_bf16.h>
@@ -30,6 +32,7 @@
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
+#include "programmatic_launch.cuh"
 #include "rope_angles.cuh"
 
 namespace lt::cuda {
@@ -245,6 +248,8 @@ void launchRope(const RopeParams& p, cudaStream_t stream) {
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kGridStrideBlock)
     swiGluKernel(const T* __restrict__ x, T* __restrict__ y, long long rows, int inner) {
+  allowDependentGrids();
+  waitForPrerequisiteGrids();
   const int per = kVec ? inner / 8 : inner;  // work units per row
   const long long total = rows * per;
   for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < total;
@@ -270,13 +275,13 @@ void launchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
   const T* x = static_cast<const T*>(p.x);
   T* y = static_cast<T*>(p.y);
   if (p.inner % 8 == 0 && aligned16({p.x, p.y})) {
-    swiGluKernel<T, true>
-        <<<gridFor((long long)p.rows * (p.inner / 8)), kGridStrideBlock, 0, stream>>>(x, y, p.rows, p.inner);
+    launchProgrammatic("swiGlu", "swiGluKernel", swiGluKernel<T, true>,
+                       dim3(gridFor((long long)p.rows * (p.inner / 8))), dim3(kGridStrideBlock), 0, stream, x, y,
+                       (long long)p.rows, p.inner);
   } else {
-    swiGluKernel<T, false>
-        <<<gridFor((long long)p.rows * p.inner), kGridStrideBlock, 0, stream>>>(x, y, p.rows, p.inner);
+    launchProgrammatic("swiGlu", "swiGluKernel", swiGluKernel<T, false>, dim3(gridFor((long long)p.rows * p.inner)),
+                       dim3(kGridStrideBlock), 0, stream, x, y, (long long)p.rows, p.inner);
   }
-  throwIfLaunchFailed("swiGlu", "swiGluKernel");
 }
 
 // ----------------------------------------------------------------------------- embedding

@@ -2,9 +2,12 @@
 // cudaLaunchAttributeProgrammaticStreamSerialization may start before the kernel ahead of it on
 // the stream has finished, once every block of that one has allowed it (or exited). It must
 // wait (waitForPrerequisiteGrids) before it reads anything the earlier kernel writes, or writes
-// anything the earlier kernel reads; what no kernel writes (weights) it may read before. On older
-// devices, and for kernels launched the ordinary way, both device calls are no-ops. CUDA graphs
-// record the relation as a programmatic edge.
+// anything the earlier kernel reads; what no kernel writes (weights) it may read before. What the
+// earlier kernel writes it reads past the read-only cache (__ldcg, cp.async.cg), never with __ldg:
+// that cache is only kept coherent for data no kernel writes while this one runs, and with a
+// graph replaying a chain of such kernels it returned stale rows (test/gpu/model.test.ts, the
+// chain of fused linears). On older devices, and for kernels launched the ordinary way, both
+// device calls are no-ops. CUDA graphs record the relation as a programmatic edge.
 #pragma once
 #include <cuda_runtime.h>
 

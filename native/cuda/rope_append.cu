@@ -11,6 +11,9 @@
 //   and 16-byte aligned rows each thread moves 8 rotation pairs (or 8 values) with 16-byte
 //   loads and stores; otherwise one element at a time.
 //   A slot of -1 (or outside the pool, which the addon rejects) writes no K/V.
+//   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the q|k|v
+//   projection) and lets the kernel after it (decode attention) launch at once, so that one's
+//   K/V prefetch overlaps the projection's tail; it reads nothing before its own wait.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -21,6 +24,7 @@
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
+#include "programmatic_launch.cuh"
 #include "rope_angles.cuh"
 
 namespace lt::cuda {
@@ -51,6 +55,9 @@ __global__ void __launch_bounds__(kBlock)
                        const int32_t* __restrict__ positions, const int32_t* __restrict__ slots,
                        const float* __restrict__ invFreq, int hq, int hkv, int d, long long poolSlots) {
   extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
+  // A dependent may launch now: it waits for this grid before it reads anything this writes.
+  allowDependentGrids();
+  waitForPrerequisiteGrids();
   const int t = blockIdx.x, half = d >> 1;
   ropeCosSin(cs, float(positions[t]), invFreq, half);
   __syncthreads();
@@ -101,9 +108,9 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   const size_t smem = size_t(p.d) * sizeof(float);
   const long long poolSlots = (long long)p.numPages * p.pageSize;
   auto run = [&](auto kernel) {
-    kernel<<<p.tokens, kBlock, smem, stream>>>(static_cast<const T*>(p.qkv), static_cast<T*>(p.q),
-                                               static_cast<T*>(p.kPages), static_cast<T*>(p.vPages), p.positions,
-                                               p.slots, p.invFreq, p.hq, p.hkv, p.d, poolSlots);
+    launchProgrammatic("ropeAppendKv", "ropeAppendKvKernel", kernel, dim3(unsigned(p.tokens)), dim3(kBlock), smem,
+                       stream, static_cast<const T*>(p.qkv), static_cast<T*>(p.q), static_cast<T*>(p.kPages),
+                       static_cast<T*>(p.vPages), p.positions, p.slots, p.invFreq, p.hq, p.hkv, p.d, poolSlots);
   };
   // 16-byte accesses: 16-bit types only (8 elements), and every row start is then 16-byte
   // aligned when d/2 is a multiple of 8 and the bases are.
@@ -114,7 +121,6 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   } else {
     run(ropeAppendKvKernel<T, false>);
   }
-  throwIfLaunchFailed("ropeAppendKv", "ropeAppendKvKernel");
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // checked against float64 in test/*.test.ts).
 // Runs where CUDA is available: `npm run test:gpu`. Elsewhere every test here is skipped and
 // the reason is printed.
-import { kernels } from "../../lib";
+import { kernels, Tensor } from "../../lib";
 import { cudaKernelKit, type Half, maxAbs, relTol } from "../helpers/cuda-kernels";
 import { describeWithCuda, relError } from "../helpers/gpu";
 
@@ -42,6 +42,95 @@ describeGpu("CUDA decode attention equals the CPU kernel", () => {
     const err = relError(got.out.toFloat32Array(), want.out.toFloat32Array());
     if (!(err < relTol[c.dtype])) throw new Error(`out relative error ${err} (seed ${rng.seed})`);
     expect(maxAbs(got.lse!.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
+  });
+});
+
+describeGpu("CUDA decode steps chained on the device equal the CPU's", () => {
+  // Each step's ropeAppendKv writes q and the new token's K/V row, and the decode attention right
+  // behind it reads them; on sm_90 both are programmatic dependents (the attention prefetches
+  // its first K/V rows before it waits). Every input is on the device before the first step and
+  // the CPU's steps run after the last, so the two kernels of a step, and one step's attention and
+  // the next step's rope, are launched back to back: nothing may be read before it is written.
+  test.each([
+    { pageSize: 16, dtype: "bf16" as Half, d: 128 },
+    { pageSize: 12, dtype: "f16" as Half, d: 64 },
+  ])("batch 2, 6 steps, hq=32 hkv=8 d=$d $dtype, pages of $pageSize", ({ pageSize, dtype, d }) => {
+    const hq = 32,
+      hkv = 8,
+      steps = 6;
+    const cached = [rng.int(100, 400), rng.int(1000, 3000)];
+    const pagesPer = cached.map((n) => Math.ceil((n + steps) / pageSize));
+    const maxPages = Math.max(...pagesPer);
+    const numPages = pagesPer.reduce((a, b) => a + b, 0) + 1;
+    const ids = rng.shuffle(Array.from({ length: numPages }, (_, i) => i));
+    const tables = pagesPer.map((n) => ids.splice(0, n));
+    const pageTable = scope.ints(
+      tables.flatMap((t) => [...t, ...Array(maxPages - t.length).fill(0)]),
+      [cached.length, maxPages],
+    );
+    const kPages = pair([numPages, pageSize, hkv, d], dtype),
+      vPages = pair([numPages, pageSize, hkv, d], dtype);
+    const invFreq = scope.add(
+      Tensor.from(
+        Float32Array.from({ length: d / 2 }, (_, i) => 500000 ** ((-2 * i) / d)),
+        [d / 2],
+      ),
+    );
+    const inputs = Array.from({ length: steps }, (_, step) => {
+      const lens = cached.map((n) => n + step);
+      const positions = scope.ints(lens),
+        seqLens = scope.ints(lens.map((n) => n + 1));
+      const slots = scope.ints(lens.map((n, b) => tables[b][Math.floor(n / pageSize)] * pageSize + (n % pageSize)));
+      const qkv = pair([cached.length, (hq + 2 * hkv) * d], dtype);
+      const onGpu = [positions, seqLens, slots].map((t) => scope.add(t.to("cuda:0")));
+      return { positions, seqLens, slots, qkv, gpu: { positions: onGpu[0], seqLens: onGpu[1], slots: onGpu[2] } };
+    });
+    const gpu = { pageTable: scope.add(pageTable.to("cuda:0")), invFreq: scope.add(invFreq.to("cuda:0")) };
+    const got = inputs.map((step) => {
+      const q = scope.add(
+        kernels.ropeAppendKv({
+          qkv: step.qkv.gpu,
+          positions: step.gpu.positions,
+          invFreq: gpu.invFreq,
+          kPages: kPages.gpu,
+          vPages: vPages.gpu,
+          slots: step.gpu.slots,
+        }),
+      );
+      const r = kernels.decodeAttention({
+        q,
+        kPages: kPages.gpu,
+        vPages: vPages.gpu,
+        pageTable: gpu.pageTable,
+        seqLens: step.gpu.seqLens,
+        returnLse: true,
+      });
+      return { out: scope.add(r.out), lse: scope.add(r.lse!) };
+    });
+    inputs.forEach((step, i) => {
+      const q = scope.add(
+        kernels.ropeAppendKv({
+          qkv: step.qkv.cpu,
+          positions: step.positions,
+          invFreq,
+          kPages: kPages.cpu,
+          vPages: vPages.cpu,
+          slots: step.slots,
+        }),
+      );
+      const want = kernels.decodeAttention({
+        q,
+        kPages: kPages.cpu,
+        vPages: vPages.cpu,
+        pageTable,
+        seqLens: step.seqLens,
+        returnLse: true,
+      });
+      [want.out, want.lse].forEach((t) => scope.add(t));
+      const err = relError(got[i].out.toFloat32Array(), want.out.toFloat32Array());
+      if (!(err < relTol[dtype])) throw new Error(`step ${i}: out relative error ${err} (seed ${rng.seed})`);
+      expect(maxAbs(got[i].lse.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
+    });
   });
 });
 
