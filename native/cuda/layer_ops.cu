@@ -15,7 +15,7 @@
 //   lose nothing past the f32 angle; then rotates every q and k head of the token in place,
 //   8 pairs per thread (16-byte loads of x[i..i+7] and x[i+d/2..]) when d/2 % 8 == 0.
 // swiGluKernel<T, kVec>: grid-stride, 8 outputs per thread: y = g·sigmoid(g)·u, g and u read
-//   with 16-byte loads from the [gate | up] halves of the row. On sm_90 it is a programmatic
+//   with 16-byte loads past L1 from the [gate | up] halves of the row. On sm_90 it is a programmatic
 //   dependent of the kernel before it and lets the one after it (a decode step's down
 //   projection, which asks L2 for its weights before it waits) launch at once.
 // embeddingKernel<TT, YT, kVec>: grid-stride copy of table rows (converted to y's type), 8
@@ -48,8 +48,18 @@ unsigned gridFor(long long work, int block = kGridStrideBlock) {
 // ----------------------------------------------------------------------------- element access
 // Eight consecutive elements <-> f32: one 16-byte access for 16-bit types, two for f32.
 // p must be 16-byte aligned (8·sizeof(T) bytes for f32: 32).
+// kPastL1: read with __ldcg, for data the kernel ahead may still be writing when this one starts
+// (programmatic_launch.cuh), which the read-only cache a const __restrict__ load may take would
+// not see.
+template <bool kPastL1 = false, typename Chunk>
+__device__ __forceinline__ Chunk loadChunk(const Chunk* p) {
+  if constexpr (kPastL1) return __ldcg(p);
+  return *p;
+}
+template <bool kPastL1 = false>
 __device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
-  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  const float4 a = loadChunk<kPastL1>(reinterpret_cast<const float4*>(p)),
+               b = loadChunk<kPastL1>(reinterpret_cast<const float4*>(p) + 1);
   f[0] = a.x;
   f[1] = a.y;
   f[2] = a.z;
@@ -59,8 +69,9 @@ __device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
   f[6] = b.z;
   f[7] = b.w;
 }
+template <bool kPastL1 = false>
 __device__ __forceinline__ void load8(const f16* p, float (&f)[8]) {
-  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const uint4 u = loadChunk<kPastL1>(reinterpret_cast<const uint4*>(p));
   const __half2* h = reinterpret_cast<const __half2*>(&u);
 #pragma unroll
   for (int i = 0; i < 4; i++) {
@@ -69,8 +80,9 @@ __device__ __forceinline__ void load8(const f16* p, float (&f)[8]) {
     f[2 * i + 1] = t.y;
   }
 }
+template <bool kPastL1 = false>
 __device__ __forceinline__ void load8(const bf16* p, float (&f)[8]) {
-  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const uint4 u = loadChunk<kPastL1>(reinterpret_cast<const uint4*>(p));
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
 #pragma unroll
   for (int i = 0; i < 4; i++) {
@@ -259,13 +271,13 @@ __global__ void __launch_bounds__(kGridStrideBlock)
     const T* xr = x + size_t(r) * 2 * inner;
     if constexpr (kVec) {
       float g[8], v[8];
-      load8(xr + c * 8, g);
-      load8(xr + inner + c * 8, v);
+      load8<true>(xr + c * 8, g);
+      load8<true>(xr + inner + c * 8, v);
 #pragma unroll
       for (int j = 0; j < 8; j++) g[j] = silu(g[j]) * v[j];
       store8(y + size_t(r) * inner + c * 8, g);
     } else {
-      y[size_t(r) * inner + c] = fromF<T>(silu(toF(xr[c])) * toF(xr[inner + c]));
+      y[size_t(r) * inner + c] = fromF<T>(silu(toF(__ldcg(xr + c))) * toF(__ldcg(xr + inner + c)));
     }
   }
 }

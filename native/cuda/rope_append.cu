@@ -32,10 +32,12 @@ namespace {
 
 constexpr int kBlock = 128;
 
-// Eight consecutive 16-bit elements <-> f32 through one 16-byte access (p 16-byte aligned).
+// Eight consecutive 16-bit elements <-> f32 through one 16-byte access (p 16-byte aligned). The
+// loads read qkv, which the kernel ahead may still be writing when this one starts, so they go
+// past L1 (__ldcg), never through the read-only cache (programmatic_launch.cuh).
 template <typename T>
 __device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
-  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const uint4 u = __ldcg(reinterpret_cast<const uint4*>(p));
   const T* h = reinterpret_cast<const T*>(&u);
 #pragma unroll
   for (int i = 0; i < 8; i++) f[i] = toF(h[i]);
@@ -84,13 +86,13 @@ __global__ void __launch_bounds__(kBlock)
     if (store) {
       const uint4* src = reinterpret_cast<const uint4*>(row + size_t(hq + hkv) * d);
       uint4* dst = reinterpret_cast<uint4*>(vPages + poolRow);
-      for (int u = threadIdx.x; u < hkv * d / 8; u += blockDim.x) dst[u] = src[u];
+      for (int u = threadIdx.x; u < hkv * d / 8; u += blockDim.x) dst[u] = __ldcg(src + u);
     }
   } else {
     for (int u = threadIdx.x; u < heads * half; u += blockDim.x) {
       const int h = u / half, i = u - h * half;
       const T* src = row + size_t(h) * d;
-      const float a = toF(src[i]), b = toF(src[i + half]);
+      const float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
       const float co = cs[i], si = cs[half + i];
       T* dst = target(h);
       dst[i] = fromF<T>(a * co - b * si);
@@ -98,7 +100,7 @@ __global__ void __launch_bounds__(kBlock)
     }
     if (store) {
       const T* src = row + size_t(hq + hkv) * d;
-      for (int u = threadIdx.x; u < hkv * d; u += blockDim.x) vPages[poolRow + u] = src[u];
+      for (int u = threadIdx.x; u < hkv * d; u += blockDim.x) vPages[poolRow + u] = __ldcg(src + u);
     }
   }
 }
