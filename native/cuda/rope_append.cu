@@ -61,9 +61,11 @@ __global__ void __launch_bounds__(kBlock)
   allowDependentGrids();
   waitForPrerequisiteGrids();
   const int t = blockIdx.x, half = d >> 1;
-  ropeCosSin(cs, float(positions[t]), invFreq, half);
+  // positions and slots come from the host today, but are read past L1 like qkv so that this
+  // stays right if a kernel ahead ever writes them (programmatic_launch.cuh).
+  ropeCosSin(cs, float(__ldcg(positions + t)), invFreq, half);
   __syncthreads();
-  const long long slot = slots[t];
+  const long long slot = __ldcg(slots + t);
   const bool store = slot >= 0 && slot < poolSlots;
   const T* row = qkv + size_t(t) * (hq + 2 * hkv) * d;
   const size_t poolRow = store ? size_t(slot) * hkv * d : 0;
