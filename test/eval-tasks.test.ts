@@ -15,6 +15,7 @@ import {
   taskNames,
 } from "../lib";
 import { brownSentences } from "../lib/eval/corpus";
+import { longestFillerWord } from "./helpers/filler-words";
 import { fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
@@ -68,8 +69,9 @@ describe(`seed ${rng.seed}`, () => {
       const sample = makeSample(tokenizer, short, spec, { chat: false });
       // Filler stops at the last whole word that fits what the instructions and needles leave, and
       // this byte-level tokenizer splits text at spaces, so the pieces' token counts add up: the
-      // prompt falls short of the context by less than one word (a word is < 24 tokens here).
-      expect([what, sample.prompt.length <= context && sample.prompt.length > context - 24]).toEqual([what, true]);
+      // prompt falls short of the context by less than one word.
+      const shortfall = longestFillerWord(tokenizer, short);
+      expect([what, sample.prompt.length <= context && sample.prompt.length > context - shortfall]).toEqual([what, true]);
       expect(sample.prompt[0]).toBe(tokenizer.encode("x")[0]);
 
       const answering = sample.needles.filter((n) => n.answering);
@@ -108,14 +110,15 @@ describe(`seed ${rng.seed}`, () => {
 
     test("at the model's max_position_embeddings the haystack makes room for the answer; the task text stays", () => {
       const context = rng.int(600, 1200);
-      // At least the 24 tokens a prompt may fall short of its context, so the limit always cuts.
-      const extraTokens = rng.int(24, 64);
+      // At least the tokens a prompt may fall short of its context (one word), so the limit always cuts.
+      const shortfall = longestFillerWord(tokenizer, corpus);
+      const extraTokens = rng.int(shortfall, shortfall + 40);
       const spec = { task, context, depth: randomDepth(), seed: randomSeed() };
       const what = JSON.stringify({ ...spec, extraTokens });
       const free = makeSample(tokenizer, corpus, spec, { chat: false });
       const fitted = makeSample(tokenizer, corpus, spec, { chat: false, maxPositions: context, extraTokens });
       const used = fitted.prompt.length + fitted.answerIds.length + extraTokens;
-      expect([what, used <= context, used > context - 24]).toEqual([what, true, true]);
+      expect([what, used <= context, used > context - shortfall]).toEqual([what, true, true]);
       expect(fitted.prompt.length).toBeLessThan(free.prompt.length);
       // The same needles and answer; needles that shared a sentence boundary may part and change order.
       const sorted = (s: TaskSample) => [s.needles.map((n) => n.text).sort(), [...s.references].sort()];
@@ -139,7 +142,7 @@ describe(`seed ${rng.seed}`, () => {
       const [head] = rendered.split("X");
       expect(text.startsWith(head)).toBe(true);
       expect(sample.prompt.length).toBeLessThanOrEqual(800);
-      expect(sample.prompt.length).toBeGreaterThan(800 - 24);
+      expect(sample.prompt.length).toBeGreaterThan(800 - longestFillerWord(tokenizer, corpus));
       expectAnswerFromNeedles(sample);
     });
   });
@@ -190,9 +193,7 @@ describe(`seed ${rng.seed}`, () => {
     // inside the haystack; counted that way, every filler sentence would leave a token unused.
     const metaspace = Tokenizer.fromDirectory(path.join(__dirname, "fixtures", "tokenizers", "metaspace"));
     const short = shortSentences(80);
-    const anchor = metaspace.encode(".", { addSpecialTokens: false }).length;
-    const words = new Set(short.filler.flat().flatMap((s) => s.split(" ")));
-    const longestWord = Math.max(...[...words].map((w) => metaspace.encode(`. ${w}`, { addSpecialTokens: false }).length - anchor));
+    const longestWord = longestFillerWord(metaspace, short);
     for (const task of taskNames)
       for (const context of [1024, 3000]) {
         const spec = { task, context, depth: randomDepth(), seed: randomSeed() };

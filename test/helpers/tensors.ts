@@ -22,8 +22,8 @@ export interface PlantedLogits extends RandomTensor {
 /**
  * Random logits [rows >= 4, vocab >= 3] with argmax's edge cases planted at random columns
  * a < b < c: row 0 has its maximum at a and b; row 1 has +Infinity at a and NaN at b and c;
- * row 2 is all <= 0 with -0 at a and +0 at b (equal, so a wins); row 3 is all <= 0 with +0 at a
- * and at b a positive value below the dtype's smallest normal (a kernel that flushes subnormals
+ * row 2 is -0 at a, +0 at b (equal, so a wins) and <= -1 elsewhere; row 3 is +0 at a, <= -1 elsewhere
+ * but at b, a positive value below the dtype's smallest normal (a kernel that flushes subnormals
  * to zero would answer a). Rows from 4 on are plain random.
  */
 export function plantedLogits(rng: Random, rows: number, vocab: number, dtype: FloatDType, device: DeviceName = "cpu"): PlantedLogits {
@@ -37,7 +37,8 @@ export function plantedLogits(rng: Random, rows: number, vocab: number, dtype: F
   row(0)[a] = row(0)[b] = top;
   row(1)[a] = Infinity;
   row(1)[b] = row(1)[c] = NaN;
-  for (const r of [2, 3]) row(r).forEach((v, i, all) => (all[i] = -Math.abs(v)));
+  // At most -1, not -|v|: a tiny draw would round to -0 in f16 and tie with the planted zeros.
+  for (const r of [2, 3]) row(r).forEach((v, i, all) => (all[i] = -Math.abs(v) - 1));
   row(2)[a] = -0;
   row(2)[b] = 0;
   row(3)[a] = 0;
