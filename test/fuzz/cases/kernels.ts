@@ -102,9 +102,10 @@ function clampAdjust(c: KernelCase, huge: boolean) {
   const mu = c.mutation as Extract<KernelMutation, { kind: "clamp" }>;
   return (o: Record<string, unknown>, m: Maker, b: BuiltCall) => {
     const span = c.kernel === "cutToStreaming" ? (o.length as number) : b.tensors.k.shape[0];
-    // One of the two reaches past everything there is (which = 0: the sink, 1: the window, 2: both).
+    // One of the two reaches past everything there is (which = 0: the sink, 1: the window, 2: both);
+    // a window is at least 1 even past an empty sequence.
     const sink = mu.which !== 1 ? Math.min(MAX, span + mu.sinkOver) : m.rng.int(0, 2);
-    const window = mu.which !== 0 ? Math.min(MAX, span + mu.windowOver) : m.rng.int(1, 3);
+    const window = mu.which !== 0 ? Math.min(MAX, Math.max(1, span + mu.windowOver)) : m.rng.int(1, 3);
     const s = huge ? sink : Math.min(sink, span),
       w = huge ? window : Math.max(1, Math.min(window, span));
     if (c.kernel === "prefillAttention") o.streaming = { sink: s, window: w };
