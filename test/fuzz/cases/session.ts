@@ -147,7 +147,8 @@ async function runOptions(m: Model, c: OptionsCase): Promise<void> {
   }
   if (invalid) fail(`${what}: accepted, but ${invalid} is invalid and must be refused with an Error`);
   const g = c.generate ?? {};
-  const greedy = (g.temperature === undefined || g.temperature === 0) && (g.repetitionPenalty === undefined || g.repetitionPenalty === 1);
+  // null is an option left out, as the library reads it.
+  const greedy = (absent(g.temperature) || g.temperature === 0) && (absent(g.repetitionPenalty) || g.repetitionPenalty === 1);
   const hybridOff =
     !c.session?.hybrid ||
     (c.session.hybrid as { mode?: unknown }).mode === undefined ||
@@ -156,7 +157,7 @@ async function runOptions(m: Model, c: OptionsCase): Promise<void> {
     const vocab = m.config.vocabSize;
     if (r.tokens.some((t) => !Number.isInteger(t) || t < 0 || t >= vocab))
       fail(`${what}: generated a token outside the vocabulary: [${r.tokens}]`);
-    const limit = g.maxNewTokens === undefined ? 256 : (g.maxNewTokens as number);
+    const limit = absent(g.maxNewTokens) ? 256 : (g.maxNewTokens as number);
     if (r.tokens.length > Math.max(limit, 0)) fail(`${what}: generated ${r.tokens.length} tokens, more than maxNewTokens ${limit}`);
     if (!["eos", "stop", "length", "context"].includes(r.finishReason ?? "")) fail(`${what}: finish reason ${r.finishReason}`);
     const want = reference.cases[(c.prompt + i) % reference.cases.length].greedy;
