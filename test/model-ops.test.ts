@@ -396,6 +396,33 @@ describe("topCandidates", () => {
     expect(count[4]).toBe(1);
   });
 
+  test("a capacity past the vocabulary is cut to it: the same candidates, nothing huge allocated", () => {
+    const vocab = rng.int(3, 40);
+    const logits = scope.random(rng, [3, vocab], "bf16").tensor;
+    const temperature = scope.add(Tensor.from(Float32Array.of(0.5, 1, 2), [3]));
+    const k = rng.int(1, vocab);
+    // Past count[r] a row's slots hold nothing defined, so the stored candidates are compared as sets.
+    const run = (capacity?: number) => {
+      const c = kernels.topCandidates({ logits, temperature, k, capacity });
+      Object.values(c).forEach((t) => scope.add(t));
+      const width = c.ids.shape[1],
+        ids = c.ids.toArray() as Int32Array,
+        scores = c.scores.toFloat32Array(),
+        count = Array.from(c.count.toArray() as Int32Array);
+      const stored = count.map((n, r) =>
+        Array.from({ length: Math.min(n, width) }, (_, i) => [ids[r * width + i], scores[r * width + i]]).sort((a, b) => a[0] - b[0]),
+      );
+      return { shape: c.ids.shape, count, stored, max: Array.from(c.max.toFloat32Array()), mass: Array.from(c.mass.toFloat32Array()) };
+    };
+    const exact = run(vocab);
+    expect(exact.shape).toEqual([3, vocab]);
+    for (const capacity of [2 ** 31 - 1, vocab + rng.int(1, 100), k === vocab ? undefined : vocab]) expect(run(capacity)).toEqual(exact);
+    // The default capacity, 2k, past the vocabulary.
+    const all = kernels.topCandidates({ logits, temperature, k: vocab });
+    Object.values(all).forEach((t) => scope.add(t));
+    expect(all.ids.shape).toEqual([3, vocab]);
+  });
+
   test("bad arguments throw", () => {
     const logits = scope.random(rng, [2, 10], "f32").tensor;
     const temperature = scope.add(Tensor.from(Float32Array.of(1, 1), [2]));

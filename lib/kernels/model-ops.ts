@@ -299,9 +299,9 @@ export function tokenLogprobs(options: { logits: Tensor; targets: Tensor; out?: 
 
 /** Per row: the tokens whose logits are >= the k-th largest, and the row's softmax mass. */
 export interface TopCandidates {
-  /** i32 [rows, capacity]: indices of those logits, in no particular order (the first count[r], up to capacity). */
+  /** i32 [rows, min(capacity, vocab)]: indices of those logits, in no particular order (the first count[r], up to that width). */
   ids: Tensor;
-  /** f32 [rows, capacity]: their values. */
+  /** f32 [rows, min(capacity, vocab)]: their values. */
   scores: Tensor;
   /** i32 [rows]: how many logits are >= the k-th largest (k, more on ties; more than capacity means not all were stored). */
   count: Tensor;
@@ -315,7 +315,9 @@ export interface TopCandidates {
  * The k most likely tokens of each row of logits (ties at the k-th value included) and the row's
  * softmax mass at its temperature, so that topK / topP sampling needs only a few values per row
  * on the host instead of the whole row. Logits f32, f16 or bf16 [rows, vocab]; temperature f32
- * [rows], each > 0; capacity (default 2k) bounds how many candidates per row are stored.
+ * [rows], each > 0; capacity (default 2k) bounds how many candidates per row are stored, and is
+ * cut to the vocabulary, which no row's candidates outnumber (so a "no limit" capacity allocates
+ * nothing huge).
  * @example
  * const c = kernels.topCandidates({ logits, temperature: Tensor.from(Float32Array.of(0.7), [1], { device }), k: 64 });
  * const count = c.count.toArray()[0];   // >= 64; if <= capacity, c.ids/c.scores hold them all
@@ -330,15 +332,16 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
   const capacity = o.capacity ?? 2 * o.k;
   if (!Number.isInteger(capacity) || capacity < 1 || !(capacity >= o.k))
     throw new RangeError(`topCandidates: capacity must be an integer >= k (${o.k}), got ${capacity}`);
-  const [rows] = logits.shape,
+  const [rows, vocab] = logits.shape,
     device = logits.device;
+  const width = Math.min(capacity, vocab);
   const outputs = new Outputs();
   const make = (shape: number[], dtype: "i32" | "f32") => outputs.take(undefined, () => Tensor.empty(shape, dtype, device));
   let c: TopCandidates;
   try {
     c = {
-      ids: make([rows, capacity], "i32"),
-      scores: make([rows, capacity], "f32"),
+      ids: make([rows, width], "i32"),
+      scores: make([rows, width], "f32"),
       count: make([rows], "i32"),
       max: make([rows], "f32"),
       mass: make([rows], "f32"),
