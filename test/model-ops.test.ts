@@ -429,7 +429,10 @@ describe("topCandidates", () => {
     expect(() => kernels.topCandidates({ logits, temperature, k: 11, capacity: 20 })).toThrow(
       /topCandidates: k must be in \[1, 10\], got 11/,
     );
-    expect(() => kernels.topCandidates({ logits, temperature, k: 4, capacity: 3 })).toThrow(/capacity must be an integer >= k/);
+    for (const capacity of [3, 2 ** 31, 7e207, 4.5])
+      expect(() => kernels.topCandidates({ logits, temperature, k: 4, capacity })).toThrow(
+        /topCandidates: capacity must be an integer >= k \(4\) and <= 2147483647, got /,
+      );
     for (const k of [7n, 2.5, 0, "3", Number.NaN])
       expect(() => kernels.topCandidates({ logits, temperature, k: k as number })).toThrow(
         /topCandidates: k must be an integer >= 1, got /,

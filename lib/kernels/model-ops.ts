@@ -329,9 +329,10 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
   if (logits.shape.length !== 2) throw new RangeError(`topCandidates: logits must be [rows, vocab], got [${logits.shape.join(", ")}]`);
   // Checked before the default capacity is worked out from it (a BigInt k cannot be doubled).
   if (!Number.isSafeInteger(o.k) || o.k < 1) throw new RangeError(`topCandidates: k must be an integer >= 1, got ${show(o.k)}`);
-  const capacity = o.capacity ?? 2 * o.k;
-  if (!Number.isInteger(capacity) || capacity < 1 || !(capacity >= o.k))
-    throw new RangeError(`topCandidates: capacity must be an integer >= k (${o.k}), got ${capacity}`);
+  const maxCapacity = 2 ** 31 - 1;
+  const capacity = o.capacity ?? Math.min(2 * o.k, maxCapacity);
+  if (!Number.isInteger(capacity) || capacity < 1 || !(capacity >= o.k) || capacity > maxCapacity)
+    throw new RangeError(`topCandidates: capacity must be an integer >= k (${o.k}) and <= ${maxCapacity}, got ${show(capacity)}`);
   const [rows, vocab] = logits.shape,
     device = logits.device;
   const width = Math.min(capacity, vocab);
