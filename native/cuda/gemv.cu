@@ -8,9 +8,9 @@
 // when this runs.
 //
 // gemvKernel<T, M, kInput, kAccumulate>: block 256 (8 warps), grid as many blocks as fit on the
-//   device at once (4 per SM, 2 for M > 2), at most one per group of 4 output rows; block b takes row groups
-//   b, b + grid, b + 2·grid, ... (past n, the last row is re-read and its sums discarded), so the
-//   norm's sums and the wait for the kernel ahead are paid once per block. A block's 256 threads
+//   device at once (4 per SM, 2 for M > 2), at most one per group of 4 output rows; block b
+//   takes row groups b, b + grid, b + 2·grid, ... (past n, the last row is re-read and its sums
+//   discarded), so the norm's sums and the wait for the kernel ahead are paid once per block. A block's 256 threads
 //   split k: thread t takes the 16-byte chunks (8 elements) t, t + 256, t + 512, ... of all four
 //   rows, one chunk per row per step, so every thread has 4 loads outstanding: enough in flight
 //   to keep the memory busy even for the products with few rows (o, down, q|k|v), which read well
@@ -39,6 +39,7 @@
 #include <cstring>
 #include <string>
 
+#include "cuda/cuda_backend.h"
 #include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
 #include "programmatic_launch.cuh"
@@ -241,12 +242,11 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
 // allows), each walking row groups grid-stride: the norm's sums and the wait for the kernel ahead
 // are paid once per block, not once per four rows.
 int gemvBlocks(int n, int inputRows) {
-  int dev = 0, sms = 0;
-  cudaError_t err = cudaGetDevice(&dev);
-  if (err == cudaSuccess) err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (err != cudaSuccess) throw Error(std::string("linear: reading the SM count failed: ") + cudaGetErrorString(err));
+  int dev = 0;
+  const cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) throw Error(std::string("linear: cudaGetDevice failed: ") + cudaGetErrorString(err));
   const long long groups = (n + kRowsPerBlock - 1) / kRowsPerBlock;
-  return int(std::min<long long>(groups, (long long)std::max(sms, 1) * blocksPerSm(inputRows)));
+  return int(std::min<long long>(groups, (long long)std::max(multiprocessors(dev), 1) * blocksPerSm(inputRows)));
 }
 
 // Launched as a programmatic dependent of the kernel ahead of it where the device allows

@@ -1,7 +1,7 @@
 // Helpers shared by the layer-op, GEMM, rope-append and sampling kernels (layer_ops.cu, gemm.cu,
 // gemv.cu, rope_append.cu, sampling.cu): dtype dispatch, launch errors, 16-byte alignment,
-// element <-> f32 conversion and rounding, SiLU, reading any float type as its exact f32 bits, a warp's (key, index)
-// max and a block-wide sum.
+// element <-> f32 conversion and rounding, eight elements <-> f32 at a time, SiLU, reading any
+// float type as its exact f32 bits, a warp's (key, index) max and a block-wide sum.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -149,6 +149,70 @@ __device__ __forceinline__ float blockSum(float v, float* scratch) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// Eight consecutive elements <-> f32: one 16-byte access for 16-bit types, two for f32.
+// p must be 16-byte aligned (8·sizeof(T) bytes for f32: 32).
+// kPastL1: read with __ldcg, for data the kernel ahead may still be writing when this one starts
+// (programmatic_launch.cuh), which the read-only cache a const __restrict__ load may take would
+// not see.
+template <bool kPastL1 = false, typename Chunk>
+__device__ __forceinline__ Chunk loadChunk(const Chunk* p) {
+  if constexpr (kPastL1) return __ldcg(p);
+  return *p;
+}
+template <bool kPastL1 = false>
+__device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
+  const float4 a = loadChunk<kPastL1>(reinterpret_cast<const float4*>(p)),
+               b = loadChunk<kPastL1>(reinterpret_cast<const float4*>(p) + 1);
+  f[0] = a.x;
+  f[1] = a.y;
+  f[2] = a.z;
+  f[3] = a.w;
+  f[4] = b.x;
+  f[5] = b.y;
+  f[6] = b.z;
+  f[7] = b.w;
+}
+template <bool kPastL1 = false>
+__device__ __forceinline__ void load8(const f16* p, float (&f)[8]) {
+  const uint4 u = loadChunk<kPastL1>(reinterpret_cast<const uint4*>(p));
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 t = __half22float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+template <bool kPastL1 = false>
+__device__ __forceinline__ void load8(const bf16* p, float (&f)[8]) {
+  const uint4 u = loadChunk<kPastL1>(reinterpret_cast<const uint4*>(p));
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 t = __bfloat1622float2(h[i]);
+    f[2 * i] = t.x;
+    f[2 * i + 1] = t.y;
+  }
+}
+__device__ __forceinline__ void store8(float* p, const float (&f)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+__device__ __forceinline__ void store8(f16* p, const float (&f)[8]) {
+  uint4 u;
+  __half2* h = reinterpret_cast<__half2*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
+}
+__device__ __forceinline__ void store8(bf16* p, const float (&f)[8]) {
+  uint4 u;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
+#pragma unroll
+  for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = u;
 }
 
 }  // namespace lt::cuda

@@ -32,25 +32,6 @@ namespace {
 
 constexpr int kBlock = 128;
 
-// Eight consecutive 16-bit elements <-> f32 through one 16-byte access (p 16-byte aligned). The
-// loads read qkv, which the kernel ahead may still be writing when this one starts, so they go
-// past L1 (__ldcg), never through the read-only cache (programmatic_launch.cuh).
-template <typename T>
-__device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
-  const uint4 u = __ldcg(reinterpret_cast<const uint4*>(p));
-  const T* h = reinterpret_cast<const T*>(&u);
-#pragma unroll
-  for (int i = 0; i < 8; i++) f[i] = toF(h[i]);
-}
-template <typename T>
-__device__ __forceinline__ void store8(T* p, const float (&f)[8]) {
-  uint4 u;
-  T* h = reinterpret_cast<T*>(&u);
-#pragma unroll
-  for (int i = 0; i < 8; i++) h[i] = fromF<T>(f[i]);
-  *reinterpret_cast<uint4*>(p) = u;
-}
-
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kBlock)
     ropeAppendKvKernel(const T* __restrict__ qkv, T* __restrict__ q, T* kPages, T* vPages,
@@ -78,8 +59,9 @@ __global__ void __launch_bounds__(kBlock)
       const int h = u / vecs, c = (u - h * vecs) * 8;
       const T* src = row + size_t(h) * d;
       float a[8], b[8];
-      load8(src + c, a);
-      load8(src + half + c, b);
+      // Past L1: the kernel ahead writes qkv and may still run (programmatic_launch.cuh).
+      load8<true>(src + c, a);
+      load8<true>(src + half + c, b);
       ropeRotate8(a, b, cs, c, half);
       T* dst = target(h);
       store8(dst + c, a);

@@ -78,58 +78,40 @@ describeGpu("CUDA decode steps chained on the device equal the CPU's", () => {
     );
     const inputs = Array.from({ length: steps }, (_, step) => {
       const lens = cached.map((n) => n + step);
-      const positions = scope.ints(lens),
-        seqLens = scope.ints(lens.map((n) => n + 1));
-      const slots = scope.ints(lens.map((n, b) => tables[b][Math.floor(n / pageSize)] * pageSize + (n % pageSize)));
-      const qkv = pair([cached.length, (hq + 2 * hkv) * d], dtype);
-      const onGpu = [positions, seqLens, slots].map((t) => scope.add(t.to("cuda:0")));
-      return { positions, seqLens, slots, qkv, gpu: { positions: onGpu[0], seqLens: onGpu[1], slots: onGpu[2] } };
+      const cpu = {
+        positions: scope.ints(lens),
+        seqLens: scope.ints(lens.map((n) => n + 1)),
+        slots: scope.ints(lens.map((n, b) => tables[b][Math.floor(n / pageSize)] * pageSize + (n % pageSize))),
+      };
+      const gpu = {
+        positions: scope.add(cpu.positions.to("cuda:0")),
+        seqLens: scope.add(cpu.seqLens.to("cuda:0")),
+        slots: scope.add(cpu.slots.to("cuda:0")),
+      };
+      return { qkv: pair([cached.length, (hq + 2 * hkv) * d], dtype), cpu, gpu };
     });
-    const gpu = { pageTable: scope.add(pageTable.to("cuda:0")), invFreq: scope.add(invFreq.to("cuda:0")) };
-    const got = inputs.map((step) => {
-      const q = scope.add(
-        kernels.ropeAppendKv({
-          qkv: step.qkv.gpu,
-          positions: step.gpu.positions,
-          invFreq: gpu.invFreq,
-          kPages: kPages.gpu,
-          vPages: vPages.gpu,
-          slots: step.gpu.slots,
-        }),
-      );
-      const r = kernels.decodeAttention({
-        q,
+    const shared = {
+      cpu: { pageTable, invFreq, kPages: kPages.cpu, vPages: vPages.cpu },
+      gpu: {
+        pageTable: scope.add(pageTable.to("cuda:0")),
+        invFreq: scope.add(invFreq.to("cuda:0")),
         kPages: kPages.gpu,
         vPages: vPages.gpu,
-        pageTable: gpu.pageTable,
-        seqLens: step.gpu.seqLens,
-        returnLse: true,
-      });
+      },
+    };
+    const runStep = (step: (typeof inputs)[number], on: "cpu" | "gpu") => {
+      const { pageTable, invFreq, kPages, vPages } = shared[on];
+      const { positions, seqLens, slots } = step[on];
+      const q = scope.add(kernels.ropeAppendKv({ qkv: step.qkv[on], positions, invFreq, kPages, vPages, slots }));
+      const r = kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens, returnLse: true });
       return { out: scope.add(r.out), lse: scope.add(r.lse!) };
-    });
+    };
+    const got = inputs.map((step) => runStep(step, "gpu"));
     inputs.forEach((step, i) => {
-      const q = scope.add(
-        kernels.ropeAppendKv({
-          qkv: step.qkv.cpu,
-          positions: step.positions,
-          invFreq,
-          kPages: kPages.cpu,
-          vPages: vPages.cpu,
-          slots: step.slots,
-        }),
-      );
-      const want = kernels.decodeAttention({
-        q,
-        kPages: kPages.cpu,
-        vPages: vPages.cpu,
-        pageTable,
-        seqLens: step.seqLens,
-        returnLse: true,
-      });
-      [want.out, want.lse].forEach((t) => scope.add(t));
+      const want = runStep(step, "cpu");
       const err = relError(got[i].out.toFloat32Array(), want.out.toFloat32Array());
       if (!(err < relTol[dtype])) throw new Error(`step ${i}: out relative error ${err} (seed ${rng.seed})`);
-      expect(maxAbs(got[i].lse.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
+      expect(maxAbs(got[i].lse.toFloat32Array(), want.lse.toFloat32Array())).toBeLessThan(2e-3);
     });
   });
 });
