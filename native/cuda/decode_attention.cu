@@ -14,9 +14,6 @@
 //   runs both products on the tensor cores (mma m16n8k16, the group's query heads as the M
 //   rows), with its own online softmax. The 4 warps merge through shared memory at the end.
 //   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace.
-//   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the RoPE
-//   and K/V append): before waiting for that kernel it asks L2 for the K/V rows of its first
-//   tiles, so the HBM reads of a short decode start during the previous kernel's tail.
 // combineKernel<T, D>: grid ceil(batch * hq / 4), block 128, one warp per (sequence, query
 //   head): merges the partials of the splits that had work and writes out and lse. On sm_90 it
 //   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel, and lets
@@ -150,40 +147,6 @@ __device__ __forceinline__ int swz(int r, int c) {
   return r * D + ((c ^ (r & 7)) << 3);
 }
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-// Asks L2 for `bytes` (a multiple of 16) at p, 16-byte aligned; a hint, nothing is waited for.
-__device__ __forceinline__ void prefetchRowToL2(const void* p, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-}
-#endif
-
-// Before the wait for the kernel ahead (programmatic dependent launch): the K/V rows of the first
-// kStages tiles of this CTA's split go to L2. seqLens and the page table may still be changing
-// then (a kernel ahead may write them), so what is read here only picks the rows, kept inside
-// the pool, and is read past L1 (ld.global.cg) so that no stale line stays there; the kernel
-// reads all of it again after the wait. Without programmatic launch (sm_80) this would only
-// delay the loads, so it is left out there.
-template <int D>
-__device__ __forceinline__ void prefetchFirstTiles(const DecodeArgs& a, int b, int kvh, int split) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr uint32_t kRowBytes = D * 2;  // f16 or bf16
-  const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
-  const int chunk = splitChunk(len, a.numSplits);
-  const int start = split * chunk;
-  const int end = min(len, start + min(chunk, kStages * kTile));
-  const int32_t* table = a.pageTable + size_t(b) * a.maxPagesPerSeq;
-  for (int i = threadIdx.x; i < 2 * (end - start); i += kThreads) {
-    const int tok = start + (i >> 1);
-    const int pi = a.pageShift >= 0 ? (tok >> a.pageShift) : tok / a.pageSize;
-    const int page = __ldcg(table + pi);
-    if (page < 0 || page >= a.numPages) continue;
-    const int off = a.pageShift >= 0 ? (tok & (a.pageSize - 1)) : tok % a.pageSize;
-    const size_t row = (size_t(page) * a.pageSize + off) * a.hkv + kvh;
-    prefetchRowToL2(static_cast<const char*>((i & 1) ? a.vPages : a.kPages) + row * kRowBytes, kRowBytes);
-  }
-#endif
-}
-
 template <typename T, int D, bool kRows16>
 __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) {
   static_assert(kStages == 3, "the page-id prefetch below is written for three stages");
@@ -204,11 +167,9 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int split = blockIdx.y, b = blockIdx.z;
   const bool splitMode = a.numSplits > 1;
 
-  prefetchFirstTiles<D>(a, b, kvh, split);
-  waitForPrerequisiteGrids();
   // The combine kernel may start launching now; it waits for this grid before reading its
-  // partials (and it reads seqLens before that wait: no earlier kernel is still writing them
-  // once every CTA of this grid is past the wait above).
+  // partials (and it reads seqLens before that wait: this grid starts only once every earlier
+  // kernel has finished, so nothing is still writing them).
   allowDependentGrids();
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
@@ -627,16 +588,17 @@ size_t partialFloats(const DecodeAttentionParams& p, int splits) {
   return size_t(p.batch) * p.hq * splits * (size_t(p.d) + 1);
 }
 
-// Programmatic dependent launch (programmatic_launch.cuh): the decode grid's first K/V reads
-// overlap the tail of the kernel before it, and the combine kernel's launch the decode grid's
-// tail; at batch 1 those latencies are a visible part of a decode.
+// The decode grid is launched the ordinary way: as a programmatic dependent of the RoPE + append
+// kernel, with the K/V rows of its first tiles asked of L2 before its wait, a batch-1 step was no
+// faster (bench/README.md). The combine kernel is a programmatic dependent of the decode grid
+// (programmatic_launch.cuh), so its launch overlaps the decode grid's tail.
 template <typename T, int D, bool R>
 void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStream_t stream) {
   const size_t smemBytes = decodeSmemBytes<D>(sizeof(T));
   prepareKernel<T, D, R>();
   const dim3 grid(unsigned(args.hkv * plan.qChunks), unsigned(plan.splits), unsigned(batch));
-  launchProgrammatic("decodeAttention", "decodeKernel", decodeKernel<T, D, R>, grid, dim3(kThreads), smemBytes, stream,
-                     args);
+  decodeKernel<T, D, R><<<grid, kThreads, smemBytes, stream>>>(args);
+  checkCuda(cudaGetLastError(), "the launch of decodeKernel");
   if (plan.splits > 1) {
     const unsigned rows = unsigned(batch) * unsigned(args.hq);
     launchProgrammatic("decodeAttention", "combineKernel", combineKernel<T, D>, dim3((rows + 3) / 4), dim3(128), 0,
