@@ -14,6 +14,8 @@
 //   runs both products on the tensor cores (mma m16n8k16, the group's query heads as the M
 //   rows), with its own online softmax. The 4 warps merge through shared memory at the end.
 //   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace.
+//   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the RoPE
+//   and K/V append), so its launch and set-up overlap that kernel's tail.
 // combineKernel<T, D>: grid ceil(batch * hq / 4), block 128, one warp per (sequence, query
 //   head): merges the partials of the splits that had work and writes out and lse. On sm_90 it
 //   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel, and lets
@@ -167,9 +169,10 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int split = blockIdx.y, b = blockIdx.z;
   const bool splitMode = a.numSplits > 1;
 
+  waitForPrerequisiteGrids();
   // The combine kernel may start launching now; it waits for this grid before reading its
-  // partials (and it reads seqLens before that wait: this grid starts only once every earlier
-  // kernel has finished, so nothing is still writing them).
+  // partials (and it reads seqLens before that wait: no earlier kernel is still writing them
+  // once every CTA of this grid is past the wait above).
   allowDependentGrids();
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
@@ -588,17 +591,17 @@ size_t partialFloats(const DecodeAttentionParams& p, int splits) {
   return size_t(p.batch) * p.hq * splits * (size_t(p.d) + 1);
 }
 
-// The decode grid is launched the ordinary way: as a programmatic dependent of the RoPE + append
-// kernel, with the K/V rows of its first tiles asked of L2 before its wait, a batch-1 step was no
-// faster (bench/README.md). The combine kernel is a programmatic dependent of the decode grid
-// (programmatic_launch.cuh), so its launch overlaps the decode grid's tail.
+// Programmatic dependent launch (programmatic_launch.cuh): the decode grid's launch overlaps the
+// tail of the kernel before it, and the combine kernel's launch the decode grid's tail; at batch
+// 1 those latencies are a visible part of a decode. Asking L2 for the first tiles' K/V rows
+// before the wait cost about what the early launch gained (bench/README.md).
 template <typename T, int D, bool R>
 void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStream_t stream) {
   const size_t smemBytes = decodeSmemBytes<D>(sizeof(T));
   prepareKernel<T, D, R>();
   const dim3 grid(unsigned(args.hkv * plan.qChunks), unsigned(plan.splits), unsigned(batch));
-  decodeKernel<T, D, R><<<grid, kThreads, smemBytes, stream>>>(args);
-  checkCuda(cudaGetLastError(), "the launch of decodeKernel");
+  launchProgrammatic("decodeAttention", "decodeKernel", decodeKernel<T, D, R>, grid, dim3(kThreads), smemBytes, stream,
+                     args);
   if (plan.splits > 1) {
     const unsigned rows = unsigned(batch) * unsigned(args.hq);
     launchProgrammatic("decodeAttention", "combineKernel", combineKernel<T, D>, dim3((rows + 3) / 4), dim3(128), 0,

@@ -12,7 +12,8 @@
 //   loads and stores; otherwise one element at a time.
 //   A slot of -1 (or outside the pool, which the addon rejects) writes no K/V.
 //   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the q|k|v
-//   projection); it reads nothing before its own wait.
+//   projection) and lets the kernel after it (decode attention) launch at once; it reads
+//   nothing before its own wait.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -37,6 +38,8 @@ __global__ void __launch_bounds__(kBlock)
                        const int32_t* __restrict__ positions, const int32_t* __restrict__ slots,
                        const float* __restrict__ invFreq, int hq, int hkv, int d, long long poolSlots) {
   extern __shared__ float cs[];  // cos [d/2], then sin [d/2]
+  // A dependent may launch now: it waits for this grid before it reads anything this writes.
+  allowDependentGrids();
   waitForPrerequisiteGrids();
   const int t = blockIdx.x, half = d >> 1;
   // positions and slots come from the host today, but are read past L1 like qkv so that this

@@ -47,8 +47,8 @@ describeGpu("CUDA decode attention equals the CPU kernel", () => {
 
 describeGpu("CUDA decode steps chained on the device equal the CPU's", () => {
   // Each step's ropeAppendKv writes q and the new token's K/V row, and the decode attention right
-  // behind it reads them; on sm_90 the rope is a programmatic dependent of the kernel before it,
-  // and the attention's combine of the attention. Every input is on the device before the first step and
+  // behind it reads them; on sm_90 both are programmatic dependents, each launched while the
+  // kernel ahead of it runs. Every input is on the device before the first step and
   // the CPU's steps run after the last, so the two kernels of a step, and one step's attention and
   // the next step's rope, are launched back to back: nothing may be read before it is written.
   test.each([
