@@ -1,6 +1,6 @@
-"""The last decode step of an Nsight Compute CSV (ncu --csv --page raw, with the metrics
-gpu__time_duration.sum and dram__bytes_read.sum): the kernels from the last embedding launch on,
-grouped by kernel name, with their summed time, DRAM bytes read and bandwidth, largest first.
+"""The last decode step (or prefill) of an Nsight Compute CSV (ncu --csv --page raw, with the
+metrics gpu__time_duration.sum and dram__bytes_read.sum): the kernels from the last embedding launch
+on, grouped by kernel name, with their summed time, DRAM bytes read and bandwidth, largest first.
 
     python3 tools/gpu/summarize_ncu_step.py ncu.csv
 """
@@ -50,7 +50,7 @@ def main(path):
     kernels = rows[1:]
     starts = [i for i, r in enumerate(kernels) if "embedding" in r["Kernel Name"]]
     if not starts:
-        raise SystemExit(f"{path}: no embedding kernel, so no decode step to cut out")
+        raise SystemExit(f"{path}: no embedding kernel, so no decode step or prefill to cut out")
     step = kernels[starts[-1]:]
     time_scale = scale(units, "gpu__time_duration.sum", {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3})
     byte_scale = scale(units, "dram__bytes_read.sum", {"byte": 1e-9, "B": 1e-9, "Kbyte": 1e-6, "KB": 1e-6, "Mbyte": 1e-3, "MB": 1e-3, "Gbyte": 1.0, "GB": 1.0})
