@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# On a GPU machine: builds of the addon timed against each other on the model's decode step, in
+# turns within one job (the step's time drifts by a few percent from job to job, so only builds
+# timed side by side compare). Each round runs the builds in the order given and then in reverse
+# (A B B A for two), each run a process of its own with LIGHTTRANSFER_ADDON set; then the median
+# graph ms per build and point, and each build's ratio to the first.
+#   tools/gpu/ab_model_decode.sh MODEL_DIR OUT_DIR NAME=ADDON_PATH NAME=ADDON_PATH [...]
+#   (ROUNDS default 2, BATCHES default 1, CONTEXTS default 4096,16384)
+# Expects node on PATH, node_modules unpacked and dist/ built; every run's model check is kept.
+set -euo pipefail
+model=$1
+out=$2
+shift 2
+if [ $# -lt 2 ]; then
+  echo "usage: $0 MODEL_DIR OUT_DIR NAME=ADDON_PATH NAME=ADDON_PATH [...]" >&2
+  exit 2
+fi
+builds=("$@")
+reversed=()
+for ((i = ${#builds[@]} - 1; i >= 0; i--)); do reversed+=("${builds[i]}"); done
+mkdir -p "$out"
+for ((round = 1; round <= ${ROUNDS:-2}; round++)); do
+  run=0
+  for build in "${builds[@]}" "${reversed[@]}"; do
+    run=$((run + 1))
+    name=${build%%=*}
+    addon=${build#*=}
+    LIGHTTRANSFER_ADDON=$addon node dist/bench/model-decode.js "$model" --batches "${BATCHES:-1}" \
+      --contexts "${CONTEXTS:-4096,16384}" --out "$out/ab-$round-$run-$name.json" > "$out/ab-$round-$run-$name.txt" 2>&1
+    echo "round $round, run $run: $name"
+  done
+done
+python3 tools/gpu/summarize_ab_decode.py "$out" "${builds[@]%%=*}" | tee "$out/ab.txt"
