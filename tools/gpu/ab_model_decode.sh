@@ -6,28 +6,42 @@
 # graph ms per build and point, and each build's ratio to the first.
 #   tools/gpu/ab_model_decode.sh MODEL_DIR OUT_DIR NAME=ADDON_PATH NAME=ADDON_PATH [...]
 #   (ROUNDS default 2, BATCHES default 1, CONTEXTS default 4096,16384)
-# Expects node on PATH, node_modules unpacked and dist/ built; every run's model check is kept.
+# Run from the repository root; expects node on PATH, node_modules unpacked and dist/ built. A
+# run whose model check failed, or that did not finish, fails the script after the summary.
 set -euo pipefail
-model=$1
-out=$2
-shift 2
-if [ $# -lt 2 ]; then
+if [ $# -lt 4 ]; then
   echo "usage: $0 MODEL_DIR OUT_DIR NAME=ADDON_PATH NAME=ADDON_PATH [...]" >&2
   exit 2
 fi
+model=$1
+out=$2
+shift 2
 builds=("$@")
+for build in "${builds[@]}"; do
+  if [[ $build != ?*=?* ]]; then
+    echo "$build: give each build as NAME=ADDON_PATH" >&2
+    exit 2
+  fi
+done
 reversed=()
 for ((i = ${#builds[@]} - 1; i >= 0; i--)); do reversed+=("${builds[i]}"); done
 mkdir -p "$out"
+rm -f "$out"/ab-*.json "$out"/ab-*.txt  # the summary reads every run in the folder
+failed=0
 for ((round = 1; round <= ${ROUNDS:-2}; round++)); do
   run=0
   for build in "${builds[@]}" "${reversed[@]}"; do
     run=$((run + 1))
     name=${build%%=*}
     addon=${build#*=}
-    LIGHTTRANSFER_ADDON=$addon node dist/bench/model-decode.js "$model" --batches "${BATCHES:-1}" \
-      --contexts "${CONTEXTS:-4096,16384}" --out "$out/ab-$round-$run-$name.json" > "$out/ab-$round-$run-$name.txt" 2>&1
-    echo "round $round, run $run: $name"
+    if LIGHTTRANSFER_ADDON=$addon node dist/bench/model-decode.js "$model" --batches "${BATCHES:-1}" \
+      --contexts "${CONTEXTS:-4096,16384}" --out "$out/ab-$round-$run-$name.json" > "$out/ab-$round-$run-$name.txt" 2>&1; then
+      echo "round $round, run $run: $name"
+    else
+      echo "round $round, run $run: $name FAILED (its output: $out/ab-$round-$run-$name.txt)"
+      failed=1
+    fi
   done
 done
-python3 tools/gpu/summarize_ab_decode.py "$out" "${builds[@]%%=*}" | tee "$out/ab.txt"
+python3 tools/gpu/summarize_ab_decode.py "$out" "${builds[@]%%=*}" 2>&1 | tee "$out/ab.txt"
+exit $failed
