@@ -10,9 +10,9 @@ model=$1
 out=${2:-${OUT:-/tmp/profile-prefill-kernels-out}}
 tokens=${TOKENS:-4096}
 mkdir -p "$out"
-node tools/gpu/prefill_once.js "$model" "$tokens" 4 | tee "$out/wall-$tokens.txt"
+node tools/gpu/decode_steps.js "$model" "$tokens" 0 4 | tee "$out/wall-$tokens.txt"
 ncu --clock-control none --csv --page raw --metrics gpu__time_duration.sum,dram__bytes_read.sum \
-  node tools/gpu/prefill_once.js "$model" "$tokens" 2 > "$out/ncu-$tokens.csv" 2> "$out/ncu-$tokens.log" || {
+  node tools/gpu/decode_steps.js "$model" "$tokens" 0 2 > "$out/ncu-$tokens.csv" 2> "$out/ncu-$tokens.log" || {
   tail -20 "$out/ncu-$tokens.log"
   exit 1
 }
