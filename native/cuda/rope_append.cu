@@ -5,14 +5,14 @@
 //
 // ropeAppendKvKernel<T, kVec>: grid (tokens, CTAs per token), block 128. A token's work is
 //   rotating its hq query heads into q and its hkv key heads straight into pool row slots[t],
-//   and copying its value heads there; a prefill chunk has one CTA per token, while the few
-//   tokens of a decode step share theirs over several CTAs (ctasPerToken), so that each thread
-//   has about one unit. Every CTA forms its token's d/2 angles as float(position) · invFreq[i]
-//   rounded in f32 and takes cos/sin of them in double — as ropeKernel in layer_ops.cu does, so
-//   both paths rotate by the same f32 cos/sin. For 16-bit types with d/2 % 8 == 0 and 16-byte
-//   aligned rows each thread moves 8 rotation pairs (or 8 values) with 16-byte loads and
-//   stores, its first unit's loads issued before the angles are made; otherwise one element at
-//   a time.
+//   and copying its value heads there. While the tokens fill the device twice over (a long
+//   prefill chunk) each has one CTA; fewer, as in a decode step, share theirs over several
+//   CTAs each (ctasPerToken). Every CTA forms its token's
+//   d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin of them in
+//   double — as ropeKernel in layer_ops.cu does, so both paths rotate by the same f32 cos/sin.
+//   For 16-bit types with d/2 % 8 == 0 and 16-byte aligned rows a unit is 8 rotation pairs (or
+//   8 values) moved with 16-byte loads and stores, a thread's first unit loaded before the
+//   angles are made; otherwise a unit is one element.
 //   A slot of -1 (or outside the pool, which the addon rejects) writes no K/V.
 //   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the q|k|v
 //   projection) and lets the kernel after it (decode attention) launch at once; it reads
@@ -93,27 +93,30 @@ __global__ void __launch_bounds__(kBlock)
       load(u + stride);
     }
   } else {
+    const int rotations = heads * half, units = rotations + (store ? hkv * d : 0);
+    const T* vSrc = row + size_t(hq + hkv) * d;
     ropeCosSin(cs, pos, invFreq, half);
     __syncthreads();
-    for (int u = first; u < heads * half; u += stride) {
-      const int h = u / half, i = u - h * half;
-      const T* src = row + size_t(h) * d;
-      const float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
-      const float co = cs[i], si = cs[half + i];
-      T* dst = target(h);
-      dst[i] = fromF<T>(a * co - b * si);
-      dst[i + half] = fromF<T>(b * co + a * si);
-    }
-    if (store) {
-      const T* src = row + size_t(hq + hkv) * d;
-      for (int u = first; u < hkv * d; u += stride) vPages[poolRow + u] = __ldcg(src + u);
+    for (int u = first; u < units; u += stride) {
+      if (u < rotations) {
+        const int h = u / half, i = u - h * half;
+        const T* src = row + size_t(h) * d;
+        const float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
+        const float co = cs[i], si = cs[half + i];
+        T* dst = target(h);
+        dst[i] = fromF<T>(a * co - b * si);
+        dst[i + half] = fromF<T>(b * co + a * si);
+      } else {
+        vPages[poolRow + (u - rotations)] = __ldcg(vSrc + (u - rotations));
+      }
     }
   }
 }
 
-// CTAs per token: one while the tokens alone fill the device twice over (a prefill chunk);
-// for the few tokens of a decode step, enough that each thread has about one unit of work, so a
-// step's rotations are not one CTA's serial loop on one SM.
+// CTAs per token: as many as give the grid about two CTAs per SM, but no more than leave each
+// thread one unit of work; so one while the tokens alone fill the device twice over (a long
+// prefill chunk), and for a decode step's few tokens enough that its rotations are not one
+// CTA's serial loop on one SM.
 int ctasPerToken(long long tokens, int units) {
   int dev = 0;
   const cudaError_t err = cudaGetDevice(&dev);
