@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
@@ -437,27 +438,38 @@ __global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int bat
   // and its partials are visible. A no-op when launched the ordinary way.
   waitForPrerequisiteGrids();
 
+  // Lane i holds the log-sums of splits i and i + 32, read once; the loop below takes each
+  // split's weight from its lane, so that its loads are the partial outputs alone and a batch of
+  // them is in flight at once (at batch 1 this kernel is a chain of L2 round trips).
+  static_assert(kMaxSplits <= 64, "two log-sums per lane");
   const float* lp = a.lsePart + size_t(row) * a.numSplits;
-  float M = -INFINITY;
-  for (int s = lane; s < nValid; s += 32) M = fmaxf(M, lp[s]);
+  const float lpLow = lane < nValid ? lp[lane] : -INFINITY;
+  const float lpHigh = lane + 32 < nValid ? lp[lane + 32] : -INFINITY;
+  float M = fmaxf(lpLow, lpHigh);
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+  const float wLow = exp2f(lpLow - M), wHigh = exp2f(lpHigh - M);
 
   float acc[kPer];
 #pragma unroll
   for (int i = 0; i < kPer; ++i) acc[i] = 0.f;
   float wsum = 0.f;
   const float* op = a.oPart + size_t(row) * a.numSplits * D + lane * kPer;
-#pragma unroll 4
-  for (int s = 0; s < nValid; ++s) {
-    const float w = exp2f(lp[s] - M);
-    wsum += w;
-    if constexpr (kPer == 4) {
-      const float4 x = *reinterpret_cast<const float4*>(op + size_t(s) * D);
-      acc[0] += w * x.x, acc[1] += w * x.y, acc[2] += w * x.z, acc[3] += w * x.w;
-    } else {
-      const float2 x = *reinterpret_cast<const float2*>(op + size_t(s) * D);
-      acc[0] += w * x.x, acc[1] += w * x.y;
+  using Partial = std::conditional_t<kPer == 4, float4, float2>;
+  constexpr int kBatch = 16;  // partial outputs a lane has in flight
+  for (int s0 = 0; s0 < nValid; s0 += kBatch) {
+    Partial x[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j)
+      x[j] = s0 + j < nValid ? *reinterpret_cast<const Partial*>(op + size_t(s0 + j) * D) : Partial{};
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int s = s0 + j;
+      const float w = __shfl_sync(0xffffffffu, s < 32 ? wLow : wHigh, s & 31);
+      if (s >= nValid) continue;
+      wsum += w;
+      acc[0] += w * x[j].x, acc[1] += w * x[j].y;
+      if constexpr (kPer == 4) acc[2] += w * x[j].z, acc[3] += w * x[j].w;
     }
   }
   const float inv = wsum > 0.f ? 1.f / wsum : 0.f;

@@ -3,13 +3,16 @@
 // once. A decode step thereby needs one GEMM and one small kernel for its attention input
 // instead of three GEMMs, a rope and an append.
 //
-// ropeAppendKvKernel<T, kVec>: grid tokens, block 128, one CTA per token. The CTA first forms
-//   its token's d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin of
-//   them in double — as ropeKernel in layer_ops.cu does, so both paths rotate by the same
-//   f32 cos/sin — then rotates its hq query heads into q and its hkv key heads straight into
-//   pool row slots[t], and copies the value heads there. For 16-bit types with d/2 % 8 == 0
-//   and 16-byte aligned rows each thread moves 8 rotation pairs (or 8 values) with 16-byte
-//   loads and stores; otherwise one element at a time.
+// ropeAppendKvKernel<T, kVec>: grid (tokens, CTAs per token), block 128. A token's work is
+//   rotating its hq query heads into q and its hkv key heads straight into pool row slots[t],
+//   and copying its value heads there. While the tokens fill the device twice over (a long
+//   prefill chunk) each has one CTA; fewer, as in a decode step, share theirs over several
+//   CTAs each (ctasPerToken). Every CTA forms its token's
+//   d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin of them in
+//   double — as ropeKernel in layer_ops.cu does, so both paths rotate by the same f32 cos/sin.
+//   For 16-bit types with d/2 % 8 == 0 and 16-byte aligned rows a unit is 8 rotation pairs (or
+//   8 values) moved with 16-byte loads and stores, a thread's first unit loaded before the
+//   angles are made; otherwise a unit is one element.
 //   A slot of -1 (or outside the pool, which the addon rejects) writes no K/V.
 //   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the q|k|v
 //   projection) and lets the kernel after it (decode attention) launch at once; it reads
@@ -18,10 +21,12 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "core/error.h"
+#include "cuda/cuda_backend.h"
 #include "cuda/cuda_kernels.h"
 #include "model_common.cuh"
 #include "programmatic_launch.cuh"
@@ -44,8 +49,7 @@ __global__ void __launch_bounds__(kBlock)
   const int t = blockIdx.x, half = d >> 1;
   // positions and slots come from the host today, but are read past L1 like qkv so that this
   // stays right if a kernel ahead ever writes them (programmatic_launch.cuh).
-  ropeCosSin(cs, float(__ldcg(positions + t)), invFreq, half);
-  __syncthreads();
+  const float pos = float(__ldcg(positions + t));
   const long long slot = __ldcg(slots + t);
   const bool store = slot >= 0 && slot < poolSlots;
   const T* row = qkv + size_t(t) * (hq + 2 * hkv) * d;
@@ -53,49 +57,82 @@ __global__ void __launch_bounds__(kBlock)
   // Rotated heads: 0 .. hq-1 go to q, hq .. hq+hkv-1 to the K pool.
   const int heads = hq + (store ? hkv : 0);
   auto target = [&](int h) { return h < hq ? q + (size_t(t) * hq + h) * d : kPages + poolRow + size_t(h - hq) * d; };
+  // The token's work units (rotations, then copies of the value heads) are shared by the
+  // gridDim.y CTAs of the token, each of which makes the whole cos/sin table.
+  const int first = blockIdx.y * blockDim.x + threadIdx.x, stride = gridDim.y * blockDim.x;
   if constexpr (kVec) {
-    const int vecs = half >> 3;
-    for (int u = threadIdx.x; u < heads * vecs; u += blockDim.x) {
-      const int h = u / vecs, c = (u - h * vecs) * 8;
-      const T* src = row + size_t(h) * d;
-      float a[8], b[8];
-      // Past L1: the kernel ahead writes qkv and may still run (programmatic_launch.cuh).
-      load8<true>(src + c, a);
-      load8<true>(src + half + c, b);
-      ropeRotate8(a, b, cs, c, half);
-      T* dst = target(h);
-      store8(dst + c, a);
-      store8(dst + half + c, b);
-    }
-    if (store) {
-      const uint4* src = reinterpret_cast<const uint4*>(row + size_t(hq + hkv) * d);
-      uint4* dst = reinterpret_cast<uint4*>(vPages + poolRow);
-      for (int u = threadIdx.x; u < hkv * d / 8; u += blockDim.x) dst[u] = __ldcg(src + u);
+    const int vecs = half >> 3, rotations = heads * vecs, units = rotations + (store ? hkv * d / 8 : 0);
+    const uint4* vSrc = reinterpret_cast<const uint4*>(row + size_t(hq + hkv) * d);
+    uint4* vDst = reinterpret_cast<uint4*>(vPages + poolRow);
+    float a[8], b[8];
+    uint4 value = make_uint4(0u, 0u, 0u, 0u);
+    // Past L1: the kernel ahead writes qkv and may still run (programmatic_launch.cuh).
+    auto load = [&](int u) {
+      if (u < rotations) {
+        const int h = u / vecs, c = (u - h * vecs) * 8;
+        load8<true>(row + size_t(h) * d + c, a);
+        load8<true>(row + size_t(h) * d + half + c, b);
+      } else if (u < units) {
+        value = __ldcg(vSrc + (u - rotations));
+      }
+    };
+    // A thread's first unit is on its way while the angles are made.
+    load(first);
+    ropeCosSin(cs, pos, invFreq, half);
+    __syncthreads();
+    for (int u = first; u < units; u += stride) {
+      if (u < rotations) {
+        const int h = u / vecs, c = (u - h * vecs) * 8;
+        ropeRotate8(a, b, cs, c, half);
+        T* dst = target(h);
+        store8(dst + c, a);
+        store8(dst + half + c, b);
+      } else {
+        vDst[u - rotations] = value;
+      }
+      load(u + stride);
     }
   } else {
-    for (int u = threadIdx.x; u < heads * half; u += blockDim.x) {
-      const int h = u / half, i = u - h * half;
-      const T* src = row + size_t(h) * d;
-      const float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
-      const float co = cs[i], si = cs[half + i];
-      T* dst = target(h);
-      dst[i] = fromF<T>(a * co - b * si);
-      dst[i + half] = fromF<T>(b * co + a * si);
-    }
-    if (store) {
-      const T* src = row + size_t(hq + hkv) * d;
-      for (int u = threadIdx.x; u < hkv * d; u += blockDim.x) vPages[poolRow + u] = __ldcg(src + u);
+    const int rotations = heads * half, units = rotations + (store ? hkv * d : 0);
+    const T* vSrc = row + size_t(hq + hkv) * d;
+    ropeCosSin(cs, pos, invFreq, half);
+    __syncthreads();
+    for (int u = first; u < units; u += stride) {
+      if (u < rotations) {
+        const int h = u / half, i = u - h * half;
+        const T* src = row + size_t(h) * d;
+        const float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
+        const float co = cs[i], si = cs[half + i];
+        T* dst = target(h);
+        dst[i] = fromF<T>(a * co - b * si);
+        dst[i + half] = fromF<T>(b * co + a * si);
+      } else {
+        vPages[poolRow + (u - rotations)] = __ldcg(vSrc + (u - rotations));
+      }
     }
   }
+}
+
+// CTAs per token: as many as give the grid about two CTAs per SM, but no more than leave each
+// thread one unit of work; so one while the tokens alone fill the device twice over (a long
+// prefill chunk), and for a decode step's few tokens enough that its rotations are not one
+// CTA's serial loop on one SM.
+int ctasPerToken(long long tokens, int units) {
+  int dev = 0;
+  const cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) throw Error(std::string("ropeAppendKv: cudaGetDevice failed: ") + cudaGetErrorString(err));
+  const long long wanted = (2LL * std::max(multiprocessors(dev), 1) + tokens - 1) / tokens;
+  return int(std::max<long long>(1, std::min<long long>(wanted, (units + kBlock - 1) / kBlock)));
 }
 
 template <typename T>
 void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   const size_t smem = size_t(p.d) * sizeof(float);
   const long long poolSlots = (long long)p.numPages * p.pageSize;
-  auto run = [&](auto kernel) {
-    launchProgrammatic("ropeAppendKv", "ropeAppendKvKernel", kernel, dim3(unsigned(p.tokens)), dim3(kBlock), smem,
-                       stream, static_cast<const T*>(p.qkv), static_cast<T*>(p.q), static_cast<T*>(p.kPages),
+  auto run = [&](auto kernel, int units) {
+    const dim3 grid(unsigned(p.tokens), unsigned(ctasPerToken(p.tokens, units)));
+    launchProgrammatic("ropeAppendKv", "ropeAppendKvKernel", kernel, grid, dim3(kBlock), smem, stream,
+                       static_cast<const T*>(p.qkv), static_cast<T*>(p.q), static_cast<T*>(p.kPages),
                        static_cast<T*>(p.vPages), p.positions, p.slots, p.invFreq, p.hq, p.hkv, p.d, poolSlots);
   };
   // 16-byte accesses: 16-bit types only (8 elements), and every row start is then 16-byte
@@ -103,9 +140,9 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   bool vec = false;
   if constexpr (sizeof(T) == 2) vec = (p.d / 2) % 8 == 0 && aligned16({p.qkv, p.q, p.kPages, p.vPages});
   if (vec) {
-    if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>);
+    if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>, (p.hq + p.hkv) * (p.d / 16) + p.hkv * p.d / 8);
   } else {
-    run(ropeAppendKvKernel<T, false>);
+    run(ropeAppendKvKernel<T, false>, (p.hq + p.hkv) * (p.d / 2) + p.hkv * p.d);
   }
 }
 

@@ -17,10 +17,16 @@ const scope = new TensorScope();
 afterEach(() => scope.dispose());
 
 describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
+  // A decode step's few tokens share their work over several CTAs each (1 and 33 tokens with
+  // 16-byte accesses, 2 tokens element by element at d = 66), 100 tokens over fewer CTAs with
+  // two units for some threads, and 600 tokens one CTA each (on a GPU of 132 SMs).
   test.each([
     { tokens: 1, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
     { tokens: 33, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
+    { tokens: 100, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
+    { tokens: 600, hq: 32, hkv: 8, d: 128, dtype: "bf16" },
     { tokens: 5, hq: 4, hkv: 1, d: 64, dtype: "f16" },
+    { tokens: 2, hq: 16, hkv: 4, d: 66, dtype: "f16" },
     { tokens: 4, hq: 2, hkv: 2, d: 6, dtype: "f32" },
   ] as const)("tokens=$tokens hq=$hq hkv=$hkv d=$d $dtype", ({ tokens, hq, hkv, d, dtype }) => {
     const pageSize = 16,
