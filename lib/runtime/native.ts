@@ -161,6 +161,7 @@ export interface NativeOpArgs {
     out: Handle;
     norm?: { weight: Handle; eps: number };
     swiGlu?: boolean;
+    swiGluOutput?: boolean;
     accumulate?: boolean;
     gemm?: GemmChoice;
   };

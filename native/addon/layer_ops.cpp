@@ -39,7 +39,7 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
     if (!normArgs.has("eps")) normArgs.fail("eps is required (RMSNorm's epsilon, as the model's config gives it)");
     eps = float(normArgs.number("eps", 0.0));
   }
-  const bool swiGlu = a.flag("swiGlu"), accumulate = a.flag("accumulate");
+  const bool swiGlu = a.flag("swiGlu"), swiGluOutput = a.flag("swiGluOutput"), accumulate = a.flag("accumulate");
   a.expectRank("weight", w, 2);
   a.expectFloat("x", x);
   a.expectFloat("weight", w);
@@ -50,8 +50,12 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
     a.fail("x's last dimension must be " + std::string(swiGlu ? "twice " : "") + "the weight's input size " +
            std::to_string(k) + (swiGlu ? " ([gate, up])" : "") + ", got shape " + shapeString(x->shape()));
   const int64_t m = numel(x->shape()) / columns;
+  if (swiGluOutput && n % 2 != 0)
+    a.fail("swiGluOutput needs the weight's rows to hold [gate, up], an even number of them; got " + std::to_string(n));
+  if (swiGluOutput && accumulate)
+    a.fail("swiGluOutput and accumulate cannot be combined: give out the SwiGLU and add it in a call of its own");
   Shape yShape = x->shape();
-  yShape.back() = n;
+  yShape.back() = swiGluOutput ? n / 2 : n;
   a.expectShape("out", y, yShape);
   a.expectDType("out", y, x->dtype());
   if (bias) a.expectShape("bias", bias, {n}), a.expectDType("bias", bias, w->dtype());
@@ -61,9 +65,10 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   // written, so a plain product may go into its own input; nothing else may share out's bytes.
   for (auto [name, input] : {std::pair{"weight", w}, {"bias", bias}, {"norm.weight", norm}})
     if (input && overlaps(input, y)) a.fail(std::string("out overlaps ") + name + ": give out a tensor of its own");
-  if (overlaps(x, y) && (norm || swiGlu || accumulate || !device.isCpu()))
+  if (overlaps(x, y) && (norm || swiGlu || swiGluOutput || accumulate || !device.isCpu()))
     a.fail(std::string("out overlaps x, which only a plain product on the CPU allows") +
-           (device.isCpu() ? " (not with norm, swiGlu or accumulate)" : "") + ": give out a tensor of its own");
+           (device.isCpu() ? " (not with norm, swiGlu, swiGluOutput or accumulate)" : "") +
+           ": give out a tensor of its own");
   LinearParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
@@ -71,6 +76,7 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   p.input = norm ? LinearInput::RmsNorm : swiGlu ? LinearInput::SwiGlu : LinearInput::Plain;
   p.norm = norm ? norm->data() : nullptr;
   p.eps = eps;
+  p.output = swiGluOutput ? LinearOutput::SwiGlu : LinearOutput::Plain;
   p.accumulate = accumulate;
   const std::string gemm = gemmChoice(a.value("gemm"), a.op());
 #ifdef LT_WITH_CUDA

@@ -15,12 +15,19 @@ namespace lt {
 // activations once and launch one kernel where it launched two.
 enum class LinearInput : int32_t { Plain, RmsNorm, SwiGlu };
 
+// What linear does to the product: nothing, or SwiGLU, where w's rows hold [gate | up] (n = 2 ·
+// inner) and y [m, inner] = silu(gate) · up, each half of the product (+ bias) rounded to the
+// activation dtype first, as storing the product and then running the swiGlu op would give. Not
+// with accumulate. Fused into the small-batch GEMV's epilogue, it spares a decode step one kernel
+// per layer without redoing any arithmetic (each output is made once).
+enum class LinearOutput : int32_t { Plain, SwiGlu };
+
 // y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or with `accumulate` y += (the same): a Hugging
 // Face Linear layer, weights as stored, optionally with the norm before it and the residual add
 // after it. x and y share the activation dtype; w, bias and norm share the weight dtype (they
 // may differ: f32 activations over bf16 weights on the CPU). Accumulation is f32, and an
 // accumulated y is rounded once (on cuBLAS a split-K product may round its partial sums too).
-// y may not overlap x when input or accumulate is set.
+// y may not overlap x when input or accumulate is set. With output SwiGlu, y is [m, n / 2].
 struct LinearParams {
   DType xType = DType::F32;  // x and y
   DType wType = DType::F32;  // w, bias and norm
@@ -32,6 +39,7 @@ struct LinearParams {
   LinearInput input = LinearInput::Plain;
   const void* norm = nullptr;  // [k], for RmsNorm
   float eps = 1e-5f;
+  LinearOutput output = LinearOutput::Plain;
   bool accumulate = false;
 };
 

@@ -64,7 +64,9 @@ GemmBackend gemmBackend(GemmRequest request);
 struct LinearPlan {
   GemmRequest request = GemmRequest::Auto;
   bool gemv = false;
-  bool separateTransform = false;
+  bool separateTransform = false;  // the input transform as its own kernel, into scratch at 0
+  bool separateOutput = false;     // the product into scratch at productOffset, then the SwiGLU kernel
+  size_t productOffset = 0;
   size_t scratchBytes = 0;
 };
 LinearPlan planLinear(const LinearParams& p, GemmRequest request);

@@ -1,35 +1,36 @@
 // Small-batch linear on CUDA: y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or y += the same,
-// for 1 <= m <= 4, bf16 or f16 with f32 accumulation, and RMSNorm of the input (model_params.h)
-// done in the kernel where it stays memory-bound (smallBatchLinearFusesInput): every projection of
-// a decode step of one to four sequences, with the norm before it and the residual add after it
-// (SwiGLU runs before it as a kernel of its own). At such m the product is a read of w; cuBLAS's
-// choices for it (split-K with a separate reduce kernel, tiles sized for larger m) leave part of
-// the memory bandwidth unused (bench/README.md, the batch-1 decode breakdown). gemm.cu decides
-// when this runs.
+// or SwiGLU of the same (LinearOutput), for 1 <= m <= 4, bf16 or f16 with f32 accumulation, and
+// RMSNorm of the input (model_params.h) done in the kernel where it stays memory-bound
+// (smallBatchLinearFusesInput): every projection of a decode step of one to four sequences, with
+// the norm before it and the residual add or SwiGLU after it. At such m the product is a read of
+// w; cuBLAS's choices for it (split-K with a separate reduce kernel, tiles sized for larger m)
+// leave part of the memory bandwidth unused (bench/README.md, the batch-1 decode breakdown).
+// gemm.cu decides when this runs.
 //
-// gemvKernel<T, M, kInput, kAccumulate>: block 256 (8 warps), grid as many blocks as fit on the
-//   device at once (4 per SM, 2 for M > 2), at most one per group of 4 output rows; block b takes
-//   row groups b, b + grid, b + 2·grid, ... (past n, the last row is re-read and its sums
-//   discarded), so the norm's sums and the wait for the kernel ahead are paid once per block. A
-//   block's 256 threads split k: thread t takes the 16-byte chunks (8 elements)
-//   t, t + 256, t + 512, ... of all four rows, one chunk per row per step, so every thread has 4
-//   loads outstanding: enough in flight to keep the memory busy even for the products with few rows (o, down, q|k|v),
-//   which read well below the copy bandwidth when a warp walked k for its two rows alone
-//   (bench/README.md). A group's first weights are loaded while the previous group's sums are
-//   added. Weights come with the streaming cache hint, each being read once per step; the matching
-//   chunks of the M input rows come from L2, past L1 (x is written by the kernel ahead, which may
-//   still run when this one starts: see programmatic_launch.cuh), the norm through the read-only
-//   cache; they are transformed and rounded to T as a separate op would have stored them. With
-//   RMSNorm, the block first sums the squares of its M input rows while its first weights are on
-//   their way. Each thread keeps M × 4 f32 sums; they are added by shuffles within a warp and then
-//   over the 8 warps in warp order through shared memory (a fixed order: the same inputs give the
-//   same bits), and y = (y +) sum + bias is written.
-//   Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y apart from x.
-//   On sm_90 the kernel is a programmatic dependent of the one before it: each thread asks L2 for
-//   its first weights before it waits for that kernel, and lets the next one launch once its
-//   last weights have arrived, so consecutive projections overlap their edges. Chunks past the
-//   end of a row are zero weights times zero inputs, so a step's loads have no branch between
-//   them.
+// gemvKernel<T, M, kInput, kEpilogue>: block 256 (8 warps), grid as many blocks as fit on the
+//   device at once (4 per SM, 2 for M > 2), at most one per group of 4 output rows; block b takes row
+//   groups b, b + grid, b + 2·grid, ... (past n, the last row is re-read and its sums discarded), so
+//   the norm's sums and the wait for the kernel ahead are paid once per block. A block's 256 threads
+//   split k: thread t takes the 16-byte chunks (8 elements) t, t + 256, t + 512, ... of all four
+//   rows, one chunk per row per step, so every thread has 4 loads outstanding: enough in flight to
+//   keep the memory busy even for the products with few rows (o, down, q|k|v), which read well below
+//   the copy bandwidth when a warp walked k for its two rows alone (bench/README.md). A group's first
+//   weights are loaded while the previous group's sums are added. Weights come with the streaming
+//   cache hint, each being read once per step; the matching chunks of the M input rows come from L2,
+//   past L1 (x is written by the kernel ahead, which may still run when this one starts: see
+//   programmatic_launch.cuh), the norm through the read-only cache; they are transformed and rounded
+//   to T as a separate op would have stored them. With RMSNorm, the block first sums the squares of
+//   its M input rows while its first weights are on their way. Each thread keeps M × 4 f32 sums; they
+//   are added by shuffles within a warp and then over the 8 warps in warp order through shared memory
+//   (a fixed order: the same inputs give the same bits), and y = (y +) sum + bias is written. With
+//   the SwiGLU epilogue a group is two gate rows and the two up rows that pair with them (rows j and
+//   inner + j), so that one block holds both halves of its two outputs: each is rounded to T as the
+//   product would have been stored, and silu(gate) · up is written, the bits of the product followed
+//   by the SwiGLU kernel. Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y
+//   apart from x. On sm_90 the kernel is a programmatic dependent of the one before it: each thread
+//   asks L2 for its first weights before it waits for that kernel, and lets the next one launch once
+//   its last weights have arrived, so consecutive projections overlap their edges. Chunks past the
+//   end of a row are zero weights times zero inputs, so a step's loads have no branch between them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -57,6 +58,11 @@ constexpr int blocksPerSm(int inputRows) {
   return inputRows <= 2 ? 4 : 2;
 }
 static_assert(kRowsPerBlock * kSmallBatchLinearMaxRows <= kThreads, "the final sums take one thread per (row, output)");
+static_assert(kRowsPerBlock == 4, "a SwiGLU group is two gate rows and their two up rows");
+
+// What a block does with its sums: store them, add them to y (a residual add), or store
+// silu(gate) · up of them (LinearOutput::SwiGlu).
+enum class Epilogue { Store, Accumulate, SwiGlu };
 
 template <typename T>
 __device__ __forceinline__ float2 unpackPair(uint32_t bits);
@@ -115,21 +121,26 @@ __device__ __forceinline__ float dot8(const float (&x)[8], const uint4& w, float
   return acc;
 }
 
-template <typename T, int M, LinearInput kInput, bool kAccumulate>
+template <typename T, int M, LinearInput kInput, Epilogue kEpilogue>
 __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
     gemvKernel(const T* __restrict__ xElements, const T* __restrict__ w, const T* __restrict__ bias,
                const T* __restrict__ normElements, T* __restrict__ y, int n, int k, float eps) {
   constexpr int R = kRowsPerBlock;
+  constexpr bool kSwiGlu = kEpilogue == Epilogue::SwiGlu;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int chunks = k / 8, groups = (n + R - 1) / R;
+  const int inner = n / 2;  // outputs of the SwiGLU epilogue
+  const int chunks = k / 8, groups = kSwiGlu ? (inner + 1) / 2 : (n + R - 1) / R;
   const uint4* x = reinterpret_cast<const uint4*>(xElements);
   const uint4* norm = reinterpret_cast<const uint4*>(normElements);
   int group = blockIdx.x;
   const uint4* wRow[R];
-  // Past n, the last row is re-read and its sums discarded.
+  // Past the last output, the last row (of its half) is re-read and its sums discarded.
   auto pointAt = [&](int g) {
 #pragma unroll
-    for (int r = 0; r < R; r++) wRow[r] = reinterpret_cast<const uint4*>(w + size_t(min(g * R + r, n - 1)) * k);
+    for (int r = 0; r < R; r++) {
+      const int row = kSwiGlu ? min(2 * g + (r & 1), inner - 1) + (r >> 1) * inner : min(g * R + r, n - 1);
+      wRow[r] = reinterpret_cast<const uint4*>(w + size_t(row) * k);
+    }
   };
   pointAt(group);
 
@@ -201,7 +212,8 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
       if (c >= chunks) break;
       loadStep(c);
     }
-    const int r0 = group * R, rows = min(R, n - r0);
+    const int first = kSwiGlu ? 2 * group : group * R;  // the group's first output
+    const int outputs = kSwiGlu ? min(2, inner - first) : min(R, n - first);
     group += gridDim.x;
     const bool last = group >= groups;
     if (last) {
@@ -222,15 +234,27 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
         if (lane == 0) partial[warp][m][r] = acc[m][r];
       }
     __syncthreads();
-    if (tid < M * R) {
+    if constexpr (kSwiGlu) {
+      if (tid < M * 2) {
+        const int m = tid / 2, j = tid % 2;
+        if (j < outputs) {
+          float gate = 0.f, up = 0.f;
+#pragma unroll
+          for (int i = 0; i < kWarps; i++) gate += partial[i][m][j], up += partial[i][m][j + 2];
+          const int col = first + j;
+          if (bias != nullptr) gate += toF(bias[col]), up += toF(bias[inner + col]);
+          y[size_t(m) * inner + col] = fromF<T>(silu(roundTo<T>(gate)) * roundTo<T>(up));
+        }
+      }
+    } else if (tid < M * R) {
       const int m = tid / R, r = tid % R;
-      if (r < rows) {
+      if (r < outputs) {
         float sum = 0.f;
 #pragma unroll
         for (int i = 0; i < kWarps; i++) sum += partial[i][m][r];
-        const float b = bias != nullptr ? toF(bias[r0 + r]) : 0.f;
-        T& out = y[size_t(m) * n + r0 + r];
-        out = fromF<T>(kAccumulate ? toF(out) + (sum + b) : sum + b);
+        const float b = bias != nullptr ? toF(bias[first + r]) : 0.f;
+        T& out = y[size_t(m) * n + first + r];
+        out = fromF<T>(kEpilogue == Epilogue::Accumulate ? toF(out) + (sum + b) : sum + b);
       }
     }
     if (last) break;
@@ -251,9 +275,9 @@ int gemvBlocks(int n, int inputRows) {
 
 // Launched as a programmatic dependent of the kernel ahead of it where the device allows
 // (programmatic_launch.cuh): its first weights stream into L2 during that kernel's tail.
-template <typename T, int M, LinearInput kInput, bool kAccumulate>
+template <typename T, int M, LinearInput kInput, Epilogue kEpilogue>
 void launchRows(const LinearParams& p, cudaStream_t stream) {
-  launchProgrammatic("linear", "gemvKernel", gemvKernel<T, M, kInput, kAccumulate>, dim3(unsigned(gemvBlocks(p.n, M))),
+  launchProgrammatic("linear", "gemvKernel", gemvKernel<T, M, kInput, kEpilogue>, dim3(unsigned(gemvBlocks(p.n, M))),
                      dim3(kThreads), 0, stream, static_cast<const T*>(p.x), static_cast<const T*>(p.w),
                      static_cast<const T*>(p.bias), static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k,
                      p.eps);
@@ -266,25 +290,25 @@ void launchRows(const LinearParams& p, cudaStream_t stream) {
 template <LinearInput kInput>
 constexpr int kFusedRows = kInput == LinearInput::Plain ? kSmallBatchLinearMaxRows : 2;
 
-template <typename T, LinearInput kInput, bool kAccumulate, int M = 1>
+template <typename T, LinearInput kInput, Epilogue kEpilogue, int M = 1>
 void launchFor(const LinearParams& p, cudaStream_t stream) {
   if (p.m == M) {
-    launchRows<T, M, kInput, kAccumulate>(p, stream);
+    launchRows<T, M, kInput, kEpilogue>(p, stream);
   } else if constexpr (M < kFusedRows<kInput>) {
-    launchFor<T, kInput, kAccumulate, M + 1>(p, stream);
+    launchFor<T, kInput, kEpilogue, M + 1>(p, stream);
   } else {
     throw Error("linear: internal: the small-batch GEMV does not take " + std::to_string(p.m) + " rows here");
   }
 }
 
-template <typename T, bool kAccumulate>
+template <typename T, Epilogue kEpilogue>
 void launchInput(const LinearParams& p, cudaStream_t stream) {
   switch (p.input) {
     case LinearInput::Plain:
-      launchFor<T, LinearInput::Plain, kAccumulate>(p, stream);
+      launchFor<T, LinearInput::Plain, kEpilogue>(p, stream);
       return;
     case LinearInput::RmsNorm:
-      launchFor<T, LinearInput::RmsNorm, kAccumulate>(p, stream);
+      launchFor<T, LinearInput::RmsNorm, kEpilogue>(p, stream);
       return;
     case LinearInput::SwiGlu:
       break;  // smallBatchLinear refuses it first
@@ -294,10 +318,12 @@ void launchInput(const LinearParams& p, cudaStream_t stream) {
 
 template <typename T>
 void launch(const LinearParams& p, cudaStream_t stream) {
-  if (p.accumulate) {
-    launchInput<T, true>(p, stream);
+  if (p.output == LinearOutput::SwiGlu) {
+    launchInput<T, Epilogue::SwiGlu>(p, stream);
+  } else if (p.accumulate) {
+    launchInput<T, Epilogue::Accumulate>(p, stream);
   } else {
-    launchInput<T, false>(p, stream);
+    launchInput<T, Epilogue::Store>(p, stream);
   }
 }
 
@@ -326,16 +352,20 @@ bool smallBatchLinearFusesInput(const LinearParams& p) {
 bool smallBatchLinearApplies(const LinearParams& p) {
   const size_t elementBytes = 2;
   const size_t xColumns = size_t(p.input == LinearInput::SwiGlu ? 2 : 1) * p.k;
+  const bool swiGluOut = p.output == LinearOutput::SwiGlu;
+  const size_t yColumns = swiGluOut ? size_t(p.n) / 2 : size_t(p.n);
   return p.m >= 1 && p.m <= kSmallBatchLinearMaxRows && p.n >= 1 && p.k > 0 && p.k % 8 == 0 &&
          (p.xType == DType::BF16 || p.xType == DType::F16) && p.wType == p.xType &&
+         !(swiGluOut && (p.n % 2 != 0 || p.accumulate)) &&
          aligned16({p.x, p.w, p.input == LinearInput::RmsNorm ? p.norm : nullptr}) &&
-         !overlaps(p.x, size_t(p.m) * xColumns * elementBytes, p.y, size_t(p.m) * p.n * elementBytes);
+         !overlaps(p.x, size_t(p.m) * xColumns * elementBytes, p.y, size_t(p.m) * yColumns * elementBytes);
 }
 
 void smallBatchLinear(const LinearParams& p, cudaStream_t stream) {
   if (!smallBatchLinearApplies(p))
     throw Error("linear: the small-batch GEMV needs 1 to " + std::to_string(kSmallBatchLinearMaxRows) +
-                " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and y apart from x");
+                " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, y apart from x, and for a SwiGLU "
+                "output an even n and no accumulate");
   if (!smallBatchLinearFusesInput(p))
     throw Error("linear: internal: the small-batch GEMV was handed an input transform it does not fuse at " +
                 std::to_string(p.m) + " rows");

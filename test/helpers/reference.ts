@@ -336,6 +336,42 @@ export function referenceLinear(c: {
 }
 
 /**
+ * `kernels.linear` with `swiGluOutput` in float64: silu(gate) · up of a product that
+ * referenceLinear describes (m rows of 2 · inner values, [gate, up]), each element's bound
+ * carried through from the product's: each half also rounded to the dtype (half an ulp), then
+ * moved through silu, whose slope never exceeds 1.1, and the product with up; then the result's
+ * own rounding and a few f32 roundings of the arithmetic.
+ * @example const { want, bound, scale } = referenceSwiGluOutput(referenceLinear(c), m, inner, 2 ** -8);
+ */
+export function referenceSwiGluOutput(
+  product: { want: Float64Array; bound: Float64Array; scale: Float64Array },
+  m: number,
+  inner: number,
+  ulp: number,
+): { want: Float64Array; bound: Float64Array; scale: Float64Array } {
+  const siluSlope = 1.1;
+  const want = new Float64Array(m * inner),
+    bound = new Float64Array(m * inner),
+    scale = new Float64Array(m * inner);
+  for (let r = 0; r < m; r++)
+    for (let j = 0; j < inner; j++) {
+      const gi = r * 2 * inner + j,
+        ui = gi + inner;
+      const gate = product.want[gi],
+        up = product.want[ui];
+      const silu = gate / (1 + math.exp(-gate));
+      const gateError = product.bound[gi] + ulp * math.abs(gate),
+        upError = product.bound[ui] + ulp * math.abs(up);
+      const value = silu * up;
+      const carried = siluSlope * gateError * (math.abs(up) + upError) + math.abs(silu) * upError;
+      want[r * inner + j] = value;
+      bound[r * inner + j] = carried + (ulp + 8 * 2 ** -24) * (math.abs(value) + carried);
+      scale[r * inner + j] = siluSlope * product.scale[gi] * math.abs(up) + math.abs(silu) * product.scale[ui] + math.abs(value);
+    }
+  return { want, bound, scale };
+}
+
+/**
  * The root mean square of got − want relative to that of `scale`: referenceLinear's, the size of
  * what each element's roundings act on (its value and its terms). Independent roundings keep this
  * near half an ulp; an error common to every element (a wrong scale, a missing rounding) lifts it.
