@@ -9,6 +9,7 @@
 // then the swiGlu op. The row-wise ops split rows.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -58,13 +59,14 @@ void linearInputRow(const LinearParams& p, const float* norm, int64_t r, float* 
 void linear(const LinearParams& p) {
   if (p.output == LinearOutput::SwiGlu) {
     // The product as the plain op stores it, then the swiGlu op: the definition, not a shortcut.
-    std::vector<unsigned char> product(size_t(p.m) * p.n * dtypeSize(p.xType));
+    // Not value-initialised: every byte is written by the product before it is read.
+    const std::unique_ptr<unsigned char[]> product(new unsigned char[size_t(p.m) * p.n * dtypeSize(p.xType)]);
     LinearParams plain = p;
     plain.output = LinearOutput::Plain;
-    plain.y = product.data();
+    plain.y = product.get();
     linear(plain);
     SwiGluParams glu;
-    glu.dtype = p.xType, glu.x = product.data(), glu.y = p.y, glu.rows = p.m, glu.inner = p.n / 2;
+    glu.dtype = p.xType, glu.x = product.get(), glu.y = p.y, glu.rows = p.m, glu.inner = p.n / 2;
     swiGlu(glu);
     return;
   }

@@ -335,12 +335,22 @@ export function referenceLinear(c: {
   return { want, bound, scale };
 }
 
+/** The largest |silu'(x)| for x in [lo, hi]: at an end, or at silu''s extremes ±2.3994 where inside. */
+function siluSlopeWithin(lo: number, hi: number): number {
+  const slope = (x: number) => {
+    const s = 1 / (1 + math.exp(-x));
+    return math.abs(s * (1 + x * (1 - s)));
+  };
+  const peak = 2.3994;
+  return math.max(slope(lo), slope(hi), lo <= peak && peak <= hi ? 1.0999 : 0, lo <= -peak && -peak <= hi ? 0.0999 : 0);
+}
+
 /**
  * `kernels.linear` with `swiGluOutput` in float64: silu(gate) · up of a product that
- * referenceLinear describes (m rows of 2 · inner values, [gate, up]), each element's bound
- * carried through from the product's: each half also rounded to the dtype (half an ulp), then
- * moved through silu, whose slope never exceeds 1.1, and the product with up; then the result's
- * own rounding and a few f32 roundings of the arithmetic.
+ * referenceLinear describes (m rows of 2 · inner values, [gate, up]; its bound includes each
+ * half's rounding to the dtype), each element's bound carried through: the gate's error moved
+ * through silu at its steepest within that error, the up's scaled by silu(gate); then the
+ * result's own rounding and a few f32 roundings of the arithmetic.
  * @example const { want, bound, scale } = referenceSwiGluOutput(referenceLinear(c), m, inner, 2 ** -8);
  */
 export function referenceSwiGluOutput(
@@ -349,7 +359,6 @@ export function referenceSwiGluOutput(
   inner: number,
   ulp: number,
 ): { want: Float64Array; bound: Float64Array; scale: Float64Array } {
-  const siluSlope = 1.1;
   const want = new Float64Array(m * inner),
     bound = new Float64Array(m * inner),
     scale = new Float64Array(m * inner);
@@ -360,13 +369,14 @@ export function referenceSwiGluOutput(
       const gate = product.want[gi],
         up = product.want[ui];
       const silu = gate / (1 + math.exp(-gate));
-      const gateError = product.bound[gi] + ulp * math.abs(gate),
-        upError = product.bound[ui] + ulp * math.abs(up);
+      const gateError = product.bound[gi],
+        upError = product.bound[ui];
+      const slope = siluSlopeWithin(gate - gateError, gate + gateError);
       const value = silu * up;
-      const carried = siluSlope * gateError * (math.abs(up) + upError) + math.abs(silu) * upError;
+      const carried = slope * gateError * (math.abs(up) + upError) + math.abs(silu) * upError;
       want[r * inner + j] = value;
       bound[r * inner + j] = carried + (ulp + 8 * 2 ** -24) * (math.abs(value) + carried);
-      scale[r * inner + j] = siluSlope * product.scale[gi] * math.abs(up) + math.abs(silu) * product.scale[ui] + math.abs(value);
+      scale[r * inner + j] = slope * product.scale[gi] * math.abs(up) + math.abs(silu) * product.scale[ui] + math.abs(value);
     }
   return { want, bound, scale };
 }

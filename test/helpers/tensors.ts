@@ -73,7 +73,7 @@ export class TensorScope {
 
 /**
  * A random call of `kernels.linear` in one of its forms (input transform, accumulate, SwiGLU
- * output) on m rows, x and out in `dtype`, weight, bias (half the time) and norm in `weightType`,
+ * output) on m rows, x and out in `dtype`, weight, bias (as asked, else half the time) and norm in `weightType`,
  * on `device`. `run(out, gemm)` makes the call into out (a copy of `before` to accumulate into, or
  * none: the result is then new) on the GEMM `gemm` chooses; `product(gemm)` is the same call
  * without its SwiGLU output; `reference` is its float64 definition (referenceLinear, then
@@ -93,6 +93,8 @@ export function randomLinear(
     device?: DeviceName;
     /** n is then the weight's rows, [gate, up], and out [m, n / 2]. */
     swiGluOutput?: boolean;
+    /** Whether there is a bias; half the time when not given. */
+    bias?: boolean;
   },
 ) {
   const { m, n, k, input, accumulate } = c;
@@ -102,7 +104,7 @@ export function randomLinear(
   const x = scope.random(rng, [m, input === "swiGlu" ? 2 * k : k], c.dtype, c.device);
   const w = scope.random(rng, [n, k], c.weightType, c.device);
   const g = scope.random(rng, [k], c.weightType, c.device);
-  const b = rng.next() < 0.5 ? scope.random(rng, [n], c.weightType, c.device) : undefined;
+  const b = (c.bias ?? rng.next() < 0.5) ? scope.random(rng, [n], c.weightType, c.device) : undefined;
   const before = scope.random(rng, [m, n], c.dtype, c.device);
   const call = (out: Tensor | undefined, gemm: kernels.GemmChoice | undefined, output: boolean): Tensor =>
     kernels.linear({
