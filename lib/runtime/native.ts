@@ -162,6 +162,7 @@ export interface NativeOpArgs {
     norm?: { weight: Handle; eps: number };
     swiGlu?: boolean;
     swiGluOutput?: boolean;
+    ropeAppendKv?: { positions: Handle; invFreq: Handle; kPages: Handle; vPages: Handle; slots: Handle };
     accumulate?: boolean;
     gemm?: GemmChoice;
   };

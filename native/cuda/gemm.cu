@@ -27,8 +27,9 @@
 //   gemv-only       the GEMV, or an error where it does not apply (for tests);
 //   cublas          cublasGemmEx; fallback: the in-house kernel.
 // An input transform runs inside the GEMV where that stays memory-bound (RMSNorm up to two rows,
-// smallBatchLinearFusesInput), else as its own kernel into scratch before the product; a SwiGLU
-// output runs in the GEMV's epilogue, else as its own kernel on the product in scratch (planLinear
+// smallBatchLinearFusesInput), else as its own kernel into scratch before the product; an output
+// transform (SwiGLU, RoPE + the K/V append) runs in the GEMV's epilogue where it applies
+// (smallBatchLinearFusesOutput), else as its own kernel on the product in scratch (planLinear
 // decides).
 //
 // gemmFallbackKernel<T, kVec>: grid (ceil(n/64), ceil(m/64)), block 128 (4 warps, 2×2, 32×32
@@ -694,7 +695,7 @@ LinearPlan planLinear(const LinearParams& p, GemmRequest request) {
                 " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
                 std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
   plan.separateTransform = p.input != LinearInput::Plain && p.k > 0 && !(plan.gemv && smallBatchLinearFusesInput(p));
-  plan.separateOutput = p.output != LinearOutput::Plain && !plan.gemv;
+  plan.separateOutput = p.output != LinearOutput::Plain && !(plan.gemv && smallBatchLinearFusesOutput(p));
   const size_t element = dtypeSize(p.xType);
   // The product's scratch starts on a 256-byte boundary, as the libraries want their matrices.
   plan.productOffset = plan.separateTransform ? (size_t(p.m) * p.k * element + 255) / 256 * 256 : 0;
@@ -717,6 +718,9 @@ void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaSt
   if (p.input == LinearInput::RmsNorm && p.norm == nullptr && p.k > 0) throw Error("linear: norm is null");
   if (p.output == LinearOutput::SwiGlu && (p.accumulate || p.n % 2 != 0))
     throw Error("linear: a SwiGLU output needs an even number of weight rows ([gate | up]) and no accumulate");
+  if (p.output == LinearOutput::RopeAppendKv &&
+      (p.accumulate || p.m != p.rope.tokens || int64_t(p.n) != int64_t(p.rope.hq + 2 * p.rope.hkv) * p.rope.d))
+    throw Error("linear: a RoPE + append output needs the q|k|v heads' rows, a row per token and no accumulate");
   if (plan.scratchBytes > 0 && scratch == nullptr)
     throw Error("linear: the input or output transform needs the plan's scratchBytes of scratch");
   LinearParams q = p;
@@ -744,12 +748,16 @@ void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaSt
   } else {
     runLinear<f16>(q, plan, stream);
   }
-  if (plan.separateOutput) {
+  if (plan.separateOutput && p.output == LinearOutput::SwiGlu) {
     SwiGluParams glu;
     glu.dtype = p.xType;
     glu.x = q.y, glu.y = p.y;
     glu.rows = p.m, glu.inner = p.n / 2;
     swiGlu(glu, stream);
+  } else if (plan.separateOutput) {
+    RopeAppendKvParams rope = p.rope;
+    rope.qkv = q.y;
+    ropeAppendKv(rope, stream);
   }
 }
 
