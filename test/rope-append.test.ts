@@ -73,6 +73,10 @@ test("ropeAppendKv rejects slots outside the pool and a qkv that does not match 
   expect(() => kernels.ropeAppendKv({ ...base, slots: scope.ints([0, 8]) })).toThrow(
     /ropeAppendKv: slots\[1\] = 8 is outside the pool's slots 0..7 \(page \* pageSize \+ offset; -1 skips the token\)/,
   );
+  // q is made in qkv's dtype, so a qkv unlike the pool is named, not the q the user never gave.
+  expect(() => kernels.ropeAppendKv({ ...base, qkv: scope.random(rng, [2, 4 * 8], "bf16").tensor, slots: scope.ints([0, 1]) })).toThrow(
+    /ropeAppendKv: qkv must be f32, got bf16/,
+  );
   const odd = scope.random(rng, [2, 5 * 8 + 1], "f32").tensor;
   expect(() => kernels.ropeAppendKv({ ...base, qkv: odd, slots: scope.ints([0, 1]) })).toThrow(
     /qkv's last dimension 41 is not \(hq \+ 2·1\)·8/,
@@ -143,6 +147,7 @@ test("linear refuses a ropeAppendKv output it cannot mean, and leaves q and the 
     [{ x: scope.random(rng, [3, 16], "f32").tensor }, /x must be \[tokens, 16\] with a row per token of out \(2\)/],
     [{ ropeAppendKv: { ...rope, slots: scope.ints([0, 8]) } }, /slots\[1\] = 8 is outside the pool's slots 0..7/],
     [{ ropeAppendKv: { ...rope, positions: scope.ints([0]) } }, /positions must have shape \[2\]/],
+    [{ out: scope.random(rng, [2, 16], "f32").tensor }, /linear ropeAppendKv: out \(q\) must have 3 dimensions, got shape \[2, 16\]/],
     [{ ropeAppendKv: { ...rope, kPages: x } }, /linear ropeAppendKv: kPages must have 4 dimensions, got shape \[2, 16\]/],
     [{ out: scope.add(kPages.rows(0, 1).reshape([2, hq, d])) }, /the K\/V pool overlaps out: give the pool tensors of their own/],
   ];

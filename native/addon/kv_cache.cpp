@@ -137,10 +137,12 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info, CallMode mode) {
 PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("ropeAppendKv", info, mode);
   TensorObject *qkv = a.tensor("qkv"), *q = a.tensor("q");
-  RopeAppendTarget target = readRopeAppendTarget(a, q);
+  RopeAppendTarget target = readRopeAppendTarget(a, q, "q");
   RopeAppendKvParams& p = target.params;
   a.expectShape("qkv", qkv, {p.tokens, (int64_t(p.hq) + 2 * p.hkv) * p.d});
+  // qkv before q: the JavaScript side makes q in qkv's dtype when it is not given.
   a.expectDType("qkv", qkv, p.dtype);
+  a.expectDType("q", q, p.dtype);
   Device device = a.sameDevice({{"qkv", qkv},
                                 {"positions", target.positions},
                                 {"invFreq", target.invFreq},
@@ -155,7 +157,7 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) 
 
 }  // namespace
 
-RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q) {
+RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q, const char* qName) {
   RopeAppendTarget t;
   t.positions = a.tensor("positions"), t.invFreq = a.tensor("invFreq"), t.slots = a.tensor("slots");
   t.kPages = a.tensor("kPages"), t.vPages = a.tensor("vPages");
@@ -163,10 +165,9 @@ RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q) {
   const Shape& pool = t.kPages->shape();
   const int64_t hkv = pool[2], d = pool[3];
   if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
-  a.expectRank("q", q, 3);
+  a.expectRank(qName, q, 3);
   const int64_t tokens = q->shape()[0], hq = q->shape()[1];
-  a.expectShape("q", q, {tokens, hq, d});
-  a.expectDType("q", q, t.kPages->dtype());
+  a.expectShape(qName, q, {tokens, hq, d});
   a.expectShape("positions", t.positions, {tokens});
   a.expectDType("positions", t.positions, DType::I32);
   a.expectShape("slots", t.slots, {tokens});

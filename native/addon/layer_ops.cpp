@@ -65,7 +65,7 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   std::unique_ptr<KernelArgs> ropeArgs;
   if (rope) {
     ropeArgs = std::make_unique<KernelArgs>(a.object("ropeAppendKv"));
-    target = readRopeAppendTarget(*ropeArgs, y);
+    target = readRopeAppendTarget(*ropeArgs, y, "out (q)");
     const RopeAppendKvParams& r = target.params;
     if (x->shape().size() != 2 || x->shape()[0] != r.tokens)
       a.fail("with ropeAppendKv, x must be [tokens, " + std::to_string(columns) + "] with a row per token of out (" +

@@ -27,15 +27,16 @@ void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages);
 LazyRatioSpec readRatioSpec(KernelArgs& a);
 
 // kv_cache.cpp: the target of RoPE + the K/V append (ropeAppendKv, and linear's ropeAppendKv
-// output), read from `a` for the query heads q [tokens, hq, d] (d the pool's head dim):
-// positions, slots [tokens] (i32), invFreq [d/2] (f32) and the pool pair, checked against the
-// pool and q. params has every field but qkv; its slots are set by checkRopeAppendSlots, which
-// checks their values (-1 skips a token) once the caller has checked the devices.
+// output), read from `a` for the query heads q [tokens, hq, d] (d the pool's head dim; named
+// qName in errors): positions, slots [tokens] (i32), invFreq [d/2] (f32) and the pool pair,
+// checked against the pool and q's shape (the caller checks the dtypes, of q too). params has
+// every field but qkv; its slots are set by checkRopeAppendSlots, which checks their values (-1
+// skips a token) once the caller has checked the devices.
 struct RopeAppendTarget {
   TensorObject *positions = nullptr, *invFreq = nullptr, *slots = nullptr, *kPages = nullptr, *vPages = nullptr;
   RopeAppendKvParams params;
 };
-RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q);
+RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q, const char* qName);
 void checkRopeAppendSlots(KernelArgs& a, RopeAppendTarget& t);
 
 }  // namespace lt::addon

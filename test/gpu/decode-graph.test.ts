@@ -62,7 +62,8 @@ describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
 });
 
 // linear's ropeAppendKv output (the layer's q|k|v projection): in the GEMV's epilogue at 1-4 tokens
-// when d % 4 == 0, else the product into scratch and the ropeAppendKv kernel after it. On every
+// when d % 4 == 0, else the product into scratch and the ropeAppendKv kernel after it (d = 72
+// fuses while the separate kernel takes its element-by-element path, d = 66 does not fuse). On every
 // GEMM choice, q and both pools bit for bit what the plain product on the same GEMM followed by
 // kernels.ropeAppendKv gives (the epilogue turns each pair by the same cos/sin with the same
 // spelt-out multiply-adds), and within the RoPE tolerance above of the CPU.
@@ -74,6 +75,7 @@ describeGpu("linear with ropeAppendKv on CUDA", () => {
     { tokens: 4, hq: 28, hkv: 4, d: 128, dtype: "bf16", input: "norm", bias: true },
     { tokens: 5, hq: 32, hkv: 8, d: 128, dtype: "bf16", input: "norm", bias: false },
     { tokens: 2, hq: 16, hkv: 4, d: 66, dtype: "f16", input: "norm", bias: false },
+    { tokens: 1, hq: 8, hkv: 2, d: 72, dtype: "bf16", input: "plain", bias: true },
   ] as const)("tokens=$tokens hq=$hq hkv=$hkv d=$d $dtype input $input bias $bias", ({ tokens, hq, hkv, d, dtype, input, bias }) => {
     const hidden = 8 * rng.int(8, 96),
       pageSize = 16,
