@@ -211,11 +211,12 @@ function perCall(calls: () => void, count: number): number {
     graph.dispose();
   }
 }
-// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm, gate|up with the
-// SwiGLU of its output, o and down added into the residual (on the GEMV, the norm is fused at 1-2
-// rows, SwiGLU in its epilogue); beside it the plain product. GB/s counts the weights only.
-const layerForms: Array<{ form: string; norm?: boolean; swiGluOutput?: boolean; accumulate?: boolean }[]> = [
-  [{ form: "plain" }, { form: "norm", norm: true }],
+// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm, q|k|v with RoPE and
+// the K/V append of its output (d 128, four query heads to a key head), gate|up with the SwiGLU
+// of its output, o and down added into the residual (on the GEMV, the norm is fused at 1-2 rows,
+// RoPE and SwiGLU in its epilogue); beside it the plain product. GB/s counts the weights only.
+const layerForms: Array<{ form: string; norm?: boolean; rope?: boolean; swiGluOutput?: boolean; accumulate?: boolean }[]> = [
+  [{ form: "plain" }, { form: "norm + ropeAppendKv", norm: true, rope: true }],
   [{ form: "plain" }, { form: "accumulate", accumulate: true }],
   [{ form: "plain" }, { form: "norm + swiGluOutput", norm: true, swiGluOutput: true }],
   [{ form: "plain" }, { form: "accumulate", accumulate: true }],
@@ -238,15 +239,41 @@ for (const m of runs("linear") ? [1, 4] : []) {
     const x = rand([m, k]);
     const y = Tensor.empty([m, n], x.dtype, device),
       halfY = Tensor.empty([m, n / 2], x.dtype, device);
-    for (const { form, norm, swiGluOutput, accumulate } of layerForms[p])
+    // The q|k|v product's heads, as Llama-3-8B's (32 and 8 of 128 for n = 6144), and one page of
+    // K/V for the m tokens.
+    const ropeHeads = n / 128,
+      ropeKv = Math.max(1, Math.floor(ropeHeads / 6)),
+      ropeQ = ropeHeads - 2 * ropeKv;
+    const ropeQOut = Tensor.empty([m, ropeQ, 128], x.dtype, device);
+    const ropeTarget = {
+      kPages: Tensor.empty([1, pageSize, ropeKv, 128], x.dtype, device),
+      vPages: Tensor.empty([1, pageSize, ropeKv, 128], x.dtype, device),
+      positions: Tensor.from(
+        Int32Array.from({ length: m }, (_, t) => 4096 + t),
+        [m],
+        { device },
+      ),
+      slots: Tensor.from(
+        Int32Array.from({ length: m }, (_, t) => t),
+        [m],
+        { device },
+      ),
+      invFreq: Tensor.from(
+        Float32Array.from({ length: 64 }, (_, i) => 1 / 500000 ** (i / 64)),
+        [64],
+        { device },
+      ),
+    };
+    for (const { form, norm, rope, swiGluOutput, accumulate } of layerForms[p])
       for (const gemm of onGpu ? (["gemv", "cublasLt", "auto"] as const) : (["auto"] as const)) {
         const ms = perCall(() => {
           for (const weight of weights)
             kernels.linear({
               x,
               weight,
-              out: swiGluOutput ? halfY : y,
+              out: rope ? ropeQOut : swiGluOutput ? halfY : y,
               ...(norm && { norm: { weight: normWeight } }),
+              ...(rope && { ropeAppendKv: ropeTarget }),
               ...(swiGluOutput && { swiGluOutput }),
               ...(accumulate && { accumulate }),
               gemm,
@@ -260,7 +287,7 @@ for (const m of runs("linear") ? [1, 4] : []) {
           "GB/s": weightBytes / (ms * 1e6),
         });
       }
-    [...weights, normWeight, x, y, halfY].forEach((t) => t.dispose());
+    [...weights, normWeight, x, y, halfY, ropeQOut, ...Object.values(ropeTarget)].forEach((t) => t.dispose());
   });
 }
 graphInput?.dispose();
