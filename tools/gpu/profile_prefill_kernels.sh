@@ -2,7 +2,10 @@
 # On a GPU machine: how much of a whole prefill's wall time its kernels account for (bench/README.md,
 # "What 1.5× would take"). First the prefills run alone, timed on the wall clock; then under Nsight
 # Compute at the card's own clocks, and the last prefill's kernels (from its embedding launch on)
-# are summed, grouped by kernel. Wall time minus that sum is time the GPU spent between kernels.
+# are summed, grouped by kernel. Wall time minus that sum is time between kernels plus what the
+# kernels lose in a sustained run: replayed one at a time, they never reach the card's power cap,
+# which held an H200's SM clock at ~1550 MHz through whole prefills (bench/README.md, "Where the
+# other ~14% goes").
 #   tools/gpu/profile_prefill_kernels.sh MODEL_DIR [OUT_DIR]     (TOKENS default 4096)
 # Expects node and ncu on PATH, node_modules unpacked, dist/ and the CUDA addon built.
 set -euo pipefail
