@@ -8,22 +8,21 @@
 // when this runs.
 //
 // gemvKernel<T, M, kInput, kAccumulate>: block 256 (8 warps), grid as many blocks as fit on the
-//   device at once (4 per SM, 2 for M > 2), at most one per group of 4 output rows; block b takes
-//   row groups b, b + grid, b + 2·grid, ... (past n, the last row is re-read and its sums
-//   discarded), so the norm's sums and the wait for the kernel ahead are paid once per block. A
-//   block's 256 threads split k: thread t takes the 16-byte chunks (8 elements)
-//   t, t + 256, t + 512, ... of all four rows, one chunk per row per step, so every thread has 4
-//   loads outstanding: enough in flight to keep the memory busy even for the products with few rows (o, down, q|k|v),
-//   which read well below the copy bandwidth when a warp walked k for its two rows alone
-//   (bench/README.md). A group's first weights are loaded while the previous group's sums are
-//   added. Weights come with the streaming cache hint, each being read once per step; the matching
-//   chunks of the M input rows come from L2, past L1 (x is written by the kernel ahead, which may
-//   still run when this one starts: see programmatic_launch.cuh), the norm through the read-only
-//   cache; they are transformed and rounded to T as a separate op would have stored them. With
-//   RMSNorm, the block first sums the squares of its M input rows while its first weights are on
-//   their way. Each thread keeps M × 4 f32 sums; they are added by shuffles within a warp and then
-//   over the 8 warps in warp order through shared memory (a fixed order: the same inputs give the
-//   same bits), and y = (y +) sum + bias is written.
+//   device at once (4 per SM, 2 for M > 2), at most one per group of 4 output rows; block b takes row
+//   groups b, b + grid, b + 2·grid, ... (past n, the last row is re-read and its sums discarded), so
+//   the norm's sums and the wait for the kernel ahead are paid once per block. A block's 256 threads
+//   split k: thread t takes the 16-byte chunks (8 elements) t, t + 256, t + 512, ... of all four
+//   rows, one chunk per row per step, so every thread has 4 loads outstanding: enough in flight to
+//   keep the memory busy even for the products with few rows (o, down, q|k|v), which read well below
+//   the copy bandwidth when a warp walked k for its two rows alone (bench/README.md). A group's first
+//   weights are loaded while the previous group's sums are added. Weights come with the streaming
+//   cache hint, each being read once per step; the matching chunks of the M input rows come from L2,
+//   past L1 (x is written by the kernel ahead, which may still run when this one starts: see
+//   programmatic_launch.cuh), the norm through the read-only cache; they are transformed and rounded
+//   to T as a separate op would have stored them. With RMSNorm, the block first sums the squares of
+//   its M input rows while its first weights are on their way. Each thread keeps M × 4 f32 sums; they
+//   are added by shuffles within a warp and then over the 8 warps in warp order through shared memory
+//   (a fixed order: the same inputs give the same bits), and y = (y +) sum + bias is written.
 //   Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then every row is), y apart from x.
 //   On sm_90 the kernel is a programmatic dependent of the one before it: each thread asks L2 for
 //   its first weights before it waits for that kernel, and lets the next one launch once its
