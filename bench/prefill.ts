@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import { loadModel } from "../lib";
 import { numberList, option, optionalOption } from "./args";
+import { oneSequenceKvBytes } from "./kv-pool";
 
 const args = process.argv.slice(2);
 const modelDir = args[0];
@@ -22,10 +23,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function main(): Promise<void> {
   const longest = Math.max(...contexts);
-  const config = JSON.parse(fs.readFileSync(`${modelDir}/config.json`, "utf8"));
-  const headDim: number = config.head_dim ?? config.hidden_size / config.num_attention_heads;
   const pageSize = 16;
-  const kvCacheBytes = config.num_hidden_layers * Math.ceil(longest / pageSize) * 2 * pageSize * config.num_key_value_heads * headDim * 2;
+  const kvCacheBytes = oneSequenceKvBytes(modelDir, longest, pageSize);
   const model = await loadModel(modelDir, { device: "cuda:0", kvCacheBytes, pageSize });
   const dec = model.decoder;
   const chunks = chunksAsked ?? [dec.prefillChunk];

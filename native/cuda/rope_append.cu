@@ -3,16 +3,15 @@
 // once. A decode step thereby needs one GEMM and one small kernel for its attention input
 // instead of three GEMMs, a rope and an append.
 //
-// ropeAppendKvKernel<T, kVec>: grid (tokens, CTAs per token), block 128. A token's work is
-//   rotating its hq query heads into q and its hkv key heads straight into pool row slots[t],
-//   and copying its value heads there. While the tokens fill the device twice over (a long
-//   prefill chunk) each has one CTA; fewer, as in a decode step, share theirs over several
-//   CTAs each (ctasPerToken). Every CTA forms its token's
-//   d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin of them in
-//   double — as ropeKernel in layer_ops.cu does, so both paths rotate by the same f32 cos/sin.
-//   For 16-bit types with d/2 % 8 == 0 and 16-byte aligned rows a unit is 8 rotation pairs (or
-//   8 values) moved with 16-byte loads and stores, a thread's first unit loaded before the
-//   angles are made; otherwise a unit is one element.
+// ropeAppendKvKernel<T, kVec>: grid (tokens, CTAs per token), block 128. A token's work is rotating
+//   its hq query heads into q and its hkv key heads straight into pool row slots[t], and copying its
+//   value heads there. While the tokens fill the device twice over (a long prefill chunk) each has
+//   one CTA; fewer, as in a decode step, share theirs over several CTAs each (ctasPerToken). Every
+//   CTA forms its token's d/2 angles as float(position) · invFreq[i] rounded in f32 and takes cos/sin
+//   of them in double — as ropeKernel in layer_ops.cu does, so both paths rotate by the same f32
+//   cos/sin. For 16-bit types with d/2 % 8 == 0 and 16-byte aligned rows a unit is 8 rotation pairs
+//   (or 8 values) moved with 16-byte loads and stores, a thread's first unit loaded before the angles
+//   are made; otherwise a unit is one element.
 //   A slot of -1 (or outside the pool, which the addon rejects) writes no K/V.
 //   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the q|k|v
 //   projection) and lets the kernel after it (decode attention) launch at once; it reads
@@ -36,6 +35,13 @@ namespace lt::cuda {
 namespace {
 
 constexpr int kBlock = 128;
+
+// A token's work units: the rotary pairs of its query heads and, when its K/V are stored, of its
+// key heads, then its value elements; a unit is 8 of them with 16-byte accesses, else 1.
+__host__ __device__ inline int tokenUnits(int hq, int hkv, int d, bool vec, bool store) {
+  const int per = vec ? 8 : 1;
+  return (hq + (store ? hkv : 0)) * (d / 2 / per) + (store ? hkv * d / per : 0);
+}
 
 template <typename T, bool kVec>
 __global__ void __launch_bounds__(kBlock)
@@ -61,7 +67,7 @@ __global__ void __launch_bounds__(kBlock)
   // gridDim.y CTAs of the token, each of which makes the whole cos/sin table.
   const int first = blockIdx.y * blockDim.x + threadIdx.x, stride = gridDim.y * blockDim.x;
   if constexpr (kVec) {
-    const int vecs = half >> 3, rotations = heads * vecs, units = rotations + (store ? hkv * d / 8 : 0);
+    const int vecs = half >> 3, rotations = heads * vecs, units = tokenUnits(hq, hkv, d, true, store);
     const uint4* vSrc = reinterpret_cast<const uint4*>(row + size_t(hq + hkv) * d);
     uint4* vDst = reinterpret_cast<uint4*>(vPages + poolRow);
     float a[8], b[8];
@@ -93,7 +99,7 @@ __global__ void __launch_bounds__(kBlock)
       load(u + stride);
     }
   } else {
-    const int rotations = heads * half, units = rotations + (store ? hkv * d : 0);
+    const int rotations = heads * half, units = tokenUnits(hq, hkv, d, false, store);
     const T* vSrc = row + size_t(hq + hkv) * d;
     ropeCosSin(cs, pos, invFreq, half);
     __syncthreads();
@@ -140,9 +146,9 @@ void launch(const RopeAppendKvParams& p, cudaStream_t stream) {
   bool vec = false;
   if constexpr (sizeof(T) == 2) vec = (p.d / 2) % 8 == 0 && aligned16({p.qkv, p.q, p.kPages, p.vPages});
   if (vec) {
-    if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>, (p.hq + p.hkv) * (p.d / 16) + p.hkv * p.d / 8);
+    if constexpr (sizeof(T) == 2) run(ropeAppendKvKernel<T, true>, tokenUnits(p.hq, p.hkv, p.d, true, true));
   } else {
-    run(ropeAppendKvKernel<T, false>, (p.hq + p.hkv) * (p.d / 2) + p.hkv * p.d);
+    run(ropeAppendKvKernel<T, false>, tokenUnits(p.hq, p.hkv, p.d, false, true));
   }
 }
 

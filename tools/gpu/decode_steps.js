@@ -4,23 +4,19 @@
 // (several prefills, no step) hand to Nsight Compute. Every prefill and every step starts with
 // the embedding kernel, so the profile's last step, or with no steps its last prefill, is
 // everything from the last embedding launch on; an earlier prefill warms up cuBLASLt's choices
-// and the allocator. The KV pool holds one sequence in 16-bit K/V (the CUDA activations), sized
-// as bench/prefill.ts sizes it.
+// and the allocator. The KV pool holds one sequence (oneSequenceKvBytes, as bench/prefill.ts sizes
+// it).
 //   node tools/gpu/decode_steps.js MODEL_DIR [CONTEXT] [STEPS] [PREFILLS]
 // Run from the repository root after `npm run build` (it loads dist/lib).
-const fs = require("node:fs");
-const path = require("node:path");
 const { loadModel } = require("../../dist/lib");
+const { oneSequenceKvBytes } = require("../../dist/bench/kv-pool");
 
 async function main() {
   const [dir, contextArg = "4096", stepsArg = "3", prefillsArg = "1"] = process.argv.slice(2);
   if (!dir) throw new Error("usage: node tools/gpu/decode_steps.js MODEL_DIR [CONTEXT] [STEPS] [PREFILLS]");
   const [context, steps, prefills] = [contextArg, stepsArg, prefillsArg].map(Number);
-  const config = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
-  const headDim = config.head_dim ?? config.hidden_size / config.num_attention_heads;
   const pageSize = 16;
-  const kvCacheBytes =
-    config.num_hidden_layers * Math.ceil((context + steps) / pageSize) * 2 * pageSize * config.num_key_value_heads * headDim * 2;
+  const kvCacheBytes = oneSequenceKvBytes(dir, context + steps, pageSize);
   const model = await loadModel(dir, { device: "cuda:0", kvCacheBytes, pageSize, tokenizer: false });
   try {
     const vocab = model.config.vocabSize;
