@@ -28,7 +28,8 @@
 //   product would have been stored, and silu(gate) · up is written, the bits of the product followed
 //   by the SwiGLU kernel. The RoPE + append epilogue does the same with two rotary pairs (i, i +
 //   d/2), (i + 1, i + 1 + d/2) of one q or k head: the pair is rounded as stored, turned by
-//   ropeTurn with the cos/sin ropeAppendKvKernel would take, and written to q or the token's K
+//   ropeTurn with the cos/sin ropeAppendKvKernel would take (each block takes those of its groups
+//   before its first sums, not between groups), and written to q or the token's K
 //   pool row; value rows go to the V pool row as stored. Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then
 //   every row is), y apart from x. On sm_90 the kernel is a programmatic dependent of the one before it: each thread
 //   asks L2 for its first weights before it waits for that kernel, and lets the next one launch once
@@ -189,6 +190,25 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
   };
   loadStep(tid);
 
+  // The RoPE epilogue's cos/sin, one entry per (group of this block, input row, pair), and the
+  // tokens' pool slots: taken here while the first weights are on their way. In the epilogue, a
+  // double-precision sincos after two dependent loads held the whole block between a group's sums
+  // and the next group's loads (bench/README.md). A block with more groups than entries takes
+  // the rest's there.
+  constexpr int kRopeEntries = kThreads / (2 * M) * (2 * M);
+  __shared__ float2 ropeCs[kRope ? kRopeEntries : 1];
+  __shared__ int32_t ropeSlot[kRope ? M : 1];
+  if constexpr (kRope) {
+    if (tid < M) ropeSlot[tid] = __ldcg(rope.slots + tid);
+    const int g = blockIdx.x + tid / (2 * M) * gridDim.x;
+    if (tid < kRopeEntries && g < rotatedGroups) {
+      const int h = g / pairGroups, i = 2 * (g - h * pairGroups) + tid % 2;
+      float co, si;
+      ropeCosSinOf(float(__ldcg(rope.positions + tid / 2 % M)), __ldg(rope.invFreq + i), co, si);
+      ropeCs[tid] = make_float2(co, si);
+    }
+  }
+
   __shared__ float invRms[M];
   __shared__ float partial[kWarps][M][R];
   if constexpr (kInput == LinearInput::RmsNorm) {
@@ -288,14 +308,18 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
         if (bias != nullptr) a += toF(bias[rowA]), b += toF(bias[rowA + half]);
         // As the stored product would be read back, then turned as ropeAppendKvKernel turns it.
         a = roundTo<T>(a), b = roundTo<T>(b);
-        float co, si;
-        ropeCosSinOf(float(__ldcg(rope.positions + m)), __ldg(rope.invFreq + i), co, si);
-        ropeTurn(a, b, co, si);
+        const int entry = (current - int(blockIdx.x)) / int(gridDim.x) * (2 * M) + tid;
+        float2 cs;
+        if (entry < kRopeEntries)
+          cs = ropeCs[entry];
+        else
+          ropeCosSinOf(float(__ldcg(rope.positions + m)), __ldg(rope.invFreq + i), cs.x, cs.y);
+        ropeTurn(a, b, cs.x, cs.y);
         T* dst = nullptr;
         if (h < rope.hq) {
           dst = rope.q + (size_t(m) * rope.hq + h) * rope.d;
         } else {
-          const long long slot = __ldcg(rope.slots + m);
+          const int32_t slot = ropeSlot[m];
           if (slot >= 0 && slot < rope.poolSlots)
             dst = rope.kPages + (size_t(slot) * rope.hkv + (h - rope.hq)) * rope.d;
         }
@@ -309,7 +333,7 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
         for (int v = 0; v < kWarps; v++) sum += partial[v][m][r];
         const int row = first + r;
         const float b = bias != nullptr ? toF(bias[row]) : 0.f;
-        const long long slot = __ldcg(rope.slots + m);
+        const int32_t slot = ropeSlot[m];
         if (slot >= 0 && slot < rope.poolSlots)
           rope.vPages[size_t(slot) * rope.hkv * rope.d + (row - (rope.hq + rope.hkv) * rope.d)] = fromF<T>(sum + b);
       }

@@ -101,6 +101,8 @@ export function randomLinear(
   const swiGluOutput = c.swiGluOutput ?? false;
   if (swiGluOutput && (accumulate || n % 2 !== 0)) throw new Error("randomLinear: swiGluOutput needs an even n and no accumulate");
   const eps = 1e-5;
+  // Half the dtype's smallest subnormal: a rounding's error where half an ulp of the value is less.
+  const underflow = c.dtype === "f16" ? 2 ** -25 : 2 ** -134;
   const x = scope.random(rng, [m, input === "swiGlu" ? 2 * k : k], c.dtype, c.device);
   const w = scope.random(rng, [n, k], c.weightType, c.device);
   const g = scope.random(rng, [k], c.weightType, c.device);
@@ -135,9 +137,10 @@ export function randomLinear(
         bias: b?.values,
         before: accumulate ? before.values : undefined,
         ulp,
+        underflow,
         partialsRounded,
       });
-      return swiGluOutput ? referenceSwiGluOutput(product, m, n / 2, ulp) : product;
+      return swiGluOutput ? referenceSwiGluOutput(product, m, n / 2, ulp, underflow) : product;
     },
   };
 }
