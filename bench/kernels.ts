@@ -199,12 +199,12 @@ const projections = onGpu
       [7168, 1024],
       [1024, 3584],
     ];
-const graphInput = onGpu ? Tensor.empty([1], "i32", device) : undefined;
-/** Milliseconds per call of `calls`, which makes `count` calls. */
-function perCall(calls: () => void, count: number): number {
+// A graph's index tensors are views of its input: the RoPE calls' positions and slots, 4 each.
+const graphInput = onGpu ? Tensor.empty([2, 4], "i32", device) : undefined;
+/** Milliseconds per call of `calls`, which makes `count` calls; `data` fills the graph's input. */
+function perCall(calls: () => void, count: number, data = new Int32Array(8)): number {
   if (!graphInput) return timed(calls) / count;
   const graph = CudaGraph.capture(graphInput, calls);
-  const data = new Int32Array(1);
   try {
     return timed(() => graph.launch(data)) / count;
   } finally {
@@ -245,19 +245,16 @@ for (const m of runs("linear") ? [1, 4] : []) {
       ropeKv = Math.max(1, Math.floor(ropeHeads / 6)),
       ropeQ = ropeHeads - 2 * ropeKv;
     const ropeQOut = Tensor.empty([m, ropeQ, 128], x.dtype, device);
+    const positionList = Int32Array.from({ length: m }, (_, t) => 4096 + t),
+      slotList = Int32Array.from({ length: m }, (_, t) => t);
+    const ropeIndices = new Int32Array(8);
+    ropeIndices.set(positionList, 0);
+    ropeIndices.set(slotList, 4);
     const ropeTarget = {
       kPages: Tensor.empty([1, pageSize, ropeKv, 128], x.dtype, device),
       vPages: Tensor.empty([1, pageSize, ropeKv, 128], x.dtype, device),
-      positions: Tensor.from(
-        Int32Array.from({ length: m }, (_, t) => 4096 + t),
-        [m],
-        { device },
-      ),
-      slots: Tensor.from(
-        Int32Array.from({ length: m }, (_, t) => t),
-        [m],
-        { device },
-      ),
+      positions: graphInput ? graphInput.rows(0, 1).reshape([4]).rows(0, m) : Tensor.from(positionList, [m], { device }),
+      slots: graphInput ? graphInput.rows(1, 1).reshape([4]).rows(0, m) : Tensor.from(slotList, [m], { device }),
       invFreq: Tensor.from(
         Float32Array.from({ length: 64 }, (_, i) => 1 / 500000 ** (i / 64)),
         [64],
@@ -266,19 +263,23 @@ for (const m of runs("linear") ? [1, 4] : []) {
     };
     for (const { form, norm, rope, swiGluOutput, accumulate } of layerForms[p])
       for (const gemm of onGpu ? (["gemv", "cublasLt", "auto"] as const) : (["auto"] as const)) {
-        const ms = perCall(() => {
-          for (const weight of weights)
-            kernels.linear({
-              x,
-              weight,
-              out: rope ? ropeQOut : swiGluOutput ? halfY : y,
-              ...(norm && { norm: { weight: normWeight } }),
-              ...(rope && { ropeAppendKv: ropeTarget }),
-              ...(swiGluOutput && { swiGluOutput }),
-              ...(accumulate && { accumulate }),
-              gemm,
-            });
-        }, copies);
+        const ms = perCall(
+          () => {
+            for (const weight of weights)
+              kernels.linear({
+                x,
+                weight,
+                out: rope ? ropeQOut : swiGluOutput ? halfY : y,
+                ...(norm && { norm: { weight: normWeight } }),
+                ...(rope && { ropeAppendKv: ropeTarget }),
+                ...(swiGluOutput && { swiGluOutput }),
+                ...(accumulate && { accumulate }),
+                gemm,
+              });
+          },
+          copies,
+          ropeIndices,
+        );
         rows.push({
           kernel: `linear ${m} row${m > 1 ? "s" : ""}, ${form} (${gemm})`,
           size: `n=${n} k=${k}`,
