@@ -199,26 +199,27 @@ const projections = onGpu
       [7168, 1024],
       [1024, 3584],
     ];
-const graphInput = onGpu ? Tensor.empty([1], "i32", device) : undefined;
-/** Milliseconds per call of `calls`, which makes `count` calls. */
-function perCall(calls: () => void, count: number): number {
+// A graph's index tensors are views of its input: the RoPE calls' positions and slots, 4 each.
+const graphInput = onGpu ? Tensor.empty([2, 4], "i32", device) : undefined;
+/** Milliseconds per call of `calls`, which makes `count` calls; `data` fills the graph's input. */
+function perCall(calls: () => void, count: number, data = new Int32Array(8)): number {
   if (!graphInput) return timed(calls) / count;
   const graph = CudaGraph.capture(graphInput, calls);
-  const data = new Int32Array(1);
   try {
     return timed(() => graph.launch(data)) / count;
   } finally {
     graph.dispose();
   }
 }
-// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm, o and down added
-// into the residual, down from SwiGLU (on the GEMV, the norm is fused at 1-2 rows; SwiGLU is a
-// kernel of its own); beside it the plain product. GB/s counts the weights only.
-const layerForms: Array<{ form: string; norm?: boolean; swiGlu?: boolean; accumulate?: boolean }[]> = [
-  [{ form: "plain" }, { form: "norm", norm: true }],
+// Each projection as the layer runs it: q|k|v and gate|up after the RMSNorm, q|k|v with RoPE and
+// the K/V append of its output (d 128, four query heads to a key head), gate|up with the SwiGLU
+// of its output, o and down added into the residual (on the GEMV, the norm is fused at 1-2 rows,
+// RoPE and SwiGLU in its epilogue); beside it the plain product. GB/s counts the weights only.
+const layerForms: Array<{ form: string; norm?: boolean; rope?: boolean; swiGluOutput?: boolean; accumulate?: boolean }[]> = [
+  [{ form: "plain" }, { form: "norm + ropeAppendKv", norm: true, rope: true }],
   [{ form: "plain" }, { form: "accumulate", accumulate: true }],
-  [{ form: "plain" }, { form: "norm", norm: true }],
-  [{ form: "plain" }, { form: "swiGlu + accumulate", swiGlu: true, accumulate: true }],
+  [{ form: "plain" }, { form: "norm + swiGluOutput", norm: true, swiGluOutput: true }],
+  [{ form: "plain" }, { form: "accumulate", accumulate: true }],
 ];
 for (const m of runs("linear") ? [1, 4] : []) {
   projections.forEach(([n, k], p) => {
@@ -235,23 +236,50 @@ for (const m of runs("linear") ? [1, 4] : []) {
       }),
     ];
     const normWeight = rand([k]);
-    const x = rand([m, k]),
-      gateUp = rand([m, 2 * k]);
-    const y = Tensor.empty([m, n], x.dtype, device);
-    for (const { form, norm, swiGlu, accumulate } of layerForms[p])
+    const x = rand([m, k]);
+    const y = Tensor.empty([m, n], x.dtype, device),
+      halfY = Tensor.empty([m, n / 2], x.dtype, device);
+    // The q|k|v product's heads, as Llama-3-8B's (32 and 8 of 128 for n = 6144), and one page of
+    // K/V for the m tokens.
+    const ropeHeads = n / 128,
+      ropeKv = Math.max(1, Math.floor(ropeHeads / 6)),
+      ropeQ = ropeHeads - 2 * ropeKv;
+    const ropeQOut = Tensor.empty([m, ropeQ, 128], x.dtype, device);
+    const positionList = Int32Array.from({ length: m }, (_, t) => 4096 + t),
+      slotList = Int32Array.from({ length: m }, (_, t) => t);
+    const ropeIndices = new Int32Array(8);
+    ropeIndices.set(positionList, 0);
+    ropeIndices.set(slotList, 4);
+    const ropeTarget = {
+      kPages: Tensor.empty([1, pageSize, ropeKv, 128], x.dtype, device),
+      vPages: Tensor.empty([1, pageSize, ropeKv, 128], x.dtype, device),
+      positions: graphInput ? graphInput.rows(0, 1).reshape([4]).rows(0, m) : Tensor.from(positionList, [m], { device }),
+      slots: graphInput ? graphInput.rows(1, 1).reshape([4]).rows(0, m) : Tensor.from(slotList, [m], { device }),
+      invFreq: Tensor.from(
+        Float32Array.from({ length: 64 }, (_, i) => 1 / 500000 ** (i / 64)),
+        [64],
+        { device },
+      ),
+    };
+    for (const { form, norm, rope, swiGluOutput, accumulate } of layerForms[p])
       for (const gemm of onGpu ? (["gemv", "cublasLt", "auto"] as const) : (["auto"] as const)) {
-        const ms = perCall(() => {
-          for (const weight of weights)
-            kernels.linear({
-              x: swiGlu ? gateUp : x,
-              weight,
-              out: y,
-              ...(norm && { norm: { weight: normWeight } }),
-              ...(swiGlu && { swiGlu }),
-              ...(accumulate && { accumulate }),
-              gemm,
-            });
-        }, copies);
+        const ms = perCall(
+          () => {
+            for (const weight of weights)
+              kernels.linear({
+                x,
+                weight,
+                out: rope ? ropeQOut : swiGluOutput ? halfY : y,
+                ...(norm && { norm: { weight: normWeight } }),
+                ...(rope && { ropeAppendKv: ropeTarget }),
+                ...(swiGluOutput && { swiGluOutput }),
+                ...(accumulate && { accumulate }),
+                gemm,
+              });
+          },
+          copies,
+          ropeIndices,
+        );
         rows.push({
           kernel: `linear ${m} row${m > 1 ? "s" : ""}, ${form} (${gemm})`,
           size: `n=${n} k=${k}`,
@@ -260,7 +288,7 @@ for (const m of runs("linear") ? [1, 4] : []) {
           "GB/s": weightBytes / (ms * 1e6),
         });
       }
-    [...weights, normWeight, x, gateUp, y].forEach((t) => t.dispose());
+    [...weights, normWeight, x, y, halfY, ropeQOut, ...Object.values(ropeTarget)].forEach((t) => t.dispose());
   });
 }
 graphInput?.dispose();

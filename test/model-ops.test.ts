@@ -87,6 +87,40 @@ describe("linear", () => {
     });
   });
 
+  // SwiGLU of the product, [gate, up] rows of the weight: what the layer's gate|up projection gives
+  // the down projection.
+  test.each((["plain", "norm"] as const).flatMap((input) => (["f32", "bf16"] as const).map((dtype) => ({ input, dtype }))))(
+    "SwiGLU output, input $input, x $dtype, against float64",
+    ({ input, dtype }) => {
+      const m = rng.int(1, 6),
+        inner = rng.int(1, 40),
+        k = rng.int(1, 3) === 1 ? rng.int(1, 50) : 8 * rng.int(1, 12);
+      const call = randomLinear(scope, rng, {
+        m,
+        n: 2 * inner,
+        k,
+        input,
+        accumulate: false,
+        dtype,
+        weightType: "bf16",
+        swiGluOutput: true,
+      });
+      const y = scope.add(call.run());
+      expect(y.shape).toEqual([m, inner]);
+      const { want, bound, scale } = call.reference(dtype === "bf16" ? 2 ** -8 : 2 ** -24);
+      const got = y.toFloat32Array();
+      const rms = errorToScale(got, want, scale) < (dtype === "bf16" ? 2 ** -7 : tolerance("f32").rtol);
+      expect({ seed: rng.seed, m, inner, k, worst: worstBeyondBound(got, want, bound), rms }).toEqual({
+        seed: rng.seed,
+        m,
+        inner,
+        k,
+        worst: "none",
+        rms: true,
+      });
+    },
+  );
+
   test("the fused norm and SwiGLU give what rmsNorm or swiGlu and then linear give, bit for bit (f32)", () => {
     const m = rng.int(1, 5),
       n = rng.int(1, 30),
@@ -124,6 +158,13 @@ describe("linear", () => {
       [{ swiGlu: 1 as unknown as boolean }, /swiGlu must be true, false or undefined/],
       [{ accumulate: "yes" as unknown as boolean }, /accumulate must be true, false or undefined/],
       [{ gemm: "cublaslt" as kernels.GemmChoice }, /gemm must be one of auto, cublasLt, gemv, gemv-only, cublas, fallback, got cublaslt/],
+      [{ swiGluOutput: true }, /out must have shape \[2, 2\]/],
+      [
+        { swiGluOutput: true, weight: scope.random(rng, [3, 8], "f32").tensor },
+        /swiGluOutput needs the weight's rows to hold \[gate, up\], an even number of them; got 3/,
+      ],
+      [{ swiGluOutput: true, accumulate: true }, /swiGluOutput and accumulate cannot be combined/],
+      [{ swiGluOutput: "yes" as unknown as boolean }, /swiGluOutput must be true, false or undefined/],
     ];
     for (const [options, message] of refused) {
       expect(() => kernels.linear({ x, weight: w, out: y, ...options })).toThrow(message);

@@ -26,8 +26,9 @@ export interface LinearOptions {
   /** Optional bias [n], in the weight's dtype. */
   bias?: Tensor;
   /**
-   * Output [..., n] in x's dtype; required with `accumulate`. It may share no bytes with the
-   * other tensors, except that a plain product on the CPU may write into its own x.
+   * Output [..., n] in x's dtype ([..., n / 2] with `swiGluOutput`); required with `accumulate`.
+   * It may share no bytes with the other tensors, except that a plain product on the CPU may
+   * write into its own x.
    */
   out?: Tensor;
   /**
@@ -37,6 +38,18 @@ export interface LinearOptions {
   norm?: { weight: Tensor; eps?: number };
   /** Take silu(gate) · up of each row of x (as `swiGlu`) as the input. */
   swiGlu?: boolean;
+  /**
+   * The weight's rows hold [gate, up] (n even): give silu(gate) · up of the product (+ bias),
+   * [..., n / 2], as `swiGlu` of the plain product would, bit for bit. Not with `accumulate`.
+   */
+  swiGluOutput?: boolean;
+  /**
+   * The weight's rows are a layer's stacked q|k|v heads and x has a row per token: out is q
+   * [tokens, hq, d] (required), and the product (+ bias) goes through `ropeAppendKv` with these
+   * (its qkv the product), bit for bit as that op after the plain product would. Not with
+   * `accumulate` or `swiGluOutput`.
+   */
+  ropeAppendKv?: Omit<RopeAppendKvOptions, "qkv" | "q">;
   /** out += the product (+ bias), rounded once, instead of out = it: a residual add. */
   accumulate?: boolean;
   /** The GEMM a CUDA call runs on (see `GemmChoice`); LIGHTTRANSFER_GEMM, else "auto", when not given. */
@@ -53,17 +66,32 @@ function readGemmChoice(op: string, value: unknown): GemmChoice | undefined {
 const defaultNormEps = 1e-5;
 
 function linearArgs(options: LinearOptions, outputs: Outputs) {
-  const o = readOptions("linear", options, ["x", "weight", "bias", "out", "norm", "swiGlu", "accumulate", "gemm"]);
+  const o = readOptions("linear", options, [
+    "x",
+    "weight",
+    "bias",
+    "out",
+    "norm",
+    "swiGlu",
+    "swiGluOutput",
+    "ropeAppendKv",
+    "accumulate",
+    "gemm",
+  ]);
   const gemm = readGemmChoice("linear", o.gemm);
   const x = requireTensor("x", o.x),
     w = requireTensor("weight", o.weight);
   const bias = optionalTensor("linear", "bias", o.bias),
     givenOut = optionalTensor("linear", "out", o.out);
   const swiGlu = optionalFlag("linear", "swiGlu", o.swiGlu),
+    swiGluOutput = optionalFlag("linear", "swiGluOutput", o.swiGluOutput),
     accumulate = optionalFlag("linear", "accumulate", o.accumulate);
   const norm = readNested("linear", "norm", o.norm, ["weight", "eps"]);
+  const rope = readNested("linear", "ropeAppendKv", o.ropeAppendKv, ["positions", "invFreq", "kPages", "vPages", "slots"]);
   if (accumulate && !givenOut) throw new TypeError("linear: accumulate adds into out, so out must be given");
-  const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), w.shape[0]], x.dtype, x.device));
+  if (rope && !givenOut) throw new TypeError("linear: ropeAppendKv rotates the query heads into out, so out (q) must be given");
+  const columns = swiGluOutput ? Math.floor(w.shape[0] / 2) : w.shape[0];
+  const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), columns], x.dtype, x.device));
   return {
     out,
     args: {
@@ -73,6 +101,16 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
       out: out.handle,
       ...(norm && { norm: { weight: requireTensor("linear: norm.weight", norm.weight).handle, eps: norm.eps ?? defaultNormEps } }),
       ...(swiGlu && { swiGlu }),
+      ...(swiGluOutput && { swiGluOutput }),
+      ...(rope && {
+        ropeAppendKv: {
+          positions: requireTensor("linear: ropeAppendKv.positions", rope.positions).handle,
+          invFreq: requireTensor("linear: ropeAppendKv.invFreq", rope.invFreq).handle,
+          kPages: requireTensor("linear: ropeAppendKv.kPages", rope.kPages).handle,
+          vPages: requireTensor("linear: ropeAppendKv.vPages", rope.vPages).handle,
+          slots: requireTensor("linear: ropeAppendKv.slots", rope.slots).handle,
+        },
+      }),
       ...(accumulate && { accumulate }),
       ...(gemm && { gemm }),
     },
@@ -81,16 +119,19 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
 
 /**
  * y = input(x) · weightᵀ (+ bias), where input is x itself, its RMSNorm (`norm`) or its SwiGLU
- * (`swiGlu`); with `accumulate`, out += that. A decoder projection with the norm before it and
- * the residual add after it. On CUDA the norm or SwiGLU kernel runs first, then cuBLASLt, except
- * that the default (`gemm: "auto"`) runs 1-2 rows with the norm as input on one GEMV kernel that
- * also does the norm and the add; with `gemm: "gemv"`, every product of 1-4 rows runs on it (the
- * norm inside up to 2 rows; SwiGLU always runs first). On the CPU, f32 arithmetic over any weight
- * dtype.
+ * (`swiGlu`); with `accumulate`, out += that, with `swiGluOutput`, out = SwiGLU of that, with
+ * `ropeAppendKv`, out = its rotated query heads and the K/V pool gets the rest. A decoder projection
+ * with the norm before it and the residual add, SwiGLU or RoPE + append after it. On CUDA the norm
+ * or SwiGLU kernel runs first, then cuBLASLt (then the output's kernel), except that the default
+ * (`gemm: "auto"`) runs 1-2 rows on one GEMV kernel that also does the norm, the add and the output
+ * transform (RoPE there when the head dim is a multiple of 4); with `gemm: "gemv"`, every product
+ * of 1-4 rows runs on it (the norm inside up to 2 rows; an input SwiGLU always runs first). On the
+ * CPU, f32 arithmetic over any weight dtype.
  * @example
  * const logits = kernels.linear({ x: hidden, weight: lmHead });
- * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: gateUpOut });
- * kernels.linear({ x: gateUpOut, swiGlu: true, weight: down, out: h, accumulate: true }); // h += down(swiGlu(gateUp))
+ * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: act, swiGluOutput: true });
+ * kernels.linear({ x: act, weight: down, out: h, accumulate: true }); // h += down(swiGlu(gateUp(norm(h))))
+ * kernels.linear({ x: h, norm, weight: qkv, out: q, ropeAppendKv: { positions, invFreq, kPages, vPages, slots } });
  */
 export function linear(o: LinearOptions): Tensor {
   const outputs = new Outputs();

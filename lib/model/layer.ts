@@ -1,8 +1,8 @@
 // One decoder layer, described once. A pre-norm block (Llama, Mistral, Qwen2) over the residual
 // stream h, in four projections, each with the norm before it or the residual add after it fused
-// into its linear (kernels.linear's norm, swiGlu and accumulate):
-//   qkv = rmsNorm(h)·Wqkvᵀ(+b) ; q = rope(q), K/V = (rope(k), v) written where the executor says ;
-//   h += attention(q)·Woᵀ ; gateUp = rmsNorm(h)·Wgate|upᵀ ; h += swiGlu(gateUp)·Wdownᵀ
+// into its linear (kernels.linear's norm, ropeAppendKv, swiGluOutput and accumulate):
+//   q, K/V = ropeAppendKv(rmsNorm(h)·Wqkvᵀ(+b)): q rotated, K/V (rope(k), v) written where the
+//   executor says ; h += attention(q)·Woᵀ ; act = swiGlu(rmsNorm(h)·Wgate|upᵀ) ; h += act·Wdownᵀ
 //
 // Executors differ only in where a layer's K/V go and how its queries attend (LayerAttention):
 // a decode step writes K/V straight into the sequences' caches and runs paged decode attention
@@ -57,9 +57,8 @@ export interface LayerAttention {
  * scratch.dispose();
  */
 export class LayerScratch {
-  readonly qkv: Tensor;
   readonly q: Tensor;
-  readonly gateUp: Tensor;
+  readonly act: Tensor;
   private readonly all: Tensor[] = [];
 
   constructor({ config: c, dtype, device }: ModelParts, rows: number) {
@@ -69,9 +68,8 @@ export class LayerScratch {
       return t;
     };
     try {
-      this.qkv = empty([rows, (c.heads + 2 * c.kvHeads) * c.headDim]);
       this.q = empty([rows, c.heads, c.headDim]);
-      this.gateUp = empty([rows, 2 * c.intermediateSize]);
+      this.act = empty([rows, c.intermediateSize]);
     } catch (err) {
       this.dispose();
       throw err;
@@ -101,12 +99,18 @@ export function runLayer(
 ): void {
   const w: LayerWeights = parts.weights.layers[layer];
   const eps = parts.config.rmsNormEps;
-  const { qkv, q, gateUp } = scratch;
-  kernels.linear({ x: h, norm: { weight: w.inputNorm, eps }, weight: w.qkv, bias: w.qkvBias, out: qkv });
-  kernels.ropeAppendKv({ qkv, positions, invFreq: parts.invFreq, ...attention.kvTarget(layer), q });
+  const { q, act } = scratch;
+  kernels.linear({
+    x: h,
+    norm: { weight: w.inputNorm, eps },
+    weight: w.qkv,
+    bias: w.qkvBias,
+    out: q,
+    ropeAppendKv: { positions, invFreq: parts.invFreq, ...attention.kvTarget(layer) },
+  });
   kernels.linear({ x: attention.attend(layer, q), weight: w.o, out: h, accumulate: true });
-  kernels.linear({ x: h, norm: { weight: w.postNorm, eps }, weight: w.gateUp, out: gateUp });
-  kernels.linear({ x: gateUp, swiGlu: true, weight: w.down, out: h, accumulate: true });
+  kernels.linear({ x: h, norm: { weight: w.postNorm, eps }, weight: w.gateUp, out: act, swiGluOutput: true });
+  kernels.linear({ x: act, weight: w.down, out: h, accumulate: true });
 }
 
 /**

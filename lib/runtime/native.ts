@@ -161,6 +161,8 @@ export interface NativeOpArgs {
     out: Handle;
     norm?: { weight: Handle; eps: number };
     swiGlu?: boolean;
+    swiGluOutput?: boolean;
+    ropeAppendKv?: { positions: Handle; invFreq: Handle; kPages: Handle; vPages: Handle; slots: Handle };
     accumulate?: boolean;
     gemm?: GemmChoice;
   };

@@ -136,52 +136,63 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info, CallMode mode) {
 // ropeAppendKv({ qkv, positions, invFreq, kPages, vPages, slots, q }): see RopeAppendKvParams.
 PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("ropeAppendKv", info, mode);
-  TensorObject *qkv = a.tensor("qkv"), *pos = a.tensor("positions"), *freq = a.tensor("invFreq");
-  TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages"), *slots = a.tensor("slots"),
-               *q = a.tensor("q");
-  checkPool(a, kPages, vPages);
-  const Shape& pool = kPages->shape();
-  const int64_t hkv = pool[2], d = pool[3];
-  if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
-  a.expectRank("q", q, 3);
-  const int64_t tokens = q->shape()[0], hq = q->shape()[1];
-  a.expectShape("q", q, {tokens, hq, d});
-  a.expectShape("qkv", qkv, {tokens, (hq + 2 * hkv) * d});
-  for (auto [name, t] : {std::pair{"qkv", qkv}, {"q", q}, {"vPages", vPages}}) a.expectDType(name, t, kPages->dtype());
-  a.expectShape("positions", pos, {tokens});
-  a.expectDType("positions", pos, DType::I32);
-  a.expectShape("slots", slots, {tokens});
-  a.expectDType("slots", slots, DType::I32);
-  a.expectShape("invFreq", freq, {d / 2});
-  a.expectDType("invFreq", freq, DType::F32);
+  TensorObject *qkv = a.tensor("qkv"), *q = a.tensor("q");
+  RopeAppendTarget target = readRopeAppendTarget(a, q, "q");
+  RopeAppendKvParams& p = target.params;
+  a.expectShape("qkv", qkv, {p.tokens, (int64_t(p.hq) + 2 * p.hkv) * p.d});
+  // qkv before q: the JavaScript side makes q in qkv's dtype when it is not given.
+  a.expectDType("qkv", qkv, p.dtype);
+  a.expectDType("q", q, p.dtype);
   Device device = a.sameDevice({{"qkv", qkv},
-                                {"positions", pos},
-                                {"invFreq", freq},
-                                {"kPages", kPages},
-                                {"vPages", vPages},
-                                {"slots", slots},
+                                {"positions", target.positions},
+                                {"invFreq", target.invFreq},
+                                {"kPages", target.kPages},
+                                {"vPages", target.vPages},
+                                {"slots", target.slots},
                                 {"q", q}});
-  const int64_t poolSlots = pool[0] * pool[1];
-  const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
-    for (int64_t t = 0; t < tokens; t++)
-      if (c[0][t] < -1 || c[0][t] >= poolSlots)
-        throw Error(op + ": slots[" + std::to_string(t) + "] = " + std::to_string(c[0][t]) +
-                    " is outside the pool's slots 0.." + std::to_string(poolSlots - 1) +
-                    " (page * pageSize + offset; -1 skips the token)");
-  });
-  RopeAppendKvParams p;
-  p.dtype = kPages->dtype();
-  p.qkv = qkv->data(), p.q = q->data(), p.kPages = kPages->data(), p.vPages = vPages->data();
-  p.positions = static_cast<const int32_t*>(pos->data());
-  p.slots = indices[0];
-  p.invFreq = static_cast<const float*>(freq->data());
-  p.tokens = a.narrow("q's tokens", tokens), p.hq = a.narrow("q's heads", hq), p.hkv = a.narrow("kPages' heads", hkv);
-  p.d = a.narrow("head dim", d);
-  p.pageSize = a.narrow("kPages' page size", pool[1]), p.numPages = a.narrow("kPages' pages", pool[0]);
+  checkRopeAppendSlots(a, target);
+  p.qkv = qkv->data();
   return dispatchCall(a, device, p, cpu::ropeAppendKv, LT_CUDA_FN(ropeAppendKv));
 }
 
 }  // namespace
+
+RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q, const char* qName) {
+  RopeAppendTarget t;
+  t.positions = a.tensor("positions"), t.invFreq = a.tensor("invFreq"), t.slots = a.tensor("slots");
+  t.kPages = a.tensor("kPages"), t.vPages = a.tensor("vPages");
+  checkPool(a, t.kPages, t.vPages);
+  const Shape& pool = t.kPages->shape();
+  const int64_t hkv = pool[2], d = pool[3];
+  if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));
+  a.expectRank(qName, q, 3);
+  const int64_t tokens = q->shape()[0], hq = q->shape()[1];
+  a.expectShape(qName, q, {tokens, hq, d});
+  a.expectShape("positions", t.positions, {tokens});
+  a.expectDType("positions", t.positions, DType::I32);
+  a.expectShape("slots", t.slots, {tokens});
+  a.expectDType("slots", t.slots, DType::I32);
+  a.expectShape("invFreq", t.invFreq, {d / 2});
+  a.expectDType("invFreq", t.invFreq, DType::F32);
+  RopeAppendKvParams& p = t.params;
+  p.dtype = t.kPages->dtype();
+  p.q = q->data(), p.kPages = t.kPages->data(), p.vPages = t.vPages->data();
+  p.positions = static_cast<const int32_t*>(t.positions->data());
+  p.invFreq = static_cast<const float*>(t.invFreq->data());
+  p.tokens = a.narrow("q's tokens", tokens), p.hq = a.narrow("q's heads", hq), p.hkv = a.narrow("kPages' heads", hkv);
+  p.d = a.narrow("head dim", d);
+  p.pageSize = a.narrow("kPages' page size", pool[1]), p.numPages = a.narrow("kPages' pages", pool[0]);
+  return t;
+}
+
+void checkRopeAppendSlots(KernelArgs& a, RopeAppendTarget& t) {
+  const int64_t poolSlots = int64_t(t.params.numPages) * t.params.pageSize;
+  const auto indices = checkIndices(
+      a, {t.slots}, [op = a.op(), tokens = t.params.tokens, poolSlots](const std::vector<const int32_t*>& c) {
+        checkSlots(op, c[0], tokens, poolSlots, -1);
+      });
+  t.params.slots = indices[0];
+}
 
 void RegisterKvCache(Napi::Env env, Napi::Object exports) {
   exportCall<prepareAppend>(env, exports, "appendKv");

@@ -2,6 +2,9 @@
 // linear runs on). How every binding runs: bindings.h.
 #include <napi.h>
 
+#include <memory>
+#include <vector>
+
 #include "bindings.h"
 #include "cpu/cpu_kernels.h"
 #include "dispatch.h"
@@ -39,7 +42,8 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
     if (!normArgs.has("eps")) normArgs.fail("eps is required (RMSNorm's epsilon, as the model's config gives it)");
     eps = float(normArgs.number("eps", 0.0));
   }
-  const bool swiGlu = a.flag("swiGlu"), accumulate = a.flag("accumulate");
+  const bool swiGlu = a.flag("swiGlu"), swiGluOutput = a.flag("swiGluOutput"), accumulate = a.flag("accumulate");
+  const bool rope = a.has("ropeAppendKv");
   a.expectRank("weight", w, 2);
   a.expectFloat("x", x);
   a.expectFloat("weight", w);
@@ -50,20 +54,60 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
     a.fail("x's last dimension must be " + std::string(swiGlu ? "twice " : "") + "the weight's input size " +
            std::to_string(k) + (swiGlu ? " ([gate, up])" : "") + ", got shape " + shapeString(x->shape()));
   const int64_t m = numel(x->shape()) / columns;
-  Shape yShape = x->shape();
-  yShape.back() = n;
-  a.expectShape("out", y, yShape);
-  a.expectDType("out", y, x->dtype());
+  if (swiGluOutput && n % 2 != 0)
+    a.fail("swiGluOutput needs the weight's rows to hold [gate, up], an even number of them; got " + std::to_string(n));
+  if (swiGluOutput && accumulate)
+    a.fail("swiGluOutput and accumulate cannot be combined: give out the SwiGLU and add it in a call of its own");
+  if (rope && (swiGluOutput || accumulate))
+    a.fail("ropeAppendKv cannot be combined with swiGluOutput or accumulate: its output is the rotated q and the pool");
+  // With ropeAppendKv, out is q [tokens, hq, d] and the weight's rows are the q|k|v heads.
+  RopeAppendTarget target;
+  std::unique_ptr<KernelArgs> ropeArgs;
+  if (rope) {
+    ropeArgs = std::make_unique<KernelArgs>(a.object("ropeAppendKv"));
+    target = readRopeAppendTarget(*ropeArgs, y, "out (q)");
+    const RopeAppendKvParams& r = target.params;
+    if (x->shape().size() != 2 || x->shape()[0] != r.tokens)
+      a.fail("with ropeAppendKv, x must be [tokens, " + std::to_string(columns) + "] with a row per token of out (" +
+             std::to_string(r.tokens) + "), got shape " + shapeString(x->shape()));
+    if (n != (int64_t(r.hq) + 2 * r.hkv) * r.d)
+      a.fail("with ropeAppendKv, the weight's rows must be the q|k|v heads, (hq + 2 hkv) · d = " +
+             std::to_string((int64_t(r.hq) + 2 * r.hkv) * r.d) + " (hq from out, hkv and d from kPages), got " +
+             std::to_string(n));
+    a.expectDType("out", y, x->dtype());
+    ropeArgs->expectDType("kPages", target.kPages, x->dtype());
+  } else {
+    Shape yShape = x->shape();
+    yShape.back() = swiGluOutput ? n / 2 : n;
+    a.expectShape("out", y, yShape);
+    a.expectDType("out", y, x->dtype());
+  }
   if (bias) a.expectShape("bias", bias, {n}), a.expectDType("bias", bias, w->dtype());
   if (norm) a.expectShape("norm.weight", norm, {k}), a.expectDType("norm.weight", norm, w->dtype());
-  Device device = a.sameDevice({{"x", x}, {"weight", w}, {"bias", bias}, {"norm.weight", norm}, {"out", y}});
+  std::vector<std::pair<const char*, TensorObject*>> all = {
+      {"x", x}, {"weight", w}, {"bias", bias}, {"norm.weight", norm}, {"out", y}};
+  if (rope)
+    all.insert(all.end(), {{"ropeAppendKv.positions", target.positions},
+                           {"ropeAppendKv.invFreq", target.invFreq},
+                           {"ropeAppendKv.kPages", target.kPages},
+                           {"ropeAppendKv.vPages", target.vPages},
+                           {"ropeAppendKv.slots", target.slots}});
+  Device device = a.sameDevice(all);
   // out is written while the others are read. On the CPU, x is read whole before out is
   // written, so a plain product may go into its own input; nothing else may share out's bytes.
   for (auto [name, input] : {std::pair{"weight", w}, {"bias", bias}, {"norm.weight", norm}})
     if (input && overlaps(input, y)) a.fail(std::string("out overlaps ") + name + ": give out a tensor of its own");
-  if (overlaps(x, y) && (norm || swiGlu || accumulate || !device.isCpu()))
+  if (rope) {
+    // The pool is written while x, the weights and out's other rows are still in use.
+    for (auto [name, t] : {std::pair{"x", x}, {"weight", w}, {"bias", bias}, {"norm.weight", norm}, {"out", y}})
+      if (t && (overlaps(t, target.kPages) || overlaps(t, target.vPages)))
+        a.fail(std::string("the K/V pool overlaps ") + name + ": give the pool tensors of their own");
+    checkRopeAppendSlots(*ropeArgs, target);
+  }
+  if (overlaps(x, y) && (norm || swiGlu || swiGluOutput || rope || accumulate || !device.isCpu()))
     a.fail(std::string("out overlaps x, which only a plain product on the CPU allows") +
-           (device.isCpu() ? " (not with norm, swiGlu or accumulate)" : "") + ": give out a tensor of its own");
+           (device.isCpu() ? " (not with norm, swiGlu, swiGluOutput, ropeAppendKv or accumulate)" : "") +
+           ": give out a tensor of its own");
   LinearParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
   p.x = x->data(), p.w = w->data(), p.bias = bias ? bias->data() : nullptr, p.y = y->data();
@@ -71,6 +115,8 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   p.input = norm ? LinearInput::RmsNorm : swiGlu ? LinearInput::SwiGlu : LinearInput::Plain;
   p.norm = norm ? norm->data() : nullptr;
   p.eps = eps;
+  p.output = rope ? LinearOutput::RopeAppendKv : swiGluOutput ? LinearOutput::SwiGlu : LinearOutput::Plain;
+  if (rope) p.rope = target.params;
   p.accumulate = accumulate;
   const std::string gemm = gemmChoice(a.value("gemm"), a.op());
 #ifdef LT_WITH_CUDA

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/attention_params.h"
+#include "core/model_params.h"
 #include "validate.h"
 
 namespace lt::addon {
@@ -24,5 +25,18 @@ void checkRing(const KernelArgs& a, int32_t sink, int32_t window);
 void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages);
 // lazy_ratio.cpp
 LazyRatioSpec readRatioSpec(KernelArgs& a);
+
+// kv_cache.cpp: the target of RoPE + the K/V append (ropeAppendKv, and linear's ropeAppendKv
+// output), read from `a` for the query heads q [tokens, hq, d] (d the pool's head dim; named
+// qName in errors): positions, slots [tokens] (i32), invFreq [d/2] (f32) and the pool pair,
+// checked against the pool and q's shape (the caller checks the dtypes, of q too). params has
+// every field but qkv; its slots are set by checkRopeAppendSlots, which checks their values (-1
+// skips a token) once the caller has checked the devices.
+struct RopeAppendTarget {
+  TensorObject *positions = nullptr, *invFreq = nullptr, *slots = nullptr, *kPages = nullptr, *vPages = nullptr;
+  RopeAppendKvParams params;
+};
+RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q, const char* qName);
+void checkRopeAppendSlots(KernelArgs& a, RopeAppendTarget& t);
 
 }  // namespace lt::addon

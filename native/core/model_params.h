@@ -8,6 +8,25 @@
 
 namespace lt {
 
+// Rotary embedding and the KV-cache append fused over the output of one stacked q|k|v
+// projection (a decode step's attention input): per token t, qkv holds hq query heads, then
+// hkv key heads, then hkv value heads, each of d elements. The query heads are rotated into
+// q [tokens, hq, d]; the key heads are rotated and, with the value heads, written to pool
+// slot slots[t] = page · pageSize + offset of the K/V pool [numPages, pageSize, hkv, d] (-1
+// writes nothing for that token). The same results as splitting, RopeParams, then
+// AppendKvParams. qkv, q and the pool share `dtype`.
+struct RopeAppendKvParams {
+  DType dtype = DType::F32;
+  const void* qkv = nullptr;  // [tokens, (hq + 2 hkv) d]
+  void* q = nullptr;          // [tokens, hq, d]
+  void* kPages = nullptr;
+  void* vPages = nullptr;
+  const int32_t* positions = nullptr;  // [tokens]
+  const int32_t* slots = nullptr;      // [tokens]
+  const float* invFreq = nullptr;      // [d / 2]
+  int32_t tokens = 0, hq = 0, hkv = 0, d = 0, pageSize = 0, numPages = 0;
+};
+
 // What linear does to each row of x before the product: nothing, RMSNorm (row / sqrt(mean(row²)
 // + eps) · norm, norm [k]), or SwiGLU (x's rows hold [gate | up], 2k columns, and the product
 // takes silu(gate) · up). The transformed row is rounded to the activation dtype, as the
@@ -15,12 +34,22 @@ namespace lt {
 // activations once and launch one kernel where it launched two.
 enum class LinearInput : int32_t { Plain, RmsNorm, SwiGlu };
 
+// What linear does to the product: nothing; SwiGLU, where w's rows hold [gate | up] (n = 2 ·
+// inner) and y [m, inner] = silu(gate) · up; or RoPE and the K/V append, where w's rows are the
+// stacked q|k|v heads (n = (hq + 2 hkv) d, m = tokens) and the product goes through
+// ropeAppendKv (LinearParams::rope, its qkv the product): y is rope.q. Either way each element of
+// the product (+ bias) is rounded to the activation dtype first, so the result is what storing
+// the product and then running the separate op gives. Not with accumulate. Fused into the
+// small-batch GEMV's epilogue, each spares a decode step one kernel per layer without redoing any
+// arithmetic (each output is made once).
+enum class LinearOutput : int32_t { Plain, SwiGlu, RopeAppendKv };
+
 // y[m, n] = input(x)[m, k] · w[n, k]ᵀ (+ bias[n]), or with `accumulate` y += (the same): a Hugging
 // Face Linear layer, weights as stored, optionally with the norm before it and the residual add
 // after it. x and y share the activation dtype; w, bias and norm share the weight dtype (they
 // may differ: f32 activations over bf16 weights on the CPU). Accumulation is f32, and an
 // accumulated y is rounded once (on cuBLAS a split-K product may round its partial sums too).
-// y may not overlap x when input or accumulate is set.
+// y may not overlap x when input or accumulate is set. With output SwiGlu, y is [m, n / 2].
 struct LinearParams {
   DType xType = DType::F32;  // x and y
   DType wType = DType::F32;  // w, bias and norm
@@ -32,6 +61,8 @@ struct LinearParams {
   LinearInput input = LinearInput::Plain;
   const void* norm = nullptr;  // [k], for RmsNorm
   float eps = 1e-5f;
+  LinearOutput output = LinearOutput::Plain;
+  RopeAppendKvParams rope;  // for RopeAppendKv: all but qkv (the product)
   bool accumulate = false;
 };
 
@@ -139,25 +170,6 @@ struct RepetitionPenaltyParams {
   const int32_t* offsets = nullptr;  // [rows + 1], offsets[0] = 0, nondecreasing
   const float* penalty = nullptr;    // [rows], > 0
   int32_t rows = 0, vocab = 0;
-};
-
-// Rotary embedding and the KV-cache append fused over the output of one stacked q|k|v
-// projection (a decode step's attention input): per token t, qkv holds hq query heads, then
-// hkv key heads, then hkv value heads, each of d elements. The query heads are rotated into
-// q [tokens, hq, d]; the key heads are rotated and, with the value heads, written to pool
-// slot slots[t] = page · pageSize + offset of the K/V pool [numPages, pageSize, hkv, d] (-1
-// writes nothing for that token). The same results as splitting, RopeParams, then
-// AppendKvParams. qkv, q and the pool share `dtype`.
-struct RopeAppendKvParams {
-  DType dtype = DType::F32;
-  const void* qkv = nullptr;  // [tokens, (hq + 2 hkv) d]
-  void* q = nullptr;          // [tokens, hq, d]
-  void* kPages = nullptr;
-  void* vPages = nullptr;
-  const int32_t* positions = nullptr;  // [tokens]
-  const int32_t* slots = nullptr;      // [tokens]
-  const float* invFreq = nullptr;      // [d / 2]
-  int32_t tokens = 0, hq = 0, hkv = 0, d = 0, pageSize = 0, numPages = 0;
 };
 
 }  // namespace lt

@@ -5,9 +5,11 @@
 // splits the output features into blocks across the thread pool; each task widens its weight
 // rows to f32 once and serves every input row from them, so the weights — the bytes that
 // dominate decode — are read once per call, each input row against eight weight rows at a time
-// (dotBlock1x8). The row-wise ops split rows.
+// (dotBlock1x8); an output transform (LinearOutput) is the plain product into a buffer of its
+// own, then the swiGlu or ropeAppendKv op. The row-wise ops split rows.
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "core/error.h"
@@ -55,6 +57,25 @@ void linearInputRow(const LinearParams& p, const float* norm, int64_t r, float* 
 }  // namespace
 
 void linear(const LinearParams& p) {
+  if (p.output != LinearOutput::Plain) {
+    // The product as the plain op stores it, then the separate op: the definition, not a shortcut.
+    // Not value-initialised: every byte is written by the product before it is read.
+    const std::unique_ptr<unsigned char[]> product(new unsigned char[size_t(p.m) * p.n * dtypeSize(p.xType)]);
+    LinearParams plain = p;
+    plain.output = LinearOutput::Plain;
+    plain.y = product.get();
+    linear(plain);
+    if (p.output == LinearOutput::SwiGlu) {
+      SwiGluParams glu;
+      glu.dtype = p.xType, glu.x = product.get(), glu.y = p.y, glu.rows = p.m, glu.inner = p.n / 2;
+      swiGlu(glu);
+    } else {
+      RopeAppendKvParams rope = p.rope;
+      rope.qkv = product.get();
+      ropeAppendKv(rope);
+    }
+    return;
+  }
   const int32_t m = p.m, n = p.n, k = p.k;
   std::vector<float> norm(p.input == LinearInput::RmsNorm ? k : 0);
   if (p.input == LinearInput::RmsNorm) loadAsFloat(p.wType, p.norm, 0, k, norm.data());

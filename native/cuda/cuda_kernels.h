@@ -64,17 +64,21 @@ GemmBackend gemmBackend(GemmRequest request);
 struct LinearPlan {
   GemmRequest request = GemmRequest::Auto;
   bool gemv = false;
-  bool separateTransform = false;
+  bool separateTransform = false;  // the input transform as its own kernel, into scratch at 0
+  bool separateOutput = false;     // the product into scratch at productOffset, then the output's kernel
+  size_t productOffset = 0;
   size_t scratchBytes = 0;
 };
 LinearPlan planLinear(const LinearParams& p, GemmRequest request);
 void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaStream_t stream);
 // gemv.cu: whether the small-batch GEMV takes p (1 to kSmallBatchLinearMaxRows bf16/f16 rows,
 // k % 8 == 0, x, w and norm 16-byte aligned, y apart from x), whether it also does p's input
-// transform (else that runs first, as its own kernel), and the GEMV itself.
+// transform (else that runs first, as its own kernel) and its output transform (else the product
+// goes to scratch and that kernel follows), and the GEMV itself.
 constexpr int kSmallBatchLinearMaxRows = 4;
 bool smallBatchLinearApplies(const LinearParams& p);
 bool smallBatchLinearFusesInput(const LinearParams& p);
+bool smallBatchLinearFusesOutput(const LinearParams& p);
 void smallBatchLinear(const LinearParams& p, cudaStream_t stream);
 // layer_ops.cu
 void rmsNorm(const RmsNormParams& p, cudaStream_t stream);

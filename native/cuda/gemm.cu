@@ -18,7 +18,7 @@
 // LIGHTTRANSFER_GEMM (read on every call), else auto (gemmRequest):
 //   auto            the GEMV for a product of 1 or 2 rows where it applies (every projection of
 //                   a decode step of one or two sequences: the norm goes inside it for q|k|v,
-//                   gate|up and the lm head, SwiGLU runs as its own kernel before down); every
+//                   gate|up and the lm head, and SwiGLU into gate|up's epilogue); every
 //                   other product on the list above (the default; bench/README.md has the
 //                   per-projection figures and the step);
 //   cublasLt        every product on the list above;
@@ -27,7 +27,9 @@
 //   gemv-only       the GEMV, or an error where it does not apply (for tests);
 //   cublas          cublasGemmEx; fallback: the in-house kernel.
 // An input transform runs inside the GEMV where that stays memory-bound (RMSNorm up to two rows,
-// smallBatchLinearFusesInput), else as its own kernel into scratch before the product (planLinear
+// smallBatchLinearFusesInput), else as its own kernel into scratch before the product; an output
+// transform (SwiGLU, RoPE + the K/V append) runs in the GEMV's epilogue where it applies
+// (smallBatchLinearFusesOutput), else as its own kernel on the product in scratch (planLinear
 // decides).
 //
 // gemmFallbackKernel<T, kVec>: grid (ceil(n/64), ceil(m/64)), block 128 (4 warps, 2×2, 32×32
@@ -568,7 +570,8 @@ void runLinear(const LinearParams& p, const LinearPlan& plan, cudaStream_t strea
     smallBatchLinear(p, stream);
     return;
   }
-  if (p.input != LinearInput::Plain) throw Error("linear: internal: the library was handed an untransformed input");
+  if (p.input != LinearInput::Plain || p.output != LinearOutput::Plain)
+    throw Error("linear: internal: the library was handed an input or output transform");
   const Api& a = api();
   if (mode == GemmRequest::Fallback || (!a.ltOk() && !a.blasOk())) {
     launchFallback<T>(p, stream);
@@ -692,7 +695,11 @@ LinearPlan planLinear(const LinearParams& p, GemmRequest request) {
                 " bf16/f16 rows, k % 8 == 0, 16-byte aligned x, w and norm, and out apart from x; got m = " +
                 std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
   plan.separateTransform = p.input != LinearInput::Plain && p.k > 0 && !(plan.gemv && smallBatchLinearFusesInput(p));
-  plan.scratchBytes = plan.separateTransform ? size_t(p.m) * p.k * dtypeSize(p.xType) : 0;
+  plan.separateOutput = p.output != LinearOutput::Plain && !(plan.gemv && smallBatchLinearFusesOutput(p));
+  const size_t element = dtypeSize(p.xType);
+  // The product's scratch starts on a 256-byte boundary, as the libraries want their matrices.
+  plan.productOffset = plan.separateTransform ? (size_t(p.m) * p.k * element + 255) / 256 * 256 : 0;
+  plan.scratchBytes = plan.productOffset + (plan.separateOutput ? size_t(p.m) * p.n * element : 0);
   return plan;
 }
 
@@ -709,9 +716,15 @@ void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaSt
   if (p.w == nullptr && p.k > 0) throw Error("linear: w is null");
   if (p.y == nullptr) throw Error("linear: y is null");
   if (p.input == LinearInput::RmsNorm && p.norm == nullptr && p.k > 0) throw Error("linear: norm is null");
+  if (p.output == LinearOutput::SwiGlu && (p.accumulate || p.n % 2 != 0))
+    throw Error("linear: a SwiGLU output needs an even number of weight rows ([gate | up]) and no accumulate");
+  if (p.output == LinearOutput::RopeAppendKv &&
+      (p.accumulate || p.m != p.rope.tokens || int64_t(p.n) != int64_t(p.rope.hq + 2 * p.rope.hkv) * p.rope.d))
+    throw Error("linear: a RoPE + append output needs the q|k|v heads' rows, a row per token and no accumulate");
+  if (plan.scratchBytes > 0 && scratch == nullptr)
+    throw Error("linear: the input or output transform needs the plan's scratchBytes of scratch");
   LinearParams q = p;
   if (plan.separateTransform) {
-    if (scratch == nullptr) throw Error("linear: the input transform needs the plan's scratchBytes of scratch");
     if (p.input == LinearInput::RmsNorm) {
       RmsNormParams norm;
       norm.xType = p.xType, norm.wType = p.wType;
@@ -728,10 +741,23 @@ void linear(const LinearParams& p, const LinearPlan& plan, void* scratch, cudaSt
     q.x = scratch;
   }
   if (plan.separateTransform || p.k == 0) q.input = LinearInput::Plain, q.norm = nullptr;
+  if (plan.separateOutput)
+    q.output = LinearOutput::Plain, q.y = static_cast<unsigned char*>(scratch) + plan.productOffset;
   if (p.xType == DType::BF16) {
     runLinear<bf16>(q, plan, stream);
   } else {
     runLinear<f16>(q, plan, stream);
+  }
+  if (plan.separateOutput && p.output == LinearOutput::SwiGlu) {
+    SwiGluParams glu;
+    glu.dtype = p.xType;
+    glu.x = q.y, glu.y = p.y;
+    glu.rows = p.m, glu.inner = p.n / 2;
+    swiGlu(glu, stream);
+  } else if (plan.separateOutput) {
+    RopeAppendKvParams rope = p.rope;
+    rope.qkv = q.y;
+    ropeAppendKv(rope, stream);
   }
 }
 

@@ -167,10 +167,10 @@ __global__ void __launch_bounds__(kRopeBlock) ropeKernel(T* q, T* k, const int32
     for (int u = threadIdx.x; u < heads * half; u += blockDim.x) {
       const int h = u / half, i = u - h * half;
       T* row = h < hq ? q + (size_t(t) * hq + h) * d : k + (size_t(t) * hkv + (h - hq)) * d;
-      const float a = toF(row[i]), b = toF(row[i + half]);
-      const float co = cs[i], si = cs[half + i];
-      row[i] = fromF<T>(a * co - b * si);
-      row[i + half] = fromF<T>(b * co + a * si);
+      float a = toF(row[i]), b = toF(row[i + half]);
+      ropeTurn(a, b, cs[i], cs[half + i]);
+      row[i] = fromF<T>(a);
+      row[i + half] = fromF<T>(b);
     }
   }
 }

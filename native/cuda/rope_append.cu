@@ -107,11 +107,11 @@ __global__ void __launch_bounds__(kBlock)
       if (u < rotations) {
         const int h = u / half, i = u - h * half;
         const T* src = row + size_t(h) * d;
-        const float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
-        const float co = cs[i], si = cs[half + i];
+        float a = toF(__ldcg(src + i)), b = toF(__ldcg(src + i + half));
+        ropeTurn(a, b, cs[i], cs[half + i]);
         T* dst = target(h);
-        dst[i] = fromF<T>(a * co - b * si);
-        dst[i + half] = fromF<T>(b * co + a * si);
+        dst[i] = fromF<T>(a);
+        dst[i + half] = fromF<T>(b);
       } else {
         vPages[poolRow + (u - rotations)] = __ldcg(vSrc + (u - rotations));
       }

@@ -61,6 +61,90 @@ describeGpu("ropeAppendKv on CUDA equals the CPU", () => {
   });
 });
 
+// linear's ropeAppendKv output (the layer's q|k|v projection): in the GEMV's epilogue at 1-4 tokens
+// when d % 4 == 0, else the product into scratch and the ropeAppendKv kernel after it (d = 72
+// fuses while the separate kernel takes its element-by-element path, d = 66 does not fuse). On every
+// GEMM choice, q and both pools bit for bit what the plain product on the same GEMM followed by
+// kernels.ropeAppendKv gives (the epilogue turns each pair by the same cos/sin with the same
+// spelt-out multiply-adds), and within the RoPE tolerance above of the CPU. Thousands of heads
+// (hidden 16: 0 is random) give each GEMV block more rotated groups than the cos/sin it takes
+// before its first sums (128 groups at 1 token, 42 at 3, on a GPU of 132 SMs): the rest take
+// theirs in the epilogue.
+describeGpu("linear with ropeAppendKv on CUDA", () => {
+  test.each([
+    { tokens: 1, hq: 32, hkv: 8, d: 128, dtype: "bf16", input: "norm", bias: false, hidden: 0 },
+    { tokens: 2, hq: 32, hkv: 8, d: 128, dtype: "bf16", input: "norm", bias: true, hidden: 0 },
+    { tokens: 3, hq: 8, hkv: 2, d: 64, dtype: "f16", input: "plain", bias: true, hidden: 0 },
+    { tokens: 4, hq: 28, hkv: 4, d: 128, dtype: "bf16", input: "norm", bias: true, hidden: 0 },
+    { tokens: 5, hq: 32, hkv: 8, d: 128, dtype: "bf16", input: "norm", bias: false, hidden: 0 },
+    { tokens: 2, hq: 16, hkv: 4, d: 66, dtype: "f16", input: "norm", bias: false, hidden: 0 },
+    { tokens: 1, hq: 8, hkv: 2, d: 72, dtype: "bf16", input: "plain", bias: true, hidden: 0 },
+    { tokens: 1, hq: 6000, hkv: 2, d: 64, dtype: "bf16", input: "norm", bias: false, hidden: 16 },
+    { tokens: 3, hq: 1000, hkv: 4, d: 64, dtype: "f16", input: "plain", bias: true, hidden: 16 },
+  ] as const)(
+    "tokens=$tokens hq=$hq hkv=$hkv d=$d $dtype input $input bias $bias",
+    ({ tokens, hq, hkv, d, dtype, input, bias, hidden: fixedHidden }) => {
+      const hidden = fixedHidden || 8 * rng.int(8, 96),
+        pageSize = 16,
+        numPages = 3;
+      const on = (t: Tensor, device: "cpu" | "cuda:0") => scope.add(t.to(device));
+      const x = scope.random(rng, [tokens, hidden], dtype).tensor;
+      const weight = scope.random(rng, [(hq + 2 * hkv) * d, hidden], dtype).tensor;
+      const b = bias ? scope.random(rng, [(hq + 2 * hkv) * d], dtype).tensor : undefined;
+      const g = scope.random(rng, [hidden], dtype).tensor;
+      const pool = scope.random(rng, [numPages, pageSize, hkv, d], dtype).tensor;
+      const slotList = Array.from({ length: tokens }, (_, t) => (t === 1 ? -1 : 2 * t + 5));
+      const positions = Array.from({ length: tokens }, () => rng.int(0, 131071));
+      const invFreq = Float32Array.from({ length: d / 2 }, (_, i) => 1 / 500000 ** ((2 * i) / d));
+      const run = (device: "cpu" | "cuda:0", fused: boolean, gemm?: kernels.GemmChoice) => {
+        const kPages = on(pool, device),
+          vPages = on(pool, device);
+        const target = {
+          kPages,
+          vPages,
+          positions: scope.ints(positions, undefined, device),
+          slots: scope.ints(slotList, undefined, device),
+          invFreq: scope.add(Tensor.from(invFreq, [d / 2], { device })),
+        };
+        const common = {
+          x: on(x, device),
+          weight: on(weight, device),
+          bias: b && on(b, device),
+          ...(input === "norm" && { norm: { weight: on(g, device), eps: 1e-5 } }),
+          gemm,
+        };
+        const q = scope.add(Tensor.empty([tokens, hq, d], dtype, device));
+        if (fused) kernels.linear({ ...common, out: q, ropeAppendKv: target });
+        else kernels.ropeAppendKv({ qkv: scope.add(kernels.linear(common)), ...target, q });
+        return { q: q.toArray(), k: kPages.toArray(), v: vPages.toArray(), qf: q.toFloat32Array(), kf: kPages.toFloat32Array() };
+      };
+      const cpu = run("cpu", true);
+      const choices = tokens <= 4 ? (["gemv-only", "gemv", "cublasLt", "auto"] as const) : (["gemv", "cublasLt", "auto"] as const);
+      for (const gemm of choices) {
+        const fused = run("cuda:0", true, gemm),
+          separate = run("cuda:0", false, gemm);
+        const same = (a: ArrayLike<number>, c: ArrayLike<number>) => Array.from(a).every((v, i) => Object.is(v, c[i]));
+        expect({ gemm, seed: rng.seed, q: same(fused.q, separate.q), k: same(fused.k, separate.k), v: same(fused.v, separate.v) }).toEqual({
+          gemm,
+          seed: rng.seed,
+          q: true,
+          k: true,
+          v: true,
+        });
+        // The products differ from the CPU's by the sums' order and the dtype's rounding; the turn
+        // adds one rounding of a fused multiply-add.
+        const tol = dtype === "bf16" ? 2e-2 : 5e-3;
+        expect({ gemm, seed: rng.seed, q: relError(fused.qf, cpu.qf) < tol, k: relError(fused.kf, cpu.kf) < tol }).toEqual({
+          gemm,
+          seed: rng.seed,
+          q: true,
+          k: true,
+        });
+      }
+    },
+  );
+});
+
 describeGpu("CUDA graphs", () => {
   test("a replay reads each launch's indices, and a launch whose indices fail the recorded checks changes nothing", () => {
     const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;

@@ -322,7 +322,62 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, n, k, accumulate, worst: "none", rms: true });
     if (!gemv) expect(() => check("gemv-only")).toThrow(/gemv-only was asked for but the small-batch GEMV does not take this call/);
   });
-  // The layer's chain (norm → gate|up, SwiGLU → down added into h, norm → a square projection
+  // The SwiGLU output (the layer's gate|up) on both paths: in the GEMV's epilogue (1-4 rows, k %
+  // 8 == 0) and as the library's product followed by the SwiGLU kernel. Each element against
+  // float64 (referenceSwiGluOutput), and every bit against the plain product on the same GEMM
+  // followed by kernels.swiGlu, which is what the epilogue stands in for. Odd and tiny inner
+  // sizes, and inner past twice the GEMV's grid (blocks then take several groups, the last one
+  // half), are fixed cases with a bias (undefined: half the time): the epilogue's tails.
+  test.each([
+    ["bf16", 1, 14336, 4096, "norm", undefined],
+    ["bf16", 2, 0, 0, "norm", undefined],
+    ["f16", 1, 0, 0, "plain", undefined],
+    ["bf16", 3, 0, 0, "plain", undefined],
+    ["bf16", 4, 0, 0, "norm", undefined],
+    ["f16", 5, 0, 0, "norm", undefined],
+    ["bf16", 1, 0, 100, "plain", undefined],
+    ["bf16", 1, 1, 0, "norm", true],
+    ["f16", 2, 37, 0, "plain", true],
+    ["bf16", 1, 2111, 1024, "norm", true],
+    ["bf16", 2, 1501, 512, "plain", true],
+  ] as const)(
+    "linear %s, %i rows, inner=%i k=%i (0: random), input %s, bias %s, SwiGLU output: float64, and the bits of product then swiGlu",
+    (dtype, m, inner0, k0, input, bias) => {
+      const inner = inner0 || rng.int(1, 300);
+      const k = k0 || 8 * rng.int(1, 700);
+      const call = randomLinear(scope, rng, {
+        m,
+        n: 2 * inner,
+        k,
+        input,
+        accumulate: false,
+        dtype,
+        weightType: dtype,
+        device: "cuda:0",
+        swiGluOutput: true,
+        bias,
+      });
+      const ulp = dtype === "bf16" ? 2 ** -8 : 2 ** -11;
+      const strict = call.reference(ulp),
+        library = call.reference(ulp, true);
+      const gemv = m <= 4 && k % 8 === 0;
+      const check = (gemm: kernels.GemmChoice) => {
+        const out = scope.add(Tensor.empty([m, inner], dtype, "cuda:0"));
+        call.run(out, gemm);
+        const got = out.toFloat32Array();
+        const { want, bound, scale } = gemm === "gemv-only" || (gemm === "gemv" && gemv) ? strict : library;
+        const rms = errorToScale(got, want, scale) < 2 * ulp;
+        const fused = bits(out),
+          separate = bits(scope.add(kernels.swiGlu({ x: scope.add(call.product(gemm)) })));
+        const differing = fused.filter((v, i) => v !== separate[i]).length;
+        return { gemm, seed: rng.seed, m, inner, k, worst: worstBeyondBound(got, want, bound), rms, differing };
+      };
+      for (const gemm of gemv ? (["gemv-only", "gemv", "cublasLt", "auto"] as const) : (["gemv", "cublasLt", "auto"] as const))
+        expect(check(gemm)).toEqual({ gemm, seed: rng.seed, m, inner, k, worst: "none", rms: true, differing: 0 });
+      if (!gemv) expect(() => check("gemv-only")).toThrow(/gemv-only was asked for but the small-batch GEMV does not take this call/);
+    },
+  );
+  // The layer's chain (norm → gate|up with its SwiGLU, → down added into h, norm → a square projection
   // added into h) at decode's row counts, with the GEMV asked for: each GEMV then follows a kernel
   // that wrote its input, launched as its programmatic dependent on sm_90. Eager on CUDA against the CPU run in bf16
   // (the same rounding points), and replayed from a CUDA graph against eager (the same kernels:
@@ -339,20 +394,27 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       square: pair([hidden, hidden], "bf16"),
     };
     const start = scope.random(rng, [m, hidden], "bf16").tensor;
-    const chain = (h: Tensor, on: "cpu" | "gpu", scratch: { gateUp: Tensor; a: Tensor }) => {
+    const chain = (h: Tensor, on: "cpu" | "gpu", scratch: { act: Tensor; a: Tensor }) => {
       // The products of 1-4 rows must run on the GEMV (gemv-only refuses the library), so the
       // graph's kernels are the eager ones.
       const gemm = m <= 4 ? "gemv-only" : "gemv";
       for (let round = 0; round < 3; round++) {
-        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.gateUp[on], out: scratch.gateUp, gemm });
-        kernels.linear({ x: scratch.gateUp, swiGlu: true, weight: weights.down[on], out: h, accumulate: true, gemm });
+        kernels.linear({
+          x: h,
+          norm: { weight: weights.norm[on], eps },
+          weight: weights.gateUp[on],
+          out: scratch.act,
+          swiGluOutput: true,
+          gemm,
+        });
+        kernels.linear({ x: scratch.act, weight: weights.down[on], out: h, accumulate: true, gemm });
         kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.square[on], out: scratch.a, gemm });
         kernels.linear({ x: scratch.a, weight: weights.square[on], out: h, accumulate: true, gemm });
       }
     };
     const buffers = (device: DeviceName) => ({
       h: scope.add(start.to(device)),
-      gateUp: scope.add(Tensor.empty([m, 2 * inner], "bf16", device)),
+      act: scope.add(Tensor.empty([m, inner], "bf16", device)),
       a: scope.add(Tensor.empty([m, hidden], "bf16", device)),
     });
     const cpu = buffers("cpu"),

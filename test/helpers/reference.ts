@@ -285,6 +285,8 @@ export type LinearInput = "plain" | "norm" | "swiGlu";
  * x holds m rows of k values, or of 2k ([gate, up]) for swiGlu; before, if given, is the out
  * that `accumulate` adds into. `partialsRounded` allows for a kernel that also rounds partial sums
  * to the dtype (cuBLAS's split-K may reduce in the output type): half an ulp of the magnitudes.
+ * `underflow` is the most a rounding to the dtype moves a value below its normal range (half its
+ * smallest subnormal: 2^-25 for f16), where half an ulp of the value would be less.
  */
 export function referenceLinear(c: {
   x: Float64Array;
@@ -298,6 +300,7 @@ export function referenceLinear(c: {
   bias?: Float64Array;
   before?: Float64Array;
   ulp: number;
+  underflow: number;
   partialsRounded?: boolean;
 }): { want: Float64Array; bound: Float64Array; scale: Float64Array } {
   const { m, k, n } = c;
@@ -316,22 +319,76 @@ export function referenceLinear(c: {
     for (let j = 0; j < n; j++) {
       let sum = c.bias ? c.bias[j] : 0,
         magnitude = math.abs(sum),
-        squares = sum * sum;
+        squares = sum * sum,
+        weights = 0;
       for (let i = 0; i < k; i++) {
         const term = row[i] * c.w[j * k + i];
         sum += term;
         magnitude += math.abs(term);
         squares += term * term;
+        weights += math.abs(c.w[j * k + i]);
       }
       const value = (c.before ? c.before[r * n + j] : 0) + sum;
       want[r * n + j] = value;
       scale[r * n + j] = math.sqrt(value * value + squares);
       const inputRounding = c.input === "plain" ? 0 : c.ulp;
       const partialRounding = c.partialsRounded ? c.ulp : 0;
+      const underflows = c.underflow * (1 + (c.input === "plain" ? 0 : weights));
       bound[r * n + j] =
-        c.ulp * math.abs(value) + (inputRounding + partialRounding) * magnitude + (k + 2) * 2 ** -24 * (magnitude + math.abs(value));
+        c.ulp * math.abs(value) +
+        (inputRounding + partialRounding) * magnitude +
+        (k + 2) * 2 ** -24 * (magnitude + math.abs(value)) +
+        underflows;
     }
   }
+  return { want, bound, scale };
+}
+
+/** The largest |silu'(x)| for x in [lo, hi]: at an end, or at silu''s extremes ±2.3994 where inside. */
+function siluSlopeWithin(lo: number, hi: number): number {
+  const slope = (x: number) => {
+    const s = 1 / (1 + math.exp(-x));
+    return math.abs(s * (1 + x * (1 - s)));
+  };
+  const peak = 2.3994;
+  return math.max(slope(lo), slope(hi), lo <= peak && peak <= hi ? 1.0999 : 0, lo <= -peak && -peak <= hi ? 0.0999 : 0);
+}
+
+/**
+ * `kernels.linear` with `swiGluOutput` in float64: silu(gate) · up of a product that
+ * referenceLinear describes (m rows of 2 · inner values, [gate, up]; its bound includes each
+ * half's rounding to the dtype), each element's bound carried through: the gate's error moved
+ * through silu at its steepest within that error, the up's scaled by silu(gate); then the
+ * result's own rounding (at most `underflow` below the dtype's normal range, as in
+ * referenceLinear) and a few f32 roundings of the arithmetic.
+ * @example const { want, bound, scale } = referenceSwiGluOutput(referenceLinear(c), m, inner, 2 ** -8, 2 ** -134);
+ */
+export function referenceSwiGluOutput(
+  product: { want: Float64Array; bound: Float64Array; scale: Float64Array },
+  m: number,
+  inner: number,
+  ulp: number,
+  underflow: number,
+): { want: Float64Array; bound: Float64Array; scale: Float64Array } {
+  const want = new Float64Array(m * inner),
+    bound = new Float64Array(m * inner),
+    scale = new Float64Array(m * inner);
+  for (let r = 0; r < m; r++)
+    for (let j = 0; j < inner; j++) {
+      const gi = r * 2 * inner + j,
+        ui = gi + inner;
+      const gate = product.want[gi],
+        up = product.want[ui];
+      const silu = gate / (1 + math.exp(-gate));
+      const gateError = product.bound[gi],
+        upError = product.bound[ui];
+      const slope = siluSlopeWithin(gate - gateError, gate + gateError);
+      const value = silu * up;
+      const carried = slope * gateError * (math.abs(up) + upError) + math.abs(silu) * upError;
+      want[r * inner + j] = value;
+      bound[r * inner + j] = carried + (ulp + 8 * 2 ** -24) * (math.abs(value) + carried) + underflow;
+      scale[r * inner + j] = slope * product.scale[gi] * math.abs(up) + math.abs(silu) * product.scale[ui] + math.abs(value);
+    }
   return { want, bound, scale };
 }
 

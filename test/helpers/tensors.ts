@@ -1,6 +1,6 @@
 // Test inputs: random tensors with the float64 values the reference should see.
 import { type DeviceName, kernels, Tensor } from "../../lib";
-import { type FloatDType, type LinearInput, type Random, referenceLinear, roundArray } from "./reference";
+import { type FloatDType, type LinearInput, type Random, referenceLinear, referenceSwiGluOutput, roundArray } from "./reference";
 
 export interface RandomTensor {
   tensor: Tensor;
@@ -72,11 +72,12 @@ export class TensorScope {
 }
 
 /**
- * A random call of `kernels.linear` in one of its forms (input transform, accumulate) on m rows,
- * x and out in `dtype`, weight, bias (half the time) and norm in `weightType`, on `device`.
- * `run(out, gemm)` makes the call into out (a copy of `before` to accumulate into, or none: the
- * result is then new) on the GEMM `gemm` chooses; `reference` is its float64 definition
- * (referenceLinear).
+ * A random call of `kernels.linear` in one of its forms (input transform, accumulate, SwiGLU
+ * output) on m rows, x and out in `dtype`, weight, bias (as asked, else half the time) and norm in `weightType`,
+ * on `device`. `run(out, gemm)` makes the call into out (a copy of `before` to accumulate into, or
+ * none: the result is then new) on the GEMM `gemm` chooses; `product(gemm)` is the same call
+ * without its SwiGLU output; `reference` is its float64 definition (referenceLinear, then
+ * referenceSwiGluOutput).
  */
 export function randomLinear(
   scope: TensorScope,
@@ -90,30 +91,41 @@ export function randomLinear(
     dtype: FloatDType;
     weightType: FloatDType;
     device?: DeviceName;
+    /** n is then the weight's rows, [gate, up], and out [m, n / 2]. */
+    swiGluOutput?: boolean;
+    /** Whether there is a bias; half the time when not given. */
+    bias?: boolean;
   },
 ) {
   const { m, n, k, input, accumulate } = c;
+  const swiGluOutput = c.swiGluOutput ?? false;
+  if (swiGluOutput && (accumulate || n % 2 !== 0)) throw new Error("randomLinear: swiGluOutput needs an even n and no accumulate");
   const eps = 1e-5;
+  // Half the dtype's smallest subnormal: a rounding's error where half an ulp of the value is less.
+  const underflow = c.dtype === "f16" ? 2 ** -25 : 2 ** -134;
   const x = scope.random(rng, [m, input === "swiGlu" ? 2 * k : k], c.dtype, c.device);
   const w = scope.random(rng, [n, k], c.weightType, c.device);
   const g = scope.random(rng, [k], c.weightType, c.device);
-  const b = rng.next() < 0.5 ? scope.random(rng, [n], c.weightType, c.device) : undefined;
+  const b = (c.bias ?? rng.next() < 0.5) ? scope.random(rng, [n], c.weightType, c.device) : undefined;
   const before = scope.random(rng, [m, n], c.dtype, c.device);
+  const call = (out: Tensor | undefined, gemm: kernels.GemmChoice | undefined, output: boolean): Tensor =>
+    kernels.linear({
+      x: x.tensor,
+      weight: w.tensor,
+      bias: b?.tensor,
+      out,
+      ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
+      ...(input === "swiGlu" && { swiGlu: true }),
+      ...(output && { swiGluOutput: true }),
+      accumulate,
+      gemm,
+    });
   return {
     before,
-    run: (out?: Tensor, gemm?: kernels.GemmChoice): Tensor =>
-      kernels.linear({
-        x: x.tensor,
-        weight: w.tensor,
-        bias: b?.tensor,
-        out,
-        ...(input === "norm" && { norm: { weight: g.tensor, eps } }),
-        ...(input === "swiGlu" && { swiGlu: true }),
-        accumulate,
-        gemm,
-      }),
-    reference: (ulp: number, partialsRounded = false) =>
-      referenceLinear({
+    run: (out?: Tensor, gemm?: kernels.GemmChoice): Tensor => call(out, gemm, swiGluOutput),
+    product: (gemm?: kernels.GemmChoice): Tensor => call(undefined, gemm, false),
+    reference: (ulp: number, partialsRounded = false) => {
+      const product = referenceLinear({
         x: x.values,
         m,
         k,
@@ -125,7 +137,10 @@ export function randomLinear(
         bias: b?.values,
         before: accumulate ? before.values : undefined,
         ulp,
+        underflow,
         partialsRounded,
-      }),
+      });
+      return swiGluOutput ? referenceSwiGluOutput(product, m, n / 2, ulp, underflow) : product;
+    },
   };
 }

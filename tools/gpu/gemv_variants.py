@@ -7,7 +7,7 @@ float64 (the GEMV forced with LIGHTTRANSFER_GEMM=gemv-only, so none runs on the 
   python3 tools/gpu/gemv_variants.py --lib NAME=PATH [--lib NAME=PATH ...] [--rows 1,2] [--rounds 3]
 
 Each PATH is the C shim of the model operations (tools/gpu/model_ops_capi.cu with gemm.cu,
-gemv.cu, layer_ops.cu, sampling.cu and runtime.cu), built as tools/gpu/run_model_ops.sh builds
+gemv.cu, layer_ops.cu, rope_append.cu, sampling.cu and runtime.cu), built as tools/gpu/run_model_ops.sh builds
 it. GB/s counts the weights read; every call reads a different copy of the weights (more bytes
 than 3x L2), calls captured in one CUDA graph, median over replays, then over rounds.
 """

@@ -18,7 +18,8 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda'
 t0=$(date +%s)
 nvcc -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native \
   -gencode arch=compute_${ARCH#sm_},code=$ARCH -Xptxas -v -shared -Xcompiler -fPIC \
-  tools/gpu/model_ops_capi.cu native/cuda/gemm.cu native/cuda/gemv.cu native/cuda/layer_ops.cu native/cuda/sampling.cu \
+  tools/gpu/model_ops_capi.cu native/cuda/gemm.cu native/cuda/gemv.cu native/cuda/layer_ops.cu native/cuda/rope_append.cu \
+  native/cuda/sampling.cu \
   native/cuda/runtime.cu -ldl \
   -o build/libltmodelops.so 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 2; }
 echo "build: $(( $(date +%s) - t0 )) s"

@@ -408,21 +408,22 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
     const rng = m.rng;
     const rows = rng.int(1, 4),
       k = rng.int(1, 8),
-      n = rng.int(1, 8),
       wType = rng.pick<FloatDType>(["f32", "bf16", "f16"]);
     const lead = rng.next() < 0.3 ? [2, rows] : [rows];
-    // SwiGLU of [gate, up] as the input: x has twice the weight's columns. (The norm's weight is a
-    // nested tensor, which these cases do not build; test/model-ops.test.ts covers it.)
-    const swiGlu = rng.next() < 0.3;
+    // SwiGLU of [gate, up] as the input (x has twice the weight's columns) or of the product (the
+    // weight's rows are [gate, up], out has half of them). The norm's weight is a nested tensor,
+    // which these cases do not build; test/model-ops.test.ts covers it.
+    const transform = rng.pick(["none", "none", "swiGlu", "swiGluOutput"] as const);
+    const n = transform === "swiGluOutput" ? 2 * rng.int(1, 4) : rng.int(1, 8);
     const tensors: Record<string, Tensor> = {
-      x: m.floats([...lead, swiGlu ? 2 * k : k], dtype),
+      x: m.floats([...lead, transform === "swiGlu" ? 2 * k : k], dtype),
       weight: m.floats([n, k], wType),
-      out: m.floats([...lead, n], dtype),
+      out: m.floats([...lead, transform === "swiGluOutput" ? n / 2 : n], dtype),
     };
     if (rng.next() < 0.5) tensors.bias = m.floats([n], wType);
     return {
       tensors,
-      settings: swiGlu ? { swiGlu } : {},
+      settings: transform === "none" ? {} : { [transform]: true },
       numbers: [],
       args: [
         { name: "x", rule: "same", fixedShape: false },
@@ -434,7 +435,14 @@ export const builders: Record<string, (m: Maker, dtype: FloatDType) => BuiltCall
       callAsync: async (o) => [await kernels.linearAsync(o as never)],
       native: {
         name: "linear",
-        args: (o) => ({ x: h(o, "x"), weight: h(o, "weight"), bias: h(o, "bias"), out: h(o, "out"), swiGlu: o.swiGlu }),
+        args: (o) => ({
+          x: h(o, "x"),
+          weight: h(o, "weight"),
+          bias: h(o, "bias"),
+          out: h(o, "out"),
+          swiGlu: o.swiGlu,
+          swiGluOutput: o.swiGluOutput,
+        }),
         observe: (o) => [t(o, "out")],
       },
     };
