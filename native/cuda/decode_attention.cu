@@ -43,9 +43,9 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 3;
 constexpr int kRowsPerCta = 16;  // query heads one CTA serves: the mma's M
-// Below this many tokens a split costs more in start-up latency and partial traffic than it
+// Below this many tiles a split costs more in start-up latency and partial traffic than it
 // gains in parallelism.
-constexpr int kMinChunk = 128;
+constexpr int kMinSplitTiles = 2;
 constexpr int kMaxSplits = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
@@ -66,13 +66,20 @@ struct DecodeArgs {
   float scaleLog2;
 };
 
-// Every split of a sequence gets the same tile-aligned share of its actual length, so a short
-// sequence in a batch of long ones finishes early instead of leaving most of its CTAs idle
-// but still waiting on one long one. Host and both kernels must agree on this.
-__host__ __device__ inline int splitChunk(int len, int numSplits) {
-  int per = (len + numSplits - 1) / numSplits;
-  per = (per + kTile - 1) / kTile * kTile;
-  return per < kMinChunk ? kMinChunk : per;
+// A sequence's tiles are dealt out evenly over the splits of its actual length: split i of
+// `used` takes tiles [i·T/used, (i+1)·T/used), so a short sequence in a batch of long ones
+// finishes early instead of leaving most of its CTAs idle but still waiting on one long one,
+// and every planned split has work once the sequence has kMinSplitTiles tiles per split (an
+// equal token share rounded up to whole tiles left a third of them idle at 4K + 1 tokens, and
+// gave the rest a tile more). Both kernels must agree on this.
+__device__ inline int splitsWithWork(int len, int numSplits) {
+  const int tiles = (len + kTile - 1) / kTile;
+  return min(numSplits, (tiles + kMinSplitTiles - 1) / kMinSplitTiles);
+}
+
+// The first tile of split `split` of `used` over `tiles` tiles (split == used gives `tiles`).
+__device__ inline int splitFirstTile(int tiles, int used, int split) {
+  return int((long long)split * tiles / used);
 }
 
 __device__ __forceinline__ int clampedLen(const int32_t* seqLens, int b, int maxPagesPerSeq, int pageSize) {
@@ -198,10 +205,13 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     }
   }
 
-  const int chunk = splitChunk(len, a.numSplits);
-  const int start = split * chunk;
-  if (splitMode && start >= len) return;  // the combine kernel skips splits without work
-  const int end = min(len, start + chunk);
+  int start = 0, end = len;
+  if (splitMode) {
+    const int tiles = (len + kTile - 1) / kTile, used = splitsWithWork(len, a.numSplits);
+    if (split >= used) return;  // the combine kernel skips splits without work
+    start = splitFirstTile(tiles, used, split) * kTile;
+    end = min(len, splitFirstTile(tiles, used, split + 1) * kTile);
+  }
   const int nTiles = (end - start + kTile - 1) / kTile;
 
   // ---- producer: this thread copies chunk `lc` of rows lr, lr + kRowsPerPass, ... ----
@@ -432,8 +442,7 @@ __global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int bat
   allowDependentGrids();
   const int b = row / a.hq;
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
-  const int chunk = splitChunk(len, a.numSplits);
-  const int nValid = (len + chunk - 1) / chunk;  // splits the decode kernel wrote
+  const int nValid = splitsWithWork(len, a.numSplits);  // splits the decode kernel wrote
   // Launched early (programmatic dependent launch): wait until the decode grid has finished
   // and its partials are visible. A no-op when launched the ordinary way.
   waitForPrerequisiteGrids();
@@ -565,10 +574,12 @@ struct Plan {
 };
 
 // Splits are chosen as if every sequence had the table's full capacity (the lengths live on
-// the device): enough CTAs to fill the resident slots, preferring the fewest splits whose wave
-// efficiency is within 5% of the best, and never splits shorter than kMinChunk tokens. Filling
-// every slot matters even when bandwidth is the limit: a CTA keeps only two tiles in flight,
-// so an SM with one CTA instead of two pulls half the bytes.
+// the device), never more than one per kMinSplitTiles tiles of it: the fewest splits whose
+// wave efficiency is within 5% of the best, then as many more as the same number of waves of
+// resident CTAs holds (with the tiles dealt out evenly, each takes tiles off every CTA's path
+// and fills a slot that would idle). Filling every slot matters even when bandwidth is the
+// limit: a CTA keeps only two tiles in flight, so an SM with one CTA instead of two pulls half
+// the bytes.
 Plan makePlan(const DecodeAttentionParams& p, int smCount) {
   Plan plan;
   const int group = p.hq / p.hkv;
@@ -576,8 +587,8 @@ Plan makePlan(const DecodeAttentionParams& p, int smCount) {
   plan.rows16 = std::min(group, kRowsPerCta) > 8;
   plan.splits = 1;
   if (p.batch == 0) return plan;
-  const long long maxLen = (long long)p.maxPagesPerSeq * p.pageSize;
-  const long long byLen = (maxLen + kMinChunk - 1) / kMinChunk;
+  const long long maxTiles = ((long long)p.maxPagesPerSeq * p.pageSize + kTile - 1) / kTile;
+  const long long byLen = (maxTiles + kMinSplitTiles - 1) / kMinSplitTiles;
   const int cap = int(std::min<long long>(byLen, kMaxSplits));
   if (cap <= 1) return plan;
   const long long slots = (long long)resolveSmCount(smCount) * residentBlocks(p, plan.rows16);
@@ -596,6 +607,8 @@ Plan makePlan(const DecodeAttentionParams& p, int smCount) {
       break;
     }
   }
+  const long long waves = (base * plan.splits + slots - 1) / slots;
+  plan.splits = int(std::min<long long>(cap, waves * slots / base));
   return plan;
 }
 
