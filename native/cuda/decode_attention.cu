@@ -13,12 +13,12 @@
 //   64 tokens stream through a 3-stage cp.async ring; each warp takes 16 tokens of a tile and
 //   runs both products on the tensor cores (mma m16n8k16, the group's query heads as the M
 //   rows), with its own online softmax. The 4 warps merge through shared memory at the end.
-//   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace.
-//   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the RoPE
-//   and K/V append), so its launch and set-up overlap that kernel's tail.
-// combineKernel<T, D>: grid ceil(batch * hq / 4), block 128, one warp per (sequence, query
-//   head): merges the partials of the splits that had work and writes out and lse. On sm_90 it
-//   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel, and lets
+//   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace,
+//   and the last of them to finish (an arrival count per sequence, kv head and query chunk)
+//   merges them, one warp per query head (combineRow), and writes out and lse: no second kernel
+//   and no wait for the whole grid between the splits and their merge. On sm_90 it is a
+//   programmatic dependent of the kernel before it (in a decode step, the q|k|v projection with
+//   RoPE and the K/V append), so its launch and set-up overlap that kernel's tail, and it lets
 //   the kernel after it launch at once.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -48,6 +48,12 @@ constexpr int kRowsPerCta = 16;  // query heads one CTA serves: the mma's M
 constexpr int kMinSplitTiles = 2;
 constexpr int kMaxSplits = 64;
 constexpr float kLog2e = 1.4426950408889634f;
+// Arrival counts of the splits of each (sequence, kv head, query chunk) of a launch, zero
+// between launches (the last arrival resets its count). A module global, so zero from the
+// module's load on each device and at one address for every graph that records a launch; the
+// launches on a device share it, which the one stream per device that runs them all allows.
+constexpr int kArrivalCounts = 1 << 16;
+__device__ unsigned int splitArrivals[kArrivalCounts];
 constexpr float kLn2 = 0.6931471805599453f;
 
 struct DecodeArgs {
@@ -157,6 +163,59 @@ __device__ __forceinline__ int swz(int r, int c) {
   return r * D + ((c ^ (r & 7)) << 3);
 }
 
+// Merges the partials of the first nValid splits of (sequence, query head) `row` (b · hq + head)
+// and writes out and lse; one warp. The partials were written by other CTAs of this grid before
+// their arrival counts, so they are read past L1.
+template <typename T, int D>
+__device__ void combineRow(const DecodeArgs& a, int row, int nValid, int lane) {
+  constexpr int kPer = D / 32;  // output elements per lane
+  // Lane i holds the log-sums of splits i and i + 32, read once; the loop below takes each
+  // split's weight from its lane, so that its loads are the partial outputs alone and a batch of
+  // them is in flight at once (a chain of L2 round trips otherwise).
+  static_assert(kMaxSplits <= 64, "two log-sums per lane");
+  const float* lp = a.lsePart + size_t(row) * a.numSplits;
+  const float lpLow = lane < nValid ? __ldcg(lp + lane) : -INFINITY;
+  const float lpHigh = lane + 32 < nValid ? __ldcg(lp + lane + 32) : -INFINITY;
+  float M = fmaxf(lpLow, lpHigh);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+  const float wLow = exp2f(lpLow - M), wHigh = exp2f(lpHigh - M);
+
+  float acc[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) acc[i] = 0.f;
+  float wsum = 0.f;
+  const float* op = a.oPart + size_t(row) * a.numSplits * D + lane * kPer;
+  using Partial = std::conditional_t<kPer == 4, float4, float2>;
+  constexpr int kBatch = 16;  // partial outputs a lane has in flight
+  for (int s0 = 0; s0 < nValid; s0 += kBatch) {
+    Partial x[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j)
+      x[j] = s0 + j < nValid ? __ldcg(reinterpret_cast<const Partial*>(op + size_t(s0 + j) * D)) : Partial{};
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int s = s0 + j;
+      const float w = __shfl_sync(0xffffffffu, s < 32 ? wLow : wHigh, s & 31);
+      if (s >= nValid) continue;
+      wsum += w;
+      acc[0] += w * x[j].x, acc[1] += w * x[j].y;
+      if constexpr (kPer == 4) acc[2] += w * x[j].z, acc[3] += w * x[j].w;
+    }
+  }
+  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+  T* out = static_cast<T*>(a.out) + size_t(row) * D + lane * kPer;
+  if constexpr (kPer == 4) {
+    uint2 v;
+    v.x = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
+    v.y = Ops<T>::pack(acc[2] * inv, acc[3] * inv);
+    *reinterpret_cast<uint2*>(out) = v;
+  } else {
+    *reinterpret_cast<uint32_t*>(out) = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
+  }
+  if (lane == 0 && a.lse) a.lse[row] = nValid > 0 ? (M + log2f(wsum)) * kLn2 : -INFINITY;
+}
+
 template <typename T, int D, bool kRows16>
 __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) {
   static_assert(kStages == 3, "the page-id prefetch below is written for three stages");
@@ -178,9 +237,8 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const bool splitMode = a.numSplits > 1;
 
   waitForPrerequisiteGrids();
-  // The combine kernel may start launching now; it waits for this grid before reading its
-  // partials (and it reads seqLens before that wait: no earlier kernel is still writing them
-  // once every CTA of this grid is past the wait above).
+  // The kernel after this one (the o projection, which asks L2 for its weights before it waits
+  // for this grid) may launch now.
   allowDependentGrids();
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
@@ -206,9 +264,13 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   }
 
   int start = 0, end = len;
-  if (splitMode) {
-    const int tiles = (len + kTile - 1) / kTile, used = splitsWithWork(len, a.numSplits);
-    if (split >= used) return;  // the combine kernel skips splits without work
+  // With one split that has work (or none: an empty cache), split 0 writes out and lse itself,
+  // the bits the merge of its one partial would give; the others have nothing to do.
+  const int used = splitMode ? splitsWithWork(len, a.numSplits) : 1;
+  const bool viaPartials = used > 1;
+  if (split >= max(used, 1)) return;
+  if (viaPartials) {
+    const int tiles = (len + kTile - 1) / kTile;
     start = splitFirstTile(tiles, used, split) * kTile;
     end = min(len, splitFirstTile(tiles, used, split + 1) * kTile);
   }
@@ -414,7 +476,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     }
     const float inv = L > 0.f ? 1.f / L : 0.f;
     const size_t head = size_t(b) * a.hq + headBase + r;
-    if (splitMode) {
+    if (viaPartials) {
       float4* dst = reinterpret_cast<float4*>(a.oPart + (head * a.numSplits + split) * D + c * 8);
       dst[0] = make_float4(acc[0] * inv, acc[1] * inv, acc[2] * inv, acc[3] * inv);
       dst[1] = make_float4(acc[4] * inv, acc[5] * inv, acc[6] * inv, acc[7] * inv);
@@ -429,69 +491,24 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
       if (c == 0 && a.lse) a.lse[head] = L > 0.f ? (M + log2f(L)) * kLn2 : -INFINITY;
     }
   }
-}
+  if (!viaPartials) return;
 
-template <typename T, int D>
-__global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int batch) {
-  constexpr int kPer = D / 32;  // output elements per lane
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * 4 + (threadIdx.x >> 5);  // b * hq + head
-  if (row >= batch * a.hq) return;
-  // The kernel after this one (the o projection, which asks L2 for its weights before it waits)
-  // may launch now.
-  allowDependentGrids();
-  const int b = row / a.hq;
-  const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
-  const int nValid = splitsWithWork(len, a.numSplits);  // splits the decode kernel wrote
-  // Launched early (programmatic dependent launch): wait until the decode grid has finished
-  // and its partials are visible. A no-op when launched the ordinary way.
-  waitForPrerequisiteGrids();
-
-  // Lane i holds the log-sums of splits i and i + 32, read once; the loop below takes each
-  // split's weight from its lane, so that its loads are the partial outputs alone and a batch of
-  // them is in flight at once (at batch 1 this kernel is a chain of L2 round trips).
-  static_assert(kMaxSplits <= 64, "two log-sums per lane");
-  const float* lp = a.lsePart + size_t(row) * a.numSplits;
-  const float lpLow = lane < nValid ? lp[lane] : -INFINITY;
-  const float lpHigh = lane + 32 < nValid ? lp[lane + 32] : -INFINITY;
-  float M = fmaxf(lpLow, lpHigh);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-  const float wLow = exp2f(lpLow - M), wHigh = exp2f(lpHigh - M);
-
-  float acc[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) acc[i] = 0.f;
-  float wsum = 0.f;
-  const float* op = a.oPart + size_t(row) * a.numSplits * D + lane * kPer;
-  using Partial = std::conditional_t<kPer == 4, float4, float2>;
-  constexpr int kBatch = 16;  // partial outputs a lane has in flight
-  for (int s0 = 0; s0 < nValid; s0 += kBatch) {
-    Partial x[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j)
-      x[j] = s0 + j < nValid ? *reinterpret_cast<const Partial*>(op + size_t(s0 + j) * D) : Partial{};
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int s = s0 + j;
-      const float w = __shfl_sync(0xffffffffu, s < 32 ? wLow : wHigh, s & 31);
-      if (s >= nValid) continue;
-      wsum += w;
-      acc[0] += w * x[j].x, acc[1] += w * x[j].y;
-      if constexpr (kPer == 4) acc[2] += w * x[j].z, acc[3] += w * x[j].w;
-    }
+  // ---- the last split of (sequence, kv head, query chunk) to finish merges them all ----
+  // Each CTA's partials are made visible device-wide before it counts itself in; the CTA that
+  // brings the count to `used` sets it back to zero for the next launch (which runs after this
+  // grid in stream order) and combines, reading what the others wrote after their counts.
+  __shared__ bool lastToArrive;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned int* arrivals = splitArrivals + (size_t(b) * a.hkv + kvh) * a.qChunks + qc;
+    lastToArrive = atomicAdd(arrivals, 1u) == unsigned(used - 1);
+    if (lastToArrive) *arrivals = 0u;
   }
-  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
-  T* out = static_cast<T*>(a.out) + size_t(row) * D + lane * kPer;
-  if constexpr (kPer == 4) {
-    uint2 v;
-    v.x = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
-    v.y = Ops<T>::pack(acc[2] * inv, acc[3] * inv);
-    *reinterpret_cast<uint2*>(out) = v;
-  } else {
-    *reinterpret_cast<uint32_t*>(out) = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
-  }
-  if (lane == 0 && a.lse) a.lse[row] = nValid > 0 ? (M + log2f(wsum)) * kLn2 : -INFINITY;
+  __syncthreads();
+  if (!lastToArrive) return;
+  __threadfence();
+  for (int r = warp; r < rowsHere; r += kWarps) combineRow<T, D>(a, b * a.hq + headBase + r, used, lane);
 }
 
 // ---------------------------------------------------------------- host side
@@ -593,6 +610,7 @@ Plan makePlan(const DecodeAttentionParams& p, int smCount) {
   if (cap <= 1) return plan;
   const long long slots = (long long)resolveSmCount(smCount) * residentBlocks(p, plan.rows16);
   const long long base = (long long)p.batch * p.hkv * plan.qChunks;
+  if (base > kArrivalCounts) return plan;  // splits pay only where base is a few waves at most
   double eff[kMaxSplits + 1] = {0};
   double best = 0;
   for (int s = 1; s <= cap; ++s) {
@@ -627,11 +645,6 @@ void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStrea
   const dim3 grid(unsigned(args.hkv * plan.qChunks), unsigned(plan.splits), unsigned(batch));
   launchProgrammatic("decodeAttention", "decodeKernel", decodeKernel<T, D, R>, grid, dim3(kThreads), smemBytes, stream,
                      args);
-  if (plan.splits > 1) {
-    const unsigned rows = unsigned(batch) * unsigned(args.hq);
-    launchProgrammatic("decodeAttention", "combineKernel", combineKernel<T, D>, dim3((rows + 3) / 4), dim3(128), 0,
-                       stream, args, batch);
-  }
 }
 
 template <typename T>
