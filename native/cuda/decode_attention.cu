@@ -48,13 +48,15 @@ constexpr int kRowsPerCta = 16;  // query heads one CTA serves: the mma's M
 constexpr int kMinSplitTiles = 2;
 constexpr int kMaxSplits = 64;
 constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
 // Arrival counts of the splits of each (sequence, kv head, query chunk) of a launch, zero
-// between launches (the last arrival resets its count). A module global, so zero from the
-// module's load on each device and at one address for every graph that records a launch; the
-// launches on a device share it, which the one stream per device that runs them all allows.
+// between launches (the last arrival wraps its count). A module global, so zero from the
+// module's load on each device and at one address for every graph that records a launch. The
+// launches on a device share it: they must not overlap, which the one stream per device that
+// runs them all (runtime.cu) ensures.
 constexpr int kArrivalCounts = 1 << 16;
 __device__ unsigned int splitArrivals[kArrivalCounts];
-constexpr float kLn2 = 0.6931471805599453f;
 
 struct DecodeArgs {
   const void* q;
@@ -77,7 +79,7 @@ struct DecodeArgs {
 // finishes early instead of leaving most of its CTAs idle but still waiting on one long one,
 // and every planned split has work once the sequence has kMinSplitTiles tiles per split (an
 // equal token share rounded up to whole tiles left a third of them idle at 4K + 1 tokens, and
-// gave the rest a tile more). Both kernels must agree on this.
+// gave the rest a tile more). Every CTA of a sequence reads the same length, so they agree.
 __device__ inline int splitsWithWork(int len, int numSplits) {
   const int tiles = (len + kTile - 1) / kTile;
   return min(numSplits, (tiles + kMinSplitTiles - 1) / kMinSplitTiles);
@@ -494,16 +496,18 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   if (!viaPartials) return;
 
   // ---- the last split of (sequence, kv head, query chunk) to finish merges them all ----
-  // Each CTA's partials are made visible device-wide before it counts itself in; the CTA that
-  // brings the count to `used` sets it back to zero for the next launch (which runs after this
-  // grid in stream order) and combines, reading what the others wrote after their counts.
+  // Each CTA's partials are made visible device-wide before it counts itself in. The count wraps
+  // to zero in the same atomic when it reaches `used` (so a count left off zero by a launch cut
+  // short cannot stay off), ready for the next launch: that one touches it only after its wait
+  // for the kernel ahead, which every kernel here begins with, so after this grid has finished.
+  // The CTA that wrapped it combines, reading what the others wrote before their counts.
   __shared__ bool lastToArrive;
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
     unsigned int* arrivals = splitArrivals + (size_t(b) * a.hkv + kvh) * a.qChunks + qc;
-    lastToArrive = atomicAdd(arrivals, 1u) == unsigned(used - 1);
-    if (lastToArrive) *arrivals = 0u;
+    lastToArrive = atomicInc(arrivals, unsigned(used - 1)) == unsigned(used - 1);
+    if (lastToArrive) __threadfence();
   }
   __syncthreads();
   if (!lastToArrive) return;
@@ -635,8 +639,8 @@ size_t partialFloats(const DecodeAttentionParams& p, int splits) {
 }
 
 // Programmatic dependent launch (programmatic_launch.cuh): the decode grid's launch overlaps the
-// tail of the kernel before it, and the combine kernel's launch the decode grid's tail; at batch
-// 1 those latencies are a visible part of a decode. Asking L2 for the first tiles' K/V rows
+// tail of the kernel before it, and the next kernel's launch the decode grid's tail; at batch 1
+// those latencies are a visible part of a decode. Asking L2 for the first tiles' K/V rows
 // before the wait cost about what the early launch gained (bench/README.md).
 template <typename T, int D, bool R>
 void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStream_t stream) {

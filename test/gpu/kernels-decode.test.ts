@@ -41,10 +41,9 @@ describeGpu("CUDA decode attention equals the CPU kernel", () => {
     if (!(err < relTol[c.dtype])) throw new Error(`out relative error ${err} (seed ${rng.seed})`);
     expect(maxAbs(got.lse.toFloat32Array(), want.lse!.toFloat32Array())).toBeLessThan(2e-3);
     // The last split of each head to finish merges the splits and resets their arrival count:
-    // launched again, the merge happens again and gives the same bits.
+    // launched again, back to back, the merge happens again and gives the same bits.
     const first = { out: bits(got.out), lse: bits(got.lse) };
-    for (let i = 0; i < 2; i++) {
-      const again = launch();
+    for (const again of [launch(), launch()]) {
       const same = (a: ArrayLike<number>, b: ArrayLike<number>) => a.length === b.length && Array.from(a).every((v, j) => v === b[j]);
       expect({ seed: rng.seed, out: same(bits(again.out), first.out), lse: same(bits(again.lse), first.lse) }).toEqual({
         seed: rng.seed,
