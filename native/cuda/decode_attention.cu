@@ -13,12 +13,12 @@
 //   64 tokens stream through a 3-stage cp.async ring; each warp takes 16 tokens of a tile and
 //   runs both products on the tensor cores (mma m16n8k16, the group's query heads as the M
 //   rows), with its own online softmax. The 4 warps merge through shared memory at the end.
-//   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace.
-//   On sm_90 it is a programmatic dependent of the kernel before it (in a decode step, the RoPE
-//   and K/V append), so its launch and set-up overlap that kernel's tail.
-// combineKernel<T, D>: grid ceil(batch * hq / 4), block 128, one warp per (sequence, query
-//   head): merges the partials of the splits that had work and writes out and lse. On sm_90 it
-//   is launched as a programmatic dependent of decodeKernel and waits on it in-kernel, and lets
+//   One split writes out/lse directly; several write f32 partials (o/L, log2 L) to the workspace,
+//   and the last of them to finish (an arrival count per sequence, kv head and query chunk)
+//   merges them, one warp per query head (combineRow), and writes out and lse: no second kernel
+//   and no wait for the whole grid between the splits and their merge. On sm_90 it is a
+//   programmatic dependent of the kernel before it (in a decode step, the q|k|v projection with
+//   RoPE and the K/V append), so its launch and set-up overlap that kernel's tail, and it lets
 //   the kernel after it launch at once.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -43,12 +43,20 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 3;
 constexpr int kRowsPerCta = 16;  // query heads one CTA serves: the mma's M
-// Below this many tokens a split costs more in start-up latency and partial traffic than it
+// Below this many tiles a split costs more in start-up latency and partial traffic than it
 // gains in parallelism.
-constexpr int kMinChunk = 128;
+constexpr int kMinSplitTiles = 2;
 constexpr int kMaxSplits = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+// Arrival counts of the splits of each (sequence, kv head, query chunk) of a launch, zero
+// between launches (the last arrival wraps its count). A module global, so zero from the
+// module's load on each device and at one address for every graph that records a launch. The
+// launches on a device share it: they must not overlap, which the one stream per device that
+// runs them all (runtime.cu) ensures.
+constexpr int kArrivalCounts = 1 << 16;
+__device__ unsigned int splitArrivals[kArrivalCounts];
 
 struct DecodeArgs {
   const void* q;
@@ -66,13 +74,20 @@ struct DecodeArgs {
   float scaleLog2;
 };
 
-// Every split of a sequence gets the same tile-aligned share of its actual length, so a short
-// sequence in a batch of long ones finishes early instead of leaving most of its CTAs idle
-// but still waiting on one long one. Host and both kernels must agree on this.
-__host__ __device__ inline int splitChunk(int len, int numSplits) {
-  int per = (len + numSplits - 1) / numSplits;
-  per = (per + kTile - 1) / kTile * kTile;
-  return per < kMinChunk ? kMinChunk : per;
+// A sequence's tiles are dealt out evenly over the splits of its actual length: split i of
+// `used` takes tiles [i·T/used, (i+1)·T/used), so a short sequence in a batch of long ones
+// finishes early instead of leaving most of its CTAs idle but still waiting on one long one,
+// and every planned split has work once the sequence has kMinSplitTiles tiles per split (an
+// equal token share rounded up to whole tiles left a third of them idle at 4K + 1 tokens, and
+// gave the rest a tile more). Every CTA of a sequence reads the same length, so they agree.
+__device__ inline int splitsWithWork(int len, int numSplits) {
+  const int tiles = (len + kTile - 1) / kTile;
+  return min(numSplits, (tiles + kMinSplitTiles - 1) / kMinSplitTiles);
+}
+
+// The first tile of split `split` of `used` over `tiles` tiles (split == used gives `tiles`).
+__device__ inline int splitFirstTile(int tiles, int used, int split) {
+  return int((long long)split * tiles / used);
 }
 
 __device__ __forceinline__ int clampedLen(const int32_t* seqLens, int b, int maxPagesPerSeq, int pageSize) {
@@ -150,6 +165,59 @@ __device__ __forceinline__ int swz(int r, int c) {
   return r * D + ((c ^ (r & 7)) << 3);
 }
 
+// Merges the partials of the first nValid splits of (sequence, query head) `row` (b · hq + head)
+// and writes out and lse; one warp. The partials were written by other CTAs of this grid before
+// their arrival counts, so they are read past L1.
+template <typename T, int D>
+__device__ void combineRow(const DecodeArgs& a, int row, int nValid, int lane) {
+  constexpr int kPer = D / 32;  // output elements per lane
+  // Lane i holds the log-sums of splits i and i + 32, read once; the loop below takes each
+  // split's weight from its lane, so that its loads are the partial outputs alone and a batch of
+  // them is in flight at once (a chain of L2 round trips otherwise).
+  static_assert(kMaxSplits <= 64, "two log-sums per lane");
+  const float* lp = a.lsePart + size_t(row) * a.numSplits;
+  const float lpLow = lane < nValid ? __ldcg(lp + lane) : -INFINITY;
+  const float lpHigh = lane + 32 < nValid ? __ldcg(lp + lane + 32) : -INFINITY;
+  float M = fmaxf(lpLow, lpHigh);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+  const float wLow = exp2f(lpLow - M), wHigh = exp2f(lpHigh - M);
+
+  float acc[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) acc[i] = 0.f;
+  float wsum = 0.f;
+  const float* op = a.oPart + size_t(row) * a.numSplits * D + lane * kPer;
+  using Partial = std::conditional_t<kPer == 4, float4, float2>;
+  constexpr int kBatch = 16;  // partial outputs a lane has in flight
+  for (int s0 = 0; s0 < nValid; s0 += kBatch) {
+    Partial x[kBatch];
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j)
+      x[j] = s0 + j < nValid ? __ldcg(reinterpret_cast<const Partial*>(op + size_t(s0 + j) * D)) : Partial{};
+#pragma unroll
+    for (int j = 0; j < kBatch; ++j) {
+      const int s = s0 + j;
+      const float w = __shfl_sync(0xffffffffu, s < 32 ? wLow : wHigh, s & 31);
+      if (s >= nValid) continue;
+      wsum += w;
+      acc[0] += w * x[j].x, acc[1] += w * x[j].y;
+      if constexpr (kPer == 4) acc[2] += w * x[j].z, acc[3] += w * x[j].w;
+    }
+  }
+  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
+  T* out = static_cast<T*>(a.out) + size_t(row) * D + lane * kPer;
+  if constexpr (kPer == 4) {
+    uint2 v;
+    v.x = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
+    v.y = Ops<T>::pack(acc[2] * inv, acc[3] * inv);
+    *reinterpret_cast<uint2*>(out) = v;
+  } else {
+    *reinterpret_cast<uint32_t*>(out) = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
+  }
+  if (lane == 0 && a.lse) a.lse[row] = nValid > 0 ? (M + log2f(wsum)) * kLn2 : -INFINITY;
+}
+
 template <typename T, int D, bool kRows16>
 __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) {
   static_assert(kStages == 3, "the page-id prefetch below is written for three stages");
@@ -171,9 +239,8 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const bool splitMode = a.numSplits > 1;
 
   waitForPrerequisiteGrids();
-  // The combine kernel may start launching now; it waits for this grid before reading its
-  // partials (and it reads seqLens before that wait: no earlier kernel is still writing them
-  // once every CTA of this grid is past the wait above).
+  // The kernel after this one (the o projection, which asks L2 for its weights before it waits
+  // for this grid) may launch now.
   allowDependentGrids();
   const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
 
@@ -198,10 +265,17 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     }
   }
 
-  const int chunk = splitChunk(len, a.numSplits);
-  const int start = split * chunk;
-  if (splitMode && start >= len) return;  // the combine kernel skips splits without work
-  const int end = min(len, start + chunk);
+  int start = 0, end = len;
+  // With one split that has work (or none: an empty cache), split 0 writes out and lse itself,
+  // the bits the merge of its one partial would give; the others have nothing to do.
+  const int used = splitMode ? splitsWithWork(len, a.numSplits) : 1;
+  const bool viaPartials = used > 1;
+  if (split >= max(used, 1)) return;
+  if (viaPartials) {
+    const int tiles = (len + kTile - 1) / kTile;
+    start = splitFirstTile(tiles, used, split) * kTile;
+    end = min(len, splitFirstTile(tiles, used, split + 1) * kTile);
+  }
   const int nTiles = (end - start + kTile - 1) / kTile;
 
   // ---- producer: this thread copies chunk `lc` of rows lr, lr + kRowsPerPass, ... ----
@@ -404,7 +478,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     }
     const float inv = L > 0.f ? 1.f / L : 0.f;
     const size_t head = size_t(b) * a.hq + headBase + r;
-    if (splitMode) {
+    if (viaPartials) {
       float4* dst = reinterpret_cast<float4*>(a.oPart + (head * a.numSplits + split) * D + c * 8);
       dst[0] = make_float4(acc[0] * inv, acc[1] * inv, acc[2] * inv, acc[3] * inv);
       dst[1] = make_float4(acc[4] * inv, acc[5] * inv, acc[6] * inv, acc[7] * inv);
@@ -419,70 +493,26 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
       if (c == 0 && a.lse) a.lse[head] = L > 0.f ? (M + log2f(L)) * kLn2 : -INFINITY;
     }
   }
-}
+  if (!viaPartials) return;
 
-template <typename T, int D>
-__global__ void __launch_bounds__(128) combineKernel(const DecodeArgs a, int batch) {
-  constexpr int kPer = D / 32;  // output elements per lane
-  const int lane = threadIdx.x & 31;
-  const int row = blockIdx.x * 4 + (threadIdx.x >> 5);  // b * hq + head
-  if (row >= batch * a.hq) return;
-  // The kernel after this one (the o projection, which asks L2 for its weights before it waits)
-  // may launch now.
-  allowDependentGrids();
-  const int b = row / a.hq;
-  const int len = clampedLen(a.seqLens, b, a.maxPagesPerSeq, a.pageSize);
-  const int chunk = splitChunk(len, a.numSplits);
-  const int nValid = (len + chunk - 1) / chunk;  // splits the decode kernel wrote
-  // Launched early (programmatic dependent launch): wait until the decode grid has finished
-  // and its partials are visible. A no-op when launched the ordinary way.
-  waitForPrerequisiteGrids();
-
-  // Lane i holds the log-sums of splits i and i + 32, read once; the loop below takes each
-  // split's weight from its lane, so that its loads are the partial outputs alone and a batch of
-  // them is in flight at once (at batch 1 this kernel is a chain of L2 round trips).
-  static_assert(kMaxSplits <= 64, "two log-sums per lane");
-  const float* lp = a.lsePart + size_t(row) * a.numSplits;
-  const float lpLow = lane < nValid ? lp[lane] : -INFINITY;
-  const float lpHigh = lane + 32 < nValid ? lp[lane + 32] : -INFINITY;
-  float M = fmaxf(lpLow, lpHigh);
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-  const float wLow = exp2f(lpLow - M), wHigh = exp2f(lpHigh - M);
-
-  float acc[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) acc[i] = 0.f;
-  float wsum = 0.f;
-  const float* op = a.oPart + size_t(row) * a.numSplits * D + lane * kPer;
-  using Partial = std::conditional_t<kPer == 4, float4, float2>;
-  constexpr int kBatch = 16;  // partial outputs a lane has in flight
-  for (int s0 = 0; s0 < nValid; s0 += kBatch) {
-    Partial x[kBatch];
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j)
-      x[j] = s0 + j < nValid ? *reinterpret_cast<const Partial*>(op + size_t(s0 + j) * D) : Partial{};
-#pragma unroll
-    for (int j = 0; j < kBatch; ++j) {
-      const int s = s0 + j;
-      const float w = __shfl_sync(0xffffffffu, s < 32 ? wLow : wHigh, s & 31);
-      if (s >= nValid) continue;
-      wsum += w;
-      acc[0] += w * x[j].x, acc[1] += w * x[j].y;
-      if constexpr (kPer == 4) acc[2] += w * x[j].z, acc[3] += w * x[j].w;
-    }
+  // ---- the last split of (sequence, kv head, query chunk) to finish merges them all ----
+  // Each CTA's partials are made visible device-wide before it counts itself in. The count wraps
+  // to zero in the same atomic when it reaches `used` (so a count left off zero by a launch cut
+  // short cannot stay off), ready for the next launch: that one touches it only after its wait
+  // for the kernel ahead, which every kernel here begins with, so after this grid has finished.
+  // The CTA that wrapped it combines, reading what the others wrote before their counts.
+  __shared__ bool lastToArrive;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned int* arrivals = splitArrivals + (size_t(b) * a.hkv + kvh) * a.qChunks + qc;
+    lastToArrive = atomicInc(arrivals, unsigned(used - 1)) == unsigned(used - 1);
+    if (lastToArrive) __threadfence();
   }
-  const float inv = wsum > 0.f ? 1.f / wsum : 0.f;
-  T* out = static_cast<T*>(a.out) + size_t(row) * D + lane * kPer;
-  if constexpr (kPer == 4) {
-    uint2 v;
-    v.x = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
-    v.y = Ops<T>::pack(acc[2] * inv, acc[3] * inv);
-    *reinterpret_cast<uint2*>(out) = v;
-  } else {
-    *reinterpret_cast<uint32_t*>(out) = Ops<T>::pack(acc[0] * inv, acc[1] * inv);
-  }
-  if (lane == 0 && a.lse) a.lse[row] = nValid > 0 ? (M + log2f(wsum)) * kLn2 : -INFINITY;
+  __syncthreads();
+  if (!lastToArrive) return;
+  __threadfence();
+  for (int r = warp; r < rowsHere; r += kWarps) combineRow<T, D>(a, b * a.hq + headBase + r, used, lane);
 }
 
 // ---------------------------------------------------------------- host side
@@ -565,10 +595,12 @@ struct Plan {
 };
 
 // Splits are chosen as if every sequence had the table's full capacity (the lengths live on
-// the device): enough CTAs to fill the resident slots, preferring the fewest splits whose wave
-// efficiency is within 5% of the best, and never splits shorter than kMinChunk tokens. Filling
-// every slot matters even when bandwidth is the limit: a CTA keeps only two tiles in flight,
-// so an SM with one CTA instead of two pulls half the bytes.
+// the device), never more than one per kMinSplitTiles tiles of it: the fewest splits whose
+// wave efficiency is within 5% of the best, then as many more as the same number of waves of
+// resident CTAs holds (with the tiles dealt out evenly, each takes tiles off every CTA's path
+// and fills a slot that would idle). Filling every slot matters even when bandwidth is the
+// limit: a CTA keeps only two tiles in flight, so an SM with one CTA instead of two pulls half
+// the bytes.
 Plan makePlan(const DecodeAttentionParams& p, int smCount) {
   Plan plan;
   const int group = p.hq / p.hkv;
@@ -576,12 +608,13 @@ Plan makePlan(const DecodeAttentionParams& p, int smCount) {
   plan.rows16 = std::min(group, kRowsPerCta) > 8;
   plan.splits = 1;
   if (p.batch == 0) return plan;
-  const long long maxLen = (long long)p.maxPagesPerSeq * p.pageSize;
-  const long long byLen = (maxLen + kMinChunk - 1) / kMinChunk;
+  const long long maxTiles = ((long long)p.maxPagesPerSeq * p.pageSize + kTile - 1) / kTile;
+  const long long byLen = (maxTiles + kMinSplitTiles - 1) / kMinSplitTiles;
   const int cap = int(std::min<long long>(byLen, kMaxSplits));
   if (cap <= 1) return plan;
   const long long slots = (long long)resolveSmCount(smCount) * residentBlocks(p, plan.rows16);
   const long long base = (long long)p.batch * p.hkv * plan.qChunks;
+  if (base > kArrivalCounts) return plan;  // splits pay only where base is a few waves at most
   double eff[kMaxSplits + 1] = {0};
   double best = 0;
   for (int s = 1; s <= cap; ++s) {
@@ -596,6 +629,8 @@ Plan makePlan(const DecodeAttentionParams& p, int smCount) {
       break;
     }
   }
+  const long long waves = (base * plan.splits + slots - 1) / slots;
+  plan.splits = int(std::min<long long>(cap, waves * slots / base));
   return plan;
 }
 
@@ -604,8 +639,8 @@ size_t partialFloats(const DecodeAttentionParams& p, int splits) {
 }
 
 // Programmatic dependent launch (programmatic_launch.cuh): the decode grid's launch overlaps the
-// tail of the kernel before it, and the combine kernel's launch the decode grid's tail; at batch
-// 1 those latencies are a visible part of a decode. Asking L2 for the first tiles' K/V rows
+// tail of the kernel before it, and the next kernel's launch the decode grid's tail; at batch 1
+// those latencies are a visible part of a decode. Asking L2 for the first tiles' K/V rows
 // before the wait cost about what the early launch gained (bench/README.md).
 template <typename T, int D, bool R>
 void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStream_t stream) {
@@ -614,11 +649,6 @@ void launchDecode(const DecodeArgs& args, const Plan& plan, int batch, cudaStrea
   const dim3 grid(unsigned(args.hkv * plan.qChunks), unsigned(plan.splits), unsigned(batch));
   launchProgrammatic("decodeAttention", "decodeKernel", decodeKernel<T, D, R>, grid, dim3(kThreads), smemBytes, stream,
                      args);
-  if (plan.splits > 1) {
-    const unsigned rows = unsigned(batch) * unsigned(args.hq);
-    launchProgrammatic("decodeAttention", "combineKernel", combineKernel<T, D>, dim3((rows + 3) / 4), dim3(128), 0,
-                       stream, args, batch);
-  }
 }
 
 template <typename T>

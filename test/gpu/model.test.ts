@@ -5,7 +5,7 @@ import { cudaStatus, type DeviceName, kernels, loadModel, type Model, memoryUsag
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
-import { describeWithCuda, relError } from "../helpers/gpu";
+import { bits, describeWithCuda, relError } from "../helpers/gpu";
 import { errorToScale, type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
 import { plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
 
@@ -15,12 +15,6 @@ const describeGpu = describeWithCuda("model");
 const rng = new Random();
 const scope = new TensorScope();
 afterEach(() => scope.dispose());
-
-/** A tensor's contents as raw bits, so that comparisons tell -0 from +0 and one NaN from another. */
-function bits(t: Tensor): Uint32Array | Uint16Array {
-  const a = t.toArray();
-  return a instanceof Float32Array ? new Uint32Array(a.buffer, a.byteOffset, a.length) : (a as Uint16Array);
-}
 
 function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
   const cpu = scope.random(rng, shape, dtype).tensor;

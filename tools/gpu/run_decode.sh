@@ -16,7 +16,7 @@ nvcc -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native
   -shared -Xcompiler -fPIC tools/gpu/decode_capi.cu native/cuda/decode_attention.cu native/cuda/kv_cache.cu \
   -o build/libltdecode.so 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 2; }
 echo "build: $(( $(date +%s) - t0 )) s"
-grep -A2 "decodeKernel\|combineKernel" "$OUT/ptxas.txt" | grep -E "Used|spill" | sort | uniq -c
+grep -A2 "decodeKernel" "$OUT/ptxas.txt" | grep -E "Used|spill" | sort | uniq -c
 
 # What the compiler made of the hot kernel: tensor-core, async-copy, ldmatrix, local-memory counts.
 if command -v cuobjdump > /dev/null; then
