@@ -1,6 +1,7 @@
 // Safetensors reading: the header is parsed and checked in full before any tensor is read, and
-// tensor bytes go from the file straight into native memory (fd reads into a tensor's view), so
-// a checkpoint never passes through the JS heap.
+// tensor bytes go from the file straight into native memory (reads into a tensor's view, or the
+// native readFile, which takes a device tensor through pinned buffers), so a checkpoint never
+// passes through the JS heap.
 //
 // Format: 8 bytes little-endian u64 header length N, N bytes of JSON
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }, then the data;
@@ -87,20 +88,18 @@ export class SafetensorsFile {
     return target;
   }
 
-  /** `read` with the file I/O on libuv's thread pool, so the event loop keeps running. */
+  /**
+   * `read` with the file I/O on libuv's thread pool, so the event loop keeps running; `dest` may
+   * also be a device tensor, which the bytes reach without a copy in host memory of their own.
+   * @example const qkv = await file.readAsync("model.layers.0.self_attn.q_proj.weight", Tensor.empty([4096, 4096], "bf16", "cuda:0"));
+   */
   async readAsync(name: string, dest?: Tensor, offset = 0): Promise<Tensor> {
-    const { target, window, length, entry } = this.prepareRead(name, dest, offset);
+    const { target, length, entry, start } = this.prepareRead(name, dest, offset);
     try {
       if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
-      const chunk = 1 << 28;
-      for (let done = 0; done < length; ) {
-        const n = Math.min(chunk, length - done);
-        const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
-          fs.read(this.fd!, window(done, n), 0, n, entry.begin + done, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),
-        );
-        if (bytesRead === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
-        done += bytesRead;
-      }
+      await target.handle.readFile(this.fd, entry.begin, start, length).catch((err: Error) => {
+        throw new SafetensorsError(this.path, `while reading tensor '${name}': ${err.message}`);
+      });
     } catch (err) {
       if (!dest) target.dispose();
       throw err;
@@ -123,7 +122,7 @@ export class SafetensorsFile {
     }
     // Zero-copy windows of the target: one JS buffer cannot hold a tensor over 4 GiB.
     const window = (at: number, n: number) => target.viewBytes(start + at, n);
-    return { target, entry, length, window };
+    return { target, entry, length, window, start };
   }
 
   private readBytes(window: (at: number, n: number) => Uint8Array, length: number, position: number, name: string): void {
