@@ -12,6 +12,7 @@ import { writeSafetensors } from "./helpers/safetensors-file";
 
 const rng = new Random();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-st-"));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Writes a safetensors file from a header object and a data buffer (both may be wrong on purpose). */
 const write = (name: string, header: object | string, data: Buffer, length?: number) =>
@@ -42,7 +43,12 @@ test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync",
   expect(Array.from(tb.toArray())).toEqual(Array.from(b));
   expect(Array.from(st.read("c").toArray())).toEqual([7, -3]);
   expect(() => st.read("missing")).toThrow(/has no tensor named 'missing'/);
+  // close() with a read in flight waits for it: the read still lands, later ones are refused.
+  const inFlight = st.readAsync("a");
   st.close();
+  expect(Array.from((await inFlight).toArray())).toEqual(Array.from(a));
+  await expect(st.readAsync("b")).rejects.toThrow(/is closed/);
+  expect(() => st.read("b")).toThrow(/is closed/);
 });
 
 // The native read behind readAsync: any byte range of a file into any byte range of a tensor,

@@ -43,6 +43,10 @@ export class SafetensorsFile {
   readonly entries: ReadonlyMap<string, SafetensorsEntry>;
   readonly metadata: Record<string, string>;
   private fd: number | undefined;
+  // readAsync's reads in flight on the thread pool, which hold the descriptor's number: close()
+  // waits for them, so a read never lands on a closed (or reused) descriptor.
+  private readsInFlight = 0;
+  private closing = false;
 
   private constructor(path: string, fd: number, entries: Map<string, SafetensorsEntry>, metadata: Record<string, string>) {
     this.path = path;
@@ -90,16 +94,24 @@ export class SafetensorsFile {
 
   /**
    * `read` with the file I/O on libuv's thread pool, so the event loop keeps running; `dest` may
-   * also be a device tensor, which the bytes reach without a copy in host memory of their own.
-   * @example const qkv = await file.readAsync("model.layers.0.self_attn.q_proj.weight", Tensor.empty([4096, 4096], "bf16", "cuda:0"));
+   * also be a device tensor, which the bytes reach through pinned buffers rather than pageable
+   * host memory.
+   * @example const q = await file.readAsync("model.layers.0.self_attn.q_proj.weight", Tensor.empty([4096, 4096], "bf16", "cuda:0"));
    */
   async readAsync(name: string, dest?: Tensor, offset = 0): Promise<Tensor> {
     const { target, length, entry, start } = this.prepareRead(name, dest, offset);
     try {
-      if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
-      await target.handle.readFile(this.fd, entry.begin, start, length).catch((err: Error) => {
-        throw new SafetensorsError(this.path, `while reading tensor '${name}': ${err.message}`);
-      });
+      if (this.fd === undefined || this.closing) throw new SafetensorsError(this.path, "is closed");
+      const fd = this.fd;
+      this.readsInFlight++;
+      try {
+        await target.handle.readFile(fd, entry.begin, start, length).catch((err: Error) => {
+          throw new SafetensorsError(this.path, `while reading tensor '${name}': ${err.message}`);
+        });
+      } finally {
+        this.readsInFlight--;
+        if (this.closing && this.readsInFlight === 0) this.close();
+      }
     } catch (err) {
       if (!dest) target.dispose();
       throw err;
@@ -126,7 +138,7 @@ export class SafetensorsFile {
   }
 
   private readBytes(window: (at: number, n: number) => Uint8Array, length: number, position: number, name: string): void {
-    if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
+    if (this.fd === undefined || this.closing) throw new SafetensorsError(this.path, "is closed");
     const chunk = 1 << 30;
     for (let done = 0; done < length; ) {
       const want = Math.min(chunk, length - done);
@@ -136,8 +148,11 @@ export class SafetensorsFile {
     }
   }
 
+  /** Closes the file; with reads still in flight, once the last of them has ended. */
   close(): void {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.closing = this.readsInFlight > 0;
+    if (this.closing || this.fd === undefined) return;
+    fs.closeSync(this.fd);
     this.fd = undefined;
   }
 }

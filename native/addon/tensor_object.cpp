@@ -395,8 +395,8 @@ Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
 // readFile(fd, position, byteOffset, byteLength): a Promise that settles once byteLength bytes
 // of the open file fd from byte `position` are in this tensor at byteOffset, read on libuv's
 // thread pool. Into a device tensor they go through pinned buffers, the DMA of one chunk under
-// the read of the next: a checkpoint's weights reach the GPU without pageable staging
-// (bench/README.md, loading).
+// the read of the next: a checkpoint's weights reach the GPU without pageable staging. The
+// caller keeps fd open until the Promise settles.
 Napi::Value TensorObject::ReadFile(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {

@@ -188,15 +188,18 @@ void deviceReadFile(void* dst, const Device& device, int fd, uint64_t position, 
     cudaMemory.readFile(device.index, dst, fd, position, bytes);
 }
 
+static_assert(sizeof(off_t) >= 8, "pread must take offsets past 2 GiB: build with 64-bit file offsets");
+
 void readFileFully(int fd, void* dst, size_t bytes, uint64_t position) {
   auto* out = static_cast<uint8_t*>(dst);
   for (size_t done = 0; done < bytes;) {
     // One pread moves at most ~2 GiB on Linux; a GiB at a time keeps every call well inside it.
     const size_t want = std::min(bytes - done, size_t(1) << 30);
     const ssize_t n = ::pread(fd, out + done, want, off_t(position + done));
-    if (n < 0 && errno == EINTR) continue;
+    const int error = errno;
+    if (n < 0 && error == EINTR) continue;
     if (n < 0)
-      throw Error("reading the file at byte " + std::to_string(position + done) + " failed: " + std::strerror(errno));
+      throw Error("reading the file at byte " + std::to_string(position + done) + " failed: " + std::strerror(error));
     if (n == 0)
       throw Error("the file ends at byte " + std::to_string(position + done) + ", " + std::to_string(bytes - done) +
                   " bytes before what was asked: it is truncated");

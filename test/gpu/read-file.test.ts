@@ -15,7 +15,8 @@ const describeGpu = describeWithCuda("read-file");
 const rng = new Random();
 
 describeGpu("readFile into CUDA memory", () => {
-  // Two chunks and a part of a third (chunks are 32 MiB), so both halves are reused.
+  // Two chunks and a part of a third (chunks are 32 MiB): both halves are used, and the first
+  // again once its copy has finished.
   const bytes = (2 << 25) + rng.int(1, 1 << 24);
   let dir = "",
     file = "",
@@ -58,13 +59,18 @@ describeGpu("readFile into CUDA memory", () => {
 
   test("a range past the file's end is a rejected Promise that says so, and the next read works", async () => {
     const fd = fs.openSync(file, "r");
-    const t = Tensor.empty([1 << 20], "f32", "cuda:0");
+    // Past the end by more than a chunk: the chunks before it are on their way to the device
+    // when the read fails.
+    const t = Tensor.empty([Math.ceil((bytes + (40 << 20)) / 4)], "f32", "cuda:0");
     try {
+      await expect(t.handle.readFile(fd, 0, 0, t.bytes)).rejects.toThrow(
+        /the file ends at byte \d+, \d+ bytes before what was asked: it is truncated/,
+      );
       await expect(t.handle.readFile(fd, bytes - 1000, 0, 3000)).rejects.toThrow(
         new RegExp(`the file ends at byte ${bytes}, 2000 bytes before what was asked: it is truncated`),
       );
-      await t.handle.readFile(fd, 0, 0, t.bytes);
-      expect(Buffer.from(t.toArray().buffer).equals(contents.subarray(0, t.bytes))).toBe(true);
+      await t.handle.readFile(fd, 0, 0, bytes);
+      expect(Buffer.from(t.toArray().buffer).subarray(0, bytes).equals(contents)).toBe(true);
     } finally {
       fs.closeSync(fd);
       t.dispose();
