@@ -9,10 +9,10 @@
 // own, then the swiGlu or ropeAppendKv op. The row-wise ops split rows.
 #include <algorithm>
 #include <cmath>
-#include <memory>
 #include <vector>
 
 #include "core/error.h"
+#include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "cpu_kernels.h"
 #include "vector_math.h"
@@ -59,19 +59,20 @@ void linearInputRow(const LinearParams& p, const float* norm, int64_t r, float* 
 void linear(const LinearParams& p) {
   if (p.output != LinearOutput::Plain) {
     // The product as the plain op stores it, then the separate op: the definition, not a shortcut.
-    // Not value-initialised: every byte is written by the product before it is read.
-    const std::unique_ptr<unsigned char[]> product(new unsigned char[size_t(p.m) * p.n * dtypeSize(p.xType)]);
+    // Host tensor memory, whose freed blocks wait for the next request of their size: a prefill
+    // asks for the same product every layer, and a fresh mapping would fault in every page again.
+    const Storage product(Device{}, size_t(p.m) * p.n * dtypeSize(p.xType));
     LinearParams plain = p;
     plain.output = LinearOutput::Plain;
-    plain.y = product.get();
+    plain.y = product.data;
     linear(plain);
     if (p.output == LinearOutput::SwiGlu) {
       SwiGluParams glu;
-      glu.dtype = p.xType, glu.x = product.get(), glu.y = p.y, glu.rows = p.m, glu.inner = p.n / 2;
+      glu.dtype = p.xType, glu.x = product.data, glu.y = p.y, glu.rows = p.m, glu.inner = p.n / 2;
       swiGlu(glu);
     } else {
       RopeAppendKvParams rope = p.rope;
-      rope.qkv = product.get();
+      rope.qkv = product.data;
       ropeAppendKv(rope);
     }
     return;

@@ -70,19 +70,6 @@ static_assert(kRowsPerBlock == 4, "a SwiGLU or RoPE group is two pairs of rows")
 // K/V pool (LinearOutput::RopeAppendKv).
 enum class Epilogue { Store, Accumulate, SwiGlu, RopeAppendKv };
 
-// Where the RoPE + append epilogue writes: RopeAppendKvParams without the product.
-template <typename T>
-struct RopeTarget {
-  T* q;
-  T* kPages;
-  T* vPages;
-  const int32_t* positions;
-  const int32_t* slots;
-  const float* invFreq;
-  int hq, hkv, d;
-  long long poolSlots;
-};
-
 template <typename T>
 __device__ __forceinline__ float2 unpackPair(uint32_t bits);
 template <>
@@ -144,7 +131,7 @@ template <typename T, int M, LinearInput kInput, Epilogue kEpilogue>
 __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
     gemvKernel(const T* __restrict__ xElements, const T* __restrict__ w, const T* __restrict__ bias,
                const T* __restrict__ normElements, T* __restrict__ y, int n, int k, float eps,
-               const RopeTarget<T> rope) {
+               const RopeAppendKvParams rope) {
   constexpr int R = kRowsPerBlock;
   constexpr bool kSwiGlu = kEpilogue == Epilogue::SwiGlu, kRope = kEpilogue == Epilogue::RopeAppendKv;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -154,6 +141,7 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
   // i + d/2) and (i + 1, i + 1 + d/2) of one head, then the value rows four at a time, which
   // are the plain groups from there on ((hq + hkv) · d rows = 4 · rotatedGroups).
   const int half = rope.d / 2, pairGroups = half / 2, rotatedGroups = (rope.hq + rope.hkv) * pairGroups;
+  const long long poolSlots = (long long)rope.numPages * rope.pageSize;
   const uint4* x = reinterpret_cast<const uint4*>(xElements);
   const uint4* norm = reinterpret_cast<const uint4*>(normElements);
   int group = blockIdx.x;
@@ -317,11 +305,11 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
         ropeTurn(a, b, cs.x, cs.y);
         T* dst = nullptr;
         if (h < rope.hq) {
-          dst = rope.q + (size_t(m) * rope.hq + h) * rope.d;
+          dst = static_cast<T*>(rope.q) + (size_t(m) * rope.hq + h) * rope.d;
         } else {
           const int32_t slot = ropeSlot[m];
-          if (slot >= 0 && slot < rope.poolSlots)
-            dst = rope.kPages + (size_t(slot) * rope.hkv + (h - rope.hq)) * rope.d;
+          if (slot >= 0 && slot < poolSlots)
+            dst = static_cast<T*>(rope.kPages) + (size_t(slot) * rope.hkv + (h - rope.hq)) * rope.d;
         }
         if (dst != nullptr) dst[i] = fromF<T>(a), dst[i + half] = fromF<T>(b);
       }
@@ -334,8 +322,9 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
         const int row = first + r;
         const float b = bias != nullptr ? toF(bias[row]) : 0.f;
         const int32_t slot = ropeSlot[m];
-        if (slot >= 0 && slot < rope.poolSlots)
-          rope.vPages[size_t(slot) * rope.hkv * rope.d + (row - (rope.hq + rope.hkv) * rope.d)] = fromF<T>(sum + b);
+        if (slot >= 0 && slot < poolSlots)
+          static_cast<T*>(rope.vPages)[size_t(slot) * rope.hkv * rope.d + (row - (rope.hq + rope.hkv) * rope.d)] =
+              fromF<T>(sum + b);
       }
     } else if (tid < M * R) {
       const int m = tid / R, r = tid % R;
@@ -368,24 +357,10 @@ int gemvBlocks(int n, int inputRows) {
 // (programmatic_launch.cuh): its first weights stream into L2 during that kernel's tail.
 template <typename T, int M, LinearInput kInput, Epilogue kEpilogue>
 void launchRows(const LinearParams& p, cudaStream_t stream) {
-  RopeTarget<T> rope{};
-  if constexpr (kEpilogue == Epilogue::RopeAppendKv) {
-    const RopeAppendKvParams& r = p.rope;
-    rope = {static_cast<T*>(r.q),
-            static_cast<T*>(r.kPages),
-            static_cast<T*>(r.vPages),
-            r.positions,
-            r.slots,
-            r.invFreq,
-            r.hq,
-            r.hkv,
-            r.d,
-            (long long)r.numPages * r.pageSize};
-  }
   launchProgrammatic("linear", "gemvKernel", gemvKernel<T, M, kInput, kEpilogue>, dim3(unsigned(gemvBlocks(p.n, M))),
                      dim3(kThreads), 0, stream, static_cast<const T*>(p.x), static_cast<const T*>(p.w),
                      static_cast<const T*>(p.bias), static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k,
-                     p.eps, rope);
+                     p.eps, p.rope);
 }
 
 // The most rows the GEMV takes with its input as given or normed inside it
