@@ -377,6 +377,31 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       if (!gemv) expect(() => check("gemv-only")).toThrow(/gemv-only was asked for but the small-batch GEMV does not take this call/);
     },
   );
+  // Gates from -100 to -78, where 1/(1 + e^-g) reaches f32's subnormals (which the CUDA build
+  // flushes) while silu(g) · up is still a normal bf16 down to g ≈ -92: swiGlu, and the GEMV's
+  // SwiGLU output with a one-hot input row that picks each gate and up out of the weight's first
+  // column, against float64. Below f32's smallest normal, silu and the product may flush to 0.
+  test("SwiGLU of large negative gates, in swiGlu and in the GEMV's SwiGLU output: float64", () => {
+    const inner = 256,
+      k = 8;
+    const gates = Array.from({ length: inner }, () => roundTo("bf16", -100 + 22 * rng.next()));
+    const ups = Array.from({ length: inner }, () => roundTo("bf16", (rng.next() < 0.5 ? -1 : 1) * (0.5 + 3.5 * rng.next())));
+    const want = gates.map((g, j) => (g / (1 + Math.exp(-g))) * ups[j]);
+    const bound = want.map((v, j) => (2 ** -8 + 2 ** -16) * Math.abs(v) + 2 ** -126 * (1 + Math.abs(ups[j])) + 2 ** -134);
+    const column = [...gates, ...ups];
+    const gateUp = scope.add(Tensor.from(Float32Array.from(column), [1, 2 * inner], { dtype: "bf16", device: "cuda:0" }));
+    const weight = scope.random(rng, [2 * inner, k], "bf16").values.map((v, i) => (i % k === 0 ? column[i / k] : v));
+    const oneHot = Float32Array.from({ length: k }, (_, i) => (i === 0 ? 1 : 0));
+    const fused = kernels.linear({
+      x: scope.add(Tensor.from(oneHot, [1, k], { dtype: "bf16", device: "cuda:0" })),
+      weight: scope.add(Tensor.from(Float32Array.from(weight), [2 * inner, k], { dtype: "bf16", device: "cuda:0" })),
+      swiGluOutput: true,
+      gemm: "gemv-only",
+    });
+    const separate = kernels.swiGlu({ x: gateUp });
+    for (const out of [scope.add(separate), scope.add(fused)]) expect(worstBeyondBound(out.toFloat32Array(), want, bound)).toBe("none");
+    expect(want.filter((v) => Math.abs(v) > 2 ** -126).length).toBeGreaterThan(inner / 4);
+  });
   // The layer's chain (norm → gate|up with its SwiGLU, → down added into h, norm → a square projection
   // added into h) at decode's row counts, with the GEMV asked for: each GEMV then follows a kernel
   // that wrote its input, launched as its programmatic dependent on sm_90. Eager on CUDA against the CPU run in bf16

@@ -360,8 +360,10 @@ function siluSlopeWithin(lo: number, hi: number): number {
  * half's rounding to the dtype), each element's bound carried through: the gate's error moved
  * through silu at its steepest within that error, the up's scaled by silu(gate); then the
  * result's own rounding (at most `underflow` below the dtype's normal range, as in
- * referenceLinear) and a few f32 roundings of the arithmetic.
- * @example const { want, bound, scale } = referenceSwiGluOutput(referenceLinear(c), m, inner, 2 ** -8, 2 ** -134);
+ * referenceLinear) and a few f32 roundings of the arithmetic. `flushed` is f32's smallest normal
+ * (2^-126) for a kernel whose f32 arithmetic flushes subnormals to zero (the CUDA build's), else
+ * 0: silu(gate) below it becomes 0 (up to that much times |up| off), and so does the product.
+ * @example const { want, bound, scale } = referenceSwiGluOutput(referenceLinear(c), m, inner, 2 ** -8, 2 ** -134, 2 ** -126);
  */
 export function referenceSwiGluOutput(
   product: { want: Float64Array; bound: Float64Array; scale: Float64Array },
@@ -369,6 +371,7 @@ export function referenceSwiGluOutput(
   inner: number,
   ulp: number,
   underflow: number,
+  flushed: number,
 ): { want: Float64Array; bound: Float64Array; scale: Float64Array } {
   const want = new Float64Array(m * inner),
     bound = new Float64Array(m * inner),
@@ -386,7 +389,8 @@ export function referenceSwiGluOutput(
       const value = silu * up;
       const carried = slope * gateError * (math.abs(up) + upError) + math.abs(silu) * upError;
       want[r * inner + j] = value;
-      bound[r * inner + j] = carried + (ulp + 8 * 2 ** -24) * (math.abs(value) + carried) + underflow;
+      const flushes = flushed * (1 + math.abs(up) + upError);
+      bound[r * inner + j] = carried + (ulp + 8 * 2 ** -24) * (math.abs(value) + carried) + underflow + flushes;
       scale[r * inner + j] = slope * product.scale[gi] * math.abs(up) + math.abs(silu) * product.scale[ui] + math.abs(value);
     }
   return { want, bound, scale };

@@ -140,7 +140,8 @@ export function randomLinear(
         underflow,
         partialsRounded,
       });
-      return swiGluOutput ? referenceSwiGluOutput(product, m, n / 2, ulp, underflow) : product;
+      const flushed = (c.device ?? "cpu") === "cpu" ? 0 : 2 ** -126;
+      return swiGluOutput ? referenceSwiGluOutput(product, m, n / 2, ulp, underflow, flushed) : product;
     },
   };
 }
