@@ -6,11 +6,13 @@ import * as path from "node:path";
 import { parseConfig } from "../lib/checkpoint/config";
 import { SafetensorsFile } from "../lib/checkpoint/safetensors";
 import { ropeInverseFrequencies } from "../lib/model/rope";
+import { Tensor } from "../lib/runtime/tensor";
 import { Random } from "./helpers/reference";
 import { writeSafetensors } from "./helpers/safetensors-file";
 
 const rng = new Random();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-st-"));
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Writes a safetensors file from a header object and a data buffer (both may be wrong on purpose). */
 const write = (name: string, header: object | string, data: Buffer, length?: number) =>
@@ -41,7 +43,60 @@ test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync",
   expect(Array.from(tb.toArray())).toEqual(Array.from(b));
   expect(Array.from(st.read("c").toArray())).toEqual([7, -3]);
   expect(() => st.read("missing")).toThrow(/has no tensor named 'missing'/);
+  // close() with a read in flight waits for it: the read still lands, later ones are refused.
+  const inFlight = st.readAsync("a");
   st.close();
+  expect(Array.from((await inFlight).toArray())).toEqual(Array.from(a));
+  await expect(st.readAsync("b")).rejects.toThrow(/is closed/);
+  expect(() => st.read("b")).toThrow(/is closed/);
+});
+
+// The native read behind readAsync: any byte range of a file into any byte range of a tensor,
+// and every bad request a rejected Promise that says what was wrong (test/gpu/read-file.test.ts
+// reads into device memory).
+describe("a tensor's readFile", () => {
+  const bytes = rng.int(3 << 20, 5 << 20);
+  const contents = Buffer.from(Uint8Array.from({ length: bytes }, () => rng.int(0, 255)));
+  const file = path.join(dir, "bytes.bin");
+  fs.writeFileSync(file, contents);
+
+  test("reads the asked range of the file into the asked range of the tensor, and nothing else", async () => {
+    const fd = fs.openSync(file, "r");
+    try {
+      const position = rng.int(0, 4096),
+        byteOffset = 2 * rng.int(0, 4096),
+        byteLength = bytes - position - rng.int(0, 4096);
+      const t = Tensor.empty([Math.ceil((byteOffset + byteLength) / 2) + 8], "bf16");
+      t.viewBytes(0, t.bytes).fill(0xa5);
+      await t.handle.readFile(fd, position, byteOffset, byteLength);
+      const got = Buffer.from(t.viewBytes(0, t.bytes));
+      expect(got.subarray(byteOffset, byteOffset + byteLength).equals(contents.subarray(position, position + byteLength))).toBe(true);
+      expect(got.subarray(0, byteOffset).every((v) => v === 0xa5)).toBe(true);
+      expect(got.subarray(byteOffset + byteLength).every((v) => v === 0xa5)).toBe(true);
+      t.dispose();
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  test("a range past the file's end or past the tensor, or a descriptor of no file, is a rejected Promise with the reason", async () => {
+    const fd = fs.openSync(file, "r");
+    const t = Tensor.empty([1024], "f32");
+    try {
+      await expect(t.handle.readFile(fd, bytes - 100, 0, 400)).rejects.toThrow(
+        new RegExp(`the file ends at byte ${bytes}, 300 bytes before what was asked: it is truncated`),
+      );
+      await expect(t.handle.readFile(fd, 0, 4000, 400)).rejects.toThrow(/byteLength \(past byteOffset\) must be an integer from 0 to 96/);
+      await expect(t.handle.readFile(-1, 0, 0, 4)).rejects.toThrow(/fd must be an integer from 0/);
+      await expect(t.handle.readFile(fd, 1.5, 0, 4)).rejects.toThrow(/position must be an integer/);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // No process holds this many descriptors, so it names no file.
+    await expect(t.handle.readFile(2 ** 30, 0, 0, 4)).rejects.toThrow(/reading the file at byte 0 failed: Bad file descriptor/);
+    t.dispose();
+    await expect(t.handle.readFile(0, 0, 0, 4)).rejects.toThrow(/cannot read a file into a disposed tensor/);
+  });
 });
 
 test.each([

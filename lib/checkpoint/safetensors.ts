@@ -1,6 +1,7 @@
 // Safetensors reading: the header is parsed and checked in full before any tensor is read, and
-// tensor bytes go from the file straight into native memory (fd reads into a tensor's view), so
-// a checkpoint never passes through the JS heap.
+// tensor bytes go from the file straight into native memory (reads into a tensor's view, or the
+// native readFile, which takes a device tensor through pinned buffers), so a checkpoint never
+// passes through the JS heap.
 //
 // Format: 8 bytes little-endian u64 header length N, N bytes of JSON
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }, then the data;
@@ -42,6 +43,10 @@ export class SafetensorsFile {
   readonly entries: ReadonlyMap<string, SafetensorsEntry>;
   readonly metadata: Record<string, string>;
   private fd: number | undefined;
+  // readAsync's reads in flight on the thread pool, which hold the descriptor's number: close()
+  // waits for them, so a read never lands on a closed (or reused) descriptor.
+  private readsInFlight = 0;
+  private closing = false;
 
   private constructor(path: string, fd: number, entries: Map<string, SafetensorsEntry>, metadata: Record<string, string>) {
     this.path = path;
@@ -87,19 +92,25 @@ export class SafetensorsFile {
     return target;
   }
 
-  /** `read` with the file I/O on libuv's thread pool, so the event loop keeps running. */
+  /**
+   * `read` with the file I/O on libuv's thread pool, so the event loop keeps running; `dest` may
+   * also be a device tensor, which the bytes reach through pinned buffers rather than pageable
+   * host memory.
+   * @example const q = await file.readAsync("model.layers.0.self_attn.q_proj.weight", Tensor.empty([4096, 4096], "bf16", "cuda:0"));
+   */
   async readAsync(name: string, dest?: Tensor, offset = 0): Promise<Tensor> {
-    const { target, window, length, entry } = this.prepareRead(name, dest, offset);
+    const { target, length, entry, start } = this.prepareRead(name, dest, offset);
     try {
-      if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
-      const chunk = 1 << 28;
-      for (let done = 0; done < length; ) {
-        const n = Math.min(chunk, length - done);
-        const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
-          fs.read(this.fd!, window(done, n), 0, n, entry.begin + done, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),
-        );
-        if (bytesRead === 0) throw new SafetensorsError(this.path, `ended while reading tensor '${name}': the file is truncated`);
-        done += bytesRead;
+      if (this.fd === undefined || this.closing) throw new SafetensorsError(this.path, "is closed");
+      const fd = this.fd;
+      this.readsInFlight++;
+      try {
+        await target.handle.readFile(fd, entry.begin, start, length).catch((err: Error) => {
+          throw new SafetensorsError(this.path, `while reading tensor '${name}': ${err.message}`);
+        });
+      } finally {
+        this.readsInFlight--;
+        if (this.closing && this.readsInFlight === 0) this.close();
       }
     } catch (err) {
       if (!dest) target.dispose();
@@ -123,11 +134,11 @@ export class SafetensorsFile {
     }
     // Zero-copy windows of the target: one JS buffer cannot hold a tensor over 4 GiB.
     const window = (at: number, n: number) => target.viewBytes(start + at, n);
-    return { target, entry, length, window };
+    return { target, entry, length, window, start };
   }
 
   private readBytes(window: (at: number, n: number) => Uint8Array, length: number, position: number, name: string): void {
-    if (this.fd === undefined) throw new SafetensorsError(this.path, "is closed");
+    if (this.fd === undefined || this.closing) throw new SafetensorsError(this.path, "is closed");
     const chunk = 1 << 30;
     for (let done = 0; done < length; ) {
       const want = Math.min(chunk, length - done);
@@ -137,8 +148,11 @@ export class SafetensorsFile {
     }
   }
 
+  /** Closes the file; with reads still in flight, once the last of them has ended. */
   close(): void {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.closing = this.readsInFlight > 0;
+    if (this.closing || this.fd === undefined) return;
+    fs.closeSync(this.fd);
     this.fd = undefined;
   }
 }

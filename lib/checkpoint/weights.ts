@@ -217,7 +217,10 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
     const firstName = planned.sources[0].name;
     const first = checkpoint.file(firstName).get(firstName);
     const fileDType = first.dtype.toLowerCase() as DType;
-    const staging = Tensor.empty(planned.shape, fileDType, "cpu");
+    const wanted = options.dtype ?? fileDType;
+    // Without a conversion the file's bytes go straight into the tensor the model keeps, on any
+    // device (a device tensor through pinned buffers); with one, through the CPU.
+    const fromFile = Tensor.empty(planned.shape, fileDType, wanted === fileDType ? options.device : "cpu");
     try {
       let offset = 0;
       for (const { name } of planned.sources) {
@@ -227,26 +230,25 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
             file.path,
             `tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`,
           );
-        await file.readAsync(name, staging, offset);
+        await file.readAsync(name, fromFile, offset);
         offset += file.get(name).shape.reduce((a, b) => a * b, 1);
         loadedBytes += sizeOf(checkpoint, name);
       }
-      const wanted = options.dtype ?? fileDType;
-      let result = staging;
+      let result = fromFile;
       if (wanted !== fileDType) {
-        result = Tensor.from(staging.toFloat32Array(), planned.shape, { dtype: wanted });
-        staging.dispose();
-      }
-      if (options.device !== "cpu") {
-        const onDevice = result.to(options.device);
-        result.dispose();
-        result = onDevice;
+        result = Tensor.from(fromFile.toFloat32Array(), planned.shape, { dtype: wanted });
+        fromFile.dispose();
+        if (options.device !== "cpu") {
+          const onDevice = result.to(options.device);
+          result.dispose();
+          result = onDevice;
+        }
       }
       loaded.push(result);
       options.onProgress?.({ loadedBytes, totalBytes, tensor: planned.sources.map((src) => src.name).join(" + ") });
       return result;
     } catch (err) {
-      if (!staging.disposed) staging.dispose();
+      if (!fromFile.disposed) fromFile.dispose();
       throw err;
     }
   };

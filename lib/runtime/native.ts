@@ -19,6 +19,8 @@ export interface NativeTensorHandle {
   write(data: ArrayBufferView): void;
   copyTo(device: string): NativeTensorHandle;
   copyFrom(src: NativeTensorHandle): void;
+  /** byteLength bytes of the open file fd from `position` into this tensor at byteOffset. */
+  readFile(fd: number, position: number, byteOffset: number, byteLength: number): Promise<void>;
   slice(offset: number, shape: number[]): NativeTensorHandle;
   dispose(): void;
   readonly disposed: boolean;

@@ -12,7 +12,7 @@ namespace lt::addon {
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  installDeviceMemory({cuda::alloc, cuda::free, cuda::copy});
+  installDeviceMemory({cuda::alloc, cuda::free, cuda::copy, cuda::readFile});
   exports.Set("NativeTensor", TensorObject::Init(env));
   RegisterDevices(env, exports);
   RegisterAttention(env, exports);

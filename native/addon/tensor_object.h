@@ -49,6 +49,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value CopyTo(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value ReadFile(const Napi::CallbackInfo& info);
   Napi::Value Slice(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);

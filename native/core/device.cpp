@@ -1,7 +1,10 @@
 #include "device.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -140,7 +143,10 @@ void uninstalledFree(int, void*) noexcept {}
 void uninstalledCopy(void*, int, const void*, int, size_t) {
   noDeviceMemory();
 }
-DeviceMemory cudaMemory{uninstalledAlloc, uninstalledFree, uninstalledCopy};
+void uninstalledReadFile(int, void*, int, uint64_t, size_t) {
+  noDeviceMemory();
+}
+DeviceMemory cudaMemory{uninstalledAlloc, uninstalledFree, uninstalledCopy, uninstalledReadFile};
 
 SmallBlocks& smallBlocks() {
   static SmallBlocks* blocks = new SmallBlocks();  // never destroyed: tensors may be freed at exit
@@ -173,6 +179,32 @@ void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Devic
     return;
   }
   cudaMemory.copy(dst, dstDevice.isCpu() ? -1 : dstDevice.index, src, srcDevice.isCpu() ? -1 : srcDevice.index, bytes);
+}
+
+void deviceReadFile(void* dst, const Device& device, int fd, uint64_t position, size_t bytes) {
+  if (device.isCpu())
+    readFileFully(fd, dst, bytes, position);
+  else
+    cudaMemory.readFile(device.index, dst, fd, position, bytes);
+}
+
+static_assert(sizeof(off_t) >= 8, "pread must take offsets past 2 GiB: build with 64-bit file offsets");
+
+void readFileFully(int fd, void* dst, size_t bytes, uint64_t position) {
+  auto* out = static_cast<uint8_t*>(dst);
+  for (size_t done = 0; done < bytes;) {
+    // One pread moves at most ~2 GiB on Linux; a GiB at a time keeps every call well inside it.
+    const size_t want = std::min(bytes - done, size_t(1) << 30);
+    const ssize_t n = ::pread(fd, out + done, want, off_t(position + done));
+    const int error = errno;
+    if (n < 0 && error == EINTR) continue;
+    if (n < 0)
+      throw Error("reading the file at byte " + std::to_string(position + done) + " failed: " + std::strerror(error));
+    if (n == 0)
+      throw Error("the file ends at byte " + std::to_string(position + done) + ", " + std::to_string(bytes - done) +
+                  " bytes before what was asked: it is truncated");
+    done += size_t(n);
+  }
 }
 
 }  // namespace lt

@@ -25,6 +25,12 @@ void* deviceAlloc(const Device& device, size_t bytes);
 void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept;
 // Copies between any two devices (host<->device, device<->device, host<->host).
 void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes);
+// Reads `bytes` of the open file `fd` from byte `position` into `dst` on `device`: host memory
+// is read into directly, device memory through the backend's pinned buffers. Throws lt::Error on
+// a read error (with the system's reason) or a file that ends before `position + bytes`.
+void deviceReadFile(void* dst, const Device& device, int fd, uint64_t position, size_t bytes);
+// The host half of it: exactly `bytes` of `fd` from `position` into host memory at `dst`.
+void readFileFully(int fd, void* dst, size_t bytes, uint64_t position);
 
 // The memory operations of CUDA devices, by device index (-1 in copy: host memory); see
 // native/cuda/cuda_backend.h for their contracts. The module entry installs the CUDA backend's
@@ -33,6 +39,7 @@ struct DeviceMemory {
   void* (*alloc)(int device, size_t bytes);
   void (*free)(int device, void* ptr) noexcept;
   void (*copy)(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes);
+  void (*readFile)(int device, void* dst, int fd, uint64_t position, size_t bytes);
 };
 void installDeviceMemory(const DeviceMemory& memory);
 

@@ -31,6 +31,9 @@ void copy(void*, int, const void*, int, size_t) {
 void readStaged(int, const void*, size_t, const std::function<void(const void*)>&) {
   unavailable();
 }
+void readFile(int, void*, int, uint64_t, size_t) {
+  unavailable();
+}
 void synchronize(int) {
   unavailable();
 }

@@ -3,6 +3,7 @@
 // lt::Error with that reason, so callers need no #ifdefs.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -44,6 +45,11 @@ void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes
 // sizes it cannot pin), waiting for the stream first, and hands the staged bytes to `consume`
 // on this thread before the buffer is reused.
 void readStaged(int device, const void* src, size_t bytes, const std::function<void(const void* host)>& consume);
+// Reads `bytes` of the open file `fd` from `position` into device memory at `dst`, a chunk at a
+// time into one of two pinned buffers kept per device while the other's copy to the device runs
+// (no pageable staging and no page faults; the pageable path where memory cannot be pinned),
+// and returns when the bytes are on the device. Throws lt::Error as readFileFully does.
+void readFile(int device, void* dst, int fd, uint64_t position, size_t bytes);
 // Waits for all work queued on the device's stream; throws lt::Error on a kernel fault.
 void synchronize(int device);
 // The device's stream (a cudaStream_t) and its multiprocessor count, for kernel launches.

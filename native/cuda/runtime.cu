@@ -12,11 +12,13 @@
 // owned by the graph and freed with it).
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "cuda_backend.h"
 
@@ -315,6 +317,85 @@ void readStaged(int device, const void* src, size_t bytes, const std::function<v
   check(cudaMemcpyAsync(buffer, src, bytes, cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync");
   check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
   consume(buffer);
+}
+
+namespace {
+// A file's bytes reach the device a chunk at a time through two pinned halves, kept per device.
+constexpr size_t kUploadChunkBytes = size_t(32) << 20;
+struct UploadBuffers {
+  void* half[2] = {nullptr, nullptr};
+  cudaEvent_t copied[2] = {nullptr, nullptr};  // each half's last copy to the device
+};
+// Never destroyed: a pool thread may still be reading a file when the process exits.
+std::mutex& uploadMutex() {  // one file read at a time uses the halves
+  static auto* mutex = new std::mutex();
+  return *mutex;
+}
+std::vector<UploadBuffers>& uploadBuffers() {
+  static auto* buffers = new std::vector<UploadBuffers>();
+  return *buffers;
+}
+
+// Pins the halves and makes their events, or leaves none of it (then the next read tries again).
+void pinUploadBuffers(UploadBuffers& u) {
+  void* pinned = nullptr;
+  if (cudaMallocHost(&pinned, 2 * kUploadChunkBytes) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  cudaEvent_t events[2] = {nullptr, nullptr};
+  for (cudaEvent_t& e : events)
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();
+      for (cudaEvent_t made : events)
+        if (made != nullptr) cudaEventDestroy(made);
+      cudaFreeHost(pinned);
+      return;
+    }
+  u.half[0] = pinned;
+  u.half[1] = static_cast<uint8_t*>(pinned) + kUploadChunkBytes;
+  u.copied[0] = events[0];
+  u.copied[1] = events[1];
+}
+}  // namespace
+
+void readFile(int device, void* dst, int fd, uint64_t position, size_t bytes) {
+  DeviceState& st = state(device);
+  refuseWhileCapturing(st, device, "a file cannot be read into device memory");
+  if (bytes == 0) return;
+  std::lock_guard<std::mutex> lock(uploadMutex());
+  check(cudaSetDevice(device), "cudaSetDevice");
+  auto& all = uploadBuffers();
+  if (all.size() <= size_t(device)) all.resize(size_t(device) + 1);
+  UploadBuffers& u = all[size_t(device)];
+  if (u.half[0] == nullptr) pinUploadBuffers(u);
+  auto* out = static_cast<uint8_t*>(dst);
+  try {
+    if (u.half[0] == nullptr) {  // nothing could be pinned: pageable chunks, each staged by the copy
+      std::vector<uint8_t> host(std::min(bytes, kUploadChunkBytes));
+      for (size_t done = 0; done < bytes;) {
+        const size_t n = std::min(kUploadChunkBytes, bytes - done);
+        readFileFully(fd, host.data(), n, position + done);
+        copy(out + done, device, host.data(), -1, n);
+        done += n;
+      }
+    } else {
+      int i = 0;
+      for (size_t done = 0; done < bytes; i ^= 1) {
+        const size_t n = std::min(kUploadChunkBytes, bytes - done);
+        check(cudaEventSynchronize(u.copied[i]), "cudaEventSynchronize");  // this half is free again
+        readFileFully(fd, u.half[i], n, position + done);
+        check(cudaMemcpyAsync(out + done, u.half[i], n, cudaMemcpyHostToDevice, st.stream), "cudaMemcpyAsync");
+        check(cudaEventRecord(u.copied[i], st.stream), "cudaEventRecord");
+        done += n;
+      }
+    }
+  } catch (...) {
+    // No copy may still be writing into the caller's memory once the error reaches it.
+    cudaStreamSynchronize(st.stream);
+    throw;
+  }
+  check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
 }
 
 void synchronize(int device) {
