@@ -27,9 +27,17 @@ void rmsNormRow(float* row, const float* weight, int32_t dim, float eps) {
   for (int32_t i = 0; i < dim; i++) row[i] = row[i] * inv * weight[i];
 }
 
+// SiLU, g / (1 + e^-g). Below g = -80 it is -e^(g + ln(-g)) (1 + e^g rounds to 1 there): e^-g
+// overflows to inf below -88.7, which would give -0 where silu is still a normal number (to
+// g ≈ -91.8), as the CUDA kernels compute it too.
+float silu(float g) {
+  if (g < -80.f) return -std::exp(g + std::log(-g));
+  return g / (1.f + std::exp(-g));
+}
+
 // One row through SwiGLU, in place: gate[i] = silu(gate[i]) · up[i].
 void swiGluRow(float* gate, const float* up, int32_t inner) {
-  for (int32_t i = 0; i < inner; i++) gate[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+  for (int32_t i = 0; i < inner; i++) gate[i] = silu(gate[i]) * up[i];
 }
 
 // Row r of linear's input after its input transform (LinearInput), widened to f32 into `row`,

@@ -81,9 +81,10 @@ __device__ __forceinline__ float roundTo(float v) {
 }
 
 // SiLU, g · 1/(1 + e^-g), as swiGlu, linear's SwiGLU input and the GEMV's SwiGLU output compute
-// it. Below g = -80 the reciprocal approaches f32's subnormals, which --use_fast_math flushes to
-// zero although g times it is a normal number down to g ≈ -91.8; there 1 + e^g rounds to 1 and
-// silu is -e^(g + ln(-g)), which stays normal as long as the result does.
+// it. Below g ≈ -87.3 the reciprocal is an f32 subnormal, which --use_fast_math flushes to zero
+// although g times it is a normal number down to g ≈ -91.8; from -80 (a margin) 1 + e^g rounds to
+// 1 and silu is -e^(g + ln(-g)), which stays normal as long as the result does. The CPU's silu
+// takes the same branch.
 __device__ __forceinline__ float silu(float g) {
   if (g < -80.f) return -__expf(g + __logf(-g));
   return g * __frcp_rn(1.f + __expf(-g));
