@@ -236,13 +236,8 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
       }
       let result = fromFile;
       if (wanted !== fileDType) {
-        result = Tensor.from(fromFile.toFloat32Array(), planned.shape, { dtype: wanted });
+        result = Tensor.from(fromFile.toFloat32Array(), planned.shape, { dtype: wanted, device: options.device });
         fromFile.dispose();
-        if (options.device !== "cpu") {
-          const onDevice = result.to(options.device);
-          result.dispose();
-          result = onDevice;
-        }
       }
       loaded.push(result);
       options.onProgress?.({ loadedBytes, totalBytes, tensor: planned.sources.map((src) => src.name).join(" + ") });

@@ -392,44 +392,41 @@ Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+namespace {
 // readFile(fd, position, byteOffset, byteLength): a Promise that settles once byteLength bytes
 // of the open file fd from byte `position` are in this tensor at byteOffset, read on libuv's
 // thread pool. Into a device tensor they go through pinned buffers, the DMA of one chunk under
 // the read of the next: a checkpoint's weights reach the GPU without pageable staging. The
 // caller keeps fd open until the Promise settles.
+PreparedCall prepareReadFile(const Napi::CallbackInfo& info, CallMode) {
+  TensorObject* self = TensorObject::Unwrap(info.This());
+  self->requireLive("read a file into");
+  auto integer = [&](size_t i, double max, const char* name) {
+    const double v = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
+    if (!(v >= 0) || v > max || v != std::floor(v))
+      throw Error(std::string("readFile(fd, position, byteOffset, byteLength): ") + name +
+                  " must be an integer from 0 to " + std::to_string(int64_t(max)));
+    return v;
+  };
+  const int fd = int(integer(0, double(std::numeric_limits<int>::max()), "fd"));
+  const auto position = uint64_t(integer(1, 9007199254740991.0, "position"));
+  const auto offset = size_t(integer(2, double(self->byteLength()), "byteOffset"));
+  const auto length = size_t(integer(3, double(self->byteLength() - offset), "byteLength (past byteOffset)"));
+  const Device device = self->device();
+  if (capturing(device))
+    throw Error("a file cannot be read into " + device.name() + " while it is being captured into a CUDA graph");
+  self->dropShadow();
+  void* dst = static_cast<uint8_t*>(self->data()) + offset;
+  PreparedCall call;
+  call.run = [dst, device, fd, position, length] { deviceReadFile(dst, device, fd, position, length); };
+  call.keepAlive = {self->storage()};
+  call.device = device;
+  return call;
+}
+}  // namespace
+
 Napi::Value TensorObject::ReadFile(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  try {
-    requireLive("read a file into");
-    auto integer = [&](size_t i, double max, const char* name) {
-      const double v = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
-      if (!(v >= 0) || v > max || v != std::floor(v))
-        throw Error(std::string("readFile(fd, position, byteOffset, byteLength): ") + name +
-                    " must be an integer from 0 to " + std::to_string(int64_t(max)));
-      return v;
-    };
-    const int fd = int(integer(0, double(std::numeric_limits<int>::max()), "fd"));
-    const auto position = uint64_t(integer(1, 9007199254740991.0, "position"));
-    const auto offset = size_t(integer(2, double(byteLength()), "byteOffset"));
-    const auto length = size_t(integer(3, double(byteLength() - offset), "byteLength (past byteOffset)"));
-    const Device device = storage_->device;
-    if (capturing(device))
-      throw Error("a file cannot be read into " + device.name() + " while it is being captured into a CUDA graph");
-    dropShadow();
-    PreparedCall call;
-    void* dst = static_cast<uint8_t*>(data()) + offset;
-    call.run = [dst, device, fd, position, length] { deviceReadFile(dst, device, fd, position, length); };
-    call.keepAlive = {storage_};
-    call.device = device;
-    auto* worker = new KernelWorker(env, std::move(call));
-    Napi::Promise promise = worker->Promise();
-    worker->Queue();
-    return promise;
-  } catch (const std::exception& e) {
-    auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Reject(Napi::Error::New(env, e.what()).Value());
-    return deferred.Promise();
-  }
+  return runAsync<prepareReadFile>(info);
 }
 
 Napi::Value TensorObject::Dispose(const Napi::CallbackInfo& info) {

@@ -40,6 +40,8 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   }
   void* data() const { return static_cast<uint8_t*>(storage_->data) + offset_; }
   size_t byteLength() const { return size_t(numel(shape_)) * dtypeSize(dtype_); }
+  // Throws, naming `what` was asked, when the tensor was disposed.
+  void requireLive(const char* what) const;
 
  private:
   Napi::Value Read(const Napi::CallbackInfo& info);
@@ -55,7 +57,6 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetBytes(const Napi::CallbackInfo& info);
 
-  void requireLive(const char* what) const;
   void release(Napi::Env env);
   void reportOwnedMemory(Napi::Env env);
   Napi::ArrayBuffer externalBuffer(Napi::Env env, void* data, size_t bytes, bool whole);

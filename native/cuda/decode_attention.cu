@@ -80,8 +80,7 @@ struct DecodeArgs {
 // and every planned split has work once the sequence has kMinSplitTiles tiles per split (an
 // equal token share rounded up to whole tiles left a third of them idle at 4K + 1 tokens, and
 // gave the rest a tile more). Every CTA of a sequence reads the same length, so they agree.
-__device__ inline int splitsWithWork(int len, int numSplits) {
-  const int tiles = (len + kTile - 1) / kTile;
+__device__ inline int splitsWithWork(int tiles, int numSplits) {
   return min(numSplits, (tiles + kMinSplitTiles - 1) / kMinSplitTiles);
 }
 
@@ -268,11 +267,11 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   int start = 0, end = len;
   // With one split that has work (or none: an empty cache), split 0 writes out and lse itself,
   // the bits the merge of its one partial would give; the others have nothing to do.
-  const int used = splitMode ? splitsWithWork(len, a.numSplits) : 1;
+  const int tiles = (len + kTile - 1) / kTile;
+  const int used = splitMode ? splitsWithWork(tiles, a.numSplits) : 1;
   const bool viaPartials = used > 1;
   if (split >= max(used, 1)) return;
   if (viaPartials) {
-    const int tiles = (len + kTile - 1) / kTile;
     start = splitFirstTile(tiles, used, split) * kTile;
     end = min(len, splitFirstTile(tiles, used, split + 1) * kTile);
   }
