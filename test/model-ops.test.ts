@@ -11,7 +11,7 @@ import {
   tolerance,
   worstBeyondBound,
 } from "./helpers/reference";
-import { plantedLogits, randomLinear, TensorScope } from "./helpers/tensors";
+import { negativeGateSwiGlu, plantedLogits, randomLinear, TensorScope } from "./helpers/tensors";
 
 const rng = new Random();
 const scope = new TensorScope();
@@ -126,24 +126,11 @@ describe("linear", () => {
   // that picks each gate and up out of the weight's first column, against float64: silu's own
   // rounding in f32 arithmetic (exp and log of arguments near -85: 2^-16 of it), then the dtype's.
   test.each(["f32", "bf16"] as const)("SwiGLU of large negative gates, in swiGlu and in linear's SwiGLU output (%s)", (dtype) => {
-    const inner = 256,
-      k = 8;
     const ulp = dtype === "bf16" ? 2 ** -8 : 2 ** -24,
       underflow = dtype === "bf16" ? 2 ** -134 : 2 ** -150;
-    const gates = Array.from({ length: inner }, () => roundTo(dtype, -100 + 22 * rng.next()));
-    const ups = Array.from({ length: inner }, () => roundTo(dtype, (rng.next() < 0.5 ? -1 : 1) * (0.5 + 3.5 * rng.next())));
-    const want = gates.map((g, j) => (g / (1 + Math.exp(-g))) * ups[j]);
+    const { inner, ups, want, outputs } = negativeGateSwiGlu(scope, rng, dtype, "cpu");
     const bound = want.map((v, j) => (ulp + 2 ** -16) * Math.abs(v) + 2 ** -150 * (1 + Math.abs(ups[j])) + underflow);
-    const column = [...gates, ...ups];
-    const gateUp = scope.add(Tensor.from(Float32Array.from(column), [1, 2 * inner], { dtype }));
-    const weight = scope.random(rng, [2 * inner, k], dtype).values.map((v, i) => (i % k === 0 ? column[i / k] : v));
-    const oneHot = Float32Array.from({ length: k }, (_, i) => (i === 0 ? 1 : 0));
-    const fused = kernels.linear({
-      x: scope.add(Tensor.from(oneHot, [1, k], { dtype })),
-      weight: scope.add(Tensor.from(Float32Array.from(weight), [2 * inner, k], { dtype })),
-      swiGluOutput: true,
-    });
-    for (const out of [scope.add(kernels.swiGlu({ x: gateUp })), scope.add(fused)])
+    for (const out of outputs())
       expect({ seed: rng.seed, worst: worstBeyondBound(out.toFloat32Array(), want, bound) }).toEqual({ seed: rng.seed, worst: "none" });
     expect(want.filter((v) => Math.abs(v) > 2 ** -126).length).toBeGreaterThan(inner / 4);
   });

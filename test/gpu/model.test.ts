@@ -7,7 +7,7 @@ import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helper
 import { collectGarbage } from "../helpers/gc";
 import { bits, describeWithCuda, relError } from "../helpers/gpu";
 import { errorToScale, type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
-import { plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
+import { negativeGateSwiGlu, plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
 
 const status = cudaStatus();
 const describeGpu = describeWithCuda("model");
@@ -376,24 +376,9 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
   // SwiGLU output with a one-hot input row that picks each gate and up out of the weight's first
   // column, against float64. Below f32's smallest normal, silu and the product may flush to 0.
   test("SwiGLU of large negative gates, in swiGlu and in the GEMV's SwiGLU output: float64", () => {
-    const inner = 256,
-      k = 8;
-    const gates = Array.from({ length: inner }, () => roundTo("bf16", -100 + 22 * rng.next()));
-    const ups = Array.from({ length: inner }, () => roundTo("bf16", (rng.next() < 0.5 ? -1 : 1) * (0.5 + 3.5 * rng.next())));
-    const want = gates.map((g, j) => (g / (1 + Math.exp(-g))) * ups[j]);
+    const { inner, ups, want, outputs } = negativeGateSwiGlu(scope, rng, "bf16", "cuda:0", "gemv-only");
     const bound = want.map((v, j) => (2 ** -8 + 2 ** -16) * Math.abs(v) + 2 ** -126 * (1 + Math.abs(ups[j])) + 2 ** -134);
-    const column = [...gates, ...ups];
-    const gateUp = scope.add(Tensor.from(Float32Array.from(column), [1, 2 * inner], { dtype: "bf16", device: "cuda:0" }));
-    const weight = scope.random(rng, [2 * inner, k], "bf16").values.map((v, i) => (i % k === 0 ? column[i / k] : v));
-    const oneHot = Float32Array.from({ length: k }, (_, i) => (i === 0 ? 1 : 0));
-    const fused = kernels.linear({
-      x: scope.add(Tensor.from(oneHot, [1, k], { dtype: "bf16", device: "cuda:0" })),
-      weight: scope.add(Tensor.from(Float32Array.from(weight), [2 * inner, k], { dtype: "bf16", device: "cuda:0" })),
-      swiGluOutput: true,
-      gemm: "gemv-only",
-    });
-    const separate = kernels.swiGlu({ x: gateUp });
-    for (const out of [scope.add(separate), scope.add(fused)]) expect(worstBeyondBound(out.toFloat32Array(), want, bound)).toBe("none");
+    for (const out of outputs()) expect(worstBeyondBound(out.toFloat32Array(), want, bound)).toBe("none");
     expect(want.filter((v) => Math.abs(v) > 2 ** -126).length).toBeGreaterThan(inner / 4);
   });
   // The layer's chain (norm → gate|up with its SwiGLU, → down added into h, norm → a square projection

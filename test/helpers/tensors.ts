@@ -1,6 +1,6 @@
 // Test inputs: random tensors with the float64 values the reference should see.
 import { type DeviceName, kernels, Tensor } from "../../lib";
-import { type FloatDType, type LinearInput, type Random, referenceLinear, referenceSwiGluOutput, roundArray } from "./reference";
+import { type FloatDType, type LinearInput, type Random, referenceLinear, referenceSwiGluOutput, roundArray, roundTo } from "./reference";
 
 export interface RandomTensor {
   tensor: Tensor;
@@ -144,4 +144,36 @@ export function randomLinear(
       return swiGluOutput ? referenceSwiGluOutput(product, m, n / 2, ulp, underflow, flushed) : product;
     },
   };
+}
+
+/**
+ * SwiGLU of large negative gates, from -100 to -78 (f32's e^-g and 1/(1 + e^-g) leave its normal
+ * range there while silu(g) · up stays normal down to about -92), with ups of magnitude 0.5 to 4,
+ * in `dtype` on `device`. `outputs()` runs swiGlu on the [1, 2 · inner] gate|up row, and linear's
+ * SwiGLU output (on `gemm`) with a one-hot input row that picks each gate and up out of the
+ * weight's first column; `want` is float64's silu(g) · up.
+ * @example const { ups, want, outputs } = negativeGateSwiGlu(scope, rng, "bf16", "cuda:0", "gemv-only");
+ */
+export function negativeGateSwiGlu(scope: TensorScope, rng: Random, dtype: FloatDType, device: DeviceName, gemm?: kernels.GemmChoice) {
+  const inner = 256,
+    k = 8;
+  const gates = Array.from({ length: inner }, () => roundTo(dtype, -100 + 22 * rng.next()));
+  const ups = Array.from({ length: inner }, () => roundTo(dtype, (rng.next() < 0.5 ? -1 : 1) * (0.5 + 3.5 * rng.next())));
+  const want = gates.map((g, j) => (g / (1 + Math.exp(-g))) * ups[j]);
+  const column = [...gates, ...ups];
+  const gateUp = scope.add(Tensor.from(Float32Array.from(column), [1, 2 * inner], { dtype, device }));
+  const weight = scope.random(rng, [2 * inner, k], dtype).values.map((v, i) => (i % k === 0 ? column[i / k] : v));
+  const oneHot = scope.add(
+    Tensor.from(
+      Float32Array.from({ length: k }, (_, i) => (i === 0 ? 1 : 0)),
+      [1, k],
+      { dtype, device },
+    ),
+  );
+  const w = scope.add(Tensor.from(Float32Array.from(weight), [2 * inner, k], { dtype, device }));
+  const outputs = (): Tensor[] => [
+    scope.add(kernels.swiGlu({ x: gateUp })),
+    scope.add(kernels.linear({ x: oneHot, weight: w, swiGluOutput: true, gemm })),
+  ];
+  return { inner, ups, want, outputs };
 }
