@@ -2,8 +2,12 @@
 // (lib/eval makeSample, the eval's default depths and seeds 0..SEEDS-1) answered greedily and
 // judged by the eval's own rule (isCorrect), and for each miss whose number it gave (another key's, or none) and where the asked and the
 // chosen needles stand among the four in the text, with each key's tokens; then the right answers by
-// the asked needle's place in the text and by the number of tokens of its key.
-//   node tools/multikey_misses.js MODEL_DIR [CONTEXT=1024] [SEEDS=16] [DEVICE=cpu]
+// the asked needle's place in the text, by the number of tokens of its key, and by how many of the
+// other needles have keys of that many tokens (a model that tells keys apart by their length alone
+// is right when none has, and picks among the equal ones when some have).
+// With --blank-key the question and the answer prefix name no key: the asked key's tokens there are
+// replaced by as many tokens of " the", so what is still right was found without reading the key.
+//   node tools/multikey_misses.js MODEL_DIR [CONTEXT=1024] [SEEDS=16] [DEVICE=cpu] [--blank-key]
 // Run from the repository root after `npm run build` (it loads dist/lib).
 const { answerSample, loadModel } = require("../dist/lib");
 const { isCorrect, makeSample } = require("../dist/lib/eval/tasks");
@@ -11,13 +15,18 @@ const { brownCorpus } = require("../dist/lib/eval/corpus");
 const { defaultEvalSettings } = require("../dist/lib/eval/config");
 
 async function main() {
-  const [dir, contextArg = "1024", seedsArg = "16", device = "cpu"] = process.argv.slice(2);
-  if (!dir) throw new Error("usage: node tools/multikey_misses.js MODEL_DIR [CONTEXT] [SEEDS] [DEVICE]");
+  const args = process.argv.slice(2);
+  const blankKey = args.includes("--blank-key");
+  const [dir, contextArg = "1024", seedsArg = "16", device = "cpu"] = args.filter((a) => a !== "--blank-key");
+  if (!dir) throw new Error("usage: node tools/multikey_misses.js MODEL_DIR [CONTEXT] [SEEDS] [DEVICE] [--blank-key]");
   const model = await loadModel(dir, { device });
   const corpus = brownCorpus();
   const context = Number(contextArg);
   const byOrder = new Map();
   const byKeyTokens = new Map();
+  const bySameLength = new Map();
+  const the = model.tokenizer.encode(" the", { addSpecialTokens: false });
+  if (blankKey && the.length !== 1) throw new Error('--blank-key needs " the" to be one token of this tokenizer');
   // as the eval makes and answers samples (chat "auto": the template where the model has one)
   const chat = model.tokenizer.hasChatTemplate;
   const sampleOptions = { chat, maxPositions: model.config.maxPositionEmbeddings, extraTokens: defaultEvalSettings.extraTokens };
@@ -25,18 +34,24 @@ async function main() {
     for (let seed = 0; seed < Number(seedsArg); seed++)
       for (const depth of defaultEvalSettings.depths) {
         const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, sampleOptions);
-        const out = await answerSample(model, sample, { hybrid: { mode: "off" }, extraTokens: defaultEvalSettings.extraTokens });
         const needles = sample.needles.map((n) => {
           const [, key, value] = /numbers for (\w+) is: (\d+)/.exec(n.text);
-          const pieces = model.tokenizer.encode(` ${key}`, { addSpecialTokens: false }).map((id) => model.tokenizer.decode([id]));
-          return { key, value, answering: n.answering, pieces };
+          const ids = model.tokenizer.encode(` ${key}`, { addSpecialTokens: false });
+          return { key, value, answering: n.answering, ids, pieces: ids.map((id) => model.tokenizer.decode([id])) };
         });
+        const prompt = blankKey ? withoutLastKeys(sample.prompt, needles.find((n) => n.answering).ids, 2, the[0]) : sample.prompt;
+        const out = await answerSample(
+          model,
+          { prompt, answerIds: sample.answerIds },
+          { hybrid: { mode: "off" }, extraTokens: defaultEvalSettings.extraTokens },
+        );
         const given = out.text.trim().slice(0, sample.answer.length);
         const asked = needles.findIndex((n) => n.answering);
         const chosen = needles.findIndex((n) => n.value === given);
         const correct = isCorrect(out.text, sample.answer);
         count(byOrder, asked, correct);
         count(byKeyTokens, needles[asked].pieces.length, correct);
+        count(bySameLength, needles.filter((n, i) => i !== asked && n.ids.length === needles[asked].ids.length).length, correct);
         if (!correct)
           console.log(
             `seed ${seed} depth ${depth}: asked needle ${asked + 1} of ${needles.length}, gave ${chosen >= 0 ? `needle ${chosen + 1}'s number` : `"${given}"`}; keys ` +
@@ -52,6 +67,22 @@ async function main() {
   for (const [asked, t] of tallies) console.log(`  asked needle ${asked + 1}: ${t.right}/${t.total}`);
   for (const [tokens, t] of [...byKeyTokens].sort((a, b) => a[0] - b[0]))
     console.log(`  asked key of ${tokens} tokens: ${t.right}/${t.total}`);
+  for (const [same, t] of [...bySameLength].sort((a, b) => a[0] - b[0]))
+    console.log(`  other needles whose key has as many tokens: ${same}: ${t.right}/${t.total}`);
+}
+
+/** `prompt` with the last `times` runs of `key` (token ids) replaced by as many `filler` tokens. */
+function withoutLastKeys(prompt, key, times, filler) {
+  const ids = Array.from(prompt);
+  let end = ids.length;
+  for (let n = 0; n < times; n++) {
+    let at = end - key.length;
+    while (at >= 0 && !key.every((id, j) => ids[at + j] === id)) at--;
+    if (at < 0) throw new Error(`the key occurs fewer than ${times} times in the prompt`);
+    ids.fill(filler, at, at + key.length);
+    end = at;
+  }
+  return ids;
 }
 
 function count(tallies, key, correct) {

@@ -27,7 +27,9 @@ tenth document held out of training, for perplexity):
     up to that many keys, --clustered puts that share of the multi-key and multi-value
     examples' needles within a tenth of the haystack, the cases the model gets wrong most, and
     --multivalue-distractors gives that share of the multi-value examples 1-3 needles of other keys,
-    so that "the first magic number in the text" stops being a way to answer (see Examples), and
+    so that "the first magic number in the text" stops being a way to answer (see Examples),
+    --same-length-keys gives that share of the multi-key examples keys of one token count, so that
+    a key's length stops being a way to tell it from the others (see Examples), and
     --early-local N makes the first N layers see only 4 sink tokens and a window of recent ones in a
     share of the steps, so that retrieval is learnt in deeper layers too (EarlyLocalAttention).
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
@@ -136,7 +138,8 @@ class Examples:
     haystack a run of consecutive training sentences from a random place, needles at sentence
     boundaries at random depths), and language modelling on the training text."""
 
-    def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0):
+    def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
+                 same_length_keys=0.0):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -155,6 +158,18 @@ class Examples:
         counts = iter(len(e.ids) for e in tok.encode_batch([" " + s for s in flat], add_special_tokens=False))
         self.sentence_tokens = [[next(counts) for _ in doc] for doc in documents]
         self.key_words = sorted({w for s in flat for w in s.split() if re.fullmatch(r"[a-z]{7,10}", w)})
+        # The demo model trained without this matched keys by their token count alone: it was right
+        # 99% of the time when no other key had the asked key's count, and chose at random among
+        # those that had, whatever the question named (bench/README.md, "What the model matches a
+        # key by"). With all keys of one count in this share of the multi-key examples, only the
+        # keys' tokens tell them apart. Groups too small for max_keys keys are not drawn from.
+        self.same_length_keys = same_length_keys
+        by_count = {}
+        for w, e in zip(self.key_words, tok.encode_batch([" " + w for w in self.key_words], add_special_tokens=False)):
+            by_count.setdefault(len(e.ids), []).append(w)
+        self.key_groups = [g for g in by_count.values() if len(g) >= max_keys]
+        if same_length_keys > 0 and not self.key_groups:
+            raise ValueError(f"no token count is shared by {max_keys} key words: --same-length-keys cannot be met")
         self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
@@ -199,7 +214,11 @@ class Examples:
             count = EXTRA_NEEDLES + 1
             if training and self.max_keys > count:
                 count = r.randint(count, self.max_keys)
-            words = r.sample(self.key_words, count)
+            if training and r.random() < self.same_length_keys:
+                group = r.choices(self.key_groups, weights=[len(g) for g in self.key_groups])[0]
+                words = r.sample(group, count)
+            else:
+                words = r.sample(self.key_words, count)
             values = self.numbers(count, 7)
             needles = [(f"One of the special magic numbers for {w} is: {v}.", depth if i == 0 else other_depth(), None)
                        for i, (w, v) in enumerate(zip(words, values))]
@@ -462,7 +481,8 @@ def train(args):
     else:
         tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
         model = make_model(args, tok.get_vocab_size()).to(device)
-    data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors)
+    data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
+                    args.same_length_keys)
     early_local = None
     if args.early_local:
         if args.early_local >= model.config.num_hidden_layers:
@@ -630,6 +650,8 @@ def main():
                     help="share of multi-key/multi-value training examples whose needles sit close together")
     ap.add_argument("--multivalue-distractors", type=float, default=0.0,
                     help="share of multi-value training examples with 1-3 needles of other keys")
+    ap.add_argument("--same-length-keys", type=float, default=0.0,
+                    help="share of multi-key training examples whose keys all have one token count")
     ap.add_argument("--early-local", type=int, default=0,
                     help="in a share of the steps (--early-local-share), the first this many layers see only 4 sink "
                          "tokens and a window (--early-local-window), so retrieval is learnt deeper too")
@@ -649,7 +671,7 @@ def main():
         ap.error(f"--max-keys must be at least {EXTRA_NEEDLES + 1} (the evaluation's keys)")
     if args.early_local < 0 or args.early_local_window < 1:
         ap.error("--early-local is a layer count (0: off), --early-local-window at least 1")
-    for name in ("clustered", "multivalue_distractors", "early_local_share"):
+    for name in ("clustered", "multivalue_distractors", "same_length_keys", "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:
