@@ -5,8 +5,9 @@
 // the asked needle's place in the text, by the number of tokens of its key, and by how many of the
 // other needles have keys of that many tokens (a model that tells keys apart by their length alone
 // is right when none has, and picks among the equal ones when some have).
-// With --blank-key the question and the answer prefix name no key: the asked key's tokens there are
-// replaced by as many tokens of " the", so what is still right was found without reading the key.
+// With --blank-key the question and the answer prefix name no key: the asked key's tokens there
+// ("for KEY mentioned") are replaced by as many tokens of " the", so what is still right was found
+// without reading the key.
 //   node tools/multikey_misses.js MODEL_DIR [CONTEXT=1024] [SEEDS=16] [DEVICE=cpu] [--blank-key]
 // Run from the repository root after `npm run build` (it loads dist/lib).
 const { answerSample, loadModel } = require("../dist/lib");
@@ -24,9 +25,10 @@ async function main() {
   const context = Number(contextArg);
   const byOrder = new Map();
   const byKeyTokens = new Map();
-  const bySameLength = new Map();
-  const the = model.tokenizer.encode(" the", { addSpecialTokens: false });
-  if (blankKey && the.length !== 1) throw new Error('--blank-key needs " the" to be one token of this tokenizer');
+  const bySharedTokenCount = new Map();
+  const encode = (text) => model.tokenizer.encode(text, { addSpecialTokens: false });
+  const blank = { ids: encode(" the"), before: encode(" for"), after: encode(" mentioned") };
+  if (blankKey && blank.ids.length !== 1) throw new Error('--blank-key needs " the" to be one token of this tokenizer');
   // as the eval makes and answers samples (chat "auto": the template where the model has one)
   const chat = model.tokenizer.hasChatTemplate;
   const sampleOptions = { chat, maxPositions: model.config.maxPositionEmbeddings, extraTokens: defaultEvalSettings.extraTokens };
@@ -39,7 +41,10 @@ async function main() {
           const ids = model.tokenizer.encode(` ${key}`, { addSpecialTokens: false });
           return { key, value, answering: n.answering, ids, pieces: ids.map((id) => model.tokenizer.decode([id])) };
         });
-        const prompt = blankKey ? withoutLastKeys(sample.prompt, needles.find((n) => n.answering).ids, 2, the[0]) : sample.prompt;
+        const askedKey = needles.find((n) => n.answering);
+        const prompt = blankKey
+          ? withoutAskedKey(sample.prompt, askedKey.ids, blank, `seed ${seed} depth ${depth} key "${askedKey.key}"`)
+          : sample.prompt;
         const out = await answerSample(
           model,
           { prompt, answerIds: sample.answerIds },
@@ -51,7 +56,7 @@ async function main() {
         const correct = isCorrect(out.text, sample.answer);
         count(byOrder, asked, correct);
         count(byKeyTokens, needles[asked].pieces.length, correct);
-        count(bySameLength, needles.filter((n, i) => i !== asked && n.ids.length === needles[asked].ids.length).length, correct);
+        count(bySharedTokenCount, needles.filter((n, i) => i !== asked && n.ids.length === needles[asked].ids.length).length, correct);
         if (!correct)
           console.log(
             `seed ${seed} depth ${depth}: asked needle ${asked + 1} of ${needles.length}, gave ${chosen >= 0 ? `needle ${chosen + 1}'s number` : `"${given}"`}; keys ` +
@@ -67,21 +72,26 @@ async function main() {
   for (const [asked, t] of tallies) console.log(`  asked needle ${asked + 1}: ${t.right}/${t.total}`);
   for (const [tokens, t] of [...byKeyTokens].sort((a, b) => a[0] - b[0]))
     console.log(`  asked key of ${tokens} tokens: ${t.right}/${t.total}`);
-  for (const [same, t] of [...bySameLength].sort((a, b) => a[0] - b[0]))
-    console.log(`  other needles whose key has as many tokens: ${same}: ${t.right}/${t.total}`);
+  for (const [shared, t] of [...bySharedTokenCount].sort((a, b) => a[0] - b[0]))
+    console.log(`  ${shared} other keys of the asked key's token count: ${t.right}/${t.total}`);
 }
 
-/** `prompt` with the last `times` runs of `key` (token ids) replaced by as many `filler` tokens. */
-function withoutLastKeys(prompt, key, times, filler) {
+/**
+ * `prompt` with the asked key blanked where the question and the answer prefix name it ("for KEY
+ * mentioned"): its tokens replaced by as many `blank.ids` tokens. The needles ("for KEY is:") keep
+ * theirs, and so do words of the prompt's own text that happen to contain the key's tokens.
+ */
+function withoutAskedKey(prompt, key, blank, where) {
   const ids = Array.from(prompt);
-  let end = ids.length;
-  for (let n = 0; n < times; n++) {
-    let at = end - key.length;
-    while (at >= 0 && !key.every((id, j) => ids[at + j] === id)) at--;
-    if (at < 0) throw new Error(`the key occurs fewer than ${times} times in the prompt`);
-    ids.fill(filler, at, at + key.length);
-    end = at;
-  }
+  const run = [...blank.before, ...key, ...blank.after];
+  let found = 0;
+  for (let at = 0; at + run.length <= ids.length; at++)
+    if (run.every((id, j) => ids[at + j] === id)) {
+      ids.fill(blank.ids[0], at + blank.before.length, at + blank.before.length + key.length);
+      found++;
+    }
+  if (found !== 2)
+    throw new Error(`${where}: the question and the answer prefix should name the key as "for KEY mentioned" twice; found ${found}`);
   return ids;
 }
 

@@ -214,7 +214,7 @@ class Examples:
             count = EXTRA_NEEDLES + 1
             if training and self.max_keys > count:
                 count = r.randint(count, self.max_keys)
-            if training and r.random() < self.same_length_keys:
+            if training and self.same_length_keys > 0 and r.random() < self.same_length_keys:
                 group = r.choices(self.key_groups, weights=[len(g) for g in self.key_groups])[0]
                 words = r.sample(group, count)
             else:
@@ -651,7 +651,8 @@ def main():
     ap.add_argument("--multivalue-distractors", type=float, default=0.0,
                     help="share of multi-value training examples with 1-3 needles of other keys")
     ap.add_argument("--same-length-keys", type=float, default=0.0,
-                    help="share of multi-key training examples whose keys all have one token count")
+                    help="share of multi-key training examples whose keys all have one token count "
+                         "(checked against the key words once the tokenizer is trained)")
     ap.add_argument("--early-local", type=int, default=0,
                     help="in a share of the steps (--early-local-share), the first this many layers see only 4 sink "
                          "tokens and a window (--early-local-window), so retrieval is learnt deeper too")

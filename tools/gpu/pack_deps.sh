@@ -16,11 +16,15 @@ fi
 [[ -d node_modules ]] || { echo "no node_modules/ here: run npm ci first, from the repository root" >&2; exit 1; }
 if [[ $kind == runtime ]]; then
   # every installed production package, nested ones included, as paths under the repository root
-  mapfile -t paths < <(npm ls --omit=dev --all --parseable 2>/dev/null | sed -n "s#^$(pwd)/##p" | grep '^node_modules/' | sort -u)
+  root=$(npm prefix)
+  listing=$(npm ls --omit=dev --all --parseable) || { echo "npm ls failed: run npm ci first" >&2; exit 1; }
+  mapfile -t paths < <(grep -F "$root/node_modules/" <<< "$listing" | cut -c $((${#root} + 2))- | sort -u)
+  (( ${#paths[@]} )) || { echo "npm ls listed no production packages under $root/node_modules" >&2; exit 1; }
   tar -cJf "$out" "${paths[@]}"
 else
-  # Everything but the tools that only run here (lint, format, packaging, the local registry, the
-  # load generator) and typescript's message translations.
+  # Everything but the tools that only run here (lint, format, packaging, building from source,
+  # the local registry, the load generator) and typescript's message translations: enough for the
+  # GPU suite, not for the CPU suite's packaging and serving-load tests.
   tar -cJf "$out" \
     --exclude='node_modules/@biomejs' --exclude='node_modules/clang-format' \
     --exclude='node_modules/dependency-cruiser' --exclude='node_modules/verdaccio*' \
