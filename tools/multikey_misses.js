@@ -38,10 +38,11 @@ async function main() {
         const sample = makeSample(model.tokenizer, corpus, { task: "niah-multikey", context, depth, seed }, sampleOptions);
         const needles = sample.needles.map((n) => {
           const [, key, value] = /numbers for (\w+) is: (\d+)/.exec(n.text);
-          const ids = model.tokenizer.encode(` ${key}`, { addSpecialTokens: false });
+          const ids = encode(` ${key}`);
           return { key, value, answering: n.answering, ids, pieces: ids.map((id) => model.tokenizer.decode([id])) };
         });
-        const askedKey = needles.find((n) => n.answering);
+        const asked = needles.findIndex((n) => n.answering);
+        const askedKey = needles[asked];
         const prompt = blankKey
           ? withoutAskedKey(sample.prompt, askedKey.ids, blank, `seed ${seed} depth ${depth} key "${askedKey.key}"`)
           : sample.prompt;
@@ -51,12 +52,11 @@ async function main() {
           { hybrid: { mode: "off" }, extraTokens: defaultEvalSettings.extraTokens },
         );
         const given = out.text.trim().slice(0, sample.answer.length);
-        const asked = needles.findIndex((n) => n.answering);
         const chosen = needles.findIndex((n) => n.value === given);
         const correct = isCorrect(out.text, sample.answer);
         count(byOrder, asked, correct);
-        count(byKeyTokens, needles[asked].pieces.length, correct);
-        count(bySharedTokenCount, needles.filter((n, i) => i !== asked && n.ids.length === needles[asked].ids.length).length, correct);
+        count(byKeyTokens, askedKey.ids.length, correct);
+        count(bySharedTokenCount, needles.filter((n) => n !== askedKey && n.ids.length === askedKey.ids.length).length, correct);
         if (!correct)
           console.log(
             `seed ${seed} depth ${depth}: asked needle ${asked + 1} of ${needles.length}, gave ${chosen >= 0 ? `needle ${chosen + 1}'s number` : `"${given}"`}; keys ` +

@@ -164,12 +164,14 @@ class Examples:
         # key by"). With all keys of one count in this share of the multi-key examples, only the
         # keys' tokens tell them apart. Groups too small for max_keys keys are not drawn from.
         self.same_length_keys = same_length_keys
-        by_count = {}
-        for w, e in zip(self.key_words, tok.encode_batch([" " + w for w in self.key_words], add_special_tokens=False)):
-            by_count.setdefault(len(e.ids), []).append(w)
-        self.key_groups = [g for g in by_count.values() if len(g) >= max_keys]
-        if same_length_keys > 0 and not self.key_groups:
-            raise ValueError(f"no token count is shared by {max_keys} key words: --same-length-keys cannot be met")
+        self.key_groups = []
+        if same_length_keys > 0:
+            by_count = {}
+            for w, e in zip(self.key_words, tok.encode_batch([" " + w for w in self.key_words], add_special_tokens=False)):
+                by_count.setdefault(len(e.ids), []).append(w)
+            self.key_groups = [g for g in by_count.values() if len(g) >= max_keys]
+            if not self.key_groups:
+                raise ValueError(f"no token count is shared by {max_keys} key words: --same-length-keys cannot be met")
         self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
