@@ -31,7 +31,11 @@ tenth document held out of training, for perplexity):
     --same-length-keys gives that share of the multi-key examples keys of one token count, so that
     a key's length stops being a way to tell it from the others (see Examples),
     --recall-drills gives that share of the multi-key examples 1-3 more questions (one fewer than
-    the keys at most), answered, before the last one, so that each example teaches finding a key's number several times (see Examples), and
+    the keys at most) about its other keys, answered, before the last one, so that each example
+    teaches finding a key's number several times, --short-prefixes gives that share of the
+    multi-key examples an answer prefix with fewer words between the key and the answer, and
+    --key-token-counts keeps --same-length-keys to keys of those token counts (see Examples),
+    --task-shares sets how often each task is drawn, and
     --early-local N makes the first N layers see only 4 sink tokens and a window of recent ones in a
     share of the steps, so that retrieval is learnt in deeper layers too (EarlyLocalAttention).
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
@@ -70,6 +74,7 @@ EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 # Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
 CLUSTER_SPAN = 0.1
 MIN_FILLER = 64  # haystack tokens an example with extra keys keeps at least
+PREFIX_TAIL = ["mentioned", "in", "the", "provided", "text"]  # the multi-key answer prefix's words after the key
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
 
@@ -141,7 +146,7 @@ class Examples:
     boundaries at random depths), and language modelling on the training text."""
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
-                 same_length_keys=0.0, recall_drills=0.0):
+                 same_length_keys=0.0, recall_drills=0.0, short_prefixes=0.0, key_token_counts=None):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -171,16 +176,24 @@ class Examples:
             by_count = {}
             for w, e in zip(self.key_words, tok.encode_batch([" " + w for w in self.key_words], add_special_tokens=False)):
                 by_count.setdefault(len(e.ids), []).append(w)
-            self.key_groups = [g for g in by_count.values() if len(g) >= max_keys]
+            self.key_groups = [g for n, g in by_count.items()
+                               if len(g) >= max_keys and (not key_token_counts or n in key_token_counts)]
             if not self.key_groups:
-                raise ValueError(f"no token count is shared by {max_keys} key words: --same-length-keys cannot be met")
-        # A multi-key example has one decision (which needle is the asked key's) among hundreds of
-        # copied tokens, and a model trained with one-count keys stayed at chance for 4800 steps
-        # (bench/README.md). Drills ask more of the example's keys, each answered in the text before
-        # the last question, with the loss on each number: more decisions of the same kind per
-        # example. Their keys are drawn with replacement from all the example's keys, so that the last
-        # question's key is not "the one not yet asked"; the evaluation has no drills.
+                raise ValueError(f"no token count{' of --key-token-counts' if key_token_counts else ''} is shared by "
+                                 f"{max_keys} key words: --same-length-keys cannot be met")
+        # A multi-key example teaches one decision (which needle is the asked key's); the answer's
+        # other tokens are copies. Drills ask more of the example's keys, each answered in the text
+        # before the last question with the loss on its number: more decisions of that kind per
+        # example. Their keys are the other keys (a drill on the last question's key would let its
+        # answer be copied from the drill's), drawn with replacement, so that the last question's key
+        # is seldom the only one not yet asked; the evaluation has no drills.
         self.recall_drills = recall_drills
+        # The answer prefix puts six tokens between the key and the answer's first digit, while the
+        # needle has two ("KEY is: 1234567"), so the key must be carried over both gaps before it
+        # can be matched. Shorter prefixes ("... for KEY provided text is") in a share of the
+        # examples give the matching a nearer start; the evaluation keeps the whole prefix.
+        self.short_prefixes = short_prefixes
+        self.task_shares = TASK_SHARES
         self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
@@ -236,11 +249,15 @@ class Examples:
                        for i, (w, v) in enumerate(zip(words, values))]
             question = lambda w: f"What is the special magic number for {w} mentioned in the provided text?"
             prefix = lambda w: f"The special magic number for {w} mentioned in the provided text is"
+            answer_prefix = prefix(words[0])
+            if training and self.short_prefixes > 0 and r.random() < self.short_prefixes:
+                kept = PREFIX_TAIL[len(PREFIX_TAIL) - r.randrange(len(PREFIX_TAIL)):]
+                answer_prefix = f"The special magic number for {' '.join([words[0]] + kept)} is"
             drills = []
             if training and self.recall_drills > 0 and r.random() < self.recall_drills:
-                asked = r.choices(range(count), k=r.randint(1, count - 1))
+                asked = r.choices(range(1, count), k=r.randint(1, count - 1))
                 drills = [(question(words[i]), prefix(words[i]), str(values[i])) for i in asked]
-            return MAGIC_INTRO, needles, question(words[0]), prefix(words[0]), str(values[0]), drills
+            return MAGIC_INTRO, needles, question(words[0]), answer_prefix, str(values[0]), drills
         if task == "niah-multivalue":
             others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
@@ -392,7 +409,7 @@ def produce_batches(data, seed, length, batch, task_fraction, lm_span, decision_
     data.rng = random.Random(seed)
     n_task = int(round(batch * task_fraction))
     while True:
-        rows = data.tokenized_tasks(data.rng.choices(TASKS, TASK_SHARES, k=n_task), length, decision_weight)
+        rows = data.tokenized_tasks(data.rng.choices(TASKS, data.task_shares, k=n_task), length, decision_weight)
         rows += [("language",) + data.language(length, lm_span) + (0,) for _ in range(batch - n_task)]
         out.put(([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
                  np.array([r[2] for r in rows], dtype=np.float32), np.array([r[3] for r in rows], dtype=np.int64)))
@@ -521,7 +538,9 @@ def train(args):
         tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
-                    args.same_length_keys, args.recall_drills)
+                    args.same_length_keys, args.recall_drills, args.short_prefixes, args.key_token_counts)
+    if args.task_shares:
+        data.task_shares = args.task_shares
     early_local = None
     if args.early_local:
         if args.early_local >= model.config.num_hidden_layers:
@@ -699,6 +718,13 @@ def main():
     ap.add_argument("--recall-drills", type=float, default=0.0,
                     help="share of multi-key training examples with 1 to (keys - 1) more of their keys asked and "
                          "answered before the last question")
+    ap.add_argument("--short-prefixes", type=float, default=0.0,
+                    help="share of multi-key training examples whose answer prefix keeps 0-4 of the 5 words between "
+                         "the key and 'is' (the evaluation: all 5)")
+    ap.add_argument("--key-token-counts", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="with --same-length-keys: only keys of these token counts, e.g. 1")
+    ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
+                    help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
                     help="in a share of the steps (--early-local-share), the first this many layers see only 4 sink "
                          "tokens and a window (--early-local-window), so retrieval is learnt deeper too")
@@ -716,9 +742,14 @@ def main():
     args = ap.parse_args()
     if args.max_keys < EXTRA_NEEDLES + 1:
         ap.error(f"--max-keys must be at least {EXTRA_NEEDLES + 1} (the evaluation's keys)")
+    if args.key_token_counts and not args.same_length_keys:
+        ap.error("--key-token-counts picks the keys of --same-length-keys: give that too")
+    if args.task_shares and (len(args.task_shares) != len(TASKS) or min(args.task_shares) < 0 or sum(args.task_shares) <= 0):
+        ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
     if args.early_local < 0 or args.early_local_window < 1:
         ap.error("--early-local is a layer count (0: off), --early-local-window at least 1")
-    for name in ("clustered", "multivalue_distractors", "same_length_keys", "recall_drills", "early_local_share"):
+    for name in ("clustered", "multivalue_distractors", "same_length_keys", "recall_drills", "short_prefixes",
+                 "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:
