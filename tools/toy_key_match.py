@@ -38,7 +38,8 @@ NEEDLES = 4
 def example(rng, length, key_tokens, gap, value_digits=7, queries=1):
     """Token ids (BOS .. the last answer's digits, length + 1 of them) and the loss weight of each
     next-token prediction (length of them). With more than one query, the keys asked before the
-    last are other keys than the last one's, each followed by its number (with a loss on it)."""
+    last are other keys than the last one's and each other, each followed by its number (with a loss
+    on it)."""
     keys = []
     while len(keys) < NEEDLES:
         key = [rng.randrange(FILLER) for _ in range(key_tokens)]
@@ -63,7 +64,6 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1):
     weights = [0.0] * len(ids)
     for i, drill in zip(asked, drills + [question(0) + values[0]]):
         ids += drill
-        answer_at = len(ids) - len(drill) + len(question(i))
         weights += [0.0] * len(question(i)) + [4.0] + [1.0] * (value_digits - 1) + [0.0] * (len(drill) - len(question(i)) - value_digits)
     return ids, weights[1:]
 
@@ -137,8 +137,9 @@ def main():
     ap.add_argument("--short-gaps", type=float, default=0.0,
                     help="share of training examples with 0-4 gap words instead of the evaluation's 5")
     ap.add_argument("--value-digits", type=int, default=7)
-    ap.add_argument("--queries", type=int, default=1, choices=range(1, NEEDLES + 1),
-                    help="keys asked and answered per training example (the evaluation asks one)")
+    ap.add_argument("--queries", type=int, default=1, choices=range(1, NEEDLES),
+                    help="keys asked and answered per training example, each another (the evaluation asks one); "
+                         "the earlier answers rule their needles out for the last")
     ap.add_argument("--length", type=int, default=160)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)

@@ -29,12 +29,9 @@ tenth document held out of training, for perplexity):
     --multivalue-distractors gives that share of the multi-value examples 1-3 needles of other keys,
     so that "the first magic number in the text" stops being a way to answer (see Examples),
     --same-length-keys gives that share of the multi-key examples keys of one token count, so that
-    a key's length stops being a way to tell it from the others (see Examples),
-    --recall-drills gives that share of the multi-key examples 1-3 more questions (one fewer than
-    the keys at most) about its other keys, answered, before the last one, so that each example
-    teaches finding a key's number several times, --short-prefixes gives that share of the
-    multi-key examples an answer prefix with fewer words between the key and the answer, and
-    --key-token-counts keeps --same-length-keys to keys of those token counts (see Examples),
+    a key's length stops being a way to tell it from the others (see Examples), --key-token-counts
+    keeps those keys to the given token counts, --short-prefixes gives that share of the multi-key
+    examples an answer prefix with fewer words between the key and the answer (see Examples),
     --task-shares sets how often each task is drawn, and
     --early-local N makes the first N layers see only 4 sink tokens and a window of recent ones in a
     share of the steps, so that retrieval is learnt in deeper layers too (EarlyLocalAttention).
@@ -146,7 +143,7 @@ class Examples:
     boundaries at random depths), and language modelling on the training text."""
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
-                 same_length_keys=0.0, recall_drills=0.0, short_prefixes=0.0, key_token_counts=None):
+                 same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -181,13 +178,6 @@ class Examples:
             if not self.key_groups:
                 raise ValueError(f"no token count{' of --key-token-counts' if key_token_counts else ''} is shared by "
                                  f"{max_keys} key words: --same-length-keys cannot be met")
-        # A multi-key example teaches one decision (which needle is the asked key's); the answer's
-        # other tokens are copies. Drills ask more of the example's keys, each answered in the text
-        # before the last question with the loss on its number: more decisions of that kind per
-        # example. Their keys are the other keys (a drill on the last question's key would let its
-        # answer be copied from the drill's), drawn with replacement, so that the last question's key
-        # is seldom the only one not yet asked; the evaluation has no drills.
-        self.recall_drills = recall_drills
         # The answer prefix puts six tokens between the key and the answer's first digit, while the
         # needle has two ("KEY is: 1234567"), so the key must be carried over both gaps before it
         # can be matched. Shorter prefixes ("... for KEY provided text is") in a share of the
@@ -220,8 +210,7 @@ class Examples:
         return ids, weights
 
     def task_text(self, task, training=False):
-        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None, drills
-        [(question, answer prefix, answer)] asked and answered before the question)."""
+        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None)."""
         r = self.rng
         depth = r.random()
         other_depth = r.random
@@ -234,7 +223,7 @@ class Examples:
             return ("There is an important piece of information hidden inside a lot of irrelevant text. "
                     "Find it and memorize it. I will quiz you about it.",
                     [(f"The pass key is {key}. Remember it. {key} is the pass key.", depth, None)],
-                    "What is the pass key?", "The pass key is", str(key), [])
+                    "What is the pass key?", "The pass key is", str(key))
         if task == "niah-multikey":
             count = EXTRA_NEEDLES + 1
             if training and self.max_keys > count:
@@ -247,17 +236,12 @@ class Examples:
             values = self.numbers(count, 7)
             needles = [(f"One of the special magic numbers for {w} is: {v}.", depth if i == 0 else other_depth(), None)
                        for i, (w, v) in enumerate(zip(words, values))]
-            question = lambda w: f"What is the special magic number for {w} mentioned in the provided text?"
-            prefix = lambda w: f"The special magic number for {w} mentioned in the provided text is"
-            answer_prefix = prefix(words[0])
+            tail = PREFIX_TAIL
             if training and self.short_prefixes > 0 and r.random() < self.short_prefixes:
-                kept = PREFIX_TAIL[len(PREFIX_TAIL) - r.randrange(len(PREFIX_TAIL)):]
-                answer_prefix = f"The special magic number for {' '.join([words[0]] + kept)} is"
-            drills = []
-            if training and self.recall_drills > 0 and r.random() < self.recall_drills:
-                asked = r.choices(range(1, count), k=r.randint(1, count - 1))
-                drills = [(question(words[i]), prefix(words[i]), str(values[i])) for i in asked]
-            return MAGIC_INTRO, needles, question(words[0]), answer_prefix, str(values[0]), drills
+                tail = PREFIX_TAIL[len(PREFIX_TAIL) - r.randrange(len(PREFIX_TAIL)):]
+            return (MAGIC_INTRO, needles,
+                    f"What is the special magic number for {words[0]} mentioned in the provided text?",
+                    f"The special magic number for {' '.join([words[0]] + tail)} is", str(values[0]))
         if task == "niah-multivalue":
             others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
@@ -272,7 +256,7 @@ class Examples:
                         for w, v in zip(others, values[EXTRA_NEEDLES + 1:])]
             return (MAGIC_INTRO, needles,
                     f"What are all the special magic numbers for {word} mentioned in the provided text?",
-                    f"The special magic numbers for {word} mentioned in the provided text are", None, [])
+                    f"The special magic numbers for {word} mentioned in the provided text are", None)
         names = []
         while len(names) < EXTRA_NEEDLES + 1:
             name = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
@@ -285,28 +269,22 @@ class Examples:
         return ("Memorize and track the chain(s) of variable assignment hidden in the following text.", needles,
                 f"Question: Find all variables that are assigned the value {value} in the text above.",
                 f"Answer: According to the chain(s) of variable assignment in the text above, {len(names)} variables "
-                f"are assigned the value {value}, they are:", " ".join(names), [])
+                f"are assigned the value {value}, they are:", " ".join(names))
 
     def task(self, task, length, training=False):
-        """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer
-        text, the character spans of the drills' answers in the prompt)."""
-        intro, needles, question, prefix, answer, drills = self.task_text(task, training)
+        """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer text)."""
+        intro, needles, question, prefix, answer = self.task_text(task, training)
         listed = answer is None  # the answer lists the values in the order the needles appear
         if listed:  # in some order for now: its length is all the budget needs
             answer = ", ".join(v for _, _, v in needles if v is not None)
-        drill = lambda q, p, a: f"\n\n{q}\n\n{p} {a}."
-        wrap = lambda haystack: f"{intro}{haystack}{''.join(drill(*d) for d in drills)}\n\n{question}\n\n{prefix}"
+        wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
         # the instructions, needles, question and answer, and the </s> after it
         fixed_tokens = lambda: self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1
         fixed = fixed_tokens()
-        # Drills, then keys beyond the evaluation's four (--max-keys) and distractors go first where
-        # they would leave too little haystack (eight keys fill all of a 256-token example). Drills go
-        # before keys, as they may ask any of them.
-        while length - fixed < MIN_FILLER and (drills or len(needles) > EXTRA_NEEDLES + 1):
-            if drills:
-                drills = drills[:-1]
-            else:
-                needles = needles[:-1]
+        # Keys beyond the evaluation's four (--max-keys) and distractors go first where they would
+        # leave too little haystack (eight keys fill all of a 256-token example).
+        while len(needles) > EXTRA_NEEDLES + 1 and length - fixed < MIN_FILLER:
+            needles = needles[:-1]
             fixed = fixed_tokens()
         budget = length - fixed
         filler, starts = [], [0]
@@ -333,25 +311,16 @@ class Examples:
                 nxt += 1
             if b < len(filler):
                 pieces.append(filler[b])
-        haystack = "".join(" " + p for p in pieces)
-        spans, at = [], len(intro) + len(haystack)
-        for q, p, a in drills:
-            start = at + len(f"\n\n{q}\n\n{p}")
-            spans.append((start, start + 1 + len(a)))
-            at += len(drill(q, p, a))
-        return wrap(haystack), " " + answer, spans
+        return wrap("".join(" " + p for p in pieces)), " " + answer
 
     def tokenized_tasks(self, tasks, length, decision_weight=1.0):
         """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
-        the loss weights (the answer tokens and the drills' answers only)."""
-        examples = [self.task(t, length, training=True) for t in tasks]
-        prompts = self.tok.encode_batch([p for p, _, _ in examples])
-        fulls = self.tok.encode_batch([p + a for p, a, _ in examples])
-        # each drill answer's tokens: those of the prompt up to its end beyond those up to its start
-        cuts = [p[:c] for p, _, spans in examples for span in spans for c in span]
-        cut_ids = iter(e.ids for e in self.tok.encode_batch(cuts)) if cuts else iter(())
+        the loss weights (the answer tokens only)."""
+        pairs = [self.task(t, length, training=True) for t in tasks]
+        prompts = self.tok.encode_batch([p for p, _ in pairs])
+        fulls = self.tok.encode_batch([p + a for p, a in pairs])
         out = []
-        for task, p, full, (_, _, spans) in zip(tasks, prompts, fulls, examples):
+        for task, p, full in zip(tasks, prompts, fulls):
             # The answer ends with </s>, so that the model stops after it, as the evaluation expects.
             p_ids, ids = p.ids, full.ids + [EOS]
             # Label alignment: the prompt's tokens must be a prefix of the whole's, or the answer
@@ -367,13 +336,6 @@ class Examples:
             ids = ids[:1] + self.stream[start:start + gap].tolist() + ids[1:]
             decisive = min(DECISION_TOKENS, n_answer)
             weights = [0.0] * (len(ids) - n_answer) + [decision_weight] * decisive + [1.0] * (n_answer - decisive)
-            for _ in spans:
-                before, through = next(cut_ids), next(cut_ids)
-                if through[:len(before)] != before or p_ids[:len(through)] != through:
-                    raise AssertionError(f"{task}: a drill answer's tokens are not where the prompt's are")
-                first = gap + len(before)  # the filler went in after <s>
-                n = len(through) - len(before)
-                weights[first:first + n] = [decision_weight] * min(DECISION_TOKENS, n) + [1.0] * (n - min(DECISION_TOKENS, n))
             out.append((task, ids, weights, n_answer))
         return out
 
@@ -404,15 +366,14 @@ def stages(max_context, weights=None):
 
 
 def produce_batches(data, seed, length, batch, task_fraction, lm_span, decision_weight, out):
-    """A worker process's loop: a stage's batches as (kinds, ids, weights, final answer's token
-    count) arrays, until terminated."""
+    """A worker process's loop: a stage's batches as (kinds, ids, weights) arrays, until terminated."""
     data.rng = random.Random(seed)
     n_task = int(round(batch * task_fraction))
     while True:
         rows = data.tokenized_tasks(data.rng.choices(TASKS, data.task_shares, k=n_task), length, decision_weight)
         rows += [("language",) + data.language(length, lm_span) + (0,) for _ in range(batch - n_task)]
         out.put(([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64),
-                 np.array([r[2] for r in rows], dtype=np.float32), np.array([r[3] for r in rows], dtype=np.int64)))
+                 np.array([r[2] for r in rows], dtype=np.float32)))
 
 
 class BatchMaker:
@@ -538,7 +499,7 @@ def train(args):
         tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
-                    args.same_length_keys, args.recall_drills, args.short_prefixes, args.key_token_counts)
+                    args.same_length_keys, args.short_prefixes, args.key_token_counts)
     if args.task_shares:
         data.task_shares = args.task_shares
     early_local = None
@@ -567,7 +528,7 @@ def train(args):
         maker = BatchMaker(data, args.seed + 1000 * (stage + 1), length, batch, args.task_fraction, args.lm_span,
                            args.decision_weight, args.workers)
         while time.time() < stage_end:
-            kinds, ids, weights, answer_tokens = maker.next()
+            kinds, ids, weights = maker.next()
             ids = torch.from_numpy(ids).to(device, non_blocking=True)
             weights = torch.from_numpy(weights).to(device, non_blocking=True)
             elapsed = time.time() - t_start
@@ -592,9 +553,6 @@ def train(args):
                     early_local.on = False  # the held-out loss is the full-attention model's
                 with torch.no_grad():
                     correct = (logits.argmax(-1) == ids[:, 1:]).float()
-                    # the accuracies are the last answer's, as the evaluation's, drills or not
-                    final = torch.arange(w.shape[1]) >= w.shape[1] - torch.from_numpy(answer_tokens)[:, None]
-                    final = final.to(device)
                     entry = {"step": step, "seconds": round(elapsed, 1), "length": length, "lr": lr,
                              "held_out_loss": round(held_out_loss(model, held_batch), 4)}
                     if early_local:
@@ -605,10 +563,9 @@ def train(args):
                             ws = w[sel]
                             entry[f"{kind}_loss"] = round(float((token_loss[sel] * ws).sum() / ws.sum()), 4)
                             if kind != "language":
-                                answer = (ws > 0) & final[sel]
-                                entry[f"{kind}_token_acc"] = round(float((correct[sel] * answer).sum() / answer.sum()), 3)
+                                entry[f"{kind}_token_acc"] = round(float((correct[sel] * (ws > 0)).sum() / (ws > 0).sum()), 3)
                                 # every answer token right, teacher-forced: close to the greedy exact match
-                                wrong = ((1 - correct[sel]) * answer).sum(dim=1)
+                                wrong = ((1 - correct[sel]) * (ws > 0)).sum(dim=1)
                                 entry[f"{kind}_exact"] = round(float((wrong == 0).float().mean()), 3)
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
@@ -627,7 +584,7 @@ def evaluate(model, tok, data, length, samples):
     for kind in TASKS:
         correct = 0
         for _ in range(samples):
-            prompt, answer, _ = data.task(kind, length)
+            prompt, answer = data.task(kind, length)
             ids = torch.tensor([tok.encode(prompt).ids], device="cuda")
             n_new = len(tok.encode(answer, add_special_tokens=False).ids) + 2
             with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -715,14 +672,11 @@ def main():
     ap.add_argument("--same-length-keys", type=float, default=0.0,
                     help="share of multi-key training examples whose keys all have one token count "
                          "(checked against the key words once the tokenizer is trained)")
-    ap.add_argument("--recall-drills", type=float, default=0.0,
-                    help="share of multi-key training examples with 1 to (keys - 1) more of their keys asked and "
-                         "answered before the last question")
+    ap.add_argument("--key-token-counts", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="with --same-length-keys: only keys of these token counts, e.g. 1")
     ap.add_argument("--short-prefixes", type=float, default=0.0,
                     help="share of multi-key training examples whose answer prefix keeps 0-4 of the 5 words between "
                          "the key and 'is' (the evaluation: all 5)")
-    ap.add_argument("--key-token-counts", type=lambda v: [int(x) for x in v.split(",")], default=None,
-                    help="with --same-length-keys: only keys of these token counts, e.g. 1")
     ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
                     help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
@@ -748,8 +702,7 @@ def main():
         ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
     if args.early_local < 0 or args.early_local_window < 1:
         ap.error("--early-local is a layer count (0: off), --early-local-window at least 1")
-    for name in ("clustered", "multivalue_distractors", "same_length_keys", "recall_drills", "short_prefixes",
-                 "early_local_share"):
+    for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:

