@@ -17,7 +17,9 @@ the needles scores 1/4 + 3/4 * 1/10 = 0.325, as two needles' numbers may start a
     python3 tools/toy_key_match.py --key-tokens 1 --value-digits 3 --queries 3 ...  # two drills first
 
 It needs torch (any version from 1.13, CPU is enough: a 3-layer, 64-wide model takes about 0.09 s a
-step on one core at 96 tokens and 16 examples).
+step on one core at 96 tokens and 16 examples). At that size it learns slowly: with --adjacent
+(plain induction) it was still below a pick among the needles after 6000 steps, so a run that
+stays there says little about the task (bench/README.md).
 """
 import argparse
 import math
@@ -35,19 +37,23 @@ VOCAB = FILLER + 20
 NEEDLES = 4
 
 
-def example(rng, length, key_tokens, gap, value_digits=7, queries=1):
+def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=False):
     """Token ids (BOS .. the last answer's digits, length + 1 of them) and the loss weight of each
     next-token prediction (length of them). With more than one query, the keys asked before the
     last are other keys than the last one's and each other, each followed by its number (with a loss
-    on it)."""
+    on it). Adjacent: needles `K1..Kn D1..Dm .` and the question `K1..Kn`, the gap ignored."""
     keys = []
     while len(keys) < NEEDLES:
         key = [rng.randrange(FILLER) for _ in range(key_tokens)]
         if key not in keys:
             keys.append(key)
     values = [[rng.choice(DIGITS) for _ in range(value_digits)] for _ in range(NEEDLES)]
-    needles = [[FOR] + k + [IS, COLON] + v + [DOT] for k, v in zip(keys, values)]
-    question = lambda i: [FOR] + keys[i] + GAP_WORDS[len(GAP_WORDS) - gap:] + [IS]
+    if adjacent:
+        needles = [k + v + [DOT] for k, v in zip(keys, values)]
+        question = lambda i: keys[i]
+    else:
+        needles = [[FOR] + k + [IS, COLON] + v + [DOT] for k, v in zip(keys, values)]
+        question = lambda i: [FOR] + keys[i] + GAP_WORDS[len(GAP_WORDS) - gap:] + [IS]
     asked = rng.sample(range(1, NEEDLES), queries - 1) + [0]
     drills = [question(i) + values[i] + [DOT] for i in asked[:-1]]
     filler = length + 1 - 1 - sum(map(len, needles)) - sum(map(len, drills)) - len(question(0)) - value_digits
@@ -68,9 +74,9 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1):
     return ids, weights[1:]
 
 
-def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries):
+def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent):
     rows = [example(rng, length, key_tokens, rng.randrange(len(GAP_WORDS)) if rng.random() < short_gaps else len(GAP_WORDS),
-                    value_digits, queries) for _ in range(size)]
+                    value_digits, queries, adjacent) for _ in range(size)]
     return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
 
@@ -122,8 +128,8 @@ class Model(torch.nn.Module):
 
 
 @torch.no_grad()
-def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits):
-    rows = [example(rng, length, key_tokens, gap, value_digits) for _ in range(samples)]
+def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits, adjacent):
+    rows = [example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent) for _ in range(samples)]
     ids, weights = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
     first = weights.argmax(dim=1)  # the position that predicts the (one) answer's first digit
     logits = model(ids[:, :-1])
@@ -140,6 +146,9 @@ def main():
     ap.add_argument("--queries", type=int, default=1, choices=range(1, NEEDLES),
                     help="keys asked and answered per training example, each another (the evaluation asks one); "
                          "the earlier answers rule their needles out for the last")
+    ap.add_argument("--adjacent", action="store_true",
+                    help="needles `KEY DIGITS .` and the question `KEY`: plain induction, to see how fast the toy "
+                         "learns a recall with nothing between key and number")
     ap.add_argument("--length", type=int, default=160)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
@@ -160,7 +169,8 @@ def main():
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, step / 100)
-        ids, weights = batch(rng, args.batch, args.length, args.key_tokens, args.short_gaps, args.value_digits, args.queries)
+        ids, weights = batch(rng, args.batch, args.length, args.key_tokens, args.short_gaps, args.value_digits, args.queries,
+                             args.adjacent)
         logits = model(ids[:, :-1])
         loss = (F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
                 * weights.reshape(-1)).sum() / weights.sum()
@@ -169,10 +179,10 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % args.eval_every == 0:
-            gap5, gap0 = (first_digit_accuracy(model, eval_rng, 256, args.length, args.key_tokens, g, args.value_digits)
-                          for g in (5, 0))
-            print(f"step {step} loss {loss.item():.3f} first digit: gap 5 {gap5:.3f}, gap 0 {gap0:.3f} "
-                  f"[{time.time() - start:.0f} s]", flush=True)
+            accuracy = lambda gap: first_digit_accuracy(model, eval_rng, 256, args.length, args.key_tokens, gap,
+                                                        args.value_digits, args.adjacent)
+            report = f"adjacent {accuracy(0):.3f}" if args.adjacent else f"gap 5 {accuracy(5):.3f}, gap 0 {accuracy(0):.3f}"
+            print(f"step {step} loss {loss.item():.3f} first digit: {report} [{time.time() - start:.0f} s]", flush=True)
 
 
 if __name__ == "__main__":
