@@ -37,7 +37,23 @@ VOCAB = FILLER + 20
 NEEDLES = 4
 
 
-def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=False):
+def filler_tokens(rng, count, repeats):
+    """Random filler; with repeats, in chunks of 3-6 tokens of which half repeat an earlier chunk,
+    so that a loss on the filler teaches copying what came before (induction), as text does."""
+    if not repeats:
+        return [rng.randrange(FILLER) for _ in range(count)]
+    tokens, chunks = [], []
+    while len(tokens) < count:
+        if chunks and rng.random() < 0.5:
+            chunk = rng.choice(chunks)
+        else:
+            chunk = [rng.randrange(FILLER) for _ in range(rng.randint(3, 6))]
+            chunks.append(chunk)
+        tokens += chunk
+    return tokens[:count]
+
+
+def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=False, repeats=False):
     """Token ids (BOS .. the last answer's digits, length + 1 of them) and the loss weight of each
     next-token prediction (length of them). With more than one query, the keys asked before the
     last are other keys than the last one's and each other, each followed by its number (with a loss
@@ -62,11 +78,12 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=Fa
     cuts = sorted(rng.randrange(filler + 1) for _ in range(NEEDLES))
     order = list(range(NEEDLES))
     rng.shuffle(order)
+    text = filler_tokens(rng, filler, repeats)
     ids, at = [BOS], 0
     for cut, i in zip(cuts, order):
-        ids += [rng.randrange(FILLER) for _ in range(cut - at)] + needles[i]
+        ids += text[at:cut] + needles[i]
         at = cut
-    ids += [rng.randrange(FILLER) for _ in range(filler - at)]
+    ids += text[at:]
     weights = [0.0] * len(ids)
     for i, drill in zip(asked, drills + [question(0) + values[0]]):
         ids += drill
@@ -74,9 +91,9 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=Fa
     return ids, weights[1:]
 
 
-def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent):
+def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent, repeats):
     rows = [example(rng, length, key_tokens, rng.randrange(len(GAP_WORDS)) if rng.random() < short_gaps else len(GAP_WORDS),
-                    value_digits, queries, adjacent) for _ in range(size)]
+                    value_digits, queries, adjacent, repeats) for _ in range(size)]
     return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
 
@@ -128,8 +145,8 @@ class Model(torch.nn.Module):
 
 
 @torch.no_grad()
-def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits, adjacent):
-    rows = [example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent) for _ in range(samples)]
+def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits, adjacent, repeats):
+    rows = [example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent, repeats=repeats) for _ in range(samples)]
     ids, weights = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
     first = weights.argmax(dim=1)  # the position that predicts the (one) answer's first digit
     logits = model(ids[:, :-1])
@@ -149,6 +166,9 @@ def main():
     ap.add_argument("--adjacent", action="store_true",
                     help="needles `KEY DIGITS .` and the question `KEY`: plain induction, to see how fast the toy "
                          "learns a recall with nothing between key and number")
+    ap.add_argument("--repeats", action="store_true",
+                    help="filler in chunks of which half repeat earlier ones, with a loss on every filler token: "
+                         "induction to learn from, as the demo model has from its text")
     ap.add_argument("--length", type=int, default=160)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
@@ -170,17 +190,20 @@ def main():
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, step / 100)
         ids, weights = batch(rng, args.batch, args.length, args.key_tokens, args.short_gaps, args.value_digits, args.queries,
-                             args.adjacent)
+                             args.adjacent, args.repeats)
         logits = model(ids[:, :-1])
-        loss = (F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
-                * weights.reshape(-1)).sum() / weights.sum()
+        token_loss = F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
+        loss = (token_loss * weights.reshape(-1)).sum() / weights.sum()
+        total = loss
+        if args.repeats:  # and the language-modelling loss on the filler, counted apart as in train_demo_model.py
+            total = loss + token_loss[ids[:, 1:].reshape(-1) < FILLER].mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % args.eval_every == 0:
             accuracy = lambda gap: first_digit_accuracy(model, eval_rng, 256, args.length, args.key_tokens, gap,
-                                                        args.value_digits, args.adjacent)
+                                                        args.value_digits, args.adjacent, args.repeats)
             report = f"adjacent {accuracy(0):.3f}" if args.adjacent else f"gap 5 {accuracy(5):.3f}, gap 0 {accuracy(0):.3f}"
             print(f"step {step} loss {loss.item():.3f} first digit: {report} [{time.time() - start:.0f} s]", flush=True)
 
