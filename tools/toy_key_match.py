@@ -72,7 +72,7 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=Fa
         question = lambda i: [FOR] + keys[i] + GAP_WORDS[len(GAP_WORDS) - gap:] + [IS]
     asked = rng.sample(range(1, NEEDLES), queries - 1) + [0]
     drills = [question(i) + values[i] + [DOT] for i in asked[:-1]]
-    filler = length + 1 - 1 - sum(map(len, needles)) - sum(map(len, drills)) - len(question(0)) - value_digits
+    filler = length - sum(map(len, needles)) - sum(map(len, drills)) - len(question(0)) - value_digits
     if filler < 0:
         raise ValueError(f"{length} tokens hold no filler with {queries} queries of {value_digits} digits")
     cuts = sorted(rng.randrange(filler + 1) for _ in range(NEEDLES))
@@ -91,10 +91,14 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=Fa
     return ids, weights[1:]
 
 
-def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent, repeats):
-    rows = [example(rng, length, key_tokens, rng.randrange(len(GAP_WORDS)) if rng.random() < short_gaps else len(GAP_WORDS),
-                    value_digits, queries, adjacent, repeats) for _ in range(size)]
+def stack(rows):
+    """Examples as an ids tensor and a weights tensor."""
     return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+
+
+def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent, repeats):
+    return stack([example(rng, length, key_tokens, rng.randrange(len(GAP_WORDS)) if rng.random() < short_gaps else len(GAP_WORDS),
+                          value_digits, queries, adjacent, repeats) for _ in range(size)])
 
 
 class Block(torch.nn.Module):
@@ -146,8 +150,8 @@ class Model(torch.nn.Module):
 
 @torch.no_grad()
 def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits, adjacent, repeats):
-    rows = [example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent, repeats=repeats) for _ in range(samples)]
-    ids, weights = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+    ids, weights = stack([example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent, repeats=repeats)
+                          for _ in range(samples)])
     first = weights.argmax(dim=1)  # the position that predicts the (one) answer's first digit
     logits = model(ids[:, :-1])
     rows = torch.arange(samples)

@@ -143,7 +143,7 @@ class Examples:
     boundaries at random depths), and language modelling on the training text."""
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
-                 same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None):
+                 same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -183,7 +183,7 @@ class Examples:
         # can be matched. Shorter prefixes ("... for KEY provided text is") in a share of the
         # examples give the matching a nearer start; the evaluation keeps the whole prefix.
         self.short_prefixes = short_prefixes
-        self.task_shares = TASK_SHARES
+        self.task_shares = task_shares
         self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
@@ -499,9 +499,7 @@ def train(args):
         tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
-                    args.same_length_keys, args.short_prefixes, args.key_token_counts)
-    if args.task_shares:
-        data.task_shares = args.task_shares
+                    args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES)
     early_local = None
     if args.early_local:
         if args.early_local >= model.config.num_hidden_layers:
