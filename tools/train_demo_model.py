@@ -23,7 +23,8 @@ tenth document held out of training, for perplexity):
     niah-multikey (4 keys, 7-digit values, one asked for), niah-multivalue (4 values of one key,
     all asked for in order), variable-tracking (a chain of 4 assignments). The haystack is a run of
     consecutive training sentences from a random place, so no haystack repeats, and the needles sit
-    at sentence boundaries at random depths. In training only, --max-keys gives multi-key examples
+    at sentence boundaries at random depths (multi-key and multi-value needles that meet at one
+    boundary in a random order, as in lib/eval). In training only, --max-keys gives multi-key examples
     up to that many keys, --clustered puts that share of the multi-key and multi-value
     examples' needles within a tenth of the haystack, the cases the model gets wrong most, and
     --multivalue-distractors gives that share of the multi-value examples 1-3 needles of other keys,
@@ -301,8 +302,16 @@ class Examples:
                 doc, sentence = (doc + 1) % len(self.documents), 0
         used = starts[-1]
         boundary = lambda d: min(range(len(starts)), key=lambda b: abs(starts[b] - d * used))
-        placed = sorted(((boundary(d), i, text) for i, (text, d, _) in enumerate(needles)))
-        if listed:  # as placed: needles whose depths meet at one sentence boundary go in index order
+        # Multi-key and multi-value needles whose depths meet at one sentence boundary go in a
+        # random order, as in lib/eval/tasks.ts: in index order the asked key's needle came first
+        # among them, and in short haystacks, where they often meet, a model learnt to answer with
+        # the first needle of a run instead of matching the key (bench/README.md, "The first
+        # needle of a run"). Variable tracking keeps its chain in order.
+        shuffled = task in ("niah-multikey", "niah-multivalue")
+        order = [self.rng.random() if shuffled else i for i in range(len(needles))]
+        placed = sorted((boundary(d), order[i], i, text) for i, (text, d, _) in enumerate(needles))
+        placed = [(b, i, text) for b, _, i, text in placed]
+        if listed:  # the values in the order the needles were placed
             answer = ", ".join(needles[i][2] for _, i, _ in placed if needles[i][2] is not None)
         pieces, nxt = [], 0
         for b in range(len(filler) + 1):

@@ -286,7 +286,13 @@ function fill(
     for (let b = 0; b < starts.length; b++) if (Math.abs(starts[b] - depth * used) < Math.abs(starts[best] - depth * used)) best = b;
     return best;
   };
-  const placed = text.needles.map((needle, i) => ({ needle, at: boundaryAt(needle.depth), i })).sort((a, b) => a.at - b.at || a.i - b.i);
+  // Needles that meet at one boundary go in a seeded random order: in index order the answering
+  // one would always come first among them, a cue a model can learn instead of matching the key.
+  // A variable-tracking chain keeps its order, as its assignments refer to the ones before.
+  const inChain = spec.task === "variable-tracking";
+  const placed = text.needles
+    .map((needle, i) => ({ needle, at: boundaryAt(needle.depth), order: inChain ? i : random() }))
+    .sort((a, b) => a.at - b.at || a.order - b.order);
   const pieces: Piece[] = [];
   let next = 0;
   for (let b = 0; b <= filler.length; b++) {
