@@ -33,6 +33,8 @@ tenth document held out of training, for perplexity):
     a key's length stops being a way to tell it from the others (see Examples), --key-token-counts
     keeps those keys to the given token counts, --short-prefixes gives that share of the multi-key
     examples an answer prefix with fewer words between the key and the answer (see Examples),
+    --recall-rows gives that share of the multi-key rows several questions about their keys, each
+    answered, with the loss on every answer (more key matches per row; see Examples),
     --task-shares sets how often each task is drawn, and
     --early-local N makes the first N layers see only 4 sink tokens and a window of recent ones in a
     share of the steps, so that retrieval is learnt in deeper layers too (EarlyLocalAttention).
@@ -72,10 +74,23 @@ EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 # Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
 CLUSTER_SPAN = 0.1
 MIN_FILLER = 64  # haystack tokens an example with extra keys keeps at least
+RECALL_QUESTION_SHARE = 0.75  # of a recall row's tokens after its intro and needles (--recall-rows)
 PREFIX_TAIL = ["mentioned", "in", "the", "provided", "text"]  # the multi-key answer prefix's words after the key
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
 
+
+
+def magic_needle(key, value):
+    return f"One of the special magic numbers for {key} is: {value}."
+
+
+def multikey_question(key):
+    return f"What is the special magic number for {key} mentioned in the provided text?"
+
+
+def multikey_prefix(key, tail=PREFIX_TAIL):
+    return f"The special magic number for {' '.join([key] + tail)} is"
 
 # ---------------------------------------------------------------- corpus and tokenizer
 # The corpus is read as lib/eval/corpus.ts reads it, so that training and evaluation see the same text.
@@ -144,7 +159,8 @@ class Examples:
     boundaries at random depths), and language modelling on the training text."""
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
-                 same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES):
+                 same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES,
+                 recall_rows=0.0):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -185,6 +201,13 @@ class Examples:
         # examples give the matching a nearer start; the evaluation keeps the whole prefix.
         self.short_prefixes = short_prefixes
         self.task_shares = task_shares
+        # A multi-key example asks one question, so it holds one key match among hundreds of tokens,
+        # and no recipe has started the match in one session's device time (bench/README.md). A
+        # recall row (this share of the multi-key rows) asks several questions of its keys, each
+        # answered in the text, with the loss on every answer. The keys asked are drawn with
+        # replacement, so none is "the one not yet asked", and a number given once can be given
+        # again only by matching its key with the earlier question's: every answer needs the match.
+        self.recall_rows = recall_rows
         self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
@@ -210,6 +233,20 @@ class Examples:
         weights[first:first + span] = [1.0] * span
         return ids, weights
 
+    def multikey_keys(self, training):
+        """A multi-key example's keys and their 7-digit numbers: the evaluation's four keys, or in
+        training 4 to --max-keys, all of one token count in the --same-length-keys share."""
+        r = self.rng
+        count = EXTRA_NEEDLES + 1
+        if training and self.max_keys > count:
+            count = r.randint(count, self.max_keys)
+        if training and self.same_length_keys > 0 and r.random() < self.same_length_keys:
+            group = r.choices(self.key_groups, weights=[len(g) for g in self.key_groups])[0]
+            words = r.sample(group, count)
+        else:
+            words = r.sample(self.key_words, count)
+        return words, self.numbers(count, 7)
+
     def task_text(self, task, training=False):
         """(intro, needles [(text, depth, value)], question, answer prefix, answer or None)."""
         r = self.rng
@@ -226,23 +263,13 @@ class Examples:
                     [(f"The pass key is {key}. Remember it. {key} is the pass key.", depth, None)],
                     "What is the pass key?", "The pass key is", str(key))
         if task == "niah-multikey":
-            count = EXTRA_NEEDLES + 1
-            if training and self.max_keys > count:
-                count = r.randint(count, self.max_keys)
-            if training and self.same_length_keys > 0 and r.random() < self.same_length_keys:
-                group = r.choices(self.key_groups, weights=[len(g) for g in self.key_groups])[0]
-                words = r.sample(group, count)
-            else:
-                words = r.sample(self.key_words, count)
-            values = self.numbers(count, 7)
-            needles = [(f"One of the special magic numbers for {w} is: {v}.", depth if i == 0 else other_depth(), None)
+            words, values = self.multikey_keys(training)
+            needles = [(magic_needle(w, v), depth if i == 0 else other_depth(), None)
                        for i, (w, v) in enumerate(zip(words, values))]
             tail = PREFIX_TAIL
             if training and self.short_prefixes > 0 and r.random() < self.short_prefixes:
                 tail = PREFIX_TAIL[len(PREFIX_TAIL) - r.randrange(len(PREFIX_TAIL)):]
-            return (MAGIC_INTRO, needles,
-                    f"What is the special magic number for {words[0]} mentioned in the provided text?",
-                    f"The special magic number for {' '.join([words[0]] + tail)} is", str(values[0]))
+            return MAGIC_INTRO, needles, multikey_question(words[0]), multikey_prefix(words[0], tail), str(values[0])
         if task == "niah-multivalue":
             others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
@@ -250,10 +277,10 @@ class Examples:
             else:
                 word = r.choice(self.key_words)
             values = self.numbers(EXTRA_NEEDLES + 1 + len(others), 7)
-            needles = [(f"One of the special magic numbers for {word} is: {v}.", depth if i == 0 else other_depth(), str(v))
+            needles = [(magic_needle(word, v), depth if i == 0 else other_depth(), str(v))
                        for i, v in enumerate(values[:EXTRA_NEEDLES + 1])]
             # value None: not part of the answer
-            needles += [(f"One of the special magic numbers for {w} is: {v}.", other_depth(), None)
+            needles += [(magic_needle(w, v), other_depth(), None)
                         for w, v in zip(others, values[EXTRA_NEEDLES + 1:])]
             return (MAGIC_INTRO, needles,
                     f"What are all the special magic numbers for {word} mentioned in the provided text?",
@@ -287,7 +314,21 @@ class Examples:
         while len(needles) > EXTRA_NEEDLES + 1 and length - fixed < MIN_FILLER:
             needles = needles[:-1]
             fixed = fixed_tokens()
-        budget = length - fixed
+        # Multi-key and multi-value needles whose depths meet at one sentence boundary go in a
+        # random order, as in lib/eval/tasks.ts: in index order the asked key's needle came first
+        # among them, and in short haystacks, where they often meet, a model learnt to answer with
+        # the first needle of a run instead of matching the key (bench/README.md, "The first
+        # needle of a run"). Variable tracking keeps its chain in order.
+        haystack, order = self.haystack(needles, length - fixed, shuffled=task in ("niah-multikey", "niah-multivalue"))
+        if listed:  # the values in the order the needles were placed
+            answer = ", ".join(needles[i][2] for i in order if needles[i][2] is not None)
+        return wrap(haystack), " " + answer
+
+    def haystack(self, needles, budget, shuffled):
+        """Consecutive training sentences from a random place, at most `budget` tokens of them, with
+        the needles [(text, depth, value)] at the sentence boundaries nearest their depths, those
+        that meet at one in a random order if `shuffled` (else in index order): (the haystack text,
+        each a space and a piece, and the needles' indices in the order they stand)."""
         filler, starts = [], [0]
         doc = self.rng.randrange(len(self.documents))
         sentence = self.rng.randrange(len(self.documents[doc]))
@@ -302,29 +343,67 @@ class Examples:
                 doc, sentence = (doc + 1) % len(self.documents), 0
         used = starts[-1]
         boundary = lambda d: min(range(len(starts)), key=lambda b: abs(starts[b] - d * used))
-        # Multi-key and multi-value needles whose depths meet at one sentence boundary go in a
-        # random order, as in lib/eval/tasks.ts: in index order the asked key's needle came first
-        # among them, and in short haystacks, where they often meet, a model learnt to answer with
-        # the first needle of a run instead of matching the key (bench/README.md, "The first
-        # needle of a run"). Variable tracking keeps its chain in order.
-        shuffled = task in ("niah-multikey", "niah-multivalue")
         order = [self.rng.random() if shuffled else i for i in range(len(needles))]
         placed = sorted((boundary(d), order[i], i, text) for i, (text, d, _) in enumerate(needles))
-        placed = [(b, i, text) for b, _, i, text in placed]
-        if listed:  # the values in the order the needles were placed
-            answer = ", ".join(needles[i][2] for _, i, _ in placed if needles[i][2] is not None)
         pieces, nxt = [], 0
         for b in range(len(filler) + 1):
             while nxt < len(placed) and placed[nxt][0] == b:
-                pieces.append(placed[nxt][2])
+                pieces.append(placed[nxt][3])
                 nxt += 1
             if b < len(filler):
                 pieces.append(filler[b])
-        return wrap("".join(" " + p for p in pieces)), " " + answer
+        return "".join(" " + p for p in pieces), [i for _, _, i, _ in placed]
+
+    def recall_row(self, length, decision_weight):
+        """A recall row of `length` + 1 token ids (<s>, training text, then the row), with the loss
+        weights on its answers: a multi-key example's intro, needles and haystack, then as many of
+        its questions, each with the answer prefix and the answer, as fill RECALL_QUESTION_SHARE of
+        the room the needles leave."""
+        r = self.rng
+        words, values = self.multikey_keys(training=True)
+        needles = [(magic_needle(w, v), r.random(), None) for w, v in zip(words, values)]
+        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i])}", f" {values[i]}.")
+        # <s>, the intro, the needles, and each question with its answer
+        needle_text = "".join(" " + n[0] for n in needles)
+        fixed_tokens = lambda pairs: 1 + self.count(MAGIC_INTRO + needle_text + "".join(q + a for q, a in pairs))
+        room = length - fixed_tokens([])
+        questions = max(1, int(RECALL_QUESTION_SHARE * room / (fixed_tokens([asked_text(0)]) - fixed_tokens([]))))
+        pairs = [asked_text(i) for i in r.choices(range(len(words)), k=questions)]
+        while len(pairs) > 1 and fixed_tokens(pairs) > length:
+            pairs.pop()
+        haystack, _ = self.haystack(needles, length - fixed_tokens(pairs), shuffled=True)
+        text, spans = MAGIC_INTRO + haystack, []
+        for q, a in pairs:
+            text += q
+            spans.append((len(text), len(text) + len(a)))
+            text += a
+        encoded = self.tok.encode_batch([text] + [text[:cut] for span in spans for cut in span])
+        ids = encoded[0].ids
+        if len(ids) > length + 1:
+            raise AssertionError(f"recall row: {len(ids)} tokens, more than the {length + 1} the haystack was sized for")
+        gap = length + 1 - len(ids)
+        weights = [0.0] * (length + 1)
+        for j in range(len(spans)):
+            # Label alignment, as for the tasks: the tokens up to an answer and up to its end are
+            # prefixes of the row's, so the answer's tokens are those in between.
+            before, through = encoded[1 + 2 * j].ids, encoded[2 + 2 * j].ids
+            if through[:len(before)] != before or ids[:len(through)] != through:
+                raise AssertionError("recall row: an answer's tokens are not where the row's are")
+            n = len(through) - len(before)
+            decisive = min(DECISION_TOKENS, n)
+            first = gap + len(before)  # the training text goes in after <s>
+            weights[first:first + n] = [decision_weight] * decisive + [1.0] * (n - decisive)
+        start = r.randrange(len(self.stream) - gap)
+        ids = ids[:1] + self.stream[start:start + gap].tolist() + ids[1:]
+        return "recall", ids, weights, len(spans)
 
     def tokenized_tasks(self, tasks, length, decision_weight=1.0):
         """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
         the loss weights (the answer tokens only)."""
+        recall = [t == "niah-multikey" and self.recall_rows > 0 and self.rng.random() < self.recall_rows
+                  for t in tasks]
+        rows = [self.recall_row(length, decision_weight) for is_recall in recall if is_recall]
+        tasks = [t for t, is_recall in zip(tasks, recall) if not is_recall]
         pairs = [self.task(t, length, training=True) for t in tasks]
         prompts = self.tok.encode_batch([p for p, _ in pairs])
         fulls = self.tok.encode_batch([p + a for p, a in pairs])
@@ -346,7 +425,7 @@ class Examples:
             decisive = min(DECISION_TOKENS, n_answer)
             weights = [0.0] * (len(ids) - n_answer) + [decision_weight] * decisive + [1.0] * (n_answer - decisive)
             out.append((task, ids, weights, n_answer))
-        return out
+        return out + rows
 
 
 # ---------------------------------------------------------------- training
@@ -508,7 +587,8 @@ def train(args):
         tok = train_tokenizer([s for doc in train_docs for s in doc], args.vocab)
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
-                    args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES)
+                    args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES,
+                    args.recall_rows)
     early_local = None
     if args.early_local:
         if args.early_local >= model.config.num_hidden_layers:
@@ -564,7 +644,7 @@ def train(args):
                              "held_out_loss": round(held_out_loss(model, held_batch), 4)}
                     if early_local:
                         entry["early_local"] = local_step  # this step's task losses were with the banded mask
-                    for kind in TASKS + ["language"]:
+                    for kind in TASKS + ["recall", "language"]:
                         sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
                             ws = w[sel]
@@ -574,6 +654,12 @@ def train(args):
                                 # every answer token right, teacher-forced: close to the greedy exact match
                                 wrong = ((1 - correct[sel]) * (ws > 0)).sum(dim=1)
                                 entry[f"{kind}_exact"] = round(float((wrong == 0).float().mean()), 3)
+                                if args.decision_weight != 1.0:
+                                    # each answer's second decision token (its first digit or letter,
+                                    # after the space): where a multi-key or recall answer picks its key
+                                    decision = ws == args.decision_weight
+                                    first = decision & torch.roll(decision, 1, dims=1)
+                                    entry[f"{kind}_first_acc"] = round(float(correct[sel][first].mean()), 3)
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
             step += 1
@@ -684,6 +770,9 @@ def main():
     ap.add_argument("--short-prefixes", type=float, default=0.0,
                     help="share of multi-key training examples whose answer prefix keeps 0-4 of the 5 words between "
                          "the key and 'is' (the evaluation: all 5)")
+    ap.add_argument("--recall-rows", type=float, default=0.0,
+                    help="share of multi-key training rows that ask several of their keys, each answered, "
+                         "with the loss on every answer (logged as 'recall')")
     ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
                     help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
@@ -709,7 +798,8 @@ def main():
         ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
     if args.early_local < 0 or args.early_local_window < 1:
         ap.error("--early-local is a layer count (0: off), --early-local-window at least 1")
-    for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "early_local_share"):
+    for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "recall_rows",
+                 "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:

