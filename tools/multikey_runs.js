@@ -36,13 +36,15 @@ async function main() {
     byCount.set(n, [...(byCount.get(n) ?? []), word]);
   }
   const tallies = { first: [0, 0], last: [0, 0], apart: [0, 0] };
+  let skipped = 0; // seeds whose drawn keys repeat one another
   try {
     for (let seed = 0; seed < Number(seedsArg); seed++) {
-      // A shorter prompt than `context`: same-count keys may be longer than the sample's own.
+      // A shorter prompt than `context`: same-count keys may be longer than the sample's own, and
+      // the number scored after the prompt takes 8 tokens.
       const sample = makeSample(
         model.tokenizer,
         corpus,
-        { task: "niah-multikey", context: context - 16, depth: 0.5, seed },
+        { task: "niah-multikey", context: context - 24, depth: 0.5, seed },
         { chat: false },
       );
       const needles = sample.needles.map((n) => {
@@ -53,7 +55,10 @@ async function main() {
       const asked = needles.find((n) => n.answering);
       const pool = byCount.get(tokenCount(asked.key)).filter((w) => w !== asked.key);
       const keys = new Map(needles.map((n, i) => [n.key, n.answering ? n.key : pool[(seed * 7919 + i * 104729) % pool.length]]));
-      if (new Set(keys.values()).size < needles.length) continue;
+      if (new Set(keys.values()).size < needles.length) {
+        skipped++;
+        continue;
+      }
       let text = sample.text;
       for (const n of needles) text = text.replace(` ${n.text}`, "");
       const haystackAt = sample.text.indexOf(` ${needles[0].text}`);
@@ -84,7 +89,9 @@ async function main() {
   } finally {
     await model.dispose();
   }
-  console.log(`context ${context}, keys of one token count: the asked needle's number scored highest`);
+  console.log(
+    `context ${context}, keys of one token count: the asked needle's number scored highest (${skipped} seeds skipped: a key drawn twice)`,
+  );
   for (const [layout, [right, total]] of Object.entries(tallies)) console.log(`  ${layout.padEnd(5)} ${right}/${total}`);
 }
 

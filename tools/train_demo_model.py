@@ -156,7 +156,8 @@ class Examples:
     """Training examples of exactly `length` tokens after <s>, with a loss weight per token: the
     retrieval tasks of lib/eval/tasks.ts (same instructions, needles, questions and answers; the
     haystack a run of consecutive training sentences from a random place, needles at sentence
-    boundaries at random depths), and language modelling on the training text."""
+    boundaries at random depths), recall rows (several multi-key questions, each answered), and
+    language modelling on the training text."""
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
                  same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES,
@@ -356,27 +357,33 @@ class Examples:
 
     def recall_row(self, length, decision_weight):
         """A recall row of `length` + 1 token ids (<s>, training text, then the row), with the loss
-        weights on its answers: a multi-key example's intro, needles and haystack, then as many of
-        its questions, each with the answer prefix and the answer, as fill RECALL_QUESTION_SHARE of
-        the room the needles leave."""
+        weights on its answers' numbers: a multi-key example's intro, needles and haystack, then as
+        many of its questions, each with the answer prefix and the answer, as fill
+        RECALL_QUESTION_SHARE of the room the needles leave: ("recall", ids, weights, answers). A
+        recall row has several answers, so it carries more of the task loss than a task row, which
+        has one (batch_loss averages over answer tokens)."""
         r = self.rng
         words, values = self.multikey_keys(training=True)
         needles = [(magic_needle(w, v), r.random(), None) for w, v in zip(words, values)]
-        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i])}", f" {values[i]}.")
-        # <s>, the intro, the needles, and each question with its answer
-        needle_text = "".join(" " + n[0] for n in needles)
-        fixed_tokens = lambda pairs: 1 + self.count(MAGIC_INTRO + needle_text + "".join(q + a for q, a in pairs))
+        # The answer without the period after it: a multi-key row ends the same answer with </s>.
+        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i])}", f" {values[i]}", ".")
+        def fixed_tokens(pairs):  # <s>, the intro, the needles, and each question with its answer
+            return 1 + self.count(MAGIC_INTRO + "".join(" " + n[0] for n in needles) + "".join("".join(p) for p in pairs))
+
+        # Keys beyond the evaluation's four go first where one question would leave too little haystack.
+        while len(needles) > EXTRA_NEEDLES + 1 and length - fixed_tokens([asked_text(0)]) < MIN_FILLER:
+            needles.pop()
         room = length - fixed_tokens([])
         questions = max(1, int(RECALL_QUESTION_SHARE * room / (fixed_tokens([asked_text(0)]) - fixed_tokens([]))))
-        pairs = [asked_text(i) for i in r.choices(range(len(words)), k=questions)]
+        pairs = [asked_text(i) for i in r.choices(range(len(needles)), k=questions)]
         while len(pairs) > 1 and fixed_tokens(pairs) > length:
             pairs.pop()
         haystack, _ = self.haystack(needles, length - fixed_tokens(pairs), shuffled=True)
         text, spans = MAGIC_INTRO + haystack, []
-        for q, a in pairs:
-            text += q
-            spans.append((len(text), len(text) + len(a)))
-            text += a
+        for question, answer, period in pairs:
+            text += question
+            spans.append((len(text), len(text) + len(answer)))
+            text += answer + period
         encoded = self.tok.encode_batch([text] + [text[:cut] for span in spans for cut in span])
         ids = encoded[0].ids
         if len(ids) > length + 1:
@@ -399,7 +406,8 @@ class Examples:
 
     def tokenized_tasks(self, tasks, length, decision_weight=1.0):
         """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
-        the loss weights (the answer tokens only)."""
+        the loss weights (the answer tokens only): (task, ids, weights, answer tokens) per task, and
+        after them the recall rows that replace the --recall-rows share of the multi-key ones."""
         recall = [t == "niah-multikey" and self.recall_rows > 0 and self.rng.random() < self.recall_rows
                   for t in tasks]
         rows = [self.recall_row(length, decision_weight) for is_recall in recall if is_recall]
@@ -654,12 +662,13 @@ def train(args):
                                 # every answer token right, teacher-forced: close to the greedy exact match
                                 wrong = ((1 - correct[sel]) * (ws > 0)).sum(dim=1)
                                 entry[f"{kind}_exact"] = round(float((wrong == 0).float().mean()), 3)
-                                if args.decision_weight != 1.0:
-                                    # each answer's second decision token (its first digit or letter,
-                                    # after the space): where a multi-key or recall answer picks its key
+                                if args.decision_weight not in (0.0, 1.0):
+                                    # each answer's second decision token: after the space, a number's
+                                    # first digit, where a multi-key or recall answer picks its key
                                     decision = ws == args.decision_weight
-                                    first = decision & torch.roll(decision, 1, dims=1)
-                                    entry[f"{kind}_first_acc"] = round(float(correct[sel][first].mean()), 3)
+                                    second = decision[:, 1:] & decision[:, :-1]
+                                    if second.any():
+                                        entry[f"{kind}_first_acc"] = round(float(correct[sel][:, 1:][second].mean()), 3)
                 log.append(entry)
                 print(json.dumps(entry), flush=True)
             step += 1
