@@ -12,10 +12,8 @@
 //   node tools/multikey_runs.js MODEL_DIR [CONTEXT=256] [SEEDS=60] [DEVICE=cpu]
 // Run from the repository root after `npm run build` (it loads dist/lib).
 const { loadModel } = require("../dist/lib");
-const { makeSample } = require("../dist/lib/eval/tasks");
+const { keyWords, makeSample } = require("../dist/lib/eval/tasks");
 const { brownCorpus } = require("../dist/lib/eval/corpus");
-
-const needleText = (key, value) => `One of the special magic numbers for ${key} is: ${value}.`;
 
 async function main() {
   const [dir, contextArg = "256", seedsArg = "60", device = "cpu"] = process.argv.slice(2);
@@ -25,13 +23,7 @@ async function main() {
   const context = Number(contextArg);
   const tokenCount = (word) => model.tokenizer.encode(` ${word}`, { addSpecialTokens: false }).length;
   const byCount = new Map();
-  for (const word of new Set(
-    corpus.filler
-      .flat()
-      .join(" ")
-      .split(/\s+/)
-      .filter((w) => /^[a-z]{7,10}$/.test(w)),
-  )) {
+  for (const word of keyWords(corpus)) {
     const n = tokenCount(word);
     byCount.set(n, [...(byCount.get(n) ?? []), word]);
   }
@@ -62,11 +54,12 @@ async function main() {
       let text = sample.text;
       for (const n of needles) text = text.replace(` ${n.text}`, "");
       const haystackAt = sample.text.indexOf(` ${needles[0].text}`);
-      const rewritten = (n) => needleText(keys.get(n.key), n.value);
+      const rewritten = (n) => n.text.replace(`for ${n.key} is:`, `for ${keys.get(n.key)} is:`);
       const others = needles.filter((n) => !n.answering);
+      const run = (order) => text.slice(0, haystackAt) + order.map((n) => ` ${rewritten(n)}`).join("") + text.slice(haystackAt);
       const layouts = {
-        first: () => text.slice(0, haystackAt) + [asked, ...others].map((n) => ` ${rewritten(n)}`).join("") + text.slice(haystackAt),
-        last: () => text.slice(0, haystackAt) + [...others, asked].map((n) => ` ${rewritten(n)}`).join("") + text.slice(haystackAt),
+        first: () => run([asked, ...others]),
+        last: () => run([...others, asked]),
         apart: () =>
           new Set(needles.map((n) => n.depthReached)).size === needles.length
             ? needles.reduce((t, n) => t.replace(` ${n.text}`, ` ${rewritten(n)}`), sample.text)

@@ -80,7 +80,6 @@ MAGIC_INTRO = ("Some special magic numbers are hidden within the following text.
                "I will quiz you about the numbers afterwards.")
 
 
-
 def magic_needle(key, value):
     return f"One of the special magic numbers for {key} is: {value}."
 
@@ -91,6 +90,7 @@ def multikey_question(key):
 
 def multikey_prefix(key, tail=PREFIX_TAIL):
     return f"The special magic number for {' '.join([key] + tail)} is"
+
 
 # ---------------------------------------------------------------- corpus and tokenizer
 # The corpus is read as lib/eval/corpus.ts reads it, so that training and evaluation see the same text.
@@ -371,14 +371,18 @@ class Examples:
             return 1 + self.count(MAGIC_INTRO + "".join(" " + n[0] for n in needles) + "".join("".join(p) for p in pairs))
 
         # Keys beyond the evaluation's four go first where one question would leave too little haystack.
-        while len(needles) > EXTRA_NEEDLES + 1 and length - fixed_tokens([asked_text(0)]) < MIN_FILLER:
+        with_one = fixed_tokens([asked_text(0)])
+        while len(needles) > EXTRA_NEEDLES + 1 and length - with_one < MIN_FILLER:
             needles.pop()
-        room = length - fixed_tokens([])
-        questions = max(1, int(RECALL_QUESTION_SHARE * room / (fixed_tokens([asked_text(0)]) - fixed_tokens([]))))
+            with_one = fixed_tokens([asked_text(0)])
+        without = fixed_tokens([])
+        questions = max(1, int(RECALL_QUESTION_SHARE * (length - without) / (with_one - without)))
         pairs = [asked_text(i) for i in r.choices(range(len(needles)), k=questions)]
-        while len(pairs) > 1 and fixed_tokens(pairs) > length:
+        fixed = fixed_tokens(pairs)
+        while len(pairs) > 1 and fixed > length:
             pairs.pop()
-        haystack, _ = self.haystack(needles, length - fixed_tokens(pairs), shuffled=True)
+            fixed = fixed_tokens(pairs)
+        haystack, _ = self.haystack(needles, length - fixed, shuffled=True)
         text, spans = MAGIC_INTRO + haystack, []
         for question, answer, period in pairs:
             text += question

@@ -54,6 +54,8 @@ interface TaskText {
   answer: string | undefined;
   /** The answer's parts for rulerScore, or undefined for the needles' values. */
   references: string[] | undefined;
+  /** Needles that meet at one sentence boundary keep their index order (a chain whose links refer to earlier ones). */
+  chained?: boolean;
 }
 
 /** Options of makeSample. */
@@ -100,17 +102,27 @@ export function makeSample(tokenizer: Tokenizer, corpus: Corpus, spec: SampleSpe
   }
 }
 
-/** The words keys are drawn from, per corpus: its filler's lowercase words of 7 to 10 letters. */
-const keyWords = new WeakMap<Corpus, string[]>();
+const keyWordsByCorpus = new WeakMap<Corpus, string[]>();
+
+/**
+ * The words multi-key and multi-value keys are drawn from: the corpus filler's distinct lowercase
+ * words of 7 to 10 letters, sorted.
+ *
+ * @example
+ * const words = keyWords(brownCorpus()); // ["abandon", "abandoned", ...]
+ */
+export function keyWords(corpus: Corpus): string[] {
+  let words = keyWordsByCorpus.get(corpus);
+  if (!words) {
+    words = [...new Set(corpus.filler.flatMap((doc) => doc.flatMap((s) => s.split(/\s+/))).filter((w) => /^[a-z]{7,10}$/.test(w)))].sort();
+    keyWordsByCorpus.set(corpus, words);
+  }
+  return words;
+}
 
 /** `count` distinct key words. */
 function keys(corpus: Corpus, random: () => number, count: number): string[] {
-  let words = keyWords.get(corpus);
-  if (!words) {
-    words = [...new Set(corpus.filler.flatMap((doc) => doc.flatMap((s) => s.split(/\s+/))).filter((w) => /^[a-z]{7,10}$/.test(w)))].sort();
-    keyWords.set(corpus, words);
-  }
-  const pool = words;
+  const pool = keyWords(corpus);
   const chosen = new Set<string>();
   while (chosen.size < count) chosen.add(pool[randomInt(random, 0, pool.length - 1)]);
   return [...chosen];
@@ -195,6 +207,7 @@ function taskText({ task, depth }: SampleSpec, random: () => number, corpus: Cor
         answerPrefix: `Answer: According to the chain(s) of variable assignment in the text above, ${chain.length} variables are assigned the value ${value}, they are:`,
         answer: chain.join(" "),
         references: chain,
+        chained: true,
       };
     }
   }
@@ -288,10 +301,8 @@ function fill(
   };
   // Needles that meet at one boundary go in a seeded random order: in index order the answering
   // one would always come first among them, a cue a model can learn instead of matching the key.
-  // A variable-tracking chain keeps its order, as its assignments refer to the ones before.
-  const inChain = spec.task === "variable-tracking";
   const placed = text.needles
-    .map((needle, i) => ({ needle, at: boundaryAt(needle.depth), order: inChain ? i : random() }))
+    .map((needle, i) => ({ needle, at: boundaryAt(needle.depth), order: text.chained ? i : random() }))
     .sort((a, b) => a.at - b.at || a.order - b.order);
   const pieces: Piece[] = [];
   let next = 0;
