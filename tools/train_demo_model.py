@@ -35,9 +35,10 @@ tenth document held out of training, for perplexity):
     examples an answer prefix with fewer words between the key and the answer (see Examples),
     --recall-rows gives that share of the multi-key rows several questions about their keys, each
     answered, with the loss on every answer (more key matches per row; see Examples),
-    --task-shares sets how often each task is drawn, and
+    --task-shares sets how often each task is drawn,
     --early-local N makes the first N layers see only 4 sink tokens and a window of recent ones in a
-    share of the steps, so that retrieval is learnt in deeper layers too (EarlyLocalAttention).
+    share of the steps, so that retrieval is learnt in deeper layers too, and --random-local K does
+    that to K layers drawn afresh each time, so that no one layer alone retrieves (LocalAttention).
 Context lengths grow in stages (256 → 4096 tokens; 8192 with --max-context 8192) at a constant
 number of tokens per step, so the model learns the tasks on short haystacks first. The answer loss
 and the answer-token accuracy are logged per task; training ends with greedy answers through
@@ -531,20 +532,26 @@ def add_dropout(model, p):
         layer.mlp.register_forward_hook(drop)
 
 
-class EarlyLocalAttention:
-    """Training only (--early-local): in a share of the steps the first `layers` layers see only the
-    first `sink` tokens and the last `window` (a banded causal mask), so that retrieval over the
-    whole prompt has to be learnt in deeper layers too. The demo model finds multi-key needles in
-    layer 1 alone (bench/README.md, "Which layers retrieve"), where a key of several tokens has
-    been through one layer. The other steps, the evaluation and the saved model are full attention.
-    The banded steps run those layers without the causal fast path, so a timed run makes fewer steps."""
+class LocalAttention:
+    """Training only (--early-local, --random-local): in a share of the steps some layers see only
+    the first `sink` tokens and the last `window` (a banded causal mask). The other steps, the
+    evaluation and the saved model are full attention. The banded steps run those layers without
+    the causal fast path, so a timed run makes fewer steps.
+    - --early-local N bands the first N layers, so that retrieval over the whole prompt has to be
+      learnt in deeper layers too: the demo model finds multi-key needles in layer 1 alone
+      (bench/README.md, "Which layers retrieve"), where a key of several tokens has been through one layer.
+    - --random-local K bands K layers drawn afresh each time, so that no one layer is the only one
+      that retrieves something: the demo model keeps variable tracking in layers 4-5 alone, which
+      look lazy at the prompt's end, and hybrid mode at half the layers full loses it
+      (bench/README.md, "Quality")."""
 
-    def __init__(self, model, layers, sink, window):
-        self.on = False
+    def __init__(self, model, sink, window):
+        self.active = frozenset()
         self.sink, self.window = sink, window
         self.masks = {}
-        for layer in model.model.layers[:layers]:
-            layer.register_forward_pre_hook(self.hook, with_kwargs=True)
+        for index, layer in enumerate(model.model.layers):
+            layer.register_forward_pre_hook(lambda module, args, kwargs, index=index: self.hook(index, args, kwargs),
+                                            with_kwargs=True)
 
     def mask(self, n, device):
         if (n, device) not in self.masks:
@@ -553,8 +560,8 @@ class EarlyLocalAttention:
             self.masks[(n, device)] = ((k <= q) & ((k < self.sink) | (q - k < self.window)))[None, None]
         return self.masks[(n, device)]
 
-    def hook(self, module, args, kwargs):
-        if not self.on:
+    def hook(self, index, args, kwargs):
+        if index not in self.active:
             return None
         hidden = args[0] if args else kwargs["hidden_states"]
         kwargs["attention_mask"] = self.mask(hidden.shape[1], hidden.device)
@@ -562,7 +569,7 @@ class EarlyLocalAttention:
 
     @torch.no_grad()
     def check(self, model, vocab, device):
-        """The mask reaches the attention: with it, the first layer's last position does not change
+        """The mask reaches the attention: with layer 0 banded, its last position does not change
         when a token outside the sinks and the window does; without it, it does."""
         n = self.sink + self.window + 40
         # its own generator: training's draws (dropout) stay as without the option
@@ -577,13 +584,13 @@ class EarlyLocalAttention:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return model(x, output_hidden_states=True).hidden_states[1][0, -1].float()
 
-        self.on = True
+        self.active = frozenset([0])
         local = torch.equal(last(ids), last(changed))
-        self.on = False
+        self.active = frozenset()
         full = not torch.equal(last(ids), last(changed))
         model.train(was_training)
         if not (local and full):
-            raise AssertionError(f"--early-local: the banded mask did not take effect (local {local}, full {full})")
+            raise AssertionError(f"local attention: the banded mask did not take effect (local {local}, full {full})")
 
 
 def train(args):
@@ -601,12 +608,13 @@ def train(args):
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
                     args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES,
                     args.recall_rows)
-    early_local = None
-    if args.early_local:
-        if args.early_local >= model.config.num_hidden_layers:
-            raise ValueError(f"--early-local {args.early_local}: the model has {model.config.num_hidden_layers} layers")
-        early_local = EarlyLocalAttention(model, args.early_local, 4, args.early_local_window)
-        early_local.check(model, tok.get_vocab_size(), device)
+    local, n_layers = None, model.config.num_hidden_layers
+    for name, count in (("--early-local", args.early_local), ("--random-local", args.random_local)):
+        if count >= n_layers:
+            raise ValueError(f"{name} {count}: the model has {n_layers} layers")
+    if args.early_local or args.random_local:
+        local = LocalAttention(model, 4, args.early_local_window)
+        local.check(model, tok.get_vocab_size(), device)
     local_rng = random.Random(args.seed + 7)  # its own draws: the data's stay as without the option
     add_dropout(model, args.dropout)
     held_stream = token_stream(tok, held_docs)
@@ -634,9 +642,12 @@ def train(args):
             lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_seconds))))
             for g in opt.param_groups:
                 g["lr"] = lr
-            local_step = bool(early_local) and local_rng.random() < args.early_local_share
-            if early_local:
-                early_local.on = local_step
+            banded = frozenset()
+            if local and local_rng.random() < args.early_local_share:
+                banded = frozenset(range(args.early_local) if args.early_local
+                                   else local_rng.sample(range(n_layers), args.random_local))
+            if local:
+                local.active = banded
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(ids[:, :-1]).logits
             token_loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
@@ -648,14 +659,14 @@ def train(args):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             if step % args.log_every == 0:
-                if early_local:
-                    early_local.on = False  # the held-out loss is the full-attention model's
+                if local:
+                    local.active = frozenset()  # the held-out loss is the full-attention model's
                 with torch.no_grad():
                     correct = (logits.argmax(-1) == ids[:, 1:]).float()
                     entry = {"step": step, "seconds": round(elapsed, 1), "length": length, "lr": lr,
                              "held_out_loss": round(held_out_loss(model, held_batch), 4)}
-                    if early_local:
-                        entry["early_local"] = local_step  # this step's task losses were with the banded mask
+                    if local:
+                        entry["local_layers"] = sorted(banded)  # this step's task losses were with these layers banded
                     for kind in TASKS + ["recall", "language"]:
                         sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
@@ -677,8 +688,8 @@ def train(args):
                 print(json.dumps(entry), flush=True)
             step += 1
         maker.close()
-    if early_local:
-        early_local.on = False
+    if local:
+        local.active = frozenset()
     return model, tok, held_stream, data, log
 
 
@@ -791,8 +802,11 @@ def main():
     ap.add_argument("--early-local", type=int, default=0,
                     help="in a share of the steps (--early-local-share), the first this many layers see only 4 sink "
                          "tokens and a window (--early-local-window), so retrieval is learnt deeper too")
-    ap.add_argument("--early-local-share", type=float, default=0.5)
-    ap.add_argument("--early-local-window", type=int, default=64)
+    ap.add_argument("--random-local", type=int, default=0,
+                    help="in a share of the steps (--early-local-share), this many layers drawn at random see only 4 "
+                         "sink tokens and a window (--early-local-window), so that no one layer alone retrieves")
+    ap.add_argument("--early-local-share", type=float, default=0.5, help="share of the steps with banded layers")
+    ap.add_argument("--early-local-window", type=int, default=64, help="the banded layers' window")
     ap.add_argument("--task-fraction", type=float, default=0.85)
     ap.add_argument("--lm-span", type=int, default=384, help="language tokens with a loss in each language row")
     ap.add_argument("--dropout", type=float, default=0.1)
@@ -809,8 +823,10 @@ def main():
         ap.error("--key-token-counts picks the keys of --same-length-keys: give that too")
     if args.task_shares and (len(args.task_shares) != len(TASKS) or min(args.task_shares) < 0 or sum(args.task_shares) <= 0):
         ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
-    if args.early_local < 0 or args.early_local_window < 1:
-        ap.error("--early-local is a layer count (0: off), --early-local-window at least 1")
+    if args.early_local < 0 or args.random_local < 0 or args.early_local_window < 1:
+        ap.error("--early-local and --random-local are layer counts (0: off), --early-local-window at least 1")
+    if args.early_local and args.random_local:
+        ap.error("--early-local and --random-local band different layers: give one of them")
     for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "recall_rows",
                  "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
