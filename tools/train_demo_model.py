@@ -75,7 +75,6 @@ EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 # Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
 CLUSTER_SPAN = 0.1
 MIN_FILLER = 64  # haystack tokens an example with extra keys keeps at least
-RECALL_QUESTION_SHARE = 0.75  # of a recall row's tokens after its intro and needles (--recall-rows)
 PREFIX_TAIL = ["mentioned", "in", "the", "provided", "text"]  # the multi-key answer prefix's words after the key
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
@@ -162,7 +161,7 @@ class Examples:
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
                  same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES,
-                 recall_rows=0.0):
+                 recall_rows=0.0, recall_question_share=0.75):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -210,6 +209,9 @@ class Examples:
         # replacement, so none is "the one not yet asked", and a number given once can be given
         # again only by matching its key with the earlier question's: every answer needs the match.
         self.recall_rows = recall_rows
+        # The share of a recall row's room after its intro and needles that its questions take; the
+        # rest is haystack. At 1 a row is its needles and questions alone, the densest form of the match.
+        self.recall_question_share = recall_question_share
         self.stream = token_stream(tok, documents)
 
     def numbers(self, count, digits):
@@ -360,7 +362,7 @@ class Examples:
         """A recall row of `length` + 1 token ids (<s>, training text, then the row), with the loss
         weights on its answers' numbers: a multi-key example's intro, needles and haystack, then as
         many of its questions, each with the answer prefix and the answer, as fill
-        RECALL_QUESTION_SHARE of the room the needles leave: ("recall", ids, weights, answers). A
+        --recall-question-share of the room the needles leave: ("recall", ids, weights, answers). A
         recall row has several answers, so it carries more of the task loss than a task row, which
         has one (batch_loss averages over answer tokens)."""
         r = self.rng
@@ -377,7 +379,7 @@ class Examples:
             needles.pop()
             with_one = fixed_tokens([asked_text(0)])
         without = fixed_tokens([])
-        questions = max(1, int(RECALL_QUESTION_SHARE * (length - without) / (with_one - without)))
+        questions = max(1, int(self.recall_question_share * (length - without) / (with_one - without)))
         pairs = [asked_text(i) for i in r.choices(range(len(needles)), k=questions)]
         fixed = fixed_tokens(pairs)
         while len(pairs) > 1 and fixed > length:
@@ -607,7 +609,7 @@ def train(args):
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
                     args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES,
-                    args.recall_rows)
+                    args.recall_rows, args.recall_question_share)
     local, n_layers = None, model.config.num_hidden_layers
     for name, count in (("--early-local", args.early_local), ("--random-local", args.random_local)):
         if count >= n_layers:
@@ -797,6 +799,8 @@ def main():
     ap.add_argument("--recall-rows", type=float, default=0.0,
                     help="share of multi-key training rows that ask several of their keys, each answered, "
                          "with the loss on every answer (logged as 'recall')")
+    ap.add_argument("--recall-question-share", type=float, default=0.75,
+                    help="share of a recall row's room after its needles that its questions take (1: no haystack)")
     ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
                     help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
@@ -828,6 +832,7 @@ def main():
     if args.early_local and args.random_local:
         ap.error("--early-local and --random-local band different layers: give one of them")
     for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "recall_rows",
+                 "recall_question_share",
                  "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
