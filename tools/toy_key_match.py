@@ -53,11 +53,17 @@ def filler_tokens(rng, count, repeats):
     return tokens[:count]
 
 
-def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=False, repeats=False):
+FULL_LEVEL = 6  # the evaluation's form: two tokens (is :) in the needle, six (5 gap words, is) in the question
+
+
+def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=False, repeats=False, level=None):
     """Token ids (BOS .. the last answer's digits, length + 1 of them) and the loss weight of each
     next-token prediction (length of them). With more than one query, the keys asked before the
     last are other keys than the last one's and each other, each followed by its number (with a loss
-    on it). Adjacent: needles `K1..Kn D1..Dm .` and the question `K1..Kn`, the gap ignored."""
+    on it). Adjacent: needles `K1..Kn D1..Dm .` and the question `K1..Kn`, the gap ignored. Level
+    (0 to FULL_LEVEL, the gap ignored): the needles keep the first min(level, 2) of `is :` between
+    key and number, and the question the last `level` of `<gap words> is` after the key, so that
+    level 0 puts the number right after the key in both and FULL_LEVEL is the evaluation's form."""
     keys = []
     while len(keys) < NEEDLES:
         key = [rng.randrange(FILLER) for _ in range(key_tokens)]
@@ -67,6 +73,10 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=Fa
     if adjacent:
         needles = [k + v + [DOT] for k, v in zip(keys, values)]
         question = lambda i: keys[i]
+    elif level is not None:
+        tail = (GAP_WORDS + [IS])[len(GAP_WORDS) + 1 - level:]
+        needles = [[FOR] + k + [IS, COLON][:min(level, 2)] + v + [DOT] for k, v in zip(keys, values)]
+        question = lambda i: [FOR] + keys[i] + tail
     else:
         needles = [[FOR] + k + [IS, COLON] + v + [DOT] for k, v in zip(keys, values)]
         question = lambda i: [FOR] + keys[i] + GAP_WORDS[len(GAP_WORDS) - gap:] + [IS]
@@ -96,9 +106,11 @@ def stack(rows):
     return torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
 
 
-def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent, repeats):
+def batch(rng, size, length, key_tokens, short_gaps, value_digits, queries, adjacent, repeats, max_level=None):
+    """A training batch; with max_level, each example's level drawn from 0 to it."""
     return stack([example(rng, length, key_tokens, rng.randrange(len(GAP_WORDS)) if rng.random() < short_gaps else len(GAP_WORDS),
-                          value_digits, queries, adjacent, repeats) for _ in range(size)])
+                          value_digits, queries, adjacent, repeats,
+                          None if max_level is None else rng.randint(0, max_level)) for _ in range(size)])
 
 
 class Block(torch.nn.Module):
@@ -149,8 +161,8 @@ class Model(torch.nn.Module):
 
 
 @torch.no_grad()
-def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits, adjacent, repeats):
-    ids, weights = stack([example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent, repeats=repeats)
+def first_digit_accuracy(model, rng, samples, length, key_tokens, gap, value_digits, adjacent, repeats, level=None):
+    ids, weights = stack([example(rng, length, key_tokens, gap, value_digits, adjacent=adjacent, repeats=repeats, level=level)
                           for _ in range(samples)])
     first = weights.argmax(dim=1)  # the position that predicts the (one) answer's first digit
     logits = model(ids[:, :-1])
@@ -173,6 +185,10 @@ def main():
     ap.add_argument("--repeats", action="store_true",
                     help="filler in chunks of which half repeat earlier ones, with a loss on every filler token: "
                          "induction to learn from, as the demo model has from its text")
+    ap.add_argument("--curriculum", type=int, default=0,
+                    help="over this many steps, grow the distance between key and number from none (the number "
+                         "right after the key, in needle and question) to the evaluation's, one token at a time; "
+                         "each example's distance drawn up to the current one")
     ap.add_argument("--length", type=int, default=160)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
@@ -193,8 +209,11 @@ def main():
     for step in range(1, args.steps + 1):
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, step / 100)
+        max_level = None
+        if args.curriculum:
+            max_level = min(FULL_LEVEL, FULL_LEVEL * step // args.curriculum)
         ids, weights = batch(rng, args.batch, args.length, args.key_tokens, args.short_gaps, args.value_digits, args.queries,
-                             args.adjacent, args.repeats)
+                             args.adjacent, args.repeats, max_level)
         logits = model(ids[:, :-1])
         token_loss = F.cross_entropy(logits.reshape(-1, VOCAB), ids[:, 1:].reshape(-1), reduction="none")
         loss = (token_loss * weights.reshape(-1)).sum() / weights.sum()
@@ -209,6 +228,10 @@ def main():
             accuracy = lambda gap: first_digit_accuracy(model, eval_rng, 256, args.length, args.key_tokens, gap,
                                                         args.value_digits, args.adjacent, args.repeats)
             report = f"adjacent {accuracy(0):.3f}" if args.adjacent else f"gap 5 {accuracy(5):.3f}, gap 0 {accuracy(0):.3f}"
+            if args.curriculum:
+                level0 = first_digit_accuracy(model, eval_rng, 256, args.length, args.key_tokens, 0, args.value_digits,
+                                              False, args.repeats, level=0)
+                report += f", level 0 {level0:.3f} (training up to level {max_level} of {FULL_LEVEL})"
             print(f"step {step} loss {loss.item():.3f} first digit: {report} [{time.time() - start:.0f} s]", flush=True)
 
 

@@ -33,6 +33,8 @@ tenth document held out of training, for perplexity):
     a key's length stops being a way to tell it from the others (see Examples), --key-token-counts
     keeps those keys to the given token counts, --short-prefixes gives that share of the multi-key
     examples an answer prefix with fewer words between the key and the answer (see Examples),
+    --key-gap-curriculum starts multi-key and recall rows with the number right after the key and
+    grows the gaps to the evaluation's over that many minutes (see Examples),
     --recall-rows gives that share of the multi-key rows several questions about their keys, each
     answered, with the loss on every answer (more key matches per row; see Examples),
     --task-shares sets how often each task is drawn,
@@ -75,21 +77,25 @@ EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 # Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
 CLUSTER_SPAN = 0.1
 MIN_FILLER = 64  # haystack tokens an example with extra keys keeps at least
-PREFIX_TAIL = ["mentioned", "in", "the", "provided", "text"]  # the multi-key answer prefix's words after the key
+# The words between the multi-key answer prefix's key and the answer, and between a needle's key and its number.
+KEY_GAP = ["mentioned", "in", "the", "provided", "text", "is"]
+NEEDLE_GAP = ["", " is", " is:"]
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
 
 
-def magic_needle(key, value):
-    return f"One of the special magic numbers for {key} is: {value}."
+def magic_needle(key, value, gap=len(NEEDLE_GAP) - 1):
+    """The needle as the evaluation writes it, or in training with the first `gap` of "is:"'s tokens."""
+    return f"One of the special magic numbers for {key}{NEEDLE_GAP[gap]} {value}."
 
 
 def multikey_question(key):
     return f"What is the special magic number for {key} mentioned in the provided text?"
 
 
-def multikey_prefix(key, tail=PREFIX_TAIL):
-    return f"The special magic number for {' '.join([key] + tail)} is"
+def multikey_prefix(key, gap=len(KEY_GAP)):
+    """The answer prefix as the evaluation writes it, or in training with the last `gap` words of KEY_GAP."""
+    return " ".join(["The special magic number for", key] + KEY_GAP[len(KEY_GAP) - gap:])
 
 
 # ---------------------------------------------------------------- corpus and tokenizer
@@ -161,7 +167,7 @@ class Examples:
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
                  same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES,
-                 recall_rows=0.0, recall_question_share=0.75):
+                 recall_rows=0.0, recall_question_share=0.75, key_gap_seconds=0.0):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -212,7 +218,30 @@ class Examples:
         # The share of a recall row's room after its intro and needles that its questions take; the
         # rest is haystack. At 1 a row is its needles and questions alone, the densest form of the match.
         self.recall_question_share = recall_question_share
+        # Every recipe that asked for the match with the evaluation's gaps between a key and what it
+        # selects (four tokens in the needle, seven in the answer prefix) stayed at a pick among the
+        # needles, even with no haystack, while the models copied a number from the token before
+        # (bench/README.md, "Recall rows, trained"). With a curriculum, multi-key and recall rows
+        # start with the number right after the key in needle and prefix alike, and the longest gap
+        # a row may draw grows to the evaluation's over the first key_gap_seconds of training, after
+        # which every row has the evaluation's gaps (by the clock, which the batch workers share:
+        # start_clock() sets its zero).
+        self.key_gap_seconds, self.clock_zero = key_gap_seconds, None
         self.stream = token_stream(tok, documents)
+
+    def start_clock(self):
+        self.clock_zero = time.time()
+
+    def key_gaps(self, training):
+        """(needle gap, prefix gap) of a multi-key or recall row: the evaluation's, or in training
+        during the curriculum a level drawn up to the one the clock has reached, its first two steps
+        in the needle ("is", then ":") and all six in the prefix; after it, the evaluation's."""
+        full = len(KEY_GAP)
+        if not training or not self.key_gap_seconds or self.clock_zero is None:
+            return len(NEEDLE_GAP) - 1, full
+        progress = (time.time() - self.clock_zero) / self.key_gap_seconds
+        level = full if progress >= 1 else self.rng.randint(0, min(full, int((full + 1) * progress)))
+        return min(level, len(NEEDLE_GAP) - 1), level
 
     def numbers(self, count, digits):
         chosen = []
@@ -268,12 +297,13 @@ class Examples:
                     "What is the pass key?", "The pass key is", str(key))
         if task == "niah-multikey":
             words, values = self.multikey_keys(training)
-            needles = [(magic_needle(w, v), depth if i == 0 else other_depth(), None)
+            needle_gap, prefix_gap = self.key_gaps(training)
+            needles = [(magic_needle(w, v, needle_gap), depth if i == 0 else other_depth(), None)
                        for i, (w, v) in enumerate(zip(words, values))]
-            tail = PREFIX_TAIL
             if training and self.short_prefixes > 0 and r.random() < self.short_prefixes:
-                tail = PREFIX_TAIL[len(PREFIX_TAIL) - r.randrange(len(PREFIX_TAIL)):]
-            return MAGIC_INTRO, needles, multikey_question(words[0]), multikey_prefix(words[0], tail), str(values[0])
+                prefix_gap = min(prefix_gap, 1 + r.randrange(len(KEY_GAP) - 1))
+            return (MAGIC_INTRO, needles, multikey_question(words[0]), multikey_prefix(words[0], prefix_gap),
+                    str(values[0]))
         if task == "niah-multivalue":
             others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
@@ -367,9 +397,11 @@ class Examples:
         has one (batch_loss averages over answer tokens)."""
         r = self.rng
         words, values = self.multikey_keys(training=True)
-        needles = [(magic_needle(w, v), r.random(), None) for w, v in zip(words, values)]
+        needle_gap, prefix_gap = self.key_gaps(training=True)
+        needles = [(magic_needle(w, v, needle_gap), r.random(), None) for w, v in zip(words, values)]
         # The answer without the period after it: a multi-key row ends the same answer with </s>.
-        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i])}", f" {values[i]}", ".")
+        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i], prefix_gap)}",
+                                f" {values[i]}", ".")
         def fixed_tokens(pairs):  # <s>, the intro, the needles, and each question with its answer
             return 1 + self.count(MAGIC_INTRO + "".join(" " + n[0] for n in needles) + "".join("".join(p) for p in pairs))
 
@@ -609,7 +641,7 @@ def train(args):
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
                     args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES,
-                    args.recall_rows, args.recall_question_share)
+                    args.recall_rows, args.recall_question_share, args.key_gap_curriculum * 60)
     local, n_layers = None, model.config.num_hidden_layers
     for name, count in (("--early-local", args.early_local), ("--random-local", args.random_local)):
         if count >= n_layers:
@@ -628,6 +660,7 @@ def train(args):
     lengths, shares = stages(args.max_context, args.stage_weights)
     total_seconds = args.minutes * 60
     log, step, t_start = [], 0, time.time()
+    data.start_clock()
     for stage, (length, share) in enumerate(zip(lengths, shares)):
         if share == 0:
             continue
@@ -801,6 +834,10 @@ def main():
                          "with the loss on every answer (logged as 'recall')")
     ap.add_argument("--recall-question-share", type=float, default=0.75,
                     help="share of a recall row's room after its needles that its questions take (1: no haystack)")
+    ap.add_argument("--key-gap-curriculum", type=float, default=0.0,
+                    help="minutes over which multi-key and recall rows' gap between a key and its number (needle) or "
+                         "the answer (prefix) grows from none to the evaluation's; each row draws its gap up to the "
+                         "current longest")
     ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
                     help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
@@ -827,6 +864,8 @@ def main():
         ap.error("--key-token-counts picks the keys of --same-length-keys: give that too")
     if args.task_shares and (len(args.task_shares) != len(TASKS) or min(args.task_shares) < 0 or sum(args.task_shares) <= 0):
         ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
+    if args.key_gap_curriculum < 0:
+        ap.error("--key-gap-curriculum is minutes (0: off)")
     if args.early_local < 0 or args.random_local < 0 or args.early_local_window < 1:
         ap.error("--early-local and --random-local are layer counts (0: off), --early-local-window at least 1")
     if args.early_local and args.random_local:
