@@ -15,6 +15,7 @@ the needles scores 1/4 + 3/4 * 1/10 = 0.325, as two needles' numbers may start a
     python3 tools/toy_key_match.py --key-tokens 3 --length 96 --batch 16 --steps 8000
     python3 tools/toy_key_match.py --key-tokens 1 --short-gaps 1 ...        # 0-4 gap words in training
     python3 tools/toy_key_match.py --key-tokens 1 --value-digits 3 --queries 3 ...  # two drills first
+    python3 tools/toy_key_match.py --key-tokens 1 --repeats --curriculum 3000 ...   # the key next to its number first
 
 It needs torch (any version from 1.13, CPU is enough: a 3-layer, 64-wide model takes about 0.09 s a
 step on one core at 96 tokens and 16 examples). At that size it learns slowly: with --adjacent
