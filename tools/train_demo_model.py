@@ -236,12 +236,19 @@ class Examples:
         """(needle gap, prefix gap) of a multi-key or recall row: the evaluation's, or in training
         during the curriculum a level drawn up to the one the clock has reached, its first two steps
         in the needle ("is", then ":") and all six in the prefix; after it, the evaluation's."""
-        full = len(KEY_GAP)
-        if not training or not self.key_gap_seconds or self.clock_zero is None:
-            return len(NEEDLE_GAP) - 1, full
-        progress = (time.time() - self.clock_zero) / self.key_gap_seconds
-        level = full if progress >= 1 else self.rng.randint(0, min(full, int((full + 1) * progress)))
+        reached = self.key_gap_reached() if training else None
+        if reached is None:
+            return len(NEEDLE_GAP) - 1, len(KEY_GAP)
+        level = reached if reached == len(KEY_GAP) else self.rng.randint(0, reached)
         return min(level, len(NEEDLE_GAP) - 1), level
+
+    def key_gap_reached(self):
+        """The longest prefix gap a training row may draw now (len(KEY_GAP) once the curriculum is
+        over, when every row has the evaluation's), or None without a curriculum."""
+        if not self.key_gap_seconds or self.clock_zero is None:
+            return None
+        progress = (time.time() - self.clock_zero) / self.key_gap_seconds
+        return len(KEY_GAP) if progress >= 1 else min(len(KEY_GAP) - 1, int(len(KEY_GAP) * progress))
 
     def numbers(self, count, digits):
         chosen = []
@@ -702,6 +709,8 @@ def train(args):
                              "held_out_loss": round(held_out_loss(model, held_batch), 4)}
                     if local:
                         entry["local_layers"] = sorted(banded)  # this step's task losses were with these layers banded
+                    if data.key_gap_reached() is not None:  # rows up to this gap are in the batch (about; workers run ahead)
+                        entry["key_gap_reached"] = data.key_gap_reached()
                     for kind in TASKS + ["recall", "language"]:
                         sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
