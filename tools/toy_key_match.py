@@ -188,8 +188,8 @@ def main():
                          "induction to learn from, as the demo model has from its text")
     ap.add_argument("--curriculum", type=int, default=0,
                     help="over this many steps, grow the distance between key and number from none (the number "
-                         "right after the key, in needle and question) to the evaluation's, one token at a time; "
-                         "each example's distance drawn up to the current one")
+                         "right after the key, in needle and question) to the evaluation's, one token at a time, "
+                         "each example's drawn up to the current one; after them, the evaluation's form only")
     ap.add_argument("--length", type=int, default=160)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
@@ -201,6 +201,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
+    if args.curriculum < 0:
+        ap.error("--curriculum is a step count (0: off)")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng, eval_rng = random.Random(args.seed), random.Random(args.seed + 1)
@@ -211,8 +213,8 @@ def main():
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, step / 100)
         max_level = None
-        if args.curriculum:
-            max_level = min(FULL_LEVEL, FULL_LEVEL * step // args.curriculum)
+        if step < args.curriculum:  # after it, the evaluation's form only
+            max_level = min(FULL_LEVEL - 1, FULL_LEVEL * step // args.curriculum)
         ids, weights = batch(rng, args.batch, args.length, args.key_tokens, args.short_gaps, args.value_digits, args.queries,
                              args.adjacent, args.repeats, max_level)
         logits = model(ids[:, :-1])
@@ -232,7 +234,7 @@ def main():
             if args.curriculum:
                 level0 = first_digit_accuracy(model, eval_rng, 256, args.length, args.key_tokens, 0, args.value_digits,
                                               False, args.repeats, level=0)
-                report += f", level 0 {level0:.3f} (training up to level {max_level} of {FULL_LEVEL})"
+                report += f", level 0 {level0:.3f} (training up to level {FULL_LEVEL if max_level is None else max_level} of {FULL_LEVEL})"
             print(f"step {step} loss {loss.item():.3f} first digit: {report} [{time.time() - start:.0f} s]", flush=True)
 
 

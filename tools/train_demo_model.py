@@ -873,8 +873,8 @@ def main():
         ap.error("--key-token-counts picks the keys of --same-length-keys: give that too")
     if args.task_shares and (len(args.task_shares) != len(TASKS) or min(args.task_shares) < 0 or sum(args.task_shares) <= 0):
         ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
-    if args.key_gap_curriculum < 0:
-        ap.error("--key-gap-curriculum is minutes (0: off)")
+    if not 0 <= args.key_gap_curriculum < args.minutes:
+        ap.error("--key-gap-curriculum is minutes (0: off), fewer than --minutes, so that training ends on the evaluation's form")
     if args.early_local < 0 or args.random_local < 0 or args.early_local_window < 1:
         ap.error("--early-local and --random-local are layer counts (0: off), --early-local-window at least 1")
     if args.early_local and args.random_local:
