@@ -27,8 +27,8 @@ for path in sorted(glob.glob("/tmp/p/*/train.json")):
     last = lambda k: [e[k] for e in r["log"] if k in e][-5:]
     fa = {k: round(sum(v)/len(v), 3) for k in ("recall_first_acc", "niah-multikey_first_acc", "recall_exact", "niah-multikey_exact") if (v := last(k))}
     print(f"{name}: first/exact (last 5 logs) {fa}")
-    traj = [(e["step"], e.get("recall_first_acc"), e.get("niah-multikey_first_acc")) for e in r["log"]]
-    print(f"{name}: trajectory (step, recall_first, mk_first) {traj[::max(1, len(traj) // 10)]}")
+    traj = [(e["step"], e.get("key_gap_reached"), e.get("recall_first_acc"), e.get("niah-multikey_first_acc")) for e in r["log"]]
+    print(f"{name}: trajectory (step, gap reached, recall_first, mk_first) {traj[::max(1, len(traj) // 10)]}")
     print(f"{name}: {len(r['log'])} log entries (last step {r['log'][-1]['step']}), MK exact (last 5) {ex}; greedy {r.get('accuracy')}")
 PY
 for d in /tmp/p/*/; do n=$(basename "$d"); [[ -f $d/model.safetensors ]] && mv "$d/model.safetensors" "$OUT/$n.safetensors"; done
