@@ -77,25 +77,41 @@ EXTRA_NEEDLES = 3  # needles beside the answering one, as in lib/eval/tasks.ts
 # Width, as a share of the haystack, of the span a clustered example's needles share (--clustered).
 CLUSTER_SPAN = 0.1
 MIN_FILLER = 64  # haystack tokens an example with extra keys keeps at least
-# The words between the multi-key answer prefix's key and the answer, and between a needle's key and its number.
+# What stands between the multi-key answer prefix's key and the answer, and between a needle's key and its
+# number: the evaluation's, and in training (--key-gap-curriculum) less of it, down to the number
+# glued to the key, the one form where the key is the token right before the number's first digit
+# (with a space between, the space is).
 KEY_GAP = ["mentioned", "in", "the", "provided", "text", "is"]
-NEEDLE_GAP = ["", " is", " is:"]
+NEEDLE_GAP = ["", " ", " is ", " is: "]
+# Curriculum levels: 0 glues the number to the key in needle and answer, 1 puts a space between, and
+# each level after adds one word of KEY_GAP to the prefix and, up to "is:", a piece of the needle's.
+FULL_GAP_LEVEL = len(KEY_GAP) + 1
 MAGIC_INTRO = ("Some special magic numbers are hidden within the following text. Make sure to memorize them. "
                "I will quiz you about the numbers afterwards.")
 
 
-def magic_needle(key, value, gap=len(NEEDLE_GAP) - 1):
-    """The needle as the evaluation writes it, or in training with the first `gap` of "is:"'s tokens."""
-    return f"One of the special magic numbers for {key}{NEEDLE_GAP[gap]} {value}."
+def magic_needle(key, value, level=FULL_GAP_LEVEL):
+    """The needle as the evaluation writes it, or in training with less between key and number."""
+    return f"One of the special magic numbers for {key}{NEEDLE_GAP[min(level, len(NEEDLE_GAP) - 1)]}{value}."
 
 
 def multikey_question(key):
     return f"What is the special magic number for {key} mentioned in the provided text?"
 
 
-def multikey_prefix(key, gap=len(KEY_GAP)):
-    """The answer prefix as the evaluation writes it, or in training with the last `gap` words of KEY_GAP."""
-    return " ".join(["The special magic number for", key] + KEY_GAP[len(KEY_GAP) - gap:])
+def multikey_prefix(key, words=len(KEY_GAP)):
+    """The answer prefix as the evaluation writes it, or in training with the last `words` words of KEY_GAP."""
+    return " ".join(["The special magic number for", key] + KEY_GAP[len(KEY_GAP) - words:])
+
+
+def prefix_words(level):
+    """The words of KEY_GAP a multi-key answer prefix keeps at a curriculum level."""
+    return max(0, level - 1)
+
+
+def answer_separator(level):
+    """What stands between a multi-key answer prefix and its number: nothing at level 0, else a space."""
+    return "" if level == 0 else " "
 
 
 # ---------------------------------------------------------------- corpus and tokenizer
@@ -222,33 +238,31 @@ class Examples:
         # selects (four tokens in the needle, seven in the answer prefix) stayed at a pick among the
         # needles, even with no haystack, while the models copied a number from the token before
         # (bench/README.md, "Recall rows, trained"). With a curriculum, multi-key and recall rows
-        # start with the number right after the key in needle and prefix alike, and the longest gap
-        # a row may draw grows to the evaluation's over the first key_gap_seconds of training, after
-        # which every row has the evaluation's gaps (by the clock, which the batch workers share:
-        # start_clock() sets its zero).
+        # start with the number glued to the key in needle and answer alike (FULL_GAP_LEVEL's
+        # comment), and the highest level a row may draw grows to the evaluation's form over the
+        # first key_gap_seconds of training, after which every row has it (by the clock, which the
+        # batch workers share: start_clock() sets its zero).
         self.key_gap_seconds, self.clock_zero = key_gap_seconds, None
         self.stream = token_stream(tok, documents)
 
     def start_clock(self):
         self.clock_zero = time.time()
 
-    def key_gaps(self, training):
-        """(needle gap, prefix gap) of a multi-key or recall row: the evaluation's, or in training
-        during the curriculum a level drawn up to the one the clock has reached, its first two steps
-        in the needle ("is", then ":") and all six in the prefix; after it, the evaluation's."""
+    def key_gap_level(self, training):
+        """The curriculum level of a multi-key or recall row (FULL_GAP_LEVEL: the evaluation's
+        form): in training during the curriculum, drawn up to the one the clock has reached."""
         reached = self.key_gap_reached() if training else None
-        if reached is None:
-            return len(NEEDLE_GAP) - 1, len(KEY_GAP)
-        level = reached if reached == len(KEY_GAP) else self.rng.randint(0, reached)
-        return min(level, len(NEEDLE_GAP) - 1), level
+        if reached is None or reached == FULL_GAP_LEVEL:
+            return FULL_GAP_LEVEL
+        return self.rng.randint(0, reached)
 
     def key_gap_reached(self):
-        """The longest prefix gap a training row may draw now (len(KEY_GAP) once the curriculum is
-        over, when every row has the evaluation's), or None without a curriculum."""
+        """The highest curriculum level a training row may draw now (FULL_GAP_LEVEL once the
+        curriculum is over, when every row has the evaluation's form), or None without one."""
         if not self.key_gap_seconds or self.clock_zero is None:
             return None
         progress = (time.time() - self.clock_zero) / self.key_gap_seconds
-        return len(KEY_GAP) if progress >= 1 else min(len(KEY_GAP) - 1, int(len(KEY_GAP) * progress))
+        return FULL_GAP_LEVEL if progress >= 1 else min(FULL_GAP_LEVEL - 1, int(FULL_GAP_LEVEL * progress))
 
     def numbers(self, count, digits):
         chosen = []
@@ -288,7 +302,8 @@ class Examples:
         return words, self.numbers(count, 7)
 
     def task_text(self, task, training=False):
-        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None)."""
+        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None, what
+        stands between prefix and answer)."""
         r = self.rng
         depth = r.random()
         other_depth = r.random
@@ -301,16 +316,17 @@ class Examples:
             return ("There is an important piece of information hidden inside a lot of irrelevant text. "
                     "Find it and memorize it. I will quiz you about it.",
                     [(f"The pass key is {key}. Remember it. {key} is the pass key.", depth, None)],
-                    "What is the pass key?", "The pass key is", str(key))
+                    "What is the pass key?", "The pass key is", str(key), " ")
         if task == "niah-multikey":
             words, values = self.multikey_keys(training)
-            needle_gap, prefix_gap = self.key_gaps(training)
-            needles = [(magic_needle(w, v, needle_gap), depth if i == 0 else other_depth(), None)
+            level = self.key_gap_level(training)
+            needles = [(magic_needle(w, v, level), depth if i == 0 else other_depth(), None)
                        for i, (w, v) in enumerate(zip(words, values))]
+            words_kept = prefix_words(level)
             if training and self.short_prefixes > 0 and r.random() < self.short_prefixes:
-                prefix_gap = min(prefix_gap, 1 + r.randrange(len(KEY_GAP) - 1))
-            return (MAGIC_INTRO, needles, multikey_question(words[0]), multikey_prefix(words[0], prefix_gap),
-                    str(values[0]))
+                words_kept = min(words_kept, 1 + r.randrange(len(KEY_GAP) - 1))
+            return (MAGIC_INTRO, needles, multikey_question(words[0]), multikey_prefix(words[0], words_kept),
+                    str(values[0]), answer_separator(level))
         if task == "niah-multivalue":
             others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
@@ -325,7 +341,7 @@ class Examples:
                         for w, v in zip(others, values[EXTRA_NEEDLES + 1:])]
             return (MAGIC_INTRO, needles,
                     f"What are all the special magic numbers for {word} mentioned in the provided text?",
-                    f"The special magic numbers for {word} mentioned in the provided text are", None)
+                    f"The special magic numbers for {word} mentioned in the provided text are", None, " ")
         names = []
         while len(names) < EXTRA_NEEDLES + 1:
             name = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
@@ -338,17 +354,17 @@ class Examples:
         return ("Memorize and track the chain(s) of variable assignment hidden in the following text.", needles,
                 f"Question: Find all variables that are assigned the value {value} in the text above.",
                 f"Answer: According to the chain(s) of variable assignment in the text above, {len(names)} variables "
-                f"are assigned the value {value}, they are:", " ".join(names))
+                f"are assigned the value {value}, they are:", " ".join(names), " ")
 
     def task(self, task, length, training=False):
         """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer text)."""
-        intro, needles, question, prefix, answer = self.task_text(task, training)
+        intro, needles, question, prefix, answer, separator = self.task_text(task, training)
         listed = answer is None  # the answer lists the values in the order the needles appear
         if listed:  # in some order for now: its length is all the budget needs
             answer = ", ".join(v for _, _, v in needles if v is not None)
         wrap = lambda haystack: f"{intro}{haystack}\n\n{question}\n\n{prefix}"
         # the instructions, needles, question and answer, and the </s> after it
-        fixed_tokens = lambda: self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(" " + answer) + 1
+        fixed_tokens = lambda: self.count(wrap("".join(" " + n[0] for n in needles))) + self.count(separator + answer) + 1
         fixed = fixed_tokens()
         # Keys beyond the evaluation's four (--max-keys) and distractors go first where they would
         # leave too little haystack (eight keys fill all of a 256-token example).
@@ -363,7 +379,7 @@ class Examples:
         haystack, order = self.haystack(needles, length - fixed, shuffled=task in ("niah-multikey", "niah-multivalue"))
         if listed:  # the values in the order the needles were placed
             answer = ", ".join(needles[i][2] for i in order if needles[i][2] is not None)
-        return wrap(haystack), " " + answer
+        return wrap(haystack), separator + answer
 
     def haystack(self, needles, budget, shuffled):
         """Consecutive training sentences from a random place, at most `budget` tokens of them, with
@@ -404,11 +420,11 @@ class Examples:
         has one (batch_loss averages over answer tokens)."""
         r = self.rng
         words, values = self.multikey_keys(training=True)
-        needle_gap, prefix_gap = self.key_gaps(training=True)
-        needles = [(magic_needle(w, v, needle_gap), r.random(), None) for w, v in zip(words, values)]
+        level = self.key_gap_level(training=True)
+        needles = [(magic_needle(w, v, level), r.random(), None) for w, v in zip(words, values)]
         # The answer without the period after it: a multi-key row ends the same answer with </s>.
-        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i], prefix_gap)}",
-                                f" {values[i]}", ".")
+        asked_text = lambda i: (f"\n\n{multikey_question(words[i])}\n\n{multikey_prefix(words[i], prefix_words(level))}",
+                                f"{answer_separator(level)}{values[i]}", ".")
         def fixed_tokens(pairs):  # <s>, the intro, the needles, and each question with its answer
             return 1 + self.count(MAGIC_INTRO + "".join(" " + n[0] for n in needles) + "".join("".join(p) for p in pairs))
 
@@ -723,7 +739,9 @@ def train(args):
                                 entry[f"{kind}_exact"] = round(float((wrong == 0).float().mean()), 3)
                                 if args.decision_weight not in (0.0, 1.0):
                                     # each answer's second decision token: after the space, a number's
-                                    # first digit, where a multi-key or recall answer picks its key
+                                    # first digit, where a multi-key or recall answer picks its key (in
+                                    # a key-gap curriculum's level-0 rows, which have no space, the
+                                    # second digit: read it once key_gap_reached is the full level)
                                     decision = ws == args.decision_weight
                                     second = decision[:, 1:] & decision[:, :-1]
                                     if second.any():
