@@ -33,7 +33,7 @@ tenth document held out of training, for perplexity):
     a key's length stops being a way to tell it from the others (see Examples), --key-token-counts
     keeps those keys to the given token counts, --short-prefixes gives that share of the multi-key
     examples an answer prefix with fewer words between the key and the answer (see Examples),
-    --key-gap-curriculum starts multi-key and recall rows with the number right after the key and
+    --key-gap-curriculum starts multi-key and recall rows with the number glued to the key and
     grows the gaps to the evaluation's over that many minutes (see Examples),
     --recall-rows gives that share of the multi-key rows several questions about their keys, each
     answered, with the loss on every answer (more key matches per row; see Examples),
@@ -863,8 +863,9 @@ def main():
                     help="share of a recall row's room after its needles that its questions take (1: no haystack)")
     ap.add_argument("--key-gap-curriculum", type=float, default=0.0,
                     help="minutes over which multi-key and recall rows' gap between a key and its number (needle) or "
-                         "the answer (prefix) grows from none to the evaluation's; each row draws its gap up to the "
-                         "current longest")
+                         "the answer (prefix) grows from none (the number glued to the key) to the evaluation's; each "
+                         "row draws its level up to the current one, and after these minutes every row has the "
+                         "evaluation's form")
     ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
                     help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
