@@ -892,6 +892,8 @@ def main():
         ap.error("--key-token-counts picks the keys of --same-length-keys: give that too")
     if args.task_shares and (len(args.task_shares) != len(TASKS) or min(args.task_shares) < 0 or sum(args.task_shares) <= 0):
         ap.error(f"--task-shares: {len(TASKS)} shares ({', '.join(TASKS)}), none negative, not all 0")
+    if args.smoke:
+        args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     if not 0 <= args.key_gap_curriculum < args.minutes:
         ap.error("--key-gap-curriculum is minutes (0: off), fewer than --minutes, so that training ends on the evaluation's form")
     if args.early_local < 0 or args.random_local < 0 or args.early_local_window < 1:
@@ -909,8 +911,6 @@ def main():
         ap.error(str(e))
     if args.init and not os.path.isfile(os.path.join(args.init, "tokenizer.json")):
         ap.error(f"--init {args.init}: no tokenizer.json there (a directory this script saved)")
-    if args.smoke:
-        args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     model, tok, held_stream, data, log = train(args)
     record = {"args": vars(args), "torch": torch.__version__, "transformers": __import__("transformers").__version__,
               "device": torch.cuda.get_device_name(), "log": log}
