@@ -109,6 +109,12 @@ def prefix_words(level):
     return max(0, level - 1)
 
 
+def row_kind(task, level):
+    """A training row's kind in the log: the task, and the key-gap curriculum level of a row below
+    the evaluation's form ("recall@0"), so that each level's accuracy is logged apart."""
+    return task if level == FULL_GAP_LEVEL else f"{task}@{level}"
+
+
 def answer_separator(level):
     """What stands between a multi-key answer prefix and its number: nothing at level 0, else a space."""
     return "" if level == 0 else " "
@@ -302,8 +308,8 @@ class Examples:
         return words, self.numbers(count, 7)
 
     def task_text(self, task, training=False):
-        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None, what
-        stands between prefix and answer)."""
+        """(intro, needles [(text, depth, value)], question, answer prefix, answer or None, the
+        row's key-gap curriculum level: FULL_GAP_LEVEL but for multi-key rows during it)."""
         r = self.rng
         depth = r.random()
         other_depth = r.random
@@ -316,7 +322,7 @@ class Examples:
             return ("There is an important piece of information hidden inside a lot of irrelevant text. "
                     "Find it and memorize it. I will quiz you about it.",
                     [(f"The pass key is {key}. Remember it. {key} is the pass key.", depth, None)],
-                    "What is the pass key?", "The pass key is", str(key), " ")
+                    "What is the pass key?", "The pass key is", str(key), FULL_GAP_LEVEL)
         if task == "niah-multikey":
             words, values = self.multikey_keys(training)
             level = self.key_gap_level(training)
@@ -326,7 +332,7 @@ class Examples:
             if training and self.short_prefixes > 0 and r.random() < self.short_prefixes:
                 words_kept = min(words_kept, 1 + r.randrange(len(KEY_GAP) - 1))
             return (MAGIC_INTRO, needles, multikey_question(words[0]), multikey_prefix(words[0], words_kept),
-                    str(values[0]), answer_separator(level))
+                    str(values[0]), level)
         if task == "niah-multivalue":
             others = []
             if training and self.multivalue_distractors > 0 and r.random() < self.multivalue_distractors:
@@ -341,7 +347,7 @@ class Examples:
                         for w, v in zip(others, values[EXTRA_NEEDLES + 1:])]
             return (MAGIC_INTRO, needles,
                     f"What are all the special magic numbers for {word} mentioned in the provided text?",
-                    f"The special magic numbers for {word} mentioned in the provided text are", None, " ")
+                    f"The special magic numbers for {word} mentioned in the provided text are", None, FULL_GAP_LEVEL)
         names = []
         while len(names) < EXTRA_NEEDLES + 1:
             name = "".join(r.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5))
@@ -354,11 +360,17 @@ class Examples:
         return ("Memorize and track the chain(s) of variable assignment hidden in the following text.", needles,
                 f"Question: Find all variables that are assigned the value {value} in the text above.",
                 f"Answer: According to the chain(s) of variable assignment in the text above, {len(names)} variables "
-                f"are assigned the value {value}, they are:", " ".join(names), " ")
+                f"are assigned the value {value}, they are:", " ".join(names), FULL_GAP_LEVEL)
 
     def task(self, task, length, training=False):
         """A prompt of at most `length` tokens after <s>, with room for its answer: (prompt text, answer text)."""
-        intro, needles, question, prefix, answer, separator = self.task_text(task, training)
+        prompt, answer, _ = self.task_with_level(task, length, training)
+        return prompt, answer
+
+    def task_with_level(self, task, length, training):
+        """task()'s prompt and answer, and the row's key-gap curriculum level."""
+        intro, needles, question, prefix, answer, level = self.task_text(task, training)
+        separator = answer_separator(level)
         listed = answer is None  # the answer lists the values in the order the needles appear
         if listed:  # in some order for now: its length is all the budget needs
             answer = ", ".join(v for _, _, v in needles if v is not None)
@@ -379,7 +391,7 @@ class Examples:
         haystack, order = self.haystack(needles, length - fixed, shuffled=task in ("niah-multikey", "niah-multivalue"))
         if listed:  # the values in the order the needles were placed
             answer = ", ".join(needles[i][2] for i in order if needles[i][2] is not None)
-        return wrap(haystack), separator + answer
+        return wrap(haystack), separator + answer, level
 
     def haystack(self, needles, budget, shuffled):
         """Consecutive training sentences from a random place, at most `budget` tokens of them, with
@@ -464,7 +476,7 @@ class Examples:
             weights[first:first + n] = [decision_weight] * decisive + [1.0] * (n - decisive)
         start = r.randrange(len(self.stream) - gap)
         ids = ids[:1] + self.stream[start:start + gap].tolist() + ids[1:]
-        return "recall", ids, weights, len(spans)
+        return row_kind("recall", level), ids, weights, len(spans)
 
     def tokenized_tasks(self, tasks, length, decision_weight=1.0):
         """Token ids of each prompt + answer, padded in front with training text to `length` + 1, and
@@ -474,11 +486,11 @@ class Examples:
                   for t in tasks]
         rows = [self.recall_row(length, decision_weight) for is_recall in recall if is_recall]
         tasks = [t for t, is_recall in zip(tasks, recall) if not is_recall]
-        pairs = [self.task(t, length, training=True) for t in tasks]
-        prompts = self.tok.encode_batch([p for p, _ in pairs])
-        fulls = self.tok.encode_batch([p + a for p, a in pairs])
+        made = [self.task_with_level(t, length, training=True) for t in tasks]
+        prompts = self.tok.encode_batch([p for p, _, _ in made])
+        fulls = self.tok.encode_batch([p + a for p, a, _ in made])
         out = []
-        for task, p, full in zip(tasks, prompts, fulls):
+        for task, (_, _, level), p, full in zip(tasks, made, prompts, fulls):
             # The answer ends with </s>, so that the model stops after it, as the evaluation expects.
             p_ids, ids = p.ids, full.ids + [EOS]
             # Label alignment: the prompt's tokens must be a prefix of the whole's, or the answer
@@ -494,7 +506,7 @@ class Examples:
             ids = ids[:1] + self.stream[start:start + gap].tolist() + ids[1:]
             decisive = min(DECISION_TOKENS, n_answer)
             weights = [0.0] * (len(ids) - n_answer) + [decision_weight] * decisive + [1.0] * (n_answer - decisive)
-            out.append((task, ids, weights, n_answer))
+            out.append((row_kind(task, level), ids, weights, n_answer))
         return out + rows
 
 
@@ -727,7 +739,7 @@ def train(args):
                         entry["local_layers"] = sorted(banded)  # this step's task losses were with these layers banded
                     if data.key_gap_reached() is not None:  # rows up to this gap are in the batch (about; workers run ahead)
                         entry["key_gap_reached"] = data.key_gap_reached()
-                    for kind in TASKS + ["recall", "language"]:
+                    for kind in TASKS + ["recall"] + sorted({k for k in kinds if "@" in k}) + ["language"]:
                         sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
                             ws = w[sel]
@@ -740,8 +752,8 @@ def train(args):
                                 if args.decision_weight not in (0.0, 1.0):
                                     # each answer's second decision token: after the space, a number's
                                     # first digit, where a multi-key or recall answer picks its key (in
-                                    # a key-gap curriculum's level-0 rows, which have no space, the
-                                    # second digit: read it once key_gap_reached is the full level)
+                                    # a key-gap curriculum's level-0 rows, logged as "<kind>@0", which
+                                    # have no space, the second digit)
                                     decision = ws == args.decision_weight
                                     second = decision[:, 1:] & decision[:, :-1]
                                     if second.any():

@@ -25,7 +25,8 @@ for path in sorted(glob.glob("/tmp/p/*/train.json")):
         if "niah-multikey_exact" in e: by.setdefault(e["length"], []).append(e["niah-multikey_exact"])
     ex = ", ".join(f"{n}: {sum(v[-5:])/len(v[-5:]):.2f}" for n, v in sorted(by.items()))
     last = lambda k: [e[k] for e in r["log"] if k in e][-5:]
-    fa = {k: round(sum(v)/len(v), 3) for k in ("recall_first_acc", "niah-multikey_first_acc", "recall_exact", "niah-multikey_exact") if (v := last(k))}
+    names = sorted({k for e in r["log"] for k in e if k.endswith("_first_acc") or k in ("recall_exact", "niah-multikey_exact")})
+    fa = {k: round(sum(v)/len(v), 3) for k in names if (v := last(k))}
     print(f"{name}: first/exact (last 5 logs) {fa}")
     traj = [(e["step"], e.get("key_gap_reached"), e.get("recall_first_acc"), e.get("niah-multikey_first_acc")) for e in r["log"]]
     print(f"{name}: trajectory (step, gap reached, recall_first, mk_first) {traj[::max(1, len(traj) // 10)]}")
