@@ -74,13 +74,11 @@ def example(rng, length, key_tokens, gap, value_digits=7, queries=1, adjacent=Fa
     if adjacent:
         needles = [k + v + [DOT] for k, v in zip(keys, values)]
         question = lambda i: keys[i]
-    elif level is not None:
-        tail = (GAP_WORDS + [IS])[len(GAP_WORDS) + 1 - level:]
-        needles = [[FOR] + k + [IS, COLON][:min(level, 2)] + v + [DOT] for k, v in zip(keys, values)]
-        question = lambda i: [FOR] + keys[i] + tail
     else:
-        needles = [[FOR] + k + [IS, COLON] + v + [DOT] for k, v in zip(keys, values)]
-        question = lambda i: [FOR] + keys[i] + GAP_WORDS[len(GAP_WORDS) - gap:] + [IS]
+        between = [IS, COLON] if level is None else [IS, COLON][:min(level, 2)]
+        tail = GAP_WORDS[len(GAP_WORDS) - gap:] + [IS] if level is None else (GAP_WORDS + [IS])[len(GAP_WORDS) + 1 - level:]
+        needles = [[FOR] + k + between + v + [DOT] for k, v in zip(keys, values)]
+        question = lambda i: [FOR] + keys[i] + tail
     asked = rng.sample(range(1, NEEDLES), queries - 1) + [0]
     drills = [question(i) + values[i] + [DOT] for i in asked[:-1]]
     filler = length - sum(map(len, needles)) - sum(map(len, drills)) - len(question(0)) - value_digits

@@ -712,11 +712,11 @@ def train(args):
             lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / total_seconds))))
             for g in opt.param_groups:
                 g["lr"] = lr
-            banded = frozenset()
-            if local and local_rng.random() < args.early_local_share:
-                banded = frozenset(range(args.early_local) if args.early_local
-                                   else local_rng.sample(range(n_layers), args.random_local))
             if local:
+                banded = frozenset()
+                if local_rng.random() < args.early_local_share:
+                    banded = frozenset(range(args.early_local) if args.early_local
+                                       else local_rng.sample(range(n_layers), args.random_local))
                 local.active = banded
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(ids[:, :-1]).logits
@@ -737,8 +737,9 @@ def train(args):
                              "held_out_loss": round(held_out_loss(model, held_batch), 4)}
                     if local:
                         entry["local_layers"] = sorted(banded)  # this step's task losses were with these layers banded
-                    if data.key_gap_reached() is not None:  # rows up to this gap are in the batch (about; workers run ahead)
-                        entry["key_gap_reached"] = data.key_gap_reached()
+                    reached = data.key_gap_reached()
+                    if reached is not None:  # rows up to this level are in the batch (about; workers run ahead)
+                        entry["key_gap_reached"] = reached
                     for kind in TASKS + ["recall"] + sorted({k for k in kinds if "@" in k}) + ["language"]:
                         sel = [i for i, k in enumerate(kinds) if k == kind]
                         if sel:
@@ -913,8 +914,7 @@ def main():
     if args.early_local and args.random_local:
         ap.error("--early-local and --random-local band different layers: give one of them")
     for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "recall_rows",
-                 "recall_question_share",
-                 "early_local_share"):
+                 "recall_question_share", "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name.replace('_', '-')} is a share in [0, 1]")
     try:
