@@ -189,7 +189,7 @@ class Examples:
 
     def __init__(self, tok, documents, rng, max_keys=EXTRA_NEEDLES + 1, clustered=0.0, multivalue_distractors=0.0,
                  same_length_keys=0.0, short_prefixes=0.0, key_token_counts=None, task_shares=TASK_SHARES,
-                 recall_rows=0.0, recall_question_share=0.75, key_gap_seconds=0.0):
+                 recall_rows=0.0, recall_question_share=0.75, key_gap_seconds=0.0, key_gap_level=None):
         self.tok, self.rng = tok, rng
         # Training only (the evaluation keeps lib/eval's four needles at random depths): multi-key
         # examples with 4 to max_keys keys, and this share of the multi-key and multi-value
@@ -249,6 +249,8 @@ class Examples:
         # first key_gap_seconds of training, after which every row has it (by the clock, which the
         # batch workers share: start_clock() sets its zero).
         self.key_gap_seconds, self.clock_zero = key_gap_seconds, None
+        # Or every training row held at one level, to see whether one gap is learnt at all.
+        self.key_gap_held = key_gap_level
         self.stream = token_stream(tok, documents)
 
     def start_clock(self):
@@ -257,6 +259,8 @@ class Examples:
     def key_gap_level(self, training):
         """The curriculum level of a multi-key or recall row (FULL_GAP_LEVEL: the evaluation's
         form): in training during the curriculum, drawn up to the one the clock has reached."""
+        if training and self.key_gap_held is not None:
+            return self.key_gap_held
         reached = self.key_gap_reached() if training else None
         if reached is None or reached == FULL_GAP_LEVEL:
             return FULL_GAP_LEVEL
@@ -676,7 +680,7 @@ def train(args):
         model = make_model(args, tok.get_vocab_size()).to(device)
     data = Examples(tok, train_docs, rng, args.max_keys, args.clustered, args.multivalue_distractors,
                     args.same_length_keys, args.short_prefixes, args.key_token_counts, args.task_shares or TASK_SHARES,
-                    args.recall_rows, args.recall_question_share, args.key_gap_curriculum * 60)
+                    args.recall_rows, args.recall_question_share, args.key_gap_curriculum * 60, args.key_gap_level)
     local, n_layers = None, model.config.num_hidden_layers
     for name, count in (("--early-local", args.early_local), ("--random-local", args.random_local)):
         if count >= n_layers:
@@ -879,6 +883,9 @@ def main():
                          "the answer (prefix) grows from none (the number glued to the key) to the evaluation's; each "
                          "row draws its level up to the current one, and after these minutes every row has the "
                          "evaluation's form")
+    ap.add_argument("--key-gap-level", type=int, default=None,
+                    help=f"hold every multi-key and recall training row at this key-gap level (0-{FULL_GAP_LEVEL}, as in "
+                         "--key-gap-curriculum) for the whole training: does the model learn that one gap?")
     ap.add_argument("--task-shares", type=lambda v: [float(x) for x in v.split(",")], default=None,
                     help=f"how often each of {', '.join(TASKS)} is drawn (default {','.join(map(str, TASK_SHARES))})")
     ap.add_argument("--early-local", type=int, default=0,
@@ -909,6 +916,8 @@ def main():
         args.minutes, args.eval_samples, args.log_every = 1.0, 5, 10
     if not 0 <= args.key_gap_curriculum < args.minutes:
         ap.error("--key-gap-curriculum is minutes (0: off), fewer than --minutes, so that training ends on the evaluation's form")
+    if args.key_gap_level is not None and (args.key_gap_curriculum or not 0 <= args.key_gap_level <= FULL_GAP_LEVEL):
+        ap.error(f"--key-gap-level is a level from 0 to {FULL_GAP_LEVEL}, without --key-gap-curriculum")
     if args.early_local < 0 or args.random_local < 0 or args.early_local_window < 1:
         ap.error("--early-local and --random-local are layer counts (0: off), --early-local-window at least 1")
     if args.early_local and args.random_local:
