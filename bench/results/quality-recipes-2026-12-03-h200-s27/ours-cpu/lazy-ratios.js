@@ -1,0 +1,23 @@
+// One-off (twenty-seventh session): per-layer lazy ratios (auto 50%, sink 4) of three prompts per task, depths 0, 0.5, 1,
+// seed 0, as lib/eval makes them.   node lazy-ratios.js MODEL_DIR CONTEXT WINDOW
+const { loadModel } = require("../../../../dist/lib");
+const { makeSample } = require("../../../../dist/lib/eval/tasks");
+const { brownCorpus } = require("../../../../dist/lib/eval/corpus");
+(async () => {
+  const [dir, ctx, window] = process.argv.slice(2);
+  const model = await loadModel(dir, { device: "cpu" });
+  const corpus = brownCorpus();
+  for (const task of ["variable-tracking", "niah-multikey", "passkey"]) {
+    const rows = [];
+    for (const depth of [0, 0.5, 1]) {
+      const s = makeSample(model.tokenizer, corpus, { task, context: Number(ctx), depth, seed: 0 }, { chat: false, maxPositions: 4096, extraTokens: 8 });
+      const session = model.createSession({ hybrid: { mode: "auto", fullLayers: 0.5, sink: 4, window: Number(window) } });
+      for await (const _ of session.generate(s.prompt, { maxNewTokens: 0 }));
+      const h = session.stats.hybrid;
+      rows.push(h.ratios.map((r) => r.toFixed(2)).join(" ") + "  lazy " + h.lazyLayers.join(","));
+      session.dispose();
+    }
+    console.log(task + "\n  " + rows.join("\n  "));
+  }
+  model.dispose();
+})();
