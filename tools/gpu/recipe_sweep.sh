@@ -11,6 +11,10 @@
 #     PARALLEL      1 trains the recipes side by side (four small ones share an H200 well)
 #     WORKERS       batch-making processes per recipe (default 12, or 4 with PARALLEL=1)
 #     LIMIT         seconds after which a recipe is stopped (default none), to fit a time-limited job
+#     OURS_EVAL     an eval settings file (e.g. bench/quality/demo-50.json cut to the modes wanted): each
+#                   trained model is also evaluated by our engine (`lighttransfer eval -d cuda`, into
+#                   OUT_DIR/NAME/ours), for hybrid modes beside transformers' full attention; needs node
+#                   on PATH, dist/ and the CUDA addon built
 # The options are split at spaces, without quotes or globs. Each recipe goes to OUT_DIR/NAME
 # (train.json, the tokenizer and config) and OUT_DIR/NAME.log; the table at the end gives the
 # teacher-forced multi-key exact match over the last five log entries of each stage (a pick among
@@ -46,6 +50,10 @@ train_one() {  # NAME OPTIONS: trains one recipe; its exit status is the trainin
     --minutes "$minutes" --max-context "$max_context" --eval-samples 50 --workers "$workers" "${options[@]}" > "$out/$name.log" 2>&1
   local status=$?
   echo "[$(date +%T)] $name: exit $status"
+  if [[ $status == 0 && -n ${OURS_EVAL:-} ]]; then
+    node dist/lib/cli/index.js eval -m "$out/$name" -d cuda --config "$OURS_EVAL" -o "$out/$name/ours" \
+      > "$out/$name/ours.log" 2>&1 || echo "[$(date +%T)] $name: our eval failed (the end of $out/$name/ours.log says why)"
+  fi
   [[ ${KEEP_MODELS:-0} == 1 ]] || rm -f "$out/$name/model.safetensors"
   return $status
 }
@@ -86,6 +94,13 @@ for name in names:
     greedy = "; ".join(f"at {n} tokens {({t: round(a * 100) for t, a in results.items()})}"
                        for n, results in record.get("accuracy", {}).items()) or "no evaluation (see the log)"
     print(f"{name}: {len(record['log'])} log entries, multi-key exact (last 5) {exact}; greedy {greedy}")
+    ours = os.path.join(out, name, "ours", "eval.md")
+    if os.path.isfile(ours):  # each context's exact-match table (the RULER-score tables follow them)
+        exact_part = False
+        for line in open(ours).read().splitlines():
+            exact_part = line.startswith("## ") or (exact_part and not line.startswith("RULER"))
+            if line.startswith("## ") or (exact_part and line.startswith("|")):
+                print(f"  {line}")
 PY
 if (( ${#failed[@]} )); then
   echo "failed: ${failed[*]}" >&2
