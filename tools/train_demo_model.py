@@ -264,7 +264,8 @@ class Examples:
 
     def key_gap_level(self, training):
         """The curriculum level of a multi-key or recall row (FULL_GAP_LEVEL: the evaluation's
-        form): in training during the curriculum, drawn up to the one the clock has reached."""
+        form): in training, the held level (--key-gap-level), or during the curriculum one drawn up
+        to the level the clock has reached."""
         if training and self.key_gap_held is not None:
             return self.key_gap_held
         reached = self.key_gap_reached() if training else None

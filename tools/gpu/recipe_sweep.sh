@@ -99,7 +99,7 @@ for name in names:
         exact_part = False
         for line in open(ours).read().splitlines():
             exact_part = line.startswith("## ") or (exact_part and not line.startswith("RULER"))
-            if line.startswith("## ") or (exact_part and line.startswith("|")):
+            if exact_part and line.startswith(("## ", "|")):
                 print(f"  {line}")
 PY
 if (( ${#failed[@]} )); then
