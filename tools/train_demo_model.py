@@ -613,8 +613,8 @@ def add_dropout(model, p):
 
 
 class LocalAttention:
-    """Training only (--early-local, --random-local): in a share of the steps some layers see only
-    the first `sink` tokens and the last `window` (a banded causal mask). The other steps, the
+    """Training only (--early-local, --random-local, --local-layers): in a share of the steps some
+    layers see only the first `sink` tokens and the last `window` (a banded causal mask). The other steps, the
     evaluation and the saved model are full attention. The banded steps run those layers without
     the causal fast path, so a timed run makes fewer steps.
     - --early-local N bands the first N layers, so that retrieval over the whole prompt has to be
@@ -623,7 +623,10 @@ class LocalAttention:
     - --random-local K bands K layers drawn afresh each time, so that no one layer is the only one
       that retrieves something: the demo model keeps variable tracking in layers 4-5 alone, which
       look lazy at the prompt's end, and hybrid mode at half the layers full loses it
-      (bench/README.md, "Quality")."""
+      (bench/README.md, "Quality").
+    - --local-layers L bands the layers listed, the ones the lazy ratio ranks laziest: the model
+      learns to answer with them streaming, the adaptation LightTransfer makes for its lazy layers,
+      while the full-attention steps keep it a full-attention model."""
 
     def __init__(self, model, sink, window):
         self.active = frozenset()
@@ -692,7 +695,9 @@ def train(args):
     for name, count in (("--early-local", args.early_local), ("--random-local", args.random_local)):
         if count >= n_layers:
             raise ValueError(f"{name} {count}: the model has {n_layers} layers")
-    if args.early_local or args.random_local:
+    if args.local_layers and max(args.local_layers) >= n_layers:
+        raise ValueError(f"--local-layers {args.local_layers}: the model has {n_layers} layers")
+    if args.early_local or args.random_local or args.local_layers:
         local = LocalAttention(model, 4, args.early_local_window)
         local.check(model, tok.get_vocab_size(), device)
     local_rng = random.Random(args.seed + 7)  # its own draws: the data's stay as without the option
@@ -726,8 +731,12 @@ def train(args):
             if local:
                 banded = frozenset()
                 if local_rng.random() < args.early_local_share:
-                    banded = frozenset(range(args.early_local) if args.early_local
-                                       else local_rng.sample(range(n_layers), args.random_local))
+                    if args.local_layers:
+                        banded = frozenset(args.local_layers)
+                    elif args.early_local:
+                        banded = frozenset(range(args.early_local))
+                    else:
+                        banded = frozenset(local_rng.sample(range(n_layers), args.random_local))
                 local.active = banded
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(ids[:, :-1]).logits
@@ -901,6 +910,10 @@ def main():
     ap.add_argument("--random-local", type=int, default=0,
                     help="in a share of the steps (--early-local-share), this many layers drawn at random see only 4 "
                          "sink tokens and a window (--early-local-window), so that no one layer alone retrieves")
+    ap.add_argument("--local-layers", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="in a share of the steps (--early-local-share), these layers (e.g. 4,5,6,7: the ones the "
+                         "lazy ratio ranks laziest) see only 4 sink tokens and a window (--early-local-window), so that "
+                         "the model learns to answer with them streaming, as LightTransfer adapts a model to its lazy layers")
     ap.add_argument("--early-local-share", type=float, default=0.5, help="share of the steps with banded layers")
     ap.add_argument("--early-local-window", type=int, default=64, help="the banded layers' window")
     ap.add_argument("--task-fraction", type=float, default=0.85)
@@ -927,8 +940,10 @@ def main():
         ap.error(f"--key-gap-level is a level from 0 to {FULL_GAP_LEVEL}, without --key-gap-curriculum")
     if args.early_local < 0 or args.random_local < 0 or args.early_local_window < 1:
         ap.error("--early-local and --random-local are layer counts (0: off), --early-local-window at least 1")
-    if args.early_local and args.random_local:
-        ap.error("--early-local and --random-local band different layers: give one of them")
+    if sum(map(bool, (args.early_local, args.random_local, args.local_layers))) > 1:
+        ap.error("--early-local, --random-local and --local-layers band different layers: give one of them")
+    if args.local_layers is not None and (not args.local_layers or min(args.local_layers) < 0):
+        ap.error("--local-layers is a comma-separated list of layer indices")
     for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "recall_rows",
                  "recall_question_share", "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
