@@ -614,9 +614,9 @@ def add_dropout(model, p):
 
 class LocalAttention:
     """Training only (--early-local, --random-local, --local-layers): in a share of the steps some
-    layers see only the first `sink` tokens and the last `window` (a banded causal mask). The other steps, the
-    evaluation and the saved model are full attention. The banded steps run those layers without
-    the causal fast path, so a timed run makes fewer steps.
+    layers see only the first `sink` tokens and the last `window` (a banded causal mask). The other
+    steps, the evaluation and the saved model are full attention. The banded steps run those layers
+    without the causal fast path, so a timed run makes fewer steps.
     - --early-local N bands the first N layers, so that retrieval over the whole prompt has to be
       learnt in deeper layers too: the demo model finds multi-key needles in layer 1 alone
       (bench/README.md, "Which layers retrieve"), where a key of several tokens has been through one layer.
@@ -701,6 +701,13 @@ def train(args):
         local = LocalAttention(model, 4, args.early_local_window)
         local.check(model, tok.get_vocab_size(), device)
     local_rng = random.Random(args.seed + 7)  # its own draws: the data's stay as without the option
+    fixed_banded = frozenset(args.local_layers or range(args.early_local))
+
+    def draw_banded():  # the layers a banded step bands
+        if args.random_local:
+            return frozenset(local_rng.sample(range(n_layers), args.random_local))
+        return fixed_banded
+
     add_dropout(model, args.dropout)
     held_stream = token_stream(tok, held_docs)
     held_batch = held_out_batch(held_stream, 8, 1024).to(device)
@@ -729,14 +736,7 @@ def train(args):
             for g in opt.param_groups:
                 g["lr"] = lr
             if local:
-                banded = frozenset()
-                if local_rng.random() < args.early_local_share:
-                    if args.local_layers:
-                        banded = frozenset(args.local_layers)
-                    elif args.early_local:
-                        banded = frozenset(range(args.early_local))
-                    else:
-                        banded = frozenset(local_rng.sample(range(n_layers), args.random_local))
+                banded = draw_banded() if local_rng.random() < args.early_local_share else frozenset()
                 local.active = banded
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logits = model(ids[:, :-1]).logits
@@ -942,8 +942,8 @@ def main():
         ap.error("--early-local and --random-local are layer counts (0: off), --early-local-window at least 1")
     if sum(map(bool, (args.early_local, args.random_local, args.local_layers))) > 1:
         ap.error("--early-local, --random-local and --local-layers band different layers: give one of them")
-    if args.local_layers is not None and (not args.local_layers or min(args.local_layers) < 0):
-        ap.error("--local-layers is a comma-separated list of layer indices")
+    if args.local_layers and min(args.local_layers) < 0:
+        ap.error("--local-layers is a comma-separated list of layer indices (0 or more)")
     for name in ("clustered", "multivalue_distractors", "same_length_keys", "short_prefixes", "recall_rows",
                  "recall_question_share", "early_local_share"):
         if not 0.0 <= getattr(args, name) <= 1.0:
