@@ -153,6 +153,25 @@ describe("linear", () => {
     expect({ seed: rng.seed, values: Array.from(fusedGlu) }).toEqual({ seed: rng.seed, values: Array.from(separateGlu) });
   });
 
+  test("constantWeight changes only when the weight may be read, not the result (bit for bit)", () => {
+    const m = rng.int(1, 5),
+      n = rng.int(2, 30) * 2,
+      k = rng.int(1, 70);
+    const w = scope.random(rng, [n, k], "bf16").tensor;
+    const g = scope.random(rng, [k], "bf16").tensor;
+    const x = scope.random(rng, [m, k], "f32").tensor;
+    const variants: Array<Partial<Parameters<typeof kernels.linear>[0]>> = [{}, { norm: { weight: g, eps: 1e-6 } }, { swiGluOutput: true }];
+    for (const options of variants) {
+      const plain = scope.add(kernels.linear({ x, weight: w, ...options })).toFloat32Array();
+      const constant = scope.add(kernels.linear({ x, weight: w, ...options, constantWeight: true })).toFloat32Array();
+      expect({ seed: rng.seed, options: Object.keys(options), values: Array.from(constant) }).toEqual({
+        seed: rng.seed,
+        options: Object.keys(options),
+        values: Array.from(plain),
+      });
+    }
+  });
+
   test("refuses what the fused forms cannot mean, and leaves out as it was", () => {
     const x = scope.random(rng, [2, 8], "f32").tensor,
       w = scope.random(rng, [4, 8], "f32").tensor,
@@ -179,6 +198,7 @@ describe("linear", () => {
       ],
       [{ swiGluOutput: true, accumulate: true }, /swiGluOutput and accumulate cannot be combined/],
       [{ swiGluOutput: "yes" as unknown as boolean }, /swiGluOutput must be true, false or undefined/],
+      [{ constantWeight: 1 as unknown as boolean }, /constantWeight must be true, false or undefined/],
     ];
     for (const [options, message] of refused) {
       expect(() => kernels.linear({ x, weight: w, out: y, ...options })).toThrow(message);

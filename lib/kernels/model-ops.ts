@@ -52,6 +52,12 @@ export interface LinearOptions {
   ropeAppendKv?: Omit<RopeAppendKvOptions, "qkv" | "q">;
   /** out += the product (+ bias), rounded once, instead of out = it: a residual add. */
   accumulate?: boolean;
+  /**
+   * No kernel writes `weight` while this call may still overlap the kernels queued ahead of it, as
+   * with a model's loaded weights: the CUDA small-batch GEMV may then start reading it before those
+   * kernels finish. Leave it unset for a weight that an earlier call computes.
+   */
+  constantWeight?: boolean;
   /** The GEMM a CUDA call runs on (see `GemmChoice`); LIGHTTRANSFER_GEMM, else "auto", when not given. */
   gemm?: GemmChoice;
 }
@@ -76,6 +82,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
     "swiGluOutput",
     "ropeAppendKv",
     "accumulate",
+    "constantWeight",
     "gemm",
   ]);
   const gemm = readGemmChoice("linear", o.gemm);
@@ -85,7 +92,8 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
     givenOut = optionalTensor("linear", "out", o.out);
   const swiGlu = optionalFlag("linear", "swiGlu", o.swiGlu),
     swiGluOutput = optionalFlag("linear", "swiGluOutput", o.swiGluOutput),
-    accumulate = optionalFlag("linear", "accumulate", o.accumulate);
+    accumulate = optionalFlag("linear", "accumulate", o.accumulate),
+    constantWeight = optionalFlag("linear", "constantWeight", o.constantWeight);
   const norm = readNested("linear", "norm", o.norm, ["weight", "eps"]);
   const rope = readNested("linear", "ropeAppendKv", o.ropeAppendKv, ["positions", "invFreq", "kPages", "vPages", "slots"]);
   if (accumulate && !givenOut) throw new TypeError("linear: accumulate adds into out, so out must be given");
@@ -112,6 +120,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
         },
       }),
       ...(accumulate && { accumulate }),
+      ...(constantWeight && { constantWeight }),
       ...(gemm && { gemm }),
     },
   };
@@ -132,6 +141,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
  * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: act, swiGluOutput: true });
  * kernels.linear({ x: act, weight: down, out: h, accumulate: true }); // h += down(swiGlu(gateUp(norm(h))))
  * kernels.linear({ x: h, norm, weight: qkv, out: q, ropeAppendKv: { positions, invFreq, kPages, vPages, slots } });
+ * kernels.linear({ x: attn, weight: o, out: h, accumulate: true, constantWeight: true }); // o: a loaded weight
  */
 export function linear(o: LinearOptions): Tensor {
   const outputs = new Outputs();

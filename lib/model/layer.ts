@@ -16,6 +16,10 @@ import type { LayerWeights, ModelWeights } from "../checkpoint/weights";
 import * as kernels from "../kernels";
 import { type DeviceName, type DType, Tensor } from "../runtime/tensor";
 
+// A model's weights are written when it loads, never by a kernel of a forward pass, so each
+// projection may start reading them before the kernel ahead of it has finished.
+const constantWeight = true;
+
 /** What every executor of the layer reads: the model and where its activations live. */
 export interface ModelParts {
   config: ModelConfig;
@@ -107,10 +111,11 @@ export function runLayer(
     bias: w.qkvBias,
     out: q,
     ropeAppendKv: { positions, invFreq: parts.invFreq, ...attention.kvTarget(layer) },
+    constantWeight,
   });
-  kernels.linear({ x: attention.attend(layer, q), weight: w.o, out: h, accumulate: true });
-  kernels.linear({ x: h, norm: { weight: w.postNorm, eps }, weight: w.gateUp, out: act, swiGluOutput: true });
-  kernels.linear({ x: act, weight: w.down, out: h, accumulate: true });
+  kernels.linear({ x: attention.attend(layer, q), weight: w.o, out: h, accumulate: true, constantWeight });
+  kernels.linear({ x: h, norm: { weight: w.postNorm, eps }, weight: w.gateUp, out: act, swiGluOutput: true, constantWeight });
+  kernels.linear({ x: act, weight: w.down, out: h, accumulate: true, constantWeight });
 }
 
 /**
@@ -119,5 +124,11 @@ export function runLayer(
  * @example runHead(parts, h, logits);
  */
 export function runHead(parts: ModelParts, h: Tensor, logits: Tensor): void {
-  kernels.linear({ x: h, norm: { weight: parts.weights.norm, eps: parts.config.rmsNormEps }, weight: parts.weights.lmHead, out: logits });
+  kernels.linear({
+    x: h,
+    norm: { weight: parts.weights.norm, eps: parts.config.rmsNormEps },
+    weight: parts.weights.lmHead,
+    out: logits,
+    constantWeight,
+  });
 }

@@ -118,6 +118,7 @@ PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {
   p.output = rope ? LinearOutput::RopeAppendKv : swiGluOutput ? LinearOutput::SwiGlu : LinearOutput::Plain;
   if (rope) p.rope = target.params;
   p.accumulate = accumulate;
+  p.constantWeight = a.flag("constantWeight");
   const std::string gemm = gemmChoice(a.value("gemm"), a.op());
 #ifdef LT_WITH_CUDA
   const cuda::GemmRequest request = device.isCpu() ? cuda::GemmRequest::Library : cuda::gemmRequest(gemm);

@@ -64,6 +64,9 @@ struct LinearParams {
   LinearOutput output = LinearOutput::Plain;
   RopeAppendKvParams rope;  // for RopeAppendKv: all but qkv (the product)
   bool accumulate = false;
+  // No kernel writes w while this call may overlap the kernels ahead of it (a model's loaded
+  // weights): the small-batch GEMV on CUDA may then read w before it waits for them.
+  bool constantWeight = false;
 };
 
 // y = x / sqrt(mean(x²) + eps) * weight, per row of `dim`. When `residual` is set, it is first

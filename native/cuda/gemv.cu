@@ -32,8 +32,9 @@
 //   before its first sums, not between groups), and written to q or the token's K
 //   pool row; value rows go to the V pool row as stored. Requires k % 8 == 0, x, w (and norm) 16-byte aligned (then
 //   every row is), y apart from x. On sm_90 the kernel is a programmatic dependent of the one before it: each thread
-//   asks L2 for its first weights before it waits for that kernel, and lets the next one launch once
-//   its last weights have arrived, so consecutive projections overlap their edges. Chunks past the
+//   loads its first weights into registers before it waits for that kernel where no kernel writes
+//   them (LinearParams::constantWeight: a model's weights), else asks L2 for them, and lets the next
+//   one launch once its last weights have arrived, so consecutive projections overlap their edges. Chunks past the
 //   end of a row are zero weights times zero inputs, so a step's loads have no branch between them.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -131,7 +132,7 @@ template <typename T, int M, LinearInput kInput, Epilogue kEpilogue>
 __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
     gemvKernel(const T* __restrict__ xElements, const T* __restrict__ w, const T* __restrict__ bias,
                const T* __restrict__ normElements, T* __restrict__ y, int n, int k, float eps,
-               const RopeAppendKvParams rope) {
+               const RopeAppendKvParams rope, bool constantWeight) {
   constexpr int R = kRowsPerBlock;
   constexpr bool kSwiGlu = kEpilogue == Epilogue::SwiGlu, kRope = kEpilogue == Epilogue::RopeAppendKv;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -163,20 +164,25 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
   };
   pointAt(group);
 
-  // The first weights go to L2 while the kernel ahead of this one (which wrote x, or reads y)
-  // finishes. Only a hint: the loads below come after the wait, so a weight that kernel wrote is
-  // never read stale (L2 is where device writes land).
-#pragma unroll
-  for (int r = 0; r < R; r++)
-    if (tid < chunks) prefetchToL2(wRow[r] + tid);
-  waitForPrerequisiteGrids();
-
   uint4 wv[R];
   auto loadStep = [&](int c) {
 #pragma unroll
     for (int r = 0; r < R; r++) wv[r] = c < chunks ? __ldcs(wRow[r] + c) : make_uint4(0u, 0u, 0u, 0u);
   };
-  loadStep(tid);
+  // The first weights travel while the kernel ahead of this one (which wrote x, or reads y)
+  // finishes: loaded into registers when no kernel writes them (constantWeight), else only asked
+  // of L2 and loaded after the wait, so that a weight that kernel wrote is never read stale (L2
+  // is where device writes land).
+  if (constantWeight) {
+    loadStep(tid);
+    waitForPrerequisiteGrids();
+  } else {
+#pragma unroll
+    for (int r = 0; r < R; r++)
+      if (tid < chunks) prefetchToL2(wRow[r] + tid);
+    waitForPrerequisiteGrids();
+    loadStep(tid);
+  }
 
   // The RoPE epilogue's cos/sin, one entry per (group of this block, input row, pair), and the
   // tokens' pool slots: taken here while the first weights are on their way. In the epilogue, a
@@ -354,13 +360,13 @@ int gemvBlocks(int n, int inputRows) {
 }
 
 // Launched as a programmatic dependent of the kernel ahead of it where the device allows
-// (programmatic_launch.cuh): its first weights stream into L2 during that kernel's tail.
+// (programmatic_launch.cuh): its first weights travel during that kernel's tail.
 template <typename T, int M, LinearInput kInput, Epilogue kEpilogue>
 void launchRows(const LinearParams& p, cudaStream_t stream) {
   launchProgrammatic("linear", "gemvKernel", gemvKernel<T, M, kInput, kEpilogue>, dim3(unsigned(gemvBlocks(p.n, M))),
                      dim3(kThreads), 0, stream, static_cast<const T*>(p.x), static_cast<const T*>(p.w),
                      static_cast<const T*>(p.bias), static_cast<const T*>(p.norm), static_cast<T*>(p.y), p.n, p.k,
-                     p.eps, p.rope);
+                     p.eps, p.rope, p.constantWeight);
 }
 
 // The most rows the GEMV takes with its input as given or normed inside it

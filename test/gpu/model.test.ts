@@ -398,7 +398,7 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
       square: pair([hidden, hidden], "bf16"),
     };
     const start = scope.random(rng, [m, hidden], "bf16").tensor;
-    const chain = (h: Tensor, on: "cpu" | "gpu", scratch: { act: Tensor; a: Tensor }) => {
+    const chain = (h: Tensor, on: "cpu" | "gpu", scratch: { act: Tensor; a: Tensor }, constantWeight = false) => {
       // The products of 1-4 rows must run on the GEMV (gemv-only refuses the library), so the
       // graph's kernels are the eager ones.
       const gemm = m <= 4 ? "gemv-only" : "gemv";
@@ -410,10 +410,18 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
           out: scratch.act,
           swiGluOutput: true,
           gemm,
+          constantWeight,
         });
-        kernels.linear({ x: scratch.act, weight: weights.down[on], out: h, accumulate: true, gemm });
-        kernels.linear({ x: h, norm: { weight: weights.norm[on], eps }, weight: weights.square[on], out: scratch.a, gemm });
-        kernels.linear({ x: scratch.a, weight: weights.square[on], out: h, accumulate: true, gemm });
+        kernels.linear({ x: scratch.act, weight: weights.down[on], out: h, accumulate: true, gemm, constantWeight });
+        kernels.linear({
+          x: h,
+          norm: { weight: weights.norm[on], eps },
+          weight: weights.square[on],
+          out: scratch.a,
+          gemm,
+          constantWeight,
+        });
+        kernels.linear({ x: scratch.a, weight: weights.square[on], out: h, accumulate: true, gemm, constantWeight });
       }
     };
     const buffers = (device: DeviceName) => ({
@@ -423,22 +431,55 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     });
     const cpu = buffers("cpu"),
       eager = buffers("cuda:0"),
-      replayed = buffers("cuda:0");
+      replayed = buffers("cuda:0"),
+      constant = buffers("cuda:0"),
+      constantReplayed = buffers("cuda:0");
     chain(cpu.h, "cpu", cpu);
     const input = scope.add(Tensor.empty([1], "i32", "cuda:0"));
     chain(eager.h, "gpu", eager);
-    const graph = CudaGraph.capture(input, () => chain(replayed.h, "gpu", replayed));
-    try {
-      graph.launch(new Int32Array(1));
-    } finally {
-      graph.dispose();
+    // With constantWeight the GEMV reads its first weights before the kernel ahead finishes: the
+    // same kernels and sums, so the same bits.
+    chain(constant.h, "gpu", constant, true);
+    for (const [target, constantWeight] of [
+      [replayed, false],
+      [constantReplayed, true],
+    ] as const) {
+      const graph = CudaGraph.capture(input, () => chain(target.h, "gpu", target, constantWeight));
+      try {
+        graph.launch(new Int32Array(1));
+      } finally {
+        graph.dispose();
+      }
     }
     const want = cpu.h.toFloat32Array(),
-      got = eager.h.toFloat32Array(),
-      again = replayed.h.toFloat32Array();
+      got = eager.h.toFloat32Array();
     expect({ seed: rng.seed, m, fromCpu: relError(got, want) < 2e-2 }).toEqual({ seed: rng.seed, m, fromCpu: true });
-    if (m <= 4) expect({ seed: rng.seed, m, same: Array.from(again) }).toEqual({ seed: rng.seed, m, same: Array.from(got) });
-    else expect({ seed: rng.seed, m, fromEager: relError(again, got) < 2e-2 }).toEqual({ seed: rng.seed, m, fromEager: true });
+    for (const other of [replayed, constant, constantReplayed]) {
+      const again = other.h.toFloat32Array();
+      if (m <= 4) expect({ seed: rng.seed, m, same: Array.from(again) }).toEqual({ seed: rng.seed, m, same: Array.from(got) });
+      else expect({ seed: rng.seed, m, fromEager: relError(again, got) < 2e-2 }).toEqual({ seed: rng.seed, m, fromEager: true });
+    }
+  });
+
+  // Without constantWeight the GEMV reads its weight only after the kernel ahead of it has
+  // finished. Here that kernel writes the weight: swiGlu, which lets its dependents launch at its
+  // start, so a weight read any earlier would be the previous round's (or the empty tensor's).
+  test.each([1, 2, 4])("a weight written by the kernel just before the GEMV is read after it (%i rows)", (m) => {
+    const n = 8 * rng.int(64, 512),
+      k = 8 * rng.int(64, 512);
+    const x = pair([m, k], "bf16");
+    const w = { cpu: scope.add(Tensor.empty([n, k], "bf16", "cpu")), gpu: scope.add(Tensor.empty([n, k], "bf16", "cuda:0")) };
+    const y = { cpu: scope.add(Tensor.empty([m, n], "bf16", "cpu")), gpu: scope.add(Tensor.empty([m, n], "bf16", "cuda:0")) };
+    for (let round = 0; round < 3; round++) {
+      const source = pair([n, 2 * k], "bf16");
+      for (const on of ["cpu", "gpu"] as const) {
+        kernels.swiGlu({ x: source[on], out: w[on] });
+        kernels.linear({ x: x[on], weight: w[on], out: y[on], gemm: on === "gpu" ? "gemv-only" : undefined });
+      }
+      const got = y.gpu.toFloat32Array(),
+        want = y.cpu.toFloat32Array();
+      expect({ seed: rng.seed, m, round, close: relError(got, want) < 2e-2 }).toEqual({ seed: rng.seed, m, round, close: true });
+    }
   });
 
   test("on CUDA, out may not overlap x even for a plain product", () => {
