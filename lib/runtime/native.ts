@@ -166,6 +166,7 @@ export interface NativeOpArgs {
     swiGluOutput?: boolean;
     ropeAppendKv?: { positions: Handle; invFreq: Handle; kPages: Handle; vPages: Handle; slots: Handle };
     accumulate?: boolean;
+    constantWeight?: boolean;
     gemm?: GemmChoice;
   };
   rmsNorm: { x: Handle; weight: Handle; residual?: Handle; out: Handle; eps?: number };
