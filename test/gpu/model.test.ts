@@ -21,6 +21,11 @@ function pair(shape: number[], dtype: "bf16" | "f16" | "f32") {
   return { cpu, gpu: scope.add(cpu.to("cuda:0")) };
 }
 
+/** An empty tensor of this shape on each side, for an op's output. */
+function emptyPair(shape: number[], dtype: "bf16" | "f16" | "f32") {
+  return { cpu: scope.add(Tensor.empty(shape, dtype, "cpu")), gpu: scope.add(Tensor.empty(shape, dtype, "cuda:0")) };
+}
+
 describeGpu("CUDA model ops equal the CPU ops", () => {
   // bf16 keeps 8 significant bits: one rounding of each output gives ~2e-3 relative error.
   const bound = 1e-2;
@@ -468,8 +473,8 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     const n = 8 * rng.int(64, 512),
       k = 8 * rng.int(64, 512);
     const x = pair([m, k], "bf16");
-    const w = { cpu: scope.add(Tensor.empty([n, k], "bf16", "cpu")), gpu: scope.add(Tensor.empty([n, k], "bf16", "cuda:0")) };
-    const y = { cpu: scope.add(Tensor.empty([m, n], "bf16", "cpu")), gpu: scope.add(Tensor.empty([m, n], "bf16", "cuda:0")) };
+    const w = emptyPair([n, k], "bf16"),
+      y = emptyPair([m, n], "bf16");
     for (let round = 0; round < 3; round++) {
       const source = pair([n, 2 * k], "bf16");
       for (const on of ["cpu", "gpu"] as const) {
