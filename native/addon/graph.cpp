@@ -1,5 +1,6 @@
 #include "graph.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -10,7 +11,7 @@ namespace {
 
 // A recorded call's bounds check and where its index tensors sit in the input (elements).
 struct RecordedCheck {
-  std::vector<size_t> offsets;
+  std::vector<size_t> offsets, counts;
   IndexCheck check;
 };
 
@@ -26,9 +27,11 @@ struct Recording {
   std::vector<RecordedCheck> checks;
   std::vector<RecordedCheck> pending;  // the checks of the call being prepared
   // What the input holds on the device, as last checked and copied. Launches that name the
-  // ranges they changed update it in place and check it whole, so the device never holds
-  // anything unchecked. Empty until the first launch, which copies everything.
+  // ranges they changed update it in place and check it, handing each check the parts of its
+  // tensors that changed, so the device never holds anything unchecked. Empty until the first
+  // launch, which copies everything.
   std::vector<int32_t> mirror;
+  IndexContents contents;  // reused by every launch's checks
 };
 
 // A graph ready to launch: the payload of the External that captureEnd returns.
@@ -159,11 +162,32 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   rec.mirror.resize(rec.inputCount);
   for (auto [start, count] : ranges)
     std::copy(host + start, host + start + count, rec.mirror.begin() + ptrdiff_t(start));
+  // In increasing order and apart, so that each tensor finds the ranges it overlaps by a search.
+  std::sort(ranges.begin(), ranges.end());
+  std::vector<std::pair<size_t, size_t>> apart;
+  for (auto [start, count] : ranges) {
+    if (!apart.empty() && start <= apart.back().first + apart.back().second)
+      apart.back().second = std::max(apart.back().second, start + count - apart.back().first);
+    else
+      apart.emplace_back(start, count);
+  }
   try {
-    std::vector<const int32_t*> contents;
+    IndexContents& contents = rec.contents;
     for (const RecordedCheck& c : rec.checks) {
-      contents.clear();
-      for (size_t offset : c.offsets) contents.push_back(rec.mirror.data() + offset);
+      contents.data.clear();
+      contents.changed.resize(c.offsets.size());
+      for (size_t i = 0; i < c.offsets.size(); i++) {
+        const size_t begin = c.offsets[i], end = begin + c.counts[i];
+        contents.data.push_back(rec.mirror.data() + begin);
+        std::vector<std::pair<size_t, size_t>>& changed = contents.changed[i];
+        changed.clear();
+        auto r = std::partition_point(apart.begin(), apart.end(),
+                                      [begin](const auto& range) { return range.first + range.second <= begin; });
+        for (; r != apart.end() && r->first < end; ++r) {
+          const size_t from = std::max(r->first, begin), to = std::min(r->first + r->second, end);
+          changed.emplace_back(from - begin, to - from);
+        }
+      }
       c.check(contents);
     }
     for (auto [start, count] : ranges)
@@ -197,10 +221,12 @@ std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<Tensor
   if (rec == nullptr) {
     std::vector<std::vector<int32_t>> copies;
     copies.reserve(tensors.size());
-    std::vector<const int32_t*> contents;
+    IndexContents contents;
     for (TensorObject* t : tensors) {
       copies.push_back(hostInts(t));
-      contents.push_back(copies.back().data());
+      contents.data.push_back(copies.back().data());
+      contents.changed.emplace_back();
+      if (!copies.back().empty()) contents.changed.back().emplace_back(0, copies.back().size());
     }
     check(contents);
     for (size_t i = 0; i < tensors.size(); i++) {
@@ -222,6 +248,7 @@ std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<Tensor
              " is being captured into a CUDA graph, index tensors must be views of the capture's input, "
              "whose contents every launch supplies and checks");
     recorded.offsets.push_back(size_t(offset));
+    recorded.counts.push_back(size_t(numel(t->shape())));
     kernelReads.push_back(static_cast<const int32_t*>(t->data()));
   }
   recorded.check = std::move(check);

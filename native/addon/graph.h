@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -17,9 +18,21 @@
 
 namespace lt::addon {
 
-// Checks one call's index tensors, given their contents on the host in the order the tensors
-// were passed to checkIndices; throws lt::Error naming the call and the bad entry.
-using IndexCheck = std::function<void(const std::vector<const int32_t*>& contents)>;
+// What a check sees: the host contents of one call's index tensors, in the order they were passed
+// to checkIndices, and per tensor the (start, count) ranges of its elements that changed since
+// the launch that last checked them, relative to its first element and in increasing order: the
+// whole tensor on a call made now and on a graph's first launch. A check must check what
+// changed; what did not change held the same values when it last passed, so a check that keeps
+// what it found (decode attention's page tables, whose rows change only when a sequence gains a
+// page) may skip it.
+struct IndexContents {
+  std::vector<const int32_t*> data;
+  std::vector<std::vector<std::pair<size_t, size_t>>> changed;
+  const int32_t* operator[](size_t tensor) const { return data[tensor]; }
+};
+
+// Checks one call's index tensors; throws lt::Error naming the call and the bad entry.
+using IndexCheck = std::function<void(const IndexContents& contents)>;
 
 // Runs `check` on the contents of `tensors` (i32, one device) now — from their host shadows,
 // else from a copy read back — or, while their device is being captured, records it so that

@@ -44,7 +44,7 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectDType("slots", slots, DType::I32);
   Device device = a.sameDevice({{"k", k}, {"v", v}, {"kPages", kPages}, {"vPages", vPages}, {"slots", slots}});
   const int64_t poolSlots = pool[0] * pool[1];
-  const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const IndexContents& c) {
     checkSlots(op, c[0], tokens, poolSlots, -1);
   });
   AppendKvParams p;
@@ -86,10 +86,10 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info, CallMode mode) {
   if (dst->shape()[0] < dstPages)
     a.fail("dstPageTable has " + std::to_string(dst->shape()[0]) + " pages but the ring of " + std::to_string(ringLen) +
            " slots needs " + std::to_string(dstPages));
-  const auto indices = checkIndices(
-      a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const std::vector<const int32_t*>& c) {
-        checkPages(op, "srcPageTable", c[0], size_t(srcPages), numPages, "");
-        checkPages(op, "dstPageTable", c[1], size_t(dstPages), numPages, "");
+  const auto indices =
+      checkIndices(a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const IndexContents& c) {
+        checkPages(op, "srcPageTable", c[0], 0, size_t(srcPages), numPages, "");
+        checkPages(op, "dstPageTable", c[1], 0, size_t(dstPages), numPages, "");
       });
   p.srcPageTable = indices[0];
   p.dstPageTable = indices[1];
@@ -120,7 +120,7 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectDType("v", v, kPages->dtype());
   Device device = a.sameDevice({{"kPages", kPages}, {"vPages", vPages}, {"slots", slots}, {"k", k}, {"v", v}});
   const int64_t poolSlots = pool[0] * pool[1];
-  const auto indices = checkIndices(a, {slots}, [op = a.op(), length, poolSlots](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {slots}, [op = a.op(), length, poolSlots](const IndexContents& c) {
     checkSlots(op, c[0], length, poolSlots, 0);
   });
   GatherKvParams p;
@@ -187,8 +187,8 @@ RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q, const char
 
 void checkRopeAppendSlots(KernelArgs& a, RopeAppendTarget& t) {
   const int64_t poolSlots = int64_t(t.params.numPages) * t.params.pageSize;
-  const auto indices = checkIndices(
-      a, {t.slots}, [op = a.op(), tokens = t.params.tokens, poolSlots](const std::vector<const int32_t*>& c) {
+  const auto indices =
+      checkIndices(a, {t.slots}, [op = a.op(), tokens = t.params.tokens, poolSlots](const IndexContents& c) {
         checkSlots(op, c[0], tokens, poolSlots, -1);
       });
   t.params.slots = indices[0];

@@ -215,7 +215,7 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectShape("out", y, {tokens, dim});
   a.expectFloat("out", y);
   Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
-  const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const IndexContents& c) {
     for (int64_t t = 0; t < tokens; t++) checkTokenId(op, "ids", t, c[0][t], vocab);
   });
   EmbeddingParams p;

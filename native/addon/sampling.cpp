@@ -93,7 +93,7 @@ PreparedCall prepareTokenLogprobs(const Napi::CallbackInfo& info, CallMode mode)
   a.expectShape("out", out, {rows});
   a.expectDType("out", out, DType::F32);
   Device device = a.sameDevice({{"logits", logits}, {"targets", targets}, {"out", out}});
-  const auto indices = checkIndices(a, {targets}, [op = a.op(), rows, vocab](const std::vector<const int32_t*>& c) {
+  const auto indices = checkIndices(a, {targets}, [op = a.op(), rows, vocab](const IndexContents& c) {
     for (int64_t r = 0; r < rows; r++) checkTokenId(op, "targets", r, c[0][r], vocab);
   });
   out->dropShadow();
@@ -123,28 +123,27 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
   const int64_t count = ids->shape()[0];
   const int32_t rowCount = a.narrow("logits' rows", rows), vocabSize = a.narrow("logits' vocabulary", vocab);
   a.narrow("ids' length", count);
-  const auto indices =
-      checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const std::vector<const int32_t*>& c) {
-        const int32_t *hostOffsets = c[0], *hostIds = c[1];
-        if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
-          throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
-                      std::to_string(hostOffsets[0]) + " .. " + std::to_string(hostOffsets[rows]));
-        // Two threads updating the same logit would race, so a row must not name a token twice.
-        std::vector<int32_t> lastRow(size_t(vocab), -1);
-        for (int64_t r = 0; r < rows; r++) {
-          if (hostOffsets[r + 1] < hostOffsets[r])
-            throw Error(op + ": " + "offsets must not decrease, but offsets[" + std::to_string(r + 1) + "] < offsets[" +
-                        std::to_string(r) + "]");
-          for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
-            const int32_t id = hostIds[i];
-            checkTokenId(op, "ids", i, id, vocab);
-            if (lastRow[size_t(id)] == int32_t(r))
-              throw Error(op + ": " + "row " + std::to_string(r) + " lists token " + std::to_string(id) +
-                          " twice; pass each seen token once");
-            lastRow[size_t(id)] = int32_t(r);
-          }
-        }
-      });
+  const auto indices = checkIndices(a, {offsets, ids}, [op = a.op(), rows, vocab, count](const IndexContents& c) {
+    const int32_t *hostOffsets = c[0], *hostIds = c[1];
+    if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
+      throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
+                  std::to_string(hostOffsets[0]) + " .. " + std::to_string(hostOffsets[rows]));
+    // Two threads updating the same logit would race, so a row must not name a token twice.
+    std::vector<int32_t> lastRow(size_t(vocab), -1);
+    for (int64_t r = 0; r < rows; r++) {
+      if (hostOffsets[r + 1] < hostOffsets[r])
+        throw Error(op + ": " + "offsets must not decrease, but offsets[" + std::to_string(r + 1) + "] < offsets[" +
+                    std::to_string(r) + "]");
+      for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
+        const int32_t id = hostIds[i];
+        checkTokenId(op, "ids", i, id, vocab);
+        if (lastRow[size_t(id)] == int32_t(r))
+          throw Error(op + ": " + "row " + std::to_string(r) + " lists token " + std::to_string(id) +
+                      " twice; pass each seen token once");
+        lastRow[size_t(id)] = int32_t(r);
+      }
+    }
+  });
   RepetitionPenaltyParams p;
   p.dtype = logits->dtype();
   p.logits = logits->data();

@@ -15,9 +15,9 @@ void checkTokenId(const std::string& op, const char* name, int64_t index, int32_
                       " is outside the vocabulary 0.." + std::to_string(vocab - 1));
 }
 
-void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
-                const std::string& where) {
-  for (size_t i = 0; i < count; i++) {
+void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t begin, size_t end,
+                int32_t numPages, const std::string& where) {
+  for (size_t i = begin; i < end; i++) {
     if (entries[i] < 0 || entries[i] >= numPages)
       failIndex(op, std::string(name) + where + " entry " + std::to_string(i) + " is page " +
                         std::to_string(entries[i]) + ", outside the pool's pages 0.." + std::to_string(numPages - 1));

@@ -17,8 +17,9 @@ constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
 constexpr int32_t kMaxHeadDim = 256;
 
 [[noreturn]] void failIndex(const std::string& op, const std::string& message);
-void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t count, int32_t numPages,
-                const std::string& where);
+// Entries [begin, end) of a page table (name + where) are pages of the pool.
+void checkPages(const std::string& op, const char* name, const int32_t* entries, size_t begin, size_t end,
+                int32_t numPages, const std::string& where);
 // A token id (name[index]) within the vocabulary: embedding's ids, the logits ops' targets and ids.
 void checkTokenId(const std::string& op, const char* name, int64_t index, int32_t id, int64_t vocab);
 void checkRing(const KernelArgs& a, int32_t sink, int32_t window);

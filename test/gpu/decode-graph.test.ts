@@ -201,6 +201,81 @@ describeGpu("CUDA graphs", () => {
     }
   });
 
+  // Decode attention's recorded check keeps, per page-table row, how many entries it has found
+  // to be pages, and checks a row again only when a launch names it changed or its sequence
+  // grows past them. Entries past a sequence's pages are never read, so they may hold anything
+  // until it grows onto them.
+  test("decode attention's page-table check follows rows that change and sequences that grow", () => {
+    const pageSize = 4,
+      numPages = 6,
+      width = 3,
+      hq = 4,
+      hkv = 2,
+      d = 64;
+    const kPages = scope.random(rng, [numPages, pageSize, hkv, d], "bf16", "cuda:0").tensor;
+    const vPages = scope.random(rng, [numPages, pageSize, hkv, d], "bf16", "cuda:0").tensor;
+    const q = scope.random(rng, [2, hq, d], "bf16", "cuda:0").tensor;
+    const out = scope.add(Tensor.empty([2, hq, d], "bf16", "cuda:0"));
+    // The block: seqLens [2] | pageTable [2, width].
+    const block = scope.add(Tensor.empty([2 + 2 * width], "i32", "cuda:0"));
+    const seqLens = scope.add(block.rows(0, 2));
+    const pageTable = scope.add(scope.add(block.rows(2, 2 * width)).reshape([2, width]));
+    const graph = CudaGraph.capture(block, () => kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens, out }));
+    const lens = Int32Array.of(0, 1),
+      table = Int32Array.of(2, 3, 4, 5, 6, 7);
+    const row1At = 2 + width;
+    const data = () => Int32Array.from([...lens, ...table]);
+    const expectEager = () => {
+      const want = scope.add(
+        kernels.decodeAttention({
+          q,
+          kPages,
+          vPages,
+          pageTable: scope.ints(Array.from(table), [2, width], "cuda:0"),
+          seqLens: scope.ints(Array.from(lens), [2], "cuda:0"),
+        }).out,
+      );
+      expect(Array.from(out.toFloat32Array())).toEqual(Array.from(want.toFloat32Array()));
+    };
+    try {
+      // Row 0 uses one page and row 1 two; past them sit pages the pool does not have.
+      lens.set([pageSize, pageSize + 1]);
+      table.set([3, numPages, numPages + 5, 1, 4, -1]);
+      graph.launch(data());
+      expectEager();
+      // Row 0 grows onto its second entry; only the lengths are named changed.
+      lens.set([pageSize + 2, pageSize + 1]);
+      expect(() => graph.launch(data(), Int32Array.of(0, 2))).toThrow(
+        new RegExp(`pageTable\\[0\\] entry 1 is page ${numPages}, outside the pool's pages 0..${numPages - 1}`),
+      );
+      // After the failure everything is copied and checked again.
+      table.set([3, 0, numPages + 5, 1, 4, -1]);
+      graph.launch(data(), Int32Array.of(0, 2));
+      expectEager();
+      // Row 1 shrinks and grows back onto entries found to be pages before: nothing new to check.
+      lens.set([pageSize + 2, 1]);
+      graph.launch(data(), Int32Array.of(0, 2));
+      expectEager();
+      lens.set([pageSize + 2, pageSize + 3]);
+      graph.launch(data(), Int32Array.of(0, 2));
+      expectEager();
+      // Row 1 is named changed: its used entries are checked again, and a bad one refused ...
+      table.set([1, numPages + 1, -1], width);
+      expect(() => graph.launch(data(), Int32Array.of(row1At, width))).toThrow(
+        new RegExp(`pageTable\\[1\\] entry 1 is page ${numPages + 1}, outside`),
+      );
+      // ... and new pages in it are read.
+      table.set([2, 0, -1], width);
+      graph.launch(data());
+      expectEager();
+      table.set([5, 3, -1], width);
+      graph.launch(data(), Int32Array.of(row1At, width));
+      expectEager();
+    } finally {
+      graph.dispose();
+    }
+  });
+
   test("recording refuses allocations and index tensors outside the input, then the device works as before", () => {
     const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
     const block = scope.add(Tensor.empty([4], "i32", "cuda:0"));
