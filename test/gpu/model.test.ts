@@ -487,6 +487,45 @@ describeGpu("CUDA model ops equal the CPU ops", () => {
     }
   });
 
+  // constantWeight at a decode step's sizes: rows of several 256-chunk steps (the first group's
+  // first steps are loaded before the wait; k = 2056 leaves its second step one chunk), more row
+  // groups than the grid has blocks, after a kernel that lets the GEMV launch at its start and
+  // writes its x. Every output form gives the bits of the same call without the option.
+  test.each([
+    [1, 2056],
+    [1, 4096],
+    [2, 3000],
+  ])("constantWeight gives the GEMV's bits without it (%i rows, k=%i)", (m, k) => {
+    const n = 8 * rng.int(513, 577),
+      eps = 1e-5;
+    const w = pair([n, k], "bf16").gpu,
+      norm = pair([k], "bf16").gpu,
+      source = pair([m, 2 * k], "bf16").gpu;
+    const x = scope.add(Tensor.empty([m, k], "bf16", "cuda:0"));
+    const forms = {
+      plain: { n },
+      norm: { n, norm: { weight: norm, eps } },
+      accumulate: { n, accumulate: true },
+      swiGluOutput: { n: n / 2, swiGluOutput: true },
+    } as const;
+    for (const [form, { n: outputs, ...options }] of Object.entries(forms)) {
+      const start = scope.random(rng, [m, outputs], "bf16").tensor;
+      const run = (constantWeight: boolean) => {
+        const out = scope.add(start.to("cuda:0"));
+        kernels.swiGlu({ x: source, out: x });
+        kernels.linear({ x, weight: w, out, gemm: "gemv-only", constantWeight, ...options });
+        return bits(out);
+      };
+      const without = run(false),
+        withOption = run(true);
+      expect({ seed: rng.seed, form, same: withOption.every((v, i) => v === without[i]) }).toEqual({
+        seed: rng.seed,
+        form,
+        same: true,
+      });
+    }
+  });
+
   test("on CUDA, out may not overlap x even for a plain product", () => {
     const buffer = scope.random(rng, [8, 64], "bf16", "cuda:0").tensor;
     const w = scope.random(rng, [64, 64], "bf16", "cuda:0").tensor;
