@@ -7,8 +7,9 @@
 //   ids [B] | positions [B] | slots [L, B] | seqLens [L, B] | pageTables_0 [B, W_0] | ... | pageTables_{L-1}
 // Each layer has its own width, so a ring layer's table is only as wide as its ring, not as wide
 // as the full layers'. fill() reports what changed since the buffers' previous fill: the first
-// 2B + 2LB elements, and a table row when its cache's pages changed (a full cache gains a page
-// every pageSize tokens), so a replayed step uploads O(L · B) apart from new pages.
+// 2B + 2LB elements, a row's new entries when its cache gained pages (a full cache gains one
+// every pageSize tokens), and a whole row when it holds another cache's pages, so a replayed
+// step uploads O(L · B) apart from rows that change hands.
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
 import { type LayerAttention, LayerScratch, type ModelParts, runHead, runLayer } from "./layer";
@@ -144,17 +145,28 @@ export class StepBuffers {
         host[slots + row] = cache.reserveOne();
         host[lens + row] = cache.validSlots;
         // A cache's page array only grows by appending until it is replaced (layer-cache.ts),
-        // so the same array at the same length is the same row.
+        // so the same array at the same length is the same row, and at a greater length the
+        // same row followed by new pages.
         const pages = cache.pageTable;
-        if (this.rowPages[row] === pages && this.rowLength[row] === pages.length) continue;
-        const at = tableAt[l] + b * W;
-        host.set(pages, at);
-        host.fill(0, at + pages.length, at + W);
+        const known = this.rowPages[row] === pages ? this.rowLength[row] : -1;
+        if (known === pages.length) continue;
+        const rowAt = tableAt[l] + b * W;
+        let at: number, count: number;
+        if (known >= 0 && known < pages.length) {
+          at = rowAt + known;
+          count = pages.length - known;
+          for (let i = known; i < pages.length; i++) host[rowAt + i] = pages[i];
+        } else {
+          at = rowAt;
+          count = W;
+          host.set(pages, at);
+          host.fill(0, at + pages.length, at + W);
+        }
         this.rowPages[row] = pages;
         this.rowLength[row] = pages.length;
         const last = changed.length - 2;
-        if (changed[last] + changed[last + 1] === at) changed[last + 1] += W;
-        else changed.push(at, W);
+        if (changed[last] + changed[last + 1] === at) changed[last + 1] += count;
+        else changed.push(at, count);
       }
     }
     return Int32Array.from(changed);

@@ -199,8 +199,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
                                 {"lse", lse}});
   const int32_t maxPages = a.narrow("pageTable's columns", table->shape()[1]);
   a.narrow("pageTable's entries", numel(table->shape()));
-  // Per table row, how many of its first entries were found to be pages since the row last
-  // changed. A graph's launch then checks a row's entries only when the row changed or its
+  // Per table row, how many of its first entries were found to be pages and have not changed
+  // since. A graph's launch then checks a row from its first changed entry, or from where its
   // sequence grew past them: checking every used entry on every launch cost a step at batch 32
   // and 16K tokens about a millisecond (bench/README.md, "Model decode").
   auto checkedPages = std::make_shared<std::vector<size_t>>(size_t(batch), 0);
@@ -209,7 +209,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
         const int32_t *hostLens = c[0], *hostTable = c[1];
         std::vector<size_t>& checked = *checkedPages;
         for (auto [start, count] : c.changed[1])
-          for (size_t row = start / size_t(maxPages); row * size_t(maxPages) < start + count; row++) checked[row] = 0;
+          for (size_t row = start / size_t(maxPages); row * size_t(maxPages) < start + count; row++)
+            checked[row] = std::min(checked[row], std::max(start, row * size_t(maxPages)) - row * size_t(maxPages));
         for (int32_t b = 0; b < batch; b++) {
           const int64_t capacity = int64_t(maxPages) * pageSize;
           if (hostLens[b] < 0 || hostLens[b] > capacity)

@@ -202,8 +202,8 @@ describeGpu("CUDA graphs", () => {
   });
 
   // Decode attention's recorded check keeps, per page-table row, how many entries it has found
-  // to be pages, and checks a row again only when a launch names it changed or its sequence
-  // grows past them. Entries past a sequence's pages are never read, so they may hold anything
+  // to be pages, and checks a row again from the first entry a launch names changed, or where
+  // its sequence grows past them. Entries past a sequence's pages are never read, so they may hold anything
   // until it grows onto them.
   test("decode attention's page-table check follows rows that change and sequences that grow", () => {
     const pageSize = 4,
@@ -271,6 +271,11 @@ describeGpu("CUDA graphs", () => {
       table.set([5, 3, -1], width);
       graph.launch(data(), Int32Array.of(row1At, width));
       expectEager();
+      // A launch may name part of a row: a used entry in it is checked again.
+      table[width + 1] = numPages + 2;
+      expect(() => graph.launch(data(), Int32Array.of(row1At + 1, 1))).toThrow(
+        new RegExp(`pageTable\\[1\\] entry 1 is page ${numPages + 2}, outside`),
+      );
     } finally {
       graph.dispose();
     }
@@ -375,18 +380,27 @@ describe.each(fixtureModels)("%s: a greedy step replayed from a CUDA graph picks
       }
       expect(model.decoder.stats.graphSteps).toBe(80);
       // The greedy set alone: the first step rewrites every table row (the other set's were on
-      // the device); after it, a step copies only ids, positions, slots and lengths unless a
-      // sequence gained a page (at most once per 16 steps each).
-      const header = 4 * (2 * 3 + 2 * model.config.layers * 3);
-      let headerOnly = 0;
+      // the device); after it, a step copies only ids, positions, slots and lengths, and where
+      // a sequence gained a page (once per 16 steps each), that page's entry in the rows of the
+      // layers whose cache grew: at most one entry per row, never a whole row.
+      const layers = model.config.layers;
+      const header = 4 * (2 * 3 + 2 * layers * 3);
+      let headerOnly = 0,
+        withPages = 0;
       for (let step = 0; step < 20; step++) {
         const before = model.decoder.stats.uploadedBytes;
         ids = Array.from(model.decoder.step(greedySeqs, ids, "argmax"));
         const copied = model.decoder.stats.uploadedBytes - before;
         expect(copied).toBeGreaterThanOrEqual(header);
         if (copied === header) headerOnly++;
+        else if (step > 0) {
+          withPages++;
+          expect(copied - header).toBeLessThanOrEqual(4 * layers * 3);
+        }
       }
       expect(headerOnly).toBeGreaterThanOrEqual(20 - 1 - 2 * 3);
+      // Mistral's layers are 16-token rings, which gain no page once full.
+      if (name !== "mistral-tiny") expect(withPages).toBeGreaterThan(0);
     } finally {
       for (const s of [...logitSeqs, ...greedySeqs]) s.dispose();
       await model.dispose();
