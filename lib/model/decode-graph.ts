@@ -78,9 +78,16 @@ export class DecodeGraphs {
     const t0 = performance.now();
     const plan = this.planFor(seqs.length, tableWidths(seqs, this.parts.config.layers));
     if (!plan) return undefined;
-    const changed = plan.buffers.fill(seqs, ids);
-    const t1 = performance.now();
-    plan.graph.launch(plan.buffers.host, changed);
+    let changed: Int32Array, t1: number;
+    try {
+      changed = plan.buffers.fill(seqs, ids);
+      t1 = performance.now();
+      plan.graph.launch(plan.buffers.host, changed);
+    } catch (err) {
+      // The device may lack rows the fill took as sent: the next fill writes them all again.
+      plan.buffers.forgetRows();
+      throw err;
+    }
     const s = this.stats;
     s.graphSteps++;
     s.fillMs += t1 - t0;

@@ -172,6 +172,12 @@ export class StepBuffers {
     return Int32Array.from(changed);
   }
 
+  /** Makes the next fill write and name every table row, as the first does. */
+  forgetRows(): void {
+    this.rowPages.fill(undefined);
+    this.rowLength.fill(0);
+  }
+
   /**
    * The step over these buffers, reading the index block on the device: embedding, every layer
    * with paged decode attention, the logits and their argmax. `observe`, if given, sees each

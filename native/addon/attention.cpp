@@ -216,7 +216,7 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
           if (hostLens[b] < 0 || hostLens[b] > capacity)
             failIndex(op, "seqLens[" + std::to_string(b) + "] = " + std::to_string(hostLens[b]) + " is outside 0.." +
                               std::to_string(capacity) + " (pageTable columns × pageSize)");
-          const size_t used = size_t((hostLens[b] + pageSize - 1) / pageSize);
+          const size_t used = size_t((int64_t(hostLens[b]) + pageSize - 1) / pageSize);
           if (used <= checked[b]) continue;
           checkPages(op, "pageTable", &hostTable[size_t(b) * maxPages], checked[b], used, numPages,
                      "[" + std::to_string(b) + "]");

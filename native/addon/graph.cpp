@@ -159,19 +159,21 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
       if (count > 0) ranges.emplace_back(size_t(start), size_t(count));
     }
   }
-  rec.mirror.resize(rec.inputCount);
-  for (auto [start, count] : ranges)
-    std::copy(host + start, host + start + count, rec.mirror.begin() + ptrdiff_t(start));
-  // In increasing order and apart, so that each tensor finds the ranges it overlaps by a search.
-  std::sort(ranges.begin(), ranges.end());
-  std::vector<std::pair<size_t, size_t>> apart;
-  for (auto [start, count] : ranges) {
-    if (!apart.empty() && start <= apart.back().first + apart.back().second)
-      apart.back().second = std::max(apart.back().second, start + count - apart.back().first);
-    else
-      apart.emplace_back(start, count);
-  }
+  // From the first change to the mirror on, anything thrown (a failed check, out of memory) must
+  // clear it: the checks' record of what they passed holds only for a mirror equal to the device.
   try {
+    rec.mirror.resize(rec.inputCount);
+    for (auto [start, count] : ranges)
+      std::copy(host + start, host + start + count, rec.mirror.begin() + ptrdiff_t(start));
+    // In increasing order and apart, so that each tensor finds the ranges it overlaps by a search.
+    std::sort(ranges.begin(), ranges.end());
+    std::vector<std::pair<size_t, size_t>> apart;
+    for (auto [start, count] : ranges) {
+      if (!apart.empty() && start <= apart.back().first + apart.back().second)
+        apart.back().second = std::max(apart.back().second, start + count - apart.back().first);
+      else
+        apart.emplace_back(start, count);
+    }
     IndexContents& contents = rec.contents;
     for (const RecordedCheck& c : rec.checks) {
       contents.data.clear();
@@ -185,12 +187,12 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
                                       [begin](const auto& range) { return range.first + range.second <= begin; });
         for (; r != apart.end() && r->first < end; ++r) {
           const size_t from = std::max(r->first, begin), to = std::min(r->first + r->second, end);
-          changed.emplace_back(from - begin, to - from);
+          if (from < to) changed.emplace_back(from - begin, to - from);
         }
       }
       c.check(contents);
     }
-    for (auto [start, count] : ranges)
+    for (auto [start, count] : apart)
       deviceCopy(const_cast<int32_t*>(rec.inputData) + start, rec.device, rec.mirror.data() + start, Device{},
                  count * sizeof(int32_t));
   } catch (...) {

@@ -20,11 +20,12 @@ namespace lt::addon {
 
 // What a check sees: the host contents of one call's index tensors, in the order they were passed
 // to checkIndices, and per tensor the (start, count) ranges of its elements that changed since
-// the launch that last checked them, relative to its first element and in increasing order: the
-// whole tensor on a call made now and on a graph's first launch. A check must check what
-// changed; what did not change held the same values when it last passed, so a check that keeps
-// what it found (decode attention's page tables, whose rows change only when a sequence gains a
-// page) may skip it.
+// the launch that last checked them, relative to its first element, apart and in increasing
+// order: the whole tensor on a call made now, on a graph's first launch, on a launch that names
+// no changes and on the one after a launch that failed. A check must check what changed; what did
+// not change held the same values when it last passed, so a check that keeps what it found
+// (decode attention's, over page tables most of whose rows stay as they were from step to step)
+// may skip it.
 struct IndexContents {
   std::vector<const int32_t*> data;
   std::vector<std::vector<std::pair<size_t, size_t>>> changed;

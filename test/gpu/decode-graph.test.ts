@@ -276,6 +276,20 @@ describeGpu("CUDA graphs", () => {
       expect(() => graph.launch(data(), Int32Array.of(row1At + 1, 1))).toThrow(
         new RegExp(`pageTable\\[1\\] entry 1 is page ${numPages + 2}, outside`),
       );
+      table[width + 1] = 3;
+      graph.launch(data());
+      expectEager();
+      // A range from the middle of row 0 into row 1 reaches row 1's first entry.
+      table[width] = numPages + 3;
+      expect(() => graph.launch(data(), Int32Array.of(3, width))).toThrow(
+        new RegExp(`pageTable\\[1\\] entry 0 is page ${numPages + 3}, outside`),
+      );
+      table[width] = 5;
+      graph.launch(data(), Int32Array.of(3, width));
+      expectEager();
+      // A launch that names no changes has everything checked.
+      table[width] = numPages + 4;
+      expect(() => graph.launch(data())).toThrow(new RegExp(`pageTable\\[1\\] entry 0 is page ${numPages + 4}, outside`));
     } finally {
       graph.dispose();
     }
