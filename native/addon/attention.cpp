@@ -201,8 +201,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
   a.narrow("pageTable's entries", numel(table->shape()));
   // Per table row, how many of its first entries were found to be pages and have not changed
   // since. A graph's launch then checks a row from its first changed entry, or from where its
-  // sequence grew past them: checking every used entry on every launch cost a step at batch 32
-  // and 16K tokens about a millisecond (bench/README.md, "Model decode").
+  // sequence grew past them: checking every used entry on every launch held large batches'
+  // steps back (bench/README.md, "Model decode", the thirty-second session).
   auto checkedPages = std::make_shared<std::vector<size_t>>(size_t(batch), 0);
   const auto indices = checkIndices(
       a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages, checkedPages](const IndexContents& c) {
