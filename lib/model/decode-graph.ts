@@ -78,16 +78,17 @@ export class DecodeGraphs {
     const t0 = performance.now();
     const plan = this.planFor(seqs.length, tableWidths(seqs, this.parts.config.layers));
     if (!plan) return undefined;
-    let changed: Int32Array, t1: number;
+    let changed: Int32Array;
     try {
       changed = plan.buffers.fill(seqs, ids);
-      t1 = performance.now();
-      plan.graph.launch(plan.buffers.host, changed);
     } catch (err) {
-      // The device may lack rows the fill took as sent: the next fill writes them all again.
+      // A fill that stopped part-way took rows as sent that no launch sent: the next fill writes
+      // them all again. (A launch that fails copies everything on the next one by itself.)
       plan.buffers.forgetRows();
       throw err;
     }
+    const t1 = performance.now();
+    plan.graph.launch(plan.buffers.host, changed);
     const s = this.stats;
     s.graphSteps++;
     s.fillMs += t1 - t0;

@@ -175,7 +175,6 @@ export class StepBuffers {
   /** Makes the next fill write and name every table row, as the first does. */
   forgetRows(): void {
     this.rowPages.fill(undefined);
-    this.rowLength.fill(0);
   }
 
   /**

@@ -208,9 +208,10 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
       a, {lens, table}, [op = a.op(), batch, maxPages, pageSize, numPages, checkedPages](const IndexContents& c) {
         const int32_t *hostLens = c[0], *hostTable = c[1];
         std::vector<size_t>& checked = *checkedPages;
+        const size_t rowSize = size_t(maxPages);
         for (auto [start, count] : c.changed[1])
-          for (size_t row = start / size_t(maxPages); row * size_t(maxPages) < start + count; row++)
-            checked[row] = std::min(checked[row], std::max(start, row * size_t(maxPages)) - row * size_t(maxPages));
+          for (size_t row = start / rowSize; row * rowSize < start + count; row++)
+            checked[row] = std::min(checked[row], std::max(start, row * rowSize) - row * rowSize);
         for (int32_t b = 0; b < batch; b++) {
           const int64_t capacity = int64_t(maxPages) * pageSize;
           if (hostLens[b] < 0 || hostLens[b] > capacity)

@@ -203,8 +203,8 @@ describeGpu("CUDA graphs", () => {
 
   // Decode attention's recorded check keeps, per page-table row, how many entries it has found
   // to be pages, and checks a row again from the first entry a launch names changed, or where
-  // its sequence grows past them. Entries past a sequence's pages are never read, so they may hold anything
-  // until it grows onto them.
+  // its sequence grows past them. Entries past a sequence's pages are never read, so they may
+  // hold anything until it grows onto them.
   test("decode attention's page-table check follows rows that change and sequences that grow", () => {
     const pageSize = 4,
       numPages = 6,
