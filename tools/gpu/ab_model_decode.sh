@@ -4,15 +4,16 @@
 # timed side by side compare). Each round runs the builds in the order given and then in reverse
 # (A B B A for two), each run a process of its own with LIGHTTRANSFER_ADDON set; then the median
 # graph ms per build and point, and each build's ratio to the first.
-#   tools/gpu/ab_model_decode.sh MODEL_DIR OUT_DIR NAME=ADDON_PATH[,DIST_DIR] NAME=ADDON_PATH[,DIST_DIR] [...]
+#   tools/gpu/ab_model_decode.sh MODEL_DIR OUT_DIR NAME=ADDON_PATH[,DIST_DIR][,VAR=VALUE...] NAME=... [...]
 #   (ROUNDS default 2, BATCHES default 1, CONTEXTS default 4096,16384)
 # A build whose TypeScript differs too names its own compiled dist/ (inside the repository, so that
-# it finds node_modules); the others run dist/.
+# it finds node_modules); the others run dist/. VAR=VALUE pairs are set in that build's
+# environment (one addon timed under two settings is two builds).
 # Run from the repository root; expects node on PATH, node_modules unpacked and dist/ built. A
 # run whose model check failed, or that did not finish, fails the script after the summary.
 set -euo pipefail
 if [ $# -lt 4 ]; then
-  echo "usage: $0 MODEL_DIR OUT_DIR NAME=ADDON_PATH[,DIST_DIR] NAME=ADDON_PATH[,DIST_DIR] [...]" >&2
+  echo "usage: $0 MODEL_DIR OUT_DIR NAME=ADDON_PATH[,DIST_DIR][,VAR=VALUE...] NAME=... [...]" >&2
   exit 2
 fi
 model=$1
@@ -21,7 +22,7 @@ shift 2
 builds=("$@")
 for build in "${builds[@]}"; do
   if [[ $build != ?*=?* ]]; then
-    echo "$build: give each build as NAME=ADDON_PATH[,DIST_DIR]" >&2
+    echo "$build: give each build as NAME=ADDON_PATH[,DIST_DIR][,VAR=VALUE...]" >&2
     exit 2
   fi
 done
@@ -36,10 +37,14 @@ for ((round = 1; round <= ${ROUNDS:-2}; round++)); do
     run=$((run + 1))
     name=${build%%=*}
     spec=${build#*=}
-    addon=${spec%%,*}
+    IFS=, read -r -a parts <<< "$spec"
+    addon=${parts[0]}
     dist=dist
-    [[ $spec == *,* ]] && dist=${spec#*,}
-    if LIGHTTRANSFER_ADDON=$addon node "$dist/bench/model-decode.js" "$model" --batches "${BATCHES:-1}" \
+    settings=()
+    for part in "${parts[@]:1}"; do
+      if [[ $part == *=* ]]; then settings+=("$part"); else dist=$part; fi
+    done
+    if env "${settings[@]}" LIGHTTRANSFER_ADDON="$addon" node "$dist/bench/model-decode.js" "$model" --batches "${BATCHES:-1}" \
       --contexts "${CONTEXTS:-4096,16384}" --out "$out/ab-$round-$run-$name.json" > "$out/ab-$round-$run-$name.txt" 2>&1; then
       echo "round $round, run $run: $name"
     else

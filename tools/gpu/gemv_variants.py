@@ -4,15 +4,21 @@ constants edited) on the Llama-3-8B projections of a decode step,
 beside cuBLASLt, taking turns over rounds; each build's products are first checked against
 float64 (the GEMV forced with LIGHTTRANSFER_GEMM=gemv-only, so none runs on the library).
 
-  python3 tools/gpu/gemv_variants.py --lib NAME=PATH [--lib NAME=PATH ...] [--rows 1,2] [--rounds 3]
+  python3 tools/gpu/gemv_variants.py --lib NAME=PATH[,VAR=VALUE...] [--lib ...] [--rows 1,2] [--rounds 3]
 
 Each PATH is the C shim of the model operations (tools/gpu/model_ops_capi.cu with gemm.cu,
 gemv.cu, layer_ops.cu, rope_append.cu, sampling.cu and runtime.cu), built as tools/gpu/run_model_ops.sh builds
 it. GB/s counts the weights read; every call reads a different copy of the weights (more bytes
-than 3x L2), calls captured in one CUDA graph, median over replays, then over rounds.
+than 3x L2), calls captured in one CUDA graph, median over replays, then over rounds. The
+VAR=VALUE pairs after a PATH are set in the environment while that build's calls are checked and
+captured (the same PATH may appear under several names with different settings, e.g.
+LIGHTTRANSFER_GEMV_STAGES, or LT_LINEAR_CONSTANT_WEIGHT=1 to let the GEMV read its weights before
+it waits, as a model's projections do).
 """
 import argparse
+import contextlib
 import math
+import os
 import statistics
 import sys
 import time
@@ -27,9 +33,30 @@ SHAPES = [("q|k|v", 6144, 4096), ("o", 4096, 4096), ("gate|up", 28672, 4096), ("
 CHECK_ONLY = [("odd", 301, 1000), ("k=8", 7, 8), ("k=2056", 1029, 2056)]
 
 
+@contextlib.contextmanager
+def environment(settings):
+    """Sets VAR=VALUE pairs for the duration of the block, then restores what was there."""
+    before = {var: os.environ.get(var) for var in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for var, value in before.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def parse_lib(spec):
+    name, rest = spec.split("=", 1)
+    path, *pairs = rest.split(",")
+    return name, Lib(path), dict(pair.split("=", 1) for pair in pairs)
+
+
 def check(libs, rows):
     failed = 0
-    for name, lib in libs:
+    for name, lib, settings in libs:
         set_gemm("gemv-only")
         worst = 0.0
         for label, n, k in SHAPES + CHECK_ONLY:
@@ -37,7 +64,8 @@ def check(libs, rows):
                 x = torch.randn(m, k, device=DEV, dtype=torch.bfloat16)
                 w = torch.randn(n, k, device=DEV, dtype=torch.bfloat16) / math.sqrt(k)
                 y = torch.full((m, n), float("nan"), device=DEV, dtype=torch.bfloat16)
-                lib.linear(x, w, y)
+                with environment(settings):
+                    lib.linear(x, w, y)
                 ref = x.double() @ w.double().T
                 rel = rel_err(y, ref)
                 worst = max(worst, rel) if rel == rel else float("inf")
@@ -58,14 +86,16 @@ def bench(libs, rows, rounds, reps, l2):
         for m in rows:
             x = torch.randn(m, k, device=DEV, dtype=torch.bfloat16)
             y = torch.empty(m, n, device=DEV, dtype=torch.bfloat16)
-            variants = [(name, lib, "gemv-only") for name, lib in libs] + [("cublasLt", libs[0][1], "cublasLt")]
+            variants = [(name, lib, "gemv-only", settings) for name, lib, settings in libs]
+            variants.append(("cublasLt", libs[0][1], "cublasLt", {}))
             ncalls = max(copies, 24)
             samples = {v[0]: [] for v in variants}
             for _ in range(rounds):
-                for vname, lib, mode in variants:
+                for vname, lib, mode, settings in variants:
                     set_gemm(mode)
                     calls = [lambda w=ws[i % copies], lib=lib: lib.linear(x, w, y) for i in range(ncalls)]
-                    samples[vname].append(graph_time(calls, reps=reps)[0])
+                    with environment(settings):
+                        samples[vname].append(graph_time(calls, reps=reps)[0])
             set_gemm("auto")
             gbps = {v: wbytes / (statistics.median(t) * 1e-3) / 1e9 for v, t in samples.items()}
             table.append((label, m, gbps))
@@ -86,7 +116,7 @@ def main():
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
     rows = [int(v) for v in args.rows.split(",")]
-    libs = [(spec.split("=", 1)[0], Lib(spec.split("=", 1)[1])) for spec in args.lib]
+    libs = [parse_lib(spec) for spec in args.lib]
     torch.manual_seed(int(time.time()))
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 50 << 20)
@@ -94,7 +124,7 @@ def main():
     print(f"{props.name}, {props.multi_processor_count} SMs; device-to-device copy {copy:.0f} GB/s", flush=True)
     failed = check(libs, rows)
     table = bench(libs, rows, args.rounds, args.reps, l2)
-    names = [name for name, _ in libs] + ["cublasLt"]
+    names = [name for name, _, _ in libs] + ["cublasLt"]
     print("\n| projection | rows | " + " | ".join(names) + " |")
     print("| --- | --: | " + " | ".join("--:" for _ in names) + " |")
     for label, m, gbps in table:

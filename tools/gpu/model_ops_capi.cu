@@ -6,6 +6,7 @@
 // Dtype codes are lt::DType's (0 f32, 1 f16, 2 bf16). Each function returns 0 on success, or 1
 // with lt::Error's message copied into `err`.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -47,6 +48,8 @@ int lt_linear(int xType, int wType, const void* x, const void* w, const void* bi
     p.m = m;
     p.n = n;
     p.k = k;
+    // Benchmarks of a decode step's weights (read by no kernel that writes them) set this.
+    p.constantWeight = std::getenv("LT_LINEAR_CONSTANT_WEIGHT") != nullptr;
     lt::cuda::linear(p, lt::cuda::planLinear(p, lt::cuda::gemmRequest("")), nullptr, st(stream));
     return 0;
   } catch (const std::exception& e) {

@@ -20,7 +20,7 @@ nvcc -std=c++17 -O3 --use_fast_math -lineinfo --expt-relaxed-constexpr -I native
   -gencode arch=compute_${ARCH#sm_},code=$ARCH -Xptxas -v -shared -Xcompiler -fPIC \
   tools/gpu/model_ops_capi.cu native/cuda/gemm.cu native/cuda/gemv.cu native/cuda/layer_ops.cu native/cuda/rope_append.cu \
   native/cuda/sampling.cu \
-  native/cuda/runtime.cu -ldl \
+  native/cuda/runtime.cu native/core/device.cpp -ldl \
   -o build/libltmodelops.so 2> "$OUT/ptxas.txt" || { cat "$OUT/ptxas.txt"; exit 2; }
 echo "build: $(( $(date +%s) - t0 )) s"
 grep -E "stack frame" "$OUT/ptxas.txt" | sort | uniq -c
