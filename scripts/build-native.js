@@ -14,9 +14,12 @@ const cmakeJs = require.resolve("cmake-js/bin/cmake-js");
 const defines = [`--CDLT_CUDA=${cuda}`];
 if (process.env.LIGHTTRANSFER_CUDA_ARCHS) defines.push(`--CDCMAKE_CUDA_ARCHITECTURES=${process.env.LIGHTTRANSFER_CUDA_ARCHS}`);
 // LIGHTTRANSFER_SANITIZE=on builds the ASan + UBSan addon into build-sanitize/ (see
-// scripts/sanitize.sh), leaving the regular build/ alone.
+// scripts/sanitize.sh), leaving the regular build/ alone; LIGHTTRANSFER_STEP_TIMELINE=on the
+// diagnostic step-timeline addon into build-timeline/ (native/cuda/step_timeline.cuh).
 const sanitize = /^(on|1|true)$/i.test(process.env.LIGHTTRANSFER_SANITIZE || "");
 if (sanitize) defines.push("--CDLT_SANITIZE=ON", "--out", path.join(root, "build-sanitize"));
+const timeline = /^(on|1|true)$/i.test(process.env.LIGHTTRANSFER_STEP_TIMELINE || "");
+if (timeline) defines.push("--CDLT_STEP_TIMELINE=ON", "--out", path.join(root, "build-timeline"));
 // Configure every time so a changed LIGHTTRANSFER_CUDA reaches CMake's cache; building is incremental.
 const run = (command, extra) =>
   spawnSync(process.execPath, [cmakeJs, command, ...extra, ...defines], { cwd: root, stdio: "inherit" }).status === 0;

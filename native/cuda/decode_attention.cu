@@ -34,8 +34,10 @@
 #include "core/error.h"
 #include "cuda/cuda_kernels.h"
 #include "programmatic_launch.cuh"
+#include "step_timeline.cuh"
 
 namespace lt::cuda {
+LT_TIMELINE_BUFFER(attentionTimeline)
 namespace {
 
 constexpr int kTile = 64;  // tokens per pipeline stage: 16 per warp
@@ -237,7 +239,10 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int split = blockIdx.y, b = blockIdx.z;
   const bool splitMode = a.numSplits > 1;
 
+  BlockTimes times;
+  LT_TIMELINE_ENTERED(times);
   waitForPrerequisiteGrids();
+  LT_TIMELINE_WAITED(times);
   // The kernel after this one (the o projection, which asks L2 for its weights before it waits
   // for this grid) may launch now.
   allowDependentGrids();
@@ -270,7 +275,10 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int tiles = (len + kTile - 1) / kTile;
   const int used = splitMode ? splitsWithWork(tiles, a.numSplits) : 1;
   const bool viaPartials = used > 1;
-  if (split >= max(used, 1)) return;
+  if (split >= max(used, 1)) {
+    LT_TIMELINE_RECORD(attentionTimeline, 3u, a.pageTable, times);  // a split with no tiles
+    return;
+  }
   if (viaPartials) {
     start = splitFirstTile(tiles, used, split) * kTile;
     end = min(len, splitFirstTile(tiles, used, split + 1) * kTile);
@@ -492,7 +500,10 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
       if (c == 0 && a.lse) a.lse[head] = L > 0.f ? (M + log2f(L)) * kLn2 : -INFINITY;
     }
   }
-  if (!viaPartials) return;
+  if (!viaPartials) {
+    LT_TIMELINE_RECORD(attentionTimeline, 1u, a.pageTable, times);
+    return;
+  }
 
   // ---- the last split of (sequence, kv head, query chunk) to finish merges them all ----
   // Each CTA's partials are made visible device-wide before it counts itself in. The count wraps
@@ -509,9 +520,13 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     if (lastToArrive) __threadfence();
   }
   __syncthreads();
-  if (!lastToArrive) return;
+  if (!lastToArrive) {
+    LT_TIMELINE_RECORD(attentionTimeline, 1u, a.pageTable, times);
+    return;
+  }
   __threadfence();
   for (int r = warp; r < rowsHere; r += kWarps) combineRow<T, D>(a, b * a.hq + headBase + r, used, lane);
+  LT_TIMELINE_RECORD(attentionTimeline, 2u, a.pageTable, times);  // the split that merged
 }
 
 // ---------------------------------------------------------------- host side

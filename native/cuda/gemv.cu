@@ -50,8 +50,10 @@
 #include "model_common.cuh"
 #include "programmatic_launch.cuh"
 #include "rope_angles.cuh"
+#include "step_timeline.cuh"
 
 namespace lt::cuda {
+LT_TIMELINE_BUFFER(gemvTimeline)
 namespace {
 
 // The shape that read fastest of those timed at one and two input rows (rows per block 2-16, one
@@ -135,6 +137,8 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
                const RopeAppendKvParams rope, bool constantWeight) {
   constexpr int R = kRowsPerBlock;
   constexpr bool kSwiGlu = kEpilogue == Epilogue::SwiGlu, kRope = kEpilogue == Epilogue::RopeAppendKv;
+  BlockTimes times;
+  LT_TIMELINE_ENTERED(times);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int inner = n / 2;  // outputs of the SwiGLU epilogue
   const int chunks = k / 8, groups = kSwiGlu ? (inner + 1) / 2 : (n + R - 1) / R;
@@ -183,6 +187,7 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
     waitForPrerequisiteGrids();
     loadStep(tid);
   }
+  LT_TIMELINE_WAITED(times);
 
   // The RoPE epilogue's cos/sin, one entry per (group of this block, input row, pair), and the
   // tokens' pool slots: taken here while the first weights are on their way. In the epilogue, a
@@ -346,6 +351,7 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
     if (last) break;
     __syncthreads();  // the sums above are read before the next group's warps overwrite partial
   }
+  LT_TIMELINE_RECORD(gemvTimeline, 0u, w, times);
 }
 
 // At most as many blocks as fit on the device at once (blocksPerSm per SM, as the register bound

@@ -13,6 +13,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -21,6 +23,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "cuda_backend.h"
+#include "step_timeline.cuh"
 
 namespace lt::cuda {
 
@@ -506,11 +509,50 @@ void abortCapture(int device) noexcept {
   }
 }
 
+#if defined(LT_STEP_TIMELINE) && LT_STEP_TIMELINE
+// The step timeline's launches (step_timeline.cuh): which graph launch this is, whether the
+// buffers are cleared before it and written out after it.
+struct TimelineLaunch {
+  bool first = false, last = false;
+};
+
+TimelineLaunch countTimelineLaunch() {
+  static const char* file = std::getenv("LT_TIMELINE_FILE");
+  static const int first = std::getenv("LT_TIMELINE_FIRST") ? std::atoi(std::getenv("LT_TIMELINE_FIRST")) : 1;
+  static const int last = std::getenv("LT_TIMELINE_LAST") ? std::atoi(std::getenv("LT_TIMELINE_LAST")) : first;
+  static int launches = 0;
+  launches++;
+  return {file != nullptr && launches == first, file != nullptr && launches == last};
+}
+
+void writeTimeline() {
+  std::FILE* f = std::fopen(std::getenv("LT_TIMELINE_FILE"), "w");
+  if (f == nullptr) throw Error(std::string("step timeline: cannot write ") + std::getenv("LT_TIMELINE_FILE"));
+  gemvTimelineDump(f);
+  attentionTimelineDump(f);
+  std::fclose(f);
+}
+#endif
+
 void launchGraph(Graph* graph) {
   DeviceState& st = state(graph->device);
   refuseWhileCapturing(st, graph->device, "a graph cannot be launched");
   check(cudaSetDevice(graph->device), "cudaSetDevice");
+#if defined(LT_STEP_TIMELINE) && LT_STEP_TIMELINE
+  const TimelineLaunch timeline = countTimelineLaunch();
+  if (timeline.first) {
+    check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
+    gemvTimelineReset();
+    attentionTimelineReset();
+  }
+#endif
   check(cudaGraphLaunch(graph->exec, st.stream), "cudaGraphLaunch");
+#if defined(LT_STEP_TIMELINE) && LT_STEP_TIMELINE
+  if (timeline.last) {
+    check(cudaStreamSynchronize(st.stream), "cudaStreamSynchronize");
+    writeTimeline();
+  }
+#endif
 }
 
 void destroyGraph(Graph* graph) noexcept {
