@@ -36,36 +36,39 @@ __device__ __forceinline__ unsigned long long globalTimer() {
 constexpr unsigned int kTimelineCapacity = 1u << 18;
 
 // NAME's buffer and its host reset and dump, defined once in the kernel's file.
-#define LT_TIMELINE_BUFFER(NAME)                                                                       \
-  __device__ ::lt::cuda::TimelineEvent NAME##Events[::lt::cuda::kTimelineCapacity];                   \
-  __device__ unsigned int NAME##Count;                                                                 \
-  void NAME##Reset() {                                                                                 \
-    const unsigned int zero = 0;                                                                       \
-    cudaMemcpyToSymbol(NAME##Count, &zero, sizeof zero);                                               \
-  }                                                                                                    \
-  void NAME##Dump(std::FILE* f) {                                                                      \
-    unsigned int n = 0;                                                                                \
-    cudaMemcpyFromSymbol(&n, NAME##Count, sizeof n);                                                   \
-    if (n > ::lt::cuda::kTimelineCapacity) n = ::lt::cuda::kTimelineCapacity;                          \
-    static ::lt::cuda::TimelineEvent host[::lt::cuda::kTimelineCapacity];                              \
-    cudaMemcpyFromSymbol(host, NAME##Events, sizeof(::lt::cuda::TimelineEvent) * n);                   \
-    for (unsigned int i = 0; i < n; i++)                                                               \
-      std::fprintf(f, "%u %llx %u %llu %llu %llu\n", host[i].kind, host[i].key, host[i].block,         \
-                   host[i].enter, host[i].waited, host[i].exit);                                       \
+#define LT_TIMELINE_BUFFER(NAME)                                                                              \
+  __device__ ::lt::cuda::TimelineEvent NAME##Events[::lt::cuda::kTimelineCapacity];                           \
+  __device__ unsigned int NAME##Count;                                                                        \
+  void NAME##Reset() {                                                                                        \
+    const unsigned int zero = 0;                                                                              \
+    cudaMemcpyToSymbol(NAME##Count, &zero, sizeof zero);                                                      \
+  }                                                                                                           \
+  void NAME##Dump(std::FILE* f) {                                                                             \
+    unsigned int n = 0;                                                                                       \
+    cudaMemcpyFromSymbol(&n, NAME##Count, sizeof n);                                                          \
+    if (n > ::lt::cuda::kTimelineCapacity) n = ::lt::cuda::kTimelineCapacity;                                 \
+    static ::lt::cuda::TimelineEvent host[::lt::cuda::kTimelineCapacity];                                     \
+    cudaMemcpyFromSymbol(host, NAME##Events, sizeof(::lt::cuda::TimelineEvent) * n);                          \
+    for (unsigned int i = 0; i < n; i++)                                                                      \
+      std::fprintf(f, "%u %llx %u %llu %llu %llu\n", host[i].kind, host[i].key, host[i].block, host[i].enter, \
+                   host[i].waited, host[i].exit);                                                             \
   }
 
 #define LT_TIMELINE_ENTERED(TIMES) ((TIMES).enter = ::lt::cuda::globalTimer())
 #define LT_TIMELINE_WAITED(TIMES) ((TIMES).waited = ::lt::cuda::globalTimer())
 // Thread 0 of the block writes its record, leaving now.
-#define LT_TIMELINE_RECORD(NAME, KIND, KEY, TIMES)                                                       \
-  do {                                                                                                   \
-    if (threadIdx.x == 0) {                                                                              \
-      const unsigned int at = atomicAdd(&NAME##Count, 1u);                                               \
-      if (at < ::lt::cuda::kTimelineCapacity)                                                            \
-        NAME##Events[at] = {(unsigned long long)(KEY), (KIND),                                           \
-                            blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z), (TIMES).enter, \
-                            (TIMES).waited, ::lt::cuda::globalTimer()};                                  \
-    }                                                                                                    \
+#define LT_TIMELINE_RECORD(NAME, KIND, KEY, TIMES)                                          \
+  do {                                                                                      \
+    if (threadIdx.x == 0) {                                                                 \
+      const unsigned int at = atomicAdd(&NAME##Count, 1u);                                  \
+      if (at < ::lt::cuda::kTimelineCapacity)                                               \
+        NAME##Events[at] = {(unsigned long long)(KEY),                                      \
+                            (KIND),                                                         \
+                            blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z), \
+                            (TIMES).enter,                                                  \
+                            (TIMES).waited,                                                 \
+                            ::lt::cuda::globalTimer()};                                     \
+    }                                                                                       \
   } while (0)
 
 void gemvTimelineReset();
