@@ -19,6 +19,10 @@ if (process.env.LIGHTTRANSFER_CUDA_ARCHS) defines.push(`--CDCMAKE_CUDA_ARCHITECT
 const sanitize = /^(on|1|true)$/i.test(process.env.LIGHTTRANSFER_SANITIZE || "");
 if (sanitize) defines.push("--CDLT_SANITIZE=ON", "--out", path.join(root, "build-sanitize"));
 const timeline = /^(on|1|true)$/i.test(process.env.LIGHTTRANSFER_STEP_TIMELINE || "");
+if (timeline && sanitize) {
+  console.error("lighttransfer: LIGHTTRANSFER_SANITIZE and LIGHTTRANSFER_STEP_TIMELINE build different addons; set one");
+  process.exit(1);
+}
 if (timeline) defines.push("--CDLT_STEP_TIMELINE=ON", "--out", path.join(root, "build-timeline"));
 // Configure every time so a changed LIGHTTRANSFER_CUDA reaches CMake's cache; building is incremental.
 const run = (command, extra) =>

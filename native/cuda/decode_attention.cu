@@ -239,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int split = blockIdx.y, b = blockIdx.z;
   const bool splitMode = a.numSplits > 1;
 
-  BlockTimes times;
+  LT_TIMELINE_TIMES(times);
   LT_TIMELINE_ENTERED(times);
   waitForPrerequisiteGrids();
   LT_TIMELINE_WAITED(times);
@@ -276,7 +276,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   const int used = splitMode ? splitsWithWork(tiles, a.numSplits) : 1;
   const bool viaPartials = used > 1;
   if (split >= max(used, 1)) {
-    LT_TIMELINE_RECORD(attentionTimeline, 3u, a.pageTable, times);  // a split with no tiles
+    LT_TIMELINE_RECORD(attentionTimeline, kTimelineNoTiles, a.pageTable, times);
     return;
   }
   if (viaPartials) {
@@ -501,7 +501,7 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
     }
   }
   if (!viaPartials) {
-    LT_TIMELINE_RECORD(attentionTimeline, 1u, a.pageTable, times);
+    LT_TIMELINE_RECORD(attentionTimeline, kTimelineSplit, a.pageTable, times);
     return;
   }
 
@@ -521,12 +521,12 @@ __global__ void __launch_bounds__(kThreads, 2) decodeKernel(const DecodeArgs a) 
   }
   __syncthreads();
   if (!lastToArrive) {
-    LT_TIMELINE_RECORD(attentionTimeline, 1u, a.pageTable, times);
+    LT_TIMELINE_RECORD(attentionTimeline, kTimelineSplit, a.pageTable, times);
     return;
   }
   __threadfence();
   for (int r = warp; r < rowsHere; r += kWarps) combineRow<T, D>(a, b * a.hq + headBase + r, used, lane);
-  LT_TIMELINE_RECORD(attentionTimeline, 2u, a.pageTable, times);  // the split that merged
+  LT_TIMELINE_RECORD(attentionTimeline, kTimelineMerge, a.pageTable, times);
 }
 
 // ---------------------------------------------------------------- host side

@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
                const RopeAppendKvParams rope, bool constantWeight) {
   constexpr int R = kRowsPerBlock;
   constexpr bool kSwiGlu = kEpilogue == Epilogue::SwiGlu, kRope = kEpilogue == Epilogue::RopeAppendKv;
-  BlockTimes times;
+  LT_TIMELINE_TIMES(times);
   LT_TIMELINE_ENTERED(times);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int inner = n / 2;  // outputs of the SwiGLU epilogue
@@ -351,7 +351,7 @@ __global__ void __launch_bounds__(kThreads, blocksPerSm(M))
     if (last) break;
     __syncthreads();  // the sums above are read before the next group's warps overwrite partial
   }
-  LT_TIMELINE_RECORD(gemvTimeline, 0u, w, times);
+  LT_TIMELINE_RECORD(gemvTimeline, kTimelineGemv, w, times);
 }
 
 // At most as many blocks as fit on the device at once (blocksPerSm per SM, as the register bound

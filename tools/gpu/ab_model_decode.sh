@@ -20,8 +20,28 @@ model=$1
 out=$2
 shift 2
 builds=("$@")
+# Sets name, addon, dist and settings from one build's NAME=ADDON_PATH[,DIST_DIR][,VAR=VALUE...];
+# fails on anything else.
+parse_build() {
+  local part
+  name=${1%%=*}
+  IFS=, read -r -a parts <<< "${1#*=}"
+  addon=${parts[0]:-}
+  dist=dist
+  settings=()
+  [[ $1 == ?*=?* && -n $addon ]] || return 1
+  for part in "${parts[@]:1}"; do
+    if [[ $part == ?*=* ]]; then
+      settings+=("$part")
+    elif [[ -n $part && $dist == dist ]]; then
+      dist=$part
+    else
+      return 1
+    fi
+  done
+}
 for build in "${builds[@]}"; do
-  if [[ $build != ?*=?* ]]; then
+  if ! parse_build "$build"; then
     echo "$build: give each build as NAME=ADDON_PATH[,DIST_DIR][,VAR=VALUE...]" >&2
     exit 2
   fi
@@ -35,15 +55,7 @@ for ((round = 1; round <= ${ROUNDS:-2}; round++)); do
   run=0
   for build in "${builds[@]}" "${reversed[@]}"; do
     run=$((run + 1))
-    name=${build%%=*}
-    spec=${build#*=}
-    IFS=, read -r -a parts <<< "$spec"
-    addon=${parts[0]}
-    dist=dist
-    settings=()
-    for part in "${parts[@]:1}"; do
-      if [[ $part == *=* ]]; then settings+=("$part"); else dist=$part; fi
-    done
+    parse_build "$build"
     if env "${settings[@]}" LIGHTTRANSFER_ADDON="$addon" node "$dist/bench/model-decode.js" "$model" --batches "${BATCHES:-1}" \
       --contexts "${CONTEXTS:-4096,16384}" --out "$out/ab-$round-$run-$name.json" > "$out/ab-$round-$run-$name.txt" 2>&1; then
       echo "round $round, run $run: $name"

@@ -11,9 +11,9 @@ gemv.cu, layer_ops.cu, rope_append.cu, sampling.cu and runtime.cu), built as too
 it. GB/s counts the weights read; every call reads a different copy of the weights (more bytes
 than 3x L2), calls captured in one CUDA graph, median over replays, then over rounds. The
 VAR=VALUE pairs after a PATH are set in the environment while that build's calls are checked and
-captured (the same PATH may appear under several names with different settings, e.g.
-LIGHTTRANSFER_GEMV_STAGES, or LT_LINEAR_CONSTANT_WEIGHT=1 to let the GEMV read its weights before
-it waits, as a model's projections do).
+captured: the same PATH may appear under several names with different settings (a switch the
+build under test reads), and LT_LINEAR_CONSTANT_WEIGHT=1 lets the GEMV read its weights before it
+waits, as a model's projections do.
 """
 import argparse
 import contextlib
@@ -48,9 +48,12 @@ def environment(settings):
                 os.environ[var] = value
 
 
-def parse_lib(spec):
-    name, rest = spec.split("=", 1)
+def parse_lib(spec, ap):
+    """NAME=PATH[,VAR=VALUE...] as (name, the loaded shim, {VAR: VALUE})."""
+    name, _, rest = spec.partition("=")
     path, *pairs = rest.split(",")
+    if not name or not path or any("=" not in pair or pair.startswith("=") for pair in pairs):
+        ap.error(f"--lib {spec}: give NAME=PATH[,VAR=VALUE...]")
     return name, Lib(path), dict(pair.split("=", 1) for pair in pairs)
 
 
@@ -116,7 +119,7 @@ def main():
     if args.rounds < 1:
         ap.error(f"--rounds must be at least 1, got {args.rounds}")
     rows = [int(v) for v in args.rows.split(",")]
-    libs = [parse_lib(spec) for spec in args.lib]
+    libs = [parse_lib(spec, ap) for spec in args.lib]
     torch.manual_seed(int(time.time()))
     props = torch.cuda.get_device_properties(0)
     l2 = getattr(props, "L2_cache_size", 50 << 20)

@@ -48,8 +48,9 @@ int lt_linear(int xType, int wType, const void* x, const void* w, const void* bi
     p.m = m;
     p.n = n;
     p.k = k;
-    // Benchmarks of a decode step's weights (read by no kernel that writes them) set this.
-    p.constantWeight = std::getenv("LT_LINEAR_CONSTANT_WEIGHT") != nullptr;
+    // LT_LINEAR_CONSTANT_WEIGHT=1: the weights are a decode step's, which no kernel writes.
+    const char* constantWeight = std::getenv("LT_LINEAR_CONSTANT_WEIGHT");
+    p.constantWeight = constantWeight != nullptr && std::strcmp(constantWeight, "1") == 0;
     lt::cuda::linear(p, lt::cuda::planLinear(p, lt::cuda::gemmRequest("")), nullptr, st(stream));
     return 0;
   } catch (const std::exception& e) {

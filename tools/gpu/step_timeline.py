@@ -19,16 +19,21 @@ import statistics
 import sys
 
 KERNELS = ["q|k|v", "attention", "o", "gate|up", "down"]
-GEMV, SPLIT, MERGE, IDLE = 0, 1, 2, 3  # record kinds: a GEMV block; attention's splits
+# Record kinds, as native/cuda/step_timeline.cuh's TimelineKind numbers them (3, a split with no
+# tiles, is not read here).
+GEMV, SPLIT, MERGE = 0, 1, 2
 
 
 def read(path):
     """Records as (kind, key, enter, waited, exit), times in µs from the first entry."""
     rows = []
     with open(path) as f:
-        for line in f:
-            kind, key, _block, enter, waited, leave = line.split()
-            rows.append((int(kind), key, int(enter), int(waited), int(leave)))
+        for number, line in enumerate(f, 1):
+            try:
+                kind, key, _block, enter, waited, leave = line.split()
+                rows.append((int(kind), key, int(enter), int(waited), int(leave)))
+            except ValueError:
+                print(f"{path}:{number}: not a record, skipped: {line.strip()!r}", file=sys.stderr)
     if not rows:
         sys.exit(f"{path}: no records (was the addon built with LT_STEP_TIMELINE=ON?)")
     t0 = min(r[2] for r in rows)
@@ -36,7 +41,8 @@ def read(path):
 
 
 def launches(records):
-    """Groups the records into launches: the same kernel family and key, entering within 1 ms."""
+    """Groups the records into launches: one kernel family and key, no gap of more than 1 ms between
+    one block's entry and the next (a step's launches of one key are ~4 ms apart)."""
     by_key = collections.defaultdict(list)
     for r in records:
         by_key[(r[0] == GEMV, r[1])].append(r)
@@ -61,6 +67,17 @@ def steps_of(all_launches):
             steps.append([])
         steps[-1].append(blocks)
     return steps
+
+
+def check_layout(step, number):
+    """A step is layers of five launches, attention second, then the head; anything else (a buffer
+    that filled up, another model's step) would be misnamed, so it stops here."""
+    attention_at = [i for i, blocks in enumerate(step) if blocks[0][0] != GEMV]
+    if (len(step) - 1) % len(KERNELS) != 0 or attention_at != list(range(1, len(step) - 1, len(KERNELS))):
+        sys.exit(
+            f"step {number}: {len(step)} launches, attention at {attention_at[:6]}...: not the layers of a decode "
+            "step (q|k|v, attention, o, gate|up, down) and a head; was the dump cut short?"
+        )
 
 
 def kernel_table(step):
@@ -125,6 +142,7 @@ def main():
     steps = steps_of(all_launches)
     print(f"{len(all_launches)} launches in {len(steps)} steps ({', '.join(str(len(s)) for s in steps)} launches)")
     for i, step in enumerate(steps):
+        check_layout(step, i + 1)
         first_entry = min(b[2] for b in step[0])
         span = max(b[4] for b in step[-1]) - first_entry
         print(f"step {i + 1}: span {span:.1f} µs (first block in to the head's last block out)", end="")
