@@ -13,9 +13,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cstdio>
-#include <cstdlib>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -510,75 +507,13 @@ void abortCapture(int device) noexcept {
   }
 }
 
-#if defined(LT_STEP_TIMELINE) && LT_STEP_TIMELINE
-namespace {
-
-// Graph launch `n` (LT_TIMELINE_FIRST or _LAST), from 1; 0 when LT_TIMELINE_FILE is not set.
-int timelineLaunch(const char* name, int otherwise) {
-  if (std::getenv("LT_TIMELINE_FILE") == nullptr) return 0;
-  const char* v = std::getenv(name);
-  if (v == nullptr) return otherwise;
-  char* end = nullptr;
-  const long n = std::strtol(v, &end, 10);
-  if (end == v || *end != '\0' || n < 1 || n > 1000000000L)
-    throw Error(std::string("step timeline: ") + name + " must be a graph launch number from 1, got '" + v + "'");
-  return int(n);
-}
-
-// Whether this graph launch is the one before which the timeline's buffers are cleared, and
-// whether it is the one after which they are written out.
-struct TimelineLaunch {
-  bool clearBefore = false, writeAfter = false;
-};
-
-TimelineLaunch countTimelineLaunch() {
-  static const int first = timelineLaunch("LT_TIMELINE_FIRST", 1);
-  static const int last = timelineLaunch("LT_TIMELINE_LAST", first);
-  if (last < first)
-    throw Error("step timeline: LT_TIMELINE_LAST (" + std::to_string(last) + ") comes before LT_TIMELINE_FIRST (" +
-                std::to_string(first) + ")");
-  static std::atomic<int> launches{0};
-  const int n = ++launches;
-  return {first > 0 && n == first, first > 0 && n == last};
-}
-
-// Writes the buffers to LT_TIMELINE_FILE once the stream has finished; a failure is reported on
-// stderr, since the launch itself succeeded.
-void writeTimeline(cudaStream_t stream) {
-  const char* path = std::getenv("LT_TIMELINE_FILE");
-  cudaError_t err = cudaStreamSynchronize(stream);
-  std::FILE* f = err == cudaSuccess ? std::fopen(path, "w") : nullptr;
-  if (f == nullptr) {
-    std::fprintf(stderr, "step timeline: cannot write %s: %s\n", path,
-                 err != cudaSuccess ? cudaGetErrorString(err) : "the file does not open");
-    return;
-  }
-  err = gemvTimelineDump(f);
-  if (err == cudaSuccess) err = attentionTimelineDump(f);
-  const bool written = std::ferror(f) == 0;
-  if (std::fclose(f) != 0 || !written || err != cudaSuccess)
-    std::fprintf(stderr, "step timeline: writing %s failed%s%s\n", path, err != cudaSuccess ? ": " : "",
-                 err != cudaSuccess ? cudaGetErrorString(err) : "");
-}
-
-}  // namespace
-#endif
-
 void launchGraph(Graph* graph) {
   DeviceState& st = state(graph->device);
   refuseWhileCapturing(st, graph->device, "a graph cannot be launched");
   check(cudaSetDevice(graph->device), "cudaSetDevice");
-#if defined(LT_STEP_TIMELINE) && LT_STEP_TIMELINE
-  const TimelineLaunch timeline = countTimelineLaunch();
-  if (timeline.clearBefore) {
-    check(gemvTimelineReset(st.stream), "clearing the step timeline");
-    check(attentionTimelineReset(st.stream), "clearing the step timeline");
-  }
-#endif
+  timelineBeforeGraphLaunch(st.stream);
   check(cudaGraphLaunch(graph->exec, st.stream), "cudaGraphLaunch");
-#if defined(LT_STEP_TIMELINE) && LT_STEP_TIMELINE
-  if (timeline.writeAfter) writeTimeline(st.stream);
-#endif
+  timelineAfterGraphLaunch(st.stream);
 }
 
 void destroyGraph(Graph* graph) noexcept {

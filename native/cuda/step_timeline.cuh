@@ -103,6 +103,10 @@ cudaError_t gemvTimelineDump(std::FILE* f);
 cudaError_t attentionTimelineReset(cudaStream_t stream);
 cudaError_t attentionTimelineDump(std::FILE* f);
 
+// launchGraph calls these around every graph launch on `stream` (step_timeline.cu).
+void timelineBeforeGraphLaunch(cudaStream_t stream);
+void timelineAfterGraphLaunch(cudaStream_t stream);
+
 #else
 
 #define LT_TIMELINE_BUFFER(NAME)
@@ -110,6 +114,9 @@ cudaError_t attentionTimelineDump(std::FILE* f);
 #define LT_TIMELINE_ENTERED(TIMES) ((void)0)
 #define LT_TIMELINE_WAITED(TIMES) ((void)0)
 #define LT_TIMELINE_RECORD(NAME, KIND, KEY, TIMES) ((void)0)
+
+inline void timelineBeforeGraphLaunch(cudaStream_t) {}
+inline void timelineAfterGraphLaunch(cudaStream_t) {}
 
 #endif
 

@@ -15,6 +15,7 @@ embedding and argmax kernels are not recorded and fall in the gap between steps.
 """
 import argparse
 import collections
+import dataclasses
 import statistics
 import sys
 
@@ -40,6 +41,24 @@ def read(path):
     return [(k, key, (e - t0) / 1e3, (w - t0) / 1e3, (x - t0) / 1e3) for k, key, e, w, x in rows]
 
 
+@dataclasses.dataclass
+class Launch:
+    """One kernel launch's blocks (records) and its edges, µs: first entry, first wait returned,
+    last exit."""
+
+    blocks: list
+    gemv: bool = dataclasses.field(init=False)
+    entered: float = dataclasses.field(init=False)
+    waited: float = dataclasses.field(init=False)
+    left: float = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        self.gemv = self.blocks[0][0] == GEMV
+        self.entered = min(b[2] for b in self.blocks)
+        self.waited = min(b[3] for b in self.blocks)
+        self.left = max(b[4] for b in self.blocks)
+
+
 def launches(records):
     """Groups the records into launches: one kernel family and key, no gap of more than 1 ms between
     one block's entry and the next (a step's launches of one key are ~4 ms apart)."""
@@ -52,27 +71,27 @@ def launches(records):
         current = [rs[0]]
         for r in rs[1:]:
             if r[2] - current[-1][2] > 1000:
-                out.append(current)
+                out.append(Launch(current))
                 current = []
             current.append(r)
-        out.append(current)
-    return sorted(out, key=lambda blocks: min(b[2] for b in blocks))
+        out.append(Launch(current))
+    return sorted(out, key=lambda launch: launch.entered)
 
 
 def steps_of(all_launches):
     """Splits launches into steps at a gap of more than 20 µs between one's end and the next's start."""
     steps = [[all_launches[0]]]
-    for blocks in all_launches[1:]:
-        if min(b[2] for b in blocks) - max(b[4] for b in steps[-1][-1]) > 20:
+    for launch in all_launches[1:]:
+        if launch.entered - steps[-1][-1].left > 20:
             steps.append([])
-        steps[-1].append(blocks)
+        steps[-1].append(launch)
     return steps
 
 
 def check_layout(step, number):
     """A step is layers of five launches, attention second, then the head; anything else (a buffer
     that filled up, another model's step) would be misnamed, so it stops here."""
-    attention_at = [i for i, blocks in enumerate(step) if blocks[0][0] != GEMV]
+    attention_at = [i for i, launch in enumerate(step) if not launch.gemv]
     if (len(step) - 1) % len(KERNELS) != 0 or attention_at != list(range(1, len(step) - 1, len(KERNELS))):
         sys.exit(
             f"step {number}: {len(step)} launches, attention at {attention_at[:6]}...: not the layers of a decode "
@@ -82,19 +101,15 @@ def check_layout(step, number):
 
 def kernel_table(step):
     per = collections.defaultdict(lambda: collections.defaultdict(list))
-    previous_exit = None
-    for i, blocks in enumerate(step):
-        name = "head" if i == len(step) - 1 else KERNELS[i % len(KERNELS)]
-        last_exit = max(b[4] for b in blocks)
-        if previous_exit is not None:
-            d = per[name]
-            d["critical"].append(last_exit - previous_exit)
-            d["run"].append(last_exit - min(b[3] for b in blocks))
-            d["wait after"].append(min(b[3] for b in blocks) - previous_exit)
-            d["entered before"].append(previous_exit - min(b[2] for b in blocks))
-            d["exit spread"].append(last_exit - statistics.median(b[4] for b in blocks))
-            d["blocks"].append(len(blocks))
-        previous_exit = last_exit
+    for i in range(1, len(step)):
+        ahead, launch = step[i - 1], step[i]
+        d = per["head" if i == len(step) - 1 else KERNELS[i % len(KERNELS)]]
+        d["critical"].append(launch.left - ahead.left)
+        d["run"].append(launch.left - launch.waited)
+        d["wait after"].append(launch.waited - ahead.left)
+        d["entered before"].append(ahead.left - launch.entered)
+        d["exit spread"].append(launch.left - statistics.median(b[4] for b in launch.blocks))
+        d["blocks"].append(len(launch.blocks))
     print(
         f"  {'kernel':10} {'launches':>8} {'blocks':>6} {'critical µs':>11} {'sum µs':>8} {'wait..exit':>10}"
         f" {'wait after ahead left':>21} {'first entered before':>20} {'exit median..last':>17}"
@@ -112,13 +127,12 @@ def kernel_table(step):
 
 def attention_phases(all_launches):
     phases = collections.defaultdict(list)
-    for blocks in all_launches:
-        if blocks[0][0] == GEMV:
+    for launch in all_launches:
+        if launch.gemv:
             continue
-        start = min(b[2] for b in blocks)
-        splits = sorted(b[4] - start for b in blocks if b[0] == SPLIT)
-        merges = sorted(b[4] - start for b in blocks if b[0] == MERGE)
-        phases["waits returned (first, µs after the first block entered)"].append(min(b[3] for b in blocks) - start)
+        splits = sorted(b[4] - launch.entered for b in launch.blocks if b[0] == SPLIT)
+        merges = sorted(b[4] - launch.entered for b in launch.blocks if b[0] == MERGE)
+        phases["waits returned (first, µs after the first block entered)"].append(launch.waited - launch.entered)
         if splits:
             phases["plain splits left: first"].append(splits[0])
             phases["plain splits left: median"].append(statistics.median(splits))
@@ -143,11 +157,10 @@ def main():
     print(f"{len(all_launches)} launches in {len(steps)} steps ({', '.join(str(len(s)) for s in steps)} launches)")
     for i, step in enumerate(steps):
         check_layout(step, i + 1)
-        first_entry = min(b[2] for b in step[0])
-        span = max(b[4] for b in step[-1]) - first_entry
+        span = step[-1].left - step[0].entered
         print(f"step {i + 1}: span {span:.1f} µs (first block in to the head's last block out)", end="")
         if i > 0:
-            print(f", {first_entry - max(b[4] for b in steps[i - 1][-1]):.1f} µs after the step before", end="")
+            print(f", {step[0].entered - steps[i - 1][-1].left:.1f} µs after the step before", end="")
         print()
         kernel_table(step)
     attention_phases(all_launches)
