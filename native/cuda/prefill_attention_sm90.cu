@@ -8,9 +8,15 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 
 113 KiB (d=64) of dynamic shared memory, one block per SM.
 - A block owns 128 query rows of one head, tiles aligned to the end of the query range as in
   the mma.sync kernel; computing warpgroup w (0 or 1) owns rows [64w, 64w + 64).
-- The third warpgroup is the producer: it loads the K/V tiles of 128 keys with cp.async into
-  three stages and does nothing else, so the computing warpgroups copy only their Q tile and
-  wait only for a stage to be full; setmaxnreg hands most of the producer's registers to them.
+- The third warpgroup is the producer: it fills three stages with K/V tiles of 128 keys and
+  does nothing else, so the computing warpgroups wait only for a stage to be full; setmaxnreg
+  hands most of the producer's registers to them. A call without a cached prefix has its Q, K
+  and V described as tensor maps (built on the host per call): one producer thread asks the
+  bulk tensor copy engine (TMA) for each tile, Q included, the copies writing the swizzled
+  layout below themselves and completing on the mbarriers. A call with a cached prefix reads
+  its rows through the page table: the whole producer warpgroup copies them with cp.async and
+  the computing warpgroups copy their Q tile. (The copy engine measured faster than the
+  producer's cp.async at every length; bench/README.md, "K/V and Q through the copy engine".)
   Stages change hands on mbarriers: a stage is "full" once the producer's copies into it have
   landed and "empty" once both computing warpgroups are done multiplying it. The two never
   meet inside the main loop and drift apart by up to two tiles, one running its softmax while
@@ -26,9 +32,15 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 
 - Inside a warpgroup, S of tile j is issued with P V of tile j-1 right behind it, and the
   softmax of tile j runs while the tensor cores finish P V: three K/V stages, since a tile's V
   is read one visit after its K. Both warpgroups visit every tile of the block's range.
+- Streaming: a block whose window starts past the first tile needs only the sink keys of it.
+  With the copy engine it visits them alone first, as a tile of kSinkRows keys (m64n16 products
+  for S, one k-step of P V), instead of a whole 128-key tile.
 - The epilogue stages O through the warpgroup's own Q rows so the global stores are 16-byte and
   row-contiguous.
 */
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include <atomic>
 
 #include "cuda/prefill_kernel_args.cuh"
@@ -59,6 +71,9 @@ constexpr int kEpilogueBarrier = 1;
 constexpr int kWgRows = 64;     // query rows per warpgroup
 constexpr int kWgBlockN = 128;  // keys per K/V tile
 constexpr int kStages = 3;      // K/V tiles resident at once (see the main loop)
+// A streaming block whose window starts past the first tile sees only the sink keys of it: with
+// the copy engine it visits those alone, as a tile of kSinkRows keys (m64n16 products).
+constexpr int kSinkRows = 16;
 
 // A wgmma shared-memory matrix descriptor with the 128-byte swizzle: start address, the byte
 // distance between 64-column blocks (leadBytes; used by MN-major operands wider than a block)
@@ -106,6 +121,27 @@ __device__ __forceinline__ void cpAsyncArrive(uint32_t bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 
+// The Q, K and V of a call without a cached prefix, described for the bulk tensor copy engine
+// (TMA): dims (d, head, token), one box = 64 columns of one head over 128 tokens, which lands as
+// one 128-byte-swizzled column block of a tile (chunkOffset); tokens outside [0, n) as zeros.
+// kSink/vSink: the same K and V in boxes of kSinkRows tokens, for the streaming mask's sink keys.
+struct TileTensorMaps {
+  CUtensorMap q, k, v, kSink, vSink;
+};
+static_assert(kBlockM == 128 && kWgBlockN == 128, "a box is the 128 rows of a Q or K/V tile");
+// Arrives on `bar` (the one arrival it counts) and tells it `bytes` more are on their way.
+__device__ __forceinline__ void mbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// One box of `map` at (c0, c1, c2) into shared memory at dst, completing its bytes on `bar`.
+__device__ __forceinline__ void tmaLoad3d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+
 // Accumulators are asm outputs the moment a wgmma is issued, though the tensor cores write them
 // until the wait: this ties every later use to a point after the wait.
 // The same for a register A operand, which the tensor cores read until the wait: without it the
@@ -151,6 +187,16 @@ struct Wgmma;
           "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),            \
           "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),            \
           "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])                                             \
+        : "l"(descA), "l"(descB), "r"(accumulate));                                                                  \
+  }                                                                                                                  \
+  /* d (+)= A B: A [64 x 16] and B [16 x 16] from shared memory, both K-major (the sink keys' tile). */              \
+  static __device__ __forceinline__ void ss16(float(&d)[2][4], uint64_t descA, uint64_t descB, int accumulate) {     \
+    asm volatile(                                                                                                    \
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"                                                                 \
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32." TYPE "." TYPE                                                  \
+        " {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, 0;\n}\n"                                             \
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),   \
+          "+f"(d[1][3])                                                                                              \
         : "l"(descA), "l"(descB), "r"(accumulate));                                                                  \
   }                                                                                                                  \
   /* d += A B: A [64 x 16] from registers, B [16 x 128] from shared memory, MN-major. */                             \
@@ -303,9 +349,9 @@ __device__ __forceinline__ void ratioTile(const float (&s)[kNT][4], const float 
 }
 
 // The work of one block. kRatio: this block holds Last rows and computes the lazy ratio.
-template <typename T, int D, bool kRatio, KvSource kSource>
-__device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigned char* smemRaw, float* ratioPart,
-                                           uint32_t stageBars) {
+template <typename T, int D, bool kRatio, KvSource kSource, bool kTma>
+__device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, const TileTensorMaps& maps,
+                                           unsigned char* smemRaw, float* ratioPart, uint32_t stageBars) {
   constexpr int kTileQ = kBlockM * D * 2;
   constexpr int kTileKV = kWgBlockN * D * 2;
   constexpr int kNT = kWgBlockN / 8;                // n8 column groups of S
@@ -329,20 +375,52 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   const int pMaxB = posOff + rowStart + kBlockM - 1;
   const TileRange tr =
       a.stream ? makeTileRange<kWgBlockN>(pMaxB, a.sink, pMinB - a.window + 1) : makeTileRange<kWgBlockN>(pMaxB, 0, 0);
+  constexpr int kSinkTileKV = kSinkRows * D * 2;
+  constexpr uint32_t kSinkBlockBytes = kSinkRows * 128;
+  const bool sinkVisit =
+      kTma && a.stream && a.sink <= kSinkRows && tr.sinkEnd == 1 && pMinB - a.window + 1 >= kWgBlockN;
 
   // full(s): the producer's copies of the tile in stage s have landed; empty(s): both computing
-  // warpgroups are done multiplying it. Each completes once per use of its stage. qBar: the
-  // computing threads' copies of the Q tile have landed.
+  // warpgroups are done multiplying it. Each completes once per use of its stage. qBar: the Q
+  // tile has landed (the copy engine's box, or the computing threads' copies).
   auto fullBar = [&](int st) { return stageBars + 8u * uint32_t(st); };
   auto emptyBar = [&](int st) { return stageBars + 8u * uint32_t(kStages + st); };
   const uint32_t qBar = stageBars + 8u * uint32_t(2 * kStages);
   if (tid == 0) {
-    for (int st = 0; st < kStages; st++) mbarInit(fullBar(st), kProducerThreads), mbarInit(emptyBar(st), kWgThreads);
-    mbarInit(qBar, kWgThreads);
+    for (int st = 0; st < kStages; st++)
+      mbarInit(fullBar(st), kTma ? 1 : kProducerThreads), mbarInit(emptyBar(st), kWgThreads);
+    mbarInit(qBar, kTma ? 1 : kWgThreads);
   }
   __syncthreads();
   if (warp >= kWgWarps) {  // the producer: fills each stage again once both warpgroups are done with it
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+    if constexpr (kTma) {  // one thread asks the copy engine for each tile's column blocks
+      if (tid == kWgThreads) {
+        mbarArriveExpectTx(qBar, kTileQ);
+#pragma unroll
+        for (int c = 0; c < D / 64; c++) tmaLoad3d(sQ + c * kQBlockBytes, &maps.q, qBar, 64 * c, h, rowStart);
+        if (sinkVisit) {  // visit 0, into stage 0
+          mbarArriveExpectTx(fullBar(0), 2 * kSinkTileKV);
+#pragma unroll
+          for (int c = 0; c < D / 64; c++) {
+            tmaLoad3d(sK + c * kSinkBlockBytes, &maps.kSink, fullBar(0), 64 * c, kvh, 0);
+            tmaLoad3d(sV + c * kSinkBlockBytes, &maps.vSink, fullBar(0), 64 * c, kvh, 0);
+          }
+        }
+        for (int it = sinkVisit ? 1 : 0; it < tr.count; it++) {
+          const int st = it % kStages, use = it / kStages;
+          if (use > 0) mbarWait(emptyBar(st), (use - 1) & 1);
+          mbarArriveExpectTx(fullBar(st), 2 * kTileKV);
+          const int key0 = tr.tile(it) * kWgBlockN;
+#pragma unroll
+          for (int c = 0; c < D / 64; c++) {
+            tmaLoad3d(sK + st * kTileKV + c * kKvBlockBytes, &maps.k, fullBar(st), 64 * c, kvh, key0);
+            tmaLoad3d(sV + st * kTileKV + c * kKvBlockBytes, &maps.v, fullBar(st), 64 * c, kvh, key0);
+          }
+        }
+      }
+      return;
+    }
     const uint16_t* gk = a.k + kvh * D;
     const uint16_t* gv = a.v + kvh * D;
     for (int it = 0; it < tr.count; it++) {
@@ -356,8 +434,10 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
-  loadTiles<D, kBlockM, false, kWgThreads, true>(sQ, 0u, a.q + h * D, nullptr, a.qStride, rowStart, a.nq, tid);
-  cpAsyncArrive(qBar);
+  if (!kTma) {
+    loadTiles<D, kBlockM, false, kWgThreads, true>(sQ, 0u, a.q + h * D, nullptr, a.qStride, rowStart, a.nq, tid);
+    cpAsyncArrive(qBar);
+  }
 
   int gRow0 = rowStart + wg * kWgRows;  // the warpgroup's first row; may be negative in the first tile
   const int gpMin = posOff + max(gRow0, 0);
@@ -391,7 +471,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
   // Waits for tile `it` to have landed.
   auto beginVisit = [&](int it) {
     mbarWait(fullBar(it % kStages), (it / kStages) & 1);
-    fenceProxyAsync();
+    if constexpr (!kTma) fenceProxyAsync();  // the copy engine writes through the async proxy already
   };
   auto releaseStage = [&](int it) { mbarArrive(emptyBar(it % kStages)); };
   auto issueS = [&](int it) {
@@ -415,6 +495,15 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
     softmaxTile(s, alpha, mRow, lRow, a, pos0, t0, tq, allVisible);
     if (doRatio) ratioTile(s, alpha, lSub, a, t0, tq);
   };
+  auto rescaleO = [&]() {
+#pragma unroll
+    for (int nt = 0; nt < kDT; nt++) {
+      o[nt][0] *= alpha[0];
+      o[nt][1] *= alpha[0];
+      o[nt][2] *= alpha[1];
+      o[nt][3] *= alpha[1];
+    }
+  };
   auto packP = [&]() {
 #pragma unroll
     for (int kk = 0; kk < kWgBlockN / 16; kk++) {
@@ -427,14 +516,44 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
 
   if (tr.count > 0) {
     mbarWait(qBar, 0);
-    beginVisit(0);
+    int first = 0;    // the first visit of the pipeline below
+    if (sinkVisit) {  // the sink keys alone, before the window's tiles; nothing of it overlaps
+      float sSink[2][4] = {};
+      uint32_t pSink[1][4];
+      beginVisit(0);
+      wgmmaFence();
+      const uint64_t kDesc = smemDescriptor(sK, 16, 1024);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++)
+        Wgmma<T>::ss16(sSink, qDesc + (((kk >> 2) * kQBlockBytes + (kk & 3) * 32) >> 4),
+                       kDesc + (((kk >> 2) * kSinkBlockBytes + (kk & 3) * 32) >> 4), kk > 0);
+      wgmmaCommit();
+      wgmmaWait<0>();
+      pinAfterWait(sSink);
+      softmaxTile(sSink, alpha, mRow, lRow, a, pos0, 0, tq, false);
+      if (doRatio) ratioTile(sSink, alpha, lSub, a, 0, tq);
+      pSink[0][0] = Mma<T>::pack(sSink[0][0], sSink[0][1]);
+      pSink[0][1] = Mma<T>::pack(sSink[0][2], sSink[0][3]);
+      pSink[0][2] = Mma<T>::pack(sSink[1][0], sSink[1][1]);
+      pSink[0][3] = Mma<T>::pack(sSink[1][2], sSink[1][3]);
+      wgmmaFence();
+      wgmmaPV<T, D>(o, pSink[0], smemDescriptor(sV, kSinkBlockBytes, 1024));
+      wgmmaCommit();
+      wgmmaWait<0>();
+      pinAfterWait(o);
+      pinAfterWait(pSink);
+      releaseStage(0);
+      first = 1;
+    }
+    beginVisit(first);
     wgmmaFence();
-    issueS(0);
+    issueS(first);
     wgmmaWait<0>();
     pinAfterWait(s);
-    softmax(0);  // O is still zero: nothing to rescale
+    softmax(first);
+    if (first > 0) rescaleO();  // O holds the sink keys' share
     packP();
-    for (int it = 1; it < tr.count; it++) {
+    for (int it = first + 1; it < tr.count; it++) {
       beginVisit(it);
       wgmmaFence();
       issueS(it);
@@ -447,15 +566,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
       pinAfterWait(p);
       releaseStage(it - 1);
       // Once the running max settles (most tiles) alpha is 1 for the whole warp.
-      if (__any_sync(kAllLanes, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-        for (int nt = 0; nt < kDT; nt++) {
-          o[nt][0] *= alpha[0];
-          o[nt][1] *= alpha[0];
-          o[nt][2] *= alpha[1];
-          o[nt][3] *= alpha[1];
-        }
-      }
+      if (__any_sync(kAllLanes, alpha[0] != 1.f || alpha[1] != 1.f)) rescaleO();
       packP();
     }
     wgmmaFence();
@@ -521,8 +632,9 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, unsigne
 
 // One kernel for plain and fused calls, as in prefill_attention.cu: only the blocks holding
 // Last rows take the ratio path.
-template <typename T, int D, KvSource kSource>
-__global__ void __launch_bounds__(kBlockThreads, 1) prefillWgmmaKernel(const KernelArgs<kSource> a) {
+template <typename T, int D, KvSource kSource, bool kTma>
+__global__ void __launch_bounds__(kBlockThreads, 1)
+    prefillWgmmaKernel(const KernelArgs<kSource> a, const __grid_constant__ TileTensorMaps maps) {
   extern __shared__ __align__(16) unsigned char smemRaw[];  // aligned by hand in wgmmaBlock
   __shared__ float ratioPart[kWgWarps];
   __shared__ uint64_t stageBars[2 * kStages + 1];
@@ -531,20 +643,69 @@ __global__ void __launch_bounds__(kBlockThreads, 1) prefillWgmmaKernel(const Ker
     const int qt = blockCoord(a.numQTiles, a.hq, a.headGroup).qt;
     const int rowEnd = a.nq - (a.numQTiles - 1 - qt) * kBlockM;  // one past the block's last row
     if (rowEnd > a.nq - a.ratioRows) {
-      wgmmaBlock<T, D, true, kSource>(a, smemRaw, ratioPart, bars);
+      wgmmaBlock<T, D, true, kSource, kTma>(a, maps, smemRaw, ratioPart, bars);
       return;
     }
   }
-  wgmmaBlock<T, D, false, kSource>(a, smemRaw, ratioPart, bars);
+  wgmmaBlock<T, D, false, kSource, kTma>(a, maps, smemRaw, ratioPart, bars);
+}
+
+// The driver's tensor-map encoder, looked up once through the runtime (the addon does not link
+// the driver library); null where the driver lacks it.
+PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess)
+      fn = nullptr;
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// Describes a contiguous call's q, k and v for the copy engine; false where it cannot take them
+// (an address or token stride not a multiple of 16 bytes, no encoder), and the kernel copies
+// with cp.async instead.
+template <int D>
+bool encodeTileTensorMaps(const PrefillArgs& a, TileTensorMaps& maps) {
+  const PFN_cuTensorMapEncodeTiled_v12000 encode = tensorMapEncoder();
+  if (encode == nullptr || a.nk < 1 || a.nq < 1) return false;
+  auto describe = [&](CUtensorMap& map, const uint16_t* base, int heads, int tokens, int64_t tokenStride,
+                      int boxTokens) {
+    const cuuint64_t dims[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(tokens)};
+    const cuuint64_t strides[2] = {cuuint64_t(D) * 2, cuuint64_t(tokenStride) * 2};  // bytes, of dims 1 and 2
+    const cuuint32_t box[3] = {64, 1, cuuint32_t(boxTokens)};
+    const cuuint32_t unitSteps[3] = {1, 1, 1};
+    return reinterpret_cast<uintptr_t>(base) % 16 == 0 && (tokenStride * 2) % 16 == 0 &&
+           encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 3, const_cast<uint16_t*>(base), dims, strides, box, unitSteps,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+  };
+  const int kvHeads = a.hq / a.group;
+  return describe(maps.q, a.q, a.hq, a.nq, a.qStride, kBlockM) &&
+         describe(maps.k, a.k, kvHeads, a.nk, a.kvStride, kWgBlockN) &&
+         describe(maps.v, a.v, kvHeads, a.nk, a.kvStride, kWgBlockN) &&
+         (a.stream == 0 || (describe(maps.kSink, a.k, kvHeads, a.nk, a.kvStride, kSinkRows) &&
+                            describe(maps.vSink, a.v, kvHeads, a.nk, a.kvStride, kSinkRows)));
 }
 
 struct WgmmaLaunch {
   cudaStream_t stream;
   template <typename T, int D, KvSource kSource>
   void run(const KernelArgs<kSource>& a) const {
+    constexpr int kSmemBytes = kBlockM * D * 2 + 2 * kStages * kWgBlockN * D * 2 + 1024;
+    TileTensorMaps maps{};
+    if constexpr (kSource == KvSource::Contiguous) {
+      if (encodeTileTensorMaps<D>(a, maps)) {
+        static std::atomic<uint64_t> ready{0};
+        launchPrefillKernel(prefillWgmmaKernel<T, D, kSource, true>, kBlockThreads, kSmemBytes, ready, a, stream, maps);
+        return;
+      }
+    }
     static std::atomic<uint64_t> ready{0};
-    launchPrefillKernel(prefillWgmmaKernel<T, D, kSource>, kBlockThreads,
-                        kBlockM * D * 2 + 2 * kStages * kWgBlockN * D * 2 + 1024, ready, a, stream);
+    launchPrefillKernel(prefillWgmmaKernel<T, D, kSource, false>, kBlockThreads, kSmemBytes, ready, a, stream, maps);
   }
 };
 

@@ -221,12 +221,13 @@ inline void reserveSharedMemory(const void* kernel, int bytes, std::atomic<uint6
 
 // Launches one instantiation of a prefill kernel over the call's grid of (head, query tile) blocks;
 // `ready` remembers the devices on which its shared memory is reserved.
-template <typename Args>
-void launchPrefillKernel(void (*kernel)(Args), int threads, int smemBytes, std::atomic<uint64_t>& ready, const Args& a,
-                         cudaStream_t stream) {
+// `more`: the kernel's parameters after the call's arguments.
+template <typename Args, typename... More>
+void launchPrefillKernel(void (*kernel)(Args, More...), int threads, int smemBytes, std::atomic<uint64_t>& ready,
+                         const Args& a, cudaStream_t stream, const More&... more) {
   reserveSharedMemory(reinterpret_cast<const void*>(kernel), smemBytes, ready);
   const dim3 grid(unsigned(a.numQTiles) * unsigned(a.hq));
-  kernel<<<grid, threads, smemBytes, stream>>>(a);
+  kernel<<<grid, threads, smemBytes, stream>>>(a, more...);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw Error(std::string("prefillAttention: kernel launch failed: ") + cudaGetErrorString(e));
 }
