@@ -687,8 +687,8 @@ bool encodeTileTensorMaps(const PrefillArgs& a, TileTensorMaps& maps) {
   return describe(maps.q, a.q, a.hq, a.nq, a.qStride, kBlockM) &&
          describe(maps.k, a.k, kvHeads, a.nk, a.kvStride, kWgBlockN) &&
          describe(maps.v, a.v, kvHeads, a.nk, a.kvStride, kWgBlockN) &&
-         (a.stream == 0 || (describe(maps.kSink, a.k, kvHeads, a.nk, a.kvStride, kSinkRows) &&
-                            describe(maps.vSink, a.v, kvHeads, a.nk, a.kvStride, kSinkRows)));
+         describe(maps.kSink, a.k, kvHeads, a.nk, a.kvStride, kSinkRows) &&
+         describe(maps.vSink, a.v, kvHeads, a.nk, a.kvStride, kSinkRows);
 }
 
 struct WgmmaLaunch {
