@@ -15,8 +15,9 @@ Launch: 1-D grid of hq * ceil(nq / 128) blocks, 384 threads (three warpgroups), 
   bulk tensor copy engine (TMA) for each tile, Q included, the copies writing the swizzled
   layout below themselves and completing on the mbarriers. A call with a cached prefix reads
   its rows through the page table: the whole producer warpgroup copies them with cp.async and
-  the computing warpgroups copy their Q tile. (The copy engine measured faster than the
-  producer's cp.async at every length; bench/README.md, "K/V and Q through the copy engine".)
+  the computing warpgroups copy their Q tile. (Whole-tile boxes measured faster than the
+  producer's cp.async, one box per 16-token page slower; bench/README.md, "K/V and Q through
+  the copy engine".)
   Stages change hands on mbarriers: a stage is "full" once the producer's copies into it have
   landed and "empty" once both computing warpgroups are done multiplying it. The two never
   meet inside the main loop and drift apart by up to two tiles, one running its softmax while
