@@ -258,6 +258,25 @@ __device__ __forceinline__ void wgmmaPV(float (&o)[D / 8][4], const uint32_t (&p
     Wgmma<T>::rs64(o, p, descV);
 }
 
+// The descriptor offset of k-step kk (16 elements of d) of a K-major tile stored as 64-column
+// blocks of blockBytes each: four k-steps of 32 bytes to a block.
+__device__ __forceinline__ uint64_t kStepOffset(int kk, uint32_t blockBytes) {
+  return ((kk >> 2) * blockBytes + (kk & 3) * 32) >> 4;
+}
+
+// Probabilities as the register A fragments of P V: the S accumulators of key columns
+// [16t, 16t + 16) are k-step t.
+template <typename T, int kNT>
+__device__ __forceinline__ void packProbabilities(const float (&s)[kNT][4], uint32_t (&p)[kNT / 2][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kNT / 2; kk++) {
+    p[kk][0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+    p[kk][1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+    p[kk][2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+    p[kk][3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+  }
+}
+
 constexpr float kMaxSlackLog2 = 8.f;
 
 // The online softmax of one S tile of a warpgroup (see the mma.sync kernel): masks what this
@@ -479,8 +498,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, const T
     const uint64_t kDesc = smemDescriptor(sK + (it % kStages) * kTileKV, 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      Wgmma<T>::ss128(s, qDesc + (((kk >> 2) * kQBlockBytes + (kk & 3) * 32) >> 4),
-                      kDesc + (((kk >> 2) * kKvBlockBytes + (kk & 3) * 32) >> 4), kk > 0);
+      Wgmma<T>::ss128(s, qDesc + kStepOffset(kk, kQBlockBytes), kDesc + kStepOffset(kk, kKvBlockBytes), kk > 0);
     wgmmaCommit();
   };
   auto issuePV = [&](int it) {
@@ -505,15 +523,6 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, const T
       o[nt][3] *= alpha[1];
     }
   };
-  auto packP = [&]() {
-#pragma unroll
-    for (int kk = 0; kk < kWgBlockN / 16; kk++) {
-      p[kk][0] = Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      p[kk][1] = Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      p[kk][2] = Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      p[kk][3] = Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-  };
 
   if (tr.count > 0) {
     mbarWait(qBar, 0);
@@ -526,17 +535,13 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, const T
       const uint64_t kDesc = smemDescriptor(sK, 16, 1024);
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++)
-        Wgmma<T>::ss16(sSink, qDesc + (((kk >> 2) * kQBlockBytes + (kk & 3) * 32) >> 4),
-                       kDesc + (((kk >> 2) * kSinkBlockBytes + (kk & 3) * 32) >> 4), kk > 0);
+        Wgmma<T>::ss16(sSink, qDesc + kStepOffset(kk, kQBlockBytes), kDesc + kStepOffset(kk, kSinkBlockBytes), kk > 0);
       wgmmaCommit();
       wgmmaWait<0>();
       pinAfterWait(sSink);
       softmaxTile(sSink, alpha, mRow, lRow, a, pos0, 0, tq, false);
       if (doRatio) ratioTile(sSink, alpha, lSub, a, 0, tq);
-      pSink[0][0] = Mma<T>::pack(sSink[0][0], sSink[0][1]);
-      pSink[0][1] = Mma<T>::pack(sSink[0][2], sSink[0][3]);
-      pSink[0][2] = Mma<T>::pack(sSink[1][0], sSink[1][1]);
-      pSink[0][3] = Mma<T>::pack(sSink[1][2], sSink[1][3]);
+      packProbabilities<T>(sSink, pSink);
       wgmmaFence();
       wgmmaPV<T, D>(o, pSink[0], smemDescriptor(sV, kSinkBlockBytes, 1024));
       wgmmaCommit();
@@ -553,7 +558,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, const T
     pinAfterWait(s);
     softmax(first);
     if (first > 0) rescaleO();  // O holds the sink keys' share
-    packP();
+    packProbabilities<T>(s, p);
     for (int it = first + 1; it < tr.count; it++) {
       beginVisit(it);
       wgmmaFence();
@@ -568,7 +573,7 @@ __device__ __forceinline__ void wgmmaBlock(const KernelArgs<kSource>& a, const T
       releaseStage(it - 1);
       // Once the running max settles (most tiles) alpha is 1 for the whole warp.
       if (__any_sync(kAllLanes, alpha[0] != 1.f || alpha[1] != 1.f)) rescaleO();
-      packP();
+      packProbabilities<T>(s, p);
     }
     wgmmaFence();
     issuePV(tr.count - 1);
@@ -666,21 +671,21 @@ PFN_cuTensorMapEncodeTiled_v12000 tensorMapEncoder() {
   return encode;
 }
 
-// Describes a contiguous call's q, k and v for the copy engine; false where it cannot take them
-// (an address or token stride not a multiple of 16 bytes, no encoder), and the kernel copies
-// with cp.async instead.
+// Describes a contiguous call's q, k and v for the copy engine; false where the driver cannot
+// (no encoder), and the kernel copies with cp.async instead. What the encoder requires the
+// launch has checked already: nq >= 1, 16-byte aligned tensors, token strides of hq·d or hkv·d
+// elements with d 64 or 128.
 template <int D>
 bool encodeTileTensorMaps(const PrefillArgs& a, TileTensorMaps& maps) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensorMapEncoder();
-  if (encode == nullptr || a.nk < 1 || a.nq < 1) return false;
+  if (encode == nullptr) return false;
   auto describe = [&](CUtensorMap& map, const uint16_t* base, int heads, int tokens, int64_t tokenStride,
                       int boxTokens) {
     const cuuint64_t dims[3] = {cuuint64_t(D), cuuint64_t(heads), cuuint64_t(tokens)};
     const cuuint64_t strides[2] = {cuuint64_t(D) * 2, cuuint64_t(tokenStride) * 2};  // bytes, of dims 1 and 2
     const cuuint32_t box[3] = {64, 1, cuuint32_t(boxTokens)};
     const cuuint32_t unitSteps[3] = {1, 1, 1};
-    return reinterpret_cast<uintptr_t>(base) % 16 == 0 && (tokenStride * 2) % 16 == 0 &&
-           encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 3, const_cast<uint16_t*>(base), dims, strides, box, unitSteps,
+    return encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 3, const_cast<uint16_t*>(base), dims, strides, box, unitSteps,
                   CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
   };
