@@ -70,8 +70,8 @@ abstract class PagedCache {
 
   /**
    * Goes back to an earlier state of this cache: `length` tokens on its first `pageCount` pages
-   * (later pages go back to the pool). Used to undo a prefill that failed part-way; slots a ring
-   * overwrote are the caller's to restore.
+   * (later pages go back to the pool). Used to undo a prefill or a decode step that failed
+   * part-way; slots a ring overwrote are the caller's to restore where anything may read them.
    */
   rollBack(length: number, pageCount: number): void {
     if (pageCount < this.pages.length) {

@@ -78,17 +78,17 @@ export class DecodeGraphs {
     const t0 = performance.now();
     const plan = this.planFor(seqs.length, tableWidths(seqs, this.parts.config.layers));
     if (!plan) return undefined;
-    let changed: Int32Array;
+    let changed: Int32Array, t1: number;
     try {
       changed = plan.buffers.fill(seqs, ids);
+      t1 = performance.now();
+      plan.graph.launch(plan.buffers.host, changed);
     } catch (err) {
-      // A fill that stopped part-way took rows as sent that no launch sent: the next fill writes
-      // them all again. (A launch that fails copies everything on the next one by itself.)
+      // The fill took its rows as sent, but a fill that stopped part-way, or a launch refused
+      // before it copied them, sent nothing: the next fill writes and names every row again.
       plan.buffers.forgetRows();
       throw err;
     }
-    const t1 = performance.now();
-    plan.graph.launch(plan.buffers.host, changed);
     const s = this.stats;
     s.graphSteps++;
     s.fillMs += t1 - t0;

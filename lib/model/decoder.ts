@@ -195,8 +195,15 @@ export class Decoder {
       );
     this.checkStep(seqs, ids);
     const reason = this.eagerReason(seqs);
-    const replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
-    const buffers = replayed ?? this.runEager(seqs, ids, reason ?? "recording failed");
+    const before = markCaches(seqs);
+    let replayed: StepBuffers | undefined, buffers: StepBuffers;
+    try {
+      replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
+      buffers = replayed ?? this.runEager(seqs, ids, reason ?? "recording failed");
+    } catch (err) {
+      rollBackStep(seqs, before);
+      throw err;
+    }
     for (const s of seqs) s.length += 1;
     let result: unknown;
     try {
@@ -282,4 +289,34 @@ export class Decoder {
     for (const s of seqs) for (const c of s.caches) wanted += c.pageCountAfter(1) - c.pageTable.length;
     if (wanted > this.pool.freePages) throw new PoolExhaustedError(wanted, this.pool.freePages, this.pool.numPages);
   }
+}
+
+/** Each cache's length and page count, in sequence and layer order: what rollBackStep puts back. */
+function markCaches(seqs: readonly Sequence[]): Int32Array {
+  const marks = new Int32Array(2 * seqs.length * (seqs[0]?.caches.length ?? 0));
+  let at = 0;
+  for (const s of seqs)
+    for (const cache of s.caches) {
+      marks[at++] = cache.length;
+      marks[at++] = cache.pageTable.length;
+    }
+  return marks;
+}
+
+/**
+ * Undoes a step that failed after reserving its slots (a launch refused, a kernel's workspace or
+ * a hook's copy of the queries out of memory): every cache back to its length and pages, a page
+ * the step took back in the pool. Nothing else needs putting back. A full cache's slot past its
+ * length is unused. A ring's slot that the step may have written held the position `window`
+ * tokens back, which the sequence's next token overwrites again before anything reads the ring
+ * (a step appends before it attends, and a prefill's first query reaches back only window - 1
+ * positions), so no later computation sees the difference.
+ */
+function rollBackStep(seqs: readonly Sequence[], marks: Int32Array): void {
+  let at = 0;
+  for (const s of seqs)
+    for (const cache of s.caches) {
+      cache.rollBack(marks[at], marks[at + 1]);
+      at += 2;
+    }
 }

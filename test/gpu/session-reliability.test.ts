@@ -1,7 +1,7 @@
-// Sessions own their in-flight work on CUDA too: a prompt that fails part-way rolls back every
-// cache and the hybrid policy (the CPU suite's tests, run on cuda:0), and disposing a session or
-// its model during generate stops the generation with an AbortError and gives back every page and
-// every byte of device memory. The decode steps around both replay the CUDA decode graph
+// Sessions own their in-flight work on CUDA too: a prompt or a decode step that fails part-way
+// rolls back every cache and the hybrid policy (the CPU suite's tests, run on cuda:0; a refused
+// graph launch besides), and disposing a session or its model during generate stops the
+// generation with an AbortError and gives back every page and every byte of device memory. The decode steps around both replay the CUDA decode graph
 // (lib/model/decode-graph.ts), whose recorded buffers and index rows must survive them.
 import * as path from "node:path";
 import { loadModel, type Model, memoryUsage, type SessionOptions } from "../../lib";
@@ -10,6 +10,7 @@ import { collectGarbage } from "../helpers/gc";
 import { describeWithCuda } from "../helpers/gpu";
 import { rollbackTests } from "../helpers/session-rollback";
 import { greedyTokens } from "../helpers/sessions";
+import { stepRollbackTests } from "../helpers/step-rollback";
 
 const describeGpu = describeWithCuda("session-reliability");
 const dir = path.join(fixtureRoot, "llama-tiny");
@@ -19,6 +20,10 @@ const replayedSteps = (model: Model) => model.decoder.stats.graphSteps;
 describeGpu("a failed prompt on CUDA leaves the session as it was", () => {
   // llama-tiny's cache is bf16 on CUDA.
   rollbackTests({ device: "cuda:0", valueBytes: 2, replayedSteps });
+});
+
+describeGpu("a failed decode step on CUDA leaves every cache as it was", () => {
+  stepRollbackTests("cuda:0");
 });
 
 /** Tokens generated before the session is disposed: past a few 4-token pages and a wrapped ring. */

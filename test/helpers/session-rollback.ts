@@ -3,7 +3,8 @@
 // Every page it reserved is released, the session holds exactly what it held before, and its
 // next generate gives what a session that never saw the failed prompt gives.
 import * as path from "node:path";
-import { type DeviceName, loadModel, type Model, memoryUsage, PoolExhaustedError, type SessionOptions } from "../../lib";
+import { type DeviceName, loadModel, type Model, memoryUsage, PoolExhaustedError, type Session, type SessionOptions } from "../../lib";
+import { HybridPolicy } from "../../lib/hybrid/policy";
 import { fixtureRoot } from "./fixtures";
 import { collectGarbage } from "./gc";
 import { greedyTokens, heldKv } from "./sessions";
@@ -32,6 +33,7 @@ const kvHeads = 1,
  */
 const tooLong = "The quick brown fox jumps over the lazy dog. ".repeat(3);
 const turns = ["Once upon a time", "The quick brown fox"];
+const shortTurn = "a";
 /** Decode steps of a 6-token greedy turn: the first token comes from the prefill. */
 const decodeStepsPerTurn = 5;
 
@@ -43,6 +45,11 @@ const sessionKinds: Array<[string, SessionOptions]> = [
   // turn decodes, reads queries kept from the first turn, which the failed prompt overwrote.
   ["hybrid auto, choice pending", { hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 20, lastQueries: 16 } }],
 ];
+/**
+ * The hybrid choice still pending through the first two turns (the second's prefill ends at 28
+ * tokens, its third step at 31), made on the first step of a short third turn.
+ */
+const choiceLongPending: SessionOptions = { hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 29, lastQueries: 16 } };
 
 /** Registers the failed-prompt tests for llama-tiny on `device`. */
 export function rollbackTests({ device, valueBytes, replayedSteps }: RollbackSuiteOptions): void {
@@ -115,6 +122,56 @@ export function rollbackTests({ device, valueBytes, replayedSteps }: RollbackSui
     // otherwise every step replays the graph.
     if (replayedSteps) expect(next.replayed).toBe(expectedHybrid?.pending ? 0 : decodeStepsPerTurn);
     session.dispose();
+    expect(model.pool.usedPages).toBe(used);
+  });
+
+  test("a decode step that fails mid-turn leaves the session as if its turn had ended before that step", async () => {
+    // While the hybrid choice is pending every step keeps its queries (observeQueries); here that
+    // runs out of memory at the last layer on the turn's third step, after every layer appended.
+    // The third turn makes the choice, from queries the failed step had begun to overwrite.
+    const lastLayer = model.config.layers - 1;
+    const observe = HybridPolicy.prototype.observeQueries;
+    let steps = 0;
+    const failingStep = 3;
+    const failing = function (this: HybridPolicy, ...args: Parameters<HybridPolicy["observeQueries"]>) {
+      const [, layer, q] = args;
+      if (q.shape[0] === 1 && layer === lastLayer && ++steps === failingStep)
+        throw new Error("out of memory keeping the queries (injected)");
+      observe.apply(this, args);
+    };
+    const used = model.pool.usedPages;
+    const session = model.createSession(choiceLongPending);
+    const first = await greedyTokens(session, turns[0]);
+    const spy = jest.spyOn(HybridPolicy.prototype, "observeQueries").mockImplementation(failing);
+    const yielded: number[] = [];
+    try {
+      const turn = async () => {
+        for await (const chunk of session.generate(turns[1], { maxNewTokens: 6, stopAtEos: false })) yielded.push(...chunk.tokens);
+      };
+      await expect(turn()).rejects.toThrow(/\(injected\)/);
+    } finally {
+      spy.mockRestore();
+    }
+    // The prefill's token and one per step that went through.
+    expect(yielded.length).toBe(failingStep);
+    // What the session holds and has counted (its rates are timings, which differ).
+    const held = (s: Session) => {
+      const { decodeTokensPerSecond, prefillTokensPerSecond, ...counts } = s.stats;
+      return { counts, kv: heldKv(model, s) };
+    };
+    const after = held(session);
+    const last = await greedyTokens(session, shortTurn);
+    expect(session.stats.hybrid?.pending).toBe(false);
+    session.dispose();
+
+    // The same turns, the second ended by maxNewTokens where the failure ended it (one session at
+    // a time: the pool holds one).
+    const reference = model.createSession(choiceLongPending);
+    expect(await greedyTokens(reference, turns[0])).toEqual(first);
+    expect(await greedyTokens(reference, turns[1], yielded.length)).toEqual(yielded);
+    expect(after).toEqual(held(reference));
+    expect(last).toEqual(await greedyTokens(reference, shortTurn));
+    reference.dispose();
     expect(model.pool.usedPages).toBe(used);
   });
 
