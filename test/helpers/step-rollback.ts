@@ -4,11 +4,12 @@
 // every page it took back in the pool, and the steps after it give, bit for bit, what a sequence
 // that never saw it gives, through a wrapped streaming ring and across page boundaries.
 import * as path from "node:path";
-import { type DeviceName, kernels, loadModel, type Model, Tensor } from "../../lib";
+import { type DeviceName, loadModel, type Model } from "../../lib";
 import type { Sequence, SequenceHooks } from "../../lib/model/sequence";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureRoot } from "./fixtures";
 import { Random } from "./reference";
+import { cachedKv } from "./sessions";
 
 const rng = new Random();
 // llama-tiny has 3 layers; layer 1 is a ring of 6 slots from the start.
@@ -22,21 +23,7 @@ const pageSize = 4;
  * it attends, so the position that token evicts is never read again).
  */
 function readableKv(model: Model, seq: Sequence): Float32Array[] {
-  const { kPages, vPages } = model.pool;
-  return seq.caches.map((cache) => {
-    const positions = Array.from({ length: seq.length }, (_, p) => p).filter(
-      (p) => cache.kind === "full" || p < cache.sink || p > seq.length - cache.window,
-    );
-    const slots = Tensor.from(
-      Int32Array.from(positions, (p) => cache.slotOfPosition(p)),
-      [positions.length],
-      { device: kPages.device },
-    );
-    const { k, v } = kernels.gatherKv({ kPages, vPages, slots });
-    const held = Float32Array.from([...k.toFloat32Array(), ...v.toFloat32Array()]);
-    for (const t of [slots, k, v]) t.dispose();
-    return held;
-  });
+  return cachedKv(model, seq, (cache, p) => cache.kind === "full" || p < cache.sink || p > seq.length - cache.window);
 }
 
 /** Registers the failed-step tests for llama-tiny on `device`. */
