@@ -178,7 +178,9 @@ export class Decoder {
    * One decode step for a batch: token ids[b] is appended to sequence b, and `output` says what
    * comes back (StepOutput). On CUDA the step is replayed from a CUDA graph unless a sequence
    * observes its queries, graphs are off (LIGHTTRANSFER_DECODE_GRAPHS=off) or a recording
-   * failed; then, and on the CPU, it runs op by op (stats.eagerSteps counts why).
+   * failed; then, and on the CPU, it runs op by op (stats.eagerSteps counts why). A step that
+   * throws before its tokens are in leaves every sequence as it was (its caches' lengths and
+   * pages; rollBackStep says why their contents need nothing more).
    * @example
    * const tokens = decoder.step(seqs, ids, "argmax");
    * const logits = decoder.step(seqs, ids, "logits");
