@@ -96,8 +96,12 @@ export class HybridPolicy implements SequenceHooks {
     this.kept?.observe(layer, q, start);
   }
 
-  ratioFor(_seq: Sequence, layer: number) {
-    if (!this.measures || this.state.pending || this.state.ratios[layer] !== undefined) return undefined;
+  ratioFor(seq: Sequence, layer: number) {
+    // Only a sequence's first prefill measures (and so cuts): a failed prefill can put back a
+    // layer cut during it only if that layer was empty before (prefill.ts's PrefillUndo). A layer
+    // a later prefill would find unmeasured is one whose choice failed part-way in afterStep; it
+    // stays full.
+    if (!this.measures || this.state.pending || seq.length > 0 || this.state.ratios[layer] !== undefined) return undefined;
     return { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
   }
 
@@ -119,6 +123,10 @@ export class HybridPolicy implements SequenceHooks {
         q.dispose();
       }
     }
+    // Refused before anything changes, so that the choice stays pending (the selection refuses a
+    // NaN ratio too, but only once earlier layers are recorded and cut).
+    const nan = ratios.findIndex((r) => r.some(Number.isNaN));
+    if (nan >= 0) throw new RangeError(`lazy ratio of layer ${nan} is NaN: the model's attention at this step is not finite`);
     this.state.pending = false;
     this.kept?.dispose();
     this.kept = undefined;
