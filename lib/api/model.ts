@@ -123,7 +123,12 @@ export class Model implements AsyncDisposable {
     const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));
     this.pool = new PagePool({ numPages, pageSize, kvHeads: config.kvHeads, headDim: config.headDim, dtype, device });
     const spareBytes = freeBytes - numPages * bytesPerPage;
-    this.decoder = new Decoder(config, weights, this.pool, device, dtype, prefillActivationBudget(spareBytes));
+    try {
+      this.decoder = new Decoder(config, weights, this.pool, device, dtype, prefillActivationBudget(spareBytes));
+    } catch (err) {
+      this.pool.dispose();
+      throw err;
+    }
   }
 
   /**

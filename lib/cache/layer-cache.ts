@@ -116,11 +116,11 @@ export class FullCache extends PagedCache {
     const ring = new StreamingCache(this.pool, sink, window);
     const keptPages = ringPages(this.length, ring, this.pool.pageSize);
     if (this.length > 0) {
-      const src = Tensor.from(Int32Array.from(this.pages), [this.pages.length], { device: this.pool.kPages.device });
-      const dst = Tensor.from(Int32Array.from(this.pages.slice(0, Math.max(keptPages, 1))), [Math.max(keptPages, 1)], {
-        device: this.pool.kPages.device,
-      });
+      const { device } = this.pool.kPages;
+      const src = Tensor.from(Int32Array.from(this.pages), [this.pages.length], { device });
+      let dst: Tensor | undefined;
       try {
+        dst = Tensor.from(Int32Array.from(this.pages.slice(0, Math.max(keptPages, 1))), [Math.max(keptPages, 1)], { device });
         kernels.cutToStreaming({
           kPages: this.pool.kPages,
           vPages: this.pool.vPages,
@@ -132,7 +132,7 @@ export class FullCache extends PagedCache {
         });
       } finally {
         src.dispose();
-        dst.dispose();
+        dst?.dispose();
       }
     }
     ring.adopt(this.pages.slice(0, keptPages), this.length);

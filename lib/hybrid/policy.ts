@@ -222,11 +222,12 @@ class KeptQueries {
   ordered(layer: number, length: number): Tensor {
     const ring = this.rings[layer]!;
     const m = Math.min(this.count, length);
+    for (let pos = length - m; pos < length; pos++)
+      if (this.positions[layer][pos % this.count] !== pos)
+        throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
     const out = Tensor.empty([m, ring.shape[1], ring.shape[2]], ring.dtype, ring.device);
     for (let i = 0; i < m; i++) {
       const pos = length - m + i;
-      if (this.positions[layer][pos % this.count] !== pos)
-        throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
       const dst = out.rows(i, 1),
         src = ring.rows(pos % this.count, 1);
       dst.copyFrom(src);
@@ -238,12 +239,21 @@ class KeptQueries {
 
   /** A copy of the kept queries, to put back with restore() if a prefill fails. */
   save(): { restore(): void; dispose(): void } {
-    const rings = this.rings.map((r) => {
-      if (!r) return undefined;
-      const copy = Tensor.empty(r.shape, r.dtype, r.device);
-      copy.copyFrom(r);
-      return copy;
-    });
+    const rings: Array<Tensor | undefined> = [];
+    try {
+      for (const r of this.rings) {
+        if (!r) {
+          rings.push(undefined);
+          continue;
+        }
+        const copy = Tensor.empty(r.shape, r.dtype, r.device);
+        rings.push(copy);
+        copy.copyFrom(r);
+      }
+    } catch (err) {
+      for (const r of rings) r?.dispose();
+      throw err;
+    }
     const positions = this.positions.map((p) => [...p]);
     const dispose = () => rings.forEach((r) => r?.dispose());
     return {

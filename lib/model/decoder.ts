@@ -180,7 +180,8 @@ export class Decoder {
    * observes its queries, graphs are off (LIGHTTRANSFER_DECODE_GRAPHS=off) or a recording
    * failed; then, and on the CPU, it runs op by op (stats.eagerSteps counts why). A step that
    * throws before its tokens are in leaves every sequence as it was (its caches' lengths and
-   * pages; rollBackStep says why their contents need nothing more).
+   * pages; rollBackStep says why their contents need nothing more); an error from `output` or a
+   * hook's afterStep comes after: every sequence holds its token (its length says so).
    * @example
    * const tokens = decoder.step(seqs, ids, "argmax");
    * const logits = decoder.step(seqs, ids, "logits");
