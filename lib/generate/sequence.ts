@@ -33,6 +33,8 @@ export class GenerationSequence {
   /** The decoder's sequence (replaced by a fresh one when a first prompt fails). */
   get seq(): Sequence {
     if (this.broken) throw this.broken;
+    const { damaged } = this.current.seq;
+    if (damaged) throw new Error(`${damaged.message}; dispose the session and start a new one`, { cause: damaged });
     return this.current.seq;
   }
 

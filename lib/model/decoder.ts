@@ -270,6 +270,10 @@ export class Decoder {
   private checkLive(seq: Sequence, what: string): void {
     if (!(seq instanceof Sequence)) throw new TypeError(`${what} needs a Sequence made by decoder.createSequence()`);
     if (seq.disposed) throw new Error(`${what}: this sequence was disposed; create a new one with decoder.createSequence()`);
+    if (seq.damaged)
+      throw new Error(`${what}: ${seq.damaged.message}; dispose this sequence and create a new one with decoder.createSequence()`, {
+        cause: seq.damaged,
+      });
     if (seq.prefillRun) throw new Error(`${what}: a prefill of this sequence is under way; finish or cancel it first`);
   }
 

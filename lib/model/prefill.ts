@@ -112,8 +112,7 @@ export class PrefillRun {
       );
       this.h = this.temps.add(kernels.embedding({ ids: this.temps.add(ints(ids, device)), table: parts.weights.embed, dtype }));
     } catch (err) {
-      this.end(true);
-      throw err;
+      this.fail(err);
     }
     seq.prefillRun = this;
   }
@@ -146,8 +145,7 @@ export class PrefillRun {
         }
       }
     } catch (err) {
-      this.end(true);
-      throw err;
+      this.fail(err);
     }
     return spent;
   }
@@ -162,8 +160,7 @@ export class PrefillRun {
       this.end(false);
       return result;
     } catch (err) {
-      this.end(true);
-      throw err;
+      this.fail(err);
     }
   }
 
@@ -187,6 +184,24 @@ export class PrefillRun {
   /** @internal Ends the run unfinished without putting anything back: its sequence is being disposed. */
   abandon(): void {
     if (!this.ended) this.end(false);
+  }
+
+  /**
+   * Ends the run after `err` and puts the sequence back, then throws `err`. If putting it back
+   * fails too, the sequence is not as it was: it refuses every use from then on, saying both why
+   * (Sequence.damaged), until it is disposed.
+   */
+  private fail(err: unknown): never {
+    try {
+      this.end(true);
+    } catch (undoErr) {
+      this.seq.damaged = new Error(
+        `a prompt failed (${(err as Error).message}) and the context could not be put back as it was before it ` +
+          `(${(undoErr as Error).message})`,
+        { cause: undoErr },
+      );
+    }
+    throw err;
   }
 
   private end(restore: boolean): void {
