@@ -20,8 +20,6 @@ import type { Sequence } from "../model/sequence";
 export class GenerationSequence {
   private current: { seq: Sequence; policy?: HybridPolicy };
   private running: PrefillRun | undefined;
-  /** Set when a cancelled prefill could not put the sequence back: it refuses all use until restart(). */
-  private broken: Error | undefined;
 
   constructor(
     private readonly decoder: Decoder,
@@ -30,9 +28,11 @@ export class GenerationSequence {
     this.current = this.start();
   }
 
-  /** The decoder's sequence (replaced by a fresh one when a first prompt fails). */
+  /**
+   * The decoder's sequence (replaced by a fresh one when a first prompt fails); an Error if a
+   * failed or cancelled prompt could not be put back (Sequence.damaged), until restart().
+   */
   get seq(): Sequence {
-    if (this.broken) throw this.broken;
     const { damaged } = this.current.seq;
     if (damaged) throw new Error(`${damaged.message}; dispose the session and start a new one`, { cause: damaged });
     return this.current.seq;
@@ -120,16 +120,7 @@ export class GenerationSequence {
   cancelPrefill(): void {
     const run = this.running;
     this.running = undefined;
-    try {
-      run?.cancel();
-    } catch (err) {
-      this.broken = new Error(
-        `this session's context could not be put back as it was before its prompt was cancelled (${(err as Error).message}); ` +
-          "dispose the session and start a new one",
-        { cause: err },
-      );
-      throw err;
-    }
+    run?.cancel();
   }
 
   /**
@@ -138,7 +129,6 @@ export class GenerationSequence {
    */
   restart(): void {
     this.running = undefined;
-    this.broken = undefined;
     this.current.seq.dispose();
     this.current = this.start();
   }

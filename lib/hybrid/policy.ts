@@ -96,12 +96,12 @@ export class HybridPolicy implements SequenceHooks {
     this.kept?.observe(layer, q, start);
   }
 
-  ratioFor(seq: Sequence, layer: number) {
-    // Only a sequence's first prefill measures (and so cuts): a failed prefill can put back a
-    // layer cut during it only if that layer was empty before (prefill.ts's PrefillUndo). A layer
-    // a later prefill would find unmeasured is one whose choice failed part-way in afterStep; it
-    // stays full.
-    if (!this.measures || this.state.pending || seq.length > 0 || this.state.ratios[layer] !== undefined) return undefined;
+  ratioFor(seq: Sequence, _layer: number) {
+    // Only a sequence's first prefill measures (and so cuts), once per layer: a failed prefill can
+    // put back a layer cut during it only if that layer was empty before (prefill.ts's
+    // PrefillUndo). A layer a later prefill would find unmeasured is one whose choice failed
+    // part-way in afterStep; it stays full.
+    if (!this.measures || this.state.pending || seq.length > 0) return undefined;
     return { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
   }
 

@@ -176,9 +176,12 @@ export class PrefillRun {
     return logits.toFloat32Array();
   }
 
-  /** Ends the run unfinished: the sequence goes back to what it was before the run began. */
+  /**
+   * Ends the run unfinished: the sequence goes back to what it was before the run began. If that
+   * fails, its error is thrown and the sequence refuses every use (Sequence.damaged).
+   */
   cancel(): void {
-    if (!this.ended) this.end(true);
+    if (!this.ended) this.putBack((undo) => `the context could not be put back as it was before its prompt was cancelled (${undo})`);
   }
 
   /** @internal Ends the run unfinished without putting anything back: its sequence is being disposed. */
@@ -187,21 +190,32 @@ export class PrefillRun {
   }
 
   /**
-   * Ends the run after `err` and puts the sequence back, then throws `err`. If putting it back
-   * fails too, the sequence is not as it was: it refuses every use from then on, saying both why
-   * (Sequence.damaged), until it is disposed.
+   * Ends the run after `err` and puts the sequence back, then throws `err`; if putting it back
+   * fails, the sequence says both why it refuses use (Sequence.damaged).
    */
   private fail(err: unknown): never {
     try {
-      this.end(true);
-    } catch (undoErr) {
-      this.seq.damaged = new Error(
-        `a prompt failed (${(err as Error).message}) and the context could not be put back as it was before it ` +
-          `(${(undoErr as Error).message})`,
-        { cause: undoErr },
+      this.putBack(
+        (undo) => `a prompt failed (${(err as Error).message}) and the context could not be put back as it was before it (${undo})`,
       );
+    } catch {
+      // The caller gets the prompt's own error; the sequence holds the undo's.
     }
     throw err;
+  }
+
+  /**
+   * Ends the run and puts the sequence back. If that fails, the sequence is not as it was: it
+   * refuses every use from then on, with the message `why` makes of the undo's, until disposed,
+   * and the undo's error is thrown.
+   */
+  private putBack(why: (undo: string) => string): void {
+    try {
+      this.end(true);
+    } catch (undoErr) {
+      this.seq.damaged = new Error(why((undoErr as Error).message), { cause: undoErr });
+      throw undoErr;
+    }
   }
 
   private end(restore: boolean): void {

@@ -49,7 +49,7 @@ export class Sequence {
   length = 0;
   /** @internal A prefill under way (prefill.ts's PrefillRun): until it ends, the sequence is its alone. */
   prefillRun: { abandon(): void } | undefined;
-  /** @internal Set when a failed prefill could not be put back: the sequence refuses every use but dispose(). */
+  /** @internal Set when a failed or cancelled prefill could not be put back: the sequence refuses every use but dispose(). */
   damaged: Error | undefined;
   private readonly layerCaches: LayerCache[];
   private isDisposed = false;
