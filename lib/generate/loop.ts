@@ -5,7 +5,7 @@
 // prefill chunks.
 import type { GenerateChunk, GenerateSettings } from "./options";
 import type { GenerationSequence } from "./sequence";
-import { type GenerationCounters, type GenerationModel, GenerationStepper, type StepperMember } from "./stepper";
+import { type GenerationCounters, type GenerationModel, GenerationStepper, type LaunchAhead, type StepperMember } from "./stepper";
 
 export type { GenerationCounters, GenerationModel } from "./stepper";
 
@@ -17,6 +17,8 @@ export interface LoopOptions extends GenerateSettings {
   /** The loop releases each sequence when it finishes (or the loop fails); a session keeps its own. */
   releaseSequences: boolean;
   counters?: GenerationCounters;
+  /** When decode steps are launched ahead (the stepper's default: "replayed"). */
+  launchAhead?: LaunchAhead;
 }
 
 /** A prompt to append to a sequence and continue. */
@@ -56,7 +58,7 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
   const checkLive = () => {
     if (!o.owner.isLive()) throw disposedDuring(o.owner.name);
   };
-  const stepper = new GenerationStepper(model, { releaseSequences: o.releaseSequences, counters: o.counters });
+  const stepper = new GenerationStepper(model, { releaseSequences: o.releaseSequences, counters: o.counters, launchAhead: o.launchAhead });
   const indexOf = new Map<StepperMember, number>();
   try {
     const first: LoopChunk[] = [];
@@ -89,6 +91,8 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       for (const { member, chunk } of stepper.step()) yield { index: indexOf.get(member)!, chunk };
     }
   } finally {
+    // A step launched ahead holds a token no chunk gave: it comes back out of kept sequences.
+    stepper.settle();
     if (o.releaseSequences) for (const { sequence } of prompts) sequence.dispose();
   }
 }

@@ -6,6 +6,7 @@
 import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import type { Decoder } from "../model/decoder";
+import type { LaunchedStep } from "../model/launched-step";
 import { describeLogprobs, type LogprobIds, rowLogprobs } from "./logprobs";
 import type { FinishReason, GenerateChunk } from "./options";
 import { Sampler, type SamplingOptions } from "./sampling";
@@ -79,12 +80,34 @@ export class StepperMember {
 }
 
 /**
+ * When step() launches the next greedy step before the current one's tokens are back (so that
+ * the GPU runs it while the host turns those tokens into chunks and the caller handles them):
+ * "replayed" when the step is replayed from a CUDA graph (the default; the environment variable
+ * LIGHTTRANSFER_LAUNCH_AHEAD=off makes it "never"), "always" also when it runs op by op (where
+ * it only costs: tests of the stepper use it on the CPU), or "never".
+ */
+export type LaunchAhead = "replayed" | "always" | "never";
+
+/** A greedy step launched over `members` before the step it follows had given its tokens. */
+interface AheadStep {
+  members: readonly StepperMember[];
+  launched: LaunchedStep;
+  /** Members taken out since (finished, removed, preempted): the step's token was taken back out of them. */
+  dropped: Set<StepperMember>;
+}
+
+/**
  * Runs sequences one step at a time: admit() adds one, prefill() runs its prompt (or part of the
  * work) and, once the prompt is in, gives its first chunk; step() decodes one token for every
  * sequence whose prompt is in and gives each one's chunk. A sequence whose chunk ends it leaves the
  * stepper (its pages released at once with `releaseSequences`); remove() takes one out early,
  * preempt() takes one out and frees its pages so it can be admitted again later and go on from
  * where it was (its tokens re-prefilled).
+ *
+ * Greedy steps are launched one ahead (LaunchAhead): step() returns the chunks of one step while
+ * the next already runs over the same members, its tokens taken on the device. A member that then
+ * leaves has that step's token taken back out of its sequence, and settle() takes it back out of
+ * all of them: call it when leaving a stepper that still has members (the generation loop does).
  * @example
  * const stepper = new GenerationStepper(model, { releaseSequences: true });
  * const member = stepper.admit(sequence, ids, settings);
@@ -93,10 +116,11 @@ export class StepperMember {
  */
 export class GenerationStepper {
   private readonly members: StepperMember[] = [];
+  private ahead: AheadStep | undefined;
 
   constructor(
     private readonly model: GenerationModel,
-    private readonly options: { releaseSequences: boolean; counters?: GenerationCounters },
+    private readonly options: { releaseSequences: boolean; counters?: GenerationCounters; launchAhead?: LaunchAhead },
   ) {}
 
   /** Sequences in the stepper, in admission order. */
@@ -165,13 +189,55 @@ export class GenerationStepper {
 
   /**
    * One decode step for every member whose prompt is in, and each one's chunk. If the pool
-   * cannot hold the step's new tokens it throws PoolExhaustedError with nothing changed.
+   * cannot hold the step's new tokens it throws PoolExhaustedError with nothing changed. A step
+   * launched ahead by the last call runs over the members it was launched over; one whose prompt
+   * came in since joins the step after.
    * @example for (const { member, chunk } of stepper.step()) deliver(member, chunk);
    */
   step(): Array<{ member: StepperMember; chunk: GenerateChunk }> {
     const batch = this.decoding;
     if (batch.length === 0) return [];
     const t0 = performance.now();
+    let current = this.ahead;
+    this.ahead = undefined;
+    if (!current) {
+      if (!this.launchesAhead(batch)) return this.stepNow(batch, t0);
+      const launched = this.model.decoder.launchGreedy(
+        batch.map((m) => m.sequence.seq),
+        batch.map((m) => m.seen[m.seen.length - 1]),
+      );
+      current = { members: batch, launched, dropped: new Set() };
+    }
+    const members = current.members.filter((m) => !current.dropped.has(m));
+    const next = this.launchAfter(current, members);
+    let tokens: Int32Array;
+    try {
+      tokens = current.launched.tokens();
+    } catch (err) {
+      next?.launched.undo();
+      throw err;
+    }
+    this.ahead = next;
+    this.count(members.length, t0);
+    return current.members.flatMap((member, b) =>
+      current.dropped.has(member) ? [] : [{ member, chunk: this.chunkOf(member, () => tokens[b]) }],
+    );
+  }
+
+  /**
+   * Takes a step launched ahead back out of the members it was launched over, so that each
+   * sequence holds exactly the tokens its chunks gave. Call it when leaving a stepper whose
+   * members are to be kept (a session's sequence); step() goes on as before after it.
+   * @example try { ... } finally { stepper.settle(); }
+   */
+  settle(): void {
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    ahead?.launched.undo(ahead.members.filter((m) => !ahead.dropped.has(m)).map((m) => m.sequence.seq));
+  }
+
+  /** One step of `batch` run to its end before its chunks are made: sampling, logprobs, or steps not launched ahead. */
+  private stepNow(batch: StepperMember[], t0: number): Array<{ member: StepperMember; chunk: GenerateChunk }> {
     const args = [
       this.model.decoder,
       batch.map((m) => m.sequence.seq),
@@ -182,17 +248,59 @@ export class GenerationStepper {
     // Alternatives as many as the member asking for most wants; the others take the first of them.
     const k = Math.max(-1, ...batch.map((m) => m.settings.logprobs ?? -1));
     const { tokens, logprobs } = k < 0 ? { tokens: nextTokens(...args), logprobs: undefined } : nextTokensWithLogprobs(...args, k);
-    const counters = this.options.counters;
-    if (counters) {
-      counters.decodeSeconds += (performance.now() - t0) / 1000;
-      counters.generatedTokens += batch.length;
-      counters.decodedTokens += batch.length;
-    }
+    this.count(batch.length, t0);
     return batch.map((member, b) => {
       const own = member.settings.logprobs;
       const lp = logprobs && own !== undefined ? () => ({ ...logprobs[b], top: logprobs[b].top.slice(0, own) }) : undefined;
       return { member, chunk: this.chunkOf(member, () => tokens[b], lp) };
     });
+  }
+
+  private count(tokens: number, t0: number): void {
+    const counters = this.options.counters;
+    if (!counters) return;
+    counters.decodeSeconds += (performance.now() - t0) / 1000;
+    counters.generatedTokens += tokens;
+    counters.decodedTokens += tokens;
+  }
+
+  /** Whether `batch`'s steps are launched ahead (LaunchAhead): greedy members without logprobs only. */
+  private launchesAhead(batch: readonly StepperMember[]): boolean {
+    const mode = this.options.launchAhead ?? (process.env.LIGHTTRANSFER_LAUNCH_AHEAD === "off" ? "never" : "replayed");
+    if (mode === "never" || !batch.every((m) => m.sampler.greedy && m.settings.logprobs === undefined)) return false;
+    return mode === "always" || this.model.decoder.replays(batch.map((m) => m.sequence.seq));
+  }
+
+  /**
+   * The step after `current`, launched now over the same `members` with current's tokens taken
+   * on the device: unless members joined or left, or one of them surely ends with current's
+   * token (maxNewTokens, maxContext). A launch that fails leaves nothing changed, and the next
+   * step() runs in the ordinary way, reporting the error if it comes again.
+   */
+  private launchAfter(current: AheadStep, members: StepperMember[]): AheadStep | undefined {
+    const decoding = this.decoding;
+    if (members.length !== decoding.length || members.some((m, b) => m !== decoding[b]) || !this.launchesAhead(members))
+      return undefined;
+    if (members.some((m) => m.generated + 1 >= m.settings.maxNewTokens || m.sequence.length + 1 > m.settings.maxContext))
+      return undefined;
+    try {
+      const launched = this.model.decoder.launchGreedy(
+        members.map((m) => m.sequence.seq),
+        current.dropped.size ? Array.from(current.launched.tokens()).filter((_, b) => !current.dropped.has(current.members[b])) : current.launched,
+      );
+      return { members, launched, dropped: new Set() };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Takes a step launched ahead back out of `member` as it leaves. */
+  private takeBack(member: StepperMember): void {
+    const ahead = this.ahead;
+    if (!ahead?.members.includes(member) || ahead.dropped.has(member)) return;
+    ahead.launched.undo([member.sequence.seq]);
+    ahead.dropped.add(member);
+    if (ahead.members.every((m) => ahead.dropped.has(m))) this.ahead = undefined;
   }
 
   /**
@@ -208,6 +316,7 @@ export class GenerationStepper {
   remove(member: StepperMember): void {
     const at = this.members.indexOf(member);
     if (at < 0) return;
+    this.takeBack(member);
     this.members.splice(at, 1);
     member.running = false;
     if (this.options.releaseSequences) member.sequence.dispose();
@@ -223,6 +332,7 @@ export class GenerationStepper {
   preempt(member: StepperMember): void {
     const at = this.members.indexOf(member);
     if (at < 0) return;
+    this.takeBack(member);
     this.members.splice(at, 1);
     member.running = false;
     member.sequence.restart();
@@ -255,8 +365,10 @@ export class GenerationStepper {
     if (o.stopAtEos && this.model.config.eosTokenIds.includes(next)) return { text: m.stream.flush(), tokens: [next], finishReason: "eos" };
     const { text, stopped } = m.stream.push(next);
     if (stopped) return { text, tokens: [next], finishReason: "stop" };
+    // The tokens its sequence holds before a step launched ahead, which already holds `next`.
+    const held = m.sequence.length - (this.ahead?.members.includes(m) && !this.ahead.dropped.has(m) ? 1 : 0);
     const finishReason: FinishReason | undefined =
-      m.generated === o.maxNewTokens ? "length" : m.sequence.length + 1 > o.maxContext ? "context" : undefined;
+      m.generated === o.maxNewTokens ? "length" : held + 1 > o.maxContext ? "context" : undefined;
     return finishReason ? { text: text + m.stream.flush(), tokens: [next], finishReason } : { text, tokens: [next] };
   }
 }

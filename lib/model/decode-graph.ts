@@ -13,6 +13,8 @@ import type { Sequence } from "./sequence";
 export interface DecodeStats {
   /** Steps replayed from a graph. */
   graphSteps: number;
+  /** Of those, steps launched ahead whose ids the step before chose on the device (Decoder.launchGreedy). */
+  chainedSteps: number;
   /** Steps run op by op, by why they could not be replayed. */
   eagerSteps: Partial<Record<EagerReason, number>>;
   /** Graphs recorded (one per batch size, again when a layer's page tables outgrow their width). */
@@ -69,18 +71,30 @@ export class DecodeGraphs {
   ) {}
 
   /**
+   * The buffers a step of `seqs` would replay on now, without recording: those of the last step
+   * of its batch size if its tables are wide enough.
+   * @example if (graphs.current(seqs) === last) graphs.run(seqs, undefined);
+   */
+  current(seqs: readonly Sequence[]): StepBuffers | undefined {
+    const buffers = this.plans.get(seqs.length)?.buffers;
+    return buffers?.fits(tableWidths(seqs, this.parts.config.layers)) ? buffers : undefined;
+  }
+
+  /**
    * Replays one decode step (ids[b] appended to seqs[b]) and returns the buffers that hold its
    * logits and tokens, valid until the next step; undefined, with nothing changed, if the step
-   * could not be recorded.
+   * could not be recorded. Without ids, the step appends the tokens the last replay of these
+   * buffers chose, copied on the device (current(seqs) must be those buffers).
    * @example const buffers = graphs.run(seqs, ids); // then buffers.tokens.toArray()
    */
-  run(seqs: readonly Sequence[], ids: readonly number[]): StepBuffers | undefined {
+  run(seqs: readonly Sequence[], ids: readonly number[] | undefined): StepBuffers | undefined {
     const t0 = performance.now();
     const plan = this.planFor(seqs.length, tableWidths(seqs, this.parts.config.layers));
     if (!plan) return undefined;
     let changed: Int32Array, t1: number;
     try {
       changed = plan.buffers.fill(seqs, ids);
+      if (!ids) plan.buffers.idsFromTokens();
       t1 = performance.now();
       plan.graph.launch(plan.buffers.host, changed);
     } catch (err) {
@@ -91,6 +105,7 @@ export class DecodeGraphs {
     }
     const s = this.stats;
     s.graphSteps++;
+    if (!ids) s.chainedSteps++;
     s.fillMs += t1 - t0;
     s.launchMs += performance.now() - t1;
     for (let i = 1; i < changed.length; i += 2) s.uploadedBytes += 4 * changed[i];

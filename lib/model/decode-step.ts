@@ -125,16 +125,17 @@ export class StepBuffers {
 
   /**
    * Fills the host index block for ids[b] appended to seqs[b], reserving each cache's slot.
-   * Returns the (start, count) ranges of the block that changed since the previous fill.
+   * Returns the (start, count) ranges of the block that changed since the previous fill. Without
+   * ids, the ids are left out of the block and of what changed (idsFromTokens puts them there).
    */
-  fill(seqs: readonly Sequence[], ids: readonly number[]): Int32Array {
+  fill(seqs: readonly Sequence[], ids: readonly number[] | undefined): Int32Array {
     const { host, batch: B, widths, tableAt } = this;
     const L = widths.length;
     const slots = 2 * B,
       lens = slots + L * B;
-    const changed = [0, tableAt[0]];
+    const changed = ids ? [0, tableAt[0]] : [B, tableAt[0] - B];
     for (let b = 0; b < B; b++) {
-      host[b] = ids[b];
+      if (ids) host[b] = ids[b];
       host[B + b] = seqs[b].length;
     }
     for (let l = 0; l < L; l++) {
@@ -170,6 +171,15 @@ export class StepBuffers {
       }
     }
     return Int32Array.from(changed);
+  }
+
+  /**
+   * Queues a copy of the tokens the last run chose into the block's ids, on the device: the next
+   * run appends them without their coming back to the host first. Argmax tokens are valid ids,
+   * so the launch's checks, which see the ids last sent from the host, still hold.
+   */
+  idsFromTokens(): void {
+    this.views.ids.copyFrom(this.tokens);
   }
 
   /** Makes the next fill write and name every table row, as the first does. */

@@ -8,6 +8,7 @@ import type { ModelWeights } from "../checkpoint/weights";
 import { type DeviceName, type DType, dtypeBytes, Tensor } from "../runtime/tensor";
 import { DecodeGraphs, type DecodeStats, type EagerReason } from "./decode-graph";
 import { StepBuffers, tableWidths } from "./decode-step";
+import { LaunchedStep, markCaches, rollBackStep } from "./launched-step";
 import type { ModelParts } from "./layer";
 import { type PrefillOutput, PrefillRun, prefillSequence } from "./prefill";
 import { ropeInverseFrequencies } from "./rope";
@@ -86,8 +87,11 @@ export function defaultPrefillChunk(
 export class Decoder {
   private readonly parts: ModelParts;
   private readonly graphs: DecodeGraphs | undefined;
+  /** The step launchGreedy launched last, while no other step has run since: the next may chain on it. */
+  private lastLaunch: LaunchedStep | undefined;
   private readonly counts: DecodeStats = {
     graphSteps: 0,
+    chainedSteps: 0,
     eagerSteps: {},
     recordings: 0,
     fillMs: 0,
@@ -197,17 +201,7 @@ export class Decoder {
         `decode: output must be one of ${stepReadbacks.join(", ")} or a function of the logits, got ${JSON.stringify(output)}`,
       );
     this.checkStep(seqs, ids);
-    const reason = this.eagerReason(seqs);
-    const before = markCaches(seqs);
-    let replayed: StepBuffers | undefined, buffers: StepBuffers;
-    try {
-      replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
-      buffers = replayed ?? this.runEager(seqs, ids, reason ?? "recording failed");
-    } catch (err) {
-      rollBackStep(seqs, before);
-      throw err;
-    }
-    for (const s of seqs) s.length += 1;
+    const { buffers, replayed } = this.runStep(seqs, ids);
     let result: unknown;
     try {
       if (typeof output === "function") result = output(buffers.logits);
@@ -222,6 +216,87 @@ export class Decoder {
     }
     for (const s of seqs) s.hooks.afterStep?.(s);
     return result;
+  }
+
+  /**
+   * Whether a decode step of `seqs` would be replayed from a CUDA graph now (Decoder.step says
+   * when it is not): only then does launchGreedy return before the step has run.
+   * @example if (decoder.replays(seqs)) ahead = decoder.launchGreedy(seqs, current);
+   */
+  replays(seqs: readonly Sequence[]): boolean {
+    return this.eagerReason(seqs) === undefined;
+  }
+
+  /**
+   * Launches a greedy decode step (Decoder.step with "argmax") and returns before it has run:
+   * LaunchedStep.tokens() waits for its tokens, while the host goes on (turning the last step's
+   * tokens into text, say). `ids` are the tokens to append, or the step launched last over the
+   * same sequences in the same order, whose tokens are then appended where they are, on the
+   * device, without waiting for them: so step t + 1 can be queued before step t's tokens are
+   * back. Every sequence holds the step's token from the launch (its length says so). A step
+   * that is not replayed from a graph (Decoder.replays) runs before this returns; one that
+   * cannot chain on `ids` (another batch, a graph recorded since) waits for its tokens first.
+   * Throws, with nothing changed, as step() does.
+   * @example
+   * let current = decoder.launchGreedy([seq], [first]);
+   * const next = decoder.launchGreedy([seq], current); // queued behind current
+   * const tokens = current.tokens();                  // current's alone
+   */
+  launchGreedy(seqs: readonly Sequence[], ids: readonly number[] | LaunchedStep): LaunchedStep {
+    const previous = ids instanceof LaunchedStep ? ids : undefined;
+    if (previous) previous.checkFollowedBy(seqs);
+    const chained =
+      previous !== undefined &&
+      previous === this.lastLaunch &&
+      previous.replayed !== undefined &&
+      this.replays(seqs) &&
+      this.graphs!.current(seqs) === previous.replayed;
+    const hostIds = chained ? undefined : previous ? Array.from(previous.tokens()) : (ids as readonly number[]);
+    if (hostIds) this.checkStep(seqs, hostIds);
+    else {
+      this.checkBatch(seqs);
+      this.checkPages(seqs);
+    }
+    const lengths = seqs.map((s) => s.length);
+    const { buffers, replayed, marks } = this.runStep(seqs, hostIds);
+    const undo = { seqs, lengths, marks };
+    let launched: LaunchedStep;
+    if (replayed) launched = new LaunchedStep(undo, this.counts, replayed, buffers.tokens.readLater());
+    else {
+      try {
+        launched = new LaunchedStep(undo, this.counts, undefined, buffers.tokens.toArray() as Int32Array);
+      } finally {
+        buffers.dispose();
+      }
+    }
+    this.lastLaunch = launched;
+    return launched;
+  }
+
+  /**
+   * Runs or launches one step of ids[b] (or, undefined, the tokens the last replayed step chose,
+   * taken on the device) appended to seqs[b]: reserves each cache's slot, replays the graph or
+   * runs op by op, and counts the token in each sequence. Undoes the reservations if it throws.
+   */
+  private runStep(
+    seqs: readonly Sequence[],
+    ids: readonly number[] | undefined,
+  ): { buffers: StepBuffers; replayed: StepBuffers | undefined; marks: Int32Array } {
+    const reason = this.eagerReason(seqs);
+    const marks = markCaches(seqs);
+    this.lastLaunch = undefined;
+    let replayed: StepBuffers | undefined, buffers: StepBuffers;
+    try {
+      replayed = reason === undefined ? this.graphs!.run(seqs, ids) : undefined;
+      // A chained step (no ids) runs only over the recording that chose its tokens.
+      if (!replayed && !ids) throw new Error("internal: a chained decode step could not be replayed");
+      buffers = replayed ?? this.runEager(seqs, ids!, reason ?? "recording failed");
+    } catch (err) {
+      rollBackStep(seqs, marks);
+      throw err;
+    }
+    for (const s of seqs) s.length += 1;
+    return { buffers, replayed, marks };
   }
 
   dispose(): void {
@@ -289,41 +364,20 @@ export class Decoder {
       throw new RangeError(
         `decode needs one token id per sequence (at least one), got ${ids.length} id(s) for ${Array.isArray(seqs) ? seqs.length : "no"} sequence(s)`,
       );
+    this.checkBatch(seqs);
+    this.checkPages(seqs);
+  }
+
+  private checkBatch(seqs: readonly Sequence[]): void {
+    if (!Array.isArray(seqs) || seqs.length === 0) throw new RangeError("decode needs at least one sequence");
     for (const s of seqs) this.checkLive(s, "decode");
     if (new Set(seqs).size !== seqs.length)
       throw new RangeError("decode: a sequence appears more than once in the batch; each gets one token per step");
+  }
+
+  private checkPages(seqs: readonly Sequence[]): void {
     let wanted = 0;
     for (const s of seqs) for (const c of s.caches) wanted += c.pageCountAfter(1) - c.pageTable.length;
     if (wanted > this.pool.freePages) throw new PoolExhaustedError(wanted, this.pool.freePages, this.pool.numPages);
   }
-}
-
-/** Each cache's length and page count, in sequence and layer order: what rollBackStep puts back. */
-function markCaches(seqs: readonly Sequence[]): Int32Array {
-  const marks = new Int32Array(2 * seqs.length * (seqs[0]?.caches.length ?? 0));
-  let at = 0;
-  for (const s of seqs)
-    for (const cache of s.caches) {
-      marks[at++] = cache.length;
-      marks[at++] = cache.pageTable.length;
-    }
-  return marks;
-}
-
-/**
- * Undoes a step that failed after reserving its slots (a launch refused, a kernel's workspace or
- * a hook's copy of the queries out of memory): every cache back to its length and pages, a page
- * the step took back in the pool. Nothing else needs putting back. A full cache's slot past its
- * length is unused. A ring's slot that the step may have written held the position `window`
- * tokens back, which the sequence's next token overwrites again before anything reads the ring
- * (a step appends before it attends, and a prefill's first query reaches back only window - 1
- * positions), so no later computation sees the difference.
- */
-function rollBackStep(seqs: readonly Sequence[], marks: Int32Array): void {
-  let at = 0;
-  for (const s of seqs)
-    for (const cache of s.caches) {
-      cache.rollBack(marks[at], marks[at + 1]);
-      at += 2;
-    }
 }

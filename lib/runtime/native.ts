@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 // Everything the addon exports, typed in one place: the tensor class, the device queries, every
-// op (with the argument object its binding in native/addon/ reads) and the CUDA graph calls.
+// op (with the argument object its binding in native/addon/ reads), the CUDA graph calls and
+// the pending reads.
 // The typed public API over it lives in tensor.ts, devices.ts, cuda-graph.ts and kernels/.
 
 /** A native tensor (NativeTensor in native/addon/tensor_object.cpp); Tensor wraps one. */
@@ -26,6 +27,9 @@ export interface NativeTensorHandle {
   readonly disposed: boolean;
   readonly bytes: number;
 }
+
+/** A read started by startRead and not yet finished (opaque; see Tensor.readLater). */
+export type NativeReadHandle = { readonly __nativeRead: unique symbol };
 
 /** An instantiated CUDA graph (opaque; see cuda-graph.ts). */
 export type NativeGraphHandle = { readonly __nativeGraph: unique symbol };
@@ -210,6 +214,9 @@ export interface NativeAddon extends NativeOps {
   captureEnd(args: { input: Handle; discard?: boolean }): NativeGraphHandle | undefined;
   graphLaunch(graph: NativeGraphHandle, data: Int32Array, changed?: Int32Array): void;
   graphDispose(graph: NativeGraphHandle): void;
+  // pending_read.cpp
+  startRead(tensor: NativeTensorHandle): NativeReadHandle;
+  finishRead(read: NativeReadHandle): Float32Array | Uint16Array | Int32Array;
 }
 
 // The package root is the nearest folder above this file with a package.json: dist/lib/ when

@@ -1,5 +1,5 @@
 // Tensor: a shape, a dtype and a device around native-owned memory.
-import { addon, type NativeTensorHandle } from "./native";
+import { addon, type NativeReadHandle, type NativeTensorHandle } from "./native";
 
 /** Element types: 32-bit float, IEEE half, bfloat16, 32-bit integer. */
 export type DType = "f32" | "f16" | "bf16" | "i32";
@@ -127,6 +127,20 @@ export class Tensor implements Disposable, AsyncDisposable {
     return this.handle.read();
   }
 
+  /**
+   * Starts copying the raw contents to the host without waiting for the device: the copy is
+   * queued behind the work queued so far, and `wait()` returns the contents once it has landed,
+   * without waiting for work queued after it. A CUDA tensor may hold at most 64 KiB (a decode
+   * step's tokens); a CPU tensor is copied at once.
+   * @example
+   * const pending = tokens.readLater();
+   * graph.launch(block);                    // the next step runs meanwhile
+   * const ids = pending.wait() as Int32Array;
+   */
+  readLater(): PendingRead {
+    return new PendingRead(addon().startRead(this.handle));
+  }
+
   /** A copy widened to Float32Array. */
   toFloat32Array(): Float32Array {
     return this.handle.readFloat32();
@@ -207,6 +221,23 @@ export class Tensor implements Disposable, AsyncDisposable {
 
   toString(): string {
     return `Tensor(${this.dtype}, [${this.shape.join(", ")}], ${this.device}${this.disposed ? ", disposed" : ""})`;
+  }
+}
+
+/** A copy to the host under way (Tensor.readLater); its buffer goes back once waited for or collected. */
+export class PendingRead {
+  private contents: RawArray<DType> | undefined;
+
+  /** @internal use Tensor.readLater */
+  constructor(private readonly read: NativeReadHandle) {}
+
+  /**
+   * The contents, waiting for the copy if it has not landed yet; every call returns the same array.
+   * @example const ids = tokens.readLater().wait() as Int32Array;
+   */
+  wait(): RawArray<DType> {
+    this.contents ??= addon().finishRead(this.read);
+    return this.contents;
   }
 }
 

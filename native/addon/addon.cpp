@@ -1,5 +1,5 @@
 // Module entry: gives core the CUDA backend's memory, then registers NativeTensor, the ops of
-// each family, CUDA graphs, and the device and thread queries.
+// each family, CUDA graphs, pending reads, and the device and thread queries.
 #include <napi.h>
 
 #include "bindings.h"
@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterLayerOps(env, exports);
   RegisterSampling(env, exports);
   RegisterGraphs(env, exports);
+  RegisterPendingReads(env, exports);
   return exports;
 }
 

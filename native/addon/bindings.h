@@ -18,6 +18,8 @@ void RegisterLazyRatio(Napi::Env env, Napi::Object exports);
 void RegisterLayerOps(Napi::Env env, Napi::Object exports);
 // sampling.cpp: argmax, topCandidates, tokenLogprobs, repetitionPenalty.
 void RegisterSampling(Napi::Env env, Napi::Object exports);
+// pending_read.cpp: startRead, finishRead (sync only): Tensor.readLater.
+void RegisterPendingReads(Napi::Env env, Napi::Object exports);
 // devices.cpp: devices(), cudaStatus(), memoryUsage(), setThreads(), getThreads() (sync only).
 void RegisterDevices(Napi::Env env, Napi::Object exports);
 }  // namespace lt::addon

@@ -34,6 +34,15 @@ void readStaged(int, const void*, size_t, const std::function<void(const void*)>
 void readFile(int, void*, int, uint64_t, size_t) {
   unavailable();
 }
+struct PendingRead {};
+PendingRead* startRead(int, const void*, size_t) {
+  unavailable();
+  return nullptr;
+}
+void finishRead(PendingRead*, const std::function<void(const void*)>&) {
+  unavailable();
+}
+void dropRead(PendingRead*) noexcept {}
 void synchronize(int) {
   unavailable();
 }

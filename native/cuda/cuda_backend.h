@@ -45,6 +45,17 @@ void copy(void* dst, int dstDevice, const void* src, int srcDevice, size_t bytes
 // sizes it cannot pin), waiting for the stream first, and hands the staged bytes to `consume`
 // on this thread before the buffer is reused.
 void readStaged(int device, const void* src, size_t bytes, const std::function<void(const void* host)>& consume);
+// A read of device memory that does not wait: startRead queues a copy of `bytes` (at most
+// kMaxPendingReadBytes) into pinned host memory on the device's stream, behind everything queued
+// so far, and returns at once; finishRead waits for that copy alone (not for work queued after
+// it) and hands the bytes to `consume`. Every started read must be finished or dropped; dropRead
+// gives its pinned buffer back without waiting (a later read's copy into it is queued behind
+// this one's on the same stream, and waits for its own).
+struct PendingRead;
+constexpr size_t kMaxPendingReadBytes = size_t(64) << 10;
+PendingRead* startRead(int device, const void* src, size_t bytes);
+void finishRead(PendingRead* read, const std::function<void(const void* host)>& consume);
+void dropRead(PendingRead* read) noexcept;
 // Reads `bytes` of the open file `fd` from `position` into device memory at `dst`, a chunk at a
 // time into one of two pinned buffers kept per device while the other's copy to the device runs
 // (no pageable staging and no page faults; the pageable path where memory cannot be pinned),

@@ -321,6 +321,75 @@ void readStaged(int device, const void* src, size_t bytes, const std::function<v
 }
 
 namespace {
+// A pending read's pinned buffer and the event recorded behind its copy, kept per device for the
+// next read once the read is finished or dropped.
+struct ReadSlot {
+  void* buffer = nullptr;
+  cudaEvent_t copied = nullptr;
+};
+std::mutex readSlotsMutex;
+std::vector<std::vector<ReadSlot>>& freeReadSlots() {
+  static std::vector<std::vector<ReadSlot>> slots;
+  return slots;
+}
+void giveBackSlot(int device, ReadSlot slot) {
+  std::lock_guard<std::mutex> lock(readSlotsMutex);
+  freeReadSlots()[size_t(device)].push_back(slot);
+}
+}  // namespace
+
+struct PendingRead {
+  int device = 0;
+  size_t bytes = 0;
+  ReadSlot slot;
+};
+
+PendingRead* startRead(int device, const void* src, size_t bytes) {
+  DeviceState& st = state(device);
+  refuseWhileCapturing(st, device, "memory cannot be copied");
+  if (bytes > kMaxPendingReadBytes)
+    throw Error("a pending read takes at most " + std::to_string(kMaxPendingReadBytes) + " bytes, not " +
+                std::to_string(bytes) + "; read larger tensors with a waiting copy");
+  check(cudaSetDevice(device), "cudaSetDevice");
+  ReadSlot slot;
+  {
+    std::lock_guard<std::mutex> lock(readSlotsMutex);
+    auto& all = freeReadSlots();
+    if (all.size() <= size_t(device)) all.resize(size_t(device) + 1);
+    if (!all[size_t(device)].empty()) {
+      slot = all[size_t(device)].back();
+      all[size_t(device)].pop_back();
+    }
+  }
+  if (slot.buffer == nullptr) {
+    check(cudaMallocHost(&slot.buffer, kMaxPendingReadBytes), "cudaMallocHost (pinned memory for a pending read)");
+    if (cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming) != cudaSuccess) {
+      cudaFreeHost(slot.buffer);
+      check(cudaGetLastError(), "cudaEventCreate");
+    }
+  }
+  try {
+    if (bytes > 0) check(cudaMemcpyAsync(slot.buffer, src, bytes, cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync");
+    check(cudaEventRecord(slot.copied, st.stream), "cudaEventRecord");
+  } catch (...) {
+    giveBackSlot(device, slot);
+    throw;
+  }
+  return new PendingRead{device, bytes, slot};
+}
+
+void finishRead(PendingRead* read, const std::function<void(const void* host)>& consume) {
+  check(cudaEventSynchronize(read->slot.copied), "cudaEventSynchronize (a kernel on this device failed)");
+  consume(read->slot.buffer);
+}
+
+void dropRead(PendingRead* read) noexcept {
+  if (read == nullptr) return;
+  giveBackSlot(read->device, read->slot);
+  delete read;
+}
+
+namespace {
 // A file's bytes reach the device a chunk at a time through two pinned halves, kept per device.
 constexpr size_t kUploadChunkBytes = size_t(32) << 20;
 struct UploadBuffers {

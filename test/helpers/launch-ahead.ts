@@ -1,0 +1,252 @@
+// Greedy decode steps launched ahead, run by the CPU suite and the GPU suite each on its own
+// device: a chain of launched steps gives the tokens and leaves the caches that step() gives;
+// undo() takes a launched step's token back out of any of its sequences as if it had never run;
+// and a stepper that launches its steps ahead gives the same chunks as one that does not, and
+// leaves every sequence holding exactly the tokens its chunks gave, whatever ends each member
+// (EOS, a stop string, maxNewTokens, maxContext, remove, preempt, the loop left early). On the
+// CPU a launched step runs before launchGreedy returns ("always"), which checks the stepper's
+// bookkeeping; on CUDA the steps are replayed and really queued behind each other ("replayed").
+import * as path from "node:path";
+import { type DeviceName, loadModel, type Model } from "../../lib";
+import { generationLoop } from "../../lib/generate/loop";
+import { GenerationSequence } from "../../lib/generate/sequence";
+import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../../lib/generate/stepper";
+import { resolveHybrid } from "../../lib/hybrid/options";
+import type { Sequence } from "../../lib/model/sequence";
+import { fixtureRoot } from "./fixtures";
+import { Random } from "./reference";
+import { cachedKv } from "./sessions";
+
+const rng = new Random();
+const pageSize = 4;
+// llama-tiny has 3 layers; layer 1 is a ring of 6 slots from the start in the decoder tests.
+const ringLayer = 1;
+const ring = { sink: 1, window: 5 };
+
+/** The keys and values of every position a later step of `seq` can read (step-rollback.ts says why). */
+function readableKv(model: Model, seq: Sequence): Float32Array[] {
+  return cachedKv(model, seq, (cache, p) => cache.kind === "full" || p < cache.sink || p > seq.length - cache.window);
+}
+
+/** Registers the launch-ahead tests for llama-tiny on `device`, with steps launched ahead as `mode` says. */
+export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, "never">): void {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device, pageSize, kvCacheBytes: 2 ** 21 });
+  });
+  afterAll(async () => model?.dispose());
+  const randomIds = (n: number) => Array.from({ length: n }, () => rng.int(0, model.config.vocabSize - 1));
+  const newSequence = () => model.decoder.createSequence({ ringAtStart: (l) => (l === ringLayer ? ring : undefined) });
+
+  /** `k` batches of sequences, batch[i] of each holding the same random prompt (prompts of different lengths). */
+  function copies(k: number, batch: number): Sequence[][] {
+    const sides: Sequence[][] = Array.from({ length: k }, () => []);
+    for (let i = 0; i < batch; i++) {
+      const ids = randomIds(rng.int(3, 5 * pageSize));
+      // One chunk size for all: a GEMM's bits may depend on how many rows it multiplies.
+      const chunkSize = rng.int(3, 16);
+      for (const side of sides) {
+        const seq = newSequence();
+        model.decoder.prefill(seq, ids, { chunkSize });
+        side.push(seq);
+      }
+    }
+    return sides;
+  }
+  const pages = (seq: Sequence) => seq.caches.map((c) => c.pageTable.length);
+
+  const expectTwins = (a: Sequence[], b: Sequence[]) =>
+    a.forEach((seq, i) => {
+      expect({ row: i, seed: rng.seed, length: seq.length }).toEqual({ row: i, seed: rng.seed, length: b[i].length });
+      expect(readableKv(model, seq)).toEqual(readableKv(model, b[i]));
+    });
+
+  test("a chain of launched steps gives the tokens step() gives and leaves the same caches", () => {
+    const batch = rng.int(1, 3);
+    const [a, b] = copies(2, batch);
+    const first = randomIds(batch);
+    // Across page boundaries and around the ring.
+    const steps = pageSize + ring.window + rng.int(2, 6);
+    const chained = model.decoder.stats.chainedSteps;
+    let launched = model.decoder.launchGreedy(a, first);
+    const got: number[][] = [];
+    for (let i = 1; i < steps; i++) {
+      const next = model.decoder.launchGreedy(a, launched);
+      got.push(Array.from(launched.tokens()));
+      launched = next;
+    }
+    got.push(Array.from(launched.tokens()));
+    const want: number[][] = [];
+    let ids = first;
+    for (let i = 0; i < steps; i++) want.push((ids = Array.from(model.decoder.step(b, ids, "argmax"))));
+    expect({ seed: rng.seed, tokens: got }).toEqual({ seed: rng.seed, tokens: want });
+    expectTwins(a, b);
+    if (mode === "replayed") expect(model.decoder.stats.chainedSteps - chained).toBe(steps - 1);
+    for (const s of [...a, ...b]) s.dispose();
+  });
+
+  test("undo takes a launched step back out of some of its sequences as if it had never run", () => {
+    // a launches two steps and takes the second back out of one row; b takes both steps, c only the first.
+    const [a, b, c] = copies(3, 3);
+    const first = randomIds(3);
+    const launched = model.decoder.launchGreedy(a, first);
+    const tokens = Array.from(launched.tokens());
+    for (const side of [b, c]) expect(Array.from(model.decoder.step(side, first, "argmax"))).toEqual(tokens);
+    const next = model.decoder.launchGreedy(a, launched);
+    const row = rng.int(0, 2);
+    const used = model.pool.usedPages;
+    next.undo([a[row]]);
+    next.undo([a[row]]); // a second time does nothing
+    expect(model.pool.usedPages).toBe(used - (pages(b[row]).reduce((x, y) => x + y) - pages(c[row]).reduce((x, y) => x + y)));
+    // The step still ran for every row; the others keep it.
+    expect(Array.from(next.tokens())).toEqual(Array.from(model.decoder.step(b, tokens, "argmax")));
+    const others = [0, 1, 2].filter((i) => i !== row);
+    expectTwins(
+      others.map((i) => a[i]),
+      others.map((i) => b[i]),
+    );
+    expectTwins([a[row]], [c[row]]);
+    expect(pages(a[row])).toEqual(pages(c[row]));
+    // The row taken back goes on as the sequence that never took the step, past a page boundary and around the ring.
+    const ids = randomIds(pageSize + ring.window + 1);
+    const stepped = (seq: Sequence) => ids.map((id) => model.decoder.step([seq], [id], "logits"));
+    expect({ seed: rng.seed, logits: stepped(a[row]) }).toEqual({ seed: rng.seed, logits: stepped(c[row]) });
+    for (const s of [...a, ...b, ...c]) s.dispose();
+  });
+
+  test("a launched step's tokens go only to the next step over the same sequences", () => {
+    const [a] = copies(1, 2);
+    const lengths = a.map((s) => s.length);
+    const launched = model.decoder.launchGreedy(a, randomIds(2));
+    expect(() => model.decoder.launchGreedy([a[1], a[0]], launched)).toThrow(/same sequences, in the same order/);
+    expect(() => model.decoder.launchGreedy([a[0]], launched)).toThrow(/same sequences, in the same order/);
+    const next = model.decoder.launchGreedy(a, launched);
+    expect(() => model.decoder.launchGreedy(a, launched)).toThrow(/only to the next step over its sequences/);
+    next.undo([a[0]]);
+    expect(() => model.decoder.launchGreedy(a, next)).toThrow(/not after undo\(\)/);
+    model.decoder.step([a[1]], [1], "none");
+    expect(() => next.undo([a[1]])).toThrow(/a later step or prefill ran over it/);
+    // The refusals changed nothing: each sequence holds what its own steps gave it.
+    expect(a.map((s) => s.length)).toEqual([lengths[0] + 1, lengths[1] + 3]);
+    for (const s of a) s.dispose();
+  });
+
+  /** What a stepper run gave: each member's chunks and, kept after the run, its sequence and tokens. */
+  interface StepperRun {
+    chunks: string[][];
+    members: StepperMember[];
+  }
+
+  /** A stepper schedule: prompts, their settings, and when a member is removed and one preempted (and readmitted two steps on). */
+  interface Schedule {
+    prompts: number[][];
+    settings: MemberSettings[];
+    removeAt: number;
+    removed: number;
+    preemptAt: number;
+    preempted: number;
+  }
+
+  function runStepper(launchAhead: LaunchAhead, plan: Schedule): StepperRun {
+    const stepper = new GenerationStepper(model, { releaseSequences: false, launchAhead });
+    const hybrid = resolveHybrid({ mode: "off" }, model.config.layers);
+    const members = plan.prompts.map((ids, i) => stepper.admit(new GenerationSequence(model.decoder, hybrid), ids, plan.settings[i]));
+    const chunks: string[][] = members.map(() => []);
+    const record = (m: StepperMember, chunk: unknown) => chunks[members.indexOf(m)].push(JSON.stringify(chunk));
+    for (const m of members) record(m, stepper.prefill(m).chunk);
+    let waiting: StepperMember | undefined;
+    for (let step = 0; stepper.decoding.length || waiting; step++) {
+      if (step > 64) throw new Error("the stepper did not end");
+      const removed = members[plan.removed];
+      if (step === plan.removeAt && removed.running) stepper.remove(removed);
+      const preempted = members[plan.preempted];
+      if (step === plan.preemptAt && preempted.running && !waiting) {
+        stepper.preempt(preempted);
+        waiting = preempted;
+      }
+      if (waiting && step === plan.preemptAt + 2) {
+        stepper.readmit(waiting);
+        record(waiting, stepper.prefill(waiting).chunk);
+        waiting = undefined;
+      }
+      for (const { member, chunk } of stepper.step()) record(member, chunk);
+    }
+    stepper.settle();
+    return { chunks, members };
+  }
+
+  /** Each member's sequence holds every token it saw but the last, which no step has fed yet. */
+  const expectFed = (run: StepperRun) =>
+    run.members.forEach((m, i) => expect({ member: i, length: m.sequence.length }).toEqual({ member: i, length: m.seen.length - 1 }));
+
+  test("a stepper launching steps ahead gives the chunks of one that does not, whatever ends each member", () => {
+    const eos = model.config.eosTokenIds;
+    for (let round = 0; round < 3; round++) {
+      const prompts = Array.from({ length: 3 }, () => randomIds(rng.int(3, 4 * pageSize)));
+      const settings: MemberSettings[] = prompts.map((ids) => ({
+        sampling: {},
+        maxNewTokens: rng.int(1, 14),
+        stop: [],
+        stopAtEos: rng.next() < 0.5,
+        maxContext: ids.length + rng.int(1, 16),
+        prefillChunk: rng.int(3, 16),
+      }));
+      const plan: Schedule = { prompts, settings, removeAt: rng.int(0, 8), removed: rng.int(0, 2), preemptAt: rng.int(0, 8), preempted: rng.int(0, 2) };
+      // A stop string from one member's own continuation, so that it stops there; and its EOS if it has one.
+      const dry = runStepper("never", plan);
+      const stopper = rng.int(0, 2);
+      const text = dry.chunks[stopper].map((c) => JSON.parse(c).text as string).join("");
+      if (text.length > 4) {
+        const at = rng.int(1, text.length - 3);
+        settings[stopper].stop = [text.slice(at, at + 2)];
+      }
+      for (const m of dry.members) m.sequence.dispose();
+      const used = model.pool.usedPages;
+      const want = runStepper("never", plan);
+      const wantPages = model.pool.usedPages;
+      const got = runStepper(mode, plan);
+      expect({ seed: rng.seed, round, chunks: got.chunks }).toEqual({ seed: rng.seed, round, chunks: want.chunks });
+      expectFed(want);
+      expectFed(got);
+      expect(model.pool.usedPages - wantPages).toBe(wantPages - used);
+      got.members.forEach((m, i) => expect(readableKv(model, m.sequence.seq)).toEqual(readableKv(model, want.members[i].sequence.seq)));
+      for (const m of [...want.members, ...got.members]) m.sequence.dispose();
+      expect(eos.length).toBeGreaterThan(0);
+    }
+  });
+
+  test("a generation left early keeps in its sequence only the tokens its chunks gave", async () => {
+    const prompt = randomIds(rng.int(3, 4 * pageSize));
+    const stopAfter = rng.int(1, 10);
+    const hybrid = resolveHybrid({ mode: "off" }, model.config.layers);
+    const generate = async (launchAhead: LaunchAhead) => {
+      const sequence = new GenerationSequence(model.decoder, hybrid);
+      const tokens: number[] = [];
+      const loop = generationLoop(model, [{ sequence, ids: prompt }], {
+        sampling: {},
+        maxNewTokens: 64,
+        stop: [],
+        stopAtEos: false,
+        logprobs: undefined,
+        signal: undefined,
+        maxContext: 1024,
+        prefillChunk: 16,
+        owner: { name: "session", isLive: () => true },
+        releaseSequences: false,
+        launchAhead,
+      });
+      for await (const { chunk } of loop) {
+        tokens.push(...chunk.tokens);
+        if (tokens.length === stopAfter) break;
+      }
+      return { sequence, tokens };
+    };
+    const want = await generate("never");
+    const got = await generate(mode);
+    expect(got.tokens).toEqual(want.tokens);
+    expect(got.sequence.length).toBe(prompt.length + stopAfter - 1);
+    expect(want.sequence.length).toBe(prompt.length + stopAfter - 1);
+    expect(readableKv(model, got.sequence.seq)).toEqual(readableKv(model, want.sequence.seq));
+    for (const s of [got, want]) s.sequence.dispose();
+  });
+}
