@@ -14,7 +14,11 @@
 // 4. The grid: for each context, random prompts prefilled one by one (prefill tok/s), then for
 //    each batch the median greedy decode step (warm-up first), graph and op by op, and a sampled
 //    step (temperature 0.8, topK 50, topP 0.9) from the device's top candidates and from whole
-//    rows of logits read back.
+//    rows of logits read back; and the greedy step launched ahead as the generation loop runs it
+//    (step t + 1 queued on the device before step t's tokens are read back).
+// 5. At batch 1, for each context: greedy generation as a user runs it (Session.generate, a
+//    token per chunk), per token, with steps launched ahead and with LIGHTTRANSFER_LAUNCH_AHEAD=off,
+//    in turns (on, off, off, on).
 // Options: --batches 1,8,32 --contexts 4096,16384 --steps 24 --warmup 4 --eager-steps 8
 // --prefill-chunk N (tokens per prefill chunk; default the runtime's).
 import * as fs from "node:fs";
@@ -245,6 +249,9 @@ interface GridRow {
   launchMs: number;
   readbackMs: number;
   opByOpStepMs: number;
+  /** A greedy step launched ahead, as the generation loop runs it (timeAheadSteps). */
+  aheadStepMs: number;
+  aheadWeightRoofline: number;
   /** A sampled step (temperature 0.8, topK 50, topP 0.9) through sampleOnDevice (top candidates on the device) ... */
   sampledStepMs: number;
   /** ... and through the whole logits read back and sampled on the host. */
@@ -278,6 +285,60 @@ function timeSteps(model: Model, seqs: Sequence[], graphs: boolean, count: numbe
   const perStep = (key: "fillMs" | "launchMs" | "readbackMs") =>
     (after[key] - before[key]) / Math.max(1, after.graphSteps - before.graphSteps);
   return { ms: median(times), fillMs: perStep("fillMs"), launchMs: perStep("launchMs"), readbackMs: perStep("readbackMs") };
+}
+
+/**
+ * A greedy step as the generation loop runs it when it launches ahead: each step queued on the
+ * device, its ids the tokens the step before chose there, before that step's tokens are read
+ * back. The mean over `count` steps after warm-up (a step's time is the gap between reads).
+ */
+function timeAheadSteps(model: Model, seqs: Sequence[], count: number, random: (n: number) => number): number {
+  const dec = model.decoder;
+  const run = (n: number) => {
+    let launched = dec.launchGreedy(
+      seqs,
+      seqs.map(() => random(model.config.vocabSize)),
+    );
+    for (let i = 1; i < n; i++) {
+      const next = dec.launchGreedy(seqs, launched);
+      launched.tokens();
+      launched = next;
+    }
+    launched.tokens();
+  };
+  run(warmup);
+  const t0 = performance.now();
+  run(count);
+  return (performance.now() - t0) / count;
+}
+
+/**
+ * Greedy generation at batch 1 as a user runs it: Session.generate over a `context`-token prompt,
+ * a token per chunk; the mean time between chunks after warm-up, with steps launched ahead and
+ * with LIGHTTRANSFER_LAUNCH_AHEAD=off, in turns (on, off, off, on).
+ */
+async function timeGenerate(model: Model, context: number, random: (n: number) => number) {
+  const prompt = Int32Array.from({ length: context }, () => random(model.config.vocabSize));
+  const once = async (ahead: boolean) => {
+    const before = process.env.LIGHTTRANSFER_LAUNCH_AHEAD;
+    if (ahead) delete process.env.LIGHTTRANSFER_LAUNCH_AHEAD;
+    else process.env.LIGHTTRANSFER_LAUNCH_AHEAD = "off";
+    const session = model.createSession({ maxContext: context + warmup + steps + 8 });
+    try {
+      const stamps: number[] = [];
+      for await (const _ of session.generate(prompt, { maxNewTokens: warmup + steps + 1, stopAtEos: false }))
+        stamps.push(performance.now());
+      return (stamps[stamps.length - 1] - stamps[warmup]) / (stamps.length - 1 - warmup);
+    } finally {
+      session.dispose();
+      if (before === undefined) delete process.env.LIGHTTRANSFER_LAUNCH_AHEAD;
+      else process.env.LIGHTTRANSFER_LAUNCH_AHEAD = before;
+    }
+  };
+  const aheadMs = [await once(true)],
+    notAheadMs = [await once(false), await once(false)];
+  aheadMs.push(await once(true));
+  return { context, aheadMs, notAheadMs };
 }
 
 /** Median sampled step: from the top candidates on the device, and from whole rows on the host. */
@@ -328,7 +389,7 @@ async function main() {
   const headDim: number = config.head_dim ?? config.hidden_size / config.num_attention_heads;
   const pageSize = 16,
     pageBytes = 2 * pageSize * kvHeads * headDim * 2;
-  const margin = 128 + warmup * 6 + steps * 3 + eagerSteps * 3;
+  const margin = 128 + warmup * 8 + steps * 4 + eagerSteps * 3;
   const pagesFor = (seqsAt: number, ctx: number) => seqsAt * layers * Math.ceil((ctx + margin) / pageSize);
   const checkpointBytes = fs
     .readdirSync(modelDir!)
@@ -391,6 +452,7 @@ async function main() {
         const graphStepMs = graph.ms;
         const meanContext = batch.reduce((a, s) => a + s.length, 0) / B;
         const opByOpStepMs = timeSteps(model, batch, false, eagerSteps, random).ms;
+        const aheadStepMs = timeAheadSteps(model, batch, steps, random);
         const sampled = timeSampledSteps(model, batch, eagerSteps, random);
         const stepWeightBytes = model.weightBytes - embedBytes + B * model.config.hiddenSize * 2;
         const kvBytes = B * meanContext * kvBytesPerToken;
@@ -401,6 +463,8 @@ async function main() {
           prefillTokPerS,
           graphStepMs,
           opByOpStepMs,
+          aheadStepMs,
+          aheadWeightRoofline: stepWeightBytes / copyBytesPerS / (aheadStepMs / 1000),
           fillMs: graph.fillMs,
           launchMs: graph.launchMs,
           readbackMs: graph.readbackMs,
@@ -413,7 +477,7 @@ async function main() {
         grid.push(row);
         log(
           `batch ${B} context ${ctx}: graph ${graphStepMs.toFixed(2)} ms/step (fill ${row.fillMs.toFixed(2)}, launch ${row.launchMs.toFixed(2)}, ` +
-            `wait + read-back ${row.readbackMs.toFixed(2)}), op by op ${opByOpStepMs.toFixed(2)} ms/step; sampled ${sampled.candidatesMs.toFixed(2)} ms/step ` +
+            `wait + read-back ${row.readbackMs.toFixed(2)}), launched ahead ${aheadStepMs.toFixed(3)} ms/step, op by op ${opByOpStepMs.toFixed(2)} ms/step; sampled ${sampled.candidatesMs.toFixed(2)} ms/step ` +
             `(whole rows on the host ${sampled.wholeRowsMs.toFixed(2)})`,
         );
       }
@@ -421,6 +485,16 @@ async function main() {
       for (const s of seqs) s.dispose();
     }
   }
+  const generation = [];
+  if (batches.includes(1))
+    for (const ctx of contexts) {
+      const g = await timeGenerate(model, ctx, random);
+      generation.push(g);
+      log(
+        `Session.generate at context ${ctx}: launched ahead ${g.aheadMs.map((x) => x.toFixed(3)).join(", ")} ms a token, ` +
+          `LIGHTTRANSFER_LAUNCH_AHEAD=off ${g.notAheadMs.map((x) => x.toFixed(3)).join(", ")}`,
+      );
+    }
   const graphStats = dec.stats;
   const weightBytes = model.weightBytes;
   await model.dispose();
@@ -447,6 +521,7 @@ async function main() {
       "HF prefill tok/s": hfPrefill(r.context) ? Math.round(hfPrefill(r.context)!.tokPerS) : "-",
       "op-by-op ms": r.opByOpStepMs,
       "graph ms": r.graphStepMs,
+      "launched ahead ms": r.aheadStepMs,
       "sampled ms": r.sampledStepMs,
       "sampled, rows on host ms": r.sampledOnHostStepMs,
       "host ms": r.fillMs + r.launchMs,
@@ -454,6 +529,7 @@ async function main() {
       "tok/s": Math.round(r.tokPerS),
       "weight roofline tok/s": Math.round(rooflineTokPerS(r.batch)),
       "of weight roofline": `${(100 * r.weightRoofline).toFixed(0)}%`,
+      "launched ahead, of weight roofline": `${(100 * r.aheadWeightRoofline).toFixed(1)}%`,
       "of weight+KV roofline": `${(100 * r.weightKvRoofline).toFixed(0)}%`,
       "HF ms": h ? h.stepMs : "-",
       "HF cache": h ? h.variant : "-",
@@ -472,6 +548,7 @@ async function main() {
     readback,
     graphStats,
     grid,
+    generation,
     skipped,
     transformers: hf,
   };
@@ -497,6 +574,21 @@ async function main() {
     `per-step at batch 1, 32-token context: op by op ${overhead.opByOpStepMs.toFixed(2)} ms (${overhead.opByOpNativeCalls} N-API calls), graph ${overhead.graphStepMs.toFixed(2)} ms (${overhead.graphNativeCalls} calls)`,
   );
   if (table.length) printTable(table);
+  if (generation.length)
+    printTable(
+      generation.map((g) => {
+        const ahead = (g.aheadMs[0] + g.aheadMs[1]) / 2,
+          off = (g.notAheadMs[0] + g.notAheadMs[1]) / 2;
+        return {
+          context: g.context,
+          "generate, launched ahead ms/token": ahead,
+          "generate, not ahead ms/token": off,
+          speedup: `${(off / ahead).toFixed(3)}x`,
+          "launched ahead, of weight roofline": `${((100 * (weightBytes - embedBytes + model.config.hiddenSize * 2)) / copyBytesPerS / (ahead / 1000)).toFixed(1)}%`,
+          "not ahead, of weight roofline": `${((100 * (weightBytes - embedBytes + model.config.hiddenSize * 2)) / copyBytesPerS / (off / 1000)).toFixed(1)}%`,
+        };
+      }),
+    );
 }
 
 main().catch((err) => {

@@ -110,6 +110,17 @@ describe("Tensor", () => {
     expect(memoryUsage().cpu).toBe(before - 24 * 4 - 12 * 4);
   });
 
+  test("readLater() gives the contents as they were when it was called", () => {
+    const first = rng.normals(29);
+    const t = Tensor.from(first, [29]);
+    const pending = t.readLater();
+    t.write(rng.normals(29));
+    expect(Array.from(pending.wait())).toEqual(Array.from(first));
+    expect(pending.wait()).toBe(pending.wait());
+    t.dispose();
+    expect(() => t.readLater()).toThrow(/disposed tensor/);
+  });
+
   test("using a disposed tensor throws", () => {
     const t = Tensor.from(rng.normals(4), [4]);
     t.dispose();

@@ -279,14 +279,14 @@ export class GenerationStepper {
    */
   private launchAfter(current: AheadStep, members: StepperMember[]): AheadStep | undefined {
     const decoding = this.decoding;
-    if (members.length !== decoding.length || members.some((m, b) => m !== decoding[b]) || !this.launchesAhead(members))
-      return undefined;
-    if (members.some((m) => m.generated + 1 >= m.settings.maxNewTokens || m.sequence.length + 1 > m.settings.maxContext))
-      return undefined;
+    if (members.length !== decoding.length || members.some((m, b) => m !== decoding[b]) || !this.launchesAhead(members)) return undefined;
+    if (members.some((m) => m.generated + 1 >= m.settings.maxNewTokens || m.sequence.length + 1 > m.settings.maxContext)) return undefined;
     try {
       const launched = this.model.decoder.launchGreedy(
         members.map((m) => m.sequence.seq),
-        current.dropped.size ? Array.from(current.launched.tokens()).filter((_, b) => !current.dropped.has(current.members[b])) : current.launched,
+        current.dropped.size
+          ? Array.from(current.launched.tokens()).filter((_, b) => !current.dropped.has(current.members[b]))
+          : current.launched,
       );
       return { members, launched, dropped: new Set() };
     } catch {

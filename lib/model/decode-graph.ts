@@ -84,7 +84,8 @@ export class DecodeGraphs {
    * Replays one decode step (ids[b] appended to seqs[b]) and returns the buffers that hold its
    * logits and tokens, valid until the next step; undefined, with nothing changed, if the step
    * could not be recorded. Without ids, the step appends the tokens the last replay of these
-   * buffers chose, copied on the device (current(seqs) must be those buffers).
+   * buffers chose, where that replay left them on the device (current(seqs) must be those
+   * buffers, and no other launch of them may come between).
    * @example const buffers = graphs.run(seqs, ids); // then buffers.tokens.toArray()
    */
   run(seqs: readonly Sequence[], ids: readonly number[] | undefined): StepBuffers | undefined {
@@ -94,7 +95,6 @@ export class DecodeGraphs {
     let changed: Int32Array, t1: number;
     try {
       changed = plan.buffers.fill(seqs, ids);
-      if (!ids) plan.buffers.idsFromTokens();
       t1 = performance.now();
       plan.graph.launch(plan.buffers.host, changed);
     } catch (err) {

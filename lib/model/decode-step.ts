@@ -51,7 +51,12 @@ export class StepBuffers {
   /** The index block on the device, and its host copy. */
   readonly block: Tensor;
   readonly host: Int32Array;
-  /** [batch, vocab] logits and [batch] most likely tokens, valid after a run until the next. */
+  /**
+   * [batch, vocab] logits and [batch] most likely tokens, valid after a run until the next fill
+   * is launched. The tokens are written over the block's ids, so that a step launched without
+   * ids appends them where they are (Decoder.launchGreedy); they are always valid ids, so the
+   * launch's checks, which see the ids last sent from the host, still hold.
+   */
   readonly logits: Tensor;
   readonly tokens: Tensor;
   private readonly tableAt: number[];
@@ -107,7 +112,7 @@ export class StepBuffers {
       this.attn = empty([B, c.heads, c.headDim]);
       this.attnRows = keep(this.attn.reshape([B, c.heads * c.headDim]));
       this.logits = empty([B, c.vocabSize]);
-      this.tokens = keep(Tensor.empty([B], "i32", device));
+      this.tokens = this.views.ids;
       this.scratch = new LayerScratch(parts, B);
     } catch (err) {
       for (const t of this.made) t.dispose();
@@ -126,7 +131,8 @@ export class StepBuffers {
   /**
    * Fills the host index block for ids[b] appended to seqs[b], reserving each cache's slot.
    * Returns the (start, count) ranges of the block that changed since the previous fill. Without
-   * ids, the ids are left out of the block and of what changed (idsFromTokens puts them there).
+   * ids, the ids are left out of the block and of what changed: on the device they are then the
+   * tokens the last run chose (`tokens` is the block's ids).
    */
   fill(seqs: readonly Sequence[], ids: readonly number[] | undefined): Int32Array {
     const { host, batch: B, widths, tableAt } = this;
@@ -171,15 +177,6 @@ export class StepBuffers {
       }
     }
     return Int32Array.from(changed);
-  }
-
-  /**
-   * Queues a copy of the tokens the last run chose into the block's ids, on the device: the next
-   * run appends them without their coming back to the host first. Argmax tokens are valid ids,
-   * so the launch's checks, which see the ids last sent from the host, still hold.
-   */
-  idsFromTokens(): void {
-    this.views.ids.copyFrom(this.tokens);
   }
 
   /** Makes the next fill write and name every table row, as the first does. */

@@ -117,7 +117,9 @@ export class LaunchedStep {
       if (b < 0) throw new RangeError("undo: this step did not run that sequence");
       if (this.undone.has(s) || s.disposed) continue;
       if (s.length !== lengths[b] + 1)
-        throw new Error(`undo: the sequence holds ${s.length} tokens, not the ${lengths[b] + 1} this step left; a later step or prefill ran over it`);
+        throw new Error(
+          `undo: the sequence holds ${s.length} tokens, not the ${lengths[b] + 1} this step left; a later step or prefill ran over it`,
+        );
       rollBackSequence(s, b, marks);
       s.length -= 1;
       this.undone.add(s);

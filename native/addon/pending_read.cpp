@@ -42,7 +42,8 @@ Napi::Value typedArray(Napi::Env env, const void* bytes, size_t length, DType dt
 
 // startRead(tensor): a handle to the read (an External).
 Napi::Value StartRead(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !TensorObject::IsTensor(info.Env(), info[0])) throw Error("startRead(tensor) needs a tensor");
+  if (info.Length() < 1 || !TensorObject::IsTensor(info.Env(), info[0]))
+    throw Error("startRead(tensor) needs a tensor");
   TensorObject* t = TensorObject::Unwrap(info[0]);
   t->requireLive("read");
   auto read = std::make_unique<ReadHandle>();
@@ -53,7 +54,8 @@ Napi::Value StartRead(const Napi::CallbackInfo& info) {
     const auto* from = static_cast<const uint8_t*>(t->data());
     read->copied.assign(from, from + read->bytes);
   } else {
-    if (capturing(device)) throw Error("a tensor cannot be read from " + device.name() + " while it is being captured into a CUDA graph");
+    if (capturing(device))
+      throw Error("a tensor cannot be read from " + device.name() + " while it is being captured into a CUDA graph");
     if (read->bytes > cuda::kMaxPendingReadBytes)
       throw Error("readLater: the tensor holds " + std::to_string(read->bytes) + " bytes, more than the " +
                   std::to_string(cuda::kMaxPendingReadBytes) + " a pending read takes; use toArray()");
@@ -76,7 +78,8 @@ Napi::Value FinishRead(const Napi::CallbackInfo& info) {
   read->pending = nullptr;
   Napi::Value result;
   try {
-    cuda::finishRead(pending, [&](const void* host) { result = typedArray(info.Env(), host, read->bytes, read->dtype); });
+    cuda::finishRead(pending,
+                     [&](const void* host) { result = typedArray(info.Env(), host, read->bytes, read->dtype); });
   } catch (...) {
     cuda::dropRead(pending);
     throw;

@@ -369,7 +369,8 @@ PendingRead* startRead(int device, const void* src, size_t bytes) {
     }
   }
   try {
-    if (bytes > 0) check(cudaMemcpyAsync(slot.buffer, src, bytes, cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync");
+    if (bytes > 0)
+      check(cudaMemcpyAsync(slot.buffer, src, bytes, cudaMemcpyDeviceToHost, st.stream), "cudaMemcpyAsync");
     check(cudaEventRecord(slot.copied, st.stream), "cudaEventRecord");
   } catch (...) {
     giveBackSlot(device, slot);

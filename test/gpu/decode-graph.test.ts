@@ -145,6 +145,34 @@ describeGpu("linear with ropeAppendKv on CUDA", () => {
   );
 });
 
+describeGpu("reads that do not wait", () => {
+  test("a pending read gives the contents as they were when it was queued, not what later work writes", () => {
+    const n = rng.int(1, 4096);
+    const first = Int32Array.from({ length: n }, () => rng.int(-1e9, 1e9));
+    const t = scope.add(Tensor.from(first, [n], { device: "cuda:0" }));
+    const src = scope.add(
+      Tensor.from(
+        Int32Array.from({ length: n }, () => rng.int(-1e9, 1e9)),
+        [n],
+        { device: "cuda:0" },
+      ),
+    );
+    // Queued behind the read: a device copy over the tensor, then enough kernels that the read
+    // would see them if it waited for the stream rather than for its own copy.
+    const pending = t.readLater();
+    t.copyFrom(src);
+    const logits = scope.random(rng, [64, 32000], "bf16").tensor;
+    for (let i = 0; i < 20; i++) scope.add(kernels.argmax({ logits }));
+    expect(Array.from(pending.wait())).toEqual(Array.from(first));
+    expect(Array.from(t.toArray())).toEqual(Array.from(src.toArray()));
+  });
+
+  test("a read larger than a pending read takes is refused with the remedy", () => {
+    const t = scope.add(Tensor.empty([16385], "i32", "cuda:0"));
+    expect(() => t.readLater()).toThrow(/65540 bytes, more than the 65536 a pending read takes; use toArray\(\)/);
+  });
+});
+
 describeGpu("CUDA graphs", () => {
   test("a replay reads each launch's indices, and a launch whose indices fail the recorded checks changes nothing", () => {
     const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;

@@ -8,6 +8,7 @@ import { loadModel, type Model, memoryUsage, type SessionOptions } from "../../l
 import { fixtureRoot } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { describeWithCuda } from "../helpers/gpu";
+import { launchAheadTests } from "../helpers/launch-ahead";
 import { rollbackTests } from "../helpers/session-rollback";
 import { greedyTokens } from "../helpers/sessions";
 import { stepRollbackTests } from "../helpers/step-rollback";
@@ -24,6 +25,10 @@ describeGpu("a failed prompt on CUDA leaves the session as it was", () => {
 
 describeGpu("a failed decode step on CUDA leaves every cache as it was", () => {
   stepRollbackTests("cuda:0");
+});
+
+describeGpu("greedy decode steps launched ahead on CUDA", () => {
+  launchAheadTests("cuda:0", "replayed");
 });
 
 /** Tokens generated before the session is disposed: past a few 4-token pages and a wrapped ring. */
@@ -63,7 +68,9 @@ describeGpu("session.dispose() during generate on CUDA", () => {
         replayedBefore = replayedSteps(model);
       const observingBefore = model.decoder.stats.eagerSteps["observing queries"] ?? 0;
       const session = model.createSession(sessionOptions);
-      const step = jest.spyOn(model.decoder, "step");
+      const step = jest.spyOn(model.decoder, "step"),
+        launch = jest.spyOn(model.decoder, "launchGreedy");
+      const launched = () => step.mock.calls.length + launch.mock.calls.length;
       const tokens: number[] = [];
       let stepsAtDispose = -1,
         steps = -1;
@@ -73,19 +80,23 @@ describeGpu("session.dispose() during generate on CUDA", () => {
           tokens.push(...chunk.tokens);
           if (tokens.length === chunksBeforeDispose) {
             session.dispose();
-            stepsAtDispose = step.mock.calls.length;
+            stepsAtDispose = launched();
           }
         }
       } catch (err) {
         error = err as Error;
       } finally {
-        steps = step.mock.calls.length;
+        steps = launched();
         step.mockRestore();
+        launch.mockRestore();
       }
       expect(error?.name).toBe("AbortError");
       expect(error?.message).toMatch(/this session was disposed during generation/);
-      // The first token comes from the prefill, each later one from a decode step; none after dispose.
-      expect(stepsAtDispose).toBe(chunksBeforeDispose - 1);
+      // The first token comes from the prefill, each later one from a decode step; replayed
+      // steps are launched one ahead, so one more had been launched when the session was
+      // disposed; none after.
+      const ahead = eagerSteps < chunksBeforeDispose - 1 ? 1 : 0;
+      expect(stepsAtDispose).toBe(chunksBeforeDispose - 1 + ahead);
       expect(steps).toBe(stepsAtDispose);
       expect(tokens).toEqual(expected.slice(0, chunksBeforeDispose));
       expect(replayedSteps(model) - replayedBefore).toBe(stepsAtDispose - eagerSteps);
@@ -124,8 +135,9 @@ describeGpu("model.dispose() during generate on CUDA", () => {
     expect(error?.name).toBe("AbortError");
     expect(error?.message).toMatch(/this session was disposed during generation/);
     expect(tokens).toHaveLength(chunksBeforeDispose);
-    // The steps before the dispose were replayed, so the graph's buffers existed and are gone now.
-    expect(model.decoder.stats.graphSteps).toBe(chunksBeforeDispose - 1);
+    // The steps before the dispose (and the one launched ahead of it) were replayed, so the
+    // graph's buffers existed and are gone now.
+    expect(model.decoder.stats.graphSteps).toBe(chunksBeforeDispose);
     expect(memoryUsage().cuda).toBe(bytes);
   });
 });

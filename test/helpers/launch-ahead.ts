@@ -78,7 +78,10 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     got.push(Array.from(launched.tokens()));
     const want: number[][] = [];
     let ids = first;
-    for (let i = 0; i < steps; i++) want.push((ids = Array.from(model.decoder.step(b, ids, "argmax"))));
+    for (let i = 0; i < steps; i++) {
+      ids = Array.from(model.decoder.step(b, ids, "argmax"));
+      want.push(ids);
+    }
     expect({ seed: rng.seed, tokens: got }).toEqual({ seed: rng.seed, tokens: want });
     expectTwins(a, b);
     if (mode === "replayed") expect(model.decoder.stats.chainedSteps - chained).toBe(steps - 1);
@@ -95,9 +98,12 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     const next = model.decoder.launchGreedy(a, launched);
     const row = rng.int(0, 2);
     const used = model.pool.usedPages;
+    const sum = (seq: Sequence) => pages(seq).reduce((x, y) => x + y);
+    const held = sum(a[row]);
     next.undo([a[row]]);
     next.undo([a[row]]); // a second time does nothing
-    expect(model.pool.usedPages).toBe(used - (pages(b[row]).reduce((x, y) => x + y) - pages(c[row]).reduce((x, y) => x + y)));
+    // The pages the step took for the row are back in the pool.
+    expect(model.pool.usedPages).toBe(used - (held - sum(c[row])));
     // The step still ran for every row; the others keep it.
     expect(Array.from(next.tokens())).toEqual(Array.from(model.decoder.step(b, tokens, "argmax")));
     const others = [0, 1, 2].filter((i) => i !== row);
@@ -137,13 +143,18 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     members: StepperMember[];
   }
 
-  /** A stepper schedule: prompts, their settings, and when a member is removed and one preempted (and readmitted two steps on). */
+  /**
+   * A stepper schedule: prompts, their settings, the member removed once it has generated
+   * `removeAfter` tokens, and the member preempted once it has generated `preemptAfter` (and
+   * readmitted two steps on). Keyed to the members' own tokens, not to the stepper's steps: a
+   * member whose prompt comes in while a step launched ahead runs joins the step after it.
+   */
   interface Schedule {
     prompts: number[][];
     settings: MemberSettings[];
-    removeAt: number;
+    removeAfter: number;
     removed: number;
-    preemptAt: number;
+    preemptAfter: number;
     preempted: number;
   }
 
@@ -154,19 +165,21 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     const chunks: string[][] = members.map(() => []);
     const record = (m: StepperMember, chunk: unknown) => chunks[members.indexOf(m)].push(JSON.stringify(chunk));
     for (const m of members) record(m, stepper.prefill(m).chunk);
-    let waiting: StepperMember | undefined;
+    let waiting: { member: StepperMember; until: number } | undefined,
+      preempted = false;
     for (let step = 0; stepper.decoding.length || waiting; step++) {
       if (step > 64) throw new Error("the stepper did not end");
       const removed = members[plan.removed];
-      if (step === plan.removeAt && removed.running) stepper.remove(removed);
-      const preempted = members[plan.preempted];
-      if (step === plan.preemptAt && preempted.running && !waiting) {
-        stepper.preempt(preempted);
-        waiting = preempted;
+      if (removed.running && removed.generated >= plan.removeAfter) stepper.remove(removed);
+      const preempting = members[plan.preempted];
+      if (!preempted && preempting.running && preempting.generated >= plan.preemptAfter) {
+        stepper.preempt(preempting);
+        waiting = { member: preempting, until: step + 2 };
+        preempted = true;
       }
-      if (waiting && step === plan.preemptAt + 2) {
-        stepper.readmit(waiting);
-        record(waiting, stepper.prefill(waiting).chunk);
+      if (waiting && step === waiting.until) {
+        stepper.readmit(waiting.member);
+        record(waiting.member, stepper.prefill(waiting.member).chunk);
         waiting = undefined;
       }
       for (const { member, chunk } of stepper.step()) record(member, chunk);
@@ -179,26 +192,44 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
   const expectFed = (run: StepperRun) =>
     run.members.forEach((m, i) => expect({ member: i, length: m.sequence.length }).toEqual({ member: i, length: m.seen.length - 1 }));
 
+  /** A schedule of `batch` members with random greedy settings, one of them removed and one preempted along the way. */
+  function drawSchedule(batch: number): Schedule {
+    const prompts = Array.from({ length: batch }, () => randomIds(rng.int(3, 4 * pageSize)));
+    const settings: MemberSettings[] = prompts.map((ids) => ({
+      sampling: {},
+      maxNewTokens: rng.int(1, 14),
+      stop: [],
+      stopAtEos: rng.next() < 0.5,
+      maxContext: ids.length + rng.int(1, 16),
+      prefillChunk: rng.int(3, 16),
+    }));
+    return {
+      prompts,
+      settings,
+      removeAfter: rng.int(1, 10),
+      removed: rng.int(0, batch - 1),
+      preemptAfter: rng.int(1, 10),
+      preempted: rng.int(0, batch - 1),
+    };
+  }
+
+  // On the CPU a row's arithmetic is the same whatever the batch. On CUDA a step's GEMMs change
+  // with its rows, and a step launched ahead still runs a member that has just stopped (its token
+  // taken back after), so a batch's bits differ from those of a stepper that does not launch
+  // ahead: there the exact comparison runs one member at a time, and a batch is checked below for
+  // what holds whatever the bits.
+  const exactBatch = mode === "always" ? 3 : 1;
+
   test("a stepper launching steps ahead gives the chunks of one that does not, whatever ends each member", () => {
-    const eos = model.config.eosTokenIds;
     for (let round = 0; round < 3; round++) {
-      const prompts = Array.from({ length: 3 }, () => randomIds(rng.int(3, 4 * pageSize)));
-      const settings: MemberSettings[] = prompts.map((ids) => ({
-        sampling: {},
-        maxNewTokens: rng.int(1, 14),
-        stop: [],
-        stopAtEos: rng.next() < 0.5,
-        maxContext: ids.length + rng.int(1, 16),
-        prefillChunk: rng.int(3, 16),
-      }));
-      const plan: Schedule = { prompts, settings, removeAt: rng.int(0, 8), removed: rng.int(0, 2), preemptAt: rng.int(0, 8), preempted: rng.int(0, 2) };
-      // A stop string from one member's own continuation, so that it stops there; and its EOS if it has one.
+      const plan = drawSchedule(exactBatch);
+      // A stop string from one member's own continuation, so that it stops there.
       const dry = runStepper("never", plan);
-      const stopper = rng.int(0, 2);
+      const stopper = rng.int(0, exactBatch - 1);
       const text = dry.chunks[stopper].map((c) => JSON.parse(c).text as string).join("");
       if (text.length > 4) {
         const at = rng.int(1, text.length - 3);
-        settings[stopper].stop = [text.slice(at, at + 2)];
+        plan.settings[stopper].stop = [text.slice(at, at + 2)];
       }
       for (const m of dry.members) m.sequence.dispose();
       const used = model.pool.usedPages;
@@ -211,9 +242,24 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
       expect(model.pool.usedPages - wantPages).toBe(wantPages - used);
       got.members.forEach((m, i) => expect(readableKv(model, m.sequence.seq)).toEqual(readableKv(model, want.members[i].sequence.seq)));
       for (const m of [...want.members, ...got.members]) m.sequence.dispose();
-      expect(eos.length).toBeGreaterThan(0);
     }
   });
+
+  if (mode === "replayed")
+    test("a batch launching steps ahead leaves each sequence holding the tokens its chunks gave, and gives back every page", () => {
+      const used = model.pool.usedPages;
+      for (let round = 0; round < 3; round++) {
+        const got = runStepper(mode, drawSchedule(3));
+        expectFed(got);
+        // Every member left the stepper (finished or taken out) after giving its first chunk at least.
+        got.chunks.forEach((chunks, i) => {
+          if (got.members[i].running) throw new Error(`member ${i} is still running`);
+          expect(chunks.length).toBeGreaterThan(0);
+        });
+        for (const m of got.members) m.sequence.dispose();
+        expect(model.pool.usedPages).toBe(used);
+      }
+    });
 
   test("a generation left early keeps in its sequence only the tokens its chunks gave", async () => {
     const prompt = randomIds(rng.int(3, 4 * pageSize));
