@@ -264,11 +264,16 @@ export class GenerationStepper {
     counters.decodedTokens += tokens;
   }
 
-  /** Whether `batch`'s steps are launched ahead (LaunchAhead): greedy members without logprobs only. */
+  /**
+   * Whether `batch`'s steps are launched ahead (LaunchAhead): greedy members without logprobs
+   * only, and none whose hooks observe its queries (a pending hybrid choice, made in a step's
+   * afterStep, must not come after the next step has run).
+   */
   private launchesAhead(batch: readonly StepperMember[]): boolean {
     const mode = this.options.launchAhead ?? (process.env.LIGHTTRANSFER_LAUNCH_AHEAD === "off" ? "never" : "replayed");
     if (mode === "never" || !batch.every((m) => m.sampler.greedy && m.settings.logprobs === undefined)) return false;
-    return mode === "always" || this.model.decoder.replays(batch.map((m) => m.sequence.seq));
+    const seqs = batch.map((m) => m.sequence.seq);
+    return mode === "always" ? !seqs.some((s) => s.observesQueries) : this.model.decoder.replays(seqs);
   }
 
   /**
