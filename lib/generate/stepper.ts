@@ -278,14 +278,17 @@ export class GenerationStepper {
 
   /**
    * The step after `current`, launched now over the same `members` with current's tokens taken
-   * on the device: unless members joined or left, or one of them surely ends with current's
-   * token (maxNewTokens, maxContext). A launch that fails leaves nothing changed, and the next
-   * step() runs in the ordinary way, reporting the error if it comes again.
+   * on the device: unless members joined or left, one of them surely ends with current's token
+   * (maxNewTokens, maxContext), or a prompt is being prefilled beside them (its sequence would
+   * come in while the step runs and wait for the one after it). A launch that fails leaves
+   * nothing changed, and the next step() runs in the ordinary way, reporting the error if it
+   * comes again.
    */
   private launchAfter(current: AheadStep, members: StepperMember[]): AheadStep | undefined {
     const decoding = this.decoding;
     if (members.length !== decoding.length || members.some((m, b) => m !== decoding[b]) || !this.launchesAhead(members)) return undefined;
     if (members.some((m) => m.generated + 1 >= m.settings.maxNewTokens || m.sequence.length + 1 > m.settings.maxContext)) return undefined;
+    if (this.members.some((m) => m.prefilling)) return undefined;
     try {
       const launched = this.model.decoder.launchGreedy(
         members.map((m) => m.sequence.seq),

@@ -261,6 +261,34 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
       }
     });
 
+  test("a member whose prompt is prefilled beside a decoding one joins the very next step", () => {
+    const stepper = new GenerationStepper(model, { releaseSequences: true, launchAhead: mode });
+    const hybrid = resolveHybrid({ mode: "off" }, model.config.layers);
+    const settings: MemberSettings = { sampling: {}, maxNewTokens: 32, stop: [], stopAtEos: false, maxContext: 1024, prefillChunk: 4 };
+    const admit = (tokens: number) => stepper.admit(new GenerationSequence(model.decoder, hybrid), randomIds(tokens), settings);
+    const a = admit(rng.int(3, 12));
+    stepper.prefill(a);
+    const launches = jest.spyOn(model.decoder, "launchGreedy");
+    try {
+      expect(stepper.step().map((c) => c.member)).toEqual([a]);
+      // Two launches, the second ahead of the first's tokens, as nothing else is under way.
+      expect(launches).toHaveBeenCalledTimes(2);
+      const b = admit(rng.int(9, 20));
+      // A chunk of 4 tokens through one layer: b's prompt is still being prefilled after it.
+      expect(stepper.prefill(b, 4).chunk).toBeUndefined();
+      expect(stepper.step().map((c) => c.member)).toEqual([a]);
+      // The step launched ahead before b was admitted ran, and none was launched beside b's prefill.
+      expect(launches).toHaveBeenCalledTimes(2);
+      while (!stepper.prefill(b, 4).chunk);
+      expect(stepper.step().map((c) => c.member)).toEqual([a, b]);
+      expect(stepper.step().map((c) => c.member)).toEqual([a, b]);
+    } finally {
+      launches.mockRestore();
+      stepper.settle();
+      for (const m of [...stepper.active]) stepper.remove(m);
+    }
+  });
+
   test("a generation left early keeps in its sequence only the tokens its chunks gave", async () => {
     const prompt = randomIds(rng.int(3, 4 * pageSize));
     const stopAfter = rng.int(1, 10);
