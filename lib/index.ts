@@ -49,7 +49,7 @@ export type { Decoder, PrefillOptions, StepOutput, StepReadback } from "./model/
 export type { PrefillRun } from "./model/prefill";
 export type { Sequence, SequenceHooks } from "./model/sequence";
 export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage } from "./runtime/devices";
-export { cudaStatus, devices, getThreads, maxThreads, memoryUsage, setThreads } from "./runtime/devices";
+export { cudaStatus, devices, getThreads, maxThreads, memoryUsage, setThreads, synchronize } from "./runtime/devices";
 export { addonCandidates, addonPath, loadAddon, platformPackageName } from "./runtime/native";
 export type { DeviceName, DType, RawArray, TensorOptions } from "./runtime/tensor";
 export { Tensor } from "./runtime/tensor";

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { cudaStatus, devices, loadAddon, memoryUsage, Tensor } from "../lib";
+import { cudaStatus, devices, loadAddon, memoryUsage, synchronize, Tensor } from "../lib";
 import { collectGarbage } from "./helpers/gc";
 import { Random, roundTo } from "./helpers/reference";
 
@@ -173,6 +173,13 @@ describe("devices", () => {
       expect(d.type).toBe("cuda");
       if (d.type === "cuda") expect(d.computeCapability).toMatch(/^\d+\.\d+$/);
     }
+  });
+
+  test("synchronize waits on a device and refuses one that is not there", () => {
+    expect(() => synchronize("cpu")).not.toThrow();
+    expect(() => synchronize("tpu" as never)).toThrow(/unknown device 'tpu'/);
+    const missing = `cuda:${devices().length + 7}` as const;
+    expect(() => synchronize(missing)).toThrow(cudaStatus().available ? /does not exist/ : /CUDA is not available/);
   });
 
   test("CUDA reports whether it is usable, with a reason when not", () => {

@@ -7,6 +7,7 @@ import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import type { Decoder } from "../model/decoder";
 import type { LaunchedStep } from "../model/launched-step";
+import { synchronize } from "../runtime/devices";
 import { describeLogprobs, type LogprobIds, rowLogprobs } from "./logprobs";
 import type { FinishReason, GenerateChunk } from "./options";
 import { Sampler, type SamplingOptions } from "./sampling";
@@ -117,6 +118,8 @@ interface AheadStep {
 export class GenerationStepper {
   private readonly members: StepperMember[] = [];
   private ahead: AheadStep | undefined;
+  /** Whether prefill work was queued behind the step launched ahead (step() then waits for it too). */
+  private prefilledBehind = false;
 
   constructor(
     private readonly model: GenerationModel,
@@ -168,6 +171,7 @@ export class GenerationStepper {
     if (!member.running || !member.prefilling) throw new Error("internal: prefill of a member that has no prompt pending");
     const sequence = member.sequence;
     const t0 = performance.now();
+    if (this.ahead) this.prefilledBehind = true;
     if (!sequence.prefilling) sequence.startPrefill(member.pending, member.settings.prefillChunk);
     const { work: done, logits } = sequence.continuePrefill(work);
     const counters = this.options.counters;
@@ -217,6 +221,11 @@ export class GenerationStepper {
       next?.launched.undo();
       throw err;
     }
+    // Prefill work queued behind the step is waited for here, as a step not launched ahead waits
+    // for the work queued before it: so that each call's chunks come after the work done since
+    // the last (a server's inter-token gaps stay even), not early in one call and late in the next.
+    if (this.prefilledBehind) synchronize(this.model.decoder.device);
+    this.prefilledBehind = false;
     this.ahead = next;
     this.count(members.length, t0);
     return current.members.flatMap((member, b) =>

@@ -2,6 +2,7 @@
 
 import { show } from "../common/validate";
 import { addon, type CudaStatus, type DeviceInfo, type MemoryUsage } from "./native";
+import type { DeviceName } from "./tensor";
 
 export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage } from "./native";
 
@@ -50,4 +51,16 @@ export function getThreads(): number {
  */
 export function memoryUsage(): MemoryUsage {
   return addon().memoryUsage();
+}
+
+/**
+ * Returns once all the work queued on `device` so far has run (kernels and copies are queued on
+ * a CUDA device's stream and run after the call that queued them returns; on the CPU they run
+ * when called, so there is nothing to wait for). Throws the error of a kernel that failed.
+ * @example
+ * kernels.linear({ x, weight, out });
+ * synchronize("cuda:0"); // out is computed now
+ */
+export function synchronize(device: DeviceName): void {
+  addon().synchronize(device);
 }

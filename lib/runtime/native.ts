@@ -207,6 +207,7 @@ export interface NativeAddon extends NativeOps {
   memoryUsage(): MemoryUsage;
   setThreads(count: number): number;
   getThreads(): number;
+  synchronize(device: string): void;
   // layer_ops.cpp: null without CUDA
   gemmBackend(gemm?: GemmChoice): GemmBackendInfo | null;
   // graph.cpp

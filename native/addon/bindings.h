@@ -20,6 +20,7 @@ void RegisterLayerOps(Napi::Env env, Napi::Object exports);
 void RegisterSampling(Napi::Env env, Napi::Object exports);
 // pending_read.cpp: startRead, finishRead (sync only): Tensor.readLater.
 void RegisterPendingReads(Napi::Env env, Napi::Object exports);
-// devices.cpp: devices(), cudaStatus(), memoryUsage(), setThreads(), getThreads() (sync only).
+// devices.cpp: devices(), cudaStatus(), memoryUsage(), setThreads(), getThreads(), synchronize()
+// (sync only).
 void RegisterDevices(Napi::Env env, Napi::Object exports);
 }  // namespace lt::addon

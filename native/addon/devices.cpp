@@ -7,9 +7,12 @@
 #include <unistd.h>
 
 #include "bindings.h"
+#include "core/error.h"
 #include "core/tensor.h"
 #include "core/thread_pool.h"
 #include "cuda/cuda_backend.h"
+#include "graph.h"
+#include "tensor_object.h"
 
 namespace lt::addon {
 namespace {
@@ -99,6 +102,21 @@ Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), threadCount());
 }
 
+// synchronize(device): returns once every piece of work queued on the device has run (a CUDA
+// device's stream; nothing to wait for on the CPU, whose calls run when made). Throws the error
+// of a kernel that failed.
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Napi::TypeError::New(info.Env(), "synchronize(device: string), e.g. synchronize(\"cuda:0\")");
+  const Device device = parseDevice(info[0].As<Napi::String>().Utf8Value());
+  if (!device.isCpu()) {
+    if (capturing(device))
+      throw Error("synchronize: " + device.name() + " is being captured into a CUDA graph; end the capture first");
+    cuda::synchronize(device.index);
+  }
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void RegisterDevices(Napi::Env env, Napi::Object exports) {
@@ -107,6 +125,7 @@ void RegisterDevices(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryUsage", Napi::Function::New(env, MemoryUsage, "memoryUsage"));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads, "getThreads"));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize, "synchronize"));
 }
 
 }  // namespace lt::addon

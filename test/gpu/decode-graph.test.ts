@@ -1,7 +1,7 @@
 // The CUDA decode fast path: ropeAppendKv on CUDA against the CPU, CUDA graph capture and the
 // checks every launch runs, and decode steps replayed from graphs against the eager steps.
 import * as path from "node:path";
-import { cudaStatus, kernels, loadModel, memoryUsage, Tensor } from "../../lib";
+import { cudaStatus, kernels, loadModel, memoryUsage, synchronize, Tensor } from "../../lib";
 import type { Sequence } from "../../lib/model/sequence";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, prefilledSequences, readReference } from "../helpers/fixtures";
@@ -165,6 +165,17 @@ describeGpu("reads that do not wait", () => {
     for (let i = 0; i < 20; i++) scope.add(kernels.argmax({ logits }));
     expect(Array.from(pending.wait())).toEqual(Array.from(first));
     expect(Array.from(t.toArray())).toEqual(Array.from(src.toArray()));
+  });
+
+  test("synchronize returns after the work queued before it, and refuses a capture in progress", () => {
+    const logits = scope.random(rng, [64, 32000], "bf16").tensor;
+    const out = scope.add(Tensor.empty([64], "i32", "cuda:0"));
+    for (let i = 0; i < 20; i++) kernels.argmax({ logits, out });
+    synchronize("cuda:0");
+    const want = scope.add(kernels.argmax({ logits: scope.add(logits.to("cpu")) }));
+    expect(Array.from(out.readLater().wait())).toEqual(Array.from(want.toArray()));
+    const block = scope.add(Tensor.empty([4], "i32", "cuda:0"));
+    expect(() => CudaGraph.capture(block, () => synchronize("cuda:0"))).toThrow(/being captured into a CUDA graph; end the capture first/);
   });
 
   test("a read larger than a pending read takes is refused with the remedy", () => {
