@@ -161,14 +161,14 @@ describeGpu("reads that do not wait", () => {
     // would see them if it waited for the stream rather than for its own copy.
     const pending = t.readLater();
     t.copyFrom(src);
-    const logits = scope.random(rng, [64, 32000], "bf16").tensor;
+    const logits = scope.random(rng, [64, 32000], "bf16", "cuda:0").tensor;
     for (let i = 0; i < 20; i++) scope.add(kernels.argmax({ logits }));
     expect(Array.from(pending.wait())).toEqual(Array.from(first));
     expect(Array.from(t.toArray())).toEqual(Array.from(src.toArray()));
   });
 
   test("synchronize returns after the work queued before it, and refuses a capture in progress", () => {
-    const logits = scope.random(rng, [64, 32000], "bf16").tensor;
+    const logits = scope.random(rng, [64, 32000], "bf16", "cuda:0").tensor;
     const out = scope.add(Tensor.empty([64], "i32", "cuda:0"));
     for (let i = 0; i < 20; i++) kernels.argmax({ logits, out });
     synchronize("cuda:0");
