@@ -52,6 +52,6 @@ export type { CpuDeviceInfo, CudaDeviceInfo, CudaStatus, DeviceInfo, MemoryUsage
 export { cudaStatus, devices, getThreads, maxThreads, memoryUsage, setThreads, synchronize } from "./runtime/devices";
 export { addonCandidates, addonPath, loadAddon, platformPackageName } from "./runtime/native";
 export type { DeviceName, DType, RawArray, TensorOptions } from "./runtime/tensor";
-export { Tensor } from "./runtime/tensor";
+export { PendingRead, Tensor } from "./runtime/tensor";
 export type { ServerOptions } from "./serve";
 export { createServer } from "./serve";

@@ -91,8 +91,11 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
       for (const { member, chunk } of stepper.step()) yield { index: indexOf.get(member)!, chunk };
     }
   } finally {
-    // A step launched ahead holds a token no chunk gave: it comes back out of kept sequences.
-    stepper.settle();
-    if (o.releaseSequences) for (const { sequence } of prompts) sequence.dispose();
+    try {
+      // A step launched ahead holds a token no chunk gave: it comes back out of kept sequences.
+      stepper.settle();
+    } finally {
+      if (o.releaseSequences) for (const { sequence } of prompts) sequence.dispose();
+    }
   }
 }

@@ -118,7 +118,7 @@ interface AheadStep {
 export class GenerationStepper {
   private readonly members: StepperMember[] = [];
   private ahead: AheadStep | undefined;
-  /** Whether prefill work was queued behind the step launched ahead (step() then waits for it too). */
+  /** Whether prefill work was queued behind the step launched ahead (the next step() waits for it before it launches another). */
   private prefilledBehind = false;
 
   constructor(
@@ -205,6 +205,8 @@ export class GenerationStepper {
     let current = this.ahead;
     this.ahead = undefined;
     if (!current) {
+      // No step ran ahead for a prefill to be queued behind.
+      this.prefilledBehind = false;
       if (!this.launchesAhead(batch)) return this.stepNow(batch, t0);
       const launched = this.model.decoder.launchGreedy(
         batch.map((m) => m.sequence.seq),
@@ -213,19 +215,22 @@ export class GenerationStepper {
       current = { members: batch, launched, dropped: new Set() };
     }
     const members = current.members.filter((m) => !current.dropped.has(m));
-    const next = this.launchAfter(current, members);
-    let tokens: Int32Array;
+    let next: AheadStep | undefined, tokens: Int32Array;
     try {
+      // Prefill work queued behind the step is waited for before the next step is queued, as a
+      // step not launched ahead waits for the work queued before it: so that each call's chunks
+      // come after the work done since the last (a server's inter-token gaps stay even), not
+      // early in one call and late in the next.
+      if (this.prefilledBehind) synchronize(this.model.decoder.device);
+      this.prefilledBehind = false;
+      next = this.launchAfter(current, members);
       tokens = current.launched.tokens();
     } catch (err) {
+      // No chunk gives either step's token: both come back out of the sequences.
       next?.launched.undo();
+      current.launched.undo(members.map((m) => m.sequence.seq));
       throw err;
     }
-    // Prefill work queued behind the step is waited for here, as a step not launched ahead waits
-    // for the work queued before it: so that each call's chunks come after the work done since
-    // the last (a server's inter-token gaps stay even), not early in one call and late in the next.
-    if (this.prefilledBehind) synchronize(this.model.decoder.device);
-    this.prefilledBehind = false;
     this.ahead = next;
     this.count(members.length, t0);
     return current.members.flatMap((member, b) =>

@@ -1,5 +1,6 @@
 // The batched decode step over buffers of its shape: every index it reads sits in one i32
-// block, filled on the host and uploaded at once, and every activation has its own buffer. The
+// block, filled on the host and uploaded at once, and every activation has its own buffer (the
+// step's tokens are written over the block's ids, where a step launched ahead finds them). The
 // same step runs op by op (eager) or is recorded once into a CUDA graph and replayed
 // (decode-graph.ts): the graph is this step, not a copy of it.
 //
@@ -7,7 +8,7 @@
 //   ids [B] | positions [B] | slots [L, B] | seqLens [L, B] | pageTables_0 [B, W_0] | ... | pageTables_{L-1}
 // Each layer has its own width, so a ring layer's table is only as wide as its ring, not as wide
 // as the full layers'. fill() reports what changed since the buffers' previous fill: the first
-// 2B + 2LB elements, a row's new entries when its cache gained pages (a full cache gains one
+// 2B + 2LB elements (from B on when the ids stay as the last run wrote them), a row's new entries when its cache gained pages (a full cache gains one
 // every pageSize tokens), and a whole row when it holds another cache's pages, so a replayed
 // step uploads O(L · B) apart from rows that change hands.
 import * as kernels from "../kernels";

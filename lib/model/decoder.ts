@@ -5,7 +5,7 @@ import { type PagePool, PoolExhaustedError } from "../cache/page-pool";
 import type { ModelConfig } from "../checkpoint/config";
 import { checkTokenIds } from "../checkpoint/token-ids";
 import type { ModelWeights } from "../checkpoint/weights";
-import { type DeviceName, type DType, dtypeBytes, Tensor } from "../runtime/tensor";
+import { type DeviceName, type DType, dtypeBytes, type PendingRead, Tensor } from "../runtime/tensor";
 import { DecodeGraphs, type DecodeStats, type EagerReason } from "./decode-graph";
 import { StepBuffers, tableWidths } from "./decode-step";
 import { LaunchedStep, markCaches, rollBackStep } from "./launched-step";
@@ -259,16 +259,19 @@ export class Decoder {
     }
     const lengths = seqs.map((s) => s.length);
     const { buffers, replayed, marks } = this.runStep(seqs, hostIds);
-    const undo = { seqs, lengths, marks };
-    let launched: LaunchedStep;
-    if (replayed) launched = new LaunchedStep(undo, this.counts, replayed, buffers.tokens.readLater());
-    else {
-      try {
-        launched = new LaunchedStep(undo, this.counts, undefined, buffers.tokens.toArray() as Int32Array);
-      } finally {
-        buffers.dispose();
-      }
+    let tokens: PendingRead | Int32Array;
+    try {
+      tokens = replayed ? buffers.tokens.readLater() : (buffers.tokens.toArray() as Int32Array);
+    } catch (err) {
+      // The step ran, or is queued, but its tokens cannot come back: it is taken back out.
+      rollBackStep(seqs, marks);
+      for (const s of seqs) s.length -= 1;
+      this.lastLaunch = undefined;
+      throw err;
+    } finally {
+      if (!replayed) buffers.dispose();
     }
+    const launched = new LaunchedStep({ seqs, lengths, marks }, this.counts, replayed, tokens);
     this.lastLaunch = launched;
     return launched;
   }
@@ -300,6 +303,7 @@ export class Decoder {
   }
 
   dispose(): void {
+    this.lastLaunch = undefined;
     this.graphs?.dispose();
     this.parts.invFreq.dispose();
   }

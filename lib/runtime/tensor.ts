@@ -226,18 +226,25 @@ export class Tensor implements Disposable, AsyncDisposable {
 
 /** A copy to the host under way (Tensor.readLater); its buffer goes back once waited for or collected. */
 export class PendingRead {
-  private contents: RawArray<DType> | undefined;
+  private outcome: { contents: RawArray<DType> } | { error: unknown } | undefined;
 
   /** @internal use Tensor.readLater */
   constructor(private readonly read: NativeReadHandle) {}
 
   /**
-   * The contents, waiting for the copy if it has not landed yet; every call returns the same array.
+   * The contents, waiting for the copy if it has not landed yet; every call returns the same
+   * array, or throws the same error (a kernel ahead of the copy failed).
    * @example const ids = tokens.readLater().wait() as Int32Array;
    */
   wait(): RawArray<DType> {
-    this.contents ??= addon().finishRead(this.read);
-    return this.contents;
+    if (!this.outcome)
+      try {
+        this.outcome = { contents: addon().finishRead(this.read) };
+      } catch (error) {
+        this.outcome = { error };
+      }
+    if ("error" in this.outcome) throw this.outcome.error;
+    return this.outcome.contents;
   }
 }
 

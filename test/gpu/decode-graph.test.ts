@@ -157,8 +157,8 @@ describeGpu("reads that do not wait", () => {
         { device: "cuda:0" },
       ),
     );
-    // Queued behind the read: a device copy over the tensor, then enough kernels that the read
-    // would see them if it waited for the stream rather than for its own copy.
+    // Queued behind the read: a device copy over the tensor, which the read must not see, and
+    // kernels after it (that the read does not wait for them is measured, not tested: bench/README.md).
     const pending = t.readLater();
     t.copyFrom(src);
     const logits = scope.random(rng, [64, 32000], "bf16", "cuda:0").tensor;

@@ -7,7 +7,7 @@
 // CPU a launched step runs before launchGreedy returns ("always"), which checks the stepper's
 // bookkeeping; on CUDA the steps are replayed and really queued behind each other ("replayed").
 import * as path from "node:path";
-import { type DeviceName, loadModel, type Model } from "../../lib";
+import { type DeviceName, loadModel, type Model, Tensor } from "../../lib";
 import { generationLoop } from "../../lib/generate/loop";
 import { GenerationSequence } from "../../lib/generate/sequence";
 import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../../lib/generate/stepper";
@@ -118,6 +118,63 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     const stepped = (seq: Sequence) => ids.map((id) => model.decoder.step([seq], [id], "logits"));
     expect({ seed: rng.seed, logits: stepped(a[row]) }).toEqual({ seed: rng.seed, logits: stepped(c[row]) });
     for (const s of [...a, ...b, ...c]) s.dispose();
+  });
+
+  // Where a launched step's tokens come back from: a pending read of a replayed step's, the
+  // tokens of one run op by op.
+  const readback = mode === "replayed" ? "readLater" : "toArray";
+  const failOnce = () =>
+    jest.spyOn(Tensor.prototype, readback).mockImplementationOnce(() => {
+      throw new Error("injected: the tokens cannot come back");
+    });
+
+  test("a launched step whose tokens cannot come back leaves every sequence as it was", () => {
+    const [a, b] = copies(2, 2);
+    const held = a.map((s) => ({ length: s.length, pages: pages(s), kv: readableKv(model, s) }));
+    const used = model.pool.usedPages;
+    const first = randomIds(2);
+    const failing = failOnce();
+    try {
+      expect(() => model.decoder.launchGreedy(a, first)).toThrow(/injected/);
+    } finally {
+      failing.mockRestore();
+    }
+    expect(a.map((s) => ({ length: s.length, pages: pages(s), kv: readableKv(model, s) }))).toEqual(held);
+    expect(model.pool.usedPages).toBe(used);
+    // The next steps are those of the sequences that never saw it.
+    let launched = model.decoder.launchGreedy(a, first);
+    const next = model.decoder.launchGreedy(a, launched);
+    const got = [Array.from(launched.tokens())];
+    launched = next;
+    got.push(Array.from(launched.tokens()));
+    const want = [Array.from(model.decoder.step(b, first, "argmax"))];
+    want.push(Array.from(model.decoder.step(b, want[0], "argmax")));
+    expect({ seed: rng.seed, tokens: got }).toEqual({ seed: rng.seed, tokens: want });
+    expectTwins(a, b);
+    for (const s of [...a, ...b]) s.dispose();
+  });
+
+  test("a step launched ahead whose tokens cannot come back is left out, and the stepper goes on as one that does not launch ahead", () => {
+    const plan = drawSchedule(exactBatch);
+    for (const settings of plan.settings) settings.maxNewTokens = Math.max(settings.maxNewTokens, 4);
+    const want = runStepper("never", plan);
+    // The second read is that of the first step launched ahead.
+    const original = Tensor.prototype[readback] as (this: Tensor) => unknown;
+    let reads = 0;
+    const failing = jest.spyOn(Tensor.prototype, readback).mockImplementation(function (this: Tensor) {
+      if (++reads === 2) throw new Error("injected: the tokens cannot come back");
+      return original.call(this) as never;
+    });
+    let got: StepperRun;
+    try {
+      got = runStepper(mode, plan);
+    } finally {
+      failing.mockRestore();
+    }
+    expect(reads).toBeGreaterThan(2);
+    expect({ seed: rng.seed, chunks: got.chunks }).toEqual({ seed: rng.seed, chunks: want.chunks });
+    expectFed(got);
+    for (const m of [...want.members, ...got.members]) m.sequence.dispose();
   });
 
   test("a launched step's tokens go only to the next step over the same sequences", () => {
