@@ -10,7 +10,7 @@ import type { Model } from "../api/model";
 import { PoolExhaustedError } from "../cache/page-pool";
 import type { FinishReason, GenerateChunk } from "../generate/options";
 import { GenerationSequence } from "../generate/sequence";
-import { GenerationStepper, type MemberSettings, type StepperMember } from "../generate/stepper";
+import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../generate/stepper";
 import { keptFullLayers, type ResolvedHybrid } from "../hybrid/options";
 import { prefillPeakPages } from "../hybrid/planner";
 
@@ -25,6 +25,8 @@ export interface SchedulerOptions {
   stepTokens: number;
   /** Most sequences running at once. */
   maxRunning: number;
+  /** When decode steps are launched ahead (GenerationStepper's LaunchAhead; default "replayed"). */
+  launchAhead?: LaunchAhead;
 }
 
 /** A request to generate: its prompt ids, its stop rules and sampling, its hybrid options. */
@@ -95,7 +97,7 @@ export class Scheduler {
     private readonly options: SchedulerOptions,
     private readonly events: SchedulerEvents = {},
   ) {
-    this.stepper = new GenerationStepper(model, { releaseSequences: true });
+    this.stepper = new GenerationStepper(model, { releaseSequences: true, launchAhead: options.launchAhead });
   }
 
   /** Requests waiting for admission. */

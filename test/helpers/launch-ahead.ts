@@ -13,6 +13,7 @@ import { GenerationSequence } from "../../lib/generate/sequence";
 import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../../lib/generate/stepper";
 import { resolveHybrid } from "../../lib/hybrid/options";
 import type { Sequence } from "../../lib/model/sequence";
+import { Scheduler } from "../../lib/serve/scheduler";
 import { fixtureRoot } from "./fixtures";
 import { Random } from "./reference";
 import { cachedKv } from "./sessions";
@@ -156,9 +157,14 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
 
   test("a step launched ahead whose tokens cannot come back is left out, and the stepper goes on as one that does not launch ahead", () => {
     const plan = drawSchedule(exactBatch);
-    for (const settings of plan.settings) settings.maxNewTokens = Math.max(settings.maxNewTokens, 4);
+    // Nothing ends or leaves before the third token, so the second read is that of the first step launched ahead.
+    plan.removeAfter = plan.preemptAfter = 1000;
+    for (const settings of plan.settings) {
+      settings.maxNewTokens = Math.max(settings.maxNewTokens, 4);
+      settings.maxContext = 1024;
+      settings.stopAtEos = false;
+    }
     const want = runStepper("never", plan);
-    // The second read is that of the first step launched ahead.
     const original = Tensor.prototype[readback] as (this: Tensor) => unknown;
     let reads = 0;
     const failing = jest.spyOn(Tensor.prototype, readback).mockImplementation(function (this: Tensor) {
@@ -345,6 +351,88 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
       for (const m of [...stepper.active]) stepper.remove(m);
     }
   });
+
+  test("a scheduler launching steps ahead, under preemption and cancels: each request gets its own tokens, every page comes back", async () => {
+    // A pool of about two of these requests at their full length: admission lets more in than can
+    // finish together, so running sequences are preempted (with a step in flight) and resumed.
+    const small = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device, pageSize, kvCacheBytes: 60 * model.pool.pageBytes });
+    let preemptions = 0;
+    const scheduler = new Scheduler(
+      small,
+      { maxQueue: 16, stepTokens: 64, maxRunning: 8, launchAhead: mode },
+      { preempted: () => preemptions++ },
+    );
+    const hybrid = resolveHybrid({ mode: "off" }, small.config.layers);
+    try {
+      const requests = Array.from({ length: 6 }, (_, i) => ({
+        ids: randomIds(rng.int(16, 20)),
+        maxNewTokens: rng.int(40, 50),
+        cancelAfter: i < 2 ? rng.int(1, 30) : undefined,
+      }));
+      const results = await Promise.all(
+        requests.map(
+          (r) =>
+            new Promise<{ tokens: number[]; finish?: string; error?: Error }>((resolve) => {
+              const tokens: number[] = [];
+              const settings: MemberSettings = {
+                sampling: {},
+                maxNewTokens: r.maxNewTokens,
+                stop: [],
+                stopAtEos: false,
+                maxContext: 1024,
+                prefillChunk: 8,
+              };
+              const ticket = scheduler.submit({
+                ids: r.ids,
+                settings,
+                hybrid,
+                onChunk: (chunk) => {
+                  tokens.push(...chunk.tokens);
+                  if (chunk.finishReason) resolve({ tokens, finish: chunk.finishReason });
+                  // As the server cancels a request whose client went away: between turns.
+                  else if (tokens.length === r.cancelAfter)
+                    setImmediate(() => {
+                      ticket.cancel();
+                      resolve({ tokens });
+                    });
+                },
+                onError: (error) => resolve({ tokens, error }),
+              });
+            }),
+        ),
+      );
+      expect(preemptions).toBeGreaterThan(0);
+      results.forEach((got, i) => {
+        const r = requests[i];
+        expect({ request: i, error: got.error?.message }).toEqual({ request: i, error: undefined });
+        if (r.cancelAfter === undefined)
+          expect({ request: i, finish: got.finish, count: got.tokens.length }).toEqual({
+            request: i,
+            finish: "length",
+            count: r.maxNewTokens,
+          });
+        else expect(got.tokens.length).toBeGreaterThanOrEqual(r.cancelAfter);
+        // On the CPU a row's bits do not depend on its batch: each request's tokens are those it generates alone.
+        if (mode === "always")
+          expect({ request: i, tokens: got.tokens }).toEqual({ request: i, tokens: aloneTokens(r.ids, got.tokens.length) });
+      });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(small.pool.usedPages).toBe(0);
+    } finally {
+      scheduler.close();
+      await small.dispose();
+    }
+  });
+
+  /** The first `count` greedy tokens of `ids` generated alone. */
+  function aloneTokens(ids: readonly number[], count: number): number[] {
+    const stepper = new GenerationStepper(model, { releaseSequences: true, launchAhead: "never" });
+    const settings: MemberSettings = { sampling: {}, maxNewTokens: count, stop: [], stopAtEos: false, maxContext: 1024, prefillChunk: 8 };
+    const member = stepper.admit(new GenerationSequence(model.decoder, resolveHybrid({ mode: "off" }, model.config.layers)), ids, settings);
+    const tokens = [...(stepper.prefill(member).chunk?.tokens ?? [])];
+    while (stepper.decoding.length) for (const { chunk } of stepper.step()) tokens.push(...chunk.tokens);
+    return tokens;
+  }
 
   test("a generation left early keeps in its sequence only the tokens its chunks gave", async () => {
     const prompt = randomIds(rng.int(3, 4 * pageSize));
