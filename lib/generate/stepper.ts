@@ -223,7 +223,7 @@ export class GenerationStepper {
       // early in one call and late in the next.
       if (this.prefilledBehind) synchronize(this.model.decoder.device);
       this.prefilledBehind = false;
-      next = this.launchAfter(current, members);
+      next = this.launchAfter(current, members, batch);
       tokens = current.launched.tokens();
     } catch (err) {
       // No chunk gives either step's token: both come back out of the sequences.
@@ -292,14 +292,13 @@ export class GenerationStepper {
 
   /**
    * The step after `current`, launched now over the same `members` with current's tokens taken
-   * on the device: unless members joined or left, one of them surely ends with current's token
+   * on the device: unless members joined or left (`decoding` is who decodes now), one of them surely ends with current's token
    * (maxNewTokens, maxContext), or a prompt is being prefilled beside them (its sequence would
    * come in while the step runs and wait for the one after it). A launch that fails leaves
    * nothing changed, and the next step() runs in the ordinary way, reporting the error if it
    * comes again.
    */
-  private launchAfter(current: AheadStep, members: StepperMember[]): AheadStep | undefined {
-    const decoding = this.decoding;
+  private launchAfter(current: AheadStep, members: StepperMember[], decoding: readonly StepperMember[]): AheadStep | undefined {
     if (members.length !== decoding.length || members.some((m, b) => m !== decoding[b]) || !this.launchesAhead(members)) return undefined;
     if (members.some((m) => m.generated + 1 >= m.settings.maxNewTokens || m.sequence.length + 1 > m.settings.maxContext)) return undefined;
     if (this.members.some((m) => m.prefilling)) return undefined;
@@ -316,10 +315,16 @@ export class GenerationStepper {
     }
   }
 
+  /** Whether the step launched ahead holds a token of `member`'s. */
+  private aheadHolds(member: StepperMember): boolean {
+    const ahead = this.ahead;
+    return ahead?.members.includes(member) === true && !ahead.dropped.has(member);
+  }
+
   /** Takes a step launched ahead back out of `member` as it leaves. */
   private takeBack(member: StepperMember): void {
     const ahead = this.ahead;
-    if (!ahead?.members.includes(member) || ahead.dropped.has(member)) return;
+    if (!ahead || !this.aheadHolds(member)) return;
     ahead.launched.undo([member.sequence.seq]);
     ahead.dropped.add(member);
     if (ahead.members.every((m) => ahead.dropped.has(m))) this.ahead = undefined;
@@ -388,7 +393,7 @@ export class GenerationStepper {
     const { text, stopped } = m.stream.push(next);
     if (stopped) return { text, tokens: [next], finishReason: "stop" };
     // The tokens its sequence holds before a step launched ahead, which already holds `next`.
-    const held = m.sequence.length - (this.ahead?.members.includes(m) && !this.ahead.dropped.has(m) ? 1 : 0);
+    const held = m.sequence.length - (this.aheadHolds(m) ? 1 : 0);
     const finishReason: FinishReason | undefined =
       m.generated === o.maxNewTokens ? "length" : held + 1 > o.maxContext ? "context" : undefined;
     return finishReason ? { text: text + m.stream.flush(), tokens: [next], finishReason } : { text, tokens: [next] };

@@ -28,16 +28,11 @@ struct ReadHandle {
   bool finished = false;
 };
 
-Napi::Value typedArray(Napi::Env env, const void* bytes, size_t length, DType dtype) {
+// The read's bytes as the dtype's TypedArray, in memory JS owns.
+Napi::Value contentsOf(Napi::Env env, const void* bytes, size_t length, DType dtype) {
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, length);
   if (length > 0) std::memcpy(buffer.Data(), bytes, length);
-  const napi_typedarray_type type = dtype == DType::F32   ? napi_float32_array
-                                    : dtype == DType::I32 ? napi_int32_array
-                                                          : napi_uint16_array;
-  napi_value result;
-  NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, type, length / dtypeSize(dtype), buffer, 0, &result),
-                       Napi::Value());
-  return Napi::Value(env, result);
+  return typedArrayOver(env, buffer, dtype);
 }
 
 // startRead(tensor): a handle to the read (an External).
@@ -73,13 +68,13 @@ Napi::Value FinishRead(const Napi::CallbackInfo& info) {
   ReadHandle* read = info[0].As<Napi::External<ReadHandle>>().Data();
   if (read->finished) throw Error("finishRead: this read was already finished; start another");
   read->finished = true;
-  if (read->pending == nullptr) return typedArray(info.Env(), read->copied.data(), read->bytes, read->dtype);
+  if (read->pending == nullptr) return contentsOf(info.Env(), read->copied.data(), read->bytes, read->dtype);
   cuda::PendingRead* pending = read->pending;
   read->pending = nullptr;
   Napi::Value result;
   try {
     cuda::finishRead(pending,
-                     [&](const void* host) { result = typedArray(info.Env(), host, read->bytes, read->dtype); });
+                     [&](const void* host) { result = contentsOf(info.Env(), host, read->bytes, read->dtype); });
   } catch (...) {
     cuda::dropRead(pending);
     throw;

@@ -14,12 +14,6 @@
 
 namespace lt::addon {
 
-namespace {
-Napi::FunctionReference* constructorRef(Napi::Env env) {
-  return env.GetInstanceData<Napi::FunctionReference>();
-}
-
-// The TypedArray type that holds each dtype's raw bits (16-bit floats as Uint16Array).
 napi_typedarray_type rawArrayType(DType t) {
   switch (t) {
     case DType::F32:
@@ -36,6 +30,11 @@ Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t) {
   size_t count = buffer.ByteLength() / dtypeSize(t);
   NAPI_THROW_IF_FAILED(env, napi_create_typedarray(env, rawArrayType(t), count, buffer, 0, &result), Napi::Value());
   return Napi::Value(env, result);
+}
+
+namespace {
+Napi::FunctionReference* constructorRef(Napi::Env env) {
+  return env.GetInstanceData<Napi::FunctionReference>();
 }
 
 // A JS array of dimensions as a Shape: integers >= 1 with at most kMaxElements in all (checked

@@ -78,6 +78,11 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   std::vector<int32_t> shadow_;
 };
 
+// The TypedArray type that holds each dtype's raw bits (16-bit floats as Uint16Array), and such
+// an array over `buffer`: what reads of a tensor's contents return.
+napi_typedarray_type rawArrayType(DType t);
+Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t);
+
 // Parses "cpu", "cuda" or "cuda:N"; throws lt::Error on anything else.
 Device parseDevice(const std::string& name);
 // Parses "f32", "f16", "bf16" or "i32"; throws lt::Error on anything else.

@@ -340,7 +340,6 @@ void giveBackSlot(int device, ReadSlot slot) {
 
 struct PendingRead {
   int device = 0;
-  size_t bytes = 0;
   ReadSlot slot;
 };
 
@@ -376,7 +375,7 @@ PendingRead* startRead(int device, const void* src, size_t bytes) {
     giveBackSlot(device, slot);
     throw;
   }
-  return new PendingRead{device, bytes, slot};
+  return new PendingRead{device, slot};
 }
 
 void finishRead(PendingRead* read, const std::function<void(const void* host)>& consume) {

@@ -16,18 +16,13 @@ import type { Sequence } from "../../lib/model/sequence";
 import { Scheduler } from "../../lib/serve/scheduler";
 import { fixtureRoot } from "./fixtures";
 import { Random } from "./reference";
-import { cachedKv } from "./sessions";
+import { readableKv } from "./sessions";
 
 const rng = new Random();
 const pageSize = 4;
 // llama-tiny has 3 layers; layer 1 is a ring of 6 slots from the start in the decoder tests.
 const ringLayer = 1;
 const ring = { sink: 1, window: 5 };
-
-/** The keys and values of every position a later step of `seq` can read (step-rollback.ts says why). */
-function readableKv(model: Model, seq: Sequence): Float32Array[] {
-  return cachedKv(model, seq, (cache, p) => cache.kind === "full" || p < cache.sink || p > seq.length - cache.window);
-}
 
 /** Registers the launch-ahead tests for llama-tiny on `device`, with steps launched ahead as `mode` says. */
 export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, "never">): void {
@@ -55,6 +50,17 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     return sides;
   }
   const pages = (seq: Sequence) => seq.caches.map((c) => c.pageTable.length);
+  /** A sequence of llama-tiny without hybrid layers, as the stepper takes it. */
+  const plainSequence = () => new GenerationSequence(model.decoder, resolveHybrid({ mode: "off" }, model.config.layers));
+  /** Greedy settings that end only at `maxNewTokens`. */
+  const greedy = (maxNewTokens: number, prefillChunk = 8): MemberSettings => ({
+    sampling: {},
+    maxNewTokens,
+    stop: [],
+    stopAtEos: false,
+    maxContext: 1024,
+    prefillChunk,
+  });
 
   const expectTwins = (a: Sequence[], b: Sequence[]) =>
     a.forEach((seq, i) => {
@@ -223,8 +229,7 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
 
   function runStepper(launchAhead: LaunchAhead, plan: Schedule): StepperRun {
     const stepper = new GenerationStepper(model, { releaseSequences: false, launchAhead });
-    const hybrid = resolveHybrid({ mode: "off" }, model.config.layers);
-    const members = plan.prompts.map((ids, i) => stepper.admit(new GenerationSequence(model.decoder, hybrid), ids, plan.settings[i]));
+    const members = plan.prompts.map((ids, i) => stepper.admit(plainSequence(), ids, plan.settings[i]));
     const chunks: string[][] = members.map(() => []);
     const record = (m: StepperMember, chunk: unknown) => chunks[members.indexOf(m)].push(JSON.stringify(chunk));
     for (const m of members) record(m, stepper.prefill(m).chunk);
@@ -326,9 +331,7 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
 
   test("a member whose prompt is prefilled beside a decoding one joins the very next step", () => {
     const stepper = new GenerationStepper(model, { releaseSequences: true, launchAhead: mode });
-    const hybrid = resolveHybrid({ mode: "off" }, model.config.layers);
-    const settings: MemberSettings = { sampling: {}, maxNewTokens: 32, stop: [], stopAtEos: false, maxContext: 1024, prefillChunk: 4 };
-    const admit = (tokens: number) => stepper.admit(new GenerationSequence(model.decoder, hybrid), randomIds(tokens), settings);
+    const admit = (tokens: number) => stepper.admit(plainSequence(), randomIds(tokens), greedy(32, 4));
     const a = admit(rng.int(3, 12));
     stepper.prefill(a);
     const launches = jest.spyOn(model.decoder, "launchGreedy");
@@ -374,17 +377,9 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
           (r) =>
             new Promise<{ tokens: number[]; finish?: string; error?: Error }>((resolve) => {
               const tokens: number[] = [];
-              const settings: MemberSettings = {
-                sampling: {},
-                maxNewTokens: r.maxNewTokens,
-                stop: [],
-                stopAtEos: false,
-                maxContext: 1024,
-                prefillChunk: 8,
-              };
               const ticket = scheduler.submit({
                 ids: r.ids,
-                settings,
+                settings: greedy(r.maxNewTokens),
                 hybrid,
                 onChunk: (chunk) => {
                   tokens.push(...chunk.tokens);
@@ -427,8 +422,7 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
   /** The first `count` greedy tokens of `ids` generated alone. */
   function aloneTokens(ids: readonly number[], count: number): number[] {
     const stepper = new GenerationStepper(model, { releaseSequences: true, launchAhead: "never" });
-    const settings: MemberSettings = { sampling: {}, maxNewTokens: count, stop: [], stopAtEos: false, maxContext: 1024, prefillChunk: 8 };
-    const member = stepper.admit(new GenerationSequence(model.decoder, resolveHybrid({ mode: "off" }, model.config.layers)), ids, settings);
+    const member = stepper.admit(plainSequence(), ids, greedy(count));
     const tokens = [...(stepper.prefill(member).chunk?.tokens ?? [])];
     while (stepper.decoding.length) for (const { chunk } of stepper.step()) tokens.push(...chunk.tokens);
     return tokens;
@@ -437,19 +431,13 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
   test("a generation left early keeps in its sequence only the tokens its chunks gave", async () => {
     const prompt = randomIds(rng.int(3, 4 * pageSize));
     const stopAfter = rng.int(1, 10);
-    const hybrid = resolveHybrid({ mode: "off" }, model.config.layers);
     const generate = async (launchAhead: LaunchAhead) => {
-      const sequence = new GenerationSequence(model.decoder, hybrid);
+      const sequence = plainSequence();
       const tokens: number[] = [];
       const loop = generationLoop(model, [{ sequence, ids: prompt }], {
-        sampling: {},
-        maxNewTokens: 64,
-        stop: [],
-        stopAtEos: false,
+        ...greedy(64, 16),
         logprobs: undefined,
         signal: undefined,
-        maxContext: 1024,
-        prefillChunk: 16,
         owner: { name: "session", isLive: () => true },
         releaseSequences: false,
         launchAhead,

@@ -41,3 +41,12 @@ export function cachedKv(model: Model, seq: Sequence, keep: (cache: LayerCache, 
     return held;
   });
 }
+
+/**
+ * The keys and values of every position a later step or prefill of `seq` can read: all of a full
+ * cache's, and of a ring's those it still holds once one more token comes (a step appends before
+ * it attends, so the position that token evicts is never read again).
+ */
+export function readableKv(model: Model, seq: Sequence): Float32Array[] {
+  return cachedKv(model, seq, (cache, p) => cache.kind === "full" || p < cache.sink || p > seq.length - cache.window);
+}

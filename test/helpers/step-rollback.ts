@@ -9,22 +9,13 @@ import type { Sequence, SequenceHooks } from "../../lib/model/sequence";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureRoot } from "./fixtures";
 import { Random } from "./reference";
-import { cachedKv } from "./sessions";
+import { readableKv } from "./sessions";
 
 const rng = new Random();
 // llama-tiny has 3 layers; layer 1 is a ring of 6 slots from the start.
 const ringLayer = 1;
 const ring = { sink: 1, window: 5 };
 const pageSize = 4;
-
-/**
- * The keys and values of every position a later step or prefill of `seq` can read: all of a full
- * cache's, and of a ring's those it still holds once one more token comes (a step appends before
- * it attends, so the position that token evicts is never read again).
- */
-function readableKv(model: Model, seq: Sequence): Float32Array[] {
-  return cachedKv(model, seq, (cache, p) => cache.kind === "full" || p < cache.sink || p > seq.length - cache.window);
-}
 
 /** Registers the failed-step tests for llama-tiny on `device`. */
 export function stepRollbackTests(device: DeviceName): void {
