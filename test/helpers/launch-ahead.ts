@@ -237,8 +237,6 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
       preempted = false;
     for (let step = 0; stepper.decoding.length || waiting; step++) {
       if (step > 64) throw new Error("the stepper did not end");
-      const removed = members[plan.removed];
-      if (removed.running && removed.generated >= plan.removeAfter) stepper.remove(removed);
       const preempting = members[plan.preempted];
       if (!preempted && preempting.running && preempting.generated >= plan.preemptAfter) {
         stepper.preempt(preempting);
@@ -250,6 +248,9 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
         record(waiting.member, stepper.prefill(waiting.member).chunk);
         waiting = undefined;
       }
+      // After a readmission, whose prefill's chunk may be the one that reaches removeAfter.
+      const removed = members[plan.removed];
+      if (removed.running && removed.generated >= plan.removeAfter) stepper.remove(removed);
       for (const { member, chunk } of stepper.step()) record(member, chunk);
     }
     stepper.settle();
