@@ -34,9 +34,15 @@ export interface ScheduledRequest {
   ids: readonly number[];
   settings: MemberSettings;
   hybrid: ResolvedHybrid;
-  /** Each chunk as it is made (the last one has a finishReason). */
+  /**
+   * Each chunk as it is made (the last one has a finishReason). What it throws ends this request
+   * alone, through onError (also after the last chunk); the others go on.
+   */
   onChunk(chunk: GenerateChunk): void;
-  /** The request failed (its chunks so far stand); it is over. */
+  /**
+   * The request failed (its chunks so far stand); it is over. What it throws is reported as a
+   * process warning, not to the other requests.
+   */
   onError(err: Error): void;
 }
 
@@ -319,7 +325,16 @@ export class Scheduler {
       entry.done = true;
       this.drop(entry);
     }
-    entry.request.onChunk(chunk);
+    try {
+      entry.request.onChunk(chunk);
+    } catch (err) {
+      // A fault in one request's own callback: that request ends, the batch goes on.
+      if (!entry.done) {
+        entry.done = true;
+        this.drop(entry);
+      }
+      this.reportError(entry, err as Error);
+    }
   }
 
   private end(entry: Entry, reason: FinishReason): void {
@@ -331,6 +346,15 @@ export class Scheduler {
     if (entry.done) return;
     entry.done = true;
     this.drop(entry);
-    entry.request.onError(err);
+    this.reportError(entry, err);
+  }
+
+  /** Calls the request's onError; a throw from it would otherwise fail every other request, or leave the loop. */
+  private reportError(entry: Entry, err: Error): void {
+    try {
+      entry.request.onError(err);
+    } catch (callbackErr) {
+      process.emitWarning(callbackErr as Error);
+    }
   }
 }
