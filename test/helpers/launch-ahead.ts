@@ -12,6 +12,7 @@ import { generationLoop } from "../../lib/generate/loop";
 import { GenerationSequence } from "../../lib/generate/sequence";
 import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../../lib/generate/stepper";
 import { resolveHybrid } from "../../lib/hybrid/options";
+import { LaunchedStep } from "../../lib/model/launched-step";
 import type { Sequence } from "../../lib/model/sequence";
 import { Scheduler } from "../../lib/serve/scheduler";
 import { fixtureRoot } from "./fixtures";
@@ -184,6 +185,41 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
       failing.mockRestore();
     }
     expect(reads).toBeGreaterThan(2);
+    expect({ seed: rng.seed, chunks: got.chunks }).toEqual({ seed: rng.seed, chunks: want.chunks });
+    expectFed(got);
+    for (const m of [...want.members, ...got.members]) m.sequence.dispose();
+  });
+
+  test("a member preempted while a launched step holds its token goes on as one preempted in a stepper that does not launch ahead", () => {
+    const plan = drawSchedule(exactBatch);
+    // Nobody ends or leaves early, so from the second step on a step is always in flight.
+    plan.removeAfter = 1000;
+    plan.preemptAfter = rng.int(3, 6);
+    for (const settings of plan.settings) {
+      settings.maxNewTokens = rng.int(plan.preemptAfter + 3, 14);
+      settings.maxContext = 1024;
+      settings.stopAtEos = false;
+    }
+    const want = runStepper("never", plan);
+    const undos = jest.spyOn(LaunchedStep.prototype, "undo");
+    // The sequence the member held when it was preempted (restarting gives it a new one).
+    const preempted: Sequence[] = [];
+    const preempt = GenerationStepper.prototype.preempt;
+    const preempts = jest.spyOn(GenerationStepper.prototype, "preempt").mockImplementation(function (this: GenerationStepper, member) {
+      preempted.push(member.sequence.seq);
+      preempt.call(this, member);
+    });
+    let got: StepperRun, undone: Array<readonly Sequence[] | undefined>;
+    try {
+      got = runStepper(mode, plan);
+      undone = undos.mock.calls.map(([seqs]) => seqs);
+    } finally {
+      undos.mockRestore();
+      preempts.mockRestore();
+    }
+    // The preemption took a launched step's token back out of the member's sequence.
+    expect(preempted).toHaveLength(1);
+    expect(undone.some((seqs) => seqs?.length === 1 && seqs[0] === preempted[0])).toBe(true);
     expect({ seed: rng.seed, chunks: got.chunks }).toEqual({ seed: rng.seed, chunks: want.chunks });
     expectFed(got);
     for (const m of [...want.members, ...got.members]) m.sequence.dispose();
