@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { cudaStatus, devices, loadAddon, memoryUsage, synchronize, Tensor } from "../lib";
+import { addon, type NativeGraphHandle, type NativeReadHandle } from "../lib/runtime/native";
 import { collectGarbage } from "./helpers/gc";
 import { Random, roundTo } from "./helpers/reference";
 
@@ -119,6 +120,23 @@ describe("Tensor", () => {
     expect(pending.wait()).toBe(pending.wait());
     t.dispose();
     expect(() => t.readLater()).toThrow(/disposed tensor/);
+  });
+
+  test("the addon tells a read handle from other values: a graph call given one is an error, not a crash", () => {
+    const t = Tensor.from(
+      Int32Array.from({ length: 7 }, () => rng.int(-1e9, 1e9)),
+      [7],
+    );
+    const read = addon().startRead(t.handle);
+    // Cast: the typed signature accepts graph handles only; the addon must check what it gets anyway.
+    const asGraph = read as unknown as NativeGraphHandle;
+    expect(() => addon().graphLaunch(asGraph, new Int32Array(4))).toThrow(/graphLaunch: expected a graph handle \(from captureEnd\)/);
+    expect(() => addon().graphDispose(asGraph)).toThrow(/graphDispose: expected a graph handle \(from captureEnd\)/);
+    const notRead = {} as unknown as NativeReadHandle;
+    expect(() => addon().finishRead(notRead)).toThrow(/finishRead: expected a read handle \(from startRead\)/);
+    // The read itself is untouched by the refusals.
+    expect(Array.from(addon().finishRead(read))).toEqual(Array.from(t.toArray()));
+    t.dispose();
   });
 
   test("using a disposed tensor throws", () => {

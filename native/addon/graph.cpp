@@ -74,9 +74,20 @@ void release(GraphHandle* g) {
   g->recording.checks.clear();
 }
 
+// Marks the Externals that hold a GraphHandle, so that another handle (a pending read's) passed
+// where a graph is expected is refused rather than read as one.
+constexpr napi_type_tag kGraphHandleTag = {0x4c54'6772'6170'6801ULL, 0x8e3b'1f6d'52a9'c407ULL};
+
+// The graph handle in info[0]; throws naming `op` for anything else.
+GraphHandle* taggedHandle(const Napi::CallbackInfo& info, const char* op) {
+  if (info.Length() < 1 || !info[0].IsExternal() ||
+      !info[0].As<Napi::External<GraphHandle>>().CheckTypeTag(&kGraphHandleTag))
+    throw Error(std::string(op) + ": expected a graph handle (from captureEnd)");
+  return info[0].As<Napi::External<GraphHandle>>().Data();
+}
+
 GraphHandle* handleOf(const Napi::CallbackInfo& info, const char* op) {
-  if (info.Length() < 1 || !info[0].IsExternal()) throw Error(std::string(op) + ": expected a graph handle");
-  GraphHandle* g = info[0].As<Napi::External<GraphHandle>>().Data();
+  GraphHandle* g = taggedHandle(info, op);
   if (g->graph == nullptr) throw Error(std::string(op) + ": this graph was disposed; capture a new one");
   return g;
 }
@@ -121,10 +132,12 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   }
   cuda::Graph* graph = cuda::endCapture(device.index);
   auto* handle = new GraphHandle{std::move(*rec), graph};
-  return Napi::External<GraphHandle>::New(info.Env(), handle, [](Napi::Env, GraphHandle* g) {
+  auto external = Napi::External<GraphHandle>::New(info.Env(), handle, [](Napi::Env, GraphHandle* g) {
     release(g);
     delete g;
   });
+  external.TypeTag(&kGraphHandleTag);
+  return external;
 }
 
 // graphLaunch(handle, data: Int32Array, changed?: Int32Array): runs the recorded bounds checks,
@@ -210,8 +223,7 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
 
 // graphDispose(handle): frees the graph now (waiting for its last replay); safe to call twice.
 Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) throw Error("graphDispose: expected a graph handle");
-  release(info[0].As<Napi::External<GraphHandle>>().Data());
+  release(taggedHandle(info, "graphDispose"));
   return info.Env().Undefined();
 }
 

@@ -28,6 +28,10 @@ struct ReadHandle {
   bool finished = false;
 };
 
+// Marks the Externals that hold a ReadHandle, so that another handle (a graph's) passed where a
+// read is expected is refused rather than read as one.
+constexpr napi_type_tag kReadHandleTag = {0x4c54'7265'6164'6801ULL, 0x27c4'9a0e'b361'f5d8ULL};
+
 // The read's bytes as the dtype's TypedArray, in memory JS owns.
 Napi::Value contentsOf(Napi::Env env, const void* bytes, size_t length, DType dtype) {
   Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, length);
@@ -56,15 +60,19 @@ Napi::Value StartRead(const Napi::CallbackInfo& info) {
                   std::to_string(cuda::kMaxPendingReadBytes) + " a pending read takes; use toArray()");
     read->pending = cuda::startRead(device.index, t->data(), read->bytes);
   }
-  return Napi::External<ReadHandle>::New(info.Env(), read.release(), [](Napi::Env, ReadHandle* r) {
+  auto external = Napi::External<ReadHandle>::New(info.Env(), read.release(), [](Napi::Env, ReadHandle* r) {
     cuda::dropRead(r->pending);
     delete r;
   });
+  external.TypeTag(&kReadHandleTag);
+  return external;
 }
 
 // finishRead(handle): the contents, once the copy has landed; a handle is finished once.
 Napi::Value FinishRead(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsExternal()) throw Error("finishRead: expected a read handle");
+  if (info.Length() < 1 || !info[0].IsExternal() ||
+      !info[0].As<Napi::External<ReadHandle>>().CheckTypeTag(&kReadHandleTag))
+    throw Error("finishRead: expected a read handle (from startRead)");
   ReadHandle* read = info[0].As<Napi::External<ReadHandle>>().Data();
   if (read->finished) throw Error("finishRead: this read was already finished; start another");
   read->finished = true;

@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { cudaStatus, kernels, loadModel, memoryUsage, synchronize, Tensor } from "../../lib";
 import type { Sequence } from "../../lib/model/sequence";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
+import { addon, type NativeReadHandle } from "../../lib/runtime/native";
 import { fixtureModels, fixtureRoot, prefilledSequences, readReference } from "../helpers/fixtures";
 import { describeWithCuda, relError } from "../helpers/gpu";
 import { Random } from "../helpers/reference";
@@ -165,6 +166,25 @@ describeGpu("reads that do not wait", () => {
     for (let i = 0; i < 20; i++) scope.add(kernels.argmax({ logits }));
     expect(Array.from(pending.wait())).toEqual(Array.from(first));
     expect(Array.from(t.toArray())).toEqual(Array.from(src.toArray()));
+  });
+
+  test("a graph handle given where a read handle goes is an error, not a crash", () => {
+    const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
+    const out = scope.add(Tensor.empty([2, 16], "bf16", "cuda:0"));
+    const block = scope.add(Tensor.empty([2], "i32", "cuda:0"));
+    const graph = CudaGraph.capture(block, () => kernels.embedding({ ids: block, table, out }));
+    try {
+      // The native handle inside CudaGraph, as the addon's own callers hold it.
+      const handle = (graph as unknown as { handle: NativeReadHandle }).handle;
+      expect(() => addon().finishRead(handle)).toThrow(/finishRead: expected a read handle \(from startRead\)/);
+      // The graph is untouched by the refusal.
+      const ids = [rng.int(0, 9), rng.int(0, 9)];
+      graph.launch(Int32Array.from(ids));
+      const rows = table.toFloat32Array();
+      expect(Array.from(out.toFloat32Array())).toEqual(ids.flatMap((r) => Array.from(rows.subarray(r * 16, r * 16 + 16))));
+    } finally {
+      graph.dispose();
+    }
   });
 
   test("synchronize returns after the work queued before it, and refuses a capture in progress", () => {
