@@ -22,13 +22,16 @@ export class TextStream {
     this.ids.push(id);
     if (!this.tokenizer) return { text: "", stopped: false };
     const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    // The text ends where the first stop string found begins, whichever of them it is.
+    let at = -1;
     for (const s of this.stops) {
-      const at = full.indexOf(s);
-      if (at >= 0) {
-        const text = full.slice(this.emitted, Math.max(at, this.emitted));
-        this.emitted = full.length;
-        return { text, stopped: true };
-      }
+      const found = full.indexOf(s);
+      if (found >= 0 && (at < 0 || found < at)) at = found;
+    }
+    if (at >= 0) {
+      const text = full.slice(this.emitted, Math.max(at, this.emitted));
+      this.emitted = full.length;
+      return { text, stopped: true };
     }
     // Hold back an incomplete character, a space the tokenizer's clean-up may still drop (it
     // removes the space before punctuation and contractions, " ," → "," or " n't" → "n't", once
