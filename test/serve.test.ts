@@ -380,6 +380,36 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test("close() ends what still runs with 503 rather than waiting for it: a stream's last event and a whole answer; every page comes back", async () => {
+    const server = await start();
+    const body = (ids: number[], stream: boolean) =>
+      JSON.stringify({ model: modelName, prompt: ids, max_tokens: 4000, temperature: 0, stream, lighttransfer: { ignore_eos: true } });
+    const streamed = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: body(randomIds(rng.int(4, 16)), true),
+    });
+    const whole = post(server.url, "/v1/completions", JSON.parse(body(randomIds(rng.int(4, 16)), false)));
+    while ((await metric(server.url, "lighttransfer_running_sequences")) < 2) await new Promise((r) => setTimeout(r, 5));
+    await server.close();
+    // Had close() waited for them, both would have ended with their 4000 tokens and a 200.
+    const answer = await whole;
+    expect({ status: answer.status, code: answer.body.error?.code, type: answer.body.error?.type }).toEqual({
+      status: 503,
+      code: "server_shutdown",
+      type: "server_error",
+    });
+    const events = (await streamed.text())
+      .split("\n\n")
+      .filter((e) => e)
+      .map((e) => e.replace(/^data: /, ""));
+    expect(streamed.status).toBe(200);
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(events.at(-2) ?? "{}").error?.code).toBe("server_shutdown");
+    expect(events.length).toBeLessThan(4000);
+    await poolEmpties();
+  });
+
   test("malformed requests get their status and an OpenAI error body, and the server stays up", async () => {
     await withServer(
       async (server) => {

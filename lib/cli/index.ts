@@ -148,7 +148,7 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
     process.stderr.write(
       `serving ${o.model} on ${url} (${model.device}, KV pool ${model.pool.numPages} pages of ${model.pool.pageSize} tokens, hybrid ${hybrid.mode})\n`,
     );
-    // Ctrl-C (or SIGTERM) stops listening, cancels what runs and frees the model.
+    // Ctrl-C (or SIGTERM) ends what runs (503), stops listening and frees the model.
     const stop = async () => {
       await server.close();
       await model.dispose();

@@ -9,7 +9,8 @@ export type { ServerOptions } from "./server";
 /**
  * An OpenAI-compatible HTTP server over `model`: a fastify instance, not yet listening. Requests
  * name the model by `modelName`; per-request hybrid options go in the `lighttransfer` extension
- * field. close() cancels what is running and frees its pages; the model stays loaded.
+ * field. close() ends what is still running (503 "server_shutdown", its pages freed) and stops
+ * listening; the model stays loaded.
  * @example
  * const model = await loadModel("./Llama-3.1-8B-Instruct");
  * const server = await createServer(model, { modelName: "llama", hybrid: { mode: "auto", fullLayers: 0.5 } });

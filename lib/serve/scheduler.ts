@@ -70,6 +70,14 @@ export class QueueFullError extends Error {
   }
 }
 
+/** Given to onError of every request still waiting or running when the scheduler closes. */
+export class SchedulerClosedError extends Error {
+  constructor() {
+    super("the server is shutting down: this request was stopped before it finished; send it again to another server");
+    this.name = "SchedulerClosedError";
+  }
+}
+
 /** A submitted request: cancel() ends it, freeing its pages, without another callback. */
 export interface Ticket {
   cancel(): void;
@@ -154,10 +162,15 @@ export class Scheduler {
     return { cancel: () => this.cancel(entry) };
   }
 
-  /** Cancels every request (without callbacks) and admits no more. */
+  /**
+   * Ends every request waiting or running, each through its onError with a SchedulerClosedError
+   * (its pages freed first), and admits no more. Calling it again does nothing.
+   */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
-    for (const entry of [...this.waiting, ...this.running]) this.cancel(entry);
+    const err = new SchedulerClosedError();
+    for (const entry of [...this.waiting, ...this.running]) this.fail(entry, err);
   }
 
   private cancel(entry: Entry): void {

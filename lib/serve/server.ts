@@ -23,7 +23,7 @@ import {
   usage,
   wireLogprobs,
 } from "./openai";
-import { QueueFullError, Scheduler, type SchedulerEvents } from "./scheduler";
+import { QueueFullError, Scheduler, SchedulerClosedError, type SchedulerEvents } from "./scheduler";
 import { type ChatBody, type CompletionBody, chatBody, completionBody } from "./schemas";
 
 export interface ServerOptions {
@@ -112,7 +112,9 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     // Types as sent: "max_tokens": "5" is a 400, not 5.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
-  app.addHook("onClose", async () => scheduler.close());
+  // Before the listener closes, which waits for every open connection: the requests still
+  // running end now (503), so that close() does not wait for them to generate to their end.
+  app.addHook("preClose", async () => scheduler.close());
   app.setErrorHandler((error: FastifyError, _request, reply) => {
     const api =
       error instanceof ApiError
@@ -236,6 +238,16 @@ class RequestRun {
     this.metrics.requests.inc({ endpoint: this.endpoint, outcome });
   }
 
+  /** The error a failed generation answers with, counted: 503 when the server is shutting down, else 500. */
+  private failure(err: Error): ApiError {
+    if (err instanceof SchedulerClosedError) {
+      this.outcome("503");
+      return new ApiError(503, err.message, "server_error", null, "server_shutdown");
+    }
+    this.outcome("500");
+    return new ApiError(500, `generation failed: ${err.message}`);
+  }
+
   private submit(scheduler: Scheduler, onChunk: (chunk: GenerateChunk) => void, onError: (err: Error) => void) {
     const { ids, settings, hybrid } = this.generation;
     try {
@@ -263,10 +275,7 @@ class RequestRun {
           const logprobs = this.generation.settings.logprobs === undefined ? null : wireLogprobs(this.endpoint, this.logprobs, 0);
           resolve(this.shape.whole(this.head, this.text, openAiFinishReason(chunk.finishReason), used, logprobs));
         },
-        (err) => {
-          this.outcome("500");
-          reject(new ApiError(500, `generation failed: ${err.message}`));
-        },
+        (err) => reject(this.failure(err)),
       );
       reply.raw.on("close", () => {
         if (reply.raw.writableFinished) return;
@@ -304,8 +313,7 @@ class RequestRun {
         finish();
       },
       (err) => {
-        this.outcome("500");
-        send(new ApiError(500, `generation failed: ${err.message}`).body);
+        send(this.failure(err).body);
         finish();
       },
     );
