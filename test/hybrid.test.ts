@@ -61,6 +61,8 @@ describe("hybrid options are checked", () => {
     [{ mode: "fixed", lazyLayers: [3] }, /hybrid.lazyLayers has 3; layers are 0..2/],
     [{ mode: "auto", lazyLayers: [1] }, /only for mode 'fixed'/],
     [{ mode: "fixed", lazyLayers: [1], prefill: "lazy" }, /hybrid.prefill must be "full" or "streaming"/],
+    [{ mode: "auto", full_layers: 0 }, /hybrid has no option "full_layers"; its options are mode, fullLayers, lazyLayers/],
+    [{ lazy_layers: [0], Mode: "fixed" }, /hybrid has no option "lazy_layers", "Mode"/],
   ])("%j", (options, message) => {
     expect(() => resolveHybrid(options as never, 3)).toThrow(message);
   });

@@ -450,6 +450,13 @@ describe(`seed ${rng.seed}`, () => {
             param: "lighttransfer.hybrid",
           },
           {
+            name: "a misspelt hybrid option",
+            body: { ...ok, lighttransfer: { hybrid: { mode: "auto", full_layers: 0 } } },
+            status: 400,
+            message: /hybrid has no option "full_layers"/,
+            param: "lighttransfer.hybrid",
+          },
+          {
             name: "chat messages not an array",
             route: "/v1/chat/completions",
             body: { model: modelName, messages: "hi" },

@@ -5,6 +5,16 @@ import { integerIn, show } from "../common/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
+const optionNames: readonly string[] = [
+  "mode",
+  "fullLayers",
+  "lazyLayers",
+  "prefill",
+  "seed",
+  "sink",
+  "window",
+  "lastQueries",
+] satisfies Array<keyof HybridOptions>;
 
 /** The lazy layers' ring and the queries that measure a layer: S, W and w_last, `streamingDefaults` where left out. */
 export interface HybridOptions extends Partial<StreamingShape> {
@@ -60,6 +70,10 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   const o = options === undefined ? {} : options;
   if (typeof o !== "object" || o === null || Array.isArray(o))
     throw new TypeError(`hybrid must be an options object (or left out), got ${show(o)}`);
+  // A misspelt option would otherwise give the defaults without a word.
+  const unknown = Object.keys(o).filter((name) => !optionNames.includes(name));
+  if (unknown.length)
+    throw new RangeError(`hybrid has no option ${unknown.map((name) => show(name)).join(", ")}; its options are ${optionNames.join(", ")}`);
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${show(o.mode)}`);
   const { sink, window } = checkedRingShape(o, "hybrid.sink", "hybrid.window");
