@@ -732,6 +732,14 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
+  test.each([
+    [{ maxQueue: 0 }, /createServer: maxQueue must be an integer in \[1, /],
+    [{ maxRunning: 0 }, /createServer: maxRunning must be an integer in \[1, /],
+    [{ modelName: "" }, /createServer: modelName must be a non-empty string/],
+  ])("createServer(%j) is refused with what is wrong", async (options, message) => {
+    await expect(createServer(model, options)).rejects.toThrow(message);
+  });
+
   test("a full queue answers 429 with an OpenAI error body; the others complete", async () => {
     const maxQueue = 2;
     await withServer(

@@ -29,7 +29,10 @@ import { type ChatBody, type CompletionBody, chatBody, completionBody } from "./
 export interface ServerOptions {
   /** The model's name in requests and in GET /v1/models (default: its directory's name). */
   modelName?: string;
-  /** Requests that may wait for admission; more are answered 429 (default 256). */
+  /**
+   * Requests that may wait for admission; more are answered 429 (default 256, at least 1: every
+   * request waits for the scheduler's next turn, even on an idle server).
+   */
   maxQueue?: number;
   /**
    * About the tokens per scheduler step: one per running sequence, the rest prompt tokens through
@@ -95,7 +98,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
   const scheduler = new Scheduler(
     model,
     {
-      maxQueue: integerIn(o.maxQueue, "createServer: maxQueue", 0, 2 ** 31 - 1, 256),
+      maxQueue: integerIn(o.maxQueue, "createServer: maxQueue", 1, 2 ** 31 - 1, 256),
       stepTokens: integerIn(o.stepTokens, "createServer: stepTokens", 1, 2 ** 31 - 1, 512),
       maxRunning: integerIn(o.maxRunning, "createServer: maxRunning", 1, 2 ** 31 - 1, 256),
     },
