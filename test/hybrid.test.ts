@@ -1,7 +1,7 @@
 // LightTransfer end to end on the CPU: the hybrid model against an independent float64 reference
 // of the same semantics (auto and fixed modes), the heap against a global sort, memory bounds,
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
-import { loadModel, type Model, type Sequence } from "../lib";
+import { loadModel, type Model, memoryUsage, type Sequence } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { HybridPolicy } from "../lib/hybrid/policy";
@@ -335,29 +335,85 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     }
   });
 
-  test("short prompts: selection waits until the sequence grows past sink + window, from the kept queries", () => {
-    const ids = readReference(name).cases[0].ids; // 12 tokens
-    const hybrid = { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 4 };
-    const cont = readReference(name).cases[0].greedy.slice(0, 10);
-    const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
-    try {
-      sequence.prefill(ids);
-      // hybridState is a snapshot: read it again after every step.
-      expect(sequence.hybridState.pending).toBe(true);
-      const all = [...ids];
-      for (const t of cont) {
-        model.decoder.step([sequence.seq], [t], "logits");
-        all.push(t);
-        if (sequence.length <= 16) expect(sequence.hybridState.pending).toBe(true);
+  // lastQueries 4: fewer than the prompt; 16: more than the prompt, fewer than the 17 tokens at
+  // the choice (its rows grow, then wrap); 30: more than either.
+  test.each([4, 16, 30])(
+    "short prompts: selection waits until the sequence grows past sink + window, from the last %i kept queries",
+    (lastQueries) => {
+      const ids = readReference(name).cases[0].ids; // 12 tokens
+      const hybrid = { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries };
+      const cont = readReference(name).cases[0].greedy.slice(0, 10);
+      const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+      try {
+        sequence.prefill(ids);
+        // hybridState is a snapshot: read it again after every step.
+        expect(sequence.hybridState.pending).toBe(true);
+        const all = [...ids];
+        for (const t of cont) {
+          model.decoder.step([sequence.seq], [t], "logits");
+          all.push(t);
+          if (sequence.length <= 16) expect(sequence.hybridState.pending).toBe(true);
+        }
+        const state = sequence.hybridState;
+        expect(state.pending).toBe(false);
+        // At the step the sequence reached 17 tokens, the ratios were those of its last 4 queries.
+        const full = referenceForward(ref, all, () => true);
+        const ratios = full.probs.map((p) => referenceRatio(p, all.length, model.config.heads, 17, { sink: 2, window: 14, lastQueries }));
+        state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
+        expect(state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
+        for (const l of state.lazyLayers) expect(sequence.seq.caches[l].kind).toBe("streaming");
+      } finally {
+        sequence.dispose();
       }
-      const state = sequence.hybridState;
-      expect(state.pending).toBe(false);
-      // At the step the sequence reached 17 tokens, the ratios were those of its last 4 queries.
-      const full = referenceForward(ref, all, () => true);
-      const ratios = full.probs.map((p) => referenceRatio(p, all.length, model.config.heads, 17, { sink: 2, window: 14, lastQueries: 4 }));
-      state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
-      expect(state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
-      for (const l of state.lazyLayers) expect(sequence.seq.caches[l].kind).toBe("streaming");
+    },
+  );
+
+  test("a pending choice's kept queries come back as they were when a prefill that grew them is cancelled", () => {
+    const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 16 }, model.config.layers);
+    const first = randomPrompt(3, 6);
+    const second = randomPrompt(6, 9);
+    const cont = randomPrompt(17, 17);
+    const policy = new HybridPolicy(model.decoder, options);
+    const seq = model.decoder.createSequence(policy);
+    const freshPolicy = new HybridPolicy(model.decoder, options);
+    const fresh = model.decoder.createSequence(freshPolicy);
+    try {
+      for (const s of [seq, fresh]) model.decoder.prefill(s, first);
+      // The second prompt's first chunk through every layer grows each layer's kept rows; then it is cancelled.
+      const run = model.decoder.startPrefill(seq, second, { chunkSize: 3 });
+      run.advance(3 * model.config.layers);
+      run.cancel();
+      for (const s of [seq, fresh]) model.decoder.prefill(s, second);
+      // Steps until the sequences pass sink + window and the choice is made from the last 16 queries.
+      for (let i = 0; freshPolicy.state.pending; i++) {
+        const got = model.decoder.step([seq], [cont[i]], "logits");
+        const want = model.decoder.step([fresh], [cont[i]], "logits");
+        expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      }
+      expect(policy.state.pending).toBe(false);
+      expect({ seed: rng.seed, ratios: policy.state.ratios, lazy: policy.state.lazyLayers }).toEqual({
+        seed: rng.seed,
+        ratios: freshPolicy.state.ratios,
+        lazy: freshPolicy.state.lazyLayers,
+      });
+    } finally {
+      seq.dispose();
+      fresh.dispose();
+    }
+  });
+
+  test("a short prompt keeps as many queries as it has, however many lastQueries asks for", () => {
+    const ids = readReference(name).cases[0].ids;
+    const lastQueries = 65536;
+    const { heads, headDim, layers } = model.config;
+    const sequence = new GenerationSequence(model.decoder, resolveHybrid({ mode: "auto", fullLayers: 1, lastQueries }, layers));
+    try {
+      const before = memoryUsage().cpu;
+      sequence.prefill(ids);
+      expect(sequence.hybridState.pending).toBe(true);
+      // Rows of every layer's kept queries, as lastQueries would have them: f32 on the CPU.
+      const asked = lastQueries * heads * headDim * 4 * layers;
+      expect(memoryUsage().cpu - before).toBeLessThan(asked / 100);
     } finally {
       sequence.dispose();
     }

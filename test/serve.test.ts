@@ -450,6 +450,13 @@ describe(`seed ${rng.seed}`, () => {
             param: "lighttransfer.hybrid",
           },
           {
+            name: "more last queries than the server's prefill chunk",
+            body: { ...ok, lighttransfer: { hybrid: { mode: "auto", lastQueries: 65536 } } },
+            status: 400,
+            message: /lastQueries must be at most the server's prefill chunk, \d+; got 65536/,
+            param: "lighttransfer.hybrid",
+          },
+          {
             name: "a misspelt hybrid option",
             body: { ...ok, lighttransfer: { hybrid: { mode: "auto", full_layers: 0 } } },
             status: 400,
@@ -732,10 +739,14 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
-  test.each([
+  test.each<[ServerOptions, RegExp]>([
     [{ maxQueue: 0 }, /createServer: maxQueue must be an integer in \[1, /],
     [{ maxRunning: 0 }, /createServer: maxRunning must be an integer in \[1, /],
     [{ modelName: "" }, /createServer: modelName must be a non-empty string/],
+    [
+      { prefillChunk: 64, hybrid: { mode: "auto", lastQueries: 65 } },
+      /createServer: hybrid.lastQueries must be at most the prefill chunk \(prefillChunk\), 64; got 65/,
+    ],
   ])("createServer(%j) is refused with what is wrong", async (options, message) => {
     await expect(createServer(model, options)).rejects.toThrow(message);
   });

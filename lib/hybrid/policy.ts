@@ -205,31 +205,59 @@ class KeptQueries {
 
   observe(layer: number, q: Tensor, start: number): void {
     const T = q.shape[0];
-    this.rings[layer] ??= Tensor.empty([this.count, q.shape[1], q.shape[2]], q.dtype, q.device);
-    const ring = this.rings[layer];
-    for (let t = Math.max(0, T - this.count); t < T; t++) {
+    // Rows for as many queries as have come (positions from 0), at most `count`: a short prompt
+    // holds its own queries only, however many lastQueries asks for.
+    const needed = Math.min(this.count, start + T);
+    const held = this.rings[layer]?.shape[0] ?? 0;
+    if (held < needed) this.grow(layer, q, Math.min(this.count, Math.max(needed, 2 * held)));
+    const ring = this.rings[layer]!;
+    const rows = ring.shape[0];
+    for (let t = Math.max(0, T - rows); t < T; t++) {
       const pos = start + t;
       const row = q.rows(t, 1),
-        slot = ring.rows(pos % this.count, 1);
+        slot = ring.rows(pos % rows, 1);
       slot.copyFrom(row);
       row.dispose();
       slot.dispose();
-      this.positions[layer][pos % this.count] = pos;
+      this.positions[layer][pos % rows] = pos;
     }
+  }
+
+  /** Gives the layer a ring of `rows` rows holding what its smaller one held (positions stay distinct: fewer came than it held). */
+  private grow(layer: number, q: Tensor, rows: number): void {
+    const ring = Tensor.empty([rows, q.shape[1], q.shape[2]], q.dtype, q.device);
+    const old = this.rings[layer];
+    const positions: number[] = [];
+    try {
+      this.positions[layer].forEach((pos, at) => {
+        const src = old!.rows(at, 1),
+          dst = ring.rows(pos % rows, 1);
+        dst.copyFrom(src);
+        src.dispose();
+        dst.dispose();
+        positions[pos % rows] = pos;
+      });
+    } catch (err) {
+      ring.dispose();
+      throw err;
+    }
+    old?.dispose();
+    this.rings[layer] = ring;
+    this.positions[layer] = positions;
   }
 
   /** The last min(count, length) queries in position order [m, hq, d] (caller disposes). */
   ordered(layer: number, length: number): Tensor {
     const ring = this.rings[layer]!;
+    const rows = ring.shape[0];
     const m = Math.min(this.count, length);
     for (let pos = length - m; pos < length; pos++)
-      if (this.positions[layer][pos % this.count] !== pos)
-        throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
+      if (this.positions[layer][pos % rows] !== pos) throw new Error(`internal: query at position ${pos} of layer ${layer} was not kept`);
     const out = Tensor.empty([m, ring.shape[1], ring.shape[2]], ring.dtype, ring.device);
     for (let i = 0; i < m; i++) {
       const pos = length - m + i;
       const dst = out.rows(i, 1),
-        src = ring.rows(pos % this.count, 1);
+        src = ring.rows(pos % rows, 1);
       dst.copyFrom(src);
       dst.dispose();
       src.dispose();
@@ -260,8 +288,14 @@ class KeptQueries {
       restore: () => {
         this.rings.forEach((r, layer) => {
           const saved = rings[layer];
-          if (saved && r) r.copyFrom(saved);
-          else if (!saved && r) {
+          if (saved && r?.shape[0] === saved.shape[0]) r.copyFrom(saved);
+          else if (saved) {
+            // The ring grew since: back to one of the saved size.
+            const ring = Tensor.empty(saved.shape, saved.dtype, saved.device);
+            ring.copyFrom(saved);
+            r?.dispose();
+            this.rings[layer] = ring;
+          } else if (r) {
             r.dispose();
             this.rings[layer] = undefined;
           }

@@ -155,6 +155,15 @@ function generationRequest(
     ),
   );
   const hybrid = invalid("lighttransfer.hybrid", () => resolveHybrid(body.lighttransfer?.hybrid ?? context.hybrid, context.layers));
+  // A prompt's last chunk holds every query the lazy ratio reads: more than a chunk would make
+  // that chunk as large as they are, past the server's bound on the work of a turn.
+  if (hybrid.lastQueries > context.prefillChunk)
+    throw new ApiError(
+      400,
+      `lighttransfer.hybrid.lastQueries must be at most the server's prefill chunk, ${context.prefillChunk}; got ${hybrid.lastQueries}`,
+      "invalid_request_error",
+      "lighttransfer.hybrid",
+    );
   if (hybrid.mode !== "off" && context.slidingWindow !== null)
     throw new ApiError(
       400,
