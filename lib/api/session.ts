@@ -24,7 +24,9 @@ export interface SessionStats {
   generatedTokens: number;
   /**
    * Tokens held in the cache now. The last token a turn generated is not among them until the
-   * next turn feeds it (before its prompt), and counts towards maxContext there.
+   * next turn feeds it (before its prompt), and counts towards maxContext there. Read during a
+   * turn whose greedy steps are launched ahead, it may count the token just given too: the step
+   * that feeds it is already running.
    */
   contextTokens: number;
   prefillTokensPerSecond: number;

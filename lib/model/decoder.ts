@@ -271,7 +271,8 @@ export class Decoder {
     } finally {
       if (!replayed) buffers.dispose();
     }
-    const launched = new LaunchedStep({ seqs, lengths, marks }, this.counts, replayed, tokens);
+    // Its own copy of the batch: undo() finds a sequence's row by its place in it.
+    const launched = new LaunchedStep({ seqs: [...seqs], lengths, marks }, this.counts, replayed, tokens);
     this.lastLaunch = launched;
     return launched;
   }

@@ -68,6 +68,8 @@ export interface StepUndo {
 export class LaunchedStep {
   private chosen: Int32Array | undefined;
   private hooksCalled = false;
+  /** What an afterStep hook threw, thrown again by every later tokens() call. */
+  private hookFailure: { error: unknown } | undefined;
   private readonly undone = new Set<Sequence>();
 
   /** @internal use Decoder.launchGreedy */
@@ -86,8 +88,9 @@ export class LaunchedStep {
 
   /**
    * Each sequence's most likely next token [batch] (lowest id on ties), waiting for them if they
-   * are not back yet; the first call also calls the sequences' afterStep hooks. Every call
-   * returns the same array.
+   * are not back yet; the first call also calls the sequences' afterStep hooks, stopping at the
+   * first that throws (as Decoder.step does), and every later call throws that error again.
+   * Every call returns the same array.
    * @example const [next] = launched.tokens();
    */
   tokens(): Int32Array {
@@ -98,8 +101,13 @@ export class LaunchedStep {
     }
     if (!this.hooksCalled) {
       this.hooksCalled = true;
-      for (const s of this.step.seqs) if (!this.undone.has(s) && !s.disposed) s.hooks.afterStep?.(s);
+      try {
+        for (const s of this.step.seqs) if (!this.undone.has(s) && !s.disposed) s.hooks.afterStep?.(s);
+      } catch (error) {
+        this.hookFailure = { error };
+      }
     }
+    if (this.hookFailure) throw this.hookFailure.error;
     return this.chosen;
   }
 

@@ -225,6 +225,32 @@ export function launchAheadTests(device: DeviceName, mode: Exclude<LaunchAhead, 
     for (const m of [...want.members, ...got.members]) m.sequence.dispose();
   });
 
+  test("a launched step's afterStep failure is thrown by every tokens() call, and the caller's array may change after the launch", () => {
+    const ids = randomIds(rng.int(3, 9));
+    const failing = model.decoder.createSequence({
+      ringAtStart: (l) => (l === ringLayer ? ring : undefined),
+      afterStep: () => {
+        throw new Error("injected: the hook failed");
+      },
+    });
+    const plain = newSequence();
+    model.decoder.prefill(failing, ids);
+    model.decoder.prefill(plain, [...ids, ...randomIds(rng.int(1, 2 * pageSize))]);
+    const lengths = [failing.length, plain.length];
+    const kv = [readableKv(model, failing), readableKv(model, plain)];
+    const batch = [failing, plain];
+    const launched = model.decoder.launchGreedy(batch, randomIds(2));
+    // The caller's array is the caller's: undo still finds each sequence's row.
+    batch.reverse();
+    expect(() => launched.tokens()).toThrow("injected: the hook failed");
+    expect(() => launched.tokens()).toThrow("injected: the hook failed");
+    launched.undo([plain]);
+    launched.undo([failing]);
+    expect([failing.length, plain.length]).toEqual(lengths);
+    expect([readableKv(model, failing), readableKv(model, plain)]).toEqual(kv);
+    for (const s of [failing, plain]) s.dispose();
+  });
+
   test("a launched step's tokens go only to the next step over the same sequences", () => {
     const [a] = copies(1, 2);
     const lengths = a.map((s) => s.length);
