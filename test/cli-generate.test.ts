@@ -103,6 +103,10 @@ describe(`seed ${rng.seed}`, () => {
     ["lazy layers without fixed", ["--ids", "1", "--lazy-layers", "0"], /--lazy-layers and --layer-file are for --hybrid fixed/],
     ["a lazy layer the model lacks", ["--ids", "1", "--hybrid", "fixed", "--lazy-layers", "3"], /hybrid.lazyLayers has 3; layers are 0..2/],
     ["a window of 0", ["--ids", "1", "--hybrid", "auto", "--window", "0"], /hybrid.window must be/],
+    ["a decimal comma", ["--ids", "1", "-t", "0,7"], /option '-t, --temperature <t>' argument '0,7' is invalid. not a number: 0,7/],
+    ["a number with junk after it", ["--ids", "1", "--top-p", "0.9x"], /not a number: 0.9x/],
+    ["a fraction where an integer goes", ["--ids", "1", "-n", "2.5"], /not an integer: 2.5/],
+    ["a fraction with junk", ["--ids", "1", "--hybrid", "auto", "--full-layers", "0.5abc"], /not a number: 0.5abc/],
   ])("%s: exit 1 with what was wrong", (_, args, message) => {
     const out = run(...args);
     expect(out.status).toBe(1);

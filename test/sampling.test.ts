@@ -133,6 +133,21 @@ describe("Sampler", () => {
     expect(new Sampler({ temperature: 2, topK: 1 }).next(scores, [])).toBe(argmax(scores));
   });
 
+  test("neighbouring seeds, 0 and 1 among them, give different draws (a batch seeds its rows seed, seed + 1, ...)", () => {
+    const scores = Float32Array.from({ length: 64 }, () => rng.normal());
+    const draws = (seed: number) => {
+      const sampler = new Sampler({ temperature: 1, seed });
+      return Array.from({ length: 32 }, () => sampler.next(scores, []));
+    };
+    const base = rng.int(0, 2 ** 31);
+    for (const [a, b] of [
+      [0, 1],
+      [base, base + 1],
+      [2 ** 32 - 1, 0],
+    ])
+      expect({ a, b, same: draws(a).join() === draws(b).join() }).toEqual({ a, b, same: false });
+  });
+
   test("draws follow the candidates' probabilities", () => {
     // Three candidates with probabilities 0.5, 0.3, 0.2 (and the rest cut by topK).
     const scores = Float32Array.from([Math.log(0.3), -50, Math.log(0.5), Math.log(0.2), -60]);

@@ -31,8 +31,10 @@ import type { DeviceName } from "../runtime/tensor";
 
 function number(kind: "int" | "float") {
   return (value: string) => {
-    const n = kind === "int" ? Number.parseInt(value, 10) : Number.parseFloat(value);
-    if (!Number.isFinite(n) || (kind === "int" && String(n) !== value.trim()))
+    // The whole text, not its longest numeric start: "-t 0,7" is an error, not temperature 0.
+    const text = value.trim();
+    const n = text === "" ? Number.NaN : Number(text);
+    if (!Number.isFinite(n) || (kind === "int" && !Number.isInteger(n)))
       throw new InvalidArgumentError(`not a${kind === "int" ? "n integer" : " number"}: ${value}`);
     return n;
   };

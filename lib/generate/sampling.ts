@@ -41,7 +41,7 @@ export class Sampler {
 
   constructor(options: SamplingOptions = {}) {
     this.o = validateSampling(options);
-    this.state = this.o.seed >>> 0 || 1;
+    this.state = this.o.seed >>> 0;
   }
 
   /**
