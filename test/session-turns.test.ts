@@ -43,6 +43,17 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
+  test("a turn of maxNewTokens 0 generates nothing and counts nothing as generated", async () => {
+    const p = randomIds(rng.int(2, 12));
+    const session = model.createSession();
+    try {
+      expect(await collect(session.generate(p, { maxNewTokens: 0 }))).toEqual([]);
+      expect({ generated: session.stats.generatedTokens, prompt: session.stats.promptTokens }).toEqual({ generated: 0, prompt: p.length });
+    } finally {
+      session.dispose();
+    }
+  });
+
   test("the carried token counts towards maxContext, and as generated, not as prompt", async () => {
     const p = randomIds(rng.int(2, 10));
     const generated = rng.int(2, 5);

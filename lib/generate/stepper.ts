@@ -179,7 +179,8 @@ export class GenerationStepper {
     if (!logits) return { work: done };
     if (counters) {
       counters.promptTokens += member.pending.length;
-      counters.generatedTokens += 1;
+      // The prompt's logits choose the first token, unless none is wanted.
+      if (member.settings.maxNewTokens > 0) counters.generatedTokens += 1;
     }
     member.pending = [];
     const k = member.settings.logprobs;
