@@ -165,8 +165,13 @@ export class Tokenizer {
     return this.hf.token_to_id(token);
   }
 
+  /**
+   * Whether messages can be rendered: tokenizer_config.json has a chat template and it parses (one
+   * that does not is reported by applyChatTemplate).
+   * @example const prompt = tok.hasChatTemplate ? tok.applyChatTemplate(messages, { addGenerationPrompt: true }) : text;
+   */
   get hasChatTemplate(): boolean {
-    return this.template !== undefined;
+    return this.template !== undefined && !("problem" in this.template);
   }
 
   /**
