@@ -234,6 +234,28 @@ describe(`seed ${rng.seed}`, () => {
       } else await expect(run).resolves.toMatchObject({ layers: 3 });
     });
 
+    test("a sliding-window model: hybrid modes are refused before any sample, full attention alone runs", async () => {
+      const mistral = await loadModel(path.join(fixtureRoot, "mistral-tiny"), { device: "cpu", kvCacheBytes: 16 * 2 ** 20 });
+      try {
+        const base = resolveEvalConfig(
+          [{ contexts: [400], tasks: ["passkey"], depths: [rng.next()], seeds: [randomSeed()], window: 48 }],
+          false,
+        );
+        let progressed = false;
+        await expect(
+          runEval(mistral, { ...base, randomSeeds: [], streamingAll: false }, { onProgress: () => (progressed = true) }),
+        ).rejects.toThrow(
+          /eval: this model uses a sliding window \(sliding_window \d+\), so it has no full-attention layers to make lazy; evaluate full attention only/,
+        );
+        expect(progressed).toBe(false);
+        const fullOnly = { ...base, autoFractions: [], randomSeeds: [], streamingAll: false };
+        const report = await runEval(mistral, fullOnly);
+        expect(report.samples.map((r) => r.mode)).toEqual(["full"]);
+      } finally {
+        await mistral.dispose();
+      }
+    });
+
     test("a context of max_position_embeddings: every prompt leaves room for its answer and extra tokens", async () => {
       const limit = model.config.maxPositionEmbeddings;
       const extraTokens = rng.int(1, 64);

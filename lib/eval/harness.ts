@@ -2,6 +2,7 @@
 // mode, and perplexity on held-out text, into one report. Samples are made once and shared by the
 // modes, so the modes differ only in attention.
 import type { Model } from "../api/model";
+import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import { optionalFunction, optionalSignal, show } from "../common/validate";
 import type { GenerateResult } from "../generate/options";
@@ -116,7 +117,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   const signal = optionalSignal(options.signal, "runEval: signal");
   const tokenizer = model.tokenizer;
   const corpus = options.corpus ?? brownCorpus();
-  const modes = checkedModes(model.config.layers, config);
+  const modes = checkedModes(model.config, config);
   const specs = config.tasks.flatMap((task) =>
     config.contexts.flatMap((context) => config.depths.flatMap((depth) => config.seeds.map((seed) => ({ task, context, depth, seed })))),
   );
@@ -280,7 +281,7 @@ export function wilsonInterval(correct: number, samples: number): [number, numbe
  * sink or window, or a layer file of another model, would otherwise stop the run in that mode),
  * and contexts long enough for the modes to differ.
  */
-function checkedModes(layers: number, config: EvalConfig): EvalMode[] {
+function checkedModes({ layers, slidingWindow }: Pick<ModelConfig, "layers" | "slidingWindow">, config: EvalConfig): EvalMode[] {
   const file = config.layerFile;
   if (file && file.layers !== layers)
     throw new RangeError(
@@ -293,6 +294,12 @@ function checkedModes(layers: number, config: EvalConfig): EvalMode[] {
     throw new RangeError(`eval: sink and window (of the auto, random and streaming-all modes): ${(err as Error).message}`);
   }
   const modes = evalModes(layers, config);
+  // Refused here, before the full mode's samples run, rather than by the first hybrid sequence.
+  if (slidingWindow !== null && modes.some((m) => m.kind !== "off"))
+    throw new RangeError(
+      `eval: this model uses a sliding window (sliding_window ${slidingWindow}), so it has no full-attention layers to make lazy; ` +
+        'evaluate full attention only: "autoFractions": [] and "randomSeeds": [] in the settings file, no layer file, and --no-streaming-all',
+    );
   let cached = 0,
     autoCached = 0;
   for (const mode of modes) {
