@@ -224,6 +224,10 @@ describe(`seed ${rng.seed}`, () => {
       [{ window: 0, autoFractions: [], randomSeeds: [], streamingAll: false }, null],
       [{ window: 1020, autoFractions: [], randomSeeds: [], streamingAll: false }, null],
       [{ window: 48, sink: -1 }, /eval: sink and window \(of the auto, random and streaming-all modes\): hybrid\.sink must be/],
+      [
+        { window: 48, autoFractions: [0.125, 0.13] },
+        /eval: two modes are both named "auto 13%" \(fractions that round to the same percentage\)/,
+      ],
     ])("%j: the modes and contexts are checked before any sample", async (settings, message) => {
       const config = { ...resolveEvalConfig([{ contexts: [400], tasks: ["passkey"], depths: [0.5], seeds: [0] }], false), ...settings };
       let progressed = false;

@@ -294,6 +294,12 @@ function checkedModes({ layers, slidingWindow }: Pick<ModelConfig, "layers" | "s
     throw new RangeError(`eval: sink and window (of the auto, random and streaming-all modes): ${(err as Error).message}`);
   }
   const modes = evalModes(layers, config);
+  // Cells and table rows are keyed by name: two modes of one name would merge their samples.
+  const named = modes.find((m, i) => modes.findIndex((other) => other.name === m.name) !== i);
+  if (named)
+    throw new RangeError(
+      `eval: two modes are both named "${named.name}" (fractions that round to the same percentage); give fractions further apart`,
+    );
   // Refused here, before the full mode's samples run, rather than by the first hybrid sequence.
   if (slidingWindow !== null && modes.some((m) => m.kind !== "off"))
     throw new RangeError(
