@@ -199,6 +199,7 @@ describe("config.json", () => {
     [{ hidden_size: 0 }, /'hidden_size' must be an integer in \[1, \d+\], got 0/],
     [{ rope_scaling: { rope_type: "yarn", factor: 4 } }, /rope_scaling type "yarn" is not supported/],
     [{ rope_scaling: { rope_type: "llama3", factor: 8 } }, /rope_scaling.low_freq_factor must be a finite number > 0/],
+    [{ rope_scaling: { factor: 8 } }, /rope_scaling needs its rope_type \(or type\): default, linear or llama3; got \{"factor":8\}/],
   ])("rejects %j", (patch, message) => {
     expect(() => parseConfig({ ...base, ...(patch as object) }, "/models/x/config.json")).toThrow(message);
     expect(() => parseConfig({ ...base, ...(patch as object) }, "/models/x/config.json")).toThrow("/models/x/config.json");

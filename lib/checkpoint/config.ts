@@ -202,7 +202,9 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
 
 function parseRopeScaling(raw: Record<string, unknown> | null, fail: (p: string) => never): RopeScaling {
   if (!raw) return { type: "default" };
-  const type = raw.rope_type ?? raw.type ?? "default";
+  const type = raw.rope_type ?? raw.type;
+  // A factor without a type would otherwise run unscaled (transformers refuses it too).
+  if (type === undefined) fail(`rope_scaling needs its rope_type (or type): default, linear or llama3; got ${show(raw)}`);
   const positive = (key: string): number => {
     const v = raw[key];
     if (typeof v !== "number" || !Number.isFinite(v) || !(v > 0)) fail(`rope_scaling.${key} must be a finite number > 0, got ${show(v)}`);
