@@ -60,7 +60,8 @@ export class HybridPolicy implements SequenceHooks {
           `(sliding_window ${decoder.config.slidingWindow}): its layers are already bounded; use mode 'off'`,
       );
     this.selector = new LazyLayerSelector(options.fullLayers);
-    this.minFinalChunk = options.lastQueries;
+    // The kernel measures a layer over the last chunk's queries; modes that do not measure need no such chunk.
+    this.minFinalChunk = options.mode === "auto" || options.mode === "calibrate" ? options.lastQueries : 1;
     this.state = {
       mode: options.mode,
       lazyLayers: [],

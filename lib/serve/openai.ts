@@ -155,12 +155,14 @@ function generationRequest(
     ),
   );
   const hybrid = invalid("lighttransfer.hybrid", () => resolveHybrid(body.lighttransfer?.hybrid ?? context.hybrid, context.layers));
-  // A prompt's last chunk holds every query the lazy ratio reads: more than a chunk would make
-  // that chunk as large as they are, past the server's bound on the work of a turn.
-  if (hybrid.lastQueries > context.prefillChunk)
+  // A measuring prompt's last chunk holds every query the lazy ratio reads: a request asking for
+  // more than a chunk (or than the server's own setting) would make that chunk as large, past the
+  // server's bound on the work of a turn.
+  const lastQueriesLimit = Math.max(context.prefillChunk, resolveHybrid(context.hybrid, context.layers).lastQueries);
+  if (hybrid.lastQueries > lastQueriesLimit)
     throw new ApiError(
       400,
-      `lighttransfer.hybrid.lastQueries must be at most the server's prefill chunk, ${context.prefillChunk}; got ${hybrid.lastQueries}`,
+      `lighttransfer.hybrid.lastQueries must be at most ${lastQueriesLimit} (the server's prefill chunk, or its own lastQueries); got ${hybrid.lastQueries}`,
       "invalid_request_error",
       "lighttransfer.hybrid",
     );

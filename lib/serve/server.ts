@@ -90,13 +90,8 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
     hybrid: o.hybrid,
   };
-  const hybrid = resolveHybrid(o.hybrid, model.config.layers);
-  if (hybrid.mode !== "off" && model.config.slidingWindow !== null)
+  if (resolveHybrid(o.hybrid, model.config.layers).mode !== "off" && model.config.slidingWindow !== null)
     throw new Error(`createServer: hybrid modes need full-attention layers, and this model uses a sliding window; leave hybrid out`);
-  if (hybrid.lastQueries > context.prefillChunk)
-    throw new RangeError(
-      `createServer: hybrid.lastQueries must be at most the prefill chunk (prefillChunk), ${context.prefillChunk}; got ${hybrid.lastQueries}`,
-    );
   const bodyLimit = integerIn(o.bodyLimit, "createServer: bodyLimit", 1, 2 ** 31 - 1, 16 * 2 ** 20);
   // The scheduler reports to the metrics, which read the scheduler when scraped.
   const events: SchedulerEvents = {};
