@@ -79,6 +79,10 @@ describe("calibration", () => {
     session.dispose();
     fs.writeFileSync(out, JSON.stringify({ ...file, lazyLayers: [7] }));
     expect(() => readLayerFile(out)).toThrow(/lazyLayers/);
+    for (const notAnObject of ["null", "3", '"layers"']) {
+      fs.writeFileSync(out, notAnObject);
+      expect(() => readLayerFile(out)).toThrow(`${out}: needs 'layers' and a 'lazyLayers' list`);
+    }
   });
 });
 

@@ -81,6 +81,8 @@ export function readLayerFile(file: string): LayerFile {
     throw new Error(`${file}: cannot be read as a layer file (${(err as Error).message})`);
   }
   if (
+    typeof data !== "object" ||
+    data === null ||
     !Array.isArray(data.lazyLayers) ||
     !Number.isInteger(data.layers) ||
     data.lazyLayers.some((l) => !Number.isInteger(l) || l < 0 || l >= data.layers)
