@@ -1,6 +1,6 @@
 // `lighttransfer generate` in a child process (from dist/, which `npm test` builds first): token-id
 // prompts, loading without a tokenizer, and the hybrid flags, each checked against the library.
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -112,6 +112,23 @@ describe(`seed ${rng.seed}`, () => {
     expect(out.status).toBe(1);
     expect(out.stderr).toMatch(message);
     expect(out.stdout).toBe("");
+  });
+
+  test("a reader that closes the pipe early (| head) ends generate quietly with exit 0", async () => {
+    const child = spawn(
+      process.execPath,
+      [cli, "generate", "--model", modelDir, "--device", "cpu", "--ids", randomPrompt().join(","), "-n", "4000", "--no-tokenizer"],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    // The first ids, then the reading end goes away.
+    await new Promise((resolve) => child.stdout.once("data", resolve));
+    child.stdout.destroy();
+    const status = await new Promise((resolve) => child.on("exit", (code, signal) => resolve(signal ?? code)));
+    expect({ status, stderr }).toEqual({ status: 0, stderr: "" });
   });
 
   test("--logprobs writes one JSON line per generated token to stderr, as the library gives them", async () => {

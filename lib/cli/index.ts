@@ -491,6 +491,13 @@ program
     if (!cuda.available) console.log(`CUDA unavailable: ${cuda.reason}`);
   });
 
+// A reader that closed the pipe (`| head`) has what it wanted: stop quietly, as other
+// command-line tools do, rather than with the write's stack trace.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(0);
+});
+
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`lighttransfer: ${err.message}\n`);
   process.exit(1);
