@@ -62,12 +62,15 @@ async function main() {
       pageSize: pool.pageSize,
       dtype: model.dtype,
     });
+    if (!plan.hybrid)
+      throw new Error(`${model.dir}: a sliding-window model has no full-attention layers to make lazy; benchmark a full-attention one`);
+    const hybridBatch = plan.hybrid.maxBatch;
     const perMode: Record<
       string,
       { batch: number; stepMs: number; tokensPerSecond: number; fillMs: number; launchMs: number; readbackMs: number }
     > = {};
     for (const mode of ["full", "hybrid"] as const) {
-      const batch = Math.min(maxBatch, mode === "full" ? plan.full.maxBatch : plan.hybrid.maxBatch);
+      const batch = Math.min(maxBatch, mode === "full" ? plan.full.maxBatch : hybridBatch);
       const seqs: Sequence[] = [];
       for (let b = 0; b < batch; b++) {
         const seq = model.decoder.createSequence({ ringAtStart: (l) => (mode === "hybrid" && l >= P ? { sink, window } : undefined) });

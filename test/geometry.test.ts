@@ -42,7 +42,7 @@ describe("defaults", () => {
       pageSize: 16,
     });
     expect(implicit).toEqual(explicit);
-    expect(implicit.hybrid.pages).toBe(Math.ceil(5000 / 16) + 1024 / 16);
+    expect(implicit.hybrid?.pages).toBe(Math.ceil(5000 / 16) + 1024 / 16);
   });
 });
 

@@ -28,14 +28,26 @@ const llama8b = parseConfig({
 describe("memory planner", () => {
   test("KV bytes per sequence, full and hybrid, for a Llama-3-8B shape", () => {
     const plan = planMemory(llama8b, { context: 32768, memoryBytes: 80e9, weightBytes: 16.06e9, fullLayers: 16 });
+    const hybrid = plan.hybrid!;
     // Full: 32 layers × 32768 tokens × 2 (K, V) × 8 heads × 128 × 2 bytes = 4 GiB.
     expect(plan.full.bytes).toBe(4 * 2 ** 30);
     // Hybrid: 16 full layers + 16 rings of 1024 slots.
-    expect(plan.hybrid.bytes).toBe(16 * 32768 * 4096 + 16 * 1024 * 4096);
+    expect(hybrid.bytes).toBe(16 * 32768 * 4096 + 16 * 1024 * 4096);
     expect(plan.full.maxBatch).toBe(1 + Math.floor((plan.poolPages - plan.full.prefillPeakPages) / plan.full.pages));
-    expect(plan.hybrid.maxBatch).toBeGreaterThan(1.8 * plan.full.maxBatch);
+    expect(hybrid.maxBatch).toBeGreaterThan(1.8 * plan.full.maxBatch);
     // The ideal ratio 1 / (P/L + (1 − P/L)(S+W)/N) of the issue at 32K is 1.94.
-    expect(plan.full.bytes / plan.hybrid.bytes).toBeCloseTo(1 / (0.5 + 0.5 * (1024 / 32768)), 6);
+    expect(plan.full.bytes / hybrid.bytes).toBeCloseTo(1 / (0.5 + 0.5 * (1024 / 32768)), 6);
+  });
+  test("a sliding-window model: every layer holds its window, and no hybrid plan", () => {
+    const window = 4096;
+    const plan = planMemory(
+      { ...llama8b, slidingWindow: window },
+      { context: 32768, memoryBytes: 80e9, weightBytes: 16.06e9, fullLayers: 16 },
+    );
+    // 32 layers × 4096 window slots × 4096 bytes a token (K and V, 8 heads × 128, bf16).
+    expect(plan.full.bytes).toBe(32 * window * 4096);
+    expect(plan.full.prefillPeakPages).toBe(plan.full.pages);
+    expect(plan.hybrid).toBeNull();
   });
   test("bad inputs", () => {
     expect(() => planMemory(llama8b, { context: 0, memoryBytes: 1e9, weightBytes: 0, fullLayers: 1 })).toThrow(

@@ -298,10 +298,16 @@ program
       `context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B)`,
     );
     console.log(`KV pool: ${plan.poolPages} pages = ${gib(plan.poolBytes)}`);
+    const hybrid = plan.hybrid;
+    if (!hybrid) {
+      console.log(`KV per sequence: ${gib(plan.full.bytes)} (a sliding window of ${config.slidingWindow} tokens in every layer)`);
+      console.log(`largest batch: ${plan.full.maxBatch}; hybrid: not applicable, this model has no full-attention layer to make lazy`);
+      return;
+    }
     console.log(
-      `KV per sequence: full ${gib(plan.full.bytes)}, hybrid ${gib(plan.hybrid.bytes)} (${((100 * plan.hybrid.bytes) / plan.full.bytes).toFixed(1)}%)`,
+      `KV per sequence: full ${gib(plan.full.bytes)}, hybrid ${gib(hybrid.bytes)} (${((100 * hybrid.bytes) / plan.full.bytes).toFixed(1)}%)`,
     );
-    console.log(`largest batch: full ${plan.full.maxBatch}, hybrid ${plan.hybrid.maxBatch}`);
+    console.log(`largest batch: full ${plan.full.maxBatch}, hybrid ${hybrid.maxBatch}`);
   });
 
 /** The lazy-ratio options inspect and calibrate share. */

@@ -32,7 +32,8 @@ export interface MemoryPlan {
   poolPages: number;
   poolBytes: number;
   full: SequencePlan;
-  hybrid: SequencePlan;
+  /** null for a sliding-window model (Mistral): its layers are bounded already, with none full to make lazy. */
+  hybrid: SequencePlan | null;
 }
 
 export interface SequencePlan {
@@ -91,7 +92,10 @@ export function planMemory(config: ModelConfig, options: MemoryPlanOptions): Mem
     P = integerIn(o.fullLayers, `${what}: fullLayers`, 0, L);
   const bytes = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
   const poolPages = Math.max(0, Math.floor((memoryBytes - weightBytes) / bytes));
-  const full = fullCachePages(context, pageSize),
+  // A sliding-window model's layers each hold a window, full attention or not.
+  const full = config.slidingWindow
+      ? ringPages(context, { sink: 0, window: config.slidingWindow }, pageSize)
+      : fullCachePages(context, pageSize),
     ring = ringPages(context, { sink, window }, pageSize);
   const sequence = (pages: number, peak: number): SequencePlan => ({
     pages,
@@ -104,10 +108,9 @@ export function planMemory(config: ModelConfig, options: MemoryPlanOptions): Mem
     poolPages,
     poolBytes: poolPages * bytes,
     full: sequence(L * full, L * full),
-    hybrid: sequence(
-      P * full + (L - P) * ring,
-      prefillPeakPages({ ...config, slidingWindow: null }, context, { fullLayers: P, sink, window, pageSize }),
-    ),
+    hybrid: config.slidingWindow
+      ? null
+      : sequence(P * full + (L - P) * ring, prefillPeakPages(config, context, { fullLayers: P, sink, window, pageSize })),
   };
 }
 
