@@ -21,12 +21,13 @@ afterAll(async () => model?.dispose());
 
 /** What a session gives for `prompt` alone: its chunks joined, and the finish reason of the last. */
 async function alone(prompt: string, options: GenerateOptions & SessionOptions) {
-  const session = model.createSession(options);
+  const { maxContext, prefillChunk, hybrid, ...generate } = options;
+  const session = model.createSession({ maxContext, prefillChunk, hybrid });
   try {
     let text = "";
     const tokens: number[] = [];
     let finishReason: string | undefined;
-    for await (const chunk of session.generate(prompt, options)) {
+    for await (const chunk of session.generate(prompt, generate)) {
       text += chunk.text;
       tokens.push(...chunk.tokens);
       finishReason = chunk.finishReason;

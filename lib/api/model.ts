@@ -8,7 +8,7 @@ import { Tokenizer } from "../checkpoint/tokenizer";
 import { Checkpoint, type LoadProgress, loadWeights, type ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
 import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
 import { integerIn, optionalBoolean, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
-import type { GenerateChunk, GenerateOptions, GenerateResult, SessionOptions } from "../generate/options";
+import { type GenerateChunk, type GenerateOptions, type GenerateResult, type SessionOptions, splitOptions } from "../generate/options";
 import { noTokenizerError, type Prompt } from "../generate/prompt";
 import { type Continuation, type ScoreOptions, type ScoreRequest, type ScoreResult, scoreRequests } from "../generate/score";
 import { Decoder, prefillActivationBudget } from "../model/decoder";
@@ -170,9 +170,10 @@ export class Model implements AsyncDisposable {
    * @example for await (const chunk of model.generate([1, 15043, 29892], { maxNewTokens: 16 })) console.log(chunk.tokens);
    */
   async *generate(prompt: Prompt, options?: GenerateOptions & SessionOptions): AsyncGenerator<GenerateChunk> {
-    const session = this.createSession(options);
+    const { session: sessionOptions, generate } = splitOptions(options, "generate");
+    const session = this.createSession(sessionOptions);
     try {
-      yield* session.generate(prompt, options);
+      yield* session.generate(prompt, generate);
     } finally {
       session.dispose();
     }

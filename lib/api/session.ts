@@ -12,6 +12,7 @@ import {
   type GenerateResult,
   type SessionOptions,
   type SessionSettings,
+  splitOptions,
 } from "../generate/options";
 import { checkPromptFits, type Prompt, promptIds } from "../generate/prompt";
 import { GenerationSequence } from "../generate/sequence";
@@ -194,8 +195,9 @@ export async function generateBatch(
   prompts: Prompt[],
   options?: GenerateOptions & SessionOptions,
 ): Promise<GenerateResult[]> {
-  const settings = checkGenerateOptions(options, "generateBatch");
-  const session = checkSessionOptions(options, model.decoder, "generateBatch");
+  const parts = splitOptions(options, "generateBatch");
+  const settings = checkGenerateOptions(parts.generate, "generateBatch");
+  const session = checkSessionOptions(parts.session, model.decoder, "generateBatch");
   if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
   checkStopNeedsTokenizer(model, settings.stop, "generateBatch");
   const encoded = prompts.map((p, i) => promptIds(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`));

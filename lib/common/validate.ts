@@ -16,6 +16,25 @@ export function optionsObject<T extends object>(value: T | undefined | null, wha
 }
 
 /**
+ * Throws naming every key of `o` that is none of `names`: a misspelt option (max_new_tokens)
+ * would otherwise be ignored and its default run without a word. `elsewhere` names the options
+ * that belong to another call, to say where they go.
+ * @example rejectUnknownOptions(o, ["maxContext", "hybrid"], "createSession: options");
+ */
+export function rejectUnknownOptions(
+  o: object,
+  names: readonly string[],
+  what: string,
+  elsewhere?: { names: readonly string[]; where: string },
+): void {
+  const unknown = Object.keys(o).filter((k) => !names.includes(k));
+  if (!unknown.length) return;
+  const misplaced = elsewhere ? unknown.filter((k) => elsewhere.names.includes(k)) : [];
+  const hint = misplaced.length ? ` (${misplaced.join(", ")}: ${elsewhere?.where})` : "";
+  throw new RangeError(`${what} has no option ${unknown.map((k) => show(k)).join(", ")}${hint}; its options are ${names.join(", ")}`);
+}
+
+/**
  * An optional AbortSignal (any object with AbortSignal's members, so signals from other realms count).
  * @example const signal = optionalSignal(o.signal, "generate: signal");
  */

@@ -1,7 +1,7 @@
 // The options of sessions and of generation, what a generation gives back, and the checks every
 // option passes (once, before anything is prefilled) for Session.generate and generateBatch alike.
 
-import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, show } from "../common/validate";
+import { integerIn, maxTokens, optionalBoolean, optionalSignal, optionsObject, rejectUnknownOptions, show } from "../common/validate";
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
 import type { Decoder } from "../model/decoder";
@@ -77,6 +77,35 @@ export interface SessionSettings {
   hybrid: ResolvedHybrid;
 }
 
+const sessionOptionNames = ["maxContext", "prefillChunk", "hybrid"] satisfies Array<keyof SessionOptions>;
+const generateOptionNames = [
+  "maxNewTokens",
+  "stop",
+  "stopAtEos",
+  "logprobs",
+  "signal",
+  "temperature",
+  "topK",
+  "topP",
+  "repetitionPenalty",
+  "seed",
+] satisfies Array<keyof GenerateOptions>;
+
+/**
+ * The session's and the generation's part of model.generate's and generateBatch's options, any
+ * other key refused.
+ * @example const { session, generate } = splitOptions(options, "generateBatch");
+ */
+export function splitOptions(
+  options: (GenerateOptions & SessionOptions) | undefined,
+  what: string,
+): { session: SessionOptions; generate: GenerateOptions } {
+  const o = optionsObject(options, `${what}: options`) as Record<string, unknown>;
+  rejectUnknownOptions(o, [...generateOptionNames, ...sessionOptionNames], `${what}: options`);
+  const pick = (names: readonly string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => names.includes(k)));
+  return { session: pick(sessionOptionNames), generate: pick(generateOptionNames) };
+}
+
 /** Largest prompt chunk: a chunk's activations are allocated at once. */
 const maxPrefillChunk = 2 ** 20;
 
@@ -86,6 +115,10 @@ const maxPrefillChunk = 2 ** 20;
  */
 export function checkGenerateOptions(options: GenerateOptions | undefined, what: string): GenerateSettings {
   const o = optionsObject(options, `${what}: options`);
+  rejectUnknownOptions(o, generateOptionNames, `${what}: options`, {
+    names: sessionOptionNames,
+    where: "a session's options, given to createSession",
+  });
   const maxNewTokens = integerIn(o.maxNewTokens, `${what}: maxNewTokens`, 0, maxTokens, 256);
   if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
     throw new TypeError(`${what}: stop must be an array of non-empty strings, got ${show(o.stop)}`);
@@ -104,8 +137,13 @@ export function checkSessionOptions(
   options: SessionOptions | undefined,
   decoder: Pick<Decoder, "config" | "prefillChunk">,
   what: string,
+  alsoAccepted: readonly string[] = [],
 ): SessionSettings {
   const o = optionsObject(options, `${what}: options`);
+  rejectUnknownOptions(o, [...sessionOptionNames, ...alsoAccepted], `${what}: options`, {
+    names: generateOptionNames,
+    where: "a generation's options, given to generate",
+  });
   const config = decoder.config;
   return {
     maxContext: integerIn(o.maxContext, `${what}: maxContext`, 1, maxTokens, config.maxPositionEmbeddings),

@@ -57,7 +57,7 @@ export async function scoreRequests(
 ): Promise<ScoreResult[]> {
   const o = optionsObject(options, `${what}: options`);
   const signal = optionalSignal(o.signal, `${what}: signal`);
-  const session = checkSessionOptions(o, model.decoder, what);
+  const session = checkSessionOptions(o, model.decoder, what, ["signal"]);
   if (!Array.isArray(requests))
     throw new TypeError(`${what}: requests must be an array of { prompt, continuation }, got ${show(requests)}`);
   const { vocabSize } = model.config;

@@ -248,7 +248,7 @@ describe(`planMemory checks its options (seed ${rng.seed})`, () => {
       window: rng.int(1, 4096),
       dtype: rng.pick(["f32", "f16", "bf16"]),
     });
-    for (const n of [plan.pageBytes, plan.poolPages, plan.poolBytes, ...Object.values(plan.full), ...Object.values(plan.hybrid)])
+    for (const n of [plan.pageBytes, plan.poolPages, plan.poolBytes, ...Object.values(plan.full), ...Object.values(plan.hybrid!)])
       expect(Number.isInteger(n)).toBe(true);
   });
 

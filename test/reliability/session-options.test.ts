@@ -61,6 +61,16 @@ test.each([
     /hybrid\.lastQueries must be an integer in \[1, \d+\], got "32"/,
   ],
   ["a random seed past uint32", { hybrid: { mode: "random", seed: 2 ** 40 } }, /hybrid\.seed must be an integer in \[0, 4294967295\]/],
+  [
+    "a misspelt option",
+    { max_context: 64 },
+    /createSession: options has no option "max_context"; its options are maxContext, prefillChunk, hybrid/,
+  ],
+  [
+    "a generation's option",
+    { maxNewTokens: 4 },
+    /createSession: options has no option "maxNewTokens" \(maxNewTokens: a generation's options, given to generate\)/,
+  ],
 ])("createSession with %s is a clear error", (_, options, message) => {
   expect(() => model.createSession(options as never)).toThrow(message);
 });
@@ -74,6 +84,12 @@ test.each([
   ["temperature as a string", { temperature: "0.5" }, /temperature must be a finite number >= 0, got "0.5"/],
   ["topP as a string", { topP: "0.9" }, /topP must be a number in \(0, 1\], got "0.9"/],
   ["a seed past the safe integers", { seed: 2 ** 60 }, /seed must be an integer, and a safe one/],
+  ["a misspelt option", { max_new_tokens: 3 }, /generate: options has no option "max_new_tokens"; its options are maxNewTokens, stop/],
+  [
+    "a session's option",
+    { hybrid: { mode: "streaming-all" } },
+    /generate: options has no option "hybrid" \(hybrid: a session's options, given to createSession\)/,
+  ],
 ])("session.generate with %s is a clear error and the session stays usable", async (_, options, message) => {
   const session = model.createSession();
   try {
@@ -100,16 +116,24 @@ test.each([
     { hybrid: { mode: "auto", sink: 2 ** 20, window: 2 ** 30 } },
     /hybrid\.sink \+ hybrid\.window must be at most/,
   ],
+  ["a misspelt option", ["a"], { maxNewToken: 3 }, /generateBatch: options has no option "maxNewToken"; its options are maxNewTokens/],
 ])("generateBatch with %s is a clear error", async (_, prompts, options, message) => {
   const used = model.pool.usedPages;
   await expect(model.generateBatch(prompts as never, options as never)).rejects.toThrow(message);
   expect(model.pool.usedPages).toBe(used);
 });
 
-test("model.generate with null options is a clear error", async () => {
+test("model.generate with null options, or a misspelt one, is a clear error", async () => {
   await expect(model.generate("Once upon a time", null as never).next()).rejects.toThrow(
     /options must be an object \(or left out\), got null/,
   );
+  await expect(model.generate("Once upon a time", { max_new_tokens: 3 } as never).next()).rejects.toThrow(
+    /generate: options has no option "max_new_tokens"/,
+  );
+  // Both kinds together are what model.generate takes.
+  const chunks = [];
+  for await (const c of model.generate("Once upon a time", { maxNewTokens: 2, maxContext: 64, stopAtEos: false })) chunks.push(c);
+  expect(chunks.flatMap((c) => c.tokens)).toHaveLength(2);
 });
 
 test.each([
