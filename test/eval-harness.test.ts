@@ -22,6 +22,7 @@ import {
   rulerScore,
   runEval,
 } from "../lib";
+import * as tasks from "../lib/eval/tasks";
 import { randomLayers } from "../lib/hybrid/options";
 import { longestFillerWord } from "./helpers/filler-words";
 import { fixtureRoot } from "./helpers/fixtures";
@@ -236,6 +237,27 @@ describe(`seed ${rng.seed}`, () => {
         await expect(run).rejects.toThrow(message);
         expect(progressed).toBe(false);
       } else await expect(run).resolves.toMatchObject({ layers: 3 });
+    });
+
+    test("an abort while the samples are being built stops the run there, before every sample is built", async () => {
+      const controller = new AbortController();
+      const makeOne = tasks.makeSample;
+      const built = jest.spyOn(tasks, "makeSample");
+      const stopAt = rng.int(1, 3);
+      built.mockImplementation((...args) => {
+        if (built.mock.calls.length === stopAt) controller.abort(new Error("interrupted"));
+        return makeOne(...args);
+      });
+      try {
+        const settings = { contexts: [400], tasks: ["passkey" as const], depths: [0.25, 0.5, 0.75], seeds: [0, 1, 2], window: 48 };
+        let progressed = false;
+        await expect(
+          runEval(model, resolveEvalConfig([settings], false), { signal: controller.signal, onProgress: () => (progressed = true) }),
+        ).rejects.toThrow("interrupted");
+        expect({ built: built.mock.calls.length, progressed }).toEqual({ built: stopAt, progressed: false });
+      } finally {
+        built.mockRestore();
+      }
     });
 
     test("a sliding-window model: hybrid modes are refused before any sample, full attention alone runs", async () => {

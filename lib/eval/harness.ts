@@ -127,8 +127,20 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   const tick = (step: string) => options.onProgress?.({ done: ++done, total, step });
 
   const sampleOptions = { chat: config.chat, maxPositions: model.config.maxPositionEmbeddings, extraTokens: config.extraTokens };
-  const samples: TaskSample[] = specs.map((spec) => makeSample(tokenizer, corpus, spec, sampleOptions));
-  const heldOut = windows.map((w) => heldOutWindow(tokenizer, corpus, w.context, w.seed));
+  // Building a long sample takes a while (tokenizing its haystack): the signal is looked at, and the
+  // event loop given a turn (where a Ctrl-C lands), between samples.
+  const samples: TaskSample[] = [];
+  for (const spec of specs) {
+    signal?.throwIfAborted();
+    samples.push(makeSample(tokenizer, corpus, spec, sampleOptions));
+    await yieldToEventLoop();
+  }
+  const heldOut: number[][] = [];
+  for (const w of windows) {
+    signal?.throwIfAborted();
+    heldOut.push(heldOutWindow(tokenizer, corpus, w.context, w.seed));
+    await yieldToEventLoop();
+  }
   const results: SampleResult[] = [];
   const perplexity: PerplexityResult[] = [];
   for (const mode of modes) {
@@ -275,6 +287,8 @@ export function wilsonInterval(correct: number, samples: number): [number, numbe
   const half = (z * Math.sqrt((p * (1 - p)) / samples + z2n / (4 * samples))) / (1 + z2n);
   return [Math.max(0, center - half), Math.min(1, center + half)];
 }
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
  * The modes, each one's hybrid option checked against the model before any sample runs (a bad
