@@ -91,6 +91,19 @@ describe("prefillAttention rejects bad input", () => {
       expect(ok.out.shape).toEqual([3, 4, 8]);
       scope.add(ok.out);
     });
+    test("a ring that has turned: the queries' windows must start within what it still holds", () => {
+      const ring = { sink: 2, window: 4 };
+      // 9 cached positions: the ring holds 0-1 and 5-8. Queries on cached positions 6-8 would
+      // read 3-4, which it has overwritten.
+      const cachedOnly = (tokens: number) =>
+        kernels.prefillAttention({ q: t([tokens, 4, 8]), cached: prefix({ ring, length: 9 }), streaming: ring });
+      expect(() => cachedOnly(3)).toThrow(
+        /q's first token is position 6, whose window starts at 3, but the ring holds positions from 5 on \(besides its sinks\); pass at most 1 queries/,
+      );
+      scope.add(cachedOnly(1).out);
+      // The usual call: the queries are the call's own tokens, after the cached ones.
+      scope.add(call({ ring, length: 9 }, { streaming: ring }).out);
+    });
     test("a pool that does not match the call", () => {
       expect(() => call({ ...pool(4, 4, 1, 8) })).toThrow(/kPages holds 1 kv heads of dim 8 but the call has 2 of dim 8/);
       expect(() => call({ ...pool(4, 4, 2, 8, "bf16") })).toThrow(/kPages must be f32, got bf16/);

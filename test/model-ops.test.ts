@@ -565,6 +565,9 @@ describe("repetitionPenalty", () => {
     expect(() => run([3, 4], [0, 2, 1])).toThrow(/offsets must start at 0 and end at ids' length 2/);
     expect(() => run([3, 4], [1, 2, 2])).toThrow(/offsets must start at 0/);
     expect(() => run([3, 4, 5], [0, 2, 1, 3].slice(0, 3))).toThrow(/end at ids' length 3/);
+    // A middle offset past ids is refused before any row's ids are read (it read past them).
+    expect(() => run([3, 4, 5, 6], [0, 100, 4])).toThrow(/offsets must not decrease, but offsets\[2\] < offsets\[1\]/);
+    expect(() => run([3, 4, 5, 6], [0, 2 ** 31 - 1, 4])).toThrow(/offsets must not decrease/);
     expect(Array.from(logits.tensor.toFloat32Array())).toEqual(Array.from(logits.values));
   });
 });

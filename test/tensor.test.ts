@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { cudaStatus, devices, loadAddon, memoryUsage, synchronize, Tensor } from "../lib";
-import { addon, type NativeGraphHandle, type NativeReadHandle } from "../lib/runtime/native";
+import { addon, type NativeGraphHandle, type NativeReadHandle, type NativeTensorHandle } from "../lib/runtime/native";
 import { collectGarbage } from "./helpers/gc";
 import { Random, roundTo } from "./helpers/reference";
 
@@ -137,6 +137,44 @@ describe("Tensor", () => {
     // The read itself is untouched by the refusals.
     expect(Array.from(addon().finishRead(read))).toEqual(Array.from(t.toArray()));
     t.dispose();
+  });
+
+  test("the addon tells a tensor by a mark that runs no JavaScript: instanceof tricks cannot dispose one mid-call", () => {
+    const NativeTensor = addon().NativeTensor;
+    const dst = new NativeTensor([16], "f32", "cpu"),
+      src = new NativeTensor([16], "f32", "cpu");
+    const values = Float32Array.from({ length: 16 }, () => rng.normal());
+    src.write(values);
+    // Symbol.hasInstance on the class, and a Proxy prototype: each disposes the destination if it is run.
+    Object.defineProperty(NativeTensor, Symbol.hasInstance, {
+      configurable: true,
+      value: () => {
+        dst.dispose();
+        return true;
+      },
+    });
+    try {
+      dst.copyFrom(src);
+    } finally {
+      delete (NativeTensor as unknown as Record<symbol, unknown>)[Symbol.hasInstance];
+    }
+    expect(Array.from(dst.readFloat32())).toEqual(Array.from(values));
+    const impostor = Object.create(NativeTensor.prototype);
+    expect(() => dst.copyFrom(impostor)).toThrow(/copyFrom\(src\) needs a tensor/);
+    // A tensor is made by the constructor alone: another External gives none.
+    expect(() => new (NativeTensor as unknown as new (handle: unknown) => NativeTensorHandle)(addon().startRead(src))).toThrow(
+      /NativeTensor\(shape: number\[\], dtype: string, device: string\)/,
+    );
+    // Overlapping slices of one tensor copy as if through a temporary.
+    const whole = Tensor.from(
+      Float32Array.from({ length: 8 }, (_, i) => i + rng.int(1, 9)),
+      [8],
+    );
+    const before = Array.from(whole.toArray());
+    whole.rows(0, 6).copyFrom(whole.rows(2, 6));
+    expect(Array.from(whole.toArray())).toEqual([...before.slice(2, 8), ...before.slice(6, 8)]);
+    for (const t of [dst, src]) t.dispose();
+    whole.dispose();
   });
 
   test("using a disposed tensor throws", () => {

@@ -133,6 +133,17 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
     a.fail("q has " + std::to_string(nq) + " tokens but there are only " + std::to_string(nk) +
            " keys: queries are the last nq positions of the keys, so nq <= nk");
   p.nq = nq, p.nk = nk;
+  if (p.cached.ring && int64_t(p.cached.length) > int64_t(p.cached.ringSink) + p.cached.ringWindow) {
+    // Past its sinks a ring that has turned holds only its last window; the first query's window
+    // must start within it (the queries of a prefill are its own tokens, which the mask keeps
+    // within the ring's window).
+    const int64_t held = int64_t(p.cached.length) - p.cached.ringWindow, first = int64_t(nk) - nq;
+    if (first - p.mask.window + 1 < held)
+      a.fail("q's first token is position " + std::to_string(first) + ", whose window starts at " +
+             std::to_string(first - p.mask.window + 1) + ", but the ring holds positions from " + std::to_string(held) +
+             " on (besides its sinks); pass at most " +
+             std::to_string(std::max<int64_t>(0, nk - (held + p.mask.window - 1))) + " queries");
+  }
   Device device = a.sameDevice({{"q", q},
                                 {"k", k},
                                 {"v", v},

@@ -128,12 +128,14 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
     if (hostOffsets[0] != 0 || hostOffsets[rows] != count)
       throw Error(op + ": " + "offsets must start at 0 and end at ids' length " + std::to_string(count) + ", got " +
                   std::to_string(hostOffsets[0]) + " .. " + std::to_string(hostOffsets[rows]));
-    // Two threads updating the same logit would race, so a row must not name a token twice.
-    std::vector<int32_t> lastRow(size_t(vocab), -1);
-    for (int64_t r = 0; r < rows; r++) {
+    // Every offset before any id is read: a row's range must lie within ids.
+    for (int64_t r = 0; r < rows; r++)
       if (hostOffsets[r + 1] < hostOffsets[r])
         throw Error(op + ": " + "offsets must not decrease, but offsets[" + std::to_string(r + 1) + "] < offsets[" +
                     std::to_string(r) + "]");
+    // Two threads updating the same logit would race, so a row must not name a token twice.
+    std::vector<int32_t> lastRow(size_t(vocab), -1);
+    for (int64_t r = 0; r < rows; r++) {
       for (int32_t i = hostOffsets[r]; i < hostOffsets[r + 1]; i++) {
         const int32_t id = hostIds[i];
         checkTokenId(op, "ids", i, id, vocab);

@@ -116,15 +116,26 @@ Napi::Function TensorObject::Init(Napi::Env env) {
   return ctor;
 }
 
-bool TensorObject::IsTensor(Napi::Env env, const Napi::Value& value) {
-  return value.IsObject() && value.As<Napi::Object>().InstanceOf(constructorRef(env)->Value());
+namespace {
+// Marks the objects this constructor made. A tag check runs no JavaScript, where instanceof
+// would (Symbol.hasInstance, a Proxy's getPrototypeOf) and could dispose a tensor mid-call.
+constexpr napi_type_tag kTensorTag = {0x4c54'7465'6e73'6f72ULL, 0x61d3'0b7e'94c2'58f1ULL};
+// What New() passes to the constructor, so that no other External makes a tensor without storage.
+int fromNew = 0;
+}  // namespace
+
+bool TensorObject::IsTensor(Napi::Env, const Napi::Value& value) {
+  return value.IsObject() && value.As<Napi::Object>().CheckTypeTag(&kTensorTag);
 }
 
 // new NativeTensor(shape: number[], dtype: string, device: string)
 // allocates uninitialised memory; `write` fills it.
 TensorObject::TensorObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorObject>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() == 1 && info[0].IsExternal()) return;  // filled in by New()
+  if (info.Length() == 1 && info[0].IsExternal() && info[0].As<Napi::External<int>>().Data() == &fromNew) {
+    info.This().As<Napi::Object>().TypeTag(&kTensorTag);
+    return;  // filled in by New()
+  }
   if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsString() || !info[2].IsString())
     throw Napi::TypeError::New(env, "NativeTensor(shape: number[], dtype: string, device: string)");
   Shape shape = readShape(info[0].As<Napi::Array>(), "tensor shape");
@@ -134,6 +145,7 @@ TensorObject::TensorObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   shape_ = shape;
   storage_ = std::make_shared<Storage>(device, size_t(elements) * dtypeSize(dtype_));
   reportOwnedMemory(env);
+  info.This().As<Napi::Object>().TypeTag(&kTensorTag);
 }
 
 // Host memory is reported to V8 so that forgotten CPU tensors put pressure on the GC. Device
@@ -146,7 +158,7 @@ void TensorObject::reportOwnedMemory(Napi::Env env) {
 }
 
 Napi::Object TensorObject::New(Napi::Env env, std::shared_ptr<Storage> storage, DType dtype, const Shape& shape) {
-  Napi::Object obj = constructorRef(env)->New({Napi::External<void>::New(env, nullptr)});
+  Napi::Object obj = constructorRef(env)->New({Napi::External<int>::New(env, &fromNew)});
   TensorObject* t = Unwrap(obj);
   t->dtype_ = dtype;
   t->shape_ = shape;

@@ -175,7 +175,7 @@ void deviceFree(const Device& device, void* ptr, size_t bytes) noexcept {
 
 void deviceCopy(void* dst, const Device& dstDevice, const void* src, const Device& srcDevice, size_t bytes) {
   if (dstDevice.isCpu() && srcDevice.isCpu()) {
-    std::memcpy(dst, src, bytes);
+    std::memmove(dst, src, bytes);  // a slice may be copied into an overlapping one
     return;
   }
   cudaMemory.copy(dst, dstDevice.isCpu() ? -1 : dstDevice.index, src, srcDevice.isCpu() ? -1 : srcDevice.index, bytes);
