@@ -6,7 +6,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { type HybridOptions, loadModel, type Model } from "../lib";
 import { fixtureRoot, readReference } from "./helpers/fixtures";
+import { copyFixture } from "./helpers/model-dir";
 import { Random } from "./helpers/reference";
+import { writeSafetensors } from "./helpers/safetensors-file";
 
 const rng = new Random();
 
@@ -112,6 +114,40 @@ describe(`seed ${rng.seed}`, () => {
     expect(out.status).toBe(1);
     expect(out.stderr).toMatch(message);
     expect(out.stdout).toBe("");
+  });
+
+  test("--dtype converts a checkpoint that mixes dtypes (refused without it, with the flag named)", async () => {
+    // The fixture's head, alone in its shard, stored as f32 (its bf16 values exactly): the rest stays bf16.
+    const dir = copyFixture("llama-tiny");
+    try {
+      const shard = path.join(dir, "model-00004-of-00004.safetensors");
+      const bytes = fs.readFileSync(shard);
+      const length = Number(bytes.readBigUInt64LE(0));
+      const header = JSON.parse(bytes.subarray(8, 8 + length).toString());
+      const bf16 = bytes.subarray(8 + length);
+      const f32 = Buffer.alloc(bf16.length * 2);
+      for (let i = 0; i < bf16.length / 2; i++) f32.writeUInt32LE((bf16.readUInt16LE(2 * i) << 16) >>> 0, 4 * i);
+      header["lm_head.weight"] = { ...header["lm_head.weight"], dtype: "F32", data_offsets: [0, f32.length] };
+      writeSafetensors(shard, header, f32);
+      const ids = randomPrompt();
+      const args = ["generate", "--model", dir, "--device", "cpu", "--ids", ids.join(","), "--no-tokenizer", "-n", "5"];
+      const refused = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8" });
+      expect({ status: refused.status, stderr: refused.stderr }).toEqual({
+        status: 1,
+        stderr: expect.stringMatching(/weights mix dtypes \(BF16, F32\); pass a dtype \(loadModel's dtype option, the CLI's --dtype\)/),
+      });
+      const out = spawnSync(process.execPath, [cli, ...args, "--dtype", "bf16"], { encoding: "utf8" });
+      expect(out.status).toBe(0);
+      const bf16Model = await loadModel(modelDir, { device: "cpu", dtype: "bf16", kvCacheBytes: 4 * 2 ** 20 });
+      try {
+        const [want] = await bf16Model.generateBatch([ids], { maxNewTokens: 5 });
+        expect(out.stdout.trim()).toBe(want.tokens.join(","));
+      } finally {
+        await bf16Model.dispose();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a reader that closes the pipe early (| head) ends generate quietly with exit 0", async () => {

@@ -252,7 +252,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
     if (sourceDTypes.size > 1 && !options.dtype)
       throw new SafetensorsError(
         checkpoint.dir,
-        `weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype to convert them to one`,
+        `weights mix dtypes (${[...sourceDTypes].join(", ")}); pass a dtype (loadModel's dtype option, the CLI's --dtype) to convert them to one`,
       );
     const embed = await load(layout.embed);
     const norm = await load(layout.norm);

@@ -27,7 +27,7 @@ import {
   resolveEvalConfig,
   runEval,
 } from "../index";
-import type { DeviceName } from "../runtime/tensor";
+import type { DeviceName, DType } from "../runtime/tensor";
 
 function number(kind: "int" | "float") {
   return (value: string) => {
@@ -51,6 +51,7 @@ const generateCommand = program
   .option("--no-tokenizer", "load the model without its tokenizer: the prompt must be --ids, and token ids are printed")
   .option("--chat", "wrap the prompt as a user message with the model's chat template")
   .addOption(new Option("-d, --device <device>", "cpu, cuda or cuda:N (default: cuda if available)"))
+  .addOption(dtypeOption())
   .option("-n, --max-new-tokens <n>", "tokens to generate", number("int"), 256)
   .option("-t, --temperature <t>", "0 = greedy", number("float"), 0)
   .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", number("int"), 0)
@@ -71,7 +72,7 @@ hybridFlags(generateCommand, "LightTransfer hybrid mode")
     if (o.chat && o.ids) throw new Error("--chat wraps a text prompt; --ids are given to the model as they are");
     const hybrid = hybridFromFlags(o);
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal, o.tokenizer === false ? false : undefined);
+    const model = await loadWithProgress(o.model, o.device, signal, o.tokenizer === false ? false : undefined, { dtype: o.dtype });
     try {
       const session = model.createSession({ maxContext: o.maxContext, hybrid });
       const prompt = o.ids ?? (o.chat ? [{ role: "user", content: o.prompt }] : o.prompt);
@@ -111,6 +112,7 @@ const serveCommand = program
   .description("serve a model over HTTP with an OpenAI-compatible API (completions, chat completions), batching requests continuously")
   .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
   .addOption(new Option("-d, --device <device>", "cpu, cuda or cuda:N (default: cuda if available)"))
+  .addOption(dtypeOption())
   .option("--model-name <name>", "the model's name in requests and /v1/models (default: the directory's name)")
   .option("--host <host>", "address to listen on", "127.0.0.1")
   .option("--port <port>", "port to listen on", number("int"), 8080)
@@ -135,7 +137,11 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   .action(async (o) => {
     const hybrid = hybridFromFlags(o);
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, pageSize: o.pageSize });
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, {
+      kvCacheBytes: o.kvMemory,
+      pageSize: o.pageSize,
+      dtype: o.dtype,
+    });
     const server = await createServer(model, {
       modelName: o.modelName,
       hybrid,
@@ -203,7 +209,7 @@ async function loadWithProgress(
   device: string | undefined,
   signal: AbortSignal,
   tokenizer?: boolean,
-  pool: { kvCacheBytes?: number; pageSize?: number } = {},
+  pool: { kvCacheBytes?: number; pageSize?: number; dtype?: DType } = {},
 ): Promise<Model> {
   const bar = new SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB", hideCursor: true, stream: process.stderr });
   let started = false;
@@ -234,6 +240,11 @@ function readPrompts(file: string): string[] {
     .split(/^---$/m)
     .map((p) => p.trim())
     .filter((p) => p.length > 0);
+}
+
+/** --dtype, the weights' dtype (loadModel's dtype): also what converts a checkpoint that mixes dtypes. */
+function dtypeOption(): Option {
+  return new Option("--dtype <dtype>", "weights' dtype (default: bf16 on CUDA, as stored on the CPU)").choices(["f32", "f16", "bf16"]);
 }
 
 /** --kv-memory, the size of the KV page pool, as the commands that load a model for many sequences take it. */
@@ -324,12 +335,13 @@ withRatioOptions(program.command("inspect"))
   .requiredOption("-m, --model <dir>", "model directory")
   .requiredOption("-f, --prompt-file <file>", "prompts, separated by lines holding only ---")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
+  .addOption(dtypeOption())
   .option("--heatmap <file>", "SVG heatmap to write (layers × heads for one prompt, layers × prompts for several)", "lazy-ratios.svg")
   .action(async (o) => {
     const signal = abortOnSigint();
     const prompts = readPrompts(o.promptFile);
     if (!prompts.length) throw new Error(`${o.promptFile}: no prompts`);
-    const model = await loadWithProgress(o.model, o.device, signal);
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype });
     try {
       const hybrid = { mode: "auto" as const, fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries };
       const columns: Array<Array<number | undefined>> = [];
@@ -385,9 +397,10 @@ withRatioOptions(program.command("calibrate"))
   .requiredOption("-f, --prompt-file <file>", "prompts, separated by lines holding only ---")
   .requiredOption("-o, --out <file>", "layer file (JSON) to write")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
+  .addOption(dtypeOption())
   .action(async (o) => {
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal);
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype });
     try {
       const bar = new SingleBar({ format: "calibrating {bar} {value}/{total} prompts", stream: process.stderr });
       const prompts = readPrompts(o.promptFile);
@@ -418,6 +431,7 @@ program
   .description("RULER-style quality evaluation (passkey, needle-in-a-haystack, variable tracking, perplexity) in each attention mode")
   .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
+  .addOption(dtypeOption())
   .option("--config <file>", "evaluation settings (JSON, e.g. bench/quality/config.json); flags override it")
   .option("-c, --context <tokens>", "prompt lengths, e.g. 4096,32768", numbersArg)
   .option("--tasks <tasks>", "passkey, niah-multikey, niah-multivalue, variable-tracking (comma-separated)", (v) => v.split(","))
@@ -456,7 +470,7 @@ program
     // Made first, so that a path it cannot be fails before the run rather than after.
     fs.mkdirSync(o.out, { recursive: true });
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory });
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, dtype: o.dtype });
     try {
       const config = resolveEvalConfig([fromFile, flags], model.tokenizer.hasChatTemplate);
       const bar = new SingleBar({ format: "evaluating {bar} {value}/{total} | {step}", hideCursor: true, stream: process.stderr });
