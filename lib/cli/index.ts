@@ -513,10 +513,11 @@ program
 
 // A reader that closed the pipe (`| head`) has what it wanted: stop quietly, as other
 // command-line tools do, rather than with the write's stack trace.
-process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-  if (err.code !== "EPIPE") throw err;
-  process.exit(0);
-});
+for (const stream of [process.stdout, process.stderr])
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    process.exit(0);
+  });
 
 program.parseAsync().catch((err: Error) => {
   process.stderr.write(`lighttransfer: ${err.message}\n`);

@@ -102,7 +102,8 @@ export function splitOptions(
 ): { session: SessionOptions; generate: GenerateOptions } {
   const o = optionsObject(options, `${what}: options`) as Record<string, unknown>;
   rejectUnknownOptions(o, [...generateOptionNames, ...sessionOptionNames], `${what}: options`);
-  const pick = (names: readonly string[]) => Object.fromEntries(Object.entries(o).filter(([k]) => names.includes(k)));
+  // Read through the object, as the checks read each option: inherited ones and getters count.
+  const pick = (names: readonly string[]) => Object.fromEntries(names.filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
   return { session: pick(sessionOptionNames), generate: pick(generateOptionNames) };
 }
 

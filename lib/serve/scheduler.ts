@@ -154,7 +154,7 @@ export class Scheduler {
    * @example const ticket = scheduler.submit(request); signal.addEventListener("abort", () => ticket.cancel());
    */
   submit(request: ScheduledRequest): Ticket {
-    if (this.closed) throw new Error("the server is closing");
+    if (this.closed) throw new SchedulerClosedError();
     if (this.waiting.length >= this.options.maxQueue) throw new QueueFullError(this.options.maxQueue);
     const entry: Entry = { request, queuedAt: performance.now(), done: false };
     this.waiting.push(entry);

@@ -132,6 +132,8 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
           : error.statusCode && error.statusCode >= 400 && error.statusCode < 500
             ? new ApiError(error.statusCode, error.message, "invalid_request_error", null, error.code ?? null)
             : new ApiError(500, `internal error: ${error.message}`);
+    // A server shutting down keeps no connection open: close() would wait for its keep-alive.
+    if (api.code === "server_shutdown") void reply.header("connection", "close");
     void reply.status(api.status).send(api.body);
   });
   app.setNotFoundHandler((request, reply) => {
@@ -260,6 +262,8 @@ class RequestRun {
         this.outcome("429");
         throw new ApiError(429, err.message, "rate_limit_error", null, "queue_full");
       }
+      // A request whose body came in after close() began.
+      if (err instanceof SchedulerClosedError) throw this.failure(err);
       throw err;
     }
   }

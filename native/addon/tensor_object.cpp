@@ -398,7 +398,17 @@ Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
     throw Error("copyFrom: source is " + std::string(dtypeName(src->dtype_)) + " " + shapeString(src->shape_) +
                 ", destination " + dtypeName(dtype_) + " " + shapeString(shape_) +
                 ": dtype and element count must match");
-  deviceCopy(data(), storage_->device, src->data(), src->storage_->device, byteLength());
+  const auto* from = static_cast<const uint8_t*>(src->data());
+  auto* to = static_cast<uint8_t*>(data());
+  const size_t bytes = byteLength();
+  if (src->storage_ == storage_ && from < to + bytes && to < from + bytes && from != to) {
+    // Overlapping slices of one tensor: a device copy may not overlap, so through a temporary.
+    Storage scratch(storage_->device, bytes);
+    deviceCopy(scratch.data, storage_->device, from, storage_->device, bytes);
+    deviceCopy(to, storage_->device, scratch.data, storage_->device, bytes);
+  } else {
+    deviceCopy(to, storage_->device, from, src->storage_->device, bytes);
+  }
   dropShadow();
   return info.Env().Undefined();
 }

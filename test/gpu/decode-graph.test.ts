@@ -168,6 +168,15 @@ describeGpu("reads that do not wait", () => {
     expect(Array.from(t.toArray())).toEqual(Array.from(src.toArray()));
   });
 
+  test("overlapping slices of a CUDA tensor copy as if through a temporary", () => {
+    const n = rng.int(8, 4096);
+    const values = Int32Array.from({ length: n }, () => rng.int(-1e9, 1e9));
+    const whole = scope.add(Tensor.from(values, [n], { device: "cuda:0" }));
+    const shift = rng.int(1, n - 1);
+    scope.add(whole.rows(0, n - shift)).copyFrom(scope.add(whole.rows(shift, n - shift)));
+    expect(Array.from(whole.toArray())).toEqual([...values.slice(shift), ...values.slice(n - shift)]);
+  });
+
   test("a graph handle given where a read handle goes is an error, not a crash", () => {
     const table = scope.random(rng, [10, 16], "bf16", "cuda:0").tensor;
     const out = scope.add(Tensor.empty([2, 16], "bf16", "cuda:0"));

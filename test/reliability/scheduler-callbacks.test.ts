@@ -5,7 +5,7 @@ import * as path from "node:path";
 import { loadModel, type Model } from "../../lib";
 import type { MemberSettings } from "../../lib/generate/stepper";
 import { resolveHybrid } from "../../lib/hybrid/options";
-import { Scheduler } from "../../lib/serve/scheduler";
+import { Scheduler, SchedulerClosedError } from "../../lib/serve/scheduler";
 import { fixtureRoot } from "../helpers/fixtures";
 import { Random } from "../helpers/reference";
 
@@ -76,6 +76,13 @@ describe(`seed ${rng.seed}`, () => {
   }
 
   /** Random requests, the one at `short` ending before every other: the others still run when its callbacks fail. */
+  test("a closed scheduler refuses a new request with the error the server answers 503 for", () => {
+    const scheduler = new Scheduler(model, { maxQueue: 4, stepTokens: 64, maxRunning: 4 });
+    scheduler.close();
+    const request = { ids: [rng.int(2, 300)], settings: greedy(2), hybrid: hybrid(), onChunk: () => {}, onError: () => {} };
+    expect(() => scheduler.submit(request)).toThrow(SchedulerClosedError);
+  });
+
   const randomRequests = (short: number) =>
     Array.from({ length: rng.int(3, 5) }, (_, i) => ({
       ids: Array.from({ length: rng.int(3, 12) }, () => rng.int(0, model.config.vocabSize - 1)),

@@ -123,6 +123,26 @@ test.each([
   expect(model.pool.usedPages).toBe(used);
 });
 
+test("options an object inherits (a prototype, getters) count in model.generate, generateBatch and session.generate alike", async () => {
+  const maxNewTokens = 1 + Math.floor(Math.random() * 4);
+  const inherited = Object.create({ maxNewTokens, stopAtEos: false });
+  class Getters {
+    get maxNewTokens() {
+      return maxNewTokens;
+    }
+    get stopAtEos() {
+      return false;
+    }
+  }
+  for (const options of [inherited, new Getters()]) {
+    const chunks = [];
+    for await (const c of model.generate("Once upon a time", options)) chunks.push(c);
+    expect(chunks.flatMap((c) => c.tokens)).toHaveLength(maxNewTokens);
+    const [result] = await model.generateBatch(["Once upon a time"], options);
+    expect(result.tokens).toHaveLength(maxNewTokens);
+  }
+});
+
 test("model.generate with null options, or a misspelt one, is a clear error", async () => {
   await expect(model.generate("Once upon a time", null as never).next()).rejects.toThrow(
     /options must be an object \(or left out\), got null/,
