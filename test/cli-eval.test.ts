@@ -43,7 +43,8 @@ describe(`seed ${rng.seed}`, () => {
         "-c",
         "420",
         "--tasks",
-        "passkey,niah-multivalue",
+        // A space after the comma, as people type lists.
+        "passkey, niah-multivalue",
         "--depths",
         "0.5",
         "--seeds",

@@ -43,6 +43,12 @@ test("reads F32, BF16 and I32 tensors back exactly, through read and readAsync",
   expect(Array.from(tb.toArray())).toEqual(Array.from(b));
   expect(Array.from(st.read("c").toArray())).toEqual([7, -3]);
   expect(() => st.read("missing")).toThrow(/has no tensor named 'missing'/);
+  // An offset is an element index: a fraction would read at a misaligned byte.
+  const stacked = Tensor.empty([4], "i32", "cpu");
+  for (const offset of [0.5, -1, Number.NaN])
+    expect(() => st.read("c", stacked, offset)).toThrow(/reading tensor 'c': offset must be an element index \(an integer >= 0\)/);
+  expect(Array.from(st.read("c", stacked, 2).toArray().slice(2))).toEqual([7, -3]);
+  stacked.dispose();
   // close() with a read in flight waits for it: the read still lands, later ones are refused.
   const inFlight = st.readAsync("a");
   st.close();

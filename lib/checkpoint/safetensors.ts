@@ -7,6 +7,7 @@
 // { name: { dtype, shape, data_offsets: [begin, end] }, "__metadata__"?: {...} }, then the data;
 // offsets are relative to the end of the header.
 import * as fs from "node:fs";
+import { show } from "../common/validate";
 import { type DType, Tensor } from "../runtime/tensor";
 
 export type FileDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
@@ -125,6 +126,11 @@ export class SafetensorsFile {
     if (!dtype) throw new SafetensorsError(this.path, `tensor '${name}' has dtype ${entry.dtype}; supported: F32, F16, BF16, I32`);
     if (dest && dest.dtype !== dtype)
       throw new SafetensorsError(this.path, `tensor '${name}' is ${entry.dtype} but the destination is ${dest.dtype}`);
+    if (!Number.isSafeInteger(offset) || offset < 0)
+      throw new SafetensorsError(
+        this.path,
+        `reading tensor '${name}': offset must be an element index (an integer >= 0), got ${show(offset)}`,
+      );
     const target = dest ?? Tensor.empty(entry.shape.length ? entry.shape : [1], dtype, "cpu");
     const start = offset * byteSizes[entry.dtype];
     const length = entry.end - entry.begin;

@@ -434,7 +434,9 @@ program
   .addOption(dtypeOption())
   .option("--config <file>", "evaluation settings (JSON, e.g. bench/quality/config.json); flags override it")
   .option("-c, --context <tokens>", "prompt lengths, e.g. 4096,32768", numbersArg)
-  .option("--tasks <tasks>", "passkey, niah-multikey, niah-multivalue, variable-tracking (comma-separated)", (v) => v.split(","))
+  .option("--tasks <tasks>", "passkey, niah-multikey, niah-multivalue, variable-tracking (comma-separated)", (v) =>
+    v.split(",").map((t) => t.trim()),
+  )
   .option("--depths <depths>", "needle depths in [0, 1], e.g. 0,0.5,1", numbersArg)
   .option("--seeds <n>", "samples per task, context and depth (seeds 0 .. n-1)", number("int"))
   .option("--full-layers <fractions>", "auto mode at each of these shares of full layers, e.g. 0.25,0.5", numbersArg)
