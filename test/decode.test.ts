@@ -18,6 +18,8 @@ describe("decodeAttention (CPU) matches the float64 reference", () => {
     { hq: 8, hkv: 2, d: 128, pageSize: 16, dtype: "bf16", lens: [0, 33, 250] },
     { hq: 8, hkv: 1, d: 64, pageSize: 8, dtype: "f16", lens: [7, 8, 9, 64, 3] },
     { hq: 6, hkv: 3, d: 40, pageSize: 5, dtype: "f32", lens: [12, 1] },
+    // Past one block of 4096 slots: the blocks' sums merged by their maxima.
+    { hq: 4, hkv: 2, d: 32, pageSize: 16, dtype: "f32", lens: [9000, 4097] },
   ];
   test.each(cases)("hq=$hq hkv=$hkv d=$d pageSize=$pageSize $dtype lens=$lens", (c) => {
     const batch = c.lens.length;

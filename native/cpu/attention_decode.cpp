@@ -4,7 +4,10 @@
 // streaming rings are the same call: a ring passes min(len, sink + window) valid slots.
 //
 // Launch: one task per (sequence, kv head); the task widens each K/V row once and serves
-// every query head of the GQA group from it.
+// every query head of the GQA group from it. Slots go in blocks of kBlock, each block's scores
+// held at once and merged into the running output by its max (online softmax), so a task's
+// memory stays bounded whatever seqLens asks for; a cache of at most kBlock slots is one block,
+// two passes over its scores.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -16,11 +19,13 @@
 
 namespace lt::cpu {
 
+constexpr int32_t kBlock = 4096;
+
 void decodeAttention(const DecodeAttentionParams& p) {
   const int32_t hq = p.hq, hkv = p.hkv, d = p.d, group = hq / hkv;
   parallelFor(int64_t(p.batch) * hkv, [&](int64_t begin, int64_t end) {
     std::vector<float> qrows(size_t(group) * d), acc(size_t(group) * d), krow(d), vrow(d);
-    std::vector<float> scores;
+    std::vector<float> scores(size_t(group) * kBlock), maxScore(group), sum(group);
     for (int64_t task = begin; task < end; task++) {
       const int32_t b = int32_t(task / hkv), kvh = int32_t(task % hkv);
       const int32_t len = p.seqLens[b];
@@ -32,24 +37,36 @@ void decodeAttention(const DecodeAttentionParams& p) {
         return (poolSlot * hkv + kvh) * d;
       };
 
-      scores.assign(size_t(group) * len, 0.f);
-      std::vector<float> maxScore(group, -std::numeric_limits<float>::infinity());
-      for (int32_t s = 0; s < len; s++) {
-        loadAsFloat(p.dtype, p.kPages, rowOffset(s), d, krow.data());
-        for (int32_t g = 0; g < group; g++) {
-          float v = dot(&qrows[size_t(g) * d], krow.data(), d) * p.scale;
-          scores[size_t(g) * len + s] = v;
-          maxScore[g] = std::max(maxScore[g], v);
-        }
-      }
       std::fill(acc.begin(), acc.end(), 0.f);
-      std::vector<float> sum(group, 0.f);
-      for (int32_t s = 0; s < len; s++) {
-        loadAsFloat(p.dtype, p.vPages, rowOffset(s), d, vrow.data());
+      std::fill(sum.begin(), sum.end(), 0.f);
+      std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
+      for (int32_t start = 0; start < len; start += kBlock) {
+        const int32_t n = std::min(kBlock, len - start);
+        std::vector<float> blockMax(maxScore);
+        for (int32_t s = 0; s < n; s++) {
+          loadAsFloat(p.dtype, p.kPages, rowOffset(start + s), d, krow.data());
+          for (int32_t g = 0; g < group; g++) {
+            float v = dot(&qrows[size_t(g) * d], krow.data(), d) * p.scale;
+            scores[size_t(g) * kBlock + s] = v;
+            blockMax[g] = std::max(blockMax[g], v);
+          }
+        }
+        // What the blocks before summed, rescaled to the new max (nothing before the first).
         for (int32_t g = 0; g < group; g++) {
-          float w = std::exp(scores[size_t(g) * len + s] - maxScore[g]);
-          sum[g] += w;
-          axpy(w, vrow.data(), &acc[size_t(g) * d], d);
+          if (start > 0 && blockMax[g] != maxScore[g]) {
+            const float rescale = std::exp(maxScore[g] - blockMax[g]);
+            sum[g] *= rescale;
+            for (int32_t i = 0; i < d; i++) acc[size_t(g) * d + i] *= rescale;
+          }
+          maxScore[g] = blockMax[g];
+        }
+        for (int32_t s = 0; s < n; s++) {
+          loadAsFloat(p.dtype, p.vPages, rowOffset(start + s), d, vrow.data());
+          for (int32_t g = 0; g < group; g++) {
+            float w = std::exp(scores[size_t(g) * kBlock + s] - maxScore[g]);
+            sum[g] += w;
+            axpy(w, vrow.data(), &acc[size_t(g) * d], d);
+          }
         }
       }
       for (int32_t g = 0; g < group; g++) {
