@@ -239,6 +239,9 @@ describe("cache operations reject bad input", () => {
     expect(() =>
       kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: scope.ints([0, 9, 1]), length: 20, sink: 4, window: 8 }),
     ).toThrow(/dstPageTable entry 1 is page 9/);
+    expect(() =>
+      kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: scope.ints([2, 5, 2]), length: 20, sink: 4, window: 8 }),
+    ).toThrow(/dstPageTable lists page 2 twice \(entry 2\); a ring's pages are distinct/);
     expect(() => kernels.cutToStreaming({ ...p, srcPageTable: src, dstPageTable: src, length: 20, sink: 4, window: 0 })).toThrow(
       /window must be in \[1, /,
     );

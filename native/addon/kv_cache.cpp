@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "bindings.h"
 #include "cpu/cpu_kernels.h"
@@ -90,6 +91,14 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info, CallMode mode) {
       checkIndices(a, {src, dst}, [op = a.op(), srcPages, dstPages, numPages = p.numPages](const IndexContents& c) {
         checkPages(op, "srcPageTable", c[0], 0, size_t(srcPages), numPages, "");
         checkPages(op, "dstPageTable", c[1], 0, size_t(dstPages), numPages, "");
+        // The ring's slots are written in parallel, through a scratch the ring's size: each page once.
+        std::vector<bool> taken(size_t(numPages), false);
+        for (int64_t i = 0; i < dstPages; i++) {
+          if (taken[size_t(c[1][i])])
+            failIndex(op, "dstPageTable lists page " + std::to_string(c[1][i]) + " twice (entry " + std::to_string(i) +
+                              "); a ring's pages are distinct");
+          taken[size_t(c[1][i])] = true;
+        }
       });
   p.srcPageTable = indices[0];
   p.dstPageTable = indices[1];
