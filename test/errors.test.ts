@@ -260,6 +260,19 @@ describe("async kernels reject instead of throwing, and the process keeps workin
     expect(out.toFloat32Array().every(Number.isFinite)).toBe(true);
     out.dispose();
   });
+  test("what an option's getter throws rejects the addon's promise as it was thrown, not as an empty Error", async () => {
+    const addon = loadAddon();
+    for (const thrown of [undefined, 7, Symbol("own"), "text", new RangeError("own")]) {
+      const options = {
+        get q(): never {
+          throw thrown;
+        },
+        k: t([4, 2, 8]).handle,
+        v: t([4, 2, 8]).handle,
+      };
+      await expect(addon.prefillAttentionAsync(options as never)).rejects.toBe(thrown);
+    }
+  });
   test("an aborted signal rejects before the kernel runs", async () => {
     const controller = new AbortController();
     controller.abort(new Error("stop"));

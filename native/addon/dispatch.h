@@ -129,6 +129,11 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
     if (capturing(call.device))
       throw Error("async kernel calls cannot be recorded into a CUDA graph: " + call.device.name() +
                   " is being captured; use the sync form");
+  } catch (const Napi::Error& e) {
+    // What JavaScript threw (an option's getter, say), as it threw it, not just its message.
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(e.Value());
+    return deferred.Promise();
   } catch (const std::exception& e) {
     auto deferred = Napi::Promise::Deferred::New(env);
     deferred.Reject(Napi::Error::New(env, e.what()).Value());
