@@ -89,6 +89,14 @@ describe(`seed ${rng.seed}`, () => {
       const expected = await libraryTokens(ids, 5, { mode: "fixed", lazyLayers: [1], sink: 1, window: 4 });
       expect(out.stdout.trim()).toBe(expected.tokens.join(","));
       expect(out.stderr).toContain("hybrid fixed, lazy layers [1]");
+      // The file's sink and window are the ones that run: flags that would be ignored are refused.
+      for (const flag of ["--sink", "--window"]) {
+        const both = run("--ids", ids.join(","), "-n", "1", "--hybrid", "fixed", "--layer-file", file, flag, "8");
+        expect({ status: both.status, stderr: both.stderr }).toEqual({
+          status: 1,
+          stderr: expect.stringContaining(`option '--layer-file <file>' cannot be used with option '${flag} <n>'`),
+        });
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -181,7 +181,11 @@ function hybridFlags(command: Command, modeDescription: string): Command {
     .option("--window <n>", "recent-window tokens of the lazy layers", number("int"), streamingDefaults.window)
     .option("--lazy-layers <layers>", "lazy layers of fixed mode, e.g. 0,2,5", idsArg)
     .addOption(
-      new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts("lazyLayers"),
+      new Option("--layer-file <file>", "lazy layers, sink and window of fixed mode from a calibrate layer file").conflicts([
+        "lazyLayers",
+        "sink",
+        "window",
+      ]),
     );
 }
 
