@@ -34,6 +34,8 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
   options = optionsObject(options, "calibrate: options");
   if (!Array.isArray(prompts) || prompts.some((p) => typeof p !== "string"))
     throw new TypeError("calibrate: prompts must be an array of strings");
+  if (prompts.length === 0)
+    throw new RangeError("calibrate: no prompts were given; calibrating needs at least one longer than sink + window");
   optionalFunction(options.onProgress, "calibrate: onProgress");
   optionalSignal(options.signal, "calibrate: signal");
   const resolved = resolveHybrid({ ...optionsObject(options.hybrid, "calibrate: hybrid"), mode: "calibrate" }, model.config.layers);

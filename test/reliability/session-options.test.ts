@@ -161,6 +161,7 @@ test.each([
   ["onProgress not a function", ["a"], { onProgress: "bar" }, /calibrate: onProgress must be a function, got "bar"/],
   ["signal not an AbortSignal", ["a"], { signal: true }, /calibrate: signal must be an AbortSignal/],
   ["prompts not strings", [5], {}, /calibrate: prompts must be an array of strings/],
+  ["no prompts", [], {}, /calibrate: no prompts were given; calibrating needs at least one longer than sink \+ window/],
   [
     "hybrid sink + window too large",
     ["a"],
