@@ -129,18 +129,17 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   const sampleOptions = { chat: config.chat, maxPositions: model.config.maxPositionEmbeddings, extraTokens: config.extraTokens };
   // Building a long sample takes a while (tokenizing its haystack): the signal is looked at, and the
   // event loop given a turn (where a Ctrl-C lands), between samples.
-  const samples: TaskSample[] = [];
-  for (const spec of specs) {
-    signal?.throwIfAborted();
-    samples.push(makeSample(tokenizer, corpus, spec, sampleOptions));
-    await yieldToEventLoop();
-  }
-  const heldOut: number[][] = [];
-  for (const w of windows) {
-    signal?.throwIfAborted();
-    heldOut.push(heldOutWindow(tokenizer, corpus, w.context, w.seed));
-    await yieldToEventLoop();
-  }
+  const buildEach = async <T, R>(items: readonly T[], build: (item: T) => R): Promise<R[]> => {
+    const built: R[] = [];
+    for (const item of items) {
+      signal?.throwIfAborted();
+      built.push(build(item));
+      await yieldToEventLoop();
+    }
+    return built;
+  };
+  const samples: TaskSample[] = await buildEach(specs, (spec) => makeSample(tokenizer, corpus, spec, sampleOptions));
+  const heldOut = await buildEach(windows, (w) => heldOutWindow(tokenizer, corpus, w.context, w.seed));
   const results: SampleResult[] = [];
   const perplexity: PerplexityResult[] = [];
   for (const mode of modes) {

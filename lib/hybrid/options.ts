@@ -1,7 +1,7 @@
 // The `hybrid` session option: which layers become lazy (streaming) and how.
 
 import { type RingShape, ringSize, type StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
-import { integerIn, show } from "../common/validate";
+import { integerIn, rejectUnknownOptions, show } from "../common/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
@@ -70,10 +70,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   const o = options === undefined ? {} : options;
   if (typeof o !== "object" || o === null || Array.isArray(o))
     throw new TypeError(`hybrid must be an options object (or left out), got ${show(o)}`);
-  // A misspelt option would otherwise give the defaults without a word.
-  const unknown = Object.keys(o).filter((name) => !optionNames.includes(name));
-  if (unknown.length)
-    throw new RangeError(`hybrid has no option ${unknown.map((name) => show(name)).join(", ")}; its options are ${optionNames.join(", ")}`);
+  rejectUnknownOptions(o, optionNames, "hybrid");
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${show(o.mode)}`);
   const { sink, window } = checkedRingShape(o, "hybrid.sink", "hybrid.window");

@@ -44,6 +44,12 @@ export interface RequestContext {
   prefillChunk: number;
   defaultMaxTokens: number;
   hybrid: HybridOptions | undefined;
+  /**
+   * The most last queries a request's hybrid options may ask for: a measuring prompt's last chunk
+   * holds them all, so more than the server's prefill chunk (or its own lastQueries, if larger)
+   * would take a turn past the server's bound on its work.
+   */
+  lastQueriesLimit: number;
 }
 
 /** A request the scheduler can run. */
@@ -155,14 +161,10 @@ function generationRequest(
     ),
   );
   const hybrid = invalid("lighttransfer.hybrid", () => resolveHybrid(body.lighttransfer?.hybrid ?? context.hybrid, context.layers));
-  // A measuring prompt's last chunk holds every query the lazy ratio reads: a request asking for
-  // more than a chunk (or than the server's own setting) would make that chunk as large, past the
-  // server's bound on the work of a turn.
-  const lastQueriesLimit = Math.max(context.prefillChunk, resolveHybrid(context.hybrid, context.layers).lastQueries);
-  if (hybrid.lastQueries > lastQueriesLimit)
+  if (hybrid.lastQueries > context.lastQueriesLimit)
     throw new ApiError(
       400,
-      `lighttransfer.hybrid.lastQueries must be at most ${lastQueriesLimit} (the server's prefill chunk, or its own lastQueries); got ${hybrid.lastQueries}`,
+      `lighttransfer.hybrid.lastQueries must be at most ${context.lastQueriesLimit} (the server's prefill chunk, or its own lastQueries); got ${hybrid.lastQueries}`,
       "invalid_request_error",
       "lighttransfer.hybrid",
     );

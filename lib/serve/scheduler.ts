@@ -159,7 +159,7 @@ export class Scheduler {
     const entry: Entry = { request, queuedAt: performance.now(), done: false };
     this.waiting.push(entry);
     this.wake();
-    return { cancel: () => this.cancel(entry) };
+    return { cancel: () => void this.settle(entry) };
   }
 
   /**
@@ -173,10 +173,12 @@ export class Scheduler {
     for (const entry of [...this.waiting, ...this.running]) this.fail(entry, err);
   }
 
-  private cancel(entry: Entry): void {
-    if (entry.done) return;
+  /** Marks the entry over and drops it; false if it was over already. */
+  private settle(entry: Entry): boolean {
+    if (entry.done) return false;
     entry.done = true;
     this.drop(entry);
+    return true;
   }
 
   /** Takes an entry out of the queue or the batch, freeing its pages. */
@@ -334,18 +336,12 @@ export class Scheduler {
   }
 
   private deliver(entry: Entry, chunk: GenerateChunk): void {
-    if (chunk.finishReason) {
-      entry.done = true;
-      this.drop(entry);
-    }
+    if (chunk.finishReason) this.settle(entry);
     try {
       entry.request.onChunk(chunk);
     } catch (err) {
       // A fault in one request's own callback: that request ends, the batch goes on.
-      if (!entry.done) {
-        entry.done = true;
-        this.drop(entry);
-      }
+      this.settle(entry);
       this.reportError(entry, err as Error);
     }
   }
@@ -356,10 +352,7 @@ export class Scheduler {
   }
 
   private fail(entry: Entry, err: Error): void {
-    if (entry.done) return;
-    entry.done = true;
-    this.drop(entry);
-    this.reportError(entry, err);
+    if (this.settle(entry)) this.reportError(entry, err);
   }
 
   /** Calls the request's onError; a throw from it would otherwise fail every other request, or leave the loop. */

@@ -73,6 +73,14 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
   const o = optionsObject(options, "createServer: options");
   if (o.modelName !== undefined && (typeof o.modelName !== "string" || o.modelName === ""))
     throw new TypeError(`createServer: modelName must be a non-empty string, got ${show(o.modelName)}`);
+  const hybrid = resolveHybrid(o.hybrid, model.config.layers);
+  const prefillChunk = integerIn(
+    o.prefillChunk,
+    "createServer: prefillChunk",
+    1,
+    2 ** 20,
+    Math.min(model.decoder.prefillChunk, serverPrefillChunk),
+  );
   const context: RequestContext = {
     modelName: o.modelName ?? path.basename(path.resolve(model.dir)),
     vocabSize: model.config.vocabSize,
@@ -80,17 +88,12 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     slidingWindow: model.config.slidingWindow,
     tokenizer: model.optionalTokenizer,
     maxContext: integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings),
-    prefillChunk: integerIn(
-      o.prefillChunk,
-      "createServer: prefillChunk",
-      1,
-      2 ** 20,
-      Math.min(model.decoder.prefillChunk, serverPrefillChunk),
-    ),
+    prefillChunk,
     defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
     hybrid: o.hybrid,
+    lastQueriesLimit: Math.max(prefillChunk, hybrid.lastQueries),
   };
-  if (resolveHybrid(o.hybrid, model.config.layers).mode !== "off" && model.config.slidingWindow !== null)
+  if (hybrid.mode !== "off" && model.config.slidingWindow !== null)
     throw new Error(`createServer: hybrid modes need full-attention layers, and this model uses a sliding window; leave hybrid out`);
   const bodyLimit = integerIn(o.bodyLimit, "createServer: bodyLimit", 1, 2 ** 31 - 1, 16 * 2 ** 20);
   // The scheduler reports to the metrics, which read the scheduler when scraped.

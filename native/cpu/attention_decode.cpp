@@ -25,7 +25,7 @@ void decodeAttention(const DecodeAttentionParams& p) {
   const int32_t hq = p.hq, hkv = p.hkv, d = p.d, group = hq / hkv;
   parallelFor(int64_t(p.batch) * hkv, [&](int64_t begin, int64_t end) {
     std::vector<float> qrows(size_t(group) * d), acc(size_t(group) * d), krow(d), vrow(d);
-    std::vector<float> scores(size_t(group) * kBlock), maxScore(group), sum(group);
+    std::vector<float> scores(size_t(group) * kBlock), maxScore(group), blockMax(group), sum(group);
     for (int64_t task = begin; task < end; task++) {
       const int32_t b = int32_t(task / hkv), kvh = int32_t(task % hkv);
       const int32_t len = p.seqLens[b];
@@ -42,7 +42,7 @@ void decodeAttention(const DecodeAttentionParams& p) {
       std::fill(maxScore.begin(), maxScore.end(), -std::numeric_limits<float>::infinity());
       for (int32_t start = 0; start < len; start += kBlock) {
         const int32_t n = std::min(kBlock, len - start);
-        std::vector<float> blockMax(maxScore);
+        blockMax = maxScore;
         for (int32_t s = 0; s < n; s++) {
           loadAsFloat(p.dtype, p.kPages, rowOffset(start + s), d, krow.data());
           for (int32_t g = 0; g < group; g++) {
