@@ -28,7 +28,7 @@ export type {
   RunEvalOptions,
   SampleResult,
 } from "./eval/harness";
-export { accuracyCells, answerSample, heldOutWindow, runEval, scoreAnswer, wilsonInterval } from "./eval/harness";
+export { accuracyCells, answerSample, checkEvalSetup, heldOutWindow, runEval, scoreAnswer, wilsonInterval } from "./eval/harness";
 export type { EvalMode, ModeKind } from "./eval/modes";
 export { evalModes } from "./eval/modes";
 export { accuracyVsContextSvg, accuracyVsFractionSvg, markdownReport } from "./eval/report";

@@ -102,6 +102,31 @@ describe(`seed ${rng.seed}`, () => {
     expect(r.stderr).toMatch(/not a comma-separated list of numbers: 4096,x/);
   });
 
+  test("settings the model cannot run are refused from config.json alone, before any weight is read", () => {
+    // A directory with the model's config.json and nothing else: a setting checked only after
+    // loading would fail on the missing weights instead.
+    const configOnly = fs.mkdtempSync(path.join(out, "config-only-"));
+    fs.copyFileSync(path.join(modelDir, "config.json"), path.join(configOnly, "config.json"));
+    const maxPositions = JSON.parse(fs.readFileSync(path.join(modelDir, "config.json"), "utf8")).max_position_embeddings;
+    const cases: [string[], RegExp][] = [
+      [["-c", "420", "--tasks", `passkey,not-a-task-${rng.int(0, 99)}`], /eval: tasks must be .*; "not-a-task-\d+" is not one/],
+      [
+        ["-c", "420", "--depths", `0.5,${1 + rng.int(1, 9) / 10}`],
+        /eval: depths must be a non-empty list of depths in \[0, 1\]; 1\.\d is not one/,
+      ],
+      [["-c", `420,${maxPositions + 1}`], new RegExp(`token counts in \\[1, ${maxPositions}\\] .*; ${maxPositions + 1} is not one`)],
+      [["-c", "420", "--full-layers", "0.5,0.501"], /two modes are both named/],
+    ];
+    for (const [flags, message] of cases) {
+      const r = spawnSync(process.execPath, [cli, "eval", "--model", configOnly, "--device", "cpu", "-o", out, ...flags], {
+        encoding: "utf8",
+      });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/safetensors/);
+    }
+  });
+
   test("--kv-memory sizes the page pool: a pool of two pages cannot hold a prompt", () => {
     const pageBytes = 16 * 2 * 1 * 64 * 4; // 16-token pages of one KV head of dimension 64, K and V, in f32
     const r = spawnSync(

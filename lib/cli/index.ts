@@ -16,6 +16,7 @@ import { planMemory } from "../hybrid/planner";
 import {
   accuracyVsContextSvg,
   accuracyVsFractionSvg,
+  checkEvalSetup,
   createServer,
   cudaStatus,
   devices,
@@ -475,6 +476,9 @@ program
     };
     // Made first, so that a path it cannot be fails before the run rather than after.
     fs.mkdirSync(o.out, { recursive: true });
+    // Checked against config.json before the weights load, so that a bad setting fails at once;
+    // chat "auto" is settled once the tokenizer is loaded and does not change what is checked.
+    checkEvalSetup(resolveEvalConfig([fromFile, flags], false), readConfig(o.model));
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, dtype: o.dtype });
     try {

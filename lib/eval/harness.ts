@@ -112,12 +112,11 @@ export interface RunEvalOptions {
  * fs.writeFileSync("eval.json", JSON.stringify(report));
  */
 export async function runEval(model: Model, config: EvalConfig, options: RunEvalOptions = {}): Promise<EvalReport> {
-  checkEvalConfig(config, model.config.maxPositionEmbeddings);
+  const modes = checkEvalSetup(config, model.config);
   optionalFunction(options.onProgress, "runEval: onProgress");
   const signal = optionalSignal(options.signal, "runEval: signal");
   const tokenizer = model.tokenizer;
   const corpus = options.corpus ?? brownCorpus();
-  const modes = checkedModes(model.config, config);
   const specs = config.tasks.flatMap((task) =>
     config.contexts.flatMap((context) => config.depths.flatMap((depth) => config.seeds.map((seed) => ({ task, context, depth, seed })))),
   );
@@ -290,6 +289,20 @@ export function wilsonInterval(correct: number, samples: number): [number, numbe
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
+ * Checks an evaluation config against a model's config.json alone and returns the modes it runs,
+ * so that a bad setting is refused before the weights load (runEval checks the same).
+ * @example
+ * const modes = checkEvalSetup(resolveEvalConfig([settings], false), readConfig("./Llama-3.1-8B-Instruct"));
+ */
+export function checkEvalSetup(
+  config: EvalConfig,
+  modelConfig: Pick<ModelConfig, "layers" | "slidingWindow" | "maxPositionEmbeddings">,
+): EvalMode[] {
+  checkEvalConfig(config, modelConfig.maxPositionEmbeddings);
+  return checkedModes(modelConfig, config);
+}
+
+/**
  * The modes, each one's hybrid option checked against the model before any sample runs (a bad
  * sink or window, or a layer file of another model, would otherwise stop the run in that mode),
  * and contexts long enough for the modes to differ.
@@ -350,8 +363,10 @@ function checkedModes({ layers, slidingWindow }: Pick<ModelConfig, "layers" | "s
 /** Every field of an evaluation config checked; errors name the field. */
 function checkEvalConfig(c: EvalConfig, maxPositions: number): void {
   const list = <T>(v: T[], name: string, ok: (x: T) => boolean, want: string, mayBeEmpty = false) => {
-    if (!Array.isArray(v) || (v.length === 0 && !mayBeEmpty) || v.some((x) => !ok(x)))
-      throw new RangeError(`eval: ${name} must be a ${mayBeEmpty ? "" : "non-empty "}list of ${want}, got ${show(v)}`);
+    const must = `eval: ${name} must be a ${mayBeEmpty ? "" : "non-empty "}list of ${want}`;
+    if (!Array.isArray(v) || (v.length === 0 && !mayBeEmpty)) throw new RangeError(`${must}, got ${show(v)}`);
+    const bad = v.findIndex((x) => !ok(x));
+    if (bad >= 0) throw new RangeError(`${must}; ${show(v[bad])} is not one`);
     // A value given twice would count its samples twice in a cell (or merge two modes of one name).
     const twice = v.find((x, i) => v.indexOf(x) !== i);
     if (twice !== undefined) throw new RangeError(`eval: ${name} has ${show(twice)} twice; give each value once`);
