@@ -163,6 +163,35 @@ describe(`seed ${rng.seed}`, () => {
       expect(auto.logprobs.every((x) => Number.isFinite(x) && x <= 0)).toBe(true);
     });
 
+    test("hybrid auto with a prompt within sink + window scores a generation with that generation's logprobs", async () => {
+      if (model.config.slidingWindow !== null) return; // refused above, as in generation
+      // The lazy-layer choice waits until the sequence grows past sink + window; scoring must make
+      // it at the same token as generation, and score the rest in the layers it chose.
+      const ring = { sink: rng.int(1, 4), window: rng.int(8, 24) };
+      const hybrid = { mode: "auto" as const, fullLayers: 0.5, lastQueries: rng.int(2, 8), ...ring };
+      const prompt = Array.from({ length: rng.int(2, ring.sink + ring.window) }, () => rng.int(3, model.config.vocabSize - 1));
+      const session = model.createSession({ hybrid });
+      const tokens: number[] = [];
+      const logprobs: number[] = [];
+      for await (const chunk of session.generate(prompt, {
+        maxNewTokens: ring.sink + ring.window + rng.int(4, 16),
+        logprobs: 0,
+        stopAtEos: false,
+      })) {
+        tokens.push(...chunk.tokens);
+        logprobs.push(...chunk.logprobs!.map((l) => l.logprob));
+      }
+      const generated = session.stats.hybrid;
+      await session.dispose();
+      expect(generated.pending).toBe(false);
+      const scored = await model.score(prompt, tokens, { hybrid });
+      expect(scored.hybrid.lazyLayers).toEqual(generated.lazyLayers);
+      expect(scored.hybrid.pending).toBe(false);
+      expectClose(scored.logprobs, logprobs, 1e-4, `prompt ${prompt.length}, ring ${ring.sink} + ${ring.window}`);
+      const off = await model.score(prompt, tokens);
+      expect(scored.logprobs).not.toEqual(off.logprobs);
+    });
+
     test("bad input is an Error and holds no pages", async () => {
       const free = model.pool.freePages;
       const prompt = ref.cases[0].ids;

@@ -92,14 +92,25 @@ export async function scoreRequests(
       }
       const last = prefilled.logits;
       // The continuation's later tokens are scored where the logits are (on CUDA, on the device).
-      const run = model.decoder.startPrefill(sequence.seq, continuation, {
-        targets: continuation.slice(1),
-        chunkSize: session.prefillChunk,
-      });
-      // Left unfinished (abort, model disposed), the run is abandoned with its temporaries when the
-      // sequence is disposed below.
-      for (run.advance(step); !run.done; run.advance(step)) await pause();
-      const rest = run.finish();
+      const scoreRun = async (from: number, to: number) => {
+        const run = model.decoder.startPrefill(sequence.seq, continuation.slice(from, to), {
+          targets: continuation.slice(from + 1, to + 1),
+          chunkSize: session.prefillChunk,
+        });
+        // Left unfinished (abort, model disposed), the run is abandoned with its temporaries when
+        // the sequence is disposed below.
+        for (run.advance(step); !run.done; run.advance(step)) await pause();
+        return run.finish();
+      };
+      // A lazy-layer choice that waits for the sequence to grow past sink + window is made where
+      // generation makes it, so that the tokens after it are scored in the layers generation uses.
+      const at = sequence.pendingChoiceAt;
+      const cut = at !== undefined && at < prompt.length + continuation.length ? at - prompt.length : continuation.length;
+      const rest = [...(await scoreRun(0, cut))];
+      if (cut < continuation.length) {
+        sequence.chooseIfDue();
+        rest.push(...(await scoreRun(cut, continuation.length)));
+      }
       const logprobs = [logSoftmaxAt(last, 0, vocabSize, continuation[0]), ...rest];
       const sum = logprobs.reduce((a, b) => a + b, 0);
       results.push({ tokens: continuation, logprobs, sum, perplexity: Math.exp(-sum / logprobs.length), hybrid: sequence.hybridState });

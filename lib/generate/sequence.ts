@@ -69,6 +69,22 @@ export class GenerationSequence {
   }
 
   /**
+   * While the policy's lazy-layer choice waits for the sequence to grow past sink + window: the
+   * length at which generation makes it (after the decode step that reaches it).
+   */
+  get pendingChoiceAt(): number | undefined {
+    return this.current.policy?.choiceLength;
+  }
+
+  /**
+   * Makes a waiting choice if the sequence has reached pendingChoiceAt, as that decode step would:
+   * for a teacher-forced prefill stopped there, so that it goes on in the layers generation would use.
+   */
+  chooseIfDue(): void {
+    this.current.policy?.chooseIfDue(this.seq);
+  }
+
+  /**
    * Prefills `ids` in chunks of `chunkSize` (default: the decoder's) and returns the logits after
    * the last one. All or nothing: the decoder puts the sequence and its policy back if it fails
    * part-way.

@@ -111,8 +111,20 @@ export class HybridPolicy implements SequenceHooks {
     else if (!this.measures && this.options.lazyLayers?.includes(layer)) this.cut(seq, layer);
   }
 
-  /** Makes the deferred choice once the sequence has grown past sink + window. */
+  /** The length at which a deferred choice is made (by the decode step that reaches it), while one waits. */
+  get choiceLength(): number | undefined {
+    return this.state.pending ? ringSize(this.options) + 1 : undefined;
+  }
+
   afterStep(seq: Sequence): void {
+    this.chooseIfDue(seq);
+  }
+
+  /**
+   * Makes the deferred choice once the sequence has grown past sink + window: after the decode
+   * step that gets there, or after a teacher-forced prefill that stopped there (score).
+   */
+  chooseIfDue(seq: Sequence): void {
     if (!this.state.pending || seq.length <= ringSize(this.options)) return;
     const spec = { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
     const ratios: Float32Array[] = [];
