@@ -43,6 +43,26 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
+  test("a repetition penalty counts the earlier turns, as one generation over the whole conversation does", async () => {
+    // Turns of tokens drawn from a small set, so that the penalised tokens matter to the choice.
+    const words = randomIds(6);
+    const turn = () => Array.from({ length: rng.int(2, 8) }, () => words[rng.int(0, words.length - 1)]);
+    const options = { maxNewTokens: rng.int(4, 8), repetitionPenalty: 1.5 + rng.int(0, 10) / 10, stopAtEos: false };
+    const session = model.createSession();
+    try {
+      const conversation: number[] = [];
+      for (let t = 0; t < 3; t++) {
+        const prompt = turn();
+        conversation.push(...prompt);
+        const reply = await collect(session.generate(prompt, options));
+        expect(reply).toEqual(await collect(model.generate(conversation, options)));
+        conversation.push(...reply);
+      }
+    } finally {
+      session.dispose();
+    }
+  });
+
   test("a turn of maxNewTokens 0 generates nothing and counts nothing as generated", async () => {
     const p = randomIds(rng.int(2, 12));
     const session = model.createSession();

@@ -70,6 +70,8 @@ export class Session implements AsyncDisposable {
    * feeds it before its prompt.
    */
   private unfed: number[] = [];
+  /** The tokens the cache holds, in order: a repetition penalty counts the earlier turns too. */
+  private readonly context: number[] = [];
   private readonly counters: GenerationCounters = {
     promptTokens: 0,
     generatedTokens: 0,
@@ -136,7 +138,7 @@ export class Session implements AsyncDisposable {
     const generated: number[] = [];
     try {
       const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
-      const loop = generationLoop(this.model, [{ sequence, ids }], {
+      const loop = generationLoop(this.model, [{ sequence, ids, history: this.context }], {
         ...settings,
         ...this.settings,
         owner,
@@ -152,6 +154,7 @@ export class Session implements AsyncDisposable {
       // A turn whose prompt failed leaves the cache as it was (and the tokens unfed as they were).
       const fed = sequence.length - start - ids.length;
       if (this.sequence === sequence && fed >= 0) {
+        this.context.push(...ids, ...generated.slice(0, fed));
         this.unfed = generated.slice(fed);
         // The carried tokens were counted as generated in their own turn, not as prompt.
         this.counters.promptTokens -= carried.length;

@@ -25,6 +25,8 @@ export interface LoopOptions extends GenerateSettings {
 export interface LoopPrompt {
   sequence: GenerationSequence;
   ids: readonly number[];
+  /** The tokens the sequence holds already (a session's earlier turns), in order; default none. */
+  history?: readonly number[];
 }
 
 /** A chunk of prompt `index`'s continuation. */
@@ -62,10 +64,10 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
   const indexOf = new Map<StepperMember, number>();
   try {
     const first: LoopChunk[] = [];
-    for (const [index, { sequence, ids }] of prompts.entries()) {
+    for (const [index, { sequence, ids, history }] of prompts.entries()) {
       o.signal?.throwIfAborted();
       const seed = o.sampling.seed === undefined ? undefined : o.sampling.seed + index;
-      const member = stepper.admit(sequence, ids, { ...o, sampling: { ...o.sampling, seed } });
+      const member = stepper.admit(sequence, ids, { ...o, sampling: { ...o.sampling, seed } }, history);
       indexOf.set(member, index);
       // A long prompt goes in a chunk through one layer at a time (the finest step a prefill
       // takes), with the event loop and the signal looked at in between; an abort puts the

@@ -53,7 +53,10 @@ export interface MemberSettings {
 export class StepperMember {
   /** Prompt tokens not prefilled yet. */
   pending: number[];
-  /** Tokens seen so far, prompt included (a repetition penalty reads them; a preempted member re-prefills them). */
+  /**
+   * Tokens seen so far: what the sequence held when admitted, the prompt, the tokens generated (a
+   * repetition penalty reads them; a preempted member re-prefills them).
+   */
   readonly seen: number[];
   generated = 0;
   /** Whether it is in a stepper now (not yet finished, removed or preempted). */
@@ -67,9 +70,10 @@ export class StepperMember {
     prompt: readonly number[],
     readonly settings: MemberSettings,
     tokenizer: Tokenizer | undefined,
+    history: readonly number[],
   ) {
     this.pending = [...prompt];
-    this.seen = [...prompt];
+    this.seen = [...history, ...prompt];
     this.sampler = new Sampler(settings.sampling);
     this.stream = new TextStream(tokenizer, settings.stop);
   }
@@ -137,12 +141,15 @@ export class GenerationStepper {
   }
 
   /**
-   * Adds a sequence with the prompt to append to it; nothing runs until prefill().
+   * Adds a sequence with the prompt to append to it, and the tokens it holds already (`history`,
+   * in order); nothing runs until prefill().
    * @example const member = stepper.admit(new GenerationSequence(decoder, hybrid), ids, settings);
    */
-  admit(sequence: GenerationSequence, prompt: readonly number[], settings: MemberSettings): StepperMember {
+  admit(sequence: GenerationSequence, prompt: readonly number[], settings: MemberSettings, history: readonly number[] = []): StepperMember {
     if (prompt.length === 0) throw new RangeError("a prompt to admit needs at least one token");
-    const member = new StepperMember(sequence, prompt, settings, this.model.optionalTokenizer);
+    if (history.length !== sequence.length)
+      throw new Error(`internal: a sequence of ${sequence.length} tokens admitted with a history of ${history.length}`);
+    const member = new StepperMember(sequence, prompt, settings, this.model.optionalTokenizer, history);
     return this.readmit(member);
   }
 
@@ -354,7 +361,7 @@ export class GenerationStepper {
   /**
    * Takes a member out and frees its pages, keeping its sampler, text stream and tokens: once
    * readmitted, every token it has seen is prefilled again into a fresh sequence and it goes on
-   * from there. For members whose sequence started empty (a session's holds earlier turns).
+   * from there, its history included.
    * @example stepper.preempt(newest); waiting.unshift(newest);
    */
   preempt(member: StepperMember): void {
