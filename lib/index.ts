@@ -8,7 +8,7 @@ export type { SessionStats } from "./api/session";
 export { Session } from "./api/session";
 export { PoolExhaustedError } from "./cache/page-pool";
 export type { ModelConfig } from "./checkpoint/config";
-export { ConfigError } from "./checkpoint/config";
+export { ConfigError, readConfig } from "./checkpoint/config";
 export { SafetensorsError } from "./checkpoint/safetensors";
 export type { ChatMessage } from "./checkpoint/tokenizer";
 export { Tokenizer } from "./checkpoint/tokenizer";

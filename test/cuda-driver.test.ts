@@ -6,11 +6,10 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { addonPath, cudaStatus, devices } from "../lib";
+import { addonPath, cudaStatus } from "../lib";
 import { Random } from "./helpers/reference";
 
 const status = cudaStatus();
-devices(); // loads the addon, so that addonPath() is known
 const compiler = spawnSync("cc", ["--version"], { stdio: "ignore" }).status === 0;
 const withStub = status.built && compiler ? test : test.skip;
 if (!status.built) console.log("cuda-driver tests skipped: the addon was built without its CUDA backend");

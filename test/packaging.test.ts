@@ -1,6 +1,7 @@
 // Packaging: which platform package the loader looks for, the order it tries binaries in, what
 // its error says, and that native/sources.txt (read by CMake and by binding.gyp) names every C++
 // source, so the node-gyp and CMake builds cannot drift apart.
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { addonCandidates, loadAddon, platformPackageName } from "../lib/runtime/native";
@@ -38,6 +39,21 @@ describe("addon loader order", () => {
       path.join(root, "build", "Debug", "lighttransfer.node"),
     ]);
     expect(addonCandidates({})).toEqual(candidates.slice(1));
+  });
+
+  test("addonPath() names the file the addon loads from, loading it if nothing has yet", () => {
+    // In a fresh process, so that no earlier call has loaded the addon.
+    const child = spawnSync(
+      process.execPath,
+      ["-e", `console.log(require(${JSON.stringify(path.join(root, "dist", "lib"))}).addonPath())`],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(child.stderr).toBe("");
+    const file = child.stdout.trim();
+    expect(addonCandidates()).toContain(file);
+    expect(fs.existsSync(file)).toBe(true);
   });
 
   test("when nothing loads, the error names the platform package and how to build from source", () => {

@@ -108,7 +108,8 @@ export interface RunEvalOptions {
  * mode and scored by exact match (isCorrect) and by RULER's string match (rulerScore), and
  * perplexity on held-out text.
  * @example
- * const report = await runEval(model, { ...defaultEvalConfig, contexts: [4096] }, { onProgress: (p) => bar.update(p.done) });
+ * const config = resolveEvalConfig([defaultEvalSettings, { contexts: [4096] }], model.tokenizer.hasChatTemplate);
+ * const report = await runEval(model, config, { onProgress: (p) => bar.update(p.done) });
  * fs.writeFileSync("eval.json", JSON.stringify(report));
  */
 export async function runEval(model: Model, config: EvalConfig, options: RunEvalOptions = {}): Promise<EvalReport> {

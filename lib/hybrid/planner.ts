@@ -73,7 +73,7 @@ export function prefillPeakPages(config: ModelConfig, tokens: number, o: Sequenc
  * checked: a wrong one is an Error that names it and the values it may take.
  * @example
  * const plan = planMemory(config, { context: 32768, memoryBytes: 80e9, weightBytes: 16.1e9, fullLayers: 16 });
- * console.log(plan.full.maxBatch, plan.hybrid.maxBatch);
+ * console.log(plan.full.maxBatch, plan.hybrid?.maxBatch);
  */
 export function planMemory(config: ModelConfig, options: MemoryPlanOptions): MemoryPlan {
   const what = "planMemory";

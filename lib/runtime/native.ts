@@ -318,11 +318,13 @@ let cached: NativeAddon | undefined;
 let loadedFrom: string | undefined;
 
 /**
- * The file the addon was loaded from, or undefined before it is loaded.
- * @example addon(); console.log(addonPath()); // ".../@lighttransfer/linux-x64-gnu/lighttransfer.node"
+ * The file the addon is loaded from (loading it now if nothing has yet; an Error that says what
+ * was tried if none loads).
+ * @example console.log(addonPath()); // ".../@lighttransfer/linux-x64-gnu/lighttransfer.node"
  */
-export function addonPath(): string | undefined {
-  return loadedFrom;
+export function addonPath(): string {
+  addon();
+  return loadedFrom!;
 }
 
 /** The loaded addon, loaded on first use. */
