@@ -105,6 +105,71 @@ describe("a tensor's readFile", () => {
   });
 });
 
+describe(`safetensors dtypes, seed ${rng.seed}`, () => {
+  // Every dtype of the format (the safetensors crate's Dtype) and its bits per element.
+  const bits: Record<string, number> = {
+    BOOL: 8,
+    F4: 4,
+    F6_E2M3: 6,
+    F6_E3M2: 6,
+    U8: 8,
+    I8: 8,
+    F8_E5M2: 8,
+    F8_E4M3: 8,
+    F8_E8M0: 8,
+    F8_E4M3FNUZ: 8,
+    F8_E5M2FNUZ: 8,
+    I16: 16,
+    U16: 16,
+    F16: 16,
+    BF16: 16,
+    I32: 32,
+    U32: 32,
+    F32: 32,
+    C64: 64,
+    F64: 64,
+    I64: 64,
+    U64: 64,
+  };
+  const readable = ["F32", "F16", "BF16", "I32"];
+
+  test("a file may hold any of them: the readable ones read back exactly, the others are refused when read, by name", () => {
+    const header: Record<string, object> = {};
+    const data: Buffer[] = [];
+    let at = 0;
+    for (const [dtype, b] of Object.entries(bits)) {
+      // A multiple of 4 elements ends F4 and F6 tensors on a byte boundary.
+      const shape = [rng.int(1, 3), 4 * rng.int(1, 4)];
+      const bytes = Buffer.from(Uint8Array.from({ length: (shape[0] * shape[1] * b) / 8 }, () => rng.int(1, 255)));
+      header[`t_${dtype}`] = { dtype, shape, data_offsets: [at, at + bytes.length] };
+      data.push(bytes);
+      at += bytes.length;
+    }
+    const st = SafetensorsFile.open(write("dtypes.safetensors", header, Buffer.concat(data)));
+    try {
+      Object.keys(bits).forEach((dtype, i) => {
+        if (!readable.includes(dtype)) {
+          expect(() => st.read(`t_${dtype}`)).toThrow(
+            `tensor 't_${dtype}' is ${dtype}, a dtype this library does not support; it reads F32, F16, BF16, I32`,
+          );
+          return;
+        }
+        const t = st.read(`t_${dtype}`);
+        expect(Buffer.from(t.viewBytes(0, t.bytes)).equals(data[i])).toBe(true);
+        t.dispose();
+      });
+    } finally {
+      st.close();
+    }
+  });
+
+  test("a sub-byte tensor that does not end on a byte boundary is an error", () => {
+    const n = 2 * rng.int(1, 20) + 1;
+    const file = write("f4.safetensors", { x: { dtype: "F4", shape: [n], data_offsets: [0, (n + 1) / 2] } }, Buffer.alloc((n + 1) / 2, 7));
+    expect(() => SafetensorsFile.open(file)).toThrow(`tensor 'x' (F4 [${n}]) is ${4 * n} bits, which does not end on a byte boundary`);
+  });
+});
+
 test.each([
   [
     "too short",
@@ -183,6 +248,7 @@ describe("config.json", () => {
       ropeTheta: 500000,
       slidingWindow: null,
       attentionBias: false,
+      outputBias: false,
     });
     expect(c.ropeScaling.type).toBe("llama3");
   });
@@ -199,8 +265,51 @@ describe("config.json", () => {
       tieWordEmbeddings: true,
     });
   });
+  test("attention_bias: Llama's puts biases on q, k, v and o (transformers' LlamaAttention); Mistral's is ignored; Qwen2 biases q, k, v", () => {
+    const biases = (arch: string, attentionBias: boolean) => {
+      const c = parseConfig({ ...base, architectures: [arch], attention_bias: attentionBias });
+      return [c.attentionBias, c.outputBias];
+    };
+    expect(biases("LlamaForCausalLM", true)).toEqual([true, true]);
+    expect(biases("LlamaForCausalLM", false)).toEqual([false, false]);
+    expect(biases("MistralForCausalLM", true)).toEqual([false, false]);
+    expect(biases("Qwen2ForCausalLM", true)).toEqual([true, false]);
+    expect(biases("Qwen2ForCausalLM", false)).toEqual([true, false]);
+  });
+  test("hidden_act silu or swish (both SiLU in transformers' ACT2FN), or left out; mlp_bias ignored where transformers ignores it", () => {
+    for (const act of ["silu", "swish", undefined]) expect(() => parseConfig({ ...base, hidden_act: act })).not.toThrow();
+    for (const arch of ["MistralForCausalLM", "Qwen2ForCausalLM"])
+      expect(parseConfig({ ...base, architectures: [arch], mlp_bias: true }).architecture).toBe(arch);
+  });
+  test.each([
+    ["llama", "LlamaForCausalLM"],
+    ["mistral", "MistralForCausalLM"],
+    ["qwen2", "Qwen2ForCausalLM"],
+  ])("without architectures (or with none listed), model_type %s picks %s, as transformers' Auto classes do", (modelType, arch) => {
+    const { architectures: _, ...rest } = base;
+    expect(parseConfig({ ...rest, model_type: modelType }).architecture).toBe(arch);
+    expect(parseConfig({ ...rest, architectures: [], model_type: modelType }).architecture).toBe(arch);
+  });
   test.each([
     [{ architectures: ["GPT2LMHeadModel"] }, /architecture "GPT2LMHeadModel" is not supported; supported: LlamaForCausalLM/],
+    [
+      { architectures: undefined, model_type: "gpt2" },
+      /has no 'architectures', and its model_type "gpt2" is none of llama, mistral, qwen2: set 'architectures' to one of LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM/,
+    ],
+    [{ architectures: undefined }, /has no 'architectures', and its model_type undefined is none of llama, mistral, qwen2/],
+    [
+      { architectures: "LlamaForCausalLM" },
+      /'architectures' must be a list naming the model class \(e\.g\. \["LlamaForCausalLM"\]\), got "LlamaForCausalLM"/,
+    ],
+    [{ hidden_act: "gelu" }, /'hidden_act' "gelu" is not supported: the MLP's activation is SiLU \("silu" or "swish"\)/],
+    [{ hidden_act: "relu" }, /'hidden_act' "relu" is not supported/],
+    [{ hidden_act: 5 }, /'hidden_act' 5 is not supported/],
+    [{ mlp_bias: true }, /mlp_bias=true \(biases on the gate, up and down projections\) is not supported/],
+    [{ mlp_bias: "yes" }, /'mlp_bias' must be true or false, got "yes"/],
+    [
+      { quantization_config: { quant_method: "fp8" } },
+      /has a quantization_config \(\{"quant_method":"fp8"\}\): quantized checkpoints are not supported/,
+    ],
     [{ num_key_value_heads: 3 }, /'num_key_value_heads' must be an integer in \[1, \d+\] dividing num_attention_heads \(\d+\), got 3/],
     [{ hidden_size: 0 }, /'hidden_size' must be an integer in \[1, \d+\], got 0/],
     [{ rope_scaling: { rope_type: "yarn", factor: 4 } }, /rope_scaling type "yarn" is not supported/],

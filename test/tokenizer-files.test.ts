@@ -2,8 +2,12 @@
 // the messages, and added tokens without their text. Each gives an Error that says what is wrong
 // in which file, and a broken template does not stop text prompts.
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { Tokenizer } from "../lib";
 import { copyFixture, editJson } from "./helpers/model-dir";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
 
 let dir: string;
 beforeEach(() => {
@@ -63,4 +67,54 @@ test.each([
 test("tokenizer.json whose added_tokens is not a list says so", () => {
   editJson(dir, "tokenizer.json", (json) => ({ ...json, added_tokens: { 0: "x" } }));
   expect(() => Tokenizer.fromDirectory(dir)).toThrow(/added_tokens must be a list, got object/);
+});
+
+// Where transformers finds a chat template: chat_template.jinja (what it saves since 4.47), ahead of
+// tokenizer_config.json's chat_template, which may be null or a list of named templates.
+describe(`chat template sources, seed ${rng.seed}`, () => {
+  const jinja = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}";
+  const content = Array.from({ length: rng.int(1, 4) }, () => `word${rng.int(0, 1e6)}`).join(" ");
+
+  test("chat_template.jinja is the template, ahead of tokenizer_config.json's, as transformers reads it", () => {
+    fs.writeFileSync(path.join(dir, "chat_template.jinja"), jinja);
+    const want = `[user]${content}[assistant]`;
+    expect(Tokenizer.fromDirectory(dir).applyChatTemplate([{ role: "user", content }])).toBe(want);
+    editJson(dir, "tokenizer_config.json", ({ chat_template: _, ...c }) => c);
+    const tok = Tokenizer.fromDirectory(dir);
+    expect(tok.hasChatTemplate).toBe(true);
+    expect(tok.applyChatTemplate([{ role: "user", content }])).toBe(want);
+  });
+
+  test("chat_template: null is no template: the tokenizer loads, chat prompts say there is none", () => {
+    editJson(dir, "tokenizer_config.json", (c) => ({ ...c, chat_template: null }));
+    const tok = Tokenizer.fromDirectory(dir);
+    expect(tok.hasChatTemplate).toBe(false);
+    expect(tok.decode(tok.encode(content, { addSpecialTokens: false }))).toBe(content);
+    expect(() => tok.applyChatTemplate(messages)).toThrow(
+      "this model has no chat template (no chat_template.jinja, none in tokenizer_config.json); pass plain text instead",
+    );
+  });
+
+  test('a list of named templates without a "default" says that no template is named "default"', () => {
+    const names = Array.from({ length: rng.int(1, 3) }, (_, i) => `tool_use_${i}_${rng.int(0, 999)}`);
+    editJson(dir, "tokenizer_config.json", (c) => ({ ...c, chat_template: names.map((name) => ({ name, template: jinja })) }));
+    const tok = Tokenizer.fromDirectory(dir);
+    expect(tok.hasChatTemplate).toBe(false);
+    expect(() => tok.applyChatTemplate(messages)).toThrow(
+      `this model's chat_template (tokenizer_config.json) is a list of templates (${names.map((n) => JSON.stringify(n)).join(", ")}) ` +
+        'with none named "default", the one chat prompts use; name one "default", or pass plain text',
+    );
+    editJson(dir, "tokenizer_config.json", (c) => ({
+      ...c,
+      chat_template: [...(c.chat_template as object[]), { name: "default", template: jinja }],
+    }));
+    expect(Tokenizer.fromDirectory(dir).applyChatTemplate([{ role: "user", content }])).toBe(`[user]${content}[assistant]`);
+  });
+
+  test("a chat_template.jinja that does not parse is named in the error", () => {
+    fs.writeFileSync(path.join(dir, "chat_template.jinja"), `${jinja}{% if`);
+    const tok = Tokenizer.fromDirectory(dir);
+    expect(tok.hasChatTemplate).toBe(false);
+    expect(() => tok.applyChatTemplate(messages)).toThrow(/this model's chat_template \(chat_template\.jinja\) does not parse: /);
+  });
 });

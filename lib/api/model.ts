@@ -52,6 +52,7 @@ export interface LoadModelOptions {
  */
 export async function loadModel(dir: string, options?: LoadModelOptions): Promise<Model> {
   options = validateLoad(dir, options);
+  options.signal?.throwIfAborted();
   const device = options.device ?? (cudaStatus().available ? "cuda:0" : "cpu");
   if (device !== "cpu" && !cudaStatus().available)
     throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
@@ -66,6 +67,9 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
     const weights = await loadWeights(checkpoint, config, { device, dtype, onProgress: options.onProgress, signal: options.signal });
     const activation: DType = device === "cpu" ? (options.computeDType ?? "f32") : weights.embed.dtype;
     try {
+      // loadWeights looks at the signal before each tensor: an abort during the last one (in its
+      // read or its onProgress) is seen only here.
+      options.signal?.throwIfAborted();
       return new Model(dir, config, tokenizer, weights, device, activation, options);
     } catch (err) {
       for (const t of weightTensors(weights)) t.dispose();

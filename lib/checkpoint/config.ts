@@ -25,8 +25,10 @@ export interface ModelConfig {
   ropeScaling: RopeScaling;
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
-  /** Qwen2 has biases on the q, k and v projections. */
+  /** Biases on the q, k and v projections: Qwen2's always, Llama's with attention_bias. */
   attentionBias: boolean;
+  /** A bias on the o projection: Llama's attention_bias (Qwen2 has none there). */
+  outputBias: boolean;
   /** Mistral's sliding window (every layer attends to the last `slidingWindow` tokens), or null. */
   slidingWindow: number | null;
   bosTokenId: number | null;
@@ -118,11 +120,11 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     return v as number;
   };
 
-  const architectures = raw.architectures as unknown;
-  const arch = Array.isArray(architectures) ? architectures[0] : undefined;
-  if (!supportedArchitectures.includes(arch as Architecture))
-    fail(`architecture ${JSON.stringify(arch ?? raw.model_type)} is not supported; supported: ${supportedArchitectures.join(", ")}`);
-  const architecture = arch as Architecture;
+  if (raw.quantization_config != null)
+    fail(
+      `has a quantization_config (${show(raw.quantization_config).slice(0, 80)}): quantized checkpoints are not supported; use the unquantized (F32, F16 or BF16) checkpoint`,
+    );
+  const architecture = parseArchitecture(raw, fail);
 
   const layers = int("num_hidden_layers", configLimits.layers);
   const vocabSize = int("vocab_size", configLimits.vocabSize);
@@ -176,6 +178,14 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     if (typeof v !== "boolean") fail(`'${key}' must be true or false, got ${show(v)}`);
     return v as boolean;
   };
+  // transformers builds the MLP's activation from ACT2FN[hidden_act]; ours is SiLU, which both names give.
+  const hiddenAct = raw.hidden_act ?? "silu";
+  if (hiddenAct !== "silu" && hiddenAct !== "swish")
+    fail(`'hidden_act' ${show(hiddenAct)} is not supported: the MLP's activation is SiLU ("silu" or "swish")`);
+  // Only Llama reads attention_bias and mlp_bias; Mistral's and Qwen2's projections ignore them.
+  const llama = architecture === "LlamaForCausalLM";
+  if (llama && flag("mlp_bias")) fail("mlp_bias=true (biases on the gate, up and down projections) is not supported");
+  const llamaAttentionBias = llama && flag("attention_bias");
   const dtype = raw.torch_dtype ?? raw.dtype ?? null;
   if (dtype !== null && typeof dtype !== "string") fail(`'torch_dtype' must be a string, got ${show(dtype)}`);
   return {
@@ -192,12 +202,37 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     ropeScaling,
     maxPositionEmbeddings: int("max_position_embeddings", configLimits.positions, 4096),
     tieWordEmbeddings: flag("tie_word_embeddings"),
-    attentionBias: architecture === "Qwen2ForCausalLM" || flag("attention_bias"),
+    attentionBias: architecture === "Qwen2ForCausalLM" || llamaAttentionBias,
+    outputBias: llamaAttentionBias,
     slidingWindow,
     bosTokenId: raw.bos_token_id == null ? null : tokenId("bos_token_id", raw.bos_token_id),
     eosTokenIds,
     dtype: dtype as string | null,
   };
+}
+
+/** transformers' Auto classes pick the class by model_type when config.json names no architectures. */
+const architectureOfModelType: Record<string, Architecture> = {
+  llama: "LlamaForCausalLM",
+  mistral: "MistralForCausalLM",
+  qwen2: "Qwen2ForCausalLM",
+};
+
+function parseArchitecture(raw: Record<string, unknown>, fail: (p: string) => never): Architecture {
+  const { architectures, model_type: modelType } = raw;
+  if (architectures == null || (Array.isArray(architectures) && architectures.length === 0)) {
+    if (typeof modelType === "string" && Object.hasOwn(architectureOfModelType, modelType)) return architectureOfModelType[modelType];
+    return fail(
+      `has no 'architectures', and its model_type ${show(modelType)} is none of ${Object.keys(architectureOfModelType).join(", ")}: ` +
+        `set 'architectures' to one of ${supportedArchitectures.join(", ")}`,
+    );
+  }
+  if (!Array.isArray(architectures))
+    fail(`'architectures' must be a list naming the model class (e.g. ["LlamaForCausalLM"]), got ${show(architectures)}`);
+  const arch = (architectures as unknown[])[0];
+  if (!supportedArchitectures.includes(arch as Architecture))
+    fail(`architecture ${show(arch)} is not supported; supported: ${supportedArchitectures.join(", ")}`);
+  return arch as Architecture;
 }
 
 function parseRopeScaling(raw: Record<string, unknown> | null, fail: (p: string) => never): RopeScaling {

@@ -10,8 +10,35 @@ import * as fs from "node:fs";
 import { show } from "../common/validate";
 import { type DType, Tensor } from "../runtime/tensor";
 
-export type FileDType = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
-const byteSizes: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+/**
+ * Bits per element of every dtype the format defines (the safetensors crate's Dtype): a file may
+ * hold tensors of any of them, and only the ones read must be dtypes a Tensor has.
+ */
+const bitSizes = {
+  BOOL: 8,
+  F4: 4,
+  F6_E2M3: 6,
+  F6_E3M2: 6,
+  U8: 8,
+  I8: 8,
+  F8_E5M2: 8,
+  F8_E4M3: 8,
+  F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
+  I16: 16,
+  U16: 16,
+  F16: 16,
+  BF16: 16,
+  I32: 32,
+  U32: 32,
+  F32: 32,
+  C64: 64,
+  F64: 64,
+  I64: 64,
+  U64: 64,
+} as const;
+export type FileDType = keyof typeof bitSizes;
 const tensorDTypes: Partial<Record<FileDType, DType>> = { F32: "f32", F16: "f16", BF16: "bf16", I32: "i32" };
 const maxHeaderBytes = 100 * 2 ** 20;
 
@@ -59,7 +86,9 @@ export class SafetensorsFile {
   static open(path: string): SafetensorsFile {
     let fd: number;
     try {
-      fd = fs.openSync(path, "r");
+      // Opening a FIFO for reading would block until something writes to it; without blocking,
+      // parseHeader's check that this is a regular file refuses it. Reads of a regular file ignore the flag.
+      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (err) {
       throw new SafetensorsError(path, `cannot open: ${(err as Error).message}`);
     }
@@ -123,7 +152,11 @@ export class SafetensorsFile {
   private prepareRead(name: string, dest: Tensor | undefined, offset: number) {
     const entry = this.get(name);
     const dtype = tensorDTypes[entry.dtype];
-    if (!dtype) throw new SafetensorsError(this.path, `tensor '${name}' has dtype ${entry.dtype}; supported: F32, F16, BF16, I32`);
+    if (!dtype)
+      throw new SafetensorsError(
+        this.path,
+        `tensor '${name}' is ${entry.dtype}, a dtype this library does not support; it reads ${Object.keys(tensorDTypes).join(", ")}`,
+      );
     if (dest && dest.dtype !== dtype)
       throw new SafetensorsError(this.path, `tensor '${name}' is ${entry.dtype} but the destination is ${dest.dtype}`);
     if (!Number.isSafeInteger(offset) || offset < 0)
@@ -132,7 +165,7 @@ export class SafetensorsFile {
         `reading tensor '${name}': offset must be an element index (an integer >= 0), got ${show(offset)}`,
       );
     const target = dest ?? Tensor.empty(entry.shape.length ? entry.shape : [1], dtype, "cpu");
-    const start = offset * byteSizes[entry.dtype];
+    const start = (offset * bitSizes[entry.dtype]) / 8;
     const length = entry.end - entry.begin;
     if (start + length > target.bytes) {
       if (!dest) target.dispose();
@@ -219,8 +252,12 @@ function parseHeader(path: string, fd: number) {
     const info = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof info !== "object" || info === null || Array.isArray(info))
       throw new SafetensorsError(path, `entry '${name}' is not an object`);
-    if (typeof info.dtype !== "string" || !Object.hasOwn(byteSizes, info.dtype))
-      throw new SafetensorsError(path, `tensor '${name}' has unknown dtype ${JSON.stringify(info.dtype)}`);
+    if (typeof info.dtype !== "string" || !Object.hasOwn(bitSizes, info.dtype))
+      throw new SafetensorsError(
+        path,
+        `tensor '${name}' has unknown dtype ${JSON.stringify(info.dtype)}; safetensors dtypes are ${Object.keys(bitSizes).join(", ")}`,
+      );
+    const bits = bitSizes[info.dtype as FileDType];
     const shape = info.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
       throw new SafetensorsError(path, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
@@ -237,9 +274,15 @@ function parseHeader(path: string, fd: number) {
         path,
         `tensor '${name}' ends at byte ${offsets[1]} of the data but the file holds ${dataSize}: truncated or corrupt`,
       );
-    const expected = (shape as number[]).reduce((a, b) => a * b, byteSizes[info.dtype]);
-    if (!Number.isSafeInteger(expected))
+    const expectedBits = (shape as number[]).reduce((a, b) => a * b, bits);
+    if (!Number.isSafeInteger(expectedBits))
       throw new SafetensorsError(path, `tensor '${name}' has shape ${JSON.stringify(shape)}, too large for any file`);
+    if (expectedBits % 8)
+      throw new SafetensorsError(
+        path,
+        `tensor '${name}' (${info.dtype} ${JSON.stringify(shape)}) is ${expectedBits} bits, which does not end on a byte boundary`,
+      );
+    const expected = expectedBits / 8;
     if (offsets[1] - offsets[0] !== expected)
       throw new SafetensorsError(
         path,

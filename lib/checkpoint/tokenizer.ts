@@ -1,5 +1,5 @@
-// tokenizer.json and the chat template of tokenizer_config.json, through well-kept libraries:
-// @huggingface/tokenizers for encoding, @huggingface/jinja for the template.
+// tokenizer.json and the chat template (chat_template.jinja, else tokenizer_config.json's), through
+// well-kept libraries: @huggingface/tokenizers for encoding, @huggingface/jinja for the template.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
@@ -51,6 +51,47 @@ function checkAddedTokens(json: Record<string, unknown>): void {
   });
 }
 
+/** A chat template's source parsed, or why it does not parse; `where` names the file it came from. */
+function parseTemplate(source: string, where: string): Template | { problem: string } {
+  try {
+    return new Template(source);
+  } catch (err) {
+    return { problem: `this model's chat_template (${where}) does not parse: ${templateProblem(err)}; fix it, or pass plain text` };
+  }
+}
+
+/**
+ * tokenizer_config.json's chat_template: a template, absent (null too), or a list of named
+ * templates, of which chat prompts use the one named "default" (as transformers does).
+ */
+function configTemplate(chat: unknown): Template | { problem: string } | undefined {
+  if (chat == null) return undefined;
+  let source = chat;
+  if (Array.isArray(chat)) {
+    const named = chat.find((t) => t?.name === "default");
+    if (!named)
+      return {
+        problem:
+          `this model's chat_template (tokenizer_config.json) is a list of templates (${chat.map((t) => JSON.stringify(t?.name)).join(", ")}) ` +
+          'with none named "default", the one chat prompts use; name one "default", or pass plain text',
+      };
+    source = named.template;
+  }
+  if (typeof source !== "string") throw new TypeError(`chat_template must be a string or a list of named templates, got ${typeof source}`);
+  return parseTemplate(source, "tokenizer_config.json");
+}
+
+/** The text of chat_template.jinja, or undefined when the model has none. */
+function readTemplateFile(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === "ENOENT") return undefined;
+    throw new Error(`${file}: cannot be read (${e.message})`);
+  }
+}
+
 function readJson(file: string, what: string): Record<string, unknown> {
   let json: unknown;
   try {
@@ -86,31 +127,19 @@ export class Tokenizer {
   readonly bosToken?: string;
   readonly eosToken?: string;
   private readonly hf: HfTokenizer;
-  /** The parsed chat template, or why tokenizer_config.json's does not parse (text prompts still work). */
+  /** The parsed chat template, or why there is none to use (text prompts still work). */
   private readonly template?: Template | { problem: string };
   /** Whether tokens are spelled in byte-level BPE's printable stand-ins for bytes (GPT-2, Llama 3, Qwen2). */
   private readonly byteLevel: boolean;
 
-  private constructor(json: Record<string, unknown>, config: Record<string, unknown>) {
+  private constructor(json: Record<string, unknown>, config: Record<string, unknown>, templateFile: string | undefined) {
     checkAddedTokens(json);
     this.hf = new HfTokenizer(json, config);
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
     this.byteLevel = JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
-    const chat = config.chat_template;
-    // A list of named templates is allowed; the "default" one is the chat template.
-    const source = Array.isArray(chat)
-      ? (chat.find((t) => t?.name === "default")?.template as string | undefined)
-      : (chat as string | undefined);
-    if (source !== undefined && typeof source !== "string")
-      throw new TypeError(`chat_template must be a string or a list of named templates, got ${typeof source}`);
-    if (typeof source === "string") {
-      try {
-        this.template = new Template(source);
-      } catch (err) {
-        this.template = { problem: templateProblem(err) };
-      }
-    }
+    // As in transformers, chat_template.jinja takes priority over tokenizer_config.json's template.
+    this.template = templateFile !== undefined ? parseTemplate(templateFile, "chat_template.jinja") : configTemplate(config.chat_template);
   }
 
   /**
@@ -122,8 +151,9 @@ export class Tokenizer {
     const json = readJson(file, "tokenizer");
     const configFile = path.join(dir, "tokenizer_config.json");
     const config = fs.existsSync(configFile) ? readJson(configFile, "tokenizer config") : {};
+    const templateFile = readTemplateFile(path.join(dir, "chat_template.jinja"));
     try {
-      return new Tokenizer(json, config);
+      return new Tokenizer(json, config, templateFile);
     } catch (err) {
       throw new Error(`${file}: cannot be used as a tokenizer with ${configFile} (${(err as Error).message})`);
     }
@@ -166,8 +196,8 @@ export class Tokenizer {
   }
 
   /**
-   * Whether messages can be rendered: tokenizer_config.json has a chat template and it parses (one
-   * that does not is reported by applyChatTemplate).
+   * Whether messages can be rendered: the model has a chat template and it parses (one that does
+   * not is reported by applyChatTemplate).
    * @example const prompt = tok.hasChatTemplate ? tok.applyChatTemplate(messages, { addGenerationPrompt: true }) : text;
    */
   get hasChatTemplate(): boolean {
@@ -179,11 +209,9 @@ export class Tokenizer {
    * @example tok.applyChatTemplate([{ role: "user", content: "Hello" }], { addGenerationPrompt: true })
    */
   applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-    if (!this.template) throw new Error("this model's tokenizer_config.json has no chat_template; pass plain text instead");
-    if ("problem" in this.template)
-      throw new Error(
-        `this model's chat_template (tokenizer_config.json) does not parse: ${this.template.problem}; fix it, or pass plain text`,
-      );
+    if (!this.template)
+      throw new Error("this model has no chat template (no chat_template.jinja, none in tokenizer_config.json); pass plain text instead");
+    if ("problem" in this.template) throw new Error(this.template.problem);
     try {
       return this.template.render({
         messages,

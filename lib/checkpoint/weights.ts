@@ -1,8 +1,8 @@
 // Finds a checkpoint's tensors (one model.safetensors, or shards listed in
-// model.safetensors.index.json), checks every tensor the architecture needs against the config,
-// and loads them onto the device: the gate and up projections stacked into one matrix so the
-// MLP's first GEMM is a single call, and likewise q, k and v (with their biases) so a decode
-// layer projects its attention input with one GEMM.
+// model.safetensors.index.json), checks every tensor the architecture needs against the config
+// (and that the checkpoint holds no other), and loads them onto the device: the gate and up
+// projections stacked into one matrix so the MLP's first GEMM is a single call, and likewise q, k
+// and v (with their biases) so a decode layer projects its attention input with one GEMM.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type DeviceName, type DType, Tensor } from "../runtime/tensor";
@@ -15,6 +15,7 @@ export interface LayerWeights {
   qkv: Tensor;
   qkvBias?: Tensor;
   o: Tensor;
+  oBias?: Tensor;
   postNorm: Tensor;
   /** [2 · intermediate, hidden]: gate rows then up rows. */
   gateUp: Tensor;
@@ -89,7 +90,7 @@ export class Checkpoint {
       throw new SafetensorsError(index, "has no 'weight_map' object");
     const opened = new Map<string, SafetensorsFile>();
     for (const [name, file] of Object.entries(weightMap)) {
-      if (typeof file !== "string" || file === "" || path.basename(file) !== file)
+      if (typeof file !== "string" || file === "" || file === "." || file === ".." || path.basename(file) !== file)
         throw new SafetensorsError(
           index,
           `weight_map entry '${name}' names ${JSON.stringify(file)}, which is not a file name inside the model directory`,
@@ -117,6 +118,11 @@ export class Checkpoint {
 
   has(name: string): boolean {
     return this.byName.has(name);
+  }
+
+  /** Every tensor name of the checkpoint. */
+  names(): string[] {
+    return [...this.byName.keys()];
   }
 
   file(name: string): SafetensorsFile {
@@ -177,6 +183,7 @@ function plan(config: ModelConfig): {
       qkv: projections("weight", [h]),
       qkvBias: config.attentionBias ? projections("bias", []) : undefined,
       o: one(`${p}o_proj.weight`, [h, heads * d]),
+      oBias: config.outputBias ? one(`${p}o_proj.bias`, [h]) : undefined,
       postNorm: one(`model.layers.${i}.post_attention_layernorm.weight`, [h]),
       gateUp: stack([
         [`${m}gate_proj.weight`, [inter, h]],
@@ -207,6 +214,7 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
   ];
   // Check every tensor before reading any, so a mismatched checkpoint fails fast.
   for (const planned of all) for (const { name, shape } of planned.sources) checkpoint.expect(name, shape);
+  checkAllUsed(checkpoint, config, all);
   const sourceDTypes = new Set(all.flatMap((p) => p.sources.map((s) => checkpoint.file(s.name).get(s.name).dtype)));
   const totalBytes = all.reduce((sum, p) => sum + p.sources.reduce((s, n) => s + sizeOf(checkpoint, n.name), 0), 0);
   let loadedBytes = 0;
@@ -214,38 +222,46 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
 
   const load = async (planned: Planned): Promise<Tensor> => {
     options.signal?.throwIfAborted();
-    const firstName = planned.sources[0].name;
-    const first = checkpoint.file(firstName).get(firstName);
-    const fileDType = first.dtype.toLowerCase() as DType;
-    const wanted = options.dtype ?? fileDType;
-    // Without a conversion the file's bytes go straight into the tensor the model keeps, on any
-    // device (a device tensor through pinned buffers); with one, through the CPU.
-    const fromFile = Tensor.empty(planned.shape, fileDType, wanted === fileDType ? options.device : "cpu");
-    try {
-      let offset = 0;
-      for (const { name } of planned.sources) {
-        const file = checkpoint.file(name);
-        if (file.get(name).dtype !== first.dtype)
-          throw new SafetensorsError(
-            file.path,
-            `tensor '${name}' is ${file.get(name).dtype} but '${firstName}' is ${first.dtype}; stacked tensors must share a dtype`,
-          );
-        await file.readAsync(name, fromFile, offset);
-        offset += file.get(name).shape.reduce((a, b) => a * b, 1);
-        loadedBytes += sizeOf(checkpoint, name);
+    const sources = planned.sources.map(({ name }) => ({ name, file: checkpoint.file(name) }));
+    const dtypes = sources.map(({ name, file }) => file.get(name).dtype.toLowerCase() as DType);
+    const wanted = options.dtype ?? dtypes[0];
+    let result: Tensor;
+    let offset = 0;
+    const advance = (name: string, file: SafetensorsFile) => {
+      offset += file.get(name).shape.reduce((a, b) => a * b, 1);
+      loadedBytes += sizeOf(checkpoint, name);
+    };
+    if (dtypes.every((d) => d === wanted)) {
+      // The file's bytes go straight into the tensor the model keeps, on any device (a device
+      // tensor through pinned buffers).
+      result = Tensor.empty(planned.shape, wanted, options.device);
+      try {
+        for (const { name, file } of sources) {
+          await file.readAsync(name, result, offset);
+          advance(name, file);
+        }
+      } catch (err) {
+        result.dispose();
+        throw err;
       }
-      let result = fromFile;
-      if (wanted !== fileDType) {
-        result = Tensor.from(fromFile.toFloat32Array(), planned.shape, { dtype: wanted, device: options.device });
-        fromFile.dispose();
+    } else {
+      // A conversion goes through f32 on the CPU, each source from its own dtype, so a stacked
+      // q|k|v or gate|up may mix them.
+      const values = new Float32Array(planned.shape.reduce((a, b) => a * b, 1));
+      for (const { name, file } of sources) {
+        const part = await file.readAsync(name);
+        try {
+          values.set(part.toFloat32Array(), offset);
+        } finally {
+          part.dispose();
+        }
+        advance(name, file);
       }
-      loaded.push(result);
-      options.onProgress?.({ loadedBytes, totalBytes, tensor: planned.sources.map((src) => src.name).join(" + ") });
-      return result;
-    } catch (err) {
-      if (!fromFile.disposed) fromFile.dispose();
-      throw err;
+      result = Tensor.from(values, planned.shape, { dtype: wanted, device: options.device });
     }
+    loaded.push(result);
+    options.onProgress?.({ loadedBytes, totalBytes, tensor: planned.sources.map((src) => src.name).join(" + ") });
+    return result;
   };
 
   try {
@@ -269,6 +285,29 @@ export async function loadWeights(checkpoint: Checkpoint, config: ModelConfig, o
     for (const t of loaded) t.dispose();
     throw err;
   }
+}
+
+/**
+ * A checkpoint tensor that nothing planned reads means config.json describes another model than
+ * the weights (num_hidden_layers 4 on an 8-layer checkpoint would run half of it), so it is an
+ * error, except for what transformers also leaves unread: the rotary inverse frequencies some
+ * exporters save, and lm_head.weight when the embeddings are tied.
+ */
+function checkAllUsed(checkpoint: Checkpoint, config: ModelConfig, all: Planned[]): void {
+  const used = new Set(all.flatMap((p) => p.sources.map((s) => s.name)));
+  const unused = checkpoint
+    .names()
+    .filter((n) => !used.has(n) && !/(^|\.)rotary_emb\.inv_freq$/.test(n) && !(config.tieWordEmbeddings && n === "lm_head.weight"));
+  if (unused.length === 0) return;
+  const listed = unused
+    .slice(0, 3)
+    .map((n) => `'${n}'`)
+    .join(", ");
+  throw new SafetensorsError(
+    checkpoint.dir,
+    `${unused.length} tensor(s) of the checkpoint have no place in the ${config.architecture} that config.json describes (${listed}${unused.length > 3 ? ", ..." : ""}): ` +
+      "config.json does not match these weights (num_hidden_layers, attention_bias, tie_word_embeddings?) or they belong to something this library does not support",
+  );
 }
 
 function sizeOf(checkpoint: Checkpoint, name: string): number {

@@ -2,7 +2,7 @@
 // stream h, in four projections, each with the norm before it or the residual add after it fused
 // into its linear (kernels.linear's norm, ropeAppendKv, swiGluOutput and accumulate):
 //   q, K/V = ropeAppendKv(rmsNorm(h)·Wqkvᵀ(+b)): q rotated, K/V (rope(k), v) written where the
-//   executor says ; h += attention(q)·Woᵀ ; act = swiGlu(rmsNorm(h)·Wgate|upᵀ) ; h += act·Wdownᵀ
+//   executor says ; h += attention(q)·Woᵀ(+b) ; act = swiGlu(rmsNorm(h)·Wgate|upᵀ) ; h += act·Wdownᵀ
 //
 // Executors differ only in where a layer's K/V go and how its queries attend (LayerAttention):
 // a decode step writes K/V straight into the sequences' caches and runs paged decode attention
@@ -113,7 +113,7 @@ export function runLayer(
     ropeAppendKv: { positions, invFreq: parts.invFreq, ...attention.kvTarget(layer) },
     constantWeight,
   });
-  kernels.linear({ x: attention.attend(layer, q), weight: w.o, out: h, accumulate: true, constantWeight });
+  kernels.linear({ x: attention.attend(layer, q), weight: w.o, bias: w.oBias, out: h, accumulate: true, constantWeight });
   kernels.linear({ x: h, norm: { weight: w.postNorm, eps }, weight: w.gateUp, out: act, swiGluOutput: true, constantWeight });
   kernels.linear({ x: act, weight: w.down, out: h, accumulate: true, constantWeight });
 }

@@ -183,6 +183,16 @@ describe("shard indexes", () => {
       /weight_map entry 'model\.norm\.weight' names "\.\.\/model-00003-of-00004\.safetensors", which is not a file name inside the model directory/,
     ],
     [
+      "the directory itself (.)",
+      (m: Record<string, unknown>) => ({ ...m, "model.norm.weight": "." }),
+      /weight_map entry 'model\.norm\.weight' names "\.", which is not a file name inside the model directory/,
+    ],
+    [
+      "the directory above (..)",
+      (m: Record<string, unknown>) => ({ ...m, "model.norm.weight": ".." }),
+      /weight_map entry 'model\.norm\.weight' names "\.\.", which is not a file name inside the model directory/,
+    ],
+    [
       "a file name that is not a string",
       (m: Record<string, unknown>) => ({ ...m, "model.norm.weight": 3 }),
       /weight_map entry 'model\.norm\.weight' names 3, which is not a file name inside the model directory/,
