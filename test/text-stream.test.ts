@@ -1,5 +1,6 @@
 // TextStream: the chunks of a generation's text add up to the decoded ids, and a generation that
 // ends before any token was pushed (EOS as its first token) flushes to nothing instead of failing.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { Tokenizer } from "../lib";
 import { TextStream } from "../lib/generate/text-stream";
@@ -30,6 +31,96 @@ test("a space the decoder's clean-up drops later (before punctuation and contrac
     // Every chunk so far is a prefix of the final text: nothing shown is taken back.
     for (let i = 1; i <= chunks.length; i++) expect(whole.startsWith(chunks.slice(0, i).join(""))).toBe(true);
   }
+});
+
+// Tokenizers whose decoders differ: byte-level BPE (Llama 3, Qwen2) and metaspace with byte
+// fallback, which strips a sequence's leading space (Llama 2, Mistral).
+const tokenizerDirs = [
+  ["byte-level", path.join(fixtureRoot, "llama-tiny")],
+  ["byte-level, 4096 tokens", path.join(__dirname, "..", "models", "demo")],
+  ["metaspace", path.join(__dirname, "fixtures", "tokenizers", "metaspace")],
+];
+
+/** A directory's tokenizer and how many ids it has (its vocabulary's and added tokens' largest id + 1). */
+function tokenizerOf(dir: string): { tok: Tokenizer; vocab: number } {
+  const json = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer.json"), "utf8"));
+  const ids = [...Object.values(json.model.vocab as Record<string, number>), ...json.added_tokens.map((t: { id: number }) => t.id)];
+  return { tok: Tokenizer.fromDirectory(dir), vocab: Math.max(...ids) + 1 };
+}
+
+/** The tokenizer, counting the ids each decode is given. */
+function counting(tok: Tokenizer): { tok: Tokenizer; decoded: () => number } {
+  let decoded = 0;
+  const proxy = Object.create(tok) as Tokenizer;
+  proxy.decode = (ids, options) => {
+    decoded += ids.length;
+    return tok.decode(ids, options);
+  };
+  return { tok: proxy, decoded: () => decoded };
+}
+
+describe.each(tokenizerDirs)(`seed ${rng.seed}: %s`, (_, dir) => {
+  const { tok, vocab } = tokenizerOf(dir);
+
+  test("a long generation's chunks add up to the decoded ids, and each push decodes a few tokens, not all of them", () => {
+    for (let round = 0; round < 4; round++) {
+      // Random ids over the whole vocabulary (byte tokens and special ones among them), and runs
+      // of one token, which decoders merge or clean up across token boundaries.
+      const ids: number[] = [];
+      while (ids.length < 1500) {
+        const id = rng.int(0, vocab - 1);
+        for (let n = rng.int(0, 3) === 0 ? rng.int(2, 6) : 1; n > 0; n--) ids.push(id);
+      }
+      const { tok: counted, decoded } = counting(tok);
+      const stream = new TextStream(counted, []);
+      const whole = tok.decode(ids, { skipSpecialTokens: true });
+      let text = "";
+      for (const id of ids) {
+        text += stream.push(id).text;
+        // Nothing shown is taken back.
+        expect(whole.startsWith(text)).toBe(true);
+      }
+      text += stream.flush();
+      expect(text).toBe(whole);
+      expect(decoded() / ids.length).toBeLessThan(100);
+    }
+  });
+
+  test("stop strings are found as the whole text decoded after every token finds them", () => {
+    let stopped = 0;
+    for (let round = 0; round < 40; round++) {
+      const ids = Array.from({ length: rng.int(40, 120) }, () => rng.int(0, vocab - 1));
+      const whole = tok.decode(ids, { skipSpecialTokens: true });
+      const stops = Array.from({ length: rng.int(1, 3) }, () => {
+        const at = rng.int(0, Math.max(0, whole.length - 2));
+        return whole.slice(at, at + rng.int(1, 12)) || "x";
+      });
+      let want = whole;
+      for (let i = 1; i <= ids.length; i++) {
+        const text = tok.decode(ids.slice(0, i), { skipSpecialTokens: true });
+        const found = stops.map((s) => text.indexOf(s)).filter((at) => at >= 0);
+        if (found.length) {
+          want = text.slice(0, Math.min(...found));
+          break;
+        }
+      }
+      const stream = new TextStream(tok, stops);
+      let got = "";
+      let ended = false;
+      for (const id of ids) {
+        const { text, stopped: stop } = stream.push(id);
+        got += text;
+        if (stop) {
+          ended = true;
+          break;
+        }
+      }
+      if (ended) stopped++;
+      else got += stream.flush();
+      expect({ round, stops, got }).toEqual({ round, stops, got: want });
+    }
+    expect(stopped).toBeGreaterThan(20);
+  });
 });
 
 test("a flush before any push gives no text", () => {

@@ -2,9 +2,25 @@
 import type { Tokenizer } from "../checkpoint/tokenizer";
 
 /**
- * Turns generated token ids into text chunks: decodes the whole tail so multi-token characters
- * come out whole, holds back a possible start of a stop string, and finds stop strings. Without a
- * tokenizer (a model loaded without one) every chunk's text is empty and there are no stop strings.
+ * Tokens after the settled text that each push decodes again: more than any tokenizer's reach
+ * back (a character split over up to four byte tokens; the clean-up of a space before the next
+ * token).
+ */
+const openTokens = 8;
+/**
+ * The open tokens are decoded after settled ones with text as context, so that the first open
+ * token is not a sequence's first (a decoder may strip a sequence's leading space). Settling
+ * looks back this far for the last settled token with text, and otherwise keeps the context it
+ * had (which then grows over a run of tokens without text, special ones say).
+ */
+const contextSearch = 64;
+
+/**
+ * Turns generated token ids into text chunks: decodes the tail so multi-token characters come out
+ * whole, holds back a possible start of a stop string, and finds stop strings. Each push decodes
+ * a window of a few tokens, not the whole generation, so a chunk costs the same at token 16,000
+ * as at token 10. Without a tokenizer (a model loaded without one) every chunk's text is empty
+ * and there are no stop strings.
  * @example
  * const stream = new TextStream(model.tokenizer, ["\n\n"]);
  * const { text, stopped } = stream.push(id);
@@ -12,20 +28,33 @@ import type { Tokenizer } from "../checkpoint/tokenizer";
 export class TextStream {
   private ids: number[] = [];
   private emitted = 0;
+  /** The text of ids[0, settledIds): a prefix of the decoded ids, whatever tokens come after. */
+  private settled = "";
+  private settledIds = 0;
+  /** Where the context before the open tokens begins (at 0 it is the sequence's start), and its text. */
+  private contextFrom = 0;
+  private contextText = "";
+  private readonly longestStop: number;
+
   constructor(
     private readonly tokenizer: Tokenizer | undefined,
     private readonly stops: string[],
-  ) {}
+  ) {
+    this.longestStop = Math.max(0, ...stops.map((s) => s.length));
+  }
 
   /** The text `id` adds that is safe to show now, and whether a stop string was found (its text left out). */
   push(id: number): { text: string; stopped: boolean } {
     this.ids.push(id);
     if (!this.tokenizer) return { text: "", stopped: false };
-    const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
-    // The text ends where the first stop string found begins, whichever of them it is.
+    const full = this.text();
+    // The text ends where the first stop string found begins, whichever of them it is. One found
+    // by an earlier push would have stopped it, and text never changes once shown, so the search
+    // starts where a new one could.
+    const from = Math.max(0, this.emitted - this.longestStop);
     let at = -1;
     for (const s of this.stops) {
-      const found = full.indexOf(s);
+      const found = full.indexOf(s, from);
       if (found >= 0 && (at < 0 || found < at)) at = found;
     }
     if (at >= 0) {
@@ -38,8 +67,8 @@ export class TextStream {
     // what follows arrives: at most three characters after the space), and any suffix that could
     // begin a stop string.
     let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
-    const lastSpace = full.lastIndexOf(" ", safe - 1);
-    if (lastSpace >= 0 && safe - lastSpace <= 4) safe = lastSpace;
+    const lastSpace = full.slice(Math.max(0, safe - 4), safe).lastIndexOf(" ");
+    if (lastSpace >= 0) safe = Math.max(0, safe - 4) + lastSpace;
     for (const s of this.stops)
       for (let k = Math.min(s.length - 1, safe); k > 0; k--)
         if (full.slice(safe - k, safe) === s.slice(0, k)) {
@@ -55,9 +84,50 @@ export class TextStream {
   flush(): string {
     // Nothing pushed (EOS as the first token is not pushed): nothing to decode.
     if (!this.tokenizer || this.ids.length === 0) return "";
-    const full = this.tokenizer.decode(this.ids, { skipSpecialTokens: true });
+    const full = this.text();
     const text = full.slice(this.emitted);
     this.emitted = full.length;
     return text;
+  }
+
+  /**
+   * The decoded text of every id pushed: the settled text, then the open tokens decoded after a
+   * few settled ones as context (the context's own text cut off). Once 2 × openTokens are open,
+   * the first openTokens of them settle, if their text is a prefix of what the window decodes to
+   * and ends in no incomplete character; otherwise they stay open, and the window grows until
+   * they do.
+   */
+  private text(): string {
+    const tokenizer = this.tokenizer!;
+    const decode = (from: number, to: number) => (to > from ? tokenizer.decode(this.ids.slice(from, to), { skipSpecialTokens: true }) : "");
+    const from = this.contextFrom;
+    const window = decode(from, this.ids.length);
+    // A window that does not begin with its context's text (no tokenizer here does that): decode everything.
+    if (!window.startsWith(this.contextText)) return decode(0, this.ids.length);
+    const full = this.settled + window.slice(this.contextText.length);
+    const settleTo = this.ids.length - openTokens;
+    if (settleTo - this.settledIds >= openTokens) {
+      const settling = decode(from, settleTo);
+      if (settling.startsWith(this.contextText) && window.startsWith(settling) && !settling.endsWith("\uFFFD")) {
+        this.settled += settling.slice(this.contextText.length);
+        this.settledIds = settleTo;
+        this.findContext();
+      }
+    }
+    return full;
+  }
+
+  /** The context for the settled tokens: back from the last settled token to one with text. */
+  private findContext(): void {
+    const decode = (from: number) => this.tokenizer!.decode(this.ids.slice(from, this.settledIds), { skipSpecialTokens: true });
+    for (let from = this.settledIds - 1; from > Math.max(this.contextFrom, this.settledIds - contextSearch); from--) {
+      const text = decode(from);
+      if (text !== "") {
+        this.contextFrom = from;
+        this.contextText = text;
+        return;
+      }
+    }
+    this.contextText = decode(this.contextFrom);
   }
 }
