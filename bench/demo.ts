@@ -5,13 +5,49 @@
 // whether it is right, the lazy layers and the session's KV cache bytes.
 // Options: --seed N (default: a fresh one each run), --context TOKENS, --depth 0..1.
 import * as path from "node:path";
+import { parseArgs } from "node:util";
 import { brownCorpus, cudaStatus, type DeviceName, type HybridOptions, isCorrect, loadModel, makeSample } from "../lib";
-import { option, optionalOption } from "./args";
 
 const device: DeviceName = cudaStatus().available ? "cuda:0" : "cpu";
-const context = Number(option("context", device === "cpu" ? "2048" : "4096"));
-const depth = Number(option("depth", "0.3"));
-const seed = Number(optionalOption("seed") ?? Math.floor(Math.random() * 1e6));
+const usage = "npm run demo -- [--seed N] [--context TOKENS] [--depth 0..1]";
+
+/** The flags, each refused unless its whole text is a number in range: a typo must not demo something other than asked. */
+function readFlags(argv: string[]): { context: number; depth: number; seed: number; help: boolean } {
+  let values: { context?: string; depth?: string; seed?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: { context: { type: "string" }, depth: { type: "string" }, seed: { type: "string" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new Error(`${(err as Error).message.replace(/\n/g, " ").replace(/\.$/, "")}; usage: ${usage}`);
+  }
+  const number = (name: string, text: string, ok: (n: number) => boolean, want: string) => {
+    const n = text.trim() === "" ? Number.NaN : Number(text);
+    if (!ok(n)) throw new Error(`--${name} must be ${want}, got ${JSON.stringify(text)}`);
+    return n;
+  };
+  return {
+    context: number(
+      "context",
+      values.context ?? (device === "cpu" ? "2048" : "4096"),
+      (n) => Number.isSafeInteger(n) && n >= 1,
+      "a positive whole number of tokens",
+    ),
+    depth: number("depth", values.depth ?? "0.3", (d) => d >= 0 && d <= 1, "a number in [0, 1] (0: start of the document, 1: its end)"),
+    seed: values.seed === undefined ? Math.floor(Math.random() * 1e6) : number("seed", values.seed, Number.isSafeInteger, "an integer"),
+    help: values.help ?? false,
+  };
+}
+
+let flags: ReturnType<typeof readFlags>;
+try {
+  flags = readFlags(process.argv.slice(2));
+} catch (err) {
+  fail(err);
+}
+const { context, depth, seed } = flags;
 const shape = { sink: 4, window: 256 };
 const modes: Array<{ name: string; hybrid: HybridOptions }> = [
   { name: "full", hybrid: { mode: "off" } },
@@ -69,7 +105,11 @@ async function main() {
   }
 }
 
-main().catch((error) => {
-  console.error(error);
-  process.exitCode = 1;
-});
+/** A mistake in the flags (or a context the model cannot take) is one line, as the lighttransfer command prints it. */
+function fail(err: unknown): never {
+  process.stderr.write(`lighttransfer demo: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+
+if (flags.help) console.log(`usage: ${usage}`);
+else main().catch(fail);

@@ -96,6 +96,24 @@ describe(`seed ${rng.seed}`, () => {
     }
   }, 120_000);
 
+  test("--help and the README give bench/quality/config.json as the checkout's, not the package's: the defaults are built in", () => {
+    const root = path.join(__dirname, "..");
+    const packaged: string[] = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")).files;
+    expect(packaged.filter((f) => f.startsWith("bench"))).toEqual([]);
+    const help = spawnSync(process.execPath, [cli, "eval", "--help"], { encoding: "utf8" }).stdout.replace(/\s+/g, " ");
+    expect(help).toMatch(
+      /--config <file> evaluation settings \(JSON\) over the built-in defaults; .*bench\/quality\/config\.json of the repository checkout, not of the npm package/,
+    );
+    // Every paragraph naming the file says where it is; no command an installed package runs names it.
+    const readme = fs.readFileSync(path.join(root, "README.md"), "utf8");
+    const naming = readme.split(/\n\s*\n/).filter((p) => p.includes("bench/quality/config.json"));
+    expect(naming.length).toBeGreaterThan(0);
+    for (const paragraph of naming) {
+      expect(paragraph).not.toMatch(/lighttransfer eval .*--config bench\/quality\/config\.json/);
+      expect(paragraph).toMatch(/built in.*repository checkout \(not in the npm package\)/s);
+    }
+  });
+
   test("bad flags are errors before the model loads", () => {
     const r = spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "-c", "4096,x"], { encoding: "utf8" });
     expect(r.status).not.toBe(0);

@@ -211,6 +211,35 @@ describe(`seed ${rng.seed}`, () => {
     );
   });
 
+  test("a bad task, context, depth or seed is a RangeError naming the field and the value", () => {
+    const good = { task: rng.pick(taskNames), context: rng.int(400, 800), depth: randomDepth(), seed: randomSeed() };
+    const outside = rng.int(2, 9);
+    const cases: Array<[Partial<Record<keyof typeof good, unknown>>, RegExp]> = [
+      [{ task: `nope-${outside}` }, new RegExp(`task must be one of passkey, .*, got "nope-${outside}"`)],
+      [{ task: undefined }, /task must be one of .*, got undefined/],
+      [{ context: Number.NaN }, /context \(prompt tokens\) must be an integer in \[1, \d+\], got NaN/],
+      [{ context: -outside }, new RegExp(`context \\(prompt tokens\\) must be an integer in \\[1, \\d+\\], got -${outside}`)],
+      [{ context: good.context + 0.5 }, /context \(prompt tokens\) must be an integer/],
+      [{ context: String(good.context) }, new RegExp(`context \\(prompt tokens\\) must be an integer .*, got "${good.context}"`)],
+      [{ depth: outside }, new RegExp(`depth must be a number in \\[0, 1\\] .*, got ${outside}`)],
+      [{ depth: -rng.next() - 1e-9 }, /depth must be a number in \[0, 1\] .*, got -0?\.?\d/],
+      [{ depth: Number.NaN }, /depth must be a number in \[0, 1\] .*, got NaN/],
+      [{ seed: Number.NaN }, /seed must be an integer .*, got NaN/],
+      [{ seed: good.seed + 0.5 }, new RegExp(`seed must be an integer .*, got ${good.seed}\\.5`)],
+      [{ seed: 2 ** 53 }, /seed must be an integer of at most 2\^53 - 1 in magnitude, got 9007199254740992/],
+    ];
+    for (const [change, message] of cases) {
+      const spec = { ...good, ...change } as unknown as Parameters<typeof makeSample>[2];
+      expect(() => makeSample(tokenizer, corpus, spec, { chat: false })).toThrow(RangeError);
+      expect(() => makeSample(tokenizer, corpus, spec, { chat: false })).toThrow(message);
+    }
+    expect(() => makeSample(tokenizer, corpus, null as unknown as Parameters<typeof makeSample>[2], { chat: false })).toThrow(
+      /makeSample: spec must be an object/,
+    );
+    // The edges are samples.
+    for (const depth of [0, 1]) expect(makeSample(tokenizer, corpus, { ...good, depth }, { chat: false }).depth).toBe(depth);
+  });
+
   test("needles meeting at one sentence boundary go in no fixed order: the answering one is not always first", () => {
     // At depth 0 the answering needle sits at the first boundary; in a short haystack other
     // needles often land there too. Whether it comes first among them must vary with the seed.

@@ -4,13 +4,17 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { XMLValidator } from "fast-xml-parser";
 import { loadModel, type Model } from "../lib";
 import { calibrate, layerFileOptions, readLayerFile } from "../lib/api/calibrate";
 import { parseConfig } from "../lib/checkpoint/config";
 import { heatmapSvg } from "../lib/hybrid/heatmap";
 import { planMemory } from "../lib/hybrid/planner";
 import { readReference } from "./helpers/fixtures";
+import { Random } from "./helpers/reference";
 import { fixtureDir } from "./helpers/reference-model";
+
+const rng = new Random();
 
 const llama8b = parseConfig({
   architectures: ["LlamaForCausalLM"],
@@ -112,6 +116,26 @@ test("the heatmap has one cell per value and marks lazy layers", () => {
   expect(svg.match(/<rect x="\d+" y="\d+" width="\d+" height="\d+" fill="#[0-9a-f]{6}"><title>/g)).toHaveLength(3);
   expect(svg).toContain("layer 0, head 1: 0.5000");
   expect(svg).toContain("1 ◆");
+});
+
+describe(`heatmap, seed ${rng.seed}`, () => {
+  test("the image holds everything it draws: a map of few rows its legend, a narrow one its title", () => {
+    const rows = rng.int(1, 6);
+    const cols = rng.int(1, 60);
+    const values = Array.from({ length: rows }, () => Array.from({ length: cols }, () => (rng.next() < 0.2 ? undefined : rng.next())));
+    const title = `lazy ratio, ${"/models/x".repeat(rng.int(1, 12))} (sink 4, window 256, last 32 queries)`;
+    const svg = heatmapSvg({ title, values, rowLabel: "layer", columnLabel: "head", marked: new Set([rng.int(0, rows - 1)]) });
+    expect(XMLValidator.validate(svg)).toBe(true);
+    const [, width, height] = svg.match(/^<svg [^>]*width="(\d+)" height="(\d+)"/)!.map(Number);
+    for (const [, x, y, w, h] of svg.matchAll(/<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"/g)) {
+      expect(Number(x) + Number(w)).toBeLessThanOrEqual(width);
+      expect(Number(y) + Number(h)).toBeLessThanOrEqual(height);
+    }
+    // A text's baseline inside, with room below it for descenders.
+    for (const [, y] of svg.matchAll(/<text x="[\d.]+" y="([\d.]+)"/g)) expect(Number(y)).toBeLessThanOrEqual(height - 3);
+    // At least half the font size a character, what sans-serif fonts take on average.
+    expect(width).toBeGreaterThanOrEqual(70 + title.length * 7);
+  });
 });
 
 describe("CLI", () => {

@@ -240,11 +240,38 @@ function abortOnSigint(): AbortSignal {
 
 /** Prompts of a prompt file: separated by lines holding only "---". */
 function readPrompts(file: string): string[] {
-  return fs
-    .readFileSync(file, "utf8")
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    throw new Error(`--prompt-file ${file}: cannot be read (${(err as Error).message})`);
+  }
+  const prompts = text
     .split(/^---$/m)
     .map((p) => p.trim())
     .filter((p) => p.length > 0);
+  if (!prompts.length)
+    throw new Error(`--prompt-file ${file}: no prompts (a prompt file holds prompts separated by lines holding only ---)`);
+  return prompts;
+}
+
+/**
+ * Throws unless `file` can be written: called before the model loads, so that a mistyped path
+ * fails at once rather than after the whole run. The file itself is left alone until then.
+ */
+function checkWritable(file: string, flag: string): void {
+  const dir = path.dirname(path.resolve(file));
+  const problem = (() => {
+    if (!fs.existsSync(dir)) return `its directory ${dir} does not exist`;
+    if (!fs.statSync(dir).isDirectory()) return `${dir} is not a directory`;
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) return "it is a directory";
+    try {
+      fs.accessSync(fs.existsSync(file) ? file : dir, fs.constants.W_OK);
+    } catch {
+      return "permission denied";
+    }
+  })();
+  if (problem) throw new Error(`${flag} ${file}: cannot write there, ${problem}; give a file in an existing, writable directory`);
 }
 
 /** --dtype, the weights' dtype (loadModel's dtype): also what converts a checkpoint that mixes dtypes. */
@@ -343,9 +370,9 @@ withRatioOptions(program.command("inspect"))
   .addOption(dtypeOption())
   .option("--heatmap <file>", "SVG heatmap to write (layers × heads for one prompt, layers × prompts for several)", "lazy-ratios.svg")
   .action(async (o) => {
-    const signal = abortOnSigint();
     const prompts = readPrompts(o.promptFile);
-    if (!prompts.length) throw new Error(`${o.promptFile}: no prompts`);
+    checkWritable(o.heatmap, "--heatmap");
+    const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype });
     try {
       const hybrid = { mode: "auto" as const, fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries };
@@ -376,6 +403,10 @@ withRatioOptions(program.command("inspect"))
           session.dispose();
         }
       }
+      if (!columns.some((c) => c.some((r) => r !== undefined)))
+        throw new Error(
+          `no prompt is longer than sink + window (${ringSize(o)} tokens), so none has lazy ratios and there is no heatmap to draw: give longer prompts or a smaller --sink/--window`,
+        );
       const single = prompts.length === 1;
       const values = single
         ? lastHeads.map((heads) => (heads ? Array.from(heads) : []))
@@ -404,11 +435,12 @@ withRatioOptions(program.command("calibrate"))
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
   .addOption(dtypeOption())
   .action(async (o) => {
+    const prompts = readPrompts(o.promptFile);
+    checkWritable(o.out, "-o");
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype });
     try {
       const bar = new SingleBar({ format: "calibrating {bar} {value}/{total} prompts", stream: process.stderr });
-      const prompts = readPrompts(o.promptFile);
       bar.start(prompts.length, 0);
       const file = await calibrate(model, prompts, {
         hybrid: { fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries },
@@ -437,7 +469,10 @@ program
   .requiredOption("-m, --model <dir>", "model directory (config.json, *.safetensors, tokenizer.json)")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
   .addOption(dtypeOption())
-  .option("--config <file>", "evaluation settings (JSON, e.g. bench/quality/config.json); flags override it")
+  .option(
+    "--config <file>",
+    "evaluation settings (JSON) over the built-in defaults; flags override it (bench/quality/config.json of the repository checkout, not of the npm package, writes the defaults out)",
+  )
   .option("-c, --context <tokens>", "prompt lengths, e.g. 4096,32768", numbersArg)
   .option("--tasks <tasks>", "passkey, niah-multikey, niah-multivalue, variable-tracking (comma-separated)", (v) =>
     v.split(",").map((t) => t.trim()),

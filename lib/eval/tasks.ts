@@ -4,6 +4,7 @@
 // haystack; distractors and further needles at seeded random depths. Everything is a function of
 // (task, context, depth, seed), so every mode sees the same prompts.
 import type { Tokenizer } from "../checkpoint/tokenizer";
+import { integerIn, maxTokens, optionsObject, show } from "../common/validate";
 import type { Corpus } from "./corpus";
 import { randomInt, seededRandom } from "./random";
 
@@ -76,13 +77,15 @@ export interface SampleOptions {
 
 /**
  * One sample of a task: its prompt (token ids of the model's tokenizer, `context` tokens give or
- * take the last filler word, fewer where `maxPositions` asks) and the answer. A context too short
- * for the task's instructions and needles is a RangeError.
+ * take the last filler word, fewer where `maxPositions` asks) and the answer. A task not in
+ * taskNames, a context that is no positive integer or too short for the task's instructions and
+ * needles, a depth outside [0, 1] or a seed that is no safe integer is a RangeError.
  * @example
  * const sample = makeSample(model.tokenizer, brownCorpus(), { task: "passkey", context: 4096, depth: 0.5, seed: 0 }, { chat: false });
  * const [out] = await model.generateBatch([sample.prompt], { maxNewTokens: sample.answerIds.length + 4 });
  */
 export function makeSample(tokenizer: Tokenizer, corpus: Corpus, spec: SampleSpec, options: SampleOptions): TaskSample {
+  checkSpec(spec);
   if (options.maxPositions !== undefined && spec.context > options.maxPositions)
     throw new RangeError(
       `context ${spec.context} is beyond the model's max_position_embeddings (${options.maxPositions}): ask for ${options.maxPositions} tokens or fewer`,
@@ -100,6 +103,20 @@ export function makeSample(tokenizer: Tokenizer, corpus: Corpus, spec: SampleSpe
     if (over <= 0) return sample;
     room -= over;
   }
+}
+
+/** The spec's fields checked, so that a bad one is not a TypeError deep inside or a quietly odd prompt. */
+function checkSpec(value: SampleSpec): void {
+  const spec = optionsObject(value, "makeSample: spec");
+  if (!taskNames.includes(spec.task))
+    throw new RangeError(`makeSample: task must be one of ${taskNames.join(", ")}, got ${show(spec.task)}`);
+  integerIn(spec.context, "makeSample: context (prompt tokens)", 1, maxTokens);
+  if (typeof spec.depth !== "number" || !(spec.depth >= 0 && spec.depth <= 1))
+    throw new RangeError(`makeSample: depth must be a number in [0, 1] (0: start of the haystack, 1: its end), got ${show(spec.depth)}`);
+  // Safe integers, as eval's seeds: a fraction or NaN would quietly name a sample of its own, and
+  // beyond 2^53 neighbouring seeds are one number.
+  if (!Number.isSafeInteger(spec.seed))
+    throw new RangeError(`makeSample: seed must be an integer of at most 2^53 - 1 in magnitude, got ${show(spec.seed)}`);
 }
 
 const keyWordsByCorpus = new WeakMap<Corpus, string[]>();

@@ -37,9 +37,20 @@ export function heatmapSvg(o: HeatmapOptions): string {
   const cell = Math.max(6, Math.min(24, Math.floor(720 / cols))),
     left = 70,
     top = 40,
-    legend = 60;
-  const width = left + cols * cell + legend + 20,
-    height = top + rows * cell + 40;
+    legend = 60,
+    legendStep = 8,
+    legendSteps = 20;
+  // A few layers (or heads) are shorter than the legend, and a narrow map than its title: the
+  // image takes the larger of each, so nothing is drawn outside it.
+  const plotHeight = Math.max(rows * cell, (legendSteps + 1) * legendStep);
+  const lazyNote = "◆ lazy (streaming) layer";
+  const textWidth = (text: string, size: number) => Math.ceil(text.length * size * 0.6);
+  const width = Math.max(
+      left + cols * cell + legend + 20,
+      left + textWidth(o.title, 14) + 20,
+      o.marked?.size ? left + textWidth(lazyNote, 11) + 20 : 0,
+    ),
+    height = top + plotHeight + 40;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<text x="${left}" y="20" font-size="14">${escapeXml(o.title)}</text>`,
@@ -57,9 +68,14 @@ export function heatmapSvg(o: HeatmapOptions): string {
     });
   });
   const lx = left + cols * cell + 20;
-  for (let i = 0; i <= 20; i++) parts.push(`<rect x="${lx}" y="${top + (20 - i) * 8}" width="14" height="8" fill="${color(i / 20)}"/>`);
-  parts.push(`<text x="${lx + 18}" y="${top + 8}">1</text><text x="${lx + 18}" y="${top + 168}">0</text>`);
-  if (o.marked?.size) parts.push(`<text x="${left}" y="${top + rows * cell + 16}">◆ lazy (streaming) layer</text>`);
+  for (let i = 0; i <= legendSteps; i++)
+    parts.push(
+      `<rect x="${lx}" y="${top + (legendSteps - i) * legendStep}" width="14" height="${legendStep}" fill="${color(i / legendSteps)}"/>`,
+    );
+  parts.push(
+    `<text x="${lx + 18}" y="${top + legendStep}">1</text><text x="${lx + 18}" y="${top + (legendSteps + 1) * legendStep}">0</text>`,
+  );
+  if (o.marked?.size) parts.push(`<text x="${left}" y="${top + plotHeight + 16}">${lazyNote}</text>`);
   parts.push("</svg>");
   return parts.join("\n");
 }
