@@ -207,7 +207,8 @@ describe("default prefill chunk", () => {
   test("the decoder takes its default from its config and dtype; a chunked prefill generates the same", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cpu" });
     try {
-      expect(model.decoder.prefillChunk).toBe(defaultPrefillChunk(model.config, 4));
+      expect(model.prefillChunk).toBe(defaultPrefillChunk(model.config, 4));
+      expect(model.prefillChunk).toBe(model.decoder.prefillChunk);
       const chunked = await model.generateBatch(["Once upon a time"], { maxNewTokens: 4, prefillChunk: 2, stopAtEos: false });
       const whole = await model.generateBatch(["Once upon a time"], { maxNewTokens: 4, stopAtEos: false });
       expect(chunked[0].tokens).toEqual(whole[0].tokens);

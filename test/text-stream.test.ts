@@ -165,3 +165,8 @@ test(`seed ${rng.seed}: with several stop strings the text ends where the first 
   }
   expect(stopped).toBeGreaterThan(100);
 });
+
+test("no ids decode to no text", () => {
+  expect(tokenizer.decode([])).toBe("");
+  expect(tokenizer.decode([], { skipSpecialTokens: true })).toBe("");
+});

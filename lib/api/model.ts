@@ -152,7 +152,19 @@ export class Model implements AsyncDisposable {
     return this.optionalTokenizer !== undefined;
   }
 
-  /** Bytes of weights held on the device. */
+  /**
+   * Prompt tokens per prefill chunk unless a session asks for another: chosen at load from the
+   * model's shape and the device memory left after the weights and the KV pool.
+   * @example const session = model.createSession({ prefillChunk: Math.min(model.prefillChunk, 4096) });
+   */
+  get prefillChunk(): number {
+    return this.decoder.prefillChunk;
+  }
+
+  /**
+   * Bytes of weights held on the device.
+   * @example console.log(`${(model.weightBytes / 2 ** 30).toFixed(1)} GiB of weights`);
+   */
   get weightBytes(): number {
     return weightBytes(this.weights);
   }

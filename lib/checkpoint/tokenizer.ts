@@ -166,11 +166,13 @@ export class Tokenizer {
 
   /**
    * Text of token ids. Every id must be an integer in int32 range; ids beyond this tokenizer's
-   * vocabulary (a model may have padding rows) decode to nothing.
+   * vocabulary (a model may have padding rows) decode to nothing, and so do no ids.
    * @example tok.decode(tok.encode("Hello"), { skipSpecialTokens: true }) // "Hello"
    */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     checkTokenIds(ids, 2 ** 31, "decode: ids");
+    // The underlying tokenizer refuses an empty list.
+    if (ids.length === 0) return "";
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 

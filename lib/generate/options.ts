@@ -12,7 +12,7 @@ export interface SessionOptions {
   /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
   maxContext?: number;
   /**
-   * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk; for an 8B model in bf16,
+   * Prompt tokens per prefill chunk (default: model.prefillChunk; for an 8B model in bf16,
    * 16384, or 32768 with about 28 GiB to spare after the weights and KV pool, 65536 with 56 GiB;
    * fewer, longer chunks run faster, and the default keeps a chunk's activations within 1-4 GiB).
    */
