@@ -285,6 +285,25 @@ describe("Sampler.nextFromCandidates", () => {
     within(rowsRead, tail);
   });
 
+  test.each(["uniform", "peaked", "ties"])(
+    "plain temperature picks the token next() picks from the whole row, seed for seed, however many candidates the row kept (%s logits)",
+    (kind) => {
+      // The draw walks the same order on both paths (and a batch mate's topK can make the device
+      // keep more candidates), so a seed gives one token: a request preempted and prefilled again
+      // (next() on the prompt's logits) goes on as it would have.
+      const scores = logitsOf(kind, 3000);
+      const temperature = [0.5, 1, 2][rng.int(0, 2)];
+      for (const k of [8, 256, 300, 1000]) {
+        const row = topOf(scores, temperature, k);
+        for (let n = 0; n < 40; n++) {
+          const seed = rng.int(0, 2 ** 31);
+          const got = new Sampler({ temperature, seed }).nextFromCandidates(row, () => scores);
+          expect({ k, seed, token: got }).toEqual({ k, seed, token: new Sampler({ temperature, seed }).next(scores, []) });
+        }
+      }
+    },
+  );
+
   test("a topK beyond the candidates reads the whole row; one within them does not", () => {
     const scores = logitsOf("peaked", 2000);
     const row = topOf(scores, 1, 8);
@@ -315,6 +334,8 @@ describe("sampleOnDevice", () => {
     try {
       const vocab = model.config.vocabSize;
       const configs = [
+        { temperature: 0.8 },
+        { temperature: 1.3, repetitionPenalty: 1.2 },
         { temperature: 0.8, topP: 0.9 },
         { temperature: 1.2, topK: 20 },
         { temperature: 1, topK: 50, topP: 0.8 },

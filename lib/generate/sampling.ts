@@ -90,7 +90,16 @@ export class Sampler {
       for (const id of new Set(seen)) scores[id] = scores[id] > 0 ? scores[id] / repetitionPenalty : scores[id] * repetitionPenalty;
     }
     if (temperature === 0) return argmax(scores);
-    return this.pick(samplingCandidates(scores, { temperature, topK, topP }));
+    const candidates = samplingCandidates(scores, { temperature, topK, topP });
+    if (!isPlainTemperature(topK, topP, scores.length)) return this.pick(candidates);
+    const weightOf = new Float64Array(scores.length);
+    candidates.ids.forEach((id, i) => {
+      weightOf[id] = candidates.weights[i];
+    });
+    const order = plainTemperatureOrder(scores);
+    const draw = new Draw(this.random() * candidates.total, order[0]);
+    for (const id of order) if (draw.take(id, weightOf[id])) return id;
+    return draw.last;
   }
 
   /**
@@ -111,21 +120,21 @@ export class Sampler {
   }
 
   /**
-   * Plain temperature sampling that walks the candidates first, from most to least likely, then
-   * the rest of the row in id order: the row is read only when the draw gets past the candidates,
-   * which for a trained model's peaked logits is seldom.
+   * Plain temperature sampling in plainTemperatureOrder, as next() draws: the candidates the
+   * order begins with first, then (reading the row, which for a trained model's peaked logits the
+   * draw seldom gets to) the rest of the order.
    */
   private drawThroughTail(row: RowCandidates, wholeRow: () => Float32Array): number {
     const { temperature } = this.o;
     const order = likeliestFirst(row);
-    const draw = new Draw(this.random() * row.mass, row.ids[order[0]]);
-    for (const i of order) if (draw.take(row.ids[i], Math.exp((row.scores[i] - row.max) / temperature))) return row.ids[i];
+    // Candidates beyond the leading tokens (a batch mate's topK asked for more) come later in the order.
+    const leading = order.length > leadingTokens ? order.filter((i) => row.scores[i] >= row.scores[order[leadingTokens - 1]]) : order;
+    const weight = (score: number) => Math.exp((score - row.max) / temperature);
+    const draw = new Draw(this.random() * row.mass, row.ids[leading[0]]);
+    for (const i of leading) if (draw.take(row.ids[i], weight(row.scores[i]))) return row.ids[i];
     const scores = wholeRow();
-    const candidates = new Set(row.ids.subarray(0, row.count));
-    for (let j = 0; j < scores.length; j++) {
-      if (candidates.has(j) || Number.isNaN(scores[j])) continue;
-      if (draw.take(j, Math.exp((scores[j] - row.max) / temperature))) return j;
-    }
+    const rest = plainTemperatureOrder(scores);
+    for (let n = leading.length; n < rest.length; n++) if (draw.take(rest[n], weight(scores[rest[n]]))) return rest[n];
     return draw.last;
   }
 
@@ -151,6 +160,56 @@ class Draw {
     this.last = id;
     return this.u < 0;
   }
+}
+
+/**
+ * Plain temperature sampling (no topK, no topP) walks a row's tokens in one order wherever it runs,
+ * so that a seed picks the same token from the whole row (next) as from the device's top
+ * candidates, whatever their number: the tokens scoring at least the leadingTokens-th largest
+ * score, most likely first (ties: lower id first), then every other token in id order.
+ */
+export const leadingTokens = 256;
+
+const isPlainTemperature = (topK: number, topP: number, vocab: number) => (topK === 0 || topK >= vocab) && topP >= 1;
+
+/** The ids of a row's tokens that are not NaN, in the order plain temperature sampling walks them. */
+function plainTemperatureOrder(scores: Float32Array): Int32Array {
+  const values: number[] = [];
+  for (const x of scores) if (!Number.isNaN(x)) values.push(x);
+  const threshold = values.length > leadingTokens ? kthLargest(Float64Array.from(values), leadingTokens) : -Infinity;
+  const leading: number[] = [];
+  const rest: number[] = [];
+  for (let j = 0; j < scores.length; j++) {
+    if (Number.isNaN(scores[j])) continue;
+    (scores[j] >= threshold ? leading : rest).push(j);
+  }
+  leading.sort((a, b) => scores[b] - scores[a] || a - b);
+  return Int32Array.from([...leading, ...rest]);
+}
+
+/** The k-th largest of `values` (1-based), by quickselect; `values` is reordered. */
+function kthLargest(values: Float64Array, k: number): number {
+  let lo = 0,
+    hi = values.length - 1;
+  const target = k - 1;
+  while (lo < hi) {
+    const pivot = values[(lo + hi) >>> 1];
+    let i = lo,
+      j = hi;
+    while (i <= j) {
+      while (values[i] > pivot) i++;
+      while (values[j] < pivot) j--;
+      if (i <= j) {
+        [values[i], values[j]] = [values[j], values[i]];
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return values[target];
 }
 
 /** Indices of a row's candidates from most to least likely (ties: lower id first). */

@@ -6,7 +6,7 @@ import type { Decoder } from "../model/decoder";
 import type { Sequence } from "../model/sequence";
 import { Tensor } from "../runtime/tensor";
 import { deviceLogprobs, type LogprobIds } from "./logprobs";
-import type { RowCandidates, Sampler } from "./sampling";
+import { leadingTokens, type RowCandidates, type Sampler } from "./sampling";
 
 /**
  * One decode step and each sequence's next token, chosen by its sampler given the tokens it has
@@ -89,9 +89,10 @@ export function sampleWholeRows(
   return chooseFromRows(decoder.step(seqs, ids, "logits"), samplers, seen);
 }
 
-// Candidates per row kept on the device for sampling: enough for a topK up to this and for most
-// topP nuclei of a trained model; a row they cannot settle is read back whole.
-const deviceCandidates = 256;
+// Candidates per row kept on the device for sampling: enough for a topK up to this, for most topP
+// nuclei of a trained model, and for the leading tokens plain temperature sampling walks first; a
+// row they cannot settle is read back whole.
+const deviceCandidates = leadingTokens;
 const maxDeviceCandidates = 4096;
 
 /**
