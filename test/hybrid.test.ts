@@ -1,11 +1,12 @@
 // LightTransfer end to end on the CPU: the hybrid model against an independent float64 reference
 // of the same semantics (auto and fixed modes), the heap against a global sort, memory bounds,
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
-import { loadModel, type Model, memoryUsage, type Sequence } from "../lib";
+import { loadModel, type Model, memoryUsage } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
+import type { Sequence } from "../lib/model/sequence";
 import { readReference } from "./helpers/fixtures";
 import { runHybrid } from "./helpers/hybrid-run";
 import { Random } from "./helpers/reference";
