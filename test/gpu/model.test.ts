@@ -2,8 +2,10 @@
 // fixtures in bf16/f16, memory freed by dispose() (out of memory: exclusive/oom.test.ts).
 import * as path from "node:path";
 import { cudaStatus, type DeviceName, kernels, loadModel, type Model, memoryUsage, Tensor } from "../../lib";
+import { Sampler } from "../../lib/generate/sampling";
+import { sampleOnDevice } from "../../lib/generate/step";
 import { CudaGraph } from "../../lib/runtime/cuda-graph";
-import { fixtureModels, fixtureRoot, readLogits, readReference } from "../helpers/fixtures";
+import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { bits, describeWithCuda, relError } from "../helpers/gpu";
 import { errorToScale, type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
@@ -694,6 +696,41 @@ describeGpu("models on CUDA: memory", () => {
 });
 
 describeGpu("sampled generation on CUDA", () => {
+  test("plain temperature from the device's candidates picks what next() picks from whole rows, seed for seed", async () => {
+    // One order of draw on both paths: a request preempted and prefilled again (next() on the
+    // prompt's logits) goes on as it would have.
+    const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
+    const prompts = readReference("llama-tiny")
+      .cases.slice(0, 3)
+      .map((c) => c.ids);
+    const viaRows = prefilledSequences(model.decoder, prompts),
+      viaCandidates = prefilledSequences(model.decoder, prompts);
+    try {
+      const vocab = model.config.vocabSize;
+      for (const options of [{ temperature: 0.7 + rng.next() }, { temperature: 1.5, repetitionPenalty: 1.2 }]) {
+        const seed = rng.int(0, 2 ** 31);
+        const a = prompts.map((_, b) => new Sampler({ ...options, seed: seed + b }));
+        const c = prompts.map((_, b) => new Sampler({ ...options, seed: seed + b }));
+        let ids = prompts.map((p) => p[p.length - 1]);
+        const seen = prompts.map((p) => [...p]);
+        for (let step = 0; step < 6; step++) {
+          const logits = model.decoder.step(viaRows, ids, "logits");
+          const want = a.map((sampler, b) => sampler.next(logits.subarray(b * vocab, (b + 1) * vocab), seen[b]));
+          expect({ options, step, tokens: sampleOnDevice(model.decoder, viaCandidates, ids, c, seen) }).toEqual({
+            options,
+            step,
+            tokens: want,
+          });
+          want.forEach((t, b) => seen[b].push(t));
+          ids = want;
+        }
+      }
+    } finally {
+      for (const seq of [...viaRows, ...viaCandidates]) seq.dispose();
+      await model.dispose();
+    }
+  });
+
   test("top-p, top-k and a repetition penalty sample from the device's candidates, reproducibly with a seed", async () => {
     const model = await loadModel(path.join(fixtureRoot, "llama-tiny"), { device: "cuda:0", kvCacheBytes: 16 * 2 ** 20 });
     try {
