@@ -74,7 +74,10 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
   };
 }
 
-/** Reads and checks a layer file written by calibrate(). */
+/**
+ * Reads and checks a layer file written by calibrate().
+ * @example const { lazyLayers, prompts } = readLayerFile("layers.json"); // what calibration chose, and over how many prompts
+ */
 export function readLayerFile(file: string): LayerFile {
   let data: LayerFile;
   try {
@@ -93,7 +96,10 @@ export function readLayerFile(file: string): LayerFile {
   return data;
 }
 
-/** Fixed-mode options from a layer file (its sink and window too). */
+/**
+ * Fixed-mode options from a layer file (its sink and window too).
+ * @example const session = model.createSession({ hybrid: layerFileOptions(readLayerFile("layers.json")) });
+ */
 export function layerFileOptions(file: LayerFile): HybridOptions {
   return { mode: "fixed", lazyLayers: file.lazyLayers, sink: file.sink, window: file.window };
 }

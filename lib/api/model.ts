@@ -100,22 +100,48 @@ function validateLoad(dir: unknown, options: LoadModelOptions | undefined): Load
   return o;
 }
 
+/**
+ * A checkpoint loaded on a device (see loadModel), with its tokenizer and the KV page pool its
+ * sessions share. It holds device memory until disposed.
+ * @example
+ * await using model = await loadModel("./Llama-3.1-8B-Instruct");
+ * console.log(model.config.layers, "layers on", model.device);
+ */
 export class Model implements AsyncDisposable {
   /** @internal */
   readonly decoder: Decoder;
+  /**
+   * The KV page pool every session of this model draws from: `numPages` pages of `pageSize` tokens of one layer each.
+   * @example const longest = (model.pool.numPages * model.pool.pageSize) / model.config.layers; // tokens of one sequence with every layer full
+   */
   readonly pool: PagePool;
   private disposed = false;
   private readonly sessions = new Set<Session>();
 
   /** @internal use loadModel */
   constructor(
+    /**
+     * The directory it was loaded from.
+     * @example const onCpu = await loadModel(model.dir, { device: "cpu" }); // the same checkpoint, for a reference run
+     */
     readonly dir: string,
+    /**
+     * The checkpoint's config.json, as read and checked.
+     * @example const { layers, kvHeads, headDim } = model.config;
+     */
     readonly config: ModelConfig,
     /** @internal the tokenizer, undefined when the model was loaded without one */
     readonly optionalTokenizer: Tokenizer | undefined,
     private readonly weights: ModelWeights,
+    /**
+     * Where the weights and the KV pool live: the device loadModel was given, else the one it chose ("cuda:0" or "cpu").
+     * @example if (model.device === "cpu") console.warn("CUDA is not available: generation will be slow");
+     */
     readonly device: DeviceName,
-    /** Activation and KV dtype. */
+    /**
+     * Activation and KV dtype.
+     * @example const kvBytesPerToken = 2 * model.config.layers * model.config.kvHeads * model.config.headDim * (model.dtype === "f32" ? 4 : 2);
+     */
     readonly dtype: DType,
     options: LoadModelOptions,
   ) {
@@ -236,7 +262,10 @@ export class Model implements AsyncDisposable {
     return scoreRequests(this, requests, options, "scoreBatch", () => !this.disposed);
   }
 
-  /** Whether dispose() was called. */
+  /**
+   * Whether dispose() was called.
+   * @example if (cached.isDisposed) cached = await loadModel(cached.dir); // someone else freed the shared model
+   */
   get isDisposed(): boolean {
     return this.disposed;
   }
@@ -246,7 +275,17 @@ export class Model implements AsyncDisposable {
     if (this.disposed) throw new Error("this model was disposed; load it again with loadModel()");
   }
 
-  /** Frees the weights, the KV pool and every session's caches. */
+  /**
+   * Frees the weights, the KV pool and every session's caches now, without waiting for the GC;
+   * generations still running end with an AbortError at their next step. Safe to call twice.
+   * @example
+   * const model = await loadModel("./Llama-3.1-8B-Instruct");
+   * try {
+   *   console.log((await model.score("2 + 2 =", " 4")).perplexity);
+   * } finally {
+   *   await model.dispose();
+   * }
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     for (const s of [...this.sessions]) s.dispose();
@@ -256,6 +295,14 @@ export class Model implements AsyncDisposable {
     this.disposed = true;
   }
 
+  /**
+   * dispose(), for `await using`.
+   * @example
+   * {
+   *   await using model = await loadModel("./Llama-3.1-8B-Instruct");
+   *   for await (const chunk of model.generate("Hi", { maxNewTokens: 8 })) process.stdout.write(chunk.text);
+   * } // the model is freed here, even if generate() threw
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.dispose();
   }

@@ -162,7 +162,16 @@ export class Session implements AsyncDisposable {
     }
   }
 
-  /** Frees this session's KV pages; a generation in progress stops at its next step. */
+  /**
+   * Frees this session's KV pages; a generation in progress stops at its next step.
+   * @example
+   * const chat = model.createSession();
+   * try {
+   *   for (const question of questions) for await (const chunk of chat.generate(question)) process.stdout.write(chunk.text);
+   * } finally {
+   *   chat.dispose(); // its pages go back to the pool the model's other sessions share
+   * }
+   */
   dispose(): void {
     if (!this.sequence) return;
     this.sequence.dispose();
@@ -170,6 +179,12 @@ export class Session implements AsyncDisposable {
     this.onDispose();
   }
 
+  /**
+   * dispose(), for `await using`.
+   * @example
+   * await using chat = model.createSession(); // its KV pages go back when the block ends
+   * for await (const chunk of chat.generate("Hello!", { maxNewTokens: 64 })) process.stdout.write(chunk.text);
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }

@@ -14,8 +14,22 @@ export interface PagePoolOptions {
   device: DeviceName;
 }
 
-/** Raised when a sequence needs more pages than are free. */
+/**
+ * Raised when a sequence needs more pages than are free.
+ * @example
+ * try {
+ *   results = await model.generateBatch(prompts, { maxNewTokens: 256 });
+ * } catch (err) {
+ *   if (!(err instanceof PoolExhaustedError)) throw err;
+ *   results = []; // the batch does not fit the pool: one prompt at a time
+ *   for (const p of prompts) results.push(...(await model.generateBatch([p], { maxNewTokens: 256 })));
+ * }
+ */
 export class PoolExhaustedError extends Error {
+  /**
+   * `wanted` pages asked for when `free` of the pool's `total` were free.
+   * @example const fullModel = { generateBatch: async () => { throw new PoolExhaustedError(4, 0, 1024); } }; // tests the class example's fallback without filling a pool
+   */
   constructor(wanted: number, free: number, total: number) {
     super(
       `the KV page pool is full: ${wanted} page(s) wanted, ${free} of ${total} free. ` +

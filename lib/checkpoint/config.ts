@@ -38,8 +38,20 @@ export interface ModelConfig {
   dtype: string | null;
 }
 
-/** A config problem, naming the file and the field. */
+/**
+ * A config problem, naming the file and the field.
+ * @example
+ * try {
+ *   model = await loadModel(dir);
+ * } catch (err) {
+ *   if (err instanceof ConfigError) console.error(`this checkpoint's settings cannot be used: ${err.message}`); else throw err;
+ * }
+ */
 export class ConfigError extends Error {
+  /**
+   * `problem` in `file`; the message is both.
+   * @example new ConfigError("config.json", "'rope_scaling' type 'yarn' is not supported").message // "config.json: 'rope_scaling' type 'yarn' is not supported"
+   */
   constructor(file: string, problem: string) {
     super(`${file}: ${problem}`);
     this.name = "ConfigError";

@@ -51,8 +51,20 @@ export interface SafetensorsEntry {
   end: number;
 }
 
-/** The error every malformed file raises: it names the file and what is wrong with it. */
+/**
+ * The error every malformed file raises: it names the file and what is wrong with it.
+ * @example
+ * try {
+ *   model = await loadModel(dir);
+ * } catch (err) {
+ *   if (err instanceof SafetensorsError) console.error(`download it again: ${err.message}`); else throw err;
+ * }
+ */
 export class SafetensorsError extends Error {
+  /**
+   * `problem` in `file`; the message is both.
+   * @example new SafetensorsError("model.safetensors", "truncated").message // "model.safetensors: truncated"
+   */
   constructor(file: string, problem: string) {
     super(`${file}: ${problem}`);
     this.name = "SafetensorsError";

@@ -124,7 +124,15 @@ const byteOfStandIn: ReadonlyMap<string, number> = (() => {
  * console.log(tok.decode(ids));
  */
 export class Tokenizer {
+  /**
+   * tokenizer_config.json's bos_token, as text (undefined when it names none).
+   * @example const ids = tok.encode(text, { addSpecialTokens: !(tok.bosToken && text.startsWith(tok.bosToken)) }); // no second BOS
+   */
   readonly bosToken?: string;
+  /**
+   * tokenizer_config.json's eos_token, as text (undefined when it names none).
+   * @example const eosId = tok.eosToken === undefined ? undefined : tok.tokenId(tok.eosToken);
+   */
   readonly eosToken?: string;
   private readonly hf: HfTokenizer;
   /** The parsed chat template, or why there is none to use (text prompts still work). */
@@ -159,7 +167,12 @@ export class Tokenizer {
     }
   }
 
-  /** Token ids of `text`; special tokens (a BOS, say) are added as tokenizer.json's post-processor says. */
+  /**
+   * Token ids of `text`; special tokens (a BOS, say) are added as tokenizer.json's post-processor says.
+   * @example
+   * const prompt = tok.encode("Once upon a time");                          // [BOS, ...] where the tokenizer adds one
+   * const continuation = tok.encode(" there", { addSpecialTokens: false }); // no BOS in the middle of a sequence
+   */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
@@ -193,6 +206,11 @@ export class Tokenizer {
     return [...Buffer.from(this.hf.decode([id], { skip_special_tokens: false }), "utf8")];
   }
 
+  /**
+   * The id of one token as the vocabulary spells it (special tokens such as "</s>" included), or
+   * undefined if the vocabulary has no such token.
+   * @example const stopIds = ["<|eot_id|>", "<|end_of_text|>"].map((t) => tok.tokenId(t)).filter((id) => id !== undefined);
+   */
   tokenId(token: string): number | undefined {
     return this.hf.token_to_id(token);
   }

@@ -24,7 +24,10 @@ export interface StreamingShape extends RingShape {
   lastQueries: number;
 }
 
-/** The paper's streaming shape: S = 4, W = 1020, and the last 32 queries for the lazy ratio. */
+/**
+ * The paper's streaming shape: S = 4, W = 1020, and the last 32 queries for the lazy ratio.
+ * @example const session = model.createSession({ hybrid: { mode: "auto", window: 2 * streamingDefaults.window } }); // a longer window, the same sinks
+ */
 export const streamingDefaults: Readonly<StreamingShape> = Object.freeze({ sink: 4, window: 1020, lastQueries: 32 });
 
 /**
@@ -33,7 +36,10 @@ export const streamingDefaults: Readonly<StreamingShape> = Object.freeze({ sink:
  */
 export const streamingLimits = Object.freeze({ sink: 1 << 20, window: 1 << 30, ring: 1 << 30, lastQueries: 1 << 16 });
 
-/** Tokens per KV page unless the model is loaded with another `pageSize`. */
+/**
+ * Tokens per KV page unless the model is loaded with another `pageSize`.
+ * @example const pagesPerLayer = Math.ceil(promptTokens / defaultPageSize); // what a full layer cache of the prompt takes from the pool
+ */
 export const defaultPageSize = 16;
 
 /** Most tokens per KV page: a page is one unit of allocation for every layer. */

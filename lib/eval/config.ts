@@ -10,7 +10,10 @@ import { taskNames } from "./tasks";
 /** An evaluation config as a file or the command line gives it: any field, chat "auto", the layer file as a path. */
 export type EvalSettings = Partial<Omit<EvalConfig, "chat" | "layerFile">> & { chat?: boolean | "auto"; layerFile?: string };
 
-/** What `lighttransfer eval` runs unless told otherwise (bench/quality/config.json holds the same). */
+/**
+ * What `lighttransfer eval` runs unless told otherwise (bench/quality/config.json holds the same).
+ * @example const quick: EvalSettings = { contexts: defaultEvalSettings.contexts.filter((c) => c <= 8192), seeds: [0] }; // a smoke run
+ */
 export const defaultEvalSettings: Readonly<Required<Omit<EvalSettings, "layerFile">>> = Object.freeze({
   tasks: [...taskNames],
   contexts: [4096, 8192, 16384, 32768],

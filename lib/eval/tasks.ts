@@ -8,6 +8,10 @@ import { integerIn, maxTokens, optionsObject, show } from "../common/validate";
 import type { Corpus } from "./corpus";
 import { randomInt, seededRandom } from "./random";
 
+/**
+ * The retrieval tasks makeSample writes: every TaskName.
+ * @example const samples = taskNames.map((task) => makeSample(model.tokenizer, corpus, { task, context: 4096, depth: 0.5, seed: 0 }, { chat: false }));
+ */
 export const taskNames = ["passkey", "niah-multikey", "niah-multivalue", "variable-tracking"] as const;
 export type TaskName = (typeof taskNames)[number];
 

@@ -176,7 +176,10 @@ export function prefillAttention(options: PrefillAttentionOptions): PrefillAtten
   return runSync(outputs, () => addon().prefillAttention(args), result);
 }
 
-/** `prefillAttention` off the event loop. */
+/**
+ * `prefillAttention` off the event loop.
+ * @example const { out } = await kernels.prefillAttentionAsync({ q, k, v }, { signal }); // the server answers other requests meanwhile
+ */
 export function prefillAttentionAsync(
   options: PrefillAttentionOptions,
   asyncOptions: AsyncKernelOptions = {},
@@ -246,7 +249,10 @@ export function decodeAttention(options: DecodeAttentionOptions): DecodeAttentio
   return runSync(outputs, () => addon().decodeAttention(args), result);
 }
 
-/** `decodeAttention` off the event loop. */
+/**
+ * `decodeAttention` off the event loop.
+ * @example const { out } = await kernels.decodeAttentionAsync({ q, kPages, vPages, pageTable, seqLens }, { signal });
+ */
 export function decodeAttentionAsync(
   options: DecodeAttentionOptions,
   asyncOptions: AsyncKernelOptions = {},

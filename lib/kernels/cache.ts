@@ -37,7 +37,10 @@ export function appendKv(options: AppendKvOptions): void {
   runSync(new Outputs(), () => addon().appendKv(args), undefined);
 }
 
-/** `appendKv` off the event loop. */
+/**
+ * `appendKv` off the event loop.
+ * @example await kernels.appendKvAsync({ k, v, kPages, vPages, slots: Tensor.from(new Int32Array([17, 18]), [2]) });
+ */
 export function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
   const args = appendArgs(options);
   return runAsync(new Outputs(), () => addon().appendKvAsync(args), undefined, asyncOptions);
@@ -78,7 +81,10 @@ export function cutToStreaming(options: CutToStreamingOptions): void {
   runSync(new Outputs(), () => addon().cutToStreaming(args), undefined);
 }
 
-/** `cutToStreaming` off the event loop. */
+/**
+ * `cutToStreaming` off the event loop.
+ * @example await kernels.cutToStreamingAsync({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: 4, window: 1020 });
+ */
 export function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
   const args = cutArgs(options);
   return runAsync(new Outputs(), () => addon().cutToStreamingAsync(args), undefined, asyncOptions);

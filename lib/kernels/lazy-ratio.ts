@@ -50,7 +50,10 @@ export function lazyRatio(options: LazyRatioKernelOptions): Tensor {
   return runSync(outputs, () => addon().lazyRatio(args), out);
 }
 
-/** `lazyRatio` off the event loop. */
+/**
+ * `lazyRatio` off the event loop.
+ * @example const lazy = (await kernels.lazyRatioAsync({ q, k, lse, ...streamingDefaults })).toFloat32Array(); // per head
+ */
 export function lazyRatioAsync(options: LazyRatioKernelOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
   const { args, outputs, out } = prepare(options);
   return runAsync(outputs, () => addon().lazyRatioAsync(args), out, asyncOptions);

@@ -150,7 +150,10 @@ export function linear(o: LinearOptions): Tensor {
   return out;
 }
 
-/** `linear` off the event loop. */
+/**
+ * `linear` off the event loop.
+ * @example const logits = await kernels.linearAsync({ x: hidden, weight: lmHead }, { signal: AbortSignal.timeout(1000) });
+ */
 export async function linearAsync(o: LinearOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
   const outputs = new Outputs();
   const { out, args } = linearArgs(o, outputs);
@@ -273,7 +276,10 @@ export function ropeAppendKv(o: RopeAppendKvOptions): Tensor {
   return q;
 }
 
-/** `ropeAppendKv` off the event loop. */
+/**
+ * `ropeAppendKv` off the event loop.
+ * @example const q = await kernels.ropeAppendKvAsync({ qkv, positions, invFreq, kPages, vPages, slots });
+ */
 export async function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
   const outputs = new Outputs();
   const { q, args } = ropeAppendArgs(o, outputs);

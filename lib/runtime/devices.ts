@@ -26,7 +26,10 @@ export function cudaStatus(): CudaStatus {
   return addon().cudaStatus();
 }
 
-/** The most threads setThreads takes (the native pool's limit). */
+/**
+ * The most threads setThreads takes (the native pool's limit).
+ * @example setThreads(Math.min(Number(process.env.THREADS ?? 0), maxThreads)); // setThreads throws above it
+ */
 export const maxThreads = 1024;
 
 /**
@@ -40,7 +43,13 @@ export function setThreads(count: number): number {
   return addon().setThreads(count);
 }
 
-/** Threads the CPU kernels use now. */
+/**
+ * Threads the CPU kernels use now.
+ * @example
+ * const before = getThreads();
+ * setThreads(1); // a single-threaded timing
+ * try { kernels.linear({ x, weight }); } finally { setThreads(before); }
+ */
 export function getThreads(): number {
   return addon().getThreads();
 }

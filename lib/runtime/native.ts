@@ -92,7 +92,10 @@ export const gemmChoices = ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "
  * The CPU has one kernel and ignores the choice.
  */
 export type PrefillKernelChoice = (typeof prefillKernelChoices)[number];
-/** Every PrefillKernelChoice, as the addon accepts them. */
+/**
+ * Every PrefillKernelChoice, as the addon accepts them.
+ * @example const kernel = kernels.prefillKernelChoices.find((c) => c === process.env.KERNEL); // undefined (the default) for any other name
+ */
 export const prefillKernelChoices = ["auto", "mmaSync", "wgmma"] as const;
 
 /** Which GEMM the CUDA backend's linear runs on, and why. */

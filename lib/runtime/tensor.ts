@@ -62,8 +62,20 @@ function naturalDType(data: ArrayBufferView): DType {
  * q.dispose();
  */
 export class Tensor implements Disposable, AsyncDisposable {
+  /**
+   * The dimensions, outermost first (frozen).
+   * @example const [tokens, heads, headDim] = q.shape;
+   */
   readonly shape: readonly number[];
+  /**
+   * The element type.
+   * @example const values = t.dtype === "i32" ? t.toArray() : t.toFloat32Array(); // toArray() of f16/bf16 gives their bits
+   */
   readonly dtype: DType;
+  /**
+   * Where the memory lives: "cpu" or "cuda:N" ("cuda" is stored as "cuda:0").
+   * @example const out = Tensor.empty(x.shape, x.dtype, x.device); // kernels take their tensors on one device
+   */
   readonly device: DeviceName;
   /** @internal */
   readonly handle: NativeTensorHandle;
@@ -108,21 +120,34 @@ export class Tensor implements Disposable, AsyncDisposable {
     return tensor;
   }
 
-  /** Number of elements. */
+  /**
+   * Number of elements.
+   * @example Tensor.empty([8, 4, 64], "f32").size // 2048
+   */
   get size(): number {
     return this.shape.reduce((a, b) => a * b, 1);
   }
 
-  /** Bytes of memory held (0 once disposed). */
+  /**
+   * Bytes of memory held (0 once disposed).
+   * @example Tensor.empty([8, 4, 64], "bf16").bytes // 4096
+   */
   get bytes(): number {
     return this.handle.bytes;
   }
 
+  /**
+   * Whether dispose() was called on this tensor (reading it then throws).
+   * @example const t = Tensor.empty([4], "f32"); t.dispose(); t.disposed // true
+   */
   get disposed(): boolean {
     return this.handle.disposed;
   }
 
-  /** A copy of the raw contents (Uint16Array of bits for f16/bf16). */
+  /**
+   * A copy of the raw contents (Uint16Array of bits for f16/bf16).
+   * @example Tensor.from(new Float32Array([1, 2]), [2], { dtype: "bf16" }).toArray() // Uint16Array [16256, 16384]: 0x3f80, 0x4000
+   */
   toArray(): RawArray<DType> {
     return this.handle.read();
   }
@@ -141,7 +166,10 @@ export class Tensor implements Disposable, AsyncDisposable {
     return new PendingRead(addon().startRead(this.handle));
   }
 
-  /** A copy widened to Float32Array. */
+  /**
+   * A copy widened to Float32Array.
+   * @example Tensor.from(new Float32Array([0.1]), [1], { dtype: "bf16" }).toFloat32Array() // Float32Array [0.10009765625]: stored rounded
+   */
   toFloat32Array(): Float32Array {
     return this.handle.readFloat32();
   }
@@ -167,12 +195,18 @@ export class Tensor implements Disposable, AsyncDisposable {
     return this.handle.viewBytes(byteOffset, byteLength);
   }
 
-  /** Overwrites the contents with `data` (same rules as `Tensor.from`). */
+  /**
+   * Overwrites the contents with `data` (same rules as `Tensor.from`).
+   * @example positions.write(Int32Array.of(step)); // one input tensor reused by every decode step
+   */
   write(data: Float32Array | Int32Array | Uint16Array): void {
     this.handle.write(data);
   }
 
-  /** A copy on `device`. */
+  /**
+   * A copy on `device`.
+   * @example const host = logits.to("cpu"); // view() and viewBytes() need CPU memory
+   */
   to(device: DeviceName): Tensor {
     return new Tensor(this.handle.copyTo(device), [...this.shape], this.dtype, normaliseDevice(device));
   }
@@ -201,30 +235,60 @@ export class Tensor implements Disposable, AsyncDisposable {
     return new Tensor(this.handle.slice(start * rowSize, dims), dims, this.dtype, this.device);
   }
 
-  /** Copies `src` (same dtype and element count, any device) into this tensor. */
+  /**
+   * Copies `src` (same dtype and element count, any device) into this tensor.
+   * @example gpuInput.copyFrom(hostStaging); // into memory allocated once, rather than a new tensor per step
+   */
   copyFrom(src: Tensor): void {
     this.handle.copyFrom(src.handle);
   }
 
-  /** Frees the memory now. Safe to call twice; kernels still running keep what they use. */
+  /**
+   * Frees the memory now. Safe to call twice; kernels still running keep what they use.
+   * @example
+   * const logits = kernels.linear({ x: hidden, weight: lmHead });
+   * const next = kernels.argmax({ logits }).toArray()[0];
+   * logits.dispose(); // rows × vocab of memory back now, not at the next GC
+   */
   dispose(): void {
     this.handle.dispose();
   }
 
+  /**
+   * dispose(), for `using`.
+   * @example
+   * {
+   *   using ids = Tensor.from(Int32Array.of(1, 15043), [2]);
+   *   console.log(ids.toArray());
+   * } // freed here, even if something above threw
+   */
   [Symbol.dispose](): void {
     this.dispose();
   }
 
+  /**
+   * dispose(), for `await using`.
+   * @example await using out = await kernels.linearAsync({ x, weight });
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
   }
 
+  /**
+   * The dtype, shape and device, for logs and errors; never the contents.
+   * @example String(Tensor.empty([2, 3], "bf16")) // "Tensor(bf16, [2, 3], cpu)"
+   */
   toString(): string {
     return `Tensor(${this.dtype}, [${this.shape.join(", ")}], ${this.device}${this.disposed ? ", disposed" : ""})`;
   }
 }
 
-/** A copy to the host under way (Tensor.readLater); its buffer goes back once waited for or collected. */
+/**
+ * A copy to the host under way (Tensor.readLater); its buffer goes back once waited for or collected.
+ * @example
+ * const pending: PendingRead[] = batchTokens.map((t) => t.readLater()); // every copy queued before any wait
+ * const ids = pending.map((p) => p.wait() as Int32Array);
+ */
 export class PendingRead {
   private outcome: { contents: RawArray<DType> } | { error: unknown } | undefined;
 
