@@ -90,15 +90,29 @@ export class Sampler {
       for (const id of new Set(seen)) scores[id] = scores[id] > 0 ? scores[id] / repetitionPenalty : scores[id] * repetitionPenalty;
     }
     if (temperature === 0) return argmax(scores);
-    const candidates = samplingCandidates(scores, { temperature, topK, topP });
-    if (!isPlainTemperature(topK, topP, scores.length)) return this.pick(candidates);
-    const weightOf = new Float64Array(scores.length);
-    candidates.ids.forEach((id, i) => {
-      weightOf[id] = candidates.weights[i];
-    });
-    const order = plainTemperatureOrder(scores);
-    const draw = new Draw(this.random() * candidates.total, order[0]);
-    for (const id of order) if (draw.take(id, weightOf[id])) return id;
+    if (isPlainTemperature(topK, topP, scores.length)) return this.plainTemperature(scores);
+    return this.pick(samplingCandidates(scores, { temperature, topK, topP }));
+  }
+
+  /** Plain temperature sampling from a whole row, in the plain temperature order. */
+  private plainTemperature(scores: Float32Array): number {
+    const { temperature } = this.o;
+    let max = -Infinity;
+    for (const x of scores) if (x > max) max = x;
+    // No finite weights (every logit -Infinity or NaN, or one +Infinity): samplingCandidates settles it.
+    if (!Number.isFinite(max)) return this.pick(samplingCandidates(scores, { temperature, topK: 0, topP: 1 }));
+    const weights = new Float64Array(scores.length);
+    let total = 0;
+    for (let j = 0; j < scores.length; j++) {
+      const w = Math.exp((scores[j] - max) / temperature);
+      // biome-ignore lint/complexity/useMathMinMax: a NaN score must weigh 0, and Math.max would keep the NaN
+      weights[j] = w > 0 ? w : 0;
+      total += weights[j];
+    }
+    const { leading, threshold } = leadingOf(scores);
+    const draw = new Draw(this.random() * total, leading[0]);
+    for (const id of leading) if (draw.take(id, weights[id])) return id;
+    for (let j = 0; j < scores.length; j++) if (scores[j] < threshold && draw.take(j, weights[j])) return j;
     return draw.last;
   }
 
@@ -120,7 +134,7 @@ export class Sampler {
   }
 
   /**
-   * Plain temperature sampling in plainTemperatureOrder, as next() draws: the candidates the
+   * Plain temperature sampling in the plain temperature order, as next() draws: the candidates the
    * order begins with first, then (reading the row, which for a trained model's peaked logits the
    * draw seldom gets to) the rest of the order.
    */
@@ -133,8 +147,9 @@ export class Sampler {
     const draw = new Draw(this.random() * row.mass, row.ids[leading[0]]);
     for (const i of leading) if (draw.take(row.ids[i], weight(row.scores[i]))) return row.ids[i];
     const scores = wholeRow();
-    const rest = plainTemperatureOrder(scores);
-    for (let n = leading.length; n < rest.length; n++) if (draw.take(rest[n], weight(scores[rest[n]]))) return rest[n];
+    const all = leadingOf(scores);
+    for (const id of all.leading.subarray(leading.length)) if (draw.take(id, weight(scores[id]))) return id;
+    for (let j = 0; j < scores.length; j++) if (scores[j] < all.threshold && draw.take(j, weight(scores[j]))) return j;
     return draw.last;
   }
 
@@ -172,23 +187,23 @@ export const leadingTokens = 256;
 
 const isPlainTemperature = (topK: number, topP: number, vocab: number) => (topK === 0 || topK >= vocab) && topP >= 1;
 
-/** The ids of a row's tokens that are not NaN, in the order plain temperature sampling walks them. */
-function plainTemperatureOrder(scores: Float32Array): Int32Array {
-  const values: number[] = [];
-  for (const x of scores) if (!Number.isNaN(x)) values.push(x);
-  const threshold = values.length > leadingTokens ? kthLargest(Float64Array.from(values), leadingTokens) : -Infinity;
-  const leading: number[] = [];
-  const rest: number[] = [];
-  for (let j = 0; j < scores.length; j++) {
-    if (Number.isNaN(scores[j])) continue;
-    (scores[j] >= threshold ? leading : rest).push(j);
-  }
-  leading.sort((a, b) => scores[b] - scores[a] || a - b);
-  return Int32Array.from([...leading, ...rest]);
+/**
+ * The start of the plain temperature order: the ids scoring at least `threshold` (the leadingTokens-th
+ * largest score, or -Infinity in a row of fewer tokens), most likely first. The order goes on
+ * with the tokens scoring below it, in id order.
+ */
+function leadingOf(scores: Float32Array): { leading: Int32Array; threshold: number } {
+  const values = new Float32Array(scores.length);
+  let count = 0;
+  for (const x of scores) if (!Number.isNaN(x)) values[count++] = x;
+  const threshold = count > leadingTokens ? kthLargest(values.subarray(0, count), leadingTokens) : -Infinity;
+  const ids: number[] = [];
+  for (let j = 0; j < scores.length; j++) if (scores[j] >= threshold) ids.push(j);
+  return { leading: Int32Array.from(ids).sort((a, b) => scores[b] - scores[a] || a - b), threshold };
 }
 
 /** The k-th largest of `values` (1-based), by quickselect; `values` is reordered. */
-function kthLargest(values: Float64Array, k: number): number {
+function kthLargest(values: Float32Array, k: number): number {
   let lo = 0,
     hi = values.length - 1;
   const target = k - 1;
