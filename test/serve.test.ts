@@ -4,6 +4,9 @@
 // each gives alone, a client going away cancels its request, the scheduler interleaves a long
 // prompt with running streams and preempts when the pool runs out, and no KV page outlives a
 // request, and admission counts the pages a prefill really holds. Prompts, lengths and sampling options are drawn afresh on every run.
+// OpenAI parameters the server does not support are refused by name, a text too long to fit is
+// refused before it is tokenized, and completions' logprobs name and place tokens as OpenAI does.
+import * as fs from "node:fs";
 import * as path from "node:path";
 import autocannon from "autocannon";
 import type { FastifyInstance } from "fastify";
@@ -11,7 +14,9 @@ import OpenAI from "openai";
 import { createServer, type GenerateOptions, loadModel, type Model, type Prompt, type ServerOptions, type SessionOptions } from "../lib";
 import { keptFullLayers, resolveHybrid } from "../lib/hybrid/options";
 import { prefillPeakPages } from "../lib/hybrid/planner";
+import { type CompletionLogprobs, wireLogprobs } from "../lib/serve/openai";
 import { fixtureRoot } from "./helpers/fixtures";
+import { copyFixture, editJson } from "./helpers/model-dir";
 import { Random } from "./helpers/reference";
 
 const rng = new Random();
@@ -138,6 +143,25 @@ async function metric(url: string, name: string): Promise<number> {
     .reduce((sum, line) => sum + Number(line.split(" ").pop()), 0);
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** A token's name in completions' logprobs, as OpenAI writes it: its text, or its bytes where they are part of a character. */
+function completionName({ token, bytes }: { token: string; bytes: number[] | null }): string {
+  try {
+    utf8.decode(Uint8Array.from(bytes ?? []));
+    return token;
+  } catch {
+    return `bytes:${bytes!.map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("")}`;
+  }
+}
+
+/** Completions' top_logprobs of some alternatives (likeliest first): a name shared keeps the likeliest's logprob. */
+function completionAlternatives(top: ReadonlyArray<{ token: string; logprob: number; bytes: number[] | null }>): Record<string, number> {
+  const named: Record<string, number> = {};
+  for (const t of [...top].reverse()) named[completionName(t)] = t.logprob;
+  return named;
+}
+
 describe(`seed ${rng.seed}`, () => {
   test("the openai client: completions and chat, whole and streamed, give what the library generates", async () => {
     await withServer(async (server) => {
@@ -214,10 +238,10 @@ describe(`seed ${rng.seed}`, () => {
       const ids = randomIds(rng.int(3, 24));
       const maxTokens = rng.int(1, 12);
       const k = rng.int(0, 5);
-      const expected: Array<{ token: string; logprob: number; top: Array<[string, number]> }> = [];
+      const expected: Array<{ token: string; logprob: number; top: Record<string, number> }> = [];
       for await (const chunk of model.generate(ids, { maxNewTokens: maxTokens, temperature: 0, logprobs: k }))
         for (const e of chunk.logprobs ?? [])
-          expected.push({ token: e.token, logprob: e.logprob, top: e.top_logprobs.map((t) => [t.token, t.logprob]) });
+          expected.push({ token: completionName(e), logprob: e.logprob, top: completionAlternatives(e.top_logprobs) });
       expect(expected.length).toBeGreaterThan(0);
 
       const whole = await server.client.completions.create({
@@ -230,9 +254,7 @@ describe(`seed ${rng.seed}`, () => {
       const lp = whole.choices[0].logprobs!;
       expect(lp.tokens).toEqual(expected.map((e) => e.token));
       expect(lp.token_logprobs).toEqual(expected.map((e) => e.logprob));
-      expect(lp.top_logprobs).toEqual(expected.map((e) => Object.fromEntries(e.top)));
-      // Offsets of each token's text in the completion.
-      expect(lp.text_offset).toEqual(expected.map((_, i) => expected.slice(0, i).reduce((n, e) => n + e.token.length, 0)));
+      expect(lp.top_logprobs).toEqual(expected.map((e) => e.top));
 
       const stream = await server.client.completions.create({
         model: modelName,
@@ -242,9 +264,15 @@ describe(`seed ${rng.seed}`, () => {
         logprobs: k,
         stream: true,
       });
-      const streamed: number[] = [];
-      for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
-      expect(streamed).toEqual(expected.map((e) => e.logprob));
+      const streamed: Omit<OpenAI.Completions.CompletionChoice.Logprobs, "top_logprobs"> = {
+        tokens: [],
+        token_logprobs: [],
+        text_offset: [],
+      };
+      for await (const chunk of stream)
+        for (const key of ["tokens", "token_logprobs", "text_offset"] as const)
+          (streamed[key] as unknown[]).push(...(chunk.choices[0]?.logprobs?.[key] ?? []));
+      expect(streamed).toEqual({ tokens: lp.tokens, token_logprobs: lp.token_logprobs, text_offset: lp.text_offset });
 
       const messages = [{ role: "user" as const, content: `Count to ${rng.int(2, 9)}` }];
       const chatExpected: Array<{ token: string; logprob: number; bytes: number[] | null; top_logprobs: unknown[] }> = [];
@@ -282,6 +310,90 @@ describe(`seed ${rng.seed}`, () => {
       expect(plain.choices[0].logprobs).toBeNull();
     });
     await poolEmpties();
+  });
+
+  test("completions logprobs: a token of part of a character is named bytes:\\x.., and text_offset is where each token's text is", async () => {
+    const tokenizer = model.tokenizer;
+    const maxTokens = rng.int(24, 48);
+    const ignoreEos = rng.next() < 0.5;
+    let run: Array<{ id: number; name: string }> = [];
+    // A greedy run with a character split over tokens, and text after it.
+    const ids = await drawPrompt(
+      [2, 16],
+      async (drawn) => {
+        run = [];
+        for await (const chunk of model.generate(drawn, { maxNewTokens: maxTokens, temperature: 0, stopAtEos: !ignoreEos, logprobs: 0 }))
+          for (const e of chunk.logprobs ?? []) run.push({ id: e.id, name: completionName(e) });
+        const split = run.findIndex((t) => t.name.startsWith("bytes:"));
+        return split >= 0 && run.slice(split).some((t) => !t.name.startsWith("bytes:"));
+      },
+      "split a character over tokens in its greedy run, with text after it",
+    );
+    await withServer(async (server) => {
+      const body = {
+        model: modelName,
+        prompt: ids,
+        max_tokens: maxTokens,
+        temperature: 0,
+        logprobs: 0,
+        lighttransfer: { ignore_eos: ignoreEos },
+      };
+      const whole = (await server.client.completions.create(body as never)) as unknown as OpenAI.Completion;
+      const { text, logprobs } = whole.choices[0];
+      expect(logprobs!.tokens).toEqual(run.map((t) => t.name));
+      // Where the text of the tokens before each one ends in the completion.
+      const lcp = (a: string, b: string) => {
+        let n = 0;
+        while (n < a.length && n < b.length && a[n] === b[n]) n++;
+        return n;
+      };
+      const before = run.map((_, i) =>
+        lcp(
+          text,
+          tokenizer.decode(
+            run.slice(0, i).map((t) => t.id),
+            { skipSpecialTokens: true },
+          ),
+        ),
+      );
+      const offsets = logprobs!.text_offset!;
+      // A token with text of its own starts there; one of part of a character (or a special token,
+      // which has no text) where that character does: not after there, nor before the token before it.
+      const placed = run.map(({ id, name }, i) => {
+        const ownText = !name.startsWith("bytes:") && tokenizer.decode([id], { skipSpecialTokens: true }) !== "";
+        return ownText ? offsets[i] === before[i] : offsets[i] <= before[i] && offsets[i] >= (offsets[i - 1] ?? 0);
+      });
+      expect({ seed: rng.seed, text, tokens: logprobs!.tokens, offsets, placed }).toEqual({
+        seed: rng.seed,
+        text,
+        tokens: logprobs!.tokens,
+        offsets,
+        placed: run.map(() => true),
+      });
+      const stream = await server.client.completions.create({ ...body, stream: true } as never);
+      const streamed: number[] = [];
+      for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>)
+        streamed.push(...(chunk.choices[0]?.logprobs?.text_offset ?? []));
+      expect(streamed).toEqual(offsets);
+    });
+    await poolEmpties();
+  });
+
+  test("completions' top_logprobs name a token of part of a character by its bytes, and a name two alternatives share keeps the likelier's logprob", () => {
+    const logprobs = Array.from({ length: 4 }, () => -rng.next() * 10).sort((a, b) => b - a);
+    const lead = rng.int(0xe1, 0xec);
+    const top = [
+      { token: "a", id: rng.int(0, 99), logprob: logprobs[0], bytes: [0x61] },
+      { token: "\uFFFD", id: rng.int(100, 199), logprob: logprobs[1], bytes: [lead] },
+      { token: "\uFFFD", id: rng.int(200, 299), logprob: logprobs[2], bytes: [0x80, 0x80] },
+      // Another token of the same text (SentencePiece's byte token <0x61> beside "a", say).
+      { token: "a", id: rng.int(300, 399), logprob: logprobs[3], bytes: [0x61] },
+    ];
+    const wire = wireLogprobs("completion", [{ ...top[1], top_logprobs: top }], [0]) as CompletionLogprobs;
+    expect(wire.tokens).toEqual([`bytes:\\x${lead.toString(16)}`]);
+    expect(wire.top_logprobs).toEqual([
+      { a: logprobs[0], [`bytes:\\x${lead.toString(16)}`]: logprobs[1], "bytes:\\x80\\x80": logprobs[2] },
+    ]);
   });
 
   test("stop strings end the text before them, streamed and not, with finish_reason stop", async () => {
@@ -414,7 +526,28 @@ describe(`seed ${rng.seed}`, () => {
     await withServer(
       async (server) => {
         const ok = { model: modelName, prompt: "Hello", max_tokens: 2 };
-        const cases: Array<{ name: string; route?: string; body: unknown; status: number; message: RegExp; param?: string | null }> = [
+        const chat = { model: modelName, messages: [{ role: "user", content: "hi" }], max_tokens: 2 };
+        // More than 64 words (a token each at least), in too few bytes to be refused before it is tokenized.
+        const words = Array.from({ length: rng.int(65, 200) }, () => rng.pick(["x", "é", "ab", "\u2603"])).join(" ");
+        const unsupported = (name: string, route: string, body: unknown, param: string) =>
+          ({
+            name,
+            route,
+            body,
+            status: 400,
+            message: new RegExp(`${param} is not supported`),
+            param,
+            code: "unsupported_parameter",
+          }) as const;
+        const cases: Array<{
+          name: string;
+          route?: string;
+          body: unknown;
+          status: number;
+          message: RegExp;
+          param?: string | null;
+          code?: string | null;
+        }> = [
           { name: "bad JSON", body: '{"model": "llama-tiny", "prompt": ', status: 400, message: /JSON/ },
           { name: "a string max_tokens", body: { ...ok, max_tokens: "5" }, status: 400, message: /max_tokens/, param: "max_tokens" },
           { name: "negative max_tokens", body: { ...ok, max_tokens: -rng.int(1, 100) }, status: 400, message: /max_tokens must be >= 0/ },
@@ -423,9 +556,69 @@ describe(`seed ${rng.seed}`, () => {
           { name: "an object prompt", body: { ...ok, prompt: { text: "hi" } }, status: 400, message: /prompt/ },
           { name: "no prompt", body: { model: modelName }, status: 400, message: /prompt/ },
           { name: "token ids beyond the vocabulary", body: { ...ok, prompt: [5, 384] }, status: 400, message: /384/, param: "prompt" },
-          { name: "a prompt beyond maxContext", body: { ...ok, prompt: randomIds(65) }, status: 400, message: /maxContext 64/ },
+          {
+            name: "a prompt beyond maxContext",
+            body: { ...ok, prompt: rng.next() < 0.5 ? randomIds(rng.int(65, 100)) : words },
+            status: 400,
+            message: /maxContext 64/,
+            param: "prompt",
+            code: "context_length_exceeded",
+          },
+          {
+            name: "chat messages beyond maxContext",
+            route: "/v1/chat/completions",
+            body: { ...chat, messages: [{ role: "user", content: words }] },
+            status: 400,
+            message: /maxContext 64/,
+            param: "messages",
+            code: "context_length_exceeded",
+          },
+          {
+            name: "max_tokens beyond the library's bound",
+            body: { ...ok, max_tokens: 2 ** 30 + rng.int(1, 2 ** 30) },
+            status: 400,
+            message: /max_tokens must be <= 1073741824/,
+            param: "max_tokens",
+          },
+          {
+            name: "max_completion_tokens beyond the library's bound",
+            route: "/v1/chat/completions",
+            body: { ...chat, max_completion_tokens: 2 ** 30 + rng.int(1, 2 ** 30) },
+            status: 400,
+            message: /max_completion_tokens must be <= 1073741824/,
+            param: "max_completion_tokens",
+          },
+          {
+            name: "top_logprobs beyond 256",
+            route: "/v1/chat/completions",
+            body: { ...chat, logprobs: true, top_logprobs: rng.int(257, 1000) },
+            status: 400,
+            message: /top_logprobs must be <= 256/,
+            param: "top_logprobs",
+          },
+          { name: "a seed beyond the safe integers", body: { ...ok, seed: 2 ** 60 }, status: 400, message: /seed/, param: "seed" },
+          { name: "no model", body: { prompt: "Hello" }, status: 400, message: /model/, param: "model" },
+          unsupported("a logit_bias", "/v1/completions", { ...ok, logit_bias: { [rng.int(0, 383)]: rng.int(-100, 100) } }, "logit_bias"),
+          unsupported(
+            "a json response_format",
+            "/v1/chat/completions",
+            { ...chat, response_format: { type: "json_object" } },
+            "response_format",
+          ),
+          unsupported("a suffix", "/v1/completions", { ...ok, suffix: "end" }, "suffix"),
+          unsupported("best_of > 1", "/v1/completions", { ...ok, best_of: rng.int(2, 5) }, "best_of"),
+          unsupported("tools", "/v1/chat/completions", { ...chat, tools: [{ type: "function", function: { name: "f" } }] }, "tools"),
+          unsupported("a tool_choice", "/v1/chat/completions", { ...chat, tool_choice: rng.pick(["auto", "required"]) }, "tool_choice"),
+          unsupported("functions", "/v1/chat/completions", { ...chat, functions: [{ name: "f" }] }, "functions"),
+          unsupported("a function_call", "/v1/chat/completions", { ...chat, function_call: { name: "f" } }, "function_call"),
           { name: "unknown model", body: { ...ok, model: "gpt-4" }, status: 404, message: /gpt-4/, param: "model" },
-          { name: "logprobs beyond 256", body: { ...ok, logprobs: 257 }, status: 400, message: /logprobs/ },
+          {
+            name: "logprobs beyond 256",
+            body: { ...ok, logprobs: 257 },
+            status: 400,
+            message: /logprobs must be <= 256/,
+            param: "logprobs",
+          },
           {
             name: "top_logprobs in completions",
             body: { ...ok, top_logprobs: 2 },
@@ -476,6 +669,7 @@ describe(`seed ${rng.seed}`, () => {
             body: { model: modelName, messages: [{ role: "user" }] },
             status: 400,
             message: /content/,
+            param: "messages.0.content",
           },
           { name: "an oversized body", body: { ...ok, prompt: "x".repeat(80 * 1024) }, status: 413, message: /too large/i },
           { name: "an unknown route", route: "/v1/embeddings", body: ok, status: 404, message: /no route/ },
@@ -486,7 +680,8 @@ describe(`seed ${rng.seed}`, () => {
           expect(summary).toMatch(new RegExp(`^${c.name}: ${c.status} `));
           expect(res.body.error.message).toMatch(c.message);
           expect(typeof res.body.error.type).toBe("string");
-          if (c.param !== undefined) expect(res.body.error.param).toBe(c.param);
+          if (c.param !== undefined) expect({ name: c.name, param: res.body.error.param }).toEqual({ name: c.name, param: c.param });
+          if (c.code !== undefined) expect({ name: c.name, code: res.body.error.code }).toEqual({ name: c.name, code: c.code });
           expect((await fetch(`${server.url}/health`)).status).toBe(200);
         }
         const wrongType = await post(server.url, "/v1/completions", "prompt=hi", { "content-type": "application/x-www-form-urlencoded" });
@@ -498,6 +693,159 @@ describe(`seed ${rng.seed}`, () => {
       { bodyLimit: 64 * 1024, maxContext: 64 },
     );
     await poolEmpties();
+  });
+
+  test("a prompt longer than maxContext tokens could stand for is refused before it is tokenized, as context_length_exceeded", async () => {
+    const tokenizer = model.tokenizer;
+    const maxContext = rng.int(16, 128);
+    // llama-tiny's tokens stand for 13 bytes at most ("<|assistant|>"): even 4-fold with a space
+    // more, 64 bytes a token is more than maxContext tokens can hold.
+    const tokenBytes = Array.from({ length: model.config.vocabSize }, (_, id) => tokenizer.tokenBytes(id).length);
+    const longest = Math.max(...tokenBytes);
+    expect(4 * (longest + 1)).toBeLessThan(64);
+    const text = (bytes: number) => {
+      let s = "";
+      while (Buffer.byteLength(s) < bytes) s += rng.pick(["a", " ", "é", "\u2603", "\u{1D400}"]);
+      return s;
+    };
+    const encode = jest.spyOn(tokenizer, "encode");
+    try {
+      await withServer(
+        async (server) => {
+          const tooLong = text(maxContext * rng.int(64, 256));
+          const completion = await post(server.url, "/v1/completions", { model: modelName, prompt: tooLong, max_tokens: 1 });
+          const messages = [
+            { role: "system", content: text(rng.int(0, 100)) },
+            { role: "user", content: tooLong },
+          ];
+          const chat = await post(server.url, "/v1/chat/completions", { model: modelName, messages, max_tokens: 1 });
+          for (const [res, param] of [
+            [completion, "prompt"],
+            [chat, "messages"],
+          ] as const) {
+            expect(res.status).toBe(400);
+            expect(res.body.error).toMatchObject({ param, code: "context_length_exceeded" });
+            expect(res.body.error.message).toMatch(new RegExp(`more than maxContext ${maxContext} tokens can hold`));
+          }
+          expect(encode).not.toHaveBeenCalled();
+          // The bound refuses no prompt that fits: maxContext tokens of the longest text, BOS included.
+          const longestToken = tokenizer.decode([tokenBytes.indexOf(longest)]);
+          const fits = await server.client.completions.create({
+            model: modelName,
+            prompt: longestToken.repeat(maxContext - 1),
+            max_tokens: 0,
+          });
+          expect(fits.usage?.prompt_tokens).toBe(maxContext);
+        },
+        { maxContext },
+      );
+    } finally {
+      encode.mockRestore();
+    }
+    await poolEmpties();
+  });
+
+  test("OpenAI parameters at their neutral values are accepted and change nothing; top_p 0 is greedy", async () => {
+    await withServer(async (server) => {
+      const ids = randomIds(rng.int(3, 24));
+      const maxTokens = rng.int(1, 16);
+      const greedy = await library(ids, { maxNewTokens: maxTokens, temperature: 0 });
+      const neutral = {
+        logit_bias: rng.pick([{}, null]),
+        response_format: rng.pick([{ type: "text" }, null]),
+        suffix: rng.pick(["", null]),
+        best_of: rng.pick([1, null]),
+      };
+      const completion = await post(server.url, "/v1/completions", {
+        model: modelName,
+        prompt: ids,
+        max_tokens: maxTokens,
+        ...neutral,
+        // OpenAI allows top_p 0: only the likeliest token is left, whatever the temperature.
+        top_p: 0,
+        temperature: 0.5 + rng.next(),
+        seed: rng.int(0, 2 ** 31),
+      });
+      expect({ status: completion.status, text: (completion.body as unknown as OpenAI.Completion).choices?.[0].text }).toEqual({
+        status: 200,
+        text: greedy.text,
+      });
+      const messages = [{ role: "user" as const, content: `Say ${rng.int(0, 1000)}` }];
+      const chatGreedy = await library(messages, { maxNewTokens: maxTokens, temperature: 0 });
+      const chat = await post(server.url, "/v1/chat/completions", {
+        model: modelName,
+        messages,
+        max_tokens: maxTokens,
+        temperature: 0,
+        logit_bias: neutral.logit_bias,
+        response_format: neutral.response_format,
+        tools: rng.pick([[], null]),
+        tool_choice: rng.pick(["none", null]),
+        functions: rng.pick([[], null]),
+        function_call: rng.pick(["none", null]),
+      });
+      expect({
+        status: chat.status,
+        text: (chat.body as unknown as OpenAI.ChatCompletion).choices?.[0].message.content,
+      }).toEqual({ status: 200, text: chatGreedy.text });
+    });
+    await poolEmpties();
+  });
+
+  test("a developer message is a system message, as OpenAI takes it", async () => {
+    // A template that, as many do, knows only the system, user and assistant roles.
+    const dir = copyFixture(modelName);
+    editJson(dir, "tokenizer_config.json", (config) => ({
+      ...config,
+      chat_template:
+        "{% for m in messages %}{% if m.role not in ['system', 'user', 'assistant'] %}{{ raise_exception('unknown role ' + m.role) }}{% endif %}" +
+        "<|{{ m.role }}|>{{ m.content }}{% endfor %}<|assistant|>",
+    }));
+    const strict = await loadModel(dir, { device: "cpu", kvCacheBytes: 4 * 2 ** 20, pageSize: 4 });
+    const server = await start({}, strict);
+    try {
+      const instruction = `Answer in ${rng.pick(["French", "verse", "one word"])}`;
+      const question = `What is ${rng.int(0, 100)}?`;
+      const maxTokens = rng.int(1, 12);
+      let expected = "";
+      const asSystem = [
+        { role: "system", content: instruction },
+        { role: "user", content: question },
+      ];
+      for await (const chunk of strict.generate(asSystem, { maxNewTokens: maxTokens, temperature: 0 })) expected += chunk.text;
+      const got = await server.client.chat.completions.create({
+        model: modelName,
+        messages: [
+          { role: "developer", content: instruction },
+          { role: "user", content: question },
+        ],
+        max_tokens: maxTokens,
+        temperature: 0,
+      });
+      expect(got.choices[0].message.content).toBe(expected);
+    } finally {
+      await server.close();
+      await strict.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("GET /v1/models/{model} (the openai client's models.retrieve): the model, or 404 model_not_found", async () => {
+    // A name with an organization's "/", as the client escapes it and as curl sends it.
+    const name = `org-${rng.int(0, 1000)}/${modelName}`;
+    await withServer(
+      async (server) => {
+        const expected = { id: name, object: "model", created: 0, owned_by: "lighttransfer" };
+        expect(await server.client.models.retrieve(name)).toEqual(expected);
+        expect(await (await fetch(`${server.url}/v1/models/${name}`)).json()).toEqual(expected);
+        const other = `other-${rng.int(0, 1000)}`;
+        const res = await fetch(`${server.url}/v1/models/${other}`);
+        expect(res.status).toBe(404);
+        expect(((await res.json()) as { error: unknown }).error).toMatchObject({ param: "model", code: "model_not_found" });
+        await expect(server.client.models.retrieve(other)).rejects.toMatchObject({ status: 404, code: "model_not_found" });
+      },
+      { modelName: name },
+    );
   });
 
   test("32 concurrent streams all complete, each as it does alone, and leave no KV page in use", async () => {

@@ -15,7 +15,7 @@ export type { ServerOptions } from "./server";
  * const model = await loadModel("./Llama-3.1-8B-Instruct");
  * const server = await createServer(model, { modelName: "llama", hybrid: { mode: "auto", fullLayers: 0.5 } });
  * await server.listen({ host: "127.0.0.1", port: 8080 });
- * // curl http://127.0.0.1:8080/v1/chat/completions -d '{"model":"llama","messages":[{"role":"user","content":"Hi"}]}'
+ * // curl http://127.0.0.1:8080/v1/chat/completions -H 'content-type: application/json' -d '{"model":"llama","messages":[{"role":"user","content":"Hi"}]}'
  * await server.close();
  */
 export async function createServer(model: Model, options?: ServerOptions): Promise<FastifyInstance> {

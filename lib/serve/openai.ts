@@ -3,9 +3,9 @@
 // completion objects, whole or as server-sent-event chunks, with usage. Errors carry the status
 // and the OpenAI error body.
 import type { ChatMessage, Tokenizer } from "../checkpoint/tokenizer";
-import type { TokenLogprob } from "../generate/logprobs";
+import type { TokenLogprob, TopLogprob } from "../generate/logprobs";
 import { checkGenerateOptions, type FinishReason } from "../generate/options";
-import { checkPromptFits, type Prompt, promptIds } from "../generate/prompt";
+import { checkEncodedIds, checkPromptFits, promptIds } from "../generate/prompt";
 import type { MemberSettings } from "../generate/stepper";
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { ChatBody, CompletionBody, GenerationBody } from "./schemas";
@@ -41,6 +41,8 @@ export interface RequestContext {
   slidingWindow: number | null;
   tokenizer: Tokenizer | undefined;
   maxContext: number;
+  /** The most UTF-8 bytes of prompt text that maxContext tokens can stand for (maxPromptBytes). */
+  maxPromptBytes: number;
   prefillChunk: number;
   defaultMaxTokens: number;
   hybrid: HybridOptions | undefined;
@@ -52,9 +54,27 @@ export interface RequestContext {
   lastQueriesLimit: number;
 }
 
+/**
+ * The most UTF-8 bytes of prompt text that `maxContext` tokens of `tokenizer` can stand for: a
+ * longer text is certainly too long, and is refused before the tokenizer spends seconds on it
+ * (blocking every stream) only to count it. Infinite without a tokenizer, which takes no text.
+ * @example const limit = maxPromptBytes(model.optionalTokenizer, model.config.vocabSize, 4096);
+ */
+export function maxPromptBytes(tokenizer: Tokenizer | undefined, vocabSize: number, maxContext: number): number {
+  if (!tokenizer) return Number.POSITIVE_INFINITY;
+  let longest = 0;
+  for (let id = 0; id < vocabSize; id++) longest = Math.max(longest, tokenizer.tokenBytes(id).length);
+  // A token stands for its bytes and one more: a decoder strips the space that begins a piece
+  // decoded alone ("▁hello" as "hello"). And 4 times that, for normalizers that fold text before
+  // it is split: NFKC turns the 4-byte "𝐀" into "A", NFC three jamo into one syllable.
+  return maxContext * 4 * (longest + 1);
+}
+
 /** A request the scheduler can run. */
 export interface GenerationRequest {
   ids: number[];
+  /** The body field that holds the prompt, named by errors about it. */
+  promptParam: "prompt" | "messages";
   settings: MemberSettings;
   hybrid: ResolvedHybrid;
   stream: boolean;
@@ -67,6 +87,8 @@ export interface GenerationRequest {
  */
 export function completionRequest(body: CompletionBody, context: RequestContext): GenerationRequest {
   if (body.echo) throw unsupported("echo");
+  if (body.suffix) throw unsupported("suffix");
+  if ((body.best_of ?? 1) > 1) throw unsupported("best_of");
   if (body.top_logprobs !== undefined && body.top_logprobs !== null)
     throw new ApiError(
       400,
@@ -74,9 +96,13 @@ export function completionRequest(body: CompletionBody, context: RequestContext)
       "invalid_request_error",
       "top_logprobs",
     );
-  const prompt =
-    Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt;
-  return generationRequest(body, prompt as Prompt, body.max_tokens, body.logprobs ?? undefined, context);
+  const prompt = (
+    Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt
+  ) as string | number[];
+  return generationRequest(body, "prompt", body.max_tokens, body.logprobs ?? undefined, context, () => {
+    if (typeof prompt === "string") checkPromptBytes(prompt, "prompt", context);
+    return promptIds(context.tokenizer, prompt, context.vocabSize, "prompt");
+  });
 }
 
 /**
@@ -87,18 +113,46 @@ export function chatRequest(body: ChatBody, context: RequestContext): Generation
   const topLogprobs = body.top_logprobs ?? undefined;
   if (topLogprobs !== undefined && !body.logprobs)
     throw new ApiError(400, "top_logprobs needs logprobs: true", "invalid_request_error", "top_logprobs");
-  if (!context.tokenizer)
+  if (body.tools?.length) throw unsupported("tools");
+  if ((body.tool_choice ?? "none") !== "none") throw unsupported("tool_choice");
+  if (body.functions?.length) throw unsupported("functions");
+  if ((body.function_call ?? "none") !== "none") throw unsupported("function_call");
+  const tokenizer = context.tokenizer;
+  if (!tokenizer)
     throw new ApiError(400, "chat completions need the model's tokenizer and chat template; this server's model was loaded without one");
   const messages: ChatMessage[] = body.messages.map((m) => ({
-    role: m.role,
+    // OpenAI's newer name for the system role, which chat templates do not know.
+    role: m.role === "developer" ? "system" : m.role,
     content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join(""),
   }));
   const logprobs = body.logprobs ? (topLogprobs ?? 0) : undefined;
-  return generationRequest(body, messages, body.max_completion_tokens ?? body.max_tokens, logprobs, context);
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  return generationRequest(body, "messages", maxTokens, logprobs, context, () => {
+    // What promptIds does with messages, with the length checked between rendering (a string
+    // concatenation) and encoding (seconds for megabytes).
+    const text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    checkPromptBytes(text, "messages", context);
+    return checkEncodedIds(tokenizer.encode(text, { addSpecialTokens: false }), context.vocabSize, "messages");
+  });
 }
 
 function unsupported(param: string): ApiError {
   return new ApiError(400, `${param} is not supported yet by this server`, "invalid_request_error", param, "unsupported_parameter");
+}
+
+function contextLengthExceeded(message: string, param: string): ApiError {
+  return new ApiError(400, message, "invalid_request_error", param, "context_length_exceeded");
+}
+
+/** Refuses prompt text (plain or rendered) of more bytes than maxContext tokens can stand for. */
+function checkPromptBytes(text: string, param: string, context: RequestContext): void {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > context.maxPromptBytes)
+    throw contextLengthExceeded(
+      `the prompt has ${bytes} bytes of text, more than maxContext ${context.maxContext} tokens can hold (${context.maxPromptBytes} bytes). ` +
+        "Shorten the prompt or ask for a larger maxContext",
+      param,
+    );
 }
 
 /** Wraps the library's own checks (TypeError, RangeError, Error) as a 400 that keeps their message. */
@@ -106,16 +160,19 @@ function invalid<T>(param: string | null, check: () => T): T {
   try {
     return check();
   } catch (err) {
+    if (err instanceof ApiError) throw err;
     throw new ApiError(400, (err as Error).message, "invalid_request_error", param);
   }
 }
 
+/** The checks and settings both endpoints share; `encode` gives the prompt's ids, once the cheaper checks pass. */
 function generationRequest(
   body: GenerationBody,
-  prompt: Prompt,
+  promptParam: "prompt" | "messages",
   maxTokens: number | null | undefined,
   logprobs: number | undefined,
   context: RequestContext,
+  encode: () => number[],
 ): GenerationRequest {
   if (body.model !== context.modelName)
     throw new ApiError(
@@ -135,6 +192,8 @@ function generationRequest(
         penalty,
         "unsupported_parameter",
       );
+  if (body.logit_bias && Object.keys(body.logit_bias).length) throw unsupported("logit_bias");
+  if ((body.response_format?.type ?? "text") !== "text") throw unsupported("response_format");
   const stop = body.stop === undefined || body.stop === null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
   if (stop.length && !context.tokenizer)
     throw new ApiError(
@@ -143,14 +202,21 @@ function generationRequest(
       "invalid_request_error",
       "stop",
     );
-  const ids = invalid("prompt", () => promptIds(context.tokenizer, prompt, context.vocabSize, "prompt"));
-  invalid("prompt", () => checkPromptFits(ids, 0, context.maxContext, "the prompt"));
+  const ids = invalid(promptParam, encode);
+  try {
+    checkPromptFits(ids, 0, context.maxContext, "the prompt");
+  } catch (err) {
+    if (ids.length === 0) throw new ApiError(400, (err as Error).message, "invalid_request_error", promptParam);
+    throw contextLengthExceeded((err as Error).message, promptParam);
+  }
+  // The schema holds every field to the library's bounds, so these checks name the fields already.
   const generate = invalid(null, () =>
     checkGenerateOptions(
       {
         maxNewTokens: maxTokens ?? context.defaultMaxTokens,
-        temperature: body.temperature ?? 1,
-        topP: body.top_p ?? 1,
+        // top_p 0 keeps the likeliest token alone, as greedy decoding does; the sampler takes (0, 1].
+        temperature: body.top_p === 0 ? 0 : (body.temperature ?? 1),
+        topP: body.top_p || 1,
         topK: Math.max(0, body.top_k ?? 0),
         repetitionPenalty: body.repetition_penalty ?? 1,
         seed: body.seed ?? undefined,
@@ -177,6 +243,7 @@ function generationRequest(
     );
   return {
     ids,
+    promptParam,
     settings: {
       sampling: generate.sampling,
       maxNewTokens: generate.maxNewTokens,
@@ -233,28 +300,117 @@ export interface ChatLogprobs {
   refusal: null;
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 /**
- * The library's logprobs of some tokens in an endpoint's wire format; `offset` is where the first
- * token's text starts in the completion (completions only).
- * @example wireLogprobs("chat", chunk.logprobs, 0)
+ * A token's name in completions' logprobs: its text, or, when its bytes are not whole UTF-8 text
+ * (part of a character), "bytes:" and the bytes as OpenAI writes them, so that two such tokens do
+ * not both read "\uFFFD".
+ * @example completionTokenName({ token: "\uFFFD", id: 3, logprob: -1, bytes: [0xe2, 0x80] }) // "bytes:\\xe2\\x80"
+ */
+export function completionTokenName(t: TopLogprob): string {
+  if (t.bytes === null) return t.token;
+  try {
+    utf8.decode(Uint8Array.from(t.bytes));
+    return t.token;
+  } catch {
+    return `bytes:${t.bytes.map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("")}`;
+  }
+}
+
+/**
+ * Completions' text_offset: where each generated token's text starts in the completion, as the
+ * chunks come. A chunk's text is not its token's: the text stream holds text back (part of a
+ * character, a space its clean-up may drop, a possible start of a stop string) and leaves special
+ * tokens out. So the tokens' texts are put together here as the stream does it, a token of part of
+ * a character placed where that character starts; where the completion's text differs from them
+ * (the tokenizer's clean-up turned " ." into "."), it is taken as it is from there on.
+ * @example const offsets = new TextOffsets(tokenizer); const at = offsets.place(chunk.logprobs, chunk.text, false);
+ */
+export class TextOffsets {
+  /** The completion's text so far. */
+  private emitted = "";
+  /** The text of the tokens so far: the completion's, then what the text stream still holds back. */
+  private decoded = "";
+  /** The bytes of a character begun by tokens of part of it. */
+  private pending: number[] = [];
+
+  constructor(private readonly tokenizer: Tokenizer | undefined) {}
+
+  /** The offsets of a chunk's tokens, given its text; the last chunk's text is all there is, so they end there. */
+  place(entries: readonly TokenLogprob[], text: string, last: boolean): number[] {
+    const start = this.emitted.length;
+    this.emitted += text;
+    const end = this.emitted.length;
+    const placed = entries.map((e) => {
+      if (completionTokenName(e) === e.token) {
+        // A special token is left out of the text, so bytes on either side of it go together.
+        const own = this.tokenizer?.decode([e.id], { skipSpecialTokens: true }) ?? "";
+        if (own) this.endBrokenCharacter(undefined);
+        this.decoded += own;
+        return { at: this.decoded.length - own.length, own };
+      }
+      const bytes = e.bytes ?? [];
+      this.endBrokenCharacter(bytes[0]);
+      const at = this.decoded.length;
+      for (const [i, b] of bytes.entries()) this.addByte(b, i > 0);
+      return { at, own: "" };
+    });
+    let offsets = placed.map((p) => p.at);
+    if (this.decoded.slice(start, end) !== text) {
+      this.decoded = this.emitted;
+      offsets = placed.map(({ at, own }) => (own && text.endsWith(own) ? end - own.length : Math.min(at, end)));
+    }
+    return last ? offsets.map((at) => Math.min(at, end)) : offsets;
+  }
+
+  /** A character begun that `byte` (undefined: text) does not go on is over: it shows as one U+FFFD. */
+  private endBrokenCharacter(byte: number | undefined): void {
+    if (!this.pending.length) return;
+    if (byte !== undefined && [...new TextDecoder().decode(Uint8Array.from([...this.pending, byte]))].length === 1) return;
+    this.decoded += "\uFFFD";
+    this.pending = [];
+  }
+
+  /** A byte of a token of part of a character; one after the token's first may end a character it began. */
+  private addByte(byte: number, checkBroken: boolean): void {
+    if (checkBroken) this.endBrokenCharacter(byte);
+    this.pending.push(byte);
+    // A whole character, or U+FFFD for a byte no character begins with; "" while the character goes on.
+    const shown = new TextDecoder().decode(Uint8Array.from(this.pending), { stream: true });
+    if (shown) {
+      this.decoded += shown;
+      this.pending = [];
+    }
+  }
+}
+
+/**
+ * The library's logprobs of some tokens in an endpoint's wire format; `offsets` are where each
+ * token starts in the completion (TextOffsets; completions only).
+ * @example wireLogprobs("chat", chunk.logprobs, [])
  */
 export function wireLogprobs(
   kind: "completion" | "chat",
   entries: readonly TokenLogprob[],
-  offset: number,
+  offsets: readonly number[],
 ): CompletionLogprobs | ChatLogprobs {
   const plain = ({ token, logprob, bytes }: { token: string; logprob: number; bytes: number[] | null }) => ({ token, logprob, bytes });
   if (kind === "chat") return { content: entries.map((e) => ({ ...plain(e), top_logprobs: e.top_logprobs.map(plain) })), refusal: null };
-  const text_offset: number[] = [];
-  for (const e of entries) {
-    text_offset.push(offset);
-    offset += e.token.length;
-  }
+  // Alternatives come likeliest first: where two share a name, the likelier keeps it.
+  const alternatives = (top: readonly TopLogprob[]) => {
+    const named = new Map<string, number>();
+    for (const t of top) {
+      const name = completionTokenName(t);
+      if (!named.has(name)) named.set(name, t.logprob);
+    }
+    return Object.fromEntries(named);
+  };
   return {
-    tokens: entries.map((e) => e.token),
+    tokens: entries.map(completionTokenName),
     token_logprobs: entries.map((e) => e.logprob),
-    top_logprobs: entries.map((e) => Object.fromEntries(e.top_logprobs.map((t) => [t.token, t.logprob]))),
-    text_offset,
+    top_logprobs: entries.map((e) => alternatives(e.top_logprobs)),
+    text_offset: [...offsets],
   };
 }
 

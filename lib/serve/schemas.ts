@@ -1,24 +1,31 @@
 // JSON schemas of the OpenAI-compatible request bodies: fastify validates every request against
 // them before a handler sees it (a mismatch is a 400 naming the field). Only the fields the server
-// acts on are described; other OpenAI fields pass through unread.
+// acts on are described (those it refuses too, so a wrong type is named as such); other OpenAI
+// fields pass through unread.
+import { maxTokens } from "../common/validate";
+import { maxTopLogprobs } from "../generate/logprobs";
 
 /** A field that may also be null (OpenAI clients send null for "not given"); one type keeps ajv's message short. */
 const nullable = (schema: Record<string, unknown>) =>
   typeof schema.type === "string" ? { ...schema, type: [schema.type, "null"] } : { anyOf: [schema, { type: "null" }] };
 const tokenIds = { type: "array", items: { type: "integer", minimum: 0 }, minItems: 1 };
+// The library's own bounds, here so that a request past them is refused naming the OpenAI field.
+const tokenCount = nullable({ type: "integer", minimum: 0, maximum: maxTokens });
+const logprobCount = nullable({ type: "integer", minimum: 0, maximum: maxTopLogprobs });
 
 /** The fields completions and chat completions share. */
 const generationFields = {
   model: { type: "string", minLength: 1 },
-  max_tokens: nullable({ type: "integer", minimum: 0 }),
+  max_tokens: tokenCount,
   temperature: nullable({ type: "number", minimum: 0 }),
-  top_p: nullable({ type: "number", exclusiveMinimum: 0, maximum: 1 }),
+  // 0 (as OpenAI allows) keeps only the likeliest token: greedy.
+  top_p: nullable({ type: "number", minimum: 0, maximum: 1 }),
   // -1 (as in vLLM) and 0 both mean "all tokens".
   top_k: nullable({ type: "integer", minimum: -1 }),
   repetition_penalty: nullable({ type: "number", exclusiveMinimum: 0 }),
   presence_penalty: nullable({ type: "number" }),
   frequency_penalty: nullable({ type: "number" }),
-  seed: nullable({ type: "integer" }),
+  seed: nullable({ type: "integer", minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }),
   stop: nullable({
     anyOf: [
       { type: "string", minLength: 1 },
@@ -28,8 +35,10 @@ const generationFields = {
   n: nullable({ type: "integer", minimum: 1 }),
   stream: nullable({ type: "boolean" }),
   stream_options: nullable({ type: "object", properties: { include_usage: { type: "boolean" } } }),
-  top_logprobs: nullable({ type: "integer", minimum: 0 }),
+  top_logprobs: logprobCount,
   user: { type: "string" },
+  logit_bias: nullable({ type: "object" }),
+  response_format: nullable({ type: "object", required: ["type"], properties: { type: { type: "string" } } }),
   lighttransfer: {
     type: "object",
     properties: { hybrid: { type: "object" }, ignore_eos: { type: "boolean" } },
@@ -47,7 +56,9 @@ export const completionBody = {
       anyOf: [{ type: "string" }, tokenIds, { type: "array", minItems: 1, maxItems: 1, items: { anyOf: [{ type: "string" }, tokenIds] } }],
     },
     echo: nullable({ type: "boolean" }),
-    logprobs: nullable({ type: "integer", minimum: 0 }),
+    logprobs: logprobCount,
+    suffix: nullable({ type: "string" }),
+    best_of: nullable({ type: "integer", minimum: 1 }),
   },
 } as const;
 
@@ -67,7 +78,7 @@ export const chatBody = {
   required: ["model", "messages"],
   properties: {
     ...generationFields,
-    max_completion_tokens: nullable({ type: "integer", minimum: 0 }),
+    max_completion_tokens: tokenCount,
     messages: {
       type: "array",
       minItems: 1,
@@ -78,6 +89,10 @@ export const chatBody = {
       },
     },
     logprobs: nullable({ type: "boolean" }),
+    tools: nullable({ type: "array" }),
+    tool_choice: nullable({ anyOf: [{ type: "string" }, { type: "object" }] }),
+    functions: nullable({ type: "array" }),
+    function_call: nullable({ anyOf: [{ type: "string" }, { type: "object" }] }),
   },
 } as const;
 
@@ -86,6 +101,8 @@ export interface CompletionBody extends GenerationBody {
   prompt: string | number[] | [string | number[]];
   echo?: boolean | null;
   logprobs?: number | null;
+  suffix?: string | null;
+  best_of?: number | null;
 }
 
 /** A validated chat completions body. */
@@ -93,6 +110,10 @@ export interface ChatBody extends GenerationBody {
   messages: Array<{ role: string; content: string | Array<{ type: "text"; text: string }> }>;
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
+  tools?: unknown[] | null;
+  tool_choice?: string | object | null;
+  functions?: unknown[] | null;
+  function_call?: string | object | null;
 }
 
 export interface GenerationBody {
@@ -110,6 +131,8 @@ export interface GenerationBody {
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
   top_logprobs?: number | null;
+  logit_bias?: Record<string, unknown> | null;
+  response_format?: { type: string } | null;
   /** The extension field: hybrid options, and generating past EOS (benchmarks that want exactly max_tokens). */
   lighttransfer?: { hybrid?: Record<string, unknown>; ignore_eos?: boolean };
 }

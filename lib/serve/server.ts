@@ -1,11 +1,19 @@
 // The OpenAI-compatible HTTP server (fastify) over one loaded model, its requests
 // batched continuously by the scheduler. POST /v1/completions and /v1/chat/completions, whole or
-// streamed as server-sent events; GET /v1/models, /health and /metrics (Prometheus). Bad requests
-// get OpenAI error bodies with the right status; a client that goes away cancels its request.
+// streamed as server-sent events; GET /v1/models and /v1/models/{model}, /health and /metrics
+// (Prometheus). Bad requests get OpenAI error bodies with the right status; a client that goes
+// away cancels its request.
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifySchemaValidationError,
+} from "fastify";
 import type { Model } from "../api/model";
+import type { Tokenizer } from "../checkpoint/tokenizer";
 import { integerIn, maxTokens, optionalBoolean, optionsObject, show } from "../common/validate";
 import type { TokenLogprob } from "../generate/logprobs";
 import type { GenerateChunk } from "../generate/options";
@@ -16,10 +24,12 @@ import {
   chatRequest,
   completionRequest,
   type GenerationRequest,
+  maxPromptBytes,
   openAiFinishReason,
   type RequestContext,
   type ResponseHead,
   responseShape,
+  TextOffsets,
   usage,
   wireLogprobs,
 } from "./openai";
@@ -44,7 +54,7 @@ export interface ServerOptions {
   /** Most tokens (prompt + generated) per request (default: the model's max_position_embeddings). */
   maxContext?: number;
   /**
-   * Prompt tokens per prefill chunk (default: model.decoder.prefillChunk, at most 16384). A turn
+   * Prompt tokens per prefill chunk (default: model.prefillChunk, at most 16384). A turn
    * runs at least one chunk through one layer, so a long chunk holds up every running stream's next
    * token for that long; the library's own default goes up to 65536, for the fastest single prefill.
    */
@@ -81,13 +91,15 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     2 ** 20,
     Math.min(model.decoder.prefillChunk, serverPrefillChunk),
   );
+  const maxContext = integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings);
   const context: RequestContext = {
     modelName: o.modelName ?? path.basename(path.resolve(model.dir)),
     vocabSize: model.config.vocabSize,
     layers: model.config.layers,
     slidingWindow: model.config.slidingWindow,
     tokenizer: model.optionalTokenizer,
-    maxContext: integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings),
+    maxContext,
+    maxPromptBytes: maxPromptBytes(model.optionalTokenizer, model.config.vocabSize, maxContext),
     prefillChunk,
     defaultMaxTokens: integerIn(o.defaultMaxTokens, "createServer: defaultMaxTokens", 0, maxTokens, 256),
     hybrid: o.hybrid,
@@ -126,12 +138,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
       error instanceof ApiError
         ? error
         : error.validation
-          ? new ApiError(
-              400,
-              error.message,
-              "invalid_request_error",
-              error.validation[0]?.instancePath.replace(/^\//, "").replace(/\//g, ".") || null,
-            )
+          ? new ApiError(400, error.message, "invalid_request_error", validationParam(error.validation[0]))
           : error.statusCode && error.statusCode >= 400 && error.statusCode < 500
             ? new ApiError(error.statusCode, error.message, "invalid_request_error", null, error.code ?? null)
             : new ApiError(500, `internal error: ${error.message}`);
@@ -161,10 +168,21 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     assertModelLive();
     return { status: "ok" };
   });
-  app.get("/v1/models", async () => ({
-    object: "list",
-    data: [{ id: context.modelName, object: "model", created: 0, owned_by: "lighttransfer" }],
-  }));
+  const modelObject = { id: context.modelName, object: "model", created: 0, owned_by: "lighttransfer" };
+  app.get("/v1/models", async () => ({ object: "list", data: [modelObject] }));
+  // A wildcard, as model names may hold a "/" (an organization's), sent as it is or escaped.
+  app.get("/v1/models/*", async (request) => {
+    const id = (request.params as { "*": string })["*"];
+    if (id !== context.modelName)
+      throw new ApiError(
+        404,
+        `The model '${id}' does not exist; this server serves '${context.modelName}'`,
+        "invalid_request_error",
+        "model",
+        "model_not_found",
+      );
+    return modelObject;
+  });
   app.get("/metrics", async (_request, reply) => {
     void reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
@@ -181,10 +199,10 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
           `the prompt (${generation.ids.length} tokens) needs ${peak} KV pages while it is prefilled, and the server's pool has ${model.pool.numPages}; ` +
             "shorten it, or use more lazy layers (lighttransfer.hybrid)",
           "invalid_request_error",
-          "prompt",
+          generation.promptParam,
           "context_length_exceeded",
         );
-      const run = new RequestRun(endpoint, generation, context.modelName, metrics, arrived);
+      const run = new RequestRun(endpoint, generation, context.modelName, metrics, arrived, context.tokenizer);
       return run.answer(scheduler, reply);
     };
   app.post(
@@ -200,6 +218,14 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
   return app;
 }
 
+/** The body field a schema mismatch is about, as OpenAI names it ("messages.0.content"); a missing one included. */
+function validationParam(mismatch: FastifySchemaValidationError | undefined): string | null {
+  if (!mismatch) return null;
+  const at = mismatch.instancePath.split("/").filter(Boolean);
+  const missing = mismatch.keyword === "required" ? (mismatch.params as { missingProperty?: string }).missingProperty : undefined;
+  return [...at, ...(missing ? [missing] : [])].join(".") || null;
+}
+
 /** One request from submission to its last byte: whole or streamed, cancelled if its client goes away. */
 class RequestRun {
   private readonly head: ResponseHead;
@@ -207,8 +233,9 @@ class RequestRun {
   private text = "";
   /** The logprobs of the tokens so far, when asked for. */
   private readonly logprobs: TokenLogprob[] = [];
-  /** Where the next token's text starts in the completion (completions' text_offset). */
-  private tokenOffset = 0;
+  /** Where each of those tokens starts in the completion (completions' text_offset). */
+  private readonly offsets: number[] = [];
+  private readonly textOffsets: TextOffsets;
   private completionTokens = 0;
   private lastTokenAt: number | undefined;
 
@@ -218,6 +245,7 @@ class RequestRun {
     modelName: string,
     private readonly metrics: ServerMetrics,
     private readonly arrived: number,
+    tokenizer: Tokenizer | undefined,
   ) {
     this.head = {
       id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`,
@@ -225,10 +253,22 @@ class RequestRun {
       model: modelName,
     };
     this.shape = responseShape(endpoint);
+    this.textOffsets = new TextOffsets(tokenizer);
   }
 
   answer(scheduler: Scheduler, reply: FastifyReply): Promise<unknown> {
     return this.generation.stream ? this.stream(scheduler, reply) : this.whole(scheduler, reply);
+  }
+
+  /**
+   * A chunk's logprobs and, for completions, where its tokens start in the completion. With
+   * logprobs asked for, every chunk but a last one of held-back text has them.
+   */
+  private place(chunk: GenerateChunk): { entries: TokenLogprob[]; offsets: number[] } | undefined {
+    if (!chunk.logprobs) return undefined;
+    const last = chunk.finishReason !== undefined;
+    const offsets = this.endpoint === "completion" ? this.textOffsets.place(chunk.logprobs, chunk.text, last) : [];
+    return { entries: chunk.logprobs, offsets };
   }
 
   /** Timing and counts of a chunk's tokens. */
@@ -278,11 +318,16 @@ class RequestRun {
         (chunk) => {
           this.count(chunk);
           this.text += chunk.text;
-          if (chunk.logprobs) this.logprobs.push(...chunk.logprobs);
+          const placed = this.place(chunk);
+          if (placed) {
+            this.logprobs.push(...placed.entries);
+            this.offsets.push(...placed.offsets);
+          }
           if (!chunk.finishReason) return;
           this.outcome(chunk.finishReason);
           const used = usage(this.generation.ids.length, this.completionTokens);
-          const logprobs = this.generation.settings.logprobs === undefined ? null : wireLogprobs(this.endpoint, this.logprobs, 0);
+          const logprobs =
+            this.generation.settings.logprobs === undefined ? null : wireLogprobs(this.endpoint, this.logprobs, this.offsets);
           resolve(this.shape.whole(this.head, this.text, openAiFinishReason(chunk.finishReason), used, logprobs));
         },
         (err) => reject(this.failure(err)),
@@ -309,11 +354,11 @@ class RequestRun {
       scheduler,
       (chunk) => {
         this.count(chunk);
+        const placed = this.place(chunk);
         // A chunk per token, its text possibly "" (part of a character, a token decoding to nothing),
         // so a client can time every token; held-back text comes in a later chunk.
         if (chunk.tokens.length || chunk.text) {
-          const logprobs = chunk.logprobs ? wireLogprobs(this.endpoint, chunk.logprobs, this.tokenOffset) : null;
-          for (const e of chunk.logprobs ?? []) this.tokenOffset += e.token.length;
+          const logprobs = placed ? wireLogprobs(this.endpoint, placed.entries, placed.offsets) : null;
           send(this.shape.text(this.head, chunk.text, withUsage, logprobs));
         }
         if (!chunk.finishReason) return;
