@@ -369,6 +369,33 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     },
   );
 
+  test("a later prompt that takes a pending sequence past sink + window makes the choice at its end, from its last queries", () => {
+    // A session whose short first turn left the choice waiting, and whose turns are one token
+    // each, has no decode step to make it: the prompt that crosses sink + window does.
+    const c = readReference(name).cases[1];
+    const lastQueries = rng.int(2, 8);
+    const hybrid = { mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries };
+    const first = rng.int(4, 16);
+    const all = c.ids.slice(0, rng.int(18, Math.min(c.ids.length, 40)));
+    const sequence = new GenerationSequence(model.decoder, resolveHybrid(hybrid as never, model.config.layers));
+    try {
+      sequence.prefill(all.slice(0, first));
+      expect(sequence.hybridState.pending).toBe(true);
+      sequence.prefill(all.slice(first));
+      const state = sequence.hybridState;
+      expect(state.pending).toBe(false);
+      const full = referenceForward(ref, all, () => true);
+      const ratios = full.probs.map((p) =>
+        referenceRatio(p, all.length, model.config.heads, all.length, { sink: 2, window: 14, lastQueries }),
+      );
+      state.ratios.forEach((r, l) => expect(r).toBeCloseTo(ratios[l], 5));
+      expect(state.lazyLayers).toEqual(topLazyLayers(ratios, 1));
+      for (const l of state.lazyLayers) expect(sequence.seq.caches[l].kind).toBe("streaming");
+    } finally {
+      sequence.dispose();
+    }
+  });
+
   test("a pending choice's kept queries come back as they were when a prefill that grew them is cancelled", () => {
     const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 16 }, model.config.layers);
     const first = randomPrompt(3, 6);

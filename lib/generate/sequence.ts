@@ -77,8 +77,9 @@ export class GenerationSequence {
   }
 
   /**
-   * Makes a waiting choice if the sequence has reached pendingChoiceAt, as that decode step would:
-   * for a teacher-forced prefill stopped there, so that it goes on in the layers generation would use.
+   * Makes a waiting choice if the sequence has grown past sink + window: after a prompt that took
+   * it there (continuePrefill does), or for a teacher-forced prefill stopped at pendingChoiceAt
+   * (score), so that it goes on in the layers generation would use.
    */
   chooseIfDue(): void {
     this.current.policy?.chooseIfDue(this.seq);
@@ -121,7 +122,12 @@ export class GenerationSequence {
       const done = run.advance(work);
       if (!run.done) return { work: done };
       this.running = undefined;
-      return { work: done, logits: run.finish() };
+      const logits = run.finish();
+      // A prompt that takes the sequence past sink + window (a later turn after a short first one)
+      // makes the choice that waited, as a first prompt that long would have, rather than leaving
+      // it to a decode step that may never come (a turn of one token).
+      this.chooseIfDue();
+      return { work: done, logits };
     } catch (err) {
       this.running = undefined;
       throw err;
