@@ -72,6 +72,8 @@ export function checkPromptFits(ids: readonly number[], held: number, maxContext
   if (held + ids.length > maxContext)
     throw new RangeError(
       `${label} has ${ids.length} tokens${held ? ` and the session already holds ${held}` : ""}: more than maxContext ${maxContext}. ` +
-        "Shorten the prompt or ask for a larger maxContext",
+        (held
+          ? "Shorten the prompt, or go on in a new session (createSession({ maxContext }) for a larger one)"
+          : "Shorten the prompt or ask for a larger maxContext"),
     );
 }
