@@ -12,8 +12,8 @@ import autocannon from "autocannon";
 import type { FastifyInstance } from "fastify";
 import OpenAI from "openai";
 import { createServer, type GenerateOptions, loadModel, type Model, type Prompt, type ServerOptions, type SessionOptions } from "../lib";
-import { keptFullLayers, resolveHybrid } from "../lib/hybrid/options";
-import { prefillPeakPages } from "../lib/hybrid/planner";
+import { resolveHybrid } from "../lib/hybrid/options";
+import { prefillPeakPages, sequenceLayout } from "../lib/hybrid/planner";
 import { type CompletionLogprobs, wireLogprobs } from "../lib/serve/openai";
 import { fixtureRoot } from "./helpers/fixtures";
 import { copyFixture, editJson } from "./helpers/model-dir";
@@ -1032,10 +1032,16 @@ describe(`seed ${rng.seed}`, () => {
   test("admission's page count is what a prefill really holds at its peak, full and hybrid", async () => {
     for (let round = 0; round < 12; round++) {
       const ids = randomIds(rng.int(1, 90));
-      const options =
-        rng.next() < 0.25
-          ? { mode: "off" as const }
-          : { mode: "auto" as const, fullLayers: rng.int(0, 2), sink: rng.int(0, 3), window: rng.int(4, 20) };
+      const ring = { sink: rng.int(0, 3), window: rng.int(4, 20) };
+      const lazy = Array.from({ length: model.config.layers }, (_, l) => l).filter(() => rng.next() < 0.5);
+      // Off, auto (P + 1 full caches at once), and lazy layers that are rings from the start (P).
+      const options = [
+        { mode: "off" as const },
+        { mode: "auto" as const, fullLayers: rng.int(0, 2), ...ring },
+        { mode: "streaming-all" as const, prefill: "streaming" as const, ...ring },
+        { mode: "fixed" as const, lazyLayers: lazy, prefill: "streaming" as const, ...ring },
+        { mode: "fixed" as const, lazyLayers: lazy, ...ring },
+      ][rng.int(0, 4)];
       const hybrid = resolveHybrid(options, model.config.layers);
       expect(model.pool.usedPages).toBe(0);
       model.pool.resetHighWater();
@@ -1045,11 +1051,7 @@ describe(`seed ${rng.seed}`, () => {
       } finally {
         session.dispose();
       }
-      const planned = prefillPeakPages(model.config, ids.length, {
-        ...hybrid,
-        fullLayers: keptFullLayers(hybrid, model.config.layers),
-        pageSize: 4,
-      });
+      const planned = prefillPeakPages(model.config, ids.length, sequenceLayout(hybrid, model.config.layers, 4));
       expect({ options, tokens: ids.length, peak: model.pool.highWaterPages }).toEqual({ options, tokens: ids.length, peak: planned });
     }
   });

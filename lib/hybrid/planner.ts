@@ -5,7 +5,7 @@ import type { ModelConfig } from "../checkpoint/config";
 import { defaultPageSize, fullCachePages, maxPageSize, pageBytes, type RingShape, ringPages } from "../common/geometry";
 import { integerIn, maxTokens, optionalChoice, optionsObject, show } from "../common/validate";
 import { type DType, dtypeBytes } from "../runtime/tensor";
-import { checkedRingShape } from "./options";
+import { checkedRingShape, keptFullLayers, type ResolvedHybrid } from "./options";
 
 /** The lazy layers' ring: `streamingDefaults` where left out. */
 export interface MemoryPlanOptions extends Partial<RingShape> {
@@ -51,12 +51,31 @@ export interface SequenceLayout extends RingShape {
   /** Layers kept full (P); the others are rings. */
   fullLayers: number;
   pageSize: number;
+  /**
+   * Most layers whose caches are full at once while a prompt is prefilled (default P + 1: a lazy
+   * layer is cut only once its prefill is done, and any layer may be the last one chosen).
+   */
+  fullAtOnce?: number;
+}
+
+/**
+ * The layout a sequence with these (resolved) hybrid options takes in a pool of `pageSize`-token pages.
+ * @example const peak = prefillPeakPages(model.config, ids.length, sequenceLayout(resolveHybrid(options, L), L, model.pool.pageSize));
+ */
+export function sequenceLayout(hybrid: ResolvedHybrid, layers: number, pageSize: number): SequenceLayout {
+  const fullLayers = keptFullLayers(hybrid, layers);
+  const lazy = hybrid.mode === "off" ? [] : hybrid.lazyLayers;
+  // A known lazy set is cut as each of its layers is done (or is rings from the start), so the
+  // P + 1-th full cache exists only while a lazy layer after every kept one is prefilled.
+  const fullAtOnce =
+    lazy === undefined ? Math.min(layers, fullLayers + 1) : fullLayers + (hybrid.prefill === "full" && lazy.includes(layers - 1) ? 1 : 0);
+  return { fullLayers, sink: hybrid.sink, window: hybrid.window, pageSize, fullAtOnce };
 }
 
 /**
  * Most pages one sequence holds at once while a prompt of `tokens` tokens is prefilled into it:
- * P + 1 full caches (a layer is cut to its ring only once its prefill is done) and rings for the
- * rest; a sliding-window model's layers are all windows.
+ * `fullAtOnce` full caches (P + 1 unless the layout says otherwise) and rings for the rest; a
+ * sliding-window model's layers are all windows.
  * @example const peak = prefillPeakPages(config, 4096, { fullLayers: 16, sink: 4, window: 1020, pageSize: 16 });
  */
 export function prefillPeakPages(config: ModelConfig, tokens: number, o: SequenceLayout): number {
@@ -64,7 +83,8 @@ export function prefillPeakPages(config: ModelConfig, tokens: number, o: Sequenc
   if (config.slidingWindow) return L * ringPages(tokens, { sink: 0, window: config.slidingWindow }, o.pageSize);
   const full = fullCachePages(tokens, o.pageSize),
     ring = ringPages(tokens, o, o.pageSize);
-  return Math.min(L, o.fullLayers + 1) * full + Math.max(0, L - o.fullLayers - 1) * ring;
+  const fullAtOnce = o.fullAtOnce ?? Math.min(L, o.fullLayers + 1);
+  return fullAtOnce * full + (L - fullAtOnce) * ring;
 }
 
 /**

@@ -11,8 +11,8 @@ import { PoolExhaustedError } from "../cache/page-pool";
 import type { FinishReason, GenerateChunk } from "../generate/options";
 import { GenerationSequence } from "../generate/sequence";
 import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../generate/stepper";
-import { keptFullLayers, type ResolvedHybrid } from "../hybrid/options";
-import { prefillPeakPages } from "../hybrid/planner";
+import type { ResolvedHybrid } from "../hybrid/options";
+import { prefillPeakPages, sequenceLayout } from "../hybrid/planner";
 
 export interface SchedulerOptions {
   /** Requests that may wait for admission; beyond it submit() throws QueueFullError. */
@@ -141,12 +141,7 @@ export class Scheduler {
    * @example if (scheduler.peakPages(ids.length, hybrid) > model.pool.numPages) reject();
    */
   peakPages(tokens: number, hybrid: ResolvedHybrid): number {
-    return prefillPeakPages(this.model.config, tokens, {
-      fullLayers: keptFullLayers(hybrid, this.model.config.layers),
-      sink: hybrid.sink,
-      window: hybrid.window,
-      pageSize: this.model.pool.pageSize,
-    });
+    return prefillPeakPages(this.model.config, tokens, sequenceLayout(hybrid, this.model.config.layers, this.model.pool.pageSize));
   }
 
   /**
