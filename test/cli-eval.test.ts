@@ -118,6 +118,15 @@ describe(`seed ${rng.seed}`, () => {
     const r = spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "-c", "4096,x"], { encoding: "utf8" });
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/not a comma-separated list of numbers: 4096,x/);
+    // A count below its least is refused, not read as none (no random modes at all, say).
+    for (const [flag, value, least] of [
+      ["--random-seeds", String(-rng.int(1, 9)), 0],
+      ["--seeds", String(-rng.int(0, 9)), 1],
+    ] as const) {
+      const bad = spawnSync(process.execPath, [cli, "eval", "--model", modelDir, flag, value], { encoding: "utf8" });
+      expect(bad.status).not.toBe(0);
+      expect(bad.stderr).toContain(`must be an integer >= ${least}, got ${value}`);
+    }
   });
 
   test("settings the model cannot run are refused from config.json alone, before any weight is read", () => {

@@ -134,6 +134,19 @@ describe(`seed ${rng.seed}`, () => {
       expect(r.output).toBe(direct.text);
     });
 
+    test("held-out windows of one context follow each other through the held-out text: no two seeds score the same tokens", () => {
+      const corpus = brownCorpus();
+      const bos = model.tokenizer.encode("").length;
+      const body = rng.int(50, 400);
+      const seeds = rng.int(2, 5);
+      const first = rng.int(0, 20);
+      // Seeds first .. first + seeds - 1 are consecutive stretches: together, one window from `first` of their joint length.
+      const windows = Array.from({ length: seeds }, (_, i) => heldOutWindow(model.tokenizer, corpus, bos + body, first + i));
+      const expected = windows.flatMap((w) => w.slice(bos));
+      expect(heldOutWindow(model.tokenizer, corpus, bos + (first + seeds) * body, 0).slice(bos + first * body)).toEqual(expected);
+      for (const w of windows) expect(w.slice(0, bos)).toEqual(model.tokenizer.encode(""));
+    });
+
     test("perplexity per mode, context and seed is model.score's over the held-out window's second half", async () => {
       const modes = report.modes.length;
       expect(report.perplexity).toHaveLength(modes * config.contexts.length * config.seeds.length);

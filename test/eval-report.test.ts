@@ -192,6 +192,8 @@ describe(`seed ${rng.seed}`, () => {
     test.each([
       [14, 20, 0.481, 0.8545],
       [0, 20, 0, 0.1611],
+      [0, 6, 0, 0.39],
+      [6, 6, 0.61, 1],
       [20, 20, 0.8389, 1],
       [7, 9, 0.4526, 0.9368],
       [1, 2, 0.0945, 0.9055],
@@ -199,6 +201,9 @@ describe(`seed ${rng.seed}`, () => {
       const [l, h] = wilsonInterval(right, n);
       expect(l).toBeCloseTo(low, 3);
       expect(h).toBeCloseTo(high, 3);
+      // None right or all right: the interval holds the accuracy exactly, not up to rounding.
+      if (right === 0) expect(l).toBe(0);
+      if (right === n) expect(h).toBe(1);
     });
 
     test("every cell's interval holds its accuracy, inside [0, 1], and narrows as samples grow", () => {

@@ -41,6 +41,16 @@ function number(kind: "int" | "float") {
   };
 }
 
+/** An integer count of at least `least`: "--random-seeds -1" is an error, not no random modes. */
+function countArg(least: number) {
+  const int = number("int");
+  return (value: string) => {
+    const n = int(value);
+    if (n < least) throw new InvalidArgumentError(`must be an integer >= ${least}, got ${value}`);
+    return n;
+  };
+}
+
 const program = new Command("lighttransfer").description("Hybrid long-context LLM inference (LightTransfer) for Node.js");
 
 const generateCommand = program
@@ -478,9 +488,9 @@ program
     v.split(",").map((t) => t.trim()),
   )
   .option("--depths <depths>", "needle depths in [0, 1], e.g. 0,0.5,1", numbersArg)
-  .option("--seeds <n>", "samples per task, context and depth (seeds 0 .. n-1)", number("int"))
+  .option("--seeds <n>", "samples per task, context and depth (seeds 0 .. n-1)", countArg(1))
   .option("--full-layers <fractions>", "auto mode at each of these shares of full layers, e.g. 0.25,0.5", numbersArg)
-  .option("--random-seeds <n>", "random lazy layers with seeds 0 .. n-1", number("int"))
+  .option("--random-seeds <n>", "random lazy layers with seeds 0 .. n-1", countArg(0))
   .option("--layer-file <file>", "also evaluate fixed mode with this calibrate layer file")
   .option("--sink <n>", "sink tokens of the lazy layers", number("int"))
   .option("--window <n>", "recent-window tokens of the lazy layers", number("int"))

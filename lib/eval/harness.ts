@@ -10,7 +10,6 @@ import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import type { HybridState } from "../hybrid/policy";
 import { brownCorpus, type Corpus } from "./corpus";
 import { type EvalMode, evalModes, type ModeOptions } from "./modes";
-import { seededRandom } from "./random";
 import { isCorrect, makeSample, rulerScore, type TaskName, type TaskSample, taskNames } from "./tasks";
 
 export interface EvalConfig extends ModeOptions {
@@ -225,25 +224,36 @@ export function scoreAnswer(
 }
 
 /**
- * `context` tokens of held-out text for a seed: the tokenizer over held-out documents joined from
- * a seeded one onwards (with the tokenizer's special tokens at the start). runEval scores the
- * second half given the first.
+ * `context` tokens of held-out text for a seed: the tokenizer's special tokens (a BOS, as a prompt
+ * starts), then the seed-th stretch of the held-out documents' tokens, so that the windows of one
+ * context do not overlap until the held-out text runs out (they wrap around it then). runEval
+ * scores the second half given the first.
  * @example const ids = heldOutWindow(model.tokenizer, brownCorpus(), 4096, 0);
  */
 export function heldOutWindow(tokenizer: Tokenizer, corpus: Corpus, context: number, seed: number): number[] {
-  const random = seededRandom(`perplexity|${context}|${seed}`);
-  let doc = Math.floor(random() * corpus.heldOut.length);
-  let text = "";
-  let ids: number[] = [];
-  // Whole documents are added until the window is covered.
-  for (let tries = 0; ids.length < context; tries++) {
-    if (tries === corpus.heldOut.length)
-      throw new RangeError(`the held-out text has fewer than ${context} tokens: ask for a shorter context`);
-    text += (text ? "\n\n" : "") + corpus.heldOut[doc];
-    doc = (doc + 1) % corpus.heldOut.length;
-    ids = tokenizer.encode(text);
+  const start = tokenizer.encode("");
+  const body = context - start.length;
+  const stream = heldOutTokens(tokenizer, corpus);
+  if (body < 1 || stream.length < body)
+    throw new RangeError(`the held-out text has ${stream.length} tokens, fewer than a window of ${context}: ask for a shorter context`);
+  const from = ((seed % stream.length) * body) % stream.length;
+  const ids = [...start];
+  for (let i = 0; i < body; i++) ids.push(stream[(from + i) % stream.length]);
+  return ids;
+}
+
+const heldOutCache = new WeakMap<Tokenizer, WeakMap<Corpus, number[]>>();
+
+/** The held-out documents as one stream of tokens (no special tokens), tokenized once per tokenizer and corpus. */
+function heldOutTokens(tokenizer: Tokenizer, corpus: Corpus): number[] {
+  const byCorpus = heldOutCache.get(tokenizer) ?? new WeakMap<Corpus, number[]>();
+  heldOutCache.set(tokenizer, byCorpus);
+  let tokens = byCorpus.get(corpus);
+  if (!tokens) {
+    tokens = tokenizer.encode(corpus.heldOut.join("\n\n"), { addSpecialTokens: false });
+    byCorpus.set(corpus, tokens);
   }
-  return ids.slice(0, context);
+  return tokens;
 }
 
 /**
@@ -284,7 +294,8 @@ export function wilsonInterval(correct: number, samples: number): [number, numbe
   const z2n = (z * z) / samples;
   const center = (p + z2n / 2) / (1 + z2n);
   const half = (z * Math.sqrt((p * (1 - p)) / samples + z2n / (4 * samples))) / (1 + z2n);
-  return [Math.max(0, center - half), Math.min(1, center + half)];
+  // At 0 or all right the formula's end is 0 or 1 only up to rounding; the interval must hold the accuracy.
+  return [correct === 0 ? 0 : Math.max(0, center - half), correct === samples ? 1 : Math.min(1, center + half)];
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
