@@ -4,6 +4,7 @@
 import * as path from "node:path";
 import { loadModel, type Model } from "../lib";
 import { fixtureRoot } from "./helpers/fixtures";
+import { copyFixture, editJson } from "./helpers/model-dir";
 import { Random } from "./helpers/reference";
 
 const rng = new Random();
@@ -62,6 +63,28 @@ describe(`seed ${rng.seed}`, () => {
       session.dispose();
     }
   });
+
+  test("a turn longer than a call may take arguments (140,000 tokens), then another: the session keeps count", async () => {
+    // Lazy layers streaming from the start, so that the long prompt prefills quickly on a CPU.
+    const dir = copyFixture("llama-tiny");
+    editJson(dir, "config.json", (c) => ({ ...c, max_position_embeddings: 2 ** 18 }));
+    const long = await loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 24, tokenizer: false });
+    const L = long.config.layers;
+    const session = long.createSession({
+      hybrid: { mode: "fixed", lazyLayers: Array.from({ length: L }, (_, l) => l), sink: 4, window: 60, prefill: "streaming" },
+    });
+    try {
+      const prompt = randomIds(140_000 + rng.int(0, 1000));
+      const first = await collect(session.generate(prompt, { maxNewTokens: 2, stopAtEos: false }));
+      expect(first).toHaveLength(2);
+      const next = randomIds(rng.int(1, 5));
+      expect(await collect(session.generate(next, { maxNewTokens: 1, stopAtEos: false }))).toHaveLength(1);
+      expect(session.stats.contextTokens).toBe(prompt.length + 2 + next.length);
+    } finally {
+      session.dispose();
+      await long.dispose();
+    }
+  }, 120_000);
 
   test("a turn of maxNewTokens 0 generates nothing and counts nothing as generated", async () => {
     const p = randomIds(rng.int(2, 12));

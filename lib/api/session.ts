@@ -71,7 +71,7 @@ export class Session implements AsyncDisposable {
    */
   private unfed: number[] = [];
   /** The tokens the cache holds, in order: a repetition penalty counts the earlier turns too. */
-  private readonly context: number[] = [];
+  private context: number[] = [];
   private readonly counters: GenerationCounters = {
     promptTokens: 0,
     generatedTokens: 0,
@@ -154,7 +154,8 @@ export class Session implements AsyncDisposable {
       // A turn whose prompt failed leaves the cache as it was (and the tokens unfed as they were).
       const fed = sequence.length - start - ids.length;
       if (this.sequence === sequence && fed >= 0) {
-        this.context.push(...ids, ...generated.slice(0, fed));
+        // Not push(...): a turn can be longer than the arguments a call may take.
+        this.context = this.context.concat(ids, generated.slice(0, fed));
         this.unfed = generated.slice(fed);
         // The carried tokens were counted as generated in their own turn, not as prompt.
         this.counters.promptTokens -= carried.length;

@@ -104,7 +104,7 @@ export class FullCache extends PagedCache {
 
   protected slotFor(p: number): number {
     const page = Math.floor(p / this.pool.pageSize);
-    if (page >= this.pages.length) this.pages.push(...this.pool.allocate(page + 1 - this.pages.length));
+    if (page >= this.pages.length) for (const p of this.pool.allocate(page + 1 - this.pages.length)) this.pages.push(p);
     return this.slotOf(this.pages, p);
   }
 
@@ -190,7 +190,7 @@ export class StreamingCache extends PagedCache implements RingShape {
   protected slotFor(p: number): number {
     const slot = ringSlot(this, p);
     const page = Math.floor(slot / this.pool.pageSize);
-    if (page >= this.pages.length) this.pages.push(...this.pool.allocate(page + 1 - this.pages.length));
+    if (page >= this.pages.length) for (const p of this.pool.allocate(page + 1 - this.pages.length)) this.pages.push(p);
     return this.slotOf(this.pages, slot);
   }
 }

@@ -106,10 +106,10 @@ export async function scoreRequests(
       // generation makes it, so that the tokens after it are scored in the layers generation uses.
       const at = sequence.pendingChoiceAt;
       const cut = at !== undefined && at < prompt.length + continuation.length ? at - prompt.length : continuation.length;
-      const rest = [...(await scoreRun(0, cut))];
+      let rest = [...(await scoreRun(0, cut))];
       if (cut < continuation.length) {
         sequence.chooseIfDue();
-        rest.push(...(await scoreRun(cut, continuation.length)));
+        rest = [...rest, ...(await scoreRun(cut, continuation.length))];
       }
       const logprobs = [logSoftmaxAt(last, 0, vocabSize, continuation[0]), ...rest];
       const sum = logprobs.reduce((a, b) => a + b, 0);
