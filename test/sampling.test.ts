@@ -185,6 +185,7 @@ function topOf(scores: Float32Array, temperature: number, k: number): RowCandida
   try {
     return {
       k,
+      vocab: scores.length,
       count: (c.count.toArray() as Int32Array)[0],
       ids: c.ids.toArray() as Int32Array,
       scores: c.scores.toFloat32Array(),
@@ -286,19 +287,26 @@ describe("Sampler.nextFromCandidates", () => {
   });
 
   test.each(["uniform", "peaked", "ties"])(
-    "plain temperature picks the token next() picks from the whole row, seed for seed, however many candidates the row kept (%s logits)",
+    `seed ${rng.seed}: plain temperature picks the token next() picks from the whole row, seed for seed, however many candidates the row kept (%s logits)`,
     (kind) => {
       // The draw walks the same order on both paths (and a batch mate's topK can make the device
       // keep more candidates), so a seed gives one token: a request preempted and prefilled again
       // (next() on the prompt's logits) goes on as it would have.
       const scores = logitsOf(kind, 3000);
       const temperature = [0.5, 1, 2][rng.int(0, 2)];
-      for (const k of [8, 256, 300, 1000]) {
+      // topK as large as the vocabulary is plain temperature too; the device then keeps every token.
+      for (const [k, topK] of [
+        [8, 0],
+        [256, 0],
+        [300, 0],
+        [1000, 0],
+        [scores.length, scores.length],
+      ]) {
         const row = topOf(scores, temperature, k);
         for (let n = 0; n < 40; n++) {
           const seed = rng.int(0, 2 ** 31);
-          const got = new Sampler({ temperature, seed }).nextFromCandidates(row, () => scores);
-          expect({ k, seed, token: got }).toEqual({ k, seed, token: new Sampler({ temperature, seed }).next(scores, []) });
+          const got = new Sampler({ temperature, topK, seed }).nextFromCandidates(row, () => scores);
+          expect({ k, seed, token: got }).toEqual({ k, seed, token: new Sampler({ temperature, topK, seed }).next(scores, []) });
         }
       }
     },

@@ -94,13 +94,13 @@ export class Sampler {
     return this.pick(samplingCandidates(scores, { temperature, topK, topP }));
   }
 
-  /** Plain temperature sampling from a whole row, in the plain temperature order. */
-  private plainTemperature(scores: Float32Array): number {
+  /** Plain temperature sampling from a whole row, in the plain temperature order, with the draw `fraction` of the mass. */
+  private plainTemperature(scores: Float32Array, fraction = this.random()): number {
     const { temperature } = this.o;
     let max = -Infinity;
     for (const x of scores) if (x > max) max = x;
     // No finite weights (every logit -Infinity or NaN, or one +Infinity): samplingCandidates settles it.
-    if (!Number.isFinite(max)) return this.pick(samplingCandidates(scores, { temperature, topK: 0, topP: 1 }));
+    if (!Number.isFinite(max)) return this.pick(samplingCandidates(scores, { temperature, topK: 0, topP: 1 }), fraction);
     const weights = new Float64Array(scores.length);
     let total = 0;
     for (let j = 0; j < scores.length; j++) {
@@ -110,7 +110,7 @@ export class Sampler {
       total += weights[j];
     }
     const { leading, threshold } = leadingOf(scores);
-    const draw = new Draw(this.random() * total, leading[0]);
+    const draw = new Draw(fraction * total, leading[0]);
     for (const id of leading) if (draw.take(id, weights[id])) return id;
     for (let j = 0; j < scores.length; j++) if (scores[j] < threshold && draw.take(j, weights[j])) return j;
     return draw.last;
@@ -125,12 +125,13 @@ export class Sampler {
    */
   nextFromCandidates(row: RowCandidates, wholeRow: () => Float32Array): number {
     if (!this.usesCandidates) return this.next(wholeRow(), []);
-    const c = candidatesFromTop(row, this.o);
-    if (c) return this.pick(c);
     const { topK, topP } = this.o;
-    if (topK === 0 && topP >= 1 && row.count <= row.ids.length && Number.isFinite(row.max) && row.mass > 0)
-      return this.drawThroughTail(row, wholeRow);
-    return this.next(wholeRow(), []);
+    if (isPlainTemperature(topK, topP, row.vocab))
+      return row.count <= row.ids.length && Number.isFinite(row.max) && row.mass > 0
+        ? this.drawThroughTail(row, wholeRow)
+        : this.next(wholeRow(), []);
+    const c = candidatesFromTop(row, this.o);
+    return c ? this.pick(c) : this.next(wholeRow(), []);
   }
 
   /**
@@ -144,17 +145,28 @@ export class Sampler {
     // Candidates beyond the leading tokens (a batch mate's topK asked for more) come later in the order.
     const leading = order.length > leadingTokens ? order.filter((i) => row.scores[i] >= row.scores[order[leadingTokens - 1]]) : order;
     const weight = (score: number) => Math.exp((score - row.max) / temperature);
-    const draw = new Draw(this.random() * row.mass, row.ids[leading[0]]);
-    for (const i of leading) if (draw.take(row.ids[i], weight(row.scores[i]))) return row.ids[i];
+    const fraction = this.random();
+    const draw = new Draw(fraction * row.mass, row.ids[leading[0]]);
+    // The mass is an f32 sum and next() sums in f64: a draw within the mass's error of an edge
+    // between two tokens, or past the last, is left to the whole row, with the same fraction.
+    const margin = massRelativeError * row.mass;
+    for (const i of leading) {
+      const w = weight(row.scores[i]);
+      if (draw.take(row.ids[i], w)) return draw.clearOf(w, margin) ? row.ids[i] : this.plainTemperature(wholeRow(), fraction);
+    }
     const scores = wholeRow();
     const all = leadingOf(scores);
-    for (const id of all.leading.subarray(leading.length)) if (draw.take(id, weight(scores[id]))) return id;
-    for (let j = 0; j < scores.length; j++) if (scores[j] < all.threshold && draw.take(j, weight(scores[j]))) return j;
-    return draw.last;
+    const rest = [...all.leading.subarray(leading.length)];
+    for (let j = 0; j < scores.length; j++) if (scores[j] < all.threshold) rest.push(j);
+    for (const id of rest) {
+      const w = weight(scores[id]);
+      if (draw.take(id, w)) return draw.clearOf(w, margin) ? id : this.plainTemperature(scores, fraction);
+    }
+    return this.plainTemperature(scores, fraction);
   }
 
-  private pick({ ids, weights, total }: SamplingCandidates): number {
-    const draw = new Draw(this.random() * total, ids[0]);
+  private pick({ ids, weights, total }: SamplingCandidates, fraction = this.random()): number {
+    const draw = new Draw(fraction * total, ids[0]);
     for (let i = 0; i < ids.length; i++) if (draw.take(ids[i], weights[i])) return ids[i];
     return draw.last;
   }
@@ -174,6 +186,11 @@ class Draw {
     this.u -= weight;
     this.last = id;
     return this.u < 0;
+  }
+
+  /** After a take() that landed on a token of this weight: whether the draw is further than `margin` from either of its edges. */
+  clearOf(weight: number, margin: number): boolean {
+    return -this.u > margin && weight + this.u > margin;
   }
 }
 
@@ -236,6 +253,8 @@ function likeliestFirst(row: RowCandidates): number[] {
 export interface RowCandidates {
   /** The k the kernel was asked for. */
   k: number;
+  /** The row's length: the vocabulary. */
+  vocab: number;
   /** How many logits are >= the k-th largest; more than ids.length means not all were stored. */
   count: number;
   /** Their ids and scores (the first min(count, ids.length) entries), in no particular order. */

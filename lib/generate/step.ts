@@ -138,6 +138,7 @@ function sampleFromLogits(logits: Tensor, samplers: readonly Sampler[], seen: Re
       const at = b * capacity;
       const row: RowCandidates = {
         k,
+        vocab,
         count: count[b],
         ids: candIds.subarray(at, at + capacity),
         scores: scores.subarray(at, at + capacity),
