@@ -7,6 +7,8 @@ import type { Tokenizer } from "../checkpoint/tokenizer";
  * token).
  */
 const openTokens = 8;
+/** Characters of text the open tokens must hold before the ones ahead of them settle. */
+const openText = 4;
 /**
  * The open tokens are decoded after settled ones with text as context, so that the first open
  * token is not a sequence's first (a decoder may strip a sequence's leading space). Settling
@@ -93,22 +95,30 @@ export class TextStream {
   /**
    * The decoded text of every id pushed: the settled text, then the open tokens decoded after a
    * few settled ones as context (the context's own text cut off). Once 2 × openTokens are open,
-   * the first openTokens of them settle, if their text is a prefix of what the window decodes to
-   * and ends in no incomplete character; otherwise they stay open, and the window grows until
-   * they do.
+   * the first openTokens of them settle, if their text is a prefix of what the window decodes to,
+   * ends in no incomplete character, and has openText characters after it; otherwise they stay
+   * open, and the window grows until they do.
    */
   private text(): string {
     const tokenizer = this.tokenizer!;
     const decode = (from: number, to: number) => (to > from ? tokenizer.decode(this.ids.slice(from, to), { skipSpecialTokens: true }) : "");
     const from = this.contextFrom;
     const window = decode(from, this.ids.length);
-    // A window that does not begin with its context's text (no tokenizer here does that): decode everything.
-    if (!window.startsWith(this.contextText)) return decode(0, this.ids.length);
+    // A window that does not begin with its context's text (no tokenizer here does that): decode
+    // everything, and settle again from the start.
+    if (!window.startsWith(this.contextText)) {
+      this.settled = this.contextText = "";
+      this.settledIds = this.contextFrom = 0;
+      return decode(0, this.ids.length);
+    }
     const full = this.settled + window.slice(this.contextText.length);
     const settleTo = this.ids.length - openTokens;
     if (settleTo - this.settledIds >= openTokens) {
       const settling = decode(from, settleTo);
-      if (settling.startsWith(this.contextText) && window.startsWith(settling) && !settling.endsWith("\uFFFD")) {
+      // The open tokens must hold text of their own: a clean-up that joins text to what comes
+      // before reaches back over tokens without text (skipped special ones).
+      const open = window.length - settling.length;
+      if (open >= openText && settling.startsWith(this.contextText) && window.startsWith(settling) && !settling.endsWith("\uFFFD")) {
         this.settled += settling.slice(this.contextText.length);
         this.settledIds = settleTo;
         this.findContext();
