@@ -86,12 +86,13 @@ describe.each(tokenizerDirs)(`seed ${rng.seed}: %s`, (_, dir) => {
     }
   });
 
-  test("stop strings are found as the whole text decoded after every token finds them", () => {
+  test("with several stop strings the text ends where the first found begins, whatever their order, as decoding after every token finds it", () => {
     let stopped = 0;
-    for (let round = 0; round < 40; round++) {
-      const ids = Array.from({ length: rng.int(40, 120) }, () => rng.int(0, vocab - 1));
+    for (let round = 0; round < 60; round++) {
+      const ids = Array.from({ length: rng.int(2, 120) }, () => rng.int(0, vocab - 1));
       const whole = tok.decode(ids, { skipSpecialTokens: true });
-      const stops = Array.from({ length: rng.int(1, 3) }, () => {
+      // Stop strings cut from the text itself, so that they are found, and overlapping ones.
+      const stops = Array.from({ length: rng.int(2, 4) }, () => {
         const at = rng.int(0, Math.max(0, whole.length - 2));
         return whole.slice(at, at + rng.int(1, 12)) || "x";
       });
@@ -126,44 +127,6 @@ describe.each(tokenizerDirs)(`seed ${rng.seed}: %s`, (_, dir) => {
 test("a flush before any push gives no text", () => {
   expect(new TextStream(tokenizer, ["stop"]).flush()).toBe("");
   expect(new TextStream(undefined, []).flush()).toBe("");
-});
-
-test(`seed ${rng.seed}: with several stop strings the text ends where the first found begins, whatever their order`, () => {
-  let stopped = 0;
-  for (let round = 0; round < 200; round++) {
-    const ids = Array.from({ length: rng.int(2, 30) }, () => rng.int(2, 383));
-    const whole = tokenizer.decode(ids, { skipSpecialTokens: true });
-    // Stop strings cut from the text itself, so that they are found, and overlapping ones.
-    const stops = Array.from({ length: rng.int(2, 4) }, () => {
-      const at = rng.int(0, Math.max(0, whole.length - 2));
-      return whole.slice(at, at + rng.int(1, 4)) || "x";
-    });
-    // Reference: decode after every token; the first prefix holding a stop ends at its earliest one.
-    let want = whole;
-    for (let i = 1; i <= ids.length; i++) {
-      const text = tokenizer.decode(ids.slice(0, i), { skipSpecialTokens: true });
-      const found = stops.map((s) => text.indexOf(s)).filter((at) => at >= 0);
-      if (found.length) {
-        want = text.slice(0, Math.min(...found));
-        break;
-      }
-    }
-    const stream = new TextStream(tokenizer, stops);
-    let got = "";
-    let ended = false;
-    for (const id of ids) {
-      const { text, stopped: stop } = stream.push(id);
-      got += text;
-      if (stop) {
-        ended = true;
-        break;
-      }
-    }
-    if (ended) stopped++;
-    else got += stream.flush();
-    expect({ round, ids, stops, got }).toEqual({ round, ids, stops, got: want });
-  }
-  expect(stopped).toBeGreaterThan(100);
 });
 
 test("no ids decode to no text", () => {

@@ -29,6 +29,17 @@ export class ApiError extends Error {
   }
 }
 
+/** The 404 OpenAI gives for a model it does not serve. */
+export function modelNotFound(id: string, served: string): ApiError {
+  return new ApiError(
+    404,
+    `The model '${id}' does not exist; this server serves '${served}'`,
+    "invalid_request_error",
+    "model",
+    "model_not_found",
+  );
+}
+
 export interface OpenAiErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
@@ -174,14 +185,7 @@ function generationRequest(
   context: RequestContext,
   encode: () => number[],
 ): GenerationRequest {
-  if (body.model !== context.modelName)
-    throw new ApiError(
-      404,
-      `The model '${body.model}' does not exist; this server serves '${context.modelName}'`,
-      "invalid_request_error",
-      "model",
-      "model_not_found",
-    );
+  if (body.model !== context.modelName) throw modelNotFound(body.model, context.modelName);
   if ((body.n ?? 1) !== 1) throw unsupported("n");
   for (const penalty of ["presence_penalty", "frequency_penalty"] as const)
     if (body[penalty])

@@ -25,6 +25,7 @@ import {
   completionRequest,
   type GenerationRequest,
   maxPromptBytes,
+  modelNotFound,
   openAiFinishReason,
   type RequestContext,
   type ResponseHead,
@@ -173,14 +174,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
   // A wildcard, as model names may hold a "/" (an organization's), sent as it is or escaped.
   app.get("/v1/models/*", async (request) => {
     const id = (request.params as { "*": string })["*"];
-    if (id !== context.modelName)
-      throw new ApiError(
-        404,
-        `The model '${id}' does not exist; this server serves '${context.modelName}'`,
-        "invalid_request_error",
-        "model",
-        "model_not_found",
-      );
+    if (id !== context.modelName) throw modelNotFound(id, context.modelName);
     return modelObject;
   });
   app.get("/metrics", async (_request, reply) => {
