@@ -81,13 +81,13 @@ export class Sampler {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
-  /** Picks a token from `logits` (one row, not modified), given the tokens seen so far. */
-  next(logits: Float32Array, seen: readonly number[]): number {
+  /** Picks a token from `logits` (one row, not modified), given the tokens seen so far (a list, or their distinct ids). */
+  next(logits: Float32Array, seen: Iterable<number>): number {
     const { temperature, topK, topP, repetitionPenalty } = this.o;
     let scores = logits;
-    if (repetitionPenalty !== 1 && seen.length) {
+    if (repetitionPenalty !== 1) {
       scores = Float32Array.from(logits);
-      for (const id of new Set(seen)) scores[id] = scores[id] > 0 ? scores[id] / repetitionPenalty : scores[id] * repetitionPenalty;
+      for (const id of distinctIds(seen)) scores[id] = scores[id] > 0 ? scores[id] / repetitionPenalty : scores[id] * repetitionPenalty;
     }
     if (temperature === 0) return argmax(scores);
     if (isPlainTemperature(topK, topP, scores.length)) return this.plainTemperature(scores);
@@ -201,6 +201,12 @@ class Draw {
  * score, most likely first (ties: lower id first), then every other token in id order.
  */
 export const leadingTokens = 256;
+
+/**
+ * The distinct ids of tokens seen, which a repetition penalty reads: a Set as it is, a list made one.
+ * @example for (const id of distinctIds(member.seenIds)) row[id] /= penalty;
+ */
+export const distinctIds = (seen: Iterable<number>): ReadonlySet<number> => (seen instanceof Set ? seen : new Set(seen));
 
 const isPlainTemperature = (topK: number, topP: number, vocab: number) => (topK === 0 || topK >= vocab) && topP >= 1;
 

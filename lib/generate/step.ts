@@ -6,7 +6,7 @@ import type { Decoder } from "../model/decoder";
 import type { Sequence } from "../model/sequence";
 import { Tensor } from "../runtime/tensor";
 import { deviceLogprobs, type LogprobIds } from "./logprobs";
-import { leadingTokens, type RowCandidates, type Sampler } from "./sampling";
+import { distinctIds, leadingTokens, type RowCandidates, type Sampler } from "./sampling";
 
 /**
  * One decode step and each sequence's next token, chosen by its sampler given the tokens it has
@@ -20,7 +20,7 @@ export function nextTokens(
   seqs: readonly Sequence[],
   ids: readonly number[],
   samplers: readonly Sampler[],
-  seen: ReadonlyArray<readonly number[]>,
+  seen: ReadonlyArray<Iterable<number>>,
 ): number[] {
   const choice = choiceFor(samplers);
   if (choice === "argmax") return Array.from(decoder.step(seqs, ids, "argmax"));
@@ -35,7 +35,7 @@ function choiceFor(samplers: readonly Sampler[]): "argmax" | "candidates" | "row
 }
 
 /** Each sampler's choice from its row of `rows` [samplers · vocab], read back. */
-function chooseFromRows(rows: Float32Array, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>): number[] {
+function chooseFromRows(rows: Float32Array, samplers: readonly Sampler[], seen: ReadonlyArray<Iterable<number>>): number[] {
   const vocab = rows.length / samplers.length;
   return samplers.map((s, b) => s.next(rows.subarray(b * vocab, (b + 1) * vocab), seen[b]));
 }
@@ -51,7 +51,7 @@ export function nextTokensWithLogprobs(
   seqs: readonly Sequence[],
   ids: readonly number[],
   samplers: readonly Sampler[],
-  seen: ReadonlyArray<readonly number[]>,
+  seen: ReadonlyArray<Iterable<number>>,
   k: number,
 ): { tokens: number[]; logprobs: LogprobIds[] } {
   const choice = choiceFor(samplers);
@@ -84,7 +84,7 @@ export function sampleWholeRows(
   seqs: readonly Sequence[],
   ids: readonly number[],
   samplers: readonly Sampler[],
-  seen: ReadonlyArray<readonly number[]>,
+  seen: ReadonlyArray<Iterable<number>>,
 ): number[] {
   return chooseFromRows(decoder.step(seqs, ids, "logits"), samplers, seen);
 }
@@ -107,13 +107,13 @@ export function sampleOnDevice(
   seqs: readonly Sequence[],
   ids: readonly number[],
   samplers: readonly Sampler[],
-  seen: ReadonlyArray<readonly number[]>,
+  seen: ReadonlyArray<Iterable<number>>,
 ): number[] {
   return decoder.step(seqs, ids, (logits) => sampleFromLogits(logits, samplers, seen));
 }
 
 /** sampleOnDevice's choice from a step's logits [rows, vocab], which the repetition penalty changes in place. */
-function sampleFromLogits(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<readonly number[]>): number[] {
+function sampleFromLogits(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<Iterable<number>>): number[] {
   const [rows, vocab] = logits.shape;
   const wantedK = Math.max(deviceCandidates, ...samplers.map((s) => s.topK));
   const k = Math.min(vocab, wantedK <= maxDeviceCandidates ? wantedK : deviceCandidates);
@@ -157,16 +157,11 @@ function sampleFromLogits(logits: Tensor, samplers: readonly Sampler[], seen: Re
 }
 
 /** Each sampler's repetition penalty on its row of `logits`, in place, over the distinct tokens it has seen. */
-function applyRepetitionPenalty(
-  logits: Tensor,
-  samplers: readonly Sampler[],
-  seen: ReadonlyArray<readonly number[]>,
-  made: Tensor[],
-): void {
+function applyRepetitionPenalty(logits: Tensor, samplers: readonly Sampler[], seen: ReadonlyArray<Iterable<number>>, made: Tensor[]): void {
   const offsets = new Int32Array(samplers.length + 1);
   const tokens: number[] = [];
   samplers.forEach((s, b) => {
-    if (s.repetitionPenalty !== 1) for (const id of new Set(seen[b])) tokens.push(id);
+    if (s.repetitionPenalty !== 1) for (const id of distinctIds(seen[b])) tokens.push(id);
     offsets[b + 1] = tokens.length;
   });
   if (tokens.length === 0) return;

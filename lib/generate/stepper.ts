@@ -58,6 +58,8 @@ export class StepperMember {
    * repetition penalty reads them; a preempted member re-prefills them).
    */
   readonly seen: number[];
+  /** The distinct ids of `seen`, kept as it grows: a penalty reads them every step, and a session's can be long. */
+  readonly seenIds: Set<number>;
   generated = 0;
   /** Whether it is in a stepper now (not yet finished, removed or preempted). */
   running = false;
@@ -74,6 +76,7 @@ export class StepperMember {
   ) {
     this.pending = [...prompt];
     this.seen = [...history, ...prompt];
+    this.seenIds = new Set(this.seen);
     this.sampler = new Sampler(settings.sampling);
     this.stream = new TextStream(tokenizer, settings.stop);
   }
@@ -193,7 +196,7 @@ export class GenerationStepper {
     const k = member.settings.logprobs;
     const chunk = this.chunkOf(
       member,
-      () => member.sampler.next(logits, member.seen),
+      () => member.sampler.next(logits, member.seenIds),
       k === undefined ? undefined : (next) => rowLogprobs(logits, next, k),
     );
     return { work: done, chunk };
@@ -265,7 +268,7 @@ export class GenerationStepper {
       batch.map((m) => m.sequence.seq),
       batch.map((m) => m.seen[m.seen.length - 1]),
       batch.map((m) => m.sampler),
-      batch.map((m) => m.seen),
+      batch.map((m) => m.seenIds),
     ] as const;
     // Alternatives as many as the member asking for most wants; the others take the first of them.
     const k = Math.max(-1, ...batch.map((m) => m.settings.logprobs ?? -1));
@@ -396,6 +399,7 @@ export class GenerationStepper {
   private nextChunk(m: StepperMember, next: number): GenerateChunk {
     const o = m.settings;
     m.seen.push(next);
+    m.seenIds.add(next);
     m.generated++;
     if (o.stopAtEos && this.model.config.eosTokenIds.includes(next)) return { text: m.stream.flush(), tokens: [next], finishReason: "eos" };
     const { text, stopped } = m.stream.push(next);
