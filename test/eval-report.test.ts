@@ -75,6 +75,12 @@ describe(`seed ${rng.seed}`, () => {
       expect(section(2048)).not.toContain("Prompts of");
       expect(markdownReport({ ...report, samples: cut, maxPositions: 4096 + extra + 1 })).not.toContain("Prompts of");
       expect(markdownReport(report)).not.toContain("Prompts of"); // a report from before maxPositions was kept
+      // A long answer cuts a prompt whose context and extra tokens alone fit: the note says so too.
+      const answer = rng.int(2, 40);
+      const withAnswers = cut.map((s) => ({ ...s, answerTokens: answer }));
+      const roomy = 4096 + extra + answer - 1;
+      expect(markdownReport({ ...report, samples: withAnswers, maxPositions: roomy })).toContain("Prompts of");
+      expect(markdownReport({ ...report, samples: withAnswers, maxPositions: roomy + 1 })).not.toContain("Prompts of");
     });
 
     test("two tables per context, a row per mode: exact-match accuracy and perplexity, then RULER's string match", () => {

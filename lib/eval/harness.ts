@@ -40,6 +40,8 @@ export interface SampleResult {
   depth: number;
   seed: number;
   promptTokens: number;
+  /** The answer's tokens (absent in reports written before it was kept). */
+  answerTokens?: number;
   /** Where the answering needle went: the share of filler tokens before it. */
   depthReached: number;
   answer: string;
@@ -153,6 +155,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
         depth: sample.depth,
         seed: sample.seed,
         promptTokens: sample.prompt.length,
+        answerTokens: sample.answerIds.length,
         depthReached: answering?.depthReached ?? sample.depth,
         answer: sample.answer,
         references: sample.references,

@@ -4,7 +4,7 @@
 // Every number shown comes from the report's accuracy cells and perplexity results, so the JSON,
 // the table and the plots agree.
 import { defaultEvalSettings } from "./config";
-import { type AccuracyCell, type EvalReport, wilsonInterval } from "./harness";
+import { type AccuracyCell, type EvalReport, type SampleResult, wilsonInterval } from "./harness";
 
 /**
  * Mean accuracy (exact match, or with `score` "rulerScore" RULER's string match) over the report's
@@ -64,9 +64,12 @@ export function markdownReport(report: EvalReport): string {
       );
     }
     if (contextCells.length) lines.push("", sampleNote(Math.min(...contextCells.map((c) => c.samples))));
-    const prompts = report.samples.filter((s) => s.context === context).map((s) => s.promptTokens);
-    // Every answer takes at least one token, so a context this close to the limit was cut.
-    if (report.maxPositions !== undefined && context + extraTokens >= report.maxPositions && prompts.length)
+    const here = report.samples.filter((s) => s.context === context);
+    const prompts = here.map((s) => s.promptTokens);
+    // makeSample cuts a prompt whose context, answer and extra tokens pass the limit (every answer
+    // takes a token at least, where a report did not keep the answer's length).
+    const cut = (s: SampleResult) => context + (s.answerTokens ?? 1) + extraTokens > report.maxPositions!;
+    if (report.maxPositions !== undefined && here.some(cut))
       lines.push(
         "",
         `Prompts of ${Math.min(...prompts)}–${Math.max(...prompts)} tokens: at the model's max_position_embeddings (${report.maxPositions}) each leaves room for its answer and ${extraTokens} tokens more.`,
