@@ -155,3 +155,30 @@ test(`seed ${rng.seed}: a run of tokens without text before text the clean-up jo
     expect(shown + stream.flush()).toBe(whole);
   }
 });
+
+test(`seed ${rng.seed}: " n ' t" shows "n't" with no space taken back (the clean-up chains " ' " and " n't")`, () => {
+  const words = ["I", "do", "n", "'", "t", "know", "it", "'", "s", ".", "we"];
+  for (let round = 0; round < 20; round++) {
+    const sentence = ["I do n ' t know", ...Array.from({ length: rng.int(1, 8) }, () => words[rng.int(0, words.length - 1)])].join(" ");
+    const ids = tokenizer.encode(sentence, { addSpecialTokens: false });
+    const whole = tokenizer.decode(ids, { skipSpecialTokens: true });
+    const stream = new TextStream(tokenizer, []);
+    let shown = "";
+    for (const id of ids) {
+      shown += stream.push(id).text;
+      expect({ sentence, shown: whole.startsWith(shown) }).toEqual({ sentence, shown: true });
+    }
+    expect(shown + stream.flush()).toBe(whole);
+  }
+});
+
+test("text of characters that take several byte tokens each settles: a token decodes a few ids, not the whole text", () => {
+  const demo = Tokenizer.fromDirectory(path.join(__dirname, "..", "models", "demo"));
+  const ids = demo.encode("我们今天去公园散步吧天气很好。".repeat(120), { addSpecialTokens: false }).slice(0, 2000);
+  const { tok, decoded } = counting(demo);
+  const stream = new TextStream(tok, []);
+  let text = "";
+  for (const id of ids) text += stream.push(id).text;
+  expect(text + stream.flush()).toBe(demo.decode(ids, { skipSpecialTokens: true }));
+  expect(decoded() / ids.length).toBeLessThan(100);
+});

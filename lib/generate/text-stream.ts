@@ -7,6 +7,8 @@ import type { Tokenizer } from "../checkpoint/tokenizer";
  * token).
  */
 const openTokens = 8;
+/** How far back from the end of the text the tokenizer's clean-up may still remove a space. */
+const cleanUpReach = 5;
 /** Characters of text the open tokens must hold before the ones ahead of them settle. */
 const openText = 4;
 /**
@@ -64,13 +66,16 @@ export class TextStream {
       this.emitted = full.length;
       return { text, stopped: true };
     }
-    // Hold back an incomplete character, a space the tokenizer's clean-up may still drop (it
-    // removes the space before punctuation and contractions, " ," → "," or " n't" → "n't", once
-    // what follows arrives: at most three characters after the space), and any suffix that could
-    // begin a stop string.
+    // Hold back an incomplete character, what the tokenizer's clean-up may still change, and any
+    // suffix that could begin a stop string. The clean-up removes the space before punctuation and
+    // contractions once what follows arrives (" ," → ",", " n't" → "n't"), its rules chain
+    // (" n ' t" becomes "n't" through " ' " → "'"), and a later one can undo an earlier (" ' "
+    // → "'" gives "x'", but "x ' ." becomes "x '." as " ." goes first): so the text from the first
+    // space or apostrophe among its last five characters waits.
     let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
-    const lastSpace = full.slice(Math.max(0, safe - 4), safe).lastIndexOf(" ");
-    if (lastSpace >= 0) safe = Math.max(0, safe - 4) + lastSpace;
+    const reach = Math.max(0, safe - cleanUpReach);
+    const risky = full.slice(reach, safe).search(/[ ']/);
+    if (risky >= 0) safe = reach + risky;
     for (const s of this.stops)
       for (let k = Math.min(s.length - 1, safe); k > 0; k--)
         if (full.slice(safe - k, safe) === s.slice(0, k)) {
@@ -116,9 +121,12 @@ export class TextStream {
     if (settleTo - this.settledIds >= openTokens) {
       const settling = decode(from, settleTo);
       // The open tokens must hold text of their own: a clean-up that joins text to what comes
-      // before reaches back over tokens without text (skipped special ones).
-      const open = window.length - settling.length;
-      if (open >= openText && settling.startsWith(this.contextText) && window.startsWith(settling) && !settling.endsWith("\uFFFD")) {
+      // before reaches back over tokens without text (skipped special ones). Its patterns are
+      // ASCII, so a character beyond it is as good as openText of them (CJK text written in byte
+      // tokens holds few characters a token).
+      const open = window.slice(settling.length, settling.length + openText);
+      const enough = open.length >= openText || /[^\x00-\x7f]/.test(open);
+      if (enough && settling.startsWith(this.contextText) && window.startsWith(settling) && !settling.endsWith("\uFFFD")) {
         this.settled += settling.slice(this.contextText.length);
         this.settledIds = settleTo;
         this.findContext();
