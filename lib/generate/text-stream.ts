@@ -125,7 +125,7 @@ export class TextStream {
       // ASCII, so a character beyond it is as good as openText of them (CJK text written in byte
       // tokens holds few characters a token).
       const open = window.slice(settling.length, settling.length + openText);
-      const enough = open.length >= openText || /[^\x00-\x7f]/.test(open);
+      const enough = open.length >= openText || [...open].some((c) => c.charCodeAt(0) > 0x7f);
       if (enough && settling.startsWith(this.contextText) && window.startsWith(settling) && !settling.endsWith("\uFFFD")) {
         this.settled += settling.slice(this.contextText.length);
         this.settledIds = settleTo;
