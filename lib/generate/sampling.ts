@@ -109,11 +109,10 @@ export class Sampler {
       weights[j] = w > 0 ? w : 0;
       total += weights[j];
     }
-    const { leading, threshold } = leadingOf(scores);
-    const draw = new Draw(fraction * total, leading[0]);
-    for (const id of leading) if (draw.take(id, weights[id])) return id;
-    for (let j = 0; j < scores.length; j++) if (scores[j] < threshold && draw.take(j, weights[j])) return j;
-    return draw.last;
+    const order = leadingOf(scores);
+    const draw = new Draw(fraction * total, order.leading[0]);
+    const id = walkPlainOrder(scores, order, 0, (j) => draw.take(j, weights[j]));
+    return id >= 0 ? id : draw.last;
   }
 
   /**
@@ -155,14 +154,12 @@ export class Sampler {
       if (draw.take(row.ids[i], w)) return draw.clearOf(w, margin) ? row.ids[i] : this.plainTemperature(wholeRow(), fraction);
     }
     const scores = wholeRow();
-    const all = leadingOf(scores);
-    const rest = [...all.leading.subarray(leading.length)];
-    for (let j = 0; j < scores.length; j++) if (scores[j] < all.threshold) rest.push(j);
-    for (const id of rest) {
-      const w = weight(scores[id]);
-      if (draw.take(id, w)) return draw.clearOf(w, margin) ? id : this.plainTemperature(scores, fraction);
-    }
-    return this.plainTemperature(scores, fraction);
+    let landed = 0;
+    const id = walkPlainOrder(scores, leadingOf(scores), leading.length, (j) => {
+      landed = weight(scores[j]);
+      return draw.take(j, landed);
+    });
+    return id >= 0 && draw.clearOf(landed, margin) ? id : this.plainTemperature(scores, fraction);
   }
 
   private pick({ ids, weights, total }: SamplingCandidates, fraction = this.random()): number {
@@ -223,6 +220,21 @@ function leadingOf(scores: Float32Array): { leading: Int32Array; threshold: numb
   const ids: number[] = [];
   for (let j = 0; j < scores.length; j++) if (scores[j] >= threshold) ids.push(j);
   return { leading: Int32Array.from(ids).sort((a, b) => scores[b] - scores[a] || a - b), threshold };
+}
+
+/**
+ * Walks a row's ids in the plain temperature order from the `from`-th on, until `visit` returns
+ * true: that id, or -1 past the last.
+ */
+function walkPlainOrder(
+  scores: Float32Array,
+  { leading, threshold }: { leading: Int32Array; threshold: number },
+  from: number,
+  visit: (id: number) => boolean,
+): number {
+  for (let n = from; n < leading.length; n++) if (visit(leading[n])) return leading[n];
+  for (let j = 0; j < scores.length; j++) if (scores[j] < threshold && visit(j)) return j;
+  return -1;
 }
 
 /** The k-th largest of `values` (1-based), by quickselect; `values` is reordered. */
