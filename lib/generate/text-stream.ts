@@ -105,21 +105,19 @@ export class TextStream {
    * open, and the window grows until they do.
    */
   private text(): string {
-    const tokenizer = this.tokenizer!;
-    const decode = (from: number, to: number) => (to > from ? tokenizer.decode(this.ids.slice(from, to), { skipSpecialTokens: true }) : "");
     const from = this.contextFrom;
-    const window = decode(from, this.ids.length);
+    const window = this.decode(from, this.ids.length);
     // A window that does not begin with its context's text (no tokenizer here does that): decode
     // everything, and settle again from the start.
     if (!window.startsWith(this.contextText)) {
       this.settled = this.contextText = "";
       this.settledIds = this.contextFrom = 0;
-      return decode(0, this.ids.length);
+      return this.decode(0, this.ids.length);
     }
     const full = this.settled + window.slice(this.contextText.length);
     const settleTo = this.ids.length - openTokens;
     if (settleTo - this.settledIds >= openTokens) {
-      const settling = decode(from, settleTo);
+      const settling = this.decode(from, settleTo);
       // The open tokens must hold text of their own: a clean-up that joins text to what comes
       // before reaches back over tokens without text (skipped special ones). Its patterns are
       // ASCII, so a character beyond it is as good as openText of them (CJK text written in byte
@@ -135,17 +133,21 @@ export class TextStream {
     return full;
   }
 
+  /** The text of ids[from, to) (none for no ids). */
+  private decode(from: number, to: number): string {
+    return to > from ? this.tokenizer!.decode(this.ids.slice(from, to), { skipSpecialTokens: true }) : "";
+  }
+
   /** The context for the settled tokens: back from the last settled token to one with text. */
   private findContext(): void {
-    const decode = (from: number) => this.tokenizer!.decode(this.ids.slice(from, this.settledIds), { skipSpecialTokens: true });
     for (let from = this.settledIds - 1; from > Math.max(this.contextFrom, this.settledIds - contextSearch); from--) {
-      const text = decode(from);
+      const text = this.decode(from, this.settledIds);
       if (text !== "") {
         this.contextFrom = from;
         this.contextText = text;
         return;
       }
     }
-    this.contextText = decode(this.contextFrom);
+    this.contextText = this.decode(this.contextFrom, this.settledIds);
   }
 }
