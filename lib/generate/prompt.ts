@@ -22,11 +22,19 @@ export function noTokenizerError(what: string): Error {
  * Prompt → token ids: token ids checked against the vocabulary and copied; chat messages through
  * the template; plain text with the tokenizer's special tokens. Text needs a tokenizer (`undefined`
  * when the model was loaded without one); `label` names the prompt in errors ("generate: prompt").
+ * `checkText` sees the text (plain, or the rendered template) before it is encoded, to refuse it
+ * early: encoding megabytes takes seconds.
  * @example
  * const ids = promptIds(model.tokenizer, [{ role: "user", content: "Hi" }], model.config.vocabSize, "prompt");
  * const same = promptIds(undefined, Int32Array.from(ids), model.config.vocabSize, "prompt");
  */
-export function promptIds(tokenizer: Tokenizer | undefined, prompt: Prompt, vocabSize: number, label: string): number[] {
+export function promptIds(
+  tokenizer: Tokenizer | undefined,
+  prompt: Prompt,
+  vocabSize: number,
+  label: string,
+  checkText?: (text: string) => void,
+): number[] {
   // [] is both "no token ids" and "no chat messages"; either way there is nothing to generate
   // from, and taking it for chat would blame a missing chat_template or render a bare template.
   if ((Array.isArray(prompt) || prompt instanceof Int32Array) && prompt.length === 0)
@@ -36,13 +44,17 @@ export function promptIds(tokenizer: Tokenizer | undefined, prompt: Prompt, voca
   if (typeof prompt !== "string" && !Array.isArray(prompt))
     throw new TypeError(`${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}`);
   if (!tokenizer) throw noTokenizerError(label);
-  if (typeof prompt === "string") return checkEncodedIds(tokenizer.encode(prompt), vocabSize, label);
+  if (typeof prompt === "string") {
+    checkText?.(prompt);
+    return checkEncodedIds(tokenizer.encode(prompt), vocabSize, label);
+  }
   (prompt as unknown[]).forEach((m, i) => {
     const message = m as ChatMessage;
     if (typeof m !== "object" || m === null || typeof message.role !== "string" || typeof message.content !== "string")
       throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
   });
   const text = tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true });
+  checkText?.(text);
   return checkEncodedIds(tokenizer.encode(text, { addSpecialTokens: false }), vocabSize, label);
 }
 

@@ -5,7 +5,7 @@
 import type { ChatMessage, Tokenizer } from "../checkpoint/tokenizer";
 import type { TokenLogprob, TopLogprob } from "../generate/logprobs";
 import { checkGenerateOptions, type FinishReason } from "../generate/options";
-import { checkEncodedIds, checkPromptFits, promptIds } from "../generate/prompt";
+import { checkPromptFits, promptIds } from "../generate/prompt";
 import type { MemberSettings } from "../generate/stepper";
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { ChatBody, CompletionBody, GenerationBody } from "./schemas";
@@ -110,10 +110,9 @@ export function completionRequest(body: CompletionBody, context: RequestContext)
   const prompt = (
     Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt
   ) as string | number[];
-  return generationRequest(body, "prompt", body.max_tokens, body.logprobs ?? undefined, context, () => {
-    if (typeof prompt === "string") checkPromptBytes(prompt, "prompt", context);
-    return promptIds(context.tokenizer, prompt, context.vocabSize, "prompt");
-  });
+  return generationRequest(body, "prompt", body.max_tokens, body.logprobs ?? undefined, context, () =>
+    promptIds(context.tokenizer, prompt, context.vocabSize, "prompt", (text) => checkPromptBytes(text, "prompt", context)),
+  );
 }
 
 /**
@@ -138,13 +137,9 @@ export function chatRequest(body: ChatBody, context: RequestContext): Generation
   }));
   const logprobs = body.logprobs ? (topLogprobs ?? 0) : undefined;
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-  return generationRequest(body, "messages", maxTokens, logprobs, context, () => {
-    // What promptIds does with messages, with the length checked between rendering (a string
-    // concatenation) and encoding (seconds for megabytes).
-    const text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
-    checkPromptBytes(text, "messages", context);
-    return checkEncodedIds(tokenizer.encode(text, { addSpecialTokens: false }), context.vocabSize, "messages");
-  });
+  return generationRequest(body, "messages", maxTokens, logprobs, context, () =>
+    promptIds(tokenizer, messages, context.vocabSize, "messages", (text) => checkPromptBytes(text, "messages", context)),
+  );
 }
 
 function unsupported(param: string): ApiError {
