@@ -20,12 +20,19 @@ describe(`seed ${rng.seed}`, () => {
   test("an output path that cannot be a directory fails before the model is loaded", () => {
     const file = path.join(out, "a-file");
     fs.writeFileSync(file, "");
-    const r = spawnSync(process.execPath, [cli, "eval", "--model", path.join(out, "no-model"), "-o", path.join(file, "results")], {
-      encoding: "utf8",
-    });
+    // config.json alone: loading the weights would fail on the missing safetensors instead.
+    const configOnly = fs.mkdtempSync(path.join(out, "config-only-"));
+    fs.copyFileSync(path.join(modelDir, "config.json"), path.join(configOnly, "config.json"));
+    const r = spawnSync(
+      process.execPath,
+      [cli, "eval", "--model", configOnly, "-c", "420", "--window", "64", "-o", path.join(file, "results")],
+      {
+        encoding: "utf8",
+      },
+    );
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/ENOTDIR|not a directory/);
-    expect(r.stderr).not.toMatch(/no-model/);
+    expect(r.stderr).not.toMatch(/safetensors/);
   });
 
   test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
@@ -144,13 +151,16 @@ describe(`seed ${rng.seed}`, () => {
       [["-c", `420,${maxPositions + 1}`], new RegExp(`token counts in \\[1, ${maxPositions}\\] .*; ${maxPositions + 1} is not one`)],
       [["-c", "420", "--full-layers", "0.5,0.501"], /two modes are both named/],
     ];
+    const results = path.join(out, `refused-${rng.int(0, 1e6)}`);
     for (const [flags, message] of cases) {
-      const r = spawnSync(process.execPath, [cli, "eval", "--model", configOnly, "--device", "cpu", "-o", out, ...flags], {
+      const r = spawnSync(process.execPath, [cli, "eval", "--model", configOnly, "--device", "cpu", "-o", results, ...flags], {
         encoding: "utf8",
       });
       expect(r.status).not.toBe(0);
       expect(r.stderr).toMatch(message);
       expect(r.stderr).not.toMatch(/safetensors/);
+      // A refused run leaves nothing behind: the output directory is made only once the settings pass.
+      expect(fs.existsSync(results)).toBe(false);
     }
   });
 

@@ -19,6 +19,7 @@ import {
   checkEvalSetup,
   createServer,
   cudaStatus,
+  defaultEvalSettings,
   devices,
   type EvalSettings,
   loadModel,
@@ -519,15 +520,17 @@ program
       chat: o.chat === undefined ? undefined : o.chat === "auto" ? "auto" : o.chat === "on",
       extraTokens: o.extraTokens,
     };
-    // Made first, so that a path it cannot be fails before the run rather than after.
-    fs.mkdirSync(o.out, { recursive: true });
     // Checked against config.json before the weights load, so that a bad setting fails at once;
     // chat "auto" is settled once the tokenizer is loaded and does not change what is checked.
-    checkEvalSetup(resolveEvalConfig([fromFile, flags], false), readConfig(o.model));
+    const settled = resolveEvalConfig([fromFile, flags], false);
+    checkEvalSetup(settled, readConfig(o.model));
+    // Made before the run, so that a path it cannot be fails before the run rather than after.
+    fs.mkdirSync(o.out, { recursive: true });
+    const chatAuto = (flags.chat ?? fromFile.chat ?? defaultEvalSettings.chat) === "auto";
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, dtype: o.dtype });
     try {
-      const config = resolveEvalConfig([fromFile, flags], model.tokenizer.hasChatTemplate);
+      const config = chatAuto ? { ...settled, chat: model.tokenizer.hasChatTemplate } : settled;
       const bar = new SingleBar({ format: "evaluating {bar} {value}/{total} | {step}", hideCursor: true, stream: process.stderr });
       let started = false;
       const report = await runEval(model, config, {
