@@ -12,21 +12,38 @@ import * as fs from "node:fs";
 import { loadModel, planMemory, Tensor } from "../lib";
 import { parseByteSize } from "../lib/common/byte-size";
 import type { Sequence } from "../lib/model/sequence";
-import { numberList, option } from "./args";
+import { readArgs } from "./args";
 import { commandLine, printTable, randomNormals } from "./timing";
 
+const args = readArgs(
+  "node dist/bench/hybrid-throughput.js --model DIR [--kv-memory 40GiB] [--contexts 4096,8192,16384,32768] [--steps 12] " +
+    "[--full-layers 0.5] [--output argmax|logits] [--max-batch 256] [--device cuda:0] [--out results.json] [--plot plot.svg]",
+  {
+    model: undefined,
+    "kv-memory": "40GiB",
+    contexts: "4096,8192,16384,32768",
+    steps: "12",
+    "full-layers": "0.5",
+    output: "argmax",
+    "max-batch": "256",
+    device: "cuda:0",
+    out: undefined,
+    plot: undefined,
+  },
+);
+
 async function main() {
-  const dir = option("model");
-  const kvBytes = parseByteSize(option("kv-memory", "40GiB"));
-  const contexts = numberList("contexts", "4096,8192,16384,32768");
-  const steps = Number(option("steps", "12"));
-  const fraction = Number(option("full-layers", "0.5"));
-  const output = option("output", "argmax");
+  const dir = args.text("model");
+  const kvBytes = parseByteSize(args.text("kv-memory"));
+  const contexts = args.numbers("contexts", { integer: true, min: 1 });
+  const steps = args.number("steps", { integer: true, min: 1 });
+  const fraction = args.number("full-layers", { min: 0, max: 1 });
+  const output = args.text("output");
   if (output !== "argmax" && output !== "logits") throw new Error(`--output must be argmax or logits, got ${output}`);
   const sink = 4,
     window = 1020,
-    maxBatch = Number(option("max-batch", "256"));
-  const model = await loadModel(dir, { device: option("device", "cuda:0") as "cuda:0", kvCacheBytes: kvBytes });
+    maxBatch = args.number("max-batch", { integer: true, min: 1 });
+  const model = await loadModel(dir, { device: args.text("device") as "cuda:0", kvCacheBytes: kvBytes });
   const { config, pool } = model;
   const L = config.layers,
     P = Math.round(fraction * L);
@@ -138,9 +155,9 @@ async function main() {
     steps,
     results,
   };
-  const out = option("out", "");
+  const out = args.optional("out");
   if (out) fs.writeFileSync(out, JSON.stringify(record, null, 2));
-  const plot = option("plot", "");
+  const plot = args.optional("plot");
   if (plot) fs.writeFileSync(plot, ratioPlot(results as Array<{ context: number; ratio: number; ideal: number }>, String(card?.name)));
   console.log(
     `hybrid vs full decode throughput (${output}) on ${card?.name}: KV budget ${(kvBytes / 2 ** 30).toFixed(1)} GiB, P=${P}/${L}, S=${sink}, W=${window}`,

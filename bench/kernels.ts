@@ -3,12 +3,16 @@
 // `-- --only linear,decode` only those sections (prefill, decode, cache, lazy-ratio, linear).
 import { type DeviceName, devices, getThreads, kernels, Tensor } from "../lib";
 import { CudaGraph } from "../lib/runtime/cuda-graph";
-import { option } from "./args";
+import { readArgs } from "./args";
 import { deviceFence, medianMs, printTable, randomNormals, shuffledIndices } from "./timing";
 
-const device = option("device", "cpu") as DeviceName;
 const sections = ["prefill", "decode", "cache", "lazy-ratio", "linear"];
-const only = option("only", sections.join(",")).split(",");
+const args = readArgs("npm run bench:kernels -- [--device cpu|cuda:N] [--only prefill,decode,cache,lazy-ratio,linear]", {
+  device: "cpu",
+  only: sections.join(","),
+});
+const device = args.text("device") as DeviceName;
+const only = args.text("only").split(",");
 for (const name of only) if (!sections.includes(name)) throw new Error(`--only takes ${sections.join(", ")}; got ${name}`);
 const runs = (section: string) => only.includes(section);
 const dtype = device === "cpu" ? "f32" : "bf16";

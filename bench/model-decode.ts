@@ -28,18 +28,38 @@ import { Sampler } from "../lib/generate/sampling";
 import { sampleOnDevice, sampleWholeRows } from "../lib/generate/step";
 import type { Sequence } from "../lib/model/sequence";
 import { addon } from "../lib/runtime/native";
-import { numberList, option, optionalOption } from "./args";
+import { readArgs } from "./args";
 import { commandLine, printTable } from "./timing";
 
-const args = process.argv.slice(2);
-const modelDir = args.find((a, i) => !a.startsWith("--") && (i === 0 || !args[i - 1].startsWith("--")));
-if (!modelDir) throw new Error("usage: node dist/bench/model-decode.js MODEL_DIR [--hf hf.json] [--out ours.json] [--md table.md]");
-const batches = numberList("batches", "1,8,32");
-const contexts = numberList("contexts", "4096,16384");
-const steps = Number(option("steps", "24"));
-const warmup = Number(option("warmup", "4"));
-const eagerSteps = Number(option("eager-steps", "8"));
-const prefillChunk = optionalOption("prefill-chunk");
+const usage =
+  "node dist/bench/model-decode.js MODEL_DIR [--batches 1,8,32] [--contexts 4096,16384] [--steps 24] [--warmup 4] " +
+  "[--eager-steps 8] [--prefill-chunk N] [--hf hf.json] [--out ours.json] [--md table.md]";
+const args = readArgs(
+  usage,
+  {
+    batches: "1,8,32",
+    contexts: "4096,16384",
+    steps: "24",
+    warmup: "4",
+    "eager-steps": "8",
+    "prefill-chunk": undefined,
+    hf: undefined,
+    out: undefined,
+    md: undefined,
+  },
+  { positional: true },
+);
+const modelDir =
+  args.positional ??
+  (() => {
+    throw new Error(`usage: ${usage}`);
+  })();
+const batches = args.numbers("batches", { integer: true, min: 1 });
+const contexts = args.numbers("contexts", { integer: true, min: 1 });
+const steps = args.number("steps", { integer: true, min: 1 });
+const warmup = args.number("warmup", { integer: true, min: 0 });
+const eagerSteps = args.number("eager-steps", { integer: true, min: 1 });
+const prefillChunk = args.optional("prefill-chunk") === undefined ? undefined : args.number("prefill-chunk", { integer: true, min: 1 });
 const device = "cuda:0" as const;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -438,7 +458,7 @@ async function main() {
         dec.prefill(
           seq,
           Array.from({ length: ctx }, () => random(vocab)),
-          { chunkSize: prefillChunk ? Number(prefillChunk) : undefined },
+          { chunkSize: prefillChunk },
         );
         prefillMs.push(performance.now() - t0);
       }
@@ -499,7 +519,7 @@ async function main() {
   const weightBytes = model.weightBytes;
   await model.dispose();
 
-  const hfFile = optionalOption("hf");
+  const hfFile = args.optional("hf");
   const hf = hfFile && fs.existsSync(hfFile) ? JSON.parse(fs.readFileSync(hfFile, "utf8")) : undefined;
   const hfBest = (B: number, ctx: number) => {
     const points = (hf?.decode ?? []).filter(
@@ -552,9 +572,9 @@ async function main() {
     skipped,
     transformers: hf,
   };
-  const outFile = optionalOption("out");
+  const outFile = args.optional("out");
   if (outFile) fs.writeFileSync(outFile, JSON.stringify(result, null, 2));
-  const mdFile = optionalOption("md");
+  const mdFile = args.optional("md");
   if (mdFile && table.length) {
     const rows: Array<Record<string, string | number>> = table;
     const cols = Object.keys(rows[0]);

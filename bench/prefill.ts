@@ -7,17 +7,20 @@
 // Nsight Systems to compare the kernels' time with the wall time).
 import * as fs from "node:fs";
 import { loadModel } from "../lib";
-import { numberList, option, optionalOption } from "./args";
+import { readArgs } from "./args";
 import { oneSequenceKvBytes } from "./kv-pool";
 
-const args = process.argv.slice(2);
-const modelDir = args[0];
-if (!modelDir || modelDir.startsWith("--"))
-  throw new Error("usage: node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096,16384] [--prompts 8] [--out FILE]");
-const contexts = numberList("contexts", "4096,16384");
-const chunksAsked = optionalOption("chunks") === undefined ? undefined : numberList("chunks", "");
-const prompts = Number(option("prompts", "8"));
-const outFile = optionalOption("out");
+const usage = "node dist/bench/prefill.js MODEL_DIR [--contexts 4096,16384] [--chunks 4096,16384] [--prompts 8] [--out FILE]";
+const args = readArgs(usage, { contexts: "4096,16384", chunks: undefined, prompts: "8", out: undefined }, { positional: true });
+const modelDir =
+  args.positional ??
+  (() => {
+    throw new Error(`usage: ${usage}`);
+  })();
+const contexts = args.numbers("contexts", { integer: true, min: 1 });
+const chunksAsked = args.optional("chunks") === undefined ? undefined : args.numbers("chunks", { integer: true, min: 1 });
+const prompts = args.number("prompts", { integer: true, min: 1 });
+const outFile = args.optional("out");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -18,7 +18,7 @@ import * as fs from "node:fs";
 import { createServer, cudaStatus, devices, loadModel } from "../lib";
 import { parseByteSize } from "../lib/common/byte-size";
 import { seededRandom } from "../lib/eval/random";
-import { numberList, option } from "./args";
+import { readArgs } from "./args";
 import { commandLine, printTable } from "./timing";
 
 const quantile = (sorted: number[], q: number) =>
@@ -82,25 +82,49 @@ interface RateResult {
   sustained: boolean;
 }
 
+const args = readArgs(
+  "node dist/bench/serve.js --model DIR [--kv-memory 40GiB] [--device cuda:0] [--prompts 4096,16384] [--gen 256] " +
+    "[--rates 0.25,0.5,1,2,4] [--max-rate 64] [--requests 48] [--full-layers 0.5] [--modes full,hybrid] [--ttft-bound 10] " +
+    "[--itl-bound 0.25] [--step-tokens 2048] [--seed 1] [--out serve.json] [--plot serve.svg]\n" +
+    "       node dist/bench/serve.js --plot-from a.json,b.json --plot serve.svg",
+  {
+    "plot-from": undefined,
+    plot: undefined,
+    model: undefined,
+    device: undefined,
+    "kv-memory": "40GiB",
+    prompts: "4096,16384",
+    gen: "256",
+    rates: "0.25,0.5,1,2,4",
+    "max-rate": "64",
+    requests: "48",
+    "full-layers": "0.5",
+    modes: "full,hybrid",
+    "ttft-bound": "10",
+    "itl-bound": "0.25",
+    "step-tokens": "2048",
+    seed: "1",
+    out: undefined,
+  },
+);
+
 async function main() {
-  const replot = option("plot-from", "");
-  if (replot) return plotSavedRuns(replot.split(","), option("plot"));
-  const dir = option("model");
-  const device = option("device", cudaStatus().available ? "cuda:0" : "cpu");
-  const kvBytes = parseByteSize(option("kv-memory", "40GiB"));
-  const prompts = numberList("prompts", "4096,16384");
-  const gen = Number(option("gen", "256"));
-  const rates = numberList("rates", "0.25,0.5,1,2,4");
-  const maxRate = Number(option("max-rate", "64"));
-  if (!rates.every((r) => Number.isFinite(r) && r > 0)) throw new Error(`--rates must be numbers > 0, got ${option("rates", "")}`);
-  if (!(Number.isFinite(maxRate) && maxRate > 0)) throw new Error(`--max-rate must be a number > 0, got ${option("max-rate", "")}`);
-  const perRate = Number(option("requests", "48"));
-  const fullLayers = Number(option("full-layers", "0.5"));
-  const modes = option("modes", "full,hybrid").split(",");
-  const ttftBound = Number(option("ttft-bound", "10"));
-  const itlBound = Number(option("itl-bound", "0.25"));
-  const stepTokens = Number(option("step-tokens", "2048"));
-  const random = seededRandom(`serve|${option("seed", "1")}`);
+  const replot = args.optional("plot-from");
+  if (replot) return plotSavedRuns(replot.split(","), args.text("plot"));
+  const dir = args.text("model");
+  const device = args.optional("device") ?? (cudaStatus().available ? "cuda:0" : "cpu");
+  const kvBytes = parseByteSize(args.text("kv-memory"));
+  const prompts = args.numbers("prompts", { integer: true, min: 1 });
+  const gen = args.number("gen", { integer: true, min: 1 });
+  const rates = args.numbers("rates", { min: Number.MIN_VALUE });
+  const maxRate = args.number("max-rate", { min: Number.MIN_VALUE });
+  const perRate = args.number("requests", { integer: true, min: 1 });
+  const fullLayers = args.number("full-layers", { min: 0, max: 1 });
+  const modes = args.text("modes").split(",");
+  const ttftBound = args.number("ttft-bound", { min: Number.MIN_VALUE });
+  const itlBound = args.number("itl-bound", { min: Number.MIN_VALUE });
+  const stepTokens = args.number("step-tokens", { integer: true, min: 1 });
+  const random = seededRandom(`serve|${args.text("seed")}`);
   const model = await loadModel(dir, { device: device as "cpu", kvCacheBytes: kvBytes, tokenizer: false });
   const vocab = model.config.vocabSize;
   const results: RateResult[] = [];
@@ -209,9 +233,9 @@ async function main() {
     decodeGraphs: graphStats,
     schedulerTurns: stepStats,
   };
-  const out = option("out", "");
+  const out = args.optional("out");
   if (out) fs.writeFileSync(out, `${JSON.stringify(record, null, 2)}\n`);
-  const plot = option("plot", "");
+  const plot = args.optional("plot");
   if (plot) fs.writeFileSync(plot, servePlot(results, plotTitle(record)));
 }
 
