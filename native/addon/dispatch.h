@@ -26,6 +26,8 @@ struct PreparedCall {
   std::function<void()> run;
   std::vector<std::shared_ptr<Storage>> keepAlive;
   Device device{};
+  // The memory it may write, marked while an async call runs (Storage::asyncWriters).
+  std::vector<std::shared_ptr<Storage>> writes;
 };
 
 #ifdef LT_WITH_CUDA
@@ -79,6 +81,7 @@ class KernelWorker : public Napi::AsyncWorker {
         call_(std::move(call)),
         deferred_(Napi::Promise::Deferred::New(env)) {
     asyncCallStarted(call_.device);
+    for (const auto& storage : call_.writes) storage->asyncWriters++;
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -92,17 +95,22 @@ class KernelWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
-    asyncCallEnded(call_.device);
-    call_.keepAlive.clear();
+    settle();
     deferred_.Resolve(Env().Undefined());
   }
   void OnError(const Napi::Error& e) override {
-    asyncCallEnded(call_.device);
-    call_.keepAlive.clear();
+    settle();
     deferred_.Reject(e.Value());
   }
 
  private:
+  void settle() {
+    asyncCallEnded(call_.device);
+    for (const auto& storage : call_.writes) storage->asyncWriters--;
+    call_.writes.clear();
+    call_.keepAlive.clear();
+  }
+
   PreparedCall call_;
   Napi::Promise::Deferred deferred_;
 };
@@ -151,7 +159,8 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
 // stream first, so the kernel reads exactly what was checked.
 template <typename Params, typename Cpu, typename Cuda>
 PreparedCall dispatchCall(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
-  PreparedCall call{nullptr, a.used(), device};
+  PreparedCall call{nullptr, a.used(), device,
+                    a.mode() == CallMode::Async ? a.mayWrite() : std::vector<std::shared_ptr<Storage>>{}};
   auto snapshots = a.snapshots();
   if (device.isCpu()) {
     call.run = [p, cpuFn, snapshots] { cpuFn(p); };

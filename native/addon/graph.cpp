@@ -148,6 +148,8 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
 Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   GraphHandle* g = handleOf(info, "graphLaunch");
   Recording& rec = g->recording;
+  if (rec.input->asyncWriters > 0)
+    throw Error("graphLaunch: the graph's input is being written by an async call still in flight; await it first");
   auto isInt32Array = [](const Napi::Value& v) {
     return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array;
   };
@@ -230,6 +232,11 @@ Napi::Value GraphDispose(const Napi::CallbackInfo& info) {
 }  // namespace
 
 std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check) {
+  for (TensorObject* t : tensors)
+    if (t->storage()->asyncWriters > 0)
+      a.fail(
+          "an index tensor (a page table, slots, positions or token ids) is being written by an async call still "
+          "in flight (readFile, or a ...Async kernel's output): await that call before the tensor is read as indices");
   std::vector<const int32_t*> kernelReads;
   Recording* rec = tensors.empty() ? nullptr : recordingOn(tensors.front()->device());
   if (rec == nullptr) {
@@ -244,12 +251,15 @@ std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<Tensor
     }
     check(contents);
     for (size_t i = 0; i < tensors.size(); i++) {
-      if (a.mode() == CallMode::Sync) {
+      // A sync CUDA call is queued on the stream before JS runs again and reads the tensor in
+      // place; a CPU call reads the copy just checked, which it has anyway.
+      if (a.mode() == CallMode::Sync && !tensors[i]->device().isCpu()) {
         kernelReads.push_back(static_cast<const int32_t*>(tensors[i]->data()));
       } else {
         auto snapshot = std::make_shared<IndexSnapshot>(tensors[i]->device(), std::move(copies[i]));
         kernelReads.push_back(snapshot->data());
         a.keepSnapshot(std::move(snapshot));
+        a.readThroughCopy(tensors[i]->storage().get());
       }
     }
     return kernelReads;

@@ -39,8 +39,8 @@ using IndexCheck = std::function<void(const IndexContents& contents)>;
 // else from a copy read back — or, while their device is being captured, records it so that
 // every launch of the graph runs it on the data launched with. Returns, per tensor, the memory
 // the kernel must read: the tensor's own for a sync call (it runs, or is queued on the stream
-// ahead of any later write(), before JS runs again), or for an async call the checked copy,
-// which the call owns (IndexSnapshot).
+// ahead of any later write(), before JS runs again), or for an async or CPU call the checked
+// copy, which the call owns (IndexSnapshot). Tensors an async call in flight may write are refused.
 std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check);
 
 // Whether `device` is being captured into a graph.

@@ -34,7 +34,7 @@ constexpr napi_type_tag kReadHandleTag = {0x4c54'7265'6164'6801ULL, 0x27c4'9a0e'
 
 // The read's bytes as the dtype's TypedArray, in memory JS owns.
 Napi::Value contentsOf(Napi::Env env, const void* bytes, size_t length, DType dtype) {
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, length);
+  Napi::ArrayBuffer buffer = newHostBuffer(env, length, "read a tensor");
   if (length > 0) std::memcpy(buffer.Data(), bytes, length);
   return typedArrayOver(env, buffer, dtype);
 }

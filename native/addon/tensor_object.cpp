@@ -33,6 +33,44 @@ Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t) {
 }
 
 namespace {
+// The finalizer frees the memory exactly once: Node runs it itself when it refuses to create a
+// buffer (too large), so creation notes whether that happened.
+thread_local void* hostBufferBeingCreated = nullptr;
+thread_local bool hostBufferFinalizedWhileCreating = false;
+
+void finalizeHostBuffer(napi_env env, void* data, void* hint) {
+  if (data == hostBufferBeingCreated) hostBufferFinalizedWhileCreating = true;
+  std::free(data);
+  const auto bytes = int64_t(reinterpret_cast<uintptr_t>(hint));
+  int64_t adjusted = 0;
+  if (bytes) napi_adjust_external_memory(env, -bytes, &adjusted);
+}
+}  // namespace
+
+Napi::ArrayBuffer newHostBuffer(Napi::Env env, size_t bytes, const char* what) {
+  void* data = std::malloc(bytes == 0 ? 1 : bytes);
+  if (data == nullptr)
+    throw Error(std::string("out of host memory: could not allocate ") + std::to_string(bytes >> 20) + " MiB to " +
+                what);
+  hostBufferBeingCreated = data;
+  hostBufferFinalizedWhileCreating = false;
+  napi_value result = nullptr;
+  const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeHostBuffer,
+                                                              reinterpret_cast<void*>(uintptr_t(bytes)), &result);
+  hostBufferBeingCreated = nullptr;
+  if (status != napi_ok) {
+    if (!hostBufferFinalizedWhileCreating) std::free(data);
+    napi_value pending;
+    napi_get_and_clear_last_exception(env, &pending);
+    throw Error(std::string("cannot ") + what + ": " + std::to_string(bytes) +
+                " bytes is more than Node allows in one buffer; read it in parts (rows())");
+  }
+  int64_t adjusted = 0;
+  napi_adjust_external_memory(env, int64_t(bytes), &adjusted);
+  return Napi::ArrayBuffer(env, result);
+}
+
+namespace {
 Napi::FunctionReference* constructorRef(Napi::Env env) {
   return env.GetInstanceData<Napi::FunctionReference>();
 }
@@ -177,12 +215,17 @@ void TensorObject::requireLive(const char* what) const {
 }
 
 void TensorObject::release(Napi::Env env) {
-  // Every view lets go of the storage, so dispose() frees at once; a live one is detached
-  // first, so JS can never touch the freed memory.
+  // A live view is detached and lets go of the storage, so dispose() frees at once and JS can
+  // never touch the freed memory. A view detached or collected before may have handed its memory
+  // on to another ArrayBuffer (ArrayBuffer.prototype.transfer()): that buffer's finalizer holds
+  // the storage, and frees it once the buffer is gone. (view()'s shared buffer is held strongly,
+  // so it is never collected first: a detached one is the only sign of a transfer.)
   for (auto& view : views_) {
     Napi::ArrayBuffer buffer = view.buffer.Value();
-    if (!buffer.IsEmpty() && !buffer.IsDetached()) buffer.Detach();
-    view.hold->storage.reset();
+    if (!buffer.IsEmpty() && !buffer.IsDetached()) {
+      buffer.Detach();
+      view.hold->storage.reset();
+    }
   }
   views_.clear();
   views_.shrink_to_fit();
@@ -195,7 +238,7 @@ void TensorObject::release(Napi::Env env) {
 Napi::Value TensorObject::Read(const Napi::CallbackInfo& info) {
   requireLive("read");
   Napi::Env env = info.Env();
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, byteLength());
+  Napi::ArrayBuffer buffer = newHostBuffer(env, byteLength(), "read a tensor");
   deviceCopy(buffer.Data(), Device{}, data(), storage_->device, byteLength());
   return typedArrayOver(env, buffer, dtype_);
 }
@@ -208,16 +251,11 @@ Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
   requireLive("read");
   Napi::Env env = info.Env();
   const size_t count = size_t(numel(shape_));
+  Napi::ArrayBuffer buffer = newHostBuffer(env, count * sizeof(float), "read a tensor as float32");
+  auto* values = static_cast<float*>(buffer.Data());
   if (storage_->device.isCpu()) {
-    Napi::Float32Array out = Napi::Float32Array::New(env, count);
-    loadAsFloat(dtype_, data(), 0, count, out.Data());
-    return out;
-  }
-  const size_t bytes = count * sizeof(float);
-  auto* values = static_cast<float*>(std::malloc(bytes == 0 ? 1 : bytes));
-  if (values == nullptr)
-    throw Error("out of host memory: could not allocate " + std::to_string(bytes >> 20) + " MiB to read a tensor");
-  try {
+    loadAsFloat(dtype_, data(), 0, count, values);
+  } else {
     cuda::readStaged(storage_->device.index, data(), byteLength(), [&](const void* host) {
       parallelFor(
           int64_t(count),
@@ -226,15 +264,7 @@ Napi::Value TensorObject::ReadFloat32(const Napi::CallbackInfo& info) {
           },
           int64_t(1) << 16);
     });
-  } catch (...) {
-    std::free(values);
-    throw;
   }
-  Napi::MemoryManagement::AdjustExternalMemory(env, int64_t(bytes));
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, values, bytes, [bytes](Napi::Env finalEnv, void* p) {
-    std::free(p);
-    Napi::MemoryManagement::AdjustExternalMemory(finalEnv, -int64_t(bytes));
-  });
   return Napi::Float32Array::New(env, count, buffer, 0);
 }
 
@@ -267,15 +297,21 @@ Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t
     throw Error("cannot view " + std::to_string(bytes) + " bytes at once: Node refuses external buffers that large; " +
                 "use viewBytes(byteOffset, byteLength) for a window of at most 1 GiB, or read() to copy");
   }
-  // Records of views the GC collected are dropped once their number doubles, so calling
-  // view() again and again on one tensor does not grow this list.
+  // Records of views the GC collected or that were detached are dropped once their number
+  // doubles, so calling viewBytes() again and again on one tensor does not grow this list.
   if (views_.size() >= pruneViewsAt_) {
-    views_.erase(std::remove_if(views_.begin(), views_.end(), [](ViewRecord& v) { return v.buffer.Value().IsEmpty(); }),
+    views_.erase(std::remove_if(views_.begin(), views_.end(),
+                                [](ViewRecord& v) {
+                                  Napi::ArrayBuffer buffer = v.buffer.Value();
+                                  return buffer.IsEmpty() || buffer.IsDetached();
+                                }),
                  views_.end());
     pruneViewsAt_ = std::max<size_t>(16, 2 * views_.size());
   }
+  // view()'s buffer is held until dispose(): one buffer serves every view() call, and dispose()
+  // can tell it was transferred away (detached) from collected.
   Napi::ArrayBuffer buffer(env, result);
-  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 0), std::move(hold), whole});
+  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, whole ? 1 : 0), std::move(hold), whole});
   return buffer;
 }
 
@@ -442,6 +478,7 @@ PreparedCall prepareReadFile(const Napi::CallbackInfo& info, CallMode) {
   call.run = [dst, device, fd, position, length] { deviceReadFile(dst, device, fd, position, length); };
   call.keepAlive = {self->storage()};
   call.device = device;
+  call.writes = {self->storage()};
   return call;
 }
 }  // namespace

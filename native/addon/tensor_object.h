@@ -82,6 +82,10 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
 // an array over `buffer`: what reads of a tensor's contents return.
 napi_typedarray_type rawArrayType(DType t);
 Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t);
+// A new ArrayBuffer of `bytes` bytes of host memory (uninitialised) that JS owns. Throws lt::Error,
+// rather than V8's out-of-memory abort of the whole process, when the host cannot give that much
+// or Node refuses a buffer that large.
+Napi::ArrayBuffer newHostBuffer(Napi::Env env, size_t bytes, const char* what);
 
 // Parses "cpu", "cuda" or "cuda:N"; throws lt::Error on anything else.
 Device parseDevice(const std::string& name);

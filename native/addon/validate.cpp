@@ -1,5 +1,6 @@
 #include "validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -20,6 +21,19 @@ IndexSnapshot::IndexSnapshot(const Device& device, std::vector<int32_t> contents
 // The device copy goes back to the stream-ordered pool, after the kernel that reads it.
 IndexSnapshot::~IndexSnapshot() {
   if (onDevice_) cuda::free(device_.index, onDevice_);
+}
+
+std::vector<std::shared_ptr<Storage>> KernelArgs::mayWrite() const {
+  std::vector<std::shared_ptr<Storage>> writes;
+  std::vector<const Storage*> copied = state_->readThroughCopy;
+  for (const auto& storage : state_->used) {
+    auto it = std::find(copied.begin(), copied.end(), storage.get());
+    if (it != copied.end())
+      copied.erase(it);  // one use of it was as indices, read from the copy
+    else
+      writes.push_back(storage);
+  }
+  return writes;
 }
 
 const int32_t* IndexSnapshot::data() const {

@@ -36,6 +36,9 @@ struct Storage {
   const Device device;
   const size_t bytes;
   void* const data;
+  // Async calls in flight that may write this memory (readFile, a ...Async kernel's outputs),
+  // counted on the JS thread: index checks refuse memory that may change under the kernel.
+  int asyncWriters = 0;
 };
 
 using Shape = std::vector<int64_t>;

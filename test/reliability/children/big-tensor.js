@@ -2,6 +2,8 @@
 // clear error (it aborted with a double free) and viewBytes() windows must reach every byte.
 // Case "safetensors": a checkpoint tensor over 4 GiB (a sparse file with random blocks at
 // its start, across the 4 GiB mark and at its end) must load with those bytes in place.
+// Case "read": read() and readFloat32() of such a tensor (and readFloat32() of a bf16 one half
+// its size) must throw a clear error: V8 aborted the process on an allocation it could not make.
 // Reports what it saw.
 
 const fs = require("node:fs");
@@ -28,6 +30,20 @@ if (process.argv[3] === "view") {
   const window = t.viewBytes(2 ** 32, 16);
   t.dispose();
   report({ viewError, readBack, detachedAfterDispose: window.length === 0 });
+} else if (process.argv[3] === "read") {
+  const outcome = (call) => {
+    try {
+      call();
+      return "no error";
+    } catch (err) {
+      return err.message;
+    }
+  };
+  const t = new addon.NativeTensor([elements], "f32", "cpu");
+  const half = new addon.NativeTensor([elements], "bf16", "cpu");
+  report({ read: outcome(() => t.read()), readFloat32: outcome(() => t.readFloat32()), bf16: outcome(() => half.readFloat32()) });
+  t.dispose();
+  half.dispose();
 } else {
   require("../../helpers/register-ts");
   const { SafetensorsFile } = require("../../../lib/checkpoint/safetensors");
