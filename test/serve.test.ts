@@ -709,6 +709,7 @@ describe(`seed ${rng.seed}`, () => {
       return s;
     };
     const encode = jest.spyOn(tokenizer, "encode");
+    const encodeAsync = jest.spyOn(tokenizer, "encodeAsync");
     try {
       await withServer(
         async (server) => {
@@ -728,6 +729,7 @@ describe(`seed ${rng.seed}`, () => {
             expect(res.body.error.message).toMatch(new RegExp(`more than maxContext ${maxContext} tokens can hold`));
           }
           expect(encode).not.toHaveBeenCalled();
+          expect(encodeAsync).not.toHaveBeenCalled();
           // The bound refuses no prompt that fits: maxContext tokens of the longest text, BOS included.
           const longestToken = tokenizer.decode([tokenBytes.indexOf(longest)]);
           const fits = await server.client.completions.create({
@@ -741,8 +743,33 @@ describe(`seed ${rng.seed}`, () => {
       );
     } finally {
       encode.mockRestore();
+      encodeAsync.mockRestore();
     }
     await poolEmpties();
+  });
+
+  test("a long prompt is encoded on the tokenizer's thread, to as many tokens as encode gives, and other requests are answered", async () => {
+    const tokenizer = model.tokenizer;
+    const words = ["the", "model", "reads", "a", "long", "prompt", "é", "\u2603", "1987,"];
+    const text = Array.from({ length: rng.int(4000, 6000) }, () => rng.pick(words)).join(" ");
+    const tokens = tokenizer.encode(text).length;
+    expect(tokens).toBeGreaterThan(4096);
+    const encode = jest.spyOn(tokenizer, "encode");
+    try {
+      await withServer(async (server) => {
+        const long = post(server.url, "/v1/completions", { model: modelName, prompt: text, max_tokens: 1 });
+        const models = await fetch(`${server.url}/v1/models`);
+        expect(models.status).toBe(200);
+        const res = await long;
+        expect(res.status).toBe(400);
+        expect(res.body.error).toMatchObject({ param: "prompt", code: "context_length_exceeded" });
+        expect(res.body.error.message).toMatch(new RegExp(`has ${tokens} tokens: more than maxContext 4096`));
+        // The long text went to the tokenizer's thread, not through encode on the server's.
+        expect(encode.mock.calls.every(([t]) => t.length < 8192)).toBe(true);
+      });
+    } finally {
+      encode.mockRestore();
+    }
   });
 
   test("OpenAI parameters at their neutral values are accepted and change nothing; top_p 0 is greedy", async () => {

@@ -293,6 +293,7 @@ export class Model implements AsyncDisposable {
     this.pool.dispose();
     for (const t of weightTensors(this.weights)) t.dispose();
     this.disposed = true;
+    await this.optionalTokenizer?.dispose();
   }
 
   /**

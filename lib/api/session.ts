@@ -3,7 +3,7 @@
 import type { PagePool } from "../cache/page-pool";
 import { fullCachePages } from "../common/geometry";
 import { show } from "../common/validate";
-import { type GenerationCounters, type GenerationModel, generationLoop } from "../generate/loop";
+import { type GenerationCounters, type GenerationModel, generationLoop, whileLive } from "../generate/loop";
 import {
   checkGenerateOptions,
   checkSessionOptions,
@@ -14,7 +14,7 @@ import {
   type SessionSettings,
   splitOptions,
 } from "../generate/options";
-import { checkPromptFits, type Prompt, promptIds } from "../generate/prompt";
+import { checkPromptFits, type Prompt, promptIdsAsync } from "../generate/prompt";
 import { GenerationSequence } from "../generate/sequence";
 import type { HybridState } from "../hybrid/policy";
 
@@ -129,7 +129,16 @@ export class Session implements AsyncDisposable {
     const sequence = this.live();
     if (this.busy) throw new Error("this session is already generating; wait for it or use another session");
     checkStopNeedsTokenizer(this.model, settings.stop, "generate");
-    const own = promptIds(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt");
+    // Busy while the prompt is encoded too (a long one on the tokenizer's thread): a second turn
+    // started meanwhile would take the tokens this one carries.
+    this.busy = true;
+    const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
+    let own: number[];
+    try {
+      own = await whileLive(owner, promptIdsAsync(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt"));
+    } finally {
+      this.busy = false;
+    }
     const carried = this.unfed;
     checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
     const ids = [...carried, ...own];
@@ -137,7 +146,6 @@ export class Session implements AsyncDisposable {
     const start = sequence.length;
     const generated: number[] = [];
     try {
-      const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
       const loop = generationLoop(this.model, [{ sequence, ids, history: this.context }], {
         ...settings,
         ...this.settings,
@@ -219,7 +227,12 @@ export async function generateBatch(
   const session = checkSessionOptions(parts.session, model.decoder, "generateBatch");
   if (!Array.isArray(prompts)) throw new TypeError(`generateBatch: prompts must be an array of prompts, got ${show(prompts)}`);
   checkStopNeedsTokenizer(model, settings.stop, "generateBatch");
-  const encoded = prompts.map((p, i) => promptIds(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`));
+  const owner = { name: "model" as const, isLive: () => !model.isDisposed };
+  const encoded: number[][] = [];
+  for (const [i, p] of prompts.entries())
+    encoded.push(
+      await whileLive(owner, promptIdsAsync(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`)),
+    );
   encoded.forEach((ids, i) => checkPromptFits(ids, 0, session.maxContext, `prompt ${i}`));
   const sequences: GenerationSequence[] = [];
   try {
@@ -234,7 +247,6 @@ export async function generateBatch(
     finishReason: "length",
     ...(settings.logprobs !== undefined && { logprobs: [] }),
   }));
-  const owner = { name: "model" as const, isLive: () => !model.isDisposed };
   const loop = generationLoop(
     model,
     encoded.map((ids, i) => ({ sequence: sequences[i], ids })),

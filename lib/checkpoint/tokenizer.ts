@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { EncoderThread } from "./encoder-thread";
 import { checkTokenIds } from "./token-ids";
 
 export interface ChatMessage {
@@ -92,17 +93,26 @@ function readTemplateFile(file: string): string | undefined {
   }
 }
 
-function readJson(file: string, what: string): Record<string, unknown> {
+/** A JSON file's text and the object it holds. */
+function readJson(file: string, what: string): { text: string; json: Record<string, unknown> } {
+  let text: string;
   let json: unknown;
   try {
-    json = JSON.parse(fs.readFileSync(file, "utf8"));
+    text = fs.readFileSync(file, "utf8");
+    json = JSON.parse(text);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`${file}: ${e.code === "ENOENT" ? `not found (the ${what} is needed)` : `cannot be read as JSON (${e.message})`}`);
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new Error(`${file}: must hold a JSON object (the ${what})`);
-  return json as Record<string, unknown>;
+  return { text, json: json as Record<string, unknown> };
 }
+
+/**
+ * Texts shorter than this many characters are encoded on the calling thread by encodeAsync: they
+ * take milliseconds, less than a round trip to the worker (or its start).
+ */
+const inlineEncodeChars = 8192;
 
 /**
  * Byte-level BPE spells byte b as a printable character: itself for the printable Latin-1 bytes,
@@ -123,7 +133,7 @@ const byteOfStandIn: ReadonlyMap<string, number> = (() => {
  * const ids = tok.encode(tok.applyChatTemplate([{ role: "user", content: "Hi" }]), { addSpecialTokens: false });
  * console.log(tok.decode(ids));
  */
-export class Tokenizer {
+export class Tokenizer implements AsyncDisposable {
   /**
    * tokenizer_config.json's bos_token, as text (undefined when it names none).
    * @example const ids = tok.encode(text, { addSpecialTokens: !(tok.bosToken && text.startsWith(tok.bosToken)) }); // no second BOS
@@ -139,10 +149,17 @@ export class Tokenizer {
   private readonly template?: Template | { problem: string };
   /** Whether tokens are spelled in byte-level BPE's printable stand-ins for bytes (GPT-2, Llama 3, Qwen2). */
   private readonly byteLevel: boolean;
+  /** encodeAsync's worker, built from the same files' text. */
+  private readonly thread: EncoderThread;
 
-  private constructor(json: Record<string, unknown>, config: Record<string, unknown>, templateFile: string | undefined) {
+  private constructor(
+    files: { json: Record<string, unknown>; jsonText: string; config: Record<string, unknown>; configText: string },
+    templateFile: string | undefined,
+  ) {
+    const { json, config } = files;
     checkAddedTokens(json);
     this.hf = new HfTokenizer(json, config);
+    this.thread = new EncoderThread(files.jsonText, files.configText);
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
     this.byteLevel = JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
@@ -156,12 +173,14 @@ export class Tokenizer {
    */
   static fromDirectory(dir: string): Tokenizer {
     const file = path.join(dir, "tokenizer.json");
-    const json = readJson(file, "tokenizer");
+    const { text: jsonText, json } = readJson(file, "tokenizer");
     const configFile = path.join(dir, "tokenizer_config.json");
-    const config = fs.existsSync(configFile) ? readJson(configFile, "tokenizer config") : {};
+    const { text: configText, json: config } = fs.existsSync(configFile)
+      ? readJson(configFile, "tokenizer config")
+      : { text: "{}", json: {} };
     const templateFile = readTemplateFile(path.join(dir, "chat_template.jinja"));
     try {
-      return new Tokenizer(json, config, templateFile);
+      return new Tokenizer({ json, jsonText, config, configText }, templateFile);
     } catch (err) {
       throw new Error(`${file}: cannot be used as a tokenizer with ${configFile} (${(err as Error).message})`);
     }
@@ -175,6 +194,37 @@ export class Tokenizer {
    */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  /**
+   * The ids `encode` gives, encoded on a worker thread for long texts, so that the event loop
+   * keeps running meanwhile (a megabyte of text takes the tokenizer seconds).
+   * @example const ids = await tok.encodeAsync(fs.readFileSync("book.txt", "utf8"));
+   */
+  async encodeAsync(text: string, options: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
+    if (typeof text !== "string") throw new TypeError(`encodeAsync: text must be a string, got ${typeof text}`);
+    const addSpecialTokens = options.addSpecialTokens ?? true;
+    this.thread.checkOpen();
+    if (text.length < inlineEncodeChars) return this.encode(text, { addSpecialTokens });
+    return this.thread.encode(text, addSpecialTokens);
+  }
+
+  /**
+   * Ends encodeAsync's worker thread, which otherwise lives as long as the process (a model's
+   * dispose() disposes its tokenizer); `encode` and the other methods still work, encodeAsync
+   * throws.
+   * @example await tok.dispose();
+   */
+  async dispose(): Promise<void> {
+    await this.thread.close();
+  }
+
+  /**
+   * The same as dispose(), for `await using`.
+   * @example await using tok = Tokenizer.fromDirectory("./Llama-3.1-8B-Instruct");
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
   }
 
   /**

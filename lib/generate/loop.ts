@@ -48,6 +48,28 @@ export function disposedDuring(owner: "session" | "model", work: "generation" | 
 }
 
 /**
+ * What `work` (prompts being encoded, say) gives, or, when the owner was disposed before it
+ * settled, disposedDuring's AbortError in place of its result or its error (a disposed model's
+ * tokenizer fails what it was encoding).
+ * @example const ids = await whileLive(owner, promptIdsAsync(tokenizer, prompt, vocabSize, "prompt"));
+ */
+export async function whileLive<T>(
+  owner: { name: "session" | "model"; isLive: () => boolean },
+  work: Promise<T>,
+  what: "generation" | "scoring" = "generation",
+): Promise<T> {
+  let result: T;
+  try {
+    result = await work;
+  } catch (err) {
+    if (!owner.isLive()) throw disposedDuring(owner.name, what);
+    throw err;
+  }
+  if (!owner.isLive()) throw disposedDuring(owner.name, what);
+  return result;
+}
+
+/**
  * Generates for every prompt, yielding each sequence's chunks in order: one per token, the last
  * with its finishReason. Prompt i's sampler is seeded with sampling.seed + i. With
  * `releaseSequences` the sequences are released as they finish, and all of them when the loop

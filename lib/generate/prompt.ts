@@ -18,6 +18,30 @@ export function noTokenizerError(what: string): Error {
   );
 }
 
+/** What a prompt gives the model: token ids as they are, or text for the tokenizer. */
+type PromptSource = { ids: number[] } | { text: string; addSpecialTokens: boolean; tokenizer: Tokenizer };
+
+/** A prompt checked, and chat messages rendered with the template; see promptIds. */
+function promptSource(tokenizer: Tokenizer | undefined, prompt: Prompt, vocabSize: number, label: string): PromptSource {
+  // [] is both "no token ids" and "no chat messages"; either way there is nothing to generate
+  // from, and taking it for chat would blame a missing chat_template or render a bare template.
+  if ((Array.isArray(prompt) || prompt instanceof Int32Array) && prompt.length === 0)
+    throw new RangeError(`${label} is empty: pass text, at least one chat message, or at least one token id`);
+  if (prompt instanceof Int32Array || (Array.isArray(prompt) && typeof prompt[0] !== "object"))
+    return { ids: Array.from(checkTokenIds(prompt, vocabSize, label)) };
+  if (typeof prompt !== "string" && !Array.isArray(prompt))
+    throw new TypeError(`${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}`);
+  if (!tokenizer) throw noTokenizerError(label);
+  if (typeof prompt === "string") return { text: prompt, addSpecialTokens: true, tokenizer };
+  (prompt as unknown[]).forEach((m, i) => {
+    const message = m as ChatMessage;
+    if (typeof m !== "object" || m === null || typeof message.role !== "string" || typeof message.content !== "string")
+      throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
+  });
+  const text = tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true });
+  return { text, addSpecialTokens: false, tokenizer };
+}
+
 /**
  * Prompt → token ids: token ids checked against the vocabulary and copied; chat messages through
  * the template; plain text with the tokenizer's special tokens. Text needs a tokenizer (`undefined`
@@ -35,27 +59,28 @@ export function promptIds(
   label: string,
   checkText?: (text: string) => void,
 ): number[] {
-  // [] is both "no token ids" and "no chat messages"; either way there is nothing to generate
-  // from, and taking it for chat would blame a missing chat_template or render a bare template.
-  if ((Array.isArray(prompt) || prompt instanceof Int32Array) && prompt.length === 0)
-    throw new RangeError(`${label} is empty: pass text, at least one chat message, or at least one token id`);
-  if (prompt instanceof Int32Array || (Array.isArray(prompt) && typeof prompt[0] !== "object"))
-    return Array.from(checkTokenIds(prompt, vocabSize, label));
-  if (typeof prompt !== "string" && !Array.isArray(prompt))
-    throw new TypeError(`${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}`);
-  if (!tokenizer) throw noTokenizerError(label);
-  if (typeof prompt === "string") {
-    checkText?.(prompt);
-    return checkEncodedIds(tokenizer.encode(prompt), vocabSize, label);
-  }
-  (prompt as unknown[]).forEach((m, i) => {
-    const message = m as ChatMessage;
-    if (typeof m !== "object" || m === null || typeof message.role !== "string" || typeof message.content !== "string")
-      throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
-  });
-  const text = tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true });
-  checkText?.(text);
-  return checkEncodedIds(tokenizer.encode(text, { addSpecialTokens: false }), vocabSize, label);
+  const source = promptSource(tokenizer, prompt, vocabSize, label);
+  if ("ids" in source) return source.ids;
+  checkText?.(source.text);
+  return checkEncodedIds(source.tokenizer.encode(source.text, { addSpecialTokens: source.addSpecialTokens }), vocabSize, label);
+}
+
+/**
+ * promptIds, with long text encoded on the tokenizer's worker thread (Tokenizer.encodeAsync), so
+ * that the event loop runs meanwhile; the checks are the same and made before the text is encoded.
+ * @example const ids = await promptIdsAsync(model.tokenizer, longDocument, model.config.vocabSize, "generate: prompt");
+ */
+export async function promptIdsAsync(
+  tokenizer: Tokenizer | undefined,
+  prompt: Prompt,
+  vocabSize: number,
+  label: string,
+  checkText?: (text: string) => void,
+): Promise<number[]> {
+  const source = promptSource(tokenizer, prompt, vocabSize, label);
+  if ("ids" in source) return source.ids;
+  checkText?.(source.text);
+  return checkEncodedIds(await source.tokenizer.encodeAsync(source.text, { addSpecialTokens: source.addSpecialTokens }), vocabSize, label);
 }
 
 /**

@@ -6,9 +6,9 @@
 import { checkTokenIds } from "../checkpoint/token-ids";
 import { optionalSignal, optionsObject, show } from "../common/validate";
 import type { HybridState } from "../hybrid/policy";
-import { disposedDuring, type GenerationModel } from "./loop";
+import { disposedDuring, type GenerationModel, whileLive } from "./loop";
 import { checkSessionOptions, type SessionOptions } from "./options";
-import { checkEncodedIds, checkPromptFits, noTokenizerError, type Prompt, promptIds } from "./prompt";
+import { checkEncodedIds, checkPromptFits, noTokenizerError, type Prompt, promptIdsAsync } from "./prompt";
 import { GenerationSequence } from "./sequence";
 
 /** Text (tokenized without special tokens) or token ids scored after a prompt. */
@@ -61,15 +61,17 @@ export async function scoreRequests(
   if (!Array.isArray(requests))
     throw new TypeError(`${what}: requests must be an array of { prompt, continuation }, got ${show(requests)}`);
   const { vocabSize } = model.config;
-  const encoded = requests.map((r, i) => {
+  const owner = { name: "model" as const, isLive };
+  const encoded: Array<{ prompt: number[]; continuation: number[] }> = [];
+  for (const [i, r] of requests.entries()) {
     const label = requests.length === 1 ? what : `${what}: requests[${i}]`;
     if (typeof r !== "object" || r === null) throw new TypeError(`${label} must be { prompt, continuation }, got ${show(r)}`);
-    const prompt = promptIds(model.optionalTokenizer, r.prompt, vocabSize, `${label}: prompt`);
-    const continuation = continuationIds(model, r.continuation, `${label}: continuation`);
+    const prompt = await whileLive(owner, promptIdsAsync(model.optionalTokenizer, r.prompt, vocabSize, `${label}: prompt`), "scoring");
+    const continuation = await whileLive(owner, continuationIds(model, r.continuation, `${label}: continuation`), "scoring");
     checkPromptFits(prompt, 0, session.maxContext, `${label}: the prompt`);
     checkPromptFits(continuation, prompt.length, session.maxContext, `${label}: the continuation`);
-    return { prompt, continuation };
-  });
+    encoded.push({ prompt, continuation });
+  }
   // Between requests and between prefill steps (a chunk through one layer, the finest there is):
   // the event loop runs, and an abort or the model disposed ends the scoring there.
   const pause = async () => {
@@ -122,10 +124,11 @@ export async function scoreRequests(
 }
 
 /** A continuation's token ids: text without special tokens (the prompt has them), ids checked as they are. */
-function continuationIds(model: GenerationModel, continuation: Continuation, label: string): number[] {
+async function continuationIds(model: GenerationModel, continuation: Continuation, label: string): Promise<number[]> {
   if (typeof continuation === "string") {
     if (!model.optionalTokenizer) throw noTokenizerError(label);
-    return checkEncodedIds(model.optionalTokenizer.encode(continuation, { addSpecialTokens: false }), model.config.vocabSize, label);
+    const ids = await model.optionalTokenizer.encodeAsync(continuation, { addSpecialTokens: false });
+    return checkEncodedIds(ids, model.config.vocabSize, label);
   }
   return Array.from(checkTokenIds(continuation, model.config.vocabSize, label));
 }

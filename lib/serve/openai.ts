@@ -2,10 +2,12 @@
 // stop rules, sampling, hybrid options), and generated chunks into completion and chat
 // completion objects, whole or as server-sent-event chunks, with usage. Errors carry the status
 // and the OpenAI error body.
+
+import { EncoderThreadError } from "../checkpoint/encoder-thread";
 import type { ChatMessage, Tokenizer } from "../checkpoint/tokenizer";
 import type { TokenLogprob, TopLogprob } from "../generate/logprobs";
 import { checkGenerateOptions, type FinishReason } from "../generate/options";
-import { checkPromptFits, promptIds } from "../generate/prompt";
+import { checkPromptFits, promptIdsAsync } from "../generate/prompt";
 import type { MemberSettings } from "../generate/stepper";
 import { type HybridOptions, type ResolvedHybrid, resolveHybrid } from "../hybrid/options";
 import type { ChatBody, CompletionBody, GenerationBody } from "./schemas";
@@ -93,10 +95,11 @@ export interface GenerationRequest {
 }
 
 /**
- * A completions body into a generation request; an ApiError (400, 404) says what is wrong.
- * @example const request = completionRequest(body, context);
+ * A completions body into a generation request; an ApiError (400, 404) says what is wrong. Long
+ * prompt text is encoded on the tokenizer's worker thread.
+ * @example const request = await completionRequest(body, context);
  */
-export function completionRequest(body: CompletionBody, context: RequestContext): GenerationRequest {
+export async function completionRequest(body: CompletionBody, context: RequestContext): Promise<GenerationRequest> {
   if (body.echo) throw unsupported("echo");
   if (body.suffix) throw unsupported("suffix");
   if ((body.best_of ?? 1) > 1) throw unsupported("best_of");
@@ -111,15 +114,16 @@ export function completionRequest(body: CompletionBody, context: RequestContext)
     Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt
   ) as string | number[];
   return generationRequest(body, "prompt", body.max_tokens, body.logprobs ?? undefined, context, () =>
-    promptIds(context.tokenizer, prompt, context.vocabSize, "prompt", (text) => checkPromptBytes(text, "prompt", context)),
+    promptIdsAsync(context.tokenizer, prompt, context.vocabSize, "prompt", (text) => checkPromptBytes(text, "prompt", context)),
   );
 }
 
 /**
- * A chat completions body into a generation request, its messages rendered with the model's chat template.
- * @example const request = chatRequest(body, context);
+ * A chat completions body into a generation request, its messages rendered with the model's chat
+ * template (and long ones encoded on the tokenizer's worker thread).
+ * @example const request = await chatRequest(body, context);
  */
-export function chatRequest(body: ChatBody, context: RequestContext): GenerationRequest {
+export async function chatRequest(body: ChatBody, context: RequestContext): Promise<GenerationRequest> {
   const topLogprobs = body.top_logprobs ?? undefined;
   if (topLogprobs !== undefined && !body.logprobs)
     throw new ApiError(400, "top_logprobs needs logprobs: true", "invalid_request_error", "top_logprobs");
@@ -138,7 +142,7 @@ export function chatRequest(body: ChatBody, context: RequestContext): Generation
   const logprobs = body.logprobs ? (topLogprobs ?? 0) : undefined;
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
   return generationRequest(body, "messages", maxTokens, logprobs, context, () =>
-    promptIds(tokenizer, messages, context.vocabSize, "messages", (text) => checkPromptBytes(text, "messages", context)),
+    promptIdsAsync(tokenizer, messages, context.vocabSize, "messages", (text) => checkPromptBytes(text, "messages", context)),
   );
 }
 
@@ -161,25 +165,40 @@ function checkPromptBytes(text: string, param: string, context: RequestContext):
     );
 }
 
-/** Wraps the library's own checks (TypeError, RangeError, Error) as a 400 that keeps their message. */
+/** An error of the library's own checks (TypeError, RangeError, Error) as a 400 that keeps its message. */
+function invalidRequest(err: unknown, param: string | null): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof EncoderThreadError) return new ApiError(500, (err as Error).message);
+  return new ApiError(400, (err as Error).message, "invalid_request_error", param);
+}
+
+/** Wraps the library's own checks as a 400 (invalidRequest). */
 function invalid<T>(param: string | null, check: () => T): T {
   try {
     return check();
   } catch (err) {
-    if (err instanceof ApiError) throw err;
-    throw new ApiError(400, (err as Error).message, "invalid_request_error", param);
+    throw invalidRequest(err, param);
+  }
+}
+
+/** invalid, for a check that settles later. */
+async function invalidAsync<T>(param: string | null, check: () => Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (err) {
+    throw invalidRequest(err, param);
   }
 }
 
 /** The checks and settings both endpoints share; `encode` gives the prompt's ids, once the cheaper checks pass. */
-function generationRequest(
+async function generationRequest(
   body: GenerationBody,
   promptParam: "prompt" | "messages",
   maxTokens: number | null | undefined,
   logprobs: number | undefined,
   context: RequestContext,
-  encode: () => number[],
-): GenerationRequest {
+  encode: () => Promise<number[]>,
+): Promise<GenerationRequest> {
   if (body.model !== context.modelName) throw modelNotFound(body.model, context.modelName);
   if ((body.n ?? 1) !== 1) throw unsupported("n");
   for (const penalty of ["presence_penalty", "frequency_penalty"] as const)
@@ -201,7 +220,7 @@ function generationRequest(
       "invalid_request_error",
       "stop",
     );
-  const ids = invalid(promptParam, encode);
+  const ids = await invalidAsync(promptParam, encode);
   try {
     checkPromptFits(ids, 0, context.maxContext, "the prompt");
   } catch (err) {

@@ -181,11 +181,12 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     void reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });
-  const serve = (endpoint: "completion" | "chat", toRequest: (body: never) => GenerationRequest) =>
+  const serve = (endpoint: "completion" | "chat", toRequest: (body: never) => Promise<GenerationRequest>) =>
     async function handler(request: FastifyRequest, reply: FastifyReply) {
       const arrived = performance.now();
       assertModelLive();
-      const generation = toRequest(request.body as never);
+      // The model may have been disposed while a long prompt was encoded (which fails the encoding).
+      const generation = await toRequest(request.body as never).finally(assertModelLive);
       const peak = scheduler.peakPages(generation.ids.length, generation.hybrid);
       if (peak > model.pool.numPages)
         throw new ApiError(
