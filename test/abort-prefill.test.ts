@@ -1,5 +1,7 @@
 // An AbortSignal ends a long prompt's prefill between its chunks, not after it: the event loop
 // runs in between, a session is left as it was before the prompt, and no KV page stays taken.
+// With the default prefill chunk too, which holds a whole prompt of these lengths: a prompt
+// goes a layer at a time (it went through every layer in one call, the signal unseen).
 import * as path from "node:path";
 import { loadModel, type Model } from "../lib";
 import { fixtureRoot } from "./helpers/fixtures";
@@ -22,41 +24,49 @@ function abortAtFirstTurn(): AbortSignal {
 }
 
 describe(`seed ${rng.seed}`, () => {
-  test("a session's prompt: aborted before its prefill ends, the session as it was", async () => {
-    const session = model.createSession({ prefillChunk: 32 });
-    try {
-      for await (const _ of session.generate(randomIds(rng.int(5, 20)), { maxNewTokens: 2 }));
-      const before = { ...session.stats, pages: model.pool.usedPages };
+  test.each([32, undefined])(
+    "a session's prompt (prefill chunk %p): aborted before its prefill ends, the session as it was",
+    async (prefillChunk) => {
+      const session = model.createSession({ prefillChunk });
+      try {
+        for await (const _ of session.generate(randomIds(rng.int(5, 20)), { maxNewTokens: 2 }));
+        const before = { ...session.stats, pages: model.pool.usedPages };
+        const run = async () => {
+          for await (const _ of session.generate(randomIds(rng.int(600, 900)), { maxNewTokens: 4, signal: abortAtFirstTurn() }));
+        };
+        await expect(run()).rejects.toMatchObject({ name: "AbortError" });
+        // The prompt never got through: no prompt tokens counted, the cache as before.
+        expect({ ...session.stats, pages: model.pool.usedPages }).toMatchObject({
+          promptTokens: before.promptTokens,
+          contextTokens: before.contextTokens,
+          pages: before.pages,
+        });
+      } finally {
+        session.dispose();
+      }
+    },
+  );
+
+  test.each([32, undefined])(
+    "generate and score on the model (prefill chunk %p): aborted mid-prompt, every page back",
+    async (prefillChunk) => {
+      const pages = model.pool.usedPages;
       const run = async () => {
-        for await (const _ of session.generate(randomIds(rng.int(600, 900)), { maxNewTokens: 4, signal: abortAtFirstTurn() }));
+        for await (const _ of model.generate(randomIds(rng.int(600, 900)), {
+          maxNewTokens: 4,
+          prefillChunk,
+          signal: abortAtFirstTurn(),
+        }));
       };
       await expect(run()).rejects.toMatchObject({ name: "AbortError" });
-      // The prompt never got through: no prompt tokens counted, the cache as before.
-      expect({ ...session.stats, pages: model.pool.usedPages }).toMatchObject({
-        promptTokens: before.promptTokens,
-        contextTokens: before.contextTokens,
-        pages: before.pages,
+      await expect(
+        model.score(randomIds(rng.int(600, 900)), randomIds(3), { prefillChunk, signal: abortAtFirstTurn() }),
+      ).rejects.toMatchObject({
+        name: "AbortError",
       });
-    } finally {
-      session.dispose();
-    }
-  });
-
-  test("generate and score on the model: aborted mid-prompt, every page back", async () => {
-    const pages = model.pool.usedPages;
-    const run = async () => {
-      for await (const _ of model.generate(randomIds(rng.int(600, 900)), {
-        maxNewTokens: 4,
-        prefillChunk: 32,
-        signal: abortAtFirstTurn(),
-      }));
-    };
-    await expect(run()).rejects.toMatchObject({ name: "AbortError" });
-    await expect(
-      model.score(randomIds(rng.int(600, 900)), randomIds(3), { prefillChunk: 32, signal: abortAtFirstTurn() }),
-    ).rejects.toMatchObject({ name: "AbortError" });
-    expect(model.pool.usedPages).toBe(pages);
-  });
+      expect(model.pool.usedPages).toBe(pages);
+    },
+  );
 
   test("score: a long continuation is aborted between its prefill steps too", async () => {
     const pages = model.pool.usedPages;

@@ -53,7 +53,12 @@ function drawOptions(): GenerateOptions & SessionOptions {
     stopAtEos: rng.next() < 0.5,
     ...(rng.next() < 0.6 ? { stop: someStop() } : {}),
     ...(sampled
-      ? { temperature: 0.5 + rng.next(), topK: rng.int(0, 40), seed: rng.int(0, 2 ** 31), repetitionPenalty: rng.next() < 0.5 ? 1.3 : 1 }
+      ? {
+          temperature: 0.5 + rng.next(),
+          topK: rng.int(0, 40),
+          seed: rng.pick([rng.int(0, 2 ** 31), Number.MAX_SAFE_INTEGER - rng.int(0, 1), -rng.int(1, 2 ** 40)]),
+          repetitionPenalty: rng.next() < 0.5 ? 1.3 : 1,
+        }
       : {}),
     ...(rng.next() < 0.3 ? { hybrid: { mode: "fixed" as const, lazyLayers: [1], sink: 1, window: 6 } } : {}),
   };
@@ -67,6 +72,8 @@ test("a batch gives each prompt what a session generating it alone gives, whatev
     { maxNewTokens: 32, stop: [greedyText.slice(mid, mid + 3)], stopAtEos: false },
     // Each prompt reaches maxContext at its own step.
     { maxNewTokens: 32, maxContext: longestPrompt + rng.int(1, 4), stopAtEos: false },
+    // The largest seed: prompt 1's seed + 1 is past 2^53 (it failed after prompt 0 was prefilled).
+    { maxNewTokens: 8, temperature: 1, seed: Number.MAX_SAFE_INTEGER, stopAtEos: false },
     ...Array.from({ length: 6 }, drawOptions),
   ];
   const reasons = new Set<string>();
@@ -75,8 +82,10 @@ test("a batch gives each prompt what a session generating it alone gives, whatev
     const batch = await model.generateBatch(prompts, options);
     expect(model.pool.usedPages).toBe(used);
     for (const [i, prompt] of prompts.entries()) {
-      // Prompt i of a batch samples with seed + i.
-      const single = await alone(prompt, { ...options, seed: options.seed === undefined ? undefined : options.seed + i });
+      // Prompt i of a batch samples with seed + i, in the 32 bits a sampler takes of its seed (so
+      // that a seed near 2^53 does not overflow).
+      const seed = options.seed === undefined ? undefined : ((options.seed >>> 0) + i) >>> 0;
+      const single = await alone(prompt, { ...options, seed });
       const got = { text: batch[i].text, tokens: batch[i].tokens, finishReason: batch[i].finishReason };
       if (JSON.stringify(got) !== JSON.stringify(single))
         throw new Error(

@@ -71,7 +71,7 @@ export async function whileLive<T>(
 
 /**
  * Generates for every prompt, yielding each sequence's chunks in order: one per token, the last
- * with its finishReason. Prompt i's sampler is seeded with sampling.seed + i. With
+ * with its finishReason. Prompt i's sampler is seeded with sampling.seed + i (modulo 2^32). With
  * `releaseSequences` the sequences are released as they finish, and all of them when the loop
  * fails or is left; otherwise they stay with their owner, each holding its prompt and what it
  * generated.
@@ -88,24 +88,30 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
     const first: LoopChunk[] = [];
     for (const [index, { sequence, ids, history }] of prompts.entries()) {
       o.signal?.throwIfAborted();
-      const seed = o.sampling.seed === undefined ? undefined : o.sampling.seed + index;
+      // A sampler uses its seed's low 32 bits: taking them first keeps seed + index safe at any seed.
+      const seed = o.sampling.seed === undefined ? undefined : ((o.sampling.seed >>> 0) + index) >>> 0;
       const member = stepper.admit(sequence, ids, { ...o, sampling: { ...o.sampling, seed } }, history);
       indexOf.set(member, index);
-      // A long prompt goes in a chunk through one layer at a time (the finest step a prefill
-      // takes), with the event loop and the signal looked at in between; an abort puts the
-      // sequence back as it was before the prompt.
-      let done = stepper.prefill(member, o.prefillChunk);
-      for (; !done.chunk; done = stepper.prefill(member, o.prefillChunk)) {
+      // A long prompt goes in a chunk through one layer at a time (work 1: the finest step a
+      // prefill takes), with the event loop and the signal looked at in between; an abort puts
+      // the sequence back as it was before the prompt, and rejects with the abort's reason even
+      // if putting it back fails.
+      let done = stepper.prefill(member, 1);
+      for (; !done.chunk; done = stepper.prefill(member, 1)) {
         await yieldToEventLoop();
         checkLive();
         if (o.signal?.aborted) {
-          stepper.remove(member);
-          o.signal.throwIfAborted();
+          try {
+            stepper.remove(member);
+          } finally {
+            o.signal.throwIfAborted();
+          }
         }
       }
       first.push({ index, chunk: done.chunk });
       await yieldToEventLoop();
       checkLive();
+      o.signal?.throwIfAborted();
     }
     yield* first;
     while (stepper.decoding.length) {

@@ -79,7 +79,8 @@ export async function scoreRequests(
     if (!isLive()) throw disposedDuring("model", "scoring");
     signal?.throwIfAborted();
   };
-  const step = session.prefillChunk;
+  // Work 1 per step: advance() runs one unit, a chunk through one layer.
+  const step = 1;
   const results: ScoreResult[] = [];
   for (const { prompt, continuation } of encoded) {
     if (results.length) await pause();

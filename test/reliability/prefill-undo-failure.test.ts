@@ -58,3 +58,25 @@ test("a session: the pool's PoolExhaustedError, then every generate refused unti
   session.dispose();
   expect(model.pool.usedPages).toBe(used);
 });
+
+test("a session's prompt aborted part-way whose undo fails: the abort's AbortError, then every generate refused", async () => {
+  const used = model.pool.usedPages;
+  const session = model.createSession({ prefillChunk: 4, hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 6, lastQueries: 2 } });
+  const savePoint = jest.spyOn(HybridPolicy.prototype, "savePoint").mockImplementation(failingUndo);
+  const controller = new AbortController();
+  setImmediate(() => controller.abort());
+  try {
+    await expect(session.generate(randomIds(rng.int(12, 20)), { maxNewTokens: 2, signal: controller.signal }).next()).rejects.toMatchObject(
+      {
+        name: "AbortError",
+      },
+    );
+  } finally {
+    savePoint.mockRestore();
+  }
+  await expect(session.generate(randomIds(3), { maxNewTokens: 2 }).next()).rejects.toThrow(
+    /could not be put back .*putting the hooks back failed \(injected\).*dispose the session and start a new one/,
+  );
+  session.dispose();
+  expect(model.pool.usedPages).toBe(used);
+});
