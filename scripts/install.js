@@ -2,8 +2,10 @@
 // `npm install` step of lighttransfer. Uses the prebuilt addon of this platform's package when
 // it is installed and loads; otherwise builds from source and says why: with CMake (cmake-js;
 // adds the CUDA backend when nvcc is found), or, without CMake, with node-gyp (CPU backend).
-// A build from source is forced by `npm install --build-from-source` or
-// LIGHTTRANSFER_BUILD_FROM_SOURCE=1, and is always what happens in a checkout of the repository.
+// A build from source is forced by LIGHTTRANSFER_BUILD_FROM_SOURCE=1 (or npm's
+// --build-from-source), and is always what happens in a checkout of the repository. Outside a
+// checkout, a CMake build that fails is tried again without the CUDA backend, then with node-gyp;
+// in a checkout it fails the install (CI must see a .cu file that does not compile).
 
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -28,8 +30,10 @@ function prebuiltProblem() {
       "prebuilt binaries exist for Linux x64 with glibc >= 2.31, and npm skips them when optional dependencies are omitted)"
     );
   }
-  const probe = spawnSync(process.execPath, ["-e", `require(${JSON.stringify(file)})`], { encoding: "utf8" });
-  if (probe.status !== 0) return `the prebuilt binary ${file} does not load here: ${probe.stderr.trim().split("\n")[0]}`;
+  // The loader's own message (a missing GLIBC_2.xx, say), not the first line of Node's stack.
+  const script = `try { require(${JSON.stringify(file)}); } catch (err) { console.error(err.message); process.exit(1); }`;
+  const probe = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+  if (probe.status !== 0) return `the prebuilt binary ${file} does not load here (${probe.stderr.trim().split("\n")[0]})`;
   log(`using the prebuilt binary ${file}`);
   return null;
 }
@@ -38,8 +42,8 @@ function has(command, args) {
   return spawnSync(command, args, { stdio: "ignore" }).status === 0;
 }
 
-function buildWithCmake() {
-  return spawnSync(process.execPath, [path.join(__dirname, "build-native.js")], { cwd: root, stdio: "inherit" }).status === 0;
+function buildWithCmake(env = process.env) {
+  return spawnSync(process.execPath, [path.join(__dirname, "build-native.js")], { cwd: root, stdio: "inherit", env }).status === 0;
 }
 
 /** node-gyp ships with npm, which names it in npm_config_node_gyp when it runs this script. */
@@ -63,13 +67,25 @@ function buildWithNodeGyp() {
   return spawnSync(process.execPath, [nodeGyp, "rebuild", "--jobs", "max"], { cwd: root, stdio: "inherit" }).status === 0;
 }
 
-function buildFromSource() {
+function buildFromSource(checkout) {
+  const cuda = (process.env.LIGHTTRANSFER_CUDA || "auto").toLowerCase();
   if (has("cmake", ["--version"])) {
     if (buildWithCmake()) return;
+    if (!checkout && cuda !== "on" && cuda !== "off") {
+      log("the CMake build failed; trying again without the CUDA backend (LIGHTTRANSFER_CUDA=off)");
+      if (buildWithCmake({ ...process.env, LIGHTTRANSFER_CUDA: "off" })) return;
+    }
+    if (!checkout && cuda !== "on") {
+      log("the CMake build failed; building the CPU backend with node-gyp");
+      if (buildWithNodeGyp()) return;
+    }
+  } else if (cuda === "on") {
+    log("LIGHTTRANSFER_CUDA=on, but CMake was not found: the CUDA backend is built with CMake >= 3.18; install it and run again");
+    process.exit(1);
   } else {
     log(
       "CMake was not found: building the CPU backend with node-gyp (for the CUDA backend, install CMake >= 3.18 " +
-        "and the CUDA toolkit, then run `npm rebuild lighttransfer --build-from-source`)",
+        "and the CUDA toolkit, then run `LIGHTTRANSFER_BUILD_FROM_SOURCE=1 npm rebuild lighttransfer`)",
     );
     if (buildWithNodeGyp()) return;
   }
@@ -82,14 +98,14 @@ function buildFromSource() {
 }
 
 const checkout = fs.existsSync(path.join(root, "lib", "index.ts"));
-if (checkout) buildFromSource();
+if (checkout) buildFromSource(true);
 else if (wantsSourceBuild()) {
-  log("building from source, as asked (--build-from-source or LIGHTTRANSFER_BUILD_FROM_SOURCE)");
-  buildFromSource();
+  log("building from source, as asked (LIGHTTRANSFER_BUILD_FROM_SOURCE or --build-from-source)");
+  buildFromSource(false);
 } else {
   const problem = prebuiltProblem();
   if (problem) {
     log(`${problem}; building from source instead`);
-    buildFromSource();
+    buildFromSource(false);
   }
 }

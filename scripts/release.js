@@ -12,7 +12,8 @@
 //                    only warns; for testing the packaging, not for publishing).
 //   --archs LIST     CUDA targets (default "80-real;86-real;89-real;90": SASS for each, plus PTX
 //                    of sm_90 so that newer GPUs can JIT).
-//   --out DIR        where the .tgz files and release.json go (default dist/packages).
+//   --out DIR        where the .tgz files and release.json go (default dist/packages, the folder
+//                    publishing takes; an addon that is not portable needs an explicit --out).
 //   --lineinfo       keep source lines in the GPU code (about 4x the fatbin; off by default).
 //   --compression M  nvcc --compress-mode of the GPU code (default "size": ~9x smaller than
 //                    nvcc's default; the driver decompresses each module as it loads it).
@@ -41,6 +42,7 @@ const mainFiles = [
   "scripts/build-native.js",
   "scripts/native-sources.js",
   "README.md",
+  "LICENSE",
 ];
 
 const { values: args } = parseArgs({
@@ -48,12 +50,15 @@ const { values: args } = parseArgs({
     buildroot: { type: "string" },
     addon: { type: "string" },
     archs: { type: "string", default: defaultArchs },
-    out: { type: "string", default: path.join(root, "dist", "packages") },
+    out: { type: "string" },
     lineinfo: { type: "boolean", default: false },
     compression: { type: "string", default: "size" },
     jobs: { type: "string", default: process.env.LIGHTTRANSFER_BUILD_JOBS || String(os.cpus().length) },
   },
 });
+
+const outGiven = args.out !== undefined;
+args.out ??= path.join(root, "dist", "packages");
 
 function run(command, commandArgs, options = {}) {
   const result = spawnSync(command, commandArgs, { stdio: "inherit", cwd: root, ...options });
@@ -159,7 +164,7 @@ function stageMainPackage(platformNames) {
   delete manifest.devDependencies;
   delete manifest.overrides;
   manifest.scripts = { install: "node scripts/install.js" };
-  manifest.files = mainFiles.filter((file) => file !== "README.md");
+  manifest.files = mainFiles.filter((file) => file !== "README.md" && file !== "LICENSE");
   manifest.optionalDependencies = Object.fromEntries(platformNames.map((name) => [name, mainPackage.version]));
   fs.writeFileSync(path.join(stage, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   return stage;
@@ -174,6 +179,8 @@ function checkContents(report, allowed, forbidden) {
 
 function main() {
   fs.mkdirSync(args.out, { recursive: true });
+  // Compiled afresh: files of modules since renamed or deleted must not be published.
+  fs.rmSync(path.join(root, "dist", "lib"), { recursive: true, force: true });
   run(process.execPath, [require.resolve("typescript/bin/tsc"), "-p", "tsconfig.json"]);
 
   const built = buildAddon();
@@ -184,8 +191,12 @@ function main() {
   console.log(`${addonFile}: highest GLIBC_${floor.glibc}, GLIBCXX ${floor.glibcxx ?? "none"}, exports ${floor.exports.join(" ")}`);
   if (!portable) {
     const message = `the addon needs more than glibc 2.31 without bundled libstdc++: ${floor.problems.join("; ")}`;
-    if (args.addon || !args.buildroot) console.warn(`WARNING (not for publishing): ${message}`);
-    else throw new Error(message);
+    if (!(args.addon || !args.buildroot)) throw new Error(message);
+    if (outGiven) console.warn(`WARNING (not for publishing): ${message}`);
+    else
+      throw new Error(
+        `${message}. Packages of it are not for publishing: pass --out DIR for a test build, or --buildroot for a portable one`,
+      );
   }
   const status = JSON.parse(
     execFileSync(process.execPath, ["-e", `console.log(JSON.stringify(require(${JSON.stringify(addonFile)}).cudaStatus()))`], {
@@ -200,8 +211,9 @@ function main() {
   platformManifest.version = mainPackage.version;
   fs.writeFileSync(path.join(targetDir, "package.json"), `${JSON.stringify(platformManifest, null, 2)}\n`);
 
+  fs.copyFileSync(path.join(root, "LICENSE"), path.join(targetDir, "LICENSE"));
   const platformReport = pack(targetDir);
-  checkContents(platformReport, ["package.json", "README.md", "lighttransfer.node"], []);
+  checkContents(platformReport, ["package.json", "README.md", "LICENSE", "lighttransfer.node"], []);
   const stage = stageMainPackage([platformManifest.name]);
   const mainReport = pack(stage);
   fs.rmSync(stage, { recursive: true, force: true });
@@ -213,6 +225,7 @@ function main() {
     "binding.gyp",
     "native/sources.txt",
     "CMakeLists.txt",
+    "LICENSE",
   ])
     if (!mainList.includes(needed)) throw new Error(`${mainReport.name}: ${needed} is missing from the package`);
 

@@ -60,7 +60,7 @@ describe("CUDA driver too old for the runtime", () => {
         `^the NVIDIA driver is too old: it supports CUDA ${major}\\.${minor}, and this build uses CUDA 13\\.\\d+, which needs driver 580 or newer; update the NVIDIA driver`,
       ),
     );
-    expect(reported.reason).toContain("npm rebuild lighttransfer --build-from-source");
+    expect(reported.reason).toContain("LIGHTTRANSFER_BUILD_FROM_SOURCE=1 npm rebuild lighttransfer");
   });
 
   const noDriverHere =

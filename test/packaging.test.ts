@@ -26,18 +26,36 @@ describe("platform packages", () => {
     expect(manifest).toMatchObject({ os: ["linux"], cpu: ["x64"], libc: ["glibc"], files: ["lighttransfer.node"] });
     const main = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
     expect(manifest.version).toBe(main.version);
+    expect(manifest.engines).toEqual(main.engines);
+    expect(manifest.license).toBe(main.license);
+  });
+
+  test("Node's floor is what the dependencies ask for (cmake-js, the strictest), and the README says so", () => {
+    const main = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
+    const cmakeJs = JSON.parse(fs.readFileSync(require.resolve("cmake-js/package.json"), "utf8"));
+    expect(main.engines.node).toBe(cmakeJs.engines.node);
+    expect(fs.readFileSync(path.join(root, "README.md"), "utf8")).toContain("Needs Node.js 20.17 or later (22.9 or later on the 22 line)");
+  });
+
+  test("the Apache-2.0 licence the packages declare is in the repository, and release.js ships it in both", () => {
+    expect(fs.readFileSync(path.join(root, "LICENSE"), "utf8")).toMatch(/^\s*Apache License\s+Version 2\.0, January 2004/);
+    const release = fs.readFileSync(path.join(root, "scripts", "release.js"), "utf8");
+    expect(release).toMatch(/const mainFiles = \[[^\]]*"LICENSE"/);
+    expect(release).toContain('checkContents(platformReport, ["package.json", "README.md", "LICENSE", "lighttransfer.node"]');
   });
 });
 
 describe("addon loader order", () => {
-  test("LIGHTTRANSFER_ADDON, then the platform package, then build/Release and build/Debug", () => {
+  test("LIGHTTRANSFER_ADDON, then a build from source (build/Release, build/Debug), then the platform package", () => {
+    // A source build asked for on a platform with a prebuilt (for an older driver's CUDA, say) is the one loaded.
     const candidates = addonCandidates({ LIGHTTRANSFER_ADDON: "some/where/lighttransfer.node" });
     expect(candidates[0]).toBe(path.resolve("some/where/lighttransfer.node"));
-    expect(candidates[1]).toContain(path.join(...platformPackageName().split("/"), "lighttransfer.node"));
-    expect(candidates.slice(2)).toEqual([
+    expect(candidates.slice(1, 3)).toEqual([
       path.join(root, "build", "Release", "lighttransfer.node"),
       path.join(root, "build", "Debug", "lighttransfer.node"),
     ]);
+    expect(candidates[3]).toContain(path.join(...platformPackageName().split("/"), "lighttransfer.node"));
+    expect(candidates).toHaveLength(4);
     expect(addonCandidates({})).toEqual(candidates.slice(1));
   });
 
@@ -58,7 +76,9 @@ describe("addon loader order", () => {
 
   test("when nothing loads, the error names the platform package and how to build from source", () => {
     expect(() => loadAddon(["/nonexistent/lighttransfer.node"])).toThrow(
-      new RegExp(`${platformPackageName()}[\\s\\S]*npm rebuild lighttransfer --build-from-source[\\s\\S]*node-gyp builds the CPU backend`),
+      new RegExp(
+        `${platformPackageName()}[\\s\\S]*LIGHTTRANSFER_BUILD_FROM_SOURCE=1 npm rebuild lighttransfer[\\s\\S]*node-gyp builds the CPU backend`,
+      ),
     );
   });
 });

@@ -273,10 +273,12 @@ export function prebuiltAddonPath(name: string = platformPackageName()): string 
 export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const candidates: string[] = [];
   if (env.LIGHTTRANSFER_ADDON) candidates.push(path.resolve(env.LIGHTTRANSFER_ADDON));
+  // A build from source first: only one asked for (or made in a checkout) leaves build/, and it
+  // is what LIGHTTRANSFER_BUILD_FROM_SOURCE is for, say with the CUDA toolkit an older driver supports.
   candidates.push(
-    prebuiltAddonPath(),
     path.join(packageRoot, "build", "Release", addonFile),
     path.join(packageRoot, "build", "Debug", addonFile),
+    prebuiltAddonPath(),
   );
   return candidates;
 }
@@ -308,7 +310,7 @@ export function loadAddon(candidates: string[] = addonCandidates()): NativeAddon
       "Possible solutions:",
       `- Install the prebuilt binary: \`npm install lighttransfer\` brings ${platformPackageName()} where one is`,
       "  published (Linux x64 with glibc >= 2.31), unless optional dependencies are omitted.",
-      "- Build it from source: `npm rebuild lighttransfer --build-from-source` (CMake >= 3.18 and a C++17",
+      "- Build it from source: `LIGHTTRANSFER_BUILD_FROM_SOURCE=1 npm rebuild lighttransfer` (CMake >= 3.18 and a C++17",
       "  compiler; the CUDA backend is added when nvcc is found, or force it with LIGHTTRANSFER_CUDA=on|off;",
       "  with a compiler but no CMake, node-gyp builds the CPU backend).",
       "- In a checkout of the repository: `npm install` builds everything.",

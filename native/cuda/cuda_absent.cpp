@@ -7,8 +7,9 @@
 namespace lt::cuda {
 
 static const char* kReason =
-    "this build of lighttransfer has no CUDA backend (nvcc was not found when it was built); "
-    "install the CUDA toolkit and rebuild with `LIGHTTRANSFER_CUDA=on npm rebuild lighttransfer`";
+    "this build of lighttransfer has no CUDA backend (it was built without nvcc, with LIGHTTRANSFER_CUDA=off, or by "
+    "node-gyp); install CMake and the CUDA toolkit and rebuild with "
+    "`LIGHTTRANSFER_BUILD_FROM_SOURCE=1 LIGHTTRANSFER_CUDA=on npm rebuild lighttransfer`";
 
 Availability availability() {
   return Availability{false, kReason, 0};

@@ -88,7 +88,7 @@ std::string unavailableReason(cudaError_t err) {
     return "the NVIDIA driver is too old: it supports CUDA " + cudaVersionText(driver) + ", and this build uses CUDA " +
            runtime + ", which needs driver " + std::to_string(kDriverFloor) +
            " or newer; update the NVIDIA driver, or build lighttransfer from source with the CUDA toolkit your driver "
-           "supports (`npm rebuild lighttransfer --build-from-source`)";
+           "supports (`LIGHTTRANSFER_BUILD_FROM_SOURCE=1 npm rebuild lighttransfer`)";
   return std::string("the CUDA runtime found no usable GPU (") + cudaGetErrorString(err) +
          "); check that an NVIDIA driver is installed and `nvidia-smi` lists a GPU";
 }
