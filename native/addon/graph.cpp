@@ -21,8 +21,6 @@ struct Recording {
   std::shared_ptr<Storage> input;
   const int32_t* inputData = nullptr;  // device address of the input's first element
   size_t inputCount = 0;
-  // Weak: a launch drops the input tensor's host shadow, which the new contents make stale.
-  Napi::ObjectReference inputObject;
   std::vector<std::shared_ptr<Storage>> keepAlive;
   std::vector<RecordedCheck> checks;
   std::vector<RecordedCheck> pending;  // the checks of the call being prepared
@@ -40,14 +38,15 @@ struct GraphHandle {
   cuda::Graph* graph = nullptr;
 };
 
-// Captures in progress by CUDA device index, and async calls in flight. Only the JS thread
-// touches them: calls are prepared there, and async workers settle there.
+// Captures in progress by CUDA device index, and async calls in flight, of this JS thread (the
+// main thread or a worker_threads Worker, each with its own): calls are prepared there, and
+// async workers settle there.
 std::map<int, std::unique_ptr<Recording>>& recordings() {
-  static std::map<int, std::unique_ptr<Recording>> r;
+  thread_local std::map<int, std::unique_ptr<Recording>> r;
   return r;
 }
 std::map<int, int>& asyncInFlight() {
-  static std::map<int, int> n;
+  thread_local std::map<int, int> n;
   return n;
 }
 
@@ -107,7 +106,6 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   rec->input = input->storage();
   rec->inputData = static_cast<const int32_t*>(input->data());
   rec->inputCount = size_t(numel(input->shape()));
-  rec->inputObject = Napi::Weak(a.value("input").As<Napi::Object>());
   input->dropShadow();
   cuda::beginCapture(device.index);
   recordings()[device.index] = std::move(rec);
@@ -174,6 +172,8 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
       if (count > 0) ranges.emplace_back(size_t(start), size_t(count));
     }
   }
+  // The input's new contents: no host shadow of any tensor over it holds any more.
+  rec.input->writes++;
   // From the first change to the mirror on, anything thrown (a failed check, out of memory) must
   // clear it: the checks' record of what they passed holds only for a mirror equal to the device.
   try {
@@ -214,10 +214,6 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
     // The mirror may now differ from the device; the next launch copies everything again.
     rec.mirror.clear();
     throw;
-  }
-  if (!rec.inputObject.IsEmpty()) {
-    Napi::Value object = rec.inputObject.Value();
-    if (!object.IsEmpty() && TensorObject::IsTensor(info.Env(), object)) TensorObject::Unwrap(object)->dropShadow();
   }
   cuda::launchGraph(g->graph);
   return info.Env().Undefined();

@@ -379,10 +379,19 @@ Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
                 (dtype_ == DType::F16 || dtype_ == DType::BF16 ? " (raw bits) or a Float32Array (rounded)" : "") +
                 ", not this TypedArray");
   }
-  deviceCopy(data(), storage_->device, src, Device{}, byteLength());
+  // The source is read once: the shadow is what reaches the device, even if the array is shared
+  // with another thread that changes it meanwhile.
+  std::vector<int32_t> shadow;
   if (dtype_ == DType::I32 && !storage_->device.isCpu() && count <= kMaxShadow) {
     const int32_t* ints = reinterpret_cast<const int32_t*>(src);
-    shadow_.assign(ints, ints + count);
+    shadow.assign(ints, ints + count);
+    src = reinterpret_cast<const uint8_t*>(shadow.data());
+  }
+  deviceCopy(data(), storage_->device, src, Device{}, byteLength());
+  dropShadow();
+  if (!shadow.empty()) {
+    shadow_ = std::move(shadow);
+    shadowAt_ = storage_->writes;
   }
   return env.Undefined();
 }
@@ -417,7 +426,6 @@ Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
   Napi::Object obj = New(env, storage_, dtype_, shape);
   TensorObject* t = Unwrap(obj);
   t->offset_ = offset_ + size_t(offset) * dtypeSize(dtype_);
-  dropShadow();  // a write through the slice would not update it
   // The memory is already counted by its owner.
   Napi::MemoryManagement::AdjustExternalMemory(env, -t->reportedBytes_);
   t->reportedBytes_ = 0;

@@ -32,11 +32,16 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   const Shape& shape() const { return shape_; }
   const Device& device() const { return storage_->device; }
   // The contents of an i32 device tensor as last written from the host, so index checks (page
-  // tables, slots) need not wait for the device; null when unknown (written by a kernel).
-  const std::vector<int32_t>* hostShadow() const { return shadow_.empty() ? nullptr : &shadow_; }
+  // tables, slots) need not wait for the device; null when unknown (written since, by a kernel
+  // or through another tensor over the same memory).
+  const std::vector<int32_t>* hostShadow() const {
+    return shadow_.empty() || !storage_ || shadowAt_ != storage_->writes ? nullptr : &shadow_;
+  }
+  // Notes a write to this tensor's memory that its shadow, and every other view's, does not hold.
   void dropShadow() {
     shadow_.clear();
     shadow_.shrink_to_fit();
+    if (storage_) storage_->writes++;
   }
   void* data() const { return static_cast<uint8_t*>(storage_->data) + offset_; }
   size_t byteLength() const { return size_t(numel(shape_)) * dtypeSize(dtype_); }
@@ -76,6 +81,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   int64_t reportedBytes_ = 0;
   size_t offset_ = 0;  // bytes into the storage (slices)
   std::vector<int32_t> shadow_;
+  uint64_t shadowAt_ = 0;  // the storage's write count the shadow was taken at
 };
 
 // The TypedArray type that holds each dtype's raw bits (16-bit floats as Uint16Array), and such

@@ -39,6 +39,10 @@ struct Storage {
   // Async calls in flight that may write this memory (readFile, a ...Async kernel's outputs),
   // counted on the JS thread: index checks refuse memory that may change under the kernel.
   int asyncWriters = 0;
+  // Writes made to this memory from the host through any tensor over it (write(), copyFrom,
+  // readFile, a kernel's index output), counted on the JS thread: a tensor's host shadow of its
+  // contents holds only while no write came after it, through it or through another view.
+  uint64_t writes = 0;
 };
 
 using Shape = std::vector<int64_t>;

@@ -73,6 +73,26 @@ describeGpu("CUDA errors are JS errors and the process keeps working", () => {
     b.dispose();
     expect(before - after).toBeLessThan(bytes / 2);
   });
+  test("an index tensor written through another view of its memory is checked as it now is", () => {
+    // The host copy of a device index tensor's contents (what checks read instead of waiting for
+    // the device) was kept per tensor: a write through a reshape or a row view left the other's
+    // stale, and its checks passed indices the device no longer held (an out-of-bounds append).
+    const kPages = scope.add(Tensor.empty([4, 16, 8, 128], "bf16", "cuda:0"));
+    const vPages = scope.add(Tensor.empty([4, 16, 8, 128], "bf16", "cuda:0"));
+    const k = scope.add(Tensor.empty([2, 8, 128], "bf16", "cuda:0"));
+    const v = scope.add(Tensor.empty([2, 8, 128], "bf16", "cuda:0"));
+    const slots = scope.add(Tensor.from(Int32Array.of(rng.int(0, 63), rng.int(0, 63)), [2], { device: "cuda:0" }));
+    const bad = rng.int(64, 2 ** 30);
+    const outside = new RegExp(`slots\\[1\\] = ${bad} is outside the pool's slots 0\\.\\.63`);
+    for (const alias of [scope.add(slots.reshape([1, 2])), scope.add(slots.rows(0, 2))]) {
+      slots.write(Int32Array.of(rng.int(0, 63), rng.int(0, 63)));
+      kernels.appendKv({ k, v, kPages, vPages, slots }); // checked from the host copy just written
+      alias.write(Int32Array.of(rng.int(0, 63), bad));
+      expect(() => kernels.appendKv({ k, v, kPages, vPages, slots })).toThrow(outside);
+      expect(Array.from(slots.toArray() as Int32Array)[1]).toBe(bad);
+    }
+  });
+
   test("tensors round-trip through the GPU exactly", () => {
     for (const dtype of ["f32", "bf16", "f16", "i32"] as const) {
       const data = dtype === "i32" ? Int32Array.from({ length: 1000 }, () => rng.int(-1e6, 1e6)) : rng.normals(1000);
