@@ -4,6 +4,7 @@
 import { loadModel, type Model, memoryUsage } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
 import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
+import { prefillPeakPages } from "../lib/hybrid/planner";
 import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
 import type { Sequence } from "../lib/model/sequence";
@@ -369,7 +370,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     },
   );
 
-  test("a later prompt that takes a pending sequence past sink + window makes the choice at its end, from its last queries", () => {
+  test("a later prompt that takes a pending sequence past sink + window chooses from its last queries", () => {
     // A session whose short first turn left the choice waiting, and whose turns are one token
     // each, has no decode step to make it: the prompt that crosses sink + window does.
     const c = readReference(name).cases[1];
@@ -394,6 +395,104 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     } finally {
       sequence.dispose();
     }
+  });
+
+  /** The most pages `model`'s pool holds at once while `run` runs. */
+  const peakPagesDuring = (run: () => void): number => {
+    const pool = model.pool;
+    const allocate = pool.allocate.bind(pool);
+    let peak = pool.usedPages;
+    const spy = jest.spyOn(pool, "allocate").mockImplementation((n: number) => {
+      const pages = allocate(n);
+      peak = Math.max(peak, pool.usedPages);
+      return pages;
+    });
+    try {
+      run();
+    } finally {
+      spy.mockRestore();
+    }
+    return peak;
+  };
+
+  test("a later prompt that takes a waiting sequence past sink + window measures and cuts layer by layer, as one prompt of both would", () => {
+    const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 }, model.config.layers);
+    const first = randomPrompt(3, 12);
+    const second = randomPrompt(40, 80);
+    const turns = new GenerationSequence(model.decoder, options);
+    const whole = new GenerationSequence(model.decoder, options);
+    try {
+      turns.prefill(first);
+      expect(turns.hybridState.pending).toBe(true);
+      const base = model.pool.usedPages;
+      let logits: Float32Array | undefined;
+      const peak = peakPagesDuring(() => {
+        logits = turns.prefill(second);
+      });
+      // At most P + 1 = 2 layers full at once, the third a ring: as the planner counts a first
+      // prompt of both (before, all three layers stayed full until the prompt ended).
+      const layout = { ...options, fullLayers: 1, pageSize: model.pool.pageSize };
+      const planned = prefillPeakPages(model.config, first.length + second.length, layout);
+      const held = (pages: number) => pages - base + model.config.layers * Math.ceil(first.length / model.pool.pageSize);
+      expect(held(peak)).toBeLessThanOrEqual(planned);
+      expect(held(peak)).toBeLessThan(model.config.layers * Math.ceil((first.length + second.length) / model.pool.pageSize));
+      const wholeLogits = whole.prefill([...first, ...second]);
+      const a = turns.hybridState,
+        b = whole.hybridState;
+      expect(a.pending).toBe(false);
+      expect(a.lazyLayers).toEqual(b.lazyLayers);
+      a.ratios.forEach((r, l) => expect(r).toBeCloseTo(b.ratios[l]!, 5));
+      for (let i = 0; i < wholeLogits.length; i++) expect(Math.abs(logits![i] - wholeLogits[i])).toBeLessThan(1e-4);
+      for (const l of a.lazyLayers) expect(turns.seq.caches[l].kind).toBe("streaming");
+    } finally {
+      turns.dispose();
+      whole.dispose();
+    }
+  });
+
+  test("a prompt that crossed sink + window and failed after cutting layers leaves the sequence as it was before it", () => {
+    const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 }, model.config.layers);
+    const first = randomPrompt(3, 12);
+    const second = randomPrompt(40, 80);
+    const cont = randomPrompt(6, 6);
+    const policy = new HybridPolicy(model.decoder, options);
+    const seq = model.decoder.createSequence(policy);
+    const freshPolicy = new HybridPolicy(model.decoder, options);
+    const fresh = model.decoder.createSequence(freshPolicy);
+    const pages = model.pool.usedPages;
+    try {
+      for (const s of [seq, fresh]) model.decoder.prefill(s, first);
+      const before = model.pool.usedPages;
+      // The last layer fails once its ratio is recorded: by then an earlier layer has been cut.
+      const last = model.config.layers - 1;
+      const layerDone = policy.layerDone.bind(policy);
+      let cutBeforeFailing = false;
+      const spy = jest.spyOn(policy, "layerDone").mockImplementation((s, layer, ratio) => {
+        layerDone(s, layer, ratio);
+        if (layer === last) {
+          cutBeforeFailing = s.caches.some((c) => c.kind === "streaming");
+          throw new Error("the last layer failed (injected)");
+        }
+      });
+      expect(() => model.decoder.prefill(seq, second)).toThrow("the last layer failed (injected)");
+      spy.mockRestore();
+      expect(cutBeforeFailing).toBe(true);
+      expect(model.pool.usedPages).toBe(before);
+      expect(policy.state).toEqual(freshPolicy.state);
+      expect(seq.caches.map((c) => [c.kind, c.length])).toEqual(fresh.caches.map((c) => [c.kind, c.length]));
+      // The tokens of the first prompt are back in every layer: the same prompt and steps give the same logits, bit for bit.
+      for (const s of [seq, fresh]) model.decoder.prefill(s, second);
+      expect(policy.state).toEqual(freshPolicy.state);
+      for (const t of cont) {
+        const got = model.decoder.step([seq], [t], "logits");
+        const want = model.decoder.step([fresh], [t], "logits");
+        expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+      }
+    } finally {
+      seq.dispose();
+      fresh.dispose();
+    }
+    expect(model.pool.usedPages).toBe(pages);
   });
 
   test("a pending choice's kept queries come back as they were when a prefill that grew them is cancelled", () => {

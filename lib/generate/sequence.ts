@@ -124,8 +124,8 @@ export class GenerationSequence {
       this.running = undefined;
       const logits = run.finish();
       // A prompt that takes the sequence past sink + window (a later turn after a short first one)
-      // makes the choice that waited, as a first prompt that long would have, rather than leaving
-      // it to a decode step that may never come (a turn of one token).
+      // and was too short to measure during its prefill makes the choice that waited at its end,
+      // rather than leaving it to a decode step that may never come (a turn of one token).
       this.chooseIfDue();
       return { work: done, logits };
     } catch (err) {

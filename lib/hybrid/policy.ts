@@ -6,9 +6,11 @@
 // ring the moment it is picked, so at most P + 1 full caches exist at once.
 // Short prompts (N <= sink + window): every ratio would be 1 and there is nothing to cut, so the
 // choice waits until the sequence first grows past sink + window. Until then the last
-// `lastQueries` rotated queries of every layer are kept; at that step each layer's ratio is
-// computed from them against its cache, exactly as prefill would have, and the lazy layers are
-// cut. Long generations from short prompts become hybrid too.
+// `lastQueries` rotated queries of every layer are kept; at the decode step that gets there each
+// layer's ratio is computed from them against its cache, exactly as prefill would have, and the
+// lazy layers are cut. Long generations from short prompts become hybrid too. A later prompt
+// that gets there (a session's second turn) measures during its prefill, as a first prompt
+// does, when it holds the last queries itself; a shorter one makes the choice at its end.
 // fixed / random / streaming-all: the lazy set is known; with prefill "full" those layers are
 // cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
 
@@ -48,6 +50,8 @@ export class HybridPolicy implements SequenceHooks {
   private readonly lazy = new Set<number>();
   private readonly ringsAtStart: Set<number>;
   private kept: KeptQueries | undefined;
+  /** The prefill under way measures each layer on its final chunk (and cuts as it chooses). */
+  private measuringPrefill = false;
 
   constructor(
     private readonly decoder: Decoder,
@@ -81,34 +85,46 @@ export class HybridPolicy implements SequenceHooks {
     return this.ringsAtStart.has(layer) ? { sink: this.options.sink, window: this.options.window } : undefined;
   }
 
-  beforePrefill(seq: Sequence, tokens: number): void {
+  beforePrefill(seq: Sequence, tokens: number, teacherForced: boolean): void {
+    this.measuringPrefill = false;
     const decided = this.state.ratios.some((r) => r !== undefined);
-    if (this.measures && !decided && seq.length + tokens <= ringSize(this.options)) {
+    if (!this.measures || decided) return;
+    if (seq.length + tokens <= ringSize(this.options)) {
       this.state.pending = true;
       this.kept ??= new KeptQueries(this.decoder.config.layers, this.options.lastQueries);
+    } else if (seq.length === 0 || (this.state.pending && !teacherForced && tokens >= this.options.lastQueries)) {
+      // A first prompt, or one that takes a waiting sequence past sink + window holding the last
+      // queries itself: measured layer by layer as it goes, so that at most P + 1 caches are
+      // full at once (the undo keeps what a cut drops from the turns before it).
+      this.measuringPrefill = true;
+      this.state.pending = false;
     }
   }
 
   observesQueries(): boolean {
-    return this.kept !== undefined;
+    return this.kept !== undefined && this.state.pending;
   }
 
   observeQueries(_seq: Sequence, layer: number, q: Tensor, start: number): void {
     this.kept?.observe(layer, q, start);
   }
 
-  ratioFor(seq: Sequence, _layer: number) {
-    // Only a sequence's first prefill measures (and so cuts), once per layer: a failed prefill can
-    // put back a layer cut during it only if that layer was empty before (prefill.ts's
-    // PrefillUndo). A layer a later prefill would find unmeasured is one whose choice failed
-    // part-way in afterStep; it stays full.
-    if (!this.measures || this.state.pending || seq.length > 0) return undefined;
+  ratioFor(_seq: Sequence, _layer: number) {
+    // Only the prefill that takes a sequence past sink + window measures (and so cuts), once per
+    // layer. A layer a later prefill would find unmeasured is one whose choice failed part-way in
+    // afterStep; it stays full.
+    if (!this.measuringPrefill) return undefined;
     return { sink: this.options.sink, window: this.options.window, lastQueries: this.options.lastQueries };
   }
 
   layerDone(seq: Sequence, layer: number, perHeadRatio: Float32Array | undefined): void {
     if (perHeadRatio) this.record(seq, layer, perHeadRatio);
     else if (!this.measures && this.options.lazyLayers?.includes(layer)) this.cut(seq, layer);
+    // The queries a waiting choice kept are not needed once a prefill has measured every layer.
+    if (this.measuringPrefill && layer === this.decoder.config.layers - 1 && this.kept) {
+      this.kept.dispose();
+      this.kept = undefined;
+    }
   }
 
   /** The length at which a deferred choice is made (by the decode step that reaches it), while one waits. */
@@ -152,8 +168,8 @@ export class HybridPolicy implements SequenceHooks {
    * is cancelled can be undone; the caches are the decoder's to restore.
    */
   savePoint(): { restore(): void; dispose(): void } {
-    const kept = this.kept?.save();
-    const hadKept = this.kept !== undefined;
+    const keptObject = this.kept;
+    const kept = keptObject?.save();
     const state = {
       lazyLayers: [...this.state.lazyLayers],
       ratios: [...this.state.ratios],
@@ -168,12 +184,11 @@ export class HybridPolicy implements SequenceHooks {
         this.lazy.clear();
         for (const layer of lazy) this.lazy.add(layer);
         this.selector.restore(heap);
+        // Queries kept for a choice that the undone prefill started go; those it let go (a
+        // prefill that measured) come back.
+        if (this.kept !== keptObject) this.kept?.dispose();
+        this.kept = keptObject;
         kept?.restore();
-        // Queries kept for a choice that the undone prefill started.
-        if (!hadKept && this.kept) {
-          this.kept.dispose();
-          this.kept = undefined;
-        }
       },
       dispose: () => kept?.dispose(),
     };

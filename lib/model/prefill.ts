@@ -3,7 +3,7 @@
 // needs them beside the cached prefix and appends them itself, after reading any ring slots
 // they would overwrite.
 
-import type { LayerCache } from "../cache/layer-cache";
+import type { FullCache, LayerCache } from "../cache/layer-cache";
 import * as kernels from "../kernels";
 import { Tensor } from "../runtime/tensor";
 import { type LayerAttention, LayerScratch, type ModelParts, runHead, runLayer } from "./layer";
@@ -102,7 +102,7 @@ export class PrefillRun {
     this.chunks = planChunks(N, chunkSize, seq.hooks.minFinalChunk ?? 1);
     this.undo = new PrefillUndo(parts, seq, N);
     try {
-      seq.hooks.beforePrefill?.(seq, N);
+      seq.hooks.beforePrefill?.(seq, N, typeof output === "object");
       const start = seq.length;
       this.positions = this.temps.add(
         ints(
@@ -309,12 +309,16 @@ function runChunk(
 /**
  * What a prefill may change in a sequence, saved so that a prefill failing part-way (the pool
  * running out, a device error) leaves it exactly as it was: every cache back to its length and
- * pages (later pages go back to the pool), a cache the hooks cut back to the empty full cache it
- * was, ring slots the prompt overwrote restored from a copy taken first, and the hooks' state.
+ * pages (later pages go back to the pool), a cache the hooks cut back to the full cache it was
+ * (rebuilt from a host copy of the tokens it held before the prefill, taken just before the cut:
+ * at most sink + window of them, since a cache is cut only in the prefill that takes it past
+ * that), ring slots the prompt overwrote restored from a copy taken first, and the hooks' state.
  */
 class PrefillUndo {
   private readonly marks: Array<{ cache: LayerCache; length: number; pages: number }>;
   private readonly overwritten: Array<{ slots: Tensor; k: Tensor; v: Tensor }> = [];
+  /** Per layer cut during the prefill, the keys and values its cache held before it (host copies). */
+  private readonly beforeCut = new Map<number, { k: Tensor; v: Tensor }>();
   private readonly length: number;
   private readonly hooks: { restore(): void; dispose(): void } | undefined;
 
@@ -343,6 +347,7 @@ class PrefillUndo {
         }
       }
       this.hooks = seq.hooks.savePoint?.();
+      seq.beforeCut = this.keepBeforeCut;
     } catch (err) {
       this.dispose();
       throw err;
@@ -352,22 +357,63 @@ class PrefillUndo {
   restore(): void {
     const seq = this.seq;
     seq.length = this.length;
+    // Every cache back to its length and pages first, so that the pages the prefill took are free
+    // before a cut layer takes pages for its tokens again.
     this.marks.forEach((mark, layer) => {
-      if (seq.caches[layer] !== mark.cache && mark.length !== 0)
-        // Hooks cut a cache only in a first prefill, when the cut cache was empty before it,
-        // so the emptied full cache is exactly what was there.
-        throw new Error(`internal: layer ${layer} was cut during a prefill that started at ${mark.length} tokens`);
+      const cut = seq.caches[layer] !== mark.cache;
+      if (cut && mark.length !== 0 && !this.beforeCut.has(layer))
+        throw new Error(`internal: layer ${layer} was cut during a prefill that started at ${mark.length} tokens, and nothing was kept`);
       seq.restoreCache(layer, mark.cache);
-      mark.cache.rollBack(mark.length, mark.pages);
+      // A cut emptied the full cache: an empty one is exactly what a first prefill found.
+      if (!this.beforeCut.has(layer)) mark.cache.rollBack(mark.length, mark.pages);
     });
     const { kPages, vPages } = this.parts.pool;
+    for (const [layer, kept] of this.beforeCut) {
+      const mark = this.marks[layer];
+      const slots = ints(mark.cache.reserve(mark.length), kPages.device);
+      const k = kept.k.to(kPages.device),
+        v = kept.v.to(kPages.device);
+      try {
+        kernels.appendKv({ k, v, kPages, vPages, slots });
+      } finally {
+        for (const t of [slots, k, v]) t.dispose();
+      }
+    }
     for (const { slots, k, v } of this.overwritten) kernels.appendKv({ k, v, kPages, vPages, slots });
     this.hooks?.restore();
   }
 
   dispose(): void {
+    if (this.seq.beforeCut === this.keepBeforeCut) this.seq.beforeCut = undefined;
     for (const saved of this.overwritten) for (const t of Object.values(saved)) t.dispose();
     this.overwritten.length = 0;
+    for (const kept of this.beforeCut.values()) for (const t of Object.values(kept)) t.dispose();
+    this.beforeCut.clear();
     this.hooks?.dispose();
   }
+
+  /** Copies to the host the tokens a cache held before this prefill, as it is about to be cut. */
+  private readonly keepBeforeCut = (layer: number, cache: FullCache): void => {
+    const mark = this.marks[layer];
+    if (mark.cache !== cache || mark.length === 0 || this.beforeCut.has(layer)) return;
+    const { kPages, vPages } = this.parts.pool;
+    const slots = ints(
+      Array.from({ length: mark.length }, (_, p) => cache.slotOfPosition(p)),
+      kPages.device,
+    );
+    const made: Tensor[] = [slots];
+    try {
+      const { k, v } = kernels.gatherKv({ kPages, vPages, slots });
+      made.push(k, v);
+      const hostK = k.to("cpu");
+      try {
+        this.beforeCut.set(layer, { k: hostK, v: v.to("cpu") });
+      } catch (err) {
+        hostK.dispose();
+        throw err;
+      }
+    } finally {
+      for (const t of made) t.dispose();
+    }
+  };
 }

@@ -17,8 +17,11 @@ export interface SequenceHooks {
   readonly minFinalChunk?: number;
   /** A ring from the start for `layer` instead of a full cache (read once, when the sequence is created). */
   ringAtStart?(layer: number): RingShape | undefined;
-  /** A prompt of `tokens` tokens is about to be prefilled into `seq`. */
-  beforePrefill?(seq: Sequence, tokens: number): void;
+  /**
+   * A prompt of `tokens` tokens is about to be prefilled into `seq`; `teacherForced` when it
+   * stands for decode steps (score's continuation), whose choices are made where decoding makes them.
+   */
+  beforePrefill?(seq: Sequence, tokens: number, teacherForced: boolean): void;
   /** The lazy-ratio spec to compute for `layer` on prefill's final chunk, or undefined. */
   ratioFor?(seq: Sequence, layer: number): kernels.LazyRatioOptions | undefined;
   /** `layer` has the whole prompt cached; its per-head lazy ratio if ratioFor asked for one. */
@@ -51,6 +54,8 @@ export class Sequence {
   prefillRun: { abandon(): void } | undefined;
   /** @internal Set when a failed or cancelled prefill could not be put back: the sequence refuses every use but dispose(). */
   damaged: Error | undefined;
+  /** @internal Told before a full cache is cut to a ring (a prefill's undo keeps what the cut drops). */
+  beforeCut: ((layer: number, cache: FullCache) => void) | undefined;
   private readonly layerCaches: LayerCache[];
   private isDisposed = false;
 
@@ -86,7 +91,9 @@ export class Sequence {
   /** Turns layer `layer`'s full cache into a sink + window ring, giving the other pages back; a ring stays as it is. */
   cutToStreaming(layer: number, sink: number, window: number): void {
     const cache = this.layerCaches[layer];
-    if (cache.kind === "full") this.layerCaches[layer] = cache.cutToStreaming(sink, window);
+    if (cache.kind !== "full") return;
+    this.beforeCut?.(layer, cache);
+    this.layerCaches[layer] = cache.cutToStreaming(sink, window);
   }
 
   /**
