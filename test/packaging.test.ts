@@ -34,7 +34,8 @@ describe("platform packages", () => {
     const main = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
     const cmakeJs = JSON.parse(fs.readFileSync(require.resolve("cmake-js/package.json"), "utf8"));
     expect(main.engines.node).toBe(cmakeJs.engines.node);
-    expect(fs.readFileSync(path.join(root, "README.md"), "utf8")).toContain("Needs Node.js 20.17 or later (22.9 or later on the 22 line)");
+    const readme = fs.readFileSync(path.join(root, "README.md"), "utf8").replace(/\s+/g, " ");
+    expect(readme).toContain("Needs Node.js 20.17 or later (22.9 or later on the 22 line)");
   });
 
   test("the Apache-2.0 licence the packages declare is in the repository, and release.js ships it in both", () => {
