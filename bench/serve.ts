@@ -119,7 +119,7 @@ async function main() {
   const rates = args.numbers("rates", { min: Number.MIN_VALUE });
   const maxRate = args.number("max-rate", { min: Number.MIN_VALUE });
   const perRate = args.number("requests", { integer: true, min: 1 });
-  const fullLayers = args.number("full-layers", { min: 0, max: 1 });
+  const fullLayers = args.number("full-layers", { min: 0 });
   const modes = args.text("modes").split(",");
   const ttftBound = args.number("ttft-bound", { min: Number.MIN_VALUE });
   const itlBound = args.number("itl-bound", { min: Number.MIN_VALUE });

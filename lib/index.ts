@@ -9,6 +9,7 @@ export { Session } from "./api/session";
 export { PoolExhaustedError } from "./cache/page-pool";
 export type { ModelConfig } from "./checkpoint/config";
 export { ConfigError, readConfig } from "./checkpoint/config";
+export { EncoderThreadError } from "./checkpoint/encoder-thread";
 export { SafetensorsError } from "./checkpoint/safetensors";
 export type { ChatMessage } from "./checkpoint/tokenizer";
 export { Tokenizer } from "./checkpoint/tokenizer";

@@ -4,6 +4,7 @@
 // core count, or LIGHTTRANSFER_BUILD_JOBS.
 
 const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
 const os = require("node:os");
 const path = require("node:path");
 
@@ -24,6 +25,27 @@ if (timeline && sanitize) {
   process.exit(1);
 }
 if (timeline) defines.push("--CDLT_STEP_TIMELINE=ON", "--out", path.join(root, "build-timeline"));
+// CMake keeps the CUDA compiler a build folder was first configured with: when the environment
+// now names another (CUDACXX, $CUDA_HOME/bin/nvcc, $CUDA_PATH/bin/nvcc), the folder starts afresh.
+const buildDir = sanitize ? path.join(root, "build-sanitize") : timeline ? path.join(root, "build-timeline") : path.join(root, "build");
+function namedNvcc() {
+  if (process.env.CUDACXX) return process.env.CUDACXX;
+  for (const name of ["CUDA_HOME", "CUDA_PATH"]) {
+    const nvcc = process.env[name] && path.join(process.env[name], "bin", "nvcc");
+    if (nvcc && fs.existsSync(nvcc)) return nvcc;
+  }
+  return undefined;
+}
+const wanted = cuda === "OFF" ? undefined : namedNvcc();
+const cacheFile = path.join(buildDir, "CMakeCache.txt");
+if (wanted && fs.existsSync(cacheFile)) {
+  const cached = /^CMAKE_CUDA_COMPILER:[A-Z]+=(.*)$/m.exec(fs.readFileSync(cacheFile, "utf8"))?.[1];
+  const real = (file) => (fs.existsSync(file) ? fs.realpathSync(file) : file);
+  if (cached && real(cached) !== real(wanted)) {
+    console.error(`lighttransfer: the CUDA compiler is now ${wanted} (was ${cached}): building ${buildDir} afresh`);
+    fs.rmSync(buildDir, { recursive: true, force: true });
+  }
+}
 // Configure every time so a changed LIGHTTRANSFER_CUDA reaches CMake's cache; building is incremental.
 const run = (command, extra) =>
   spawnSync(process.execPath, [cmakeJs, command, ...extra, ...defines], { cwd: root, stdio: "inherit" }).status === 0;

@@ -3,9 +3,11 @@
 // it is installed and loads; otherwise builds from source and says why: with CMake (cmake-js;
 // adds the CUDA backend when nvcc is found), or, without CMake, with node-gyp (CPU backend).
 // A build from source is forced by LIGHTTRANSFER_BUILD_FROM_SOURCE=1 (or npm's
-// --build-from-source), and is always what happens in a checkout of the repository. Outside a
-// checkout, a CMake build that fails is tried again without the CUDA backend, then with node-gyp;
-// in a checkout it fails the install (CI must see a .cu file that does not compile).
+// --build-from-source), and is always what happens in a checkout of the repository. Where no
+// prebuilt fits, a CMake build that fails is tried again without the CUDA backend, then with
+// node-gyp; a build asked for, or made in a checkout, fails the install instead (a user who asked
+// for a CUDA build must not get a CPU one, and CI must see a .cu file that does not compile).
+// Using the prebuilt removes an earlier source build, which the loader would take first.
 
 const { spawnSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -67,15 +69,15 @@ function buildWithNodeGyp() {
   return spawnSync(process.execPath, [nodeGyp, "rebuild", "--jobs", "max"], { cwd: root, stdio: "inherit" }).status === 0;
 }
 
-function buildFromSource(checkout) {
+function buildFromSource(fallBack) {
   const cuda = (process.env.LIGHTTRANSFER_CUDA || "auto").toLowerCase();
   if (has("cmake", ["--version"])) {
     if (buildWithCmake()) return;
-    if (!checkout && cuda !== "on" && cuda !== "off") {
+    if (fallBack && cuda !== "on" && cuda !== "off") {
       log("the CMake build failed; trying again without the CUDA backend (LIGHTTRANSFER_CUDA=off)");
       if (buildWithCmake({ ...process.env, LIGHTTRANSFER_CUDA: "off" })) return;
     }
-    if (!checkout && cuda !== "on") {
+    if (fallBack && cuda !== "on") {
       log("the CMake build failed; building the CPU backend with node-gyp");
       if (buildWithNodeGyp()) return;
     }
@@ -98,7 +100,7 @@ function buildFromSource(checkout) {
 }
 
 const checkout = fs.existsSync(path.join(root, "lib", "index.ts"));
-if (checkout) buildFromSource(true);
+if (checkout) buildFromSource(false);
 else if (wantsSourceBuild()) {
   log("building from source, as asked (LIGHTTRANSFER_BUILD_FROM_SOURCE or --build-from-source)");
   buildFromSource(false);
@@ -106,6 +108,8 @@ else if (wantsSourceBuild()) {
   const problem = prebuiltProblem();
   if (problem) {
     log(`${problem}; building from source instead`);
-    buildFromSource(false);
+    buildFromSource(true);
+  } else {
+    fs.rmSync(path.join(root, "build"), { recursive: true, force: true });
   }
 }

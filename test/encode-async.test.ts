@@ -5,6 +5,7 @@
 import * as path from "node:path";
 import { loadModel, type Model, Tokenizer } from "../lib";
 import { brownCorpus } from "../lib/eval/corpus";
+import { runNode } from "./helpers/child";
 import { fixtureModels, fixtureRoot } from "./helpers/fixtures";
 import { Random } from "./helpers/reference";
 
@@ -71,6 +72,21 @@ describe(`seed ${rng.seed}`, () => {
     expect(tok.decode(tok.encode("Hello world", { addSpecialTokens: false }))).toBe("Hello world");
     await tok.dispose(); // twice is fine
     await expect(tok.encodeAsync(42 as unknown as string)).rejects.toThrow("encodeAsync: text must be a string, got number");
+  });
+
+  test("where no worker thread may start (Node's permission model), long texts are encoded inline", () => {
+    const flag = process.allowedNodeEnvironmentFlags.has("--permission") ? "--permission" : "--experimental-permission";
+    const script = [
+      `const { Tokenizer } = require(${JSON.stringify(path.join(__dirname, "..", "dist", "lib", "checkpoint", "tokenizer.js"))});`,
+      `const tok = Tokenizer.fromDirectory(${JSON.stringify(path.join(fixtureRoot, "mistral-tiny"))});`,
+      `const text = ${JSON.stringify(randomText(rng.int(9000, 20000)))};`,
+      "(async () => {",
+      "  const ids = [await tok.encodeAsync(text), await tok.encodeAsync(text)];",
+      "  console.log(JSON.stringify(ids.map((a) => JSON.stringify(a) === JSON.stringify(tok.encode(text)))));",
+      "})().catch((err) => { console.log(JSON.stringify(err.message)); });",
+    ].join("\n");
+    const r = runNode([flag, "--allow-fs-read=*", "-e", script]);
+    expect(r.stdout.trim()).toBe("[true,true]");
   });
 
   describe("the model's long prompts", () => {

@@ -11,6 +11,7 @@ const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads");
 const { Tokenizer } = require(workerData.modulePath);
 const tokenizer = new Tokenizer(JSON.parse(workerData.json), JSON.parse(workerData.config));
+parentPort.postMessage({ ready: true });
 parentPort.on("message", ({ id, text, addSpecialTokens }) => {
   try {
     const ids = Int32Array.from(tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids);
@@ -47,7 +48,12 @@ export class EncoderThread {
   private worker?: Worker;
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
-  private closed = false;
+  closed = false;
+  /**
+   * Why no worker can start here (the permission model refuses it, or a bundle left the
+   * tokenizer's module out), once one has failed before it was ready; the caller encodes inline.
+   */
+  unavailable: string | undefined;
 
   constructor(
     private readonly json: string,
@@ -91,12 +97,23 @@ export class EncoderThread {
   }
 
   private start(): Worker {
-    const worker = new Worker(workerSource, {
-      eval: true,
-      workerData: { modulePath: require.resolve("@huggingface/tokenizers"), json: this.json, config: this.config },
-    });
+    let worker: Worker;
+    try {
+      worker = new Worker(workerSource, {
+        eval: true,
+        workerData: { modulePath: require.resolve("@huggingface/tokenizers"), json: this.json, config: this.config },
+      });
+    } catch (err) {
+      this.unavailable = (err as Error).message;
+      throw new EncoderThreadError(`the tokenizer's worker thread could not start (${this.unavailable})`);
+    }
     worker.unref();
-    worker.on("message", (message: { id: number; ids?: Int32Array; error?: string }) => {
+    let ready = false;
+    worker.on("message", (message: { id: number; ids?: Int32Array; error?: string; ready?: boolean }) => {
+      if (message.ready) {
+        ready = true;
+        return;
+      }
       const request = this.pending.get(message.id);
       if (!request) return;
       this.pending.delete(message.id);
@@ -107,6 +124,7 @@ export class EncoderThread {
     // A worker that dies (out of memory, say) fails what it held; the next request starts another.
     const lost = (why: string) => {
       if (this.worker === worker) this.worker = undefined;
+      if (!ready && !this.closed) this.unavailable = why;
       this.fail(new EncoderThreadError(`the tokenizer's worker thread stopped (${why}); the text was not encoded`), worker);
     };
     worker.on("error", (err) => lost(err.message));

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
-import { EncoderThread } from "./encoder-thread";
+import { EncoderThread, EncoderThreadError } from "./encoder-thread";
 import { checkTokenIds } from "./token-ids";
 
 export interface ChatMessage {
@@ -205,8 +205,15 @@ export class Tokenizer implements AsyncDisposable {
     if (typeof text !== "string") throw new TypeError(`encodeAsync: text must be a string, got ${typeof text}`);
     const addSpecialTokens = options.addSpecialTokens ?? true;
     this.thread.checkOpen();
-    if (text.length < inlineEncodeChars) return this.encode(text, { addSpecialTokens });
-    return this.thread.encode(text, addSpecialTokens);
+    if (text.length < inlineEncodeChars || this.thread.unavailable) return this.encode(text, { addSpecialTokens });
+    try {
+      return await this.thread.encode(text, addSpecialTokens);
+    } catch (err) {
+      // Where no worker can start, the text is encoded here, as it was before there was one.
+      if (err instanceof EncoderThreadError && this.thread.unavailable && !this.thread.closed)
+        return this.encode(text, { addSpecialTokens });
+      throw err;
+    }
   }
 
   /**

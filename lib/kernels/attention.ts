@@ -60,7 +60,11 @@ export interface PrefillAttentionOptions {
   streaming?: StreamingMaskOptions;
   /** Also return the LSE [nq, hq] (f32). */
   returnLse?: boolean;
-  /** Also return the per-head lazy ratio [hq] (f32) of this prefill; `true` measures it with `streamingDefaults`. */
+  /**
+   * Also return the per-head lazy ratio [hq] (f32) of this prefill; `true` measures it with
+   * `streamingDefaults`. It is the mass of the attention this call computes: with `streaming`,
+   * that of the streaming softmax (a ring layer's own), not DESIGN's causal one.
+   */
   lazyRatio?: LazyRatioOptions | boolean;
   /** Preallocated outputs (plan once, run many times). */
   out?: Tensor;

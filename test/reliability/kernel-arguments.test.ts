@@ -222,3 +222,59 @@ describe(`seed ${rng.seed}`, () => {
     maker.disposeAll();
   });
 });
+
+describe(`seed ${rng.seed}: values and memory a kernel would misread`, () => {
+  test("scale and eps outside float32's range are refused, not rounded to infinity or zero", () => {
+    const maker = new Maker(rng);
+    const q = maker.floats([4, 2, 8], "f32");
+    const x = maker.floats([3, 8], "f32"),
+      weight = maker.floats([8], "f32");
+    const outside = /must be a finite number > 0 that float32 holds \(1\.4e-45 to 3\.4e38\)/;
+    for (const scale of [1e39, 1e-50]) {
+      expect(() => kernels.prefillAttention({ q, k: q, v: q, scale })).toThrow(outside);
+      expect(() => kernels.lazyRatio({ q, k: q, lse: maker.floats([4, 2], "f32"), sink: 1, window: 2, lastQueries: 2, scale })).toThrow(
+        outside,
+      );
+    }
+    for (const eps of [1e39, 1e-50]) expect(() => kernels.rmsNorm({ x, weight, eps })).toThrow(outside);
+    maker.disposeAll();
+  });
+
+  test("the standalone lazy ratio of NaN scores or a NaN lse is NaN, not 1", () => {
+    const maker = new Maker(rng);
+    const q = maker.floats([4, 2, 4], "f32"),
+      k = maker.floats([8, 1, 4], "f32");
+    const lse = Tensor.from(
+      Float32Array.from({ length: 8 }, (_, i) => (i === 0 ? Number.NaN : 1)),
+      [4, 2],
+    );
+    const ratio = kernels.lazyRatio({ q, k, lse, sink: 1, window: 2, lastQueries: 4 }).toFloat32Array();
+    expect(Number.isNaN(ratio[0])).toBe(true);
+    expect(ratio[1]).toBeGreaterThan(0);
+    expect(ratio[1]).toBeLessThanOrEqual(1);
+    lse.dispose();
+    maker.disposeAll();
+  });
+
+  test("cache kernels and rmsNorm refuse outputs that share memory with what they read", () => {
+    const maker = new Maker(rng);
+    const pool = maker.floats([2, 4, 1, 8], "f32");
+    const other = maker.floats([2, 4, 1, 8], "f32");
+    const slots = maker.ints([3, 2], [2]);
+    const inPool = pool.reshape([8, 1, 8]).rows(0, 2);
+    const own = maker.floats([2, 1, 8], "f32");
+    expect(() => kernels.appendKv({ k: inPool, v: own, kPages: pool, vPages: other, slots })).toThrow(
+      /appendKv: the K\/V pool overlaps k: give k a tensor of its own/,
+    );
+    expect(() => kernels.gatherKv({ kPages: pool, vPages: other, slots, k: inPool, v: own })).toThrow(
+      /gatherKv: k overlaps the K\/V pool: give k a tensor of its own/,
+    );
+    expect(() => kernels.gatherKv({ kPages: pool, vPages: other, slots, k: own, v: own })).toThrow(/gatherKv: k overlaps v/);
+    const x = maker.floats([3, 8], "f32"),
+      weight = maker.floats([8], "f32"),
+      residual = maker.floats([3, 8], "f32");
+    expect(() => kernels.rmsNorm({ x, weight, residual, out: residual })).toThrow(/rmsNorm: residual overlaps out/);
+    inPool.dispose();
+    maker.disposeAll();
+  });
+});
