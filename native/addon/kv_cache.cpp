@@ -44,6 +44,10 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectShape("slots", slots, {tokens});
   a.expectDType("slots", slots, DType::I32);
   Device device = a.sameDevice({{"k", k}, {"v", v}, {"kPages", kPages}, {"vPages", vPages}, {"slots", slots}});
+  // The pool is written while k and v are read.
+  for (auto [name, t] : {std::pair{"k", k}, {"v", v}})
+    if (overlaps(t, kPages) || overlaps(t, vPages))
+      a.fail(std::string("the K/V pool overlaps ") + name + ": give " + name + " a tensor of its own");
   const int64_t poolSlots = pool[0] * pool[1];
   const auto indices = checkIndices(a, {slots}, [op = a.op(), tokens, poolSlots](const IndexContents& c) {
     checkSlots(op, c[0], tokens, poolSlots, -1);
@@ -128,6 +132,11 @@ PreparedCall prepareGather(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectDType("k", k, kPages->dtype());
   a.expectDType("v", v, kPages->dtype());
   Device device = a.sameDevice({{"kPages", kPages}, {"vPages", vPages}, {"slots", slots}, {"k", k}, {"v", v}});
+  // k and v are written while the pool is read.
+  for (auto [name, t] : {std::pair{"k", k}, {"v", v}})
+    if (overlaps(t, kPages) || overlaps(t, vPages))
+      a.fail(std::string(name) + " overlaps the K/V pool: give " + name + " a tensor of its own");
+  if (overlaps(k, v)) a.fail("k overlaps v: give each a tensor of its own");
   const int64_t poolSlots = pool[0] * pool[1];
   const auto indices = checkIndices(a, {slots}, [op = a.op(), length, poolSlots](const IndexContents& c) {
     checkSlots(op, c[0], length, poolSlots, 0);

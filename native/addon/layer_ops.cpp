@@ -18,11 +18,6 @@
 namespace lt::addon {
 namespace {
 
-bool overlaps(TensorObject* a, TensorObject* b) {
-  const auto a0 = reinterpret_cast<uintptr_t>(a->data()), b0 = reinterpret_cast<uintptr_t>(b->data());
-  return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
-}
-
 // A gemm choice as given (empty when absent), checked to be a string; gemmRequest parses it.
 std::string gemmChoice(const Napi::Value& value, const std::string& op) {
   if (value.IsUndefined()) return "";
@@ -149,6 +144,9 @@ PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {
     a.expectShape("residual", res, x->shape());
     a.expectDType("residual", res, x->dtype());
     if (y->data() == x->data()) a.fail("out may not be x itself when a residual is given");
+    // The residual is updated in place and out written from it: they must be apart.
+    for (auto [name, t] : {std::pair{"out", y}, {"weight", w}})
+      if (overlaps(res, t)) a.fail(std::string("residual overlaps ") + name + ": give them tensors of their own");
   }
   Device device = a.sameDevice({{"x", x}, {"weight", w}, {"residual", res}, {"out", y}});
   RmsNormParams p;

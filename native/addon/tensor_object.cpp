@@ -33,30 +33,44 @@ Napi::Value typedArrayOver(Napi::Env env, Napi::ArrayBuffer buffer, DType t) {
 }
 
 namespace {
+// Reads up to this size come back in memory V8 allocates and its GC frees at once, even in a
+// synchronous loop; larger ones in memory of ours that Node frees from the event loop, and can
+// refuse (above its largest buffer) without ending the process.
+constexpr size_t kMaxV8OwnedBytes = size_t(1) << 30;
+
 // The finalizer frees the memory exactly once: Node runs it itself when it refuses to create a
 // buffer (too large), so creation notes whether that happened.
 thread_local void* hostBufferBeingCreated = nullptr;
 thread_local bool hostBufferFinalizedWhileCreating = false;
 
-void finalizeHostBuffer(napi_env env, void* data, void* hint) {
+void finalizeHostBuffer(napi_env, void* data, void*) {
   if (data == hostBufferBeingCreated) hostBufferFinalizedWhileCreating = true;
   std::free(data);
-  const auto bytes = int64_t(reinterpret_cast<uintptr_t>(hint));
-  int64_t adjusted = 0;
-  if (bytes) napi_adjust_external_memory(env, -bytes, &adjusted);
+}
+
+[[noreturn]] void noHostMemory(size_t bytes, const char* what) {
+  throw Error(std::string("out of host memory: could not allocate ") + std::to_string(bytes >> 20) + " MiB to " + what);
 }
 }  // namespace
 
 Napi::ArrayBuffer newHostBuffer(Napi::Env env, size_t bytes, const char* what) {
+  // V8 ends the process when it cannot allocate a buffer: an allocation of ours first turns a
+  // host that cannot give that much into an Error.
   void* data = std::malloc(bytes == 0 ? 1 : bytes);
-  if (data == nullptr)
-    throw Error(std::string("out of host memory: could not allocate ") + std::to_string(bytes >> 20) + " MiB to " +
-                what);
+  if (data == nullptr) noHostMemory(bytes, what);
+  napi_value result = nullptr;
+  if (bytes <= kMaxV8OwnedBytes) {
+    std::free(data);
+    if (napi_create_arraybuffer(env, bytes, nullptr, &result) != napi_ok) {
+      napi_value pending;
+      napi_get_and_clear_last_exception(env, &pending);
+      noHostMemory(bytes, what);
+    }
+    return Napi::ArrayBuffer(env, result);
+  }
   hostBufferBeingCreated = data;
   hostBufferFinalizedWhileCreating = false;
-  napi_value result = nullptr;
-  const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeHostBuffer,
-                                                              reinterpret_cast<void*>(uintptr_t(bytes)), &result);
+  const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeHostBuffer, nullptr, &result);
   hostBufferBeingCreated = nullptr;
   if (status != napi_ok) {
     if (!hostBufferFinalizedWhileCreating) std::free(data);
@@ -65,8 +79,6 @@ Napi::ArrayBuffer newHostBuffer(Napi::Env env, size_t bytes, const char* what) {
     throw Error(std::string("cannot ") + what + ": " + std::to_string(bytes) +
                 " bytes is more than Node allows in one buffer; read it in parts (rows())");
   }
-  int64_t adjusted = 0;
-  napi_adjust_external_memory(env, int64_t(bytes), &adjusted);
   return Napi::ArrayBuffer(env, result);
 }
 

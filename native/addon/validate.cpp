@@ -23,6 +23,11 @@ IndexSnapshot::~IndexSnapshot() {
   if (onDevice_) cuda::free(device_.index, onDevice_);
 }
 
+bool overlaps(TensorObject* a, TensorObject* b) {
+  const auto a0 = reinterpret_cast<uintptr_t>(a->data()), b0 = reinterpret_cast<uintptr_t>(b->data());
+  return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
+}
+
 std::vector<std::shared_ptr<Storage>> KernelArgs::mayWrite() const {
   std::vector<std::shared_ptr<Storage>> writes;
   std::vector<const Storage*> copied = state_->readThroughCopy;
@@ -152,9 +157,12 @@ double KernelArgs::number(const char* name, double fallback) {
   if (!has(name)) return fallback;
   Napi::Value v = value(name);
   if (!v.IsNumber()) fail(std::string(name) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d <= 0)
-    fail(std::string(name) + " must be a finite number > 0, got " + v.ToString().Utf8Value());
+  const double d = v.As<Napi::Number>().DoubleValue();
+  // Kernels take it as a float32: 1e39 would become infinity there, and 1e-50 zero.
+  const float f = float(d);
+  if (!std::isfinite(d) || !std::isfinite(f) || !(f > 0))
+    fail(std::string(name) + " must be a finite number > 0 that float32 holds (1.4e-45 to 3.4e38), got " +
+         v.ToString().Utf8Value());
   return d;
 }
 

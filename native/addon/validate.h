@@ -42,6 +42,9 @@ class IndexSnapshot {
   void* onDevice_ = nullptr;
 };
 
+// Whether two tensors share any byte (views of one storage may).
+bool overlaps(TensorObject* a, TensorObject* b);
+
 class KernelArgs {
  public:
   KernelArgs(const char* op, const Napi::CallbackInfo& info, CallMode mode = CallMode::Sync);

@@ -42,8 +42,9 @@ void lazyRatio(const LazyRatioParams& p) {
       double sum = 0.0;
       for (float s : scores) sum += std::exp(double(s) - maxScore);
       const double logMass = double(maxScore) + std::log(sum) - double(p.lse[size_t(qi) * hq + h]);
-      // Rounding can push the mass a hair above 1; the ratio is a probability.
-      mass[task] = std::min(1.0, std::exp(logMass));
+      // Rounding can push the mass a hair above 1; the ratio is a probability. A NaN (from NaN
+      // scores or lse) stays NaN, as in the fused kernel, so that the policy can refuse it.
+      mass[task] = logMass > 0.0 ? 1.0 : std::exp(logMass);
     }
   });
 
