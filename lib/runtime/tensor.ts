@@ -176,8 +176,12 @@ export class Tensor implements Disposable, AsyncDisposable {
 
   /**
    * A zero-copy TypedArray over a CPU tensor's memory. Writes through it change the tensor;
-   * after `dispose()` the view is detached (length 0) rather than dangling. Node cannot hold
-   * one buffer over 4 GiB (Node 20), so a larger tensor throws here: use `viewBytes`.
+   * after `dispose()` the view is detached (length 0) rather than dangling. Every view shares one
+   * ArrayBuffer, which the tensor holds until it is disposed or collected; a buffer moved away
+   * with `transfer()` keeps the memory until it is collected itself. Do not hang the tensor on
+   * that buffer (a property of it, or a WeakMap keyed by it) without disposing the tensor: the
+   * two would keep each other. Node cannot hold one buffer over 4 GiB (Node 20), so a larger
+   * tensor throws here: use `viewBytes`.
    * @example const values = Tensor.from(new Float32Array([1, 2]), [2]).view(); // Float32Array [1, 2]
    */
   view(): RawArray<DType> {
@@ -186,7 +190,8 @@ export class Tensor implements Disposable, AsyncDisposable {
 
   /**
    * A zero-copy window of at most 1 GiB over a CPU tensor's raw bytes, detached on `dispose()`;
-   * how tensors of any size are filled or read piece by piece.
+   * how tensors of any size are filled or read piece by piece. A window already collected may
+   * hold the memory until the event loop's next turn.
    * @example
    * const big = Tensor.empty([2 ** 31], "bf16");                  // 4 GiB
    * fs.readSync(fd, big.viewBytes(2 ** 30, 2 ** 30), 0, 2 ** 30, 0); // fills its second GiB
