@@ -121,6 +121,7 @@ template <Prepare prepare>
 inline Napi::Value runNow(const Napi::CallbackInfo& info) {
   beginCall();
   PreparedCall call = prepare(info, CallMode::Sync);
+  checkNotCapturedElsewhere(call.device);
   recordCall(call.device, call.keepAlive);
   call.run();
   return info.Env().Undefined();
@@ -134,6 +135,7 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
   try {
     beginCall();
     call = prepare(info, CallMode::Async);
+    checkNotCapturedElsewhere(call.device);
     if (capturing(call.device))
       throw Error("async kernel calls cannot be recorded into a CUDA graph: " + call.device.name() +
                   " is being captured; use the sync form");

@@ -1,6 +1,8 @@
 #include "graph.h"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <map>
 #include <string>
 
@@ -38,16 +40,19 @@ struct GraphHandle {
   cuda::Graph* graph = nullptr;
 };
 
-// Captures in progress by CUDA device index, and async calls in flight, of this JS thread (the
-// main thread or a worker_threads Worker, each with its own): calls are prepared there, and
-// async workers settle there.
+// Captures in progress by CUDA device index, of this JS thread (the main thread or a
+// worker_threads Worker, each with its own): its calls are prepared there.
 std::map<int, std::unique_ptr<Recording>>& recordings() {
   thread_local std::map<int, std::unique_ptr<Recording>> r;
   return r;
 }
-std::map<int, int>& asyncInFlight() {
-  thread_local std::map<int, int> n;
-  return n;
+// Async calls in flight per device, of every JS thread: the device's stream is the process's.
+constexpr int kMaxDevices = 64;
+std::atomic<int>& asyncInFlight(int device) {
+  static std::array<std::atomic<int>, kMaxDevices> n{};
+  if (device < 0 || device >= kMaxDevices)
+    throw Error("CUDA device index " + std::to_string(device) + " is out of range");
+  return n[size_t(device)];
 }
 
 Recording* recordingOn(const Device& device) {
@@ -99,7 +104,7 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   const Device device = input->device();
   if (device.isCpu()) a.fail("input is on the CPU: a CUDA graph records work on a CUDA device");
   if (recordingOn(device)) a.fail(device.name() + " is already being captured; end that capture first");
-  if (asyncInFlight()[device.index] > 0)
+  if (asyncInFlight(device.index) > 0)
     a.fail("async calls are still running on " + device.name() + "; await them before capturing");
   auto rec = std::make_unique<Recording>();
   rec->device = device;
@@ -280,6 +285,13 @@ bool capturing(const Device& device) {
   return recordingOn(device) != nullptr;
 }
 
+void checkNotCapturedElsewhere(const Device& device) {
+  if (!device.isCpu() && cuda::capturing(device.index) && recordingOn(device) == nullptr)
+    throw Error(device.name() +
+                " is being captured into a CUDA graph by another JS thread; call it from that thread, " +
+                "or once the capture has ended");
+}
+
 void beginCall() {
   for (auto& [index, rec] : recordings()) rec->pending.clear();
 }
@@ -293,11 +305,11 @@ void recordCall(const Device& device, const std::vector<std::shared_ptr<Storage>
 }
 
 void asyncCallStarted(const Device& device) {
-  if (!device.isCpu()) asyncInFlight()[device.index]++;
+  if (!device.isCpu()) asyncInFlight(device.index)++;
 }
 
 void asyncCallEnded(const Device& device) {
-  if (!device.isCpu()) asyncInFlight()[device.index]--;
+  if (!device.isCpu()) asyncInFlight(device.index)--;
 }
 
 void RegisterGraphs(Napi::Env env, Napi::Object exports) {

@@ -43,8 +43,11 @@ using IndexCheck = std::function<void(const IndexContents& contents)>;
 // copy, which the call owns (IndexSnapshot). Tensors an async call in flight may write are refused.
 std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<TensorObject*>& tensors, IndexCheck check);
 
-// Whether `device` is being captured into a graph.
+// Whether `device` is being captured into a graph by this JS thread.
 bool capturing(const Device& device);
+// Throws when another JS thread is capturing `device`: a call from this one would land in its
+// graph (the stream is the process's) without being recorded as this thread's.
+void checkNotCapturedElsewhere(const Device& device);
 // Brackets preparing and recording one sync call: beginCall forgets checks that a call which
 // then failed, or was async, left behind; recordCall commits the prepared call's checks to the
 // capture on `device` (if any) and has the graph keep `storages` — what the call reads and

@@ -55,6 +55,7 @@ Napi::Value StartRead(const Napi::CallbackInfo& info) {
   } else {
     if (capturing(device))
       throw Error("a tensor cannot be read from " + device.name() + " while it is being captured into a CUDA graph");
+    checkNotCapturedElsewhere(device);
     if (read->bytes > cuda::kMaxPendingReadBytes)
       throw Error("readLater: the tensor holds " + std::to_string(read->bytes) + " bytes, more than the " +
                   std::to_string(cuda::kMaxPendingReadBytes) + " a pending read takes; use toArray()");

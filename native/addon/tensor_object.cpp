@@ -492,6 +492,7 @@ PreparedCall prepareReadFile(const Napi::CallbackInfo& info, CallMode) {
   const Device device = self->device();
   if (capturing(device))
     throw Error("a file cannot be read into " + device.name() + " while it is being captured into a CUDA graph");
+  checkNotCapturedElsewhere(device);
   self->dropShadow();
   void* dst = static_cast<uint8_t*>(self->data()) + offset;
   PreparedCall call;
