@@ -3,7 +3,7 @@
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
 import { loadModel, type Model, memoryUsage } from "../lib";
 import { GenerationSequence } from "../lib/generate/sequence";
-import { randomLayers, resolveHybrid } from "../lib/hybrid/options";
+import { type ResolvedHybrid, randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { prefillPeakPages } from "../lib/hybrid/planner";
 import { HybridPolicy } from "../lib/hybrid/policy";
 import { LazyLayerSelector, topLazyLayers } from "../lib/hybrid/selection";
@@ -397,6 +397,13 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     }
   });
 
+  /** A sequence with its policy, and a twin with its own to compare it with. */
+  const twinSequences = (options: ResolvedHybrid) => {
+    const policy = new HybridPolicy(model.decoder, options);
+    const freshPolicy = new HybridPolicy(model.decoder, options);
+    return { policy, seq: model.decoder.createSequence(policy), freshPolicy, fresh: model.decoder.createSequence(freshPolicy) };
+  };
+
   /** The most pages `model`'s pool holds at once while `run` runs. */
   const peakPagesDuring = (run: () => void): number => {
     const pool = model.pool;
@@ -455,10 +462,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const first = randomPrompt(3, 12);
     const second = randomPrompt(40, 80);
     const cont = randomPrompt(6, 6);
-    const policy = new HybridPolicy(model.decoder, options);
-    const seq = model.decoder.createSequence(policy);
-    const freshPolicy = new HybridPolicy(model.decoder, options);
-    const fresh = model.decoder.createSequence(freshPolicy);
+    const { policy, seq, freshPolicy, fresh } = twinSequences(options);
     const pages = model.pool.usedPages;
     try {
       for (const s of [seq, fresh]) model.decoder.prefill(s, first);
@@ -500,10 +504,7 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     const first = randomPrompt(3, 6);
     const second = randomPrompt(6, 9);
     const cont = randomPrompt(17, 17);
-    const policy = new HybridPolicy(model.decoder, options);
-    const seq = model.decoder.createSequence(policy);
-    const freshPolicy = new HybridPolicy(model.decoder, options);
-    const fresh = model.decoder.createSequence(freshPolicy);
+    const { policy, seq, freshPolicy, fresh } = twinSequences(options);
     try {
       for (const s of [seq, fresh]) model.decoder.prefill(s, first);
       // The second prompt's first chunk through every layer grows each layer's kept rows; then it is cancelled.

@@ -2,7 +2,7 @@
 // too, the caller gets the prompt's own error, and the sequence (or session) refuses every later
 // use, saying both what failed and what to do, until it is disposed, which gives every page back.
 import * as path from "node:path";
-import { loadModel, type Model, PoolExhaustedError } from "../../lib";
+import { loadModel, type Model, PoolExhaustedError, type Session } from "../../lib";
 import { HybridPolicy } from "../../lib/hybrid/policy";
 import { fixtureRoot } from "../helpers/fixtures";
 import { Random } from "../helpers/reference";
@@ -23,6 +23,15 @@ const failingUndo = () => ({
   },
   dispose: () => {},
 });
+
+/** A session whose undo failed refuses every generate, saying why, and gives every page back when disposed. */
+async function expectRefusedUntilDisposed(session: Session, usedBefore: number): Promise<void> {
+  await expect(session.generate(randomIds(3), { maxNewTokens: 2 }).next()).rejects.toThrow(
+    /could not be put back .*putting the hooks back failed \(injected\).*dispose the session and start a new one/,
+  );
+  session.dispose();
+  expect(model.pool.usedPages).toBe(usedBefore);
+}
 
 test("a sequence: the prompt's own error, then every use refused until dispose()", () => {
   const used = model.pool.usedPages;
@@ -52,11 +61,7 @@ test("a session: the pool's PoolExhaustedError, then every generate refused unti
   } finally {
     savePoint.mockRestore();
   }
-  await expect(session.generate(randomIds(3), { maxNewTokens: 2 }).next()).rejects.toThrow(
-    /could not be put back .*putting the hooks back failed \(injected\).*dispose the session and start a new one/,
-  );
-  session.dispose();
-  expect(model.pool.usedPages).toBe(used);
+  await expectRefusedUntilDisposed(session, used);
 });
 
 test("a session's prompt aborted part-way whose undo fails: the abort's AbortError, then every generate refused", async () => {
@@ -74,9 +79,5 @@ test("a session's prompt aborted part-way whose undo fails: the abort's AbortErr
   } finally {
     savePoint.mockRestore();
   }
-  await expect(session.generate(randomIds(3), { maxNewTokens: 2 }).next()).rejects.toThrow(
-    /could not be put back .*putting the hooks back failed \(injected\).*dispose the session and start a new one/,
-  );
-  session.dispose();
-  expect(model.pool.usedPages).toBe(used);
+  await expectRefusedUntilDisposed(session, used);
 });
