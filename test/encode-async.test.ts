@@ -128,6 +128,32 @@ describe(`seed ${rng.seed}`, () => {
       }
     });
 
+    test("an abort while a batch's or scoring's prompts are encoded stops before the next prompt", async () => {
+      // Short enough to fit the model: the loop looks at the signal between prompts however they are encoded.
+      const texts = Array.from({ length: 4 }, () => randomText(rng.int(1000, 3000)));
+      const encodeAsync = jest.spyOn(model.tokenizer, "encodeAsync");
+      try {
+        for (const run of [
+          (signal: AbortSignal) => model.generateBatch(texts, { maxNewTokens: 1, signal }),
+          (signal: AbortSignal) =>
+            model.scoreBatch(
+              texts.map((prompt) => ({ prompt, continuation: " a" })),
+              { signal },
+            ),
+        ]) {
+          encodeAsync.mockClear();
+          const controller = new AbortController();
+          const ended = expect(run(controller.signal)).rejects.toMatchObject({ name: "AbortError" });
+          controller.abort();
+          await ended;
+          // The first prompt was being encoded when the signal came; none after it was started.
+          expect(encodeAsync.mock.calls.length).toBeLessThanOrEqual(2);
+        }
+      } finally {
+        encodeAsync.mockRestore();
+      }
+    });
+
     test("a session is busy while its prompt is encoded: a second turn meanwhile is refused", async () => {
       const session = model.createSession();
       const first = session.generate(randomText(rng.int(20000, 30000)), { maxNewTokens: 1 }).next();

@@ -229,10 +229,12 @@ export async function generateBatch(
   checkStopNeedsTokenizer(model, settings.stop, "generateBatch");
   const owner = { name: "model" as const, isLive: () => !model.isDisposed };
   const encoded: number[][] = [];
-  for (const [i, p] of prompts.entries())
+  for (const [i, p] of prompts.entries()) {
+    settings.signal?.throwIfAborted();
     encoded.push(
       await whileLive(owner, promptIdsAsync(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`)),
     );
+  }
   encoded.forEach((ids, i) => checkPromptFits(ids, 0, session.maxContext, `prompt ${i}`));
   const sequences: GenerationSequence[] = [];
   try {

@@ -64,6 +64,7 @@ export async function scoreRequests(
   const owner = { name: "model" as const, isLive };
   const encoded: Array<{ prompt: number[]; continuation: number[] }> = [];
   for (const [i, r] of requests.entries()) {
+    signal?.throwIfAborted();
     const label = requests.length === 1 ? what : `${what}: requests[${i}]`;
     if (typeof r !== "object" || r === null) throw new TypeError(`${label} must be { prompt, continuation }, got ${show(r)}`);
     const prompt = await whileLive(owner, promptIdsAsync(model.optionalTokenizer, r.prompt, vocabSize, `${label}: prompt`), "scoring");
