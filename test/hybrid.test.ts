@@ -2,6 +2,7 @@
 // of the same semantics (auto and fixed modes), the heap against a global sort, memory bounds,
 // deferred selection for short prompts, batches mixing lazy sets, and option checking.
 import { loadModel, type Model, memoryUsage } from "../lib";
+import { FullCache } from "../lib/cache/layer-cache";
 import { GenerationSequence } from "../lib/generate/sequence";
 import { type ResolvedHybrid, randomLayers, resolveHybrid } from "../lib/hybrid/options";
 import { prefillPeakPages } from "../lib/hybrid/planner";
@@ -457,47 +458,59 @@ describe("hybrid model against the float64 reference (llama-tiny)", () => {
     }
   });
 
-  test("a prompt that crossed sink + window and failed after cutting layers leaves the sequence as it was before it", () => {
-    const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 }, model.config.layers);
-    const first = randomPrompt(3, 12);
-    const second = randomPrompt(40, 80);
-    const cont = randomPrompt(6, 6);
-    const { policy, seq, freshPolicy, fresh } = twinSequences(options);
-    const pages = model.pool.usedPages;
-    try {
-      for (const s of [seq, fresh]) model.decoder.prefill(s, first);
-      const before = model.pool.usedPages;
-      // The last layer fails once its ratio is recorded: by then an earlier layer has been cut.
-      const last = model.config.layers - 1;
-      const layerDone = policy.layerDone.bind(policy);
-      let cutBeforeFailing = false;
-      const spy = jest.spyOn(policy, "layerDone").mockImplementation((s, layer, ratio) => {
-        layerDone(s, layer, ratio);
-        if (layer === last) {
-          cutBeforeFailing = s.caches.some((c) => c.kind === "streaming");
-          throw new Error("the last layer failed (injected)");
+  test.each(["after the last layer, once an earlier one was cut", "in the cut itself"])(
+    "a prompt that crossed sink + window and failed %s leaves the sequence as it was before it",
+    (where) => {
+      const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 10, lastQueries: 4 }, model.config.layers);
+      const first = randomPrompt(3, 12);
+      const second = randomPrompt(40, 80);
+      const cont = randomPrompt(6, 6);
+      const { policy, seq, freshPolicy, fresh } = twinSequences(options);
+      const pages = model.pool.usedPages;
+      try {
+        for (const s of [seq, fresh]) model.decoder.prefill(s, first);
+        const before = model.pool.usedPages;
+        let spy: jest.SpyInstance;
+        let failedWhere = false;
+        if (where === "in the cut itself") {
+          // The cache is still full, holding the earlier turn and the prompt, when the cut throws.
+          spy = jest.spyOn(FullCache.prototype, "cutToStreaming").mockImplementation(function (this: FullCache) {
+            failedWhere = this.length > first.length;
+            throw new Error("the cut failed (injected)");
+          });
+        } else {
+          const last = model.config.layers - 1;
+          const layerDone = policy.layerDone.bind(policy);
+          spy = jest.spyOn(policy, "layerDone").mockImplementation((s, layer, ratio) => {
+            layerDone(s, layer, ratio);
+            if (layer === last) {
+              failedWhere = s.caches.some((c) => c.kind === "streaming");
+              throw new Error("the cut failed (injected)");
+            }
+          });
         }
-      });
-      expect(() => model.decoder.prefill(seq, second)).toThrow("the last layer failed (injected)");
-      spy.mockRestore();
-      expect(cutBeforeFailing).toBe(true);
-      expect(model.pool.usedPages).toBe(before);
-      expect(policy.state).toEqual(freshPolicy.state);
-      expect(seq.caches.map((c) => [c.kind, c.length])).toEqual(fresh.caches.map((c) => [c.kind, c.length]));
-      // The tokens of the first prompt are back in every layer: the same prompt and steps give the same logits, bit for bit.
-      for (const s of [seq, fresh]) model.decoder.prefill(s, second);
-      expect(policy.state).toEqual(freshPolicy.state);
-      for (const t of cont) {
-        const got = model.decoder.step([seq], [t], "logits");
-        const want = model.decoder.step([fresh], [t], "logits");
-        expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+        expect(() => model.decoder.prefill(seq, second)).toThrow("the cut failed (injected)");
+        spy.mockRestore();
+        expect(failedWhere).toBe(true);
+        expect(seq.damaged).toBeUndefined();
+        expect(model.pool.usedPages).toBe(before);
+        expect(policy.state).toEqual(freshPolicy.state);
+        expect(seq.caches.map((c) => [c.kind, c.length])).toEqual(fresh.caches.map((c) => [c.kind, c.length]));
+        // The tokens of the first prompt are back in every layer: the same prompt and steps give the same logits, bit for bit.
+        for (const s of [seq, fresh]) model.decoder.prefill(s, second);
+        expect(policy.state).toEqual(freshPolicy.state);
+        for (const t of cont) {
+          const got = model.decoder.step([seq], [t], "logits");
+          const want = model.decoder.step([fresh], [t], "logits");
+          expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+        }
+      } finally {
+        seq.dispose();
+        fresh.dispose();
       }
-    } finally {
-      seq.dispose();
-      fresh.dispose();
-    }
-    expect(model.pool.usedPages).toBe(pages);
-  });
+      expect(model.pool.usedPages).toBe(pages);
+    },
+  );
 
   test("a pending choice's kept queries come back as they were when a prefill that grew them is cancelled", () => {
     const options = resolveHybrid({ mode: "auto", fullLayers: 1, sink: 2, window: 14, lastQueries: 16 }, model.config.layers);

@@ -121,8 +121,9 @@ export class HybridPolicy implements SequenceHooks {
     if (perHeadRatio) this.record(seq, layer, perHeadRatio);
     else if (!this.measures && this.options.lazyLayers?.includes(layer)) this.cut(seq, layer);
     // The queries a waiting choice kept are not needed once a prefill has measured every layer.
-    if (this.measuringPrefill && layer === this.decoder.config.layers - 1 && this.kept) {
-      this.kept.dispose();
+    if (this.measuringPrefill && layer === this.decoder.config.layers - 1) {
+      this.measuringPrefill = false;
+      this.kept?.dispose();
       this.kept = undefined;
     }
   }
@@ -180,6 +181,7 @@ export class HybridPolicy implements SequenceHooks {
     const heap = this.selector.save();
     return {
       restore: () => {
+        this.measuringPrefill = false;
         Object.assign(this.state, state);
         this.lazy.clear();
         for (const layer of lazy) this.lazy.add(layer);

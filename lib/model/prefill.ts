@@ -364,8 +364,11 @@ class PrefillUndo {
       if (cut && mark.length !== 0 && !this.beforeCut.has(layer))
         throw new Error(`internal: layer ${layer} was cut during a prefill that started at ${mark.length} tokens, and nothing was kept`);
       seq.restoreCache(layer, mark.cache);
-      // A cut emptied the full cache: an empty one is exactly what a first prefill found.
-      if (!this.beforeCut.has(layer)) mark.cache.rollBack(mark.length, mark.pages);
+      // A cut emptied the full cache: an empty one is exactly what a first prefill found. A
+      // layer whose tokens were kept is rebuilt from them below, whether its cut happened or
+      // failed part-way (the cache then still holds the prompt too, or some of it moved).
+      if (this.beforeCut.has(layer)) mark.cache.rollBack(0, 0);
+      else mark.cache.rollBack(mark.length, mark.pages);
     });
     const { kPages, vPages } = this.parts.pool;
     for (const [layer, kept] of this.beforeCut) {
