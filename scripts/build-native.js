@@ -28,8 +28,18 @@ if (timeline) defines.push("--CDLT_STEP_TIMELINE=ON", "--out", path.join(root, "
 // CMake keeps the CUDA compiler a build folder was first configured with: when the environment
 // now names another (CUDACXX, $CUDA_HOME/bin/nvcc, $CUDA_PATH/bin/nvcc), the folder starts afresh.
 const buildDir = sanitize ? path.join(root, "build-sanitize") : timeline ? path.join(root, "build-timeline") : path.join(root, "build");
+/** A command as CMake takes it: its first word, found on the PATH unless it is a path. */
+function program(command) {
+  const name = command.trim().split(/\s+/)[0];
+  if (name.includes(path.sep)) return path.resolve(name);
+  for (const dir of (process.env.PATH || "").split(path.delimiter)) {
+    const file = path.join(dir, name);
+    if (dir && fs.existsSync(file)) return file;
+  }
+  return name;
+}
 function namedNvcc() {
-  if (process.env.CUDACXX) return process.env.CUDACXX;
+  if (process.env.CUDACXX) return program(process.env.CUDACXX);
   for (const name of ["CUDA_HOME", "CUDA_PATH"]) {
     const nvcc = process.env[name] && path.join(process.env[name], "bin", "nvcc");
     if (nvcc && fs.existsSync(nvcc)) return nvcc;
@@ -39,7 +49,7 @@ function namedNvcc() {
 const wanted = cuda === "OFF" ? undefined : namedNvcc();
 const cacheFile = path.join(buildDir, "CMakeCache.txt");
 if (wanted && fs.existsSync(cacheFile)) {
-  const cached = /^CMAKE_CUDA_COMPILER:[A-Z]+=(.*)$/m.exec(fs.readFileSync(cacheFile, "utf8"))?.[1];
+  const cached = /^(?:LT_NVCC|CMAKE_CUDA_COMPILER):[A-Z]+=(.*)$/m.exec(fs.readFileSync(cacheFile, "utf8"))?.[1];
   const real = (file) => (fs.existsSync(file) ? fs.realpathSync(file) : file);
   if (cached && real(cached) !== real(wanted)) {
     console.error(`lighttransfer: the CUDA compiler is now ${wanted} (was ${cached}): building ${buildDir} afresh`);

@@ -159,8 +159,9 @@ export function parseConfig(raw: Record<string, unknown>, file = "config.json"):
     return value as number;
   };
   const rmsNormEps = raw.rms_norm_eps ?? 1e-6;
-  if (typeof rmsNormEps !== "number" || !(rmsNormEps > 0 && rmsNormEps < 1))
-    fail(`'rms_norm_eps' must be a number in (0, 1), got ${show(raw.rms_norm_eps)}`);
+  // The kernels take it as a float32, which must not round it to 0.
+  if (typeof rmsNormEps !== "number" || !(Math.fround(rmsNormEps) > 0 && rmsNormEps < 1))
+    fail(`'rms_norm_eps' must be a number in (0, 1) that float32 holds (at least 1.4e-45), got ${show(raw.rms_norm_eps)}`);
 
   // rope_parameters (newer transformers) carries rope_theta and the scaling together.
   const object = (key: string): Record<string, unknown> | null => {

@@ -190,8 +190,9 @@ export class Tensor implements Disposable, AsyncDisposable {
 
   /**
    * A zero-copy window of at most 1 GiB over a CPU tensor's raw bytes, detached on `dispose()`;
-   * how tensors of any size are filled or read piece by piece. A window already collected may
-   * hold the memory until the event loop's next turn.
+   * how tensors of any size are filled or read piece by piece. Windows share view()'s buffer;
+   * those of a tensor over 4 GiB (more than one buffer may hold in Node 20) are each a buffer of
+   * their own, held until the tensor is disposed.
    * @example
    * const big = Tensor.empty([2 ** 31], "bf16");                  // 4 GiB
    * fs.readSync(fd, big.viewBytes(2 ** 30, 2 ** 30), 0, 2 ** 30, 0); // fills its second GiB

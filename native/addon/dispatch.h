@@ -26,7 +26,8 @@ struct PreparedCall {
   std::function<void()> run;
   std::vector<std::shared_ptr<Storage>> keepAlive;
   Device device{};
-  // The memory it may write, marked while an async call runs (Storage::asyncWriters).
+  // The i32 memory it writes, marked while an async call runs (Storage::asyncWriters): the only
+  // kind an index check reads.
   std::vector<std::shared_ptr<Storage>> writes;
 };
 
@@ -106,7 +107,8 @@ class KernelWorker : public Napi::AsyncWorker {
  private:
   void settle() {
     asyncCallEnded(call_.device);
-    for (const auto& storage : call_.writes) storage->asyncWriters--;
+    // What landed is newer than any host shadow taken while the call ran.
+    for (const auto& storage : call_.writes) storage->asyncWriters--, storage->writes++;
     call_.writes.clear();
     call_.keepAlive.clear();
   }
@@ -162,7 +164,7 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
 template <typename Params, typename Cpu, typename Cuda>
 PreparedCall dispatchCall(const KernelArgs& a, const Device& device, const Params& p, Cpu cpuFn, Cuda cudaFn) {
   PreparedCall call{nullptr, a.used(), device,
-                    a.mode() == CallMode::Async ? a.mayWrite() : std::vector<std::shared_ptr<Storage>>{}};
+                    a.mode() == CallMode::Async ? a.indexOutputs() : std::vector<std::shared_ptr<Storage>>{}};
   auto snapshots = a.snapshots();
   if (device.isCpu()) {
     call.run = [p, cpuFn, snapshots] { cpuFn(p); };

@@ -260,7 +260,6 @@ std::vector<const int32_t*> checkIndices(KernelArgs& a, const std::vector<Tensor
         auto snapshot = std::make_shared<IndexSnapshot>(tensors[i]->device(), std::move(copies[i]));
         kernelReads.push_back(snapshot->data());
         a.keepSnapshot(std::move(snapshot));
-        a.readThroughCopy(tensors[i]->storage().get());
       }
     }
     return kernelReads;

@@ -28,7 +28,7 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectShape("out", out, {rows});
   a.expectDType("out", out, DType::I32);
   Device device = a.sameDevice({{"logits", logits}, {"out", out}});
-  out->dropShadow();
+  a.writesIndices(out);
   ArgmaxParams p;
   p.dtype = logits->dtype();
   p.logits = logits->data(), p.out = static_cast<int32_t*>(out->data());
@@ -66,8 +66,8 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info, CallMode mode)
                                 {"count", count},
                                 {"max", max},
                                 {"mass", mass}});
-  ids->dropShadow();
-  count->dropShadow();
+  a.writesIndices(ids);
+  a.writesIndices(count);
   TopCandidatesParams p;
   p.dtype = logits->dtype();
   p.logits = logits->data();

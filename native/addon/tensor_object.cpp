@@ -126,10 +126,10 @@ const char* rawArrayName(DType t) {
 }
 }  // namespace
 
-// A reference to the storage, so a collected tensor never frees memory a live view still
+// A reference to the storage, so that a collected tensor never frees memory a live view still
 // points into. Shared by the tensor's record of the view and the view's finalizer: dispose()
-// lets go of the storage through it even when the view was collected but not yet finalized
-// (Node finalizes external buffers after the GC, on a later turn of the event loop).
+// lets go of the storage through it once it has detached the view (a view moved to another
+// buffer keeps it until that buffer's finalizer runs).
 struct ViewHold {
   std::shared_ptr<Storage> storage;
 };
@@ -226,12 +226,19 @@ void TensorObject::requireLive(const char* what) const {
     throw Error(std::string("cannot ") + what + " a disposed tensor: it was freed by dispose(); create a new one");
 }
 
+void TensorObject::requireNoAsyncWriter(const char* what) const {
+  if (storage_->asyncWriters > 0)
+    throw Error(
+        std::string("cannot ") + what +
+        " this tensor: an async call still in flight (readFile, or a ...Async kernel's output) writes its memory; "
+        "await that call first");
+}
+
 void TensorObject::release(Napi::Env env) {
-  // A live view is detached and lets go of the storage, so dispose() frees at once and JS can
-  // never touch the freed memory. A view detached or collected before may have handed its memory
-  // on to another ArrayBuffer (ArrayBuffer.prototype.transfer()): that buffer's finalizer holds
-  // the storage, and frees it once the buffer is gone. (view()'s shared buffer is held strongly,
-  // so it is never collected first: a detached one is the only sign of a transfer.)
+  // A view is detached and lets go of the storage, so dispose() frees at once and JS can never
+  // touch the freed memory. Views are held until now, so one already detached was transferred
+  // (ArrayBuffer.prototype.transfer()): the buffer that took its memory holds the storage in its
+  // finalizer, and frees it once that buffer is gone.
   for (auto& view : views_) {
     Napi::ArrayBuffer buffer = view.buffer.Value();
     if (!buffer.IsEmpty() && !buffer.IsDetached()) {
@@ -309,8 +316,8 @@ Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t
     throw Error("cannot view " + std::to_string(bytes) + " bytes at once: Node refuses external buffers that large; " +
                 "use viewBytes(byteOffset, byteLength) for a window of at most 1 GiB, or read() to copy");
   }
-  // Records of views the GC collected or that were detached are dropped once their number
-  // doubles, so calling viewBytes() again and again on one tensor does not grow this list.
+  // Records of buffers transferred away (detached) are dropped once their number doubles, so
+  // views taken and transferred again and again do not grow this list.
   if (views_.size() >= pruneViewsAt_) {
     views_.erase(std::remove_if(views_.begin(), views_.end(),
                                 [](ViewRecord& v) {
@@ -320,10 +327,10 @@ Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t
                  views_.end());
     pruneViewsAt_ = std::max<size_t>(16, 2 * views_.size());
   }
-  // view()'s buffer is held until dispose(): one buffer serves every view() call, and dispose()
-  // can tell it was transferred away (detached) from collected.
+  // Held until dispose(): one buffer serves every view() call, and dispose() can tell a buffer
+  // transferred away (detached) from one collected (never, while held).
   Napi::ArrayBuffer buffer(env, result);
-  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, whole ? 1 : 0), std::move(hold), whole});
+  views_.push_back(ViewRecord{Napi::Reference<Napi::ArrayBuffer>::New(buffer, 1), std::move(hold), whole});
   return buffer;
 }
 
@@ -335,19 +342,26 @@ Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
   if (!storage_->device.isCpu())
     throw Error("view() needs a CPU tensor, this one is on " + storage_->device.name() +
                 "; use read() to copy it back");
+  return typedArrayOver(env, sharedBuffer(env), dtype_);
+}
+
+// The one buffer every view() (and, where it fits, every viewBytes() window) shares while it
+// is attached; JS may transfer it away, and the next call makes another.
+Napi::ArrayBuffer TensorObject::sharedBuffer(Napi::Env env) {
   for (auto it = views_.rbegin(); it != views_.rend(); ++it) {
     if (!it->whole) continue;
     Napi::ArrayBuffer shared = it->buffer.Value();
-    if (!shared.IsEmpty() && !shared.IsDetached())
-      return typedArrayOver(env, shared, dtype_);  // JS may transfer it away
+    if (!shared.IsDetached()) return shared;
   }
-  return typedArrayOver(env, externalBuffer(env, data(), byteLength(), true), dtype_);
+  return externalBuffer(env, data(), byteLength(), true);
 }
 
 // viewBytes(byteOffset, byteLength): a zero-copy Uint8Array over part of a CPU tensor's memory,
 // at most 1 GiB, detached on dispose(). Tensors larger than one JS buffer may hold (4 GiB in
 // Node 20) are filled and read through such windows.
 constexpr double kMaxWindowBytes = double(size_t(1) << 30);
+// The largest buffer every supported Node makes (Node 20: 4 GiB).
+constexpr size_t kMaxSharedBytes = size_t(1) << 32;
 
 Napi::Value TensorObject::ViewBytes(const Napi::CallbackInfo& info) {
   requireLive("view");
@@ -362,6 +376,15 @@ Napi::Value TensorObject::ViewBytes(const Napi::CallbackInfo& info) {
       offset + length > total || length > kMaxWindowBytes)
     throw Error("viewBytes(byteOffset, byteLength) needs integers with byteOffset + byteLength <= the tensor's " +
                 std::to_string(byteLength()) + " bytes and byteLength <= 1 GiB");
+  // A window of the shared buffer, so that windows add no buffers of their own; a tensor larger
+  // than Node's largest buffer gets a buffer per window, each held until dispose().
+  if (byteLength() <= kMaxSharedBytes) {
+    try {
+      return Napi::Uint8Array::New(env, size_t(length), sharedBuffer(env), size_t(offset));
+    } catch (const Error&) {
+      // This Node's largest buffer is smaller: a buffer of the window's own.
+    }
+  }
   Napi::ArrayBuffer buffer = externalBuffer(env, static_cast<uint8_t*>(data()) + size_t(offset), size_t(length), false);
   return Napi::Uint8Array::New(env, size_t(length), buffer, 0);
 }
@@ -372,6 +395,7 @@ constexpr size_t kMaxShadow = 1 << 20;  // i32 elements: page tables and slot li
 
 Napi::Value TensorObject::Write(const Napi::CallbackInfo& info) {
   requireLive("write to");
+  requireNoAsyncWriter("write to");
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsTypedArray())
     throw Error(std::string("write(data) needs a TypedArray: ") + rawArrayName(dtype_) + " for " + dtypeName(dtype_));
@@ -447,6 +471,7 @@ Napi::Value TensorObject::Slice(const Napi::CallbackInfo& info) {
 // copyFrom(src): copies another tensor's contents (same dtype and element count, any device).
 Napi::Value TensorObject::CopyFrom(const Napi::CallbackInfo& info) {
   requireLive("copy into");
+  requireNoAsyncWriter("copy into");
   if (info.Length() < 1 || !IsTensor(info.Env(), info[0])) throw Error("copyFrom(src) needs a tensor");
   TensorObject* src = Unwrap(info[0]);
   src->requireLive("copy from");
@@ -478,6 +503,7 @@ namespace {
 PreparedCall prepareReadFile(const Napi::CallbackInfo& info, CallMode) {
   TensorObject* self = TensorObject::Unwrap(info.This());
   self->requireLive("read a file into");
+  self->requireNoAsyncWriter("read a file into");
   auto integer = [&](size_t i, double max, const char* name) {
     const double v = info.Length() > i && info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : -1;
     if (!(v >= 0) || v > max || v != std::floor(v))

@@ -47,6 +47,8 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   size_t byteLength() const { return size_t(numel(shape_)) * dtypeSize(dtype_); }
   // Throws, naming `what` was asked, when the tensor was disposed.
   void requireLive(const char* what) const;
+  // Throws, naming `what` was asked, while an async call in flight writes this memory.
+  void requireNoAsyncWriter(const char* what) const;
 
  private:
   Napi::Value Read(const Napi::CallbackInfo& info);
@@ -65,6 +67,7 @@ class TensorObject : public Napi::ObjectWrap<TensorObject> {
   void release(Napi::Env env);
   void reportOwnedMemory(Napi::Env env);
   Napi::ArrayBuffer externalBuffer(Napi::Env env, void* data, size_t bytes, bool whole);
+  Napi::ArrayBuffer sharedBuffer(Napi::Env env);
 
   std::shared_ptr<Storage> storage_;
   DType dtype_ = DType::F32;

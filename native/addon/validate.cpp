@@ -28,19 +28,6 @@ bool overlaps(TensorObject* a, TensorObject* b) {
   return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
 }
 
-std::vector<std::shared_ptr<Storage>> KernelArgs::mayWrite() const {
-  std::vector<std::shared_ptr<Storage>> writes;
-  std::vector<const Storage*> copied = state_->readThroughCopy;
-  for (const auto& storage : state_->used) {
-    auto it = std::find(copied.begin(), copied.end(), storage.get());
-    if (it != copied.end())
-      copied.erase(it);  // one use of it was as indices, read from the copy
-    else
-      writes.push_back(storage);
-  }
-  return writes;
-}
-
 const int32_t* IndexSnapshot::data() const {
   return device_.isCpu() ? host_.data() : static_cast<const int32_t*>(onDevice_);
 }

@@ -77,11 +77,13 @@ class KernelArgs {
   // The index copies an async call's kernel reads (see IndexSnapshot); the call owns them.
   const std::vector<std::shared_ptr<IndexSnapshot>>& snapshots() const { return state_->snapshots; }
   void keepSnapshot(std::shared_ptr<IndexSnapshot> snapshot) { state_->snapshots.push_back(std::move(snapshot)); }
-  // Notes that the kernel reads `storage`'s tensor through a checked copy, not in place.
-  void readThroughCopy(const Storage* storage) { state_->readThroughCopy.push_back(storage); }
-  // What an async call may write: every tensor it was given, less each index tensor it reads
-  // through its checked copy.
-  std::vector<std::shared_ptr<Storage>> mayWrite() const;
+  // Declares `t` an i32 output of the call (the only kind an index check reads): its host shadow
+  // goes, and while an async call writes it, index checks refuse its memory.
+  void writesIndices(TensorObject* t) {
+    t->dropShadow();
+    state_->writesIndices.push_back(t->storage());
+  }
+  const std::vector<std::shared_ptr<Storage>>& indexOutputs() const { return state_->writesIndices; }
 
  private:
   // One field of the options object, read once.
@@ -95,7 +97,7 @@ class KernelArgs {
     CallMode mode;
     std::vector<std::shared_ptr<Storage>> used;
     std::vector<std::shared_ptr<IndexSnapshot>> snapshots;
-    std::vector<const Storage*> readThroughCopy;
+    std::vector<std::shared_ptr<Storage>> writesIndices;
   };
   KernelArgs(std::string op, Napi::Env env, std::shared_ptr<Fields> fields, std::shared_ptr<State> state)
       : op_(std::move(op)), env_(env), fields_(std::move(fields)), state_(std::move(state)) {}

@@ -18,6 +18,8 @@ test("an index tensor an async call in flight may write is refused until that ca
     afterArgmax: "ran",
     syncBesideAsyncReaders: "ran",
     asyncReaders: "ran",
+    cachedTableReadTwice: "ran",
+    positionsReadMeanwhile: "ran",
   });
 });
 

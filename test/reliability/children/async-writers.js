@@ -61,6 +61,37 @@ async function main() {
     () => "ran",
     (err) => err.message,
   );
+  // A page table a cached prefill reads, and rope positions it reads in place: only read, so
+  // calls in flight together over them run.
+  const pool = () => tensor([4, 4, 1, 8], float, randomFloats(4 * 4 * 8));
+  const kPages = pool(),
+    vPages = pool();
+  const pageTable = ints([0, 1, 2, 3]);
+  const prefill = () => ({
+    q: tensor([4, 2, 8], float, randomFloats(64)),
+    out: tensor([4, 2, 8], float),
+    scale: 0.35,
+    cached: { kPages, vPages, pageTable, length: 8 },
+  });
+  const first = addon.prefillAttentionAsync(prefill());
+  out.cachedTableReadTwice = await addon.prefillAttentionAsync(prefill()).then(
+    () => "ran",
+    (err) => err.message,
+  );
+  await first;
+  const block = ints([0, 1, 2, 3, 4, 5, 6, 7]); // positions | slots, as a decode step packs them
+  const rope = () => ({
+    qkv: tensor([4, 32], float, randomFloats(128)),
+    positions: block.slice(0, [4]),
+    slots: block.slice(4, [4]),
+    invFreq: tensor([4], "f32", randomFloats(4)),
+    kPages,
+    vPages,
+    q: tensor([4, 2, 8], float),
+  });
+  const roping = addon.ropeAppendKvAsync(rope());
+  out.positionsReadMeanwhile = embed({ ids: block.slice(0, [4]), table, out: embedded });
+  await roping;
   report(out);
 }
 
