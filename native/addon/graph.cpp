@@ -311,7 +311,17 @@ void asyncCallEnded(const Device& device) {
   if (!device.isCpu()) asyncInFlight(device.index)--;
 }
 
+namespace {
+// A JS thread that ends (a Worker terminated) in the middle of a capture ends the capture too:
+// otherwise the device's stream would stay in capture mode, and every thread's calls on it fail.
+void abortCapturesOfThisThread(void*) {
+  for (auto& [device, rec] : recordings()) cuda::abortCapture(device);
+  recordings().clear();
+}
+}  // namespace
+
 void RegisterGraphs(Napi::Env env, Napi::Object exports) {
+  napi_add_env_cleanup_hook(env, abortCapturesOfThisThread, nullptr);
   exports.Set("captureBegin", Napi::Function::New(env, CaptureBegin, "captureBegin"));
   exports.Set("captureEnd", Napi::Function::New(env, CaptureEnd, "captureEnd"));
   exports.Set("graphLaunch", Napi::Function::New(env, GraphLaunch, "graphLaunch"));
