@@ -6,14 +6,15 @@
 //   node scripts/release.js [--buildroot DIR] [--addon FILE] [--archs LIST] [--out DIR] [--jobs N]
 //
 //   --buildroot DIR  build inside this Debian 11 userland (scripts/make-buildroot.sh; needs root
-//                    for chroot) so that the binary loads on glibc >= 2.31. Without it the build
-//                    uses this machine's compilers and the glibc check only warns.
+//                    for chroot) so that the binary loads on glibc >= 2.31, or the release fails.
+//                    Without it the build uses this machine's compilers, and an addon that needs a
+//                    newer glibc is packed only with --out (packages not for publishing).
 //   --addon FILE     package this already built addon instead of building one (the glibc check
-//                    only warns; for testing the packaging, not for publishing).
+//                    as without --buildroot; for testing the packaging, not for publishing).
 //   --archs LIST     CUDA targets (default "80-real;86-real;89-real;90": SASS for each, plus PTX
 //                    of sm_90 so that newer GPUs can JIT).
 //   --out DIR        where the .tgz files and release.json go (default dist/packages, the folder
-//                    publishing takes; an addon that is not portable needs an explicit --out).
+//                    publishing takes).
 //   --lineinfo       keep source lines in the GPU code (about 4x the fatbin; off by default).
 //   --compression M  nvcc --compress-mode of the GPU code (default "size": ~9x smaller than
 //                    nvcc's default; the driver decompresses each module as it loads it).

@@ -2,7 +2,7 @@
 // a time for all the sequences still going, each choosing its next token, until a stop rule ends
 // it (stepper.ts). Session.generate runs it for one sequence, generateBatch for many; an
 // AbortSignal, or the sequences' owner disposed, ends it between steps and between a prompt's
-// prefill chunks.
+// prefill units (a chunk through one layer).
 import type { GenerateChunk, GenerateSettings } from "./options";
 import type { GenerationSequence } from "./sequence";
 import { type GenerationCounters, type GenerationModel, GenerationStepper, type LaunchAhead, type StepperMember } from "./stepper";

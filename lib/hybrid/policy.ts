@@ -10,7 +10,8 @@
 // layer's ratio is computed from them against its cache, exactly as prefill would have, and the
 // lazy layers are cut. Long generations from short prompts become hybrid too. A later prompt
 // that gets there (a session's second turn) measures during its prefill, as a first prompt
-// does, when it holds the last queries itself; a shorter one makes the choice at its end.
+// does, when it holds the last queries itself; a shorter one, or score's teacher-forced
+// continuation, makes the choice at its end.
 // fixed / random / streaming-all: the lazy set is known; with prefill "full" those layers are
 // cut as soon as their prefill is done, with prefill "streaming" they are rings from the start.
 
@@ -128,7 +129,10 @@ export class HybridPolicy implements SequenceHooks {
     }
   }
 
-  /** The length at which a deferred choice is made (by the decode step that reaches it), while one waits. */
+  /**
+   * The length at which a deferred choice is made, while one waits: by the decode step that
+   * reaches it, or at the end of a prompt that gets there too short to measure.
+   */
   get choiceLength(): number | undefined {
     return this.state.pending ? ringSize(this.options) + 1 : undefined;
   }
@@ -139,7 +143,8 @@ export class HybridPolicy implements SequenceHooks {
 
   /**
    * Makes the deferred choice once the sequence has grown past sink + window: after the decode
-   * step that gets there, or after a teacher-forced prefill that stopped there (score).
+   * step that gets there, after a teacher-forced prefill that stopped there (score), or after a
+   * prompt that got there with fewer than lastQueries tokens (GenerationSequence.continuePrefill).
    */
   chooseIfDue(seq: Sequence): void {
     if (!this.state.pending || seq.length <= ringSize(this.options)) return;

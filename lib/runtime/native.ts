@@ -1,8 +1,8 @@
 // Finds and loads the native addon. Looked for, in order: an explicit path in
-// LIGHTTRANSFER_ADDON, the prebuilt binary of this platform's package (@lighttransfer/<target>,
-// an optional dependency npm installs on platforms that have one), then a local build
-// (build/Release, build/Debug: a build from source). When none loads, one error lists every
-// place tried, why each failed, and how to fix it.
+// LIGHTTRANSFER_ADDON, a local build from source (build/Release, build/Debug), then the prebuilt
+// binary of this platform's package (@lighttransfer/<target>, an optional dependency npm
+// installs on platforms that have one). When none loads, one error lists every place tried, why
+// each failed, and how to fix it.
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -273,8 +273,10 @@ export function prebuiltAddonPath(name: string = platformPackageName()): string 
 export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
   const candidates: string[] = [];
   if (env.LIGHTTRANSFER_ADDON) candidates.push(path.resolve(env.LIGHTTRANSFER_ADDON));
-  // A build from source first: only one asked for (or made in a checkout) leaves build/, and it
-  // is what LIGHTTRANSFER_BUILD_FROM_SOURCE is for, say with the CUDA toolkit an older driver supports.
+  // A build from source first: only a build from source leaves build/ (one asked for, one made in
+  // a checkout, or one made because the prebuilt is missing or does not load; install.js removes
+  // it when it takes the prebuilt), and it is what LIGHTTRANSFER_BUILD_FROM_SOURCE is for, say
+  // with the CUDA toolkit an older driver supports.
   candidates.push(
     path.join(packageRoot, "build", "Release", addonFile),
     path.join(packageRoot, "build", "Debug", addonFile),

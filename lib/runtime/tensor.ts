@@ -250,7 +250,9 @@ export class Tensor implements Disposable, AsyncDisposable {
   }
 
   /**
-   * Frees the memory now. Safe to call twice; kernels still running keep what they use.
+   * Frees the memory now, unless another tensor over it (a slice, a reshape) or a view's buffer
+   * moved away with `transfer()` still holds it. Safe to call twice; kernels still running keep
+   * what they use.
    * @example
    * const logits = kernels.linear({ x: hidden, weight: lmHead });
    * const next = kernels.argmax({ logits }).toArray()[0];

@@ -165,7 +165,10 @@ function checkPromptBytes(text: string, param: string, context: RequestContext):
     );
 }
 
-/** An error of the library's own checks (TypeError, RangeError, Error) as a 400 that keeps its message. */
+/**
+ * An error of the library's own checks (TypeError, RangeError, Error) as a 400 that keeps its
+ * message; a 500 when the tokenizer's worker thread failed rather than the request.
+ */
 function invalidRequest(err: unknown, param: string | null): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof EncoderThreadError) return new ApiError(500, (err as Error).message);

@@ -26,8 +26,8 @@ struct PreparedCall {
   std::function<void()> run;
   std::vector<std::shared_ptr<Storage>> keepAlive;
   Device device{};
-  // The i32 memory it writes, marked while an async call runs (Storage::asyncWriters): the only
-  // kind an index check reads.
+  // The memory index checks must not read while an async call runs (Storage::asyncWriters): its
+  // i32 outputs, or readFile's destination.
   std::vector<std::shared_ptr<Storage>> writes;
 };
 

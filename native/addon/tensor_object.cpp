@@ -335,7 +335,8 @@ Napi::ArrayBuffer TensorObject::externalBuffer(Napi::Env env, void* data, size_t
 }
 
 // view(): a zero-copy TypedArray over a CPU tensor's memory, detached on dispose(). Every view
-// of one tensor shares one ArrayBuffer while any of them is alive.
+// of one tensor shares one ArrayBuffer, held by the tensor until dispose() (or until JS
+// transfers it away).
 Napi::Value TensorObject::View(const Napi::CallbackInfo& info) {
   requireLive("view");
   Napi::Env env = info.Env();

@@ -1,6 +1,7 @@
-// The JS-visible native tensor (class NativeTensor). It owns one Storage; dispose() releases
-// it at once, detaches every zero-copy view so JS can never touch freed memory, and tells V8
-// the external memory is gone. The GC finalizer does the same for tensors users forget.
+// The JS-visible native tensor (class NativeTensor). It shares one Storage with its slices;
+// dispose() lets go of it at once (freeing it unless a slice, or a view's buffer moved away with
+// transfer(), still holds it), detaches every zero-copy view so JS can never touch freed memory,
+// and tells V8 the external memory is gone. The GC finalizer does the same for tensors users forget.
 #pragma once
 #include <napi.h>
 

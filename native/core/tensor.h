@@ -36,12 +36,13 @@ struct Storage {
   const Device device;
   const size_t bytes;
   void* const data;
-  // Async calls in flight that may write this memory (readFile, a ...Async kernel's outputs),
-  // counted on the JS thread: index checks refuse memory that may change under the kernel.
+  // Async calls in flight that write this memory (readFile's destination, an ...Async kernel's
+  // i32 outputs), counted on the JS thread: index checks refuse memory that may change under the
+  // kernel, and write/copyFrom/readFile refuse it too.
   int asyncWriters = 0;
-  // Writes made to this memory from the host through any tensor over it (write(), copyFrom,
-  // readFile, a kernel's index output), counted on the JS thread: a tensor's host shadow of its
-  // contents holds only while no write came after it, through it or through another view.
+  // Writes to this memory through any tensor over it (write(), copyFrom, readFile, a kernel's
+  // index output, an async write as it settles, a graph launch into its input), counted on the
+  // JS thread: a tensor's host shadow of its contents holds only while no write came after it.
   uint64_t writes = 0;
 };
 
