@@ -37,6 +37,8 @@ namespace {
 // synchronous loop; larger ones in memory of ours that Node frees from the event loop, and can
 // refuse (above its largest buffer) without ending the process.
 constexpr size_t kMaxV8OwnedBytes = size_t(1) << 30;
+// Reads above this size are first allocated by us as a trial (see newHostBuffer).
+constexpr size_t kTrialAllocationBytes = size_t(256) << 20;
 
 // The finalizer frees the memory exactly once: Node runs it itself when it refuses to create a
 // buffer (too large), so creation notes whether that happened.
@@ -54,13 +56,16 @@ void finalizeHostBuffer(napi_env, void* data, void*) {
 }  // namespace
 
 Napi::ArrayBuffer newHostBuffer(Napi::Env env, size_t bytes, const char* what) {
-  // V8 ends the process when it cannot allocate a buffer: an allocation of ours first turns a
-  // host that cannot give that much into an Error.
-  void* data = std::malloc(bytes == 0 ? 1 : bytes);
-  if (data == nullptr) noHostMemory(bytes, what);
   napi_value result = nullptr;
   if (bytes <= kMaxV8OwnedBytes) {
-    std::free(data);
+    // V8 ends the process when it cannot allocate a buffer: a large one is tried with an
+    // allocation of ours first, so that a host that cannot give that much is an Error. Small
+    // reads (a decode step's logits, every step) skip the trial.
+    if (bytes > kTrialAllocationBytes) {
+      void* trial = std::malloc(bytes);
+      if (trial == nullptr) noHostMemory(bytes, what);
+      std::free(trial);
+    }
     if (napi_create_arraybuffer(env, bytes, nullptr, &result) != napi_ok) {
       napi_value pending;
       napi_get_and_clear_last_exception(env, &pending);
@@ -68,6 +73,8 @@ Napi::ArrayBuffer newHostBuffer(Napi::Env env, size_t bytes, const char* what) {
     }
     return Napi::ArrayBuffer(env, result);
   }
+  void* data = std::malloc(bytes);
+  if (data == nullptr) noHostMemory(bytes, what);
   hostBufferBeingCreated = data;
   hostBufferFinalizedWhileCreating = false;
   const napi_status status = napi_create_external_arraybuffer(env, data, bytes, finalizeHostBuffer, nullptr, &result);
