@@ -1,6 +1,7 @@
 // TextStream: the chunks of a generation's text add up to the decoded ids, and a generation that
 // ends before any token was pushed (EOS as its first token) flushes to nothing instead of failing.
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { Tokenizer } from "../lib";
 import { TextStream } from "../lib/generate/text-stream";
@@ -182,3 +183,37 @@ test("text of characters that take several byte tokens each settles: a token dec
   expect(text + stream.flush()).toBe(demo.decode(ids, { skipSpecialTokens: true }));
   expect(decoded() / ids.length).toBeLessThan(100);
 });
+
+/** A temporary copy of `dir`'s tokenizer whose config turns the decoder's space clean-up off. */
+function withoutCleanUp(dir: string): Tokenizer {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), "lt-no-clean-up-"));
+  fs.copyFileSync(path.join(dir, "tokenizer.json"), path.join(copy, "tokenizer.json"));
+  const config = JSON.parse(fs.readFileSync(path.join(dir, "tokenizer_config.json"), "utf8"));
+  fs.writeFileSync(path.join(copy, "tokenizer_config.json"), JSON.stringify({ ...config, clean_up_tokenization_spaces: false }));
+  try {
+    return Tokenizer.fromDirectory(copy);
+  } finally {
+    fs.rmSync(copy, { recursive: true });
+  }
+}
+
+test.each(tokenizerDirs)(
+  `seed ${rng.seed}: without the decoder's clean-up (%s) each token's text comes out with it, not a token late`,
+  (_name, dir) => {
+    const tok = withoutCleanUp(dir);
+    expect(tok.cleansUpSpaces).toBe(false);
+    expect(Tokenizer.fromDirectory(dir).cleansUpSpaces).toBe(true);
+    const words = ["one", "two", "three", ",", ".", "'", "n't", "s", "go"];
+    const sentence = Array.from({ length: rng.int(4, 12) }, () => words[rng.int(0, words.length - 1)]).join(" ");
+    const ids = tok.encode(sentence, { addSpecialTokens: false });
+    const stream = new TextStream(tok, []);
+    const chunks = ids.map((id) => stream.push(id).text);
+    // Every ASCII token is whole, so the text after i + 1 tokens is the decode of those tokens.
+    for (let i = 0; i < ids.length; i++)
+      expect({ sentence, shown: chunks.slice(0, i + 1).join("") }).toEqual({
+        sentence,
+        shown: tok.decode(ids.slice(0, i + 1), { skipSpecialTokens: true }),
+      });
+    expect(chunks.join("") + stream.flush()).toBe(tok.decode(ids, { skipSpecialTokens: true }));
+  },
+);

@@ -144,6 +144,13 @@ export class Tokenizer implements AsyncDisposable {
    * @example const eosId = tok.eosToken === undefined ? undefined : tok.tokenId(tok.eosToken);
    */
   readonly eosToken?: string;
+  /**
+   * Whether decode() applies transformers' clean-up of spaces before punctuation and contractions
+   * (" ," → ","): tokenizer_config.json's clean_up_tokenization_spaces, on where it is not set, as
+   * in transformers. A streamed text holds back what the clean-up may still change only when on.
+   * @example if (!tok.cleansUpSpaces) console.log("each token's text streams as it comes");
+   */
+  readonly cleansUpSpaces: boolean;
   private readonly hf: HfTokenizer;
   /** The parsed chat template, or why there is none to use (text prompts still work). */
   private readonly template?: Template | { problem: string };
@@ -163,6 +170,7 @@ export class Tokenizer implements AsyncDisposable {
     this.bosToken = tokenText(config.bos_token);
     this.eosToken = tokenText(config.eos_token);
     this.byteLevel = JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
+    this.cleansUpSpaces = Boolean(config.clean_up_tokenization_spaces ?? true);
     // As in transformers, chat_template.jinja takes priority over tokenizer_config.json's template.
     this.template = templateFile !== undefined ? parseTemplate(templateFile, "chat_template.jinja") : configTemplate(config.chat_template);
   }

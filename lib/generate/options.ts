@@ -39,7 +39,11 @@ export interface GenerateOptions extends SamplingOptions {
 export type FinishReason = "eos" | "stop" | "length" | "context";
 
 export interface GenerateChunk {
-  /** New text since the last chunk; always "" when the model was loaded without a tokenizer. */
+  /**
+   * New text since the last chunk; always "" when the model was loaded without a tokenizer. It may
+   * trail `tokens` by a token or two where the tokenizer cleans up spaces (Tokenizer.cleansUpSpaces)
+   * or a token ends inside a character.
+   */
   text: string;
   /** Token ids generated in this step. */
   tokens: number[];

@@ -71,11 +71,14 @@ export class TextStream {
     // contractions once what follows arrives (" ," → ",", " n't" → "n't"), its rules chain
     // (" n ' t" becomes "n't" through " ' " → "'"), and a later one can undo an earlier (" ' "
     // → "'" gives "x'", but "x ' ." becomes "x '." as " ." goes first): so the text from the first
-    // space or apostrophe among its last five characters waits.
+    // space or apostrophe among its last five characters waits. Without the clean-up a token's
+    // text comes out with the token.
     let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
-    const reach = Math.max(0, safe - cleanUpReach);
-    const risky = full.slice(reach, safe).search(/[ ']/);
-    if (risky >= 0) safe = reach + risky;
+    if (this.tokenizer.cleansUpSpaces) {
+      const reach = Math.max(0, safe - cleanUpReach);
+      const risky = full.slice(reach, safe).search(/[ ']/);
+      if (risky >= 0) safe = reach + risky;
+    }
     for (const s of this.stops)
       for (let k = Math.min(s.length - 1, safe); k > 0; k--)
         if (full.slice(safe - k, safe) === s.slice(0, k)) {
