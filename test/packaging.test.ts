@@ -3,6 +3,7 @@
 // source, so the node-gyp and CMake builds cannot drift apart.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { addonCandidates, loadAddon, platformPackageName } from "../lib/runtime/native";
 
@@ -47,17 +48,35 @@ describe("platform packages", () => {
 });
 
 describe("addon loader order", () => {
-  test("LIGHTTRANSFER_ADDON, then a build from source (build/Release, build/Debug), then the platform package", () => {
+  test("a build from source (build/Release, build/Debug), then the platform package; LIGHTTRANSFER_ADDON's file alone", () => {
     // A source build asked for on a platform with a prebuilt (for an older driver's CUDA, say) is the one loaded.
-    const candidates = addonCandidates({ LIGHTTRANSFER_ADDON: "some/where/lighttransfer.node" });
-    expect(candidates[0]).toBe(path.resolve("some/where/lighttransfer.node"));
-    expect(candidates.slice(1, 3)).toEqual([
+    const candidates = addonCandidates({});
+    expect(candidates.slice(0, 2)).toEqual([
       path.join(root, "build", "Release", "lighttransfer.node"),
       path.join(root, "build", "Debug", "lighttransfer.node"),
     ]);
-    expect(candidates[3]).toContain(path.join(...platformPackageName().split("/"), "lighttransfer.node"));
-    expect(candidates).toHaveLength(4);
-    expect(addonCandidates({})).toEqual(candidates.slice(1));
+    expect(candidates[2]).toContain(path.join(...platformPackageName().split("/"), "lighttransfer.node"));
+    expect(candidates).toHaveLength(3);
+    expect(addonCandidates({ LIGHTTRANSFER_ADDON: "some/where/lighttransfer.node" })).toEqual([
+      path.resolve("some/where/lighttransfer.node"),
+    ]);
+  });
+
+  test("a LIGHTTRANSFER_ADDON file that is missing or does not load is an error, not a fallback to another addon", () => {
+    const notAnAddon = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "lt-addon-")), "lighttransfer.node");
+    fs.writeFileSync(notAnAddon, "not a shared object");
+    for (const file of [path.join(path.dirname(notAnAddon), "missing.node"), notAnAddon]) {
+      const child = spawnSync(
+        process.execPath,
+        ["-e", `console.log(require(${JSON.stringify(path.join(root, "dist", "lib"))}).addonPath())`],
+        { encoding: "utf8", env: { ...process.env, LIGHTTRANSFER_ADDON: file } },
+      );
+      expect(child.status).not.toBe(0);
+      expect(child.stdout).toBe("");
+      expect(child.stderr).toContain(`Looked for:\n  ${file}: ${file === notAnAddon ? "" : "not found"}`);
+      expect(child.stderr).toContain("LIGHTTRANSFER_ADDON is set, so only its file was tried");
+    }
+    fs.rmSync(path.dirname(notAnAddon), { recursive: true });
   });
 
   test("addonPath() names the file the addon loads from, loading it if nothing has yet", () => {

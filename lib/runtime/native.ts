@@ -1,7 +1,8 @@
-// Finds and loads the native addon. Looked for, in order: an explicit path in
-// LIGHTTRANSFER_ADDON, a local build from source (build/Release, build/Debug), then the prebuilt
-// binary of this platform's package (@lighttransfer/<target>, an optional dependency npm
-// installs on platforms that have one). When none loads, one error lists every place tried, why
+// Finds and loads the native addon: the file LIGHTTRANSFER_ADDON names, and nothing else, where it
+// is set (a build asked for by name must not be swapped for another silently); otherwise, in
+// order, a local build from source (build/Release, build/Debug), then the prebuilt binary of
+// this platform's package (@lighttransfer/<target>, an optional dependency npm installs on
+// platforms that have one). When none loads, one error lists every place tried, why
 // each failed, and how to fix it.
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -267,12 +268,13 @@ export function prebuiltAddonPath(name: string = platformPackageName()): string 
 }
 
 /**
- * Every path the loader tries, in order (exported for the error message and tests).
- * @example addonCandidates({ LIGHTTRANSFER_ADDON: "./my.node" })[0] // the absolute path of ./my.node
+ * Every path the loader tries, in order (exported for the error message and tests): only
+ * LIGHTTRANSFER_ADDON's file where it is set.
+ * @example addonCandidates({ LIGHTTRANSFER_ADDON: "./my.node" }) // [the absolute path of ./my.node]
  */
 export function addonCandidates(env: NodeJS.ProcessEnv = process.env): string[] {
+  if (env.LIGHTTRANSFER_ADDON) return [path.resolve(env.LIGHTTRANSFER_ADDON)];
   const candidates: string[] = [];
-  if (env.LIGHTTRANSFER_ADDON) candidates.push(path.resolve(env.LIGHTTRANSFER_ADDON));
   // A build from source first: only a build from source leaves build/ (one asked for, one made in
   // a checkout, or one made because the prebuilt is missing or does not load; install.js removes
   // it when it takes the prebuilt), and it is what LIGHTTRANSFER_BUILD_FROM_SOURCE is for, say
@@ -316,7 +318,9 @@ export function loadAddon(candidates: string[] = addonCandidates()): NativeAddon
       "  compiler; the CUDA backend is added when nvcc is found, or force it with LIGHTTRANSFER_CUDA=on|off;",
       "  with a compiler but no CMake, node-gyp builds the CPU backend).",
       "- In a checkout of the repository: `npm install` builds everything.",
-      "- Point LIGHTTRANSFER_ADDON at a built lighttransfer.node.",
+      process.env.LIGHTTRANSFER_ADDON
+        ? "- LIGHTTRANSFER_ADDON is set, so only its file was tried: point it at a built lighttransfer.node, or unset it."
+        : "- Point LIGHTTRANSFER_ADDON at a built lighttransfer.node.",
     ].join("\n"),
   );
 }
