@@ -164,17 +164,25 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
-  test("--kv-memory sizes the page pool: a pool of two pages cannot hold a prompt", () => {
+  test("--kv-memory sizes the page pool: two pages are refused, three cannot hold a prompt", () => {
     const pageBytes = 16 * 2 * 1 * 64 * 4; // 16-token pages of one KV head of dimension 64, K and V, in f32
-    const r = spawnSync(
-      process.execPath,
-      [cli, "eval", "--model", modelDir, "--device", "cpu", "-c", "420", "--tasks", "passkey", "--depths", "0.5", "--seeds", "1"]
-        .concat(["--random-seeds", "0", "--full-layers", "0.34", "--window", "64", "--no-perplexity", "--no-streaming-all"])
-        .concat(["--kv-memory", String(2 * pageBytes), "-o", out]),
-      { encoding: "utf8" },
-    );
-    expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/KV page pool is full: \d+ page\(s\) wanted, 0 of 2 free/);
+    const run = (pages: number) =>
+      spawnSync(
+        process.execPath,
+        [cli, "eval", "--model", modelDir, "--device", "cpu", "-c", "420", "--tasks", "passkey", "--depths", "0.5", "--seeds", "1"]
+          .concat(["--random-seeds", "0", "--full-layers", "0.34", "--window", "64", "--no-perplexity", "--no-streaming-all"])
+          .concat(["--kv-memory", String(pages * pageBytes), "-o", out]),
+        { encoding: "utf8" },
+      );
+    for (const pages of [2, 3]) {
+      const r = run(pages);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(
+        pages === 2
+          ? `kvCacheBytes ${2 * pageBytes} holds 2 KV page(s) of ${pageBytes} bytes (16 tokens of one layer in f32), and a sequence needs a page in each of the model's 3 layers`
+          : /the KV page pool is too small: prompt 0 \(\d+ tokens\) needs \d+ pages while it is prefilled, and the pool holds 3 in all/,
+      );
+    }
     expect(spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "--kv-memory", "lots"], { encoding: "utf8" }).stderr).toMatch(
       /argument 'lots' is invalid. not a size: lots/,
     );

@@ -10,6 +10,7 @@ import {
   defaultEvalSettings,
   type EvalConfig,
   type EvalReport,
+  type EvalSettings,
   evalModes,
   heldOutWindow,
   isCorrect,
@@ -196,6 +197,9 @@ describe(`seed ${rng.seed}`, () => {
       expect(config).toMatchObject({ contexts: [2000], seeds: [5], chat: true, depths: defaultEvalSettings.depths, layerFile: undefined });
       expect(resolveEvalConfig([{ chat: "auto" }], false).chat).toBe(false);
       expect(resolveEvalConfig([{ chat: false }], true).chat).toBe(false);
+      expect(() => resolveEvalConfig([{ contexts: [1000] }, { seed: [0] } as EvalSettings], false)).toThrow(
+        /eval: settings has no option "seed"; its options are tasks, contexts, depths, seeds, /,
+      );
     });
 
     test("a file with an unknown field, or not JSON, is an error naming it", () => {

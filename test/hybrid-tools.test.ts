@@ -70,6 +70,12 @@ describe("calibration", () => {
   });
   afterAll(async () => model?.dispose());
 
+  test("an option calibrate does not take is refused, naming the hybrid options it belongs to", async () => {
+    await expect(calibrate(model, ["a prompt"], { window: 256 } as never)).rejects.toThrow(
+      /calibrate: options has no option "window" \(window: hybrid options, given as calibrate's hybrid: \{ \.\.\. \}\); its options are hybrid, onProgress, signal/,
+    );
+  });
+
   test("counts lazy choices over prompts; fixed mode reads the file back", async () => {
     const prompts = readReference("llama-tiny")
       .cases.slice(0, 2)

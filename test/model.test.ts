@@ -235,6 +235,29 @@ describe("loading errors name the file and leave other models working", () => {
     expect(out[0].tokens).toEqual(readReference("llama-tiny").cases[0].greedy.slice(0, 3));
   });
 
+  test("an option loadModel does not take is refused before anything loads, naming where a session's option goes", async () => {
+    const dir = path.join(fixtureRoot, "llama-tiny");
+    await expect(loadModel(dir, { devcie: "cpu" } as never)).rejects.toThrow(
+      /loadModel: options has no option "devcie"; its options are device, /,
+    );
+    await expect(loadModel(dir, { device: "cpu", maxContext: 8192 } as never)).rejects.toThrow(
+      /has no option "maxContext" \(maxContext: options of a session or a generation, given to createSession or generate\)/,
+    );
+  });
+  test("a KV pool too small for one page a layer is refused with the bytes it needs", async () => {
+    const dir = path.join(fixtureRoot, "llama-tiny");
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+    const headDim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
+    const page = 2 * 16 * cfg.num_key_value_heads * headDim * 4;
+    const layers = cfg.num_hidden_layers;
+    await expect(loadModel(dir, { device: "cpu", kvCacheBytes: 100 })).rejects.toThrow(
+      `loadModel: kvCacheBytes 100 holds 0 KV page(s) of ${page} bytes (16 tokens of one layer in f32), and a sequence needs a page in each of the model's ${layers} layers; ask for at least ${layers * page} bytes`,
+    );
+    await expect(loadModel(dir, { device: "cpu", kvCacheBytes: layers * page - 1 })).rejects.toThrow(/ask for at least/);
+    const least = await loadModel(dir, { device: "cpu", kvCacheBytes: layers * page });
+    expect(least.pool.numPages).toBe(layers);
+    await least.dispose();
+  });
   test("missing directory", async () => {
     await expect(loadModel("/nonexistent/model", { device: "cpu" })).rejects.toThrow(/\/nonexistent\/model\/config.json: not found/);
   });

@@ -1120,6 +1120,7 @@ describe(`seed ${rng.seed}`, () => {
     [{ maxQueue: 0 }, /createServer: maxQueue must be an integer in \[1, /],
     [{ maxRunning: 0 }, /createServer: maxRunning must be an integer in \[1, /],
     [{ modelName: "" }, /createServer: modelName must be a non-empty string/],
+    [{ modelNam: "x" } as ServerOptions, /createServer: options has no option "modelNam"; its options are modelName, /],
   ])("createServer(%j) is refused with what is wrong", async (options, message) => {
     await expect(createServer(model, options)).rejects.toThrow(message);
   });

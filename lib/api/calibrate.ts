@@ -2,8 +2,8 @@
 // keep the most frequent L − P as a layer file that fixed mode reads.
 import * as fs from "node:fs";
 import { ringSize, type StreamingShape } from "../common/geometry";
-import { optionalFunction, optionalSignal, optionsObject } from "../common/validate";
-import { type HybridOptions, resolveHybrid } from "../hybrid/options";
+import { optionalFunction, optionalSignal, optionsObject, rejectUnknownOptions } from "../common/validate";
+import { type HybridOptions, hybridOptionNames, resolveHybrid } from "../hybrid/options";
 import type { Model } from "./model";
 
 /** A layer file: the streaming shape it was calibrated with, and the layers it chose. */
@@ -24,6 +24,8 @@ export interface CalibrateOptions {
   signal?: AbortSignal;
 }
 
+const calibrateOptionNames = ["hybrid", "onProgress", "signal"] satisfies Array<keyof CalibrateOptions>;
+
 /**
  * @example
  * const file = await calibrate(model, prompts, { hybrid: { fullLayers: 0.5 } });
@@ -32,6 +34,10 @@ export interface CalibrateOptions {
  */
 export async function calibrate(model: Model, prompts: string[], options?: CalibrateOptions): Promise<LayerFile> {
   options = optionsObject(options, "calibrate: options");
+  rejectUnknownOptions(options, calibrateOptionNames, "calibrate: options", {
+    names: hybridOptionNames,
+    where: "hybrid options, given as calibrate's hybrid: { ... }",
+  });
   if (!Array.isArray(prompts) || prompts.some((p) => typeof p !== "string"))
     throw new TypeError("calibrate: prompts must be an array of strings");
   if (prompts.length === 0)

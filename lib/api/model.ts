@@ -7,8 +7,25 @@ import { type ModelConfig, readConfig } from "../checkpoint/config";
 import { Tokenizer } from "../checkpoint/tokenizer";
 import { Checkpoint, type LoadProgress, loadWeights, type ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
 import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
-import { integerIn, optionalBoolean, optionalChoice, optionalFunction, optionalSignal, optionsObject, show } from "../common/validate";
-import { type GenerateChunk, type GenerateOptions, type GenerateResult, type SessionOptions, splitOptions } from "../generate/options";
+import {
+  integerIn,
+  optionalBoolean,
+  optionalChoice,
+  optionalFunction,
+  optionalSignal,
+  optionsObject,
+  rejectUnknownOptions,
+  show,
+} from "../common/validate";
+import {
+  type GenerateChunk,
+  type GenerateOptions,
+  type GenerateResult,
+  generateOptionNames,
+  type SessionOptions,
+  sessionOptionNames,
+  splitOptions,
+} from "../generate/options";
 import { noTokenizerError, type Prompt } from "../generate/prompt";
 import { type Continuation, type ScoreOptions, type ScoreRequest, type ScoreResult, scoreRequests } from "../generate/score";
 import { Decoder, prefillActivationBudget } from "../model/decoder";
@@ -64,6 +81,7 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
     const stored = checkpoint.file("model.embed_tokens.weight").get("model.embed_tokens.weight").dtype;
     const dtype: DType | undefined = options.dtype ?? (device === "cpu" ? undefined : stored === "F16" ? "f16" : "bf16");
     if (device !== "cpu" && dtype === "f32") throw new Error("f32 weights are CPU-only; use dtype 'bf16' or 'f16' on CUDA");
+    checkKvCacheBytes(options, config, device === "cpu" ? (options.computeDType ?? "f32") : dtype!);
     const weights = await loadWeights(checkpoint, config, { device, dtype, onProgress: options.onProgress, signal: options.signal });
     const activation: DType = device === "cpu" ? (options.computeDType ?? "f32") : weights.embed.dtype;
     try {
@@ -81,12 +99,26 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
 }
 
 const floatDTypes = ["f32", "f16", "bf16"] as const;
+const loadOptionNames = [
+  "device",
+  "dtype",
+  "kvCacheBytes",
+  "pageSize",
+  "computeDType",
+  "tokenizer",
+  "onProgress",
+  "signal",
+] satisfies Array<keyof LoadModelOptions>;
 
 /** Every loadModel option checked, before anything is read. */
 function validateLoad(dir: unknown, options: LoadModelOptions | undefined): LoadModelOptions {
   if (typeof dir !== "string" || dir === "")
     throw new TypeError(`loadModel: dir must be a model directory path (a string), got ${show(dir)}`);
   const o = optionsObject(options, "loadModel: options");
+  rejectUnknownOptions(o, loadOptionNames, "loadModel: options", {
+    names: [...sessionOptionNames, ...generateOptionNames],
+    where: "options of a session or a generation, given to createSession or generate",
+  });
   if (o.device !== undefined && (typeof o.device !== "string" || !/^(cpu|cuda|cuda:\d+)$/.test(o.device)))
     throw new RangeError(`loadModel: device must be "cpu", "cuda" or "cuda:N", got ${show(o.device)}`);
   optionalChoice(o.dtype, "loadModel: dtype", floatDTypes);
@@ -98,6 +130,18 @@ function validateLoad(dir: unknown, options: LoadModelOptions | undefined): Load
   optionalFunction(o.onProgress, "loadModel: onProgress");
   optionalSignal(o.signal, "loadModel: signal");
   return o;
+}
+
+/** An asked-for KV pool must hold a page of every layer (one token of one sequence), checked before the weights load. */
+function checkKvCacheBytes({ kvCacheBytes, pageSize = defaultPageSize }: LoadModelOptions, config: ModelConfig, dtype: DType): void {
+  if (kvCacheBytes === undefined) return;
+  const bytesPerPage = pageBytes({ pageSize, kvHeads: config.kvHeads, headDim: config.headDim, elementBytes: dtypeBytes(dtype) });
+  if (kvCacheBytes < config.layers * bytesPerPage)
+    throw new RangeError(
+      `loadModel: kvCacheBytes ${kvCacheBytes} holds ${Math.floor(kvCacheBytes / bytesPerPage)} KV page(s) of ${bytesPerPage} bytes ` +
+        `(${pageSize} tokens of one layer in ${dtype}), and a sequence needs a page in each of the model's ${config.layers} layers; ` +
+        `ask for at least ${config.layers * bytesPerPage} bytes`,
+    );
 }
 
 /**

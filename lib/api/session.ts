@@ -1,6 +1,6 @@
 // Sessions and batched generation: the generation loop (lib/generate) run for one sequence that
 // persists across calls, or for many fresh ones at once.
-import type { PagePool } from "../cache/page-pool";
+import { type PagePool, PoolExhaustedError } from "../cache/page-pool";
 import { fullCachePages } from "../common/geometry";
 import { show } from "../common/validate";
 import { type GenerationCounters, type GenerationModel, generationLoop, whileLive } from "../generate/loop";
@@ -16,6 +16,8 @@ import {
 } from "../generate/options";
 import { checkPromptFits, type Prompt, promptIdsAsync } from "../generate/prompt";
 import { GenerationSequence } from "../generate/sequence";
+import type { ResolvedHybrid } from "../hybrid/options";
+import { prefillPeakPages, sequenceLayout } from "../hybrid/planner";
 import type { HybridState } from "../hybrid/policy";
 
 export interface SessionStats {
@@ -141,6 +143,7 @@ export class Session implements AsyncDisposable {
     }
     const carried = this.unfed;
     checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
+    if (sequence.length === 0) checkPromptPages(this.model, carried.length + own.length, this.settings.hybrid, "the prompt");
     const ids = [...carried, ...own];
     this.busy = true;
     const start = sequence.length;
@@ -205,6 +208,16 @@ export class Session implements AsyncDisposable {
 }
 
 /** Stop strings are found in decoded text: without a tokenizer they are an error, before anything is prefilled. */
+/**
+ * Refuses a prompt that needs more KV pages while it is prefilled than the whole pool holds, which
+ * could never run, saying what it needs; pages held by other sequences are the pool's own error.
+ */
+function checkPromptPages(model: SessionModel, tokens: number, hybrid: ResolvedHybrid, label: string): void {
+  const { config, pool } = model;
+  const peak = prefillPeakPages(config, tokens, sequenceLayout(hybrid, config.layers, pool.pageSize));
+  if (peak > pool.numPages) throw new PoolExhaustedError(peak, pool.freePages, pool.numPages, `${label} (${tokens} tokens)`);
+}
+
 function checkStopNeedsTokenizer(model: SessionModel, stop: readonly string[], what: string): void {
   if (stop.length && !model.optionalTokenizer)
     throw new Error(
@@ -235,7 +248,10 @@ export async function generateBatch(
       await whileLive(owner, promptIdsAsync(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`)),
     );
   }
-  encoded.forEach((ids, i) => checkPromptFits(ids, 0, session.maxContext, `prompt ${i}`));
+  encoded.forEach((ids, i) => {
+    checkPromptFits(ids, 0, session.maxContext, `prompt ${i}`);
+    checkPromptPages(model, ids.length, session.hybrid, `prompt ${i}`);
+  });
   const sequences: GenerationSequence[] = [];
   try {
     for (const _ of encoded) sequences.push(new GenerationSequence(model.decoder, session.hybrid));

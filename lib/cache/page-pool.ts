@@ -27,12 +27,15 @@ export interface PagePoolOptions {
  */
 export class PoolExhaustedError extends Error {
   /**
-   * `wanted` pages asked for when `free` of the pool's `total` were free.
+   * `wanted` pages asked for when `free` of the pool's `total` were free; `needer` names what needs
+   * more than the whole pool ("the prompt (5000 tokens)"), which no wait for free pages would help.
    * @example const fullModel = { generateBatch: async () => { throw new PoolExhaustedError(4, 0, 1024); } }; // tests the class example's fallback without filling a pool
    */
-  constructor(wanted: number, free: number, total: number) {
+  constructor(wanted: number, free: number, total: number, needer?: string) {
     super(
-      `the KV page pool is full: ${wanted} page(s) wanted, ${free} of ${total} free. ` +
+      (needer
+        ? `the KV page pool is too small: ${needer} needs ${wanted} pages while it is prefilled, and the pool holds ${total} in all. `
+        : `the KV page pool is full: ${wanted} page(s) wanted, ${free} of ${total} free. `) +
         "Use a shorter prompt, a smaller batch or maxContext, more lazy layers (createSession({ hybrid })), " +
         "or a larger pool (loadModel(dir, { kvCacheBytes }))",
     );

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import { readLayerFile } from "../api/calibrate";
 import { streamingDefaults } from "../common/geometry";
-import { show } from "../common/validate";
+import { rejectUnknownOptions, show } from "../common/validate";
 import type { EvalConfig } from "./harness";
 import { taskNames } from "./tasks";
 
@@ -57,7 +57,10 @@ export function readEvalSettings(file: string): EvalSettings {
  */
 export function resolveEvalConfig(layers: readonly EvalSettings[], hasChatTemplate: boolean): EvalConfig {
   const merged: EvalSettings = { ...defaultEvalSettings };
-  for (const l of layers) for (const [k, v] of Object.entries(l)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  for (const l of layers) {
+    rejectUnknownOptions(l, knownKeys, "eval: settings");
+    for (const [k, v] of Object.entries(l)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+  }
   const { chat, layerFile, ...rest } = merged as Required<Omit<EvalSettings, "layerFile">> & { layerFile?: string };
   if (chat !== "auto" && typeof chat !== "boolean") throw new RangeError(`eval: chat must be true, false or "auto", got ${show(chat)}`);
   return {

@@ -81,8 +81,8 @@ export interface SessionSettings {
   hybrid: ResolvedHybrid;
 }
 
-const sessionOptionNames = ["maxContext", "prefillChunk", "hybrid"] satisfies Array<keyof SessionOptions>;
-const generateOptionNames = [
+export const sessionOptionNames = ["maxContext", "prefillChunk", "hybrid"] satisfies Array<keyof SessionOptions>;
+export const generateOptionNames = [
   "maxNewTokens",
   "stop",
   "stopAtEos",

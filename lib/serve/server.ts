@@ -14,7 +14,7 @@ import Fastify, {
 } from "fastify";
 import type { Model } from "../api/model";
 import type { Tokenizer } from "../checkpoint/tokenizer";
-import { integerIn, maxTokens, optionalBoolean, optionsObject, show } from "../common/validate";
+import { integerIn, maxTokens, optionalBoolean, optionsObject, rejectUnknownOptions, show } from "../common/validate";
 import type { TokenLogprob } from "../generate/logprobs";
 import type { GenerateChunk } from "../generate/options";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
@@ -70,6 +70,19 @@ export interface ServerOptions {
   logger?: boolean;
 }
 
+const serverOptionNames = [
+  "modelName",
+  "maxQueue",
+  "stepTokens",
+  "maxRunning",
+  "maxContext",
+  "prefillChunk",
+  "defaultMaxTokens",
+  "hybrid",
+  "bodyLimit",
+  "logger",
+] satisfies Array<keyof ServerOptions>;
+
 // The server's largest default chunk: the one its inter-token latencies were measured with
 // (bench/README.md, "Serving under load").
 const serverPrefillChunk = 16384;
@@ -82,6 +95,7 @@ const serverPrefillChunk = 16384;
 export async function buildServer(model: Model, options?: ServerOptions): Promise<FastifyInstance> {
   model.assertLive();
   const o = optionsObject(options, "createServer: options");
+  rejectUnknownOptions(o, serverOptionNames, "createServer: options");
   if (o.modelName !== undefined && (typeof o.modelName !== "string" || o.modelName === ""))
     throw new TypeError(`createServer: modelName must be a non-empty string, got ${show(o.modelName)}`);
   const hybrid = resolveHybrid(o.hybrid, model.config.layers);

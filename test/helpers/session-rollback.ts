@@ -32,6 +32,12 @@ const kvHeads = 1,
  * it has written some layers (a wrapped streaming ring among them), not before.
  */
 const tooLong = "The quick brown fox jumps over the lazy dog. ".repeat(3);
+/**
+ * 37 tokens: 10 pages a full layer, a peak of 22-30 pages in every session kind below, more than
+ * is free while heldAsidePages of the 30 are taken.
+ */
+const fitsOnlyAnEmptyPool = "The quick brown fox jumps over the lazy dog. Once upon a time there";
+const heldAsidePages = 12;
 const turns = ["Once upon a time", "The quick brown fox"];
 const shortTurn = "a";
 /** Decode steps of a 6-token greedy turn: the first token comes from the prefill. */
@@ -108,13 +114,18 @@ export function rollbackTests({ device, valueBytes, replayedSteps }: RollbackSui
     const expectedHybrid = fresh.stats.hybrid;
     fresh.dispose();
 
+    // A first prompt larger than the whole pool is refused before it starts; this one fits the
+    // pool, but not the pages left while others are held, so it fails part-way.
     const used = model.pool.usedPages;
+    const heldAside = model.pool.allocate(heldAsidePages);
     const session = model.createSession(options);
     model.pool.resetHighWater();
-    await expect(greedyTokens(session, tooLong)).rejects.toThrow(PoolExhaustedError);
-    expect(model.pool.highWaterPages).toBeGreaterThan(used);
-    expect(model.pool.usedPages).toBe(used);
+    await expect(greedyTokens(session, fitsOnlyAnEmptyPool)).rejects.toThrow(/the KV page pool is full/);
+    expect(model.pool.highWaterPages).toBeGreaterThan(used + heldAsidePages);
+    expect(model.pool.usedPages).toBe(used + heldAsidePages);
+    model.pool.release(heldAside);
     expect(session.stats.contextTokens).toBe(0);
+    await expect(greedyTokens(session, tooLong)).rejects.toThrow(/the KV page pool is too small: the prompt \(73 tokens\) needs \d+ pages/);
     const next = await counted(() => greedyTokens(session, turns[1]));
     expect(next.result).toEqual(expected);
     expect(session.stats.hybrid).toEqual(expectedHybrid);

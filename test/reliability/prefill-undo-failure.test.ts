@@ -52,16 +52,19 @@ test("a sequence: the prompt's own error, then every use refused until dispose()
 });
 
 test("a session: the pool's PoolExhaustedError, then every generate refused until dispose()", async () => {
+  // A prompt larger than the whole pool is refused before it starts: this one (36 tokens, 9 pages
+  // a full layer, 27 at once) fits the 30 pages, but not the 18 left while 12 are held aside.
+  const heldAside = model.pool.allocate(12);
   const used = model.pool.usedPages;
   const session = model.createSession({ hybrid: { mode: "auto", fullLayers: 2, sink: 1, window: 6, lastQueries: 2 } });
   const savePoint = jest.spyOn(HybridPolicy.prototype, "savePoint").mockImplementation(failingUndo);
   try {
-    // 30 pages of 4 tokens hold this prompt in one full layer but not in three.
-    await expect(session.generate(randomIds(60), { maxNewTokens: 2 }).next()).rejects.toThrow(PoolExhaustedError);
+    await expect(session.generate(randomIds(36), { maxNewTokens: 2 }).next()).rejects.toThrow(PoolExhaustedError);
   } finally {
     savePoint.mockRestore();
   }
   await expectRefusedUntilDisposed(session, used);
+  model.pool.release(heldAside);
 });
 
 test("a session's prompt aborted part-way whose undo fails: the abort's AbortError, then every generate refused", async () => {
