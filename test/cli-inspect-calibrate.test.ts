@@ -116,4 +116,20 @@ describe(`seed ${rng.seed}`, () => {
     expect(drawn.match(/<title>layer \d, prompt 1: /g)).toHaveLength(3);
     expect(drawn).not.toMatch(/prompt 0: /);
   });
+
+  test("inspect's --max-context bounds its prompts, and a prompt beyond it is refused naming that flag", () => {
+    const svg = path.join(out, `bounded-${rng.int(0, 999)}.svg`);
+    const prompts = path.join(out, "bounded.txt");
+    fs.writeFileSync(prompts, longPrompts[0]);
+    const r = run(["inspect", "-m", modelDir, "-f", prompts, "--heatmap", svg, ...ratioFlags, "--max-context", "8"]);
+    expect([r.status, r.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /tokens: more than maxContext 8\. Shorten the prompt or ask for a larger maxContext \(a session's option; --max-context on the command line\)/,
+      ),
+    ]);
+    expect(fs.existsSync(svg)).toBe(false);
+    const fits = run(["inspect", "-m", modelDir, "-f", prompts, "--heatmap", svg, ...ratioFlags, "--max-context", "4096"]);
+    expect([fits.status, fits.stdout]).toEqual([0, expect.stringContaining(`heatmap: ${svg}`)]);
+  });
 });

@@ -380,6 +380,7 @@ withRatioOptions(program.command("inspect"))
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
   .addOption(dtypeOption())
   .option("--heatmap <file>", "SVG heatmap to write (layers × heads for one prompt, layers × prompts for several)", "lazy-ratios.svg")
+  .option("--max-context <n>", "longest prompt in tokens (default: the model's max_position_embeddings)", number("int"))
   .action(async (o) => {
     const prompts = readPrompts(o.promptFile);
     checkWritable(o.heatmap, "--heatmap");
@@ -391,7 +392,7 @@ withRatioOptions(program.command("inspect"))
       let lastHeads: Array<Float32Array | undefined> = [];
       let lazy = new Set<number>();
       for (const [i, prompt] of prompts.entries()) {
-        const session = model.createSession({ hybrid });
+        const session = model.createSession({ hybrid, maxContext: o.maxContext });
         try {
           for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal }));
           const stats = session.stats;

@@ -101,16 +101,23 @@ export function checkEncodedIds(ids: number[], vocabSize: number, label: string)
 
 /**
  * Checks that a prompt's `ids` are not empty and, after the `held` tokens its sequence holds
- * already, fit in `maxContext`; `label` names the prompt in the error ("the prompt", "prompt 3").
+ * already, fit in `maxContext`; `label` names the prompt in the error ("the prompt", "prompt 3"),
+ * which says how to get a larger context where there is none held (`largerContext`).
  * @example checkPromptFits(ids, session.stats.contextTokens, 8192, "the prompt");
  */
-export function checkPromptFits(ids: readonly number[], held: number, maxContext: number, label: string): void {
+export function checkPromptFits(
+  ids: readonly number[],
+  held: number,
+  maxContext: number,
+  label: string,
+  largerContext = "ask for a larger maxContext (a session's option; --max-context on the command line)",
+): void {
   if (ids.length === 0) throw new RangeError(`${label} encodes to no tokens`);
   if (held + ids.length > maxContext)
     throw new RangeError(
       `${label} has ${ids.length} tokens${held ? ` and the session already holds ${held}` : ""}: more than maxContext ${maxContext}. ` +
         (held
           ? "Shorten the prompt, or go on in a new session (createSession({ maxContext }) for a larger one)"
-          : "Shorten the prompt or ask for a larger maxContext"),
+          : `Shorten the prompt or ${largerContext}`),
     );
 }

@@ -154,13 +154,16 @@ function contextLengthExceeded(message: string, param: string): ApiError {
   return new ApiError(400, message, "invalid_request_error", param, "context_length_exceeded");
 }
 
+/** What a client whose prompt is too long for the server's maxContext can do besides shortening it. */
+const serverLargerContext = "ask for a server started with a larger maxContext (its --max-context flag, or createServer's maxContext)";
+
 /** Refuses prompt text (plain or rendered) of more bytes than maxContext tokens can stand for. */
 function checkPromptBytes(text: string, param: string, context: RequestContext): void {
   const bytes = Buffer.byteLength(text);
   if (bytes > context.maxPromptBytes)
     throw contextLengthExceeded(
       `the prompt has ${bytes} bytes of text, more than maxContext ${context.maxContext} tokens can hold (${context.maxPromptBytes} bytes). ` +
-        "Shorten the prompt or ask for a larger maxContext",
+        `Shorten the prompt or ${serverLargerContext}`,
       param,
     );
 }
@@ -225,7 +228,7 @@ async function generationRequest(
     );
   const ids = await invalidAsync(promptParam, encode);
   try {
-    checkPromptFits(ids, 0, context.maxContext, "the prompt");
+    checkPromptFits(ids, 0, context.maxContext, "the prompt", serverLargerContext);
   } catch (err) {
     if (ids.length === 0) throw new ApiError(400, (err as Error).message, "invalid_request_error", promptParam);
     throw contextLengthExceeded((err as Error).message, promptParam);
