@@ -24,8 +24,15 @@ export interface BenchArgs {
   numbers(name: string, rule?: NumberRule): number[];
 }
 
+/** What `--help` (or `-h`) does by default: the usage on stdout, and the script ends. */
+const printUsage = (usage: string): never => {
+  console.log(`usage: ${usage}`);
+  process.exit(0);
+};
+
 /**
- * Parses `process.argv` against the options a script knows (each with its default, or undefined).
+ * Parses `process.argv` against the options a script knows (each with its default, or undefined);
+ * `--help` or `-h` anywhere calls `help` with the usage instead (by default: prints it and exits).
  * @example
  * const args = readArgs("node dist/bench/prefill.js MODEL_DIR [--prompts 8]", { prompts: "8" }, { positional: true });
  * const prompts = args.number("prompts", { integer: true, min: 1 });
@@ -33,8 +40,13 @@ export interface BenchArgs {
 export function readArgs(
   usage: string,
   defaults: Record<string, string | undefined>,
-  { positional = false, argv = process.argv.slice(2) }: { positional?: boolean; argv?: string[] } = {},
+  {
+    positional = false,
+    argv = process.argv.slice(2),
+    help = printUsage,
+  }: { positional?: boolean; argv?: string[]; help?: (usage: string) => never } = {},
 ): BenchArgs {
+  if (argv.includes("--help") || argv.includes("-h")) help(usage);
   const fail = (message: string): never => {
     throw new Error(`${message}\nusage: ${usage}`);
   };

@@ -29,6 +29,16 @@ describe(`seed ${rng.seed}`, () => {
     expect(() => read(["--stpes", "3"])).toThrow(/Unknown option '--stpes'/);
   });
 
+  test("--help or -h anywhere hands over the usage instead of parsing (the scripts print it and exit)", () => {
+    for (const argv of [["--help"], ["/models/x", "-h"], ["--stpes", "3", "--help"]]) {
+      const help = jest.fn((shown: string): never => {
+        throw new Error(`help: ${shown}`);
+      });
+      expect(() => readArgs(usage, defaults, { positional: true, argv, help })).toThrow(`help: ${usage}`);
+      expect(help).toHaveBeenCalledTimes(1);
+    }
+  });
+
   test("a value that is not the number asked for names the option, what it takes and what it got", () => {
     const nonNumbers = ["12x", "", "1e999", "NaN", "0x"];
     const bad = nonNumbers[rng.int(0, nonNumbers.length - 1)];

@@ -1,6 +1,6 @@
 // The memory planner, calibration and its layer file, the heatmap, and the CLI commands that
 // use them (run from dist/, which `npm test` builds first).
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -165,6 +165,19 @@ describe("CLI", () => {
     );
     expect(out).toMatch(/KV per sequence: full 3.00 MiB, hybrid 1.03 MiB/);
     expect(out).toMatch(/largest batch: full 21, hybrid 60/);
+  });
+  test("plan notes on stderr a budget that does not cover the weights and a context beyond the model's positions", () => {
+    const plan = (memory: string, context: string) =>
+      spawnSync(process.execPath, [cli, "plan", "-m", fixtureDir("llama-tiny"), "-c", context, "--memory", memory], { encoding: "utf8" });
+    const small = plan("1KiB", "64");
+    expect([small.status, small.stdout]).toEqual([0, expect.stringMatching(/KV pool: 0 pages/)]);
+    expect(small.stderr).toMatch(/^note: --memory 1.0 KiB does not cover the weights \([\d.]+ [KM]iB\): no KV pool fits\n$/);
+    const long = plan("64MiB", "5000");
+    expect(long.status).toBe(0);
+    expect(long.stderr).toBe(
+      "note: context 5000 is beyond the model's max_position_embeddings (4096): a session holds it only when given a larger maxContext, and the model was not trained on positions that far\n",
+    );
+    expect(plan("64MiB", "4096").stderr).toBe("");
   });
   test("inspect prints ratios and writes a heatmap; generate streams text", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-cli-"));

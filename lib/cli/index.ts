@@ -352,6 +352,14 @@ program
       `context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B)`,
     );
     console.log(`KV pool: ${plan.poolPages} pages = ${gib(plan.poolBytes)}`);
+    // What makes the plan's figures moot goes to stderr, so stdout stays the plan.
+    if (o.memory <= weightBytes)
+      console.warn(`note: --memory ${gib(o.memory)} does not cover the weights (${gib(weightBytes)}): no KV pool fits`);
+    if (o.context > config.maxPositionEmbeddings)
+      console.warn(
+        `note: context ${o.context} is beyond the model's max_position_embeddings (${config.maxPositionEmbeddings}): ` +
+          "a session holds it only when given a larger maxContext, and the model was not trained on positions that far",
+      );
     const hybrid = plan.hybrid;
     if (!hybrid) {
       console.log(`KV per sequence: ${gib(plan.full.bytes)} (a sliding window of ${config.slidingWindow} tokens in every layer)`);

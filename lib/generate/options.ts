@@ -9,7 +9,11 @@ import { maxTopLogprobs, type TokenLogprob } from "./logprobs";
 import { type SamplingOptions, validateSampling } from "./sampling";
 
 export interface SessionOptions {
-  /** Most tokens (prompt + generated) this session may hold; default: the model's max_position_embeddings. */
+  /**
+   * Most tokens (prompt + generated) this session may hold; default: the model's
+   * max_position_embeddings. A larger value is taken as asked: positions past the model's are
+   * computed (RoPE goes on), but the model was not trained on them.
+   */
   maxContext?: number;
   /**
    * Prompt tokens per prefill chunk (default: model.prefillChunk; for an 8B model in bf16,

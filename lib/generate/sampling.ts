@@ -14,7 +14,10 @@ export interface SamplingOptions {
   topP?: number;
   /** > 1 makes tokens already in the sequence less likely (as in transformers). */
   repetitionPenalty?: number;
-  /** Seed of the sampler's generator. */
+  /**
+   * Seed of the sampler's generator (an integer; its low 32 bits are used, so seeds 2^32 apart draw
+   * alike). In generateBatch, prompt i draws with seed + i.
+   */
   seed?: number;
 }
 
