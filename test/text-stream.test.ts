@@ -217,3 +217,38 @@ test.each(tokenizerDirs)(
     expect(chunks.join("") + stream.flush()).toBe(tok.decode(ids, { skipSpecialTokens: true }));
   },
 );
+
+describe.each(tokenizerDirs)(`seed ${rng.seed}: with the decoder's clean-up (%s)`, (_name, dir) => {
+  const tok = Tokenizer.fromDirectory(dir);
+
+  test("text made of the clean-up's own pieces, in any order and spacing, is never taken back", () => {
+    expect(tok.cleansUpSpaces).toBe(true);
+    const pieces = [".", "?", "!", ",", "'", "n", "n't", "'t", "t", "'s", "s", "'m", "m", "'ve", "ve", "'re", "re", "the", "x", ":"];
+    for (let round = 0; round < 150; round++) {
+      const text = Array.from({ length: rng.int(1, 14) }, () => rng.pick(["", " ", " ", "  "]) + rng.pick(pieces)).join("");
+      const ids = tok.encode(text, { addSpecialTokens: false });
+      const whole = tok.decode(ids, { skipSpecialTokens: true });
+      const stream = new TextStream(tok, []);
+      let shown = "";
+      for (const id of ids) {
+        shown += stream.push(id).text;
+        expect({ text, shown: whole.startsWith(shown) }).toEqual({ text, shown: true });
+      }
+      expect(shown + stream.flush()).toBe(whole);
+    }
+  });
+
+  test("a word no clean-up rule takes comes out with its token, not a token late", () => {
+    const words = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog"];
+    const sentence = Array.from({ length: rng.int(3, 10) }, () => rng.pick(words)).join(" ");
+    const ids = tok.encode(sentence, { addSpecialTokens: false });
+    const stream = new TextStream(tok, []);
+    let shown = "";
+    for (let i = 0; i < ids.length; i++) {
+      shown += stream.push(ids[i]).text;
+      // A space alone at the end waits (punctuation may follow), where a small vocabulary splits it off its word.
+      const decoded = tok.decode(ids.slice(0, i + 1), { skipSpecialTokens: true });
+      expect({ sentence, shown }).toEqual({ sentence, shown: decoded.endsWith(" ") ? decoded.slice(0, -1) : decoded });
+    }
+  });
+});

@@ -45,8 +45,8 @@ export type FinishReason = "eos" | "stop" | "length" | "context";
 export interface GenerateChunk {
   /**
    * New text since the last chunk; always "" when the model was loaded without a tokenizer. It may
-   * trail `tokens` by a token or two where the tokenizer cleans up spaces (Tokenizer.cleansUpSpaces)
-   * or a token ends inside a character.
+   * trail `tokens` by a token or two where a token ends inside a character, or where the
+   * tokenizer's clean-up (Tokenizer.cleansUpSpaces) may still remove a space before what follows.
    */
   text: string;
   /** Token ids generated in this step. */

@@ -19,6 +19,28 @@ const openText = 4;
  */
 const contextSearch = 64;
 
+/** What the clean-up removes a space before, spaces between them aside: " ." → ".", " n't" → "n't", and so on. */
+const cleanedAfterSpace = [".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"];
+
+/**
+ * Where text[0, end) stops being final under transformers' clean-up of spaces, whatever text
+ * follows: at the first space among its last cleanUpReach characters that what follows it so far
+ * (its spaces aside) may still grow into something the clean-up removes a space before (" n" may
+ * become " n't", " " anything), or at an apostrophe that ends it. The rules chain (" n ' t" becomes
+ * "n't" through " ' " → "'"), hence the spaces aside; and a later one can undo an earlier: " ' "
+ * → "'" gives "x'", but "x ' ." becomes "x '." as " ." goes first, hence the apostrophe. A space
+ * followed by a letter no rule takes (" the") is final at once: the clean-up removes spaces only.
+ */
+function cleanUpSettled(text: string, end: number): number {
+  for (let i = Math.max(0, end - cleanUpReach); i < end; i++) {
+    if (text[i] === "'" && i === end - 1) return i;
+    if (text[i] !== " ") continue;
+    const after = text.slice(i + 1, end).replaceAll(" ", "");
+    if (cleanedAfterSpace.some((p) => p.startsWith(after))) return i;
+  }
+  return end;
+}
+
 /**
  * Turns generated token ids into text chunks: decodes the tail so multi-token characters come out
  * whole, holds back a possible start of a stop string, and finds stop strings. Each push decodes
@@ -67,18 +89,9 @@ export class TextStream {
       return { text, stopped: true };
     }
     // Hold back an incomplete character, what the tokenizer's clean-up may still change, and any
-    // suffix that could begin a stop string. The clean-up removes the space before punctuation and
-    // contractions once what follows arrives (" ," → ",", " n't" → "n't"), its rules chain
-    // (" n ' t" becomes "n't" through " ' " → "'"), and a later one can undo an earlier (" ' "
-    // → "'" gives "x'", but "x ' ." becomes "x '." as " ." goes first): so the text from the first
-    // space or apostrophe among its last five characters waits. Without the clean-up a token's
-    // text comes out with the token.
+    // suffix that could begin a stop string. Without the clean-up a token's text comes out with it.
     let safe = full.endsWith("\uFFFD") ? full.length - 1 : full.length;
-    if (this.tokenizer.cleansUpSpaces) {
-      const reach = Math.max(0, safe - cleanUpReach);
-      const risky = full.slice(reach, safe).search(/[ ']/);
-      if (risky >= 0) safe = reach + risky;
-    }
+    if (this.tokenizer.cleansUpSpaces) safe = cleanUpSettled(full, safe);
     for (const s of this.stops)
       for (let k = Math.min(s.length - 1, safe); k > 0; k--)
         if (full.slice(safe - k, safe) === s.slice(0, k)) {
