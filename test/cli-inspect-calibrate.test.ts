@@ -117,19 +117,22 @@ describe(`seed ${rng.seed}`, () => {
     expect(drawn).not.toMatch(/prompt 0: /);
   });
 
-  test("inspect's --max-context bounds its prompts, and a prompt beyond it is refused naming that flag", () => {
-    const svg = path.join(out, `bounded-${rng.int(0, 999)}.svg`);
+  test.each([
+    ["inspect", "--heatmap", "heatmap: "],
+    ["calibrate", "-o", "written to "],
+  ])("%s's --max-context bounds its prompts, and a prompt beyond it is refused naming that flag", (command, outFlag, written) => {
+    const output = path.join(out, `bounded-${command}-${rng.int(0, 999)}.out`);
     const prompts = path.join(out, "bounded.txt");
     fs.writeFileSync(prompts, longPrompts[0]);
-    const r = run(["inspect", "-m", modelDir, "-f", prompts, "--heatmap", svg, ...ratioFlags, "--max-context", "8"]);
+    const r = run([command, "-m", modelDir, "-f", prompts, outFlag, output, ...ratioFlags, "--max-context", "8"]);
     expect([r.status, r.stderr]).toEqual([
       1,
       expect.stringMatching(
         /tokens: more than maxContext 8\. Shorten the prompt or ask for a larger maxContext \(a session's option; --max-context on the command line\)/,
       ),
     ]);
-    expect(fs.existsSync(svg)).toBe(false);
-    const fits = run(["inspect", "-m", modelDir, "-f", prompts, "--heatmap", svg, ...ratioFlags, "--max-context", "4096"]);
-    expect([fits.status, fits.stdout]).toEqual([0, expect.stringContaining(`heatmap: ${svg}`)]);
+    expect(fs.existsSync(output)).toBe(false);
+    const fits = run([command, "-m", modelDir, "-f", prompts, outFlag, output, ...ratioFlags, "--max-context", "4096"]);
+    expect([fits.status, fits.stdout]).toEqual([0, expect.stringContaining(`${written}${output}`)]);
   });
 });

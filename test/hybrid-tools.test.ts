@@ -8,6 +8,7 @@ import { XMLValidator } from "fast-xml-parser";
 import { loadModel, type Model } from "../lib";
 import { calibrate, layerFileOptions, readLayerFile } from "../lib/api/calibrate";
 import { parseConfig } from "../lib/checkpoint/config";
+import { Checkpoint } from "../lib/checkpoint/weights";
 import { heatmapSvg } from "../lib/hybrid/heatmap";
 import { planMemory } from "../lib/hybrid/planner";
 import { readReference } from "./helpers/fixtures";
@@ -70,10 +71,24 @@ describe("calibration", () => {
   });
   afterAll(async () => model?.dispose());
 
-  test("an option calibrate does not take is refused, naming the hybrid options it belongs to", async () => {
+  test("an option calibrate does not take is refused, naming the hybrid options it belongs to (not the modes' own)", async () => {
     await expect(calibrate(model, ["a prompt"], { window: 256 } as never)).rejects.toThrow(
-      /calibrate: options has no option "window" \(window: hybrid options, given as calibrate's hybrid: \{ \.\.\. \}\); its options are hybrid, onProgress, signal/,
+      /calibrate: options has no option "window" \(window: hybrid options, given as calibrate's hybrid: \{ \.\.\. \}\); its options are hybrid, maxContext, onProgress, signal$/,
     );
+    for (const own of ["lazyLayers", "mode", "seed", "prefill"])
+      await expect(calibrate(model, ["a prompt"], { [own]: 1 } as never)).rejects.toThrow(
+        new RegExp(`has no option "${own}"; its options are hybrid, maxContext, onProgress, signal$`),
+      );
+  });
+
+  test("calibrate's prompts are bounded by its maxContext (default: the model's positions)", async () => {
+    const prompt = readReference("llama-tiny").cases[0].prompt;
+    const tokens = model.tokenizer.encode(prompt).length;
+    const hybrid = { fullLayers: 1, sink: 2, window: 2, lastQueries: 2 };
+    await expect(calibrate(model, [prompt], { hybrid, maxContext: tokens - 1 })).rejects.toThrow(
+      `the prompt has ${tokens} tokens: more than maxContext ${tokens - 1}`,
+    );
+    expect((await calibrate(model, [prompt], { hybrid, maxContext: tokens })).prompts).toBe(1);
   });
 
   test("counts lazy choices over prompts; fixed mode reads the file back", async () => {
@@ -178,6 +193,16 @@ describe("CLI", () => {
       "note: context 5000 is beyond the model's max_position_embeddings (4096): a session holds it only when given a larger maxContext, and the model was not trained on positions that far\n",
     );
     expect(plan("64MiB", "4096").stderr).toBe("");
+    // The weights as plan counts them: every tensor in bf16.
+    const checkpoint = new Checkpoint(fixtureDir("llama-tiny"));
+    let weights = 0;
+    for (const f of checkpoint.files) for (const e of f.entries.values()) weights += e.shape.reduce((a, b) => a * b, 1) * 2;
+    checkpoint.close();
+    const tooFewPages = plan(String(weights + 2 * 16 * 2 * 64 * 2), "64");
+    expect([tooFewPages.status, tooFewPages.stdout]).toEqual([0, expect.stringMatching(/KV pool: [12] pages/)]);
+    expect(tooFewPages.stderr).toMatch(
+      /^note: a sequence needs a KV page in each of the 3 layers; the pool beside the weights holds [12]\n$/,
+    );
   });
   test("inspect prints ratios and writes a heatmap; generate streams text", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-cli-"));

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import { ringSize, type StreamingShape } from "../common/geometry";
 import { optionalFunction, optionalSignal, optionsObject, rejectUnknownOptions } from "../common/validate";
-import { type HybridOptions, hybridOptionNames, resolveHybrid } from "../hybrid/options";
+import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import type { Model } from "./model";
 
 /** A layer file: the streaming shape it was calibrated with, and the layers it chose. */
@@ -20,11 +20,15 @@ export interface LayerFile extends StreamingShape {
 
 export interface CalibrateOptions {
   hybrid?: Omit<HybridOptions, "mode" | "lazyLayers">;
+  /** Longest prompt in tokens (default: the model's max_position_embeddings). */
+  maxContext?: number;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
 }
 
-const calibrateOptionNames = ["hybrid", "onProgress", "signal"] satisfies Array<keyof CalibrateOptions>;
+const calibrateOptionNames = ["hybrid", "maxContext", "onProgress", "signal"] satisfies Array<keyof CalibrateOptions>;
+/** The hybrid options calibrate passes on: its mode is calibrate's own, and a fixed or random mode's alone take the rest. */
+const calibrateHybridNames = ["fullLayers", "sink", "window", "lastQueries"] satisfies Array<keyof HybridOptions>;
 
 /**
  * @example
@@ -35,7 +39,7 @@ const calibrateOptionNames = ["hybrid", "onProgress", "signal"] satisfies Array<
 export async function calibrate(model: Model, prompts: string[], options?: CalibrateOptions): Promise<LayerFile> {
   options = optionsObject(options, "calibrate: options");
   rejectUnknownOptions(options, calibrateOptionNames, "calibrate: options", {
-    names: hybridOptionNames,
+    names: calibrateHybridNames,
     where: "hybrid options, given as calibrate's hybrid: { ... }",
   });
   if (!Array.isArray(prompts) || prompts.some((p) => typeof p !== "string"))
@@ -49,7 +53,7 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
   let measured = 0;
   for (const [i, prompt] of prompts.entries()) {
     options.signal?.throwIfAborted();
-    const session = model.createSession({ hybrid: { ...options.hybrid, mode: "calibrate" } });
+    const session = model.createSession({ hybrid: { ...options.hybrid, mode: "calibrate" }, maxContext: options.maxContext });
     try {
       for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal: options.signal }));
       const state = session.stats.hybrid;

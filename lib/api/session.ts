@@ -207,7 +207,6 @@ export class Session implements AsyncDisposable {
   }
 }
 
-/** Stop strings are found in decoded text: without a tokenizer they are an error, before anything is prefilled. */
 /**
  * Refuses a prompt that needs more KV pages while it is prefilled than the whole pool holds, which
  * could never run, saying what it needs; pages held by other sequences are the pool's own error.
@@ -218,6 +217,7 @@ function checkPromptPages(model: SessionModel, tokens: number, hybrid: ResolvedH
   if (peak > pool.numPages) throw new PoolExhaustedError(peak, pool.freePages, pool.numPages, `${label} (${tokens} tokens)`);
 }
 
+/** Stop strings are found in decoded text: without a tokenizer they are an error, before anything is prefilled. */
 function checkStopNeedsTokenizer(model: SessionModel, stop: readonly string[], what: string): void {
   if (stop.length && !model.optionalTokenizer)
     throw new Error(

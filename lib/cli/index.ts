@@ -355,6 +355,10 @@ program
     // What makes the plan's figures moot goes to stderr, so stdout stays the plan.
     if (o.memory <= weightBytes)
       console.warn(`note: --memory ${gib(o.memory)} does not cover the weights (${gib(weightBytes)}): no KV pool fits`);
+    else if (plan.poolPages < config.layers)
+      console.warn(
+        `note: a sequence needs a KV page in each of the ${config.layers} layers; the pool beside the weights holds ${plan.poolPages}`,
+      );
     if (o.context > config.maxPositionEmbeddings)
       console.warn(
         `note: context ${o.context} is beyond the model's max_position_embeddings (${config.maxPositionEmbeddings}): ` +
@@ -454,6 +458,7 @@ withRatioOptions(program.command("calibrate"))
   .requiredOption("-o, --out <file>", "layer file (JSON) to write")
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
   .addOption(dtypeOption())
+  .option("--max-context <n>", "longest prompt in tokens (default: the model's max_position_embeddings)", number("int"))
   .action(async (o) => {
     const prompts = readPrompts(o.promptFile);
     checkWritable(o.out, "-o");
@@ -464,6 +469,7 @@ withRatioOptions(program.command("calibrate"))
       bar.start(prompts.length, 0);
       const file = await calibrate(model, prompts, {
         hybrid: { fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries },
+        maxContext: o.maxContext,
         onProgress: (done) => bar.update(done),
         signal,
       }).finally(() => bar.stop());

@@ -45,8 +45,9 @@ export type FinishReason = "eos" | "stop" | "length" | "context";
 export interface GenerateChunk {
   /**
    * New text since the last chunk; always "" when the model was loaded without a tokenizer. It may
-   * trail `tokens` by a token or two where a token ends inside a character, or where the
-   * tokenizer's clean-up (Tokenizer.cleansUpSpaces) may still remove a space before what follows.
+   * trail `tokens`: a character split over byte tokens waits for its last one, text that may begin
+   * a stop string for what decides it, and a space the tokenizer's clean-up
+   * (Tokenizer.cleansUpSpaces) may still remove for the next token.
    */
   text: string;
   /** Token ids generated in this step. */

@@ -5,8 +5,7 @@ import { integerIn, rejectUnknownOptions, show } from "../common/validate";
 
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
-/** The hybrid option's keys. */
-export const hybridOptionNames: readonly string[] = [
+const optionNames: readonly string[] = [
   "mode",
   "fullLayers",
   "lazyLayers",
@@ -71,7 +70,7 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
   const o = options === undefined ? {} : options;
   if (typeof o !== "object" || o === null || Array.isArray(o))
     throw new TypeError(`hybrid must be an options object (or left out), got ${show(o)}`);
-  rejectUnknownOptions(o, hybridOptionNames, "hybrid");
+  rejectUnknownOptions(o, optionNames, "hybrid");
   const mode = o.mode ?? "off";
   if (!modes.includes(mode)) throw new RangeError(`hybrid.mode must be one of ${modes.join(", ")}; got ${show(o.mode)}`);
   const { sink, window } = checkedRingShape(o, "hybrid.sink", "hybrid.window");
