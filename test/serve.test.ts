@@ -312,6 +312,51 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test("completions logprobs with a stop string: text_offset stays within the text, never decreases, and streams as it is whole", async () => {
+    await withServer(async (server) => {
+      const prompt = rng.pick(["The house was", "Once upon a time", "The jury said"]);
+      const free = await server.client.completions.create({ model: modelName, prompt, max_tokens: 40, temperature: 0, logprobs: 0 });
+      // A stop string of a later stretch of the greedy text: the tokens of its start were generated, held back, and dropped.
+      const tokens = free.choices[0].logprobs!.tokens!;
+      const from = rng.int(Math.floor(tokens.length / 3), tokens.length - 3);
+      const drawn = tokens
+        .slice(from, from + 3)
+        .join("")
+        .trim();
+      expect(drawn.length).toBeGreaterThan(1);
+      await expectOffsetsWithin(server, prompt, drawn);
+    });
+    // And a stop string whose start ends a token and whose later tokens are sent with no text of
+    // their own (" I", "t", " was" after " a little bit." on the project's trained model).
+    const demo = await loadModel(path.join(__dirname, "..", "models", "demo"), { device: "cpu", kvCacheBytes: 16 * 2 ** 20 });
+    const server = await start({}, demo);
+    try {
+      await expectOffsetsWithin(server, "The house was", "It was");
+    } finally {
+      await server.close();
+      await demo.dispose();
+    }
+    await poolEmpties();
+  });
+
+  /** A greedy completion that `stop` ends: its text_offset within its text, non-decreasing, and the same streamed. */
+  async function expectOffsetsWithin(server: Server, prompt: string, stop: string): Promise<void> {
+    const body = { model: modelName, prompt, max_tokens: 40, temperature: 0, logprobs: 1, stop };
+    const whole = await server.client.completions.create(body);
+    const { text } = whole.choices[0];
+    const offsets = whole.choices[0].logprobs!.text_offset!;
+    expect({ stop, text, offsets, within: offsets.every((at, i) => at <= text.length && at >= (offsets[i - 1] ?? 0)) }).toEqual({
+      stop,
+      text,
+      offsets,
+      within: true,
+    });
+    const streamed: number[] = [];
+    for await (const chunk of await server.client.completions.create({ ...body, stream: true }))
+      streamed.push(...(chunk.choices[0]?.logprobs?.text_offset ?? []));
+    expect(streamed).toEqual(offsets);
+  }
+
   test("completions logprobs: a token of part of a character is named bytes:\\x.., and text_offset is where each token's text is", async () => {
     const tokenizer = model.tokenizer;
     const maxTokens = rng.int(24, 48);

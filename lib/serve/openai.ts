@@ -349,7 +349,7 @@ export function completionTokenName(t: TopLogprob): string {
  * tokens out. So the tokens' texts are put together here as the stream does it, a token of part of
  * a character placed where that character starts; where the completion's text differs from them
  * (the tokenizer's clean-up turned " ." into "."), it is taken as it is from there on.
- * @example const offsets = new TextOffsets(tokenizer); const at = offsets.place(chunk.logprobs, chunk.text, false);
+ * @example const offsets = new TextOffsets(tokenizer); const at = offsets.place(chunk.logprobs, chunk.text);
  */
 export class TextOffsets {
   /** The completion's text so far. */
@@ -361,8 +361,12 @@ export class TextOffsets {
 
   constructor(private readonly tokenizer: Tokenizer | undefined) {}
 
-  /** The offsets of a chunk's tokens, given its text; the last chunk's text is all there is, so they end there. */
-  place(entries: readonly TokenLogprob[], text: string, last: boolean): number[] {
+  /**
+   * The offsets of a chunk's tokens, given its text, within the text so far: a token whose text is
+   * still held back starts where that text ends (a stream cannot take an offset back, and text
+   * held back before a stop string is never sent), so streamed and whole offsets agree.
+   */
+  place(entries: readonly TokenLogprob[], text: string): number[] {
     const start = this.emitted.length;
     this.emitted += text;
     const end = this.emitted.length;
@@ -385,7 +389,7 @@ export class TextOffsets {
       this.decoded = this.emitted;
       offsets = placed.map(({ at, own }) => (own && text.endsWith(own) ? end - own.length : Math.min(at, end)));
     }
-    return last ? offsets.map((at) => Math.min(at, end)) : offsets;
+    return offsets.map((at) => Math.min(at, end));
   }
 
   /** A character begun that `byte` (undefined: text) does not go on is over: it shows as one U+FFFD. */

@@ -275,8 +275,7 @@ class RequestRun {
    */
   private place(chunk: GenerateChunk): { entries: TokenLogprob[]; offsets: number[] } | undefined {
     if (!chunk.logprobs) return undefined;
-    const last = chunk.finishReason !== undefined;
-    const offsets = this.endpoint === "completion" ? this.textOffsets.place(chunk.logprobs, chunk.text, last) : [];
+    const offsets = this.endpoint === "completion" ? this.textOffsets.place(chunk.logprobs, chunk.text) : [];
     return { entries: chunk.logprobs, offsets };
   }
 
