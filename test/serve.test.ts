@@ -864,6 +864,32 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test.each([
+    ["no chat template", undefined, /this model has no chat template \(no chat_template\.jinja, none in tokenizer_config\.json\)\./],
+    ["a chat template that does not parse", "{% for m in messages %}{{ m.content }", /chat_template/],
+  ])("chat on a model with %s is a 400 that points at completions, and completions still work", async (_, template, why) => {
+    const dir = copyFixture(modelName);
+    editJson(dir, "tokenizer_config.json", ({ chat_template: _old, ...config }) => ({
+      ...config,
+      ...(template && { chat_template: template }),
+    }));
+    const plain = await loadModel(dir, { device: "cpu", kvCacheBytes: 4 * 2 ** 20, pageSize: 4 });
+    const server = await start({}, plain);
+    try {
+      const chat = await post(server.url, "/v1/chat/completions", { model: modelName, messages: [{ role: "user", content: "hi" }] });
+      expect(chat.status).toBe(400);
+      expect(chat.body.error).toMatchObject({ param: "messages", code: "chat_template_unavailable" });
+      expect(chat.body.error.message).toMatch(new RegExp(`^model '${modelName}' cannot render chat messages: `));
+      expect(chat.body.error.message).toMatch(why);
+      expect(chat.body.error.message).toMatch(/Send its prompt as text to POST \/v1\/completions instead$/);
+      const completion = await server.client.completions.create({ model: modelName, prompt: "hi", max_tokens: 2 });
+      expect(completion.choices).toHaveLength(1);
+    } finally {
+      await server.close();
+      await plain.dispose();
+    }
+  });
+
   test("a developer message is a system message, as OpenAI takes it", async () => {
     // A template that, as many do, knows only the system, user and assistant roles.
     const dir = copyFixture(modelName);

@@ -286,7 +286,16 @@ export class Tokenizer implements AsyncDisposable {
    * @example const prompt = tok.hasChatTemplate ? tok.applyChatTemplate(messages, { addGenerationPrompt: true }) : text;
    */
   get hasChatTemplate(): boolean {
-    return this.template !== undefined && !("problem" in this.template);
+    return this.chatTemplateProblem === undefined;
+  }
+
+  /**
+   * Why messages cannot be rendered (no chat template, or one that does not parse); undefined when they can.
+   * @example if (tok.chatTemplateProblem) console.warn(`chat is off: ${tok.chatTemplateProblem}`);
+   */
+  get chatTemplateProblem(): string | undefined {
+    if (!this.template) return "this model has no chat template (no chat_template.jinja, none in tokenizer_config.json)";
+    return "problem" in this.template ? this.template.problem : undefined;
   }
 
   /**
@@ -294,8 +303,7 @@ export class Tokenizer implements AsyncDisposable {
    * @example tok.applyChatTemplate([{ role: "user", content: "Hello" }], { addGenerationPrompt: true })
    */
   applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-    if (!this.template)
-      throw new Error("this model has no chat template (no chat_template.jinja, none in tokenizer_config.json); pass plain text instead");
+    if (!this.template) throw new Error(`${this.chatTemplateProblem}; pass plain text instead`);
     if ("problem" in this.template) throw new Error(this.template.problem);
     try {
       return this.template.render({

@@ -134,6 +134,15 @@ export async function chatRequest(body: ChatBody, context: RequestContext): Prom
   const tokenizer = context.tokenizer;
   if (!tokenizer)
     throw new ApiError(400, "chat completions need the model's tokenizer and chat template; this server's model was loaded without one");
+  const problem = tokenizer.chatTemplateProblem;
+  if (problem)
+    throw new ApiError(
+      400,
+      `model '${context.modelName}' cannot render chat messages: ${problem}. Send its prompt as text to POST /v1/completions instead`,
+      "invalid_request_error",
+      "messages",
+      "chat_template_unavailable",
+    );
   const messages: ChatMessage[] = body.messages.map((m) => ({
     // OpenAI's newer name for the system role, which chat templates do not know.
     role: m.role === "developer" ? "system" : m.role,
