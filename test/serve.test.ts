@@ -171,6 +171,7 @@ describe(`seed ${rng.seed}`, () => {
 
       const whole = await server.client.completions.create({ model: modelName, prompt: ids, max_tokens: maxTokens, temperature: 0 });
       expect(whole.object).toBe("text_completion");
+      expect(whole.system_fingerprint).toBe("lighttransfer-cpu-f32");
       expect(whole.choices[0].text).toBe(expected.text);
       expect(whole.choices[0].finish_reason).toBe(openAiReason(expected.finishReason));
       expect(whole.usage).toEqual({
@@ -207,7 +208,9 @@ describe(`seed ${rng.seed}`, () => {
       const messages = [{ role: "user" as const, content: `Say ${rng.int(0, 1000)}` }];
       const chatExpected = await library(messages, { maxNewTokens: maxTokens, temperature: 0 });
       const chat = await server.client.chat.completions.create({ model: modelName, messages, max_tokens: maxTokens, temperature: 0 });
-      expect(chat.choices[0].message).toMatchObject({ role: "assistant", content: chatExpected.text });
+      // Every field OpenAI's message has, refusal and annotations among them.
+      expect(chat.choices[0].message).toEqual({ role: "assistant", content: chatExpected.text, refusal: null, annotations: [] });
+      expect(chat.system_fingerprint).toBe("lighttransfer-cpu-f32");
       expect(chat.usage?.completion_tokens).toBe(chatExpected.tokens.length);
       const chatStream = await server.client.chat.completions.create({
         model: modelName,
@@ -641,7 +644,8 @@ describe(`seed ${rng.seed}`, () => {
             message: /top_logprobs must be <= 256/,
             param: "top_logprobs",
           },
-          { name: "a seed beyond the safe integers", body: { ...ok, seed: 2 ** 60 }, status: 400, message: /seed/, param: "seed" },
+          { name: "a seed beyond int64", body: { ...ok, seed: 2 ** 64 }, status: 400, message: /seed/, param: "seed" },
+          { name: "a seed that is not an integer", body: { ...ok, seed: 1.5 }, status: 400, message: /seed/, param: "seed" },
           { name: "no model", body: { prompt: "Hello" }, status: 400, message: /model/, param: "model" },
           unsupported("a logit_bias", "/v1/completions", { ...ok, logit_bias: { [rng.int(0, 383)]: rng.int(-100, 100) } }, "logit_bias"),
           unsupported(
@@ -681,6 +685,13 @@ describe(`seed ${rng.seed}`, () => {
           },
           { name: "n > 1", body: { ...ok, n: 2 }, status: 400, message: /n is not supported/ },
           {
+            name: "stream_options without stream",
+            body: { ...ok, stream_options: { include_usage: true } },
+            status: 400,
+            message: /stream_options is only for a streamed request/,
+            param: "stream_options",
+          },
+          {
             name: "a bad hybrid option",
             body: { ...ok, lighttransfer: { hybrid: { mode: "sometimes" } } },
             status: 400,
@@ -716,7 +727,20 @@ describe(`seed ${rng.seed}`, () => {
             message: /content/,
             param: "messages.0.content",
           },
-          { name: "an oversized body", body: { ...ok, prompt: "x".repeat(80 * 1024) }, status: 413, message: /too large/i },
+          {
+            name: "an oversized body",
+            body: { ...ok, prompt: "x".repeat(80 * 1024) },
+            status: 413,
+            message: /too large/i,
+            code: "request_too_large",
+          },
+          {
+            name: "a field of the wrong type",
+            body: { ...ok, stream: "yes" },
+            status: 400,
+            message: /^stream must be boolean/,
+            param: "stream",
+          },
           { name: "an unknown route", route: "/v1/embeddings", body: ok, status: 404, message: /no route/ },
         ];
         for (const c of cases) {
@@ -730,7 +754,9 @@ describe(`seed ${rng.seed}`, () => {
           expect((await fetch(`${server.url}/health`)).status).toBe(200);
         }
         const wrongType = await post(server.url, "/v1/completions", "prompt=hi", { "content-type": "application/x-www-form-urlencoded" });
-        expect(wrongType.status).toBe(415);
+        expect([wrongType.status, wrongType.body.error.code]).toEqual([415, "unsupported_media_type"]);
+        const notJson = await post(server.url, "/v1/completions", "{ not json");
+        expect([notJson.status, notJson.body.error.code]).toEqual([400, "invalid_json"]);
         // The same server still answers a good request.
         const good = await server.client.completions.create({ model: modelName, prompt: "Hello", max_tokens: 2, temperature: 0 });
         expect(good.usage?.completion_tokens).toBeGreaterThan(0);
@@ -888,6 +914,28 @@ describe(`seed ${rng.seed}`, () => {
       await server.close();
       await plain.dispose();
     }
+  });
+
+  test("a seed is any int64, as OpenAI takes it, drawn by its low 32 bits; user may be null", async () => {
+    await withServer(async (server) => {
+      const low = rng.int(0, 2 ** 31);
+      const body = { model: modelName, prompt: "Once upon a time", max_tokens: 12, temperature: 1.5, user: null };
+      const draw = async (seed: number | string) => {
+        const res = await fetch(`${server.url}/v1/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          // A literal in the JSON text, as a client in another language sends an int64.
+          body: JSON.stringify({ ...body, seed: 0 }).replace('"seed":0', `"seed":${seed}`),
+        });
+        expect(res.status).toBe(200);
+        return ((await res.json()) as OpenAI.Completion).choices[0].text;
+      };
+      const expected = await draw(low);
+      expect(await draw(`${BigInt(low) + 2n ** 40n}`)).toBe(expected);
+      expect(await draw(`${BigInt(low) - 2n ** 32n}`)).toBe(expected);
+      expect(await draw("4611686018427387904")).toBe(await draw(0));
+    });
+    await poolEmpties();
   });
 
   test("a developer message is a system message, as OpenAI takes it", async () => {

@@ -216,6 +216,8 @@ async function generationRequest(
 ): Promise<GenerationRequest> {
   if (body.model !== context.modelName) throw modelNotFound(body.model, context.modelName);
   if ((body.n ?? 1) !== 1) throw unsupported("n");
+  if (body.stream_options && !body.stream)
+    throw new ApiError(400, "stream_options is only for a streamed request (stream: true)", "invalid_request_error", "stream_options");
   for (const penalty of ["presence_penalty", "frequency_penalty"] as const)
     if (body[penalty])
       throw new ApiError(
@@ -252,7 +254,8 @@ async function generationRequest(
         topP: body.top_p || 1,
         topK: Math.max(0, body.top_k ?? 0),
         repetitionPenalty: body.repetition_penalty ?? 1,
-        seed: body.seed ?? undefined,
+        // OpenAI takes any int64; the sampler uses a seed's low 32 bits, which JSON's double keeps exactly.
+        seed: body.seed === null || body.seed === undefined ? undefined : Number(BigInt.asUintN(32, BigInt(body.seed))),
         stop,
         logprobs,
       },
@@ -458,6 +461,8 @@ export interface ResponseHead {
   id: string;
   created: number;
   model: string;
+  /** The backend a seed's draws depend on: the library, the device kind and the dtype. */
+  system_fingerprint: string;
 }
 
 /**
@@ -479,7 +484,7 @@ export function responseShape(kind: "completion" | "chat") {
       choices: [
         kind === "completion"
           ? { index: 0, text, logprobs, finish_reason: finish }
-          : { index: 0, message: { role: "assistant", content: text }, logprobs, finish_reason: finish },
+          : { index: 0, message: { role: "assistant", content: text, refusal: null, annotations: [] }, logprobs, finish_reason: finish },
       ],
       usage: used,
     }),

@@ -25,7 +25,7 @@ const generationFields = {
   repetition_penalty: nullable({ type: "number", exclusiveMinimum: 0 }),
   presence_penalty: nullable({ type: "number" }),
   frequency_penalty: nullable({ type: "number" }),
-  seed: nullable({ type: "integer", minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }),
+  seed: nullable({ type: "integer", minimum: -(2 ** 63), maximum: 2 ** 63 - 1 }),
   stop: nullable({
     anyOf: [
       { type: "string", minLength: 1 },
@@ -36,7 +36,7 @@ const generationFields = {
   stream: nullable({ type: "boolean" }),
   stream_options: nullable({ type: "object", properties: { include_usage: { type: "boolean" } } }),
   top_logprobs: logprobCount,
-  user: { type: "string" },
+  user: nullable({ type: "string" }),
   logit_bias: nullable({ type: "object" }),
   response_format: nullable({ type: "object", required: ["type"], properties: { type: { type: "string" } } }),
   lighttransfer: {

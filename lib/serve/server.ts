@@ -70,6 +70,15 @@ export interface ServerOptions {
   logger?: boolean;
 }
 
+/** fastify's codes for a request it cannot read, as the codes a client of this API reads. */
+const clientErrorCodes: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: "request_too_large",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
+  FST_ERR_CTP_INVALID_JSON_BODY: "invalid_json",
+  FST_ERR_CTP_EMPTY_JSON_BODY: "invalid_json",
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "invalid_content_length",
+};
+
 const serverOptionNames = [
   "modelName",
   "maxQueue",
@@ -107,6 +116,8 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     Math.min(model.decoder.prefillChunk, serverPrefillChunk),
   );
   const maxContext = integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings);
+  // A seed draws the same tokens on the same kind of device and dtype (CUDA and the CPU round differently).
+  const systemFingerprint = `lighttransfer-${model.device === "cpu" ? "cpu" : "cuda"}-${model.dtype}`;
   const context: RequestContext = {
     modelName: o.modelName ?? path.basename(path.resolve(model.dir)),
     vocabSize: model.config.vocabSize,
@@ -153,9 +164,10 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
       error instanceof ApiError
         ? error
         : error.validation
-          ? new ApiError(400, error.message, "invalid_request_error", validationParam(error.validation[0]))
+          ? // fastify names a body field "body/stream"; a client sent "stream".
+            new ApiError(400, error.message.replace(/(^|, )body\//g, "$1"), "invalid_request_error", validationParam(error.validation[0]))
           : error.statusCode && error.statusCode >= 400 && error.statusCode < 500
-            ? new ApiError(error.statusCode, error.message, "invalid_request_error", null, error.code ?? null)
+            ? new ApiError(error.statusCode, error.message, "invalid_request_error", null, clientErrorCodes[error.code] ?? null)
             : new ApiError(500, `internal error: ${error.message}`);
     // A server shutting down keeps no connection open: close() would wait for its keep-alive.
     if (api.code === "server_shutdown") void reply.header("connection", "close");
@@ -211,7 +223,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
           generation.promptParam,
           "context_length_exceeded",
         );
-      const run = new RequestRun(endpoint, generation, context.modelName, metrics, arrived, context.tokenizer);
+      const run = new RequestRun(endpoint, generation, context.modelName, systemFingerprint, metrics, arrived, context.tokenizer);
       return run.answer(scheduler, reply);
     };
   app.post(
@@ -252,6 +264,7 @@ class RequestRun {
     private readonly endpoint: "completion" | "chat",
     private readonly generation: GenerationRequest,
     modelName: string,
+    systemFingerprint: string,
     private readonly metrics: ServerMetrics,
     private readonly arrived: number,
     tokenizer: Tokenizer | undefined,
@@ -260,6 +273,7 @@ class RequestRun {
       id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`,
       created: Math.floor(Date.now() / 1000),
       model: modelName,
+      system_fingerprint: systemFingerprint,
     };
     this.shape = responseShape(endpoint);
     this.textOffsets = new TextOffsets(tokenizer);
