@@ -1148,9 +1148,10 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
-  test("the server's prefill chunk: the library's, at most 16384, unless prefillChunk is given", async () => {
+  test("the server's prefill chunk: the library's, at most 16384 (512 on the CPU), unless prefillChunk is given", async () => {
     // llama-tiny's library default is the largest chunk (its MLP is small), so the cap shows.
     expect(model.decoder.prefillChunk).toBeGreaterThan(16384);
+    expect(model.device).toBe("cpu");
     const chunks: Array<number | undefined> = [];
     const startPrefill = model.decoder.startPrefill.bind(model.decoder);
     const spy = jest.spyOn(model.decoder, "startPrefill").mockImplementation((seq, ids, options) => {
@@ -1160,7 +1161,7 @@ describe(`seed ${rng.seed}`, () => {
     try {
       const asked = rng.int(1, 64);
       for (const [options, expected] of [
-        [{}, 16384],
+        [{}, 512],
         [{ prefillChunk: asked }, asked],
       ] as const) {
         chunks.length = 0;
@@ -1172,6 +1173,20 @@ describe(`seed ${rng.seed}`, () => {
     } finally {
       spy.mockRestore();
     }
+    await poolEmpties();
+  });
+
+  test("on the CPU a step runs a prompt's prefill a 512-token chunk through one layer at a time (64 step tokens), so requests are answered between", async () => {
+    await withServer(async (server) => {
+      // Three chunks, the last longer than a step's 64 × 3 token-layers, so no step holds two units.
+      const tokens = rng.int(1250, 1530);
+      await server.client.completions.create({ model: modelName, prompt: randomIds(tokens), max_tokens: 1, temperature: 0 });
+      // Every chunk through every layer is a step of its own: with 512 step tokens and the library's
+      // chunk, the whole prompt went through in two.
+      expect(await metric(server.url, 'lighttransfer_step_seconds_count{kind="prefill"}')).toBeGreaterThanOrEqual(
+        Math.ceil(tokens / 512) * model.config.layers,
+      );
+    });
     await poolEmpties();
   });
 

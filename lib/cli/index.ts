@@ -136,13 +136,12 @@ hybridFlags(serveCommand, "default LightTransfer hybrid mode of requests")
   .option("--max-running <n>", "most sequences decoded together", number("int"), 256)
   .option(
     "--step-tokens <n>",
-    "about the tokens per scheduler step (decode tokens + prompt tokens through every layer; at least one prefill chunk through one layer)",
+    "about the tokens per scheduler step (decode tokens + prompt tokens through every layer; at least one prefill chunk through one layer; default 512, 64 on the CPU)",
     number("int"),
-    512,
   )
   .option(
     "--prefill-chunk <n>",
-    "prompt tokens per prefill chunk, the smallest piece of a prompt a step runs through a layer (default: the model's, at most 16384)",
+    "prompt tokens per prefill chunk, the smallest piece of a prompt a step runs through a layer (default: the model's, at most 16384; 512 on the CPU)",
     number("int"),
   )
   .option("--log", "log every request (fastify's logger)")

@@ -47,7 +47,7 @@ export interface ServerOptions {
   maxQueue?: number;
   /**
    * About the tokens per scheduler step: one per running sequence, the rest prompt tokens through
-   * every layer, at least one prefill chunk through one layer (default 512).
+   * every layer, at least one prefill chunk through one layer (default 512; 64 on the CPU).
    */
   stepTokens?: number;
   /** Most sequences running at once (default 256). */
@@ -55,7 +55,7 @@ export interface ServerOptions {
   /** Most tokens (prompt + generated) per request (default: the model's max_position_embeddings). */
   maxContext?: number;
   /**
-   * Prompt tokens per prefill chunk (default: model.prefillChunk, at most 16384). A turn
+   * Prompt tokens per prefill chunk (default: model.prefillChunk, at most 16384; 512 on the CPU). A turn
    * runs at least one chunk through one layer, so a long chunk holds up every running stream's next
    * token for that long; the library's own default goes up to 65536, for the fastest single prefill.
    */
@@ -95,6 +95,11 @@ const serverOptionNames = [
 // The server's largest default chunk: the one its inter-token latencies were measured with
 // (bench/README.md, "Serving under load").
 const serverPrefillChunk = 16384;
+// On the CPU a step's prefill runs on the event loop's thread, so the defaults keep a step short
+// enough that other requests (and /health) are answered meanwhile (bench/README.md, "Serving on
+// the CPU").
+const cpuPrefillChunk = 512;
+const cpuStepTokens = 64;
 
 /**
  * The server over `model` (what createServer, in ./index.ts, loads on first use): a fastify
@@ -113,7 +118,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     "createServer: prefillChunk",
     1,
     2 ** 20,
-    Math.min(model.decoder.prefillChunk, serverPrefillChunk),
+    Math.min(model.decoder.prefillChunk, model.device === "cpu" ? cpuPrefillChunk : serverPrefillChunk),
   );
   const maxContext = integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings);
   // A seed draws the same tokens on the same kind of device and dtype (CUDA and the CPU round differently).
@@ -140,7 +145,7 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     model,
     {
       maxQueue: integerIn(o.maxQueue, "createServer: maxQueue", 1, 2 ** 31 - 1, 256),
-      stepTokens: integerIn(o.stepTokens, "createServer: stepTokens", 1, 2 ** 31 - 1, 512),
+      stepTokens: integerIn(o.stepTokens, "createServer: stepTokens", 1, 2 ** 31 - 1, model.device === "cpu" ? cpuStepTokens : 512),
       maxRunning: integerIn(o.maxRunning, "createServer: maxRunning", 1, 2 ** 31 - 1, 256),
     },
     events,
