@@ -720,6 +720,35 @@ describe(`seed ${rng.seed}`, () => {
             message: /messages/,
           },
           {
+            name: "an image part",
+            route: "/v1/chat/completions",
+            body: {
+              model: modelName,
+              messages: [
+                { role: "user", content: "hi" },
+                {
+                  role: "user",
+                  content: [
+                    { type: "text", text: "what is" },
+                    { type: "image_url", image_url: { url: "data:," } },
+                  ],
+                },
+              ],
+            },
+            status: 400,
+            message: /^messages\.1\.content: content parts of type "image_url" are not supported by this server \(text parts only\)$/,
+            param: "messages.1.content",
+            code: "unsupported_parameter",
+          },
+          {
+            name: "a text part without its text",
+            route: "/v1/chat/completions",
+            body: { model: modelName, messages: [{ role: "user", content: [{ type: "text" }] }] },
+            status: 400,
+            message: /a text part needs its text/,
+            param: "messages.0.content",
+          },
+          {
             name: "a chat message without content",
             route: "/v1/chat/completions",
             body: { model: modelName, messages: [{ role: "user" }] },

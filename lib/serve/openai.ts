@@ -143,16 +143,30 @@ export async function chatRequest(body: ChatBody, context: RequestContext): Prom
       "messages",
       "chat_template_unavailable",
     );
-  const messages: ChatMessage[] = body.messages.map((m) => ({
+  const messages: ChatMessage[] = body.messages.map((m, i) => ({
     // OpenAI's newer name for the system role, which chat templates do not know.
     role: m.role === "developer" ? "system" : m.role,
-    content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join(""),
+    content: typeof m.content === "string" ? m.content : m.content.map((part) => partText(part, `messages.${i}.content`)).join(""),
   }));
   const logprobs = body.logprobs ? (topLogprobs ?? 0) : undefined;
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
   return generationRequest(body, "messages", maxTokens, logprobs, context, () =>
     promptIdsAsync(tokenizer, messages, context.vocabSize, "messages", (text) => checkPromptBytes(text, "messages", context)),
   );
+}
+
+/** A content part's text; a part of another type (an image, audio) is refused as unsupported. */
+function partText(part: { type: string; text?: string }, param: string): string {
+  if (part.type !== "text")
+    throw new ApiError(
+      400,
+      `${param}: content parts of type ${JSON.stringify(part.type)} are not supported by this server (text parts only)`,
+      "invalid_request_error",
+      param,
+      "unsupported_parameter",
+    );
+  if (typeof part.text !== "string") throw new ApiError(400, `${param}: a text part needs its text`, "invalid_request_error", param);
+  return part.text;
 }
 
 function unsupported(param: string): ApiError {

@@ -67,7 +67,8 @@ const messageContent = {
     { type: "string" },
     {
       type: "array",
-      items: { type: "object", required: ["type", "text"], properties: { type: { const: "text" }, text: { type: "string" } } },
+      // Parts of other types (images, audio) pass the schema and are refused as unsupported.
+      items: { type: "object", required: ["type"], properties: { type: { type: "string" }, text: { type: "string" } } },
     },
   ],
 };
@@ -107,7 +108,7 @@ export interface CompletionBody extends GenerationBody {
 
 /** A validated chat completions body. */
 export interface ChatBody extends GenerationBody {
-  messages: Array<{ role: string; content: string | Array<{ type: "text"; text: string }> }>;
+  messages: Array<{ role: string; content: string | Array<{ type: string; text?: string }> }>;
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
   tools?: unknown[] | null;
