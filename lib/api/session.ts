@@ -17,7 +17,7 @@ import {
 import { checkPromptFits, type Prompt, promptIdsAsync } from "../generate/prompt";
 import { GenerationSequence } from "../generate/sequence";
 import type { ResolvedHybrid } from "../hybrid/options";
-import { prefillPeakPages, sequenceLayout } from "../hybrid/planner";
+import { promptPeakPages } from "../hybrid/planner";
 import type { HybridState } from "../hybrid/policy";
 
 export interface SessionStats {
@@ -213,7 +213,7 @@ export class Session implements AsyncDisposable {
  */
 function checkPromptPages(model: SessionModel, tokens: number, hybrid: ResolvedHybrid, label: string): void {
   const { config, pool } = model;
-  const peak = prefillPeakPages(config, tokens, sequenceLayout(hybrid, config.layers, pool.pageSize));
+  const peak = promptPeakPages(config, pool.pageSize, tokens, hybrid);
   if (peak > pool.numPages) throw new PoolExhaustedError(peak, pool.freePages, pool.numPages, `${label} (${tokens} tokens)`);
 }
 

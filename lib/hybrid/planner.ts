@@ -88,6 +88,15 @@ export function prefillPeakPages(config: ModelConfig, tokens: number, o: Sequenc
 }
 
 /**
+ * Most pages a prompt of `tokens` tokens holds while it is prefilled with `hybrid` into a pool of
+ * `pageSize`-token pages: what a server's admission waits for, and what no prompt may exceed.
+ * @example if (promptPeakPages(model.config, model.pool.pageSize, ids.length, hybrid) > model.pool.numPages) refuse();
+ */
+export function promptPeakPages(config: ModelConfig, pageSize: number, tokens: number, hybrid: ResolvedHybrid): number {
+  return prefillPeakPages(config, tokens, sequenceLayout(hybrid, config.layers, pageSize));
+}
+
+/**
  * KV pages and bytes of one sequence at `context` tokens with full and with hybrid caches, and
  * the largest batch of each that fits beside the weights in `memoryBytes`. Every option is
  * checked: a wrong one is an Error that names it and the values it may take.

@@ -12,7 +12,7 @@ import type { FinishReason, GenerateChunk } from "../generate/options";
 import { GenerationSequence } from "../generate/sequence";
 import { GenerationStepper, type LaunchAhead, type MemberSettings, type StepperMember } from "../generate/stepper";
 import type { ResolvedHybrid } from "../hybrid/options";
-import { prefillPeakPages, sequenceLayout } from "../hybrid/planner";
+import { promptPeakPages } from "../hybrid/planner";
 
 export interface SchedulerOptions {
   /** Requests that may wait for admission; beyond it submit() throws QueueFullError. */
@@ -141,7 +141,7 @@ export class Scheduler {
    * @example if (scheduler.peakPages(ids.length, hybrid) > model.pool.numPages) reject();
    */
   peakPages(tokens: number, hybrid: ResolvedHybrid): number {
-    return prefillPeakPages(this.model.config, tokens, sequenceLayout(hybrid, this.model.config.layers, this.model.pool.pageSize));
+    return promptPeakPages(this.model.config, this.model.pool.pageSize, tokens, hybrid);
   }
 
   /**
