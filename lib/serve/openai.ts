@@ -413,7 +413,7 @@ export class TextOffsets {
     let offsets = placed.map((p) => p.at);
     if (this.decoded.slice(start, end) !== text) {
       this.decoded = this.emitted;
-      offsets = placed.map(({ at, own }) => (own && text.endsWith(own) ? end - own.length : Math.min(at, end)));
+      offsets = placed.map(({ at, own }) => (own && text.endsWith(own) ? end - own.length : at));
     }
     return offsets.map((at) => Math.min(at, end));
   }
