@@ -5,14 +5,12 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadModel, memoryUsage } from "../lib";
-import { SafetensorsFile } from "../lib/checkpoint/safetensors";
 import { Tensor } from "../lib/runtime/tensor";
 import { runChild } from "./helpers/child";
 import { fixtureRoot } from "./helpers/fixtures";
 import { collectGarbage } from "./helpers/gc";
-import { copyFixture, editJson } from "./helpers/model-dir";
+import { copyFixture, editJson, fixtureTensors, fixtureWithTensors, type StoredTensor, storedF32 } from "./helpers/model-dir";
 import { Random } from "./helpers/reference";
-import { writeSafetensors } from "./helpers/safetensors-file";
 
 const rng = new Random();
 const made: string[] = [];
@@ -27,43 +25,15 @@ function copy(model: string): string {
   return dir;
 }
 
-interface Stored {
-  dtype: string;
-  shape: number[];
-  bytes: Buffer;
-}
-
-/** Every tensor of a fixture checkpoint as its file stores it. */
-function readTensors(model: string): Map<string, Stored> {
-  const dir = path.join(fixtureRoot, model);
-  const out = new Map<string, Stored>();
-  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith(".safetensors"))) {
-    const file = SafetensorsFile.open(path.join(dir, f));
-    const bytes = fs.readFileSync(path.join(dir, f));
-    for (const e of file.entries.values()) out.set(e.name, { dtype: e.dtype, shape: e.shape, bytes: bytes.subarray(e.begin, e.end) });
-    file.close();
-  }
-  return out;
-}
-
-/** A copy of fixture `model` whose weights are `tensors`, in one model.safetensors. */
-function modelWith(model: string, tensors: Map<string, Stored>): string {
-  const dir = copy(model);
-  for (const f of fs.readdirSync(dir)) if (f.includes(".safetensors")) fs.rmSync(path.join(dir, f));
-  const header: Record<string, object> = {};
-  let at = 0;
-  for (const [name, t] of tensors) {
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [at, at + t.bytes.length] };
-    at += t.bytes.length;
-  }
-  writeSafetensors(path.join(dir, "model.safetensors"), header, Buffer.concat([...tensors.values()].map((t) => t.bytes)));
+/** A copy of fixture `model` whose weights are `tensors`, removed after the tests. */
+function modelWith(model: string, tensors: Map<string, StoredTensor>): string {
+  const dir = fixtureWithTensors(model, tensors);
+  made.push(dir);
   return dir;
 }
 
-const f32 = (values: Float32Array, shape: number[]): Stored => ({ dtype: "F32", shape, bytes: Buffer.from(values.buffer) });
-
 /** bf16 bit patterns widened to the f32 values they stand for (exact). */
-function widenBf16(t: Stored): Float32Array {
+function widenBf16(t: StoredTensor): Float32Array {
   const bits = new Uint16Array(t.bytes.buffer.slice(t.bytes.byteOffset, t.bytes.byteOffset + t.bytes.length));
   return new Float32Array(Uint32Array.from(bits, (b) => b << 16).buffer);
 }
@@ -93,26 +63,26 @@ describe(`seed ${rng.seed}`, () => {
   test("Llama's attention_bias adds o_proj's bias to the residual stream, as transformers' LlamaAttention does", async () => {
     const c = llamaConfig();
     const [hidden, layers, d] = [c.hidden_size, c.num_hidden_layers, c.head_dim];
-    const base = new Map([...readTensors("llama-tiny")].map(([name, t]) => [name, f32(widenBf16(t), t.shape)]));
+    const base = new Map([...fixtureTensors("llama-tiny")].map(([name, t]) => [name, storedF32(widenBf16(t), t.shape)]));
     for (let l = 0; l < layers; l++) {
       const p = `model.layers.${l}.self_attn.`;
-      base.set(`${p}q_proj.bias`, f32(rng.normals(c.num_attention_heads * d, 0.1), [c.num_attention_heads * d]));
+      base.set(`${p}q_proj.bias`, storedF32(rng.normals(c.num_attention_heads * d, 0.1), [c.num_attention_heads * d]));
       for (const kv of ["k_proj", "v_proj"])
-        base.set(`${p}${kv}.bias`, f32(rng.normals(c.num_key_value_heads * d, 0.1), [c.num_key_value_heads * d]));
-      base.set(`${p}o_proj.bias`, f32(rng.normals(hidden, 0.1), [hidden]));
+        base.set(`${p}${kv}.bias`, storedF32(rng.normals(c.num_key_value_heads * d, 0.1), [c.num_key_value_heads * d]));
+      base.set(`${p}o_proj.bias`, storedF32(rng.normals(hidden, 0.1), [hidden]));
     }
     // With layer 0's o_proj weight zero, its attention adds exactly its bias b to every token's
     // embedding: the same residual stream as an embedding with b added to each row and no bias.
     const o = "model.layers.0.self_attn.o_proj.";
     const b = rng.normals(hidden, 0.5);
-    const zeroO = f32(new Float32Array(hidden * c.num_attention_heads * d), [hidden, c.num_attention_heads * d]);
-    const withBias = new Map(base).set(`${o}weight`, zeroO).set(`${o}bias`, f32(b, [hidden]));
+    const zeroO = storedF32(new Float32Array(hidden * c.num_attention_heads * d), [hidden, c.num_attention_heads * d]);
+    const withBias = new Map(base).set(`${o}weight`, zeroO).set(`${o}bias`, storedF32(b, [hidden]));
     const embed = new Float32Array(base.get("model.embed_tokens.weight")!.bytes.buffer.slice(0));
     for (let i = 0; i < embed.length; i++) embed[i] += b[i % hidden];
     const shifted = new Map(base)
       .set(`${o}weight`, zeroO)
-      .set(`${o}bias`, f32(new Float32Array(hidden), [hidden]))
-      .set("model.embed_tokens.weight", f32(embed, [c.vocab_size, hidden]));
+      .set(`${o}bias`, storedF32(new Float32Array(hidden), [hidden]))
+      .set("model.embed_tokens.weight", storedF32(embed, [c.vocab_size, hidden]));
     const dirs = [modelWith("llama-tiny", withBias), modelWith("llama-tiny", shifted)];
     for (const dir of dirs) editJson(dir, "config.json", (j) => ({ ...j, attention_bias: true }));
     const ids = Array.from({ length: rng.int(3, 12) }, () => rng.int(0, c.vocab_size - 1));
@@ -148,7 +118,7 @@ describe(`seed ${rng.seed}`, () => {
 
     const dtype = ["U32", "F8_E4M3", "F32", "I8"][rng.int(0, 3)];
     const bytes = Buffer.from(Uint8Array.from({ length: 4 * (dtype === "U32" || dtype === "F32" ? 4 : 1) }, () => rng.int(1, 255)));
-    const extra = new Map(readTensors("llama-tiny")).set("model.layers.0.self_attn.k_scale", { dtype, shape: [4], bytes });
+    const extra = new Map(fixtureTensors("llama-tiny")).set("model.layers.0.self_attn.k_scale", { dtype, shape: [4], bytes });
     await expect(loadModel(modelWith("llama-tiny", extra), { device: "cpu" })).rejects.toThrow(
       /1 tensor\(s\) of the checkpoint have no place in the LlamaForCausalLM that config\.json describes \('model\.layers\.0\.self_attn\.k_scale'\): config\.json does not match these weights/,
     );
@@ -156,15 +126,15 @@ describe(`seed ${rng.seed}`, () => {
 
   test("rotary inverse frequencies and a tied lm_head.weight are left unused, as transformers leaves them", async () => {
     const c = llamaConfig();
-    const withFreq = new Map(readTensors("llama-tiny")).set(
+    const withFreq = new Map(fixtureTensors("llama-tiny")).set(
       `model.layers.${rng.int(0, c.num_hidden_layers - 1)}.self_attn.rotary_emb.inv_freq`,
-      f32(rng.floats(c.head_dim / 2), [c.head_dim / 2]),
+      storedF32(rng.floats(c.head_dim / 2), [c.head_dim / 2]),
     );
     await (await loadModel(modelWith("llama-tiny", withFreq), { device: "cpu", kvCacheBytes: 2 ** 20 })).dispose();
 
-    const qwen = readTensors("qwen2-tiny");
+    const qwen = fixtureTensors("qwen2-tiny");
     const embed = qwen.get("model.embed_tokens.weight")!;
-    const tied = new Map(qwen).set("lm_head.weight", f32(rng.normals(embed.bytes.length / 4), embed.shape));
+    const tied = new Map(qwen).set("lm_head.weight", storedF32(rng.normals(embed.bytes.length / 4), embed.shape));
     const model = await loadModel(modelWith("qwen2-tiny", tied), { device: "cpu", kvCacheBytes: 2 ** 20 });
     expect(model.decoder.weights.lmHead).toBe(model.decoder.weights.embed);
     await model.dispose();
@@ -174,10 +144,10 @@ describe(`seed ${rng.seed}`, () => {
     "a stacked q|k|v whose k_proj is F32 among BF16 loads with dtype %s, each part converted",
     async (dtype) => {
       const c = llamaConfig();
-      const tensors = readTensors("llama-tiny");
+      const tensors = fixtureTensors("llama-tiny");
       const [qName, kName, vName] = ["q", "k", "v"].map((x) => `model.layers.0.self_attn.${x}_proj.weight`);
       const k = bf16Normals(c.num_key_value_heads * c.head_dim * c.hidden_size, 0.2);
-      tensors.set(kName, f32(k, tensors.get(kName)!.shape));
+      tensors.set(kName, storedF32(k, tensors.get(kName)!.shape));
       const model = await loadModel(modelWith("llama-tiny", tensors), { device: "cpu", dtype, kvCacheBytes: 2 ** 20 });
       try {
         const qkv = model.decoder.weights.layers[0].qkv;

@@ -1,5 +1,6 @@
 // Model operations and whole models on CUDA: ops against the CPU ops, the transformers
 // fixtures in bf16/f16, memory freed by dispose() (out of memory: exclusive/oom.test.ts).
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { cudaStatus, type DeviceName, kernels, loadModel, type Model, memoryUsage, Tensor } from "../../lib";
 import { Sampler } from "../../lib/generate/sampling";
@@ -8,6 +9,7 @@ import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { bits, describeWithCuda, relError } from "../helpers/gpu";
+import { editJson, fixtureTensors, fixtureWithTensors, storedF32 } from "../helpers/model-dir";
 import { errorToScale, type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
 import { negativeGateSwiGlu, plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
 
@@ -692,6 +694,61 @@ describeGpu("models on CUDA: memory", () => {
     expect(memoryUsage().cuda - before).toBeGreaterThanOrEqual(64 * 2 ** 20 - model.pool.pageBytes);
     await model.dispose();
     expect(memoryUsage().cuda).toBe(before);
+  });
+});
+
+describeGpu("a Llama with attention_bias on CUDA", () => {
+  // The fixtures have no projection biases; this one has random q|k|v and o biases, large enough
+  // that dropping one would show far beyond bf16's error.
+  const made: string[] = [];
+  afterAll(() => {
+    for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  function llamaWithBiases(biasScale: number): string {
+    const config = JSON.parse(fs.readFileSync(path.join(fixtureRoot, "llama-tiny", "config.json"), "utf8"));
+    const tensors = fixtureTensors("llama-tiny");
+    const qSize = config.num_attention_heads * config.head_dim,
+      kvSize = config.num_key_value_heads * config.head_dim;
+    for (let l = 0; l < config.num_hidden_layers; l++) {
+      const p = `model.layers.${l}.self_attn.`;
+      for (const [name, n] of [
+        ["q_proj", qSize],
+        ["k_proj", kvSize],
+        ["v_proj", kvSize],
+        ["o_proj", config.hidden_size],
+      ] as const)
+        tensors.set(`${p}${name}.bias`, storedF32(rng.normals(n, biasScale), [n]));
+    }
+    const dir = fixtureWithTensors("llama-tiny", tensors);
+    made.push(dir);
+    editJson(dir, "config.json", (j) => ({ ...j, attention_bias: true }));
+    return dir;
+  }
+
+  test("prefill and decode steps give the CPU's logits, which the biases move far beyond the bound", async () => {
+    const dir = llamaWithBiases(0.5);
+    const vocab = 384;
+    const ids = Array.from({ length: rng.int(20, 80) }, () => rng.int(2, vocab - 1));
+    const steps = Array.from({ length: 6 }, () => rng.int(2, vocab - 1));
+    // Every row of a prompt's logits, then each decode step's row (a replayed graph on CUDA).
+    const run = async (modelDir: string, device: DeviceName) => {
+      const model = await loadModel(modelDir, { device, dtype: "bf16", kvCacheBytes: 2 ** 22, tokenizer: false });
+      const seq = model.decoder.createSequence();
+      try {
+        const rows = [model.decoder.prefill(seq, ids, { allLogits: true })];
+        for (const id of steps) rows.push(Float32Array.from(model.decoder.step([seq], [id], "logits")));
+        return rows;
+      } finally {
+        seq.dispose();
+        await model.dispose();
+      }
+    };
+    const [cpu, cuda, unbiased] = [await run(dir, "cpu"), await run(dir, "cuda:0"), await run(path.join(fixtureRoot, "llama-tiny"), "cpu")];
+    // bf16 activations through three layers (as against transformers above).
+    const bound = 5e-2;
+    const errors = cpu.map((want, i) => relError(cuda[i], want));
+    expect({ seed: rng.seed, beyond: errors.filter((e) => !(e < bound)) }).toEqual({ seed: rng.seed, beyond: [] });
+    expect(relError(unbiased[0], cpu[0])).toBeGreaterThan(4 * bound);
   });
 });
 
