@@ -234,7 +234,25 @@ describe(`seed ${rng.seed}`, () => {
     test.each([
       [
         { window: 1020 },
-        /eval: context 400 fits in the lazy layers' sink \+ window \(1024 tokens\), so every mode would be full attention/,
+        /eval: context 400 fits in mode "auto 25%"'s sink \+ window \(1024 tokens\), so that mode would be full attention: give a smaller window \(e\.g\. 25\)/,
+      ],
+      // The fixed mode's sink and window are its layer file's, which the window setting does not change.
+      [
+        {
+          window: 48,
+          layerFile: {
+            model: "llama-tiny",
+            layers: 3,
+            fullLayers: 1,
+            prompts: 1,
+            counts: [],
+            lazyLayers: [0, 2],
+            sink: 4,
+            window: 1020,
+            lastQueries: 32,
+          },
+        },
+        /eval: context 400 fits in mode "fixed 33%"'s sink \+ window \(1024 tokens\), so that mode would be full attention: give longer contexts, or a layer file calibrated with a smaller window$/,
       ],
       [{ window: 300 }, /eval: perplexity at context 400 scores its second half given the first 200 tokens, which fit in .*\(304 tokens\)/],
       [{ window: 300, perplexity: false }, null],

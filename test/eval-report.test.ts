@@ -29,6 +29,20 @@ function randomReport(): EvalReport {
     [{ contexts: [1024, 4096, 2048], depths: [0, 0.5, 1], seeds: [0, 1, 2], autoFractions: [0.25, 0.5], randomSeeds: [3, 4] }],
     false,
   );
+  // The fixed mode's sink and window are its layer file's own, unlike the other modes'.
+  config.sink = rng.int(0, 16);
+  config.window = rng.int(16, 512);
+  const fileShape = { sink: rng.int(0, 16), window: config.window + rng.int(1, 64) };
+  config.layerFile = {
+    model: "m",
+    layers: 8,
+    fullLayers: 4,
+    prompts: 1,
+    counts: [],
+    lazyLayers: [1, 3, 5, 7],
+    lastQueries: 32,
+    ...fileShape,
+  };
   const modes = evalModes(8, config);
   const samples: SampleResult[] = [];
   const perplexity: EvalReport["perplexity"] = [];
@@ -105,20 +119,25 @@ describe(`seed ${rng.seed}`, () => {
         });
         expect(tables).toHaveLength(2);
         const [rows, rulerRows] = tables;
-        expect(rows[0]).toEqual(["mode", "full layers", ...report.config.tasks, "average", "perplexity"]);
+        expect(rows[0]).toEqual(["mode", "full layers", "sink + window", ...report.config.tasks, "average", "perplexity"]);
         expect(rows).toHaveLength(2 + report.modes.length);
+        const { sink, window, layerFile } = report.config;
         rows.slice(2).forEach((row, m) => {
           const mode = report.modes[m];
           expect(row[0]).toBe(mode.name);
           expect(row[1]).toBe(`${(100 * mode.fullFraction).toFixed(1)}%`);
+          const shape =
+            mode.kind === "off" ? "–" : mode.kind === "fixed" ? `${layerFile!.sink} + ${layerFile!.window}` : `${sink} + ${window}`;
+          expect(row[2]).toBe(shape);
           report.config.tasks.forEach((task, t) => {
             const cell = report.accuracy.find((c) => c.mode === mode.name && c.task === task && c.context === context)!;
-            expectPrinted(row[2 + t], 100 * cell.accuracy, 1);
+            expectPrinted(row[3 + t], 100 * cell.accuracy, 1);
           });
           const tasks = report.config.tasks.length;
-          expectPrinted(row[2 + tasks], 100 * averageAccuracy(report, mode.name, context)!, 1);
-          expectPrinted(row[3 + tasks], meanPerplexity(report, mode.name, context)!, 2);
+          expectPrinted(row[3 + tasks], 100 * averageAccuracy(report, mode.name, context)!, 1);
+          expectPrinted(row[4 + tasks], meanPerplexity(report, mode.name, context)!, 2);
         });
+        expect(report.modes.some((m) => m.kind === "fixed")).toBe(true);
         expect(rulerRows[0]).toEqual(["mode", ...report.config.tasks, "average"]);
         expect(rulerRows).toHaveLength(2 + report.modes.length);
         rulerRows.slice(2).forEach((row, m) => {

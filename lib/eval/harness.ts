@@ -347,26 +347,32 @@ function checkedModes({ layers, slidingWindow }: Pick<ModelConfig, "layers" | "s
       `eval: this model uses a sliding window (sliding_window ${slidingWindow}), so it has no full-attention layers to make lazy; ` +
         'evaluate full attention only: "autoFractions": [] and "randomSeeds": [] in the settings file, no layer file, and --no-streaming-all',
     );
-  let cached = 0,
+  let widest: { mode: EvalMode; cached: number } | undefined,
     autoCached = 0;
   for (const mode of modes) {
     if (mode.kind === "off") continue;
     try {
       const { sink, window } = resolveHybrid(mode.hybrid, layers);
-      cached = Math.max(cached, sink + window);
+      if (!widest || sink + window > widest.cached) widest = { mode, cached: sink + window };
       if (mode.kind === "auto") autoCached = Math.max(autoCached, sink + window);
     } catch (err) {
       throw new RangeError(`eval: mode "${mode.name}": ${(err as Error).message}`);
     }
   }
-  if (cached === 0) return modes;
-  // Where the prompt fits in sink + window, a lazy layer keeps every token and each mode is full
+  if (!widest) return modes;
+  // Where the prompt fits in sink + window, a lazy layer keeps every token and the mode is full
   // attention; perplexity scores the window's second half given the first, where auto chooses.
   const shortest = Math.min(...config.contexts);
-  if (shortest <= cached)
+  if (shortest <= widest.cached) {
+    // The layer file's own sink and window are the fixed mode's; the window setting does not change them.
+    const remedy =
+      widest.mode.kind === "fixed"
+        ? "give longer contexts, or a layer file calibrated with a smaller window"
+        : `give a smaller window (e.g. ${Math.max(1, Math.floor(shortest / 16))}) or longer contexts`;
     throw new RangeError(
-      `eval: context ${shortest} fits in the lazy layers' sink + window (${cached} tokens), so every mode would be full attention: give a smaller window (e.g. ${Math.max(1, Math.floor(shortest / 16))}) or longer contexts`,
+      `eval: context ${shortest} fits in mode "${widest.mode.name}"'s sink + window (${widest.cached} tokens), so that mode would be full attention: ${remedy}`,
     );
+  }
   // Auto chooses its lazy layers once the prompt outgrows sink + window; the other modes evict from the start.
   if (config.perplexity && Math.floor(shortest / 2) <= autoCached)
     throw new RangeError(

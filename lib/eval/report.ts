@@ -3,8 +3,10 @@
 // exact match, accuracy against context per mode and accuracy against the share of full layers.
 // Every number shown comes from the report's accuracy cells and perplexity results, so the JSON,
 // the table and the plots agree.
+import { streamingDefaults } from "../common/geometry";
 import { defaultEvalSettings } from "./config";
 import { type AccuracyCell, type EvalReport, type SampleResult, wilsonInterval } from "./harness";
+import type { EvalMode } from "./modes";
 
 /**
  * Mean accuracy (exact match, or with `score` "rulerScore" RULER's string match) over the report's
@@ -35,9 +37,14 @@ export function meanPerplexity(report: EvalReport, mode: string, context: number
 
 const pct = (x: number | undefined) => (x === undefined ? "–" : (100 * x).toFixed(1));
 
+/** A mode's lazy layers' sink + window ("–" for full attention): the fixed mode has its layer file's, the others the settings'. */
+const ringShape = ({ kind, hybrid }: EvalMode) =>
+  kind === "off" ? "–" : `${hybrid.sink ?? streamingDefaults.sink} + ${hybrid.window ?? streamingDefaults.window}`;
+
 /**
  * The report as markdown: for each context, one row per mode with its share of full layers, its
- * exact-match accuracy (%) at each task, their average, and its perplexity on held-out text; then
+ * lazy layers' sink + window, its exact-match accuracy (%) at each task, their average, and its
+ * perplexity on held-out text; then
  * the same rows in RULER's string match (left out for a report written before it was scored).
  * @example fs.writeFileSync("eval.md", markdownReport(report));
  */
@@ -55,12 +62,12 @@ export function markdownReport(report: EvalReport): string {
     const scores = (mode: string, score: "accuracy" | "rulerScore") =>
       tasks.map((t) => pct(contextCells.find((c: AccuracyCell) => c.mode === mode && c.task === t)?.[score])).join(" | ");
     lines.push("", `## Context ${context} tokens`, "");
-    lines.push(`| mode | full layers | ${tasks.join(" | ")} | average | perplexity |`);
-    lines.push(`| --- | ---: | ${tasks.map(() => "---:").join(" | ")} | ---: | ---: |`);
+    lines.push(`| mode | full layers | sink + window | ${tasks.join(" | ")} | average | perplexity |`);
+    lines.push(`| --- | ---: | ---: | ${tasks.map(() => "---:").join(" | ")} | ---: | ---: |`);
     for (const mode of report.modes) {
       const ppl = meanPerplexity(report, mode.name, context);
       lines.push(
-        `| ${mode.name} | ${pct(mode.fullFraction)}% | ${scores(mode.name, "accuracy")} | ${pct(averageAccuracy(report, mode.name, context))} | ${ppl === undefined ? "–" : ppl.toFixed(2)} |`,
+        `| ${mode.name} | ${pct(mode.fullFraction)}% | ${ringShape(mode)} | ${scores(mode.name, "accuracy")} | ${pct(averageAccuracy(report, mode.name, context))} | ${ppl === undefined ? "–" : ppl.toFixed(2)} |`,
       );
     }
     if (contextCells.length) lines.push("", sampleNote(Math.min(...contextCells.map((c) => c.samples))));
