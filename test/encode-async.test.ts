@@ -99,13 +99,18 @@ describe(`seed ${rng.seed}`, () => {
     test("generate, generateBatch and score encode a long prompt off the event loop, to as many tokens as encode gives", async () => {
       const text = randomText(rng.int(9000, 12000));
       const tokens = model.tokenizer.encode(text).length;
+      const asContinuation = model.tokenizer.encode(text, { addSpecialTokens: false }).length;
       const encode = jest.spyOn(model.tokenizer, "encode");
       // More tokens than llama-tiny's 4096 positions: each call fails after encoding, naming the count.
       const tooMany = new RegExp(`has ${tokens} tokens: more than maxContext 4096`);
       await expect(model.generate(text, { maxNewTokens: 1 }).next()).rejects.toThrow(tooMany);
       await expect(model.generateBatch(["a", text], { maxNewTokens: 1 })).rejects.toThrow(tooMany);
       await expect(model.score(text, " b")).rejects.toThrow(tooMany);
-      await expect(model.score("a", text)).rejects.toThrow(/the continuation has \d+ tokens/);
+      await expect(model.score("a", text)).rejects.toThrow(
+        new RegExp(
+          `the prompt and the continuation have 2 \\+ ${asContinuation} tokens: more than maxContext 4096\\. Shorten them or ask for a larger maxContext \\(an option of score\\)`,
+        ),
+      );
       expect(encode.mock.calls.every(([t]) => t.length < 9000)).toBe(true);
     });
 
@@ -126,6 +131,28 @@ describe(`seed ${rng.seed}`, () => {
         await other.dispose();
         await ended;
       }
+    });
+
+    test("an abort while a prompt is encoded ends the call at once with the signal's reason, not the prompt's own error", async () => {
+      const session = model.createSession();
+      const calls = [
+        (text: string, signal: AbortSignal) => model.generate(text, { maxNewTokens: 1, signal }).next(),
+        (text: string, signal: AbortSignal) => session.generate(text, { maxNewTokens: 1, signal }).next(),
+        (text: string, signal: AbortSignal) => model.generateBatch([text], { signal }),
+        (text: string, signal: AbortSignal) => model.score(text, " b", { signal }),
+      ];
+      for (const call of calls) {
+        // Too long for the model: once encoded, the prompt would be refused for its length.
+        const controller = new AbortController();
+        const ended = expect(call(randomText(rng.int(60000, 80000)), controller.signal)).rejects.toMatchObject({ name: "AbortError" });
+        controller.abort();
+        await ended;
+      }
+      // The session took nothing in and is free for its next turn.
+      expect(session.stats.contextTokens).toBe(0);
+      const { done } = await session.generate("hi", { maxNewTokens: 1 }).next();
+      expect(done).toBe(false);
+      session.dispose();
     });
 
     test("an abort while a batch's or scoring's prompts are encoded stops before the next prompt", async () => {

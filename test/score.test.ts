@@ -201,7 +201,12 @@ describe(`seed ${rng.seed}`, () => {
       await expect(model.score(prompt, [1.5])).rejects.toThrow(/integers/);
       await expect(model.score([-1], [1])).rejects.toThrow(/prompt/);
       await expect(model.scoreBatch([{ prompt, continuation: [1] }, null as never])).rejects.toThrow(/requests\[1\]/);
-      await expect(model.score(prompt, [1], { maxContext: prompt.length })).rejects.toThrow(/maxContext/);
+      await expect(model.score(prompt, [1], { maxContext: prompt.length })).rejects.toThrow(
+        `score: the prompt and the continuation have ${prompt.length} + 1 tokens: more than maxContext ${prompt.length}. Shorten them or ask for a larger maxContext (an option of score)`,
+      );
+      await expect(model.scoreBatch([{ prompt } as never])).rejects.toThrow(
+        "scoreBatch: continuation must be text or token ids (a number[] or Int32Array), got undefined",
+      );
       expect(model.pool.freePages).toBe(free);
     });
 

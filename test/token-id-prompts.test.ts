@@ -70,7 +70,8 @@ describe(`seed ${rng.seed}`, () => {
       const byIds = model.createSession();
       try {
         expect(await collect(byIds.generate(model.tokenizer.encode(a), options))).toEqual(await collect(byText.generate(a, options)));
-        expect(await collect(byIds.generate(Int32Array.from(model.tokenizer.encode(b)), options))).toEqual(
+        // A later turn's text goes on without the tokenizer's special tokens.
+        expect(await collect(byIds.generate(Int32Array.from(model.tokenizer.encode(b, { addSpecialTokens: false })), options))).toEqual(
           await collect(byText.generate(b, options)),
         );
         expect(byIds.stats.contextTokens).toBe(byText.stats.contextTokens);

@@ -74,6 +74,8 @@ export class Session implements AsyncDisposable {
   private unfed: number[] = [];
   /** The tokens the cache holds, in order: a repetition penalty counts the earlier turns too. */
   private context: number[] = [];
+  /** The stats as dispose() found them. */
+  private lastStats: SessionStats | undefined;
   private readonly counters: GenerationCounters = {
     promptTokens: 0,
     generatedTokens: 0,
@@ -94,11 +96,18 @@ export class Session implements AsyncDisposable {
 
   /**
    * Tokens, throughput and KV bytes so far, and a snapshot of the hybrid state: a fresh object on
-   * every read.
+   * every read. After dispose() (the session's, or its model's), the stats as they were just
+   * before it, so that a `finally` may log them. An Error while a failed turn could not be put
+   * back (it says why).
    * @example const { kvBytes, hybrid } = session.stats; console.log(hybrid.mode, hybrid.lazyLayers);
    */
   get stats(): SessionStats {
-    const { seq, hybridState } = this.live();
+    if (!this.sequence) {
+      if (!this.lastStats)
+        throw new Error("this session was disposed while damaged, so it kept no stats; create a new one with model.createSession()");
+      return structuredClone(this.lastStats);
+    }
+    const { seq, hybridState } = this.sequence;
     const { pool } = this.model;
     const full = this.model.config.layers * fullCachePages(seq.length, pool.pageSize) * pool.pageBytes;
     const c = this.counters;
@@ -137,7 +146,12 @@ export class Session implements AsyncDisposable {
     const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
     let own: number[];
     try {
-      own = await whileLive(owner, promptIdsAsync(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt"));
+      // BOS and the like open a sequence; a later turn goes on from what the session holds.
+      const continuing = sequence.length + this.unfed.length > 0;
+      const encoding = promptIdsAsync(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt", {
+        continuing,
+      });
+      own = await whileLive(owner, encoding, "generation", settings.signal);
     } finally {
       this.busy = false;
     }
@@ -186,6 +200,11 @@ export class Session implements AsyncDisposable {
    */
   dispose(): void {
     if (!this.sequence) return;
+    try {
+      this.lastStats = this.stats;
+    } catch {
+      // A damaged sequence has no stats to keep (reading them said why); it is disposed all the same.
+    }
     this.sequence.dispose();
     this.sequence = undefined;
     this.onDispose();
@@ -245,7 +264,12 @@ export async function generateBatch(
   for (const [i, p] of prompts.entries()) {
     settings.signal?.throwIfAborted();
     encoded.push(
-      await whileLive(owner, promptIdsAsync(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`)),
+      await whileLive(
+        owner,
+        promptIdsAsync(model.optionalTokenizer, p, model.config.vocabSize, `generateBatch: prompts[${i}]`),
+        "generation",
+        settings.signal,
+      ),
     );
   }
   encoded.forEach((ids, i) => {

@@ -50,23 +50,36 @@ export function disposedDuring(owner: "session" | "model", work: "generation" | 
 /**
  * What `work` (prompts being encoded, say) gives, or, when the owner was disposed before it
  * settled, disposedDuring's AbortError in place of its result or its error (a disposed model's
- * tokenizer fails what it was encoding).
- * @example const ids = await whileLive(owner, promptIdsAsync(tokenizer, prompt, vocabSize, "prompt"));
+ * tokenizer fails what it was encoding). An abort of `signal` rejects at once with its reason;
+ * the work itself runs on and its outcome is dropped.
+ * @example const ids = await whileLive(owner, promptIdsAsync(tokenizer, prompt, vocabSize, "prompt"), "generation", signal);
  */
 export async function whileLive<T>(
   owner: { name: "session" | "model"; isLive: () => boolean },
   work: Promise<T>,
   what: "generation" | "scoring" = "generation",
+  signal?: AbortSignal,
 ): Promise<T> {
   let result: T;
   try {
-    result = await work;
+    result = await (signal ? untilAborted(work, signal) : work);
   } catch (err) {
     if (!owner.isLive()) throw disposedDuring(owner.name, what);
     throw err;
   }
   if (!owner.isLive()) throw disposedDuring(owner.name, what);
   return result;
+}
+
+/** `work`'s outcome, or the signal's reason as soon as it aborts. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    // After an abort the settled promise ignores the work's outcome, a rejection included.
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /**

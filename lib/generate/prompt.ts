@@ -21,8 +21,26 @@ export function noTokenizerError(what: string): Error {
 /** What a prompt gives the model: token ids as they are, or text for the tokenizer. */
 type PromptSource = { ids: number[] } | { text: string; addSpecialTokens: boolean; tokenizer: Tokenizer };
 
-/** A prompt checked, and chat messages rendered with the template; see promptIds. */
-function promptSource(tokenizer: Tokenizer | undefined, prompt: Prompt, vocabSize: number, label: string): PromptSource {
+/** How a prompt is encoded (promptIdsAsync). */
+export interface PromptEncoding {
+  /**
+   * Whether the prompt goes on a sequence that holds tokens already (a session's later turn):
+   * text is then encoded without the tokenizer's special tokens and a rendered chat template
+   * without its leading BOS, which belong at the start of a sequence only.
+   */
+  continuing?: boolean;
+  /** Sees the text (plain, or the rendered template) before it is encoded, to refuse it early: encoding megabytes takes seconds. */
+  checkText?: (text: string) => void;
+}
+
+/** A prompt checked, and chat messages rendered with the template; see promptIdsAsync. */
+function promptSource(
+  tokenizer: Tokenizer | undefined,
+  prompt: Prompt,
+  vocabSize: number,
+  label: string,
+  continuing: boolean,
+): PromptSource {
   // [] is both "no token ids" and "no chat messages"; either way there is nothing to generate
   // from, and taking it for chat would blame a missing chat_template or render a bare template.
   if ((Array.isArray(prompt) || prompt instanceof Int32Array) && prompt.length === 0)
@@ -32,52 +50,35 @@ function promptSource(tokenizer: Tokenizer | undefined, prompt: Prompt, vocabSiz
   if (typeof prompt !== "string" && !Array.isArray(prompt))
     throw new TypeError(`${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}`);
   if (!tokenizer) throw noTokenizerError(label);
-  if (typeof prompt === "string") return { text: prompt, addSpecialTokens: true, tokenizer };
+  if (typeof prompt === "string") return { text: prompt, addSpecialTokens: !continuing, tokenizer };
   (prompt as unknown[]).forEach((m, i) => {
     const message = m as ChatMessage;
     if (typeof m !== "object" || m === null || typeof message.role !== "string" || typeof message.content !== "string")
       throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
   });
   const text = tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true });
-  return { text, addSpecialTokens: false, tokenizer };
+  const bos = tokenizer.bosToken;
+  return { text: continuing && bos && text.startsWith(bos) ? text.slice(bos.length) : text, addSpecialTokens: false, tokenizer };
 }
 
 /**
  * Prompt → token ids: token ids checked against the vocabulary and copied; chat messages through
- * the template; plain text with the tokenizer's special tokens. Text needs a tokenizer (`undefined`
- * when the model was loaded without one); `label` names the prompt in errors ("generate: prompt").
- * `checkText` sees the text (plain, or the rendered template) before it is encoded, to refuse it
- * early: encoding megabytes takes seconds.
+ * the template; plain text with the tokenizer's special tokens (see PromptEncoding.continuing for
+ * a later turn). Long text is encoded on the tokenizer's worker thread (Tokenizer.encodeAsync), so
+ * that the event loop runs meanwhile. Text needs a tokenizer (`undefined` when the model was
+ * loaded without one); `label` names the prompt in errors ("generate: prompt").
  * @example
- * const ids = promptIds(model.tokenizer, [{ role: "user", content: "Hi" }], model.config.vocabSize, "prompt");
- * const same = promptIds(undefined, Int32Array.from(ids), model.config.vocabSize, "prompt");
- */
-export function promptIds(
-  tokenizer: Tokenizer | undefined,
-  prompt: Prompt,
-  vocabSize: number,
-  label: string,
-  checkText?: (text: string) => void,
-): number[] {
-  const source = promptSource(tokenizer, prompt, vocabSize, label);
-  if ("ids" in source) return source.ids;
-  checkText?.(source.text);
-  return checkEncodedIds(source.tokenizer.encode(source.text, { addSpecialTokens: source.addSpecialTokens }), vocabSize, label);
-}
-
-/**
- * promptIds, with long text encoded on the tokenizer's worker thread (Tokenizer.encodeAsync), so
- * that the event loop runs meanwhile; the checks are the same and made before the text is encoded.
- * @example const ids = await promptIdsAsync(model.tokenizer, longDocument, model.config.vocabSize, "generate: prompt");
+ * const ids = await promptIdsAsync(model.tokenizer, [{ role: "user", content: "Hi" }], model.config.vocabSize, "prompt");
+ * const next = await promptIdsAsync(model.tokenizer, [{ role: "user", content: "And?" }], model.config.vocabSize, "prompt", { continuing: true });
  */
 export async function promptIdsAsync(
   tokenizer: Tokenizer | undefined,
   prompt: Prompt,
   vocabSize: number,
   label: string,
-  checkText?: (text: string) => void,
+  { continuing = false, checkText }: PromptEncoding = {},
 ): Promise<number[]> {
-  const source = promptSource(tokenizer, prompt, vocabSize, label);
+  const source = promptSource(tokenizer, prompt, vocabSize, label, continuing);
   if ("ids" in source) return source.ids;
   checkText?.(source.text);
   return checkEncodedIds(await source.tokenizer.encodeAsync(source.text, { addSpecialTokens: source.addSpecialTokens }), vocabSize, label);

@@ -67,10 +67,20 @@ export async function scoreRequests(
     signal?.throwIfAborted();
     const label = requests.length === 1 ? what : `${what}: requests[${i}]`;
     if (typeof r !== "object" || r === null) throw new TypeError(`${label} must be { prompt, continuation }, got ${show(r)}`);
-    const prompt = await whileLive(owner, promptIdsAsync(model.optionalTokenizer, r.prompt, vocabSize, `${label}: prompt`), "scoring");
-    const continuation = await whileLive(owner, continuationIds(model, r.continuation, `${label}: continuation`), "scoring");
+    const prompt = await whileLive(
+      owner,
+      promptIdsAsync(model.optionalTokenizer, r.prompt, vocabSize, `${label}: prompt`),
+      "scoring",
+      signal,
+    );
+    const continuation = await whileLive(owner, continuationIds(model, r.continuation, `${label}: continuation`), "scoring", signal);
     checkPromptFits(prompt, 0, session.maxContext, `${label}: the prompt`);
-    checkPromptFits(continuation, prompt.length, session.maxContext, `${label}: the continuation`);
+    if (continuation.length === 0) throw new RangeError(`${label}: the continuation encodes to no tokens`);
+    if (prompt.length + continuation.length > session.maxContext)
+      throw new RangeError(
+        `${label}: the prompt and the continuation have ${prompt.length} + ${continuation.length} tokens: more than maxContext ${session.maxContext}. ` +
+          `Shorten them or ask for a larger maxContext (an option of ${what})`,
+      );
     encoded.push({ prompt, continuation });
   }
   // Between requests and between prefill steps (a chunk through one layer, the finest there is):
@@ -132,6 +142,8 @@ async function continuationIds(model: GenerationModel, continuation: Continuatio
     const ids = await model.optionalTokenizer.encodeAsync(continuation, { addSpecialTokens: false });
     return checkEncodedIds(ids, model.config.vocabSize, label);
   }
+  if (!Array.isArray(continuation) && !(continuation instanceof Int32Array))
+    throw new TypeError(`${label} must be text or token ids (a number[] or Int32Array), got ${show(continuation)}`);
   return Array.from(checkTokenIds(continuation, model.config.vocabSize, label));
 }
 

@@ -114,7 +114,9 @@ export async function completionRequest(body: CompletionBody, context: RequestCo
     Array.isArray(body.prompt) && body.prompt.length === 1 && typeof body.prompt[0] !== "number" ? body.prompt[0] : body.prompt
   ) as string | number[];
   return generationRequest(body, "prompt", body.max_tokens, body.logprobs ?? undefined, context, () =>
-    promptIdsAsync(context.tokenizer, prompt, context.vocabSize, "prompt", (text) => checkPromptBytes(text, "prompt", context)),
+    promptIdsAsync(context.tokenizer, prompt, context.vocabSize, "prompt", {
+      checkText: (text) => checkPromptBytes(text, "prompt", context),
+    }),
   );
 }
 
@@ -151,7 +153,9 @@ export async function chatRequest(body: ChatBody, context: RequestContext): Prom
   const logprobs = body.logprobs ? (topLogprobs ?? 0) : undefined;
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
   return generationRequest(body, "messages", maxTokens, logprobs, context, () =>
-    promptIdsAsync(tokenizer, messages, context.vocabSize, "messages", (text) => checkPromptBytes(text, "messages", context)),
+    promptIdsAsync(tokenizer, messages, context.vocabSize, "messages", {
+      checkText: (text) => checkPromptBytes(text, "messages", context),
+    }),
   );
 }
 

@@ -31,6 +31,8 @@ async function expectRefusedUntilDisposed(session: Session, usedBefore: number):
   );
   session.dispose();
   expect(model.pool.usedPages).toBe(usedBefore);
+  // Its stats said why they could not be read; disposed, it kept none.
+  expect(() => session.stats).toThrow(/this session was disposed while damaged, so it kept no stats/);
 }
 
 test("a sequence: the prompt's own error, then every use refused until dispose()", () => {

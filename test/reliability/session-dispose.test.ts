@@ -2,7 +2,7 @@
 // the generation at its next step with a clear error, decodes nothing more, and every KV page
 // and tensor is back. The same holds for a model disposed during generateBatch.
 import * as path from "node:path";
-import { loadModel, type Model, memoryUsage } from "../../lib";
+import { loadModel, type Model, memoryUsage, type SessionStats } from "../../lib";
 import { fixtureRoot } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 
@@ -28,11 +28,13 @@ describe("session.dispose() during generate", () => {
     const step = jest.spyOn(model.decoder, "step");
     const chunks: string[] = [];
     let stepsAtDispose = -1;
+    let statsAtDispose: SessionStats | undefined;
     try {
       await expect(async () => {
         for await (const chunk of session.generate("Once upon a time", { maxNewTokens: 40, stopAtEos: false })) {
           chunks.push(chunk.text);
           if (chunks.length === 3) {
+            statsAtDispose = session.stats;
             session.dispose();
             stepsAtDispose = step.mock.calls.length;
           }
@@ -45,7 +47,11 @@ describe("session.dispose() during generate", () => {
     expect(chunks.length).toBe(3);
     expect(model.pool.usedPages).toBe(used);
     expect(memoryUsage().cpu).toBe(bytes);
-    expect(() => session.stats).toThrow(/this session was disposed/);
+    // The stats as they were, for a finally to log: each read a fresh copy.
+    expect(statsAtDispose!.generatedTokens).toBe(3);
+    expect(session.stats).toEqual(statsAtDispose);
+    expect(session.stats.hybrid).not.toBe(session.stats.hybrid);
+    await expect(session.generate("more").next()).rejects.toThrow(/this session was disposed/);
   });
 
   test("the error is an AbortError, as for an aborted signal", async () => {
@@ -85,6 +91,7 @@ test("model.dispose() during a session's generate stops it with a clear error", 
     }
   }).rejects.toThrow(/this session was disposed during generation/);
   expect(chunks.length).toBe(2);
+  expect(session.stats).toMatchObject({ generatedTokens: 2, contextTokens: expect.any(Number) });
 });
 
 test("model.dispose() during generateBatch rejects it with a clear error and decodes no more", async () => {
