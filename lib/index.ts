@@ -29,10 +29,19 @@ export type {
   RunEvalOptions,
   SampleResult,
 } from "./eval/harness";
-export { accuracyCells, answerSample, checkEvalSetup, heldOutWindow, runEval, scoreAnswer, wilsonInterval } from "./eval/harness";
+export {
+  accuracyCells,
+  answerSample,
+  checkEvalPrompts,
+  checkEvalSetup,
+  heldOutWindow,
+  runEval,
+  scoreAnswer,
+  wilsonInterval,
+} from "./eval/harness";
 export type { EvalMode, ModeKind } from "./eval/modes";
 export { evalModes } from "./eval/modes";
-export { accuracyVsContextSvg, accuracyVsFractionSvg, markdownReport } from "./eval/report";
+export { accuracyVsContextSvg, accuracyVsFractionSvg, averageAccuracy, markdownReport, meanPerplexity } from "./eval/report";
 export type { SampleSpec, TaskName, TaskSample } from "./eval/tasks";
 export { isCorrect, makeSample, rulerScore, taskNames } from "./eval/tasks";
 export type { TokenLogprob, TopLogprob } from "./generate/logprobs";

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { XMLValidator } from "fast-xml-parser";
 import { accuracyCells, accuracyVsContextSvg, accuracyVsFractionSvg, type EvalReport, markdownReport } from "../lib";
 import { fixtureRoot } from "./helpers/fixtures";
+import { editJson } from "./helpers/model-dir";
 import { Random } from "./helpers/reference";
 
 const rng = new Random();
@@ -16,23 +17,54 @@ const modelDir = path.join(fixtureRoot, "llama-tiny");
 const out = fs.mkdtempSync(path.join(os.tmpdir(), "lt-cli-eval-"));
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
+/** A copy of the model's directory without its weights: whatever reads them fails, naming a safetensors file. */
+function withoutWeights(): string {
+  const dir = fs.mkdtempSync(path.join(out, "no-weights-"));
+  for (const f of fs.readdirSync(modelDir).filter((n) => n.endsWith(".json") && !n.includes("safetensors")))
+    fs.copyFileSync(path.join(modelDir, f), path.join(dir, f));
+  return dir;
+}
+
 describe(`seed ${rng.seed}`, () => {
   test("an output path that cannot be a directory fails before the model is loaded", () => {
     const file = path.join(out, "a-file");
     fs.writeFileSync(file, "");
-    // config.json alone: loading the weights would fail on the missing safetensors instead.
-    const configOnly = fs.mkdtempSync(path.join(out, "config-only-"));
-    fs.copyFileSync(path.join(modelDir, "config.json"), path.join(configOnly, "config.json"));
-    const r = spawnSync(
-      process.execPath,
-      [cli, "eval", "--model", configOnly, "-c", "420", "--window", "64", "-o", path.join(file, "results")],
-      {
+    const noWeights = withoutWeights();
+    for (const results of [file, path.join(file, "results")]) {
+      const r = spawnSync(process.execPath, [cli, "eval", "--model", noWeights, "-c", "420", "--window", "64", "-o", results], {
         encoding: "utf8",
-      },
-    );
-    expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/ENOTDIR|not a directory/);
-    expect(r.stderr).not.toMatch(/safetensors/);
+      });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toContain(
+        `-o ${results}: cannot make this directory for the results (a file is in the way); give a directory's path`,
+      );
+      expect(r.stderr).not.toMatch(/safetensors/);
+    }
+  });
+
+  test("settings the tokenizer decides are refused before any weight is read", () => {
+    const noWeights = withoutWeights();
+    editJson(noWeights, "tokenizer_config.json", (c) => ({ ...c, chat_template: undefined }));
+    const results = path.join(out, `refused-${rng.int(0, 1e6)}`);
+    const cases: [string[], RegExp][] = [
+      [
+        ["-c", "60", "--window", "3", "--tasks", "passkey"],
+        /context 60 is too short for passkey: its instructions, question and needles take \d+ tokens/,
+      ],
+      [
+        ["-c", "420", "--window", "64", "--chat", "on"],
+        /eval: chat is on, but this model has no chat template .*: set chat to false \(--chat off on the command line\)/,
+      ],
+    ];
+    for (const [flags, message] of cases) {
+      const r = spawnSync(process.execPath, [cli, "eval", "--model", noWeights, "--device", "cpu", "-o", results, ...flags], {
+        encoding: "utf8",
+      });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/safetensors/);
+      expect(fs.existsSync(results)).toBe(false);
+    }
   });
 
   test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
@@ -126,13 +158,16 @@ describe(`seed ${rng.seed}`, () => {
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/not a comma-separated list of numbers: 4096,x/);
     // A count below its least is refused, not read as none (no random modes at all, say).
+    // And one past the most is refused before it builds a list that long.
     for (const [flag, value, least] of [
       ["--random-seeds", String(-rng.int(1, 9)), 0],
       ["--seeds", String(-rng.int(0, 9)), 1],
+      ["--seeds", String(10_001 + rng.int(0, 1e9)), 1],
+      ["--random-seeds", String(10_001 + rng.int(0, 1e9)), 0],
     ] as const) {
       const bad = spawnSync(process.execPath, [cli, "eval", "--model", modelDir, flag, value], { encoding: "utf8" });
       expect(bad.status).not.toBe(0);
-      expect(bad.stderr).toContain(`must be an integer >= ${least}, got ${value}`);
+      expect(bad.stderr).toContain(`must be an integer in [${least}, 10000], got ${value}`);
     }
   });
 
@@ -180,7 +215,7 @@ describe(`seed ${rng.seed}`, () => {
       expect(r.stderr).toMatch(
         pages === 2
           ? `kvCacheBytes ${2 * pageBytes} holds 2 KV page(s) of ${pageBytes} bytes (16 tokens of one layer in f32), and a sequence needs a page in each of the model's 3 layers`
-          : /the KV page pool is too small: prompt 0 \(\d+ tokens\) needs \d+ pages while it is prefilled, and the pool holds 3 in all/,
+          : /the KV page pool is too small: prompt 0 \(\d+ tokens\) needs \d+ pages while it is prefilled, and the pool holds 3 in all.*\(on the command line, the pool's size is --kv-memory\)$/m,
       );
     }
     expect(spawnSync(process.execPath, [cli, "eval", "--model", modelDir, "--kv-memory", "lots"], { encoding: "utf8" }).stderr).toMatch(

@@ -125,14 +125,42 @@ describe(`seed ${rng.seed}`, () => {
     const prompts = path.join(out, "bounded.txt");
     fs.writeFileSync(prompts, longPrompts[0]);
     const r = run([command, "-m", modelDir, "-f", prompts, outFlag, output, ...ratioFlags, "--max-context", "8"]);
-    expect([r.status, r.stderr]).toEqual([
-      1,
-      expect.stringMatching(
-        /tokens: more than maxContext 8\. Shorten the prompt or ask for a larger maxContext \(a session's option; --max-context on the command line\)/,
-      ),
-    ]);
+    // The error names the prompt, and the option of what refused it.
+    const refused =
+      command === "inspect"
+        ? `prompt 0 of ${literal(prompts)}: the prompt has \\d+ tokens: more than maxContext 8\\. Shorten the prompt or ask for a larger maxContext \\(a session's option; --max-context on the command line\\)`
+        : "calibrate: prompts\\[0\\] has \\d+ tokens: more than maxContext 8\\. Shorten the prompt or ask for a larger maxContext \\(calibrate's option; --max-context on the command line\\)";
+    expect([r.status, r.stderr]).toEqual([1, expect.stringMatching(new RegExp(refused))]);
     expect(fs.existsSync(output)).toBe(false);
     const fits = run([command, "-m", modelDir, "-f", prompts, outFlag, output, ...ratioFlags, "--max-context", "4096"]);
-    expect([fits.status, fits.stdout]).toEqual([0, expect.stringContaining(`${written}${output}`)]);
+    expect([fits.status, fits.stdout, fits.stderr]).toEqual([
+      0,
+      expect.stringContaining(`${written}${output}`),
+      expect.not.stringContaining("note:"),
+    ]);
+    // Past the positions the model was trained on: it runs, with a note saying so.
+    const past = run([command, "-m", modelDir, "-f", prompts, outFlag, output, ...ratioFlags, "--max-context", "5000"]);
+    expect([past.status, past.stderr]).toEqual([
+      0,
+      expect.stringContaining(
+        "note: --max-context 5000 is beyond the model's max_position_embeddings (4096): the model was not trained on positions that far",
+      ),
+    ]);
+  });
+
+  test("calibrate says how many prompts it chose from, and how many were too short for any ratio", () => {
+    const output = path.join(out, `some-${rng.int(0, 999)}.json`);
+    const prompts = path.join(out, "some-short.txt");
+    const short = rng.int(1, 3);
+    const mixed = rng.shuffle([...longPrompts, ...Array.from({ length: short }, (_, i) => `short ${i}`)]);
+    fs.writeFileSync(prompts, mixed.join("\n---\n"));
+    const r = run(["calibrate", "-m", modelDir, "-f", prompts, "-o", output, ...ratioFlags]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `\\(from ${longPrompts.length} of ${mixed.length} prompts; ${short} not longer than sink \\+ window \\(10 tokens\\)\\) written to `,
+      ),
+    );
+    expect(readLayerFile(output).prompts).toBe(longPrompts.length);
   });
 });

@@ -202,6 +202,16 @@ describe(`seed ${rng.seed}`, () => {
       );
     });
 
+    test("a settings file's relative layerFile is a path from that file's directory", () => {
+      const dir = fs.mkdtempSync(path.join(tmp, "settings-"));
+      const name = `layers-${rng.int(0, 999)}.json`;
+      fs.writeFileSync(path.join(dir, "settings.json"), JSON.stringify({ layerFile: name }));
+      expect(readEvalSettings(path.join(dir, "settings.json")).layerFile).toBe(path.join(dir, name));
+      const absolute = path.join(tmp, name);
+      fs.writeFileSync(path.join(dir, "settings.json"), JSON.stringify({ layerFile: absolute }));
+      expect(readEvalSettings(path.join(dir, "settings.json")).layerFile).toBe(absolute);
+    });
+
     test("a file with an unknown field, or not JSON, is an error naming it", () => {
       const file = path.join(tmp, "bad.json");
       fs.writeFileSync(file, JSON.stringify({ contexts: [4096], context: 4096 }));

@@ -6,14 +6,15 @@ import {
   accuracyCells,
   accuracyVsContextSvg,
   accuracyVsFractionSvg,
+  averageAccuracy,
   type EvalReport,
   evalModes,
   markdownReport,
+  meanPerplexity,
   resolveEvalConfig,
   type SampleResult,
   wilsonInterval,
 } from "../lib";
-import { averageAccuracy, meanPerplexity } from "../lib/eval/report";
 import { Random } from "./helpers/reference";
 
 const rng = new Random();
@@ -229,6 +230,16 @@ describe(`seed ${rng.seed}`, () => {
       // None right or all right: the interval holds the accuracy exactly, not up to rounding.
       if (right === 0) expect(l).toBe(0);
       if (right === n) expect(h).toBe(1);
+    });
+
+    test.each([
+      [21, 20],
+      [-1, 5],
+      [1.5, 4],
+      [2, 3.5],
+      [Number.NaN, 4],
+    ])("%p of %p is refused: counts are whole and correct is at most samples", (right, n) => {
+      expect(() => wilsonInterval(right, n)).toThrow(/wilsonInterval: needs whole counts with 0 <= correct <= samples, got/);
     });
 
     test("every cell's interval holds its accuracy, inside [0, 1], and narrows as samples grow", () => {

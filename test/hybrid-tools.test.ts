@@ -86,9 +86,19 @@ describe("calibration", () => {
     const tokens = model.tokenizer.encode(prompt).length;
     const hybrid = { fullLayers: 1, sink: 2, window: 2, lastQueries: 2 };
     await expect(calibrate(model, [prompt], { hybrid, maxContext: tokens - 1 })).rejects.toThrow(
-      `the prompt has ${tokens} tokens: more than maxContext ${tokens - 1}`,
+      `calibrate: prompts[0] has ${tokens} tokens: more than maxContext ${tokens - 1}. Shorten the prompt or ask for a larger maxContext (calibrate's option`,
     );
     expect((await calibrate(model, [prompt], { hybrid, maxContext: tokens })).prompts).toBe(1);
+    // One too long among several is refused by its index before any other runs.
+    const session = jest.spyOn(model, "createSession");
+    try {
+      await expect(calibrate(model, [prompt, `${prompt} ${prompt}`, prompt], { hybrid, maxContext: tokens })).rejects.toThrow(
+        /^calibrate: prompts\[1\] has \d+ tokens: more than maxContext/,
+      );
+      expect(session).not.toHaveBeenCalled();
+    } finally {
+      session.mockRestore();
+    }
   });
 
   test("counts lazy choices over prompts; fixed mode reads the file back", async () => {

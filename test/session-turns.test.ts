@@ -44,33 +44,24 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
-  test.each(["text", "chat messages"])(
-    "a later turn of %s goes on from the session without a second BOS; the first turn has it",
-    async (kind) => {
-      const tok = model.tokenizer;
-      const bos = tok.tokenId(tok.bosToken!)!;
-      const prompt = (words: string) => (kind === "text" ? words : [{ role: "user", content: words }]);
-      // What the turn should feed: the tokenizer's special tokens, or the template's BOS, on the first turn only.
-      const expected = (words: string, first: boolean) => {
-        if (kind === "text") return tok.encode(words, { addSpecialTokens: first });
-        const rendered = tok.applyChatTemplate([{ role: "user", content: words }]);
-        return tok.encode(first ? rendered : rendered.slice(tok.bosToken!.length), { addSpecialTokens: false });
-      };
-      const [first, second] = [rng.int(0, 1000), rng.int(0, 1000)].map((n) => ` the ${n} men said`);
-      const [opening, next] = [expected(first, true), expected(second, false)];
-      expect([opening[0], next.includes(bos)]).toEqual([bos, false]);
-      const session = model.createSession();
-      try {
-        const options = { maxNewTokens: rng.int(2, 5), stopAtEos: false };
-        const reply = await collect(session.generate(prompt(first), options));
-        const again = await collect(session.generate(prompt(second), options));
-        expect(session.stats.promptTokens).toBe(opening.length + next.length);
-        expect(again).toEqual(await collect(model.generate([...opening, ...reply, ...next], options)));
-      } finally {
-        session.dispose();
-      }
-    },
-  );
+  // Chat turns: test/chat-history.test.ts.
+  test("a later turn of text goes on from the session without a second BOS; the first turn has it", async () => {
+    const tok = model.tokenizer;
+    const bos = tok.tokenId(tok.bosToken!)!;
+    const [first, second] = [rng.int(0, 1000), rng.int(0, 1000)].map((n) => ` the ${n} men said`);
+    const [opening, next] = [tok.encode(first), tok.encode(second, { addSpecialTokens: false })];
+    expect([opening[0], next.includes(bos)]).toEqual([bos, false]);
+    const session = model.createSession();
+    try {
+      const options = { maxNewTokens: rng.int(2, 5), stopAtEos: false };
+      const reply = await collect(session.generate(first, options));
+      const again = await collect(session.generate(second, options));
+      expect(session.stats.promptTokens).toBe(opening.length + next.length);
+      expect(again).toEqual(await collect(model.generate([...opening, ...reply, ...next], options)));
+    } finally {
+      session.dispose();
+    }
+  });
 
   test("a repetition penalty counts the earlier turns, as one generation over the whole conversation does", async () => {
     // Turns of tokens drawn from a small set, so that the penalised tokens matter to the choice.

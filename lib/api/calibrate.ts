@@ -3,6 +3,8 @@
 import * as fs from "node:fs";
 import { ringSize, type StreamingShape } from "../common/geometry";
 import { optionalFunction, optionalSignal, optionsObject, rejectUnknownOptions } from "../common/validate";
+import { checkSessionOptions } from "../generate/options";
+import { checkPromptFits, promptIdsAsync } from "../generate/prompt";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 import type { Model } from "./model";
 
@@ -49,13 +51,25 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
   optionalFunction(options.onProgress, "calibrate: onProgress");
   optionalSignal(options.signal, "calibrate: signal");
   const resolved = resolveHybrid({ ...optionsObject(options.hybrid, "calibrate: hybrid"), mode: "calibrate" }, model.config.layers);
-  const counts = new Array(model.config.layers).fill(0);
-  let measured = 0;
+  const sessionOptions = { hybrid: { ...options.hybrid, mode: "calibrate" as const }, maxContext: options.maxContext };
+  const { maxContext } = checkSessionOptions(sessionOptions, model.decoder, "calibrate");
+  // Every prompt encoded and its length checked first, so that one too long is refused by its
+  // index before any other runs.
+  const encoded: number[][] = [];
   for (const [i, prompt] of prompts.entries()) {
     options.signal?.throwIfAborted();
-    const session = model.createSession({ hybrid: { ...options.hybrid, mode: "calibrate" }, maxContext: options.maxContext });
+    const label = `calibrate: prompts[${i}]`;
+    const ids = await promptIdsAsync(model.optionalTokenizer, prompt, model.config.vocabSize, label);
+    checkPromptFits(ids, 0, maxContext, label, "ask for a larger maxContext (calibrate's option; --max-context on the command line)");
+    encoded.push(ids);
+  }
+  const counts = new Array(model.config.layers).fill(0);
+  let measured = 0;
+  for (const [i, ids] of encoded.entries()) {
+    options.signal?.throwIfAborted();
+    const session = model.createSession(sessionOptions);
     try {
-      for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal: options.signal }));
+      for await (const _ of session.generate(ids, { maxNewTokens: 0, signal: options.signal }));
       const state = session.stats.hybrid;
       if (!state.pending) {
         for (const l of state.lazyLayers) counts[l]++;

@@ -3,6 +3,7 @@
 import { type PagePool, PoolExhaustedError } from "../cache/page-pool";
 import { fullCachePages } from "../common/geometry";
 import { show } from "../common/validate";
+import { ChatHistory, type ChatTurn } from "../generate/chat-history";
 import { type GenerationCounters, type GenerationModel, generationLoop, whileLive } from "../generate/loop";
 import {
   checkGenerateOptions,
@@ -74,6 +75,8 @@ export class Session implements AsyncDisposable {
   private unfed: number[] = [];
   /** The tokens the cache holds, in order: a repetition penalty counts the earlier turns too. */
   private context: number[] = [];
+  /** The conversation as chat messages, which a later chat turn is rendered within. */
+  private readonly chat = new ChatHistory();
   /** The stats as dispose() found them. */
   private lastStats: SessionStats | undefined;
   private readonly counters: GenerationCounters = {
@@ -126,7 +129,9 @@ export class Session implements AsyncDisposable {
   /**
    * Appends the prompt to this session's context and streams the continuation. The prompt is
    * text, chat messages, or token ids (`number[]` or `Int32Array`, each an integer below the
-   * vocabulary size; a bad one is an Error naming its index). A model loaded without a tokenizer
+   * vocabulary size; a bad one is an Error naming its index). A later turn's chat messages are the
+   * new ones only: they are rendered within the conversation so far (ChatHistory), and later text
+   * goes in without the tokenizer's special tokens. A model loaded without a tokenizer
    * takes token ids only and yields chunks with token ids and empty text. Disposing the session
    * (or its model) while this runs ends it with an AbortError at the next step.
    * @example
@@ -145,11 +150,17 @@ export class Session implements AsyncDisposable {
     this.busy = true;
     const owner = { name: "session" as const, isLive: () => this.sequence === sequence };
     let own: number[];
+    let chatTurn: ChatTurn | undefined;
+    const tokenizer = this.model.optionalTokenizer;
     try {
       // BOS and the like open a sequence; a later turn goes on from what the session holds.
-      const continuing = sequence.length + this.unfed.length > 0;
-      const encoding = promptIdsAsync(this.model.optionalTokenizer, prompt, this.model.config.vocabSize, "generate: prompt", {
-        continuing,
+      const held = sequence.length + this.unfed.length;
+      const encoding = promptIdsAsync(tokenizer, prompt, this.model.config.vocabSize, "generate: prompt", {
+        continuing: held > 0,
+        renderChat: (messages) => {
+          chatTurn = this.chat.turn(tokenizer!, messages, held);
+          return chatTurn.text;
+        },
       });
       own = await whileLive(owner, encoding, "generation", settings.signal);
     } finally {
@@ -162,6 +173,7 @@ export class Session implements AsyncDisposable {
     this.busy = true;
     const start = sequence.length;
     const generated: number[] = [];
+    let reply = "";
     try {
       const loop = generationLoop(this.model, [{ sequence, ids, history: this.context }], {
         ...settings,
@@ -172,6 +184,7 @@ export class Session implements AsyncDisposable {
       });
       for await (const { chunk } of loop) {
         generated.push(...chunk.tokens);
+        reply += chunk.text;
         yield chunk;
       }
     } finally {
@@ -184,6 +197,8 @@ export class Session implements AsyncDisposable {
         this.unfed = generated.slice(fed);
         // The carried tokens were counted as generated in their own turn, not as prompt.
         this.counters.promptTokens -= carried.length;
+        if (chatTurn && tokenizer) this.chat.commit(tokenizer, chatTurn, reply, generated);
+        else this.chat.breakOff();
       }
     }
   }

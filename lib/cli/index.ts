@@ -16,6 +16,7 @@ import { planMemory } from "../hybrid/planner";
 import {
   accuracyVsContextSvg,
   accuracyVsFractionSvg,
+  checkEvalPrompts,
   checkEvalSetup,
   createServer,
   cudaStatus,
@@ -25,9 +26,11 @@ import {
   loadModel,
   type Model,
   markdownReport,
+  PoolExhaustedError,
   readEvalSettings,
   resolveEvalConfig,
   runEval,
+  Tokenizer,
 } from "../index";
 import type { DeviceName, DType } from "../runtime/tensor";
 
@@ -42,15 +45,19 @@ function number(kind: "int" | "float") {
   };
 }
 
-/** An integer count of at least `least`: "--random-seeds -1" is an error, not no random modes. */
-function countArg(least: number) {
+/** An integer count in [least, most]: "--random-seeds -1" is an error, not no random modes. */
+function countArg(least: number, most: number) {
   const int = number("int");
   return (value: string) => {
     const n = int(value);
-    if (n < least) throw new InvalidArgumentError(`must be an integer >= ${least}, got ${value}`);
+    if (n < least || n > most) throw new InvalidArgumentError(`must be an integer in [${least}, ${most}], got ${value}`);
     return n;
   };
 }
+
+// Each seed is a sample of every task, context and depth (or a mode of random lazy layers): more
+// than this many would run for weeks, and building their list alone takes the memory.
+const mostSeeds = 10_000;
 
 const program = new Command("lighttransfer").description("Hybrid long-context LLM inference (LightTransfer) for Node.js");
 
@@ -71,7 +78,8 @@ const generateCommand = program
   .option("--repetition-penalty <r>", "> 1 discourages repeats", number("float"), 1)
   .option("--seed <seed>", "sampler seed", number("int"))
   .option("--stop <text...>", "stop strings")
-  .option("--max-context <n>", "largest context the session may hold", number("int"));
+  .option("--max-context <n>", "largest context the session may hold", number("int"))
+  .addOption(kvMemoryOption());
 hybridFlags(generateCommand, "LightTransfer hybrid mode")
   .option("--stats", "print throughput, KV-cache and hybrid statistics at the end")
   .option(
@@ -84,7 +92,10 @@ hybridFlags(generateCommand, "LightTransfer hybrid mode")
     if (o.chat && o.ids) throw new Error("--chat wraps a text prompt; --ids are given to the model as they are");
     const hybrid = hybridFromFlags(o);
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal, o.tokenizer === false ? false : undefined, { dtype: o.dtype });
+    const model = await loadWithProgress(o.model, o.device, signal, o.tokenizer === false ? false : undefined, {
+      dtype: o.dtype,
+      kvCacheBytes: o.kvMemory,
+    });
     try {
       const session = model.createSession({ maxContext: o.maxContext, hybrid });
       const prompt = o.ids ?? (o.chat ? [{ role: "user", content: o.prompt }] : o.prompt);
@@ -248,6 +259,26 @@ function abortOnSigint(): AbortSignal {
   return controller.signal;
 }
 
+/** Creates directory `dir` (and its parents) for a command's output; refuses a path that is a file. */
+function makeOutputDirectory(dir: string, flag: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "EEXIST" || code === "ENOTDIR" ? "a file is in the way" : (err as Error).message;
+    throw new Error(`${flag} ${dir}: cannot make this directory for the results (${why}); give a directory's path`);
+  }
+}
+
+/** Says on stderr that a context reaches past the positions the model was trained on. */
+function notePastPositions(context: number | undefined, maxPositions: number, flag: string): void {
+  if (context !== undefined && context > maxPositions)
+    console.warn(
+      `note: ${flag} ${context} is beyond the model's max_position_embeddings (${maxPositions}): ` +
+        "the model was not trained on positions that far",
+    );
+}
+
 /** Prompts of a prompt file: separated by lines holding only "---". */
 function readPrompts(file: string): string[] {
   let text: string;
@@ -392,11 +423,13 @@ withRatioOptions(program.command("inspect"))
   .addOption(dtypeOption())
   .option("--heatmap <file>", "SVG heatmap to write (layers × heads for one prompt, layers × prompts for several)", "lazy-ratios.svg")
   .option("--max-context <n>", "longest prompt in tokens (default: the model's max_position_embeddings)", number("int"))
+  .addOption(kvMemoryOption())
   .action(async (o) => {
     const prompts = readPrompts(o.promptFile);
     checkWritable(o.heatmap, "--heatmap");
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype });
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype, kvCacheBytes: o.kvMemory });
+    notePastPositions(o.maxContext, model.config.maxPositionEmbeddings, "--max-context");
     try {
       const hybrid = { mode: "auto" as const, fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries };
       const columns: Array<Array<number | undefined>> = [];
@@ -405,7 +438,12 @@ withRatioOptions(program.command("inspect"))
       for (const [i, prompt] of prompts.entries()) {
         const session = model.createSession({ hybrid, maxContext: o.maxContext });
         try {
-          for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal }));
+          try {
+            for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal }));
+          } catch (err) {
+            if (signal.aborted) throw err;
+            throw new Error(`prompt ${i} of ${o.promptFile}: ${(err as Error).message}`);
+          }
           const stats = session.stats;
           const h = stats.hybrid;
           if (h.pending) {
@@ -458,11 +496,13 @@ withRatioOptions(program.command("calibrate"))
   .option("-d, --device <device>", "cpu, cuda or cuda:N")
   .addOption(dtypeOption())
   .option("--max-context <n>", "longest prompt in tokens (default: the model's max_position_embeddings)", number("int"))
+  .addOption(kvMemoryOption())
   .action(async (o) => {
     const prompts = readPrompts(o.promptFile);
     checkWritable(o.out, "-o");
     const signal = abortOnSigint();
-    const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype });
+    const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype, kvCacheBytes: o.kvMemory });
+    notePastPositions(o.maxContext, model.config.maxPositionEmbeddings, "--max-context");
     try {
       const bar = new SingleBar({ format: "calibrating {bar} {value}/{total} prompts", stream: process.stderr });
       bar.start(prompts.length, 0);
@@ -473,7 +513,11 @@ withRatioOptions(program.command("calibrate"))
         signal,
       }).finally(() => bar.stop());
       fs.writeFileSync(o.out, `${JSON.stringify(file, null, 2)}\n`);
-      console.log(`lazy layers ${file.lazyLayers.join(", ")} (from ${file.prompts} prompts) written to ${o.out}`);
+      const skipped = prompts.length - file.prompts;
+      const from = skipped
+        ? `${file.prompts} of ${prompts.length} prompts; ${skipped} not longer than sink + window (${ringSize(o)} tokens)`
+        : `${file.prompts} prompts`;
+      console.log(`lazy layers ${file.lazyLayers.join(", ")} (from ${from}) written to ${o.out}`);
     } finally {
       await model.dispose();
     }
@@ -503,9 +547,9 @@ program
     v.split(",").map((t) => t.trim()),
   )
   .option("--depths <depths>", "needle depths in [0, 1], e.g. 0,0.5,1", numbersArg)
-  .option("--seeds <n>", "samples per task, context and depth (seeds 0 .. n-1)", countArg(1))
+  .option("--seeds <n>", "samples per task, context and depth (seeds 0 .. n-1)", countArg(1, mostSeeds))
   .option("--full-layers <fractions>", "auto mode at each of these shares of full layers, e.g. 0.25,0.5", numbersArg)
-  .option("--random-seeds <n>", "random lazy layers with seeds 0 .. n-1", countArg(0))
+  .option("--random-seeds <n>", "random lazy layers with seeds 0 .. n-1", countArg(0, mostSeeds))
   .option("--layer-file <file>", "also evaluate fixed mode with this calibrate layer file")
   .option("--sink <n>", "sink tokens of the lazy layers", number("int"))
   .option("--window <n>", "recent-window tokens of the lazy layers", number("int"))
@@ -537,14 +581,22 @@ program
     // Checked against config.json before the weights load, so that a bad setting fails at once;
     // chat "auto" is settled once the tokenizer is loaded and does not change what is checked.
     const settled = resolveEvalConfig([fromFile, flags], false);
-    checkEvalSetup(settled, readConfig(o.model));
-    // Made before the run, so that a path it cannot be fails before the run rather than after.
-    fs.mkdirSync(o.out, { recursive: true });
+    const modelConfig = readConfig(o.model);
+    checkEvalSetup(settled, modelConfig);
     const chatAuto = (flags.chat ?? fromFile.chat ?? defaultEvalSettings.chat) === "auto";
+    // What the tokenizer alone decides (chat, a context too short for a task) before the weights load.
+    const tokenizer = Tokenizer.fromDirectory(o.model);
+    const config = chatAuto ? { ...settled, chat: tokenizer.hasChatTemplate } : settled;
+    try {
+      checkEvalPrompts(config, tokenizer, modelConfig.maxPositionEmbeddings);
+    } finally {
+      await tokenizer.dispose();
+    }
+    // Made before the run, so that a path it cannot be fails before the run rather than after.
+    makeOutputDirectory(o.out, "-o");
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, dtype: o.dtype });
     try {
-      const config = chatAuto ? { ...settled, chat: model.tokenizer.hasChatTemplate } : settled;
       const bar = new SingleBar({ format: "evaluating {bar} {value}/{total} | {step}", hideCursor: true, stream: process.stderr });
       let started = false;
       const report = await runEval(model, config, {
@@ -592,6 +644,8 @@ for (const stream of [process.stdout, process.stderr])
   });
 
 program.parseAsync().catch((err: Error) => {
-  process.stderr.write(`lighttransfer: ${err.message}\n`);
+  // The library's remedies name its options; every command that runs a model sizes its pool with a flag.
+  const flag = err instanceof PoolExhaustedError ? " (on the command line, the pool's size is --kv-memory)" : "";
+  process.stderr.write(`lighttransfer: ${err.message}${flag}\n`);
   process.exit(1);
 });

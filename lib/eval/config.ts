@@ -1,6 +1,7 @@
 // The evaluation's settings: defaults (the same as bench/quality/config.json), a JSON file of
 // them, and the command line's overrides, merged and checked into one EvalConfig.
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { readLayerFile } from "../api/calibrate";
 import { streamingDefaults } from "../common/geometry";
 import { rejectUnknownOptions, show } from "../common/validate";
@@ -34,7 +35,8 @@ const knownKeys = [...Object.keys(defaultEvalSettings), "layerFile"];
 
 /**
  * Reads an evaluation settings file (JSON; any field of EvalSettings), naming the file and the
- * field in errors.
+ * field in errors. A relative `layerFile` is taken from the settings file's directory, as the
+ * file's author sees it.
  * @example const settings = readEvalSettings("bench/quality/config.json");
  */
 export function readEvalSettings(file: string): EvalSettings {
@@ -47,7 +49,9 @@ export function readEvalSettings(file: string): EvalSettings {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new Error(`${file}: must hold a JSON object, got ${show(raw)}`);
   const unknown = Object.keys(raw).filter((k) => !knownKeys.includes(k));
   if (unknown.length) throw new Error(`${file}: unknown field ${unknown.join(", ")}; the fields are ${knownKeys.join(", ")}`);
-  return raw as EvalSettings;
+  const settings = raw as EvalSettings;
+  if (typeof settings.layerFile === "string") settings.layerFile = path.resolve(path.dirname(file), settings.layerFile);
+  return settings;
 }
 
 /**

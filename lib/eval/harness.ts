@@ -118,6 +118,7 @@ export async function runEval(model: Model, config: EvalConfig, options: RunEval
   optionalFunction(options.onProgress, "runEval: onProgress");
   const signal = optionalSignal(options.signal, "runEval: signal");
   const tokenizer = model.tokenizer;
+  checkChat(config, tokenizer);
   const corpus = options.corpus ?? brownCorpus();
   const specs = config.tasks.flatMap((task) =>
     config.contexts.flatMap((context) => config.depths.flatMap((depth) => config.seeds.map((seed) => ({ task, context, depth, seed })))),
@@ -291,6 +292,8 @@ export function accuracyCells(results: readonly SampleResult[]): AccuracyCell[] 
  * @example wilsonInterval(14, 20) // [0.481, 0.855] (rounded)
  */
 export function wilsonInterval(correct: number, samples: number): [number, number] {
+  if (!Number.isInteger(samples) || samples < 0 || !Number.isInteger(correct) || correct < 0 || correct > samples)
+    throw new RangeError(`wilsonInterval: needs whole counts with 0 <= correct <= samples, got ${show(correct)} of ${show(samples)}`);
   if (samples === 0) return [0, 1];
   const z = 1.959963984540054;
   const p = correct / samples;
@@ -315,6 +318,27 @@ export function checkEvalSetup(
 ): EvalMode[] {
   checkEvalConfig(config, modelConfig.maxPositionEmbeddings);
   return checkedModes(modelConfig, config);
+}
+
+/**
+ * Checks what the tokenizer decides before the weights load: chat prompts need a chat template,
+ * and each task's first sample at the shortest context must fit (its instructions, question and
+ * needles take tokens of their own). runEval builds every sample.
+ * @example
+ * const tokenizer = Tokenizer.fromDirectory(dir);
+ * checkEvalPrompts(config, tokenizer, readConfig(dir).maxPositionEmbeddings);
+ */
+export function checkEvalPrompts(config: EvalConfig, tokenizer: Tokenizer, maxPositions: number, corpus: Corpus = brownCorpus()): void {
+  checkChat(config, tokenizer);
+  const context = Math.min(...config.contexts);
+  const options = { chat: config.chat, maxPositions, extraTokens: config.extraTokens };
+  for (const task of config.tasks)
+    makeSample(tokenizer, corpus, { task, context, depth: config.depths[0], seed: config.seeds[0] }, options);
+}
+
+function checkChat(config: EvalConfig, tokenizer: Tokenizer): void {
+  const problem = config.chat && tokenizer.chatTemplateProblem;
+  if (problem) throw new Error(`eval: chat is on, but ${problem}: set chat to false (--chat off on the command line)`);
 }
 
 /**

@@ -24,11 +24,12 @@ type PromptSource = { ids: number[] } | { text: string; addSpecialTokens: boolea
 /** How a prompt is encoded (promptIdsAsync). */
 export interface PromptEncoding {
   /**
-   * Whether the prompt goes on a sequence that holds tokens already (a session's later turn):
-   * text is then encoded without the tokenizer's special tokens and a rendered chat template
-   * without its leading BOS, which belong at the start of a sequence only.
+   * Whether text goes on a sequence that holds tokens already (a session's later turn): it is
+   * then encoded without the tokenizer's special tokens, which belong at a sequence's start.
    */
   continuing?: boolean;
+  /** Renders chat messages in place of the chat template alone (a session's ChatHistory); the text has its special tokens. */
+  renderChat?: (messages: ChatMessage[]) => string;
   /** Sees the text (plain, or the rendered template) before it is encoded, to refuse it early: encoding megabytes takes seconds. */
   checkText?: (text: string) => void;
 }
@@ -39,7 +40,7 @@ function promptSource(
   prompt: Prompt,
   vocabSize: number,
   label: string,
-  continuing: boolean,
+  { continuing = false, renderChat }: PromptEncoding,
 ): PromptSource {
   // [] is both "no token ids" and "no chat messages"; either way there is nothing to generate
   // from, and taking it for chat would blame a missing chat_template or render a bare template.
@@ -56,31 +57,31 @@ function promptSource(
     if (typeof m !== "object" || m === null || typeof message.role !== "string" || typeof message.content !== "string")
       throw new TypeError(`chat message ${i} must be { role: string, content: string }, got ${show(m)}`);
   });
-  const text = tokenizer.applyChatTemplate(prompt as ChatMessage[], { addGenerationPrompt: true });
-  const bos = tokenizer.bosToken;
-  return { text: continuing && bos && text.startsWith(bos) ? text.slice(bos.length) : text, addSpecialTokens: false, tokenizer };
+  const messages = prompt as ChatMessage[];
+  const text = renderChat ? renderChat(messages) : tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+  return { text, addSpecialTokens: false, tokenizer };
 }
 
 /**
  * Prompt → token ids: token ids checked against the vocabulary and copied; chat messages through
- * the template; plain text with the tokenizer's special tokens (see PromptEncoding.continuing for
- * a later turn). Long text is encoded on the tokenizer's worker thread (Tokenizer.encodeAsync), so
- * that the event loop runs meanwhile. Text needs a tokenizer (`undefined` when the model was
+ * the template; plain text with the tokenizer's special tokens (a session's later turn: see
+ * PromptEncoding). Long text is encoded on the tokenizer's worker thread (Tokenizer.encodeAsync),
+ * so that the event loop runs meanwhile. Text needs a tokenizer (`undefined` when the model was
  * loaded without one); `label` names the prompt in errors ("generate: prompt").
  * @example
  * const ids = await promptIdsAsync(model.tokenizer, [{ role: "user", content: "Hi" }], model.config.vocabSize, "prompt");
- * const next = await promptIdsAsync(model.tokenizer, [{ role: "user", content: "And?" }], model.config.vocabSize, "prompt", { continuing: true });
+ * const more = await promptIdsAsync(model.tokenizer, " And then?", model.config.vocabSize, "prompt", { continuing: true });
  */
 export async function promptIdsAsync(
   tokenizer: Tokenizer | undefined,
   prompt: Prompt,
   vocabSize: number,
   label: string,
-  { continuing = false, checkText }: PromptEncoding = {},
+  encoding: PromptEncoding = {},
 ): Promise<number[]> {
-  const source = promptSource(tokenizer, prompt, vocabSize, label, continuing);
+  const source = promptSource(tokenizer, prompt, vocabSize, label, encoding);
   if ("ids" in source) return source.ids;
-  checkText?.(source.text);
+  encoding.checkText?.(source.text);
   return checkEncodedIds(await source.tokenizer.encodeAsync(source.text, { addSpecialTokens: source.addSpecialTokens }), vocabSize, label);
 }
 

@@ -1,0 +1,130 @@
+// A session's later chat turn is rendered within the whole conversation (ChatHistory): what the
+// template adds to what the session holds, so that a block the template opens every rendering
+// with is not repeated and the assistant's reply is closed as the template closes it. Templates
+// here are llama-tiny's own and variants of it; replies are text with its tokens.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { loadModel, type Model, Tokenizer } from "../lib";
+import { ChatHistory } from "../lib/generate/chat-history";
+import { GenerationSequence } from "../lib/generate/sequence";
+import { fixtureRoot } from "./helpers/fixtures";
+import { copyFixture, editJson } from "./helpers/model-dir";
+import { Random } from "./helpers/reference";
+
+const rng = new Random();
+const user = (content: string) => [{ role: "user", content }];
+const words = () => ` the ${rng.int(0, 1000)} men said`;
+
+// llama-tiny's template: "{{ bos_token }}" then "<|user|>…", "<|assistant|>…{{ eos_token }}", "<|assistant|>" to generate.
+const base = Tokenizer.fromDirectory(path.join(fixtureRoot, "llama-tiny"));
+const template: string = JSON.parse(fs.readFileSync(path.join(fixtureRoot, "llama-tiny", "tokenizer_config.json"), "utf8")).chat_template;
+
+/** llama-tiny's tokenizer with another chat template. */
+function withTemplate(source: string): Tokenizer {
+  const dir = copyFixture("llama-tiny");
+  editJson(dir, "tokenizer_config.json", (c) => ({ ...c, chat_template: source }));
+  return Tokenizer.fromDirectory(dir);
+}
+
+/** A reply as the session holds it: its text and the tokens that spell it. */
+function reply(tok: Tokenizer): { text: string; tokens: number[] } {
+  const text = ` it was ${rng.int(0, 99)} or so`;
+  return { text, tokens: tok.encode(text, { addSpecialTokens: false }) };
+}
+
+describe(`seed ${rng.seed}`, () => {
+  test("the first turn is the messages rendered, BOS and all; a later one what the conversation adds, the reply closed", () => {
+    const history = new ChatHistory();
+    const [first, second] = [words(), words()];
+    const turn = history.turn(base, user(first), 0);
+    expect(turn.text).toBe(`<s><|user|>${first}<|assistant|>`);
+    const r = reply(base);
+    history.commit(base, turn, r.text, r.tokens);
+    const held = base.encode(turn.text, { addSpecialTokens: false }).length + r.tokens.length;
+    // The reply ended without EOS (a length finish, a stop string): the template's EOS closes it.
+    expect(history.turn(base, user(second), held).text).toBe(`</s><|user|>${second}<|assistant|>`);
+  });
+
+  test("a reply that ended with EOS is not closed twice", () => {
+    const history = new ChatHistory();
+    const turn = history.turn(base, user(words()), 0);
+    const r = reply(base);
+    history.commit(base, turn, r.text, [...r.tokens, base.tokenId("</s>")!]);
+    const second = words();
+    expect(history.turn(base, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
+  });
+
+  test("a template that opens every rendering with a system block gives it once", () => {
+    const tok = withTemplate(`{% if messages[0]['role'] != 'system' %}<|system|>You help.\n{% endif %}${template}`);
+    const history = new ChatHistory();
+    const first = words();
+    const turn = history.turn(tok, user(first), 0);
+    expect(turn.text).toBe(`<|system|>You help.\n<s><|user|>${first}<|assistant|>`);
+    const r = reply(tok);
+    history.commit(tok, turn, r.text, r.tokens);
+    const second = words();
+    expect(history.turn(tok, user(second), 1).text).toBe(`</s><|user|>${second}<|assistant|>`);
+    // Rendered alone, the turn would have had the block again.
+    expect(tok.applyChatTemplate(user(second))).toContain("<|system|>");
+  });
+
+  test("a template that renders the reply otherwise than its tokens: what the conversation adds to the reply rendered", () => {
+    // The reply's text is trimmed in the rendering, so the session's tokens are no prefix of it.
+    const tok = withTemplate(template.replace("{{ message['content'] }}{{ eos_token }}", "{{ message['content'] | trim }}{{ eos_token }}"));
+    const history = new ChatHistory();
+    const turn = history.turn(tok, user(words()), 0);
+    const r = reply(tok);
+    history.commit(tok, turn, r.text, r.tokens);
+    const second = words();
+    expect(history.turn(tok, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
+  });
+
+  test("after a turn of text or ids, a chat turn is its messages alone, without the template's BOS", () => {
+    const history = new ChatHistory();
+    const turn = history.turn(base, user(words()), 0);
+    const r = reply(base);
+    history.commit(base, turn, r.text, r.tokens);
+    history.breakOff();
+    const later = words();
+    expect(history.turn(base, user(later), 1).text).toBe(`<|user|>${later}<|assistant|>`);
+    // And on a session that began with text.
+    expect(new ChatHistory().turn(base, user(later), 5).text).toBe(`<|user|>${later}<|assistant|>`);
+  });
+
+  describe("in a session", () => {
+    let model: Model;
+    beforeAll(async () => {
+      const dir = copyFixture("llama-tiny");
+      editJson(dir, "tokenizer_config.json", (c) => ({
+        ...c,
+        chat_template: `{% if messages[0]['role'] != 'system' %}<|system|>You help.\n{% endif %}${template}`,
+      }));
+      model = await loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 22 });
+    });
+    afterAll(async () => model?.dispose());
+
+    test("turns of chat feed what the conversation adds, and go on as one generation over what they fed", async () => {
+      const spy = jest.spyOn(GenerationSequence.prototype, "startPrefill");
+      const session = model.createSession();
+      const options = { maxNewTokens: rng.int(2, 5), stopAtEos: false };
+      try {
+        const all: number[] = [];
+        for (let t = 0; t < 3; t++) {
+          const tokens: number[] = [];
+          for await (const chunk of session.generate(user(words()), options)) tokens.push(...chunk.tokens);
+          // The session's prefill is the last so far (the one-shot generation below prefills too).
+          const ids = spy.mock.calls[spy.mock.calls.length - 1][0];
+          all.push(...ids);
+          // The system block and the BOS open the conversation once; every turn ends asking for the assistant.
+          const text = model.tokenizer.decode(ids);
+          expect([text.includes("<|system|>"), text.includes("<s>"), text.endsWith("<|assistant|>")]).toEqual([t === 0, t === 0, true]);
+          expect(tokens).toEqual((await model.generateBatch([all], options))[0].tokens);
+          all.push(...tokens.slice(0, -1));
+        }
+      } finally {
+        spy.mockRestore();
+        session.dispose();
+      }
+    });
+  });
+});
