@@ -26,10 +26,11 @@ function withTemplate(source: string): Tokenizer {
   return Tokenizer.fromDirectory(dir);
 }
 
-/** A reply as the session holds it: its text and the tokens that spell it. */
-function reply(tok: Tokenizer): { text: string; tokens: number[] } {
+/** A reply as the session holds it: the tokens of some text, and an EOS token after them if asked. */
+function reply(tok: Tokenizer, eos = false): { text: string; tokens: number[]; endsWithEos: boolean } {
   const text = ` it was ${rng.int(0, 99)} or so`;
-  return { text, tokens: tok.encode(text, { addSpecialTokens: false }) };
+  const tokens = tok.encode(text, { addSpecialTokens: false });
+  return { text, tokens: eos ? [...tokens, tok.tokenId("</s>")!] : tokens, endsWithEos: eos };
 }
 
 describe(`seed ${rng.seed}`, () => {
@@ -39,7 +40,7 @@ describe(`seed ${rng.seed}`, () => {
     const turn = history.turn(base, user(first), 0);
     expect(turn.text).toBe(`<s><|user|>${first}<|assistant|>`);
     const r = reply(base);
-    history.commit(base, turn, r.text, r.tokens);
+    history.commit(base, turn, r);
     const held = base.encode(turn.text, { addSpecialTokens: false }).length + r.tokens.length;
     // The reply ended without EOS (a length finish, a stop string): the template's EOS closes it.
     expect(history.turn(base, user(second), held).text).toBe(`</s><|user|>${second}<|assistant|>`);
@@ -48,8 +49,7 @@ describe(`seed ${rng.seed}`, () => {
   test("a reply that ended with EOS is not closed twice", () => {
     const history = new ChatHistory();
     const turn = history.turn(base, user(words()), 0);
-    const r = reply(base);
-    history.commit(base, turn, r.text, [...r.tokens, base.tokenId("</s>")!]);
+    history.commit(base, turn, reply(base, true));
     const second = words();
     expect(history.turn(base, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
   });
@@ -61,20 +61,41 @@ describe(`seed ${rng.seed}`, () => {
     const turn = history.turn(tok, user(first), 0);
     expect(turn.text).toBe(`<|system|>You help.\n<s><|user|>${first}<|assistant|>`);
     const r = reply(tok);
-    history.commit(tok, turn, r.text, r.tokens);
+    history.commit(tok, turn, r);
     const second = words();
     expect(history.turn(tok, user(second), 1).text).toBe(`</s><|user|>${second}<|assistant|>`);
     // Rendered alone, the turn would have had the block again.
     expect(tok.applyChatTemplate(user(second))).toContain("<|system|>");
   });
 
-  test("a template that renders the reply otherwise than its tokens: what the conversation adds to the reply rendered", () => {
-    // The reply's text is trimmed in the rendering, so the session's tokens are no prefix of it.
+  test.each([
+    ["without EOS: the template's close of it", false, "</s>"],
+    ["with EOS: no second one", true, ""],
+  ])("a template that renders the reply otherwise than its tokens, a reply %s, then the new messages", (_, eos, close) => {
+    // The reply's text is trimmed in the rendering (" it was …" loses its space), so the session's tokens are no prefix of it.
     const tok = withTemplate(template.replace("{{ message['content'] }}{{ eos_token }}", "{{ message['content'] | trim }}{{ eos_token }}"));
     const history = new ChatHistory();
     const turn = history.turn(tok, user(words()), 0);
-    const r = reply(tok);
-    history.commit(tok, turn, r.text, r.tokens);
+    history.commit(tok, turn, reply(tok, eos));
+    const second = words();
+    expect(history.turn(tok, user(second), 1).text).toBe(`${close}<|user|>${second}<|assistant|>`);
+  });
+
+  test("a turn that went on from the reply with no prompt of its own makes that reply longer", () => {
+    const history = new ChatHistory();
+    const turn = history.turn(base, user(words()), 0);
+    // The second part ended with EOS: the reply is closed, after both parts.
+    history.commit(base, turn, reply(base));
+    history.extendReply(base, reply(base, true));
+    const second = words();
+    expect(history.turn(base, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
+  });
+
+  test("a template that refuses the whole conversation: the turn's messages alone", () => {
+    const tok = withTemplate(`{% if messages | length > 1 %}{{ raise_exception('one message at a time') }}{% endif %}${template}`);
+    const history = new ChatHistory();
+    const turn = history.turn(tok, user(words()), 0);
+    history.commit(tok, turn, reply(tok));
     const second = words();
     expect(history.turn(tok, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
   });
@@ -83,7 +104,7 @@ describe(`seed ${rng.seed}`, () => {
     const history = new ChatHistory();
     const turn = history.turn(base, user(words()), 0);
     const r = reply(base);
-    history.commit(base, turn, r.text, r.tokens);
+    history.commit(base, turn, r);
     history.breakOff();
     const later = words();
     expect(history.turn(base, user(later), 1).text).toBe(`<|user|>${later}<|assistant|>`);
@@ -116,11 +137,38 @@ describe(`seed ${rng.seed}`, () => {
           const ids = spy.mock.calls[spy.mock.calls.length - 1][0];
           all.push(...ids);
           // The system block and the BOS open the conversation once; every turn ends asking for the assistant.
-          const text = model.tokenizer.decode(ids);
+          // A later turn's ids begin with the reply's last token (carried), which may be any token.
+          const text = model.tokenizer.decode(ids.slice(t === 0 ? 0 : 1));
           expect([text.includes("<|system|>"), text.includes("<s>"), text.endsWith("<|assistant|>")]).toEqual([t === 0, t === 0, true]);
           expect(tokens).toEqual((await model.generateBatch([all], options))[0].tokens);
           all.push(...tokens.slice(0, -1));
         }
+      } finally {
+        spy.mockRestore();
+        session.dispose();
+      }
+    });
+
+    test("a reply cut by a stop string is closed by the next turn: the conversation holds the stop string's tokens", async () => {
+      const options = { maxNewTokens: rng.int(4, 8), stopAtEos: false };
+      // A question whose reply has text to stop in (a reply of special or partial tokens may have none).
+      let question = user(words());
+      let whole = (await model.generateBatch([question], options))[0];
+      for (let tries = 0; whole.text.length < 2 && tries < 20; tries++) {
+        question = user(words());
+        whole = (await model.generateBatch([question], options))[0];
+      }
+      // Greedy, so the same reply comes again: stop at its last two characters (the text then ends before them).
+      const stop = whole.text.slice(-2);
+      const spy = jest.spyOn(GenerationSequence.prototype, "startPrefill");
+      const session = model.createSession();
+      try {
+        let text = "";
+        for await (const chunk of session.generate(question, { ...options, stop: [stop] })) text += chunk.text;
+        expect(text.endsWith(stop)).toBe(false);
+        for await (const _ of session.generate(user(words()), { maxNewTokens: 1 }));
+        const next = spy.mock.calls[spy.mock.calls.length - 1][0];
+        expect(model.tokenizer.decode(next.slice(1)).startsWith("</s><|user|>")).toBe(true);
       } finally {
         spy.mockRestore();
         session.dispose();

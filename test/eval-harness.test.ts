@@ -244,7 +244,7 @@ describe(`seed ${rng.seed}`, () => {
     test.each([
       [
         { window: 1020 },
-        /eval: context 400 fits in mode "auto 25%"'s sink \+ window \(1024 tokens\), so that mode would be full attention: give a smaller window \(e\.g\. 25\)/,
+        /eval: context 400 fits in the sink \+ window of modes "auto 25%" \(1024 tokens\), .*"streaming-all" \(1024 tokens\), so they would be full attention: give a smaller window \(e\.g\. 25\), or longer contexts$/,
       ],
       // The fixed mode's sink and window are its layer file's, which the window setting does not change.
       [
@@ -262,7 +262,25 @@ describe(`seed ${rng.seed}`, () => {
             lastQueries: 32,
           },
         },
-        /eval: context 400 fits in mode "fixed 33%"'s sink \+ window \(1024 tokens\), so that mode would be full attention: give longer contexts, or a layer file calibrated with a smaller window$/,
+        /eval: context 400 fits in the sink \+ window of mode "fixed 33%" \(1024 tokens\), so that mode would be full attention: give a layer file calibrated with a smaller window, or longer contexts$/,
+      ],
+      // Both kinds at once: both remedies.
+      [
+        {
+          window: 1020,
+          layerFile: {
+            model: "llama-tiny",
+            layers: 3,
+            fullLayers: 1,
+            prompts: 1,
+            counts: [],
+            lazyLayers: [0, 2],
+            sink: 4,
+            window: 500,
+            lastQueries: 32,
+          },
+        },
+        /fits in the sink \+ window of modes "auto 25%" \(1024 tokens\), .*"fixed 33%" \(504 tokens\), .*give a smaller window \(e\.g\. 25\), or a layer file calibrated with a smaller window, or longer contexts$/,
       ],
       [{ window: 300 }, /eval: perplexity at context 400 scores its second half given the first 200 tokens, which fit in .*\(304 tokens\)/],
       [{ window: 300, perplexity: false }, null],

@@ -191,6 +191,18 @@ describe("CLI", () => {
     expect(out).toMatch(/KV per sequence: full 3.00 MiB, hybrid 1.03 MiB/);
     expect(out).toMatch(/largest batch: full 21, hybrid 60/);
   });
+  test("plan --device cpu: an f32 KV cache and the weights as stored (loadModel's CPU defaults)", () => {
+    const args = ["plan", "--model", fixtureDir("llama-tiny"), "--context", "4096", "--full-layers", "1", "--window", "60"];
+    const cuda = run(...args, "--memory", "64MiB");
+    const cpu = run(...args, "--memory", "64MiB", "--device", "cpu");
+    expect(cuda).toMatch(/page 16 tokens \(4096 B\), KV in bf16 on cuda$/m);
+    expect(cpu).toMatch(/page 16 tokens \(8192 B\), KV in f32 on cpu$/m);
+    expect(cpu).toMatch(/KV per sequence: full 6.00 MiB, hybrid 2.06 MiB/);
+    // The fixture stores bf16 weights: the same bytes on either device, half as many pages of twice the size.
+    const pages = (out: string) => Number(/KV pool: (\d+) pages/.exec(out)![1]);
+    expect(pages(cpu)).toBe(Math.floor(pages(cuda) / 2));
+    expect(() => run(...args, "--memory", "64MiB", "--device", "tpu")).toThrow(/argument 'tpu' is invalid. Allowed choices are cuda, cpu/);
+  });
   test("plan notes on stderr a budget that does not cover the weights and a context beyond the model's positions", () => {
     const plan = (memory: string, context: string) =>
       spawnSync(process.execPath, [cli, "plan", "-m", fixtureDir("llama-tiny"), "-c", context, "--memory", memory], { encoding: "utf8" });

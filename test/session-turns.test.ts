@@ -63,6 +63,23 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
+  test("an empty text prompt after a reply goes on with that reply; with nothing to go on from it is an error", async () => {
+    const prompt = randomIds(rng.int(2, 12));
+    const [n1, n2] = [rng.int(1, 5), rng.int(1, 5)];
+    const options = { stopAtEos: false };
+    const session = model.createSession();
+    try {
+      const first = await collect(session.generate(prompt, { ...options, maxNewTokens: n1 }));
+      const more = await collect(session.generate("", { ...options, maxNewTokens: n2 }));
+      expect([...first, ...more]).toEqual(await collect(model.generate(prompt, { ...options, maxNewTokens: n1 + n2 })));
+      expect(session.stats.promptTokens).toBe(prompt.length);
+      await collect(session.generate(randomIds(2), { maxNewTokens: 0 }));
+      await expect(session.generate("", { maxNewTokens: 1 }).next()).rejects.toThrow("the prompt encodes to no tokens");
+    } finally {
+      session.dispose();
+    }
+  });
+
   test("a repetition penalty counts the earlier turns, as one generation over the whole conversation does", async () => {
     // Turns of tokens drawn from a small set, so that the penalised tokens matter to the choice.
     const words = randomIds(6);

@@ -3,6 +3,7 @@
 import * as fs from "node:fs";
 import { ringSize, type StreamingShape } from "../common/geometry";
 import { optionalFunction, optionalSignal, optionsObject, rejectUnknownOptions } from "../common/validate";
+import { whileLive } from "../generate/loop";
 import { checkSessionOptions } from "../generate/options";
 import { checkPromptFits, promptIdsAsync } from "../generate/prompt";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
@@ -59,7 +60,8 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
   for (const [i, prompt] of prompts.entries()) {
     options.signal?.throwIfAborted();
     const label = `calibrate: prompts[${i}]`;
-    const ids = await promptIdsAsync(model.optionalTokenizer, prompt, model.config.vocabSize, label);
+    const encoding = promptIdsAsync(model.optionalTokenizer, prompt, model.config.vocabSize, label);
+    const ids = await whileLive({ name: "model", isLive: () => !model.isDisposed }, encoding, "generation", options.signal);
     checkPromptFits(ids, 0, maxContext, label, "ask for a larger maxContext (calibrate's option; --max-context on the command line)");
     encoded.push(ids);
   }

@@ -167,13 +167,14 @@ export class Session implements AsyncDisposable {
       this.busy = false;
     }
     const carried = this.unfed;
-    checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
+    // An empty prompt after a reply goes on with that reply: its last token is the turn's whole input.
+    const continuesReply = own.length === 0 && carried.length > 0;
+    if (!continuesReply) checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
     if (sequence.length === 0) checkPromptPages(this.model, carried.length + own.length, this.settings.hybrid, "the prompt");
     const ids = [...carried, ...own];
     this.busy = true;
     const start = sequence.length;
     const generated: number[] = [];
-    let reply = "";
     try {
       const loop = generationLoop(this.model, [{ sequence, ids, history: this.context }], {
         ...settings,
@@ -184,7 +185,6 @@ export class Session implements AsyncDisposable {
       });
       for await (const { chunk } of loop) {
         generated.push(...chunk.tokens);
-        reply += chunk.text;
         yield chunk;
       }
     } finally {
@@ -197,7 +197,10 @@ export class Session implements AsyncDisposable {
         this.unfed = generated.slice(fed);
         // The carried tokens were counted as generated in their own turn, not as prompt.
         this.counters.promptTokens -= carried.length;
-        if (chatTurn && tokenizer) this.chat.commit(tokenizer, chatTurn, reply, generated);
+        const last = generated[generated.length - 1];
+        const reply = { tokens: generated, endsWithEos: last !== undefined && this.model.config.eosTokenIds.includes(last) };
+        if (chatTurn && tokenizer) this.chat.commit(tokenizer, chatTurn, reply);
+        else if (continuesReply && tokenizer) this.chat.extendReply(tokenizer, reply);
         else this.chat.breakOff();
       }
     }

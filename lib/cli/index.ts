@@ -350,12 +350,21 @@ program
   .option("--sink <n>", "sink tokens", number("int"), streamingDefaults.sink)
   .option("--window <n>", "recent-window tokens", number("int"), streamingDefaults.window)
   .option("--page-size <n>", "tokens per KV page", number("int"), defaultPageSize)
+  .addOption(
+    new Option("--device <kind>", "where the model runs: cuda (16-bit weights and KV cache) or cpu (weights as stored, f32 KV cache)")
+      .choices(["cuda", "cpu"])
+      .default("cuda"),
+  )
   .action((o) => {
     const config = readConfig(o.model);
+    // loadModel's defaults: CUDA holds the weights and the cache in bf16 (or f16), the CPU keeps
+    // the stored weights and computes in f32.
+    const kvDType: DType = o.device === "cpu" ? "f32" : "bf16";
     const checkpoint = new Checkpoint(o.model);
     let weightBytes = 0;
     try {
-      for (const f of checkpoint.files) for (const e of f.entries.values()) weightBytes += e.shape.reduce((a, b) => a * b, 1) * 2;
+      for (const f of checkpoint.files)
+        for (const e of f.entries.values()) weightBytes += o.device === "cpu" ? e.end - e.begin : e.shape.reduce((a, b) => a * b, 1) * 2;
     } finally {
       checkpoint.close();
     }
@@ -368,6 +377,7 @@ program
       sink: o.sink,
       window: o.window,
       pageSize: o.pageSize,
+      dtype: kvDType,
     });
     const gib = (b: number) =>
       b >= 2 ** 30
@@ -379,7 +389,7 @@ program
       `${config.architecture}: ${config.layers} layers, ${config.kvHeads} KV heads × ${config.headDim}, bf16 weights ${gib(weightBytes)}`,
     );
     console.log(
-      `context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B)`,
+      `context ${o.context} tokens, memory ${gib(o.memory)}, ${fullLayers} full layers, sink ${o.sink}, window ${o.window}, page ${o.pageSize} tokens (${plan.pageBytes} B), KV in ${kvDType} on ${o.device}`,
     );
     console.log(`KV pool: ${plan.poolPages} pages = ${gib(plan.poolBytes)}`);
     // What makes the plan's figures moot goes to stderr, so stdout stays the plan.
@@ -442,7 +452,7 @@ withRatioOptions(program.command("inspect"))
             for await (const _ of session.generate(prompt, { maxNewTokens: 0, signal }));
           } catch (err) {
             if (signal.aborted) throw err;
-            throw new Error(`prompt ${i} of ${o.promptFile}: ${(err as Error).message}`);
+            throw new Error(`prompt ${i} of ${o.promptFile}: ${(err as Error).message}`, { cause: err });
           }
           const stats = session.stats;
           const h = stats.hybrid;
@@ -645,7 +655,8 @@ for (const stream of [process.stdout, process.stderr])
 
 program.parseAsync().catch((err: Error) => {
   // The library's remedies name its options; every command that runs a model sizes its pool with a flag.
-  const flag = err instanceof PoolExhaustedError ? " (on the command line, the pool's size is --kv-memory)" : "";
+  const pool = err instanceof PoolExhaustedError || err.cause instanceof PoolExhaustedError;
+  const flag = pool ? " (on the command line, the pool's size is --kv-memory)" : "";
   process.stderr.write(`lighttransfer: ${err.message}${flag}\n`);
   process.exit(1);
 });

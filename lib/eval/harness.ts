@@ -371,30 +371,33 @@ function checkedModes({ layers, slidingWindow }: Pick<ModelConfig, "layers" | "s
       `eval: this model uses a sliding window (sliding_window ${slidingWindow}), so it has no full-attention layers to make lazy; ` +
         'evaluate full attention only: "autoFractions": [] and "randomSeeds": [] in the settings file, no layer file, and --no-streaming-all',
     );
-  let widest: { mode: EvalMode; cached: number } | undefined,
-    autoCached = 0;
+  const shapes: Array<{ mode: EvalMode; cached: number }> = [];
+  let autoCached = 0;
   for (const mode of modes) {
     if (mode.kind === "off") continue;
     try {
       const { sink, window } = resolveHybrid(mode.hybrid, layers);
-      if (!widest || sink + window > widest.cached) widest = { mode, cached: sink + window };
+      shapes.push({ mode, cached: sink + window });
       if (mode.kind === "auto") autoCached = Math.max(autoCached, sink + window);
     } catch (err) {
       throw new RangeError(`eval: mode "${mode.name}": ${(err as Error).message}`);
     }
   }
-  if (!widest) return modes;
+  if (!shapes.length) return modes;
   // Where the prompt fits in sink + window, a lazy layer keeps every token and the mode is full
   // attention; perplexity scores the window's second half given the first, where auto chooses.
   const shortest = Math.min(...config.contexts);
-  if (shortest <= widest.cached) {
+  const covered = shapes.filter((s) => shortest <= s.cached);
+  if (covered.length) {
     // The layer file's own sink and window are the fixed mode's; the window setting does not change them.
-    const remedy =
-      widest.mode.kind === "fixed"
-        ? "give longer contexts, or a layer file calibrated with a smaller window"
-        : `give a smaller window (e.g. ${Math.max(1, Math.floor(shortest / 16))}) or longer contexts`;
+    const remedies = [
+      ...(covered.some((s) => s.mode.kind !== "fixed") ? [`a smaller window (e.g. ${Math.max(1, Math.floor(shortest / 16))})`] : []),
+      ...(covered.some((s) => s.mode.kind === "fixed") ? ["a layer file calibrated with a smaller window"] : []),
+      "longer contexts",
+    ];
+    const names = covered.map((s) => `"${s.mode.name}" (${s.cached} tokens)`).join(", ");
     throw new RangeError(
-      `eval: context ${shortest} fits in mode "${widest.mode.name}"'s sink + window (${widest.cached} tokens), so that mode would be full attention: ${remedy}`,
+      `eval: context ${shortest} fits in the sink + window of mode${covered.length > 1 ? "s" : ""} ${names}, so ${covered.length > 1 ? "they" : "that mode"} would be full attention: give ${remedies.join(", or ")}`,
     );
   }
   // Auto chooses its lazy layers once the prompt outgrows sink + window; the other modes evict from the start.

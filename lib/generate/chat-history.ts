@@ -12,34 +12,48 @@ export interface ChatTurn {
   readonly text: string;
 }
 
+/** A reply as the session holds it: the tokens generated, and whether the last is an EOS token. */
+export interface HeldReply {
+  tokens: readonly number[];
+  endsWithEos: boolean;
+}
+
+// Stands for a reply's content in a rendering, to find the text a template closes a reply with.
+const contentMark = "\u0000lighttransfer-reply\u0000";
+
 /**
  * The messages of a session whose every turn so far was chat, and its tokens as text (the turns'
  * fed text and the replies' tokens decoded). A turn of text or token ids ends that: later chat
  * turns are rendered alone, without the template's leading BOS.
  * @example
- * const turn = history.turn(tokenizer, [{ role: "user", content: "And then?" }]);
+ * const turn = history.turn(tokenizer, [{ role: "user", content: "And then?" }], session.stats.contextTokens);
  * // ... feed tokenizer.encode(turn.text, { addSpecialTokens: false }), generate the reply ...
- * history.commit(tokenizer, turn, replyText, replyTokens);
+ * history.commit(tokenizer, turn, { tokens: replyTokens, endsWithEos: true });
  */
 export class ChatHistory {
   private messages: ChatMessage[] = [];
-  /** The session's tokens as text while every turn was chat; undefined once one was not. */
+  /** The session's tokens as text while every turn was chat ("" before the first). */
   private heldText: string | undefined = "";
+  /** The last reply's tokens, which a turn without a prompt of its own goes on with. */
+  private replyTokens: number[] = [];
+  /** The text of the EOS token the last reply ended with ("" if none), which most templates close a reply with. */
+  private replyEos = "";
 
   /**
    * The text to feed for `added` on a session that holds `held` tokens: on an empty session the
    * messages rendered; after chat turns, what rendering the whole conversation adds to the text
-   * the session holds (or, where a template renders the earlier turns otherwise, to the
-   * conversation rendered so far); otherwise the messages rendered alone, less the leading BOS.
+   * the session holds, or, where the template renders the last reply otherwise than its tokens
+   * (trimmed, say), the template's close of that reply (less an EOS the reply ended with) and the
+   * new messages as the whole conversation renders them. Otherwise (a turn of text or ids came
+   * first, or the template refuses the conversation), the messages rendered alone, less the
+   * template's leading BOS.
    */
   turn(tokenizer: Tokenizer, added: readonly ChatMessage[], held: number): ChatTurn {
     if (held === 0) return { added, text: tokenizer.applyChatTemplate([...added]) };
     // An empty held text with tokens held: the session began with text or token ids.
     if (this.heldText) {
-      const whole = tokenizer.applyChatTemplate([...this.messages, ...added]);
-      if (whole.startsWith(this.heldText)) return { added, text: whole.slice(this.heldText.length) };
-      const before = tokenizer.applyChatTemplate(this.messages, { addGenerationPrompt: false });
-      if (whole.startsWith(before)) return { added, text: whole.slice(before.length) };
+      const within = this.withinConversation(tokenizer, added, this.heldText);
+      if (within !== undefined) return { added, text: within };
     }
     const alone = tokenizer.applyChatTemplate([...added]);
     const bos = tokenizer.bosToken;
@@ -47,17 +61,57 @@ export class ChatHistory {
   }
 
   /**
-   * Records a chat turn that went in: its messages, then the reply as the assistant's message
-   * (`reply`, the text the turn gave) and as the tokens the session holds (`replyTokens`).
+   * Records a chat turn that went in, with its reply as the session holds it; the assistant's
+   * message is that reply's text (a stop string and text the stream held back included, an EOS
+   * left for the template to write).
    */
-  commit(tokenizer: Tokenizer, turn: ChatTurn, reply: string, replyTokens: readonly number[]): void {
+  commit(tokenizer: Tokenizer, turn: ChatTurn, reply: HeldReply): void {
     if (this.heldText === undefined) return;
-    this.messages = [...this.messages, ...turn.added, { role: "assistant", content: reply }];
-    this.heldText += turn.text + tokenizer.decode(replyTokens);
+    this.messages = [...this.messages, ...turn.added, this.assistant(tokenizer, reply.tokens, reply.endsWithEos)];
+    this.heldText += turn.text + tokenizer.decode(reply.tokens);
+  }
+
+  /** Records a turn that went on from the last reply with no prompt of its own: its tokens are more of that reply. */
+  extendReply(tokenizer: Tokenizer, reply: HeldReply): void {
+    if (this.heldText === undefined || this.messages[this.messages.length - 1]?.role !== "assistant") {
+      this.breakOff();
+      return;
+    }
+    const tokens = [...this.replyTokens, ...reply.tokens];
+    this.messages = [...this.messages.slice(0, -1), this.assistant(tokenizer, tokens, reply.endsWithEos)];
+    this.heldText += tokenizer.decode(reply.tokens);
+  }
+
+  /** The assistant's message of a reply (its tokens' text, the EOS left for the template to write), kept as the last reply. */
+  private assistant(tokenizer: Tokenizer, tokens: readonly number[], endsWithEos: boolean): ChatMessage {
+    this.replyTokens = [...tokens];
+    this.replyEos = endsWithEos ? tokenizer.decode(tokens.slice(-1)) : "";
+    return { role: "assistant", content: tokenizer.decode(endsWithEos ? tokens.slice(0, -1) : tokens, { skipSpecialTokens: true }) };
   }
 
   /** Records a turn of text or token ids: the session's tokens are no longer a rendered conversation. */
   breakOff(): void {
     this.heldText = undefined;
+  }
+
+  /** The text to feed for `added` within the conversation, or undefined where the template cannot say. */
+  private withinConversation(tokenizer: Tokenizer, added: readonly ChatMessage[], heldText: string): string | undefined {
+    try {
+      const whole = tokenizer.applyChatTemplate([...this.messages, ...added]);
+      if (whole.startsWith(heldText)) return whole.slice(heldText.length);
+      const before = tokenizer.applyChatTemplate(this.messages, { addGenerationPrompt: false });
+      if (!whole.startsWith(before)) return undefined;
+      const last = this.messages[this.messages.length - 1];
+      const marked = tokenizer.applyChatTemplate([...this.messages.slice(0, -1), { ...last, content: contentMark }], {
+        addGenerationPrompt: false,
+      });
+      const at = marked.lastIndexOf(contentMark);
+      if (at < 0) return undefined;
+      const close = marked.slice(at + contentMark.length);
+      return (close.startsWith(this.replyEos) ? close.slice(this.replyEos.length) : close) + whole.slice(before.length);
+    } catch {
+      // A template that refuses the conversation (its raise_exception on roles, say) may still take the turn alone.
+      return undefined;
+    }
   }
 }
