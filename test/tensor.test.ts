@@ -200,7 +200,10 @@ describe("Tensor", () => {
     [[-2, 3], /integer >= 1/],
     [[2.5], /integer >= 1/],
     [[], /non-empty array/],
-  ])("shape %j is rejected", (shape, message) => {
+    // Said in the message rather than failing while the message is written.
+    [[4n, 2], /^shape \[4n, 2\] has dimension 4n: every dimension must be a number, an integer >= 1$/],
+    ["4", /^shape must be a non-empty array of positive integers, got "4"$/],
+  ])("shape %p is rejected", (shape, message) => {
     expect(() => Tensor.empty(shape as number[], "f32")).toThrow(message);
   });
 

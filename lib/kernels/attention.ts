@@ -7,6 +7,7 @@ import { Tensor } from "../runtime/tensor";
 import {
   type AsyncKernelOptions,
   clampRing,
+  clampToSpan,
   handleOf,
   Outputs,
   optionalChoice,
@@ -137,6 +138,10 @@ function preparePrefill(options: PrefillAttentionOptions) {
   const givenRatio = optionalTensor("prefillAttention", "lazyRatioOut", o.lazyRatioOut);
   const wantLse = optionalFlag("prefillAttention", "returnLse", o.returnLse) || givenLse !== undefined;
   const ratioSpec = readLazyRatio(o.lazyRatio);
+  if (givenRatio && !ratioSpec)
+    throw new TypeError(
+      "prefillAttention: lazyRatioOut is given but lazyRatio is not: pass lazyRatio (true, or { sink, window, lastQueries }) to measure it into lazyRatioOut",
+    );
   const streaming = readNested("prefillAttention", "streaming", o.streaming, ["sink", "window"]);
   const kernel = optionalChoice("prefillAttention", "kernel", o.kernel, prefillKernelChoices);
   if (q.shape.length !== 3) throw new RangeError(`q must be [nq, hq, d], got shape [${q.shape.join(", ")}]`);
@@ -150,7 +155,12 @@ function preparePrefill(options: PrefillAttentionOptions) {
     q: q.handle,
     k: handleOf(k),
     v: handleOf(v),
-    cached: cached?.args,
+    // A ring of "no limit" is cut like the masks, to the keys there are.
+    cached: cached && {
+      ...cached.args,
+      ringSink: clampToSpan(cached.args.ringSink, keys),
+      ringWindow: clampToSpan(cached.args.ringWindow, keys),
+    },
     out: out.handle,
     lse: handleOf(lse),
     lazyRatio: handleOf(lazyRatio),
@@ -184,12 +194,12 @@ export function prefillAttention(options: PrefillAttentionOptions): PrefillAtten
  * `prefillAttention` off the event loop.
  * @example const { out } = await kernels.prefillAttentionAsync({ q, k, v }, { signal }); // the server answers other requests meanwhile
  */
-export function prefillAttentionAsync(
+export async function prefillAttentionAsync(
   options: PrefillAttentionOptions,
   asyncOptions: AsyncKernelOptions = {},
 ): Promise<PrefillAttentionResult> {
   const { args, outputs, result } = preparePrefill(options);
-  return runAsync(outputs, () => addon().prefillAttentionAsync(args), result, asyncOptions);
+  return runAsync(outputs, (cancel) => addon().prefillAttentionAsync(args, cancel), result, asyncOptions);
 }
 
 export interface DecodeAttentionOptions {
@@ -257,10 +267,10 @@ export function decodeAttention(options: DecodeAttentionOptions): DecodeAttentio
  * `decodeAttention` off the event loop.
  * @example const { out } = await kernels.decodeAttentionAsync({ q, kPages, vPages, pageTable, seqLens }, { signal });
  */
-export function decodeAttentionAsync(
+export async function decodeAttentionAsync(
   options: DecodeAttentionOptions,
   asyncOptions: AsyncKernelOptions = {},
 ): Promise<DecodeAttentionResult> {
   const { args, outputs, result } = prepareDecode(options);
-  return runAsync(outputs, () => addon().decodeAttentionAsync(args), result, asyncOptions);
+  return runAsync(outputs, (cancel) => addon().decodeAttentionAsync(args, cancel), result, asyncOptions);
 }

@@ -13,7 +13,7 @@ export interface AppendKvOptions {
   /** The pool [numPages, pageSize, hkv, d]. */
   kPages: Tensor;
   vPages: Tensor;
-  /** i32 [tokens]: destination slot page * pageSize + offset of each token; -1 skips a token. Slots must not repeat. */
+  /** i32 [tokens]: destination slot page * pageSize + offset of each token; -1 skips a token. Slots must not repeat (not checked: a repeated slot gets one of its rows, or a mix of them). */
   slots: Tensor;
 }
 
@@ -41,9 +41,9 @@ export function appendKv(options: AppendKvOptions): void {
  * `appendKv` off the event loop.
  * @example await kernels.appendKvAsync({ k, v, kPages, vPages, slots: Tensor.from(new Int32Array([17, 18]), [2]) });
  */
-export function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+export async function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
   const args = appendArgs(options);
-  return runAsync(new Outputs(), () => addon().appendKvAsync(args), undefined, asyncOptions);
+  return runAsync(new Outputs(), (cancel) => addon().appendKvAsync(args, cancel), undefined, asyncOptions);
 }
 
 export interface CutToStreamingOptions extends RingShape {
@@ -85,9 +85,9 @@ export function cutToStreaming(options: CutToStreamingOptions): void {
  * `cutToStreaming` off the event loop.
  * @example await kernels.cutToStreamingAsync({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: 4, window: 1020 });
  */
-export function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+export async function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
   const args = cutArgs(options);
-  return runAsync(new Outputs(), () => addon().cutToStreamingAsync(args), undefined, asyncOptions);
+  return runAsync(new Outputs(), (cancel) => addon().cutToStreamingAsync(args, cancel), undefined, asyncOptions);
 }
 
 export interface GatherKvOptions {
@@ -106,6 +106,20 @@ export interface GatherKvOptions {
  * @example const { k, v } = kernels.gatherKv({ kPages, vPages, slots: Tensor.from(Int32Array.from(slotList), [n]) });
  */
 export function gatherKv(options: GatherKvOptions): { k: Tensor; v: Tensor } {
+  const { args, outputs, result } = gatherArgs(options);
+  return runSync(outputs, () => addon().gatherKv(args), result);
+}
+
+/**
+ * `gatherKv` off the event loop.
+ * @example const { k, v } = await kernels.gatherKvAsync({ kPages, vPages, slots });
+ */
+export async function gatherKvAsync(options: GatherKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<{ k: Tensor; v: Tensor }> {
+  const { args, outputs, result } = gatherArgs(options);
+  return runAsync(outputs, (cancel) => addon().gatherKvAsync(args, cancel), result, asyncOptions);
+}
+
+function gatherArgs(options: GatherKvOptions) {
   const o = readOptions("gatherKv", options, ["kPages", "vPages", "slots", "k", "v"]);
   const pool = requireTensor("kPages", o.kPages),
     vPages = requireTensor("vPages", o.vPages),
@@ -117,5 +131,5 @@ export function gatherKv(options: GatherKvOptions): { k: Tensor; v: Tensor } {
   const k = outputs.take(givenK, () => Tensor.empty(shape, pool.dtype, pool.device));
   const v = outputs.take(givenV, () => Tensor.empty(shape, pool.dtype, pool.device));
   const args = { kPages: pool.handle, vPages: vPages.handle, slots: slots.handle, k: k.handle, v: v.handle };
-  return runSync(outputs, () => addon().gatherKv(args), { k, v });
+  return { args, outputs, result: { k, v } };
 }

@@ -1,10 +1,14 @@
 // Shared plumbing of the kernel wrappers: allocate outputs, call the addon, and on failure
 // free what this call allocated (never the caller's tensors).
-import type { NativeTensorHandle } from "../runtime/native";
+import { addon, type NativeCancelToken, type NativeOpArgs, type NativeTensorHandle } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 
 export interface AsyncKernelOptions {
-  /** Rejects with the signal's reason if aborted before the kernel starts. */
+  /**
+   * Rejects with the signal's reason if aborted before the kernel starts (while the call waits
+   * for a thread of libuv's pool, too), and the outputs are left as they were; a kernel that has
+   * started runs to its end.
+   */
   signal?: AbortSignal;
 }
 
@@ -34,15 +38,57 @@ export function runSync<R>(outputs: Outputs, call: () => void, result: R): R {
   return result;
 }
 
-export async function runAsync<R>(outputs: Outputs, call: () => Promise<void>, result: R, options: AsyncKernelOptions): Promise<R> {
+/** Runs an async call, cancelled (see AsyncKernelOptions.signal) if the signal aborts before it starts. */
+export async function runAsync<R>(
+  outputs: Outputs,
+  call: (cancel: NativeCancelToken) => Promise<void>,
+  result: R,
+  { signal }: AsyncKernelOptions,
+): Promise<R> {
+  const token = addon().cancelToken();
+  const onAbort = () => addon().cancel(token);
   try {
-    options.signal?.throwIfAborted();
-    await call();
+    signal?.throwIfAborted();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    await call(token);
   } catch (err) {
     outputs.disposeMade();
+    if (signal?.aborted && err instanceof Error && err.message === cancelledBeforeRun) throw signal.reason;
     throw err;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
   return result;
+}
+
+/** The addon's message for a call its token kept from running (native/addon/cancel.h). */
+const cancelledBeforeRun = "lighttransfer: the call was cancelled before it ran";
+
+/** A kernel call made ready by its wrapper's checks: the op, its native arguments, its outputs and what it returns. */
+export interface PreparedOp<Op extends keyof NativeOpArgs, R> {
+  op: Op;
+  args: NativeOpArgs[Op];
+  outputs: Outputs;
+  result: R;
+}
+
+/** Runs a prepared op here; outputs made for it are disposed if it fails. */
+export function runOp<Op extends keyof NativeOpArgs, R>({ op, args, outputs, result }: PreparedOp<Op, R>): R {
+  const run = addon()[op] as (args: NativeOpArgs[Op]) => void;
+  return runSync(outputs, () => run(args), result);
+}
+
+/**
+ * Prepares an op and runs it on libuv's pool: a bad argument rejects the Promise rather than
+ * throwing, as it does from every `...Async` kernel.
+ */
+export async function runOpAsync<Op extends keyof NativeOpArgs, R>(
+  prepare: () => PreparedOp<Op, R>,
+  options: AsyncKernelOptions,
+): Promise<R> {
+  const { op, args, outputs, result } = prepare();
+  const run = addon()[`${op}Async`] as (args: NativeOpArgs[Op], cancel: NativeCancelToken) => Promise<void>;
+  return runAsync(outputs, (cancel) => run(args, cancel), result, options);
 }
 
 /** The native form of a tensor argument (undefined stays undefined). */

@@ -54,7 +54,7 @@ export function lazyRatio(options: LazyRatioKernelOptions): Tensor {
  * `lazyRatio` off the event loop.
  * @example const lazy = (await kernels.lazyRatioAsync({ q, k, lse, ...streamingDefaults })).toFloat32Array(); // per head
  */
-export function lazyRatioAsync(options: LazyRatioKernelOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+export async function lazyRatioAsync(options: LazyRatioKernelOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
   const { args, outputs, out } = prepare(options);
-  return runAsync(outputs, () => addon().lazyRatioAsync(args), out, asyncOptions);
+  return runAsync(outputs, (cancel) => addon().lazyRatioAsync(args, cancel), out, asyncOptions);
 }

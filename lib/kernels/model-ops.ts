@@ -11,11 +11,12 @@ import {
   optionalChoice,
   optionalFlag,
   optionalTensor,
+  type PreparedOp,
   readNested,
   readOptions,
   requireTensor,
-  runAsync,
-  runSync,
+  runOp,
+  runOpAsync,
 } from "./call";
 
 export interface LinearOptions {
@@ -144,21 +145,21 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
  * kernels.linear({ x: attn, weight: o, out: h, accumulate: true, constantWeight: true }); // o: a loaded weight
  */
 export function linear(o: LinearOptions): Tensor {
+  return runOp(linearOp(o));
+}
+
+function linearOp(o: LinearOptions): PreparedOp<"linear", Tensor> {
   const outputs = new Outputs();
   const { out, args } = linearArgs(o, outputs);
-  runSync(outputs, () => addon().linear(args), undefined);
-  return out;
+  return { op: "linear", args, outputs, result: out };
 }
 
 /**
  * `linear` off the event loop.
  * @example const logits = await kernels.linearAsync({ x: hidden, weight: lmHead }, { signal: AbortSignal.timeout(1000) });
  */
-export async function linearAsync(o: LinearOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
-  const outputs = new Outputs();
-  const { out, args } = linearArgs(o, outputs);
-  await runAsync(outputs, () => addon().linearAsync(args), undefined, options);
-  return out;
+export function linearAsync(o: LinearOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => linearOp(o), options);
 }
 
 export interface RmsNormOptions {
@@ -177,6 +178,18 @@ export interface RmsNormOptions {
  * @example const normed = kernels.rmsNorm({ x: attnOut, residual: hidden, weight: norm, eps: 1e-5 });
  */
 export function rmsNorm(options: RmsNormOptions): Tensor {
+  return runOp(rmsNormOp(options));
+}
+
+/**
+ * `rmsNorm` off the event loop.
+ * @example const normed = await kernels.rmsNormAsync({ x: attnOut, residual: hidden, weight: norm }, { signal });
+ */
+export function rmsNormAsync(options: RmsNormOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => rmsNormOp(options), asyncOptions);
+}
+
+function rmsNormOp(options: RmsNormOptions): PreparedOp<"rmsNorm", Tensor> {
   const o = readOptions("rmsNorm", options, ["x", "weight", "eps", "residual", "out"]);
   const x = requireTensor("x", o.x),
     weight = requireTensor("weight", o.weight);
@@ -185,8 +198,7 @@ export function rmsNorm(options: RmsNormOptions): Tensor {
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty(x.shape, x.dtype, x.device));
   const args = { x: x.handle, weight: weight.handle, residual: handleOf(residual), out: out.handle, eps: o.eps };
-  runSync(outputs, () => addon().rmsNorm(args), undefined);
-  return out;
+  return { op: "rmsNorm", args, outputs, result: out };
 }
 
 export interface RopeOptions {
@@ -204,6 +216,18 @@ export interface RopeOptions {
  * @example kernels.rope({ q, k, positions, invFreq });
  */
 export function rope(options: RopeOptions): void {
+  runOp(ropeOp(options));
+}
+
+/**
+ * `rope` off the event loop.
+ * @example await kernels.ropeAsync({ q, k, positions, invFreq });
+ */
+export function ropeAsync(options: RopeOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+  return runOpAsync(() => ropeOp(options), asyncOptions);
+}
+
+function ropeOp(options: RopeOptions): PreparedOp<"rope", void> {
   const o = readOptions("rope", options, ["q", "k", "positions", "invFreq"]);
   const args = {
     q: requireTensor("q", o.q).handle,
@@ -211,7 +235,7 @@ export function rope(options: RopeOptions): void {
     positions: requireTensor("positions", o.positions).handle,
     invFreq: requireTensor("invFreq", o.invFreq).handle,
   };
-  runSync(new Outputs(), () => addon().rope(args), undefined);
+  return { op: "rope", args, outputs: new Outputs(), result: undefined };
 }
 
 export interface RopeAppendKvOptions {
@@ -270,28 +294,47 @@ function ropeAppendArgs(options: RopeAppendKvOptions, outputs: Outputs) {
  * const q = kernels.ropeAppendKv({ qkv, positions, invFreq, kPages, vPages, slots });
  */
 export function ropeAppendKv(o: RopeAppendKvOptions): Tensor {
+  return runOp(ropeAppendKvOp(o));
+}
+
+function ropeAppendKvOp(o: RopeAppendKvOptions): PreparedOp<"ropeAppendKv", Tensor> {
   const outputs = new Outputs();
   const { q, args } = ropeAppendArgs(o, outputs);
-  runSync(outputs, () => addon().ropeAppendKv(args), undefined);
-  return q;
+  return { op: "ropeAppendKv", args, outputs, result: q };
 }
 
 /**
  * `ropeAppendKv` off the event loop.
  * @example const q = await kernels.ropeAppendKvAsync({ qkv, positions, invFreq, kPages, vPages, slots });
  */
-export async function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
-  const outputs = new Outputs();
-  const { q, args } = ropeAppendArgs(o, outputs);
-  await runAsync(outputs, () => addon().ropeAppendKvAsync(args), undefined, options);
-  return q;
+export function ropeAppendKvAsync(o: RopeAppendKvOptions, options: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => ropeAppendKvOp(o), options);
 }
 
 /**
  * SwiGLU on stacked [gate, up] rows: silu(gate) · up, halving the last dimension.
  * @example const act = kernels.swiGlu({ x: gateUp });
  */
-export function swiGlu(options: { x: Tensor; out?: Tensor }): Tensor {
+export function swiGlu(options: SwiGluOptions): Tensor {
+  return runOp(swiGluOp(options));
+}
+
+/**
+ * `swiGlu` off the event loop.
+ * @example const act = await kernels.swiGluAsync({ x: gateUp });
+ */
+export function swiGluAsync(options: SwiGluOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => swiGluOp(options), asyncOptions);
+}
+
+export interface SwiGluOptions {
+  /** [..., 2·inner]: each row's gate, then its up. */
+  x: Tensor;
+  /** [..., inner]. */
+  out?: Tensor;
+}
+
+function swiGluOp(options: SwiGluOptions): PreparedOp<"swiGlu", Tensor> {
   const o = readOptions("swiGlu", options, ["x", "out"]);
   const x = requireTensor("x", o.x),
     givenOut = optionalTensor("swiGlu", "out", o.out);
@@ -299,23 +342,46 @@ export function swiGlu(options: { x: Tensor; out?: Tensor }): Tensor {
   if (width % 2) throw new RangeError(`swiGlu: x's last dimension holds [gate, up] and must be even, got ${width}`);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([...x.shape.slice(0, -1), width / 2], x.dtype, x.device));
-  runSync(outputs, () => addon().swiGlu({ x: x.handle, out: out.handle }), undefined);
-  return out;
+  return { op: "swiGlu", args: { x: x.handle, out: out.handle }, outputs, result: out };
 }
 
 /**
  * Rows of an embedding table: out[t] = table[ids[t]].
  * @example const hidden = kernels.embedding({ ids, table: embedTokens, dtype: "f32" });
  */
-export function embedding(options: { ids: Tensor; table: Tensor; dtype?: Tensor["dtype"]; out?: Tensor }): Tensor {
+export function embedding(options: EmbeddingOptions): Tensor {
+  return runOp(embeddingOp(options));
+}
+
+/**
+ * `embedding` off the event loop.
+ * @example const hidden = await kernels.embeddingAsync({ ids, table: embedTokens, dtype: "f32" });
+ */
+export function embeddingAsync(options: EmbeddingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => embeddingOp(options), asyncOptions);
+}
+
+export interface EmbeddingOptions {
+  /** i32 [tokens], each a row of the table. */
+  ids: Tensor;
+  /** [vocab, hidden]. */
+  table: Tensor;
+  /** The output's dtype where `out` is not given (default: the table's). */
+  dtype?: Tensor["dtype"];
+  /** [tokens, hidden]. */
+  out?: Tensor;
+}
+
+function embeddingOp(options: EmbeddingOptions): PreparedOp<"embedding", Tensor> {
   const o = readOptions("embedding", options, ["ids", "table", "dtype", "out"]);
   const ids = requireTensor("ids", o.ids),
     table = requireTensor("table", o.table),
     givenOut = optionalTensor("embedding", "out", o.out);
   const outputs = new Outputs();
+  if (givenOut && o.dtype !== undefined && o.dtype !== givenOut.dtype)
+    throw new TypeError(`embedding: dtype is ${show(o.dtype)} but out is ${givenOut.dtype}; give one of them, or both alike`);
   const out = outputs.take(givenOut, () => Tensor.empty([ids.shape[0], table.shape[1]], o.dtype ?? table.dtype, table.device));
-  runSync(outputs, () => addon().embedding({ ids: ids.handle, table: table.handle, out: out.handle }), undefined);
-  return out;
+  return { op: "embedding", args: { ids: ids.handle, table: table.handle, out: out.handle }, outputs, result: out };
 }
 
 /**
@@ -324,14 +390,32 @@ export function embedding(options: { ids: Tensor; table: Tensor; dtype?: Tensor[
  * included) the lowest index wins. The CPU and CUDA answers are identical.
  * @example const next = kernels.argmax({ logits }).toArray();
  */
-export function argmax(options: { logits: Tensor; out?: Tensor }): Tensor {
+export function argmax(options: ArgmaxOptions): Tensor {
+  return runOp(argmaxOp(options));
+}
+
+/**
+ * `argmax` off the event loop.
+ * @example const next = (await kernels.argmaxAsync({ logits })).toArray();
+ */
+export function argmaxAsync(options: ArgmaxOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => argmaxOp(options), asyncOptions);
+}
+
+export interface ArgmaxOptions {
+  /** [rows, vocab]. */
+  logits: Tensor;
+  /** i32 [rows]. */
+  out?: Tensor;
+}
+
+function argmaxOp(options: ArgmaxOptions): PreparedOp<"argmax", Tensor> {
   const o = readOptions("argmax", options, ["logits", "out"]);
   const logits = requireTensor("logits", o.logits),
     givenOut = optionalTensor("argmax", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([logits.shape[0]], "i32", logits.device));
-  runSync(outputs, () => addon().argmax({ logits: logits.handle, out: out.handle }), undefined);
-  return out;
+  return { op: "argmax", args: { logits: logits.handle, out: out.handle }, outputs, result: out };
 }
 
 /**
@@ -343,15 +427,35 @@ export function argmax(options: { logits: Tensor; out?: Tensor }): Tensor {
  * const lp = kernels.tokenLogprobs({ logits, targets: Tensor.from(Int32Array.of(17, 4), [2], { device }) });
  * lp.toFloat32Array(); // [log p(17 | row 0), log p(4 | row 1)]
  */
-export function tokenLogprobs(options: { logits: Tensor; targets: Tensor; out?: Tensor }): Tensor {
+export function tokenLogprobs(options: TokenLogprobsOptions): Tensor {
+  return runOp(tokenLogprobsOp(options));
+}
+
+/**
+ * `tokenLogprobs` off the event loop.
+ * @example const lp = await kernels.tokenLogprobsAsync({ logits, targets }, { signal });
+ */
+export function tokenLogprobsAsync(options: TokenLogprobsOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => tokenLogprobsOp(options), asyncOptions);
+}
+
+export interface TokenLogprobsOptions {
+  /** [rows, vocab]. */
+  logits: Tensor;
+  /** i32 [rows]. */
+  targets: Tensor;
+  /** f32 [rows]. */
+  out?: Tensor;
+}
+
+function tokenLogprobsOp(options: TokenLogprobsOptions): PreparedOp<"tokenLogprobs", Tensor> {
   const o = readOptions("tokenLogprobs", options, ["logits", "targets", "out"]);
   const logits = requireTensor("logits", o.logits),
     targets = requireTensor("targets", o.targets),
     givenOut = optionalTensor("tokenLogprobs", "out", o.out);
   const outputs = new Outputs();
   const out = outputs.take(givenOut, () => Tensor.empty([logits.shape[0]], "f32", logits.device));
-  runSync(outputs, () => addon().tokenLogprobs({ logits: logits.handle, targets: targets.handle, out: out.handle }), undefined);
-  return out;
+  return { op: "tokenLogprobs", args: { logits: logits.handle, targets: targets.handle, out: out.handle }, outputs, result: out };
 }
 
 /** Per row: the tokens whose logits are >= the k-th largest, and the row's softmax mass. */
@@ -372,14 +476,36 @@ export interface TopCandidates {
  * The k most likely tokens of each row of logits (ties at the k-th value included) and the row's
  * softmax mass at its temperature, so that topK / topP sampling needs only a few values per row
  * on the host instead of the whole row. Logits f32, f16 or bf16 [rows, vocab]; temperature f32
- * [rows], each > 0; capacity (default 2k) bounds how many candidates per row are stored, and is
+ * [rows], each > 0 (not checked); capacity (default 2k) bounds how many candidates per row are stored, and is
  * cut to the vocabulary, which no row's candidates outnumber (so a "no limit" capacity allocates
  * nothing huge).
  * @example
  * const c = kernels.topCandidates({ logits, temperature: Tensor.from(Float32Array.of(0.7), [1], { device }), k: 64 });
  * const count = c.count.toArray()[0];   // >= 64; if <= capacity, c.ids/c.scores hold them all
  */
-export function topCandidates(options: { logits: Tensor; temperature: Tensor; k: number; capacity?: number }): TopCandidates {
+export function topCandidates(options: TopCandidatesOptions): TopCandidates {
+  return runOp(topCandidatesOp(options));
+}
+
+/**
+ * `topCandidates` off the event loop.
+ * @example const c = await kernels.topCandidatesAsync({ logits, temperature, k: 64 });
+ */
+export function topCandidatesAsync(options: TopCandidatesOptions, asyncOptions: AsyncKernelOptions = {}): Promise<TopCandidates> {
+  return runOpAsync(() => topCandidatesOp(options), asyncOptions);
+}
+
+export interface TopCandidatesOptions {
+  /** [rows, vocab]. */
+  logits: Tensor;
+  /** f32 [rows], each > 0 (not checked: another value gives meaningless scores and mass). */
+  temperature: Tensor;
+  k: number;
+  /** Candidates stored per row (default 2k). */
+  capacity?: number;
+}
+
+function topCandidatesOp(options: TopCandidatesOptions): PreparedOp<"topCandidates", TopCandidates> {
   const o = readOptions("topCandidates", options, ["logits", "temperature", "k", "capacity"]);
   const logits = requireTensor("logits", o.logits),
     temperature = requireTensor("temperature", o.temperature);
@@ -418,8 +544,7 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
     max: c.max.handle,
     mass: c.mass.handle,
   };
-  runSync(outputs, () => addon().topCandidates(args), undefined);
-  return c;
+  return { op: "topCandidates", args, outputs, result: c };
 }
 
 /**
@@ -431,14 +556,37 @@ export function topCandidates(options: { logits: Tensor; temperature: Tensor; k:
  * kernels.repetitionPenalty({ logits, ids: Tensor.from(Int32Array.of(5, 9), [2], { device }),
  *   offsets: Tensor.from(Int32Array.of(0, 2, 2), [3], { device }), penalty: Tensor.from(Float32Array.of(1.3, 1.3), [2], { device }) });
  */
-export function repetitionPenalty(options: { logits: Tensor; ids: Tensor; offsets: Tensor; penalty: Tensor }): void {
+export function repetitionPenalty(options: RepetitionPenaltyOptions): void {
+  runOp(repetitionPenaltyOp(options));
+}
+
+/**
+ * `repetitionPenalty` off the event loop.
+ * @example await kernels.repetitionPenaltyAsync({ logits, ids, offsets, penalty });
+ */
+export function repetitionPenaltyAsync(options: RepetitionPenaltyOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+  return runOpAsync(() => repetitionPenaltyOp(options), asyncOptions);
+}
+
+export interface RepetitionPenaltyOptions {
+  /** [rows, vocab], changed in place. */
+  logits: Tensor;
+  /** i32: each row's seen tokens, row after row, distinct within a row. */
+  ids: Tensor;
+  /** i32 [rows + 1]: row r's ids are ids[offsets[r] .. offsets[r + 1]). */
+  offsets: Tensor;
+  /** f32 [rows], each > 0 (not checked: another value gives meaningless logits). */
+  penalty: Tensor;
+}
+
+function repetitionPenaltyOp(options: RepetitionPenaltyOptions): PreparedOp<"repetitionPenalty", void> {
   const o = readOptions("repetitionPenalty", options, ["logits", "ids", "offsets", "penalty"]);
   const logits = requireTensor("logits", o.logits),
     ids = requireTensor("ids", o.ids);
   const offsets = requireTensor("offsets", o.offsets),
     penalty = requireTensor("penalty", o.penalty);
   const args = { logits: logits.handle, ids: ids.handle, offsets: offsets.handle, penalty: penalty.handle };
-  runSync(new Outputs(), () => addon().repetitionPenalty(args), undefined);
+  return { op: "repetitionPenalty", args, outputs: new Outputs(), result: undefined };
 }
 
 /**

@@ -34,6 +34,8 @@ export type NativeReadHandle = { readonly __nativeRead: unique symbol };
 
 /** An instantiated CUDA graph (opaque; see cuda-graph.ts). */
 export type NativeGraphHandle = { readonly __nativeGraph: unique symbol };
+/** What an async call is given to be cancelled while it waits to run (opaque; see cancel.h). */
+export type NativeCancelToken = { readonly __nativeCancel: unique symbol };
 
 export interface CpuDeviceInfo {
   id: "cpu";
@@ -197,9 +199,12 @@ export interface NativeOpArgs {
   repetitionPenalty: { logits: Handle; ids: Handle; offsets: Handle; penalty: Handle };
 }
 
-/** Every op runs in place of its outputs, here (`name`) or on libuv's pool (`nameAsync`). */
+/**
+ * Every op runs in place of its outputs, here (`name`) or on libuv's pool (`nameAsync`, which a
+ * cancelled token keeps from running if it has not started).
+ */
 type NativeOps = { [Op in keyof NativeOpArgs]: (args: NativeOpArgs[Op]) => void } & {
-  [Op in keyof NativeOpArgs as `${Op}Async`]: (args: NativeOpArgs[Op]) => Promise<void>;
+  [Op in keyof NativeOpArgs as `${Op}Async`]: (args: NativeOpArgs[Op], cancel?: NativeCancelToken) => Promise<void>;
 };
 
 /** The addon's exports. */
@@ -220,6 +225,9 @@ export interface NativeAddon extends NativeOps {
   graphLaunch(graph: NativeGraphHandle, data: Int32Array, changed?: Int32Array): void;
   graphDispose(graph: NativeGraphHandle): void;
   // pending_read.cpp
+  // cancel.cpp
+  cancelToken(): NativeCancelToken;
+  cancel(token: NativeCancelToken): void;
   startRead(tensor: NativeTensorHandle): NativeReadHandle;
   finishRead(read: NativeReadHandle): Float32Array | Uint16Array | Int32Array;
 }

@@ -1,4 +1,5 @@
 // Tensor: a shape, a dtype and a device around native-owned memory.
+import { show } from "../common/validate";
 import { addon, type NativeReadHandle, type NativeTensorHandle } from "./native";
 
 /** Element types: 32-bit float, IEEE half, bfloat16, 32-bit integer. */
@@ -28,10 +29,12 @@ const dtypes: readonly DType[] = ["f32", "f16", "bf16", "i32"];
 
 function checkShape(shape: readonly number[]): number[] {
   if (!Array.isArray(shape) || shape.length === 0)
-    throw new TypeError(`shape must be a non-empty array of positive integers, got ${JSON.stringify(shape)}`);
+    throw new TypeError(`shape must be a non-empty array of positive integers, got ${Array.isArray(shape) ? "[]" : show(shape)}`);
   for (const dim of shape) {
     if (!Number.isInteger(dim) || dim < 1)
-      throw new RangeError(`shape ${JSON.stringify(shape)} has dimension ${dim}: every dimension must be an integer >= 1`);
+      throw new RangeError(
+        `shape [${shape.map(show).join(", ")}] has dimension ${show(dim)}: every dimension must be a number, an integer >= 1`,
+      );
   }
   return [...shape];
 }

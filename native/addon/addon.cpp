@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterSampling(env, exports);
   RegisterGraphs(env, exports);
   RegisterPendingReads(env, exports);
+  RegisterCancel(env, exports);
   return exports;
 }
 

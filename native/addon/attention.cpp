@@ -101,8 +101,7 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
     c.expectRank("kPages", kPages, 4);
     hkv = c.narrow("kPages' heads", kPages->shape()[2]);
   }
-  if (hkv == 0 || hq % hkv != 0)
-    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of the " + std::to_string(hkv) + " kv heads (GQA)");
+  checkGroup(a, hq, hkv, "the keys");
   a.expectShape("out", out, q->shape());
   a.expectDType("out", out, q->dtype());
   if (lse) a.expectShape("lse", lse, {nq, hq}), a.expectDType("lse", lse, DType::F32);
@@ -144,6 +143,13 @@ PreparedCall preparePrefill(const Napi::CallbackInfo& info, CallMode mode) {
              " on (besides its sinks); pass at most " +
              std::to_string(std::max<int64_t>(0, nk - (held + p.mask.window - 1))) + " queries");
   }
+  expectApart(a, {{"out", out}, {"lse", lse}, {"lazyRatio", ratio}},
+              {{"q", q},
+               {"k", k},
+               {"v", v},
+               {"cached.kPages", kPages},
+               {"cached.vPages", vPages},
+               {"cached.pageTable", table}});
   Device device = a.sameDevice({{"q", q},
                                 {"k", k},
                                 {"v", v},
@@ -188,8 +194,7 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
   if (kPages->shape()[3] != d)
     a.fail("kPages' head dim " + std::to_string(kPages->shape()[3]) + " differs from q's " + std::to_string(d));
-  if (hq % hkv != 0)
-    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of the pool's " + std::to_string(hkv) + " kv heads");
+  checkGroup(a, hq, hkv, "the pool");
   a.expectShape("vPages", vPages, kPages->shape());
   a.expectShape("out", out, q->shape());
   for (auto [name, t] : {std::pair{"kPages", kPages}, {"vPages", vPages}, {"out", out}})
@@ -201,6 +206,8 @@ PreparedCall prepareDecode(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectShape("seqLens", lens, {batch});
   a.expectDType("seqLens", lens, DType::I32);
   if (lse) a.expectShape("lse", lse, {batch, hq}), a.expectDType("lse", lse, DType::F32);
+  expectApart(a, {{"out", out}, {"lse", lse}},
+              {{"q", q}, {"kPages", kPages}, {"vPages", vPages}, {"pageTable", table}, {"seqLens", lens}});
   Device device = a.sameDevice({{"q", q},
                                 {"kPages", kPages},
                                 {"vPages", vPages},

@@ -20,6 +20,8 @@ void RegisterLayerOps(Napi::Env env, Napi::Object exports);
 void RegisterSampling(Napi::Env env, Napi::Object exports);
 // pending_read.cpp: startRead, finishRead (sync only): Tensor.readLater.
 void RegisterPendingReads(Napi::Env env, Napi::Object exports);
+// cancel.cpp: cancelToken(), cancel(token): what an async call's AbortSignal sets (cancel.h).
+void RegisterCancel(Napi::Env env, Napi::Object exports);
 // devices.cpp: devices(), cudaStatus(), memoryUsage(), setThreads(), getThreads(), synchronize()
 // (sync only).
 void RegisterDevices(Napi::Env env, Napi::Object exports);

@@ -7,8 +7,10 @@
 
 #include <functional>
 #include <memory>
+#include <new>
 #include <vector>
 
+#include "cancel.h"
 #include "core/error.h"
 #include "core/tensor.h"
 #include "cuda/cuda_backend.h"
@@ -74,12 +76,14 @@ class CallScratch {
 }
 #endif
 
-// Runs a prepared call on libuv's thread pool; the Promise settles on the main thread.
+// Runs a prepared call on libuv's thread pool, unless its cancel flag is set by then; the
+// Promise settles on the main thread.
 class KernelWorker : public Napi::AsyncWorker {
  public:
-  KernelWorker(Napi::Env env, PreparedCall call)
+  KernelWorker(Napi::Env env, PreparedCall call, CancelFlag cancel)
       : Napi::AsyncWorker(env, "lighttransfer.kernel"),
         call_(std::move(call)),
+        cancel_(std::move(cancel)),
         deferred_(Napi::Promise::Deferred::New(env)) {
     asyncCallStarted(call_.device);
     for (const auto& storage : call_.writes) storage->asyncWriters++;
@@ -88,6 +92,10 @@ class KernelWorker : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
+    if (cancel_ && cancel_->load(std::memory_order_acquire)) {
+      SetError(kCancelledBeforeRun);
+      return;
+    }
     try {
       call_.run();
       if (!call_.device.isCpu()) cuda::synchronize(call_.device.index);
@@ -114,6 +122,7 @@ class KernelWorker : public Napi::AsyncWorker {
   }
 
   PreparedCall call_;
+  CancelFlag cancel_;
   Napi::Promise::Deferred deferred_;
 };
 
@@ -129,13 +138,16 @@ inline Napi::Value runNow(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Validation errors reject the Promise rather than throw, as async APIs are expected to.
-template <Prepare prepare>
+// Validation errors reject the Promise rather than throw, as async APIs are expected to. A
+// kernel's optional second argument is a cancel token (cancel.h).
+template <Prepare prepare, bool cancellable = true>
 inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   PreparedCall call;
+  CancelFlag cancel;
   try {
     beginCall();
+    if (cancellable) cancel = cancelFlagOf(info, 1);
     call = prepare(info, CallMode::Async);
     checkNotCapturedElsewhere(call.device);
     if (capturing(call.device))
@@ -151,7 +163,7 @@ inline Napi::Value runAsync(const Napi::CallbackInfo& info) {
     deferred.Reject(Napi::Error::New(env, e.what()).Value());
     return deferred.Promise();
   }
-  auto* worker = new KernelWorker(env, std::move(call));
+  auto* worker = new KernelWorker(env, std::move(call), std::move(cancel));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -167,7 +179,14 @@ PreparedCall dispatchCall(const KernelArgs& a, const Device& device, const Param
                     a.mode() == CallMode::Async ? a.indexOutputs() : std::vector<std::shared_ptr<Storage>>{}};
   auto snapshots = a.snapshots();
   if (device.isCpu()) {
-    call.run = [p, cpuFn, snapshots] { cpuFn(p); };
+    call.run = [p, cpuFn, snapshots, op = a.op()] {
+      try {
+        cpuFn(p);
+      } catch (const std::bad_alloc&) {
+        throw Error(
+            op + ": the host ran out of memory for the kernel's working buffers; free memory or pass smaller tensors");
+      }
+    };
   } else {
 #ifdef LT_WITH_CUDA
     call.run = [p, device, cudaFn, snapshots] {

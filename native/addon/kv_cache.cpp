@@ -161,6 +161,8 @@ PreparedCall prepareRopeAppendKv(const Napi::CallbackInfo& info, CallMode mode) 
   // qkv before q: the JavaScript side makes q in qkv's dtype when it is not given.
   a.expectDType("qkv", qkv, p.dtype);
   a.expectDType("q", q, p.dtype);
+  expectApart(a, {{"q", q}, {"kPages", target.kPages}, {"vPages", target.vPages}},
+              {{"qkv", qkv}, {"positions", target.positions}, {"invFreq", target.invFreq}, {"slots", target.slots}});
   Device device = a.sameDevice({{"qkv", qkv},
                                 {"positions", target.positions},
                                 {"invFreq", target.invFreq},

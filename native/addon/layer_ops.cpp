@@ -148,6 +148,11 @@ PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {
     for (auto [name, t] : {std::pair{"out", y}, {"weight", w}})
       if (overlaps(res, t)) a.fail(std::string("residual overlaps ") + name + ": give them tensors of their own");
   }
+  // Each row is read whole before it is written, so out may be x itself (in place), but not part of it.
+  if (y->data() != x->data())
+    expectApart(a, {{"out", y}, {"residual", res}}, {{"x", x}, {"weight", w}});
+  else
+    expectApart(a, {{"out", y}}, {{"weight", w}});
   Device device = a.sameDevice({{"x", x}, {"weight", w}, {"residual", res}, {"out", y}});
   RmsNormParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
@@ -173,6 +178,7 @@ PreparedCall prepareRope(const Napi::CallbackInfo& info, CallMode mode) {
   a.expectDType("positions", pos, DType::I32);
   a.expectShape("invFreq", freq, {d / 2});
   a.expectDType("invFreq", freq, DType::F32);
+  expectApart(a, {{"q", q}, {"k", k}}, {{"positions", pos}, {"invFreq", freq}});
   Device device = a.sameDevice({{"q", q}, {"k", k}, {"positions", pos}, {"invFreq", freq}});
   RopeParams p;
   p.dtype = q->dtype();
@@ -194,6 +200,7 @@ PreparedCall prepareSwiGlu(const Napi::CallbackInfo& info, CallMode mode) {
   yShape.back() = width / 2;
   a.expectShape("out", y, yShape);
   a.expectDType("out", y, x->dtype());
+  expectApart(a, {{"out", y}}, {{"x", x}});
   Device device = a.sameDevice({{"x", x}, {"out", y}});
   SwiGluParams p;
   p.dtype = x->dtype();
@@ -212,6 +219,7 @@ PreparedCall prepareEmbedding(const Napi::CallbackInfo& info, CallMode mode) {
   const int64_t tokens = ids->shape()[0], vocab = table->shape()[0], dim = table->shape()[1];
   a.expectShape("out", y, {tokens, dim});
   a.expectFloat("out", y);
+  expectApart(a, {{"out", y}}, {{"ids", ids}, {"table", table}});
   Device device = a.sameDevice({{"ids", ids}, {"table", table}, {"out", y}});
   const auto indices = checkIndices(a, {ids}, [op = a.op(), tokens, vocab](const IndexContents& c) {
     for (int64_t t = 0; t < tokens; t++) checkTokenId(op, "ids", t, c[0][t], vocab);

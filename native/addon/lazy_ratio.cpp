@@ -43,14 +43,14 @@ PreparedCall prepareLazyRatio(const Napi::CallbackInfo& info, CallMode mode) {
   if (d > kMaxHeadDim) a.fail("head dim " + std::to_string(d) + " is larger than the supported 256");
   if (k->shape()[2] != d)
     a.fail("k's head dim " + std::to_string(k->shape()[2]) + " differs from q's " + std::to_string(d));
-  if (hq % hkv != 0)
-    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of k's " + std::to_string(hkv) + " kv heads (GQA)");
+  checkGroup(a, hq, hkv, "k");
   if (nq > nk) a.fail("q has " + std::to_string(nq) + " tokens but k only " + std::to_string(nk) + "; nq <= nk");
   a.expectDType("k", k, q->dtype());
   a.expectShape("lse", lse, {nq, hq});
   a.expectDType("lse", lse, DType::F32);
   a.expectShape("out", ratio, {hq});
   a.expectDType("out", ratio, DType::F32);
+  expectApart(a, {{"out", ratio}}, {{"q", q}, {"k", k}, {"lse", lse}});
   Device device = a.sameDevice({{"q", q}, {"k", k}, {"lse", lse}, {"out", ratio}});
   LazyRatioParams p;
   p.spec = readRatioSpec(a);

@@ -27,6 +27,7 @@ PreparedCall prepareArgmax(const Napi::CallbackInfo& info, CallMode mode) {
   const int64_t rows = logits->shape()[0], vocab = logits->shape()[1];
   a.expectShape("out", out, {rows});
   a.expectDType("out", out, DType::I32);
+  expectApart(a, {{"out", out}}, {{"logits", logits}});
   Device device = a.sameDevice({{"logits", logits}, {"out", out}});
   a.writesIndices(out);
   ArgmaxParams p;
@@ -66,6 +67,8 @@ PreparedCall prepareTopCandidates(const Napi::CallbackInfo& info, CallMode mode)
                                 {"count", count},
                                 {"max", max},
                                 {"mass", mass}});
+  expectApart(a, {{"ids", ids}, {"scores", scores}, {"count", count}, {"max", max}, {"mass", mass}},
+              {{"logits", logits}, {"temperature", temperature}});
   a.writesIndices(ids);
   a.writesIndices(count);
   TopCandidatesParams p;
@@ -92,6 +95,7 @@ PreparedCall prepareTokenLogprobs(const Napi::CallbackInfo& info, CallMode mode)
   a.expectDType("targets", targets, DType::I32);
   a.expectShape("out", out, {rows});
   a.expectDType("out", out, DType::F32);
+  expectApart(a, {{"out", out}}, {{"logits", logits}, {"targets", targets}});
   Device device = a.sameDevice({{"logits", logits}, {"targets", targets}, {"out", out}});
   const auto indices = checkIndices(a, {targets}, [op = a.op(), rows, vocab](const IndexContents& c) {
     for (int64_t r = 0; r < rows; r++) checkTokenId(op, "targets", r, c[0][r], vocab);
@@ -119,6 +123,7 @@ PreparedCall prepareRepetitionPenalty(const Napi::CallbackInfo& info, CallMode m
   a.expectDType("offsets", offsets, DType::I32);
   a.expectShape("penalty", penalty, {rows});
   a.expectDType("penalty", penalty, DType::F32);
+  expectApart(a, {{"logits", logits}}, {{"ids", ids}, {"offsets", offsets}, {"penalty", penalty}});
   Device device = a.sameDevice({{"logits", logits}, {"ids", ids}, {"offsets", offsets}, {"penalty", penalty}});
   const int64_t count = ids->shape()[0];
   const int32_t rowCount = a.narrow("logits' rows", rows), vocabSize = a.narrow("logits' vocabulary", vocab);

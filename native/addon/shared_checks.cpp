@@ -24,6 +24,15 @@ void checkPages(const std::string& op, const char* name, const int32_t* entries,
   }
 }
 
+void checkGroup(const KernelArgs& a, int32_t hq, int32_t hkv, const char* kvName) {
+  if (hkv == 0 || hq % hkv != 0)
+    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of " + kvName + "'s " + std::to_string(hkv) +
+           " kv heads (GQA)");
+  if (hq / hkv > kMaxGroup)
+    a.fail("q has " + std::to_string(hq / hkv) + " heads per kv head; at most " + std::to_string(kMaxGroup) +
+           " are supported");
+}
+
 // Kernels compute sink + window (a ring's length) in int32.
 void checkRing(const KernelArgs& a, int32_t sink, int32_t window) {
   a.narrow("sink + window", int64_t(sink) + window);
@@ -35,6 +44,7 @@ void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
   a.expectFloat("kPages", kPages);
   a.expectShape("vPages", vPages, kPages->shape());
   a.expectDType("vPages", vPages, kPages->dtype());
+  if (overlaps(kPages, vPages)) a.fail("kPages overlaps vPages: give K and V pools of their own");
 }
 
 }  // namespace lt::addon

@@ -15,6 +15,11 @@ namespace lt::addon {
 
 constexpr int32_t kMaxDim = std::numeric_limits<int32_t>::max();
 constexpr int32_t kMaxHeadDim = 256;
+// Query heads per kv head: the CPU kernels keep scores for a whole group per task (the largest
+// models have 16; multi-query models up to ~128).
+constexpr int32_t kMaxGroup = 256;
+// Fails unless hq is a multiple of hkv with at most kMaxGroup query heads per kv head.
+void checkGroup(const KernelArgs& a, int32_t hq, int32_t hkv, const char* kvName);
 
 [[noreturn]] void failIndex(const std::string& op, const std::string& message);
 // Entries [begin, end) of a page table (name + where) are pages of the pool.

@@ -539,7 +539,7 @@ PreparedCall prepareReadFile(const Napi::CallbackInfo& info, CallMode) {
 }  // namespace
 
 Napi::Value TensorObject::ReadFile(const Napi::CallbackInfo& info) {
-  return runAsync<prepareReadFile>(info);
+  return runAsync<prepareReadFile, false>(info);
 }
 
 Napi::Value TensorObject::Dispose(const Napi::CallbackInfo& info) {

@@ -28,6 +28,19 @@ bool overlaps(TensorObject* a, TensorObject* b) {
   return a0 < b0 + b->byteLength() && b0 < a0 + a->byteLength();
 }
 
+void expectApart(const KernelArgs& a, std::initializer_list<NamedTensor> written,
+                 std::initializer_list<NamedTensor> read) {
+  for (auto w = written.begin(); w != written.end(); ++w) {
+    if (!w->second) continue;
+    auto clash = [&](const NamedTensor& other) {
+      if (other.second && overlaps(w->second, other.second))
+        a.fail(std::string(w->first) + " overlaps " + other.first + ": give " + w->first + " a tensor of its own");
+    };
+    for (auto o = std::next(w); o != written.end(); ++o) clash(*o);
+    for (const NamedTensor& r : read) clash(r);
+  }
+}
+
 const int32_t* IndexSnapshot::data() const {
   return device_.isCpu() ? host_.data() : static_cast<const int32_t*>(onDevice_);
 }
@@ -52,6 +65,10 @@ std::shared_ptr<KernelArgs::Fields> KernelArgs::readFields(const std::string& op
   auto fields = std::make_shared<Fields>();
   std::vector<std::string> names;
   for (Napi::Object level = obj;;) {
+    // Their elements would all be enumerated as names first (millions of them, for a large array).
+    if (level.IsArray() || level.IsTypedArray() || level.IsArrayBuffer() || level.IsDataView())
+      throw Error(
+          op + ": the options must be a plain object, not an array, a typed array or a buffer (nor derive from one)");
     napi_value keys;
     NAPI_THROW_IF_FAILED(env,
                          napi_get_all_property_names(env, level, napi_key_own_only, napi_key_skip_symbols,

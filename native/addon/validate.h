@@ -7,9 +7,11 @@
 #pragma once
 #include <napi.h>
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -44,6 +46,14 @@ class IndexSnapshot {
 
 // Whether two tensors share any byte (views of one storage may).
 bool overlaps(TensorObject* a, TensorObject* b);
+
+class KernelArgs;
+using NamedTensor = std::pair<const char*, TensorObject*>;
+// Fails if a tensor of `written` shares bytes with another of `written` or with one of `read`
+// (null entries are absent tensors): a kernel that reads or writes twice what it writes would give
+// wrong results, or corrupt an input.
+void expectApart(const KernelArgs& a, std::initializer_list<NamedTensor> written,
+                 std::initializer_list<NamedTensor> read);
 
 class KernelArgs {
  public:

@@ -30,16 +30,19 @@ export function runNode(args: string[], { env = {} as NodeJS.ProcessEnv, timeout
 
 /**
  * Runs `source` (CommonJS JavaScript) in a fresh node with a small heap, so a runaway allocation
- * fails fast instead of swapping; `nodeArgs` go to node before the script.
+ * fails fast instead of swapping; `nodeArgs` go to node before the script, `env` is added to its environment.
  * @example const r = runChild(`require(process.env.LIGHTTRANSFER_ROOT + "/lib"); console.log("ok")`);
  */
-export function runChild(source: string, { heapMiB = 512, timeoutMs = 120_000, nodeArgs = [] as string[] } = {}): ChildResult {
+export function runChild(
+  source: string,
+  { heapMiB = 512, timeoutMs = 120_000, nodeArgs = [] as string[], env = {} as NodeJS.ProcessEnv } = {},
+): ChildResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lt-child-"));
   const script = path.join(dir, "script.js");
   fs.writeFileSync(script, source);
   try {
     return runNode([`--max-old-space-size=${heapMiB}`, ...nodeArgs, "-r", path.join(__dirname, "register-ts.js"), script], {
-      env: { LIGHTTRANSFER_ROOT: root },
+      env: { ...env, LIGHTTRANSFER_ROOT: root },
       timeoutMs,
     });
   } finally {

@@ -5,6 +5,7 @@
 // Tensor.from took a bare dtype string for options and ignored it. Options are now read once into
 // a plain object, optional tensors are undefined or a Tensor, and flags are booleans.
 import { kernels, Tensor } from "../../lib";
+import { addon } from "../../lib/runtime/native";
 import { builders, kernelNames, Maker, optionsOf } from "../fuzz/cases/kernel-builders";
 import { Random } from "../helpers/reference";
 
@@ -194,6 +195,45 @@ describe(`seed ${rng.seed}`, () => {
     maker.disposeAll();
   });
 
+  test("a given output needs what fills it; a cached ring of no limit is the exact one; heads per kv head are bounded", () => {
+    const maker = new Maker(rng);
+    const [d, length] = [8, maker.rng.int(2, 7)];
+    const q = maker.floats([1, 2, d], "f32");
+    const kPages = maker.floats([2, 4, 1, d], "f32"),
+      vPages = maker.floats([2, 4, 1, d], "f32");
+    const pageTable = maker.ints([0, 1]);
+    const cachedOut = (window: number) => {
+      const { out } = kernels.prefillAttention({
+        q,
+        streaming: { sink: 1, window },
+        cached: { kPages, vPages, pageTable, length, ring: { sink: 1, window } },
+      });
+      const values = Array.from(out.toFloat32Array());
+      out.dispose();
+      return values;
+    };
+    expect(cachedOut(2 ** 31 - 1)).toEqual(cachedOut(length));
+    const lazyRatioOut = maker.floats([2], "f32");
+    expect(() =>
+      kernels.prefillAttention({ q, k: kPages.rows(0, 1).reshape([4, 1, d]), v: vPages.rows(0, 1).reshape([4, 1, d]), lazyRatioOut }),
+    ).toThrow(/prefillAttention: lazyRatioOut is given but lazyRatio is not/);
+    const table = maker.floats([5, d], "f32");
+    expect(() => kernels.embedding({ ids: maker.ints([1, 2]), table, dtype: "f32", out: maker.floats([2, d], "bf16") })).toThrow(
+      /embedding: dtype is "f32" but out is bf16/,
+    );
+    const wide = maker.floats([1, 257 * 2, d], "f32");
+    expect(() => kernels.prefillAttention({ q: wide, k: maker.floats([1, 2, d], "f32"), v: maker.floats([1, 2, d], "f32") })).toThrow(
+      /q has 257 heads per kv head; at most 256 are supported/,
+    );
+    maker.disposeAll();
+  });
+
+  test("the addon refuses options that are an array or a typed array, before it lists their elements", () => {
+    const native = addon() as unknown as Record<string, (options: unknown) => unknown>;
+    for (const options of [new Uint8Array(1 << 20), new Array(1 << 20).fill(0), Object.create(new Float32Array(1 << 20))])
+      expect(() => native.argmax(options)).toThrow(/argmax: the options must be a plain object, not an array, a typed array or a buffer/);
+  });
+
   test("options that are not an object, whole or nested, get an error naming the kernel, not a TypeError from inside it", async () => {
     const wrappers = kernels as unknown as Record<string, (o: unknown) => unknown>;
     for (const name of kernelNames) {
@@ -275,6 +315,105 @@ describe(`seed ${rng.seed}: values and memory a kernel would misread`, () => {
       residual = maker.floats([3, 8], "f32");
     expect(() => kernels.rmsNorm({ x, weight, residual, out: residual })).toThrow(/rmsNorm: residual overlaps out/);
     inPool.dispose();
+    maker.disposeAll();
+  });
+
+  test("every kernel refuses an output that shares memory with another tensor of the call, and leaves them as they were", () => {
+    const maker = new Maker(rng);
+    const [hq, hkv, d, n] = [4, 2, 8, 6];
+    const width = hq * d;
+    // One buffer of 4n rows of `width` floats; `at(row, rows, shape)` is a view of rows [row, row + rows).
+    const buffer = maker.floats([4 * n, width], "f32");
+    const at = (row: number, rows: number, shape: number[]) => buffer.rows(row, rows).reshape(shape);
+    const k = maker.floats([n, hkv, d], "f32"),
+      v = maker.floats([n, hkv, d], "f32");
+    const pool = maker.floats([4, 4, hkv, d], "f32");
+    const positions = maker.ints([0, 1, 2, 3, 4, 5], [n]);
+    const before = buffer.toFloat32Array().slice(),
+      poolBefore = pool.toFloat32Array().slice();
+    const cases: Array<[string, () => unknown, RegExp]> = [
+      [
+        "prefill: out half over q",
+        () => kernels.prefillAttention({ q: at(0, n, [n, hq, d]), k, v, out: at(n / 2, n, [n, hq, d]) }),
+        /prefillAttention: out overlaps q/,
+      ],
+      [
+        "prefill: lse inside out",
+        () =>
+          kernels.prefillAttention({
+            q: at(2 * n, n, [n, hq, d]),
+            k,
+            v,
+            out: at(0, n, [n, hq, d]),
+            lse: at(0, n, [n * width])
+              .rows(0, n * hq)
+              .reshape([n, hq]),
+          }),
+        /prefillAttention: out overlaps lse/,
+      ],
+      [
+        "decode: out inside the pool",
+        () =>
+          kernels.decodeAttention({
+            q: maker.floats([1, hq, d], "f32"),
+            kPages: pool,
+            vPages: maker.floats([4, 4, hkv, d], "f32"),
+            pageTable: maker.ints([0], [1, 1]),
+            seqLens: maker.ints([3], [1]),
+            out: pool
+              .rows(0, 1)
+              .reshape([(4 * hkv * d) / width, hq, d])
+              .rows(0, 1),
+          }),
+        /decodeAttention: out overlaps kPages/,
+      ],
+      [
+        "appendKv: the K and V pools one tensor",
+        () => kernels.appendKv({ k, v, kPages: pool, vPages: pool, slots: maker.ints([0, 1, 2, 3, 4, 5], [n]) }),
+        /appendKv: kPages overlaps vPages: give K and V pools of their own/,
+      ],
+      [
+        "rmsNorm: out half over x",
+        () => kernels.rmsNorm({ x: at(0, n, [n, width]), weight: maker.floats([width], "f32"), out: at(n / 2, n, [n, width]) }),
+        /rmsNorm: out overlaps x/,
+      ],
+      [
+        "swiGlu: out inside x",
+        () => kernels.swiGlu({ x: at(0, n, [n, width]), out: at(0, n / 2, [n, width / 2]) }),
+        /swiGlu: out overlaps x/,
+      ],
+      [
+        "rope: q and k over the same rows",
+        () => kernels.rope({ q: at(0, n, [n, hq, d]), k: at(0, n / 2, [n, hkv, d]), positions, invFreq: maker.floats([d / 2], "f32") }),
+        /rope: q overlaps k/,
+      ],
+    ];
+    cases.push([
+      "ropeAppendKv: q inside qkv",
+      () =>
+        kernels.ropeAppendKv({
+          qkv: at(0, 2 * n, [n, (hq + 2 * hkv) * d]),
+          q: at(0, n, [n, hq, d]),
+          positions,
+          invFreq: maker.floats([d / 2], "f32"),
+          kPages: pool,
+          vPages: maker.floats([4, 4, hkv, d], "f32"),
+          slots: maker.ints([0, 1, 2, 3, 4, 5], [n]),
+        }),
+      /ropeAppendKv: q overlaps qkv/,
+    ]);
+    const errorOf = (call: () => unknown) => {
+      try {
+        call();
+        return "none";
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    for (const [what, call, message] of cases)
+      expect({ what, error: errorOf(call) }).toEqual({ what, error: expect.stringMatching(message) });
+    expect(Array.from(buffer.toFloat32Array())).toEqual(Array.from(before));
+    expect(Array.from(pool.toFloat32Array())).toEqual(Array.from(poolBefore));
     maker.disposeAll();
   });
 });
