@@ -145,9 +145,28 @@ TensorObject* KernelArgs::tensor(const char* name, bool optional) {
   return t;
 }
 
+namespace {
+// A value as an error message shows it, without running JS (a Symbol or an object's toString could).
+std::string shown(const Napi::Value& v) {
+  if (v.IsNumber()) return v.ToString().Utf8Value();
+  if (v.IsString()) {
+    const std::string s = v.As<Napi::String>().Utf8Value();
+    return "\"" + (s.size() > 40 ? s.substr(0, 40) + "..." : s) + "\"";
+  }
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
+  if (v.IsNull()) return "null";
+  if (v.IsBigInt()) return "a BigInt";
+  if (v.IsSymbol()) return "a Symbol";
+  if (v.IsFunction()) return "a function";
+  if (v.IsArray()) return "an array";
+  return "an object";
+}
+}  // namespace
+
 int32_t KernelArgs::integer(const char* name, int32_t min, int32_t max) {
   Napi::Value v = value(name);
-  if (!v.IsNumber()) fail(std::string(name) + " is required (an integer)");
+  if (v.IsUndefined()) fail(std::string(name) + " is required (an integer)");
+  if (!v.IsNumber()) fail(std::string(name) + " must be an integer (a number), got " + shown(v));
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d))
     fail(std::string(name) + " must be an integer, got " + v.ToString().Utf8Value());
@@ -160,7 +179,7 @@ int32_t KernelArgs::integer(const char* name, int32_t min, int32_t max) {
 double KernelArgs::number(const char* name, double fallback) {
   if (!has(name)) return fallback;
   Napi::Value v = value(name);
-  if (!v.IsNumber()) fail(std::string(name) + " must be a number");
+  if (!v.IsNumber()) fail(std::string(name) + " must be a number, got " + shown(v));
   const double d = v.As<Napi::Number>().DoubleValue();
   // Kernels take it as a float32: 1e39 would become infinity there, and 1e-50 zero.
   const float f = float(d);

@@ -228,6 +228,20 @@ describe(`seed ${rng.seed}`, () => {
     maker.disposeAll();
   });
 
+  test("the addon says what an integer field was given when it is not a number", () => {
+    const native = addon() as unknown as Record<string, (options: unknown) => unknown>;
+    const maker = new Maker(rng);
+    const pool = () => maker.floats([2, 4, 1, 4], "f32").handle;
+    const table = maker.ints([0, 1]).handle;
+    const cut = (length: unknown) => () =>
+      native.cutToStreaming({ kPages: pool(), vPages: pool(), srcPageTable: table, dstPageTable: table, length, sink: 1, window: 2 });
+    expect(cut("6")).toThrow('cutToStreaming: length must be an integer (a number), got "6"');
+    expect(cut(6n)).toThrow("cutToStreaming: length must be an integer (a number), got a BigInt");
+    expect(cut(Symbol("six"))).toThrow("cutToStreaming: length must be an integer (a number), got a Symbol");
+    expect(cut(undefined)).toThrow("cutToStreaming: length is required (an integer)");
+    maker.disposeAll();
+  });
+
   test("the addon refuses options that are an array or a typed array, before it lists their elements", () => {
     const native = addon() as unknown as Record<string, (options: unknown) => unknown>;
     for (const options of [new Uint8Array(1 << 20), new Array(1 << 20).fill(0), Object.create(new Float32Array(1 << 20))])
