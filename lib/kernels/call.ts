@@ -41,28 +41,54 @@ export function runSync<R>(outputs: Outputs, call: () => void, result: R): R {
 /** Runs an async call, cancelled (see AsyncKernelOptions.signal) if the signal aborts before it starts. */
 export async function runAsync<R>(
   outputs: Outputs,
-  call: (cancel: NativeCancelToken) => Promise<void>,
+  call: (cancel: NativeCancelToken | undefined) => Promise<void>,
   result: R,
   { signal }: AsyncKernelOptions,
 ): Promise<R> {
-  const token = addon().cancelToken();
-  const onAbort = () => addon().cancel(token);
+  let forget: (() => void) | undefined;
   try {
     signal?.throwIfAborted();
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const token = signal && addon().cancelToken();
+    if (signal && token) forget = cancelOnAbort(signal, token);
     await call(token);
   } catch (err) {
     outputs.disposeMade();
-    if (signal?.aborted && err instanceof Error && err.message === cancelledBeforeRun) throw signal.reason;
+    // The addon's errors come from Node's own realm, which `instanceof Error` of another (a test
+    // runner's sandbox) does not recognise: the message is what tells.
+    if (signal?.aborted && (err as { message?: unknown } | undefined)?.message === cancelledBeforeRun) throw signal.reason;
     throw err;
   } finally {
-    signal?.removeEventListener("abort", onAbort);
+    forget?.();
   }
   return result;
 }
 
 /** The addon's message for a call its token kept from running (native/addon/cancel.h). */
 const cancelledBeforeRun = "lighttransfer: the call was cancelled before it ran";
+
+/** The tokens of the calls in flight on each signal; one abort listener a signal, however many calls share it. */
+const pendingTokens = new WeakMap<AbortSignal, Set<NativeCancelToken>>();
+
+/** Cancels `token` when `signal` aborts; returns what forgets it once its call has settled. */
+function cancelOnAbort(signal: AbortSignal, token: NativeCancelToken): () => void {
+  let tokens = pendingTokens.get(signal);
+  if (!tokens) {
+    const created = new Set<NativeCancelToken>();
+    pendingTokens.set(signal, created);
+    signal.addEventListener(
+      "abort",
+      () => {
+        for (const t of created) addon().cancel(t);
+        created.clear();
+      },
+      { once: true },
+    );
+    tokens = created;
+  }
+  tokens.add(token);
+  const held = tokens;
+  return () => held.delete(token);
+}
 
 /** A kernel call made ready by its wrapper's checks: the op, its native arguments, its outputs and what it returns. */
 export interface PreparedOp<Op extends keyof NativeOpArgs, R> {
@@ -87,7 +113,7 @@ export async function runOpAsync<Op extends keyof NativeOpArgs, R>(
   options: AsyncKernelOptions,
 ): Promise<R> {
   const { op, args, outputs, result } = prepare();
-  const run = addon()[`${op}Async`] as (args: NativeOpArgs[Op], cancel: NativeCancelToken) => Promise<void>;
+  const run = addon()[`${op}Async`] as (args: NativeOpArgs[Op], cancel: NativeCancelToken | undefined) => Promise<void>;
   return runAsync(outputs, (cancel) => run(args, cancel), result, options);
 }
 

@@ -96,6 +96,7 @@ class KernelWorker : public Napi::AsyncWorker {
       SetError(kCancelledBeforeRun);
       return;
     }
+    ran_ = true;
     try {
       call_.run();
       if (!call_.device.isCpu()) cuda::synchronize(call_.device.index);
@@ -115,14 +116,15 @@ class KernelWorker : public Napi::AsyncWorker {
  private:
   void settle() {
     asyncCallEnded(call_.device);
-    // What landed is newer than any host shadow taken while the call ran.
-    for (const auto& storage : call_.writes) storage->asyncWriters--, storage->writes++;
+    // What landed is newer than any host shadow taken while the call ran (a cancelled call wrote nothing).
+    for (const auto& storage : call_.writes) storage->asyncWriters--, storage->writes += ran_ ? 1 : 0;
     call_.writes.clear();
     call_.keepAlive.clear();
   }
 
   PreparedCall call_;
   CancelFlag cancel_;
+  bool ran_ = false;
   Napi::Promise::Deferred deferred_;
 };
 

@@ -33,7 +33,7 @@ PreparedCall prepareAppend(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("appendKv", info, mode);
   TensorObject *k = a.tensor("k"), *v = a.tensor("v"), *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
   TensorObject* slots = a.tensor("slots");
-  checkPool(a, kPages, vPages);
+  checkPoolWritten(a, kPages, vPages);
   a.expectRank("k", k, 3);
   const Shape& pool = kPages->shape();
   const int32_t tokens = a.narrow("k's tokens", k->shape()[0]);
@@ -66,7 +66,7 @@ PreparedCall prepareCut(const Napi::CallbackInfo& info, CallMode mode) {
   KernelArgs a("cutToStreaming", info, mode);
   TensorObject *kPages = a.tensor("kPages"), *vPages = a.tensor("vPages");
   TensorObject *src = a.tensor("srcPageTable"), *dst = a.tensor("dstPageTable");
-  checkPool(a, kPages, vPages);
+  checkPoolWritten(a, kPages, vPages);
   a.expectRank("srcPageTable", src, 1);
   a.expectRank("dstPageTable", dst, 1);
   a.expectDType("srcPageTable", src, DType::I32);
@@ -181,7 +181,7 @@ RopeAppendTarget readRopeAppendTarget(KernelArgs& a, TensorObject* q, const char
   RopeAppendTarget t;
   t.positions = a.tensor("positions"), t.invFreq = a.tensor("invFreq"), t.slots = a.tensor("slots");
   t.kPages = a.tensor("kPages"), t.vPages = a.tensor("vPages");
-  checkPool(a, t.kPages, t.vPages);
+  checkPoolWritten(a, t.kPages, t.vPages);
   const Shape& pool = t.kPages->shape();
   const int64_t hkv = pool[2], d = pool[3];
   if (d % 2) a.fail("head dim must be even for rotary embedding, got " + std::to_string(d));

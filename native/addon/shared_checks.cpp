@@ -26,8 +26,8 @@ void checkPages(const std::string& op, const char* name, const int32_t* entries,
 
 void checkGroup(const KernelArgs& a, int32_t hq, int32_t hkv, const char* kvName) {
   if (hkv == 0 || hq % hkv != 0)
-    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of " + kvName + "'s " + std::to_string(hkv) +
-           " kv heads (GQA)");
+    a.fail("q has " + std::to_string(hq) + " heads, not a multiple of the " + std::to_string(hkv) + " kv heads of " +
+           kvName + " (GQA)");
   if (hq / hkv > kMaxGroup)
     a.fail("q has " + std::to_string(hq / hkv) + " heads per kv head; at most " + std::to_string(kMaxGroup) +
            " are supported");
@@ -44,6 +44,10 @@ void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
   a.expectFloat("kPages", kPages);
   a.expectShape("vPages", vPages, kPages->shape());
   a.expectDType("vPages", vPages, kPages->dtype());
+}
+
+void checkPoolWritten(KernelArgs& a, TensorObject* kPages, TensorObject* vPages) {
+  checkPool(a, kPages, vPages);
   if (overlaps(kPages, vPages)) a.fail("kPages overlaps vPages: give K and V pools of their own");
 }
 

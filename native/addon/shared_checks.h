@@ -29,6 +29,8 @@ void checkPages(const std::string& op, const char* name, const int32_t* entries,
 void checkTokenId(const std::string& op, const char* name, int64_t index, int32_t id, int64_t vocab);
 void checkRing(const KernelArgs& a, int32_t sink, int32_t window);
 void checkPool(KernelArgs& a, TensorObject* kPages, TensorObject* vPages);
+// checkPool, for a kernel that writes the pools: they must also be apart.
+void checkPoolWritten(KernelArgs& a, TensorObject* kPages, TensorObject* vPages);
 // lazy_ratio.cpp
 LazyRatioSpec readRatioSpec(KernelArgs& a);
 
