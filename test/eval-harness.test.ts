@@ -45,6 +45,19 @@ afterAll(async () => {
 
 const randomSeed = () => rng.int(0, 999_999);
 
+/** A layer file of llama-tiny (layers 0 and 2 lazy) with sink 4 and this window. */
+const layerFileOf = (window: number) => ({
+  model: "llama-tiny",
+  layers: 3,
+  fullLayers: 1,
+  prompts: 1,
+  counts: [],
+  lazyLayers: [0, 2],
+  sink: 4,
+  window,
+  lastQueries: 32,
+});
+
 describe(`seed ${rng.seed}`, () => {
   describe("runEval on llama-tiny", () => {
     const layers = 3;
@@ -250,17 +263,7 @@ describe(`seed ${rng.seed}`, () => {
       [
         {
           window: 48,
-          layerFile: {
-            model: "llama-tiny",
-            layers: 3,
-            fullLayers: 1,
-            prompts: 1,
-            counts: [],
-            lazyLayers: [0, 2],
-            sink: 4,
-            window: 1020,
-            lastQueries: 32,
-          },
+          layerFile: layerFileOf(1020),
         },
         /eval: context 400 fits in the sink \+ window of mode "fixed 33%" \(1024 tokens\), so that mode would be full attention: give a layer file calibrated with a smaller window, or longer contexts$/,
       ],
@@ -268,17 +271,7 @@ describe(`seed ${rng.seed}`, () => {
       [
         {
           window: 1020,
-          layerFile: {
-            model: "llama-tiny",
-            layers: 3,
-            fullLayers: 1,
-            prompts: 1,
-            counts: [],
-            lazyLayers: [0, 2],
-            sink: 4,
-            window: 500,
-            lastQueries: 32,
-          },
+          layerFile: layerFileOf(500),
         },
         /fits in the sink \+ window of modes "auto 25%" \(1024 tokens\), .*"fixed 33%" \(504 tokens\), .*give a smaller window \(e\.g\. 25\), or a layer file calibrated with a smaller window, or longer contexts$/,
       ],
@@ -372,8 +365,7 @@ describe(`seed ${rng.seed}`, () => {
         /eval: the layer file was calibrated on a model of 8 layers \(other\); this one has 3\. Run lighttransfer calibrate on this model/,
       ],
     ])("a layer file is checked before any sample: %s", async (_, change, message) => {
-      const base = { model: "llama-tiny", layers: 3, fullLayers: 1, prompts: 1, counts: [], lazyLayers: [0, 2], sink: 4, window: 48 };
-      const layerFile = { ...base, lastQueries: 32, ...change };
+      const layerFile = { ...layerFileOf(48), ...change };
       const config = { ...resolveEvalConfig([{ contexts: [400], window: 48 }], false), layerFile } as EvalConfig;
       await expect(runEval(model, config)).rejects.toThrow(message);
     });
