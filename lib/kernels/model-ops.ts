@@ -170,6 +170,7 @@ export interface RmsNormOptions {
   eps?: number;
   /** If given, updated in place to residual + x, and the norm is taken of that sum. */
   residual?: Tensor;
+  /** [..., dim]: may be x itself (in place) where there is no residual, and share no memory with the rest. */
   out?: Tensor;
 }
 
