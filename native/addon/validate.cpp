@@ -165,7 +165,7 @@ std::string shown(const Napi::Value& v) {
 
 int32_t KernelArgs::integer(const char* name, int32_t min, int32_t max) {
   Napi::Value v = value(name);
-  if (v.IsUndefined()) fail(std::string(name) + " is required (an integer)");
+  if (v.IsUndefined() || v.IsNull()) fail(std::string(name) + " is required (an integer)");
   if (!v.IsNumber()) fail(std::string(name) + " must be an integer (a number), got " + shown(v));
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d))
