@@ -6,7 +6,7 @@ import { optionalFunction, optionalSignal, optionsObject, rejectUnknownOptions }
 import { whileLive } from "../generate/loop";
 import { checkSessionOptions } from "../generate/options";
 import { checkPromptFits, promptIdsAsync } from "../generate/prompt";
-import { type HybridOptions, resolveHybrid } from "../hybrid/options";
+import type { HybridOptions } from "../hybrid/options";
 import type { Model } from "./model";
 
 /** A layer file: the streaming shape it was calibrated with, and the layers it chose. */
@@ -51,9 +51,11 @@ export async function calibrate(model: Model, prompts: string[], options?: Calib
     throw new RangeError("calibrate: no prompts were given; calibrating needs at least one longer than sink + window");
   optionalFunction(options.onProgress, "calibrate: onProgress");
   optionalSignal(options.signal, "calibrate: signal");
-  const resolved = resolveHybrid({ ...optionsObject(options.hybrid, "calibrate: hybrid"), mode: "calibrate" }, model.config.layers);
-  const sessionOptions = { hybrid: { ...options.hybrid, mode: "calibrate" as const }, maxContext: options.maxContext };
-  const { maxContext } = checkSessionOptions(sessionOptions, model.decoder, "calibrate");
+  const sessionOptions = {
+    hybrid: { ...optionsObject(options.hybrid, "calibrate: hybrid"), mode: "calibrate" as const },
+    maxContext: options.maxContext,
+  };
+  const { maxContext, hybrid: resolved } = checkSessionOptions(sessionOptions, model.decoder, "calibrate");
   // Every prompt encoded and its length checked first, so that one too long is refused by its
   // index before any other runs.
   const encoded: number[][] = [];
