@@ -2,7 +2,7 @@
 // paged decode. Outputs are allocated on the inputs' device unless passed in.
 
 import { type RingShape, type StreamingShape, streamingDefaults } from "../common/geometry";
-import { addon, type PrefillKernelChoice, prefillKernelChoices } from "../runtime/native";
+import { type PrefillKernelChoice, prefillKernelChoices } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 import {
   type AsyncKernelOptions,
@@ -13,11 +13,12 @@ import {
   optionalChoice,
   optionalFlag,
   optionalTensor,
+  type PreparedOp,
   readNested,
   readOptions,
   requireTensor,
-  runAsync,
-  runSync,
+  runOp,
+  runOpAsync,
 } from "./call";
 
 /**
@@ -127,7 +128,7 @@ function readCached(value: CachedPrefixOptions | undefined) {
   return { args, length: typeof c.length === "number" ? c.length : 0 };
 }
 
-function preparePrefill(options: PrefillAttentionOptions) {
+function preparePrefill(options: PrefillAttentionOptions): PreparedOp<"prefillAttention", PrefillAttentionResult> {
   const o = readOptions("prefillAttention", options, prefillKeys);
   const cached = readCached(o.cached);
   const q = requireTensor("q", o.q);
@@ -169,7 +170,7 @@ function preparePrefill(options: PrefillAttentionOptions) {
     streaming: clampRing(streaming, keys),
     ...(kernel && { kernel }),
   };
-  return { args, outputs, result: { out, lse, lazyRatio } as PrefillAttentionResult };
+  return { op: "prefillAttention", args, outputs, result: { out, lse, lazyRatio } };
 }
 
 /**
@@ -186,20 +187,18 @@ function preparePrefill(options: PrefillAttentionOptions) {
  * const older = kernels.prefillAttention({ q, k, v, kernel: "mmaSync" });
  */
 export function prefillAttention(options: PrefillAttentionOptions): PrefillAttentionResult {
-  const { args, outputs, result } = preparePrefill(options);
-  return runSync(outputs, () => addon().prefillAttention(args), result);
+  return runOp(preparePrefill(options));
 }
 
 /**
  * `prefillAttention` off the event loop.
  * @example const { out } = await kernels.prefillAttentionAsync({ q, k, v }, { signal }); // the server answers other requests meanwhile
  */
-export async function prefillAttentionAsync(
+export function prefillAttentionAsync(
   options: PrefillAttentionOptions,
   asyncOptions: AsyncKernelOptions = {},
 ): Promise<PrefillAttentionResult> {
-  const { args, outputs, result } = preparePrefill(options);
-  return runAsync(outputs, (cancel) => addon().prefillAttentionAsync(args, cancel), result, asyncOptions);
+  return runOpAsync(() => preparePrefill(options), asyncOptions);
 }
 
 export interface DecodeAttentionOptions {
@@ -225,7 +224,7 @@ export interface DecodeAttentionResult {
 
 const decodeKeys = ["q", "kPages", "vPages", "pageTable", "seqLens", "scale", "returnLse", "out", "lse"] as const;
 
-function prepareDecode(options: DecodeAttentionOptions) {
+function prepareDecode(options: DecodeAttentionOptions): PreparedOp<"decodeAttention", DecodeAttentionResult> {
   const o = readOptions("decodeAttention", options, decodeKeys);
   const q = requireTensor("q", o.q);
   const kPages = requireTensor("kPages", o.kPages),
@@ -249,7 +248,7 @@ function prepareDecode(options: DecodeAttentionOptions) {
     lse: handleOf(lse),
     scale: o.scale,
   };
-  return { args, outputs, result: { out, lse } as DecodeAttentionResult };
+  return { op: "decodeAttention", args, outputs, result: { out, lse } };
 }
 
 /**
@@ -259,18 +258,16 @@ function prepareDecode(options: DecodeAttentionOptions) {
  * const { out } = kernels.decodeAttention({ q, kPages, vPages, pageTable, seqLens });
  */
 export function decodeAttention(options: DecodeAttentionOptions): DecodeAttentionResult {
-  const { args, outputs, result } = prepareDecode(options);
-  return runSync(outputs, () => addon().decodeAttention(args), result);
+  return runOp(prepareDecode(options));
 }
 
 /**
  * `decodeAttention` off the event loop.
  * @example const { out } = await kernels.decodeAttentionAsync({ q, kPages, vPages, pageTable, seqLens }, { signal });
  */
-export async function decodeAttentionAsync(
+export function decodeAttentionAsync(
   options: DecodeAttentionOptions,
   asyncOptions: AsyncKernelOptions = {},
 ): Promise<DecodeAttentionResult> {
-  const { args, outputs, result } = prepareDecode(options);
-  return runAsync(outputs, (cancel) => addon().decodeAttentionAsync(args, cancel), result, asyncOptions);
+  return runOpAsync(() => prepareDecode(options), asyncOptions);
 }

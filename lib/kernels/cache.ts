@@ -2,9 +2,18 @@
 // Which slot or page each token goes to is the caller's policy (lib/cache); these only move bytes.
 
 import type { RingShape } from "../common/geometry";
-import { addon } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
-import { type AsyncKernelOptions, clampToSpan, Outputs, optionalTensor, readOptions, requireTensor, runAsync, runSync } from "./call";
+import {
+  type AsyncKernelOptions,
+  clampToSpan,
+  Outputs,
+  optionalTensor,
+  type PreparedOp,
+  readOptions,
+  requireTensor,
+  runOp,
+  runOpAsync,
+} from "./call";
 
 export interface AppendKvOptions {
   /** New keys/values [tokens, hkv, d], same dtype as the pool. */
@@ -17,15 +26,16 @@ export interface AppendKvOptions {
   slots: Tensor;
 }
 
-function appendArgs(options: AppendKvOptions) {
+function appendOp(options: AppendKvOptions): PreparedOp<"appendKv", void> {
   const o = readOptions("appendKv", options, ["k", "v", "kPages", "vPages", "slots"]);
-  return {
+  const args = {
     k: requireTensor("k", o.k).handle,
     v: requireTensor("v", o.v).handle,
     kPages: requireTensor("kPages", o.kPages).handle,
     vPages: requireTensor("vPages", o.vPages).handle,
     slots: requireTensor("slots", o.slots).handle,
   };
+  return { op: "appendKv", args, outputs: new Outputs(), result: undefined };
 }
 
 /**
@@ -33,17 +43,15 @@ function appendArgs(options: AppendKvOptions) {
  * @example kernels.appendKv({ k, v, kPages, vPages, slots: Tensor.from(new Int32Array([17, 18]), [2]) });
  */
 export function appendKv(options: AppendKvOptions): void {
-  const args = appendArgs(options);
-  runSync(new Outputs(), () => addon().appendKv(args), undefined);
+  runOp(appendOp(options));
 }
 
 /**
  * `appendKv` off the event loop.
  * @example await kernels.appendKvAsync({ k, v, kPages, vPages, slots: Tensor.from(new Int32Array([17, 18]), [2]) });
  */
-export async function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
-  const args = appendArgs(options);
-  return runAsync(new Outputs(), (cancel) => addon().appendKvAsync(args, cancel), undefined, asyncOptions);
+export function appendKvAsync(options: AppendKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+  return runOpAsync(() => appendOp(options), asyncOptions);
 }
 
 export interface CutToStreamingOptions extends RingShape {
@@ -57,9 +65,9 @@ export interface CutToStreamingOptions extends RingShape {
   length: number;
 }
 
-function cutArgs(options: CutToStreamingOptions) {
+function cutOp(options: CutToStreamingOptions): PreparedOp<"cutToStreaming", void> {
   const o = readOptions("cutToStreaming", options, ["kPages", "vPages", "srcPageTable", "dstPageTable", "length", "sink", "window"]);
-  return {
+  const args = {
     kPages: requireTensor("kPages", o.kPages).handle,
     vPages: requireTensor("vPages", o.vPages).handle,
     srcPageTable: requireTensor("srcPageTable", o.srcPageTable).handle,
@@ -68,6 +76,7 @@ function cutArgs(options: CutToStreamingOptions) {
     sink: clampToSpan(o.sink, o.length),
     window: clampToSpan(o.window, o.length),
   };
+  return { op: "cutToStreaming", args, outputs: new Outputs(), result: undefined };
 }
 
 /**
@@ -77,17 +86,15 @@ function cutArgs(options: CutToStreamingOptions) {
  * kernels.cutToStreaming({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: streamingDefaults.sink, window: streamingDefaults.window });
  */
 export function cutToStreaming(options: CutToStreamingOptions): void {
-  const args = cutArgs(options);
-  runSync(new Outputs(), () => addon().cutToStreaming(args), undefined);
+  runOp(cutOp(options));
 }
 
 /**
  * `cutToStreaming` off the event loop.
  * @example await kernels.cutToStreamingAsync({ kPages, vPages, srcPageTable, dstPageTable, length: 5000, sink: 4, window: 1020 });
  */
-export async function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
-  const args = cutArgs(options);
-  return runAsync(new Outputs(), (cancel) => addon().cutToStreamingAsync(args, cancel), undefined, asyncOptions);
+export function cutToStreamingAsync(options: CutToStreamingOptions, asyncOptions: AsyncKernelOptions = {}): Promise<void> {
+  return runOpAsync(() => cutOp(options), asyncOptions);
 }
 
 export interface GatherKvOptions {
@@ -106,20 +113,18 @@ export interface GatherKvOptions {
  * @example const { k, v } = kernels.gatherKv({ kPages, vPages, slots: Tensor.from(Int32Array.from(slotList), [n]) });
  */
 export function gatherKv(options: GatherKvOptions): { k: Tensor; v: Tensor } {
-  const { args, outputs, result } = gatherArgs(options);
-  return runSync(outputs, () => addon().gatherKv(args), result);
+  return runOp(gatherOp(options));
 }
 
 /**
  * `gatherKv` off the event loop.
  * @example const { k, v } = await kernels.gatherKvAsync({ kPages, vPages, slots });
  */
-export async function gatherKvAsync(options: GatherKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<{ k: Tensor; v: Tensor }> {
-  const { args, outputs, result } = gatherArgs(options);
-  return runAsync(outputs, (cancel) => addon().gatherKvAsync(args, cancel), result, asyncOptions);
+export function gatherKvAsync(options: GatherKvOptions, asyncOptions: AsyncKernelOptions = {}): Promise<{ k: Tensor; v: Tensor }> {
+  return runOpAsync(() => gatherOp(options), asyncOptions);
 }
 
-function gatherArgs(options: GatherKvOptions) {
+function gatherOp(options: GatherKvOptions): PreparedOp<"gatherKv", { k: Tensor; v: Tensor }> {
   const o = readOptions("gatherKv", options, ["kPages", "vPages", "slots", "k", "v"]);
   const pool = requireTensor("kPages", o.kPages),
     vPages = requireTensor("vPages", o.vPages),
@@ -131,5 +136,5 @@ function gatherArgs(options: GatherKvOptions) {
   const k = outputs.take(givenK, () => Tensor.empty(shape, pool.dtype, pool.device));
   const v = outputs.take(givenV, () => Tensor.empty(shape, pool.dtype, pool.device));
   const args = { kPages: pool.handle, vPages: vPages.handle, slots: slots.handle, k: k.handle, v: v.handle };
-  return { args, outputs, result: { k, v } };
+  return { op: "gatherKv", args, outputs, result: { k, v } };
 }

@@ -28,18 +28,8 @@ export class Outputs {
   }
 }
 
-export function runSync<R>(outputs: Outputs, call: () => void, result: R): R {
-  try {
-    call();
-  } catch (err) {
-    outputs.disposeMade();
-    throw err;
-  }
-  return result;
-}
-
 /** Runs an async call, cancelled (see AsyncKernelOptions.signal) if the signal aborts before it starts. */
-export async function runAsync<R>(
+async function runAsync<R>(
   outputs: Outputs,
   call: (cancel: NativeCancelToken | undefined) => Promise<void>,
   result: R,
@@ -101,7 +91,13 @@ export interface PreparedOp<Op extends keyof NativeOpArgs, R> {
 /** Runs a prepared op here; outputs made for it are disposed if it fails. */
 export function runOp<Op extends keyof NativeOpArgs, R>({ op, args, outputs, result }: PreparedOp<Op, R>): R {
   const run = addon()[op] as (args: NativeOpArgs[Op]) => void;
-  return runSync(outputs, () => run(args), result);
+  try {
+    run(args);
+  } catch (err) {
+    outputs.disposeMade();
+    throw err;
+  }
+  return result;
 }
 
 /**

@@ -1,9 +1,18 @@
 // Standalone lazy ratio (DESIGN.md section 2) from the queries, keys and a prefill's LSE.
 
 import type { StreamingShape } from "../common/geometry";
-import { addon } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
-import { type AsyncKernelOptions, clampToSpan, Outputs, optionalTensor, readOptions, requireTensor, runAsync, runSync } from "./call";
+import {
+  type AsyncKernelOptions,
+  clampToSpan,
+  Outputs,
+  optionalTensor,
+  type PreparedOp,
+  readOptions,
+  requireTensor,
+  runOp,
+  runOpAsync,
+} from "./call";
 
 export interface LazyRatioKernelOptions extends StreamingShape {
   /** The trailing queries [nq, hq, d] (positions nk - nq .. nk - 1); at least min(lastQueries, nk). */
@@ -17,7 +26,7 @@ export interface LazyRatioKernelOptions extends StreamingShape {
   out?: Tensor;
 }
 
-function prepare(options: LazyRatioKernelOptions) {
+function lazyRatioOp(options: LazyRatioKernelOptions): PreparedOp<"lazyRatio", Tensor> {
   const o = readOptions("lazyRatio", options, ["q", "k", "lse", "out", "sink", "window", "lastQueries", "scale"]);
   const q = requireTensor("q", o.q),
     k = requireTensor("k", o.k),
@@ -36,7 +45,7 @@ function prepare(options: LazyRatioKernelOptions) {
     lastQueries: o.lastQueries,
     scale: o.scale,
   };
-  return { args, outputs, out };
+  return { op: "lazyRatio", args, outputs, result: out };
 }
 
 /**
@@ -46,15 +55,13 @@ function prepare(options: LazyRatioKernelOptions) {
  * const ratio = kernels.lazyRatio({ q, k, lse, ...streamingDefaults }); // or any { sink, window, lastQueries }
  */
 export function lazyRatio(options: LazyRatioKernelOptions): Tensor {
-  const { args, outputs, out } = prepare(options);
-  return runSync(outputs, () => addon().lazyRatio(args), out);
+  return runOp(lazyRatioOp(options));
 }
 
 /**
  * `lazyRatio` off the event loop.
  * @example const lazy = (await kernels.lazyRatioAsync({ q, k, lse, ...streamingDefaults })).toFloat32Array(); // per head
  */
-export async function lazyRatioAsync(options: LazyRatioKernelOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
-  const { args, outputs, out } = prepare(options);
-  return runAsync(outputs, (cancel) => addon().lazyRatioAsync(args, cancel), out, asyncOptions);
+export function lazyRatioAsync(options: LazyRatioKernelOptions, asyncOptions: AsyncKernelOptions = {}): Promise<Tensor> {
+  return runOpAsync(() => lazyRatioOp(options), asyncOptions);
 }
