@@ -144,15 +144,11 @@ PreparedCall prepareRmsNorm(const Napi::CallbackInfo& info, CallMode mode) {
     a.expectShape("residual", res, x->shape());
     a.expectDType("residual", res, x->dtype());
     if (y->data() == x->data()) a.fail("out may not be x itself when a residual is given");
-    // The residual is updated in place and out written from it: they must be apart.
-    for (auto [name, t] : {std::pair{"out", y}, {"weight", w}})
-      if (overlaps(res, t)) a.fail(std::string("residual overlaps ") + name + ": give them tensors of their own");
   }
-  // Each row is read whole before it is written, so out may be x itself (in place), but not part of it.
-  if (y->data() != x->data())
-    expectApart(a, {{"out", y}, {"residual", res}}, {{"x", x}, {"weight", w}});
-  else
-    expectApart(a, {{"out", y}}, {{"weight", w}});
+  // The residual is updated in place and out written from it; each row is read whole before it is
+  // written, so out may be x itself (in place, without a residual), but not part of it.
+  const bool inPlace = y->data() == x->data();
+  expectApart(a, {{"residual", res}, {"out", y}}, {{"x", inPlace ? nullptr : x}, {"weight", w}});
   Device device = a.sameDevice({{"x", x}, {"weight", w}, {"residual", res}, {"out", y}});
   RmsNormParams p;
   p.xType = x->dtype(), p.wType = w->dtype();
