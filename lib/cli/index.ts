@@ -270,12 +270,12 @@ function makeOutputDirectory(dir: string, flag: string): void {
   }
 }
 
-/** Says on stderr that a context reaches past the positions the model was trained on. */
-function notePastPositions(context: number | undefined, maxPositions: number, flag: string): void {
+/** Says on stderr that a context (`name` value) reaches past the positions the model was trained on; `also` goes before that. */
+function notePastPositions(name: string, context: number | undefined, maxPositions: number, also = ""): void {
   if (context !== undefined && context > maxPositions)
     console.warn(
-      `note: ${flag} ${context} is beyond the model's max_position_embeddings (${maxPositions}): ` +
-        "the model was not trained on positions that far",
+      `note: ${name} ${context} is beyond the model's max_position_embeddings (${maxPositions}): ` +
+        `${also}the model was not trained on positions that far`,
     );
 }
 
@@ -399,11 +399,7 @@ program
       console.warn(
         `note: a sequence needs a KV page in each of the ${config.layers} layers; the pool beside the weights holds ${plan.poolPages}`,
       );
-    if (o.context > config.maxPositionEmbeddings)
-      console.warn(
-        `note: context ${o.context} is beyond the model's max_position_embeddings (${config.maxPositionEmbeddings}): ` +
-          "a session holds it only when given a larger maxContext, and the model was not trained on positions that far",
-      );
+    notePastPositions("context", o.context, config.maxPositionEmbeddings, "a session holds it only when given a larger maxContext, and ");
     const hybrid = plan.hybrid;
     if (!hybrid) {
       console.log(`KV per sequence: ${gib(plan.full.bytes)} (a sliding window of ${config.slidingWindow} tokens in every layer)`);
@@ -439,7 +435,7 @@ withRatioOptions(program.command("inspect"))
     checkWritable(o.heatmap, "--heatmap");
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype, kvCacheBytes: o.kvMemory });
-    notePastPositions(o.maxContext, model.config.maxPositionEmbeddings, "--max-context");
+    notePastPositions("--max-context", o.maxContext, model.config.maxPositionEmbeddings);
     try {
       const hybrid = { mode: "auto" as const, fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries };
       const columns: Array<Array<number | undefined>> = [];
@@ -512,7 +508,7 @@ withRatioOptions(program.command("calibrate"))
     checkWritable(o.out, "-o");
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype, kvCacheBytes: o.kvMemory });
-    notePastPositions(o.maxContext, model.config.maxPositionEmbeddings, "--max-context");
+    notePastPositions("--max-context", o.maxContext, model.config.maxPositionEmbeddings);
     try {
       const bar = new SingleBar({ format: "calibrating {bar} {value}/{total} prompts", stream: process.stderr });
       bar.start(prompts.length, 0);
