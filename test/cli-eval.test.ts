@@ -25,6 +25,19 @@ function withoutWeights(): string {
   return dir;
 }
 
+/**
+ * An eval of `model` with `flags` refused before any weight is read: a non-zero exit with
+ * `message`, no safetensors file named, and nothing left at `results` (the output directory is
+ * made only once the settings pass).
+ */
+function expectRefusedBeforeWeights(model: string, results: string, flags: string[], message: RegExp): void {
+  const r = spawnSync(process.execPath, [cli, "eval", "--model", model, "--device", "cpu", "-o", results, ...flags], { encoding: "utf8" });
+  expect(r.status).not.toBe(0);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).not.toMatch(/safetensors/);
+  expect(fs.existsSync(results)).toBe(false);
+}
+
 describe(`seed ${rng.seed}`, () => {
   test("an output path that cannot be a directory fails before the model is loaded", () => {
     const file = path.join(out, "a-file");
@@ -56,15 +69,7 @@ describe(`seed ${rng.seed}`, () => {
         /eval: chat is on, but this model has no chat template .*: set chat to false \(--chat off on the command line\)/,
       ],
     ];
-    for (const [flags, message] of cases) {
-      const r = spawnSync(process.execPath, [cli, "eval", "--model", noWeights, "--device", "cpu", "-o", results, ...flags], {
-        encoding: "utf8",
-      });
-      expect(r.status).not.toBe(0);
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr).not.toMatch(/safetensors/);
-      expect(fs.existsSync(results)).toBe(false);
-    }
+    for (const [flags, message] of cases) expectRefusedBeforeWeights(noWeights, results, flags, message);
   });
 
   test("eval writes eval.json, eval.md and both plots, consistent with each other and with what it prints", () => {
@@ -187,16 +192,7 @@ describe(`seed ${rng.seed}`, () => {
       [["-c", "420", "--full-layers", "0.5,0.501"], /two modes are both named/],
     ];
     const results = path.join(out, `refused-${rng.int(0, 1e6)}`);
-    for (const [flags, message] of cases) {
-      const r = spawnSync(process.execPath, [cli, "eval", "--model", configOnly, "--device", "cpu", "-o", results, ...flags], {
-        encoding: "utf8",
-      });
-      expect(r.status).not.toBe(0);
-      expect(r.stderr).toMatch(message);
-      expect(r.stderr).not.toMatch(/safetensors/);
-      // A refused run leaves nothing behind: the output directory is made only once the settings pass.
-      expect(fs.existsSync(results)).toBe(false);
-    }
+    for (const [flags, message] of cases) expectRefusedBeforeWeights(configOnly, results, flags, message);
   });
 
   test("--kv-memory sizes the page pool: two pages are refused, three cannot hold a prompt", () => {
