@@ -1,7 +1,7 @@
 // Async kernels give the same results as sync ones, off the event loop, survive inputs disposed
 // while they run, and do not run once aborted while they wait for a thread.
 import { kernels, Tensor } from "../lib";
-import { runChild } from "./helpers/child";
+import { abortedWhileWaiting, abortedWhileWaitingOutcome } from "./helpers/aborted-async";
 import { Random } from "./helpers/reference";
 import { TensorScope } from "./helpers/tensors";
 
@@ -76,32 +76,7 @@ test("disposing inputs while an async kernel runs neither crashes nor changes th
 });
 
 test("an async call aborted while it waits for a thread does not run: it rejects with the reason and its output is untouched", () => {
-  // One thread in libuv's pool, taken by a long prefill: the second call waits behind it.
-  const r = runChild(
-    `
-    const { kernels, Tensor } = require(process.env.LIGHTTRANSFER_ROOT + "/lib");
-    const random = (shape) => Tensor.from(Float32Array.from({ length: shape.reduce((a, b) => a * b) }, () => Math.random() - 0.5), shape);
-    const n = 1024, h = 4, d = 64;
-    const [q, k, v] = [random([n, h, d]), random([n, h, d]), random([n, h, d])];
-    const long = kernels.prefillAttentionAsync({ q, k, v });
-    const out = Tensor.from(new Float32Array(8 * h * d).fill(7), [8, h, d]);
-    const controller = new AbortController();
-    const reason = new Error("no longer wanted");
-    const queued = kernels.prefillAttentionAsync({ q: random([8, h, d]), k: random([8, h, d]), v: random([8, h, d]), out }, { signal: controller.signal });
-    controller.abort(reason);
-    Promise.allSettled([long, queued]).then(([first, second]) => {
-      console.log(JSON.stringify({
-        first: first.status,
-        second: second.status,
-        reason: second.status === "rejected" && second.reason === reason,
-        untouched: out.toFloat32Array().every((x) => x === 7),
-      }));
-    });
-    `,
-    { env: { UV_THREADPOOL_SIZE: "1" } },
-  );
-  expect(r.stderr).toBe("");
-  expect(JSON.parse(r.stdout)).toEqual({ first: "fulfilled", second: "rejected", reason: true, untouched: true });
+  expect(abortedWhileWaiting("cpu")).toEqual(abortedWhileWaitingOutcome);
 });
 
 test("calls sharing one signal, aborted while they wait for threads, each reject with its reason, with one abort listener", async () => {
