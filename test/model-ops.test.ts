@@ -135,6 +135,24 @@ describe("linear", () => {
     expect(want.filter((v) => Math.abs(v) > 2 ** -126).length).toBeGreaterThan(inner / 4);
   });
 
+  // A row's outputs must not depend on the rows beside it (a batch gives what each sequence gives
+  // alone; a prefill's rows what decode steps give), whichever blocks of rows and of weight rows
+  // the CPU kernel serves it from: rows in threes, the rows three leave over, short blocks of weights.
+  test.each(["f32", "bf16"] as const)("each row gives what it gives alone, bit for bit (x %s)", (dtype) => {
+    const m = rng.int(2, 40),
+      n = rng.int(1, 70),
+      k = rng.int(1, 600);
+    const w = scope.random(rng, [n, k], "bf16").tensor;
+    const bias = scope.random(rng, [n], "bf16").tensor;
+    const x = scope.random(rng, [m, k], dtype);
+    const together = scope.add(kernels.linear({ x: x.tensor, weight: w, bias })).toFloat32Array();
+    const rows = Array.from({ length: m }, (_, r) => {
+      const row = scope.add(Tensor.from(Float32Array.from(x.values.subarray(r * k, (r + 1) * k)), [1, k], { dtype }));
+      return Array.from(scope.add(kernels.linear({ x: row, weight: w, bias })).toFloat32Array());
+    });
+    expect({ seed: rng.seed, m, n, k, values: Array.from(together) }).toEqual({ seed: rng.seed, m, n, k, values: rows.flat() });
+  });
+
   test("the fused norm and SwiGLU give what rmsNorm or swiGlu and then linear give, bit for bit (f32)", () => {
     const m = rng.int(1, 5),
       n = rng.int(1, 30),
