@@ -100,6 +100,13 @@ export function resolveHybrid(options: HybridOptions | undefined, layers: number
       break;
   }
   if (o.lazyLayers !== undefined && mode !== "fixed") throw new RangeError("hybrid.lazyLayers is only for mode 'fixed'");
+  if (o.seed !== undefined && mode !== "random") throw new RangeError("hybrid.seed is only for mode 'random'");
+  // Mode auto (and calibrate) choose the lazy layers from a prefill in which every layer attends
+  // in full; only a lazy set known before the prompt can prefill with the streaming mask.
+  if (prefill === "streaming" && (mode === "auto" || mode === "calibrate" || mode === "off"))
+    throw new RangeError(
+      `hybrid.prefill "streaming" is for modes whose lazy layers are known before the prompt (fixed, random, streaming-all); mode '${mode}' prefills every layer with full attention`,
+    );
   return { mode, fullLayers, sink, window, lastQueries, lazyLayers, prefill };
 }
 
