@@ -47,6 +47,42 @@ describe(`seed ${rng.seed}`, () => {
     },
   );
 
+  test("an abort at any event-loop turn of a turn: the session holds exactly what its chunks gave", async () => {
+    // A short prompt goes in a layer a turn; aborting after each number of turns in one run lands
+    // in every gap: before the prompt, between its layers, right after its last one (the first
+    // token chosen, not yet given), and between decode steps.
+    const prompt = randomIds(rng.int(3, 10));
+    const layers = model.config.layers;
+    const outcomes = new Set<string>();
+    for (let turns = 0; turns <= layers + 4; turns++) {
+      const session = model.createSession();
+      try {
+        const controller = new AbortController();
+        const abortAfter = (n: number): void => void (n ? setImmediate(() => abortAfter(n - 1)) : controller.abort());
+        const given: number[] = [];
+        let error: string | undefined;
+        try {
+          const stream = session.generate(prompt, { maxNewTokens: 4, stopAtEos: false, signal: controller.signal });
+          abortAfter(turns);
+          for await (const chunk of stream) given.push(...chunk.tokens);
+        } catch (err) {
+          error = (err as Error).name;
+        }
+        const { generatedTokens, contextTokens } = session.stats;
+        // The cache holds the prompt and every token given but the last, which the next turn feeds.
+        const want = given.length
+          ? { generatedTokens: given.length, contextTokens: prompt.length + given.length - 1 }
+          : { generatedTokens: 0, contextTokens: 0 };
+        expect({ turns, error, generatedTokens, contextTokens }).toEqual({ turns, error, ...want });
+        outcomes.add(`${error ?? "done"} after ${given.length}`);
+      } finally {
+        session.dispose();
+      }
+    }
+    expect(outcomes).toContain("AbortError after 0");
+    expect(outcomes).toContain("AbortError after 1");
+  });
+
   test.each([32, undefined])(
     "generate and score on the model (prefill chunk %p): aborted mid-prompt, every page back",
     async (prefillChunk) => {

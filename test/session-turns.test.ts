@@ -80,6 +80,24 @@ describe(`seed ${rng.seed}`, () => {
     }
   });
 
+  test("a reply that ended at maxContext does not go on past it with an empty prompt", async () => {
+    const maxContext = rng.int(8, 16);
+    const prompt = randomIds(rng.int(2, maxContext - 2));
+    const session = model.createSession({ maxContext });
+    try {
+      const options = { maxNewTokens: 64, stopAtEos: false };
+      const chunks: string[] = [];
+      for await (const chunk of session.generate(prompt, options)) if (chunk.finishReason) chunks.push(chunk.finishReason);
+      expect({ chunks, held: session.stats.contextTokens }).toEqual({ chunks: ["context"], held: maxContext });
+      await expect(session.generate("", options).next()).rejects.toThrow(
+        `the reply cannot go on: the session holds ${maxContext} tokens, maxContext ${maxContext}`,
+      );
+      expect(session.stats.contextTokens).toBe(maxContext);
+    } finally {
+      session.dispose();
+    }
+  });
+
   test("a repetition penalty counts the earlier turns, as one generation over the whole conversation does", async () => {
     // Turns of tokens drawn from a small set, so that the penalised tokens matter to the choice.
     const words = randomIds(6);

@@ -170,6 +170,11 @@ export class Session implements AsyncDisposable {
     // An empty prompt after a reply goes on with that reply: its last token is the turn's whole input.
     const continuesReply = own.length === 0 && carried.length > 0;
     if (!continuesReply) checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
+    else if (sequence.length + carried.length > this.settings.maxContext)
+      throw new RangeError(
+        `generate: the reply cannot go on: the session holds ${sequence.length} tokens, maxContext ${this.settings.maxContext}, ` +
+          'and the reply ended there (finishReason "context"). Go on in a new session (createSession({ maxContext }) for a larger one)',
+      );
     if (sequence.length === 0) checkPromptPages(this.model, carried.length + own.length, this.settings.hybrid, "the prompt");
     const ids = [...carried, ...own];
     this.busy = true;

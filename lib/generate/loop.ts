@@ -122,9 +122,11 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
         }
       }
       first.push({ index, chunk: done.chunk });
+      // A prompt that is in has its first token, and the last prompt's chunks are given before
+      // an abort is looked at again (at the first decode step), so that a session's sequence
+      // holds what its chunks gave; an abort before a batch's next prompt releases them all.
       await yieldToEventLoop();
       checkLive();
-      o.signal?.throwIfAborted();
     }
     yield* first;
     while (stepper.decoding.length) {
