@@ -7,6 +7,7 @@
 // OpenAI parameters the server does not support are refused by name, a text too long to fit is
 // refused before it is tokenized, and completions' logprobs name and place tokens as OpenAI does.
 import * as fs from "node:fs";
+import * as http from "node:http";
 import * as path from "node:path";
 import autocannon from "autocannon";
 import type { FastifyInstance } from "fastify";
@@ -540,6 +541,54 @@ describe(`seed ${rng.seed}`, () => {
     await poolEmpties();
   });
 
+  test.each([false, true])(
+    "a client that leaves while its long prompt is encoded on the tokenizer's thread (stream %p): the request never runs",
+    async (stream) => {
+      const demo = await loadModel(path.join(__dirname, "..", "models", "demo"), { device: "cpu", kvCacheBytes: 16 * 2 ** 20 });
+      const server = await start({}, demo);
+      try {
+        const words = ["the", "house", "was", "quiet", "and", "they", "said", "that", "it", "would", "rain"];
+        let prompt = "";
+        while (prompt.length < 8400) prompt += `${words[rng.int(0, words.length - 1)]} `;
+        expect(demo.tokenizer.encode(prompt).length).toBeLessThan(3800);
+        // Text this long is encoded on the tokenizer's thread, in turn: a megabyte queued first
+        // holds the request's encoding back while its client leaves.
+        const ahead = demo.tokenizer.encodeAsync(prompt.repeat(120));
+        const body = JSON.stringify({
+          model: modelName,
+          prompt,
+          max_tokens: 50,
+          temperature: 0,
+          stream,
+          lighttransfer: { ignore_eos: true },
+        });
+        const { port } = new URL(server.url);
+        await new Promise<void>((resolve) => {
+          const request = http.request({
+            host: "127.0.0.1",
+            port,
+            method: "POST",
+            path: "/v1/completions",
+            headers: { "content-type": "application/json" },
+          });
+          request.on("error", () => {});
+          request.end(body, () => setTimeout(() => (request.destroy(), resolve()), 100));
+        });
+        await ahead;
+        const cancelled = 'lighttransfer_requests_total{endpoint="completion",outcome="cancelled"}';
+        for (let i = 0; i < 300 && (await metric(server.url, cancelled)) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+        expect({
+          cancelled: await metric(server.url, cancelled),
+          prompt: await metric(server.url, "lighttransfer_prompt_tokens_total"),
+          pages: demo.pool.usedPages,
+        }).toEqual({ cancelled: 1, prompt: 0, pages: 0 });
+      } finally {
+        await server.close();
+        await demo.dispose();
+      }
+    },
+  );
+
   test("close() ends what still runs with 503 rather than waiting for it: a stream's last event and a whole answer; every page comes back", async () => {
     const server = await start();
     const body = (ids: number[], stream: boolean) =>
@@ -784,6 +833,8 @@ describe(`seed ${rng.seed}`, () => {
         }
         const wrongType = await post(server.url, "/v1/completions", "prompt=hi", { "content-type": "application/x-www-form-urlencoded" });
         expect([wrongType.status, wrongType.body.error.code]).toEqual([415, "unsupported_media_type"]);
+        const asText = await post(server.url, "/v1/completions", JSON.stringify(ok), { "content-type": "text/plain" });
+        expect([asText.status, asText.body.error.code]).toEqual([415, "unsupported_media_type"]);
         const notJson = await post(server.url, "/v1/completions", "{ not json");
         expect([notJson.status, notJson.body.error.code]).toEqual([400, "invalid_json"]);
         // The same server still answers a good request.

@@ -161,6 +161,9 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     // Types as sent: "max_tokens": "5" is a 400, not 5.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
+  // The API takes JSON only: fastify's own text/plain parser would pass a JSON body sent as text on
+  // as a string, which fails the schema ("body must be object") instead of naming the media type.
+  app.removeContentTypeParser("text/plain");
   // Before the listener closes, which waits for every open connection: the requests still
   // running end now (503), so that close() does not wait for them to generate to their end.
   app.addHook("preClose", async () => scheduler.close());
@@ -285,6 +288,13 @@ class RequestRun {
   }
 
   answer(scheduler: Scheduler, reply: FastifyReply): Promise<unknown> {
+    // A client that left while its prompt was encoded (long text, on the tokenizer's thread) closed
+    // the connection before the listeners that cancel were on it: its request is not run at all.
+    if (reply.raw.destroyed) {
+      this.outcome("cancelled");
+      reply.hijack();
+      return Promise.resolve(undefined);
+    }
     return this.generation.stream ? this.stream(scheduler, reply) : this.whole(scheduler, reply);
   }
 
