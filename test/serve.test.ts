@@ -572,7 +572,12 @@ describe(`seed ${rng.seed}`, () => {
             headers: { "content-type": "application/json" },
           });
           request.on("error", () => {});
-          request.end(body, () => setTimeout(() => (request.destroy(), resolve()), 100));
+          request.end(body, () =>
+            setTimeout(() => {
+              request.destroy();
+              resolve();
+            }, 100),
+          );
         });
         await ahead;
         const cancelled = 'lighttransfer_requests_total{endpoint="completion",outcome="cancelled"}';
