@@ -21,9 +21,13 @@ namespace {
 // A gemm choice as given (empty when absent), checked to be a string; gemmRequest parses it.
 std::string gemmChoice(const Napi::Value& value, const std::string& op) {
   if (value.IsUndefined()) return "";
-  if (!value.IsString())
-    throw Error(op + ": gemm must be a string: auto, cublasLt, gemv, gemv-only, cublas or fallback");
-  return value.As<Napi::String>().Utf8Value();
+  const char* const choices = "auto, cublasLt, gemv, gemv-only, cublas or fallback";
+  if (!value.IsString()) throw Error(op + ": gemm must be a string: " + choices);
+  const std::string gemm = value.As<Napi::String>().Utf8Value();
+  // Checked on every device, so that a bad choice does not pass on the CPU (which has one GEMM).
+  for (const char* known : {"auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"})
+    if (gemm == known) return gemm;
+  throw Error(op + ": gemm must be " + choices + ", not '" + gemm + "'");
 }
 
 PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {

@@ -242,6 +242,21 @@ describe(`seed ${rng.seed}`, () => {
     maker.disposeAll();
   });
 
+  test("the addon refuses an unknown GEMM choice on the CPU too, which has one GEMM", () => {
+    const native = addon() as unknown as Record<string, (options: unknown) => unknown>;
+    const maker = new Maker(rng);
+    const x = maker.floats([2, 8], "f32").handle,
+      weight = maker.floats([3, 8], "f32").handle,
+      out = maker.floats([2, 3], "f32").handle;
+    expect(() => native.linear({ x, weight, out, gemm: "bogus" })).toThrow(
+      "linear: gemm must be auto, cublasLt, gemv, gemv-only, cublas or fallback, not 'bogus'",
+    );
+    expect(() => native.linear({ x, weight, out, gemm: 7 })).toThrow("linear: gemm must be a string");
+    for (const gemm of ["auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"])
+      expect(() => native.linear({ x, weight, out, gemm })).not.toThrow();
+    maker.disposeAll();
+  });
+
   test("the addon refuses options that are an array or a typed array, before it lists their elements", () => {
     const native = addon() as unknown as Record<string, (options: unknown) => unknown>;
     for (const options of [new Uint8Array(1 << 20), new Array(1 << 20).fill(0), Object.create(new Float32Array(1 << 20))])
