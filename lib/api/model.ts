@@ -74,6 +74,10 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
   if (device !== "cpu" && !cudaStatus().available)
     throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
   const config = readConfig(dir);
+  if (device !== "cpu" && config.headDim !== 64 && config.headDim !== 128)
+    throw new Error(
+      `${path.join(dir, "config.json")}: the head dimension is ${config.headDim}, and the CUDA attention kernels take 64 or 128; load this model with device "cpu"`,
+    );
   const withTokenizer = options.tokenizer ?? fs.existsSync(path.join(dir, "tokenizer.json"));
   const tokenizer = withTokenizer ? Tokenizer.fromDirectory(dir) : undefined;
   const checkpoint = new Checkpoint(dir);

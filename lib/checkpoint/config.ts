@@ -69,7 +69,8 @@ export const configLimits = {
   hiddenSize: 1 << 17,
   intermediateSize: 1 << 20,
   heads: 1024,
-  headDim: 1024,
+  // The attention kernels' largest head (the CPU's; CUDA takes 64 and 128, checked at loadModel).
+  headDim: 256,
   vocabSize: 1 << 24,
   positions: 1 << 30,
 } as const;

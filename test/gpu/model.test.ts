@@ -9,7 +9,7 @@ import { CudaGraph } from "../../lib/runtime/cuda-graph";
 import { fixtureModels, fixtureRoot, prefilledSequences, readLogits, readReference } from "../helpers/fixtures";
 import { collectGarbage } from "../helpers/gc";
 import { bits, describeWithCuda, relError } from "../helpers/gpu";
-import { editJson, fixtureTensors, fixtureWithTensors, storedF32 } from "../helpers/model-dir";
+import { copyFixture, editJson, fixtureTensors, fixtureWithTensors, storedF32 } from "../helpers/model-dir";
 import { errorToScale, type FloatDType, Random, roundArray, roundTo, worstBeyondBound } from "../helpers/reference";
 import { negativeGateSwiGlu, plantedLogits, randomLinear, TensorScope } from "../helpers/tensors";
 
@@ -693,6 +693,19 @@ describeGpu("models on CUDA: memory", () => {
     const model = await loadModel(dir, { device: "cuda:0", kvCacheBytes: 64 * 2 ** 20 });
     expect(memoryUsage().cuda - before).toBeGreaterThanOrEqual(64 * 2 ** 20 - model.pool.pageBytes);
     await model.dispose();
+    expect(memoryUsage().cuda).toBe(before);
+  });
+});
+
+describeGpu("models on CUDA: head dimensions", () => {
+  test("a head dimension the CUDA attention kernels do not take is refused at load, before the weights", async () => {
+    const dir = copyFixture("llama-tiny");
+    // The fixture's weights are for 64: the config is read, and refused, before them.
+    editJson(dir, "config.json", (c) => ({ ...c, head_dim: 96 }));
+    const before = memoryUsage().cuda;
+    await expect(loadModel(dir, { device: "cuda:0" })).rejects.toThrow(
+      /config\.json: the head dimension is 96, and the CUDA attention kernels take 64 or 128; load this model with device "cpu"/,
+    );
     expect(memoryUsage().cuda).toBe(before);
   });
 });

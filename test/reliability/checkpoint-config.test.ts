@@ -42,6 +42,7 @@ test.each([
   ["num_attention_heads", 1e6, /'num_attention_heads' must be an integer in \[1, \d+\], got 1000000/],
   ["num_key_value_heads", 4, /'num_key_value_heads' must be an integer in \[1, 2\] dividing num_attention_heads \(2\), got 4/],
   ["head_dim", 1e7, /'head_dim' must be an integer in \[2, \d+\], got 10000000/],
+  ["head_dim", 258, /'head_dim' must be an integer in \[2, 256\], got 258/],
   ["head_dim", 63, /'head_dim' must be even \(rotary embeddings rotate pairs\) and at most \d+, got 63/],
   ["max_position_embeddings", 2 ** 53, /'max_position_embeddings' must be an integer in \[1, \d+\], got 9007199254740992/],
   ["rms_norm_eps", "1e-5", /'rms_norm_eps' must be a number in \(0, 1\) that float32 holds \(at least 1\.4e-45\), got "1e-5"/],
