@@ -91,13 +91,33 @@ describe(`seed ${rng.seed}`, () => {
     expect(history.turn(base, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
   });
 
-  test("a template that refuses the whole conversation: the turn's messages alone", () => {
-    const tok = withTemplate(`{% if messages | length > 1 %}{{ raise_exception('one message at a time') }}{% endif %}${template}`);
+  test("a template that refuses the whole conversation refuses the turn, in its own words", () => {
+    // As Mistral's and Gemma's templates refuse a system message after the first turn: the turn
+    // alone would pass, and be a conversation the model was never shown.
+    const tok = withTemplate(
+      `{% for m in messages %}{% if m['role'] == 'system' and not loop.first %}{{ raise_exception('a system message comes first') }}{% endif %}{% endfor %}${template}`,
+    );
     const history = new ChatHistory();
     const turn = history.turn(tok, user(words()), 0);
     history.commit(tok, turn, reply(tok));
+    expect(() => history.turn(tok, [{ role: "system", content: "Be brief." }, ...user(words())], 1)).toThrow(
+      "this model's chat template failed on these messages: a system message comes first",
+    );
     const second = words();
-    expect(history.turn(tok, user(second), 1).text).toBe(`<|user|>${second}<|assistant|>`);
+    expect(history.turn(tok, user(second), 1).text).toBe(`</s><|user|>${second}<|assistant|>`);
+  });
+
+  test("a template that drops what a reply reasoned (Qwen3's <think>) still closes that reply before the new messages", () => {
+    // Earlier replies lose their reasoning in the rendering, so the session's text is no prefix of the conversation's.
+    const tok = withTemplate(
+      template.replace("{{ message['content'] }}{{ eos_token }}", "{{ message['content'].split('</think>') | last }}{{ eos_token }}"),
+    );
+    const history = new ChatHistory();
+    const turn = history.turn(tok, user(words()), 0);
+    const text = ` it was ${rng.int(0, 99)}</think> so`;
+    history.commit(tok, turn, { tokens: tok.encode(text, { addSpecialTokens: false }), endsWithEos: false });
+    const second = words();
+    expect(history.turn(tok, user(second), 1).text).toBe(`</s><|user|>${second}<|assistant|>`);
   });
 
   test("after a turn of text or ids, a chat turn is its messages alone, without the template's BOS", () => {
@@ -110,6 +130,23 @@ describe(`seed ${rng.seed}`, () => {
     expect(history.turn(base, user(later), 1).text).toBe(`<|user|>${later}<|assistant|>`);
     // And on a session that began with text.
     expect(new ChatHistory().turn(base, user(later), 5).text).toBe(`<|user|>${later}<|assistant|>`);
+  });
+
+  test("alone, a turn loses the template's BOS only: a BOS token that is also how a message opens stays", () => {
+    // ChatML with bos_token "<|im_start|>", as some models ship it: the template writes no BOS.
+    const dir = copyFixture("llama-tiny");
+    editJson(dir, "tokenizer_config.json", (c) => ({
+      ...c,
+      bos_token: "<|user|>",
+      chat_template:
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+    }));
+    const tok = Tokenizer.fromDirectory(dir);
+    const later = words();
+    expect(new ChatHistory().turn(tok, user(later), 5).text).toBe(`<|user|>${later}<|assistant|>`);
+    // A template that writes its BOS after an opening of its own loses it there.
+    const opening = withTemplate(`<|system|>${template}`);
+    expect(new ChatHistory().turn(opening, user(later), 5).text).toBe(`<|system|><|user|>${later}<|assistant|>`);
   });
 
   describe("in a session", () => {

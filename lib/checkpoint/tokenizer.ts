@@ -299,16 +299,18 @@ export class Tokenizer implements AsyncDisposable {
   }
 
   /**
-   * Renders messages with the model's chat template (the prompt then needs no added special tokens).
+   * Renders messages with the model's chat template (the prompt then needs no added special
+   * tokens). `bosToken` is what the template's bos_token stands for (default the tokenizer's; ""
+   * renders messages that go on from a conversation already held, which has its BOS).
    * @example tok.applyChatTemplate([{ role: "user", content: "Hello" }], { addGenerationPrompt: true })
    */
-  applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+  applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean; bosToken?: string } = {}): string {
     if (!this.template) throw new Error(`${this.chatTemplateProblem}; pass plain text instead`);
     if ("problem" in this.template) throw new Error(this.template.problem);
     try {
       return this.template.render({
         messages,
-        bos_token: this.bosToken ?? "",
+        bos_token: options.bosToken ?? this.bosToken ?? "",
         eos_token: this.eosToken ?? "",
         add_generation_prompt: options.addGenerationPrompt ?? true,
       });

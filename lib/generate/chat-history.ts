@@ -24,7 +24,7 @@ const contentMark = "\u0000lighttransfer-reply\u0000";
 /**
  * The messages of a session whose every turn so far was chat, and its tokens as text (the turns'
  * fed text and the replies' tokens decoded). A turn of text or token ids ends that: later chat
- * turns are rendered alone, without the template's leading BOS.
+ * turns are rendered alone, without the template's BOS.
  * @example
  * const turn = history.turn(tokenizer, [{ role: "user", content: "And then?" }], session.stats.contextTokens);
  * // ... feed tokenizer.encode(turn.text, { addSpecialTokens: false }), generate the reply ...
@@ -43,10 +43,10 @@ export class ChatHistory {
    * The text to feed for `added` on a session that holds `held` tokens: on an empty session the
    * messages rendered; after chat turns, what rendering the whole conversation adds to the text
    * the session holds, or, where the template renders the last reply otherwise than its tokens
-   * (trimmed, say), the template's close of that reply (less an EOS the reply ended with) and the
-   * new messages as the whole conversation renders them. Otherwise (a turn of text or ids came
-   * first, or the template refuses the conversation), the messages rendered alone, less the
-   * template's leading BOS.
+   * (trimmed, its reasoning dropped), what the conversation renders after that reply's content
+   * (its close, less an EOS the reply ended with, and the new messages). A template that refuses
+   * the whole conversation refuses the turn (an Error with its words). After a turn of text or
+   * ids, the messages rendered alone, without the template's BOS.
    */
   turn(tokenizer: Tokenizer, added: readonly ChatMessage[], held: number): ChatTurn {
     if (held === 0) return { added, text: tokenizer.applyChatTemplate([...added]) };
@@ -55,9 +55,7 @@ export class ChatHistory {
       const within = this.withinConversation(tokenizer, added, this.heldText);
       if (within !== undefined) return { added, text: within };
     }
-    const alone = tokenizer.applyChatTemplate([...added]);
-    const bos = tokenizer.bosToken;
-    return { added, text: bos && alone.startsWith(bos) ? alone.slice(bos.length) : alone };
+    return { added, text: tokenizer.applyChatTemplate([...added], { bosToken: "" }) };
   }
 
   /**
@@ -96,22 +94,20 @@ export class ChatHistory {
 
   /** The text to feed for `added` within the conversation, or undefined where the template cannot say. */
   private withinConversation(tokenizer: Tokenizer, added: readonly ChatMessage[], heldText: string): string | undefined {
+    const whole = tokenizer.applyChatTemplate([...this.messages, ...added]);
+    if (whole.startsWith(heldText)) return whole.slice(heldText.length);
+    // The conversation with a mark for the last reply's content: what follows the mark is the
+    // template's close of that reply and the new messages.
+    const last = this.messages[this.messages.length - 1];
+    let marked: string;
     try {
-      const whole = tokenizer.applyChatTemplate([...this.messages, ...added]);
-      if (whole.startsWith(heldText)) return whole.slice(heldText.length);
-      const before = tokenizer.applyChatTemplate(this.messages, { addGenerationPrompt: false });
-      if (!whole.startsWith(before)) return undefined;
-      const last = this.messages[this.messages.length - 1];
-      const marked = tokenizer.applyChatTemplate([...this.messages.slice(0, -1), { ...last, content: contentMark }], {
-        addGenerationPrompt: false,
-      });
-      const at = marked.lastIndexOf(contentMark);
-      if (at < 0) return undefined;
-      const close = marked.slice(at + contentMark.length);
-      return (close.startsWith(this.replyEos) ? close.slice(this.replyEos.length) : close) + whole.slice(before.length);
+      marked = tokenizer.applyChatTemplate([...this.messages.slice(0, -1), { ...last, content: contentMark }, ...added]);
     } catch {
-      // A template that refuses the conversation (its raise_exception on roles, say) may still take the turn alone.
       return undefined;
     }
+    const at = marked.lastIndexOf(contentMark);
+    if (at < 0) return undefined;
+    const after = marked.slice(at + contentMark.length);
+    return after.startsWith(this.replyEos) ? after.slice(this.replyEos.length) : after;
   }
 }
