@@ -65,7 +65,10 @@ describe("hybrid options are checked", () => {
     [{ mode: "auto", lazyLayers: [1] }, /only for mode 'fixed'/],
     [{ mode: "fixed", lazyLayers: [1], prefill: "lazy" }, /hybrid.prefill must be "full" or "streaming"/],
     [{ mode: "auto", seed: 3 }, /hybrid.seed is only for mode 'random'/],
-    [{ mode: "auto", prefill: "streaming" }, /hybrid.prefill "streaming" is for modes .*; mode 'auto' prefills every layer with full attention/],
+    [
+      { mode: "auto", prefill: "streaming" },
+      /hybrid.prefill "streaming" is for modes .*; mode 'auto' prefills every layer with full attention/,
+    ],
     [{ mode: "calibrate", prefill: "streaming" }, /mode 'calibrate' prefills every layer/],
     [{ prefill: "streaming" }, /mode 'off' prefills every layer/],
     [{ mode: "auto", full_layers: 0 }, /hybrid has no option "full_layers"; its options are mode, fullLayers, lazyLayers/],
