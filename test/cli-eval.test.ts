@@ -108,6 +108,8 @@ describe(`seed ${rng.seed}`, () => {
       { encoding: "utf8" },
     );
     expect([r.status, r.stderr.slice(-500)]).toEqual([0, expect.stringContaining("written to")]);
+    // stderr is no terminal here: the progress still comes, as lines (the last one at the end).
+    expect(r.stderr).toMatch(/evaluating =+ (\d+)\/\1 \|/);
     const report: EvalReport = JSON.parse(fs.readFileSync(path.join(out, "eval.json"), "utf8"));
     expect(report.config).toMatchObject({
       contexts: [420],

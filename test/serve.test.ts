@@ -172,7 +172,7 @@ describe(`seed ${rng.seed}`, () => {
 
       const whole = await server.client.completions.create({ model: modelName, prompt: ids, max_tokens: maxTokens, temperature: 0 });
       expect(whole.object).toBe("text_completion");
-      expect(whole.system_fingerprint).toBe("lighttransfer-cpu-f32");
+      expect(whole.system_fingerprint).toBe("lighttransfer-cpu-bf16-f32");
       expect(whole.choices[0].text).toBe(expected.text);
       expect(whole.choices[0].finish_reason).toBe(openAiReason(expected.finishReason));
       expect(whole.usage).toEqual({
@@ -211,7 +211,7 @@ describe(`seed ${rng.seed}`, () => {
       const chat = await server.client.chat.completions.create({ model: modelName, messages, max_tokens: maxTokens, temperature: 0 });
       // Every field OpenAI's message has, refusal and annotations among them.
       expect(chat.choices[0].message).toEqual({ role: "assistant", content: chatExpected.text, refusal: null, annotations: [] });
-      expect(chat.system_fingerprint).toBe("lighttransfer-cpu-f32");
+      expect(chat.system_fingerprint).toBe("lighttransfer-cpu-bf16-f32");
       expect(chat.usage?.completion_tokens).toBe(chatExpected.tokens.length);
       const chatStream = await server.client.chat.completions.create({
         model: modelName,

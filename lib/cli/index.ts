@@ -229,6 +229,15 @@ function hybridFromFlags(o: {
   return { mode: o.hybrid, fullLayers: o.fullLayers, sink: o.sink, window: o.window };
 }
 
+/**
+ * A progress bar on stderr, redrawn in place on a terminal. Elsewhere (a log file, CI) work that
+ * runs for minutes (`everyTenSeconds`) writes a line every ten seconds, so that it still shows
+ * that it goes on; loading, seconds long, writes nothing there.
+ */
+function progressBar(format: string, everyTenSeconds = false): SingleBar {
+  return new SingleBar({ format, hideCursor: true, stream: process.stderr, noTTYOutput: everyTenSeconds, notTTYSchedule: 10_000 });
+}
+
 /** Loads a model with a progress bar on stderr and Ctrl-C to abort. */
 async function loadWithProgress(
   dir: string,
@@ -237,7 +246,7 @@ async function loadWithProgress(
   tokenizer?: boolean,
   pool: { kvCacheBytes?: number; pageSize?: number; dtype?: DType } = {},
 ): Promise<Model> {
-  const bar = new SingleBar({ format: "loading {bar} {percentage}% | {value}/{total} MiB", hideCursor: true, stream: process.stderr });
+  const bar = progressBar("loading {bar} {percentage}% | {value}/{total} MiB");
   let started = false;
   const mib = (b: number) => Math.round(b / 2 ** 20);
   return loadModel(dir, {
@@ -510,7 +519,7 @@ withRatioOptions(program.command("calibrate"))
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { dtype: o.dtype, kvCacheBytes: o.kvMemory });
     notePastPositions("--max-context", o.maxContext, model.config.maxPositionEmbeddings);
     try {
-      const bar = new SingleBar({ format: "calibrating {bar} {value}/{total} prompts", stream: process.stderr });
+      const bar = progressBar("calibrating {bar} {value}/{total} prompts", true);
       bar.start(prompts.length, 0);
       const file = await calibrate(model, prompts, {
         hybrid: { fullLayers: o.fullLayers, sink: o.sink, window: o.window, lastQueries: o.lastQueries },
@@ -603,7 +612,7 @@ program
     const signal = abortOnSigint();
     const model = await loadWithProgress(o.model, o.device, signal, undefined, { kvCacheBytes: o.kvMemory, dtype: o.dtype });
     try {
-      const bar = new SingleBar({ format: "evaluating {bar} {value}/{total} | {step}", hideCursor: true, stream: process.stderr });
+      const bar = progressBar("evaluating {bar} {value}/{total} | {step}", true);
       let started = false;
       const report = await runEval(model, config, {
         signal,

@@ -141,7 +141,7 @@ function linearArgs(options: LinearOptions, outputs: Outputs) {
  * const logits = kernels.linear({ x: hidden, weight: lmHead });
  * kernels.linear({ x: h, norm: { weight: postNorm, eps: 1e-5 }, weight: gateUp, out: act, swiGluOutput: true });
  * kernels.linear({ x: act, weight: down, out: h, accumulate: true }); // h += down(swiGlu(gateUp(norm(h))))
- * kernels.linear({ x: h, norm, weight: qkv, out: q, ropeAppendKv: { positions, invFreq, kPages, vPages, slots } });
+ * kernels.linear({ x: h, norm: { weight: inputNorm, eps: 1e-5 }, weight: qkv, out: q, ropeAppendKv: { positions, invFreq, kPages, vPages, slots } });
  * kernels.linear({ x: attn, weight: o, out: h, accumulate: true, constantWeight: true }); // o: a loaded weight
  */
 export function linear(o: LinearOptions): Tensor {
@@ -176,7 +176,7 @@ export interface RmsNormOptions {
 
 /**
  * RMSNorm per row: x / sqrt(mean(x²) + eps) · weight, optionally fused with the residual add.
- * @example const normed = kernels.rmsNorm({ x: attnOut, residual: hidden, weight: norm, eps: 1e-5 });
+ * @example const normed = kernels.rmsNorm({ x: attnOut, residual: hidden, weight: postAttentionNorm, eps: 1e-5 });
  */
 export function rmsNorm(options: RmsNormOptions): Tensor {
   return runOp(rmsNormOp(options));

@@ -121,8 +121,9 @@ export async function buildServer(model: Model, options?: ServerOptions): Promis
     Math.min(model.decoder.prefillChunk, model.device === "cpu" ? cpuPrefillChunk : serverPrefillChunk),
   );
   const maxContext = integerIn(o.maxContext, "createServer: maxContext", 1, maxTokens, model.config.maxPositionEmbeddings);
-  // A seed draws the same tokens on the same kind of device and dtype (CUDA and the CPU round differently).
-  const systemFingerprint = `lighttransfer-${model.device === "cpu" ? "cpu" : "cuda"}-${model.dtype}`;
+  // A seed draws the same tokens on the same kind of device with the same weights and compute
+  // dtypes (CUDA and the CPU round differently; the CPU computes in f32 over bf16 weights, say).
+  const systemFingerprint = `lighttransfer-${model.device === "cpu" ? "cpu" : "cuda"}-${model.decoder.weights.embed.dtype}-${model.dtype}`;
   const context: RequestContext = {
     modelName: o.modelName ?? path.basename(path.resolve(model.dir)),
     vocabSize: model.config.vocabSize,
