@@ -83,6 +83,39 @@ describe(`seed ${rng.seed}`, () => {
     expect(outcomes).toContain("AbortError after 1");
   });
 
+  test("generateBatch aborted at any event-loop turn: an AbortError unless it had ended, every page back", async () => {
+    // One token each: the batch ends with its prompts, so an abort right after the last one's
+    // prefill is the last one that may end it.
+    const prompts = [randomIds(rng.int(3, 8)), randomIds(rng.int(3, 8))];
+    const outcomes = new Set<string>();
+    for (let turns = 0; turns <= 2 * model.config.layers + 4; turns++) {
+      const controller = new AbortController();
+      let abortedAt: "before end" | "after end" | undefined;
+      let ended = false;
+      const abortAfter = (n: number): void => {
+        if (n) {
+          setImmediate(() => abortAfter(n - 1));
+          return;
+        }
+        controller.abort();
+        abortedAt = ended ? "after end" : "before end";
+      };
+      const run = model.generateBatch(prompts, { maxNewTokens: 1, signal: controller.signal }).finally(() => {
+        ended = true;
+      });
+      abortAfter(turns);
+      const outcome = await run.then(
+        () => "resolved",
+        (err: Error) => err.name,
+      );
+      while (!abortedAt) await new Promise((r) => setImmediate(r));
+      expect({ turns, outcome, abortedAt }).toEqual({ turns, outcome: abortedAt === "before end" ? "AbortError" : "resolved", abortedAt });
+      outcomes.add(outcome);
+    }
+    expect(outcomes).toEqual(new Set(["AbortError", "resolved"]));
+    expect(model.pool.usedPages).toBe(0);
+  });
+
   test.each([32, undefined])(
     "generate and score on the model (prefill chunk %p): aborted mid-prompt, every page back",
     async (prefillChunk) => {

@@ -101,16 +101,24 @@ describe(`seed ${rng.seed}`, () => {
     const turn = history.turn(tok, user(words()), 0);
     history.commit(tok, turn, reply(tok));
     expect(() => history.turn(tok, [{ role: "system", content: "Be brief." }, ...user(words())], 1)).toThrow(
-      "this model's chat template failed on these messages: a system message comes first",
+      "this model's chat template refuses the conversation these messages would make with the session's earlier turns: a system message comes first",
     );
     const second = words();
     expect(history.turn(tok, user(second), 1).text).toBe(`</s><|user|>${second}<|assistant|>`);
   });
 
   test("a template that drops what a reply reasoned (Qwen3's <think>) still closes that reply before the new messages", () => {
-    // Earlier replies lose their reasoning in the rendering, so the session's text is no prefix of the conversation's.
+    // As Qwen3's: a reply keeps its reasoning while no user message follows it, and loses it once
+    // one does, so the session's text is no prefix of the conversation's, and no rendering of the
+    // conversation so far is a prefix of the one with the new messages either.
+    const lastUser =
+      "{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m['role'] == 'user' %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}";
     const tok = withTemplate(
-      template.replace("{{ message['content'] }}{{ eos_token }}", "{{ message['content'].split('</think>') | last }}{{ eos_token }}"),
+      lastUser +
+        template.replace(
+          "{{ message['content'] }}{{ eos_token }}",
+          "{% if loop.index0 < ns.last %}{{ message['content'].split('</think>') | last }}{% else %}{{ message['content'] }}{% endif %}{{ eos_token }}",
+        ),
     );
     const history = new ChatHistory();
     const turn = history.turn(tok, user(words()), 0);
@@ -147,6 +155,12 @@ describe(`seed ${rng.seed}`, () => {
     // A template that writes its BOS after an opening of its own loses it there.
     const opening = withTemplate(`<|system|>${template}`);
     expect(new ChatHistory().turn(opening, user(later), 5).text).toBe(`<|system|><|user|>${later}<|assistant|>`);
+    // Llama 2's writes one before each user message: the first goes, the later ones stay.
+    const llama2 = withTemplate(
+      "{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token }}[INST] {{ m['content'] }} [/INST]{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}{% endfor %}",
+    );
+    const turns = [...user("a"), { role: "assistant", content: "b" }, ...user("c")];
+    expect(new ChatHistory().turn(llama2, turns, 5).text).toBe("[INST] a [/INST] b </s><s>[INST] c [/INST]");
   });
 
   describe("in a session", () => {

@@ -136,8 +136,8 @@ describe("linear", () => {
   });
 
   // A row's outputs must not depend on the rows beside it (a batch gives what each sequence gives
-  // alone; a prefill's rows what decode steps give), whichever blocks of rows and of weight rows
-  // the CPU kernel serves it from: rows in threes, the rows three leave over, short blocks of weights.
+  // alone; a prefill's rows what decode steps give), however the CPU kernel splits the work: a
+  // row's products come from blocks of weight rows (a short last block too), whatever the other rows.
   test.each(["f32", "bf16"] as const)("each row gives what it gives alone, bit for bit (x %s)", (dtype) => {
     const m = rng.int(2, 40),
       n = rng.int(1, 70),

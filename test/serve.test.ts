@@ -551,9 +551,22 @@ describe(`seed ${rng.seed}`, () => {
         let prompt = "";
         while (prompt.length < 8400) prompt += `${words[rng.int(0, words.length - 1)]} `;
         expect(demo.tokenizer.encode(prompt).length).toBeLessThan(3800);
-        // Text this long is encoded on the tokenizer's thread, in turn: a megabyte queued first
-        // holds the request's encoding back while its client leaves.
-        const ahead = demo.tokenizer.encodeAsync(prompt.repeat(120));
+        // Text this long is encoded on the tokenizer's thread: the request's encoding is held
+        // until its client has left (and the server has seen the connection close).
+        const encodeAsync = demo.tokenizer.encodeAsync.bind(demo.tokenizer);
+        let reached!: () => void;
+        const encoding = new Promise<void>((resolve) => {
+          reached = resolve;
+        });
+        let release!: () => void;
+        const held = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const spy = jest.spyOn(demo.tokenizer, "encodeAsync").mockImplementation(async (text, options) => {
+          reached();
+          await held;
+          return encodeAsync(text, options);
+        });
         const body = JSON.stringify({
           model: modelName,
           prompt,
@@ -563,23 +576,22 @@ describe(`seed ${rng.seed}`, () => {
           lighttransfer: { ignore_eos: true },
         });
         const { port } = new URL(server.url);
-        await new Promise<void>((resolve) => {
-          const request = http.request({
-            host: "127.0.0.1",
-            port,
-            method: "POST",
-            path: "/v1/completions",
-            headers: { "content-type": "application/json" },
-          });
-          request.on("error", () => {});
-          request.end(body, () =>
-            setTimeout(() => {
-              request.destroy();
-              resolve();
-            }, 100),
-          );
+        const request = http.request({
+          host: "127.0.0.1",
+          port,
+          method: "POST",
+          path: "/v1/completions",
+          headers: { "content-type": "application/json" },
         });
-        await ahead;
+        request.on("error", () => {});
+        request.end(body);
+        await encoding;
+        request.destroy();
+        const connections = () =>
+          new Promise<number>((resolve, reject) => server.app.server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+        while ((await connections()) > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+        release();
+        spy.mockRestore();
         const cancelled = 'lighttransfer_requests_total{endpoint="completion",outcome="cancelled"}';
         for (let i = 0; i < 300 && (await metric(server.url, cancelled)) === 0; i++) await new Promise((r) => setTimeout(r, 10));
         expect({

@@ -90,7 +90,7 @@ describe(`seed ${rng.seed}`, () => {
       for await (const chunk of session.generate(prompt, options)) if (chunk.finishReason) chunks.push(chunk.finishReason);
       expect({ chunks, held: session.stats.contextTokens }).toEqual({ chunks: ["context"], held: maxContext });
       await expect(session.generate("", options).next()).rejects.toThrow(
-        `the reply cannot go on: the session holds ${maxContext} tokens, maxContext ${maxContext}`,
+        `the reply cannot go on: the session holds ${maxContext + 1} tokens with the reply's last, more than maxContext ${maxContext}`,
       );
       expect(session.stats.contextTokens).toBe(maxContext);
     } finally {

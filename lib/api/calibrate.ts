@@ -22,7 +22,7 @@ export interface LayerFile extends StreamingShape {
 }
 
 export interface CalibrateOptions {
-  hybrid?: Omit<HybridOptions, "mode" | "lazyLayers">;
+  hybrid?: Omit<HybridOptions, "mode" | "lazyLayers" | "prefill" | "seed">;
   /** Longest prompt in tokens (default: the model's max_position_embeddings). */
   maxContext?: number;
   onProgress?: (done: number, total: number) => void;

@@ -3,7 +3,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { PagePool } from "../cache/page-pool";
-import { type ModelConfig, readConfig } from "../checkpoint/config";
+import { ConfigError, type ModelConfig, readConfig } from "../checkpoint/config";
 import { Tokenizer } from "../checkpoint/tokenizer";
 import { Checkpoint, type LoadProgress, loadWeights, type ModelWeights, weightBytes, weightTensors } from "../checkpoint/weights";
 import { defaultPageSize, maxPageSize, pageBytes } from "../common/geometry";
@@ -75,8 +75,9 @@ export async function loadModel(dir: string, options?: LoadModelOptions): Promis
     throw new Error(`device ${device} was asked for, but CUDA is not available: ${cudaStatus().reason}`);
   const config = readConfig(dir);
   if (device !== "cpu" && config.headDim !== 64 && config.headDim !== 128)
-    throw new Error(
-      `${path.join(dir, "config.json")}: the head dimension is ${config.headDim}, and the CUDA attention kernels take 64 or 128; load this model with device "cpu"`,
+    throw new ConfigError(
+      path.join(dir, "config.json"),
+      `the head dimension is ${config.headDim}, and the CUDA attention kernels take 64 or 128; load this model with device "cpu"`,
     );
   const withTokenizer = options.tokenizer ?? fs.existsSync(path.join(dir, "tokenizer.json"));
   const tokenizer = withTokenizer ? Tokenizer.fromDirectory(dir) : undefined;

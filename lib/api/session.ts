@@ -172,8 +172,8 @@ export class Session implements AsyncDisposable {
     if (!continuesReply) checkPromptFits(own, sequence.length + carried.length, this.settings.maxContext, "the prompt");
     else if (sequence.length + carried.length > this.settings.maxContext)
       throw new RangeError(
-        `generate: the reply cannot go on: the session holds ${sequence.length} tokens, maxContext ${this.settings.maxContext}, ` +
-          'and the reply ended there (finishReason "context"). Go on in a new session (createSession({ maxContext }) for a larger one)',
+        `generate: the reply cannot go on: the session holds ${sequence.length + carried.length} tokens with the reply's last, ` +
+          `more than maxContext ${this.settings.maxContext}. Go on in a new session (createSession({ maxContext }) for a larger one)`,
       );
     if (sequence.length === 0) checkPromptPages(this.model, carried.length + own.length, this.settings.hybrid, "the prompt");
     const ids = [...carried, ...own];

@@ -40,6 +40,14 @@ function renderProblem(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A chat template that failed on the messages it was given; `problem` is why, in the template's words where it raised. */
+export class ChatTemplateError extends Error {
+  constructor(readonly problem: string) {
+    super(`this model's chat template failed on these messages: ${problem}`);
+    this.name = "ChatTemplateError";
+  }
+}
+
 /** tokenizer.json's added tokens as @huggingface/tokenizers reads them: each a string content and an id. */
 function checkAddedTokens(json: Record<string, unknown>): void {
   const added = json.added_tokens;
@@ -315,7 +323,7 @@ export class Tokenizer implements AsyncDisposable {
         add_generation_prompt: options.addGenerationPrompt ?? true,
       });
     } catch (err) {
-      throw new Error(`this model's chat template failed on these messages: ${renderProblem(err)}`);
+      throw new ChatTemplateError(renderProblem(err));
     }
   }
 }

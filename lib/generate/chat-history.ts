@@ -3,7 +3,7 @@
 // with a block of their own (Llama 3.1's dates, Qwen2's default system prompt) or close an
 // assistant's reply with more than the EOS token it generated, and a turn rendered alone would
 // repeat the one and leave out the other.
-import type { ChatMessage, Tokenizer } from "../checkpoint/tokenizer";
+import { type ChatMessage, ChatTemplateError, type Tokenizer } from "../checkpoint/tokenizer";
 
 /** A turn's messages and the text to feed for them; ChatHistory.commit takes it once it went in. */
 export interface ChatTurn {
@@ -18,13 +18,14 @@ export interface HeldReply {
   endsWithEos: boolean;
 }
 
-// Stands for a reply's content in a rendering, to find the text a template closes a reply with.
-const contentMark = "\u0000lighttransfer-reply\u0000";
+// Stands for a reply's content in a rendering, to find the text a template closes a reply with:
+// letters alone, which a template that escapes or quotes content (tojson) leaves as they are.
+const contentMark = "lighttransferReplyContent7f3a9c";
 
 /**
  * The messages of a session whose every turn so far was chat, and its tokens as text (the turns'
  * fed text and the replies' tokens decoded). A turn of text or token ids ends that: later chat
- * turns are rendered alone, without the template's BOS.
+ * turns are rendered alone, without the first BOS the template writes.
  * @example
  * const turn = history.turn(tokenizer, [{ role: "user", content: "And then?" }], session.stats.contextTokens);
  * // ... feed tokenizer.encode(turn.text, { addSpecialTokens: false }), generate the reply ...
@@ -46,7 +47,7 @@ export class ChatHistory {
    * (trimmed, its reasoning dropped), what the conversation renders after that reply's content
    * (its close, less an EOS the reply ended with, and the new messages). A template that refuses
    * the whole conversation refuses the turn (an Error with its words). After a turn of text or
-   * ids, the messages rendered alone, without the template's BOS.
+   * ids, the messages rendered alone, without the first BOS the template writes.
    */
   turn(tokenizer: Tokenizer, added: readonly ChatMessage[], held: number): ChatTurn {
     if (held === 0) return { added, text: tokenizer.applyChatTemplate([...added]) };
@@ -55,7 +56,7 @@ export class ChatHistory {
       const within = this.withinConversation(tokenizer, added, this.heldText);
       if (within !== undefined) return { added, text: within };
     }
-    return { added, text: tokenizer.applyChatTemplate([...added], { bosToken: "" }) };
+    return { added, text: withoutLeadingBos(tokenizer, added) };
   }
 
   /**
@@ -94,7 +95,17 @@ export class ChatHistory {
 
   /** The text to feed for `added` within the conversation, or undefined where the template cannot say. */
   private withinConversation(tokenizer: Tokenizer, added: readonly ChatMessage[], heldText: string): string | undefined {
-    const whole = tokenizer.applyChatTemplate([...this.messages, ...added]);
+    let whole: string;
+    try {
+      whole = tokenizer.applyChatTemplate([...this.messages, ...added]);
+    } catch (err) {
+      if (!(err instanceof ChatTemplateError)) throw err;
+      throw new Error(
+        `this model's chat template refuses the conversation these messages would make with the session's earlier turns: ${err.problem}; ` +
+          "send messages it takes, or go on in a new session",
+        { cause: err },
+      );
+    }
     if (whole.startsWith(heldText)) return whole.slice(heldText.length);
     // The conversation with a mark for the last reply's content: what follows the mark is the
     // template's close of that reply and the new messages.
@@ -110,4 +121,21 @@ export class ChatHistory {
     const after = marked.slice(at + contentMark.length);
     return after.startsWith(this.replyEos) ? after.slice(this.replyEos.length) : after;
   }
+}
+
+/**
+ * The messages rendered alone, less the first BOS the template writes (found where the rendering
+ * with an empty bos_token first differs): it goes on from a session that has its BOS, while a
+ * template's later BOS (Llama 2's before each [INST]) stays, and a BOS token that is also how each
+ * message opens (ChatML's <|im_start|> named bos_token) is not taken for one.
+ */
+function withoutLeadingBos(tokenizer: Tokenizer, added: readonly ChatMessage[]): string {
+  const alone = tokenizer.applyChatTemplate([...added]);
+  const bos = tokenizer.bosToken;
+  if (!bos) return alone;
+  const bare = tokenizer.applyChatTemplate([...added], { bosToken: "" });
+  let at = 0;
+  while (at < alone.length && alone[at] === bare[at]) at++;
+  if (at === alone.length) return alone;
+  return alone.startsWith(bos, at) ? alone.slice(0, at) + alone.slice(at + bos.length) : bare;
 }

@@ -122,11 +122,12 @@ export async function* generationLoop(model: GenerationModel, prompts: readonly 
         }
       }
       first.push({ index, chunk: done.chunk });
-      // A prompt that is in has its first token, and the last prompt's chunks are given before
-      // an abort is looked at again (at the first decode step), so that a session's sequence
-      // holds what its chunks gave; an abort before a batch's next prompt releases them all.
+      // A prompt that is in has its first token. A sequence the loop keeps (a session's) must hold
+      // what its chunks gave, so its chunk is given before an abort is looked at again (at the
+      // first decode step); sequences the loop releases end with the abort here.
       await yieldToEventLoop();
       checkLive();
+      if (o.releaseSequences) o.signal?.throwIfAborted();
     }
     yield* first;
     while (stepper.decoding.length) {

@@ -2,6 +2,9 @@
 // linear runs on). How every binding runs: bindings.h.
 #include <napi.h>
 
+#include <algorithm>
+#include <array>
+
 #include <memory>
 #include <vector>
 
@@ -21,13 +24,16 @@ namespace {
 // A gemm choice as given (empty when absent), checked to be a string; gemmRequest parses it.
 std::string gemmChoice(const Napi::Value& value, const std::string& op) {
   if (value.IsUndefined()) return "";
-  const char* const choices = "auto, cublasLt, gemv, gemv-only, cublas or fallback";
+  const std::array<const char*, 6> known = {"auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"};
+  std::string choices;
+  for (size_t i = 0; i < known.size(); i++)
+    choices += (i == 0 ? "" : i + 1 == known.size() ? " or " : ", ") + std::string(known[i]);
   if (!value.IsString()) throw Error(op + ": gemm must be a string: " + choices);
   const std::string gemm = value.As<Napi::String>().Utf8Value();
   // Checked on every device, so that a bad choice does not pass on the CPU (which has one GEMM).
-  for (const char* known : {"auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"})
-    if (gemm == known) return gemm;
-  throw Error(op + ": gemm must be " + choices + ", not '" + gemm + "'");
+  if (std::find(known.begin(), known.end(), gemm) == known.end())
+    throw Error(op + ": gemm must be " + choices + ", not '" + gemm + "'");
+  return gemm;
 }
 
 PreparedCall prepareLinear(const Napi::CallbackInfo& info, CallMode mode) {

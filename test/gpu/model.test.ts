@@ -703,7 +703,9 @@ describeGpu("models on CUDA: head dimensions", () => {
     // The fixture's weights are for 64: the config is read, and refused, before them.
     editJson(dir, "config.json", (c) => ({ ...c, head_dim: 96 }));
     const before = memoryUsage().cuda;
-    await expect(loadModel(dir, { device: "cuda:0" })).rejects.toThrow(
+    const refused = loadModel(dir, { device: "cuda:0" });
+    await expect(refused).rejects.toMatchObject({ name: "ConfigError" });
+    await expect(refused).rejects.toThrow(
       /config\.json: the head dimension is 96, and the CUDA attention kernels take 64 or 128; load this model with device "cpu"/,
     );
     expect(memoryUsage().cuda).toBe(before);

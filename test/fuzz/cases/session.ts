@@ -88,6 +88,14 @@ async function expectRecovered(m: Model, what: string, memoryBaseline: number, p
 const isInt = (v: unknown) => typeof v === "number" && Number.isInteger(v);
 const absent = (v: unknown) => v === undefined || v === null;
 
+/** The session options' hybrid object, when it is one. */
+function hybridOf(s: Record<string, unknown>): { mode?: unknown; seed?: unknown; prefill?: unknown } | undefined {
+  const h = s.hybrid;
+  return typeof h === "object" && h !== null && !Array.isArray(h)
+    ? (h as { mode?: unknown; seed?: unknown; prefill?: unknown })
+    : undefined;
+}
+
 /** Why the options are invalid, if they are (values the documentation rules out), else undefined. */
 function invalidOption(c: OptionsCase): string | undefined {
   if (c.session === null || c.generate === null) return "options object is null";
@@ -108,6 +116,12 @@ function invalidOption(c: OptionsCase): string | undefined {
     [!absent(g.seed) && !isInt(g.seed), "seed"],
     [!absent(g.stop) && !(Array.isArray(g.stop) && g.stop.every((x) => typeof x === "string" && x.length > 0)), "stop"],
     [c.signal === "fake" || c.signal === "object", "signal"],
+    // Hybrid options that do nothing in their mode (the rest of hybrid's checks are not modelled here).
+    [hybridOf(s) !== undefined && hybridOf(s)!.seed !== undefined && hybridOf(s)!.mode !== "random", "hybrid.seed outside mode random"],
+    [
+      hybridOf(s)?.prefill === "streaming" && [undefined, "auto", "calibrate", "off"].includes(hybridOf(s)!.mode as string | undefined),
+      "hybrid.prefill streaming in a mode that measures or has no lazy layers",
+    ],
   ];
   return checks.find(([bad]) => bad)?.[1];
 }
