@@ -21,6 +21,7 @@ export interface LayerFile extends StreamingShape {
   lazyLayers: number[];
 }
 
+/** calibrate's options: the auto mode's shape to measure with, the longest prompt, progress and cancellation. */
 export interface CalibrateOptions {
   hybrid?: Omit<HybridOptions, "mode" | "lazyLayers" | "prefill" | "seed">;
   /** Longest prompt in tokens (default: the model's max_position_embeddings). */

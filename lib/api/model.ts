@@ -33,6 +33,7 @@ import { cudaStatus, devices } from "../runtime/devices";
 import { type DeviceName, type DType, dtypeBytes } from "../runtime/tensor";
 import { generateBatch, Session } from "./session";
 
+/** loadModel's options: where the model runs, in which dtypes, and the KV pool's size. */
 export interface LoadModelOptions {
   /** "cpu", "cuda" or "cuda:N"; default "cuda" when available, else "cpu". */
   device?: DeviceName;

@@ -11,6 +11,7 @@ export type RopeScaling =
   | { type: "linear"; factor: number }
   | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
 
+/** config.json as the decoder reads it: the architecture's sizes, RoPE, norms and special token ids. */
 export interface ModelConfig {
   architecture: Architecture;
   vocabSize: number;

@@ -7,6 +7,7 @@ import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { EncoderThread, EncoderThreadError } from "./encoder-thread";
 import { checkTokenIds } from "./token-ids";
 
+/** One message of a conversation, as chat templates take it. */
 export interface ChatMessage {
   role: "system" | "user" | "assistant" | string;
   content: string;

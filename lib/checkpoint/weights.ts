@@ -30,6 +30,7 @@ export interface ModelWeights {
   lmHead: Tensor;
 }
 
+/** Weights read so far, given to loadModel's onProgress after each tensor. */
 export interface LoadProgress {
   loadedBytes: number;
   totalBytes: number;

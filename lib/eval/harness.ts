@@ -12,6 +12,7 @@ import { brownCorpus, type Corpus } from "./corpus";
 import { type EvalMode, evalModes, type ModeOptions } from "./modes";
 import { isCorrect, makeSample, rulerScore, type TaskName, type TaskSample, taskNames } from "./tasks";
 
+/** What an evaluation runs: tasks, prompt lengths, needle depths, seeds, perplexity, chat, and (ModeOptions) the attention modes to compare. */
 export interface EvalConfig extends ModeOptions {
   tasks: TaskName[];
   /** Prompt lengths in tokens. */
@@ -78,6 +79,7 @@ export interface AccuracyCell {
   interval95: [number, number];
 }
 
+/** An evaluation's results, per mode, task and length, as eval.json holds them. */
 export interface EvalReport {
   model: string;
   layers: number;
@@ -90,6 +92,7 @@ export interface EvalReport {
   accuracy: AccuracyCell[];
 }
 
+/** How far an evaluation has come, given to onProgress after each cell. */
 export interface EvalProgress {
   done: number;
   total: number;
@@ -97,6 +100,7 @@ export interface EvalProgress {
   step: string;
 }
 
+/** runEval's options besides the configuration: progress, cancellation and the text it draws from. */
 export interface RunEvalOptions {
   onProgress?: (progress: EvalProgress) => void;
   signal?: AbortSignal;

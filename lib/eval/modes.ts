@@ -5,8 +5,10 @@ import { type LayerFile, layerFileOptions } from "../api/calibrate";
 import type { StreamingShape } from "../common/geometry";
 import { type HybridOptions, resolveHybrid } from "../hybrid/options";
 
+/** The kind of attention mode an evaluation runs (HybridMode without calibrate). */
 export type ModeKind = "off" | "auto" | "fixed" | "random" | "streaming-all";
 
+/** One attention mode of an evaluation: its label, its hybrid options and the share of layers it keeps full. */
 export interface EvalMode {
   /** How the mode is labelled in tables and plots ("auto 50%", "random 50% #1"). */
   name: string;

@@ -13,6 +13,7 @@ import { randomInt, seededRandom } from "./random";
  * @example const samples = taskNames.map((task) => makeSample(model.tokenizer, corpus, { task, context: 4096, depth: 0.5, seed: 0 }, { chat: false }));
  */
 export const taskNames = ["passkey", "niah-multikey", "niah-multivalue", "variable-tracking"] as const;
+/** An evaluation task: passkey retrieval, multi-key or multi-value needles, variable tracking. */
 export type TaskName = (typeof taskNames)[number];
 
 /** Which sample: a task at a prompt length, needle depth (0: start of the haystack, 1: end) and seed. */
@@ -24,6 +25,7 @@ export interface SampleSpec {
   seed: number;
 }
 
+/** One evaluation prompt with its hidden answer. */
 export interface TaskSample extends SampleSpec {
   /** The prompt's text (special tokens in it only as the chat template writes them). */
   text: string;

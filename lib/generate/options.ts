@@ -8,6 +8,7 @@ import type { Decoder } from "../model/decoder";
 import { maxTopLogprobs, type TokenLogprob } from "./logprobs";
 import { type SamplingOptions, validateSampling } from "./sampling";
 
+/** A session's (and a one-off generation's) context: its length, its prefill chunk and its hybrid (lazy-layer) options. */
 export interface SessionOptions {
   /**
    * Most tokens (prompt + generated) this session may hold; default: the model's
@@ -25,6 +26,7 @@ export interface SessionOptions {
   hybrid?: HybridOptions;
 }
 
+/** One generation's options: how many tokens, when to stop, how to choose each token. */
 export interface GenerateOptions extends SamplingOptions {
   /** Default 256. */
   maxNewTokens?: number;
@@ -40,8 +42,10 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
 }
 
+/** Why a generation ended: an EOS token, a stop string, maxNewTokens, or the session's maxContext. */
 export type FinishReason = "eos" | "stop" | "length" | "context";
 
+/** What a generation streams: the text and tokens since the last chunk; the last chunk says why it ended. */
 export interface GenerateChunk {
   /**
    * New text since the last chunk; always "" when the model was loaded without a tokenizer. It may
@@ -58,6 +62,7 @@ export interface GenerateChunk {
   logprobs?: TokenLogprob[];
 }
 
+/** One prompt's whole generation, as generateBatch gives it. */
 export interface GenerateResult {
   text: string;
   tokens: number[];

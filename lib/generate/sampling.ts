@@ -5,6 +5,7 @@
 // it exactly. Nothing here runs the model.
 import { show } from "../common/validate";
 
+/** How each next token is chosen: greedy by default, else drawn after the repetition penalty, temperature, top-k and top-p. */
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token. */
   temperature?: number;

@@ -20,6 +20,7 @@ export interface ScoreRequest {
   continuation: Continuation;
 }
 
+/** score's options: the session options the prompt is prefilled with, and a signal. */
 export interface ScoreOptions extends SessionOptions {
   /**
    * Checked between requests and between the prefill's steps (a chunk through one layer):
@@ -28,6 +29,7 @@ export interface ScoreOptions extends SessionOptions {
   signal?: AbortSignal;
 }
 
+/** A continuation's teacher-forced log-probabilities given its prompt. */
 export interface ScoreResult {
   /** The continuation's token ids. */
   tokens: number[];

@@ -3,6 +3,7 @@
 import { type RingShape, ringSize, type StreamingShape, streamingDefaults, streamingLimits } from "../common/geometry";
 import { integerIn, rejectUnknownOptions, show } from "../common/validate";
 
+/** How a session picks its lazy (streaming) layers; README "Hybrid mode". */
 export type HybridMode = "auto" | "fixed" | "calibrate" | "off" | "streaming-all" | "random";
 const modes: readonly HybridMode[] = ["auto", "fixed", "calibrate", "off", "streaming-all", "random"];
 const optionNames: readonly string[] = [

@@ -26,6 +26,7 @@ export interface MemoryPlanOptions extends Partial<RingShape> {
 /** KV caches hold floats; an "i32" cache is no dtype a model is loaded with. */
 const kvDTypes = ["f32", "f16", "bf16"] as const;
 
+/** How a device's memory splits between a model's weights and its KV pool, and what sequences of the planned context take and how many fit, with full attention and hybrid. */
 export interface MemoryPlan {
   pageBytes: number;
   /** Pages (and bytes) of the KV pool that fit beside the weights. */

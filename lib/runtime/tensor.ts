@@ -18,6 +18,7 @@ export function dtypeBytes(dtype: DType): number {
   return dtype === "f32" || dtype === "i32" ? 4 : 2;
 }
 
+/** A new tensor's dtype and device. */
 export interface TensorOptions {
   /** Element type; defaults to the natural type of the data (`f32` for Float32Array, ...). */
   dtype?: DType;

@@ -37,6 +37,7 @@ import {
 import { QueueFullError, Scheduler, SchedulerClosedError, type SchedulerEvents } from "./scheduler";
 import { type ChatBody, type CompletionBody, chatBody, completionBody } from "./schemas";
 
+/** createServer's options: the model's name, the scheduler's bounds, the requests' context and defaults, the body limit and the log. */
 export interface ServerOptions {
   /** The model's name in requests and in GET /v1/models (default: its directory's name). */
   modelName?: string;
