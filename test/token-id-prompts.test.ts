@@ -36,6 +36,24 @@ describe(`seed ${rng.seed}`, () => {
     });
     afterAll(async () => model?.dispose());
 
+    test("read-only prompts, stop strings and lazy layers (as const, frozen) are taken as given ones are", async () => {
+      const ids = randomIds(rng.int(3, 10));
+      const frozen = Object.freeze([...ids]);
+      const options = { maxNewTokens: 6, stopAtEos: false, stop: Object.freeze(["\n\n"] as const) };
+      const hybrid = { mode: "fixed", lazyLayers: [0] as const } as const;
+      const session = model.createSession({ hybrid });
+      try {
+        const got = await collect(session.generate(frozen, options));
+        expect(got).toEqual(await collect(model.generate(ids, { ...options, stop: ["\n\n"], hybrid: { mode: "fixed", lazyLayers: [0] } })));
+      } finally {
+        session.dispose();
+      }
+      const [batch] = await model.generateBatch(Object.freeze([frozen]), options);
+      expect(batch.tokens).toHaveLength(6);
+      const scored = await model.score(frozen, Object.freeze([ids[0]]));
+      expect(scored.tokens).toEqual([ids[0]]);
+    });
+
     test.each(reference.cases.map((c) => [c.prompt, c] as const))("ids of %j give the tokens and text of the text prompt", async (_, c) => {
       const options = { maxNewTokens: 8, stopAtEos: false };
       const fromText = await collect(model.generate(c.prompt, options));

@@ -40,7 +40,7 @@ const calibrateHybridNames = ["fullLayers", "sink", "window", "lastQueries"] sat
  * fs.writeFileSync("layers.json", JSON.stringify(file, null, 2));
  * const session = model.createSession({ hybrid: { mode: "fixed", ...layerFileOptions(readLayerFile("layers.json")) } });
  */
-export async function calibrate(model: Model, prompts: string[], options?: CalibrateOptions): Promise<LayerFile> {
+export async function calibrate(model: Model, prompts: readonly string[], options?: CalibrateOptions): Promise<LayerFile> {
   options = optionsObject(options, "calibrate: options");
   rejectUnknownOptions(options, calibrateOptionNames, "calibrate: options", {
     names: calibrateHybridNames,

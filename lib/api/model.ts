@@ -277,7 +277,7 @@ export class Model implements AsyncDisposable {
    * or token ids, mixed as needed; each result's `hybrid` is a snapshot of its sequence's state.
    * @example const results = await model.generateBatch(["a", "b", [1, 15043]], { maxNewTokens: 32 });
    */
-  async generateBatch(prompts: Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
+  async generateBatch(prompts: readonly Prompt[], options?: GenerateOptions & SessionOptions): Promise<GenerateResult[]> {
     this.assertLive();
     return generateBatch(this, prompts, options);
   }
@@ -307,7 +307,7 @@ export class Model implements AsyncDisposable {
    * const results = await model.scoreBatch([{ prompt: "2 + 2 =", continuation: " 4" }, { prompt: "2 + 2 =", continuation: " 5" }]);
    * const better = results[0].sum > results[1].sum;
    */
-  async scoreBatch(requests: ScoreRequest[], options?: ScoreOptions): Promise<ScoreResult[]> {
+  async scoreBatch(requests: readonly ScoreRequest[], options?: ScoreOptions): Promise<ScoreResult[]> {
     this.assertLive();
     return scoreRequests(this, requests, options, "scoreBatch", () => !this.disposed);
   }

@@ -274,7 +274,7 @@ function checkStopNeedsTokenizer(model: SessionModel, stop: readonly string[], w
  */
 export async function generateBatch(
   model: SessionModel,
-  prompts: Prompt[],
+  prompts: readonly Prompt[],
   options?: GenerateOptions & SessionOptions,
 ): Promise<GenerateResult[]> {
   const parts = splitOptions(options, "generateBatch");

@@ -46,6 +46,11 @@ export class PoolExhaustedError extends Error {
 /** Page ids and pool slots (page · pageSize + offset) are int32 in the kernels. */
 export const maxPoolSlots = 2 ** 31 - 1;
 
+/**
+ * The KV page pool a model's sessions share: one K and one V tensor of `numPages` pages, handed out
+ * a page at a time.
+ * @example console.log(`${model.pool.freePages} of ${model.pool.numPages} pages free`);
+ */
 export class PagePool {
   readonly kPages: Tensor;
   readonly vPages: Tensor;

@@ -3,9 +3,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
+/** The decoder architectures config.json may name. */
 export type Architecture = "LlamaForCausalLM" | "MistralForCausalLM" | "Qwen2ForCausalLM";
 export const supportedArchitectures: readonly Architecture[] = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
 
+/** How RoPE frequencies are scaled for contexts past the trained one (rope_scaling or rope_parameters). */
 export type RopeScaling =
   | { type: "default" }
   | { type: "linear"; factor: number }

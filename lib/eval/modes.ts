@@ -19,6 +19,7 @@ export interface EvalMode {
   fullFraction: number;
 }
 
+/** Which attention modes an evaluation compares: auto at some fractions of full layers, random sets, the ring shape. */
 export interface ModeOptions extends Pick<StreamingShape, "sink" | "window"> {
   /** auto at each of these fractions of full layers. */
   autoFractions: number[];

@@ -31,7 +31,7 @@ export interface GenerateOptions extends SamplingOptions {
   /** Default 256. */
   maxNewTokens?: number;
   /** Generation ends before any of these strings; the string itself is not returned. Needs a tokenizer. */
-  stop?: string[];
+  stop?: readonly string[];
   /** Also end at the model's EOS token(s) (default true). */
   stopAtEos?: boolean;
   /**

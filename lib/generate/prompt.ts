@@ -8,7 +8,7 @@ import { show } from "../common/validate";
  * Plain text, chat messages rendered with the model's chat template, or token ids (a `number[]`
  * or an `Int32Array`) given to the model as they are.
  */
-export type Prompt = string | ChatMessage[] | number[] | Int32Array;
+export type Prompt = string | readonly ChatMessage[] | readonly number[] | Int32Array;
 
 /** The error for text where a model has no tokenizer: says what to pass instead. */
 export function noTokenizerError(what: string): Error {

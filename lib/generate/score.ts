@@ -12,7 +12,7 @@ import { checkEncodedIds, checkPromptFits, noTokenizerError, type Prompt, prompt
 import { GenerationSequence } from "./sequence";
 
 /** Text (tokenized without special tokens) or token ids scored after a prompt. */
-export type Continuation = string | number[] | Int32Array;
+export type Continuation = string | readonly number[] | Int32Array;
 
 /** One prompt and the continuation to score after it. */
 export interface ScoreRequest {

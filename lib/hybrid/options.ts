@@ -29,7 +29,7 @@ export interface HybridOptions extends Partial<StreamingShape> {
   /** Layers kept full (P): a fraction of the layers in [0, 1) or "75%", or a count >= 1. Default 0.5. */
   fullLayers?: number | `${number}%`;
   /** Fixed mode: the lazy layers (0-based), e.g. from a calibration file. */
-  lazyLayers?: number[];
+  lazyLayers?: readonly number[];
   /** fixed / random / streaming-all: prefill the lazy layers with full attention then cut (default), or with the streaming mask. */
   prefill?: "full" | "streaming";
   /** Seed of the random mode (default 0). */

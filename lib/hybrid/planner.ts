@@ -37,6 +37,7 @@ export interface MemoryPlan {
   hybrid: SequencePlan | null;
 }
 
+/** What one sequence of the planned context takes in one mode, and how many such sequences fit the pool. */
 export interface SequencePlan {
   /** KV pages and bytes of one sequence at the full context. */
   pages: number;

@@ -50,7 +50,7 @@ void IndexSnapshot::upload() const {
 }
 
 KernelArgs::KernelArgs(const char* op, const Napi::CallbackInfo& info, CallMode mode)
-    : op_(op), env_(info.Env()), state_(std::make_shared<State>(State{mode, {}, {}})) {
+    : op_(op), env_(info.Env()), state_(std::make_shared<State>(State{mode, {}, {}, {}})) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Error(op_ + ": expected one options object");
   fields_ = readFields(op_, info[0].As<Napi::Object>(), 0);
 }
