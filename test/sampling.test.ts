@@ -16,7 +16,8 @@ const rng = new Random();
 function referenceCandidates(scores: Float32Array, temperature: number, topK: number, topP: number) {
   const order = Array.from(scores.keys()).filter((i) => !Number.isNaN(scores[i]));
   if ((topK > 0 && topK < scores.length) || topP < 1) order.sort((a, b) => scores[b] - scores[a] || a - b);
-  const ids = topK > 0 ? order.slice(0, topK) : order;
+  // transformers' top-k: every token whose score is not below the k-th largest (ties at the k-th all stay).
+  const ids = topK > 0 && topK < order.length ? order.filter((i) => scores[i] >= scores[order[topK - 1]]) : order;
   const max = Math.max(...order.map((i) => scores[i]));
   const weights = ids.map((i) => Math.exp((scores[i] - max) / temperature));
   let total = weights.reduce((a, b) => a + b, 0);
@@ -77,13 +78,14 @@ describe("samplingCandidates equals the full-sort definition", () => {
 });
 
 describe("samplingCandidates with +Infinity scores (a repetition penalty near 0 divides logits into overflow)", () => {
-  // The softmax's limit: the +Infinity tokens share all the probability equally, in id order.
+  // The softmax's limit: the +Infinity tokens share all the probability equally, in id order; they
+  // all tie, so topK keeps every one of them.
   test.each([
     [0, 1, 5],
-    [3, 1, 3],
+    [3, 1, 5],
     [0, 0.5, 3],
     [0, 0.01, 1],
-    [2, 0.5, 1],
+    [2, 0.5, 3],
   ])("topK %i, topP %f: the first %i of the infinite tokens, equal weights", (topK, topP, count) => {
     const scores = logitsOf("uniform", 500);
     const [nan, ...shuffled] = rng.shuffle(Array.from(scores.keys()));

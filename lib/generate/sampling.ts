@@ -9,7 +9,7 @@ import { show } from "../common/validate";
 export interface SamplingOptions {
   /** 0 (the default) picks the most likely token. */
   temperature?: number;
-  /** Keep only the k most likely tokens (0: all). */
+  /** Keep only the k most likely tokens, and any tied with the k-th, as transformers does (0: all). */
   topK?: number;
   /** Keep the smallest set of tokens whose probability reaches p (1: all). */
   topP?: number;
@@ -288,6 +288,17 @@ export interface RowCandidates {
 }
 
 /**
+ * How many of `length` scores sorted best first topK keeps: the first topK and every later one
+ * tied with the topK-th (transformers' top-k keeps each score not below the k-th largest).
+ */
+function throughTies(length: number, topK: number, score: (i: number) => number): number {
+  if (topK >= length) return length;
+  let end = topK;
+  while (end < length && score(end) === score(topK - 1)) end++;
+  return end;
+}
+
+/**
  * A bound on the relative error of kernels.topCandidates' mass: an f32 sum of f32 exponentials on
  * CUDA (about 1e-6 measured against f64), an f64 sum rounded to f32 on the CPU (2^-24).
  */
@@ -309,7 +320,7 @@ export function candidatesFromTop(
   // An infinite logit makes the mass NaN: leave such a row to the whole-row path.
   if (!Number.isFinite(max) || !(row.mass > 0)) return undefined;
   const order = likeliestFirst(row);
-  const n = topK > 0 ? Math.min(topK, count) : count;
+  const n = topK > 0 ? throughTies(Math.min(count, row.ids.length), topK, (i) => row.scores[order[i]]) : count;
   const weights = new Float64Array(n);
   let sum = 0;
   for (let i = 0; i < n; i++) sum += weights[i] = Math.exp((row.scores[order[i]] - max) / temperature);
@@ -351,21 +362,20 @@ const scoreBuckets = 2048;
 /**
  * Candidates of a row with +Infinity scores (a repetition penalty near 0 divides logits into
  * overflow, say): the softmax's limit, in which those tokens share all the probability equally.
- * topK keeps the first of them in id order (the sort's order for ties); topP the fewest whose
- * share reaches it.
+ * They all tie, so topK keeps every one; topP the fewest whose share reaches it, in id order.
  */
-function infiniteCandidates(scores: Float32Array, topK: number, topP: number): SamplingCandidates {
+function infiniteCandidates(scores: Float32Array, topP: number): SamplingCandidates {
   const infinite: number[] = [];
   for (let i = 0; i < scores.length; i++) if (scores[i] === Infinity) infinite.push(i);
-  let count = topK > 0 ? Math.min(topK, infinite.length) : infinite.length;
+  let count = infinite.length;
   if (topP < 1) count = Math.min(count, Math.max(1, Math.ceil(topP * count)));
   return { ids: Int32Array.from(infinite.slice(0, count)), weights: new Float64Array(count).fill(1), total: count };
 }
 
 /**
  * The candidates of temperature sampling after topK and topP (temperature > 0): all tokens, in id
- * order, when neither applies; else the kept tokens from most to least likely (ties: lower id
- * first), exactly the prefix of the full sort. A NaN score is never a candidate.
+ * order, when neither applies; else the kept tokens (topK keeps every token tied with its k-th)
+ * from most to least likely (ties: lower id first), exactly the prefix of the full sort. A NaN score is never a candidate.
  * @example const { ids, weights, total } = samplingCandidates(logits, { temperature: 0.7, topK: 0, topP: 0.9 });
  */
 export function samplingCandidates(
@@ -381,7 +391,7 @@ export function samplingCandidates(
     if (Number.isNaN(scores[i])) nans++;
   }
   if (max === -Infinity) return { ids: Int32Array.of(argmax(scores)), weights: Float64Array.of(1), total: 1 };
-  if (max === Infinity) return infiniteCandidates(scores, topK, topP);
+  if (max === Infinity) return infiniteCandidates(scores, topP);
   const all = new Float64Array(scores.length);
   let allTotal = 0;
   for (let i = 0; i < scores.length; i++) {
@@ -428,7 +438,13 @@ export function samplingCandidates(
   const bySortOrder = (a: number, b: number) => scores[b] - scores[a] || a - b;
   for (let b = 0; b <= last; b++) kept.subarray(counts[b], counts[b + 1]).sort(bySortOrder);
 
-  const ids = topK > 0 ? kept.subarray(0, topK) : kept;
+  const ids =
+    topK > 0
+      ? kept.subarray(
+          0,
+          throughTies(kept.length, topK, (i) => scores[kept[i]]),
+        )
+      : kept;
   // topP's share is of the tokens topK kept, or of every token.
   let total = topK > 0 ? 0 : allTotal;
   if (topK > 0) for (const id of ids) total += all[id];
