@@ -73,7 +73,7 @@ const generateCommand = program
   .addOption(dtypeOption())
   .option("-n, --max-new-tokens <n>", "tokens to generate", number("int"), 256)
   .option("-t, --temperature <t>", "0 = greedy", number("float"), 0)
-  .option("--top-k <k>", "sample from the k most likely tokens (0 = all)", number("int"), 0)
+  .option("--top-k <k>", "sample from the k most likely tokens, and any tied with the k-th (0 = all)", number("int"), 0)
   .option("--top-p <p>", "nucleus sampling mass", number("float"), 1)
   .option("--repetition-penalty <r>", "> 1 discourages repeats", number("float"), 1)
   .option("--seed <seed>", "sampler seed", number("int"))

@@ -39,6 +39,7 @@ export interface GenerateOptions extends SamplingOptions {
    * position (0 to 256; 0: the token's own only), in OpenAI's shape. Default: none.
    */
   logprobs?: number;
+  /** Ends the generation (between steps, and between a prompt's prefill units) with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -77,7 +78,7 @@ export interface GenerateResult {
 export interface GenerateSettings {
   sampling: SamplingOptions;
   maxNewTokens: number;
-  stop: string[];
+  stop: readonly string[];
   stopAtEos: boolean;
   /** Alternatives per token when logprobs were asked for. */
   logprobs: number | undefined;

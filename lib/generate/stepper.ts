@@ -38,7 +38,7 @@ export interface GenerationCounters {
 export interface MemberSettings {
   sampling: SamplingOptions;
   maxNewTokens: number;
-  stop: string[];
+  stop: readonly string[];
   stopAtEos: boolean;
   maxContext: number;
   prefillChunk: number;

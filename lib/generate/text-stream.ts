@@ -64,7 +64,7 @@ export class TextStream {
 
   constructor(
     private readonly tokenizer: Tokenizer | undefined,
-    private readonly stops: string[],
+    private readonly stops: readonly string[],
   ) {
     this.longestStop = Math.max(0, ...stops.map((s) => s.length));
   }
