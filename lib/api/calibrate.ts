@@ -7,7 +7,7 @@ import { whileLive } from "../generate/loop";
 import { checkSessionOptions } from "../generate/options";
 import { checkPromptFits, promptIdsAsync } from "../generate/prompt";
 import type { HybridOptions } from "../hybrid/options";
-import type { Model } from "./model";
+import { expectModel, type Model } from "./model";
 
 /** A layer file: the streaming shape it was calibrated with, and the layers it chose. */
 export interface LayerFile extends StreamingShape {
@@ -41,6 +41,11 @@ const calibrateHybridNames = ["fullLayers", "sink", "window", "lastQueries"] sat
  * const session = model.createSession({ hybrid: { mode: "fixed", ...layerFileOptions(readLayerFile("layers.json")) } });
  */
 export async function calibrate(model: Model, prompts: readonly string[], options?: CalibrateOptions): Promise<LayerFile> {
+  expectModel(model, "calibrate");
+  if (!model.hasTokenizer)
+    throw new Error(
+      "calibrate: its prompts are text, and this model was loaded without a tokenizer; load it with one (leave loadModel's tokenizer option out)",
+    );
   options = optionsObject(options, "calibrate: options");
   rejectUnknownOptions(options, calibrateOptionNames, "calibrate: options", {
     names: calibrateHybridNames,

@@ -84,6 +84,9 @@ export const configLimits = {
  * @example const config = readConfig("./Llama-3.1-8B-Instruct"); // config.layers === 32
  */
 export function readConfig(dir: string): ModelConfig {
+  if (typeof dir !== "string") throw new TypeError(`readConfig: dir must be a model directory's path (a string), got ${show(dir)}`);
+  if (fs.statSync(dir, { throwIfNoEntry: false })?.isFile())
+    throw new ConfigError(dir, "is a file; give the model's directory (the one that holds config.json)");
   const file = path.join(dir, "config.json");
   const config = parseConfig(readJsonObject(file, "not found: is this a Hugging Face model directory?") as Record<string, unknown>, file);
   const generationFile = path.join(dir, "generation_config.json");

@@ -96,6 +96,11 @@ export function show(v: unknown): string {
   if (typeof v === "string") return JSON.stringify(v);
   if (typeof v === "function") return "a function";
   if (typeof v === "bigint") return `${v}n`;
-  if (typeof v === "object" && v !== null) return Array.isArray(v) ? "an array" : "an object";
+  if (typeof v === "object" && v !== null) {
+    if (Array.isArray(v)) return "an array";
+    // A typed array or a class's instance by its class (a Uint32Array, a Session), a plain object as such.
+    const name = (Object.getPrototypeOf(v) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+    return typeof name === "string" && name !== "Object" && name !== "" ? `a ${name}` : "an object";
+  }
   return String(v);
 }

@@ -1,7 +1,7 @@
 // The evaluation: every task sample (task × context × depth × seed) answered greedily in every
 // mode, and perplexity on held-out text, into one report. Samples are made once and shared by the
 // modes, so the modes differ only in attention.
-import type { Model } from "../api/model";
+import { expectModel, type Model } from "../api/model";
 import type { ModelConfig } from "../checkpoint/config";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import { optionalFunction, optionalSignal, show } from "../common/validate";
@@ -118,6 +118,11 @@ export interface RunEvalOptions {
  * fs.writeFileSync("eval.json", JSON.stringify(report));
  */
 export async function runEval(model: Model, config: EvalConfig, options: RunEvalOptions = {}): Promise<EvalReport> {
+  expectModel(model, "runEval");
+  if (!model.hasTokenizer)
+    throw new Error(
+      "runEval: its samples are written as text with the model's tokenizer, and this model was loaded without one; load it with one",
+    );
   const modes = checkEvalSetup(config, model.config);
   optionalFunction(options.onProgress, "runEval: onProgress");
   const signal = optionalSignal(options.signal, "runEval: signal");

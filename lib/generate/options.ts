@@ -136,8 +136,10 @@ export function checkGenerateOptions(options: GenerateOptions | undefined, what:
     where: "a session's options, given to createSession",
   });
   const maxNewTokens = integerIn(o.maxNewTokens, `${what}: maxNewTokens`, 0, maxTokens, 256);
-  if (o.stop !== undefined && (!Array.isArray(o.stop) || o.stop.some((s) => typeof s !== "string" || s.length === 0)))
+  if (o.stop !== undefined && !Array.isArray(o.stop))
     throw new TypeError(`${what}: stop must be an array of non-empty strings, got ${show(o.stop)}`);
+  const badStop = o.stop?.findIndex((s) => typeof s !== "string" || s.length === 0) ?? -1;
+  if (badStop >= 0) throw new TypeError(`${what}: stop[${badStop}] is ${show(o.stop![badStop])}: stop strings must be non-empty strings`);
   const stopAtEos = optionalBoolean(o.stopAtEos, `${what}: stopAtEos`) ?? true;
   const logprobs = o.logprobs === undefined ? undefined : integerIn(o.logprobs, `${what}: logprobs`, 0, maxTopLogprobs);
   const signal = optionalSignal(o.signal, `${what}: signal`);

@@ -49,7 +49,10 @@ function promptSource(
   if (prompt instanceof Int32Array || (Array.isArray(prompt) && typeof prompt[0] !== "object"))
     return { ids: Array.from(checkTokenIds(prompt, vocabSize, label)) };
   if (typeof prompt !== "string" && !Array.isArray(prompt))
-    throw new TypeError(`${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}`);
+    throw new TypeError(
+      `${label} must be a string, an array of chat messages or token ids, got ${show(prompt)}` +
+        (ArrayBuffer.isView(prompt) ? " (token ids go in a number[] or an Int32Array: Int32Array.from(ids))" : ""),
+    );
   if (!tokenizer) throw noTokenizerError(label);
   if (typeof prompt === "string") return { text: prompt, addSpecialTokens: !continuing, tokenizer };
   (prompt as unknown[]).forEach((m, i) => {

@@ -12,7 +12,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifySchemaValidationError,
 } from "fastify";
-import type { Model } from "../api/model";
+import { expectModel, type Model } from "../api/model";
 import type { Tokenizer } from "../checkpoint/tokenizer";
 import { integerIn, maxTokens, optionalBoolean, optionsObject, rejectUnknownOptions, show } from "../common/validate";
 import type { TokenLogprob } from "../generate/logprobs";
@@ -108,6 +108,7 @@ const cpuStepTokens = 64;
  * @example const app = await buildServer(model, { modelName: "llama" }); await app.listen({ port: 8080 });
  */
 export async function buildServer(model: Model, options?: ServerOptions): Promise<FastifyInstance> {
+  expectModel(model, "createServer");
   model.assertLive();
   const o = optionsObject(options, "createServer: options");
   rejectUnknownOptions(o, serverOptionNames, "createServer: options");

@@ -7,7 +7,18 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
-import { createServer, loadModel, type Model, type ModelConfig, type Prompt, planMemory } from "../../lib";
+import {
+  calibrate,
+  createServer,
+  loadModel,
+  type Model,
+  type ModelConfig,
+  type Prompt,
+  planMemory,
+  readConfig,
+  resolveEvalConfig,
+  runEval,
+} from "../../lib";
 import { resolveHybrid } from "../../lib/hybrid/options";
 import { fixtureRoot } from "../helpers/fixtures";
 import { copyFixture } from "../helpers/model-dir";
@@ -343,5 +354,53 @@ describe(`a server over a disposed model (seed ${rng.seed})`, () => {
     const health = await call(base, "GET", "/health");
     expect(health.statusCode).toBe(503);
     expect(health.json().error.code).toBe("model_disposed");
+  });
+});
+
+describe(`the wrong object, a missing tokenizer, a config file for its directory (seed ${rng.seed})`, () => {
+  let model: Model;
+  let bare: Model;
+  beforeAll(async () => {
+    model = await loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 22 });
+    bare = await loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 22, tokenizer: false });
+  });
+  afterAll(async () => {
+    await model?.dispose();
+    await bare?.dispose();
+  });
+
+  test("createServer, calibrate and runEval name what they got in place of a Model", async () => {
+    const session = model.createSession();
+    try {
+      for (const [wrong, shown] of [
+        [session, "a Session"],
+        [dir, JSON.stringify(dir)],
+        [{}, "an object"],
+      ] as const) {
+        await expect(createServer(wrong as never)).rejects.toThrow(`createServer: model must be a Model from loadModel(), got ${shown}`);
+        await expect(calibrate(wrong as never, [randomText(4)])).rejects.toThrow(
+          `calibrate: model must be a Model from loadModel(), got ${shown}`,
+        );
+        await expect(runEval(wrong as never, {} as never)).rejects.toThrow(`runEval: model must be a Model from loadModel(), got ${shown}`);
+      }
+    } finally {
+      session.dispose();
+    }
+  });
+
+  test("calibrate and runEval on a model without a tokenizer say they need one", async () => {
+    await expect(calibrate(bare, [randomText(4)])).rejects.toThrow(
+      /^calibrate: its prompts are text, and this model was loaded without a tokenizer; load it with one/,
+    );
+    const config = resolveEvalConfig([{ contexts: [64], seeds: [0] }], false);
+    await expect(runEval(bare, config)).rejects.toThrow(
+      /^runEval: its samples are written as text .* loaded without one; load it with one/,
+    );
+  });
+
+  test("a config.json given for its directory is a ConfigError that says to give the directory", async () => {
+    const file = path.join(dir, "config.json");
+    expect(() => readConfig(file)).toThrow(`${file}: is a file; give the model's directory (the one that holds config.json)`);
+    await expect(loadModel(file, { device: "cpu" })).rejects.toMatchObject({ name: "ConfigError" });
   });
 });
