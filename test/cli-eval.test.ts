@@ -212,7 +212,10 @@ describe(`seed ${rng.seed}`, () => {
       expect(r.status).not.toBe(0);
       expect(r.stderr).toMatch(
         pages === 2
-          ? `kvCacheBytes ${2 * pageBytes} holds 2 KV page(s) of ${pageBytes} bytes (16 tokens of one layer in f32), and a sequence needs a page in each of the model's 3 layers`
+          ? new RegExp(
+              `kvCacheBytes ${2 * pageBytes} holds 2 KV page\\(s\\) of ${pageBytes} bytes \\(16 tokens of one layer in f32\\), and a sequence needs a page in each of the model's 3 layers.*\\(on the command line, the pool's size is --kv-memory\\)$`,
+              "m",
+            )
           : /the KV page pool is too small: prompt 0 \(\d+ tokens\) needs \d+ pages while it is prefilled, and the pool holds 3 in all.*\(on the command line, the pool's size is --kv-memory\)$/m,
       );
     }

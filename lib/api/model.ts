@@ -210,7 +210,18 @@ export class Model implements AsyncDisposable {
     const freeBytes = device === "cpu" ? 0 : ((cuda as { freeMemory?: number })?.freeMemory ?? 0);
     const defaultBytes = device === "cpu" ? 512 * 2 ** 20 : Math.floor(freeBytes / 2);
     const numPages = Math.max(1, Math.floor((options.kvCacheBytes ?? defaultBytes) / bytesPerPage));
-    this.pool = new PagePool({ numPages, pageSize, kvHeads: config.kvHeads, headDim: config.headDim, dtype, device });
+    try {
+      this.pool = new PagePool({ numPages, pageSize, kvHeads: config.kvHeads, headDim: config.headDim, dtype, device });
+    } catch (err) {
+      // The allocator's own remedy (free tensors, smaller shapes) is not the one here: the pool's size is an option.
+      if (!/out of (host )?memory/i.test((err as Error).message)) throw err;
+      const gib = ((numPages * bytesPerPage) / 2 ** 30).toFixed(2);
+      throw new Error(
+        `loadModel: the KV pool (${gib} GiB, kvCacheBytes${options.kvCacheBytes === undefined ? "' default" : ""}) does not fit in ${device}'s memory: ` +
+          `${(err as Error).message.replace(/[.;]\s*(free|Dispose)\b.*$/s, "")}; ask for a smaller kvCacheBytes`,
+        { cause: err },
+      );
+    }
     const spareBytes = freeBytes - numPages * bytesPerPage;
     try {
       this.decoder = new Decoder(config, weights, this.pool, device, dtype, prefillActivationBudget(spareBytes));

@@ -660,7 +660,7 @@ for (const stream of [process.stdout, process.stderr])
 
 program.parseAsync().catch((err: Error) => {
   // The library's remedies name its options; every command that runs a model sizes its pool with a flag.
-  const pool = err instanceof PoolExhaustedError || err.cause instanceof PoolExhaustedError;
+  const pool = err instanceof PoolExhaustedError || err.cause instanceof PoolExhaustedError || /\bkvCacheBytes\b/.test(err.message);
   const flag = pool ? " (on the command line, the pool's size is --kv-memory)" : "";
   process.stderr.write(`lighttransfer: ${err.message}${flag}\n`);
   process.exit(1);

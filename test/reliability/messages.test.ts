@@ -13,11 +13,13 @@ import {
   loadModel,
   type Model,
   type ModelConfig,
+  memoryUsage,
   type Prompt,
   planMemory,
   readConfig,
   resolveEvalConfig,
   runEval,
+  Tensor,
 } from "../../lib";
 import { resolveHybrid } from "../../lib/hybrid/options";
 import { fixtureRoot } from "../helpers/fixtures";
@@ -396,6 +398,28 @@ describe(`the wrong object, a missing tokenizer, a config file for its directory
     await expect(runEval(bare, config)).rejects.toThrow(
       /^runEval: its samples are written as text .* loaded without one; load it with one/,
     );
+  });
+
+  test("a KV pool the device cannot hold names kvCacheBytes, not tensors to free; the CLI names --kv-memory", async () => {
+    // The allocator's failure, injected for the pool's pages (rank 4) alone: a real one needs more memory than the machine has.
+    const before = memoryUsage().cpu;
+    const empty = Tensor.empty.bind(Tensor);
+    const spy = jest.spyOn(Tensor, "empty").mockImplementation((shape, dtype, device) => {
+      if (shape.length === 4)
+        throw new Error(
+          "out of host memory: could not allocate 8192 MiB; free tensors you no longer need (tensor.dispose()) or use smaller shapes",
+        );
+      return empty(shape, dtype, device);
+    });
+    try {
+      await expect(loadModel(dir, { device: "cpu", kvCacheBytes: 2 ** 33 })).rejects.toThrow(
+        /^loadModel: the KV pool \(8\.00 GiB, kvCacheBytes\) does not fit in cpu's memory: out of host memory: could not allocate 8192 MiB; ask for a smaller kvCacheBytes$/,
+      );
+    } finally {
+      spy.mockRestore();
+    }
+    // The weights it had loaded went back.
+    expect(memoryUsage().cpu).toBe(before);
   });
 
   test("a config.json given for its directory is a ConfigError that says to give the directory", async () => {

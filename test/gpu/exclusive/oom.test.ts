@@ -70,7 +70,9 @@ describeGpu("out of GPU memory", () => {
       const card = devices().find((d) => d.id === "cuda:0")!;
       // Twice the card: within the pool's page-count limit, so the allocation itself fails.
       const tooMuch = 2 * card.totalMemory;
-      await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(outOfMemory);
+      await expect(loadModel(dir, { device: "cuda:0", kvCacheBytes: tooMuch })).rejects.toThrow(
+        /^loadModel: the KV pool \([\d.]+ GiB, kvCacheBytes\) does not fit in cuda:0's memory: CUDA out of memory on cuda:0: asked for \d+ MiB, \d+ MiB free of \d+ MiB; ask for a smaller kvCacheBytes$/,
+      );
       expect(memoryUsage().cuda).toBe(before);
       expect(await greedy(other, prompt, 4)).toEqual(cpuTokens.slice(0, 4));
     } finally {
