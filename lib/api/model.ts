@@ -58,6 +58,15 @@ export interface LoadModelOptions {
 }
 
 /**
+ * Refuses anything but a Model from loadModel where an API takes one, saying what it got (a
+ * Session, a path) rather than failing inside with a TypeError.
+ * @example expectModel(model, "createServer");
+ */
+export function expectModel(model: unknown, what: string): asserts model is Model {
+  if (!(model instanceof Model)) throw new TypeError(`${what}: model must be a Model from loadModel(), got ${show(model)}`);
+}
+
+/**
  * Loads a Hugging Face model directory (config.json, *.safetensors, and tokenizer.json unless
  * `tokenizer: false` or the directory has none: then prompts are token ids and chunks carry ids only).
  * @example
@@ -68,15 +77,6 @@ export interface LoadModelOptions {
  * const bare = await loadModel("./Llama-3.1-8B-Instruct", { tokenizer: false });
  * for await (const chunk of bare.generate([128000, 9906], { maxNewTokens: 8 })) console.log(chunk.tokens);
  */
-/**
- * Refuses anything but a Model from loadModel where an API takes one, saying what it got (a
- * Session, a path) rather than failing inside with a TypeError.
- * @example expectModel(model, "createServer");
- */
-export function expectModel(model: unknown, what: string): asserts model is Model {
-  if (!(model instanceof Model)) throw new TypeError(`${what}: model must be a Model from loadModel(), got ${show(model)}`);
-}
-
 export async function loadModel(dir: string, options?: LoadModelOptions): Promise<Model> {
   options = validateLoad(dir, options);
   options.signal?.throwIfAborted();
