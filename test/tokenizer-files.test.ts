@@ -118,3 +118,19 @@ describe(`chat template sources, seed ${rng.seed}`, () => {
     expect(() => tok.applyChatTemplate(messages)).toThrow(/this model's chat_template \(chat_template\.jinja\) does not parse: /);
   });
 });
+
+test("encode, encodeAsync and decode check their text and options: a misspelt option is refused, not left out", async () => {
+  const tok = Tokenizer.fromDirectory(copyFixture("llama-tiny"));
+  expect(() => tok.encode(["a"] as never)).toThrow("encode: text must be a string, got an array");
+  expect(() => tok.encode("a b", { addSpecial: false } as never)).toThrow(
+    'encode: options has no option "addSpecial"; its options are addSpecialTokens',
+  );
+  await expect(tok.encodeAsync("a b", { addSpecialTokens: "no" } as never)).rejects.toThrow(
+    "encodeAsync: addSpecialTokens must be true or false",
+  );
+  expect(() => tok.decode([1, 2], { skipSpecial: true } as never)).toThrow(
+    'decode: options has no option "skipSpecial"; its options are skipSpecialTokens',
+  );
+  expect(tok.encode("a b", { addSpecialTokens: false })).toEqual(await tok.encodeAsync("a b", { addSpecialTokens: false }));
+  await tok.dispose();
+});

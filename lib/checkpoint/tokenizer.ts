@@ -4,6 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { optionalBoolean, optionsObject, rejectUnknownOptions, show } from "../common/validate";
 import { EncoderThread, EncoderThreadError } from "./encoder-thread";
 import { checkTokenIds } from "./token-ids";
 
@@ -39,6 +40,13 @@ function templateProblem(err: unknown): string {
 function renderProblem(err: unknown): string {
   if (err instanceof TypeError) return "it used a value these messages do not have";
   return err instanceof Error ? err.message : String(err);
+}
+
+/** encode's and encodeAsync's options, checked: whether to add the special tokens (default true). */
+function encodeOptions(options: { addSpecialTokens?: boolean } | undefined, what: string): boolean {
+  const o = optionsObject(options, `${what}: options`);
+  rejectUnknownOptions(o, ["addSpecialTokens"], `${what}: options`);
+  return optionalBoolean(o.addSpecialTokens, `${what}: addSpecialTokens`) ?? true;
 }
 
 /** A chat template that failed on the messages it was given; `problem` is why, in the template's words where it raised. */
@@ -210,7 +218,8 @@ export class Tokenizer implements AsyncDisposable {
    * const continuation = tok.encode(" there", { addSpecialTokens: false }); // no BOS in the middle of a sequence
    */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
-    return this.hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    if (typeof text !== "string") throw new TypeError(`encode: text must be a string, got ${show(text)}`);
+    return this.hf.encode(text, { add_special_tokens: encodeOptions(options, "encode") }).ids;
   }
 
   /**
@@ -219,8 +228,8 @@ export class Tokenizer implements AsyncDisposable {
    * @example const ids = await tok.encodeAsync(fs.readFileSync("book.txt", "utf8"));
    */
   async encodeAsync(text: string, options: { addSpecialTokens?: boolean } = {}): Promise<number[]> {
-    if (typeof text !== "string") throw new TypeError(`encodeAsync: text must be a string, got ${typeof text}`);
-    const addSpecialTokens = options.addSpecialTokens ?? true;
+    if (typeof text !== "string") throw new TypeError(`encodeAsync: text must be a string, got ${show(text)}`);
+    const addSpecialTokens = encodeOptions(options, "encodeAsync");
     this.thread.checkOpen();
     if (text.length < inlineEncodeChars || this.thread.unavailable) return this.encode(text, { addSpecialTokens });
     try {
@@ -258,9 +267,12 @@ export class Tokenizer implements AsyncDisposable {
    */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     checkTokenIds(ids, 2 ** 31, "decode: ids");
+    const o = optionsObject(options, "decode: options");
+    rejectUnknownOptions(o, ["skipSpecialTokens"], "decode: options");
+    const skipSpecialTokens = optionalBoolean(o.skipSpecialTokens, "decode: skipSpecialTokens") ?? false;
     // The underlying tokenizer refuses an empty list.
     if (ids.length === 0) return "";
-    return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+    return this.hf.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }
 
   /**

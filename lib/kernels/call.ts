@@ -1,5 +1,6 @@
 // Shared plumbing of the kernel wrappers: allocate outputs, call the addon, and on failure
 // free what this call allocated (never the caller's tensors).
+import { optionalSignal, optionsObject, rejectUnknownOptions } from "../common/validate";
 import { addon, type NativeCancelToken, type NativeOpArgs, type NativeTensorHandle } from "../runtime/native";
 import { Tensor } from "../runtime/tensor";
 
@@ -109,6 +110,14 @@ export async function runOpAsync<Op extends keyof NativeOpArgs, R>(
   options: AsyncKernelOptions,
 ): Promise<R> {
   const { op, args, outputs, result } = prepare();
+  try {
+    const o = optionsObject(options, `${op}Async: options`);
+    rejectUnknownOptions(o, ["signal"], `${op}Async: options`);
+    optionalSignal(o.signal, `${op}Async: signal`);
+  } catch (err) {
+    outputs.disposeMade();
+    throw err;
+  }
   const run = addon()[`${op}Async`] as (args: NativeOpArgs[Op], cancel: NativeCancelToken | undefined) => Promise<void>;
   return runAsync(outputs, (cancel) => run(args, cancel), result, options);
 }

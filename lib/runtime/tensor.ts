@@ -1,5 +1,5 @@
 // Tensor: a shape, a dtype and a device around native-owned memory.
-import { show } from "../common/validate";
+import { rejectUnknownOptions, show } from "../common/validate";
 import { addon, type NativeReadHandle, type NativeTensorHandle } from "./native";
 
 /** Element types: 32-bit float, IEEE half, bfloat16, 32-bit integer. */
@@ -112,6 +112,7 @@ export class Tensor implements Disposable, AsyncDisposable {
       throw new TypeError(
         `Tensor.from: options must be an object such as { dtype: "bf16", device: "cpu" }, got ${typeof options === "string" ? JSON.stringify(options) : String(options)}`,
       );
+    rejectUnknownOptions(options, ["dtype", "device"], "Tensor.from: options");
     const { dtype: askedDType, device } = options;
     const dtype = checkDType(askedDType ?? naturalDType(data));
     const tensor = Tensor.empty(shape, dtype, device ?? "cpu");

@@ -4,7 +4,7 @@
 // (rope's positions), so a getter could make the checked value differ from the one that ran; and
 // Tensor.from took a bare dtype string for options and ignored it. Options are now read once into
 // a plain object, optional tensors are undefined or a Tensor, and flags are booleans.
-import { kernels, Tensor } from "../../lib";
+import { kernels, memoryUsage, Tensor } from "../../lib";
 import { addon } from "../../lib/runtime/native";
 import { builders, kernelNames, Maker, optionsOf } from "../fuzz/cases/kernel-builders";
 import { Random } from "../helpers/reference";
@@ -153,6 +153,27 @@ describe(`seed ${rng.seed}`, () => {
     const plain = Tensor.from(data, [4]);
     expect(plain.dtype).toBe("f32");
     plain.dispose();
+    // A misspelt option is refused, not left out.
+    expect(() => Tensor.from(data, [4], { dtyp: "bf16" } as never)).toThrow(
+      'Tensor.from: options has no option "dtyp"; its options are dtype, device',
+    );
+  });
+
+  test("an async kernel's second argument takes { signal } only, checked, and a refusal leaves no output made", async () => {
+    const maker = new Maker(rng);
+    const x = maker.floats([2, 8], "f32"),
+      weight = maker.floats([3, 8], "f32");
+    const before = memoryUsage().cpu;
+    await expect(kernels.linearAsync({ x, weight }, { signal: 5 } as never)).rejects.toThrow(/^linearAsync: signal must be an AbortSignal/);
+    await expect(kernels.linearAsync({ x, weight }, { sigal: AbortSignal.abort() } as never)).rejects.toThrow(
+      'linearAsync: options has no option "sigal"; its options are signal',
+    );
+    await expect(kernels.linearAsync({ x, weight }, "x" as never)).rejects.toThrow(/^linearAsync: options must be an object/);
+    expect(memoryUsage().cpu).toBe(before);
+    const y = await kernels.linearAsync({ x, weight }, {});
+    expect(y.shape).toEqual([2, 3]);
+    y.dispose();
+    maker.disposeAll();
   });
 
   test("a sink or window past the sequence means all of it, even 2^31 - 1, rather than a 32-bit overflow error", () => {
