@@ -71,7 +71,7 @@ describe(`seed ${rng.seed}`, () => {
     for (const chars of [5, 20000]) await expect(tok.encodeAsync(randomText(chars))).rejects.toThrow(/this tokenizer was disposed/);
     expect(tok.decode(tok.encode("Hello world", { addSpecialTokens: false }))).toBe("Hello world");
     await tok.dispose(); // twice is fine
-    await expect(tok.encodeAsync(42 as unknown as string)).rejects.toThrow("encodeAsync: text must be a string, got number");
+    await expect(tok.encodeAsync(42 as unknown as string)).rejects.toThrow("encodeAsync: text must be a string, got 42");
   });
 
   test("where no worker thread may start (Node's permission model), long texts are encoded inline", () => {
