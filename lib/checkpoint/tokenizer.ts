@@ -219,7 +219,7 @@ export class Tokenizer implements AsyncDisposable {
    */
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     if (typeof text !== "string") throw new TypeError(`encode: text must be a string, got ${show(text)}`);
-    return this.hf.encode(text, { add_special_tokens: encodeOptions(options, "encode") }).ids;
+    return this.encodeChecked(text, encodeOptions(options, "encode"));
   }
 
   /**
@@ -231,15 +231,20 @@ export class Tokenizer implements AsyncDisposable {
     if (typeof text !== "string") throw new TypeError(`encodeAsync: text must be a string, got ${show(text)}`);
     const addSpecialTokens = encodeOptions(options, "encodeAsync");
     this.thread.checkOpen();
-    if (text.length < inlineEncodeChars || this.thread.unavailable) return this.encode(text, { addSpecialTokens });
+    if (text.length < inlineEncodeChars || this.thread.unavailable) return this.encodeChecked(text, addSpecialTokens);
     try {
       return await this.thread.encode(text, addSpecialTokens);
     } catch (err) {
       // Where no worker can start, the text is encoded here, as it was before there was one.
       if (err instanceof EncoderThreadError && this.thread.unavailable && !this.thread.closed)
-        return this.encode(text, { addSpecialTokens });
+        return this.encodeChecked(text, addSpecialTokens);
       throw err;
     }
+  }
+
+  /** encode, here, of text and options already checked. */
+  private encodeChecked(text: string, addSpecialTokens: boolean): number[] {
+    return this.hf.encode(text, { add_special_tokens: addSpecialTokens }).ids;
   }
 
   /**

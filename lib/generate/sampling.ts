@@ -320,7 +320,7 @@ export function candidatesFromTop(
   // An infinite logit makes the mass NaN: leave such a row to the whole-row path.
   if (!Number.isFinite(max) || !(row.mass > 0)) return undefined;
   const order = likeliestFirst(row);
-  const n = topK > 0 ? throughTies(Math.min(count, row.ids.length), topK, (i) => row.scores[order[i]]) : count;
+  const n = topK > 0 ? throughTies(count, topK, (i) => row.scores[order[i]]) : count;
   const weights = new Float64Array(n);
   let sum = 0;
   for (let i = 0; i < n; i++) sum += weights[i] = Math.exp((row.scores[order[i]] - max) / temperature);

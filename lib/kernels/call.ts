@@ -34,7 +34,7 @@ async function runAsync<R>(
   outputs: Outputs,
   call: (cancel: NativeCancelToken | undefined) => Promise<void>,
   result: R,
-  { signal }: AsyncKernelOptions,
+  signal: AbortSignal | undefined,
 ): Promise<R> {
   let forget: (() => void) | undefined;
   try {
@@ -110,16 +110,17 @@ export async function runOpAsync<Op extends keyof NativeOpArgs, R>(
   options: AsyncKernelOptions,
 ): Promise<R> {
   const { op, args, outputs, result } = prepare();
+  let signal: AbortSignal | undefined;
   try {
     const o = optionsObject(options, `${op}Async: options`);
     rejectUnknownOptions(o, ["signal"], `${op}Async: options`);
-    optionalSignal(o.signal, `${op}Async: signal`);
+    signal = optionalSignal(o.signal, `${op}Async: signal`);
   } catch (err) {
     outputs.disposeMade();
     throw err;
   }
   const run = addon()[`${op}Async`] as (args: NativeOpArgs[Op], cancel: NativeCancelToken | undefined) => Promise<void>;
-  return runAsync(outputs, (cancel) => run(args, cancel), result, options);
+  return runAsync(outputs, (cancel) => run(args, cancel), result, signal);
 }
 
 /** The native form of a tensor argument (undefined stays undefined). */

@@ -21,18 +21,22 @@
 namespace lt::addon {
 namespace {
 
-// A gemm choice as given (empty when absent), checked to be a string; gemmRequest parses it.
+// A gemm choice as given (empty when absent), checked against the known ones on every device, so
+// that a bad choice does not pass on the CPU (which has one GEMM); gemmRequest parses it.
 std::string gemmChoice(const Napi::Value& value, const std::string& op) {
   if (value.IsUndefined()) return "";
   const std::array<const char*, 6> known = {"auto", "cublasLt", "gemv", "gemv-only", "cublas", "fallback"};
-  std::string choices;
-  for (size_t i = 0; i < known.size(); i++)
-    choices += (i == 0 ? "" : i + 1 == known.size() ? " or " : ", ") + std::string(known[i]);
-  if (!value.IsString()) throw Error(op + ": gemm must be a string: " + choices);
+  // The list, for a message: made only when a call is refused.
+  const auto choices = [&] {
+    std::string list;
+    for (size_t i = 0; i < known.size(); i++)
+      list += (i == 0 ? "" : i + 1 == known.size() ? " or " : ", ") + std::string(known[i]);
+    return list;
+  };
+  if (!value.IsString()) throw Error(op + ": gemm must be a string: " + choices());
   const std::string gemm = value.As<Napi::String>().Utf8Value();
-  // Checked on every device, so that a bad choice does not pass on the CPU (which has one GEMM).
   if (std::find(known.begin(), known.end(), gemm) == known.end())
-    throw Error(op + ": gemm must be " + choices + ", not '" + gemm + "'");
+    throw Error(op + ": gemm must be " + choices() + ", not '" + gemm + "'");
   return gemm;
 }
 
